@@ -1,0 +1,120 @@
+//! The error that crosses the wire. Each variant maps to exactly one errno, so a server's
+//! answer reaches the application as the right `errno` through the FUSE adapter.
+
+use serde::{Deserialize, Serialize};
+
+/// Result with the wire error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A typed, errno-carrying error. Servers send it; clients return it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("too many levels of symbolic links")]
+    Loop,
+    #[error("operation not permitted")]
+    NotPermitted,
+    #[error("permission denied")]
+    Access,
+    #[error("no such attribute")]
+    NoData,
+    #[error("result too large for the buffer")]
+    Range,
+    #[error("file too large")]
+    TooBig,
+    #[error("no space left on device")]
+    NoSpace,
+    #[error("too many links")]
+    TooManyLinks,
+    #[error("cross-device link")]
+    CrossDevice,
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("operation not supported")]
+    NotSupported,
+    #[error("stale handle")]
+    Stale,
+    #[error("resource busy")]
+    Busy,
+    #[error("timed out")]
+    TimedOut,
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+impl Error {
+    /// The errno an application sees for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::NotFound => libc::ENOENT,
+            Error::Exists => libc::EEXIST,
+            Error::NotDir => libc::ENOTDIR,
+            Error::IsDir => libc::EISDIR,
+            Error::NotEmpty => libc::ENOTEMPTY,
+            Error::Invalid(_) => libc::EINVAL,
+            Error::NameTooLong => libc::ENAMETOOLONG,
+            Error::Loop => libc::ELOOP,
+            Error::NotPermitted => libc::EPERM,
+            Error::Access => libc::EACCES,
+            Error::NoData => libc::ENODATA,
+            Error::Range => libc::ERANGE,
+            Error::TooBig => libc::EFBIG,
+            Error::NoSpace => libc::ENOSPC,
+            Error::TooManyLinks => libc::EMLINK,
+            Error::CrossDevice => libc::EXDEV,
+            Error::ReadOnly => libc::EROFS,
+            Error::NotSupported => libc::EOPNOTSUPP,
+            Error::Stale => libc::ESTALE,
+            Error::Busy => libc::EBUSY,
+            Error::TimedOut => libc::ETIMEDOUT,
+            Error::Unavailable(_) => libc::ENOTCONN,
+            Error::Protocol(_) | Error::Io(_) => libc::EIO,
+        }
+    }
+
+    /// True when the call may be retried on another connection or server.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unavailable(_) | Error::TimedOut)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::NotFound => Error::NotFound,
+            ErrorKind::AlreadyExists => Error::Exists,
+            ErrorKind::PermissionDenied => Error::Access,
+            ErrorKind::TimedOut => Error::TimedOut,
+            ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::NotConnected
+            | ErrorKind::UnexpectedEof => Error::Unavailable(e.to_string()),
+            _ => match e.raw_os_error() {
+                Some(libc::ENOSPC) => Error::NoSpace,
+                Some(libc::EFBIG) => Error::TooBig,
+                _ => Error::Io(e.to_string()),
+            },
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! # rustre-proto — the wire between every rustre process
+//!
+//! The bottom floor of rustre: it knows nothing of FUSE, storage or key-value stores.
+//!
+//! ## Layout
+//! - [`frame`]: the fixed frame header, its hard limits, reading and writing frames.
+//! - [`codec`]: the one place bodies are serialized (serde + postcard).
+//! - [`error`]: the typed error that crosses the wire and its errno.
+//! - [`msg`]: one request enum per service (MGS, MDS, OSS) and the shared types.
+//! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod msg;
+pub mod rpc;
+
+pub use error::{Error, Result};
+
+/// Default TCP port of the MGS.
+pub const DEFAULT_MGS_PORT: u16 = 9400;

@@ -1,0 +1,162 @@
+//! MDS messages: the namespace, inodes, xattrs, opens and client sessions.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp};
+
+/// `Rename` flag: fail with EEXIST if the target exists (RENAME_NOREPLACE).
+pub const RENAME_NOREPLACE: u32 = 1;
+/// `Rename` flag: swap source and target atomically (RENAME_EXCHANGE).
+pub const RENAME_EXCHANGE: u32 = 2;
+/// `SetXattr` flag: fail if the attribute exists (XATTR_CREATE).
+pub const XATTR_CREATE: u32 = 1;
+/// `SetXattr` flag: fail if the attribute does not exist (XATTR_REPLACE).
+pub const XATTR_REPLACE: u32 = 2;
+/// Largest xattr value, as Linux's XATTR_SIZE_MAX.
+pub const XATTR_VALUE_MAX_BYTES: usize = 64 << 10;
+/// Longest xattr name, as Linux's XATTR_NAME_MAX.
+pub const XATTR_NAME_MAX_BYTES: usize = 255;
+/// Most entries one `Readdir` returns.
+pub const READDIR_MAX_ENTRIES: u32 = 4096;
+
+/// One call to the MDS: who asks, in which session, and what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MdsRequest {
+    pub creds: Creds,
+    /// The client's session (0 before it has one).
+    pub session: u64,
+    pub op: MdsOp,
+}
+
+/// How a time attribute is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeSet {
+    /// The server's current time (UTIME_NOW).
+    Now,
+    At(Timestamp),
+}
+
+/// Attribute changes of a setattr; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAttr {
+    pub perm: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+    /// True when the caller acts through a handle opened for writing (ftruncate): the
+    /// write-permission check was done at open.
+    pub via_write_handle: bool,
+}
+
+/// Metadata operations. Names are single path components, checked by the MDS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MdsOp {
+    /// Starts a client session; its lease is renewed by `RenewSession`.
+    OpenSession { client: String },
+    RenewSession,
+    /// Ends the session: its opens are released.
+    CloseSession,
+    Lookup { parent: Ino, name: String },
+    GetAttr { ino: Ino },
+    SetAttr { ino: Ino, set: SetAttr },
+    /// Creates a regular file; with `exclusive`, an existing name is EEXIST, otherwise it is
+    /// opened. With `open_flags`, the file is also opened in the caller's session.
+    Create {
+        parent: Ino,
+        name: String,
+        perm: u32,
+        exclusive: bool,
+        open_flags: Option<i32>,
+        layout: Option<LayoutSpec>,
+    },
+    Mkdir { parent: Ino, name: String, perm: u32 },
+    Mknod {
+        parent: Ino,
+        name: String,
+        kind: FileKind,
+        perm: u32,
+        rdev: u64,
+    },
+    Symlink { parent: Ino, name: String, target: String },
+    Readlink { ino: Ino },
+    Link { ino: Ino, new_parent: Ino, new_name: String },
+    Unlink { parent: Ino, name: String },
+    Rmdir { parent: Ino, name: String },
+    Rename {
+        parent: Ino,
+        name: String,
+        new_parent: Ino,
+        new_name: String,
+        flags: u32,
+    },
+    /// Entries after `after` (a name cookie), in name order; `plus` adds attributes.
+    Readdir {
+        ino: Ino,
+        after: Option<String>,
+        limit: u32,
+        plus: bool,
+    },
+    /// Opens a file: checks permission for `flags`, applies O_TRUNC, records the open.
+    Open { ino: Ino, flags: i32 },
+    /// Drops one open of `ino` by this session.
+    Release { ino: Ino },
+    /// A writer reports the size and mtime its data reached.
+    ReportSize {
+        ino: Ino,
+        size: u64,
+        mtime: Timestamp,
+        truncate_version: u64,
+    },
+    /// Checks `mask` (R_OK=4, W_OK=2, X_OK=1, F_OK=0) for the caller.
+    Access { ino: Ino, mask: u32 },
+    StatFs,
+    GetXattr { ino: Ino, name: String },
+    SetXattr {
+        ino: Ino,
+        name: String,
+        value: Vec<u8>,
+        flags: u32,
+    },
+    ListXattr { ino: Ino },
+    RemoveXattr { ino: Ino, name: String },
+    /// Sets (or with `None` clears) a directory's default layout for new files.
+    SetDirLayout { ino: Ino, spec: Option<LayoutSpec> },
+    GetDirLayout { ino: Ino },
+}
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: String,
+    pub ino: Ino,
+    pub kind: FileKind,
+    /// Present for `Readdir { plus: true }`.
+    pub attr: Option<Attr>,
+}
+
+/// File-system statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsStats {
+    /// Sum over the OSTs that are up.
+    pub capacity: Capacity,
+    /// Inodes in use.
+    pub files: u64,
+    /// Inodes that may still be created.
+    pub files_free: u64,
+}
+
+/// Answers of the MDS.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MdsResponse {
+    Session { id: u64, lease_ms: u64 },
+    Attr(Attr),
+    Target(String),
+    Entries { entries: Vec<DirEntry>, eof: bool },
+    StatFs(FsStats),
+    Xattr(Vec<u8>),
+    XattrNames(Vec<String>),
+    DirLayout(Option<LayoutSpec>),
+    Done,
+}

@@ -1,0 +1,258 @@
+//! The client side: one TCP connection carrying many calls at once, matched by request id,
+//! and a small pool of such connections per server.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::{Hello, CONNECT_TIMEOUT, MAX_INFLIGHT_PER_CONN, RPC_TIMEOUT};
+use crate::codec;
+use crate::error::Error;
+use crate::frame::{read_frame, Frame, FrameKind, Header, Service};
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
+
+struct Outgoing {
+    header: Header,
+    body: Vec<u8>,
+    payload: Bytes,
+}
+
+/// One connection to one server, shared by many concurrent calls.
+pub struct Connection {
+    service: Service,
+    tx: mpsc::Sender<Outgoing>,
+    pending: Pending,
+    next_id: AtomicU64,
+    inflight: Semaphore,
+    closed: Arc<AtomicBool>,
+}
+
+impl Connection {
+    /// Connects to `addr`, runs the handshake and starts the reader and writer tasks.
+    pub async fn connect(
+        addr: &str,
+        service: Service,
+        cluster: &str,
+        client: &str,
+    ) -> Result<Arc<Connection>, Error> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Unavailable(format!("connect to {addr}: timed out")))?
+            .map_err(|e| Error::Unavailable(format!("connect to {addr}: {e}")))?;
+        stream.set_nodelay(true)?;
+        let (mut rd, wr) = stream.into_split();
+        let mut wr = BufWriter::with_capacity(64 << 10, wr);
+        let hello = codec::encode(&Hello {
+            cluster: cluster.to_string(),
+            client: client.to_string(),
+        })?;
+        write_frame(&mut wr, &header(FrameKind::Hello, service, 0, &hello, 0), &hello, &[])
+            .await?;
+        wr.flush().await?;
+        let reply = tokio::time::timeout(CONNECT_TIMEOUT, read_frame(&mut rd))
+            .await
+            .map_err(|_| Error::Unavailable(format!("handshake with {addr}: timed out")))??
+            .ok_or_else(|| Error::Unavailable(format!("{addr} closed during handshake")))?;
+        if reply.header.kind != FrameKind::HelloReply {
+            return Err(Error::Protocol("expected a handshake reply".into()));
+        }
+        codec::decode::<Result<(), Error>>(&reply.body)??;
+
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let closed = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(MAX_INFLIGHT_PER_CONN);
+        tokio::spawn(writer_task(wr, rx, closed.clone()));
+        let (p, c) = (pending.clone(), closed.clone());
+        let peer = addr.to_string();
+        tokio::spawn(async move {
+            loop {
+                match read_frame(&mut rd).await {
+                    Ok(Some(frame)) if frame.header.kind == FrameKind::Response => {
+                        let waiter = p.lock().unwrap().remove(&frame.header.request_id);
+                        if let Some(w) = waiter {
+                            let _ = w.send(frame);
+                        }
+                    }
+                    Ok(Some(frame)) => {
+                        tracing::warn!(%peer, kind = ?frame.header.kind, "unexpected frame");
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(%peer, "connection lost: {e}");
+                        break;
+                    }
+                }
+            }
+            c.store(true, Ordering::SeqCst);
+            // Dropping the senders wakes every waiter with a closed-channel error.
+            p.lock().unwrap().clear();
+        });
+        Ok(Arc::new(Connection {
+            service,
+            tx,
+            pending,
+            next_id: AtomicU64::new(1),
+            inflight: Semaphore::new(MAX_INFLIGHT_PER_CONN),
+            closed,
+        }))
+    }
+
+    /// True once the connection is unusable.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Sends `req` with a raw `payload` and waits for the typed answer and its payload.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        req: &Req,
+        payload: Bytes,
+    ) -> Result<(Resp, Bytes), Error> {
+        let _permit = self
+            .inflight
+            .acquire()
+            .await
+            .map_err(|_| Error::Unavailable("connection closed".into()))?;
+        if self.is_closed() {
+            return Err(Error::Unavailable("connection closed".into()));
+        }
+        let body = codec::encode(req)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (wtx, wrx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id, wtx);
+        let h = header(FrameKind::Request, self.service, id, &body, payload.len());
+        let out = Outgoing {
+            header: h,
+            body,
+            payload,
+        };
+        if self.tx.send(out).await.is_err() {
+            self.pending.lock().unwrap().remove(&id);
+            return Err(Error::Unavailable("connection closed".into()));
+        }
+        let frame = match tokio::time::timeout(RPC_TIMEOUT, wrx).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(_)) => return Err(Error::Unavailable("connection lost during call".into())),
+            Err(_) => {
+                self.pending.lock().unwrap().remove(&id);
+                return Err(Error::TimedOut);
+            }
+        };
+        let result: Result<Resp, Error> = codec::decode(&frame.body)?;
+        Ok((result?, frame.payload))
+    }
+}
+
+fn header(kind: FrameKind, service: Service, id: u64, body: &[u8], payload: usize) -> Header {
+    Header {
+        kind,
+        service,
+        flags: 0,
+        request_id: id,
+        body_len: body.len() as u32,
+        payload_len: payload as u32,
+    }
+}
+
+async fn write_frame(
+    wr: &mut BufWriter<OwnedWriteHalf>,
+    h: &Header,
+    body: &[u8],
+    payload: &[u8],
+) -> std::io::Result<()> {
+    wr.write_all(&h.encode()).await?;
+    wr.write_all(body).await?;
+    wr.write_all(payload).await
+}
+
+async fn writer_task(
+    mut wr: BufWriter<OwnedWriteHalf>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    closed: Arc<AtomicBool>,
+) {
+    while let Some(out) = rx.recv().await {
+        let mut res = write_frame(&mut wr, &out.header, &out.body, &out.payload).await;
+        // Gather whatever else is queued before paying for a flush.
+        while res.is_ok() {
+            match rx.try_recv() {
+                Ok(o) => res = write_frame(&mut wr, &o.header, &o.body, &o.payload).await,
+                Err(_) => break,
+            }
+        }
+        if res.is_ok() {
+            res = wr.flush().await;
+        }
+        if let Err(e) = res {
+            tracing::debug!("write failed: {e}");
+            break;
+        }
+    }
+    closed.store(true, Ordering::SeqCst);
+    let _ = wr.into_inner().shutdown().await;
+}
+
+/// Connections kept per server by a [`Peer`].
+pub const CONNS_PER_PEER: usize = 4;
+
+/// A server reached through a few pooled connections, reconnected on demand.
+pub struct Peer {
+    addr: String,
+    service: Service,
+    cluster: String,
+    client: String,
+    slots: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
+    next: AtomicUsize,
+}
+
+impl Peer {
+    /// A peer with `conns` pooled connections (at least one).
+    pub fn new(addr: &str, service: Service, cluster: &str, client: &str, conns: usize) -> Peer {
+        Peer {
+            addr: addr.to_string(),
+            service,
+            cluster: cluster.to_string(),
+            client: client.to_string(),
+            slots: (0..conns.max(1))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    async fn connection(&self) -> Result<Arc<Connection>, Error> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut slot = self.slots[i].lock().await;
+        if let Some(c) = slot.as_ref() {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let c = Connection::connect(&self.addr, self.service, &self.cluster, &self.client).await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// One call on one of the pooled connections; no retry (the caller knows whether the
+    /// call is safe to repeat).
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        req: &Req,
+        payload: Bytes,
+    ) -> Result<(Resp, Bytes), Error> {
+        self.connection().await?.call(req, payload).await
+    }
+}

@@ -1,0 +1,320 @@
+//! The server side: an accept loop with a connection limit, the handshake, one task per call
+//! (bounded per connection), and a writer that sends file-backed payloads with `sendfile`.
+//!
+//! Bad input (garbage, oversized lengths, truncated frames, a wrong version or cluster) closes
+//! that one connection with a log line; other connections are never affected.
+
+use std::future::Future;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::{AsyncWriteExt, BufWriter, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use super::{Hello, MAX_INFLIGHT_PER_CONN, MAX_NAME_BYTES};
+use crate::codec;
+use crate::error::Error;
+use crate::frame::{read_frame, FrameKind, Header, Service};
+
+/// Most client connections one server accepts at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// How long a new connection may take to send its `Hello`.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Raw data sent after a reply's body.
+pub enum Payload {
+    None,
+    Bytes(Bytes),
+    /// `len` bytes of `file` from `offset`, sent with `sendfile`.
+    File {
+        file: Arc<std::fs::File>,
+        offset: u64,
+        len: u32,
+    },
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::None => 0,
+            Payload::Bytes(b) => b.len(),
+            Payload::File { len, .. } => *len as usize,
+        }
+    }
+}
+
+/// A handler's answer: the typed result and an optional payload.
+pub struct Reply<R> {
+    pub result: Result<R, Error>,
+    pub payload: Payload,
+}
+
+impl<R> Reply<R> {
+    /// A reply without payload.
+    pub fn plain(result: Result<R, Error>) -> Self {
+        Reply {
+            result,
+            payload: Payload::None,
+        }
+    }
+}
+
+/// A service: decodes its request type and answers each call.
+pub trait Handler: Send + Sync + 'static {
+    type Request: DeserializeOwned + Send + std::fmt::Debug + 'static;
+    type Response: Serialize + Send + 'static;
+    /// The service this handler implements, checked on every frame.
+    const SERVICE: Service;
+
+    /// Answers one call.
+    fn handle(
+        self: Arc<Self>,
+        req: Self::Request,
+        payload: Bytes,
+    ) -> impl Future<Output = Reply<Self::Response>> + Send;
+}
+
+struct Outgoing {
+    header: Header,
+    body: Vec<u8>,
+    payload: Payload,
+}
+
+/// Serves `handler` on `listener` until `shutdown` turns true.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    cluster: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let cluster = Arc::new(cluster);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (h, c, mut sd) = (handler.clone(), cluster.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                r = connection(stream, h, &c) => {
+                    if let Err(e) = r {
+                        tracing::warn!(%peer, service = ?H::SERVICE, "closing connection: {e}");
+                    }
+                }
+                _ = sd.changed() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn connection<H: Handler>(
+    stream: TcpStream,
+    handler: Arc<H>,
+    cluster: &str,
+) -> Result<(), Error> {
+    stream.set_nodelay(true)?;
+    let (mut rd, wr) = stream.into_split();
+    let mut wr = BufWriter::with_capacity(64 << 10, wr);
+
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut rd))
+        .await
+        .map_err(|_| Error::Protocol("no handshake in time".into()))??
+        .ok_or_else(|| Error::Protocol("closed before handshake".into()))?;
+    let verdict = check_hello::<H>(&hello.header, &hello.body, cluster);
+    let body = codec::encode(&verdict)?;
+    let h = reply_header(FrameKind::HelloReply, 0, &body, 0, H::SERVICE);
+    wr.write_all(&h.encode()).await?;
+    wr.write_all(&body).await?;
+    wr.flush().await?;
+    verdict?;
+
+    let (tx, rx) = mpsc::channel::<Outgoing>(MAX_INFLIGHT_PER_CONN);
+    let writer = tokio::spawn(writer_task(wr, rx));
+    let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_PER_CONN));
+    let result = loop {
+        let frame = match read_frame(&mut rd).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        if frame.header.kind != FrameKind::Request || frame.header.service != H::SERVICE {
+            break Err(Error::Protocol(format!(
+                "unexpected {:?} frame for {:?}",
+                frame.header.kind, frame.header.service
+            )));
+        }
+        let id = frame.header.request_id;
+        let permit = inflight.clone().acquire_owned().await.expect("never closed");
+        let tx = tx.clone();
+        match codec::decode::<H::Request>(&frame.body) {
+            Ok(req) => {
+                let h = handler.clone();
+                tokio::spawn(async move {
+                    let reply = h.handle(req, frame.payload).await;
+                    let _ = tx.send(outgoing::<H>(id, reply)).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // The frame was whole, so the stream is still in sync: answer and go on.
+                tracing::warn!(service = ?H::SERVICE, "undecodable request: {e}");
+                let _ = tx.send(outgoing::<H>(id, Reply::plain(Err(e)))).await;
+            }
+        }
+    };
+    drop(tx);
+    let _ = writer.await;
+    result
+}
+
+fn check_hello<H: Handler>(h: &Header, body: &[u8], cluster: &str) -> Result<(), Error> {
+    if h.kind != FrameKind::Hello {
+        return Err(Error::Protocol("first frame is not a handshake".into()));
+    }
+    if h.service != H::SERVICE {
+        return Err(Error::Protocol(format!(
+            "this is {:?}, not {:?}",
+            H::SERVICE,
+            h.service
+        )));
+    }
+    let hello: Hello = codec::decode(body)?;
+    if hello.cluster.len() > MAX_NAME_BYTES || hello.client.len() > MAX_NAME_BYTES {
+        return Err(Error::Protocol("handshake name too long".into()));
+    }
+    if hello.cluster != cluster {
+        return Err(Error::Protocol(format!(
+            "cluster {:?} is not {:?}",
+            hello.cluster, cluster
+        )));
+    }
+    tracing::debug!(client = %hello.client, "handshake ok");
+    Ok(())
+}
+
+fn reply_header(kind: FrameKind, id: u64, body: &[u8], payload: usize, s: Service) -> Header {
+    Header {
+        kind,
+        service: s,
+        flags: 0,
+        request_id: id,
+        body_len: body.len() as u32,
+        payload_len: payload as u32,
+    }
+}
+
+fn outgoing<H: Handler>(id: u64, reply: Reply<H::Response>) -> Outgoing {
+    let (body, payload) = match codec::encode(&reply.result) {
+        Ok(b) => (b, reply.payload),
+        Err(e) => (
+            codec::encode(&Err::<H::Response, Error>(e)).expect("errors encode"),
+            Payload::None,
+        ),
+    };
+    // A failed call never carries data.
+    let payload = if reply.result.is_err() {
+        Payload::None
+    } else {
+        payload
+    };
+    Outgoing {
+        header: reply_header(FrameKind::Response, id, &body, payload.len(), H::SERVICE),
+        body,
+        payload,
+    }
+}
+
+async fn writer_task(mut wr: BufWriter<OwnedWriteHalf>, mut rx: mpsc::Receiver<Outgoing>) {
+    while let Some(out) = rx.recv().await {
+        let mut res = write_one(&mut wr, out).await;
+        while res.is_ok() {
+            match rx.try_recv() {
+                Ok(o) => res = write_one(&mut wr, o).await,
+                Err(_) => break,
+            }
+        }
+        if res.is_ok() {
+            res = wr.flush().await;
+        }
+        if let Err(e) = res {
+            tracing::debug!("reply write failed: {e}");
+            return;
+        }
+    }
+    let _ = wr.flush().await;
+}
+
+async fn write_one(wr: &mut BufWriter<OwnedWriteHalf>, out: Outgoing) -> std::io::Result<()> {
+    wr.write_all(&out.header.encode()).await?;
+    wr.write_all(&out.body).await?;
+    match out.payload {
+        Payload::None => Ok(()),
+        Payload::Bytes(b) => wr.write_all(&b).await,
+        Payload::File { file, offset, len } => {
+            wr.flush().await?;
+            send_file(wr.get_ref(), &file, offset, len as usize).await
+        }
+    }
+}
+
+/// Sends `len` bytes of `file` at `offset` with sendfile(2). If the file ends early (it was
+/// truncated meanwhile) the rest is sent as zeros, so the frame stays whole.
+async fn send_file(
+    wr: &OwnedWriteHalf,
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<()> {
+    let stream: &TcpStream = wr.as_ref();
+    let mut off = offset as libc::off_t;
+    let mut left = len;
+    while left > 0 {
+        stream.writable().await?;
+        let r = stream.try_io(Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the duration of the call and `off` is a
+            // valid pointer to an off_t.
+            let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut off, left) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match r {
+            Ok(0) => break,
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if left > 0 {
+        let zeros = vec![0u8; left.min(1 << 20)];
+        while left > 0 {
+            stream.writable().await?;
+            match stream.try_write(&zeros[..left.min(zeros.len())]) {
+                Ok(n) => left -= n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
