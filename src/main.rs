@@ -1,1 +1,212 @@
-fn main(){}
+//! `rustre`: the one binary — server roles, the all-in-one local cluster, admin and client
+//! commands. This file only parses the command line and dispatches; the work lives in the
+//! library crates.
+
+mod client_cmds;
+mod server_cmds;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// rustre: a parallel, distributed POSIX file system.
+#[derive(Parser, Debug)]
+#[command(name = "rustre", version, about, long_about = None)]
+struct Cli {
+    /// MGS address (host:port) for client and admin commands.
+    #[arg(
+        long,
+        global = true,
+        env = "RUSTRE_MGS",
+        default_value = "127.0.0.1:9400"
+    )]
+    mgs: String,
+    /// Cluster name every connection must agree on.
+    #[arg(long, global = true, env = "RUSTRE_CLUSTER", default_value = "rustre")]
+    cluster: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the management server (registry, heartbeats, cluster map).
+    Mgs {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:9400")]
+        listen: String,
+        /// Directory for the MGS's state.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Run a metadata server (namespace in the embedded on-disk store).
+    Mds {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// Address clients use to reach this server (default: the listen address).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// Directory for the metadata store.
+        #[arg(long)]
+        data: PathBuf,
+        /// Acknowledge before the group commit's fsync (a power loss may lose the last
+        /// moments; a process crash loses nothing).
+        #[arg(long)]
+        relaxed: bool,
+    },
+    /// Run an object storage server for one or more OSTs (repeat --index/--data in pairs).
+    Oss {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: String,
+        /// Address clients use to reach this server (default: the listen address).
+        #[arg(long)]
+        advertise: Option<String>,
+        /// OST index; repeat for several OSTs.
+        #[arg(long = "index", required = true)]
+        indexes: Vec<u32>,
+        /// OST directory, one per --index, in the same order.
+        #[arg(long = "data", required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Run a whole single-node cluster (MGS + MDS + N OSTs) in one process.
+    Local(server_cmds::LocalArgs),
+    /// Show every node: up or down, capacity, usage.
+    Status,
+    /// Show capacity and usage of the file system and of each OST.
+    Df,
+    /// Copy a local file into rustre.
+    Put {
+        local: PathBuf,
+        path: String,
+        #[command(flatten)]
+        stripe: StripeArgs,
+    },
+    /// Copy a file out of rustre.
+    Get { path: String, local: PathBuf },
+    /// List a directory (or show one entry).
+    Ls { path: String },
+    /// Show an entry's attributes and layout.
+    Stat { path: String },
+    /// Create a directory.
+    Mkdir {
+        path: String,
+        /// Create missing parents too.
+        #[arg(short, long)]
+        parents: bool,
+    },
+    /// Remove a file or an empty directory.
+    Rm { path: String },
+    /// Set a directory's default layout, or create an empty file with a layout.
+    Setstripe {
+        path: String,
+        #[command(flatten)]
+        stripe: StripeArgs,
+    },
+    /// Show a file's layout or a directory's default layout.
+    Getstripe { path: String },
+}
+
+/// Layout options.
+#[derive(Args, Debug, Clone, Default)]
+struct StripeArgs {
+    /// Number of OSTs to stripe over (-1: all).
+    #[arg(short = 'c', long, allow_hyphen_values = true)]
+    stripe_count: Option<i64>,
+    /// Bytes per stripe (suffixes K, M allowed).
+    #[arg(short = 'S', long, value_parser = parse_size)]
+    stripe_size: Option<u32>,
+    /// Explicit OST indices, comma-separated.
+    #[arg(short = 'o', long = "ost", value_delimiter = ',')]
+    osts: Option<Vec<u32>>,
+}
+
+fn parse_size(s: &str) -> Result<u32, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    u32::try_from(n * mult).map_err(|_| format!("{s:?} is too large"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(run(cli));
+    if let Err(e) = result {
+        eprintln!("rustre: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let g = client_cmds::Global {
+        mgs: cli.mgs,
+        cluster: cli.cluster,
+    };
+    match cli.cmd {
+        Cmd::Mgs { listen, data } => server_cmds::mgs(&g, &listen, data).await,
+        Cmd::Mds {
+            listen,
+            advertise,
+            data,
+            relaxed,
+        } => server_cmds::mds(&g, &listen, advertise, data, !relaxed).await,
+        Cmd::Oss {
+            listen,
+            advertise,
+            indexes,
+            dirs,
+        } => server_cmds::oss(&g, &listen, advertise, indexes, dirs).await,
+        Cmd::Local(args) => server_cmds::local(&g, args).await,
+        Cmd::Status => client_cmds::status(&g).await,
+        Cmd::Df => client_cmds::df(&g).await,
+        Cmd::Put {
+            local,
+            path,
+            stripe,
+        } => client_cmds::put(&g, &local, &path, stripe.spec()?).await,
+        Cmd::Get { path, local } => client_cmds::get(&g, &path, &local).await,
+        Cmd::Ls { path } => client_cmds::ls(&g, &path).await,
+        Cmd::Stat { path } => client_cmds::stat(&g, &path).await,
+        Cmd::Mkdir { path, parents } => client_cmds::mkdir(&g, &path, parents).await,
+        Cmd::Rm { path } => client_cmds::rm(&g, &path).await,
+        Cmd::Setstripe { path, stripe } => client_cmds::setstripe(&g, &path, stripe.spec()?).await,
+        Cmd::Getstripe { path } => client_cmds::getstripe(&g, &path).await,
+    }
+}
+
+impl StripeArgs {
+    /// The layout request these options describe (`None` when none was given).
+    fn spec(&self) -> Result<Option<rustre_proto::msg::LayoutSpec>, String> {
+        if self.stripe_count.is_none() && self.stripe_size.is_none() && self.osts.is_none() {
+            return Ok(None);
+        }
+        let stripe_count = match self.stripe_count {
+            None => None,
+            Some(-1) => Some(u32::MAX),
+            Some(n) if n >= 1 && n <= rustre_proto::msg::MAX_STRIPE_COUNT as i64 => Some(n as u32),
+            Some(n) => return Err(format!("stripe count {n} must be -1 or 1..=256")),
+        };
+        Ok(Some(rustre_proto::msg::LayoutSpec {
+            stripe_size: self.stripe_size,
+            stripe_count,
+            osts: self.osts.clone(),
+            replicas: None,
+        }))
+    }
+}

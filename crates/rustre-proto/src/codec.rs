@@ -16,7 +16,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let (value, rest) =
         postcard::take_from_bytes(bytes).map_err(|e| Error::Protocol(format!("decode: {e}")))?;
     if !rest.is_empty() {
-        return Err(Error::Protocol(format!("decode: {} trailing bytes", rest.len())));
+        return Err(Error::Protocol(format!(
+            "decode: {} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(value)
 }

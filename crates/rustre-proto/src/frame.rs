@@ -59,7 +59,7 @@ impl FrameKind {
 }
 
 /// The service a connection talks to; checked in the handshake and on every frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[repr(u8)]
 pub enum Service {
     Mgs = 1,

@@ -7,8 +7,10 @@
 //! - [`codec`]: the one place bodies are serialized (serde + postcard).
 //! - [`error`]: the typed error that crosses the wire and its errno.
 //! - [`msg`]: one request enum per service (MGS, MDS, OSS) and the shared types.
+//! - [`cluster`]: the cluster map followed from the MGS and pooled connections to servers.
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
 
+pub mod cluster;
 pub mod codec;
 pub mod error;
 pub mod frame;

@@ -1,1 +1,14 @@
-//! placeholder
+//! # rustre-server — the three server roles
+//!
+//! ## Layout
+//! - [`meta`]: the transactional metadata KV trait and its backends (embedded fjall, FDB).
+//! - [`local`]: a whole single-node cluster in one process.
+//! - [`mds`]: the metadata service — namespace, inodes, opens, sessions.
+//! - [`mgs`]: the management service — registry, heartbeats, cluster map.
+//! - [`oss`]: the object storage service — objects in plain files, served with `sendfile`.
+
+pub mod local;
+pub mod mds;
+pub mod meta;
+pub mod mgs;
+pub mod oss;

@@ -54,13 +54,23 @@ pub struct SetAttr {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MdsOp {
     /// Starts a client session; its lease is renewed by `RenewSession`.
-    OpenSession { client: String },
+    OpenSession {
+        client: String,
+    },
     RenewSession,
     /// Ends the session: its opens are released.
     CloseSession,
-    Lookup { parent: Ino, name: String },
-    GetAttr { ino: Ino },
-    SetAttr { ino: Ino, set: SetAttr },
+    Lookup {
+        parent: Ino,
+        name: String,
+    },
+    GetAttr {
+        ino: Ino,
+    },
+    SetAttr {
+        ino: Ino,
+        set: SetAttr,
+    },
     /// Creates a regular file; with `exclusive`, an existing name is EEXIST, otherwise it is
     /// opened. With `open_flags`, the file is also opened in the caller's session.
     Create {
@@ -71,7 +81,11 @@ pub enum MdsOp {
         open_flags: Option<i32>,
         layout: Option<LayoutSpec>,
     },
-    Mkdir { parent: Ino, name: String, perm: u32 },
+    Mkdir {
+        parent: Ino,
+        name: String,
+        perm: u32,
+    },
     Mknod {
         parent: Ino,
         name: String,
@@ -79,11 +93,27 @@ pub enum MdsOp {
         perm: u32,
         rdev: u64,
     },
-    Symlink { parent: Ino, name: String, target: String },
-    Readlink { ino: Ino },
-    Link { ino: Ino, new_parent: Ino, new_name: String },
-    Unlink { parent: Ino, name: String },
-    Rmdir { parent: Ino, name: String },
+    Symlink {
+        parent: Ino,
+        name: String,
+        target: String,
+    },
+    Readlink {
+        ino: Ino,
+    },
+    Link {
+        ino: Ino,
+        new_parent: Ino,
+        new_name: String,
+    },
+    Unlink {
+        parent: Ino,
+        name: String,
+    },
+    Rmdir {
+        parent: Ino,
+        name: String,
+    },
     Rename {
         parent: Ino,
         name: String,
@@ -99,9 +129,14 @@ pub enum MdsOp {
         plus: bool,
     },
     /// Opens a file: checks permission for `flags`, applies O_TRUNC, records the open.
-    Open { ino: Ino, flags: i32 },
+    Open {
+        ino: Ino,
+        flags: i32,
+    },
     /// Drops one open of `ino` by this session.
-    Release { ino: Ino },
+    Release {
+        ino: Ino,
+    },
     /// A writer reports the size and mtime its data reached.
     ReportSize {
         ino: Ino,
@@ -110,20 +145,36 @@ pub enum MdsOp {
         truncate_version: u64,
     },
     /// Checks `mask` (R_OK=4, W_OK=2, X_OK=1, F_OK=0) for the caller.
-    Access { ino: Ino, mask: u32 },
+    Access {
+        ino: Ino,
+        mask: u32,
+    },
     StatFs,
-    GetXattr { ino: Ino, name: String },
+    GetXattr {
+        ino: Ino,
+        name: String,
+    },
     SetXattr {
         ino: Ino,
         name: String,
         value: Vec<u8>,
         flags: u32,
     },
-    ListXattr { ino: Ino },
-    RemoveXattr { ino: Ino, name: String },
+    ListXattr {
+        ino: Ino,
+    },
+    RemoveXattr {
+        ino: Ino,
+        name: String,
+    },
     /// Sets (or with `None` clears) a directory's default layout for new files.
-    SetDirLayout { ino: Ino, spec: Option<LayoutSpec> },
-    GetDirLayout { ino: Ino },
+    SetDirLayout {
+        ino: Ino,
+        spec: Option<LayoutSpec>,
+    },
+    GetDirLayout {
+        ino: Ino,
+    },
 }
 
 /// One directory entry.

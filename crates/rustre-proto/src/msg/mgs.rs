@@ -97,7 +97,9 @@ pub enum MgsRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MgsResponse {
     /// Registration or heartbeat accepted; the current epoch.
-    Ok { epoch: u64 },
+    Ok {
+        epoch: u64,
+    },
     /// The sender is not (or no longer) registered and must register again.
     Unknown,
     Map(ClusterMap),

@@ -204,7 +204,10 @@ mod tests {
     #[test]
     fn names() {
         assert!(validate_name("a").is_ok());
-        assert_eq!(validate_name(&"x".repeat(256)), Err(crate::Error::NameTooLong));
+        assert_eq!(
+            validate_name(&"x".repeat(256)),
+            Err(crate::Error::NameTooLong)
+        );
         assert!(validate_name(&"x".repeat(255)).is_ok());
         for bad in ["", ".", "..", "a/b", "a\0b"] {
             assert!(validate_name(bad).is_err(), "{bad:?}");

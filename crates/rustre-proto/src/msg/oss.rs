@@ -26,9 +26,17 @@ pub struct OssRequest {
 pub enum OssOp {
     /// Reads up to `len` bytes at `offset`; the reply's payload is shorter at the object's
     /// end (the rest of a file-level read is a hole and reads as zeros).
-    Read { object: ObjectId, offset: u64, len: u32 },
+    Read {
+        object: ObjectId,
+        offset: u64,
+        len: u32,
+    },
     /// Writes the payload at `offset`; with `sync`, the data is on disk before the reply.
-    Write { object: ObjectId, offset: u64, sync: bool },
+    Write {
+        object: ObjectId,
+        offset: u64,
+        sync: bool,
+    },
     /// Sets the object's length (creating it if absent).
     Truncate { object: ObjectId, size: u64 },
     /// Makes the object's data durable (fdatasync).
@@ -45,7 +53,9 @@ pub enum OssOp {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OssResponse {
     /// Bytes of object data in the payload.
-    Data { len: u32 },
+    Data {
+        len: u32,
+    },
     Size(Option<u64>),
     Capacity(Capacity),
     Done,

@@ -54,8 +54,13 @@ impl Connection {
             cluster: cluster.to_string(),
             client: client.to_string(),
         })?;
-        write_frame(&mut wr, &header(FrameKind::Hello, service, 0, &hello, 0), &hello, &[])
-            .await?;
+        write_frame(
+            &mut wr,
+            &header(FrameKind::Hello, service, 0, &hello, 0),
+            &hello,
+            &[],
+        )
+        .await?;
         wr.flush().await?;
         let reply = tokio::time::timeout(CONNECT_TIMEOUT, read_frame(&mut rd))
             .await

@@ -162,7 +162,11 @@ async fn connection<H: Handler>(
             )));
         }
         let id = frame.header.request_id;
-        let permit = inflight.clone().acquire_owned().await.expect("never closed");
+        let permit = inflight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
         let tx = tx.clone();
         match codec::decode::<H::Request>(&frame.body) {
             Ok(req) => {

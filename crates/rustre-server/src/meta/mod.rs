@@ -9,12 +9,12 @@
 //! - Backends: `fjall_store` (embedded, on disk, optimistic SSI transactions, the default)
 //!   and `fdb_store` (FoundationDB, behind the cargo feature `fdb`).
 
-mod fjall_store;
-#[cfg(feature = "fdb")]
-mod fdb_store;
-mod group_commit;
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(feature = "fdb")]
+mod fdb_store;
+mod fjall_store;
+mod group_commit;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,8 +58,7 @@ pub trait Transaction {
     /// The value of `key`.
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// Up to `limit` pairs with `start <= key < end`, in key order.
-    fn range(&mut self, start: &[u8], end: &[u8], limit: usize)
-        -> Result<Vec<KeyValue>, KvError>;
+    fn range(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KeyValue>, KvError>;
     /// Sets `key` to `value`.
     fn set(&mut self, key: &[u8], value: &[u8]);
     /// Removes `key`.
@@ -96,7 +95,9 @@ impl Kv {
 
     /// Opens (creating if needed) the embedded on-disk store in `dir`.
     pub fn open_embedded(dir: &Path) -> Result<Kv, KvError> {
-        Ok(Kv::with_backend(Arc::new(fjall_store::FjallStore::open(dir)?)))
+        Ok(Kv::with_backend(Arc::new(fjall_store::FjallStore::open(
+            dir,
+        )?)))
     }
 
     /// Connects to FoundationDB through `cluster_file`, keeping keys under `prefix`.
@@ -136,6 +137,11 @@ impl Kv {
             }
         }
         Err(KvError::RetriesExhausted.into())
+    }
+
+    /// Makes every committed transaction durable now, on this thread (blocking).
+    pub fn sync(&self) -> Result<(), KvError> {
+        self.backend.sync()
     }
 
     /// Waits until every transaction committed before this call is durable. Concurrent

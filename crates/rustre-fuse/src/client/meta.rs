@@ -1,0 +1,385 @@
+//! Typed metadata calls. Each maps one MDS operation to its answer's type.
+
+use bytes::Bytes;
+use rustre_proto::msg::mds::{
+    DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, READDIR_MAX_ENTRIES,
+};
+use rustre_proto::msg::{Attr, Creds, FileKind, Ino, LayoutSpec, Timestamp};
+use rustre_proto::Error;
+
+use super::{unexpected, Client};
+
+/// True for calls that may be sent again without changing their outcome.
+fn idempotent(op: &MdsOp) -> bool {
+    matches!(
+        op,
+        MdsOp::Lookup { .. }
+            | MdsOp::GetAttr { .. }
+            | MdsOp::Readlink { .. }
+            | MdsOp::Readdir { .. }
+            | MdsOp::Access { .. }
+            | MdsOp::StatFs
+            | MdsOp::GetXattr { .. }
+            | MdsOp::ListXattr { .. }
+            | MdsOp::GetDirLayout { .. }
+            | MdsOp::RenewSession
+    )
+}
+
+impl Client {
+    /// Sends one metadata call. Idempotent calls that meet a dead connection or MDS are
+    /// retried on the next MDS of the map.
+    pub async fn mds(&self, creds: &Creds, op: MdsOp) -> Result<MdsResponse, Error> {
+        let retry = idempotent(&op);
+        let req = MdsRequest {
+            creds: creds.clone(),
+            session: self.session(),
+            op,
+        };
+        let peers = self.cluster.mds_peers();
+        if peers.is_empty() {
+            return Err(Error::Unavailable("no MDS in the cluster map".into()));
+        }
+        let start = self.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+        let tries = if retry { peers.len() * 2 } else { 1 };
+        let mut last = Error::Unavailable("no MDS answered".into());
+        for i in 0..tries {
+            let peer = &peers[(start + i) % peers.len()];
+            match peer.call::<_, MdsResponse>(&req, Bytes::new()).await {
+                Ok((r, _)) => return Ok(r),
+                Err(e) if retry && e.is_transient() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn attr_call(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
+        match self.mds(creds, op).await? {
+            MdsResponse::Attr(a) => Ok(a),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn done_call(&self, creds: &Creds, op: MdsOp) -> Result<(), Error> {
+        match self.mds(creds, op).await? {
+            MdsResponse::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub async fn lookup(&self, creds: &Creds, parent: Ino, name: &str) -> Result<Attr, Error> {
+        let name = name.to_string();
+        self.attr_call(creds, MdsOp::Lookup { parent, name }).await
+    }
+
+    pub async fn getattr(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
+        self.attr_call(creds, MdsOp::GetAttr { ino }).await
+    }
+
+    /// Changes attributes. A shrinking size also cuts the objects on the OSTs.
+    pub async fn setattr(&self, creds: &Creds, ino: Ino, set: SetAttr) -> Result<Attr, Error> {
+        let before = if set.size.is_some() {
+            Some(self.getattr(creds, ino).await?)
+        } else {
+            None
+        };
+        let attr = self
+            .attr_call(
+                creds,
+                MdsOp::SetAttr {
+                    ino,
+                    set: set.clone(),
+                },
+            )
+            .await?;
+        if let (Some(size), Some(before)) = (set.size, before) {
+            if size < before.size {
+                if let Some(layout) = &attr.layout {
+                    self.truncate_objects(ino, layout, size).await?;
+                }
+            }
+        }
+        Ok(attr)
+    }
+
+    /// Creates (or with `exclusive = false` opens an existing) regular file; with
+    /// `open_flags` the file is opened in this session too.
+    pub async fn create(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        perm: u32,
+        exclusive: bool,
+        open_flags: Option<i32>,
+        layout: Option<LayoutSpec>,
+    ) -> Result<Attr, Error> {
+        let op = MdsOp::Create {
+            parent,
+            name: name.to_string(),
+            perm,
+            exclusive,
+            open_flags,
+            layout,
+        };
+        let attr = self.attr_call(creds, op).await?;
+        self.after_open(&attr, open_flags.unwrap_or(0)).await?;
+        Ok(attr)
+    }
+
+    pub async fn mkdir(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        perm: u32,
+    ) -> Result<Attr, Error> {
+        let name = name.to_string();
+        self.attr_call(creds, MdsOp::Mkdir { parent, name, perm })
+            .await
+    }
+
+    pub async fn mknod(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        kind: FileKind,
+        perm: u32,
+        rdev: u64,
+    ) -> Result<Attr, Error> {
+        let name = name.to_string();
+        self.attr_call(
+            creds,
+            MdsOp::Mknod {
+                parent,
+                name,
+                kind,
+                perm,
+                rdev,
+            },
+        )
+        .await
+    }
+
+    pub async fn symlink(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        target: &str,
+    ) -> Result<Attr, Error> {
+        let op = MdsOp::Symlink {
+            parent,
+            name: name.to_string(),
+            target: target.to_string(),
+        };
+        self.attr_call(creds, op).await
+    }
+
+    pub async fn readlink(&self, creds: &Creds, ino: Ino) -> Result<String, Error> {
+        match self.mds(creds, MdsOp::Readlink { ino }).await? {
+            MdsResponse::Target(t) => Ok(t),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub async fn link(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &str,
+    ) -> Result<Attr, Error> {
+        let new_name = new_name.to_string();
+        self.attr_call(
+            creds,
+            MdsOp::Link {
+                ino,
+                new_parent,
+                new_name,
+            },
+        )
+        .await
+    }
+
+    pub async fn unlink(&self, creds: &Creds, parent: Ino, name: &str) -> Result<(), Error> {
+        let name = name.to_string();
+        self.done_call(creds, MdsOp::Unlink { parent, name }).await
+    }
+
+    pub async fn rmdir(&self, creds: &Creds, parent: Ino, name: &str) -> Result<(), Error> {
+        let name = name.to_string();
+        self.done_call(creds, MdsOp::Rmdir { parent, name }).await
+    }
+
+    pub async fn rename(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        new_parent: Ino,
+        new_name: &str,
+        flags: u32,
+    ) -> Result<(), Error> {
+        let op = MdsOp::Rename {
+            parent,
+            name: name.to_string(),
+            new_parent,
+            new_name: new_name.to_string(),
+            flags,
+        };
+        self.done_call(creds, op).await
+    }
+
+    /// One page of a directory listing after the name cookie `after`.
+    pub async fn readdir(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        after: Option<&str>,
+        limit: u32,
+        plus: bool,
+    ) -> Result<(Vec<DirEntry>, bool), Error> {
+        let op = MdsOp::Readdir {
+            ino,
+            after: after.map(str::to_string),
+            limit: limit.min(READDIR_MAX_ENTRIES),
+            plus,
+        };
+        match self.mds(creds, op).await? {
+            MdsResponse::Entries { entries, eof } => Ok((entries, eof)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Every entry of a directory (paged underneath).
+    pub async fn readdir_all(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>, Error> {
+        let mut all: Vec<DirEntry> = Vec::new();
+        loop {
+            let after = all.last().map(|e| e.name.clone());
+            let (page, eof) = self
+                .readdir(creds, ino, after.as_deref(), READDIR_MAX_ENTRIES, plus)
+                .await?;
+            all.extend(page);
+            if eof {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Opens `ino` in this session (permission check, O_TRUNC, open record).
+    pub async fn open(&self, creds: &Creds, ino: Ino, flags: i32) -> Result<Attr, Error> {
+        let attr = self.attr_call(creds, MdsOp::Open { ino, flags }).await?;
+        self.after_open(&attr, flags).await?;
+        Ok(attr)
+    }
+
+    /// O_TRUNC of a file that ever had data: cut its objects before anyone writes.
+    async fn after_open(&self, attr: &Attr, flags: i32) -> Result<(), Error> {
+        if flags & libc::O_TRUNC != 0 && attr.truncate_version > 0 && attr.size == 0 {
+            if let Some(layout) = &attr.layout {
+                self.truncate_objects(attr.ino, layout, 0).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn release(&self, creds: &Creds, ino: Ino) -> Result<(), Error> {
+        self.done_call(creds, MdsOp::Release { ino }).await
+    }
+
+    /// Tells the MDS the size and mtime written data reached.
+    pub async fn report_size(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        size: u64,
+        mtime: Timestamp,
+        truncate_version: u64,
+    ) -> Result<Attr, Error> {
+        let op = MdsOp::ReportSize {
+            ino,
+            size,
+            mtime,
+            truncate_version,
+        };
+        self.attr_call(creds, op).await
+    }
+
+    pub async fn access(&self, creds: &Creds, ino: Ino, mask: u32) -> Result<(), Error> {
+        self.done_call(creds, MdsOp::Access { ino, mask }).await
+    }
+
+    pub async fn statfs(&self, creds: &Creds) -> Result<FsStats, Error> {
+        match self.mds(creds, MdsOp::StatFs).await? {
+            MdsResponse::StatFs(s) => Ok(s),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub async fn get_xattr(&self, creds: &Creds, ino: Ino, name: &str) -> Result<Vec<u8>, Error> {
+        let name = name.to_string();
+        match self.mds(creds, MdsOp::GetXattr { ino, name }).await? {
+            MdsResponse::Xattr(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub async fn set_xattr(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        name: &str,
+        value: &[u8],
+        flags: u32,
+    ) -> Result<(), Error> {
+        let op = MdsOp::SetXattr {
+            ino,
+            name: name.to_string(),
+            value: value.to_vec(),
+            flags,
+        };
+        self.done_call(creds, op).await
+    }
+
+    pub async fn list_xattr(&self, creds: &Creds, ino: Ino) -> Result<Vec<String>, Error> {
+        match self.mds(creds, MdsOp::ListXattr { ino }).await? {
+            MdsResponse::XattrNames(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub async fn remove_xattr(&self, creds: &Creds, ino: Ino, name: &str) -> Result<(), Error> {
+        let name = name.to_string();
+        self.done_call(creds, MdsOp::RemoveXattr { ino, name })
+            .await
+    }
+
+    pub async fn set_dir_layout(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        spec: Option<LayoutSpec>,
+    ) -> Result<(), Error> {
+        self.done_call(creds, MdsOp::SetDirLayout { ino, spec })
+            .await
+    }
+
+    pub async fn get_dir_layout(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+    ) -> Result<Option<LayoutSpec>, Error> {
+        match self.mds(creds, MdsOp::GetDirLayout { ino }).await? {
+            MdsResponse::DirLayout(s) => Ok(s),
+            r => Err(unexpected(r)),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The client library: a session with the cluster, metadata calls and striped data I/O.
+//!
+//! ## Layout
+//! - [`meta`]: typed metadata calls to the MDS (with retry of idempotent calls on another MDS).
+//! - [`data`]: striped, parallel object reads and writes straight to the OSTs.
+//! - [`stripe`]: the layout math.
+//! - [`path`]: resolving slash-separated paths for the CLI.
+
+pub mod data;
+pub mod meta;
+pub mod path;
+pub mod stripe;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustre_proto::cluster::Cluster;
+use rustre_proto::msg::mds::{MdsOp, MdsResponse};
+use rustre_proto::msg::Creds;
+use rustre_proto::Error;
+
+/// How a client connects.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of the MGS.
+    pub mgs_addr: String,
+    pub cluster: String,
+    /// Name shown in server logs.
+    pub client_name: String,
+}
+
+/// A connected client. Cheap to share (`Arc<Client>`).
+pub struct Client {
+    cluster: Arc<Cluster>,
+    session: AtomicU64,
+    rr: AtomicU64,
+    name: String,
+}
+
+impl Client {
+    /// Connects to the MGS, opens a session with an MDS and keeps the session alive.
+    pub async fn connect(cfg: &ClientConfig) -> Result<Arc<Client>, Error> {
+        let cluster = Cluster::connect(&cfg.mgs_addr, &cfg.cluster, &cfg.client_name).await?;
+        let client = Arc::new(Client {
+            cluster,
+            session: AtomicU64::new(0),
+            rr: AtomicU64::new(0),
+            name: cfg.client_name.clone(),
+        });
+        let lease_ms = client.open_session().await?;
+        let weak = Arc::downgrade(&client);
+        tokio::spawn(async move {
+            let every = Duration::from_millis((lease_ms / 3).max(100));
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(c) = weak.upgrade() else { break };
+                match c.mds(&Creds::root(), MdsOp::RenewSession).await {
+                    Ok(_) => {}
+                    Err(Error::Stale) => {
+                        tracing::warn!(
+                            "session expired; opening a new one (earlier opens are lost)"
+                        );
+                        let _ = c.open_session().await;
+                    }
+                    Err(e) => tracing::debug!("session renewal failed: {e}"),
+                }
+            }
+        });
+        Ok(client)
+    }
+
+    async fn open_session(&self) -> Result<u64, Error> {
+        let op = MdsOp::OpenSession {
+            client: self.name.clone(),
+        };
+        match self.mds(&Creds::root(), op).await? {
+            MdsResponse::Session { id, lease_ms } => {
+                self.session.store(id, Ordering::SeqCst);
+                Ok(lease_ms)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends the session (its opens are released at once instead of at lease expiry).
+    pub async fn close(&self) -> Result<(), Error> {
+        self.mds(&Creds::root(), MdsOp::CloseSession)
+            .await
+            .map(|_| ())
+    }
+
+    /// The cluster view (map and server connections).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// This client's session id.
+    pub fn session(&self) -> u64 {
+        self.session.load(Ordering::SeqCst)
+    }
+}
+
+/// A response of the wrong kind is a protocol error.
+pub(crate) fn unexpected(r: MdsResponse) -> Error {
+    Error::Protocol(format!("unexpected MDS response {r:?}"))
+}

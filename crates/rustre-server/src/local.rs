@@ -1,0 +1,117 @@
+//! A whole single-node cluster in one process: MGS, MDS (embedded store) and one OSS serving
+//! N OSTs, every role on its own loopback TCP port exactly as in a multi-process cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use rustre_proto::msg::mgs::LayoutDefaults;
+use rustre_proto::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::mds::{self, MdsConfig};
+use crate::meta::Kv;
+use crate::mgs::{self, MgsConfig};
+use crate::oss::{self, OssConfig};
+
+/// How `rustre local` runs.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Everything lives under this directory: `mgs/`, `mds/`, `ost0/`, `ost1/`, ...
+    pub data_dir: PathBuf,
+    pub osts: u32,
+    /// Where the MGS listens (clients need only this address).
+    pub mgs_listen: SocketAddr,
+    pub cluster: String,
+    pub defaults: LayoutDefaults,
+    pub durable: bool,
+    /// Lease of client sessions (opens of a vanished client are dropped after it).
+    pub session_lease_ms: u64,
+}
+
+/// Addresses of a running local cluster.
+#[derive(Debug, Clone)]
+pub struct LocalCluster {
+    pub mgs_addr: SocketAddr,
+    pub mds_addr: SocketAddr,
+    pub oss_addr: SocketAddr,
+}
+
+/// Starts every role; they run until `shutdown` turns true.
+pub async fn start(
+    cfg: LocalConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<LocalCluster, Error> {
+    if cfg.osts == 0 {
+        return Err(Error::Invalid("a cluster needs at least one OST".into()));
+    }
+    let mgs_listener = TcpListener::bind(cfg.mgs_listen).await?;
+    let mgs_addr = mgs_listener.local_addr()?;
+    let host = loopback_for(mgs_addr);
+    let mds_listener = TcpListener::bind((host, 0)).await?;
+    let mds_addr = mds_listener.local_addr()?;
+    let oss_listener = TcpListener::bind((host, 0)).await?;
+    let oss_addr = oss_listener.local_addr()?;
+
+    let mgs_cfg = MgsConfig {
+        data_dir: cfg.data_dir.join("mgs"),
+        cluster: cfg.cluster.clone(),
+        defaults: cfg.defaults,
+    };
+    std::fs::create_dir_all(&mgs_cfg.data_dir)?;
+    let sd = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = mgs::run(mgs_cfg, mgs_listener, sd).await {
+            tracing::error!("MGS stopped: {e}");
+        }
+    });
+
+    let osts = (0..cfg.osts)
+        .map(|i| (i, cfg.data_dir.join(format!("ost{i}"))))
+        .collect::<Vec<_>>();
+    for (_, dir) in &osts {
+        std::fs::create_dir_all(dir)?;
+    }
+    let oss_cfg = OssConfig {
+        mgs_addr: mgs_addr.to_string(),
+        advertise_addr: oss_addr.to_string(),
+        cluster: cfg.cluster.clone(),
+        osts,
+    };
+    let sd = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = oss::run(oss_cfg, oss_listener, sd).await {
+            tracing::error!("OSS stopped: {e}");
+        }
+    });
+
+    let kv_dir = mds::embedded_store_dir(&cfg.data_dir.join("mds"));
+    std::fs::create_dir_all(&kv_dir)?;
+    let kv = Kv::open_embedded(&kv_dir)?;
+    let mds_cfg = MdsConfig {
+        mgs_addr: mgs_addr.to_string(),
+        advertise_addr: mds_addr.to_string(),
+        cluster: cfg.cluster.clone(),
+        durable: cfg.durable,
+        session_lease_ms: cfg.session_lease_ms,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = mds::run(mds_cfg, kv, mds_listener, shutdown).await {
+            tracing::error!("MDS stopped: {e}");
+        }
+    });
+    Ok(LocalCluster {
+        mgs_addr,
+        mds_addr,
+        oss_addr,
+    })
+}
+
+/// The address the other roles bind: the MGS's own IP, or 127.0.0.1 if it listens on all.
+fn loopback_for(mgs: SocketAddr) -> std::net::IpAddr {
+    if mgs.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        mgs.ip()
+    }
+}

@@ -1,0 +1,309 @@
+//! Inode attribute operations, each the body of one transaction: setattr with Linux's
+//! ownership and time rules, size reports from writers, access checks, readlink, xattrs and
+//! directory default layouts.
+
+use rustre_proto::msg::mds::{
+    SetAttr, TimeSet, XATTR_CREATE, XATTR_NAME_MAX_BYTES, XATTR_REPLACE, XATTR_VALUE_MAX_BYTES,
+};
+use rustre_proto::msg::{Attr, FileKind, Ino, LayoutSpec, Timestamp};
+use rustre_proto::Error;
+
+use super::keys;
+use super::namespace::Ctx;
+use super::perm::{self, S_ISGID, S_ISUID, S_IXGRP, W};
+use super::store;
+use crate::meta::Transaction;
+
+/// Most xattrs listed for one inode.
+pub const XATTR_LIST_MAX: usize = 1024;
+
+/// What a setattr did to the file's size: the client must cut the objects past it.
+pub struct SetAttrOutcome {
+    pub attr: Attr,
+    pub truncated: bool,
+}
+
+/// Applies `set` to inode `ino` with Linux's permission rules.
+pub fn setattr(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    ino: Ino,
+    set: &SetAttr,
+) -> Result<SetAttrOutcome, Error> {
+    let mut inode = store::inode(tx, ino)?;
+    let creds = ctx.creds;
+    let a = &mut inode.attr;
+    let mut changed = false;
+    let mut truncated = false;
+
+    if set.uid.is_some() || set.gid.is_some() {
+        let new_uid = set.uid.unwrap_or(a.uid);
+        let new_gid = set.gid.unwrap_or(a.gid);
+        if creds.uid != 0 {
+            if new_uid != a.uid || creds.uid != a.uid {
+                return Err(Error::NotPermitted);
+            }
+            if new_gid != a.gid && !creds.in_group(new_gid) {
+                return Err(Error::NotPermitted);
+            }
+        }
+        // chown clears setuid, and setgid with group-execute, on non-directories.
+        if a.kind != FileKind::Dir {
+            a.perm &= !S_ISUID;
+            if a.perm & S_IXGRP != 0 {
+                a.perm &= !S_ISGID;
+            }
+        }
+        a.uid = new_uid;
+        a.gid = new_gid;
+        changed = true;
+    }
+    if let Some(p) = set.perm {
+        perm::check_owner(creds, a)?;
+        let mut p = p & 0o7777;
+        if creds.uid != 0 && a.kind != FileKind::Dir && !creds.in_group(a.gid) {
+            p &= !S_ISGID;
+        }
+        a.perm = p;
+        changed = true;
+    }
+    if let Some(size) = set.size {
+        match a.kind {
+            FileKind::Dir => return Err(Error::IsDir),
+            FileKind::File => {}
+            _ => return Err(Error::Invalid("truncate of a special file".into())),
+        }
+        if !set.via_write_handle {
+            perm::check(creds, a, W)?;
+        }
+        a.perm = perm::perm_after_write(creds, a);
+        if size != a.size {
+            truncated = size < a.size;
+            a.size = size;
+            a.truncate_version += 1;
+        }
+        a.mtime = ctx.now;
+        changed = true;
+    }
+    for (which, t) in [(0, set.atime), (1, set.mtime)] {
+        let Some(t) = t else { continue };
+        match t {
+            TimeSet::Now => {
+                if !perm::is_owner(creds, a) && !perm::allowed(creds, a, W) {
+                    return Err(Error::Access);
+                }
+            }
+            TimeSet::At(_) => perm::check_owner(creds, a)?,
+        }
+        let value = match t {
+            TimeSet::Now => ctx.now,
+            TimeSet::At(ts) => ts,
+        };
+        if which == 0 {
+            a.atime = value;
+        } else {
+            a.mtime = value;
+        }
+        changed = true;
+    }
+    if changed {
+        a.ctime = ctx.now;
+        store::put_inode(tx, &inode)?;
+    }
+    Ok(SetAttrOutcome {
+        attr: inode.attr,
+        truncated,
+    })
+}
+
+/// A writer's report of the size and mtime its data reached. The size only grows, and a report
+/// made before the latest truncate is ignored.
+pub fn report_size(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    ino: Ino,
+    size: u64,
+    mtime: Timestamp,
+    truncate_version: u64,
+) -> Result<Attr, Error> {
+    let mut inode = store::inode(tx, ino)?;
+    let a = &mut inode.attr;
+    if a.kind != FileKind::File {
+        return Err(Error::Invalid("size report for a non-file".into()));
+    }
+    if truncate_version != a.truncate_version {
+        return Ok(inode.attr);
+    }
+    let mut changed = false;
+    if size > a.size {
+        a.size = size;
+        changed = true;
+    }
+    if mtime > a.mtime {
+        a.mtime = mtime;
+        a.ctime = mtime.max(a.ctime);
+        changed = true;
+    }
+    let cleared = perm::perm_after_write(ctx.creds, a);
+    if cleared != a.perm {
+        a.perm = cleared;
+        a.ctime = ctx.now;
+        changed = true;
+    }
+    if changed {
+        store::put_inode(tx, &inode)?;
+    }
+    Ok(inode.attr)
+}
+
+/// access(2): EACCES unless every bit of `mask` is allowed (F_OK = 0 only checks existence).
+pub fn access(tx: &mut dyn Transaction, ctx: &Ctx, ino: Ino, mask: u32) -> Result<(), Error> {
+    let inode = store::inode(tx, ino)?;
+    perm::check(ctx.creds, &inode.attr, mask & 7)
+}
+
+/// The target of symlink `ino`.
+pub fn readlink(tx: &mut dyn Transaction, ino: Ino) -> Result<String, Error> {
+    let inode = store::inode(tx, ino)?;
+    inode
+        .target
+        .ok_or_else(|| Error::Invalid("not a symlink".into()))
+}
+
+/// The namespace of an xattr name decides who may touch it.
+fn check_xattr(ctx: &Ctx, attr: &Attr, name: &str, write: bool) -> Result<(), Error> {
+    if name.is_empty() || name.len() > XATTR_NAME_MAX_BYTES {
+        return Err(if name.is_empty() {
+            Error::Invalid("empty xattr name".into())
+        } else {
+            Error::Range
+        });
+    }
+    if let Some(_rest) = name.strip_prefix("user.") {
+        if !matches!(attr.kind, FileKind::File | FileKind::Dir) {
+            return Err(if write {
+                Error::NotPermitted
+            } else {
+                Error::NoData
+            });
+        }
+        if attr.kind == FileKind::Dir
+            && attr.perm & perm::S_ISVTX != 0
+            && write
+            && !perm::is_owner(ctx.creds, attr)
+        {
+            return Err(Error::NotPermitted);
+        }
+        return perm::check(ctx.creds, attr, if write { W } else { perm::R });
+    }
+    if name.starts_with("trusted.") || name.starts_with("security.") {
+        if ctx.creds.uid != 0 && (write || name.starts_with("trusted.")) {
+            return Err(if write {
+                Error::NotPermitted
+            } else {
+                Error::NoData
+            });
+        }
+        return Ok(());
+    }
+    // system.* (POSIX ACLs) and unknown namespaces.
+    Err(Error::NotSupported)
+}
+
+pub fn get_xattr(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    ino: Ino,
+    name: &str,
+) -> Result<Vec<u8>, Error> {
+    let inode = store::inode(tx, ino)?;
+    check_xattr(ctx, &inode.attr, name, false)?;
+    tx.get(&keys::xattr(ino, name))?.ok_or(Error::NoData)
+}
+
+pub fn set_xattr(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    ino: Ino,
+    name: &str,
+    value: &[u8],
+    flags: u32,
+) -> Result<(), Error> {
+    let mut inode = store::inode(tx, ino)?;
+    check_xattr(ctx, &inode.attr, name, true)?;
+    if value.len() > XATTR_VALUE_MAX_BYTES {
+        return Err(Error::TooBig);
+    }
+    if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
+        return Err(Error::Invalid("bad xattr flags".into()));
+    }
+    let key = keys::xattr(ino, name);
+    let exists = tx.get(&key)?.is_some();
+    if flags & XATTR_CREATE != 0 && exists {
+        return Err(Error::Exists);
+    }
+    if flags & XATTR_REPLACE != 0 && !exists {
+        return Err(Error::NoData);
+    }
+    if !exists {
+        let (s, e) = keys::xattr_range(ino);
+        if tx.range(&s, &e, XATTR_LIST_MAX)?.len() >= XATTR_LIST_MAX {
+            return Err(Error::NoSpace);
+        }
+    }
+    tx.set(&key, value);
+    inode.attr.ctime = ctx.now;
+    store::put_inode(tx, &inode)
+}
+
+pub fn list_xattr(tx: &mut dyn Transaction, ctx: &Ctx, ino: Ino) -> Result<Vec<String>, Error> {
+    let inode = store::inode(tx, ino)?;
+    let (s, e) = keys::xattr_range(ino);
+    let mut names = Vec::new();
+    for (k, _) in tx.range(&s, &e, XATTR_LIST_MAX)? {
+        let name =
+            keys::parse_xattr_name(&k).ok_or_else(|| Error::Io("corrupt xattr key".into()))?;
+        // Like Linux, list only what the caller could read.
+        if name.starts_with("trusted.") && ctx.creds.uid != 0 {
+            continue;
+        }
+        names.push(name.to_string());
+    }
+    let _ = inode;
+    Ok(names)
+}
+
+pub fn remove_xattr(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    ino: Ino,
+    name: &str,
+) -> Result<(), Error> {
+    let mut inode = store::inode(tx, ino)?;
+    check_xattr(ctx, &inode.attr, name, true)?;
+    let key = keys::xattr(ino, name);
+    if tx.get(&key)?.is_none() {
+        return Err(Error::NoData);
+    }
+    tx.clear(&key);
+    inode.attr.ctime = ctx.now;
+    store::put_inode(tx, &inode)
+}
+
+/// Sets or clears a directory's default layout (owner or root).
+pub fn set_dir_layout(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    ino: Ino,
+    spec: Option<LayoutSpec>,
+) -> Result<(), Error> {
+    let mut d = store::dir(tx, ino)?;
+    perm::check_owner(ctx.creds, &d.attr)?;
+    d.dir_layout = spec;
+    d.attr.ctime = ctx.now;
+    store::put_inode(tx, &d)
+}
+
+pub fn get_dir_layout(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<LayoutSpec>, Error> {
+    Ok(store::dir(tx, ino)?.dir_layout)
+}

@@ -1,0 +1,219 @@
+//! The metadata schema: every key the MDS writes, in one place.
+//!
+//! Keys start with a one-byte prefix; integers are big-endian so range scans come out in
+//! numeric order. Keys name inodes, never paths, so renaming a directory touches one dentry.
+//! A retired prefix is never reused.
+//!
+//! | prefix | key                               | value                                |
+//! |--------|-----------------------------------|--------------------------------------|
+//! | 0x01   | inode/{ino}                       | [`super::store::Inode`]              |
+//! | 0x02   | dentry/{parent ino}/{name}        | [`super::store::Dentry`]             |
+//! | 0x03   | xattr/{ino}/{name}                | raw value                            |
+//! | 0x04   | orphan/{ino}                      | empty: unlinked while open           |
+//! | 0x05   | open/{ino}/{session}              | open count (u32, postcard)           |
+//! | 0x06   | session/{session}                 | [`super::store::Session`]            |
+//! | 0x07   | session_open/{session}/{ino}      | empty: index of a session's opens    |
+//! | 0x08   | destroy/{ino}                     | layout whose objects must be deleted |
+//! | 0x09   | counter/{name}                    | u64 (postcard)                       |
+
+use rustre_proto::msg::Ino;
+
+pub const INODE: u8 = 0x01;
+pub const DENTRY: u8 = 0x02;
+pub const XATTR: u8 = 0x03;
+pub const ORPHAN: u8 = 0x04;
+pub const OPEN: u8 = 0x05;
+pub const SESSION: u8 = 0x06;
+pub const SESSION_OPEN: u8 = 0x07;
+pub const DESTROY: u8 = 0x08;
+pub const COUNTER: u8 = 0x09;
+
+/// Counter: the next inode number not yet handed out in a batch.
+pub const COUNTER_NEXT_INO: &[u8] = b"next_ino";
+/// Counter: the next session id.
+pub const COUNTER_NEXT_SESSION: &[u8] = b"next_session";
+
+fn with_u64(prefix: u8, n: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(prefix);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn with_u64_u64(prefix: u8, a: u64, b: u64) -> Vec<u8> {
+    let mut k = with_u64(prefix, a);
+    k.extend_from_slice(&b.to_be_bytes());
+    k
+}
+
+fn with_u64_name(prefix: u8, n: u64, name: &str) -> Vec<u8> {
+    let mut k = with_u64(prefix, n);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The half-open key range of everything under `prefix` + `n`.
+fn range_u64(prefix: u8, n: u64) -> (Vec<u8>, Vec<u8>) {
+    let start = with_u64(prefix, n);
+    let end = match n.checked_add(1) {
+        Some(m) => with_u64(prefix, m),
+        None => vec![prefix + 1],
+    };
+    (start, end)
+}
+
+/// The half-open range of one whole prefix.
+pub fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
+    (vec![prefix], vec![prefix + 1])
+}
+
+pub fn inode(ino: Ino) -> Vec<u8> {
+    with_u64(INODE, ino)
+}
+
+pub fn dentry(parent: Ino, name: &str) -> Vec<u8> {
+    with_u64_name(DENTRY, parent, name)
+}
+
+/// All dentries of a directory.
+pub fn dentry_range(parent: Ino) -> (Vec<u8>, Vec<u8>) {
+    range_u64(DENTRY, parent)
+}
+
+/// Dentries of `parent` strictly after `name`.
+pub fn dentry_after(parent: Ino, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut start = dentry(parent, name);
+    start.push(0);
+    (start, range_u64(DENTRY, parent).1)
+}
+
+/// The name part of a dentry key.
+pub fn parse_dentry_name(key: &[u8]) -> Option<&str> {
+    if key.len() < 9 || key[0] != DENTRY {
+        return None;
+    }
+    std::str::from_utf8(&key[9..]).ok()
+}
+
+pub fn xattr(ino: Ino, name: &str) -> Vec<u8> {
+    with_u64_name(XATTR, ino, name)
+}
+
+pub fn xattr_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
+    range_u64(XATTR, ino)
+}
+
+/// The name part of an xattr key.
+pub fn parse_xattr_name(key: &[u8]) -> Option<&str> {
+    if key.len() < 9 || key[0] != XATTR {
+        return None;
+    }
+    std::str::from_utf8(&key[9..]).ok()
+}
+
+pub fn orphan(ino: Ino) -> Vec<u8> {
+    with_u64(ORPHAN, ino)
+}
+
+pub fn open(ino: Ino, session: u64) -> Vec<u8> {
+    with_u64_u64(OPEN, ino, session)
+}
+
+/// All open records of an inode.
+pub fn open_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
+    range_u64(OPEN, ino)
+}
+
+pub fn session(id: u64) -> Vec<u8> {
+    with_u64(SESSION, id)
+}
+
+/// The session id of a session key.
+pub fn parse_session(key: &[u8]) -> Option<u64> {
+    parse_u64_at(key, SESSION, 1)
+}
+
+pub fn session_open(session: u64, ino: Ino) -> Vec<u8> {
+    with_u64_u64(SESSION_OPEN, session, ino)
+}
+
+/// Every open index entry of a session.
+pub fn session_open_range(session: u64) -> (Vec<u8>, Vec<u8>) {
+    range_u64(SESSION_OPEN, session)
+}
+
+/// The inode of a session_open key.
+pub fn parse_session_open_ino(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, SESSION_OPEN, 9)
+}
+
+pub fn destroy(ino: Ino) -> Vec<u8> {
+    with_u64(DESTROY, ino)
+}
+
+/// The inode of a destroy key.
+pub fn parse_destroy(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, DESTROY, 1)
+}
+
+pub fn counter(name: &[u8]) -> Vec<u8> {
+    let mut k = vec![COUNTER];
+    k.extend_from_slice(name);
+    k
+}
+
+fn parse_u64_at(key: &[u8], prefix: u8, at: usize) -> Option<u64> {
+    if key.first() != Some(&prefix) || key.len() < at + 8 {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[at..at + 8]);
+    Some(u64::from_be_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dentry_keys_sort_by_parent_then_name() {
+        let mut keys = vec![
+            dentry(256, "a"),
+            dentry(2, "zz"),
+            dentry(2, "b"),
+            dentry(3, ""),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                dentry(2, "b"),
+                dentry(2, "zz"),
+                dentry(3, ""),
+                dentry(256, "a")
+            ]
+        );
+        assert_eq!(parse_dentry_name(&dentry(7, "héllo")), Some("héllo"));
+    }
+
+    #[test]
+    fn ranges_cover_exactly_their_parent() {
+        let (s, e) = dentry_range(5);
+        assert!(dentry(5, "x").as_slice() >= s.as_slice() && dentry(5, "x") < e);
+        assert!(dentry(6, "").as_slice() >= e.as_slice());
+        assert!(dentry(4, "zzzz") < s);
+        let (s, _) = dentry_after(5, "b");
+        assert!(dentry(5, "b") < s && dentry(5, "b\u{1}") >= s && dentry(5, "ba") >= s);
+        let (_, e) = range_u64(DENTRY, u64::MAX);
+        assert!(dentry(u64::MAX, "zzz") < e);
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        assert_eq!(parse_session(&session(99)), Some(99));
+        assert_eq!(parse_session_open_ino(&session_open(4, 77)), Some(77));
+        assert_eq!(parse_destroy(&destroy(12)), Some(12));
+        assert_eq!(parse_xattr_name(&xattr(3, "user.a")), Some("user.a"));
+        assert_eq!(parse_destroy(&session(12)), None);
+    }
+}

@@ -1,0 +1,558 @@
+//! MDS: the namespace, inodes, layouts, xattrs, opens and sessions.
+//!
+//! Every operation is one transaction on the metadata KV ([`crate::meta::Kv`]), run on a
+//! blocking thread; mutations are acknowledged after a group commit when the MDS is durable.
+//! The MDS keeps no state of its own beyond caches, so several MDS may share one KV.
+//!
+//! ## Layout
+//! - [`keys`]: the key schema. [`store`]: typed records.
+//! - [`namespace`], [`attr`], [`open`]: the operations, as transaction bodies.
+//! - [`perm`]: permission rules. [`layout`]: choosing a new file's layout.
+//! - this file: configuration, the request dispatch and the background workers.
+
+pub mod attr;
+pub mod keys;
+pub mod layout;
+pub mod namespace;
+pub mod open;
+pub mod perm;
+pub mod store;
+mod workers;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rustre_proto::cluster::Cluster;
+use rustre_proto::msg::mds::{FsStats, MdsOp, MdsRequest, MdsResponse, READDIR_MAX_ENTRIES};
+use rustre_proto::msg::mgs::NodeState;
+use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, Timestamp, MAX_GROUPS, ROOT_INO};
+use rustre_proto::rpc::server::{self, Handler, Reply};
+use rustre_proto::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::meta::{Kv, Transaction};
+use namespace::{Ctx, NewInode};
+
+/// Inode numbers taken from the shared counter at a time.
+pub const INO_BATCH: u64 = 1024;
+/// Default lease of a client session.
+pub const SESSION_LEASE_MS: u64 = 30_000;
+/// Striped in-process locks on directories, so concurrent creates in one directory queue up
+/// here instead of conflicting in the KV.
+pub const DIR_LOCK_STRIPES: usize = 256;
+
+/// How an MDS runs.
+#[derive(Debug, Clone)]
+pub struct MdsConfig {
+    /// The MGS to register with.
+    pub mgs_addr: String,
+    /// The address clients reach this MDS at.
+    pub advertise_addr: String,
+    pub cluster: String,
+    /// Acknowledge mutations only once they are on disk (group commit). When false, a
+    /// process crash loses nothing but a power loss may lose the last moments.
+    pub durable: bool,
+    pub session_lease_ms: u64,
+}
+
+/// Where the embedded store lives under an MDS data directory.
+pub fn embedded_store_dir(data: &std::path::Path) -> PathBuf {
+    data.join("meta")
+}
+
+/// Runs an MDS over `kv` until `shutdown` turns true.
+pub async fn run(
+    cfg: MdsConfig,
+    kv: Kv,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let kv2 = kv.clone();
+    tokio::task::spawn_blocking(move || bootstrap(&kv2))
+        .await
+        .map_err(|e| Error::Io(e.to_string()))??;
+    let cluster = workers::connect_mgs(&cfg, shutdown.clone()).await?;
+    let mds = Arc::new(Mds {
+        cfg: cfg.clone(),
+        kv,
+        cluster,
+        inos: Mutex::new((0, 0)),
+        picker: layout::OstPicker::default(),
+        dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+    });
+    workers::spawn_all(mds.clone(), shutdown.clone());
+    tracing::info!(addr = %cfg.advertise_addr, "MDS serving");
+    server::serve(listener, mds, cfg.cluster.clone(), shutdown).await;
+    Ok(())
+}
+
+/// Creates the root directory of a fresh store.
+fn bootstrap(kv: &Kv) -> Result<(), Error> {
+    kv.transact(|tx| {
+        if tx.get(&keys::inode(ROOT_INO))?.is_some() {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let root = store::Inode {
+            attr: rustre_proto::msg::Attr {
+                ino: ROOT_INO,
+                kind: FileKind::Dir,
+                perm: 0o755,
+                nlink: 2,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                rdev: 0,
+                layout: None,
+                truncate_version: 0,
+            },
+            parent: ROOT_INO,
+            target: None,
+            dir_layout: None,
+        };
+        store::put_inode(tx, &root)?;
+        store::put_counter(tx, keys::COUNTER_NEXT_INO, ROOT_INO + 1)
+    })?;
+    kv.sync()?;
+    Ok(())
+}
+
+/// One MDS instance.
+pub struct Mds {
+    cfg: MdsConfig,
+    kv: Kv,
+    cluster: Arc<Cluster>,
+    /// The current batch of inode numbers: next, end.
+    inos: Mutex<(u64, u64)>,
+    picker: layout::OstPicker,
+    dir_locks: Vec<Mutex<()>>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+impl Mds {
+    /// A fresh inode number (blocking: may run a transaction for a new batch).
+    fn alloc_ino(&self) -> Result<Ino, Error> {
+        let mut r = self.inos.lock().unwrap();
+        if r.0 >= r.1 {
+            let start = self.kv.transact(|tx| {
+                let next = store::counter(tx, keys::COUNTER_NEXT_INO, ROOT_INO + 1)?;
+                store::put_counter(tx, keys::COUNTER_NEXT_INO, next + INO_BATCH)?;
+                Ok::<_, Error>(next)
+            })?;
+            *r = (start, start + INO_BATCH);
+        }
+        let ino = r.0;
+        r.0 += 1;
+        Ok(ino)
+    }
+
+    /// Runs `f` as one transaction on a blocking thread, holding the stripe locks of `dirs`,
+    /// then (for mutations of a durable MDS) waits for the group commit.
+    async fn txn<T, F>(
+        self: &Arc<Self>,
+        creds: Creds,
+        dirs: Vec<Ino>,
+        mutates: bool,
+        f: F,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, Error> + Send + 'static,
+    {
+        let this = self.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut stripes: Vec<usize> = dirs
+                .iter()
+                .map(|d| (*d as usize) % DIR_LOCK_STRIPES)
+                .collect();
+            stripes.sort_unstable();
+            stripes.dedup();
+            let _guards: Vec<_> = stripes
+                .iter()
+                .map(|s| this.dir_locks[*s].lock().unwrap())
+                .collect();
+            let ctx = Ctx {
+                creds: &creds,
+                now: Timestamp::now(),
+            };
+            this.kv.transact(|tx| f(tx, &ctx))
+        })
+        .await
+        .map_err(|e| Error::Io(format!("metadata task failed: {e}")))??;
+        if mutates && self.cfg.durable {
+            self.kv.durable().await?;
+        }
+        Ok(out)
+    }
+
+    async fn dispatch(self: Arc<Self>, req: MdsRequest) -> Result<MdsResponse, Error> {
+        use MdsResponse as R;
+        let MdsRequest { creds, session, op } = req;
+        if creds.groups.len() > MAX_GROUPS {
+            return Err(Error::Invalid("too many groups".into()));
+        }
+        let lease = self.cfg.session_lease_ms;
+        match op {
+            MdsOp::OpenSession { client } => {
+                let id = self
+                    .txn(creds, vec![], true, move |tx, _| {
+                        open::open_session(tx, &client, now_ms(), lease)
+                    })
+                    .await?;
+                Ok(R::Session {
+                    id,
+                    lease_ms: lease,
+                })
+            }
+            MdsOp::RenewSession => self
+                .txn(creds, vec![], false, move |tx, _| {
+                    open::renew_session(tx, session, now_ms(), lease)
+                })
+                .await
+                .map(|_| R::Done),
+            MdsOp::CloseSession => {
+                while !self
+                    .txn(creds.clone(), vec![], true, move |tx, _| {
+                        open::end_session(tx, session)
+                    })
+                    .await?
+                {}
+                Ok(R::Done)
+            }
+            MdsOp::Lookup { parent, name } => self
+                .txn(creds, vec![], false, move |tx, c| {
+                    namespace::lookup(tx, c, parent, &name)
+                })
+                .await
+                .map(R::Attr),
+            MdsOp::GetAttr { ino } => self
+                .txn(creds, vec![], false, move |tx, _| {
+                    Ok(store::inode(tx, ino)?.attr)
+                })
+                .await
+                .map(R::Attr),
+            MdsOp::SetAttr { ino, set } => self
+                .txn(creds, vec![ino], true, move |tx, c| {
+                    attr::setattr(tx, c, ino, &set)
+                })
+                .await
+                .map(|o| R::Attr(o.attr)),
+            MdsOp::Create {
+                parent,
+                name,
+                perm,
+                exclusive,
+                open_flags,
+                layout,
+            } => {
+                self.create(
+                    creds, session, parent, name, perm, exclusive, open_flags, layout,
+                )
+                .await
+            }
+            MdsOp::Mkdir { parent, name, perm } => {
+                let ino = self.alloc_ino_async().await?;
+                self.txn(creds, vec![parent], true, move |tx, c| {
+                    let new = NewInode {
+                        ino,
+                        kind: FileKind::Dir,
+                        perm,
+                        rdev: 0,
+                        target: None,
+                        layout: None,
+                    };
+                    namespace::create_entry(tx, c, parent, &name, new)
+                })
+                .await
+                .map(R::Attr)
+            }
+            MdsOp::Mknod {
+                parent,
+                name,
+                kind,
+                perm,
+                rdev,
+            } => {
+                if kind == FileKind::Dir || kind == FileKind::Symlink {
+                    return Err(Error::Invalid("mknod of a directory or symlink".into()));
+                }
+                if kind == FileKind::File {
+                    return self
+                        .create(creds, session, parent, name, perm, true, None, None)
+                        .await;
+                }
+                if matches!(kind, FileKind::CharDev | FileKind::BlockDev) && creds.uid != 0 {
+                    return Err(Error::NotPermitted);
+                }
+                let ino = self.alloc_ino_async().await?;
+                self.txn(creds, vec![parent], true, move |tx, c| {
+                    let new = NewInode {
+                        ino,
+                        kind,
+                        perm,
+                        rdev,
+                        target: None,
+                        layout: None,
+                    };
+                    namespace::create_entry(tx, c, parent, &name, new)
+                })
+                .await
+                .map(R::Attr)
+            }
+            MdsOp::Symlink {
+                parent,
+                name,
+                target,
+            } => {
+                namespace::validate_target(&target)?;
+                let ino = self.alloc_ino_async().await?;
+                self.txn(creds, vec![parent], true, move |tx, c| {
+                    let new = NewInode {
+                        ino,
+                        kind: FileKind::Symlink,
+                        perm: 0o777,
+                        rdev: 0,
+                        target: Some(target.clone()),
+                        layout: None,
+                    };
+                    namespace::create_entry(tx, c, parent, &name, new)
+                })
+                .await
+                .map(R::Attr)
+            }
+            MdsOp::Readlink { ino } => self
+                .txn(creds, vec![], false, move |tx, _| attr::readlink(tx, ino))
+                .await
+                .map(R::Target),
+            MdsOp::Link {
+                ino,
+                new_parent,
+                new_name,
+            } => self
+                .txn(creds, vec![new_parent, ino], true, move |tx, c| {
+                    namespace::link(tx, c, ino, new_parent, &new_name)
+                })
+                .await
+                .map(R::Attr),
+            MdsOp::Unlink { parent, name } => self
+                .txn(creds, vec![parent], true, move |tx, c| {
+                    namespace::unlink(tx, c, parent, &name)
+                })
+                .await
+                .map(|_| R::Done),
+            MdsOp::Rmdir { parent, name } => self
+                .txn(creds, vec![parent], true, move |tx, c| {
+                    namespace::rmdir(tx, c, parent, &name)
+                })
+                .await
+                .map(|_| R::Done),
+            MdsOp::Rename {
+                parent,
+                name,
+                new_parent,
+                new_name,
+                flags,
+            } => self
+                .txn(creds, vec![parent, new_parent], true, move |tx, c| {
+                    namespace::rename(tx, c, parent, &name, new_parent, &new_name, flags)
+                })
+                .await
+                .map(|_| R::Done),
+            MdsOp::Readdir {
+                ino,
+                after,
+                limit,
+                plus,
+            } => {
+                let limit = limit.clamp(1, READDIR_MAX_ENTRIES) as usize;
+                self.txn(creds, vec![], false, move |tx, c| {
+                    namespace::readdir(tx, c, ino, after.as_deref(), limit, plus)
+                })
+                .await
+                .map(|(entries, eof)| R::Entries { entries, eof })
+            }
+            MdsOp::Open { ino, flags } => self
+                .txn(creds, vec![ino], true, move |tx, c| {
+                    open::open(tx, c, session, ino, flags, false)
+                })
+                .await
+                .map(R::Attr),
+            MdsOp::Release { ino } => self
+                .txn(creds, vec![ino], true, move |tx, _| {
+                    open::release(tx, session, ino)
+                })
+                .await
+                .map(|_| R::Done),
+            MdsOp::ReportSize {
+                ino,
+                size,
+                mtime,
+                truncate_version,
+            } => self
+                .txn(creds, vec![ino], true, move |tx, c| {
+                    attr::report_size(tx, c, ino, size, mtime, truncate_version)
+                })
+                .await
+                .map(R::Attr),
+            MdsOp::Access { ino, mask } => self
+                .txn(creds, vec![], false, move |tx, c| {
+                    attr::access(tx, c, ino, mask)
+                })
+                .await
+                .map(|_| R::Done),
+            MdsOp::StatFs => self.statfs().await.map(R::StatFs),
+            MdsOp::GetXattr { ino, name } => self
+                .txn(creds, vec![], false, move |tx, c| {
+                    attr::get_xattr(tx, c, ino, &name)
+                })
+                .await
+                .map(R::Xattr),
+            MdsOp::SetXattr {
+                ino,
+                name,
+                value,
+                flags,
+            } => self
+                .txn(creds, vec![ino], true, move |tx, c| {
+                    attr::set_xattr(tx, c, ino, &name, &value, flags)
+                })
+                .await
+                .map(|_| R::Done),
+            MdsOp::ListXattr { ino } => self
+                .txn(creds, vec![], false, move |tx, c| {
+                    attr::list_xattr(tx, c, ino)
+                })
+                .await
+                .map(R::XattrNames),
+            MdsOp::RemoveXattr { ino, name } => self
+                .txn(creds, vec![ino], true, move |tx, c| {
+                    attr::remove_xattr(tx, c, ino, &name)
+                })
+                .await
+                .map(|_| R::Done),
+            MdsOp::SetDirLayout { ino, spec } => {
+                if let Some(s) = &spec {
+                    // Reject what could never produce a valid layout now, not at create time.
+                    self.picker.choose(Some(s), None, &self.cluster.map())?;
+                }
+                self.txn(creds, vec![ino], true, move |tx, c| {
+                    attr::set_dir_layout(tx, c, ino, spec.clone())
+                })
+                .await
+                .map(|_| R::Done)
+            }
+            MdsOp::GetDirLayout { ino } => self
+                .txn(creds, vec![], false, move |tx, _| {
+                    attr::get_dir_layout(tx, ino)
+                })
+                .await
+                .map(R::DirLayout),
+        }
+    }
+
+    async fn alloc_ino_async(self: &Arc<Self>) -> Result<Ino, Error> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.alloc_ino())
+            .await
+            .map_err(|e| Error::Io(e.to_string()))?
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create(
+        self: &Arc<Self>,
+        creds: Creds,
+        session: u64,
+        parent: Ino,
+        name: String,
+        perm: u32,
+        exclusive: bool,
+        open_flags: Option<i32>,
+        spec: Option<rustre_proto::msg::LayoutSpec>,
+    ) -> Result<MdsResponse, Error> {
+        let ino = self.alloc_ino_async().await?;
+        let mut map = self.cluster.map();
+        if !map.osts.iter().any(|o| o.state == NodeState::Up) {
+            // The map may predate the OSTs' registration: ask the MGS before saying ENOSPC.
+            map = self.cluster.refresh().await.unwrap_or(map);
+        }
+        let this = self.clone();
+        self.txn(creds, vec![parent], true, move |tx, c| {
+            let created = match store::dentry(tx, parent, &name)? {
+                Some(_) if exclusive => return Err(Error::Exists),
+                Some(d) => {
+                    if d.kind == FileKind::Dir {
+                        return Err(Error::IsDir);
+                    }
+                    // Creating an existing name opens it, with the usual search check.
+                    namespace::lookup(tx, c, parent, &name)?;
+                    d.ino
+                }
+                None => {
+                    let dir = store::dir(tx, parent)?;
+                    let layout =
+                        this.picker
+                            .choose(spec.as_ref(), dir.dir_layout.as_ref(), &map)?;
+                    let new = NewInode {
+                        ino,
+                        kind: FileKind::File,
+                        perm,
+                        rdev: 0,
+                        target: None,
+                        layout: Some(layout),
+                    };
+                    namespace::create_entry(tx, c, parent, &name, new)?;
+                    ino
+                }
+            };
+            match open_flags {
+                Some(flags) => open::open(tx, c, session, created, flags, created == ino),
+                None => Ok(store::inode(tx, created)?.attr),
+            }
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    async fn statfs(self: &Arc<Self>) -> Result<FsStats, Error> {
+        let map = self.cluster.map();
+        let mut cap = Capacity::default();
+        for o in map.osts.iter().filter(|o| o.state == NodeState::Up) {
+            cap.total_bytes += o.capacity.total_bytes;
+            cap.free_bytes += o.capacity.free_bytes;
+            cap.avail_bytes += o.capacity.avail_bytes;
+        }
+        let next = self
+            .txn(Creds::root(), vec![], false, |tx, _| {
+                store::counter(tx, keys::COUNTER_NEXT_INO, ROOT_INO + 1)
+            })
+            .await?;
+        // Inode numbers are handed out in batches, so this counts a few unused ones too.
+        let files = next.saturating_sub(1);
+        Ok(FsStats {
+            capacity: cap,
+            files,
+            files_free: (1u64 << 48).saturating_sub(files),
+        })
+    }
+}
+
+impl Handler for Mds {
+    type Request = MdsRequest;
+    type Response = MdsResponse;
+    const SERVICE: rustre_proto::frame::Service = rustre_proto::frame::Service::Mds;
+
+    async fn handle(self: Arc<Self>, req: MdsRequest, _payload: Bytes) -> Reply<MdsResponse> {
+        Reply::plain(self.dispatch(req).await)
+    }
+}

@@ -1,0 +1,183 @@
+//! Opens, client sessions, orphans and object destruction.
+//!
+//! A client holds a session (id + lease, renewed by `RenewSession`). Each open is counted
+//! under `open/{ino}/{session}` with an index entry `session_open/{session}/{ino}`. Unlinking
+//! the last name of a file that is open makes it an orphan; when its last open goes (release,
+//! or its session's lease runs out) the inode is removed and its objects queued under
+//! `destroy/{ino}`, which a background worker deletes from the OSTs.
+
+use rustre_proto::codec;
+use rustre_proto::msg::{Attr, FileKind, Ino};
+use rustre_proto::Error;
+
+use super::keys;
+use super::namespace::{self, Ctx};
+use super::perm::{self, R, W};
+use super::store::{self, Session};
+use crate::meta::Transaction;
+
+/// Most open records released in one transaction when a session expires.
+pub const EXPIRE_BATCH: usize = 256;
+
+/// The permission an open with `flags` needs.
+fn open_mask(flags: i32) -> u32 {
+    let acc = match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => R,
+        libc::O_WRONLY => W,
+        _ => R | W,
+    };
+    if flags & libc::O_TRUNC != 0 {
+        acc | W
+    } else {
+        acc
+    }
+}
+
+/// Opens `ino` for `session`: checks permission (unless the caller just created the file),
+/// applies O_TRUNC and records the open.
+pub fn open(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    session: u64,
+    ino: Ino,
+    flags: i32,
+    just_created: bool,
+) -> Result<Attr, Error> {
+    let mut inode = store::inode(tx, ino)?;
+    let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+    if inode.attr.kind == FileKind::Dir && writes {
+        return Err(Error::IsDir);
+    }
+    if !just_created {
+        perm::check(ctx.creds, &inode.attr, open_mask(flags))?;
+    }
+    if flags & libc::O_TRUNC != 0 && inode.attr.kind == FileKind::File && inode.attr.size > 0 {
+        inode.attr.size = 0;
+        inode.attr.truncate_version += 1;
+        inode.attr.perm = perm::perm_after_write(ctx.creds, &inode.attr);
+        inode.attr.mtime = ctx.now;
+        inode.attr.ctime = ctx.now;
+        store::put_inode(tx, &inode)?;
+    }
+    if session != 0 {
+        if store::get::<Session>(tx, &keys::session(session))?.is_none() {
+            return Err(Error::Stale);
+        }
+        let key = keys::open(ino, session);
+        let count: u32 = store::get(tx, &key)?.unwrap_or(0);
+        store::put(tx, &key, &(count + 1))?;
+        tx.set(&keys::session_open(session, ino), &[]);
+    }
+    Ok(inode.attr)
+}
+
+/// Drops one open of `ino` by `session`; the last open of an orphan destroys it.
+pub fn release(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), Error> {
+    let key = keys::open(ino, session);
+    let count: u32 = store::get(tx, &key)?.unwrap_or(0);
+    if count > 1 {
+        return store::put(tx, &key, &(count - 1));
+    }
+    drop_all_opens(tx, session, ino)
+}
+
+/// Removes every open of `ino` by `session` and destroys the inode if it was an orphan that
+/// nobody else holds open.
+fn drop_all_opens(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), Error> {
+    tx.clear(&keys::open(ino, session));
+    tx.clear(&keys::session_open(session, ino));
+    if tx.get(&keys::orphan(ino))?.is_none() {
+        return Ok(());
+    }
+    let (s, e) = keys::open_range(ino);
+    if !tx.range(&s, &e, 1)?.is_empty() {
+        return Ok(());
+    }
+    match store::get::<store::Inode>(tx, &keys::inode(ino))? {
+        Some(inode) if inode.attr.nlink == 0 => namespace::destroy(tx, inode),
+        _ => {
+            tx.clear(&keys::orphan(ino));
+            Ok(())
+        }
+    }
+}
+
+/// Starts a session with a fresh id.
+pub fn open_session(
+    tx: &mut dyn Transaction,
+    client: &str,
+    now_ms: u64,
+    lease_ms: u64,
+) -> Result<u64, Error> {
+    let id = store::counter(tx, keys::COUNTER_NEXT_SESSION, 1)?;
+    store::put_counter(tx, keys::COUNTER_NEXT_SESSION, id + 1)?;
+    let s = Session {
+        client: client.chars().take(256).collect(),
+        expires_ms: now_ms + lease_ms,
+    };
+    store::put(tx, &keys::session(id), &s)?;
+    Ok(id)
+}
+
+/// Extends a session's lease; ESTALE if it already expired and was reaped.
+pub fn renew_session(
+    tx: &mut dyn Transaction,
+    id: u64,
+    now_ms: u64,
+    lease_ms: u64,
+) -> Result<(), Error> {
+    let key = keys::session(id);
+    let mut s: Session = store::get(tx, &key)?.ok_or(Error::Stale)?;
+    s.expires_ms = now_ms + lease_ms;
+    store::put(tx, &key, &s)
+}
+
+/// Ends a session, releasing up to [`EXPIRE_BATCH`] opens; returns true when it is gone.
+pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<bool, Error> {
+    let (s, e) = keys::session_open_range(id);
+    let rows = tx.range(&s, &e, EXPIRE_BATCH)?;
+    let done = rows.len() < EXPIRE_BATCH;
+    for (k, _) in rows {
+        let ino =
+            keys::parse_session_open_ino(&k).ok_or_else(|| Error::Io("corrupt index".into()))?;
+        drop_all_opens(tx, id, ino)?;
+    }
+    if done {
+        tx.clear(&keys::session(id));
+    }
+    Ok(done)
+}
+
+/// Sessions whose lease ran out before `now_ms` (at most `limit`).
+pub fn expired_sessions(
+    tx: &mut dyn Transaction,
+    now_ms: u64,
+    limit: usize,
+) -> Result<Vec<u64>, Error> {
+    let (s, e) = keys::prefix_range(keys::SESSION);
+    let mut out = Vec::new();
+    let mut start = s;
+    // Scan in pages so a large session table does not make one huge read.
+    loop {
+        let rows = tx.range(&start, &e, 1024)?;
+        let n = rows.len();
+        for (k, v) in &rows {
+            let sess: Session = codec::decode(v)?;
+            if sess.expires_ms < now_ms {
+                if let Some(id) = keys::parse_session(k) {
+                    out.push(id);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        match rows.last() {
+            Some((k, _)) if n == 1024 => {
+                start = k.clone();
+                start.push(0);
+            }
+            _ => return Ok(out),
+        }
+    }
+}

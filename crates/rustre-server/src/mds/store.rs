@@ -1,0 +1,105 @@
+//! Typed records over the raw KV: what an inode, a dentry and a session look like on disk,
+//! and the get/put helpers the operations use inside their transactions.
+
+use rustre_proto::codec;
+use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec};
+use rustre_proto::Error;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::keys;
+use crate::meta::Transaction;
+
+/// An inode as stored under `inode/{ino}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inode {
+    pub attr: Attr,
+    /// Directories: the parent directory (the root is its own parent). Others: 0.
+    pub parent: Ino,
+    /// Symlinks: the target.
+    pub target: Option<String>,
+    /// Directories: the default layout new files inherit.
+    pub dir_layout: Option<LayoutSpec>,
+}
+
+/// A directory entry as stored under `dentry/{parent}/{name}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dentry {
+    pub ino: Ino,
+    pub kind: FileKind,
+}
+
+/// A client session as stored under `session/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub client: String,
+    /// Wall-clock milliseconds after which the session is dead unless renewed.
+    pub expires_ms: u64,
+}
+
+/// Objects waiting to be deleted from the OSTs, under `destroy/{ino}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doomed {
+    pub layout: Layout,
+}
+
+pub fn get<T: DeserializeOwned>(tx: &mut dyn Transaction, key: &[u8]) -> Result<Option<T>, Error> {
+    match tx.get(key)? {
+        Some(v) => Ok(Some(codec::decode(&v).map_err(corrupt)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn put<T: Serialize>(tx: &mut dyn Transaction, key: &[u8], value: &T) -> Result<(), Error> {
+    tx.set(key, &codec::encode(value)?);
+    Ok(())
+}
+
+fn corrupt(e: Error) -> Error {
+    Error::Io(format!("corrupt metadata record: {e}"))
+}
+
+/// The inode `ino`, or ENOENT.
+pub fn inode(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
+    get(tx, &keys::inode(ino))?.ok_or(Error::NotFound)
+}
+
+/// The directory `ino`: ENOENT if absent, ENOTDIR if not a directory.
+pub fn dir(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
+    let i = inode(tx, ino)?;
+    if i.attr.kind != FileKind::Dir {
+        return Err(Error::NotDir);
+    }
+    Ok(i)
+}
+
+pub fn put_inode(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
+    put(tx, &keys::inode(inode.attr.ino), inode)
+}
+
+pub fn dentry(tx: &mut dyn Transaction, parent: Ino, name: &str) -> Result<Option<Dentry>, Error> {
+    get(tx, &keys::dentry(parent, name))
+}
+
+pub fn put_dentry(
+    tx: &mut dyn Transaction,
+    parent: Ino,
+    name: &str,
+    d: Dentry,
+) -> Result<(), Error> {
+    put(tx, &keys::dentry(parent, name), &d)
+}
+
+/// True when the directory has no entries.
+pub fn dir_is_empty(tx: &mut dyn Transaction, ino: Ino) -> Result<bool, Error> {
+    let (s, e) = keys::dentry_range(ino);
+    Ok(tx.range(&s, &e, 1)?.is_empty())
+}
+
+/// Reads a u64 counter (absent = `default`).
+pub fn counter(tx: &mut dyn Transaction, name: &[u8], default: u64) -> Result<u64, Error> {
+    Ok(get(tx, &keys::counter(name))?.unwrap_or(default))
+}
+
+pub fn put_counter(tx: &mut dyn Transaction, name: &[u8], v: u64) -> Result<(), Error> {
+    put(tx, &keys::counter(name), &v)
+}

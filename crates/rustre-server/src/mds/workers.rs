@@ -1,0 +1,176 @@
+//! The MDS's background work: registering and heartbeating with the MGS, deleting the objects
+//! of destroyed inodes from the OSTs, and ending sessions whose lease ran out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustre_proto::cluster::Cluster;
+use rustre_proto::msg::mgs::{MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS};
+use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
+use rustre_proto::msg::Creds;
+use rustre_proto::Error;
+use tokio::sync::watch;
+
+use super::{keys, now_ms, open, store, Mds, MdsConfig};
+
+/// How often the destroy queue is scanned.
+pub const DESTROY_INTERVAL: Duration = Duration::from_millis(500);
+/// Most inodes whose objects are deleted per scan.
+pub const DESTROY_BATCH: usize = 64;
+/// How often expired sessions are looked for.
+pub const REAP_INTERVAL: Duration = Duration::from_secs(2);
+/// Most expired sessions ended per scan.
+pub const REAP_BATCH: usize = 64;
+
+/// Connects to the MGS (waiting for it to come up) and registers this MDS.
+pub async fn connect_mgs(
+    cfg: &MdsConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Arc<Cluster>, Error> {
+    let mut warned = false;
+    loop {
+        match Cluster::connect(&cfg.mgs_addr, &cfg.cluster, "mds").await {
+            Ok(c) => {
+                register(&c, cfg).await?;
+                return Ok(c);
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(mgs = %cfg.mgs_addr, "waiting for the MGS: {e}");
+                    warned = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(HEARTBEAT_INTERVAL_MS)) => {}
+            _ = shutdown.changed() => return Err(Error::Unavailable("shut down".into())),
+        }
+    }
+}
+
+async fn register(c: &Cluster, cfg: &MdsConfig) -> Result<(), Error> {
+    let req = MgsRequest::RegisterMds {
+        addr: cfg.advertise_addr.clone(),
+    };
+    match c.mgs().call(&req, Bytes::new()).await?.0 {
+        MgsResponse::Ok { .. } => Ok(()),
+        other => Err(Error::Protocol(format!(
+            "MGS refused registration: {other:?}"
+        ))),
+    }
+}
+
+/// Starts every background task of `mds`.
+pub fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
+    spawn_every(
+        mds.clone(),
+        shutdown.clone(),
+        Duration::from_millis(HEARTBEAT_INTERVAL_MS),
+        heartbeat,
+    );
+    spawn_every(
+        mds.clone(),
+        shutdown.clone(),
+        DESTROY_INTERVAL,
+        destroy_objects,
+    );
+    spawn_every(mds, shutdown, REAP_INTERVAL, reap_sessions);
+}
+
+fn spawn_every<F, Fut>(mds: Arc<Mds>, mut shutdown: watch::Receiver<bool>, every: Duration, f: F)
+where
+    F: Fn(Arc<Mds>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), Error>> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = f(mds.clone()).await {
+                tracing::debug!("background task: {e}");
+            }
+        }
+    });
+}
+
+async fn heartbeat(mds: Arc<Mds>) -> Result<(), Error> {
+    let req = MgsRequest::MdsHeartbeat {
+        addr: mds.cfg.advertise_addr.clone(),
+    };
+    match mds.cluster.mgs().call(&req, Bytes::new()).await?.0 {
+        MgsResponse::Unknown => register(&mds.cluster, &mds.cfg).await,
+        _ => Ok(()),
+    }
+}
+
+/// Deletes the objects of destroyed inodes; an entry stays queued until every object is gone.
+async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
+    let doomed = mds
+        .txn(Creds::root(), vec![], false, |tx, _| {
+            let (s, e) = keys::prefix_range(keys::DESTROY);
+            let mut out = Vec::new();
+            for (k, v) in tx.range(&s, &e, DESTROY_BATCH)? {
+                let ino = keys::parse_destroy(&k).ok_or_else(|| Error::Io("bad key".into()))?;
+                let d: store::Doomed = rustre_proto::codec::decode(&v)?;
+                out.push((ino, d));
+            }
+            Ok(out)
+        })
+        .await?;
+    let epoch = mds.cluster.map().epoch;
+    for (ino, d) in doomed {
+        let mut all_gone = true;
+        for (stripe, ost) in d.layout.osts.iter().enumerate() {
+            let req = OssRequest {
+                epoch,
+                ost: *ost,
+                op: OssOp::Delete {
+                    object: ObjectId {
+                        ino,
+                        stripe: stripe as u32,
+                    },
+                },
+            };
+            let r = match mds.cluster.oss(*ost) {
+                Ok(peer) => peer
+                    .call::<_, OssResponse>(&req, Bytes::new())
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::debug!(ino, ost, "object delete deferred: {e}");
+                all_gone = false;
+            }
+        }
+        if all_gone {
+            mds.txn(Creds::root(), vec![], true, move |tx, _| {
+                tx.clear(&keys::destroy(ino));
+                Ok(())
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn reap_sessions(mds: Arc<Mds>) -> Result<(), Error> {
+    let expired = mds
+        .txn(Creds::root(), vec![], false, |tx, _| {
+            open::expired_sessions(tx, now_ms(), REAP_BATCH)
+        })
+        .await?;
+    for id in expired {
+        tracing::info!(session = id, "session lease expired; releasing its opens");
+        while !mds
+            .txn(Creds::root(), vec![], true, move |tx, _| {
+                open::end_session(tx, id)
+            })
+            .await?
+        {}
+    }
+    Ok(())
+}

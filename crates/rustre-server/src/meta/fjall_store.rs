@@ -1,0 +1,266 @@
+//! The embedded metadata store: one fjall 3 keyspace driven through fjall's optimistic
+//! (serializable snapshot isolation) transactions.
+//!
+//! # Isolation
+//!
+//! `OptimisticTxDatabase::write_tx` takes a snapshot; every `get` and every `range` made
+//! through the transaction records a read (a point read for `get`, the whole requested
+//! `[start, end)` interval for `range`, so phantoms count), and every write records a write.
+//! At commit fjall checks this transaction's reads against the writes of every transaction
+//! that committed after the snapshot was taken, and refuses the commit (`Conflict`) if they
+//! intersect. That is backward-validating optimistic concurrency control: the committed
+//! history is equivalent to running the transactions one at a time in commit order, i.e.
+//! serializable, which is the isolation FoundationDB gives. Write skew (two transactions that
+//! each read `a` and `b` and write one of them) is therefore detected. A conflict is returned
+//! as [`KvError::Retryable`] and [`super::Kv::transact`] re-runs the closure.
+//!
+//! Differences from FoundationDB, all in the strict direction (more conflicts, never fewer):
+//! - `atomic_add` is a read-modify-write, so concurrent adds to one key conflict (FDB's ADD
+//!   mutation does not). Keep hot counters batched.
+//! - `clear_range` reads the range to find the keys to delete, so it conflicts with a
+//!   concurrent insert into that range.
+//! - A `range` read with a `limit` conflicts on the whole requested interval, not just on the
+//!   part that was returned.
+//! - Read-only transactions are not validated at all (as in FDB): they read one consistent
+//!   snapshot, which is serializable at the snapshot's point in time.
+//!
+//! # Durability (finding from reading fjall 3.1.13's source)
+//!
+//! A commit appends the batch to the journal through an 8 KiB `BufWriter`
+//! (`journal/writer.rs`). `OptimisticTxDatabase::write_tx` gives every transaction the
+//! durability `Some(PersistMode::Buffer)` unless the database was opened with
+//! `manual_journal_persist(true)`, and `WriteBatch::commit` (`batch/mod.rs`) calls
+//! `journal_writer.persist(mode)` right after writing the batch, while still holding the
+//! journal lock and *before* publishing the new sequence number. `PersistMode::Buffer`
+//! flushes the `BufWriter`, i.e. issues the `write(2)` into the OS page cache, but does not
+//! fsync. So a transaction whose commit returned `Ok` is in the kernel's page cache and
+//! survives the process being killed (SIGKILL, panic=abort, OOM kill); only a power loss or
+//! kernel crash can lose it until the next `persist(SyncAll)`. With `durability(None)` (or
+//! `manual_journal_persist`) the batch could sit in the user-space buffer and be lost on
+//! SIGKILL. We do not rely on the default: [`FjallStore::run_once`] sets
+//! `durability(Some(PersistMode::Buffer))` on every transaction explicitly. The
+//! `commit_survives_sigkill` test in `conformance.rs` checks this with a real SIGKILL.
+//! [`FjallStore::sync`] is `persist(PersistMode::SyncAll)` (fsync of the active journal;
+//! sealed journals are fsynced when rotated and flushed tables when written), after which
+//! every earlier commit survives power loss. Recovery replays the journal; batches carry a
+//! checksum, so a torn tail is discarded as a whole batch, never half-applied.
+//!
+//! # Limits
+//!
+//! Both backends enforce FoundationDB's limits ([`MAX_KEY_BYTES`], [`MAX_VALUE_BYTES`],
+//! [`MAX_TX_BYTES`]) so that code which would fail on FDB fails in tests here too. A write
+//! that breaks a limit is not applied; the transaction then fails with
+//! [`KvError::Storage`] whatever the closure returned.
+
+use super::{Backend, KeyValue, KvError, Transaction};
+use fjall::{
+    Conflict, KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace,
+    OptimisticWriteTx as WriteTransaction, PersistMode, Readable,
+};
+use std::path::Path;
+
+/// Largest key, in bytes (FoundationDB's limit; fjall's own is 65,536).
+pub(crate) const MAX_KEY_BYTES: usize = 10_000;
+/// Largest value, in bytes (FoundationDB's limit).
+pub(crate) const MAX_VALUE_BYTES: usize = 100_000;
+/// Largest transaction, in bytes of keys and values written (FoundationDB's hard limit is
+/// 10,000,000 bytes of mutations and conflict ranges; a clear_range counts its two bounds).
+pub(crate) const MAX_TX_BYTES: usize = 10_000_000;
+/// Name of the single keyspace holding all metadata.
+const KEYSPACE: &str = "meta";
+
+/// Maps any fjall error to a storage error.
+fn storage(e: impl std::fmt::Display) -> KvError {
+    KvError::Storage(e.to_string())
+}
+
+/// The embedded store: a fjall database with one keyspace.
+pub(crate) struct FjallStore {
+    db: OptimisticTxDatabase,
+    keyspace: OptimisticTxKeyspace,
+}
+
+impl FjallStore {
+    /// Opens (creating if needed) the store in `dir`, replaying its journal.
+    pub(crate) fn open(dir: &Path) -> Result<FjallStore, KvError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| KvError::Storage(format!("create {}: {e}", dir.display())))?;
+        let db = OptimisticTxDatabase::builder(dir)
+            .open()
+            .map_err(|e| KvError::Storage(format!("open {}: {e}", dir.display())))?;
+        let keyspace = db
+            .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(storage)?;
+        Ok(FjallStore { db, keyspace })
+    }
+}
+
+impl Backend for FjallStore {
+    fn run_once(&self, body: &mut dyn FnMut(&mut dyn Transaction) -> bool) -> Result<(), KvError> {
+        // Explicit, see the module comment: commits reach the OS page cache before they are
+        // acknowledged, so they survive SIGKILL; only `sync` makes them survive power loss.
+        let mut tx = self
+            .db
+            .write_tx()
+            .map_err(storage)?
+            .durability(Some(PersistMode::Buffer));
+        let (commit, error) = {
+            let mut ftx = FjallTx {
+                tx: &mut tx,
+                keyspace: &self.keyspace,
+                error: None,
+                bytes: 0,
+            };
+            let commit = body(&mut ftx);
+            (commit, ftx.error)
+        };
+        if let Some(e) = error {
+            tx.rollback();
+            return Err(e);
+        }
+        if !commit {
+            tx.rollback();
+            return Ok(());
+        }
+        match tx.commit() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Conflict)) => Err(KvError::Retryable("transaction conflict".into())),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
+    fn sync(&self) -> Result<(), KvError> {
+        self.db.persist(PersistMode::SyncAll).map_err(storage)
+    }
+}
+
+/// One transaction as seen by the closure. The first error an operation hits is remembered
+/// and fails the whole transaction, even if the closure swallows it.
+struct FjallTx<'a> {
+    tx: &'a mut WriteTransaction,
+    keyspace: &'a OptimisticTxKeyspace,
+    error: Option<KvError>,
+    /// Bytes of keys and values written so far (see [`MAX_TX_BYTES`]).
+    bytes: usize,
+}
+
+impl FjallTx<'_> {
+    /// Remembers `e` (unless an earlier error is already remembered) and returns it.
+    fn fail(&mut self, e: KvError) -> KvError {
+        if self.error.is_none() {
+            self.error = Some(e.clone());
+        }
+        e
+    }
+
+    /// Checks a key against [`MAX_KEY_BYTES`].
+    fn check_key(&mut self, key: &[u8]) -> Result<(), KvError> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(self.fail(KvError::Storage(format!(
+                "key of {} bytes exceeds the {MAX_KEY_BYTES}-byte limit",
+                key.len()
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Checks a write of `key` (and `value`) against the limits and counts its bytes.
+    fn check_write(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.check_key(key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(self.fail(KvError::Storage(format!(
+                "value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit",
+                value.len()
+            ))));
+        }
+        self.count(key.len() + value.len())
+    }
+
+    /// Counts `n` more bytes written against [`MAX_TX_BYTES`].
+    fn count(&mut self, n: usize) -> Result<(), KvError> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > MAX_TX_BYTES {
+            return Err(self.fail(KvError::Storage(format!(
+                "transaction exceeds the {MAX_TX_BYTES}-byte limit"
+            ))));
+        }
+        Ok(())
+    }
+}
+
+impl Transaction for FjallTx<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.check_key(key)?;
+        match self.tx.get(self.keyspace, key) {
+            Ok(v) => Ok(v.map(|v| v.to_vec())),
+            Err(e) => Err(self.fail(storage(e))),
+        }
+    }
+
+    fn range(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KeyValue>, KvError> {
+        // An empty or inverted interval reads nothing; never hand fjall an inverted range
+        // (its conflict check would panic on it at commit).
+        if limit == 0 || start >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for guard in self.tx.range(self.keyspace, start..end).take(limit) {
+            match guard.into_inner() {
+                Ok((k, v)) => out.push((k.to_vec(), v.to_vec())),
+                Err(e) => return Err(self.fail(storage(e))),
+            }
+        }
+        Ok(out)
+    }
+
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        if self.check_write(key, value).is_ok() {
+            self.tx.insert(self.keyspace, key, value);
+        }
+    }
+
+    fn clear(&mut self, key: &[u8]) {
+        if self.check_write(key, &[]).is_ok() {
+            self.tx.remove(self.keyspace, key);
+        }
+    }
+
+    fn clear_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), KvError> {
+        if start >= end {
+            return Ok(());
+        }
+        // FDB counts a range clear as its two bounds, whatever it removes.
+        self.check_key(start)?;
+        self.check_key(end)?;
+        self.count(start.len() + end.len())?;
+        // The range read merges this transaction's own writes, so keys set earlier in the
+        // transaction are found (and removed) too.
+        let mut keys = Vec::new();
+        for guard in self.tx.range(self.keyspace, start..end) {
+            match guard.key() {
+                Ok(k) => keys.push(k),
+                Err(e) => return Err(self.fail(storage(e))),
+            }
+        }
+        for k in keys {
+            self.tx.remove(self.keyspace, k);
+        }
+        Ok(())
+    }
+
+    fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), KvError> {
+        let old = self.get(key)?;
+        // FDB's ADD: the old value is zero-extended or truncated to the operand's 8 bytes.
+        let mut buf = [0u8; 8];
+        if let Some(old) = old {
+            let n = old.len().min(8);
+            buf[..n].copy_from_slice(&old[..n]);
+        }
+        let new = i64::from_le_bytes(buf).wrapping_add(delta).to_le_bytes();
+        self.set(key, &new);
+        match &self.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}

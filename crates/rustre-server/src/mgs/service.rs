@@ -1,0 +1,220 @@
+//! The MGS service: the [`Handler`] for [`MgsRequest`] and the monitor that marks silent
+//! nodes down.
+//!
+//! Durability rule: an epoch is on disk before any client can see it. Every change that moves
+//! the epoch is applied to a copy of the registry, the copy is saved, and only then does it
+//! replace the live registry, all under one lock. Heartbeats never move the epoch, so they
+//! update the live registry in place and cost no disk write.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustre_proto::frame::Service;
+use rustre_proto::msg::mgs::{LayoutDefaults, MgsRequest, MgsResponse};
+use rustre_proto::msg::Capacity;
+use rustre_proto::rpc::server::{Handler, Reply};
+use rustre_proto::Error;
+use tokio::sync::{watch, Mutex};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::persist;
+use super::registry::{Registered, Registry};
+
+/// How often the monitor looks for nodes that stopped beating; a node is marked down between
+/// `NODE_DOWN_AFTER_MS` and that plus this after its last beat.
+pub const MONITOR_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The MGS state shared by every connection.
+pub(crate) struct Mgs {
+    cluster: String,
+    defaults: LayoutDefaults,
+    data_dir: PathBuf,
+    registry: Mutex<Registry>,
+    /// Set (under the registry lock) once `run` is returning: no change is saved after that,
+    /// so a new MGS on the same directory never races a late write of this one.
+    stopped: AtomicBool,
+}
+
+impl Mgs {
+    pub(crate) fn new(
+        cluster: String,
+        defaults: LayoutDefaults,
+        data_dir: PathBuf,
+        registry: Registry,
+    ) -> Mgs {
+        Mgs {
+            cluster,
+            defaults,
+            data_dir,
+            registry: Mutex::new(registry),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops saving: waits for a change being saved, then refuses later ones.
+    pub(crate) async fn stop(&self) {
+        let _reg = self.registry.lock().await;
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Saves `reg` to the data directory on a blocking thread.
+    pub(crate) async fn save(&self, reg: &Registry) -> Result<(), Error> {
+        let file = reg.to_file(&self.cluster);
+        let dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || persist::save_registry(&dir, &file))
+            .await
+            .map_err(|e| Error::Io(format!("saving the registry: {e}")))?
+    }
+
+    /// Applies `change` to a copy of the registry; when the epoch moved, saves the copy before
+    /// installing it. A failed save leaves the live registry as it was.
+    async fn change<T>(
+        &self,
+        change: impl FnOnce(&mut Registry) -> Result<T, Error>,
+    ) -> Result<(T, u64), Error> {
+        let mut live = self.registry.lock().await;
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(Error::Unavailable("the MGS is shutting down".into()));
+        }
+        let mut next = live.clone();
+        let out = change(&mut next)?;
+        if next.epoch() != live.epoch() {
+            if let Err(e) = self.save(&next).await {
+                tracing::error!("cannot save the MGS registry, change refused: {e}");
+                return Err(e);
+            }
+        }
+        *live = next;
+        Ok((out, live.epoch()))
+    }
+
+    async fn handle_register_ost(
+        &self,
+        index: u32,
+        addr: String,
+        capacity: Capacity,
+    ) -> Result<MgsResponse, Error> {
+        let now = Instant::now();
+        let result = self
+            .change(|r| r.register_ost(index, &addr, capacity, now))
+            .await;
+        match result {
+            Ok((how, epoch)) => {
+                log_registered(&format!("OST {index} at {addr}"), &how, epoch);
+                Ok(MgsResponse::Ok { epoch })
+            }
+            Err(e) => {
+                tracing::warn!(index, %addr, "OST registration refused: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    async fn handle_register_mds(&self, addr: String) -> Result<MgsResponse, Error> {
+        let now = Instant::now();
+        let result = self.change(|r| r.register_mds(&addr, now)).await;
+        match result {
+            Ok((how, epoch)) => {
+                log_registered(&format!("MDS at {addr}"), &how, epoch);
+                Ok(MgsResponse::Ok { epoch })
+            }
+            Err(e) => {
+                tracing::warn!(%addr, "MDS registration refused: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    async fn handle_ost_heartbeat(&self, index: u32, capacity: Capacity) -> MgsResponse {
+        let mut reg = self.registry.lock().await;
+        if reg.ost_heartbeat(index, capacity, Instant::now()) {
+            MgsResponse::Ok { epoch: reg.epoch() }
+        } else {
+            tracing::debug!(index, "heartbeat of an OST that is not up: must register");
+            MgsResponse::Unknown
+        }
+    }
+
+    async fn handle_mds_heartbeat(&self, addr: &str) -> MgsResponse {
+        let mut reg = self.registry.lock().await;
+        if reg.mds_heartbeat(addr, Instant::now()) {
+            MgsResponse::Ok { epoch: reg.epoch() }
+        } else {
+            tracing::debug!(%addr, "heartbeat of an MDS that is not up: must register");
+            MgsResponse::Unknown
+        }
+    }
+
+    async fn handle_get_map(&self) -> MgsResponse {
+        let reg = self.registry.lock().await;
+        MgsResponse::Map(reg.map(&self.cluster, self.defaults))
+    }
+
+    /// One pass of the monitor: marks silent nodes down (one new epoch for all of them).
+    pub(crate) async fn sweep(&self) {
+        let now = Instant::now();
+        if !self.registry.lock().await.sweep_due(now) {
+            return;
+        }
+        match self.change(|r| Ok(r.sweep(now))).await {
+            Ok((down, epoch)) => {
+                for node in down {
+                    tracing::warn!(epoch, "{node} missed its heartbeats: marked down");
+                }
+            }
+            // Retried on the next pass; the nodes stay up in the map until it succeeds.
+            Err(e) => tracing::error!("cannot mark silent nodes down: {e}"),
+        }
+    }
+}
+
+fn log_registered(node: &str, how: &Registered, epoch: u64) {
+    match how {
+        Registered::New => tracing::info!(epoch, "{node} registered"),
+        Registered::Returned => tracing::info!(epoch, "{node} is back up"),
+        Registered::TookOver { from } => {
+            tracing::info!(epoch, "{node} took over from {from}, which was down");
+        }
+        Registered::AlreadyUp => tracing::debug!(epoch, "{node} registered again while up"),
+    }
+}
+
+impl Handler for Mgs {
+    type Request = MgsRequest;
+    type Response = MgsResponse;
+    const SERVICE: Service = Service::Mgs;
+
+    async fn handle(self: Arc<Self>, req: MgsRequest, payload: Bytes) -> Reply<MgsResponse> {
+        if !payload.is_empty() {
+            return Reply::plain(Err(Error::Invalid("MGS calls carry no payload".into())));
+        }
+        Reply::plain(match req {
+            MgsRequest::RegisterOst {
+                index,
+                addr,
+                capacity,
+            } => self.handle_register_ost(index, addr, capacity).await,
+            MgsRequest::RegisterMds { addr } => self.handle_register_mds(addr).await,
+            MgsRequest::OstHeartbeat { index, capacity } => {
+                Ok(self.handle_ost_heartbeat(index, capacity).await)
+            }
+            MgsRequest::MdsHeartbeat { addr } => Ok(self.handle_mds_heartbeat(&addr).await),
+            MgsRequest::GetMap => Ok(self.handle_get_map().await),
+        })
+    }
+}
+
+/// Runs [`Mgs::sweep`] every [`MONITOR_INTERVAL`] until `shutdown` changes.
+pub(crate) async fn monitor(mgs: Arc<Mgs>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(MONITOR_INTERVAL);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => mgs.sweep().await,
+            _ = shutdown.changed() => break,
+        }
+    }
+}

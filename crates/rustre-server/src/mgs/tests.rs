@@ -1,0 +1,360 @@
+//! MGS tests over real TCP on 127.0.0.1, in process.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustre_proto::frame::Service;
+use rustre_proto::msg::mgs::{ClusterMap, LayoutDefaults, MgsRequest, MgsResponse, NodeState};
+use rustre_proto::msg::Capacity;
+use rustre_proto::rpc::client::Connection;
+use rustre_proto::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{persist, run, MgsConfig, NODE_DOWN_AFTER};
+
+const CLUSTER: &str = "testfs";
+
+pub(crate) struct TestMgs {
+    pub(crate) addr: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl TestMgs {
+    pub(crate) async fn stop(self) -> Result<(), Error> {
+        self.stop.send_replace(true);
+        self.task.await.expect("MGS task panicked")
+    }
+}
+
+fn config(dir: &Path, cluster: &str) -> MgsConfig {
+    MgsConfig {
+        data_dir: dir.to_path_buf(),
+        cluster: cluster.to_string(),
+        defaults: LayoutDefaults {
+            stripe_size: 256 << 10,
+            stripe_count: 2,
+            replicas: 1,
+        },
+    }
+}
+
+/// Starts an MGS of cluster `cluster` on `listener`.
+pub(crate) fn start_mgs_on(listener: TcpListener, dir: &Path, cluster: &str) -> TestMgs {
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(run(config(dir, cluster), listener, rx));
+    TestMgs { addr, stop, task }
+}
+
+async fn start_mgs(dir: &Path) -> TestMgs {
+    start_mgs_on(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        dir,
+        CLUSTER,
+    )
+}
+
+async fn connect(addr: &str) -> Arc<Connection> {
+    Connection::connect(addr, Service::Mgs, CLUSTER, "mgs-test")
+        .await
+        .unwrap()
+}
+
+async fn call(c: &Connection, req: MgsRequest) -> Result<MgsResponse, Error> {
+    c.call(&req, Bytes::new()).await.map(|(r, _)| r)
+}
+
+async fn map(c: &Connection) -> ClusterMap {
+    match call(c, MgsRequest::GetMap).await.unwrap() {
+        MgsResponse::Map(m) => m,
+        other => panic!("GetMap answered {other:?}"),
+    }
+}
+
+fn ok_epoch(r: Result<MgsResponse, Error>) -> u64 {
+    match r {
+        Ok(MgsResponse::Ok { epoch }) => epoch,
+        other => panic!("expected Ok, got {other:?}"),
+    }
+}
+
+fn cap(free: u64) -> Capacity {
+    Capacity {
+        total_bytes: 1 << 40,
+        free_bytes: free,
+        avail_bytes: free,
+    }
+}
+
+fn register_ost(index: u32, addr: &str, free: u64) -> MgsRequest {
+    MgsRequest::RegisterOst {
+        index,
+        addr: addr.to_string(),
+        capacity: cap(free),
+    }
+}
+
+#[tokio::test]
+async fn mgs_register_heartbeat_and_get_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgs = start_mgs(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+
+    let m0 = map(&c).await;
+    assert!(m0.osts.is_empty() && m0.mds.is_empty());
+    assert_eq!(m0.cluster_name, CLUSTER);
+    assert_eq!(m0.defaults, config(dir.path(), CLUSTER).defaults);
+    let e0 = m0.epoch;
+
+    assert_eq!(
+        ok_epoch(call(&c, register_ost(0, "10.0.0.1:9401", 100)).await),
+        e0 + 1
+    );
+    assert_eq!(
+        ok_epoch(call(&c, register_ost(1, "10.0.0.2:9401", 200)).await),
+        e0 + 2
+    );
+    let mds = MgsRequest::RegisterMds {
+        addr: "10.0.0.9:9402".into(),
+    };
+    assert_eq!(ok_epoch(call(&c, mds).await), e0 + 3);
+
+    // Heartbeats refresh capacity without moving the epoch.
+    let beat = MgsRequest::OstHeartbeat {
+        index: 0,
+        capacity: cap(50),
+    };
+    assert_eq!(ok_epoch(call(&c, beat).await), e0 + 3);
+    let mds_beat = MgsRequest::MdsHeartbeat {
+        addr: "10.0.0.9:9402".into(),
+    };
+    assert_eq!(ok_epoch(call(&c, mds_beat).await), e0 + 3);
+    let m = map(&c).await;
+    assert_eq!(m.epoch, e0 + 3);
+    assert_eq!(m.osts.len(), 2);
+    let ost0 = m.ost(0).unwrap();
+    assert_eq!(
+        (ost0.addr.as_str(), ost0.state),
+        ("10.0.0.1:9401", NodeState::Up)
+    );
+    assert_eq!(ost0.capacity, cap(50));
+    assert_eq!(m.ost(1).unwrap().capacity, cap(200));
+    assert_eq!(m.mds_up().count(), 1);
+
+    // Strangers are told to register.
+    let stranger = MgsRequest::OstHeartbeat {
+        index: 7,
+        capacity: cap(1),
+    };
+    assert!(matches!(call(&c, stranger).await, Ok(MgsResponse::Unknown)));
+    let stranger = MgsRequest::MdsHeartbeat {
+        addr: "10.0.0.8:1".into(),
+    };
+    assert!(matches!(call(&c, stranger).await, Ok(MgsResponse::Unknown)));
+
+    // Another address claiming an OST that is up is refused, and nothing changes.
+    let err = call(&c, register_ost(0, "10.0.0.3:9401", 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(m) if m.contains("conflict")),
+        "{err:?}"
+    );
+    // Bad input is refused too.
+    assert!(call(&c, register_ost(2, "", 1)).await.is_err());
+    let with_payload = c
+        .call::<_, MgsResponse>(&MgsRequest::GetMap, Bytes::from_static(b"x"))
+        .await;
+    assert!(
+        matches!(with_payload, Err(Error::Invalid(_))),
+        "{with_payload:?}"
+    );
+    let m = map(&c).await;
+    assert_eq!(m.epoch, e0 + 3);
+    assert_eq!(m.ost(0).unwrap().addr, "10.0.0.1:9401");
+
+    mgs.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn mgs_marks_silent_node_down_and_fences_it_until_it_registers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgs = start_mgs(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+
+    ok_epoch(call(&c, register_ost(0, "10.0.0.1:9401", 1)).await);
+    ok_epoch(call(&c, register_ost(1, "10.0.0.2:9401", 1)).await);
+    let registered_at = std::time::Instant::now();
+    let e1 = ok_epoch(call(&c, MgsRequest::RegisterMds { addr: "m:1".into() }).await);
+    // The MDS keeps beating; the OSTs fall silent.
+    let beater = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let beat = MgsRequest::MdsHeartbeat { addr: "m:1".into() };
+                assert!(matches!(call(&c, beat).await, Ok(MgsResponse::Ok { .. })));
+            }
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let m = map(&c).await;
+    assert_eq!(
+        m.ost(0).unwrap().state,
+        NodeState::Up,
+        "one missed beat is not enough"
+    );
+    assert_eq!(m.epoch, e1);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = map(&c).await;
+        if m.osts.iter().all(|o| o.state == NodeState::Down) {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "OSTs never marked down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        registered_at.elapsed() >= NODE_DOWN_AFTER,
+        "marked down too early"
+    );
+    assert_eq!(m.mds[0].state, NodeState::Up, "a beating MDS stays up");
+    // The two OSTs went silent a few microseconds apart: one or two sweeps caught them.
+    assert!(
+        m.epoch == e1 + 1 || m.epoch == e1 + 2,
+        "one new epoch per sweep: {e1} -> {}",
+        m.epoch
+    );
+    let e_down = m.epoch;
+    beater.abort();
+
+    // Fenced: its beats do not count until it registers again.
+    let beat = MgsRequest::OstHeartbeat {
+        index: 0,
+        capacity: cap(9),
+    };
+    assert!(matches!(
+        call(&c, beat.clone()).await,
+        Ok(MgsResponse::Unknown)
+    ));
+    assert_eq!(map(&c).await.ost(0).unwrap().state, NodeState::Down);
+    let e2 = ok_epoch(call(&c, register_ost(0, "10.0.0.1:9401", 9)).await);
+    assert_eq!(e2, e_down + 1);
+    assert_eq!(ok_epoch(call(&c, beat).await), e2);
+    // A down OST's index may move to a new address.
+    let e3 = ok_epoch(call(&c, register_ost(1, "10.0.0.7:9401", 9)).await);
+    assert_eq!(e3, e2 + 1);
+    let m = map(&c).await;
+    assert_eq!(m.ost(0).unwrap().state, NodeState::Up);
+    assert_eq!(m.ost(1).unwrap().addr, "10.0.0.7:9401");
+    assert_eq!(m.ost(1).unwrap().state, NodeState::Up);
+    assert_eq!(m.epoch, e3);
+
+    mgs.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn mgs_registry_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgs = start_mgs(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+    ok_epoch(call(&c, register_ost(0, "10.0.0.1:9401", 10)).await);
+    ok_epoch(call(&c, register_ost(5, "10.0.0.2:9401", 20)).await);
+    let mds = MgsRequest::RegisterMds { addr: "m:1".into() };
+    let before = ok_epoch(call(&c, mds).await);
+
+    // A second MGS cannot open the same directory while the first runs.
+    let second = start_mgs(dir.path()).await;
+    let err = second.task.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+
+    mgs.stop().await.unwrap();
+    drop(c);
+
+    let mgs = start_mgs(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+    let m = map(&c).await;
+    assert!(m.epoch > before, "epoch went from {before} to {}", m.epoch);
+    let listed: Vec<_> = m
+        .osts
+        .iter()
+        .map(|o| (o.index, o.addr.as_str(), o.state))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (0, "10.0.0.1:9401", NodeState::Down),
+            (5, "10.0.0.2:9401", NodeState::Down)
+        ]
+    );
+    assert_eq!(m.ost(5).unwrap().capacity, cap(20));
+    assert_eq!(
+        (m.mds[0].addr.as_str(), m.mds[0].state),
+        ("m:1", NodeState::Down)
+    );
+
+    // Known but down: must register again before it counts.
+    let beat = MgsRequest::OstHeartbeat {
+        index: 0,
+        capacity: cap(1),
+    };
+    assert!(matches!(call(&c, beat).await, Ok(MgsResponse::Unknown)));
+    let e = ok_epoch(call(&c, register_ost(0, "10.0.0.1:9401", 10)).await);
+    assert_eq!(e, m.epoch + 1);
+    let m = map(&c).await;
+    assert_eq!(m.ost(0).unwrap().state, NodeState::Up);
+    assert_eq!(m.ost(5).unwrap().state, NodeState::Down);
+    mgs.stop().await.unwrap();
+    drop(c);
+
+    // And once more: the epoch keeps growing across restarts.
+    let mgs = start_mgs(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+    assert!(map(&c).await.epoch > e);
+    mgs.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn mgs_refuses_bad_config_damaged_or_foreign_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+
+    let mut bad = config(dir.path(), CLUSTER);
+    bad.defaults.stripe_size = 1000;
+    let (_tx, rx) = watch::channel(false);
+    assert!(matches!(
+        run(bad, listener().await, rx).await,
+        Err(Error::Invalid(_))
+    ));
+    let (_tx, rx) = watch::channel(false);
+    let bad = config(dir.path(), "");
+    assert!(matches!(
+        run(bad, listener().await, rx).await,
+        Err(Error::Invalid(_))
+    ));
+
+    // A registry of another cluster.
+    let mgs = start_mgs_on(listener().await, dir.path(), "otherfs");
+    mgs.stop().await.unwrap();
+    let err = start_mgs(dir.path()).await.task.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("otherfs"), "{err}");
+
+    // A damaged registry: refused, never silently replaced.
+    std::fs::write(dir.path().join(persist::REGISTRY_FILE), b"garbage").unwrap();
+    let err = start_mgs(dir.path()).await.task.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert_eq!(
+        std::fs::read(dir.path().join(persist::REGISTRY_FILE)).unwrap(),
+        b"garbage"
+    );
+}

@@ -1,0 +1,204 @@
+//! The OSS side of the MGS protocol: register every OST, then send each one's heartbeat
+//! (with fresh capacity) every `HEARTBEAT_INTERVAL_MS`. When the MGS answers `Unknown` (it
+//! restarted, or marked this node down), every OST registers again. When the MGS cannot be
+//! reached the OSS keeps serving and retries on the next beat, logging once per outage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustre_proto::frame::Service;
+use rustre_proto::msg::mgs::{MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS};
+use rustre_proto::msg::Capacity;
+use rustre_proto::rpc::client::Peer;
+use rustre_proto::Error;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use super::store::ObjectStore;
+
+/// How long one call to the MGS may take before the beat counts as failed; shorter than
+/// the MGS's down-marking delay, so a hung MGS does not stall the beats of the other OSTs.
+pub const MGS_CALL_TIMEOUT: Duration = Duration::from_millis(2 * HEARTBEAT_INTERVAL_MS);
+
+/// Who this OSS is to the MGS.
+pub(crate) struct LinkConfig {
+    pub mgs_addr: String,
+    pub advertise_addr: String,
+    pub cluster: String,
+}
+
+struct Ost {
+    index: u32,
+    store: Arc<dyn ObjectStore>,
+    registered: bool,
+    /// Last refusal logged for this OST, so a persistent one is logged once.
+    last_refusal: Option<String>,
+}
+
+/// Why a round of beats stopped early.
+enum Stop {
+    /// The MGS could not be reached or did not answer in time.
+    Unreachable(Error),
+}
+
+struct Link {
+    cfg: LinkConfig,
+    peer: Peer,
+    osts: Vec<Ost>,
+    /// The error that started the current outage, if any.
+    outage: Option<String>,
+}
+
+/// Registers and heartbeats `osts` until `shutdown` changes.
+pub(crate) async fn run(
+    cfg: LinkConfig,
+    osts: Vec<(u32, Arc<dyn ObjectStore>)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = format!("oss@{}", cfg.advertise_addr);
+    let peer = Peer::new(&cfg.mgs_addr, Service::Mgs, &cfg.cluster, &client, 1);
+    let osts = osts
+        .into_iter()
+        .map(|(index, store)| Ost {
+            index,
+            store,
+            registered: false,
+            last_refusal: None,
+        })
+        .collect();
+    let mut link = Link {
+        cfg,
+        peer,
+        osts,
+        outage: None,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {}
+        }
+        match link.beat_all().await {
+            Ok(()) => {
+                if let Some(cause) = link.outage.take() {
+                    tracing::info!(mgs = %link.cfg.mgs_addr, "MGS reachable again (was: {cause})");
+                }
+            }
+            Err(Stop::Unreachable(e)) => {
+                if link.outage.is_none() {
+                    tracing::warn!(
+                        mgs = %link.cfg.mgs_addr,
+                        "MGS unreachable, still serving; retrying every {HEARTBEAT_INTERVAL_MS} ms: {e}"
+                    );
+                    link.outage = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+impl Link {
+    /// One round: heartbeats for registered OSTs, then registration of the others.
+    async fn beat_all(&mut self) -> Result<(), Stop> {
+        for i in 0..self.osts.len() {
+            if !self.osts[i].registered {
+                continue;
+            }
+            let req = MgsRequest::OstHeartbeat {
+                index: self.osts[i].index,
+                capacity: capacity(&self.osts[i]).await,
+            };
+            match self.call(&req).await? {
+                Ok(MgsResponse::Ok { .. }) => {}
+                Ok(MgsResponse::Unknown) => {
+                    tracing::info!(
+                        index = self.osts[i].index,
+                        "the MGS does not count this OST as up; registering every OST again"
+                    );
+                    for o in &mut self.osts {
+                        o.registered = false;
+                    }
+                }
+                Ok(other) => {
+                    tracing::warn!("MGS answered a heartbeat with {other:?}; registering again");
+                    self.osts[i].registered = false;
+                }
+                Err(e) => {
+                    tracing::warn!(index = self.osts[i].index, "heartbeat refused: {e}");
+                    self.osts[i].registered = false;
+                }
+            }
+        }
+        for i in 0..self.osts.len() {
+            if !self.osts[i].registered {
+                self.register(i).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn register(&mut self, i: usize) -> Result<(), Stop> {
+        let req = MgsRequest::RegisterOst {
+            index: self.osts[i].index,
+            addr: self.cfg.advertise_addr.clone(),
+            capacity: capacity(&self.osts[i]).await,
+        };
+        let result = self.call(&req).await?;
+        let ost = &mut self.osts[i];
+        match result {
+            Ok(MgsResponse::Ok { epoch }) => {
+                tracing::info!(index = ost.index, epoch, "OST registered with the MGS");
+                ost.registered = true;
+                ost.last_refusal = None;
+            }
+            Ok(other) => {
+                tracing::warn!(
+                    index = ost.index,
+                    "MGS answered a registration with {other:?}"
+                );
+            }
+            Err(e) => {
+                // An address conflict, for instance: retried every beat, logged once.
+                let msg = e.to_string();
+                if ost.last_refusal.as_deref() != Some(msg.as_str()) {
+                    tracing::warn!(index = ost.index, "MGS refused to register the OST: {msg}");
+                    ost.last_refusal = Some(msg);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One call to the MGS. The outer error means the MGS was not reached (stop this round);
+    /// the inner one is the MGS's own answer.
+    async fn call(&self, req: &MgsRequest) -> Result<Result<MgsResponse, Error>, Stop> {
+        let call = self.peer.call::<_, MgsResponse>(req, Bytes::new());
+        match tokio::time::timeout(MGS_CALL_TIMEOUT, call).await {
+            Err(_) => Err(Stop::Unreachable(Error::TimedOut)),
+            Ok(Err(e)) if e.is_transient() || matches!(e, Error::Protocol(_)) => {
+                Err(Stop::Unreachable(e))
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Ok(Ok((resp, _))) => Ok(Ok(resp)),
+        }
+    }
+}
+
+/// The OST's capacity now; zeros (so no new objects go there) when it cannot be read.
+async fn capacity(ost: &Ost) -> Capacity {
+    let store = ost.store.clone();
+    match tokio::task::spawn_blocking(move || store.capacity()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::warn!(index = ost.index, "cannot read the OST's capacity: {e}");
+            Capacity::default()
+        }
+        Err(e) => {
+            tracing::warn!(index = ost.index, "capacity task failed: {e}");
+            Capacity::default()
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! # OSS — the object storage service
+//!
+//! One OSS process serves one or more OSTs, each a directory. An object is one stripe of one
+//! file, `ObjectId = (ino, stripe)`, stored as one plain file; reads go to the socket with
+//! `sendfile`, writes are positional, `sync` is `fdatasync`. The OSS registers every OST
+//! with the MGS and heartbeats it every second with fresh capacity.
+//!
+//! ## Layout
+//! - `store`: the narrow [`ObjectStore`] trait and the request checks.
+//! - `file_store`: [`FileStore`], objects as files (see its doc for the on-disk layout,
+//!   the handle-cache locking rule and durability).
+//! - `handles`: the bounded cache of open object files.
+//! - `service`: the RPC handler.
+//! - `mgs_link`: registration and heartbeats.
+//!
+//! ## An OST directory
+//! ```text
+//! DIR/LOCK            flock'ed while an OSS serves the OST
+//! DIR/ost.identity    cluster name and OST index, written on first use
+//! DIR/objects/..      the objects
+//! ```
+//! The identity file stops a directory from being served as another OST or in another
+//! cluster, which would silently hand out the wrong data.
+//!
+//! ## Not yet
+//! The `epoch` of requests is accepted but not enforced (fencing is a later issue).
+
+mod file_store;
+mod handles;
+mod mgs_link;
+mod service;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustre_proto::rpc::server::serve;
+use rustre_proto::Error;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use file_store::{statvfs, FileStore, OBJECTS_DIR, OBJECT_DIRS, OBJECT_LOCK_STRIPES};
+pub use mgs_link::MGS_CALL_TIMEOUT;
+pub use service::OSS_IO_MAX_IN_FLIGHT;
+pub use store::{
+    check_object, check_read, check_size, check_write, ObjectStore, ReadData, MAX_OBJECT_BYTES,
+};
+
+use crate::mgs::persist;
+use crate::mgs::{check_addr, validate_cluster_name, MAX_OST_INDEX};
+
+/// Most open object files cached per OSS process, shared evenly by its OSTs.
+pub const OPEN_OBJECTS_MAX: usize = 1024;
+/// Fewest open object files cached per OST, however many OSTs share the process.
+pub const OPEN_OBJECTS_MIN_PER_OST: usize = 64;
+/// Most OSTs one OSS serves.
+pub const MAX_OSTS_PER_OSS: usize = 256;
+/// Name of the identity file in an OST directory.
+pub const IDENTITY_FILE: &str = "ost.identity";
+/// Magic of the identity file, format 1.
+const IDENTITY_MAGIC: [u8; 8] = *b"RSTROST\x01";
+
+/// Configuration of an OSS.
+#[derive(Debug, Clone)]
+pub struct OssConfig {
+    /// Address of the MGS (`host:port`).
+    pub mgs_addr: String,
+    /// The address clients reach this OSS at, as published in the cluster map.
+    pub advertise_addr: String,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The OSTs served: index and directory (created if absent).
+    pub osts: Vec<(u32, PathBuf)>,
+}
+
+impl OssConfig {
+    /// Checks the configuration before anything is started.
+    pub fn validate(&self) -> Result<(), Error> {
+        validate_cluster_name(&self.cluster)?;
+        check_addr(&self.mgs_addr).map_err(|e| Error::Invalid(format!("MGS address: {e}")))?;
+        check_addr(&self.advertise_addr)
+            .map_err(|e| Error::Invalid(format!("advertised address: {e}")))?;
+        if self.osts.is_empty() || self.osts.len() > MAX_OSTS_PER_OSS {
+            return Err(Error::Invalid(format!(
+                "an OSS serves 1 to {MAX_OSTS_PER_OSS} OSTs, not {}",
+                self.osts.len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        for (index, dir) in &self.osts {
+            if *index > MAX_OST_INDEX {
+                return Err(Error::Invalid(format!(
+                    "OST index {index} is above the limit {MAX_OST_INDEX}"
+                )));
+            }
+            if !seen.insert(*index) {
+                return Err(Error::Invalid(format!("OST {index} is listed twice")));
+            }
+            if dir.as_os_str().is_empty() {
+                return Err(Error::Invalid(format!("OST {index} has no directory")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What an OST directory says it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct OstIdentity {
+    cluster: String,
+    index: u32,
+}
+
+/// Creates `dir` if needed, locks it, and checks (or, the first time, writes) its identity.
+/// The returned file holds the lock.
+fn claim_ost_dir(dir: &Path, cluster: &str, index: u32) -> Result<File, Error> {
+    std::fs::create_dir_all(dir).map_err(|e| persist::io_error(dir, e))?;
+    let lock = persist::lock_dir(dir)?;
+    let path = dir.join(IDENTITY_FILE);
+    match persist::read_record::<OstIdentity>(&path, IDENTITY_MAGIC)? {
+        Some(id) if id.cluster == cluster && id.index == index => {}
+        Some(id) => {
+            return Err(Error::Invalid(format!(
+                "{} holds OST {} of cluster {:?}; refusing to serve it as OST {index} of {cluster:?}",
+                dir.display(),
+                id.index,
+                id.cluster
+            )));
+        }
+        None => {
+            let id = OstIdentity {
+                cluster: cluster.to_string(),
+                index,
+            };
+            persist::write_record(dir, IDENTITY_FILE, IDENTITY_MAGIC, &id)?;
+            tracing::info!(index, dir = %dir.display(), "new OST directory");
+        }
+    }
+    Ok(lock)
+}
+
+/// An opened OST: its store and the lock on its directory.
+struct OpenedOst {
+    index: u32,
+    store: Arc<FileStore>,
+    _lock: File,
+}
+
+fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
+    let per_ost = (OPEN_OBJECTS_MAX / cfg.osts.len()).max(OPEN_OBJECTS_MIN_PER_OST);
+    let mut dirs = HashSet::new();
+    let mut opened = Vec::with_capacity(cfg.osts.len());
+    for (index, dir) in &cfg.osts {
+        std::fs::create_dir_all(dir).map_err(|e| persist::io_error(dir, e))?;
+        let canonical = dir.canonicalize().map_err(|e| persist::io_error(dir, e))?;
+        if !dirs.insert(canonical) {
+            return Err(Error::Invalid(format!(
+                "{} is given for two OSTs",
+                dir.display()
+            )));
+        }
+        let lock = claim_ost_dir(dir, &cfg.cluster, *index)?;
+        let store = Arc::new(FileStore::open(dir, per_ost)?);
+        opened.push(OpenedOst {
+            index: *index,
+            store,
+            _lock: lock,
+        });
+    }
+    Ok(opened)
+}
+
+/// Raises the soft limit on open files to the hard one: the handle cache and the client
+/// connections both need descriptors, and many systems start with a soft limit of 1024.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let old = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(from = old, to = lim.rlim_cur, "raised the open files limit");
+            }
+        }
+    }
+}
+
+/// Runs an OSS on `listener` until `shutdown` turns true (or its sender is dropped).
+///
+/// Fails before serving when the configuration is invalid or an OST directory cannot be
+/// opened, is locked by another process, or belongs to another OST or cluster. Once serving,
+/// it never exits because of the MGS: it keeps registering and heartbeating in the background.
+pub async fn run(
+    cfg: OssConfig,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    cfg.validate()?;
+    raise_open_files_limit();
+    let open_cfg = cfg.clone();
+    let opened = tokio::task::spawn_blocking(move || open_osts(&open_cfg))
+        .await
+        .map_err(|e| Error::Io(format!("opening the OSTs: {e}")))??;
+
+    let stores: Vec<(u32, Arc<dyn ObjectStore>)> = opened
+        .iter()
+        .map(|o| (o.index, o.store.clone() as Arc<dyn ObjectStore>))
+        .collect();
+    let oss = Arc::new(service::Oss::new(
+        stores.iter().cloned().collect::<HashMap<_, _>>(),
+    ));
+    if *shutdown.borrow() {
+        return Ok(());
+    }
+    let link_cfg = mgs_link::LinkConfig {
+        mgs_addr: cfg.mgs_addr.clone(),
+        advertise_addr: cfg.advertise_addr.clone(),
+        cluster: cfg.cluster.clone(),
+    };
+    let link = tokio::spawn(mgs_link::run(link_cfg, stores, shutdown.clone()));
+    tracing::info!(
+        addr = ?listener.local_addr().ok(),
+        advertise = %cfg.advertise_addr,
+        osts = ?opened.iter().map(|o| o.index).collect::<Vec<_>>(),
+        "OSS serving"
+    );
+    serve(listener, oss, cfg.cluster, shutdown).await;
+    link.abort();
+    let _ = link.await;
+    drop(opened);
+    tracing::info!("OSS stopped");
+    Ok(())
+}

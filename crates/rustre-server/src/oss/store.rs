@@ -1,0 +1,165 @@
+//! The narrow interface between the OSS service and the storage of one OST, and the checks
+//! every request passes before it reaches a store.
+//!
+//! Object contents follow POSIX file semantics: a write past the end extends the object and
+//! leaves a hole that reads as zeros; a read returns at most what lies before the end.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustre_proto::frame::MAX_PAYLOAD_BYTES;
+use rustre_proto::msg::oss::ObjectId;
+use rustre_proto::msg::{Capacity, MAX_STRIPE_COUNT};
+use rustre_proto::rpc::server::Payload;
+use rustre_proto::Error;
+
+/// Largest object, in bytes: 16 TiB, the largest file ext4 holds with 4 KiB blocks. A file of
+/// stripe count N may reach N times this.
+pub const MAX_OBJECT_BYTES: u64 = 1 << 44;
+
+/// The bytes a read found.
+pub enum ReadData {
+    /// `len` bytes of `file` from `offset`; sent to the socket with `sendfile`.
+    File {
+        file: Arc<File>,
+        offset: u64,
+        len: u32,
+    },
+    /// Bytes in memory.
+    Bytes(Bytes),
+}
+
+impl ReadData {
+    /// Number of bytes read.
+    pub fn len(&self) -> u32 {
+        match self {
+            ReadData::File { len, .. } => *len,
+            // At most MAX_PAYLOAD_BYTES, below u32::MAX.
+            ReadData::Bytes(b) => b.len() as u32,
+        }
+    }
+
+    /// True when nothing was read (past the end, or an absent object).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The reply payload carrying these bytes.
+    pub fn into_payload(self) -> Payload {
+        match self {
+            ReadData::File { file, offset, len } => Payload::File { file, offset, len },
+            ReadData::Bytes(b) => Payload::Bytes(b),
+        }
+    }
+}
+
+/// The objects of one OST. Every method may block on the disk, so callers run them on a
+/// blocking thread. Callers check ranges with [`check_object`], [`check_read`],
+/// [`check_write`] and [`check_size`]; stores check them again and refuse what fails.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Up to `len` bytes at `offset`: fewer at the object's end, none past it or when the
+    /// object does not exist (the caller sees a hole).
+    fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ReadData, Error>;
+
+    /// Writes `data` at `offset`, creating the object if absent. With `sync`, the data (and
+    /// the object's existence) is on disk when this returns.
+    fn write(&self, id: ObjectId, offset: u64, data: &[u8], sync: bool) -> Result<(), Error>;
+
+    /// Sets the object's length, creating it if absent. Not durable until [`Self::sync`].
+    fn truncate(&self, id: ObjectId, size: u64) -> Result<(), Error>;
+
+    /// Makes everything written to the object durable; an absent object is already durable
+    /// as far as this OST knows.
+    fn sync(&self, id: ObjectId) -> Result<(), Error>;
+
+    /// Removes the object; removing an absent object succeeds.
+    fn delete(&self, id: ObjectId) -> Result<(), Error>;
+
+    /// The object's length, `None` if absent.
+    fn size(&self, id: ObjectId) -> Result<Option<u64>, Error>;
+
+    /// The OST's capacity.
+    fn capacity(&self) -> Result<Capacity, Error>;
+}
+
+/// Checks an object id: inode 0 names nothing, and a stripe index is below the stripe count
+/// limit.
+pub fn check_object(id: ObjectId) -> Result<(), Error> {
+    if id.ino == 0 {
+        return Err(Error::Invalid("object of inode 0".into()));
+    }
+    if id.stripe >= MAX_STRIPE_COUNT {
+        return Err(Error::Invalid(format!(
+            "stripe index {} is not below the limit {MAX_STRIPE_COUNT}",
+            id.stripe
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a read: one reply payload at most, wholly below [`MAX_OBJECT_BYTES`].
+pub fn check_read(offset: u64, len: u32) -> Result<(), Error> {
+    if len > MAX_PAYLOAD_BYTES {
+        return Err(Error::Invalid(format!(
+            "read of {len} bytes exceeds {MAX_PAYLOAD_BYTES}"
+        )));
+    }
+    match offset.checked_add(u64::from(len)) {
+        Some(end) if end <= MAX_OBJECT_BYTES => Ok(()),
+        _ => Err(Error::Invalid(format!(
+            "read of {len} bytes at {offset} ends past the largest object ({MAX_OBJECT_BYTES})"
+        ))),
+    }
+}
+
+/// Checks a write: it must end at or below [`MAX_OBJECT_BYTES`] (EFBIG otherwise, as the
+/// kernel answers a write past the largest file).
+pub fn check_write(offset: u64, len: usize) -> Result<(), Error> {
+    let end = u64::try_from(len)
+        .ok()
+        .and_then(|len| offset.checked_add(len))
+        .ok_or_else(|| Error::Invalid(format!("write of {len} bytes at {offset} overflows")))?;
+    if end > MAX_OBJECT_BYTES {
+        return Err(Error::TooBig);
+    }
+    Ok(())
+}
+
+/// Checks a new object length.
+pub fn check_size(size: u64) -> Result<(), Error> {
+    if size > MAX_OBJECT_BYTES {
+        return Err(Error::TooBig);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_checks() {
+        assert!(check_read(0, MAX_PAYLOAD_BYTES).is_ok());
+        assert!(check_read(0, MAX_PAYLOAD_BYTES + 1).is_err());
+        assert!(check_read(u64::MAX, 1).is_err());
+        assert!(check_read(MAX_OBJECT_BYTES - 1, 1).is_ok());
+        assert!(check_read(MAX_OBJECT_BYTES, 1).is_err());
+        assert!(check_write(MAX_OBJECT_BYTES - 4, 4).is_ok());
+        assert_eq!(check_write(MAX_OBJECT_BYTES - 4, 5), Err(Error::TooBig));
+        assert!(matches!(check_write(u64::MAX, 1), Err(Error::Invalid(_))));
+        assert!(check_size(MAX_OBJECT_BYTES).is_ok());
+        assert_eq!(check_size(MAX_OBJECT_BYTES + 1), Err(Error::TooBig));
+        assert!(check_object(ObjectId { ino: 0, stripe: 0 }).is_err());
+        assert!(check_object(ObjectId {
+            ino: 1,
+            stripe: MAX_STRIPE_COUNT
+        })
+        .is_err());
+        assert!(check_object(ObjectId {
+            ino: u64::MAX,
+            stripe: MAX_STRIPE_COUNT - 1
+        })
+        .is_ok());
+    }
+}

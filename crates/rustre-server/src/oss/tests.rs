@@ -1,0 +1,621 @@
+//! OSS tests over real TCP on 127.0.0.1, in process: object I/O through a real
+//! `Connection`, hostile bytes on raw sockets, and the registration with a real MGS.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustre_proto::codec;
+use rustre_proto::frame::{read_frame, FrameKind, Header, Service, MAX_PAYLOAD_BYTES};
+use rustre_proto::msg::mgs::{ClusterMap, MgsRequest, MgsResponse, NodeState};
+use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
+use rustre_proto::rpc::client::Connection;
+use rustre_proto::rpc::Hello;
+use rustre_proto::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{run, OssConfig, IDENTITY_FILE, MAX_OBJECT_BYTES};
+use crate::mgs::tests::start_mgs_on;
+
+const CLUSTER: &str = "testfs";
+
+struct TestOss {
+    addr: String,
+    dirs: Vec<PathBuf>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), Error>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestOss {
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        self.task.await.expect("OSS task panicked").unwrap();
+    }
+}
+
+/// An address nothing listens on (the port was just released).
+async fn dead_addr() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn start_oss(osts: &[u32], mgs_addr: &str) -> TestOss {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = osts
+        .iter()
+        .map(|i| tmp.path().join(format!("ost{i}")))
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let cfg = OssConfig {
+        mgs_addr: mgs_addr.to_string(),
+        advertise_addr: addr.clone(),
+        cluster: CLUSTER.to_string(),
+        osts: osts.iter().copied().zip(dirs.iter().cloned()).collect(),
+    };
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(run(cfg, listener, rx));
+    TestOss {
+        addr,
+        dirs,
+        stop,
+        task,
+        _tmp: tmp,
+    }
+}
+
+async fn connect(addr: &str) -> Arc<Connection> {
+    Connection::connect(addr, Service::Oss, CLUSTER, "oss-test")
+        .await
+        .unwrap()
+}
+
+async fn call(
+    c: &Connection,
+    ost: u32,
+    op: OssOp,
+    payload: Bytes,
+) -> Result<(OssResponse, Bytes), Error> {
+    let req = OssRequest { epoch: 1, ost, op };
+    c.call(&req, payload).await
+}
+
+fn obj(ino: u64, stripe: u32) -> ObjectId {
+    ObjectId { ino, stripe }
+}
+
+async fn write(c: &Connection, ost: u32, object: ObjectId, offset: u64, data: &[u8]) {
+    let op = OssOp::Write {
+        object,
+        offset,
+        sync: false,
+    };
+    let (resp, _) = call(c, ost, op, Bytes::copy_from_slice(data))
+        .await
+        .unwrap();
+    assert!(matches!(resp, OssResponse::Done), "{resp:?}");
+}
+
+async fn read(c: &Connection, ost: u32, object: ObjectId, offset: u64, len: u32) -> Vec<u8> {
+    let op = OssOp::Read {
+        object,
+        offset,
+        len,
+    };
+    match call(c, ost, op, Bytes::new()).await.unwrap() {
+        (OssResponse::Data { len }, data) => {
+            assert_eq!(
+                len as usize,
+                data.len(),
+                "announced and sent lengths differ"
+            );
+            data.to_vec()
+        }
+        other => panic!("read answered {other:?}"),
+    }
+}
+
+async fn size(c: &Connection, ost: u32, object: ObjectId) -> Option<u64> {
+    match call(c, ost, OssOp::Size { object }, Bytes::new())
+        .await
+        .unwrap()
+        .0
+    {
+        OssResponse::Size(s) => s,
+        other => panic!("size answered {other:?}"),
+    }
+}
+
+async fn done(c: &Connection, ost: u32, op: OssOp) {
+    let r = call(c, ost, op, Bytes::new()).await.unwrap().0;
+    assert!(matches!(r, OssResponse::Done), "{r:?}");
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test]
+async fn oss_write_read_round_trip() {
+    let oss = start_oss(&[0, 1], &dead_addr().await).await;
+    let c = connect(&oss.addr).await;
+    let o = obj(0x1234_5678, 3);
+    let data = pattern(1 << 20, 7);
+    let op = OssOp::Write {
+        object: o,
+        offset: 0,
+        sync: true,
+    };
+    call(&c, 0, op, Bytes::from(data.clone())).await.unwrap();
+    assert_eq!(read(&c, 0, o, 0, 1 << 20).await, data);
+    assert_eq!(read(&c, 0, o, 1000, 5000).await, &data[1000..6000]);
+    assert_eq!(size(&c, 0, o).await, Some(1 << 20));
+    // Same object id on another OST is another object.
+    assert_eq!(size(&c, 1, o).await, None);
+    write(&c, 1, o, 0, b"other ost").await;
+    assert_eq!(read(&c, 1, o, 0, 100).await, b"other ost");
+    assert_eq!(read(&c, 0, o, 0, 9).await, &data[..9]);
+    done(&c, 0, OssOp::Sync { object: o }).await;
+    // The documented on-disk layout.
+    let on_disk = oss.dirs[0].join("objects/78/0000000012345678.3");
+    assert_eq!(std::fs::read(on_disk).unwrap(), data);
+    assert!(oss.dirs[0].join(IDENTITY_FILE).is_file());
+    oss.stop().await;
+}
+
+#[tokio::test]
+async fn oss_sparse_and_past_eof_reads() {
+    let oss = start_oss(&[0], &dead_addr().await).await;
+    let c = connect(&oss.addr).await;
+    let o = obj(42, 0);
+    let mib = 1u64 << 20;
+    write(&c, 0, o, mib, &[0xee; 4096]).await;
+    assert_eq!(size(&c, 0, o).await, Some(mib + 4096));
+    // A hole reads as zeros.
+    assert_eq!(read(&c, 0, o, 0, 8192).await, vec![0u8; 8192]);
+    let edge = read(&c, 0, o, mib - 100, 200).await;
+    assert_eq!(edge.len(), 200);
+    assert_eq!(&edge[..100], &[0u8; 100][..]);
+    assert_eq!(&edge[100..], &[0xee; 100][..]);
+    // A read crossing the end is cut at the end; past it, nothing.
+    assert_eq!(read(&c, 0, o, mib + 2048, 4096).await, vec![0xee; 2048]);
+    assert!(read(&c, 0, o, mib + 4096, 4096).await.is_empty());
+    assert!(read(&c, 0, o, 10 * mib, 4096).await.is_empty());
+    // An absent object reads as nothing and has no size.
+    assert!(read(&c, 0, obj(43, 0), 0, 4096).await.is_empty());
+    assert_eq!(size(&c, 0, obj(43, 0)).await, None);
+    oss.stop().await;
+}
+
+#[tokio::test]
+async fn oss_truncate() {
+    let oss = start_oss(&[0], &dead_addr().await).await;
+    let c = connect(&oss.addr).await;
+    let o = obj(5, 1);
+    let data = pattern(10_000, 1);
+    write(&c, 0, o, 0, &data).await;
+    done(
+        &c,
+        0,
+        OssOp::Truncate {
+            object: o,
+            size: 4096,
+        },
+    )
+    .await;
+    assert_eq!(size(&c, 0, o).await, Some(4096));
+    assert_eq!(read(&c, 0, o, 0, 10_000).await, &data[..4096]);
+    // Growing again shows zeros, never the old bytes.
+    done(
+        &c,
+        0,
+        OssOp::Truncate {
+            object: o,
+            size: 10_000,
+        },
+    )
+    .await;
+    let back = read(&c, 0, o, 0, 10_000).await;
+    assert_eq!(&back[..4096], &data[..4096]);
+    assert_eq!(&back[4096..], &vec![0u8; 10_000 - 4096][..]);
+    // Truncating an absent object creates it.
+    let fresh = obj(6, 0);
+    done(
+        &c,
+        0,
+        OssOp::Truncate {
+            object: fresh,
+            size: 100,
+        },
+    )
+    .await;
+    assert_eq!(size(&c, 0, fresh).await, Some(100));
+    assert_eq!(read(&c, 0, fresh, 0, 200).await, vec![0u8; 100]);
+    done(
+        &c,
+        0,
+        OssOp::Truncate {
+            object: fresh,
+            size: 0,
+        },
+    )
+    .await;
+    assert_eq!(size(&c, 0, fresh).await, Some(0));
+    let too_big = OssOp::Truncate {
+        object: fresh,
+        size: MAX_OBJECT_BYTES + 1,
+    };
+    assert_eq!(
+        call(&c, 0, too_big, Bytes::new()).await.unwrap_err(),
+        Error::TooBig
+    );
+    oss.stop().await;
+}
+
+#[tokio::test]
+async fn oss_delete_then_read_gives_nothing() {
+    let oss = start_oss(&[0], &dead_addr().await).await;
+    let c = connect(&oss.addr).await;
+    let o = obj(77, 2);
+    write(&c, 0, o, 0, &pattern(5000, 3)).await;
+    // The read leaves the object's handle in the cache.
+    assert_eq!(read(&c, 0, o, 0, 5000).await.len(), 5000);
+    done(&c, 0, OssOp::Delete { object: o }).await;
+    assert!(read(&c, 0, o, 0, 5000).await.is_empty());
+    assert_eq!(size(&c, 0, o).await, None);
+    // Deleting or syncing an absent object is fine.
+    done(&c, 0, OssOp::Delete { object: o }).await;
+    done(&c, 0, OssOp::Sync { object: o }).await;
+    // A new object with the same id starts empty: no stale handle to the old file.
+    write(&c, 0, o, 0, b"new").await;
+    assert_eq!(read(&c, 0, o, 0, 5000).await, b"new");
+    assert_eq!(size(&c, 0, o).await, Some(3));
+    let path = oss.dirs[0].join("objects/4d/000000000000004d.2");
+    assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    done(&c, 0, OssOp::Delete { object: o }).await;
+    assert!(!path.exists());
+    oss.stop().await;
+}
+
+#[tokio::test]
+async fn oss_unknown_ost_and_bad_requests_refused() {
+    let oss = start_oss(&[0], &dead_addr().await).await;
+    let c = connect(&oss.addr).await;
+    let o = obj(9, 0);
+    let invalid = |r: Result<(OssResponse, Bytes), Error>| {
+        assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
+    };
+    invalid(call(&c, 9, OssOp::StatFs, Bytes::new()).await);
+    invalid(call(&c, 9, OssOp::Size { object: o }, Bytes::new()).await);
+    let overflow = OssOp::Read {
+        object: o,
+        offset: u64::MAX - 10,
+        len: 100,
+    };
+    invalid(call(&c, 0, overflow, Bytes::new()).await);
+    let huge_read = OssOp::Read {
+        object: o,
+        offset: 0,
+        len: MAX_PAYLOAD_BYTES + 1,
+    };
+    invalid(call(&c, 0, huge_read, Bytes::new()).await);
+    let payload_on_read = OssOp::Read {
+        object: o,
+        offset: 0,
+        len: 10,
+    };
+    invalid(call(&c, 0, payload_on_read, Bytes::from_static(b"x")).await);
+    let inode_zero = OssOp::Size { object: obj(0, 0) };
+    invalid(call(&c, 0, inode_zero, Bytes::new()).await);
+    let far = OssOp::Write {
+        object: o,
+        offset: MAX_OBJECT_BYTES - 1,
+        sync: false,
+    };
+    let r = call(&c, 0, far, Bytes::from_static(b"ab")).await;
+    assert_eq!(r.unwrap_err(), Error::TooBig);
+    let wrap = OssOp::Write {
+        object: o,
+        offset: u64::MAX,
+        sync: false,
+    };
+    invalid(call(&c, 0, wrap, Bytes::from_static(b"ab")).await);
+    assert_eq!(size(&c, 0, o).await, None, "refused writes create nothing");
+
+    match call(&c, 0, OssOp::StatFs, Bytes::new()).await.unwrap().0 {
+        OssResponse::Capacity(cap) => {
+            assert!(cap.total_bytes > 0);
+            assert!(cap.avail_bytes <= cap.free_bytes && cap.free_bytes <= cap.total_bytes);
+        }
+        other => panic!("StatFs answered {other:?}"),
+    }
+    // The connection survived every refusal.
+    write(&c, 0, o, 0, b"still here").await;
+    assert_eq!(read(&c, 0, o, 0, 64).await, b"still here");
+    oss.stop().await;
+}
+
+fn hello_frame(cluster: &str) -> Vec<u8> {
+    let body = codec::encode(&Hello {
+        cluster: cluster.to_string(),
+        client: "raw-test".to_string(),
+    })
+    .unwrap();
+    frame(FrameKind::Hello, 0, &body)
+}
+
+fn frame(kind: FrameKind, id: u64, body: &[u8]) -> Vec<u8> {
+    let h = Header {
+        kind,
+        service: Service::Oss,
+        flags: 0,
+        request_id: id,
+        body_len: body.len() as u32,
+        payload_len: 0,
+    };
+    let mut bytes = h.encode().to_vec();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A raw connection past a good handshake.
+async fn raw_session(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&hello_frame(CLUSTER)).await.unwrap();
+    let reply = read_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!(reply.header.kind, FrameKind::HelloReply);
+    codec::decode::<Result<(), Error>>(&reply.body)
+        .unwrap()
+        .unwrap();
+    s
+}
+
+/// Waits until the server closes `s` (EOF or reset), reading through anything it sends.
+async fn assert_closed(mut s: TcpStream, what: &str) {
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        closed,
+        Ok(true),
+        "server did not close the connection after {what}"
+    );
+}
+
+#[tokio::test]
+async fn oss_closes_bad_connections_and_keeps_serving_others() {
+    let oss = start_oss(&[0], &dead_addr().await).await;
+    let good = connect(&oss.addr).await;
+    let o = obj(1000, 0);
+    write(&good, 0, o, 0, b"before").await;
+
+    // Garbage instead of a handshake.
+    let mut s = TcpStream::connect(&oss.addr).await.unwrap();
+    s.write_all(&[0xab; 64]).await.unwrap();
+    assert_closed(s, "garbage before the handshake").await;
+
+    // A handshake in an unknown protocol version.
+    let mut s = TcpStream::connect(&oss.addr).await.unwrap();
+    let mut hello = hello_frame(CLUSTER);
+    hello[4..6].copy_from_slice(&99u16.to_be_bytes());
+    s.write_all(&hello).await.unwrap();
+    assert_closed(s, "a wrong protocol version in the handshake").await;
+
+    // A handshake for another cluster: refused, then closed.
+    let mut s = TcpStream::connect(&oss.addr).await.unwrap();
+    s.write_all(&hello_frame("otherfs")).await.unwrap();
+    let reply = read_frame(&mut s).await.unwrap().unwrap();
+    assert!(codec::decode::<Result<(), Error>>(&reply.body)
+        .unwrap()
+        .is_err());
+    assert_closed(s, "a handshake for another cluster").await;
+
+    // Garbage after a good handshake.
+    let mut s = raw_session(&oss.addr).await;
+    s.write_all(&[0x5a; 100]).await.unwrap();
+    assert_closed(s, "garbage after the handshake").await;
+
+    // A header announcing a 4 GiB body.
+    let mut s = raw_session(&oss.addr).await;
+    let mut h = frame(FrameKind::Request, 1, &[]);
+    h[20..24].copy_from_slice(&u32::MAX.to_be_bytes());
+    s.write_all(&h).await.unwrap();
+    assert_closed(s, "a 4 GiB body length").await;
+
+    // A request in another protocol version.
+    let mut s = raw_session(&oss.addr).await;
+    let body = codec::encode(&OssRequest {
+        epoch: 1,
+        ost: 0,
+        op: OssOp::StatFs,
+    })
+    .unwrap();
+    let mut f = frame(FrameKind::Request, 2, &body);
+    f[4..6].copy_from_slice(&2u16.to_be_bytes());
+    s.write_all(&f).await.unwrap();
+    assert_closed(s, "a wrong protocol version").await;
+
+    // A frame cut short by the peer closing its side.
+    let mut s = raw_session(&oss.addr).await;
+    let mut f = frame(FrameKind::Request, 3, &[0u8; 100]);
+    f.truncate(32 + 10);
+    s.write_all(&f).await.unwrap();
+    s.shutdown().await.unwrap();
+    assert_closed(s, "a truncated frame").await;
+
+    // A whole frame whose body does not decode gets an error answer, and the stream goes on.
+    let mut s = raw_session(&oss.addr).await;
+    s.write_all(&frame(FrameKind::Request, 4, &[0xff; 7]))
+        .await
+        .unwrap();
+    let reply = read_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!(reply.header.request_id, 4);
+    let answer = codec::decode::<Result<OssResponse, Error>>(&reply.body).unwrap();
+    assert!(matches!(answer, Err(Error::Protocol(_))), "{answer:?}");
+    s.write_all(&frame(FrameKind::Request, 5, &body))
+        .await
+        .unwrap();
+    let reply = read_frame(&mut s).await.unwrap().unwrap();
+    assert_eq!(reply.header.request_id, 5);
+    let answer = codec::decode::<Result<OssResponse, Error>>(&reply.body).unwrap();
+    assert!(matches!(answer, Ok(OssResponse::Capacity(_))), "{answer:?}");
+
+    // The well-behaved client never noticed, and new ones are welcome.
+    assert!(!good.is_closed());
+    write(&good, 0, o, 6, b" and after").await;
+    assert_eq!(read(&good, 0, o, 0, 100).await, b"before and after");
+    let fresh = connect(&oss.addr).await;
+    assert_eq!(read(&fresh, 0, o, 0, 6).await, b"before");
+    oss.stop().await;
+}
+
+async fn get_map(addr: &str) -> Result<ClusterMap, Error> {
+    let c = Connection::connect(addr, Service::Mgs, CLUSTER, "oss-test").await?;
+    match c.call(&MgsRequest::GetMap, Bytes::new()).await?.0 {
+        MgsResponse::Map(m) => Ok(m),
+        other => panic!("GetMap answered {other:?}"),
+    }
+}
+
+/// Polls the MGS at `addr` until `ok` holds for its map.
+async fn wait_for_map(addr: &str, what: &str, ok: impl Fn(&ClusterMap) -> bool) -> ClusterMap {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(m) = get_map(addr).await {
+            if ok(&m) {
+                return m;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn oss_registers_survives_mgs_outage_and_reregisters() {
+    let mgs_dir = tempfile::tempdir().unwrap();
+    // The OSS starts while no MGS is up, and serves anyway.
+    let mgs_addr = dead_addr().await;
+    let oss = start_oss(&[0, 3], &mgs_addr).await;
+    let c = connect(&oss.addr).await;
+    write(&c, 3, obj(1, 0), 0, b"served without an MGS").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !oss.task.is_finished(),
+        "the OSS must not exit without an MGS"
+    );
+
+    let both_up = |m: &ClusterMap| {
+        [0, 3]
+            .iter()
+            .all(|&i| m.ost(i).is_some_and(|o| o.state == NodeState::Up))
+    };
+    let mgs = start_mgs_on(
+        TcpListener::bind(&mgs_addr).await.unwrap(),
+        mgs_dir.path(),
+        CLUSTER,
+    );
+    let m = wait_for_map(&mgs_addr, "both OSTs registered", both_up).await;
+    let ost = m.ost(3).unwrap();
+    assert_eq!(ost.addr, oss.addr);
+    assert!(ost.capacity.total_bytes > 0, "capacity comes from statvfs");
+    let first_epoch = m.epoch;
+    mgs.stop().await.unwrap();
+
+    // The MGS is down for a while; the OSS keeps serving.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        read(&c, 3, obj(1, 0), 0, 100).await,
+        b"served without an MGS"
+    );
+
+    // A restarted MGS lists the OSTs as down; their next beats are answered Unknown and
+    // the OSS registers both again.
+    let mgs = start_mgs_on(
+        TcpListener::bind(&mgs_addr).await.unwrap(),
+        mgs_dir.path(),
+        CLUSTER,
+    );
+    let m = wait_for_map(&mgs_addr, "both OSTs registered again", both_up).await;
+    assert!(
+        m.epoch > first_epoch + 1,
+        "epoch {} after {first_epoch}",
+        m.epoch
+    );
+    assert_eq!(m.ost(0).unwrap().addr, oss.addr);
+    mgs.stop().await.unwrap();
+    oss.stop().await;
+}
+
+#[tokio::test]
+async fn oss_refuses_bad_config_and_foreign_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ost");
+    let cfg = |osts: Vec<(u32, PathBuf)>| OssConfig {
+        mgs_addr: "127.0.0.1:1".into(),
+        advertise_addr: "127.0.0.1:2".into(),
+        cluster: CLUSTER.into(),
+        osts,
+    };
+    let start = |cfg: OssConfig| async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (_tx, rx) = watch::channel(false);
+        run(cfg, listener, rx).await
+    };
+    assert!(start(cfg(vec![])).await.is_err());
+    assert!(
+        start(cfg(vec![(1, dir.clone()), (1, tmp.path().join("b"))]))
+            .await
+            .is_err()
+    );
+    let same_dir = start(cfg(vec![(1, dir.clone()), (2, dir.join("."))])).await;
+    assert!(
+        matches!(&same_dir, Err(Error::Invalid(m)) if m.contains("two OSTs")),
+        "{same_dir:?}"
+    );
+
+    // The directory now belongs to OST 1 of this cluster (written by the attempt above).
+    let oss = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(run(cfg(vec![(1, dir.clone())]), listener, rx));
+        // A finished handshake means it is serving, so it holds the directory.
+        connect(&addr).await;
+        (stop, task)
+    };
+    // While served, a second OSS cannot open it.
+    let busy = tokio::time::timeout(Duration::from_secs(10), start(cfg(vec![(1, dir.clone())])))
+        .await
+        .expect("a second OSS on a locked directory must fail, not serve");
+    assert!(
+        matches!(&busy, Err(Error::Io(m)) if m.contains("in use")),
+        "{busy:?}"
+    );
+    oss.0.send_replace(true);
+    oss.1.await.unwrap().unwrap();
+    // Served as another OST, it is refused.
+    let other = start(cfg(vec![(2, dir.clone())])).await;
+    assert!(
+        matches!(&other, Err(Error::Invalid(m)) if m.contains("OST 1")),
+        "{other:?}"
+    );
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing rustre needs on Debian 12: FUSE 3, the tools the
+# end-to-end tests drive (rsync, git, sqlite3, attr, fio, bindfs), libclang for the
+# FoundationDB bindings' type check, and the POSIX test suites pjdfstest and fsx.
+# Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+for pkg in fuse3 libfuse3-dev pkg-config libclang-dev rsync git sqlite3 attr fio bindfs; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo is missing; install Rust (rustup) first" >&2
+  exit 1
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v pjdfstest >/dev/null 2>&1 || cargo install --locked pjdfstest
+command -v fsx >/dev/null 2>&1 || cargo install --locked fsx
+modprobe fuse 2>/dev/null || true

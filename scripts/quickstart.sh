@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Quick start: install what is missing, build rustre, and start a single-node cluster (MGS on
+# 127.0.0.1:9400, MDS with the embedded store, two OSTs) in the background.
+#   RUSTRE_DATA  data directory        (default /var/lib/rustre)
+#   RUSTRE_LOG   log file              (default /var/log/rustre-local.log)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+data=${RUSTRE_DATA:-/var/lib/rustre}
+log=${RUSTRE_LOG:-/var/log/rustre-local.log}
+
+./scripts/install-deps.sh
+cargo build --release
+bin=$PWD/target/release/rustre
+ln -sf "$bin" /usr/local/bin/rustre
+ln -sf "$bin" /sbin/mount.fuse.rustre
+
+if "$bin" status >/dev/null 2>&1; then
+  echo "a rustre cluster already answers on 127.0.0.1:9400"
+else
+  mkdir -p "$data"
+  nohup "$bin" local --data "$data" --osts 2 >"$log" 2>&1 &
+  for _ in $(seq 1 50); do
+    "$bin" status 2>/dev/null | grep -q '^OST0001 .* up' && break
+    sleep 0.2
+  done
+fi
+"$bin" status

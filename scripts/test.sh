@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every check and test of rustre: formatting, clippy (also with the FoundationDB
+# backend, type-checked only since libfdb_c cannot be linked here), unit tests, KV
+# conformance, multi-process cluster tests and the FUSE end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+./scripts/install-deps.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p rustre-server --features fdb --all-targets -- -D warnings
+# Two test threads: the end-to-end tests start clusters and mounts of their own.
+cargo test --workspace -- --test-threads=2

@@ -1,0 +1,431 @@
+//! Client and admin commands that work without a mount, through the client library.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustre_fuse::client::{path, ClientConfig};
+use rustre_fuse::Client;
+use rustre_proto::cluster::fetch_map;
+use rustre_proto::frame::Service;
+use rustre_proto::msg::mgs::NodeState;
+use rustre_proto::msg::{Attr, Creds, FileKind, LayoutSpec, Timestamp};
+use rustre_proto::rpc::client::Peer;
+
+/// Options every command shares.
+pub struct Global {
+    pub mgs: String,
+    pub cluster: String,
+}
+
+/// Largest buffer `put` and `get` move at once.
+const COPY_CHUNK_MAX: usize = 64 << 20;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn with_path(path: &str) -> impl Fn(rustre_proto::Error) -> String + '_ {
+    move |e| format!("{path}: {e}")
+}
+
+/// The calling user's credentials.
+fn my_creds() -> Creds {
+    // SAFETY: plain libc identity getters with a correctly sized buffer.
+    unsafe {
+        let mut groups = vec![0 as libc::gid_t; rustre_proto::msg::MAX_GROUPS];
+        let n = libc::getgroups(groups.len() as i32, groups.as_mut_ptr());
+        groups.truncate(n.max(0) as usize);
+        Creds {
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+            groups,
+        }
+    }
+}
+
+async fn connect(g: &Global) -> Result<Arc<Client>, String> {
+    let cfg = ClientConfig {
+        mgs_addr: g.mgs.clone(),
+        cluster: g.cluster.clone(),
+        client_name: format!("rustre-cli-{}", std::process::id()),
+    };
+    Client::connect(&cfg)
+        .await
+        .map_err(|e| format!("cannot reach the cluster at {}: {e}", g.mgs))
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "K", "M", "G", "T", "P"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.1}{}", units[u])
+    }
+}
+
+pub async fn status(g: &Global) -> Result<(), String> {
+    let mgs = Peer::new(&g.mgs, Service::Mgs, &g.cluster, "rustre-status", 1);
+    let map = fetch_map(&mgs)
+        .await
+        .map_err(|e| format!("cannot reach the MGS at {}: {e}", g.mgs))?;
+    println!("cluster {} epoch {}", map.cluster_name, map.epoch);
+    println!("MGS {} up", g.mgs);
+    for m in &map.mds {
+        println!("MDS {} {}", m.addr, state(m.state));
+    }
+    for o in &map.osts {
+        let used = o.capacity.total_bytes.saturating_sub(o.capacity.free_bytes);
+        println!(
+            "OST{:04} {} {} size {} used {} avail {}",
+            o.index,
+            o.addr,
+            state(o.state),
+            human(o.capacity.total_bytes),
+            human(used),
+            human(o.capacity.avail_bytes)
+        );
+    }
+    Ok(())
+}
+
+fn state(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Up => "up",
+        NodeState::Down => "down",
+    }
+}
+
+pub async fn df(g: &Global) -> Result<(), String> {
+    let c = connect(g).await?;
+    let s = c.statfs(&my_creds()).await.map_err(err)?;
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>5}",
+        "target", "size", "used", "avail", "use%"
+    );
+    let map = c.cluster().map();
+    let row = |name: String, total: u64, free: u64, avail: u64| {
+        let used = total.saturating_sub(free);
+        let pct = if total == 0 { 0 } else { used * 100 / total };
+        println!(
+            "{name:<12} {:>10} {:>10} {:>10} {pct:>4}%",
+            human(total),
+            human(used),
+            human(avail)
+        );
+    };
+    for o in &map.osts {
+        let c = o.capacity;
+        let name = format!(
+            "OST{:04}{}",
+            o.index,
+            if o.state == NodeState::Up { "" } else { "*" }
+        );
+        row(name, c.total_bytes, c.free_bytes, c.avail_bytes);
+    }
+    let c2 = s.capacity;
+    row(
+        "filesystem".into(),
+        c2.total_bytes,
+        c2.free_bytes,
+        c2.avail_bytes,
+    );
+    println!("inodes used {}", s.files);
+    c.close().await.map_err(err)
+}
+
+pub async fn put(
+    g: &Global,
+    local: &Path,
+    dest: &str,
+    spec: Option<LayoutSpec>,
+) -> Result<(), String> {
+    let mut src = std::fs::File::open(local).map_err(|e| format!("{}: {e}", local.display()))?;
+    let c = connect(g).await?;
+    let creds = my_creds();
+    let mut dest = dest.to_string();
+    if let Ok(a) = c.resolve(&creds, &dest, true).await {
+        if a.kind == FileKind::Dir {
+            let base = local.file_name().ok_or("local path has no file name")?;
+            dest = format!("{dest}/{}", base.to_string_lossy());
+        }
+    }
+    let (parent, name) = c
+        .resolve_parent(&creds, &dest)
+        .await
+        .map_err(with_path(&dest))?;
+    let flags = libc::O_WRONLY | libc::O_TRUNC;
+    let attr = c
+        .create(&creds, parent, &name, 0o644, false, Some(flags), spec)
+        .await
+        .map_err(with_path(&dest))?;
+    let result = copy_in(&c, &creds, &attr, &mut src).await;
+    let released = c.release(&creds, attr.ino).await;
+    c.close().await.map_err(err)?;
+    result?;
+    released.map_err(err)
+}
+
+async fn copy_in(
+    c: &Client,
+    creds: &Creds,
+    attr: &Attr,
+    src: &mut std::fs::File,
+) -> Result<(), String> {
+    let layout = attr.layout.clone().ok_or("file has no layout")?;
+    let row = layout.stripe_size as usize * layout.osts.len();
+    let chunk = (row * 4).clamp(row, COPY_CHUNK_MAX.max(row));
+    let mut offset = 0u64;
+    loop {
+        let mut buf = vec![0u8; chunk];
+        let mut filled = 0;
+        while filled < chunk {
+            match src.read(&mut buf[filled..]).map_err(err)? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        buf.truncate(filled);
+        c.write_data(attr.ino, &layout, offset, buf.into(), false)
+            .await
+            .map_err(err)?;
+        offset += filled as u64;
+        if filled < chunk {
+            break;
+        }
+    }
+    c.sync_objects(attr.ino, &layout).await.map_err(err)?;
+    c.report_size(
+        creds,
+        attr.ino,
+        offset,
+        Timestamp::now(),
+        attr.truncate_version,
+    )
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+pub async fn get(g: &Global, src: &str, local: &Path) -> Result<(), String> {
+    let c = connect(g).await?;
+    let creds = my_creds();
+    let a = c.resolve(&creds, src, true).await.map_err(with_path(src))?;
+    if a.kind != FileKind::File {
+        return Err(format!("{src}: not a regular file"));
+    }
+    let attr = c
+        .open(&creds, a.ino, libc::O_RDONLY)
+        .await
+        .map_err(with_path(src))?;
+    let result = copy_out(&c, &attr, local).await;
+    let released = c.release(&creds, attr.ino).await;
+    c.close().await.map_err(err)?;
+    result?;
+    released.map_err(err)
+}
+
+async fn copy_out(c: &Client, attr: &Attr, local: &Path) -> Result<(), String> {
+    let mut out = std::fs::File::create(local).map_err(|e| format!("{}: {e}", local.display()))?;
+    if let Some(layout) = &attr.layout {
+        let row = layout.stripe_size as usize * layout.osts.len();
+        let chunk = (row * 4).clamp(row, COPY_CHUNK_MAX.max(row)) as u64;
+        let mut offset = 0u64;
+        while offset < attr.size {
+            let n = chunk.min(attr.size - offset) as usize;
+            let data = c
+                .read_data(attr.ino, layout, offset, n)
+                .await
+                .map_err(err)?;
+            out.write_all(&data).map_err(err)?;
+            offset += n as u64;
+        }
+    }
+    out.sync_all().map_err(err)
+}
+
+fn mode_string(a: &Attr) -> String {
+    let t = match a.kind {
+        FileKind::Dir => 'd',
+        FileKind::Symlink => 'l',
+        FileKind::Fifo => 'p',
+        FileKind::Socket => 's',
+        FileKind::CharDev => 'c',
+        FileKind::BlockDev => 'b',
+        FileKind::File => '-',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let b = (a.perm >> shift) & 7;
+        s.push(if b & 4 != 0 { 'r' } else { '-' });
+        s.push(if b & 2 != 0 { 'w' } else { '-' });
+        s.push(if b & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn ls_line(a: &Attr, name: &str) -> String {
+    format!(
+        "{} {:>3} {:>5} {:>5} {:>12} {} {}",
+        mode_string(a),
+        a.nlink,
+        a.uid,
+        a.gid,
+        a.size,
+        a.mtime.sec,
+        name
+    )
+}
+
+pub async fn ls(g: &Global, p: &str) -> Result<(), String> {
+    let c = connect(g).await?;
+    let creds = my_creds();
+    let a = c.resolve(&creds, p, true).await.map_err(with_path(p))?;
+    if a.kind == FileKind::Dir {
+        for e in c
+            .readdir_all(&creds, a.ino, true)
+            .await
+            .map_err(with_path(p))?
+        {
+            if let Some(attr) = &e.attr {
+                println!("{}", ls_line(attr, &e.name));
+            }
+        }
+    } else {
+        println!("{}", ls_line(&a, p));
+    }
+    c.close().await.map_err(err)
+}
+
+pub async fn stat(g: &Global, p: &str) -> Result<(), String> {
+    let c = connect(g).await?;
+    let a = c
+        .resolve(&my_creds(), p, false)
+        .await
+        .map_err(with_path(p))?;
+    println!("path: {p}");
+    println!("inode: {}", a.ino);
+    println!("type: {:?}", a.kind);
+    println!("mode: {:04o} ({})", a.perm, mode_string(&a));
+    println!("links: {}", a.nlink);
+    println!("uid: {} gid: {}", a.uid, a.gid);
+    println!("size: {}", a.size);
+    println!("mtime: {}.{:09}", a.mtime.sec, a.mtime.nsec);
+    println!("ctime: {}.{:09}", a.ctime.sec, a.ctime.nsec);
+    if let Some(l) = &a.layout {
+        println!("stripe_size: {}", l.stripe_size);
+        println!("stripe_count: {}", l.osts.len());
+        println!("osts: {}", join(&l.osts));
+        println!("replicas: {}", l.replicas);
+    }
+    c.close().await.map_err(err)
+}
+
+fn join(v: &[u32]) -> String {
+    v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+pub async fn mkdir(g: &Global, p: &str, parents: bool) -> Result<(), String> {
+    let c = connect(g).await?;
+    let creds = my_creds();
+    let comps = path::components(p);
+    let upto = if parents { 1 } else { comps.len() };
+    for n in upto..=comps.len() {
+        let sub = comps[..n].join("/");
+        let (parent, name) = c
+            .resolve_parent(&creds, &sub)
+            .await
+            .map_err(with_path(&sub))?;
+        match c.mkdir(&creds, parent, &name, 0o755).await {
+            Ok(_) => {}
+            Err(rustre_proto::Error::Exists) if parents => {}
+            Err(e) => return Err(format!("{sub}: {e}")),
+        }
+    }
+    c.close().await.map_err(err)
+}
+
+pub async fn rm(g: &Global, p: &str) -> Result<(), String> {
+    let c = connect(g).await?;
+    let creds = my_creds();
+    let (parent, name) = c.resolve_parent(&creds, p).await.map_err(with_path(p))?;
+    let a = c
+        .lookup(&creds, parent, &name)
+        .await
+        .map_err(with_path(p))?;
+    let r = if a.kind == FileKind::Dir {
+        c.rmdir(&creds, parent, &name).await
+    } else {
+        c.unlink(&creds, parent, &name).await
+    };
+    r.map_err(with_path(p))?;
+    c.close().await.map_err(err)
+}
+
+pub async fn setstripe(g: &Global, p: &str, spec: Option<LayoutSpec>) -> Result<(), String> {
+    let spec = spec.ok_or("give at least one of --stripe-count, --stripe-size, --ost")?;
+    let c = connect(g).await?;
+    let creds = my_creds();
+    match c.resolve(&creds, p, true).await {
+        Ok(a) if a.kind == FileKind::Dir => c
+            .set_dir_layout(&creds, a.ino, Some(spec))
+            .await
+            .map_err(with_path(p))?,
+        Ok(_) => {
+            return Err(format!(
+                "{p}: exists; a file's layout is fixed when it is created"
+            ))
+        }
+        Err(rustre_proto::Error::NotFound) => {
+            let (parent, name) = c.resolve_parent(&creds, p).await.map_err(with_path(p))?;
+            c.create(&creds, parent, &name, 0o644, true, None, Some(spec))
+                .await
+                .map_err(with_path(p))?;
+        }
+        Err(e) => return Err(format!("{p}: {e}")),
+    }
+    c.close().await.map_err(err)
+}
+
+pub async fn getstripe(g: &Global, p: &str) -> Result<(), String> {
+    let c = connect(g).await?;
+    let creds = my_creds();
+    let a = c.resolve(&creds, p, true).await.map_err(with_path(p))?;
+    match (&a.layout, a.kind) {
+        (Some(l), _) => {
+            println!("stripe_count: {}", l.osts.len());
+            println!("stripe_size: {}", l.stripe_size);
+            println!("osts: {}", join(&l.osts));
+            println!("replicas: {}", l.replicas);
+        }
+        (None, FileKind::Dir) => match c.get_dir_layout(&creds, a.ino).await.map_err(err)? {
+            Some(s) => {
+                let count = match s.stripe_count {
+                    Some(u32::MAX) => "-1 (all)".to_string(),
+                    Some(n) => n.to_string(),
+                    None => "default".to_string(),
+                };
+                println!("stripe_count: {count}");
+                println!(
+                    "stripe_size: {}",
+                    s.stripe_size.map_or("default".into(), |n| n.to_string())
+                );
+                if let Some(o) = &s.osts {
+                    println!("osts: {}", join(o));
+                }
+            }
+            None => println!("{p}: no default layout (cluster defaults apply)"),
+        },
+        (None, _) => println!("{p}: has no layout"),
+    }
+    c.close().await.map_err(err)
+}

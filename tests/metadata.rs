@@ -1,0 +1,618 @@
+//! Every metadata operation, with its error cases, through the client library against an
+//! in-process cluster (real TCP on loopback, embedded store on disk).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustre_fuse::client::ClientConfig;
+use rustre_fuse::Client;
+use rustre_proto::msg::mds::{
+    SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE,
+};
+use rustre_proto::msg::mgs::NodeState;
+use rustre_proto::msg::{Creds, FileKind, LayoutSpec, Timestamp, ROOT_INO};
+use rustre_proto::Error;
+use rustre_server::local::{self, LocalConfig};
+use tokio::sync::watch;
+
+struct TestCluster {
+    client: Arc<Client>,
+    dir: tempfile::TempDir,
+    mgs: String,
+    _stop: watch::Sender<bool>,
+}
+
+async fn start(lease_ms: u64) -> TestCluster {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, rx) = watch::channel(false);
+    let cfg = LocalConfig {
+        data_dir: dir.path().to_path_buf(),
+        osts: 2,
+        mgs_listen: "127.0.0.1:0".parse().unwrap(),
+        cluster: "test".into(),
+        defaults: Default::default(),
+        durable: true,
+        session_lease_ms: lease_ms,
+    };
+    let running = local::start(cfg, rx).await.unwrap();
+    let mgs = running.mgs_addr.to_string();
+    let client = connect(&mgs).await;
+    TestCluster {
+        client,
+        dir,
+        mgs,
+        _stop: stop,
+    }
+}
+
+async fn connect(mgs: &str) -> Arc<Client> {
+    let cfg = ClientConfig {
+        mgs_addr: mgs.to_string(),
+        cluster: "test".into(),
+        client_name: "test".into(),
+    };
+    // The MDS and OSTs register a moment after the MGS is up.
+    for _ in 0..100 {
+        if let Ok(c) = Client::connect(&cfg).await {
+            let map = c.cluster().refresh().await.unwrap();
+            let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
+            if up == 2 {
+                return c;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cluster did not come up");
+}
+
+/// Polls `f` every 50 ms, without blocking the runtime, until true or `limit` passes.
+async fn wait_async(limit: Duration, f: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
+
+fn root() -> Creds {
+    Creds::root()
+}
+
+fn user(uid: u32) -> Creds {
+    Creds {
+        uid,
+        gid: uid,
+        groups: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_lookup_and_their_errors() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    let d = c.mkdir(&root(), ROOT_INO, "d", 0o755).await.unwrap();
+    assert_eq!(d.kind, FileKind::Dir);
+    assert_eq!(d.nlink, 2);
+    assert_eq!(c.getattr(&root(), ROOT_INO).await.unwrap().nlink, 3);
+    assert_eq!(
+        c.mkdir(&root(), ROOT_INO, "d", 0o755).await,
+        Err(Error::Exists)
+    );
+    assert_eq!(c.lookup(&root(), ROOT_INO, "d").await.unwrap().ino, d.ino);
+    assert_eq!(
+        c.lookup(&root(), ROOT_INO, "missing").await,
+        Err(Error::NotFound)
+    );
+    let long = "x".repeat(256);
+    assert_eq!(
+        c.mkdir(&root(), ROOT_INO, &long, 0o755).await,
+        Err(Error::NameTooLong)
+    );
+    assert!(c
+        .mkdir(&root(), ROOT_INO, &"y".repeat(255), 0o755)
+        .await
+        .is_ok());
+
+    let f = c
+        .create(&root(), d.ino, "f", 0o640, true, None, None)
+        .await
+        .unwrap();
+    assert_eq!(f.kind, FileKind::File);
+    assert_eq!(f.perm, 0o640);
+    assert!(f.layout.is_some());
+    assert_eq!(
+        c.create(&root(), d.ino, "f", 0o640, true, None, None).await,
+        Err(Error::Exists)
+    );
+    let again = c
+        .create(&root(), d.ino, "f", 0o600, false, None, None)
+        .await
+        .unwrap();
+    assert_eq!(again.ino, f.ino);
+    assert_eq!(c.lookup(&root(), f.ino, "x").await, Err(Error::NotDir));
+    assert_eq!(
+        c.mkdir(&root(), f.ino, "x", 0o755).await,
+        Err(Error::NotDir)
+    );
+    assert!(matches!(
+        c.mkdir(&root(), d.ino, "a/b", 0o755).await,
+        Err(Error::Invalid(_))
+    ));
+
+    // Many creates get distinct inode numbers.
+    let mut inos = std::collections::HashSet::new();
+    for i in 0..300 {
+        let a = c
+            .create(&root(), d.ino, &format!("n{i}"), 0o644, true, None, None)
+            .await
+            .unwrap();
+        assert!(inos.insert(a.ino));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_files_symlinks_and_links() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    for (name, kind, rdev) in [
+        ("fifo", FileKind::Fifo, 0),
+        ("sock", FileKind::Socket, 0),
+        ("chr", FileKind::CharDev, 0x0501),
+        ("blk", FileKind::BlockDev, 0x0802),
+    ] {
+        let a = c
+            .mknod(&root(), ROOT_INO, name, kind, 0o644, rdev)
+            .await
+            .unwrap();
+        assert_eq!((a.kind, a.rdev), (kind, rdev));
+        assert!(a.layout.is_none());
+    }
+    assert_eq!(
+        c.mknod(&user(1000), ROOT_INO, "x", FileKind::CharDev, 0o644, 1)
+            .await,
+        Err(Error::NotPermitted)
+    );
+    let s = c
+        .symlink(&root(), ROOT_INO, "ln", "some/where")
+        .await
+        .unwrap();
+    assert_eq!(s.kind, FileKind::Symlink);
+    assert_eq!(s.size, 10);
+    assert_eq!(c.readlink(&root(), s.ino).await.unwrap(), "some/where");
+    assert_eq!(
+        c.symlink(&root(), ROOT_INO, "empty", "").await,
+        Err(Error::NotFound)
+    );
+    c.symlink(&root(), ROOT_INO, "loop1", "loop2")
+        .await
+        .unwrap();
+    c.symlink(&root(), ROOT_INO, "loop2", "loop1")
+        .await
+        .unwrap();
+    assert_eq!(c.resolve(&root(), "/loop1/x", true).await, Err(Error::Loop));
+
+    let f = c
+        .create(&root(), ROOT_INO, "f", 0o644, true, None, None)
+        .await
+        .unwrap();
+    let l = c.link(&root(), f.ino, ROOT_INO, "f2").await.unwrap();
+    assert_eq!(l.nlink, 2);
+    assert_eq!(
+        c.link(&root(), f.ino, ROOT_INO, "f2").await,
+        Err(Error::Exists)
+    );
+    let d = c.mkdir(&root(), ROOT_INO, "d", 0o755).await.unwrap();
+    assert_eq!(
+        c.link(&root(), d.ino, ROOT_INO, "d2").await,
+        Err(Error::NotPermitted)
+    );
+    c.unlink(&root(), ROOT_INO, "f").await.unwrap();
+    assert_eq!(c.getattr(&root(), f.ino).await.unwrap().nlink, 1);
+    assert_eq!(c.unlink(&root(), ROOT_INO, "d").await, Err(Error::IsDir));
+    assert_eq!(c.rmdir(&root(), ROOT_INO, "f2").await, Err(Error::NotDir));
+    c.mkdir(&root(), d.ino, "sub", 0o755).await.unwrap();
+    assert_eq!(c.rmdir(&root(), ROOT_INO, "d").await, Err(Error::NotEmpty));
+    c.rmdir(&root(), d.ino, "sub").await.unwrap();
+    c.rmdir(&root(), ROOT_INO, "d").await.unwrap();
+    assert_eq!(c.getattr(&root(), d.ino).await, Err(Error::NotFound));
+    assert_eq!(
+        c.unlink(&root(), ROOT_INO, "gone").await,
+        Err(Error::NotFound)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_in_all_its_forms() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    let r = &root();
+    let a = c.mkdir(r, ROOT_INO, "a", 0o755).await.unwrap();
+    let b = c.mkdir(r, ROOT_INO, "b", 0o755).await.unwrap();
+    let f = c
+        .create(r, a.ino, "f", 0o644, true, None, None)
+        .await
+        .unwrap();
+    let g = c
+        .create(r, a.ino, "g", 0o644, true, None, None)
+        .await
+        .unwrap();
+
+    c.rename(r, a.ino, "f", b.ino, "f", 0).await.unwrap();
+    assert_eq!(c.lookup(r, b.ino, "f").await.unwrap().ino, f.ino);
+    assert_eq!(c.lookup(r, a.ino, "f").await, Err(Error::NotFound));
+    assert_eq!(
+        c.rename(r, a.ino, "g", b.ino, "f", RENAME_NOREPLACE).await,
+        Err(Error::Exists)
+    );
+    c.rename(r, a.ino, "g", b.ino, "f", RENAME_EXCHANGE)
+        .await
+        .unwrap();
+    assert_eq!(c.lookup(r, b.ino, "f").await.unwrap().ino, g.ino);
+    assert_eq!(c.lookup(r, a.ino, "g").await.unwrap().ino, f.ino);
+    assert_eq!(
+        c.rename(r, a.ino, "g", b.ino, "none", RENAME_EXCHANGE)
+            .await,
+        Err(Error::NotFound)
+    );
+    // Replace a file: the victim is gone.
+    c.rename(r, a.ino, "g", b.ino, "f", 0).await.unwrap();
+    assert_eq!(c.getattr(r, g.ino).await, Err(Error::NotFound));
+
+    // Directories across parents keep link counts right.
+    let sub = c.mkdir(r, a.ino, "sub", 0o755).await.unwrap();
+    c.mkdir(r, sub.ino, "deeper", 0o755).await.unwrap();
+    c.rename(r, a.ino, "sub", b.ino, "sub", 0).await.unwrap();
+    assert_eq!(c.getattr(r, a.ino).await.unwrap().nlink, 2);
+    assert_eq!(c.getattr(r, b.ino).await.unwrap().nlink, 3);
+    assert_eq!(c.lookup(r, sub.ino, "..").await.unwrap().ino, b.ino);
+    // Not into its own subtree.
+    let deeper = c.lookup(r, sub.ino, "deeper").await.unwrap();
+    assert!(matches!(
+        c.rename(r, b.ino, "sub", deeper.ino, "x", 0).await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        c.rename(r, b.ino, "sub", sub.ino, "x", 0).await,
+        Err(Error::Invalid(_))
+    ));
+    // Replace an empty directory, not a full one; file/dir mismatches.
+    c.mkdir(r, a.ino, "empty", 0o755).await.unwrap();
+    c.rename(r, b.ino, "sub", a.ino, "empty", 0).await.unwrap();
+    assert_eq!(c.lookup(r, a.ino, "empty").await.unwrap().ino, sub.ino);
+    let full = c.mkdir(r, b.ino, "full", 0o755).await.unwrap();
+    c.mkdir(r, full.ino, "x", 0o755).await.unwrap();
+    c.mkdir(r, a.ino, "d2", 0o755).await.unwrap();
+    assert_eq!(
+        c.rename(r, a.ino, "d2", b.ino, "full", 0).await,
+        Err(Error::NotEmpty)
+    );
+    assert_eq!(
+        c.rename(r, b.ino, "f", b.ino, "full", 0).await,
+        Err(Error::IsDir)
+    );
+    assert_eq!(
+        c.rename(r, a.ino, "d2", b.ino, "f", 0).await,
+        Err(Error::NotDir)
+    );
+    assert_eq!(
+        c.rename(r, a.ino, "missing", b.ino, "y", 0).await,
+        Err(Error::NotFound)
+    );
+    assert!(matches!(
+        c.rename(r, a.ino, "d2", b.ino, "y", 3).await,
+        Err(Error::Invalid(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readdir_cookies_survive_changes() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    let r = &root();
+    let d = c.mkdir(r, ROOT_INO, "d", 0o755).await.unwrap();
+    let names: Vec<String> = (0..100).map(|i| format!("e{i:03}")).collect();
+    for n in &names {
+        c.create(r, d.ino, n, 0o644, true, None, None)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut round = 0;
+    loop {
+        let (page, eof) = c
+            .readdir(r, d.ino, after.as_deref(), 10, round % 2 == 0)
+            .await
+            .unwrap();
+        for e in &page {
+            seen.push(e.name.clone());
+            if round % 2 == 0 {
+                assert_eq!(e.attr.as_ref().unwrap().ino, e.ino);
+            }
+        }
+        after = page.last().map(|e| e.name.clone());
+        // Change the directory between pages: remove an entry already listed and one not
+        // yet listed, add one before the cookie.
+        if round == 2 {
+            c.unlink(r, d.ino, "e005").await.unwrap();
+            c.unlink(r, d.ino, "e090").await.unwrap();
+            c.create(r, d.ino, "a-new", 0o644, true, None, None)
+                .await
+                .unwrap();
+        }
+        round += 1;
+        if eof {
+            break;
+        }
+    }
+    let mut expected: Vec<String> = names.iter().filter(|n| *n != "e090").cloned().collect();
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "every entry that stayed is listed exactly once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setattr_permissions_and_times() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    let r = &root();
+    let f = c
+        .create(r, ROOT_INO, "f", 0o644, true, None, None)
+        .await
+        .unwrap();
+    let alice = user(1000);
+    let set = |perm| SetAttr {
+        perm: Some(perm),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.setattr(&alice, f.ino, set(0o777)).await,
+        Err(Error::NotPermitted)
+    );
+    let chown = SetAttr {
+        uid: Some(1000),
+        gid: Some(1000),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.setattr(&alice, f.ino, chown.clone()).await,
+        Err(Error::NotPermitted)
+    );
+    let a = c.setattr(r, f.ino, chown).await.unwrap();
+    assert_eq!((a.uid, a.gid), (1000, 1000));
+    assert!(a.ctime >= f.ctime);
+    let a = c.setattr(&alice, f.ino, set(0o4755)).await.unwrap();
+    assert_eq!(a.perm, 0o4755);
+    // Owner may give the file to a group she is in, never to another user.
+    let give = SetAttr {
+        uid: Some(1001),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.setattr(&alice, f.ino, give).await,
+        Err(Error::NotPermitted)
+    );
+    let mut alice_g = alice.clone();
+    alice_g.groups = vec![50];
+    let a = c
+        .setattr(
+            &alice_g,
+            f.ino,
+            SetAttr {
+                gid: Some(50),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.gid, 50);
+    assert_eq!(a.perm & 0o4000, 0, "chown clears setuid");
+
+    let t0 = Timestamp {
+        sec: 1_000_000,
+        nsec: 5,
+    };
+    let bob = user(2000);
+    let times = SetAttr {
+        atime: Some(TimeSet::At(t0)),
+        mtime: Some(TimeSet::At(t0)),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.setattr(&bob, f.ino, times.clone()).await,
+        Err(Error::NotPermitted)
+    );
+    let a = c.setattr(&alice, f.ino, times).await.unwrap();
+    assert_eq!((a.atime, a.mtime), (t0, t0));
+    let now = SetAttr {
+        mtime: Some(TimeSet::Now),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.setattr(&bob, f.ino, now.clone()).await,
+        Err(Error::Access)
+    );
+    assert!(c.setattr(&alice, f.ino, now).await.unwrap().mtime > t0);
+
+    let trunc = SetAttr {
+        size: Some(12345),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.setattr(&bob, f.ino, trunc.clone()).await,
+        Err(Error::Access)
+    );
+    let a = c.setattr(&alice, f.ino, trunc).await.unwrap();
+    assert_eq!(a.size, 12345);
+    let d = c.mkdir(r, ROOT_INO, "d", 0o755).await.unwrap();
+    let trunc_dir = SetAttr {
+        size: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(c.setattr(r, d.ino, trunc_dir).await, Err(Error::IsDir));
+    // Non-owners can't create in a 0755 directory owned by root.
+    assert_eq!(c.mkdir(&bob, d.ino, "x", 0o755).await, Err(Error::Access));
+    assert_eq!(c.access(&bob, d.ino, 2).await, Err(Error::Access));
+    assert!(c.access(&bob, d.ino, 5).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xattrs_statfs_and_layouts() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    let r = &root();
+    let f = c
+        .create(r, ROOT_INO, "f", 0o644, true, None, None)
+        .await
+        .unwrap();
+    c.set_xattr(r, f.ino, "user.a", b"1", 0).await.unwrap();
+    c.set_xattr(r, f.ino, "user.b", b"22", XATTR_CREATE)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.set_xattr(r, f.ino, "user.b", b"x", XATTR_CREATE).await,
+        Err(Error::Exists)
+    );
+    assert_eq!(
+        c.set_xattr(r, f.ino, "user.c", b"x", XATTR_REPLACE).await,
+        Err(Error::NoData)
+    );
+    c.set_xattr(r, f.ino, "user.b", b"333", XATTR_REPLACE)
+        .await
+        .unwrap();
+    assert_eq!(c.get_xattr(r, f.ino, "user.b").await.unwrap(), b"333");
+    assert_eq!(c.get_xattr(r, f.ino, "user.zz").await, Err(Error::NoData));
+    assert_eq!(
+        c.list_xattr(r, f.ino).await.unwrap(),
+        vec!["user.a", "user.b"]
+    );
+    c.remove_xattr(r, f.ino, "user.a").await.unwrap();
+    assert_eq!(c.remove_xattr(r, f.ino, "user.a").await, Err(Error::NoData));
+    assert_eq!(c.list_xattr(r, f.ino).await.unwrap(), vec!["user.b"]);
+    assert_eq!(
+        c.set_xattr(&user(5), f.ino, "user.q", b"", 0).await,
+        Err(Error::Access)
+    );
+
+    let s = c.statfs(r).await.unwrap();
+    assert!(s.capacity.total_bytes > 0 && s.capacity.avail_bytes <= s.capacity.total_bytes);
+    assert!(s.files >= 2);
+
+    // Directory default layouts are inherited; explicit requests win; bad ones are refused.
+    let d = c.mkdir(r, ROOT_INO, "wide", 0o755).await.unwrap();
+    let spec = LayoutSpec {
+        stripe_size: Some(65536),
+        stripe_count: Some(u32::MAX),
+        ..Default::default()
+    };
+    c.set_dir_layout(r, d.ino, Some(spec.clone()))
+        .await
+        .unwrap();
+    assert_eq!(c.get_dir_layout(r, d.ino).await.unwrap(), Some(spec));
+    let w = c
+        .create(r, d.ino, "w", 0o644, true, None, None)
+        .await
+        .unwrap();
+    let l = w.layout.unwrap();
+    assert_eq!((l.stripe_size, l.osts.len()), (65536, 2));
+    let one = LayoutSpec {
+        stripe_count: Some(1),
+        ..Default::default()
+    };
+    let n = c
+        .create(r, d.ino, "n", 0o644, true, None, Some(one))
+        .await
+        .unwrap();
+    assert_eq!(n.layout.unwrap().osts.len(), 1);
+    let bad = LayoutSpec {
+        stripe_size: Some(1000),
+        ..Default::default()
+    };
+    assert!(matches!(
+        c.set_dir_layout(r, d.ino, Some(bad)).await,
+        Err(Error::Invalid(_))
+    ));
+    let nosuch = LayoutSpec {
+        osts: Some(vec![9]),
+        ..Default::default()
+    };
+    assert!(matches!(
+        c.create(r, d.ino, "x", 0o644, true, None, Some(nosuch))
+            .await,
+        Err(Error::Invalid(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlinked_open_file_lives_until_last_close() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    let r = &root();
+    let flags = libc::O_RDWR;
+    let f = c
+        .create(r, ROOT_INO, "f", 0o644, true, Some(flags), None)
+        .await
+        .unwrap();
+    let layout = f.layout.clone().unwrap();
+    let data = common::random_bytes(3 << 20, 3);
+    c.write_data(f.ino, &layout, 0, data.clone().into(), true)
+        .await
+        .unwrap();
+    c.report_size(
+        r,
+        f.ino,
+        data.len() as u64,
+        Timestamp::now(),
+        f.truncate_version,
+    )
+    .await
+    .unwrap();
+    c.unlink(r, ROOT_INO, "f").await.unwrap();
+    assert_eq!(c.lookup(r, ROOT_INO, "f").await, Err(Error::NotFound));
+    // Still there for the holder.
+    let a = c.getattr(r, f.ino).await.unwrap();
+    assert_eq!((a.nlink, a.size), (0, data.len() as u64));
+    let back = c.read_data(f.ino, &layout, 0, data.len()).await.unwrap();
+    assert!(back[..] == data[..]);
+    let ost_dir = t.dir.path().join(format!("ost{}/objects", layout.osts[0]));
+    assert!(common::dir_bytes(&ost_dir) > 0);
+    c.release(r, f.ino).await.unwrap();
+    assert_eq!(c.getattr(r, f.ino).await, Err(Error::NotFound));
+    let gone = wait_async(Duration::from_secs(5), || common::dir_bytes(&ost_dir) == 0).await;
+    assert!(gone, "objects of the destroyed file were not deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_of_a_vanished_client_are_cleaned_after_its_lease() {
+    let t = start(1_500).await;
+    let r = &root();
+    let gone_client = connect(&t.mgs).await;
+    let f = gone_client
+        .create(r, ROOT_INO, "f", 0o644, true, Some(libc::O_RDWR), None)
+        .await
+        .unwrap();
+    let layout = f.layout.clone().unwrap();
+    gone_client
+        .write_data(f.ino, &layout, 0, vec![1u8; 4096].into(), true)
+        .await
+        .unwrap();
+    // The client vanishes without releasing (its renewal task stops with it).
+    drop(gone_client);
+    t.client.unlink(r, ROOT_INO, "f").await.unwrap();
+    assert_eq!(t.client.getattr(r, f.ino).await.unwrap().nlink, 0);
+    let ost_dir = t.dir.path().join(format!("ost{}/objects", layout.osts[0]));
+    let cleaned = wait_async(Duration::from_secs(10), || common::dir_bytes(&ost_dir) == 0).await;
+    assert!(cleaned, "orphan's objects survived the holder's lease");
+    assert_eq!(t.client.getattr(r, f.ino).await, Err(Error::NotFound));
+}
