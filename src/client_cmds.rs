@@ -112,7 +112,7 @@ pub async fn df(g: &Global) -> Result<(), String> {
     let map = c.cluster().map();
     let row = |name: String, total: u64, free: u64, avail: u64| {
         let used = total.saturating_sub(free);
-        let pct = if total == 0 { 0 } else { used * 100 / total };
+        let pct = (used * 100).checked_div(total).unwrap_or(0);
         println!(
             "{name:<12} {:>10} {:>10} {:>10} {pct:>4}%",
             human(total),

@@ -21,6 +21,7 @@ struct TestCluster {
     client: Arc<Client>,
     dir: tempfile::TempDir,
     mgs: String,
+    mds: String,
     _stop: watch::Sender<bool>,
 }
 
@@ -47,6 +48,7 @@ async fn start(lease_ms: u64) -> TestCluster {
         client,
         dir,
         mgs,
+        mds: running.mds_addr.to_string(),
         _stop: stop,
     }
 }
@@ -615,4 +617,60 @@ async fn orphans_of_a_vanished_client_are_cleaned_after_its_lease() {
     let cleaned = wait_async(Duration::from_secs(10), || common::dir_bytes(&ost_dir) == 0).await;
     assert!(cleaned, "orphan's objects survived the holder's lease");
     assert_eq!(t.client.getattr(r, f.ino).await, Err(Error::NotFound));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_mutation_returns_its_recorded_result() {
+    use rustre_proto::frame::Service;
+    use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse};
+    use rustre_proto::rpc::client::Peer;
+    let t = start(30_000).await;
+    let peer = Peer::new(&t.mds, Service::Mds, "test", "raw", 1);
+    let session = t.client.session();
+    let call = |seq: u64, op: MdsOp| {
+        let req = MdsRequest {
+            creds: root(),
+            session,
+            seq,
+            op,
+        };
+        let peer = &peer;
+        async move {
+            peer.call::<_, MdsResponse>(&req, bytes::Bytes::new())
+                .await
+                .map(|r| r.0)
+        }
+    };
+    let mkdir = || MdsOp::Mkdir {
+        parent: ROOT_INO,
+        name: "once".into(),
+        perm: 0o755,
+    };
+    let first = match call(1_000_001, mkdir()).await.unwrap() {
+        MdsResponse::Attr(a) => a,
+        r => panic!("{r:?}"),
+    };
+    // The same request again (a retry after a lost reply): the recorded answer, not EEXIST.
+    match call(1_000_001, mkdir()).await.unwrap() {
+        MdsResponse::Attr(a) => assert_eq!(a.ino, first.ino),
+        r => panic!("{r:?}"),
+    }
+    // A new request for the same name really runs, and fails.
+    assert!(matches!(call(1_000_002, mkdir()).await, Err(Error::Exists)));
+    let unlink = || MdsOp::Rmdir {
+        parent: ROOT_INO,
+        name: "once".into(),
+    };
+    assert!(matches!(
+        call(1_000_003, unlink()).await.unwrap(),
+        MdsResponse::Done
+    ));
+    assert!(matches!(
+        call(1_000_003, unlink()).await.unwrap(),
+        MdsResponse::Done
+    ));
+    assert!(matches!(
+        call(1_000_004, unlink()).await,
+        Err(Error::NotFound)
+    ));
 }

@@ -67,7 +67,8 @@ impl Cluster {
     /// Re-reads the map now.
     pub async fn refresh(&self) -> Result<Arc<ClusterMap>, Error> {
         let map = fetch_map(&self.mgs).await?;
-        if map.epoch != self.map.borrow().epoch {
+        // Capacity changes do not move the epoch, so compare the whole map.
+        if map != **self.map.borrow() {
             tracing::debug!(epoch = map.epoch, "new cluster map");
             self.map_tx.send_replace(Arc::new(map));
         }

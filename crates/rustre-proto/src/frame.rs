@@ -16,6 +16,8 @@
 //! The header is checked in full (magic, version, kind, both lengths) before a single byte of
 //! body or payload is allocated, so a peer announcing a 4 GiB body costs nothing but a log line.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -156,9 +158,21 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
+/// Once a frame has begun, the rest of it must arrive within this time, so a peer that
+/// stops half-way cannot hold a connection (and its buffers) forever.
+pub const FRAME_REST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Reads one frame. `Ok(None)` means the peer closed the connection cleanly between frames;
 /// a close inside a frame is an error.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, Error> {
+    match read_header(r).await? {
+        None => Ok(None),
+        Some(header) => read_rest(r, header).await.map(Some),
+    }
+}
+
+/// Reads and validates one frame header (`None` on a clean close between frames).
+pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Header>, Error> {
     let mut hb = [0u8; HEADER_BYTES];
     // Read the first byte separately so a clean close between frames is not an error.
     match r.read(&mut hb[..1]).await {
@@ -166,15 +180,34 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>
         Ok(_) => {}
         Err(e) => return Err(e.into()),
     }
-    r.read_exact(&mut hb[1..]).await.map_err(truncated)?;
-    let header = Header::decode(&hb)?;
-    let body = read_exact_bytes(r, header.body_len).await?;
-    let payload = read_exact_bytes(r, header.payload_len).await?;
-    Ok(Some(Frame {
-        header,
-        body,
-        payload,
-    }))
+    tokio::time::timeout(FRAME_REST_TIMEOUT, r.read_exact(&mut hb[1..]))
+        .await
+        .map_err(|_| stalled())?
+        .map_err(truncated)?;
+    Header::decode(&hb).map(Some)
+}
+
+/// Reads the body and payload announced by `header` (lengths already bounded by decode).
+pub async fn read_rest<R: AsyncRead + Unpin>(r: &mut R, header: Header) -> Result<Frame, Error> {
+    let read = async {
+        let body = read_exact_bytes(r, header.body_len).await?;
+        let payload = read_exact_bytes(r, header.payload_len).await?;
+        Ok::<_, Error>(Frame {
+            header,
+            body,
+            payload,
+        })
+    };
+    tokio::time::timeout(FRAME_REST_TIMEOUT, read)
+        .await
+        .map_err(|_| stalled())?
+}
+
+fn stalled() -> Error {
+    Error::Protocol(format!(
+        "peer stalled inside a frame for {}s",
+        FRAME_REST_TIMEOUT.as_secs()
+    ))
 }
 
 async fn read_exact_bytes<R: AsyncRead + Unpin>(r: &mut R, len: u32) -> Result<Bytes, Error> {

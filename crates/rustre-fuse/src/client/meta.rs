@@ -1,5 +1,8 @@
 //! Typed metadata calls. Each maps one MDS operation to its answer's type.
 
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use rustre_proto::msg::mds::{
     DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, READDIR_MAX_ENTRIES,
@@ -8,6 +11,20 @@ use rustre_proto::msg::{Attr, Creds, FileKind, Ino, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 
 use super::{unexpected, Client};
+
+/// How long a metadata call keeps being retried on other MDS while none answers.
+pub const MDS_RETRY_FOR: Duration = Duration::from_secs(30);
+/// First pause between retries; doubles up to [`MDS_RETRY_PAUSE_MAX`].
+pub const MDS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(20);
+pub const MDS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// Session bookkeeping is not recorded per request: it is idempotent enough by itself.
+fn is_session_op(op: &MdsOp) -> bool {
+    matches!(
+        op,
+        MdsOp::OpenSession { .. } | MdsOp::CloseSession | MdsOp::RenewSession
+    )
+}
 
 /// True for calls that may be sent again without changing their outcome.
 fn idempotent(op: &MdsOp) -> bool {
@@ -27,36 +44,54 @@ fn idempotent(op: &MdsOp) -> bool {
 }
 
 impl Client {
-    /// Sends one metadata call. Idempotent calls that meet a dead connection or MDS are
-    /// retried on the next MDS of the map.
+    /// Sends one metadata call, spreading calls over the MDS of the map. A call that meets a
+    /// dead connection or MDS is sent again to the next one, for at most
+    /// [`MDS_RETRY_FOR`]: reads because they are idempotent, mutations because they carry a
+    /// sequence number the MDS uses to answer a repeat with the recorded result.
     pub async fn mds(&self, creds: &Creds, op: MdsOp) -> Result<MdsResponse, Error> {
-        let retry = idempotent(&op);
+        let seq = if idempotent(&op) || is_session_op(&op) {
+            0
+        } else {
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        };
         let req = MdsRequest {
             creds: creds.clone(),
             session: self.session(),
+            seq,
             op,
         };
-        let peers = self.cluster.mds_peers();
-        if peers.is_empty() {
-            return Err(Error::Unavailable("no MDS in the cluster map".into()));
-        }
-        let start = self.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
-        let tries = if retry { peers.len() * 2 } else { 1 };
-        let mut last = Error::Unavailable("no MDS answered".into());
-        for i in 0..tries {
-            let peer = &peers[(start + i) % peers.len()];
-            match peer.call::<_, MdsResponse>(&req, Bytes::new()).await {
-                Ok((r, _)) => return Ok(r),
-                Err(e) if retry && e.is_transient() => last = e,
-                Err(e) => return Err(e),
+        let deadline = Instant::now() + MDS_RETRY_FOR;
+        let mut attempt = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
+        let mut pause = MDS_RETRY_PAUSE_MIN;
+        loop {
+            let peers = self.cluster.mds_peers();
+            if let Some(peer) = peers.get(attempt % peers.len().max(1)) {
+                match peer.call::<_, MdsResponse>(&req, Bytes::new()).await {
+                    Ok((r, _)) => return Ok(r),
+                    Err(e) if e.is_transient() && Instant::now() < deadline => {
+                        tracing::debug!(mds = peer.addr(), "metadata call failed, retrying: {e}");
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else if Instant::now() >= deadline {
+                return Err(Error::Unavailable("no MDS in the cluster map".into()));
             }
+            attempt += 1;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MDS_RETRY_PAUSE_MAX);
+            // The dead MDS may have been replaced or marked down meanwhile.
+            let _ = self.cluster.refresh().await;
         }
-        Err(last)
     }
 
+    /// A call answered with attributes; what this client wrote but has not reported yet is
+    /// merged in.
     async fn attr_call(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
         match self.mds(creds, op).await? {
-            MdsResponse::Attr(a) => Ok(a),
+            MdsResponse::Attr(mut a) => {
+                self.files.merge(&mut a);
+                Ok(a)
+            }
             r => Err(unexpected(r)),
         }
     }
@@ -77,34 +112,21 @@ impl Client {
         self.attr_call(creds, MdsOp::GetAttr { ino }).await
     }
 
-    /// Changes attributes. A shrinking size also cuts the objects on the OSTs.
+    /// Changes attributes. A size change goes to the MDS first, then sets every object to
+    /// the length it has at the new size, so bytes past the end never survive a shrink
+    /// (including bytes another client wrote but had not reported).
     pub async fn setattr(&self, creds: &Creds, ino: Ino, set: SetAttr) -> Result<Attr, Error> {
-        let before = if set.size.is_some() {
-            Some(self.getattr(creds, ino).await?)
-        } else {
-            None
-        };
-        let attr = self
-            .attr_call(
-                creds,
-                MdsOp::SetAttr {
-                    ino,
-                    set: set.clone(),
-                },
-            )
-            .await?;
-        if let (Some(size), Some(before)) = (set.size, before) {
-            if size < before.size {
-                if let Some(layout) = &attr.layout {
-                    self.truncate_objects(ino, layout, size).await?;
-                }
-            }
+        let size = set.size;
+        let attr = self.attr_call(creds, MdsOp::SetAttr { ino, set }).await?;
+        if let (Some(size), Some(layout)) = (size, &attr.layout) {
+            self.truncate_objects(ino, layout, size).await?;
         }
         Ok(attr)
     }
 
     /// Creates (or with `exclusive = false` opens an existing) regular file; with
     /// `open_flags` the file is opened in this session too.
+    #[allow(clippy::too_many_arguments)] // mirrors the MDS call's fields one to one
     pub async fn create(
         &self,
         creds: &Creds,
@@ -249,7 +271,12 @@ impl Client {
             plus,
         };
         match self.mds(creds, op).await? {
-            MdsResponse::Entries { entries, eof } => Ok((entries, eof)),
+            MdsResponse::Entries { mut entries, eof } => {
+                for a in entries.iter_mut().filter_map(|e| e.attr.as_mut()) {
+                    self.files.merge(a);
+                }
+                Ok((entries, eof))
+            }
             r => Err(unexpected(r)),
         }
     }

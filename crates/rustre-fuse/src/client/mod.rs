@@ -3,10 +3,15 @@
 //! ## Layout
 //! - [`meta`]: typed metadata calls to the MDS (with retry of idempotent calls on another MDS).
 //! - [`data`]: striped, parallel object reads and writes straight to the OSTs.
+//! - [`files`]: open-file handles and the sizes this client's writes reached (merged into
+//!   every attribute answer, reported to the MDS on flush, fsync, close and setattr).
+//! - [`dirs`]: directory handles mapping integer offsets to the MDS's name cookies.
 //! - [`stripe`]: the layout math.
 //! - [`path`]: resolving slash-separated paths for the CLI.
 
 pub mod data;
+pub mod dirs;
+pub mod files;
 pub mod meta;
 pub mod path;
 pub mod stripe;
@@ -34,8 +39,12 @@ pub struct ClientConfig {
 pub struct Client {
     cluster: Arc<Cluster>,
     session: AtomicU64,
+    /// Numbers mutating calls within the session (see the MDS's request records).
+    seq: AtomicU64,
     rr: AtomicU64,
     name: String,
+    files: files::Files,
+    dirs: dirs::Dirs,
 }
 
 impl Client {
@@ -45,8 +54,11 @@ impl Client {
         let client = Arc::new(Client {
             cluster,
             session: AtomicU64::new(0),
+            seq: AtomicU64::new(1),
             rr: AtomicU64::new(0),
             name: cfg.client_name.clone(),
+            files: files::Files::default(),
+            dirs: dirs::Dirs::default(),
         });
         let lease_ms = client.open_session().await?;
         let weak = Arc::downgrade(&client);
@@ -93,6 +105,11 @@ impl Client {
     /// The cluster view (map and server connections).
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// The open-file table (handles and unreported sizes).
+    pub fn files(&self) -> &files::Files {
+        &self.files
     }
 
     /// This client's session id.

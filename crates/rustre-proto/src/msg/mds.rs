@@ -25,6 +25,10 @@ pub struct MdsRequest {
     pub creds: Creds,
     /// The client's session (0 before it has one).
     pub session: u64,
+    /// For calls that change something: a number unique within the session, so a retry
+    /// of a call that already committed gets the recorded answer instead of running again.
+    /// 0 = not recorded.
+    pub seq: u64,
     pub op: MdsOp,
 }
 

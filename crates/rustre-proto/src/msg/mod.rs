@@ -111,7 +111,7 @@ impl Layout {
         let bad = |m: &str| Err(crate::Error::Invalid(m.to_string()));
         if self.stripe_size < MIN_STRIPE_SIZE
             || self.stripe_size > MAX_STRIPE_SIZE
-            || self.stripe_size % MIN_STRIPE_SIZE != 0
+            || !self.stripe_size.is_multiple_of(MIN_STRIPE_SIZE)
         {
             return bad("stripe size must be a multiple of 4096 between 4 KiB and 16 MiB");
         }

@@ -144,16 +144,30 @@ impl Connection {
             self.pending.lock().unwrap().remove(&id);
             return Err(Error::Unavailable("connection closed".into()));
         }
+        // Forget the waiter however this call ends (answered, timed out or dropped).
+        let _forget = PendingGuard {
+            pending: &self.pending,
+            id,
+        };
         let frame = match tokio::time::timeout(RPC_TIMEOUT, wrx).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(_)) => return Err(Error::Unavailable("connection lost during call".into())),
-            Err(_) => {
-                self.pending.lock().unwrap().remove(&id);
-                return Err(Error::TimedOut);
-            }
+            Err(_) => return Err(Error::TimedOut),
         };
         let result: Result<Resp, Error> = codec::decode(&frame.body)?;
         Ok((result?, frame.payload))
+    }
+}
+
+/// Removes a call's waiter from the pending table when the call ends in any way.
+struct PendingGuard<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().unwrap().remove(&self.id);
     }
 }
 

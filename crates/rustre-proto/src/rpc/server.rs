@@ -19,10 +19,12 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use super::{Hello, MAX_INFLIGHT_PER_CONN, MAX_NAME_BYTES};
 use crate::codec;
 use crate::error::Error;
-use crate::frame::{read_frame, FrameKind, Header, Service};
+use crate::frame::{read_frame, read_header, read_rest, FrameKind, Header, Service};
 
 /// Most client connections one server accepts at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Most request bytes (bodies and payloads) one connection may have in flight.
+pub const MAX_INFLIGHT_BYTES_PER_CONN: usize = 64 << 20;
 /// How long a new connection may take to send its `Hello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -149,10 +151,24 @@ async fn connection<H: Handler>(
     let (tx, rx) = mpsc::channel::<Outgoing>(MAX_INFLIGHT_PER_CONN);
     let writer = tokio::spawn(writer_task(wr, rx));
     let inflight = Arc::new(Semaphore::new(MAX_INFLIGHT_PER_CONN));
+    let bytes_budget = Arc::new(Semaphore::new(MAX_INFLIGHT_BYTES_PER_CONN));
     let result = loop {
-        let frame = match read_frame(&mut rd).await {
-            Ok(Some(f)) => f,
+        let header = match read_header(&mut rd).await {
+            Ok(Some(h)) => h,
             Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        // Reserve the frame's bytes before reading them, so the calls of one connection
+        // never hold more than MAX_INFLIGHT_BYTES_PER_CONN of request data.
+        let bytes = (header.body_len as usize + header.payload_len as usize)
+            .clamp(1, MAX_INFLIGHT_BYTES_PER_CONN) as u32;
+        let reserved = bytes_budget
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .expect("never closed");
+        let frame = match read_rest(&mut rd, header).await {
+            Ok(f) => f,
             Err(e) => break Err(e),
         };
         if frame.header.kind != FrameKind::Request || frame.header.service != H::SERVICE {
@@ -173,6 +189,7 @@ async fn connection<H: Handler>(
                 let h = handler.clone();
                 tokio::spawn(async move {
                     let reply = h.handle(req, frame.payload).await;
+                    drop(reserved);
                     let _ = tx.send(outgoing::<H>(id, reply)).await;
                     drop(permit);
                 });

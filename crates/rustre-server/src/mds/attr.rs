@@ -18,6 +18,7 @@ use crate::meta::Transaction;
 pub const XATTR_LIST_MAX: usize = 1024;
 
 /// What a setattr did to the file's size: the client must cut the objects past it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SetAttrOutcome {
     pub attr: Attr,
     pub truncated: bool,

@@ -15,6 +15,7 @@
 //! | 0x07   | session_open/{session}/{ino}      | empty: index of a session's opens    |
 //! | 0x08   | destroy/{ino}                     | layout whose objects must be deleted |
 //! | 0x09   | counter/{name}                    | u64 (postcard)                       |
+//! | 0x0a   | request/{session}/{seq}           | recorded result of a mutating call   |
 
 use rustre_proto::msg::Ino;
 
@@ -27,6 +28,7 @@ pub const SESSION: u8 = 0x06;
 pub const SESSION_OPEN: u8 = 0x07;
 pub const DESTROY: u8 = 0x08;
 pub const COUNTER: u8 = 0x09;
+pub const REQUEST: u8 = 0x0a;
 
 /// Counter: the next inode number not yet handed out in a batch.
 pub const COUNTER_NEXT_INO: &[u8] = b"next_ino";
@@ -160,6 +162,15 @@ pub fn counter(name: &[u8]) -> Vec<u8> {
     let mut k = vec![COUNTER];
     k.extend_from_slice(name);
     k
+}
+
+pub fn request(session: u64, seq: u64) -> Vec<u8> {
+    with_u64_u64(REQUEST, session, seq)
+}
+
+/// Every recorded request of a session.
+pub fn request_range(session: u64) -> (Vec<u8>, Vec<u8>) {
+    range_u64(REQUEST, session)
 }
 
 fn parse_u64_at(key: &[u8], prefix: u8, at: usize) -> Option<u64> {

@@ -16,6 +16,7 @@ pub mod layout;
 pub mod namespace;
 pub mod open;
 pub mod perm;
+mod requests;
 pub mod store;
 mod workers;
 
@@ -29,6 +30,7 @@ use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, Timestamp, MAX_GROUPS, ROOT_INO};
 use rustre_proto::rpc::server::{self, Handler, Reply};
 use rustre_proto::Error;
+use serde::{de::DeserializeOwned, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -122,6 +124,18 @@ fn bootstrap(kv: &Kv) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether a transaction changes anything, and under which request id it is recorded.
+#[derive(Debug, Clone, Copy)]
+enum Mutation {
+    ReadOnly,
+    Write { record: Option<(u64, u64)> },
+}
+
+impl Mutation {
+    /// A write with no request id (background work, session bookkeeping).
+    const WRITE: Mutation = Mutation::Write { record: None };
+}
+
 /// One MDS instance.
 pub struct Mds {
     cfg: MdsConfig,
@@ -158,18 +172,25 @@ impl Mds {
     }
 
     /// Runs `f` as one transaction on a blocking thread, holding the stripe locks of `dirs`,
-    /// then (for mutations of a durable MDS) waits for the group commit.
+    /// then (for mutations of a durable MDS) waits for the group commit. A mutation carrying a
+    /// request id returns the recorded result if that request already committed (a retry after
+    /// a lost reply or a dead MDS), and otherwise records its result in the same transaction.
     async fn txn<T, F>(
         self: &Arc<Self>,
         creds: Creds,
         dirs: Vec<Ino>,
-        mutates: bool,
+        kind: Mutation,
         f: F,
     ) -> Result<T, Error>
     where
-        T: Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
         F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, Error> + Send + 'static,
     {
+        let mutates = !matches!(kind, Mutation::ReadOnly);
+        let record = match kind {
+            Mutation::Write { record } => record,
+            Mutation::ReadOnly => None,
+        };
         let this = self.clone();
         let out = tokio::task::spawn_blocking(move || {
             let mut stripes: Vec<usize> = dirs
@@ -186,7 +207,10 @@ impl Mds {
                 creds: &creds,
                 now: Timestamp::now(),
             };
-            this.kv.transact(|tx| f(tx, &ctx))
+            this.kv.transact(|tx| match record {
+                None => f(tx, &ctx),
+                Some((session, seq)) => requests::run_once(tx, session, seq, |tx| f(tx, &ctx)),
+            })
         })
         .await
         .map_err(|e| Error::Io(format!("metadata task failed: {e}")))??;
@@ -198,7 +222,16 @@ impl Mds {
 
     async fn dispatch(self: Arc<Self>, req: MdsRequest) -> Result<MdsResponse, Error> {
         use MdsResponse as R;
-        let MdsRequest { creds, session, op } = req;
+        let MdsRequest {
+            creds,
+            session,
+            seq,
+            op,
+        } = req;
+        let w = Mutation::Write {
+            record: (session != 0 && seq != 0).then_some((session, seq)),
+        };
+        let ro = Mutation::ReadOnly;
         if creds.groups.len() > MAX_GROUPS {
             return Err(Error::Invalid("too many groups".into()));
         }
@@ -206,7 +239,7 @@ impl Mds {
         match op {
             MdsOp::OpenSession { client } => {
                 let id = self
-                    .txn(creds, vec![], true, move |tx, _| {
+                    .txn(creds, vec![], Mutation::WRITE, move |tx, _| {
                         open::open_session(tx, &client, now_ms(), lease)
                     })
                     .await?;
@@ -216,14 +249,14 @@ impl Mds {
                 })
             }
             MdsOp::RenewSession => self
-                .txn(creds, vec![], false, move |tx, _| {
+                .txn(creds, vec![], ro, move |tx, _| {
                     open::renew_session(tx, session, now_ms(), lease)
                 })
                 .await
                 .map(|_| R::Done),
             MdsOp::CloseSession => {
                 while !self
-                    .txn(creds.clone(), vec![], true, move |tx, _| {
+                    .txn(creds.clone(), vec![], Mutation::WRITE, move |tx, _| {
                         open::end_session(tx, session)
                     })
                     .await?
@@ -231,19 +264,19 @@ impl Mds {
                 Ok(R::Done)
             }
             MdsOp::Lookup { parent, name } => self
-                .txn(creds, vec![], false, move |tx, c| {
+                .txn(creds, vec![], ro, move |tx, c| {
                     namespace::lookup(tx, c, parent, &name)
                 })
                 .await
                 .map(R::Attr),
             MdsOp::GetAttr { ino } => self
-                .txn(creds, vec![], false, move |tx, _| {
+                .txn(creds, vec![], ro, move |tx, _| {
                     Ok(store::inode(tx, ino)?.attr)
                 })
                 .await
                 .map(R::Attr),
             MdsOp::SetAttr { ino, set } => self
-                .txn(creds, vec![ino], true, move |tx, c| {
+                .txn(creds, vec![ino], w, move |tx, c| {
                     attr::setattr(tx, c, ino, &set)
                 })
                 .await
@@ -257,13 +290,13 @@ impl Mds {
                 layout,
             } => {
                 self.create(
-                    creds, session, parent, name, perm, exclusive, open_flags, layout,
+                    w, creds, session, parent, name, perm, exclusive, open_flags, layout,
                 )
                 .await
             }
             MdsOp::Mkdir { parent, name, perm } => {
                 let ino = self.alloc_ino_async().await?;
-                self.txn(creds, vec![parent], true, move |tx, c| {
+                self.txn(creds, vec![parent], w, move |tx, c| {
                     let new = NewInode {
                         ino,
                         kind: FileKind::Dir,
@@ -289,14 +322,14 @@ impl Mds {
                 }
                 if kind == FileKind::File {
                     return self
-                        .create(creds, session, parent, name, perm, true, None, None)
+                        .create(w, creds, session, parent, name, perm, true, None, None)
                         .await;
                 }
                 if matches!(kind, FileKind::CharDev | FileKind::BlockDev) && creds.uid != 0 {
                     return Err(Error::NotPermitted);
                 }
                 let ino = self.alloc_ino_async().await?;
-                self.txn(creds, vec![parent], true, move |tx, c| {
+                self.txn(creds, vec![parent], w, move |tx, c| {
                     let new = NewInode {
                         ino,
                         kind,
@@ -317,7 +350,7 @@ impl Mds {
             } => {
                 namespace::validate_target(&target)?;
                 let ino = self.alloc_ino_async().await?;
-                self.txn(creds, vec![parent], true, move |tx, c| {
+                self.txn(creds, vec![parent], w, move |tx, c| {
                     let new = NewInode {
                         ino,
                         kind: FileKind::Symlink,
@@ -332,7 +365,7 @@ impl Mds {
                 .map(R::Attr)
             }
             MdsOp::Readlink { ino } => self
-                .txn(creds, vec![], false, move |tx, _| attr::readlink(tx, ino))
+                .txn(creds, vec![], ro, move |tx, _| attr::readlink(tx, ino))
                 .await
                 .map(R::Target),
             MdsOp::Link {
@@ -340,19 +373,19 @@ impl Mds {
                 new_parent,
                 new_name,
             } => self
-                .txn(creds, vec![new_parent, ino], true, move |tx, c| {
+                .txn(creds, vec![new_parent, ino], w, move |tx, c| {
                     namespace::link(tx, c, ino, new_parent, &new_name)
                 })
                 .await
                 .map(R::Attr),
             MdsOp::Unlink { parent, name } => self
-                .txn(creds, vec![parent], true, move |tx, c| {
+                .txn(creds, vec![parent], w, move |tx, c| {
                     namespace::unlink(tx, c, parent, &name)
                 })
                 .await
                 .map(|_| R::Done),
             MdsOp::Rmdir { parent, name } => self
-                .txn(creds, vec![parent], true, move |tx, c| {
+                .txn(creds, vec![parent], w, move |tx, c| {
                     namespace::rmdir(tx, c, parent, &name)
                 })
                 .await
@@ -364,7 +397,7 @@ impl Mds {
                 new_name,
                 flags,
             } => self
-                .txn(creds, vec![parent, new_parent], true, move |tx, c| {
+                .txn(creds, vec![parent, new_parent], w, move |tx, c| {
                     namespace::rename(tx, c, parent, &name, new_parent, &new_name, flags)
                 })
                 .await
@@ -376,20 +409,20 @@ impl Mds {
                 plus,
             } => {
                 let limit = limit.clamp(1, READDIR_MAX_ENTRIES) as usize;
-                self.txn(creds, vec![], false, move |tx, c| {
+                self.txn(creds, vec![], ro, move |tx, c| {
                     namespace::readdir(tx, c, ino, after.as_deref(), limit, plus)
                 })
                 .await
                 .map(|(entries, eof)| R::Entries { entries, eof })
             }
             MdsOp::Open { ino, flags } => self
-                .txn(creds, vec![ino], true, move |tx, c| {
+                .txn(creds, vec![ino], w, move |tx, c| {
                     open::open(tx, c, session, ino, flags, false)
                 })
                 .await
                 .map(R::Attr),
             MdsOp::Release { ino } => self
-                .txn(creds, vec![ino], true, move |tx, _| {
+                .txn(creds, vec![ino], w, move |tx, _| {
                     open::release(tx, session, ino)
                 })
                 .await
@@ -400,20 +433,20 @@ impl Mds {
                 mtime,
                 truncate_version,
             } => self
-                .txn(creds, vec![ino], true, move |tx, c| {
+                .txn(creds, vec![ino], w, move |tx, c| {
                     attr::report_size(tx, c, ino, size, mtime, truncate_version)
                 })
                 .await
                 .map(R::Attr),
             MdsOp::Access { ino, mask } => self
-                .txn(creds, vec![], false, move |tx, c| {
+                .txn(creds, vec![], ro, move |tx, c| {
                     attr::access(tx, c, ino, mask)
                 })
                 .await
                 .map(|_| R::Done),
             MdsOp::StatFs => self.statfs().await.map(R::StatFs),
             MdsOp::GetXattr { ino, name } => self
-                .txn(creds, vec![], false, move |tx, c| {
+                .txn(creds, vec![], ro, move |tx, c| {
                     attr::get_xattr(tx, c, ino, &name)
                 })
                 .await
@@ -424,19 +457,17 @@ impl Mds {
                 value,
                 flags,
             } => self
-                .txn(creds, vec![ino], true, move |tx, c| {
+                .txn(creds, vec![ino], w, move |tx, c| {
                     attr::set_xattr(tx, c, ino, &name, &value, flags)
                 })
                 .await
                 .map(|_| R::Done),
             MdsOp::ListXattr { ino } => self
-                .txn(creds, vec![], false, move |tx, c| {
-                    attr::list_xattr(tx, c, ino)
-                })
+                .txn(creds, vec![], ro, move |tx, c| attr::list_xattr(tx, c, ino))
                 .await
                 .map(R::XattrNames),
             MdsOp::RemoveXattr { ino, name } => self
-                .txn(creds, vec![ino], true, move |tx, c| {
+                .txn(creds, vec![ino], w, move |tx, c| {
                     attr::remove_xattr(tx, c, ino, &name)
                 })
                 .await
@@ -446,14 +477,14 @@ impl Mds {
                     // Reject what could never produce a valid layout now, not at create time.
                     self.picker.choose(Some(s), None, &self.cluster.map())?;
                 }
-                self.txn(creds, vec![ino], true, move |tx, c| {
+                self.txn(creds, vec![ino], w, move |tx, c| {
                     attr::set_dir_layout(tx, c, ino, spec.clone())
                 })
                 .await
                 .map(|_| R::Done)
             }
             MdsOp::GetDirLayout { ino } => self
-                .txn(creds, vec![], false, move |tx, _| {
+                .txn(creds, vec![], ro, move |tx, _| {
                     attr::get_dir_layout(tx, ino)
                 })
                 .await
@@ -471,6 +502,7 @@ impl Mds {
     #[allow(clippy::too_many_arguments)]
     async fn create(
         self: &Arc<Self>,
+        w: Mutation,
         creds: Creds,
         session: u64,
         parent: Ino,
@@ -487,7 +519,7 @@ impl Mds {
             map = self.cluster.refresh().await.unwrap_or(map);
         }
         let this = self.clone();
-        self.txn(creds, vec![parent], true, move |tx, c| {
+        self.txn(creds, vec![parent], w, move |tx, c| {
             let created = match store::dentry(tx, parent, &name)? {
                 Some(_) if exclusive => return Err(Error::Exists),
                 Some(d) => {
@@ -533,7 +565,7 @@ impl Mds {
             cap.avail_bytes += o.capacity.avail_bytes;
         }
         let next = self
-            .txn(Creds::root(), vec![], false, |tx, _| {
+            .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
                 store::counter(tx, keys::COUNTER_NEXT_INO, ROOT_INO + 1)
             })
             .await?;

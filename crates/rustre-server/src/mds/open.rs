@@ -144,6 +144,8 @@ pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<bool, Error> {
     }
     if done {
         tx.clear(&keys::session(id));
+        let (s, e) = keys::request_range(id);
+        tx.clear_range(&s, &e)?;
     }
     Ok(done)
 }

@@ -12,7 +12,7 @@ use rustre_proto::msg::Creds;
 use rustre_proto::Error;
 use tokio::sync::watch;
 
-use super::{keys, now_ms, open, store, Mds, MdsConfig};
+use super::{keys, now_ms, open, store, Mds, MdsConfig, Mutation};
 
 /// How often the destroy queue is scanned.
 pub const DESTROY_INTERVAL: Duration = Duration::from_millis(500);
@@ -109,7 +109,7 @@ async fn heartbeat(mds: Arc<Mds>) -> Result<(), Error> {
 /// Deletes the objects of destroyed inodes; an entry stays queued until every object is gone.
 async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
     let doomed = mds
-        .txn(Creds::root(), vec![], false, |tx, _| {
+        .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
             let (s, e) = keys::prefix_range(keys::DESTROY);
             let mut out = Vec::new();
             for (k, v) in tx.range(&s, &e, DESTROY_BATCH)? {
@@ -147,7 +147,7 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
             }
         }
         if all_gone {
-            mds.txn(Creds::root(), vec![], true, move |tx, _| {
+            mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
                 tx.clear(&keys::destroy(ino));
                 Ok(())
             })
@@ -159,14 +159,14 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
 
 async fn reap_sessions(mds: Arc<Mds>) -> Result<(), Error> {
     let expired = mds
-        .txn(Creds::root(), vec![], false, |tx, _| {
+        .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
             open::expired_sessions(tx, now_ms(), REAP_BATCH)
         })
         .await?;
     for id in expired {
         tracing::info!(session = id, "session lease expired; releasing its opens");
         while !mds
-            .txn(Creds::root(), vec![], true, move |tx, _| {
+            .txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
                 open::end_session(tx, id)
             })
             .await?

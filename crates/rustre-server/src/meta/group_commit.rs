@@ -4,95 +4,203 @@
 //! [`GroupCommit::wait`], which returns once a sync that *started after the call* has
 //! completed; that sync covers every transaction committed before the call.
 //!
-//! Syncs are numbered 1, 2, … in the order they start, and run one at a time under an async
-//! mutex, so they also complete in that order. A caller reads the number of syncs started so
-//! far, `s`, and needs sync `s + 1` (the first one that can start after it) or a later one.
-//! It queues on the mutex (tokio's mutex is FIFO and its queue holds only the callers
-//! themselves, so nothing grows without bound); whoever gets the mutex either finds that a
-//! sync numbered `>= s + 1` has completed meanwhile and returns its outcome, or starts the
-//! next sync itself on a blocking thread. While one sync runs, all callers that arrive queue
-//! up and are then served by a single following sync, so N concurrent callers cost about two
-//! syncs, not N. No polling: waiting is the mutex's wake-up.
+//! Syncs are numbered 1, 2, … and run one at a time, in a loop on a blocking thread that
+//! exists only while there is demand. A caller, under a short std mutex, computes the sync it
+//! needs (`started + 1`: the next one to start), raises `wanted` to it, and starts the loop if
+//! none is running. The loop, after each sync, publishes `(number, result)` on a
+//! `tokio::sync::watch` channel (one slot, so nothing queues up) and goes round again if some
+//! caller wants a later sync, else stops. Callers sleep on the watch until the sync they need
+//! has completed. So while one sync runs, every caller that arrives is served by the single
+//! next sync, which starts the moment the running one ends: N concurrent callers cost about
+//! two syncs, not N, and there is no polling.
 //!
-//! The mutex guard moves into the blocking closure, so a caller whose future is dropped
-//! mid-sync cannot let a second sync start concurrently. A panicking sync is reported as
-//! [`KvError::Storage`] and the next caller simply runs a new sync.
+//! A caller whose future is dropped changes nothing: the loop still runs the sync it asked
+//! for. A panicking sync is reported as [`KvError::Storage`]; if the runtime drops the sync
+//! task before it runs, its waiters get [`KvError::Storage`] and the next caller starts over.
 
 use super::{Backend, KvError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use tokio::sync::watch;
 
-/// Outcome of the newest completed sync.
+/// Bookkeeping of which syncs have started and which are wanted.
+struct State {
+    /// Number of the newest sync started (0: none yet).
+    started: u64,
+    /// Highest sync number some caller waits for.
+    wanted: u64,
+    /// Whether the sync loop is running.
+    running: bool,
+}
+
+/// What the newest completed sync published.
+#[derive(Clone)]
 struct Completed {
-    /// Number of the sync (0: none yet).
+    /// Number of the newest completed sync (0: none yet).
     number: u64,
-    /// What it returned.
+    /// Number of the newest sync that succeeded: everything committed before it started is
+    /// durable.
+    durable_through: u64,
+    /// The newest sync's outcome.
     result: Result<(), KvError>,
+}
+
+/// State shared with the sync loop.
+struct Shared {
+    backend: Arc<dyn Backend>,
+    state: Mutex<State>,
+    completed: watch::Sender<Completed>,
+    /// Number of syncs completed, for tests and metrics.
+    syncs: AtomicU64,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The critical sections only do arithmetic, so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes the outcome of sync `number`.
+    fn publish(&self, number: u64, result: Result<(), KvError>) {
+        self.completed.send_modify(|c| {
+            c.number = c.number.max(number);
+            if result.is_ok() {
+                c.durable_through = c.durable_through.max(number);
+            }
+            c.result = result;
+        });
+    }
+
+    /// Runs syncs while callers want them. Blocking.
+    fn sync_loop(&self) {
+        loop {
+            let number = self.state().started;
+            let result = catch_unwind(AssertUnwindSafe(|| self.backend.sync()))
+                .unwrap_or_else(|_| Err(KvError::Storage("sync panicked".into())));
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            self.publish(number, result);
+            let mut st = self.state();
+            if st.wanted > number {
+                st.started += 1;
+            } else {
+                st.running = false;
+                return;
+            }
+        }
+    }
+}
+
+/// The sync loop as a task. If the task is dropped without running to completion (the
+/// runtime shut down before running it, or it unwound), its drop ends the bookkeeping and
+/// fails every current waiter, so none is stranded.
+struct SyncLoop {
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl SyncLoop {
+    fn run(mut self) {
+        self.shared.sync_loop();
+        self.finished = true;
+    }
+}
+
+impl Drop for SyncLoop {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let number = {
+            let mut st = self.shared.state();
+            st.running = false;
+            // Consume the numbers of the syncs that will now never run, so a later caller
+            // waits for a fresh sync instead of taking this failure as its own.
+            st.started = st.started.max(st.wanted);
+            st.started
+        };
+        self.shared.publish(
+            number,
+            Err(KvError::Storage("sync task did not complete".into())),
+        );
+    }
 }
 
 /// Shares [`Backend::sync`] calls among concurrent waiters.
 pub(crate) struct GroupCommit {
-    backend: Arc<dyn Backend>,
-    /// Number of the newest sync started (syncs are numbered from 1).
-    started: AtomicU64,
-    /// Number of syncs completed, for tests and metrics.
-    completed: Arc<AtomicU64>,
-    /// Held for the whole duration of a sync; holds the newest completed sync's outcome.
-    last: Arc<Mutex<Completed>>,
+    shared: Arc<Shared>,
 }
 
 impl GroupCommit {
     /// A group committer syncing `backend`.
     pub(crate) fn new(backend: Arc<dyn Backend>) -> Self {
+        let (completed, _) = watch::channel(Completed {
+            number: 0,
+            durable_through: 0,
+            result: Ok(()),
+        });
         GroupCommit {
-            backend,
-            started: AtomicU64::new(0),
-            completed: Arc::new(AtomicU64::new(0)),
-            last: Arc::new(Mutex::new(Completed {
-                number: 0,
-                result: Ok(()),
-            })),
+            shared: Arc::new(Shared {
+                backend,
+                state: Mutex::new(State {
+                    started: 0,
+                    wanted: 0,
+                    running: false,
+                }),
+                completed,
+                syncs: AtomicU64::new(0),
+            }),
         }
     }
 
     /// Waits until a sync that started after this call has completed, and returns its
     /// outcome: `Ok` means every transaction committed before the call is durable.
     pub(crate) async fn wait(&self) -> Result<(), KvError> {
-        // SeqCst pairs with the fetch_add below: a sync numbered above `needed - 1` was
-        // numbered, and therefore started, after this load.
-        let needed = self.started.load(Ordering::SeqCst) + 1;
-        let mut last = self.last.clone().lock_owned().await;
-        if last.number >= needed {
-            return last.result.clone();
-        }
-        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let backend = self.backend.clone();
-        let completed = self.completed.clone();
-        let run = move || {
-            let result = catch_unwind(AssertUnwindSafe(|| backend.sync()))
-                .unwrap_or_else(|_| Err(KvError::Storage("sync panicked".into())));
-            last.number = number;
-            last.result = result.clone();
-            completed.fetch_add(1, Ordering::SeqCst);
-            drop(last);
-            result
+        let shared = &self.shared;
+        let mut rx = shared.completed.subscribe();
+        let (needed, start_loop) = {
+            let mut st = shared.state();
+            let needed = st.started + 1;
+            st.wanted = st.wanted.max(needed);
+            let start_loop = !st.running;
+            if start_loop {
+                st.running = true;
+                st.started = needed;
+            }
+            (needed, start_loop)
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => match rt.spawn_blocking(run).await {
-                Ok(result) => result,
-                Err(e) => Err(KvError::Storage(format!("sync task failed: {e}"))),
-            },
-            // Not inside a tokio runtime: nowhere to offload to, so sync on this thread.
-            Err(_) => run(),
+        if start_loop {
+            let task = SyncLoop {
+                shared: shared.clone(),
+                finished: false,
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    // Not awaited: the loop outlives this caller if it is cancelled.
+                    drop(rt.spawn_blocking(move || task.run()));
+                }
+                // Not inside a tokio runtime: nowhere to offload to, so sync on this thread.
+                Err(_) => task.run(),
+            }
+        }
+        let done = rx
+            .wait_for(|c| c.number >= needed)
+            .await
+            .map_err(|_| KvError::Storage("group commit closed".into()))?
+            .clone();
+        if done.durable_through >= needed {
+            Ok(())
+        } else {
+            done.result.and(Err(KvError::Storage(
+                "a sync failed before this call's data was synced".into(),
+            )))
         }
     }
 
     /// Number of syncs completed so far.
     #[cfg_attr(not(test), allow(dead_code))] // for tests (and metrics, once wired)
     pub(crate) fn syncs_done(&self) -> u64 {
-        self.completed.load(Ordering::SeqCst)
+        self.shared.syncs.load(Ordering::SeqCst)
     }
 }
 
@@ -208,6 +316,24 @@ mod tests {
             group.wait().await.expect("third sync succeeds");
         });
         assert_eq!(group.syncs_done(), 3);
+    }
+
+    /// A sync task dropped before it ran (here: spawned on a runtime that has shut down)
+    /// must fail its waiters and not leave the group thinking a sync is running.
+    #[test]
+    fn recovers_when_the_sync_task_is_dropped() {
+        let group = GroupCommit::new(Arc::new(SlowSync::default()));
+        let rt = runtime();
+        let handle = rt.handle().clone();
+        rt.shutdown_timeout(Duration::from_secs(1));
+        {
+            let _in_dead_runtime = handle.enter();
+            let r = block_on_current_thread(group.wait());
+            assert!(matches!(r, Err(KvError::Storage(_))), "{r:?}");
+        }
+        assert_eq!(group.syncs_done(), 0, "the dropped sync must not have run");
+        block_on_current_thread(group.wait()).expect("fresh sync");
+        assert_eq!(group.syncs_done(), 1);
     }
 
     /// Outside a tokio runtime the sync runs on the caller's thread.

@@ -14,7 +14,7 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -100,12 +100,21 @@ pub(crate) fn read_record<T: DeserializeOwned>(
     path: &Path,
     magic: [u8; 8],
 ) -> Result<Option<T>, Error> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let bad = |what: &str| Error::Io(format!("{}: {what}", path.display()));
+    let file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(path, e)),
     };
-    let bad = |what: &str| Error::Io(format!("{}: {what}", path.display()));
+    // Bound the read before allocating: the file may be anything.
+    let limit = (RECORD_HEADER_BYTES + MAX_RECORD_BYTES) as u64;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(bad("larger than any rustre record"));
+    }
     if bytes.len() < RECORD_HEADER_BYTES {
         return Err(bad("too short to be a rustre record"));
     }

@@ -1,0 +1,239 @@
+//! Directory handles: listings that stay correct while the directory changes.
+//!
+//! The MDS pages a listing by name (its cookie is the last name returned), while callers
+//! such as the kernel resume with an integer offset. Each open directory keeps the names it
+//! handed out under the offsets it gave them, so a listing resumes after the right name even
+//! when entries were added or removed in between, and `seekdir` to any offset handed out
+//! earlier works. Offsets 1 and 2 are "." and ".."; entries get 3, 4, ... in the order they
+//! are handed out.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustre_proto::msg::mds::DirEntry;
+use rustre_proto::msg::{Creds, FileKind, Ino};
+use rustre_proto::Error;
+
+use super::Client;
+
+/// Most directories one client holds open at once.
+pub const MAX_OPEN_DIRS: usize = 1 << 14;
+/// Offsets remembered per open directory; the oldest are forgotten first (a `seekdir` to a
+/// forgotten offset reads as the end of the directory).
+pub const DIR_OFFSETS_MAX: usize = 1 << 16;
+/// Entries asked of the MDS per page.
+pub const DIR_PAGE_ENTRIES: u32 = 256;
+
+/// Offset of ".".
+const DOT_OFFSET: u64 = 1;
+/// Offset of ".."; the first real entry follows it.
+const DOTDOT_OFFSET: u64 = 2;
+
+/// One entry of a listing with the offset that resumes after it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub offset: u64,
+    pub entry: DirEntry,
+}
+
+struct DirState {
+    /// Offset → the name handed out there.
+    names: BTreeMap<u64, String>,
+    next_offset: u64,
+    /// Fetched entries not yet handed out past `base`, with their offsets.
+    buffer: VecDeque<Listed>,
+    /// The offset the buffer's first entry follows.
+    base: u64,
+    /// The buffer ends the directory.
+    eof: bool,
+    /// Whether the listing from the start was served once (a rewind then reads afresh).
+    started: bool,
+}
+
+struct OpenDir {
+    ino: Ino,
+    creds: Creds,
+    /// "." and "..".
+    dot: DirEntry,
+    dotdot: DirEntry,
+    state: tokio::sync::Mutex<DirState>,
+}
+
+/// The open-directory table of one client.
+pub struct Dirs {
+    handles: Mutex<HashMap<u64, Arc<OpenDir>>>,
+    next_fh: AtomicU64,
+}
+
+impl Default for Dirs {
+    fn default() -> Self {
+        Dirs {
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+}
+
+impl Dirs {
+    fn get(&self, fh: u64) -> Result<Arc<OpenDir>, Error> {
+        self.handles
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::Invalid(format!("unknown directory handle {fh}")))
+    }
+}
+
+/// "." or "..": no attributes (the kernel ignores them for these two names).
+fn dir_entry(name: &str, ino: Ino) -> DirEntry {
+    DirEntry {
+        name: name.to_string(),
+        ino,
+        kind: FileKind::Dir,
+        attr: None,
+    }
+}
+
+impl DirState {
+    /// Assigns offsets to a fetched page and makes it the buffer following `base`.
+    fn fill(&mut self, base: u64, page: Vec<DirEntry>, eof: bool) {
+        self.buffer.clear();
+        self.base = base;
+        self.eof = eof;
+        for entry in page {
+            let offset = self.next_offset;
+            self.next_offset += 1;
+            self.names.insert(offset, entry.name.clone());
+            self.buffer.push_back(Listed { offset, entry });
+        }
+        while self.names.len() > DIR_OFFSETS_MAX {
+            self.names.pop_first();
+        }
+    }
+
+    /// Whether the buffer continues a listing that stopped at `offset`.
+    /// (Buffered offsets are consecutive among themselves, but a page fetched after a seek
+    /// does not follow its base numerically.)
+    fn continues(&self, offset: u64) -> bool {
+        offset == self.base
+            || matches!(
+                (self.buffer.front(), self.buffer.back()),
+                (Some(f), Some(b)) if f.offset <= offset && offset <= b.offset
+            )
+    }
+}
+
+impl Client {
+    /// Opens directory `ino` for listing (needs read permission) and returns a handle.
+    pub async fn open_dir(&self, creds: &Creds, ino: Ino) -> Result<u64, Error> {
+        let (first, parent) = tokio::join!(
+            self.readdir(creds, ino, None, DIR_PAGE_ENTRIES, true),
+            self.lookup(creds, ino, "..")
+        );
+        let (page, eof) = first?;
+        // Without search permission ".." cannot be looked up; then it names the directory
+        // itself, as at the root.
+        let parent = parent.map_or(ino, |a| a.ino);
+        let mut state = DirState {
+            names: BTreeMap::new(),
+            next_offset: DOTDOT_OFFSET + 1,
+            buffer: VecDeque::new(),
+            base: DOTDOT_OFFSET,
+            eof,
+            started: false,
+        };
+        state.fill(DOTDOT_OFFSET, page, eof);
+        let dir = OpenDir {
+            ino,
+            creds: creds.clone(),
+            dot: dir_entry(".", ino),
+            dotdot: dir_entry("..", parent),
+            state: tokio::sync::Mutex::new(state),
+        };
+        let mut handles = self.dirs.handles.lock().unwrap();
+        if handles.len() >= MAX_OPEN_DIRS {
+            return Err(Error::Busy);
+        }
+        let fh = self.dirs.next_fh.fetch_add(1, Ordering::Relaxed);
+        handles.insert(fh, Arc::new(dir));
+        Ok(fh)
+    }
+
+    /// The entries of open directory `fh` after `offset` (0 = from the start), each with
+    /// the offset that resumes after it. An empty answer is the end of the directory.
+    pub async fn read_dir(&self, fh: u64, offset: u64) -> Result<Vec<Listed>, Error> {
+        let dir = self.dirs.get(fh)?;
+        let mut st = dir.state.lock().await;
+        let mut out = Vec::new();
+        if offset < DOT_OFFSET {
+            out.push(Listed {
+                offset: DOT_OFFSET,
+                entry: dir.dot.clone(),
+            });
+            if st.started {
+                // A rewind: the listing must show the directory as it is now.
+                st.buffer.clear();
+                st.base = u64::MAX;
+            }
+            st.started = true;
+        }
+        if offset < DOTDOT_OFFSET {
+            out.push(Listed {
+                offset: DOTDOT_OFFSET,
+                entry: dir.dotdot.clone(),
+            });
+        }
+        let at = offset.max(DOTDOT_OFFSET);
+        if !st.continues(at) {
+            let after = if at == DOTDOT_OFFSET {
+                None
+            } else {
+                match st.names.get(&at) {
+                    Some(name) => Some(name.clone()),
+                    // An offset never handed out (or long forgotten): the end.
+                    None => return Ok(out),
+                }
+            };
+            let (page, eof) = self
+                .readdir(
+                    &dir.creds,
+                    dir.ino,
+                    after.as_deref(),
+                    DIR_PAGE_ENTRIES,
+                    true,
+                )
+                .await?;
+            st.fill(at, page, eof);
+        }
+        while st.buffer.front().is_some_and(|l| l.offset <= at) {
+            st.buffer.pop_front();
+        }
+        st.base = at;
+        if st.buffer.is_empty() && !st.eof {
+            let after = match st.names.get(&at) {
+                Some(name) => Some(name.clone()),
+                None if at == DOTDOT_OFFSET => None,
+                None => return Ok(out),
+            };
+            let (page, eof) = self
+                .readdir(
+                    &dir.creds,
+                    dir.ino,
+                    after.as_deref(),
+                    DIR_PAGE_ENTRIES,
+                    true,
+                )
+                .await?;
+            st.fill(at, page, eof);
+        }
+        out.extend(st.buffer.iter().cloned());
+        Ok(out)
+    }
+
+    /// Closes directory handle `fh`.
+    pub fn release_dir(&self, fh: u64) {
+        self.dirs.handles.lock().unwrap().remove(&fh);
+    }
+}

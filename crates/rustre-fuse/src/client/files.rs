@@ -1,0 +1,615 @@
+//! Open files and the sizes this client's writes reached.
+//!
+//! Data goes straight to the OSTs, so the MDS learns a file's size and mtime from its
+//! writers (DESIGN.md, "Hard parts": file size and mtime). For every inode with open handles
+//! this client keeps an [`InodeState`]: the highest size it knows (its own writes and every
+//! MDS answer), the mtime its writes reached, and the inode's truncate version. The state is
+//! merged into every attribute answer this client returns (so `stat` sees a write at once)
+//! and reported to the MDS on flush, fsync, release and before a setattr, so another client
+//! that opens the file after this one closed it sees the data (close-to-open).
+//!
+//! A handle keeps the file's layout, so a file unlinked while open stays readable and
+//! writable until its last close: the MDS keeps the inode as an orphan until then.
+//!
+//! Nothing here knows FUSE; the FUSE adapter, tests and tools use the same calls.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use lru::LruCache;
+use rustre_proto::msg::mds::SetAttr;
+use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, Timestamp};
+use rustre_proto::Error;
+
+use super::Client;
+
+/// Most files one client holds open at once (handles, not inodes).
+pub const MAX_OPEN_FILES: usize = 1 << 16;
+/// Inodes whose last seen (size, mtime) is remembered, to keep the kernel's page cache
+/// across opens of an unchanged file.
+pub const CACHE_STAMPS_MAX: usize = 1 << 16;
+/// Largest buffer of zeros written at once when zeroing a range.
+pub const ZERO_CHUNK_BYTES: usize = 1 << 20;
+/// Largest file size (Linux's MAX_LFS_FILESIZE).
+pub const MAX_FILE_BYTES: u64 = i64::MAX as u64;
+
+/// `fallocate` mode bits this client implements (values from Linux's falloc.h).
+pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
+pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
+pub const FALLOC_FL_ZERO_RANGE: i32 = 0x10;
+
+/// The result of opening or creating a file.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The handle later calls name.
+    pub fh: u64,
+    pub attr: Attr,
+    /// True when the file is unchanged since this client last saw it, so cached pages of it
+    /// are still valid.
+    pub keep_cache: bool,
+}
+
+/// One open file.
+struct OpenFile {
+    ino: Ino,
+    /// The layout at open time: it stays valid after an unlink.
+    layout: Option<Layout>,
+    flags: i32,
+    /// Who opened it: size reports made for this handle carry these credentials.
+    creds: Creds,
+}
+
+impl OpenFile {
+    fn layout(&self) -> Result<&Layout, Error> {
+        self.layout
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("file has no layout".into()))
+    }
+
+    fn writable(&self) -> bool {
+        self.flags & libc::O_ACCMODE != libc::O_RDONLY
+    }
+}
+
+/// What this client knows about one inode it has open.
+struct InodeState {
+    /// Highest size known: this client's writes and every MDS answer since the last truncate.
+    size: u64,
+    /// When this client's writes last changed the file.
+    mtime: Timestamp,
+    /// The truncate version the size belongs to.
+    truncate_version: u64,
+    /// Written since the last successful report.
+    dirty: bool,
+    /// Bumped by every write, so a report racing a write does not mark the state clean.
+    writes: u64,
+    /// The last writer, whose credentials the report carries (a non-root writer clears
+    /// setuid/setgid).
+    writer: Creds,
+    /// Open handles on the inode.
+    opens: u32,
+    /// Serializes O_APPEND writes, which go to the end this state knows.
+    append: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl InodeState {
+    fn new(attr: &Attr) -> InodeState {
+        InodeState {
+            size: attr.size,
+            mtime: attr.mtime,
+            truncate_version: attr.truncate_version,
+            dirty: false,
+            writes: 0,
+            writer: Creds::root(),
+            opens: 0,
+            append: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+/// A pending size report: the state as it was when the report was taken.
+struct Report {
+    size: u64,
+    mtime: Timestamp,
+    truncate_version: u64,
+    writes: u64,
+    writer: Creds,
+}
+
+/// The open-file table and per-inode size state of one client.
+pub struct Files {
+    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    next_fh: AtomicU64,
+    inodes: Mutex<HashMap<Ino, InodeState>>,
+    stamps: Mutex<LruCache<Ino, (u64, Timestamp)>>,
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Files {
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            inodes: Mutex::new(HashMap::new()),
+            stamps: Mutex::new(LruCache::new(
+                NonZeroUsize::new(CACHE_STAMPS_MAX).expect("non-zero"),
+            )),
+        }
+    }
+}
+
+/// Setuid/setgid bits left after a write by `writer` (Linux's should_remove_suid).
+fn perm_after_write(writer: &Creds, perm: u32) -> u32 {
+    if writer.uid == 0 {
+        return perm;
+    }
+    let mut p = perm & !0o4000;
+    if p & 0o010 != 0 {
+        p &= !0o2000;
+    }
+    p
+}
+
+impl Files {
+    /// Merges what this client knows into an attribute answer of the MDS, and learns from it.
+    pub fn merge(&self, attr: &mut Attr) {
+        if attr.kind != FileKind::File {
+            return;
+        }
+        let mut inodes = self.inodes.lock().unwrap();
+        let Some(st) = inodes.get_mut(&attr.ino) else {
+            return;
+        };
+        if attr.truncate_version > st.truncate_version {
+            // A truncate happened since this state was taken: what it knew is void.
+            st.truncate_version = attr.truncate_version;
+            st.size = attr.size;
+            st.mtime = attr.mtime;
+            st.dirty = false;
+            return;
+        }
+        if attr.truncate_version < st.truncate_version {
+            // An answer older than a truncate this client made: the local size is current.
+            attr.size = st.size;
+            attr.truncate_version = st.truncate_version;
+        }
+        st.size = st.size.max(attr.size);
+        attr.size = st.size;
+        if st.dirty {
+            attr.mtime = attr.mtime.max(st.mtime);
+            attr.ctime = attr.ctime.max(st.mtime);
+            attr.perm = perm_after_write(&st.writer, attr.perm);
+        }
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<OpenFile>, Error> {
+        self.handles
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::Invalid(format!("unknown file handle {fh}")))
+    }
+
+    /// Records a new handle on `attr.ino`; tells whether cached pages are still valid.
+    fn register(&self, attr: &Attr, flags: i32, creds: &Creds) -> Result<(u64, bool), Error> {
+        let mut handles = self.handles.lock().unwrap();
+        if handles.len() >= MAX_OPEN_FILES {
+            return Err(Error::Busy);
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        handles.insert(
+            fh,
+            Arc::new(OpenFile {
+                ino: attr.ino,
+                layout: attr.layout.clone(),
+                flags,
+                creds: creds.clone(),
+            }),
+        );
+        drop(handles);
+        self.inodes
+            .lock()
+            .unwrap()
+            .entry(attr.ino)
+            .or_insert_with(|| InodeState::new(attr))
+            .opens += 1;
+        let stamp = (attr.size, attr.mtime);
+        let mut stamps = self.stamps.lock().unwrap();
+        let keep = flags & libc::O_TRUNC == 0 && stamps.get(&attr.ino) == Some(&stamp);
+        stamps.put(attr.ino, stamp);
+        Ok((fh, keep))
+    }
+
+    /// The size this client knows for open inode `ino`.
+    fn size(&self, ino: Ino) -> u64 {
+        self.inodes.lock().unwrap().get(&ino).map_or(0, |s| s.size)
+    }
+
+    fn append_lock(&self, ino: Ino) -> Arc<tokio::sync::Mutex<()>> {
+        // A handle always has a state; a fresh lock would only serve a vanished one.
+        self.inodes
+            .lock()
+            .unwrap()
+            .get(&ino)
+            .map(|s| s.append.clone())
+            .unwrap_or_default()
+    }
+
+    /// Notes that a write (or an extending fallocate) reached `end` at `mtime`.
+    fn wrote(&self, ino: Ino, end: u64, mtime: Timestamp, writer: &Creds) {
+        if let Some(st) = self.inodes.lock().unwrap().get_mut(&ino) {
+            st.size = st.size.max(end);
+            st.mtime = st.mtime.max(mtime);
+            st.dirty = true;
+            st.writes += 1;
+            st.writer = writer.clone();
+        }
+    }
+
+    fn pending_report(&self, ino: Ino) -> Option<Report> {
+        let inodes = self.inodes.lock().unwrap();
+        let st = inodes.get(&ino).filter(|s| s.dirty)?;
+        Some(Report {
+            size: st.size,
+            mtime: st.mtime,
+            truncate_version: st.truncate_version,
+            writes: st.writes,
+            writer: st.writer.clone(),
+        })
+    }
+
+    fn reported(&self, ino: Ino, r: &Report, attr: &Attr) {
+        if let Some(st) = self.inodes.lock().unwrap().get_mut(&ino) {
+            if st.writes == r.writes && st.truncate_version == r.truncate_version {
+                st.dirty = false;
+            }
+        }
+        self.stamps
+            .lock()
+            .unwrap()
+            .put(ino, (attr.size, attr.mtime));
+    }
+
+    /// Drops handle `fh`; returns it and whether it was the inode's last.
+    fn unregister(&self, fh: u64) -> Result<(Arc<OpenFile>, bool), Error> {
+        let f = self
+            .handles
+            .lock()
+            .unwrap()
+            .remove(&fh)
+            .ok_or_else(|| Error::Invalid(format!("unknown file handle {fh}")))?;
+        let mut inodes = self.inodes.lock().unwrap();
+        let last = match inodes.get_mut(&f.ino) {
+            Some(st) => {
+                st.opens = st.opens.saturating_sub(1);
+                st.opens == 0
+            }
+            None => true,
+        };
+        Ok((f, last))
+    }
+
+    fn forget_inode(&self, ino: Ino) {
+        let mut inodes = self.inodes.lock().unwrap();
+        if let Some(st) = inodes.get(&ino) {
+            if st.opens == 0 {
+                if st.dirty {
+                    tracing::warn!(ino, "last close of a file whose size report failed");
+                }
+                inodes.remove(&ino);
+            }
+        }
+    }
+
+    /// Number of open handles (for tests and status).
+    pub fn open_count(&self) -> usize {
+        self.handles.lock().unwrap().len()
+    }
+}
+
+impl Client {
+    /// Reports the size and mtime this client's writes reached on `ino`, if any are unreported.
+    pub async fn report_dirty(&self, ino: Ino) -> Result<(), Error> {
+        let Some(r) = self.files.pending_report(ino) else {
+            return Ok(());
+        };
+        let attr = self
+            .report_size(&r.writer, ino, r.size, r.mtime, r.truncate_version)
+            .await?;
+        self.files.reported(ino, &r, &attr);
+        Ok(())
+    }
+
+    /// Opens file `ino` with open(2) `flags` and returns a handle.
+    pub async fn open_file(&self, creds: &Creds, ino: Ino, flags: i32) -> Result<Opened, Error> {
+        if flags & libc::O_TRUNC != 0 {
+            // The MDS must know every byte written before it truncates, or the cut misses them.
+            self.report_dirty(ino).await?;
+        }
+        let attr = self.open(creds, ino, flags).await?;
+        self.opened(creds, attr, flags).await
+    }
+
+    /// Creates (or, without O_EXCL in `flags`, opens an existing) file `name` in `parent`
+    /// and returns a handle.
+    pub async fn create_file(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        perm: u32,
+        flags: i32,
+    ) -> Result<Opened, Error> {
+        let exclusive = flags & libc::O_EXCL != 0;
+        let attr = self
+            .create(creds, parent, name, perm, exclusive, Some(flags), None)
+            .await?;
+        self.opened(creds, attr, flags).await
+    }
+
+    async fn opened(&self, creds: &Creds, attr: Attr, flags: i32) -> Result<Opened, Error> {
+        match self.files.register(&attr, flags, creds) {
+            Ok((fh, keep_cache)) => {
+                let mut attr = attr;
+                self.files.merge(&mut attr);
+                Ok(Opened {
+                    fh,
+                    attr,
+                    keep_cache,
+                })
+            }
+            Err(e) => {
+                // Undo the open record the MDS just made.
+                let _ = self.release(creds, attr.ino).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads up to `len` bytes at `offset` through handle `fh`; shorter at end of file.
+    pub async fn read_file(&self, fh: u64, offset: u64, len: usize) -> Result<Bytes, Error> {
+        let f = self.files.handle(fh)?;
+        let size = self.files.size(f.ino);
+        if offset >= size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let n = (size - offset).min(len as u64) as usize;
+        self.read_data(f.ino, f.layout()?, offset, n).await
+    }
+
+    /// Writes `data` at `offset` through handle `fh` (at the end of the file for an
+    /// O_APPEND handle); returns the bytes written.
+    pub async fn write_file(&self, fh: u64, offset: u64, data: Bytes) -> Result<usize, Error> {
+        let f = self.files.handle(fh)?;
+        let layout = f.layout()?;
+        let len = data.len();
+        let sync = f.flags & libc::O_DSYNC != 0;
+        let lock = (f.flags & libc::O_APPEND != 0).then(|| self.files.append_lock(f.ino));
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        // The kernel's offset for O_APPEND is only right if the size it knows is fresh;
+        // this client's is.
+        let offset = if lock.is_some() {
+            self.files.size(f.ino)
+        } else {
+            offset
+        };
+        let end = offset
+            .checked_add(len as u64)
+            .filter(|e| *e <= MAX_FILE_BYTES)
+            .ok_or(Error::TooBig)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        self.write_data(f.ino, layout, offset, data, sync).await?;
+        self.files.wrote(f.ino, end, Timestamp::now(), &f.creds);
+        if sync {
+            self.report_dirty(f.ino).await?;
+        }
+        Ok(len)
+    }
+
+    /// close(2) of one descriptor of `fh`: the MDS learns the size and mtime written.
+    pub async fn flush_file(&self, fh: u64) -> Result<(), Error> {
+        let f = self.files.handle(fh)?;
+        self.report_dirty(f.ino).await
+    }
+
+    /// fsync(2): data on the OSTs' disks and size/mtime committed on the MDS.
+    pub async fn fsync_file(&self, fh: u64) -> Result<(), Error> {
+        let f = self.files.handle(fh)?;
+        if f.writable() {
+            self.sync_objects(f.ino, f.layout()?).await?;
+        }
+        self.report_dirty(f.ino).await
+    }
+
+    /// The last close of handle `fh`: reports what was written and drops the open record
+    /// (the MDS destroys an orphan whose last open this was).
+    pub async fn release_file(&self, fh: u64) -> Result<(), Error> {
+        let (f, last) = self.files.unregister(fh)?;
+        let reported = self.report_dirty(f.ino).await;
+        let released = self.release(&f.creds, f.ino).await;
+        if last {
+            self.files.forget_inode(f.ino);
+        }
+        reported.and(released)
+    }
+
+    /// setattr(2) family. Unreported writes go to the MDS first, so an explicit mtime or a
+    /// truncate is applied after them; a handle opened for writing (ftruncate) skips the
+    /// write-permission check, as Linux does.
+    pub async fn setattr_file(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        mut set: SetAttr,
+        fh: Option<u64>,
+    ) -> Result<Attr, Error> {
+        if let Some(f) = fh.and_then(|fh| self.files.handle(fh).ok()) {
+            if f.ino == ino && f.writable() && set.size.is_some() {
+                set.via_write_handle = true;
+            }
+        }
+        self.report_dirty(ino).await?;
+        self.setattr(creds, ino, set).await
+    }
+
+    /// SEEK_DATA / SEEK_HOLE: the whole file is data and the only hole is at its end
+    /// (correct by POSIX). `None` means `offset` lies at or past the end (ENXIO).
+    pub async fn seek_data_hole(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        offset: u64,
+        want_data: bool,
+    ) -> Result<Option<u64>, Error> {
+        let size = self.getattr(creds, ino).await?.size;
+        if offset >= size {
+            return Ok(None);
+        }
+        Ok(Some(if want_data { offset } else { size }))
+    }
+
+    /// fallocate(2) through handle `fh`. Mode 0 and FALLOC_FL_KEEP_SIZE reserve nothing on
+    /// the OSTs (objects are sparse) but extend the size as asked; FALLOC_FL_PUNCH_HOLE and
+    /// FALLOC_FL_ZERO_RANGE write zeros over the range. Other modes are EOPNOTSUPP.
+    pub async fn fallocate_file(
+        &self,
+        fh: u64,
+        offset: u64,
+        len: u64,
+        mode: i32,
+    ) -> Result<(), Error> {
+        let f = self.files.handle(fh)?;
+        let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= MAX_FILE_BYTES)
+            .ok_or(Error::TooBig)?;
+        if len == 0 {
+            return Err(Error::Invalid("fallocate of zero bytes".into()));
+        }
+        let size = self.files.size(f.ino);
+        match mode & !FALLOC_FL_KEEP_SIZE {
+            0 => {}
+            FALLOC_FL_PUNCH_HOLE if keep_size => {
+                self.zero_range(&f, offset, end.min(size)).await?;
+            }
+            FALLOC_FL_ZERO_RANGE => {
+                self.zero_range(&f, offset, end.min(size)).await?;
+            }
+            _ => return Err(Error::NotSupported),
+        }
+        if !keep_size && end > size {
+            self.files.wrote(f.ino, end, Timestamp::now(), &f.creds);
+            self.report_dirty(f.ino).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes zeros over `[start, end)` of the file behind `f`.
+    async fn zero_range(&self, f: &OpenFile, start: u64, end: u64) -> Result<(), Error> {
+        let layout = f.layout()?;
+        let zeros = BytesMut::zeroed(ZERO_CHUNK_BYTES).freeze();
+        let mut pos = start;
+        while pos < end {
+            let n = (end - pos).min(ZERO_CHUNK_BYTES as u64) as usize;
+            self.write_data(f.ino, layout, pos, zeros.slice(..n), false)
+                .await?;
+            pos += n as u64;
+        }
+        if start < end {
+            self.files.wrote(f.ino, end, Timestamp::now(), &f.creds);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_attr(ino: Ino, size: u64, tv: u64) -> Attr {
+        Attr {
+            ino,
+            kind: FileKind::File,
+            perm: 0o6755,
+            nlink: 1,
+            uid: 1,
+            gid: 1,
+            size,
+            atime: Timestamp::default(),
+            mtime: Timestamp { sec: 10, nsec: 0 },
+            ctime: Timestamp { sec: 10, nsec: 0 },
+            rdev: 0,
+            layout: None,
+            truncate_version: tv,
+        }
+    }
+
+    #[test]
+    fn writes_merge_into_answers_until_a_truncate() {
+        let files = Files::default();
+        let a = file_attr(7, 100, 3);
+        let (fh, keep) = files.register(&a, libc::O_RDWR, &Creds::root()).unwrap();
+        assert!(!keep, "first open never keeps cached pages");
+        let writer = Creds {
+            uid: 5,
+            gid: 5,
+            groups: vec![],
+        };
+        files.wrote(7, 4096, Timestamp { sec: 20, nsec: 0 }, &writer);
+        let mut b = file_attr(7, 100, 3);
+        files.merge(&mut b);
+        assert_eq!(b.size, 4096);
+        assert_eq!(b.mtime.sec, 20);
+        assert_eq!(b.perm, 0o0755, "a non-root write clears setuid and setgid");
+
+        // A truncate elsewhere voids what this client knew.
+        let mut c = file_attr(7, 10, 4);
+        files.merge(&mut c);
+        assert_eq!(c.size, 10);
+        assert!(files.pending_report(7).is_none());
+
+        let (_, last) = files.unregister(fh).unwrap();
+        assert!(last);
+        files.forget_inode(7);
+        let mut d = file_attr(7, 1, 4);
+        files.merge(&mut d);
+        assert_eq!(d.size, 1, "closed files are not merged");
+    }
+
+    #[test]
+    fn a_report_racing_a_write_leaves_the_state_dirty() {
+        let files = Files::default();
+        let a = file_attr(9, 0, 0);
+        files.register(&a, libc::O_WRONLY, &Creds::root()).unwrap();
+        files.wrote(9, 10, Timestamp::now(), &Creds::root());
+        let r = files.pending_report(9).unwrap();
+        files.wrote(9, 20, Timestamp::now(), &Creds::root());
+        files.reported(9, &r, &file_attr(9, 10, 0));
+        assert_eq!(files.pending_report(9).unwrap().size, 20);
+    }
+
+    #[test]
+    fn unchanged_files_keep_their_cache() {
+        let files = Files::default();
+        let a = file_attr(3, 50, 0);
+        let (fh, _) = files.register(&a, libc::O_RDONLY, &Creds::root()).unwrap();
+        files.unregister(fh).unwrap();
+        let (fh, keep) = files.register(&a, libc::O_RDONLY, &Creds::root()).unwrap();
+        assert!(keep);
+        files.unregister(fh).unwrap();
+        let changed = file_attr(3, 51, 0);
+        let (_, keep) = files
+            .register(&changed, libc::O_RDONLY, &Creds::root())
+            .unwrap();
+        assert!(!keep);
+    }
+}

@@ -1,0 +1,282 @@
+//! The FUSE adapter: a thin `fuser::Filesystem` over the client library.
+//!
+//! Every method only converts its arguments (the caller's uid, gid and supplementary groups
+//! into [`Creds`], FUSE ids and flags into plain numbers), clones the `Arc<Client>`, spawns
+//! the call on the tokio runtime and replies once from there. fuser's dispatch loop never
+//! waits on the network, and requests run concurrently, at most
+//! [`MAX_INFLIGHT_REQUESTS`] at once. File-system logic (handles, sizes, listings) lives in
+//! [`crate::client`]; errors become errnos in one place, [`errno`].
+//!
+//! ## Layout
+//! - this file: configuration, the conversions and the spawn helper.
+//! - [`ops`]: the `impl fuser::Filesystem`.
+
+mod ops;
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{Errno, FileAttr, FileType, INodeNo, Request};
+use rustre_proto::msg::{Attr, Creds, FileKind, Timestamp, MAX_GROUPS};
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+
+use crate::client::Client;
+
+/// FUSE requests served at once; more wait for a permit on the runtime (never in fuser's
+/// dispatch loop).
+pub const MAX_INFLIGHT_REQUESTS: usize = 256;
+/// Largest write the kernel sends in one request (negotiated at init).
+pub const MAX_WRITE_BYTES: u32 = 1 << 20;
+/// Asynchronous requests (read-ahead, ...) the kernel keeps in flight.
+pub const MAX_BACKGROUND_REQUESTS: u16 = 64;
+/// Block size reported by statfs.
+pub const STATFS_BLOCK_BYTES: u32 = 4096;
+/// Longest name reported by statfs.
+pub const STATFS_NAME_MAX: u32 = 255;
+/// Default attribute and entry cache lifetime (as libfuse's).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
+
+/// How the adapter behaves; set from mount options.
+#[derive(Debug, Clone)]
+pub struct FuseConfig {
+    /// How long the kernel may cache attributes.
+    pub attr_ttl: Duration,
+    /// How long the kernel may cache name lookups.
+    pub entry_ttl: Duration,
+    /// Bytes the client-side page cache may hold (`cache_size=`). Recorded for the
+    /// user-space page cache; until that exists, caching is the kernel's page cache.
+    pub page_cache_bytes: u64,
+}
+
+impl Default for FuseConfig {
+    fn default() -> Self {
+        FuseConfig {
+            attr_ttl: DEFAULT_TTL,
+            entry_ttl: DEFAULT_TTL,
+            page_cache_bytes: 0,
+        }
+    }
+}
+
+/// The mounted file system.
+pub struct RustreFs {
+    client: Arc<Client>,
+    rt: Handle,
+    permits: Arc<Semaphore>,
+    cfg: FuseConfig,
+}
+
+impl RustreFs {
+    /// An adapter running its calls on the runtime `rt`.
+    pub fn new(client: Arc<Client>, rt: Handle, cfg: FuseConfig) -> RustreFs {
+        RustreFs {
+            client,
+            rt,
+            permits: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUESTS)),
+            cfg,
+        }
+    }
+
+    /// Runs `fut` on the runtime once a request permit is free. A reply dropped unsent
+    /// (only if the runtime shuts down) makes fuser answer EIO.
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, fut: F) {
+        let permits = self.permits.clone();
+        self.rt.spawn(async move {
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            fut.await;
+        });
+    }
+}
+
+/// The one mapping from client-library errors to errnos.
+pub fn errno(e: rustre_proto::Error) -> Errno {
+    if matches!(
+        e,
+        rustre_proto::Error::Io(_)
+            | rustre_proto::Error::Protocol(_)
+            | rustre_proto::Error::Unavailable(_)
+    ) {
+        tracing::warn!("request failed: {e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+/// Who made a request, copied out of it so it can move to the runtime.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    uid: u32,
+    gid: u32,
+    pid: u32,
+}
+
+impl Caller {
+    fn of(req: &Request) -> Caller {
+        Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+            pid: req.pid(),
+        }
+    }
+
+    /// The caller's credentials. Supplementary groups come from /proc/PID/status (the FUSE
+    /// request carries none), at most [`MAX_GROUPS`]; if the process is gone, only the
+    /// primary group counts.
+    fn creds(self) -> Creds {
+        Creds {
+            uid: self.uid,
+            gid: self.gid,
+            groups: groups_of(self.pid).unwrap_or_default(),
+        }
+    }
+}
+
+/// Supplementary groups of process `pid`, from the `Groups:` line of /proc/PID/status.
+fn groups_of(pid: u32) -> Option<Vec<u32>> {
+    if pid == 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
+    Some(
+        line.split_whitespace()
+            .filter_map(|g| g.parse().ok())
+            .take(MAX_GROUPS)
+            .collect(),
+    )
+}
+
+/// A name from the kernel as the UTF-8 string the protocol carries.
+fn name_str(name: &OsStr) -> Result<String, Errno> {
+    name.to_str().map(str::to_string).ok_or(Errno::EILSEQ)
+}
+
+fn to_system_time(t: Timestamp) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(t.nsec));
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::from_secs(t.sec as u64) + nanos
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + nanos
+    }
+}
+
+fn to_timestamp(t: SystemTime) -> Timestamp {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timestamp {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        },
+        Err(e) => {
+            // Before the epoch: whole seconds down, nanoseconds up.
+            let d = e.duration();
+            let mut sec = -(d.as_secs() as i64);
+            let mut nsec = d.subsec_nanos();
+            if nsec > 0 {
+                sec -= 1;
+                nsec = 1_000_000_000 - nsec;
+            }
+            Timestamp { sec, nsec }
+        }
+    }
+}
+
+fn file_type(kind: FileKind) -> FileType {
+    match kind {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDev => FileType::CharDevice,
+        FileKind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+/// Attributes as the kernel wants them. The preferred I/O size is the stripe size.
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: to_system_time(a.atime),
+        mtime: to_system_time(a.mtime),
+        ctime: to_system_time(a.ctime),
+        crtime: to_system_time(a.ctime),
+        kind: file_type(a.kind),
+        perm: (a.perm & 0o7777) as u16,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev as u32,
+        blksize: a.layout.as_ref().map_or(STATFS_BLOCK_BYTES, |l| l.stripe_size),
+        flags: 0,
+    }
+}
+
+/// Attributes for an entry listed without them ("." and ".." in readdirplus, whose
+/// attributes the kernel ignores).
+fn placeholder_attr(ino: u64, kind: FileKind) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: file_type(kind),
+        perm: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: STATFS_BLOCK_BYTES,
+        flags: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_both_sides_of_the_epoch() {
+        for t in [
+            Timestamp { sec: 0, nsec: 0 },
+            Timestamp {
+                sec: 1_700_000_000,
+                nsec: 123,
+            },
+            Timestamp {
+                sec: -1,
+                nsec: 999_999_999,
+            },
+            Timestamp {
+                sec: -100,
+                nsec: 5,
+            },
+        ] {
+            assert_eq!(to_timestamp(to_system_time(t)), t);
+        }
+    }
+
+    #[test]
+    fn groups_of_this_process() {
+        let g = groups_of(std::process::id()).expect("own status readable");
+        assert!(g.len() <= MAX_GROUPS);
+        assert!(groups_of(0).is_none());
+    }
+
+    #[test]
+    fn errors_keep_their_errno() {
+        assert_eq!(
+            i32::from(errno(rustre_proto::Error::NotFound)),
+            libc::ENOENT
+        );
+        assert_eq!(i32::from(errno(rustre_proto::Error::Range)), libc::ERANGE);
+    }
+}

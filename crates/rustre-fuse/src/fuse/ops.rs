@@ -1,0 +1,697 @@
+//! `impl fuser::Filesystem` for [`RustreFs`]: each method converts its arguments, spawns
+//! the client-library call and replies once.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use fuser::{
+    AccessFlags, BsdFileFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use rustre_proto::msg::mds::{SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use rustre_proto::msg::FileKind;
+
+use super::{
+    errno, file_attr, file_type, name_str, placeholder_attr, to_timestamp, Caller, RustreFs,
+    MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES, STATFS_NAME_MAX,
+};
+
+/// Capabilities asked of the kernel when it offers them. POSIX locks are not claimed (the
+/// kernel then keeps locks local to this mount); no write-back cache (writes go through).
+const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
+    .union(InitFlags::FUSE_BIG_WRITES)
+    .union(InitFlags::FUSE_ATOMIC_O_TRUNC)
+    .union(InitFlags::FUSE_DO_READDIRPLUS)
+    .union(InitFlags::FUSE_READDIRPLUS_AUTO)
+    .union(InitFlags::FUSE_PARALLEL_DIROPS)
+    .union(InitFlags::FUSE_CACHE_SYMLINKS)
+    .union(InitFlags::FUSE_HANDLE_KILLPRIV)
+    .union(InitFlags::FUSE_MAX_PAGES);
+
+fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(st) => TimeSet::At(to_timestamp(st)),
+    })
+}
+
+fn open_flags(keep_cache: bool) -> FopenFlags {
+    if keep_cache {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::empty()
+    }
+}
+
+impl RustreFs {
+    /// Replies to an entry-creating call (mkdir, mknod, symlink, link).
+    fn entry_reply(
+        &self,
+        reply: ReplyEntry,
+        result: Result<rustre_proto::msg::Attr, rustre_proto::Error>,
+    ) {
+        match result {
+            Ok(a) => reply.entry_with_ttls(
+                &self.cfg.attr_ttl,
+                &self.cfg.entry_ttl,
+                &file_attr(&a),
+                Generation(0),
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+/// Same as [`RustreFs::entry_reply`], for use inside spawned tasks.
+fn reply_entry(
+    reply: ReplyEntry,
+    ttls: (std::time::Duration, std::time::Duration),
+    result: Result<rustre_proto::msg::Attr, rustre_proto::Error>,
+) {
+    match result {
+        Ok(a) => reply.entry_with_ttls(&ttls.0, &ttls.1, &file_attr(&a), Generation(0)),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, result: Result<(), rustre_proto::Error>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+impl Filesystem for RustreFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let offered = config.capabilities();
+        if let Err(missing) = config.add_capabilities(WANTED_CAPABILITIES & offered) {
+            tracing::debug!(?missing, "kernel refused capabilities");
+        }
+        if let Err(nearest) = config.set_max_write(MAX_WRITE_BYTES) {
+            let _ = config.set_max_write(nearest);
+        }
+        if let Err(nearest) = config.set_max_readahead(MAX_WRITE_BYTES) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        let _ = config.set_max_background(MAX_BACKGROUND_REQUESTS);
+        let _ = config.set_congestion_threshold(MAX_BACKGROUND_REQUESTS * 3 / 4);
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        // A name that is not UTF-8 cannot exist here.
+        let Ok(name) = name_str(name) else {
+            return reply.error(fuser::Errno::ENOENT);
+        };
+        let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
+        self.spawn(async move {
+            reply_entry(reply, ttls, c.lookup(&who.creds(), parent.0, &name).await);
+        });
+    }
+
+    /// Inodes carry no per-lookup state here: everything is asked of the MDS by number.
+    fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {}
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
+        self.spawn(async move {
+            match c.getattr(&who.creds(), ino.0).await {
+                Ok(a) => reply.attr(&ttl, &file_attr(&a)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            perm: mode.map(|m| m & 0o7777),
+            uid,
+            gid,
+            size,
+            atime: time_set(atime),
+            mtime: time_set(mtime),
+            via_write_handle: false,
+        };
+        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
+        self.spawn(async move {
+            match c.setattr_file(&who.creds(), ino.0, set, fh.map(|f| f.0)).await {
+                Ok(a) => reply.attr(&ttl, &file_attr(&a)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            match c.readlink(&who.creds(), ino.0).await {
+                Ok(t) => reply.data(t.as_bytes()),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let Some(kind) = FileKind::from_mode(mode) else {
+            return reply.error(fuser::Errno::EINVAL);
+        };
+        let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
+        self.spawn(async move {
+            let creds = who.creds();
+            let r = c
+                .mknod(&creds, parent.0, &name, kind, mode & 0o7777, u64::from(rdev))
+                .await;
+            reply_entry(reply, ttls, r);
+        });
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
+        self.spawn(async move {
+            let r = c.mkdir(&who.creds(), parent.0, &name, mode & 0o7777).await;
+            reply_entry(reply, ttls, r);
+        });
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            reply_empty(reply, c.unlink(&who.creds(), parent.0, &name).await);
+        });
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            reply_empty(reply, c.rmdir(&who.creds(), parent.0, &name).await);
+        });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (name, target) = match (name_str(link_name), name_str(target.as_os_str())) {
+            (Ok(n), Ok(t)) => (n, t),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
+        self.spawn(async move {
+            let r = c.symlink(&who.creds(), parent.0, &name, &target).await;
+            reply_entry(reply, ttls, r);
+        });
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (name, newname) = match (name_str(name), name_str(newname)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(fuser::Errno::EINVAL);
+        }
+        let mut wire = 0;
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            wire |= RENAME_NOREPLACE;
+        }
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            wire |= RENAME_EXCHANGE;
+        }
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            let creds = who.creds();
+            let r = c
+                .rename(&creds, parent.0, &name, newparent.0, &newname, wire)
+                .await;
+            reply_empty(reply, r);
+        });
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let newname = match name_str(newname) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
+        self.spawn(async move {
+            let r = c.link(&who.creds(), ino.0, newparent.0, &newname).await;
+            reply_entry(reply, ttls, r);
+        });
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            match c.open_file(&who.creds(), ino.0, flags.0).await {
+                Ok(o) => reply.opened(FileHandle(o.fh), open_flags(o.keep_cache)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let c = self.client.clone();
+        self.spawn(async move {
+            match c.read_file(fh.0, offset, size as usize).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        // fuser reuses its buffer, so the data is copied before the request moves on.
+        let data = Bytes::copy_from_slice(data);
+        let c = self.client.clone();
+        self.spawn(async move {
+            match c.write_file(fh.0, offset, data).await {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let c = self.client.clone();
+        self.spawn(async move { reply_empty(reply, c.flush_file(fh.0).await) });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let c = self.client.clone();
+        self.spawn(async move { reply_empty(reply, c.release_file(fh.0).await) });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let c = self.client.clone();
+        self.spawn(async move { reply_empty(reply, c.fsync_file(fh.0).await) });
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            match c.open_dir(&who.creds(), ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let c = self.client.clone();
+        self.spawn(async move {
+            match c.read_dir(fh.0, offset).await {
+                Ok(listed) => {
+                    for l in listed {
+                        let e = &l.entry;
+                        if reply.add(INodeNo(e.ino), l.offset, file_type(e.kind), &e.name) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let (c, ttl) = (self.client.clone(), self.cfg.attr_ttl.min(self.cfg.entry_ttl));
+        self.spawn(async move {
+            match c.read_dir(fh.0, offset).await {
+                Ok(listed) => {
+                    for l in listed {
+                        let e = &l.entry;
+                        let attr = match &e.attr {
+                            Some(a) => file_attr(a),
+                            None => placeholder_attr(e.ino, e.kind),
+                        };
+                        let ino = INodeNo(e.ino);
+                        if reply.add(ino, l.offset, &e.name, &ttl, &attr, Generation(0)) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.client.release_dir(fh.0);
+        reply.ok();
+    }
+
+    /// Directory changes are durable once the MDS answered them (group commit).
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            match c.statfs(&who.creds()).await {
+                Ok(s) => {
+                    let b = u64::from(STATFS_BLOCK_BYTES);
+                    reply.statfs(
+                        s.capacity.total_bytes / b,
+                        s.capacity.free_bytes / b,
+                        s.capacity.avail_bytes / b,
+                        s.files,
+                        s.files_free,
+                        STATFS_BLOCK_BYTES,
+                        STATFS_NAME_MAX,
+                        STATFS_BLOCK_BYTES,
+                    );
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if position != 0 || flags < 0 {
+            return reply.error(fuser::Errno::EINVAL);
+        }
+        let (c, who, value) = (self.client.clone(), Caller::of(req), value.to_vec());
+        self.spawn(async move {
+            let creds = who.creds();
+            let r = c
+                .set_xattr(&creds, ino.0, &name, &value, flags as u32)
+                .await;
+            reply_empty(reply, r);
+        });
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            match c.get_xattr(&who.creds(), ino.0, &name).await {
+                Ok(v) => xattr_reply(reply, size, &v),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            match c.list_xattr(&who.creds(), ino.0).await {
+                Ok(names) => {
+                    let mut buf = Vec::new();
+                    for n in names {
+                        buf.extend_from_slice(n.as_bytes());
+                        buf.push(0);
+                    }
+                    xattr_reply(reply, size, &buf);
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            reply_empty(reply, c.remove_xattr(&who.creds(), ino.0, &name).await);
+        });
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        let mask = mask.bits() as u32;
+        self.spawn(async move {
+            reply_empty(reply, c.access(&who.creds(), ino.0, mask).await);
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        if FileKind::from_mode(mode).is_some_and(|k| k != FileKind::File) {
+            return reply.error(fuser::Errno::EINVAL);
+        }
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        let ttl = self.cfg.attr_ttl.min(self.cfg.entry_ttl);
+        self.spawn(async move {
+            let creds = who.creds();
+            match c
+                .create_file(&creds, parent.0, &name, mode & 0o7777, flags)
+                .await
+            {
+                Ok(o) => reply.created(
+                    &ttl,
+                    &file_attr(&o.attr),
+                    Generation(0),
+                    FileHandle(o.fh),
+                    open_flags(o.keep_cache),
+                ),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let c = self.client.clone();
+        self.spawn(async move {
+            reply_empty(reply, c.fallocate_file(fh.0, offset, length, mode).await);
+        });
+    }
+
+    fn lseek(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        // The kernel answers SEEK_SET/CUR/END itself; only SEEK_DATA and SEEK_HOLE come here.
+        let want_data = match whence {
+            libc::SEEK_DATA => true,
+            libc::SEEK_HOLE => false,
+            _ => return reply.error(fuser::Errno::EINVAL),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(fuser::Errno::ENXIO);
+        };
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move {
+            match c
+                .seek_data_hole(&who.creds(), ino.0, offset, want_data)
+                .await
+            {
+                Ok(Some(at)) => reply.offset(at as i64),
+                Ok(None) => reply.error(fuser::Errno::ENXIO),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+}
+
+/// getxattr/listxattr answer: a size probe (`size` 0) gets the length, a buffer too small
+/// gets ERANGE.
+fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(fuser::Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
+impl RustreFs {
+    fn ttls(&self) -> (std::time::Duration, std::time::Duration) {
+        (self.cfg.attr_ttl, self.cfg.entry_ttl)
+    }
+}
