@@ -70,6 +70,20 @@ enum Cmd {
         #[arg(long = "data", required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Mount rustre with FUSE (what `mount -t fuse.rustre` runs as `mount.fuse.rustre`).
+    Mount {
+        /// MGS address, HOST:PORT.
+        source: String,
+        /// Directory to mount on.
+        mountpoint: PathBuf,
+        /// Mount options, comma-separated (allow_other, ro, default_permissions,
+        /// attr_timeout=S, entry_timeout=S, cache_size=BYTES, cluster=NAME, debug).
+        #[arg(short = 'o')]
+        options: Vec<String>,
+        /// Stay in the foreground.
+        #[arg(short = 'f')]
+        foreground: bool,
+    },
     /// Run a whole single-node cluster (MGS + MDS + N OSTs) in one process.
     Local(server_cmds::LocalArgs),
     /// Show every node: up or down, capacity, usage.
@@ -134,7 +148,36 @@ fn parse_size(s: &str) -> Result<u32, String> {
 }
 
 fn main() {
+    // Linked as mount.fuse.rustre, the binary is mount(8)'s helper; mounting forks, so it
+    // runs before any runtime thread exists.
+    if rustre_fuse::mount::invoked_as_helper() {
+        std::process::exit(rustre_fuse::mount::helper_main());
+    }
     let cli = Cli::parse();
+    if let Cmd::Mount {
+        source,
+        mountpoint,
+        options,
+        foreground,
+    } = &cli.cmd
+    {
+        let cluster = Some(cli.cluster.as_str());
+        std::process::exit(
+            match rustre_fuse::mount::MountArgs::new(
+                source,
+                mountpoint,
+                options,
+                *foreground,
+                cluster,
+            ) {
+                Ok(args) => rustre_fuse::mount::run(args),
+                Err(e) => {
+                    eprintln!("rustre mount: {e}");
+                    2
+                }
+            },
+        );
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -172,6 +215,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             indexes,
             dirs,
         } => server_cmds::oss(&g, &listen, advertise, indexes, dirs).await,
+        Cmd::Mount { .. } => unreachable!("mount runs before the runtime starts"),
         Cmd::Local(args) => server_cmds::local(&g, args).await,
         Cmd::Status => client_cmds::status(&g).await,
         Cmd::Df => client_cmds::df(&g).await,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+use rustre_fuse::mount::InProcessMount;
 use rustre_proto::msg::mgs::LayoutDefaults;
 use rustre_server::{local, mds, meta::Kv, mgs, oss};
 use tokio::net::TcpListener;
@@ -20,12 +21,21 @@ pub struct LocalArgs {
     /// Number of OSTs.
     #[arg(long, default_value_t = 2)]
     osts: u32,
+    /// Number of MDS instances (stateless, sharing the embedded store).
+    #[arg(long, default_value_t = 1)]
+    mds: u32,
     /// MGS address.
     #[arg(long, default_value = "127.0.0.1:9400")]
     listen: SocketAddr,
     /// Acknowledge metadata before its fsync (see `rustre mds --relaxed`).
     #[arg(long)]
     relaxed: bool,
+    /// Also mount the cluster here, served by this process.
+    #[arg(long, value_name = "MNT")]
+    mount: Option<PathBuf>,
+    /// Options of that mount (as `rustre mount -o`).
+    #[arg(long = "mount-options", value_name = "OPTS", requires = "mount")]
+    mount_options: Vec<String>,
 }
 
 /// A watch channel that turns true on SIGINT or SIGTERM.
@@ -132,6 +142,7 @@ pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
     let cfg = local::LocalConfig {
         data_dir: args.data,
         osts: args.osts,
+        mds: args.mds,
         mgs_listen: args.listen,
         cluster: g.cluster.clone(),
         defaults: LayoutDefaults::default(),
@@ -142,9 +153,22 @@ pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     eprintln!(
-        "rustre local cluster {:?} up: MGS {}, MDS {}, OSS {} ({} OSTs)",
-        g.cluster, running.mgs_addr, running.mds_addr, running.oss_addr, args.osts
+        "rustre local cluster {:?} up: MGS {}, MDS {:?}, OSS {} ({} OSTs)",
+        g.cluster, running.mgs_addr, running.mds_addrs, running.oss_addr, args.osts
     );
+    let mounted = match &args.mount {
+        Some(mnt) => {
+            let mut opts = vec![format!("cluster={}", g.cluster)];
+            opts.extend(args.mount_options.iter().cloned());
+            let m = InProcessMount::start(&running.mgs_addr.to_string(), mnt, &opts).await?;
+            eprintln!("mounted on {}", m.mountpoint().display());
+            Some(m)
+        }
+        None => None,
+    };
     let _ = shutdown.changed().await;
+    if let Some(m) = mounted {
+        m.stop().await?;
+    }
     Ok(())
 }

@@ -35,6 +35,7 @@ async fn start(lease_ms: u64) -> TestCluster {
     let cfg = LocalConfig {
         data_dir: dir.path().to_path_buf(),
         osts: 2,
+        mds: 1,
         mgs_listen: "127.0.0.1:0".parse().unwrap(),
         cluster: "test".into(),
         defaults: Default::default(),
@@ -48,7 +49,7 @@ async fn start(lease_ms: u64) -> TestCluster {
         client,
         dir,
         mgs,
-        mds: running.mds_addr.to_string(),
+        mds: running.mds_addrs[0].to_string(),
         _stop: stop,
     }
 }

@@ -1,5 +1,5 @@
-//! A whole single-node cluster in one process: MGS, MDS (embedded store) and one OSS serving
-//! N OSTs, every role on its own loopback TCP port exactly as in a multi-process cluster.
+//! A whole single-node cluster in one process: MGS, one or more MDS (sharing the embedded
+//! store) and one OSS serving N OSTs, every role on its own loopback TCP port exactly as in a multi-process cluster.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,6 +20,8 @@ pub struct LocalConfig {
     /// Everything lives under this directory: `mgs/`, `mds/`, `ost0/`, `ost1/`, ...
     pub data_dir: PathBuf,
     pub osts: u32,
+    /// MDS instances, all sharing the one embedded store (stateless MDS, as over FDB).
+    pub mds: u32,
     /// Where the MGS listens (clients need only this address).
     pub mgs_listen: SocketAddr,
     pub cluster: String,
@@ -33,8 +35,11 @@ pub struct LocalConfig {
 #[derive(Debug, Clone)]
 pub struct LocalCluster {
     pub mgs_addr: SocketAddr,
-    pub mds_addr: SocketAddr,
+    pub mds_addrs: Vec<SocketAddr>,
     pub oss_addr: SocketAddr,
+    /// One switch per MDS: sending `true` stops that MDS at once (its connections drop,
+    /// calls in flight are lost), as if its process died.
+    pub mds_kill: Vec<watch::Sender<bool>>,
 }
 
 /// Starts every role; they run until `shutdown` turns true.
@@ -48,8 +53,6 @@ pub async fn start(
     let mgs_listener = TcpListener::bind(cfg.mgs_listen).await?;
     let mgs_addr = mgs_listener.local_addr()?;
     let host = loopback_for(mgs_addr);
-    let mds_listener = TcpListener::bind((host, 0)).await?;
-    let mds_addr = mds_listener.local_addr()?;
     let oss_listener = TcpListener::bind((host, 0)).await?;
     let oss_addr = oss_listener.local_addr()?;
 
@@ -88,22 +91,43 @@ pub async fn start(
     let kv_dir = mds::embedded_store_dir(&cfg.data_dir.join("mds"));
     std::fs::create_dir_all(&kv_dir)?;
     let kv = Kv::open_embedded(&kv_dir)?;
-    let mds_cfg = MdsConfig {
-        mgs_addr: mgs_addr.to_string(),
-        advertise_addr: mds_addr.to_string(),
-        cluster: cfg.cluster.clone(),
-        durable: cfg.durable,
-        session_lease_ms: cfg.session_lease_ms,
-    };
-    tokio::spawn(async move {
-        if let Err(e) = mds::run(mds_cfg, kv, mds_listener, shutdown).await {
-            tracing::error!("MDS stopped: {e}");
-        }
-    });
+    let mut mds_addrs = Vec::new();
+    let mut mds_kill = Vec::new();
+    for _ in 0..cfg.mds.max(1) {
+        let listener = TcpListener::bind((host, 0)).await?;
+        let addr = listener.local_addr()?;
+        let mds_cfg = MdsConfig {
+            mgs_addr: mgs_addr.to_string(),
+            advertise_addr: addr.to_string(),
+            cluster: cfg.cluster.clone(),
+            durable: cfg.durable,
+            session_lease_ms: cfg.session_lease_ms,
+        };
+        // Each MDS stops on the cluster's shutdown or on its own kill switch.
+        let (kill, mut killed) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut all = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = all.changed() => {}
+                _ = killed.changed() => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+        let kv = kv.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mds::run(mds_cfg, kv, listener, stop_rx).await {
+                tracing::error!("MDS stopped: {e}");
+            }
+        });
+        mds_addrs.push(addr);
+        mds_kill.push(kill);
+    }
     Ok(LocalCluster {
         mgs_addr,
-        mds_addr,
+        mds_addrs,
         oss_addr,
+        mds_kill,
     })
 }
 

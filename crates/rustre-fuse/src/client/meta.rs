@@ -17,6 +17,8 @@ pub const MDS_RETRY_FOR: Duration = Duration::from_secs(30);
 /// First pause between retries; doubles up to [`MDS_RETRY_PAUSE_MAX`].
 pub const MDS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(20);
 pub const MDS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// How long an MDS that failed a call is passed over while others answer.
+pub const MDS_COOLDOWN: Duration = Duration::from_secs(2);
 
 /// Session bookkeeping is not recorded per request: it is idempotent enough by itself.
 fn is_session_op(op: &MdsOp) -> bool {
@@ -61,27 +63,48 @@ impl Client {
             op,
         };
         let deadline = Instant::now() + MDS_RETRY_FOR;
-        let mut attempt = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
         let mut pause = MDS_RETRY_PAUSE_MIN;
         loop {
-            let peers = self.cluster.mds_peers();
-            if let Some(peer) = peers.get(attempt % peers.len().max(1)) {
+            if let Some(peer) = self.pick_mds() {
                 match peer.call::<_, MdsResponse>(&req, Bytes::new()).await {
                     Ok((r, _)) => return Ok(r),
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
                         tracing::debug!(mds = peer.addr(), "metadata call failed, retrying: {e}");
+                        self.mds_cooldown
+                            .lock()
+                            .unwrap()
+                            .insert(peer.addr().to_string(), Instant::now() + MDS_COOLDOWN);
+                        // Another MDS may answer at once; pause only when all are failing.
+                        if self.pick_mds().is_some_and(|p| p.addr() != peer.addr()) {
+                            continue;
+                        }
                     }
                     Err(e) => return Err(e),
                 }
             } else if Instant::now() >= deadline {
                 return Err(Error::Unavailable("no MDS in the cluster map".into()));
             }
-            attempt += 1;
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MDS_RETRY_PAUSE_MAX);
             // The dead MDS may have been replaced or marked down meanwhile.
             let _ = self.cluster.refresh().await;
         }
+    }
+
+    /// The next MDS in round-robin order, skipping those that failed recently unless all did.
+    fn pick_mds(&self) -> Option<std::sync::Arc<rustre_proto::rpc::client::Peer>> {
+        let peers = self.cluster.mds_peers();
+        if peers.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut cooldown = self.mds_cooldown.lock().unwrap();
+        cooldown.retain(|_, until| *until > now);
+        let start = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
+        let healthy = (0..peers.len())
+            .map(|i| &peers[(start + i) % peers.len()])
+            .find(|p| !cooldown.contains_key(p.addr()));
+        Some(healthy.unwrap_or(&peers[start % peers.len()]).clone())
     }
 
     /// A call answered with attributes; what this client wrote but has not reported yet is

@@ -42,6 +42,8 @@ pub struct Client {
     /// Numbers mutating calls within the session (see the MDS's request records).
     seq: AtomicU64,
     rr: AtomicU64,
+    /// MDS addresses that failed a call recently, and until when to pass them over.
+    mds_cooldown: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     name: String,
     files: files::Files,
     dirs: dirs::Dirs,
@@ -56,6 +58,7 @@ impl Client {
             session: AtomicU64::new(0),
             seq: AtomicU64::new(1),
             rr: AtomicU64::new(0),
+            mds_cooldown: Default::default(),
             name: cfg.client_name.clone(),
             files: files::Files::default(),
             dirs: dirs::Dirs::default(),

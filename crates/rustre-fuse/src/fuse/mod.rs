@@ -212,7 +212,10 @@ fn file_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev as u32,
-        blksize: a.layout.as_ref().map_or(STATFS_BLOCK_BYTES, |l| l.stripe_size),
+        blksize: a
+            .layout
+            .as_ref()
+            .map_or(STATFS_BLOCK_BYTES, |l| l.stripe_size),
         flags: 0,
     }
 }
@@ -255,10 +258,7 @@ mod tests {
                 sec: -1,
                 nsec: 999_999_999,
             },
-            Timestamp {
-                sec: -100,
-                nsec: 5,
-            },
+            Timestamp { sec: -100, nsec: 5 },
         ] {
             assert_eq!(to_timestamp(to_system_time(t)), t);
         }

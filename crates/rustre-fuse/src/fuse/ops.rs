@@ -8,10 +8,10 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use fuser::{
-    AccessFlags, BsdFileFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use rustre_proto::msg::mds::{SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
 use rustre_proto::msg::FileKind;
@@ -48,26 +48,7 @@ fn open_flags(keep_cache: bool) -> FopenFlags {
     }
 }
 
-impl RustreFs {
-    /// Replies to an entry-creating call (mkdir, mknod, symlink, link).
-    fn entry_reply(
-        &self,
-        reply: ReplyEntry,
-        result: Result<rustre_proto::msg::Attr, rustre_proto::Error>,
-    ) {
-        match result {
-            Ok(a) => reply.entry_with_ttls(
-                &self.cfg.attr_ttl,
-                &self.cfg.entry_ttl,
-                &file_attr(&a),
-                Generation(0),
-            ),
-            Err(e) => reply.error(errno(e)),
-        }
-    }
-}
-
-/// Same as [`RustreFs::entry_reply`], for use inside spawned tasks.
+/// Replies to a call answered with an entry (lookup, mkdir, mknod, symlink, link).
 fn reply_entry(
     reply: ReplyEntry,
     ttls: (std::time::Duration, std::time::Duration),
@@ -156,7 +137,10 @@ impl Filesystem for RustreFs {
         };
         let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
         self.spawn(async move {
-            match c.setattr_file(&who.creds(), ino.0, set, fh.map(|f| f.0)).await {
+            match c
+                .setattr_file(&who.creds(), ino.0, set, fh.map(|f| f.0))
+                .await
+            {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
                 Err(e) => reply.error(errno(e)),
             }
@@ -194,7 +178,14 @@ impl Filesystem for RustreFs {
         self.spawn(async move {
             let creds = who.creds();
             let r = c
-                .mknod(&creds, parent.0, &name, kind, mode & 0o7777, u64::from(rdev))
+                .mknod(
+                    &creds,
+                    parent.0,
+                    &name,
+                    kind,
+                    mode & 0o7777,
+                    u64::from(rdev),
+                )
                 .await;
             reply_entry(reply, ttls, r);
         });
@@ -448,7 +439,10 @@ impl Filesystem for RustreFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (c, ttl) = (self.client.clone(), self.cfg.attr_ttl.min(self.cfg.entry_ttl));
+        let (c, ttl) = (
+            self.client.clone(),
+            self.cfg.attr_ttl.min(self.cfg.entry_ttl),
+        );
         self.spawn(async move {
             match c.read_dir(fh.0, offset).await {
                 Ok(listed) => {
