@@ -594,6 +594,40 @@ fn embedded_reopen_keeps_synced_data() {
     );
 }
 
+/// `FjallStore::sync` fsyncs the active journal itself, relying on fjall's journal layout
+/// (`{dir}/{id}.jnl`, highest id active, rotated with `id + 1`). Fail loudly if a fjall
+/// update changes that layout.
+#[test]
+fn fjall_journal_layout() {
+    use super::fjall_store::active_journal;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv = Kv::open_embedded(dir.path()).expect("open");
+    let first = active_journal(dir.path())
+        .expect("list")
+        .expect("fjall 3 keeps its journals as {dir}/{id}.jnl");
+    let before = std::fs::read(&first).expect("read journal");
+    tx(&kv, |t| {
+        t.set(&key("journal-probe"), b"probe-value-4f1c");
+        Ok(())
+    });
+    kv.backend.sync().expect("sync");
+    let after = std::fs::read(&first).expect("read journal");
+    assert_ne!(
+        before, after,
+        "the commit did not go to the journal we fsync"
+    );
+    assert!(
+        after.windows(16).any(|w| w == b"probe-value-4f1c"),
+        "the committed value is not in {}",
+        first.display()
+    );
+    assert_eq!(
+        active_journal(dir.path()).expect("list").as_ref(),
+        Some(&first),
+        "a new, empty store has exactly one active journal"
+    );
+}
+
 /// The child process of `commit_survives_sigkill`; does nothing in a normal test run.
 #[test]
 fn sigkill_child() {
