@@ -41,6 +41,7 @@ fn idempotent(op: &MdsOp) -> bool {
             | MdsOp::GetXattr { .. }
             | MdsOp::ListXattr { .. }
             | MdsOp::GetDirLayout { .. }
+            | MdsOp::SyncMeta
             | MdsOp::RenewSession
     )
 }
@@ -420,6 +421,11 @@ impl Client {
     ) -> Result<(), Error> {
         self.done_call(creds, MdsOp::SetDirLayout { ino, spec })
             .await
+    }
+
+    /// Makes every metadata change acknowledged so far durable on the MDS (for fsync).
+    pub async fn sync_metadata(&self, creds: &Creds) -> Result<(), Error> {
+        self.done_call(creds, MdsOp::SyncMeta).await
     }
 
     pub async fn get_dir_layout(

@@ -179,6 +179,9 @@ pub enum MdsOp {
     GetDirLayout {
         ino: Ino,
     },
+    /// Waits until every change this MDS acknowledged so far is on disk (what fsync and
+    /// fsyncdir need from an MDS running relaxed; a durable MDS answers at once).
+    SyncMeta,
 }
 
 /// One directory entry.

@@ -483,6 +483,12 @@ impl Mds {
                 .await
                 .map(|_| R::Done)
             }
+            MdsOp::SyncMeta => {
+                if !self.cfg.durable {
+                    self.kv.durable().await?;
+                }
+                Ok(R::Done)
+            }
             MdsOp::GetDirLayout { ino } => self
                 .txn(creds, vec![], ro, move |tx, _| {
                     attr::get_dir_layout(tx, ino)
