@@ -9,6 +9,6 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p rustre-server --features fdb --all-targets -- -D warnings
+cargo clippy --workspace --features fdb --all-targets -- -D warnings
 # Two test threads: the end-to-end tests start clusters and mounts of their own.
 cargo test --workspace -- --test-threads=2

@@ -35,11 +35,14 @@ enum Cmd {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0:9400")]
         listen: String,
-        /// Directory for the MGS's state.
+        /// Directory for the MGS's state (its embedded store). With --fdb-cluster-file it is
+        /// optional: a registry file an earlier rustre left there is imported once.
         #[arg(long)]
-        data: PathBuf,
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        fdb: server_cmds::FdbArgs,
     },
-    /// Run a metadata server (namespace in the embedded on-disk store).
+    /// Run a metadata server (namespace in the embedded on-disk store, or FoundationDB).
     Mds {
         /// Address to listen on.
         #[arg(long)]
@@ -47,9 +50,11 @@ enum Cmd {
         /// Address clients use to reach this server (default: the listen address).
         #[arg(long)]
         advertise: Option<String>,
-        /// Directory for the metadata store.
+        /// Directory for the embedded metadata store (not with --fdb-cluster-file).
         #[arg(long)]
-        data: PathBuf,
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        fdb: server_cmds::FdbArgs,
         /// Acknowledge before the group commit's fsync (a power loss may lose the last
         /// moments; a process crash loses nothing).
         #[arg(long)]
@@ -202,13 +207,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         cluster: cli.cluster,
     };
     match cli.cmd {
-        Cmd::Mgs { listen, data } => server_cmds::mgs(&g, &listen, data).await,
+        Cmd::Mgs { listen, data, fdb } => server_cmds::mgs(&g, &listen, data, fdb).await,
         Cmd::Mds {
             listen,
             advertise,
             data,
+            fdb,
             relaxed,
-        } => server_cmds::mds(&g, &listen, advertise, data, !relaxed).await,
+        } => server_cmds::mds(&g, &listen, advertise, data, fdb, !relaxed).await,
         Cmd::Oss {
             listen,
             advertise,

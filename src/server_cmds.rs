@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use rustre_fuse::mount::InProcessMount;
 use rustre_proto::msg::mgs::LayoutDefaults;
-use rustre_server::{local, mds, meta::Kv, mgs, oss};
+use rustre_server::meta::{self, StoreConfig};
+use rustre_server::{local, mds, mgs, oss};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -37,6 +38,42 @@ pub struct LocalArgs {
     #[arg(long = "mount-options", value_name = "OPTS", requires = "mount")]
     mount_options: Vec<String>,
 }
+
+/// Options that put a role's metadata in FoundationDB (`rustre mgs`, `rustre mds`). They exist
+/// in every build; one built without the cargo feature `fdb` refuses them with a message.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FdbArgs {
+    /// Keep the metadata in FoundationDB, through this cluster file, instead of under --data
+    /// (needs rustre built with `--features fdb`).
+    #[arg(long, value_name = "PATH")]
+    fdb_cluster_file: Option<PathBuf>,
+    /// Prefix of every key in FoundationDB; MGS and MDS of one cluster use the same one
+    /// [default: rustre/<cluster name>/].
+    #[arg(long, value_name = "PREFIX", requires = "fdb_cluster_file")]
+    fdb_prefix: Option<String>,
+}
+
+impl FdbArgs {
+    /// The FoundationDB store these options name; `None` without --fdb-cluster-file.
+    fn store(&self, cluster: &str) -> Result<Option<StoreConfig>, String> {
+        let Some(file) = &self.fdb_cluster_file else {
+            return Ok(None);
+        };
+        let prefix = match &self.fdb_prefix {
+            Some(p) => p.as_bytes().to_vec(),
+            None => meta::default_fdb_prefix(cluster),
+        };
+        StoreConfig::fdb(file, &prefix)
+            .map(Some)
+            .map_err(|e| format!("--fdb-cluster-file: {e}"))
+    }
+}
+
+/// The error when neither --data nor --fdb-cluster-file says where metadata goes.
+const NO_STORE: &str = "give --data DIR (or --fdb-cluster-file PATH for FoundationDB)";
+/// The error when an MDS is given both.
+const MDS_TWO_STORES: &str =
+    "--data and --fdb-cluster-file exclude each other: an MDS keeps its metadata in one store";
 
 /// A watch channel that turns true on SIGINT or SIGTERM.
 fn shutdown_on_signal() -> watch::Receiver<bool> {
@@ -70,11 +107,25 @@ fn advertise(given: Option<String>, bound: SocketAddr) -> Result<String, String>
     }
 }
 
-pub async fn mgs(g: &Global, listen: &str, data: PathBuf) -> Result<(), String> {
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+pub async fn mgs(
+    g: &Global,
+    listen: &str,
+    data: Option<PathBuf>,
+    fdb: FdbArgs,
+) -> Result<(), String> {
+    // With FoundationDB, --data is optional: it only offers an old registry file to import.
+    let store = match (fdb.store(&g.cluster)?, &data) {
+        (Some(store), _) => store,
+        (None, Some(d)) => StoreConfig::Embedded(mgs::embedded_store_dir(d)),
+        (None, None) => return Err(NO_STORE.into()),
+    };
+    if let Some(d) = &data {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
     let l = bind(listen).await?;
     let cfg = mgs::MgsConfig {
-        data_dir: data,
+        store,
+        legacy_registry_dir: data,
         cluster: g.cluster.clone(),
         defaults: LayoutDefaults::default(),
     };
@@ -87,14 +138,19 @@ pub async fn mds(
     g: &Global,
     listen: &str,
     adv: Option<String>,
-    data: PathBuf,
+    data: Option<PathBuf>,
+    fdb: FdbArgs,
     durable: bool,
 ) -> Result<(), String> {
+    let store = match (fdb.store(&g.cluster)?, data) {
+        (Some(_), Some(_)) => return Err(MDS_TWO_STORES.into()),
+        (Some(store), None) => store,
+        (None, Some(d)) => StoreConfig::Embedded(mds::embedded_store_dir(&d)),
+        (None, None) => return Err(NO_STORE.into()),
+    };
     let l = bind(listen).await?;
     let advertise_addr = advertise(adv, l.local_addr().map_err(|e| e.to_string())?)?;
-    let dir = mds::embedded_store_dir(&data);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let kv = Kv::open_embedded(&dir).map_err(|e| e.to_string())?;
+    let kv = store.open().map_err(|e| format!("{store}: {e}"))?;
     let cfg = mds::MdsConfig {
         mgs_addr: g.mgs.clone(),
         advertise_addr,
@@ -138,11 +194,14 @@ pub async fn oss(
 }
 
 pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
-    let mut shutdown = shutdown_on_signal();
+    let mut signal = shutdown_on_signal();
+    // The servers stop only after the mount is gone, so its last calls still get answers.
+    let (stop_servers, shutdown) = watch::channel(false);
     let cfg = local::LocalConfig {
         data_dir: args.data,
         osts: args.osts,
         mds: args.mds,
+        store: None,
         mgs_listen: args.listen,
         cluster: g.cluster.clone(),
         defaults: LayoutDefaults::default(),
@@ -160,15 +219,18 @@ pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
         Some(mnt) => {
             let mut opts = vec![format!("cluster={}", g.cluster)];
             opts.extend(args.mount_options.iter().cloned());
-            let m = InProcessMount::start(&running.mgs_addr.to_string(), mnt, &opts).await?;
+            let mgs = running.mgs_addr.to_string();
+            let m = InProcessMount::start(&mgs, mnt, &opts, args.osts as usize).await?;
             eprintln!("mounted on {}", m.mountpoint().display());
             Some(m)
         }
         None => None,
     };
-    let _ = shutdown.changed().await;
-    if let Some(m) = mounted {
-        m.stop().await?;
-    }
-    Ok(())
+    let _ = signal.changed().await;
+    let stopped = match mounted {
+        Some(m) => m.stop().await,
+        None => Ok(()),
+    };
+    let _ = stop_servers.send(true);
+    stopped
 }

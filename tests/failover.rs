@@ -1,7 +1,10 @@
 //! Stateless MDS failover: two MDS share one store; one dies in the middle of a storm of
 //! creates, renames, mkdirs and unlinks. No call may fail, and the final namespace must be
 //! exactly what the workers did (a retried call that had committed returns its recorded
-//! result instead of EEXIST/ENOENT).
+//! result instead of EEXIST/ENOENT). The store is the embedded one, or FoundationDB when
+//! `RUSTRE_FDB_CLUSTER_FILE` is set and the `fdb` feature is on.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +31,7 @@ async fn killing_an_mds_mid_storm_loses_nothing_and_fails_nothing() {
         data_dir: dir.path().to_path_buf(),
         osts: 1,
         mds: 2,
+        store: common::test_store("failover"),
         mgs_listen: "127.0.0.1:0".parse().unwrap(),
         cluster: "failover".into(),
         defaults: Default::default(),

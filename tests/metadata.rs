@@ -1,5 +1,6 @@
 //! Every metadata operation, with its error cases, through the client library against an
-//! in-process cluster (real TCP on loopback, embedded store on disk).
+//! in-process cluster (real TCP on loopback; metadata in the embedded store on disk, or in
+//! FoundationDB when `RUSTRE_FDB_CLUSTER_FILE` is set and the `fdb` feature is on).
 
 mod common;
 
@@ -36,6 +37,7 @@ async fn start(lease_ms: u64) -> TestCluster {
         data_dir: dir.path().to_path_buf(),
         osts: 2,
         mds: 1,
+        store: common::test_store("metadata"),
         mgs_listen: "127.0.0.1:0".parse().unwrap(),
         cluster: "test".into(),
         defaults: Default::default(),

@@ -1,5 +1,6 @@
 //! Shared helpers of the end-to-end tests: free loopback ports, `rustre` processes that are
-//! killed when dropped, and bounded polling.
+//! killed when dropped, bounded polling, and the metadata store of in-process test clusters
+//! (FoundationDB when `RUSTRE_FDB_CLUSTER_FILE` is set and the `fdb` feature is on).
 
 #![allow(dead_code)]
 
@@ -114,4 +115,47 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// The environment variable naming an FDB cluster file to run the tests against.
+pub const FDB_CLUSTER_FILE_ENV: &str = "RUSTRE_FDB_CLUSTER_FILE";
+/// Every FoundationDB key the tests write starts with this (clear it with
+/// `fdbcli --exec 'writemode on; clearrange rustre-test/ rustre-test0'`).
+pub const FDB_TEST_PREFIX_ROOT: &str = "rustre-test/";
+
+/// The metadata store of an in-process test cluster (`LocalConfig::store`): FoundationDB
+/// under a prefix no other test run uses, when `RUSTRE_FDB_CLUSTER_FILE` names a cluster file
+/// and the `fdb` feature is on; otherwise `None`, the embedded stores in the cluster's data
+/// directory.
+#[cfg(feature = "fdb")]
+pub fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let file = std::env::var_os(FDB_CLUSTER_FILE_ENV).filter(|f| !f.is_empty())?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = STARTED.fetch_add(1, Ordering::Relaxed);
+    let prefix = format!(
+        "{FDB_TEST_PREFIX_ROOT}{test}/{}-{nanos}-{n}/",
+        std::process::id()
+    );
+    eprintln!("{test}: metadata in FoundationDB under {prefix:?}");
+    let store = rustre_server::meta::StoreConfig::fdb(Path::new(&file), prefix.as_bytes())
+        .expect("the fdb feature is on");
+    Some(store)
+}
+
+/// The metadata store of an in-process test cluster: without the `fdb` feature always `None`
+/// (the embedded stores), whatever `RUSTRE_FDB_CLUSTER_FILE` says.
+#[cfg(not(feature = "fdb"))]
+pub fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
+    if std::env::var_os(FDB_CLUSTER_FILE_ENV).is_some_and(|f| !f.is_empty()) {
+        eprintln!(
+            "{test}: {FDB_CLUSTER_FILE_ENV} is set but the fdb feature is off: using the \
+             embedded store (run with --features fdb)"
+        );
+    }
+    None
 }

@@ -1,5 +1,7 @@
-//! A whole single-node cluster in one process: MGS, one or more MDS (sharing the embedded
-//! store) and one OSS serving N OSTs, every role on its own loopback TCP port exactly as in a multi-process cluster.
+//! A whole single-node cluster in one process: MGS, one or more MDS (sharing one metadata
+//! store) and one OSS serving N OSTs, every role on its own loopback TCP port exactly as in a
+//! multi-process cluster. Metadata lives in embedded stores under the data directory, or in
+//! one shared store (FoundationDB) given in [`LocalConfig::store`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::mds::{self, MdsConfig};
-use crate::meta::Kv;
+use crate::meta::StoreConfig;
 use crate::mgs::{self, MgsConfig};
 use crate::oss::{self, OssConfig};
 
@@ -20,8 +22,13 @@ pub struct LocalConfig {
     /// Everything lives under this directory: `mgs/`, `mds/`, `ost0/`, `ost1/`, ...
     pub data_dir: PathBuf,
     pub osts: u32,
-    /// MDS instances, all sharing the one embedded store (stateless MDS, as over FDB).
+    /// MDS instances, all sharing one store (stateless MDS, as over FDB).
     pub mds: u32,
+    /// Where the MGS and the MDS keep their metadata. `None`: embedded stores under
+    /// `data_dir` (`mgs/meta` for the MGS, `mds/meta` shared by every MDS). `Some`: one
+    /// shared store for the MGS and every MDS, which must allow several openers
+    /// ([`StoreConfig::is_shared`], i.e. FoundationDB).
+    pub store: Option<StoreConfig>,
     /// Where the MGS listens (clients need only this address).
     pub mgs_listen: SocketAddr,
     pub cluster: String,
@@ -38,7 +45,7 @@ pub struct LocalCluster {
     pub mds_addrs: Vec<SocketAddr>,
     pub oss_addr: SocketAddr,
     /// One switch per MDS: sending `true` stops that MDS at once (its connections drop,
-    /// calls in flight are lost), as if its process died.
+    /// calls in flight are lost), as if its process died. Dropping a switch does not stop it.
     pub mds_kill: Vec<watch::Sender<bool>>,
 }
 
@@ -50,18 +57,30 @@ pub async fn start(
     if cfg.osts == 0 {
         return Err(Error::Invalid("a cluster needs at least one OST".into()));
     }
+    if let Some(store) = cfg.store.as_ref().filter(|s| !s.is_shared()) {
+        return Err(Error::Invalid(format!(
+            "{store} cannot be shared by the MGS and the MDS; leave the store unset for \
+             embedded stores under the data directory"
+        )));
+    }
     let mgs_listener = TcpListener::bind(cfg.mgs_listen).await?;
     let mgs_addr = mgs_listener.local_addr()?;
     let host = loopback_for(mgs_addr);
     let oss_listener = TcpListener::bind((host, 0)).await?;
     let oss_addr = oss_listener.local_addr()?;
 
+    let mgs_dir = cfg.data_dir.join("mgs");
     let mgs_cfg = MgsConfig {
-        data_dir: cfg.data_dir.join("mgs"),
+        store: match &cfg.store {
+            Some(shared) => shared.clone(),
+            None => StoreConfig::Embedded(mgs::embedded_store_dir(&mgs_dir)),
+        },
+        // Only the embedded layout can hold a registry file of earlier versions.
+        legacy_registry_dir: cfg.store.is_none().then(|| mgs_dir.clone()),
         cluster: cfg.cluster.clone(),
         defaults: cfg.defaults,
     };
-    std::fs::create_dir_all(&mgs_cfg.data_dir)?;
+    std::fs::create_dir_all(&mgs_dir)?;
     let sd = shutdown.clone();
     tokio::spawn(async move {
         if let Err(e) = mgs::run(mgs_cfg, mgs_listener, sd).await {
@@ -88,9 +107,13 @@ pub async fn start(
         }
     });
 
-    let kv_dir = mds::embedded_store_dir(&cfg.data_dir.join("mds"));
-    std::fs::create_dir_all(&kv_dir)?;
-    let kv = Kv::open_embedded(&kv_dir)?;
+    let mds_store = match &cfg.store {
+        Some(shared) => shared.clone(),
+        None => StoreConfig::Embedded(mds::embedded_store_dir(&cfg.data_dir.join("mds"))),
+    };
+    let kv = tokio::task::spawn_blocking(move || mds_store.open())
+        .await
+        .map_err(|e| Error::Io(format!("opening the MDS store: {e}")))??;
     let mut mds_addrs = Vec::new();
     let mut mds_kill = Vec::new();
     for _ in 0..cfg.mds.max(1) {
@@ -103,14 +126,16 @@ pub async fn start(
             durable: cfg.durable,
             session_lease_ms: cfg.session_lease_ms,
         };
-        // Each MDS stops on the cluster's shutdown or on its own kill switch.
+        // Each MDS stops on the cluster's shutdown or on its own kill switch. A switch that is
+        // dropped unused (the caller let go of the `LocalCluster`) kills nothing: that branch
+        // is disabled when `changed` fails.
         let (kill, mut killed) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut all = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = all.changed() => {}
-                _ = killed.changed() => {}
+                Ok(()) = killed.changed() => {}
             }
             let _ = stop_tx.send(true);
         });

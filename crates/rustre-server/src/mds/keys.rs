@@ -16,6 +16,8 @@
 //! | 0x08   | destroy/{ino}                     | layout whose objects must be deleted |
 //! | 0x09   | counter/{name}                    | u64 (postcard)                       |
 //! | 0x0a   | request/{session}/{seq}           | recorded result of a mutating call   |
+//! | 0x40   | mgs/registry/{chunk}              | MGS only: the registry record, see   |
+//! |        |                                   | `crate::mgs::persist`; never MDS     |
 
 use rustre_proto::msg::Ino;
 
@@ -29,6 +31,9 @@ pub const SESSION_OPEN: u8 = 0x07;
 pub const DESTROY: u8 = 0x08;
 pub const COUNTER: u8 = 0x09;
 pub const REQUEST: u8 = 0x0a;
+/// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
+/// run over FoundationDB; the MDS never reads or writes under it.
+pub const MGS: u8 = 0x40;
 
 /// Counter: the next inode number not yet handed out in a batch.
 pub const COUNTER_NEXT_INO: &[u8] = b"next_ino";

@@ -113,7 +113,14 @@ impl FjallStore {
             .map_err(|e| KvError::Storage(format!("create {}: {e}", dir.display())))?;
         let db = OptimisticTxDatabase::builder(dir)
             .open()
-            .map_err(|e| KvError::Storage(format!("open {}: {e}", dir.display())))?;
+            .map_err(|e| match e {
+                // fjall holds an exclusive lock on the directory while it is open.
+                fjall::Error::Locked => KvError::Storage(format!(
+                    "{} is in use by another rustre server (locked)",
+                    dir.display()
+                )),
+                e => KvError::Storage(format!("open {}: {e}", dir.display())),
+            })?;
         let keyspace = db
             .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(storage)?;

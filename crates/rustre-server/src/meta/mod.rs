@@ -7,8 +7,10 @@
 //!   serializable transaction and re-runs it on conflict, so the closure must be re-runnable
 //!   (no side effects outside the transaction). [`Kv::durable`] waits for a group commit.
 //! - Backends: `fjall_store` (embedded, on disk, optimistic SSI transactions, the default)
-//!   and `fdb_store` (FoundationDB, behind the cargo feature `fdb`).
+//!   and `fdb_store` (FoundationDB, behind the cargo feature `fdb`); [`StoreConfig`] picks
+//!   one for a server role.
 
+mod config;
 #[cfg(test)]
 pub(crate) mod conformance;
 #[cfg(feature = "fdb")]
@@ -19,6 +21,8 @@ mod group_commit;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use config::{default_fdb_prefix, StoreConfig, DEFAULT_FDB_PREFIX_ROOT};
 
 /// How many times a conflicting transaction is re-run before giving up.
 pub const KV_MAX_RETRIES: u32 = 100;

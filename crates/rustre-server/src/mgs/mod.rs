@@ -11,14 +11,22 @@
 //!   from heartbeats do not.
 //! - Fencing: a heartbeat from a node that is unknown or marked down is answered `Unknown`,
 //!   and the node counts as up again only after it registers (which moves the epoch).
-//! - The registry (membership, addresses, last capacity, epoch) is saved atomically in
-//!   `data_dir` before a new epoch is visible. After a restart every known node is listed as
-//!   down until it registers again, and the epoch moves past the saved one: it never goes
-//!   backwards and never names two different maps.
+//! - The registry (membership, addresses, last capacity, epoch) is saved in the metadata KV
+//!   ([`MgsConfig::store`]: the embedded store, or FoundationDB shared with the MDS) before a
+//!   new epoch is visible, in one transaction that reads the stored epoch and moves past it.
+//!   After a restart every known node is listed as down until it registers again, and the
+//!   epoch moves past the saved one: it never goes backwards and never names two different
+//!   maps, even when two MGS run over one FoundationDB cluster.
+//! - Liveness (when each node last beat) is kept in memory only. Over FoundationDB the MGS
+//!   is therefore stateless (a replacement started anywhere restores the registry), but
+//!   several MGS running *at once* each judge liveness from the beats they receive, and the
+//!   saved registry is the last saver's: run one MGS at a time per cluster, with a standby
+//!   started when it dies (`docs/foundationdb.md`).
 //!
 //! ## Layout
 //! - `registry`: the pure state machine (explicit clock, deterministic tests).
-//! - `persist`: the registry file and the small durable-record helpers the OSS shares.
+//! - `persist`: the registry record in the KV, and the small durable-record files the OSS
+//!   shares.
 //! - `service`: the RPC handler and the down-marking monitor.
 //!
 //! [`ClusterMap`]: rustre_proto::msg::mgs::ClusterMap
@@ -29,7 +37,7 @@ mod service;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustre_proto::msg::mgs::LayoutDefaults;
@@ -44,14 +52,26 @@ use tokio::time::Instant;
 pub use registry::{check_addr, MAX_ADDR_BYTES, MAX_MDS, MAX_OSTS, MAX_OST_INDEX, NODE_DOWN_AFTER};
 pub use service::MONITOR_INTERVAL;
 
+use crate::meta::StoreConfig;
 use registry::Registry;
 use service::Mgs;
+
+/// Where the embedded store of an MGS lives under its data directory.
+pub fn embedded_store_dir(data: &Path) -> PathBuf {
+    data.join("meta")
+}
 
 /// Configuration of an MGS.
 #[derive(Debug, Clone)]
 pub struct MgsConfig {
-    /// Where the registry is kept (created if absent; locked while the MGS runs).
-    pub data_dir: PathBuf,
+    /// Where the registry is kept: the embedded store (by default
+    /// [`embedded_store_dir`] of the data directory; locked while the MGS runs) or
+    /// FoundationDB, possibly shared with the MDS (MGS keys never collide with MDS keys).
+    pub store: StoreConfig,
+    /// A data directory of an earlier version, which kept the registry in the file
+    /// `mgs.registry`: when the store has no registry yet, that file is imported (so the
+    /// epoch carries on from it) and renamed `mgs.registry.imported`.
+    pub legacy_registry_dir: Option<PathBuf>,
     /// The cluster's name; clients and servers of another cluster are refused.
     pub cluster: String,
     /// Layout of new files when their directory has none.
@@ -106,32 +126,42 @@ pub fn validate_cluster_name(name: &str) -> Result<(), Error> {
 
 /// Runs an MGS on `listener` until `shutdown` turns true (or its sender is dropped).
 ///
-/// Fails before serving when the configuration is invalid, the data directory is locked by
-/// another process, or its registry is damaged or belongs to another cluster; it never starts
-/// over with an empty registry in that case, since that would move the epoch backwards.
+/// Fails before serving when the configuration is invalid, the store cannot be opened (an
+/// embedded store is locked by another process, FoundationDB is unreachable), or its registry
+/// is damaged or belongs to another cluster; it never starts over with an empty registry in
+/// that case, since that would move the epoch backwards.
 pub async fn run(
     cfg: MgsConfig,
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     cfg.validate()?;
-    let dir = cfg.data_dir.clone();
-    let (lock, saved) = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir).map_err(|e| persist::io_error(&dir, e))?;
-        let lock = persist::lock_dir(&dir)?;
-        let saved = persist::load_registry(&dir)?;
-        Ok::<_, Error>((lock, saved))
+    let store = cfg.store.clone();
+    let legacy = cfg.legacy_registry_dir.clone();
+    let (kv, saved, imported) = tokio::task::spawn_blocking(move || {
+        let kv = store.open()?;
+        let saved = kv.transact(persist::load_registry)?;
+        let (saved, imported) = match (saved, &legacy) {
+            (None, Some(dir)) => match persist::load_registry_file(dir)? {
+                Some(file) => (Some(file), true),
+                None => (None, false),
+            },
+            (saved, _) => (saved, false),
+        };
+        Ok::<_, Error>((kv, saved, imported))
     })
     .await
-    .map_err(|e| Error::Io(format!("opening the MGS data directory: {e}")))??;
+    .map_err(|e| Error::Io(format!("opening the MGS store: {e}")))??;
 
     let registry = match saved {
         Some(file) if file.cluster != cfg.cluster => {
+            let from = match (&cfg.legacy_registry_dir, imported) {
+                (Some(dir), true) => dir.join(persist::REGISTRY_FILE).display().to_string(),
+                _ => cfg.store.to_string(),
+            };
             return Err(Error::Invalid(format!(
-                "{} holds the registry of cluster {:?}, not {:?}",
-                cfg.data_dir.display(),
-                file.cluster,
-                cfg.cluster
+                "{from} holds the registry of cluster {:?}, not {:?}",
+                file.cluster, cfg.cluster
             )));
         }
         Some(file) => {
@@ -139,24 +169,28 @@ pub async fn run(
                 osts = file.osts.len(),
                 mds = file.mds.len(),
                 saved_epoch = file.epoch,
+                imported,
                 "MGS registry restored; every node is down until it registers again"
             );
             Registry::restore(&file, Instant::now())
         }
         None => Registry::new(),
     };
-    let mgs = Arc::new(Mgs::new(
-        cfg.cluster.clone(),
-        cfg.defaults,
-        cfg.data_dir.clone(),
-        registry.clone(),
-    ));
-    // The restored (or first) epoch is on disk before anyone can see it.
-    mgs.save(&registry).await?;
+    let mgs = Arc::new(Mgs::new(cfg.cluster.clone(), cfg.defaults, kv, registry));
+    // The restored (or first) epoch is in the store before anyone can see it.
+    let epoch = mgs.save_live().await?;
+    if imported {
+        if let Some(dir) = cfg.legacy_registry_dir.clone() {
+            tokio::task::spawn_blocking(move || persist::retire_registry_file(&dir))
+                .await
+                .map_err(|e| Error::Io(format!("renaming the imported registry: {e}")))??;
+        }
+    }
     tracing::info!(
         cluster = %cfg.cluster,
         addr = ?listener.local_addr().ok(),
-        epoch = registry.epoch(),
+        store = %cfg.store,
+        epoch,
         "MGS serving"
     );
 
@@ -168,7 +202,6 @@ pub async fn run(
     monitor.abort();
     let _ = monitor.await;
     mgs.stop().await;
-    drop(lock);
     tracing::info!("MGS stopped");
     Ok(())
 }

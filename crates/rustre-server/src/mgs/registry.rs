@@ -113,7 +113,7 @@ impl Registry {
         }
     }
 
-    /// What is saved to disk: membership, addresses, last capacity and the epoch. States are
+    /// What is saved in the store: membership, addresses, last capacity and the epoch. States are
     /// not saved: after a restart every node is down until it registers again.
     pub(crate) fn to_file(&self, cluster: &str) -> RegistryFile {
         RegistryFile {
@@ -135,6 +135,12 @@ impl Registry {
     /// The current epoch.
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Moves the epoch forward to `epoch`, never back: the store saved this registry with a
+    /// later epoch because another MGS over the same store saved one in the meantime.
+    pub(crate) fn advance_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
     }
 
     fn bump(&mut self) {

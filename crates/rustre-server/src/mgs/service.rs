@@ -1,13 +1,14 @@
 //! The MGS service: the [`Handler`] for [`MgsRequest`] and the monitor that marks silent
 //! nodes down.
 //!
-//! Durability rule: an epoch is on disk before any client can see it. Every change that moves
-//! the epoch is applied to a copy of the registry, the copy is saved, and only then does it
-//! replace the live registry, all under one lock. Heartbeats never move the epoch, so they
-//! update the live registry in place and cost no disk write.
+//! Durability rule: an epoch is in the metadata store, durably, before any client can see it.
+//! Every change that moves the epoch is applied to a copy of the registry, the copy is saved
+//! (one read-modify-write transaction, then a group commit), and only then does it replace the
+//! live registry, all under one lock. The save may move the epoch further than the change did
+//! when another MGS over the same store saved a later epoch (see `persist::save_registry`).
+//! Heartbeats never move the epoch, so they update the live registry in place and cost no
+//! write: liveness (the time of each node's last beat) is kept in memory only.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::persist;
 use super::registry::{Registered, Registry};
+use crate::meta::Kv;
 
 /// How often the monitor looks for nodes that stopped beating; a node is marked down between
 /// `NODE_DOWN_AFTER_MS` and that plus this after its last beat.
@@ -31,42 +33,68 @@ pub const MONITOR_INTERVAL: Duration = Duration::from_millis(250);
 pub(crate) struct Mgs {
     cluster: String,
     defaults: LayoutDefaults,
-    data_dir: PathBuf,
     registry: Mutex<Registry>,
-    /// Set (under the registry lock) once `run` is returning: no change is saved after that,
-    /// so a new MGS on the same directory never races a late write of this one.
-    stopped: AtomicBool,
+    /// The store the registry is saved in. Taken (under the registry lock) once `run` is
+    /// returning: no change is saved after that, and the store is closed even while
+    /// connections still hold the service, so a new MGS can open an embedded store at once.
+    kv: std::sync::Mutex<Option<Kv>>,
 }
 
 impl Mgs {
     pub(crate) fn new(
         cluster: String,
         defaults: LayoutDefaults,
-        data_dir: PathBuf,
+        kv: Kv,
         registry: Registry,
     ) -> Mgs {
         Mgs {
             cluster,
             defaults,
-            data_dir,
             registry: Mutex::new(registry),
-            stopped: AtomicBool::new(false),
+            kv: std::sync::Mutex::new(Some(kv)),
         }
     }
 
-    /// Stops saving: waits for a change being saved, then refuses later ones.
-    pub(crate) async fn stop(&self) {
-        let _reg = self.registry.lock().await;
-        self.stopped.store(true, Ordering::SeqCst);
+    /// The store, unless the MGS is stopping.
+    fn kv(&self) -> Result<Kv, Error> {
+        self.kv
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| Error::Unavailable("the MGS is shutting down".into()))
     }
 
-    /// Saves `reg` to the data directory on a blocking thread.
-    pub(crate) async fn save(&self, reg: &Registry) -> Result<(), Error> {
+    /// Stops saving: waits for a change being saved, then refuses later ones and closes the
+    /// store.
+    pub(crate) async fn stop(&self) {
+        let _reg = self.registry.lock().await;
+        let kv = self
+            .kv
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(kv);
+    }
+
+    /// Saves `reg` (on a blocking thread) and waits until it is durable; returns the epoch it
+    /// was saved with (at least `reg.epoch()`).
+    async fn save(&self, reg: &Registry) -> Result<u64, Error> {
+        let kv = self.kv()?;
         let file = reg.to_file(&self.cluster);
-        let dir = self.data_dir.clone();
-        tokio::task::spawn_blocking(move || persist::save_registry(&dir, &file))
+        let store = kv.clone();
+        let epoch = tokio::task::spawn_blocking(move || persist::save_registry(&store, &file))
             .await
-            .map_err(|e| Error::Io(format!("saving the registry: {e}")))?
+            .map_err(|e| Error::Io(format!("saving the registry: {e}")))??;
+        kv.durable().await?;
+        Ok(epoch)
+    }
+
+    /// Saves the live registry as it is (at start-up) and returns its epoch.
+    pub(crate) async fn save_live(&self) -> Result<u64, Error> {
+        let mut live = self.registry.lock().await;
+        let epoch = self.save(&live).await?;
+        live.advance_epoch(epoch);
+        Ok(live.epoch())
     }
 
     /// Applies `change` to a copy of the registry; when the epoch moved, saves the copy before
@@ -76,15 +104,17 @@ impl Mgs {
         change: impl FnOnce(&mut Registry) -> Result<T, Error>,
     ) -> Result<(T, u64), Error> {
         let mut live = self.registry.lock().await;
-        if self.stopped.load(Ordering::SeqCst) {
-            return Err(Error::Unavailable("the MGS is shutting down".into()));
-        }
+        // Refuse at once when stopping, before changing anything.
+        self.kv()?;
         let mut next = live.clone();
         let out = change(&mut next)?;
         if next.epoch() != live.epoch() {
-            if let Err(e) = self.save(&next).await {
-                tracing::error!("cannot save the MGS registry, change refused: {e}");
-                return Err(e);
+            match self.save(&next).await {
+                Ok(epoch) => next.advance_epoch(epoch),
+                Err(e) => {
+                    tracing::error!("cannot save the MGS registry, change refused: {e}");
+                    return Err(e);
+                }
             }
         }
         *live = next;

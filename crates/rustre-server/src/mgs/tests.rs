@@ -14,7 +14,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{persist, run, MgsConfig, NODE_DOWN_AFTER};
+use super::registry::Registry;
+use super::service::Mgs;
+use super::{embedded_store_dir, persist, run, MgsConfig, NODE_DOWN_AFTER};
+use crate::meta::{Kv, StoreConfig};
+use rustre_proto::rpc::server::Handler;
 
 const CLUSTER: &str = "testfs";
 
@@ -33,7 +37,8 @@ impl TestMgs {
 
 fn config(dir: &Path, cluster: &str) -> MgsConfig {
     MgsConfig {
-        data_dir: dir.to_path_buf(),
+        store: StoreConfig::Embedded(embedded_store_dir(dir)),
+        legacy_registry_dir: None,
         cluster: cluster.to_string(),
         defaults: LayoutDefaults {
             stripe_size: 256 << 10,
@@ -45,10 +50,22 @@ fn config(dir: &Path, cluster: &str) -> MgsConfig {
 
 /// Starts an MGS of cluster `cluster` on `listener`.
 pub(crate) fn start_mgs_on(listener: TcpListener, dir: &Path, cluster: &str) -> TestMgs {
+    start_with(listener, config(dir, cluster))
+}
+
+/// Starts an MGS configured by `cfg` on `listener`.
+fn start_with(listener: TcpListener, cfg: MgsConfig) -> TestMgs {
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(run(config(dir, cluster), listener, rx));
+    let task = tokio::spawn(run(cfg, listener, rx));
     TestMgs { addr, stop, task }
+}
+
+/// Starts an MGS whose data directory `dir` may hold a registry file of earlier versions.
+async fn start_importing(dir: &Path) -> TestMgs {
+    let mut cfg = config(dir, CLUSTER);
+    cfg.legacy_registry_dir = Some(dir.to_path_buf());
+    start_with(TcpListener::bind("127.0.0.1:0").await.unwrap(), cfg)
 }
 
 async fn start_mgs(dir: &Path) -> TestMgs {
@@ -350,11 +367,121 @@ async fn mgs_refuses_bad_config_damaged_or_foreign_registry() {
     assert!(err.to_string().contains("otherfs"), "{err}");
 
     // A damaged registry: refused, never silently replaced.
-    std::fs::write(dir.path().join(persist::REGISTRY_FILE), b"garbage").unwrap();
+    let store = embedded_store_dir(dir.path());
+    let chunk = persist::registry_chunk_key(0);
+    let kv = Kv::open_embedded(&store).unwrap();
+    kv.transact(|tx| {
+        tx.set(&chunk, b"garbage");
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    drop(kv);
     let err = start_mgs(dir.path()).await.task.await.unwrap().unwrap_err();
     assert!(matches!(err, Error::Io(_)), "{err:?}");
+    let kv = Kv::open_embedded(&store).unwrap();
     assert_eq!(
-        std::fs::read(dir.path().join(persist::REGISTRY_FILE)).unwrap(),
-        b"garbage"
+        kv.transact(|tx| tx.get(&chunk)).unwrap(),
+        Some(b"garbage".to_vec())
     );
+}
+
+#[tokio::test]
+async fn mgs_imports_the_registry_file_of_earlier_versions_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = persist::RegistryFile {
+        cluster: CLUSTER.into(),
+        epoch: 41,
+        osts: vec![persist::SavedOst {
+            index: 2,
+            addr: "10.0.0.1:9401".into(),
+            capacity: cap(5),
+        }],
+        mds: vec!["m:1".into()],
+    };
+    persist::write_record(
+        dir.path(),
+        persist::REGISTRY_FILE,
+        persist::REGISTRY_MAGIC,
+        &old,
+    )
+    .unwrap();
+    let mgs = start_importing(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+    let m = map(&c).await;
+    assert!(
+        m.epoch > 41,
+        "the epoch carries on from the file: {}",
+        m.epoch
+    );
+    assert_eq!(m.ost(2).unwrap().state, NodeState::Down);
+    assert_eq!(m.ost(2).unwrap().capacity, cap(5));
+    assert_eq!(m.mds[0].addr, "m:1");
+    assert!(!dir.path().join(persist::REGISTRY_FILE).exists());
+    assert!(dir.path().join(persist::IMPORTED_REGISTRY_FILE).exists());
+    let first = m.epoch;
+    mgs.stop().await.unwrap();
+    drop(c);
+
+    // Later starts use the store; a registry file that reappears is ignored.
+    std::fs::rename(
+        dir.path().join(persist::IMPORTED_REGISTRY_FILE),
+        dir.path().join(persist::REGISTRY_FILE),
+    )
+    .unwrap();
+    let mgs = start_importing(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+    assert!(map(&c).await.epoch > first);
+    assert!(dir.path().join(persist::REGISTRY_FILE).exists());
+    mgs.stop().await.unwrap();
+}
+
+/// Two MGS over one store (as two MGS over one FoundationDB cluster) registering nodes at
+/// the same time: every epoch either hands out is unique, and the store ends at the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mgs_over_one_store_never_hand_out_the_same_epoch() {
+    const NODES: u32 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open_embedded(dir.path()).unwrap();
+    let defaults = config(dir.path(), CLUSTER).defaults;
+    let a = Arc::new(Mgs::new(
+        CLUSTER.into(),
+        defaults,
+        kv.clone(),
+        Registry::new(),
+    ));
+    let b = Arc::new(Mgs::new(
+        CLUSTER.into(),
+        defaults,
+        kv.clone(),
+        Registry::new(),
+    ));
+    a.save_live().await.unwrap();
+    b.save_live().await.unwrap();
+    let register = |mgs: Arc<Mgs>, first: u32| {
+        tokio::spawn(async move {
+            let mut epochs = Vec::new();
+            for index in first..first + NODES {
+                let req = register_ost(index, &format!("10.0.0.1:{index}"), 1);
+                let reply = mgs.clone().handle(req, Bytes::new()).await;
+                epochs.push(ok_epoch(reply.result));
+            }
+            epochs
+        })
+    };
+    let (ea, eb) = (register(a.clone(), 0), register(b.clone(), 1000));
+    let (ea, eb) = (ea.await.unwrap(), eb.await.unwrap());
+    assert!(ea.windows(2).all(|w| w[0] < w[1]), "{ea:?}");
+    assert!(eb.windows(2).all(|w| w[0] < w[1]), "{eb:?}");
+    let mut all: Vec<u64> = ea.iter().chain(&eb).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        2 * NODES as usize,
+        "an epoch was handed out twice"
+    );
+    let stored = kv.transact(persist::load_registry).unwrap().unwrap();
+    assert_eq!(stored.epoch, *all.last().unwrap());
+    a.stop().await;
+    b.stop().await;
 }
