@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
+use rustre_proto::msg::mgs::NodeState;
 use tokio::runtime::Handle;
 
 use crate::client::{Client, ClientConfig};
@@ -41,6 +42,8 @@ pub const SUBTYPE: &str = "rustre";
 pub const DEFAULT_CLUSTER: &str = "rustre";
 /// Longest wait for the MGS and the first MDS session before the mount fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often `rustre local --mount` looks for its OSTs before mounting.
+const OST_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest wait for ending the MDS session at unmount.
 pub const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-ahead of the mount, in KiB (the default stripe size); the kernel's FUSE default is
@@ -315,7 +318,7 @@ pub fn run(mut args: MountArgs) -> i32 {
         Err(e) => return fail(e),
     };
     if args.options.foreground {
-        return match serve(&args, None) {
+        return match serve(&args, &mut None) {
             Ok(()) => 0,
             Err(e) => fail(e),
         };
@@ -337,12 +340,14 @@ pub fn run(mut args: MountArgs) -> i32 {
             unsafe {
                 libc::setsid();
             }
-            let mut status = std::fs::File::from(wr);
-            let code = match serve(&args, Some(&mut status)) {
+            let mut status = Some(std::fs::File::from(wr));
+            let code = match serve(&args, &mut status) {
                 Ok(()) => 0,
                 Err(e) => {
-                    // The parent prints it; the daemon's stderr may already be gone.
-                    let _ = status.write_all(format!("ERR {e}").as_bytes());
+                    // The parent prints it (unless the mount was already reported up).
+                    if let Some(mut s) = status {
+                        let _ = s.write_all(format!("ERR {e}").as_bytes());
+                    }
                     1
                 }
             };
@@ -377,8 +382,9 @@ fn check_mountpoint(p: &Path) -> Result<PathBuf, String> {
     Ok(abs)
 }
 
-/// The daemon's life: connect, mount, report, serve, clean up.
-fn serve(args: &MountArgs, status: Option<&mut std::fs::File>) -> Result<(), String> {
+/// The daemon's life: connect, mount, report, serve, clean up. `status` is the pipe to the
+/// waiting parent; it is closed (taken) once the mount is reported up.
+fn serve(args: &MountArgs, status: &mut Option<std::fs::File>) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rustre-client")
@@ -388,14 +394,18 @@ fn serve(args: &MountArgs, status: Option<&mut std::fs::File>) -> Result<(), Str
     let session = match mount(client.clone(), rt.handle().clone(), args) {
         Ok(s) => s,
         Err(e) => {
-            let _ = rt.block_on(tokio::time::timeout(SESSION_CLOSE_TIMEOUT, client.close()));
+            let _ = rt.block_on(async {
+                tokio::time::timeout(SESSION_CLOSE_TIMEOUT, client.close()).await
+            });
             return Err(e);
         }
     };
-    if let Some(status) = status {
-        status
-            .write_all(b"OK")
-            .map_err(|e| format!("report to the parent: {e}"))?;
+    if let Some(mut pipe) = status.take() {
+        if let Err(e) = pipe.write_all(b"OK") {
+            let _ = lazy_unmount(&args.mountpoint);
+            return Err(format!("report to the parent: {e}"));
+        }
+        drop(pipe);
         detach_stdio();
     }
     let mountpoint = args.mountpoint.clone();
@@ -413,7 +423,8 @@ fn serve(args: &MountArgs, status: Option<&mut std::fs::File>) -> Result<(), Str
         let _ = lazy_unmount(&mountpoint);
     });
     let served = session.run();
-    let _ = rt.block_on(tokio::time::timeout(SESSION_CLOSE_TIMEOUT, client.close()));
+    let _ =
+        rt.block_on(async { tokio::time::timeout(SESSION_CLOSE_TIMEOUT, client.close()).await });
     rt.shutdown_timeout(SESSION_CLOSE_TIMEOUT);
     served.map_err(|e| format!("FUSE session: {e}"))
 }
@@ -433,7 +444,8 @@ fn detach_stdio() {
     let _ = std::env::set_current_dir("/");
 }
 
-/// Connects to the cluster, bounded by [`CONNECT_TIMEOUT`].
+/// Connects to the cluster, bounded by [`CONNECT_TIMEOUT`], and starts the periodic size
+/// reports of a mount.
 pub async fn connect(mgs: &str, cluster: &str) -> Result<Arc<Client>, String> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let cfg = ClientConfig {
@@ -442,7 +454,10 @@ pub async fn connect(mgs: &str, cluster: &str) -> Result<Arc<Client>, String> {
         client_name: format!("fuse-{}-{}", host.trim(), std::process::id()),
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(&cfg)).await {
-        Ok(Ok(c)) => Ok(c),
+        Ok(Ok(c)) => {
+            c.start_size_reports();
+            Ok(c)
+        }
         Ok(Err(e)) => Err(format!("cannot reach the cluster at {mgs}: {e}")),
         Err(_) => Err(format!(
             "cannot reach the cluster at {mgs}: no answer within {}s",
@@ -479,6 +494,7 @@ pub fn mount(
 ) -> Result<Session<RustreFs>, String> {
     let o = &args.options;
     let fs = RustreFs::new(client, rt, o.fuse.clone());
+    let notifier = fs.notifier_slot();
     let acl = if o.allow_other {
         SessionACL::All
     } else {
@@ -498,6 +514,7 @@ pub fn mount(
             Session::new(fs, mnt, &cfg).map_err(|e| format!("mount {}: {e}", mnt.display()))?
         }
     };
+    let _ = notifier.set(session.notifier());
     set_read_ahead(mnt);
     Ok(session)
 }
@@ -540,11 +557,16 @@ fn fuser_options(source: &str, o: &MountOptions) -> Vec<MountOption> {
 
 /// mount(2) with type `fuse.rustre`; `None` when the caller may not mount (EPERM).
 fn mount_syscall(source: &str, mnt: &Path, o: &MountOptions) -> Result<Option<OwnedFd>, String> {
-    let dev = std::fs::OpenOptions::new()
+    let dev = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
-        .map_err(|e| format!("/dev/fuse: {e} (is the fuse module loaded?)"))?;
+    {
+        Ok(d) => d,
+        // An unprivileged caller: fusermount3 (setuid) opens it.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) => return Err(format!("/dev/fuse: {e} (is the fuse module loaded?)")),
+    };
     let fd = OwnedFd::from(dev);
     let root_mode = std::fs::metadata(mnt)
         .map_err(|e| format!("mount point {}: {e}", mnt.display()))?
@@ -616,14 +638,12 @@ fn set_read_ahead(mnt: &Path) {
 pub fn mount_device(mnt: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = escape_mountinfo(&mnt.to_string_lossy());
-    info.lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let dev = f.nth(2)?;
-            let point = f.nth(1)?;
-            (point == want).then(|| dev.to_string())
-        })
-        .last()
+    info.lines().rev().find_map(|l| {
+        let mut f = l.split(' ');
+        let dev = f.nth(2)?;
+        let point = f.nth(1)?;
+        (point == want).then(|| dev.to_string())
+    })
 }
 
 /// Paths in mountinfo escape space, tab, newline and backslash as octal.
@@ -649,12 +669,34 @@ pub struct InProcessMount {
 }
 
 impl InProcessMount {
-    /// Connects to the cluster at `mgs` and mounts it, serving from a background thread and
-    /// running calls on the current runtime.
-    pub async fn start(mgs: &str, mountpoint: &Path, opts: &[String]) -> Result<Self, String> {
+    /// Connects to the cluster at `mgs`, waits until `osts` OSTs are up (they register a
+    /// moment after a local cluster starts) and mounts it, serving from a background thread
+    /// and running calls on the current runtime.
+    pub async fn start(
+        mgs: &str,
+        mountpoint: &Path,
+        opts: &[String],
+        osts: usize,
+    ) -> Result<Self, String> {
         let mut args = MountArgs::new(mgs, mountpoint, opts, true, None)?;
         args.mountpoint = check_mountpoint(&args.mountpoint)?;
         let client = connect(mgs, &args.options.cluster).await?;
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            let map = client
+                .cluster()
+                .refresh()
+                .await
+                .map_err(|e| e.to_string())?;
+            let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
+            if up >= osts {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("only {up} of {osts} OSTs came up"));
+            }
+            tokio::time::sleep(OST_POLL_INTERVAL).await;
+        }
         let (c, rt) = (client.clone(), Handle::current());
         let a = args.clone();
         let session = tokio::task::spawn_blocking(move || {

@@ -237,3 +237,63 @@ impl Client {
         self.dirs.handles.lock().unwrap().remove(&fh);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(names: &[&str]) -> Vec<DirEntry> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| DirEntry {
+                name: n.to_string(),
+                ino: 100 + i as u64,
+                kind: FileKind::File,
+                attr: None,
+            })
+            .collect()
+    }
+
+    fn state() -> DirState {
+        DirState {
+            names: BTreeMap::new(),
+            next_offset: DOTDOT_OFFSET + 1,
+            buffer: VecDeque::new(),
+            base: DOTDOT_OFFSET,
+            eof: false,
+            started: false,
+        }
+    }
+
+    #[test]
+    fn offsets_name_what_was_handed_out() {
+        let mut st = state();
+        st.fill(DOTDOT_OFFSET, page(&["a", "b", "c"]), false);
+        assert_eq!(st.names.get(&3).map(String::as_str), Some("a"));
+        assert_eq!(st.names.get(&5).map(String::as_str), Some("c"));
+        // Resuming after any buffered entry continues the buffer.
+        assert!(st.continues(2) && st.continues(4) && st.continues(5));
+        assert!(!st.continues(6));
+        // A page fetched after a seek back to "a" gets fresh offsets: resuming at an old
+        // offset inside the old numeric range must not be taken for a continuation.
+        st.fill(3, page(&["b2", "c"]), true);
+        assert_eq!(st.buffer.front().unwrap().offset, 6);
+        assert!(st.continues(3) && st.continues(6) && st.continues(7));
+        assert!(
+            !st.continues(4),
+            "offset 4 named \"b\", which this buffer does not follow"
+        );
+        assert_eq!(st.names.get(&4).map(String::as_str), Some("b"));
+    }
+
+    #[test]
+    fn offsets_are_bounded() {
+        let mut st = state();
+        let names: Vec<String> = (0..DIR_OFFSETS_MAX + 10).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        st.fill(DOTDOT_OFFSET, page(&refs), true);
+        assert_eq!(st.names.len(), DIR_OFFSETS_MAX);
+        assert!(!st.names.contains_key(&3), "the oldest offsets go first");
+    }
+}

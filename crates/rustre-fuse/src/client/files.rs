@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
@@ -33,6 +34,9 @@ pub const MAX_OPEN_FILES: usize = 1 << 16;
 pub const CACHE_STAMPS_MAX: usize = 1 << 16;
 /// Largest buffer of zeros written at once when zeroing a range.
 pub const ZERO_CHUNK_BYTES: usize = 1 << 20;
+/// How often sizes written but not yet reported (a file kept open while written) are
+/// reported anyway, so other clients see a long-lived writer's progress.
+pub const SIZE_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest file size (Linux's MAX_LFS_FILESIZE).
 pub const MAX_FILE_BYTES: u64 = i64::MAX as u64;
 
@@ -304,13 +308,39 @@ impl Files {
         }
     }
 
+    /// Inodes with unreported writes.
+    fn dirty_inodes(&self) -> Vec<Ino> {
+        let inodes = self.inodes.lock().unwrap();
+        inodes
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
     /// Number of open handles (for tests and status).
     pub fn open_count(&self) -> usize {
         self.handles.lock().unwrap().len()
     }
 }
 
+/// An inode-addressed call that finds no inode: the caller's name-to-inode mapping is stale
+/// (another client removed or replaced the file). ESTALE, unlike ENOENT, makes the kernel
+/// look the name up afresh and retry.
+fn stale_if_gone(e: Error) -> Error {
+    match e {
+        Error::NotFound => Error::Stale,
+        e => e,
+    }
+}
+
 impl Client {
+    /// Attributes of inode `ino` for a caller that reached it through a cached name (see
+    /// [`stale_if_gone`]).
+    pub async fn getattr_ino(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
+        self.getattr(creds, ino).await.map_err(stale_if_gone)
+    }
+
     /// Reports the size and mtime this client's writes reached on `ino`, if any are unreported.
     pub async fn report_dirty(&self, ino: Ino) -> Result<(), Error> {
         let Some(r) = self.files.pending_report(ino) else {
@@ -323,13 +353,30 @@ impl Client {
         Ok(())
     }
 
+    /// Starts reporting unreported sizes every [`SIZE_REPORT_INTERVAL`] for as long as the
+    /// client lives.
+    pub fn start_size_reports(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SIZE_REPORT_INTERVAL).await;
+                let Some(c) = weak.upgrade() else { break };
+                for ino in c.files.dirty_inodes() {
+                    if let Err(e) = c.report_dirty(ino).await {
+                        tracing::debug!(ino, "periodic size report: {e}");
+                    }
+                }
+            }
+        });
+    }
+
     /// Opens file `ino` with open(2) `flags` and returns a handle.
     pub async fn open_file(&self, creds: &Creds, ino: Ino, flags: i32) -> Result<Opened, Error> {
         if flags & libc::O_TRUNC != 0 {
             // The MDS must know every byte written before it truncates, or the cut misses them.
             self.report_dirty(ino).await?;
         }
-        let attr = self.open(creds, ino, flags).await?;
+        let attr = self.open(creds, ino, flags).await.map_err(stale_if_gone)?;
         self.opened(creds, attr, flags).await
     }
 
@@ -423,9 +470,8 @@ impl Client {
     /// fsync(2): data on the OSTs' disks and size/mtime committed on the MDS.
     pub async fn fsync_file(&self, fh: u64) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
-        if f.writable() {
-            self.sync_objects(f.ino, f.layout()?).await?;
-        }
+        // Through any descriptor: data written through another one is the file's too.
+        self.sync_objects(f.ino, f.layout()?).await?;
         self.report_dirty(f.ino).await
     }
 
@@ -457,7 +503,7 @@ impl Client {
             }
         }
         self.report_dirty(ino).await?;
-        self.setattr(creds, ino, set).await
+        self.setattr(creds, ino, set).await.map_err(stale_if_gone)
     }
 
     /// SEEK_DATA / SEEK_HOLE: the whole file is data and the only hole is at its end

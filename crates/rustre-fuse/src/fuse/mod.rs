@@ -15,10 +15,10 @@ mod ops;
 
 use std::ffi::OsStr;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{Errno, FileAttr, FileType, INodeNo, Request};
+use fuser::{Errno, FileAttr, FileType, INodeNo, Notifier, Request};
 use rustre_proto::msg::{Attr, Creds, FileKind, Timestamp, MAX_GROUPS};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -61,12 +61,16 @@ impl Default for FuseConfig {
     }
 }
 
+/// Where the kernel-notification channel goes once the session exists.
+pub type NotifierSlot = Arc<OnceLock<Notifier>>;
+
 /// The mounted file system.
 pub struct RustreFs {
     client: Arc<Client>,
     rt: Handle,
     permits: Arc<Semaphore>,
     cfg: FuseConfig,
+    notifier: NotifierSlot,
 }
 
 impl RustreFs {
@@ -77,7 +81,13 @@ impl RustreFs {
             rt,
             permits: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUESTS)),
             cfg,
+            notifier: Arc::default(),
         }
+    }
+
+    /// The slot to put the session's notifier in (the session is made after the adapter).
+    pub fn notifier_slot(&self) -> NotifierSlot {
+        self.notifier.clone()
     }
 
     /// Runs `fut` on the runtime once a request permit is free. A reply dropped unsent
@@ -90,6 +100,18 @@ impl RustreFs {
             };
             fut.await;
         });
+    }
+}
+
+/// Close-to-open across clients: when an open finds the file changed since this client
+/// last saw it, the kernel's cached attributes (size above all) must not outlive the open.
+/// Invalidating only attributes (offset -1) takes no lock an open in flight could hold.
+fn drop_cached_attrs(notifier: &NotifierSlot, ino: u64) {
+    if let Some(n) = notifier.get() {
+        if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+            // ENOENT: the kernel holds no inode to invalidate.
+            tracing::trace!(ino, "attribute invalidation: {e}");
+        }
     }
 }
 

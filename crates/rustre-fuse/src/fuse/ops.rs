@@ -17,8 +17,9 @@ use rustre_proto::msg::mds::{SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE
 use rustre_proto::msg::FileKind;
 
 use super::{
-    errno, file_attr, file_type, name_str, placeholder_attr, to_timestamp, Caller, RustreFs,
-    MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES, STATFS_NAME_MAX,
+    drop_cached_attrs, errno, file_attr, file_type, name_str, placeholder_attr, to_timestamp,
+    Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
+    STATFS_NAME_MAX,
 };
 
 /// Capabilities asked of the kernel when it offers them. POSIX locks are not claimed (the
@@ -101,7 +102,7 @@ impl Filesystem for RustreFs {
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
         self.spawn(async move {
-            match c.getattr(&who.creds(), ino.0).await {
+            match c.getattr_ino(&who.creds(), ino.0).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
                 Err(e) => reply.error(errno(e)),
             }
@@ -306,10 +307,15 @@ impl Filesystem for RustreFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (c, who) = (self.client.clone(), Caller::of(req));
+        let (c, who, n) = (self.client.clone(), Caller::of(req), self.notifier.clone());
         self.spawn(async move {
             match c.open_file(&who.creds(), ino.0, flags.0).await {
-                Ok(o) => reply.opened(FileHandle(o.fh), open_flags(o.keep_cache)),
+                Ok(o) => {
+                    if !o.keep_cache {
+                        drop_cached_attrs(&n, ino.0);
+                    }
+                    reply.opened(FileHandle(o.fh), open_flags(o.keep_cache));
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -604,6 +610,7 @@ impl Filesystem for RustreFs {
         if FileKind::from_mode(mode).is_some_and(|k| k != FileKind::File) {
             return reply.error(fuser::Errno::EINVAL);
         }
+        // The reply carries fresh attributes, so no cached ones need dropping.
         let (c, who) = (self.client.clone(), Caller::of(req));
         let ttl = self.cfg.attr_ttl.min(self.cfg.entry_ttl);
         self.spawn(async move {

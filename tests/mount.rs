@@ -1,0 +1,858 @@
+//! End-to-end tests of the FUSE mount: a real `rustre local` cluster process, real
+//! `rustre mount` / `mount.fuse.rustre` daemons, and real tools (coreutils, tar, rsync, git,
+//! sqlite3, pjdfstest, fsx) on the mount.
+//!
+//! They need root and /dev/fuse and skip (with a message) without them; tools that are not
+//! installed skip their part. Every mount is unmounted and every process killed by the
+//! guards' `Drop`, even when an assertion fails.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Longest wait for a cluster to come up or a mount to appear or go.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Root and /dev/fuse, or the reason the test cannot run.
+fn can_mount() -> bool {
+    // SAFETY: identity getter.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !Path::new("/dev/fuse").exists() {
+        eprintln!("skipped: FUSE mount tests need root and /dev/fuse");
+        return false;
+    }
+    true
+}
+
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("skipped part: {tool} is not installed");
+    }
+    found
+}
+
+/// A `rustre local` cluster in its own process, killed on drop.
+struct Cluster {
+    // Dropped in this order: the process dies before its directory goes.
+    _proc: Proc,
+    mgs: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mgs = free_addr();
+        let data = dir.path().join("data");
+        let proc = Proc::start(
+            "local",
+            &[
+                "local",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                &mgs,
+                "--osts",
+                "2",
+            ],
+        );
+        assert!(
+            wait_until(WAIT, || {
+                let out = cli(&mgs, &["status"]);
+                let s = String::from_utf8_lossy(&out.stdout).to_string();
+                out.status.success() && s.matches(" up").count() >= 4
+            }),
+            "cluster did not come up"
+        );
+        Cluster {
+            _proc: proc,
+            mgs,
+            dir,
+        }
+    }
+
+    /// A fresh empty directory to mount on.
+    fn mountpoint(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+}
+
+/// Gives directory `path` (which exists) a layout of 2 stripes of 64 KiB. Retried: the MDS
+/// learns of the second OST up to a heartbeat after the MGS shows it.
+fn setstripe_2x64k(c: &Cluster, path: &str) {
+    let args = ["setstripe", path, "-c", "2", "-S", "64K"];
+    assert!(
+        wait_until(WAIT, || cli(&c.mgs, &args).status.success()),
+        "{}",
+        String::from_utf8_lossy(&cli(&c.mgs, &args).stderr)
+    );
+}
+
+/// The mount-table line for `mnt`, if mounted.
+fn mount_line(mnt: &Path) -> Option<String> {
+    let want = mnt.to_str().unwrap();
+    fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(want))
+        .map(str::to_string)
+}
+
+/// Pids of `rustre` processes whose command line names `mnt` (the mount daemons).
+fn daemons_of(mnt: &Path) -> Vec<i32> {
+    let want = mnt.to_str().unwrap().as_bytes();
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_mount = args
+            .iter()
+            .any(|a| *a == b"mount" || a.ends_with(b"mount.fuse.rustre"));
+        if is_mount && args.contains(&want) && pid != std::process::id() as i32 {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A mounted rustre; unmounted on drop, and its daemon made to exit.
+struct Mounted {
+    path: PathBuf,
+    daemons: Vec<i32>,
+}
+
+impl Mounted {
+    /// Wraps a mount that just succeeded.
+    fn adopt(path: &Path) -> Mounted {
+        assert!(
+            wait_until(WAIT, || mount_line(path).is_some()),
+            "{} never appeared in /proc/mounts",
+            path.display()
+        );
+        Mounted {
+            path: path.to_path_buf(),
+            daemons: daemons_of(path),
+        }
+    }
+
+    fn p(&self, sub: &str) -> PathBuf {
+        self.path.join(sub)
+    }
+
+    /// `umount`, then waits until the daemons exit; true if all went cleanly.
+    fn unmount(&mut self) -> bool {
+        // A process that just closed the last file may hold the mount a moment longer.
+        let clean = wait_until(Duration::from_secs(3), || {
+            Command::new("umount")
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !clean {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .status();
+        }
+        let daemons = std::mem::take(&mut self.daemons);
+        let exited = wait_until(WAIT, || {
+            daemons
+                .iter()
+                .all(|p| !Path::new(&format!("/proc/{p}")).exists() || is_zombie(*p))
+        });
+        if !exited {
+            for p in &daemons {
+                // SAFETY: signalling a process this test started.
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+            }
+        }
+        clean && exited && mount_line(&self.path).is_none()
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+        .unwrap_or(true)
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if mount_line(&self.path).is_some() || !self.daemons.is_empty() {
+            self.unmount();
+        }
+    }
+}
+
+/// `rustre mount MGS MNT -o OPTS`, which must succeed.
+fn mount(c: &Cluster, name: &str, opts: &str) -> Mounted {
+    let mnt = c.mountpoint(name);
+    let mut cmd = Command::new(rustre_bin());
+    cmd.args(["mount", &c.mgs]).arg(&mnt);
+    if !opts.is_empty() {
+        cmd.args(["-o", opts]);
+    }
+    let out = run_bounded(&mut cmd);
+    assert!(
+        out.status.success(),
+        "rustre mount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Mounted::adopt(&mnt)
+}
+
+/// Runs a command to completion, failing the test if it takes longer than [`WAIT`].
+fn run_bounded(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > WAIT {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a shell command in `dir`; panics with its output unless it succeeds.
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "`{script}` failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn posix_round_trips_with_std_fs() {
+    if !can_mount() {
+        return;
+    }
+    let c = Cluster::start();
+    let m = mount(&c, "mnt", "allow_other");
+
+    // The kernel shows the type and the MGS as source; read-ahead is raised.
+    let line = mount_line(&m.path).unwrap();
+    assert!(line.starts_with(&format!("{} ", c.mgs)), "{line}");
+    assert_eq!(line.split(' ').nth(2), Some("fuse.rustre"), "{line}");
+    let dev = rustre_fuse::mount::mount_device(&m.path).unwrap();
+    let ra = fs::read_to_string(format!("/sys/class/bdi/{dev}/read_ahead_kb")).unwrap();
+    assert_eq!(ra.trim(), "1024");
+
+    // create, write, read, append
+    let f = m.p("file");
+    fs::write(&f, b"hello").unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"hello");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b" world")
+        .unwrap();
+    assert_eq!(fs::read_to_string(&f).unwrap(), "hello world");
+    assert_eq!(fs::metadata(&f).unwrap().len(), 11);
+
+    // A large write striped over both OSTs and read back, with a hole in the middle.
+    fs::create_dir(m.p("striped")).unwrap();
+    setstripe_2x64k(&c, "/striped");
+    let big = random_bytes(5 << 20, 7);
+    let mut h = fs::File::create(m.p("striped/big")).unwrap();
+    h.write_all(&big).unwrap();
+    h.write_all_at(b"tail", 9 << 20).unwrap();
+    assert_eq!(
+        h.metadata().unwrap().len(),
+        (9 << 20) + 4,
+        "size visible before close"
+    );
+    drop(h);
+    let back = fs::read(m.p("striped/big")).unwrap();
+    assert_eq!(back.len(), (9 << 20) + 4);
+    assert!(back[..big.len()] == big[..], "striped data differs");
+    assert!(
+        back[big.len()..9 << 20].iter().all(|b| *b == 0),
+        "hole not zero"
+    );
+    assert_eq!(&back[9 << 20..], b"tail");
+
+    // truncate down and up through a handle and by path
+    let h = fs::OpenOptions::new().write(true).open(&f).unwrap();
+    h.set_len(5).unwrap();
+    drop(h);
+    assert_eq!(fs::read(&f).unwrap(), b"hello");
+    Command::new("truncate")
+        .args(["-s", "8"])
+        .arg(&f)
+        .status()
+        .unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"hello\0\0\0");
+    // O_TRUNC through open
+    fs::write(&f, b"new").unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"new");
+
+    // O_EXCL
+    let e = fs::OpenOptions::new().write(true).create_new(true).open(&f);
+    assert_eq!(e.unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
+
+    // rename, link, symlink
+    fs::rename(&f, m.p("renamed")).unwrap();
+    assert!(!f.exists());
+    fs::hard_link(m.p("renamed"), m.p("hard")).unwrap();
+    assert_eq!(fs::metadata(m.p("hard")).unwrap().nlink(), 2);
+    std::os::unix::fs::symlink("renamed", m.p("sym")).unwrap();
+    assert_eq!(fs::read_link(m.p("sym")).unwrap(), Path::new("renamed"));
+    assert_eq!(fs::read(m.p("sym")).unwrap(), b"new");
+
+    // directories: mkdir, listing, rename, rmdir
+    fs::create_dir_all(m.p("d1/d2/d3")).unwrap();
+    for i in 0..300 {
+        fs::write(m.p(&format!("d1/f{i:03}")), i.to_string()).unwrap();
+    }
+    let mut names: Vec<String> = fs::read_dir(m.p("d1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 301);
+    assert_eq!(names[0], "d2");
+    fs::rename(m.p("d1"), m.p("moved")).unwrap();
+    assert_eq!(fs::read_to_string(m.p("moved/f123")).unwrap(), "123");
+    assert_eq!(
+        fs::remove_dir(m.p("moved")).unwrap_err().raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
+
+    // xattrs, including the size probe and ERANGE
+    sh(&m.path, "setfattr -n user.color -v blue hard");
+    assert_eq!(
+        sh(&m.path, "getfattr --only-values -n user.color hard"),
+        "blue"
+    );
+    let out = sh(&m.path, "getfattr -d hard");
+    assert!(out.contains("user.color=\"blue\""), "{out}");
+    sh(&m.path, "setfattr -x user.color hard");
+    let missing = Command::new("getfattr")
+        .args(["-n", "user.color", "hard"])
+        .current_dir(&m.path)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+
+    // chmod, chown, utimes
+    fs::set_permissions(m.p("hard"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(fs::metadata(m.p("hard")).unwrap().mode() & 0o7777, 0o640);
+    std::os::unix::fs::chown(m.p("hard"), Some(1234), Some(5678)).unwrap();
+    let md = fs::metadata(m.p("renamed")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    sh(&m.path, "touch -m -d '2001-02-03 04:05:06 UTC' hard");
+    assert_eq!(fs::metadata(m.p("hard")).unwrap().mtime(), 981_173_106);
+
+    // lseek SEEK_DATA / SEEK_HOLE
+    let fd = fs::File::open(m.p("striped/big")).unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    // SAFETY: lseek on a descriptor we own.
+    let (data, hole) = unsafe {
+        (
+            libc::lseek(raw, 100, libc::SEEK_DATA),
+            libc::lseek(raw, 100, libc::SEEK_HOLE),
+        )
+    };
+    assert_eq!((data, hole), (100, (9 << 20) + 4));
+
+    // df shows the OSTs' capacity.
+    let df = sh(&m.path, "df -B1 --output=size . | tail -1");
+    assert!(df.trim().parse::<u64>().unwrap() > 0, "df: {df}");
+
+    // unlink and rmdir
+    fs::remove_file(m.p("hard")).unwrap();
+    fs::remove_file(m.p("renamed")).unwrap();
+    assert!(fs::metadata(m.p("sym")).is_err(), "dangling symlink");
+    fs::remove_dir_all(m.p("moved")).unwrap();
+    drop(m);
+}
+
+#[test]
+fn listing_stays_correct_while_the_directory_changes() {
+    if !can_mount() {
+        return;
+    }
+    let c = Cluster::start();
+    let m = mount(&c, "mnt", "");
+    let dir = m.p("big-dir");
+    fs::create_dir(&dir).unwrap();
+    // Enough entries (with long names) that a listing takes many getdents calls.
+    let name = |i: usize| format!("entry-with-a-fairly-long-name-{i:05}");
+    const N: usize = 2000;
+    for i in 0..N {
+        fs::write(dir.join(name(i)), b"").unwrap();
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut it = fs::read_dir(&dir).unwrap();
+    for e in it.by_ref().take(N / 4) {
+        *seen.entry(e.unwrap().file_name()).or_insert(0) += 1;
+    }
+    // Remove every third entry and add new ones while the listing is half done.
+    for i in (0..N).step_by(3) {
+        fs::remove_file(dir.join(name(i))).unwrap();
+    }
+    for i in 0..500 {
+        fs::write(dir.join(format!("added-{i}")), b"").unwrap();
+    }
+    for e in it {
+        *seen.entry(e.unwrap().file_name()).or_insert(0) += 1;
+    }
+    for (n, count) in &seen {
+        assert_eq!(*count, 1, "{n:?} listed {count} times");
+    }
+    for i in (0..N).filter(|i| i % 3 != 0) {
+        assert!(
+            seen.contains_key(std::ffi::OsStr::new(&name(i))),
+            "{} missing from the listing",
+            name(i)
+        );
+    }
+    // A rewound (fresh) listing shows exactly the current entries.
+    let now = fs::read_dir(&dir).unwrap().count();
+    assert_eq!(now, N - N.div_ceil(3) + 500);
+}
+
+#[test]
+fn real_tools_on_the_mount() {
+    if !can_mount() {
+        return;
+    }
+    let c = Cluster::start();
+    let mut m = mount(&c, "mnt", "");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    let local = scratch.path();
+    // A local reference tree: this repository's sources.
+    sh(
+        local,
+        &format!(
+            "mkdir ref && cp -a {}/src {}/crates ref/",
+            src.display(),
+            src.display()
+        ),
+    );
+    let mnt = m.path.clone();
+
+    // cp -a in, diff, find, du, ln -s, mv of directories
+    sh(
+        &mnt,
+        &format!(
+            "cp -a {}/ref copy && diff -r {}/ref copy",
+            local.display(),
+            local.display()
+        ),
+    );
+    let local_count = sh(local, "cd ref && find . | wc -l");
+    let mount_count = sh(&mnt, "cd copy && find . | wc -l");
+    assert_eq!(local_count, mount_count);
+    let du = sh(&mnt, "du -s copy | cut -f1");
+    assert!(du.trim().parse::<u64>().unwrap() > 0, "du: {du}");
+    sh(&mnt, "ln -s copy/crates link && test -d link/rustre-fuse");
+    sh(
+        &mnt,
+        "mkdir -p a/b && mv copy a/b/ && mv a z && test -f z/b/copy/src/main.rs",
+    );
+
+    // tar out of the local tree, extracted onto the mount
+    if have("tar") {
+        sh(
+            &mnt,
+            &format!(
+                "tar cf {0}/t.tar -C {0} ref && mkdir x && tar xf {0}/t.tar -C x && diff -r {0}/ref x/ref",
+                local.display()
+            ),
+        );
+    }
+
+    // rsync -a in and out
+    if have("rsync") {
+        sh(
+            &mnt,
+            &format!(
+                "rsync -a {0}/ref/ r/ && rsync -a r/ {0}/back/ && diff -r {0}/ref {0}/back",
+                local.display()
+            ),
+        );
+    }
+
+    // git: init, add, commit, log, status
+    if have("git") {
+        let out = sh(
+            &mnt,
+            "mkdir repo && cd repo && git init -q && cp -a ../z/b/copy/src . \
+             && git add -A && git -c user.name=t -c user.email=t@e commit -qm first \
+             && echo change >> src/main.rs && git status --short && git log --oneline | wc -l",
+        );
+        assert!(out.contains(" M src/main.rs"), "{out}");
+        assert!(out.trim_end().ends_with('1'), "{out}");
+        sh(&mnt, "cd repo && git -c user.name=t -c user.email=t@e commit -qam second && git fsck --no-progress");
+    }
+
+    // sqlite3 with 10k rows in one transaction and an update pass
+    if have("sqlite3") {
+        let mut sql = String::from("create table t(a integer primary key, b text); begin;\n");
+        for i in 0..10_000 {
+            sql.push_str(&format!("insert into t(b) values('row{i}');\n"));
+        }
+        sql.push_str("commit;\n");
+        fs::write(local.join("load.sql"), sql).unwrap();
+        sh(
+            &mnt,
+            &format!("sqlite3 db.sqlite < {}/load.sql", local.display()),
+        );
+        let out = sh(
+            &mnt,
+            "sqlite3 db.sqlite \"update t set b = b || 'x' where a % 2 = 0; \
+             select count(*) from t; select count(*) from t where b like '%x'; pragma integrity_check;\"",
+        );
+        assert_eq!(out, "10000\n5000\nok\n");
+    }
+    assert!(m.unmount(), "unmount was not clean");
+}
+
+#[test]
+fn unlinked_open_file_stays_usable_until_close() {
+    if !can_mount() {
+        return;
+    }
+    let c = Cluster::start();
+    let m = mount(&c, "mnt", "");
+    let path = m.p("victim");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(&vec![b'a'; 100_000]).unwrap();
+    fs::remove_file(&path).unwrap();
+    assert!(!path.exists());
+    f.write_all_at(b"after-unlink", 200_000).unwrap();
+    let md = f.metadata().unwrap();
+    assert_eq!((md.len(), md.nlink()), (200_012, 0));
+    let mut buf = vec![0; 12];
+    f.read_exact_at(&mut buf, 200_000).unwrap();
+    assert_eq!(&buf, b"after-unlink");
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut head = [0u8; 5];
+    f.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"aaaaa");
+    drop(f);
+    // A new file may reuse the name at once.
+    fs::write(&path, b"fresh").unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"fresh");
+}
+
+#[test]
+fn two_mounts_see_each_others_closed_files() {
+    if !can_mount() {
+        return;
+    }
+    let c = Cluster::start();
+    let a = mount(&c, "a", "");
+    let b = mount(&c, "b", "attr_timeout=5,entry_timeout=5");
+    fs::write(a.p("from-a"), b"written by a").unwrap();
+    assert_eq!(fs::read(b.p("from-a")).unwrap(), b"written by a");
+    fs::write(b.p("from-b"), random_bytes(3 << 20, 3)).unwrap();
+    assert_eq!(fs::read(a.p("from-b")).unwrap(), random_bytes(3 << 20, 3));
+
+    // b looks at the file (its kernel caches the attributes for 5 s), a extends it and
+    // closes: b's next open must see the new size and data (close-to-open).
+    fs::write(a.p("grow"), b"one").unwrap();
+    assert_eq!(fs::metadata(b.p("grow")).unwrap().len(), 3);
+    assert_eq!(fs::read(b.p("grow")).unwrap(), b"one");
+    let mut w = fs::OpenOptions::new()
+        .append(true)
+        .open(a.p("grow"))
+        .unwrap();
+    w.write_all(b" two three").unwrap();
+    drop(w);
+    assert_eq!(fs::read(b.p("grow")).unwrap(), b"one two three");
+
+    // A writer that keeps its file open: its size is reported periodically, so the other
+    // mount sees it grow without a close.
+    let mut w = fs::File::create(a.p("log")).unwrap();
+    w.write_all(b"line 1\n").unwrap();
+    assert!(
+        wait_until(WAIT, || fs::read(b.p("log"))
+            .is_ok_and(|d| d == b"line 1\n")),
+        "the open writer's data never showed on the other mount"
+    );
+    drop(w);
+
+    // Replacing a file by renaming a new one over it (how editors and package managers
+    // write): b's cached name still points at the old inode, which is gone; the open and
+    // the stat must find the new file, not fail with ENOENT.
+    fs::write(a.p("config"), b"version 1").unwrap();
+    assert_eq!(fs::read(b.p("config")).unwrap(), b"version 1");
+    fs::write(a.p("config.tmp"), b"version 2!").unwrap();
+    fs::rename(a.p("config.tmp"), a.p("config")).unwrap();
+    assert_eq!(fs::read(b.p("config")).unwrap(), b"version 2!");
+    assert_eq!(fs::metadata(b.p("config")).unwrap().len(), 10);
+
+    // Renames and removals are seen by name once the entry cache lapses.
+    fs::create_dir(a.p("dir")).unwrap();
+    fs::write(a.p("dir/inner"), b"x").unwrap();
+    assert_eq!(fs::read(b.p("dir/inner")).unwrap(), b"x");
+}
+
+#[test]
+fn bad_mount_input_fails_cleanly() {
+    if !can_mount() {
+        return;
+    }
+    let c = Cluster::start();
+    let mnt = c.mountpoint("mnt");
+    let dead = free_addr();
+    let helper_dir = tempfile::tempdir().unwrap();
+    let helper = helper_dir.path().join("mount.fuse.rustre");
+    std::os::unix::fs::symlink(rustre_bin(), &helper).unwrap();
+    let m = mnt.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![&c.mgs, m, "-o", "nonsense"], "unknown mount option"),
+        (vec![&c.mgs, m, "-o", "attr_timeout=abc"], "attr_timeout"),
+        (vec![&c.mgs], "missing mount point"),
+        (vec![&c.mgs, "/nonexistent/mnt"], "/nonexistent/mnt"),
+        (vec![&dead, m], "cannot reach"),
+        (vec!["not-an-address", m], "HOST:PORT"),
+    ];
+    for (args, expect) in cases {
+        let start = Instant::now();
+        let out = run_bounded(Command::new(&helper).args(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            start.elapsed() < WAIT,
+            "{args:?} took {:?}",
+            start.elapsed()
+        );
+        assert!(mount_line(&mnt).is_none(), "{args:?} left a mount");
+        assert!(daemons_of(&mnt).is_empty(), "{args:?} left a daemon");
+    }
+    // The same binary through `rustre mount` refuses bad options too.
+    let out = run_bounded(Command::new(rustre_bin()).args(["mount", &c.mgs, m, "-o", "bogus"]));
+    assert!(!out.status.success());
+    assert!(mount_line(&mnt).is_none());
+
+    // The helper with mount(8)'s calling convention, options it must ignore included,
+    // goes to the background once mounted; umount ends the daemon.
+    let out = run_bounded(Command::new(&helper).args([
+        &c.mgs,
+        m,
+        "-o",
+        "rw,_netdev,defaults,nofail,noauto,x-systemd.requires=network,cache_size=16M",
+        "-n",
+    ]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut mounted = Mounted::adopt(&mnt);
+    assert_eq!(mounted.daemons.len(), 1, "one daemon serves the mount");
+    fs::write(mounted.p("x"), b"y").unwrap();
+    assert!(
+        mounted.unmount(),
+        "umount was not clean or the daemon lingered"
+    );
+}
+
+#[test]
+fn mount_dash_t_fuse_rustre() {
+    if !can_mount() {
+        return;
+    }
+    if !Path::new("/sbin/mount.fuse.rustre").exists() {
+        eprintln!(
+            "skipped: install the helper with `ln -sf $(which rustre) /sbin/mount.fuse.rustre`"
+        );
+        return;
+    }
+    let c = Cluster::start();
+    let mnt = c.mountpoint("mnt");
+    let out = run_bounded(
+        Command::new("mount")
+            .args(["-t", "fuse.rustre", &c.mgs])
+            .arg(&mnt)
+            .args(["-o", "_netdev,allow_other"]),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut m = Mounted::adopt(&mnt);
+    fs::write(m.p("f"), b"via mount(8)").unwrap();
+    assert_eq!(fs::read(m.p("f")).unwrap(), b"via mount(8)");
+    assert!(m.unmount());
+}
+
+#[test]
+fn local_cluster_mounts_in_process() {
+    if !can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mgs = free_addr();
+    let mut p = Proc::start(
+        "local",
+        &[
+            "local",
+            "--data",
+            dir.path().join("data").to_str().unwrap(),
+            "--listen",
+            &mgs,
+            "--mount",
+            mnt.to_str().unwrap(),
+        ],
+    );
+    let mut m = Mounted::adopt(&mnt);
+    m.daemons.clear();
+    fs::write(m.p("f"), b"in-process").unwrap();
+    assert_eq!(fs::read(m.p("f")).unwrap(), b"in-process");
+    // SIGTERM unmounts and ends the process.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+    assert!(
+        wait_until(WAIT, || p.child.try_wait().unwrap().is_some()),
+        "rustre local did not exit on SIGTERM"
+    );
+    assert!(mount_line(&mnt).is_none(), "mount left behind");
+    p.kill();
+}
+
+/// The pjdfstest config for these runs (a copy of the project's shared one).
+fn pjdfstest_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pjdfstest.toml")
+}
+
+#[test]
+fn pjdfstest_passes() {
+    if !can_mount() || !have("pjdfstest") {
+        return;
+    }
+    let c = Cluster::start();
+    let m = mount(&c, "mnt", "allow_other");
+    let work = m.p("pjd");
+    fs::create_dir(&work).unwrap();
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o777)).unwrap();
+    let secondary = tempfile::tempdir().unwrap();
+    let out = Command::new("pjdfstest")
+        .arg("-v")
+        .arg("-c")
+        .arg(pjdfstest_config())
+        .arg("-p")
+        .arg(&work)
+        .arg("-s")
+        .arg(secondary.path())
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("Summary"))
+        .unwrap_or("");
+    // Each failing test with the lines that follow it (its description and error).
+    let mut failed = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim_end().ends_with("FAILED") {
+            failed.extend(lines[i..(i + 6).min(lines.len())].iter().copied());
+        }
+    }
+    assert!(
+        out.status.success() && summary.starts_with("Summary: 0 failed"),
+        "{summary}\n{}\n{}",
+        failed.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs fsx with every operation it knows (tests/data/fsx.toml) for `ops` operations.
+fn run_fsx(ops: u32, seed: u64) {
+    if !can_mount() || !have("fsx") {
+        return;
+    }
+    let c = Cluster::start();
+    let m = mount(&c, "mnt", "");
+    // Striped over both OSTs in 64 KiB units, so operations cross stripe boundaries.
+    fs::create_dir(m.p("striped")).unwrap();
+    setstripe_2x64k(&c, "/striped");
+    let artifacts = tempfile::tempdir().unwrap();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fsx.toml");
+    let out = Command::new("fsx")
+        .args(["-N", &ops.to_string(), "-S", &seed.to_string(), "-f"])
+        .arg(&conf)
+        .arg("-P")
+        .arg(artifacts.path())
+        .arg(m.p("striped/fsx.file"))
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && all.contains("All operations completed A-OK"),
+        "{all}"
+    );
+}
+
+#[test]
+fn fsx_3000_operations() {
+    run_fsx(3000, 99);
+}
+
+#[test]
+#[ignore = "slow (about a minute): cargo test --test mount -- --ignored"]
+fn fsx_20000_operations() {
+    run_fsx(20_000, 1234);
+}
