@@ -342,7 +342,9 @@ impl Client {
     }
 
     /// Reports the size and mtime this client's writes reached on `ino`, if any are unreported.
-    pub async fn report_dirty(&self, ino: Ino) -> Result<(), Error> {
+    /// Buffered data goes to the OSTs first, so no client ever sees a size before its data.
+    pub async fn report_dirty(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
+        self.flush_writes(ino).await?;
         let Some(r) = self.files.pending_report(ino) else {
             return Ok(());
         };
@@ -371,10 +373,16 @@ impl Client {
     }
 
     /// Opens file `ino` with open(2) `flags` and returns a handle.
-    pub async fn open_file(&self, creds: &Creds, ino: Ino, flags: i32) -> Result<Opened, Error> {
+    pub async fn open_file(
+        self: &Arc<Self>,
+        creds: &Creds,
+        ino: Ino,
+        flags: i32,
+    ) -> Result<Opened, Error> {
         if flags & libc::O_TRUNC != 0 {
             // The MDS must know every byte written before it truncates, or the cut misses them.
             self.report_dirty(ino).await?;
+            self.cache.invalidate(ino);
         }
         let attr = self.open(creds, ino, flags).await.map_err(stale_if_gone)?;
         self.opened(creds, attr, flags).await
@@ -383,7 +391,7 @@ impl Client {
     /// Creates (or, without O_EXCL in `flags`, opens an existing) file `name` in `parent`
     /// and returns a handle.
     pub async fn create_file(
-        &self,
+        self: &Arc<Self>,
         creds: &Creds,
         parent: Ino,
         name: &str,
@@ -400,6 +408,10 @@ impl Client {
     async fn opened(&self, creds: &Creds, attr: Attr, flags: i32) -> Result<Opened, Error> {
         match self.files.register(&attr, flags, creds) {
             Ok((fh, keep_cache)) => {
+                if !keep_cache {
+                    // Changed since this client last saw it: cached pages may be stale.
+                    self.cache.invalidate(attr.ino);
+                }
                 let mut attr = attr;
                 self.files.merge(&mut attr);
                 Ok(Opened {
@@ -417,19 +429,31 @@ impl Client {
     }
 
     /// Reads up to `len` bytes at `offset` through handle `fh`; shorter at end of file.
-    pub async fn read_file(&self, fh: u64, offset: u64, len: usize) -> Result<Bytes, Error> {
+    pub async fn read_file(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        len: usize,
+    ) -> Result<Bytes, Error> {
         let f = self.files.handle(fh)?;
+        // Buffered writes of this inode reach the OSTs before anything is read back.
+        self.flush_writes(f.ino).await?;
         let size = self.files.size(f.ino);
         if offset >= size || len == 0 {
             return Ok(Bytes::new());
         }
         let n = (size - offset).min(len as u64) as usize;
-        self.read_data(f.ino, f.layout()?, offset, n).await
+        self.cached_read(f.ino, f.layout()?, offset, n, size).await
     }
 
     /// Writes `data` at `offset` through handle `fh` (at the end of the file for an
     /// O_APPEND handle); returns the bytes written.
-    pub async fn write_file(&self, fh: u64, offset: u64, data: Bytes) -> Result<usize, Error> {
+    pub async fn write_file(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<usize, Error> {
         let f = self.files.handle(fh)?;
         let layout = f.layout()?;
         let len = data.len();
@@ -453,7 +477,14 @@ impl Client {
         if len == 0 {
             return Ok(0);
         }
-        self.write_data(f.ino, layout, offset, data, sync).await?;
+        if sync {
+            self.flush_writes(f.ino).await?;
+            self.cache
+                .invalidate_range(f.ino, layout.stripe_size as u64, offset, len as u64);
+            self.write_data(f.ino, layout, offset, data, true).await?;
+        } else {
+            self.buffered_write(f.ino, layout, offset, data).await?;
+        }
         self.files.wrote(f.ino, end, Timestamp::now(), &f.creds);
         if sync {
             self.report_dirty(f.ino).await?;
@@ -462,14 +493,15 @@ impl Client {
     }
 
     /// close(2) of one descriptor of `fh`: the MDS learns the size and mtime written.
-    pub async fn flush_file(&self, fh: u64) -> Result<(), Error> {
+    pub async fn flush_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
         self.report_dirty(f.ino).await
     }
 
     /// fsync(2): data on the OSTs' disks and size/mtime committed on the MDS.
-    pub async fn fsync_file(&self, fh: u64) -> Result<(), Error> {
+    pub async fn fsync_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
+        self.flush_writes(f.ino).await?;
         // Through any descriptor: data written through another one is the file's too.
         self.sync_objects(f.ino, f.layout()?).await?;
         self.report_dirty(f.ino).await
@@ -477,12 +509,13 @@ impl Client {
 
     /// The last close of handle `fh`: reports what was written and drops the open record
     /// (the MDS destroys an orphan whose last open this was).
-    pub async fn release_file(&self, fh: u64) -> Result<(), Error> {
+    pub async fn release_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let (f, last) = self.files.unregister(fh)?;
         let reported = self.report_dirty(f.ino).await;
         let released = self.release(&f.creds, f.ino).await;
         if last {
             self.files.forget_inode(f.ino);
+            self.forget_writes(f.ino);
         }
         reported.and(released)
     }
@@ -491,7 +524,7 @@ impl Client {
     /// truncate is applied after them; a handle opened for writing (ftruncate) skips the
     /// write-permission check, as Linux does.
     pub async fn setattr_file(
-        &self,
+        self: &Arc<Self>,
         creds: &Creds,
         ino: Ino,
         mut set: SetAttr,
@@ -503,6 +536,9 @@ impl Client {
             }
         }
         self.report_dirty(ino).await?;
+        if set.size.is_some() {
+            self.cache.invalidate(ino);
+        }
         self.setattr(creds, ino, set).await.map_err(stale_if_gone)
     }
 
@@ -526,7 +562,7 @@ impl Client {
     /// the OSTs (objects are sparse) but extend the size as asked; FALLOC_FL_PUNCH_HOLE and
     /// FALLOC_FL_ZERO_RANGE write zeros over the range. Other modes are EOPNOTSUPP.
     pub async fn fallocate_file(
-        &self,
+        self: &Arc<Self>,
         fh: u64,
         offset: u64,
         len: u64,
@@ -560,8 +596,10 @@ impl Client {
     }
 
     /// Writes zeros over `[start, end)` of the file behind `f`.
-    async fn zero_range(&self, f: &OpenFile, start: u64, end: u64) -> Result<(), Error> {
+    async fn zero_range(self: &Arc<Self>, f: &OpenFile, start: u64, end: u64) -> Result<(), Error> {
         let layout = f.layout()?;
+        self.flush_writes(f.ino).await?;
+        self.cache.invalidate(f.ino);
         let zeros = BytesMut::zeroed(ZERO_CHUNK_BYTES).freeze();
         let mut pos = start;
         while pos < end {

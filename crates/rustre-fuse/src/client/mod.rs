@@ -6,15 +6,19 @@
 //! - [`files`]: open-file handles and the sizes this client's writes reached (merged into
 //!   every attribute answer, reported to the MDS on flush, fsync, close and setattr).
 //! - [`dirs`]: directory handles mapping integer offsets to the MDS's name cookies.
+//! - [`cache`]: the page cache and read-ahead for sequential readers.
+//! - [`writeback`]: small writes gathered into stripe-sized sends in the background.
 //! - [`stripe`]: the layout math.
 //! - [`path`]: resolving slash-separated paths for the CLI.
 
+pub mod cache;
 pub mod data;
 pub mod dirs;
 pub mod files;
 pub mod meta;
 pub mod path;
 pub mod stripe;
+pub mod writeback;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,6 +51,8 @@ pub struct Client {
     name: String,
     files: files::Files,
     dirs: dirs::Dirs,
+    cache: cache::PageCache,
+    writeback: writeback::WriteBack,
 }
 
 impl Client {
@@ -61,7 +67,17 @@ impl Client {
             mds_cooldown: Default::default(),
             name: cfg.client_name.clone(),
             files: files::Files::default(),
+            cache: cache::PageCache::default(),
+            writeback: writeback::WriteBack::default(),
             dirs: dirs::Dirs::default(),
+        });
+        let weak = Arc::downgrade(&client);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(writeback::WRITEBACK_TICK).await;
+                let Some(c) = weak.upgrade() else { break };
+                c.send_stale_writes().await;
+            }
         });
         let lease_ms = client.open_session().await?;
         let weak = Arc::downgrade(&client);

@@ -46,8 +46,8 @@ pub struct FuseConfig {
     pub attr_ttl: Duration,
     /// How long the kernel may cache name lookups.
     pub entry_ttl: Duration,
-    /// Bytes the client-side page cache may hold (`cache_size=`). Recorded for the
-    /// user-space page cache; until that exists, caching is the kernel's page cache.
+    /// Bytes the client's page cache and write-back buffers may hold (`cache_size=`;
+    /// 0 sends every read and write straight to the OSTs).
     pub page_cache_bytes: u64,
 }
 
@@ -56,7 +56,7 @@ impl Default for FuseConfig {
         FuseConfig {
             attr_ttl: DEFAULT_TTL,
             entry_ttl: DEFAULT_TTL,
-            page_cache_bytes: 0,
+            page_cache_bytes: crate::client::cache::DEFAULT_CACHE_BYTES as u64,
         }
     }
 }
@@ -76,6 +76,7 @@ pub struct RustreFs {
 impl RustreFs {
     /// An adapter running its calls on the runtime `rt`.
     pub fn new(client: Arc<Client>, rt: Handle, cfg: FuseConfig) -> RustreFs {
+        client.set_cache_bytes(usize::try_from(cfg.page_cache_bytes).unwrap_or(usize::MAX));
         RustreFs {
             client,
             rt,
