@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data benchmark (issue 4), run by hand, not part of CI. See docs/benchmarks.md.
 #
-#   scripts/bench-io.sh            # full run: 3 runs of each measurement, ~15-20 minutes
+#   scripts/bench-io.sh            # full run: 3 runs of each measurement, ~12 minutes here
 #   QUICK=1 scripts/bench-io.sh    # one run of each, smaller sizes, a few minutes
 #
 # One invocation measures three targets side by side, runs interleaved (run 1 on local,
@@ -100,7 +100,10 @@ io_suite() {
   cat "$TARBALL" >/dev/null
   mkdir -p "$d/tree"
   timed "tar x (lower is better)" "$t" tar -xf "$TARBALL" -C "$d/tree"
-  step "tree check after tar x [$t]" python3 "$BENCH_PY" verify-tree "$d/tree" "$TARBALL"
+  # bindfs 1.14.7 (libfuse 2) ignores utimensat with an UTIME_OMIT atime, which is how tar
+  # sets mtimes: its mtimes are the extraction time, so they are not checked there.
+  step "tree check after tar x [$t]" python3 "$BENCH_PY" verify-tree "$d/tree" "$TARBALL" \
+    "$([ "$t" = bindfs ] && echo 0 || echo 1)"
   drop_caches
   timed "tar c (cold, lower is better)" "$t" bash -o pipefail -c "tar -cf - -C '$d/tree' . | wc -c"
   timed "rm -rf (lower is better)" "$t" rm -rf "$d/tree"
@@ -123,8 +126,10 @@ unmount_fs "$BINDFS_MNT"
 # --- rustre only: stripe counts and client memory, 4 OSTs -----------------------------
 start_rustre rustre4 4
 for c in 1 2 4; do
-  mkdir "$R_MNT/sc$c" && "$RUSTRE" --mgs "$R_MGS" setstripe "/sc$c" -c "$c" -S 1M >/dev/null ||
-    warn "cannot set stripe count $c on /sc$c"
+  mkdir "$R_MNT/sc$c"
+  # Retried: right after start the MDS may not know the OSTs yet and says ENOSPC.
+  wait_for 15 "$RUSTRE" --mgs "$R_MGS" setstripe "/sc$c" -c "$c" -S 1M ||
+    warn "cannot set stripe count $c on /sc$c: $("$RUSTRE" --mgs "$R_MGS" setstripe "/sc$c" -c "$c" -S 1M 2>&1)"
 done
 for run in $(seq 1 "$RUNS"); do
   log "=== stripe counts, run $run of $RUNS ==="

@@ -33,6 +33,7 @@ BINDFS_OPTS=${BINDFS_OPTS:-}
 BENCH_TMP=""
 BENCH_MOUNTS=()
 BENCH_PIDS=()
+BENCH_CHILDREN=() # helper subshells of this script: ended unconditionally
 BENCH_ERRORS=0
 BENCH_STEP=0
 
@@ -133,6 +134,7 @@ bench_cleanup() {
   trap - EXIT INT TERM
   [ -n "$BENCH_TMP" ] || exit "$rc"
   log "cleaning up"
+  for i in "${BENCH_CHILDREN[@]}"; do kill "$i" 2>/dev/null; done
   for ((i = ${#BENCH_MOUNTS[@]} - 1; i >= 0; i--)); do unmount_fs "${BENCH_MOUNTS[$i]}"; done
   for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${BENCH_PIDS[$i]}"; done
   if grep -q " $BENCH_TMP" /proc/mounts; then
@@ -213,20 +215,20 @@ stop_rustre() {
   rm -rf --one-file-system "$BENCH_TMP/$name-data"
 }
 
-# Counts warnings/errors in rustre logs and shows the first few (they are worth a look).
+# Counts warnings/errors/panics in rustre logs and shows the distinct ones (with numbers and
+# addresses folded) and how often each came; keeps such a log under BENCH_OUT.
 report_logs() {
-  local n f
+  local n f c
   for n in "$@"; do
     f="$BENCH_TMP/logs/$n.log"
     [ -s "$f" ] || continue
-    local c
     c=$(grep -ciE 'warn|error|panic' "$f")
-    if [ "$c" -gt 0 ]; then
-      warn "$n log has $c warning/error lines; first ones:"
-      grep -iE 'warn|error|panic' "$f" | head -5 >&2
-      cp "$f" "$BENCH_OUT/$BENCH_STAMP-$n.log"
-      warn "full log kept as $BENCH_OUT/$BENCH_STAMP-$n.log"
-    fi
+    [ "$c" -gt 0 ] || continue
+    cp "$f" "$BENCH_OUT/$BENCH_STAMP-$n.log"
+    warn "$n log has $c warning/error/panic lines (kept as $BENCH_OUT/$BENCH_STAMP-$n.log):"
+    sed 's/\x1b\[[0-9;]*m//g' "$f" | grep -iE 'warn|error|panic' |
+      sed -E 's/^[0-9T:.-]+Z +//; s/[0-9]+/N/g' | sort | uniq -c | sort -rn | head -8 >&2
+    echo "$n log: $c warning/error/panic lines, see $BENCH_OUT/$BENCH_STAMP-$n.log" >>"$BENCH_TMP/notes.txt"
   done
 }
 
@@ -290,6 +292,11 @@ print_table() {
     echo "Command: $BENCH_COMMAND"
     echo
     python3 "$BENCH_PY" table "$RESULTS" "$@"
+    if [ -s "$BENCH_TMP/notes.txt" ]; then
+      echo
+      echo "Notes:"
+      sed 's/^/    /' "$BENCH_TMP/notes.txt"
+    fi
     if [ -s "$BENCH_TMP/errors.txt" ]; then
       echo
       echo "Errors ($BENCH_ERRORS):"
@@ -377,7 +384,7 @@ def md5_of(f):
             return h.hexdigest()
         h.update(b)
 
-def manifest_tree(root):
+def manifest_tree(root, mtimes=True):
     out = []
     for dp, dns, fns in os.walk(root):
         dns.sort()
@@ -392,10 +399,10 @@ def manifest_tree(root):
                 out.append(f"{rel} d {m:o} {st.st_uid}:{st.st_gid}")
             else:
                 with open(p, "rb") as f:
-                    out.append(f"{rel} f {m:o} {st.st_uid}:{st.st_gid} {st.st_size} {md5_of(f)} {int(st.st_mtime)}")
+                    out.append(f"{rel} f {m:o} {st.st_uid}:{st.st_gid} {st.st_size} {md5_of(f)} {int(st.st_mtime) if mtimes else '-'}")
     return sorted(out)
 
-def manifest_tar(path):
+def manifest_tar(path, mtimes=True):
     out = []
     with tarfile.open(path) as t:
         for m in t:
@@ -408,13 +415,14 @@ def manifest_tar(path):
             elif m.isdir():
                 out.append(f"{rel} d {m.mode:o} {ids}")
             elif m.isfile():
-                out.append(f"{rel} f {m.mode:o} {ids} {m.size} {md5_of(t.extractfile(m))} {int(m.mtime)}")
+                out.append(f"{rel} f {m.mode:o} {ids} {m.size} {md5_of(t.extractfile(m))} {int(m.mtime) if mtimes else '-'}")
             else:
                 die(f"unexpected member type in {path}: {m.name}")
     return sorted(out)
 
-def cmd_verify_tree(root, tarball):
-    a, b = manifest_tree(root), manifest_tar(tarball)
+def cmd_verify_tree(root, tarball, mtimes="1"):
+    mt = mtimes == "1"
+    a, b = manifest_tree(root, mt), manifest_tar(tarball, mt)
     if a != b:
         sa, sb = set(a), set(b)
         only_tree = sorted(sa - sb)[:5]

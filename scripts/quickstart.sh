@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Quick start: install what is missing, build rustre, and start a single-node cluster (MGS on
-# 127.0.0.1:9400, MDS with the embedded store, two OSTs) in the background.
+# Quick start: install what is missing, build rustre, start a single-node cluster (MGS on
+# 127.0.0.1:9400, MDS with the embedded store, two OSTs) in the background and mount it.
 #   RUSTRE_DATA  data directory        (default /var/lib/rustre)
 #   RUSTRE_LOG   log file              (default /var/log/rustre-local.log)
+#   RUSTRE_MNT   mount point           (default /mnt/rustre)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 data=${RUSTRE_DATA:-/var/lib/rustre}
 log=${RUSTRE_LOG:-/var/log/rustre-local.log}
+mnt=${RUSTRE_MNT:-/mnt/rustre}
 
 ./scripts/install-deps.sh
 cargo build --release
@@ -26,3 +28,9 @@ else
   done
 fi
 "$bin" status
+mkdir -p "$mnt"
+if ! mountpoint -q "$mnt"; then
+  mount -t fuse.rustre 127.0.0.1:9400 "$mnt" -o allow_other
+fi
+df -h "$mnt"
+echo "rustre is mounted on $mnt"

@@ -12,3 +12,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --features fdb --all-targets -- -D warnings
 # Two test threads: the end-to-end tests start clusters and mounts of their own.
 cargo test --workspace -- --test-threads=2
+# The long runs: fsx for 100,000 operations on a mount with the page cache and write-back on.
+cargo test --test mount -- --ignored

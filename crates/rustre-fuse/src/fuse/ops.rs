@@ -31,7 +31,10 @@ const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
     .union(InitFlags::FUSE_READDIRPLUS_AUTO)
     .union(InitFlags::FUSE_PARALLEL_DIROPS)
     .union(InitFlags::FUSE_CACHE_SYMLINKS)
+    // The file system clears setuid/setgid on write, truncate and chown itself (the MDS
+    // does), so the kernel need not ask for security.capability before every write.
     .union(InitFlags::FUSE_HANDLE_KILLPRIV)
+    .union(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
     .union(InitFlags::FUSE_MAX_PAGES);
 
 fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
@@ -645,6 +648,22 @@ impl Filesystem for RustreFs {
         self.spawn(async move {
             reply_empty(reply, c.fallocate_file(fh.0, offset, length, mode).await);
         });
+    }
+
+    /// No ioctl is defined on rustre files: ENOTTY, as for a plain file (quietly: programs
+    /// probe with TCGETS all the time).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(fuser::Errno::ENOTTY);
     }
 
     fn lseek(

@@ -474,8 +474,13 @@ impl Mds {
                 .map(|_| R::Done),
             MdsOp::SetDirLayout { ino, spec } => {
                 if let Some(s) = &spec {
-                    // Reject what could never produce a valid layout now, not at create time.
-                    self.picker.choose(Some(s), None, &self.cluster.map())?;
+                    // Reject what could never produce a valid layout now, not at create time;
+                    // a map that predates the OSTs' registration is refreshed first.
+                    let mut map = self.cluster.map();
+                    if self.picker.choose(Some(s), None, &map).is_err() {
+                        map = self.cluster.refresh().await.unwrap_or(map);
+                    }
+                    self.picker.choose(Some(s), None, &map)?;
                 }
                 self.txn(creds, vec![ino], w, move |tx, c| {
                     attr::set_dir_layout(tx, c, ino, spec.clone())
@@ -563,7 +568,11 @@ impl Mds {
     }
 
     async fn statfs(self: &Arc<Self>) -> Result<FsStats, Error> {
-        let map = self.cluster.map();
+        let mut map = self.cluster.map();
+        if !map.osts.iter().any(|o| o.state == NodeState::Up) {
+            // Right after start the map may predate the OSTs: ask the MGS before saying 0.
+            map = self.cluster.refresh().await.unwrap_or(map);
+        }
         let mut cap = Capacity::default();
         for o in map.osts.iter().filter(|o| o.state == NodeState::Up) {
             cap.total_bytes += o.capacity.total_bytes;
