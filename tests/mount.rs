@@ -862,3 +862,40 @@ fn fsx_3000_operations() {
 fn fsx_100000_operations_with_page_cache_and_write_back() {
     run_fsx(100_000, 1234);
 }
+
+#[test]
+fn tar_of_thousands_of_files_matches_a_local_extraction() {
+    if !can_mount() {
+        return;
+    }
+    // A real source tree of thousands of files: the system's C headers.
+    let headers = Path::new("/usr/include");
+    let scratch = tempfile::tempdir().unwrap();
+    let local = scratch.path();
+    sh(
+        local,
+        "tar cf src.tar -C /usr include && mkdir ref && tar xf src.tar -C ref",
+    );
+    let files: usize = sh(local, "find ref -type f | wc -l")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        files >= 1000 || !headers.exists(),
+        "/usr/include has only {files} files"
+    );
+    let c = Cluster::start();
+    let m = mount(&c, "mnt", "");
+    sh(
+        &m.path,
+        &format!(
+            "mkdir x && tar xf {0}/src.tar -C x && diff -r --no-dereference {0}/ref/include x/include",
+            local.display()
+        ),
+    );
+    let on_mount: usize = sh(&m.path, "find x -type f | wc -l")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(on_mount, files);
+}
