@@ -525,8 +525,11 @@ impl Mds {
     ) -> Result<MdsResponse, Error> {
         let ino = self.alloc_ino_async().await?;
         let mut map = self.cluster.map();
-        if !map.osts.iter().any(|o| o.state == NodeState::Up) {
-            // The map may predate the OSTs' registration: ask the MGS before saying ENOSPC.
+        let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
+        let asked = spec.as_ref().and_then(|s| s.stripe_count).unwrap_or(1) as usize;
+        if up == 0 || asked > up {
+            // The map may predate some OSTs' registration: ask the MGS before handing out
+            // fewer stripes than asked for (or ENOSPC).
             map = self.cluster.refresh().await.unwrap_or(map);
         }
         let this = self.clone();
