@@ -12,7 +12,7 @@
 //!
 //! All keys the suite touches live under [`SUITE_PREFIX`], which it clears before and after.
 
-use super::fjall_store::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use super::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use super::{Kv, KvError, Transaction};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;

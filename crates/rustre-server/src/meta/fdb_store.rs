@@ -37,7 +37,7 @@
 //! requires the network to be stopped before the process exits. Nothing else in the process
 //! may select the FDB API version or boot the network.
 
-use super::fjall_store::{MAX_KEY_BYTES, MAX_TX_BYTES, MAX_VALUE_BYTES};
+use super::limits::{self, TxBudget, MAX_KEY_BYTES, MAX_TX_BYTES};
 use super::{Backend, KeyValue, KvError, Transaction, KV_MAX_RETRIES};
 use foundationdb::api::{FdbApiBuilder, NetworkAutoStop};
 use foundationdb::options::{DatabaseOption, MutationType, StreamingMode};
@@ -155,7 +155,7 @@ impl Backend for FdbStore {
                 trx: &trx,
                 prefix: &self.prefix,
                 error: None,
-                bytes: 0,
+                bytes: TxBudget::default(),
             };
             let commit = body(&mut ftx);
             (commit, ftx.error)
@@ -187,7 +187,7 @@ struct FdbTx<'a> {
     /// The error that ends the transaction: the first one, unless a retryable one follows.
     error: Option<KvError>,
     /// Bytes of keys and values written so far (see [`MAX_TX_BYTES`]).
-    bytes: usize,
+    bytes: TxBudget,
 }
 
 impl FdbTx<'_> {
@@ -215,36 +215,19 @@ impl FdbTx<'_> {
 
     /// Checks a key (with prefix) against [`MAX_KEY_BYTES`].
     fn check_key(&mut self, key: &[u8]) -> Result<(), KvError> {
-        let len = self.prefix.len() + key.len();
-        if len > MAX_KEY_BYTES {
-            return Err(self.fail(KvError::Storage(format!(
-                "key of {len} bytes (with prefix) exceeds the {MAX_KEY_BYTES}-byte limit"
-            ))));
-        }
-        Ok(())
+        limits::check_key(self.prefix.len() + key.len()).map_err(|e| self.fail(e))
     }
 
     /// Checks a write of `key` (and `value`) against the limits and counts its bytes.
     fn check_write(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
         self.check_key(key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(self.fail(KvError::Storage(format!(
-                "value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit",
-                value.len()
-            ))));
-        }
+        limits::check_value(value.len()).map_err(|e| self.fail(e))?;
         self.count(self.prefix.len() + key.len() + value.len())
     }
 
     /// Counts `n` more bytes written against [`MAX_TX_BYTES`].
     fn count(&mut self, n: usize) -> Result<(), KvError> {
-        self.bytes = self.bytes.saturating_add(n);
-        if self.bytes > MAX_TX_BYTES {
-            return Err(self.fail(KvError::Storage(format!(
-                "transaction exceeds the {MAX_TX_BYTES}-byte limit"
-            ))));
-        }
-        Ok(())
+        self.bytes.count(n).map_err(|e| self.fail(e))
     }
 }
 

@@ -69,11 +69,12 @@
 //!
 //! # Limits
 //!
-//! Both backends enforce FoundationDB's limits ([`MAX_KEY_BYTES`], [`MAX_VALUE_BYTES`],
-//! [`MAX_TX_BYTES`]) so that code which would fail on FDB fails in tests here too. A write
+//! Both backends enforce FoundationDB's limits ([`limits`]: key, value and transaction sizes)
+//! so that code which would fail on FDB fails in tests here too. A write
 //! that breaks a limit is not applied; the transaction then fails with
 //! [`KvError::Storage`] whatever the closure returned.
 
+use super::limits::{self, TxBudget};
 use super::{Backend, KeyValue, KvError, Transaction};
 use fjall::{
     Conflict, KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace,
@@ -81,13 +82,6 @@ use fjall::{
 };
 use std::path::{Path, PathBuf};
 
-/// Largest key, in bytes (FoundationDB's limit; fjall's own is 65,536).
-pub(crate) const MAX_KEY_BYTES: usize = 10_000;
-/// Largest value, in bytes (FoundationDB's limit).
-pub(crate) const MAX_VALUE_BYTES: usize = 100_000;
-/// Largest transaction, in bytes of keys and values written (FoundationDB's hard limit is
-/// 10,000,000 bytes of mutations and conflict ranges; a clear_range counts its two bounds).
-pub(crate) const MAX_TX_BYTES: usize = 10_000_000;
 /// Name of the single keyspace holding all metadata.
 const KEYSPACE: &str = "meta";
 /// File name suffix of fjall's journals (`{id}.jnl` in the database directory).
@@ -146,7 +140,7 @@ impl Backend for FjallStore {
                 tx: &mut tx,
                 keyspace: &self.keyspace,
                 error: None,
-                bytes: 0,
+                bytes: TxBudget::default(),
             };
             let commit = body(&mut ftx);
             (commit, ftx.error)
@@ -206,8 +200,8 @@ struct FjallTx<'a> {
     tx: &'a mut WriteTransaction,
     keyspace: &'a OptimisticTxKeyspace,
     error: Option<KvError>,
-    /// Bytes of keys and values written so far (see [`MAX_TX_BYTES`]).
-    bytes: usize,
+    /// Bytes of keys and values written so far (see [`limits::MAX_TX_BYTES`]).
+    bytes: TxBudget,
 }
 
 impl FjallTx<'_> {
@@ -219,38 +213,21 @@ impl FjallTx<'_> {
         e
     }
 
-    /// Checks a key against [`MAX_KEY_BYTES`].
+    /// Checks a key against [`limits::MAX_KEY_BYTES`].
     fn check_key(&mut self, key: &[u8]) -> Result<(), KvError> {
-        if key.len() > MAX_KEY_BYTES {
-            return Err(self.fail(KvError::Storage(format!(
-                "key of {} bytes exceeds the {MAX_KEY_BYTES}-byte limit",
-                key.len()
-            ))));
-        }
-        Ok(())
+        limits::check_key(key.len()).map_err(|e| self.fail(e))
     }
 
     /// Checks a write of `key` (and `value`) against the limits and counts its bytes.
     fn check_write(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
         self.check_key(key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(self.fail(KvError::Storage(format!(
-                "value of {} bytes exceeds the {MAX_VALUE_BYTES}-byte limit",
-                value.len()
-            ))));
-        }
+        limits::check_value(value.len()).map_err(|e| self.fail(e))?;
         self.count(key.len() + value.len())
     }
 
-    /// Counts `n` more bytes written against [`MAX_TX_BYTES`].
+    /// Counts `n` more bytes written against [`limits::MAX_TX_BYTES`].
     fn count(&mut self, n: usize) -> Result<(), KvError> {
-        self.bytes = self.bytes.saturating_add(n);
-        if self.bytes > MAX_TX_BYTES {
-            return Err(self.fail(KvError::Storage(format!(
-                "transaction exceeds the {MAX_TX_BYTES}-byte limit"
-            ))));
-        }
-        Ok(())
+        self.bytes.count(n).map_err(|e| self.fail(e))
     }
 }
 

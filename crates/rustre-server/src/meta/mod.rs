@@ -17,6 +17,7 @@ pub(crate) mod conformance;
 mod fdb_store;
 mod fjall_store;
 mod group_commit;
+mod limits;
 
 use std::path::Path;
 use std::sync::Arc;
