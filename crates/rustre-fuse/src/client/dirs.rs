@@ -186,50 +186,42 @@ impl Client {
             });
         }
         let at = offset.max(DOTDOT_OFFSET);
-        if !st.continues(at) {
-            let after = if at == DOTDOT_OFFSET {
-                None
-            } else {
-                match st.names.get(&at) {
-                    Some(name) => Some(name.clone()),
-                    // An offset never handed out (or long forgotten): the end.
-                    None => return Ok(out),
-                }
-            };
-            let (page, eof) = self
-                .readdir(
-                    &dir.creds,
-                    dir.ino,
-                    after.as_deref(),
-                    DIR_PAGE_ENTRIES,
-                    true,
-                )
-                .await?;
-            st.fill(at, page, eof);
+        if !st.continues(at) && !self.fetch_after(&dir, &mut st, at).await? {
+            return Ok(out);
         }
         while st.buffer.front().is_some_and(|l| l.offset <= at) {
             st.buffer.pop_front();
         }
         st.base = at;
-        if st.buffer.is_empty() && !st.eof {
-            let after = match st.names.get(&at) {
-                Some(name) => Some(name.clone()),
-                None if at == DOTDOT_OFFSET => None,
-                None => return Ok(out),
-            };
-            let (page, eof) = self
-                .readdir(
-                    &dir.creds,
-                    dir.ino,
-                    after.as_deref(),
-                    DIR_PAGE_ENTRIES,
-                    true,
-                )
-                .await?;
-            st.fill(at, page, eof);
+        if st.buffer.is_empty() && !st.eof && !self.fetch_after(&dir, &mut st, at).await? {
+            return Ok(out);
         }
         out.extend(st.buffer.iter().cloned());
         Ok(out)
+    }
+
+    /// Fetches into `st` the page of `dir` that follows offset `at`. False when `at` is an
+    /// offset this handle never handed out (or long forgot): the listing ends there.
+    async fn fetch_after(&self, dir: &OpenDir, st: &mut DirState, at: u64) -> Result<bool, Error> {
+        let after = if at == DOTDOT_OFFSET {
+            None
+        } else {
+            match st.names.get(&at) {
+                Some(name) => Some(name.clone()),
+                None => return Ok(false),
+            }
+        };
+        let (page, eof) = self
+            .readdir(
+                &dir.creds,
+                dir.ino,
+                after.as_deref(),
+                DIR_PAGE_ENTRIES,
+                true,
+            )
+            .await?;
+        st.fill(at, page, eof);
+        Ok(true)
     }
 
     /// Closes directory handle `fh`.
