@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rustre_proto::cluster::Cluster;
 use rustre_proto::msg::mds::{FsStats, MdsOp, MdsRequest, MdsResponse, READDIR_MAX_ENTRIES};
-use rustre_proto::msg::mgs::NodeState;
+use rustre_proto::msg::mgs::{ClusterMap, NodeState};
 use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, Timestamp, MAX_GROUPS, ROOT_INO};
 use rustre_proto::rpc::server::{self, Handler, Reply};
 use rustre_proto::Error;
@@ -474,12 +474,8 @@ impl Mds {
                 .map(|_| R::Done),
             MdsOp::SetDirLayout { ino, spec } => {
                 if let Some(s) = &spec {
-                    // Reject what could never produce a valid layout now, not at create time;
-                    // a map that predates the OSTs' registration is refreshed first.
-                    let mut map = self.cluster.map();
-                    if self.picker.choose(Some(s), None, &map).is_err() {
-                        map = self.cluster.refresh().await.unwrap_or(map);
-                    }
+                    // Reject what could never produce a valid layout now, not at create time.
+                    let map = self.map_for(Some(s)).await;
                     self.picker.choose(Some(s), None, &map)?;
                 }
                 self.txn(creds, vec![ino], w, move |tx, c| {
@@ -524,14 +520,7 @@ impl Mds {
         spec: Option<rustre_proto::msg::LayoutSpec>,
     ) -> Result<MdsResponse, Error> {
         let ino = self.alloc_ino_async().await?;
-        let mut map = self.cluster.map();
-        let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
-        let asked = spec.as_ref().and_then(|s| s.stripe_count).unwrap_or(1) as usize;
-        if up == 0 || asked > up {
-            // The map may predate some OSTs' registration: ask the MGS before handing out
-            // fewer stripes than asked for (or ENOSPC).
-            map = self.cluster.refresh().await.unwrap_or(map);
-        }
+        let map = self.map_for(spec.as_ref()).await;
         let this = self.clone();
         self.txn(creds, vec![parent], w, move |tx, c| {
             let created = match store::dentry(tx, parent, &name)? {
@@ -570,12 +559,24 @@ impl Mds {
         .map(MdsResponse::Attr)
     }
 
-    async fn statfs(self: &Arc<Self>) -> Result<FsStats, Error> {
-        let mut map = self.cluster.map();
-        if !map.osts.iter().any(|o| o.state == NodeState::Up) {
-            // Right after start the map may predate the OSTs: ask the MGS before saying 0.
-            map = self.cluster.refresh().await.unwrap_or(map);
+    /// The cluster map to place a layout `spec` with (or to sum capacity with). The map is
+    /// followed once a second, so right after start it may predate some OSTs' registration:
+    /// when it shows fewer OSTs up than `spec` asks for (or none), it is re-read from the
+    /// MGS first, rather than handing out fewer stripes than asked, ENOSPC or a size of 0.
+    async fn map_for(&self, spec: Option<&rustre_proto::msg::LayoutSpec>) -> Arc<ClusterMap> {
+        let map = self.cluster.map();
+        let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
+        let asked = spec
+            .and_then(|s| s.osts.as_ref().map(|o| o.len() as u32).or(s.stripe_count))
+            .unwrap_or(1) as usize;
+        if up == 0 || asked > up {
+            return self.cluster.refresh().await.unwrap_or(map);
         }
+        map
+    }
+
+    async fn statfs(self: &Arc<Self>) -> Result<FsStats, Error> {
+        let map = self.map_for(None).await;
         let mut cap = Capacity::default();
         for o in map.osts.iter().filter(|o| o.state == NodeState::Up) {
             cap.total_bytes += o.capacity.total_bytes;
