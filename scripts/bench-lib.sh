@@ -175,13 +175,15 @@ start_bindfs() {
 
 # start_rustre NAME OSTS: a fresh `rustre local` cluster (data under $BENCH_TMP/NAME-data)
 # and a `rustre mount` client on $BENCH_TMP/NAME. Sets R_MGS, R_SPID (cluster process),
-# R_CPID (client process), R_MNT.
+# R_CPID (client process), R_MNT, and exports RUSTRE_SECRET_FILE (the cluster's secret, which
+# `rustre local` creates in its data directory) for every later rustre command.
 start_rustre() {
   local name=$1 osts=$2 port
   local data="$BENCH_TMP/$name-data" mnt="$BENCH_TMP/$name"
   mkdir -p "$data" "$mnt"
   port=$(free_port)
   R_MGS="127.0.0.1:$port"
+  export RUSTRE_SECRET_FILE="$data/cluster.secret"
   # shellcheck disable=SC2086
   "$RUSTRE" local --data "$data" --osts "$osts" --listen "$R_MGS" $RUSTRE_LOCAL_OPTS \
     >"$BENCH_TMP/logs/$name-server.log" 2>&1 &

@@ -4,12 +4,15 @@
 #   RUSTRE_DATA  data directory        (default /var/lib/rustre)
 #   RUSTRE_LOG   log file              (default /var/log/rustre-local.log)
 #   RUSTRE_MNT   mount point           (default /mnt/rustre)
+#   RUSTRE_SECRET_FILE  cluster secret (default /etc/rustre/cluster.secret, the path every
+#                rustre command and mount reads by default: created here if missing, mode 0600)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 data=${RUSTRE_DATA:-/var/lib/rustre}
 log=${RUSTRE_LOG:-/var/log/rustre-local.log}
 mnt=${RUSTRE_MNT:-/mnt/rustre}
+export RUSTRE_SECRET_FILE=${RUSTRE_SECRET_FILE:-/etc/rustre/cluster.secret}
 
 ./scripts/install-deps.sh
 cargo build --release
@@ -21,7 +24,9 @@ if "$bin" status >/dev/null 2>&1; then
   echo "a rustre cluster already answers on 127.0.0.1:9400"
 else
   mkdir -p "$data"
-  nohup "$bin" local --data "$data" --osts 2 >"$log" 2>&1 &
+  # `rustre local` creates the secret if it is missing; `rustre status` and mount(8) below
+  # (and later ones, without options) read it from the default path.
+  nohup "$bin" local --data "$data" --osts 2 --secret-file "$RUSTRE_SECRET_FILE" >"$log" 2>&1 &
   for _ in $(seq 1 50); do
     "$bin" status 2>/dev/null | grep -q '^OST0001 .* up' && break
     sleep 0.2

@@ -1,11 +1,12 @@
 //! Client and admin commands that work without a mount, through the client library.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustre_fuse::client::{path, ClientConfig};
 use rustre_fuse::Client;
+use rustre_proto::auth::{self, ClusterKey};
 use rustre_proto::cluster::fetch_map;
 use rustre_proto::frame::Service;
 use rustre_proto::msg::mgs::NodeState;
@@ -16,6 +17,20 @@ use rustre_proto::rpc::client::Peer;
 pub struct Global {
     pub mgs: String,
     pub cluster: String,
+    /// `--secret-file` (or `RUSTRE_SECRET_FILE`), if given.
+    pub secret_file: Option<PathBuf>,
+}
+
+impl Global {
+    /// The secret file to use: the one given, else the default.
+    pub fn secret_path(&self) -> PathBuf {
+        auth::secret_file_or_default(self.secret_file.as_deref())
+    }
+
+    /// The cluster secret, from the secret file.
+    pub fn key(&self) -> Result<ClusterKey, String> {
+        ClusterKey::load(&self.secret_path()).map_err(|e| e.to_string())
+    }
 }
 
 /// Largest buffer `put` and `get` move at once.
@@ -49,6 +64,7 @@ async fn connect(g: &Global) -> Result<Arc<Client>, String> {
         mgs_addr: g.mgs.clone(),
         cluster: g.cluster.clone(),
         client_name: format!("rustre-cli-{}", std::process::id()),
+        key: g.key()?,
     };
     Client::connect(&cfg)
         .await
@@ -71,7 +87,8 @@ fn human(bytes: u64) -> String {
 }
 
 pub async fn status(g: &Global) -> Result<(), String> {
-    let mgs = Peer::new(&g.mgs, Service::Mgs, &g.cluster, "rustre-status", 1);
+    let key = g.key()?;
+    let mgs = Peer::new(&g.mgs, Service::Mgs, &g.cluster, "rustre-status", &key, 1);
     let map = fetch_map(&mgs)
         .await
         .map_err(|e| format!("cannot reach the MGS at {}: {e}", g.mgs))?;

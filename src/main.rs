@@ -24,6 +24,11 @@ struct Cli {
     /// Cluster name every connection must agree on.
     #[arg(long, global = true, env = "RUSTRE_CLUSTER", default_value = "rustre")]
     cluster: String,
+    /// File holding the cluster secret every connection proves (mode 0600)
+    /// [default: /etc/rustre/cluster.secret; for `local`: DATA/cluster.secret, created if
+    /// missing].
+    #[arg(long, global = true, env = "RUSTRE_SECRET_FILE", value_name = "PATH")]
+    secret_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -82,7 +87,8 @@ enum Cmd {
         /// Directory to mount on.
         mountpoint: PathBuf,
         /// Mount options, comma-separated (allow_other, ro, default_permissions,
-        /// attr_timeout=S, entry_timeout=S, cache_size=BYTES, cluster=NAME, debug).
+        /// attr_timeout=S, entry_timeout=S, cache_size=BYTES, cluster=NAME,
+        /// secret_file=PATH, debug).
         #[arg(short = 'o')]
         options: Vec<String>,
         /// Stay in the foreground.
@@ -91,6 +97,14 @@ enum Cmd {
     },
     /// Run a whole single-node cluster (MGS + MDS + N OSTs) in one process.
     Local(server_cmds::LocalArgs),
+    /// Create a new cluster secret file (mode 0600).
+    ///
+    /// Writes it at PATH, else at --secret-file or its default; copy it to every node and
+    /// client of the cluster. Never replaces a file.
+    GenSecret {
+        /// Where to write it.
+        path: Option<PathBuf>,
+    },
     /// Show every node: up or down, capacity, usage.
     Status,
     /// Show capacity and usage of the file system and of each OST.
@@ -174,6 +188,7 @@ fn main() {
                 options,
                 *foreground,
                 cluster,
+                cli.secret_file.as_deref(),
             ) {
                 Ok(args) => rustre_fuse::mount::run(args),
                 Err(e) => {
@@ -205,6 +220,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let g = client_cmds::Global {
         mgs: cli.mgs,
         cluster: cli.cluster,
+        secret_file: cli.secret_file,
     };
     match cli.cmd {
         Cmd::Mgs { listen, data, fdb } => server_cmds::mgs(&g, &listen, data, fdb).await,
@@ -223,6 +239,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => server_cmds::oss(&g, &listen, advertise, indexes, dirs).await,
         Cmd::Mount { .. } => unreachable!("mount runs before the runtime starts"),
         Cmd::Local(args) => server_cmds::local(&g, args).await,
+        Cmd::GenSecret { path } => server_cmds::gen_secret(&g, path),
         Cmd::Status => client_cmds::status(&g).await,
         Cmd::Df => client_cmds::df(&g).await,
         Cmd::Put {

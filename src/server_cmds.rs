@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use rustre_fuse::mount::InProcessMount;
+use rustre_proto::auth::ClusterKey;
 use rustre_proto::msg::mgs::LayoutDefaults;
 use rustre_server::meta::{self, StoreConfig};
 use rustre_server::{local, mds, mgs, oss};
@@ -119,6 +120,7 @@ pub async fn mgs(
         (None, Some(d)) => StoreConfig::Embedded(mgs::embedded_store_dir(d)),
         (None, None) => return Err(NO_STORE.into()),
     };
+    let key = g.key()?;
     if let Some(d) = &data {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
@@ -127,6 +129,7 @@ pub async fn mgs(
         store,
         legacy_registry_dir: data,
         cluster: g.cluster.clone(),
+        key,
         defaults: LayoutDefaults::default(),
     };
     mgs::run(cfg, l, shutdown_on_signal())
@@ -148,6 +151,7 @@ pub async fn mds(
         (None, Some(d)) => StoreConfig::Embedded(mds::embedded_store_dir(&d)),
         (None, None) => return Err(NO_STORE.into()),
     };
+    let key = g.key()?;
     let l = bind(listen).await?;
     let advertise_addr = advertise(adv, l.local_addr().map_err(|e| e.to_string())?)?;
     let kv = store.open().map_err(|e| format!("{store}: {e}"))?;
@@ -155,6 +159,7 @@ pub async fn mds(
         mgs_addr: g.mgs.clone(),
         advertise_addr,
         cluster: g.cluster.clone(),
+        key,
         durable,
         session_lease_ms: mds::SESSION_LEASE_MS,
     };
@@ -177,6 +182,7 @@ pub async fn oss(
             dirs.len()
         ));
     }
+    let key = g.key()?;
     for d in &dirs {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
@@ -186,6 +192,7 @@ pub async fn oss(
         mgs_addr: g.mgs.clone(),
         advertise_addr,
         cluster: g.cluster.clone(),
+        key,
         osts: indexes.into_iter().zip(dirs).collect(),
     };
     oss::run(cfg, l, shutdown_on_signal())
@@ -193,7 +200,24 @@ pub async fn oss(
         .map_err(|e| e.to_string())
 }
 
+/// Where `rustre local` keeps the cluster secret unless told otherwise.
+pub const LOCAL_SECRET_FILE: &str = "cluster.secret";
+
 pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
+    // The secret: --secret-file (or RUSTRE_SECRET_FILE), else DATA/cluster.secret; created
+    // when missing, so a first `rustre local` needs no preparation.
+    let secret_file = g
+        .secret_file
+        .clone()
+        .unwrap_or_else(|| args.data.join(LOCAL_SECRET_FILE));
+    let (key, created) = ClusterKey::load_or_create(&secret_file).map_err(|e| e.to_string())?;
+    if created {
+        eprintln!(
+            "created the cluster secret {} (mode 0600): clients need it (--secret-file, \
+             RUSTRE_SECRET_FILE or the mount option secret_file=)",
+            secret_file.display()
+        );
+    }
     let mut signal = shutdown_on_signal();
     // The servers stop only after the mount is gone, so its last calls still get answers.
     let (stop_servers, shutdown) = watch::channel(false);
@@ -204,6 +228,7 @@ pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
         store: None,
         mgs_listen: args.listen,
         cluster: g.cluster.clone(),
+        key: key.clone(),
         defaults: LayoutDefaults::default(),
         durable: !args.relaxed,
         session_lease_ms: mds::SESSION_LEASE_MS,
@@ -212,15 +237,20 @@ pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     eprintln!(
-        "rustre local cluster {:?} up: MGS {}, MDS {:?}, OSS {} ({} OSTs)",
-        g.cluster, running.mgs_addr, running.mds_addrs, running.oss_addr, args.osts
+        "rustre local cluster {:?} up: MGS {}, MDS {:?}, OSS {} ({} OSTs), secret {}",
+        g.cluster,
+        running.mgs_addr,
+        running.mds_addrs,
+        running.oss_addr,
+        args.osts,
+        secret_file.display()
     );
     let mounted = match &args.mount {
         Some(mnt) => {
             let mut opts = vec![format!("cluster={}", g.cluster)];
             opts.extend(args.mount_options.iter().cloned());
             let mgs = running.mgs_addr.to_string();
-            let m = InProcessMount::start(&mgs, mnt, &opts, args.osts as usize).await?;
+            let m = InProcessMount::start(&mgs, mnt, &opts, args.osts as usize, &key).await?;
             eprintln!("mounted on {}", m.mountpoint().display());
             Some(m)
         }
@@ -233,4 +263,16 @@ pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
     };
     let _ = stop_servers.send(true);
     stopped
+}
+
+/// `rustre gen-secret [PATH]`: a new secret file, never replacing one.
+pub fn gen_secret(g: &Global, path: Option<PathBuf>) -> Result<(), String> {
+    let path = path.unwrap_or_else(|| g.secret_path());
+    ClusterKey::create(&path).map_err(|e| e.to_string())?;
+    println!(
+        "wrote a new cluster secret to {} (mode 0600); copy it, with that mode, to every node \
+         and client of the cluster",
+        path.display()
+    );
+    Ok(())
 }

@@ -239,3 +239,147 @@ fn cli_errors_are_one_line_and_nonzero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+/// `rustre --secret-file FILE ARGS` against `mgs` (the explicit option beats the tests'
+/// `RUSTRE_SECRET_FILE`).
+fn cli_with_secret(mgs: &str, secret: &std::path::Path, args: &[&str]) -> std::process::Output {
+    rustre_command()
+        .arg("--mgs")
+        .arg(mgs)
+        .arg("--secret-file")
+        .arg(secret)
+        .args(args)
+        .output()
+        .expect("run rustre")
+}
+
+/// The one line a failed command printed, after checking it failed.
+fn one_line_failure(out: &std::process::Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{what} succeeded");
+    assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+    err
+}
+
+#[test]
+fn peers_without_the_cluster_secret_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::start();
+    let m = &c.mgs_addr;
+    let right = std::fs::read_to_string(test_secret_file()).unwrap();
+
+    // A secret of another cluster, made by `rustre gen-secret`: mode 0600, never replaced.
+    let wrong = c.dir.path().join("wrong.secret");
+    let out = rustre_command()
+        .args(["gen-secret", wrong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mode = std::fs::metadata(&wrong).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let wrong_secret = std::fs::read_to_string(&wrong).unwrap();
+    let again = rustre_command()
+        .args(["gen-secret", wrong.to_str().unwrap()])
+        .output()
+        .unwrap();
+    one_line_failure(&again, "gen-secret over an existing file");
+    assert_eq!(std::fs::read_to_string(&wrong).unwrap(), wrong_secret);
+
+    // The wrong secret: refused, with a clear one-line error and a non-zero exit, by the MGS
+    // (status), and by every server a client command reaches.
+    for args in [&["status"][..], &["ls", "/"], &["mkdir", "/nope"]] {
+        let out = cli_with_secret(m, &wrong, args);
+        let err = one_line_failure(&out, &format!("{args:?} with the wrong secret"));
+        assert!(
+            err.contains("authentication failed") && err.contains("wrong cluster secret"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains(right.trim()) && !err.contains(wrong_secret.trim()));
+    }
+
+    // No secret file.
+    let missing = c.dir.path().join("missing.secret");
+    let err = one_line_failure(&cli_with_secret(m, &missing, &["status"]), "no secret");
+    assert!(
+        err.contains("no such file") && err.contains("missing.secret"),
+        "{err}"
+    );
+
+    // The right secret in a file others may read: refused before connecting.
+    let open = c.dir.path().join("open.secret");
+    std::fs::write(&open, &right).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = one_line_failure(&cli_with_secret(m, &open, &["status"]), "mode 0644");
+    assert!(
+        err.contains("chmod 600") && err.contains("open.secret"),
+        "{err}"
+    );
+    assert!(!err.contains(right.trim()));
+
+    // The right secret works (here named explicitly, too).
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = cli_with_secret(m, &open, &["status"]);
+    assert!(out.status.success(), "{out:?}");
+    cli_ok(m, &["mkdir", "/yes"]);
+
+    // A server with the wrong secret cannot join: an MDS stops with the reason.
+    let mds = rustre_command()
+        .args(["--mgs", m, "--secret-file", wrong.to_str().unwrap(), "mds"])
+        .args(["--listen", &free_addr(), "--data"])
+        .arg(c.dir.path().join("mds-wrong"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&mds.stderr);
+    assert!(!mds.status.success(), "an MDS with the wrong secret ran");
+    assert!(err.contains("authentication failed"), "{err}");
+}
+
+#[test]
+fn a_server_logs_refused_peers_by_address_without_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let log = dir.path().join("mgs.log");
+    let mut mgs = rustre_command()
+        .args(["mgs", "--listen", &addr, "--data"])
+        .arg(dir.path().join("mgs"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || cli(
+        &addr,
+        &["status"]
+    )
+    .status
+    .success()));
+    let wrong = dir.path().join("wrong.secret");
+    rustre_proto::auth::ClusterKey::create(&wrong).unwrap();
+    assert!(!cli_with_secret(&addr, &wrong, &["status"]).status.success());
+    // A peer that skips the handshake and sends garbage is refused too.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let _ = s.write_all(&[0x42; 64]);
+    }
+    let logged = wait_until(Duration::from_secs(5), || {
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        l.matches("refused connection").count() >= 2
+    });
+    let _ = mgs.kill();
+    let _ = mgs.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(logged, "refusals not logged:\n{text}");
+    assert!(
+        text.contains("WARN") && text.contains("127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cluster secret"),
+        "the reason is not logged:\n{text}"
+    );
+    for secret in [test_secret_file(), wrong.as_path()] {
+        let s = std::fs::read_to_string(secret).unwrap();
+        assert!(!text.contains(s.trim()), "a secret reached the log");
+    }
+}

@@ -40,6 +40,7 @@ async fn start(lease_ms: u64) -> TestCluster {
         store: common::test_store("metadata"),
         mgs_listen: "127.0.0.1:0".parse().unwrap(),
         cluster: "test".into(),
+        key: common::test_key(),
         defaults: Default::default(),
         durable: true,
         session_lease_ms: lease_ms,
@@ -60,6 +61,7 @@ async fn connect(mgs: &str) -> Arc<Client> {
     let cfg = ClientConfig {
         mgs_addr: mgs.to_string(),
         cluster: "test".into(),
+        key: common::test_key(),
         client_name: "test".into(),
     };
     // The MDS and OSTs register a moment after the MGS is up.
@@ -628,7 +630,7 @@ async fn a_retried_mutation_returns_its_recorded_result() {
     use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse};
     use rustre_proto::rpc::client::Peer;
     let t = start(30_000).await;
-    let peer = Peer::new(&t.mds, Service::Mds, "test", "raw", 1);
+    let peer = Peer::new(&t.mds, Service::Mds, "test", "raw", &common::test_key(), 1);
     let session = t.client.session();
     let call = |seq: u64, op: MdsOp| {
         let req = MdsRequest {

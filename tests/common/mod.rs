@@ -9,9 +9,35 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use rustre_proto::auth::{ClusterKey, SECRET_FILE_ENV};
+
 /// The `rustre` binary under test.
 pub fn rustre_bin() -> &'static str {
     env!("CARGO_BIN_EXE_rustre")
+}
+
+/// The cluster secret file of every test cluster and client (processes get it through
+/// `RUSTRE_SECRET_FILE`): one per target directory, created on first use and shared by every
+/// test binary.
+pub fn test_secret_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rustre-test-cluster.secret");
+        ClusterKey::load_or_create(&p).unwrap_or_else(|e| panic!("{e}"));
+        p
+    })
+}
+
+/// The secret in [`test_secret_file`], for in-process clusters and clients.
+pub fn test_key() -> ClusterKey {
+    ClusterKey::load(test_secret_file()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `rustre` as a command holding the tests' cluster secret (through `RUSTRE_SECRET_FILE`).
+pub fn rustre_command() -> Command {
+    let mut cmd = Command::new(rustre_bin());
+    cmd.env(SECRET_FILE_ENV, test_secret_file());
+    cmd
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -27,8 +53,10 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `rustre ARGS` holding the tests' cluster secret ([`test_secret_file`]).
     pub fn start(name: &str, args: &[&str]) -> Proc {
         let child = Command::new(rustre_bin())
+            .env(SECRET_FILE_ENV, test_secret_file())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -54,9 +82,10 @@ impl Drop for Proc {
     }
 }
 
-/// Runs a `rustre` client command against `mgs`.
+/// Runs a `rustre` client command against `mgs`, holding the tests' cluster secret.
 pub fn cli(mgs: &str, args: &[&str]) -> Output {
     Command::new(rustre_bin())
+        .env(SECRET_FILE_ENV, test_secret_file())
         .arg("--mgs")
         .arg(mgs)
         .args(args)
@@ -158,4 +187,168 @@ pub fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
         );
     }
     None
+}
+
+/// Why FUSE mounts cannot be made by this test process, if they cannot: mounting needs root
+/// and /dev/fuse.
+pub fn fuse_unavailable() -> Option<&'static str> {
+    // SAFETY: identity getter.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("FUSE mount tests need root");
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Some("FUSE mount tests need /dev/fuse");
+    }
+    None
+}
+
+/// The /proc/mounts line of the mount at `mnt`, if something is mounted there.
+pub fn mounts_line(mnt: &Path) -> Option<String> {
+    let want = mnt.to_str()?;
+    std::fs::read_to_string("/proc/mounts")
+        .ok()?
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(want))
+        .map(str::to_string)
+}
+
+/// Longest wait for a foreground mount to come up, or to go away after `fusermount3 -u`.
+pub const FOREGROUND_MOUNT_WAIT: Duration = Duration::from_secs(20);
+
+/// A `rustre mount -f MGS MNT` daemon, a child of the test process. Dropping it unmounts
+/// (`fusermount3 -u`, lazily if that fails), waits a bounded time for the daemon to exit and
+/// SIGKILLs it if it does not.
+pub struct ForegroundMount {
+    pub path: std::path::PathBuf,
+    pub child: Child,
+    /// What the daemon logged, when started with [`ForegroundMount::start_logged`].
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ForegroundMount {
+    /// Mounts the cluster of `mgs` on the existing directory `mnt` with options `opts`
+    /// (empty: none); panics unless it is mounted within [`FOREGROUND_MOUNT_WAIT`].
+    pub fn start(mgs: &str, mnt: &Path, opts: &str) -> ForegroundMount {
+        Self::start_with(mgs, mnt, opts, None)
+    }
+
+    /// As [`ForegroundMount::start`], with the daemon logging at `filter` (`RUST_LOG`
+    /// syntax) into [`ForegroundMount::log`] (and on to the test's stderr).
+    pub fn start_logged(mgs: &str, mnt: &Path, opts: &str, filter: &str) -> ForegroundMount {
+        Self::start_with(mgs, mnt, opts, Some(filter))
+    }
+
+    fn start_with(mgs: &str, mnt: &Path, opts: &str, filter: Option<&str>) -> ForegroundMount {
+        let mnt = std::fs::canonicalize(mnt).expect("mount point");
+        let mut cmd = Command::new(rustre_bin());
+        cmd.env(SECRET_FILE_ENV, test_secret_file());
+        cmd.args(["mount", "-f", mgs]).arg(&mnt);
+        if !opts.is_empty() {
+            cmd.args(["-o", opts]);
+        }
+        if let Some(f) = filter {
+            cmd.env("RUST_LOG", f).env("NO_COLOR", "1");
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if filter.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
+            .spawn()
+            .expect("start rustre mount -f");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[mount] {line}");
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let mut m = ForegroundMount {
+            path: mnt,
+            child,
+            log,
+        };
+        let start = Instant::now();
+        while mounts_line(&m.path).is_none() {
+            if let Some(st) = m.child.try_wait().unwrap() {
+                panic!("rustre mount -f {} exited early: {st}", m.path.display());
+            }
+            assert!(
+                start.elapsed() < FOREGROUND_MOUNT_WAIT,
+                "{} was not mounted within {FOREGROUND_MOUNT_WAIT:?}",
+                m.path.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `fusermount3 -u` (retried for a moment: a file closed just now may hold the mount),
+    /// then waits for the daemon to exit; true if both went cleanly. Falls back to a lazy
+    /// unmount and SIGKILL, so nothing is left behind either way.
+    pub fn unmount(&mut self) -> bool {
+        let unmounted = wait_until(Duration::from_secs(5), || {
+            mounts_line(&self.path).is_none()
+                || Command::new("fusermount3")
+                    .arg("-u")
+                    .arg(&self.path)
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+        });
+        if !unmounted {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.path)
+                .stderr(Stdio::null())
+                .status();
+        }
+        let exited = wait_until(FOREGROUND_MOUNT_WAIT, || {
+            self.child.try_wait().ok().flatten().is_some()
+        });
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        unmounted && exited && mounts_line(&self.path).is_none()
+    }
+}
+
+impl Drop for ForegroundMount {
+    fn drop(&mut self) {
+        if mounts_line(&self.path).is_some() || self.child.try_wait().ok().flatten().is_none() {
+            self.unmount();
+        }
+    }
+}
+
+/// `VmRSS` and `VmHWM` of process `pid` in bytes, from /proc/PID/status.
+pub fn rss_and_hwm(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib << 10)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }

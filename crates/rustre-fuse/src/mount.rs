@@ -8,6 +8,8 @@
 //! 1. checks the arguments and options (an unknown option is an error);
 //! 2. forks; the parent waits on a pipe and exits 0 only once the child reports the mount up,
 //!    otherwise it prints the child's one-line error and exits 1 (mount(8) waits for it);
+//!    The cluster secret is read from `secret_file=` (default: `RUSTRE_SECRET_FILE`, else
+//!    `/etc/rustre/cluster.secret`) before anything else happens;
 //! 3. the child connects to the MGS (bounded by [`CONNECT_TIMEOUT`]), mounts with type
 //!    `fuse.rustre` and the MGS address as source, completes the FUSE handshake, raises the
 //!    mount's read-ahead to [`READ_AHEAD_KB`], reports success, detaches from the terminal
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL};
+use rustre_proto::auth::{self, ClusterKey};
 use rustre_proto::msg::mgs::NodeState;
 use tokio::runtime::Handle;
 
@@ -66,6 +69,9 @@ pub struct MountOptions {
     pub default_permissions: bool,
     /// Cluster name the servers must agree on (`cluster=`).
     pub cluster: String,
+    /// File holding the cluster secret (`secret_file=`; default `RUSTRE_SECRET_FILE`, else
+    /// `/etc/rustre/cluster.secret`).
+    pub secret_file: PathBuf,
     /// Log at debug level and stay in the foreground (`debug`).
     pub debug: bool,
     /// Stay in the foreground (`-f`).
@@ -92,6 +98,7 @@ impl Default for MountOptions {
             read_only: false,
             default_permissions: false,
             cluster: DEFAULT_CLUSTER.to_string(),
+            secret_file: auth::secret_file_or_default(None),
             debug: false,
             foreground: false,
             // nosuid and nodev by default, as every FUSE mount.
@@ -152,6 +159,7 @@ impl MountOptions {
                 ("entry_timeout", Some(v)) => self.fuse.entry_ttl = parse_secs(key, v)?,
                 ("cache_size", Some(v)) => self.fuse.page_cache_bytes = parse_bytes(key, v)?,
                 ("cluster", Some(v)) if !v.is_empty() => self.cluster = v.to_string(),
+                ("secret_file", Some(v)) if !v.is_empty() => self.secret_file = v.into(),
                 ("suid", None) => f.nosuid = false,
                 ("nosuid", None) => f.nosuid = true,
                 ("dev", None) => f.nodev = false,
@@ -184,17 +192,22 @@ pub struct MountArgs {
 }
 
 impl MountArgs {
-    /// Arguments from their parts: `opts` are `-o` strings, applied in order.
+    /// Arguments from their parts: `opts` are `-o` strings, applied in order (after
+    /// `cluster` and `secret_file`, so the options have the last word).
     pub fn new(
         source: &str,
         mountpoint: &Path,
         opts: &[String],
         foreground: bool,
         cluster: Option<&str>,
+        secret_file: Option<&Path>,
     ) -> Result<MountArgs, String> {
         let mut options = MountOptions::default();
         if let Some(c) = cluster {
             options.cluster = c.to_string();
+        }
+        if let Some(f) = secret_file {
+            options.secret_file = f.to_path_buf();
         }
         for o in opts {
             options.apply(o)?;
@@ -245,7 +258,7 @@ impl MountArgs {
         }
         match positional.as_slice() {
             [source, mountpoint] => {
-                MountArgs::new(source, Path::new(mountpoint), &opts, foreground, None)
+                MountArgs::new(source, Path::new(mountpoint), &opts, foreground, None, None)
             }
             [_] => Err("missing mount point".into()),
             [] => Err("missing source (MGS host:port) and mount point".into()),
@@ -317,8 +330,12 @@ pub fn run(mut args: MountArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    let key = match ClusterKey::load(&args.options.secret_file) {
+        Ok(k) => k,
+        Err(e) => return fail(e.to_string()),
+    };
     if args.options.foreground {
-        return match serve(&args, &mut None) {
+        return match serve(&args, &key, &mut None) {
             Ok(()) => 0,
             Err(e) => fail(e),
         };
@@ -341,7 +358,7 @@ pub fn run(mut args: MountArgs) -> i32 {
                 libc::setsid();
             }
             let mut status = Some(std::fs::File::from(wr));
-            let code = match serve(&args, &mut status) {
+            let code = match serve(&args, &key, &mut status) {
                 Ok(()) => 0,
                 Err(e) => {
                     // The parent prints it (unless the mount was already reported up).
@@ -384,13 +401,17 @@ fn check_mountpoint(p: &Path) -> Result<PathBuf, String> {
 
 /// The daemon's life: connect, mount, report, serve, clean up. `status` is the pipe to the
 /// waiting parent; it is closed (taken) once the mount is reported up.
-fn serve(args: &MountArgs, status: &mut Option<std::fs::File>) -> Result<(), String> {
+fn serve(
+    args: &MountArgs,
+    key: &ClusterKey,
+    status: &mut Option<std::fs::File>,
+) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rustre-client")
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-    let client = rt.block_on(connect(&args.source, &args.options.cluster))?;
+    let client = rt.block_on(connect(&args.source, &args.options.cluster, key))?;
     let session = match mount(client.clone(), rt.handle().clone(), args) {
         Ok(s) => s,
         Err(e) => {
@@ -444,14 +465,15 @@ fn detach_stdio() {
     let _ = std::env::set_current_dir("/");
 }
 
-/// Connects to the cluster, bounded by [`CONNECT_TIMEOUT`], and starts the periodic size
-/// reports of a mount.
-pub async fn connect(mgs: &str, cluster: &str) -> Result<Arc<Client>, String> {
+/// Connects to the cluster with `key`, bounded by [`CONNECT_TIMEOUT`], and starts the
+/// periodic size reports of a mount.
+pub async fn connect(mgs: &str, cluster: &str, key: &ClusterKey) -> Result<Arc<Client>, String> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let cfg = ClientConfig {
         mgs_addr: mgs.to_string(),
         cluster: cluster.to_string(),
         client_name: format!("fuse-{}-{}", host.trim(), std::process::id()),
+        key: key.clone(),
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(&cfg)).await {
         Ok(Ok(c)) => {
@@ -669,18 +691,20 @@ pub struct InProcessMount {
 }
 
 impl InProcessMount {
-    /// Connects to the cluster at `mgs`, waits until `osts` OSTs are up (they register a
-    /// moment after a local cluster starts) and mounts it, serving from a background thread
-    /// and running calls on the current runtime.
+    /// Connects to the cluster at `mgs` with `key` (the cluster's own; a `secret_file=`
+    /// option is not read), waits until `osts` OSTs are up (they register a moment after a
+    /// local cluster starts) and mounts it, serving from a background thread and running calls
+    /// on the current runtime.
     pub async fn start(
         mgs: &str,
         mountpoint: &Path,
         opts: &[String],
         osts: usize,
+        key: &ClusterKey,
     ) -> Result<Self, String> {
-        let mut args = MountArgs::new(mgs, mountpoint, opts, true, None)?;
+        let mut args = MountArgs::new(mgs, mountpoint, opts, true, None, None)?;
         args.mountpoint = check_mountpoint(&args.mountpoint)?;
-        let client = connect(mgs, &args.options.cluster).await?;
+        let client = connect(mgs, &args.options.cluster, key).await?;
         let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
         loop {
             let map = client
@@ -751,9 +775,35 @@ mod tests {
         assert!(a.options.allow_other && !a.options.read_only && !a.options.foreground);
         assert_eq!(a.options.fuse.attr_ttl, Duration::from_millis(2500));
         assert_eq!(a.options.fuse.page_cache_bytes, 64 << 20);
-        let b = MountArgs::from_helper_args(&os(&["h:1", "/m", "-oro,cluster=c2,debug"])).unwrap();
+        let b = MountArgs::from_helper_args(&os(&[
+            "h:1",
+            "/m",
+            "-oro,cluster=c2,debug,secret_file=/k/s",
+        ]))
+        .unwrap();
         assert!(b.options.read_only && b.options.debug && b.options.foreground);
         assert_eq!(b.options.cluster, "c2");
+        assert_eq!(b.options.secret_file, Path::new("/k/s"));
+        // `rustre mount --secret-file F -o secret_file=G`: the option wins.
+        let opts = ["secret_file=/g".to_string()];
+        let c = MountArgs::new(
+            "h:1",
+            Path::new("/m"),
+            &opts,
+            false,
+            None,
+            Some(Path::new("/f")),
+        );
+        assert_eq!(c.unwrap().options.secret_file, Path::new("/g"));
+        let d = MountArgs::new(
+            "h:1",
+            Path::new("/m"),
+            &[],
+            false,
+            None,
+            Some(Path::new("/f")),
+        );
+        assert_eq!(d.unwrap().options.secret_file, Path::new("/f"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::auth::ClusterKey;
 use crate::error::Error;
 use crate::frame::Service;
 use crate::msg::mgs::NodeState;
@@ -26,6 +27,7 @@ pub const MAP_REFRESH_INTERVAL: Duration = Duration::from_millis(HEARTBEAT_INTER
 pub struct Cluster {
     cluster_name: String,
     client_name: String,
+    key: ClusterKey,
     mgs: Peer,
     map: watch::Receiver<Arc<ClusterMap>>,
     map_tx: watch::Sender<Arc<ClusterMap>>,
@@ -35,17 +37,20 @@ pub struct Cluster {
 impl Cluster {
     /// Fetches the map from the MGS at `mgs_addr` (failing if it cannot be reached) and starts
     /// a task that refreshes it every [`MAP_REFRESH_INTERVAL`] while the `Cluster` lives.
+    /// Every connection, to the MGS and to the servers of the map, is authenticated with `key`.
     pub async fn connect(
         mgs_addr: &str,
         cluster_name: &str,
         client_name: &str,
+        key: &ClusterKey,
     ) -> Result<Arc<Cluster>, Error> {
-        let mgs = Peer::new(mgs_addr, Service::Mgs, cluster_name, client_name, 1);
+        let mgs = Peer::new(mgs_addr, Service::Mgs, cluster_name, client_name, key, 1);
         let first = fetch_map(&mgs).await?;
         let (map_tx, map) = watch::channel(Arc::new(first));
         let cluster = Arc::new(Cluster {
             cluster_name: cluster_name.to_string(),
             client_name: client_name.to_string(),
+            key: key.clone(),
             mgs,
             map,
             map_tx,
@@ -135,6 +140,7 @@ impl Cluster {
                     service,
                     &self.cluster_name,
                     &self.client_name,
+                    &self.key,
                     conns,
                 ))
             })

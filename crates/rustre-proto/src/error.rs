@@ -58,6 +58,9 @@ pub enum Error {
     Protocol(String),
     #[error("I/O error: {0}")]
     Io(String),
+    /// The peer did not prove it holds the cluster secret (or refused our proof).
+    #[error("authentication failed: {0}")]
+    Auth(String),
 }
 
 impl Error {
@@ -73,7 +76,7 @@ impl Error {
             Error::NameTooLong => libc::ENAMETOOLONG,
             Error::Loop => libc::ELOOP,
             Error::NotPermitted => libc::EPERM,
-            Error::Access => libc::EACCES,
+            Error::Access | Error::Auth(_) => libc::EACCES,
             Error::NoData => libc::ENODATA,
             Error::Range => libc::ERANGE,
             Error::TooBig => libc::EFBIG,

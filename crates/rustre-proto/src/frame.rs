@@ -25,8 +25,8 @@ use crate::error::Error;
 
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"RSTR";
-/// Bumped on any incompatible change of frames or messages.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Bumped on any incompatible change of frames or messages (2: authenticated handshake).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).
@@ -40,12 +40,14 @@ pub const MAX_PAYLOAD_BYTES: u32 = 16 << 20;
 pub enum FrameKind {
     /// First frame of a connection, client to server.
     Hello = 1,
-    /// The server's answer to `Hello`.
+    /// The server's answer to `Hello` (with its proof of the cluster secret).
     HelloReply = 2,
     /// A call.
     Request = 3,
     /// The answer to the call with the same request id.
     Response = 4,
+    /// The client's proof of the cluster secret, after `HelloReply` (see [`crate::auth`]).
+    Auth = 5,
 }
 
 impl FrameKind {
@@ -55,6 +57,7 @@ impl FrameKind {
             2 => FrameKind::HelloReply,
             3 => FrameKind::Request,
             4 => FrameKind::Response,
+            5 => FrameKind::Auth,
             _ => return None,
         })
     }

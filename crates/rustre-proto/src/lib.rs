@@ -3,6 +3,7 @@
 //! The bottom floor of rustre: it knows nothing of FUSE, storage or key-value stores.
 //!
 //! ## Layout
+//! - [`auth`]: the cluster secret and the challenge-response every connection opens with.
 //! - [`frame`]: the fixed frame header, its hard limits, reading and writing frames.
 //! - [`codec`]: the one place bodies are serialized (serde + postcard).
 //! - [`error`]: the typed error that crosses the wire and its errno.
@@ -10,6 +11,7 @@
 //! - [`cluster`]: the cluster map followed from the MGS and pooled connections to servers.
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
 
+pub mod auth;
 pub mod cluster;
 pub mod codec;
 pub mod error;

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use rustre_proto::auth::ClusterKey;
 use rustre_proto::msg::mgs::LayoutDefaults;
 use rustre_proto::Error;
 use tokio::net::TcpListener;
@@ -32,6 +33,9 @@ pub struct LocalConfig {
     /// Where the MGS listens (clients need only this address).
     pub mgs_listen: SocketAddr,
     pub cluster: String,
+    /// The cluster secret: every role serves only peers that prove they hold it, and uses it
+    /// to reach the others (`rustre local` keeps it in `DATA/cluster.secret` by default).
+    pub key: ClusterKey,
     pub defaults: LayoutDefaults,
     pub durable: bool,
     /// Lease of client sessions (opens of a vanished client are dropped after it).
@@ -78,6 +82,7 @@ pub async fn start(
         // Only the embedded layout can hold a registry file of earlier versions.
         legacy_registry_dir: cfg.store.is_none().then(|| mgs_dir.clone()),
         cluster: cfg.cluster.clone(),
+        key: cfg.key.clone(),
         defaults: cfg.defaults,
     };
     std::fs::create_dir_all(&mgs_dir)?;
@@ -98,6 +103,7 @@ pub async fn start(
         mgs_addr: mgs_addr.to_string(),
         advertise_addr: oss_addr.to_string(),
         cluster: cfg.cluster.clone(),
+        key: cfg.key.clone(),
         osts,
     };
     let sd = shutdown.clone();
@@ -123,6 +129,7 @@ pub async fn start(
             mgs_addr: mgs_addr.to_string(),
             advertise_addr: addr.to_string(),
             cluster: cfg.cluster.clone(),
+            key: cfg.key.clone(),
             durable: cfg.durable,
             session_lease_ms: cfg.session_lease_ms,
         };

@@ -11,7 +11,9 @@
 //!
 //! Coherence: a write through this client drops the pages it touches and bumps the inode's
 //! generation, so a fetch that raced the write is not inserted; opening a file that changed
-//! since this client last saw it drops all its pages (close-to-open).
+//! since this client last saw it drops all its pages (close-to-open). A page is cut at the end
+//! of file it was read at: one too short for a read of a file that grew since is dropped and
+//! the range read afresh, never padded with zeros.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -215,6 +217,15 @@ impl Client {
         let gen = self.cache.generation(ino);
         let pages = (first..=last).map(|idx| self.page(ino, layout, idx, file_size, gen));
         let pages = futures::future::try_join_all(pages).await?;
+        // A page holds the file as it was when fetched, cut at the end of file then. If the
+        // file grew since (written through another client; this client's own writes drop
+        // the pages they touch), the page is too short for this read: its tail would read
+        // as zeros where the file has data. Drop such pages and read the range afresh.
+        if cut_short(&pages, first, page_size, offset, len as u64) {
+            self.cache
+                .invalidate_range(ino, page_size, offset, len as u64);
+            return self.read_data(ino, layout, offset, len).await;
+        }
         // Read ahead: the pages after this read, within the window, in the background.
         let ahead_end = ((offset + len as u64 + window).min(file_size)).div_ceil(page_size);
         for idx in last + 1..ahead_end {
@@ -229,10 +240,8 @@ impl Client {
             let page_start = (first + i as u64) * page_size;
             let from = (pos - page_start) as usize;
             let to = ((offset + len as u64).min(page_start + page_size) - page_start) as usize;
-            // A page is shorter than asked only past the end of the file: zeros.
-            let avail = page.len().clamp(from, to);
-            out.extend_from_slice(&page[from..avail]);
-            out.resize(out.len() + (to - avail), 0);
+            // Every page holds at least `to` bytes (checked above).
+            out.extend_from_slice(&page[from..to]);
             pos = page_start + to as u64;
         }
         Ok(out.freeze())
@@ -272,6 +281,16 @@ impl Client {
             .await;
         result.clone()
     }
+}
+
+/// Whether any of `pages` (consecutive, the first with index `first`) holds fewer bytes than
+/// a read of `len` bytes at `offset` needs from it: it was cut at an older end of file.
+fn cut_short(pages: &[Bytes], first: u64, page_size: u64, offset: u64, len: u64) -> bool {
+    pages.iter().enumerate().any(|(i, page)| {
+        let page_start = (first + i as u64) * page_size;
+        let needed = (offset + len).min(page_start + page_size) - page_start;
+        (page.len() as u64) < needed
+    })
 }
 
 #[cfg(test)]
@@ -315,5 +334,29 @@ mod tests {
         assert!(c.lookup((1, 0)).is_err());
         c.invalidate(1);
         assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn a_page_cut_at_an_older_end_of_file_is_not_padded_with_zeros() {
+        // Page 0 was read when the file held "one"; another client appended since.
+        let cut = [Bytes::from_static(b"one")];
+        assert!(
+            !cut_short(&cut, 0, 1 << 20, 0, 3),
+            "enough for the old size"
+        );
+        assert!(!cut_short(&cut, 0, 1 << 20, 1, 2));
+        assert!(
+            cut_short(&cut, 0, 1 << 20, 0, 13),
+            "the grown file needs 13 bytes"
+        );
+        assert!(
+            cut_short(&cut, 0, 1 << 20, 3, 10),
+            "a follower reading on from 3"
+        );
+        // Whole pages and a last page as long as the read needs are fine.
+        let p = 4;
+        let pages = [Bytes::from_static(b"abcd"), Bytes::from_static(b"ef")];
+        assert!(!cut_short(&pages, 2, p, 9, 5));
+        assert!(cut_short(&pages, 2, p, 9, 6));
     }
 }

@@ -296,16 +296,22 @@ impl Files {
         Ok((f, last))
     }
 
-    fn forget_inode(&self, ino: Ino) {
+    /// Drops the state of `ino` if no handle is open on it now; returns whether none is.
+    /// (The caller learnt its handle was the last before awaiting: one may have been opened
+    /// since, whose state this is.)
+    fn forget_inode(&self, ino: Ino) -> bool {
         let mut inodes = self.inodes.lock().unwrap();
-        if let Some(st) = inodes.get(&ino) {
-            if st.opens == 0 {
-                if st.dirty {
-                    tracing::warn!(ino, "last close of a file whose size report failed");
-                }
-                inodes.remove(&ino);
-            }
+        let Some(st) = inodes.get(&ino) else {
+            return true;
+        };
+        if st.opens > 0 {
+            return false;
         }
+        if st.dirty {
+            tracing::warn!(ino, "last close of a file whose size report failed");
+        }
+        inodes.remove(&ino);
+        true
     }
 
     /// Inodes with unreported writes.
@@ -498,23 +504,28 @@ impl Client {
         self.report_dirty(f.ino).await
     }
 
-    /// fsync(2): data on the OSTs' disks and size/mtime committed on the MDS.
+    /// fsync(2): data on the OSTs' disks, size/mtime reported, and the MDS's store synced.
     pub async fn fsync_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
         self.flush_writes(f.ino).await?;
         // Through any descriptor: data written through another one is the file's too.
         self.sync_objects(f.ino, f.layout()?).await?;
-        self.report_dirty(f.ino).await
+        self.report_dirty(f.ino).await?;
+        // The report, the file's creation and every other change this client made before
+        // are committed; this makes them durable.
+        self.sync_metadata(&f.creds).await
     }
 
     /// The last close of handle `fh`: reports what was written and drops the open record
     /// (the MDS destroys an orphan whose last open this was).
+    ///
+    /// The kernel sends RELEASE asynchronously: the file may be opened again (and written)
+    /// while this one runs, so the per-inode state is dropped only if still nobody holds it.
     pub async fn release_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let (f, last) = self.files.unregister(fh)?;
         let reported = self.report_dirty(f.ino).await;
         let released = self.release(&f.creds, f.ino).await;
-        if last {
-            self.files.forget_inode(f.ino);
+        if last && self.files.forget_inode(f.ino) {
             self.forget_writes(f.ino);
         }
         reported.and(released)
@@ -663,7 +674,7 @@ mod tests {
 
         let (_, last) = files.unregister(fh).unwrap();
         assert!(last);
-        files.forget_inode(7);
+        assert!(files.forget_inode(7));
         let mut d = file_attr(7, 1, 4);
         files.merge(&mut d);
         assert_eq!(d.size, 1, "closed files are not merged");
@@ -695,5 +706,37 @@ mod tests {
             .register(&changed, libc::O_RDONLY, &Creds::root())
             .unwrap();
         assert!(!keep);
+    }
+
+    /// FUSE sends RELEASE asynchronously: the next OPEN (and its writes) can come while the
+    /// release of the previous handle still awaits its reports. Its late "last close" must
+    /// leave the new handle's state alone.
+    #[test]
+    fn a_release_finishing_after_the_next_open_keeps_its_state() {
+        let files = Files::default();
+        let (fh1, _) = files
+            .register(&file_attr(5, 0, 0), libc::O_WRONLY, &Creds::root())
+            .unwrap();
+        files.wrote(5, 3, Timestamp::now(), &Creds::root());
+        // The release of fh1 learns it is the last handle, then awaits the MDS...
+        let (_, last) = files.unregister(fh1).unwrap();
+        assert!(last);
+        // ... while the file is opened again for appending and written.
+        let (fh2, _) = files
+            .register(
+                &file_attr(5, 3, 0),
+                libc::O_WRONLY | libc::O_APPEND,
+                &Creds::root(),
+            )
+            .unwrap();
+        files.wrote(5, 13, Timestamp::now(), &Creds::root());
+        // The release of fh1 finishes.
+        assert!(!files.forget_inode(5), "a handle is open again");
+        assert_eq!(files.size(5), 13);
+        assert_eq!(files.pending_report(5).expect("still dirty").size, 13);
+        let (_, last) = files.unregister(fh2).unwrap();
+        assert!(last);
+        assert!(files.forget_inode(5));
+        assert_eq!(files.size(5), 0, "forgotten after the real last close");
     }
 }

@@ -37,6 +37,8 @@ pub struct ClientConfig {
     pub cluster: String,
     /// Name shown in server logs.
     pub client_name: String,
+    /// The cluster secret every connection proves (see `rustre_proto::auth`).
+    pub key: rustre_proto::auth::ClusterKey,
 }
 
 /// A connected client. Cheap to share (`Arc<Client>`).
@@ -58,7 +60,8 @@ pub struct Client {
 impl Client {
     /// Connects to the MGS, opens a session with an MDS and keeps the session alive.
     pub async fn connect(cfg: &ClientConfig) -> Result<Arc<Client>, Error> {
-        let cluster = Cluster::connect(&cfg.mgs_addr, &cfg.cluster, &cfg.client_name).await?;
+        let cluster =
+            Cluster::connect(&cfg.mgs_addr, &cfg.cluster, &cfg.client_name, &cfg.key).await?;
         let client = Arc::new(Client {
             cluster,
             session: AtomicU64::new(0),

@@ -92,6 +92,31 @@ impl WriteBack {
     pub fn enabled(&self) -> bool {
         *self.enabled.lock().unwrap()
     }
+
+    /// Drops the state of `ino` if it is idle: nothing buffered, in flight or failed, and
+    /// nobody about to use it. Returns whether it went (or was not there).
+    ///
+    /// A release only learns that it closed the last handle before it awaits its reports;
+    /// by the time it gets here the kernel may have opened the file again (FUSE sends
+    /// RELEASE asynchronously) and written through the new handle. That state is the new
+    /// handle's: dropping it would lose its buffered data while its flush, finding no state,
+    /// reported the size to the MDS anyway (readers then see zeros in place of the data).
+    fn forget(&self, ino: Ino) -> bool {
+        let mut inodes = self.inodes.lock().unwrap();
+        let Some(state) = inodes.get(&ino) else {
+            return true;
+        };
+        // Every clone is made under the map lock held here, so a count of one means no
+        // writer holds the state between looking it up and locking it.
+        let idle = Arc::strong_count(state) == 1
+            && state
+                .try_lock()
+                .is_ok_and(|w| w.pending.is_none() && w.inflight.is_empty() && w.error.is_none());
+        if idle {
+            inodes.remove(&ino);
+        }
+        idle
+    }
 }
 
 fn budget_of(bytes: usize) -> (Arc<Semaphore>, u32) {
@@ -210,9 +235,10 @@ impl Client {
         }
     }
 
-    /// Drops the write-back state of an inode nobody holds open any more (after a flush).
+    /// Drops the write-back state of an inode nobody holds open any more (after a flush),
+    /// unless writes came in meanwhile (see `WriteBack::forget`).
     pub fn forget_writes(&self, ino: Ino) {
-        self.writeback.inodes.lock().unwrap().remove(&ino);
+        self.writeback.forget(ino);
     }
 
     /// Sends buffers that waited longer than [`WRITEBACK_DELAY`] (run by a timer task).
@@ -250,5 +276,56 @@ fn record(w: &mut InodeWrites, r: Result<Result<(), Error>, tokio::task::JoinErr
     let r = r.unwrap_or_else(|e| Err(Error::Io(format!("write task failed: {e}"))));
     if let Err(e) = r {
         w.error.get_or_insert(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(wb: &WriteBack, ino: Ino, offset: u64, data: &[u8]) {
+        let state = wb.inode(ino);
+        let mut w = state.try_lock().unwrap();
+        w.pending = Some(Pending {
+            offset,
+            data: BytesMut::from(data),
+            since: Instant::now(),
+            layout: Layout {
+                stripe_size: 1 << 20,
+                osts: vec![0],
+                replicas: 1,
+            },
+            permits: Vec::new(),
+        });
+    }
+
+    /// The sequence that lost appended data: RELEASE of the handle that wrote "one" learns it
+    /// is the last, awaits its reports; meanwhile the file is opened again and " two three"
+    /// is buffered through the new handle; then the release finishes. The buffer must stay
+    /// for the new handle's flush.
+    #[test]
+    fn a_release_finishing_after_the_next_write_keeps_that_write() {
+        let wb = WriteBack::default();
+        buffer(&wb, 7, 3, b" two three");
+        assert!(!wb.forget(7), "buffered data is not idle");
+        let state = wb.existing(7).expect("state kept");
+        let w = state.try_lock().unwrap();
+        let p = w.pending.as_ref().expect("buffer kept");
+        assert_eq!((p.offset, &p.data[..]), (3, &b" two three"[..]));
+    }
+
+    #[test]
+    fn only_idle_unreferenced_states_are_forgotten() {
+        let wb = WriteBack::default();
+        assert!(wb.forget(1), "no state: nothing to keep");
+        // A writer between looking the state up and locking it.
+        let held = wb.inode(2);
+        assert!(!wb.forget(2));
+        drop(held);
+        assert!(wb.forget(2));
+        assert!(wb.existing(2).is_none());
+        // An error of a background send waits for the next call of that inode.
+        wb.inode(3).try_lock().unwrap().error = Some(Error::Io("send failed".into()));
+        assert!(!wb.forget(3));
     }
 }

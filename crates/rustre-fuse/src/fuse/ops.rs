@@ -485,16 +485,18 @@ impl Filesystem for RustreFs {
         reply.ok();
     }
 
-    /// Directory changes are durable once the MDS answered them (group commit).
+    /// Makes every committed metadata change durable (on a durable MDS, namespace changes
+    /// already are; bookkeeping and a relaxed MDS's changes are not until a sync).
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move { reply_empty(reply, c.sync_metadata(&who.creds()).await) });
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -8,11 +8,15 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::{Hello, CONNECT_TIMEOUT, MAX_INFLIGHT_PER_CONN, RPC_TIMEOUT};
+use super::{
+    read_handshake_frame, ClientProof, Hello, ServerProof, CONNECT_TIMEOUT, MAX_INFLIGHT_PER_CONN,
+    RPC_TIMEOUT,
+};
+use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
 use crate::error::Error;
 use crate::frame::{read_frame, Frame, FrameKind, Header, Service};
@@ -36,40 +40,22 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr`, runs the handshake and starts the reader and writer tasks.
+    /// Connects to `addr`, runs the handshake (both ends prove they hold `key`, see
+    /// [`crate::auth`]) and starts the reader and writer tasks. A server that does not prove
+    /// it holds the secret gets no request: that is [`Error::Auth`].
     pub async fn connect(
         addr: &str,
         service: Service,
         cluster: &str,
         client: &str,
+        key: &ClusterKey,
     ) -> Result<Arc<Connection>, Error> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Unavailable(format!("connect to {addr}: timed out")))?
-            .map_err(|e| Error::Unavailable(format!("connect to {addr}: {e}")))?;
-        stream.set_nodelay(true)?;
-        let (mut rd, wr) = stream.into_split();
-        let mut wr = BufWriter::with_capacity(64 << 10, wr);
-        let hello = codec::encode(&Hello {
-            cluster: cluster.to_string(),
-            client: client.to_string(),
-        })?;
-        write_frame(
-            &mut wr,
-            &header(FrameKind::Hello, service, 0, &hello, 0),
-            &hello,
-            &[],
+        let (mut rd, wr) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            handshake(addr, service, cluster, client, key),
         )
-        .await?;
-        wr.flush().await?;
-        let reply = tokio::time::timeout(CONNECT_TIMEOUT, read_frame(&mut rd))
-            .await
-            .map_err(|_| Error::Unavailable(format!("handshake with {addr}: timed out")))??
-            .ok_or_else(|| Error::Unavailable(format!("{addr} closed during handshake")))?;
-        if reply.header.kind != FrameKind::HelloReply {
-            return Err(Error::Protocol("expected a handshake reply".into()));
-        }
-        codec::decode::<Result<(), Error>>(&reply.body)??;
+        .await
+        .map_err(|_| Error::Unavailable(format!("connect to {addr}: timed out")))??;
 
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let closed = Arc::new(AtomicBool::new(false));
@@ -159,6 +145,75 @@ impl Connection {
     }
 }
 
+/// Connects and runs the client side of the handshake; returns the stream once the server
+/// proved itself and our proof is on its way.
+async fn handshake(
+    addr: &str,
+    service: Service,
+    cluster: &str,
+    client: &str,
+    key: &ClusterKey,
+) -> Result<(OwnedReadHalf, BufWriter<OwnedWriteHalf>), Error> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Error::Unavailable(format!("connect to {addr}: {e}")))?;
+    stream.set_nodelay(true)?;
+    let (mut rd, wr) = stream.into_split();
+    let mut wr = BufWriter::with_capacity(64 << 10, wr);
+    let client_nonce = auth::nonce()?;
+    let hello = codec::encode(&Hello {
+        cluster: cluster.to_string(),
+        client: client.to_string(),
+        nonce: client_nonce,
+    })?;
+    write_frame(
+        &mut wr,
+        &header(FrameKind::Hello, service, 0, &hello, 0),
+        &hello,
+        &[],
+    )
+    .await?;
+    wr.flush().await?;
+    let reply = read_handshake_frame(&mut rd, FrameKind::HelloReply)
+        .await?
+        .ok_or_else(|| Error::Unavailable(format!("{addr} closed during handshake")))?;
+    let server = codec::decode::<Result<ServerProof, Error>>(&reply.body)??;
+    if !key.verify(
+        Side::Server,
+        cluster,
+        &client_nonce,
+        &server.nonce,
+        &server.proof,
+    ) {
+        // The caller reports the error (a CLI prints it once, a server logs it).
+        tracing::debug!(
+            peer = %addr,
+            ?service,
+            "refusing a server that does not prove it holds the cluster secret"
+        );
+        let role = match service {
+            Service::Mgs => "MGS",
+            Service::Mds => "MDS",
+            Service::Oss => "OSS",
+        };
+        return Err(Error::Auth(format!(
+            "wrong cluster secret? (the {role} at {addr} holds another secret than ours)"
+        )));
+    }
+    let proof = codec::encode(&ClientProof {
+        proof: key.prove(Side::Client, cluster, &client_nonce, &server.nonce),
+    })?;
+    write_frame(
+        &mut wr,
+        &header(FrameKind::Auth, service, 0, &proof, 0),
+        &proof,
+        &[],
+    )
+    .await?;
+    wr.flush().await?;
+    Ok((rd, wr))
+}
+
 /// Removes a call's waiter from the pending table when the call ends in any way.
 struct PendingGuard<'a> {
     pending: &'a Pending,
@@ -228,18 +283,27 @@ pub struct Peer {
     service: Service,
     cluster: String,
     client: String,
+    key: ClusterKey,
     slots: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
     next: AtomicUsize,
 }
 
 impl Peer {
-    /// A peer with `conns` pooled connections (at least one).
-    pub fn new(addr: &str, service: Service, cluster: &str, client: &str, conns: usize) -> Peer {
+    /// A peer with `conns` pooled connections (at least one), authenticated with `key`.
+    pub fn new(
+        addr: &str,
+        service: Service,
+        cluster: &str,
+        client: &str,
+        key: &ClusterKey,
+        conns: usize,
+    ) -> Peer {
         Peer {
             addr: addr.to_string(),
             service,
             cluster: cluster.to_string(),
             client: client.to_string(),
+            key: key.clone(),
             slots: (0..conns.max(1))
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
@@ -260,7 +324,14 @@ impl Peer {
                 return Ok(c.clone());
             }
         }
-        let c = Connection::connect(&self.addr, self.service, &self.cluster, &self.client).await?;
+        let c = Connection::connect(
+            &self.addr,
+            self.service,
+            &self.cluster,
+            &self.client,
+            &self.key,
+        )
+        .await?;
         *slot = Some(c.clone());
         Ok(c)
     }

@@ -2,7 +2,9 @@
 //! (bounded per connection), and a writer that sends file-backed payloads with `sendfile`.
 //!
 //! Bad input (garbage, oversized lengths, truncated frames, a wrong version or cluster) closes
-//! that one connection with a log line; other connections are never affected.
+//! that one connection with a log line; other connections are never affected. A peer that
+//! does not prove it holds the cluster secret (see [`crate::auth`]) is refused with a warning
+//! naming its address before a single request frame is read.
 
 use std::future::Future;
 use std::os::fd::AsRawFd;
@@ -12,20 +14,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncWriteExt, BufWriter, Interest};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::{Hello, MAX_INFLIGHT_PER_CONN, MAX_NAME_BYTES};
+use super::{
+    read_handshake_frame, ClientProof, Hello, ServerProof, MAX_INFLIGHT_PER_CONN, MAX_NAME_BYTES,
+};
+use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
 use crate::error::Error;
-use crate::frame::{read_frame, read_header, read_rest, FrameKind, Header, Service};
+use crate::frame::{read_header, read_rest, FrameKind, Header, Service};
 
 /// Most client connections one server accepts at once.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Most request bytes (bodies and payloads) one connection may have in flight.
 pub const MAX_INFLIGHT_BYTES_PER_CONN: usize = 64 << 20;
-/// How long a new connection may take to send its `Hello`.
+/// How long a new connection may take to complete the handshake (`Hello` and `Auth`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Raw data sent after a reply's body.
@@ -87,11 +92,13 @@ struct Outgoing {
     payload: Payload,
 }
 
-/// Serves `handler` on `listener` until `shutdown` turns true.
+/// Serves `handler` on `listener` until `shutdown` turns true, to peers of cluster `cluster`
+/// that prove they hold `key`.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     cluster: String,
+    key: ClusterKey,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -112,10 +119,15 @@ pub async fn serve<H: Handler>(
             },
             _ = shutdown.changed() => break,
         };
-        let (h, c, mut sd) = (handler.clone(), cluster.clone(), shutdown.clone());
+        let (h, c, k, mut sd) = (
+            handler.clone(),
+            cluster.clone(),
+            key.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             tokio::select! {
-                r = connection(stream, h, &c) => {
+                r = connection(stream, h, &c, &k, peer) => {
                     if let Err(e) = r {
                         tracing::warn!(%peer, service = ?H::SERVICE, "closing connection: {e}");
                     }
@@ -131,22 +143,31 @@ async fn connection<H: Handler>(
     stream: TcpStream,
     handler: Arc<H>,
     cluster: &str,
+    key: &ClusterKey,
+    peer: std::net::SocketAddr,
 ) -> Result<(), Error> {
     stream.set_nodelay(true)?;
     let (mut rd, wr) = stream.into_split();
     let mut wr = BufWriter::with_capacity(64 << 10, wr);
 
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut rd))
-        .await
-        .map_err(|_| Error::Protocol("no handshake in time".into()))??
-        .ok_or_else(|| Error::Protocol("closed before handshake".into()))?;
-    let verdict = check_hello::<H>(&hello.header, &hello.body, cluster);
-    let body = codec::encode(&verdict)?;
-    let h = reply_header(FrameKind::HelloReply, 0, &body, 0, H::SERVICE);
-    wr.write_all(&h.encode()).await?;
-    wr.write_all(&body).await?;
-    wr.flush().await?;
-    verdict?;
+    let shook = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake::<H>(&mut rd, &mut wr, cluster, key),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::Protocol(format!(
+            "handshake not completed within {}s",
+            HANDSHAKE_TIMEOUT.as_secs()
+        )))
+    });
+    match shook {
+        Ok(client) => tracing::debug!(%peer, ?client, service = ?H::SERVICE, "authenticated"),
+        Err(e) => {
+            tracing::warn!(%peer, service = ?H::SERVICE, "refused connection: {e}");
+            return Ok(());
+        }
+    }
 
     let (tx, rx) = mpsc::channel::<Outgoing>(MAX_INFLIGHT_PER_CONN);
     let writer = tokio::spawn(writer_task(wr, rx));
@@ -206,7 +227,73 @@ async fn connection<H: Handler>(
     result
 }
 
-fn check_hello<H: Handler>(h: &Header, body: &[u8], cluster: &str) -> Result<(), Error> {
+/// The server side of the handshake: checks `Hello`, answers with our proof, checks the
+/// client's proof. Returns the client's name once it proved it holds the secret.
+async fn handshake<H: Handler>(
+    rd: &mut OwnedReadHalf,
+    wr: &mut BufWriter<OwnedWriteHalf>,
+    cluster: &str,
+    key: &ClusterKey,
+) -> Result<String, Error> {
+    let hello = read_handshake_frame(rd, FrameKind::Hello)
+        .await?
+        .ok_or_else(|| Error::Protocol("closed before the handshake".into()))?;
+    let server_nonce = auth::nonce()?;
+    let verdict = check_hello::<H>(&hello.header, &hello.body, cluster).map(|h| {
+        let proof = key.prove(Side::Server, cluster, &h.nonce, &server_nonce);
+        (h, proof)
+    });
+    let answer = match &verdict {
+        Ok((_, proof)) => Ok(ServerProof {
+            nonce: server_nonce,
+            proof: *proof,
+        }),
+        Err(e) => Err(e.clone()),
+    };
+    let body = codec::encode(&answer)?;
+    let h = reply_header(FrameKind::HelloReply, 0, &body, 0, H::SERVICE);
+    wr.write_all(&h.encode()).await?;
+    wr.write_all(&body).await?;
+    wr.flush().await?;
+    let (hello, _) = verdict?;
+
+    let not_proved = |how: &str| {
+        Error::Auth(format!(
+            "client {:?} {how} (wrong cluster secret, or not a rustre peer)",
+            hello.client
+        ))
+    };
+    let frame = match read_handshake_frame(rd, FrameKind::Auth).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return Err(not_proved(
+                "closed the connection without proving it holds the cluster secret",
+            ))
+        }
+        Err(Error::Protocol(e)) => {
+            return Err(not_proved(&format!(
+                "did not prove it holds the cluster secret: {e}"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let proof = codec::decode::<ClientProof>(&frame.body)
+        .map_err(|e| not_proved(&format!("sent an undecodable proof: {e}")))?;
+    if frame.header.service != H::SERVICE
+        || !key.verify(
+            Side::Client,
+            cluster,
+            &hello.nonce,
+            &server_nonce,
+            &proof.proof,
+        )
+    {
+        return Err(not_proved("failed to prove it holds the cluster secret"));
+    }
+    Ok(hello.client)
+}
+
+fn check_hello<H: Handler>(h: &Header, body: &[u8], cluster: &str) -> Result<Hello, Error> {
     if h.kind != FrameKind::Hello {
         return Err(Error::Protocol("first frame is not a handshake".into()));
     }
@@ -227,8 +314,7 @@ fn check_hello<H: Handler>(h: &Header, body: &[u8], cluster: &str) -> Result<(),
             hello.cluster, cluster
         )));
     }
-    tracing::debug!(client = %hello.client, "handshake ok");
-    Ok(())
+    Ok(hello)
 }
 
 fn reply_header(kind: FrameKind, id: u64, body: &[u8], payload: usize, s: Service) -> Header {

@@ -40,6 +40,7 @@ pub(crate) mod tests;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustre_proto::auth::ClusterKey;
 use rustre_proto::msg::mgs::LayoutDefaults;
 use rustre_proto::msg::{MAX_REPLICAS, MAX_STRIPE_COUNT, MAX_STRIPE_SIZE, MIN_STRIPE_SIZE};
 use rustre_proto::rpc::server::serve;
@@ -74,6 +75,8 @@ pub struct MgsConfig {
     pub legacy_registry_dir: Option<PathBuf>,
     /// The cluster's name; clients and servers of another cluster are refused.
     pub cluster: String,
+    /// The cluster secret every connecting peer must prove it holds.
+    pub key: ClusterKey,
     /// Layout of new files when their directory has none.
     pub defaults: LayoutDefaults,
 }
@@ -198,7 +201,7 @@ pub async fn run(
         return Ok(());
     }
     let monitor = tokio::spawn(service::monitor(mgs.clone(), shutdown.clone()));
-    serve(listener, mgs.clone(), cfg.cluster, shutdown).await;
+    serve(listener, mgs.clone(), cfg.cluster, cfg.key, shutdown).await;
     monitor.abort();
     let _ = monitor.await;
     mgs.stop().await;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rustre_proto::auth::ClusterKey;
 use rustre_proto::frame::Service;
 use rustre_proto::msg::mgs::{ClusterMap, LayoutDefaults, MgsRequest, MgsResponse, NodeState};
 use rustre_proto::msg::Capacity;
@@ -21,6 +22,12 @@ use crate::meta::{Kv, StoreConfig};
 use rustre_proto::rpc::server::Handler;
 
 const CLUSTER: &str = "testfs";
+
+/// The cluster secret of every test server and client of this crate.
+pub(crate) fn test_key() -> ClusterKey {
+    static KEY: std::sync::OnceLock<ClusterKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| ClusterKey::generate().unwrap()).clone()
+}
 
 pub(crate) struct TestMgs {
     pub(crate) addr: String,
@@ -40,6 +47,7 @@ fn config(dir: &Path, cluster: &str) -> MgsConfig {
         store: StoreConfig::Embedded(embedded_store_dir(dir)),
         legacy_registry_dir: None,
         cluster: cluster.to_string(),
+        key: test_key(),
         defaults: LayoutDefaults {
             stripe_size: 256 << 10,
             stripe_count: 2,
@@ -77,7 +85,7 @@ async fn start_mgs(dir: &Path) -> TestMgs {
 }
 
 async fn connect(addr: &str) -> Arc<Connection> {
-    Connection::connect(addr, Service::Mgs, CLUSTER, "mgs-test")
+    Connection::connect(addr, Service::Mgs, CLUSTER, "mgs-test", &test_key())
         .await
         .unwrap()
 }

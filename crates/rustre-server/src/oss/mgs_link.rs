@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rustre_proto::auth::ClusterKey;
 use rustre_proto::frame::Service;
 use rustre_proto::msg::mgs::{MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS};
 use rustre_proto::msg::Capacity;
@@ -26,6 +27,7 @@ pub(crate) struct LinkConfig {
     pub mgs_addr: String,
     pub advertise_addr: String,
     pub cluster: String,
+    pub key: ClusterKey,
 }
 
 struct Ost {
@@ -57,7 +59,14 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = format!("oss@{}", cfg.advertise_addr);
-    let peer = Peer::new(&cfg.mgs_addr, Service::Mgs, &cfg.cluster, &client, 1);
+    let peer = Peer::new(
+        &cfg.mgs_addr,
+        Service::Mgs,
+        &cfg.cluster,
+        &client,
+        &cfg.key,
+        1,
+    );
     let osts = osts
         .into_iter()
         .map(|(index, store)| Ost {

@@ -38,6 +38,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustre_proto::auth::ClusterKey;
 use rustre_proto::rpc::server::serve;
 use rustre_proto::Error;
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,8 @@ pub struct OssConfig {
     pub advertise_addr: String,
     /// The cluster's name.
     pub cluster: String,
+    /// The cluster secret: peers must prove they hold it, and so must the MGS.
+    pub key: ClusterKey,
     /// The OSTs served: index and directory (created if absent).
     pub osts: Vec<(u32, PathBuf)>,
 }
@@ -225,6 +228,7 @@ pub async fn run(
         mgs_addr: cfg.mgs_addr.clone(),
         advertise_addr: cfg.advertise_addr.clone(),
         cluster: cfg.cluster.clone(),
+        key: cfg.key.clone(),
     };
     let link = tokio::spawn(mgs_link::run(link_cfg, stores, shutdown.clone()));
     tracing::info!(
@@ -233,7 +237,7 @@ pub async fn run(
         osts = ?opened.iter().map(|o| o.index).collect::<Vec<_>>(),
         "OSS serving"
     );
-    serve(listener, oss, cfg.cluster, shutdown).await;
+    serve(listener, oss, cfg.cluster, cfg.key, shutdown).await;
     link.abort();
     let _ = link.await;
     drop(opened);

@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rustre_proto::auth::{self, Nonce, Side};
 use rustre_proto::codec;
-use rustre_proto::frame::{read_frame, FrameKind, Header, Service, MAX_PAYLOAD_BYTES};
+use rustre_proto::frame::{
+    read_frame, FrameKind, Header, Service, MAX_PAYLOAD_BYTES, PROTOCOL_VERSION,
+};
 use rustre_proto::msg::mgs::{ClusterMap, MgsRequest, MgsResponse, NodeState};
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
 use rustre_proto::rpc::client::Connection;
-use rustre_proto::rpc::Hello;
+use rustre_proto::rpc::{ClientProof, Hello, ServerProof};
 use rustre_proto::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{run, OssConfig, IDENTITY_FILE, MAX_OBJECT_BYTES};
-use crate::mgs::tests::start_mgs_on;
+use crate::mgs::tests::{start_mgs_on, test_key};
 
 const CLUSTER: &str = "testfs";
 
@@ -56,6 +59,7 @@ async fn start_oss(osts: &[u32], mgs_addr: &str) -> TestOss {
         mgs_addr: mgs_addr.to_string(),
         advertise_addr: addr.clone(),
         cluster: CLUSTER.to_string(),
+        key: test_key(),
         osts: osts.iter().copied().zip(dirs.iter().cloned()).collect(),
     };
     let (stop, rx) = watch::channel(false);
@@ -70,7 +74,7 @@ async fn start_oss(osts: &[u32], mgs_addr: &str) -> TestOss {
 }
 
 async fn connect(addr: &str) -> Arc<Connection> {
-    Connection::connect(addr, Service::Oss, CLUSTER, "oss-test")
+    Connection::connect(addr, Service::Oss, CLUSTER, "oss-test", &test_key())
         .await
         .unwrap()
 }
@@ -342,10 +346,11 @@ async fn oss_unknown_ost_and_bad_requests_refused() {
     oss.stop().await;
 }
 
-fn hello_frame(cluster: &str) -> Vec<u8> {
+fn hello_frame(cluster: &str, nonce: Nonce) -> Vec<u8> {
     let body = codec::encode(&Hello {
         cluster: cluster.to_string(),
         client: "raw-test".to_string(),
+        nonce,
     })
     .unwrap();
     frame(FrameKind::Hello, 0, &body)
@@ -365,14 +370,32 @@ fn frame(kind: FrameKind, id: u64, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// A raw connection past a good handshake.
+/// A raw connection past a good (authenticated) handshake.
 async fn raw_session(addr: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&hello_frame(CLUSTER)).await.unwrap();
+    let client_nonce = auth::nonce().unwrap();
+    s.write_all(&hello_frame(CLUSTER, client_nonce))
+        .await
+        .unwrap();
     let reply = read_frame(&mut s).await.unwrap().unwrap();
     assert_eq!(reply.header.kind, FrameKind::HelloReply);
-    codec::decode::<Result<(), Error>>(&reply.body)
+    let server = codec::decode::<Result<ServerProof, Error>>(&reply.body)
         .unwrap()
+        .unwrap();
+    let key = test_key();
+    assert!(key.verify(
+        Side::Server,
+        CLUSTER,
+        &client_nonce,
+        &server.nonce,
+        &server.proof
+    ));
+    let proof = ClientProof {
+        proof: key.prove(Side::Client, CLUSTER, &client_nonce, &server.nonce),
+    };
+    let body = codec::encode(&proof).unwrap();
+    s.write_all(&frame(FrameKind::Auth, 0, &body))
+        .await
         .unwrap();
     s
 }
@@ -411,16 +434,18 @@ async fn oss_closes_bad_connections_and_keeps_serving_others() {
 
     // A handshake in an unknown protocol version.
     let mut s = TcpStream::connect(&oss.addr).await.unwrap();
-    let mut hello = hello_frame(CLUSTER);
+    let mut hello = hello_frame(CLUSTER, auth::nonce().unwrap());
     hello[4..6].copy_from_slice(&99u16.to_be_bytes());
     s.write_all(&hello).await.unwrap();
     assert_closed(s, "a wrong protocol version in the handshake").await;
 
     // A handshake for another cluster: refused, then closed.
     let mut s = TcpStream::connect(&oss.addr).await.unwrap();
-    s.write_all(&hello_frame("otherfs")).await.unwrap();
+    s.write_all(&hello_frame("otherfs", auth::nonce().unwrap()))
+        .await
+        .unwrap();
     let reply = read_frame(&mut s).await.unwrap().unwrap();
-    assert!(codec::decode::<Result<(), Error>>(&reply.body)
+    assert!(codec::decode::<Result<ServerProof, Error>>(&reply.body)
         .unwrap()
         .is_err());
     assert_closed(s, "a handshake for another cluster").await;
@@ -446,7 +471,7 @@ async fn oss_closes_bad_connections_and_keeps_serving_others() {
     })
     .unwrap();
     let mut f = frame(FrameKind::Request, 2, &body);
-    f[4..6].copy_from_slice(&2u16.to_be_bytes());
+    f[4..6].copy_from_slice(&(PROTOCOL_VERSION + 1).to_be_bytes());
     s.write_all(&f).await.unwrap();
     assert_closed(s, "a wrong protocol version").await;
 
@@ -485,7 +510,7 @@ async fn oss_closes_bad_connections_and_keeps_serving_others() {
 }
 
 async fn get_map(addr: &str) -> Result<ClusterMap, Error> {
-    let c = Connection::connect(addr, Service::Mgs, CLUSTER, "oss-test").await?;
+    let c = Connection::connect(addr, Service::Mgs, CLUSTER, "oss-test", &test_key()).await?;
     match c.call(&MgsRequest::GetMap, Bytes::new()).await?.0 {
         MgsResponse::Map(m) => Ok(m),
         other => panic!("GetMap answered {other:?}"),
@@ -573,6 +598,7 @@ async fn oss_refuses_bad_config_and_foreign_directories() {
         mgs_addr: "127.0.0.1:1".into(),
         advertise_addr: "127.0.0.1:2".into(),
         cluster: CLUSTER.into(),
+        key: test_key(),
         osts,
     };
     let start = |cfg: OssConfig| async move {

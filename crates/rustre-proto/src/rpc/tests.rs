@@ -1,0 +1,248 @@
+//! The authenticated handshake over real loopback TCP: the right secret connects; a wrong one
+//! is refused on both sides; a peer that skips or fakes the handshake is closed before any
+//! request reaches the handler, and the server goes on serving others.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::client::{Connection, Peer};
+use super::server::{serve, Handler, Reply};
+use super::{ClientProof, Hello, ServerProof};
+use crate::auth::{self, ClusterKey, Side};
+use crate::codec;
+use crate::error::Error;
+use crate::frame::{read_frame, FrameKind, Header, Service};
+
+const CLUSTER: &str = "authtest";
+
+/// Doubles numbers, and counts the calls that reached it.
+#[derive(Default)]
+struct Doubler {
+    calls: AtomicUsize,
+}
+
+impl Handler for Doubler {
+    type Request = u32;
+    type Response = u32;
+    const SERVICE: Service = Service::Mgs;
+
+    async fn handle(self: Arc<Self>, req: u32, _payload: Bytes) -> Reply<u32> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Reply::plain(Ok(req * 2))
+    }
+}
+
+struct TestServer {
+    addr: String,
+    handler: Arc<Doubler>,
+    _stop: watch::Sender<bool>,
+}
+
+async fn server(key: &ClusterKey) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handler = Arc::new(Doubler::default());
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(serve(
+        listener,
+        handler.clone(),
+        CLUSTER.into(),
+        key.clone(),
+        rx,
+    ));
+    TestServer {
+        addr,
+        handler,
+        _stop: stop,
+    }
+}
+
+async fn connect(addr: &str, key: &ClusterKey) -> Result<Arc<Connection>, Error> {
+    Connection::connect(addr, Service::Mgs, CLUSTER, "test", key).await
+}
+
+async fn double(c: &Connection, n: u32) -> Result<u32, Error> {
+    c.call::<u32, u32>(&n, Bytes::new()).await.map(|r| r.0)
+}
+
+fn frame(kind: FrameKind, body: &[u8]) -> Vec<u8> {
+    let h = Header {
+        kind,
+        service: Service::Mgs,
+        flags: 0,
+        request_id: 1,
+        body_len: body.len() as u32,
+        payload_len: 0,
+    };
+    let mut v = h.encode().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+fn hello(nonce: auth::Nonce) -> Vec<u8> {
+    let body = codec::encode(&Hello {
+        cluster: CLUSTER.into(),
+        client: "raw".into(),
+        nonce,
+    })
+    .unwrap();
+    frame(FrameKind::Hello, &body)
+}
+
+/// True when the server closes `s` (EOF or reset) within a few seconds, without sending
+/// anything more.
+async fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn the_right_secret_connects_and_calls() {
+    let key = ClusterKey::generate().unwrap();
+    let s = server(&key).await;
+    let c = connect(&s.addr, &key).await.unwrap();
+    assert_eq!(double(&c, 21).await.unwrap(), 42);
+    // The pool authenticates every connection it opens.
+    let p = Peer::new(&s.addr, Service::Mgs, CLUSTER, "pool", &key, 3);
+    for n in 0..6 {
+        assert_eq!(p.call::<u32, u32>(&n, Bytes::new()).await.unwrap().0, 2 * n);
+    }
+}
+
+#[tokio::test]
+async fn a_client_with_the_wrong_secret_is_refused_and_others_go_on() {
+    let key = ClusterKey::generate().unwrap();
+    let s = server(&key).await;
+    let wrong = ClusterKey::generate().unwrap();
+    match connect(&s.addr, &wrong).await {
+        Err(Error::Auth(m)) => assert!(m.contains("wrong cluster secret"), "{m}"),
+        Err(e) => panic!("expected an authentication error, got {e}"),
+        Ok(_) => panic!("a client with the wrong secret connected"),
+    }
+    assert_eq!(Error::Auth(String::new()).errno(), libc::EACCES);
+    let c = connect(&s.addr, &key).await.unwrap();
+    assert_eq!(double(&c, 4).await.unwrap(), 8);
+    assert_eq!(s.handler.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_fake_server_without_the_secret_gets_no_proof_and_no_request() {
+    let key = ClusterKey::generate().unwrap();
+    // A server holding another secret, through the real server code.
+    let fake = server(&ClusterKey::generate().unwrap()).await;
+    assert!(matches!(
+        connect(&fake.addr, &key).await,
+        Err(Error::Auth(_))
+    ));
+    assert_eq!(fake.handler.calls.load(Ordering::SeqCst), 0);
+
+    // A fake that answers with a made-up proof must see the client hang up without sending
+    // its own proof or any request.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let fake = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let hello = read_frame(&mut s).await.unwrap().unwrap();
+        assert_eq!(hello.header.kind, FrameKind::Hello);
+        let reply: Result<ServerProof, Error> = Ok(ServerProof {
+            nonce: auth::nonce().unwrap(),
+            proof: [7; auth::PROOF_BYTES],
+        });
+        let body = codec::encode(&reply).unwrap();
+        s.write_all(&frame(FrameKind::HelloReply, &body))
+            .await
+            .unwrap();
+        // Nothing more may arrive: the next read sees the client's close.
+        read_frame(&mut s).await
+    });
+    let c = Connection::connect(&addr, Service::Mgs, CLUSTER, "test", &key).await;
+    assert!(matches!(c, Err(Error::Auth(_))));
+    let after = fake.await.unwrap();
+    assert!(
+        matches!(after, Ok(None) | Err(_)),
+        "the client sent {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_skipping_or_faking_the_handshake_is_closed_before_any_request() {
+    let key = ClusterKey::generate().unwrap();
+    let s = server(&key).await;
+    let request = frame(FrameKind::Request, &codec::encode(&5u32).unwrap());
+
+    // A request as the first frame.
+    let mut raw = TcpStream::connect(&s.addr).await.unwrap();
+    raw.write_all(&request).await.unwrap();
+    assert!(closed_by_server(&mut raw).await);
+
+    // Hello, then a request instead of the proof.
+    let mut raw = TcpStream::connect(&s.addr).await.unwrap();
+    raw.write_all(&hello(auth::nonce().unwrap())).await.unwrap();
+    let reply = read_frame(&mut raw).await.unwrap().unwrap();
+    assert_eq!(reply.header.kind, FrameKind::HelloReply);
+    raw.write_all(&request).await.unwrap();
+    assert!(closed_by_server(&mut raw).await);
+
+    // Hello, then a wrong proof, then a request.
+    let mut raw = TcpStream::connect(&s.addr).await.unwrap();
+    raw.write_all(&hello(auth::nonce().unwrap())).await.unwrap();
+    read_frame(&mut raw).await.unwrap().unwrap();
+    let proof = codec::encode(&ClientProof {
+        proof: [1; auth::PROOF_BYTES],
+    })
+    .unwrap();
+    raw.write_all(&frame(FrameKind::Auth, &proof))
+        .await
+        .unwrap();
+    let _ = raw.write_all(&request).await;
+    assert!(closed_by_server(&mut raw).await);
+
+    // A replayed proof: the right proof for another connection's nonces.
+    let mut raw = TcpStream::connect(&s.addr).await.unwrap();
+    let cn = auth::nonce().unwrap();
+    raw.write_all(&hello(cn)).await.unwrap();
+    read_frame(&mut raw).await.unwrap().unwrap();
+    let stale = key.prove(Side::Client, CLUSTER, &cn, &auth::nonce().unwrap());
+    let proof = codec::encode(&ClientProof { proof: stale }).unwrap();
+    raw.write_all(&frame(FrameKind::Auth, &proof))
+        .await
+        .unwrap();
+    let _ = raw.write_all(&request).await;
+    assert!(closed_by_server(&mut raw).await);
+
+    // An oversized handshake frame is refused before its body is read.
+    let mut raw = TcpStream::connect(&s.addr).await.unwrap();
+    let mut big = frame(FrameKind::Hello, &[]);
+    big[20..24].copy_from_slice(&(1u32 << 20).to_be_bytes());
+    raw.write_all(&big).await.unwrap();
+    assert!(closed_by_server(&mut raw).await);
+
+    assert_eq!(
+        s.handler.calls.load(Ordering::SeqCst),
+        0,
+        "a request got in"
+    );
+    let c = connect(&s.addr, &key).await.unwrap();
+    assert_eq!(double(&c, 50).await.unwrap(), 100);
+}
+
+#[tokio::test]
+async fn a_wrong_cluster_name_is_refused_with_a_reason() {
+    let key = ClusterKey::generate().unwrap();
+    let s = server(&key).await;
+    let r = Connection::connect(&s.addr, Service::Mgs, "other", "test", &key).await;
+    match r {
+        Err(Error::Protocol(m)) => assert!(m.contains("other"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("connected to another cluster"),
+    }
+}
