@@ -150,6 +150,7 @@ impl MountOptions {
                 }
                 ("attr_timeout", Some(v)) => self.fuse.attr_ttl = parse_secs(key, v)?,
                 ("entry_timeout", Some(v)) => self.fuse.entry_ttl = parse_secs(key, v)?,
+                ("negative_timeout", Some(v)) => self.fuse.negative_ttl = Some(parse_secs(key, v)?),
                 ("cache_size", Some(v)) => self.fuse.page_cache_bytes = parse_bytes(key, v)?,
                 ("cluster", Some(v)) if !v.is_empty() => self.cluster = v.to_string(),
                 ("suid", None) => f.nosuid = false,
@@ -386,6 +387,12 @@ fn check_mountpoint(p: &Path) -> Result<PathBuf, String> {
 /// waiting parent; it is closed (taken) once the mount is reported up.
 fn serve(args: &MountArgs, status: &mut Option<std::fs::File>) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            std::env::var("RUSTRE_CLIENT_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
+        )
         .enable_all()
         .thread_name("rustre-client")
         .build()

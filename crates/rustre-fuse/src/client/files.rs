@@ -399,9 +399,15 @@ impl Client {
         flags: i32,
     ) -> Result<Opened, Error> {
         let exclusive = flags & libc::O_EXCL != 0;
+        let asked = std::time::Instant::now();
         let attr = self
             .create(creds, parent, name, perm, exclusive, Some(flags), None)
             .await?;
+        if exclusive {
+            // A new inode has no extended attributes: the kernel's probe before the first
+            // write needs no round trip.
+            self.capability.put(attr.ino, asked, &Err(Error::NoData));
+        }
         self.opened(creds, attr, flags).await
     }
 
@@ -498,13 +504,16 @@ impl Client {
         self.report_dirty(f.ino).await
     }
 
-    /// fsync(2): data on the OSTs' disks and size/mtime committed on the MDS.
+    /// fsync(2): data on the OSTs' disks, size/mtime reported, and the MDS's store synced.
     pub async fn fsync_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
         self.flush_writes(f.ino).await?;
         // Through any descriptor: data written through another one is the file's too.
         self.sync_objects(f.ino, f.layout()?).await?;
-        self.report_dirty(f.ino).await
+        self.report_dirty(f.ino).await?;
+        // The report, the file's creation and every other change this client made before
+        // are committed; this makes them durable.
+        self.sync_metadata(&f.creds).await
     }
 
     /// The last close of handle `fh`: reports what was written and drops the open record

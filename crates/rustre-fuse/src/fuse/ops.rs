@@ -94,8 +94,20 @@ impl Filesystem for RustreFs {
             return reply.error(fuser::Errno::ENOENT);
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
+        let negative_ttl = self.cfg.negative_ttl.unwrap_or(self.cfg.entry_ttl);
         self.spawn(async move {
-            reply_entry(reply, ttls, c.lookup(&who.creds(), parent.0, &name).await);
+            match c.lookup(&who.creds(), parent.0, &name).await {
+                // Inode 0 with a TTL: the kernel remembers that the name does not exist
+                // (until this mount creates it, or the TTL lapses).
+                Err(rustre_proto::Error::NotFound) if !negative_ttl.is_zero() => reply
+                    .entry_with_ttls(
+                        &negative_ttl,
+                        &negative_ttl,
+                        &placeholder_attr(0, FileKind::File),
+                        Generation(0),
+                    ),
+                r => reply_entry(reply, ttls, r),
+            }
         });
     }
 
@@ -485,16 +497,18 @@ impl Filesystem for RustreFs {
         reply.ok();
     }
 
-    /// Directory changes are durable once the MDS answered them (group commit).
+    /// Makes every committed metadata change durable (on a durable MDS, namespace changes
+    /// already are; bookkeeping and a relaxed MDS's changes are not until a sync).
     fn fsyncdir(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        let (c, who) = (self.client.clone(), Caller::of(req));
+        self.spawn(async move { reply_empty(reply, c.sync_metadata(&who.creds()).await) });
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -1,7 +1,10 @@
 //! MDS: the namespace, inodes, layouts, xattrs, opens and sessions.
 //!
 //! Every operation is one transaction on the metadata KV ([`crate::meta::Kv`]), run on a
-//! blocking thread; mutations are acknowledged after a group commit when the MDS is durable.
+//! blocking thread. On a durable MDS, changes to the namespace and to attributes are
+//! acknowledged after a group commit; bookkeeping (opens, closes, size reports of writes,
+//! sessions) is committed at once and made durable by the next sync: a client's fsync
+//! ([`MdsOp::SyncMeta`]) or the periodic one ([`COMMIT_INTERVAL`]).
 //! The MDS keeps no state of its own beyond caches, so several MDS may share one KV.
 //!
 //! ## Layout
@@ -39,6 +42,8 @@ use namespace::{Ctx, NewInode};
 
 /// Inode numbers taken from the shared counter at a time.
 pub const INO_BATCH: u64 = 1024;
+/// Longest time a committed change waits for a sync when no client asks for one.
+pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Default lease of a client session.
 pub const SESSION_LEASE_MS: u64 = 30_000;
 /// Striped in-process locks on directories, so concurrent creates in one directory queue up
@@ -124,16 +129,25 @@ fn bootstrap(kv: &Kv) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether a transaction changes anything, and under which request id it is recorded.
+/// Whether a transaction changes anything, under which request id it is recorded, and
+/// whether a durable MDS acknowledges it only once it is on disk.
 #[derive(Debug, Clone, Copy)]
 enum Mutation {
     ReadOnly,
-    Write { record: Option<(u64, u64)> },
+    Write {
+        record: Option<(u64, u64)>,
+        /// A namespace or attribute change (acknowledged after the group commit on a
+        /// durable MDS), rather than bookkeeping (durable by the next sync).
+        durable: bool,
+    },
 }
 
 impl Mutation {
-    /// A write with no request id (background work, session bookkeeping).
-    const WRITE: Mutation = Mutation::Write { record: None };
+    /// Bookkeeping with no request id (background work, sessions).
+    const WRITE: Mutation = Mutation::Write {
+        record: None,
+        durable: false,
+    };
 }
 
 /// One MDS instance.
@@ -164,6 +178,9 @@ impl Mds {
                 store::put_counter(tx, keys::COUNTER_NEXT_INO, next + INO_BATCH)?;
                 Ok::<_, Error>(next)
             })?;
+            // On disk before any number of the batch is used, so a power loss can never
+            // hand out an inode number twice (its objects might still exist).
+            self.kv.sync()?;
             *r = (start, start + INO_BATCH);
         }
         let ino = r.0;
@@ -171,7 +188,8 @@ impl Mds {
         Ok(ino)
     }
 
-    /// Runs `f` as one transaction on a blocking thread, holding the stripe locks of `dirs`,
+    /// Runs `f` as one transaction on a blocking thread (a read of the embedded store: in
+    /// place), holding the stripe locks of `dirs`,
     /// then (for mutations of a durable MDS) waits for the group commit. A mutation carrying a
     /// request id returns the recorded result if that request already committed (a retry after
     /// a lost reply or a dead MDS), and otherwise records its result in the same transaction.
@@ -186,11 +204,20 @@ impl Mds {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, Error> + Send + 'static,
     {
-        let mutates = !matches!(kind, Mutation::ReadOnly);
-        let record = match kind {
-            Mutation::Write { record } => record,
-            Mutation::ReadOnly => None,
+        let (record, wait_durable) = match kind {
+            Mutation::Write { record, durable } => (record, durable && self.cfg.durable),
+            Mutation::ReadOnly => (None, false),
         };
+        if matches!(kind, Mutation::ReadOnly) && dirs.is_empty() && self.kv.reads_are_local() {
+            // A read of the embedded store takes microseconds and never conflicts (nothing
+            // to retry, no lock to take): handing it to a blocking thread and back would
+            // cost more than the read.
+            let ctx = Ctx {
+                creds: &creds,
+                now: Timestamp::now(),
+            };
+            return self.kv.transact(|tx| f(tx, &ctx));
+        }
         let this = self.clone();
         let out = tokio::task::spawn_blocking(move || {
             let mut stripes: Vec<usize> = dirs
@@ -214,7 +241,7 @@ impl Mds {
         })
         .await
         .map_err(|e| Error::Io(format!("metadata task failed: {e}")))??;
-        if mutates && self.cfg.durable {
+        if wait_durable {
             self.kv.durable().await?;
         }
         Ok(out)
@@ -228,8 +255,14 @@ impl Mds {
             seq,
             op,
         } = req;
+        let record = (session != 0 && seq != 0).then_some((session, seq));
         let w = Mutation::Write {
-            record: (session != 0 && seq != 0).then_some((session, seq)),
+            record,
+            durable: true,
+        };
+        let bookkeeping = Mutation::Write {
+            record,
+            durable: false,
         };
         let ro = Mutation::ReadOnly;
         if creds.groups.len() > MAX_GROUPS {
@@ -239,7 +272,7 @@ impl Mds {
         match op {
             MdsOp::OpenSession { client } => {
                 let id = self
-                    .txn(creds, vec![], Mutation::WRITE, move |tx, _| {
+                    .txn(creds, vec![], w, move |tx, _| {
                         open::open_session(tx, &client, now_ms(), lease)
                     })
                     .await?;
@@ -415,14 +448,22 @@ impl Mds {
                 .await
                 .map(|(entries, eof)| R::Entries { entries, eof })
             }
+            // An open is bookkeeping, unless it truncates.
             MdsOp::Open { ino, flags } => self
-                .txn(creds, vec![ino], w, move |tx, c| {
-                    open::open(tx, c, session, ino, flags, false)
-                })
+                .txn(
+                    creds,
+                    vec![ino],
+                    if flags & libc::O_TRUNC != 0 {
+                        w
+                    } else {
+                        bookkeeping
+                    },
+                    move |tx, c| open::open(tx, c, session, ino, flags, false),
+                )
                 .await
                 .map(R::Attr),
             MdsOp::Release { ino } => self
-                .txn(creds, vec![ino], w, move |tx, _| {
+                .txn(creds, vec![ino], bookkeeping, move |tx, _| {
                     open::release(tx, session, ino)
                 })
                 .await
@@ -433,7 +474,7 @@ impl Mds {
                 mtime,
                 truncate_version,
             } => self
-                .txn(creds, vec![ino], w, move |tx, c| {
+                .txn(creds, vec![ino], bookkeeping, move |tx, c| {
                     attr::report_size(tx, c, ino, size, mtime, truncate_version)
                 })
                 .await
@@ -485,9 +526,7 @@ impl Mds {
                 .map(|_| R::Done)
             }
             MdsOp::SyncMeta => {
-                if !self.cfg.durable {
-                    self.kv.durable().await?;
-                }
+                self.kv.durable().await?;
                 Ok(R::Done)
             }
             MdsOp::GetDirLayout { ino } => self
@@ -500,6 +539,14 @@ impl Mds {
     }
 
     async fn alloc_ino_async(self: &Arc<Self>) -> Result<Ino, Error> {
+        {
+            // The common case takes a number from the batch in memory: no thread hop.
+            let mut r = self.inos.lock().unwrap();
+            if r.0 < r.1 {
+                r.0 += 1;
+                return Ok(r.0 - 1);
+            }
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.alloc_ino())
             .await

@@ -1,5 +1,6 @@
 //! The MDS's background work: registering and heartbeating with the MGS, deleting the objects
-//! of destroyed inodes from the OSTs, and ending sessions whose lease ran out.
+//! of destroyed inodes from the OSTs, ending sessions whose lease ran out, and syncing the
+//! store every [`super::COMMIT_INTERVAL`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +76,19 @@ pub fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
         DESTROY_INTERVAL,
         destroy_objects,
     );
+    spawn_every(
+        mds.clone(),
+        shutdown.clone(),
+        super::COMMIT_INTERVAL,
+        sync_bookkeeping,
+    );
     spawn_every(mds, shutdown, REAP_INTERVAL, reap_sessions);
+}
+
+/// Bounds how long a committed change that no client waited for (bookkeeping on a durable
+/// MDS; everything on a relaxed one) stays short of the disk.
+async fn sync_bookkeeping(mds: Arc<Mds>) -> Result<(), Error> {
+    Ok(mds.kv.durable().await?)
 }
 
 fn spawn_every<F, Fut>(mds: Arc<Mds>, mut shutdown: watch::Receiver<bool>, every: Duration, f: F)
