@@ -387,12 +387,6 @@ fn check_mountpoint(p: &Path) -> Result<PathBuf, String> {
 /// waiting parent; it is closed (taken) once the mount is reported up.
 fn serve(args: &MountArgs, status: &mut Option<std::fs::File>) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::env::var("RUSTRE_CLIENT_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2),
-        )
         .enable_all()
         .thread_name("rustre-client")
         .build()
