@@ -157,6 +157,7 @@ impl MountOptions {
                 }
                 ("attr_timeout", Some(v)) => self.fuse.attr_ttl = parse_secs(key, v)?,
                 ("entry_timeout", Some(v)) => self.fuse.entry_ttl = parse_secs(key, v)?,
+                ("negative_timeout", Some(v)) => self.fuse.negative_ttl = Some(parse_secs(key, v)?),
                 ("cache_size", Some(v)) => self.fuse.page_cache_bytes = parse_bytes(key, v)?,
                 ("cluster", Some(v)) if !v.is_empty() => self.cluster = v.to_string(),
                 ("secret_file", Some(v)) if !v.is_empty() => self.secret_file = v.into(),

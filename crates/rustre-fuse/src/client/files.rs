@@ -405,9 +405,15 @@ impl Client {
         flags: i32,
     ) -> Result<Opened, Error> {
         let exclusive = flags & libc::O_EXCL != 0;
+        let asked = std::time::Instant::now();
         let attr = self
             .create(creds, parent, name, perm, exclusive, Some(flags), None)
             .await?;
+        if exclusive {
+            // A new inode has no extended attributes: the kernel's probe before the first
+            // write needs no round trip.
+            self.capability.put(attr.ino, asked, &Err(Error::NoData));
+        }
         self.opened(creds, attr, flags).await
     }
 

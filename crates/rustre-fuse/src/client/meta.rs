@@ -10,6 +10,7 @@ use rustre_proto::msg::mds::{
 use rustre_proto::msg::{Attr, Creds, FileKind, Ino, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 
+use super::capability::CAPABILITY_XATTR;
 use super::{unexpected, Client};
 
 /// How long a metadata call keeps being retried on other MDS while none answers.
@@ -140,6 +141,8 @@ impl Client {
     /// the length it has at the new size, so bytes past the end never survive a shrink
     /// (including bytes another client wrote but had not reported).
     pub async fn setattr(&self, creds: &Creds, ino: Ino, set: SetAttr) -> Result<Attr, Error> {
+        // chown drops file capabilities on the MDS.
+        self.capability.forget(ino);
         let size = set.size;
         let attr = self.attr_call(creds, MdsOp::SetAttr { ino, set }).await?;
         if let (Some(size), Some(layout)) = (size, &attr.layout) {
@@ -376,11 +379,23 @@ impl Client {
     }
 
     pub async fn get_xattr(&self, creds: &Creds, ino: Ino, name: &str) -> Result<Vec<u8>, Error> {
-        let name = name.to_string();
-        match self.mds(creds, MdsOp::GetXattr { ino, name }).await? {
-            MdsResponse::Xattr(v) => Ok(v),
-            r => Err(unexpected(r)),
+        let probe = name == CAPABILITY_XATTR;
+        if probe {
+            if let Some(r) = self.capability.get(ino) {
+                return r;
+            }
         }
+        let asked = Instant::now();
+        let name = name.to_string();
+        let r = match self.mds(creds, MdsOp::GetXattr { ino, name }).await {
+            Ok(MdsResponse::Xattr(v)) => Ok(v),
+            Ok(r) => Err(unexpected(r)),
+            Err(e) => Err(e),
+        };
+        if probe {
+            self.capability.put(ino, asked, &r);
+        }
+        r
     }
 
     pub async fn set_xattr(
@@ -391,6 +406,7 @@ impl Client {
         value: &[u8],
         flags: u32,
     ) -> Result<(), Error> {
+        self.capability.forget(ino);
         let op = MdsOp::SetXattr {
             ino,
             name: name.to_string(),
@@ -408,6 +424,7 @@ impl Client {
     }
 
     pub async fn remove_xattr(&self, creds: &Creds, ino: Ino, name: &str) -> Result<(), Error> {
+        self.capability.forget(ino);
         let name = name.to_string();
         self.done_call(creds, MdsOp::RemoveXattr { ino, name })
             .await

@@ -7,11 +7,13 @@
 //!   every attribute answer, reported to the MDS on flush, fsync, close and setattr).
 //! - [`dirs`]: directory handles mapping integer offsets to the MDS's name cookies.
 //! - [`cache`]: the page cache and read-ahead for sequential readers.
+//! - [`capability`]: recent answers to the kernel's `security.capability` probe.
 //! - [`writeback`]: small writes gathered into stripe-sized sends in the background.
 //! - [`stripe`]: the layout math.
 //! - [`path`]: resolving slash-separated paths for the CLI.
 
 pub mod cache;
+pub mod capability;
 pub mod data;
 pub mod dirs;
 pub mod files;
@@ -55,6 +57,7 @@ pub struct Client {
     dirs: dirs::Dirs,
     cache: cache::PageCache,
     writeback: writeback::WriteBack,
+    capability: capability::CapabilityCache,
 }
 
 impl Client {
@@ -72,6 +75,7 @@ impl Client {
             files: files::Files::default(),
             cache: cache::PageCache::default(),
             writeback: writeback::WriteBack::default(),
+            capability: capability::CapabilityCache::default(),
             dirs: dirs::Dirs::default(),
         });
         let weak = Arc::downgrade(&client);
@@ -127,6 +131,12 @@ impl Client {
     /// The cluster view (map and server connections).
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// How long attributes may be cached (the mount's attribute TTL): answers to the
+    /// kernel's `security.capability` probe are kept that long.
+    pub fn set_attr_ttl(&self, ttl: Duration) {
+        self.capability.set_ttl(ttl);
     }
 
     /// The open-file table (handles and unreported sizes).

@@ -46,6 +46,9 @@ pub struct FuseConfig {
     pub attr_ttl: Duration,
     /// How long the kernel may cache name lookups.
     pub entry_ttl: Duration,
+    /// How long the kernel may remember that a name does not exist (0: not at all;
+    /// `None`: as long as `entry_ttl`).
+    pub negative_ttl: Option<Duration>,
     /// Bytes the client's page cache and write-back buffers may hold (`cache_size=`;
     /// 0 sends every read and write straight to the OSTs).
     pub page_cache_bytes: u64,
@@ -56,6 +59,7 @@ impl Default for FuseConfig {
         FuseConfig {
             attr_ttl: DEFAULT_TTL,
             entry_ttl: DEFAULT_TTL,
+            negative_ttl: None,
             page_cache_bytes: crate::client::cache::DEFAULT_CACHE_BYTES as u64,
         }
     }
@@ -77,6 +81,7 @@ impl RustreFs {
     /// An adapter running its calls on the runtime `rt`.
     pub fn new(client: Arc<Client>, rt: Handle, cfg: FuseConfig) -> RustreFs {
         client.set_cache_bytes(usize::try_from(cfg.page_cache_bytes).unwrap_or(usize::MAX));
+        client.set_attr_ttl(cfg.attr_ttl);
         RustreFs {
             client,
             rt,
@@ -244,7 +249,7 @@ fn file_attr(a: &Attr) -> FileAttr {
 }
 
 /// Attributes for an entry listed without them ("." and ".." in readdirplus, whose
-/// attributes the kernel ignores).
+/// attributes the kernel ignores), or for a negative entry (inode 0).
 fn placeholder_attr(ino: u64, kind: FileKind) -> FileAttr {
     FileAttr {
         ino: INodeNo(ino),

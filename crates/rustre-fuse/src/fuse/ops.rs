@@ -94,8 +94,20 @@ impl Filesystem for RustreFs {
             return reply.error(fuser::Errno::ENOENT);
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
+        let negative_ttl = self.cfg.negative_ttl.unwrap_or(self.cfg.entry_ttl);
         self.spawn(async move {
-            reply_entry(reply, ttls, c.lookup(&who.creds(), parent.0, &name).await);
+            match c.lookup(&who.creds(), parent.0, &name).await {
+                // Inode 0 with a TTL: the kernel remembers that the name does not exist
+                // (until this mount creates it, or the TTL lapses).
+                Err(rustre_proto::Error::NotFound) if !negative_ttl.is_zero() => reply
+                    .entry_with_ttls(
+                        &negative_ttl,
+                        &negative_ttl,
+                        &placeholder_attr(0, FileKind::File),
+                        Generation(0),
+                    ),
+                r => reply_entry(reply, ttls, r),
+            }
         });
     }
 

@@ -197,7 +197,8 @@ impl Mds {
         Ok(ino)
     }
 
-    /// Runs `f` as one transaction on a blocking thread, holding the stripe locks of `dirs`,
+    /// Runs `f` as one transaction on a blocking thread (a read of the embedded store: in
+    /// place), holding the stripe locks of `dirs`,
     /// then (for mutations of a durable MDS) waits for the group commit. A mutation carrying a
     /// request id returns the recorded result if that request already committed (a retry after
     /// a lost reply or a dead MDS), and otherwise records its result in the same transaction.
@@ -216,6 +217,16 @@ impl Mds {
             Mutation::Write { record, durable } => (record, durable && self.cfg.durable),
             Mutation::ReadOnly => (None, false),
         };
+        if matches!(kind, Mutation::ReadOnly) && dirs.is_empty() && self.kv.reads_are_local() {
+            // A read of the embedded store takes microseconds and never conflicts (nothing
+            // to retry, no lock to take): handing it to a blocking thread and back would
+            // cost more than the read.
+            let ctx = Ctx {
+                creds: &creds,
+                now: Timestamp::now(),
+            };
+            return self.kv.transact(|tx| f(tx, &ctx));
+        }
         let this = self.clone();
         let out = tokio::task::spawn_blocking(move || {
             let mut stripes: Vec<usize> = dirs
@@ -537,6 +548,14 @@ impl Mds {
     }
 
     async fn alloc_ino_async(self: &Arc<Self>) -> Result<Ino, Error> {
+        {
+            // The common case takes a number from the batch in memory: no thread hop.
+            let mut r = self.inos.lock().unwrap();
+            if r.0 < r.1 {
+                r.0 += 1;
+                return Ok(r.0 - 1);
+            }
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.alloc_ino())
             .await

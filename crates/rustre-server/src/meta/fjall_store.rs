@@ -127,6 +127,10 @@ impl FjallStore {
 }
 
 impl Backend for FjallStore {
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
     fn run_once(&self, body: &mut dyn FnMut(&mut dyn Transaction) -> bool) -> Result<(), KvError> {
         // Explicit, see the module comment: commits reach the OS page cache before they are
         // acknowledged, so they survive SIGKILL; only `sync` makes them survive power loss.

@@ -81,6 +81,11 @@ pub(crate) trait Backend: Send + Sync {
     fn run_once(&self, body: &mut dyn FnMut(&mut dyn Transaction) -> bool) -> Result<(), KvError>;
     /// Makes every transaction committed so far durable (survives power loss).
     fn sync(&self) -> Result<(), KvError>;
+    /// Whether a read-only transaction is served from this process's memory or local disk
+    /// in microseconds, never waiting on a network (so it may run on an async worker).
+    fn reads_are_local(&self) -> bool {
+        false
+    }
 }
 
 /// The metadata store handle: cheap to clone, shared by all tasks of a server.
@@ -142,6 +147,12 @@ impl Kv {
             }
         }
         Err(KvError::RetriesExhausted.into())
+    }
+
+    /// Whether read-only transactions are quick local work (the embedded store) that an
+    /// async task may run in place instead of handing them to a blocking thread.
+    pub fn reads_are_local(&self) -> bool {
+        self.backend.reads_are_local()
     }
 
     /// Makes every committed transaction durable now, on this thread (blocking).
