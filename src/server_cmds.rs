@@ -29,7 +29,8 @@ pub struct LocalArgs {
     /// MGS address.
     #[arg(long, default_value = "127.0.0.1:9400")]
     listen: SocketAddr,
-    /// Acknowledge metadata before its fsync (see `rustre mds --relaxed`).
+    /// Acknowledge namespace changes before their fsync; durable at the next client fsync
+    /// or within 1 s (see `rustre mds --relaxed`, docs/operations.md).
     #[arg(long)]
     relaxed: bool,
     /// Also mount the cluster here, served by this process.
