@@ -109,11 +109,17 @@ impl Client {
         Some(healthy.unwrap_or(&peers[start % peers.len()]).clone())
     }
 
-    /// A call answered with attributes; what this client wrote but has not reported yet is
-    /// merged in.
+    /// A call answered with attributes (its layout checked); what this client wrote but has
+    /// not reported yet is merged in.
     async fn attr_call(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
         match self.mds(creds, op).await? {
             MdsResponse::Attr(mut a) => {
+                // The stripe math divides by the stripe size and indexes the OST list: a
+                // layout breaking the protocol's limits is refused here, not panicked on.
+                if let Some(l) = &a.layout {
+                    l.validate()
+                        .map_err(|e| Error::Protocol(format!("MDS sent a bad layout: {e}")))?;
+                }
                 self.files.merge(&mut a);
                 Ok(a)
             }
