@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing rustre needs on Debian 12: FUSE 3, the tools the
 # end-to-end tests drive (rsync, git, sqlite3, attr, fio, bindfs), libclang for the
-# FoundationDB bindings' type check, and the POSIX test suites pjdfstest and fsx.
-# Idempotent: skips what is already there.
+# FoundationDB bindings' type check, a C++ compiler for libFuzzer, the POSIX test suites
+# pjdfstest and fsx, and cargo-fuzz (scripts/fuzz.sh). Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
-for pkg in fuse3 libfuse3-dev pkg-config libclang-dev rsync git sqlite3 attr fio bindfs; do
+for pkg in fuse3 libfuse3-dev pkg-config libclang-dev g++ rsync git sqlite3 attr fio bindfs; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -22,4 +22,5 @@ fi
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v pjdfstest >/dev/null 2>&1 || cargo install --locked pjdfstest
 command -v fsx >/dev/null 2>&1 || cargo install --locked fsx
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
 modprobe fuse 2>/dev/null || true

@@ -1,0 +1,590 @@
+//! Writes the seed corpus of the fuzz targets (`fuzz/`, see docs/fuzzing.md): valid encoded
+//! messages of every kind, so the fuzzers start from inputs that decode instead of having to
+//! discover the format. `scripts/fuzz.sh` runs it before each fuzzing run:
+//!
+//! ```sh
+//! cargo run -p rustre-proto --example fuzz_seeds -- fuzz/corpus
+//! ```
+//!
+//! writes `fuzz/corpus/TARGET/seed-NAME` for each target, overwriting earlier seeds. Built
+//! with the workspace, so a message change that breaks it fails the normal build.
+
+use std::path::Path;
+
+use rustre_proto::codec;
+use rustre_proto::frame::{FrameKind, Header, Service};
+use rustre_proto::msg::mds::{
+    DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, TimeSet, RENAME_NOREPLACE,
+    XATTR_CREATE,
+};
+use rustre_proto::msg::mgs::{
+    ClusterMap, LayoutDefaults, MdsInfo, MgsRequest, MgsResponse, NodeState, OstInfo,
+};
+use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
+use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Layout, LayoutSpec, Timestamp};
+use rustre_proto::rpc::{ClientProof, Hello, ServerProof};
+use rustre_proto::Error;
+use serde::Serialize;
+
+fn main() -> std::io::Result<()> {
+    let out = std::env::args_os()
+        .nth(1)
+        .expect("usage: fuzz_seeds OUTPUT_DIR");
+    let out = Path::new(&out);
+    let mut written = 0;
+    let mut put = |target: &str, name: &str, bytes: &[u8]| -> std::io::Result<()> {
+        let dir = out.join(target);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("seed-{name}")), bytes)?;
+        written += 1;
+        Ok(())
+    };
+
+    let hellos = [("hello", hello())];
+    let hello_replies = [
+        (
+            "ok",
+            enc(&Ok::<ServerProof, Error>(ServerProof {
+                nonce: [7; 32],
+                proof: [9; 32],
+            })),
+        ),
+        (
+            "refused",
+            enc(&Err::<ServerProof, Error>(Error::Protocol(
+                "wrong cluster".into(),
+            ))),
+        ),
+    ];
+    let auth = enc(&ClientProof { proof: [9; 32] });
+    let mgs_requests = mgs_requests();
+    let mgs_responses = mgs_responses();
+    let mds_requests = mds_requests();
+    let mds_responses = mds_responses();
+    let oss_requests = oss_requests();
+    let oss_responses = oss_responses();
+
+    for (name, b) in &hellos {
+        put("hello", name, b)?;
+    }
+    for (name, b) in &hello_replies {
+        put("hello_reply", name, b)?;
+    }
+    // The auth target reads a length byte, the body, then two nonces and a cluster name.
+    let mut seed = vec![auth.len() as u8];
+    seed.extend_from_slice(&auth);
+    seed.extend_from_slice(&[1; 32]);
+    seed.extend_from_slice(&[2; 32]);
+    seed.extend_from_slice(b"rustre");
+    put("auth", "proof", &seed)?;
+    for (target, seeds) in [
+        ("mds_request", &mds_requests),
+        ("mds_checks", &mds_requests),
+        ("mgs_request", &mgs_requests),
+        ("oss_request", &oss_requests),
+        ("mgs_response", &mgs_responses),
+        ("mds_response", &mds_responses),
+        ("oss_response", &oss_responses),
+    ] {
+        for (name, b) in seeds {
+            put(target, name, b)?;
+        }
+    }
+
+    // Frame headers of every kind and service, and whole conversations as byte streams.
+    for kind in [
+        FrameKind::Hello,
+        FrameKind::HelloReply,
+        FrameKind::Request,
+        FrameKind::Response,
+        FrameKind::Auth,
+    ] {
+        for service in [Service::Mgs, Service::Mds, Service::Oss] {
+            let h = header(kind, service, 7, 100, 4096);
+            put(
+                "frame_header",
+                &format!("{kind:?}-{service:?}"),
+                &h.encode(),
+            )?;
+        }
+    }
+    for (service, requests, responses) in [
+        (Service::Mgs, &mgs_requests, &mgs_responses),
+        (Service::Mds, &mds_requests, &mds_responses),
+        (Service::Oss, &oss_requests, &oss_responses),
+    ] {
+        // What a server reads: the handshake (Hello, Auth), then requests (an OSS write
+        // carries a payload).
+        let mut to_server = frame(FrameKind::Hello, service, 0, &hellos[0].1, &[]);
+        to_server.extend(frame(FrameKind::Auth, service, 0, &auth, &[]));
+        for (i, (name, body)) in requests.iter().enumerate() {
+            let payload: &[u8] = if name == "write" {
+                b"some file data"
+            } else {
+                &[]
+            };
+            to_server.extend(frame(
+                FrameKind::Request,
+                service,
+                i as u64 + 1,
+                body,
+                payload,
+            ));
+        }
+        // What a client reads: the handshake reply, then responses.
+        let mut to_client = frame(FrameKind::HelloReply, service, 0, &hello_replies[0].1, &[]);
+        for (i, (name, body)) in responses.iter().enumerate() {
+            let payload: &[u8] = if name == "data" { b"data" } else { &[] };
+            to_client.extend(frame(
+                FrameKind::Response,
+                service,
+                i as u64 + 1,
+                body,
+                payload,
+            ));
+        }
+        // The first byte is the reader's mode: 0x80 reads as the server does, 0x00 as the
+        // client; low bits split the stream into small reads.
+        for (mode, stream, who) in [(0x80u8, &to_server, "server"), (0x00, &to_client, "client")] {
+            for (extra, how) in [(0u8, "whole"), (0x47, "chunks")] {
+                let mut seed = vec![mode | extra];
+                seed.extend_from_slice(stream);
+                put("frame_stream", &format!("{who}-{service:?}-{how}"), &seed)?;
+            }
+        }
+    }
+    eprintln!("fuzz_seeds: {written} seeds under {}", out.display());
+    Ok(())
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    codec::encode(v).expect("seed messages encode")
+}
+
+fn header(kind: FrameKind, service: Service, id: u64, body: u32, payload: u32) -> Header {
+    Header {
+        kind,
+        service,
+        flags: 0,
+        request_id: id,
+        body_len: body,
+        payload_len: payload,
+    }
+}
+
+fn frame(kind: FrameKind, service: Service, id: u64, body: &[u8], payload: &[u8]) -> Vec<u8> {
+    let h = header(kind, service, id, body.len() as u32, payload.len() as u32);
+    [&h.encode()[..], body, payload].concat()
+}
+
+fn hello() -> Vec<u8> {
+    enc(&Hello {
+        cluster: "rustre".into(),
+        client: "fuzz-seed".into(),
+        nonce: [1; 32],
+    })
+}
+
+fn ts() -> Timestamp {
+    Timestamp {
+        sec: 1_700_000_000,
+        nsec: 123,
+    }
+}
+
+fn cap() -> Capacity {
+    Capacity {
+        total_bytes: 1 << 40,
+        free_bytes: 1 << 39,
+        avail_bytes: 1 << 38,
+    }
+}
+
+fn spec() -> LayoutSpec {
+    LayoutSpec {
+        stripe_size: Some(1 << 20),
+        stripe_count: Some(2),
+        osts: Some(vec![0, 1]),
+        replicas: Some(1),
+    }
+}
+
+fn attr() -> Attr {
+    Attr {
+        ino: 42,
+        kind: FileKind::File,
+        perm: 0o644,
+        nlink: 1,
+        uid: 1000,
+        gid: 1000,
+        size: 12345,
+        atime: ts(),
+        mtime: ts(),
+        ctime: ts(),
+        rdev: 0,
+        layout: Some(Layout {
+            stripe_size: 1 << 20,
+            osts: vec![0, 1],
+            replicas: 1,
+        }),
+        truncate_version: 2,
+    }
+}
+
+fn mgs_requests() -> Vec<(String, Vec<u8>)> {
+    let reqs = [
+        (
+            "register_ost",
+            MgsRequest::RegisterOst {
+                index: 1,
+                addr: "oss1:9402".into(),
+                capacity: cap(),
+            },
+        ),
+        (
+            "register_mds",
+            MgsRequest::RegisterMds {
+                addr: "mds:9401".into(),
+            },
+        ),
+        (
+            "ost_heartbeat",
+            MgsRequest::OstHeartbeat {
+                index: 1,
+                capacity: cap(),
+            },
+        ),
+        (
+            "mds_heartbeat",
+            MgsRequest::MdsHeartbeat {
+                addr: "mds:9401".into(),
+            },
+        ),
+        ("get_map", MgsRequest::GetMap),
+    ];
+    reqs.iter().map(|(n, r)| (n.to_string(), enc(r))).collect()
+}
+
+fn mgs_responses() -> Vec<(String, Vec<u8>)> {
+    let map = ClusterMap {
+        epoch: 9,
+        cluster_name: "rustre".into(),
+        osts: vec![
+            OstInfo {
+                index: 0,
+                addr: "oss0:9402".into(),
+                state: NodeState::Up,
+                capacity: cap(),
+            },
+            OstInfo {
+                index: 1,
+                addr: "oss1:9402".into(),
+                state: NodeState::Down,
+                capacity: cap(),
+            },
+        ],
+        mds: vec![MdsInfo {
+            addr: "mds:9401".into(),
+            state: NodeState::Up,
+        }],
+        defaults: LayoutDefaults::default(),
+    };
+    let resps: [(&str, Result<MgsResponse, Error>); 4] = [
+        ("ok", Ok(MgsResponse::Ok { epoch: 9 })),
+        ("unknown", Ok(MgsResponse::Unknown)),
+        ("map", Ok(MgsResponse::Map(map))),
+        ("error", Err(Error::Invalid("bad node address".into()))),
+    ];
+    resps.iter().map(|(n, r)| (n.to_string(), enc(r))).collect()
+}
+
+fn mds_requests() -> Vec<(String, Vec<u8>)> {
+    let ops = [
+        (
+            "open_session",
+            MdsOp::OpenSession {
+                client: "host:123".into(),
+            },
+        ),
+        ("renew_session", MdsOp::RenewSession),
+        ("close_session", MdsOp::CloseSession),
+        (
+            "lookup",
+            MdsOp::Lookup {
+                parent: 1,
+                name: "file".into(),
+            },
+        ),
+        ("getattr", MdsOp::GetAttr { ino: 42 }),
+        (
+            "setattr",
+            MdsOp::SetAttr {
+                ino: 42,
+                set: SetAttr {
+                    perm: Some(0o600),
+                    uid: Some(1),
+                    gid: None,
+                    size: Some(4096),
+                    atime: Some(TimeSet::Now),
+                    mtime: Some(TimeSet::At(ts())),
+                    via_write_handle: true,
+                },
+            },
+        ),
+        (
+            "create",
+            MdsOp::Create {
+                parent: 1,
+                name: "new".into(),
+                perm: 0o644,
+                exclusive: true,
+                open_flags: Some(O_RDWR),
+                layout: Some(spec()),
+            },
+        ),
+        (
+            "mkdir",
+            MdsOp::Mkdir {
+                parent: 1,
+                name: "dir".into(),
+                perm: 0o755,
+            },
+        ),
+        (
+            "mknod",
+            MdsOp::Mknod {
+                parent: 1,
+                name: "fifo".into(),
+                kind: FileKind::Fifo,
+                perm: 0o644,
+                rdev: 0,
+            },
+        ),
+        (
+            "symlink",
+            MdsOp::Symlink {
+                parent: 1,
+                name: "link".into(),
+                target: "../some/target".into(),
+            },
+        ),
+        ("readlink", MdsOp::Readlink { ino: 43 }),
+        (
+            "link",
+            MdsOp::Link {
+                ino: 42,
+                new_parent: 1,
+                new_name: "hard".into(),
+            },
+        ),
+        (
+            "unlink",
+            MdsOp::Unlink {
+                parent: 1,
+                name: "file".into(),
+            },
+        ),
+        (
+            "rmdir",
+            MdsOp::Rmdir {
+                parent: 1,
+                name: "dir".into(),
+            },
+        ),
+        (
+            "rename",
+            MdsOp::Rename {
+                parent: 1,
+                name: "a".into(),
+                new_parent: 2,
+                new_name: "b".into(),
+                flags: RENAME_NOREPLACE,
+            },
+        ),
+        (
+            "readdir",
+            MdsOp::Readdir {
+                ino: 1,
+                after: Some("m".into()),
+                limit: 128,
+                plus: true,
+            },
+        ),
+        (
+            "open",
+            MdsOp::Open {
+                ino: 42,
+                flags: O_RDWR,
+            },
+        ),
+        ("release", MdsOp::Release { ino: 42 }),
+        (
+            "report_size",
+            MdsOp::ReportSize {
+                ino: 42,
+                size: 1 << 30,
+                mtime: ts(),
+                truncate_version: 2,
+            },
+        ),
+        ("access", MdsOp::Access { ino: 42, mask: 6 }),
+        ("statfs", MdsOp::StatFs),
+        (
+            "getxattr",
+            MdsOp::GetXattr {
+                ino: 42,
+                name: "user.a".into(),
+            },
+        ),
+        (
+            "setxattr",
+            MdsOp::SetXattr {
+                ino: 42,
+                name: "user.a".into(),
+                value: b"value".to_vec(),
+                flags: XATTR_CREATE,
+            },
+        ),
+        ("listxattr", MdsOp::ListXattr { ino: 42 }),
+        (
+            "removexattr",
+            MdsOp::RemoveXattr {
+                ino: 42,
+                name: "user.a".into(),
+            },
+        ),
+        (
+            "set_dir_layout",
+            MdsOp::SetDirLayout {
+                ino: 1,
+                spec: Some(LayoutSpec {
+                    stripe_count: Some(u32::MAX),
+                    ..LayoutSpec::default()
+                }),
+            },
+        ),
+        ("get_dir_layout", MdsOp::GetDirLayout { ino: 1 }),
+        ("sync_meta", MdsOp::SyncMeta),
+    ];
+    ops.into_iter()
+        .map(|(n, op)| {
+            let req = MdsRequest {
+                creds: Creds {
+                    uid: 1000,
+                    gid: 1000,
+                    groups: vec![4, 27],
+                },
+                session: 5,
+                seq: 17,
+                op,
+            };
+            (n.to_string(), enc(&req))
+        })
+        .collect()
+}
+
+/// O_RDWR (the example does without a libc dependency).
+const O_RDWR: i32 = 2;
+
+fn mds_responses() -> Vec<(String, Vec<u8>)> {
+    let resps: [(&str, Result<MdsResponse, Error>); 10] = [
+        (
+            "session",
+            Ok(MdsResponse::Session {
+                id: 5,
+                lease_ms: 30_000,
+            }),
+        ),
+        ("attr", Ok(MdsResponse::Attr(attr()))),
+        ("target", Ok(MdsResponse::Target("../t".into()))),
+        (
+            "entries",
+            Ok(MdsResponse::Entries {
+                entries: vec![
+                    DirEntry {
+                        name: "a".into(),
+                        ino: 42,
+                        kind: FileKind::File,
+                        attr: Some(attr()),
+                    },
+                    DirEntry {
+                        name: "d".into(),
+                        ino: 43,
+                        kind: FileKind::Dir,
+                        attr: None,
+                    },
+                ],
+                eof: true,
+            }),
+        ),
+        (
+            "statfs",
+            Ok(MdsResponse::StatFs(FsStats {
+                capacity: cap(),
+                files: 10,
+                files_free: 1000,
+            })),
+        ),
+        ("xattr", Ok(MdsResponse::Xattr(b"value".to_vec()))),
+        (
+            "xattr_names",
+            Ok(MdsResponse::XattrNames(vec![
+                "user.a".into(),
+                "user.b".into(),
+            ])),
+        ),
+        ("dir_layout", Ok(MdsResponse::DirLayout(Some(spec())))),
+        ("done", Ok(MdsResponse::Done)),
+        ("error", Err(Error::NotFound)),
+    ];
+    resps.iter().map(|(n, r)| (n.to_string(), enc(r))).collect()
+}
+
+fn oss_requests() -> Vec<(String, Vec<u8>)> {
+    let object = ObjectId { ino: 42, stripe: 1 };
+    let ops = [
+        (
+            "read",
+            OssOp::Read {
+                object,
+                offset: 1 << 20,
+                len: 65536,
+            },
+        ),
+        (
+            "write",
+            OssOp::Write {
+                object,
+                offset: 4096,
+                sync: true,
+            },
+        ),
+        ("truncate", OssOp::Truncate { object, size: 8192 }),
+        ("sync", OssOp::Sync { object }),
+        ("delete", OssOp::Delete { object }),
+        ("size", OssOp::Size { object }),
+        ("statfs", OssOp::StatFs),
+    ];
+    ops.into_iter()
+        .map(|(n, op)| {
+            let req = OssRequest {
+                epoch: 9,
+                ost: 1,
+                op,
+            };
+            (n.to_string(), enc(&req))
+        })
+        .collect()
+}
+
+fn oss_responses() -> Vec<(String, Vec<u8>)> {
+    let resps: [(&str, Result<OssResponse, Error>); 6] = [
+        ("data", Ok(OssResponse::Data { len: 4 })),
+        ("size", Ok(OssResponse::Size(Some(8192)))),
+        ("absent", Ok(OssResponse::Size(None))),
+        ("capacity", Ok(OssResponse::Capacity(cap()))),
+        ("done", Ok(OssResponse::Done)),
+        ("error", Err(Error::Unavailable("OST down".into()))),
+    ];
+    resps.iter().map(|(n, r)| (n.to_string(), enc(r))).collect()
+}

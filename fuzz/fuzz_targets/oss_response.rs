@@ -1,0 +1,11 @@
+//! Any bytes as the body of an OSS response, decoded with the codec as the client does; a value
+//! that decodes must round-trip (see `rustre_fuzz::decode_checked`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rustre_proto::msg::oss::OssResponse;
+use rustre_proto::Error;
+
+fuzz_target!(|data: &[u8]| {
+    rustre_fuzz::decode_checked::<Result<OssResponse, Error>>(data);
+});
