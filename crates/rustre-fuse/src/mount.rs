@@ -52,6 +52,10 @@ pub const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-ahead of the mount, in KiB (the default stripe size); the kernel's FUSE default is
 /// 128 KiB, which would split buffered reads into 128 KiB requests.
 pub const READ_AHEAD_KB: u32 = 1024;
+/// Worker threads of the mount daemon's runtime when the mount does not say (`threads=`).
+pub const DEFAULT_CLIENT_THREADS: usize = 2;
+/// Most worker threads `threads=` accepts.
+pub const MAX_CLIENT_THREADS: usize = 64;
 /// Longest attr_timeout/entry_timeout accepted, in seconds.
 pub const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 /// Longest error message the mounting child passes to the waiting parent.
@@ -80,6 +84,8 @@ pub struct MountOptions {
     pub exec_suid_dev_atime: MountFlags,
     /// TTLs and cache size for the adapter (`attr_timeout=`, `entry_timeout=`, `cache_size=`).
     pub fuse: FuseConfig,
+    /// Worker threads of the client's async runtime (`threads=`).
+    pub threads: usize,
 }
 
 /// The MS_* flags the generic mount options set.
@@ -109,6 +115,7 @@ impl Default for MountOptions {
                 noatime: false,
             },
             fuse: FuseConfig::default(),
+            threads: DEFAULT_CLIENT_THREADS,
         }
     }
 }
@@ -159,6 +166,13 @@ impl MountOptions {
                 ("entry_timeout", Some(v)) => self.fuse.entry_ttl = parse_secs(key, v)?,
                 ("negative_timeout", Some(v)) => self.fuse.negative_ttl = Some(parse_secs(key, v)?),
                 ("cache_size", Some(v)) => self.fuse.page_cache_bytes = parse_bytes(key, v)?,
+                ("threads", Some(v)) => {
+                    self.threads = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_CLIENT_THREADS).contains(n))
+                        .ok_or_else(|| format!("threads={v}: expected 1 to {MAX_CLIENT_THREADS}"))?
+                }
                 ("cluster", Some(v)) if !v.is_empty() => self.cluster = v.to_string(),
                 ("secret_file", Some(v)) if !v.is_empty() => self.secret_file = v.into(),
                 ("suid", None) => f.nosuid = false,
@@ -408,6 +422,7 @@ fn serve(
     status: &mut Option<std::fs::File>,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.options.threads)
         .enable_all()
         .thread_name("rustre-client")
         .build()
@@ -768,10 +783,12 @@ mod tests {
             "10.0.0.1:9400",
             "/mnt/r",
             "-o",
-            "rw,_netdev,allow_other,attr_timeout=2.5,x-systemd.automount,cache_size=64M",
+            "rw,_netdev,allow_other,attr_timeout=2.5,x-systemd.automount,cache_size=64M,threads=1,negative_timeout=0",
             "-n",
         ]))
         .unwrap();
+        assert_eq!(a.options.threads, 1);
+        assert_eq!(a.options.fuse.negative_ttl, Some(Duration::ZERO));
         assert_eq!(a.source, "10.0.0.1:9400");
         assert!(a.options.allow_other && !a.options.read_only && !a.options.foreground);
         assert_eq!(a.options.fuse.attr_ttl, Duration::from_millis(2500));
@@ -815,6 +832,8 @@ mod tests {
             &[],
             &["h:1", "/m", "-o", "attr_timeout=-1"],
             &["h:1", "/m", "-o", "cache_size=lots"],
+            &["h:1", "/m", "-o", "threads=0"],
+            &["h:1", "/m", "-o", "threads=1000"],
             &["nohostport", "/m"],
             &["h:1", "/m", "extra"],
             &["h:1", "/m", "-x"],

@@ -166,14 +166,7 @@ async fn handshake(
         client: client.to_string(),
         nonce: client_nonce,
     })?;
-    write_frame(
-        &mut wr,
-        &header(FrameKind::Hello, service, 0, &hello, 0),
-        &hello,
-        &[],
-    )
-    .await?;
-    wr.flush().await?;
+    send_handshake_frame(&mut wr, FrameKind::Hello, service, &hello).await?;
     let reply = read_handshake_frame(&mut rd, FrameKind::HelloReply)
         .await?
         .ok_or_else(|| Error::Unavailable(format!("{addr} closed during handshake")))?;
@@ -203,15 +196,20 @@ async fn handshake(
     let proof = codec::encode(&ClientProof {
         proof: key.prove(Side::Client, cluster, &client_nonce, &server.nonce),
     })?;
-    write_frame(
-        &mut wr,
-        &header(FrameKind::Auth, service, 0, &proof, 0),
-        &proof,
-        &[],
-    )
-    .await?;
-    wr.flush().await?;
+    send_handshake_frame(&mut wr, FrameKind::Auth, service, &proof).await?;
     Ok((rd, wr))
+}
+
+/// Writes one handshake frame (no payload) and flushes it.
+async fn send_handshake_frame(
+    wr: &mut BufWriter<OwnedWriteHalf>,
+    kind: FrameKind,
+    service: Service,
+    body: &[u8],
+) -> Result<(), Error> {
+    write_frame(wr, &header(kind, service, 0, body, 0), body, &[]).await?;
+    wr.flush().await?;
+    Ok(())
 }
 
 /// Removes a call's waiter from the pending table when the call ends in any way.
