@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in fuse3 libfuse3-dev pkg-config libclang-dev g++ rsync git sqlite3 attr fio bindfs; do
+for pkg in fuse3 libfuse3-dev pkg-config libclang-dev g++ rsync git sqlite3 attr fio bindfs iproute2 util-linux; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

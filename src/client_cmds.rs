@@ -59,7 +59,7 @@ fn my_creds() -> Creds {
     }
 }
 
-async fn connect(g: &Global) -> Result<Arc<Client>, String> {
+pub(crate) async fn connect(g: &Global) -> Result<Arc<Client>, String> {
     let cfg = ClientConfig {
         mgs_addr: g.mgs.clone(),
         cluster: g.cluster.clone(),
@@ -339,12 +339,26 @@ pub async fn stat(g: &Global, p: &str) -> Result<(), String> {
     println!("mtime: {}.{:09}", a.mtime.sec, a.mtime.nsec);
     println!("ctime: {}.{:09}", a.ctime.sec, a.ctime.nsec);
     if let Some(l) = &a.layout {
-        println!("stripe_size: {}", l.stripe_size);
-        println!("stripe_count: {}", l.osts.len());
-        println!("osts: {}", join(&l.osts));
-        println!("replicas: {}", l.replicas);
+        print_layout(l);
     }
     c.close().await.map_err(err)
+}
+
+/// A file's layout: stripes, the OSTs of each copy, stale copies.
+fn print_layout(l: &rustre_proto::msg::Layout) {
+    let count = l.stripe_count() as usize;
+    println!("stripe_count: {count}");
+    println!("stripe_size: {}", l.stripe_size);
+    println!("osts: {}", join(&l.osts[..count.min(l.osts.len())]));
+    println!("replicas: {}", l.replicas);
+    for r in 1..l.replicas as usize {
+        let copy = l.osts.get(r * count..(r + 1) * count).unwrap_or(&[]);
+        println!("replica {r} osts: {}", join(copy));
+    }
+    if !l.stale.is_empty() {
+        println!("stale slots: {} (waiting for resync)", join(&l.stale));
+    }
+    println!("layout_version: {}", l.version);
 }
 
 fn join(v: &[u32]) -> String {
@@ -389,7 +403,8 @@ pub async fn rm(g: &Global, p: &str) -> Result<(), String> {
 }
 
 pub async fn setstripe(g: &Global, p: &str, spec: Option<LayoutSpec>) -> Result<(), String> {
-    let spec = spec.ok_or("give at least one of --stripe-count, --stripe-size, --ost")?;
+    let spec =
+        spec.ok_or("give at least one of --stripe-count, --stripe-size, --ost, --replicas")?;
     let c = connect(g).await?;
     let creds = my_creds();
     match c.resolve(&creds, p, true).await {
@@ -418,12 +433,7 @@ pub async fn getstripe(g: &Global, p: &str) -> Result<(), String> {
     let creds = my_creds();
     let a = c.resolve(&creds, p, true).await.map_err(with_path(p))?;
     match (&a.layout, a.kind) {
-        (Some(l), _) => {
-            println!("stripe_count: {}", l.osts.len());
-            println!("stripe_size: {}", l.stripe_size);
-            println!("osts: {}", join(&l.osts));
-            println!("replicas: {}", l.replicas);
-        }
+        (Some(l), _) => print_layout(l),
         (None, FileKind::Dir) => match c.get_dir_layout(&creds, a.ino).await.map_err(err)? {
             Some(s) => {
                 let count = match s.stripe_count {
@@ -439,6 +449,10 @@ pub async fn getstripe(g: &Global, p: &str) -> Result<(), String> {
                 if let Some(o) = &s.osts {
                     println!("osts: {}", join(o));
                 }
+                println!(
+                    "replicas: {}",
+                    s.replicas.map_or("default".into(), |n| n.to_string())
+                );
             }
             None => println!("{p}: no default layout (cluster defaults apply)"),
         },

@@ -3,6 +3,7 @@
 //! library crates.
 
 mod client_cmds;
+mod repair_cmds;
 mod server_cmds;
 
 use std::path::PathBuf;
@@ -139,6 +140,27 @@ enum Cmd {
     },
     /// Show a file's layout or a directory's default layout.
     Getstripe { path: String },
+    /// Check the namespace against the objects on every OST that is up: orphan objects,
+    /// objects longer than their file, missing data, copies that differ. Run it on a quiet
+    /// cluster (data still in clients' write-back caches is not on the OSTs yet).
+    Fsck {
+        /// Delete orphans, truncate overlong objects, mark differing copies stale for resync.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Check every block of every object of an OST against its stored checksum.
+    Scrub {
+        /// OST index.
+        ost: u32,
+        /// Mark bad copies stale so that resync rewrites them from a good copy.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Move every file's copy off an OST gone for good (resync fills the new copies).
+    Evacuate {
+        /// OST index.
+        ost: u32,
+    },
 }
 
 /// Layout options.
@@ -153,6 +175,9 @@ struct StripeArgs {
     /// Explicit OST indices, comma-separated.
     #[arg(short = 'o', long = "ost", value_delimiter = ',')]
     osts: Option<Vec<u32>>,
+    /// Copies of every stripe, each on its own OST (1..=8).
+    #[arg(short = 'r', long)]
+    replicas: Option<u32>,
 }
 
 fn parse_size(s: &str) -> Result<u32, String> {
@@ -254,13 +279,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Rm { path } => client_cmds::rm(&g, &path).await,
         Cmd::Setstripe { path, stripe } => client_cmds::setstripe(&g, &path, stripe.spec()?).await,
         Cmd::Getstripe { path } => client_cmds::getstripe(&g, &path).await,
+        Cmd::Fsck { repair } => repair_cmds::fsck(&g, repair).await,
+        Cmd::Scrub { ost, repair } => repair_cmds::scrub(&g, ost, repair).await,
+        Cmd::Evacuate { ost } => repair_cmds::evacuate(&g, ost).await,
     }
 }
 
 impl StripeArgs {
     /// The layout request these options describe (`None` when none was given).
     fn spec(&self) -> Result<Option<rustre_proto::msg::LayoutSpec>, String> {
-        if self.stripe_count.is_none() && self.stripe_size.is_none() && self.osts.is_none() {
+        if self.stripe_count.is_none()
+            && self.stripe_size.is_none()
+            && self.osts.is_none()
+            && self.replicas.is_none()
+        {
             return Ok(None);
         }
         let stripe_count = match self.stripe_count {
@@ -273,7 +305,11 @@ impl StripeArgs {
             stripe_size: self.stripe_size,
             stripe_count,
             osts: self.osts.clone(),
-            replicas: None,
+            replicas: match self.replicas {
+                None => None,
+                Some(n) if (1..=rustre_proto::msg::MAX_REPLICAS).contains(&n) => Some(n),
+                Some(n) => return Err(format!("replica count {n} must be 1..=8")),
+            },
         }))
     }
 }

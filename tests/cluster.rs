@@ -155,8 +155,8 @@ fn striped_put_get_survives_sigkill_of_every_process() {
     );
 
     // Each OST holds half of the striped file (plus the small file on one of them).
-    let b0 = dir_bytes(&c.dir.path().join("ost0/objects"));
-    let b1 = dir_bytes(&c.dir.path().join("ost1/objects"));
+    let b0 = object_bytes(&c.dir.path().join("ost0/objects"));
+    let b1 = object_bytes(&c.dir.path().join("ost1/objects"));
     let half = 32u64 << 20;
     assert!(b0 >= half && b0 <= half + 13, "ost0 holds {b0}");
     assert!(b1 >= half && b1 <= half + 13, "ost1 holds {b1}");

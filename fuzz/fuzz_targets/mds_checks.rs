@@ -54,21 +54,40 @@ fn name_rule(name: &str) {
     assert_eq!(validate_name(name).is_ok(), ok, "name {name:?}");
 }
 
-/// `Layout::validate` accepts exactly the layouts within the protocol limits.
+/// `Layout::validate` accepts exactly the layouts within the protocol limits: sizes and
+/// counts in range, every copy placed, copies of one stripe on distinct OSTs (no stale
+/// slots here, so every stripe has a live copy).
 fn layout_rule(spec: &LayoutSpec) {
     let (Some(stripe_size), Some(osts), Some(replicas)) =
         (spec.stripe_size, spec.osts.clone(), spec.replicas)
     else {
         return;
     };
+    let shape_ok = (1..=MAX_REPLICAS).contains(&replicas)
+        && !osts.is_empty()
+        && osts.len().is_multiple_of(replicas as usize)
+        && osts.len() / replicas as usize <= MAX_STRIPE_COUNT as usize;
+    let distinct = shape_ok && {
+        let count = osts.len() / replicas as usize;
+        (0..count).all(|i| {
+            let mut copies: Vec<u32> = (0..replicas as usize)
+                .map(|r| osts[r * count + i])
+                .collect();
+            copies.sort_unstable();
+            copies.dedup();
+            copies.len() == replicas as usize
+        })
+    };
     let ok = (MIN_STRIPE_SIZE..=MAX_STRIPE_SIZE).contains(&stripe_size)
         && stripe_size.is_multiple_of(MIN_STRIPE_SIZE)
-        && (1..=MAX_STRIPE_COUNT as usize).contains(&osts.len())
-        && (1..=MAX_REPLICAS).contains(&replicas);
+        && shape_ok
+        && distinct;
     let layout = Layout {
         stripe_size,
         osts,
         replicas,
+        stale: Vec::new(),
+        version: 0,
     };
     assert_eq!(layout.validate().is_ok(), ok, "{layout:?}");
 }

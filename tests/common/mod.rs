@@ -116,15 +116,25 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// Bytes of regular files under `dir`, recursively.
+/// Bytes of regular files under `dir`, recursively (object checksum files included).
 pub fn dir_bytes(dir: &Path) -> u64 {
+    files_bytes(dir, &|_| true)
+}
+
+/// Bytes of object data under an OST's `objects` directory: checksum sidecars
+/// (`*.sum`) left out.
+pub fn object_bytes(dir: &Path) -> u64 {
+    files_bytes(dir, &|p| p.extension().is_none_or(|e| e != "sum"))
+}
+
+fn files_bytes(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let m = e.metadata().unwrap();
             if m.is_dir() {
-                total += dir_bytes(&e.path());
-            } else {
+                total += files_bytes(&e.path(), keep);
+            } else if keep(&e.path()) {
                 total += m.len();
             }
         }
@@ -229,18 +239,37 @@ impl ForegroundMount {
     /// Mounts the cluster of `mgs` on the existing directory `mnt` with options `opts`
     /// (empty: none); panics unless it is mounted within [`FOREGROUND_MOUNT_WAIT`].
     pub fn start(mgs: &str, mnt: &Path, opts: &str) -> ForegroundMount {
-        Self::start_with(mgs, mnt, opts, None)
+        Self::start_with(mgs, mnt, opts, None, None)
+    }
+
+    /// As [`ForegroundMount::start`], the daemon running in network namespace `netns`
+    /// (`nsenter --net`, so the mount itself is visible to this process).
+    pub fn start_in_netns(netns: &str, mgs: &str, mnt: &Path, opts: &str) -> ForegroundMount {
+        Self::start_with(mgs, mnt, opts, None, Some(netns))
     }
 
     /// As [`ForegroundMount::start`], with the daemon logging at `filter` (`RUST_LOG`
     /// syntax) into [`ForegroundMount::log`] (and on to the test's stderr).
     pub fn start_logged(mgs: &str, mnt: &Path, opts: &str, filter: &str) -> ForegroundMount {
-        Self::start_with(mgs, mnt, opts, Some(filter))
+        Self::start_with(mgs, mnt, opts, Some(filter), None)
     }
 
-    fn start_with(mgs: &str, mnt: &Path, opts: &str, filter: Option<&str>) -> ForegroundMount {
+    fn start_with(
+        mgs: &str,
+        mnt: &Path,
+        opts: &str,
+        filter: Option<&str>,
+        netns: Option<&str>,
+    ) -> ForegroundMount {
         let mnt = std::fs::canonicalize(mnt).expect("mount point");
-        let mut cmd = Command::new(rustre_bin());
+        let mut cmd = match netns {
+            None => Command::new(rustre_bin()),
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(rustre_bin());
+                c
+            }
+        };
         cmd.env(SECRET_FILE_ENV, test_secret_file());
         cmd.args(["mount", "-f", mgs]).arg(&mnt);
         if !opts.is_empty() {

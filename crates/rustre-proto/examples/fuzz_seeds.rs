@@ -20,7 +20,7 @@ use rustre_proto::msg::mds::{
 use rustre_proto::msg::mgs::{
     ClusterMap, LayoutDefaults, MdsInfo, MgsRequest, MgsResponse, NodeState, OstInfo,
 };
-use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
+use rustre_proto::msg::oss::{ObjectId, ObjectInfo, OssOp, OssRequest, OssResponse};
 use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Layout, LayoutSpec, Timestamp};
 use rustre_proto::rpc::{ClientProof, Hello, ServerProof};
 use rustre_proto::Error;
@@ -224,8 +224,10 @@ fn attr() -> Attr {
         rdev: 0,
         layout: Some(Layout {
             stripe_size: 1 << 20,
-            osts: vec![0, 1],
-            replicas: 1,
+            osts: vec![0, 1, 2, 3],
+            replicas: 2,
+            stale: vec![3],
+            version: 4,
         }),
         truncate_version: 2,
     }
@@ -465,6 +467,15 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
         ),
         ("get_dir_layout", MdsOp::GetDirLayout { ino: 1 }),
         ("sync_meta", MdsOp::SyncMeta),
+        (
+            "mark_stale",
+            MdsOp::MarkStale {
+                ino: 5,
+                slots: vec![3],
+                version: 4,
+            },
+        ),
+        ("move_copies", MdsOp::MoveCopies { ino: 5, ost: 2 }),
     ];
     ops.into_iter()
         .map(|(n, op)| {
@@ -557,13 +568,30 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
                 object,
                 offset: 4096,
                 sync: true,
+                crc: 0x1234_5678,
+                version: 4,
             },
         ),
-        ("truncate", OssOp::Truncate { object, size: 8192 }),
+        (
+            "truncate",
+            OssOp::Truncate {
+                object,
+                size: 8192,
+                version: 4,
+            },
+        ),
         ("sync", OssOp::Sync { object }),
         ("delete", OssOp::Delete { object }),
         ("size", OssOp::Size { object }),
         ("statfs", OssOp::StatFs),
+        (
+            "list",
+            OssOp::List {
+                after: Some(object),
+                limit: 100,
+            },
+        ),
+        ("scrub", OssOp::Scrub { object }),
     ];
     ops.into_iter()
         .map(|(n, op)| {
@@ -578,8 +606,39 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
 }
 
 fn oss_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<OssResponse, Error>); 6] = [
-        ("data", Ok(OssResponse::Data { len: 4 })),
+    let resps: [(&str, Result<OssResponse, Error>); 9] = [
+        (
+            "data",
+            Ok(OssResponse::Data {
+                len: 4,
+                crcs: vec![0xdead_beef],
+                version: 4,
+            }),
+        ),
+        (
+            "objects",
+            Ok(OssResponse::Objects {
+                objects: vec![ObjectInfo {
+                    id: ObjectId { ino: 5, stripe: 1 },
+                    size: 4096,
+                    version: 4,
+                }],
+                done: true,
+            }),
+        ),
+        (
+            "scrubbed",
+            Ok(OssResponse::Scrubbed {
+                bad_blocks: vec![0, 7],
+            }),
+        ),
+        (
+            "old_epoch",
+            Err(Error::OldEpoch {
+                caller: 3,
+                server: 9,
+            }),
+        ),
         ("size", Ok(OssResponse::Size(Some(8192)))),
         ("absent", Ok(OssResponse::Size(None))),
         ("capacity", Ok(OssResponse::Capacity(cap()))),

@@ -58,6 +58,17 @@ pub enum Error {
     Protocol(String),
     #[error("I/O error: {0}")]
     Io(String),
+    /// Data failed its checksum (on the wire or on disk); never handed to an application.
+    #[error("data corrupted: {0}")]
+    Corrupt(String),
+    /// The caller's cluster map is older than the server's registration: refresh the map
+    /// and retry.
+    #[error("cluster map epoch {caller} is older than the server's {server}")]
+    OldEpoch { caller: u64, server: u64 },
+    /// The server has lost the MGS for longer than its lease and refuses writes, so a
+    /// server partitioned away cannot change data the rest of the cluster moved on from.
+    #[error("server fenced: {0}")]
+    Fenced(String),
     /// The peer did not prove it holds the cluster secret (or refused our proof).
     #[error("authentication failed: {0}")]
     Auth(String),
@@ -85,11 +96,11 @@ impl Error {
             Error::CrossDevice => libc::EXDEV,
             Error::ReadOnly => libc::EROFS,
             Error::NotSupported => libc::EOPNOTSUPP,
-            Error::Stale => libc::ESTALE,
+            Error::Stale | Error::OldEpoch { .. } => libc::ESTALE,
             Error::Busy => libc::EBUSY,
             Error::TimedOut => libc::ETIMEDOUT,
             Error::Unavailable(_) => libc::ENOTCONN,
-            Error::Protocol(_) | Error::Io(_) => libc::EIO,
+            Error::Protocol(_) | Error::Io(_) | Error::Corrupt(_) | Error::Fenced(_) => libc::EIO,
         }
     }
 

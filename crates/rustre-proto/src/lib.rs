@@ -12,6 +12,7 @@
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
 
 pub mod auth;
+pub mod checksum;
 pub mod cluster;
 pub mod codec;
 pub mod error;

@@ -1,33 +1,279 @@
-//! Striped data I/O: a file range is split into per-object extents and every extent goes to
-//! its OST at once. Data never passes through the MDS.
+//! Striped, replicated data I/O (docs/replication.md): a file range is split into
+//! per-object extents and every extent goes to the OSTs holding its stripe at once. Data
+//! never passes through the MDS.
+//!
+//! - Writes, truncates and syncs go to every live (not stale) copy of a stripe in parallel.
+//!   Copies that fail while another copy of the same stripe succeeded are marked stale at
+//!   the MDS (`MarkStale`) before the call returns, and the file's newest layout (kept by
+//!   [`super::files`]) skips them from then on; a stripe whose every copy failed fails the
+//!   call and marks nothing. See [`marks_stale`] for which failures count.
+//! - Reads ask for whole [`CHECKSUM_BLOCK`]s, try the live copies one after the other (copy
+//!   0 first, copies whose OST the cluster map says is down last), and hand out only bytes
+//!   that match the CRCs the OSS sent with them. Blocks that failed their check on one copy
+//!   and were read good from another are rewritten on the bad copy; no good copy is
+//!   [`Error::Corrupt`] (EIO).
+//! - An OSS answering [`Error::OldEpoch`] gets the call again after a map refresh, at most
+//!   [`OLD_EPOCH_ATTEMPTS`] times in all.
+//!
+//! How long a dead copy can hold a call: a refused connection or a killed OSS process
+//! (its sockets are closed by the kernel) fails at once (`Unavailable`); a host that
+//! vanished without closing anything costs the connect timeout (`rpc::CONNECT_TIMEOUT`,
+//! 5 s) or, on an open connection, the call timeout (`rpc::RPC_TIMEOUT`, 60 s). Writes and
+//! truncates do not wait that long once another copy answered: see [`COPY_GRACE`]; reads
+//! give up on a copy after [`COPY_READ_TIMEOUT`] when another copy is left to try.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
+use futures::stream::{FuturesUnordered, StreamExt};
+use rustre_proto::checksum::{self, CHECKSUM_BLOCK};
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
+use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
 use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::Error;
+use tokio::time::Instant;
 
-use super::stripe::{extents, object_size};
+use super::stripe::{extents, object_size, read_spans, split_extents, ReadSpan};
 use super::Client;
 
+/// Calls of one OSS operation, in all, while the OSS answers `OldEpoch` (the cluster map
+/// is refreshed before each new attempt).
+pub const OLD_EPOCH_ATTEMPTS: usize = 3;
+/// Once one copy of a stripe acknowledged a write or truncate, how much longer the other
+/// copies may take before they count as failed (`TimedOut`, marked stale). Bounds what a
+/// copy on a vanished host costs a replicated write below the 60 s call timeout. Syncs
+/// are not cut short: a sync with much dirty data may legitimately take long.
+pub const COPY_GRACE: Duration = Duration::from_secs(15);
+/// How long a read waits for one copy while another live copy is left to try.
+pub const COPY_READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The outcome of one operation on each live copy of one stripe, as (slot, result), in
+/// slot (copy) order.
+type CopyResults = Vec<(usize, Result<(), Error>)>;
+
+/// True when `e`, answered by (or met on the way to) one copy, means that copy missed the
+/// operation while the others may well have it: the copy is marked stale if another copy
+/// of its stripe succeeded.
+///
+/// - Marked stale: transport failures (`Unavailable`, `TimedOut`), a fenced OSS
+///   (`Fenced`), a copy whose data or checksums are bad (`Corrupt`), local disk trouble
+///   (`Io`, `NoSpace`, `ReadOnly`), an OSS too busy to serve (`Busy`), and `OldEpoch` left
+///   after [`OLD_EPOCH_ATTEMPTS`] map refreshes. All are about that copy's server.
+/// - Not marked (the call fails with the error): everything else — `Invalid`, `Protocol`,
+///   `TooBig`, `NotSupported`, `Auth`, `Access`… describe the request or the
+///   configuration and would fail on every copy; marking would only spread the damage.
+pub fn marks_stale(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Unavailable(_)
+            | Error::TimedOut
+            | Error::Fenced(_)
+            | Error::Corrupt(_)
+            | Error::Io(_)
+            | Error::NoSpace
+            | Error::ReadOnly
+            | Error::Busy
+            | Error::OldEpoch { .. }
+    )
+}
+
+/// Judges the copies' answers of every piece of one operation: the slots to mark stale
+/// (sorted, possibly none), or the error the operation fails with — that of the first copy
+/// of a piece no copy of which succeeded, or an error that does not mark stale.
+fn failed_slots(pieces: &[CopyResults]) -> Result<Vec<u32>, Error> {
+    let mut failed = BTreeSet::new();
+    for piece in pieces {
+        if !piece.iter().any(|(_, r)| r.is_ok()) {
+            return Err(piece
+                .iter()
+                .find_map(|(_, r)| r.clone().err())
+                .unwrap_or_else(|| Error::Io("no up-to-date copy of a stripe".into())));
+        }
+        for (slot, r) in piece {
+            if let Err(e) = r {
+                if !marks_stale(e) {
+                    return Err(e.clone());
+                }
+                failed.insert(*slot as u32);
+            }
+        }
+    }
+    Ok(failed.into_iter().collect())
+}
+
+/// What one copy's answer to a read is worth.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadCheck {
+    /// Every returned block matches its CRC.
+    Good(Bytes),
+    /// Blocks (indices from the start of the read) that do not.
+    Bad { data: Bytes, blocks: Vec<usize> },
+}
+
+/// Checks a read answer of at most `asked` bytes against the CRCs it carries.
+fn check_read(resp: OssResponse, data: Bytes, asked: usize) -> Result<ReadCheck, Error> {
+    let OssResponse::Data { len, crcs, .. } = resp else {
+        return Err(Error::Protocol(format!("unexpected OSS answer {resp:?}")));
+    };
+    if data.len() != len as usize || data.len() > asked {
+        return Err(Error::Protocol(format!(
+            "OSS returned {} bytes (said {len}) for a read of {asked}",
+            data.len()
+        )));
+    }
+    if crcs.len() != data.len().div_ceil(CHECKSUM_BLOCK as usize) {
+        return Err(Error::Protocol(format!(
+            "OSS sent {} checksums for {} bytes",
+            crcs.len(),
+            data.len()
+        )));
+    }
+    if checksum::first_bad_block(&data, &crcs).is_none() {
+        return Ok(ReadCheck::Good(data));
+    }
+    let blocks = data
+        .chunks(CHECKSUM_BLOCK as usize)
+        .zip(&crcs)
+        .enumerate()
+        .filter(|(_, (block, crc))| checksum::crc32c(block) != **crc)
+        .map(|(i, _)| i)
+        .collect();
+    Ok(ReadCheck::Bad { data, blocks })
+}
+
+/// Byte ranges (from the start of a read) to rewrite on a copy whose answer was `bad_len`
+/// bytes long with the blocks `bad` failing, from a good answer `good_len` bytes long:
+/// every bad block the good copy returned at the same length (a full block, or the same
+/// tail), consecutive blocks merged. A block the good copy has not, or has at another
+/// length, is left alone: the copies disagree on the object's length there.
+fn repair_ranges(bad: &[usize], bad_len: usize, good_len: usize) -> Vec<(usize, usize)> {
+    let block = CHECKSUM_BLOCK as usize;
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &b in bad {
+        let start = b * block;
+        let end = (start + block).min(bad_len);
+        if start >= good_len || end > good_len || (start + block).min(good_len) != end {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
 impl Client {
+    /// One call to the OSS serving `ost`, sent again after a map refresh while it answers
+    /// `OldEpoch` (at most [`OLD_EPOCH_ATTEMPTS`] calls).
     async fn oss_call(
         &self,
         ost: u32,
         op: OssOp,
         payload: Bytes,
     ) -> Result<(OssResponse, Bytes), Error> {
-        let req = OssRequest {
+        let mut req = OssRequest {
             epoch: self.cluster.map().epoch,
             ost,
             op,
         };
-        self.cluster.oss(ost)?.call(&req, payload).await
+        let mut attempt = 1;
+        loop {
+            match self.cluster.oss(ost)?.call(&req, payload.clone()).await {
+                Err(Error::OldEpoch { caller, server }) if attempt < OLD_EPOCH_ATTEMPTS => {
+                    tracing::debug!(ost, caller, server, "OSS has a newer epoch; refreshing map");
+                    if let Err(e) = self.cluster.refresh().await {
+                        tracing::debug!("cluster map refresh failed: {e}");
+                        return Err(Error::OldEpoch { caller, server });
+                    }
+                    req.epoch = self.cluster.map().epoch;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Sends `op` (with `payload`) to every live copy of `stripe` at once. With `grace`,
+    /// copies still running that long after the first success count as `TimedOut`.
+    async fn to_live_copies(
+        &self,
+        layout: &Layout,
+        stripe: u32,
+        op: OssOp,
+        payload: Bytes,
+        grace: Option<Duration>,
+    ) -> CopyResults {
+        let copies = layout.live_copies(stripe);
+        let mut calls: FuturesUnordered<_> = copies
+            .iter()
+            .map(|&(slot, ost)| {
+                let (op, payload) = (op.clone(), payload.clone());
+                async move { (slot, self.oss_call(ost, op, payload).await.map(|_| ())) }
+            })
+            .collect();
+        let mut out: CopyResults = Vec::with_capacity(copies.len());
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let next = match deadline {
+                None => calls.next().await,
+                Some(d) => match tokio::time::timeout_at(d, calls.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            let Some((slot, r)) = next else { break };
+            if r.is_ok() && deadline.is_none() {
+                deadline = grace.map(|g| Instant::now() + g);
+            }
+            out.push((slot, r));
+        }
+        drop(calls);
+        for &(slot, ost) in &copies {
+            if !out.iter().any(|(s, _)| *s == slot) {
+                tracing::warn!(ost, slot, "copy did not answer in time after another did");
+                out.push((slot, Err(Error::TimedOut)));
+            }
+        }
+        out.sort_by_key(|(slot, _)| *slot);
+        out
+    }
+
+    /// Applies the write rule to the outcome of one operation done with `layout`: fails
+    /// with the error of a stripe no copy of which succeeded; otherwise marks the failed
+    /// copies stale at the MDS (unless a newer layout known here has them stale already)
+    /// and succeeds only once the MDS did.
+    async fn settle(&self, ino: Ino, layout: &Layout, pieces: &[CopyResults]) -> Result<(), Error> {
+        let failed = failed_slots(pieces)?;
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let newest = self.files.newest_layout(ino, layout);
+        if newest.version > layout.version && failed.iter().all(|s| newest.is_stale(*s as usize)) {
+            return Ok(());
+        }
+        for piece in pieces {
+            for (slot, r) in piece {
+                if let Err(e) = r {
+                    tracing::warn!(ino, slot, "copy failed, marking it stale: {e}");
+                }
+            }
+        }
+        let marked = self.mark_stale(ino, failed.clone(), layout.version).await?;
+        if !failed.iter().all(|s| marked.is_stale(*s as usize)) {
+            return Err(Error::Io(format!(
+                "the MDS did not mark failed copies {failed:?} of inode {ino} stale"
+            )));
+        }
+        Ok(())
     }
 
     /// Reads `len` bytes at `offset` of file `ino`; ranges no object holds (holes, or past
-    /// an object's end) read as zeros. The caller clips the range to the file size.
+    /// an object's end) read as zeros. The caller clips the range to the file size. Every
+    /// byte returned was verified against its block's CRC.
     pub async fn read_data(
         &self,
         ino: Ino,
@@ -35,31 +281,145 @@ impl Client {
         offset: u64,
         len: usize,
     ) -> Result<Bytes, Error> {
+        let layout = self.files.newest_layout(ino, layout);
         let mut buf = BytesMut::zeroed(len);
-        let pieces = split_by_payload(extents(layout, offset, len));
-        let reads = pieces.iter().map(|e| async move {
-            let op = OssOp::Read {
-                object: ObjectId {
-                    ino,
-                    stripe: e.stripe,
-                },
-                offset: e.object_offset,
-                len: e.len as u32,
-            };
-            let (_, data) = self.oss_call(e.ost, op, Bytes::new()).await?;
-            if data.len() > e.len {
-                return Err(Error::Protocol("OSS returned more than asked".into()));
+        let spans = read_spans(&extents(&layout, offset, len), MAX_PAYLOAD_BYTES as usize);
+        let reads = spans.iter().map(|s| self.read_span(ino, &layout, s));
+        for (s, data) in spans.iter().zip(try_join_all(reads).await?) {
+            // Past the object's end the range stays zeros (a hole or a short object).
+            let have = data.len().saturating_sub(s.skip).min(s.want);
+            if have > 0 {
+                buf[s.buf_offset..s.buf_offset + have]
+                    .copy_from_slice(&data[s.skip..s.skip + have]);
             }
-            Ok::<_, Error>((e.buf_offset, data))
-        });
-        for (at, data) in try_join_all(reads).await? {
-            buf[at..at + data.len()].copy_from_slice(&data);
         }
         Ok(buf.freeze())
     }
 
-    /// Writes `data` at `offset` of file `ino`, every object in parallel; with `sync` the
-    /// OSTs have it on disk before this returns.
+    /// The live copies of `stripe` in the order reads try them: copy 0 first, except that
+    /// copies on OSTs the cluster map says are down come last.
+    fn read_order(&self, layout: &Layout, stripe: u32) -> Vec<(usize, u32)> {
+        let map = self.cluster.map();
+        let mut copies = layout.live_copies(stripe);
+        copies.sort_by_key(|(_, ost)| map.ost(*ost).is_none_or(|o| o.state != NodeState::Up));
+        copies
+    }
+
+    /// Reads one block-aligned span from the first live copy that answers with sound data;
+    /// returns the verified bytes from the span's start (shorter at the object's end).
+    async fn read_span(&self, ino: Ino, layout: &Layout, s: &ReadSpan) -> Result<Bytes, Error> {
+        let object = ObjectId {
+            ino,
+            stripe: s.stripe,
+        };
+        let copies = self.read_order(layout, s.stripe);
+        let mut damaged: Vec<(usize, u32, Vec<usize>, usize)> = Vec::new();
+        let mut first_err: Option<Error> = None;
+        for (i, &(slot, ost)) in copies.iter().enumerate() {
+            let op = OssOp::Read {
+                object,
+                offset: s.object_offset,
+                len: s.len as u32,
+            };
+            let call = self.oss_call(ost, op, Bytes::new());
+            let answer = if i + 1 < copies.len() {
+                tokio::time::timeout(COPY_READ_TIMEOUT, call)
+                    .await
+                    .unwrap_or(Err(Error::TimedOut))
+            } else {
+                call.await
+            };
+            match answer.and_then(|(resp, data)| check_read(resp, data, s.len)) {
+                Ok(ReadCheck::Good(data)) => {
+                    if !damaged.is_empty() {
+                        self.repair(ino, layout, s, &damaged, &data).await;
+                    }
+                    return Ok(data);
+                }
+                Ok(ReadCheck::Bad { data, blocks }) => {
+                    tracing::warn!(
+                        ino,
+                        stripe = s.stripe,
+                        ost,
+                        offset = s.object_offset,
+                        ?blocks,
+                        "blocks failed their checksum; trying another copy"
+                    );
+                    damaged.push((slot, ost, blocks, data.len()));
+                }
+                Err(e) => {
+                    tracing::debug!(ino, stripe = s.stripe, ost, "copy read failed: {e}");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if damaged.is_empty() {
+            return Err(
+                first_err.unwrap_or_else(|| Error::Io("no up-to-date copy of a stripe".into()))
+            );
+        }
+        Err(Error::Corrupt(format!(
+            "inode {ino} stripe {} at object offset {}: no copy with sound data",
+            s.stripe, s.object_offset
+        )))
+    }
+
+    /// Rewrites, on each copy in `damaged` (slot, OST, bad blocks, answer length), the bad
+    /// blocks `good` holds. Failures are logged only: the read has its data.
+    async fn repair(
+        &self,
+        ino: Ino,
+        layout: &Layout,
+        s: &ReadSpan,
+        damaged: &[(usize, u32, Vec<usize>, usize)],
+        good: &Bytes,
+    ) {
+        let object = ObjectId {
+            ino,
+            stripe: s.stripe,
+        };
+        let writes = damaged.iter().flat_map(|(slot, ost, blocks, bad_len)| {
+            repair_ranges(blocks, *bad_len, good.len())
+                .into_iter()
+                .map(move |(from, to)| {
+                    let payload = good.slice(from..to);
+                    let offset = s.object_offset + from as u64;
+                    let op = OssOp::Write {
+                        object,
+                        offset,
+                        sync: false,
+                        crc: checksum::crc32c(&payload),
+                        version: layout.version,
+                    };
+                    async move {
+                        match self.oss_call(*ost, op, payload).await {
+                            Ok(_) => tracing::info!(
+                                ino,
+                                stripe = s.stripe,
+                                ost,
+                                slot,
+                                offset,
+                                len = to - from,
+                                "repaired bad blocks from another copy"
+                            ),
+                            Err(e) => tracing::warn!(
+                                ino,
+                                stripe = s.stripe,
+                                ost,
+                                slot,
+                                offset,
+                                "repair of bad blocks failed: {e}"
+                            ),
+                        }
+                    }
+                })
+        });
+        join_all(writes).await;
+    }
+
+    /// Writes `data` at `offset` of file `ino`: every piece to every live copy of its
+    /// stripe, all in parallel; with `sync` the OSTs have it on disk before this returns.
+    /// Copies that failed are marked stale before this returns (see the module docs).
     pub async fn write_data(
         &self,
         ino: Ino,
@@ -68,76 +428,191 @@ impl Client {
         data: Bytes,
         sync: bool,
     ) -> Result<(), Error> {
-        let pieces = split_by_payload(extents(layout, offset, data.len()));
+        let layout = self.files.newest_layout(ino, layout);
+        let pieces = split_extents(
+            extents(&layout, offset, data.len()),
+            MAX_PAYLOAD_BYTES as usize,
+        );
         let writes = pieces.iter().map(|e| {
             let payload = data.slice(e.buf_offset..e.buf_offset + e.len);
-            async move {
-                let op = OssOp::Write {
-                    object: ObjectId {
-                        ino,
-                        stripe: e.stripe,
-                    },
-                    offset: e.object_offset,
-                    sync,
-                };
-                self.oss_call(e.ost, op, payload).await.map(|_| ())
-            }
+            let op = OssOp::Write {
+                object: ObjectId {
+                    ino,
+                    stripe: e.stripe,
+                },
+                offset: e.object_offset,
+                sync,
+                crc: checksum::crc32c(&payload),
+                version: layout.version,
+            };
+            self.to_live_copies(&layout, e.stripe, op, payload, Some(COPY_GRACE))
         });
-        try_join_all(writes).await?;
-        Ok(())
+        let outcome = join_all(writes).await;
+        self.settle(ino, &layout, &outcome).await
     }
 
-    /// Cuts every object of the file to the length it has when the file is `size` long.
+    /// Cuts every live copy of every object of the file to the length it has when the file
+    /// is `size` long; failed copies follow the write rule.
     pub async fn truncate_objects(
         &self,
         ino: Ino,
         layout: &Layout,
         size: u64,
     ) -> Result<(), Error> {
-        let cuts = (0..layout.stripe_count()).map(|stripe| async move {
+        let layout = self.files.newest_layout(ino, layout);
+        let cuts = (0..layout.stripe_count()).map(|stripe| {
             let op = OssOp::Truncate {
                 object: ObjectId { ino, stripe },
-                size: object_size(layout, stripe, size),
+                size: object_size(&layout, stripe, size),
+                version: layout.version,
             };
-            self.oss_call(layout.osts[stripe as usize], op, Bytes::new())
-                .await
-                .map(|_| ())
+            self.to_live_copies(&layout, stripe, op, Bytes::new(), Some(COPY_GRACE))
         });
-        try_join_all(cuts).await?;
-        Ok(())
+        let outcome = join_all(cuts).await;
+        self.settle(ino, &layout, &outcome).await
     }
 
-    /// Makes every object of the file durable on its OST (fdatasync).
+    /// Makes every live copy of every object of the file durable on its OST (fdatasync).
+    /// A copy that fails to sync may not hold the data durably: it is marked stale, and the
+    /// sync succeeds when one copy of every stripe synced.
     pub async fn sync_objects(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
-        let syncs = (0..layout.stripe_count()).map(|stripe| async move {
+        let layout = self.files.newest_layout(ino, layout);
+        let syncs = (0..layout.stripe_count()).map(|stripe| {
             let op = OssOp::Sync {
                 object: ObjectId { ino, stripe },
             };
-            self.oss_call(layout.osts[stripe as usize], op, Bytes::new())
-                .await
-                .map(|_| ())
+            self.to_live_copies(&layout, stripe, op, Bytes::new(), None)
         });
-        try_join_all(syncs).await?;
-        Ok(())
+        let outcome = join_all(syncs).await;
+        self.settle(ino, &layout, &outcome).await
     }
 }
 
-/// Splits extents longer than one frame's payload.
-fn split_by_payload(ex: Vec<super::stripe::Extent>) -> Vec<super::stripe::Extent> {
-    let max = MAX_PAYLOAD_BYTES as usize;
-    let mut out = Vec::with_capacity(ex.len());
-    for e in ex {
-        let mut done = 0;
-        while done < e.len {
-            let n = (e.len - done).min(max);
-            out.push(super::stripe::Extent {
-                object_offset: e.object_offset + done as u64,
-                buf_offset: e.buf_offset + done,
-                len: n,
-                ..e
-            });
-            done += n;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> Error {
+        Error::Unavailable("connection refused".into())
+    }
+
+    #[test]
+    fn failed_copies_of_written_stripes_are_marked() {
+        let pieces = vec![
+            vec![(0, Ok(())), (3, Err(down()))],
+            vec![(1, Err(Error::Fenced("lease".into()))), (4, Ok(()))],
+            vec![(2, Ok(())), (5, Ok(()))],
+            vec![(0, Ok(())), (3, Err(Error::TimedOut))],
+        ];
+        assert_eq!(failed_slots(&pieces), Ok(vec![1, 3]));
+        let clean = vec![vec![(0, Ok(())), (3, Ok(()))]];
+        assert_eq!(failed_slots(&clean), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_stripe_with_no_copy_written_fails_with_its_first_error() {
+        let pieces = vec![
+            vec![(0, Ok(())), (2, Err(down()))],
+            vec![(1, Err(Error::NoSpace)), (3, Err(down()))],
+        ];
+        assert_eq!(failed_slots(&pieces), Err(Error::NoSpace));
+        // Unreplicated: the one copy's error, as before replication.
+        assert_eq!(
+            failed_slots(&[vec![(0, Err(Error::TimedOut))]]),
+            Err(Error::TimedOut)
+        );
+        assert!(failed_slots(&[vec![]]).is_err(), "no live copy at all");
+    }
+
+    #[test]
+    fn request_errors_fail_instead_of_marking() {
+        let pieces = vec![vec![
+            (0, Ok(())),
+            (2, Err(Error::Invalid("bad offset".into()))),
+        ]];
+        assert_eq!(
+            failed_slots(&pieces),
+            Err(Error::Invalid("bad offset".into()))
+        );
+        for e in [
+            Error::Protocol("x".into()),
+            Error::TooBig,
+            Error::NotSupported,
+        ] {
+            assert!(!marks_stale(&e), "{e:?}");
+        }
+        for e in [
+            down(),
+            Error::TimedOut,
+            Error::Fenced("x".into()),
+            Error::Corrupt("x".into()),
+            Error::Io("x".into()),
+            Error::NoSpace,
+            Error::OldEpoch {
+                caller: 1,
+                server: 2,
+            },
+        ] {
+            assert!(marks_stale(&e), "{e:?}");
         }
     }
-    out
+
+    fn answer(data: &[u8], crcs: Vec<u32>) -> (OssResponse, Bytes) {
+        (
+            OssResponse::Data {
+                len: data.len() as u32,
+                crcs,
+                version: 1,
+            },
+            Bytes::copy_from_slice(data),
+        )
+    }
+
+    #[test]
+    fn reads_are_verified_block_by_block() {
+        let block = CHECKSUM_BLOCK as usize;
+        let data = vec![5u8; block * 3 + 10];
+        let crcs = checksum::block_crcs(&data);
+        let (r, d) = answer(&data, crcs.clone());
+        assert_eq!(
+            check_read(r, d, block * 4),
+            Ok(ReadCheck::Good(Bytes::from(data.clone())))
+        );
+
+        let mut flipped = data.clone();
+        flipped[block] ^= 1;
+        flipped[block * 3 + 2] ^= 1;
+        let (r, d) = answer(&flipped, crcs.clone());
+        match check_read(r, d, block * 4).unwrap() {
+            ReadCheck::Bad { blocks, .. } => assert_eq!(blocks, vec![1, 3]),
+            good => panic!("bad data passed: {good:?}"),
+        }
+
+        let (r, d) = answer(&data, crcs[..3].to_vec());
+        assert!(check_read(r, d, block * 4).is_err(), "a checksum missing");
+        let (r, d) = answer(&data, crcs);
+        assert!(check_read(r, d, block * 2).is_err(), "more than asked");
+        assert!(check_read(OssResponse::Done, Bytes::new(), block).is_err());
+    }
+
+    #[test]
+    fn only_blocks_the_good_copy_has_at_the_same_length_are_repaired() {
+        let block = CHECKSUM_BLOCK as usize;
+        // Blocks 1, 2 and 4 bad on a copy 5 blocks long; the good copy has the same length.
+        assert_eq!(
+            repair_ranges(&[1, 2, 4], block * 5, block * 5),
+            vec![(block, block * 3), (block * 4, block * 5)]
+        );
+        // Same tail on both copies: the tail block is rewritten whole.
+        assert_eq!(
+            repair_ranges(&[2], block * 2 + 100, block * 2 + 100),
+            vec![(block * 2, block * 2 + 100)]
+        );
+        // The good copy is shorter (it says the object ends earlier): nothing past its end,
+        // and not a block it holds at another length.
+        assert_eq!(repair_ranges(&[3], block * 4, block * 3), vec![]);
+        assert_eq!(repair_ranges(&[2], block * 3, block * 2 + 100), vec![]);
+        // The good copy is longer: the bad copy's tail is not a full block there.
+        assert_eq!(repair_ranges(&[1], block + 10, block * 3), vec![]);
+    }
 }

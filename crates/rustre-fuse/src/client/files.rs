@@ -9,7 +9,11 @@
 //! that opens the file after this one closed it sees the data (close-to-open).
 //!
 //! A handle keeps the file's layout, so a file unlinked while open stays readable and
-//! writable until its last close: the MDS keeps the inode as an orphan until then.
+//! writable until its last close: the MDS keeps the inode as an orphan until then. The
+//! inode's state also keeps the newest layout seen for it (highest `Layout::version`: stale
+//! marks this client made after a failed copy, and every attribute answer), which the data
+//! path uses in place of an older one held by a handle, a write-back buffer or a page fetch
+//! (docs/replication.md).
 //!
 //! Nothing here knows FUSE; the FUSE adapter, tests and tools use the same calls.
 
@@ -97,11 +101,14 @@ struct InodeState {
     opens: u32,
     /// Serializes O_APPEND writes, which go to the end this state knows.
     append: Arc<tokio::sync::Mutex<()>>,
+    /// The newest layout seen (highest version).
+    layout: Option<Layout>,
 }
 
 impl InodeState {
     fn new(attr: &Attr) -> InodeState {
         InodeState {
+            layout: attr.layout.clone(),
             size: attr.size,
             mtime: attr.mtime,
             truncate_version: attr.truncate_version,
@@ -144,6 +151,13 @@ impl Default for Files {
     }
 }
 
+/// Replaces `known` by `seen` when `seen` is newer (a higher version).
+fn learn_layout(known: &mut Option<Layout>, seen: &Layout) {
+    if known.as_ref().is_none_or(|k| seen.version > k.version) {
+        *known = Some(seen.clone());
+    }
+}
+
 /// Setuid/setgid bits left after a write by `writer` (Linux's should_remove_suid).
 fn perm_after_write(writer: &Creds, perm: u32) -> u32 {
     if writer.uid == 0 {
@@ -166,6 +180,9 @@ impl Files {
         let Some(st) = inodes.get_mut(&attr.ino) else {
             return;
         };
+        if let Some(l) = &attr.layout {
+            learn_layout(&mut st.layout, l);
+        }
         if attr.truncate_version > st.truncate_version {
             // A truncate happened since this state was taken: what it knew is void.
             st.truncate_version = attr.truncate_version;
@@ -214,17 +231,41 @@ impl Files {
             }),
         );
         drop(handles);
-        self.inodes
-            .lock()
-            .unwrap()
-            .entry(attr.ino)
-            .or_insert_with(|| InodeState::new(attr))
-            .opens += 1;
+        {
+            let mut inodes = self.inodes.lock().unwrap();
+            let st = inodes
+                .entry(attr.ino)
+                .or_insert_with(|| InodeState::new(attr));
+            st.opens += 1;
+            if let Some(l) = &attr.layout {
+                learn_layout(&mut st.layout, l);
+            }
+        }
         let stamp = (attr.size, attr.mtime);
         let mut stamps = self.stamps.lock().unwrap();
         let keep = flags & libc::O_TRUNC == 0 && stamps.get(&attr.ino) == Some(&stamp);
         stamps.put(attr.ino, stamp);
         Ok((fh, keep))
+    }
+
+    /// The newest layout this client knows for open inode `ino`.
+    pub fn layout(&self, ino: Ino) -> Option<Layout> {
+        self.inodes.lock().unwrap().get(&ino)?.layout.clone()
+    }
+
+    /// The newer of `given` and the newest layout known for `ino` (by version).
+    pub fn newest_layout(&self, ino: Ino, given: &Layout) -> Layout {
+        match self.layout(ino) {
+            Some(l) if l.version > given.version => l,
+            _ => given.clone(),
+        }
+    }
+
+    /// Learns a layout of open inode `ino` (kept if newer than the one known).
+    pub fn learn_layout(&self, ino: Ino, layout: &Layout) {
+        if let Some(st) = self.inodes.lock().unwrap().get_mut(&ino) {
+            learn_layout(&mut st.layout, layout);
+        }
     }
 
     /// The size this client knows for open inode `ino`.
@@ -744,5 +785,55 @@ mod tests {
         assert!(last);
         assert!(files.forget_inode(5));
         assert_eq!(files.size(5), 0, "forgotten after the real last close");
+    }
+
+    /// A stale mark (a newer layout version) reaches every later read and write of the
+    /// inode, whatever older layout a handle or a write-back buffer still holds; an older
+    /// answer never undoes it.
+    #[test]
+    fn the_newest_layout_wins() {
+        let files = Files::default();
+        let v0 = Layout {
+            stripe_size: 4096,
+            osts: vec![0, 1],
+            replicas: 2,
+            stale: vec![],
+            version: 4,
+        };
+        let mut a = file_attr(11, 0, 0);
+        a.layout = Some(v0.clone());
+        let (fh, _) = files.register(&a, libc::O_RDWR, &Creds::root()).unwrap();
+        assert_eq!(files.newest_layout(11, &v0), v0);
+
+        let v1 = Layout {
+            stale: vec![1],
+            version: 5,
+            ..v0.clone()
+        };
+        let mut marked = file_attr(11, 0, 0);
+        marked.layout = Some(v1.clone());
+        files.merge(&mut marked);
+        assert_eq!(files.newest_layout(11, &v0), v1);
+        assert_eq!(files.layout(11), Some(v1.clone()));
+
+        // An older answer (or a second open with an old attr) keeps the newer layout.
+        files.learn_layout(11, &v0);
+        let mut old = file_attr(11, 0, 0);
+        old.layout = Some(v0.clone());
+        files.merge(&mut old);
+        files
+            .register(&old, libc::O_RDONLY, &Creds::root())
+            .unwrap();
+        assert_eq!(files.newest_layout(11, &v0), v1);
+        // A caller holding something newer than the state keeps its own.
+        let v2 = Layout {
+            stale: vec![],
+            version: 6,
+            ..v0.clone()
+        };
+        assert_eq!(files.newest_layout(11, &v2), v2);
+        // Inodes not open here have no state: the caller's layout is used.
+        assert_eq!(files.newest_layout(12, &v0), v0);
+        files.unregister(fh).unwrap();
     }
 }

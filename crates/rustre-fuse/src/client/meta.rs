@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rustre_proto::msg::mds::{
     DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, READDIR_MAX_ENTRIES,
 };
-use rustre_proto::msg::{Attr, Creds, FileKind, Ino, LayoutSpec, Timestamp};
+use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 
 use super::capability::CAPABILITY_XATTR;
@@ -444,6 +444,30 @@ impl Client {
     ) -> Result<(), Error> {
         self.done_call(creds, MdsOp::SetDirLayout { ino, spec })
             .await
+    }
+
+    /// Tells the MDS that the copies in `slots` of `ino`'s layout (version `version`) missed
+    /// a write (docs/replication.md, write rule); answers the new layout, which open
+    /// handles of `ino` use from now on. A mutation: it carries a sequence number, so a
+    /// retry after a lost answer is answered from the MDS's record.
+    pub async fn mark_stale(
+        &self,
+        ino: Ino,
+        slots: Vec<u32>,
+        version: u64,
+    ) -> Result<Layout, Error> {
+        let op = MdsOp::MarkStale {
+            ino,
+            slots,
+            version,
+        };
+        let attr = self.attr_call(&Creds::root(), op).await?;
+        let layout = attr
+            .layout
+            .ok_or_else(|| Error::Protocol("MarkStale answered without a layout".into()))?;
+        // `attr_call` merged the answer (its layout too) into the inode's state if it is
+        // open here, so later reads and writes use it.
+        Ok(layout)
     }
 
     /// Makes every metadata change acknowledged so far durable on the MDS (for fsync).

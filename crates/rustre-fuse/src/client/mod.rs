@@ -2,7 +2,8 @@
 //!
 //! ## Layout
 //! - [`meta`]: typed metadata calls to the MDS (with retry of idempotent calls on another MDS).
-//! - [`data`]: striped, parallel object reads and writes straight to the OSTs.
+//! - [`data`]: striped, parallel object reads and writes straight to the OSTs, to every live
+//!   copy of a replicated stripe, checksum-verified on read (docs/replication.md).
 //! - [`files`]: open-file handles and the sizes this client's writes reached (merged into
 //!   every attribute answer, reported to the MDS on flush, fsync, close and setattr).
 //! - [`dirs`]: directory handles mapping integer offsets to the MDS's name cookies.

@@ -177,7 +177,7 @@ impl Client {
         });
         p.data.extend_from_slice(&data);
         p.permits.push(permit);
-        let row = layout.stripe_size as u64 * layout.osts.len() as u64 * WRITEBACK_GATHER_ROWS;
+        let row = layout.stripe_size as u64 * layout.stripe_count() as u64 * WRITEBACK_GATHER_ROWS;
         let end = p.offset + p.data.len() as u64;
         if p.data.len() as u64 >= row
             || (end.is_multiple_of(layout.stripe_size as u64)
@@ -290,11 +290,7 @@ mod tests {
             offset,
             data: BytesMut::from(data),
             since: Instant::now(),
-            layout: Layout {
-                stripe_size: 1 << 20,
-                osts: vec![0],
-                replicas: 1,
-            },
+            layout: Layout::striped(1 << 20, vec![0]),
             permits: Vec::new(),
         });
     }

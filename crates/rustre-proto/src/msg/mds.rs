@@ -179,6 +179,23 @@ pub enum MdsOp {
     GetDirLayout {
         ino: Ino,
     },
+    /// A writer could not write the copies in `slots` of `ino`'s layout (whose version it
+    /// held as `version`): marks them stale and bumps the layout version, in one durable
+    /// transaction, and answers the new attributes. Refused when it would leave a stripe
+    /// with no up-to-date copy.
+    MarkStale {
+        ino: Ino,
+        slots: Vec<u32>,
+        version: u64,
+    },
+    /// Moves every copy of `ino` held by OST `ost` onto another OST that is up and holds no
+    /// copy of that stripe, marked stale so that resync fills it; answers the new
+    /// attributes (unchanged when the file has no copy there). Unreplicated stripes on
+    /// `ost` cannot be moved: `Invalid`.
+    MoveCopies {
+        ino: Ino,
+        ost: u32,
+    },
     /// Waits until every change this MDS acknowledged so far is on disk (what fsync and
     /// fsyncdir need from an MDS running relaxed; a durable MDS answers at once).
     SyncMeta,

@@ -89,24 +89,78 @@ impl FileKind {
     }
 }
 
-/// How a file's bytes are spread over OSTs (RAID-0 over objects, as Lustre).
+/// How a file's bytes are spread over OSTs (RAID-0 over objects, as Lustre), and where the
+/// copies of each stripe live (RAID-1 over OSTs when `replicas > 1`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
     /// Bytes per stripe unit.
     pub stripe_size: u32,
-    /// The OST index holding each stripe, in stripe order; its length is the stripe count.
+    /// The OST of every copy of every stripe, replica-major: copy `r` of stripe `i` is at
+    /// slot `r * stripe_count + i`. Its length is `stripe_count * replicas`, so the first
+    /// `stripe_count` entries are copy 0 of each stripe.
     pub osts: Vec<u32>,
     /// Copies of each stripe (1 = no replication).
     pub replicas: u32,
+    /// Slots (indices into `osts`) whose copy missed a write and must not be read until it
+    /// is resynced. Never every copy of one stripe.
+    pub stale: Vec<u32>,
+    /// Bumped each time a slot turns stale, is resynced or moves; carried by every object
+    /// write and kept with the object, so a copy that missed writes is recognisable.
+    pub version: u64,
 }
 
 impl Layout {
-    /// Number of stripes.
-    pub fn stripe_count(&self) -> u32 {
-        self.osts.len() as u32
+    /// An unreplicated layout over `osts` (one stripe per OST).
+    pub fn striped(stripe_size: u32, osts: Vec<u32>) -> Layout {
+        Layout {
+            stripe_size,
+            osts,
+            replicas: 1,
+            stale: Vec::new(),
+            version: 0,
+        }
     }
 
-    /// Checks sizes and counts against the protocol limits.
+    /// Number of stripes.
+    pub fn stripe_count(&self) -> u32 {
+        (self.osts.len() / self.replicas.max(1) as usize) as u32
+    }
+
+    /// The slot (index into `osts`) of copy `replica` of `stripe`.
+    pub fn slot(&self, stripe: u32, replica: u32) -> usize {
+        (replica * self.stripe_count() + stripe) as usize
+    }
+
+    /// The stripe a slot holds a copy of.
+    pub fn stripe_of_slot(&self, slot: usize) -> u32 {
+        (slot % self.stripe_count().max(1) as usize) as u32
+    }
+
+    /// True when the copy in `slot` missed writes.
+    pub fn is_stale(&self, slot: usize) -> bool {
+        self.stale.iter().any(|s| *s as usize == slot)
+    }
+
+    /// Every copy of `stripe` as (slot, OST), copy 0 first.
+    pub fn copies(&self, stripe: u32) -> Vec<(usize, u32)> {
+        (0..self.replicas)
+            .map(|r| {
+                let slot = self.slot(stripe, r);
+                (slot, self.osts[slot])
+            })
+            .collect()
+    }
+
+    /// The copies of `stripe` that are up to date (may be read), as (slot, OST).
+    pub fn live_copies(&self, stripe: u32) -> Vec<(usize, u32)> {
+        self.copies(stripe)
+            .into_iter()
+            .filter(|(slot, _)| !self.is_stale(*slot))
+            .collect()
+    }
+
+    /// Checks sizes and counts against the protocol limits, and that copies of one stripe
+    /// sit on distinct OSTs with at least one of them up to date.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let bad = |m: &str| Err(crate::Error::Invalid(m.to_string()));
         if self.stripe_size < MIN_STRIPE_SIZE
@@ -115,11 +169,30 @@ impl Layout {
         {
             return bad("stripe size must be a multiple of 4096 between 4 KiB and 16 MiB");
         }
-        if self.osts.is_empty() || self.osts.len() > MAX_STRIPE_COUNT as usize {
-            return bad("stripe count must be between 1 and 256");
-        }
         if self.replicas == 0 || self.replicas > MAX_REPLICAS {
             return bad("replica count must be between 1 and 8");
+        }
+        if self.osts.is_empty()
+            || !self.osts.len().is_multiple_of(self.replicas as usize)
+            || self.stripe_count() > MAX_STRIPE_COUNT
+        {
+            return bad("stripe count must be between 1 and 256, with every copy placed");
+        }
+        if self.stale.len() > self.osts.len()
+            || self.stale.iter().any(|s| *s as usize >= self.osts.len())
+        {
+            return bad("a stale slot is outside the layout");
+        }
+        for stripe in 0..self.stripe_count() {
+            let mut osts: Vec<u32> = self.copies(stripe).iter().map(|c| c.1).collect();
+            osts.sort_unstable();
+            osts.dedup();
+            if osts.len() != self.replicas as usize {
+                return bad("two copies of one stripe are on the same OST");
+            }
+            if self.live_copies(stripe).is_empty() {
+                return bad("every copy of a stripe is stale");
+            }
         }
         Ok(())
     }
@@ -212,6 +285,33 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a\0b"] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn layouts_place_copies_replica_major() {
+        let mut l = Layout {
+            stripe_size: 4096,
+            osts: vec![0, 1, 2, 3, 4, 5],
+            replicas: 2,
+            stale: vec![],
+            version: 0,
+        };
+        assert!(l.validate().is_ok());
+        assert_eq!(l.stripe_count(), 3);
+        assert_eq!(l.copies(1), vec![(1, 1), (4, 4)]);
+        assert_eq!(l.stripe_of_slot(4), 1);
+        l.stale = vec![4];
+        assert_eq!(l.live_copies(1), vec![(1, 1)]);
+        assert!(l.validate().is_ok());
+        l.stale = vec![4, 1];
+        assert!(l.validate().is_err(), "a stripe with no live copy");
+        l.stale = vec![9];
+        assert!(l.validate().is_err(), "a slot outside the layout");
+        l.stale = vec![];
+        l.osts = vec![0, 1, 2, 0, 4, 5];
+        assert!(l.validate().is_err(), "two copies on one OST");
+        l.osts = vec![0, 1, 2, 3, 4];
+        assert!(l.validate().is_err(), "a copy missing");
     }
 
     #[test]

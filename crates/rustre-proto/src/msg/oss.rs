@@ -12,34 +12,60 @@ pub struct ObjectId {
     pub stripe: u32,
 }
 
+/// Bytes covered by one stored checksum: objects are checksummed in blocks of this size
+/// (the last block of an object may be shorter), aligned to object offset 0.
+pub const CHECKSUM_BLOCK: u32 = 4096;
+/// Most objects one `List` answer carries.
+pub const LIST_MAX_OBJECTS: u32 = 4096;
+
 /// One call to an OSS: which OST, under which cluster-map epoch, and what.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OssRequest {
-    /// The caller's cluster-map epoch.
+    /// The caller's cluster-map epoch. An OSS refuses callers whose map is older than its
+    /// own registration ([`crate::Error::OldEpoch`]): they must refresh the map and retry.
     pub epoch: u64,
     pub ost: u32,
     pub op: OssOp,
 }
 
+/// What an OSS knows of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    pub id: ObjectId,
+    pub size: u64,
+    /// Highest layout version the object was written with.
+    pub version: u64,
+}
+
 /// Object operations.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OssOp {
-    /// Reads up to `len` bytes at `offset`; the reply's payload is shorter at the object's
-    /// end (the rest of a file-level read is a hole and reads as zeros).
+    /// Reads up to `len` bytes at `offset`, both multiples of [`CHECKSUM_BLOCK`]; the
+    /// reply's payload is shorter at the object's end (the rest of a file-level read is a
+    /// hole and reads as zeros). The reply carries the stored checksum of every block it
+    /// returns, for the caller to verify.
     Read {
         object: ObjectId,
         offset: u64,
         len: u32,
     },
-    /// Writes the payload at `offset`; with `sync`, the data is on disk before the reply.
+    /// Writes the payload at `offset`; `crc` is the CRC32C of the payload, checked before
+    /// anything is written. `version` is the writer's layout version; the object keeps the
+    /// highest it saw. With `sync`, data and checksums are on disk before the reply.
     Write {
         object: ObjectId,
         offset: u64,
         sync: bool,
+        crc: u32,
+        version: u64,
     },
     /// Sets the object's length (creating it if absent).
-    Truncate { object: ObjectId, size: u64 },
-    /// Makes the object's data durable (fdatasync).
+    Truncate {
+        object: ObjectId,
+        size: u64,
+        version: u64,
+    },
+    /// Makes the object's data and checksums durable (fdatasync).
     Sync { object: ObjectId },
     /// Removes the object; removing an absent object succeeds.
     Delete { object: ObjectId },
@@ -47,16 +73,35 @@ pub enum OssOp {
     Size { object: ObjectId },
     /// Capacity of the OST.
     StatFs,
+    /// Objects of the OST after `after` (all with `None`), in id order, at most `limit`
+    /// (capped at [`LIST_MAX_OBJECTS`]).
+    List { after: Option<ObjectId>, limit: u32 },
+    /// Reads the whole object and checks every block against its stored checksum.
+    Scrub { object: ObjectId },
 }
 
 /// Answers of an OSS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OssResponse {
-    /// Bytes of object data in the payload.
+    /// Bytes of object data in the payload, with the stored CRC32C of each
+    /// [`CHECKSUM_BLOCK`] of it (the last one covers a shorter block at the object's end),
+    /// and the object's version (0 when it does not exist).
     Data {
         len: u32,
+        crcs: Vec<u32>,
+        version: u64,
     },
     Size(Option<u64>),
     Capacity(Capacity),
     Done,
+    /// One page of `List`; `done` when nothing follows.
+    Objects {
+        objects: Vec<ObjectInfo>,
+        done: bool,
+    },
+    /// Result of `Scrub`: indices of the blocks whose data does not match their checksum
+    /// (empty when the object is sound or absent).
+    Scrubbed {
+        bad_blocks: Vec<u64>,
+    },
 }

@@ -82,6 +82,11 @@ pub fn setattr(
             truncated = size < a.size;
             a.size = size;
             a.truncate_version += 1;
+            // The caller then cuts the up-to-date copies: a resync copying meanwhile must
+            // not clear its stale marks (docs/replication.md).
+            if let Some(l) = a.layout.as_mut().filter(|l| !l.stale.is_empty()) {
+                l.version += 1;
+            }
         }
         a.mtime = ctx.now;
         changed = true;

@@ -16,6 +16,11 @@
 //! | 0x08   | destroy/{ino}                     | layout whose objects must be deleted |
 //! | 0x09   | counter/{name}                    | u64 (postcard)                       |
 //! | 0x0a   | request/{session}/{seq}           | recorded result of a mutating call   |
+//! | 0x0b   | stale/{ino}                       | file with stale copies: empty, or    |
+//! |        |                                   | [`super::store::ResyncClaim`]        |
+//! | 0x0c   | write_open/{ino}/{session}        | empty: the session opened the file   |
+//! |        |                                   | for writing (until its last open of  |
+//! |        |                                   | the file goes)                       |
 //! | 0x40   | mgs/registry/{chunk}              | MGS only: the registry record, see   |
 //! |        |                                   | `crate::mgs::persist`; never MDS     |
 
@@ -31,6 +36,8 @@ pub const SESSION_OPEN: u8 = 0x07;
 pub const DESTROY: u8 = 0x08;
 pub const COUNTER: u8 = 0x09;
 pub const REQUEST: u8 = 0x0a;
+pub const STALE: u8 = 0x0b;
+pub const WRITE_OPEN: u8 = 0x0c;
 /// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
 /// run over FoundationDB; the MDS never reads or writes under it.
 pub const MGS: u8 = 0x40;
@@ -178,6 +185,31 @@ pub fn request_range(session: u64) -> (Vec<u8>, Vec<u8>) {
     range_u64(REQUEST, session)
 }
 
+/// Index entry of a file whose layout has stale slots (what the resync worker scans).
+pub fn stale(ino: Ino) -> Vec<u8> {
+    with_u64(STALE, ino)
+}
+
+/// Stale-index entries from inode `from` on.
+pub fn stale_from(from: Ino) -> (Vec<u8>, Vec<u8>) {
+    (with_u64(STALE, from), vec![STALE + 1])
+}
+
+/// The inode of a stale-index key.
+pub fn parse_stale(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, STALE, 1)
+}
+
+/// Marks that `session` holds `ino` open for writing.
+pub fn write_open(ino: Ino, session: u64) -> Vec<u8> {
+    with_u64_u64(WRITE_OPEN, ino, session)
+}
+
+/// Every write-open mark of an inode.
+pub fn write_open_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
+    range_u64(WRITE_OPEN, ino)
+}
+
 fn parse_u64_at(key: &[u8], prefix: u8, at: usize) -> Option<u64> {
     if key.first() != Some(&prefix) || key.len() < at + 8 {
         return None;
@@ -231,5 +263,10 @@ mod tests {
         assert_eq!(parse_destroy(&destroy(12)), Some(12));
         assert_eq!(parse_xattr_name(&xattr(3, "user.a")), Some("user.a"));
         assert_eq!(parse_destroy(&session(12)), None);
+        assert_eq!(parse_stale(&stale(42)), Some(42));
+        let (s, e) = stale_from(7);
+        assert!(stale(6) < s && stale(7) >= s && stale(u64::MAX) < e);
+        let (s, e) = write_open_range(3);
+        assert!(write_open(3, 0) >= s && write_open(3, u64::MAX) < e && write_open(4, 0) >= e);
     }
 }

@@ -1,16 +1,58 @@
 //! Choosing a new file's layout: the caller's request, else the directory's default, else
 //! the cluster's; OSTs picked round-robin among those that are up.
+//!
+//! With `replicas > 1` every stripe gets that many copies on distinct OSTs
+//! (docs/replication.md). Placement, for `count` stripes over the sorted list of OSTs that
+//! are up, starting at a rotating offset `start`:
+//! - copy 0 of stripe `i` is on `up[(start + i) % up.len()]` (as without replication);
+//! - copy `r` of stripe `i` starts at `up[(start + i + r * count) % up.len()]`, which is a
+//!   fresh OST for each copy when `count * replicas <= up.len()`; otherwise, the next OST in
+//!   the rotation that holds no copy of that stripe yet. Different stripes may share an OST,
+//!   never two copies of one stripe.
+//!
+//! An explicit OST list (`setstripe --ost`) is copy 0; the other copies are placed the same
+//! way over the OSTs that are up and not in the list (or, when those are fewer than
+//! `replicas - 1`, over every OST that is up), and the request is refused when some stripe
+//! cannot get distinct OSTs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustre_proto::msg::mgs::{ClusterMap, NodeState};
-use rustre_proto::msg::{Layout, LayoutSpec};
+use rustre_proto::msg::{Layout, LayoutSpec, MAX_REPLICAS};
 use rustre_proto::Error;
 
 /// Hands out OSTs round-robin so files spread evenly.
 #[derive(Default)]
 pub struct OstPicker {
     next: AtomicUsize,
+}
+
+/// The OSTs of `map` that are up, sorted by index.
+/// Why a new file's copies cannot be placed on the OSTs up in `map` right now (fewer up
+/// than the copies asked, or none), as `choose` would refuse it; `None` when they can.
+pub fn shortfall(
+    request: Option<&LayoutSpec>,
+    dir_default: Option<&LayoutSpec>,
+    map: &ClusterMap,
+) -> Option<String> {
+    let replicas = request
+        .and_then(|s| s.replicas.filter(|r| *r != 0))
+        .or_else(|| dir_default.and_then(|s| s.replicas.filter(|r| *r != 0)))
+        .unwrap_or(map.defaults.replicas)
+        .max(1) as usize;
+    let up = up_osts(map).len();
+    (up == 0 || replicas > up).then(|| format!("{replicas} copies asked, {up} OSTs up"))
+}
+
+pub fn up_osts(map: &ClusterMap) -> Vec<u32> {
+    let mut up: Vec<u32> = map
+        .osts
+        .iter()
+        .filter(|o| o.state == NodeState::Up)
+        .map(|o| o.index)
+        .collect();
+    up.sort_unstable();
+    up
 }
 
 impl OstPicker {
@@ -25,16 +67,31 @@ impl OstPicker {
             request.and_then(f).or_else(|| dir_default.and_then(f))
         };
         let stripe_size = pick(|s| s.stripe_size).unwrap_or(map.defaults.stripe_size);
-        let replicas = pick(|s| s.replicas).unwrap_or(map.defaults.replicas);
-        if replicas != 1 {
-            return Err(Error::Invalid(
-                "replicated layouts are not available yet (replica count must be 1)".into(),
-            ));
+        // 0 means "the default", as for the stripe count.
+        let replicas = pick(|s| s.replicas.filter(|r| *r != 0))
+            .unwrap_or(map.defaults.replicas)
+            .max(1);
+        if replicas > MAX_REPLICAS {
+            return Err(Error::Invalid(format!(
+                "{replicas} replicas asked; at most {MAX_REPLICAS} are allowed"
+            )));
+        }
+        let up = up_osts(map);
+        if up.is_empty() {
+            return Err(Error::NoSpace);
+        }
+        if replicas as usize > up.len() {
+            return Err(Error::Invalid(format!(
+                "{replicas} replicas asked but only {} OSTs are up (copies of a stripe need \
+                 distinct OSTs)",
+                up.len()
+            )));
         }
         let explicit = request
             .and_then(|s| s.osts.clone())
             .or_else(|| dir_default.and_then(|s| s.osts.clone()));
-        let osts = match explicit {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let (first, pool) = match explicit {
             Some(list) => {
                 for i in &list {
                     if map.ost(*i).is_none() {
@@ -47,34 +104,220 @@ impl OstPicker {
                 if seen.len() != list.len() {
                     return Err(Error::Invalid("an OST is listed twice".into()));
                 }
-                list
+                // Further copies go to OSTs outside the list; only when there are too few
+                // of those may a stripe's copy go to an OST listed for another stripe.
+                let (listed, others): (Vec<u32>, Vec<u32>) =
+                    up.iter().partition(|o| list.contains(o));
+                let pool = if others.len() + 1 >= replicas as usize {
+                    others
+                } else {
+                    others.into_iter().chain(listed).collect()
+                };
+                (list, pool)
             }
             None => {
-                let mut up: Vec<u32> = map
-                    .osts
-                    .iter()
-                    .filter(|o| o.state == NodeState::Up)
-                    .map(|o| o.index)
-                    .collect();
-                if up.is_empty() {
-                    return Err(Error::NoSpace);
-                }
-                up.sort_unstable();
                 let want = match pick(|s| s.stripe_count).unwrap_or(map.defaults.stripe_count) {
                     0 => map.defaults.stripe_count.max(1),
                     n => n,
                 } as usize;
                 let count = want.min(up.len());
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..count).map(|i| up[(start + i) % up.len()]).collect()
+                let first = (0..count).map(|i| up[(start + i) % up.len()]).collect();
+                (first, up)
             }
         };
+        let osts = place_copies(&first, &pool, replicas, start)?;
         let layout = Layout {
             stripe_size,
             osts,
             replicas,
+            stale: Vec::new(),
+            version: 0,
         };
         layout.validate()?;
         Ok(layout)
+    }
+
+    /// An OST of `up` that is not in `taken`, taking turns so that moved copies spread.
+    pub fn replacement(&self, up: &[u32], taken: &[u32]) -> Option<u32> {
+        let free: Vec<u32> = up.iter().copied().filter(|o| !taken.contains(o)).collect();
+        if free.is_empty() {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(free[start % free.len()])
+    }
+}
+
+/// Every slot of a layout, replica-major, given copy 0 of each stripe (`first`): copy `r`
+/// of stripe `i` is the first OST of `pool` from position `start + i + r * count` on that
+/// holds no copy of stripe `i` yet.
+fn place_copies(
+    first: &[u32],
+    pool: &[u32],
+    replicas: u32,
+    start: usize,
+) -> Result<Vec<u32>, Error> {
+    let count = first.len();
+    let mut osts = first.to_vec();
+    for r in 1..replicas as usize {
+        for i in 0..count {
+            let holders: Vec<u32> = (0..r).map(|c| osts[c * count + i]).collect();
+            let from = start + i + r * count;
+            let chosen = (0..pool.len())
+                .map(|k| pool[(from + k) % pool.len()])
+                .find(|o| !holders.contains(o))
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "cannot place copy {r} of stripe {i}: the {} OSTs that are up all hold \
+                         a copy of it already",
+                        pool.len()
+                    ))
+                })?;
+            osts.push(chosen);
+        }
+    }
+    Ok(osts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustre_proto::msg::mgs::{LayoutDefaults, OstInfo};
+    use rustre_proto::msg::Capacity;
+
+    fn map(up: u32, down: &[u32]) -> ClusterMap {
+        ClusterMap {
+            epoch: 1,
+            cluster_name: "t".into(),
+            osts: (0..up + down.len() as u32)
+                .map(|index| OstInfo {
+                    index,
+                    addr: String::new(),
+                    state: if down.contains(&index) {
+                        NodeState::Down
+                    } else {
+                        NodeState::Up
+                    },
+                    capacity: Capacity::default(),
+                })
+                .collect(),
+            mds: vec![],
+            defaults: LayoutDefaults::default(),
+        }
+    }
+
+    fn spec(count: u32, replicas: u32) -> LayoutSpec {
+        LayoutSpec {
+            stripe_count: Some(count),
+            replicas: Some(replicas),
+            ..LayoutSpec::default()
+        }
+    }
+
+    #[test]
+    fn copies_of_a_stripe_are_on_distinct_osts() {
+        let p = OstPicker::default();
+        for osts in 1..=6u32 {
+            let m = map(osts, &[]);
+            for count in 1..=osts + 1 {
+                for replicas in 1..=osts {
+                    for _ in 0..osts {
+                        let l = p.choose(Some(&spec(count, replicas)), None, &m).unwrap();
+                        assert!(l.validate().is_ok(), "{l:?}");
+                        assert_eq!(l.replicas, replicas);
+                        assert_eq!(l.stripe_count(), count.min(osts));
+                        assert_eq!(l.osts.len() as u32, count.min(osts) * replicas);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spreads_copies_over_fresh_osts_when_there_are_enough() {
+        let p = OstPicker::default();
+        let l = p.choose(Some(&spec(2, 3)), None, &map(6, &[])).unwrap();
+        let mut all = l.osts.clone();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 6, "{l:?}");
+    }
+
+    #[test]
+    fn refuses_more_replicas_than_osts_up() {
+        let p = OstPicker::default();
+        let m = map(2, &[2]);
+        match p.choose(Some(&spec(1, 3)), None, &m) {
+            Err(Error::Invalid(msg)) => {
+                assert!(msg.contains('3') && msg.contains('2'), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Down OSTs never hold copies.
+        let l = p.choose(Some(&spec(4, 2)), None, &m).unwrap();
+        assert!(!l.osts.contains(&2));
+        assert!(p.choose(Some(&spec(1, 9)), None, &map(10, &[])).is_err());
+    }
+
+    #[test]
+    fn replicas_come_from_dir_default_then_cluster() {
+        let p = OstPicker::default();
+        let mut m = map(4, &[]);
+        let l = p.choose(None, Some(&spec(1, 2)), &m).unwrap();
+        assert_eq!(l.replicas, 2);
+        let l = p.choose(Some(&spec(1, 3)), Some(&spec(1, 2)), &m).unwrap();
+        assert_eq!(l.replicas, 3);
+        m.defaults.replicas = 2;
+        let l = p.choose(None, None, &m).unwrap();
+        assert_eq!((l.replicas, l.osts.len()), (2, 2));
+        let l = p.choose(Some(&spec(1, 0)), None, &m).unwrap();
+        assert_eq!(l.replicas, 2, "0 means the default");
+    }
+
+    #[test]
+    fn explicit_osts_are_copy_zero() {
+        let p = OstPicker::default();
+        let m = map(4, &[]);
+        let s = LayoutSpec {
+            osts: Some(vec![2, 0]),
+            replicas: Some(2),
+            ..LayoutSpec::default()
+        };
+        let l = p.choose(Some(&s), None, &m).unwrap();
+        assert_eq!(&l.osts[..2], &[2, 0]);
+        // The other copies go to the OSTs outside the list.
+        let mut rest = l.osts[2..].to_vec();
+        rest.sort_unstable();
+        assert_eq!(rest, vec![1, 3]);
+        // Two OSTs, both listed: each stripe's second copy is the other one.
+        let m2 = map(2, &[]);
+        let s = LayoutSpec {
+            osts: Some(vec![0, 1]),
+            replicas: Some(2),
+            ..LayoutSpec::default()
+        };
+        let l = p.choose(Some(&s), None, &m2).unwrap();
+        assert_eq!(l.osts, vec![0, 1, 1, 0]);
+        // One OST up (the other is down): no room for the second copy.
+        let m3 = map(1, &[1]);
+        let s = LayoutSpec {
+            osts: Some(vec![0]),
+            replicas: Some(2),
+            ..LayoutSpec::default()
+        };
+        assert!(matches!(
+            p.choose(Some(&s), None, &m3),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn replacement_avoids_holders() {
+        let p = OstPicker::default();
+        for _ in 0..5 {
+            let o = p.replacement(&[0, 1, 2, 3], &[1, 3]).unwrap();
+            assert!(o == 0 || o == 2);
+        }
+        assert_eq!(p.replacement(&[0, 1], &[0, 1]), None);
     }
 }

@@ -11,6 +11,7 @@
 //! - [`keys`]: the key schema. [`store`]: typed records.
 //! - [`namespace`], [`attr`], [`open`]: the operations, as transaction bodies.
 //! - [`perm`]: permission rules. [`layout`]: choosing a new file's layout.
+//! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
 //! - this file: configuration, the request dispatch and the background workers.
 
 pub mod attr;
@@ -19,8 +20,12 @@ pub mod layout;
 pub mod namespace;
 pub mod open;
 pub mod perm;
+pub mod replica;
 mod requests;
+pub mod resync;
 pub mod store;
+#[cfg(test)]
+mod tests;
 mod workers;
 
 use std::path::PathBuf;
@@ -49,6 +54,13 @@ pub const SESSION_LEASE_MS: u64 = 30_000;
 /// Striped in-process locks on directories, so concurrent creates in one directory queue up
 /// here instead of conflicting in the KV.
 pub const DIR_LOCK_STRIPES: usize = 256;
+/// Longest a create waits for enough OSTs to come up for the new file's copies (an MGS
+/// restart leaves the map without OSTs until they register again, about a second).
+pub const PLACEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Pause between two tries of such a create (the map is re-read in between).
+const PLACEMENT_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Start of the internal `Unavailable` message that makes a create wait for OSTs.
+const PLACEMENT_SHORT: &str = "waiting for OSTs: ";
 
 /// How an MDS runs.
 #[derive(Debug, Clone)]
@@ -90,6 +102,7 @@ pub async fn run(
         inos: Mutex::new((0, 0)),
         picker: layout::OstPicker::default(),
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        resync_cursor: std::sync::atomic::AtomicU64::new(0),
     });
     workers::spawn_all(mds.clone(), shutdown.clone());
     tracing::info!(addr = %cfg.advertise_addr, "MDS serving");
@@ -168,6 +181,8 @@ pub struct Mds {
     inos: Mutex<(u64, u64)>,
     picker: layout::OstPicker,
     dir_locks: Vec<Mutex<()>>,
+    /// Where the resync worker's next pass over the stale index starts.
+    resync_cursor: std::sync::atomic::AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -534,6 +549,35 @@ impl Mds {
                 .await
                 .map(|_| R::Done)
             }
+            MdsOp::MarkStale {
+                ino,
+                slots,
+                version,
+            } => self
+                .txn(creds, vec![ino], w, move |tx, _| {
+                    replica::mark_stale(tx, ino, &slots, version)
+                })
+                .await
+                .map(R::Attr),
+            MdsOp::MoveCopies { ino, ost } => {
+                // Evacuating an OST is an administrator's act.
+                if creds.uid != 0 {
+                    return Err(Error::NotPermitted);
+                }
+                // Rare and about OSTs coming and going: worth a fresh map.
+                let map = self
+                    .cluster
+                    .refresh()
+                    .await
+                    .unwrap_or_else(|_| self.cluster.map());
+                let up = layout::up_osts(&map);
+                let this = self.clone();
+                self.txn(creds, vec![ino], w, move |tx, _| {
+                    replica::move_copies(tx, &this.picker, ino, ost, &up)
+                })
+                .await
+                .map(R::Attr)
+            }
             MdsOp::SyncMeta => {
                 self.kv.durable().await?;
                 Ok(R::Done)
@@ -576,9 +620,51 @@ impl Mds {
         spec: Option<rustre_proto::msg::LayoutSpec>,
     ) -> Result<MdsResponse, Error> {
         let ino = self.alloc_ino_async().await?;
-        let map = self.map_for(spec.as_ref()).await;
+        // Right after an MGS restart (or while OSSes come back) fewer OSTs than a layout's
+        // copies may be up for a moment: wait for them, bounded, rather than fail the create.
+        let started = std::time::Instant::now();
+        loop {
+            let map = self.map_for(spec.as_ref()).await;
+            let waiting = started.elapsed() < PLACEMENT_WAIT;
+            let r = self
+                .create_once(
+                    w, &creds, session, parent, &name, perm, exclusive, open_flags, &spec, ino,
+                    map, waiting,
+                )
+                .await;
+            match r {
+                Err(Error::Unavailable(why)) if waiting && why.starts_with(PLACEMENT_SHORT) => {
+                    tracing::debug!("create waits for OSTs: {why}");
+                    tokio::time::sleep(PLACEMENT_RETRY).await;
+                    let _ = self.cluster.refresh().await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One try of `create` under `map`; with `wait_for_osts`, too few OSTs up for the new
+    /// file's copies is `Unavailable` (starting with [`PLACEMENT_SHORT`]) so the caller
+    /// retries.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_once(
+        self: &Arc<Self>,
+        w: Mutation,
+        creds: &Creds,
+        session: u64,
+        parent: Ino,
+        name: &str,
+        perm: u32,
+        exclusive: bool,
+        open_flags: Option<i32>,
+        spec: &Option<rustre_proto::msg::LayoutSpec>,
+        ino: Ino,
+        map: Arc<ClusterMap>,
+        wait_for_osts: bool,
+    ) -> Result<MdsResponse, Error> {
+        let (name, spec) = (name.to_string(), spec.clone());
         let this = self.clone();
-        self.txn(creds, vec![parent], w, move |tx, c| {
+        self.txn(creds.clone(), vec![parent], w, move |tx, c| {
             let created = match store::dentry(tx, parent, &name)? {
                 Some(_) if exclusive => return Err(Error::Exists),
                 Some(d) => {
@@ -591,6 +677,12 @@ impl Mds {
                 }
                 None => {
                     let dir = store::dir(tx, parent)?;
+                    if wait_for_osts {
+                        let short = layout::shortfall(spec.as_ref(), dir.dir_layout.as_ref(), &map);
+                        if let Some(why) = short {
+                            return Err(Error::Unavailable(format!("{PLACEMENT_SHORT}{why}")));
+                        }
+                    }
                     let layout =
                         this.picker
                             .choose(spec.as_ref(), dir.dir_layout.as_ref(), &map)?;
@@ -622,9 +714,15 @@ impl Mds {
     async fn map_for(&self, spec: Option<&rustre_proto::msg::LayoutSpec>) -> Arc<ClusterMap> {
         let map = self.cluster.map();
         let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
-        let asked = spec
+        let stripes = spec
             .and_then(|s| s.osts.as_ref().map(|o| o.len() as u32).or(s.stripe_count))
-            .unwrap_or(1) as usize;
+            .unwrap_or(1);
+        // Copies of one stripe need distinct OSTs: as many up as there are copies.
+        let replicas = spec
+            .and_then(|s| s.replicas)
+            .filter(|r| *r != 0)
+            .unwrap_or(map.defaults.replicas);
+        let asked = stripes.max(replicas) as usize;
         if up == 0 || asked > up {
             return self.cluster.refresh().await.unwrap_or(map);
         }

@@ -259,6 +259,7 @@ pub fn destroy(tx: &mut dyn Transaction, victim: Inode) -> Result<(), Error> {
         store::put(tx, &keys::destroy(victim.attr.ino), &Doomed { layout })?;
     }
     tx.clear(&keys::orphan(victim.attr.ino));
+    tx.clear(&keys::stale(victim.attr.ino));
     remove_inode(tx, victim.attr.ino)
 }
 

@@ -5,6 +5,12 @@
 //! the last name of a file that is open makes it an orphan; when its last open goes (release,
 //! or its session's lease runs out) the inode is removed and its objects queued under
 //! `destroy/{ino}`, which a background worker deletes from the OSTs.
+//!
+//! An open for writing also sets `write_open/{ino}/{session}`, kept until the session's
+//! last open of the file goes (a release does not say which open it ends, so a session
+//! that mixes read and write opens of one file counts as a writer until it holds none):
+//! the resync worker leaves files with such a mark alone. Opening for writing a file with
+//! stale copies bumps its layout version. Opens without a session (0) record nothing.
 
 use rustre_proto::codec;
 use rustre_proto::msg::{Attr, FileKind, Ino};
@@ -51,12 +57,24 @@ pub fn open(
     if !just_created {
         perm::check(ctx.creds, &inode.attr, open_mask(flags))?;
     }
+    let mut changed = false;
     if flags & libc::O_TRUNC != 0 && inode.attr.kind == FileKind::File && inode.attr.size > 0 {
         inode.attr.size = 0;
         inode.attr.truncate_version += 1;
         inode.attr.perm = perm::perm_after_write(ctx.creds, &inode.attr);
         inode.attr.mtime = ctx.now;
         inode.attr.ctime = ctx.now;
+        changed = true;
+    }
+    if writes {
+        // A resync copying this file's stale copies meanwhile may miss what this opener
+        // writes: the new version makes its clear fail (docs/replication.md).
+        if let Some(l) = inode.attr.layout.as_mut().filter(|l| !l.stale.is_empty()) {
+            l.version += 1;
+            changed = true;
+        }
+    }
+    if changed {
         store::put_inode(tx, &inode)?;
     }
     if session != 0 {
@@ -67,6 +85,9 @@ pub fn open(
         let count: u32 = store::get(tx, &key)?.unwrap_or(0);
         store::put(tx, &key, &(count + 1))?;
         tx.set(&keys::session_open(session, ino), &[]);
+        if writes {
+            tx.set(&keys::write_open(ino, session), &[]);
+        }
     }
     Ok(inode.attr)
 }
@@ -86,6 +107,7 @@ pub fn release(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), E
 fn drop_all_opens(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), Error> {
     tx.clear(&keys::open(ino, session));
     tx.clear(&keys::session_open(session, ino));
+    tx.clear(&keys::write_open(ino, session));
     if tx.get(&keys::orphan(ino))?.is_none() {
         return Ok(());
     }

@@ -42,6 +42,17 @@ pub struct Doomed {
     pub layout: Layout,
 }
 
+/// Value of a `stale/{ino}` index entry while an MDS's resync worker copies the file: other
+/// MDS sharing the store leave the file alone until `until_ms` (the owner renews it as it
+/// goes). An empty value means nobody is copying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncClaim {
+    /// The advertised address of the MDS copying the file.
+    pub owner: String,
+    /// Wall-clock milliseconds after which the claim lapses.
+    pub until_ms: u64,
+}
+
 pub fn get<T: DeserializeOwned>(tx: &mut dyn Transaction, key: &[u8]) -> Result<Option<T>, Error> {
     match tx.get(key)? {
         Some(v) => Ok(Some(codec::decode(&v).map_err(corrupt)?)),

@@ -1,6 +1,7 @@
 //! The MDS's background work: registering and heartbeating with the MGS, deleting the objects
-//! of destroyed inodes from the OSTs, ending sessions whose lease ran out, and syncing the
-//! store every [`super::COMMIT_INTERVAL`].
+//! of destroyed inodes from the OSTs (every copy), ending sessions whose lease ran out,
+//! resyncing stale copies ([`super::resync`]) and syncing the store every
+//! [`super::COMMIT_INTERVAL`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +88,42 @@ pub fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
         super::COMMIT_INTERVAL,
         sync_bookkeeping,
     );
+    spawn_every(
+        mds.clone(),
+        shutdown.clone(),
+        super::resync::RESYNC_INTERVAL,
+        super::resync::resync_pass,
+    );
     spawn_every(mds, shutdown, REAP_INTERVAL, reap_sessions);
+}
+
+/// One call to the OSS serving `ost` under the current map's epoch; refused with `OldEpoch`
+/// (the OSS registered again since our map), the map is re-read and the call made once more.
+pub(super) async fn oss_call(
+    mds: &Mds,
+    ost: u32,
+    op: OssOp,
+    payload: Bytes,
+) -> Result<(OssResponse, Bytes), Error> {
+    let mut refreshed = false;
+    loop {
+        let req = OssRequest {
+            epoch: mds.cluster.map().epoch,
+            ost,
+            op: op.clone(),
+        };
+        let r = match mds.cluster.oss(ost) {
+            Ok(peer) => peer.call::<_, OssResponse>(&req, payload.clone()).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Err(Error::OldEpoch { .. }) if !refreshed => {
+                refreshed = true;
+                mds.cluster.refresh().await?;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Bounds how long a committed change that no client waited for (bookkeeping on a durable
@@ -138,27 +174,15 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
             Ok(out)
         })
         .await?;
-    let epoch = mds.cluster.map().epoch;
     for (ino, d) in doomed {
         let mut all_gone = true;
-        for (stripe, ost) in d.layout.osts.iter().enumerate() {
-            let req = OssRequest {
-                epoch,
-                ost: *ost,
-                op: OssOp::Delete {
-                    object: ObjectId {
-                        ino,
-                        stripe: stripe as u32,
-                    },
-                },
+        // Every copy of every stripe, stale ones included.
+        for (slot, ost) in d.layout.osts.iter().enumerate() {
+            let object = ObjectId {
+                ino,
+                stripe: d.layout.stripe_of_slot(slot),
             };
-            let r = match mds.cluster.oss(*ost) {
-                Ok(peer) => peer
-                    .call::<_, OssResponse>(&req, Bytes::new())
-                    .await
-                    .map(|_| ()),
-                Err(e) => Err(e),
-            };
+            let r = oss_call(&mds, *ost, OssOp::Delete { object }, Bytes::new()).await;
             if let Err(e) = r {
                 tracing::debug!(ino, ost, "object delete deferred: {e}");
                 all_gone = false;

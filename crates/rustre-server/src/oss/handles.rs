@@ -1,14 +1,14 @@
 //! A bounded cache of open object files, least recently used out first.
 //!
-//! Entries are shared `Arc<File>`s: an evicted handle stays open until the last read or
-//! write using it (and the `sendfile` of a reply) drops it. The cache never opens or removes
+//! Entries are shared `Arc`s (in the OSS, of an object's file and its checksum sidecar): an
+//! evicted handle stays open until the last read or write using it (and the `sendfile` of a
+//! reply) drops it. The cache never opens or removes
 //! files itself; `file_store.rs` keeps it coherent with the directory (see its locking rule).
 //!
 //! Eviction drops the oldest eighth at once when full, so its O(n) scan is paid once every
 //! n/8 insertions rather than on each one.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustre_proto::msg::oss::ObjectId;
@@ -16,25 +16,25 @@ use rustre_proto::msg::oss::ObjectId;
 /// Fraction of the cache evicted when it is full (1/EVICT_DIVISOR of the entries).
 const EVICT_DIVISOR: usize = 8;
 
-struct Slot {
-    file: Arc<File>,
+struct Slot<T> {
+    file: Arc<T>,
     last_used: u64,
 }
 
-struct Inner {
-    slots: HashMap<ObjectId, Slot>,
+struct Inner<T> {
+    slots: HashMap<ObjectId, Slot<T>>,
     clock: u64,
 }
 
 /// Open object files, at most `max` of them.
-pub(crate) struct HandleCache {
+pub(crate) struct HandleCache<T> {
     max: usize,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<T>>,
 }
 
-impl HandleCache {
+impl<T> HandleCache<T> {
     /// A cache of at most `max` (at least 1) open files.
-    pub(crate) fn new(max: usize) -> HandleCache {
+    pub(crate) fn new(max: usize) -> HandleCache<T> {
         HandleCache {
             max: max.max(1),
             inner: Mutex::new(Inner {
@@ -44,13 +44,13 @@ impl HandleCache {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // The map stays consistent even if a holder panicked: every update is one call.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The open file of `id`, if cached.
-    pub(crate) fn get(&self, id: ObjectId) -> Option<Arc<File>> {
+    pub(crate) fn get(&self, id: ObjectId) -> Option<Arc<T>> {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -61,7 +61,7 @@ impl HandleCache {
     }
 
     /// Caches `file` as the open file of `id`, evicting the least recently used when full.
-    pub(crate) fn insert(&self, id: ObjectId, file: Arc<File>) {
+    pub(crate) fn insert(&self, id: ObjectId, file: Arc<T>) {
         let evicted;
         {
             let mut inner = self.lock();
@@ -79,7 +79,7 @@ impl HandleCache {
     }
 
     /// Forgets `id`, returning its file.
-    pub(crate) fn remove(&self, id: ObjectId) -> Option<Arc<File>> {
+    pub(crate) fn remove(&self, id: ObjectId) -> Option<Arc<T>> {
         self.lock().slots.remove(&id).map(|s| s.file)
     }
 
@@ -89,7 +89,7 @@ impl HandleCache {
     }
 }
 
-fn evict_oldest(slots: &mut HashMap<ObjectId, Slot>, count: usize) -> Vec<Arc<File>> {
+fn evict_oldest<T>(slots: &mut HashMap<ObjectId, Slot<T>>, count: usize) -> Vec<Arc<T>> {
     let mut ages: Vec<(u64, ObjectId)> = slots.iter().map(|(k, s)| (s.last_used, *k)).collect();
     let count = count.min(ages.len());
     if count == 0 {
@@ -104,6 +104,8 @@ fn evict_oldest(slots: &mut HashMap<ObjectId, Slot>, count: usize) -> Vec<Arc<Fi
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
     use super::*;
 
     fn id(ino: u64) -> ObjectId {

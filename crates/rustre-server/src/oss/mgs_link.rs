@@ -2,9 +2,13 @@
 //! (with fresh capacity) every `HEARTBEAT_INTERVAL_MS`. When the MGS answers `Unknown` (it
 //! restarted, or marked this node down), every OST registers again. When the MGS cannot be
 //! reached the OSS keeps serving and retries on the next beat, logging once per outage.
+//!
+//! Every answered registration and heartbeat goes into the OST's [`OstLease`] (epoch and
+//! lease, see [`super::fence`]); an `Unknown` answer or a refused heartbeat takes the OST's
+//! registration away at once, so it changes no data until it has registered again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rustre_proto::auth::ClusterKey;
@@ -16,6 +20,7 @@ use rustre_proto::Error;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use super::fence::OstLease;
 use super::store::ObjectStore;
 
 /// How long one call to the MGS may take before the beat counts as failed; shorter than
@@ -30,9 +35,17 @@ pub(crate) struct LinkConfig {
     pub key: ClusterKey,
 }
 
+/// One OST the link registers and heartbeats.
+pub(crate) struct LinkedOst {
+    pub index: u32,
+    pub store: Arc<dyn ObjectStore>,
+    pub lease: Arc<OstLease>,
+}
+
 struct Ost {
     index: u32,
     store: Arc<dyn ObjectStore>,
+    lease: Arc<OstLease>,
     registered: bool,
     /// Last refusal logged for this OST, so a persistent one is logged once.
     last_refusal: Option<String>,
@@ -55,7 +68,7 @@ struct Link {
 /// Registers and heartbeats `osts` until `shutdown` changes.
 pub(crate) async fn run(
     cfg: LinkConfig,
-    osts: Vec<(u32, Arc<dyn ObjectStore>)>,
+    osts: Vec<LinkedOst>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = format!("oss@{}", cfg.advertise_addr);
@@ -69,9 +82,10 @@ pub(crate) async fn run(
     );
     let osts = osts
         .into_iter()
-        .map(|(index, store)| Ost {
-            index,
-            store,
+        .map(|o| Ost {
+            index: o.index,
+            store: o.store,
+            lease: o.lease,
             registered: false,
             last_refusal: None,
         })
@@ -120,8 +134,9 @@ impl Link {
                 index: self.osts[i].index,
                 capacity: capacity(&self.osts[i]).await,
             };
+            let sent = Instant::now();
             match self.call(&req).await? {
-                Ok(MgsResponse::Ok { .. }) => {}
+                Ok(MgsResponse::Ok { .. }) => self.osts[i].lease.renewed(sent),
                 Ok(MgsResponse::Unknown) => {
                     tracing::info!(
                         index = self.osts[i].index,
@@ -129,15 +144,18 @@ impl Link {
                     );
                     for o in &mut self.osts {
                         o.registered = false;
+                        o.lease.lost();
                     }
                 }
                 Ok(other) => {
                     tracing::warn!("MGS answered a heartbeat with {other:?}; registering again");
                     self.osts[i].registered = false;
+                    self.osts[i].lease.lost();
                 }
                 Err(e) => {
                     tracing::warn!(index = self.osts[i].index, "heartbeat refused: {e}");
                     self.osts[i].registered = false;
+                    self.osts[i].lease.lost();
                 }
             }
         }
@@ -155,7 +173,16 @@ impl Link {
             addr: self.cfg.advertise_addr.clone(),
             capacity: capacity(&self.osts[i]).await,
         };
-        let result = self.call(&req).await?;
+        let lease = self.osts[i].lease.clone();
+        lease.set_registering(true);
+        let sent = Instant::now();
+        let result = self.call(&req).await;
+        if let Ok(Ok(MgsResponse::Ok { epoch })) = &result {
+            lease.registered(*epoch, sent);
+        }
+        // Wakes the changes that waited for this registration, registered or not.
+        lease.set_registering(false);
+        let result = result?;
         let ost = &mut self.osts[i];
         match result {
             Ok(MgsResponse::Ok { epoch }) => {

@@ -2,14 +2,19 @@
 //!
 //! One OSS process serves one or more OSTs, each a directory. An object is one stripe of one
 //! file, `ObjectId = (ino, stripe)`, stored as one plain file; reads go to the socket with
-//! `sendfile`, writes are positional, `sync` is `fdatasync`. The OSS registers every OST
-//! with the MGS and heartbeats it every second with fresh capacity.
+//! `sendfile`, writes are positional, `sync` is `fdatasync`. Every object has a sidecar of
+//! CRC32Cs, one per 4 KiB block (docs/replication.md). The OSS registers every OST with the
+//! MGS and heartbeats it every second with fresh capacity; an OST refuses callers with a map
+//! older than its registration, and refuses changes while it holds no lease from the MGS
+//! (fencing).
 //!
 //! ## Layout
 //! - `store`: the narrow [`ObjectStore`] trait and the request checks.
 //! - `file_store`: [`FileStore`], objects as files (see its doc for the on-disk layout,
-//!   the handle-cache locking rule and durability).
+//!   the handle-cache locking rule, checksums and durability).
+//! - `sums`: the checksum sidecar format.
 //! - `handles`: the bounded cache of open object files.
+//! - `fence`: registration epoch and lease of an OST.
 //! - `service`: the RPC handler.
 //! - `mgs_link`: registration and heartbeats.
 //!
@@ -21,15 +26,14 @@
 //! ```
 //! The identity file stops a directory from being served as another OST or in another
 //! cluster, which would silently hand out the wrong data.
-//!
-//! ## Not yet
-//! The `epoch` of requests is accepted but not enforced (fencing is a later issue).
 
+mod fence;
 mod file_store;
 mod handles;
 mod mgs_link;
 mod service;
 mod store;
+mod sums;
 #[cfg(test)]
 mod tests;
 
@@ -37,6 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustre_proto::auth::ClusterKey;
 use rustre_proto::rpc::server::serve;
@@ -45,12 +50,17 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use file_store::{statvfs, FileStore, OBJECTS_DIR, OBJECT_DIRS, OBJECT_LOCK_STRIPES};
+pub use fence::{OSS_LEASE, REGISTRATION_WAIT};
+pub use file_store::{
+    statvfs, FileStore, OBJECTS_DIR, OBJECT_DIRS, OBJECT_LOCK_STRIPES, SCRUB_CHUNK_BYTES,
+};
 pub use mgs_link::MGS_CALL_TIMEOUT;
 pub use service::OSS_IO_MAX_IN_FLIGHT;
 pub use store::{
-    check_object, check_read, check_size, check_write, ObjectStore, ReadData, MAX_OBJECT_BYTES,
+    check_list, check_object, check_read, check_size, check_write, ObjectPage, ObjectRead,
+    ObjectStore, ReadData, MAX_OBJECT_BYTES,
 };
+pub use sums::{SUMS_FORMAT, SUMS_HEADER_BYTES, SUMS_MAGIC};
 
 use crate::mgs::persist;
 use crate::mgs::{check_addr, validate_cluster_name, MAX_OST_INDEX};
@@ -202,10 +212,22 @@ fn raise_open_files_limit() {
 /// Fails before serving when the configuration is invalid or an OST directory cannot be
 /// opened, is locked by another process, or belongs to another OST or cluster. Once serving,
 /// it never exits because of the MGS: it keeps registering and heartbeating in the background.
+/// Until an OST is registered (and whenever its [`OSS_LEASE`] runs out) it refuses writes,
+/// truncates and deletes with `Fenced`; reads are served from the start.
 pub async fn run(
     cfg: OssConfig,
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    run_with_lease(cfg, listener, shutdown, OSS_LEASE).await
+}
+
+/// [`run`] with another lease (tests use a short one).
+pub(crate) async fn run_with_lease(
+    cfg: OssConfig,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+    lease: Duration,
 ) -> Result<(), Error> {
     cfg.validate()?;
     raise_open_files_limit();
@@ -214,13 +236,26 @@ pub async fn run(
         .await
         .map_err(|e| Error::Io(format!("opening the OSTs: {e}")))??;
 
-    let stores: Vec<(u32, Arc<dyn ObjectStore>)> = opened
+    let served: HashMap<u32, service::ServedOst> = opened
         .iter()
-        .map(|o| (o.index, o.store.clone() as Arc<dyn ObjectStore>))
+        .map(|o| {
+            let ost = service::ServedOst {
+                store: o.store.clone() as Arc<dyn ObjectStore>,
+                lease: Arc::new(fence::OstLease::new(lease)),
+            };
+            (o.index, ost)
+        })
         .collect();
-    let oss = Arc::new(service::Oss::new(
-        stores.iter().cloned().collect::<HashMap<_, _>>(),
-    ));
+    // In the configured order, as before.
+    let linked = opened
+        .iter()
+        .map(|o| mgs_link::LinkedOst {
+            index: o.index,
+            store: served[&o.index].store.clone(),
+            lease: served[&o.index].lease.clone(),
+        })
+        .collect();
+    let oss = Arc::new(service::Oss::new(served));
     if *shutdown.borrow() {
         return Ok(());
     }
@@ -230,7 +265,7 @@ pub async fn run(
         cluster: cfg.cluster.clone(),
         key: cfg.key.clone(),
     };
-    let link = tokio::spawn(mgs_link::run(link_cfg, stores, shutdown.clone()));
+    let link = tokio::spawn(mgs_link::run(link_cfg, linked, shutdown.clone()));
     tracing::info!(
         addr = ?listener.local_addr().ok(),
         advertise = %cfg.advertise_addr,

@@ -1,6 +1,7 @@
 //! The OSS service: the [`Handler`] for [`OssRequest`]. Every request is checked (known OST,
-//! object id, ranges, payload only on writes) before it reaches a store, and store calls run
-//! on blocking threads, at most [`OSS_IO_MAX_IN_FLIGHT`] at a time.
+//! caller's map epoch, object id, ranges, payload only on writes) before it reaches a store,
+//! changes (write, truncate, delete) also against the OST's lease ([`super::fence`]), and
+//! store calls run on blocking threads, at most [`OSS_IO_MAX_IN_FLIGHT`] at a time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,21 +13,37 @@ use rustre_proto::rpc::server::{Handler, Payload, Reply};
 use rustre_proto::Error;
 use tokio::sync::Semaphore;
 
-use super::store::{check_object, check_read, check_size, check_write, ObjectStore};
+use super::fence::{OstLease, REGISTRATION_WAIT};
+use super::store::{check_list, check_object, check_read, check_size, check_write, ObjectStore};
 
 /// Most store calls running at once in one OSS (each holds a blocking thread).
 pub const OSS_IO_MAX_IN_FLIGHT: usize = 64;
 
+/// One OST as the service sees it.
+#[derive(Clone)]
+pub(crate) struct ServedOst {
+    pub store: Arc<dyn ObjectStore>,
+    pub lease: Arc<OstLease>,
+}
+
 /// The OSTs one OSS serves.
 pub(crate) struct Oss {
-    osts: HashMap<u32, Arc<dyn ObjectStore>>,
+    osts: HashMap<u32, ServedOst>,
     io_slots: Semaphore,
 }
 
 type OpResult = Result<(OssResponse, Payload), Error>;
 
+/// True for the operations a fenced OST refuses.
+fn changes_data(op: &OssOp) -> bool {
+    matches!(
+        op,
+        OssOp::Write { .. } | OssOp::Truncate { .. } | OssOp::Delete { .. }
+    )
+}
+
 impl Oss {
-    pub(crate) fn new(osts: HashMap<u32, Arc<dyn ObjectStore>>) -> Oss {
+    pub(crate) fn new(osts: HashMap<u32, ServedOst>) -> Oss {
         Oss {
             osts,
             io_slots: Semaphore::new(OSS_IO_MAX_IN_FLIGHT),
@@ -58,37 +75,15 @@ impl Oss {
         len: u32,
     ) -> OpResult {
         check_read(offset, len)?;
-        let data = self
+        let read = self
             .blocking(store, move |s| s.read(object, offset, len))
             .await?;
-        let len = data.len();
-        Ok((OssResponse::Data { len }, data.into_payload()))
-    }
-
-    async fn handle_write(
-        &self,
-        store: &Arc<dyn ObjectStore>,
-        object: ObjectId,
-        offset: u64,
-        sync: bool,
-        data: Bytes,
-    ) -> OpResult {
-        check_write(offset, data.len())?;
-        self.blocking(store, move |s| s.write(object, offset, &data, sync))
-            .await?;
-        Ok((OssResponse::Done, Payload::None))
-    }
-
-    async fn handle_truncate(
-        &self,
-        store: &Arc<dyn ObjectStore>,
-        object: ObjectId,
-        size: u64,
-    ) -> OpResult {
-        check_size(size)?;
-        self.blocking(store, move |s| s.truncate(object, size))
-            .await?;
-        Ok((OssResponse::Done, Payload::None))
+        let resp = OssResponse::Data {
+            len: read.data.len(),
+            crcs: read.crcs,
+            version: read.version,
+        };
+        Ok((resp, read.data.into_payload()))
     }
 
     async fn handle_op(&self, store: &Arc<dyn ObjectStore>, op: OssOp, payload: Bytes) -> OpResult {
@@ -100,10 +95,12 @@ impl Oss {
         | OssOp::Truncate { object, .. }
         | OssOp::Sync { object }
         | OssOp::Delete { object }
-        | OssOp::Size { object } = &op
+        | OssOp::Size { object }
+        | OssOp::Scrub { object } = &op
         {
             check_object(*object)?;
         }
+        let done = Ok((OssResponse::Done, Payload::None));
         match op {
             OssOp::Read {
                 object,
@@ -114,18 +111,33 @@ impl Oss {
                 object,
                 offset,
                 sync,
+                crc,
+                version,
             } => {
-                self.handle_write(store, object, offset, sync, payload)
-                    .await
+                check_write(offset, payload.len())?;
+                self.blocking(store, move |s| {
+                    s.write(object, offset, &payload, crc, version, sync)
+                })
+                .await?;
+                done
             }
-            OssOp::Truncate { object, size } => self.handle_truncate(store, object, size).await,
+            OssOp::Truncate {
+                object,
+                size,
+                version,
+            } => {
+                check_size(size)?;
+                self.blocking(store, move |s| s.truncate(object, size, version))
+                    .await?;
+                done
+            }
             OssOp::Sync { object } => {
                 self.blocking(store, move |s| s.sync(object)).await?;
-                Ok((OssResponse::Done, Payload::None))
+                done
             }
             OssOp::Delete { object } => {
                 self.blocking(store, move |s| s.delete(object)).await?;
-                Ok((OssResponse::Done, Payload::None))
+                done
             }
             OssOp::Size { object } => {
                 let size = self.blocking(store, move |s| s.size(object)).await?;
@@ -135,7 +147,31 @@ impl Oss {
                 let capacity = self.blocking(store, |s| s.capacity()).await?;
                 Ok((OssResponse::Capacity(capacity), Payload::None))
             }
+            OssOp::List { after, limit } => {
+                check_list(limit)?;
+                let page = self.blocking(store, move |s| s.list(after, limit)).await?;
+                let resp = OssResponse::Objects {
+                    objects: page.objects,
+                    done: page.done,
+                };
+                Ok((resp, Payload::None))
+            }
+            OssOp::Scrub { object } => {
+                let bad_blocks = self.blocking(store, move |s| s.scrub(object)).await?;
+                Ok((OssResponse::Scrubbed { bad_blocks }, Payload::None))
+            }
         }
+    }
+
+    /// Fencing: the caller's epoch for every request, the lease for changes.
+    async fn admit(&self, ost: &ServedOst, epoch: u64, op: &OssOp) -> Result<(), Error> {
+        ost.lease.check_epoch(epoch)?;
+        if changes_data(op) {
+            ost.lease.writable(REGISTRATION_WAIT).await?;
+            // A registration waited for may have moved the epoch past the caller's.
+            ost.lease.check_epoch(epoch)?;
+        }
+        Ok(())
     }
 }
 
@@ -145,23 +181,24 @@ impl Handler for Oss {
     const SERVICE: Service = Service::Oss;
 
     async fn handle(self: Arc<Self>, req: OssRequest, payload: Bytes) -> Reply<OssResponse> {
-        // `req.epoch` is accepted but not enforced yet. Fencing (refusing callers whose map
-        // is older than this OSS's registration, and refusing writes once the MGS has been
-        // unreachable for longer than a lease; DESIGN, "Epochs and fencing") is a later issue.
-        let Some(store) = self.osts.get(&req.ost) else {
+        let Some(ost) = self.osts.get(&req.ost) else {
             return Reply::plain(Err(Error::Invalid(format!(
                 "OST {} is not served here",
                 req.ost
             ))));
         };
-        match self.handle_op(store, req.op, payload).await {
+        let result = match self.admit(ost, req.epoch, &req.op).await {
+            Ok(()) => self.handle_op(&ost.store, req.op, payload).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok((resp, payload)) => Reply {
                 result: Ok(resp),
                 payload,
             },
             Err(e) => {
                 match &e {
-                    Error::Io(_) | Error::NoSpace => {
+                    Error::Io(_) | Error::NoSpace | Error::Corrupt(_) => {
                         tracing::warn!(ost = req.ost, "object I/O failed: {e}");
                     }
                     _ => tracing::debug!(ost = req.ost, "request refused: {e}"),

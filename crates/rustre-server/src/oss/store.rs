@@ -3,13 +3,18 @@
 //!
 //! Object contents follow POSIX file semantics: a write past the end extends the object and
 //! leaves a hole that reads as zeros; a read returns at most what lies before the end.
+//!
+//! Every object carries a CRC32C per [`CHECKSUM_BLOCK`] (docs/replication.md): writes bring
+//! the CRC of their payload, which the store checks before anything reaches the disk; reads
+//! are block-aligned and return the stored CRCs with the data, unverified (the caller
+//! verifies); [`ObjectStore::scrub`] verifies on the OSS.
 
 use std::fs::File;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
-use rustre_proto::msg::oss::ObjectId;
+use rustre_proto::msg::oss::{ObjectId, ObjectInfo, CHECKSUM_BLOCK, LIST_MAX_OBJECTS};
 use rustre_proto::msg::{Capacity, MAX_STRIPE_COUNT};
 use rustre_proto::rpc::server::Payload;
 use rustre_proto::Error;
@@ -54,20 +59,61 @@ impl ReadData {
     }
 }
 
+/// What a read found: the bytes, the stored CRC of each [`CHECKSUM_BLOCK`] of them (the
+/// last one over a shorter block at the object's end), and the object's version.
+pub struct ObjectRead {
+    pub data: ReadData,
+    pub crcs: Vec<u32>,
+    /// Highest layout version the object was written with; 0 when absent.
+    pub version: u64,
+}
+
+impl ObjectRead {
+    /// Nothing: an absent object, or a read past its end.
+    pub fn empty(version: u64) -> ObjectRead {
+        ObjectRead {
+            data: ReadData::Bytes(Bytes::new()),
+            crcs: Vec::new(),
+            version,
+        }
+    }
+}
+
+/// One page of [`ObjectStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectPage {
+    pub objects: Vec<ObjectInfo>,
+    /// No object follows the last one of the page.
+    pub done: bool,
+}
+
 /// The objects of one OST. Every method may block on the disk, so callers run them on a
 /// blocking thread. Callers check ranges with [`check_object`], [`check_read`],
 /// [`check_write`] and [`check_size`]; stores check them again and refuse what fails.
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Up to `len` bytes at `offset`: fewer at the object's end, none past it or when the
-    /// object does not exist (the caller sees a hole).
-    fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ReadData, Error>;
+    /// Up to `len` bytes at `offset` (both multiples of [`CHECKSUM_BLOCK`]) with their
+    /// stored CRCs: fewer at the object's end, none past it or when the object does not exist
+    /// (the caller sees a hole). Nothing is verified here.
+    fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, Error>;
 
-    /// Writes `data` at `offset`, creating the object if absent. With `sync`, the data (and
-    /// the object's existence) is on disk when this returns.
-    fn write(&self, id: ObjectId, offset: u64, data: &[u8], sync: bool) -> Result<(), Error>;
+    /// Writes `data` at `offset`, creating the object if absent. `crc` is the CRC32C of
+    /// `data`: a mismatch is [`Error::Corrupt`] and nothing is written, as is a write
+    /// partly covering a block whose stored bytes fail their CRC. The object's version
+    /// becomes the higher of its own and `version`. With `sync`, the data, its CRCs (and the
+    /// object's existence) are on disk when this returns.
+    fn write(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+        sync: bool,
+    ) -> Result<(), Error>;
 
-    /// Sets the object's length, creating it if absent. Not durable until [`Self::sync`].
-    fn truncate(&self, id: ObjectId, size: u64) -> Result<(), Error>;
+    /// Sets the object's length, creating it if absent, and raises its version to `version`.
+    /// Not durable until [`Self::sync`].
+    fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), Error>;
 
     /// Makes everything written to the object durable; an absent object is already durable
     /// as far as this OST knows.
@@ -81,6 +127,14 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// The OST's capacity.
     fn capacity(&self) -> Result<Capacity, Error>;
+
+    /// Objects after `after` (from the first with `None`) in id order, at most `limit`
+    /// (checked with [`check_list`]).
+    fn list(&self, after: Option<ObjectId>, limit: u32) -> Result<ObjectPage, Error>;
+
+    /// Reads the whole object and checks every block against its stored CRC; the indices of
+    /// the blocks that fail (none for an absent object).
+    fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, Error>;
 }
 
 /// Checks an object id: inode 0 names nothing, and a stripe index is below the stripe count
@@ -98,8 +152,14 @@ pub fn check_object(id: ObjectId) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks a read: one reply payload at most, wholly below [`MAX_OBJECT_BYTES`].
+/// Checks a read: block-aligned, one reply payload at most, wholly below
+/// [`MAX_OBJECT_BYTES`].
 pub fn check_read(offset: u64, len: u32) -> Result<(), Error> {
+    if !offset.is_multiple_of(u64::from(CHECKSUM_BLOCK)) || !len.is_multiple_of(CHECKSUM_BLOCK) {
+        return Err(Error::Invalid(format!(
+            "read of {len} bytes at {offset} is not aligned to {CHECKSUM_BLOCK}-byte blocks"
+        )));
+    }
     if len > MAX_PAYLOAD_BYTES {
         return Err(Error::Invalid(format!(
             "read of {len} bytes exceeds {MAX_PAYLOAD_BYTES}"
@@ -126,6 +186,14 @@ pub fn check_write(offset: u64, len: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks a `List` page size and caps it at [`LIST_MAX_OBJECTS`].
+pub fn check_list(limit: u32) -> Result<usize, Error> {
+    if limit == 0 {
+        return Err(Error::Invalid("a list of at most 0 objects".into()));
+    }
+    Ok(limit.min(LIST_MAX_OBJECTS) as usize)
+}
+
 /// Checks a new object length.
 pub fn check_size(size: u64) -> Result<(), Error> {
     if size > MAX_OBJECT_BYTES {
@@ -141,10 +209,17 @@ mod tests {
     #[test]
     fn range_checks() {
         assert!(check_read(0, MAX_PAYLOAD_BYTES).is_ok());
-        assert!(check_read(0, MAX_PAYLOAD_BYTES + 1).is_err());
-        assert!(check_read(u64::MAX, 1).is_err());
-        assert!(check_read(MAX_OBJECT_BYTES - 1, 1).is_ok());
-        assert!(check_read(MAX_OBJECT_BYTES, 1).is_err());
+        assert!(check_read(0, MAX_PAYLOAD_BYTES + CHECKSUM_BLOCK).is_err());
+        assert!(check_read(u64::MAX - 4095, 4096).is_err());
+        let b = u64::from(CHECKSUM_BLOCK);
+        assert!(check_read(MAX_OBJECT_BYTES - b, CHECKSUM_BLOCK).is_ok());
+        assert!(check_read(MAX_OBJECT_BYTES, CHECKSUM_BLOCK).is_err());
+        assert!(check_read(1, CHECKSUM_BLOCK).is_err());
+        assert!(check_read(0, 100).is_err());
+        assert!(check_read(b, 0).is_ok());
+        assert!(check_list(0).is_err());
+        assert_eq!(check_list(7).unwrap(), 7);
+        assert_eq!(check_list(u32::MAX).unwrap(), LIST_MAX_OBJECTS as usize);
         assert!(check_write(MAX_OBJECT_BYTES - 4, 4).is_ok());
         assert_eq!(check_write(MAX_OBJECT_BYTES - 4, 5), Err(Error::TooBig));
         assert!(matches!(check_write(u64::MAX, 1), Err(Error::Invalid(_))));

@@ -1,5 +1,6 @@
 //! OSS tests over real TCP on 127.0.0.1, in process: object I/O through a real
-//! `Connection`, hostile bytes on raw sockets, and the registration with a real MGS.
+//! `Connection` (with an MGS, since an OST changes nothing until it is registered), checksums
+//! and fencing end to end, hostile bytes on raw sockets, and the registration with a real MGS.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,12 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_proto::auth::{self, Nonce, Side};
+use rustre_proto::checksum::{block_crcs, crc32c, first_bad_block, CHECKSUM_BLOCK};
 use rustre_proto::codec;
 use rustre_proto::frame::{
     read_frame, FrameKind, Header, Service, MAX_PAYLOAD_BYTES, PROTOCOL_VERSION,
 };
 use rustre_proto::msg::mgs::{ClusterMap, MgsRequest, MgsResponse, NodeState};
-use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
+use rustre_proto::msg::oss::{ObjectId, ObjectInfo, OssOp, OssRequest, OssResponse};
 use rustre_proto::rpc::client::Connection;
 use rustre_proto::rpc::{ClientProof, Hello, ServerProof};
 use rustre_proto::Error;
@@ -21,16 +23,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{run, OssConfig, IDENTITY_FILE, MAX_OBJECT_BYTES};
-use crate::mgs::tests::{start_mgs_on, test_key};
+use super::{run, run_with_lease, OssConfig, IDENTITY_FILE, MAX_OBJECT_BYTES, OSS_LEASE};
+use crate::mgs::tests::{start_mgs_on, test_key, TestMgs};
 
 const CLUSTER: &str = "testfs";
+const B: usize = CHECKSUM_BLOCK as usize;
 
 struct TestOss {
     addr: String,
+    mgs_addr: String,
     dirs: Vec<PathBuf>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), Error>>,
+    mgs: Option<TestMgs>,
+    mgs_dir: Option<tempfile::TempDir>,
     _tmp: tempfile::TempDir,
 }
 
@@ -38,6 +44,9 @@ impl TestOss {
     async fn stop(self) {
         self.stop.send_replace(true);
         self.task.await.expect("OSS task panicked").unwrap();
+        if let Some(mgs) = self.mgs {
+            mgs.stop().await.unwrap();
+        }
     }
 }
 
@@ -47,7 +56,8 @@ async fn dead_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-async fn start_oss(osts: &[u32], mgs_addr: &str) -> TestOss {
+/// An OSS serving `osts`, reporting to the MGS at `mgs_addr` (which may be dead).
+async fn start_oss_with(osts: &[u32], mgs_addr: &str, lease: Duration) -> TestOss {
     let tmp = tempfile::tempdir().unwrap();
     let dirs: Vec<PathBuf> = osts
         .iter()
@@ -63,68 +73,141 @@ async fn start_oss(osts: &[u32], mgs_addr: &str) -> TestOss {
         osts: osts.iter().copied().zip(dirs.iter().cloned()).collect(),
     };
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(run(cfg, listener, rx));
+    let task = tokio::spawn(run_with_lease(cfg, listener, rx, lease));
     TestOss {
         addr,
+        mgs_addr: mgs_addr.to_string(),
         dirs,
         stop,
         task,
+        mgs: None,
+        mgs_dir: None,
         _tmp: tmp,
     }
 }
 
-async fn connect(addr: &str) -> Arc<Connection> {
-    Connection::connect(addr, Service::Oss, CLUSTER, "oss-test", &test_key())
+/// An MGS and an OSS serving `osts` with `lease`, once the MGS lists every OST as up.
+async fn start_cluster_with(osts: &[u32], lease: Duration) -> TestOss {
+    let mgs_dir = tempfile::tempdir().unwrap();
+    let mgs = start_mgs_on(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        mgs_dir.path(),
+        CLUSTER,
+    );
+    let mut oss = start_oss_with(osts, &mgs.addr, lease).await;
+    wait_for_map(&mgs.addr, "the OSTs registered", |m| {
+        osts.iter()
+            .all(|&i| m.ost(i).is_some_and(|o| o.state == NodeState::Up))
+    })
+    .await;
+    oss.mgs = Some(mgs);
+    oss.mgs_dir = Some(mgs_dir);
+    oss
+}
+
+/// An MGS and an OSS serving `osts`, ready for writes.
+async fn start_oss(osts: &[u32]) -> TestOss {
+    start_cluster_with(osts, OSS_LEASE).await
+}
+
+/// A connection and the map epoch it sends.
+struct TestClient {
+    conn: Arc<Connection>,
+    epoch: u64,
+}
+
+/// A client of `oss` holding the MGS's current map epoch (0 without an MGS).
+async fn connect(oss: &TestOss) -> TestClient {
+    let epoch = get_map(&oss.mgs_addr).await.map(|m| m.epoch).unwrap_or(0);
+    connect_at(&oss.addr, epoch).await
+}
+
+async fn connect_at(addr: &str, epoch: u64) -> TestClient {
+    let conn = Connection::connect(addr, Service::Oss, CLUSTER, "oss-test", &test_key())
         .await
-        .unwrap()
+        .unwrap();
+    TestClient { conn, epoch }
 }
 
 async fn call(
-    c: &Connection,
+    c: &TestClient,
     ost: u32,
     op: OssOp,
     payload: Bytes,
 ) -> Result<(OssResponse, Bytes), Error> {
-    let req = OssRequest { epoch: 1, ost, op };
-    c.call(&req, payload).await
+    let req = OssRequest {
+        epoch: c.epoch,
+        ost,
+        op,
+    };
+    c.conn.call(&req, payload).await
 }
 
 fn obj(ino: u64, stripe: u32) -> ObjectId {
     ObjectId { ino, stripe }
 }
 
-async fn write(c: &Connection, ost: u32, object: ObjectId, offset: u64, data: &[u8]) {
-    let op = OssOp::Write {
+fn write_op(object: ObjectId, offset: u64, data: &[u8]) -> OssOp {
+    OssOp::Write {
         object,
         offset,
         sync: false,
-    };
-    let (resp, _) = call(c, ost, op, Bytes::copy_from_slice(data))
-        .await
-        .unwrap();
-    assert!(matches!(resp, OssResponse::Done), "{resp:?}");
+        crc: crc32c(data),
+        version: 1,
+    }
 }
 
-async fn read(c: &Connection, ost: u32, object: ObjectId, offset: u64, len: u32) -> Vec<u8> {
+async fn try_write(
+    c: &TestClient,
+    ost: u32,
+    object: ObjectId,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), Error> {
+    let op = write_op(object, offset, data);
+    let (resp, _) = call(c, ost, op, Bytes::copy_from_slice(data)).await?;
+    assert!(matches!(resp, OssResponse::Done), "{resp:?}");
+    Ok(())
+}
+
+async fn write(c: &TestClient, ost: u32, object: ObjectId, offset: u64, data: &[u8]) {
+    try_write(c, ost, object, offset, data).await.unwrap();
+}
+
+/// A read's bytes, CRCs and version, as sent.
+async fn read_raw(
+    c: &TestClient,
+    ost: u32,
+    object: ObjectId,
+    offset: u64,
+    len: u32,
+) -> (Vec<u8>, Vec<u32>, u64) {
     let op = OssOp::Read {
         object,
         offset,
         len,
     };
     match call(c, ost, op, Bytes::new()).await.unwrap() {
-        (OssResponse::Data { len }, data) => {
+        (OssResponse::Data { len, crcs, version }, data) => {
             assert_eq!(
                 len as usize,
                 data.len(),
                 "announced and sent lengths differ"
             );
-            data.to_vec()
+            (data.to_vec(), crcs, version)
         }
         other => panic!("read answered {other:?}"),
     }
 }
 
-async fn size(c: &Connection, ost: u32, object: ObjectId) -> Option<u64> {
+/// A read whose CRCs are checked as a client does.
+async fn read(c: &TestClient, ost: u32, object: ObjectId, offset: u64, len: u32) -> Vec<u8> {
+    let (data, crcs, _) = read_raw(c, ost, object, offset, len).await;
+    assert_eq!(first_bad_block(&data, &crcs), None, "read failed its CRCs");
+    data
+}
+
+async fn size(c: &TestClient, ost: u32, object: ObjectId) -> Option<u64> {
     match call(c, ost, OssOp::Size { object }, Bytes::new())
         .await
         .unwrap()
@@ -135,9 +218,44 @@ async fn size(c: &Connection, ost: u32, object: ObjectId) -> Option<u64> {
     }
 }
 
-async fn done(c: &Connection, ost: u32, op: OssOp) {
+async fn scrub(c: &TestClient, ost: u32, object: ObjectId) -> Vec<u64> {
+    match call(c, ost, OssOp::Scrub { object }, Bytes::new())
+        .await
+        .unwrap()
+        .0
+    {
+        OssResponse::Scrubbed { bad_blocks } => bad_blocks,
+        other => panic!("scrub answered {other:?}"),
+    }
+}
+
+async fn list(
+    c: &TestClient,
+    ost: u32,
+    after: Option<ObjectId>,
+    limit: u32,
+) -> (Vec<ObjectInfo>, bool) {
+    match call(c, ost, OssOp::List { after, limit }, Bytes::new())
+        .await
+        .unwrap()
+        .0
+    {
+        OssResponse::Objects { objects, done } => (objects, done),
+        other => panic!("list answered {other:?}"),
+    }
+}
+
+async fn done(c: &TestClient, ost: u32, op: OssOp) {
     let r = call(c, ost, op, Bytes::new()).await.unwrap().0;
     assert!(matches!(r, OssResponse::Done), "{r:?}");
+}
+
+fn truncate(object: ObjectId, size: u64) -> OssOp {
+    OssOp::Truncate {
+        object,
+        size,
+        version: 1,
+    }
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -148,114 +266,104 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 #[tokio::test]
 async fn oss_write_read_round_trip() {
-    let oss = start_oss(&[0, 1], &dead_addr().await).await;
-    let c = connect(&oss.addr).await;
+    let oss = start_oss(&[0, 1]).await;
+    let c = connect(&oss).await;
     let o = obj(0x1234_5678, 3);
     let data = pattern(1 << 20, 7);
     let op = OssOp::Write {
         object: o,
         offset: 0,
         sync: true,
+        crc: crc32c(&data),
+        version: 3,
     };
     call(&c, 0, op, Bytes::from(data.clone())).await.unwrap();
     assert_eq!(read(&c, 0, o, 0, 1 << 20).await, data);
-    assert_eq!(read(&c, 0, o, 1000, 5000).await, &data[1000..6000]);
+    let (part, crcs, version) = read_raw(&c, 0, o, 4096, 8192).await;
+    assert_eq!(part, &data[4096..12288]);
+    assert_eq!(crcs, block_crcs(&data[4096..12288]));
+    assert_eq!(version, 3);
     assert_eq!(size(&c, 0, o).await, Some(1 << 20));
     // Same object id on another OST is another object.
     assert_eq!(size(&c, 1, o).await, None);
     write(&c, 1, o, 0, b"other ost").await;
-    assert_eq!(read(&c, 1, o, 0, 100).await, b"other ost");
-    assert_eq!(read(&c, 0, o, 0, 9).await, &data[..9]);
+    assert_eq!(read(&c, 1, o, 0, 4096).await, b"other ost");
+    assert_eq!(read(&c, 0, o, 0, 4096).await, &data[..4096]);
     done(&c, 0, OssOp::Sync { object: o }).await;
     // The documented on-disk layout.
     let on_disk = oss.dirs[0].join("objects/78/0000000012345678.3");
     assert_eq!(std::fs::read(on_disk).unwrap(), data);
+    let sidecar = std::fs::read(oss.dirs[0].join("objects/78/0000000012345678.3.sum")).unwrap();
+    assert_eq!(sidecar.len(), 16 + 4 * 256);
+    assert_eq!(&sidecar[..4], b"RSUM");
     assert!(oss.dirs[0].join(IDENTITY_FILE).is_file());
     oss.stop().await;
 }
 
 #[tokio::test]
 async fn oss_sparse_and_past_eof_reads() {
-    let oss = start_oss(&[0], &dead_addr().await).await;
-    let c = connect(&oss.addr).await;
+    let oss = start_oss(&[0]).await;
+    let c = connect(&oss).await;
     let o = obj(42, 0);
     let mib = 1u64 << 20;
-    write(&c, 0, o, mib, &[0xee; 4096]).await;
-    assert_eq!(size(&c, 0, o).await, Some(mib + 4096));
-    // A hole reads as zeros.
-    assert_eq!(read(&c, 0, o, 0, 8192).await, vec![0u8; 8192]);
-    let edge = read(&c, 0, o, mib - 100, 200).await;
-    assert_eq!(edge.len(), 200);
-    assert_eq!(&edge[..100], &[0u8; 100][..]);
-    assert_eq!(&edge[100..], &[0xee; 100][..]);
-    // A read crossing the end is cut at the end; past it, nothing.
-    assert_eq!(read(&c, 0, o, mib + 2048, 4096).await, vec![0xee; 2048]);
-    assert!(read(&c, 0, o, mib + 4096, 4096).await.is_empty());
+    write(&c, 0, o, mib + 100, &[0xee; 4096]).await;
+    assert_eq!(size(&c, 0, o).await, Some(mib + 4196));
+    // A hole reads as zeros, with the CRCs of zeros.
+    let (hole, crcs, _) = read_raw(&c, 0, o, 0, 8192).await;
+    assert_eq!(hole, vec![0u8; 8192]);
+    assert_eq!(crcs, block_crcs(&hole));
+    let edge = read(&c, 0, o, mib - 4096, 8192).await;
+    assert_eq!(edge.len(), 8192);
+    assert_eq!(&edge[..4196], &[0u8; 4196][..]);
+    assert_eq!(&edge[4196..], &[0xee; 8192 - 4196][..]);
+    // A read crossing the end is cut at the end (its last CRC covers the short block); past
+    // it, nothing.
+    let (tail, crcs, _) = read_raw(&c, 0, o, mib + 4096, 8192).await;
+    assert_eq!(tail, vec![0xee; 100]);
+    assert_eq!(crcs, vec![crc32c(&[0xee; 100])]);
+    assert!(read(&c, 0, o, mib + 8192, 4096).await.is_empty());
     assert!(read(&c, 0, o, 10 * mib, 4096).await.is_empty());
     // An absent object reads as nothing and has no size.
-    assert!(read(&c, 0, obj(43, 0), 0, 4096).await.is_empty());
+    let (nothing, crcs, version) = read_raw(&c, 0, obj(43, 0), 0, 4096).await;
+    assert!(nothing.is_empty() && crcs.is_empty() && version == 0);
     assert_eq!(size(&c, 0, obj(43, 0)).await, None);
+    // Unaligned reads are refused.
+    let unaligned = OssOp::Read {
+        object: o,
+        offset: 100,
+        len: 4096,
+    };
+    let r = call(&c, 0, unaligned, Bytes::new()).await;
+    assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
     oss.stop().await;
 }
 
 #[tokio::test]
 async fn oss_truncate() {
-    let oss = start_oss(&[0], &dead_addr().await).await;
-    let c = connect(&oss.addr).await;
+    let oss = start_oss(&[0]).await;
+    let c = connect(&oss).await;
     let o = obj(5, 1);
     let data = pattern(10_000, 1);
     write(&c, 0, o, 0, &data).await;
-    done(
-        &c,
-        0,
-        OssOp::Truncate {
-            object: o,
-            size: 4096,
-        },
-    )
-    .await;
+    done(&c, 0, truncate(o, 4096)).await;
     assert_eq!(size(&c, 0, o).await, Some(4096));
-    assert_eq!(read(&c, 0, o, 0, 10_000).await, &data[..4096]);
+    assert_eq!(read(&c, 0, o, 0, 12288).await, &data[..4096]);
     // Growing again shows zeros, never the old bytes.
-    done(
-        &c,
-        0,
-        OssOp::Truncate {
-            object: o,
-            size: 10_000,
-        },
-    )
-    .await;
-    let back = read(&c, 0, o, 0, 10_000).await;
+    done(&c, 0, truncate(o, 10_000)).await;
+    let back = read(&c, 0, o, 0, 12288).await;
     assert_eq!(&back[..4096], &data[..4096]);
     assert_eq!(&back[4096..], &vec![0u8; 10_000 - 4096][..]);
+    // Shrinking into a block keeps the CRCs right.
+    done(&c, 0, truncate(o, 5000)).await;
+    assert_eq!(read(&c, 0, o, 0, 8192).await, &back[..5000]);
     // Truncating an absent object creates it.
     let fresh = obj(6, 0);
-    done(
-        &c,
-        0,
-        OssOp::Truncate {
-            object: fresh,
-            size: 100,
-        },
-    )
-    .await;
+    done(&c, 0, truncate(fresh, 100)).await;
     assert_eq!(size(&c, 0, fresh).await, Some(100));
-    assert_eq!(read(&c, 0, fresh, 0, 200).await, vec![0u8; 100]);
-    done(
-        &c,
-        0,
-        OssOp::Truncate {
-            object: fresh,
-            size: 0,
-        },
-    )
-    .await;
+    assert_eq!(read(&c, 0, fresh, 0, 4096).await, vec![0u8; 100]);
+    done(&c, 0, truncate(fresh, 0)).await;
     assert_eq!(size(&c, 0, fresh).await, Some(0));
-    let too_big = OssOp::Truncate {
-        object: fresh,
-        size: MAX_OBJECT_BYTES + 1,
-    };
+    let too_big = truncate(fresh, MAX_OBJECT_BYTES + 1);
     assert_eq!(
         call(&c, 0, too_big, Bytes::new()).await.unwrap_err(),
         Error::TooBig
@@ -265,33 +373,36 @@ async fn oss_truncate() {
 
 #[tokio::test]
 async fn oss_delete_then_read_gives_nothing() {
-    let oss = start_oss(&[0], &dead_addr().await).await;
-    let c = connect(&oss.addr).await;
+    let oss = start_oss(&[0]).await;
+    let c = connect(&oss).await;
     let o = obj(77, 2);
     write(&c, 0, o, 0, &pattern(5000, 3)).await;
     // The read leaves the object's handle in the cache.
-    assert_eq!(read(&c, 0, o, 0, 5000).await.len(), 5000);
+    assert_eq!(read(&c, 0, o, 0, 8192).await.len(), 5000);
     done(&c, 0, OssOp::Delete { object: o }).await;
-    assert!(read(&c, 0, o, 0, 5000).await.is_empty());
+    assert!(read(&c, 0, o, 0, 8192).await.is_empty());
     assert_eq!(size(&c, 0, o).await, None);
     // Deleting or syncing an absent object is fine.
     done(&c, 0, OssOp::Delete { object: o }).await;
     done(&c, 0, OssOp::Sync { object: o }).await;
     // A new object with the same id starts empty: no stale handle to the old file.
     write(&c, 0, o, 0, b"new").await;
-    assert_eq!(read(&c, 0, o, 0, 5000).await, b"new");
+    assert_eq!(read(&c, 0, o, 0, 8192).await, b"new");
     assert_eq!(size(&c, 0, o).await, Some(3));
     let path = oss.dirs[0].join("objects/4d/000000000000004d.2");
     assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    let sidecar = oss.dirs[0].join("objects/4d/000000000000004d.2.sum");
+    assert!(sidecar.is_file());
     done(&c, 0, OssOp::Delete { object: o }).await;
     assert!(!path.exists());
+    assert!(!sidecar.exists());
     oss.stop().await;
 }
 
 #[tokio::test]
 async fn oss_unknown_ost_and_bad_requests_refused() {
-    let oss = start_oss(&[0], &dead_addr().await).await;
-    let c = connect(&oss.addr).await;
+    let oss = start_oss(&[0]).await;
+    let c = connect(&oss).await;
     let o = obj(9, 0);
     let invalid = |r: Result<(OssResponse, Bytes), Error>| {
         assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
@@ -300,37 +411,46 @@ async fn oss_unknown_ost_and_bad_requests_refused() {
     invalid(call(&c, 9, OssOp::Size { object: o }, Bytes::new()).await);
     let overflow = OssOp::Read {
         object: o,
-        offset: u64::MAX - 10,
-        len: 100,
+        offset: u64::MAX - 4095,
+        len: 4096,
     };
     invalid(call(&c, 0, overflow, Bytes::new()).await);
     let huge_read = OssOp::Read {
         object: o,
         offset: 0,
-        len: MAX_PAYLOAD_BYTES + 1,
+        len: MAX_PAYLOAD_BYTES + 4096,
     };
     invalid(call(&c, 0, huge_read, Bytes::new()).await);
     let payload_on_read = OssOp::Read {
         object: o,
         offset: 0,
-        len: 10,
+        len: 4096,
     };
     invalid(call(&c, 0, payload_on_read, Bytes::from_static(b"x")).await);
     let inode_zero = OssOp::Size { object: obj(0, 0) };
     invalid(call(&c, 0, inode_zero, Bytes::new()).await);
-    let far = OssOp::Write {
-        object: o,
-        offset: MAX_OBJECT_BYTES - 1,
-        sync: false,
-    };
+    invalid(call(&c, 0, OssOp::Scrub { object: obj(0, 0) }, Bytes::new()).await);
+    invalid(
+        call(
+            &c,
+            0,
+            OssOp::List {
+                after: None,
+                limit: 0,
+            },
+            Bytes::new(),
+        )
+        .await,
+    );
+    let far = write_op(o, MAX_OBJECT_BYTES - 1, b"ab");
     let r = call(&c, 0, far, Bytes::from_static(b"ab")).await;
     assert_eq!(r.unwrap_err(), Error::TooBig);
-    let wrap = OssOp::Write {
-        object: o,
-        offset: u64::MAX,
-        sync: false,
-    };
+    let wrap = write_op(o, u64::MAX, b"ab");
     invalid(call(&c, 0, wrap, Bytes::from_static(b"ab")).await);
+    // A payload damaged on the way is refused.
+    let damaged = write_op(o, 0, b"ab");
+    let r = call(&c, 0, damaged, Bytes::from_static(b"aB")).await;
+    assert!(matches!(r, Err(Error::Corrupt(_))), "{r:?}");
     assert_eq!(size(&c, 0, o).await, None, "refused writes create nothing");
 
     match call(&c, 0, OssOp::StatFs, Bytes::new()).await.unwrap().0 {
@@ -342,7 +462,77 @@ async fn oss_unknown_ost_and_bad_requests_refused() {
     }
     // The connection survived every refusal.
     write(&c, 0, o, 0, b"still here").await;
-    assert_eq!(read(&c, 0, o, 0, 64).await, b"still here");
+    assert_eq!(read(&c, 0, o, 0, 4096).await, b"still here");
+    oss.stop().await;
+}
+
+#[tokio::test]
+async fn oss_scrub_and_crcs_expose_flipped_bytes() {
+    let oss = start_oss(&[0]).await;
+    let c = connect(&oss).await;
+    let o = obj(0x300, 1);
+    let data = pattern(5 * B + 123, 4);
+    write(&c, 0, o, 0, &data).await;
+    done(&c, 0, OssOp::Sync { object: o }).await;
+    assert!(scrub(&c, 0, o).await.is_empty());
+    assert!(
+        scrub(&c, 0, obj(0x301, 0)).await.is_empty(),
+        "absent: nothing bad"
+    );
+    // Bit rot on the disk.
+    let path = oss.dirs[0].join("objects/00/0000000000000300.1");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[2 * B + 7] ^= 0x10;
+    bytes[5 * B + 100] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(scrub(&c, 0, o).await, vec![2, 5]);
+    let (got, crcs, _) = read_raw(&c, 0, o, 0, 6 * B as u32).await;
+    assert_eq!(got, bytes);
+    assert_eq!(first_bad_block(&got, &crcs), Some(2));
+    assert_eq!(first_bad_block(&got[3 * B..], &crcs[3..]), Some(2));
+    // A partial write into a bad block is refused; a whole-block write repairs it.
+    let r = try_write(&c, 0, o, (2 * B + 100) as u64, b"patch").await;
+    assert!(matches!(r, Err(Error::Corrupt(_))), "{r:?}");
+    write(&c, 0, o, (2 * B) as u64, &data[2 * B..3 * B]).await;
+    assert_eq!(scrub(&c, 0, o).await, vec![5]);
+    write(&c, 0, o, (5 * B) as u64, &data[5 * B..]).await;
+    assert!(scrub(&c, 0, o).await.is_empty());
+    assert_eq!(read(&c, 0, o, 0, 6 * B as u32).await, data);
+    oss.stop().await;
+}
+
+#[tokio::test]
+async fn oss_lists_objects_in_pages() {
+    let oss = start_oss(&[0, 1]).await;
+    let c = connect(&oss).await;
+    let mut ids = Vec::new();
+    for ino in [3u64, 1, 0x1_0000_0003, 259, 2] {
+        for stripe in [1u32, 0] {
+            let o = obj(ino, stripe);
+            write(&c, 0, o, 0, &vec![7u8; ino as usize % 50 + 1]).await;
+            ids.push(o);
+        }
+    }
+    ids.sort();
+    write(&c, 1, obj(1, 0), 0, b"on the other OST").await;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, done) = list(&c, 0, after, 3).await;
+        for info in &page {
+            assert_eq!(info.size, info.id.ino % 50 + 1);
+            assert_eq!(info.version, 1);
+        }
+        seen.extend(page.iter().map(|i| i.id));
+        after = page.last().map(|i| i.id);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(seen, ids);
+    let (other, done) = list(&c, 1, None, u32::MAX).await;
+    assert!(done);
+    assert_eq!(other.len(), 1);
     oss.stop().await;
 }
 
@@ -422,8 +612,8 @@ async fn assert_closed(mut s: TcpStream, what: &str) {
 
 #[tokio::test]
 async fn oss_closes_bad_connections_and_keeps_serving_others() {
-    let oss = start_oss(&[0], &dead_addr().await).await;
-    let good = connect(&oss.addr).await;
+    let oss = start_oss(&[0]).await;
+    let good = connect(&oss).await;
     let o = obj(1000, 0);
     write(&good, 0, o, 0, b"before").await;
 
@@ -465,7 +655,7 @@ async fn oss_closes_bad_connections_and_keeps_serving_others() {
     // A request in another protocol version.
     let mut s = raw_session(&oss.addr).await;
     let body = codec::encode(&OssRequest {
-        epoch: 1,
+        epoch: good.epoch,
         ost: 0,
         op: OssOp::StatFs,
     })
@@ -501,11 +691,11 @@ async fn oss_closes_bad_connections_and_keeps_serving_others() {
     assert!(matches!(answer, Ok(OssResponse::Capacity(_))), "{answer:?}");
 
     // The well-behaved client never noticed, and new ones are welcome.
-    assert!(!good.is_closed());
+    assert!(!good.conn.is_closed());
     write(&good, 0, o, 6, b" and after").await;
-    assert_eq!(read(&good, 0, o, 0, 100).await, b"before and after");
-    let fresh = connect(&oss.addr).await;
-    assert_eq!(read(&fresh, 0, o, 0, 6).await, b"before");
+    assert_eq!(read(&good, 0, o, 0, 4096).await, b"before and after");
+    let fresh = connect(&oss).await;
+    assert_eq!(read(&fresh, 0, o, 0, 4096).await, b"before and after");
     oss.stop().await;
 }
 
@@ -537,11 +727,13 @@ async fn wait_for_map(addr: &str, what: &str, ok: impl Fn(&ClusterMap) -> bool) 
 #[tokio::test]
 async fn oss_registers_survives_mgs_outage_and_reregisters() {
     let mgs_dir = tempfile::tempdir().unwrap();
-    // The OSS starts while no MGS is up, and serves anyway.
+    // The OSS starts while no MGS is up: it serves reads, but changes nothing.
     let mgs_addr = dead_addr().await;
-    let oss = start_oss(&[0, 3], &mgs_addr).await;
-    let c = connect(&oss.addr).await;
-    write(&c, 3, obj(1, 0), 0, b"served without an MGS").await;
+    let oss = start_oss_with(&[0, 3], &mgs_addr, OSS_LEASE).await;
+    let c = connect_at(&oss.addr, 0).await;
+    let r = try_write(&c, 3, obj(1, 0), 0, b"not without an MGS").await;
+    assert!(matches!(r, Err(Error::Fenced(_))), "{r:?}");
+    assert!(read(&c, 3, obj(1, 0), 0, 4096).await.is_empty());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !oss.task.is_finished(),
@@ -563,14 +755,13 @@ async fn oss_registers_survives_mgs_outage_and_reregisters() {
     assert_eq!(ost.addr, oss.addr);
     assert!(ost.capacity.total_bytes > 0, "capacity comes from statvfs");
     let first_epoch = m.epoch;
+    let c = connect_at(&oss.addr, first_epoch).await;
+    write(&c, 3, obj(1, 0), 0, b"served with an MGS").await;
     mgs.stop().await.unwrap();
 
     // The MGS is down for a while; the OSS keeps serving.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        read(&c, 3, obj(1, 0), 0, 100).await,
-        b"served without an MGS"
-    );
+    assert_eq!(read(&c, 3, obj(1, 0), 0, 4096).await, b"served with an MGS");
 
     // A restarted MGS lists the OSTs as down; their next beats are answered Unknown and
     // the OSS registers both again.
@@ -586,7 +777,82 @@ async fn oss_registers_survives_mgs_outage_and_reregisters() {
         m.epoch
     );
     assert_eq!(m.ost(0).unwrap().addr, oss.addr);
+    // A caller with the map from before the re-registration must refresh it.
+    let r = call(&c, 3, OssOp::Size { object: obj(1, 0) }, Bytes::new()).await;
+    assert!(
+        matches!(r, Err(Error::OldEpoch { caller, server }) if caller == first_epoch && server > first_epoch),
+        "{r:?}"
+    );
+    let c = connect_at(&oss.addr, m.epoch).await;
+    write(&c, 3, obj(1, 0), 0, b"SERVED").await;
+    assert_eq!(read(&c, 3, obj(1, 0), 0, 4096).await, b"SERVED with an MGS");
     mgs.stop().await.unwrap();
+    oss.stop().await;
+}
+
+#[tokio::test]
+async fn oss_fenced_after_losing_the_mgs_for_its_lease() {
+    let lease = Duration::from_millis(2000);
+    let mut oss = start_cluster_with(&[0], lease).await;
+    let c = connect(&oss).await;
+    let o = obj(11, 0);
+    write(&c, 0, o, 0, b"before").await;
+    // Older maps are refused, whatever they ask.
+    let old = connect_at(&oss.addr, c.epoch - 1).await;
+    for op in [
+        OssOp::StatFs,
+        OssOp::Size { object: o },
+        write_op(o, 0, b"x"),
+    ] {
+        let payload = if matches!(op, OssOp::Write { .. }) {
+            Bytes::from_static(b"x")
+        } else {
+            Bytes::new()
+        };
+        let r = call(&old, 0, op, payload).await;
+        assert!(matches!(r, Err(Error::OldEpoch { .. })), "{r:?}");
+    }
+
+    // The MGS goes away: once the lease has run out, changes are fenced.
+    oss.mgs.take().unwrap().stop().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match try_write(&c, 0, o, 0, b"during").await {
+            Ok(()) => {}
+            Err(Error::Fenced(_)) => break,
+            Err(e) => panic!("write failed with {e:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never fenced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fenced = |r: Result<(OssResponse, Bytes), Error>| {
+        assert!(matches!(r, Err(Error::Fenced(_))), "{r:?}");
+    };
+    fenced(call(&c, 0, truncate(o, 1), Bytes::new()).await);
+    fenced(call(&c, 0, OssOp::Delete { object: o }, Bytes::new()).await);
+    // Everything else is still served.
+    assert_eq!(read(&c, 0, o, 0, 4096).await.len(), 6);
+    assert_eq!(size(&c, 0, o).await, Some(6));
+    assert!(scrub(&c, 0, o).await.is_empty());
+    assert_eq!(list(&c, 0, None, 10).await.0.len(), 1);
+    done(&c, 0, OssOp::Sync { object: o }).await;
+    assert!(call(&c, 0, OssOp::StatFs, Bytes::new()).await.is_ok());
+
+    // A new MGS on the same address: the OSS registers again, and serves changes again to
+    // callers with the new map.
+    let mgs = start_mgs_on(
+        TcpListener::bind(&oss.mgs_addr).await.unwrap(),
+        oss.mgs_dir.as_ref().unwrap().path(),
+        CLUSTER,
+    );
+    let m = wait_for_map(&oss.mgs_addr, "the OST registered again", |m| {
+        m.ost(0).is_some_and(|o| o.state == NodeState::Up)
+    })
+    .await;
+    let c = connect_at(&oss.addr, m.epoch).await;
+    write(&c, 0, o, 0, b"after!").await;
+    assert_eq!(read(&c, 0, o, 0, 4096).await, b"after!");
+    oss.mgs = Some(mgs);
     oss.stop().await;
 }
 
@@ -625,7 +891,7 @@ async fn oss_refuses_bad_config_and_foreign_directories() {
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(run(cfg(vec![(1, dir.clone())]), listener, rx));
         // A finished handshake means it is serving, so it holds the directory.
-        connect(&addr).await;
+        connect_at(&addr, 0).await;
         (stop, task)
     };
     // While served, a second OSS cannot open it.

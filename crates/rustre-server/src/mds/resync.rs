@@ -1,0 +1,337 @@
+//! The resync worker: refills stale copies from up-to-date ones (docs/replication.md,
+//! "Resync and repair").
+//!
+//! Every [`RESYNC_INTERVAL`] it scans the `stale/{ino}` index (from where the last pass
+//! stopped, at most [`RESYNC_SCAN_LIMIT`] entries, copying at most
+//! [`RESYNC_FILES_PER_PASS`] files) and takes each file that nobody holds open for writing
+//! and has a stale copy on an OST that is up. For each such copy it:
+//! 1. claims the file in the index entry ([`super::replica::claim`]) and notes the layout
+//!    version `v`;
+//! 2. asks an up-to-date copy for the object's length. No object there (the stripe was never
+//!    written, or lost its data to a truncate): the stale copy's object is deleted too, so
+//!    both read as the same hole;
+//! 3. otherwise cuts the stale object to 0 (so no partial block of old, possibly bad bytes
+//!    is ever merged), then copies [`RESYNC_CHUNK`]-byte chunks: each read from an
+//!    up-to-date copy and verified against its block CRCs (a bad block makes the chunk come
+//!    from the next up-to-date copy; with none good the copy fails and stays stale, logged
+//!    as an error), written with its CRC and version `v`; the source's length is where the
+//!    data read ends (a short chunk); the object is then truncated to it and synced;
+//! 4. clears the copied slots' stale marks in one transaction that requires version `v`,
+//!    the claim, and no write open ([`super::replica::finish_resync`]). An open for writing
+//!    (or a truncate, a new stale mark, a moved copy) bumps the version meanwhile, so a copy
+//!    that may have missed writes is never declared up to date; it is redone on a later
+//!    pass.
+//!
+//! Several MDS sharing one store each run this worker. The claim (an owner and a lease of
+//! [`RESYNC_CLAIM_MS`], checked and renewed before every chunk) keeps them off each other's
+//! files; should two still race (a claim lapsing under a stalled owner), the version check
+//! makes the loser's clear fail, and the loser stops at its next claim check.
+//!
+//! OSS calls refused with `OldEpoch` are retried once under a fresh map.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustre_proto::checksum::{self, CHECKSUM_BLOCK};
+use rustre_proto::msg::mgs::{ClusterMap, NodeState};
+use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse};
+use rustre_proto::msg::{Creds, Ino, Layout};
+use rustre_proto::Error;
+
+use super::replica::{self, Claim, Finish};
+use super::store::{self, ResyncClaim};
+use super::workers::oss_call;
+use super::{keys, now_ms, Mds, Mutation};
+
+/// How often the stale index is scanned.
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// Most files copied per pass, so a large backlog does not hold the worker for long.
+pub const RESYNC_FILES_PER_PASS: usize = 8;
+/// Most stale-index entries looked at per pass.
+pub const RESYNC_SCAN_LIMIT: usize = 256;
+/// Bytes read and written per call while copying (a multiple of [`CHECKSUM_BLOCK`]).
+pub const RESYNC_CHUNK: u32 = 1 << 20;
+/// How long a claim on a file keeps other MDS off it; renewed while copying.
+pub const RESYNC_CLAIM_MS: u64 = 60_000;
+
+const _: () = assert!(RESYNC_CHUNK.is_multiple_of(CHECKSUM_BLOCK));
+
+fn ost_up(map: &ClusterMap, ost: u32) -> bool {
+    map.ost(ost).is_some_and(|o| o.state == NodeState::Up)
+}
+
+/// One pass over the stale index.
+pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), Error> {
+    let from = mds.resync_cursor.load(Ordering::Relaxed);
+    let map = mds.cluster.map();
+    let owner = mds.cfg.advertise_addr.clone();
+    let now = now_ms();
+    let (candidates, scanned, last) = mds
+        .txn(Creds::root(), vec![], Mutation::ReadOnly, move |tx, _| {
+            let (s, e) = keys::stale_from(from);
+            let rows = tx.range(&s, &e, RESYNC_SCAN_LIMIT)?;
+            let mut out = Vec::new();
+            let mut last = from;
+            for (k, v) in &rows {
+                let Some(ino) = keys::parse_stale(k) else {
+                    continue;
+                };
+                last = ino;
+                if !v.is_empty() {
+                    let c: ResyncClaim = rustre_proto::codec::decode(v)?;
+                    if c.owner != owner && c.until_ms > now {
+                        continue;
+                    }
+                }
+                let layout =
+                    store::get::<store::Inode>(tx, &keys::inode(ino))?.and_then(|i| i.attr.layout);
+                match layout {
+                    // Index entries left over: `claim` drops them.
+                    None => out.push(ino),
+                    Some(l) if l.stale.is_empty() => out.push(ino),
+                    Some(l) => {
+                        let reachable = l.stale.iter().any(|s| ost_up(&map, l.osts[*s as usize]));
+                        if reachable && !replica::has_write_opens(tx, ino)? {
+                            out.push(ino);
+                        }
+                    }
+                }
+            }
+            Ok((out, rows.len(), last))
+        })
+        .await?;
+    let mut next = if scanned < RESYNC_SCAN_LIMIT {
+        0
+    } else {
+        last.saturating_add(1)
+    };
+    let mut copied = 0;
+    for ino in candidates {
+        if copied >= RESYNC_FILES_PER_PASS {
+            next = ino;
+            break;
+        }
+        match resync_file(&mds, ino).await {
+            Ok(true) => copied += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(ino, "resync failed: {e}");
+                copied += 1;
+            }
+        }
+    }
+    mds.resync_cursor.store(next, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Resyncs the stale copies of `ino` that sit on OSTs that are up. False when there was
+/// nothing to do (or someone else is at it).
+async fn resync_file(mds: &Arc<Mds>, ino: Ino) -> Result<bool, Error> {
+    let owner = mds.cfg.advertise_addr.clone();
+    let now = now_ms();
+    let o = owner.clone();
+    let claim = mds
+        .txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
+            replica::claim(tx, ino, &o, now, now + RESYNC_CLAIM_MS)
+        })
+        .await?;
+    let Claim::Copy(layout) = claim else {
+        return Ok(false);
+    };
+    let map = mds.cluster.map();
+    let slots: Vec<u32> = layout
+        .stale
+        .iter()
+        .copied()
+        .filter(|s| ost_up(&map, layout.osts[*s as usize]))
+        .collect();
+    if slots.is_empty() {
+        mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
+            replica::release_claim(tx, ino, &owner)
+        })
+        .await?;
+        return Ok(false);
+    }
+    let mut done = Vec::new();
+    for slot in &slots {
+        match copy_slot(mds, ino, &layout, *slot as usize).await {
+            Ok(()) => done.push(*slot),
+            Err(Error::Busy) => {
+                tracing::debug!(ino, "resync interrupted: the file changed or was claimed");
+                break;
+            }
+            Err(e @ Error::Corrupt(_)) => {
+                tracing::error!(ino, slot, "cannot resync: no good source: {e}");
+            }
+            Err(e) => tracing::warn!(ino, slot, "resync of a copy failed: {e}"),
+        }
+    }
+    let version = layout.version;
+    let o = owner.clone();
+    let finish = if done.is_empty() {
+        Finish::Changed
+    } else {
+        mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
+            replica::finish_resync(tx, ino, &o, version, &done)
+        })
+        .await?
+    };
+    match finish {
+        Finish::Cleared => tracing::info!(ino, "stale copies resynced"),
+        Finish::Changed => {
+            mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
+                replica::release_claim(tx, ino, &owner)
+            })
+            .await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Copies stripe `layout.stripe_of_slot(slot)` of `ino` from an up-to-date copy onto the
+/// copy in `slot`. `Busy` when the claim was lost or the file changed meanwhile.
+async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Result<(), Error> {
+    let stripe = layout.stripe_of_slot(slot);
+    let target = layout.osts[slot];
+    let version = layout.version;
+    let object = ObjectId { ino, stripe };
+    let sources: Vec<u32> = layout
+        .live_copies(stripe)
+        .into_iter()
+        .map(|c| c.1)
+        .collect();
+    let mut size = Err(Error::Unavailable(format!(
+        "no up-to-date copy of stripe {stripe} of inode {ino} answers"
+    )));
+    for src in &sources {
+        match oss_call(mds, *src, OssOp::Size { object }, Bytes::new()).await {
+            Ok((OssResponse::Size(s), _)) => {
+                size = Ok(s);
+                break;
+            }
+            Ok((other, _)) => size = Err(unexpected(&other)),
+            Err(e) => {
+                tracing::debug!(ino, stripe, ost = src, "source copy unavailable: {e}");
+                size = Err(e);
+            }
+        }
+    }
+    if size?.is_none() {
+        return done(oss_call(mds, target, OssOp::Delete { object }, Bytes::new()).await?);
+    }
+    let truncate = |size| OssOp::Truncate {
+        object,
+        size,
+        version,
+    };
+    done(oss_call(mds, target, truncate(0), Bytes::new()).await?)?;
+    let mut offset = 0u64;
+    loop {
+        keep_claim(mds, ino, version).await?;
+        let data = read_verified(mds, &sources, object, offset).await?;
+        let n = data.len() as u64;
+        if n > 0 {
+            let op = OssOp::Write {
+                object,
+                offset,
+                sync: false,
+                crc: checksum::crc32c(&data),
+                version,
+            };
+            done(oss_call(mds, target, op, data).await?)?;
+        }
+        offset += n;
+        if n < RESYNC_CHUNK as u64 {
+            break;
+        }
+    }
+    done(oss_call(mds, target, truncate(offset), Bytes::new()).await?)?;
+    done(oss_call(mds, target, OssOp::Sync { object }, Bytes::new()).await?)?;
+    tracing::debug!(ino, stripe, slot, from = ?sources, to = target, bytes = offset, "copy made");
+    Ok(())
+}
+
+/// Fails with `Busy` unless this MDS still holds its claim on `ino` at layout `version`.
+async fn keep_claim(mds: &Arc<Mds>, ino: Ino, version: u64) -> Result<(), Error> {
+    let owner = mds.cfg.advertise_addr.clone();
+    let now = now_ms();
+    let held = mds
+        .txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
+            replica::keep_claim(
+                tx,
+                ino,
+                &owner,
+                version,
+                now + RESYNC_CLAIM_MS / 2,
+                now + RESYNC_CLAIM_MS,
+            )
+        })
+        .await?;
+    if held {
+        Ok(())
+    } else {
+        Err(Error::Busy)
+    }
+}
+
+/// One chunk of `object` at `offset` from the first of `sources` whose blocks all match
+/// their checksums.
+async fn read_verified(
+    mds: &Arc<Mds>,
+    sources: &[u32],
+    object: ObjectId,
+    offset: u64,
+) -> Result<Bytes, Error> {
+    let mut last = Error::Unavailable("no up-to-date copy to read from".into());
+    for src in sources {
+        let op = OssOp::Read {
+            object,
+            offset,
+            len: RESYNC_CHUNK,
+        };
+        match oss_call(mds, *src, op, Bytes::new()).await {
+            Ok((OssResponse::Data { len, crcs, .. }, payload)) => {
+                if payload.len() != len as usize {
+                    last = Error::Protocol(format!(
+                        "OST {src} announced {len} bytes and sent {}",
+                        payload.len()
+                    ));
+                    continue;
+                }
+                match checksum::first_bad_block(&payload, &crcs) {
+                    None => return Ok(payload),
+                    Some(b) => {
+                        let block = offset / CHECKSUM_BLOCK as u64 + b as u64;
+                        tracing::warn!(
+                            ino = object.ino,
+                            stripe = object.stripe,
+                            ost = src,
+                            block,
+                            "block fails its checksum; reading another copy"
+                        );
+                        last = Error::Corrupt(format!(
+                            "block {block} of object {}.{} fails its checksum on OST {src}",
+                            object.ino, object.stripe
+                        ));
+                    }
+                }
+            }
+            Ok((other, _)) => last = unexpected(&other),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn unexpected(r: &OssResponse) -> Error {
+    Error::Protocol(format!("unexpected OSS answer {r:?}"))
+}
+
+fn done((r, _): (OssResponse, Bytes)) -> Result<(), Error> {
+    match r {
+        OssResponse::Done => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}

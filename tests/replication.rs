@@ -1,0 +1,451 @@
+//! Losing nothing, with real processes: MGS, MDS and three OSS as separate `rustre`
+//! processes on loopback, a real FUSE mount, SIGKILLs, and bytes flipped in object files on
+//! disk. The rules under test are in docs/replication.md.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+/// OSS processes of the test cluster.
+const OSS_COUNT: usize = 3;
+/// Longest wait for the resync worker to bring a returning copy up to date.
+const RESYNC_WAIT: Duration = Duration::from_secs(60);
+
+struct ProcCluster {
+    dir: tempfile::TempDir,
+    mgs_addr: String,
+    mds_addr: String,
+    oss_addrs: Vec<String>,
+    mgs: Option<Proc>,
+    mds: Option<Proc>,
+    oss: Vec<Option<Proc>>,
+}
+
+impl ProcCluster {
+    fn start() -> ProcCluster {
+        let mut c = ProcCluster {
+            dir: tempfile::tempdir().unwrap(),
+            mgs_addr: free_addr(),
+            mds_addr: free_addr(),
+            oss_addrs: (0..OSS_COUNT).map(|_| free_addr()).collect(),
+            mgs: None,
+            mds: None,
+            oss: (0..OSS_COUNT).map(|_| None).collect(),
+        };
+        c.start_mgs();
+        c.start_mds();
+        for i in 0..OSS_COUNT {
+            c.start_oss(i);
+        }
+        c.wait_all_up();
+        c
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    fn start_mgs(&mut self) {
+        let data = self.path("mgs");
+        self.mgs = Some(Proc::start(
+            "mgs",
+            &[
+                "mgs",
+                "--listen",
+                &self.mgs_addr,
+                "--data",
+                data.to_str().unwrap(),
+            ],
+        ));
+    }
+
+    fn start_mds(&mut self) {
+        let data = self.path("mds");
+        self.mds = Some(Proc::start(
+            "mds",
+            &[
+                "--mgs",
+                &self.mgs_addr,
+                "mds",
+                "--listen",
+                &self.mds_addr,
+                "--data",
+                data.to_str().unwrap(),
+            ],
+        ));
+    }
+
+    fn start_oss(&mut self, i: usize) {
+        let data = self.path(&format!("ost{i}"));
+        self.oss[i] = Some(Proc::start(
+            "oss",
+            &[
+                "--mgs",
+                &self.mgs_addr,
+                "oss",
+                "--listen",
+                &self.oss_addrs[i],
+                "--index",
+                &i.to_string(),
+                "--data",
+                data.to_str().unwrap(),
+            ],
+        ));
+    }
+
+    fn kill_oss(&mut self, i: usize) {
+        if let Some(mut p) = self.oss[i].take() {
+            p.kill();
+        }
+    }
+
+    /// Waits until the MDS and every OST are up in `rustre status`.
+    fn wait_all_up(&self) {
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                let s = cli(&self.mgs_addr, &["status"]);
+                let out = String::from_utf8_lossy(&s.stdout).to_string();
+                s.status.success() && out.matches(" up").count() >= 2 + OSS_COUNT
+            }),
+            "cluster did not come up: {}",
+            String::from_utf8_lossy(&cli(&self.mgs_addr, &["status"]).stdout)
+        );
+    }
+
+    /// The object file of `(ino, stripe)` on OST `ost` (docs/operations.md layout).
+    fn object_file(&self, ost: u32, ino: u64, stripe: u32) -> PathBuf {
+        self.path(&format!("ost{ost}"))
+            .join("objects")
+            .join(format!("{:02x}", ino % 256))
+            .join(format!("{ino:016x}.{stripe}"))
+    }
+}
+
+/// `key: value` of a `rustre stat`/`getstripe` output.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in\n{out}"))
+}
+
+fn numbers(list: &str) -> Vec<u32> {
+    list.split(',').map(|n| n.trim().parse().unwrap()).collect()
+}
+
+/// Inode, copy-0 OSTs and copy-1 OSTs of a file, per `rustre stat`.
+fn placement(mgs: &str, path: &str) -> (u64, Vec<u32>, Vec<u32>) {
+    let out = cli_ok(mgs, &["stat", path]);
+    let ino = field(&out, "inode").parse().unwrap();
+    (
+        ino,
+        numbers(field(&out, "osts")),
+        numbers(field(&out, "replica 1 osts")),
+    )
+}
+
+/// True once the file's layout has no stale copy left.
+fn in_sync(mgs: &str, path: &str) -> bool {
+    let out = cli(mgs, &["stat", path]);
+    out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("stale slots")
+}
+
+fn drop_caches() {
+    fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+}
+
+fn skip_without_fuse() -> bool {
+    if let Some(why) = fuse_unavailable() {
+        eprintln!("skipped: {why}");
+        return true;
+    }
+    false
+}
+
+/// Makes `/rep` with two copies of every stripe, one stripe per file.
+fn replicated_dir(mgs: &str, name: &str, replicas: &str) {
+    cli_ok(mgs, &["mkdir", name]);
+    cli_ok(
+        mgs,
+        &[
+            "setstripe",
+            name,
+            "--replicas",
+            replicas,
+            "--stripe-count",
+            "1",
+        ],
+    );
+}
+
+#[test]
+fn sigkill_of_an_oss_under_a_replicated_write_stream_loses_nothing() {
+    if skip_without_fuse() {
+        return;
+    }
+    let mut c = ProcCluster::start();
+    let m = c.mgs_addr.clone();
+    replicated_dir(&m, "/rep", "2");
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mut mount = ForegroundMount::start(&m, &mnt, "");
+
+    let chunk = 1 << 20;
+    let chunks = 48;
+    let data = random_bytes(chunk * chunks, 11);
+    let file = mnt.join("rep/stream.bin");
+    let mut f = fs::File::create(&file).unwrap();
+    let (ino, copy0, copy1) = placement(&m, "/rep/stream.bin");
+    assert_ne!(copy0, copy1, "copies on distinct OSTs");
+    // Kill the OSS holding copy 0: writes must go on to copy 1 and reads be served there.
+    let victim = copy0[0] as usize;
+    let mut synced = 0;
+    for i in 0..chunks {
+        f.write_all(&data[i * chunk..(i + 1) * chunk])
+            .unwrap_or_else(|e| panic!("write of chunk {i} failed: {e}"));
+        if i % 8 == 7 {
+            f.sync_all()
+                .unwrap_or_else(|e| panic!("fsync after chunk {i} failed: {e}"));
+            synced = (i + 1) * chunk;
+        }
+        if i == 20 {
+            c.kill_oss(victim);
+        }
+    }
+    f.sync_all().expect("final fsync");
+    drop(f);
+    assert_eq!(synced, data.len());
+    let stat = cli_ok(&m, &["stat", "/rep/stream.bin"]);
+    assert!(stat.contains("stale slots"), "copy 0 marked stale:\n{stat}");
+
+    // Every fsync'd byte reads back, through the mount with cold caches, with one OSS dead.
+    drop_caches();
+    assert!(
+        fs::read(&file).unwrap() == data,
+        "data differs with an OSS down"
+    );
+
+    // The OSS returns; resync brings copy 0 up to date and both copies match on disk.
+    c.start_oss(victim);
+    assert!(
+        wait_until(RESYNC_WAIT, || in_sync(&m, "/rep/stream.bin")),
+        "copy 0 was not resynced: {}",
+        cli_ok(&m, &["stat", "/rep/stream.bin"])
+    );
+    let a = fs::read(c.object_file(copy0[0], ino, 0)).unwrap();
+    let b = fs::read(c.object_file(copy1[0], ino, 0)).unwrap();
+    assert_eq!(a.len(), data.len());
+    assert!(a == b, "the two copies differ after resync");
+    assert!(a == data, "resynced copy differs from what was written");
+    assert!(mount.unmount());
+    let fsck = cli_ok(&m, &["fsck"]);
+    assert!(fsck.contains("fsck: clean"), "{fsck}");
+}
+
+/// Flips one byte of `path` at `offset` on disk.
+fn flip_byte(path: &Path, offset: u64) {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x5a;
+    f.write_all_at(&b, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+#[test]
+fn flipped_bytes_are_served_from_the_other_copy_and_repaired_or_fail_with_eio() {
+    let c = ProcCluster::start();
+    let m = c.mgs_addr.clone();
+    replicated_dir(&m, "/rep", "2");
+    let data = random_bytes(3 << 20, 21);
+    let src = c.path("src.bin");
+    fs::write(&src, &data).unwrap();
+    cli_ok(&m, &["put", src.to_str().unwrap(), "/rep/f.bin"]);
+    cli_ok(
+        &m,
+        &[
+            "put",
+            src.to_str().unwrap(),
+            "/single.bin",
+            "--stripe-count",
+            "1",
+        ],
+    );
+    let (ino, copy0, copy1) = placement(&m, "/rep/f.bin");
+    let bad = c.object_file(copy0[0], ino, 0);
+    let good = c.object_file(copy1[0], ino, 0);
+    flip_byte(&bad, 1_000_000);
+    assert!(fs::read(&bad).unwrap() != data);
+
+    // Scrub finds it (and exits non-zero while it is there).
+    let scrub = cli(&m, &["scrub", &copy0[0].to_string()]);
+    let scrub_out = String::from_utf8_lossy(&scrub.stdout);
+    assert!(!scrub.status.success(), "{scrub_out}");
+    assert!(
+        scrub_out.contains(&format!("object {ino}.0")),
+        "{scrub_out}"
+    );
+
+    // A read gets the right bytes from the other copy and rewrites the bad block.
+    let out = c.path("out.bin");
+    cli_ok(&m, &["get", "/rep/f.bin", out.to_str().unwrap()]);
+    assert!(fs::read(&out).unwrap() == data, "wrong bytes served");
+    assert!(
+        wait_until(Duration::from_secs(10), || fs::read(&bad).unwrap() == data),
+        "the bad copy was not repaired"
+    );
+    assert!(fs::read(&good).unwrap() == data);
+    cli_ok(&m, &["scrub", &copy0[0].to_string()]);
+
+    // Without another copy the read fails (EIO) rather than return wrong bytes.
+    let (single, only, _) = {
+        let out = cli_ok(&m, &["stat", "/single.bin"]);
+        let ino: u64 = field(&out, "inode").parse().unwrap();
+        (ino, numbers(field(&out, "osts")), ())
+    };
+    flip_byte(&c.object_file(only[0], single, 0), 5);
+    let got = cli(&m, &["get", "/single.bin", out.to_str().unwrap()]);
+    assert!(
+        !got.status.success(),
+        "a corrupt unreplicated file was read"
+    );
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(err.contains("corrupt"), "{err}");
+    if !skip_without_fuse() {
+        let mnt = c.path("mnt");
+        fs::create_dir(&mnt).unwrap();
+        let _mount = ForegroundMount::start(&m, &mnt, "");
+        let mut f = fs::File::open(mnt.join("single.bin")).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let e = f.read(&mut buf).expect_err("read of a corrupt block");
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+        // Blocks that are sound still read.
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.read_exact(&mut buf).unwrap();
+        assert!(buf[..] == data[1 << 20..(1 << 20) + 8192]);
+    }
+}
+
+/// Deterministic pseudo-random numbers for the kill schedule (the seed is printed).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn sigkill_of_each_role_at_random_points_keeps_everything_fsynced() {
+    if skip_without_fuse() {
+        return;
+    }
+    let seed = std::env::var("RUSTRE_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::process::id() as u64 | 1);
+    eprintln!("kill schedule seed {seed} (replay with RUSTRE_KILL_SEED={seed})");
+    let mut rng = Rng(seed);
+    let mut c = ProcCluster::start();
+    let m = c.mgs_addr.clone();
+    replicated_dir(&m, "/w", "2");
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    // Files whose data and name were fsync'd, with their contents.
+    let mut fsynced: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let roles = ["oss", "mds", "mgs"];
+    for round in 0..3u64 {
+        let mut mount = ForegroundMount::start(&m, &mnt, "");
+        let dir = mnt.join(format!("w/r{round}"));
+        fs::create_dir(&dir).unwrap();
+        // The workload runs in its own thread; the kill lands at a random moment of it.
+        let worker = {
+            let (dir, mnt) = (dir.clone(), mnt.clone());
+            let sizes: Vec<usize> = (0..40).map(|_| 1 + rng.below(300_000) as usize).collect();
+            std::thread::spawn(move || {
+                let mut done = Vec::new();
+                for (i, len) in sizes.into_iter().enumerate() {
+                    let path = dir.join(format!("f{i}"));
+                    let body = random_bytes(len, seed ^ (round * 100 + i as u64));
+                    // A call may fail while a role is down; what was fsync'd must survive.
+                    let ok = (|| -> std::io::Result<()> {
+                        let mut f = fs::File::create(&path)?;
+                        f.write_all(&body)?;
+                        f.sync_all()?;
+                        fs::File::open(&dir)?.sync_all()
+                    })();
+                    match ok {
+                        Ok(()) => done.push((path.strip_prefix(&mnt).unwrap().to_path_buf(), body)),
+                        Err(e) => eprintln!("round {round}: f{i}: {e} (not counted)"),
+                    }
+                }
+                done
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50 + rng.below(700)));
+        match roles[round as usize % roles.len()] {
+            "oss" => {
+                let victim = rng.below(OSS_COUNT as u64) as usize;
+                eprintln!("round {round}: SIGKILL OSS {victim}");
+                c.kill_oss(victim);
+                std::thread::sleep(Duration::from_millis(300));
+                c.start_oss(victim);
+            }
+            "mds" => {
+                eprintln!("round {round}: SIGKILL MDS");
+                c.mds = None;
+                c.start_mds();
+            }
+            _ => {
+                eprintln!("round {round}: SIGKILL MGS");
+                c.mgs = None;
+                c.start_mgs();
+            }
+        }
+        let done = worker.join().expect("workload thread");
+        eprintln!("round {round}: {} files fsync'd", done.len());
+        fsynced.extend(done);
+        assert!(mount.unmount(), "unmount after round {round}");
+        c.wait_all_up();
+    }
+    assert!(
+        fsynced.len() >= 80,
+        "too few operations succeeded: {}",
+        fsynced.len()
+    );
+    // Everything fsync'd is there, on a fresh mount with cold caches.
+    let mut mount = ForegroundMount::start(&m, &mnt, "");
+    drop_caches();
+    for (rel, body) in &fsynced {
+        let got = fs::read(mnt.join(rel)).unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
+        assert!(got == *body, "{} differs", rel.display());
+    }
+    assert!(mount.unmount());
+    // Resync of whatever went stale, then fsck finds nothing wrong.
+    assert!(
+        wait_until(RESYNC_WAIT, || {
+            fsynced
+                .iter()
+                .all(|(rel, _)| in_sync(&m, &format!("/{}", rel.display())))
+        }),
+        "copies were not resynced"
+    );
+    let fsck = cli(&m, &["fsck"]);
+    let out = String::from_utf8_lossy(&fsck.stdout);
+    assert!(
+        fsck.status.success() && out.contains("fsck: clean"),
+        "{out}"
+    );
+}
