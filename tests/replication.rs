@@ -370,30 +370,31 @@ fn sigkill_of_each_role_at_random_points_keeps_everything_fsynced() {
         let mut mount = ForegroundMount::start(&m, &mnt, "");
         let dir = mnt.join(format!("w/r{round}"));
         fs::create_dir(&dir).unwrap();
-        // The workload runs in its own thread; the kill lands at a random moment of it.
-        let worker = {
-            let (dir, mnt) = (dir.clone(), mnt.clone());
-            let sizes: Vec<usize> = (0..40).map(|_| 1 + rng.below(300_000) as usize).collect();
-            std::thread::spawn(move || {
-                let mut done = Vec::new();
-                for (i, len) in sizes.into_iter().enumerate() {
-                    let path = dir.join(format!("f{i}"));
-                    let body = random_bytes(len, seed ^ (round * 100 + i as u64));
-                    // A call may fail while a role is down; what was fsync'd must survive.
-                    let ok = (|| -> std::io::Result<()> {
-                        let mut f = fs::File::create(&path)?;
-                        f.write_all(&body)?;
-                        f.sync_all()?;
-                        fs::File::open(&dir)?.sync_all()
-                    })();
-                    match ok {
-                        Ok(()) => done.push((path.strip_prefix(&mnt).unwrap().to_path_buf(), body)),
-                        Err(e) => eprintln!("round {round}: f{i}: {e} (not counted)"),
-                    }
-                }
-                done
-            })
-        };
+        // The workload runs in its own process (a shell loop of `cp` and `sync FILE DIR`),
+        // never in a thread of this one: servers are spawned from this process, and a child
+        // inherits its open files until exec; closing an inherited file of the mount at exec
+        // is a FUSE flush, which would wait for the very MDS being restarted.
+        let src = c.path(&format!("src{round}"));
+        fs::create_dir(&src).unwrap();
+        let bodies: Vec<Vec<u8>> = (0..40u64)
+            .map(|i| random_bytes(1 + rng.below(300_000) as usize, seed ^ (round * 100 + i)))
+            .collect();
+        for (i, body) in bodies.iter().enumerate() {
+            fs::write(src.join(format!("f{i}")), body).unwrap();
+        }
+        let script = format!(
+            "for i in $(seq 0 {}); do \
+               if cp {src}/f$i {dir}/f$i && sync {dir}/f$i {dir}; then echo ok $i; \
+               else echo failed $i >&2; fi; done",
+            bodies.len() - 1,
+            src = src.display(),
+            dir = dir.display(),
+        );
+        let worker = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(50 + rng.below(700)));
         match roles[round as usize % roles.len()] {
             "oss" => {
@@ -414,9 +415,17 @@ fn sigkill_of_each_role_at_random_points_keeps_everything_fsynced() {
                 c.start_mgs();
             }
         }
-        let done = worker.join().expect("workload thread");
+        let out = worker.wait_with_output().unwrap();
+        let done: Vec<usize> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("ok ")?.parse().ok())
+            .collect();
         eprintln!("round {round}: {} files fsync'd", done.len());
-        fsynced.extend(done);
+        for i in done {
+            let rel = dir.join(format!("f{i}"));
+            let rel = rel.strip_prefix(&mnt).unwrap().to_path_buf();
+            fsynced.push((rel, bodies[i].clone()));
+        }
         assert!(mount.unmount(), "unmount after round {round}");
         c.wait_all_up();
     }
