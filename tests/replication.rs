@@ -429,11 +429,9 @@ fn sigkill_of_each_role_at_random_points_keeps_everything_fsynced() {
         assert!(mount.unmount(), "unmount after round {round}");
         c.wait_all_up();
     }
-    assert!(
-        fsynced.len() >= 80,
-        "too few operations succeeded: {}",
-        fsynced.len()
-    );
+    // Every role comes back at once, and clients ride through a restart (MDS calls retry
+    // for 30 s, a dead copy is marked stale): the application saw no error at all.
+    assert_eq!(fsynced.len(), 120, "some create/write/fsync failed");
     // Everything fsync'd is there, on a fresh mount with cold caches.
     let mut mount = ForegroundMount::start(&m, &mnt, "");
     drop_caches();
