@@ -361,14 +361,17 @@ fn sigkill_of_each_role_at_random_points_keeps_everything_fsynced() {
     let mut c = ProcCluster::start();
     let m = c.mgs_addr.clone();
     replicated_dir(&m, "/w", "2");
+    // Round 3 writes files with one copy: a dead OSS is then waited for, not skipped.
+    replicated_dir(&m, "/w1", "1");
     let mnt = c.path("mnt");
     fs::create_dir(&mnt).unwrap();
     // Files whose data and name were fsync'd, with their contents.
     let mut fsynced: Vec<(PathBuf, Vec<u8>)> = Vec::new();
-    let roles = ["oss", "mds", "mgs"];
-    for round in 0..3u64 {
+    let roles = ["oss", "mds", "mgs", "oss"];
+    for round in 0..roles.len() as u64 {
         let mut mount = ForegroundMount::start(&m, &mnt, "");
-        let dir = mnt.join(format!("w/r{round}"));
+        let top = if round == 3 { "w1" } else { "w" };
+        let dir = mnt.join(format!("{top}/r{round}"));
         fs::create_dir(&dir).unwrap();
         // The workload runs in its own process (a shell loop of `cp` and `sync FILE DIR`),
         // never in a thread of this one: servers are spawned from this process, and a child
@@ -401,7 +404,9 @@ fn sigkill_of_each_role_at_random_points_keeps_everything_fsynced() {
                 let victim = rng.below(OSS_COUNT as u64) as usize;
                 eprintln!("round {round}: SIGKILL OSS {victim}");
                 c.kill_oss(victim);
-                std::thread::sleep(Duration::from_millis(300));
+                // One copy only (round 3): down for longer than the MGS's down threshold.
+                let down_ms = if round == 3 { 3000 } else { 300 };
+                std::thread::sleep(Duration::from_millis(down_ms));
                 c.start_oss(victim);
             }
             "mds" => {
@@ -429,9 +434,10 @@ fn sigkill_of_each_role_at_random_points_keeps_everything_fsynced() {
         assert!(mount.unmount(), "unmount after round {round}");
         c.wait_all_up();
     }
-    // Every role comes back at once, and clients ride through a restart (MDS calls retry
-    // for 30 s, a dead copy is marked stale): the application saw no error at all.
-    assert_eq!(fsynced.len(), 120, "some create/write/fsync failed");
+    // Every role comes back (an OSS holding the only copy after 3 s), and clients ride
+    // through a restart (MDS and data calls retry for 30 s while no server can answer, a dead
+    // copy is marked stale): the application saw no error at all.
+    assert_eq!(fsynced.len(), 160, "some create/write/fsync failed");
     // Everything fsync'd is there, on a fresh mount with cold caches.
     let mut mount = ForegroundMount::start(&m, &mnt, "");
     drop_caches();

@@ -14,6 +14,12 @@
 //!   [`Error::Corrupt`] (EIO).
 //! - An OSS answering [`Error::OldEpoch`] gets the call again after a map refresh, at most
 //!   [`OLD_EPOCH_ATTEMPTS`] times in all.
+//! - When no copy of some stripe can be reached (every copy's OSS down, restarting, or
+//!   fenced because the MGS is away), reads, writes, truncates and syncs are tried again,
+//!   with the map refreshed in between, for up to [`OSS_RETRY_FOR`] before the error reaches
+//!   the application: a restart of an OSS or of the MGS is ridden through, as an MDS
+//!   restart is. Resending is safe: writes are positional, truncates absolute, syncs and
+//!   verified reads repeatable.
 //!
 //! How long a dead copy can hold a call: a refused connection or a killed OSS process
 //! (its sockets are closed by the kernel) fails at once (`Unavailable`); a host that
@@ -49,6 +55,23 @@ pub const OLD_EPOCH_ATTEMPTS: usize = 3;
 pub const COPY_GRACE: Duration = Duration::from_secs(15);
 /// How long a read waits for one copy while another live copy is left to try.
 pub const COPY_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a data call keeps being retried while no copy of a stripe can be reached.
+pub const OSS_RETRY_FOR: Duration = Duration::from_secs(30);
+/// First pause between such retries; doubles up to [`OSS_RETRY_PAUSE_MAX`].
+pub const OSS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(50);
+pub const OSS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// True for failures of a whole stripe that waiting can cure (a server away, not a bad
+/// request or bad data).
+fn worth_waiting(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Unavailable(_) | Error::TimedOut | Error::Fenced(_) | Error::OldEpoch { .. }
+    )
+}
+
+/// Pause before reading a copy again whose blocks failed their checksums (see `read_span`).
+pub const READ_RECHECK_PAUSE: Duration = Duration::from_millis(20);
 
 /// The outcome of one operation on each live copy of one stripe, as (slot, result), in
 /// slot (copy) order.
@@ -167,6 +190,30 @@ fn repair_ranges(bad: &[usize], bad_len: usize, good_len: usize) -> Vec<(usize, 
 }
 
 impl Client {
+    /// Runs `call` again, with the cluster map refreshed in between, while it fails in a way
+    /// [`worth_waiting`] and [`OSS_RETRY_FOR`] has not passed.
+    async fn riding_through<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let deadline = Instant::now() + OSS_RETRY_FOR;
+        let mut pause = OSS_RETRY_PAUSE_MIN;
+        loop {
+            match call().await {
+                Err(e) if worth_waiting(&e) && Instant::now() + pause < deadline => {
+                    tracing::debug!("no copy of a stripe reachable, retrying: {e}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(OSS_RETRY_PAUSE_MAX);
+                    if let Err(e) = self.cluster.refresh().await {
+                        tracing::debug!("cluster map refresh failed: {e}");
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// One call to the OSS serving `ost`, sent again after a map refresh while it answers
     /// `OldEpoch` (at most [`OLD_EPOCH_ATTEMPTS`] calls).
     async fn oss_call(
@@ -281,6 +328,17 @@ impl Client {
         offset: u64,
         len: usize,
     ) -> Result<Bytes, Error> {
+        self.riding_through(|| self.read_data_once(ino, layout, offset, len))
+            .await
+    }
+
+    async fn read_data_once(
+        &self,
+        ino: Ino,
+        layout: &Layout,
+        offset: u64,
+        len: usize,
+    ) -> Result<Bytes, Error> {
         let layout = self.files.newest_layout(ino, layout);
         let mut buf = BytesMut::zeroed(len);
         let spans = read_spans(&extents(&layout, offset, len), MAX_PAYLOAD_BYTES as usize);
@@ -316,20 +374,16 @@ impl Client {
         let mut damaged: Vec<(usize, u32, Vec<usize>, usize)> = Vec::new();
         let mut first_err: Option<Error> = None;
         for (i, &(slot, ost)) in copies.iter().enumerate() {
-            let op = OssOp::Read {
-                object,
-                offset: s.object_offset,
-                len: s.len as u32,
-            };
-            let call = self.oss_call(ost, op, Bytes::new());
-            let answer = if i + 1 < copies.len() {
-                tokio::time::timeout(COPY_READ_TIMEOUT, call)
-                    .await
-                    .unwrap_or(Err(Error::TimedOut))
-            } else {
-                call.await
-            };
-            match answer.and_then(|(resp, data)| check_read(resp, data, s.len)) {
+            let last = i + 1 == copies.len();
+            let mut answer = self.read_copy(object, ost, s, last).await;
+            if matches!(answer, Ok(ReadCheck::Bad { .. })) {
+                // A read racing a write of the same blocks can see new bytes with old
+                // checksums (the OSS sends the data after reading its checksums): look
+                // again before calling the copy damaged and "repairing" it.
+                tokio::time::sleep(READ_RECHECK_PAUSE).await;
+                answer = self.read_copy(object, ost, s, last).await;
+            }
+            match answer {
                 Ok(ReadCheck::Good(data)) => {
                     if !damaged.is_empty() {
                         self.repair(ino, layout, s, &damaged, &data).await;
@@ -362,6 +416,31 @@ impl Client {
             "inode {ino} stripe {} at object offset {}: no copy with sound data",
             s.stripe, s.object_offset
         )))
+    }
+
+    /// One read of span `s` from the copy on `ost`, checked against its checksums; bounded
+    /// by [`COPY_READ_TIMEOUT`] unless it is the `last` copy left to try.
+    async fn read_copy(
+        &self,
+        object: ObjectId,
+        ost: u32,
+        s: &ReadSpan,
+        last: bool,
+    ) -> Result<ReadCheck, Error> {
+        let op = OssOp::Read {
+            object,
+            offset: s.object_offset,
+            len: s.len as u32,
+        };
+        let call = self.oss_call(ost, op, Bytes::new());
+        let answer = if last {
+            call.await
+        } else {
+            tokio::time::timeout(COPY_READ_TIMEOUT, call)
+                .await
+                .unwrap_or(Err(Error::TimedOut))
+        };
+        answer.and_then(|(resp, data)| check_read(resp, data, s.len))
     }
 
     /// Rewrites, on each copy in `damaged` (slot, OST, bad blocks, answer length), the bad
@@ -428,6 +507,18 @@ impl Client {
         data: Bytes,
         sync: bool,
     ) -> Result<(), Error> {
+        self.riding_through(|| self.write_data_once(ino, layout, offset, data.clone(), sync))
+            .await
+    }
+
+    async fn write_data_once(
+        &self,
+        ino: Ino,
+        layout: &Layout,
+        offset: u64,
+        data: Bytes,
+        sync: bool,
+    ) -> Result<(), Error> {
         let layout = self.files.newest_layout(ino, layout);
         let pieces = split_extents(
             extents(&layout, offset, data.len()),
@@ -459,6 +550,16 @@ impl Client {
         layout: &Layout,
         size: u64,
     ) -> Result<(), Error> {
+        self.riding_through(|| self.truncate_objects_once(ino, layout, size))
+            .await
+    }
+
+    async fn truncate_objects_once(
+        &self,
+        ino: Ino,
+        layout: &Layout,
+        size: u64,
+    ) -> Result<(), Error> {
         let layout = self.files.newest_layout(ino, layout);
         let cuts = (0..layout.stripe_count()).map(|stripe| {
             let op = OssOp::Truncate {
@@ -476,6 +577,11 @@ impl Client {
     /// A copy that fails to sync may not hold the data durably: it is marked stale, and the
     /// sync succeeds when one copy of every stripe synced.
     pub async fn sync_objects(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
+        self.riding_through(|| self.sync_objects_once(ino, layout))
+            .await
+    }
+
+    async fn sync_objects_once(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
         let layout = self.files.newest_layout(ino, layout);
         let syncs = (0..layout.stripe_count()).map(|stripe| {
             let op = OssOp::Sync {
@@ -494,6 +600,29 @@ mod tests {
 
     fn down() -> Error {
         Error::Unavailable("connection refused".into())
+    }
+
+    #[test]
+    fn only_servers_away_are_waited_for() {
+        for e in [
+            down(),
+            Error::TimedOut,
+            Error::Fenced("lease".into()),
+            Error::OldEpoch {
+                caller: 1,
+                server: 2,
+            },
+        ] {
+            assert!(worth_waiting(&e), "{e}");
+        }
+        for e in [
+            Error::Corrupt("x".into()),
+            Error::Io("disk".into()),
+            Error::NoSpace,
+            Error::Invalid("x".into()),
+        ] {
+            assert!(!worth_waiting(&e), "{e}");
+        }
     }
 
     #[test]
