@@ -38,7 +38,7 @@ use rustre_proto::checksum::{self, CHECKSUM_BLOCK};
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
-use rustre_proto::msg::{Ino, Layout};
+use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
 use tokio::time::Instant;
 
@@ -69,6 +69,9 @@ fn worth_waiting(e: &Error) -> bool {
         Error::Unavailable(_) | Error::TimedOut | Error::Fenced(_) | Error::OldEpoch { .. }
     )
 }
+
+/// Most layout refreshes one read makes when OSTs answer with newer versions.
+pub const LAYOUT_REFRESH_ATTEMPTS: usize = 3;
 
 /// Pause before reading a copy again whose blocks failed their checksums (see `read_span`).
 pub const READ_RECHECK_PAUSE: Duration = Duration::from_millis(20);
@@ -134,6 +137,14 @@ enum ReadCheck {
     Good(Bytes),
     /// Blocks (indices from the start of the read) that do not.
     Bad { data: Bytes, blocks: Vec<usize> },
+}
+
+/// True when a read answer comes from an object written under a newer layout version than
+/// the reader's: the reader's layout may lack stale marks (a copy being resynced can be
+/// cut short meanwhile and would read as a hole), so it must refresh it before trusting
+/// any copy.
+fn written_under_newer_layout(resp: &OssResponse, layout_version: u64) -> bool {
+    matches!(resp, OssResponse::Data { version, .. } if *version > layout_version)
 }
 
 /// Checks a read answer of at most `asked` bytes against the CRCs it carries.
@@ -328,8 +339,24 @@ impl Client {
         offset: u64,
         len: usize,
     ) -> Result<Bytes, Error> {
-        self.riding_through(|| self.read_data_once(ino, layout, offset, len))
-            .await
+        let mut layout = layout.clone();
+        for _ in 0..LAYOUT_REFRESH_ATTEMPTS {
+            match self
+                .riding_through(|| self.read_data_once(ino, &layout, offset, len))
+                .await
+            {
+                Err(Error::Stale) => {
+                    tracing::debug!(ino, "an OST has a newer layout version: refreshing");
+                    if let Some(fresh) = self.getattr(&Creds::root(), ino).await?.layout {
+                        layout = fresh;
+                    }
+                }
+                r => return r,
+            }
+        }
+        Err(Error::Io(format!(
+            "inode {ino}: the layout changed {LAYOUT_REFRESH_ATTEMPTS} times during one read"
+        )))
     }
 
     async fn read_data_once(
@@ -375,15 +402,17 @@ impl Client {
         let mut first_err: Option<Error> = None;
         for (i, &(slot, ost)) in copies.iter().enumerate() {
             let last = i + 1 == copies.len();
-            let mut answer = self.read_copy(object, ost, s, last).await;
+            let mut answer = self.read_copy(object, ost, s, last, layout.version).await;
             if matches!(answer, Ok(ReadCheck::Bad { .. })) {
                 // A read racing a write of the same blocks can see new bytes with old
                 // checksums (the OSS sends the data after reading its checksums): look
                 // again before calling the copy damaged and "repairing" it.
                 tokio::time::sleep(READ_RECHECK_PAUSE).await;
-                answer = self.read_copy(object, ost, s, last).await;
+                answer = self.read_copy(object, ost, s, last, layout.version).await;
             }
             match answer {
+                // Our layout is older than the copy's data: it may miss stale marks.
+                Err(Error::Stale) => return Err(Error::Stale),
                 Ok(ReadCheck::Good(data)) => {
                     if !damaged.is_empty() {
                         self.repair(ino, layout, s, &damaged, &data).await;
@@ -426,6 +455,7 @@ impl Client {
         ost: u32,
         s: &ReadSpan,
         last: bool,
+        layout_version: u64,
     ) -> Result<ReadCheck, Error> {
         let op = OssOp::Read {
             object,
@@ -440,7 +470,11 @@ impl Client {
                 .await
                 .unwrap_or(Err(Error::TimedOut))
         };
-        answer.and_then(|(resp, data)| check_read(resp, data, s.len))
+        let (resp, data) = answer?;
+        if written_under_newer_layout(&resp, layout_version) {
+            return Err(Error::Stale);
+        }
+        check_read(resp, data, s.len)
     }
 
     /// Rewrites, on each copy in `damaged` (slot, OST, bad blocks, answer length), the bad
@@ -600,6 +634,19 @@ mod tests {
 
     fn down() -> Error {
         Error::Unavailable("connection refused".into())
+    }
+
+    #[test]
+    fn answers_written_under_a_newer_layout_are_not_trusted() {
+        let data = |version| OssResponse::Data {
+            len: 0,
+            crcs: vec![],
+            version,
+        };
+        assert!(!written_under_newer_layout(&data(3), 3));
+        assert!(!written_under_newer_layout(&data(0), 3));
+        assert!(written_under_newer_layout(&data(4), 3));
+        assert!(!written_under_newer_layout(&OssResponse::Done, 3));
     }
 
     #[test]
