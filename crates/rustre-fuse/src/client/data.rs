@@ -340,6 +340,13 @@ impl Client {
         len: usize,
     ) -> Result<Bytes, Error> {
         let mut layout = layout.clone();
+        if self.files.layout_needs_check(ino) {
+            // Stale marks reach a reader at most one attribute TTL late.
+            match self.getattr(&Creds::root(), ino).await {
+                Ok(a) => layout = a.layout.unwrap_or(layout),
+                Err(e) => tracing::debug!(ino, "layout refresh failed: {e}"),
+            }
+        }
         for _ in 0..LAYOUT_REFRESH_ATTEMPTS {
             match self
                 .riding_through(|| self.read_data_once(ino, &layout, offset, len))

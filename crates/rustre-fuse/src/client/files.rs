@@ -103,11 +103,14 @@ struct InodeState {
     append: Arc<tokio::sync::Mutex<()>>,
     /// The newest layout seen (highest version).
     layout: Option<Layout>,
+    /// When the MDS last told us the layout (any attribute answer with one).
+    layout_seen: std::time::Instant,
 }
 
 impl InodeState {
     fn new(attr: &Attr) -> InodeState {
         InodeState {
+            layout_seen: std::time::Instant::now(),
             layout: attr.layout.clone(),
             size: attr.size,
             mtime: attr.mtime,
@@ -132,6 +135,9 @@ struct Report {
 
 /// The open-file table and per-inode size state of one client.
 pub struct Files {
+    /// How old a replicated file's layout may get before a read asks the MDS again (the
+    /// mount's attribute TTL), in milliseconds.
+    layout_ttl_ms: AtomicU64,
     handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: AtomicU64,
     inodes: Mutex<HashMap<Ino, InodeState>>,
@@ -141,6 +147,7 @@ pub struct Files {
 impl Default for Files {
     fn default() -> Self {
         Files {
+            layout_ttl_ms: AtomicU64::new(DEFAULT_LAYOUT_TTL_MS),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             inodes: Mutex::new(HashMap::new()),
@@ -150,6 +157,9 @@ impl Default for Files {
         }
     }
 }
+
+/// Default of [`Files::set_layout_ttl`] (the default attribute TTL).
+pub const DEFAULT_LAYOUT_TTL_MS: u64 = 1000;
 
 /// Replaces `known` by `seen` when `seen` is newer (a higher version).
 fn learn_layout(known: &mut Option<Layout>, seen: &Layout) {
@@ -182,6 +192,7 @@ impl Files {
         };
         if let Some(l) = &attr.layout {
             learn_layout(&mut st.layout, l);
+            st.layout_seen = std::time::Instant::now();
         }
         if attr.truncate_version > st.truncate_version {
             // A truncate happened since this state was taken: what it knew is void.
@@ -239,6 +250,7 @@ impl Files {
             st.opens += 1;
             if let Some(l) = &attr.layout {
                 learn_layout(&mut st.layout, l);
+                st.layout_seen = std::time::Instant::now();
             }
         }
         let stamp = (attr.size, attr.mtime);
@@ -251,6 +263,21 @@ impl Files {
     /// The newest layout this client knows for open inode `ino`.
     pub fn layout(&self, ino: Ino) -> Option<Layout> {
         self.inodes.lock().unwrap().get(&ino)?.layout.clone()
+    }
+
+    /// Sets how old a replicated file's layout may get before a read asks again.
+    pub fn set_layout_ttl(&self, ttl: std::time::Duration) {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.layout_ttl_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// True when open inode `ino` has copies and the MDS last told us its layout longer
+    /// ago than the TTL: a copy may have been marked stale since, so a read asks first.
+    pub fn layout_needs_check(&self, ino: Ino) -> bool {
+        let ttl = std::time::Duration::from_millis(self.layout_ttl_ms.load(Ordering::Relaxed));
+        self.inodes.lock().unwrap().get(&ino).is_some_and(|st| {
+            st.layout.as_ref().is_some_and(|l| l.replicas > 1) && st.layout_seen.elapsed() > ttl
+        })
     }
 
     /// The newer of `given` and the newest layout known for `ino` (by version).
@@ -725,6 +752,39 @@ mod tests {
         let mut d = file_attr(7, 1, 4);
         files.merge(&mut d);
         assert_eq!(d.size, 1, "closed files are not merged");
+    }
+
+    #[test]
+    fn a_replicated_layout_older_than_the_ttl_is_checked_before_reading() {
+        let files = Files::default();
+        let mut a = file_attr(11, 0, 0);
+        a.layout = Some(Layout {
+            stripe_size: 4096,
+            osts: vec![0, 1],
+            replicas: 2,
+            stale: vec![],
+            version: 1,
+        });
+        files.register(&a, libc::O_RDONLY, &Creds::root()).unwrap();
+        files.set_layout_ttl(std::time::Duration::from_secs(3600));
+        assert!(!files.layout_needs_check(11), "fresh from the MDS");
+        files.set_layout_ttl(std::time::Duration::ZERO);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(files.layout_needs_check(11), "older than the TTL");
+        let mut answer = a.clone();
+        files.merge(&mut answer);
+        files.set_layout_ttl(std::time::Duration::from_secs(3600));
+        assert!(
+            !files.layout_needs_check(11),
+            "an attribute answer renews it"
+        );
+        // Unreplicated files have no copy that could turn stale.
+        let mut b = file_attr(12, 0, 0);
+        b.layout = Some(Layout::striped(4096, vec![0]));
+        files.register(&b, libc::O_RDONLY, &Creds::root()).unwrap();
+        files.set_layout_ttl(std::time::Duration::ZERO);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(!files.layout_needs_check(12));
     }
 
     #[test]

@@ -135,9 +135,11 @@ impl Client {
     }
 
     /// How long attributes may be cached (the mount's attribute TTL): answers to the
-    /// kernel's `security.capability` probe are kept that long.
+    /// kernel's `security.capability` probe are kept that long, and so is a replicated
+    /// file's layout before a read asks the MDS again.
     pub fn set_attr_ttl(&self, ttl: Duration) {
         self.capability.set_ttl(ttl);
+        self.files.set_layout_ttl(ttl);
     }
 
     /// The open-file table (handles and unreported sizes).
