@@ -462,3 +462,122 @@ fn sigkill_of_each_role_at_random_points_keeps_everything_fsynced() {
         "{out}"
     );
 }
+
+#[test]
+fn fsck_finds_orphans_overlong_objects_and_differing_copies_and_repairs_them() {
+    let c = ProcCluster::start();
+    let m = c.mgs_addr.clone();
+    replicated_dir(&m, "/rep", "2");
+    let data = random_bytes(300_000, 41);
+    let src = c.path("src.bin");
+    fs::write(&src, &data).unwrap();
+    cli_ok(&m, &["put", src.to_str().unwrap(), "/one.bin"]);
+    cli_ok(&m, &["put", src.to_str().unwrap(), "/rep/two.bin"]);
+    let fsck = cli_ok(&m, &["fsck"]);
+    assert!(fsck.contains("fsck: clean"), "{fsck}");
+
+    // An object no inode owns, an object longer than its file, a copy cut short.
+    let orphan = c.object_file(0, 0xf_ffff, 0);
+    fs::write(&orphan, b"nobody's").unwrap();
+    let one = cli_ok(&m, &["stat", "/one.bin"]);
+    let one_obj = c.object_file(
+        numbers(field(&one, "osts"))[0],
+        field(&one, "inode").parse().unwrap(),
+        0,
+    );
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&one_obj)
+        .unwrap()
+        .set_len(data.len() as u64 + 8192)
+        .unwrap();
+    let (ino, _, copy1) = placement(&m, "/rep/two.bin");
+    let short = c.object_file(copy1[0], ino, 0);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&short)
+        .unwrap()
+        .set_len(100_000)
+        .unwrap();
+
+    let found = cli(&m, &["fsck"]);
+    let out = String::from_utf8_lossy(&found.stdout).to_string();
+    assert!(!found.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("orphan object {}.0", 0xf_ffff)),
+        "{out}"
+    );
+    assert!(out.contains("its file says 300000"), "{out}");
+    assert!(
+        out.contains(&format!("inode {ino}: up-to-date copies differ")),
+        "{out}"
+    );
+
+    let repaired = cli(&m, &["fsck", "--repair"]);
+    let out = String::from_utf8_lossy(&repaired.stdout).to_string();
+    assert_eq!(out.matches("repaired:").count(), 3, "{out}");
+    assert!(!orphan.exists(), "the orphan was not deleted");
+    assert_eq!(fs::metadata(&one_obj).unwrap().len(), data.len() as u64);
+    assert!(
+        wait_until(RESYNC_WAIT, || in_sync(&m, "/rep/two.bin")),
+        "the short copy was not resynced"
+    );
+    assert!(fs::read(&short).unwrap() == data);
+    let fsck = cli_ok(&m, &["fsck"]);
+    assert!(fsck.contains("fsck: clean"), "{fsck}");
+}
+
+#[test]
+fn evacuating_a_dead_ost_restores_every_copy_elsewhere() {
+    let mut c = ProcCluster::start();
+    let m = c.mgs_addr.clone();
+    replicated_dir(&m, "/rep", "2");
+    let data = random_bytes(2 << 20, 51);
+    let src = c.path("src.bin");
+    fs::write(&src, &data).unwrap();
+    cli_ok(&m, &["put", src.to_str().unwrap(), "/rep/f.bin"]);
+    cli_ok(
+        &m,
+        &[
+            "put",
+            src.to_str().unwrap(),
+            "/lonely.bin",
+            "--stripe-count",
+            "1",
+        ],
+    );
+    let (ino, copy0, copy1) = placement(&m, "/rep/f.bin");
+    let gone = copy0[0];
+    c.kill_oss(gone as usize);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            cli_ok(&m, &["status"])
+                .lines()
+                .any(|l| l.starts_with(&format!("OST{gone:04}")) && l.contains(" down"))
+        }),
+        "OST {gone} not marked down"
+    );
+    let lonely_on_gone = {
+        let out = cli_ok(&m, &["stat", "/lonely.bin"]);
+        numbers(field(&out, "osts"))[0] == gone
+    };
+    let out = cli(&m, &["evacuate", &gone.to_string()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("1 files moved"), "{text}");
+    // An unreplicated file there cannot be saved, and the command says so.
+    assert_eq!(out.status.success(), !lonely_on_gone, "{text}");
+    let (_, new0, new1) = placement(&m, "/rep/f.bin");
+    assert!(
+        !new0.contains(&gone) && !new1.contains(&gone),
+        "still on OST {gone}"
+    );
+    assert_eq!(new1, copy1, "the surviving copy stays where it was");
+    assert!(
+        wait_until(RESYNC_WAIT, || in_sync(&m, "/rep/f.bin")),
+        "the moved copy was not filled"
+    );
+    assert!(fs::read(c.object_file(new0[0], ino, 0)).unwrap() == data);
+    let out_file = c.path("out.bin");
+    cli_ok(&m, &["get", "/rep/f.bin", out_file.to_str().unwrap()]);
+    assert!(fs::read(&out_file).unwrap() == data);
+}
