@@ -592,6 +592,16 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
             },
         ),
         ("scrub", OssOp::Scrub { object }),
+        (
+            "repair",
+            OssOp::Repair {
+                object,
+                offset: 8192,
+                crc: 0x1234_5678,
+                version: 4,
+                seen: vec![0xdead_beef],
+            },
+        ),
     ];
     ops.into_iter()
         .map(|(n, op)| {

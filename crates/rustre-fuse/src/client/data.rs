@@ -405,7 +405,7 @@ impl Client {
             stripe: s.stripe,
         };
         let copies = self.read_order(layout, s.stripe);
-        let mut damaged: Vec<(usize, u32, Vec<usize>, usize)> = Vec::new();
+        let mut damaged: Vec<(usize, u32, Vec<usize>, Bytes)> = Vec::new();
         let mut first_err: Option<Error> = None;
         for (i, &(slot, ost)) in copies.iter().enumerate() {
             let last = i + 1 == copies.len();
@@ -435,7 +435,7 @@ impl Client {
                         ?blocks,
                         "blocks failed their checksum; trying another copy"
                     );
-                    damaged.push((slot, ost, blocks, data.len()));
+                    damaged.push((slot, ost, blocks, data));
                 }
                 Err(e) => {
                     tracing::debug!(ino, stripe = s.stripe, ost, "copy read failed: {e}");
@@ -484,32 +484,34 @@ impl Client {
         check_read(resp, data, s.len)
     }
 
-    /// Rewrites, on each copy in `damaged` (slot, OST, bad blocks, answer length), the bad
+    /// Rewrites, on each copy in `damaged` (slot, OST, bad blocks, its answer), the bad
     /// blocks `good` holds. Failures are logged only: the read has its data.
     async fn repair(
         &self,
         ino: Ino,
         layout: &Layout,
         s: &ReadSpan,
-        damaged: &[(usize, u32, Vec<usize>, usize)],
+        damaged: &[(usize, u32, Vec<usize>, Bytes)],
         good: &Bytes,
     ) {
         let object = ObjectId {
             ino,
             stripe: s.stripe,
         };
-        let writes = damaged.iter().flat_map(|(slot, ost, blocks, bad_len)| {
-            repair_ranges(blocks, *bad_len, good.len())
+        let writes = damaged.iter().flat_map(|(slot, ost, blocks, bad_data)| {
+            repair_ranges(blocks, bad_data.len(), good.len())
                 .into_iter()
                 .map(move |(from, to)| {
                     let payload = good.slice(from..to);
                     let offset = s.object_offset + from as u64;
-                    let op = OssOp::Write {
+                    // Only if the copy still holds the bad bytes we saw: a write that came
+                    // in between must not be undone.
+                    let op = OssOp::Repair {
                         object,
                         offset,
-                        sync: false,
                         crc: checksum::crc32c(&payload),
                         version: layout.version,
+                        seen: checksum::block_crcs(&bad_data[from..to]),
                     };
                     async move {
                         match self.oss_call(*ost, op, payload).await {

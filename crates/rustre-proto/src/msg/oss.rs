@@ -59,6 +59,19 @@ pub enum OssOp {
         crc: u32,
         version: u64,
     },
+    /// Rewrites blocks a reader found damaged with good bytes from another copy: the payload
+    /// (whole [`CHECKSUM_BLOCK`]s from a block boundary; a shorter last block only at the
+    /// object's end) is written at `offset` only if the blocks there still hold the bytes
+    /// the reader saw, whose CRC32C are `seen` (one per block). Otherwise `Busy`, nothing
+    /// written: a repair never overwrites a write that came in between. `crc` and `version`
+    /// as for `Write`; not synced.
+    Repair {
+        object: ObjectId,
+        offset: u64,
+        crc: u32,
+        version: u64,
+        seen: Vec<u32>,
+    },
     /// Sets the object's length (creating it if absent).
     Truncate {
         object: ObjectId,

@@ -485,6 +485,37 @@ impl ObjectStore for FileStore {
         Ok(())
     }
 
+    fn repair(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+        seen: &[u32],
+    ) -> Result<(), Error> {
+        check_object(id)?;
+        check_write(offset, data.len())?;
+        let actual = crc32c(data);
+        if actual != crc {
+            return Err(Error::Corrupt(format!(
+                "repair of {} bytes at {offset}: payload CRC {actual:#010x}, sender said {crc:#010x}",
+                data.len()
+            )));
+        }
+        let changed = || Error::Busy;
+        let _guard = self.lock_object(id);
+        let files = self.handle_locked(id, false)?.ok_or_else(changed)?;
+        let mut now = vec![0u8; data.len()];
+        let got = sums::read_full_at(&files.data, &mut now, offset)
+            .map_err(|e| io_err(&self.object_path(id), e))?;
+        if got != data.len() || rustre_proto::checksum::block_crcs(&now) != seen {
+            return Err(changed());
+        }
+        self.write_locked(id, &files, offset, data)?;
+        self.raise_version(id, &files, version)
+    }
+
     fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), Error> {
         check_object(id)?;
         check_size(size)?;
@@ -834,6 +865,48 @@ mod tests {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
             .collect()
+    }
+
+    #[test]
+    fn a_repair_never_overwrites_a_write_that_came_in_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path(), 8).unwrap();
+        let obj = id(5, 0);
+        let old = vec![1u8; 8192];
+        s.write(obj, 0, &old, crc32c(&old), 1, false).unwrap();
+        // On disk, block 1 went bad; a reader saw it and fetched good bytes elsewhere.
+        let mut bad = old.clone();
+        bad[5000] ^= 0xff;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(s.object_path(obj))
+            .unwrap()
+            .write_all_at(&bad[4096..], 4096)
+            .unwrap();
+        let seen = rustre_proto::checksum::block_crcs(&bad[4096..]);
+        let good = &old[4096..];
+        // A write lands in between: the repair must not undo it.
+        let newer = vec![7u8; 4096];
+        s.write(obj, 4096, &newer, crc32c(&newer), 1, false)
+            .unwrap();
+        assert_eq!(
+            s.repair(obj, 4096, good, crc32c(good), 1, &seen),
+            Err(Error::Busy)
+        );
+        assert_eq!(
+            std::fs::read(s.object_path(obj)).unwrap()[4096..],
+            newer[..]
+        );
+        // Without one, the bad block is rewritten.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(s.object_path(obj))
+            .unwrap()
+            .write_all_at(&bad[4096..], 4096)
+            .unwrap();
+        s.repair(obj, 4096, good, crc32c(good), 1, &seen).unwrap();
+        assert_eq!(std::fs::read(s.object_path(obj)).unwrap(), old);
+        assert!(s.scrub(obj).unwrap().is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rustre_proto::frame::Service;
-use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
+use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse, CHECKSUM_BLOCK};
 use rustre_proto::rpc::server::{Handler, Payload, Reply};
 use rustre_proto::Error;
 use tokio::sync::Semaphore;
@@ -38,7 +38,7 @@ type OpResult = Result<(OssResponse, Payload), Error>;
 fn changes_data(op: &OssOp) -> bool {
     matches!(
         op,
-        OssOp::Write { .. } | OssOp::Truncate { .. } | OssOp::Delete { .. }
+        OssOp::Write { .. } | OssOp::Repair { .. } | OssOp::Truncate { .. } | OssOp::Delete { .. }
     )
 }
 
@@ -87,11 +87,12 @@ impl Oss {
     }
 
     async fn handle_op(&self, store: &Arc<dyn ObjectStore>, op: OssOp, payload: Bytes) -> OpResult {
-        if !payload.is_empty() && !matches!(op, OssOp::Write { .. }) {
+        if !payload.is_empty() && !matches!(op, OssOp::Write { .. } | OssOp::Repair { .. }) {
             return Err(Error::Invalid("only writes carry a payload".into()));
         }
         if let OssOp::Read { object, .. }
         | OssOp::Write { object, .. }
+        | OssOp::Repair { object, .. }
         | OssOp::Truncate { object, .. }
         | OssOp::Sync { object }
         | OssOp::Delete { object }
@@ -117,6 +118,26 @@ impl Oss {
                 check_write(offset, payload.len())?;
                 self.blocking(store, move |s| {
                     s.write(object, offset, &payload, crc, version, sync)
+                })
+                .await?;
+                done
+            }
+            OssOp::Repair {
+                object,
+                offset,
+                crc,
+                version,
+                seen,
+            } => {
+                check_write(offset, payload.len())?;
+                let blocks = payload.len().div_ceil(CHECKSUM_BLOCK as usize);
+                if !offset.is_multiple_of(u64::from(CHECKSUM_BLOCK)) || seen.len() != blocks {
+                    return Err(Error::Invalid(
+                        "a repair covers whole blocks from a block boundary, one CRC each".into(),
+                    ));
+                }
+                self.blocking(store, move |s| {
+                    s.repair(object, offset, &payload, crc, version, &seen)
                 })
                 .await?;
                 done

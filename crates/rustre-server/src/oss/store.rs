@@ -111,6 +111,20 @@ pub trait ObjectStore: Send + Sync + 'static {
         sync: bool,
     ) -> Result<(), Error>;
 
+    /// Writes `data` (whole blocks from a block boundary, a short last block only at the
+    /// object's end) at `offset` only if the blocks there now hold bytes whose CRC32C are
+    /// `seen`, one per block; otherwise [`Error::Busy`] and nothing is written. `crc` and
+    /// `version` as for [`Self::write`]. Not synced.
+    fn repair(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+        seen: &[u32],
+    ) -> Result<(), Error>;
+
     /// Sets the object's length, creating it if absent, and raises its version to `version`.
     /// Not durable until [`Self::sync`].
     fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), Error>;
