@@ -10,7 +10,7 @@ use rustre_fuse::Client;
 use rustre_proto::msg::mds::{MdsOp, MdsResponse};
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::oss::{
-    ObjectId, ObjectInfo, OssOp, OssRequest, OssResponse, LIST_MAX_OBJECTS,
+    ObjectId, ObjectInfo, OssOp, OssRequest, OssResponse, CHECKSUMS_MAX_BLOCKS, LIST_MAX_OBJECTS,
 };
 use rustre_proto::msg::{Attr, Creds, FileKind, Ino, ROOT_INO};
 use rustre_proto::Error;
@@ -129,6 +129,13 @@ enum Finding {
         ino: Ino,
         stripe: u32,
     },
+    Differs {
+        ino: Ino,
+        stripe: u32,
+        block: u64,
+        slots: Vec<u32>,
+        version: u64,
+    },
 }
 
 impl std::fmt::Display for Finding {
@@ -153,6 +160,17 @@ impl std::fmt::Display for Finding {
             Finding::Diverged { ino, slots, .. } => write!(
                 f,
                 "inode {ino}: up-to-date copies differ; shorter copies in slots {slots:?}"
+            ),
+            Finding::Differs {
+                ino,
+                stripe,
+                block,
+                slots,
+                ..
+            } => write!(
+                f,
+                "inode {ino}: stripe {stripe}: copies in slots {slots:?} differ from the first \
+                 up-to-date copy from block {block} on"
             ),
             Finding::Missing { ino, stripe } => write!(
                 f,
@@ -193,12 +211,14 @@ pub async fn fsck(g: &Global, repair: bool) -> Result<(), String> {
             let want = object_size(l, stripe, a.size);
             let id = ObjectId { ino: a.ino, stripe };
             let mut sizes = Vec::new();
+            let mut overlong = false;
             for (slot, ost) in l.live_copies(stripe) {
                 let Some(list) = objects.get(&ost) else {
                     continue;
                 };
                 let size = list.get(&id).map_or(0, |o| o.size);
                 if size > want {
+                    overlong = true;
                     findings.push(Finding::TooLong {
                         ost,
                         id,
@@ -211,12 +231,33 @@ pub async fn fsck(g: &Global, repair: bool) -> Result<(), String> {
             }
             let best = sizes.iter().map(|s| s.1).max().unwrap_or(0);
             let short: Vec<u32> = sizes.iter().filter(|s| s.1 < best).map(|s| s.0).collect();
-            if !short.is_empty() {
+            let diverged = !short.is_empty();
+            if diverged {
                 findings.push(Finding::Diverged {
                     ino: a.ino,
                     slots: short,
                     version: l.version,
                 });
+            }
+            // Same lengths (none too long either): compare the stored checksums.
+            if !diverged && !overlong && sizes.len() > 1 && best > 0 {
+                let copies: Vec<(u32, u32)> = l
+                    .live_copies(stripe)
+                    .into_iter()
+                    .filter(|(_, ost)| objects.contains_key(ost))
+                    .map(|(slot, ost)| (slot as u32, ost))
+                    .collect();
+                match differing_copies(&c, id, &copies).await {
+                    Ok(Some((block, slots))) => findings.push(Finding::Differs {
+                        ino: a.ino,
+                        stripe,
+                        block,
+                        slots,
+                        version: l.version,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => println!("inode {}: stripe {stripe}: not compared: {e}", a.ino),
+                }
             }
             if last_stripe == Some(stripe) && !sizes.is_empty() && best < want {
                 findings.push(Finding::Missing { ino: a.ino, stripe });
@@ -260,8 +301,63 @@ pub async fn fsck(g: &Global, repair: bool) -> Result<(), String> {
     }
 }
 
+/// The stored checksums of `copies` (slot, OST) of object `id`, compared page by page with
+/// the first copy's: the first differing block and the slots that differ there, if any.
+async fn differing_copies(
+    c: &Client,
+    id: ObjectId,
+    copies: &[(u32, u32)],
+) -> Result<Option<(u64, Vec<u32>)>, Error> {
+    let mut first = 0u64;
+    loop {
+        let mut pages = Vec::with_capacity(copies.len());
+        for (_, ost) in copies {
+            let op = OssOp::Checksums {
+                object: id,
+                first,
+                count: CHECKSUMS_MAX_BLOCKS,
+            };
+            match oss_call(c, *ost, op).await? {
+                OssResponse::Checksums { crcs, .. } => pages.push(crcs),
+                r => return Err(Error::Protocol(format!("unexpected answer {r:?}"))),
+            }
+        }
+        let base = &pages[0];
+        let mut at: Option<u64> = None;
+        let mut slots = Vec::new();
+        for (i, page) in pages.iter().enumerate().skip(1) {
+            if let Some(pos) = (0..base.len().max(page.len())).find(|&b| base.get(b) != page.get(b))
+            {
+                at = Some(at.map_or(pos as u64, |a| a.min(pos as u64)));
+                slots.push(copies[i].0);
+            }
+        }
+        if let Some(pos) = at {
+            return Ok(Some((first + pos, slots)));
+        }
+        if base.len() < CHECKSUMS_MAX_BLOCKS as usize {
+            return Ok(None);
+        }
+        first += base.len() as u64;
+    }
+}
+
 async fn repair_one(c: &Client, f: &Finding) -> Result<String, Error> {
     match f {
+        Finding::Differs {
+            ino,
+            slots,
+            version,
+            ..
+        } => {
+            let op = MdsOp::MarkStale {
+                ino: *ino,
+                slots: slots.clone(),
+                version: *version,
+            };
+            c.mds(&Creds::root(), op).await?;
+            Ok("marked the differing copies stale; resync copies the first one over them".into())
+        }
         Finding::Orphan { ost, id } => {
             oss_call(c, *ost, OssOp::Delete { object: *id }).await?;
             Ok("deleted".into())

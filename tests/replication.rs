@@ -473,6 +473,10 @@ fn fsck_finds_orphans_overlong_objects_and_differing_copies_and_repairs_them() {
     fs::write(&src, &data).unwrap();
     cli_ok(&m, &["put", src.to_str().unwrap(), "/one.bin"]);
     cli_ok(&m, &["put", src.to_str().unwrap(), "/rep/two.bin"]);
+    let other = c.path("other.bin");
+    fs::write(&other, random_bytes(data.len(), 42)).unwrap();
+    cli_ok(&m, &["put", src.to_str().unwrap(), "/rep/three.bin"]);
+    cli_ok(&m, &["put", other.to_str().unwrap(), "/rep/four.bin"]);
     let fsck = cli_ok(&m, &["fsck"]);
     assert!(fsck.contains("fsck: clean"), "{fsck}");
 
@@ -500,6 +504,15 @@ fn fsck_finds_orphans_overlong_objects_and_differing_copies_and_repairs_them() {
         .set_len(100_000)
         .unwrap();
 
+    // A copy of equal length holding other (checksum-valid) bytes: four's copy over three's.
+    let (ino3, _, three1) = placement(&m, "/rep/three.bin");
+    let (ino4, four0, _) = placement(&m, "/rep/four.bin");
+    let swapped = c.object_file(three1[0], ino3, 0);
+    let from = c.object_file(four0[0], ino4, 0);
+    let sum = |p: &Path| PathBuf::from(format!("{}.sum", p.display()));
+    fs::write(&swapped, fs::read(&from).unwrap()).unwrap();
+    fs::write(sum(&swapped), fs::read(sum(&from)).unwrap()).unwrap();
+
     let found = cli(&m, &["fsck"]);
     let out = String::from_utf8_lossy(&found.stdout).to_string();
     assert!(!found.status.success(), "{out}");
@@ -512,10 +525,12 @@ fn fsck_finds_orphans_overlong_objects_and_differing_copies_and_repairs_them() {
         out.contains(&format!("inode {ino}: up-to-date copies differ")),
         "{out}"
     );
+    let differs = format!("inode {ino3}: stripe 0: copies in slots [1] differ");
+    assert!(out.contains(&differs), "{out}");
 
     let repaired = cli(&m, &["fsck", "--repair"]);
     let out = String::from_utf8_lossy(&repaired.stdout).to_string();
-    assert_eq!(out.matches("repaired:").count(), 3, "{out}");
+    assert_eq!(out.matches("repaired:").count(), 4, "{out}");
     assert!(!orphan.exists(), "the orphan was not deleted");
     assert_eq!(fs::metadata(&one_obj).unwrap().len(), data.len() as u64);
     assert!(
@@ -523,6 +538,11 @@ fn fsck_finds_orphans_overlong_objects_and_differing_copies_and_repairs_them() {
         "the short copy was not resynced"
     );
     assert!(fs::read(&short).unwrap() == data);
+    assert!(
+        wait_until(RESYNC_WAIT, || in_sync(&m, "/rep/three.bin")),
+        "the differing copy was not resynced"
+    );
+    assert!(fs::read(&swapped).unwrap() == data);
     let fsck = cli_ok(&m, &["fsck"]);
     assert!(fsck.contains("fsck: clean"), "{fsck}");
 }

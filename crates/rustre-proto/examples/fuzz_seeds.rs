@@ -593,6 +593,14 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
         ),
         ("scrub", OssOp::Scrub { object }),
         (
+            "checksums",
+            OssOp::Checksums {
+                object,
+                first: 1,
+                count: 16,
+            },
+        ),
+        (
             "repair",
             OssOp::Repair {
                 object,
@@ -616,7 +624,7 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
 }
 
 fn oss_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<OssResponse, Error>); 9] = [
+    let resps: [(&str, Result<OssResponse, Error>); 10] = [
         (
             "data",
             Ok(OssResponse::Data {

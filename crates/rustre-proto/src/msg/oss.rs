@@ -17,6 +17,8 @@ pub struct ObjectId {
 pub const CHECKSUM_BLOCK: u32 = 4096;
 /// Most objects one `List` answer carries.
 pub const LIST_MAX_OBJECTS: u32 = 4096;
+/// Most block checksums one `Checksums` answer carries (256 MiB of object).
+pub const CHECKSUMS_MAX_BLOCKS: u32 = 65536;
 
 /// One call to an OSS: which OST, under which cluster-map epoch, and what.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +93,14 @@ pub enum OssOp {
     List { after: Option<ObjectId>, limit: u32 },
     /// Reads the whole object and checks every block against its stored checksum.
     Scrub { object: ObjectId },
+    /// The stored CRC32C of blocks `first..first + count` of the object (capped at
+    /// [`CHECKSUMS_MAX_BLOCKS`] and at its end), without reading its data: what `rustre fsck`
+    /// compares copies with. A hole's block answers the CRC of zeros.
+    Checksums {
+        object: ObjectId,
+        first: u64,
+        count: u32,
+    },
 }
 
 /// Answers of an OSS.
@@ -111,6 +121,11 @@ pub enum OssResponse {
     Objects {
         objects: Vec<ObjectInfo>,
         done: bool,
+    },
+    /// Result of `Checksums`: the object's length (0 when absent) and the CRCs asked for.
+    Checksums {
+        size: u64,
+        crcs: Vec<u32>,
     },
     /// Result of `Scrub`: indices of the blocks whose data does not match their checksum
     /// (empty when the object is sound or absent).

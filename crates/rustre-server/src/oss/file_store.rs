@@ -516,6 +516,30 @@ impl ObjectStore for FileStore {
         self.raise_version(id, &files, version)
     }
 
+    fn checksums(&self, id: ObjectId, first: u64, count: usize) -> Result<(u64, Vec<u32>), Error> {
+        check_object(id)?;
+        let _guard = self.lock_object(id);
+        let Some(files) = self.handle_locked(id, false)? else {
+            return Ok((0, Vec::new()));
+        };
+        let size = files
+            .data
+            .metadata()
+            .map_err(|e| io_err(&self.object_path(id), e))?
+            .len();
+        let blocks = sums::blocks(size);
+        let n = blocks.saturating_sub(first).min(count as u64) as usize;
+        let mut crcs = sums::read_entries(&files.sums, first, n)
+            .map_err(|e| io_err(&self.sums_path(id), e))?;
+        for (i, crc) in crcs.iter_mut().enumerate() {
+            if *crc == 0 {
+                let start = (first + i as u64) * BLOCK;
+                *crc = sums::zero_crc((size - start).min(BLOCK) as usize);
+            }
+        }
+        Ok((size, crcs))
+    }
+
     fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), Error> {
         check_object(id)?;
         check_size(size)?;
@@ -865,6 +889,24 @@ mod tests {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
             .collect()
+    }
+
+    #[test]
+    fn stored_checksums_equal_the_crcs_of_the_bytes_holes_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path(), 8).unwrap();
+        let obj = id(6, 1);
+        assert_eq!(s.checksums(obj, 0, 10).unwrap(), (0, vec![]));
+        let data = vec![9u8; 5000];
+        // A hole of two blocks, then 5000 bytes (one full block and a short tail).
+        s.write(obj, 8192, &data, crc32c(&data), 1, false).unwrap();
+        let mut whole = vec![0u8; 8192];
+        whole.extend_from_slice(&data);
+        let (size, crcs) = s.checksums(obj, 0, 100).unwrap();
+        assert_eq!(size, whole.len() as u64);
+        assert_eq!(crcs, rustre_proto::checksum::block_crcs(&whole));
+        assert_eq!(s.checksums(obj, 3, 1).unwrap().1, crcs[3..4].to_vec());
+        assert!(s.checksums(obj, 9, 1).unwrap().1.is_empty());
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rustre_proto::frame::Service;
-use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse, CHECKSUM_BLOCK};
+use rustre_proto::msg::oss::{
+    ObjectId, OssOp, OssRequest, OssResponse, CHECKSUMS_MAX_BLOCKS, CHECKSUM_BLOCK,
+};
 use rustre_proto::rpc::server::{Handler, Payload, Reply};
 use rustre_proto::Error;
 use tokio::sync::Semaphore;
@@ -97,7 +99,8 @@ impl Oss {
         | OssOp::Sync { object }
         | OssOp::Delete { object }
         | OssOp::Size { object }
-        | OssOp::Scrub { object } = &op
+        | OssOp::Scrub { object }
+        | OssOp::Checksums { object, .. } = &op
         {
             check_object(*object)?;
         }
@@ -176,6 +179,17 @@ impl Oss {
                     done: page.done,
                 };
                 Ok((resp, Payload::None))
+            }
+            OssOp::Checksums {
+                object,
+                first,
+                count,
+            } => {
+                let count = count.min(CHECKSUMS_MAX_BLOCKS) as usize;
+                let (size, crcs) = self
+                    .blocking(store, move |s| s.checksums(object, first, count))
+                    .await?;
+                Ok((OssResponse::Checksums { size, crcs }, Payload::None))
             }
             OssOp::Scrub { object } => {
                 let bad_blocks = self.blocking(store, move |s| s.scrub(object)).await?;

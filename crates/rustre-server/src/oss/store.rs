@@ -125,6 +125,10 @@ pub trait ObjectStore: Send + Sync + 'static {
         seen: &[u32],
     ) -> Result<(), Error>;
 
+    /// The object's length (0 when absent) and the stored CRC of `count` blocks from
+    /// `first` (fewer at its end; a hole's block answers the CRC of zeros).
+    fn checksums(&self, id: ObjectId, first: u64, count: usize) -> Result<(u64, Vec<u32>), Error>;
+
     /// Sets the object's length, creating it if absent, and raises its version to `version`.
     /// Not durable until [`Self::sync`].
     fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), Error>;
