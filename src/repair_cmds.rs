@@ -349,6 +349,11 @@ async fn repair_one(c: &Client, f: &Finding) -> Result<String, Error> {
             slots,
             version,
             ..
+        }
+        | Finding::Diverged {
+            ino,
+            slots,
+            version,
         } => {
             let op = MdsOp::MarkStale {
                 ino: *ino,
@@ -356,7 +361,9 @@ async fn repair_one(c: &Client, f: &Finding) -> Result<String, Error> {
                 version: *version,
             };
             c.mds(&Creds::root(), op).await?;
-            Ok("marked the differing copies stale; resync copies the first one over them".into())
+            Ok(format!(
+                "slots {slots:?} marked stale; resync copies the first up-to-date copy over them"
+            ))
         }
         Finding::Orphan { ost, id } => {
             oss_call(c, *ost, OssOp::Delete { object: *id }).await?;
@@ -377,19 +384,6 @@ async fn repair_one(c: &Client, f: &Finding) -> Result<String, Error> {
             oss_call(c, *ost, op).await?;
             oss_call(c, *ost, OssOp::Sync { object: *id }).await?;
             Ok(format!("truncated to {want}"))
-        }
-        Finding::Diverged {
-            ino,
-            slots,
-            version,
-        } => {
-            let op = MdsOp::MarkStale {
-                ino: *ino,
-                slots: slots.clone(),
-                version: *version,
-            };
-            c.mds(&Creds::root(), op).await?;
-            Ok("marked stale; resync copies them".into())
         }
         Finding::Missing { .. } => Err(Error::Io("no copy holds the data".into())),
     }

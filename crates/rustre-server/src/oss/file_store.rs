@@ -111,6 +111,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Checks a payload that arrived for `offset` against the CRC32C its sender computed.
+fn check_payload(data: &[u8], offset: u64, crc: u32) -> Result<(), Error> {
+    let actual = crc32c(data);
+    if actual != crc {
+        return Err(Error::Corrupt(format!(
+            "{} bytes for offset {offset}: payload CRC {actual:#010x}, sender said {crc:#010x}",
+            data.len()
+        )));
+    }
+    Ok(())
+}
+
 /// An I/O error as the client should see it: no space and too big keep their errno, the rest
 /// names the path for the operator.
 fn io_err(path: &Path, e: std::io::Error) -> Error {
@@ -455,13 +467,7 @@ impl ObjectStore for FileStore {
     ) -> Result<(), Error> {
         check_object(id)?;
         check_write(offset, data.len())?;
-        let actual = crc32c(data);
-        if actual != crc {
-            return Err(Error::Corrupt(format!(
-                "write of {} bytes at {offset}: payload CRC {actual:#010x}, sender said {crc:#010x}",
-                data.len()
-            )));
-        }
+        check_payload(data, offset, crc)?;
         let files = {
             let _guard = self.lock_object(id);
             let files = self
@@ -496,13 +502,7 @@ impl ObjectStore for FileStore {
     ) -> Result<(), Error> {
         check_object(id)?;
         check_write(offset, data.len())?;
-        let actual = crc32c(data);
-        if actual != crc {
-            return Err(Error::Corrupt(format!(
-                "repair of {} bytes at {offset}: payload CRC {actual:#010x}, sender said {crc:#010x}",
-                data.len()
-            )));
-        }
+        check_payload(data, offset, crc)?;
         let changed = || Error::Busy;
         let _guard = self.lock_object(id);
         let files = self.handle_locked(id, false)?.ok_or_else(changed)?;
