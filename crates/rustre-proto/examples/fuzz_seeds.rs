@@ -661,6 +661,13 @@ fn oss_responses() -> Vec<(String, Vec<u8>)> {
         ("absent", Ok(OssResponse::Size(None))),
         ("capacity", Ok(OssResponse::Capacity(cap()))),
         ("done", Ok(OssResponse::Done)),
+        (
+            "checksums",
+            Ok(OssResponse::Checksums {
+                size: 8192,
+                crcs: vec![1, 2],
+            }),
+        ),
         ("error", Err(Error::Unavailable("OST down".into()))),
     ];
     resps.iter().map(|(n, r)| (n.to_string(), enc(r))).collect()
