@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of rustre: formatting, clippy (also with the FoundationDB
 # backend, type-checked only since libfdb_c cannot be linked here), unit tests, KV
-# conformance, multi-process cluster tests, the FUSE end-to-end tests and a short fuzzing run.
+# conformance, multi-process cluster tests, the FUSE end-to-end tests, the deterministic
+# simulation and a short fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -14,6 +15,11 @@ cargo clippy --workspace --features fdb --all-targets -- -D warnings
 cargo test --workspace -- --test-threads=2
 # The long runs: fsx for 100,000 operations on a mount with the page cache and write-back on.
 cargo test --test mount -- --ignored
+# Deterministic simulation (docs/simulation.md): its own workspace, so the test-only bug
+# and turmoil never reach the builds above; SIM_SEEDS seeds (default 24), replay, the
+# injected bug caught.
+(cd sim && cargo fmt -- --check && cargo clippy --all-targets -- -D warnings &&
+    cargo test --release)
 # Fuzzing: every wire decoder and the frame reader, 10 s per target, one per CPU at a time
 # (docs/fuzzing.md; 3 to 5 minutes with the build on 2 cores).
 FUZZ_SECONDS=${FUZZ_SECONDS:-10} ./scripts/fuzz.sh

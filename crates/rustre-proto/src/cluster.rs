@@ -13,7 +13,9 @@ use crate::auth::ClusterKey;
 use crate::error::Error;
 use crate::frame::Service;
 use crate::msg::mgs::NodeState;
-use crate::msg::mgs::{ClusterMap, MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS};
+use crate::msg::mgs::{
+    ClusterMap, MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS, MGS_CALL_TIMEOUT,
+};
 use crate::rpc::client::Peer;
 
 /// Connections kept to each OSS.
@@ -150,7 +152,11 @@ impl Cluster {
 
 /// One `GetMap` call.
 pub async fn fetch_map(mgs: &Peer) -> Result<ClusterMap, Error> {
-    match mgs.call(&MgsRequest::GetMap, Bytes::new()).await?.0 {
+    match mgs
+        .call_within(&MgsRequest::GetMap, Bytes::new(), MGS_CALL_TIMEOUT)
+        .await?
+        .0
+    {
         MgsResponse::Map(m) => Ok(m),
         other => Err(Error::Protocol(format!("GetMap answered {other:?}"))),
     }

@@ -10,6 +10,7 @@
 //! - [`msg`]: one request enum per service (MGS, MDS, OSS) and the shared types.
 //! - [`cluster`]: the cluster map followed from the MGS and pooled connections to servers.
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
+//! - [`net`]: the transport under it (TCP, or a simulated network) and where blocking work runs.
 
 pub mod auth;
 pub mod checksum;
@@ -18,6 +19,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod msg;
+pub mod net;
 pub mod rpc;
 
 pub use error::{Error, Result};

@@ -11,7 +11,8 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use lru::LruCache;
 use rustre_proto::msg::Ino;

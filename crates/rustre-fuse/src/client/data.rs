@@ -309,6 +309,10 @@ impl Client {
         if failed.is_empty() {
             return Ok(());
         }
+        #[cfg(feature = "sim-bug")]
+        if super::injected_bug::skip_mark_stale() {
+            return Ok(());
+        }
         let newest = self.files.newest_layout(ino, layout);
         if newest.version > layout.version && failed.iter().all(|s| newest.is_stale(*s as usize)) {
             return Ok(());

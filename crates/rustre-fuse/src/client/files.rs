@@ -104,13 +104,13 @@ struct InodeState {
     /// The newest layout seen (highest version).
     layout: Option<Layout>,
     /// When the MDS last told us the layout (any attribute answer with one).
-    layout_seen: std::time::Instant,
+    layout_seen: tokio::time::Instant,
 }
 
 impl InodeState {
     fn new(attr: &Attr) -> InodeState {
         InodeState {
-            layout_seen: std::time::Instant::now(),
+            layout_seen: tokio::time::Instant::now(),
             layout: attr.layout.clone(),
             size: attr.size,
             mtime: attr.mtime,
@@ -192,7 +192,7 @@ impl Files {
         };
         if let Some(l) = &attr.layout {
             learn_layout(&mut st.layout, l);
-            st.layout_seen = std::time::Instant::now();
+            st.layout_seen = tokio::time::Instant::now();
         }
         if attr.truncate_version > st.truncate_version {
             // A truncate happened since this state was taken: what it knew is void.
@@ -250,7 +250,7 @@ impl Files {
             st.opens += 1;
             if let Some(l) = &attr.layout {
                 learn_layout(&mut st.layout, l);
-                st.layout_seen = std::time::Instant::now();
+                st.layout_seen = tokio::time::Instant::now();
             }
         }
         let stamp = (attr.size, attr.mtime);
@@ -473,7 +473,7 @@ impl Client {
         flags: i32,
     ) -> Result<Opened, Error> {
         let exclusive = flags & libc::O_EXCL != 0;
-        let asked = std::time::Instant::now();
+        let asked = tokio::time::Instant::now();
         let attr = self
             .create(creds, parent, name, perm, exclusive, Some(flags), None)
             .await?;

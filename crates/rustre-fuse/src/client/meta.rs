@@ -1,7 +1,8 @@
 //! Typed metadata calls. Each maps one MDS operation to its answer's type.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use rustre_proto::msg::mds::{

@@ -18,6 +18,8 @@ pub mod capability;
 pub mod data;
 pub mod dirs;
 pub mod files;
+#[cfg(feature = "sim-bug")]
+pub mod injected_bug;
 pub mod meta;
 pub mod path;
 pub mod stripe;
@@ -52,7 +54,7 @@ pub struct Client {
     seq: AtomicU64,
     rr: AtomicU64,
     /// MDS addresses that failed a call recently, and until when to pass them over.
-    mds_cooldown: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    mds_cooldown: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
     name: String,
     files: files::Files,
     dirs: dirs::Dirs,

@@ -8,6 +8,10 @@ use super::Capacity;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 1000;
 /// A node that has not beaten for this long is marked down (two missed beats).
 pub const NODE_DOWN_AFTER_MS: u64 = 2500;
+/// How long a heartbeat, registration or map fetch waits for the MGS's answer; shorter than
+/// the down-marking delay, so a dead connection is replaced before the node counts as down.
+pub const MGS_CALL_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_millis(2 * HEARTBEAT_INTERVAL_MS);
 
 /// Whether a node is serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

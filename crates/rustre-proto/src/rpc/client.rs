@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::AbortHandle;
 
 use super::{
     read_handshake_frame, ClientProof, Hello, ServerProof, CONNECT_TIMEOUT, MAX_INFLIGHT_PER_CONN,
@@ -20,6 +20,7 @@ use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
 use crate::error::Error;
 use crate::frame::{read_frame, Frame, FrameKind, Header, Service};
+use crate::net::{self, ReadHalf, WriteHalf};
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
 
@@ -37,6 +38,14 @@ pub struct Connection {
     next_id: AtomicU64,
     inflight: Semaphore,
     closed: Arc<AtomicBool>,
+    /// The task reading answers; stopped with the connection (a hung peer never ends it).
+    reader: AbortHandle,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Connection {
@@ -63,7 +72,7 @@ impl Connection {
         tokio::spawn(writer_task(wr, rx, closed.clone()));
         let (p, c) = (pending.clone(), closed.clone());
         let peer = addr.to_string();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             loop {
                 match read_frame(&mut rd).await {
                     Ok(Some(frame)) if frame.header.kind == FrameKind::Response => {
@@ -94,6 +103,7 @@ impl Connection {
             next_id: AtomicU64::new(1),
             inflight: Semaphore::new(MAX_INFLIGHT_PER_CONN),
             closed,
+            reader: reader.abort_handle(),
         }))
     }
 
@@ -102,11 +112,26 @@ impl Connection {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Sends `req` with a raw `payload` and waits for the typed answer and its payload.
+    /// Sends `req` with a raw `payload` and waits for the typed answer and its payload, at
+    /// most [`RPC_TIMEOUT`].
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         req: &Req,
         payload: Bytes,
+    ) -> Result<(Resp, Bytes), Error> {
+        self.call_within(req, payload, RPC_TIMEOUT).await
+    }
+
+    /// [`Connection::call`] waiting at most `limit` for the answer. A call that times out
+    /// retires the connection (calls in flight on it go on; new ones get a new connection):
+    /// an answer that never came may mean the stream is dead without either end having
+    /// seen it close (a peer that vanished, a connection dropped by the network), and every
+    /// later call on it would wait as long.
+    pub async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        req: &Req,
+        payload: Bytes,
+        limit: Duration,
     ) -> Result<(Resp, Bytes), Error> {
         let _permit = self
             .inflight
@@ -135,10 +160,13 @@ impl Connection {
             pending: &self.pending,
             id,
         };
-        let frame = match tokio::time::timeout(RPC_TIMEOUT, wrx).await {
+        let frame = match tokio::time::timeout(limit, wrx).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(_)) => return Err(Error::Unavailable("connection lost during call".into())),
-            Err(_) => return Err(Error::TimedOut),
+            Err(_) => {
+                self.closed.store(true, Ordering::SeqCst);
+                return Err(Error::TimedOut);
+            }
         };
         let result: Result<Resp, Error> = codec::decode(&frame.body)?;
         Ok((result?, frame.payload))
@@ -153,11 +181,10 @@ async fn handshake(
     cluster: &str,
     client: &str,
     key: &ClusterKey,
-) -> Result<(OwnedReadHalf, BufWriter<OwnedWriteHalf>), Error> {
-    let stream = TcpStream::connect(addr)
+) -> Result<(ReadHalf, BufWriter<WriteHalf>), Error> {
+    let stream = net::connect(addr)
         .await
         .map_err(|e| Error::Unavailable(format!("connect to {addr}: {e}")))?;
-    stream.set_nodelay(true)?;
     let (mut rd, wr) = stream.into_split();
     let mut wr = BufWriter::with_capacity(64 << 10, wr);
     let client_nonce = auth::nonce()?;
@@ -202,7 +229,7 @@ async fn handshake(
 
 /// Writes one handshake frame (no payload) and flushes it.
 async fn send_handshake_frame(
-    wr: &mut BufWriter<OwnedWriteHalf>,
+    wr: &mut BufWriter<WriteHalf>,
     kind: FrameKind,
     service: Service,
     body: &[u8],
@@ -236,7 +263,7 @@ fn header(kind: FrameKind, service: Service, id: u64, body: &[u8], payload: usiz
 }
 
 async fn write_frame(
-    wr: &mut BufWriter<OwnedWriteHalf>,
+    wr: &mut BufWriter<WriteHalf>,
     h: &Header,
     body: &[u8],
     payload: &[u8],
@@ -247,7 +274,7 @@ async fn write_frame(
 }
 
 async fn writer_task(
-    mut wr: BufWriter<OwnedWriteHalf>,
+    mut wr: BufWriter<WriteHalf>,
     mut rx: mpsc::Receiver<Outgoing>,
     closed: Arc<AtomicBool>,
 ) {
@@ -342,5 +369,19 @@ impl Peer {
         payload: Bytes,
     ) -> Result<(Resp, Bytes), Error> {
         self.connection().await?.call(req, payload).await
+    }
+
+    /// [`Peer::call`] waiting at most `limit` for the answer (see
+    /// [`Connection::call_within`]; connecting is bounded by [`CONNECT_TIMEOUT`]).
+    pub async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        req: &Req,
+        payload: Bytes,
+        limit: Duration,
+    ) -> Result<(Resp, Bytes), Error> {
+        self.connection()
+            .await?
+            .call_within(req, payload, limit)
+            .await
     }
 }

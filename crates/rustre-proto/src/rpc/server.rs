@@ -14,8 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncWriteExt, BufWriter, Interest};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::{
@@ -25,6 +24,7 @@ use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
 use crate::error::Error;
 use crate::frame::{read_header, read_rest, FrameKind, Header, Service};
+use crate::net::{Listener, ReadHalf, Stream, WriteHalf};
 
 /// Most client connections one server accepts at once.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -95,12 +95,13 @@ struct Outgoing {
 /// Serves `handler` on `listener` until `shutdown` turns true, to peers of cluster `cluster`
 /// that prove they hold `key`.
 pub async fn serve<H: Handler>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     handler: Arc<H>,
     cluster: String,
     key: ClusterKey,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let listener = listener.into();
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let cluster = Arc::new(cluster);
     loop {
@@ -140,13 +141,12 @@ pub async fn serve<H: Handler>(
 }
 
 async fn connection<H: Handler>(
-    stream: TcpStream,
+    stream: Stream,
     handler: Arc<H>,
     cluster: &str,
     key: &ClusterKey,
     peer: std::net::SocketAddr,
 ) -> Result<(), Error> {
-    stream.set_nodelay(true)?;
     let (mut rd, wr) = stream.into_split();
     let mut wr = BufWriter::with_capacity(64 << 10, wr);
 
@@ -230,8 +230,8 @@ async fn connection<H: Handler>(
 /// The server side of the handshake: checks `Hello`, answers with our proof, checks the
 /// client's proof. Returns the client's name once it proved it holds the secret.
 async fn handshake<H: Handler>(
-    rd: &mut OwnedReadHalf,
-    wr: &mut BufWriter<OwnedWriteHalf>,
+    rd: &mut ReadHalf,
+    wr: &mut BufWriter<WriteHalf>,
     cluster: &str,
     key: &ClusterKey,
 ) -> Result<String, Error> {
@@ -349,7 +349,7 @@ fn outgoing<H: Handler>(id: u64, reply: Reply<H::Response>) -> Outgoing {
     }
 }
 
-async fn writer_task(mut wr: BufWriter<OwnedWriteHalf>, mut rx: mpsc::Receiver<Outgoing>) {
+async fn writer_task(mut wr: BufWriter<WriteHalf>, mut rx: mpsc::Receiver<Outgoing>) {
     while let Some(out) = rx.recv().await {
         let mut res = write_one(&mut wr, out).await;
         while res.is_ok() {
@@ -369,7 +369,7 @@ async fn writer_task(mut wr: BufWriter<OwnedWriteHalf>, mut rx: mpsc::Receiver<O
     let _ = wr.flush().await;
 }
 
-async fn write_one(wr: &mut BufWriter<OwnedWriteHalf>, out: Outgoing) -> std::io::Result<()> {
+async fn write_one(wr: &mut BufWriter<WriteHalf>, out: Outgoing) -> std::io::Result<()> {
     wr.write_all(&out.header.encode()).await?;
     wr.write_all(&out.body).await?;
     match out.payload {
@@ -377,7 +377,10 @@ async fn write_one(wr: &mut BufWriter<OwnedWriteHalf>, out: Outgoing) -> std::io
         Payload::Bytes(b) => wr.write_all(&b).await,
         Payload::File { file, offset, len } => {
             wr.flush().await?;
-            send_file(wr.get_ref(), &file, offset, len as usize).await
+            match wr.get_ref().tcp() {
+                Some(stream) => send_file(stream, &file, offset, len as usize).await,
+                None => copy_file(wr, &file, offset, len as usize).await,
+            }
         }
     }
 }
@@ -385,12 +388,11 @@ async fn write_one(wr: &mut BufWriter<OwnedWriteHalf>, out: Outgoing) -> std::io
 /// Sends `len` bytes of `file` at `offset` with sendfile(2). If the file ends early (it was
 /// truncated meanwhile) the rest is sent as zeros, so the frame stays whole.
 async fn send_file(
-    wr: &OwnedWriteHalf,
+    stream: &TcpStream,
     file: &std::fs::File,
     offset: u64,
     len: usize,
 ) -> std::io::Result<()> {
-    let stream: &TcpStream = wr.as_ref();
     let mut off = offset as libc::off_t;
     let mut left = len;
     while left > 0 {
@@ -424,4 +426,25 @@ async fn send_file(
         }
     }
     Ok(())
+}
+
+/// What [`send_file`] does on a stream that is not a TCP socket (a simulated network): reads
+/// the bytes into memory and writes them, zeros past an early end of file.
+async fn copy_file(
+    wr: &mut BufWriter<WriteHalf>,
+    file: &std::fs::File,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], offset + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    wr.write_all(&buf).await?;
+    wr.flush().await
 }

@@ -20,6 +20,8 @@ use crate::error::Error;
 use crate::frame::{read_frame, FrameKind, Header, Service};
 
 const CLUSTER: &str = "authtest";
+/// A request the test handler never answers.
+const NEVER_ANSWERED: u32 = 999;
 
 /// Doubles numbers, and counts the calls that reached it.
 #[derive(Default)]
@@ -34,6 +36,9 @@ impl Handler for Doubler {
 
     async fn handle(self: Arc<Self>, req: u32, _payload: Bytes) -> Reply<u32> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if req == NEVER_ANSWERED {
+            std::future::pending::<()>().await;
+        }
         Reply::plain(Ok(req * 2))
     }
 }
@@ -245,4 +250,25 @@ async fn a_wrong_cluster_name_is_refused_with_a_reason() {
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("connected to another cluster"),
     }
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_retires_its_connection() {
+    let key = ClusterKey::generate().unwrap();
+    let s = server(&key).await;
+    let c = connect(&s.addr, &key).await.unwrap();
+    let r = c
+        .call_within::<u32, u32>(&NEVER_ANSWERED, Bytes::new(), Duration::from_millis(200))
+        .await;
+    assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
+    assert!(c.is_closed(), "a timed-out connection stays in use");
+
+    // A peer with a single pooled connection replaces the retired one.
+    let peer = Peer::new(&s.addr, Service::Mgs, CLUSTER, "test", &key, 1);
+    let r = peer
+        .call_within::<u32, u32>(&NEVER_ANSWERED, Bytes::new(), Duration::from_millis(200))
+        .await;
+    assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
+    let (n, _) = peer.call::<u32, u32>(&21, Bytes::new()).await.unwrap();
+    assert_eq!(n, 42);
 }

@@ -36,10 +36,10 @@ use rustre_proto::cluster::Cluster;
 use rustre_proto::msg::mds::{FsStats, MdsOp, MdsRequest, MdsResponse, READDIR_MAX_ENTRIES};
 use rustre_proto::msg::mgs::{ClusterMap, NodeState};
 use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, Timestamp, MAX_GROUPS, ROOT_INO};
+use rustre_proto::net::Listener;
 use rustre_proto::rpc::server::{self, Handler, Reply};
 use rustre_proto::Error;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::meta::{Kv, Transaction};
@@ -87,11 +87,11 @@ pub fn embedded_store_dir(data: &std::path::Path) -> PathBuf {
 pub async fn run(
     cfg: MdsConfig,
     kv: Kv,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let kv2 = kv.clone();
-    tokio::task::spawn_blocking(move || bootstrap(&kv2))
+    rustre_proto::net::unblock(move || bootstrap(&kv2))
         .await
         .map_err(|e| Error::Io(e.to_string()))??;
     let cluster = workers::connect_mgs(&cfg, shutdown.clone()).await?;
@@ -243,7 +243,7 @@ impl Mds {
             return self.kv.transact(|tx| f(tx, &ctx));
         }
         let this = self.clone();
-        let out = tokio::task::spawn_blocking(move || {
+        let out = rustre_proto::net::unblock(move || {
             let mut stripes: Vec<usize> = dirs
                 .iter()
                 .map(|d| (*d as usize) % DIR_LOCK_STRIPES)
@@ -601,7 +601,7 @@ impl Mds {
             }
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.alloc_ino())
+        rustre_proto::net::unblock(move || this.alloc_ino())
             .await
             .map_err(|e| Error::Io(e.to_string()))?
     }
@@ -622,7 +622,7 @@ impl Mds {
         let ino = self.alloc_ino_async().await?;
         // Right after an MGS restart (or while OSSes come back) fewer OSTs than a layout's
         // copies may be up for a moment: wait for them, bounded, rather than fail the create.
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         loop {
             let map = self.map_for(spec.as_ref()).await;
             let waiting = started.elapsed() < PLACEMENT_WAIT;

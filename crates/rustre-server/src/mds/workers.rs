@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_proto::cluster::Cluster;
-use rustre_proto::msg::mgs::{MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS};
+use rustre_proto::msg::mgs::{MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS, MGS_CALL_TIMEOUT};
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
 use rustre_proto::msg::Creds;
 use rustre_proto::Error;
@@ -60,7 +60,12 @@ async fn register(c: &Cluster, cfg: &MdsConfig) -> Result<(), Error> {
     let req = MgsRequest::RegisterMds {
         addr: cfg.advertise_addr.clone(),
     };
-    match c.mgs().call(&req, Bytes::new()).await?.0 {
+    match c
+        .mgs()
+        .call_within(&req, Bytes::new(), MGS_CALL_TIMEOUT)
+        .await?
+        .0
+    {
         MgsResponse::Ok { .. } => Ok(()),
         other => Err(Error::Protocol(format!(
             "MGS refused registration: {other:?}"
@@ -154,7 +159,13 @@ async fn heartbeat(mds: Arc<Mds>) -> Result<(), Error> {
     let req = MgsRequest::MdsHeartbeat {
         addr: mds.cfg.advertise_addr.clone(),
     };
-    match mds.cluster.mgs().call(&req, Bytes::new()).await?.0 {
+    match mds
+        .cluster
+        .mgs()
+        .call_within(&req, Bytes::new(), MGS_CALL_TIMEOUT)
+        .await?
+        .0
+    {
         MgsResponse::Unknown => register(&mds.cluster, &mds.cfg).await,
         _ => Ok(()),
     }

@@ -6,8 +6,9 @@
 //! - [`Kv`]: the handle the MDS and MGS hold. [`Kv::transact`] runs a closure as one
 //!   serializable transaction and re-runs it on conflict, so the closure must be re-runnable
 //!   (no side effects outside the transaction). [`Kv::durable`] waits for a group commit.
-//! - Backends: `fjall_store` (embedded, on disk, optimistic SSI transactions, the default)
-//!   and `fdb_store` (FoundationDB, behind the cargo feature `fdb`); [`StoreConfig`] picks
+//! - Backends: `fjall_store` (embedded, on disk, optimistic SSI transactions, the default),
+//!   `fdb_store` (FoundationDB, behind the cargo feature `fdb`) and `mem_store` (in memory,
+//!   one transaction at a time, for the simulation); [`StoreConfig`] picks
 //!   one for a server role.
 
 mod config;
@@ -18,6 +19,7 @@ mod fdb_store;
 mod fjall_store;
 mod group_commit;
 mod limits;
+mod mem_store;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -108,6 +110,12 @@ impl Kv {
         Ok(Kv::with_backend(Arc::new(fjall_store::FjallStore::open(
             dir,
         )?)))
+    }
+
+    /// A fresh in-memory store (the deterministic simulation's; see `mem_store`). Clones
+    /// share it; it lives as long as one of them does.
+    pub fn open_memory() -> Kv {
+        Kv::with_backend(Arc::new(mem_store::MemStore::default()))
     }
 
     /// Connects to FoundationDB through `cluster_file`, keeping keys under `prefix`.

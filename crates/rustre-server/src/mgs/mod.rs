@@ -43,17 +43,17 @@ use std::sync::Arc;
 use rustre_proto::auth::ClusterKey;
 use rustre_proto::msg::mgs::LayoutDefaults;
 use rustre_proto::msg::{MAX_REPLICAS, MAX_STRIPE_COUNT, MAX_STRIPE_SIZE, MIN_STRIPE_SIZE};
+use rustre_proto::net::Listener;
 use rustre_proto::rpc::server::serve;
 use rustre_proto::rpc::MAX_NAME_BYTES;
 use rustre_proto::Error;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use registry::{check_addr, MAX_ADDR_BYTES, MAX_MDS, MAX_OSTS, MAX_OST_INDEX, NODE_DOWN_AFTER};
 pub use service::MONITOR_INTERVAL;
 
-use crate::meta::StoreConfig;
+use crate::meta::{Kv, StoreConfig};
 use registry::Registry;
 use service::Mgs;
 
@@ -135,14 +135,29 @@ pub fn validate_cluster_name(name: &str) -> Result<(), Error> {
 /// that case, since that would move the epoch backwards.
 pub async fn run(
     cfg: MgsConfig,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     cfg.validate()?;
     let store = cfg.store.clone();
+    let kv = rustre_proto::net::unblock(move || store.open())
+        .await
+        .map_err(|e| Error::Io(format!("opening the MGS store: {e}")))??;
+    run_over(cfg, kv, listener, shutdown).await
+}
+
+/// [`run`] over a store that is already open (the simulation's in-memory store, which
+/// outlives the MGS as FoundationDB would).
+pub async fn run_over(
+    cfg: MgsConfig,
+    kv: Kv,
+    listener: impl Into<Listener>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let listener = listener.into();
+    cfg.validate()?;
     let legacy = cfg.legacy_registry_dir.clone();
-    let (kv, saved, imported) = tokio::task::spawn_blocking(move || {
-        let kv = store.open()?;
+    let (kv, saved, imported) = rustre_proto::net::unblock(move || {
         let saved = kv.transact(persist::load_registry)?;
         let (saved, imported) = match (saved, &legacy) {
             (None, Some(dir)) => match persist::load_registry_file(dir)? {
@@ -184,7 +199,7 @@ pub async fn run(
     let epoch = mgs.save_live().await?;
     if imported {
         if let Some(dir) = cfg.legacy_registry_dir.clone() {
-            tokio::task::spawn_blocking(move || persist::retire_registry_file(&dir))
+            rustre_proto::net::unblock(move || persist::retire_registry_file(&dir))
                 .await
                 .map_err(|e| Error::Io(format!("renaming the imported registry: {e}")))??;
         }

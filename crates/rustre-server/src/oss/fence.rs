@@ -19,7 +19,8 @@
 //!   only slow down the failover of clients while the MGS is unreachable.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use rustre_proto::msg::mgs::{HEARTBEAT_INTERVAL_MS, NODE_DOWN_AFTER_MS};
 use rustre_proto::Error;

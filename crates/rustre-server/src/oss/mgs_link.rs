@@ -8,7 +8,8 @@
 //! registration away at once, so it changes no data until it has registered again.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use rustre_proto::auth::ClusterKey;
@@ -25,7 +26,8 @@ use super::store::ObjectStore;
 
 /// How long one call to the MGS may take before the beat counts as failed; shorter than
 /// the MGS's down-marking delay, so a hung MGS does not stall the beats of the other OSTs.
-pub const MGS_CALL_TIMEOUT: Duration = Duration::from_millis(2 * HEARTBEAT_INTERVAL_MS);
+/// A call that times out retires its connection (see `Connection::call_within`).
+pub use rustre_proto::msg::mgs::MGS_CALL_TIMEOUT;
 
 /// Who this OSS is to the MGS.
 pub(crate) struct LinkConfig {
@@ -211,14 +213,15 @@ impl Link {
     /// One call to the MGS. The outer error means the MGS was not reached (stop this round);
     /// the inner one is the MGS's own answer.
     async fn call(&self, req: &MgsRequest) -> Result<Result<MgsResponse, Error>, Stop> {
-        let call = self.peer.call::<_, MgsResponse>(req, Bytes::new());
-        match tokio::time::timeout(MGS_CALL_TIMEOUT, call).await {
-            Err(_) => Err(Stop::Unreachable(Error::TimedOut)),
-            Ok(Err(e)) if e.is_transient() || matches!(e, Error::Protocol(_)) => {
+        let call = self
+            .peer
+            .call_within::<_, MgsResponse>(req, Bytes::new(), MGS_CALL_TIMEOUT);
+        match call.await {
+            Err(e) if e.is_transient() || matches!(e, Error::Protocol(_)) => {
                 Err(Stop::Unreachable(e))
             }
-            Ok(Err(e)) => Ok(Err(e)),
-            Ok(Ok((resp, _))) => Ok(Ok(resp)),
+            Err(e) => Ok(Err(e)),
+            Ok((resp, _)) => Ok(Ok(resp)),
         }
     }
 }
@@ -226,7 +229,7 @@ impl Link {
 /// The OST's capacity now; zeros (so no new objects go there) when it cannot be read.
 async fn capacity(ost: &Ost) -> Capacity {
     let store = ost.store.clone();
-    match tokio::task::spawn_blocking(move || store.capacity()).await {
+    match rustre_proto::net::unblock(move || store.capacity()).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::warn!(index = ost.index, "cannot read the OST's capacity: {e}");

@@ -44,10 +44,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustre_proto::auth::ClusterKey;
+use rustre_proto::net::Listener;
 use rustre_proto::rpc::server::serve;
 use rustre_proto::Error;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use fence::{OSS_LEASE, REGISTRATION_WAIT};
@@ -216,7 +216,7 @@ fn raise_open_files_limit() {
 /// truncates and deletes with `Fenced`; reads are served from the start.
 pub async fn run(
     cfg: OssConfig,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     run_with_lease(cfg, listener, shutdown, OSS_LEASE).await
@@ -225,14 +225,15 @@ pub async fn run(
 /// [`run`] with another lease (tests use a short one).
 pub(crate) async fn run_with_lease(
     cfg: OssConfig,
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     shutdown: watch::Receiver<bool>,
     lease: Duration,
 ) -> Result<(), Error> {
+    let listener = listener.into();
     cfg.validate()?;
     raise_open_files_limit();
     let open_cfg = cfg.clone();
-    let opened = tokio::task::spawn_blocking(move || open_osts(&open_cfg))
+    let opened = rustre_proto::net::unblock(move || open_osts(&open_cfg))
         .await
         .map_err(|e| Error::Io(format!("opening the OSTs: {e}")))??;
 

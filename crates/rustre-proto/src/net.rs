@@ -1,0 +1,225 @@
+//! The transport under the RPC layer, and where blocking work runs.
+//!
+//! Every rustre process talks TCP. A deterministic simulation (the `sim/` workspace) replaces
+//! the network with a simulated one and runs every role on one thread under a simulated
+//! clock; for that, this module is the only place that opens connections or offloads
+//! blocking work:
+//!
+//! - [`connect`] opens a [`Stream`]: TCP, unless a [`Network`] was [`install`]ed for the
+//!   process (once, before any connection; production never installs one).
+//! - [`Listener`] accepts [`Stream`]s: a `tokio` TCP listener, or one of the simulation.
+//! - [`unblock`] runs blocking work (disk, the metadata store) on tokio's blocking pool, or in
+//!   place once [`run_blocking_inline`] was called (a thread pool's timing would make a
+//!   simulated run differ from its replay).
+//!
+//! A TCP [`WriteHalf`] gives the server its socket for `sendfile`; other streams get file
+//! payloads copied through a buffer.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::error::Error;
+
+/// A boxed, sendable future (what the [`Network`] and [`Accept`] traits return).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A byte stream of another network than TCP.
+pub trait Conn: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn for T {}
+
+/// A network other than TCP: how a process connects to `host:port`.
+pub trait Network: Send + Sync + 'static {
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Conn>>>;
+}
+
+/// A listener of another network than TCP.
+pub trait Accept: Send + Sync + 'static {
+    fn accept(&self) -> BoxFuture<'_, io::Result<(Box<dyn Conn>, SocketAddr)>>;
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+static NETWORK: OnceLock<Arc<dyn Network>> = OnceLock::new();
+static BLOCKING_INLINE: AtomicBool = AtomicBool::new(false);
+
+/// Makes every later [`connect`] of this process go through `net`. Only once per process;
+/// a second call is refused.
+pub fn install(net: Arc<dyn Network>) -> Result<(), Error> {
+    NETWORK
+        .set(net)
+        .map_err(|_| Error::Invalid("a network is already installed".into()))
+}
+
+/// Makes [`unblock`] run its work in place on the calling thread from now on.
+pub fn run_blocking_inline() {
+    BLOCKING_INLINE.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`unblock`] runs work in place.
+pub fn blocking_is_inline() -> bool {
+    BLOCKING_INLINE.load(Ordering::Relaxed)
+}
+
+/// Runs blocking `work` without stalling the async runtime: on tokio's blocking pool (or in
+/// place, see [`run_blocking_inline`]). A panic in `work` is an [`Error::Io`].
+pub async fn unblock<F, R>(work: F) -> Result<R, Error>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    if blocking_is_inline() {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Io(format!("blocking task failed: {e}")))
+}
+
+/// Starts blocking `work` without waiting for it (in place, see [`run_blocking_inline`]).
+pub fn spawn_blocking_detached<F: FnOnce() + Send + 'static>(work: F) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if !blocking_is_inline() => drop(rt.spawn_blocking(work)),
+        _ => work(),
+    }
+}
+
+/// Opens a stream to `addr` (`host:port`).
+pub async fn connect(addr: &str) -> io::Result<Stream> {
+    match NETWORK.get() {
+        Some(net) => Ok(Stream::Other(net.connect(addr).await?)),
+        None => {
+            let s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(Stream::Tcp(s))
+        }
+    }
+}
+
+/// A connected stream.
+pub enum Stream {
+    Tcp(TcpStream),
+    Other(Box<dyn Conn>),
+}
+
+impl Stream {
+    /// Splits the stream into halves that can be used from two tasks.
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Stream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            }
+            Stream::Other(s) => {
+                let (r, w) = tokio::io::split(s);
+                (ReadHalf::Other(r), WriteHalf::Other(w))
+            }
+        }
+    }
+}
+
+/// The reading half of a [`Stream`].
+pub enum ReadHalf {
+    Tcp(OwnedReadHalf),
+    Other(tokio::io::ReadHalf<Box<dyn Conn>>),
+}
+
+/// The writing half of a [`Stream`].
+pub enum WriteHalf {
+    Tcp(OwnedWriteHalf),
+    Other(tokio::io::WriteHalf<Box<dyn Conn>>),
+}
+
+impl WriteHalf {
+    /// The TCP socket under this half, for `sendfile`.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            WriteHalf::Tcp(w) => Some(w.as_ref()),
+            WriteHalf::Other(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Other(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Other(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Other(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Other(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Where a server accepts connections.
+pub enum Listener {
+    Tcp(TcpListener),
+    Other(Box<dyn Accept>),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Self {
+        Listener::Tcp(l)
+    }
+}
+
+impl Listener {
+    /// Waits for the next connection.
+    pub async fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok((Stream::Tcp(s), peer))
+            }
+            Listener::Other(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Stream::Other(s), peer))
+            }
+        }
+    }
+
+    /// The address this listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Other(l) => l.local_addr(),
+        }
+    }
+}

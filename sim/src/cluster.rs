@@ -1,0 +1,113 @@
+//! The simulated cluster: one host per server process, each running the real server code
+//! (the same `run` functions as `rustre mgs|mds|oss`) on a simulated listener. A crashed
+//! host loses everything in its memory; on restart its software starts from the beginning
+//! over what survives: the OSS's object files (real files in a temporary directory) and the
+//! metadata store (in memory here, outside every host, as FoundationDB is outside the MDS).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustre_proto::auth::ClusterKey;
+use rustre_proto::msg::mgs::LayoutDefaults;
+use rustre_server::meta::{Kv, StoreConfig};
+use rustre_server::{mds, mgs, oss};
+use tokio::sync::watch;
+
+use crate::simnet;
+
+pub const MGS: &str = "mgs";
+pub const MDS: &str = "mds";
+pub const CLIENT: &str = "client";
+/// The OSS hosts; OSS `i` serves OST `i`.
+pub const OSS: [&str; 3] = ["oss0", "oss1", "oss2"];
+pub const MGS_PORT: u16 = 9400;
+pub const MDS_PORT: u16 = 9500;
+pub const OSS_PORT: u16 = 9600;
+pub const CLUSTER_NAME: &str = "simfs";
+/// Every file: 2 stripes of 64 KiB, 2 copies of each (so a copy of every file is on each
+/// OSS that is down, and one OSS can die without any stripe losing its last copy).
+pub const LAYOUT: LayoutDefaults = LayoutDefaults {
+    stripe_size: 64 << 10,
+    stripe_count: 2,
+    replicas: 2,
+};
+/// Client sessions lapse this long after their last renewal.
+pub const SESSION_LEASE: Duration = Duration::from_secs(15);
+
+/// What the client and the checker need to know about the cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub key: ClusterKey,
+    /// The OST directories, by OST index.
+    pub ost_dirs: Vec<PathBuf>,
+}
+
+impl Cluster {
+    /// Adds the server hosts to `sim`, with OST directories under `dir`.
+    pub fn start(sim: &mut turmoil::Sim<'_>, dir: &Path) -> Cluster {
+        let key = ClusterKey::from_secret(b"simulated cluster secret, 32+ bytes long")
+            .expect("a valid secret");
+        let store = Kv::open_memory();
+
+        let mgs_cfg = mgs::MgsConfig {
+            store: StoreConfig::Embedded(PathBuf::from("(in memory)")),
+            legacy_registry_dir: None,
+            cluster: CLUSTER_NAME.into(),
+            key: key.clone(),
+            defaults: LAYOUT,
+        };
+        let kv = store.clone();
+        sim.host(MGS, move || {
+            let (cfg, kv) = (mgs_cfg.clone(), kv.clone());
+            async move {
+                let listener = simnet::listen(MGS_PORT).await?;
+                let (_keep, shutdown) = watch::channel(false);
+                mgs::run_over(cfg, kv, listener, shutdown).await?;
+                Ok(())
+            }
+        });
+
+        let mds_cfg = mds::MdsConfig {
+            mgs_addr: format!("{MGS}:{MGS_PORT}"),
+            advertise_addr: format!("{MDS}:{MDS_PORT}"),
+            cluster: CLUSTER_NAME.into(),
+            key: key.clone(),
+            durable: true,
+            session_lease_ms: SESSION_LEASE.as_millis() as u64,
+        };
+        let kv = store.clone();
+        sim.host(MDS, move || {
+            let (cfg, kv) = (mds_cfg.clone(), kv.clone());
+            async move {
+                let listener = simnet::listen(MDS_PORT).await?;
+                let (_keep, shutdown) = watch::channel(false);
+                mds::run(cfg, kv, listener, shutdown).await?;
+                Ok(())
+            }
+        });
+
+        let mut ost_dirs = Vec::new();
+        for (index, host) in OSS.iter().enumerate() {
+            let ost_dir = dir.join(format!("ost{index}"));
+            std::fs::create_dir_all(&ost_dir).expect("OST directory");
+            ost_dirs.push(ost_dir.clone());
+            let cfg = oss::OssConfig {
+                mgs_addr: format!("{MGS}:{MGS_PORT}"),
+                advertise_addr: format!("{host}:{OSS_PORT}"),
+                cluster: CLUSTER_NAME.into(),
+                key: key.clone(),
+                osts: vec![(index as u32, ost_dir)],
+            };
+            sim.host(*host, move || {
+                let cfg = cfg.clone();
+                async move {
+                    let listener = simnet::listen(OSS_PORT).await?;
+                    let (_keep, shutdown) = watch::channel(false);
+                    oss::run(cfg, listener, shutdown).await?;
+                    Ok(())
+                }
+            });
+        }
+        Cluster { key, ost_dirs }
+    }
+}

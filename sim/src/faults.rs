@@ -1,0 +1,153 @@
+//! The fault plan: from the seed alone, when to crash which server, hold or cut which link,
+//! and for how long.
+//!
+//! Every [`DECIDE_EVERY`] of simulated time, while the workload runs and fewer than
+//! [`MAX_ACTIVE`] faults are active, a fault starts with probability [`START_PERCENT`]:
+//!
+//! - **crash** of a server host (MGS, MDS or an OSS; at most one OSS down at a time, so every
+//!   stripe keeps a copy), restarted after 0.2–6 s;
+//! - **hold** of a link between two hosts for 0.5–8 s: messages wait and arrive when it ends,
+//!   as TCP rides out a partition (client–OSS, client–MDS, OSS–MGS (fencing), MDS–MGS,
+//!   MDS–OSS);
+//! - **loss** on such a link for 50–400 ms: messages are dropped, so the streams crossing it
+//!   lose bytes and must be detected and torn down.
+//!
+//! When the workload ends ([`Phase::Check`]), every fault is healed at once.
+
+use std::time::Duration;
+
+use crate::cluster::{CLIENT, MDS, MGS, OSS};
+use crate::rng::Rng;
+use crate::{Phase, SharedRef};
+
+/// How often the plan considers starting a fault.
+pub const DECIDE_EVERY: Duration = Duration::from_millis(500);
+/// Chance (percent) that a fault starts at a decision point.
+pub const START_PERCENT: u64 = 25;
+/// Most faults active at once.
+pub const MAX_ACTIVE: usize = 2;
+
+/// One active fault and when it ends.
+#[derive(Debug, Clone)]
+enum Fault {
+    Crash(&'static str),
+    Hold(&'static str, &'static str),
+    Loss(&'static str, &'static str),
+}
+
+/// The plan of one run.
+pub struct Plan {
+    rng: Rng,
+    enabled: bool,
+    next_decision: Duration,
+    active: Vec<(Fault, Duration)>,
+}
+
+/// The links faults are put on.
+const LINKS: [(&str, &str); 9] = [
+    (CLIENT, OSS[0]),
+    (CLIENT, OSS[1]),
+    (CLIENT, OSS[2]),
+    (CLIENT, MDS),
+    (OSS[0], MGS),
+    (OSS[1], MGS),
+    (OSS[2], MGS),
+    (MDS, MGS),
+    (MDS, OSS[0]),
+];
+
+impl Plan {
+    pub fn new(seed: u64, enabled: bool) -> Plan {
+        Plan {
+            rng: Rng::new(seed, 1),
+            enabled,
+            next_decision: Duration::from_secs(2),
+            active: Vec::new(),
+        }
+    }
+
+    /// Called after every step of the simulation.
+    pub fn tick(&mut self, sim: &mut turmoil::Sim<'_>, phase: Phase, shared: &SharedRef) {
+        let now = sim.elapsed();
+        if phase == Phase::Check {
+            for (fault, _) in std::mem::take(&mut self.active) {
+                heal(sim, &fault, shared);
+            }
+            return;
+        }
+        let (ended, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|(_, end)| *end <= now);
+        self.active = still;
+        for (fault, _) in ended {
+            heal(sim, &fault, shared);
+        }
+        if !self.enabled || now < self.next_decision {
+            return;
+        }
+        self.next_decision = now + DECIDE_EVERY;
+        if self.active.len() >= MAX_ACTIVE || !self.rng.chance(START_PERCENT) {
+            return;
+        }
+        let Some((fault, lasts)) = self.pick() else {
+            return;
+        };
+        shared
+            .borrow_mut()
+            .trace(format!("fault: {fault:?} for {} ms", lasts.as_millis()));
+        match &fault {
+            Fault::Crash(h) => sim.crash(*h),
+            Fault::Hold(a, b) => sim.hold(*a, *b),
+            Fault::Loss(a, b) => sim.partition(*a, *b),
+        }
+        self.active.push((fault, now + lasts));
+    }
+
+    /// A new fault that does not overlap an active one, and how long it lasts.
+    fn pick(&mut self) -> Option<(Fault, Duration)> {
+        let ms = |r: &mut Rng, lo, hi| Duration::from_millis(r.between(lo, hi));
+        let fault = match self.rng.below(3) {
+            0 => {
+                let hosts = [MGS, MDS, OSS[0], OSS[1], OSS[2]];
+                let h = hosts[self.rng.below(hosts.len() as u64) as usize];
+                let oss_down = self
+                    .active
+                    .iter()
+                    .any(|(f, _)| matches!(f, Fault::Crash(x) if OSS.contains(x)));
+                if self.touches(h) || (OSS.contains(&h) && oss_down) {
+                    return None;
+                }
+                (Fault::Crash(h), ms(&mut self.rng, 200, 6_000))
+            }
+            kind => {
+                let (a, b) = LINKS[self.rng.below(LINKS.len() as u64) as usize];
+                if self.touches(a) || self.touches(b) {
+                    return None;
+                }
+                if kind == 1 {
+                    (Fault::Hold(a, b), ms(&mut self.rng, 500, 8_000))
+                } else {
+                    (Fault::Loss(a, b), ms(&mut self.rng, 50, 400))
+                }
+            }
+        };
+        Some(fault)
+    }
+
+    /// Whether an active fault involves `host`.
+    fn touches(&self, host: &str) -> bool {
+        self.active.iter().any(|(f, _)| match f {
+            Fault::Crash(h) => *h == host,
+            Fault::Hold(a, b) | Fault::Loss(a, b) => *a == host || *b == host,
+        })
+    }
+}
+
+fn heal(sim: &mut turmoil::Sim<'_>, fault: &Fault, shared: &SharedRef) {
+    shared.borrow_mut().trace(format!("heal: {fault:?}"));
+    match fault {
+        Fault::Crash(h) => sim.bounce(*h),
+        Fault::Hold(a, b) => sim.release(*a, *b),
+        Fault::Loss(a, b) => sim.repair(*a, *b),
+    }
+}

@@ -1,0 +1,179 @@
+//! # rustre-sim — deterministic simulation of a whole rustre cluster
+//!
+//! One seed fixes one run: the MGS, the MDS and three OSS (each its own simulated host, with
+//! real object files in a temporary directory, and a metadata store in memory that outlives
+//! the servers as FoundationDB would), and a client host running the client library (no
+//! FUSE) through a random workload, while a fault plan crashes and restarts servers, holds
+//! links (a partition that TCP rides out: messages wait, then arrive) and drops messages on
+//! links (a lossy partition: streams lose bytes and must be torn down). Everything runs on
+//! one thread under turmoil's simulated clock and network; blocking work runs in place.
+//!
+//! After the workload the faults are healed and the checker asserts the invariants:
+//! every acknowledged (fsync'd) write reads back byte for byte, the namespace is exactly
+//! what the acknowledged operations made it, and, once resync has run, every copy of every
+//! file is up to date and holds the file's bytes. Reads during the faults must return the
+//! acknowledged bytes or an error, never other bytes.
+//!
+//! A run returns its trace (every operation, outcome and fault with its simulated time) and
+//! its violations. The same seed gives the same trace: `cargo run --release -- --seed N`
+//! replays a failure. See docs/simulation.md.
+//!
+//! ## Layout
+//! - [`simnet`]: rustre's transport seam over turmoil.
+//! - [`rng`]: the seeded random streams.
+//! - [`cluster`]: the hosts and their software.
+//! - [`faults`]: the fault plan.
+//! - [`workload`]: the client's operations, the model of what was acknowledged, the checks.
+
+pub mod cluster;
+pub mod faults;
+pub mod rng;
+pub mod simnet;
+pub mod workload;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Longest simulated time of one run; a run still going then has hung (a violation).
+pub const SIM_LIMIT: Duration = Duration::from_secs(1200);
+/// Simulated time per step of the simulation.
+pub const TICK: Duration = Duration::from_millis(1);
+
+/// What one run does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    /// Operations of the workload.
+    pub ops: usize,
+    /// Switch on the injected bug (`rustre-fuse` feature `sim-bug`): failed copies are
+    /// not marked stale.
+    pub bug: bool,
+    /// Inject faults (off: the same workload on a healthy cluster).
+    pub faults: bool,
+}
+
+impl Options {
+    /// The default run of `seed`.
+    pub fn seed(seed: u64) -> Options {
+        Options {
+            seed,
+            ops: 60,
+            bug: false,
+            faults: true,
+        }
+    }
+}
+
+/// What a run saw.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub seed: u64,
+    /// Every operation, outcome and fault, with its simulated time, in order.
+    pub trace: Vec<String>,
+    /// Broken invariants (empty: the run passed).
+    pub violations: Vec<String>,
+}
+
+impl Outcome {
+    /// The failure report: the seed, how to replay it, and the violations.
+    pub fn report(&self) -> String {
+        format!(
+            "seed {} failed ({} violations; replay with `cd sim && cargo run --release -- \
+             --seed {}`):\n  {}",
+            self.seed,
+            self.violations.len(),
+            self.seed,
+            self.violations.join("\n  ")
+        )
+    }
+}
+
+/// Where the workload is, as the fault plan needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Faults are injected.
+    Workload,
+    /// Faults are healed and no new ones come; the checker runs.
+    Check,
+}
+
+/// State the driver and the simulated client share (all on one thread).
+#[derive(Debug)]
+pub struct Shared {
+    pub phase: Phase,
+    pub outcome: Outcome,
+    /// The simulated time of the driver's last step (for trace lines written outside a
+    /// host).
+    pub now: Duration,
+}
+
+impl Shared {
+    /// Appends a trace line stamped with the simulated time.
+    pub fn trace(&mut self, line: String) {
+        let t = turmoil::sim_elapsed().unwrap_or(self.now);
+        self.outcome
+            .trace
+            .push(format!("{:>9.3}s {line}", t.as_secs_f64()));
+    }
+
+    /// Records a violation (also in the trace).
+    pub fn violation(&mut self, what: String) {
+        self.trace(format!("VIOLATION {what}"));
+        self.outcome.violations.push(what);
+    }
+}
+
+/// Shared state handle.
+pub type SharedRef = Rc<RefCell<Shared>>;
+
+/// Runs one seed and returns what it saw.
+pub fn run(opts: &Options) -> Outcome {
+    simnet::install();
+    rustre_fuse::client::injected_bug::set_skip_mark_stale(opts.bug);
+    let shared: SharedRef = Rc::new(RefCell::new(Shared {
+        phase: Phase::Workload,
+        now: Duration::ZERO,
+        outcome: Outcome {
+            seed: opts.seed,
+            ..Outcome::default()
+        },
+    }));
+    let dirs = tempfile::tempdir().expect("temporary directory");
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(SIM_LIMIT)
+        .tick_duration(TICK)
+        .min_message_latency(Duration::from_micros(50))
+        .max_message_latency(Duration::from_millis(2))
+        .tcp_capacity(4096)
+        .rng_seed(opts.seed)
+        .build();
+    let cluster = cluster::Cluster::start(&mut sim, dirs.path());
+    sim.client(
+        cluster::CLIENT,
+        workload::run(opts.clone(), shared.clone(), cluster.clone()),
+    );
+    let mut plan = faults::Plan::new(opts.seed, opts.faults);
+    loop {
+        match sim.step() {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                shared
+                    .borrow_mut()
+                    .violation(format!("the simulation stopped: {e}"));
+                break;
+            }
+        }
+        let phase = {
+            let mut sh = shared.borrow_mut();
+            sh.now = sim.elapsed();
+            sh.phase
+        };
+        plan.tick(&mut sim, phase, &shared);
+    }
+    rustre_fuse::client::injected_bug::set_skip_mark_stale(false);
+    drop(sim);
+    let out = shared.borrow().outcome.clone();
+    out
+}
