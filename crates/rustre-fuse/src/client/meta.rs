@@ -21,6 +21,11 @@ pub const MDS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(20);
 pub const MDS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// How long an MDS that failed a call is passed over while others answer.
 pub const MDS_COOLDOWN: Duration = Duration::from_secs(2);
+/// How long one try of a metadata call waits for its answer before it is retried on a new
+/// connection (the longest legitimate call, a create waiting for OSTs, takes about 10 s). A
+/// connection that stopped delivering without closing would otherwise hold the call for the
+/// whole `RPC_TIMEOUT` and fail it. Retrying is safe: a repeat carries the same request id.
+pub const MDS_TRY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Session bookkeeping is not recorded per request: it is idempotent enough by itself.
 fn is_session_op(op: &MdsOp) -> bool {
@@ -69,7 +74,8 @@ impl Client {
         let mut pause = MDS_RETRY_PAUSE_MIN;
         loop {
             if let Some(peer) = self.pick_mds() {
-                match peer.call::<_, MdsResponse>(&req, Bytes::new()).await {
+                let call = peer.call_within::<_, MdsResponse>(&req, Bytes::new(), MDS_TRY_TIMEOUT);
+                match call.await {
                     Ok((r, _)) => return Ok(r),
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
                         tracing::debug!(mds = peer.addr(), "metadata call failed, retrying: {e}");
