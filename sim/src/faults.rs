@@ -12,6 +12,10 @@
 //! - **loss** on such a link for 50–400 ms: messages are dropped, so the streams crossing it
 //!   lose bytes and must be detected and torn down.
 //!
+//! [`Severity::Heavy`] (by hand: `--heavy`) allows [`MAX_ACTIVE_HEAVY`] faults at once, two
+//! OSS down together (so some stripes have no copy up: the client must wait it out) and
+//! crashes of up to 20 s.
+//!
 //! When the workload ends ([`Phase::Check`]), every fault is healed at once.
 
 use std::time::Duration;
@@ -26,6 +30,16 @@ pub const DECIDE_EVERY: Duration = Duration::from_millis(500);
 pub const START_PERCENT: u64 = 25;
 /// Most faults active at once.
 pub const MAX_ACTIVE: usize = 2;
+/// Most faults active at once under [`Severity::Heavy`].
+pub const MAX_ACTIVE_HEAVY: usize = 3;
+
+/// How hard the plan hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    None,
+    Normal,
+    Heavy,
+}
 
 /// One active fault and when it ends.
 #[derive(Debug, Clone)]
@@ -38,7 +52,7 @@ enum Fault {
 /// The plan of one run.
 pub struct Plan {
     rng: Rng,
-    enabled: bool,
+    severity: Severity,
     next_decision: Duration,
     active: Vec<(Fault, Duration)>,
 }
@@ -57,10 +71,10 @@ const LINKS: [(&str, &str); 9] = [
 ];
 
 impl Plan {
-    pub fn new(seed: u64, enabled: bool) -> Plan {
+    pub fn new(seed: u64, severity: Severity) -> Plan {
         Plan {
             rng: Rng::new(seed, 1),
-            enabled,
+            severity,
             next_decision: Duration::from_secs(2),
             active: Vec::new(),
         }
@@ -82,11 +96,13 @@ impl Plan {
         for (fault, _) in ended {
             heal(sim, &fault, shared);
         }
-        if !self.enabled || now < self.next_decision {
+        if self.severity == Severity::None || now < self.next_decision {
             return;
         }
         self.next_decision = now + DECIDE_EVERY;
-        if self.active.len() >= MAX_ACTIVE || !self.rng.chance(START_PERCENT) {
+        let heavy = self.severity == Severity::Heavy;
+        let most = if heavy { MAX_ACTIVE_HEAVY } else { MAX_ACTIVE };
+        if self.active.len() >= most || !self.rng.chance(START_PERCENT) {
             return;
         }
         let Some((fault, lasts)) = self.pick() else {
@@ -114,10 +130,12 @@ impl Plan {
                     .active
                     .iter()
                     .any(|(f, _)| matches!(f, Fault::Crash(x) if OSS.contains(x)));
-                if self.touches(h) || (OSS.contains(&h) && oss_down) {
+                let heavy = self.severity == Severity::Heavy;
+                if self.touches(h) || (OSS.contains(&h) && oss_down && !heavy) {
                     return None;
                 }
-                (Fault::Crash(h), ms(&mut self.rng, 200, 6_000))
+                let longest = if heavy { 20_000 } else { 6_000 };
+                (Fault::Crash(h), ms(&mut self.rng, 200, longest))
             }
             kind => {
                 let (a, b) = LINKS[self.rng.below(LINKS.len() as u64) as usize];

@@ -49,8 +49,8 @@ pub struct Options {
     /// Switch on the injected bug (`rustre-fuse` feature `sim-bug`): failed copies are
     /// not marked stale.
     pub bug: bool,
-    /// Inject faults (off: the same workload on a healthy cluster).
-    pub faults: bool,
+    /// How hard the fault plan hits.
+    pub faults: faults::Severity,
 }
 
 impl Options {
@@ -60,7 +60,7 @@ impl Options {
             seed,
             ops: 60,
             bug: false,
-            faults: true,
+            faults: faults::Severity::Normal,
         }
     }
 }

@@ -4,9 +4,11 @@
 //!     cargo run --release -- --seeds 100 --from 1000
 //!     cargo run --release -- --seed 7 --bug      # with the injected bug
 //!
-//! Options: `--ops N` (operations per run), `--no-faults`. Exits 1 if any seed failed.
+//! Options: `--ops N` (operations per run), `--no-faults`, `--heavy` (harder faults, see
+//! `faults::Severity`). Exits 1 if any seed failed.
 //! `RUST_LOG=rustre=debug` shows the servers' logs.
 
+use rustre_sim::faults::Severity;
 use rustre_sim::{run, Options};
 
 fn main() {
@@ -37,6 +39,7 @@ fn main() {
                 "--ops",
                 "--bug",
                 "--no-faults",
+                "--heavy",
             ]
             .contains(&a.as_str())
     }) {
@@ -55,7 +58,13 @@ fn main() {
     for seed in from..from + count {
         let mut opts = Options::seed(seed);
         opts.bug = has("--bug");
-        opts.faults = !has("--no-faults");
+        opts.faults = if has("--no-faults") {
+            Severity::None
+        } else if has("--heavy") {
+            Severity::Heavy
+        } else {
+            Severity::Normal
+        };
         if let Some(n) = value("--ops") {
             opts.ops = n as usize;
         }
