@@ -27,6 +27,10 @@ struct TestCluster {
 }
 
 async fn start(lease_ms: u64) -> TestCluster {
+    start_with(lease_ms, 1).await
+}
+
+async fn start_with(lease_ms: u64, mds: u32) -> TestCluster {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -36,7 +40,7 @@ async fn start(lease_ms: u64) -> TestCluster {
     let cfg = LocalConfig {
         data_dir: dir.path().to_path_buf(),
         osts: 2,
-        mds: 1,
+        mds,
         store: common::test_store("metadata"),
         mgs_listen: "127.0.0.1:0".parse().unwrap(),
         cluster: "test".into(),
@@ -678,4 +682,101 @@ async fn a_retried_mutation_returns_its_recorded_result() {
         call(1_000_004, unlink()).await,
         Err(Error::NotFound)
     ));
+}
+
+/// Polls `check` every 10 ms until it holds; panics after `limit`.
+async fn holds_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not seen within {limit:?}");
+}
+
+/// The consistency rule of docs/metadata-cache.md: a client answers lookups and getattrs
+/// from its cache, and a change another client makes through any MDS is seen within
+/// `FEED_LEASE` (1 s) of being acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_name_follows_another_clients_changes() {
+    use rustre_fuse::client::meta_cache::FEED_LEASE;
+    let t = start_with(30_000, 2).await;
+    let b = connect(&t.mgs).await;
+    let a = &t.client;
+    assert_eq!(a.cluster().mds_peers().len(), 2, "two MDS in the map");
+    let f = b
+        .create(&root(), ROOT_INO, "f", 0o644, false, None, None)
+        .await
+        .unwrap();
+    let _ = a.lookup(&root(), ROOT_INO, "missing").await;
+
+    // Once both feeds have answered, a repeated lookup and getattr are answered locally.
+    let mut answered_locally = false;
+    for _ in 0..50 {
+        a.lookup(&root(), ROOT_INO, "f").await.unwrap();
+        let hits = a.meta_cache_hits();
+        a.lookup(&root(), ROOT_INO, "f").await.unwrap();
+        a.getattr(&root(), f.ino).await.unwrap();
+        if a.meta_cache_hits() >= hits + 2 {
+            answered_locally = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered_locally, "no lookup was answered from the cache");
+    let hits = a.meta_cache_hits();
+    assert_eq!(
+        a.lookup(&root(), ROOT_INO, "missing").await.err(),
+        Some(Error::NotFound)
+    );
+    assert_eq!(a.meta_cache_hits(), hits + 1, "negative entry cached");
+
+    // Each change by client b (through whichever MDS it picks) reaches a within the lease.
+    let limit = FEED_LEASE + Duration::from_millis(500);
+    let set = SetAttr {
+        perm: Some(0o600),
+        ..SetAttr::default()
+    };
+    b.setattr(&root(), f.ino, set).await.unwrap();
+    holds_within("chmod", limit, || async {
+        a.lookup(&root(), ROOT_INO, "f")
+            .await
+            .is_ok_and(|x| x.perm == 0o600)
+    })
+    .await;
+    b.rename(&root(), ROOT_INO, "f", ROOT_INO, "g", 0)
+        .await
+        .unwrap();
+    holds_within("rename", limit, || async {
+        a.lookup(&root(), ROOT_INO, "f").await.err() == Some(Error::NotFound)
+            && a.lookup(&root(), ROOT_INO, "g").await.is_ok()
+    })
+    .await;
+    b.create(&root(), ROOT_INO, "missing", 0o644, false, None, None)
+        .await
+        .unwrap();
+    holds_within("create over a cached negative entry", limit, || async {
+        a.lookup(&root(), ROOT_INO, "missing").await.is_ok()
+    })
+    .await;
+    b.unlink(&root(), ROOT_INO, "g").await.unwrap();
+    holds_within("unlink", limit, || async {
+        a.lookup(&root(), ROOT_INO, "g").await.err() == Some(Error::NotFound)
+            && a.getattr(&root(), f.ino).await.is_err()
+    })
+    .await;
+
+    // A client's own change is seen by itself at once, never from a stale cache.
+    a.lookup(&root(), ROOT_INO, "missing").await.unwrap();
+    a.unlink(&root(), ROOT_INO, "missing").await.unwrap();
+    assert_eq!(
+        a.lookup(&root(), ROOT_INO, "missing").await.err(),
+        Some(Error::NotFound)
+    );
 }

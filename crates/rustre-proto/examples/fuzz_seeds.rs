@@ -14,8 +14,8 @@ use std::path::Path;
 use rustre_proto::codec;
 use rustre_proto::frame::{FrameKind, Header, Service};
 use rustre_proto::msg::mds::{
-    DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, TimeSet, RENAME_NOREPLACE,
-    XATTR_CREATE,
+    Change, ChangeBatch, DirEntry, FeedChange, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr,
+    TimeSet, RENAME_NOREPLACE, XATTR_CREATE,
 };
 use rustre_proto::msg::mgs::{
     ClusterMap, LayoutDefaults, MdsInfo, MgsRequest, MgsResponse, NodeState, OstInfo,
@@ -476,6 +476,13 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
             },
         ),
         ("move_copies", MdsOp::MoveCopies { ino: 5, ost: 2 }),
+        (
+            "watch",
+            MdsOp::Watch {
+                instance: 77,
+                after: 1234,
+            },
+        ),
     ];
     ops.into_iter()
         .map(|(n, op)| {
@@ -498,7 +505,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
 const O_RDWR: i32 = 2;
 
 fn mds_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<MdsResponse, Error>); 10] = [
+    let resps: [(&str, Result<MdsResponse, Error>); 11] = [
         (
             "session",
             Ok(MdsResponse::Session {
@@ -545,6 +552,31 @@ fn mds_responses() -> Vec<(String, Vec<u8>)> {
             ])),
         ),
         ("dir_layout", Ok(MdsResponse::DirLayout(Some(spec())))),
+        (
+            "changes",
+            Ok(MdsResponse::Changes(ChangeBatch {
+                instance: 77,
+                last: 1240,
+                lost: false,
+                changes: vec![
+                    FeedChange {
+                        change: Change::Inode(42),
+                        request: (5, 17),
+                    },
+                    FeedChange {
+                        change: Change::Entry {
+                            parent: 1,
+                            name: "a".into(),
+                        },
+                        request: (5, 17),
+                    },
+                    FeedChange {
+                        change: Change::All,
+                        request: (0, 0),
+                    },
+                ],
+            })),
+        ),
         ("done", Ok(MdsResponse::Done)),
         ("error", Err(Error::NotFound)),
     ];

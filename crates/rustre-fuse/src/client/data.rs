@@ -346,7 +346,7 @@ impl Client {
         let mut layout = layout.clone();
         if self.files.layout_needs_check(ino) {
             // Stale marks reach a reader at most one attribute TTL late.
-            match self.getattr(&Creds::root(), ino).await {
+            match self.getattr_from_mds(&Creds::root(), ino).await {
                 Ok(a) => layout = a.layout.unwrap_or(layout),
                 Err(e) => tracing::debug!(ino, "layout refresh failed: {e}"),
             }
@@ -358,7 +358,8 @@ impl Client {
             {
                 Err(Error::Stale) => {
                     tracing::debug!(ino, "an OST has a newer layout version: refreshing");
-                    if let Some(fresh) = self.getattr(&Creds::root(), ino).await?.layout {
+                    let fresh = self.getattr_from_mds(&Creds::root(), ino).await?;
+                    if let Some(fresh) = fresh.layout {
                         layout = fresh;
                     }
                 }

@@ -12,6 +12,7 @@ use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, LayoutSpec, Timestam
 use rustre_proto::Error;
 
 use super::capability::CAPABILITY_XATTR;
+use super::meta_cache::OwnResult;
 use super::{unexpected, Client};
 
 /// How long a metadata call keeps being retried on other MDS while none answers.
@@ -26,6 +27,70 @@ pub const MDS_COOLDOWN: Duration = Duration::from_secs(2);
 /// connection that stopped delivering without closing would otherwise hold the call for the
 /// whole `RPC_TIMEOUT` and fail it. Retrying is safe: a repeat carries the same request id.
 pub const MDS_TRY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The stripe math divides by the stripe size and indexes the OST list: a layout breaking
+/// the protocol's limits is refused here, not panicked on.
+fn check_layout(a: &Attr) -> Result<(), Error> {
+    match &a.layout {
+        Some(l) => l
+            .validate()
+            .map_err(|e| Error::Protocol(format!("MDS sent a bad layout: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// Runs its closure when dropped, unless defused.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnDrop<F> {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// What the answer to one of this client's changes says about names and attributes, for
+/// the metadata cache (the feed's report of the same change evicts everything else it
+/// touched).
+fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
+    let attr = match resp {
+        MdsResponse::Attr(a) if check_layout(a).is_ok() => Some(a.clone()),
+        _ => None,
+    };
+    let entry = |parent: Ino, name: &str, attr: Option<Attr>| OwnResult::Entry {
+        parent,
+        name: name.to_string(),
+        attr,
+    };
+    match (op, attr) {
+        (
+            MdsOp::Create { parent, name, .. }
+            | MdsOp::Mkdir { parent, name, .. }
+            | MdsOp::Mknod { parent, name, .. }
+            | MdsOp::Symlink { parent, name, .. }
+            | MdsOp::Link {
+                new_parent: parent,
+                new_name: name,
+                ..
+            },
+            Some(a),
+        ) => vec![entry(*parent, name, Some(a))],
+        (MdsOp::SetAttr { .. }, Some(a)) => vec![OwnResult::Attr(a)],
+        (MdsOp::Unlink { parent, name } | MdsOp::Rmdir { parent, name }, _)
+            if matches!(resp, MdsResponse::Done) =>
+        {
+            vec![entry(*parent, name, None)]
+        }
+        _ => Vec::new(),
+    }
+}
 
 /// Session bookkeeping is not recorded per request: it is idempotent enough by itself.
 fn is_session_op(op: &MdsOp) -> bool {
@@ -50,6 +115,7 @@ fn idempotent(op: &MdsOp) -> bool {
             | MdsOp::GetDirLayout { .. }
             | MdsOp::SyncMeta
             | MdsOp::RenewSession
+            | MdsOp::Watch { .. }
     )
 }
 
@@ -59,11 +125,32 @@ impl Client {
     /// [`MDS_RETRY_FOR`]: reads because they are idempotent, mutations because they carry a
     /// sequence number the MDS uses to answer a repeat with the recorded result.
     pub async fn mds(&self, creds: &Creds, op: MdsOp) -> Result<MdsResponse, Error> {
-        let seq = if idempotent(&op) || is_session_op(&op) {
-            0
-        } else {
-            self.seq.fetch_add(1, Ordering::Relaxed)
+        if idempotent(&op) || is_session_op(&op) {
+            return self.mds_numbered(creds, op, 0).await;
+        }
+        let seq = self
+            .meta_cache
+            .own_change(|| self.seq.fetch_add(1, Ordering::Relaxed));
+        // A call dropped half-way (its caller gave up) may or may not have happened.
+        let unfinished = OnDrop(Some(|| self.meta_cache.own_answered(seq, None)));
+        let r = self.mds_numbered(creds, op.clone(), seq).await;
+        unfinished.defuse();
+        let results = match &r {
+            Ok(resp) => Some(own_results(&op, resp)),
+            // Lost on the way, or failed inside the MDS: maybe done, maybe not.
+            Err(Error::Unavailable(_) | Error::TimedOut | Error::Io(_) | Error::Protocol(_)) => {
+                None
+            }
+            // Refused: nothing changed.
+            Err(_) => Some(Vec::new()),
         };
+        self.meta_cache.own_answered(seq, results);
+        r
+    }
+
+    /// Sends `op` as request number `seq` (0: not recorded), retrying as [`Client::mds`]
+    /// says.
+    async fn mds_numbered(&self, creds: &Creds, op: MdsOp, seq: u64) -> Result<MdsResponse, Error> {
         let req = MdsRequest {
             creds: creds.clone(),
             session: self.session(),
@@ -119,19 +206,43 @@ impl Client {
     /// A call answered with attributes (its layout checked); what this client wrote but has
     /// not reported yet is merged in.
     async fn attr_call(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
+        let mut a = self.raw_attr_call(creds, op).await?;
+        self.files.merge(&mut a);
+        Ok(a)
+    }
+
+    /// A call answered with attributes, as the MDS sent them (layout checked).
+    async fn raw_attr_call(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
         match self.mds(creds, op).await? {
-            MdsResponse::Attr(mut a) => {
-                // The stripe math divides by the stripe size and indexes the OST list: a
-                // layout breaking the protocol's limits is refused here, not panicked on.
-                if let Some(l) = &a.layout {
-                    l.validate()
-                        .map_err(|e| Error::Protocol(format!("MDS sent a bad layout: {e}")))?;
-                }
-                self.files.merge(&mut a);
+            MdsResponse::Attr(a) => {
+                check_layout(&a)?;
                 Ok(a)
             }
             r => Err(unexpected(r)),
         }
+    }
+
+    /// What looking up `name` in `parent` answers, from the metadata cache, if it knows
+    /// (`creds` is asked for only if the caller's groups matter; `uid` is the caller's).
+    pub fn cached_lookup(
+        &self,
+        creds: impl FnOnce() -> Creds,
+        uid: u32,
+        parent: Ino,
+        name: &str,
+    ) -> Option<Result<Attr, Error>> {
+        let known = self.meta_cache.lookup(creds, uid, parent, name)?;
+        Some(Result::from(known).map(|mut a| {
+            self.files.merge(&mut a);
+            a
+        }))
+    }
+
+    /// The attributes of `ino` from the metadata cache, if it knows.
+    pub fn cached_getattr(&self, ino: Ino) -> Option<Attr> {
+        let mut a = self.meta_cache.getattr(ino)?;
+        self.files.merge(&mut a);
+        Some(a)
     }
 
     async fn done_call(&self, creds: &Creds, op: MdsOp) -> Result<(), Error> {
@@ -141,13 +252,45 @@ impl Client {
         }
     }
 
+    /// Resolves `name` in `parent`, from the metadata cache when it knows.
     pub async fn lookup(&self, creds: &Creds, parent: Ino, name: &str) -> Result<Attr, Error> {
-        let name = name.to_string();
-        self.attr_call(creds, MdsOp::Lookup { parent, name }).await
+        if let Some(r) = self.cached_lookup(|| creds.clone(), creds.uid, parent, name) {
+            return r;
+        }
+        let asked = self.meta_cache.epoch();
+        let op = MdsOp::Lookup {
+            parent,
+            name: name.to_string(),
+        };
+        let mut a = match self.raw_attr_call(creds, op).await {
+            Ok(a) => a,
+            Err(Error::NotFound) => {
+                self.meta_cache.keep_entry(asked, parent, name, None);
+                return Err(Error::NotFound);
+            }
+            Err(e) => return Err(e),
+        };
+        self.meta_cache.keep_entry(asked, parent, name, Some(&a));
+        self.files.merge(&mut a);
+        Ok(a)
     }
 
+    /// The attributes of `ino`, from the metadata cache when it knows.
     pub async fn getattr(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
-        self.attr_call(creds, MdsOp::GetAttr { ino }).await
+        if let Some(a) = self.cached_getattr(ino) {
+            return Ok(a);
+        }
+        self.getattr_from_mds(creds, ino).await
+    }
+
+    /// The attributes of `ino` as the MDS has them now, never from the cache: what the
+    /// data path asks when an OST says the layout it holds is out of date.
+    pub async fn getattr_from_mds(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
+        let asked = self.meta_cache.epoch();
+        let mut a = self.raw_attr_call(creds, MdsOp::GetAttr { ino }).await?;
+        self.meta_cache.keep_attr(asked, &a);
+        self.files.merge(&mut a);
+        Ok(a)
     }
 
     /// Changes attributes. A size change goes to the MDS first, then sets every object to
@@ -310,9 +453,14 @@ impl Client {
             limit: limit.min(READDIR_MAX_ENTRIES),
             plus,
         };
+        let asked = self.meta_cache.epoch();
         match self.mds(creds, op).await? {
             MdsResponse::Entries { mut entries, eof } => {
-                for a in entries.iter_mut().filter_map(|e| e.attr.as_mut()) {
+                for e in entries.iter_mut() {
+                    let Some(a) = e.attr.as_mut() else { continue };
+                    check_layout(a)?;
+                    // Primes the cache as a lookup of the name would.
+                    self.meta_cache.keep_entry(asked, ino, &e.name, Some(a));
                     self.files.merge(a);
                 }
                 Ok((entries, eof))

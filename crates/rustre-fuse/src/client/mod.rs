@@ -6,6 +6,8 @@
 //!   copy of a replicated stripe, checksum-verified on read (docs/replication.md).
 //! - [`files`]: open-file handles and the sizes this client's writes reached (merged into
 //!   every attribute answer, reported to the MDS on flush, fsync, close and setattr).
+//! - [`meta_cache`]: names and attributes answered again while every MDS's change feed
+//!   says they hold; [`feed`]: the watchers of those feeds.
 //! - [`dirs`]: directory handles mapping integer offsets to the MDS's name cookies.
 //! - [`cache`]: the page cache and read-ahead for sequential readers.
 //! - [`capability`]: recent answers to the kernel's `security.capability` probe.
@@ -17,10 +19,12 @@ pub mod cache;
 pub mod capability;
 pub mod data;
 pub mod dirs;
+pub mod feed;
 pub mod files;
 #[cfg(feature = "sim-bug")]
 pub mod injected_bug;
 pub mod meta;
+pub mod meta_cache;
 pub mod path;
 pub mod stripe;
 pub mod writeback;
@@ -61,6 +65,7 @@ pub struct Client {
     cache: cache::PageCache,
     writeback: writeback::WriteBack,
     capability: capability::CapabilityCache,
+    meta_cache: meta_cache::MetaCache,
 }
 
 impl Client {
@@ -80,6 +85,7 @@ impl Client {
             writeback: writeback::WriteBack::default(),
             capability: capability::CapabilityCache::default(),
             dirs: dirs::Dirs::default(),
+            meta_cache: meta_cache::MetaCache::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {
@@ -90,6 +96,7 @@ impl Client {
             }
         });
         let lease_ms = client.open_session().await?;
+        feed::start(&client);
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {
             let every = Duration::from_millis((lease_ms / 3).max(100));
@@ -139,7 +146,9 @@ impl Client {
     /// How long attributes may be cached (the mount's attribute TTL): answers to the
     /// kernel's `security.capability` probe are kept that long, and so is a replicated
     /// file's layout before a read asks the MDS again.
+    /// A zero TTL also turns the metadata cache off (every lookup and getattr asks the MDS).
     pub fn set_attr_ttl(&self, ttl: Duration) {
+        self.meta_cache.set_enabled(!ttl.is_zero());
         self.capability.set_ttl(ttl);
         self.files.set_layout_ttl(ttl);
     }
@@ -147,6 +156,11 @@ impl Client {
     /// The open-file table (handles and unreported sizes).
     pub fn files(&self) -> &files::Files {
         &self.files
+    }
+
+    /// Lookups and getattrs answered from the metadata cache (no MDS round trip) so far.
+    pub fn meta_cache_hits(&self) -> u64 {
+        self.meta_cache.hits()
     }
 
     /// This client's session id.

@@ -95,20 +95,22 @@ impl Filesystem for RustreFs {
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         let negative_ttl = self.cfg.negative_ttl.unwrap_or(self.cfg.entry_ttl);
-        self.spawn(async move {
-            match c.lookup(&who.creds(), parent.0, &name).await {
-                // Inode 0 with a TTL: the kernel remembers that the name does not exist
-                // (until this mount creates it, or the TTL lapses).
-                Err(rustre_proto::Error::NotFound) if !negative_ttl.is_zero() => reply
-                    .entry_with_ttls(
-                        &negative_ttl,
-                        &negative_ttl,
-                        &placeholder_attr(0, FileKind::File),
-                        Generation(0),
-                    ),
-                r => reply_entry(reply, ttls, r),
-            }
-        });
+        let answer = move |reply: ReplyEntry, r: Result<rustre_proto::msg::Attr, _>| match r {
+            // Inode 0 with a TTL: the kernel remembers that the name does not exist
+            // (until this mount creates it, or the TTL lapses).
+            Err(rustre_proto::Error::NotFound) if !negative_ttl.is_zero() => reply.entry_with_ttls(
+                &negative_ttl,
+                &negative_ttl,
+                &placeholder_attr(0, FileKind::File),
+                Generation(0),
+            ),
+            r => reply_entry(reply, ttls, r),
+        };
+        // Answered here, on fuser's thread, when the metadata cache knows.
+        if let Some(r) = c.cached_lookup(|| who.creds(), who.uid, parent.0, &name) {
+            return answer(reply, r);
+        }
+        self.spawn(async move { answer(reply, c.lookup(&who.creds(), parent.0, &name).await) });
     }
 
     /// Inodes carry no per-lookup state here: everything is asked of the MDS by number.
@@ -116,6 +118,9 @@ impl Filesystem for RustreFs {
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
+        if let Some(a) = c.cached_getattr(ino.0) {
+            return reply.attr(&ttl, &file_attr(&a));
+        }
         self.spawn(async move {
             match c.getattr_ino(&who.creds(), ino.0).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),

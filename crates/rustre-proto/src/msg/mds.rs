@@ -18,6 +18,10 @@ pub const XATTR_VALUE_MAX_BYTES: usize = 64 << 10;
 pub const XATTR_NAME_MAX_BYTES: usize = 255;
 /// Most entries one `Readdir` returns.
 pub const READDIR_MAX_ENTRIES: u32 = 4096;
+/// Most changes one `Watch` answer carries (the rest come with the next one).
+pub const WATCH_MAX_CHANGES: usize = 1024;
+/// Longest an MDS holds a `Watch` that has nothing to report before answering empty.
+pub const WATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One call to the MDS: who asks, in which session, and what.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +203,47 @@ pub enum MdsOp {
     /// Waits until every change this MDS acknowledged so far is on disk (what fsync and
     /// fsyncdir need from an MDS running relaxed; a durable MDS answers at once).
     SyncMeta,
+    /// The changes this MDS committed after number `after` of its feed `instance`
+    /// (instance 0: none known yet), for clients' metadata caches. Answered at once when
+    /// there are some, otherwise after at most [`WATCH_WAIT`]: `Changes`.
+    Watch {
+        instance: u64,
+        after: u64,
+    },
+}
+
+/// Something an MDS changed, as its change feed reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// The inode's attributes, xattrs or existence.
+    Inode(Ino),
+    /// The entry `name` of directory `parent` (added, removed or pointing elsewhere).
+    Entry { parent: Ino, name: String },
+    /// Anything: forget everything cached.
+    All,
+}
+
+/// A change on the feed and the request that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedChange {
+    pub change: Change,
+    /// The request's `(session, seq)`; `(0, 0)` for the MDS's own work (resync, expired
+    /// sessions). Lets a client tell its own changes, whose results it already holds.
+    pub request: (u64, u64),
+}
+
+/// One answer to `Watch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeBatch {
+    /// The feed's instance (a new one each time the MDS starts).
+    pub instance: u64,
+    /// The number of the last change included: the next `Watch` asks after it.
+    pub last: u64,
+    /// True when changes between the asked number and these were lost (another instance,
+    /// or the feed no longer holds them): the watcher must forget everything it cached.
+    pub lost: bool,
+    /// At most [`WATCH_MAX_CHANGES`].
+    pub changes: Vec<FeedChange>,
 }
 
 /// One directory entry.
@@ -233,5 +278,6 @@ pub enum MdsResponse {
     Xattr(Vec<u8>),
     XattrNames(Vec<String>),
     DirLayout(Option<LayoutSpec>),
+    Changes(ChangeBatch),
     Done,
 }

@@ -251,6 +251,24 @@ impl Creds {
     }
 }
 
+/// True when `creds` may access `attr` with `mask` (read 4, write 2, execute/search 1), as
+/// Linux decides from the mode bits: the owner's bits for the owner, else the group's for a
+/// member, else the others'; root reads and writes anything, searches any directory and
+/// executes what anyone may execute. The MDS and the client's metadata cache both ask this.
+pub fn may_access(creds: &Creds, attr: &Attr, mask: u32) -> bool {
+    if creds.uid == 0 {
+        return mask & 1 == 0 || attr.kind == FileKind::Dir || attr.perm & 0o111 != 0;
+    }
+    let bits = if creds.uid == attr.uid {
+        (attr.perm >> 6) & 7
+    } else if creds.in_group(attr.gid) {
+        (attr.perm >> 3) & 7
+    } else {
+        attr.perm & 7
+    };
+    bits & mask == mask
+}
+
 /// Capacity figures of an OST or of the whole cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Capacity {

@@ -11,10 +11,12 @@
 //! - [`keys`]: the key schema. [`store`]: typed records.
 //! - [`namespace`], [`attr`], [`open`]: the operations, as transaction bodies.
 //! - [`perm`]: permission rules. [`layout`]: choosing a new file's layout.
+//! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
 //! - this file: configuration, the request dispatch and the background workers.
 
 pub mod attr;
+pub mod feed;
 pub mod keys;
 pub mod layout;
 pub mod namespace;
@@ -103,6 +105,7 @@ pub async fn run(
         picker: layout::OstPicker::default(),
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         resync_cursor: std::sync::atomic::AtomicU64::new(0),
+        feed: feed::Feed::new(),
     });
     workers::spawn_all(mds.clone(), shutdown.clone());
     tracing::info!(addr = %cfg.advertise_addr, "MDS serving");
@@ -183,6 +186,8 @@ pub struct Mds {
     dir_locks: Vec<Mutex<()>>,
     /// Where the resync worker's next pass over the stale index starts.
     resync_cursor: std::sync::atomic::AtomicU64,
+    /// What this MDS committed, for clients' metadata caches.
+    feed: feed::Feed,
 }
 
 fn now_ms() -> u64 {
@@ -258,10 +263,24 @@ impl Mds {
                 creds: &creds,
                 now: Timestamp::now(),
             };
-            this.kv.transact(|tx| match record {
-                None => f(tx, &ctx),
-                Some((session, seq)) => requests::run_once(tx, session, seq, |tx| f(tx, &ctx)),
-            })
+            // What the transaction writes goes on the change feed, committed or not (a
+            // needless eviction from a client's cache is harmless; a missed one is not).
+            let mut changes = Vec::new();
+            let out = this.kv.transact(|tx| {
+                changes.clear();
+                let mut tx = feed::Recorder {
+                    tx,
+                    changes: &mut changes,
+                };
+                match record {
+                    None => f(&mut tx, &ctx),
+                    Some((session, seq)) => {
+                        requests::run_once(&mut tx, session, seq, |tx| f(tx, &ctx))
+                    }
+                }
+            });
+            this.feed.publish(record.unwrap_or((0, 0)), changes);
+            out
         })
         .await
         .map_err(|e| Error::Io(format!("metadata task failed: {e}")))??;
@@ -581,6 +600,9 @@ impl Mds {
             MdsOp::SyncMeta => {
                 self.kv.durable().await?;
                 Ok(R::Done)
+            }
+            MdsOp::Watch { instance, after } => {
+                Ok(R::Changes(self.feed.watch(instance, after).await))
             }
             MdsOp::GetDirLayout { ino } => self
                 .txn(creds, vec![], ro, move |tx, _| {

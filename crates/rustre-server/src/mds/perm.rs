@@ -15,19 +15,7 @@ pub const S_IXGRP: u32 = 0o0010;
 
 /// True when `creds` may access `attr` with `mask` (R|W|X bits).
 pub fn allowed(creds: &Creds, attr: &Attr, mask: u32) -> bool {
-    if creds.uid == 0 {
-        // Root may read and write anything, and execute what anyone may execute
-        // (directories are always searchable for root).
-        return mask & X == 0 || attr.kind == FileKind::Dir || attr.perm & 0o111 != 0;
-    }
-    let bits = if creds.uid == attr.uid {
-        (attr.perm >> 6) & 7
-    } else if creds.in_group(attr.gid) {
-        (attr.perm >> 3) & 7
-    } else {
-        attr.perm & 7
-    };
-    bits & mask == mask
+    rustre_proto::msg::may_access(creds, attr, mask)
 }
 
 /// EACCES unless `creds` may access `attr` with `mask`.

@@ -1,0 +1,782 @@
+//! The metadata cache: names and attributes the MDS gave this client, answered again
+//! without asking while every MDS's change feed says they still hold.
+//!
+//! Each MDS numbers what it commits and reports it on its change feed (`MdsOp::Watch`,
+//! watched by [`crate::client::feed`]). An entry stays here until a feed reports its inode
+//! or name changed. The cache answers only while it is *trusted*: every MDS of the map has
+//! a watcher, and each watcher's last answer was asked for less than [`FEED_LEASE`] ago.
+//! So a change made through any MDS stops being answered from here once its feed reports
+//! it (a network round trip, usually) and never later than [`FEED_LEASE`] after it was
+//! committed (docs/metadata-cache.md states the rule).
+//!
+//! Races are closed with an epoch: every change applied moves it, and an answer fetched
+//! from the MDS is kept only if the epoch did not move while it was in flight.
+//!
+//! This client's own changes: the MDS answer of a create, mkdir, link, setattr, unlink...
+//! is kept (stamped with the request's number), and the feed's report of the same request
+//! does not evict what that answer put here. Everything else the request touched (the link
+//! count of an unlinked inode, the parent's times) is evicted when the report arrives, and
+//! until a watch *sent after the answer* has been answered the cache does not answer at
+//! all — so a client always reads its own changes.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lru::LruCache;
+use rustre_proto::msg::mds::{Change, ChangeBatch, FeedChange};
+use rustre_proto::msg::{may_access, Attr, Creds, FileKind, Ino};
+use rustre_proto::Error;
+use tokio::time::Instant;
+
+/// Attributes kept (one per inode).
+pub const META_CACHE_ATTRS: usize = 65_536;
+/// Names kept (positive and negative).
+pub const META_CACHE_ENTRIES: usize = 65_536;
+/// How long after a watcher asked its MDS for changes the answer vouches for the cache.
+pub const FEED_LEASE: Duration = Duration::from_secs(1);
+/// Own changes of unknown outcome remembered (see `Inner::own_unknown`).
+pub const MAX_UNKNOWN_OUTCOMES: usize = 1024;
+
+/// A moment in the cache's history: answers fetched from the MDS are stamped with the
+/// epoch at which they were asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch(u64);
+
+/// What one MDS's feed has told this client.
+#[derive(Debug, Clone, Copy)]
+struct FeedState {
+    instance: u64,
+    last: u64,
+    /// When the request of the newest answer was sent (`None`: no answer yet).
+    fresh_as_of: Option<Instant>,
+}
+
+/// A cached answer: the epoch it was asked at, and the request of this client whose own
+/// answer it is (0: a read).
+#[derive(Debug, Clone)]
+struct Stamped<T> {
+    value: T,
+    epoch: u64,
+    by: u64,
+}
+
+/// One of this client's changes, sent and not yet answered.
+#[derive(Debug, Clone)]
+struct InFlight {
+    /// Every own change numbered below this was answered before this one was sent, so its
+    /// commit came first and this one's answer already shows it.
+    settled_below: u64,
+    /// What reports that may be newer than this change's answer named since it was sent
+    /// (at most [`MAX_NAMED_IN_FLIGHT`]; `None`: more, or everything was voided): the
+    /// answer's word on those is not kept.
+    named: Option<Vec<Change>>,
+}
+
+/// Most changes remembered for one own change in flight (more: its answer is not kept).
+pub const MAX_NAMED_IN_FLIGHT: usize = 4096;
+
+struct Inner {
+    epoch: u64,
+    /// Everything stamped before this epoch is void.
+    valid_from: u64,
+    attrs: LruCache<Ino, Stamped<Attr>>,
+    /// `(parent, name)` → the inode it names, or `None`: no such name.
+    entries: LruCache<(Ino, String), Stamped<Option<Ino>>>,
+    /// By MDS address: the MDS of the current map.
+    feeds: HashMap<String, FeedState>,
+    /// This client's session: feed changes made by it are its own.
+    session: u64,
+    /// This client's changes in flight, by request seq.
+    own_in_flight: HashMap<u64, InFlight>,
+    /// Changes of this client whose outcome it never learnt (the call failed on the way):
+    /// they may still commit late, so they never count as settled. The newest
+    /// [`MAX_UNKNOWN_OUTCOMES`].
+    own_unknown: std::collections::BTreeSet<u64>,
+    /// When the newest answer to one of this client's changes arrived.
+    own_answered: Option<Instant>,
+}
+
+impl Inner {
+    fn trusted(&self, now: Instant) -> bool {
+        !self.feeds.is_empty()
+            && self.feeds.values().all(|f| {
+                f.fresh_as_of.is_some_and(|t| {
+                    now < t + FEED_LEASE && self.own_answered.is_none_or(|own| t > own)
+                })
+            })
+    }
+
+    fn void_all(&mut self) {
+        self.epoch += 1;
+        self.valid_from = self.epoch;
+        for f in self.own_in_flight.values_mut() {
+            f.named = None;
+        }
+    }
+
+    fn attr(&mut self, ino: Ino) -> Option<Attr> {
+        let valid_from = self.valid_from;
+        match self.attrs.get(&ino) {
+            Some(a) if a.epoch >= valid_from => Some(a.value.clone()),
+            _ => None,
+        }
+    }
+
+    /// Applies one reported change.
+    fn apply(&mut self, fc: &FeedChange) {
+        let (session, seq) = fc.request;
+        let own = session == self.session && seq != 0;
+        // What this client's own answer put here already shows the change.
+        let by = if own { seq } else { u64::MAX };
+        self.epoch += 1;
+        for (&other, f) in self.own_in_flight.iter_mut() {
+            if own && (seq == other || seq < f.settled_below) {
+                continue;
+            }
+            if let Some(named) = &mut f.named {
+                if named.len() < MAX_NAMED_IN_FLIGHT && fc.change != Change::All {
+                    named.push(fc.change.clone());
+                } else {
+                    f.named = None;
+                }
+            }
+        }
+        match &fc.change {
+            Change::Inode(ino) => {
+                if self.attrs.peek(ino).is_some_and(|a| a.by != by) {
+                    self.attrs.pop(ino);
+                }
+            }
+            Change::Entry { parent, name } => {
+                let key = (*parent, name.clone());
+                if self.entries.peek(&key).is_some_and(|e| e.by != by) {
+                    self.entries.pop(&key);
+                }
+            }
+            Change::All => self.void_all(),
+        }
+    }
+}
+
+/// What an answer to one of this client's own changes says, to keep.
+#[derive(Debug, Clone)]
+pub enum OwnResult {
+    /// The inode's attributes now.
+    Attr(Attr),
+    /// What `name` in `parent` names now (`None`: nothing).
+    Entry {
+        parent: Ino,
+        name: String,
+        attr: Option<Attr>,
+    },
+}
+
+/// The cache of one client.
+pub struct MetaCache {
+    inner: Mutex<Inner>,
+    /// Off (mount option `attr_timeout=0`): nothing is answered from here.
+    enabled: AtomicBool,
+    /// Lookups and getattrs answered from here.
+    hits: AtomicU64,
+}
+
+impl Default for MetaCache {
+    fn default() -> Self {
+        MetaCache::with_capacity(META_CACHE_ATTRS, META_CACHE_ENTRIES)
+    }
+}
+
+/// What the cache knows of a name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Known {
+    /// The name's attributes.
+    Found(Attr),
+    /// The name does not exist.
+    Absent,
+}
+
+impl MetaCache {
+    pub fn with_capacity(attrs: usize, entries: usize) -> MetaCache {
+        let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("at least 1");
+        MetaCache {
+            inner: Mutex::new(Inner {
+                epoch: 1,
+                valid_from: 1,
+                attrs: LruCache::new(cap(attrs)),
+                entries: LruCache::new(cap(entries)),
+                feeds: HashMap::new(),
+                session: 0,
+                own_in_flight: HashMap::new(),
+                own_unknown: Default::default(),
+                own_answered: None,
+            }),
+            enabled: AtomicBool::new(true),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Lookups and getattrs answered from the cache so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Turns answering from the cache on or off.
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// The epoch to stamp an answer about to be asked for with.
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.inner.lock().unwrap().epoch)
+    }
+
+    /// This client is about to send a change: numbers it with `next_seq` (called under
+    /// the cache's lock, so numbers and sends are in the same order) and returns the
+    /// number to give [`MetaCache::own_answered`].
+    pub fn own_change(&self, next_seq: impl FnOnce() -> u64) -> u64 {
+        let mut inner = self.inner.lock().unwrap();
+        let seq = next_seq();
+        let in_flight = inner.own_in_flight.keys().copied().min();
+        let unknown = inner.own_unknown.first().copied();
+        let settled_below = in_flight.into_iter().chain(unknown).min().unwrap_or(seq);
+        let f = InFlight {
+            settled_below: settled_below.min(seq),
+            named: Some(Vec::new()),
+        };
+        inner.own_in_flight.insert(seq, f);
+        seq
+    }
+
+    /// The answer to change `seq` arrived: `results` are kept, except what a report that
+    /// may be newer named meanwhile (that is evicted). `None`: the outcome is unknown (the
+    /// call failed on the way), so everything is void.
+    pub fn own_answered(&self, seq: u64, results: Option<Vec<OwnResult>>) {
+        let mut inner = self.inner.lock().unwrap();
+        let named = inner.own_in_flight.remove(&seq).and_then(|f| f.named);
+        inner.own_answered = Some(Instant::now());
+        let Some(results) = results else {
+            inner.own_unknown.insert(seq);
+            if inner.own_unknown.len() > MAX_UNKNOWN_OUTCOMES {
+                inner.own_unknown.pop_first();
+            }
+            inner.void_all();
+            return;
+        };
+        let named = named.unwrap_or_else(|| vec![Change::All]);
+        let newer_attr = |ino: Ino| {
+            named
+                .iter()
+                .any(|c| matches!(c, Change::All) || *c == Change::Inode(ino))
+        };
+        let newer_entry = |parent: Ino, name: &str| {
+            named.iter().any(|c| match c {
+                Change::All => true,
+                Change::Entry { parent: p, name: n } => *p == parent && n == name,
+                Change::Inode(_) => false,
+            })
+        };
+        let epoch = inner.epoch;
+        let mut attrs = Vec::new();
+        let mut entries = Vec::new();
+        for r in results {
+            match r {
+                OwnResult::Attr(a) => attrs.push(a),
+                OwnResult::Entry { parent, name, attr } => {
+                    let ino = attr.as_ref().map(|a| a.ino);
+                    entries.push((
+                        (parent, name),
+                        Stamped {
+                            value: ino,
+                            epoch,
+                            by: seq,
+                        },
+                    ));
+                    attrs.extend(attr);
+                }
+            }
+        }
+        let attrs = attrs.into_iter().map(|a| {
+            (
+                a.ino,
+                Stamped {
+                    value: a,
+                    epoch,
+                    by: seq,
+                },
+            )
+        });
+        for (ino, a) in attrs {
+            if newer_attr(ino) {
+                inner.attrs.pop(&ino);
+            } else {
+                inner.attrs.put(ino, a);
+            }
+        }
+        for (key, e) in entries {
+            if !newer_entry(key.0, &key.1) && key.1 != "." && key.1 != ".." {
+                inner.entries.put(key, e);
+            } else {
+                inner.entries.pop(&key);
+            }
+        }
+    }
+
+    /// Keeps attributes asked for at `asked`, unless something changed since.
+    pub fn keep_attr(&self, asked: Epoch, attr: &Attr) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.epoch == asked.0 {
+            let a = Stamped {
+                value: attr.clone(),
+                epoch: asked.0,
+                by: 0,
+            };
+            inner.attrs.put(attr.ino, a);
+        }
+    }
+
+    /// Keeps the answer to looking up `name` in `parent` (`None`: no such name) asked for at
+    /// `asked`, unless something changed since.
+    pub fn keep_entry(&self, asked: Epoch, parent: Ino, name: &str, attr: Option<&Attr>) {
+        if name == "." || name == ".." {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap();
+        if inner.epoch != asked.0 {
+            return;
+        }
+        if let Some(a) = attr {
+            let a = Stamped {
+                value: a.clone(),
+                epoch: asked.0,
+                by: 0,
+            };
+            inner.attrs.put(a.value.ino, a);
+        }
+        let e = Stamped {
+            value: attr.map(|a| a.ino),
+            epoch: asked.0,
+            by: 0,
+        };
+        inner.entries.put((parent, name.to_string()), e);
+    }
+
+    /// The attributes of `ino`, if cached and the cache is trusted.
+    pub fn getattr(&self, ino: Ino) -> Option<Attr> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut inner = self.inner.lock().unwrap();
+        if !inner.trusted(Instant::now()) {
+            return None;
+        }
+        let a = inner.attr(ino);
+        if a.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        a
+    }
+
+    /// What looking up `name` in `parent` would answer, if the cache knows and is trusted.
+    /// `creds` is asked for only when the caller's search permission on `parent` depends
+    /// on its groups; permission is checked as the MDS does, on the cached attributes of
+    /// `parent` (root needs none).
+    pub fn lookup(
+        &self,
+        creds: impl FnOnce() -> Creds,
+        uid: u32,
+        parent: Ino,
+        name: &str,
+    ) -> Option<Known> {
+        if name == "." || name == ".." || !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut inner = self.inner.lock().unwrap();
+        if !inner.trusted(Instant::now()) {
+            return None;
+        }
+        if uid != 0 {
+            let dir = inner.attr(parent)?;
+            if dir.kind != FileKind::Dir {
+                return None;
+            }
+            // The owner's bits apply to the owner whatever its groups; anyone else's
+            // groups are read (from /proc, outside the lock).
+            drop(inner);
+            let c = if dir.uid == uid {
+                Creds {
+                    uid,
+                    gid: u32::MAX,
+                    groups: Vec::new(),
+                }
+            } else {
+                creds()
+            };
+            if !may_access(&c, &dir, 1) {
+                // The MDS answers EACCES (or knows better): ask it.
+                return None;
+            }
+            inner = self.inner.lock().unwrap();
+        }
+        let valid_from = inner.valid_from;
+        let ino = match inner.entries.get(&(parent, name.to_string())) {
+            Some(e) if e.epoch >= valid_from => e.value,
+            _ => return None,
+        };
+        let known = match ino {
+            None => Some(Known::Absent),
+            Some(ino) => inner.attr(ino).map(Known::Found),
+        };
+        if known.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        known
+    }
+
+    /// Makes the feeds watched exactly those of `mds` (addresses). A feed that stops being
+    /// watched may have had changes this client never heard of: everything is void.
+    pub fn watch_only(&self, mds: &[String]) {
+        let mut inner = self.inner.lock().unwrap();
+        let before = inner.feeds.len();
+        inner.feeds.retain(|addr, _| mds.contains(addr));
+        if inner.feeds.len() != before {
+            inner.void_all();
+        }
+        for addr in mds {
+            inner.feeds.entry(addr.clone()).or_insert(FeedState {
+                instance: 0,
+                last: 0,
+                fresh_as_of: None,
+            });
+        }
+    }
+
+    /// Where the watcher of `mds` should ask from: `(instance, after)`.
+    pub fn feed_position(&self, mds: &str) -> Option<(u64, u64)> {
+        let inner = self.inner.lock().unwrap();
+        inner.feeds.get(mds).map(|f| (f.instance, f.last))
+    }
+
+    /// Applies an answer of `mds`'s feed to a request sent at `sent`, for the client whose
+    /// session is `session`. An answer that does not follow on from the last one (lost
+    /// changes, a new instance) voids everything.
+    pub fn apply(&self, mds: &str, sent: Instant, session: u64, batch: &ChangeBatch) {
+        let mut inner = self.inner.lock().unwrap();
+        let Some(feed) = inner.feeds.get(mds).copied() else {
+            // No longer watched: its answers mean nothing here.
+            return;
+        };
+        inner.session = session;
+        let follows = feed.instance == batch.instance && !batch.lost && batch.last >= feed.last;
+        if follows {
+            for c in &batch.changes {
+                inner.apply(c);
+            }
+        } else {
+            inner.void_all();
+        }
+        let f = inner.feeds.get_mut(mds).expect("checked above");
+        f.instance = batch.instance;
+        f.last = batch.last;
+        f.fresh_as_of = Some(f.fresh_as_of.map_or(sent, |t| t.max(sent)));
+    }
+}
+
+/// Answers `Known` as a lookup result.
+impl From<Known> for Result<Attr, Error> {
+    fn from(k: Known) -> Self {
+        match k {
+            Known::Found(a) => Ok(a),
+            Known::Absent => Err(Error::NotFound),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustre_proto::msg::Timestamp;
+
+    const MDS: &str = "127.0.0.1:9500";
+    /// This client's session in the tests.
+    const ME: u64 = 7;
+
+    fn attr(ino: Ino, kind: FileKind, perm: u32, uid: u32) -> Attr {
+        let t = Timestamp { sec: 1, nsec: 0 };
+        Attr {
+            ino,
+            kind,
+            perm,
+            nlink: 1,
+            uid,
+            gid: uid,
+            size: 0,
+            rdev: 0,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            layout: None,
+            truncate_version: 0,
+        }
+    }
+
+    fn file(ino: Ino) -> Attr {
+        attr(ino, FileKind::File, 0o644, 0)
+    }
+
+    fn by(request: (u64, u64), changes: Vec<Change>) -> Vec<FeedChange> {
+        changes
+            .into_iter()
+            .map(|change| FeedChange { change, request })
+            .collect()
+    }
+
+    fn batch(instance: u64, last: u64, changes: Vec<FeedChange>) -> ChangeBatch {
+        ChangeBatch {
+            instance,
+            last,
+            lost: false,
+            changes,
+        }
+    }
+
+    fn entry(parent: Ino, name: &str) -> Change {
+        Change::Entry {
+            parent,
+            name: name.into(),
+        }
+    }
+
+    fn root() -> Creds {
+        Creds::root()
+    }
+
+    /// Feeds `changes` (made by `request`) to the cache as the next answer of the feed.
+    fn report(cache: &MetaCache, request: (u64, u64), changes: Vec<Change>) {
+        let last = cache.feed_position(MDS).unwrap().1 + changes.len() as u64;
+        cache.apply(
+            MDS,
+            Instant::now(),
+            ME,
+            &batch(9, last, by(request, changes)),
+        );
+    }
+
+    /// A cache watching one MDS, trusted from now on.
+    fn trusted_cache() -> MetaCache {
+        let cache = MetaCache::default();
+        cache.watch_only(&[MDS.to_string()]);
+        let first = ChangeBatch {
+            lost: true,
+            ..batch(9, 0, vec![])
+        };
+        cache.apply(MDS, Instant::now(), ME, &first);
+        cache
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_only_while_every_feed_is_fresh() {
+        let cache = MetaCache::default();
+        let e = cache.epoch();
+        cache.keep_attr(e, &file(5));
+        // No feed watched: not trusted.
+        assert_eq!(cache.getattr(5), None);
+        cache.watch_only(&[MDS.to_string()]);
+        assert_eq!(cache.getattr(5), None, "no answer from the feed yet");
+
+        let cache = trusted_cache();
+        let e = cache.epoch();
+        cache.keep_attr(e, &file(5));
+        assert_eq!(cache.getattr(5).map(|a| a.ino), Some(5));
+        tokio::time::advance(FEED_LEASE).await;
+        assert_eq!(cache.getattr(5), None, "the feed's answer is too old");
+        report(&cache, (0, 0), vec![]);
+        assert_eq!(cache.getattr(5).map(|a| a.ino), Some(5));
+        // A second MDS joins the map: not trusted until its feed answers.
+        cache.watch_only(&[MDS.to_string(), "127.0.0.2:9500".into()]);
+        assert_eq!(cache.getattr(5), None);
+    }
+
+    #[test]
+    fn feed_changes_evict_what_they_name() {
+        let cache = trusted_cache();
+        let e = cache.epoch();
+        cache.keep_entry(e, 1, "a", Some(&file(5)));
+        cache.keep_entry(e, 1, "b", Some(&file(6)));
+        cache.keep_entry(e, 1, "gone", None);
+        assert!(matches!(cache.lookup(root, 0, 1, "a"), Some(Known::Found(a)) if a.ino == 5));
+        assert_eq!(cache.lookup(root, 0, 1, "gone"), Some(Known::Absent));
+        report(&cache, (3, 1), vec![Change::Inode(5), entry(1, "gone")]);
+        assert_eq!(cache.lookup(root, 0, 1, "a"), None, "attributes evicted");
+        assert_eq!(cache.lookup(root, 0, 1, "gone"), None, "entry evicted");
+        assert!(cache.lookup(root, 0, 1, "b").is_some());
+        report(&cache, (0, 0), vec![Change::All]);
+        assert_eq!(cache.lookup(root, 0, 1, "b"), None);
+    }
+
+    #[test]
+    fn an_answer_in_flight_across_a_change_is_not_kept() {
+        let cache = trusted_cache();
+        let asked = cache.epoch();
+        report(&cache, (3, 1), vec![Change::Inode(77)]);
+        cache.keep_attr(asked, &file(5));
+        assert_eq!(cache.getattr(5), None);
+        // The same for the answer to an own change that raced another client's change of
+        // the same name; what the other change did not name is kept.
+        cache.own_change(|| 40);
+        report(&cache, (3, 2), vec![entry(1, "x")]);
+        let made = OwnResult::Entry {
+            parent: 1,
+            name: "x".into(),
+            attr: Some(file(8)),
+        };
+        cache.own_answered(40, Some(vec![made]));
+        report(&cache, (0, 0), vec![]);
+        assert_eq!(cache.lookup(root, 0, 1, "x"), None);
+        assert_eq!(cache.getattr(8).map(|a| a.ino), Some(8));
+    }
+
+    #[test]
+    fn own_changes_are_read_back_and_their_reports_evict_the_rest() {
+        let cache = trusted_cache();
+        let e = cache.epoch();
+        // Directory 1 lists "old" (inode 5, two links); this client unlinks it and
+        // creates "new".
+        cache.keep_attr(e, &attr(1, FileKind::Dir, 0o755, 0));
+        cache.keep_entry(
+            e,
+            1,
+            "old",
+            Some(&Attr {
+                nlink: 2,
+                ..file(5)
+            }),
+        );
+        cache.own_change(|| 10);
+        // The feed's report may come before the answer...
+        report(
+            &cache,
+            (ME, 10),
+            vec![entry(1, "old"), Change::Inode(5), Change::Inode(1)],
+        );
+        let gone = OwnResult::Entry {
+            parent: 1,
+            name: "old".into(),
+            attr: None,
+        };
+        cache.own_answered(10, Some(vec![gone]));
+        // ... and until a watch sent after the answer is answered, nothing is answered.
+        assert_eq!(cache.lookup(root, 0, 1, "old"), None);
+        report(&cache, (0, 0), vec![]);
+        assert_eq!(cache.lookup(root, 0, 1, "old"), Some(Known::Absent));
+        assert_eq!(
+            cache.getattr(5),
+            None,
+            "the unlinked inode's link count changed"
+        );
+        assert_eq!(cache.getattr(1), None, "the directory's times changed");
+
+        // ... or after it: what the answer put here stays, the rest goes.
+        cache.own_change(|| 11);
+        let made = OwnResult::Entry {
+            parent: 1,
+            name: "new".into(),
+            attr: Some(file(6)),
+        };
+        cache.own_answered(11, Some(vec![made]));
+        let e = cache.epoch();
+        cache.keep_attr(e, &attr(1, FileKind::Dir, 0o755, 0));
+        report(
+            &cache,
+            (ME, 11),
+            vec![entry(1, "new"), Change::Inode(6), Change::Inode(1)],
+        );
+        assert!(matches!(cache.lookup(root, 0, 1, "new"), Some(Known::Found(a)) if a.ino == 6));
+        assert_eq!(cache.getattr(1), None);
+        // Another client's later change to the same inode is not mistaken for ours.
+        report(&cache, (3, 11), vec![Change::Inode(6)]);
+        assert_eq!(cache.lookup(root, 0, 1, "new"), None);
+    }
+
+    #[test]
+    fn unknown_outcomes_and_lost_feeds_void_everything() {
+        let cache = trusted_cache();
+        let e = cache.epoch();
+        cache.keep_attr(e, &file(5));
+        cache.own_change(|| 12);
+        cache.own_answered(12, None);
+        report(&cache, (0, 0), vec![]);
+        assert_eq!(cache.getattr(5), None);
+
+        let e = cache.epoch();
+        cache.keep_attr(e, &file(5));
+        // A new instance (the MDS restarted): changes may be lost.
+        cache.apply(MDS, Instant::now(), ME, &batch(10, 0, vec![]));
+        assert_eq!(cache.getattr(5), None);
+
+        let e = cache.epoch();
+        cache.keep_attr(e, &file(5));
+        let lost = ChangeBatch {
+            lost: true,
+            ..batch(10, 70_000, vec![])
+        };
+        cache.apply(MDS, Instant::now(), ME, &lost);
+        assert_eq!(cache.getattr(5), None);
+
+        let e = cache.epoch();
+        cache.keep_attr(e, &file(5));
+        // An MDS leaves the map: what its feed had not delivered is unknown.
+        cache.watch_only(&[]);
+        cache.watch_only(&[MDS.to_string()]);
+        cache.apply(MDS, Instant::now(), ME, &lost);
+        assert_eq!(cache.getattr(5), None);
+    }
+
+    #[test]
+    fn lookups_check_search_permission_on_the_cached_directory() {
+        let cache = trusted_cache();
+        let e = cache.epoch();
+        // Directory 2 owned by uid 1000, searchable by its owner only.
+        cache.keep_attr(e, &attr(2, FileKind::Dir, 0o700, 1000));
+        cache.keep_entry(e, 2, "f", Some(&attr(9, FileKind::File, 0o644, 1000)));
+        let other = || Creds {
+            uid: 2000,
+            gid: 2000,
+            groups: vec![],
+        };
+        assert!(cache.lookup(other, 1000, 2, "f").is_some(), "owner");
+        assert_eq!(
+            cache.lookup(other, 2000, 2, "f"),
+            None,
+            "others ask the MDS"
+        );
+        assert!(
+            cache.lookup(root, 0, 2, "f").is_some(),
+            "root searches anything"
+        );
+        // Without the directory's attributes only root is answered.
+        let e = cache.epoch();
+        cache.keep_entry(e, 3, "g", None);
+        assert_eq!(cache.lookup(other, 2000, 3, "g"), None);
+        assert_eq!(cache.lookup(root, 0, 3, "g"), Some(Known::Absent));
+        // Group-searchable only: membership decides, so the groups are read.
+        let e = cache.epoch();
+        cache.keep_attr(
+            e,
+            &Attr {
+                gid: 50,
+                ..attr(4, FileKind::Dir, 0o710, 1000)
+            },
+        );
+        cache.keep_entry(e, 4, "h", None);
+        let member = || Creds {
+            uid: 2000,
+            gid: 2000,
+            groups: vec![50],
+        };
+        assert_eq!(cache.lookup(member, 2000, 4, "h"), Some(Known::Absent));
+        assert_eq!(cache.lookup(other, 2000, 4, "h"), None);
+    }
+}
