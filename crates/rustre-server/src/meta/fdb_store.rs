@@ -37,7 +37,7 @@
 //! requires the network to be stopped before the process exits. Nothing else in the process
 //! may select the FDB API version or boot the network.
 
-use super::limits::{self, TxBudget, MAX_KEY_BYTES, MAX_TX_BYTES};
+use super::limits::{TxChecks, MAX_KEY_BYTES, MAX_TX_BYTES};
 use super::{Backend, KeyValue, KvError, Transaction, KV_MAX_RETRIES};
 use foundationdb::api::{FdbApiBuilder, NetworkAutoStop};
 use foundationdb::options::{DatabaseOption, MutationType, StreamingMode};
@@ -154,11 +154,10 @@ impl Backend for FdbStore {
             let mut ftx = FdbTx {
                 trx: &trx,
                 prefix: &self.prefix,
-                error: None,
-                bytes: TxBudget::default(),
+                checks: TxChecks::with_key_prefix(self.prefix.len()),
             };
             let commit = body(&mut ftx);
-            (commit, ftx.error)
+            (commit, ftx.checks.into_error())
         };
         // Dropping `trx` without committing cancels (rolls back) it.
         if let Some(e) = error {
@@ -184,10 +183,8 @@ impl Backend for FdbStore {
 struct FdbTx<'a> {
     trx: &'a foundationdb::Transaction,
     prefix: &'a [u8],
-    /// The error that ends the transaction: the first one, unless a retryable one follows.
-    error: Option<KvError>,
-    /// Bytes of keys and values written so far (see [`MAX_TX_BYTES`]).
-    bytes: TxBudget,
+    /// The limits (see [`MAX_TX_BYTES`]) and the error that ends the transaction.
+    checks: TxChecks,
 }
 
 impl FdbTx<'_> {
@@ -198,46 +195,15 @@ impl FdbTx<'_> {
         k.extend_from_slice(key);
         k
     }
-
-    /// Remembers `e` and returns it. A retryable error wins over an earlier other one, so
-    /// the transaction is re-run whenever FDB asked for it.
-    fn fail(&mut self, e: KvError) -> KvError {
-        let replace = match &self.error {
-            None => true,
-            Some(KvError::Retryable(_)) => false,
-            Some(_) => matches!(e, KvError::Retryable(_)),
-        };
-        if replace {
-            self.error = Some(e.clone());
-        }
-        e
-    }
-
-    /// Checks a key (with prefix) against [`MAX_KEY_BYTES`].
-    fn check_key(&mut self, key: &[u8]) -> Result<(), KvError> {
-        limits::check_key(self.prefix.len() + key.len()).map_err(|e| self.fail(e))
-    }
-
-    /// Checks a write of `key` (and `value`) against the limits and counts its bytes.
-    fn check_write(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.check_key(key)?;
-        limits::check_value(value.len()).map_err(|e| self.fail(e))?;
-        self.count(self.prefix.len() + key.len() + value.len())
-    }
-
-    /// Counts `n` more bytes written against [`MAX_TX_BYTES`].
-    fn count(&mut self, n: usize) -> Result<(), KvError> {
-        self.bytes.count(n).map_err(|e| self.fail(e))
-    }
 }
 
 impl Transaction for FdbTx<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.check_key(key)?;
+        self.checks.check_key(key)?;
         let k = self.key(key);
         match block_on(self.trx.get(&k, false)) {
             Ok(v) => Ok(v.map(|v| v.to_vec())),
-            Err(e) => Err(self.fail(classify(e))),
+            Err(e) => Err(self.checks.fail(classify(e))),
         }
     }
 
@@ -265,17 +231,17 @@ impl Transaction for FdbTx<'_> {
                 })
                 .try_collect::<Vec<KeyValue>>(),
         );
-        result.map_err(|e| self.fail(classify(e)))
+        result.map_err(|e| self.checks.fail(classify(e)))
     }
 
     fn set(&mut self, key: &[u8], value: &[u8]) {
-        if self.check_write(key, value).is_ok() {
+        if self.checks.check_write(key, value).is_ok() {
             self.trx.set(&self.key(key), value);
         }
     }
 
     fn clear(&mut self, key: &[u8]) {
-        if self.check_write(key, &[]).is_ok() {
+        if self.checks.check_write(key, &[]).is_ok() {
             self.trx.clear(&self.key(key));
         }
     }
@@ -284,17 +250,14 @@ impl Transaction for FdbTx<'_> {
         if start >= end {
             return Ok(());
         }
-        // FDB counts a range clear as its two bounds, whatever it removes.
-        self.check_key(start)?;
-        self.check_key(end)?;
-        self.count(2 * self.prefix.len() + start.len() + end.len())?;
+        self.checks.check_clear_range(start, end)?;
         self.trx.clear_range(&self.key(start), &self.key(end));
         Ok(())
     }
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), KvError> {
         let param = delta.to_le_bytes();
-        self.check_write(key, &param)?;
+        self.checks.check_write(key, &param)?;
         self.trx
             .atomic_op(&self.key(key), &param, MutationType::Add);
         Ok(())

@@ -74,7 +74,7 @@
 //! that breaks a limit is not applied; the transaction then fails with
 //! [`KvError::Storage`] whatever the closure returned.
 
-use super::limits::{self, TxBudget};
+use super::limits::{self, TxChecks};
 use super::{Backend, KeyValue, KvError, Transaction};
 use fjall::{
     Conflict, KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace,
@@ -143,11 +143,10 @@ impl Backend for FjallStore {
             let mut ftx = FjallTx {
                 tx: &mut tx,
                 keyspace: &self.keyspace,
-                error: None,
-                bytes: TxBudget::default(),
+                checks: TxChecks::default(),
             };
             let commit = body(&mut ftx);
-            (commit, ftx.error)
+            (commit, ftx.checks.into_error())
         };
         if let Some(e) = error {
             tx.rollback();
@@ -203,44 +202,16 @@ pub(crate) fn active_journal(dir: &Path) -> Result<Option<PathBuf>, KvError> {
 struct FjallTx<'a> {
     tx: &'a mut WriteTransaction,
     keyspace: &'a OptimisticTxKeyspace,
-    error: Option<KvError>,
-    /// Bytes of keys and values written so far (see [`limits::MAX_TX_BYTES`]).
-    bytes: TxBudget,
-}
-
-impl FjallTx<'_> {
-    /// Remembers `e` (unless an earlier error is already remembered) and returns it.
-    fn fail(&mut self, e: KvError) -> KvError {
-        if self.error.is_none() {
-            self.error = Some(e.clone());
-        }
-        e
-    }
-
-    /// Checks a key against [`limits::MAX_KEY_BYTES`].
-    fn check_key(&mut self, key: &[u8]) -> Result<(), KvError> {
-        limits::check_key(key.len()).map_err(|e| self.fail(e))
-    }
-
-    /// Checks a write of `key` (and `value`) against the limits and counts its bytes.
-    fn check_write(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.check_key(key)?;
-        limits::check_value(value.len()).map_err(|e| self.fail(e))?;
-        self.count(key.len() + value.len())
-    }
-
-    /// Counts `n` more bytes written against [`limits::MAX_TX_BYTES`].
-    fn count(&mut self, n: usize) -> Result<(), KvError> {
-        self.bytes.count(n).map_err(|e| self.fail(e))
-    }
+    /// The limits (see [`limits::MAX_TX_BYTES`]) and the error that ends the transaction.
+    checks: TxChecks,
 }
 
 impl Transaction for FjallTx<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.check_key(key)?;
+        self.checks.check_key(key)?;
         match self.tx.get(self.keyspace, key) {
             Ok(v) => Ok(v.map(|v| v.to_vec())),
-            Err(e) => Err(self.fail(storage(e))),
+            Err(e) => Err(self.checks.fail(storage(e))),
         }
     }
 
@@ -254,20 +225,20 @@ impl Transaction for FjallTx<'_> {
         for guard in self.tx.range(self.keyspace, start..end).take(limit) {
             match guard.into_inner() {
                 Ok((k, v)) => out.push((k.to_vec(), v.to_vec())),
-                Err(e) => return Err(self.fail(storage(e))),
+                Err(e) => return Err(self.checks.fail(storage(e))),
             }
         }
         Ok(out)
     }
 
     fn set(&mut self, key: &[u8], value: &[u8]) {
-        if self.check_write(key, value).is_ok() {
+        if self.checks.check_write(key, value).is_ok() {
             self.tx.insert(self.keyspace, key, value);
         }
     }
 
     fn clear(&mut self, key: &[u8]) {
-        if self.check_write(key, &[]).is_ok() {
+        if self.checks.check_write(key, &[]).is_ok() {
             self.tx.remove(self.keyspace, key);
         }
     }
@@ -276,17 +247,14 @@ impl Transaction for FjallTx<'_> {
         if start >= end {
             return Ok(());
         }
-        // FDB counts a range clear as its two bounds, whatever it removes.
-        self.check_key(start)?;
-        self.check_key(end)?;
-        self.count(start.len() + end.len())?;
+        self.checks.check_clear_range(start, end)?;
         // The range read merges this transaction's own writes, so keys set earlier in the
         // transaction are found (and removed) too.
         let mut keys = Vec::new();
         for guard in self.tx.range(self.keyspace, start..end) {
             match guard.key() {
                 Ok(k) => keys.push(k),
-                Err(e) => return Err(self.fail(storage(e))),
+                Err(e) => return Err(self.checks.fail(storage(e))),
             }
         }
         for k in keys {
@@ -297,15 +265,9 @@ impl Transaction for FjallTx<'_> {
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), KvError> {
         let old = self.get(key)?;
-        // FDB's ADD: the old value is zero-extended or truncated to the operand's 8 bytes.
-        let mut buf = [0u8; 8];
-        if let Some(old) = old {
-            let n = old.len().min(8);
-            buf[..n].copy_from_slice(&old[..n]);
-        }
-        let new = i64::from_le_bytes(buf).wrapping_add(delta).to_le_bytes();
+        let new = limits::add_le(old.as_deref(), delta);
         self.set(key, &new);
-        match &self.error {
+        match self.checks.error() {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }

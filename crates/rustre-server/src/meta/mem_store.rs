@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::limits::{self, TxBudget};
+use super::limits::{self, TxChecks};
 use super::{Backend, KeyValue, KvError, Transaction};
 
 /// The store: ordered keys and their values.
@@ -33,12 +33,11 @@ impl Backend for MemStore {
         let mut tx = MemTx {
             base: &map,
             overlay: BTreeMap::new(),
-            error: None,
-            bytes: TxBudget::default(),
+            checks: TxChecks::default(),
         };
         let commit = body(&mut tx);
-        if let Some(e) = tx.error {
-            return Err(e);
+        if let Some(e) = tx.checks.error() {
+            return Err(e.clone());
         }
         if commit {
             let overlay = tx.overlay;
@@ -61,31 +60,11 @@ impl Backend for MemStore {
 struct MemTx<'a> {
     base: &'a BTreeMap<Vec<u8>, Vec<u8>>,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    error: Option<KvError>,
-    bytes: TxBudget,
+    /// The limits and the error that ends the transaction (even if the closure ignores it).
+    checks: TxChecks,
 }
 
 impl MemTx<'_> {
-    /// Remembers the first error, which fails the transaction even if the closure ignores it.
-    fn fail(&mut self, e: KvError) -> KvError {
-        if self.error.is_none() {
-            self.error = Some(e.clone());
-        }
-        e
-    }
-
-    fn check_key(&mut self, key: &[u8]) -> Result<(), KvError> {
-        limits::check_key(key.len()).map_err(|e| self.fail(e))
-    }
-
-    fn check_write(&mut self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
-        self.check_key(key)?;
-        limits::check_value(value.len()).map_err(|e| self.fail(e))?;
-        self.bytes
-            .count(key.len() + value.len())
-            .map_err(|e| self.fail(e))
-    }
-
     /// Every key in `start..end` as this transaction sees it, in order, up to `limit`.
     fn merged(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<KeyValue> {
         let range = start.to_vec()..end.to_vec();
@@ -119,7 +98,7 @@ impl MemTx<'_> {
 
 impl Transaction for MemTx<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        self.check_key(key)?;
+        self.checks.check_key(key)?;
         Ok(match self.overlay.get(key) {
             Some(v) => v.clone(),
             None => self.base.get(key).cloned(),
@@ -134,13 +113,13 @@ impl Transaction for MemTx<'_> {
     }
 
     fn set(&mut self, key: &[u8], value: &[u8]) {
-        if self.check_write(key, value).is_ok() {
+        if self.checks.check_write(key, value).is_ok() {
             self.overlay.insert(key.to_vec(), Some(value.to_vec()));
         }
     }
 
     fn clear(&mut self, key: &[u8]) {
-        if self.check_write(key, &[]).is_ok() {
+        if self.checks.check_write(key, &[]).is_ok() {
             self.overlay.insert(key.to_vec(), None);
         }
     }
@@ -149,12 +128,7 @@ impl Transaction for MemTx<'_> {
         if start >= end {
             return Ok(());
         }
-        // Counted as its two bounds, as FoundationDB does.
-        self.check_key(start)?;
-        self.check_key(end)?;
-        self.bytes
-            .count(start.len() + end.len())
-            .map_err(|e| self.fail(e))?;
+        self.checks.check_clear_range(start, end)?;
         for (k, _) in self.merged(start, end, usize::MAX) {
             self.overlay.insert(k, None);
         }
@@ -163,15 +137,9 @@ impl Transaction for MemTx<'_> {
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), KvError> {
         let old = self.get(key)?;
-        // FDB's ADD: the old value is zero-extended or truncated to the operand's 8 bytes.
-        let mut buf = [0u8; 8];
-        if let Some(old) = old {
-            let n = old.len().min(8);
-            buf[..n].copy_from_slice(&old[..n]);
-        }
-        let new = i64::from_le_bytes(buf).wrapping_add(delta).to_le_bytes();
+        let new = limits::add_le(old.as_deref(), delta);
         self.set(key, &new);
-        match &self.error {
+        match self.checks.error() {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }
