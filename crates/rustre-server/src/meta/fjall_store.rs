@@ -267,9 +267,6 @@ impl Transaction for FjallTx<'_> {
         let old = self.get(key)?;
         let new = limits::add_le(old.as_deref(), delta);
         self.set(key, &new);
-        match self.checks.error() {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
-        }
+        self.checks.result()
     }
 }

@@ -97,8 +97,11 @@ impl TxChecks {
     }
 
     /// The error that ends the transaction, if any.
-    pub(crate) fn error(&self) -> Option<&KvError> {
-        self.error.as_ref()
+    pub(crate) fn result(&self) -> Result<(), KvError> {
+        match &self.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn into_error(self) -> Option<KvError> {

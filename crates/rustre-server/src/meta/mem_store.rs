@@ -36,9 +36,7 @@ impl Backend for MemStore {
             checks: TxChecks::default(),
         };
         let commit = body(&mut tx);
-        if let Some(e) = tx.checks.error() {
-            return Err(e.clone());
-        }
+        tx.checks.result()?;
         if commit {
             let overlay = tx.overlay;
             for (k, v) in overlay {
@@ -139,9 +137,6 @@ impl Transaction for MemTx<'_> {
         let old = self.get(key)?;
         let new = limits::add_le(old.as_deref(), delta);
         self.set(key, &new);
-        match self.checks.error() {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
-        }
+        self.checks.result()
     }
 }
