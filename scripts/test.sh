@@ -6,20 +6,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+# Prints how long the run has taken so far before each step (CI must stay under 30 min).
+step() { echo "=== [$((SECONDS / 60))m$((SECONDS % 60))s] $*"; }
+SECONDS=0
+step install-deps
 ./scripts/install-deps.sh
 
+step fmt and clippy
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --features fdb --all-targets -- -D warnings
+step cargo test --workspace
 # Two test threads: the end-to-end tests start clusters and mounts of their own.
 cargo test --workspace -- --test-threads=2
+step fsx 100k
 # The long runs: fsx for 100,000 operations on a mount with the page cache and write-back on.
 cargo test --test mount -- --ignored
+step simulation
 # Deterministic simulation (docs/simulation.md): its own workspace, so the test-only bug
 # and turmoil never reach the builds above; SIM_SEEDS seeds (default 24), replay, the
 # injected bug caught.
 (cd sim && cargo fmt -- --check && cargo clippy --all-targets -- -D warnings &&
     cargo test --release)
+step fuzzing
 # Fuzzing: every wire decoder and the frame reader, 10 s per target, one per CPU at a time
 # (docs/fuzzing.md; 3 to 5 minutes with the build on 2 cores).
 FUZZ_SECONDS=${FUZZ_SECONDS:-10} ./scripts/fuzz.sh
+step done
