@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use rustre_proto::msg::mds::{
     DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, READDIR_MAX_ENTRIES,
+    RENAME_EXCHANGE,
 };
 use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, LayoutSpec, Timestamp};
 use rustre_proto::Error;
@@ -56,23 +57,25 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
     }
 }
 
-/// What the answer to one of this client's changes says about names and attributes, for
-/// the metadata cache (the feed's report of the same change evicts everything else it
-/// touched).
+/// What one of this client's changes did, from its request and answer, for the metadata
+/// cache. Every inode and name the MDS's transaction touches is either named here or covered
+/// by `OwnResult::Unknown` (the feed's report of the same change evicts everything anyway;
+/// this only decides what the cache may answer before that report arrives).
 fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
+    use OwnResult::{Changed, Entry, NewDir, Renamed, Unknown};
     let attr = match resp {
         MdsResponse::Attr(a) if check_layout(a).is_ok() => Some(a.clone()),
         _ => None,
     };
-    let entry = |parent: Ino, name: &str, attr: Option<Attr>| OwnResult::Entry {
+    let entry = |parent: Ino, name: &str, attr: Option<Attr>| Entry {
         parent,
         name: name.to_string(),
         attr,
     };
     match (op, attr) {
+        // A new name (or an existing file opened, maybe truncated) and its directory's times.
         (
             MdsOp::Create { parent, name, .. }
-            | MdsOp::Mkdir { parent, name, .. }
             | MdsOp::Mknod { parent, name, .. }
             | MdsOp::Symlink { parent, name, .. }
             | MdsOp::Link {
@@ -81,14 +84,56 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
                 ..
             },
             Some(a),
-        ) => vec![entry(*parent, name, Some(a))],
-        (MdsOp::SetAttr { .. }, Some(a)) => vec![OwnResult::Attr(a)],
+        ) => vec![entry(*parent, name, Some(a)), Changed(*parent)],
+        (MdsOp::Mkdir { parent, name, .. }, Some(a)) => {
+            let dir = a.ino;
+            vec![entry(*parent, name, Some(a)), Changed(*parent), NewDir(dir)]
+        }
+        // The inode alone, and the answer is its attributes now (an open's O_TRUNC, a size
+        // report, a layout change).
+        (
+            MdsOp::SetAttr { .. }
+            | MdsOp::Open { .. }
+            | MdsOp::ReportSize { .. }
+            | MdsOp::MarkStale { .. }
+            | MdsOp::MoveCopies { .. },
+            Some(a),
+        ) => vec![OwnResult::Attr(a)],
+        // The inode alone, not in the answer.
+        (
+            MdsOp::SetXattr { ino, .. }
+            | MdsOp::RemoveXattr { ino, .. }
+            | MdsOp::SetDirLayout { ino, .. },
+            _,
+        ) => vec![Changed(*ino)],
+        // Open bookkeeping only; a last release may destroy an unlinked inode, which no
+        // name and no open file of this client reaches any more.
+        (MdsOp::Release { .. }, _) => Vec::new(),
+        // The removed inode is not named by the request: wait for the feed.
         (MdsOp::Unlink { parent, name } | MdsOp::Rmdir { parent, name }, _)
             if matches!(resp, MdsResponse::Done) =>
         {
-            vec![entry(*parent, name, None)]
+            vec![entry(*parent, name, None), Changed(*parent), Unknown]
         }
-        _ => Vec::new(),
+        (
+            MdsOp::Rename {
+                parent,
+                name,
+                new_parent,
+                new_name,
+                flags,
+            },
+            _,
+        ) if matches!(resp, MdsResponse::Done) => vec![
+            Renamed {
+                from: (*parent, name.clone()),
+                to: (*new_parent, new_name.clone()),
+                exchange: flags & RENAME_EXCHANGE != 0,
+            },
+            Changed(*parent),
+            Changed(*new_parent),
+        ],
+        _ => vec![Unknown],
     }
 }
 
@@ -141,8 +186,10 @@ impl Client {
             Err(Error::Unavailable(_) | Error::TimedOut | Error::Io(_) | Error::Protocol(_)) => {
                 None
             }
-            // Refused: nothing changed.
-            Err(_) => Some(Vec::new()),
+            // Refused: nothing changed, but the refusal says what this client believed is
+            // out of date (ESTALE: the inode it named is gone; ENOENT, EEXIST: a name is not
+            // what it thought): the cache waits for the feeds to catch up.
+            Err(_) => Some(vec![OwnResult::Unknown]),
         };
         self.meta_cache.own_answered(seq, results);
         r

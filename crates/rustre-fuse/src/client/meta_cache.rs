@@ -12,12 +12,14 @@
 //! Races are closed with an epoch: every change applied moves it, and an answer fetched
 //! from the MDS is kept only if the epoch did not move while it was in flight.
 //!
-//! This client's own changes: the MDS answer of a create, mkdir, link, setattr, unlink...
-//! is kept (stamped with the request's number), and the feed's report of the same request
-//! does not evict what that answer put here. Everything else the request touched (the link
-//! count of an unlinked inode, the parent's times) is evicted when the report arrives, and
-//! until a watch *sent after the answer* has been answered the cache does not answer at
-//! all — so a client always reads its own changes.
+//! This client's own changes ([`OwnResult`]): what the answer of a create, mkdir, link,
+//! setattr, unlink... says is kept (stamped with the request's number), and the feed's
+//! report of the same request does not evict it. What the request touched without its
+//! answer showing it is evicted at once when it is named (a parent's times), and when it is
+//! not (an unlink's victim) the cache answers nothing until a watch *sent after the
+//! answer* has been answered, by when the report has evicted it — so a client always reads
+//! its own changes. A directory this client made is *complete* until something other than
+//! its own changes touches it: a name missing there does not exist.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -27,7 +29,7 @@ use std::time::Duration;
 
 use lru::LruCache;
 use rustre_proto::msg::mds::{Change, ChangeBatch, FeedChange};
-use rustre_proto::msg::{may_access, Attr, Creds, FileKind, Ino};
+use rustre_proto::msg::{may_access, validate_name, Attr, Creds, FileKind, Ino};
 use rustre_proto::Error;
 use tokio::time::Instant;
 
@@ -63,6 +65,12 @@ struct Stamped<T> {
     by: u64,
 }
 
+impl<T> Stamped<T> {
+    fn new(value: T, epoch: u64, by: u64) -> Stamped<T> {
+        Stamped { value, epoch, by }
+    }
+}
+
 /// One of this client's changes, sent and not yet answered.
 #[derive(Debug, Clone)]
 struct InFlight {
@@ -85,6 +93,10 @@ struct Inner {
     attrs: LruCache<Ino, Stamped<Attr>>,
     /// `(parent, name)` → the inode it names, or `None`: no such name.
     entries: LruCache<(Ino, String), Stamped<Option<Ino>>>,
+    /// Directories whose every name is in `entries` (this client made them, and nothing
+    /// since suggests otherwise), with the epoch that became true at: a name missing there
+    /// does not exist.
+    complete: HashMap<Ino, u64>,
     /// By MDS address: the MDS of the current map.
     feeds: HashMap<String, FeedState>,
     /// This client's session: feed changes made by it are its own.
@@ -112,9 +124,42 @@ impl Inner {
     fn void_all(&mut self) {
         self.epoch += 1;
         self.valid_from = self.epoch;
+        self.complete.clear();
         for f in self.own_in_flight.values_mut() {
             f.named = None;
         }
+    }
+
+    /// What the cache knows `(parent, name)` names: `Some(None)` for "nothing" (a negative
+    /// entry, or a complete directory without it), `None` if it does not know.
+    fn entry(&mut self, key: &(Ino, String)) -> Option<Option<Ino>> {
+        let valid_from = self.valid_from;
+        let cached = match self.entries.get(key) {
+            Some(e) if e.epoch >= valid_from => Some(e.value),
+            _ => None,
+        };
+        cached.or_else(|| self.is_complete(key.0).then_some(None))
+    }
+
+    fn is_complete(&self, dir: Ino) -> bool {
+        self.complete
+            .get(&dir)
+            .is_some_and(|since| *since >= self.valid_from)
+    }
+
+    /// Sets an entry. One pushed out of the LRU takes its directory's completeness along.
+    fn put_entry(&mut self, key: (Ino, String), e: Stamped<Option<Ino>>) {
+        if let Some((old, _)) = self.entries.push(key.clone(), e) {
+            if old != key {
+                self.complete.remove(&old.0);
+            }
+        }
+    }
+
+    /// Forgets an entry, and with it the completeness of its directory.
+    fn pop_entry(&mut self, key: &(Ino, String)) {
+        self.entries.pop(key);
+        self.complete.remove(&key.0);
     }
 
     fn attr(&mut self, ino: Ino) -> Option<Attr> {
@@ -152,8 +197,8 @@ impl Inner {
             }
             Change::Entry { parent, name } => {
                 let key = (*parent, name.clone());
-                if self.entries.peek(&key).is_some_and(|e| e.by != by) {
-                    self.entries.pop(&key);
+                if self.entries.peek(&key).is_none_or(|e| e.by != by) {
+                    self.pop_entry(&key);
                 }
             }
             Change::All => self.void_all(),
@@ -161,7 +206,17 @@ impl Inner {
     }
 }
 
-/// What an answer to one of this client's own changes says, to keep.
+/// Keeps attributes from an own answer, unless a report that may be newer named them.
+fn keep_own_attr(inner: &mut Inner, newer: &dyn Fn(Ino) -> bool, a: Stamped<Attr>) {
+    let ino = a.value.ino;
+    if newer(ino) {
+        inner.attrs.pop(&ino);
+    } else {
+        inner.attrs.put(ino, a);
+    }
+}
+
+/// What one of this client's own changes did, as its answer tells (for the cache).
 #[derive(Debug, Clone)]
 pub enum OwnResult {
     /// The inode's attributes now.
@@ -172,6 +227,20 @@ pub enum OwnResult {
         name: String,
         attr: Option<Attr>,
     },
+    /// The inode's attributes changed in a way the answer does not show.
+    Changed(Ino),
+    /// This change made directory `dir`: it is empty, so every name in it is known.
+    NewDir(Ino),
+    /// `from` was renamed to `to` (or swapped with it): the inodes involved are known only
+    /// as far as the cache knows both names.
+    Renamed {
+        from: (Ino, String),
+        to: (Ino, String),
+        exchange: bool,
+    },
+    /// The change may have touched inodes no answer names (an unlink's victim, a rename's):
+    /// the cache answers nothing until the feed has reported it.
+    Unknown,
 }
 
 /// The cache of one client.
@@ -207,6 +276,7 @@ impl MetaCache {
                 valid_from: 1,
                 attrs: LruCache::new(cap(attrs)),
                 entries: LruCache::new(cap(entries)),
+                complete: HashMap::new(),
                 feeds: HashMap::new(),
                 session: 0,
                 own_in_flight: HashMap::new(),
@@ -256,8 +326,8 @@ impl MetaCache {
     pub fn own_answered(&self, seq: u64, results: Option<Vec<OwnResult>>) {
         let mut inner = self.inner.lock().unwrap();
         let named = inner.own_in_flight.remove(&seq).and_then(|f| f.named);
-        inner.own_answered = Some(Instant::now());
         let Some(results) = results else {
+            inner.own_answered = Some(Instant::now());
             inner.own_unknown.insert(seq);
             if inner.own_unknown.len() > MAX_UNKNOWN_OUTCOMES {
                 inner.own_unknown.pop_first();
@@ -278,49 +348,65 @@ impl MetaCache {
                 Change::Inode(_) => false,
             })
         };
+        // Reads in flight across this change are not kept.
+        inner.epoch += 1;
         let epoch = inner.epoch;
-        let mut attrs = Vec::new();
-        let mut entries = Vec::new();
+        let mut pause = false;
         for r in results {
             match r {
-                OwnResult::Attr(a) => attrs.push(a),
-                OwnResult::Entry { parent, name, attr } => {
-                    let ino = attr.as_ref().map(|a| a.ino);
-                    entries.push((
-                        (parent, name),
-                        Stamped {
-                            value: ino,
-                            epoch,
-                            by: seq,
-                        },
-                    ));
-                    attrs.extend(attr);
+                OwnResult::Attr(a) => {
+                    keep_own_attr(&mut inner, &newer_attr, Stamped::new(a, epoch, seq))
                 }
+                OwnResult::Entry { parent, name, attr } => {
+                    let key = (parent, name);
+                    if newer_entry(key.0, &key.1) || key.1 == "." || key.1 == ".." {
+                        inner.pop_entry(&key);
+                    } else {
+                        inner
+                            .put_entry(key, Stamped::new(attr.as_ref().map(|a| a.ino), epoch, seq));
+                    }
+                    if let Some(a) = attr {
+                        keep_own_attr(&mut inner, &newer_attr, Stamped::new(a, epoch, seq));
+                    }
+                }
+                OwnResult::Changed(ino) => {
+                    inner.attrs.pop(&ino);
+                }
+                OwnResult::NewDir(dir) => {
+                    let touched = named.iter().any(|c| match c {
+                        Change::All => true,
+                        Change::Entry { parent, .. } => *parent == dir,
+                        Change::Inode(_) => false,
+                    });
+                    if !touched && inner.complete.len() < META_CACHE_ENTRIES {
+                        inner.complete.insert(dir, epoch);
+                    }
+                }
+                OwnResult::Renamed { from, to, exchange } => {
+                    pause = true;
+                    let moved = inner.entry(&from);
+                    let replaced = inner.entry(&to);
+                    for ino in [moved, replaced].into_iter().flatten().flatten() {
+                        inner.attrs.pop(&ino);
+                    }
+                    let known = !newer_entry(from.0, &from.1) && !newer_entry(to.0, &to.1);
+                    match (moved, replaced) {
+                        (Some(Some(m)), Some(r)) if known => {
+                            let left = if exchange { r } else { None };
+                            inner.put_entry(from, Stamped::new(left, epoch, seq));
+                            inner.put_entry(to, Stamped::new(Some(m), epoch, seq));
+                        }
+                        _ => {
+                            inner.pop_entry(&from);
+                            inner.pop_entry(&to);
+                        }
+                    }
+                }
+                OwnResult::Unknown => pause = true,
             }
         }
-        let attrs = attrs.into_iter().map(|a| {
-            (
-                a.ino,
-                Stamped {
-                    value: a,
-                    epoch,
-                    by: seq,
-                },
-            )
-        });
-        for (ino, a) in attrs {
-            if newer_attr(ino) {
-                inner.attrs.pop(&ino);
-            } else {
-                inner.attrs.put(ino, a);
-            }
-        }
-        for (key, e) in entries {
-            if !newer_entry(key.0, &key.1) && key.1 != "." && key.1 != ".." {
-                inner.entries.put(key, e);
-            } else {
-                inner.entries.pop(&key);
-            }
+        if pause {
+            inner.own_answered = Some(Instant::now());
         }
     }
 
@@ -360,7 +446,7 @@ impl MetaCache {
             epoch: asked.0,
             by: 0,
         };
-        inner.entries.put((parent, name.to_string()), e);
+        inner.put_entry((parent, name.to_string()), e);
     }
 
     /// The attributes of `ino`, if cached and the cache is trusted.
@@ -390,7 +476,8 @@ impl MetaCache {
         parent: Ino,
         name: &str,
     ) -> Option<Known> {
-        if name == "." || name == ".." || !self.enabled.load(Ordering::Relaxed) {
+        // A name the MDS refuses (too long, "..") gets the MDS's error, not "no such name".
+        if validate_name(name).is_err() || !self.enabled.load(Ordering::Relaxed) {
             return None;
         }
         let mut inner = self.inner.lock().unwrap();
@@ -420,11 +507,7 @@ impl MetaCache {
             }
             inner = self.inner.lock().unwrap();
         }
-        let valid_from = inner.valid_from;
-        let ino = match inner.entries.get(&(parent, name.to_string())) {
-            Some(e) if e.epoch >= valid_from => e.value,
-            _ => return None,
-        };
+        let ino = inner.entry(&(parent, name.to_string()))?;
         let known = match ino {
             None => Some(Known::Absent),
             Some(ino) => inner.attr(ino).map(Known::Found),
@@ -666,7 +749,9 @@ mod tests {
             name: "old".into(),
             attr: None,
         };
-        cache.own_answered(10, Some(vec![gone]));
+        // An unlink does not name the inode it unlinked: the cache waits for the feed.
+        let unlink = vec![gone, OwnResult::Changed(1), OwnResult::Unknown];
+        cache.own_answered(10, Some(unlink));
         // ... and until a watch sent after the answer is answered, nothing is answered.
         assert_eq!(cache.lookup(root, 0, 1, "old"), None);
         report(&cache, (0, 0), vec![]);
@@ -678,14 +763,19 @@ mod tests {
         );
         assert_eq!(cache.getattr(1), None, "the directory's times changed");
 
-        // ... or after it: what the answer put here stays, the rest goes.
+        // ... or after it: what the answer put here stays, the rest goes. A create names
+        // everything it touched, so its answer is read back at once, without waiting.
+        let e = cache.epoch();
+        cache.keep_attr(e, &attr(1, FileKind::Dir, 0o755, 0));
         cache.own_change(|| 11);
         let made = OwnResult::Entry {
             parent: 1,
             name: "new".into(),
             attr: Some(file(6)),
         };
-        cache.own_answered(11, Some(vec![made]));
+        cache.own_answered(11, Some(vec![made, OwnResult::Changed(1)]));
+        assert!(matches!(cache.lookup(root, 0, 1, "new"), Some(Known::Found(a)) if a.ino == 6));
+        assert_eq!(cache.getattr(1), None, "the directory's times changed");
         let e = cache.epoch();
         cache.keep_attr(e, &attr(1, FileKind::Dir, 0o755, 0));
         report(
@@ -698,6 +788,105 @@ mod tests {
         // Another client's later change to the same inode is not mistaken for ours.
         report(&cache, (3, 11), vec![Change::Inode(6)]);
         assert_eq!(cache.lookup(root, 0, 1, "new"), None);
+    }
+
+    #[test]
+    fn a_directory_this_client_made_answers_missing_names() {
+        let cache = MetaCache::with_capacity(16, 4);
+        cache.watch_only(&[MDS.to_string()]);
+        let first = ChangeBatch {
+            lost: true,
+            ..batch(9, 0, vec![])
+        };
+        cache.apply(MDS, Instant::now(), ME, &first);
+        let mkdir = |seq: u64, dir: Ino| {
+            cache.own_change(|| seq);
+            let made = OwnResult::Entry {
+                parent: 1,
+                name: format!("d{dir}"),
+                attr: Some(attr(dir, FileKind::Dir, 0o755, 0)),
+            };
+            cache.own_answered(seq, Some(vec![made, OwnResult::NewDir(dir)]));
+        };
+        mkdir(20, 2);
+        assert_eq!(cache.lookup(root, 0, 2, "x"), Some(Known::Absent));
+        // A name the MDS would refuse is left to the MDS (ENAMETOOLONG, not ENOENT).
+        let long = "x".repeat(rustre_proto::msg::NAME_MAX_BYTES + 1);
+        assert_eq!(cache.lookup(root, 0, 2, &long), None);
+        // Its own files are known; the report of its own create keeps it complete.
+        cache.own_change(|| 21);
+        let made = OwnResult::Entry {
+            parent: 2,
+            name: "x".into(),
+            attr: Some(file(7)),
+        };
+        cache.own_answered(21, Some(vec![made, OwnResult::Changed(2)]));
+        report(
+            &cache,
+            (ME, 21),
+            vec![entry(2, "x"), Change::Inode(7), Change::Inode(2)],
+        );
+        assert!(matches!(cache.lookup(root, 0, 2, "x"), Some(Known::Found(a)) if a.ino == 7));
+        assert_eq!(cache.lookup(root, 0, 2, "y"), Some(Known::Absent));
+        // Another client's change of any name in it: no longer complete.
+        report(&cache, (3, 1), vec![entry(2, "z")]);
+        assert_eq!(cache.lookup(root, 0, 2, "y"), None);
+
+        // A name of a complete directory pushed out of the LRU must not read as missing.
+        mkdir(22, 3);
+        cache.own_change(|| 24);
+        let made = OwnResult::Entry {
+            parent: 3,
+            name: "kept".into(),
+            attr: Some(file(8)),
+        };
+        cache.own_answered(24, Some(vec![made, OwnResult::Changed(3)]));
+        assert!(cache.lookup(root, 0, 3, "kept").is_some());
+        let e = cache.epoch();
+        for n in 0..4 {
+            cache.keep_entry(e, 9, &format!("n{n}"), None);
+        }
+        assert_eq!(cache.lookup(root, 0, 3, "kept"), None);
+        assert_eq!(cache.lookup(root, 0, 3, "y"), None);
+
+        // A report naming the directory while the mkdir was in flight: not complete.
+        cache.own_change(|| 23);
+        report(&cache, (3, 2), vec![entry(4, "early")]);
+        let made = OwnResult::Entry {
+            parent: 1,
+            name: "d4".into(),
+            attr: Some(attr(4, FileKind::Dir, 0o755, 0)),
+        };
+        cache.own_answered(23, Some(vec![made, OwnResult::NewDir(4)]));
+        assert_eq!(cache.lookup(root, 0, 4, "y"), None);
+    }
+
+    #[test]
+    fn a_rename_moves_known_names_and_waits_for_the_feed() {
+        let cache = trusted_cache();
+        let e = cache.epoch();
+        cache.keep_entry(e, 1, "a", Some(&file(5)));
+        cache.keep_entry(e, 1, "b", None);
+        cache.own_change(|| 30);
+        let renamed = OwnResult::Renamed {
+            from: (1, "a".into()),
+            to: (1, "b".into()),
+            exchange: false,
+        };
+        cache.own_answered(30, Some(vec![renamed, OwnResult::Changed(1)]));
+        assert_eq!(
+            cache.lookup(root, 0, 1, "a"),
+            None,
+            "paused until the feed reports"
+        );
+        report(
+            &cache,
+            (ME, 30),
+            vec![entry(1, "a"), entry(1, "b"), Change::Inode(5)],
+        );
+        report(&cache, (0, 0), vec![]);
+        assert_eq!(cache.lookup(root, 0, 1, "a"), Some(Known::Absent));
+        assert_eq!(cache.getattr(5), None, "the moved inode's ctime changed");
     }
 
     #[test]
