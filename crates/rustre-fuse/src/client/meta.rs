@@ -106,9 +106,8 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             | MdsOp::SetDirLayout { ino, .. },
             _,
         ) => vec![Changed(*ino)],
-        // Open bookkeeping only; a last release may destroy an unlinked inode, which no
-        // name and no open file of this client reaches any more.
-        (MdsOp::Release { .. }, _) => Vec::new(),
+        // Open bookkeeping, except that a last release destroys an inode with no names.
+        (MdsOp::Release { ino }, _) => vec![OwnResult::Released(*ino)],
         // The removed inode is not named by the request: wait for the feed.
         (MdsOp::Unlink { parent, name } | MdsOp::Rmdir { parent, name }, _)
             if matches!(resp, MdsResponse::Done) =>

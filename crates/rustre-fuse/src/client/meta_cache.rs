@@ -229,6 +229,9 @@ pub enum OwnResult {
     },
     /// The inode's attributes changed in a way the answer does not show.
     Changed(Ino),
+    /// The last release of an inode with no names left destroys it: its attributes go if
+    /// they show no links (a release of a linked inode changes nothing the cache holds).
+    Released(Ino),
     /// This change made directory `dir`: it is empty, so every name in it is known.
     NewDir(Ino),
     /// `from` was renamed to `to` (or swapped with it): the inodes involved are known only
@@ -371,6 +374,11 @@ impl MetaCache {
                 }
                 OwnResult::Changed(ino) => {
                     inner.attrs.pop(&ino);
+                }
+                OwnResult::Released(ino) => {
+                    if inner.attrs.peek(&ino).is_some_and(|a| a.value.nlink == 0) {
+                        inner.attrs.pop(&ino);
+                    }
                 }
                 OwnResult::NewDir(dir) => {
                     let touched = named.iter().any(|c| match c {
@@ -719,6 +727,28 @@ mod tests {
         report(&cache, (0, 0), vec![]);
         assert_eq!(cache.lookup(root, 0, 1, "x"), None);
         assert_eq!(cache.getattr(8).map(|a| a.ino), Some(8));
+    }
+
+    #[test]
+    fn a_last_release_drops_an_unlinked_inode_at_once() {
+        let cache = trusted_cache();
+        let e = cache.epoch();
+        cache.keep_attr(e, &file(5));
+        cache.keep_attr(
+            e,
+            &Attr {
+                nlink: 0,
+                ..file(6)
+            },
+        );
+        for (seq, ino) in [(50, 5), (51, 6)] {
+            cache.own_change(|| seq);
+            cache.own_answered(seq, Some(vec![OwnResult::Released(ino)]));
+        }
+        // No pause, no feed report needed: the linked inode is still answered, the
+        // unlinked one (maybe destroyed) is not.
+        assert_eq!(cache.getattr(5).map(|a| a.ino), Some(5));
+        assert_eq!(cache.getattr(6), None);
     }
 
     #[test]
