@@ -419,7 +419,12 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 flags: O_RDWR,
             },
         ),
-        ("release", MdsOp::Release { ino: 42 }),
+        (
+            "release",
+            MdsOp::Release {
+                inos: vec![42, 43, 42],
+            },
+        ),
         (
             "report_size",
             MdsOp::ReportSize {

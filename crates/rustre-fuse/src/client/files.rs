@@ -485,7 +485,12 @@ impl Client {
         self.opened(creds, attr, flags).await
     }
 
-    async fn opened(&self, creds: &Creds, attr: Attr, flags: i32) -> Result<Opened, Error> {
+    async fn opened(
+        self: &Arc<Self>,
+        creds: &Creds,
+        attr: Attr,
+        flags: i32,
+    ) -> Result<Opened, Error> {
         match self.files.register(&attr, flags, creds) {
             Ok((fh, keep_cache)) => {
                 if !keep_cache {

@@ -107,12 +107,19 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             _,
         ) => vec![Changed(*ino)],
         // Open bookkeeping, except that a last release destroys an inode with no names.
-        (MdsOp::Release { ino }, _) => vec![OwnResult::Released(*ino)],
-        // The removed inode is not named by the request: wait for the feed.
+        (MdsOp::Release { inos }, _) => inos.iter().map(|i| OwnResult::Released(*i)).collect(),
+        // The removed inode is the one the cache knows by that name, if it does.
         (MdsOp::Unlink { parent, name } | MdsOp::Rmdir { parent, name }, _)
             if matches!(resp, MdsResponse::Done) =>
         {
-            vec![entry(*parent, name, None), Changed(*parent), Unknown]
+            vec![
+                OwnResult::Unlinked {
+                    parent: *parent,
+                    name: name.clone(),
+                },
+                entry(*parent, name, None),
+                Changed(*parent),
+            ]
         }
         (
             MdsOp::Rename {
@@ -291,7 +298,7 @@ impl Client {
         Some(a)
     }
 
-    async fn done_call(&self, creds: &Creds, op: MdsOp) -> Result<(), Error> {
+    pub(super) async fn done_call(&self, creds: &Creds, op: MdsOp) -> Result<(), Error> {
         match self.mds(creds, op).await? {
             MdsResponse::Done => Ok(()),
             r => Err(unexpected(r)),
@@ -550,10 +557,6 @@ impl Client {
             }
         }
         Ok(())
-    }
-
-    pub async fn release(&self, creds: &Creds, ino: Ino) -> Result<(), Error> {
-        self.done_call(creds, MdsOp::Release { ino }).await
     }
 
     /// Tells the MDS the size and mtime written data reached.

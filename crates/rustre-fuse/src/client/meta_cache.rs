@@ -229,6 +229,11 @@ pub enum OwnResult {
     },
     /// The inode's attributes changed in a way the answer does not show.
     Changed(Ino),
+    /// `name` in `parent` was unlinked (or rmdir'd): the inode it named has one link less.
+    /// The answer does not say which inode that was; if the cache knows the name, that
+    /// inode's attributes go, else the cache waits for the feed as for [`Self::Unknown`].
+    /// Comes before the `Entry` that records the name's absence.
+    Unlinked { parent: Ino, name: String },
     /// The last release of an inode with no names left destroys it: its attributes go if
     /// they show no links (a release of a linked inode changes nothing the cache holds).
     Released(Ino),
@@ -374,6 +379,16 @@ impl MetaCache {
                 }
                 OwnResult::Changed(ino) => {
                     inner.attrs.pop(&ino);
+                }
+                OwnResult::Unlinked { parent, name } => {
+                    let key = (parent, name);
+                    match inner.entry(&key) {
+                        Some(Some(victim)) if !newer_entry(key.0, &key.1) => {
+                            inner.attrs.pop(&victim);
+                            inner.complete.remove(&victim);
+                        }
+                        _ => pause = true,
+                    }
                 }
                 OwnResult::Released(ino) => {
                     if inner.attrs.peek(&ino).is_some_and(|a| a.value.nlink == 0) {
@@ -727,6 +742,47 @@ mod tests {
         report(&cache, (0, 0), vec![]);
         assert_eq!(cache.lookup(root, 0, 1, "x"), None);
         assert_eq!(cache.getattr(8).map(|a| a.ino), Some(8));
+    }
+
+    #[test]
+    fn an_unlink_of_a_known_name_needs_no_feed_report() {
+        let cache = trusted_cache();
+        let e = cache.epoch();
+        let linked_twice = Attr {
+            nlink: 2,
+            ..file(5)
+        };
+        cache.keep_entry(e, 1, "a", Some(&linked_twice));
+        cache.keep_entry(e, 1, "b", Some(&linked_twice));
+        cache.keep_attr(e, &file(6));
+        let unlink = |name: &str| {
+            vec![
+                OwnResult::Unlinked {
+                    parent: 1,
+                    name: name.into(),
+                },
+                OwnResult::Entry {
+                    parent: 1,
+                    name: name.into(),
+                    attr: None,
+                },
+                OwnResult::Changed(1),
+            ]
+        };
+        cache.own_change(|| 60);
+        cache.own_answered(60, Some(unlink("a")));
+        // Answered at once: the name is gone, the other name stays, the inode's link
+        // count is asked again.
+        assert_eq!(cache.lookup(root, 0, 1, "a"), Some(Known::Absent));
+        assert_eq!(cache.getattr(5), None);
+        assert_eq!(cache.getattr(6).map(|a| a.ino), Some(6));
+        // A name the cache did not know: which inode lost a link is unknown, so nothing is
+        // answered until the feed reported the change.
+        cache.own_change(|| 61);
+        cache.own_answered(61, Some(unlink("unknown")));
+        assert_eq!(cache.getattr(6), None);
+        report(&cache, (0, 0), vec![]);
+        assert_eq!(cache.getattr(6).map(|a| a.ino), Some(6));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod injected_bug;
 pub mod meta;
 pub mod meta_cache;
 pub mod path;
+pub mod releases;
 pub mod stripe;
 pub mod writeback;
 
@@ -66,6 +67,7 @@ pub struct Client {
     writeback: writeback::WriteBack,
     capability: capability::CapabilityCache,
     meta_cache: meta_cache::MetaCache,
+    releases: releases::ReleaseQueue,
 }
 
 impl Client {
@@ -86,6 +88,7 @@ impl Client {
             capability: capability::CapabilityCache::default(),
             dirs: dirs::Dirs::default(),
             meta_cache: meta_cache::MetaCache::default(),
+            releases: releases::ReleaseQueue::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {

@@ -18,6 +18,8 @@ pub const XATTR_VALUE_MAX_BYTES: usize = 64 << 10;
 pub const XATTR_NAME_MAX_BYTES: usize = 255;
 /// Most entries one `Readdir` returns.
 pub const READDIR_MAX_ENTRIES: u32 = 4096;
+/// Most inodes one `Release` call drops an open of.
+pub const RELEASE_MAX_INOS: usize = 256;
 /// Most changes one `Watch` answer carries (the rest come with the next one).
 pub const WATCH_MAX_CHANGES: usize = 1024;
 /// Longest an MDS holds a `Watch` that has nothing to report before answering empty.
@@ -141,9 +143,10 @@ pub enum MdsOp {
         ino: Ino,
         flags: i32,
     },
-    /// Drops one open of `ino` by this session.
+    /// Drops one open of each of `inos` (an inode twice: two opens) by this session; at
+    /// most [`RELEASE_MAX_INOS`].
     Release {
-        ino: Ino,
+        inos: Vec<Ino>,
     },
     /// A writer reports the size and mtime its data reached.
     ReportSize {

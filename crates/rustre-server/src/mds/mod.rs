@@ -35,7 +35,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rustre_proto::cluster::Cluster;
-use rustre_proto::msg::mds::{FsStats, MdsOp, MdsRequest, MdsResponse, READDIR_MAX_ENTRIES};
+use rustre_proto::msg::mds::{
+    FsStats, MdsOp, MdsRequest, MdsResponse, READDIR_MAX_ENTRIES, RELEASE_MAX_INOS,
+};
 use rustre_proto::msg::mgs::{ClusterMap, NodeState};
 use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, Timestamp, MAX_GROUPS, ROOT_INO};
 use rustre_proto::net::Listener;
@@ -190,6 +192,17 @@ pub struct Mds {
     feed: feed::Feed,
 }
 
+/// The lock stripes of `dirs`, sorted and without repeats (the order locks are taken in).
+fn lock_stripes(dirs: &[Ino]) -> Vec<usize> {
+    let mut stripes: Vec<usize> = dirs
+        .iter()
+        .map(|d| (*d as usize) % DIR_LOCK_STRIPES)
+        .collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    stripes
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -217,9 +230,8 @@ impl Mds {
         Ok(ino)
     }
 
-    /// Runs `f` as one transaction on a blocking thread (a read of the embedded store: in
-    /// place), holding the stripe locks of `dirs`,
-    /// then (for mutations of a durable MDS) waits for the group commit. A mutation carrying a
+    /// Runs `f` as one transaction holding the stripe locks of `dirs` (on the embedded store
+    /// in place when it can, else on a blocking thread), then (for mutations of a durable MDS) waits for the group commit. A mutation carrying a
     /// request id returns the recorded result if that request already committed (a retry after
     /// a lost reply or a dead MDS), and otherwise records its result in the same transaction.
     async fn txn<T, F>(
@@ -237,57 +249,83 @@ impl Mds {
             Mutation::Write { record, durable } => (record, durable && self.cfg.durable),
             Mutation::ReadOnly => (None, false),
         };
-        if matches!(kind, Mutation::ReadOnly) && dirs.is_empty() && self.kv.reads_are_local() {
-            // A read of the embedded store takes microseconds and never conflicts (nothing
-            // to retry, no lock to take): handing it to a blocking thread and back would
-            // cost more than the read.
-            let ctx = Ctx {
-                creds: &creds,
-                now: Timestamp::now(),
-            };
-            return self.kv.transact(|tx| f(tx, &ctx));
-        }
-        let this = self.clone();
-        let out = rustre_proto::net::unblock(move || {
-            let mut stripes: Vec<usize> = dirs
-                .iter()
-                .map(|d| (*d as usize) % DIR_LOCK_STRIPES)
-                .collect();
-            stripes.sort_unstable();
-            stripes.dedup();
-            let _guards: Vec<_> = stripes
-                .iter()
-                .map(|s| this.dir_locks[*s].lock().unwrap())
-                .collect();
-            let ctx = Ctx {
-                creds: &creds,
-                now: Timestamp::now(),
-            };
-            // What the transaction writes goes on the change feed, committed or not (a
-            // needless eviction from a client's cache is harmless; a missed one is not).
-            let mut changes = Vec::new();
-            let out = this.kv.transact(|tx| {
-                changes.clear();
-                let mut tx = feed::Recorder {
-                    tx,
-                    changes: &mut changes,
-                };
-                match record {
-                    None => f(&mut tx, &ctx),
-                    Some((session, seq)) => {
-                        requests::run_once(&mut tx, session, seq, |tx| f(tx, &ctx))
-                    }
-                }
-            });
-            this.feed.publish(record.unwrap_or((0, 0)), changes);
-            out
-        })
-        .await
-        .map_err(|e| Error::Io(format!("metadata task failed: {e}")))??;
+        let stripes = lock_stripes(&dirs);
+        // On the embedded store a transaction takes microseconds: when no other call holds
+        // its directories' locks, one try runs in place, saving two thread hops. A
+        // conflict, a lock held, or a store across the network go to a blocking thread.
+        let in_place = if self.kv.is_local() {
+            self.try_lock_stripes(&stripes).and_then(|_guards| {
+                let mut changes = Vec::new();
+                let out = self
+                    .kv
+                    .try_transact(|tx| self.attempt(&creds, record, &f, tx, &mut changes))?;
+                self.feed.publish(record.unwrap_or((0, 0)), changes);
+                Some(out)
+            })
+        } else {
+            None
+        };
+        let out = match in_place {
+            Some(out) => out?,
+            None => {
+                let this = self.clone();
+                rustre_proto::net::unblock(move || {
+                    let _guards: Vec<_> = stripes
+                        .iter()
+                        .map(|s| this.dir_locks[*s].lock().unwrap())
+                        .collect();
+                    // What the transaction writes goes on the change feed, committed or not
+                    // (a needless eviction from a client's cache is harmless; a missed one
+                    // is not).
+                    let mut changes = Vec::new();
+                    let out = this
+                        .kv
+                        .transact(|tx| this.attempt(&creds, record, &f, tx, &mut changes));
+                    this.feed.publish(record.unwrap_or((0, 0)), changes);
+                    out
+                })
+                .await
+                .map_err(|e| Error::Io(format!("metadata task failed: {e}")))??
+            }
+        };
         if wait_durable {
             self.kv.durable().await?;
         }
         Ok(out)
+    }
+
+    /// One try of a transaction body: `f` under the caller's credentials, recorded under its
+    /// request id if it has one, with every key it writes noted in `changes` for the feed.
+    fn attempt<T, F>(
+        &self,
+        creds: &Creds,
+        record: Option<(u64, u64)>,
+        f: &F,
+        tx: &mut dyn Transaction,
+        changes: &mut Vec<rustre_proto::msg::mds::Change>,
+    ) -> Result<T, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, Error>,
+    {
+        changes.clear();
+        let ctx = Ctx {
+            creds,
+            now: Timestamp::now(),
+        };
+        let mut tx = feed::Recorder { tx, changes };
+        match record {
+            None => f(&mut tx, &ctx),
+            Some((session, seq)) => requests::run_once(&mut tx, session, seq, |tx| f(tx, &ctx)),
+        }
+    }
+
+    /// The directory locks of `stripes` if every one is free now, else `None`.
+    fn try_lock_stripes(&self, stripes: &[usize]) -> Option<Vec<std::sync::MutexGuard<'_, ()>>> {
+        stripes
+            .iter()
+            .map(|s| self.dir_locks[*s].try_lock().ok())
+            .collect()
     }
 
     async fn dispatch(self: Arc<Self>, req: MdsRequest) -> Result<MdsResponse, Error> {
@@ -505,12 +543,20 @@ impl Mds {
                 )
                 .await
                 .map(R::Attr),
-            MdsOp::Release { ino } => self
-                .txn(creds, vec![ino], bookkeeping, move |tx, _| {
-                    open::release(tx, session, ino)
+            MdsOp::Release { inos } => {
+                if inos.len() > RELEASE_MAX_INOS {
+                    return Err(Error::Invalid(format!(
+                        "release of {} inodes in one call (at most {RELEASE_MAX_INOS})",
+                        inos.len()
+                    )));
+                }
+                self.txn(creds, inos.clone(), bookkeeping, move |tx, _| {
+                    inos.iter()
+                        .try_for_each(|ino| open::release(tx, session, *ino))
                 })
                 .await
-                .map(|_| R::Done),
+                .map(|_| R::Done)
+            }
             MdsOp::ReportSize {
                 ino,
                 size,

@@ -225,7 +225,7 @@ async fn mark_stale_is_idempotent_and_keeps_a_live_copy() {
 
     // Once the writer is gone, the resync worker takes the file (stripe 0 has no object
     // anywhere, so the copy is a delete) and clears the mark.
-    t.call(MdsOp::Release { ino }).await.unwrap();
+    t.call(MdsOp::Release { inos: vec![ino] }).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let a = t.attr(MdsOp::GetAttr { ino }).await.unwrap();
@@ -347,7 +347,7 @@ async fn resync_copies_a_stale_copy_from_a_live_one() {
     tokio::time::sleep(super::resync::RESYNC_INTERVAL + Duration::from_millis(500)).await;
     let a = t.attr(MdsOp::GetAttr { ino }).await.unwrap();
     assert_eq!(a.layout.unwrap().stale, vec![1]);
-    t.call(MdsOp::Release { ino }).await.unwrap();
+    t.call(MdsOp::Release { inos: vec![ino] }).await.unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -127,7 +127,7 @@ impl FjallStore {
 }
 
 impl Backend for FjallStore {
-    fn reads_are_local(&self) -> bool {
+    fn is_local(&self) -> bool {
         true
     }
 

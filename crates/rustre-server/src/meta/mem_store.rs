@@ -23,7 +23,7 @@ pub(crate) struct MemStore {
 }
 
 impl Backend for MemStore {
-    fn reads_are_local(&self) -> bool {
+    fn is_local(&self) -> bool {
         true
     }
 

@@ -83,9 +83,9 @@ pub(crate) trait Backend: Send + Sync {
     fn run_once(&self, body: &mut dyn FnMut(&mut dyn Transaction) -> bool) -> Result<(), KvError>;
     /// Makes every transaction committed so far durable (survives power loss).
     fn sync(&self) -> Result<(), KvError>;
-    /// Whether a read-only transaction is served from this process's memory or local disk
-    /// in microseconds, never waiting on a network (so it may run on an async worker).
-    fn reads_are_local(&self) -> bool {
+    /// Whether a transaction runs in this process's memory and local disk in microseconds,
+    /// never waiting on a network (so one try may run on an async worker).
+    fn is_local(&self) -> bool {
         false
     }
 }
@@ -137,30 +137,42 @@ impl Kv {
     {
         let mut backoff = KV_RETRY_BACKOFF_MIN;
         for _ in 0..KV_MAX_RETRIES {
-            let mut out: Option<Result<T, E>> = None;
-            let run = self.backend.run_once(&mut |tx| {
-                let r = f(tx);
-                let commit = r.is_ok();
-                out = Some(r);
-                commit
-            });
-            match run {
-                Ok(()) => return out.expect("body ran"),
-                Err(KvError::Retryable(why)) => {
-                    tracing::trace!("transaction retry: {why}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(KV_RETRY_BACKOFF_MAX);
-                }
-                Err(e) => return Err(e.into()),
+            if let Some(out) = self.try_transact(&mut f) {
+                return out;
             }
+            tracing::trace!("transaction conflict, retried after {backoff:?}");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(KV_RETRY_BACKOFF_MAX);
         }
         Err(KvError::RetriesExhausted.into())
     }
 
-    /// Whether read-only transactions are quick local work (the embedded store) that an
-    /// async task may run in place instead of handing them to a blocking thread.
-    pub fn reads_are_local(&self) -> bool {
-        self.backend.reads_are_local()
+    /// Whether transactions are quick local work (the embedded store) that an async task may
+    /// try in place instead of handing them to a blocking thread.
+    pub fn is_local(&self) -> bool {
+        self.backend.is_local()
+    }
+
+    /// One try of [`Kv::transact`], without back-off: `None` when the transaction conflicted
+    /// and was rolled back, for the caller to run it with [`Kv::transact`] (which may sleep)
+    /// on a blocking thread. For a local store ([`Kv::is_local`]) this never blocks for long.
+    pub fn try_transact<T, E, F>(&self, mut f: F) -> Option<Result<T, E>>
+    where
+        E: From<KvError>,
+        F: FnMut(&mut dyn Transaction) -> Result<T, E>,
+    {
+        let mut out: Option<Result<T, E>> = None;
+        let run = self.backend.run_once(&mut |tx| {
+            let r = f(tx);
+            let commit = r.is_ok();
+            out = Some(r);
+            commit
+        });
+        match run {
+            Ok(()) => Some(out.expect("body ran")),
+            Err(KvError::Retryable(_)) => None,
+            Err(e) => Some(Err(e.into())),
+        }
     }
 
     /// Makes every committed transaction durable now, on this thread (blocking).

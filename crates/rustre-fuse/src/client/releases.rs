@@ -1,0 +1,71 @@
+//! Releases of this client's opens, sent to the MDS together.
+//!
+//! Every close of a file is an MDS transaction that drops the open record (and destroys an
+//! unlinked inode nobody holds open any more). In a storm of small files that is one MDS
+//! call per file on top of the create. Here the releases that arrive while one call is on
+//! the way wait for it and then go in one `Release` call of up to [`RELEASE_MAX_INOS`]
+//! inodes: as with a group commit, an idle client sends each at once, a busy one sends
+//! fewer, larger calls. Every caller still waits for the call that carried its release, so
+//! a release is done when it returns, as before.
+
+use std::sync::{Arc, Mutex};
+
+use rustre_proto::msg::mds::{MdsOp, RELEASE_MAX_INOS};
+use rustre_proto::msg::{Creds, Ino};
+use rustre_proto::Error;
+use tokio::sync::oneshot;
+
+use super::Client;
+
+type Waiter = oneshot::Sender<Result<(), Error>>;
+
+/// The releases waiting for the next call, and whether a sender is running.
+#[derive(Default)]
+pub struct ReleaseQueue {
+    inner: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(Ino, Waiter)>,
+    sending: bool,
+}
+
+impl Client {
+    /// Drops one open of `ino` by this session (with other releases of the moment).
+    pub async fn release(self: &Arc<Self>, creds: &Creds, ino: Ino) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let start_sender = {
+            let mut q = self.releases.inner.lock().unwrap();
+            q.waiting.push((ino, tx));
+            !std::mem::replace(&mut q.sending, true)
+        };
+        if start_sender {
+            let (this, creds) = (self.clone(), creds.clone());
+            tokio::spawn(async move { this.send_releases(&creds).await });
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Io("release sender ended".into())))
+    }
+
+    /// Sends what is queued, a call at a time, until the queue is empty. The MDS does not
+    /// look at the credentials of a release; the first caller's are sent.
+    async fn send_releases(&self, creds: &Creds) {
+        loop {
+            let batch: Vec<(Ino, Waiter)> = {
+                let mut q = self.releases.inner.lock().unwrap();
+                if q.waiting.is_empty() {
+                    q.sending = false;
+                    return;
+                }
+                let n = q.waiting.len().min(RELEASE_MAX_INOS);
+                q.waiting.drain(..n).collect()
+            };
+            let inos = batch.iter().map(|(ino, _)| *ino).collect();
+            let result = self.done_call(creds, MdsOp::Release { inos }).await;
+            for (_, waiter) in batch {
+                let _ = waiter.send(result.clone());
+            }
+        }
+    }
+}
