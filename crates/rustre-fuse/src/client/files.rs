@@ -578,6 +578,15 @@ impl Client {
     }
 
     /// close(2) of one descriptor of `fh`: the MDS learns the size and mtime written.
+    /// True when a flush of handle `fh` would do nothing: no write of its inode is buffered,
+    /// in flight or unreported (so the kernel's FLUSH at every close of a file nobody wrote
+    /// is answered without leaving fuser's thread).
+    pub fn nothing_to_flush(&self, fh: u64) -> bool {
+        self.files.handle(fh).is_ok_and(|f| {
+            !self.writeback.holds(f.ino) && self.files.pending_report(f.ino).is_none()
+        })
+    }
+
     pub async fn flush_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
         self.report_dirty(f.ino).await

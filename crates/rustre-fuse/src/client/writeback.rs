@@ -85,6 +85,11 @@ impl WriteBack {
         self.inodes.lock().unwrap().get(&ino).cloned()
     }
 
+    /// True when `ino` has write-back state (buffered, in flight, or a kept error).
+    pub(super) fn holds(&self, ino: Ino) -> bool {
+        self.inodes.lock().unwrap().contains_key(&ino)
+    }
+
     fn budget(&self) -> (Arc<Semaphore>, u32) {
         self.budget.lock().unwrap().clone()
     }

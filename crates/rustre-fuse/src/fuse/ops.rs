@@ -392,6 +392,9 @@ impl Filesystem for RustreFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        if self.client.nothing_to_flush(fh.0) {
+            return reply.ok();
+        }
         let c = self.client.clone();
         self.spawn(async move { reply_empty(reply, c.flush_file(fh.0).await) });
     }
