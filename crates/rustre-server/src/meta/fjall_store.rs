@@ -144,7 +144,11 @@ impl FjallStore {
     /// many commits, opens and drops [`FJALL_GC_SNAPSHOTS`] snapshots on a blocking thread,
     /// which makes fjall recompute the oldest snapshot in use and forget older commits.
     fn after_commit(&self) {
-        if self.commits.fetch_add(1, Ordering::Relaxed) % ORACLE_PRUNE_EVERY != 0 {
+        if !self
+            .commits
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(ORACLE_PRUNE_EVERY)
+        {
             return;
         }
         let db = self.db.clone();
