@@ -604,6 +604,36 @@ async fn unlinked_open_file_lives_until_last_close() {
     assert!(gone, "objects of the destroyed file were not deleted");
 }
 
+/// Releases made at the same moment go to the MDS together (`client/releases.rs`): each
+/// still returns only once its own release is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_releases_each_drop_their_open() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    let r = &root();
+    let mut inos = Vec::new();
+    for i in 0..40 {
+        let name = format!("f{i}");
+        let f = c
+            .create(r, ROOT_INO, &name, 0o644, true, Some(libc::O_RDWR), None)
+            .await
+            .unwrap();
+        c.unlink(r, ROOT_INO, &name).await.unwrap();
+        inos.push(f.ino);
+    }
+    let mut releases = tokio::task::JoinSet::new();
+    for ino in inos.clone() {
+        let c = c.clone();
+        releases.spawn(async move { c.release(&root(), ino).await });
+    }
+    while let Some(done) = releases.join_next().await {
+        done.unwrap().unwrap();
+    }
+    for ino in inos {
+        assert_eq!(c.getattr(r, ino).await, Err(Error::NotFound), "inode {ino}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_of_a_vanished_client_are_cleaned_after_its_lease() {
     let t = start(1_500).await;

@@ -4,11 +4,14 @@
 //! unlinked inode nobody holds open any more). In a storm of small files that is one MDS
 //! call per file on top of the create. Here the releases that arrive while one call is on
 //! the way wait for it and then go in one `Release` call of up to [`RELEASE_MAX_INOS`]
-//! inodes: as with a group commit, an idle client sends each at once, a busy one sends
-//! fewer, larger calls. Every caller still waits for the call that carried its release, so
-//! a release is done when it returns, as before.
+//! inodes, and each call first waits [`RELEASE_GATHER`] for more: a busy client sends one
+//! call for many closes. Every caller still waits for the call that carried its release, so
+//! a release is done when it returns, as before. Nobody waits for that but the client
+//! itself: the kernel sends RELEASE without waiting for the answer, `close(2)` returns
+//! after FLUSH.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustre_proto::msg::mds::{MdsOp, RELEASE_MAX_INOS};
 use rustre_proto::msg::{Creds, Ino};
@@ -16,6 +19,10 @@ use rustre_proto::Error;
 use tokio::sync::oneshot;
 
 use super::Client;
+
+/// How long a `Release` call waits for more releases to carry. An unlinked file whose last
+/// close this is lives this much longer.
+pub const RELEASE_GATHER: Duration = Duration::from_millis(2);
 
 type Waiter = oneshot::Sender<Result<(), Error>>;
 
@@ -52,6 +59,7 @@ impl Client {
     /// look at the credentials of a release; the first caller's are sent.
     async fn send_releases(&self, creds: &Creds) {
         loop {
+            tokio::time::sleep(RELEASE_GATHER).await;
             let batch: Vec<(Ino, Waiter)> = {
                 let mut q = self.releases.inner.lock().unwrap();
                 if q.waiting.is_empty() {

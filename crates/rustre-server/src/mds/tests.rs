@@ -388,3 +388,59 @@ async fn resync_copies_a_stale_copy_from_a_live_one() {
         assert!(got == data, "copy on OST {ost} differs");
     }
 }
+
+#[tokio::test]
+async fn one_release_call_drops_an_open_of_each_inode_it_names() {
+    use rustre_proto::msg::mds::RELEASE_MAX_INOS;
+    let t = TestCluster::start(1).await;
+    let mut inos = Vec::new();
+    for name in ["a", "b", "c"] {
+        let a = t
+            .attr(MdsOp::Create {
+                parent: ROOT_INO,
+                name: name.into(),
+                perm: 0o644,
+                exclusive: true,
+                open_flags: Some(libc::O_RDWR),
+                layout: None,
+            })
+            .await
+            .unwrap();
+        inos.push(a.ino);
+    }
+    let (a, b, c) = (inos[0], inos[1], inos[2]);
+    // "a" is open twice; all three lose their names and live on as open orphans.
+    t.attr(MdsOp::Open {
+        ino: a,
+        flags: libc::O_RDONLY,
+    })
+    .await
+    .unwrap();
+    for name in ["a", "b", "c"] {
+        t.call(MdsOp::Unlink {
+            parent: ROOT_INO,
+            name: name.into(),
+        })
+        .await
+        .unwrap();
+    }
+    // More than the bound is refused whole.
+    let too_many = MdsOp::Release {
+        inos: vec![b; RELEASE_MAX_INOS + 1],
+    };
+    assert!(matches!(t.call(too_many).await, Err(Error::Invalid(_))));
+    assert_eq!(t.attr(MdsOp::GetAttr { ino: b }).await.unwrap().nlink, 0);
+    // One call: both opens of "a", the only open of "b"; "c" stays open.
+    t.call(MdsOp::Release {
+        inos: vec![a, b, a],
+    })
+    .await
+    .unwrap();
+    for gone in [a, b] {
+        assert_eq!(
+            t.attr(MdsOp::GetAttr { ino: gone }).await,
+            Err(Error::NotFound)
+        );
+    }
+    assert_eq!(t.attr(MdsOp::GetAttr { ino: c }).await.unwrap().nlink, 0);
+}
