@@ -143,6 +143,31 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
     }
 }
 
+/// The names a change names in its request (what its answer or refusal will settle).
+fn request_entries(op: &MdsOp) -> Vec<(Ino, String)> {
+    match op {
+        MdsOp::Create { parent, name, .. }
+        | MdsOp::Mkdir { parent, name, .. }
+        | MdsOp::Mknod { parent, name, .. }
+        | MdsOp::Symlink { parent, name, .. }
+        | MdsOp::Unlink { parent, name }
+        | MdsOp::Rmdir { parent, name }
+        | MdsOp::Link {
+            new_parent: parent,
+            new_name: name,
+            ..
+        } => vec![(*parent, name.clone())],
+        MdsOp::Rename {
+            parent,
+            name,
+            new_parent,
+            new_name,
+            ..
+        } => vec![(*parent, name.clone()), (*new_parent, new_name.clone())],
+        _ => Vec::new(),
+    }
+}
+
 /// Session bookkeeping is not recorded per request: it is idempotent enough by itself.
 fn is_session_op(op: &MdsOp) -> bool {
     matches!(
@@ -179,9 +204,9 @@ impl Client {
         if idempotent(&op) || is_session_op(&op) {
             return self.mds_numbered(creds, op, 0).await;
         }
-        let seq = self
-            .meta_cache
-            .own_change(|| self.seq.fetch_add(1, Ordering::Relaxed));
+        let seq = self.meta_cache.own_change(request_entries(&op), || {
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        });
         // A call dropped half-way (its caller gave up) may or may not have happened.
         let unfinished = OnDrop(Some(|| self.meta_cache.own_answered(seq, None)));
         let r = self.mds_numbered(creds, op.clone(), seq).await;

@@ -81,6 +81,12 @@ struct InFlight {
     /// (at most [`MAX_NAMED_IN_FLIGHT`]; `None`: more, or everything was voided): the
     /// answer's word on those is not kept.
     named: Option<Vec<Change>>,
+    /// The names the request itself names (a create's, both of a rename's): its answer, or
+    /// its refusal, says what they hold, so its own report before the answer leaves them
+    /// (and their directory's completeness) alone...
+    request_entries: Vec<(Ino, String)>,
+    /// ... and notes them here; those the answer does not set are evicted then.
+    deferred: Vec<(Ino, String)>,
 }
 
 /// Most changes remembered for one own change in flight (more: its answer is not kept).
@@ -197,6 +203,14 @@ impl Inner {
             }
             Change::Entry { parent, name } => {
                 let key = (*parent, name.clone());
+                if own {
+                    if let Some(f) = self.own_in_flight.get_mut(&seq) {
+                        if f.request_entries.contains(&key) {
+                            f.deferred.push(key);
+                            return;
+                        }
+                    }
+                }
                 if self.entries.peek(&key).is_none_or(|e| e.by != by) {
                     self.pop_entry(&key);
                 }
@@ -311,10 +325,14 @@ impl MetaCache {
         Epoch(self.inner.lock().unwrap().epoch)
     }
 
-    /// This client is about to send a change: numbers it with `next_seq` (called under
-    /// the cache's lock, so numbers and sends are in the same order) and returns the
-    /// number to give [`MetaCache::own_answered`].
-    pub fn own_change(&self, next_seq: impl FnOnce() -> u64) -> u64 {
+    /// This client is about to send a change naming `request_entries`: numbers it with
+    /// `next_seq` (called under the cache's lock, so numbers and sends are in the same
+    /// order) and returns the number to give [`MetaCache::own_answered`].
+    pub fn own_change(
+        &self,
+        request_entries: Vec<(Ino, String)>,
+        next_seq: impl FnOnce() -> u64,
+    ) -> u64 {
         let mut inner = self.inner.lock().unwrap();
         let seq = next_seq();
         let in_flight = inner.own_in_flight.keys().copied().min();
@@ -323,6 +341,8 @@ impl MetaCache {
         let f = InFlight {
             settled_below: settled_below.min(seq),
             named: Some(Vec::new()),
+            request_entries,
+            deferred: Vec::new(),
         };
         inner.own_in_flight.insert(seq, f);
         seq
@@ -333,7 +353,10 @@ impl MetaCache {
     /// call failed on the way), so everything is void.
     pub fn own_answered(&self, seq: u64, results: Option<Vec<OwnResult>>) {
         let mut inner = self.inner.lock().unwrap();
-        let named = inner.own_in_flight.remove(&seq).and_then(|f| f.named);
+        let (named, deferred) = match inner.own_in_flight.remove(&seq) {
+            Some(f) => (f.named, f.deferred),
+            None => (None, Vec::new()),
+        };
         let Some(results) = results else {
             inner.own_answered = Some(Instant::now());
             inner.own_unknown.insert(seq);
@@ -360,6 +383,8 @@ impl MetaCache {
         inner.epoch += 1;
         let epoch = inner.epoch;
         let mut pause = false;
+        // Names this answer set (the rest of `deferred` is evicted below).
+        let mut kept: Vec<(Ino, String)> = Vec::new();
         for r in results {
             match r {
                 OwnResult::Attr(a) => {
@@ -370,6 +395,7 @@ impl MetaCache {
                     if newer_entry(key.0, &key.1) || key.1 == "." || key.1 == ".." {
                         inner.pop_entry(&key);
                     } else {
+                        kept.push(key.clone());
                         inner
                             .put_entry(key, Stamped::new(attr.as_ref().map(|a| a.ino), epoch, seq));
                     }
@@ -406,7 +432,6 @@ impl MetaCache {
                     }
                 }
                 OwnResult::Renamed { from, to, exchange } => {
-                    pause = true;
                     let moved = inner.entry(&from);
                     let replaced = inner.entry(&to);
                     for ino in [moved, replaced].into_iter().flatten().flatten() {
@@ -414,18 +439,31 @@ impl MetaCache {
                     }
                     let known = !newer_entry(from.0, &from.1) && !newer_entry(to.0, &to.1);
                     match (moved, replaced) {
+                        // Both names known: so are the inodes the rename touched (their
+                        // attributes went above), and nothing is left to wait for.
                         (Some(Some(m)), Some(r)) if known => {
+                            if let (Some(r), false) = (r, exchange) {
+                                inner.complete.remove(&r);
+                            }
                             let left = if exchange { r } else { None };
+                            kept.push(from.clone());
+                            kept.push(to.clone());
                             inner.put_entry(from, Stamped::new(left, epoch, seq));
                             inner.put_entry(to, Stamped::new(Some(m), epoch, seq));
                         }
                         _ => {
+                            pause = true;
                             inner.pop_entry(&from);
                             inner.pop_entry(&to);
                         }
                     }
                 }
                 OwnResult::Unknown => pause = true,
+            }
+        }
+        for key in deferred {
+            if !kept.contains(&key) {
+                inner.pop_entry(&key);
             }
         }
         if pause {
@@ -731,7 +769,7 @@ mod tests {
         assert_eq!(cache.getattr(5), None);
         // The same for the answer to an own change that raced another client's change of
         // the same name; what the other change did not name is kept.
-        cache.own_change(|| 40);
+        cache.own_change(Vec::new(), || 40);
         report(&cache, (3, 2), vec![entry(1, "x")]);
         let made = OwnResult::Entry {
             parent: 1,
@@ -769,7 +807,7 @@ mod tests {
                 OwnResult::Changed(1),
             ]
         };
-        cache.own_change(|| 60);
+        cache.own_change(Vec::new(), || 60);
         cache.own_answered(60, Some(unlink("a")));
         // Answered at once: the name is gone, the other name stays, the inode's link
         // count is asked again.
@@ -778,7 +816,7 @@ mod tests {
         assert_eq!(cache.getattr(6).map(|a| a.ino), Some(6));
         // A name the cache did not know: which inode lost a link is unknown, so nothing is
         // answered until the feed reported the change.
-        cache.own_change(|| 61);
+        cache.own_change(Vec::new(), || 61);
         cache.own_answered(61, Some(unlink("unknown")));
         assert_eq!(cache.getattr(6), None);
         report(&cache, (0, 0), vec![]);
@@ -798,7 +836,7 @@ mod tests {
             },
         );
         for (seq, ino) in [(50, 5), (51, 6)] {
-            cache.own_change(|| seq);
+            cache.own_change(Vec::new(), || seq);
             cache.own_answered(seq, Some(vec![OwnResult::Released(ino)]));
         }
         // No pause, no feed report needed: the linked inode is still answered, the
@@ -823,7 +861,7 @@ mod tests {
                 ..file(5)
             }),
         );
-        cache.own_change(|| 10);
+        cache.own_change(Vec::new(), || 10);
         // The feed's report may come before the answer...
         report(
             &cache,
@@ -853,7 +891,7 @@ mod tests {
         // everything it touched, so its answer is read back at once, without waiting.
         let e = cache.epoch();
         cache.keep_attr(e, &attr(1, FileKind::Dir, 0o755, 0));
-        cache.own_change(|| 11);
+        cache.own_change(Vec::new(), || 11);
         let made = OwnResult::Entry {
             parent: 1,
             name: "new".into(),
@@ -886,7 +924,7 @@ mod tests {
         };
         cache.apply(MDS, Instant::now(), ME, &first);
         let mkdir = |seq: u64, dir: Ino| {
-            cache.own_change(|| seq);
+            cache.own_change(Vec::new(), || seq);
             let made = OwnResult::Entry {
                 parent: 1,
                 name: format!("d{dir}"),
@@ -900,7 +938,7 @@ mod tests {
         let long = "x".repeat(rustre_proto::msg::NAME_MAX_BYTES + 1);
         assert_eq!(cache.lookup(root, 0, 2, &long), None);
         // Its own files are known; the report of its own create keeps it complete.
-        cache.own_change(|| 21);
+        cache.own_change(Vec::new(), || 21);
         let made = OwnResult::Entry {
             parent: 2,
             name: "x".into(),
@@ -914,13 +952,24 @@ mod tests {
         );
         assert!(matches!(cache.lookup(root, 0, 2, "x"), Some(Known::Found(a)) if a.ino == 7));
         assert_eq!(cache.lookup(root, 0, 2, "y"), Some(Known::Absent));
+        // ... and so does its report arriving before the answer.
+        cache.own_change(vec![(2, "w".into())], || 25);
+        report(&cache, (ME, 25), vec![entry(2, "w"), Change::Inode(2)]);
+        let made = OwnResult::Entry {
+            parent: 2,
+            name: "w".into(),
+            attr: Some(file(9)),
+        };
+        cache.own_answered(25, Some(vec![made, OwnResult::Changed(2)]));
+        assert!(matches!(cache.lookup(root, 0, 2, "w"), Some(Known::Found(a)) if a.ino == 9));
+        assert_eq!(cache.lookup(root, 0, 2, "y"), Some(Known::Absent));
         // Another client's change of any name in it: no longer complete.
         report(&cache, (3, 1), vec![entry(2, "z")]);
         assert_eq!(cache.lookup(root, 0, 2, "y"), None);
 
         // A name of a complete directory pushed out of the LRU must not read as missing.
         mkdir(22, 3);
-        cache.own_change(|| 24);
+        cache.own_change(Vec::new(), || 24);
         let made = OwnResult::Entry {
             parent: 3,
             name: "kept".into(),
@@ -936,7 +985,7 @@ mod tests {
         assert_eq!(cache.lookup(root, 0, 3, "y"), None);
 
         // A report naming the directory while the mkdir was in flight: not complete.
-        cache.own_change(|| 23);
+        cache.own_change(Vec::new(), || 23);
         report(&cache, (3, 2), vec![entry(4, "early")]);
         let made = OwnResult::Entry {
             parent: 1,
@@ -948,31 +997,48 @@ mod tests {
     }
 
     #[test]
-    fn a_rename_moves_known_names_and_waits_for_the_feed() {
+    fn a_rename_of_known_names_is_read_back_at_once_else_waits_for_the_feed() {
         let cache = trusted_cache();
         let e = cache.epoch();
         cache.keep_entry(e, 1, "a", Some(&file(5)));
         cache.keep_entry(e, 1, "b", None);
-        cache.own_change(|| 30);
-        let renamed = OwnResult::Renamed {
-            from: (1, "a".into()),
-            to: (1, "b".into()),
+        let rename = |from: &str, to: &str| OwnResult::Renamed {
+            from: (1, from.into()),
+            to: (1, to.into()),
             exchange: false,
         };
-        cache.own_answered(30, Some(vec![renamed, OwnResult::Changed(1)]));
-        assert_eq!(
-            cache.lookup(root, 0, 1, "a"),
-            None,
-            "paused until the feed reports"
-        );
+        cache.own_change(vec![(1, "a".into()), (1, "b".into())], || 30);
+        // The feed's report of the rename comes before its answer: it leaves the names the
+        // request named alone, for the answer to set.
         report(
             &cache,
             (ME, 30),
             vec![entry(1, "a"), entry(1, "b"), Change::Inode(5)],
         );
-        report(&cache, (0, 0), vec![]);
+        cache.own_answered(30, Some(vec![rename("a", "b"), OwnResult::Changed(1)]));
         assert_eq!(cache.lookup(root, 0, 1, "a"), Some(Known::Absent));
         assert_eq!(cache.getattr(5), None, "the moved inode's ctime changed");
+        cache.keep_attr(cache.epoch(), &file(5));
+        assert!(matches!(cache.lookup(root, 0, 1, "b"), Some(Known::Found(a)) if a.ino == 5));
+        // The target "c" is not known (it may have held an inode that lost a link): nothing
+        // is answered until the feed reported the rename.
+        cache.own_change(vec![(1, "b".into()), (1, "c".into())], || 31);
+        cache.own_answered(31, Some(vec![rename("b", "c")]));
+        assert_eq!(cache.lookup(root, 0, 1, "b"), None, "paused");
+        report(&cache, (0, 0), vec![]);
+        assert_eq!(cache.lookup(root, 0, 1, "b"), None, "evicted, not known");
+        // A refused change whose report came early: the names it named are evicted, as
+        // the report may be of a commit after all.
+        cache.keep_entry(cache.epoch(), 1, "d", Some(&file(7)));
+        cache.own_change(vec![(1, "d".into())], || 32);
+        report(&cache, (ME, 32), vec![entry(1, "d")]);
+        assert!(
+            cache.lookup(root, 0, 1, "d").is_some(),
+            "left for the answer"
+        );
+        cache.own_answered(32, Some(vec![OwnResult::Unknown]));
+        report(&cache, (0, 0), vec![]);
+        assert_eq!(cache.lookup(root, 0, 1, "d"), None);
     }
 
     #[test]
@@ -980,7 +1046,7 @@ mod tests {
         let cache = trusted_cache();
         let e = cache.epoch();
         cache.keep_attr(e, &file(5));
-        cache.own_change(|| 12);
+        cache.own_change(Vec::new(), || 12);
         cache.own_answered(12, None);
         report(&cache, (0, 0), vec![]);
         assert_eq!(cache.getattr(5), None);
