@@ -231,9 +231,10 @@ impl Mds {
     }
 
     /// Runs `f` as one transaction holding the stripe locks of `dirs` (on the embedded store
-    /// in place when it can, else on a blocking thread), then (for mutations of a durable MDS) waits for the group commit. A mutation carrying a
-    /// request id returns the recorded result if that request already committed (a retry after
-    /// a lost reply or a dead MDS), and otherwise records its result in the same transaction.
+    /// in place when it can, else on a blocking thread), then (for mutations of a durable
+    /// MDS) waits for the group commit. A mutation carrying a request id returns the recorded
+    /// result if that request already committed (a retry after a lost reply or a dead MDS),
+    /// and otherwise records its result in the same transaction.
     async fn txn<T, F>(
         self: &Arc<Self>,
         creds: Creds,
