@@ -19,7 +19,7 @@
 //! replays a failure. See docs/simulation.md.
 //!
 //! ## Layout
-//! - [`simnet`]: rustre's transport seam over turmoil.
+//! - [`simnet`]: rustre's transport and clock seams over turmoil.
 //! - [`rng`]: the seeded random streams.
 //! - [`cluster`]: the hosts and their software.
 //! - [`faults`]: the fault plan.
@@ -130,6 +130,7 @@ pub type SharedRef = Rc<RefCell<Shared>>;
 /// Runs one seed and returns what it saw.
 pub fn run(opts: &Options) -> Outcome {
     simnet::install();
+    simnet::start_run();
     rustre_fuse::client::injected_bug::set_skip_mark_stale(opts.bug);
     let shared: SharedRef = Rc::new(RefCell::new(Shared {
         phase: Phase::Workload,

@@ -11,6 +11,7 @@
 //! - [`cluster`]: the cluster map followed from the MGS and pooled connections to servers.
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
 //! - [`net`]: the transport under it (TCP, or a simulated network) and where blocking work runs.
+//! - [`host`]: the wall clock and disk space (or simulated ones).
 
 pub mod auth;
 pub mod checksum;
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod host;
 pub mod msg;
 pub mod net;
 pub mod rpc;

@@ -17,7 +17,7 @@
 //!
 //! Nothing here knows FUSE; the FUSE adapter, tests and tools use the same calls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -140,7 +140,8 @@ pub struct Files {
     layout_ttl_ms: AtomicU64,
     handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_fh: AtomicU64,
-    inodes: Mutex<HashMap<Ino, InodeState>>,
+    /// By inode, in order: dirty sizes are reported in inode order (deterministic runs).
+    inodes: Mutex<BTreeMap<Ino, InodeState>>,
     stamps: Mutex<LruCache<Ino, (u64, Timestamp)>>,
 }
 
@@ -150,7 +151,7 @@ impl Default for Files {
             layout_ttl_ms: AtomicU64::new(DEFAULT_LAYOUT_TTL_MS),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            inodes: Mutex::new(HashMap::new()),
+            inodes: Mutex::new(BTreeMap::new()),
             stamps: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHE_STAMPS_MAX).expect("non-zero"),
             )),

@@ -10,7 +10,7 @@
 //! An error of a background send is kept and returned by the next write, flush or fsync of
 //! that inode (as NFS and Lustre do): close(2) reports it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -60,7 +60,9 @@ struct Pending {
 
 /// Write-back state of one client.
 pub struct WriteBack {
-    inodes: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<InodeWrites>>>>,
+    /// By inode, in order: the stale-write timer sends in inode order, so that a run of the
+    /// simulation depends on its seed alone.
+    inodes: Mutex<BTreeMap<Ino, Arc<tokio::sync::Mutex<InodeWrites>>>>,
     /// One permit per KiB buffered or in flight, and the total number of permits.
     budget: Mutex<(Arc<Semaphore>, u32)>,
     enabled: Mutex<bool>,
@@ -69,7 +71,7 @@ pub struct WriteBack {
 impl Default for WriteBack {
     fn default() -> Self {
         WriteBack {
-            inodes: Mutex::new(HashMap::new()),
+            inodes: Mutex::new(BTreeMap::new()),
             budget: Mutex::new(budget_of(super::cache::DEFAULT_CACHE_BYTES)),
             enabled: Mutex::new(true),
         }

@@ -38,9 +38,7 @@ pub struct Timestamp {
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Timestamp {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = crate::host::since_epoch();
         Timestamp {
             sec: d.as_secs() as i64,
             nsec: d.subsec_nanos(),

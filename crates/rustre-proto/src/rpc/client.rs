@@ -1,7 +1,7 @@
 //! The client side: one TCP connection carrying many calls at once, matched by request id,
 //! and a small pool of such connections per server.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +22,9 @@ use crate::error::Error;
 use crate::frame::{read_frame, Frame, FrameKind, Header, Service};
 use crate::net::{self, ReadHalf, WriteHalf};
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
+/// Waiting calls by request id; ordered, so that a lost connection wakes them in the order
+/// they were sent (a simulated run depends on its seed alone).
+type Pending = Arc<Mutex<BTreeMap<u64, oneshot::Sender<Frame>>>>;
 
 struct Outgoing {
     header: Header,
@@ -66,7 +68,7 @@ impl Connection {
         .await
         .map_err(|_| Error::Unavailable(format!("connect to {addr}: timed out")))??;
 
-        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let pending: Pending = Arc::new(Mutex::new(BTreeMap::new()));
         let closed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(MAX_INFLIGHT_PER_CONN);
         tokio::spawn(writer_task(wr, rx, closed.clone()));

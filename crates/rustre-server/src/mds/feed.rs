@@ -47,10 +47,7 @@ impl Feed {
     /// clock) of an earlier process had.
     pub fn new() -> Feed {
         static STARTED: AtomicU64 = AtomicU64::new(0);
-        let clock = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as u64;
+        let clock = rustre_proto::host::since_epoch().as_nanos() as u64;
         let nth = STARTED.fetch_add(1, Ordering::Relaxed);
         Feed {
             // Never 0, which a watcher sends before it knows any instance.

@@ -204,10 +204,7 @@ fn lock_stripes(dirs: &[Ino]) -> Vec<usize> {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
+    rustre_proto::host::now_ms()
 }
 
 impl Mds {

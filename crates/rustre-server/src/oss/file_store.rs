@@ -639,7 +639,10 @@ impl ObjectStore for FileStore {
     }
 
     fn capacity(&self) -> Result<Capacity, Error> {
-        statvfs(&self.root)
+        match rustre_proto::host::disk_space() {
+            Some(fixed) => Ok(fixed),
+            None => statvfs(&self.root),
+        }
     }
 
     /// Reads every name of the OST's 256 object directories on each call (O(objects of
