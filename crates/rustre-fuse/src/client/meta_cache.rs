@@ -19,9 +19,13 @@
 //! not (an unlink's victim) the cache answers nothing until a watch *sent after the
 //! answer* has been answered, by when the report has evicted it — so a client always reads
 //! its own changes. A directory this client made is *complete* until something other than
-//! its own changes touches it: a name missing there does not exist.
+//! its own changes touches it: a name missing there does not exist. A complete directory
+//! keeps a 32-bit hash of each of its names apart from the LRU of entries, so it stays
+//! complete however many names it gets (up to [`COMPLETE_NAMES_MAX`] over all of them): a
+//! create in it costs no lookup round trip at its millionth name as at its first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -39,6 +43,10 @@ pub const META_CACHE_ATTRS: usize = 65_536;
 pub const META_CACHE_ENTRIES: usize = 65_536;
 /// How long after a watcher asked its MDS for changes the answer vouches for the cache.
 pub const FEED_LEASE: Duration = Duration::from_secs(1);
+/// Name hashes kept for complete directories, over all of them (about 5 bytes each, twice
+/// that while a set grows): a directory whose next name would pass this stops being
+/// complete, and lookups of names it lacks go to the MDS again.
+pub const COMPLETE_NAMES_MAX: usize = 2 << 20;
 /// Own changes of unknown outcome remembered (see `Inner::own_unknown`).
 pub const MAX_UNKNOWN_OUTCOMES: usize = 1024;
 
@@ -71,6 +79,23 @@ impl<T> Stamped<T> {
     }
 }
 
+/// A directory every name of which this client knows.
+#[derive(Debug)]
+struct Complete {
+    /// The epoch this became true at.
+    since: u64,
+    /// [`name_hash`] of every name the directory holds (and of names it held since, which
+    /// only costs a lookup): a name whose hash is missing does not exist there.
+    names: HashSet<u32>,
+}
+
+/// The hash a complete directory keeps of `name` (fixed keys: the same in every process).
+fn name_hash(name: &str) -> u32 {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish() as u32
+}
+
 /// One of this client's changes, sent and not yet answered.
 #[derive(Debug, Clone)]
 struct InFlight {
@@ -99,10 +124,13 @@ struct Inner {
     attrs: LruCache<Ino, Stamped<Attr>>,
     /// `(parent, name)` → the inode it names, or `None`: no such name.
     entries: LruCache<(Ino, String), Stamped<Option<Ino>>>,
-    /// Directories whose every name is in `entries` (this client made them, and nothing
-    /// since suggests otherwise), with the epoch that became true at: a name missing there
-    /// does not exist.
-    complete: HashMap<Ino, u64>,
+    /// Directories whose every name this client knows (it made them, and nothing since
+    /// suggests otherwise): a name missing there does not exist.
+    complete: HashMap<Ino, Complete>,
+    /// Name hashes held by `complete`, all directories together...
+    complete_names: usize,
+    /// ... and at most this many ([`COMPLETE_NAMES_MAX`]).
+    complete_names_max: usize,
     /// By MDS address: the MDS of the current map.
     feeds: HashMap<String, FeedState>,
     /// This client's session: feed changes made by it are its own.
@@ -131,6 +159,7 @@ impl Inner {
         self.epoch += 1;
         self.valid_from = self.epoch;
         self.complete.clear();
+        self.complete_names = 0;
         for f in self.own_in_flight.values_mut() {
             f.named = None;
         }
@@ -144,28 +173,48 @@ impl Inner {
             Some(e) if e.epoch >= valid_from => Some(e.value),
             _ => None,
         };
-        cached.or_else(|| self.is_complete(key.0).then_some(None))
+        cached.or_else(|| self.complete_lacks(key.0, &key.1).then_some(None))
     }
 
-    fn is_complete(&self, dir: Ino) -> bool {
+    /// Whether `dir` is complete and has no name `name`.
+    fn complete_lacks(&self, dir: Ino, name: &str) -> bool {
         self.complete
             .get(&dir)
-            .is_some_and(|since| *since >= self.valid_from)
+            .is_some_and(|c| c.since >= self.valid_from && !c.names.contains(&name_hash(name)))
     }
 
-    /// Sets an entry. One pushed out of the LRU takes its directory's completeness along.
+    /// Sets an entry; a name that exists is also noted in its directory's completeness.
     fn put_entry(&mut self, key: (Ino, String), e: Stamped<Option<Ino>>) {
-        if let Some((old, _)) = self.entries.push(key.clone(), e) {
-            if old != key {
-                self.complete.remove(&old.0);
+        if e.value.is_some() {
+            self.note_name(key.0, &key.1);
+        }
+        self.entries.push(key, e);
+    }
+
+    /// Notes that complete directory `dir` (if it is one) holds `name`.
+    fn note_name(&mut self, dir: Ino, name: &str) {
+        let Some(c) = self.complete.get_mut(&dir) else {
+            return;
+        };
+        if c.names.insert(name_hash(name)) {
+            self.complete_names += 1;
+            if self.complete_names > self.complete_names_max {
+                self.end_complete(dir);
             }
+        }
+    }
+
+    /// `dir` is no longer complete.
+    fn end_complete(&mut self, dir: Ino) {
+        if let Some(c) = self.complete.remove(&dir) {
+            self.complete_names -= c.names.len();
         }
     }
 
     /// Forgets an entry, and with it the completeness of its directory.
     fn pop_entry(&mut self, key: &(Ino, String)) {
         self.entries.pop(key);
-        self.complete.remove(&key.0);
+        self.end_complete(key.0);
     }
 
     fn attr(&mut self, ino: Ino) -> Option<Attr> {
@@ -299,6 +348,8 @@ impl MetaCache {
                 attrs: LruCache::new(cap(attrs)),
                 entries: LruCache::new(cap(entries)),
                 complete: HashMap::new(),
+                complete_names: 0,
+                complete_names_max: COMPLETE_NAMES_MAX,
                 feeds: HashMap::new(),
                 session: 0,
                 own_in_flight: HashMap::new(),
@@ -411,7 +462,7 @@ impl MetaCache {
                     match inner.entry(&key) {
                         Some(Some(victim)) if !newer_entry(key.0, &key.1) => {
                             inner.attrs.pop(&victim);
-                            inner.complete.remove(&victim);
+                            inner.end_complete(victim);
                         }
                         _ => pause = true,
                     }
@@ -428,7 +479,15 @@ impl MetaCache {
                         Change::Inode(_) => false,
                     });
                     if !touched && inner.complete.len() < META_CACHE_ENTRIES {
-                        inner.complete.insert(dir, epoch);
+                        inner.end_complete(dir);
+                        let names = HashSet::new();
+                        inner.complete.insert(
+                            dir,
+                            Complete {
+                                since: epoch,
+                                names,
+                            },
+                        );
                     }
                 }
                 OwnResult::Renamed { from, to, exchange } => {
@@ -443,7 +502,7 @@ impl MetaCache {
                         // attributes went above), and nothing is left to wait for.
                         (Some(Some(m)), Some(r)) if known => {
                             if let (Some(r), false) = (r, exchange) {
-                                inner.complete.remove(&r);
+                                inner.end_complete(r);
                             }
                             let left = if exchange { r } else { None };
                             kept.push(from.clone());
@@ -982,7 +1041,8 @@ mod tests {
             cache.keep_entry(e, 9, &format!("n{n}"), None);
         }
         assert_eq!(cache.lookup(root, 0, 3, "kept"), None);
-        assert_eq!(cache.lookup(root, 0, 3, "y"), None);
+        // ... but the directory stays complete: a name it never had is still known absent.
+        assert_eq!(cache.lookup(root, 0, 3, "y"), Some(Known::Absent));
 
         // A report naming the directory while the mkdir was in flight: not complete.
         cache.own_change(Vec::new(), || 23);
@@ -994,6 +1054,52 @@ mod tests {
         };
         cache.own_answered(23, Some(vec![made, OwnResult::NewDir(4)]));
         assert_eq!(cache.lookup(root, 0, 4, "y"), None);
+    }
+
+    #[test]
+    fn a_complete_directory_outgrows_the_entry_lru_but_not_its_name_limit() {
+        let cache = MetaCache::with_capacity(16, 4);
+        cache.inner.lock().unwrap().complete_names_max = 100;
+        cache.watch_only(&[MDS.to_string()]);
+        let first = ChangeBatch {
+            lost: true,
+            ..batch(9, 0, vec![])
+        };
+        cache.apply(MDS, Instant::now(), ME, &first);
+        cache.own_change(Vec::new(), || 1);
+        let made = OwnResult::Entry {
+            parent: 1,
+            name: "big".into(),
+            attr: Some(attr(2, FileKind::Dir, 0o755, 0)),
+        };
+        cache.own_answered(1, Some(vec![made, OwnResult::NewDir(2)]));
+        let create = |seq: u64, name: String| {
+            cache.own_change(Vec::new(), || seq);
+            let made = OwnResult::Entry {
+                parent: 2,
+                name,
+                attr: Some(file(1000 + seq)),
+            };
+            cache.own_answered(seq, Some(vec![made, OwnResult::Changed(2)]));
+        };
+        // 25 times more names than the LRU holds: every name not made is still known absent,
+        // every name made is asked for (its entry went) or found, never called absent.
+        for n in 0..100 {
+            create(10 + n, format!("f{n}"));
+        }
+        for n in 0..100 {
+            let known = cache.lookup(root, 0, 2, &format!("f{n}"));
+            assert!(!matches!(known, Some(Known::Absent)), "f{n}: {known:?}");
+        }
+        let absent = (0..1000)
+            .filter(|n| cache.lookup(root, 0, 2, &format!("g{n}")) == Some(Known::Absent))
+            .count();
+        // A 32-bit hash of 100 names shadows another name about once in 40 million.
+        assert_eq!(absent, 1000);
+        // The 101st name passes the limit: the directory is no longer complete.
+        create(110, "f100".into());
+        assert_eq!(cache.lookup(root, 0, 2, "g0"), None);
+        assert_eq!(cache.inner.lock().unwrap().complete_names, 0);
     }
 
     #[test]
