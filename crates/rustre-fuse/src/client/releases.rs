@@ -58,12 +58,17 @@ impl Client {
     /// Sends what is queued, a call at a time, until the queue is empty. The MDS does not
     /// look at the credentials of a release; the first caller's are sent.
     async fn send_releases(&self, creds: &Creds) {
+        let mut running = SenderRunning {
+            queue: &self.releases,
+            ended_normally: false,
+        };
         loop {
             tokio::time::sleep(RELEASE_GATHER).await;
             let batch: Vec<(Ino, Waiter)> = {
                 let mut q = self.releases.inner.lock().unwrap();
                 if q.waiting.is_empty() {
                     q.sending = false;
+                    running.ended_normally = true;
                     return;
                 }
                 let n = q.waiting.len().min(RELEASE_MAX_INOS);
@@ -75,5 +80,70 @@ impl Client {
                 let _ = waiter.send(result.clone());
             }
         }
+    }
+}
+
+/// Held by a running sender: should it end any other way than by finding the queue empty
+/// (a panic, or its runtime shutting down), the releases waiting fail and the next one
+/// starts a new sender, instead of all later ones waiting for a sender that is gone.
+struct SenderRunning<'a> {
+    queue: &'a ReleaseQueue,
+    ended_normally: bool,
+}
+
+impl Drop for SenderRunning<'_> {
+    fn drop(&mut self) {
+        if self.ended_normally {
+            return;
+        }
+        let mut q = self.queue.inner.lock().unwrap_or_else(|p| p.into_inner());
+        q.sending = false;
+        for (_, waiter) in q.waiting.drain(..) {
+            let _ = waiter.send(Err(Error::Io("release sender ended".into())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sender_gone_without_emptying_the_queue_fails_its_waiters_and_makes_way() {
+        let queue = ReleaseQueue::default();
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut q = queue.inner.lock().unwrap();
+            q.waiting.push((5, tx));
+            q.sending = true;
+        }
+        drop(SenderRunning {
+            queue: &queue,
+            ended_normally: false,
+        });
+        let q = queue.inner.lock().unwrap();
+        assert!(!q.sending, "the next release must start a sender");
+        assert!(q.waiting.is_empty());
+        assert!(matches!(rx.try_recv(), Ok(Err(Error::Io(_)))));
+    }
+
+    #[test]
+    fn a_sender_that_emptied_the_queue_leaves_it_alone() {
+        let queue = ReleaseQueue::default();
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut q = queue.inner.lock().unwrap();
+            // A new release came in and started the next sender after this one ended.
+            q.waiting.push((6, tx));
+            q.sending = true;
+        }
+        drop(SenderRunning {
+            queue: &queue,
+            ended_normally: true,
+        });
+        let q = queue.inner.lock().unwrap();
+        assert!(q.sending);
+        assert_eq!(q.waiting.len(), 1);
+        assert!(rx.try_recv().is_err(), "still waiting");
     }
 }
