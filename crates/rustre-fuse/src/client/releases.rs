@@ -108,10 +108,14 @@ impl Drop for SenderRunning<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sender_gone_without_emptying_the_queue_fails_its_waiters_and_makes_way() {
+    /// A queue with one release waiting and a sender marked running, after a sender ended
+    /// (`normally`: having found the queue empty; this release came after and started the
+    /// next one).
+    fn after_a_sender_ended(
+        normally: bool,
+    ) -> (ReleaseQueue, oneshot::Receiver<Result<(), Error>>) {
         let queue = ReleaseQueue::default();
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         {
             let mut q = queue.inner.lock().unwrap();
             q.waiting.push((5, tx));
@@ -119,8 +123,14 @@ mod tests {
         }
         drop(SenderRunning {
             queue: &queue,
-            ended_normally: false,
+            ended_normally: normally,
         });
+        (queue, rx)
+    }
+
+    #[test]
+    fn a_sender_gone_without_emptying_the_queue_fails_its_waiters_and_makes_way() {
+        let (queue, mut rx) = after_a_sender_ended(false);
         let q = queue.inner.lock().unwrap();
         assert!(!q.sending, "the next release must start a sender");
         assert!(q.waiting.is_empty());
@@ -129,18 +139,7 @@ mod tests {
 
     #[test]
     fn a_sender_that_emptied_the_queue_leaves_it_alone() {
-        let queue = ReleaseQueue::default();
-        let (tx, mut rx) = oneshot::channel();
-        {
-            let mut q = queue.inner.lock().unwrap();
-            // A new release came in and started the next sender after this one ended.
-            q.waiting.push((6, tx));
-            q.sending = true;
-        }
-        drop(SenderRunning {
-            queue: &queue,
-            ended_normally: true,
-        });
+        let (queue, mut rx) = after_a_sender_ended(true);
         let q = queue.inner.lock().unwrap();
         assert!(q.sending);
         assert_eq!(q.waiting.len(), 1);
