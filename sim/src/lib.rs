@@ -19,7 +19,7 @@
 //! replays a failure. See docs/simulation.md.
 //!
 //! ## Layout
-//! - [`simnet`]: rustre's transport and clock seams over turmoil.
+//! - [`simnet`]: rustre's transport, clock and disk-space seams over turmoil.
 //! - [`rng`]: the seeded random streams.
 //! - [`cluster`]: the hosts and their software.
 //! - [`faults`]: the fault plan.

@@ -65,8 +65,8 @@ fn sim_clock() -> Duration {
     })
 }
 
-/// Makes this process's rustre code use the simulated network, clock and disk space and run blocking
-/// work in place (so that a run depends on its seed alone). Idempotent; call
+/// Makes this process's rustre code use the simulated network, clock and disk space and
+/// run blocking work in place (so that a run depends on its seed alone). Idempotent; call
 /// [`start_run`] at the start of each run.
 pub fn install() {
     static ONCE: Once = Once::new();

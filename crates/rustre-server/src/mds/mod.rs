@@ -203,10 +203,6 @@ fn lock_stripes(dirs: &[Ino]) -> Vec<usize> {
     stripes
 }
 
-fn now_ms() -> u64 {
-    rustre_proto::host::now_ms()
-}
-
 impl Mds {
     /// A fresh inode number (blocking: may run a transaction for a new batch).
     fn alloc_ino(&self) -> Result<Ino, Error> {
@@ -352,7 +348,7 @@ impl Mds {
             MdsOp::OpenSession { client } => {
                 let id = self
                     .txn(creds, vec![], w, move |tx, _| {
-                        open::open_session(tx, &client, now_ms(), lease)
+                        open::open_session(tx, &client, rustre_proto::host::now_ms(), lease)
                     })
                     .await?;
                 Ok(R::Session {
@@ -362,7 +358,7 @@ impl Mds {
             }
             MdsOp::RenewSession => self
                 .txn(creds, vec![], ro, move |tx, _| {
-                    open::renew_session(tx, session, now_ms(), lease)
+                    open::renew_session(tx, session, rustre_proto::host::now_ms(), lease)
                 })
                 .await
                 .map(|_| R::Done),

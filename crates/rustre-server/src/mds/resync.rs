@@ -43,7 +43,8 @@ use rustre_proto::Error;
 use super::replica::{self, Claim, Finish};
 use super::store::{self, ResyncClaim};
 use super::workers::oss_call;
-use super::{keys, now_ms, Mds, Mutation};
+use super::{keys, Mds, Mutation};
+use rustre_proto::host::now_ms;
 
 /// How often the stale index is scanned.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(2);

@@ -14,7 +14,8 @@ use rustre_proto::msg::Creds;
 use rustre_proto::Error;
 use tokio::sync::watch;
 
-use super::{keys, now_ms, open, store, Mds, MdsConfig, Mutation};
+use super::{keys, open, store, Mds, MdsConfig, Mutation};
+use rustre_proto::host::now_ms;
 
 /// How often the destroy queue is scanned.
 pub const DESTROY_INTERVAL: Duration = Duration::from_millis(500);
