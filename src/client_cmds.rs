@@ -10,7 +10,7 @@ use rustre_proto::auth::{self, ClusterKey};
 use rustre_proto::cluster::fetch_map;
 use rustre_proto::frame::Service;
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::{Attr, Creds, FileKind, LayoutSpec, Timestamp};
+use rustre_proto::msg::{Attr, Creds, FileKind, LayoutSpec};
 use rustre_proto::rpc::client::Peer;
 
 /// Options every command shares.
@@ -225,7 +225,7 @@ async fn copy_in(
         creds,
         attr.ino,
         offset,
-        Timestamp::now(),
+        rustre_proto::host::now(),
         attr.truncate_version,
     )
     .await

@@ -584,7 +584,7 @@ async fn unlinked_open_file_lives_until_last_close() {
         r,
         f.ino,
         data.len() as u64,
-        Timestamp::now(),
+        rustre_proto::host::now(),
         f.truncate_version,
     )
     .await

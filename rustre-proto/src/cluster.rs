@@ -1,6 +1,13 @@
 //! Following the cluster: a task that keeps the latest [`ClusterMap`] from the MGS, and
 //! pooled connections to the servers the map names. Used by clients and by servers that
 //! talk to other servers (the MDS deleting objects, for instance).
+//!
+//! [`Cluster::oss_call`] is the one way any process calls an OSS: it carries the map's
+//! epoch and follows the epoch rule (an OSS that registered again since the caller's map
+//! answers `OldEpoch`; the map is refreshed and the call made again, a bounded number of
+//! times). The other fencing answers (`Fenced`: the OSS lost its lease with the MGS) and
+//! transport errors are the caller's to judge: a client waits or marks a copy stale, the
+//! MDS retries on its next pass.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,12 +23,16 @@ use crate::msg::mgs::NodeState;
 use crate::msg::mgs::{
     ClusterMap, MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS, MGS_CALL_TIMEOUT,
 };
+use crate::msg::oss::{OssOp, OssRequest, OssResponse};
 use crate::rpc::client::Peer;
 
 /// Connections kept to each OSS.
 pub const CONNS_PER_OSS: usize = 4;
 /// Connections kept to each MDS.
 pub const CONNS_PER_MDS: usize = 2;
+/// Calls of one OSS operation, in all, while the OSS answers `OldEpoch` (the cluster map
+/// is refreshed before each new attempt).
+pub const OLD_EPOCH_ATTEMPTS: usize = 3;
 /// How often the map is re-read from the MGS.
 pub const MAP_REFRESH_INTERVAL: Duration = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
 
@@ -109,6 +120,38 @@ impl Cluster {
             .ost(index)
             .ok_or_else(|| Error::Unavailable(format!("OST {index} is not in the cluster map")))?;
         Ok(self.peer(Service::Oss, &ost.addr, CONNS_PER_OSS))
+    }
+
+    /// One call of `op` (with `payload`) to the OSS serving OST `ost`, under the newest
+    /// map's epoch. While the OSS answers `OldEpoch` the map is refreshed and the call made
+    /// again, at most [`OLD_EPOCH_ATTEMPTS`] calls in all; a refresh that fails ends it with
+    /// that `OldEpoch`. Every other answer, error or not, is returned as it is.
+    pub async fn oss_call(
+        &self,
+        ost: u32,
+        op: OssOp,
+        payload: Bytes,
+    ) -> Result<(OssResponse, Bytes), Error> {
+        let mut req = OssRequest {
+            epoch: self.map().epoch,
+            ost,
+            op,
+        };
+        let mut attempt = 1;
+        loop {
+            match self.oss(ost)?.call(&req, payload.clone()).await {
+                Err(Error::OldEpoch { caller, server }) if attempt < OLD_EPOCH_ATTEMPTS => {
+                    tracing::debug!(ost, caller, server, "OSS has a newer epoch; refreshing map");
+                    if let Err(e) = self.refresh().await {
+                        tracing::debug!("cluster map refresh failed: {e}");
+                        return Err(Error::OldEpoch { caller, server });
+                    }
+                    req.epoch = self.map().epoch;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Pooled connections to every MDS that is up, in map order.

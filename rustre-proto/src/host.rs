@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
-use crate::msg::Capacity;
+use crate::msg::{Capacity, Timestamp};
 
 static CLOCK: OnceLock<fn() -> Duration> = OnceLock::new();
 static DISK_SPACE: OnceLock<Capacity> = OnceLock::new();
@@ -32,6 +32,11 @@ pub fn since_epoch() -> Duration {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default(),
     }
+}
+
+/// The current wall-clock time, as file times carry it.
+pub fn now() -> Timestamp {
+    Timestamp::since_epoch(since_epoch())
 }
 
 /// [`since_epoch`] in milliseconds.

@@ -10,10 +10,12 @@
 //! - [`msg`]: one request enum per service (MGS, MDS, OSS) and the shared types.
 //! - [`cluster`]: the cluster map followed from the MGS and pooled connections to servers.
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
-//! - [`net`]: the transport under it (TCP, or a simulated network) and where blocking work runs.
+//! - [`net`]: the transport under it (TCP, or a simulated network).
+//! - [`blocking`]: where blocking work (disk, the metadata store) runs.
 //! - [`host`]: the wall clock and disk space (or simulated ones).
 
 pub mod auth;
+pub mod blocking;
 pub mod checksum;
 pub mod cluster;
 pub mod codec;

@@ -1,16 +1,12 @@
-//! The transport under the RPC layer, and where blocking work runs.
+//! The transport under the RPC layer.
 //!
 //! Every rustre process talks TCP. A deterministic simulation (the `sim/` workspace) replaces
 //! the network with a simulated one and runs every role on one thread under a simulated
-//! clock; for that, this module is the only place that opens connections or offloads
-//! blocking work:
+//! clock; for that, this module is the only place that opens connections:
 //!
 //! - [`connect`] opens a [`Stream`]: TCP, unless a [`Network`] was [`install`]ed for the
 //!   process (once, before any connection; production never installs one).
 //! - [`Listener`] accepts [`Stream`]s: a `tokio` TCP listener, or one of the simulation.
-//! - [`unblock`] runs blocking work (disk, the metadata store) on tokio's blocking pool, or in
-//!   place once [`run_blocking_inline`] was called (a thread pool's timing would make a
-//!   simulated run differ from its replay).
 //!
 //! A TCP [`WriteHalf`] gives the server its socket for `sendfile`; other streams get file
 //! payloads copied through a buffer.
@@ -19,7 +15,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -48,7 +43,6 @@ pub trait Accept: Send + Sync + 'static {
 }
 
 static NETWORK: OnceLock<Arc<dyn Network>> = OnceLock::new();
-static BLOCKING_INLINE: AtomicBool = AtomicBool::new(false);
 
 /// Makes every later [`connect`] of this process go through `net`. Only once per process;
 /// a second call is refused.
@@ -56,39 +50,6 @@ pub fn install(net: Arc<dyn Network>) -> Result<(), Error> {
     NETWORK
         .set(net)
         .map_err(|_| Error::Invalid("a network is already installed".into()))
-}
-
-/// Makes [`unblock`] run its work in place on the calling thread from now on.
-pub fn run_blocking_inline() {
-    BLOCKING_INLINE.store(true, Ordering::SeqCst);
-}
-
-/// Whether [`unblock`] runs work in place.
-pub fn blocking_is_inline() -> bool {
-    BLOCKING_INLINE.load(Ordering::Relaxed)
-}
-
-/// Runs blocking `work` without stalling the async runtime: on tokio's blocking pool (or in
-/// place, see [`run_blocking_inline`]). A panic in `work` is an [`Error::Io`].
-pub async fn unblock<F, R>(work: F) -> Result<R, Error>
-where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
-{
-    if blocking_is_inline() {
-        return Ok(work());
-    }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Error::Io(format!("blocking task failed: {e}")))
-}
-
-/// Starts blocking `work` without waiting for it (in place, see [`run_blocking_inline`]).
-pub fn spawn_blocking_detached<F: FnOnce() + Send + 'static>(work: F) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) if !blocking_is_inline() => drop(rt.spawn_blocking(work)),
-        _ => work(),
-    }
 }
 
 /// Opens a stream to `addr` (`host:port`).

@@ -7,8 +7,13 @@
 //! - [`mgs`]: the management service — registry, heartbeats, cluster map.
 //! - [`oss`]: the object storage service — objects in plain files, served with `sendfile`.
 
+pub mod checks;
 pub mod local;
 pub mod mds;
 pub mod meta;
 pub mod mgs;
 pub mod oss;
+pub mod records;
+pub mod schema;
+#[cfg(test)]
+mod test_cluster;

@@ -117,7 +117,7 @@ pub async fn start(
         Some(shared) => shared.clone(),
         None => StoreConfig::Embedded(mds::embedded_store_dir(&cfg.data_dir.join("mds"))),
     };
-    let kv = rustre_proto::net::unblock(move || mds_store.open())
+    let kv = rustre_proto::blocking::unblock(move || mds_store.open())
         .await
         .map_err(|e| Error::Io(format!("opening the MDS store: {e}")))??;
     let mut mds_addrs = Vec::new();

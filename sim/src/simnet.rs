@@ -74,7 +74,7 @@ pub fn install() {
         net::install(Arc::new(SimNetwork)).expect("first network installed");
         rustre_proto::host::install_clock(sim_clock).expect("first clock installed");
         rustre_proto::host::install_disk_space(SIM_DISK).expect("first disk space installed");
-        net::run_blocking_inline();
+        rustre_proto::blocking::run_blocking_inline();
     });
 }
 

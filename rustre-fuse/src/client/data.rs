@@ -13,7 +13,7 @@
 //!   and were read good from another are rewritten on the bad copy; no good copy is
 //!   [`Error::Corrupt`] (EIO).
 //! - An OSS answering [`Error::OldEpoch`] gets the call again after a map refresh, at most
-//!   [`OLD_EPOCH_ATTEMPTS`] times in all.
+//!   [`OLD_EPOCH_ATTEMPTS`](rustre_proto::cluster::OLD_EPOCH_ATTEMPTS) times in all.
 //! - When no copy of some stripe can be reached (every copy's OSS down, restarting, or
 //!   fenced because the MGS is away), reads, writes, truncates and syncs are tried again,
 //!   with the map refreshed in between, for up to [`OSS_RETRY_FOR`] before the error reaches
@@ -37,7 +37,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use rustre_proto::checksum::{self, CHECKSUM_BLOCK};
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
+use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse};
 use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
 use tokio::time::Instant;
@@ -45,9 +45,6 @@ use tokio::time::Instant;
 use super::stripe::{extents, object_size, read_spans, split_extents, ReadSpan};
 use super::Client;
 
-/// Calls of one OSS operation, in all, while the OSS answers `OldEpoch` (the cluster map
-/// is refreshed before each new attempt).
-pub const OLD_EPOCH_ATTEMPTS: usize = 3;
 /// Once one copy of a stripe acknowledged a write or truncate, how much longer the other
 /// copies may take before they count as failed (`TimedOut`, marked stale). Bounds what a
 /// copy on a vanished host costs a replicated write below the 60 s call timeout. Syncs
@@ -87,7 +84,7 @@ type CopyResults = Vec<(usize, Result<(), Error>)>;
 /// - Marked stale: transport failures (`Unavailable`, `TimedOut`), a fenced OSS
 ///   (`Fenced`), a copy whose data or checksums are bad (`Corrupt`), local disk trouble
 ///   (`Io`, `NoSpace`, `ReadOnly`), an OSS too busy to serve (`Busy`), and `OldEpoch` left
-///   after [`OLD_EPOCH_ATTEMPTS`] map refreshes. All are about that copy's server.
+///   after [`OLD_EPOCH_ATTEMPTS`](rustre_proto::cluster::OLD_EPOCH_ATTEMPTS) map refreshes. All are about that copy's server.
 /// - Not marked (the call fails with the error): everything else — `Invalid`, `Protocol`,
 ///   `TooBig`, `NotSupported`, `Auth`, `Access`… describe the request or the
 ///   configuration and would fail on every copy; marking would only spread the damage.
@@ -225,36 +222,6 @@ impl Client {
         }
     }
 
-    /// One call to the OSS serving `ost`, sent again after a map refresh while it answers
-    /// `OldEpoch` (at most [`OLD_EPOCH_ATTEMPTS`] calls).
-    async fn oss_call(
-        &self,
-        ost: u32,
-        op: OssOp,
-        payload: Bytes,
-    ) -> Result<(OssResponse, Bytes), Error> {
-        let mut req = OssRequest {
-            epoch: self.cluster.map().epoch,
-            ost,
-            op,
-        };
-        let mut attempt = 1;
-        loop {
-            match self.cluster.oss(ost)?.call(&req, payload.clone()).await {
-                Err(Error::OldEpoch { caller, server }) if attempt < OLD_EPOCH_ATTEMPTS => {
-                    tracing::debug!(ost, caller, server, "OSS has a newer epoch; refreshing map");
-                    if let Err(e) = self.cluster.refresh().await {
-                        tracing::debug!("cluster map refresh failed: {e}");
-                        return Err(Error::OldEpoch { caller, server });
-                    }
-                    req.epoch = self.cluster.map().epoch;
-                    attempt += 1;
-                }
-                r => return r,
-            }
-        }
-    }
-
     /// Sends `op` (with `payload`) to every live copy of `stripe` at once. With `grace`,
     /// copies still running that long after the first success count as `TimedOut`.
     async fn to_live_copies(
@@ -270,7 +237,12 @@ impl Client {
             .iter()
             .map(|&(slot, ost)| {
                 let (op, payload) = (op.clone(), payload.clone());
-                async move { (slot, self.oss_call(ost, op, payload).await.map(|_| ())) }
+                async move {
+                    (
+                        slot,
+                        self.cluster.oss_call(ost, op, payload).await.map(|_| ()),
+                    )
+                }
             })
             .collect();
         let mut out: CopyResults = Vec::with_capacity(copies.len());
@@ -474,7 +446,7 @@ impl Client {
             offset: s.object_offset,
             len: s.len as u32,
         };
-        let call = self.oss_call(ost, op, Bytes::new());
+        let call = self.cluster.oss_call(ost, op, Bytes::new());
         let answer = if last {
             call.await
         } else {
@@ -519,7 +491,7 @@ impl Client {
                         seen: checksum::block_crcs(&bad_data[from..to]),
                     };
                     async move {
-                        match self.oss_call(*ost, op, payload).await {
+                        match self.cluster.oss_call(*ost, op, payload).await {
                             Ok(_) => tracing::info!(
                                 ino,
                                 stripe = s.stripe,

@@ -571,7 +571,8 @@ impl Client {
         } else {
             self.buffered_write(f.ino, layout, offset, data).await?;
         }
-        self.files.wrote(f.ino, end, Timestamp::now(), &f.creds);
+        self.files
+            .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
         if sync {
             self.report_dirty(f.ino).await?;
         }
@@ -689,7 +690,8 @@ impl Client {
             _ => return Err(Error::NotSupported),
         }
         if !keep_size && end > size {
-            self.files.wrote(f.ino, end, Timestamp::now(), &f.creds);
+            self.files
+                .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
             self.report_dirty(f.ino).await?;
         }
         Ok(())
@@ -709,7 +711,8 @@ impl Client {
             pos += n as u64;
         }
         if start < end {
-            self.files.wrote(f.ino, end, Timestamp::now(), &f.creds);
+            self.files
+                .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
         }
         Ok(())
     }
@@ -807,9 +810,9 @@ mod tests {
         let files = Files::default();
         let a = file_attr(9, 0, 0);
         files.register(&a, libc::O_WRONLY, &Creds::root()).unwrap();
-        files.wrote(9, 10, Timestamp::now(), &Creds::root());
+        files.wrote(9, 10, rustre_proto::host::now(), &Creds::root());
         let r = files.pending_report(9).unwrap();
-        files.wrote(9, 20, Timestamp::now(), &Creds::root());
+        files.wrote(9, 20, rustre_proto::host::now(), &Creds::root());
         files.reported(9, &r, &file_attr(9, 10, 0));
         assert_eq!(files.pending_report(9).unwrap().size, 20);
     }
@@ -839,7 +842,7 @@ mod tests {
         let (fh1, _) = files
             .register(&file_attr(5, 0, 0), libc::O_WRONLY, &Creds::root())
             .unwrap();
-        files.wrote(5, 3, Timestamp::now(), &Creds::root());
+        files.wrote(5, 3, rustre_proto::host::now(), &Creds::root());
         // The release of fh1 learns it is the last handle, then awaits the MDS...
         let (_, last) = files.unregister(fh1).unwrap();
         assert!(last);
@@ -851,7 +854,7 @@ mod tests {
                 &Creds::root(),
             )
             .unwrap();
-        files.wrote(5, 13, Timestamp::now(), &Creds::root());
+        files.wrote(5, 13, rustre_proto::host::now(), &Creds::root());
         // The release of fh1 finishes.
         assert!(!files.forget_inode(5), "a handle is open again");
         assert_eq!(files.size(5), 13);

@@ -36,11 +36,10 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
-    /// The current wall-clock time.
-    pub fn now() -> Timestamp {
-        let d = crate::host::since_epoch();
+    /// The time `d` after the Unix epoch (the wall clock is [`crate::host::now`]).
+    pub fn since_epoch(d: std::time::Duration) -> Timestamp {
         Timestamp {
-            sec: d.as_secs() as i64,
+            sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
             nsec: d.subsec_nanos(),
         }
     }

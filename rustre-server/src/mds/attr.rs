@@ -8,11 +8,11 @@ use rustre_proto::msg::mds::{
 use rustre_proto::msg::{Attr, FileKind, Ino, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 
-use super::keys;
 use super::namespace::Ctx;
 use super::perm::{self, S_ISGID, S_ISUID, S_IXGRP, W};
 use super::store;
 use crate::meta::Transaction;
+use crate::schema;
 
 /// Most xattrs listed for one inode.
 pub const XATTR_LIST_MAX: usize = 1024;
@@ -224,7 +224,7 @@ pub fn get_xattr(
 ) -> Result<Vec<u8>, Error> {
     let inode = store::inode(tx, ino)?;
     check_xattr(ctx, &inode.attr, name, false)?;
-    tx.get(&keys::xattr(ino, name))?.ok_or(Error::NoData)
+    tx.get(&schema::xattr(ino, name))?.ok_or(Error::NoData)
 }
 
 pub fn set_xattr(
@@ -243,7 +243,7 @@ pub fn set_xattr(
     if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
         return Err(Error::Invalid("bad xattr flags".into()));
     }
-    let key = keys::xattr(ino, name);
+    let key = schema::xattr(ino, name);
     let exists = tx.get(&key)?.is_some();
     if flags & XATTR_CREATE != 0 && exists {
         return Err(Error::Exists);
@@ -252,7 +252,7 @@ pub fn set_xattr(
         return Err(Error::NoData);
     }
     if !exists {
-        let (s, e) = keys::xattr_range(ino);
+        let (s, e) = schema::xattr_range(ino);
         if tx.range(&s, &e, XATTR_LIST_MAX)?.len() >= XATTR_LIST_MAX {
             return Err(Error::NoSpace);
         }
@@ -264,11 +264,11 @@ pub fn set_xattr(
 
 pub fn list_xattr(tx: &mut dyn Transaction, ctx: &Ctx, ino: Ino) -> Result<Vec<String>, Error> {
     let inode = store::inode(tx, ino)?;
-    let (s, e) = keys::xattr_range(ino);
+    let (s, e) = schema::xattr_range(ino);
     let mut names = Vec::new();
     for (k, _) in tx.range(&s, &e, XATTR_LIST_MAX)? {
         let name =
-            keys::parse_xattr_name(&k).ok_or_else(|| Error::Io("corrupt xattr key".into()))?;
+            schema::parse_xattr_name(&k).ok_or_else(|| Error::Io("corrupt xattr key".into()))?;
         // Like Linux, list only what the caller could read.
         if name.starts_with("trusted.") && ctx.creds.uid != 0 {
             continue;
@@ -287,7 +287,7 @@ pub fn remove_xattr(
 ) -> Result<(), Error> {
     let mut inode = store::inode(tx, ino)?;
     check_xattr(ctx, &inode.attr, name, true)?;
-    let key = keys::xattr(ino, name);
+    let key = schema::xattr(ino, name);
     if tx.get(&key)?.is_none() {
         return Err(Error::NoData);
     }

@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use rustre_proto::msg::mds::{Change, ChangeBatch, FeedChange, WATCH_MAX_CHANGES, WATCH_WAIT};
 use tokio::sync::Notify;
 
-use super::keys;
 use crate::meta::{KeyValue, KvError, Transaction};
+use crate::schema::{self, KeyOf};
 
 /// Changes kept for watchers that fall behind; one further behind has lost some.
 pub const FEED_CAPACITY: usize = 65_536;
@@ -152,25 +152,17 @@ impl<T: Transaction + ?Sized> Recorder<'_, T> {
 
 /// The change a write of `key` makes visible to clients, if any.
 fn change_of(key: &[u8]) -> Option<Change> {
-    let (&prefix, rest) = key.split_first()?;
-    if !matches!(prefix, keys::INODE | keys::DENTRY | keys::XATTR) {
-        return None;
-    }
-    let Some(ino) = rest
-        .get(..8)
-        .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-    else {
-        return Some(Change::All);
-    };
-    match prefix {
-        keys::DENTRY => match std::str::from_utf8(&rest[8..]) {
+    match schema::parse_key(key)? {
+        KeyOf::Inode(ino) | KeyOf::Xattr { ino, .. } => Some(Change::Inode(ino)),
+        KeyOf::Dentry { parent, name } => match std::str::from_utf8(name) {
             Ok(name) => Some(Change::Entry {
-                parent: ino,
+                parent,
                 name: name.to_string(),
             }),
             Err(_) => Some(Change::All),
         },
-        _ => Some(Change::Inode(ino)),
+        KeyOf::Truncated(_) => Some(Change::All),
+        KeyOf::Other(_) => None,
     }
 }
 
@@ -179,17 +171,19 @@ fn change_of(key: &[u8]) -> Option<Change> {
 fn change_of_range(start: &[u8], end: &[u8]) -> Option<Change> {
     let first = *start.first()?;
     let one_prefix = end.first() == Some(&first) || end == [first.wrapping_add(1)];
-    if one_prefix && !matches!(first, keys::INODE | keys::DENTRY | keys::XATTR) {
-        return None;
+    if !one_prefix {
+        return Some(Change::All);
     }
-    if one_prefix && first == keys::XATTR && start.len() >= 9 && end.len() >= 9 {
-        let ino = |k: &[u8]| u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
-        let (a, b) = (ino(start), ino(end));
-        if b == a || (end.len() == 9 && a.checked_add(1) == Some(b)) {
-            return Some(Change::Inode(a));
+    match (schema::parse_key(start)?, schema::parse_key(end)) {
+        (KeyOf::Other(_), _) => None,
+        (KeyOf::Xattr { ino: a, .. }, Some(KeyOf::Xattr { ino: b, name })) => {
+            // Within one inode's xattrs, or exactly up to the next inode's first one.
+            (b == a || (name.is_empty() && a.checked_add(1) == Some(b)))
+                .then_some(Change::Inode(a))
+                .or(Some(Change::All))
         }
+        _ => Some(Change::All),
     }
-    Some(Change::All)
 }
 
 impl<T: Transaction + ?Sized> Transaction for Recorder<'_, T> {
@@ -237,18 +231,21 @@ mod tests {
 
     #[test]
     fn keys_map_to_the_changes_clients_see() {
-        assert_eq!(change_of(&keys::inode(42)), Some(Change::Inode(42)));
-        assert_eq!(change_of(&keys::dentry(7, "a b")), Some(entry(7, "a b")));
-        assert_eq!(change_of(&keys::xattr(9, "user.x")), Some(Change::Inode(9)));
-        assert_eq!(change_of(&keys::orphan(9)), None);
-        assert_eq!(change_of(&keys::session(3)), None);
-        let (s, e) = keys::xattr_range(9);
+        assert_eq!(change_of(&schema::inode(42)), Some(Change::Inode(42)));
+        assert_eq!(change_of(&schema::dentry(7, "a b")), Some(entry(7, "a b")));
+        assert_eq!(
+            change_of(&schema::xattr(9, "user.x")),
+            Some(Change::Inode(9))
+        );
+        assert_eq!(change_of(&schema::orphan(9)), None);
+        assert_eq!(change_of(&schema::session(3)), None);
+        let (s, e) = schema::xattr_range(9);
         assert_eq!(change_of_range(&s, &e), Some(Change::Inode(9)));
-        let (s, e) = keys::request_range(3);
+        let (s, e) = schema::request_range(3);
         assert_eq!(change_of_range(&s, &e), None);
-        let (s, e) = keys::dentry_range(3);
+        let (s, e) = schema::dentry_range(3);
         assert_eq!(change_of_range(&s, &e), Some(Change::All));
-        let (s, e) = keys::prefix_range(keys::INODE);
+        let (s, e) = schema::prefix_range(schema::INODE);
         assert_eq!(change_of_range(&s, &e), Some(Change::All));
     }
 

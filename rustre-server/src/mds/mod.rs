@@ -8,7 +8,7 @@
 //! The MDS keeps no state of its own beyond caches, so several MDS may share one KV.
 //!
 //! ## Layout
-//! - [`keys`]: the key schema. [`store`]: typed records.
+//! - [`store`]: typed records (keys: [`crate::schema`]).
 //! - [`namespace`], [`attr`], [`open`]: the operations, as transaction bodies.
 //! - [`perm`]: permission rules. [`layout`]: choosing a new file's layout.
 //! - [`feed`]: the change feed clients' metadata caches watch.
@@ -17,7 +17,6 @@
 
 pub mod attr;
 pub mod feed;
-pub mod keys;
 pub mod layout;
 pub mod namespace;
 pub mod open;
@@ -39,7 +38,7 @@ use rustre_proto::msg::mds::{
     FsStats, MdsOp, MdsRequest, MdsResponse, READDIR_MAX_ENTRIES, RELEASE_MAX_INOS,
 };
 use rustre_proto::msg::mgs::{ClusterMap, NodeState};
-use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, Timestamp, MAX_GROUPS, ROOT_INO};
+use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, MAX_GROUPS, ROOT_INO};
 use rustre_proto::net::Listener;
 use rustre_proto::rpc::server::{self, Handler, Reply};
 use rustre_proto::Error;
@@ -47,6 +46,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::watch;
 
 use crate::meta::{Kv, Transaction};
+use crate::schema;
 use namespace::{Ctx, NewInode};
 
 /// Inode numbers taken from the shared counter at a time.
@@ -95,7 +95,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let kv2 = kv.clone();
-    rustre_proto::net::unblock(move || bootstrap(&kv2))
+    rustre_proto::blocking::unblock(move || bootstrap(&kv2))
         .await
         .map_err(|e| Error::Io(e.to_string()))??;
     let cluster = workers::connect_mgs(&cfg, shutdown.clone()).await?;
@@ -125,10 +125,10 @@ pub async fn run(
 /// Creates the root directory of a fresh store.
 fn bootstrap(kv: &Kv) -> Result<(), Error> {
     kv.transact(|tx| {
-        if tx.get(&keys::inode(ROOT_INO))?.is_some() {
+        if tx.get(&schema::inode(ROOT_INO))?.is_some() {
             return Ok(());
         }
-        let now = Timestamp::now();
+        let now = rustre_proto::host::now();
         let root = store::Inode {
             attr: rustre_proto::msg::Attr {
                 ino: ROOT_INO,
@@ -150,7 +150,7 @@ fn bootstrap(kv: &Kv) -> Result<(), Error> {
             dir_layout: None,
         };
         store::put_inode(tx, &root)?;
-        store::put_counter(tx, keys::COUNTER_NEXT_INO, ROOT_INO + 1)
+        store::put_counter(tx, schema::COUNTER_NEXT_INO, ROOT_INO + 1)
     })?;
     kv.sync()?;
     Ok(())
@@ -209,8 +209,8 @@ impl Mds {
         let mut r = self.inos.lock().unwrap();
         if r.0 >= r.1 {
             let start = self.kv.transact(|tx| {
-                let next = store::counter(tx, keys::COUNTER_NEXT_INO, ROOT_INO + 1)?;
-                store::put_counter(tx, keys::COUNTER_NEXT_INO, next + INO_BATCH)?;
+                let next = store::counter(tx, schema::COUNTER_NEXT_INO, ROOT_INO + 1)?;
+                store::put_counter(tx, schema::COUNTER_NEXT_INO, next + INO_BATCH)?;
                 Ok::<_, Error>(next)
             })?;
             // On disk before any number of the batch is used, so a power loss can never
@@ -263,7 +263,7 @@ impl Mds {
             Some(out) => out?,
             None => {
                 let this = self.clone();
-                rustre_proto::net::unblock(move || {
+                rustre_proto::blocking::unblock(move || {
                     let _guards: Vec<_> = stripes
                         .iter()
                         .map(|s| this.dir_locks[*s].lock().unwrap())
@@ -305,7 +305,7 @@ impl Mds {
         changes.clear();
         let ctx = Ctx {
             creds,
-            now: Timestamp::now(),
+            now: rustre_proto::host::now(),
         };
         let mut tx = feed::Recorder { tx, changes };
         match record {
@@ -663,7 +663,7 @@ impl Mds {
             }
         }
         let this = self.clone();
-        rustre_proto::net::unblock(move || this.alloc_ino())
+        rustre_proto::blocking::unblock(move || this.alloc_ino())
             .await
             .map_err(|e| Error::Io(e.to_string()))?
     }
@@ -801,7 +801,7 @@ impl Mds {
         }
         let next = self
             .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
-                store::counter(tx, keys::COUNTER_NEXT_INO, ROOT_INO + 1)
+                store::counter(tx, schema::COUNTER_NEXT_INO, ROOT_INO + 1)
             })
             .await?;
         // Inode numbers are handed out in batches, so this counts a few unused ones too.

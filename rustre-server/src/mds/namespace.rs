@@ -8,10 +8,10 @@ use rustre_proto::msg::{
 };
 use rustre_proto::Error;
 
-use super::keys;
 use super::perm::{self, S_ISGID, W, X};
 use super::store::{self, Dentry, Doomed, Inode};
 use crate::meta::Transaction;
+use crate::schema;
 
 /// Most hard links one inode may have.
 pub const LINK_MAX: u32 = 65_000;
@@ -205,7 +205,7 @@ pub fn unlink(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> R
     }
     let victim = store::inode(tx, d.ino)?;
     perm::check_sticky(ctx.creds, &p.attr, &victim.attr)?;
-    tx.clear(&keys::dentry(parent, name));
+    tx.clear(&schema::dentry(parent, name));
     drop_link(tx, ctx, victim)?;
     p.attr.mtime = ctx.now;
     p.attr.ctime = ctx.now;
@@ -229,7 +229,7 @@ pub fn rmdir(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> Re
     if !store::dir_is_empty(tx, d.ino)? {
         return Err(Error::NotEmpty);
     }
-    tx.clear(&keys::dentry(parent, name));
+    tx.clear(&schema::dentry(parent, name));
     remove_inode(tx, victim.attr.ino)?;
     p.attr.nlink -= 1;
     p.attr.mtime = ctx.now;
@@ -245,9 +245,9 @@ fn drop_link(tx: &mut dyn Transaction, ctx: &Ctx, mut victim: Inode) -> Result<(
     if victim.attr.nlink > 0 {
         return store::put_inode(tx, &victim);
     }
-    let (s, e) = keys::open_range(victim.attr.ino);
+    let (s, e) = schema::open_range(victim.attr.ino);
     if !tx.range(&s, &e, 1)?.is_empty() {
-        tx.set(&keys::orphan(victim.attr.ino), &[]);
+        tx.set(&schema::orphan(victim.attr.ino), &[]);
         return store::put_inode(tx, &victim);
     }
     destroy(tx, victim)
@@ -256,16 +256,16 @@ fn drop_link(tx: &mut dyn Transaction, ctx: &Ctx, mut victim: Inode) -> Result<(
 /// Removes an inode with no links and no opens, queueing its objects for deletion.
 pub fn destroy(tx: &mut dyn Transaction, victim: Inode) -> Result<(), Error> {
     if let Some(layout) = victim.attr.layout {
-        store::put(tx, &keys::destroy(victim.attr.ino), &Doomed { layout })?;
+        store::put(tx, &schema::destroy(victim.attr.ino), &Doomed { layout })?;
     }
-    tx.clear(&keys::orphan(victim.attr.ino));
-    tx.clear(&keys::stale(victim.attr.ino));
+    tx.clear(&schema::orphan(victim.attr.ino));
+    tx.clear(&schema::stale(victim.attr.ino));
     remove_inode(tx, victim.attr.ino)
 }
 
 fn remove_inode(tx: &mut dyn Transaction, ino: Ino) -> Result<(), Error> {
-    tx.clear(&keys::inode(ino));
-    let (s, e) = keys::xattr_range(ino);
+    tx.clear(&schema::inode(ino));
+    let (s, e) = schema::xattr_range(ino);
     tx.clear_range(&s, &e)?;
     Ok(())
 }
@@ -338,7 +338,7 @@ pub fn rename(
         check_dir_move_allowed(ctx, &src_inode, parent, new_parent)?;
     }
 
-    tx.clear(&keys::dentry(parent, name));
+    tx.clear(&schema::dentry(parent, name));
     store::put_dentry(tx, new_parent, new_name, src)?;
     let mut moved = store::inode(tx, src.ino)?;
     moved.attr.ctime = ctx.now;
@@ -448,14 +448,14 @@ pub fn readdir(
     let d = store::dir(tx, ino)?;
     perm::check(ctx.creds, &d.attr, perm::R)?;
     let (s, e) = match after {
-        Some(name) => keys::dentry_after(ino, name),
-        None => keys::dentry_range(ino),
+        Some(name) => schema::dentry_after(ino, name),
+        None => schema::dentry_range(ino),
     };
     let rows = tx.range(&s, &e, limit + 1)?;
     let eof = rows.len() <= limit;
     let mut out = Vec::with_capacity(rows.len().min(limit));
     for (k, v) in rows.into_iter().take(limit) {
-        let name = keys::parse_dentry_name(&k)
+        let name = schema::parse_dentry_name(&k)
             .ok_or_else(|| Error::Io("corrupt dentry key".into()))?
             .to_string();
         let dentry: Dentry = rustre_proto::codec::decode(&v)?;

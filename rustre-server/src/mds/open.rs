@@ -16,11 +16,11 @@ use rustre_proto::codec;
 use rustre_proto::msg::{Attr, FileKind, Ino};
 use rustre_proto::Error;
 
-use super::keys;
 use super::namespace::{self, Ctx};
 use super::perm::{self, R, W};
 use super::store::{self, Session};
 use crate::meta::Transaction;
+use crate::schema;
 
 /// Most open records released in one transaction when a session expires.
 pub const EXPIRE_BATCH: usize = 256;
@@ -78,15 +78,15 @@ pub fn open(
         store::put_inode(tx, &inode)?;
     }
     if session != 0 {
-        if store::get::<Session>(tx, &keys::session(session))?.is_none() {
+        if store::get::<Session>(tx, &schema::session(session))?.is_none() {
             return Err(Error::Stale);
         }
-        let key = keys::open(ino, session);
+        let key = schema::open(ino, session);
         let count: u32 = store::get(tx, &key)?.unwrap_or(0);
         store::put(tx, &key, &(count + 1))?;
-        tx.set(&keys::session_open(session, ino), &[]);
+        tx.set(&schema::session_open(session, ino), &[]);
         if writes {
-            tx.set(&keys::write_open(ino, session), &[]);
+            tx.set(&schema::write_open(ino, session), &[]);
         }
     }
     Ok(inode.attr)
@@ -94,7 +94,7 @@ pub fn open(
 
 /// Drops one open of `ino` by `session`; the last open of an orphan destroys it.
 pub fn release(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), Error> {
-    let key = keys::open(ino, session);
+    let key = schema::open(ino, session);
     let count: u32 = store::get(tx, &key)?.unwrap_or(0);
     if count > 1 {
         return store::put(tx, &key, &(count - 1));
@@ -105,20 +105,20 @@ pub fn release(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), E
 /// Removes every open of `ino` by `session` and destroys the inode if it was an orphan that
 /// nobody else holds open.
 fn drop_all_opens(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), Error> {
-    tx.clear(&keys::open(ino, session));
-    tx.clear(&keys::session_open(session, ino));
-    tx.clear(&keys::write_open(ino, session));
-    if tx.get(&keys::orphan(ino))?.is_none() {
+    tx.clear(&schema::open(ino, session));
+    tx.clear(&schema::session_open(session, ino));
+    tx.clear(&schema::write_open(ino, session));
+    if tx.get(&schema::orphan(ino))?.is_none() {
         return Ok(());
     }
-    let (s, e) = keys::open_range(ino);
+    let (s, e) = schema::open_range(ino);
     if !tx.range(&s, &e, 1)?.is_empty() {
         return Ok(());
     }
-    match store::get::<store::Inode>(tx, &keys::inode(ino))? {
+    match store::get::<store::Inode>(tx, &schema::inode(ino))? {
         Some(inode) if inode.attr.nlink == 0 => namespace::destroy(tx, inode),
         _ => {
-            tx.clear(&keys::orphan(ino));
+            tx.clear(&schema::orphan(ino));
             Ok(())
         }
     }
@@ -131,13 +131,13 @@ pub fn open_session(
     now_ms: u64,
     lease_ms: u64,
 ) -> Result<u64, Error> {
-    let id = store::counter(tx, keys::COUNTER_NEXT_SESSION, 1)?;
-    store::put_counter(tx, keys::COUNTER_NEXT_SESSION, id + 1)?;
+    let id = store::counter(tx, schema::COUNTER_NEXT_SESSION, 1)?;
+    store::put_counter(tx, schema::COUNTER_NEXT_SESSION, id + 1)?;
     let s = Session {
         client: client.chars().take(256).collect(),
         expires_ms: now_ms + lease_ms,
     };
-    store::put(tx, &keys::session(id), &s)?;
+    store::put(tx, &schema::session(id), &s)?;
     Ok(id)
 }
 
@@ -148,7 +148,7 @@ pub fn renew_session(
     now_ms: u64,
     lease_ms: u64,
 ) -> Result<(), Error> {
-    let key = keys::session(id);
+    let key = schema::session(id);
     let mut s: Session = store::get(tx, &key)?.ok_or(Error::Stale)?;
     s.expires_ms = now_ms + lease_ms;
     store::put(tx, &key, &s)
@@ -156,17 +156,17 @@ pub fn renew_session(
 
 /// Ends a session, releasing up to [`EXPIRE_BATCH`] opens; returns true when it is gone.
 pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<bool, Error> {
-    let (s, e) = keys::session_open_range(id);
+    let (s, e) = schema::session_open_range(id);
     let rows = tx.range(&s, &e, EXPIRE_BATCH)?;
     let done = rows.len() < EXPIRE_BATCH;
     for (k, _) in rows {
         let ino =
-            keys::parse_session_open_ino(&k).ok_or_else(|| Error::Io("corrupt index".into()))?;
+            schema::parse_session_open_ino(&k).ok_or_else(|| Error::Io("corrupt index".into()))?;
         drop_all_opens(tx, id, ino)?;
     }
     if done {
-        tx.clear(&keys::session(id));
-        let (s, e) = keys::request_range(id);
+        tx.clear(&schema::session(id));
+        let (s, e) = schema::request_range(id);
         tx.clear_range(&s, &e)?;
     }
     Ok(done)
@@ -178,7 +178,7 @@ pub fn expired_sessions(
     now_ms: u64,
     limit: usize,
 ) -> Result<Vec<u64>, Error> {
-    let (s, e) = keys::prefix_range(keys::SESSION);
+    let (s, e) = schema::prefix_range(schema::SESSION);
     let mut out = Vec::new();
     let mut start = s;
     // Scan in pages so a large session table does not make one huge read.
@@ -188,7 +188,7 @@ pub fn expired_sessions(
         for (k, v) in &rows {
             let sess: Session = codec::decode(v)?;
             if sess.expires_ms < now_ms {
-                if let Some(id) = keys::parse_session(k) {
+                if let Some(id) = schema::parse_session(k) {
                     out.push(id);
                     if out.len() >= limit {
                         return Ok(out);

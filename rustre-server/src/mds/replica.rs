@@ -9,10 +9,10 @@
 use rustre_proto::msg::{Attr, FileKind, Ino, Layout};
 use rustre_proto::Error;
 
-use super::keys;
 use super::layout::OstPicker;
 use super::store::{self, ResyncClaim};
 use crate::meta::Transaction;
+use crate::schema;
 
 /// Marks `slots` of `ino`'s layout stale (a writer failed to write them while holding layout
 /// version `held`), bumps the version and indexes the file for resync. Slots already stale
@@ -133,19 +133,19 @@ fn file_layout(attr: &Attr) -> Result<&Layout, Error> {
 /// Puts `ino` in the stale index, unclaimed: a resync under way for an older state of the
 /// layout stops at its next claim check (its result would be refused anyway).
 fn index(tx: &mut dyn Transaction, ino: Ino) {
-    tx.set(&keys::stale(ino), &[]);
+    tx.set(&schema::stale(ino), &[]);
 }
 
 /// True when some session holds `ino` open for writing.
 pub fn has_write_opens(tx: &mut dyn Transaction, ino: Ino) -> Result<bool, Error> {
-    let (s, e) = keys::write_open_range(ino);
+    let (s, e) = schema::write_open_range(ino);
     Ok(!tx.range(&s, &e, 1)?.is_empty())
 }
 
 /// The claim recorded in `ino`'s stale-index entry: `None` when the entry is absent,
 /// `Some(None)` when present and unclaimed.
 fn claim_of(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<Option<ResyncClaim>>, Error> {
-    match tx.get(&keys::stale(ino))? {
+    match tx.get(&schema::stale(ino))? {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(Some(None)),
         Some(v) => Ok(Some(Some(rustre_proto::codec::decode(&v)?))),
@@ -178,11 +178,11 @@ pub fn claim(
     let Some(current) = claim_of(tx, ino)? else {
         return Ok(Claim::Done);
     };
-    let layout = store::get::<store::Inode>(tx, &keys::inode(ino))?
+    let layout = store::get::<store::Inode>(tx, &schema::inode(ino))?
         .and_then(|i| i.attr.layout)
         .filter(|l| !l.stale.is_empty());
     let Some(layout) = layout else {
-        tx.clear(&keys::stale(ino));
+        tx.clear(&schema::stale(ino));
         return Ok(Claim::Done);
     };
     if let Some(c) = current {
@@ -197,7 +197,7 @@ pub fn claim(
         owner: owner.to_string(),
         until_ms,
     };
-    store::put(tx, &keys::stale(ino), &c)?;
+    store::put(tx, &schema::stale(ino), &c)?;
     Ok(Claim::Copy(layout))
 }
 
@@ -218,7 +218,7 @@ pub fn keep_claim(
     if c.owner != owner {
         return Ok(false);
     }
-    let current = store::get::<store::Inode>(tx, &keys::inode(ino))?
+    let current = store::get::<store::Inode>(tx, &schema::inode(ino))?
         .and_then(|i| i.attr.layout)
         .map(|l| l.version);
     if current != Some(version) || has_write_opens(tx, ino)? {
@@ -229,7 +229,7 @@ pub fn keep_claim(
             owner: owner.to_string(),
             until_ms,
         };
-        store::put(tx, &keys::stale(ino), &c)?;
+        store::put(tx, &schema::stale(ino), &c)?;
     }
     Ok(true)
 }
@@ -256,12 +256,12 @@ pub fn finish_resync(
     slots: &[u32],
 ) -> Result<Finish, Error> {
     let mine = matches!(claim_of(tx, ino)?, Some(Some(c)) if c.owner == owner);
-    let Some(mut inode) = store::get::<store::Inode>(tx, &keys::inode(ino))? else {
-        tx.clear(&keys::stale(ino));
+    let Some(mut inode) = store::get::<store::Inode>(tx, &schema::inode(ino))? else {
+        tx.clear(&schema::stale(ino));
         return Ok(Finish::Changed);
     };
     let Some(layout) = inode.attr.layout.as_mut() else {
-        tx.clear(&keys::stale(ino));
+        tx.clear(&schema::stale(ino));
         return Ok(Finish::Changed);
     };
     if !mine || layout.version != version || has_write_opens(tx, ino)? {
@@ -270,7 +270,7 @@ pub fn finish_resync(
     layout.stale.retain(|s| !slots.contains(s));
     layout.version += 1;
     if layout.stale.is_empty() {
-        tx.clear(&keys::stale(ino));
+        tx.clear(&schema::stale(ino));
     } else {
         index(tx, ino);
     }

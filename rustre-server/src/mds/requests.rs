@@ -11,8 +11,8 @@ use rustre_proto::codec;
 use rustre_proto::Error;
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::keys;
 use crate::meta::Transaction;
+use crate::schema;
 
 /// How many later calls a recorded result outlives.
 pub const REQUEST_RECORD_WINDOW: u64 = 16_384;
@@ -25,7 +25,7 @@ where
     T: Serialize + DeserializeOwned,
     F: FnOnce(&mut dyn Transaction) -> Result<T, Error>,
 {
-    let key = keys::request(session, seq);
+    let key = schema::request(session, seq);
     if let Some(bytes) = tx.get(&key)? {
         tracing::debug!(
             session,
@@ -37,7 +37,7 @@ where
     let out = op(tx)?;
     tx.set(&key, &codec::encode(&out)?);
     if let Some(old) = seq.checked_sub(REQUEST_RECORD_WINDOW) {
-        tx.clear(&keys::request(session, old));
+        tx.clear(&schema::request(session, old));
     }
     Ok(out)
 }

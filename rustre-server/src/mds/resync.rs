@@ -27,7 +27,7 @@
 //! files; should two still race (a claim lapsing under a stalled owner), the version check
 //! makes the loser's clear fail, and the loser stops at its next claim check.
 //!
-//! OSS calls refused with `OldEpoch` are retried once under a fresh map.
+//! OSS calls follow the epoch rule of [`rustre_proto::cluster::Cluster::oss_call`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,8 +42,8 @@ use rustre_proto::Error;
 
 use super::replica::{self, Claim, Finish};
 use super::store::{self, ResyncClaim};
-use super::workers::oss_call;
-use super::{keys, Mds, Mutation};
+use super::{Mds, Mutation};
+use crate::schema;
 use rustre_proto::host::now_ms;
 
 /// How often the stale index is scanned.
@@ -71,12 +71,12 @@ pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), Error> {
     let now = now_ms();
     let (candidates, scanned, last) = mds
         .txn(Creds::root(), vec![], Mutation::ReadOnly, move |tx, _| {
-            let (s, e) = keys::stale_from(from);
+            let (s, e) = schema::stale_from(from);
             let rows = tx.range(&s, &e, RESYNC_SCAN_LIMIT)?;
             let mut out = Vec::new();
             let mut last = from;
             for (k, v) in &rows {
-                let Some(ino) = keys::parse_stale(k) else {
+                let Some(ino) = schema::parse_stale(k) else {
                     continue;
                 };
                 last = ino;
@@ -86,8 +86,8 @@ pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), Error> {
                         continue;
                     }
                 }
-                let layout =
-                    store::get::<store::Inode>(tx, &keys::inode(ino))?.and_then(|i| i.attr.layout);
+                let layout = store::get::<store::Inode>(tx, &schema::inode(ino))?
+                    .and_then(|i| i.attr.layout);
                 match layout {
                     // Index entries left over: `claim` drops them.
                     None => out.push(ino),
@@ -207,7 +207,11 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
         "no up-to-date copy of stripe {stripe} of inode {ino} answers"
     )));
     for src in &sources {
-        match oss_call(mds, *src, OssOp::Size { object }, Bytes::new()).await {
+        match mds
+            .cluster
+            .oss_call(*src, OssOp::Size { object }, Bytes::new())
+            .await
+        {
             Ok((OssResponse::Size(s), _)) => {
                 size = Ok(s);
                 break;
@@ -220,14 +224,22 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
         }
     }
     if size?.is_none() {
-        return done(oss_call(mds, target, OssOp::Delete { object }, Bytes::new()).await?);
+        return done(
+            mds.cluster
+                .oss_call(target, OssOp::Delete { object }, Bytes::new())
+                .await?,
+        );
     }
     let truncate = |size| OssOp::Truncate {
         object,
         size,
         version,
     };
-    done(oss_call(mds, target, truncate(0), Bytes::new()).await?)?;
+    done(
+        mds.cluster
+            .oss_call(target, truncate(0), Bytes::new())
+            .await?,
+    )?;
     let mut offset = 0u64;
     loop {
         keep_claim(mds, ino, version).await?;
@@ -241,15 +253,23 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
                 crc: checksum::crc32c(&data),
                 version,
             };
-            done(oss_call(mds, target, op, data).await?)?;
+            done(mds.cluster.oss_call(target, op, data).await?)?;
         }
         offset += n;
         if n < RESYNC_CHUNK as u64 {
             break;
         }
     }
-    done(oss_call(mds, target, truncate(offset), Bytes::new()).await?)?;
-    done(oss_call(mds, target, OssOp::Sync { object }, Bytes::new()).await?)?;
+    done(
+        mds.cluster
+            .oss_call(target, truncate(offset), Bytes::new())
+            .await?,
+    )?;
+    done(
+        mds.cluster
+            .oss_call(target, OssOp::Sync { object }, Bytes::new())
+            .await?,
+    )?;
     tracing::debug!(ino, stripe, slot, from = ?sources, to = target, bytes = offset, "copy made");
     Ok(())
 }
@@ -292,7 +312,7 @@ async fn read_verified(
             offset,
             len: RESYNC_CHUNK,
         };
-        match oss_call(mds, *src, op, Bytes::new()).await {
+        match mds.cluster.oss_call(*src, op, Bytes::new()).await {
             Ok((OssResponse::Data { len, crcs, .. }, payload)) => {
                 if payload.len() != len as usize {
                     last = Error::Protocol(format!(

@@ -6,8 +6,8 @@ use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec};
 use rustre_proto::Error;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::keys;
 use crate::meta::Transaction;
+use crate::schema;
 
 /// An inode as stored under `inode/{ino}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +71,7 @@ fn corrupt(e: Error) -> Error {
 
 /// The inode `ino`, or ENOENT.
 pub fn inode(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
-    get(tx, &keys::inode(ino))?.ok_or(Error::NotFound)
+    get(tx, &schema::inode(ino))?.ok_or(Error::NotFound)
 }
 
 /// The directory `ino`: ENOENT if absent, ENOTDIR if not a directory.
@@ -84,11 +84,11 @@ pub fn dir(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
 }
 
 pub fn put_inode(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
-    put(tx, &keys::inode(inode.attr.ino), inode)
+    put(tx, &schema::inode(inode.attr.ino), inode)
 }
 
 pub fn dentry(tx: &mut dyn Transaction, parent: Ino, name: &str) -> Result<Option<Dentry>, Error> {
-    get(tx, &keys::dentry(parent, name))
+    get(tx, &schema::dentry(parent, name))
 }
 
 pub fn put_dentry(
@@ -97,20 +97,20 @@ pub fn put_dentry(
     name: &str,
     d: Dentry,
 ) -> Result<(), Error> {
-    put(tx, &keys::dentry(parent, name), &d)
+    put(tx, &schema::dentry(parent, name), &d)
 }
 
 /// True when the directory has no entries.
 pub fn dir_is_empty(tx: &mut dyn Transaction, ino: Ino) -> Result<bool, Error> {
-    let (s, e) = keys::dentry_range(ino);
+    let (s, e) = schema::dentry_range(ino);
     Ok(tx.range(&s, &e, 1)?.is_empty())
 }
 
 /// Reads a u64 counter (absent = `default`).
 pub fn counter(tx: &mut dyn Transaction, name: &[u8], default: u64) -> Result<u64, Error> {
-    Ok(get(tx, &keys::counter(name))?.unwrap_or(default))
+    Ok(get(tx, &schema::counter(name))?.unwrap_or(default))
 }
 
 pub fn put_counter(tx: &mut dyn Transaction, name: &[u8], v: u64) -> Result<(), Error> {
-    put(tx, &keys::counter(name), &v)
+    put(tx, &schema::counter(name), &v)
 }

@@ -9,12 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use rustre_proto::cluster::Cluster;
 use rustre_proto::msg::mgs::{MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS, MGS_CALL_TIMEOUT};
-use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
+use rustre_proto::msg::oss::{ObjectId, OssOp};
 use rustre_proto::msg::Creds;
 use rustre_proto::Error;
 use tokio::sync::watch;
 
-use super::{keys, open, store, Mds, MdsConfig, Mutation};
+use super::{open, store, Mds, MdsConfig, Mutation};
+use crate::schema;
 use rustre_proto::host::now_ms;
 
 /// How often the destroy queue is scanned.
@@ -103,35 +104,6 @@ pub fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
     spawn_every(mds, shutdown, REAP_INTERVAL, reap_sessions);
 }
 
-/// One call to the OSS serving `ost` under the current map's epoch; refused with `OldEpoch`
-/// (the OSS registered again since our map), the map is re-read and the call made once more.
-pub(super) async fn oss_call(
-    mds: &Mds,
-    ost: u32,
-    op: OssOp,
-    payload: Bytes,
-) -> Result<(OssResponse, Bytes), Error> {
-    let mut refreshed = false;
-    loop {
-        let req = OssRequest {
-            epoch: mds.cluster.map().epoch,
-            ost,
-            op: op.clone(),
-        };
-        let r = match mds.cluster.oss(ost) {
-            Ok(peer) => peer.call::<_, OssResponse>(&req, payload.clone()).await,
-            Err(e) => Err(e),
-        };
-        match r {
-            Err(Error::OldEpoch { .. }) if !refreshed => {
-                refreshed = true;
-                mds.cluster.refresh().await?;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Bounds how long a committed change that no client waited for (bookkeeping on a durable
 /// MDS; everything on a relaxed one) stays short of the disk.
 async fn sync_bookkeeping(mds: Arc<Mds>) -> Result<(), Error> {
@@ -176,10 +148,10 @@ async fn heartbeat(mds: Arc<Mds>) -> Result<(), Error> {
 async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
     let doomed = mds
         .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
-            let (s, e) = keys::prefix_range(keys::DESTROY);
+            let (s, e) = schema::prefix_range(schema::DESTROY);
             let mut out = Vec::new();
             for (k, v) in tx.range(&s, &e, DESTROY_BATCH)? {
-                let ino = keys::parse_destroy(&k).ok_or_else(|| Error::Io("bad key".into()))?;
+                let ino = schema::parse_destroy(&k).ok_or_else(|| Error::Io("bad key".into()))?;
                 let d: store::Doomed = rustre_proto::codec::decode(&v)?;
                 out.push((ino, d));
             }
@@ -194,7 +166,10 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
                 ino,
                 stripe: d.layout.stripe_of_slot(slot),
             };
-            let r = oss_call(&mds, *ost, OssOp::Delete { object }, Bytes::new()).await;
+            let r = mds
+                .cluster
+                .oss_call(*ost, OssOp::Delete { object }, Bytes::new())
+                .await;
             if let Err(e) = r {
                 tracing::debug!(ino, ost, "object delete deferred: {e}");
                 all_gone = false;
@@ -202,7 +177,7 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
         }
         if all_gone {
             mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
-                tx.clear(&keys::destroy(ino));
+                tx.clear(&schema::destroy(ino));
                 Ok(())
             })
             .await?;

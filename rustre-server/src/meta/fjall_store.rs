@@ -152,7 +152,7 @@ impl FjallStore {
             return;
         }
         let db = self.db.clone();
-        rustre_proto::net::spawn_blocking_detached(move || {
+        rustre_proto::blocking::spawn_blocking_detached(move || {
             for _ in 0..FJALL_GC_SNAPSHOTS {
                 drop(db.read_tx());
             }

@@ -5,7 +5,7 @@
 //! completed; that sync covers every transaction committed before the call.
 //!
 //! Syncs are numbered 1, 2, … and run one at a time, in a loop on a blocking thread that
-//! exists only while there is demand (`rustre_proto::net::spawn_blocking_detached`). A caller, under a short std mutex, computes the sync it
+//! exists only while there is demand (`rustre_proto::blocking::spawn_blocking_detached`). A caller, under a short std mutex, computes the sync it
 //! needs (`started + 1`: the next one to start), raises `wanted` to it, and starts the loop if
 //! none is running. The loop, after each sync, publishes `(number, result)` on a
 //! `tokio::sync::watch` channel (one slot, so nothing queues up) and goes round again if some
@@ -176,7 +176,7 @@ impl GroupCommit {
             };
             // Not awaited: the loop outlives this caller if it is cancelled. Outside a tokio
             // runtime there is nowhere to offload to, so it syncs on this thread.
-            rustre_proto::net::spawn_blocking_detached(move || task.run());
+            rustre_proto::blocking::spawn_blocking_detached(move || task.run());
         }
         let done = rx
             .wait_for(|c| c.number >= needed)

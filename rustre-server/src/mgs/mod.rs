@@ -25,8 +25,7 @@
 //!
 //! ## Layout
 //! - `registry`: the pure state machine (explicit clock, deterministic tests).
-//! - `persist`: the registry record in the KV, and the small durable-record files the OSS
-//!   shares.
+//! - `persist`: the registry record in the KV (and the registry file of earlier versions).
 //! - `service`: the RPC handler and the down-marking monitor.
 //!
 //! [`ClusterMap`]: rustre_proto::msg::mgs::ClusterMap
@@ -35,7 +34,7 @@ pub(crate) mod persist;
 mod registry;
 mod service;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,14 +44,14 @@ use rustre_proto::msg::mgs::LayoutDefaults;
 use rustre_proto::msg::{MAX_REPLICAS, MAX_STRIPE_COUNT, MAX_STRIPE_SIZE, MIN_STRIPE_SIZE};
 use rustre_proto::net::Listener;
 use rustre_proto::rpc::server::serve;
-use rustre_proto::rpc::MAX_NAME_BYTES;
 use rustre_proto::Error;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub use registry::{check_addr, MAX_ADDR_BYTES, MAX_MDS, MAX_OSTS, MAX_OST_INDEX, NODE_DOWN_AFTER};
+pub use registry::{MAX_MDS, NODE_DOWN_AFTER};
 pub use service::MONITOR_INTERVAL;
 
+use crate::checks::validate_cluster_name;
 use crate::meta::{Kv, StoreConfig};
 use registry::Registry;
 use service::Mgs;
@@ -114,19 +113,6 @@ impl MgsConfig {
     }
 }
 
-/// Checks a cluster name: what the handshake accepts, and printable.
-pub fn validate_cluster_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
-        return Err(Error::Invalid(format!(
-            "cluster name must be 1 to {MAX_NAME_BYTES} bytes"
-        )));
-    }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Invalid(format!("bad cluster name {name:?}")));
-    }
-    Ok(())
-}
-
 /// Runs an MGS on `listener` until `shutdown` turns true (or its sender is dropped).
 ///
 /// Fails before serving when the configuration is invalid, the store cannot be opened (an
@@ -140,7 +126,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     cfg.validate()?;
     let store = cfg.store.clone();
-    let kv = rustre_proto::net::unblock(move || store.open())
+    let kv = rustre_proto::blocking::unblock(move || store.open())
         .await
         .map_err(|e| Error::Io(format!("opening the MGS store: {e}")))??;
     run_over(cfg, kv, listener, shutdown).await
@@ -157,7 +143,7 @@ pub async fn run_over(
     let listener = listener.into();
     cfg.validate()?;
     let legacy = cfg.legacy_registry_dir.clone();
-    let (kv, saved, imported) = rustre_proto::net::unblock(move || {
+    let (kv, saved, imported) = rustre_proto::blocking::unblock(move || {
         let saved = kv.transact(persist::load_registry)?;
         let (saved, imported) = match (saved, &legacy) {
             (None, Some(dir)) => match persist::load_registry_file(dir)? {
@@ -199,7 +185,7 @@ pub async fn run_over(
     let epoch = mgs.save_live().await?;
     if imported {
         if let Some(dir) = cfg.legacy_registry_dir.clone() {
-            rustre_proto::net::unblock(move || persist::retire_registry_file(&dir))
+            rustre_proto::blocking::unblock(move || persist::retire_registry_file(&dir))
                 .await
                 .map_err(|e| Error::Io(format!("renaming the imported registry: {e}")))??;
         }

@@ -21,15 +21,10 @@ use rustre_proto::Error;
 use tokio::time::Instant;
 
 use super::persist::{RegistryFile, SavedOst};
+use crate::checks::{check_addr, check_ost_index, MAX_OSTS};
 
-/// Most OSTs in one cluster.
-pub const MAX_OSTS: usize = 4096;
-/// Highest OST index accepted.
-pub const MAX_OST_INDEX: u32 = 65_535;
 /// Most MDS instances remembered (down ones are forgotten first when full).
 pub const MAX_MDS: usize = 256;
-/// Longest node address (`host:port`), in bytes.
-pub const MAX_ADDR_BYTES: usize = 256;
 /// How long a node may go without a heartbeat before it is marked down.
 pub const NODE_DOWN_AFTER: Duration = Duration::from_millis(NODE_DOWN_AFTER_MS);
 
@@ -156,11 +151,7 @@ impl Registry {
         now: Instant,
     ) -> Result<Registered, Error> {
         check_addr(addr)?;
-        if index > MAX_OST_INDEX {
-            return Err(Error::Invalid(format!(
-                "OST index {index} is above the limit {MAX_OST_INDEX}"
-            )));
-        }
+        check_ost_index(index)?;
         let Some(entry) = self.osts.get_mut(&index) else {
             if self.osts.len() >= MAX_OSTS {
                 return Err(Error::Invalid(format!(
@@ -327,22 +318,10 @@ impl Registry {
     }
 }
 
-/// Checks a node address: not empty, bounded, printable, no spaces.
-pub fn check_addr(addr: &str) -> Result<(), Error> {
-    if addr.is_empty() || addr.len() > MAX_ADDR_BYTES {
-        return Err(Error::Invalid(format!(
-            "node address must be 1 to {MAX_ADDR_BYTES} bytes"
-        )));
-    }
-    if addr.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Invalid(format!("bad node address {addr:?}")));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::{MAX_ADDR_BYTES, MAX_OST_INDEX};
 
     fn cap(free: u64) -> Capacity {
         Capacity {

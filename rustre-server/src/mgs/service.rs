@@ -82,7 +82,7 @@ impl Mgs {
         let kv = self.kv()?;
         let file = reg.to_file(&self.cluster);
         let store = kv.clone();
-        let epoch = rustre_proto::net::unblock(move || persist::save_registry(&store, &file))
+        let epoch = rustre_proto::blocking::unblock(move || persist::save_registry(&store, &file))
             .await
             .map_err(|e| Error::Io(format!("saving the registry: {e}")))??;
         kv.durable().await?;

@@ -5,69 +5,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rustre_proto::auth::ClusterKey;
 use rustre_proto::frame::Service;
-use rustre_proto::msg::mgs::{ClusterMap, LayoutDefaults, MgsRequest, MgsResponse, NodeState};
+use rustre_proto::msg::mgs::{ClusterMap, MgsRequest, MgsResponse, NodeState};
 use rustre_proto::msg::Capacity;
 use rustre_proto::rpc::client::Connection;
 use rustre_proto::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::registry::Registry;
 use super::service::Mgs;
-use super::{embedded_store_dir, persist, run, MgsConfig, NODE_DOWN_AFTER};
-use crate::meta::{Kv, StoreConfig};
+use super::{embedded_store_dir, persist, run, NODE_DOWN_AFTER};
+use crate::meta::Kv;
+use crate::test_cluster::{
+    mgs_config as config, start_mgs_on, start_mgs_with as start_with, test_key, TestMgs,
+};
 use rustre_proto::rpc::server::Handler;
 
 const CLUSTER: &str = "testfs";
-
-/// The cluster secret of every test server and client of this crate.
-pub(crate) fn test_key() -> ClusterKey {
-    static KEY: std::sync::OnceLock<ClusterKey> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| ClusterKey::generate().unwrap()).clone()
-}
-
-pub(crate) struct TestMgs {
-    pub(crate) addr: String,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), Error>>,
-}
-
-impl TestMgs {
-    pub(crate) async fn stop(self) -> Result<(), Error> {
-        self.stop.send_replace(true);
-        self.task.await.expect("MGS task panicked")
-    }
-}
-
-fn config(dir: &Path, cluster: &str) -> MgsConfig {
-    MgsConfig {
-        store: StoreConfig::Embedded(embedded_store_dir(dir)),
-        legacy_registry_dir: None,
-        cluster: cluster.to_string(),
-        key: test_key(),
-        defaults: LayoutDefaults {
-            stripe_size: 256 << 10,
-            stripe_count: 2,
-            replicas: 1,
-        },
-    }
-}
-
-/// Starts an MGS of cluster `cluster` on `listener`.
-pub(crate) fn start_mgs_on(listener: TcpListener, dir: &Path, cluster: &str) -> TestMgs {
-    start_with(listener, config(dir, cluster))
-}
-
-/// Starts an MGS configured by `cfg` on `listener`.
-fn start_with(listener: TcpListener, cfg: MgsConfig) -> TestMgs {
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(run(cfg, listener, rx));
-    TestMgs { addr, stop, task }
-}
 
 /// Starts an MGS whose data directory `dir` may hold a registry file of earlier versions.
 async fn start_importing(dir: &Path) -> TestMgs {
@@ -376,7 +331,7 @@ async fn mgs_refuses_bad_config_damaged_or_foreign_registry() {
 
     // A damaged registry: refused, never silently replaced.
     let store = embedded_store_dir(dir.path());
-    let chunk = persist::registry_chunk_key(0);
+    let chunk = crate::schema::mgs_registry_chunk(0);
     let kv = Kv::open_embedded(&store).unwrap();
     kv.transact(|tx| {
         tx.set(&chunk, b"garbage");
@@ -406,7 +361,7 @@ async fn mgs_imports_the_registry_file_of_earlier_versions_once() {
         }],
         mds: vec!["m:1".into()],
     };
-    persist::write_record(
+    crate::records::write_record(
         dir.path(),
         persist::REGISTRY_FILE,
         persist::REGISTRY_MAGIC,

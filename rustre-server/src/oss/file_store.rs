@@ -66,7 +66,7 @@ use super::store::{
     ObjectStore, ReadData,
 };
 use super::sums::{self, BLOCK};
-use crate::mgs::persist::sync_dir;
+use crate::records::sync_dir;
 
 /// Striped object locks (see the module doc); more stripes, fewer false conflicts.
 pub const OBJECT_LOCK_STRIPES: usize = 256;

@@ -229,7 +229,7 @@ impl Link {
 /// The OST's capacity now; zeros (so no new objects go there) when it cannot be read.
 async fn capacity(ost: &Ost) -> Capacity {
     let store = ost.store.clone();
-    match rustre_proto::net::unblock(move || store.capacity()).await {
+    match rustre_proto::blocking::unblock(move || store.capacity()).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::warn!(index = ost.index, "cannot read the OST's capacity: {e}");

@@ -62,8 +62,8 @@ pub use store::{
 };
 pub use sums::{SUMS_FORMAT, SUMS_HEADER_BYTES, SUMS_MAGIC};
 
-use crate::mgs::persist;
-use crate::mgs::{check_addr, validate_cluster_name, MAX_OST_INDEX};
+use crate::checks::{check_addr, check_ost_index, validate_cluster_name};
+use crate::records::{self, RecordError};
 
 /// Most open object files cached per OSS process, shared evenly by its OSTs.
 pub const OPEN_OBJECTS_MAX: usize = 1024;
@@ -106,11 +106,7 @@ impl OssConfig {
         }
         let mut seen = HashSet::new();
         for (index, dir) in &self.osts {
-            if *index > MAX_OST_INDEX {
-                return Err(Error::Invalid(format!(
-                    "OST index {index} is above the limit {MAX_OST_INDEX}"
-                )));
-            }
+            check_ost_index(*index)?;
             if !seen.insert(*index) {
                 return Err(Error::Invalid(format!("OST {index} is listed twice")));
             }
@@ -132,10 +128,10 @@ struct OstIdentity {
 /// Creates `dir` if needed, locks it, and checks (or, the first time, writes) its identity.
 /// The returned file holds the lock.
 fn claim_ost_dir(dir: &Path, cluster: &str, index: u32) -> Result<File, Error> {
-    std::fs::create_dir_all(dir).map_err(|e| persist::io_error(dir, e))?;
-    let lock = persist::lock_dir(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| RecordError::io(dir, e))?;
+    let lock = records::lock_dir(dir)?;
     let path = dir.join(IDENTITY_FILE);
-    match persist::read_record::<OstIdentity>(&path, IDENTITY_MAGIC)? {
+    match records::read_record::<OstIdentity>(&path, IDENTITY_MAGIC)? {
         Some(id) if id.cluster == cluster && id.index == index => {}
         Some(id) => {
             return Err(Error::Invalid(format!(
@@ -150,7 +146,7 @@ fn claim_ost_dir(dir: &Path, cluster: &str, index: u32) -> Result<File, Error> {
                 cluster: cluster.to_string(),
                 index,
             };
-            persist::write_record(dir, IDENTITY_FILE, IDENTITY_MAGIC, &id)?;
+            records::write_record(dir, IDENTITY_FILE, IDENTITY_MAGIC, &id)?;
             tracing::info!(index, dir = %dir.display(), "new OST directory");
         }
     }
@@ -169,8 +165,8 @@ fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
     let mut dirs = HashSet::new();
     let mut opened = Vec::with_capacity(cfg.osts.len());
     for (index, dir) in &cfg.osts {
-        std::fs::create_dir_all(dir).map_err(|e| persist::io_error(dir, e))?;
-        let canonical = dir.canonicalize().map_err(|e| persist::io_error(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| RecordError::io(dir, e))?;
+        let canonical = dir.canonicalize().map_err(|e| RecordError::io(dir, e))?;
         if !dirs.insert(canonical) {
             return Err(Error::Invalid(format!(
                 "{} is given for two OSTs",
@@ -233,7 +229,7 @@ pub(crate) async fn run_with_lease(
     cfg.validate()?;
     raise_open_files_limit();
     let open_cfg = cfg.clone();
-    let opened = rustre_proto::net::unblock(move || open_osts(&open_cfg))
+    let opened = rustre_proto::blocking::unblock(move || open_osts(&open_cfg))
         .await
         .map_err(|e| Error::Io(format!("opening the OSTs: {e}")))??;
 

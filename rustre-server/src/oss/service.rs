@@ -64,7 +64,7 @@ impl Oss {
             .await
             .map_err(|_| Error::Unavailable("the OSS is stopping".into()))?;
         let store = store.clone();
-        rustre_proto::net::unblock(move || f(store.as_ref()))
+        rustre_proto::blocking::unblock(move || f(store.as_ref()))
             .await
             .map_err(|e| Error::Io(format!("storage task failed: {e}")))?
     }

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{run, run_with_lease, OssConfig, IDENTITY_FILE, MAX_OBJECT_BYTES, OSS_LEASE};
-use crate::mgs::tests::{start_mgs_on, test_key, TestMgs};
+use crate::test_cluster::{start_mgs_on, test_key, TestMgs};
 
 const CLUSTER: &str = "testfs";
 const B: usize = CHECKSUM_BLOCK as usize;

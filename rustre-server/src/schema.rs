@@ -1,4 +1,5 @@
-//! The metadata schema: every key the MDS writes, in one place.
+//! The schema of the shared metadata store: every key the MDS and the MGS write, built and
+//! parsed here and nowhere else (the change feed tells keys apart with [`parse_key`]).
 //!
 //! Keys start with a one-byte prefix; integers are big-endian so range scans come out in
 //! numeric order. Keys name inodes, never paths, so renaming a directory touches one dentry.
@@ -6,23 +7,25 @@
 //!
 //! | prefix | key                               | value                                |
 //! |--------|-----------------------------------|--------------------------------------|
-//! | 0x01   | inode/{ino}                       | [`super::store::Inode`]              |
-//! | 0x02   | dentry/{parent ino}/{name}        | [`super::store::Dentry`]             |
+//! | 0x01   | inode/{ino}                       | [`crate::mds::store::Inode`]              |
+//! | 0x02   | dentry/{parent ino}/{name}        | [`crate::mds::store::Dentry`]             |
 //! | 0x03   | xattr/{ino}/{name}                | raw value                            |
 //! | 0x04   | orphan/{ino}                      | empty: unlinked while open           |
 //! | 0x05   | open/{ino}/{session}              | open count (u32, postcard)           |
-//! | 0x06   | session/{session}                 | [`super::store::Session`]            |
+//! | 0x06   | session/{session}                 | [`crate::mds::store::Session`]            |
 //! | 0x07   | session_open/{session}/{ino}      | empty: index of a session's opens    |
 //! | 0x08   | destroy/{ino}                     | layout whose objects must be deleted |
 //! | 0x09   | counter/{name}                    | u64 (postcard)                       |
 //! | 0x0a   | request/{session}/{seq}           | recorded result of a mutating call   |
 //! | 0x0b   | stale/{ino}                       | file with stale copies: empty, or    |
-//! |        |                                   | [`super::store::ResyncClaim`]        |
+//! |        |                                   | [`crate::mds::store::ResyncClaim`]        |
 //! | 0x0c   | write_open/{ino}/{session}        | empty: the session opened the file   |
 //! |        |                                   | for writing (until its last open of  |
 //! |        |                                   | the file goes)                       |
 //! | 0x40   | mgs/registry/{chunk}              | MGS only: the registry record, see   |
-//! |        |                                   | `crate::mgs::persist`; never MDS     |
+//! |        |                                   | `crate::mgs::persist`; never MDS.    |
+//! |        |                                   | `{chunk}` is a big-endian u32 after  |
+//! |        |                                   | the name `registry/`                 |
 
 use rustre_proto::msg::Ino;
 
@@ -41,6 +44,9 @@ pub const WRITE_OPEN: u8 = 0x0c;
 /// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
 /// run over FoundationDB; the MDS never reads or writes under it.
 pub const MGS: u8 = 0x40;
+
+/// The MGS registry's keys after the [`MGS`] byte: `registry/{chunk}`.
+const MGS_REGISTRY_NAME: &[u8] = b"registry/";
 
 /// Counter: the next inode number not yet handed out in a batch.
 pub const COUNTER_NEXT_INO: &[u8] = b"next_ino";
@@ -210,6 +216,57 @@ pub fn write_open_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
     range_u64(WRITE_OPEN, ino)
 }
 
+/// The key of chunk `n` of the MGS registry record.
+pub fn mgs_registry_chunk(n: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + MGS_REGISTRY_NAME.len() + 4);
+    k.push(MGS);
+    k.extend_from_slice(MGS_REGISTRY_NAME);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The half-open key range holding every chunk of the MGS registry record.
+pub fn mgs_registry_range() -> (Vec<u8>, Vec<u8>) {
+    let mut start = vec![MGS];
+    start.extend_from_slice(MGS_REGISTRY_NAME);
+    let mut end = start.clone();
+    // "registry/" -> "registry0": '/' + 1 == '0'.
+    *end.last_mut().expect("not empty") += 1;
+    (start, end)
+}
+
+/// What a key names, as far as a reader that must tell keys apart needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOf<'a> {
+    /// An inode's attributes.
+    Inode(Ino),
+    /// A directory entry (`name` as stored, not necessarily UTF-8 if damaged).
+    Dentry { parent: Ino, name: &'a [u8] },
+    /// An extended attribute of `ino`.
+    Xattr { ino: Ino, name: &'a [u8] },
+    /// A key of another prefix (bookkeeping, the MGS's).
+    Other(u8),
+    /// An inode, dentry or xattr prefix too short to hold its inode number.
+    Truncated(u8),
+}
+
+/// What `key` names; `None` for the empty key.
+pub fn parse_key(key: &[u8]) -> Option<KeyOf<'_>> {
+    let (&prefix, rest) = key.split_first()?;
+    if !matches!(prefix, INODE | DENTRY | XATTR) {
+        return Some(KeyOf::Other(prefix));
+    }
+    let Some(ino) = parse_u64_at(key, prefix, 1) else {
+        return Some(KeyOf::Truncated(prefix));
+    };
+    let name = &rest[8..];
+    Some(match prefix {
+        INODE => KeyOf::Inode(ino),
+        DENTRY => KeyOf::Dentry { parent: ino, name },
+        _ => KeyOf::Xattr { ino, name },
+    })
+}
+
 fn parse_u64_at(key: &[u8], prefix: u8, at: usize) -> Option<u64> {
     if key.first() != Some(&prefix) || key.len() < at + 8 {
         return None;
@@ -268,5 +325,40 @@ mod tests {
         assert!(stale(6) < s && stale(7) >= s && stale(u64::MAX) < e);
         let (s, e) = write_open_range(3);
         assert!(write_open(3, 0) >= s && write_open(3, u64::MAX) < e && write_open(4, 0) >= e);
+    }
+
+    #[test]
+    fn parse_key_tells_the_keys_clients_see_apart() {
+        assert_eq!(parse_key(&inode(7)), Some(KeyOf::Inode(7)));
+        assert_eq!(
+            parse_key(&dentry(2, "a")),
+            Some(KeyOf::Dentry {
+                parent: 2,
+                name: b"a"
+            })
+        );
+        assert_eq!(
+            parse_key(&xattr(3, "user.x")),
+            Some(KeyOf::Xattr {
+                ino: 3,
+                name: b"user.x"
+            })
+        );
+        assert_eq!(parse_key(&session(1)), Some(KeyOf::Other(SESSION)));
+        assert_eq!(parse_key(&mgs_registry_chunk(0)), Some(KeyOf::Other(MGS)));
+        assert_eq!(parse_key(&[DENTRY, 0, 1]), Some(KeyOf::Truncated(DENTRY)));
+        assert_eq!(parse_key(&[]), None);
+    }
+
+    #[test]
+    fn registry_keys_stay_under_the_mgs_prefix() {
+        let (start, end) = mgs_registry_range();
+        assert_eq!((start[0], end[0]), (MGS, MGS));
+        for n in [0, 1, u32::MAX] {
+            let k = mgs_registry_chunk(n);
+            assert!(k >= start && k < end, "{k:?}");
+        }
+        assert!(mgs_registry_chunk(1) < mgs_registry_chunk(2));
+        assert!(mgs_registry_chunk(255) < mgs_registry_chunk(256));
     }
 }
