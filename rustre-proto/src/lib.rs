@@ -13,6 +13,7 @@
 //! - [`net`]: the transport under it (TCP, or a simulated network).
 //! - [`blocking`]: where blocking work (disk, the metadata store) runs.
 //! - [`host`]: the wall clock and disk space (or simulated ones).
+//! - [`sync`]: the mutex-poison policy every process follows.
 
 pub mod auth;
 pub mod blocking;
@@ -25,6 +26,7 @@ pub mod host;
 pub mod msg;
 pub mod net;
 pub mod rpc;
+pub mod sync;
 
 pub use error::{Error, Result};
 

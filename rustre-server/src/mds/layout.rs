@@ -21,29 +21,31 @@ use rustre_proto::msg::mgs::{ClusterMap, NodeState};
 use rustre_proto::msg::{Layout, LayoutSpec, MAX_REPLICAS};
 use rustre_proto::Error;
 
+use super::error::PlacementShortfall;
+
 /// Hands out OSTs round-robin so files spread evenly.
 #[derive(Default)]
 pub struct OstPicker {
     next: AtomicUsize,
 }
 
-/// The OSTs of `map` that are up, sorted by index.
 /// Why a new file's copies cannot be placed on the OSTs up in `map` right now (fewer up
 /// than the copies asked, or none), as `choose` would refuse it; `None` when they can.
 pub fn shortfall(
     request: Option<&LayoutSpec>,
     dir_default: Option<&LayoutSpec>,
     map: &ClusterMap,
-) -> Option<String> {
+) -> Option<PlacementShortfall> {
     let replicas = request
         .and_then(|s| s.replicas.filter(|r| *r != 0))
         .or_else(|| dir_default.and_then(|s| s.replicas.filter(|r| *r != 0)))
         .unwrap_or(map.defaults.replicas)
         .max(1) as usize;
     let up = up_osts(map).len();
-    (up == 0 || replicas > up).then(|| format!("{replicas} copies asked, {up} OSTs up"))
+    (up == 0 || replicas > up).then_some(PlacementShortfall { replicas, up })
 }
 
+/// The OSTs of `map` that are up, sorted by index.
 pub fn up_osts(map: &ClusterMap) -> Vec<u32> {
     let mut up: Vec<u32> = map
         .osts

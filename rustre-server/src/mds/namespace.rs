@@ -4,7 +4,8 @@
 
 use rustre_proto::msg::mds::{DirEntry, RENAME_EXCHANGE, RENAME_NOREPLACE};
 use rustre_proto::msg::{
-    validate_name, Attr, Creds, FileKind, Ino, Layout, Timestamp, ROOT_INO, SYMLINK_MAX_BYTES,
+    validate_name, Attr, Creds, FileKind, Ino, Layout, LayoutSpec, Timestamp, ROOT_INO,
+    SYMLINK_MAX_BYTES,
 };
 use rustre_proto::Error;
 
@@ -47,8 +48,18 @@ pub fn lookup(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> R
     Ok(store::inode(tx, d.ino)?.attr)
 }
 
+/// A directory the caller may add entries to, as read in the current transaction.
+pub struct WritableDir(Inode);
+
+impl WritableDir {
+    /// The layout new files in this directory inherit, if it has one.
+    pub fn default_layout(&self) -> Option<&LayoutSpec> {
+        self.0.dir_layout.as_ref()
+    }
+}
+
 /// Checks that `creds` may add or remove entries of directory `parent`, and returns it.
-fn writable_dir(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino) -> Result<Inode, Error> {
+fn writable_dir_inode(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino) -> Result<Inode, Error> {
     let p = store::dir(tx, parent)?;
     perm::check(ctx.creds, &p.attr, W | X)?;
     if p.attr.nlink == 0 {
@@ -56,6 +67,15 @@ fn writable_dir(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino) -> Result<Inod
         return Err(Error::NotFound);
     }
     Ok(p)
+}
+
+/// [`writable_dir_inode`], for a caller that creates an entry in it with [`add_entry`].
+pub fn writable_dir(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    parent: Ino,
+) -> Result<WritableDir, Error> {
+    writable_dir_inode(tx, ctx, parent).map(WritableDir)
 }
 
 /// Creates `name` in `parent` as `new`; EEXIST if the name is taken.
@@ -67,10 +87,24 @@ pub fn create_entry(
     new: NewInode,
 ) -> Result<Attr, Error> {
     validate_name(name)?;
-    let mut p = writable_dir(tx, ctx, parent)?;
+    let dir = writable_dir(tx, ctx, parent)?;
     if store::dentry(tx, parent, name)?.is_some() {
         return Err(Error::Exists);
     }
+    add_entry(tx, ctx, dir, name, new)
+}
+
+/// Adds the new inode `new` as `name` in `dir`. The caller checked `name` (valid, and
+/// absent from `dir`) in this transaction.
+pub fn add_entry(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    dir: WritableDir,
+    name: &str,
+    new: NewInode,
+) -> Result<Attr, Error> {
+    let WritableDir(mut p) = dir;
+    let parent = p.attr.ino;
     let is_dir = new.kind == FileKind::Dir;
     if is_dir && p.attr.nlink >= LINK_MAX {
         return Err(Error::TooManyLinks);
@@ -171,7 +205,7 @@ pub fn link(
     if target.attr.kind == FileKind::Dir {
         return Err(Error::NotPermitted);
     }
-    let mut p = writable_dir(tx, ctx, new_parent)?;
+    let mut p = writable_dir_inode(tx, ctx, new_parent)?;
     if store::dentry(tx, new_parent, new_name)?.is_some() {
         return Err(Error::Exists);
     }
@@ -198,7 +232,7 @@ pub fn link(
 /// Removes the non-directory `name` from `parent`.
 pub fn unlink(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> Result<(), Error> {
     validate_name(name)?;
-    let mut p = writable_dir(tx, ctx, parent)?;
+    let mut p = writable_dir_inode(tx, ctx, parent)?;
     let d = store::dentry(tx, parent, name)?.ok_or(Error::NotFound)?;
     if d.kind == FileKind::Dir {
         return Err(Error::IsDir);
@@ -219,7 +253,7 @@ pub fn rmdir(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> Re
         ".." => return Err(Error::NotEmpty),
         _ => validate_name(name)?,
     }
-    let mut p = writable_dir(tx, ctx, parent)?;
+    let mut p = writable_dir_inode(tx, ctx, parent)?;
     let d = store::dentry(tx, parent, name)?.ok_or(Error::NotFound)?;
     if d.kind != FileKind::Dir {
         return Err(Error::NotDir);
@@ -291,11 +325,11 @@ pub fn rename(
         }
         validate_name(n)?;
     }
-    let src_dir = writable_dir(tx, ctx, parent)?;
+    let src_dir = writable_dir_inode(tx, ctx, parent)?;
     let dst_dir = if new_parent == parent {
         src_dir.clone()
     } else {
-        writable_dir(tx, ctx, new_parent)?
+        writable_dir_inode(tx, ctx, new_parent)?
     };
     let src = store::dentry(tx, parent, name)?.ok_or(Error::NotFound)?;
     let dst = store::dentry(tx, new_parent, new_name)?;

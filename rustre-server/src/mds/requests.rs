@@ -11,7 +11,7 @@ use rustre_proto::codec;
 use rustre_proto::Error;
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::meta::Transaction;
+use crate::meta::{KvError, Transaction};
 use crate::schema;
 
 /// How many later calls a recorded result outlives.
@@ -20,10 +20,11 @@ pub const REQUEST_RECORD_WINDOW: u64 = 16_384;
 /// Runs `op` unless request `(session, seq)` already committed, in which case its recorded
 /// result is returned. Only successes are recorded: a failed call changed nothing, so
 /// running it again is safe.
-pub fn run_once<T, F>(tx: &mut dyn Transaction, session: u64, seq: u64, op: F) -> Result<T, Error>
+pub fn run_once<T, E, F>(tx: &mut dyn Transaction, session: u64, seq: u64, op: F) -> Result<T, E>
 where
     T: Serialize + DeserializeOwned,
-    F: FnOnce(&mut dyn Transaction) -> Result<T, Error>,
+    E: From<Error> + From<KvError>,
+    F: FnOnce(&mut dyn Transaction) -> Result<T, E>,
 {
     let key = schema::request(session, seq);
     if let Some(bytes) = tx.get(&key)? {
@@ -32,7 +33,7 @@ where
             seq,
             "replaying the recorded result of a retried call"
         );
-        return codec::decode(&bytes);
+        return Ok(codec::decode(&bytes)?);
     }
     let out = op(tx)?;
     tx.set(&key, &codec::encode(&out)?);

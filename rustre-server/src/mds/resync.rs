@@ -40,9 +40,11 @@ use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse};
 use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
 
+use super::error::MdsError;
 use super::replica::{self, Claim, Finish};
 use super::store::{self, ResyncClaim};
-use super::{Mds, Mutation};
+use super::txn::Mutation;
+use super::Mds;
 use crate::schema;
 use rustre_proto::host::now_ms;
 
@@ -64,7 +66,7 @@ fn ost_up(map: &ClusterMap, ost: u32) -> bool {
 }
 
 /// One pass over the stale index.
-pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), Error> {
+pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), MdsError> {
     let from = mds.resync_cursor.load(Ordering::Relaxed);
     let map = mds.cluster.map();
     let owner = mds.cfg.advertise_addr.clone();
@@ -100,7 +102,7 @@ pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), Error> {
                     }
                 }
             }
-            Ok((out, rows.len(), last))
+            Ok::<_, Error>((out, rows.len(), last))
         })
         .await?;
     let mut next = if scanned < RESYNC_SCAN_LIMIT {
@@ -129,7 +131,7 @@ pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), Error> {
 
 /// Resyncs the stale copies of `ino` that sit on OSTs that are up. False when there was
 /// nothing to do (or someone else is at it).
-async fn resync_file(mds: &Arc<Mds>, ino: Ino) -> Result<bool, Error> {
+async fn resync_file(mds: &Arc<Mds>, ino: Ino) -> Result<bool, MdsError> {
     let owner = mds.cfg.advertise_addr.clone();
     let now = now_ms();
     let o = owner.clone();
@@ -159,11 +161,11 @@ async fn resync_file(mds: &Arc<Mds>, ino: Ino) -> Result<bool, Error> {
     for slot in &slots {
         match copy_slot(mds, ino, &layout, *slot as usize).await {
             Ok(()) => done.push(*slot),
-            Err(Error::Busy) => {
+            Err(MdsError::Answer(Error::Busy)) => {
                 tracing::debug!(ino, "resync interrupted: the file changed or was claimed");
                 break;
             }
-            Err(e @ Error::Corrupt(_)) => {
+            Err(e @ MdsError::Answer(Error::Corrupt(_))) => {
                 tracing::error!(ino, slot, "cannot resync: no good source: {e}");
             }
             Err(e) => tracing::warn!(ino, slot, "resync of a copy failed: {e}"),
@@ -193,7 +195,7 @@ async fn resync_file(mds: &Arc<Mds>, ino: Ino) -> Result<bool, Error> {
 
 /// Copies stripe `layout.stripe_of_slot(slot)` of `ino` from an up-to-date copy onto the
 /// copy in `slot`. `Busy` when the claim was lost or the file changed meanwhile.
-async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Result<(), Error> {
+async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Result<(), MdsError> {
     let stripe = layout.stripe_of_slot(slot);
     let target = layout.osts[slot];
     let version = layout.version;
@@ -224,11 +226,11 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
         }
     }
     if size?.is_none() {
-        return done(
+        return Ok(done(
             mds.cluster
                 .oss_call(target, OssOp::Delete { object }, Bytes::new())
                 .await?,
-        );
+        )?);
     }
     let truncate = |size| OssOp::Truncate {
         object,
@@ -275,7 +277,7 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
 }
 
 /// Fails with `Busy` unless this MDS still holds its claim on `ino` at layout `version`.
-async fn keep_claim(mds: &Arc<Mds>, ino: Ino, version: u64) -> Result<(), Error> {
+async fn keep_claim(mds: &Arc<Mds>, ino: Ino, version: u64) -> Result<(), MdsError> {
     let owner = mds.cfg.advertise_addr.clone();
     let now = now_ms();
     let held = mds
@@ -293,7 +295,7 @@ async fn keep_claim(mds: &Arc<Mds>, ino: Ino, version: u64) -> Result<(), Error>
     if held {
         Ok(())
     } else {
-        Err(Error::Busy)
+        Err(Error::Busy.into())
     }
 }
 

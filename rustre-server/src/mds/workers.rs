@@ -1,7 +1,7 @@
 //! The MDS's background work: registering and heartbeating with the MGS, deleting the objects
 //! of destroyed inodes from the OSTs (every copy), ending sessions whose lease ran out,
 //! resyncing stale copies ([`super::resync`]) and syncing the store every
-//! [`super::COMMIT_INTERVAL`].
+//! [`super::config::COMMIT_INTERVAL`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,9 @@ use rustre_proto::msg::Creds;
 use rustre_proto::Error;
 use tokio::sync::watch;
 
-use super::{open, store, Mds, MdsConfig, Mutation};
+use super::error::MdsError;
+use super::txn::Mutation;
+use super::{open, store, Mds, MdsConfig};
 use crate::schema;
 use rustre_proto::host::now_ms;
 
@@ -92,7 +94,7 @@ pub fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
     spawn_every(
         mds.clone(),
         shutdown.clone(),
-        super::COMMIT_INTERVAL,
+        super::config::COMMIT_INTERVAL,
         sync_bookkeeping,
     );
     spawn_every(
@@ -106,14 +108,14 @@ pub fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
 
 /// Bounds how long a committed change that no client waited for (bookkeeping on a durable
 /// MDS; everything on a relaxed one) stays short of the disk.
-async fn sync_bookkeeping(mds: Arc<Mds>) -> Result<(), Error> {
+async fn sync_bookkeeping(mds: Arc<Mds>) -> Result<(), MdsError> {
     Ok(mds.kv.durable().await?)
 }
 
 fn spawn_every<F, Fut>(mds: Arc<Mds>, mut shutdown: watch::Receiver<bool>, every: Duration, f: F)
 where
     F: Fn(Arc<Mds>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), Error>> + Send,
+    Fut: std::future::Future<Output = Result<(), MdsError>> + Send,
 {
     tokio::spawn(async move {
         loop {
@@ -128,7 +130,7 @@ where
     });
 }
 
-async fn heartbeat(mds: Arc<Mds>) -> Result<(), Error> {
+async fn heartbeat(mds: Arc<Mds>) -> Result<(), MdsError> {
     let req = MgsRequest::MdsHeartbeat {
         addr: mds.cfg.advertise_addr.clone(),
     };
@@ -139,13 +141,13 @@ async fn heartbeat(mds: Arc<Mds>) -> Result<(), Error> {
         .await?
         .0
     {
-        MgsResponse::Unknown => register(&mds.cluster, &mds.cfg).await,
+        MgsResponse::Unknown => Ok(register(&mds.cluster, &mds.cfg).await?),
         _ => Ok(()),
     }
 }
 
 /// Deletes the objects of destroyed inodes; an entry stays queued until every object is gone.
-async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
+async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
     let doomed = mds
         .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
             let (s, e) = schema::prefix_range(schema::DESTROY);
@@ -155,7 +157,7 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
                 let d: store::Doomed = rustre_proto::codec::decode(&v)?;
                 out.push((ino, d));
             }
-            Ok(out)
+            Ok::<_, Error>(out)
         })
         .await?;
     for (ino, d) in doomed {
@@ -178,7 +180,7 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
         if all_gone {
             mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
                 tx.clear(&schema::destroy(ino));
-                Ok(())
+                Ok::<_, Error>(())
             })
             .await?;
         }
@@ -186,7 +188,7 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), Error> {
     Ok(())
 }
 
-async fn reap_sessions(mds: Arc<Mds>) -> Result<(), Error> {
+async fn reap_sessions(mds: Arc<Mds>) -> Result<(), MdsError> {
     let expired = mds
         .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
             open::expired_sessions(tx, now_ms(), REAP_BATCH)

@@ -1,0 +1,195 @@
+//! Creating regular files: a [`CreateRequest`] (from `Create`, or `Mknod` of a regular file)
+//! placed on OSTs by the layout policy ([`super::layout`]) and, optionally, opened in the
+//! same transaction.
+//!
+//! Right after an MGS restart (or while OSSes come back) fewer OSTs than a layout's copies
+//! may be up for a moment: a create then waits for them, bounded by [`PLACEMENT_WAIT`],
+//! rather than fail. The transaction says so with the typed [`PlacementShortfall`], which
+//! rolls it back (nothing is recorded under the request id) before the wait.
+
+use std::sync::Arc;
+
+use rustre_proto::msg::mgs::{ClusterMap, NodeState};
+use rustre_proto::msg::{validate_name, Attr, Creds, FileKind, Ino, LayoutSpec};
+use rustre_proto::Error;
+
+use super::config::{PLACEMENT_RETRY, PLACEMENT_WAIT};
+use super::error::MdsError;
+use super::namespace::{self, NewInode};
+use super::txn::Mutation;
+use super::{layout, open, store, Mds};
+
+/// A new regular file, as asked.
+#[derive(Debug, Clone)]
+pub(super) struct CreateRequest {
+    pub parent: Ino,
+    pub name: String,
+    pub perm: u32,
+    /// Fail with `Exists` if the name exists (O_EXCL), rather than open it.
+    pub exclusive: bool,
+    /// Open the file (new or existing) with these flags in the same transaction.
+    pub open_flags: Option<i32>,
+    /// The caller's layout request; the directory's default and the cluster's fill the rest.
+    pub layout: Option<LayoutSpec>,
+}
+
+impl Mds {
+    /// Creates (or, unless exclusive, opens) the file `req` names for `session`.
+    pub(super) async fn create(
+        self: &Arc<Self>,
+        kind: Mutation,
+        creds: Creds,
+        session: u64,
+        req: CreateRequest,
+    ) -> Result<Attr, MdsError> {
+        let ino = self.alloc_ino().await?;
+        let req = Arc::new(req);
+        let started = tokio::time::Instant::now();
+        loop {
+            let map = self.map_for(req.layout.as_ref()).await;
+            let waiting = started.elapsed() < PLACEMENT_WAIT;
+            let this = self.clone();
+            let (req2, map2) = (req.clone(), map.clone());
+            let r = self
+                .txn(creds.clone(), vec![req.parent], kind, move |tx, c| {
+                    this.create_in(tx, c, session, &req2, ino, &map2, waiting)
+                })
+                .await;
+            match r {
+                Err(MdsError::Placement(short)) if waiting => {
+                    tracing::debug!("create waits for OSTs: {short}");
+                    tokio::time::sleep(PLACEMENT_RETRY).await;
+                    let _ = self.cluster.refresh().await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The transaction body of one try of [`Mds::create`] with inode number `ino` under
+    /// `map`. With `wait_for_osts`, too few OSTs up for the new file's copies is a
+    /// [`PlacementShortfall`] (the caller waits and tries again); without, the layout
+    /// policy refuses it with its own error.
+    #[allow(clippy::too_many_arguments)]
+    fn create_in(
+        &self,
+        tx: &mut dyn crate::meta::Transaction,
+        c: &namespace::Ctx,
+        session: u64,
+        req: &CreateRequest,
+        ino: Ino,
+        map: &ClusterMap,
+        wait_for_osts: bool,
+    ) -> Result<Attr, MdsError> {
+        let (parent, name) = (req.parent, req.name.as_str());
+        let created = match store::dentry(tx, parent, name)? {
+            Some(_) if req.exclusive => return Err(Error::Exists.into()),
+            Some(d) => {
+                if d.kind == FileKind::Dir {
+                    return Err(Error::IsDir.into());
+                }
+                // Creating an existing name opens it, with the usual search check.
+                namespace::lookup(tx, c, parent, name)?;
+                d.ino
+            }
+            None => {
+                validate_name(name)?;
+                let dir = namespace::writable_dir(tx, c, parent)?;
+                let dir_layout = dir.default_layout();
+                if wait_for_osts {
+                    if let Some(short) = layout::shortfall(req.layout.as_ref(), dir_layout, map) {
+                        return Err(short.into());
+                    }
+                }
+                let layout = self.picker.choose(req.layout.as_ref(), dir_layout, map)?;
+                let new = NewInode {
+                    ino,
+                    kind: FileKind::File,
+                    perm: req.perm,
+                    rdev: 0,
+                    target: None,
+                    layout: Some(layout),
+                };
+                namespace::add_entry(tx, c, dir, name, new)?;
+                ino
+            }
+        };
+        Ok(match req.open_flags {
+            Some(flags) => open::open(tx, c, session, created, flags, created == ino)?,
+            None => store::inode(tx, created)?.attr,
+        })
+    }
+
+    /// The cluster map to place a layout `spec` with (or to sum capacity with). The map is
+    /// followed once a second, so right after start it may predate some OSTs' registration:
+    /// when it shows fewer OSTs up than `spec` asks for (or none), it is re-read from the
+    /// MGS first, rather than handing out fewer stripes than asked, ENOSPC or a size of 0.
+    pub(super) async fn map_for(&self, spec: Option<&LayoutSpec>) -> Arc<ClusterMap> {
+        let map = self.cluster.map();
+        let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
+        let stripes = spec
+            .and_then(|s| s.osts.as_ref().map(|o| o.len() as u32).or(s.stripe_count))
+            .unwrap_or(1);
+        // Copies of one stripe need distinct OSTs: as many up as there are copies.
+        let replicas = spec
+            .and_then(|s| s.replicas)
+            .filter(|r| *r != 0)
+            .unwrap_or(map.defaults.replicas);
+        let asked = stripes.max(replicas) as usize;
+        if up == 0 || asked > up {
+            return self.cluster.refresh().await.unwrap_or(map);
+        }
+        map
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mds::error::PlacementShortfall;
+    use rustre_proto::msg::mgs::{LayoutDefaults, OstInfo};
+    use rustre_proto::msg::Capacity;
+
+    fn map(up: usize) -> ClusterMap {
+        ClusterMap {
+            epoch: 1,
+            cluster_name: "c".into(),
+            osts: (0..2)
+                .map(|i| OstInfo {
+                    index: i,
+                    addr: format!("h:{i}"),
+                    state: if (i as usize) < up {
+                        NodeState::Up
+                    } else {
+                        NodeState::Down
+                    },
+                    capacity: Capacity::default(),
+                })
+                .collect(),
+            mds: Vec::new(),
+            defaults: LayoutDefaults {
+                stripe_size: 1 << 20,
+                stripe_count: 1,
+                replicas: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn too_few_osts_up_is_a_typed_shortfall_not_a_string() {
+        assert_eq!(
+            layout::shortfall(None, None, &map(1)),
+            Some(PlacementShortfall { replicas: 2, up: 1 })
+        );
+        assert_eq!(layout::shortfall(None, None, &map(2)), None);
+        let one_copy = LayoutSpec {
+            replicas: Some(1),
+            ..LayoutSpec::default()
+        };
+        assert_eq!(layout::shortfall(Some(&one_copy), None, &map(1)), None);
+        assert!(matches!(
+            MdsError::from(layout::shortfall(None, None, &map(0)).unwrap()),
+            MdsError::Placement(PlacementShortfall { up: 0, .. })
+        ));
+    }
+}

@@ -1,0 +1,167 @@
+//! The request dispatch: one handler per [`MdsOp`] (in [`super::handlers`]), and the one
+//! place an MDS error becomes the wire error the caller gets.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse};
+use rustre_proto::msg::{Creds, MAX_GROUPS};
+use rustre_proto::rpc::server::{Handler, Reply};
+use rustre_proto::Error;
+
+use super::create::CreateRequest;
+use super::error::MdsError;
+use super::txn::Mutation;
+use super::Mds;
+
+/// Who calls, in which session, and under which request id a mutation is recorded.
+pub(super) struct Call {
+    pub creds: Creds,
+    pub session: u64,
+    /// `(session, seq)` of a numbered mutating call (retries get its recorded result).
+    record: Option<(u64, u64)>,
+}
+
+impl Call {
+    /// A namespace or attribute change: recorded, and acknowledged once durable.
+    pub fn change(&self) -> Mutation {
+        Mutation::Write {
+            record: self.record,
+            durable: true,
+        }
+    }
+
+    /// Bookkeeping (opens, closes, size reports): recorded, durable by the next sync.
+    pub fn bookkeeping(&self) -> Mutation {
+        Mutation::Write {
+            record: self.record,
+            durable: false,
+        }
+    }
+}
+
+impl Mds {
+    async fn dispatch(self: Arc<Self>, req: MdsRequest) -> Result<MdsResponse, MdsError> {
+        let MdsRequest {
+            creds,
+            session,
+            seq,
+            op,
+        } = req;
+        if creds.groups.len() > MAX_GROUPS {
+            return Err(Error::Invalid("too many groups".into()).into());
+        }
+        let call = Call {
+            creds,
+            session,
+            record: (session != 0 && seq != 0).then_some((session, seq)),
+        };
+        match op {
+            MdsOp::OpenSession { client } => self.open_session(call, client).await,
+            MdsOp::RenewSession => self.renew_session(call).await,
+            MdsOp::CloseSession => self.close_session(call).await,
+            MdsOp::Lookup { parent, name } => self.lookup(call, parent, name).await,
+            MdsOp::GetAttr { ino } => self.getattr(call, ino).await,
+            MdsOp::SetAttr { ino, set } => self.setattr(call, ino, set).await,
+            MdsOp::Create {
+                parent,
+                name,
+                perm,
+                exclusive,
+                open_flags,
+                layout,
+            } => {
+                let req = CreateRequest {
+                    parent,
+                    name,
+                    perm,
+                    exclusive,
+                    open_flags,
+                    layout,
+                };
+                self.create_file(call, req).await
+            }
+            MdsOp::Mkdir { parent, name, perm } => self.mkdir(call, parent, name, perm).await,
+            MdsOp::Mknod {
+                parent,
+                name,
+                kind,
+                perm,
+                rdev,
+            } => self.mknod(call, parent, name, kind, perm, rdev).await,
+            MdsOp::Symlink {
+                parent,
+                name,
+                target,
+            } => self.symlink(call, parent, name, target).await,
+            MdsOp::Readlink { ino } => self.readlink(call, ino).await,
+            MdsOp::Link {
+                ino,
+                new_parent,
+                new_name,
+            } => self.link(call, ino, new_parent, new_name).await,
+            MdsOp::Unlink { parent, name } => self.unlink(call, parent, name).await,
+            MdsOp::Rmdir { parent, name } => self.rmdir(call, parent, name).await,
+            MdsOp::Rename {
+                parent,
+                name,
+                new_parent,
+                new_name,
+                flags,
+            } => {
+                self.rename(call, (parent, name), (new_parent, new_name), flags)
+                    .await
+            }
+            MdsOp::Readdir {
+                ino,
+                after,
+                limit,
+                plus,
+            } => self.readdir(call, ino, after, limit, plus).await,
+            MdsOp::Open { ino, flags } => self.open(call, ino, flags).await,
+            MdsOp::Release { inos } => self.release(call, inos).await,
+            MdsOp::ReportSize {
+                ino,
+                size,
+                mtime,
+                truncate_version,
+            } => {
+                self.report_size(call, ino, size, mtime, truncate_version)
+                    .await
+            }
+            MdsOp::Access { ino, mask } => self.access(call, ino, mask).await,
+            MdsOp::StatFs => self.statfs().await.map(MdsResponse::StatFs),
+            MdsOp::GetXattr { ino, name } => self.get_xattr(call, ino, name).await,
+            MdsOp::SetXattr {
+                ino,
+                name,
+                value,
+                flags,
+            } => self.set_xattr(call, ino, name, value, flags).await,
+            MdsOp::ListXattr { ino } => self.list_xattr(call, ino).await,
+            MdsOp::RemoveXattr { ino, name } => self.remove_xattr(call, ino, name).await,
+            MdsOp::SetDirLayout { ino, spec } => self.set_dir_layout(call, ino, spec).await,
+            MdsOp::GetDirLayout { ino } => self.get_dir_layout(call, ino).await,
+            MdsOp::MarkStale {
+                ino,
+                slots,
+                version,
+            } => self.mark_stale(call, ino, slots, version).await,
+            MdsOp::MoveCopies { ino, ost } => self.move_copies(call, ino, ost).await,
+            MdsOp::SyncMeta => self.sync_meta().await,
+            MdsOp::Watch { instance, after } => {
+                Ok(MdsResponse::Changes(self.feed.watch(instance, after).await))
+            }
+        }
+    }
+}
+
+impl Handler for Mds {
+    type Request = MdsRequest;
+    type Response = MdsResponse;
+    const SERVICE: rustre_proto::frame::Service = rustre_proto::frame::Service::Mds;
+
+    async fn handle(self: Arc<Self>, req: MdsRequest, _payload: Bytes) -> Reply<MdsResponse> {
+        Reply::plain(self.dispatch(req).await.map_err(MdsError::into_wire))
+    }
+}

@@ -1,0 +1,455 @@
+//! One handler per MDS operation: which directory locks it takes, what kind of mutation it
+//! is, and which transaction body ([`super::namespace`], [`super::attr`], [`super::open`],
+//! [`super::replica`]) it runs. Handlers answer with [`MdsError`]; the dispatcher turns it
+//! into the wire error.
+
+use std::sync::Arc;
+
+use rustre_proto::msg::mds::{
+    FsStats, MdsResponse, SetAttr, READDIR_MAX_ENTRIES, RELEASE_MAX_INOS,
+};
+use rustre_proto::msg::mgs::NodeState;
+use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp, ROOT_INO};
+use rustre_proto::Error;
+
+use super::create::CreateRequest;
+use super::dispatch::Call;
+use super::error::MdsError;
+use super::namespace::{self, NewInode};
+use super::txn::Mutation;
+use super::{attr, layout, open, replica, store, Mds};
+use crate::schema;
+
+type Answer = Result<MdsResponse, MdsError>;
+
+/// Inode numbers an MDS reports as free: far more than any store holds.
+const FILES_MAX: u64 = 1 << 48;
+
+impl Mds {
+    pub(super) async fn open_session(self: &Arc<Self>, call: Call, client: String) -> Answer {
+        let lease = self.cfg.session_lease_ms;
+        let change = call.change();
+        let id = self
+            .txn(call.creds, vec![], change, move |tx, _| {
+                open::open_session(tx, &client, rustre_proto::host::now_ms(), lease)
+            })
+            .await?;
+        Ok(MdsResponse::Session {
+            id,
+            lease_ms: lease,
+        })
+    }
+
+    pub(super) async fn renew_session(self: &Arc<Self>, call: Call) -> Answer {
+        let (lease, session) = (self.cfg.session_lease_ms, call.session);
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, _| {
+            open::renew_session(tx, session, rustre_proto::host::now_ms(), lease)
+        })
+        .await?;
+        Ok(MdsResponse::Done)
+    }
+
+    pub(super) async fn close_session(self: &Arc<Self>, call: Call) -> Answer {
+        let session = call.session;
+        // Each transaction ends part of the session; repeat until it is gone.
+        while !self
+            .txn(call.creds.clone(), vec![], Mutation::WRITE, move |tx, _| {
+                open::end_session(tx, session)
+            })
+            .await?
+        {}
+        Ok(MdsResponse::Done)
+    }
+
+    pub(super) async fn lookup(self: &Arc<Self>, call: Call, parent: Ino, name: String) -> Answer {
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, c| {
+            namespace::lookup(tx, c, parent, &name)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    pub(super) async fn getattr(self: &Arc<Self>, call: Call, ino: Ino) -> Answer {
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, _| {
+            Ok::<_, Error>(store::inode(tx, ino)?.attr)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    pub(super) async fn setattr(self: &Arc<Self>, call: Call, ino: Ino, set: SetAttr) -> Answer {
+        let change = call.change();
+        self.txn(call.creds, vec![ino], change, move |tx, c| {
+            attr::setattr(tx, c, ino, &set)
+        })
+        .await
+        .map(|o| MdsResponse::Attr(o.attr))
+    }
+
+    pub(super) async fn create_file(self: &Arc<Self>, call: Call, req: CreateRequest) -> Answer {
+        let change = call.change();
+        self.create(change, call.creds, call.session, req)
+            .await
+            .map(MdsResponse::Attr)
+    }
+
+    /// Creates a directory, device, FIFO, socket or symlink: an inode without objects.
+    async fn make_node(
+        self: &Arc<Self>,
+        call: Call,
+        parent: Ino,
+        name: String,
+        node: impl Fn(Ino) -> NewInode + Send + 'static,
+    ) -> Answer {
+        let ino = self.alloc_ino().await?;
+        let change = call.change();
+        self.txn(call.creds, vec![parent], change, move |tx, c| {
+            namespace::create_entry(tx, c, parent, &name, node(ino))
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    pub(super) async fn mkdir(
+        self: &Arc<Self>,
+        call: Call,
+        parent: Ino,
+        name: String,
+        perm: u32,
+    ) -> Answer {
+        self.make_node(call, parent, name, move |ino| NewInode {
+            ino,
+            kind: FileKind::Dir,
+            perm,
+            rdev: 0,
+            target: None,
+            layout: None,
+        })
+        .await
+    }
+
+    pub(super) async fn mknod(
+        self: &Arc<Self>,
+        call: Call,
+        parent: Ino,
+        name: String,
+        kind: FileKind,
+        perm: u32,
+        rdev: u64,
+    ) -> Answer {
+        match kind {
+            FileKind::Dir | FileKind::Symlink => {
+                return Err(Error::Invalid("mknod of a directory or symlink".into()).into())
+            }
+            FileKind::File => {
+                let req = CreateRequest {
+                    parent,
+                    name,
+                    perm,
+                    exclusive: true,
+                    open_flags: None,
+                    layout: None,
+                };
+                return self.create_file(call, req).await;
+            }
+            FileKind::CharDev | FileKind::BlockDev if call.creds.uid != 0 => {
+                return Err(Error::NotPermitted.into())
+            }
+            _ => {}
+        }
+        self.make_node(call, parent, name, move |ino| NewInode {
+            ino,
+            kind,
+            perm,
+            rdev,
+            target: None,
+            layout: None,
+        })
+        .await
+    }
+
+    pub(super) async fn symlink(
+        self: &Arc<Self>,
+        call: Call,
+        parent: Ino,
+        name: String,
+        target: String,
+    ) -> Answer {
+        namespace::validate_target(&target)?;
+        self.make_node(call, parent, name, move |ino| NewInode {
+            ino,
+            kind: FileKind::Symlink,
+            perm: 0o777,
+            rdev: 0,
+            target: Some(target.clone()),
+            layout: None,
+        })
+        .await
+    }
+
+    pub(super) async fn readlink(self: &Arc<Self>, call: Call, ino: Ino) -> Answer {
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, _| {
+            attr::readlink(tx, ino)
+        })
+        .await
+        .map(MdsResponse::Target)
+    }
+
+    pub(super) async fn link(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: String,
+    ) -> Answer {
+        let change = call.change();
+        self.txn(call.creds, vec![new_parent, ino], change, move |tx, c| {
+            namespace::link(tx, c, ino, new_parent, &new_name)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    pub(super) async fn unlink(self: &Arc<Self>, call: Call, parent: Ino, name: String) -> Answer {
+        let change = call.change();
+        self.txn(call.creds, vec![parent], change, move |tx, c| {
+            namespace::unlink(tx, c, parent, &name)
+        })
+        .await
+        .map(|_| MdsResponse::Done)
+    }
+
+    pub(super) async fn rmdir(self: &Arc<Self>, call: Call, parent: Ino, name: String) -> Answer {
+        let change = call.change();
+        self.txn(call.creds, vec![parent], change, move |tx, c| {
+            namespace::rmdir(tx, c, parent, &name)
+        })
+        .await
+        .map(|_| MdsResponse::Done)
+    }
+
+    pub(super) async fn rename(
+        self: &Arc<Self>,
+        call: Call,
+        (parent, name): (Ino, String),
+        (new_parent, new_name): (Ino, String),
+        flags: u32,
+    ) -> Answer {
+        let change = call.change();
+        self.txn(
+            call.creds,
+            vec![parent, new_parent],
+            change,
+            move |tx, c| namespace::rename(tx, c, parent, &name, new_parent, &new_name, flags),
+        )
+        .await
+        .map(|_| MdsResponse::Done)
+    }
+
+    pub(super) async fn readdir(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        after: Option<String>,
+        limit: u32,
+        plus: bool,
+    ) -> Answer {
+        let limit = limit.clamp(1, READDIR_MAX_ENTRIES) as usize;
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, c| {
+            namespace::readdir(tx, c, ino, after.as_deref(), limit, plus)
+        })
+        .await
+        .map(|(entries, eof)| MdsResponse::Entries { entries, eof })
+    }
+
+    /// An open is bookkeeping, unless it truncates.
+    pub(super) async fn open(self: &Arc<Self>, call: Call, ino: Ino, flags: i32) -> Answer {
+        let kind = if flags & libc::O_TRUNC != 0 {
+            call.change()
+        } else {
+            call.bookkeeping()
+        };
+        let session = call.session;
+        self.txn(call.creds, vec![ino], kind, move |tx, c| {
+            open::open(tx, c, session, ino, flags, false)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    pub(super) async fn release(self: &Arc<Self>, call: Call, inos: Vec<Ino>) -> Answer {
+        if inos.len() > RELEASE_MAX_INOS {
+            return Err(Error::Invalid(format!(
+                "release of {} inodes in one call (at most {RELEASE_MAX_INOS})",
+                inos.len()
+            ))
+            .into());
+        }
+        let (kind, session) = (call.bookkeeping(), call.session);
+        self.txn(call.creds, inos.clone(), kind, move |tx, _| {
+            inos.iter()
+                .try_for_each(|ino| open::release(tx, session, *ino))
+        })
+        .await
+        .map(|_| MdsResponse::Done)
+    }
+
+    pub(super) async fn report_size(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        size: u64,
+        mtime: Timestamp,
+        truncate_version: u64,
+    ) -> Answer {
+        let kind = call.bookkeeping();
+        self.txn(call.creds, vec![ino], kind, move |tx, c| {
+            attr::report_size(tx, c, ino, size, mtime, truncate_version)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    pub(super) async fn access(self: &Arc<Self>, call: Call, ino: Ino, mask: u32) -> Answer {
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, c| {
+            attr::access(tx, c, ino, mask)
+        })
+        .await
+        .map(|_| MdsResponse::Done)
+    }
+
+    pub(super) async fn get_xattr(self: &Arc<Self>, call: Call, ino: Ino, name: String) -> Answer {
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, c| {
+            attr::get_xattr(tx, c, ino, &name)
+        })
+        .await
+        .map(MdsResponse::Xattr)
+    }
+
+    pub(super) async fn set_xattr(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        name: String,
+        value: Vec<u8>,
+        flags: u32,
+    ) -> Answer {
+        let change = call.change();
+        self.txn(call.creds, vec![ino], change, move |tx, c| {
+            attr::set_xattr(tx, c, ino, &name, &value, flags)
+        })
+        .await
+        .map(|_| MdsResponse::Done)
+    }
+
+    pub(super) async fn list_xattr(self: &Arc<Self>, call: Call, ino: Ino) -> Answer {
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, c| {
+            attr::list_xattr(tx, c, ino)
+        })
+        .await
+        .map(MdsResponse::XattrNames)
+    }
+
+    pub(super) async fn remove_xattr(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        name: String,
+    ) -> Answer {
+        let change = call.change();
+        self.txn(call.creds, vec![ino], change, move |tx, c| {
+            attr::remove_xattr(tx, c, ino, &name)
+        })
+        .await
+        .map(|_| MdsResponse::Done)
+    }
+
+    pub(super) async fn set_dir_layout(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        spec: Option<LayoutSpec>,
+    ) -> Answer {
+        if let Some(s) = &spec {
+            // Reject what could never produce a valid layout now, not at create time.
+            let map = self.map_for(Some(s)).await;
+            self.picker.choose(Some(s), None, &map)?;
+        }
+        let change = call.change();
+        self.txn(call.creds, vec![ino], change, move |tx, c| {
+            attr::set_dir_layout(tx, c, ino, spec.clone())
+        })
+        .await
+        .map(|_| MdsResponse::Done)
+    }
+
+    pub(super) async fn get_dir_layout(self: &Arc<Self>, call: Call, ino: Ino) -> Answer {
+        self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, _| {
+            attr::get_dir_layout(tx, ino)
+        })
+        .await
+        .map(MdsResponse::DirLayout)
+    }
+
+    pub(super) async fn mark_stale(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        slots: Vec<u32>,
+        version: u64,
+    ) -> Answer {
+        let change = call.change();
+        self.txn(call.creds, vec![ino], change, move |tx, _| {
+            replica::mark_stale(tx, ino, &slots, version)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    pub(super) async fn move_copies(self: &Arc<Self>, call: Call, ino: Ino, ost: u32) -> Answer {
+        // Evacuating an OST is an administrator's act.
+        if call.creds.uid != 0 {
+            return Err(Error::NotPermitted.into());
+        }
+        // Rare and about OSTs coming and going: worth a fresh map.
+        let map = self
+            .cluster
+            .refresh()
+            .await
+            .unwrap_or_else(|_| self.cluster.map());
+        let up = layout::up_osts(&map);
+        let (this, change) = (self.clone(), call.change());
+        self.txn(call.creds, vec![ino], change, move |tx, _| {
+            replica::move_copies(tx, &this.picker, ino, ost, &up)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    pub(super) async fn sync_meta(self: &Arc<Self>) -> Answer {
+        self.kv.durable().await?;
+        Ok(MdsResponse::Done)
+    }
+
+    pub(super) async fn statfs(self: &Arc<Self>) -> Result<FsStats, MdsError> {
+        let map = self.map_for(None).await;
+        let mut cap = Capacity::default();
+        for o in map.osts.iter().filter(|o| o.state == NodeState::Up) {
+            cap.total_bytes += o.capacity.total_bytes;
+            cap.free_bytes += o.capacity.free_bytes;
+            cap.avail_bytes += o.capacity.avail_bytes;
+        }
+        let next = self
+            .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
+                store::counter(tx, schema::COUNTER_NEXT_INO, ROOT_INO + 1)
+            })
+            .await?;
+        // Inode numbers are handed out in batches, so this counts a few unused ones too.
+        let files = next.saturating_sub(1);
+        Ok(FsStats {
+            capacity: cap,
+            files,
+            files_free: FILES_MAX.saturating_sub(files),
+        })
+    }
+}

@@ -1,0 +1,209 @@
+//! The transaction engine: every MDS operation runs as one transaction on the metadata KV,
+//! under the striped locks of the directories it changes, recorded under its request id
+//! when it has one, with what it writes published on the change feed; mutations of a
+//! durable MDS are answered only after the group commit. Inode numbers are handed out here
+//! too, in batches taken from a shared counter.
+
+use std::sync::{Arc, MutexGuard};
+
+use rustre_proto::msg::mds::Change;
+use rustre_proto::msg::{Creds, Ino, ROOT_INO};
+use rustre_proto::sync::lock;
+use rustre_proto::Error;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::config::{DIR_LOCK_STRIPES, INO_BATCH};
+use super::error::MdsError;
+use super::namespace::Ctx;
+use super::{feed, requests, store, Mds};
+use crate::meta::{KvError, Transaction};
+use crate::schema;
+
+/// Whether a transaction changes anything, under which request id it is recorded, and
+/// whether a durable MDS acknowledges it only once it is on disk.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Mutation {
+    ReadOnly,
+    Write {
+        record: Option<(u64, u64)>,
+        /// A namespace or attribute change (acknowledged after the group commit on a
+        /// durable MDS), rather than bookkeeping (durable by the next sync).
+        durable: bool,
+    },
+}
+
+impl Mutation {
+    /// Bookkeeping with no request id (background work, sessions).
+    pub(super) const WRITE: Mutation = Mutation::Write {
+        record: None,
+        durable: false,
+    };
+}
+
+/// What a transaction body may fail with: the wire error of an answer, or the MDS's own
+/// [`MdsError`] (which a body needs only to say it waits for OSTs).
+pub(super) trait BodyError:
+    From<KvError> + From<Error> + Into<MdsError> + Send + 'static
+{
+}
+impl<E: From<KvError> + From<Error> + Into<MdsError> + Send + 'static> BodyError for E {}
+
+/// The lock stripes of `dirs`, sorted and without repeats (the order locks are taken in).
+fn lock_stripes(dirs: &[Ino]) -> Vec<usize> {
+    let mut stripes: Vec<usize> = dirs
+        .iter()
+        .map(|d| (*d as usize) % DIR_LOCK_STRIPES)
+        .collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    stripes
+}
+
+/// The held directory locks of one transaction; the body runs only while they are held.
+pub(super) struct DirGuards<'a>(#[allow(dead_code)] Vec<MutexGuard<'a, ()>>);
+
+impl Mds {
+    /// Runs `f` as one transaction holding the stripe locks of `dirs` (on the embedded store
+    /// in place when it can, else on a blocking thread), then (for mutations of a durable
+    /// MDS) waits for the group commit. A mutation carrying a request id returns the recorded
+    /// result if that request already committed (a retry after a lost reply or a dead MDS),
+    /// and otherwise records its result in the same transaction.
+    pub(super) async fn txn<T, E, F>(
+        self: &Arc<Self>,
+        creds: Creds,
+        dirs: Vec<Ino>,
+        kind: Mutation,
+        f: F,
+    ) -> Result<T, MdsError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: BodyError,
+        F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, E> + Send + 'static,
+    {
+        let (record, wait_durable) = match kind {
+            Mutation::Write { record, durable } => (record, durable && self.cfg.durable),
+            Mutation::ReadOnly => (None, false),
+        };
+        let stripes = lock_stripes(&dirs);
+        // On the embedded store a transaction takes microseconds: when no other call holds
+        // its directories' locks, one try runs in place, saving two thread hops. A
+        // conflict, a lock held, or a store across the network go to a blocking thread.
+        let in_place = if self.kv.is_local() {
+            self.try_lock_stripes(&stripes).and_then(|guards| {
+                let mut changes = Vec::new();
+                let out = self.kv.try_transact(|tx| {
+                    self.attempt(&guards, &creds, record, &f, tx, &mut changes)
+                })?;
+                self.feed.publish(record.unwrap_or((0, 0)), changes);
+                Some(out)
+            })
+        } else {
+            None
+        };
+        let out = match in_place {
+            Some(out) => out.map_err(Into::into)?,
+            None => {
+                let this = self.clone();
+                rustre_proto::blocking::unblock(move || {
+                    let guards = this.lock_stripes(&stripes);
+                    // What the transaction writes goes on the change feed, committed or not
+                    // (a needless eviction from a client's cache is harmless; a missed one
+                    // is not).
+                    let mut changes = Vec::new();
+                    let out = this
+                        .kv
+                        .transact(|tx| this.attempt(&guards, &creds, record, &f, tx, &mut changes));
+                    this.feed.publish(record.unwrap_or((0, 0)), changes);
+                    out.map_err(Into::into)
+                })
+                .await??
+            }
+        };
+        if wait_durable {
+            self.kv.durable().await?;
+        }
+        Ok(out)
+    }
+
+    /// One try of a transaction body: `f` under the caller's credentials, recorded under its
+    /// request id if it has one, with every key it writes noted in `changes` for the feed.
+    /// `_locks` are the directory locks the body must run under.
+    fn attempt<T, E, F>(
+        &self,
+        _locks: &DirGuards<'_>,
+        creds: &Creds,
+        record: Option<(u64, u64)>,
+        f: &F,
+        tx: &mut dyn Transaction,
+        changes: &mut Vec<Change>,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: BodyError,
+        F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, E>,
+    {
+        changes.clear();
+        let ctx = Ctx {
+            creds,
+            now: rustre_proto::host::now(),
+        };
+        let mut tx = feed::Recorder { tx, changes };
+        match record {
+            None => f(&mut tx, &ctx),
+            Some((session, seq)) => requests::run_once(&mut tx, session, seq, |tx| f(tx, &ctx)),
+        }
+    }
+
+    /// The directory locks of `stripes` if every one is free now, else `None`.
+    fn try_lock_stripes(&self, stripes: &[usize]) -> Option<DirGuards<'_>> {
+        stripes
+            .iter()
+            .map(|s| self.dir_locks[*s].try_lock().ok())
+            .collect::<Option<Vec<_>>>()
+            .map(DirGuards)
+    }
+
+    /// The directory locks of `stripes`, waiting for each in order. The locks guard no data
+    /// (only the order of transactions), so a poisoned one is taken as it is.
+    fn lock_stripes(&self, stripes: &[usize]) -> DirGuards<'_> {
+        DirGuards(stripes.iter().map(|s| lock(&self.dir_locks[*s])).collect())
+    }
+
+    /// A fresh inode number. The common case takes one from the batch in memory, with no
+    /// thread hop; an empty batch is refilled from the shared counter on a blocking thread.
+    pub(super) async fn alloc_ino(self: &Arc<Self>) -> Result<Ino, MdsError> {
+        if let Some(ino) = self.take_ino() {
+            return Ok(ino);
+        }
+        let this = self.clone();
+        rustre_proto::blocking::unblock(move || this.alloc_ino_blocking()).await?
+    }
+
+    /// The next number of the batch in memory, if it has one left.
+    fn take_ino(&self) -> Option<Ino> {
+        let mut batch = lock(&self.inos);
+        (batch.0 < batch.1).then(|| {
+            batch.0 += 1;
+            batch.0 - 1
+        })
+    }
+
+    /// [`Mds::alloc_ino`] on a blocking thread: may run a transaction for a new batch.
+    fn alloc_ino_blocking(&self) -> Result<Ino, MdsError> {
+        let mut batch = lock(&self.inos);
+        if batch.0 >= batch.1 {
+            let start = self.kv.transact(|tx| {
+                let next = store::counter(tx, schema::COUNTER_NEXT_INO, ROOT_INO + 1)?;
+                store::put_counter(tx, schema::COUNTER_NEXT_INO, next + INO_BATCH)?;
+                Ok::<_, Error>(next)
+            })?;
+            // On disk before any number of the batch is used, so a power loss can never
+            // hand out an inode number twice (its objects might still exist).
+            self.kv.sync()?;
+            *batch = (start, start + INO_BATCH);
+        }
+        let ino = batch.0;
+        batch.0 += 1;
+        Ok(ino)
+    }
+}
