@@ -1,0 +1,167 @@
+//! Going to the background: [`run`] forks once the arguments are checked and the secret is
+//! read; the parent waits on a status pipe (`OK`, or `ERR message`) and exits only when the
+//! child reports the mount up or fails, because mount(8) waits for it. The child ([`serve`])
+//! connects, mounts, reports, detaches its standard descriptors and serves until unmounted
+//! or signalled. Also the process's logging setup.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use rustre_proto::auth::ClusterKey;
+
+use super::options::{check_mountpoint, MountArgs};
+use super::syscall::{lazy_unmount, mount};
+use super::{connect, HELPER_NAME, SESSION_CLOSE_TIMEOUT, STATUS_MESSAGE_MAX_BYTES};
+
+fn init_logging(debug: bool) {
+    let filter = if debug {
+        tracing_subscriber::EnvFilter::new("debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Mounts and serves until unmounted; goes to the background once the mount is up unless
+/// asked to stay in the foreground. Returns the exit code. Must be called before any other
+/// thread exists (it forks).
+pub fn run(mut args: MountArgs) -> i32 {
+    init_logging(args.options.debug);
+    let fail = |msg: String| {
+        eprintln!("{HELPER_NAME}: {msg}");
+        1
+    };
+    args.mountpoint = match check_mountpoint(&args.mountpoint) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let key = match ClusterKey::load(&args.options.secret_file) {
+        Ok(k) => k,
+        Err(e) => return fail(e.to_string()),
+    };
+    if args.options.foreground {
+        return match serve(&args, &key, &mut None) {
+            Ok(()) => 0,
+            Err(e) => fail(e),
+        };
+    }
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return fail(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists yet (the runtime is built in the child), so the child
+    // may go on running Rust code.
+    match unsafe { libc::fork() } {
+        -1 => fail(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(rd);
+            // SAFETY: plain syscalls in the child.
+            unsafe {
+                libc::setsid();
+            }
+            let mut status = Some(std::fs::File::from(wr));
+            let code = match serve(&args, &key, &mut status) {
+                Ok(()) => 0,
+                Err(e) => {
+                    // The parent prints it (unless the mount was already reported up).
+                    if let Some(mut s) = status {
+                        let _ = s.write_all(format!("ERR {e}").as_bytes());
+                    }
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+        child => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(rd)
+                .take(STATUS_MESSAGE_MAX_BYTES)
+                .read_to_string(&mut msg);
+            if msg == "OK" {
+                return 0;
+            }
+            let mut st = 0;
+            // SAFETY: reaps our own child if it already exited.
+            unsafe { libc::waitpid(child, &mut st, libc::WNOHANG) };
+            match msg.strip_prefix("ERR ") {
+                Some(e) => fail(e.to_string()),
+                None => fail("the mount daemon exited before the mount was up".into()),
+            }
+        }
+    }
+}
+
+/// The daemon's life: connect, mount, report, serve, clean up. `status` is the pipe to the
+/// waiting parent; it is closed (taken) once the mount is reported up.
+fn serve(
+    args: &MountArgs,
+    key: &ClusterKey,
+    status: &mut Option<std::fs::File>,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.options.threads)
+        .enable_all()
+        .thread_name("rustre-client")
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let client = rt.block_on(connect(&args.source, &args.options.cluster, key))?;
+    let session = match mount(client.clone(), rt.handle().clone(), args) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = rt.block_on(async {
+                tokio::time::timeout(SESSION_CLOSE_TIMEOUT, client.close()).await
+            });
+            return Err(e);
+        }
+    };
+    if let Some(mut pipe) = status.take() {
+        if let Err(e) = pipe.write_all(b"OK") {
+            let _ = lazy_unmount(&args.mountpoint);
+            return Err(format!("report to the parent: {e}"));
+        }
+        drop(pipe);
+        detach_stdio();
+    }
+    let mountpoint = args.mountpoint.clone();
+    rt.spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal: detaching {}", mountpoint.display());
+        let _ = lazy_unmount(&mountpoint);
+    });
+    let served = session.run();
+    let _ =
+        rt.block_on(async { tokio::time::timeout(SESSION_CLOSE_TIMEOUT, client.close()).await });
+    rt.shutdown_timeout(SESSION_CLOSE_TIMEOUT);
+    served.map_err(|e| format!("FUSE session: {e}"))
+}
+
+/// Standard input, output and error to /dev/null, and out of any mount's way.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+}

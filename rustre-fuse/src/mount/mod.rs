@@ -1,0 +1,131 @@
+//! Mounting rustre: mount options, the mount(8) helper convention, going to the background.
+//!
+//! `mount -t fuse.rustre mgs-host:9400 /mnt/rustre -o OPTS` (or an /etc/fstab line) runs
+//! `mount.fuse.rustre mgs-host:9400 /mnt/rustre -o OPTS` — the `rustre` binary under that
+//! name (install with `ln -sf $(which rustre) /sbin/mount.fuse.rustre`). `rustre mount`
+//! takes the same arguments. The mount:
+//!
+//! 1. checks the arguments and options (an unknown option is an error);
+//! 2. forks; the parent waits on a pipe and exits 0 only once the child reports the mount up,
+//!    otherwise it prints the child's one-line error and exits 1 (mount(8) waits for it);
+//!    The cluster secret is read from `secret_file=` (default: `RUSTRE_SECRET_FILE`, else
+//!    `/etc/rustre/cluster.secret`) before anything else happens;
+//! 3. the child connects to the MGS (bounded by `CONNECT_TIMEOUT`), mounts with type
+//!    `fuse.rustre` and the MGS address as source, completes the FUSE handshake, raises the
+//!    mount's read-ahead to `READ_AHEAD_KB`, reports success, detaches from the terminal
+//!    and serves until the file system is unmounted; then it ends its MDS session and exits.
+//!
+//! Nothing is left mounted when a step fails. With `-f` (or `-o debug`) it stays in the
+//! foreground. SIGINT/SIGTERM detach the mount, which ends the daemon the same way.
+//!
+//! ## Layout
+//!
+//! One file per job. Every file may read the names and limits defined in `mod.rs`; imports
+//! between the files run one way only, as listed:
+//! - `mod.rs`: the names and limits (constants), the helper's entry points
+//!   ([`invoked_as_helper`], [`helper_main`]), [`connect`] (shared by both kinds of mount)
+//!   and the re-exports.
+//! - `options.rs`: [`MountOptions`] and [`MountArgs`], the `-o` parsing and the helper's
+//!   argument convention. Imports no sibling.
+//! - `syscall.rs`: mount(2)/fusermount3 and the FUSE handshake ([`mount`]), read-ahead,
+//!   mountinfo ([`mount_device`]), [`lazy_unmount`]. Imports `options`.
+//! - `daemon.rs`: [`run`]: fork, the status pipe to the waiting parent, the daemon's serving
+//!   loop, detaching stdio, logging. Imports `options`, `syscall` and `connect`.
+//! - `in_process.rs`: [`InProcessMount`], served by a thread of the caller. Imports
+//!   `options`, `syscall` and `connect`.
+//! - `tests.rs`: unit tests.
+
+mod daemon;
+mod in_process;
+mod options;
+mod syscall;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustre_proto::auth::ClusterKey;
+
+use crate::client::{Client, ClientConfig};
+
+pub use daemon::run;
+pub use in_process::InProcessMount;
+pub use options::{MountArgs, MountFlags, MountOptions};
+pub use syscall::{lazy_unmount, mount, mount_device};
+
+/// The helper's name: mount(8) runs `mount.fuse.rustre` for `-t fuse.rustre`.
+const HELPER_NAME: &str = "mount.fuse.rustre";
+/// The file-system type the kernel shows.
+const FS_TYPE: &str = "fuse.rustre";
+/// The FUSE subtype (what follows "fuse.").
+const SUBTYPE: &str = "rustre";
+/// Cluster name used when `cluster=` is not given.
+const DEFAULT_CLUSTER: &str = "rustre";
+/// Longest wait for the MGS and the first MDS session before the mount fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often `rustre local --mount` looks for its OSTs before mounting.
+const OST_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest wait for ending the MDS session at unmount.
+const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-ahead of the mount, in KiB (the default stripe size); the kernel's FUSE default is
+/// 128 KiB, which would split buffered reads into 128 KiB requests.
+const READ_AHEAD_KB: u32 = 1024;
+/// Worker threads of the mount daemon's runtime when the mount does not say (`threads=`).
+const DEFAULT_CLIENT_THREADS: usize = 2;
+/// Most worker threads `threads=` accepts.
+const MAX_CLIENT_THREADS: usize = 64;
+/// Longest attr_timeout/entry_timeout accepted, in seconds.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+/// Longest error message the mounting child passes to the waiting parent.
+const STATUS_MESSAGE_MAX_BYTES: u64 = 4096;
+
+/// True when this process runs under the helper's name.
+pub fn invoked_as_helper() -> bool {
+    std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| {
+            p.file_name()
+                .map(|n| n.as_bytes() == HELPER_NAME.as_bytes())
+        })
+        .unwrap_or(false)
+}
+
+/// The helper's `main`: parses mount(8)'s arguments, mounts, returns the exit code.
+pub fn helper_main() -> i32 {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match MountArgs::from_helper_args(&args) {
+        Ok(a) => run(a),
+        Err(e) => {
+            eprintln!("{HELPER_NAME}: {e}");
+            1
+        }
+    }
+}
+
+/// Connects to the cluster with `key`, bounded by `CONNECT_TIMEOUT`, and starts the
+/// periodic size reports of a mount.
+pub async fn connect(mgs: &str, cluster: &str, key: &ClusterKey) -> Result<Arc<Client>, String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let cfg = ClientConfig {
+        mgs_addr: mgs.to_string(),
+        cluster: cluster.to_string(),
+        client_name: format!("fuse-{}-{}", host.trim(), std::process::id()),
+        key: key.clone(),
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(&cfg)).await {
+        Ok(Ok(c)) => {
+            c.start_size_reports();
+            Ok(c)
+        }
+        Ok(Err(e)) => Err(format!("cannot reach the cluster at {mgs}: {e}")),
+        Err(_) => Err(format!(
+            "cannot reach the cluster at {mgs}: no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
+}

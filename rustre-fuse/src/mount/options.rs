@@ -1,0 +1,260 @@
+//! What one mount is asked for: [`MountOptions`] parsed from `-o` strings (seconds, byte
+//! sizes, the generic MS_* flags, and what mount(8) and fstab pass along for every file
+//! system) and [`MountArgs`], the helper's argument convention
+//! (`SOURCE MOUNTPOINT [-o OPTS] [-f] [-n] [-s] [-v] [-t TYPE]`), with the checks of the
+//! source and the mount point. Argument handling only: nothing here mounts, forks or connects.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustre_proto::auth;
+
+use super::{
+    DEFAULT_CLIENT_THREADS, DEFAULT_CLUSTER, FS_TYPE, HELPER_NAME, MAX_CLIENT_THREADS,
+    MAX_TIMEOUT_SECS, SUBTYPE,
+};
+use crate::fuse::FuseConfig;
+
+/// Options of one mount.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// Let users other than the mounting one use the mount (`allow_other`).
+    pub allow_other: bool,
+    /// Mount read-only (`ro`).
+    pub read_only: bool,
+    /// Let the kernel check permissions from the mode bits (`default_permissions`); the MDS
+    /// checks them in any case.
+    pub default_permissions: bool,
+    /// Cluster name the servers must agree on (`cluster=`).
+    pub cluster: String,
+    /// File holding the cluster secret (`secret_file=`; default `RUSTRE_SECRET_FILE`, else
+    /// `/etc/rustre/cluster.secret`).
+    pub secret_file: PathBuf,
+    /// Log at debug level and stay in the foreground (`debug`).
+    pub debug: bool,
+    /// Stay in the foreground (`-f`).
+    pub foreground: bool,
+    /// Kernel mount flags from `noexec`, `noatime`, `suid`, `dev`, ... (MS_* bits).
+    pub exec_suid_dev_atime: MountFlags,
+    /// TTLs and cache size for the adapter (`attr_timeout=`, `entry_timeout=`, `cache_size=`).
+    pub fuse: FuseConfig,
+    /// Worker threads of the client's async runtime (`threads=`).
+    pub threads: usize,
+}
+
+/// The MS_* flags the generic mount options set.
+#[derive(Debug, Clone, Copy)]
+pub struct MountFlags {
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+    pub noatime: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            allow_other: false,
+            read_only: false,
+            default_permissions: false,
+            cluster: DEFAULT_CLUSTER.to_string(),
+            secret_file: auth::secret_file_or_default(None),
+            debug: false,
+            foreground: false,
+            // nosuid and nodev by default, as every FUSE mount.
+            exec_suid_dev_atime: MountFlags {
+                nosuid: true,
+                nodev: true,
+                noexec: false,
+                noatime: false,
+            },
+            fuse: FuseConfig::default(),
+            threads: DEFAULT_CLIENT_THREADS,
+        }
+    }
+}
+
+fn parse_secs(key: &str, v: &str) -> Result<Duration, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=MAX_TIMEOUT_SECS).contains(&s) => {
+            Ok(Duration::from_secs_f64(s))
+        }
+        _ => Err(format!(
+            "{key}={v}: expected seconds between 0 and {MAX_TIMEOUT_SECS}"
+        )),
+    }
+}
+
+fn parse_bytes(key: &str, v: &str) -> Result<u64, String> {
+    let (num, mult) = match v.chars().last() {
+        Some('k' | 'K') => (&v[..v.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&v[..v.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{key}={v}: expected a byte count (suffixes K, M, G)"))
+}
+
+impl MountOptions {
+    /// Applies one comma-separated `-o` string.
+    pub(super) fn apply(&mut self, opts: &str) -> Result<(), String> {
+        for opt in opts.split(',').filter(|o| !o.is_empty()) {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt, None),
+            };
+            let f = &mut self.exec_suid_dev_atime;
+            match (key, value) {
+                ("allow_other", None) => self.allow_other = true,
+                ("ro", None) => self.read_only = true,
+                ("rw", None) => self.read_only = false,
+                ("default_permissions", None) => self.default_permissions = true,
+                ("debug", None) => {
+                    self.debug = true;
+                    self.foreground = true;
+                }
+                ("attr_timeout", Some(v)) => self.fuse.attr_ttl = parse_secs(key, v)?,
+                ("entry_timeout", Some(v)) => self.fuse.entry_ttl = parse_secs(key, v)?,
+                ("negative_timeout", Some(v)) => self.fuse.negative_ttl = Some(parse_secs(key, v)?),
+                ("cache_size", Some(v)) => self.fuse.page_cache_bytes = parse_bytes(key, v)?,
+                ("threads", Some(v)) => {
+                    self.threads = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_CLIENT_THREADS).contains(n))
+                        .ok_or_else(|| format!("threads={v}: expected 1 to {MAX_CLIENT_THREADS}"))?
+                }
+                ("cluster", Some(v)) if !v.is_empty() => self.cluster = v.to_string(),
+                ("secret_file", Some(v)) if !v.is_empty() => self.secret_file = v.into(),
+                ("suid", None) => f.nosuid = false,
+                ("nosuid", None) => f.nosuid = true,
+                ("dev", None) => f.nodev = false,
+                ("nodev", None) => f.nodev = true,
+                ("exec", None) => f.noexec = false,
+                ("noexec", None) => f.noexec = true,
+                ("atime" | "relatime", None) => f.noatime = false,
+                ("noatime", None) => f.noatime = true,
+                // What mount(8) and fstab pass along for every file system.
+                (
+                    "_netdev" | "defaults" | "auto" | "noauto" | "user" | "nouser" | "users",
+                    None,
+                )
+                | ("nofail" | "async", None) => {}
+                _ if key.starts_with("x-") => {}
+                _ => return Err(format!("unknown mount option {opt:?}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything one mount needs.
+#[derive(Debug, Clone)]
+pub struct MountArgs {
+    /// `host:port` of the MGS.
+    pub source: String,
+    pub mountpoint: PathBuf,
+    pub options: MountOptions,
+}
+
+impl MountArgs {
+    /// Arguments from their parts: `opts` are `-o` strings, applied in order (after
+    /// `cluster` and `secret_file`, so the options have the last word).
+    pub fn new(
+        source: &str,
+        mountpoint: &Path,
+        opts: &[String],
+        foreground: bool,
+        cluster: Option<&str>,
+        secret_file: Option<&Path>,
+    ) -> Result<MountArgs, String> {
+        let mut options = MountOptions::default();
+        if let Some(c) = cluster {
+            options.cluster = c.to_string();
+        }
+        if let Some(f) = secret_file {
+            options.secret_file = f.to_path_buf();
+        }
+        for o in opts {
+            options.apply(o)?;
+        }
+        options.foreground |= foreground;
+        check_source(source)?;
+        Ok(MountArgs {
+            source: source.to_string(),
+            mountpoint: mountpoint.to_path_buf(),
+            options,
+        })
+    }
+
+    /// The helper's arguments, as mount(8) passes them:
+    /// `SOURCE MOUNTPOINT [-o OPTS] [-f] [-n] [-s] [-v] [-t TYPE]`.
+    pub(super) fn from_helper_args(args: &[OsString]) -> Result<MountArgs, String> {
+        let mut positional = Vec::new();
+        let mut opts = Vec::new();
+        let mut foreground = false;
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let s = a
+                .to_str()
+                .ok_or_else(|| format!("argument {a:?} is not UTF-8"))?;
+            match s {
+                "-o" => opts.push(
+                    it.next()
+                        .and_then(|o| o.to_str())
+                        .ok_or("-o needs an option list")?
+                        .to_string(),
+                ),
+                "-t" => {
+                    let t = it
+                        .next()
+                        .and_then(|t| t.to_str())
+                        .ok_or("-t needs a type")?;
+                    if t != FS_TYPE && t != SUBTYPE {
+                        return Err(format!("file-system type {t:?} is not {FS_TYPE}"));
+                    }
+                }
+                "-f" => foreground = true,
+                // no mtab (there is none to write), sloppy, verbose: nothing to do.
+                "-n" | "-s" | "-v" => {}
+                _ if s.starts_with("-o") && s.len() > 2 => opts.push(s[2..].to_string()),
+                _ if s.starts_with('-') => return Err(format!("unknown argument {s:?}")),
+                _ => positional.push(s.to_string()),
+            }
+        }
+        match positional.as_slice() {
+            [source, mountpoint] => {
+                MountArgs::new(source, Path::new(mountpoint), &opts, foreground, None, None)
+            }
+            [_] => Err("missing mount point".into()),
+            [] => Err("missing source (MGS host:port) and mount point".into()),
+            _ => Err(format!(
+                "too many arguments: {}; usage: {HELPER_NAME} MGS_HOST:PORT MOUNTPOINT [-o OPTIONS]",
+                positional.join(" ")
+            )),
+        }
+    }
+}
+
+/// `host:port` with a numeric port.
+fn check_source(source: &str) -> Result<(), String> {
+    match source.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!(
+            "source {source:?} must be the MGS address HOST:PORT"
+        )),
+    }
+}
+
+/// The mount point, absolute, if it is an accessible directory.
+pub(super) fn check_mountpoint(p: &Path) -> Result<PathBuf, String> {
+    let abs = std::fs::canonicalize(p).map_err(|e| format!("mount point {}: {e}", p.display()))?;
+    if !abs.is_dir() {
+        return Err(format!("mount point {} is not a directory", p.display()));
+    }
+    Ok(abs)
+}
