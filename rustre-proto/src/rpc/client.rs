@@ -14,7 +14,7 @@ use tokio::task::AbortHandle;
 
 use super::{
     read_handshake_frame, ClientProof, Hello, ServerProof, CONNECT_TIMEOUT, MAX_INFLIGHT_PER_CONN,
-    RPC_TIMEOUT,
+    RPC_TIMEOUT, WRITE_BUFFER_BYTES,
 };
 use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
@@ -188,7 +188,7 @@ async fn handshake(
         .await
         .map_err(|e| Error::Unavailable(format!("connect to {addr}: {e}")))?;
     let (mut rd, wr) = stream.into_split();
-    let mut wr = BufWriter::with_capacity(64 << 10, wr);
+    let mut wr = BufWriter::with_capacity(WRITE_BUFFER_BYTES, wr);
     let client_nonce = auth::nonce()?;
     let hello = codec::encode(&Hello {
         cluster: cluster.to_string(),

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::{
     read_handshake_frame, ClientProof, Hello, ServerProof, MAX_INFLIGHT_PER_CONN, MAX_NAME_BYTES,
+    WRITE_BUFFER_BYTES,
 };
 use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
@@ -148,7 +149,7 @@ async fn connection<H: Handler>(
     peer: std::net::SocketAddr,
 ) -> Result<(), Error> {
     let (mut rd, wr) = stream.into_split();
-    let mut wr = BufWriter::with_capacity(64 << 10, wr);
+    let mut wr = BufWriter::with_capacity(WRITE_BUFFER_BYTES, wr);
 
     let shook = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
