@@ -63,7 +63,8 @@ pub struct ClientProof {
 }
 
 /// Reads one handshake frame of kind `want`: no payload, a small body. `Ok(None)` when the
-/// peer closed the connection first.
+/// peer closed the connection first. `r` is the connection's [`crate::frame::buffered_reader`],
+/// kept for the frames after the handshake (it may hold some of them already).
 pub(crate) async fn read_handshake_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     want: FrameKind,
