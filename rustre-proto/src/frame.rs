@@ -15,11 +15,17 @@
 //!
 //! The header is checked in full (magic, version, kind, both lengths) before a single byte of
 //! body or payload is allocated, so a peer announcing a 4 GiB body costs nothing but a log line.
+//!
+//! A connection reads its frames through a [`buffered_reader`]: one read of the socket brings
+//! in a small frame whole (and whatever frames follow it), where a bare stream would take
+//! about four (the first header byte, the rest of the header, the body, the payload). A large
+//! payload does not pass through the buffer: once the bytes already buffered are taken, the
+//! rest is read straight into the payload's own allocation.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 use crate::error::Error;
 
@@ -161,12 +167,32 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
+/// Size of the buffer a connection reads its frames through ([`buffered_reader`]). A metadata
+/// call or answer is tens to hundreds of bytes, so one read of this size brings in hundreds
+/// of them at once, and a whole flush of the peer's write buffer
+/// ([`crate::rpc::WRITE_BUFFER_BYTES`], the same size). Not larger: a read of a payload of at
+/// least this size skips the buffer and goes straight into the payload, so a larger buffer
+/// would only copy more file data twice; and every open connection holds one (256 MiB at the
+/// server's [`crate::rpc::server::MAX_CONNECTIONS`]).
+pub const READ_BUFFER_BYTES: usize = 64 << 10;
+
+/// Wraps a connection's reading half in the buffer its frames are read through; use the same
+/// one for the connection's whole life (from the handshake on), as it may hold bytes read
+/// ahead. Small frames come out of the buffer; a read asking for at least
+/// [`READ_BUFFER_BYTES`] while the buffer is empty (most of a large payload, see
+/// [`read_rest`]) goes to the stream directly, into the caller's memory (what tokio's
+/// `BufReader` does; the test `a_large_payload_skips_the_buffer` holds it to that).
+pub fn buffered_reader<R: AsyncRead>(r: R) -> BufReader<R> {
+    BufReader::with_capacity(READ_BUFFER_BYTES, r)
+}
+
 /// Once a frame has begun, the rest of it must arrive within this time, so a peer that
 /// stops half-way cannot hold a connection (and its buffers) forever.
 pub const FRAME_REST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads one frame. `Ok(None)` means the peer closed the connection cleanly between frames;
-/// a close inside a frame is an error.
+/// a close inside a frame is an error. Read from a [`buffered_reader`] (any other stream
+/// works, at a few reads per frame).
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, Error> {
     match read_header(r).await? {
         None => Ok(None),
@@ -190,7 +216,11 @@ pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Heade
     Header::decode(&hb).map(Some)
 }
 
-/// Reads the body and payload announced by `header` (lengths already bounded by decode).
+/// Reads the body and payload announced by `header` (lengths already bounded by decode),
+/// each into an allocation of exactly its length. From a [`buffered_reader`], a payload first
+/// takes what the buffer holds, then is read from the stream straight into its allocation
+/// while at least [`READ_BUFFER_BYTES`] of it remain; its last part comes through the buffer,
+/// in the same read as whatever follows it.
 pub async fn read_rest<R: AsyncRead + Unpin>(r: &mut R, header: Header) -> Result<Frame, Error> {
     let read = async {
         let body = read_exact_bytes(r, header.body_len).await?;
@@ -271,18 +301,196 @@ mod tests {
         assert!(Header::decode(&b).is_err());
     }
 
+    /// Reads one frame from `bytes`, bare or through a [`buffered_reader`].
+    async fn read_one(bytes: &[u8], buffered: bool) -> Result<Option<Frame>, Error> {
+        if buffered {
+            read_frame(&mut buffered_reader(bytes)).await
+        } else {
+            let mut r = bytes;
+            read_frame(&mut r).await
+        }
+    }
+
     #[tokio::test]
     async fn truncated_frame_is_an_error_clean_close_is_none() {
-        let h = header().encode();
-        let mut short: &[u8] = &h[..10];
-        assert!(read_frame(&mut short).await.is_err());
-        let mut empty: &[u8] = &[];
-        assert!(read_frame(&mut empty).await.unwrap().is_none());
-        let mut whole = h.to_vec();
+        let mut whole = header().encode().to_vec();
         whole.extend_from_slice(&[1; 13]);
-        let mut r: &[u8] = &whole;
-        let f = read_frame(&mut r).await.unwrap().unwrap();
-        assert_eq!(f.body.len(), 10);
-        assert_eq!(f.payload.len(), 3);
+        for buffered in [false, true] {
+            // Cut inside the header, right after it, inside the body and inside the payload.
+            for cut in [1, 10, HEADER_BYTES, HEADER_BYTES + 5, whole.len() - 1] {
+                let r = read_one(&whole[..cut], buffered).await;
+                assert!(r.is_err(), "cut at {cut} (buffered: {buffered}): {r:?}");
+            }
+            assert!(read_one(&[], buffered).await.unwrap().is_none());
+            let f = read_one(&whole, buffered).await.unwrap().unwrap();
+            assert_eq!(f.body.len(), 10);
+            assert_eq!(f.payload.len(), 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_lengths_are_refused_before_reading_on() {
+        for buffered in [false, true] {
+            let mut b = header().encode();
+            b[24..28].copy_from_slice(&(MAX_PAYLOAD_BYTES + 1).to_be_bytes());
+            // A protocol error (the header), not a truncated frame (what reading on would give).
+            let r = read_one(&b, buffered).await;
+            assert!(matches!(r, Err(Error::Protocol(_))), "{r:?}");
+        }
+    }
+
+    /// An in-memory stream over `data` that returns at most `most` bytes per read (as a
+    /// socket returns what its receive queue holds) and counts the reads that returned data.
+    struct CountingStream<'a> {
+        data: &'a [u8],
+        most: usize,
+        /// Reads that returned data.
+        reads: usize,
+        /// Bytes returned by reads larger than [`READ_BUFFER_BYTES`]: they cannot have gone
+        /// into the reader's buffer, so they went straight into a payload.
+        direct_bytes: usize,
+    }
+
+    impl<'a> CountingStream<'a> {
+        fn new(data: &'a [u8], most: usize) -> Self {
+            CountingStream {
+                data,
+                most,
+                reads: 0,
+                direct_bytes: 0,
+            }
+        }
+    }
+
+    impl AsyncRead for CountingStream<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.most.min(self.data.len()).min(buf.remaining());
+            let (head, rest) = self.data.split_at(n);
+            buf.put_slice(head);
+            self.data = rest;
+            if n > 0 {
+                self.reads += 1;
+            }
+            if n > READ_BUFFER_BYTES {
+                self.direct_bytes += n;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// `len` bytes that differ from frame to frame and from byte to byte.
+    fn pattern(seed: usize, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i * 31 + seed * 7 + i / 251) as u8)
+            .collect()
+    }
+
+    /// A request frame `id` with `body` and `payload`, encoded.
+    fn encoded(id: u64, body: &[u8], payload: &[u8]) -> Vec<u8> {
+        let h = Header {
+            kind: FrameKind::Request,
+            service: Service::Oss,
+            flags: 0,
+            request_id: id,
+            body_len: body.len() as u32,
+            payload_len: payload.len() as u32,
+        };
+        let mut v = h.encode().to_vec();
+        v.extend_from_slice(body);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Reads the next frame and checks it is frame `id` with `body` and `payload`.
+    async fn expect_frame<R: AsyncRead + Unpin>(r: &mut R, id: u64, body: &[u8], payload: &[u8]) {
+        let f = read_frame(r).await.unwrap().expect("a frame, not a close");
+        assert_eq!(f.header.request_id, id);
+        assert!(f.body == body, "frame {id}: body differs");
+        assert_eq!(f.payload.len(), payload.len(), "frame {id}");
+        assert!(f.payload == payload, "frame {id}: payload differs");
+    }
+
+    /// Small frames back to back: hundreds per read through the buffer, where a bare stream
+    /// takes one read per header byte, header rest, body and payload.
+    #[tokio::test]
+    async fn small_frames_take_a_read_per_buffer_not_per_part() {
+        const FRAMES: usize = 1000;
+        // Bodies and payloads of varying sizes, so frames straddle buffer boundaries anywhere.
+        let parts: Vec<(Vec<u8>, Vec<u8>)> = (0..FRAMES)
+            .map(|i| (pattern(i, 20 + i % 50), pattern(i + 1, i % 30)))
+            .collect();
+        let mut wire = Vec::new();
+        for (i, (b, p)) in parts.iter().enumerate() {
+            wire.extend_from_slice(&encoded(i as u64, b, p));
+        }
+
+        let mut bare = CountingStream::new(&wire, usize::MAX);
+        let mut buffered = buffered_reader(CountingStream::new(&wire, usize::MAX));
+        for (i, (b, p)) in parts.iter().enumerate() {
+            expect_frame(&mut bare, i as u64, b, p).await;
+            expect_frame(&mut buffered, i as u64, b, p).await;
+        }
+        assert!(read_frame(&mut bare).await.unwrap().is_none());
+        assert!(read_frame(&mut buffered).await.unwrap().is_none());
+
+        let reads = buffered.get_ref().reads;
+        println!(
+            "{FRAMES} small frames, {} bytes: {} reads bare, {reads} buffered",
+            wire.len(),
+            bare.reads
+        );
+        assert!(bare.reads >= 3 * FRAMES, "{} bare reads", bare.reads);
+        assert_eq!(reads, wire.len().div_ceil(READ_BUFFER_BYTES));
+    }
+
+    /// A large payload between two small frames arrives whole, read from the stream straight
+    /// into its allocation rather than through the buffer.
+    #[tokio::test]
+    async fn a_large_payload_skips_the_buffer() {
+        const LARGE: usize = 8 << 20;
+        // What one read of a socket returns at most here (a full receive queue).
+        const SOCKET_READ: usize = 256 << 10;
+        let small = (pattern(1, 40), pattern(2, 20));
+        let large = (pattern(3, 100), pattern(4, LARGE));
+        let mut wire = encoded(1, &small.0, &small.1);
+        wire.extend_from_slice(&encoded(2, &large.0, &large.1));
+        wire.extend_from_slice(&encoded(3, &small.0, &small.1));
+
+        let mut bare = CountingStream::new(&wire, SOCKET_READ);
+        let mut r = buffered_reader(CountingStream::new(&wire, SOCKET_READ));
+        for mut rd in [&mut bare as &mut (dyn AsyncRead + Unpin), &mut r] {
+            expect_frame(&mut rd, 1, &small.0, &small.1).await;
+            expect_frame(&mut rd, 2, &large.0, &large.1).await;
+            expect_frame(&mut rd, 3, &small.0, &small.1).await;
+            assert!(read_frame(&mut rd).await.unwrap().is_none());
+        }
+
+        let s = r.get_ref();
+        println!(
+            "an {LARGE}-byte payload between two small frames, at most {SOCKET_READ} bytes a \
+             read: {} reads bare, {} buffered ({} bytes straight into the payload)",
+            bare.reads, s.reads, s.direct_bytes
+        );
+        // At most the buffer's worth before the payload and its last part pass the buffer.
+        assert!(
+            s.direct_bytes >= LARGE - 2 * READ_BUFFER_BYTES,
+            "only {} of {LARGE} payload bytes skipped the buffer",
+            s.direct_bytes
+        );
+        assert!(
+            s.reads <= wire.len().div_ceil(SOCKET_READ) + 3,
+            "{} reads",
+            s.reads
+        );
+
+        // Cut half-way through the large payload: the frame before it is whole, then an error.
+        let cut = &wire[..wire.len() / 2];
+        let mut r = buffered_reader(cut);
+        expect_frame(&mut r, 1, &small.0, &small.1).await;
+        assert!(read_frame(&mut r).await.is_err());
     }
 }

@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::{
     read_handshake_frame, ClientProof, Hello, ServerProof, CONNECT_TIMEOUT, MAX_INFLIGHT_PER_CONN,
-    RPC_TIMEOUT,
+    RPC_TIMEOUT, WRITE_BUFFER_BYTES,
 };
 use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
 use crate::error::Error;
-use crate::frame::{read_frame, Frame, FrameKind, Header, Service};
+use crate::frame::{buffered_reader, read_frame, Frame, FrameKind, Header, Service};
 use crate::net::{self, ReadHalf, WriteHalf};
 
 /// Waiting calls by request id; ordered, so that a lost connection wakes them in the order
@@ -176,19 +176,21 @@ impl Connection {
 }
 
 /// Connects and runs the client side of the handshake; returns the stream once the server
-/// proved itself and our proof is on its way.
+/// proved itself and our proof is on its way. Its reading half is buffered from the first
+/// handshake frame on, and stays so: whatever the buffer read ahead belongs to the answers.
 async fn handshake(
     addr: &str,
     service: Service,
     cluster: &str,
     client: &str,
     key: &ClusterKey,
-) -> Result<(ReadHalf, BufWriter<WriteHalf>), Error> {
+) -> Result<(BufReader<ReadHalf>, BufWriter<WriteHalf>), Error> {
     let stream = net::connect(addr)
         .await
         .map_err(|e| Error::Unavailable(format!("connect to {addr}: {e}")))?;
-    let (mut rd, wr) = stream.into_split();
-    let mut wr = BufWriter::with_capacity(64 << 10, wr);
+    let (rd, wr) = stream.into_split();
+    let mut rd = buffered_reader(rd);
+    let mut wr = BufWriter::with_capacity(WRITE_BUFFER_BYTES, wr);
     let client_nonce = auth::nonce()?;
     let hello = codec::encode(&Hello {
         cluster: cluster.to_string(),

@@ -31,6 +31,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_NAME_BYTES: usize = 256;
 /// Largest body of a handshake frame: a peer that has not proved itself yet gets no more.
 pub const MAX_HANDSHAKE_BODY_BYTES: u32 = 4096;
+/// Size of the buffer each side writes its frames through: frames queued together (many
+/// small calls or answers) leave in one write, flushed once the queue is empty.
+pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 /// The body of the `Hello` frame.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,7 +63,8 @@ pub struct ClientProof {
 }
 
 /// Reads one handshake frame of kind `want`: no payload, a small body. `Ok(None)` when the
-/// peer closed the connection first.
+/// peer closed the connection first. `r` is the connection's [`crate::frame::buffered_reader`],
+/// kept for the frames after the handshake (it may hold some of them already).
 pub(crate) async fn read_handshake_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     want: FrameKind,

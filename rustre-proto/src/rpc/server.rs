@@ -13,17 +13,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::{AsyncWriteExt, BufWriter, Interest};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::{
     read_handshake_frame, ClientProof, Hello, ServerProof, MAX_INFLIGHT_PER_CONN, MAX_NAME_BYTES,
+    WRITE_BUFFER_BYTES,
 };
 use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
 use crate::error::Error;
-use crate::frame::{read_header, read_rest, FrameKind, Header, Service};
+use crate::frame::{buffered_reader, read_header, read_rest, FrameKind, Header, Service};
 use crate::net::{Listener, ReadHalf, Stream, WriteHalf};
 
 /// Most client connections one server accepts at once.
@@ -147,8 +148,11 @@ async fn connection<H: Handler>(
     key: &ClusterKey,
     peer: std::net::SocketAddr,
 ) -> Result<(), Error> {
-    let (mut rd, wr) = stream.into_split();
-    let mut wr = BufWriter::with_capacity(64 << 10, wr);
+    // One buffered reader for the whole connection: a client sends its first requests right
+    // behind its proof, so the handshake's reads may already hold them.
+    let (rd, wr) = stream.into_split();
+    let mut rd = buffered_reader(rd);
+    let mut wr = BufWriter::with_capacity(WRITE_BUFFER_BYTES, wr);
 
     let shook = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
@@ -230,7 +234,7 @@ async fn connection<H: Handler>(
 /// The server side of the handshake: checks `Hello`, answers with our proof, checks the
 /// client's proof. Returns the client's name once it proved it holds the secret.
 async fn handshake<H: Handler>(
-    rd: &mut ReadHalf,
+    rd: &mut BufReader<ReadHalf>,
     wr: &mut BufWriter<WriteHalf>,
     cluster: &str,
     key: &ClusterKey,

@@ -1,6 +1,7 @@
 //! The authenticated handshake over real loopback TCP: the right secret connects; a wrong one
 //! is refused on both sides; a peer that skips or fakes the handshake is closed before any
-//! request reaches the handler, and the server goes on serving others.
+//! request reaches the handler, and the server goes on serving others. Frames a buffered
+//! reader takes in along with the handshake's are not lost.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,11 +14,11 @@ use tokio::sync::watch;
 
 use super::client::{Connection, Peer};
 use super::server::{serve, Handler, Reply};
-use super::{ClientProof, Hello, ServerProof};
+use super::{read_handshake_frame, ClientProof, Hello, ServerProof};
 use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
 use crate::error::Error;
-use crate::frame::{read_frame, FrameKind, Header, Service};
+use crate::frame::{buffered_reader, read_frame, FrameKind, Header, Service};
 
 const CLUSTER: &str = "authtest";
 /// A request the test handler never answers.
@@ -271,4 +272,66 @@ async fn a_call_that_times_out_retires_its_connection() {
     assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
     let (n, _) = peer.call::<u32, u32>(&21, Bytes::new()).await.unwrap();
     assert_eq!(n, 42);
+}
+
+#[tokio::test]
+async fn frames_read_ahead_with_the_handshake_are_kept() {
+    let request = codec::encode(&77u32).unwrap();
+    let mut wire = hello(auth::nonce().unwrap());
+    wire.extend_from_slice(&frame(FrameKind::Auth, &[9; 40]));
+    wire.extend_from_slice(&frame(FrameKind::Request, &request));
+    let mut rd = buffered_reader(&wire[..]);
+    let h = read_handshake_frame(&mut rd, FrameKind::Hello)
+        .await
+        .unwrap();
+    assert_eq!(h.unwrap().header.kind, FrameKind::Hello);
+    assert!(!rd.buffer().is_empty(), "nothing was read ahead");
+    let a = read_handshake_frame(&mut rd, FrameKind::Auth)
+        .await
+        .unwrap();
+    assert_eq!(a.unwrap().body.as_ref(), &[9; 40]);
+    let r = read_frame(&mut rd).await.unwrap().unwrap();
+    assert_eq!(r.header.kind, FrameKind::Request);
+    assert_eq!(r.body.as_ref(), request.as_slice());
+    assert!(read_frame(&mut rd).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn requests_sent_with_the_proof_in_one_write_are_answered() {
+    let key = ClusterKey::generate().unwrap();
+    let s = server(&key).await;
+    let mut raw = TcpStream::connect(&s.addr).await.unwrap();
+    let cn = auth::nonce().unwrap();
+    raw.write_all(&hello(cn)).await.unwrap();
+    let reply = read_frame(&mut raw).await.unwrap().unwrap();
+    let sp = codec::decode::<Result<ServerProof, Error>>(&reply.body)
+        .unwrap()
+        .unwrap();
+    let proof = codec::encode(&ClientProof {
+        proof: key.prove(Side::Client, CLUSTER, &cn, &sp.nonce),
+    })
+    .unwrap();
+    // The proof and two requests in one segment: the server's handshake read takes them all.
+    let mut wire = frame(FrameKind::Auth, &proof);
+    for n in [5u32, 6] {
+        wire.extend_from_slice(&frame(FrameKind::Request, &codec::encode(&n).unwrap()));
+    }
+    raw.write_all(&wire).await.unwrap();
+    let mut rd = buffered_reader(raw);
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut rd))
+            .await
+            .expect("an answer")
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.header.kind, FrameKind::Response);
+        let n = codec::decode::<Result<u32, Error>>(&answer.body)
+            .unwrap()
+            .unwrap();
+        answers.push(n);
+    }
+    answers.sort_unstable();
+    assert_eq!(answers, [10, 12]);
+    assert_eq!(s.handler.calls.load(Ordering::SeqCst), 2);
 }
