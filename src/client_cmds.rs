@@ -1,17 +1,13 @@
 //! Client and admin commands that work without a mount, through the client library.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustre_fuse::client::{path, ClientConfig};
+use rustre_fuse::client::{admin, path, ClientConfig, TransferError};
 use rustre_fuse::Client;
 use rustre_proto::auth::{self, ClusterKey};
-use rustre_proto::cluster::fetch_map;
-use rustre_proto::frame::Service;
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::{Attr, Creds, FileKind, LayoutSpec};
-use rustre_proto::rpc::client::Peer;
 
 /// Options every command shares.
 pub struct Global {
@@ -32,9 +28,6 @@ impl Global {
         ClusterKey::load(&self.secret_path()).map_err(|e| e.to_string())
     }
 }
-
-/// Largest buffer `put` and `get` move at once.
-const COPY_CHUNK_MAX: usize = 64 << 20;
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -87,9 +80,7 @@ fn human(bytes: u64) -> String {
 }
 
 pub async fn status(g: &Global) -> Result<(), String> {
-    let key = g.key()?;
-    let mgs = Peer::new(&g.mgs, Service::Mgs, &g.cluster, "rustre-status", &key, 1);
-    let map = fetch_map(&mgs)
+    let map = admin::cluster_map(&g.mgs, &g.cluster, &g.key()?)
         .await
         .map_err(|e| format!("cannot reach the MGS at {}: {e}", g.mgs))?;
     println!("cluster {} epoch {}", map.cluster_name, map.epoch);
@@ -126,7 +117,7 @@ pub async fn df(g: &Global) -> Result<(), String> {
         "{:<12} {:>10} {:>10} {:>10} {:>5}",
         "target", "size", "used", "avail", "use%"
     );
-    let map = c.cluster().map();
+    let map = c.cluster_map();
     let row = |name: String, total: u64, free: u64, avail: u64| {
         let used = total.saturating_sub(free);
         let pct = (used * 100).checked_div(total).unwrap_or(0);
@@ -163,7 +154,9 @@ pub async fn put(
     dest: &str,
     spec: Option<LayoutSpec>,
 ) -> Result<(), String> {
-    let mut src = std::fs::File::open(local).map_err(|e| format!("{}: {e}", local.display()))?;
+    let mut src = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| format!("{}: {e}", local.display()))?;
     let c = connect(g).await?;
     let creds = my_creds();
     let mut dest = dest.to_string();
@@ -177,60 +170,15 @@ pub async fn put(
         .resolve_parent(&creds, &dest)
         .await
         .map_err(with_path(&dest))?;
-    let flags = libc::O_WRONLY | libc::O_TRUNC;
-    let attr = c
-        .create(&creds, parent, &name, 0o644, false, Some(flags), spec)
+    let copied = c
+        .put(&creds, parent, &name, 0o644, spec, &mut src)
         .await
-        .map_err(with_path(&dest))?;
-    let result = copy_in(&c, &creds, &attr, &mut src).await;
-    let released = c.release(&creds, attr.ino).await;
+        .map_err(|e| match e {
+            TransferError::Local(e) => format!("{}: {e}", local.display()),
+            TransferError::Cluster(e) => format!("{dest}: {e}"),
+        });
     c.close().await.map_err(err)?;
-    result?;
-    released.map_err(err)
-}
-
-async fn copy_in(
-    c: &Client,
-    creds: &Creds,
-    attr: &Attr,
-    src: &mut std::fs::File,
-) -> Result<(), String> {
-    let layout = attr.layout.clone().ok_or("file has no layout")?;
-    let row = layout.stripe_size as usize * layout.osts.len();
-    let chunk = (row * 4).clamp(row, COPY_CHUNK_MAX.max(row));
-    let mut offset = 0u64;
-    loop {
-        let mut buf = vec![0u8; chunk];
-        let mut filled = 0;
-        while filled < chunk {
-            match src.read(&mut buf[filled..]).map_err(err)? {
-                0 => break,
-                n => filled += n,
-            }
-        }
-        if filled == 0 {
-            break;
-        }
-        buf.truncate(filled);
-        c.write_data(attr.ino, &layout, offset, buf.into(), false)
-            .await
-            .map_err(err)?;
-        offset += filled as u64;
-        if filled < chunk {
-            break;
-        }
-    }
-    c.sync_objects(attr.ino, &layout).await.map_err(err)?;
-    c.report_size(
-        creds,
-        attr.ino,
-        offset,
-        rustre_proto::host::now(),
-        attr.truncate_version,
-    )
-    .await
-    .map_err(err)?;
-    Ok(())
+    copied.map(|_| ())
 }
 
 pub async fn get(g: &Global, src: &str, local: &Path) -> Result<(), String> {
@@ -240,34 +188,18 @@ pub async fn get(g: &Global, src: &str, local: &Path) -> Result<(), String> {
     if a.kind != FileKind::File {
         return Err(format!("{src}: not a regular file"));
     }
-    let attr = c
-        .open(&creds, a.ino, libc::O_RDONLY)
+    let mut out = tokio::fs::File::create(local)
         .await
-        .map_err(with_path(src))?;
-    let result = copy_out(&c, &attr, local).await;
-    let released = c.release(&creds, attr.ino).await;
+        .map_err(|e| format!("{}: {e}", local.display()))?;
+    let copied = c.get(&creds, a.ino, &mut out).await.map_err(|e| match e {
+        TransferError::Local(e) => format!("{}: {e}", local.display()),
+        TransferError::Cluster(e) => format!("{src}: {e}"),
+    });
     c.close().await.map_err(err)?;
-    result?;
-    released.map_err(err)
-}
-
-async fn copy_out(c: &Client, attr: &Attr, local: &Path) -> Result<(), String> {
-    let mut out = std::fs::File::create(local).map_err(|e| format!("{}: {e}", local.display()))?;
-    if let Some(layout) = &attr.layout {
-        let row = layout.stripe_size as usize * layout.osts.len();
-        let chunk = (row * 4).clamp(row, COPY_CHUNK_MAX.max(row)) as u64;
-        let mut offset = 0u64;
-        while offset < attr.size {
-            let n = chunk.min(attr.size - offset) as usize;
-            let data = c
-                .read_data(attr.ino, layout, offset, n)
-                .await
-                .map_err(err)?;
-            out.write_all(&data).map_err(err)?;
-            offset += n as u64;
-        }
-    }
-    out.sync_all().map_err(err)
+    copied?;
+    out.sync_all()
+        .await
+        .map_err(|e| format!("{}: {e}", local.display()))
 }
 
 fn mode_string(a: &Attr) -> String {

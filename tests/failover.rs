@@ -115,7 +115,7 @@ async fn killing_an_mds_mid_storm_loses_nothing_and_fails_nothing() {
 async fn wait_for_cluster(cfg: &ClientConfig) -> Arc<Client> {
     for _ in 0..100 {
         if let Ok(c) = Client::connect(cfg).await {
-            let map = c.cluster().refresh().await.unwrap();
+            let map = c.refresh_map().await.unwrap();
             let mds_up = map.mds.iter().filter(|m| m.state == NodeState::Up).count();
             if mds_up == 2 && map.osts.iter().any(|o| o.state == NodeState::Up) {
                 return c;

@@ -71,7 +71,7 @@ async fn connect(mgs: &str) -> Arc<Client> {
     // The MDS and OSTs register a moment after the MGS is up.
     for _ in 0..100 {
         if let Ok(c) = Client::connect(&cfg).await {
-            let map = c.cluster().refresh().await.unwrap();
+            let map = c.refresh_map().await.unwrap();
             let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
             if up == 2 {
                 return c;
@@ -570,36 +570,29 @@ async fn unlinked_open_file_lives_until_last_close() {
     let t = start(30_000).await;
     let c = &t.client;
     let r = &root();
-    let flags = libc::O_RDWR;
+    let flags = libc::O_RDWR | libc::O_EXCL;
     let f = c
-        .create(r, ROOT_INO, "f", 0o644, true, Some(flags), None)
+        .create_file(r, ROOT_INO, "f", 0o644, flags, None)
         .await
         .unwrap();
-    let layout = f.layout.clone().unwrap();
+    let layout = f.attr.layout.clone().unwrap();
     let data = common::random_bytes(3 << 20, 3);
-    c.write_data(f.ino, &layout, 0, data.clone().into(), true)
-        .await
-        .unwrap();
-    c.report_size(
-        r,
-        f.ino,
-        data.len() as u64,
-        rustre_proto::host::now(),
-        f.truncate_version,
-    )
-    .await
-    .unwrap();
+    assert_eq!(
+        c.write_file(f.fh, 0, data.clone().into()).await.unwrap(),
+        data.len()
+    );
+    c.fsync_file(f.fh).await.unwrap();
     c.unlink(r, ROOT_INO, "f").await.unwrap();
     assert_eq!(c.lookup(r, ROOT_INO, "f").await, Err(Error::NotFound));
     // Still there for the holder.
-    let a = c.getattr(r, f.ino).await.unwrap();
+    let a = c.getattr(r, f.attr.ino).await.unwrap();
     assert_eq!((a.nlink, a.size), (0, data.len() as u64));
-    let back = c.read_data(f.ino, &layout, 0, data.len()).await.unwrap();
+    let back = c.read_file(f.fh, 0, data.len()).await.unwrap();
     assert!(back[..] == data[..]);
     let ost_dir = t.dir.path().join(format!("ost{}/objects", layout.osts[0]));
     assert!(common::dir_bytes(&ost_dir) > 0);
-    c.release(r, f.ino).await.unwrap();
-    assert_eq!(c.getattr(r, f.ino).await, Err(Error::NotFound));
+    c.release_file(f.fh).await.unwrap();
+    assert_eq!(c.getattr(r, f.attr.ino).await, Err(Error::NotFound));
     let gone = wait_async(Duration::from_secs(5), || common::dir_bytes(&ost_dir) == 0).await;
     assert!(gone, "objects of the destroyed file were not deleted");
 }
@@ -612,19 +605,21 @@ async fn concurrent_releases_each_drop_their_open() {
     let c = &t.client;
     let r = &root();
     let mut inos = Vec::new();
+    let mut handles = Vec::new();
     for i in 0..40 {
         let name = format!("f{i}");
         let f = c
-            .create(r, ROOT_INO, &name, 0o644, true, Some(libc::O_RDWR), None)
+            .create_file(r, ROOT_INO, &name, 0o644, libc::O_RDWR | libc::O_EXCL, None)
             .await
             .unwrap();
         c.unlink(r, ROOT_INO, &name).await.unwrap();
-        inos.push(f.ino);
+        inos.push(f.attr.ino);
+        handles.push(f.fh);
     }
     let mut releases = tokio::task::JoinSet::new();
-    for ino in inos.clone() {
+    for fh in handles {
         let c = c.clone();
-        releases.spawn(async move { c.release(&root(), ino).await });
+        releases.spawn(async move { c.release_file(fh).await });
     }
     while let Some(done) = releases.join_next().await {
         done.unwrap().unwrap();
@@ -639,15 +634,17 @@ async fn orphans_of_a_vanished_client_are_cleaned_after_its_lease() {
     let t = start(1_500).await;
     let r = &root();
     let gone_client = connect(&t.mgs).await;
-    let f = gone_client
-        .create(r, ROOT_INO, "f", 0o644, true, Some(libc::O_RDWR), None)
+    let opened = gone_client
+        .create_file(r, ROOT_INO, "f", 0o644, libc::O_RDWR | libc::O_EXCL, None)
         .await
         .unwrap();
-    let layout = f.layout.clone().unwrap();
     gone_client
-        .write_data(f.ino, &layout, 0, vec![1u8; 4096].into(), true)
+        .write_file(opened.fh, 0, vec![1u8; 4096].into())
         .await
         .unwrap();
+    gone_client.fsync_file(opened.fh).await.unwrap();
+    let f = opened.attr;
+    let layout = f.layout.clone().unwrap();
     // The client vanishes without releasing (its renewal task stops with it).
     drop(gone_client);
     t.client.unlink(r, ROOT_INO, "f").await.unwrap();
@@ -735,11 +732,13 @@ where
 /// `FEED_LEASE` (1 s) of being acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_name_follows_another_clients_changes() {
-    use rustre_fuse::client::meta_cache::FEED_LEASE;
+    use rustre_fuse::client::FEED_LEASE;
     let t = start_with(30_000, 2).await;
     let b = connect(&t.mgs).await;
     let a = &t.client;
-    assert_eq!(a.cluster().mds_peers().len(), 2, "two MDS in the map");
+    let map = a.cluster_map();
+    let up = map.mds.iter().filter(|m| m.state == NodeState::Up).count();
+    assert_eq!(up, 2, "two MDS in the map");
     let f = b
         .create(&root(), ROOT_INO, "f", 0o644, false, None, None)
         .await

@@ -20,11 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use lru::LruCache;
-use rustre_proto::msg::{Ino, Layout};
+use rustre_proto::msg::Ino;
 use rustre_proto::Error;
 use tokio::sync::OnceCell;
-
-use super::Client;
 
 /// Page-cache bytes when the mount does not say (`cache_size=`).
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
@@ -33,32 +31,32 @@ pub const READAHEAD_MAX_BYTES: u64 = 32 << 20;
 /// Inodes whose access pattern is remembered.
 pub const TRACKED_STREAMS_MAX: usize = 4096;
 
-type PageKey = (Ino, u64);
-type Fetch = Arc<OnceCell<Result<Bytes, Error>>>;
+pub(super) type PageKey = (Ino, u64);
+pub(super) type Fetch = Arc<OnceCell<Result<Bytes, Error>>>;
 
 /// Where a reader of one inode is, and how far ahead to read for it.
 #[derive(Debug, Clone, Copy, Default)]
-struct Stream {
+pub(super) struct Stream {
     /// Where the next read starts if the reader is sequential.
-    next: u64,
+    pub(super) next: u64,
     /// Current read-ahead window in bytes (0 = not sequential yet).
-    window: u64,
+    pub(super) window: u64,
 }
 
-struct Inner {
-    pages: LruCache<PageKey, Bytes>,
-    bytes: usize,
+pub(super) struct Inner {
+    pub(super) pages: LruCache<PageKey, Bytes>,
+    pub(super) bytes: usize,
     /// Pages being fetched: readers of the same page wait on one fetch.
-    fetching: HashMap<PageKey, Fetch>,
+    pub(super) fetching: HashMap<PageKey, Fetch>,
     /// Per-inode generation, bumped by every write or invalidation.
-    generation: HashMap<Ino, u64>,
-    streams: LruCache<Ino, Stream>,
+    pub(super) generation: HashMap<Ino, u64>,
+    pub(super) streams: LruCache<Ino, Stream>,
 }
 
 /// The page cache of one client.
 pub struct PageCache {
-    inner: Mutex<Inner>,
-    cap_bytes: Mutex<usize>,
+    pub(super) inner: Mutex<Inner>,
+    pub(super) cap_bytes: Mutex<usize>,
 }
 
 impl Default for PageCache {
@@ -84,16 +82,11 @@ impl PageCache {
         Self::shrink(&mut inner, bytes);
     }
 
-    fn capacity(&self) -> usize {
+    pub(super) fn capacity(&self) -> usize {
         *self.cap_bytes.lock().unwrap()
     }
 
-    /// Bytes held now.
-    pub fn bytes(&self) -> usize {
-        self.inner.lock().unwrap().bytes
-    }
-
-    fn shrink(inner: &mut Inner, cap: usize) {
+    pub(super) fn shrink(inner: &mut Inner, cap: usize) {
         while inner.bytes > cap {
             match inner.pages.pop_lru() {
                 Some((_, page)) => inner.bytes -= page.len(),
@@ -138,7 +131,7 @@ impl PageCache {
 
     /// Records a read at `offset..offset+len` and returns the read-ahead window for it
     /// (0 = random access: bypass the cache).
-    fn note_read(&self, ino: Ino, offset: u64, len: u64, page_size: u64) -> u64 {
+    pub(super) fn note_read(&self, ino: Ino, offset: u64, len: u64, page_size: u64) -> u64 {
         if self.capacity() == 0 {
             return 0;
         }
@@ -156,7 +149,7 @@ impl PageCache {
         s.window
     }
 
-    fn generation(&self, ino: Ino) -> u64 {
+    pub(super) fn generation(&self, ino: Ino) -> u64 {
         *self
             .inner
             .lock()
@@ -167,7 +160,7 @@ impl PageCache {
     }
 
     /// The cached page, or the (possibly shared) fetch to wait on for it.
-    fn lookup(&self, key: PageKey) -> Result<Bytes, Fetch> {
+    pub(super) fn lookup(&self, key: PageKey) -> Result<Bytes, Fetch> {
         let mut inner = self.inner.lock().unwrap();
         if let Some(p) = inner.pages.get(&key) {
             return Ok(p.clone());
@@ -175,7 +168,7 @@ impl PageCache {
         Err(inner.fetching.entry(key).or_default().clone())
     }
 
-    fn insert(&self, key: PageKey, page: &Bytes, generation: u64) {
+    pub(super) fn insert(&self, key: PageKey, page: &Bytes, generation: u64) {
         let cap = self.capacity();
         let mut inner = self.inner.lock().unwrap();
         inner.fetching.remove(&key);
@@ -191,101 +184,15 @@ impl PageCache {
     }
 }
 
-impl Client {
-    /// The client's page cache.
-    pub fn page_cache(&self) -> &PageCache {
-        &self.cache
-    }
-
-    /// Reads `len` bytes at `offset` of a file `file_size` bytes long (the caller clipped
-    /// the range to it), through the page cache and read-ahead for sequential readers.
-    pub async fn cached_read(
-        self: &Arc<Self>,
-        ino: Ino,
-        layout: &Layout,
-        offset: u64,
-        len: usize,
-        file_size: u64,
-    ) -> Result<Bytes, Error> {
-        let page_size = layout.stripe_size as u64;
-        let window = self.cache.note_read(ino, offset, len as u64, page_size);
-        if window == 0 || len == 0 {
-            return self.read_data(ino, layout, offset, len).await;
-        }
-        let first = offset / page_size;
-        let last = (offset + len as u64 - 1) / page_size;
-        let gen = self.cache.generation(ino);
-        let pages = (first..=last).map(|idx| self.page(ino, layout, idx, file_size, gen));
-        let pages = futures::future::try_join_all(pages).await?;
-        // A page holds the file as it was when fetched, cut at the end of file then. If the
-        // file grew since (written through another client; this client's own writes drop
-        // the pages they touch), the page is too short for this read: its tail would read
-        // as zeros where the file has data. Drop such pages and read the range afresh.
-        if cut_short(&pages, first, page_size, offset, len as u64) {
-            self.cache
-                .invalidate_range(ino, page_size, offset, len as u64);
-            return self.read_data(ino, layout, offset, len).await;
-        }
-        // Read ahead: the pages after this read, within the window, in the background.
-        let ahead_end = ((offset + len as u64 + window).min(file_size)).div_ceil(page_size);
-        for idx in last + 1..ahead_end {
-            let (c, l) = (self.clone(), layout.clone());
-            tokio::spawn(async move {
-                let _ = c.page(ino, &l, idx, file_size, gen).await;
-            });
-        }
-        let mut out = bytes::BytesMut::with_capacity(len);
-        let mut pos = offset;
-        for (i, page) in pages.iter().enumerate() {
-            let page_start = (first + i as u64) * page_size;
-            let from = (pos - page_start) as usize;
-            let to = ((offset + len as u64).min(page_start + page_size) - page_start) as usize;
-            // Every page holds at least `to` bytes (checked above).
-            out.extend_from_slice(&page[from..to]);
-            pos = page_start + to as u64;
-        }
-        Ok(out.freeze())
-    }
-
-    /// Page `idx` of `ino`: from the cache, from a fetch already in flight, or fetched now.
-    async fn page(
-        &self,
-        ino: Ino,
-        layout: &Layout,
-        idx: u64,
-        file_size: u64,
-        gen: u64,
-    ) -> Result<Bytes, Error> {
-        let page_size = layout.stripe_size as u64;
-        let fetch = match self.cache.lookup((ino, idx)) {
-            Ok(page) => return Ok(page),
-            Err(fetch) => fetch,
-        };
-        let start = idx * page_size;
-        let len = page_size.min(file_size.saturating_sub(start)) as usize;
-        let result = fetch
-            .get_or_init(|| async {
-                let r = self.read_data(ino, layout, start, len).await;
-                if let Ok(page) = &r {
-                    self.cache.insert((ino, idx), page, gen);
-                } else {
-                    self.cache
-                        .inner
-                        .lock()
-                        .unwrap()
-                        .fetching
-                        .remove(&(ino, idx));
-                }
-                r
-            })
-            .await;
-        result.clone()
-    }
-}
-
 /// Whether any of `pages` (consecutive, the first with index `first`) holds fewer bytes than
 /// a read of `len` bytes at `offset` needs from it: it was cut at an older end of file.
-fn cut_short(pages: &[Bytes], first: u64, page_size: u64, offset: u64, len: u64) -> bool {
+pub(super) fn cut_short(
+    pages: &[Bytes],
+    first: u64,
+    page_size: u64,
+    offset: u64,
+    len: u64,
+) -> bool {
     pages.iter().enumerate().any(|(i, page)| {
         let page_start = (first + i as u64) * page_size;
         let needed = (offset + len).min(page_start + page_size) - page_start;
@@ -321,7 +228,7 @@ mod tests {
         c.set_capacity(10);
         c.insert((1, 0), &Bytes::from(vec![1u8; 6]), 0);
         c.insert((1, 1), &Bytes::from(vec![2u8; 6]), 0);
-        assert!(c.bytes() <= 10);
+        assert!(c.inner.lock().unwrap().bytes <= 10);
         assert!(
             c.lookup((1, 0)).is_err(),
             "least recently used page evicted"
@@ -333,7 +240,7 @@ mod tests {
         c.insert((1, 0), &Bytes::from(vec![9u8; 6]), gen);
         assert!(c.lookup((1, 0)).is_err());
         c.invalidate(1);
-        assert_eq!(c.bytes(), 0);
+        assert_eq!(c.inner.lock().unwrap().bytes, 0);
     }
 
     #[test]

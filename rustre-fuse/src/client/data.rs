@@ -308,7 +308,7 @@ impl Client {
     /// Reads `len` bytes at `offset` of file `ino`; ranges no object holds (holes, or past
     /// an object's end) read as zeros. The caller clips the range to the file size. Every
     /// byte returned was verified against its block's CRC.
-    pub async fn read_data(
+    pub(crate) async fn read_data(
         &self,
         ino: Ino,
         layout: &Layout,
@@ -519,7 +519,7 @@ impl Client {
     /// Writes `data` at `offset` of file `ino`: every piece to every live copy of its
     /// stripe, all in parallel; with `sync` the OSTs have it on disk before this returns.
     /// Copies that failed are marked stale before this returns (see the module docs).
-    pub async fn write_data(
+    pub(crate) async fn write_data(
         &self,
         ino: Ino,
         layout: &Layout,
@@ -564,7 +564,7 @@ impl Client {
 
     /// Cuts every live copy of every object of the file to the length it has when the file
     /// is `size` long; failed copies follow the write rule.
-    pub async fn truncate_objects(
+    pub(crate) async fn truncate_objects(
         &self,
         ino: Ino,
         layout: &Layout,
@@ -596,7 +596,7 @@ impl Client {
     /// Makes every live copy of every object of the file durable on its OST (fdatasync).
     /// A copy that fails to sync may not hold the data durably: it is marked stale, and the
     /// sync succeeds when one copy of every stripe synced.
-    pub async fn sync_objects(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
+    pub(crate) async fn sync_objects(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
         self.riding_through(|| self.sync_objects_once(ino, layout))
             .await
     }

@@ -8,14 +8,12 @@
 //! are handed out.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use rustre_proto::msg::mds::DirEntry;
 use rustre_proto::msg::{Creds, FileKind, Ino};
 use rustre_proto::Error;
-
-use super::Client;
 
 /// Most directories one client holds open at once.
 pub const MAX_OPEN_DIRS: usize = 1 << 14;
@@ -26,9 +24,9 @@ pub const DIR_OFFSETS_MAX: usize = 1 << 16;
 pub const DIR_PAGE_ENTRIES: u32 = 256;
 
 /// Offset of ".".
-const DOT_OFFSET: u64 = 1;
+pub(super) const DOT_OFFSET: u64 = 1;
 /// Offset of ".."; the first real entry follows it.
-const DOTDOT_OFFSET: u64 = 2;
+pub(super) const DOTDOT_OFFSET: u64 = 2;
 
 /// One entry of a listing with the offset that resumes after it.
 #[derive(Debug, Clone)]
@@ -37,33 +35,33 @@ pub struct Listed {
     pub entry: DirEntry,
 }
 
-struct DirState {
+pub(super) struct DirState {
     /// Offset → the name handed out there.
-    names: BTreeMap<u64, String>,
-    next_offset: u64,
+    pub(super) names: BTreeMap<u64, String>,
+    pub(super) next_offset: u64,
     /// Fetched entries not yet handed out past `base`, with their offsets.
-    buffer: VecDeque<Listed>,
+    pub(super) buffer: VecDeque<Listed>,
     /// The offset the buffer's first entry follows.
-    base: u64,
+    pub(super) base: u64,
     /// The buffer ends the directory.
-    eof: bool,
+    pub(super) eof: bool,
     /// Whether the listing from the start was served once (a rewind then reads afresh).
-    started: bool,
+    pub(super) started: bool,
 }
 
-struct OpenDir {
-    ino: Ino,
-    creds: Creds,
+pub(super) struct OpenDir {
+    pub(super) ino: Ino,
+    pub(super) creds: Creds,
     /// "." and "..".
-    dot: DirEntry,
-    dotdot: DirEntry,
-    state: tokio::sync::Mutex<DirState>,
+    pub(super) dot: DirEntry,
+    pub(super) dotdot: DirEntry,
+    pub(super) state: tokio::sync::Mutex<DirState>,
 }
 
 /// The open-directory table of one client.
 pub struct Dirs {
-    handles: Mutex<HashMap<u64, Arc<OpenDir>>>,
-    next_fh: AtomicU64,
+    pub(super) handles: Mutex<HashMap<u64, Arc<OpenDir>>>,
+    pub(super) next_fh: AtomicU64,
 }
 
 impl Default for Dirs {
@@ -76,7 +74,7 @@ impl Default for Dirs {
 }
 
 impl Dirs {
-    fn get(&self, fh: u64) -> Result<Arc<OpenDir>, Error> {
+    pub(super) fn get(&self, fh: u64) -> Result<Arc<OpenDir>, Error> {
         self.handles
             .lock()
             .unwrap()
@@ -87,7 +85,7 @@ impl Dirs {
 }
 
 /// "." or "..": no attributes (the kernel ignores them for these two names).
-fn dir_entry(name: &str, ino: Ino) -> DirEntry {
+pub(super) fn dir_entry(name: &str, ino: Ino) -> DirEntry {
     DirEntry {
         name: name.to_string(),
         ino,
@@ -98,7 +96,7 @@ fn dir_entry(name: &str, ino: Ino) -> DirEntry {
 
 impl DirState {
     /// Assigns offsets to a fetched page and makes it the buffer following `base`.
-    fn fill(&mut self, base: u64, page: Vec<DirEntry>, eof: bool) {
+    pub(super) fn fill(&mut self, base: u64, page: Vec<DirEntry>, eof: bool) {
         self.buffer.clear();
         self.base = base;
         self.eof = eof;
@@ -116,117 +114,12 @@ impl DirState {
     /// Whether the buffer continues a listing that stopped at `offset`.
     /// (Buffered offsets are consecutive among themselves, but a page fetched after a seek
     /// does not follow its base numerically.)
-    fn continues(&self, offset: u64) -> bool {
+    pub(super) fn continues(&self, offset: u64) -> bool {
         offset == self.base
             || matches!(
                 (self.buffer.front(), self.buffer.back()),
                 (Some(f), Some(b)) if f.offset <= offset && offset <= b.offset
             )
-    }
-}
-
-impl Client {
-    /// Opens directory `ino` for listing (needs read permission) and returns a handle.
-    pub async fn open_dir(&self, creds: &Creds, ino: Ino) -> Result<u64, Error> {
-        let (first, parent) = tokio::join!(
-            self.readdir(creds, ino, None, DIR_PAGE_ENTRIES, true),
-            self.lookup(creds, ino, "..")
-        );
-        let (page, eof) = first?;
-        // Without search permission ".." cannot be looked up; then it names the directory
-        // itself, as at the root.
-        let parent = parent.map_or(ino, |a| a.ino);
-        let mut state = DirState {
-            names: BTreeMap::new(),
-            next_offset: DOTDOT_OFFSET + 1,
-            buffer: VecDeque::new(),
-            base: DOTDOT_OFFSET,
-            eof,
-            started: false,
-        };
-        state.fill(DOTDOT_OFFSET, page, eof);
-        let dir = OpenDir {
-            ino,
-            creds: creds.clone(),
-            dot: dir_entry(".", ino),
-            dotdot: dir_entry("..", parent),
-            state: tokio::sync::Mutex::new(state),
-        };
-        let mut handles = self.dirs.handles.lock().unwrap();
-        if handles.len() >= MAX_OPEN_DIRS {
-            return Err(Error::Busy);
-        }
-        let fh = self.dirs.next_fh.fetch_add(1, Ordering::Relaxed);
-        handles.insert(fh, Arc::new(dir));
-        Ok(fh)
-    }
-
-    /// The entries of open directory `fh` after `offset` (0 = from the start), each with
-    /// the offset that resumes after it. An empty answer is the end of the directory.
-    pub async fn read_dir(&self, fh: u64, offset: u64) -> Result<Vec<Listed>, Error> {
-        let dir = self.dirs.get(fh)?;
-        let mut st = dir.state.lock().await;
-        let mut out = Vec::new();
-        if offset < DOT_OFFSET {
-            out.push(Listed {
-                offset: DOT_OFFSET,
-                entry: dir.dot.clone(),
-            });
-            if st.started {
-                // A rewind: the listing must show the directory as it is now.
-                st.buffer.clear();
-                st.base = u64::MAX;
-            }
-            st.started = true;
-        }
-        if offset < DOTDOT_OFFSET {
-            out.push(Listed {
-                offset: DOTDOT_OFFSET,
-                entry: dir.dotdot.clone(),
-            });
-        }
-        let at = offset.max(DOTDOT_OFFSET);
-        if !st.continues(at) && !self.fetch_after(&dir, &mut st, at).await? {
-            return Ok(out);
-        }
-        while st.buffer.front().is_some_and(|l| l.offset <= at) {
-            st.buffer.pop_front();
-        }
-        st.base = at;
-        if st.buffer.is_empty() && !st.eof && !self.fetch_after(&dir, &mut st, at).await? {
-            return Ok(out);
-        }
-        out.extend(st.buffer.iter().cloned());
-        Ok(out)
-    }
-
-    /// Fetches into `st` the page of `dir` that follows offset `at`. False when `at` is an
-    /// offset this handle never handed out (or long forgot): the listing ends there.
-    async fn fetch_after(&self, dir: &OpenDir, st: &mut DirState, at: u64) -> Result<bool, Error> {
-        let after = if at == DOTDOT_OFFSET {
-            None
-        } else {
-            match st.names.get(&at) {
-                Some(name) => Some(name.clone()),
-                None => return Ok(false),
-            }
-        };
-        let (page, eof) = self
-            .readdir(
-                &dir.creds,
-                dir.ino,
-                after.as_deref(),
-                DIR_PAGE_ENTRIES,
-                true,
-            )
-            .await?;
-        st.fill(at, page, eof);
-        Ok(true)
-    }
-
-    /// Closes directory handle `fh`.
-    pub fn release_dir(&self, fh: u64) {
-        self.dirs.handles.lock().unwrap().remove(&fh);
     }
 }
 

@@ -23,13 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use lru::LruCache;
-use rustre_proto::msg::mds::SetAttr;
 use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, Timestamp};
 use rustre_proto::Error;
-
-use super::Client;
 
 /// Most files one client holds open at once (handles, not inodes).
 pub const MAX_OPEN_FILES: usize = 1 << 16;
@@ -61,54 +57,54 @@ pub struct Opened {
 }
 
 /// One open file.
-struct OpenFile {
-    ino: Ino,
+pub(super) struct OpenFile {
+    pub(super) ino: Ino,
     /// The layout at open time: it stays valid after an unlink.
-    layout: Option<Layout>,
-    flags: i32,
+    pub(super) layout: Option<Layout>,
+    pub(super) flags: i32,
     /// Who opened it: size reports made for this handle carry these credentials.
-    creds: Creds,
+    pub(super) creds: Creds,
 }
 
 impl OpenFile {
-    fn layout(&self) -> Result<&Layout, Error> {
+    pub(super) fn layout(&self) -> Result<&Layout, Error> {
         self.layout
             .as_ref()
             .ok_or_else(|| Error::Invalid("file has no layout".into()))
     }
 
-    fn writable(&self) -> bool {
+    pub(super) fn writable(&self) -> bool {
         self.flags & libc::O_ACCMODE != libc::O_RDONLY
     }
 }
 
 /// What this client knows about one inode it has open.
-struct InodeState {
+pub(super) struct InodeState {
     /// Highest size known: this client's writes and every MDS answer since the last truncate.
-    size: u64,
+    pub(super) size: u64,
     /// When this client's writes last changed the file.
-    mtime: Timestamp,
+    pub(super) mtime: Timestamp,
     /// The truncate version the size belongs to.
-    truncate_version: u64,
+    pub(super) truncate_version: u64,
     /// Written since the last successful report.
-    dirty: bool,
+    pub(super) dirty: bool,
     /// Bumped by every write, so a report racing a write does not mark the state clean.
-    writes: u64,
+    pub(super) writes: u64,
     /// The last writer, whose credentials the report carries (a non-root writer clears
     /// setuid/setgid).
-    writer: Creds,
+    pub(super) writer: Creds,
     /// Open handles on the inode.
-    opens: u32,
+    pub(super) opens: u32,
     /// Serializes O_APPEND writes, which go to the end this state knows.
-    append: Arc<tokio::sync::Mutex<()>>,
+    pub(super) append: Arc<tokio::sync::Mutex<()>>,
     /// The newest layout seen (highest version).
-    layout: Option<Layout>,
+    pub(super) layout: Option<Layout>,
     /// When the MDS last told us the layout (any attribute answer with one).
-    layout_seen: tokio::time::Instant,
+    pub(super) layout_seen: tokio::time::Instant,
 }
 
 impl InodeState {
-    fn new(attr: &Attr) -> InodeState {
+    pub(super) fn new(attr: &Attr) -> InodeState {
         InodeState {
             layout_seen: tokio::time::Instant::now(),
             layout: attr.layout.clone(),
@@ -125,24 +121,24 @@ impl InodeState {
 }
 
 /// A pending size report: the state as it was when the report was taken.
-struct Report {
-    size: u64,
-    mtime: Timestamp,
-    truncate_version: u64,
-    writes: u64,
-    writer: Creds,
+pub(super) struct Report {
+    pub(super) size: u64,
+    pub(super) mtime: Timestamp,
+    pub(super) truncate_version: u64,
+    pub(super) writes: u64,
+    pub(super) writer: Creds,
 }
 
 /// The open-file table and per-inode size state of one client.
 pub struct Files {
     /// How old a replicated file's layout may get before a read asks the MDS again (the
     /// mount's attribute TTL), in milliseconds.
-    layout_ttl_ms: AtomicU64,
-    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
-    next_fh: AtomicU64,
+    pub(super) layout_ttl_ms: AtomicU64,
+    pub(super) handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    pub(super) next_fh: AtomicU64,
     /// By inode, in order: dirty sizes are reported in inode order (deterministic runs).
-    inodes: Mutex<BTreeMap<Ino, InodeState>>,
-    stamps: Mutex<LruCache<Ino, (u64, Timestamp)>>,
+    pub(super) inodes: Mutex<BTreeMap<Ino, InodeState>>,
+    pub(super) stamps: Mutex<LruCache<Ino, (u64, Timestamp)>>,
 }
 
 impl Default for Files {
@@ -163,14 +159,14 @@ impl Default for Files {
 pub const DEFAULT_LAYOUT_TTL_MS: u64 = 1000;
 
 /// Replaces `known` by `seen` when `seen` is newer (a higher version).
-fn learn_layout(known: &mut Option<Layout>, seen: &Layout) {
+pub(super) fn learn_layout(known: &mut Option<Layout>, seen: &Layout) {
     if known.as_ref().is_none_or(|k| seen.version > k.version) {
         *known = Some(seen.clone());
     }
 }
 
 /// Setuid/setgid bits left after a write by `writer` (Linux's should_remove_suid).
-fn perm_after_write(writer: &Creds, perm: u32) -> u32 {
+pub(super) fn perm_after_write(writer: &Creds, perm: u32) -> u32 {
     if writer.uid == 0 {
         return perm;
     }
@@ -217,7 +213,7 @@ impl Files {
         }
     }
 
-    fn handle(&self, fh: u64) -> Result<Arc<OpenFile>, Error> {
+    pub(super) fn handle(&self, fh: u64) -> Result<Arc<OpenFile>, Error> {
         self.handles
             .lock()
             .unwrap()
@@ -227,7 +223,12 @@ impl Files {
     }
 
     /// Records a new handle on `attr.ino`; tells whether cached pages are still valid.
-    fn register(&self, attr: &Attr, flags: i32, creds: &Creds) -> Result<(u64, bool), Error> {
+    pub(super) fn register(
+        &self,
+        attr: &Attr,
+        flags: i32,
+        creds: &Creds,
+    ) -> Result<(u64, bool), Error> {
         let mut handles = self.handles.lock().unwrap();
         if handles.len() >= MAX_OPEN_FILES {
             return Err(Error::Busy);
@@ -289,19 +290,12 @@ impl Files {
         }
     }
 
-    /// Learns a layout of open inode `ino` (kept if newer than the one known).
-    pub fn learn_layout(&self, ino: Ino, layout: &Layout) {
-        if let Some(st) = self.inodes.lock().unwrap().get_mut(&ino) {
-            learn_layout(&mut st.layout, layout);
-        }
-    }
-
     /// The size this client knows for open inode `ino`.
-    fn size(&self, ino: Ino) -> u64 {
+    pub(super) fn size(&self, ino: Ino) -> u64 {
         self.inodes.lock().unwrap().get(&ino).map_or(0, |s| s.size)
     }
 
-    fn append_lock(&self, ino: Ino) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn append_lock(&self, ino: Ino) -> Arc<tokio::sync::Mutex<()>> {
         // A handle always has a state; a fresh lock would only serve a vanished one.
         self.inodes
             .lock()
@@ -312,7 +306,7 @@ impl Files {
     }
 
     /// Notes that a write (or an extending fallocate) reached `end` at `mtime`.
-    fn wrote(&self, ino: Ino, end: u64, mtime: Timestamp, writer: &Creds) {
+    pub(super) fn wrote(&self, ino: Ino, end: u64, mtime: Timestamp, writer: &Creds) {
         if let Some(st) = self.inodes.lock().unwrap().get_mut(&ino) {
             st.size = st.size.max(end);
             st.mtime = st.mtime.max(mtime);
@@ -322,7 +316,7 @@ impl Files {
         }
     }
 
-    fn pending_report(&self, ino: Ino) -> Option<Report> {
+    pub(super) fn pending_report(&self, ino: Ino) -> Option<Report> {
         let inodes = self.inodes.lock().unwrap();
         let st = inodes.get(&ino).filter(|s| s.dirty)?;
         Some(Report {
@@ -334,7 +328,7 @@ impl Files {
         })
     }
 
-    fn reported(&self, ino: Ino, r: &Report, attr: &Attr) {
+    pub(super) fn reported(&self, ino: Ino, r: &Report, attr: &Attr) {
         if let Some(st) = self.inodes.lock().unwrap().get_mut(&ino) {
             if st.writes == r.writes && st.truncate_version == r.truncate_version {
                 st.dirty = false;
@@ -347,7 +341,7 @@ impl Files {
     }
 
     /// Drops handle `fh`; returns it and whether it was the inode's last.
-    fn unregister(&self, fh: u64) -> Result<(Arc<OpenFile>, bool), Error> {
+    pub(super) fn unregister(&self, fh: u64) -> Result<(Arc<OpenFile>, bool), Error> {
         let f = self
             .handles
             .lock()
@@ -368,7 +362,7 @@ impl Files {
     /// Drops the state of `ino` if no handle is open on it now; returns whether none is.
     /// (The caller learnt its handle was the last before awaiting: one may have been opened
     /// since, whose state this is.)
-    fn forget_inode(&self, ino: Ino) -> bool {
+    pub(super) fn forget_inode(&self, ino: Ino) -> bool {
         let mut inodes = self.inodes.lock().unwrap();
         let Some(st) = inodes.get(&ino) else {
             return true;
@@ -384,337 +378,13 @@ impl Files {
     }
 
     /// Inodes with unreported writes.
-    fn dirty_inodes(&self) -> Vec<Ino> {
+    pub(super) fn dirty_inodes(&self) -> Vec<Ino> {
         let inodes = self.inodes.lock().unwrap();
         inodes
             .iter()
             .filter(|(_, s)| s.dirty)
             .map(|(i, _)| *i)
             .collect()
-    }
-
-    /// Number of open handles (for tests and status).
-    pub fn open_count(&self) -> usize {
-        self.handles.lock().unwrap().len()
-    }
-}
-
-/// An inode-addressed call that finds no inode: the caller's name-to-inode mapping is stale
-/// (another client removed or replaced the file). ESTALE, unlike ENOENT, makes the kernel
-/// look the name up afresh and retry.
-fn stale_if_gone(e: Error) -> Error {
-    match e {
-        Error::NotFound => Error::Stale,
-        e => e,
-    }
-}
-
-impl Client {
-    /// Attributes of inode `ino` for a caller that reached it through a cached name (see
-    /// [`stale_if_gone`]).
-    pub async fn getattr_ino(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
-        self.getattr(creds, ino).await.map_err(stale_if_gone)
-    }
-
-    /// Reports the size and mtime this client's writes reached on `ino`, if any are unreported.
-    /// Buffered data goes to the OSTs first, so no client ever sees a size before its data.
-    pub async fn report_dirty(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
-        self.flush_writes(ino).await?;
-        let Some(r) = self.files.pending_report(ino) else {
-            return Ok(());
-        };
-        let attr = self
-            .report_size(&r.writer, ino, r.size, r.mtime, r.truncate_version)
-            .await?;
-        self.files.reported(ino, &r, &attr);
-        Ok(())
-    }
-
-    /// Starts reporting unreported sizes every [`SIZE_REPORT_INTERVAL`] for as long as the
-    /// client lives.
-    pub fn start_size_reports(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(SIZE_REPORT_INTERVAL).await;
-                let Some(c) = weak.upgrade() else { break };
-                for ino in c.files.dirty_inodes() {
-                    if let Err(e) = c.report_dirty(ino).await {
-                        tracing::debug!(ino, "periodic size report: {e}");
-                    }
-                }
-            }
-        });
-    }
-
-    /// Opens file `ino` with open(2) `flags` and returns a handle.
-    pub async fn open_file(
-        self: &Arc<Self>,
-        creds: &Creds,
-        ino: Ino,
-        flags: i32,
-    ) -> Result<Opened, Error> {
-        if flags & libc::O_TRUNC != 0 {
-            // The MDS must know every byte written before it truncates, or the cut misses them.
-            self.report_dirty(ino).await?;
-            self.cache.invalidate(ino);
-        }
-        let attr = self.open(creds, ino, flags).await.map_err(stale_if_gone)?;
-        self.opened(creds, attr, flags).await
-    }
-
-    /// Creates (or, without O_EXCL in `flags`, opens an existing) file `name` in `parent`
-    /// and returns a handle.
-    pub async fn create_file(
-        self: &Arc<Self>,
-        creds: &Creds,
-        parent: Ino,
-        name: &str,
-        perm: u32,
-        flags: i32,
-    ) -> Result<Opened, Error> {
-        let exclusive = flags & libc::O_EXCL != 0;
-        let asked = tokio::time::Instant::now();
-        let attr = self
-            .create(creds, parent, name, perm, exclusive, Some(flags), None)
-            .await?;
-        if exclusive {
-            // A new inode has no extended attributes: the kernel's probe before the first
-            // write needs no round trip.
-            self.capability.put(attr.ino, asked, &Err(Error::NoData));
-        }
-        self.opened(creds, attr, flags).await
-    }
-
-    async fn opened(
-        self: &Arc<Self>,
-        creds: &Creds,
-        attr: Attr,
-        flags: i32,
-    ) -> Result<Opened, Error> {
-        match self.files.register(&attr, flags, creds) {
-            Ok((fh, keep_cache)) => {
-                if !keep_cache {
-                    // Changed since this client last saw it: cached pages may be stale.
-                    self.cache.invalidate(attr.ino);
-                }
-                let mut attr = attr;
-                self.files.merge(&mut attr);
-                Ok(Opened {
-                    fh,
-                    attr,
-                    keep_cache,
-                })
-            }
-            Err(e) => {
-                // Undo the open record the MDS just made.
-                let _ = self.release(creds, attr.ino).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Reads up to `len` bytes at `offset` through handle `fh`; shorter at end of file.
-    pub async fn read_file(
-        self: &Arc<Self>,
-        fh: u64,
-        offset: u64,
-        len: usize,
-    ) -> Result<Bytes, Error> {
-        let f = self.files.handle(fh)?;
-        // Buffered writes of this inode reach the OSTs before anything is read back.
-        self.flush_writes(f.ino).await?;
-        let size = self.files.size(f.ino);
-        if offset >= size || len == 0 {
-            return Ok(Bytes::new());
-        }
-        let n = (size - offset).min(len as u64) as usize;
-        self.cached_read(f.ino, f.layout()?, offset, n, size).await
-    }
-
-    /// Writes `data` at `offset` through handle `fh` (at the end of the file for an
-    /// O_APPEND handle); returns the bytes written.
-    pub async fn write_file(
-        self: &Arc<Self>,
-        fh: u64,
-        offset: u64,
-        data: Bytes,
-    ) -> Result<usize, Error> {
-        let f = self.files.handle(fh)?;
-        let layout = f.layout()?;
-        let len = data.len();
-        let sync = f.flags & libc::O_DSYNC != 0;
-        let lock = (f.flags & libc::O_APPEND != 0).then(|| self.files.append_lock(f.ino));
-        let _guard = match &lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
-        // The kernel's offset for O_APPEND is only right if the size it knows is fresh;
-        // this client's is.
-        let offset = if lock.is_some() {
-            self.files.size(f.ino)
-        } else {
-            offset
-        };
-        let end = offset
-            .checked_add(len as u64)
-            .filter(|e| *e <= MAX_FILE_BYTES)
-            .ok_or(Error::TooBig)?;
-        if len == 0 {
-            return Ok(0);
-        }
-        if sync {
-            self.flush_writes(f.ino).await?;
-            self.cache
-                .invalidate_range(f.ino, layout.stripe_size as u64, offset, len as u64);
-            self.write_data(f.ino, layout, offset, data, true).await?;
-        } else {
-            self.buffered_write(f.ino, layout, offset, data).await?;
-        }
-        self.files
-            .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
-        if sync {
-            self.report_dirty(f.ino).await?;
-        }
-        Ok(len)
-    }
-
-    /// close(2) of one descriptor of `fh`: the MDS learns the size and mtime written.
-    /// True when a flush of handle `fh` would do nothing: no write of its inode is buffered,
-    /// in flight or unreported (so the kernel's FLUSH at every close of a file nobody wrote
-    /// is answered without leaving fuser's thread).
-    pub fn nothing_to_flush(&self, fh: u64) -> bool {
-        self.files.handle(fh).is_ok_and(|f| {
-            !self.writeback.holds(f.ino) && self.files.pending_report(f.ino).is_none()
-        })
-    }
-
-    pub async fn flush_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
-        let f = self.files.handle(fh)?;
-        self.report_dirty(f.ino).await
-    }
-
-    /// fsync(2): data on the OSTs' disks, size/mtime reported, and the MDS's store synced.
-    pub async fn fsync_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
-        let f = self.files.handle(fh)?;
-        self.flush_writes(f.ino).await?;
-        // Through any descriptor: data written through another one is the file's too.
-        self.sync_objects(f.ino, f.layout()?).await?;
-        self.report_dirty(f.ino).await?;
-        // The report, the file's creation and every other change this client made before
-        // are committed; this makes them durable.
-        self.sync_metadata(&f.creds).await
-    }
-
-    /// The last close of handle `fh`: reports what was written and drops the open record
-    /// (the MDS destroys an orphan whose last open this was).
-    ///
-    /// The kernel sends RELEASE asynchronously: the file may be opened again (and written)
-    /// while this one runs, so the per-inode state is dropped only if still nobody holds it.
-    pub async fn release_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
-        let (f, last) = self.files.unregister(fh)?;
-        let reported = self.report_dirty(f.ino).await;
-        let released = self.release(&f.creds, f.ino).await;
-        if last && self.files.forget_inode(f.ino) {
-            self.forget_writes(f.ino);
-        }
-        reported.and(released)
-    }
-
-    /// setattr(2) family. Unreported writes go to the MDS first, so an explicit mtime or a
-    /// truncate is applied after them; a handle opened for writing (ftruncate) skips the
-    /// write-permission check, as Linux does.
-    pub async fn setattr_file(
-        self: &Arc<Self>,
-        creds: &Creds,
-        ino: Ino,
-        mut set: SetAttr,
-        fh: Option<u64>,
-    ) -> Result<Attr, Error> {
-        if let Some(f) = fh.and_then(|fh| self.files.handle(fh).ok()) {
-            if f.ino == ino && f.writable() && set.size.is_some() {
-                set.via_write_handle = true;
-            }
-        }
-        self.report_dirty(ino).await?;
-        if set.size.is_some() {
-            self.cache.invalidate(ino);
-        }
-        self.setattr(creds, ino, set).await.map_err(stale_if_gone)
-    }
-
-    /// SEEK_DATA / SEEK_HOLE: the whole file is data and the only hole is at its end
-    /// (correct by POSIX). `None` means `offset` lies at or past the end (ENXIO).
-    pub async fn seek_data_hole(
-        &self,
-        creds: &Creds,
-        ino: Ino,
-        offset: u64,
-        want_data: bool,
-    ) -> Result<Option<u64>, Error> {
-        let size = self.getattr(creds, ino).await?.size;
-        if offset >= size {
-            return Ok(None);
-        }
-        Ok(Some(if want_data { offset } else { size }))
-    }
-
-    /// fallocate(2) through handle `fh`. Mode 0 and FALLOC_FL_KEEP_SIZE reserve nothing on
-    /// the OSTs (objects are sparse) but extend the size as asked; FALLOC_FL_PUNCH_HOLE and
-    /// FALLOC_FL_ZERO_RANGE write zeros over the range. Other modes are EOPNOTSUPP.
-    pub async fn fallocate_file(
-        self: &Arc<Self>,
-        fh: u64,
-        offset: u64,
-        len: u64,
-        mode: i32,
-    ) -> Result<(), Error> {
-        let f = self.files.handle(fh)?;
-        let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
-        let end = offset
-            .checked_add(len)
-            .filter(|e| *e <= MAX_FILE_BYTES)
-            .ok_or(Error::TooBig)?;
-        if len == 0 {
-            return Err(Error::Invalid("fallocate of zero bytes".into()));
-        }
-        let size = self.files.size(f.ino);
-        match mode & !FALLOC_FL_KEEP_SIZE {
-            0 => {}
-            FALLOC_FL_PUNCH_HOLE if keep_size => {
-                self.zero_range(&f, offset, end.min(size)).await?;
-            }
-            FALLOC_FL_ZERO_RANGE => {
-                self.zero_range(&f, offset, end.min(size)).await?;
-            }
-            _ => return Err(Error::NotSupported),
-        }
-        if !keep_size && end > size {
-            self.files
-                .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
-            self.report_dirty(f.ino).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes zeros over `[start, end)` of the file behind `f`.
-    async fn zero_range(self: &Arc<Self>, f: &OpenFile, start: u64, end: u64) -> Result<(), Error> {
-        let layout = f.layout()?;
-        self.flush_writes(f.ino).await?;
-        self.cache.invalidate(f.ino);
-        let zeros = BytesMut::zeroed(ZERO_CHUNK_BYTES).freeze();
-        let mut pos = start;
-        while pos < end {
-            let n = (end - pos).min(ZERO_CHUNK_BYTES as u64) as usize;
-            self.write_data(f.ino, layout, pos, zeros.slice(..n), false)
-                .await?;
-            pos += n as u64;
-        }
-        if start < end {
-            self.files
-                .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
-        }
-        Ok(())
     }
 }
 
@@ -895,7 +565,6 @@ mod tests {
         assert_eq!(files.layout(11), Some(v1.clone()));
 
         // An older answer (or a second open with an old attr) keeps the newer layout.
-        files.learn_layout(11, &v0);
         let mut old = file_attr(11, 0, 0);
         old.layout = Some(v0.clone());
         files.merge(&mut old);

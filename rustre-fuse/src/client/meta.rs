@@ -200,7 +200,7 @@ impl Client {
     /// dead connection or MDS is sent again to the next one, for at most
     /// [`MDS_RETRY_FOR`]: reads because they are idempotent, mutations because they carry a
     /// sequence number the MDS uses to answer a repeat with the recorded result.
-    pub async fn mds(&self, creds: &Creds, op: MdsOp) -> Result<MdsResponse, Error> {
+    pub(crate) async fn mds(&self, creds: &Creds, op: MdsOp) -> Result<MdsResponse, Error> {
         if idempotent(&op) || is_session_op(&op) {
             return self.mds_numbered(creds, op, 0).await;
         }
@@ -363,7 +363,7 @@ impl Client {
 
     /// The attributes of `ino` as the MDS has them now, never from the cache: what the
     /// data path asks when an OST says the layout it holds is out of date.
-    pub async fn getattr_from_mds(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
+    pub(crate) async fn getattr_from_mds(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
         let asked = self.meta_cache.epoch();
         let mut a = self.raw_attr_call(creds, MdsOp::GetAttr { ino }).await?;
         self.meta_cache.keep_attr(asked, &a);
@@ -568,7 +568,7 @@ impl Client {
     }
 
     /// Opens `ino` in this session (permission check, O_TRUNC, open record).
-    pub async fn open(&self, creds: &Creds, ino: Ino, flags: i32) -> Result<Attr, Error> {
+    pub(crate) async fn open(&self, creds: &Creds, ino: Ino, flags: i32) -> Result<Attr, Error> {
         let attr = self.attr_call(creds, MdsOp::Open { ino, flags }).await?;
         self.after_open(&attr, flags).await?;
         Ok(attr)
@@ -585,7 +585,7 @@ impl Client {
     }
 
     /// Tells the MDS the size and mtime written data reached.
-    pub async fn report_size(
+    pub(crate) async fn report_size(
         &self,
         creds: &Creds,
         ino: Ino,
@@ -679,7 +679,7 @@ impl Client {
     /// a write (docs/replication.md, write rule); answers the new layout, which open
     /// handles of `ino` use from now on. A mutation: it carries a sequence number, so a
     /// retry after a lost answer is answered from the MDS's record.
-    pub async fn mark_stale(
+    pub(crate) async fn mark_stale(
         &self,
         ino: Ino,
         slots: Vec<u32>,

@@ -1,34 +1,54 @@
 //! The client library: a session with the cluster, metadata calls and striped data I/O.
 //!
-//! ## Layout
-//! - [`meta`]: typed metadata calls to the MDS (with retry of idempotent calls on another MDS).
-//! - [`data`]: striped, parallel object reads and writes straight to the OSTs, to every live
-//!   copy of a replicated stripe, checksum-verified on read (docs/replication.md).
-//! - [`files`]: open-file handles and the sizes this client's writes reached (merged into
-//!   every attribute answer, reported to the MDS on flush, fsync, close and setattr).
-//! - [`meta_cache`]: names and attributes answered again while every MDS's change feed
-//!   says they hold; [`feed`]: the watchers of those feeds.
-//! - [`dirs`]: directory handles mapping integer offsets to the MDS's name cookies.
-//! - [`cache`]: the page cache and read-ahead for sequential readers.
-//! - [`capability`]: recent answers to the kernel's `security.capability` probe.
-//! - [`writeback`]: small writes gathered into stripe-sized sends in the background.
-//! - [`stripe`]: the layout math.
-//! - [`path`]: resolving slash-separated paths for the CLI.
+//! ## The face
+//! What callers outside this module use, all on [`Client`]:
+//! - the session: [`Client::connect`], [`Client::close`], the cache settings
+//!   ([`Client::set_attr_ttl`], [`Client::set_cache_bytes`]) and the cluster map;
+//! - names and attributes, inode-addressed as the kernel asks (`meta`): `lookup`,
+//!   `getattr`, `setattr_file`, `create`, `mkdir`, `mknod`, `symlink`, `readlink`, `link`,
+//!   `unlink`, `rmdir`, `rename`, `access`, xattrs, `statfs`, `sync_metadata`, directory
+//!   layouts; [`path`] resolves slash-separated paths for the CLI;
+//! - handles (`handles`): files opened or created into handles that read, write, flush,
+//!   fsync, fallocate and release; directories into handles that list;
+//! - `put` and `get` (`transfer`): whole files through those handles;
+//! - the administrator's API ([`admin`]): fsck, scrub, evacuate, the cluster's state.
+//!
+//! ## Inside
+//! Operations (`impl Client`): `meta` (MDS calls, retried on another MDS), `data` (striped,
+//! replicated, checksum-verified object I/O straight to the OSTs, docs/replication.md),
+//! `io` (reads through the page cache and read-ahead, writes through write-back),
+//! `handles`, `transfer`, `admin`, `path` and `feed` (the watchers of every MDS's change
+//! feed). State, which never refers back to [`Client`]: `files` (open files and the sizes
+//! this client's writes reached), `dirs` (directory handles' offsets), `cache` (the page
+//! cache), `writeback` (buffered writes), `releases` (the queue of closes sent together),
+//! `meta_cache` (names and attributes answered while the feeds vouch for them),
+//! `capability` (answers to the kernel's `security.capability` probe) and `stripe` (the
+//! layout math).
 
-pub mod cache;
-pub mod capability;
-pub mod data;
-pub mod dirs;
-pub mod feed;
-pub mod files;
+pub mod admin;
+mod cache;
+mod capability;
+mod data;
+mod dirs;
+mod feed;
+mod files;
+mod handles;
 #[cfg(feature = "sim-bug")]
 pub mod injected_bug;
-pub mod meta;
-pub mod meta_cache;
+mod io;
+mod meta;
+mod meta_cache;
 pub mod path;
-pub mod releases;
-pub mod stripe;
-pub mod writeback;
+mod releases;
+mod stripe;
+mod transfer;
+mod writeback;
+
+pub use cache::DEFAULT_CACHE_BYTES;
+pub use dirs::Listed;
+pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+pub use meta_cache::FEED_LEASE;
+pub use transfer::TransferError;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +56,7 @@ use std::time::Duration;
 
 use rustre_proto::cluster::Cluster;
 use rustre_proto::msg::mds::{MdsOp, MdsResponse};
+use rustre_proto::msg::mgs::ClusterMap;
 use rustre_proto::msg::Creds;
 use rustre_proto::Error;
 
@@ -142,8 +163,18 @@ impl Client {
     }
 
     /// The cluster view (map and server connections).
-    pub fn cluster(&self) -> &Arc<Cluster> {
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// The newest cluster map this client knows (followed from the MGS every second).
+    pub fn cluster_map(&self) -> Arc<ClusterMap> {
+        self.cluster.map()
+    }
+
+    /// Asks the MGS for the cluster map now.
+    pub async fn refresh_map(&self) -> Result<Arc<ClusterMap>, Error> {
+        self.cluster.refresh().await
     }
 
     /// How long attributes may be cached (the mount's attribute TTL): answers to the
@@ -154,11 +185,6 @@ impl Client {
         self.meta_cache.set_enabled(!ttl.is_zero());
         self.capability.set_ttl(ttl);
         self.files.set_layout_ttl(ttl);
-    }
-
-    /// The open-file table (handles and unreported sizes).
-    pub fn files(&self) -> &files::Files {
-        &self.files
     }
 
     /// Lookups and getattrs answered from the metadata cache (no MDS round trip) so far.

@@ -10,85 +10,37 @@
 //! itself: the kernel sends RELEASE without waiting for the answer, `close(2)` returns
 //! after FLUSH.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use rustre_proto::msg::mds::{MdsOp, RELEASE_MAX_INOS};
-use rustre_proto::msg::{Creds, Ino};
+use rustre_proto::msg::Ino;
 use rustre_proto::Error;
 use tokio::sync::oneshot;
-
-use super::Client;
 
 /// How long a `Release` call waits for more releases to carry. An unlinked file whose last
 /// close this is lives this much longer.
 pub const RELEASE_GATHER: Duration = Duration::from_millis(2);
 
-type Waiter = oneshot::Sender<Result<(), Error>>;
+pub(super) type Waiter = oneshot::Sender<Result<(), Error>>;
 
 /// The releases waiting for the next call, and whether a sender is running.
 #[derive(Default)]
 pub struct ReleaseQueue {
-    inner: Mutex<Queue>,
+    pub(super) inner: Mutex<Queue>,
 }
 
 #[derive(Default)]
-struct Queue {
-    waiting: Vec<(Ino, Waiter)>,
-    sending: bool,
-}
-
-impl Client {
-    /// Drops one open of `ino` by this session (with other releases of the moment).
-    pub async fn release(self: &Arc<Self>, creds: &Creds, ino: Ino) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        let start_sender = {
-            let mut q = self.releases.inner.lock().unwrap();
-            q.waiting.push((ino, tx));
-            !std::mem::replace(&mut q.sending, true)
-        };
-        if start_sender {
-            let (this, creds) = (self.clone(), creds.clone());
-            tokio::spawn(async move { this.send_releases(&creds).await });
-        }
-        rx.await
-            .unwrap_or_else(|_| Err(Error::Io("release sender ended".into())))
-    }
-
-    /// Sends what is queued, a call at a time, until the queue is empty. The MDS does not
-    /// look at the credentials of a release; the first caller's are sent.
-    async fn send_releases(&self, creds: &Creds) {
-        let mut running = SenderRunning {
-            queue: &self.releases,
-            ended_normally: false,
-        };
-        loop {
-            tokio::time::sleep(RELEASE_GATHER).await;
-            let batch: Vec<(Ino, Waiter)> = {
-                let mut q = self.releases.inner.lock().unwrap();
-                if q.waiting.is_empty() {
-                    q.sending = false;
-                    running.ended_normally = true;
-                    return;
-                }
-                let n = q.waiting.len().min(RELEASE_MAX_INOS);
-                q.waiting.drain(..n).collect()
-            };
-            let inos = batch.iter().map(|(ino, _)| *ino).collect();
-            let result = self.done_call(creds, MdsOp::Release { inos }).await;
-            for (_, waiter) in batch {
-                let _ = waiter.send(result.clone());
-            }
-        }
-    }
+pub(super) struct Queue {
+    pub(super) waiting: Vec<(Ino, Waiter)>,
+    pub(super) sending: bool,
 }
 
 /// Held by a running sender: should it end any other way than by finding the queue empty
 /// (a panic, or its runtime shutting down), the releases waiting fail and the next one
 /// starts a new sender, instead of all later ones waiting for a sender that is gone.
-struct SenderRunning<'a> {
-    queue: &'a ReleaseQueue,
-    ended_normally: bool,
+pub(super) struct SenderRunning<'a> {
+    pub(super) queue: &'a ReleaseQueue,
+    pub(super) ended_normally: bool,
 }
 
 impl Drop for SenderRunning<'_> {

@@ -15,13 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
-
-use super::Client;
 
 /// How long a partial buffer may wait before it is sent anyway.
 pub const WRITEBACK_DELAY: Duration = Duration::from_secs(1);
@@ -34,38 +32,38 @@ pub const WRITEBACK_GATHER_ROWS: u64 = 1;
 
 /// Pending and in-flight writes of one inode.
 #[derive(Default)]
-struct InodeWrites {
+pub(super) struct InodeWrites {
     /// Contiguous bytes not yet sent: offset, data, when the first byte arrived, and the
     /// memory reservation that covers them.
-    pending: Option<Pending>,
+    pub(super) pending: Option<Pending>,
     /// Sends on their way, with the byte range each covers.
-    inflight: Vec<Inflight>,
+    pub(super) inflight: Vec<Inflight>,
     /// The first error of a background send, returned by the next call.
-    error: Option<Error>,
+    pub(super) error: Option<Error>,
 }
 
-struct Inflight {
-    start: u64,
-    end: u64,
-    task: JoinHandle<Result<(), Error>>,
+pub(super) struct Inflight {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) task: JoinHandle<Result<(), Error>>,
 }
 
-struct Pending {
-    offset: u64,
-    data: BytesMut,
-    since: Instant,
-    layout: Layout,
-    permits: Vec<OwnedSemaphorePermit>,
+pub(super) struct Pending {
+    pub(super) offset: u64,
+    pub(super) data: BytesMut,
+    pub(super) since: Instant,
+    pub(super) layout: Layout,
+    pub(super) permits: Vec<OwnedSemaphorePermit>,
 }
 
 /// Write-back state of one client.
 pub struct WriteBack {
     /// By inode, in order: the stale-write timer sends in inode order, so that a run of the
     /// simulation depends on its seed alone.
-    inodes: Mutex<BTreeMap<Ino, Arc<tokio::sync::Mutex<InodeWrites>>>>,
+    pub(super) inodes: Mutex<BTreeMap<Ino, Arc<tokio::sync::Mutex<InodeWrites>>>>,
     /// One permit per KiB buffered or in flight, and the total number of permits.
-    budget: Mutex<(Arc<Semaphore>, u32)>,
-    enabled: Mutex<bool>,
+    pub(super) budget: Mutex<(Arc<Semaphore>, u32)>,
+    pub(super) enabled: Mutex<bool>,
 }
 
 impl Default for WriteBack {
@@ -79,11 +77,11 @@ impl Default for WriteBack {
 }
 
 impl WriteBack {
-    fn inode(&self, ino: Ino) -> Arc<tokio::sync::Mutex<InodeWrites>> {
+    pub(super) fn inode(&self, ino: Ino) -> Arc<tokio::sync::Mutex<InodeWrites>> {
         self.inodes.lock().unwrap().entry(ino).or_default().clone()
     }
 
-    fn existing(&self, ino: Ino) -> Option<Arc<tokio::sync::Mutex<InodeWrites>>> {
+    pub(super) fn existing(&self, ino: Ino) -> Option<Arc<tokio::sync::Mutex<InodeWrites>>> {
         self.inodes.lock().unwrap().get(&ino).cloned()
     }
 
@@ -92,7 +90,7 @@ impl WriteBack {
         self.inodes.lock().unwrap().contains_key(&ino)
     }
 
-    fn budget(&self) -> (Arc<Semaphore>, u32) {
+    pub(super) fn budget(&self) -> (Arc<Semaphore>, u32) {
         self.budget.lock().unwrap().clone()
     }
 
@@ -109,7 +107,7 @@ impl WriteBack {
     /// RELEASE asynchronously) and written through the new handle. That state is the new
     /// handle's: dropping it would lose its buffered data while its flush, finding no state,
     /// reported the size to the MDS anyway (readers then see zeros in place of the data).
-    fn forget(&self, ino: Ino) -> bool {
+    pub(super) fn forget(&self, ino: Ino) -> bool {
         let mut inodes = self.inodes.lock().unwrap();
         let Some(state) = inodes.get(&ino) else {
             return true;
@@ -127,164 +125,13 @@ impl WriteBack {
     }
 }
 
-fn budget_of(bytes: usize) -> (Arc<Semaphore>, u32) {
+pub(super) fn budget_of(bytes: usize) -> (Arc<Semaphore>, u32) {
     let kib = (bytes >> 10).clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     (Arc::new(Semaphore::new(kib)), kib as u32)
 }
 
-fn kib(bytes: usize) -> u32 {
+pub(super) fn kib(bytes: usize) -> u32 {
     bytes.div_ceil(1024).max(1) as u32
-}
-
-impl Client {
-    /// Sets the memory cap of the page cache and of write-back buffers (0 turns both off:
-    /// every read and write goes straight to the OSTs).
-    pub fn set_cache_bytes(&self, bytes: usize) {
-        self.cache.set_capacity(bytes);
-        *self.writeback.enabled.lock().unwrap() = bytes > 0;
-        *self.writeback.budget.lock().unwrap() = budget_of(bytes);
-    }
-
-    /// Buffers a write of `data` at `offset` of `ino`; it reaches the OSTs in the background.
-    pub async fn buffered_write(
-        self: &Arc<Self>,
-        ino: Ino,
-        layout: &Layout,
-        offset: u64,
-        data: Bytes,
-    ) -> Result<(), Error> {
-        self.cache
-            .invalidate_range(ino, layout.stripe_size as u64, offset, data.len() as u64);
-        if !self.writeback.enabled() {
-            return self.write_data(ino, layout, offset, data, false).await;
-        }
-        let (budget, total) = self.writeback.budget();
-        // A write larger than the whole budget takes all of it rather than waiting forever.
-        let permit = budget
-            .acquire_many_owned(kib(data.len()).min(total))
-            .await
-            .map_err(|_| Error::Io("write-back closed".into()))?;
-        let state = self.writeback.inode(ino);
-        let mut w = state.lock().await;
-        if let Some(e) = w.error.take() {
-            return Err(e);
-        }
-        let continues = w
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.offset + p.data.len() as u64 == offset);
-        if !continues {
-            self.send_pending(ino, &mut w).await;
-        }
-        let p = w.pending.get_or_insert_with(|| Pending {
-            offset,
-            data: BytesMut::new(),
-            since: Instant::now(),
-            layout: layout.clone(),
-            permits: Vec::new(),
-        });
-        p.data.extend_from_slice(&data);
-        p.permits.push(permit);
-        let row = layout.stripe_size as u64 * layout.stripe_count() as u64 * WRITEBACK_GATHER_ROWS;
-        let end = p.offset + p.data.len() as u64;
-        if p.data.len() as u64 >= row
-            || (end.is_multiple_of(layout.stripe_size as u64)
-                && p.data.len() as u64 >= layout.stripe_size as u64)
-        {
-            self.send_pending(ino, &mut w).await;
-        }
-        while w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
-            let oldest = w.inflight.remove(0);
-            record(&mut w, oldest.task.await);
-        }
-        if let Some(e) = w.error.take() {
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// Starts sending the pending buffer of `ino`. Sends that overlap it finish first, so
-    /// overlapping writes reach the OSTs in the order they were made.
-    async fn send_pending(self: &Arc<Self>, ino: Ino, w: &mut InodeWrites) {
-        let Some(p) = w.pending.take() else { return };
-        let (start, end) = (p.offset, p.offset + p.data.len() as u64);
-        let (overlapping, others): (Vec<_>, Vec<_>) = std::mem::take(&mut w.inflight)
-            .into_iter()
-            .partition(|f| f.start < end && start < f.end);
-        w.inflight = others;
-        for f in overlapping {
-            record(w, f.task.await);
-        }
-        let client = self.clone();
-        let task = tokio::spawn(async move {
-            let r = client
-                .write_data(ino, &p.layout, p.offset, p.data.freeze(), false)
-                .await;
-            drop(p.permits);
-            r
-        });
-        w.inflight.push(Inflight { start, end, task });
-    }
-
-    /// Sends everything buffered for `ino` and waits until the OSTs have it (in their page
-    /// cache; fsync adds the disk). Returns the first error of any send since the last call.
-    pub async fn flush_writes(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
-        let Some(state) = self.writeback.existing(ino) else {
-            return Ok(());
-        };
-        let mut w = state.lock().await;
-        self.send_pending(ino, &mut w).await;
-        for f in std::mem::take(&mut w.inflight) {
-            record(&mut w, f.task.await);
-        }
-        match w.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Drops the write-back state of an inode nobody holds open any more (after a flush),
-    /// unless writes came in meanwhile (see `WriteBack::forget`).
-    pub fn forget_writes(&self, ino: Ino) {
-        self.writeback.forget(ino);
-    }
-
-    /// Sends buffers that waited longer than [`WRITEBACK_DELAY`] (run by a timer task).
-    pub async fn send_stale_writes(self: &Arc<Self>) {
-        let states: Vec<(Ino, Arc<tokio::sync::Mutex<InodeWrites>>)> = self
-            .writeback
-            .inodes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(i, s)| (*i, s.clone()))
-            .collect();
-        for (ino, state) in states {
-            if let Ok(mut w) = state.try_lock() {
-                if w.pending
-                    .as_ref()
-                    .is_some_and(|p| p.since.elapsed() >= WRITEBACK_DELAY)
-                {
-                    self.send_pending(ino, &mut w).await;
-                }
-                // Reap finished sends so their errors are kept and handles freed.
-                let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut w.inflight)
-                    .into_iter()
-                    .partition(|f| f.task.is_finished());
-                w.inflight = running;
-                for f in done {
-                    record(&mut w, f.task.await);
-                }
-            }
-        }
-    }
-}
-
-fn record(w: &mut InodeWrites, r: Result<Result<(), Error>, tokio::task::JoinError>) {
-    let r = r.unwrap_or_else(|e| Err(Error::Io(format!("write task failed: {e}"))));
-    if let Err(e) = r {
-        w.error.get_or_insert(e);
-    }
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ impl Default for FuseConfig {
             attr_ttl: DEFAULT_TTL,
             entry_ttl: DEFAULT_TTL,
             negative_ttl: None,
-            page_cache_bytes: crate::client::cache::DEFAULT_CACHE_BYTES as u64,
+            page_cache_bytes: crate::client::DEFAULT_CACHE_BYTES as u64,
         }
     }
 }

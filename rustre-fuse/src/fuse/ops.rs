@@ -641,7 +641,7 @@ impl Filesystem for RustreFs {
         self.spawn(async move {
             let creds = who.creds();
             match c
-                .create_file(&creds, parent.0, &name, mode & 0o7777, flags)
+                .create_file(&creds, parent.0, &name, mode & 0o7777, flags, None)
                 .await
             {
                 Ok(o) => reply.created(

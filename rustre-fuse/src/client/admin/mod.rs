@@ -1,0 +1,52 @@
+//! The administrator's API: checks and repairs that look past the POSIX view, at objects
+//! and copies (docs/replication.md, "Resync and repair"). The `rustre` binary prints what
+//! these return; the rules live here.
+//!
+//! - [`fsck`](Client::fsck): the namespace against the objects on every OST that is up,
+//!   as a [`FsckReport`] of [`Finding`]s, each repaired by [`Client::repair`].
+//! - [`scrub`](Client::scrub): every block of every object of one OST against its checksums;
+//!   a bad copy is marked stale with [`Client::mark_copy_stale`] and resync rewrites it.
+//! - [`evacuate`](Client::evacuate): moves every copy off an OST gone for good.
+//! - [`cluster_map`]: the cluster's state from the MGS alone (no session, no MDS needed).
+//!
+//! Every call needs root's powers on the cluster (the client sends root credentials) and a
+//! quiet cluster to be exact: write-back data not yet on the OSTs can look missing.
+
+mod evacuate;
+mod fsck;
+mod scrub;
+mod walk;
+
+use bytes::Bytes;
+use rustre_proto::auth::ClusterKey;
+use rustre_proto::cluster::fetch_map;
+use rustre_proto::frame::Service;
+use rustre_proto::msg::mgs::ClusterMap;
+use rustre_proto::msg::oss::{OssOp, OssResponse};
+use rustre_proto::rpc::client::Peer;
+use rustre_proto::Error;
+
+pub use evacuate::EvacuateReport;
+pub use fsck::{Finding, FsckReport};
+pub use scrub::{ScrubReport, ScrubbedObject};
+
+use super::Client;
+
+/// The cluster map, asked of the MGS at `mgs` (cluster `cluster`, secret `key`) directly:
+/// what `rustre status` shows, which works while every MDS is down.
+pub async fn cluster_map(mgs: &str, cluster: &str, key: &ClusterKey) -> Result<ClusterMap, Error> {
+    let peer = Peer::new(mgs, Service::Mgs, cluster, "rustre-status", key, 1);
+    fetch_map(&peer).await
+}
+
+impl Client {
+    /// One call to the OSS serving `ost` with no payload, its answer's payload dropped.
+    async fn oss_answer(&self, ost: u32, op: OssOp) -> Result<OssResponse, Error> {
+        Ok(self.cluster.oss_call(ost, op, Bytes::new()).await?.0)
+    }
+}
+
+/// An OSS answer of the wrong kind.
+fn unexpected(r: &OssResponse) -> Error {
+    Error::Protocol(format!("unexpected OSS answer {r:?}"))
+}

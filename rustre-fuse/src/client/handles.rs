@@ -1,0 +1,499 @@
+//! Handle operations: what the FUSE adapter, `put` and `get` call. Files are opened (or
+//! created) into handles that read, write, flush, fsync, fallocate and release; directories
+//! into handles that list. Closing an open goes to the MDS with the other releases of the
+//! moment (batching: [`super::releases`]).
+//!
+//! The state these operations keep lives in the state modules ([`super::files`],
+//! [`super::dirs`], [`super::releases`]), which know nothing of [`Client`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rustre_proto::msg::mds::{MdsOp, SetAttr, RELEASE_MAX_INOS};
+use rustre_proto::msg::{Attr, Creds, Ino, LayoutSpec};
+use rustre_proto::Error;
+use tokio::sync::oneshot;
+
+use super::dirs::{
+    dir_entry, DirState, Listed, OpenDir, DIR_PAGE_ENTRIES, DOTDOT_OFFSET, DOT_OFFSET,
+    MAX_OPEN_DIRS,
+};
+use super::files::{
+    OpenFile, Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
+    MAX_FILE_BYTES, SIZE_REPORT_INTERVAL, ZERO_CHUNK_BYTES,
+};
+use super::releases::{SenderRunning, Waiter, RELEASE_GATHER};
+use super::Client;
+
+/// An inode-addressed call that finds no inode: the caller's name-to-inode mapping is stale
+/// (another client removed or replaced the file). ESTALE, unlike ENOENT, makes the kernel
+/// look the name up afresh and retry.
+fn stale_if_gone(e: Error) -> Error {
+    match e {
+        Error::NotFound => Error::Stale,
+        e => e,
+    }
+}
+
+impl Client {
+    /// Attributes of inode `ino` for a caller that reached it through a cached name (see
+    /// [`stale_if_gone`]).
+    pub async fn getattr_ino(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
+        self.getattr(creds, ino).await.map_err(stale_if_gone)
+    }
+
+    /// Reports the size and mtime this client's writes reached on `ino`, if any are unreported.
+    /// Buffered data goes to the OSTs first, so no client ever sees a size before its data.
+    pub(crate) async fn report_dirty(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
+        self.flush_writes(ino).await?;
+        let Some(r) = self.files.pending_report(ino) else {
+            return Ok(());
+        };
+        let attr = self
+            .report_size(&r.writer, ino, r.size, r.mtime, r.truncate_version)
+            .await?;
+        self.files.reported(ino, &r, &attr);
+        Ok(())
+    }
+
+    /// Starts reporting unreported sizes every [`SIZE_REPORT_INTERVAL`] for as long as the
+    /// client lives.
+    pub(crate) fn start_size_reports(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SIZE_REPORT_INTERVAL).await;
+                let Some(c) = weak.upgrade() else { break };
+                for ino in c.files.dirty_inodes() {
+                    if let Err(e) = c.report_dirty(ino).await {
+                        tracing::debug!(ino, "periodic size report: {e}");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Opens file `ino` with open(2) `flags` and returns a handle.
+    pub async fn open_file(
+        self: &Arc<Self>,
+        creds: &Creds,
+        ino: Ino,
+        flags: i32,
+    ) -> Result<Opened, Error> {
+        if flags & libc::O_TRUNC != 0 {
+            // The MDS must know every byte written before it truncates, or the cut misses them.
+            self.report_dirty(ino).await?;
+            self.cache.invalidate(ino);
+        }
+        let attr = self.open(creds, ino, flags).await.map_err(stale_if_gone)?;
+        self.opened(creds, attr, flags).await
+    }
+
+    /// Creates (or, without O_EXCL in `flags`, opens an existing) file `name` in `parent`
+    /// and returns a handle. A new file's layout is `layout`, completed by the directory's
+    /// default and the cluster's.
+    pub async fn create_file(
+        self: &Arc<Self>,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        perm: u32,
+        flags: i32,
+        layout: Option<LayoutSpec>,
+    ) -> Result<Opened, Error> {
+        let exclusive = flags & libc::O_EXCL != 0;
+        let asked = tokio::time::Instant::now();
+        let attr = self
+            .create(creds, parent, name, perm, exclusive, Some(flags), layout)
+            .await?;
+        if exclusive {
+            // A new inode has no extended attributes: the kernel's probe before the first
+            // write needs no round trip.
+            self.capability.put(attr.ino, asked, &Err(Error::NoData));
+        }
+        self.opened(creds, attr, flags).await
+    }
+
+    async fn opened(
+        self: &Arc<Self>,
+        creds: &Creds,
+        attr: Attr,
+        flags: i32,
+    ) -> Result<Opened, Error> {
+        match self.files.register(&attr, flags, creds) {
+            Ok((fh, keep_cache)) => {
+                if !keep_cache {
+                    // Changed since this client last saw it: cached pages may be stale.
+                    self.cache.invalidate(attr.ino);
+                }
+                let mut attr = attr;
+                self.files.merge(&mut attr);
+                Ok(Opened {
+                    fh,
+                    attr,
+                    keep_cache,
+                })
+            }
+            Err(e) => {
+                // Undo the open record the MDS just made.
+                let _ = self.release(creds, attr.ino).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads up to `len` bytes at `offset` through handle `fh`; shorter at end of file.
+    pub async fn read_file(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        len: usize,
+    ) -> Result<Bytes, Error> {
+        let f = self.files.handle(fh)?;
+        // Buffered writes of this inode reach the OSTs before anything is read back.
+        self.flush_writes(f.ino).await?;
+        let size = self.files.size(f.ino);
+        if offset >= size || len == 0 {
+            return Ok(Bytes::new());
+        }
+        let n = (size - offset).min(len as u64) as usize;
+        self.cached_read(f.ino, f.layout()?, offset, n, size).await
+    }
+
+    /// Writes `data` at `offset` through handle `fh` (at the end of the file for an
+    /// O_APPEND handle); returns the bytes written.
+    pub async fn write_file(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<usize, Error> {
+        let f = self.files.handle(fh)?;
+        let layout = f.layout()?;
+        let len = data.len();
+        let sync = f.flags & libc::O_DSYNC != 0;
+        let lock = (f.flags & libc::O_APPEND != 0).then(|| self.files.append_lock(f.ino));
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        // The kernel's offset for O_APPEND is only right if the size it knows is fresh;
+        // this client's is.
+        let offset = if lock.is_some() {
+            self.files.size(f.ino)
+        } else {
+            offset
+        };
+        let end = offset
+            .checked_add(len as u64)
+            .filter(|e| *e <= MAX_FILE_BYTES)
+            .ok_or(Error::TooBig)?;
+        if len == 0 {
+            return Ok(0);
+        }
+        if sync {
+            self.flush_writes(f.ino).await?;
+            self.cache
+                .invalidate_range(f.ino, layout.stripe_size as u64, offset, len as u64);
+            self.write_data(f.ino, layout, offset, data, true).await?;
+        } else {
+            self.buffered_write(f.ino, layout, offset, data).await?;
+        }
+        self.files
+            .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
+        if sync {
+            self.report_dirty(f.ino).await?;
+        }
+        Ok(len)
+    }
+
+    /// close(2) of one descriptor of `fh`: the MDS learns the size and mtime written.
+    /// True when a flush of handle `fh` would do nothing: no write of its inode is buffered,
+    /// in flight or unreported (so the kernel's FLUSH at every close of a file nobody wrote
+    /// is answered without leaving fuser's thread).
+    pub fn nothing_to_flush(&self, fh: u64) -> bool {
+        self.files.handle(fh).is_ok_and(|f| {
+            !self.writeback.holds(f.ino) && self.files.pending_report(f.ino).is_none()
+        })
+    }
+
+    pub async fn flush_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
+        let f = self.files.handle(fh)?;
+        self.report_dirty(f.ino).await
+    }
+
+    /// fsync(2): data on the OSTs' disks, size/mtime reported, and the MDS's store synced.
+    pub async fn fsync_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
+        let f = self.files.handle(fh)?;
+        self.flush_writes(f.ino).await?;
+        // Through any descriptor: data written through another one is the file's too.
+        self.sync_objects(f.ino, f.layout()?).await?;
+        self.report_dirty(f.ino).await?;
+        // The report, the file's creation and every other change this client made before
+        // are committed; this makes them durable.
+        self.sync_metadata(&f.creds).await
+    }
+
+    /// The last close of handle `fh`: reports what was written and drops the open record
+    /// (the MDS destroys an orphan whose last open this was).
+    ///
+    /// The kernel sends RELEASE asynchronously: the file may be opened again (and written)
+    /// while this one runs, so the per-inode state is dropped only if still nobody holds it.
+    pub async fn release_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
+        let (f, last) = self.files.unregister(fh)?;
+        let reported = self.report_dirty(f.ino).await;
+        let released = self.release(&f.creds, f.ino).await;
+        if last && self.files.forget_inode(f.ino) {
+            self.forget_writes(f.ino);
+        }
+        reported.and(released)
+    }
+
+    /// setattr(2) family. Unreported writes go to the MDS first, so an explicit mtime or a
+    /// truncate is applied after them; a handle opened for writing (ftruncate) skips the
+    /// write-permission check, as Linux does.
+    pub async fn setattr_file(
+        self: &Arc<Self>,
+        creds: &Creds,
+        ino: Ino,
+        mut set: SetAttr,
+        fh: Option<u64>,
+    ) -> Result<Attr, Error> {
+        if let Some(f) = fh.and_then(|fh| self.files.handle(fh).ok()) {
+            if f.ino == ino && f.writable() && set.size.is_some() {
+                set.via_write_handle = true;
+            }
+        }
+        self.report_dirty(ino).await?;
+        if set.size.is_some() {
+            self.cache.invalidate(ino);
+        }
+        self.setattr(creds, ino, set).await.map_err(stale_if_gone)
+    }
+
+    /// SEEK_DATA / SEEK_HOLE: the whole file is data and the only hole is at its end
+    /// (correct by POSIX). `None` means `offset` lies at or past the end (ENXIO).
+    pub async fn seek_data_hole(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        offset: u64,
+        want_data: bool,
+    ) -> Result<Option<u64>, Error> {
+        let size = self.getattr(creds, ino).await?.size;
+        if offset >= size {
+            return Ok(None);
+        }
+        Ok(Some(if want_data { offset } else { size }))
+    }
+
+    /// fallocate(2) through handle `fh`. Mode 0 and FALLOC_FL_KEEP_SIZE reserve nothing on
+    /// the OSTs (objects are sparse) but extend the size as asked; FALLOC_FL_PUNCH_HOLE and
+    /// FALLOC_FL_ZERO_RANGE write zeros over the range. Other modes are EOPNOTSUPP.
+    pub async fn fallocate_file(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        len: u64,
+        mode: i32,
+    ) -> Result<(), Error> {
+        let f = self.files.handle(fh)?;
+        let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
+        let end = offset
+            .checked_add(len)
+            .filter(|e| *e <= MAX_FILE_BYTES)
+            .ok_or(Error::TooBig)?;
+        if len == 0 {
+            return Err(Error::Invalid("fallocate of zero bytes".into()));
+        }
+        let size = self.files.size(f.ino);
+        match mode & !FALLOC_FL_KEEP_SIZE {
+            0 => {}
+            FALLOC_FL_PUNCH_HOLE if keep_size => {
+                self.zero_range(&f, offset, end.min(size)).await?;
+            }
+            FALLOC_FL_ZERO_RANGE => {
+                self.zero_range(&f, offset, end.min(size)).await?;
+            }
+            _ => return Err(Error::NotSupported),
+        }
+        if !keep_size && end > size {
+            self.files
+                .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
+            self.report_dirty(f.ino).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes zeros over `[start, end)` of the file behind `f`.
+    async fn zero_range(self: &Arc<Self>, f: &OpenFile, start: u64, end: u64) -> Result<(), Error> {
+        let layout = f.layout()?;
+        self.flush_writes(f.ino).await?;
+        self.cache.invalidate(f.ino);
+        let zeros = BytesMut::zeroed(ZERO_CHUNK_BYTES).freeze();
+        let mut pos = start;
+        while pos < end {
+            let n = (end - pos).min(ZERO_CHUNK_BYTES as u64) as usize;
+            self.write_data(f.ino, layout, pos, zeros.slice(..n), false)
+                .await?;
+            pos += n as u64;
+        }
+        if start < end {
+            self.files
+                .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
+        }
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Drops one open of `ino` by this session (with other releases of the moment).
+    pub(crate) async fn release(self: &Arc<Self>, creds: &Creds, ino: Ino) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let start_sender = {
+            let mut q = self.releases.inner.lock().unwrap();
+            q.waiting.push((ino, tx));
+            !std::mem::replace(&mut q.sending, true)
+        };
+        if start_sender {
+            let (this, creds) = (self.clone(), creds.clone());
+            tokio::spawn(async move { this.send_releases(&creds).await });
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Io("release sender ended".into())))
+    }
+
+    /// Sends what is queued, a call at a time, until the queue is empty. The MDS does not
+    /// look at the credentials of a release; the first caller's are sent.
+    async fn send_releases(&self, creds: &Creds) {
+        let mut running = SenderRunning {
+            queue: &self.releases,
+            ended_normally: false,
+        };
+        loop {
+            tokio::time::sleep(RELEASE_GATHER).await;
+            let batch: Vec<(Ino, Waiter)> = {
+                let mut q = self.releases.inner.lock().unwrap();
+                if q.waiting.is_empty() {
+                    q.sending = false;
+                    running.ended_normally = true;
+                    return;
+                }
+                let n = q.waiting.len().min(RELEASE_MAX_INOS);
+                q.waiting.drain(..n).collect()
+            };
+            let inos = batch.iter().map(|(ino, _)| *ino).collect();
+            let result = self.done_call(creds, MdsOp::Release { inos }).await;
+            for (_, waiter) in batch {
+                let _ = waiter.send(result.clone());
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Opens directory `ino` for listing (needs read permission) and returns a handle.
+    pub async fn open_dir(&self, creds: &Creds, ino: Ino) -> Result<u64, Error> {
+        let (first, parent) = tokio::join!(
+            self.readdir(creds, ino, None, DIR_PAGE_ENTRIES, true),
+            self.lookup(creds, ino, "..")
+        );
+        let (page, eof) = first?;
+        // Without search permission ".." cannot be looked up; then it names the directory
+        // itself, as at the root.
+        let parent = parent.map_or(ino, |a| a.ino);
+        let mut state = DirState {
+            names: BTreeMap::new(),
+            next_offset: DOTDOT_OFFSET + 1,
+            buffer: VecDeque::new(),
+            base: DOTDOT_OFFSET,
+            eof,
+            started: false,
+        };
+        state.fill(DOTDOT_OFFSET, page, eof);
+        let dir = OpenDir {
+            ino,
+            creds: creds.clone(),
+            dot: dir_entry(".", ino),
+            dotdot: dir_entry("..", parent),
+            state: tokio::sync::Mutex::new(state),
+        };
+        let mut handles = self.dirs.handles.lock().unwrap();
+        if handles.len() >= MAX_OPEN_DIRS {
+            return Err(Error::Busy);
+        }
+        let fh = self.dirs.next_fh.fetch_add(1, Ordering::Relaxed);
+        handles.insert(fh, Arc::new(dir));
+        Ok(fh)
+    }
+
+    /// The entries of open directory `fh` after `offset` (0 = from the start), each with
+    /// the offset that resumes after it. An empty answer is the end of the directory.
+    pub async fn read_dir(&self, fh: u64, offset: u64) -> Result<Vec<Listed>, Error> {
+        let dir = self.dirs.get(fh)?;
+        let mut st = dir.state.lock().await;
+        let mut out = Vec::new();
+        if offset < DOT_OFFSET {
+            out.push(Listed {
+                offset: DOT_OFFSET,
+                entry: dir.dot.clone(),
+            });
+            if st.started {
+                // A rewind: the listing must show the directory as it is now.
+                st.buffer.clear();
+                st.base = u64::MAX;
+            }
+            st.started = true;
+        }
+        if offset < DOTDOT_OFFSET {
+            out.push(Listed {
+                offset: DOTDOT_OFFSET,
+                entry: dir.dotdot.clone(),
+            });
+        }
+        let at = offset.max(DOTDOT_OFFSET);
+        if !st.continues(at) && !self.fetch_after(&dir, &mut st, at).await? {
+            return Ok(out);
+        }
+        while st.buffer.front().is_some_and(|l| l.offset <= at) {
+            st.buffer.pop_front();
+        }
+        st.base = at;
+        if st.buffer.is_empty() && !st.eof && !self.fetch_after(&dir, &mut st, at).await? {
+            return Ok(out);
+        }
+        out.extend(st.buffer.iter().cloned());
+        Ok(out)
+    }
+
+    /// Fetches into `st` the page of `dir` that follows offset `at`. False when `at` is an
+    /// offset this handle never handed out (or long forgot): the listing ends there.
+    async fn fetch_after(&self, dir: &OpenDir, st: &mut DirState, at: u64) -> Result<bool, Error> {
+        let after = if at == DOTDOT_OFFSET {
+            None
+        } else {
+            match st.names.get(&at) {
+                Some(name) => Some(name.clone()),
+                None => return Ok(false),
+            }
+        };
+        let (page, eof) = self
+            .readdir(
+                &dir.creds,
+                dir.ino,
+                after.as_deref(),
+                DIR_PAGE_ENTRIES,
+                true,
+            )
+            .await?;
+        st.fill(at, page, eof);
+        Ok(true)
+    }
+
+    /// Closes directory handle `fh`.
+    pub fn release_dir(&self, fh: u64) {
+        self.dirs.handles.lock().unwrap().remove(&fh);
+    }
+}

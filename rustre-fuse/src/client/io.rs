@@ -1,0 +1,255 @@
+//! Data through the client's memory: reads served by the page cache with read-ahead for
+//! sequential readers ([`super::cache`]), and writes gathered into stripe-sized sends in the
+//! background ([`super::writeback`]). Both sit on the striped object I/O of [`super::data`].
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rustre_proto::msg::{Ino, Layout};
+use rustre_proto::Error;
+use tokio::time::Instant;
+
+use super::cache::cut_short;
+use super::writeback::{
+    budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_GATHER_ROWS,
+    WRITEBACK_INFLIGHT_PER_INODE,
+};
+use super::Client;
+
+impl Client {
+    /// Reads `len` bytes at `offset` of a file `file_size` bytes long (the caller clipped
+    /// the range to it), through the page cache and read-ahead for sequential readers.
+    pub(crate) async fn cached_read(
+        self: &Arc<Self>,
+        ino: Ino,
+        layout: &Layout,
+        offset: u64,
+        len: usize,
+        file_size: u64,
+    ) -> Result<Bytes, Error> {
+        let page_size = layout.stripe_size as u64;
+        let window = self.cache.note_read(ino, offset, len as u64, page_size);
+        if window == 0 || len == 0 {
+            return self.read_data(ino, layout, offset, len).await;
+        }
+        let first = offset / page_size;
+        let last = (offset + len as u64 - 1) / page_size;
+        let gen = self.cache.generation(ino);
+        let pages = (first..=last).map(|idx| self.page(ino, layout, idx, file_size, gen));
+        let pages = futures::future::try_join_all(pages).await?;
+        // A page holds the file as it was when fetched, cut at the end of file then. If the
+        // file grew since (written through another client; this client's own writes drop
+        // the pages they touch), the page is too short for this read: its tail would read
+        // as zeros where the file has data. Drop such pages and read the range afresh.
+        if cut_short(&pages, first, page_size, offset, len as u64) {
+            self.cache
+                .invalidate_range(ino, page_size, offset, len as u64);
+            return self.read_data(ino, layout, offset, len).await;
+        }
+        // Read ahead: the pages after this read, within the window, in the background.
+        let ahead_end = ((offset + len as u64 + window).min(file_size)).div_ceil(page_size);
+        for idx in last + 1..ahead_end {
+            let (c, l) = (self.clone(), layout.clone());
+            tokio::spawn(async move {
+                let _ = c.page(ino, &l, idx, file_size, gen).await;
+            });
+        }
+        let mut out = bytes::BytesMut::with_capacity(len);
+        let mut pos = offset;
+        for (i, page) in pages.iter().enumerate() {
+            let page_start = (first + i as u64) * page_size;
+            let from = (pos - page_start) as usize;
+            let to = ((offset + len as u64).min(page_start + page_size) - page_start) as usize;
+            // Every page holds at least `to` bytes (checked above).
+            out.extend_from_slice(&page[from..to]);
+            pos = page_start + to as u64;
+        }
+        Ok(out.freeze())
+    }
+
+    /// Page `idx` of `ino`: from the cache, from a fetch already in flight, or fetched now.
+    async fn page(
+        &self,
+        ino: Ino,
+        layout: &Layout,
+        idx: u64,
+        file_size: u64,
+        gen: u64,
+    ) -> Result<Bytes, Error> {
+        let page_size = layout.stripe_size as u64;
+        let fetch = match self.cache.lookup((ino, idx)) {
+            Ok(page) => return Ok(page),
+            Err(fetch) => fetch,
+        };
+        let start = idx * page_size;
+        let len = page_size.min(file_size.saturating_sub(start)) as usize;
+        let result = fetch
+            .get_or_init(|| async {
+                let r = self.read_data(ino, layout, start, len).await;
+                if let Ok(page) = &r {
+                    self.cache.insert((ino, idx), page, gen);
+                } else {
+                    self.cache
+                        .inner
+                        .lock()
+                        .unwrap()
+                        .fetching
+                        .remove(&(ino, idx));
+                }
+                r
+            })
+            .await;
+        result.clone()
+    }
+}
+
+impl Client {
+    /// Sets the memory cap of the page cache and of write-back buffers (0 turns both off:
+    /// every read and write goes straight to the OSTs).
+    pub fn set_cache_bytes(&self, bytes: usize) {
+        self.cache.set_capacity(bytes);
+        *self.writeback.enabled.lock().unwrap() = bytes > 0;
+        *self.writeback.budget.lock().unwrap() = budget_of(bytes);
+    }
+
+    /// Buffers a write of `data` at `offset` of `ino`; it reaches the OSTs in the background.
+    pub(crate) async fn buffered_write(
+        self: &Arc<Self>,
+        ino: Ino,
+        layout: &Layout,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), Error> {
+        self.cache
+            .invalidate_range(ino, layout.stripe_size as u64, offset, data.len() as u64);
+        if !self.writeback.enabled() {
+            return self.write_data(ino, layout, offset, data, false).await;
+        }
+        let (budget, total) = self.writeback.budget();
+        // A write larger than the whole budget takes all of it rather than waiting forever.
+        let permit = budget
+            .acquire_many_owned(kib(data.len()).min(total))
+            .await
+            .map_err(|_| Error::Io("write-back closed".into()))?;
+        let state = self.writeback.inode(ino);
+        let mut w = state.lock().await;
+        if let Some(e) = w.error.take() {
+            return Err(e);
+        }
+        let continues = w
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.offset + p.data.len() as u64 == offset);
+        if !continues {
+            self.send_pending(ino, &mut w).await;
+        }
+        let p = w.pending.get_or_insert_with(|| Pending {
+            offset,
+            data: BytesMut::new(),
+            since: Instant::now(),
+            layout: layout.clone(),
+            permits: Vec::new(),
+        });
+        p.data.extend_from_slice(&data);
+        p.permits.push(permit);
+        let row = layout.stripe_size as u64 * layout.stripe_count() as u64 * WRITEBACK_GATHER_ROWS;
+        let end = p.offset + p.data.len() as u64;
+        if p.data.len() as u64 >= row
+            || (end.is_multiple_of(layout.stripe_size as u64)
+                && p.data.len() as u64 >= layout.stripe_size as u64)
+        {
+            self.send_pending(ino, &mut w).await;
+        }
+        while w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
+            let oldest = w.inflight.remove(0);
+            record(&mut w, oldest.task.await);
+        }
+        if let Some(e) = w.error.take() {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Starts sending the pending buffer of `ino`. Sends that overlap it finish first, so
+    /// overlapping writes reach the OSTs in the order they were made.
+    async fn send_pending(self: &Arc<Self>, ino: Ino, w: &mut InodeWrites) {
+        let Some(p) = w.pending.take() else { return };
+        let (start, end) = (p.offset, p.offset + p.data.len() as u64);
+        let (overlapping, others): (Vec<_>, Vec<_>) = std::mem::take(&mut w.inflight)
+            .into_iter()
+            .partition(|f| f.start < end && start < f.end);
+        w.inflight = others;
+        for f in overlapping {
+            record(w, f.task.await);
+        }
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            let r = client
+                .write_data(ino, &p.layout, p.offset, p.data.freeze(), false)
+                .await;
+            drop(p.permits);
+            r
+        });
+        w.inflight.push(Inflight { start, end, task });
+    }
+
+    /// Sends everything buffered for `ino` and waits until the OSTs have it (in their page
+    /// cache; fsync adds the disk). Returns the first error of any send since the last call.
+    pub(crate) async fn flush_writes(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
+        let Some(state) = self.writeback.existing(ino) else {
+            return Ok(());
+        };
+        let mut w = state.lock().await;
+        self.send_pending(ino, &mut w).await;
+        for f in std::mem::take(&mut w.inflight) {
+            record(&mut w, f.task.await);
+        }
+        match w.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the write-back state of an inode nobody holds open any more (after a flush),
+    /// unless writes came in meanwhile (see `WriteBack::forget`).
+    pub(crate) fn forget_writes(&self, ino: Ino) {
+        self.writeback.forget(ino);
+    }
+
+    /// Sends buffers that waited longer than [`WRITEBACK_DELAY`] (run by a timer task).
+    pub(crate) async fn send_stale_writes(self: &Arc<Self>) {
+        let states: Vec<(Ino, Arc<tokio::sync::Mutex<InodeWrites>>)> = self
+            .writeback
+            .inodes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(i, s)| (*i, s.clone()))
+            .collect();
+        for (ino, state) in states {
+            if let Ok(mut w) = state.try_lock() {
+                if w.pending
+                    .as_ref()
+                    .is_some_and(|p| p.since.elapsed() >= WRITEBACK_DELAY)
+                {
+                    self.send_pending(ino, &mut w).await;
+                }
+                // Reap finished sends so their errors are kept and handles freed.
+                let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut w.inflight)
+                    .into_iter()
+                    .partition(|f| f.task.is_finished());
+                w.inflight = running;
+                for f in done {
+                    record(&mut w, f.task.await);
+                }
+            }
+        }
+    }
+}
+
+fn record(w: &mut InodeWrites, r: Result<Result<(), Error>, tokio::task::JoinError>) {
+    let r = r.unwrap_or_else(|e| Err(Error::Io(format!("write task failed: {e}"))));
+    if let Err(e) = r {
+        w.error.get_or_insert(e);
+    }
+}
