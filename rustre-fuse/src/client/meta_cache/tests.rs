@@ -1,0 +1,529 @@
+//! Unit tests of the metadata cache.
+
+use super::*;
+use rustre_proto::msg::Timestamp;
+
+const MDS: &str = "127.0.0.1:9500";
+/// This client's session in the tests.
+const ME: u64 = 7;
+
+fn attr(ino: Ino, kind: FileKind, perm: u32, uid: u32) -> Attr {
+    let t = Timestamp { sec: 1, nsec: 0 };
+    Attr {
+        ino,
+        kind,
+        perm,
+        nlink: 1,
+        uid,
+        gid: uid,
+        size: 0,
+        rdev: 0,
+        atime: t,
+        mtime: t,
+        ctime: t,
+        layout: None,
+        truncate_version: 0,
+    }
+}
+
+fn file(ino: Ino) -> Attr {
+    attr(ino, FileKind::File, 0o644, 0)
+}
+
+fn by(request: (u64, u64), changes: Vec<Change>) -> Vec<FeedChange> {
+    changes
+        .into_iter()
+        .map(|change| FeedChange { change, request })
+        .collect()
+}
+
+fn batch(instance: u64, last: u64, changes: Vec<FeedChange>) -> ChangeBatch {
+    ChangeBatch {
+        instance,
+        last,
+        lost: false,
+        changes,
+    }
+}
+
+fn entry(parent: Ino, name: &str) -> Change {
+    Change::Entry {
+        parent,
+        name: name.into(),
+    }
+}
+
+fn root() -> Creds {
+    Creds::root()
+}
+
+/// Feeds `changes` (made by `request`) to the cache as the next answer of the feed.
+fn report(cache: &MetaCache, request: (u64, u64), changes: Vec<Change>) {
+    let last = cache.feed_position(MDS).unwrap().1 + changes.len() as u64;
+    cache.apply(
+        MDS,
+        Instant::now(),
+        ME,
+        &batch(9, last, by(request, changes)),
+    );
+}
+
+/// A cache watching one MDS, trusted from now on.
+fn trusted_cache() -> MetaCache {
+    let cache = MetaCache::default();
+    cache.watch_only(&[MDS.to_string()]);
+    let first = ChangeBatch {
+        lost: true,
+        ..batch(9, 0, vec![])
+    };
+    cache.apply(MDS, Instant::now(), ME, &first);
+    cache
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_only_while_every_feed_is_fresh() {
+    let cache = MetaCache::default();
+    let e = cache.epoch();
+    cache.keep_attr(e, &file(5));
+    // No feed watched: not trusted.
+    assert_eq!(cache.getattr(5), None);
+    cache.watch_only(&[MDS.to_string()]);
+    assert_eq!(cache.getattr(5), None, "no answer from the feed yet");
+
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    cache.keep_attr(e, &file(5));
+    assert_eq!(cache.getattr(5).map(|a| a.ino), Some(5));
+    tokio::time::advance(FEED_LEASE).await;
+    assert_eq!(cache.getattr(5), None, "the feed's answer is too old");
+    report(&cache, (0, 0), vec![]);
+    assert_eq!(cache.getattr(5).map(|a| a.ino), Some(5));
+    // A second MDS joins the map: not trusted until its feed answers.
+    cache.watch_only(&[MDS.to_string(), "127.0.0.2:9500".into()]);
+    assert_eq!(cache.getattr(5), None);
+}
+
+#[test]
+fn feed_changes_evict_what_they_name() {
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    cache.keep_entry(e, 1, "a", Some(&file(5)));
+    cache.keep_entry(e, 1, "b", Some(&file(6)));
+    cache.keep_entry(e, 1, "gone", None);
+    assert!(matches!(cache.lookup(root, 0, 1, "a"), Some(Known::Found(a)) if a.ino == 5));
+    assert_eq!(cache.lookup(root, 0, 1, "gone"), Some(Known::Absent));
+    report(&cache, (3, 1), vec![Change::Inode(5), entry(1, "gone")]);
+    assert_eq!(cache.lookup(root, 0, 1, "a"), None, "attributes evicted");
+    assert_eq!(cache.lookup(root, 0, 1, "gone"), None, "entry evicted");
+    assert!(cache.lookup(root, 0, 1, "b").is_some());
+    report(&cache, (0, 0), vec![Change::All]);
+    assert_eq!(cache.lookup(root, 0, 1, "b"), None);
+}
+
+#[test]
+fn an_answer_in_flight_across_a_change_is_not_kept() {
+    let cache = trusted_cache();
+    let asked = cache.epoch();
+    report(&cache, (3, 1), vec![Change::Inode(77)]);
+    cache.keep_attr(asked, &file(5));
+    assert_eq!(cache.getattr(5), None);
+    // The same for the answer to an own change that raced another client's change of
+    // the same name; what the other change did not name is kept.
+    cache.own_change(Vec::new(), || 40);
+    report(&cache, (3, 2), vec![entry(1, "x")]);
+    let made = OwnResult::Entry {
+        parent: 1,
+        name: "x".into(),
+        attr: Some(file(8)),
+    };
+    cache.own_answered(40, Some(vec![made]));
+    report(&cache, (0, 0), vec![]);
+    assert_eq!(cache.lookup(root, 0, 1, "x"), None);
+    assert_eq!(cache.getattr(8).map(|a| a.ino), Some(8));
+}
+
+#[test]
+fn an_unlink_of_a_known_name_needs_no_feed_report() {
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    let linked_twice = Attr {
+        nlink: 2,
+        ..file(5)
+    };
+    cache.keep_entry(e, 1, "a", Some(&linked_twice));
+    cache.keep_entry(e, 1, "b", Some(&linked_twice));
+    cache.keep_attr(e, &file(6));
+    let unlink = |name: &str| {
+        vec![
+            OwnResult::Unlinked {
+                parent: 1,
+                name: name.into(),
+            },
+            OwnResult::Entry {
+                parent: 1,
+                name: name.into(),
+                attr: None,
+            },
+            OwnResult::Changed(1),
+        ]
+    };
+    cache.own_change(Vec::new(), || 60);
+    cache.own_answered(60, Some(unlink("a")));
+    // Answered at once: the name is gone, the other name stays, the inode's link
+    // count is asked again.
+    assert_eq!(cache.lookup(root, 0, 1, "a"), Some(Known::Absent));
+    assert_eq!(cache.getattr(5), None);
+    assert_eq!(cache.getattr(6).map(|a| a.ino), Some(6));
+    // A name the cache did not know: which inode lost a link is unknown, so nothing is
+    // answered until the feed reported the change.
+    cache.own_change(Vec::new(), || 61);
+    cache.own_answered(61, Some(unlink("unknown")));
+    assert_eq!(cache.getattr(6), None);
+    report(&cache, (0, 0), vec![]);
+    assert_eq!(cache.getattr(6).map(|a| a.ino), Some(6));
+}
+
+#[test]
+fn a_last_release_drops_an_unlinked_inode_at_once() {
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    cache.keep_attr(e, &file(5));
+    cache.keep_attr(
+        e,
+        &Attr {
+            nlink: 0,
+            ..file(6)
+        },
+    );
+    for (seq, ino) in [(50, 5), (51, 6)] {
+        cache.own_change(Vec::new(), || seq);
+        cache.own_answered(seq, Some(vec![OwnResult::Released(ino)]));
+    }
+    // No pause, no feed report needed: the linked inode is still answered, the
+    // unlinked one (maybe destroyed) is not.
+    assert_eq!(cache.getattr(5).map(|a| a.ino), Some(5));
+    assert_eq!(cache.getattr(6), None);
+}
+
+#[test]
+fn own_changes_are_read_back_and_their_reports_evict_the_rest() {
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    // Directory 1 lists "old" (inode 5, two links); this client unlinks it and
+    // creates "new".
+    cache.keep_attr(e, &attr(1, FileKind::Dir, 0o755, 0));
+    cache.keep_entry(
+        e,
+        1,
+        "old",
+        Some(&Attr {
+            nlink: 2,
+            ..file(5)
+        }),
+    );
+    cache.own_change(Vec::new(), || 10);
+    // The feed's report may come before the answer...
+    report(
+        &cache,
+        (ME, 10),
+        vec![entry(1, "old"), Change::Inode(5), Change::Inode(1)],
+    );
+    let gone = OwnResult::Entry {
+        parent: 1,
+        name: "old".into(),
+        attr: None,
+    };
+    // An unlink does not name the inode it unlinked: the cache waits for the feed.
+    let unlink = vec![gone, OwnResult::Changed(1), OwnResult::Unknown];
+    cache.own_answered(10, Some(unlink));
+    // ... and until a watch sent after the answer is answered, nothing is answered.
+    assert_eq!(cache.lookup(root, 0, 1, "old"), None);
+    report(&cache, (0, 0), vec![]);
+    assert_eq!(cache.lookup(root, 0, 1, "old"), Some(Known::Absent));
+    assert_eq!(
+        cache.getattr(5),
+        None,
+        "the unlinked inode's link count changed"
+    );
+    assert_eq!(cache.getattr(1), None, "the directory's times changed");
+
+    // ... or after it: what the answer put here stays, the rest goes. A create names
+    // everything it touched, so its answer is read back at once, without waiting.
+    let e = cache.epoch();
+    cache.keep_attr(e, &attr(1, FileKind::Dir, 0o755, 0));
+    cache.own_change(Vec::new(), || 11);
+    let made = OwnResult::Entry {
+        parent: 1,
+        name: "new".into(),
+        attr: Some(file(6)),
+    };
+    cache.own_answered(11, Some(vec![made, OwnResult::Changed(1)]));
+    assert!(matches!(cache.lookup(root, 0, 1, "new"), Some(Known::Found(a)) if a.ino == 6));
+    assert_eq!(cache.getattr(1), None, "the directory's times changed");
+    let e = cache.epoch();
+    cache.keep_attr(e, &attr(1, FileKind::Dir, 0o755, 0));
+    report(
+        &cache,
+        (ME, 11),
+        vec![entry(1, "new"), Change::Inode(6), Change::Inode(1)],
+    );
+    assert!(matches!(cache.lookup(root, 0, 1, "new"), Some(Known::Found(a)) if a.ino == 6));
+    assert_eq!(cache.getattr(1), None);
+    // Another client's later change to the same inode is not mistaken for ours.
+    report(&cache, (3, 11), vec![Change::Inode(6)]);
+    assert_eq!(cache.lookup(root, 0, 1, "new"), None);
+}
+
+#[test]
+fn a_directory_this_client_made_answers_missing_names() {
+    let cache = MetaCache::with_capacity(16, 4);
+    cache.watch_only(&[MDS.to_string()]);
+    let first = ChangeBatch {
+        lost: true,
+        ..batch(9, 0, vec![])
+    };
+    cache.apply(MDS, Instant::now(), ME, &first);
+    let mkdir = |seq: u64, dir: Ino| {
+        cache.own_change(Vec::new(), || seq);
+        let made = OwnResult::Entry {
+            parent: 1,
+            name: format!("d{dir}"),
+            attr: Some(attr(dir, FileKind::Dir, 0o755, 0)),
+        };
+        cache.own_answered(seq, Some(vec![made, OwnResult::NewDir(dir)]));
+    };
+    mkdir(20, 2);
+    assert_eq!(cache.lookup(root, 0, 2, "x"), Some(Known::Absent));
+    // A name the MDS would refuse is left to the MDS (ENAMETOOLONG, not ENOENT).
+    let long = "x".repeat(rustre_proto::msg::NAME_MAX_BYTES + 1);
+    assert_eq!(cache.lookup(root, 0, 2, &long), None);
+    // Its own files are known; the report of its own create keeps it complete.
+    cache.own_change(Vec::new(), || 21);
+    let made = OwnResult::Entry {
+        parent: 2,
+        name: "x".into(),
+        attr: Some(file(7)),
+    };
+    cache.own_answered(21, Some(vec![made, OwnResult::Changed(2)]));
+    report(
+        &cache,
+        (ME, 21),
+        vec![entry(2, "x"), Change::Inode(7), Change::Inode(2)],
+    );
+    assert!(matches!(cache.lookup(root, 0, 2, "x"), Some(Known::Found(a)) if a.ino == 7));
+    assert_eq!(cache.lookup(root, 0, 2, "y"), Some(Known::Absent));
+    // ... and so does its report arriving before the answer.
+    cache.own_change(vec![(2, "w".into())], || 25);
+    report(&cache, (ME, 25), vec![entry(2, "w"), Change::Inode(2)]);
+    let made = OwnResult::Entry {
+        parent: 2,
+        name: "w".into(),
+        attr: Some(file(9)),
+    };
+    cache.own_answered(25, Some(vec![made, OwnResult::Changed(2)]));
+    assert!(matches!(cache.lookup(root, 0, 2, "w"), Some(Known::Found(a)) if a.ino == 9));
+    assert_eq!(cache.lookup(root, 0, 2, "y"), Some(Known::Absent));
+    // Another client's change of any name in it: no longer complete.
+    report(&cache, (3, 1), vec![entry(2, "z")]);
+    assert_eq!(cache.lookup(root, 0, 2, "y"), None);
+
+    // A name of a complete directory pushed out of the LRU must not read as missing.
+    mkdir(22, 3);
+    cache.own_change(Vec::new(), || 24);
+    let made = OwnResult::Entry {
+        parent: 3,
+        name: "kept".into(),
+        attr: Some(file(8)),
+    };
+    cache.own_answered(24, Some(vec![made, OwnResult::Changed(3)]));
+    assert!(cache.lookup(root, 0, 3, "kept").is_some());
+    let e = cache.epoch();
+    for n in 0..4 {
+        cache.keep_entry(e, 9, &format!("n{n}"), None);
+    }
+    assert_eq!(cache.lookup(root, 0, 3, "kept"), None);
+    // ... but the directory stays complete: a name it never had is still known absent.
+    assert_eq!(cache.lookup(root, 0, 3, "y"), Some(Known::Absent));
+
+    // A report naming the directory while the mkdir was in flight: not complete.
+    cache.own_change(Vec::new(), || 23);
+    report(&cache, (3, 2), vec![entry(4, "early")]);
+    let made = OwnResult::Entry {
+        parent: 1,
+        name: "d4".into(),
+        attr: Some(attr(4, FileKind::Dir, 0o755, 0)),
+    };
+    cache.own_answered(23, Some(vec![made, OwnResult::NewDir(4)]));
+    assert_eq!(cache.lookup(root, 0, 4, "y"), None);
+}
+
+#[test]
+fn a_complete_directory_outgrows_the_entry_lru_but_not_its_name_limit() {
+    let cache = MetaCache::with_capacity(16, 4);
+    cache.inner.lock().unwrap().complete_names_max = 100;
+    cache.watch_only(&[MDS.to_string()]);
+    let first = ChangeBatch {
+        lost: true,
+        ..batch(9, 0, vec![])
+    };
+    cache.apply(MDS, Instant::now(), ME, &first);
+    cache.own_change(Vec::new(), || 1);
+    let made = OwnResult::Entry {
+        parent: 1,
+        name: "big".into(),
+        attr: Some(attr(2, FileKind::Dir, 0o755, 0)),
+    };
+    cache.own_answered(1, Some(vec![made, OwnResult::NewDir(2)]));
+    let create = |seq: u64, name: String| {
+        cache.own_change(Vec::new(), || seq);
+        let made = OwnResult::Entry {
+            parent: 2,
+            name,
+            attr: Some(file(1000 + seq)),
+        };
+        cache.own_answered(seq, Some(vec![made, OwnResult::Changed(2)]));
+    };
+    // 25 times more names than the LRU holds: every name not made is still known absent,
+    // every name made is asked for (its entry went) or found, never called absent.
+    for n in 0..100 {
+        create(10 + n, format!("f{n}"));
+    }
+    for n in 0..100 {
+        let known = cache.lookup(root, 0, 2, &format!("f{n}"));
+        assert!(!matches!(known, Some(Known::Absent)), "f{n}: {known:?}");
+    }
+    let absent = (0..1000)
+        .filter(|n| cache.lookup(root, 0, 2, &format!("g{n}")) == Some(Known::Absent))
+        .count();
+    // A 32-bit hash of 100 names shadows another name about once in 40 million.
+    assert_eq!(absent, 1000);
+    // The 101st name passes the limit: the directory is no longer complete.
+    create(110, "f100".into());
+    assert_eq!(cache.lookup(root, 0, 2, "g0"), None);
+    assert_eq!(cache.inner.lock().unwrap().complete_names, 0);
+}
+
+#[test]
+fn a_rename_of_known_names_is_read_back_at_once_else_waits_for_the_feed() {
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    cache.keep_entry(e, 1, "a", Some(&file(5)));
+    cache.keep_entry(e, 1, "b", None);
+    let rename = |from: &str, to: &str| OwnResult::Renamed {
+        from: (1, from.into()),
+        to: (1, to.into()),
+        exchange: false,
+    };
+    cache.own_change(vec![(1, "a".into()), (1, "b".into())], || 30);
+    // The feed's report of the rename comes before its answer: it leaves the names the
+    // request named alone, for the answer to set.
+    report(
+        &cache,
+        (ME, 30),
+        vec![entry(1, "a"), entry(1, "b"), Change::Inode(5)],
+    );
+    cache.own_answered(30, Some(vec![rename("a", "b"), OwnResult::Changed(1)]));
+    assert_eq!(cache.lookup(root, 0, 1, "a"), Some(Known::Absent));
+    assert_eq!(cache.getattr(5), None, "the moved inode's ctime changed");
+    cache.keep_attr(cache.epoch(), &file(5));
+    assert!(matches!(cache.lookup(root, 0, 1, "b"), Some(Known::Found(a)) if a.ino == 5));
+    // The target "c" is not known (it may have held an inode that lost a link): nothing
+    // is answered until the feed reported the rename.
+    cache.own_change(vec![(1, "b".into()), (1, "c".into())], || 31);
+    cache.own_answered(31, Some(vec![rename("b", "c")]));
+    assert_eq!(cache.lookup(root, 0, 1, "b"), None, "paused");
+    report(&cache, (0, 0), vec![]);
+    assert_eq!(cache.lookup(root, 0, 1, "b"), None, "evicted, not known");
+    // A refused change whose report came early: the names it named are evicted, as
+    // the report may be of a commit after all.
+    cache.keep_entry(cache.epoch(), 1, "d", Some(&file(7)));
+    cache.own_change(vec![(1, "d".into())], || 32);
+    report(&cache, (ME, 32), vec![entry(1, "d")]);
+    assert!(
+        cache.lookup(root, 0, 1, "d").is_some(),
+        "left for the answer"
+    );
+    cache.own_answered(32, Some(vec![OwnResult::Unknown]));
+    report(&cache, (0, 0), vec![]);
+    assert_eq!(cache.lookup(root, 0, 1, "d"), None);
+}
+
+#[test]
+fn unknown_outcomes_and_lost_feeds_void_everything() {
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    cache.keep_attr(e, &file(5));
+    cache.own_change(Vec::new(), || 12);
+    cache.own_answered(12, None);
+    report(&cache, (0, 0), vec![]);
+    assert_eq!(cache.getattr(5), None);
+
+    let e = cache.epoch();
+    cache.keep_attr(e, &file(5));
+    // A new instance (the MDS restarted): changes may be lost.
+    cache.apply(MDS, Instant::now(), ME, &batch(10, 0, vec![]));
+    assert_eq!(cache.getattr(5), None);
+
+    let e = cache.epoch();
+    cache.keep_attr(e, &file(5));
+    let lost = ChangeBatch {
+        lost: true,
+        ..batch(10, 70_000, vec![])
+    };
+    cache.apply(MDS, Instant::now(), ME, &lost);
+    assert_eq!(cache.getattr(5), None);
+
+    let e = cache.epoch();
+    cache.keep_attr(e, &file(5));
+    // An MDS leaves the map: what its feed had not delivered is unknown.
+    cache.watch_only(&[]);
+    cache.watch_only(&[MDS.to_string()]);
+    cache.apply(MDS, Instant::now(), ME, &lost);
+    assert_eq!(cache.getattr(5), None);
+}
+
+#[test]
+fn lookups_check_search_permission_on_the_cached_directory() {
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    // Directory 2 owned by uid 1000, searchable by its owner only.
+    cache.keep_attr(e, &attr(2, FileKind::Dir, 0o700, 1000));
+    cache.keep_entry(e, 2, "f", Some(&attr(9, FileKind::File, 0o644, 1000)));
+    let other = || Creds {
+        uid: 2000,
+        gid: 2000,
+        groups: vec![],
+    };
+    assert!(cache.lookup(other, 1000, 2, "f").is_some(), "owner");
+    assert_eq!(
+        cache.lookup(other, 2000, 2, "f"),
+        None,
+        "others ask the MDS"
+    );
+    assert!(
+        cache.lookup(root, 0, 2, "f").is_some(),
+        "root searches anything"
+    );
+    // Without the directory's attributes only root is answered.
+    let e = cache.epoch();
+    cache.keep_entry(e, 3, "g", None);
+    assert_eq!(cache.lookup(other, 2000, 3, "g"), None);
+    assert_eq!(cache.lookup(root, 0, 3, "g"), Some(Known::Absent));
+    // Group-searchable only: membership decides, so the groups are read.
+    let e = cache.epoch();
+    cache.keep_attr(
+        e,
+        &Attr {
+            gid: 50,
+            ..attr(4, FileKind::Dir, 0o710, 1000)
+        },
+    );
+    cache.keep_entry(e, 4, "h", None);
+    let member = || Creds {
+        uid: 2000,
+        gid: 2000,
+        groups: vec![50],
+    };
+    assert_eq!(cache.lookup(member, 2000, 4, "h"), Some(Known::Absent));
+    assert_eq!(cache.lookup(other, 2000, 4, "h"), None);
+}
