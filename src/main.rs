@@ -19,11 +19,11 @@ struct Cli {
         long,
         global = true,
         env = "RUSTRE_MGS",
-        default_value = "127.0.0.1:9400"
+        default_value = rustre_proto::DEFAULT_MGS_ADDR
     )]
     mgs: String,
     /// Cluster name every connection must agree on.
-    #[arg(long, global = true, env = "RUSTRE_CLUSTER", default_value = "rustre")]
+    #[arg(long, global = true, env = "RUSTRE_CLUSTER", default_value = rustre_proto::DEFAULT_CLUSTER_NAME)]
     cluster: String,
     /// File holding the cluster secret every connection proves (mode 0600)
     /// [default: /etc/rustre/cluster.secret; for `local`: DATA/cluster.secret, created if
@@ -39,7 +39,7 @@ enum Cmd {
     /// Run the management server (registry, heartbeats, cluster map).
     Mgs {
         /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0:9400")]
+        #[arg(long, default_value = rustre_proto::DEFAULT_MGS_LISTEN)]
         listen: String,
         /// Directory for the MGS's state (its embedded store). With --fdb-cluster-file it is
         /// optional: a registry file an earlier rustre left there is imported once.

@@ -27,7 +27,7 @@ pub struct LocalArgs {
     #[arg(long, default_value_t = 1)]
     mds: u32,
     /// MGS address.
-    #[arg(long, default_value = "127.0.0.1:9400")]
+    #[arg(long, default_value = rustre_proto::DEFAULT_MGS_ADDR)]
     listen: SocketAddr,
     /// Acknowledge namespace changes before their fsync; durable at the next client fsync
     /// or within 1 s (see `rustre mds --relaxed`, docs/operations.md).

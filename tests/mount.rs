@@ -698,7 +698,7 @@ fn bad_mount_input_fails_cleanly() {
             vec![&c.mgs, m, "-o", "secret_file=/nonexistent/secret"],
             "no such file",
         ),
-        (vec!["not-an-address", m], "HOST:PORT"),
+        (vec!["not-an:address", m], "HOST[:PORT]"),
     ];
     for (args, expect) in cases {
         let start = Instant::now();

@@ -32,3 +32,22 @@ pub use error::{Error, Result};
 
 /// Default TCP port of the MGS.
 pub const DEFAULT_MGS_PORT: u16 = 9400;
+/// Where clients look for the MGS unless told otherwise: this host, [`DEFAULT_MGS_PORT`].
+pub const DEFAULT_MGS_ADDR: &str = "127.0.0.1:9400";
+/// Where an MGS listens unless told otherwise: every interface, [`DEFAULT_MGS_PORT`].
+pub const DEFAULT_MGS_LISTEN: &str = "0.0.0.0:9400";
+/// The name of a cluster that is not given one.
+pub const DEFAULT_CLUSTER_NAME: &str = "rustre";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_addresses_use_the_default_port() {
+        for addr in [DEFAULT_MGS_ADDR, DEFAULT_MGS_LISTEN] {
+            let port = addr.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+            assert_eq!(port, Some(Ok(DEFAULT_MGS_PORT)), "{addr}");
+        }
+    }
+}

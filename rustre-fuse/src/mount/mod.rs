@@ -64,7 +64,7 @@ const FS_TYPE: &str = "fuse.rustre";
 /// The FUSE subtype (what follows "fuse.").
 const SUBTYPE: &str = "rustre";
 /// Cluster name used when `cluster=` is not given.
-const DEFAULT_CLUSTER: &str = "rustre";
+const DEFAULT_CLUSTER: &str = rustre_proto::DEFAULT_CLUSTER_NAME;
 /// Longest wait for the MGS and the first MDS session before the mount fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often `rustre local --mount` looks for its OSTs before mounting.

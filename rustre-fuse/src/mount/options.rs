@@ -4,6 +4,7 @@
 //! (`SOURCE MOUNTPOINT [-o OPTS] [-f] [-n] [-s] [-v] [-t TYPE]`), with the checks of the
 //! source and the mount point. Argument handling only: nothing here mounts, forks or connects.
 
+use rustre_proto::DEFAULT_MGS_PORT;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -183,9 +184,9 @@ impl MountArgs {
             options.apply(o)?;
         }
         options.foreground |= foreground;
-        check_source(source)?;
+        let source = mgs_address(source)?;
         Ok(MountArgs {
-            source: source.to_string(),
+            source,
             mountpoint: mountpoint.to_path_buf(),
             options,
         })
@@ -241,12 +242,19 @@ impl MountArgs {
 }
 
 /// `host:port` with a numeric port.
-fn check_source(source: &str) -> Result<(), String> {
+/// The MGS address a mount source names: `HOST:PORT`, or `HOST` alone for the MGS's
+/// default port ([`DEFAULT_MGS_PORT`]).
+pub(super) fn mgs_address(source: &str) -> Result<String, String> {
+    let bad = || format!("source {source:?} must be the MGS address HOST[:PORT]");
+    if source.is_empty() || source.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
     match source.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!(
-            "source {source:?} must be the MGS address HOST:PORT"
-        )),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(source.to_string())
+        }
+        Some(_) => Err(bad()),
+        None => Ok(format!("{source}:{DEFAULT_MGS_PORT}")),
     }
 }
 

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
+use super::options::mgs_address;
 use super::syscall::{escape_mountinfo, mount_device};
 use super::{MountArgs, MountOptions, MAX_CLIENT_THREADS};
 
@@ -70,7 +71,7 @@ fn bad_input_is_refused() {
         &["h:1", "/m", "-o", "cache_size=lots"],
         &["h:1", "/m", "-o", "threads=0"],
         &["h:1", "/m", "-o", "threads=1000"],
-        &["nohostport", "/m"],
+        &["host:port", "/m"],
         &["h:1", "/m", "extra"],
         &["h:1", "/m", "-x"],
         &["h:1", "/m", "-t", "nfs"],
@@ -155,4 +156,14 @@ fn mountinfo_escapes_tab_and_newline() {
         escape_mountinfo("tab\there\nnewline"),
         "tab\\011here\\012newline"
     );
+}
+
+#[test]
+fn a_source_without_a_port_names_the_mgs_default_port() {
+    assert_eq!(mgs_address("mgs1").unwrap(), "mgs1:9400");
+    assert_eq!(mgs_address("10.0.0.1:9500").unwrap(), "10.0.0.1:9500");
+    for bad in ["", ":9400", "mgs1:", "mgs1:port", "mgs 1", "h:99999"] {
+        let err = mgs_address(bad).unwrap_err();
+        assert!(err.contains("HOST[:PORT]"), "{bad:?}: {err}");
+    }
 }
