@@ -11,7 +11,8 @@
 //! ## Layout
 //! - `store`: the narrow [`ObjectStore`] trait and the request checks.
 //! - `file_store`: [`FileStore`], objects as files (see its doc for the on-disk layout,
-//!   the handle-cache locking rule, checksums and durability).
+//!   the handle-cache locking rule and durability; `file_store/write.rs` for how checksums
+//!   follow writes and truncates).
 //! - `sums`: the checksum sidecar format.
 //! - `handles`: the bounded cache of open object files.
 //! - `fence`: registration epoch and lease of an OST.
