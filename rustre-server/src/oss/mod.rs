@@ -10,6 +10,8 @@
 //!
 //! ## Layout
 //! - `store`: the narrow [`ObjectStore`] trait and the request checks.
+//! - `error`: [`ObjectError`], what a store answers; the service alone turns it into the
+//!   wire error.
 //! - `file_store`: [`FileStore`], objects as files (see its doc for the on-disk layout,
 //!   the handle-cache locking rule and durability; `file_store/write.rs` for how checksums
 //!   follow writes and truncates).
@@ -28,6 +30,7 @@
 //! The identity file stops a directory from being served as another OST or in another
 //! cluster, which would silently hand out the wrong data.
 
+mod error;
 mod fence;
 mod file_store;
 mod handles;
@@ -51,6 +54,7 @@ use rustre_proto::Error;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use error::ObjectError;
 pub use fence::{OSS_LEASE, REGISTRATION_WAIT};
 pub use file_store::{
     statvfs, FileStore, OBJECTS_DIR, OBJECT_DIRS, OBJECT_LOCK_STRIPES, SCRUB_CHUNK_BYTES,
@@ -175,7 +179,8 @@ fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
             )));
         }
         let lock = claim_ost_dir(dir, &cfg.cluster, *index)?;
-        let store = Arc::new(FileStore::open(dir, per_ost)?);
+        // Start-up, not an answer; the same conversion keeps the error what it was.
+        let store = Arc::new(FileStore::open(dir, per_ost).map_err(service::to_wire)?);
         opened.push(OpenedOst {
             index: *index,
             store,

@@ -50,8 +50,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustre_proto::msg::oss::ObjectId;
 use rustre_proto::msg::Capacity;
-use rustre_proto::Error;
 
+use super::error::ObjectError;
 use super::handles::HandleCache;
 use super::store::{check_object, check_read, ObjectPage, ObjectRead, ObjectStore, ReadData};
 use super::sums::{self, BLOCK};
@@ -100,36 +100,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// An I/O error as the client should see it: no space and too big keep their errno, the rest
-/// names the path for the operator.
-fn io_err(path: &Path, e: std::io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace,
-        Some(libc::EFBIG) => Error::TooBig,
-        _ => Error::Io(format!("{}: {e}", path.display())),
-    }
-}
-
 impl FileStore {
     /// Opens (creating if needed) the object store under `root`, caching at most
     /// `open_objects_max` open objects.
-    pub fn open(root: &Path, open_objects_max: usize) -> Result<FileStore, Error> {
+    pub fn open(root: &Path, open_objects_max: usize) -> Result<FileStore, ObjectError> {
         let objects = root.join(OBJECTS_DIR);
-        std::fs::create_dir_all(&objects).map_err(|e| io_err(&objects, e))?;
+        std::fs::create_dir_all(&objects).map_err(|e| ObjectError::io(&objects, e))?;
         for d in 0..OBJECT_DIRS {
             let sub = objects.join(format!("{d:02x}"));
             match std::fs::create_dir(&sub) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err(&sub, e)),
+                Err(e) => return Err(ObjectError::io(&sub, e)),
             }
         }
         // Make the directory tree itself durable before any object goes in.
         for dir in [objects.as_path(), root] {
-            sync_dir(dir).map_err(|e| io_err(dir, e))?;
+            sync_dir(dir).map_err(|e| ObjectError::io(dir, e))?;
         }
         if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent).map_err(|e| io_err(parent, e))?;
+            sync_dir(parent).map_err(|e| ObjectError::io(parent, e))?;
         }
         Ok(FileStore {
             root: root.to_path_buf(),
@@ -188,7 +178,7 @@ impl FileStore {
 
     /// The open files of `id`: from the cache, else opened (and, with `create`, created).
     /// `None` when the object does not exist and `create` is false.
-    fn handle(&self, id: ObjectId, create: bool) -> Result<Option<Arc<ObjectFiles>>, Error> {
+    fn handle(&self, id: ObjectId, create: bool) -> Result<Option<Arc<ObjectFiles>>, ObjectError> {
         if let Some(f) = self.handles.get(id) {
             return Ok(Some(f));
         }
@@ -197,7 +187,11 @@ impl FileStore {
     }
 
     /// [`Self::handle`] for a caller holding the object's lock.
-    fn handle_locked(&self, id: ObjectId, create: bool) -> Result<Option<Arc<ObjectFiles>>, Error> {
+    fn handle_locked(
+        &self,
+        id: ObjectId,
+        create: bool,
+    ) -> Result<Option<Arc<ObjectFiles>>, ObjectError> {
         if let Some(f) = self.handles.get(id) {
             return Ok(Some(f));
         }
@@ -216,32 +210,33 @@ impl FileStore {
                         let f = rw()
                             .create_new(true)
                             .open(&spath)
-                            .map_err(|e| io_err(&spath, e))?;
+                            .map_err(|e| ObjectError::io(&spath, e))?;
                         self.mark_dirty(id);
                         (f, true)
                     }
-                    Err(e) => return Err(io_err(&spath, e)),
+                    Err(e) => return Err(ObjectError::io(&spath, e)),
                 };
-                let version = match sums::read_header(&sums).map_err(|e| io_err(&spath, e))? {
-                    Some(v) => v,
-                    None => {
-                        if created {
-                            tracing::warn!(
-                                object = %path.display(),
-                                "object without a checksum sidecar: its blocks fail \
-                                 verification unless zeros until rewritten"
-                            );
-                        } else {
-                            tracing::warn!(
-                                sidecar = %spath.display(),
-                                "checksum sidecar with a bad header: header rewritten, \
-                                 version 0"
-                            );
+                let version =
+                    match sums::read_header(&sums).map_err(|e| ObjectError::io(&spath, e))? {
+                        Some(v) => v,
+                        None => {
+                            if created {
+                                tracing::warn!(
+                                    object = %path.display(),
+                                    "object without a checksum sidecar: its blocks fail \
+                                     verification unless zeros until rewritten"
+                                );
+                            } else {
+                                tracing::warn!(
+                                    sidecar = %spath.display(),
+                                    "checksum sidecar with a bad header: header rewritten, \
+                                     version 0"
+                                );
+                            }
+                            sums::write_header(&sums, 0).map_err(|e| ObjectError::io(&spath, e))?;
+                            0
                         }
-                        sums::write_header(&sums, 0).map_err(|e| io_err(&spath, e))?;
-                        0
-                    }
-                };
+                    };
                 ObjectFiles {
                     data: Arc::new(data),
                     sums,
@@ -256,12 +251,12 @@ impl FileStore {
                     .create(true)
                     .truncate(true)
                     .open(&spath)
-                    .map_err(|e| io_err(&spath, e))?;
-                sums::write_header(&sums, 0).map_err(|e| io_err(&spath, e))?;
+                    .map_err(|e| ObjectError::io(&spath, e))?;
+                sums::write_header(&sums, 0).map_err(|e| ObjectError::io(&spath, e))?;
                 let data = rw()
                     .create_new(true)
                     .open(&path)
-                    .map_err(|e| io_err(&path, e))?;
+                    .map_err(|e| ObjectError::io(&path, e))?;
                 self.mark_dirty(id);
                 ObjectFiles {
                     data: Arc::new(data),
@@ -269,7 +264,7 @@ impl FileStore {
                     version: AtomicU64::new(0),
                 }
             }
-            Err(e) => return Err(io_err(&path, e)),
+            Err(e) => return Err(ObjectError::io(&path, e)),
         };
         let files = Arc::new(files);
         self.handles.insert(id, files.clone());
@@ -278,14 +273,14 @@ impl FileStore {
 
     /// fsyncs the directory of `id` if a file was created or removed in it since the last
     /// time.
-    fn sync_dir_of(&self, id: ObjectId) -> Result<(), Error> {
+    fn sync_dir_of(&self, id: ObjectId) -> Result<(), ObjectError> {
         let state = &self.dirs[Self::dir_index(id)];
         let _syncing = lock(&state.syncing);
         if state.dirty.swap(false, Ordering::AcqRel) {
             let dir = self.dir_path(id);
             if let Err(e) = sync_dir(&dir) {
                 state.dirty.store(true, Ordering::Release);
-                return Err(io_err(&dir, e));
+                return Err(ObjectError::io(&dir, e));
             }
         }
         Ok(())
@@ -293,7 +288,7 @@ impl FileStore {
 }
 
 impl ObjectStore for FileStore {
-    fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, Error> {
+    fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, ObjectError> {
         check_object(id)?;
         check_read(offset, len)?;
         let Some(files) = self.handle(id, false)? else {
@@ -303,7 +298,7 @@ impl ObjectStore for FileStore {
         let size = files
             .data
             .metadata()
-            .map_err(|e| io_err(&self.object_path(id), e))?
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?
             .len();
         // At most `len`, so it fits in u32.
         let len = size.saturating_sub(offset).min(u64::from(len));
@@ -312,14 +307,14 @@ impl ObjectStore for FileStore {
         }
         let first = offset / BLOCK;
         let mut crcs = sums::read_entries(&files.sums, first, sums::blocks(len) as usize)
-            .map_err(|e| io_err(&self.sums_path(id), e))?;
+            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
         // Entry 0: zeros (a hole) or a real CRC of 0; the block itself tells which.
         let mut buf = Vec::new();
         for (i, crc) in crcs.iter_mut().enumerate().filter(|(_, c)| **c == 0) {
             let at = i as u64 * BLOCK;
             buf.resize((len - at).min(BLOCK) as usize, 0);
             let got = sums::read_full_at(&files.data, &mut buf, offset + at)
-                .map_err(|e| io_err(&self.object_path(id), e))?;
+                .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
             *crc = sums::expected_crc(0, &buf[..got]);
         }
         Ok(ObjectRead {
@@ -341,7 +336,7 @@ impl ObjectStore for FileStore {
         crc: u32,
         version: u64,
         sync: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<(), ObjectError> {
         self.write_object(id, offset, data, crc, version, sync)
     }
 
@@ -353,23 +348,28 @@ impl ObjectStore for FileStore {
         crc: u32,
         version: u64,
         seen: &[u32],
-    ) -> Result<(), Error> {
+    ) -> Result<(), ObjectError> {
         self.repair_object(id, offset, data, crc, version, seen)
     }
 
-    fn checksums(&self, id: ObjectId, first: u64, count: usize) -> Result<(u64, Vec<u32>), Error> {
+    fn checksums(
+        &self,
+        id: ObjectId,
+        first: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<u32>), ObjectError> {
         self.object_checksums(id, first, count)
     }
 
-    fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), Error> {
+    fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), ObjectError> {
         self.truncate_object(id, size, version)
     }
 
-    fn sync(&self, id: ObjectId) -> Result<(), Error> {
+    fn sync(&self, id: ObjectId) -> Result<(), ObjectError> {
         self.sync_object(id)
     }
 
-    fn delete(&self, id: ObjectId) -> Result<(), Error> {
+    fn delete(&self, id: ObjectId) -> Result<(), ObjectError> {
         check_object(id)?;
         let cached = {
             let _guard = self.lock_object(id);
@@ -379,7 +379,7 @@ impl ObjectStore for FileStore {
                 match std::fs::remove_file(&path) {
                     Ok(()) => self.mark_dirty(id),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err(&path, e)),
+                    Err(e) => return Err(ObjectError::io(&path, e)),
                 }
             }
             cached
@@ -389,7 +389,7 @@ impl ObjectStore for FileStore {
         Ok(())
     }
 
-    fn size(&self, id: ObjectId) -> Result<Option<u64>, Error> {
+    fn size(&self, id: ObjectId) -> Result<Option<u64>, ObjectError> {
         check_object(id)?;
         let path = self.object_path(id);
         let meta = match self.handles.get(id) {
@@ -399,19 +399,19 @@ impl ObjectStore for FileStore {
         match meta {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(&path, e)),
+            Err(e) => Err(ObjectError::io(&path, e)),
         }
     }
 
-    fn capacity(&self) -> Result<Capacity, Error> {
+    fn capacity(&self) -> Result<Capacity, ObjectError> {
         self.store_capacity()
     }
 
-    fn list(&self, after: Option<ObjectId>, limit: u32) -> Result<ObjectPage, Error> {
+    fn list(&self, after: Option<ObjectId>, limit: u32) -> Result<ObjectPage, ObjectError> {
         self.list_objects(after, limit)
     }
 
-    fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, Error> {
+    fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, ObjectError> {
         self.scrub_object(id)
     }
 }

@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 
 use rustre_proto::msg::oss::{ObjectId, ObjectInfo};
 use rustre_proto::msg::Capacity;
-use rustre_proto::Error;
 
-use super::{io_err, FileStore, OBJECT_DIRS};
+use super::{FileStore, OBJECT_DIRS};
+use crate::oss::error::ObjectError;
 use crate::oss::store::{check_list, check_object, ObjectPage, ObjectStore};
 use crate::oss::sums::{self, BLOCK};
 
@@ -45,7 +45,7 @@ impl FileStore {
         id: ObjectId,
         first: u64,
         count: usize,
-    ) -> Result<(u64, Vec<u32>), Error> {
+    ) -> Result<(u64, Vec<u32>), ObjectError> {
         check_object(id)?;
         let _guard = self.lock_object(id);
         let Some(files) = self.handle_locked(id, false)? else {
@@ -54,12 +54,12 @@ impl FileStore {
         let size = files
             .data
             .metadata()
-            .map_err(|e| io_err(&self.object_path(id), e))?
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?
             .len();
         let blocks = sums::blocks(size);
         let n = blocks.saturating_sub(first).min(count as u64) as usize;
         let mut crcs = sums::read_entries(&files.sums, first, n)
-            .map_err(|e| io_err(&self.sums_path(id), e))?;
+            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
         for (i, crc) in crcs.iter_mut().enumerate() {
             if *crc == 0 {
                 let start = (first + i as u64) * BLOCK;
@@ -71,7 +71,7 @@ impl FileStore {
 
     /// [`ObjectStore::capacity`](crate::oss::ObjectStore::capacity): the file
     /// system's, or the fixed figure of `rustre_proto::host::disk_space`.
-    pub(super) fn store_capacity(&self) -> Result<Capacity, Error> {
+    pub(super) fn store_capacity(&self) -> Result<Capacity, ObjectError> {
         match rustre_proto::host::disk_space() {
             Some(fixed) => Ok(fixed),
             None => statvfs(&self.root),
@@ -87,15 +87,15 @@ impl FileStore {
         &self,
         after: Option<ObjectId>,
         limit: u32,
-    ) -> Result<ObjectPage, Error> {
+    ) -> Result<ObjectPage, ObjectError> {
         let limit = check_list(limit)?;
         let mut smallest: BinaryHeap<ObjectId> = BinaryHeap::with_capacity(limit + 1);
         let mut following = 0usize;
         for d in 0..OBJECT_DIRS {
             let dir = self.objects.join(format!("{d:02x}"));
-            let entries = std::fs::read_dir(&dir).map_err(|e| io_err(&dir, e))?;
+            let entries = std::fs::read_dir(&dir).map_err(|e| ObjectError::io(&dir, e))?;
             for entry in entries {
-                let entry = entry.map_err(|e| io_err(&dir, e))?;
+                let entry = entry.map_err(|e| ObjectError::io(&dir, e))?;
                 let Some(id) = entry.file_name().to_str().and_then(parse_object_name) else {
                     continue;
                 };
@@ -140,7 +140,7 @@ impl FileStore {
     }
 
     /// [`ObjectStore::scrub`](crate::oss::ObjectStore::scrub).
-    pub(super) fn scrub_object(&self, id: ObjectId) -> Result<Vec<u64>, Error> {
+    pub(super) fn scrub_object(&self, id: ObjectId) -> Result<Vec<u64>, ObjectError> {
         check_object(id)?;
         let mut bad = Vec::new();
         let mut buf = vec![0u8; SCRUB_CHUNK_BYTES];
@@ -155,7 +155,7 @@ impl FileStore {
                 let size = files
                     .data
                     .metadata()
-                    .map_err(|e| io_err(&self.object_path(id), e))?
+                    .map_err(|e| ObjectError::io(&self.object_path(id), e))?
                     .len();
                 let start = block * BLOCK;
                 if start >= size {
@@ -163,10 +163,10 @@ impl FileStore {
                 }
                 let len = (size - start).min(SCRUB_CHUNK_BYTES as u64) as usize;
                 let got = sums::read_full_at(&files.data, &mut buf[..len], start)
-                    .map_err(|e| io_err(&self.object_path(id), e))?;
+                    .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
                 let crcs =
                     sums::read_entries(&files.sums, block, sums::blocks(len as u64) as usize)
-                        .map_err(|e| io_err(&self.sums_path(id), e))?;
+                        .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
                 if got < len {
                     // Shorter than its length says: the missing blocks are bad.
                     let first_missing = sums::blocks(got as u64);
@@ -188,14 +188,14 @@ impl FileStore {
 }
 
 /// Capacity of the file system holding `path`.
-pub fn statvfs(path: &Path) -> Result<Capacity, Error> {
+pub fn statvfs(path: &Path) -> Result<Capacity, ObjectError> {
     let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Invalid(format!("{} contains a NUL byte", path.display())))?;
+        .map_err(|_| ObjectError::Invalid(format!("{} contains a NUL byte", path.display())))?;
     // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path and `st` a valid, writable statvfs.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io_err(path, std::io::Error::last_os_error()));
+        return Err(ObjectError::io(path, std::io::Error::last_os_error()));
     }
     #[allow(clippy::useless_conversion)] // the field types differ between targets
     let (frsize, blocks, bfree, bavail) = (

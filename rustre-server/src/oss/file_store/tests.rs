@@ -104,10 +104,10 @@ fn a_repair_never_overwrites_a_write_that_came_in_between() {
     let newer = vec![7u8; 4096];
     s.write(obj, 4096, &newer, crc32c(&newer), 1, false)
         .unwrap();
-    assert_eq!(
+    assert!(matches!(
         s.repair(obj, 4096, good, crc32c(good), 1, &seen),
-        Err(Error::Busy)
-    );
+        Err(ObjectError::Busy)
+    ));
     assert_eq!(
         std::fs::read(s.object_path(obj)).unwrap()[4096..],
         newer[..]
@@ -189,13 +189,13 @@ fn payload_crc_mismatch_writes_nothing() {
     let o = id(1, 0);
     let data = pattern(3 * B, 1);
     let bad = s.write(o, 0, &data, crc32c(&data) ^ 1, 5, true);
-    assert!(matches!(bad, Err(Error::Corrupt(_))), "{bad:?}");
+    assert!(matches!(bad, Err(ObjectError::Corrupt(_))), "{bad:?}");
     assert_eq!(s.size(o).unwrap(), None, "a refused write creates nothing");
     assert!(!s.sums_path(o).exists());
     w(&s, o, 0, &data);
     let other = pattern(B, 9);
     let bad = s.write(o, B as u64, &other, crc32c(&data), 5, false);
-    assert!(matches!(bad, Err(Error::Corrupt(_))), "{bad:?}");
+    assert!(matches!(bad, Err(ObjectError::Corrupt(_))), "{bad:?}");
     assert_eq!(sound(&s, o), data);
     assert_eq!(r(&s, o).2, 1, "the version of a refused write is not kept");
 }
@@ -244,8 +244,8 @@ fn holes_growth_and_truncation_keep_crcs_right() {
     assert_eq!(bytes, 2 * B as u32);
     assert_eq!(crcs, block_crcs(&vec![0u8; 2 * B]));
     // Reads must be block-aligned.
-    assert!(matches!(s.read(o, 1, 4096), Err(Error::Invalid(_))));
-    assert!(matches!(s.read(o, 0, 100), Err(Error::Invalid(_))));
+    assert!(matches!(s.read(o, 1, 4096), Err(ObjectError::Invalid(_))));
+    assert!(matches!(s.read(o, 0, 100), Err(ObjectError::Invalid(_))));
 }
 
 #[test]
@@ -264,7 +264,10 @@ fn corruption_is_seen_and_never_laundered() {
     let sums_before = std::fs::read(s.sums_path(o)).unwrap();
     let patch = pattern(100, 7);
     let refused = s.write(o, (B + 1000) as u64, &patch, crc32c(&patch), 2, false);
-    assert!(matches!(refused, Err(Error::Corrupt(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ObjectError::Corrupt(_))),
+        "{refused:?}"
+    );
     let straddling = pattern(B, 8);
     let refused = s.write(
         o,
@@ -274,7 +277,10 @@ fn corruption_is_seen_and_never_laundered() {
         2,
         false,
     );
-    assert!(matches!(refused, Err(Error::Corrupt(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ObjectError::Corrupt(_))),
+        "{refused:?}"
+    );
     assert_eq!(std::fs::read(s.object_path(o)).unwrap(), before);
     assert_eq!(std::fs::read(s.sums_path(o)).unwrap(), sums_before);
     // Other blocks are still writable; a whole-block write repairs the bad one.
@@ -321,7 +327,7 @@ fn an_object_without_sidecar_fails_unless_zeros_and_heals() {
     assert!(s.sums_path(o).exists());
     let patch = b"patch";
     let refused = s.write(o, 5, patch, crc32c(patch), 1, false);
-    assert!(matches!(refused, Err(Error::Corrupt(_))));
+    assert!(matches!(refused, Err(ObjectError::Corrupt(_))));
     w(&s, o, 0, &data[..B]);
     w(&s, o, 2 * B as u64, &data[2 * B..]);
     assert_eq!(sound(&s, o), data);
@@ -386,7 +392,7 @@ fn list_pages_in_id_order() {
     assert_eq!(paged, ids);
     let last = s.list(Some(*ids.last().unwrap()), 5).unwrap();
     assert!(last.done && last.objects.is_empty());
-    assert!(matches!(s.list(None, 0), Err(Error::Invalid(_))));
+    assert!(matches!(s.list(None, 0), Err(ObjectError::Invalid(_))));
 }
 
 #[test]

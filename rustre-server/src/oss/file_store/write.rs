@@ -23,17 +23,17 @@ use std::sync::atomic::Ordering;
 
 use rustre_proto::checksum::crc32c;
 use rustre_proto::msg::oss::ObjectId;
-use rustre_proto::Error;
 
-use super::{io_err, FileStore, ObjectFiles};
+use super::{FileStore, ObjectFiles};
+use crate::oss::error::ObjectError;
 use crate::oss::store::{check_object, check_size, check_write};
 use crate::oss::sums::{self, BLOCK};
 
 /// Checks a payload that arrived for `offset` against the CRC32C its sender computed.
-fn check_payload(data: &[u8], offset: u64, crc: u32) -> Result<(), Error> {
+fn check_payload(data: &[u8], offset: u64, crc: u32) -> Result<(), ObjectError> {
     let actual = crc32c(data);
     if actual != crc {
-        return Err(Error::Corrupt(format!(
+        return Err(ObjectError::Corrupt(format!(
             "{} bytes for offset {offset}: payload CRC {actual:#010x}, sender said {crc:#010x}",
             data.len()
         )));
@@ -51,15 +51,15 @@ impl FileStore {
         crc: u32,
         version: u64,
         sync: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<(), ObjectError> {
         check_object(id)?;
         check_write(offset, data.len())?;
         check_payload(data, offset, crc)?;
         let files = {
             let _guard = self.lock_object(id);
-            let files = self
-                .handle_locked(id, true)?
-                .ok_or_else(|| Error::Io("object vanished while being created".into()))?;
+            let files = self.handle_locked(id, true)?.ok_or_else(|| {
+                ObjectError::Internal("object vanished while being created".into())
+            })?;
             self.write_locked(id, &files, offset, data)?;
             self.raise_version(id, &files, version)?;
             files
@@ -80,16 +80,16 @@ impl FileStore {
         crc: u32,
         version: u64,
         seen: &[u32],
-    ) -> Result<(), Error> {
+    ) -> Result<(), ObjectError> {
         check_object(id)?;
         check_write(offset, data.len())?;
         check_payload(data, offset, crc)?;
-        let changed = || Error::Busy;
+        let changed = || ObjectError::Busy;
         let _guard = self.lock_object(id);
         let files = self.handle_locked(id, false)?.ok_or_else(changed)?;
         let mut now = vec![0u8; data.len()];
         let got = sums::read_full_at(&files.data, &mut now, offset)
-            .map_err(|e| io_err(&self.object_path(id), e))?;
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
         if got != data.len() || rustre_proto::checksum::block_crcs(&now) != seen {
             return Err(changed());
         }
@@ -103,16 +103,20 @@ impl FileStore {
         id: ObjectId,
         size: u64,
         version: u64,
-    ) -> Result<(), Error> {
+    ) -> Result<(), ObjectError> {
         check_object(id)?;
         check_size(size)?;
         let _guard = self.lock_object(id);
         let files = self
             .handle_locked(id, true)?
-            .ok_or_else(|| Error::Io("object vanished while being created".into()))?;
+            .ok_or_else(|| ObjectError::Internal("object vanished while being created".into()))?;
         let path = || self.object_path(id);
         let spath = || self.sums_path(id);
-        let old = files.data.metadata().map_err(|e| io_err(&path(), e))?.len();
+        let old = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&path(), e))?
+            .len();
         if size < old {
             // The new last block keeps a prefix of its bytes.
             let fix = if !size.is_multiple_of(BLOCK) {
@@ -125,11 +129,14 @@ impl FileStore {
             } else {
                 None
             };
-            files.data.set_len(size).map_err(|e| io_err(&path(), e))?;
+            files
+                .data
+                .set_len(size)
+                .map_err(|e| ObjectError::io(&path(), e))?;
             self.cut_sums(id, &files, size)?;
             if let Some((block, entry)) = fix {
                 sums::write_entries(&files.sums, block, &[entry])
-                    .map_err(|e| io_err(&spath(), e))?;
+                    .map_err(|e| ObjectError::io(&spath(), e))?;
             }
         } else if size > old {
             // The old last block gets zero-padded; the new blocks are holes (entry 0).
@@ -142,17 +149,20 @@ impl FileStore {
                 None
             };
             self.cut_sums(id, &files, old)?;
-            files.data.set_len(size).map_err(|e| io_err(&path(), e))?;
+            files
+                .data
+                .set_len(size)
+                .map_err(|e| ObjectError::io(&path(), e))?;
             if let Some((block, entry)) = fix {
                 sums::write_entries(&files.sums, block, &[entry])
-                    .map_err(|e| io_err(&spath(), e))?;
+                    .map_err(|e| ObjectError::io(&spath(), e))?;
             }
         }
         self.raise_version(id, &files, version)
     }
 
     /// [`ObjectStore::sync`](crate::oss::ObjectStore::sync).
-    pub(super) fn sync_object(&self, id: ObjectId) -> Result<(), Error> {
+    pub(super) fn sync_object(&self, id: ObjectId) -> Result<(), ObjectError> {
         check_object(id)?;
         if let Some(files) = self.handle(id, false)? {
             self.sync_files(id, &files)?;
@@ -163,15 +173,15 @@ impl FileStore {
 
     /// `fdatasync`s the object's data, then its sidecar: what a sync makes durable besides
     /// the directory.
-    fn sync_files(&self, id: ObjectId, files: &ObjectFiles) -> Result<(), Error> {
+    fn sync_files(&self, id: ObjectId, files: &ObjectFiles) -> Result<(), ObjectError> {
         files
             .data
             .sync_data()
-            .map_err(|e| io_err(&self.object_path(id), e))?;
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
         files
             .sums
             .sync_data()
-            .map_err(|e| io_err(&self.sums_path(id), e))
+            .map_err(|e| ObjectError::io(&self.sums_path(id), e))
     }
 
     /// The body of a write whose payload CRC was checked, under the object's lock.
@@ -181,13 +191,17 @@ impl FileStore {
         files: &ObjectFiles,
         offset: u64,
         data: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<(), ObjectError> {
         if data.is_empty() {
             return Ok(());
         }
         let path = || self.object_path(id);
         let spath = || self.sums_path(id);
-        let size = files.data.metadata().map_err(|e| io_err(&path(), e))?.len();
+        let size = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&path(), e))?
+            .len();
         let end = offset + data.len() as u64;
         let new_size = size.max(end);
         let first = offset / BLOCK;
@@ -206,7 +220,7 @@ impl FileStore {
             let mut buf = if size > bs {
                 let (old, ok) = self.old_block(id, files, block, size)?;
                 if !ok {
-                    return Err(Error::Corrupt(format!(
+                    return Err(ObjectError::Corrupt(format!(
                         "{}: block {block} fails its checksum; refusing a write over part of it",
                         path().display()
                     )));
@@ -237,11 +251,12 @@ impl FileStore {
         files
             .data
             .write_all_at(data, offset)
-            .map_err(|e| io_err(&path(), e))?;
+            .map_err(|e| ObjectError::io(&path(), e))?;
         if let Some((block, entry)) = tail {
-            sums::write_entries(&files.sums, block, &[entry]).map_err(|e| io_err(&spath(), e))?;
+            sums::write_entries(&files.sums, block, &[entry])
+                .map_err(|e| ObjectError::io(&spath(), e))?;
         }
-        sums::write_entries(&files.sums, first, &entries).map_err(|e| io_err(&spath(), e))
+        sums::write_entries(&files.sums, first, &entries).map_err(|e| ObjectError::io(&spath(), e))
     }
 
     /// whether they match the block's stored CRC. Caller holds the object's lock.
@@ -251,15 +266,15 @@ impl FileStore {
         files: &ObjectFiles,
         block: u64,
         size: u64,
-    ) -> Result<(Vec<u8>, bool), Error> {
+    ) -> Result<(Vec<u8>, bool), ObjectError> {
         let start = block * BLOCK;
         let len = size.saturating_sub(start).min(BLOCK) as usize;
         let mut buf = vec![0u8; len];
         let got = sums::read_full_at(&files.data, &mut buf, start)
-            .map_err(|e| io_err(&self.object_path(id), e))?;
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
         buf.truncate(got);
         let stored = sums::read_entries(&files.sums, block, 1)
-            .map_err(|e| io_err(&self.sums_path(id), e))?[0];
+            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?[0];
         let ok = got == len && sums::block_ok(stored, &buf);
         Ok((buf, ok))
     }
@@ -290,24 +305,33 @@ impl FileStore {
 
     /// Cuts the sidecar of `files` to at most the entries of an object of `size` bytes
     /// (leftovers of a crash must not pass for the CRCs of holes).
-    fn cut_sums(&self, id: ObjectId, files: &ObjectFiles, size: u64) -> Result<(), Error> {
+    fn cut_sums(&self, id: ObjectId, files: &ObjectFiles, size: u64) -> Result<(), ObjectError> {
         let spath = || self.sums_path(id);
         let want = sums::sums_len(size);
         let have = files
             .sums
             .metadata()
-            .map_err(|e| io_err(&spath(), e))?
+            .map_err(|e| ObjectError::io(&spath(), e))?
             .len();
         if have > want {
-            files.sums.set_len(want).map_err(|e| io_err(&spath(), e))?;
+            files
+                .sums
+                .set_len(want)
+                .map_err(|e| ObjectError::io(&spath(), e))?;
         }
         Ok(())
     }
 
     /// Raises the stored version of `files` to `version`. Caller holds the object's lock.
-    fn raise_version(&self, id: ObjectId, files: &ObjectFiles, version: u64) -> Result<(), Error> {
+    fn raise_version(
+        &self,
+        id: ObjectId,
+        files: &ObjectFiles,
+        version: u64,
+    ) -> Result<(), ObjectError> {
         if version > files.version.load(Ordering::Acquire) {
-            sums::write_header(&files.sums, version).map_err(|e| io_err(&self.sums_path(id), e))?;
+            sums::write_header(&files.sums, version)
+                .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
             files.version.store(version, Ordering::Release);
         }
         Ok(())
