@@ -15,11 +15,14 @@
 //! - `file_store`: [`FileStore`], objects as files (see its doc for the on-disk layout,
 //!   the handle-cache locking rule and durability; `file_store/write.rs` for how checksums
 //!   follow writes and truncates).
+//! - `mem_store`: [`MemStore`], objects in memory with a live and a durable image each, and
+//!   a simulated power cut ([`MemStore::crash`]); for tests and the simulation.
 //! - `sums`: the checksum sidecar format.
 //! - `handles`: the bounded cache of open object files.
 //! - `fence`: registration epoch and lease of an OST.
 //! - `service`: the RPC handler.
 //! - `mgs_link`: registration and heartbeats.
+//! - `conformance` (tests): the suite both stores pass.
 //!
 //! ## An OST directory
 //! ```text
@@ -30,10 +33,13 @@
 //! The identity file stops a directory from being served as another OST or in another
 //! cluster, which would silently hand out the wrong data.
 
+#[cfg(test)]
+mod conformance;
 mod error;
 mod fence;
 mod file_store;
 mod handles;
+mod mem_store;
 mod mgs_link;
 mod service;
 mod store;
@@ -59,11 +65,12 @@ pub use fence::{OSS_LEASE, REGISTRATION_WAIT};
 pub use file_store::{
     statvfs, FileStore, OBJECTS_DIR, OBJECT_DIRS, OBJECT_LOCK_STRIPES, SCRUB_CHUNK_BYTES,
 };
+pub use mem_store::MemStore;
 pub use mgs_link::MGS_CALL_TIMEOUT;
 pub use service::OSS_IO_MAX_IN_FLIGHT;
 pub use store::{
-    check_list, check_object, check_read, check_size, check_write, ObjectPage, ObjectRead,
-    ObjectStore, ReadData, MAX_OBJECT_BYTES,
+    check_list, check_object, check_payload, check_read, check_size, check_write, ObjectPage,
+    ObjectRead, ObjectStore, ReadData, MAX_OBJECT_BYTES,
 };
 pub use sums::{SUMS_FORMAT, SUMS_HEADER_BYTES, SUMS_MAGIC};
 

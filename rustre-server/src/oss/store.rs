@@ -16,6 +16,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rustre_proto::checksum::crc32c;
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
 use rustre_proto::msg::oss::{ObjectId, ObjectInfo, CHECKSUM_BLOCK, LIST_MAX_OBJECTS};
 use rustre_proto::msg::{Capacity, MAX_STRIPE_COUNT};
@@ -211,6 +212,18 @@ pub fn check_write(offset: u64, len: usize) -> Result<(), ObjectError> {
         })?;
     if end > MAX_OBJECT_BYTES {
         return Err(ObjectError::TooBig);
+    }
+    Ok(())
+}
+
+/// Checks a payload that arrived for `offset` against the CRC32C its sender computed.
+pub fn check_payload(data: &[u8], offset: u64, crc: u32) -> Result<(), ObjectError> {
+    let actual = crc32c(data);
+    if actual != crc {
+        return Err(ObjectError::Corrupt(format!(
+            "{} bytes for offset {offset}: payload CRC {actual:#010x}, sender said {crc:#010x}",
+            data.len()
+        )));
     }
     Ok(())
 }

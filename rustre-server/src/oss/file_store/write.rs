@@ -21,25 +21,12 @@
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
-use rustre_proto::checksum::crc32c;
 use rustre_proto::msg::oss::ObjectId;
 
 use super::{FileStore, ObjectFiles};
 use crate::oss::error::ObjectError;
-use crate::oss::store::{check_object, check_size, check_write};
+use crate::oss::store::{check_object, check_payload, check_size, check_write};
 use crate::oss::sums::{self, BLOCK};
-
-/// Checks a payload that arrived for `offset` against the CRC32C its sender computed.
-fn check_payload(data: &[u8], offset: u64, crc: u32) -> Result<(), ObjectError> {
-    let actual = crc32c(data);
-    if actual != crc {
-        return Err(ObjectError::Corrupt(format!(
-            "{} bytes for offset {offset}: payload CRC {actual:#010x}, sender said {crc:#010x}",
-            data.len()
-        )));
-    }
-    Ok(())
-}
 
 impl FileStore {
     /// [`ObjectStore::write`](crate::oss::ObjectStore::write).
