@@ -3,7 +3,7 @@
 //! Entries are shared `Arc`s (in the OSS, of an object's file and its checksum sidecar): an
 //! evicted handle stays open until the last read or write using it (and the `sendfile` of a
 //! reply) drops it. The cache never opens or removes
-//! files itself; `file_store.rs` keeps it coherent with the directory (see its locking rule).
+//! files itself; `file_store` keeps it coherent with the directory (see its locking rule).
 //!
 //! Eviction drops the oldest eighth at once when full, so its O(n) scan is paid once every
 //! n/8 insertions rather than on each one.

@@ -10,13 +10,19 @@
 //!
 //! ## Layout
 //! - `store`: the narrow [`ObjectStore`] trait and the request checks.
+//! - `error`: [`ObjectError`], what a store answers; the service alone turns it into the
+//!   wire error.
 //! - `file_store`: [`FileStore`], objects as files (see its doc for the on-disk layout,
-//!   the handle-cache locking rule, checksums and durability).
+//!   the handle-cache locking rule and durability; `file_store/write.rs` for how checksums
+//!   follow writes and truncates).
+//! - `mem_store`: [`MemStore`], objects in memory with a live and a durable image each, and
+//!   a simulated power cut ([`MemStore::crash`]); for tests and the simulation.
 //! - `sums`: the checksum sidecar format.
 //! - `handles`: the bounded cache of open object files.
 //! - `fence`: registration epoch and lease of an OST.
 //! - `service`: the RPC handler.
 //! - `mgs_link`: registration and heartbeats.
+//! - `conformance` (tests): the suite both stores pass.
 //!
 //! ## An OST directory
 //! ```text
@@ -27,9 +33,13 @@
 //! The identity file stops a directory from being served as another OST or in another
 //! cluster, which would silently hand out the wrong data.
 
+#[cfg(test)]
+mod conformance;
+mod error;
 mod fence;
 mod file_store;
 mod handles;
+mod mem_store;
 mod mgs_link;
 mod service;
 mod store;
@@ -50,15 +60,17 @@ use rustre_proto::Error;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use error::ObjectError;
 pub use fence::{OSS_LEASE, REGISTRATION_WAIT};
 pub use file_store::{
     statvfs, FileStore, OBJECTS_DIR, OBJECT_DIRS, OBJECT_LOCK_STRIPES, SCRUB_CHUNK_BYTES,
 };
+pub use mem_store::MemStore;
 pub use mgs_link::MGS_CALL_TIMEOUT;
 pub use service::OSS_IO_MAX_IN_FLIGHT;
 pub use store::{
-    check_list, check_object, check_read, check_size, check_write, ObjectPage, ObjectRead,
-    ObjectStore, ReadData, MAX_OBJECT_BYTES,
+    check_list, check_object, check_payload, check_read, check_size, check_write, ObjectPage,
+    ObjectRead, ObjectStore, ReadData, MAX_OBJECT_BYTES,
 };
 pub use sums::{SUMS_FORMAT, SUMS_HEADER_BYTES, SUMS_MAGIC};
 
@@ -174,7 +186,8 @@ fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
             )));
         }
         let lock = claim_ost_dir(dir, &cfg.cluster, *index)?;
-        let store = Arc::new(FileStore::open(dir, per_ost)?);
+        // Start-up, not an answer; the same conversion keeps the error what it was.
+        let store = Arc::new(FileStore::open(dir, per_ost).map_err(service::to_wire)?);
         opened.push(OpenedOst {
             index: *index,
             store,

@@ -2,6 +2,9 @@
 //! caller's map epoch, object id, ranges, payload only on writes) before it reaches a store,
 //! changes (write, truncate, delete) also against the OST's lease ([`super::fence`]), and
 //! store calls run on blocking threads, at most [`OSS_IO_MAX_IN_FLIGHT`] at a time.
+//!
+//! A store answers [`ObjectError`]s; they become wire errors here and nowhere else
+//! ([`to_wire`]), when the request is answered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use rustre_proto::rpc::server::{Handler, Payload, Reply};
 use rustre_proto::Error;
 use tokio::sync::Semaphore;
 
+use super::error::ObjectError;
 use super::fence::{OstLease, REGISTRATION_WAIT};
 use super::store::{check_list, check_object, check_read, check_size, check_write, ObjectStore};
 
@@ -34,7 +38,42 @@ pub(crate) struct Oss {
     io_slots: Semaphore,
 }
 
-type OpResult = Result<(OssResponse, Payload), Error>;
+/// Why a request failed: refused by the service itself (fencing, a payload where none
+/// belongs, the OSS stopping), or by the request checks or the store.
+enum Failure {
+    Wire(Error),
+    Object(ObjectError),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Wire(e)
+    }
+}
+
+impl From<ObjectError> for Failure {
+    fn from(e: ObjectError) -> Failure {
+        Failure::Object(e)
+    }
+}
+
+type OpResult = Result<(OssResponse, Payload), Failure>;
+
+/// The error a client sees for a store's error: the only conversion of an [`ObjectError`]
+/// to the wire. A disk failure is EIO (never, say, ENOENT: a missing file on the OSS is not
+/// the client's missing file), except no space, too big and read-only, which keep their
+/// errno.
+pub(super) fn to_wire(e: ObjectError) -> Error {
+    match e {
+        ObjectError::Invalid(why) => Error::Invalid(why),
+        ObjectError::TooBig => Error::TooBig,
+        ObjectError::NoSpace => Error::NoSpace,
+        ObjectError::ReadOnly => Error::ReadOnly,
+        ObjectError::Corrupt(why) => Error::Corrupt(why),
+        ObjectError::Busy => Error::Busy,
+        e @ (ObjectError::Io { .. } | ObjectError::Internal(_)) => Error::Io(e.to_string()),
+    }
+}
 
 /// True for the operations a fenced OST refuses.
 fn changes_data(op: &OssOp) -> bool {
@@ -56,17 +95,18 @@ impl Oss {
     async fn blocking<T: Send + 'static>(
         &self,
         store: &Arc<dyn ObjectStore>,
-        f: impl FnOnce(&dyn ObjectStore) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
+        f: impl FnOnce(&dyn ObjectStore) -> Result<T, ObjectError> + Send + 'static,
+    ) -> Result<T, Failure> {
         let _slot = self
             .io_slots
             .acquire()
             .await
             .map_err(|_| Error::Unavailable("the OSS is stopping".into()))?;
         let store = store.clone();
-        rustre_proto::blocking::unblock(move || f(store.as_ref()))
+        let done = rustre_proto::blocking::unblock(move || f(store.as_ref()))
             .await
-            .map_err(|e| Error::Io(format!("storage task failed: {e}")))?
+            .map_err(|e| Error::Io(format!("storage task failed: {e}")))?;
+        Ok(done?)
     }
 
     async fn handle_read(
@@ -90,7 +130,7 @@ impl Oss {
 
     async fn handle_op(&self, store: &Arc<dyn ObjectStore>, op: OssOp, payload: Bytes) -> OpResult {
         if !payload.is_empty() && !matches!(op, OssOp::Write { .. } | OssOp::Repair { .. }) {
-            return Err(Error::Invalid("only writes carry a payload".into()));
+            return Err(Error::Invalid("only writes carry a payload".into()).into());
         }
         if let OssOp::Read { object, .. }
         | OssOp::Write { object, .. }
@@ -137,7 +177,8 @@ impl Oss {
                 if !offset.is_multiple_of(u64::from(CHECKSUM_BLOCK)) || seen.len() != blocks {
                     return Err(Error::Invalid(
                         "a repair covers whole blocks from a block boundary, one CRC each".into(),
-                    ));
+                    )
+                    .into());
                 }
                 self.blocking(store, move |s| {
                     s.repair(object, offset, &payload, crc, version, &seen)
@@ -224,14 +265,18 @@ impl Handler for Oss {
         };
         let result = match self.admit(ost, req.epoch, &req.op).await {
             Ok(()) => self.handle_op(&ost.store, req.op, payload).await,
-            Err(e) => Err(e),
+            Err(e) => Err(Failure::Wire(e)),
         };
         match result {
             Ok((resp, payload)) => Reply {
                 result: Ok(resp),
                 payload,
             },
-            Err(e) => {
+            Err(failure) => {
+                let e = match failure {
+                    Failure::Wire(e) => e,
+                    Failure::Object(e) => to_wire(e),
+                };
                 match &e {
                     Error::Io(_) | Error::NoSpace | Error::Corrupt(_) => {
                         tracing::warn!(ost = req.ost, "object I/O failed: {e}");
@@ -241,5 +286,118 @@ impl Handler for Oss {
                 Reply::plain(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rustre_proto::checksum::crc32c;
+    use rustre_proto::msg::oss::ObjectInfo;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::oss::{FileStore, OSS_LEASE};
+
+    #[test]
+    fn a_disk_error_keeps_only_the_errnos_a_client_can_act_on() {
+        let path = Path::new("/ost/objects/07/0000000000000007.0");
+        let on_disk = |errno| {
+            to_wire(ObjectError::io(
+                path,
+                std::io::Error::from_raw_os_error(errno),
+            ))
+        };
+        let enoent = on_disk(libc::ENOENT);
+        assert!(
+            matches!(&enoent, Error::Io(m) if m.contains("0000000000000007.0")),
+            "{enoent:?}"
+        );
+        assert_eq!(enoent.errno(), libc::EIO);
+        for errno in [
+            libc::EACCES,
+            libc::EEXIST,
+            libc::ENOTDIR,
+            libc::EIO,
+            libc::EBADF,
+        ] {
+            assert_eq!(on_disk(errno).errno(), libc::EIO, "errno {errno}");
+        }
+        assert_eq!(on_disk(libc::ENOSPC), Error::NoSpace);
+        assert_eq!(on_disk(libc::EDQUOT), Error::NoSpace);
+        assert_eq!(on_disk(libc::EFBIG), Error::TooBig);
+        assert_eq!(on_disk(libc::EROFS), Error::ReadOnly);
+        let internal = to_wire(ObjectError::Internal("lost".into()));
+        assert_eq!(internal, Error::Io("lost".into()));
+    }
+
+    /// An OSS of one OST (0) on `store`, registered with epoch 1 just now.
+    fn oss_on(store: FileStore) -> Arc<Oss> {
+        let lease = Arc::new(OstLease::new(OSS_LEASE));
+        lease.registered(1, Instant::now());
+        let ost = ServedOst {
+            store: Arc::new(store),
+            lease,
+        };
+        Arc::new(Oss::new(HashMap::from([(0, ost)])))
+    }
+
+    async fn ask(oss: &Arc<Oss>, op: OssOp, payload: &[u8]) -> Result<OssResponse, Error> {
+        let req = OssRequest {
+            epoch: 1,
+            ost: 0,
+            op,
+        };
+        oss.clone()
+            .handle(req, Bytes::copy_from_slice(payload))
+            .await
+            .result
+    }
+
+    #[tokio::test]
+    async fn an_enoent_under_the_store_reaches_the_client_as_eio() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), 8).unwrap();
+        let object = ObjectId { ino: 7, stripe: 0 };
+        // The directory the object would live in disappears under the store.
+        std::fs::remove_dir_all(dir.path().join("objects/07")).unwrap();
+        let data = b"bytes";
+        let err = store
+            .write(object, 0, data, crc32c(data), 1, false)
+            .unwrap_err();
+        assert!(
+            matches!(&err, ObjectError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+
+        let oss = oss_on(store);
+        let write = OssOp::Write {
+            object,
+            offset: 0,
+            sync: true,
+            crc: crc32c(data),
+            version: 1,
+        };
+        let answer = ask(&oss, write, data).await;
+        assert!(
+            matches!(&answer, Err(Error::Io(m)) if m.contains("objects/07")),
+            "{answer:?}"
+        );
+        assert_eq!(answer.unwrap_err().errno(), libc::EIO);
+        let list = OssOp::List {
+            after: None,
+            limit: 10,
+        };
+        let answer = ask(&oss, list.clone(), &[]).await;
+        assert!(matches!(&answer, Err(Error::Io(_))), "{answer:?}");
+        // With the directory back, the OST lists again.
+        std::fs::create_dir(dir.path().join("objects/07")).unwrap();
+        let answer = ask(&oss, list, &[]).await.unwrap();
+        let listed: Vec<ObjectInfo> = match answer {
+            OssResponse::Objects { objects, .. } => objects,
+            other => panic!("list answered {other:?}"),
+        };
+        assert!(listed.is_empty(), "{listed:?}");
     }
 }

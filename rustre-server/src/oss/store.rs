@@ -8,16 +8,21 @@
 //! the CRC of their payload, which the store checks before anything reaches the disk; reads
 //! are block-aligned and return the stored CRCs with the data, unverified (the caller
 //! verifies); [`ObjectStore::scrub`] verifies on the OSS.
+//!
+//! Stores and checks answer [`ObjectError`]s, never wire errors: the service converts them
+//! when it answers a request.
 
 use std::fs::File;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rustre_proto::checksum::crc32c;
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
 use rustre_proto::msg::oss::{ObjectId, ObjectInfo, CHECKSUM_BLOCK, LIST_MAX_OBJECTS};
 use rustre_proto::msg::{Capacity, MAX_STRIPE_COUNT};
 use rustre_proto::rpc::server::Payload;
-use rustre_proto::Error;
+
+use super::error::ObjectError;
 
 /// Largest object, in bytes: 16 TiB, the largest file ext4 holds with 4 KiB blocks. A file of
 /// stripe count N may reach N times this.
@@ -94,10 +99,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Up to `len` bytes at `offset` (both multiples of [`CHECKSUM_BLOCK`]) with their
     /// stored CRCs: fewer at the object's end, none past it or when the object does not exist
     /// (the caller sees a hole). Nothing is verified here.
-    fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, Error>;
+    fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, ObjectError>;
 
     /// Writes `data` at `offset`, creating the object if absent. `crc` is the CRC32C of
-    /// `data`: a mismatch is [`Error::Corrupt`] and nothing is written, as is a write
+    /// `data`: a mismatch is [`ObjectError::Corrupt`] and nothing is written, as is a write
     /// partly covering a block whose stored bytes fail their CRC. The object's version
     /// becomes the higher of its own and `version`. With `sync`, the data, its CRCs (and the
     /// object's existence) are on disk when this returns.
@@ -109,11 +114,11 @@ pub trait ObjectStore: Send + Sync + 'static {
         crc: u32,
         version: u64,
         sync: bool,
-    ) -> Result<(), Error>;
+    ) -> Result<(), ObjectError>;
 
     /// Writes `data` (whole blocks from a block boundary, a short last block only at the
     /// object's end) at `offset` only if the blocks there now hold bytes whose CRC32C are
-    /// `seen`, one per block; otherwise [`Error::Busy`] and nothing is written. `crc` and
+    /// `seen`, one per block; otherwise [`ObjectError::Busy`] and nothing is written. `crc` and
     /// `version` as for [`Self::write`]. Not synced.
     fn repair(
         &self,
@@ -123,46 +128,51 @@ pub trait ObjectStore: Send + Sync + 'static {
         crc: u32,
         version: u64,
         seen: &[u32],
-    ) -> Result<(), Error>;
+    ) -> Result<(), ObjectError>;
 
     /// The object's length (0 when absent) and the stored CRC of `count` blocks from
     /// `first` (fewer at its end; a hole's block answers the CRC of zeros).
-    fn checksums(&self, id: ObjectId, first: u64, count: usize) -> Result<(u64, Vec<u32>), Error>;
+    fn checksums(
+        &self,
+        id: ObjectId,
+        first: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<u32>), ObjectError>;
 
     /// Sets the object's length, creating it if absent, and raises its version to `version`.
     /// Not durable until [`Self::sync`].
-    fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), Error>;
+    fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), ObjectError>;
 
     /// Makes everything written to the object durable; an absent object is already durable
     /// as far as this OST knows.
-    fn sync(&self, id: ObjectId) -> Result<(), Error>;
+    fn sync(&self, id: ObjectId) -> Result<(), ObjectError>;
 
     /// Removes the object; removing an absent object succeeds.
-    fn delete(&self, id: ObjectId) -> Result<(), Error>;
+    fn delete(&self, id: ObjectId) -> Result<(), ObjectError>;
 
     /// The object's length, `None` if absent.
-    fn size(&self, id: ObjectId) -> Result<Option<u64>, Error>;
+    fn size(&self, id: ObjectId) -> Result<Option<u64>, ObjectError>;
 
     /// The OST's capacity.
-    fn capacity(&self) -> Result<Capacity, Error>;
+    fn capacity(&self) -> Result<Capacity, ObjectError>;
 
     /// Objects after `after` (from the first with `None`) in id order, at most `limit`
     /// (checked with [`check_list`]).
-    fn list(&self, after: Option<ObjectId>, limit: u32) -> Result<ObjectPage, Error>;
+    fn list(&self, after: Option<ObjectId>, limit: u32) -> Result<ObjectPage, ObjectError>;
 
     /// Reads the whole object and checks every block against its stored CRC; the indices of
     /// the blocks that fail (none for an absent object).
-    fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, Error>;
+    fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, ObjectError>;
 }
 
 /// Checks an object id: inode 0 names nothing, and a stripe index is below the stripe count
 /// limit.
-pub fn check_object(id: ObjectId) -> Result<(), Error> {
+pub fn check_object(id: ObjectId) -> Result<(), ObjectError> {
     if id.ino == 0 {
-        return Err(Error::Invalid("object of inode 0".into()));
+        return Err(ObjectError::Invalid("object of inode 0".into()));
     }
     if id.stripe >= MAX_STRIPE_COUNT {
-        return Err(Error::Invalid(format!(
+        return Err(ObjectError::Invalid(format!(
             "stripe index {} is not below the limit {MAX_STRIPE_COUNT}",
             id.stripe
         )));
@@ -172,20 +182,20 @@ pub fn check_object(id: ObjectId) -> Result<(), Error> {
 
 /// Checks a read: block-aligned, one reply payload at most, wholly below
 /// [`MAX_OBJECT_BYTES`].
-pub fn check_read(offset: u64, len: u32) -> Result<(), Error> {
+pub fn check_read(offset: u64, len: u32) -> Result<(), ObjectError> {
     if !offset.is_multiple_of(u64::from(CHECKSUM_BLOCK)) || !len.is_multiple_of(CHECKSUM_BLOCK) {
-        return Err(Error::Invalid(format!(
+        return Err(ObjectError::Invalid(format!(
             "read of {len} bytes at {offset} is not aligned to {CHECKSUM_BLOCK}-byte blocks"
         )));
     }
     if len > MAX_PAYLOAD_BYTES {
-        return Err(Error::Invalid(format!(
+        return Err(ObjectError::Invalid(format!(
             "read of {len} bytes exceeds {MAX_PAYLOAD_BYTES}"
         )));
     }
     match offset.checked_add(u64::from(len)) {
         Some(end) if end <= MAX_OBJECT_BYTES => Ok(()),
-        _ => Err(Error::Invalid(format!(
+        _ => Err(ObjectError::Invalid(format!(
             "read of {len} bytes at {offset} ends past the largest object ({MAX_OBJECT_BYTES})"
         ))),
     }
@@ -193,29 +203,43 @@ pub fn check_read(offset: u64, len: u32) -> Result<(), Error> {
 
 /// Checks a write: it must end at or below [`MAX_OBJECT_BYTES`] (EFBIG otherwise, as the
 /// kernel answers a write past the largest file).
-pub fn check_write(offset: u64, len: usize) -> Result<(), Error> {
+pub fn check_write(offset: u64, len: usize) -> Result<(), ObjectError> {
     let end = u64::try_from(len)
         .ok()
         .and_then(|len| offset.checked_add(len))
-        .ok_or_else(|| Error::Invalid(format!("write of {len} bytes at {offset} overflows")))?;
+        .ok_or_else(|| {
+            ObjectError::Invalid(format!("write of {len} bytes at {offset} overflows"))
+        })?;
     if end > MAX_OBJECT_BYTES {
-        return Err(Error::TooBig);
+        return Err(ObjectError::TooBig);
+    }
+    Ok(())
+}
+
+/// Checks a payload that arrived for `offset` against the CRC32C its sender computed.
+pub fn check_payload(data: &[u8], offset: u64, crc: u32) -> Result<(), ObjectError> {
+    let actual = crc32c(data);
+    if actual != crc {
+        return Err(ObjectError::Corrupt(format!(
+            "{} bytes for offset {offset}: payload CRC {actual:#010x}, sender said {crc:#010x}",
+            data.len()
+        )));
     }
     Ok(())
 }
 
 /// Checks a `List` page size and caps it at [`LIST_MAX_OBJECTS`].
-pub fn check_list(limit: u32) -> Result<usize, Error> {
+pub fn check_list(limit: u32) -> Result<usize, ObjectError> {
     if limit == 0 {
-        return Err(Error::Invalid("a list of at most 0 objects".into()));
+        return Err(ObjectError::Invalid("a list of at most 0 objects".into()));
     }
     Ok(limit.min(LIST_MAX_OBJECTS) as usize)
 }
 
 /// Checks a new object length.
-pub fn check_size(size: u64) -> Result<(), Error> {
+pub fn check_size(size: u64) -> Result<(), ObjectError> {
     if size > MAX_OBJECT_BYTES {
-        return Err(Error::TooBig);
+        return Err(ObjectError::TooBig);
     }
     Ok(())
 }
@@ -239,10 +263,19 @@ mod tests {
         assert_eq!(check_list(7).unwrap(), 7);
         assert_eq!(check_list(u32::MAX).unwrap(), LIST_MAX_OBJECTS as usize);
         assert!(check_write(MAX_OBJECT_BYTES - 4, 4).is_ok());
-        assert_eq!(check_write(MAX_OBJECT_BYTES - 4, 5), Err(Error::TooBig));
-        assert!(matches!(check_write(u64::MAX, 1), Err(Error::Invalid(_))));
+        assert!(matches!(
+            check_write(MAX_OBJECT_BYTES - 4, 5),
+            Err(ObjectError::TooBig)
+        ));
+        assert!(matches!(
+            check_write(u64::MAX, 1),
+            Err(ObjectError::Invalid(_))
+        ));
         assert!(check_size(MAX_OBJECT_BYTES).is_ok());
-        assert_eq!(check_size(MAX_OBJECT_BYTES + 1), Err(Error::TooBig));
+        assert!(matches!(
+            check_size(MAX_OBJECT_BYTES + 1),
+            Err(ObjectError::TooBig)
+        ));
         assert!(check_object(ObjectId { ino: 0, stripe: 0 }).is_err());
         assert!(check_object(ObjectId {
             ino: 1,

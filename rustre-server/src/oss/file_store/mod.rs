@@ -1,0 +1,417 @@
+//! The file-backed [`ObjectStore`]: one plain file per object, plus its checksum sidecar.
+//!
+//! ```text
+//! DIR/objects/<ino % 256, 2 hex digits>/<ino, 16 hex digits>.<stripe>       the data
+//! DIR/objects/<ino % 256, 2 hex digits>/<ino, 16 hex digits>.<stripe>.sum   its CRCs
+//! ```
+//! The 256 subdirectories are made when the store opens, so no directory grows past what
+//! ext4 or XFS handle well before millions of objects. The sidecar format, what an entry of
+//! 0 means and what happens to an object found without a sidecar are in [`super::sums`].
+//! The sidecar is created before the object file and removed after it.
+//!
+//! This module holds the store itself: opening, paths, the handle cache, reads, sizes and
+//! deletes. The rest, one job per file:
+//! - `write`: writes, repairs, truncates and syncs (how CRCs follow the bytes).
+//! - `scan`: whole-store and whole-object walks: listing, scrubbing, checksums, capacity.
+//!
+//! ## Open handles
+//! Open files are kept in a bounded [`HandleCache`], the object file and its sidecar
+//! together. Rule: a handle enters the cache and a file leaves the directory only under the
+//! object's lock (one of [`OBJECT_LOCK_STRIPES`] striped mutexes). Without it, an open racing
+//! a delete could cache a handle to the unlinked file, and every later write would vanish
+//! into it. A call that took a handle just before a delete may still use it; that call is
+//! ordered before the delete, as any interleaving of concurrent calls allows.
+//!
+//! ## Reads
+//! Reads take no lock and go to the socket with `sendfile` after the CRCs are read, so a
+//! read racing a write of the same blocks can return CRCs and bytes from different sides of
+//! that write; the caller sees a mismatch and should read again before calling the copy bad.
+//!
+//! ## Durability
+//! Writes are positional and not synced unless asked; `sync` (or a write with `sync`) is an
+//! `fdatasync` of the object and of its sidecar. Creating or removing a file changes its
+//! directory, which `fdatasync` on the file does not cover, so each object directory carries
+//! a dirty flag: creations and removals set it, and a sync in that directory also fsyncs it
+//! when set (one directory fsync covers every change made before it, so bursts of creations
+//! share one). After a crash, unsynced data and CRCs may disagree: such blocks fail their
+//! check (docs/replication.md), and a sidecar longer than its object is cut when the object
+//! next grows, so stale entries never pass for holes.
+
+mod scan;
+#[cfg(test)]
+mod tests;
+mod write;
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustre_proto::msg::oss::ObjectId;
+use rustre_proto::msg::Capacity;
+
+use super::error::ObjectError;
+use super::handles::HandleCache;
+use super::store::{check_object, check_read, ObjectPage, ObjectRead, ObjectStore, ReadData};
+use super::sums::{self, BLOCK};
+use crate::records::sync_dir;
+
+pub use scan::{statvfs, SCRUB_CHUNK_BYTES};
+
+/// Striped object locks (see the module doc); more stripes, fewer false conflicts.
+pub const OBJECT_LOCK_STRIPES: usize = 256;
+/// Number of object subdirectories, named by `ino % OBJECT_DIRS`.
+pub const OBJECT_DIRS: u64 = 256;
+/// Name of the directory holding the objects.
+pub const OBJECTS_DIR: &str = "objects";
+/// Permissions of object files: only the OSS reads them.
+const OBJECT_FILE_MODE: u32 = 0o600;
+
+struct DirState {
+    /// A file was created or removed since the last fsync of the directory.
+    dirty: AtomicBool,
+    /// Held across the directory fsync, so a sync that finds the flag clear waits for one
+    /// in progress instead of returning before it is done.
+    syncing: Mutex<()>,
+}
+
+/// The open files of one object.
+pub(crate) struct ObjectFiles {
+    /// The object's bytes (shared with `sendfile` replies).
+    data: Arc<File>,
+    /// Its checksum sidecar.
+    sums: File,
+    /// The version in the sidecar's header; changed under the object's lock.
+    version: AtomicU64,
+}
+
+/// Objects of one OST in plain files under its directory.
+pub struct FileStore {
+    root: PathBuf,
+    objects: PathBuf,
+    handles: HandleCache<ObjectFiles>,
+    locks: Vec<Mutex<()>>,
+    dirs: Vec<DirState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // These mutexes guard no data of their own, so a panic elsewhere leaves nothing broken.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the object store under `root`, caching at most
+    /// `open_objects_max` open objects.
+    pub fn open(root: &Path, open_objects_max: usize) -> Result<FileStore, ObjectError> {
+        let objects = root.join(OBJECTS_DIR);
+        std::fs::create_dir_all(&objects).map_err(|e| ObjectError::io(&objects, e))?;
+        for d in 0..OBJECT_DIRS {
+            let sub = objects.join(format!("{d:02x}"));
+            match std::fs::create_dir(&sub) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(ObjectError::io(&sub, e)),
+            }
+        }
+        // Make the directory tree itself durable before any object goes in.
+        for dir in [objects.as_path(), root] {
+            sync_dir(dir).map_err(|e| ObjectError::io(dir, e))?;
+        }
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent).map_err(|e| ObjectError::io(parent, e))?;
+        }
+        Ok(FileStore {
+            root: root.to_path_buf(),
+            objects,
+            handles: HandleCache::new(open_objects_max),
+            locks: (0..OBJECT_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            dirs: (0..OBJECT_DIRS)
+                .map(|_| DirState {
+                    dirty: AtomicBool::new(false),
+                    syncing: Mutex::new(()),
+                })
+                .collect(),
+        })
+    }
+
+    /// Where object `id` lives.
+    pub fn object_path(&self, id: ObjectId) -> PathBuf {
+        self.dir_path(id)
+            .join(format!("{:016x}.{}", id.ino, id.stripe))
+    }
+
+    /// Where the checksum sidecar of object `id` lives.
+    pub fn sums_path(&self, id: ObjectId) -> PathBuf {
+        self.dir_path(id).join(format!(
+            "{:016x}.{}.{}",
+            id.ino,
+            id.stripe,
+            sums::SUMS_SUFFIX
+        ))
+    }
+
+    fn dir_index(id: ObjectId) -> usize {
+        (id.ino % OBJECT_DIRS) as usize
+    }
+
+    fn dir_path(&self, id: ObjectId) -> PathBuf {
+        self.objects.join(format!("{:02x}", id.ino % OBJECT_DIRS))
+    }
+
+    fn mark_dirty(&self, id: ObjectId) {
+        self.dirs[Self::dir_index(id)]
+            .dirty
+            .store(true, Ordering::Release);
+    }
+
+    fn lock_object(&self, id: ObjectId) -> MutexGuard<'_, ()> {
+        // Fibonacci hashing spreads consecutive inodes and stripes over the stripes.
+        let h = (id.ino ^ (u64::from(id.stripe) << 48)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        lock(&self.locks[(h >> 32) as usize % OBJECT_LOCK_STRIPES])
+    }
+
+    /// Number of open objects cached.
+    pub fn cached_handles(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The open files of `id`: from the cache, else opened (and, with `create`, created).
+    /// `None` when the object does not exist and `create` is false.
+    fn handle(&self, id: ObjectId, create: bool) -> Result<Option<Arc<ObjectFiles>>, ObjectError> {
+        if let Some(f) = self.handles.get(id) {
+            return Ok(Some(f));
+        }
+        let _guard = self.lock_object(id);
+        self.handle_locked(id, create)
+    }
+
+    /// [`Self::handle`] for a caller holding the object's lock.
+    fn handle_locked(
+        &self,
+        id: ObjectId,
+        create: bool,
+    ) -> Result<Option<Arc<ObjectFiles>>, ObjectError> {
+        if let Some(f) = self.handles.get(id) {
+            return Ok(Some(f));
+        }
+        let path = self.object_path(id);
+        let spath = self.sums_path(id);
+        let rw = || {
+            let mut o = OpenOptions::new();
+            o.read(true).write(true).mode(OBJECT_FILE_MODE);
+            o
+        };
+        let files = match rw().open(&path) {
+            Ok(data) => {
+                let (sums, created) = match rw().open(&spath) {
+                    Ok(f) => (f, false),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        let f = rw()
+                            .create_new(true)
+                            .open(&spath)
+                            .map_err(|e| ObjectError::io(&spath, e))?;
+                        self.mark_dirty(id);
+                        (f, true)
+                    }
+                    Err(e) => return Err(ObjectError::io(&spath, e)),
+                };
+                let version =
+                    match sums::read_header(&sums).map_err(|e| ObjectError::io(&spath, e))? {
+                        Some(v) => v,
+                        None => {
+                            if created {
+                                tracing::warn!(
+                                    object = %path.display(),
+                                    "object without a checksum sidecar: its blocks fail \
+                                     verification unless zeros until rewritten"
+                                );
+                            } else {
+                                tracing::warn!(
+                                    sidecar = %spath.display(),
+                                    "checksum sidecar with a bad header: header rewritten, \
+                                     version 0"
+                                );
+                            }
+                            sums::write_header(&sums, 0).map_err(|e| ObjectError::io(&spath, e))?;
+                            0
+                        }
+                    };
+                ObjectFiles {
+                    data: Arc::new(data),
+                    sums,
+                    version: AtomicU64::new(version),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Sidecar first: a crash in between leaves a sidecar without an object
+                // (ignored, and reset here next time), never an object without a sidecar.
+                let sums = rw()
+                    .create(true)
+                    .truncate(true)
+                    .open(&spath)
+                    .map_err(|e| ObjectError::io(&spath, e))?;
+                sums::write_header(&sums, 0).map_err(|e| ObjectError::io(&spath, e))?;
+                let data = rw()
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(|e| ObjectError::io(&path, e))?;
+                self.mark_dirty(id);
+                ObjectFiles {
+                    data: Arc::new(data),
+                    sums,
+                    version: AtomicU64::new(0),
+                }
+            }
+            Err(e) => return Err(ObjectError::io(&path, e)),
+        };
+        let files = Arc::new(files);
+        self.handles.insert(id, files.clone());
+        Ok(Some(files))
+    }
+
+    /// fsyncs the directory of `id` if a file was created or removed in it since the last
+    /// time.
+    fn sync_dir_of(&self, id: ObjectId) -> Result<(), ObjectError> {
+        let state = &self.dirs[Self::dir_index(id)];
+        let _syncing = lock(&state.syncing);
+        if state.dirty.swap(false, Ordering::AcqRel) {
+            let dir = self.dir_path(id);
+            if let Err(e) = sync_dir(&dir) {
+                state.dirty.store(true, Ordering::Release);
+                return Err(ObjectError::io(&dir, e));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ObjectStore for FileStore {
+    fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, ObjectError> {
+        check_object(id)?;
+        check_read(offset, len)?;
+        let Some(files) = self.handle(id, false)? else {
+            return Ok(ObjectRead::empty(0));
+        };
+        let version = files.version.load(Ordering::Acquire);
+        let size = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?
+            .len();
+        // At most `len`, so it fits in u32.
+        let len = size.saturating_sub(offset).min(u64::from(len));
+        if len == 0 {
+            return Ok(ObjectRead::empty(version));
+        }
+        let first = offset / BLOCK;
+        let mut crcs = sums::read_entries(&files.sums, first, sums::blocks(len) as usize)
+            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
+        // Entry 0: zeros (a hole) or a real CRC of 0; the block itself tells which.
+        let mut buf = Vec::new();
+        for (i, crc) in crcs.iter_mut().enumerate().filter(|(_, c)| **c == 0) {
+            let at = i as u64 * BLOCK;
+            buf.resize((len - at).min(BLOCK) as usize, 0);
+            let got = sums::read_full_at(&files.data, &mut buf, offset + at)
+                .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+            *crc = sums::expected_crc(0, &buf[..got]);
+        }
+        Ok(ObjectRead {
+            data: ReadData::File {
+                file: files.data.clone(),
+                offset,
+                len: len as u32,
+            },
+            crcs,
+            version,
+        })
+    }
+
+    fn write(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+        sync: bool,
+    ) -> Result<(), ObjectError> {
+        self.write_object(id, offset, data, crc, version, sync)
+    }
+
+    fn repair(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+        seen: &[u32],
+    ) -> Result<(), ObjectError> {
+        self.repair_object(id, offset, data, crc, version, seen)
+    }
+
+    fn checksums(
+        &self,
+        id: ObjectId,
+        first: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<u32>), ObjectError> {
+        self.object_checksums(id, first, count)
+    }
+
+    fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), ObjectError> {
+        self.truncate_object(id, size, version)
+    }
+
+    fn sync(&self, id: ObjectId) -> Result<(), ObjectError> {
+        self.sync_object(id)
+    }
+
+    fn delete(&self, id: ObjectId) -> Result<(), ObjectError> {
+        check_object(id)?;
+        let cached = {
+            let _guard = self.lock_object(id);
+            let cached = self.handles.remove(id);
+            // The object first: a crash in between leaves a sidecar without an object.
+            for path in [self.object_path(id), self.sums_path(id)] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => self.mark_dirty(id),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(ObjectError::io(&path, e)),
+                }
+            }
+            cached
+        };
+        // The last close of an unlinked file frees its blocks: do it outside the lock.
+        drop(cached);
+        Ok(())
+    }
+
+    fn size(&self, id: ObjectId) -> Result<Option<u64>, ObjectError> {
+        check_object(id)?;
+        let path = self.object_path(id);
+        let meta = match self.handles.get(id) {
+            Some(f) => f.data.metadata(),
+            None => std::fs::metadata(&path),
+        };
+        match meta {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ObjectError::io(&path, e)),
+        }
+    }
+
+    fn capacity(&self) -> Result<Capacity, ObjectError> {
+        self.store_capacity()
+    }
+
+    fn list(&self, after: Option<ObjectId>, limit: u32) -> Result<ObjectPage, ObjectError> {
+        self.list_objects(after, limit)
+    }
+
+    fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, ObjectError> {
+        self.scrub_object(id)
+    }
+}

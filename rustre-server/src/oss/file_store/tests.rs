@@ -1,0 +1,168 @@
+//! Tests of what only [`FileStore`] does: the on-disk layout, the handle cache, objects
+//! found without a sidecar, stray files, what refused calls leave on disk, and versions read
+//! back from sidecars. The contract it shares with `MemStore` is tested by
+//! `oss::conformance`.
+
+use rustre_proto::checksum::{block_crcs, crc32c};
+
+use super::*;
+use crate::oss::conformance::{flip_file, id, pattern, r, sound, w, B};
+
+#[test]
+fn object_paths_follow_the_documented_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    assert_eq!(
+        s.object_path(id(0x1234_5678, 3)),
+        dir.path().join("objects/78/0000000012345678.3")
+    );
+    assert_eq!(
+        s.sums_path(id(0x1234_5678, 3)),
+        dir.path().join("objects/78/0000000012345678.3.sum")
+    );
+    assert!(dir.path().join("objects/ff").is_dir());
+    s.write(id(0x1234_5678, 3), 0, b"x", crc32c(b"x"), 9, true)
+        .unwrap();
+    assert!(dir.path().join("objects/78/0000000012345678.3").is_file());
+    let sidecar = std::fs::read(dir.path().join("objects/78/0000000012345678.3.sum")).unwrap();
+    assert_eq!(&sidecar[..4], b"RSUM");
+    assert_eq!(&sidecar[4..8], &1u32.to_le_bytes());
+    assert_eq!(&sidecar[8..16], &9u64.to_le_bytes());
+    assert_eq!(&sidecar[16..], &crc32c(b"x").to_le_bytes());
+}
+
+#[test]
+fn handle_cache_stays_bounded_and_coherent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    for ino in 1..100 {
+        w(&s, id(ino, 0), 0, &ino.to_be_bytes());
+        assert!(s.cached_handles() <= 8);
+    }
+    for ino in 1..100 {
+        let (bytes, crcs, _) = r(&s, id(ino, 0));
+        assert_eq!(bytes, ino.to_be_bytes());
+        assert_eq!(crcs, vec![crc32c(&ino.to_be_bytes())]);
+    }
+    // A cached handle must not outlive a delete.
+    let obj = id(7, 1);
+    w(&s, obj, 0, b"old data");
+    assert_eq!(s.read(obj, 0, 4096).unwrap().data.len(), 8);
+    s.delete(obj).unwrap();
+    assert_eq!(s.size(obj).unwrap(), None);
+    assert!(!s.sums_path(obj).exists());
+    w(&s, obj, 0, b"new");
+    assert_eq!(s.read(obj, 0, 4096).unwrap().data.len(), 3);
+    assert_eq!(std::fs::read(s.object_path(obj)).unwrap(), b"new");
+    assert_eq!(sound(&s, obj), b"new");
+}
+
+#[test]
+fn an_object_without_sidecar_fails_unless_zeros_and_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = id(4, 2);
+    let mut data = pattern(3 * B, 9);
+    data[B..2 * B].fill(0);
+    {
+        let s = FileStore::open(dir.path(), 8).unwrap();
+        w(&s, o, 0, &data);
+        std::fs::remove_file(s.sums_path(o)).unwrap();
+    }
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    let (bytes, crcs, version) = r(&s, o);
+    assert_eq!(bytes, data);
+    assert_eq!(version, 0);
+    let expected = block_crcs(&bytes);
+    assert_ne!(crcs[0], expected[0]);
+    assert_eq!(crcs[1], expected[1], "a zero block passes");
+    assert_ne!(crcs[2], expected[2]);
+    assert_eq!(s.scrub(o).unwrap(), vec![0, 2]);
+    assert!(s.sums_path(o).exists());
+    let patch = b"patch";
+    let refused = s.write(o, 5, patch, crc32c(patch), 1, false);
+    assert!(matches!(refused, Err(ObjectError::Corrupt(_))));
+    w(&s, o, 0, &data[..B]);
+    w(&s, o, 2 * B as u64, &data[2 * B..]);
+    assert_eq!(sound(&s, o), data);
+}
+
+#[test]
+fn refused_writes_leave_the_files_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    let o = id(1, 0);
+    let data = pattern(3 * B, 1);
+    let bad = s.write(o, 0, &data, crc32c(&data) ^ 1, 5, true);
+    assert!(matches!(bad, Err(ObjectError::Corrupt(_))), "{bad:?}");
+    assert!(!s.object_path(o).exists() && !s.sums_path(o).exists());
+    w(&s, o, 0, &data);
+    flip_file(&s, o, (B + 17) as u64);
+    let before = std::fs::read(s.object_path(o)).unwrap();
+    let sums_before = std::fs::read(s.sums_path(o)).unwrap();
+    for (at, len) in [(B + 1000, 100), (B / 2, B)] {
+        let patch = pattern(len, 7);
+        let refused = s.write(o, at as u64, &patch, crc32c(&patch), 2, false);
+        assert!(
+            matches!(refused, Err(ObjectError::Corrupt(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(std::fs::read(s.object_path(o)).unwrap(), before);
+    assert_eq!(std::fs::read(s.sums_path(o)).unwrap(), sums_before);
+}
+
+#[test]
+fn the_sidecar_never_outgrows_its_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    let o = id(2, 1);
+    w(&s, o, 0, &pattern(12 * B + 5, 2));
+    let sidecar = || std::fs::metadata(s.sums_path(o)).unwrap().len();
+    for size in [5 * B + 77, 9 * B + 1, 2 * B, 2 * B + 1, 0, 100] {
+        s.truncate(o, size as u64, 1).unwrap();
+        assert!(
+            sidecar() <= sums::sums_len(size as u64),
+            "after truncating to {size}: holes need no entries"
+        );
+    }
+    // A huge hole costs no sidecar entries.
+    s.truncate(o, 1 << 36, 1).unwrap();
+    assert!(sidecar() <= sums::sums_len(100));
+}
+
+#[test]
+fn stray_files_are_not_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    let o = id(1, 5);
+    w(&s, o, 0, b"x");
+    for stray in [
+        "junk",
+        "0000000000000001.05",
+        "0000000000000001.x",
+        "000000000000001.5",
+    ] {
+        std::fs::write(dir.path().join("objects/01").join(stray), b"").unwrap();
+    }
+    let page = s.list(None, 100).unwrap();
+    assert!(page.done);
+    assert_eq!(page.objects.iter().map(|i| i.id).collect::<Vec<_>>(), [o]);
+}
+
+#[test]
+fn versions_come_back_from_the_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = id(5, 0);
+    {
+        let s = FileStore::open(dir.path(), 1).unwrap();
+        s.write(o, 0, b"a", crc32c(b"a"), 4, true).unwrap();
+        s.truncate(o, 10, 6).unwrap();
+        // Out of the cache, the version comes from the sidecar.
+        w(&s, id(6, 0), 0, b"evicts");
+        assert_eq!(s.list(None, 1).unwrap().objects[0].version, 6);
+        assert_eq!(r(&s, o).2, 6);
+    }
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    assert_eq!(r(&s, o).2, 6);
+    assert_eq!(s.list(None, 1).unwrap().objects[0].version, 6);
+}

@@ -1,0 +1,326 @@
+//! Writes, repairs, truncates and syncs of a [`FileStore`]: how the checksum sidecar
+//! follows the bytes.
+//!
+//! Writes and truncates run wholly under the object's lock: the object's length, the bytes
+//! of partly written blocks and their sidecar entries are read, checked and rewritten as one
+//! step, so concurrent writes to one block never lose a CRC. A write checks its payload's
+//! CRC first; blocks it covers whole get the CRC of the new bytes without reading anything;
+//! a block it covers partly is read and checked against its stored CRC first (`Corrupt`,
+//! nothing written, when it fails). When an object grows, its old last block becomes longer
+//! (zero-padded) and gets a new CRC; when it shrinks into a block, that block gets the CRC of
+//! what remains. Those two blocks are not part of what the caller wrote, so rather than
+//! refusing the call, a block whose old bytes fail their CRC gets a *poisoned* entry
+//! ([`sums::poisoned`]) that the new content fails too: the block stays known-bad, never
+//! laundered. Data is written before its sidecar entries; a failed data write (no space)
+//! may leave some of its blocks failing their CRC, which reads as `Corrupt` rather than as
+//! wrong bytes.
+//!
+//! A sync is an `fdatasync` of the object, then of its sidecar (`sync_files`),
+//! then of the object's directory when a file was created or removed in it.
+
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+
+use rustre_proto::msg::oss::ObjectId;
+
+use super::{FileStore, ObjectFiles};
+use crate::oss::error::ObjectError;
+use crate::oss::store::{check_object, check_payload, check_size, check_write};
+use crate::oss::sums::{self, BLOCK};
+
+impl FileStore {
+    /// [`ObjectStore::write`](crate::oss::ObjectStore::write).
+    pub(super) fn write_object(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+        sync: bool,
+    ) -> Result<(), ObjectError> {
+        check_object(id)?;
+        check_write(offset, data.len())?;
+        check_payload(data, offset, crc)?;
+        let files = {
+            let _guard = self.lock_object(id);
+            let files = self.handle_locked(id, true)?.ok_or_else(|| {
+                ObjectError::Internal("object vanished while being created".into())
+            })?;
+            self.write_locked(id, &files, offset, data)?;
+            self.raise_version(id, &files, version)?;
+            files
+        };
+        if sync {
+            self.sync_files(id, &files)?;
+            self.sync_dir_of(id)?;
+        }
+        Ok(())
+    }
+
+    /// [`ObjectStore::repair`](crate::oss::ObjectStore::repair).
+    pub(super) fn repair_object(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+        seen: &[u32],
+    ) -> Result<(), ObjectError> {
+        check_object(id)?;
+        check_write(offset, data.len())?;
+        check_payload(data, offset, crc)?;
+        let changed = || ObjectError::Busy;
+        let _guard = self.lock_object(id);
+        let files = self.handle_locked(id, false)?.ok_or_else(changed)?;
+        let mut now = vec![0u8; data.len()];
+        let got = sums::read_full_at(&files.data, &mut now, offset)
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        if got != data.len() || rustre_proto::checksum::block_crcs(&now) != seen {
+            return Err(changed());
+        }
+        self.write_locked(id, &files, offset, data)?;
+        self.raise_version(id, &files, version)
+    }
+
+    /// [`ObjectStore::truncate`](crate::oss::ObjectStore::truncate).
+    pub(super) fn truncate_object(
+        &self,
+        id: ObjectId,
+        size: u64,
+        version: u64,
+    ) -> Result<(), ObjectError> {
+        check_object(id)?;
+        check_size(size)?;
+        let _guard = self.lock_object(id);
+        let files = self
+            .handle_locked(id, true)?
+            .ok_or_else(|| ObjectError::Internal("object vanished while being created".into()))?;
+        let path = || self.object_path(id);
+        let spath = || self.sums_path(id);
+        let old = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&path(), e))?
+            .len();
+        if size < old {
+            // The new last block keeps a prefix of its bytes.
+            let fix = if !size.is_multiple_of(BLOCK) {
+                let block = size / BLOCK;
+                let before = self.old_block(id, &files, block, old)?;
+                Some((
+                    block,
+                    self.relength_entry(id, block, before, (size % BLOCK) as usize),
+                ))
+            } else {
+                None
+            };
+            files
+                .data
+                .set_len(size)
+                .map_err(|e| ObjectError::io(&path(), e))?;
+            self.cut_sums(id, &files, size)?;
+            if let Some((block, entry)) = fix {
+                sums::write_entries(&files.sums, block, &[entry])
+                    .map_err(|e| ObjectError::io(&spath(), e))?;
+            }
+        } else if size > old {
+            // The old last block gets zero-padded; the new blocks are holes (entry 0).
+            let fix = if !old.is_multiple_of(BLOCK) {
+                let block = old / BLOCK;
+                let before = self.old_block(id, &files, block, old)?;
+                let new_len = (size - block * BLOCK).min(BLOCK) as usize;
+                Some((block, self.relength_entry(id, block, before, new_len)))
+            } else {
+                None
+            };
+            self.cut_sums(id, &files, old)?;
+            files
+                .data
+                .set_len(size)
+                .map_err(|e| ObjectError::io(&path(), e))?;
+            if let Some((block, entry)) = fix {
+                sums::write_entries(&files.sums, block, &[entry])
+                    .map_err(|e| ObjectError::io(&spath(), e))?;
+            }
+        }
+        self.raise_version(id, &files, version)
+    }
+
+    /// [`ObjectStore::sync`](crate::oss::ObjectStore::sync).
+    pub(super) fn sync_object(&self, id: ObjectId) -> Result<(), ObjectError> {
+        check_object(id)?;
+        if let Some(files) = self.handle(id, false)? {
+            self.sync_files(id, &files)?;
+        }
+        // Also makes a removal in this directory durable.
+        self.sync_dir_of(id)
+    }
+
+    /// `fdatasync`s the object's data, then its sidecar: what a sync makes durable besides
+    /// the directory.
+    fn sync_files(&self, id: ObjectId, files: &ObjectFiles) -> Result<(), ObjectError> {
+        files
+            .data
+            .sync_data()
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        files
+            .sums
+            .sync_data()
+            .map_err(|e| ObjectError::io(&self.sums_path(id), e))
+    }
+
+    /// The body of a write whose payload CRC was checked, under the object's lock.
+    fn write_locked(
+        &self,
+        id: ObjectId,
+        files: &ObjectFiles,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ObjectError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let path = || self.object_path(id);
+        let spath = || self.sums_path(id);
+        let size = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&path(), e))?
+            .len();
+        let end = offset + data.len() as u64;
+        let new_size = size.max(end);
+        let first = offset / BLOCK;
+        let last = (end - 1) / BLOCK;
+        let mut entries = Vec::with_capacity((last - first + 1) as usize);
+        for block in first..=last {
+            let bs = block * BLOCK;
+            let be = (bs + BLOCK).min(new_size);
+            let (ws, we) = (bs.max(offset), be.min(end));
+            let new = &data[(ws - offset) as usize..(we - offset) as usize];
+            if ws == bs && we == be {
+                entries.push(sums::entry_for(new));
+                continue;
+            }
+            // Partly written: the rest of the block is its old bytes (checked) or zeros.
+            let mut buf = if size > bs {
+                let (old, ok) = self.old_block(id, files, block, size)?;
+                if !ok {
+                    return Err(ObjectError::Corrupt(format!(
+                        "{}: block {block} fails its checksum; refusing a write over part of it",
+                        path().display()
+                    )));
+                }
+                old
+            } else {
+                Vec::new()
+            };
+            buf.resize((be - bs) as usize, 0);
+            buf[(ws - bs) as usize..(we - bs) as usize].copy_from_slice(new);
+            entries.push(sums::entry_for(&buf));
+        }
+        // The old last block, when the object grows past it without this write touching
+        // it, becomes zero-padded.
+        let tail = if end > size && !size.is_multiple_of(BLOCK) && size / BLOCK < first {
+            let block = size / BLOCK;
+            let before = self.old_block(id, files, block, size)?;
+            Some((
+                block,
+                self.relength_entry(id, block, before, BLOCK as usize),
+            ))
+        } else {
+            None
+        };
+        if end > size {
+            self.cut_sums(id, files, size)?;
+        }
+        files
+            .data
+            .write_all_at(data, offset)
+            .map_err(|e| ObjectError::io(&path(), e))?;
+        if let Some((block, entry)) = tail {
+            sums::write_entries(&files.sums, block, &[entry])
+                .map_err(|e| ObjectError::io(&spath(), e))?;
+        }
+        sums::write_entries(&files.sums, first, &entries).map_err(|e| ObjectError::io(&spath(), e))
+    }
+
+    /// whether they match the block's stored CRC. Caller holds the object's lock.
+    fn old_block(
+        &self,
+        id: ObjectId,
+        files: &ObjectFiles,
+        block: u64,
+        size: u64,
+    ) -> Result<(Vec<u8>, bool), ObjectError> {
+        let start = block * BLOCK;
+        let len = size.saturating_sub(start).min(BLOCK) as usize;
+        let mut buf = vec![0u8; len];
+        let got = sums::read_full_at(&files.data, &mut buf, start)
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        buf.truncate(got);
+        let stored = sums::read_entries(&files.sums, block, 1)
+            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?[0];
+        let ok = got == len && sums::block_ok(stored, &buf);
+        Ok((buf, ok))
+    }
+
+    /// The entry of a block that was not written but changes length (it keeps its first
+    /// `old.len()` bytes, cut or zero-padded to `new_len`): its fresh CRC when the old bytes
+    /// were sound, else a poisoned one.
+    fn relength_entry(
+        &self,
+        id: ObjectId,
+        block: u64,
+        old: (Vec<u8>, bool),
+        new_len: usize,
+    ) -> u32 {
+        let (mut buf, ok) = old;
+        buf.resize(new_len, 0);
+        if ok {
+            sums::entry_for(&buf)
+        } else {
+            tracing::warn!(
+                object = %self.object_path(id).display(),
+                block,
+                "block failed its checksum while the object's length changed; it stays bad"
+            );
+            sums::poisoned(&buf)
+        }
+    }
+
+    /// Cuts the sidecar of `files` to at most the entries of an object of `size` bytes
+    /// (leftovers of a crash must not pass for the CRCs of holes).
+    fn cut_sums(&self, id: ObjectId, files: &ObjectFiles, size: u64) -> Result<(), ObjectError> {
+        let spath = || self.sums_path(id);
+        let want = sums::sums_len(size);
+        let have = files
+            .sums
+            .metadata()
+            .map_err(|e| ObjectError::io(&spath(), e))?
+            .len();
+        if have > want {
+            files
+                .sums
+                .set_len(want)
+                .map_err(|e| ObjectError::io(&spath(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Raises the stored version of `files` to `version`. Caller holds the object's lock.
+    fn raise_version(
+        &self,
+        id: ObjectId,
+        files: &ObjectFiles,
+        version: u64,
+    ) -> Result<(), ObjectError> {
+        if version > files.version.load(Ordering::Acquire) {
+            sums::write_header(&files.sums, version)
+                .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
+            files.version.store(version, Ordering::Release);
+        }
+        Ok(())
+    }
+}
