@@ -12,6 +12,10 @@ SECONDS=0
 step install-deps
 ./scripts/install-deps.sh
 
+step house rules
+# Roles side by side, client and server crates apart, no source file over 800 lines
+# (docs/architecture.md, "The house").
+./scripts/check-layout.sh
 step fmt and clippy
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

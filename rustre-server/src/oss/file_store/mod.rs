@@ -48,6 +48,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rustre_proto::sync::lock;
+
 use rustre_proto::msg::oss::ObjectId;
 use rustre_proto::msg::Capacity;
 
@@ -95,9 +97,11 @@ pub struct FileStore {
     dirs: Vec<DirState>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // These mutexes guard no data of their own, so a panic elsewhere leaves nothing broken.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// The lock of one object, held: what a function that must run under it takes, and the
+/// only way it learns which object it works on.
+pub(super) struct ObjectLock<'a> {
+    pub(super) id: ObjectId,
+    _guard: MutexGuard<'a, ()>,
 }
 
 impl FileStore {
@@ -165,10 +169,13 @@ impl FileStore {
             .store(true, Ordering::Release);
     }
 
-    fn lock_object(&self, id: ObjectId) -> MutexGuard<'_, ()> {
+    fn lock_object(&self, id: ObjectId) -> ObjectLock<'_> {
         // Fibonacci hashing spreads consecutive inodes and stripes over the stripes.
         let h = (id.ino ^ (u64::from(id.stripe) << 48)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        lock(&self.locks[(h >> 32) as usize % OBJECT_LOCK_STRIPES])
+        ObjectLock {
+            id,
+            _guard: lock(&self.locks[(h >> 32) as usize % OBJECT_LOCK_STRIPES]),
+        }
     }
 
     /// Number of open objects cached.
@@ -182,16 +189,17 @@ impl FileStore {
         if let Some(f) = self.handles.get(id) {
             return Ok(Some(f));
         }
-        let _guard = self.lock_object(id);
-        self.handle_locked(id, create)
+        let held = self.lock_object(id);
+        self.handle_held(&held, create)
     }
 
-    /// [`Self::handle`] for a caller holding the object's lock.
-    fn handle_locked(
+    /// [`Self::handle`] of the object whose lock the caller holds.
+    fn handle_held(
         &self,
-        id: ObjectId,
+        held: &ObjectLock<'_>,
         create: bool,
     ) -> Result<Option<Arc<ObjectFiles>>, ObjectError> {
+        let id = held.id;
         if let Some(f) = self.handles.get(id) {
             return Ok(Some(f));
         }

@@ -47,8 +47,8 @@ impl FileStore {
         count: usize,
     ) -> Result<(u64, Vec<u32>), ObjectError> {
         check_object(id)?;
-        let _guard = self.lock_object(id);
-        let Some(files) = self.handle_locked(id, false)? else {
+        let held = self.lock_object(id);
+        let Some(files) = self.handle_held(&held, false)? else {
             return Ok((0, Vec::new()));
         };
         let size = files
@@ -148,8 +148,8 @@ impl FileStore {
         loop {
             // One chunk under the lock, so no write lands between its bytes and its CRCs.
             let (got, crcs) = {
-                let _guard = self.lock_object(id);
-                let Some(files) = self.handle_locked(id, false)? else {
+                let held = self.lock_object(id);
+                let Some(files) = self.handle_held(&held, false)? else {
                     break;
                 };
                 let size = files

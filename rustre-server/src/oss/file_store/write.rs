@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 
 use rustre_proto::msg::oss::ObjectId;
 
-use super::{FileStore, ObjectFiles};
+use super::{FileStore, ObjectFiles, ObjectLock};
 use crate::oss::error::ObjectError;
 use crate::oss::store::{check_object, check_payload, check_size, check_write};
 use crate::oss::sums::{self, BLOCK};
@@ -43,11 +43,11 @@ impl FileStore {
         check_write(offset, data.len())?;
         check_payload(data, offset, crc)?;
         let files = {
-            let _guard = self.lock_object(id);
-            let files = self.handle_locked(id, true)?.ok_or_else(|| {
+            let held = self.lock_object(id);
+            let files = self.handle_held(&held, true)?.ok_or_else(|| {
                 ObjectError::Internal("object vanished while being created".into())
             })?;
-            self.write_locked(id, &files, offset, data)?;
+            self.write_held(&held, &files, offset, data)?;
             self.raise_version(id, &files, version)?;
             files
         };
@@ -72,15 +72,15 @@ impl FileStore {
         check_write(offset, data.len())?;
         check_payload(data, offset, crc)?;
         let changed = || ObjectError::Busy;
-        let _guard = self.lock_object(id);
-        let files = self.handle_locked(id, false)?.ok_or_else(changed)?;
+        let held = self.lock_object(id);
+        let files = self.handle_held(&held, false)?.ok_or_else(changed)?;
         let mut now = vec![0u8; data.len()];
         let got = sums::read_full_at(&files.data, &mut now, offset)
             .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
         if got != data.len() || rustre_proto::checksum::block_crcs(&now) != seen {
             return Err(changed());
         }
-        self.write_locked(id, &files, offset, data)?;
+        self.write_held(&held, &files, offset, data)?;
         self.raise_version(id, &files, version)
     }
 
@@ -93,9 +93,9 @@ impl FileStore {
     ) -> Result<(), ObjectError> {
         check_object(id)?;
         check_size(size)?;
-        let _guard = self.lock_object(id);
+        let held = self.lock_object(id);
         let files = self
-            .handle_locked(id, true)?
+            .handle_held(&held, true)?
             .ok_or_else(|| ObjectError::Internal("object vanished while being created".into()))?;
         let path = || self.object_path(id);
         let spath = || self.sums_path(id);
@@ -172,13 +172,14 @@ impl FileStore {
     }
 
     /// The body of a write whose payload CRC was checked, under the object's lock.
-    fn write_locked(
+    fn write_held(
         &self,
-        id: ObjectId,
+        held: &ObjectLock<'_>,
         files: &ObjectFiles,
         offset: u64,
         data: &[u8],
     ) -> Result<(), ObjectError> {
+        let id = held.id;
         if data.is_empty() {
             return Ok(());
         }
