@@ -31,6 +31,8 @@ use std::os::unix::fs::FileExt;
 
 use rustre_proto::checksum::{crc32c, CHECKSUM_BLOCK};
 
+use super::error::ObjectError;
+
 /// Suffix of sidecar file names.
 pub const SUMS_SUFFIX: &str = "sum";
 /// Magic at the start of a sidecar.
@@ -163,6 +165,51 @@ pub fn poisoned(data: &[u8]) -> u32 {
 /// The entry to store for a block now holding `data` (verified or freshly written).
 pub fn entry_for(data: &[u8]) -> u32 {
     crc32c(data)
+}
+
+/// The sidecar entries of a write of `data` (not empty) at `offset` into an object `size`
+/// bytes long: one per block the write touches, from block `offset / BLOCK` on. A block the
+/// write covers only in part keeps the rest of its old bytes, which `old_block(block)`
+/// returns with whether they match their stored CRC; old bytes that do not make the write
+/// [`ObjectError::Corrupt`] (the OSS never launders bad bytes into a fresh CRC). `object`
+/// names the object in that error.
+pub fn entries_of_write(
+    offset: u64,
+    data: &[u8],
+    size: u64,
+    object: &dyn std::fmt::Display,
+    mut old_block: impl FnMut(u64) -> Result<(Vec<u8>, bool), ObjectError>,
+) -> Result<Vec<u32>, ObjectError> {
+    let end = offset + data.len() as u64;
+    let new_size = size.max(end);
+    let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+    let mut entries = Vec::with_capacity((last - first + 1) as usize);
+    for block in first..=last {
+        let bs = block * BLOCK;
+        let be = (bs + BLOCK).min(new_size);
+        let (ws, we) = (bs.max(offset), be.min(end));
+        let new = &data[(ws - offset) as usize..(we - offset) as usize];
+        if ws == bs && we == be {
+            entries.push(entry_for(new));
+            continue;
+        }
+        // Partly written: the rest of the block is its old bytes (checked) or zeros.
+        let mut buf = if size > bs {
+            let (old, ok) = old_block(block)?;
+            if !ok {
+                return Err(ObjectError::Corrupt(format!(
+                    "{object}: block {block} fails its checksum; refusing a write over part of it"
+                )));
+            }
+            old
+        } else {
+            Vec::new()
+        };
+        buf.resize((be - bs) as usize, 0);
+        buf[(ws - bs) as usize..(we - bs) as usize].copy_from_slice(new);
+        entries.push(entry_for(&buf));
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -191,36 +191,10 @@ impl FileStore {
             .map_err(|e| ObjectError::io(&path(), e))?
             .len();
         let end = offset + data.len() as u64;
-        let new_size = size.max(end);
         let first = offset / BLOCK;
-        let last = (end - 1) / BLOCK;
-        let mut entries = Vec::with_capacity((last - first + 1) as usize);
-        for block in first..=last {
-            let bs = block * BLOCK;
-            let be = (bs + BLOCK).min(new_size);
-            let (ws, we) = (bs.max(offset), be.min(end));
-            let new = &data[(ws - offset) as usize..(we - offset) as usize];
-            if ws == bs && we == be {
-                entries.push(sums::entry_for(new));
-                continue;
-            }
-            // Partly written: the rest of the block is its old bytes (checked) or zeros.
-            let mut buf = if size > bs {
-                let (old, ok) = self.old_block(id, files, block, size)?;
-                if !ok {
-                    return Err(ObjectError::Corrupt(format!(
-                        "{}: block {block} fails its checksum; refusing a write over part of it",
-                        path().display()
-                    )));
-                }
-                old
-            } else {
-                Vec::new()
-            };
-            buf.resize((be - bs) as usize, 0);
-            buf[(ws - bs) as usize..(we - bs) as usize].copy_from_slice(new);
-            entries.push(sums::entry_for(&buf));
-        }
+        let entries = sums::entries_of_write(offset, data, size, &path().display(), |block| {
+            self.old_block(id, files, block, size)
+        })?;
         // The old last block, when the object grows past it without this write touching
         // it, becomes zero-padded.
         let tail = if end > size && !size.is_multiple_of(BLOCK) && size / BLOCK < first {
