@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use lru::LruCache;
 use rustre_proto::msg::Ino;
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
 /// The extended attribute the kernel probes before writes.
@@ -50,17 +51,17 @@ impl Default for CapabilityCache {
 impl CapabilityCache {
     /// How long an answer stays usable (zero: not kept at all).
     pub fn set_ttl(&self, ttl: Duration) {
-        *self.ttl.lock().unwrap() = ttl;
+        *lock(&self.ttl) = ttl;
         if ttl.is_zero() {
-            self.answers.lock().unwrap().clear();
+            lock(&self.answers).clear();
         }
     }
 
     /// The answer for `ino` if one younger than the TTL is kept: the value, or
     /// [`Error::NoData`].
     pub fn get(&self, ino: Ino) -> Option<Result<Vec<u8>, Error>> {
-        let ttl = *self.ttl.lock().unwrap();
-        let mut answers = self.answers.lock().unwrap();
+        let ttl = *lock(&self.ttl);
+        let mut answers = lock(&self.answers);
         let a = answers.get(&ino)?;
         if a.at.elapsed() >= ttl {
             answers.pop(&ino);
@@ -72,7 +73,7 @@ impl CapabilityCache {
     /// Keeps the MDS's answer `r` for `ino`, taken at `asked` (before the call was sent, so
     /// the answer never looks younger than it is). Other errors are not kept.
     pub fn put(&self, ino: Ino, asked: Instant, r: &Result<Vec<u8>, Error>) {
-        if self.ttl.lock().unwrap().is_zero() {
+        if lock(&self.ttl).is_zero() {
             return;
         }
         let value = match r {
@@ -80,15 +81,12 @@ impl CapabilityCache {
             Err(Error::NoData) => None,
             Err(_) => return,
         };
-        self.answers
-            .lock()
-            .unwrap()
-            .put(ino, Answer { at: asked, value });
+        lock(&self.answers).put(ino, Answer { at: asked, value });
     }
 
     /// Drops what is kept for `ino` (this client changed it).
     pub fn forget(&self, ino: Ino) {
-        self.answers.lock().unwrap().pop(&ino);
+        lock(&self.answers).pop(&ino);
     }
 }
 

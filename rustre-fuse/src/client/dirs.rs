@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rustre_proto::msg::mds::DirEntry;
 use rustre_proto::msg::{Creds, FileKind, Ino};
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
 /// Most directories one client holds open at once.
@@ -75,9 +76,7 @@ impl Default for Dirs {
 
 impl Dirs {
     pub(super) fn get(&self, fh: u64) -> Result<Arc<OpenDir>, Error> {
-        self.handles
-            .lock()
-            .unwrap()
+        lock(&self.handles)
             .get(&fh)
             .cloned()
             .ok_or_else(|| Error::Invalid(format!("unknown directory handle {fh}")))

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use lru::LruCache;
 use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, Timestamp};
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
 /// Most files one client holds open at once (handles, not inodes).
@@ -183,7 +184,7 @@ impl Files {
         if attr.kind != FileKind::File {
             return;
         }
-        let mut inodes = self.inodes.lock().unwrap();
+        let mut inodes = lock(&self.inodes);
         let Some(st) = inodes.get_mut(&attr.ino) else {
             return;
         };
@@ -214,9 +215,7 @@ impl Files {
     }
 
     pub(super) fn handle(&self, fh: u64) -> Result<Arc<OpenFile>, Error> {
-        self.handles
-            .lock()
-            .unwrap()
+        lock(&self.handles)
             .get(&fh)
             .cloned()
             .ok_or_else(|| Error::Invalid(format!("unknown file handle {fh}")))
@@ -229,7 +228,7 @@ impl Files {
         flags: i32,
         creds: &Creds,
     ) -> Result<(u64, bool), Error> {
-        let mut handles = self.handles.lock().unwrap();
+        let mut handles = lock(&self.handles);
         if handles.len() >= MAX_OPEN_FILES {
             return Err(Error::Busy);
         }
@@ -245,7 +244,7 @@ impl Files {
         );
         drop(handles);
         {
-            let mut inodes = self.inodes.lock().unwrap();
+            let mut inodes = lock(&self.inodes);
             let st = inodes
                 .entry(attr.ino)
                 .or_insert_with(|| InodeState::new(attr));
@@ -256,7 +255,7 @@ impl Files {
             }
         }
         let stamp = (attr.size, attr.mtime);
-        let mut stamps = self.stamps.lock().unwrap();
+        let mut stamps = lock(&self.stamps);
         let keep = flags & libc::O_TRUNC == 0 && stamps.get(&attr.ino) == Some(&stamp);
         stamps.put(attr.ino, stamp);
         Ok((fh, keep))
@@ -264,7 +263,7 @@ impl Files {
 
     /// The newest layout this client knows for open inode `ino`.
     pub fn layout(&self, ino: Ino) -> Option<Layout> {
-        self.inodes.lock().unwrap().get(&ino)?.layout.clone()
+        lock(&self.inodes).get(&ino)?.layout.clone()
     }
 
     /// Sets how old a replicated file's layout may get before a read asks again.
@@ -277,7 +276,7 @@ impl Files {
     /// ago than the TTL: a copy may have been marked stale since, so a read asks first.
     pub fn layout_needs_check(&self, ino: Ino) -> bool {
         let ttl = std::time::Duration::from_millis(self.layout_ttl_ms.load(Ordering::Relaxed));
-        self.inodes.lock().unwrap().get(&ino).is_some_and(|st| {
+        lock(&self.inodes).get(&ino).is_some_and(|st| {
             st.layout.as_ref().is_some_and(|l| l.replicas > 1) && st.layout_seen.elapsed() > ttl
         })
     }
@@ -292,14 +291,12 @@ impl Files {
 
     /// The size this client knows for open inode `ino`.
     pub(super) fn size(&self, ino: Ino) -> u64 {
-        self.inodes.lock().unwrap().get(&ino).map_or(0, |s| s.size)
+        lock(&self.inodes).get(&ino).map_or(0, |s| s.size)
     }
 
     pub(super) fn append_lock(&self, ino: Ino) -> Arc<tokio::sync::Mutex<()>> {
         // A handle always has a state; a fresh lock would only serve a vanished one.
-        self.inodes
-            .lock()
-            .unwrap()
+        lock(&self.inodes)
             .get(&ino)
             .map(|s| s.append.clone())
             .unwrap_or_default()
@@ -307,7 +304,7 @@ impl Files {
 
     /// Notes that a write (or an extending fallocate) reached `end` at `mtime`.
     pub(super) fn wrote(&self, ino: Ino, end: u64, mtime: Timestamp, writer: &Creds) {
-        if let Some(st) = self.inodes.lock().unwrap().get_mut(&ino) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
             st.size = st.size.max(end);
             st.mtime = st.mtime.max(mtime);
             st.dirty = true;
@@ -317,7 +314,7 @@ impl Files {
     }
 
     pub(super) fn pending_report(&self, ino: Ino) -> Option<Report> {
-        let inodes = self.inodes.lock().unwrap();
+        let inodes = lock(&self.inodes);
         let st = inodes.get(&ino).filter(|s| s.dirty)?;
         Some(Report {
             size: st.size,
@@ -329,26 +326,20 @@ impl Files {
     }
 
     pub(super) fn reported(&self, ino: Ino, r: &Report, attr: &Attr) {
-        if let Some(st) = self.inodes.lock().unwrap().get_mut(&ino) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
             if st.writes == r.writes && st.truncate_version == r.truncate_version {
                 st.dirty = false;
             }
         }
-        self.stamps
-            .lock()
-            .unwrap()
-            .put(ino, (attr.size, attr.mtime));
+        lock(&self.stamps).put(ino, (attr.size, attr.mtime));
     }
 
     /// Drops handle `fh`; returns it and whether it was the inode's last.
     pub(super) fn unregister(&self, fh: u64) -> Result<(Arc<OpenFile>, bool), Error> {
-        let f = self
-            .handles
-            .lock()
-            .unwrap()
+        let f = lock(&self.handles)
             .remove(&fh)
             .ok_or_else(|| Error::Invalid(format!("unknown file handle {fh}")))?;
-        let mut inodes = self.inodes.lock().unwrap();
+        let mut inodes = lock(&self.inodes);
         let last = match inodes.get_mut(&f.ino) {
             Some(st) => {
                 st.opens = st.opens.saturating_sub(1);
@@ -363,7 +354,7 @@ impl Files {
     /// (The caller learnt its handle was the last before awaiting: one may have been opened
     /// since, whose state this is.)
     pub(super) fn forget_inode(&self, ino: Ino) -> bool {
-        let mut inodes = self.inodes.lock().unwrap();
+        let mut inodes = lock(&self.inodes);
         let Some(st) = inodes.get(&ino) else {
             return true;
         };
@@ -379,7 +370,7 @@ impl Files {
 
     /// Inodes with unreported writes.
     pub(super) fn dirty_inodes(&self) -> Vec<Ino> {
-        let inodes = self.inodes.lock().unwrap();
+        let inodes = lock(&self.inodes);
         inodes
             .iter()
             .filter(|(_, s)| s.dirty)

@@ -26,6 +26,7 @@ use super::files::{
 };
 use super::releases::{SenderRunning, Waiter, RELEASE_GATHER};
 use super::Client;
+use rustre_proto::sync::lock;
 
 /// An inode-addressed call that finds no inode: the caller's name-to-inode mapping is stale
 /// (another client removed or replaced the file). ESTALE, unlike ENOENT, makes the kernel
@@ -353,7 +354,7 @@ impl Client {
     pub(crate) async fn release(self: &Arc<Self>, creds: &Creds, ino: Ino) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         let start_sender = {
-            let mut q = self.releases.inner.lock().unwrap();
+            let mut q = lock(&self.releases.inner);
             q.waiting.push((ino, tx));
             !std::mem::replace(&mut q.sending, true)
         };
@@ -375,7 +376,7 @@ impl Client {
         loop {
             tokio::time::sleep(RELEASE_GATHER).await;
             let batch: Vec<(Ino, Waiter)> = {
-                let mut q = self.releases.inner.lock().unwrap();
+                let mut q = lock(&self.releases.inner);
                 if q.waiting.is_empty() {
                     q.sending = false;
                     running.ended_normally = true;
@@ -420,7 +421,7 @@ impl Client {
             dotdot: dir_entry("..", parent),
             state: tokio::sync::Mutex::new(state),
         };
-        let mut handles = self.dirs.handles.lock().unwrap();
+        let mut handles = lock(&self.dirs.handles);
         if handles.len() >= MAX_OPEN_DIRS {
             return Err(Error::Busy);
         }
@@ -494,6 +495,6 @@ impl Client {
 
     /// Closes directory handle `fh`.
     pub fn release_dir(&self, fh: u64) {
-        self.dirs.handles.lock().unwrap().remove(&fh);
+        lock(&self.dirs.handles).remove(&fh);
     }
 }

@@ -15,6 +15,7 @@ use rustre_proto::Error;
 use super::capability::CAPABILITY_XATTR;
 use super::meta_cache::OwnResult;
 use super::{unexpected, Client};
+use rustre_proto::sync::lock;
 
 /// How long a metadata call keeps being retried on other MDS while none answers.
 pub const MDS_RETRY_FOR: Duration = Duration::from_secs(30);
@@ -244,9 +245,7 @@ impl Client {
                     Ok((r, _)) => return Ok(r),
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
                         tracing::debug!(mds = peer.addr(), "metadata call failed, retrying: {e}");
-                        self.mds_cooldown
-                            .lock()
-                            .unwrap()
+                        lock(&self.mds_cooldown)
                             .insert(peer.addr().to_string(), Instant::now() + MDS_COOLDOWN);
                         // Another MDS may answer at once; pause only when all are failing.
                         if self.pick_mds().is_some_and(|p| p.addr() != peer.addr()) {
@@ -272,7 +271,7 @@ impl Client {
             return None;
         }
         let now = Instant::now();
-        let mut cooldown = self.mds_cooldown.lock().unwrap();
+        let mut cooldown = lock(&self.mds_cooldown);
         cooldown.retain(|_, until| *until > now);
         let start = self.rr.fetch_add(1, Ordering::Relaxed) as usize;
         let healthy = (0..peers.len())

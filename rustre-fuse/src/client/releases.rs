@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rustre_proto::msg::Ino;
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 use tokio::sync::oneshot;
 
@@ -48,7 +49,7 @@ impl Drop for SenderRunning<'_> {
         if self.ended_normally {
             return;
         }
-        let mut q = self.queue.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock(&self.queue.inner);
         q.sending = false;
         for (_, waiter) in q.waiting.drain(..) {
             let _ = waiter.send(Err(Error::Io("release sender ended".into())));
@@ -69,7 +70,7 @@ mod tests {
         let queue = ReleaseQueue::default();
         let (tx, rx) = oneshot::channel();
         {
-            let mut q = queue.inner.lock().unwrap();
+            let mut q = lock(&queue.inner);
             q.waiting.push((5, tx));
             q.sending = true;
         }
@@ -83,7 +84,7 @@ mod tests {
     #[test]
     fn a_sender_gone_without_emptying_the_queue_fails_its_waiters_and_makes_way() {
         let (queue, mut rx) = after_a_sender_ended(false);
-        let q = queue.inner.lock().unwrap();
+        let q = lock(&queue.inner);
         assert!(!q.sending, "the next release must start a sender");
         assert!(q.waiting.is_empty());
         assert!(matches!(rx.try_recv(), Ok(Err(Error::Io(_)))));
@@ -92,7 +93,7 @@ mod tests {
     #[test]
     fn a_sender_that_emptied_the_queue_leaves_it_alone() {
         let (queue, mut rx) = after_a_sender_ended(true);
-        let q = queue.inner.lock().unwrap();
+        let q = lock(&queue.inner);
         assert!(q.sending);
         assert_eq!(q.waiting.len(), 1);
         assert!(rx.try_recv().is_err(), "still waiting");

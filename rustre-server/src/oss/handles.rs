@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustre_proto::msg::oss::ObjectId;
+use rustre_proto::sync::lock;
 
 /// Fraction of the cache evicted when it is full (1/EVICT_DIVISOR of the entries).
 const EVICT_DIVISOR: usize = 8;
@@ -46,7 +47,7 @@ impl<T> HandleCache<T> {
 
     fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         // The map stays consistent even if a holder panicked: every update is one call.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     /// The open file of `id`, if cached.

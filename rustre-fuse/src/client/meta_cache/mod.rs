@@ -34,6 +34,7 @@ use std::time::Duration;
 use lru::LruCache;
 use rustre_proto::msg::mds::{Change, ChangeBatch, FeedChange};
 use rustre_proto::msg::{may_access, validate_name, Attr, Creds, FileKind, Ino};
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 use tokio::time::Instant;
 
@@ -373,7 +374,7 @@ impl MetaCache {
 
     /// The epoch to stamp an answer about to be asked for with.
     pub fn epoch(&self) -> Epoch {
-        Epoch(self.inner.lock().unwrap().epoch)
+        Epoch(lock(&self.inner).epoch)
     }
 
     /// This client is about to send a change naming `request_entries`: numbers it with
@@ -384,7 +385,7 @@ impl MetaCache {
         request_entries: Vec<(Ino, String)>,
         next_seq: impl FnOnce() -> u64,
     ) -> u64 {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         let seq = next_seq();
         let in_flight = inner.own_in_flight.keys().copied().min();
         let unknown = inner.own_unknown.first().copied();
@@ -403,7 +404,7 @@ impl MetaCache {
     /// may be newer named meanwhile (that is evicted). `None`: the outcome is unknown (the
     /// call failed on the way), so everything is void.
     pub fn own_answered(&self, seq: u64, results: Option<Vec<OwnResult>>) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         let (named, deferred) = match inner.own_in_flight.remove(&seq) {
             Some(f) => (f.named, f.deferred),
             None => (None, Vec::new()),
@@ -532,7 +533,7 @@ impl MetaCache {
 
     /// Keeps attributes asked for at `asked`, unless something changed since.
     pub fn keep_attr(&self, asked: Epoch, attr: &Attr) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         if inner.epoch == asked.0 {
             let a = Stamped {
                 value: attr.clone(),
@@ -549,7 +550,7 @@ impl MetaCache {
         if name == "." || name == ".." {
             return;
         }
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         if inner.epoch != asked.0 {
             return;
         }
@@ -574,7 +575,7 @@ impl MetaCache {
         if !self.enabled.load(Ordering::Relaxed) {
             return None;
         }
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         if !inner.trusted(Instant::now()) {
             return None;
         }
@@ -600,7 +601,7 @@ impl MetaCache {
         if validate_name(name).is_err() || !self.enabled.load(Ordering::Relaxed) {
             return None;
         }
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         if !inner.trusted(Instant::now()) {
             return None;
         }
@@ -625,7 +626,7 @@ impl MetaCache {
                 // The MDS answers EACCES (or knows better): ask it.
                 return None;
             }
-            inner = self.inner.lock().unwrap();
+            inner = lock(&self.inner);
         }
         let ino = inner.entry(&(parent, name.to_string()))?;
         let known = match ino {
@@ -641,7 +642,7 @@ impl MetaCache {
     /// Makes the feeds watched exactly those of `mds` (addresses). A feed that stops being
     /// watched may have had changes this client never heard of: everything is void.
     pub fn watch_only(&self, mds: &[String]) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         let before = inner.feeds.len();
         inner.feeds.retain(|addr, _| mds.contains(addr));
         if inner.feeds.len() != before {
@@ -658,7 +659,7 @@ impl MetaCache {
 
     /// Where the watcher of `mds` should ask from: `(instance, after)`.
     pub fn feed_position(&self, mds: &str) -> Option<(u64, u64)> {
-        let inner = self.inner.lock().unwrap();
+        let inner = lock(&self.inner);
         inner.feeds.get(mds).map(|f| (f.instance, f.last))
     }
 
@@ -666,7 +667,7 @@ impl MetaCache {
     /// session is `session`. An answer that does not follow on from the last one (lost
     /// changes, a new instance) voids everything.
     pub fn apply(&self, mds: &str, sent: Instant, session: u64, batch: &ChangeBatch) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         let Some(feed) = inner.feeds.get(mds).copied() else {
             // No longer watched: its answers mean nothing here.
             return;

@@ -2,6 +2,7 @@
 
 use super::*;
 use rustre_proto::msg::Timestamp;
+use rustre_proto::sync::lock;
 
 const MDS: &str = "127.0.0.1:9500";
 /// This client's session in the tests.
@@ -360,7 +361,7 @@ fn a_directory_this_client_made_answers_missing_names() {
 #[test]
 fn a_complete_directory_outgrows_the_entry_lru_but_not_its_name_limit() {
     let cache = MetaCache::with_capacity(16, 4);
-    cache.inner.lock().unwrap().complete_names_max = 100;
+    lock(&cache.inner).complete_names_max = 100;
     cache.watch_only(&[MDS.to_string()]);
     let first = ChangeBatch {
         lost: true,
@@ -400,7 +401,7 @@ fn a_complete_directory_outgrows_the_entry_lru_but_not_its_name_limit() {
     // The 101st name passes the limit: the directory is no longer complete.
     create(110, "f100".into());
     assert_eq!(cache.lookup(root, 0, 2, "g0"), None);
-    assert_eq!(cache.inner.lock().unwrap().complete_names, 0);
+    assert_eq!(lock(&cache.inner).complete_names, 0);
 }
 
 #[test]

@@ -49,6 +49,7 @@ use super::store::{
     ObjectRead, ObjectStore, ReadData,
 };
 use super::sums::{self, BLOCK};
+use rustre_proto::sync::lock;
 
 /// Bytes of a block.
 const BLOCK_BYTES: usize = BLOCK as usize;
@@ -314,7 +315,7 @@ impl MemStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every change is checked before it is applied, so a panicking holder leaves no
         // half-made change behind.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     /// A power cut: every object goes back to its durable image, and objects never made
