@@ -351,7 +351,7 @@ pub async fn setstripe(g: &Global, p: &str, spec: Option<LayoutSpec>) -> Result<
         }
         Err(rustre_proto::Error::NotFound) => {
             let (parent, name) = c.resolve_parent(&creds, p).await.map_err(with_path(p))?;
-            c.create(&creds, parent, &name, 0o644, true, None, Some(spec))
+            c.create(&creds, parent, &name, 0o644, true, Some(spec))
                 .await
                 .map_err(with_path(p))?;
         }

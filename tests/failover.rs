@@ -63,8 +63,7 @@ async fn killing_an_mds_mid_storm_loses_nothing_and_fails_nothing() {
             let r = Creds::root();
             let d = c.mkdir(&r, ROOT_INO, &format!("w{w}"), 0o755).await?.ino;
             for i in 0..FILES_PER_WORKER {
-                c.create(&r, d, &format!("f{i}"), 0o644, true, None, None)
-                    .await?;
+                c.create(&r, d, &format!("f{i}"), 0o644, true, None).await?;
                 c.rename(&r, d, &format!("f{i}"), d, &format!("g{i}"), 0)
                     .await?;
                 if i % 3 == 0 {

@@ -134,18 +134,18 @@ async fn create_lookup_and_their_errors() {
         .is_ok());
 
     let f = c
-        .create(&root(), d.ino, "f", 0o640, true, None, None)
+        .create(&root(), d.ino, "f", 0o640, true, None)
         .await
         .unwrap();
     assert_eq!(f.kind, FileKind::File);
     assert_eq!(f.perm, 0o640);
     assert!(f.layout.is_some());
     assert_eq!(
-        c.create(&root(), d.ino, "f", 0o640, true, None, None).await,
+        c.create(&root(), d.ino, "f", 0o640, true, None).await,
         Err(Error::Exists)
     );
     let again = c
-        .create(&root(), d.ino, "f", 0o600, false, None, None)
+        .create(&root(), d.ino, "f", 0o600, false, None)
         .await
         .unwrap();
     assert_eq!(again.ino, f.ino);
@@ -163,7 +163,7 @@ async fn create_lookup_and_their_errors() {
     let mut inos = std::collections::HashSet::new();
     for i in 0..300 {
         let a = c
-            .create(&root(), d.ino, &format!("n{i}"), 0o644, true, None, None)
+            .create(&root(), d.ino, &format!("n{i}"), 0o644, true, None)
             .await
             .unwrap();
         assert!(inos.insert(a.ino));
@@ -212,7 +212,7 @@ async fn special_files_symlinks_and_links() {
     assert_eq!(c.resolve(&root(), "/loop1/x", true).await, Err(Error::Loop));
 
     let f = c
-        .create(&root(), ROOT_INO, "f", 0o644, true, None, None)
+        .create(&root(), ROOT_INO, "f", 0o644, true, None)
         .await
         .unwrap();
     let l = c.link(&root(), f.ino, ROOT_INO, "f2").await.unwrap();
@@ -248,14 +248,8 @@ async fn rename_in_all_its_forms() {
     let r = &root();
     let a = c.mkdir(r, ROOT_INO, "a", 0o755).await.unwrap();
     let b = c.mkdir(r, ROOT_INO, "b", 0o755).await.unwrap();
-    let f = c
-        .create(r, a.ino, "f", 0o644, true, None, None)
-        .await
-        .unwrap();
-    let g = c
-        .create(r, a.ino, "g", 0o644, true, None, None)
-        .await
-        .unwrap();
+    let f = c.create(r, a.ino, "f", 0o644, true, None).await.unwrap();
+    let g = c.create(r, a.ino, "g", 0o644, true, None).await.unwrap();
 
     c.rename(r, a.ino, "f", b.ino, "f", 0).await.unwrap();
     assert_eq!(c.lookup(r, b.ino, "f").await.unwrap().ino, f.ino);
@@ -332,9 +326,7 @@ async fn readdir_cookies_survive_changes() {
     let d = c.mkdir(r, ROOT_INO, "d", 0o755).await.unwrap();
     let names: Vec<String> = (0..100).map(|i| format!("e{i:03}")).collect();
     for n in &names {
-        c.create(r, d.ino, n, 0o644, true, None, None)
-            .await
-            .unwrap();
+        c.create(r, d.ino, n, 0o644, true, None).await.unwrap();
     }
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
@@ -356,7 +348,7 @@ async fn readdir_cookies_survive_changes() {
         if round == 2 {
             c.unlink(r, d.ino, "e005").await.unwrap();
             c.unlink(r, d.ino, "e090").await.unwrap();
-            c.create(r, d.ino, "a-new", 0o644, true, None, None)
+            c.create(r, d.ino, "a-new", 0o644, true, None)
                 .await
                 .unwrap();
         }
@@ -378,17 +370,14 @@ async fn setattr_permissions_and_times() {
     let t = start(30_000).await;
     let c = &t.client;
     let r = &root();
-    let f = c
-        .create(r, ROOT_INO, "f", 0o644, true, None, None)
-        .await
-        .unwrap();
+    let f = c.create(r, ROOT_INO, "f", 0o644, true, None).await.unwrap();
     let alice = user(1000);
     let set = |perm| SetAttr {
         perm: Some(perm),
         ..Default::default()
     };
     assert_eq!(
-        c.setattr(&alice, f.ino, set(0o777)).await,
+        c.setattr_file(&alice, f.ino, set(0o777), None).await,
         Err(Error::NotPermitted)
     );
     let chown = SetAttr {
@@ -397,13 +386,16 @@ async fn setattr_permissions_and_times() {
         ..Default::default()
     };
     assert_eq!(
-        c.setattr(&alice, f.ino, chown.clone()).await,
+        c.setattr_file(&alice, f.ino, chown.clone(), None).await,
         Err(Error::NotPermitted)
     );
-    let a = c.setattr(r, f.ino, chown).await.unwrap();
+    let a = c.setattr_file(r, f.ino, chown, None).await.unwrap();
     assert_eq!((a.uid, a.gid), (1000, 1000));
     assert!(a.ctime >= f.ctime);
-    let a = c.setattr(&alice, f.ino, set(0o4755)).await.unwrap();
+    let a = c
+        .setattr_file(&alice, f.ino, set(0o4755), None)
+        .await
+        .unwrap();
     assert_eq!(a.perm, 0o4755);
     // Owner may give the file to a group she is in, never to another user.
     let give = SetAttr {
@@ -411,19 +403,20 @@ async fn setattr_permissions_and_times() {
         ..Default::default()
     };
     assert_eq!(
-        c.setattr(&alice, f.ino, give).await,
+        c.setattr_file(&alice, f.ino, give, None).await,
         Err(Error::NotPermitted)
     );
     let mut alice_g = alice.clone();
     alice_g.groups = vec![50];
     let a = c
-        .setattr(
+        .setattr_file(
             &alice_g,
             f.ino,
             SetAttr {
                 gid: Some(50),
                 ..Default::default()
             },
+            None,
         )
         .await
         .unwrap();
@@ -441,37 +434,46 @@ async fn setattr_permissions_and_times() {
         ..Default::default()
     };
     assert_eq!(
-        c.setattr(&bob, f.ino, times.clone()).await,
+        c.setattr_file(&bob, f.ino, times.clone(), None).await,
         Err(Error::NotPermitted)
     );
-    let a = c.setattr(&alice, f.ino, times).await.unwrap();
+    let a = c.setattr_file(&alice, f.ino, times, None).await.unwrap();
     assert_eq!((a.atime, a.mtime), (t0, t0));
     let now = SetAttr {
         mtime: Some(TimeSet::Now),
         ..Default::default()
     };
     assert_eq!(
-        c.setattr(&bob, f.ino, now.clone()).await,
+        c.setattr_file(&bob, f.ino, now.clone(), None).await,
         Err(Error::Access)
     );
-    assert!(c.setattr(&alice, f.ino, now).await.unwrap().mtime > t0);
+    assert!(
+        c.setattr_file(&alice, f.ino, now, None)
+            .await
+            .unwrap()
+            .mtime
+            > t0
+    );
 
     let trunc = SetAttr {
         size: Some(12345),
         ..Default::default()
     };
     assert_eq!(
-        c.setattr(&bob, f.ino, trunc.clone()).await,
+        c.setattr_file(&bob, f.ino, trunc.clone(), None).await,
         Err(Error::Access)
     );
-    let a = c.setattr(&alice, f.ino, trunc).await.unwrap();
+    let a = c.setattr_file(&alice, f.ino, trunc, None).await.unwrap();
     assert_eq!(a.size, 12345);
     let d = c.mkdir(r, ROOT_INO, "d", 0o755).await.unwrap();
     let trunc_dir = SetAttr {
         size: Some(0),
         ..Default::default()
     };
-    assert_eq!(c.setattr(r, d.ino, trunc_dir).await, Err(Error::IsDir));
+    assert_eq!(
+        c.setattr_file(r, d.ino, trunc_dir, None).await,
+        Err(Error::IsDir)
+    );
     // Non-owners can't create in a 0755 directory owned by root.
     assert_eq!(c.mkdir(&bob, d.ino, "x", 0o755).await, Err(Error::Access));
     assert_eq!(c.access(&bob, d.ino, 2).await, Err(Error::Access));
@@ -483,10 +485,7 @@ async fn xattrs_statfs_and_layouts() {
     let t = start(30_000).await;
     let c = &t.client;
     let r = &root();
-    let f = c
-        .create(r, ROOT_INO, "f", 0o644, true, None, None)
-        .await
-        .unwrap();
+    let f = c.create(r, ROOT_INO, "f", 0o644, true, None).await.unwrap();
     c.set_xattr(r, f.ino, "user.a", b"1", 0).await.unwrap();
     c.set_xattr(r, f.ino, "user.b", b"22", XATTR_CREATE)
         .await
@@ -531,10 +530,7 @@ async fn xattrs_statfs_and_layouts() {
         .await
         .unwrap();
     assert_eq!(c.get_dir_layout(r, d.ino).await.unwrap(), Some(spec));
-    let w = c
-        .create(r, d.ino, "w", 0o644, true, None, None)
-        .await
-        .unwrap();
+    let w = c.create(r, d.ino, "w", 0o644, true, None).await.unwrap();
     let l = w.layout.unwrap();
     assert_eq!((l.stripe_size, l.osts.len()), (65536, 2));
     let one = LayoutSpec {
@@ -542,7 +538,7 @@ async fn xattrs_statfs_and_layouts() {
         ..Default::default()
     };
     let n = c
-        .create(r, d.ino, "n", 0o644, true, None, Some(one))
+        .create(r, d.ino, "n", 0o644, true, Some(one))
         .await
         .unwrap();
     assert_eq!(n.layout.unwrap().osts.len(), 1);
@@ -559,8 +555,7 @@ async fn xattrs_statfs_and_layouts() {
         ..Default::default()
     };
     assert!(matches!(
-        c.create(r, d.ino, "x", 0o644, true, None, Some(nosuch))
-            .await,
+        c.create(r, d.ino, "x", 0o644, true, Some(nosuch)).await,
         Err(Error::Invalid(_))
     ));
 }
@@ -740,7 +735,7 @@ async fn a_cached_name_follows_another_clients_changes() {
     let up = map.mds.iter().filter(|m| m.state == NodeState::Up).count();
     assert_eq!(up, 2, "two MDS in the map");
     let f = b
-        .create(&root(), ROOT_INO, "f", 0o644, false, None, None)
+        .create(&root(), ROOT_INO, "f", 0o644, false, None)
         .await
         .unwrap();
     let _ = a.lookup(&root(), ROOT_INO, "missing").await;
@@ -772,7 +767,7 @@ async fn a_cached_name_follows_another_clients_changes() {
         perm: Some(0o600),
         ..SetAttr::default()
     };
-    b.setattr(&root(), f.ino, set).await.unwrap();
+    b.setattr_file(&root(), f.ino, set, None).await.unwrap();
     holds_within("chmod", limit, || async {
         a.lookup(&root(), ROOT_INO, "f")
             .await
@@ -787,7 +782,7 @@ async fn a_cached_name_follows_another_clients_changes() {
             && a.lookup(&root(), ROOT_INO, "g").await.is_ok()
     })
     .await;
-    b.create(&root(), ROOT_INO, "missing", 0o644, false, None, None)
+    b.create(&root(), ROOT_INO, "missing", 0o644, false, None)
         .await
         .unwrap();
     holds_within("create over a cached negative entry", limit, || async {

@@ -107,7 +107,7 @@ impl Client {
         let exclusive = flags & libc::O_EXCL != 0;
         let asked = tokio::time::Instant::now();
         let attr = self
-            .create(creds, parent, name, perm, exclusive, Some(flags), layout)
+            .create_open(creds, parent, name, perm, exclusive, Some(flags), layout)
             .await?;
         if exclusive {
             // A new inode has no extended attributes: the kernel's probe before the first

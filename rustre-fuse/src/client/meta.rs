@@ -373,7 +373,12 @@ impl Client {
     /// Changes attributes. A size change goes to the MDS first, then sets every object to
     /// the length it has at the new size, so bytes past the end never survive a shrink
     /// (including bytes another client wrote but had not reported).
-    pub async fn setattr(&self, creds: &Creds, ino: Ino, set: SetAttr) -> Result<Attr, Error> {
+    pub(crate) async fn setattr(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        set: SetAttr,
+    ) -> Result<Attr, Error> {
         // chown drops file capabilities on the MDS.
         self.capability.forget(ino);
         let size = set.size;
@@ -384,10 +389,27 @@ impl Client {
         Ok(attr)
     }
 
+    /// Creates a regular file without opening it (or, with `exclusive = false`, finds an
+    /// existing one): an empty file with a chosen layout, as `rustre setstripe` makes. A
+    /// file to write goes through [`Client::create_file`], which returns a handle.
+    pub async fn create(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        perm: u32,
+        exclusive: bool,
+        layout: Option<LayoutSpec>,
+    ) -> Result<Attr, Error> {
+        self.create_open(creds, parent, name, perm, exclusive, None, layout)
+            .await
+    }
+
     /// Creates (or with `exclusive = false` opens an existing) regular file; with
     /// `open_flags` the file is opened in this session too.
     #[allow(clippy::too_many_arguments)] // mirrors the MDS call's fields one to one
-    pub async fn create(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_open(
         &self,
         creds: &Creds,
         parent: Ino,
