@@ -28,6 +28,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
 use crate::error::Error;
+use crate::net;
 
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"RSTR";
@@ -207,7 +208,7 @@ pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Heade
     match r.read(&mut hb[..1]).await {
         Ok(0) => return Ok(None),
         Ok(_) => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(net::transport(e)),
     }
     tokio::time::timeout(FRAME_REST_TIMEOUT, r.read_exact(&mut hb[1..]))
         .await
@@ -492,5 +493,26 @@ mod tests {
         let mut r = buffered_reader(cut);
         expect_frame(&mut r, 1, &small.0, &small.1).await;
         assert!(read_frame(&mut r).await.is_err());
+    }
+
+    /// A stream whose every read fails with `kind`.
+    struct FailingStream(std::io::ErrorKind);
+
+    impl AsyncRead for FailingStream {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            _buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Err(self.0.into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_error_between_frames_is_a_transport_error() {
+        let missing = read_frame(&mut FailingStream(std::io::ErrorKind::NotFound)).await;
+        assert!(matches!(missing, Err(Error::Io(_))), "{missing:?}");
+        let reset = read_frame(&mut FailingStream(std::io::ErrorKind::ConnectionReset)).await;
+        assert!(matches!(reset, Err(Error::Unavailable(_))), "{reset:?}");
     }
 }

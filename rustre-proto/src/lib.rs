@@ -10,7 +10,8 @@
 //! - [`msg`]: one request enum per service (MGS, MDS, OSS) and the shared types.
 //! - [`cluster`]: the cluster map followed from the MGS and pooled connections to servers.
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
-//! - [`net`]: the transport under it (TCP, or a simulated network).
+//! - [`net`]: the transport under it (TCP, or a simulated network), and the one conversion
+//!   of its I/O errors into the wire error ([`net::transport`]).
 //! - [`blocking`]: where blocking work (disk, the metadata store) runs.
 //! - [`host`]: the wall clock and disk space (or simulated ones).
 //! - [`sync`]: the mutex-poison policy every process follows.

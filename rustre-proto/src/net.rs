@@ -10,6 +10,9 @@
 //!
 //! A TCP [`WriteHalf`] gives the server its socket for `sendfile`; other streams get file
 //! payloads copied through a buffer.
+//!
+//! [`transport`] is the one conversion of a stream's `io::Error` into the wire error: a
+//! socket's error says the peer is gone or slow, never that a file is missing.
 
 use std::future::Future;
 use std::io;
@@ -50,6 +53,24 @@ pub fn install(net: Arc<dyn Network>) -> Result<(), Error> {
     NETWORK
         .set(net)
         .map_err(|_| Error::Invalid("a network is already installed".into()))
+}
+
+/// The wire error for an I/O error of a connection (connect, read, write, flush): a lost or
+/// refused peer is [`Error::Unavailable`] (transient, the caller may retry elsewhere), a
+/// timeout is [`Error::TimedOut`], anything else is [`Error::Io`]. Never a file-system errno:
+/// a socket's `NotFound` or `PermissionDenied` is not the application's file missing.
+pub fn transport(e: io::Error) -> Error {
+    use io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionRefused
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe
+        | ErrorKind::NotConnected
+        | ErrorKind::UnexpectedEof => Error::Unavailable(e.to_string()),
+        ErrorKind::TimedOut => Error::TimedOut,
+        _ => Error::Io(format!("transport: {e}")),
+    }
 }
 
 /// Opens a stream to `addr` (`host:port`).
@@ -182,5 +203,59 @@ impl Listener {
             Listener::Tcp(l) => l.local_addr(),
             Listener::Other(l) => l.local_addr(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_thing_on_a_socket_is_not_a_missing_file() {
+        for e in [
+            io::Error::from(io::ErrorKind::NotFound),
+            io::Error::from_raw_os_error(libc::ENOENT),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        ] {
+            let wire = transport(e);
+            assert!(
+                matches!(wire, Error::Io(_)),
+                "a socket error became {wire:?}"
+            );
+            assert_eq!(wire.errno(), libc::EIO);
+        }
+    }
+
+    #[test]
+    fn a_lost_peer_is_unavailable_and_may_be_retried() {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::NotConnected,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            let wire = transport(io::Error::new(kind, "peer went away"));
+            assert!(
+                matches!(&wire, Error::Unavailable(m) if m.contains("peer went away")),
+                "{kind:?} became {wire:?}"
+            );
+            assert!(wire.is_transient());
+        }
+        let reset = transport(io::Error::from_raw_os_error(libc::ECONNRESET));
+        assert!(matches!(reset, Error::Unavailable(_)), "{reset:?}");
+    }
+
+    #[test]
+    fn a_timeout_is_timed_out() {
+        assert_eq!(
+            transport(io::Error::from(io::ErrorKind::TimedOut)),
+            Error::TimedOut
+        );
+        assert_eq!(
+            transport(io::Error::from_raw_os_error(libc::ETIMEDOUT)),
+            Error::TimedOut
+        );
     }
 }

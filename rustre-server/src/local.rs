@@ -4,7 +4,7 @@
 //! one shared store (FoundationDB) given in [`LocalConfig::store`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rustre_proto::auth::ClusterKey;
 use rustre_proto::msg::mgs::LayoutDefaults;
@@ -16,6 +16,7 @@ use crate::mds::{self, MdsConfig};
 use crate::meta::StoreConfig;
 use crate::mgs::{self, MgsConfig};
 use crate::oss::{self, OssConfig};
+use crate::records::RecordError;
 
 /// How `rustre local` runs.
 #[derive(Debug, Clone)]
@@ -67,11 +68,9 @@ pub async fn start(
              embedded stores under the data directory"
         )));
     }
-    let mgs_listener = TcpListener::bind(cfg.mgs_listen).await?;
-    let mgs_addr = mgs_listener.local_addr()?;
+    let (mgs_listener, mgs_addr) = listen(cfg.mgs_listen).await?;
     let host = loopback_for(mgs_addr);
-    let oss_listener = TcpListener::bind((host, 0)).await?;
-    let oss_addr = oss_listener.local_addr()?;
+    let (oss_listener, oss_addr) = listen((host, 0)).await?;
 
     let mgs_dir = cfg.data_dir.join("mgs");
     let mgs_cfg = MgsConfig {
@@ -85,7 +84,7 @@ pub async fn start(
         key: cfg.key.clone(),
         defaults: cfg.defaults,
     };
-    std::fs::create_dir_all(&mgs_dir)?;
+    create_dir(&mgs_dir)?;
     let sd = shutdown.clone();
     tokio::spawn(async move {
         if let Err(e) = mgs::run(mgs_cfg, mgs_listener, sd).await {
@@ -97,7 +96,7 @@ pub async fn start(
         .map(|i| (i, cfg.data_dir.join(format!("ost{i}"))))
         .collect::<Vec<_>>();
     for (_, dir) in &osts {
-        std::fs::create_dir_all(dir)?;
+        create_dir(dir)?;
     }
     let oss_cfg = OssConfig {
         mgs_addr: mgs_addr.to_string(),
@@ -123,8 +122,7 @@ pub async fn start(
     let mut mds_addrs = Vec::new();
     let mut mds_kill = Vec::new();
     for _ in 0..cfg.mds.max(1) {
-        let listener = TcpListener::bind((host, 0)).await?;
-        let addr = listener.local_addr()?;
+        let (listener, addr) = listen((host, 0)).await?;
         let mds_cfg = MdsConfig {
             mgs_addr: mgs_addr.to_string(),
             advertise_addr: addr.to_string(),
@@ -163,11 +161,55 @@ pub async fn start(
     })
 }
 
+/// Binds a listener on `addr`; returns it with the address it got (the port, when `addr`
+/// asked for any). A failure names the address: the port is taken, or not ours to bind.
+async fn listen(addr: impl Into<SocketAddr>) -> Result<(TcpListener, SocketAddr), Error> {
+    let addr = addr.into();
+    let fail = |e: std::io::Error| Error::Io(format!("cannot listen on {addr}: {e}"));
+    let listener = TcpListener::bind(addr).await.map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    Ok((listener, bound))
+}
+
+/// Creates a role's data directory (and its parents); a failure names the directory.
+fn create_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| RecordError::io(dir, e).into())
+}
+
 /// The address the other roles bind: the MGS's own IP, or 127.0.0.1 if it listens on all.
 fn loopback_for(mgs: SocketAddr) -> std::net::IpAddr {
     if mgs.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
     } else {
         mgs.ip()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_port_that_is_taken_is_named_in_the_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = listen(addr).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Io(m) if m.contains(&addr.to_string())),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_data_directory_that_cannot_be_made_is_named_in_the_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("not-a-dir");
+        std::fs::write(&file, b"").unwrap();
+        let dir = file.join("ost0");
+        let err = create_dir(&dir).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io(m) if m.contains(&dir.display().to_string())),
+            "{err:?}"
+        );
     }
 }

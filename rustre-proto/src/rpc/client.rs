@@ -238,9 +238,10 @@ async fn send_handshake_frame(
     service: Service,
     body: &[u8],
 ) -> Result<(), Error> {
-    write_frame(wr, &header(kind, service, 0, body, 0), body, &[]).await?;
-    wr.flush().await?;
-    Ok(())
+    write_frame(wr, &header(kind, service, 0, body, 0), body, &[])
+        .await
+        .map_err(net::transport)?;
+    wr.flush().await.map_err(net::transport)
 }
 
 /// Removes a call's waiter from the pending table when the call ends in any way.

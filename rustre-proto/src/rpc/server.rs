@@ -25,7 +25,7 @@ use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
 use crate::error::Error;
 use crate::frame::{buffered_reader, read_header, read_rest, FrameKind, Header, Service};
-use crate::net::{Listener, ReadHalf, Stream, WriteHalf};
+use crate::net::{self, Listener, ReadHalf, Stream, WriteHalf};
 
 /// Most client connections one server accepts at once.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -256,9 +256,12 @@ async fn handshake<H: Handler>(
     };
     let body = codec::encode(&answer)?;
     let h = reply_header(FrameKind::HelloReply, 0, &body, 0, H::SERVICE);
-    wr.write_all(&h.encode()).await?;
-    wr.write_all(&body).await?;
-    wr.flush().await?;
+    let send = async {
+        wr.write_all(&h.encode()).await?;
+        wr.write_all(&body).await?;
+        wr.flush().await
+    };
+    send.await.map_err(net::transport)?;
     let (hello, _) = verdict?;
 
     let not_proved = |how: &str| {
