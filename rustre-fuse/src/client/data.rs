@@ -11,7 +11,8 @@
 //!   0 first, copies whose OST the cluster map says is down last), and hand out only bytes
 //!   that match the CRCs the OSS sent with them. Blocks that failed their check on one copy
 //!   and were read good from another are rewritten on the bad copy; no good copy is
-//!   [`Error::Corrupt`] (EIO).
+//!   [`Error::Corrupt`] (EIO). A range one object read holds whole is handed out as a
+//!   slice of the verified answer, not copied ([`assemble`]).
 //! - An OSS answering [`Error::OldEpoch`] gets the call again after a map refresh, at most
 //!   [`OLD_EPOCH_ATTEMPTS`](rustre_proto::cluster::OLD_EPOCH_ATTEMPTS) times in all.
 //! - When no copy of some stripe can be reached (every copy's OSS down, restarting, or
@@ -197,6 +198,27 @@ fn repair_ranges(bad: &[usize], bad_len: usize, good_len: usize) -> Vec<(usize, 
     out
 }
 
+/// The `len` bytes a read asked for, from the verified answers to its `spans` (in span
+/// order, each from its span's start). A range one span holds whole is a slice of that
+/// span's answer, the bytes as they came off the wire; only a range over several spans, or
+/// one an object ends inside, is put together in a new buffer, with zeros past an object's
+/// end (a hole or a short object).
+fn assemble(len: usize, spans: &[ReadSpan], answers: &[Bytes]) -> Bytes {
+    if let ([s], [data]) = (spans, answers) {
+        if s.buf_offset == 0 && s.want == len && data.len() >= s.skip + len {
+            return data.slice(s.skip..s.skip + len);
+        }
+    }
+    let mut buf = BytesMut::zeroed(len);
+    for (s, data) in spans.iter().zip(answers) {
+        let have = data.len().saturating_sub(s.skip).min(s.want);
+        if have > 0 {
+            buf[s.buf_offset..s.buf_offset + have].copy_from_slice(&data[s.skip..s.skip + have]);
+        }
+    }
+    buf.freeze()
+}
+
 impl Client {
     /// Runs `call` again, with the cluster map refreshed in between, while it fails in a way
     /// [`worth_waiting`] and [`OSS_RETRY_FOR`] has not passed.
@@ -351,18 +373,10 @@ impl Client {
         len: usize,
     ) -> Result<Bytes, Error> {
         let layout = self.files.newest_layout(ino, layout);
-        let mut buf = BytesMut::zeroed(len);
         let spans = read_spans(&extents(&layout, offset, len), MAX_PAYLOAD_BYTES as usize);
         let reads = spans.iter().map(|s| self.read_span(ino, &layout, s));
-        for (s, data) in spans.iter().zip(try_join_all(reads).await?) {
-            // Past the object's end the range stays zeros (a hole or a short object).
-            let have = data.len().saturating_sub(s.skip).min(s.want);
-            if have > 0 {
-                buf[s.buf_offset..s.buf_offset + have]
-                    .copy_from_slice(&data[s.skip..s.skip + have]);
-            }
-        }
-        Ok(buf.freeze())
+        let answers = try_join_all(reads).await?;
+        Ok(assemble(len, &spans, &answers))
     }
 
     /// The live copies of `stripe` in the order reads try them: copy 0 first, except that

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::Error;
 
-use super::cache::cut_short;
+use super::cache::{cut_short, from_pages};
 use super::writeback::{
     budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
 };
@@ -52,17 +52,7 @@ impl Client {
                 let _ = c.page(ino, &l, idx, file_size, gen).await;
             });
         }
-        let mut out = bytes::BytesMut::with_capacity(len);
-        let mut pos = offset;
-        for (i, page) in pages.iter().enumerate() {
-            let page_start = (first + i as u64) * page_size;
-            let from = (pos - page_start) as usize;
-            let to = ((offset + len as u64).min(page_start + page_size) - page_start) as usize;
-            // Every page holds at least `to` bytes (checked above).
-            out.extend_from_slice(&page[from..to]);
-            pos = page_start + to as u64;
-        }
-        Ok(out.freeze())
+        Ok(from_pages(&pages, first, page_size, offset, len))
     }
 
     /// Page `idx` of `ino`: from the cache, from a fetch already in flight, or fetched now.

@@ -1,5 +1,5 @@
 //! Tests of the striped data path: which failures mark copies stale or are waited out,
-//! read checks and repairs.
+//! read checks and repairs, and how a read's answer is put together.
 
 use super::*;
 
@@ -161,4 +161,74 @@ fn only_blocks_the_good_copy_has_at_the_same_length_are_repaired() {
     assert_eq!(repair_ranges(&[2], block * 3, block * 2 + 100), vec![]);
     // The good copy is longer: the bad copy's tail is not a full block there.
     assert_eq!(repair_ranges(&[1], block + 10, block * 3), vec![]);
+}
+
+/// True when `part` lies inside the allocation `whole` is a view of (no copy was made).
+fn within(part: &Bytes, whole: &Bytes) -> bool {
+    whole.as_ptr_range().contains(&part.as_ptr())
+}
+
+/// File bytes `[from, from + len)` of a pattern no two nearby bytes share.
+fn pattern(from: usize, len: usize) -> Bytes {
+    (from..from + len).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn verified_data_is_handed_out_as_it_came() {
+    let data = pattern(0, CHECKSUM_BLOCK as usize * 2 + 5);
+    let resp = OssResponse::Data {
+        len: data.len() as u32,
+        crcs: checksum::block_crcs(&data),
+        version: 1,
+    };
+    match check_read(resp, data.clone(), data.len()) {
+        Ok(ReadCheck::Good(good)) => assert_eq!(good.as_ptr(), data.as_ptr(), "no copy"),
+        other => panic!("good data refused: {other:?}"),
+    }
+}
+
+/// A range one span holds whole, at any alignment, is a slice of that span's answer.
+#[test]
+fn a_read_inside_one_span_is_a_slice_of_the_answer() {
+    let layout = Layout::striped(1 << 20, vec![0, 1]);
+    let max = MAX_PAYLOAD_BYTES as usize;
+    for (offset, len) in [
+        (0u64, 4096usize),
+        (5000, 4096),
+        (1 << 20, 1 << 20),
+        (100, 1),
+    ] {
+        let spans = read_spans(&extents(&layout, offset, len), max);
+        assert_eq!(spans.len(), 1, "{offset} {len}");
+        let s = spans[0];
+        // The object's bytes from the span's start: stripe 0 holds file bytes 0.., stripe 1
+        // file bytes 1 MiB.. (first row).
+        let file_start = s.stripe as usize * (1 << 20) + s.object_offset as usize;
+        let answer = pattern(file_start, s.len);
+        let out = assemble(len, &spans, std::slice::from_ref(&answer));
+        assert_eq!(out, pattern(offset as usize, len), "{offset} {len}");
+        assert!(within(&out, &answer), "{offset} {len}: a slice, not a copy");
+    }
+}
+
+#[test]
+fn reads_over_several_spans_or_past_an_object_end_are_put_together() {
+    let block = CHECKSUM_BLOCK as usize;
+    // Two stripes of one block each: file bytes 2000..6000 straddle both objects.
+    let layout = Layout::striped(block as u32, vec![0, 1]);
+    let spans = read_spans(&extents(&layout, 2000, 4000), MAX_PAYLOAD_BYTES as usize);
+    assert_eq!(spans.len(), 2);
+    let answers = [pattern(0, block), pattern(block, block)];
+    let out = assemble(4000, &spans, &answers);
+    assert_eq!(out, pattern(2000, 4000));
+    assert!(answers.iter().all(|a| !within(&out, a)), "a new buffer");
+
+    // One span whose object ends inside the range (a short object): zeros after its end.
+    let layout = Layout::striped(1 << 20, vec![0]);
+    let spans = read_spans(&extents(&layout, 100, 8000), MAX_PAYLOAD_BYTES as usize);
+    let short = pattern(0, 3000);
+    let out = assemble(8000, &spans, std::slice::from_ref(&short));
+    assert_eq!(&out[..2900], &short[100..]);
+    assert!(out[2900..].iter().all(|b| *b == 0), "zeros past the end");
+    assert!(assemble(0, &[], &[]).is_empty());
 }
