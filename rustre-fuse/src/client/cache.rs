@@ -14,11 +14,14 @@
 //! since this client last saw it drops all its pages (close-to-open). A page is cut at the end
 //! of file it was read at: one too short for a read of a file that grew since is dropped and
 //! the range read afresh, never padded with zeros.
+//!
+//! A read inside one page is handed out as a slice of it ([`from_pages`]); only a read over
+//! several pages is copied into a buffer of its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 use rustre_proto::msg::Ino;
 use rustre_proto::Error;
@@ -200,6 +203,36 @@ pub(super) fn cut_short(
     })
 }
 
+/// The `len` bytes at `offset` out of `pages` (consecutive, the first with index `first`,
+/// none [`cut_short`] for this read). A range inside one page is a slice of that page, no
+/// copy; only a range over several pages is put together in a new buffer.
+pub(super) fn from_pages(
+    pages: &[Bytes],
+    first: u64,
+    page_size: u64,
+    offset: u64,
+    len: usize,
+) -> Bytes {
+    let end = offset + len as u64;
+    // Where the read starts in page `i` of `pages`, and where it stops in it.
+    let bounds = |i: usize| {
+        let page_start = (first + i as u64) * page_size;
+        let from = offset.max(page_start) - page_start;
+        let to = end.min(page_start + page_size) - page_start;
+        (from as usize, to as usize)
+    };
+    if let [page] = pages {
+        let (from, to) = bounds(0);
+        return page.slice(from..to);
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for (i, page) in pages.iter().enumerate() {
+        let (from, to) = bounds(i);
+        out.extend_from_slice(&page[from..to]);
+    }
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +298,40 @@ mod tests {
         let pages = [Bytes::from_static(b"abcd"), Bytes::from_static(b"ef")];
         assert!(!cut_short(&pages, 2, p, 9, 5));
         assert!(cut_short(&pages, 2, p, 9, 6));
+    }
+
+    /// True when `part` lies inside the allocation `whole` is a view of (no copy was made).
+    fn within(part: &Bytes, whole: &Bytes) -> bool {
+        whole.as_ptr_range().contains(&part.as_ptr())
+    }
+
+    #[test]
+    fn a_read_inside_one_page_is_a_slice_of_it() {
+        let p = 4096u64;
+        let page = Bytes::from((0..4096u32).map(|i| i as u8).collect::<Vec<u8>>());
+        // Page 3 of a file: bytes 12288..16384.
+        let out = from_pages(std::slice::from_ref(&page), 3, p, 12288 + 100, 1000);
+        assert_eq!(&out[..], &page[100..1100]);
+        assert_eq!(out.as_ptr(), page[100..].as_ptr(), "no copy");
+        // The whole page, and a last page cut at the end of file.
+        let out = from_pages(std::slice::from_ref(&page), 3, p, 12288, 4096);
+        assert_eq!(out.as_ptr(), page.as_ptr());
+        let cut = page.slice(..10);
+        let out = from_pages(std::slice::from_ref(&cut), 0, p, 2, 8);
+        assert_eq!((&out[..], out.as_ptr()), (&page[2..10], page[2..].as_ptr()));
+    }
+
+    #[test]
+    fn a_read_over_several_pages_is_put_together() {
+        let p = 4u64;
+        let pages = [
+            Bytes::from_static(b"abcd"),
+            Bytes::from_static(b"efgh"),
+            Bytes::from_static(b"ij"),
+        ];
+        let out = from_pages(&pages, 5, p, 21, 9);
+        assert_eq!(&out[..], b"bcdefghij");
+        assert!(pages.iter().all(|page| !within(&out, page)), "a new buffer");
+        assert_eq!(&from_pages(&pages[..2], 5, p, 23, 2)[..], b"de");
     }
 }

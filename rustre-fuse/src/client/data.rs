@@ -11,7 +11,8 @@
 //!   0 first, copies whose OST the cluster map says is down last), and hand out only bytes
 //!   that match the CRCs the OSS sent with them. Blocks that failed their check on one copy
 //!   and were read good from another are rewritten on the bad copy; no good copy is
-//!   [`Error::Corrupt`] (EIO).
+//!   [`Error::Corrupt`] (EIO). A range one object read holds whole is handed out as a
+//!   slice of the verified answer, not copied ([`assemble`]).
 //! - An OSS answering [`Error::OldEpoch`] gets the call again after a map refresh, at most
 //!   [`OLD_EPOCH_ATTEMPTS`](rustre_proto::cluster::OLD_EPOCH_ATTEMPTS) times in all.
 //! - When no copy of some stripe can be reached (every copy's OSS down, restarting, or
@@ -197,6 +198,27 @@ fn repair_ranges(bad: &[usize], bad_len: usize, good_len: usize) -> Vec<(usize, 
     out
 }
 
+/// The `len` bytes a read asked for, from the verified answers to its `spans` (in span
+/// order, each from its span's start). A range one span holds whole is a slice of that
+/// span's answer, the bytes as they came off the wire; only a range over several spans, or
+/// one an object ends inside, is put together in a new buffer, with zeros past an object's
+/// end (a hole or a short object).
+fn assemble(len: usize, spans: &[ReadSpan], answers: &[Bytes]) -> Bytes {
+    if let ([s], [data]) = (spans, answers) {
+        if s.buf_offset == 0 && s.want == len && data.len() >= s.skip + len {
+            return data.slice(s.skip..s.skip + len);
+        }
+    }
+    let mut buf = BytesMut::zeroed(len);
+    for (s, data) in spans.iter().zip(answers) {
+        let have = data.len().saturating_sub(s.skip).min(s.want);
+        if have > 0 {
+            buf[s.buf_offset..s.buf_offset + have].copy_from_slice(&data[s.skip..s.skip + have]);
+        }
+    }
+    buf.freeze()
+}
+
 impl Client {
     /// Runs `call` again, with the cluster map refreshed in between, while it fails in a way
     /// [`worth_waiting`] and [`OSS_RETRY_FOR`] has not passed.
@@ -351,18 +373,10 @@ impl Client {
         len: usize,
     ) -> Result<Bytes, Error> {
         let layout = self.files.newest_layout(ino, layout);
-        let mut buf = BytesMut::zeroed(len);
         let spans = read_spans(&extents(&layout, offset, len), MAX_PAYLOAD_BYTES as usize);
         let reads = spans.iter().map(|s| self.read_span(ino, &layout, s));
-        for (s, data) in spans.iter().zip(try_join_all(reads).await?) {
-            // Past the object's end the range stays zeros (a hole or a short object).
-            let have = data.len().saturating_sub(s.skip).min(s.want);
-            if have > 0 {
-                buf[s.buf_offset..s.buf_offset + have]
-                    .copy_from_slice(&data[s.skip..s.skip + have]);
-            }
-        }
-        Ok(buf.freeze())
+        let answers = try_join_all(reads).await?;
+        Ok(assemble(len, &spans, &answers))
     }
 
     /// The live copies of `stripe` in the order reads try them: copy 0 first, except that
@@ -615,166 +629,4 @@ impl Client {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn down() -> Error {
-        Error::Unavailable("connection refused".into())
-    }
-
-    #[test]
-    fn answers_written_under_a_newer_layout_are_not_trusted() {
-        let data = |version| OssResponse::Data {
-            len: 0,
-            crcs: vec![],
-            version,
-        };
-        assert!(!written_under_newer_layout(&data(3), 3));
-        assert!(!written_under_newer_layout(&data(0), 3));
-        assert!(written_under_newer_layout(&data(4), 3));
-        assert!(!written_under_newer_layout(&OssResponse::Done, 3));
-    }
-
-    #[test]
-    fn only_servers_away_are_waited_for() {
-        for e in [
-            down(),
-            Error::TimedOut,
-            Error::Fenced("lease".into()),
-            Error::OldEpoch {
-                caller: 1,
-                server: 2,
-            },
-        ] {
-            assert!(worth_waiting(&e), "{e}");
-        }
-        for e in [
-            Error::Corrupt("x".into()),
-            Error::Io("disk".into()),
-            Error::NoSpace,
-            Error::Invalid("x".into()),
-        ] {
-            assert!(!worth_waiting(&e), "{e}");
-        }
-    }
-
-    #[test]
-    fn failed_copies_of_written_stripes_are_marked() {
-        let pieces = vec![
-            vec![(0, Ok(())), (3, Err(down()))],
-            vec![(1, Err(Error::Fenced("lease".into()))), (4, Ok(()))],
-            vec![(2, Ok(())), (5, Ok(()))],
-            vec![(0, Ok(())), (3, Err(Error::TimedOut))],
-        ];
-        assert_eq!(failed_slots(&pieces), Ok(vec![1, 3]));
-        let clean = vec![vec![(0, Ok(())), (3, Ok(()))]];
-        assert_eq!(failed_slots(&clean), Ok(vec![]));
-    }
-
-    #[test]
-    fn a_stripe_with_no_copy_written_fails_with_its_first_error() {
-        let pieces = vec![
-            vec![(0, Ok(())), (2, Err(down()))],
-            vec![(1, Err(Error::NoSpace)), (3, Err(down()))],
-        ];
-        assert_eq!(failed_slots(&pieces), Err(Error::NoSpace));
-        // Unreplicated: the one copy's error, as before replication.
-        assert_eq!(
-            failed_slots(&[vec![(0, Err(Error::TimedOut))]]),
-            Err(Error::TimedOut)
-        );
-        assert!(failed_slots(&[vec![]]).is_err(), "no live copy at all");
-    }
-
-    #[test]
-    fn request_errors_fail_instead_of_marking() {
-        let pieces = vec![vec![
-            (0, Ok(())),
-            (2, Err(Error::Invalid("bad offset".into()))),
-        ]];
-        assert_eq!(
-            failed_slots(&pieces),
-            Err(Error::Invalid("bad offset".into()))
-        );
-        for e in [
-            Error::Protocol("x".into()),
-            Error::TooBig,
-            Error::NotSupported,
-        ] {
-            assert!(!marks_stale(&e), "{e:?}");
-        }
-        for e in [
-            down(),
-            Error::TimedOut,
-            Error::Fenced("x".into()),
-            Error::Corrupt("x".into()),
-            Error::Io("x".into()),
-            Error::NoSpace,
-            Error::OldEpoch {
-                caller: 1,
-                server: 2,
-            },
-        ] {
-            assert!(marks_stale(&e), "{e:?}");
-        }
-    }
-
-    fn answer(data: &[u8], crcs: Vec<u32>) -> (OssResponse, Bytes) {
-        (
-            OssResponse::Data {
-                len: data.len() as u32,
-                crcs,
-                version: 1,
-            },
-            Bytes::copy_from_slice(data),
-        )
-    }
-
-    #[test]
-    fn reads_are_verified_block_by_block() {
-        let block = CHECKSUM_BLOCK as usize;
-        let data = vec![5u8; block * 3 + 10];
-        let crcs = checksum::block_crcs(&data);
-        let (r, d) = answer(&data, crcs.clone());
-        assert_eq!(
-            check_read(r, d, block * 4),
-            Ok(ReadCheck::Good(Bytes::from(data.clone())))
-        );
-
-        let mut flipped = data.clone();
-        flipped[block] ^= 1;
-        flipped[block * 3 + 2] ^= 1;
-        let (r, d) = answer(&flipped, crcs.clone());
-        match check_read(r, d, block * 4).unwrap() {
-            ReadCheck::Bad { blocks, .. } => assert_eq!(blocks, vec![1, 3]),
-            good => panic!("bad data passed: {good:?}"),
-        }
-
-        let (r, d) = answer(&data, crcs[..3].to_vec());
-        assert!(check_read(r, d, block * 4).is_err(), "a checksum missing");
-        let (r, d) = answer(&data, crcs);
-        assert!(check_read(r, d, block * 2).is_err(), "more than asked");
-        assert!(check_read(OssResponse::Done, Bytes::new(), block).is_err());
-    }
-
-    #[test]
-    fn only_blocks_the_good_copy_has_at_the_same_length_are_repaired() {
-        let block = CHECKSUM_BLOCK as usize;
-        // Blocks 1, 2 and 4 bad on a copy 5 blocks long; the good copy has the same length.
-        assert_eq!(
-            repair_ranges(&[1, 2, 4], block * 5, block * 5),
-            vec![(block, block * 3), (block * 4, block * 5)]
-        );
-        // Same tail on both copies: the tail block is rewritten whole.
-        assert_eq!(
-            repair_ranges(&[2], block * 2 + 100, block * 2 + 100),
-            vec![(block * 2, block * 2 + 100)]
-        );
-        // The good copy is shorter (it says the object ends earlier): nothing past its end,
-        // and not a block it holds at another length.
-        assert_eq!(repair_ranges(&[3], block * 4, block * 3), vec![]);
-        assert_eq!(repair_ranges(&[2], block * 3, block * 2 + 100), vec![]);
-        // The good copy is longer: the bad copy's tail is not a full block there.
-        assert_eq!(repair_ranges(&[1], block + 10, block * 3), vec![]);
-    }
-}
+mod tests;

@@ -4,15 +4,13 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::Error;
-use tokio::time::Instant;
 
-use super::cache::cut_short;
+use super::cache::{cut_short, from_pages};
 use super::writeback::{
-    budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_GATHER_ROWS,
-    WRITEBACK_INFLIGHT_PER_INODE,
+    budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
 };
 use super::Client;
 
@@ -54,17 +52,7 @@ impl Client {
                 let _ = c.page(ino, &l, idx, file_size, gen).await;
             });
         }
-        let mut out = bytes::BytesMut::with_capacity(len);
-        let mut pos = offset;
-        for (i, page) in pages.iter().enumerate() {
-            let page_start = (first + i as u64) * page_size;
-            let from = (pos - page_start) as usize;
-            let to = ((offset + len as u64).min(page_start + page_size) - page_start) as usize;
-            // Every page holds at least `to` bytes (checked above).
-            out.extend_from_slice(&page[from..to]);
-            pos = page_start + to as u64;
-        }
-        Ok(out.freeze())
+        Ok(from_pages(&pages, first, page_size, offset, len))
     }
 
     /// Page `idx` of `ino`: from the cache, from a fetch already in flight, or fetched now.
@@ -136,28 +124,15 @@ impl Client {
         if let Some(e) = w.error.take() {
             return Err(e);
         }
-        let continues = w
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.offset + p.data.len() as u64 == offset);
+        let continues = w.pending.as_ref().is_some_and(|p| p.end() == offset);
         if !continues {
             self.send_pending(ino, &mut w).await;
         }
-        let p = w.pending.get_or_insert_with(|| Pending {
-            offset,
-            data: BytesMut::new(),
-            since: Instant::now(),
-            layout: layout.clone(),
-            permits: Vec::new(),
-        });
-        p.data.extend_from_slice(&data);
-        p.permits.push(permit);
-        let row = layout.stripe_size as u64 * layout.stripe_count() as u64 * WRITEBACK_GATHER_ROWS;
-        let end = p.offset + p.data.len() as u64;
-        if p.data.len() as u64 >= row
-            || (end.is_multiple_of(layout.stripe_size as u64)
-                && p.data.len() as u64 >= layout.stripe_size as u64)
-        {
+        let p = w
+            .pending
+            .get_or_insert_with(|| Pending::new(offset, layout.clone()));
+        p.push(data, permit);
+        if p.ready() {
             self.send_pending(ino, &mut w).await;
         }
         while w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
@@ -174,7 +149,7 @@ impl Client {
     /// overlapping writes reach the OSTs in the order they were made.
     async fn send_pending(self: &Arc<Self>, ino: Ino, w: &mut InodeWrites) {
         let Some(p) = w.pending.take() else { return };
-        let (start, end) = (p.offset, p.offset + p.data.len() as u64);
+        let (start, end) = (p.offset, p.end());
         let (overlapping, others): (Vec<_>, Vec<_>) = std::mem::take(&mut w.inflight)
             .into_iter()
             .partition(|f| f.start < end && start < f.end);
@@ -184,10 +159,17 @@ impl Client {
         }
         let client = self.clone();
         let task = tokio::spawn(async move {
+            let Pending {
+                offset,
+                data,
+                layout,
+                permits,
+                ..
+            } = p;
             let r = client
-                .write_data(ino, &p.layout, p.offset, p.data.freeze(), false)
+                .write_data(ino, &layout, offset, data.into_bytes(), false)
                 .await;
-            drop(p.permits);
+            drop(permits);
             r
         });
         w.inflight.push(Inflight { start, end, task });

@@ -7,6 +7,9 @@
 //! ([`WRITEBACK_DELAY`]) or memory pressure. The bytes buffered or in flight over all files
 //! are capped ([`Client::set_cache_bytes`]); a writer past the cap waits for sends to finish.
 //!
+//! Gathering copies nothing: a buffer holds the writes' own bytes ([`Gathered`]), so a write
+//! that fills a stripe unit on its own reaches the OSTs as the very allocation written.
+//!
 //! An error of a background send is kept and returned by the next write, flush or fsync of
 //! that inode (as NFS and Lustre do): close(2) reports it.
 
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -50,10 +53,83 @@ pub(super) struct Inflight {
 
 pub(super) struct Pending {
     pub(super) offset: u64,
-    pub(super) data: BytesMut,
+    pub(super) data: Gathered,
     pub(super) since: Instant,
     pub(super) layout: Layout,
     pub(super) permits: Vec<OwnedSemaphorePermit>,
+}
+
+impl Pending {
+    /// An empty buffer starting at `offset` of a file laid out as `layout`.
+    pub(super) fn new(offset: u64, layout: Layout) -> Pending {
+        Pending {
+            offset,
+            data: Gathered::default(),
+            since: Instant::now(),
+            layout,
+            permits: Vec::new(),
+        }
+    }
+
+    /// Where the next write must start to continue this buffer.
+    pub(super) fn end(&self) -> u64 {
+        self.offset + self.data.len() as u64
+    }
+
+    /// Appends `data` (it continues the buffer) with the memory reservation covering it.
+    pub(super) fn push(&mut self, data: Bytes, permit: OwnedSemaphorePermit) {
+        self.data.push(data);
+        self.permits.push(permit);
+    }
+
+    /// True when the buffer should go out now: it holds [`WRITEBACK_GATHER_ROWS`] stripe
+    /// rows, or it ends on a stripe boundary after at least one stripe unit of data.
+    pub(super) fn ready(&self) -> bool {
+        let unit = self.layout.stripe_size as u64;
+        let row = unit * self.layout.stripe_count() as u64 * WRITEBACK_GATHER_ROWS;
+        let len = self.data.len() as u64;
+        len >= row || (self.end().is_multiple_of(unit) && len >= unit)
+    }
+}
+
+/// The bytes of a pending buffer, as the writes brought them: nothing is copied while a
+/// buffer gathers, and a buffer of one write goes out as that write's own allocation.
+/// Several pieces are joined once, when the buffer is sent.
+///
+/// A piece keeps the allocation it is a slice of alive until the send ends; the writes of
+/// this crate (FUSE, `put`) bring allocations of their own length.
+#[derive(Default)]
+pub(super) struct Gathered {
+    pieces: Vec<Bytes>,
+    len: usize,
+}
+
+impl Gathered {
+    /// Bytes gathered.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends `data` after the bytes gathered so far, without copying it.
+    pub(super) fn push(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.len += data.len();
+            self.pieces.push(data);
+        }
+    }
+
+    /// The bytes gathered as one buffer to send: the only piece as it is (no copy), or all
+    /// pieces joined into a new allocation of exactly their length.
+    pub(super) fn into_bytes(mut self) -> Bytes {
+        if self.pieces.len() <= 1 {
+            return self.pieces.pop().unwrap_or_default();
+        }
+        let mut out = BytesMut::with_capacity(self.len);
+        for piece in &self.pieces {
+            out.extend_from_slice(piece);
+        }
+        out.freeze()
+    }
 }
 
 /// Write-back state of one client.
@@ -141,13 +217,68 @@ mod tests {
     fn buffer(wb: &WriteBack, ino: Ino, offset: u64, data: &[u8]) {
         let state = wb.inode(ino);
         let mut w = state.try_lock().unwrap();
-        w.pending = Some(Pending {
-            offset,
-            data: BytesMut::from(data),
-            since: Instant::now(),
-            layout: Layout::striped(1 << 20, vec![0]),
-            permits: Vec::new(),
-        });
+        let mut p = Pending::new(offset, Layout::striped(1 << 20, vec![0]));
+        p.push(Bytes::copy_from_slice(data), permit(data.len()));
+        w.pending = Some(p);
+    }
+
+    /// A memory reservation for `bytes`, as a writer holds one.
+    fn permit(bytes: usize) -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))
+            .try_acquire_many_owned(kib(bytes))
+            .unwrap()
+    }
+
+    /// True when `part` lies inside the allocation `whole` is a view of (no copy was made).
+    fn within(part: &Bytes, whole: &Bytes) -> bool {
+        whole.as_ptr_range().contains(&part.as_ptr())
+    }
+
+    /// The case the write path is shaped for: a 1 MiB write at a stripe boundary, nothing
+    /// buffered before it, goes out at once and as the caller's own allocation.
+    #[test]
+    fn a_whole_stripe_unit_is_sent_as_the_very_bytes_written() {
+        for osts in [vec![0], vec![0, 1], vec![0, 1, 2, 3]] {
+            let written = Bytes::from(vec![7u8; 1 << 20]);
+            let mut p = Pending::new(3 << 20, Layout::striped(1 << 20, osts));
+            p.push(written.clone(), permit(written.len()));
+            assert!(
+                p.ready(),
+                "a full stripe unit ending on a boundary goes out"
+            );
+            let sent = p.data.into_bytes();
+            assert_eq!(sent.as_ptr(), written.as_ptr(), "the same allocation");
+            assert_eq!(sent.len(), written.len());
+        }
+    }
+
+    #[test]
+    fn pieces_are_joined_in_order_once_the_buffer_is_sent() {
+        let layout = Layout::striped(1 << 20, vec![0, 1]);
+        let halves = [
+            Bytes::from(vec![1u8; 512 << 10]),
+            Bytes::from(vec![2u8; 512 << 10]),
+        ];
+        let mut p = Pending::new(0, layout.clone());
+        p.push(halves[0].clone(), permit(512 << 10));
+        assert!(!p.ready(), "half a stripe unit waits for more");
+        p.push(Bytes::new(), permit(0));
+        p.push(halves[1].clone(), permit(512 << 10));
+        assert_eq!((p.end(), p.permits.len()), (1 << 20, 3));
+        assert!(p.ready(), "a stripe unit ending on a boundary goes out");
+        let sent = p.data.into_bytes();
+        assert_eq!(sent.len(), 1 << 20);
+        assert!(sent[..512 << 10].iter().all(|b| *b == 1));
+        assert!(sent[512 << 10..].iter().all(|b| *b == 2));
+        assert!(halves.iter().all(|h| !within(&sent, h)), "a new buffer");
+
+        // A unit's worth that does not end on a boundary waits for the row to fill.
+        let mut p = Pending::new(4096, layout);
+        p.push(Bytes::from(vec![3u8; 1 << 20]), permit(1 << 20));
+        assert!(!p.ready());
+        p.push(Bytes::from(vec![4u8; (1 << 20) - 4096]), permit(1 << 20));
+        assert!(p.ready(), "ends on a boundary");
+        assert!(Gathered::default().into_bytes().is_empty());
     }
 
     /// The sequence that lost appended data: RELEASE of the handle that wrote "one" learns it
@@ -160,9 +291,16 @@ mod tests {
         buffer(&wb, 7, 3, b" two three");
         assert!(!wb.forget(7), "buffered data is not idle");
         let state = wb.existing(7).expect("state kept");
-        let w = state.try_lock().unwrap();
-        let p = w.pending.as_ref().expect("buffer kept");
-        assert_eq!((p.offset, &p.data[..]), (3, &b" two three"[..]));
+        let p = state
+            .try_lock()
+            .unwrap()
+            .pending
+            .take()
+            .expect("buffer kept");
+        assert_eq!(
+            (p.offset, &p.data.into_bytes()[..]),
+            (3, &b" two three"[..])
+        );
     }
 
     #[test]
