@@ -19,6 +19,7 @@ use rustre_fuse::client::ClientConfig;
 use rustre_fuse::Client;
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::{Creds, ROOT_INO};
+use rustre_proto::sync::lock;
 use rustre_server::local::{self, LocalConfig};
 use rustre_server::mds::INO_BATCH;
 use tokio::sync::watch;
@@ -294,7 +295,7 @@ struct LogSink(Arc<Mutex<Vec<u8>>>);
 
 impl Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        lock(&self.0).extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -525,9 +526,9 @@ fn killing_an_mds_under_a_mount_storm_fails_nothing_and_loses_nothing() {
         before.len()
     );
 
-    let log = mount.log.lock().unwrap().clone();
+    let log = lock(&mount.log).clone();
     let retried = log.matches("metadata call failed, retrying").count();
-    let server_log = String::from_utf8_lossy(&server_log.lock().unwrap()).into_owned();
+    let server_log = String::from_utf8_lossy(&lock(&server_log)).into_owned();
     let replayed = server_log
         .matches("replaying the recorded result of a retried call")
         .count();

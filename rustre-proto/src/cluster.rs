@@ -25,6 +25,7 @@ use crate::msg::mgs::{
 };
 use crate::msg::oss::{OssOp, OssRequest, OssResponse};
 use crate::rpc::client::Peer;
+use crate::sync::lock;
 
 /// Connections kept to each OSS.
 pub const CONNS_PER_OSS: usize = 4;
@@ -175,9 +176,7 @@ impl Cluster {
 
     /// A pooled connection to `addr` for `service`.
     pub fn peer(&self, service: Service, addr: &str, conns: usize) -> Arc<Peer> {
-        self.peers
-            .lock()
-            .unwrap()
+        lock(&self.peers)
             .entry((service, addr.to_string()))
             .or_insert_with(|| {
                 Arc::new(Peer::new(

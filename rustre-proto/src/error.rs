@@ -1,5 +1,9 @@
 //! The error that crosses the wire. Each variant maps to exactly one errno, so a server's
 //! answer reaches the application as the right `errno` through the FUSE adapter.
+//!
+//! There is deliberately no conversion from `std::io::Error`: which errno an I/O failure
+//! means depends on whose I/O it was (a socket: `net::transport`; an OSS object:
+//! `ObjectError`; a record file: `RecordError`), so each layer converts its own.
 
 use serde::{Deserialize, Serialize};
 
@@ -107,28 +111,5 @@ impl Error {
     /// True when the call may be retried on another connection or server.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::TimedOut)
-    }
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        use std::io::ErrorKind;
-        match e.kind() {
-            ErrorKind::NotFound => Error::NotFound,
-            ErrorKind::AlreadyExists => Error::Exists,
-            ErrorKind::PermissionDenied => Error::Access,
-            ErrorKind::TimedOut => Error::TimedOut,
-            ErrorKind::ConnectionRefused
-            | ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe
-            | ErrorKind::NotConnected
-            | ErrorKind::UnexpectedEof => Error::Unavailable(e.to_string()),
-            _ => match e.raw_os_error() {
-                Some(libc::ENOSPC) => Error::NoSpace,
-                Some(libc::EFBIG) => Error::TooBig,
-                _ => Error::Io(e.to_string()),
-            },
-        }
     }
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rustre_proto::auth::{ClusterKey, SECRET_FILE_ENV};
+use rustre_proto::sync::lock;
 
 /// The `rustre` binary under test.
 pub fn rustre_bin() -> &'static str {
@@ -296,7 +297,7 @@ impl ForegroundMount {
                 for line in std::io::BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     eprintln!("[mount] {line}");
-                    let mut l = log.lock().unwrap();
+                    let mut l = lock(&log);
                     l.push_str(&line);
                     l.push('\n');
                 }

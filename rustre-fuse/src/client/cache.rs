@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 use rustre_proto::msg::Ino;
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 use tokio::sync::OnceCell;
 
@@ -80,13 +81,13 @@ impl Default for PageCache {
 impl PageCache {
     /// Sets the byte cap (0 disables caching and read-ahead).
     pub fn set_capacity(&self, bytes: usize) {
-        *self.cap_bytes.lock().unwrap() = bytes;
-        let mut inner = self.inner.lock().unwrap();
+        *lock(&self.cap_bytes) = bytes;
+        let mut inner = lock(&self.inner);
         Self::shrink(&mut inner, bytes);
     }
 
     pub(super) fn capacity(&self) -> usize {
-        *self.cap_bytes.lock().unwrap()
+        *lock(&self.cap_bytes)
     }
 
     pub(super) fn shrink(inner: &mut Inner, cap: usize) {
@@ -100,7 +101,7 @@ impl PageCache {
 
     /// Forgets every page of `ino` and any fetch in flight for it.
     pub fn invalidate(&self, ino: Ino) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         *inner.generation.entry(ino).or_default() += 1;
         let keys: Vec<PageKey> = inner
             .pages
@@ -122,7 +123,7 @@ impl PageCache {
         if len == 0 {
             return;
         }
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         *inner.generation.entry(ino).or_default() += 1;
         for idx in offset / page_size..=(offset + len - 1) / page_size {
             if let Some(p) = inner.pages.pop(&(ino, idx)) {
@@ -138,7 +139,7 @@ impl PageCache {
         if self.capacity() == 0 {
             return 0;
         }
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         let s = inner.streams.get_or_insert_mut(ino, Stream::default);
         let max = READAHEAD_MAX_BYTES
             .max(page_size)
@@ -153,18 +154,12 @@ impl PageCache {
     }
 
     pub(super) fn generation(&self, ino: Ino) -> u64 {
-        *self
-            .inner
-            .lock()
-            .unwrap()
-            .generation
-            .get(&ino)
-            .unwrap_or(&0)
+        *lock(&self.inner).generation.get(&ino).unwrap_or(&0)
     }
 
     /// The cached page, or the (possibly shared) fetch to wait on for it.
     pub(super) fn lookup(&self, key: PageKey) -> Result<Bytes, Fetch> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         if let Some(p) = inner.pages.get(&key) {
             return Ok(p.clone());
         }
@@ -173,7 +168,7 @@ impl PageCache {
 
     pub(super) fn insert(&self, key: PageKey, page: &Bytes, generation: u64) {
         let cap = self.capacity();
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = lock(&self.inner);
         inner.fetching.remove(&key);
         let current = *inner.generation.get(&key.0).unwrap_or(&0);
         if current != generation || page.len() > cap {
@@ -245,10 +240,10 @@ mod tests {
         assert_eq!(c.note_read(7, 4096, 4096, p), 2 * p);
         assert_eq!(c.note_read(7, 8192, 4096, p), 4 * p);
         for _ in 0..10 {
-            let s = c.inner.lock().unwrap().streams.peek(&7).copied().unwrap();
+            let s = lock(&c.inner).streams.peek(&7).copied().unwrap();
             c.note_read(7, s.next, 4096, p);
         }
-        let s = c.inner.lock().unwrap().streams.peek(&7).copied().unwrap();
+        let s = lock(&c.inner).streams.peek(&7).copied().unwrap();
         assert_eq!(s.window, READAHEAD_MAX_BYTES);
         assert_eq!(c.note_read(7, 999_999_999, 4096, p), 0);
         c.set_capacity(0);
@@ -261,7 +256,7 @@ mod tests {
         c.set_capacity(10);
         c.insert((1, 0), &Bytes::from(vec![1u8; 6]), 0);
         c.insert((1, 1), &Bytes::from(vec![2u8; 6]), 0);
-        assert!(c.inner.lock().unwrap().bytes <= 10);
+        assert!(lock(&c.inner).bytes <= 10);
         assert!(
             c.lookup((1, 0)).is_err(),
             "least recently used page evicted"
@@ -273,7 +268,7 @@ mod tests {
         c.insert((1, 0), &Bytes::from(vec![9u8; 6]), gen);
         assert!(c.lookup((1, 0)).is_err());
         c.invalidate(1);
-        assert_eq!(c.inner.lock().unwrap().bytes, 0);
+        assert_eq!(lock(&c.inner).bytes, 0);
     }
 
     #[test]

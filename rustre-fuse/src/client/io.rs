@@ -13,6 +13,7 @@ use super::writeback::{
     budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
 };
 use super::Client;
+use rustre_proto::sync::lock;
 
 impl Client {
     /// Reads `len` bytes at `offset` of a file `file_size` bytes long (the caller clipped
@@ -77,12 +78,7 @@ impl Client {
                 if let Ok(page) = &r {
                     self.cache.insert((ino, idx), page, gen);
                 } else {
-                    self.cache
-                        .inner
-                        .lock()
-                        .unwrap()
-                        .fetching
-                        .remove(&(ino, idx));
+                    lock(&self.cache.inner).fetching.remove(&(ino, idx));
                 }
                 r
             })
@@ -96,8 +92,8 @@ impl Client {
     /// every read and write goes straight to the OSTs).
     pub fn set_cache_bytes(&self, bytes: usize) {
         self.cache.set_capacity(bytes);
-        *self.writeback.enabled.lock().unwrap() = bytes > 0;
-        *self.writeback.budget.lock().unwrap() = budget_of(bytes);
+        *lock(&self.writeback.enabled) = bytes > 0;
+        *lock(&self.writeback.budget) = budget_of(bytes);
     }
 
     /// Buffers a write of `data` at `offset` of `ino`; it reaches the OSTs in the background.
@@ -200,11 +196,7 @@ impl Client {
 
     /// Sends buffers that waited longer than [`WRITEBACK_DELAY`] (run by a timer task).
     pub(crate) async fn send_stale_writes(self: &Arc<Self>) {
-        let states: Vec<(Ino, Arc<tokio::sync::Mutex<InodeWrites>>)> = self
-            .writeback
-            .inodes
-            .lock()
-            .unwrap()
+        let states: Vec<(Ino, Arc<tokio::sync::Mutex<InodeWrites>>)> = lock(&self.writeback.inodes)
             .iter()
             .map(|(i, s)| (*i, s.clone()))
             .collect();

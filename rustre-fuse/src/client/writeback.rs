@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use rustre_proto::msg::{Ino, Layout};
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -154,25 +155,25 @@ impl Default for WriteBack {
 
 impl WriteBack {
     pub(super) fn inode(&self, ino: Ino) -> Arc<tokio::sync::Mutex<InodeWrites>> {
-        self.inodes.lock().unwrap().entry(ino).or_default().clone()
+        lock(&self.inodes).entry(ino).or_default().clone()
     }
 
     pub(super) fn existing(&self, ino: Ino) -> Option<Arc<tokio::sync::Mutex<InodeWrites>>> {
-        self.inodes.lock().unwrap().get(&ino).cloned()
+        lock(&self.inodes).get(&ino).cloned()
     }
 
     /// True when `ino` has write-back state (buffered, in flight, or a kept error).
     pub(super) fn holds(&self, ino: Ino) -> bool {
-        self.inodes.lock().unwrap().contains_key(&ino)
+        lock(&self.inodes).contains_key(&ino)
     }
 
     pub(super) fn budget(&self) -> (Arc<Semaphore>, u32) {
-        self.budget.lock().unwrap().clone()
+        lock(&self.budget).clone()
     }
 
     /// True when writes are buffered at all.
     pub fn enabled(&self) -> bool {
-        *self.enabled.lock().unwrap()
+        *lock(&self.enabled)
     }
 
     /// Drops the state of `ino` if it is idle: nothing buffered, in flight or failed, and
@@ -184,7 +185,7 @@ impl WriteBack {
     /// handle's: dropping it would lose its buffered data while its flush, finding no state,
     /// reported the size to the MDS anyway (readers then see zeros in place of the data).
     pub(super) fn forget(&self, ino: Ino) -> bool {
-        let mut inodes = self.inodes.lock().unwrap();
+        let mut inodes = lock(&self.inodes);
         let Some(state) = inodes.get(&ino) else {
             return true;
         };

@@ -21,6 +21,7 @@ use crate::codec;
 use crate::error::Error;
 use crate::frame::{buffered_reader, read_frame, Frame, FrameKind, Header, Service};
 use crate::net::{self, ReadHalf, WriteHalf};
+use crate::sync::lock;
 
 /// Waiting calls by request id; ordered, so that a lost connection wakes them in the order
 /// they were sent (a simulated run depends on its seed alone).
@@ -78,7 +79,7 @@ impl Connection {
             loop {
                 match read_frame(&mut rd).await {
                     Ok(Some(frame)) if frame.header.kind == FrameKind::Response => {
-                        let waiter = p.lock().unwrap().remove(&frame.header.request_id);
+                        let waiter = lock(&p).remove(&frame.header.request_id);
                         if let Some(w) = waiter {
                             let _ = w.send(frame);
                         }
@@ -96,7 +97,7 @@ impl Connection {
             }
             c.store(true, Ordering::SeqCst);
             // Dropping the senders wakes every waiter with a closed-channel error.
-            p.lock().unwrap().clear();
+            lock(&p).clear();
         });
         Ok(Arc::new(Connection {
             service,
@@ -146,7 +147,7 @@ impl Connection {
         let body = codec::encode(req)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (wtx, wrx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(id, wtx);
+        lock(&self.pending).insert(id, wtx);
         let h = header(FrameKind::Request, self.service, id, &body, payload.len());
         let out = Outgoing {
             header: h,
@@ -154,7 +155,7 @@ impl Connection {
             payload,
         };
         if self.tx.send(out).await.is_err() {
-            self.pending.lock().unwrap().remove(&id);
+            lock(&self.pending).remove(&id);
             return Err(Error::Unavailable("connection closed".into()));
         }
         // Forget the waiter however this call ends (answered, timed out or dropped).
@@ -252,7 +253,7 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.pending.lock().unwrap().remove(&self.id);
+        lock(self.pending).remove(&self.id);
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::meta::{KeyValue, KvError, Transaction};
 use crate::schema::{self, KeyOf};
+use rustre_proto::sync::lock;
 
 /// Changes kept for watchers that fall behind; one further behind has lost some.
 pub const FEED_CAPACITY: usize = 65_536;
@@ -71,7 +72,7 @@ impl Feed {
             return;
         }
         {
-            let mut ring = self.ring.lock().unwrap();
+            let mut ring = lock(&self.ring);
             for change in changes {
                 ring.last += 1;
                 let n = ring.last;
@@ -86,7 +87,7 @@ impl Feed {
     /// What a watcher that saw up to `after` of `instance` gets now, or `None` if there is
     /// nothing new.
     fn read(&self, instance: u64, after: u64) -> Option<ChangeBatch> {
-        let ring = self.ring.lock().unwrap();
+        let ring = lock(&self.ring);
         let oldest = ring.held.front().map_or(ring.last + 1, |(n, _)| *n);
         if instance != self.instance || after > ring.last || after + 1 < oldest {
             return Some(ChangeBatch {

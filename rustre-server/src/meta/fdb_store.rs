@@ -44,6 +44,7 @@ use foundationdb::options::{DatabaseOption, MutationType, StreamingMode};
 use foundationdb::{Database, FdbError, KeySelector, RangeOption};
 use futures::executor::block_on;
 use futures::TryStreamExt;
+use rustre_proto::sync::lock;
 use std::panic::catch_unwind;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -63,10 +64,7 @@ static NETWORK_GUARD: Mutex<Option<NetworkAutoStop>> = Mutex::new(None);
 extern "C" fn stop_network() {
     // Never unwind into C.
     let _ = catch_unwind(|| {
-        let guard = NETWORK_GUARD
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let guard = lock(&NETWORK_GUARD).take();
         drop(guard);
     });
 }

@@ -24,6 +24,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::persist;
 use super::registry::{Registered, Registry};
 use crate::meta::Kv;
+use rustre_proto::sync::lock;
 
 /// How often the monitor looks for nodes that stopped beating; a node is marked down between
 /// `NODE_DOWN_AFTER_MS` and that plus this after its last beat.
@@ -57,9 +58,7 @@ impl Mgs {
 
     /// The store, unless the MGS is stopping.
     fn kv(&self) -> Result<Kv, Error> {
-        self.kv
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.kv)
             .clone()
             .ok_or_else(|| Error::Unavailable("the MGS is shutting down".into()))
     }
@@ -68,11 +67,7 @@ impl Mgs {
     /// store.
     pub(crate) async fn stop(&self) {
         let _reg = self.registry.lock().await;
-        let kv = self
-            .kv
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let kv = lock(&self.kv).take();
         drop(kv);
     }
 
