@@ -10,7 +10,7 @@ use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::{Attr, Creds, FileKind, LayoutSpec};
 
 /// Options every command shares.
-pub struct Global {
+pub(crate) struct Global {
     pub mgs: String,
     pub cluster: String,
     /// `--secret-file` (or `RUSTRE_SECRET_FILE`), if given.
@@ -19,12 +19,12 @@ pub struct Global {
 
 impl Global {
     /// The secret file to use: the one given, else the default.
-    pub fn secret_path(&self) -> PathBuf {
+    pub(crate) fn secret_path(&self) -> PathBuf {
         auth::secret_file_or_default(self.secret_file.as_deref())
     }
 
     /// The cluster secret, from the secret file.
-    pub fn key(&self) -> Result<ClusterKey, String> {
+    pub(crate) fn key(&self) -> Result<ClusterKey, String> {
         ClusterKey::load(&self.secret_path()).map_err(|e| e.to_string())
     }
 }
@@ -79,7 +79,7 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub async fn status(g: &Global) -> Result<(), String> {
+pub(crate) async fn status(g: &Global) -> Result<(), String> {
     let map = admin::cluster_map(&g.mgs, &g.cluster, &g.key()?)
         .await
         .map_err(|e| format!("cannot reach the MGS at {}: {e}", g.mgs))?;
@@ -110,7 +110,7 @@ fn state(s: NodeState) -> &'static str {
     }
 }
 
-pub async fn df(g: &Global) -> Result<(), String> {
+pub(crate) async fn df(g: &Global) -> Result<(), String> {
     let c = connect(g).await?;
     let s = c.statfs(&my_creds()).await.map_err(err)?;
     println!(
@@ -148,7 +148,7 @@ pub async fn df(g: &Global) -> Result<(), String> {
     c.close().await.map_err(err)
 }
 
-pub async fn put(
+pub(crate) async fn put(
     g: &Global,
     local: &Path,
     dest: &str,
@@ -181,7 +181,7 @@ pub async fn put(
     copied.map(|_| ())
 }
 
-pub async fn get(g: &Global, src: &str, local: &Path) -> Result<(), String> {
+pub(crate) async fn get(g: &Global, src: &str, local: &Path) -> Result<(), String> {
     let c = connect(g).await?;
     let creds = my_creds();
     let a = c.resolve(&creds, src, true).await.map_err(with_path(src))?;
@@ -235,7 +235,7 @@ fn ls_line(a: &Attr, name: &str) -> String {
     )
 }
 
-pub async fn ls(g: &Global, p: &str) -> Result<(), String> {
+pub(crate) async fn ls(g: &Global, p: &str) -> Result<(), String> {
     let c = connect(g).await?;
     let creds = my_creds();
     let a = c.resolve(&creds, p, true).await.map_err(with_path(p))?;
@@ -255,7 +255,7 @@ pub async fn ls(g: &Global, p: &str) -> Result<(), String> {
     c.close().await.map_err(err)
 }
 
-pub async fn stat(g: &Global, p: &str) -> Result<(), String> {
+pub(crate) async fn stat(g: &Global, p: &str) -> Result<(), String> {
     let c = connect(g).await?;
     let a = c
         .resolve(&my_creds(), p, false)
@@ -297,7 +297,7 @@ fn join(v: &[u32]) -> String {
     v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
-pub async fn mkdir(g: &Global, p: &str, parents: bool) -> Result<(), String> {
+pub(crate) async fn mkdir(g: &Global, p: &str, parents: bool) -> Result<(), String> {
     let c = connect(g).await?;
     let creds = my_creds();
     let comps = path::components(p);
@@ -317,7 +317,7 @@ pub async fn mkdir(g: &Global, p: &str, parents: bool) -> Result<(), String> {
     c.close().await.map_err(err)
 }
 
-pub async fn rm(g: &Global, p: &str) -> Result<(), String> {
+pub(crate) async fn rm(g: &Global, p: &str) -> Result<(), String> {
     let c = connect(g).await?;
     let creds = my_creds();
     let (parent, name) = c.resolve_parent(&creds, p).await.map_err(with_path(p))?;
@@ -334,7 +334,7 @@ pub async fn rm(g: &Global, p: &str) -> Result<(), String> {
     c.close().await.map_err(err)
 }
 
-pub async fn setstripe(g: &Global, p: &str, spec: Option<LayoutSpec>) -> Result<(), String> {
+pub(crate) async fn setstripe(g: &Global, p: &str, spec: Option<LayoutSpec>) -> Result<(), String> {
     let spec =
         spec.ok_or("give at least one of --stripe-count, --stripe-size, --ost, --replicas")?;
     let c = connect(g).await?;
@@ -360,7 +360,7 @@ pub async fn setstripe(g: &Global, p: &str, spec: Option<LayoutSpec>) -> Result<
     c.close().await.map_err(err)
 }
 
-pub async fn getstripe(g: &Global, p: &str) -> Result<(), String> {
+pub(crate) async fn getstripe(g: &Global, p: &str) -> Result<(), String> {
     let c = connect(g).await?;
     let creds = my_creds();
     let a = c.resolve(&creds, p, true).await.map_err(with_path(p))?;

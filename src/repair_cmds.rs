@@ -6,7 +6,7 @@
 use crate::client_cmds::{connect, Global};
 
 /// `rustre fsck [--repair]`: exits non-zero when something is (or, with repair, was) wrong.
-pub async fn fsck(g: &Global, repair: bool) -> Result<(), String> {
+pub(crate) async fn fsck(g: &Global, repair: bool) -> Result<(), String> {
     let c = connect(g).await?;
     let report = c.fsck().await.map_err(|e| format!("fsck: {e}"))?;
     for ost in &report.osts_down {
@@ -41,7 +41,7 @@ pub async fn fsck(g: &Global, repair: bool) -> Result<(), String> {
 }
 
 /// `rustre scrub OST [--repair]`: checks every block of every object of the OST.
-pub async fn scrub(g: &Global, ost: u32, repair: bool) -> Result<(), String> {
+pub(crate) async fn scrub(g: &Global, ost: u32, repair: bool) -> Result<(), String> {
     let c = connect(g).await?;
     let report = c.scrub(ost).await.map_err(|e| e.to_string())?;
     let mut unrepaired = 0;
@@ -79,7 +79,7 @@ pub async fn scrub(g: &Global, ost: u32, repair: bool) -> Result<(), String> {
 }
 
 /// `rustre evacuate OST`: moves every copy on the OST to other OSTs (resync fills them).
-pub async fn evacuate(g: &Global, ost: u32) -> Result<(), String> {
+pub(crate) async fn evacuate(g: &Global, ost: u32) -> Result<(), String> {
     let c = connect(g).await?;
     let report = c
         .evacuate(ost)

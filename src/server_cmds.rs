@@ -16,7 +16,7 @@ use crate::client_cmds::Global;
 
 /// Options of `rustre local`.
 #[derive(Args, Debug)]
-pub struct LocalArgs {
+pub(crate) struct LocalArgs {
     /// Directory holding every role's data.
     #[arg(long)]
     data: PathBuf,
@@ -44,7 +44,7 @@ pub struct LocalArgs {
 /// Options that put a role's metadata in FoundationDB (`rustre mgs`, `rustre mds`). They exist
 /// in every build; one built without the cargo feature `fdb` refuses them with a message.
 #[derive(Args, Debug, Clone, Default)]
-pub struct FdbArgs {
+pub(crate) struct FdbArgs {
     /// Keep the metadata in FoundationDB, through this cluster file, instead of under --data
     /// (needs rustre built with `--features fdb`).
     #[arg(long, value_name = "PATH")]
@@ -109,7 +109,7 @@ fn advertise(given: Option<String>, bound: SocketAddr) -> Result<String, String>
     }
 }
 
-pub async fn mgs(
+pub(crate) async fn mgs(
     g: &Global,
     listen: &str,
     data: Option<PathBuf>,
@@ -138,7 +138,7 @@ pub async fn mgs(
         .map_err(|e| e.to_string())
 }
 
-pub async fn mds(
+pub(crate) async fn mds(
     g: &Global,
     listen: &str,
     adv: Option<String>,
@@ -169,7 +169,7 @@ pub async fn mds(
         .map_err(|e| e.to_string())
 }
 
-pub async fn oss(
+pub(crate) async fn oss(
     g: &Global,
     listen: &str,
     adv: Option<String>,
@@ -202,9 +202,9 @@ pub async fn oss(
 }
 
 /// Where `rustre local` keeps the cluster secret unless told otherwise.
-pub const LOCAL_SECRET_FILE: &str = "cluster.secret";
+pub(crate) const LOCAL_SECRET_FILE: &str = "cluster.secret";
 
-pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
+pub(crate) async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
     // The secret: --secret-file (or RUSTRE_SECRET_FILE), else DATA/cluster.secret; created
     // when missing, so a first `rustre local` needs no preparation.
     let secret_file = g
@@ -267,7 +267,7 @@ pub async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
 }
 
 /// `rustre gen-secret [PATH]`: a new secret file, never replacing one.
-pub fn gen_secret(g: &Global, path: Option<PathBuf>) -> Result<(), String> {
+pub(crate) fn gen_secret(g: &Global, path: Option<PathBuf>) -> Result<(), String> {
     let path = path.unwrap_or_else(|| g.secret_path());
     ClusterKey::create(&path).map_err(|e| e.to_string())?;
     println!(

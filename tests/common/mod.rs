@@ -13,14 +13,14 @@ use rustre_proto::auth::{ClusterKey, SECRET_FILE_ENV};
 use rustre_proto::sync::lock;
 
 /// The `rustre` binary under test.
-pub fn rustre_bin() -> &'static str {
+pub(crate) fn rustre_bin() -> &'static str {
     env!("CARGO_BIN_EXE_rustre")
 }
 
 /// The cluster secret file of every test cluster and client (processes get it through
 /// `RUSTRE_SECRET_FILE`): one per target directory, created on first use and shared by every
 /// test binary.
-pub fn test_secret_file() -> &'static Path {
+pub(crate) fn test_secret_file() -> &'static Path {
     static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     FILE.get_or_init(|| {
         let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rustre-test-cluster.secret");
@@ -30,32 +30,32 @@ pub fn test_secret_file() -> &'static Path {
 }
 
 /// The secret in [`test_secret_file`], for in-process clusters and clients.
-pub fn test_key() -> ClusterKey {
+pub(crate) fn test_key() -> ClusterKey {
     ClusterKey::load(test_secret_file()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `rustre` as a command holding the tests' cluster secret (through `RUSTRE_SECRET_FILE`).
-pub fn rustre_command() -> Command {
+pub(crate) fn rustre_command() -> Command {
     let mut cmd = Command::new(rustre_bin());
     cmd.env(SECRET_FILE_ENV, test_secret_file());
     cmd
 }
 
 /// A loopback address with a port that was free a moment ago.
-pub fn free_addr() -> String {
+pub(crate) fn free_addr() -> String {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().unwrap().to_string()
 }
 
 /// A running `rustre` process, SIGKILLed on drop.
-pub struct Proc {
+pub(crate) struct Proc {
     pub child: Child,
     pub name: String,
 }
 
 impl Proc {
     /// Starts `rustre ARGS` holding the tests' cluster secret ([`test_secret_file`]).
-    pub fn start(name: &str, args: &[&str]) -> Proc {
+    pub(crate) fn start(name: &str, args: &[&str]) -> Proc {
         let child = Command::new(rustre_bin())
             .env(SECRET_FILE_ENV, test_secret_file())
             .args(args)
@@ -71,7 +71,7 @@ impl Proc {
     }
 
     /// SIGKILL and reap.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -84,7 +84,7 @@ impl Drop for Proc {
 }
 
 /// Runs a `rustre` client command against `mgs`, holding the tests' cluster secret.
-pub fn cli(mgs: &str, args: &[&str]) -> Output {
+pub(crate) fn cli(mgs: &str, args: &[&str]) -> Output {
     Command::new(rustre_bin())
         .env(SECRET_FILE_ENV, test_secret_file())
         .arg("--mgs")
@@ -95,7 +95,7 @@ pub fn cli(mgs: &str, args: &[&str]) -> Output {
 }
 
 /// Runs a client command and returns its stdout, panicking with stderr on failure.
-pub fn cli_ok(mgs: &str, args: &[&str]) -> String {
+pub(crate) fn cli_ok(mgs: &str, args: &[&str]) -> String {
     let out = cli(mgs, args);
     assert!(
         out.status.success(),
@@ -106,7 +106,7 @@ pub fn cli_ok(mgs: &str, args: &[&str]) -> String {
 }
 
 /// Polls `f` every 100 ms until it returns true or `limit` passes.
-pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if f() {
@@ -118,13 +118,13 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// Bytes of regular files under `dir`, recursively (object checksum files included).
-pub fn dir_bytes(dir: &Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     files_bytes(dir, &|_| true)
 }
 
 /// Bytes of object data under an OST's `objects` directory: checksum sidecars
 /// (`*.sum`) left out.
-pub fn object_bytes(dir: &Path) -> u64 {
+pub(crate) fn object_bytes(dir: &Path) -> u64 {
     files_bytes(dir, &|p| p.extension().is_none_or(|e| e != "sum"))
 }
 
@@ -144,7 +144,7 @@ fn files_bytes(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> u64 {
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -158,17 +158,17 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// The environment variable naming an FDB cluster file to run the tests against.
-pub const FDB_CLUSTER_FILE_ENV: &str = "RUSTRE_FDB_CLUSTER_FILE";
+pub(crate) const FDB_CLUSTER_FILE_ENV: &str = "RUSTRE_FDB_CLUSTER_FILE";
 /// Every FoundationDB key the tests write starts with this (clear it with
 /// `fdbcli --exec 'writemode on; clearrange rustre-test/ rustre-test0'`).
-pub const FDB_TEST_PREFIX_ROOT: &str = "rustre-test/";
+pub(crate) const FDB_TEST_PREFIX_ROOT: &str = "rustre-test/";
 
 /// The metadata store of an in-process test cluster (`LocalConfig::store`): FoundationDB
 /// under a prefix no other test run uses, when `RUSTRE_FDB_CLUSTER_FILE` names a cluster file
 /// and the `fdb` feature is on; otherwise `None`, the embedded stores in the cluster's data
 /// directory.
 #[cfg(feature = "fdb")]
-pub fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
+pub(crate) fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static STARTED: AtomicU64 = AtomicU64::new(0);
     let file = std::env::var_os(FDB_CLUSTER_FILE_ENV).filter(|f| !f.is_empty())?;
@@ -190,7 +190,7 @@ pub fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
 /// The metadata store of an in-process test cluster: without the `fdb` feature always `None`
 /// (the embedded stores), whatever `RUSTRE_FDB_CLUSTER_FILE` says.
 #[cfg(not(feature = "fdb"))]
-pub fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
+pub(crate) fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
     if std::env::var_os(FDB_CLUSTER_FILE_ENV).is_some_and(|f| !f.is_empty()) {
         eprintln!(
             "{test}: {FDB_CLUSTER_FILE_ENV} is set but the fdb feature is off: using the \
@@ -202,7 +202,7 @@ pub fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig> {
 
 /// Why FUSE mounts cannot be made by this test process, if they cannot: mounting needs root
 /// and /dev/fuse.
-pub fn fuse_unavailable() -> Option<&'static str> {
+pub(crate) fn fuse_unavailable() -> Option<&'static str> {
     // SAFETY: identity getter.
     if unsafe { libc::geteuid() } != 0 {
         return Some("FUSE mount tests need root");
@@ -214,7 +214,7 @@ pub fn fuse_unavailable() -> Option<&'static str> {
 }
 
 /// The /proc/mounts line of the mount at `mnt`, if something is mounted there.
-pub fn mounts_line(mnt: &Path) -> Option<String> {
+pub(crate) fn mounts_line(mnt: &Path) -> Option<String> {
     let want = mnt.to_str()?;
     std::fs::read_to_string("/proc/mounts")
         .ok()?
@@ -224,12 +224,12 @@ pub fn mounts_line(mnt: &Path) -> Option<String> {
 }
 
 /// Longest wait for a foreground mount to come up, or to go away after `fusermount3 -u`.
-pub const FOREGROUND_MOUNT_WAIT: Duration = Duration::from_secs(20);
+pub(crate) const FOREGROUND_MOUNT_WAIT: Duration = Duration::from_secs(20);
 
 /// A `rustre mount -f MGS MNT` daemon, a child of the test process. Dropping it unmounts
 /// (`fusermount3 -u`, lazily if that fails), waits a bounded time for the daemon to exit and
 /// SIGKILLs it if it does not.
-pub struct ForegroundMount {
+pub(crate) struct ForegroundMount {
     pub path: std::path::PathBuf,
     pub child: Child,
     /// What the daemon logged, when started with [`ForegroundMount::start_logged`].
@@ -239,19 +239,24 @@ pub struct ForegroundMount {
 impl ForegroundMount {
     /// Mounts the cluster of `mgs` on the existing directory `mnt` with options `opts`
     /// (empty: none); panics unless it is mounted within [`FOREGROUND_MOUNT_WAIT`].
-    pub fn start(mgs: &str, mnt: &Path, opts: &str) -> ForegroundMount {
+    pub(crate) fn start(mgs: &str, mnt: &Path, opts: &str) -> ForegroundMount {
         Self::start_with(mgs, mnt, opts, None, None)
     }
 
     /// As [`ForegroundMount::start`], the daemon running in network namespace `netns`
     /// (`nsenter --net`, so the mount itself is visible to this process).
-    pub fn start_in_netns(netns: &str, mgs: &str, mnt: &Path, opts: &str) -> ForegroundMount {
+    pub(crate) fn start_in_netns(
+        netns: &str,
+        mgs: &str,
+        mnt: &Path,
+        opts: &str,
+    ) -> ForegroundMount {
         Self::start_with(mgs, mnt, opts, None, Some(netns))
     }
 
     /// As [`ForegroundMount::start`], with the daemon logging at `filter` (`RUST_LOG`
     /// syntax) into [`ForegroundMount::log`] (and on to the test's stderr).
-    pub fn start_logged(mgs: &str, mnt: &Path, opts: &str, filter: &str) -> ForegroundMount {
+    pub(crate) fn start_logged(mgs: &str, mnt: &Path, opts: &str, filter: &str) -> ForegroundMount {
         Self::start_with(mgs, mnt, opts, Some(filter), None)
     }
 
@@ -324,14 +329,14 @@ impl ForegroundMount {
     }
 
     /// The daemon's process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// `fusermount3 -u` (retried for a moment: a file closed just now may hold the mount),
     /// then waits for the daemon to exit; true if both went cleanly. Falls back to a lazy
     /// unmount and SIGKILL, so nothing is left behind either way.
-    pub fn unmount(&mut self) -> bool {
+    pub(crate) fn unmount(&mut self) -> bool {
         let unmounted = wait_until(Duration::from_secs(5), || {
             mounts_line(&self.path).is_none()
                 || Command::new("fusermount3")
@@ -368,7 +373,7 @@ impl Drop for ForegroundMount {
 }
 
 /// `VmRSS` and `VmHWM` of process `pid` in bytes, from /proc/PID/status.
-pub fn rss_and_hwm(pid: u32) -> Option<(u64, u64)> {
+pub(crate) fn rss_and_hwm(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;

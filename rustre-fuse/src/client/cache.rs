@@ -31,9 +31,9 @@ use tokio::sync::OnceCell;
 /// Page-cache bytes when the mount does not say (`cache_size=`).
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// The read-ahead window never grows past this many bytes.
-pub const READAHEAD_MAX_BYTES: u64 = 32 << 20;
+pub(super) const READAHEAD_MAX_BYTES: u64 = 32 << 20;
 /// Inodes whose access pattern is remembered.
-pub const TRACKED_STREAMS_MAX: usize = 4096;
+pub(super) const TRACKED_STREAMS_MAX: usize = 4096;
 
 pub(super) type PageKey = (Ino, u64);
 pub(super) type Fetch = Arc<OnceCell<Result<Bytes, Error>>>;
@@ -58,7 +58,7 @@ pub(super) struct Inner {
 }
 
 /// The page cache of one client.
-pub struct PageCache {
+pub(super) struct PageCache {
     pub(super) inner: Mutex<Inner>,
     pub(super) cap_bytes: Mutex<usize>,
 }
@@ -80,7 +80,7 @@ impl Default for PageCache {
 
 impl PageCache {
     /// Sets the byte cap (0 disables caching and read-ahead).
-    pub fn set_capacity(&self, bytes: usize) {
+    pub(super) fn set_capacity(&self, bytes: usize) {
         *lock(&self.cap_bytes) = bytes;
         let mut inner = lock(&self.inner);
         Self::shrink(&mut inner, bytes);
@@ -100,7 +100,7 @@ impl PageCache {
     }
 
     /// Forgets every page of `ino` and any fetch in flight for it.
-    pub fn invalidate(&self, ino: Ino) {
+    pub(super) fn invalidate(&self, ino: Ino) {
         let mut inner = lock(&self.inner);
         *inner.generation.entry(ino).or_default() += 1;
         let keys: Vec<PageKey> = inner
@@ -119,7 +119,7 @@ impl PageCache {
     }
 
     /// Forgets the pages of `ino` that overlap `[offset, offset + len)` (a local write).
-    pub fn invalidate_range(&self, ino: Ino, page_size: u64, offset: u64, len: u64) {
+    pub(super) fn invalidate_range(&self, ino: Ino, page_size: u64, offset: u64, len: u64) {
         if len == 0 {
             return;
         }

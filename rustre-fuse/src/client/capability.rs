@@ -20,9 +20,9 @@ use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
 /// The extended attribute the kernel probes before writes.
-pub const CAPABILITY_XATTR: &str = "security.capability";
+pub(super) const CAPABILITY_XATTR: &str = "security.capability";
 /// Inodes whose answer is kept at once.
-pub const CAPABILITY_CACHE_ENTRIES: usize = 4096;
+pub(super) const CAPABILITY_CACHE_ENTRIES: usize = 4096;
 
 /// What the MDS said about one inode's `security.capability`, and when.
 struct Answer {
@@ -32,7 +32,7 @@ struct Answer {
 }
 
 /// Recent answers, per inode.
-pub struct CapabilityCache {
+pub(super) struct CapabilityCache {
     ttl: Mutex<Duration>,
     answers: Mutex<LruCache<Ino, Answer>>,
 }
@@ -50,7 +50,7 @@ impl Default for CapabilityCache {
 
 impl CapabilityCache {
     /// How long an answer stays usable (zero: not kept at all).
-    pub fn set_ttl(&self, ttl: Duration) {
+    pub(super) fn set_ttl(&self, ttl: Duration) {
         *lock(&self.ttl) = ttl;
         if ttl.is_zero() {
             lock(&self.answers).clear();
@@ -59,7 +59,7 @@ impl CapabilityCache {
 
     /// The answer for `ino` if one younger than the TTL is kept: the value, or
     /// [`Error::NoData`].
-    pub fn get(&self, ino: Ino) -> Option<Result<Vec<u8>, Error>> {
+    pub(super) fn get(&self, ino: Ino) -> Option<Result<Vec<u8>, Error>> {
         let ttl = *lock(&self.ttl);
         let mut answers = lock(&self.answers);
         let a = answers.get(&ino)?;
@@ -72,7 +72,7 @@ impl CapabilityCache {
 
     /// Keeps the MDS's answer `r` for `ino`, taken at `asked` (before the call was sent, so
     /// the answer never looks younger than it is). Other errors are not kept.
-    pub fn put(&self, ino: Ino, asked: Instant, r: &Result<Vec<u8>, Error>) {
+    pub(super) fn put(&self, ino: Ino, asked: Instant, r: &Result<Vec<u8>, Error>) {
         if lock(&self.ttl).is_zero() {
             return;
         }
@@ -85,7 +85,7 @@ impl CapabilityCache {
     }
 
     /// Drops what is kept for `ino` (this client changed it).
-    pub fn forget(&self, ino: Ino) {
+    pub(super) fn forget(&self, ino: Ino) {
         lock(&self.answers).pop(&ino);
     }
 }

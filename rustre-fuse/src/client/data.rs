@@ -50,14 +50,14 @@ use super::Client;
 /// copies may take before they count as failed (`TimedOut`, marked stale). Bounds what a
 /// copy on a vanished host costs a replicated write below the 60 s call timeout. Syncs
 /// are not cut short: a sync with much dirty data may legitimately take long.
-pub const COPY_GRACE: Duration = Duration::from_secs(15);
+pub(super) const COPY_GRACE: Duration = Duration::from_secs(15);
 /// How long a read waits for one copy while another live copy is left to try.
-pub const COPY_READ_TIMEOUT: Duration = Duration::from_secs(15);
+pub(super) const COPY_READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a data call keeps being retried while no copy of a stripe can be reached.
-pub const OSS_RETRY_FOR: Duration = Duration::from_secs(30);
+pub(super) const OSS_RETRY_FOR: Duration = Duration::from_secs(30);
 /// First pause between such retries; doubles up to [`OSS_RETRY_PAUSE_MAX`].
-pub const OSS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(50);
-pub const OSS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+pub(super) const OSS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(50);
+pub(super) const OSS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 /// True for failures of a whole stripe that waiting can cure (a server away, not a bad
 /// request or bad data).
@@ -69,10 +69,10 @@ fn worth_waiting(e: &Error) -> bool {
 }
 
 /// Most layout refreshes one read makes when OSTs answer with newer versions.
-pub const LAYOUT_REFRESH_ATTEMPTS: usize = 3;
+pub(super) const LAYOUT_REFRESH_ATTEMPTS: usize = 3;
 
 /// Pause before reading a copy again whose blocks failed their checksums (see `read_span`).
-pub const READ_RECHECK_PAUSE: Duration = Duration::from_millis(20);
+pub(super) const READ_RECHECK_PAUSE: Duration = Duration::from_millis(20);
 
 /// The outcome of one operation on each live copy of one stripe, as (slot, result), in
 /// slot (copy) order.
@@ -89,7 +89,7 @@ type CopyResults = Vec<(usize, Result<(), Error>)>;
 /// - Not marked (the call fails with the error): everything else — `Invalid`, `Protocol`,
 ///   `TooBig`, `NotSupported`, `Auth`, `Access`… describe the request or the
 ///   configuration and would fail on every copy; marking would only spread the damage.
-pub fn marks_stale(e: &Error) -> bool {
+pub(super) fn marks_stale(e: &Error) -> bool {
     matches!(
         e,
         Error::Unavailable(_)

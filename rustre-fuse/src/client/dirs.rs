@@ -17,12 +17,12 @@ use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
 /// Most directories one client holds open at once.
-pub const MAX_OPEN_DIRS: usize = 1 << 14;
+pub(super) const MAX_OPEN_DIRS: usize = 1 << 14;
 /// Offsets remembered per open directory; the oldest are forgotten first (a `seekdir` to a
 /// forgotten offset reads as the end of the directory).
-pub const DIR_OFFSETS_MAX: usize = 1 << 16;
+pub(super) const DIR_OFFSETS_MAX: usize = 1 << 16;
 /// Entries asked of the MDS per page.
-pub const DIR_PAGE_ENTRIES: u32 = 256;
+pub(super) const DIR_PAGE_ENTRIES: u32 = 256;
 
 /// Offset of ".".
 pub(super) const DOT_OFFSET: u64 = 1;
@@ -60,7 +60,7 @@ pub(super) struct OpenDir {
 }
 
 /// The open-directory table of one client.
-pub struct Dirs {
+pub(super) struct Dirs {
     pub(super) handles: Mutex<HashMap<u64, Arc<OpenDir>>>,
     pub(super) next_fh: AtomicU64,
 }

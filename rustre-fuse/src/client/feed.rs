@@ -19,16 +19,16 @@ use tokio::time::Instant;
 use super::Client;
 
 /// How long a watcher waits for an answer beyond the MDS's own hold.
-pub const WATCH_SLACK: Duration = Duration::from_secs(1);
+pub(super) const WATCH_SLACK: Duration = Duration::from_secs(1);
 /// Pause after a failed watch before the next try.
-pub const WATCH_RETRY_PAUSE: Duration = Duration::from_millis(200);
+pub(super) const WATCH_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Shortest time between two watches of one MDS while its changes stream in.
-pub const WATCH_GATHER: Duration = Duration::from_millis(5);
+pub(super) const WATCH_GATHER: Duration = Duration::from_millis(5);
 /// How often the set of watched MDS is compared with the map (also on every new map).
-pub const WATCH_MAP_CHECK: Duration = Duration::from_secs(1);
+pub(super) const WATCH_MAP_CHECK: Duration = Duration::from_secs(1);
 
 /// Starts following the map's MDS for as long as `client` lives.
-pub fn start(client: &Arc<Client>) {
+pub(super) fn start(client: &Arc<Client>) {
     let weak = Arc::downgrade(client);
     let mut maps = client.cluster().watch();
     tokio::spawn(async move {

@@ -29,17 +29,17 @@ use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
 /// Most files one client holds open at once (handles, not inodes).
-pub const MAX_OPEN_FILES: usize = 1 << 16;
+pub(super) const MAX_OPEN_FILES: usize = 1 << 16;
 /// Inodes whose last seen (size, mtime) is remembered, to keep the kernel's page cache
 /// across opens of an unchanged file.
-pub const CACHE_STAMPS_MAX: usize = 1 << 16;
+pub(super) const CACHE_STAMPS_MAX: usize = 1 << 16;
 /// Largest buffer of zeros written at once when zeroing a range.
-pub const ZERO_CHUNK_BYTES: usize = 1 << 20;
+pub(super) const ZERO_CHUNK_BYTES: usize = 1 << 20;
 /// How often sizes written but not yet reported (a file kept open while written) are
 /// reported anyway, so other clients see a long-lived writer's progress.
-pub const SIZE_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+pub(super) const SIZE_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest file size (Linux's MAX_LFS_FILESIZE).
-pub const MAX_FILE_BYTES: u64 = i64::MAX as u64;
+pub(super) const MAX_FILE_BYTES: u64 = i64::MAX as u64;
 
 /// `fallocate` mode bits this client implements (values from Linux's falloc.h).
 pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
@@ -131,7 +131,7 @@ pub(super) struct Report {
 }
 
 /// The open-file table and per-inode size state of one client.
-pub struct Files {
+pub(super) struct Files {
     /// How old a replicated file's layout may get before a read asks the MDS again (the
     /// mount's attribute TTL), in milliseconds.
     pub(super) layout_ttl_ms: AtomicU64,
@@ -157,7 +157,7 @@ impl Default for Files {
 }
 
 /// Default of [`Files::set_layout_ttl`] (the default attribute TTL).
-pub const DEFAULT_LAYOUT_TTL_MS: u64 = 1000;
+pub(super) const DEFAULT_LAYOUT_TTL_MS: u64 = 1000;
 
 /// Replaces `known` by `seen` when `seen` is newer (a higher version).
 pub(super) fn learn_layout(known: &mut Option<Layout>, seen: &Layout) {
@@ -180,7 +180,7 @@ pub(super) fn perm_after_write(writer: &Creds, perm: u32) -> u32 {
 
 impl Files {
     /// Merges what this client knows into an attribute answer of the MDS, and learns from it.
-    pub fn merge(&self, attr: &mut Attr) {
+    pub(super) fn merge(&self, attr: &mut Attr) {
         if attr.kind != FileKind::File {
             return;
         }
@@ -262,19 +262,19 @@ impl Files {
     }
 
     /// The newest layout this client knows for open inode `ino`.
-    pub fn layout(&self, ino: Ino) -> Option<Layout> {
+    pub(super) fn layout(&self, ino: Ino) -> Option<Layout> {
         lock(&self.inodes).get(&ino)?.layout.clone()
     }
 
     /// Sets how old a replicated file's layout may get before a read asks again.
-    pub fn set_layout_ttl(&self, ttl: std::time::Duration) {
+    pub(super) fn set_layout_ttl(&self, ttl: std::time::Duration) {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         self.layout_ttl_ms.store(ms, Ordering::Relaxed);
     }
 
     /// True when open inode `ino` has copies and the MDS last told us its layout longer
     /// ago than the TTL: a copy may have been marked stale since, so a read asks first.
-    pub fn layout_needs_check(&self, ino: Ino) -> bool {
+    pub(super) fn layout_needs_check(&self, ino: Ino) -> bool {
         let ttl = std::time::Duration::from_millis(self.layout_ttl_ms.load(Ordering::Relaxed));
         lock(&self.inodes).get(&ino).is_some_and(|st| {
             st.layout.as_ref().is_some_and(|l| l.replicas > 1) && st.layout_seen.elapsed() > ttl
@@ -282,7 +282,7 @@ impl Files {
     }
 
     /// The newer of `given` and the newest layout known for `ino` (by version).
-    pub fn newest_layout(&self, ino: Ino, given: &Layout) -> Layout {
+    pub(super) fn newest_layout(&self, ino: Ino, given: &Layout) -> Layout {
         match self.layout(ino) {
             Some(l) if l.version > given.version => l,
             _ => given.clone(),

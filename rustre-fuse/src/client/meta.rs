@@ -18,17 +18,17 @@ use super::{unexpected, Client};
 use rustre_proto::sync::lock;
 
 /// How long a metadata call keeps being retried on other MDS while none answers.
-pub const MDS_RETRY_FOR: Duration = Duration::from_secs(30);
+pub(super) const MDS_RETRY_FOR: Duration = Duration::from_secs(30);
 /// First pause between retries; doubles up to [`MDS_RETRY_PAUSE_MAX`].
-pub const MDS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(20);
-pub const MDS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+pub(super) const MDS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(20);
+pub(super) const MDS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// How long an MDS that failed a call is passed over while others answer.
-pub const MDS_COOLDOWN: Duration = Duration::from_secs(2);
+pub(super) const MDS_COOLDOWN: Duration = Duration::from_secs(2);
 /// How long one try of a metadata call waits for its answer before it is retried on a new
 /// connection (the longest legitimate call, a create waiting for OSTs, takes about 10 s). A
 /// connection that stopped delivering without closing would otherwise hold the call for the
 /// whole `RPC_TIMEOUT` and fail it. Retrying is safe: a repeat carries the same request id.
-pub const MDS_TRY_TIMEOUT: Duration = Duration::from_secs(15);
+pub(super) const MDS_TRY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The stripe math divides by the stripe size and indexes the OST list: a layout breaking
 /// the protocol's limits is refused here, not panicked on.

@@ -20,13 +20,13 @@ use tokio::sync::oneshot;
 
 /// How long a `Release` call waits for more releases to carry. An unlinked file whose last
 /// close this is lives this much longer.
-pub const RELEASE_GATHER: Duration = Duration::from_millis(2);
+pub(super) const RELEASE_GATHER: Duration = Duration::from_millis(2);
 
 pub(super) type Waiter = oneshot::Sender<Result<(), Error>>;
 
 /// The releases waiting for the next call, and whether a sender is running.
 #[derive(Default)]
-pub struct ReleaseQueue {
+pub(super) struct ReleaseQueue {
     pub(super) inner: Mutex<Queue>,
 }
 

@@ -11,7 +11,7 @@ use rustre_proto::msg::Layout;
 
 /// One contiguous piece of a file range that lives in one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extent {
+pub(super) struct Extent {
     /// Stripe index (the object is `(ino, stripe)` on every OST holding a copy of it).
     pub stripe: u32,
     /// Offset inside the object.
@@ -22,7 +22,7 @@ pub struct Extent {
 }
 
 /// Splits `[offset, offset + len)` into per-object extents, in file order.
-pub fn extents(layout: &Layout, offset: u64, len: usize) -> Vec<Extent> {
+pub(super) fn extents(layout: &Layout, offset: u64, len: usize) -> Vec<Extent> {
     let size = layout.stripe_size as u64;
     let count = layout.stripe_count().max(1) as u64;
     let mut out = Vec::new();
@@ -45,7 +45,7 @@ pub fn extents(layout: &Layout, offset: u64, len: usize) -> Vec<Extent> {
 }
 
 /// The length object `stripe` has when the file is `file_size` bytes long.
-pub fn object_size(layout: &Layout, stripe: u32, file_size: u64) -> u64 {
+pub(super) fn object_size(layout: &Layout, stripe: u32, file_size: u64) -> u64 {
     let size = layout.stripe_size as u64;
     let count = layout.stripe_count().max(1) as u64;
     let full_rows = file_size / (size * count);
@@ -59,7 +59,7 @@ pub fn object_size(layout: &Layout, stripe: u32, file_size: u64) -> u64 {
 }
 
 /// Splits extents longer than `max` bytes into consecutive pieces of at most `max`.
-pub fn split_extents(ex: Vec<Extent>, max: usize) -> Vec<Extent> {
+pub(super) fn split_extents(ex: Vec<Extent>, max: usize) -> Vec<Extent> {
     let max = max.max(1);
     let mut out = Vec::with_capacity(ex.len());
     for e in ex {
@@ -80,7 +80,7 @@ pub fn split_extents(ex: Vec<Extent>, max: usize) -> Vec<Extent> {
 
 /// The smallest range of whole checksum blocks (aligned to object offset 0) covering
 /// `[offset, offset + len)`, as (start, length).
-pub fn block_align(offset: u64, len: u64) -> (u64, u64) {
+pub(super) fn block_align(offset: u64, len: u64) -> (u64, u64) {
     let block = CHECKSUM_BLOCK as u64;
     let start = offset - offset % block;
     let end = (offset + len).div_ceil(block) * block;
@@ -90,7 +90,7 @@ pub fn block_align(offset: u64, len: u64) -> (u64, u64) {
 /// One object read: a block-aligned range of object `stripe` (what the OSS is asked for)
 /// and the part of it the caller wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadSpan {
+pub(super) struct ReadSpan {
     pub stripe: u32,
     /// Start in the object, a multiple of [`CHECKSUM_BLOCK`].
     pub object_offset: u64,
@@ -106,7 +106,7 @@ pub struct ReadSpan {
 
 /// Turns extents into block-aligned object reads of at most `max` bytes each (`max` is
 /// rounded down to whole blocks, at least one).
-pub fn read_spans(ex: &[Extent], max: usize) -> Vec<ReadSpan> {
+pub(super) fn read_spans(ex: &[Extent], max: usize) -> Vec<ReadSpan> {
     let block = CHECKSUM_BLOCK as u64;
     let max = ((max as u64 / block).max(1) * block) as usize;
     let mut out = Vec::with_capacity(ex.len());

@@ -12,9 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::Client;
 
 /// Fewest bytes `put` and `get` move per call.
-pub const TRANSFER_CHUNK_MIN: usize = 1 << 20;
+pub(super) const TRANSFER_CHUNK_MIN: usize = 1 << 20;
 /// Most bytes `put` and `get` move per call.
-pub const TRANSFER_CHUNK_MAX: usize = 64 << 20;
+pub(super) const TRANSFER_CHUNK_MAX: usize = 64 << 20;
 
 /// What a transfer fails with: the local stream, or the cluster.
 #[derive(Debug, thiserror::Error)]

@@ -26,13 +26,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// How long a partial buffer may wait before it is sent anyway.
-pub const WRITEBACK_DELAY: Duration = Duration::from_secs(1);
+pub(super) const WRITEBACK_DELAY: Duration = Duration::from_secs(1);
 /// How often buffers are checked for [`WRITEBACK_DELAY`].
-pub const WRITEBACK_TICK: Duration = Duration::from_millis(250);
+pub(super) const WRITEBACK_TICK: Duration = Duration::from_millis(250);
 /// Sends in flight per inode before a writer waits for the oldest.
-pub const WRITEBACK_INFLIGHT_PER_INODE: usize = 16;
+pub(super) const WRITEBACK_INFLIGHT_PER_INODE: usize = 16;
 /// A buffer is sent once it holds this many stripe rows (one row = one unit on each OST).
-pub const WRITEBACK_GATHER_ROWS: u64 = 1;
+pub(super) const WRITEBACK_GATHER_ROWS: u64 = 1;
 
 /// Pending and in-flight writes of one inode.
 #[derive(Default)]
@@ -134,7 +134,7 @@ impl Gathered {
 }
 
 /// Write-back state of one client.
-pub struct WriteBack {
+pub(super) struct WriteBack {
     /// By inode, in order: the stale-write timer sends in inode order, so that a run of the
     /// simulation depends on its seed alone.
     pub(super) inodes: Mutex<BTreeMap<Ino, Arc<tokio::sync::Mutex<InodeWrites>>>>,
@@ -172,7 +172,7 @@ impl WriteBack {
     }
 
     /// True when writes are buffered at all.
-    pub fn enabled(&self) -> bool {
+    pub(super) fn enabled(&self) -> bool {
         *lock(&self.enabled)
     }
 

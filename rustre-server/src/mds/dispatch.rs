@@ -24,7 +24,7 @@ pub(super) struct Call {
 
 impl Call {
     /// A namespace or attribute change: recorded, and acknowledged once durable.
-    pub fn change(&self) -> Mutation {
+    pub(super) fn change(&self) -> Mutation {
         Mutation::Write {
             record: self.record,
             durable: true,
@@ -32,7 +32,7 @@ impl Call {
     }
 
     /// Bookkeeping (opens, closes, size reports): recorded, durable by the next sync.
-    pub fn bookkeeping(&self) -> Mutation {
+    pub(super) fn bookkeeping(&self) -> Mutation {
         Mutation::Write {
             record: self.record,
             durable: false,

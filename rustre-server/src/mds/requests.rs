@@ -15,12 +15,17 @@ use crate::meta::{KvError, Transaction};
 use crate::schema;
 
 /// How many later calls a recorded result outlives.
-pub const REQUEST_RECORD_WINDOW: u64 = 16_384;
+pub(super) const REQUEST_RECORD_WINDOW: u64 = 16_384;
 
 /// Runs `op` unless request `(session, seq)` already committed, in which case its recorded
 /// result is returned. Only successes are recorded: a failed call changed nothing, so
 /// running it again is safe.
-pub fn run_once<T, E, F>(tx: &mut dyn Transaction, session: u64, seq: u64, op: F) -> Result<T, E>
+pub(super) fn run_once<T, E, F>(
+    tx: &mut dyn Transaction,
+    session: u64,
+    seq: u64,
+    op: F,
+) -> Result<T, E>
 where
     T: Serialize + DeserializeOwned,
     E: From<Error> + From<KvError>,

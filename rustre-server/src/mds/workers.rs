@@ -21,16 +21,16 @@ use crate::schema;
 use rustre_proto::host::now_ms;
 
 /// How often the destroy queue is scanned.
-pub const DESTROY_INTERVAL: Duration = Duration::from_millis(500);
+pub(super) const DESTROY_INTERVAL: Duration = Duration::from_millis(500);
 /// Most inodes whose objects are deleted per scan.
-pub const DESTROY_BATCH: usize = 64;
+pub(super) const DESTROY_BATCH: usize = 64;
 /// How often expired sessions are looked for.
-pub const REAP_INTERVAL: Duration = Duration::from_secs(2);
+pub(super) const REAP_INTERVAL: Duration = Duration::from_secs(2);
 /// Most expired sessions ended per scan.
-pub const REAP_BATCH: usize = 64;
+pub(super) const REAP_BATCH: usize = 64;
 
 /// Connects to the MGS (waiting for it to come up) and registers this MDS.
-pub async fn connect_mgs(
+pub(super) async fn connect_mgs(
     cfg: &MdsConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Arc<Cluster>, Error> {
@@ -78,7 +78,7 @@ async fn register(c: &Cluster, cfg: &MdsConfig) -> Result<(), Error> {
 }
 
 /// Starts every background task of `mds`.
-pub fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
+pub(super) fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
     spawn_every(
         mds.clone(),
         shutdown.clone(),

@@ -31,13 +31,13 @@ use crate::records::{self, RecordError, MAX_RECORD_BYTES, RECORD_HEADER_BYTES};
 use crate::schema;
 
 /// Name of the registry file of earlier versions in the MGS data directory (imported once).
-pub const REGISTRY_FILE: &str = "mgs.registry";
+pub(crate) const REGISTRY_FILE: &str = "mgs.registry";
 /// What an imported [`REGISTRY_FILE`] is renamed to, so it is not mistaken for live state.
-pub const IMPORTED_REGISTRY_FILE: &str = "mgs.registry.imported";
+pub(crate) const IMPORTED_REGISTRY_FILE: &str = "mgs.registry.imported";
 /// Magic of the registry record, format 1 (the same in the KV and in the old file).
-pub const REGISTRY_MAGIC: [u8; 8] = *b"RSTRMGS\x01";
+pub(crate) const REGISTRY_MAGIC: [u8; 8] = *b"RSTRMGS\x01";
 /// Bytes of the registry record per KV value, under FoundationDB's 100,000-byte value limit.
-pub const REGISTRY_CHUNK_BYTES: usize = 64 << 10;
+pub(crate) const REGISTRY_CHUNK_BYTES: usize = 64 << 10;
 /// Most chunks a registry record may span (a record of [`MAX_RECORD_BYTES`] and its header).
 const MAX_REGISTRY_CHUNKS: usize =
     (RECORD_HEADER_BYTES + MAX_RECORD_BYTES).div_ceil(REGISTRY_CHUNK_BYTES);

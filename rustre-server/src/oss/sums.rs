@@ -34,7 +34,7 @@ use rustre_proto::checksum::{crc32c, CHECKSUM_BLOCK};
 use super::error::ObjectError;
 
 /// Suffix of sidecar file names.
-pub const SUMS_SUFFIX: &str = "sum";
+pub(super) const SUMS_SUFFIX: &str = "sum";
 /// Magic at the start of a sidecar.
 pub const SUMS_MAGIC: [u8; 4] = *b"RSUM";
 /// Format of the sidecar.
@@ -42,15 +42,15 @@ pub const SUMS_FORMAT: u32 = 1;
 /// Bytes before the first entry.
 pub const SUMS_HEADER_BYTES: u64 = 16;
 /// Bytes of one entry.
-pub const SUMS_ENTRY_BYTES: u64 = 4;
+pub(super) const SUMS_ENTRY_BYTES: u64 = 4;
 
 /// The block size as u64.
-pub const BLOCK: u64 = CHECKSUM_BLOCK as u64;
+pub(super) const BLOCK: u64 = CHECKSUM_BLOCK as u64;
 
 static ZEROS: [u8; CHECKSUM_BLOCK as usize] = [0; CHECKSUM_BLOCK as usize];
 
 /// The header of a sidecar for an object of `version`.
-pub fn header(version: u64) -> [u8; SUMS_HEADER_BYTES as usize] {
+pub(super) fn header(version: u64) -> [u8; SUMS_HEADER_BYTES as usize] {
     let mut h = [0u8; SUMS_HEADER_BYTES as usize];
     h[..4].copy_from_slice(&SUMS_MAGIC);
     h[4..8].copy_from_slice(&SUMS_FORMAT.to_le_bytes());
@@ -59,7 +59,7 @@ pub fn header(version: u64) -> [u8; SUMS_HEADER_BYTES as usize] {
 }
 
 /// The version of a sidecar header, `None` if it is not one of format 1.
-pub fn parse_header(h: &[u8]) -> Option<u64> {
+pub(super) fn parse_header(h: &[u8]) -> Option<u64> {
     if h.len() < SUMS_HEADER_BYTES as usize
         || h[..4] != SUMS_MAGIC
         || h[4..8] != SUMS_FORMAT.to_le_bytes()
@@ -70,35 +70,35 @@ pub fn parse_header(h: &[u8]) -> Option<u64> {
 }
 
 /// Reads the header of `file`: its version, `None` if missing or invalid.
-pub fn read_header(file: &File) -> std::io::Result<Option<u64>> {
+pub(super) fn read_header(file: &File) -> std::io::Result<Option<u64>> {
     let mut h = [0u8; SUMS_HEADER_BYTES as usize];
     let n = read_full_at(file, &mut h, 0)?;
     Ok(parse_header(&h[..n]))
 }
 
 /// Writes the header of `file` for `version`.
-pub fn write_header(file: &File, version: u64) -> std::io::Result<()> {
+pub(super) fn write_header(file: &File, version: u64) -> std::io::Result<()> {
     file.write_all_at(&header(version), 0)
 }
 
 /// Byte offset of entry `block`.
-pub fn entry_offset(block: u64) -> u64 {
+pub(super) fn entry_offset(block: u64) -> u64 {
     SUMS_HEADER_BYTES + block * SUMS_ENTRY_BYTES
 }
 
 /// Sidecar length holding exactly the entries of an object of `size` bytes.
-pub fn sums_len(size: u64) -> u64 {
+pub(super) fn sums_len(size: u64) -> u64 {
     entry_offset(blocks(size))
 }
 
 /// Number of blocks of an object of `size` bytes.
-pub fn blocks(size: u64) -> u64 {
+pub(super) fn blocks(size: u64) -> u64 {
     size.div_ceil(BLOCK)
 }
 
 /// Reads up to `buf.len()` bytes at `offset`, stopping early only at the end of the file.
 /// Returns how many were read.
-pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+pub(super) fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match file.read_at(&mut buf[done..], offset + done as u64) {
@@ -112,7 +112,7 @@ pub fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result
 }
 
 /// Stored entries `first..first + count` (0 for entries past the sidecar's end).
-pub fn read_entries(file: &File, first: u64, count: usize) -> std::io::Result<Vec<u32>> {
+pub(super) fn read_entries(file: &File, first: u64, count: usize) -> std::io::Result<Vec<u32>> {
     let mut buf = vec![0u8; count * SUMS_ENTRY_BYTES as usize];
     // Bytes past the end stay 0.
     read_full_at(file, &mut buf, entry_offset(first))?;
@@ -123,19 +123,19 @@ pub fn read_entries(file: &File, first: u64, count: usize) -> std::io::Result<Ve
 }
 
 /// Writes entries from `first` on.
-pub fn write_entries(file: &File, first: u64, crcs: &[u32]) -> std::io::Result<()> {
+pub(super) fn write_entries(file: &File, first: u64, crcs: &[u32]) -> std::io::Result<()> {
     let buf: Vec<u8> = crcs.iter().flat_map(|c| c.to_le_bytes()).collect();
     file.write_all_at(&buf, entry_offset(first))
 }
 
 /// CRC32C of `len` (at most one block) zero bytes.
-pub fn zero_crc(len: usize) -> u32 {
+pub(super) fn zero_crc(len: usize) -> u32 {
     crc32c(&ZEROS[..len])
 }
 
 /// The CRC a block holding `data` must have, given its stored entry (see the module doc
 /// for entry 0).
-pub fn expected_crc(stored: u32, data: &[u8]) -> u32 {
+pub(super) fn expected_crc(stored: u32, data: &[u8]) -> u32 {
     if stored != 0 {
         stored
     } else if data.iter().all(|&b| b == 0) {
@@ -146,14 +146,14 @@ pub fn expected_crc(stored: u32, data: &[u8]) -> u32 {
 }
 
 /// True when `data` (one block) matches its stored entry.
-pub fn block_ok(stored: u32, data: &[u8]) -> bool {
+pub(super) fn block_ok(stored: u32, data: &[u8]) -> bool {
     crc32c(data) == expected_crc(stored, data)
 }
 
 /// A stored entry for a block whose content is `data` but could not be verified before it
 /// changed (its old bytes failed their CRC): a value that `data` fails, so the block stays
 /// known-bad instead of being laundered into a fresh CRC.
-pub fn poisoned(data: &[u8]) -> u32 {
+pub(super) fn poisoned(data: &[u8]) -> u32 {
     let good = crc32c(data);
     // Never 0 (that would mean "zeros or CRC 0") and never `good`.
     match good ^ 1 {
@@ -163,7 +163,7 @@ pub fn poisoned(data: &[u8]) -> u32 {
 }
 
 /// The entry to store for a block now holding `data` (verified or freshly written).
-pub fn entry_for(data: &[u8]) -> u32 {
+pub(super) fn entry_for(data: &[u8]) -> u32 {
     crc32c(data)
 }
 
@@ -173,7 +173,7 @@ pub fn entry_for(data: &[u8]) -> u32 {
 /// returns with whether they match their stored CRC; old bytes that do not make the write
 /// [`ObjectError::Corrupt`] (the OSS never launders bad bytes into a fresh CRC). `object`
 /// names the object in that error.
-pub fn entries_of_write(
+pub(super) fn entries_of_write(
     offset: u64,
     data: &[u8],
     size: u64,

@@ -12,7 +12,7 @@ use super::unexpected;
 use crate::client::Client;
 
 /// Most directories the namespace walk keeps queued (bounds the queue, not the depth).
-pub const WALK_QUEUE_MAX: usize = 10_000_000;
+pub(super) const WALK_QUEUE_MAX: usize = 10_000_000;
 
 impl Client {
     /// Every object of OST `ost`, by id.

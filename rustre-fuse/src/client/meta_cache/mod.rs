@@ -39,22 +39,22 @@ use rustre_proto::Error;
 use tokio::time::Instant;
 
 /// Attributes kept (one per inode).
-pub const META_CACHE_ATTRS: usize = 65_536;
+pub(super) const META_CACHE_ATTRS: usize = 65_536;
 /// Names kept (positive and negative).
-pub const META_CACHE_ENTRIES: usize = 65_536;
+pub(super) const META_CACHE_ENTRIES: usize = 65_536;
 /// How long after a watcher asked its MDS for changes the answer vouches for the cache.
 pub const FEED_LEASE: Duration = Duration::from_secs(1);
 /// Name hashes kept for complete directories, over all of them (about 5 bytes each, twice
 /// that while a set grows): a directory whose next name would pass this stops being
 /// complete, and lookups of names it lacks go to the MDS again.
-pub const COMPLETE_NAMES_MAX: usize = 2 << 20;
+pub(super) const COMPLETE_NAMES_MAX: usize = 2 << 20;
 /// Own changes of unknown outcome remembered (see `Inner::own_unknown`).
-pub const MAX_UNKNOWN_OUTCOMES: usize = 1024;
+pub(super) const MAX_UNKNOWN_OUTCOMES: usize = 1024;
 
 /// A moment in the cache's history: answers fetched from the MDS are stamped with the
 /// epoch at which they were asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Epoch(u64);
+pub(super) struct Epoch(u64);
 
 /// What one MDS's feed has told this client.
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +116,7 @@ struct InFlight {
 }
 
 /// Most changes remembered for one own change in flight (more: its answer is not kept).
-pub const MAX_NAMED_IN_FLIGHT: usize = 4096;
+pub(super) const MAX_NAMED_IN_FLIGHT: usize = 4096;
 
 struct Inner {
     epoch: u64,
@@ -282,7 +282,7 @@ fn keep_own_attr(inner: &mut Inner, newer: &dyn Fn(Ino) -> bool, a: Stamped<Attr
 
 /// What one of this client's own changes did, as its answer tells (for the cache).
 #[derive(Debug, Clone)]
-pub enum OwnResult {
+pub(super) enum OwnResult {
     /// The inode's attributes now.
     Attr(Attr),
     /// What `name` in `parent` names now (`None`: nothing).
@@ -316,7 +316,7 @@ pub enum OwnResult {
 }
 
 /// The cache of one client.
-pub struct MetaCache {
+pub(super) struct MetaCache {
     inner: Mutex<Inner>,
     /// Off (mount option `attr_timeout=0`): nothing is answered from here.
     enabled: AtomicBool,
@@ -340,7 +340,7 @@ pub enum Known {
 }
 
 impl MetaCache {
-    pub fn with_capacity(attrs: usize, entries: usize) -> MetaCache {
+    pub(super) fn with_capacity(attrs: usize, entries: usize) -> MetaCache {
         let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("at least 1");
         MetaCache {
             inner: Mutex::new(Inner {
@@ -363,24 +363,24 @@ impl MetaCache {
     }
 
     /// Lookups and getattrs answered from the cache so far.
-    pub fn hits(&self) -> u64 {
+    pub(super) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 
     /// Turns answering from the cache on or off.
-    pub fn set_enabled(&self, on: bool) {
+    pub(super) fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::Relaxed);
     }
 
     /// The epoch to stamp an answer about to be asked for with.
-    pub fn epoch(&self) -> Epoch {
+    pub(super) fn epoch(&self) -> Epoch {
         Epoch(lock(&self.inner).epoch)
     }
 
     /// This client is about to send a change naming `request_entries`: numbers it with
     /// `next_seq` (called under the cache's lock, so numbers and sends are in the same
     /// order) and returns the number to give [`MetaCache::own_answered`].
-    pub fn own_change(
+    pub(super) fn own_change(
         &self,
         request_entries: Vec<(Ino, String)>,
         next_seq: impl FnOnce() -> u64,
@@ -403,7 +403,7 @@ impl MetaCache {
     /// The answer to change `seq` arrived: `results` are kept, except what a report that
     /// may be newer named meanwhile (that is evicted). `None`: the outcome is unknown (the
     /// call failed on the way), so everything is void.
-    pub fn own_answered(&self, seq: u64, results: Option<Vec<OwnResult>>) {
+    pub(super) fn own_answered(&self, seq: u64, results: Option<Vec<OwnResult>>) {
         let mut inner = lock(&self.inner);
         let (named, deferred) = match inner.own_in_flight.remove(&seq) {
             Some(f) => (f.named, f.deferred),
@@ -532,7 +532,7 @@ impl MetaCache {
     }
 
     /// Keeps attributes asked for at `asked`, unless something changed since.
-    pub fn keep_attr(&self, asked: Epoch, attr: &Attr) {
+    pub(super) fn keep_attr(&self, asked: Epoch, attr: &Attr) {
         let mut inner = lock(&self.inner);
         if inner.epoch == asked.0 {
             let a = Stamped {
@@ -546,7 +546,7 @@ impl MetaCache {
 
     /// Keeps the answer to looking up `name` in `parent` (`None`: no such name) asked for at
     /// `asked`, unless something changed since.
-    pub fn keep_entry(&self, asked: Epoch, parent: Ino, name: &str, attr: Option<&Attr>) {
+    pub(super) fn keep_entry(&self, asked: Epoch, parent: Ino, name: &str, attr: Option<&Attr>) {
         if name == "." || name == ".." {
             return;
         }
@@ -571,7 +571,7 @@ impl MetaCache {
     }
 
     /// The attributes of `ino`, if cached and the cache is trusted.
-    pub fn getattr(&self, ino: Ino) -> Option<Attr> {
+    pub(super) fn getattr(&self, ino: Ino) -> Option<Attr> {
         if !self.enabled.load(Ordering::Relaxed) {
             return None;
         }
@@ -590,7 +590,7 @@ impl MetaCache {
     /// `creds` is asked for only when the caller's search permission on `parent` depends
     /// on its groups; permission is checked as the MDS does, on the cached attributes of
     /// `parent` (root needs none).
-    pub fn lookup(
+    pub(super) fn lookup(
         &self,
         creds: impl FnOnce() -> Creds,
         uid: u32,
@@ -641,7 +641,7 @@ impl MetaCache {
 
     /// Makes the feeds watched exactly those of `mds` (addresses). A feed that stops being
     /// watched may have had changes this client never heard of: everything is void.
-    pub fn watch_only(&self, mds: &[String]) {
+    pub(super) fn watch_only(&self, mds: &[String]) {
         let mut inner = lock(&self.inner);
         let before = inner.feeds.len();
         inner.feeds.retain(|addr, _| mds.contains(addr));
@@ -658,7 +658,7 @@ impl MetaCache {
     }
 
     /// Where the watcher of `mds` should ask from: `(instance, after)`.
-    pub fn feed_position(&self, mds: &str) -> Option<(u64, u64)> {
+    pub(super) fn feed_position(&self, mds: &str) -> Option<(u64, u64)> {
         let inner = lock(&self.inner);
         inner.feeds.get(mds).map(|f| (f.instance, f.last))
     }
@@ -666,7 +666,7 @@ impl MetaCache {
     /// Applies an answer of `mds`'s feed to a request sent at `sent`, for the client whose
     /// session is `session`. An answer that does not follow on from the last one (lost
     /// changes, a new instance) voids everything.
-    pub fn apply(&self, mds: &str, sent: Instant, session: u64, batch: &ChangeBatch) {
+    pub(super) fn apply(&self, mds: &str, sent: Instant, session: u64, batch: &ChangeBatch) {
         let mut inner = lock(&self.inner);
         let Some(feed) = inner.feeds.get(mds).copied() else {
             // No longer watched: its answers mean nothing here.
