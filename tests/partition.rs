@@ -173,7 +173,9 @@ fn why_skipped() -> Option<String> {
             .output()
             .is_ok_and(|o| o.status.success());
         if !ok {
-            return Some(format!("the partition test needs `{tool}`"));
+            return Some(unavailable_here(format!(
+                "the partition test needs `{tool}`"
+            )));
         }
     }
     None

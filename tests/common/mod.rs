@@ -204,13 +204,25 @@ pub(crate) fn test_store(test: &str) -> Option<rustre_server::meta::StoreConfig>
 /// and /dev/fuse.
 pub(crate) fn fuse_unavailable() -> Option<&'static str> {
     // SAFETY: identity getter.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("FUSE mount tests need root");
-    }
-    if !Path::new("/dev/fuse").exists() {
-        return Some("FUSE mount tests need /dev/fuse");
-    }
-    None
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("FUSE mount tests need root")
+    } else if !Path::new("/dev/fuse").exists() {
+        Some("FUSE mount tests need /dev/fuse")
+    } else {
+        None
+    };
+    why.map(unavailable_here)
+}
+
+/// `why` a test cannot run here, for it to skip; under `CI=true`, where everything a test
+/// needs is installed (scripts/install-deps.sh), a panic instead: a skip there would pass
+/// a test that never ran.
+pub(crate) fn unavailable_here<T: std::fmt::Display>(why: T) -> T {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "cannot run here under CI: {why}"
+    );
+    why
 }
 
 /// The /proc/mounts line of the mount at `mnt`, if something is mounted there.
