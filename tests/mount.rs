@@ -477,8 +477,7 @@ fn real_tools_on_the_mount() {
     sh(
         local,
         &format!(
-            "mkdir ref && cp -a {}/src {}/crates ref/",
-            src.display(),
+            "mkdir ref && cp -a {0}/src {0}/rustre-proto {0}/rustre-server {0}/rustre-fuse ref/",
             src.display()
         ),
     );
@@ -498,7 +497,7 @@ fn real_tools_on_the_mount() {
     assert_eq!(local_count, mount_count);
     let du = sh(&mnt, "du -s copy | cut -f1");
     assert!(du.trim().parse::<u64>().unwrap() > 0, "du: {du}");
-    sh(&mnt, "ln -s copy/crates link && test -d link/rustre-fuse");
+    sh(&mnt, "ln -s copy link && test -d link/rustre-fuse/src");
     sh(
         &mnt,
         "mkdir -p a/b && mv copy a/b/ && mv a z && test -f z/b/copy/src/main.rs",
