@@ -754,12 +754,31 @@ async fn a_cached_name_follows_another_clients_changes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(answered_locally, "no lookup was answered from the cache");
-    let hits = a.meta_cache_hits();
-    assert_eq!(
-        a.lookup(&root(), ROOT_INO, "missing").await.err(),
-        Some(Error::NotFound)
+    // A name found missing while the feeds vouch is answered missing again from the cache.
+    // (The first lookup of "missing" above may have come before both feeds answered, when
+    // nothing is kept; and on a loaded machine a feed may miss its lease now and then, so
+    // the pair is tried again rather than timed.)
+    let mut negative_cached = false;
+    for _ in 0..50 {
+        assert_eq!(
+            a.lookup(&root(), ROOT_INO, "missing").await.err(),
+            Some(Error::NotFound)
+        );
+        let hits = a.meta_cache_hits();
+        assert_eq!(
+            a.lookup(&root(), ROOT_INO, "missing").await.err(),
+            Some(Error::NotFound)
+        );
+        if a.meta_cache_hits() == hits + 1 {
+            negative_cached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        negative_cached,
+        "negative entry never answered from the cache"
     );
-    assert_eq!(a.meta_cache_hits(), hits + 1, "negative entry cached");
 
     // Each change by client b (through whichever MDS it picks) reaches a within the lease.
     let limit = FEED_LEASE + Duration::from_millis(500);
