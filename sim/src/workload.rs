@@ -216,7 +216,14 @@ impl Workload {
         let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL;
         let opened = match self
             .client
-            .create_file(&self.creds, self.dirs[d as usize], &name(f), 0o644, flags, None)
+            .create_file(
+                &self.creds,
+                self.dirs[d as usize],
+                &name(f),
+                0o644,
+                flags,
+                None,
+            )
             .await
         {
             Ok(o) => o,
