@@ -661,7 +661,7 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
 }
 
 fn oss_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<OssResponse, Error>); 10] = [
+    let resps: [(&str, Result<OssResponse, Error>); 12] = [
         (
             "data",
             Ok(OssResponse::Data {
@@ -698,6 +698,8 @@ fn oss_responses() -> Vec<(String, Vec<u8>)> {
         ("absent", Ok(OssResponse::Size(None))),
         ("capacity", Ok(OssResponse::Capacity(cap()))),
         ("done", Ok(OssResponse::Done)),
+        ("written", Ok(OssResponse::Written { instance: 7 })),
+        ("synced", Ok(OssResponse::Synced { instance: 7 })),
         (
             "checksums",
             Ok(OssResponse::Checksums {

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use rustre_proto::auth::{ClusterKey, SECRET_FILE_ENV};
 use rustre_proto::sync::lock;
 
+mod procs;
+#[allow(unused_imports)]
+pub(crate) use procs::*;
+
 /// The `rustre` binary under test.
 pub(crate) fn rustre_bin() -> &'static str {
     env!("CARGO_BIN_EXE_rustre")
@@ -56,8 +60,14 @@ pub(crate) struct Proc {
 impl Proc {
     /// Starts `rustre ARGS` holding the tests' cluster secret ([`test_secret_file`]).
     pub(crate) fn start(name: &str, args: &[&str]) -> Proc {
+        Self::start_with_env(name, &[], args)
+    }
+
+    /// As [`Proc::start`], with the variables of `env` set too.
+    pub(crate) fn start_with_env(name: &str, env: &[(&str, &str)], args: &[&str]) -> Proc {
         let child = Command::new(rustre_bin())
             .env(SECRET_FILE_ENV, test_secret_file())
+            .envs(env.iter().copied())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -44,6 +44,7 @@ use rustre_proto::Error;
 use tokio::time::Instant;
 
 use super::stripe::{extents, object_size, read_spans, split_extents, ReadSpan};
+use super::unstable::Change;
 use super::Client;
 
 /// Once one copy of a stripe acknowledged a write or truncate, how much longer the other
@@ -61,7 +62,7 @@ pub(super) const OSS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 /// True for failures of a whole stripe that waiting can cure (a server away, not a bad
 /// request or bad data).
-fn worth_waiting(e: &Error) -> bool {
+pub(super) fn worth_waiting(e: &Error) -> bool {
     matches!(
         e,
         Error::Unavailable(_) | Error::TimedOut | Error::Fenced(_) | Error::OldEpoch { .. }
@@ -75,8 +76,17 @@ pub(super) const LAYOUT_REFRESH_ATTEMPTS: usize = 3;
 pub(super) const READ_RECHECK_PAUSE: Duration = Duration::from_millis(20);
 
 /// The outcome of one operation on each live copy of one stripe, as (slot, result), in
-/// slot (copy) order.
-type CopyResults = Vec<(usize, Result<(), Error>)>;
+/// slot (copy) order; a success carries the OST instance that answered a change or a
+/// sync (the write verifier, see `super::unstable`), `None` for other answers.
+pub(super) type CopyResults = Vec<(usize, Result<Option<u64>, Error>)>;
+
+/// The write verifier an answer carries, if any.
+pub(super) fn instance_of(resp: &OssResponse) -> Option<u64> {
+    match resp {
+        OssResponse::Written { instance } | OssResponse::Synced { instance } => Some(*instance),
+        _ => None,
+    }
+}
 
 /// True when `e`, answered by (or met on the way to) one copy, means that copy missed the
 /// operation while the others may well have it: the copy is marked stale if another copy
@@ -222,7 +232,7 @@ fn assemble(len: usize, spans: &[ReadSpan], answers: &[Bytes]) -> Bytes {
 impl Client {
     /// Runs `call` again, with the cluster map refreshed in between, while it fails in a way
     /// [`worth_waiting`] and [`OSS_RETRY_FOR`] has not passed.
-    async fn riding_through<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    pub(super) async fn riding_through<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
@@ -246,7 +256,7 @@ impl Client {
 
     /// Sends `op` (with `payload`) to every live copy of `stripe` at once. With `grace`,
     /// copies still running that long after the first success count as `TimedOut`.
-    async fn to_live_copies(
+    pub(super) async fn to_live_copies(
         &self,
         layout: &Layout,
         stripe: u32,
@@ -260,10 +270,8 @@ impl Client {
             .map(|&(slot, ost)| {
                 let (op, payload) = (op.clone(), payload.clone());
                 async move {
-                    (
-                        slot,
-                        self.cluster.oss_call(ost, op, payload).await.map(|_| ()),
-                    )
+                    let answer = self.cluster.oss_call(ost, op, payload).await;
+                    (slot, answer.map(|(resp, _)| instance_of(&resp)))
                 }
             })
             .collect();
@@ -298,7 +306,12 @@ impl Client {
     /// with the error of a stripe no copy of which succeeded; otherwise marks the failed
     /// copies stale at the MDS (unless a newer layout known here has them stale already)
     /// and succeeds only once the MDS did.
-    async fn settle(&self, ino: Ino, layout: &Layout, pieces: &[CopyResults]) -> Result<(), Error> {
+    pub(super) async fn settle(
+        &self,
+        ino: Ino,
+        layout: &Layout,
+        pieces: &[CopyResults],
+    ) -> Result<(), Error> {
         let failed = failed_slots(pieces)?;
         if failed.is_empty() {
             return Ok(());
@@ -573,7 +586,35 @@ impl Client {
             self.to_live_copies(&layout, e.stripe, op, payload, Some(COPY_GRACE))
         });
         let outcome = join_all(writes).await;
+        let stripes: Vec<u32> = pieces.iter().map(|e| e.stripe).collect();
+        let keep = !sync && self.writeback.enabled();
+        let change = keep.then(|| Change::Write { offset, data });
+        self.note_changes(ino, &layout, &stripes, &outcome, change, sync);
         self.settle(ino, &layout, &outcome).await
+    }
+
+    /// Notes, for the write verifiers, which OST instance acknowledged a change of `ino`
+    /// on each copy (`outcome` per piece, the pieces on `stripes`), and keeps `change`.
+    fn note_changes(
+        &self,
+        ino: Ino,
+        layout: &Layout,
+        stripes: &[u32],
+        outcome: &[CopyResults],
+        change: Option<Change>,
+        durable: bool,
+    ) {
+        let acks: Vec<((u32, u32), u64)> = stripes
+            .iter()
+            .zip(outcome)
+            .flat_map(|(stripe, copies)| {
+                copies.iter().filter_map(move |(slot, r)| {
+                    let instance = r.as_ref().ok().copied().flatten()?;
+                    Some(((*stripe, layout.osts[*slot]), instance))
+                })
+            })
+            .collect();
+        self.unstable.noted(ino, layout, &acks, change, durable);
     }
 
     /// Cuts every live copy of every object of the file to the length it has when the file
@@ -604,26 +645,9 @@ impl Client {
             self.to_live_copies(&layout, stripe, op, Bytes::new(), Some(COPY_GRACE))
         });
         let outcome = join_all(cuts).await;
-        self.settle(ino, &layout, &outcome).await
-    }
-
-    /// Makes every live copy of every object of the file durable on its OST (fdatasync).
-    /// A copy that fails to sync may not hold the data durably: it is marked stale, and the
-    /// sync succeeds when one copy of every stripe synced.
-    pub(crate) async fn sync_objects(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
-        self.riding_through(|| self.sync_objects_once(ino, layout))
-            .await
-    }
-
-    async fn sync_objects_once(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
-        let layout = self.files.newest_layout(ino, layout);
-        let syncs = (0..layout.stripe_count()).map(|stripe| {
-            let op = OssOp::Sync {
-                object: ObjectId { ino, stripe },
-            };
-            self.to_live_copies(&layout, stripe, op, Bytes::new(), None)
-        });
-        let outcome = join_all(syncs).await;
+        let stripes: Vec<u32> = (0..layout.stripe_count()).collect();
+        let change = Some(Change::Truncate { size });
+        self.note_changes(ino, &layout, &stripes, &outcome, change, false);
         self.settle(ino, &layout, &outcome).await
     }
 }

@@ -111,10 +111,9 @@ impl Client {
         }
         let (budget, total) = self.writeback.budget();
         // A write larger than the whole budget takes all of it rather than waiting forever.
-        let permit = budget
-            .acquire_many_owned(kib(data.len()).min(total))
-            .await
-            .map_err(|_| Error::Io("write-back closed".into()))?;
+        let permit = self
+            .reserve_write(&budget, kib(data.len()).min(total))
+            .await?;
         let state = self.writeback.inode(ino);
         let mut w = state.lock().await;
         if let Some(e) = w.error.take() {
@@ -165,7 +164,11 @@ impl Client {
             let r = client
                 .write_data(ino, &layout, offset, data.into_bytes(), false)
                 .await;
-            drop(permits);
+            if r.is_ok() {
+                // The bytes are kept until synced (see `super::unstable`); so is their
+                // share of the write-back budget.
+                client.unstable.hold(ino, permits);
+            }
             r
         });
         w.inflight.push(Inflight { start, end, task });
@@ -192,6 +195,7 @@ impl Client {
     /// unless writes came in meanwhile (see `WriteBack::forget`).
     pub(crate) fn forget_writes(&self, ino: Ino) {
         self.writeback.forget(ino);
+        self.unstable.drop_kept(ino);
     }
 
     /// Sends buffers that waited longer than [`WRITEBACK_DELAY`] (run by a timer task).

@@ -16,11 +16,13 @@
 //! ## Inside
 //! Operations (`impl Client`): `meta` (MDS calls, retried on another MDS), `data` (striped,
 //! replicated, checksum-verified object I/O straight to the OSTs, docs/replication.md),
+//! `durable` (syncs checked against the OSTs' write verifiers),
 //! `io` (reads through the page cache and read-ahead, writes through write-back),
 //! `handles`, `transfer`, `admin`, `path` and `feed` (the watchers of every MDS's change
 //! feed). State, which never refers back to [`Client`]: `files` (open files and the sizes
 //! this client's writes reached), `dirs` (directory handles' offsets), `cache` (the page
-//! cache), `writeback` (buffered writes), `releases` (the queue of closes sent together),
+//! cache), `writeback` (buffered writes), `unstable` (changes acknowledged but not yet
+//! synced, and their write verifiers), `releases` (the queue of closes sent together),
 //! `meta_cache` (names and attributes answered while the feeds vouch for them),
 //! `capability` (answers to the kernel's `security.capability` probe) and `stripe` (the
 //! layout math).
@@ -30,6 +32,7 @@ mod cache;
 mod capability;
 mod data;
 mod dirs;
+mod durable;
 mod feed;
 mod files;
 mod handles;
@@ -42,6 +45,7 @@ pub mod path;
 mod releases;
 mod stripe;
 mod transfer;
+mod unstable;
 mod writeback;
 
 pub use cache::DEFAULT_CACHE_BYTES;
@@ -86,6 +90,7 @@ pub struct Client {
     dirs: dirs::Dirs,
     cache: cache::PageCache,
     writeback: writeback::WriteBack,
+    unstable: unstable::Unstable,
     capability: capability::CapabilityCache,
     meta_cache: meta_cache::MetaCache,
     releases: releases::ReleaseQueue,
@@ -106,6 +111,7 @@ impl Client {
             files: files::Files::default(),
             cache: cache::PageCache::default(),
             writeback: writeback::WriteBack::default(),
+            unstable: unstable::Unstable::default(),
             capability: capability::CapabilityCache::default(),
             dirs: dirs::Dirs::default(),
             meta_cache: meta_cache::MetaCache::default(),

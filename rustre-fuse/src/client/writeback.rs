@@ -4,8 +4,10 @@
 //! A write that continues the pending buffer is appended to it; one that does not first sends
 //! the buffer on its way. A buffer that reaches a stripe boundary after at least one stripe
 //! unit of data goes out at once; the rest goes out on flush (close), fsync, a timer
-//! ([`WRITEBACK_DELAY`]) or memory pressure. The bytes buffered or in flight over all files
-//! are capped ([`Client::set_cache_bytes`]); a writer past the cap waits for sends to finish.
+//! ([`WRITEBACK_DELAY`]) or memory pressure. The bytes buffered, in flight, or sent but not
+//! yet synced (kept for the write verifiers, `super::unstable`) over all files are capped
+//! ([`Client::set_cache_bytes`]); a writer past the cap first syncs the file keeping the
+//! most sent bytes, which frees them, and otherwise waits for sends to finish.
 //!
 //! Gathering copies nothing: a buffer holds the writes' own bytes ([`Gathered`]), so a write
 //! that fills a stripe unit on its own reaches the OSTs as the very allocation written.

@@ -54,6 +54,7 @@ pub enum OssOp {
     /// Writes the payload at `offset`; `crc` is the CRC32C of the payload, checked before
     /// anything is written. `version` is the writer's layout version; the object keeps the
     /// highest it saw. With `sync`, data and checksums are on disk before the reply.
+    /// Answered with [`OssResponse::Written`]: the OST's instance, the write verifier.
     Write {
         object: ObjectId,
         offset: u64,
@@ -74,13 +75,16 @@ pub enum OssOp {
         version: u64,
         seen: Vec<u32>,
     },
-    /// Sets the object's length (creating it if absent).
+    /// Sets the object's length (creating it if absent); not synced. Answered with
+    /// [`OssResponse::Written`].
     Truncate {
         object: ObjectId,
         size: u64,
         version: u64,
     },
-    /// Makes the object's data and checksums durable (fdatasync).
+    /// Makes the object's data and checksums durable (fdatasync). Answered with
+    /// [`OssResponse::Synced`]: what the OST holds now is durable, which covers the writes
+    /// it acknowledged under the same instance and no others (see [`OssResponse::Written`]).
     Sync { object: ObjectId },
     /// Removes the object; removing an absent object succeeds.
     Delete { object: ObjectId },
@@ -117,6 +121,19 @@ pub enum OssResponse {
     Size(Option<u64>),
     Capacity(Capacity),
     Done,
+    /// A write, repair or truncate was applied under OST instance `instance`. The instance
+    /// is new every time the OST starts: a change acknowledged under one instance and not
+    /// yet synced is lost if the OST stops (a crash, a power cut) before a sync, and a
+    /// later [`OssResponse::Synced`] answers another instance. This is the write verifier
+    /// of NFS's COMMIT: the writer keeps what it wrote until a sync under the same
+    /// instance, and sends it again when the instance changed (docs/replication.md).
+    Written {
+        instance: u64,
+    },
+    /// A sync made the object durable under OST instance `instance`.
+    Synced {
+        instance: u64,
+    },
     /// One page of `List`; `done` when nothing follows.
     Objects {
         objects: Vec<ObjectInfo>,

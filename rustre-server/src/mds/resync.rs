@@ -226,18 +226,22 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
         }
     }
     if size?.is_none() {
-        return Ok(done(
+        done(
             mds.cluster
                 .oss_call(target, OssOp::Delete { object }, Bytes::new())
                 .await?,
-        )?);
+        )?;
+        return Ok(());
     }
     let truncate = |size| OssOp::Truncate {
         object,
         size,
         version,
     };
-    done(
+    // Every change to the target must be answered by one instance of its OST, the same that
+    // answers the final sync: a target that restarted in between may have lost them.
+    let mut target_instance = Verifier::default();
+    target_instance.check(
         mds.cluster
             .oss_call(target, truncate(0), Bytes::new())
             .await?,
@@ -247,7 +251,8 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
         keep_claim(mds, ino, version).await?;
         let data = read_verified(mds, &sources, object, offset).await?;
         let n = data.len() as u64;
-        if n > 0 {
+        // The target was cut to 0: a chunk of zeros is a hole there already, and stays one.
+        if n > 0 && data.iter().any(|b| *b != 0) {
             let op = OssOp::Write {
                 object,
                 offset,
@@ -255,19 +260,19 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
                 crc: checksum::crc32c(&data),
                 version,
             };
-            done(mds.cluster.oss_call(target, op, data).await?)?;
+            target_instance.check(mds.cluster.oss_call(target, op, data).await?)?;
         }
         offset += n;
         if n < RESYNC_CHUNK as u64 {
             break;
         }
     }
-    done(
+    target_instance.check(
         mds.cluster
             .oss_call(target, truncate(offset), Bytes::new())
             .await?,
     )?;
-    done(
+    target_instance.check(
         mds.cluster
             .oss_call(target, OssOp::Sync { object }, Bytes::new())
             .await?,
@@ -356,5 +361,25 @@ fn done((r, _): (OssResponse, Bytes)) -> Result<(), Error> {
     match r {
         OssResponse::Done => Ok(()),
         other => Err(unexpected(&other)),
+    }
+}
+
+/// The instance of the target OST that answered the changes of one copy so far: all must
+/// come from one instance, the one whose sync ends the copy, or the copy may have lost some.
+#[derive(Default)]
+struct Verifier(Option<u64>);
+
+impl Verifier {
+    fn check(&mut self, (r, _): (OssResponse, Bytes)) -> Result<(), Error> {
+        let instance = match r {
+            OssResponse::Written { instance } | OssResponse::Synced { instance } => instance,
+            other => return Err(unexpected(&other)),
+        };
+        match self.0.replace(instance) {
+            Some(before) if before != instance => Err(Error::Unavailable(
+                "the target OST restarted during the copy; copying again later".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! ways, versions, deletes, list paging, scrub, repairs, capacity, concurrent writes, and
 //! random operations against a model. Each check is a function of the store and of a way to
 //! flip a stored byte behind the store's back (a bad disk); `conformance!` makes one test of
-//! it per store (`oss::conformance::{file_store, mem_store}::<check>`).
+//! it per store (`oss::conformance::{file_store, mem_store, volatile_store}::<check>`).
 //!
 //! The helpers are shared with the tests of each store.
 
@@ -17,7 +17,7 @@ use rustre_proto::msg::MAX_STRIPE_COUNT;
 use super::error::ObjectError;
 use super::store::{ObjectStore, ReadData, MAX_OBJECT_BYTES};
 use super::sums::{zero_crc, BLOCK};
-use super::{FileStore, MemStore};
+use super::{FileStore, MemStore, VolatileStore};
 
 pub(super) const B: usize = CHECKSUM_BLOCK as usize;
 /// Capacity of the [`MemStore`] the suite runs on.
@@ -111,6 +111,16 @@ macro_rules! conformance {
                 #[test]
                 fn $check() {
                     let store = super::MemStore::new(super::MEM_STORE_BYTES);
+                    super::$check(&store, &|o, at| store.corrupt(o, at));
+                }
+            )*
+        }
+        mod volatile_store {
+            $(
+                #[test]
+                fn $check() {
+                    let (_dir, files) = super::file_store();
+                    let store = super::VolatileStore::load(files).unwrap();
                     super::$check(&store, &|o, at| store.corrupt(o, at));
                 }
             )*

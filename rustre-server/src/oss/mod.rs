@@ -22,6 +22,8 @@
 //! - `fence`: registration epoch and lease of an OST.
 //! - `service`: the RPC handler.
 //! - `mgs_link`: registration and heartbeats.
+//! - `volatile`: a test-only store that keeps unsynced writes in memory, so `kill -9` of
+//!   the OSS is a power cut (`RUSTRE_TEST_VOLATILE_WRITES=1`).
 //! - `conformance` (tests): the suite both stores pass.
 //!
 //! ## An OST directory
@@ -46,6 +48,7 @@ mod store;
 mod sums;
 #[cfg(test)]
 mod tests;
+mod volatile;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -73,6 +76,7 @@ pub use store::{
     ObjectRead, ObjectStore, ReadData, MAX_OBJECT_BYTES,
 };
 pub use sums::{SUMS_FORMAT, SUMS_HEADER_BYTES, SUMS_MAGIC};
+pub use volatile::{VolatileStore, VOLATILE_WRITES_ENV};
 
 use crate::checks::{check_addr, check_ost_index, validate_cluster_name};
 use crate::records::{self, RecordError};
@@ -168,7 +172,7 @@ fn claim_ost_dir(dir: &Path, cluster: &str, index: u32) -> Result<File, Error> {
 /// An opened OST: its store and the lock on its directory.
 struct OpenedOst {
     index: u32,
-    store: Arc<FileStore>,
+    store: Arc<dyn ObjectStore>,
     _lock: File,
 }
 
@@ -187,7 +191,18 @@ fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
         }
         let lock = claim_ost_dir(dir, &cfg.cluster, *index)?;
         // Start-up, not an answer; the same conversion keeps the error what it was.
-        let store = Arc::new(FileStore::open(dir, per_ost).map_err(service::to_wire)?);
+        let files = FileStore::open(dir, per_ost).map_err(service::to_wire)?;
+        let store: Arc<dyn ObjectStore> = if volatile::volatile_writes_wanted() {
+            tracing::warn!(
+                index,
+                "{}=1: TEST MODE, unsynced writes are kept in memory only and lost when \
+                 this process dies",
+                volatile::VOLATILE_WRITES_ENV
+            );
+            Arc::new(volatile::VolatileStore::load(files).map_err(service::to_wire)?)
+        } else {
+            Arc::new(files)
+        };
         opened.push(OpenedOst {
             index: *index,
             store,
@@ -250,8 +265,9 @@ pub(crate) async fn run_with_lease(
         .iter()
         .map(|o| {
             let ost = service::ServedOst {
-                store: o.store.clone() as Arc<dyn ObjectStore>,
+                store: o.store.clone(),
                 lease: Arc::new(fence::OstLease::new(lease)),
+                instance: service::new_instance(),
             };
             (o.index, ost)
         })

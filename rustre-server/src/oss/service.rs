@@ -30,6 +30,16 @@ pub const OSS_IO_MAX_IN_FLIGHT: usize = 64;
 pub(crate) struct ServedOst {
     pub store: Arc<dyn ObjectStore>,
     pub lease: Arc<OstLease>,
+    /// This start of the OST: the write verifier of its answers (see
+    /// [`OssResponse::Written`]). New on every start, never 0.
+    pub instance: u64,
+}
+
+/// A write verifier for an OST starting now: the wall clock in nanoseconds (the
+/// simulation's clock in a simulated run, so a seed replays), distinct across restarts of
+/// one OST on one host.
+pub(crate) fn new_instance() -> u64 {
+    (rustre_proto::host::since_epoch().as_nanos() as u64).max(1)
 }
 
 /// The OSTs one OSS serves.
@@ -128,7 +138,8 @@ impl Oss {
         Ok((resp, read.data.into_payload()))
     }
 
-    async fn handle_op(&self, store: &Arc<dyn ObjectStore>, op: OssOp, payload: Bytes) -> OpResult {
+    async fn handle_op(&self, ost: &ServedOst, op: OssOp, payload: Bytes) -> OpResult {
+        let store = &ost.store;
         if !payload.is_empty() && !matches!(op, OssOp::Write { .. } | OssOp::Repair { .. }) {
             return Err(Error::Invalid("only writes carry a payload".into()).into());
         }
@@ -145,6 +156,12 @@ impl Oss {
             check_object(*object)?;
         }
         let done = Ok((OssResponse::Done, Payload::None));
+        let written = Ok((
+            OssResponse::Written {
+                instance: ost.instance,
+            },
+            Payload::None,
+        ));
         match op {
             OssOp::Read {
                 object,
@@ -163,7 +180,7 @@ impl Oss {
                     s.write(object, offset, &payload, crc, version, sync)
                 })
                 .await?;
-                done
+                written
             }
             OssOp::Repair {
                 object,
@@ -184,7 +201,7 @@ impl Oss {
                     s.repair(object, offset, &payload, crc, version, &seen)
                 })
                 .await?;
-                done
+                written
             }
             OssOp::Truncate {
                 object,
@@ -194,11 +211,14 @@ impl Oss {
                 check_size(size)?;
                 self.blocking(store, move |s| s.truncate(object, size, version))
                     .await?;
-                done
+                written
             }
             OssOp::Sync { object } => {
                 self.blocking(store, move |s| s.sync(object)).await?;
-                done
+                let synced = OssResponse::Synced {
+                    instance: ost.instance,
+                };
+                Ok((synced, Payload::None))
             }
             OssOp::Delete { object } => {
                 self.blocking(store, move |s| s.delete(object)).await?;
@@ -264,7 +284,7 @@ impl Handler for Oss {
             ))));
         };
         let result = match self.admit(ost, req.epoch, &req.op).await {
-            Ok(()) => self.handle_op(&ost.store, req.op, payload).await,
+            Ok(()) => self.handle_op(ost, req.op, payload).await,
             Err(e) => Err(Failure::Wire(e)),
         };
         match result {
@@ -339,6 +359,7 @@ mod tests {
         let ost = ServedOst {
             store: Arc::new(store),
             lease,
+            instance: new_instance(),
         };
         Arc::new(Oss::new(HashMap::from([(0, ost)])))
     }
@@ -353,6 +374,46 @@ mod tests {
             .handle(req, Bytes::copy_from_slice(payload))
             .await
             .result
+    }
+
+    /// The write verifier: one instance answers every change and sync of one start of the
+    /// OST, and the next start answers another.
+    #[tokio::test]
+    async fn changes_and_syncs_answer_the_instance_of_this_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let object = ObjectId { ino: 3, stripe: 0 };
+        let instance_of = |answer: Result<OssResponse, Error>| match answer.unwrap() {
+            OssResponse::Written { instance } | OssResponse::Synced { instance } => instance,
+            other => panic!("answered {other:?}"),
+        };
+        let write = OssOp::Write {
+            object,
+            offset: 0,
+            sync: false,
+            crc: crc32c(b"data"),
+            version: 1,
+        };
+        let truncate = OssOp::Truncate {
+            object,
+            size: 2,
+            version: 1,
+        };
+        let oss = oss_on(FileStore::open(dir.path(), 8).unwrap());
+        let first = instance_of(ask(&oss, write.clone(), b"data").await);
+        assert_ne!(first, 0);
+        assert_eq!(instance_of(ask(&oss, truncate, &[]).await), first);
+        let synced = ask(&oss, OssOp::Sync { object }, &[]).await;
+        assert!(
+            matches!(synced, Ok(OssResponse::Synced { .. })),
+            "{synced:?}"
+        );
+        assert_eq!(instance_of(synced), first);
+        drop(oss);
+
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let restarted = oss_on(FileStore::open(dir.path(), 8).unwrap());
+        let synced = ask(&restarted, OssOp::Sync { object }, &[]).await;
+        assert_ne!(instance_of(synced), first, "a new start is a new instance");
     }
 
     #[tokio::test]

@@ -46,20 +46,20 @@ fn only_servers_away_are_waited_for() {
 #[test]
 fn failed_copies_of_written_stripes_are_marked() {
     let pieces = vec![
-        vec![(0, Ok(())), (3, Err(down()))],
-        vec![(1, Err(Error::Fenced("lease".into()))), (4, Ok(()))],
-        vec![(2, Ok(())), (5, Ok(()))],
-        vec![(0, Ok(())), (3, Err(Error::TimedOut))],
+        vec![(0, Ok(None)), (3, Err(down()))],
+        vec![(1, Err(Error::Fenced("lease".into()))), (4, Ok(None))],
+        vec![(2, Ok(None)), (5, Ok(None))],
+        vec![(0, Ok(None)), (3, Err(Error::TimedOut))],
     ];
     assert_eq!(failed_slots(&pieces), Ok(vec![1, 3]));
-    let clean = vec![vec![(0, Ok(())), (3, Ok(()))]];
+    let clean = vec![vec![(0, Ok(None)), (3, Ok(None))]];
     assert_eq!(failed_slots(&clean), Ok(vec![]));
 }
 
 #[test]
 fn a_stripe_with_no_copy_written_fails_with_its_first_error() {
     let pieces = vec![
-        vec![(0, Ok(())), (2, Err(down()))],
+        vec![(0, Ok(None)), (2, Err(down()))],
         vec![(1, Err(Error::NoSpace)), (3, Err(down()))],
     ];
     assert_eq!(failed_slots(&pieces), Err(Error::NoSpace));
@@ -74,7 +74,7 @@ fn a_stripe_with_no_copy_written_fails_with_its_first_error() {
 #[test]
 fn request_errors_fail_instead_of_marking() {
     let pieces = vec![vec![
-        (0, Ok(())),
+        (0, Ok(None)),
         (2, Err(Error::Invalid("bad offset".into()))),
     ]];
     assert_eq!(
