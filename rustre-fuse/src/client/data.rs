@@ -554,8 +554,44 @@ impl Client {
         data: Bytes,
         sync: bool,
     ) -> Result<(), Error> {
-        self.riding_through(|| self.write_data_once(ino, layout, offset, data.clone(), sync))
-            .await
+        let data = &data;
+        self.with_fresh_layout(ino, layout, |layout| async move {
+            self.riding_through(|| self.write_data_once(ino, &layout, offset, data.clone(), sync))
+                .await
+        })
+        .await
+    }
+
+    /// Runs a change of `ino` with `layout`, and again with the layout fetched afresh from
+    /// the MDS when an OST refuses it for carrying an older layout version than the object
+    /// was written under (`Stale`: copies may have been marked stale since), at most
+    /// [`LAYOUT_REFRESH_ATTEMPTS`] times in all.
+    pub(super) async fn with_fresh_layout<F, Fut>(
+        &self,
+        ino: Ino,
+        layout: &Layout,
+        mut change: F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut(Layout) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
+        let mut layout = layout.clone();
+        for _ in 0..LAYOUT_REFRESH_ATTEMPTS {
+            match change(layout.clone()).await {
+                Err(Error::Stale) => {
+                    tracing::debug!(ino, "an OST holds a newer layout version: refreshing");
+                    let fresh = self.getattr_from_mds(&Creds::root(), ino).await?;
+                    if let Some(fresh) = fresh.layout {
+                        layout = fresh;
+                    }
+                }
+                r => return r,
+            }
+        }
+        Err(Error::Io(format!(
+            "inode {ino}: the layout changed {LAYOUT_REFRESH_ATTEMPTS} times during one change"
+        )))
     }
 
     async fn write_data_once(
@@ -625,8 +661,11 @@ impl Client {
         layout: &Layout,
         size: u64,
     ) -> Result<(), Error> {
-        self.riding_through(|| self.truncate_objects_once(ino, layout, size))
-            .await
+        self.with_fresh_layout(ino, layout, |layout| async move {
+            self.riding_through(|| self.truncate_objects_once(ino, &layout, size))
+                .await
+        })
+        .await
     }
 
     async fn truncate_objects_once(

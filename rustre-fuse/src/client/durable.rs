@@ -34,8 +34,11 @@ impl Client {
     /// A copy that fails may not hold the data durably: it is marked stale, and the sync
     /// succeeds when one copy of every stripe synced with everything.
     pub(crate) async fn sync_objects(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
-        self.riding_through(|| self.sync_objects_once(ino, layout))
-            .await
+        self.with_fresh_layout(ino, layout, |layout| async move {
+            self.riding_through(|| self.sync_objects_once(ino, &layout))
+                .await
+        })
+        .await
     }
 
     async fn sync_objects_once(&self, ino: Ino, layout: &Layout) -> Result<(), Error> {
@@ -54,10 +57,10 @@ impl Client {
         }
         let settled = self.settle(ino, &layout, &outcome).await;
         // Settled: every change is durable on the copies left live. A failure that waiting
-        // may cure leaves the changes to the next try; any other is reported once, as a
-        // lost write-back is by Linux, and the changes go with it.
+        // or a fresh layout may cure leaves the changes to the next try; any other is
+        // reported once, as a lost write-back is by Linux, and the changes go with it.
         if let (Err(e), Some(unstable)) = (&settled, unstable) {
-            if super::data::worth_waiting(e) {
+            if super::data::worth_waiting(e) || *e == Error::Stale {
                 self.unstable.put_back(ino, unstable);
             }
         }

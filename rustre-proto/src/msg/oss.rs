@@ -53,7 +53,9 @@ pub enum OssOp {
     },
     /// Writes the payload at `offset`; `crc` is the CRC32C of the payload, checked before
     /// anything is written. `version` is the writer's layout version; the object keeps the
-    /// highest it saw. With `sync`, data and checksums are on disk before the reply.
+    /// highest it saw, and refuses a write carrying an older one with `Stale` (nothing
+    /// written): the writer must fetch the file's layout again. With `sync`, data and
+    /// checksums are on disk before the reply.
     /// Answered with [`OssResponse::Written`]: the OST's instance, the write verifier.
     Write {
         object: ObjectId,
@@ -82,6 +84,13 @@ pub enum OssOp {
         size: u64,
         version: u64,
     },
+    /// Raises the object's layout version to `version` (never lowers it) without changing
+    /// its bytes; an absent object stays absent. From then on the OST refuses writes,
+    /// repairs and truncates of the object that carry an older version (`Stale`): the MDS
+    /// sends this to the live copies of a file whose layout changed (copies marked stale,
+    /// a writer's session ended), so a writer holding the old layout learns of the change
+    /// before it writes again. Answered with [`OssResponse::Written`]; not synced.
+    RaiseVersion { object: ObjectId, version: u64 },
     /// Makes the object's data and checksums durable (fdatasync). Answered with
     /// [`OssResponse::Synced`]: what the OST holds now is durable, which covers the writes
     /// it acknowledged under the same instance and no others (see [`OssResponse::Written`]).

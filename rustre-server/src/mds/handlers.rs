@@ -17,6 +17,7 @@ use super::dispatch::Call;
 use super::error::MdsError;
 use super::namespace::{self, NewInode};
 use super::txn::Mutation;
+use super::versions;
 use super::{attr, layout, open, replica, store, Mds};
 use crate::schema;
 
@@ -52,13 +53,19 @@ impl Mds {
     pub(super) async fn close_session(self: &Arc<Self>, call: Call) -> Answer {
         let session = call.session;
         // Each transaction ends part of the session; repeat until it is gone.
-        while !self
-            .txn(call.creds.clone(), vec![], Mutation::WRITE, move |tx, _| {
-                open::end_session(tx, session)
-            })
-            .await?
-        {}
-        Ok(MdsResponse::Done)
+        loop {
+            let ended = self
+                .txn(call.creds.clone(), vec![], Mutation::WRITE, move |tx, _| {
+                    open::end_session(tx, session)
+                })
+                .await?;
+            for (ino, layout) in &ended.suspect {
+                versions::announce(&self.cluster, *ino, layout).await;
+            }
+            if ended.done {
+                return Ok(MdsResponse::Done);
+            }
+        }
     }
 
     pub(super) async fn lookup(self: &Arc<Self>, call: Call, parent: Ino, name: String) -> Answer {
@@ -399,11 +406,18 @@ impl Mds {
         version: u64,
     ) -> Answer {
         let change = call.change();
-        self.txn(call.creds, vec![ino], change, move |tx, _| {
-            replica::mark_stale(tx, ino, &slots, version)
-        })
-        .await
-        .map(MdsResponse::Attr)
+        let attr = self
+            .txn(call.creds, vec![ino], change, move |tx, _| {
+                replica::mark_stale(tx, ino, &slots, version)
+            })
+            .await?;
+        // Other writers holding the older layout learn of the stale copies at their next
+        // write, refused by the live copies (in the background: this writer need not wait).
+        if let Some(layout) = attr.layout.clone().filter(|l| l.version > version) {
+            let cluster = self.cluster.clone();
+            tokio::spawn(async move { versions::announce(&cluster, ino, &layout).await });
+        }
+        Ok(MdsResponse::Attr(attr))
     }
 
     pub(super) async fn move_copies(self: &Arc<Self>, call: Call, ino: Ino, ost: u32) -> Answer {

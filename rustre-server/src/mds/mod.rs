@@ -38,6 +38,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 mod txn;
+mod versions;
 mod workers;
 
 use std::sync::atomic::AtomicU64;

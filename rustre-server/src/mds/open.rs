@@ -11,13 +11,17 @@
 //! that mixes read and write opens of one file counts as a writer until it holds none):
 //! the resync worker leaves files with such a mark alone. Opening for writing a file with
 //! stale copies bumps its layout version. Opens without a session (0) record nothing.
+//! The mark is also the writer's intent: a session that ends (its lease ran out: the client
+//! crashed or was cut off) while holding a replicated file open for writing may have left
+//! its copies different, so every copy but the first is marked stale for resync.
 
 use rustre_proto::codec;
-use rustre_proto::msg::{Attr, FileKind, Ino};
+use rustre_proto::msg::{Attr, FileKind, Ino, Layout};
 use rustre_proto::Error;
 
 use super::namespace::{self, Ctx};
 use super::perm::{self, R, W};
+use super::replica;
 use super::store::{self, Session};
 use crate::meta::Transaction;
 use crate::schema;
@@ -154,14 +158,32 @@ pub fn renew_session(
     store::put(tx, &key, &s)
 }
 
-/// Ends a session, releasing up to [`EXPIRE_BATCH`] opens; returns true when it is gone.
-pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<bool, Error> {
+/// What ending (part of) a session did.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Ended {
+    /// The session is gone (else more of its opens remain: call again).
+    pub done: bool,
+    /// Replicated files it held open for writing, with the layouts that now mark every copy
+    /// but the first of each stripe stale ([`replica::suspect_copies`]): their live copies
+    /// must learn the new version.
+    pub suspect: Vec<(Ino, Layout)>,
+}
+
+/// Ends a session, releasing up to [`EXPIRE_BATCH`] opens. Files it held open for writing
+/// may have copies that missed its last writes: they are marked for resync.
+pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<Ended, Error> {
     let (s, e) = schema::session_open_range(id);
     let rows = tx.range(&s, &e, EXPIRE_BATCH)?;
     let done = rows.len() < EXPIRE_BATCH;
+    let mut suspect = Vec::new();
     for (k, _) in rows {
         let ino =
             schema::parse_session_open_ino(&k).ok_or_else(|| Error::Io("corrupt index".into()))?;
+        if tx.get(&schema::write_open(ino, id))?.is_some() {
+            if let Some(layout) = replica::suspect_copies(tx, ino)? {
+                suspect.push((ino, layout));
+            }
+        }
         drop_all_opens(tx, id, ino)?;
     }
     if done {
@@ -169,7 +191,7 @@ pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<bool, Error> {
         let (s, e) = schema::request_range(id);
         tx.clear_range(&s, &e)?;
     }
-    Ok(done)
+    Ok(Ended { done, suspect })
 }
 
 /// Sessions whose lease ran out before `now_ms` (at most `limit`).

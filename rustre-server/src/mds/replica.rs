@@ -67,6 +67,42 @@ pub fn mark_stale(
     Ok(inode.attr)
 }
 
+/// A writer of `ino` went away with the file open for writing (its session expired): any
+/// copy but the first live one of each stripe may have missed some of its writes (it may
+/// have died between its parallel copy writes), and nothing says which. Marks those copies
+/// stale, bumps the version and indexes the file, so resync makes every copy equal to the
+/// first again. Returns the new layout, or `None` when nothing changed (an unreplicated
+/// file, one copy live already, or no such file).
+pub fn suspect_copies(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<Layout>, Error> {
+    let Some(mut inode) = store::get::<store::Inode>(tx, &schema::inode(ino))? else {
+        return Ok(None);
+    };
+    let Ok(layout) = file_layout(&inode.attr) else {
+        return Ok(None);
+    };
+    let mut next = layout.clone();
+    for stripe in 0..layout.stripe_count() {
+        for (slot, _) in layout.live_copies(stripe).into_iter().skip(1) {
+            next.stale.push(slot as u32);
+        }
+    }
+    if next.stale.len() == layout.stale.len() {
+        return Ok(None);
+    }
+    next.stale.sort_unstable();
+    next.version += 1;
+    tracing::warn!(
+        ino,
+        stale = ?next.stale,
+        version = next.version,
+        "a writer's session ended with the file open: its copies are resynced from the first"
+    );
+    inode.attr.layout = Some(next.clone());
+    store::put_inode(tx, &inode)?;
+    index(tx, ino);
+    Ok(Some(next))
+}
+
 /// Moves every copy of `ino` held by OST `ost` to an OST of `up` (the OSTs that are up)
 /// holding no copy of that stripe, marked stale for resync. A stripe whose only up-to-date
 /// copy is on `ost` cannot move: `Invalid`. Files without a copy there are unchanged.

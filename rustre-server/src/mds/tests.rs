@@ -444,3 +444,84 @@ async fn one_release_call_drops_an_open_of_each_inode_it_names() {
     }
     assert_eq!(t.attr(MdsOp::GetAttr { ino: c }).await.unwrap().nlink, 0);
 }
+
+/// A writer that dies between its parallel copy writes leaves copies that differ; when its
+/// session ends with the file open for writing, every copy but the first is marked stale,
+/// the live copy learns the new version (refusing the dead writer's older one), and resync
+/// makes the copies equal.
+#[tokio::test]
+async fn a_writer_whose_session_ends_with_the_file_open_leaves_copies_equal() {
+    let t = TestCluster::start(2).await;
+    let a = t.create("w", 1, 2).await.unwrap();
+    let ino = a.ino;
+    let l = a.layout.unwrap();
+    let object = ObjectId { ino, stripe: 0 };
+    t.attr(MdsOp::Open {
+        ino,
+        flags: libc::O_WRONLY,
+    })
+    .await
+    .unwrap();
+    let write = |data: &'static [u8], version| OssOp::Write {
+        object,
+        offset: 0,
+        sync: false,
+        crc: checksum::crc32c(data),
+        version,
+    };
+    // Both copies got "old"; only copy 0 got "new" before the writer died.
+    for ost in [l.osts[0], l.osts[1]] {
+        t.oss(ost, write(b"old", 0), Bytes::from_static(b"old"))
+            .await;
+    }
+    t.oss(l.osts[0], write(b"new", 0), Bytes::from_static(b"new"))
+        .await;
+    t.call(MdsOp::CloseSession).await.unwrap();
+
+    let marked = t
+        .attr(MdsOp::GetAttr { ino })
+        .await
+        .unwrap()
+        .layout
+        .unwrap();
+    assert!(
+        marked.stale == vec![1] && marked.version == l.version + 1,
+        "{marked:?}"
+    );
+    // The dead writer's layout version is refused by the live copy now.
+    let req = OssRequest {
+        epoch: t.cluster.map().epoch,
+        ost: l.osts[0],
+        op: write(b"zombie", 0),
+    };
+    let refused = t
+        .cluster
+        .oss(l.osts[0])
+        .unwrap()
+        .call::<_, OssResponse>(&req, Bytes::from_static(b"zombie"))
+        .await;
+    assert!(matches!(refused, Err(Error::Stale)), "{refused:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !t
+        .attr(MdsOp::GetAttr { ino })
+        .await
+        .unwrap()
+        .layout
+        .unwrap()
+        .stale
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "never resynced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for ost in [l.osts[0], l.osts[1]] {
+        let read = OssOp::Read {
+            object,
+            offset: 0,
+            len: 4096,
+        };
+        let (_, payload) = t.oss(ost, read, Bytes::new()).await;
+        assert_eq!(&payload[..], b"new", "copy on OST {ost}");
+    }
+}

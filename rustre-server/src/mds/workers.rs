@@ -196,12 +196,19 @@ async fn reap_sessions(mds: Arc<Mds>) -> Result<(), MdsError> {
         .await?;
     for id in expired {
         tracing::info!(session = id, "session lease expired; releasing its opens");
-        while !mds
-            .txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
-                open::end_session(tx, id)
-            })
-            .await?
-        {}
+        loop {
+            let ended = mds
+                .txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
+                    open::end_session(tx, id)
+                })
+                .await?;
+            for (ino, layout) in &ended.suspect {
+                super::versions::announce(&mds.cluster, *ino, layout).await;
+            }
+            if ended.done {
+                break;
+            }
+        }
     }
     Ok(())
 }

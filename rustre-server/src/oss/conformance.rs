@@ -135,7 +135,7 @@ conformance!(
     holes_growth_and_truncation_keep_crcs_right,
     corruption_is_seen_and_never_laundered,
     a_repair_never_overwrites_a_write_that_came_in_between,
-    versions_keep_the_highest,
+    older_versions_are_refused_and_versions_only_rise,
     deletes_and_syncs,
     list_pages_in_id_order,
     requests_out_of_bounds_are_refused,
@@ -314,7 +314,7 @@ fn a_repair_never_overwrites_a_write_that_came_in_between(s: &dyn ObjectStore, f
     assert!(matches!(busy, Err(ObjectError::Busy)), "{busy:?}");
     assert_eq!(r(s, obj).0[B..], newer[..]);
     // Without one, the bad block is rewritten (the same flip makes the same bad bytes).
-    w(s, obj, BLOCK, good);
+    s.write(obj, BLOCK, good, crc32c(good), 2, false).unwrap();
     flip(obj, 5000);
     s.repair(obj, BLOCK, good, crc32c(good), 2, &seen).unwrap();
     assert_eq!(sound(s, obj), old);
@@ -327,33 +327,68 @@ fn a_repair_never_overwrites_a_write_that_came_in_between(s: &dyn ObjectStore, f
         None,
         "a refused repair creates nothing"
     );
-    let busy = s.repair(obj, 2 * BLOCK, good, crc32c(good), 1, &seen);
+    let busy = s.repair(obj, 2 * BLOCK, good, crc32c(good), 2, &seen);
     assert!(matches!(busy, Err(ObjectError::Busy)), "{busy:?}");
-    let refused = s.repair(obj, BLOCK, good, crc32c(good) ^ 1, 1, &seen);
+    let refused = s.repair(obj, BLOCK, good, crc32c(good) ^ 1, 2, &seen);
     assert!(
         matches!(refused, Err(ObjectError::Corrupt(_))),
         "{refused:?}"
     );
 }
 
-fn versions_keep_the_highest(s: &dyn ObjectStore, _: Flip) {
+fn older_versions_are_refused_and_versions_only_rise(s: &dyn ObjectStore, _: Flip) {
     let o = id(5, 0);
     s.write(o, 0, b"a", crc32c(b"a"), 4, false).unwrap();
-    s.write(o, 0, b"b", crc32c(b"b"), 2, false).unwrap();
+    let old = s.write(o, 0, b"b", crc32c(b"b"), 2, false);
+    assert!(
+        matches!(
+            old,
+            Err(ObjectError::OldVersion {
+                object_version: 4,
+                version: 2,
+                ..
+            })
+        ),
+        "{old:?}"
+    );
+    assert_eq!(sound(s, o), b"a", "a refused write changes nothing");
     assert_eq!(r(s, o).2, 4);
     s.truncate(o, 10, 6).unwrap();
-    s.truncate(o, 10, 3).unwrap();
+    assert!(matches!(
+        s.truncate(o, 1, 3),
+        Err(ObjectError::OldVersion { .. })
+    ));
+    assert_eq!(
+        s.size(o).unwrap(),
+        Some(10),
+        "a refused truncate changes nothing"
+    );
     assert_eq!(r(s, o).2, 6);
     w(s, id(6, 0), 0, b"another");
     let page = s.list(None, 10).unwrap();
     assert_eq!(page.objects[0].id, o);
     assert_eq!(page.objects[0].version, 6);
     assert_eq!(page.objects[0].size, 10);
-    assert_eq!(r(s, o).2, 6);
     let seen = block_crcs(&r(s, o).0);
     let same = r(s, o).0;
+    assert!(matches!(
+        s.repair(o, 0, &same, crc32c(&same), 5, &seen),
+        Err(ObjectError::OldVersion { .. })
+    ));
     s.repair(o, 0, &same, crc32c(&same), 9, &seen).unwrap();
     assert_eq!(r(s, o).2, 9, "a repair raises the version too");
+    // Raised without a change: the bytes stay, older writers are refused.
+    s.raise_version(o, 12).unwrap();
+    s.raise_version(o, 10).unwrap();
+    assert_eq!(r(s, o).2, 12, "never lowered");
+    assert!(s.write(o, 0, b"z", crc32c(b"z"), 11, false).is_err());
+    s.write(o, 0, b"z", crc32c(b"z"), 12, false).unwrap();
+    s.raise_version(id(98, 0), 3).unwrap();
+    assert_eq!(
+        s.size(id(98, 0)).unwrap(),
+        None,
+        "an absent object stays absent"
+    );
     assert_eq!(s.read(id(99, 0), 0, 4096).unwrap().version, 0);
 }
 

@@ -36,6 +36,17 @@ pub enum ObjectError {
     /// write); nothing was changed.
     #[error("the blocks changed since they were read")]
     Busy,
+    /// A change carried an older layout version than the object was already written with:
+    /// the writer's layout is out of date (a copy may have been marked stale since), and
+    /// must be fetched again before it writes. Nothing was changed.
+    #[error(
+        "object {object:?} is at layout version {object_version}, the change carried {version}"
+    )]
+    OldVersion {
+        object: rustre_proto::msg::oss::ObjectId,
+        object_version: u64,
+        version: u64,
+    },
     /// The store broke one of its own rules (a bug, not the disk).
     #[error("{0}")]
     Internal(String),

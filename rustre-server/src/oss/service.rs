@@ -81,6 +81,7 @@ pub(super) fn to_wire(e: ObjectError) -> Error {
         ObjectError::ReadOnly => Error::ReadOnly,
         ObjectError::Corrupt(why) => Error::Corrupt(why),
         ObjectError::Busy => Error::Busy,
+        ObjectError::OldVersion { .. } => Error::Stale,
         e @ (ObjectError::Io { .. } | ObjectError::Internal(_)) => Error::Io(e.to_string()),
     }
 }
@@ -89,7 +90,11 @@ pub(super) fn to_wire(e: ObjectError) -> Error {
 fn changes_data(op: &OssOp) -> bool {
     matches!(
         op,
-        OssOp::Write { .. } | OssOp::Repair { .. } | OssOp::Truncate { .. } | OssOp::Delete { .. }
+        OssOp::Write { .. }
+            | OssOp::Repair { .. }
+            | OssOp::Truncate { .. }
+            | OssOp::RaiseVersion { .. }
+            | OssOp::Delete { .. }
     )
 }
 
@@ -148,6 +153,7 @@ impl Oss {
         | OssOp::Repair { object, .. }
         | OssOp::Truncate { object, .. }
         | OssOp::Sync { object }
+        | OssOp::RaiseVersion { object, .. }
         | OssOp::Delete { object }
         | OssOp::Size { object }
         | OssOp::Scrub { object }
@@ -210,6 +216,11 @@ impl Oss {
             } => {
                 check_size(size)?;
                 self.blocking(store, move |s| s.truncate(object, size, version))
+                    .await?;
+                written
+            }
+            OssOp::RaiseVersion { object, version } => {
+                self.blocking(store, move |s| s.raise_version(object, version))
                     .await?;
                 written
             }

@@ -103,8 +103,9 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Writes `data` at `offset`, creating the object if absent. `crc` is the CRC32C of
     /// `data`: a mismatch is [`ObjectError::Corrupt`] and nothing is written, as is a write
-    /// partly covering a block whose stored bytes fail their CRC. The object's version
-    /// becomes the higher of its own and `version`. With `sync`, the data, its CRCs (and the
+    /// partly covering a block whose stored bytes fail their CRC. A `version` below the
+    /// object's is [`ObjectError::OldVersion`] and nothing is written (so for repairs and
+    /// truncates too); otherwise the object's version becomes `version`. With `sync`, the data, its CRCs (and the
     /// object's existence) are on disk when this returns.
     fn write(
         &self,
@@ -142,6 +143,10 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Sets the object's length, creating it if absent, and raises its version to `version`.
     /// Not durable until [`Self::sync`].
     fn truncate(&self, id: ObjectId, size: u64, version: u64) -> Result<(), ObjectError>;
+
+    /// Raises the object's version to `version` (never lowers it) without changing its
+    /// bytes; an absent object stays absent. Not durable until [`Self::sync`].
+    fn raise_version(&self, id: ObjectId, version: u64) -> Result<(), ObjectError>;
 
     /// Makes everything written to the object durable; an absent object is already durable
     /// as far as this OST knows.

@@ -164,6 +164,10 @@ impl ObjectStore for VolatileStore {
         self.mem.truncate(id, size, version)
     }
 
+    fn raise_version(&self, id: ObjectId, version: u64) -> Result<(), ObjectError> {
+        self.mem.raise_version(id, version)
+    }
+
     fn sync(&self, id: ObjectId) -> Result<(), ObjectError> {
         let _one_at_a_time = lock(&self.syncing);
         copy_object(&self.mem, &self.disk, id)?;

@@ -373,6 +373,10 @@ impl ObjectStore for FileStore {
         self.truncate_object(id, size, version)
     }
 
+    fn raise_version(&self, id: ObjectId, version: u64) -> Result<(), ObjectError> {
+        self.raise_object_version(id, version)
+    }
+
     fn sync(&self, id: ObjectId) -> Result<(), ObjectError> {
         self.sync_object(id)
     }

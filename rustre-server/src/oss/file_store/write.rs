@@ -47,6 +47,7 @@ impl FileStore {
             let files = self.handle_held(&held, true)?.ok_or_else(|| {
                 ObjectError::Internal("object vanished while being created".into())
             })?;
+            admit_version(id, &files, version)?;
             self.write_held(&held, &files, offset, data)?;
             self.raise_version(id, &files, version)?;
             files
@@ -74,6 +75,7 @@ impl FileStore {
         let changed = || ObjectError::Busy;
         let held = self.lock_object(id);
         let files = self.handle_held(&held, false)?.ok_or_else(changed)?;
+        admit_version(id, &files, version)?;
         let mut now = vec![0u8; data.len()];
         let got = sums::read_full_at(&files.data, &mut now, offset)
             .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
@@ -97,6 +99,7 @@ impl FileStore {
         let files = self
             .handle_held(&held, true)?
             .ok_or_else(|| ObjectError::Internal("object vanished while being created".into()))?;
+        admit_version(id, &files, version)?;
         let path = || self.object_path(id);
         let spath = || self.sums_path(id);
         let old = files
@@ -146,6 +149,20 @@ impl FileStore {
             }
         }
         self.raise_version(id, &files, version)
+    }
+
+    /// [`ObjectStore::raise_version`](crate::oss::ObjectStore::raise_version).
+    pub(super) fn raise_object_version(
+        &self,
+        id: ObjectId,
+        version: u64,
+    ) -> Result<(), ObjectError> {
+        check_object(id)?;
+        let held = self.lock_object(id);
+        match self.handle_held(&held, false)? {
+            Some(files) => self.raise_version(id, &files, version),
+            None => Ok(()),
+        }
     }
 
     /// [`ObjectStore::sync`](crate::oss::ObjectStore::sync).
@@ -285,6 +302,7 @@ impl FileStore {
     }
 
     /// Raises the stored version of `files` to `version`. Caller holds the object's lock.
+    /// Not durable until the object is synced, as its bytes are not.
     fn raise_version(
         &self,
         id: ObjectId,
@@ -298,4 +316,18 @@ impl FileStore {
         }
         Ok(())
     }
+}
+
+/// Refuses a change carrying an older layout version than the object's (see
+/// [`ObjectError::OldVersion`]). Caller holds the object's lock.
+fn admit_version(id: ObjectId, files: &ObjectFiles, version: u64) -> Result<(), ObjectError> {
+    let object_version = files.version.load(Ordering::Acquire);
+    if version < object_version {
+        return Err(ObjectError::OldVersion {
+            object: id,
+            object_version,
+            version,
+        });
+    }
+    Ok(())
 }

@@ -351,6 +351,18 @@ impl MemStore {
     }
 }
 
+/// Refuses a change carrying an older layout version than the object's.
+fn admit_version(id: ObjectId, image: &Image, version: u64) -> Result<(), ObjectError> {
+    if version < image.version {
+        return Err(ObjectError::OldVersion {
+            object: id,
+            object_version: image.version,
+            version,
+        });
+    }
+    Ok(())
+}
+
 impl ObjectStore for MemStore {
     fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, ObjectError> {
         check_object(id)?;
@@ -391,6 +403,7 @@ impl ObjectStore for MemStore {
         check_payload(data, offset, crc)?;
         let mut inner = self.lock();
         inner.change(id, true, self.total, |image, free| {
+            admit_version(id, image, version)?;
             image.write(id, offset, data, free)?;
             image.version = image.version.max(version);
             Ok(())
@@ -419,6 +432,7 @@ impl ObjectStore for MemStore {
             if end > image.size || block_crcs(&image.bytes(offset, data.len())) != seen {
                 return Err(ObjectError::Busy);
             }
+            admit_version(id, image, version)?;
             image.write(id, offset, data, free)?;
             image.version = image.version.max(version);
             Ok(())
@@ -453,7 +467,18 @@ impl ObjectStore for MemStore {
         check_size(size)?;
         let mut inner = self.lock();
         inner.change(id, true, self.total, |image, _| {
+            admit_version(id, image, version)?;
             image.truncate(id, size);
+            image.version = image.version.max(version);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn raise_version(&self, id: ObjectId, version: u64) -> Result<(), ObjectError> {
+        check_object(id)?;
+        let mut inner = self.lock();
+        inner.change(id, false, self.total, |image, _| {
             image.version = image.version.max(version);
             Ok(())
         })?;

@@ -36,7 +36,8 @@ fn a_synced_write_survives_and_later_ones_do_not() {
     // Unsynced after the sync: an overwrite, growth, a new version.
     let later = pattern(B, 2);
     s.write(o, 100, &later, crc32c(&later), 7, false).unwrap();
-    w(&s, o, 10 * BLOCK, b"far");
+    s.write(o, 10 * BLOCK, b"far", crc32c(b"far"), 7, false)
+        .unwrap();
     assert_eq!(r(&s, o).2, 7);
     s.crash();
     assert_eq!(sound(&s, o), first);
