@@ -241,7 +241,7 @@ fn mgs_requests() -> Vec<(String, Vec<u8>)> {
                 index: 1,
                 addr: "oss1:9402".into(),
                 capacity: cap(),
-                disk: OstUuid(0x0123_4567_89ab_4def_8011_2233_4455_6677),
+                disk: OstUuid::from_u128(0x0123_4567_89ab_4def_8011_2233_4455_6677),
             },
         ),
         (
@@ -294,7 +294,7 @@ fn mgs_responses() -> Vec<(String, Vec<u8>)> {
         defaults: LayoutDefaults::default(),
     };
     let wrong_disk = MgsResponse::WrongDisk {
-        bound: OstUuid(0x0123_4567_89ab_4def_8011_2233_4455_6677),
+        bound: OstUuid::from_u128(0x0123_4567_89ab_4def_8011_2233_4455_6677),
     };
     let resps: [(&str, Result<MgsResponse, Error>); 5] = [
         ("ok", Ok(MgsResponse::Ok { epoch: 9 })),

@@ -84,8 +84,9 @@ impl ClusterMap {
 /// once, when the directory is formatted (its first use), and kept in its identity file. The
 /// MGS binds each OST index to the disk that first registered it, so an empty disk put in
 /// place of a lost one (wiped, or replaced) cannot silently serve holes where data was.
+/// Kept as 16 big-endian bytes, so that its encoding has one length whatever its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct OstUuid(pub u128);
+pub struct OstUuid(pub [u8; 16]);
 
 impl OstUuid {
     /// A new random UUID (version 4, RFC 9562).
@@ -94,14 +95,24 @@ impl OstUuid {
         getrandom::fill(&mut b).map_err(|e| Error::Io(format!("random source: {e}")))?;
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        Ok(OstUuid(u128::from_be_bytes(b)))
+        Ok(OstUuid(b))
+    }
+
+    /// The UUID whose 128 bits are `n`.
+    pub const fn from_u128(n: u128) -> OstUuid {
+        OstUuid(n.to_be_bytes())
+    }
+
+    /// The UUID's 128 bits.
+    pub const fn as_u128(&self) -> u128 {
+        u128::from_be_bytes(self.0)
     }
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase hex.
 impl std::fmt::Display for OstUuid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let h = format!("{:032x}", self.0);
+        let h = format!("{:032x}", self.as_u128());
         write!(
             f,
             "{}-{}-{}-{}-{}",
@@ -184,9 +195,12 @@ mod tests {
         assert_eq!(s.as_bytes()[14], b'4', "version 4: {s}");
         assert!(matches!(s.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{s}");
         assert_eq!(
-            OstUuid(0x0123_4567_89ab_cdef_0011_2233_4455_6677).to_string(),
+            OstUuid::from_u128(0x0123_4567_89ab_cdef_0011_2233_4455_6677).to_string(),
             "01234567-89ab-cdef-0011-223344556677"
         );
+        // One encoded length whatever the value.
+        let zero = crate::codec::encode(&OstUuid::from_u128(0)).unwrap();
+        assert_eq!(crate::codec::encode(&a).unwrap().len(), zero.len());
         let m = wrong_disk_message(2, a, b);
         assert!(m.contains(&format!("OST 2 is bound to disk {a}")), "{m}");
         assert!(m.contains("rustre ost replace 2"), "{m}");

@@ -210,7 +210,7 @@ mod tests {
                 index: 3,
                 addr: "h:1".into(),
                 capacity: Capacity::default(),
-                disk: Some(OstUuid(0x5eed)),
+                disk: Some(OstUuid::from_u128(0x5eed)),
             }],
             mds: vec!["m:2".into()],
         }
@@ -228,7 +228,7 @@ mod tests {
                     free_bytes: u64::MAX - u64::from(index),
                     avail_bytes: 1,
                 },
-                disk: Some(OstUuid(u128::MAX - u128::from(index))),
+                disk: Some(OstUuid::from_u128(u128::MAX - u128::from(index))),
             })
             .collect();
         reg

@@ -3,7 +3,8 @@
 //! is tested deterministically; the service in `service.rs` adds locking and persistence.
 //!
 //! Rules:
-//! - every change of membership, state or address bumps the epoch by exactly one;
+//! - every change of membership, state, address or disk binding bumps the epoch by exactly one
+//!   (a binding is then saved like any other change);
 //! - a heartbeat only counts from a node that is registered and up; anything else is told to
 //!   register again, which is what fences a node that was marked down (DESIGN, "Epochs and
 //!   fencing");
@@ -386,7 +387,7 @@ mod tests {
 
     /// The disk OST `index` registers from in these tests.
     fn disk(index: u32) -> OstUuid {
-        OstUuid(0xd15c_0000 + u128::from(index))
+        OstUuid::from_u128(0xd15c_0000 + u128::from(index))
     }
 
     /// Registers OST `index` from its usual disk; a wrong disk fails the test.
@@ -529,7 +530,7 @@ mod tests {
     fn the_first_disk_binds_the_index_and_another_is_refused() {
         let t0 = Instant::now();
         let mut r = Registry::new();
-        let (a, b) = (OstUuid(0xa), OstUuid(0xb));
+        let (a, b) = (OstUuid::from_u128(0xa), OstUuid::from_u128(0xb));
         assert_eq!(
             r.register_ost(2, "h:1", a, cap(1), t0),
             Ok(Ok(Registered::New))
@@ -569,7 +570,7 @@ mod tests {
     fn replace_drops_the_binding_only_while_the_ost_is_down() {
         let t0 = Instant::now();
         let mut r = Registry::new();
-        let (a, b) = (OstUuid(0xa), OstUuid(0xb));
+        let (a, b) = (OstUuid::from_u128(0xa), OstUuid::from_u128(0xb));
         r.register_ost(2, "h:1", a, cap(1), t0).unwrap().unwrap();
         let err = r.replace_ost(2).unwrap_err();
         assert!(err.to_string().contains("OST 2 is up"), "{err}");
@@ -600,7 +601,7 @@ mod tests {
     fn bindings_survive_a_restore_and_unbound_ones_bind_on_registration() {
         let t0 = Instant::now();
         let mut r = Registry::new();
-        let (a, b) = (OstUuid(0xa), OstUuid(0xb));
+        let (a, b) = (OstUuid::from_u128(0xa), OstUuid::from_u128(0xb));
         r.register_ost(1, "h:1", a, cap(1), t0).unwrap().unwrap();
         r.register_ost(2, "h:2", b, cap(1), t0).unwrap().unwrap();
         let mut file = r.to_file("c");

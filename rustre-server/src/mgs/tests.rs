@@ -73,7 +73,7 @@ fn cap(free: u64) -> Capacity {
 
 /// The disk OST `index` registers from in these tests.
 fn disk(index: u32) -> OstUuid {
-    OstUuid(0xd15c_0000 + u128::from(index))
+    OstUuid::from_u128(0xd15c_0000 + u128::from(index))
 }
 
 fn register_ost(index: u32, addr: &str, free: u64) -> MgsRequest {
@@ -317,7 +317,7 @@ async fn mgs_registry_survives_restart() {
 #[tokio::test]
 async fn mgs_binds_each_ost_to_its_disk_durably_until_an_administrator_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (OstUuid(0xa), OstUuid(0xb));
+    let (a, b) = (OstUuid::from_u128(0xa), OstUuid::from_u128(0xb));
     let wrong = |r: Result<MgsResponse, Error>, want: OstUuid| match r {
         Ok(MgsResponse::WrongDisk { bound }) => assert_eq!(bound, want),
         other => panic!("expected WrongDisk, got {other:?}"),

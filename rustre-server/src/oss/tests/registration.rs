@@ -260,7 +260,7 @@ async fn a_wiped_ost_is_refused_and_serves_nothing_until_its_disk_is_replaced() 
         index: 0,
         addr: oss.addr.clone(),
         capacity: Default::default(),
-        disk: rustre_proto::msg::mgs::OstUuid(1),
+        disk: rustre_proto::msg::mgs::OstUuid::from_u128(1),
     };
     let r = mgs_call(&oss.mgs_addr, old).await;
     assert!(matches!(r, Ok(MgsResponse::WrongDisk { .. })), "{r:?}");
