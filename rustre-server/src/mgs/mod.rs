@@ -17,7 +17,8 @@
 //!   identity").
 //! - The registry (membership, addresses, disk bindings, last capacity, epoch) is saved in
 //!   the metadata KV ([`MgsConfig::store`]: the embedded store, or FoundationDB shared with
-//!   the MDS) before a new epoch is visible, in one transaction that reads the stored epoch and moves past it.
+//!   the MDS) before a new epoch is visible, in one transaction that reads the stored epoch
+//!   and moves past it.
 //!   After a restart every known node is listed as down until it registers again, and the
 //!   epoch moves past the saved one: it never goes backwards and never names two different
 //!   maps, even when two MGS run over one FoundationDB cluster.

@@ -99,21 +99,24 @@ fn new_identity(cluster: &str, index: u32, accepted: bool) -> Result<OstIdentity
     })
 }
 
+/// An identity file as found.
+enum Found {
+    Current(OstIdentity),
+    Format1(OstIdentityV1),
+}
+
 /// Reads the identity file at `path` in either format; `None` when there is none.
-fn read_identity(path: &Path) -> Result<Option<Result<OstIdentity, OstIdentityV1>>, Error> {
+fn read_identity(path: &Path) -> Result<Option<Found>, Error> {
     let Some(bytes) = records::read_record_bytes(path)? else {
         return Ok(None);
     };
     let name = path.display().to_string();
-    if bytes.starts_with(&IDENTITY_MAGIC_V1) {
-        let old = records::decode_record(&name, &bytes, IDENTITY_MAGIC_V1)?;
-        return Ok(Some(Err(old)));
-    }
-    Ok(Some(Ok(records::decode_record(
-        &name,
-        &bytes,
-        IDENTITY_MAGIC,
-    )?)))
+    let found = if bytes.starts_with(&IDENTITY_MAGIC_V1) {
+        Found::Format1(records::decode_record(&name, &bytes, IDENTITY_MAGIC_V1)?)
+    } else {
+        Found::Current(records::decode_record(&name, &bytes, IDENTITY_MAGIC)?)
+    };
+    Ok(Some(found))
 }
 
 /// Creates `dir` if needed, locks it, and checks (or, the first time, writes) its identity;
@@ -128,8 +131,8 @@ pub(crate) fn claim_ost_dir(
     let path = dir.join(IDENTITY_FILE);
     let found = read_identity(&path)?;
     let (found_cluster, found_index) = match &found {
-        Some(Ok(id)) => (id.cluster.as_str(), id.index),
-        Some(Err(old)) => (old.cluster.as_str(), old.index),
+        Some(Found::Current(id)) => (id.cluster.as_str(), id.index),
+        Some(Found::Format1(old)) => (old.cluster.as_str(), old.index),
         None => (cluster, index),
     };
     if found_cluster != cluster || found_index != index {
@@ -140,12 +143,17 @@ pub(crate) fn claim_ost_dir(
         )));
     }
     let id = match found {
-        Some(Ok(id)) => id,
+        Some(Found::Current(id)) => id,
         // Format 1: a disk in service before this version; it gets its UUID now.
-        Some(Err(_)) => {
+        Some(Found::Format1(_)) => {
             let id = new_identity(cluster, index, true)?;
             records::write_record(dir, IDENTITY_FILE, IDENTITY_MAGIC, &id)?;
-            tracing::info!(index, disk = %id.disk, dir = %dir.display(), "OST directory given a disk UUID");
+            tracing::info!(
+                index,
+                disk = %id.disk,
+                dir = %dir.display(),
+                "OST directory given a disk UUID"
+            );
             id
         }
         None => {

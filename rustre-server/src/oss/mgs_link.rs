@@ -201,15 +201,20 @@ impl Link {
         let ost = &mut self.osts[i];
         match result {
             Ok(MgsResponse::Ok { epoch }) => {
-                tracing::info!(index = ost.index, epoch, disk = %ost.disk.uuid(), "OST registered with the MGS");
+                tracing::info!(
+                    index = ost.index,
+                    epoch,
+                    disk = %ost.disk.uuid(),
+                    "OST registered with the MGS"
+                );
                 ost.registered = true;
                 ost.last_refusal = None;
                 if !ost.disk.accepted() {
                     let disk = ost.disk.clone();
                     match rustre_proto::blocking::unblock(move || disk.set_accepted()).await {
                         Ok(Ok(())) => {}
-                        // Tried again on the next accepted registration; until then a
-                        // restart would wait for the MGS before serving reads.
+                        // Tried again when the OST next registers; until then a restart
+                        // would wait for the MGS before serving reads.
                         Ok(Err(e)) => {
                             tracing::warn!(
                                 index = ost.index,
