@@ -161,6 +161,24 @@ enum Cmd {
         /// OST index.
         ost: u32,
     },
+    /// OST administration.
+    Ost {
+        #[command(subcommand)]
+        cmd: OstCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OstCmd {
+    /// Accept a new disk for an OST whose disk was wiped or replaced.
+    ///
+    /// The MGS refuses the new disk until then. Marks every copy the OST held stale (resync
+    /// refills those with another copy), lists the files whose only copy was there (they
+    /// read EIO), then lets the new disk register. The OST must be down.
+    Replace {
+        /// OST index.
+        index: u32,
+    },
 }
 
 /// Layout options.
@@ -282,6 +300,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Fsck { repair } => repair_cmds::fsck(&g, repair).await,
         Cmd::Scrub { ost, repair } => repair_cmds::scrub(&g, ost, repair).await,
         Cmd::Evacuate { ost } => repair_cmds::evacuate(&g, ost).await,
+        Cmd::Ost {
+            cmd: OstCmd::Replace { index },
+        } => repair_cmds::ost_replace(&g, index).await,
     }
 }
 

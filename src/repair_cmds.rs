@@ -1,5 +1,6 @@
 //! Repair commands: `rustre fsck` (namespace against objects), `rustre scrub` (objects
-//! against their checksums) and `rustre evacuate` (move copies off an OST gone for good).
+//! against their checksums), `rustre evacuate` (move copies off an OST gone for good) and
+//! `rustre ost replace` (accept a new disk for an OST whose disk was wiped or replaced).
 //! The rules they apply live in the client library (`rustre_fuse::client::admin`,
 //! docs/replication.md, "Resync and repair"); these commands print what it finds.
 
@@ -98,5 +99,40 @@ pub(crate) async fn evacuate(g: &Global, ost: u32) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{lost} files had their only copy on OST {ost}"))
+    }
+}
+
+/// `rustre ost replace INDEX`: marks every copy on the OST stale, lists the files that lost
+/// their only copy, and lets the new disk register. Exits non-zero when files were lost
+/// (after doing everything), as `evacuate` does.
+pub(crate) async fn ost_replace(g: &Global, index: u32) -> Result<(), String> {
+    let c = connect(g).await?;
+    let report = c
+        .replace_ost(index)
+        .await
+        .map_err(|e| format!("ost replace: OST {index}: {e}"))?;
+    for f in &report.lost {
+        println!(
+            "lost: {} (inode {}): its only copy was on OST {index}; it reads EIO: remove it \
+             and restore it from a backup",
+            f.path, f.ino
+        );
+    }
+    let lost = report.lost.len();
+    println!(
+        "ost replace: OST {index}: {} of {} files had copies there; {} will be refilled by \
+         resync from their other copies, {lost} lost",
+        report.on_ost, report.files, report.refilled
+    );
+    println!(
+        "ost replace: the MGS accepts a new disk for OST {index} (epoch {}); its OSS \
+         registers it within a few seconds",
+        report.epoch
+    );
+    c.close().await.map_err(|e| e.to_string())?;
+    if lost == 0 {
+        Ok(())
+    } else {
+        Err(format!("{lost} files had their only copy on OST {index}"))
     }
 }

@@ -18,7 +18,7 @@ use rustre_proto::msg::mds::{
     TimeSet, RENAME_NOREPLACE, XATTR_CREATE,
 };
 use rustre_proto::msg::mgs::{
-    ClusterMap, LayoutDefaults, MdsInfo, MgsRequest, MgsResponse, NodeState, OstInfo,
+    ClusterMap, LayoutDefaults, MdsInfo, MgsRequest, MgsResponse, NodeState, OstInfo, OstUuid,
 };
 use rustre_proto::msg::oss::{ObjectId, ObjectInfo, OssOp, OssRequest, OssResponse};
 use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Layout, LayoutSpec, Timestamp};
@@ -241,6 +241,7 @@ fn mgs_requests() -> Vec<(String, Vec<u8>)> {
                 index: 1,
                 addr: "oss1:9402".into(),
                 capacity: cap(),
+                disk: OstUuid::from_u128(0x0123_4567_89ab_4def_8011_2233_4455_6677),
             },
         ),
         (
@@ -263,6 +264,7 @@ fn mgs_requests() -> Vec<(String, Vec<u8>)> {
             },
         ),
         ("get_map", MgsRequest::GetMap),
+        ("replace_ost", MgsRequest::ReplaceOst { index: 1 }),
     ];
     reqs.iter().map(|(n, r)| (n.to_string(), enc(r))).collect()
 }
@@ -291,10 +293,14 @@ fn mgs_responses() -> Vec<(String, Vec<u8>)> {
         }],
         defaults: LayoutDefaults::default(),
     };
-    let resps: [(&str, Result<MgsResponse, Error>); 4] = [
+    let wrong_disk = MgsResponse::WrongDisk {
+        bound: OstUuid::from_u128(0x0123_4567_89ab_4def_8011_2233_4455_6677),
+    };
+    let resps: [(&str, Result<MgsResponse, Error>); 5] = [
         ("ok", Ok(MgsResponse::Ok { epoch: 9 })),
         ("unknown", Ok(MgsResponse::Unknown)),
         ("map", Ok(MgsResponse::Map(map))),
+        ("wrong_disk", Ok(wrong_disk)),
         ("error", Err(Error::Invalid("bad node address".into()))),
     ];
     resps.iter().map(|(n, r)| (n.to_string(), enc(r))).collect()
@@ -481,6 +487,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
             },
         ),
         ("move_copies", MdsOp::MoveCopies { ino: 5, ost: 2 }),
+        ("mark_lost", MdsOp::MarkLost { ino: 5, ost: 2 }),
         (
             "watch",
             MdsOp::Watch {

@@ -166,6 +166,16 @@ pub fn read_record<T: DeserializeOwned>(
     path: &Path,
     magic: [u8; 8],
 ) -> Result<Option<T>, RecordError> {
+    match read_record_bytes(path)? {
+        Some(bytes) => decode_record(&path.display().to_string(), &bytes, magic).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The bytes of the record file at `path`, undecoded (for a reader that accepts several
+/// formats and picks one by the magic); `None` when the file does not exist. At most one
+/// byte more than any record is read, so an oversized file is refused by the decoding.
+pub fn read_record_bytes(path: &Path) -> Result<Option<Vec<u8>>, RecordError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -177,7 +187,7 @@ pub fn read_record<T: DeserializeOwned>(
     file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| RecordError::io(path, e))?;
-    decode_record(&path.display().to_string(), &bytes, magic).map(Some)
+    Ok(Some(bytes))
 }
 
 /// Replaces `dir/name` with `bytes` so that a crash leaves either the old or the new file:

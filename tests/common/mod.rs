@@ -80,6 +80,43 @@ impl Proc {
         }
     }
 
+    /// As [`Proc::start`], logging at `filter` (`RUST_LOG` syntax, no colours) into the
+    /// returned buffer, and on to the test's stderr prefixed with `[NAME]`.
+    pub(crate) fn start_logged(
+        name: &str,
+        args: &[&str],
+        filter: &str,
+    ) -> (Proc, std::sync::Arc<std::sync::Mutex<String>>) {
+        let mut child = Command::new(rustre_bin())
+            .env(SECRET_FILE_ENV, test_secret_file())
+            .env("RUST_LOG", filter)
+            .env("NO_COLOR", "1")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (sink, prefix) = (log.clone(), name.to_string());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[{prefix}] {line}");
+                let mut l = lock(&sink);
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let p = Proc {
+            child,
+            name: name.to_string(),
+        };
+        (p, log)
+    }
+
     /// SIGKILL and reap.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();

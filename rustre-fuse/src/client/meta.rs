@@ -97,7 +97,8 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             | MdsOp::Open { .. }
             | MdsOp::ReportSize { .. }
             | MdsOp::MarkStale { .. }
-            | MdsOp::MoveCopies { .. },
+            | MdsOp::MoveCopies { .. }
+            | MdsOp::MarkLost { .. },
             Some(a),
         ) => vec![OwnResult::Attr(a)],
         // The inode alone, not in the answer.

@@ -203,6 +203,16 @@ pub enum MdsOp {
         ino: Ino,
         ost: u32,
     },
+    /// The disk of OST `ost` was replaced (`rustre ost replace`): the copies of `ino` there
+    /// lost their data. Marks each one stale, even the last up-to-date copy of a stripe
+    /// (unlike `MarkStale`): such a stripe then has no up-to-date copy and its reads and
+    /// writes fail with EIO, never returning the new disk's holes as zeros. Copies of
+    /// stripes to which the file's size gives no byte lost nothing and are left alone.
+    /// Answers the new attributes. Root only.
+    MarkLost {
+        ino: Ino,
+        ost: u32,
+    },
     /// Waits until every change this MDS acknowledged so far is on disk (what fsync and
     /// fsyncdir need from an MDS running relaxed; a durable MDS answers at once).
     SyncMeta,

@@ -99,7 +99,9 @@ pub struct Layout {
     /// Copies of each stripe (1 = no replication).
     pub replicas: u32,
     /// Slots (indices into `osts`) whose copy missed a write and must not be read until it
-    /// is resynced. Never every copy of one stripe.
+    /// is resynced. Every copy of one stripe only when the stripe lost its data (its only
+    /// up-to-date copies were on a replaced disk, `MdsOp::MarkLost`): nothing can refill it,
+    /// and reading or writing it fails with EIO.
     pub stale: Vec<u32>,
     /// Bumped each time a slot turns stale, is resynced or moves; carried by every object
     /// write and kept with the object, so a copy that missed writes is recognisable.
@@ -156,8 +158,15 @@ impl Layout {
             .collect()
     }
 
+    /// True when no copy of `stripe` is up to date: the stripe lost its data.
+    pub fn is_lost(&self, stripe: u32) -> bool {
+        self.live_copies(stripe).is_empty()
+    }
+
     /// Checks sizes and counts against the protocol limits, and that copies of one stripe
-    /// sit on distinct OSTs with at least one of them up to date.
+    /// sit on distinct OSTs. A stripe may have no up-to-date copy left: it lost its data
+    /// (its only copies were on a replaced disk, `MdsOp::MarkLost`), and its reads and writes
+    /// fail with EIO.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let bad = |m: &str| Err(crate::Error::Invalid(m.to_string()));
         if self.stripe_size < MIN_STRIPE_SIZE
@@ -186,9 +195,6 @@ impl Layout {
             osts.dedup();
             if osts.len() != self.replicas as usize {
                 return bad("two copies of one stripe are on the same OST");
-            }
-            if self.live_copies(stripe).is_empty() {
-                return bad("every copy of a stripe is stale");
             }
         }
         Ok(())
@@ -319,7 +325,11 @@ mod tests {
         assert_eq!(l.live_copies(1), vec![(1, 1)]);
         assert!(l.validate().is_ok());
         l.stale = vec![4, 1];
-        assert!(l.validate().is_err(), "a stripe with no live copy");
+        assert!(l.is_lost(1) && !l.is_lost(0));
+        assert!(
+            l.validate().is_ok(),
+            "a stripe that lost its data is a valid layout"
+        );
         l.stale = vec![9];
         assert!(l.validate().is_err(), "a slot outside the layout");
         l.stale = vec![];

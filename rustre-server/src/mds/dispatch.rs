@@ -148,6 +148,7 @@ impl Mds {
                 version,
             } => self.mark_stale(call, ino, slots, version).await,
             MdsOp::MoveCopies { ino, ost } => self.move_copies(call, ino, ost).await,
+            MdsOp::MarkLost { ino, ost } => self.mark_lost(call, ino, ost).await,
             MdsOp::SyncMeta => self.sync_meta().await,
             MdsOp::Watch { instance, after } => {
                 Ok(MdsResponse::Changes(self.feed.watch(instance, after).await))

@@ -440,6 +440,19 @@ impl Mds {
         .map(MdsResponse::Attr)
     }
 
+    pub(super) async fn mark_lost(self: &Arc<Self>, call: Call, ino: Ino, ost: u32) -> Answer {
+        // Declaring a disk's data gone is an administrator's act.
+        if call.creds.uid != 0 {
+            return Err(Error::NotPermitted.into());
+        }
+        let change = call.change();
+        self.txn(call.creds, vec![ino], change, move |tx, _| {
+            replica::mark_lost(tx, ino, ost)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
     pub(super) async fn sync_meta(self: &Arc<Self>) -> Answer {
         self.kv.durable().await?;
         Ok(MdsResponse::Done)

@@ -1,6 +1,7 @@
 //! Copies of stripes, each the body of one transaction: marking copies stale after a failed
-//! write (`MarkStale`), moving copies off an OST (`MoveCopies`), and the resync worker's
-//! bookkeeping (claiming a file, clearing its stale marks). See docs/replication.md.
+//! write (`MarkStale`), moving copies off an OST (`MoveCopies`), marking the copies on a
+//! replaced disk stale (`MarkLost`), and the resync worker's bookkeeping (claiming a file,
+//! clearing its stale marks). See docs/replication.md.
 //!
 //! Every change of the stale set or of a copy's OST bumps `Layout::version` and keeps the
 //! `stale/{ino}` index in step (present exactly while the layout has stale slots), so the
@@ -149,6 +150,50 @@ pub fn move_copies(
     next.version += 1;
     next.validate()?;
     tracing::info!(ino, from = ost, moved = ?moved, version = next.version, "copies moved");
+    inode.attr.layout = Some(next);
+    store::put_inode(tx, &inode)?;
+    index(tx, ino);
+    Ok(inode.attr)
+}
+
+/// The disk of OST `ost` was replaced: marks every copy of `ino` held there stale, even the
+/// last up-to-date copy of a stripe, which leaves that stripe lost (no copy to read, none to
+/// refill from: EIO). Copies of stripes to which the file's size gives no byte are left
+/// alone: they held nothing, and the new disk's hole is exactly what they should read as.
+/// Bumps the version and indexes the file for resync when something changed; files with
+/// no copy there (or not regular files) are unchanged.
+pub fn mark_lost(tx: &mut dyn Transaction, ino: Ino, ost: u32) -> Result<Attr, Error> {
+    let mut inode = store::inode(tx, ino)?;
+    let size = inode.attr.size;
+    let Some(layout) = inode.attr.layout.as_ref() else {
+        return Ok(inode.attr);
+    };
+    let mut next = layout.clone();
+    let mut marked = Vec::new();
+    for slot in 0..next.osts.len() {
+        let stripe = next.stripe_of_slot(slot);
+        let holds_bytes = size > u64::from(stripe) * u64::from(next.stripe_size);
+        if next.osts[slot] == ost && holds_bytes && !next.is_stale(slot) {
+            next.stale.push(slot as u32);
+            marked.push(slot);
+        }
+    }
+    if marked.is_empty() {
+        return Ok(inode.attr);
+    }
+    next.stale.sort_unstable();
+    next.version += 1;
+    let lost: Vec<u32> = (0..next.stripe_count())
+        .filter(|s| next.is_lost(*s))
+        .collect();
+    tracing::warn!(
+        ino,
+        ost,
+        slots = ?marked,
+        ?lost,
+        version = next.version,
+        "copies on a replaced disk marked stale; stripes with no other copy are lost"
+    );
     inode.attr.layout = Some(next);
     store::put_inode(tx, &inode)?;
     index(tx, ino);

@@ -4,7 +4,9 @@
 //! Every [`RESYNC_INTERVAL`] it scans the `stale/{ino}` index (from where the last pass
 //! stopped, at most [`RESYNC_SCAN_LIMIT`] entries, copying at most
 //! [`RESYNC_FILES_PER_PASS`] files) and takes each file that nobody holds open for writing
-//! and has a stale copy on an OST that is up. For each such copy it:
+//! and has a stale copy on an OST that is up (of a stripe that still has an up-to-date copy:
+//! a lost stripe, whose every copy is stale, has nothing to copy from and is left alone).
+//! For each such copy it:
 //! 1. claims the file in the index entry ([`super::replica::claim`]) and notes the layout
 //!    version `v`;
 //! 2. asks an up-to-date copy for the object's length. No object there (the stripe was never
@@ -65,6 +67,13 @@ fn ost_up(map: &ClusterMap, ost: u32) -> bool {
     map.ost(ost).is_some_and(|o| o.state == NodeState::Up)
 }
 
+/// True when the stale copy in `slot` can be refilled now: its OST is up and its stripe has
+/// an up-to-date copy to copy from (a lost stripe has none: it stays stale, and EIO, for good).
+fn refillable(map: &ClusterMap, layout: &Layout, slot: u32) -> bool {
+    let slot = slot as usize;
+    ost_up(map, layout.osts[slot]) && !layout.is_lost(layout.stripe_of_slot(slot))
+}
+
 /// One pass over the stale index.
 pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), MdsError> {
     let from = mds.resync_cursor.load(Ordering::Relaxed);
@@ -95,7 +104,7 @@ pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), MdsError> {
                     None => out.push(ino),
                     Some(l) if l.stale.is_empty() => out.push(ino),
                     Some(l) => {
-                        let reachable = l.stale.iter().any(|s| ost_up(&map, l.osts[*s as usize]));
+                        let reachable = l.stale.iter().any(|s| refillable(&map, &l, *s));
                         if reachable && !replica::has_write_opens(tx, ino)? {
                             out.push(ino);
                         }
@@ -148,7 +157,7 @@ async fn resync_file(mds: &Arc<Mds>, ino: Ino) -> Result<bool, MdsError> {
         .stale
         .iter()
         .copied()
-        .filter(|s| ost_up(&map, layout.osts[*s as usize]))
+        .filter(|s| refillable(&map, &layout, *s))
         .collect();
     if slots.is_empty() {
         mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {

@@ -1,5 +1,5 @@
 //! MDS replication tests over a whole in-process cluster ([`crate::local`]) on loopback TCP:
-//! replicated layouts, `MarkStale`, `MoveCopies` and the resync worker.
+//! replicated layouts, `MarkStale`, `MoveCopies`, `MarkLost` and the resync worker.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -286,6 +286,113 @@ async fn move_copies_moves_and_marks_stale() {
         t.attr(MdsOp::MoveCopies { ino: u.ino, ost }).await,
         Err(Error::Invalid(_))
     ));
+}
+
+/// Creates `name` with its copies 0 on `osts` (one stripe each) and `replicas` copies, and
+/// reports `size` bytes written.
+async fn create_sized(
+    t: &TestCluster,
+    name: &str,
+    osts: Vec<u32>,
+    replicas: u32,
+    size: u64,
+) -> Attr {
+    let a = t
+        .attr(MdsOp::Create {
+            parent: ROOT_INO,
+            name: name.into(),
+            perm: 0o644,
+            exclusive: true,
+            open_flags: None,
+            layout: Some(LayoutSpec {
+                stripe_size: Some(64 << 10),
+                stripe_count: None,
+                osts: Some(osts),
+                replicas: Some(replicas),
+            }),
+        })
+        .await
+        .unwrap();
+    t.attr(MdsOp::ReportSize {
+        ino: a.ino,
+        size,
+        mtime: a.mtime,
+        truncate_version: a.truncate_version,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn mark_lost_marks_every_copy_with_data_on_the_ost_and_resync_refills_what_it_can() {
+    let t = TestCluster::start(3).await;
+    let (x, y) = (0, 1);
+    // One copy, its stripe 0 (holding the file's bytes) on X: lost.
+    let one = create_sized(&t, "one", vec![x, y], 1, 1000).await;
+    // One copy, only its stripe 1 on X, to which the size gives no byte: untouched.
+    let hole = create_sized(&t, "hole", vec![y, x], 1, 1000).await;
+    // Two copies, copy 0 on X: stale, refilled from copy 1.
+    let two = create_sized(&t, "two", vec![x], 2, 5000).await;
+    assert_eq!(two.layout.as_ref().unwrap().osts[0], x);
+
+    let user = Creds {
+        uid: 1000,
+        gid: 1000,
+        groups: vec![],
+    };
+    let op = MdsOp::MarkLost {
+        ino: one.ino,
+        ost: x,
+    };
+    assert_eq!(
+        t.call_as(user, t.next_seq(), op.clone()).await.err(),
+        Some(Error::NotPermitted)
+    );
+    let lost = t.attr(op.clone()).await.unwrap().layout.unwrap();
+    assert_eq!((lost.stale.clone(), lost.version), (vec![0], 1));
+    assert!(lost.is_lost(0) && !lost.is_lost(1));
+    lost.validate().unwrap();
+    // Again: nothing changes.
+    assert_eq!(t.attr(op).await.unwrap().layout.unwrap(), lost);
+    let untouched = t
+        .attr(MdsOp::MarkLost {
+            ino: hole.ino,
+            ost: x,
+        })
+        .await
+        .unwrap();
+    assert_eq!(untouched.layout, hole.layout);
+    let marked = t
+        .attr(MdsOp::MarkLost {
+            ino: two.ino,
+            ost: x,
+        })
+        .await
+        .unwrap()
+        .layout
+        .unwrap();
+    assert_eq!((marked.stale.clone(), marked.version), (vec![0], 1));
+    assert!(!marked.is_lost(0));
+
+    // Resync refills the replicated copy (its source has no object: a delete), and leaves
+    // the lost stripe alone: nothing can refill it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = t
+            .attr(MdsOp::GetAttr { ino: two.ino })
+            .await
+            .unwrap()
+            .layout
+            .unwrap();
+        if l.stale.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never resynced: {l:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(super::resync::RESYNC_INTERVAL * 2).await;
+    let still = t.attr(MdsOp::GetAttr { ino: one.ino }).await.unwrap();
+    assert_eq!(still.layout.unwrap(), lost, "a lost stripe stays lost");
 }
 
 #[tokio::test]

@@ -7,13 +7,18 @@
 //! with `GetMap`.
 //!
 //! ## Rules
-//! - Every change of membership, state or address moves the epoch by one; capacity updates
-//!   from heartbeats do not.
+//! - Every change of membership, state, address or disk binding moves the epoch by one;
+//!   capacity updates from heartbeats do not.
 //! - Fencing: a heartbeat from a node that is unknown or marked down is answered `Unknown`,
 //!   and the node counts as up again only after it registers (which moves the epoch).
-//! - The registry (membership, addresses, last capacity, epoch) is saved in the metadata KV
-//!   ([`MgsConfig::store`]: the embedded store, or FoundationDB shared with the MDS) before a
-//!   new epoch is visible, in one transaction that reads the stored epoch and moves past it.
+//! - Disk identity: each OST index is bound to the disk (its UUID) that first registered it;
+//!   a registration offering another disk is answered `WrongDisk` until an administrator
+//!   drops the binding with `ReplaceOst` (`rustre ost replace`, docs/replication.md, "Disk
+//!   identity").
+//! - The registry (membership, addresses, disk bindings, last capacity, epoch) is saved in
+//!   the metadata KV ([`MgsConfig::store`]: the embedded store, or FoundationDB shared with
+//!   the MDS) before a new epoch is visible, in one transaction that reads the stored epoch
+//!   and moves past it.
 //!   After a restart every known node is listed as down until it registers again, and the
 //!   epoch moves past the saved one: it never goes backwards and never names two different
 //!   maps, even when two MGS run over one FoundationDB cluster.

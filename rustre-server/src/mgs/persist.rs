@@ -19,9 +19,14 @@
 //!
 //! Before the registry moved into the KV it was the file `mgs.registry` in the MGS data
 //! directory; [`load_registry_file`] reads such a file so the MGS can import it once.
+//!
+//! Formats (the magic's last byte): 2 saves each OST's disk binding ([`SavedOst::disk`]);
+//! 1, written by earlier versions, had none. A record of format 1 is read as format 2 with
+//! every OST unbound (each binds the disk of its next registration), and saved as format 2.
 
 use std::path::Path;
 
+use rustre_proto::msg::mgs::OstUuid;
 use rustre_proto::msg::Capacity;
 use rustre_proto::Error;
 use serde::{Deserialize, Serialize};
@@ -34,8 +39,10 @@ use crate::schema;
 pub(crate) const REGISTRY_FILE: &str = "mgs.registry";
 /// What an imported [`REGISTRY_FILE`] is renamed to, so it is not mistaken for live state.
 pub(crate) const IMPORTED_REGISTRY_FILE: &str = "mgs.registry.imported";
-/// Magic of the registry record, format 1 (the same in the KV and in the old file).
-pub(crate) const REGISTRY_MAGIC: [u8; 8] = *b"RSTRMGS\x01";
+/// Magic of the registry record, format 2 (the same in the KV and in the old file).
+pub(crate) const REGISTRY_MAGIC: [u8; 8] = *b"RSTRMGS\x02";
+/// Magic of the registry record of earlier versions, format 1 (no disk bindings); read only.
+pub(crate) const REGISTRY_MAGIC_V1: [u8; 8] = *b"RSTRMGS\x01";
 /// Bytes of the registry record per KV value, under FoundationDB's 100,000-byte value limit.
 pub(crate) const REGISTRY_CHUNK_BYTES: usize = 64 << 10;
 /// Most chunks a registry record may span (a record of [`MAX_RECORD_BYTES`] and its header).
@@ -54,12 +61,64 @@ pub(crate) struct RegistryFile {
     pub mds: Vec<String>,
 }
 
-/// One OST as saved: its identity and its last known capacity.
+/// One OST as saved: its identity, its last known capacity and the disk bound to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SavedOst {
     pub index: u32,
     pub addr: String,
     pub capacity: Capacity,
+    /// The disk bound to the index; `None` when none is (saved by an earlier version, or
+    /// dropped by `rustre ost replace`).
+    pub disk: Option<OstUuid>,
+}
+
+/// The registry record of format 1, as earlier versions wrote it.
+mod v1 {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(super) struct RegistryFile {
+        pub cluster: String,
+        pub epoch: u64,
+        pub osts: Vec<SavedOst>,
+        pub mds: Vec<String>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(super) struct SavedOst {
+        pub index: u32,
+        pub addr: String,
+        pub capacity: Capacity,
+    }
+
+    impl From<RegistryFile> for super::RegistryFile {
+        fn from(f: RegistryFile) -> Self {
+            super::RegistryFile {
+                cluster: f.cluster,
+                epoch: f.epoch,
+                osts: f
+                    .osts
+                    .into_iter()
+                    .map(|o| super::SavedOst {
+                        index: o.index,
+                        addr: o.addr,
+                        capacity: o.capacity,
+                        disk: None,
+                    })
+                    .collect(),
+                mds: f.mds,
+            }
+        }
+    }
+}
+
+/// Decodes a registry record of either format; `name` names it in errors.
+fn decode_registry(name: &str, bytes: &[u8]) -> Result<RegistryFile, RecordError> {
+    if bytes.starts_with(&REGISTRY_MAGIC_V1) {
+        return records::decode_record::<v1::RegistryFile>(name, bytes, REGISTRY_MAGIC_V1)
+            .map(RegistryFile::from);
+    }
+    records::decode_record(name, bytes, REGISTRY_MAGIC)
 }
 
 /// Reads the registry record in `tx`; `None` when there is none yet (a new cluster).
@@ -81,7 +140,7 @@ pub(crate) fn load_registry(tx: &mut dyn Transaction) -> Result<Option<RegistryF
         }
         bytes.extend_from_slice(value);
     }
-    records::decode_record(REGISTRY_FILE, &bytes, REGISTRY_MAGIC)
+    decode_registry(REGISTRY_FILE, &bytes)
         .map(Some)
         .map_err(|e| bad(&e.to_string()))
 }
@@ -122,7 +181,11 @@ pub(crate) fn save_registry(kv: &Kv, reg: &RegistryFile) -> Result<u64, Error> {
 
 /// Loads the registry file an earlier version kept in `dir`; `None` when there is none.
 pub(crate) fn load_registry_file(dir: &Path) -> Result<Option<RegistryFile>, RecordError> {
-    records::read_record(&dir.join(REGISTRY_FILE), REGISTRY_MAGIC)
+    let path = dir.join(REGISTRY_FILE);
+    match records::read_record_bytes(&path)? {
+        None => Ok(None),
+        Some(bytes) => decode_registry(&path.display().to_string(), &bytes).map(Some),
+    }
 }
 
 /// Renames the registry file of `dir` once its content is in the KV, durably.
@@ -147,6 +210,7 @@ mod tests {
                 index: 3,
                 addr: "h:1".into(),
                 capacity: Capacity::default(),
+                disk: Some(OstUuid::from_u128(0x5eed)),
             }],
             mds: vec!["m:2".into()],
         }
@@ -164,6 +228,7 @@ mod tests {
                     free_bytes: u64::MAX - u64::from(index),
                     avail_bytes: 1,
                 },
+                disk: Some(OstUuid::from_u128(u128::MAX - u128::from(index))),
             })
             .collect();
         reg
@@ -338,6 +403,59 @@ mod tests {
             assert!(save_registry(&kv, &sample()).is_err());
             assert_eq!(chunks(&kv), bad);
         }
+    }
+
+    /// [`sample`] as an MGS of an earlier version saved it (format 1, no disk bindings).
+    fn sample_v1() -> Vec<u8> {
+        let s = sample();
+        let old = v1::RegistryFile {
+            cluster: s.cluster,
+            epoch: s.epoch,
+            osts: s
+                .osts
+                .into_iter()
+                .map(|o| v1::SavedOst {
+                    index: o.index,
+                    addr: o.addr,
+                    capacity: o.capacity,
+                })
+                .collect(),
+            mds: s.mds,
+        };
+        records::encode_record(REGISTRY_FILE, REGISTRY_MAGIC_V1, &old).unwrap()
+    }
+
+    /// `sample()` with every OST unbound: what a format-1 record reads as.
+    fn sample_unbound() -> RegistryFile {
+        let mut s = sample();
+        for o in &mut s.osts {
+            o.disk = None;
+        }
+        s
+    }
+
+    #[test]
+    fn a_format_1_registry_reads_with_every_ost_unbound_and_saves_as_format_2() {
+        let (_dir, kv) = kv();
+        let bytes = sample_v1();
+        kv.transact(|tx| {
+            tx.set(&schema::mgs_registry_chunk(0), &bytes);
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+        assert_eq!(load(&kv).unwrap(), Some(sample_unbound()));
+        let mut next = sample();
+        next.epoch = 43;
+        assert_eq!(save_registry(&kv, &next).unwrap(), 43);
+        assert_eq!(&chunks(&kv)[0].1[..8], &REGISTRY_MAGIC);
+        assert_eq!(load(&kv).unwrap(), Some(next));
+        // The registry file of earlier versions is format 1 too.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(REGISTRY_FILE), sample_v1()).unwrap();
+        assert_eq!(
+            load_registry_file(dir.path()).unwrap(),
+            Some(sample_unbound())
+        );
     }
 
     #[test]

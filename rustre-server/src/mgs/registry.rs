@@ -3,18 +3,24 @@
 //! is tested deterministically; the service in `service.rs` adds locking and persistence.
 //!
 //! Rules:
-//! - every change of membership, state or address bumps the epoch by exactly one;
+//! - every change of membership, state, address or disk binding bumps the epoch by exactly one
+//!   (a binding is then saved like any other change);
 //! - a heartbeat only counts from a node that is registered and up; anything else is told to
 //!   register again, which is what fences a node that was marked down (DESIGN, "Epochs and
 //!   fencing");
 //! - an OST index held by a different address that is up is refused (two OSSes claiming one
-//!   OST would split its data); if that address is down, the new one takes the index over.
+//!   OST would split its data); if that address is down, the new one takes the index over;
+//! - an OST index is bound to the disk ([`OstUuid`]) that first registered it, and a
+//!   registration offering another disk is refused ([`WrongDisk`]): an empty disk put in
+//!   place of a lost one would serve holes where data was. Only [`Registry::replace_ost`]
+//!   (an administrator, once the copies there are marked stale) drops the binding; the next
+//!   registration binds the disk it offers. The binding is saved with the registry.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rustre_proto::msg::mgs::{
-    ClusterMap, LayoutDefaults, MdsInfo, NodeState, OstInfo, NODE_DOWN_AFTER_MS,
+    ClusterMap, LayoutDefaults, MdsInfo, NodeState, OstInfo, OstUuid, NODE_DOWN_AFTER_MS,
 };
 use rustre_proto::msg::Capacity;
 use rustre_proto::Error;
@@ -34,6 +40,9 @@ struct OstEntry {
     state: NodeState,
     capacity: Capacity,
     last_beat: Instant,
+    /// The disk bound to the index; `None` until a registration binds one (an OST saved by
+    /// an MGS of an earlier version, or whose disk an administrator replaced).
+    disk: Option<OstUuid>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +62,12 @@ pub(crate) enum Registered {
     TookOver { from: String },
     /// The node was already up at this address; nothing changed.
     AlreadyUp,
+}
+
+/// A registration refused: the OST index is bound to disk `bound`, not the one offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WrongDisk {
+    pub bound: OstUuid,
 }
 
 /// OSTs, MDS instances and the epoch.
@@ -86,6 +101,7 @@ impl Registry {
                     state: NodeState::Down,
                     capacity: o.capacity,
                     last_beat: now,
+                    disk: o.disk,
                 };
                 (o.index, entry)
             })
@@ -108,8 +124,9 @@ impl Registry {
         }
     }
 
-    /// What is saved in the store: membership, addresses, last capacity and the epoch. States are
-    /// not saved: after a restart every node is down until it registers again.
+    /// What is saved in the store: membership, addresses, disk bindings, last capacity and the
+    /// epoch. States are not saved: after a restart every node is down until it registers
+    /// again.
     pub(crate) fn to_file(&self, cluster: &str) -> RegistryFile {
         RegistryFile {
             cluster: cluster.to_string(),
@@ -121,6 +138,7 @@ impl Registry {
                     index,
                     addr: o.addr.clone(),
                     capacity: o.capacity,
+                    disk: o.disk,
                 })
                 .collect(),
             mds: self.mds.keys().cloned().collect(),
@@ -142,14 +160,16 @@ impl Registry {
         self.epoch = self.epoch.saturating_add(1);
     }
 
-    /// Registers OST `index` served at `addr`.
+    /// Registers OST `index` served at `addr` from disk `disk`; `Ok(Err(_))` (nothing changed)
+    /// when the index is bound to another disk.
     pub(crate) fn register_ost(
         &mut self,
         index: u32,
         addr: &str,
+        disk: OstUuid,
         capacity: Capacity,
         now: Instant,
-    ) -> Result<Registered, Error> {
+    ) -> Result<Result<Registered, WrongDisk>, Error> {
         check_addr(addr)?;
         check_ost_index(index)?;
         let Some(entry) = self.osts.get_mut(&index) else {
@@ -165,11 +185,15 @@ impl Registry {
                     state: NodeState::Up,
                     capacity,
                     last_beat: now,
+                    disk: Some(disk),
                 },
             );
             self.bump();
-            return Ok(Registered::New);
+            return Ok(Ok(Registered::New));
         };
+        if let Some(bound) = entry.disk.filter(|b| *b != disk) {
+            return Ok(Err(WrongDisk { bound }));
+        }
         let outcome = match (entry.addr == addr, entry.state) {
             (true, NodeState::Up) => Registered::AlreadyUp,
             (true, NodeState::Down) => Registered::Returned,
@@ -187,10 +211,48 @@ impl Registry {
         entry.state = NodeState::Up;
         entry.capacity = capacity;
         entry.last_beat = now;
-        if outcome != Registered::AlreadyUp {
+        let newly_bound = entry.disk.is_none();
+        if newly_bound {
+            tracing::info!(index, %disk, "OST {index} bound to disk {disk}");
+            entry.disk = Some(disk);
+        }
+        // A new binding must be saved, like any change that moves the epoch.
+        if outcome != Registered::AlreadyUp || newly_bound {
             self.bump();
         }
-        Ok(outcome)
+        Ok(Ok(outcome))
+    }
+
+    /// Drops the disk bound to OST `index`, whose disk an administrator replaced: the next
+    /// registration binds the disk it offers. Returns the disk that was bound (`None`: none
+    /// was, nothing changed). Refused for an unknown OST, and for one that is up, whose disk
+    /// is evidently in use.
+    pub(crate) fn replace_ost(&mut self, index: u32) -> Result<Option<OstUuid>, Error> {
+        check_ost_index(index)?;
+        let Some(entry) = self.osts.get_mut(&index) else {
+            return Err(Error::Invalid(format!(
+                "OST {index} is not in the registry: there is no disk to replace"
+            )));
+        };
+        if entry.state == NodeState::Up {
+            return Err(Error::Invalid(format!(
+                "OST {index} is up, served by {}: its disk is in use. Stop that OSS (the MGS \
+                 marks the OST down {NODE_DOWN_AFTER_MS} ms after its last heartbeat) before \
+                 replacing the disk",
+                entry.addr
+            )));
+        }
+        let old = entry.disk.take();
+        if old.is_some() {
+            self.bump();
+        }
+        Ok(old)
+    }
+
+    /// The disk bound to OST `index`, if any.
+    #[cfg(test)]
+    pub(crate) fn bound_disk(&self, index: u32) -> Option<OstUuid> {
+        self.osts.get(&index).and_then(|o| o.disk)
     }
 
     /// Registers the MDS at `addr`. When the registry is full, the down MDS that beat last
@@ -323,6 +385,23 @@ mod tests {
     use super::*;
     use crate::checks::{MAX_ADDR_BYTES, MAX_OST_INDEX};
 
+    /// The disk OST `index` registers from in these tests.
+    fn disk(index: u32) -> OstUuid {
+        OstUuid::from_u128(0xd15c_0000 + u128::from(index))
+    }
+
+    /// Registers OST `index` from its usual disk; a wrong disk fails the test.
+    fn reg(
+        r: &mut Registry,
+        index: u32,
+        addr: &str,
+        capacity: Capacity,
+        now: Instant,
+    ) -> Result<Registered, Error> {
+        r.register_ost(index, addr, disk(index), capacity, now)
+            .map(|d| d.expect("the right disk"))
+    }
+
     fn cap(free: u64) -> Capacity {
         Capacity {
             total_bytes: 100,
@@ -336,12 +415,9 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registry::new();
         assert_eq!(r.epoch(), 1);
-        assert_eq!(r.register_ost(0, "a:1", cap(1), t0), Ok(Registered::New));
+        assert_eq!(reg(&mut r, 0, "a:1", cap(1), t0), Ok(Registered::New));
         assert_eq!(r.epoch(), 2);
-        assert_eq!(
-            r.register_ost(0, "a:1", cap(2), t0),
-            Ok(Registered::AlreadyUp)
-        );
+        assert_eq!(reg(&mut r, 0, "a:1", cap(2), t0), Ok(Registered::AlreadyUp));
         assert_eq!(r.epoch(), 2);
         assert_eq!(r.register_mds("m:1", t0), Ok(Registered::New));
         assert_eq!(r.register_mds("m:1", t0), Ok(Registered::AlreadyUp));
@@ -355,7 +431,7 @@ mod tests {
     fn sweep_marks_down_after_two_missed_beats_and_fences() {
         let t0 = Instant::now();
         let mut r = Registry::new();
-        r.register_ost(3, "a:1", cap(1), t0).unwrap();
+        reg(&mut r, 3, "a:1", cap(1), t0).unwrap();
         r.register_mds("m:1", t0).unwrap();
         let e = r.epoch();
         // Exactly at the limit is not late yet.
@@ -372,7 +448,7 @@ mod tests {
         assert!(!r.mds_heartbeat("m:1", later));
         assert!(!r.ost_heartbeat(9, cap(5), later), "unknown OST");
         assert_eq!(
-            r.register_ost(3, "a:1", cap(1), later),
+            reg(&mut r, 3, "a:1", cap(1), later),
             Ok(Registered::Returned)
         );
         assert_eq!(r.register_mds("m:1", later), Ok(Registered::Returned));
@@ -384,9 +460,9 @@ mod tests {
     fn address_conflict_and_takeover() {
         let t0 = Instant::now();
         let mut r = Registry::new();
-        r.register_ost(1, "a:1", cap(1), t0).unwrap();
+        reg(&mut r, 1, "a:1", cap(1), t0).unwrap();
         let e = r.epoch();
-        let err = r.register_ost(1, "b:1", cap(1), t0).unwrap_err();
+        let err = reg(&mut r, 1, "b:1", cap(1), t0).unwrap_err();
         assert!(
             matches!(&err, Error::Invalid(m) if m.contains("conflict")),
             "{err:?}"
@@ -395,7 +471,7 @@ mod tests {
         let later = t0 + NODE_DOWN_AFTER * 2;
         r.sweep(later);
         assert_eq!(
-            r.register_ost(1, "b:1", cap(1), later),
+            reg(&mut r, 1, "b:1", cap(1), later),
             Ok(Registered::TookOver { from: "a:1".into() })
         );
         assert_eq!(r.map("c", LayoutDefaults::default()).osts[0].addr, "b:1");
@@ -406,14 +482,10 @@ mod tests {
     fn bad_input_refused() {
         let t0 = Instant::now();
         let mut r = Registry::new();
-        assert!(r.register_ost(0, "", cap(0), t0).is_err());
-        assert!(r.register_ost(0, "a b:1", cap(0), t0).is_err());
-        assert!(r
-            .register_ost(0, &"x".repeat(MAX_ADDR_BYTES + 1), cap(0), t0)
-            .is_err());
-        assert!(r
-            .register_ost(MAX_OST_INDEX + 1, "a:1", cap(0), t0)
-            .is_err());
+        assert!(reg(&mut r, 0, "", cap(0), t0).is_err());
+        assert!(reg(&mut r, 0, "a b:1", cap(0), t0).is_err());
+        assert!(reg(&mut r, 0, &"x".repeat(MAX_ADDR_BYTES + 1), cap(0), t0).is_err());
+        assert!(reg(&mut r, MAX_OST_INDEX + 1, "a:1", cap(0), t0).is_err());
         assert!(r.register_mds("a\n:1", t0).is_err());
         assert_eq!(r.epoch(), 1);
     }
@@ -442,7 +514,7 @@ mod tests {
     fn restore_marks_everything_down_and_moves_the_epoch() {
         let t0 = Instant::now();
         let mut r = Registry::new();
-        r.register_ost(2, "a:1", cap(7), t0).unwrap();
+        reg(&mut r, 2, "a:1", cap(7), t0).unwrap();
         r.register_mds("m:1", t0).unwrap();
         let file = r.to_file("c");
         let back = Registry::restore(&file, t0);
@@ -452,5 +524,104 @@ mod tests {
         assert_eq!(map.osts[0].state, NodeState::Down);
         assert_eq!(map.osts[0].capacity, cap(7));
         assert_eq!(map.mds[0].state, NodeState::Down);
+    }
+
+    #[test]
+    fn the_first_disk_binds_the_index_and_another_is_refused() {
+        let t0 = Instant::now();
+        let mut r = Registry::new();
+        let (a, b) = (OstUuid::from_u128(0xa), OstUuid::from_u128(0xb));
+        assert_eq!(
+            r.register_ost(2, "h:1", a, cap(1), t0),
+            Ok(Ok(Registered::New))
+        );
+        assert_eq!(r.bound_disk(2), Some(a));
+        let e = r.epoch();
+        // Another disk is refused, up or down, at the same address or another; nothing
+        // changes.
+        let refused = Ok(Err(WrongDisk { bound: a }));
+        assert_eq!(r.register_ost(2, "h:1", b, cap(1), t0), refused);
+        r.sweep(t0 + NODE_DOWN_AFTER * 2);
+        let e_down = r.epoch();
+        assert_eq!(e_down, e + 1);
+        let later = t0 + NODE_DOWN_AFTER * 2;
+        assert_eq!(r.register_ost(2, "h:1", b, cap(1), later), refused);
+        assert_eq!(r.register_ost(2, "other:1", b, cap(1), later), refused);
+        assert_eq!(r.epoch(), e_down, "a refusal changes nothing");
+        let map = r.map("c", LayoutDefaults::default());
+        assert_eq!(
+            map.osts[0].state,
+            NodeState::Down,
+            "a refused disk stays down"
+        );
+        // The bound disk comes back, even from another address.
+        assert_eq!(
+            r.register_ost(2, "other:1", a, cap(1), later),
+            Ok(Ok(Registered::TookOver { from: "h:1".into() }))
+        );
+        // Another OST's binding is its own.
+        assert_eq!(
+            r.register_ost(3, "h:2", b, cap(1), later),
+            Ok(Ok(Registered::New))
+        );
+    }
+
+    #[test]
+    fn replace_drops_the_binding_only_while_the_ost_is_down() {
+        let t0 = Instant::now();
+        let mut r = Registry::new();
+        let (a, b) = (OstUuid::from_u128(0xa), OstUuid::from_u128(0xb));
+        r.register_ost(2, "h:1", a, cap(1), t0).unwrap().unwrap();
+        let err = r.replace_ost(2).unwrap_err();
+        assert!(err.to_string().contains("OST 2 is up"), "{err}");
+        assert!(r.replace_ost(5).is_err(), "unknown OST");
+        assert_eq!(r.bound_disk(2), Some(a));
+        let later = t0 + NODE_DOWN_AFTER * 2;
+        r.sweep(later);
+        let e = r.epoch();
+        assert_eq!(r.replace_ost(2), Ok(Some(a)));
+        assert_eq!(r.epoch(), e + 1, "the dropped binding is a change to save");
+        assert_eq!(r.bound_disk(2), None);
+        // Again: nothing bound, nothing changes.
+        assert_eq!(r.replace_ost(2), Ok(None));
+        assert_eq!(r.epoch(), e + 1);
+        // The next registration binds the new disk, and the old one is now refused.
+        assert_eq!(
+            r.register_ost(2, "h:1", b, cap(1), later),
+            Ok(Ok(Registered::Returned))
+        );
+        assert_eq!(r.bound_disk(2), Some(b));
+        assert_eq!(
+            r.register_ost(2, "h:1", a, cap(1), later),
+            Ok(Err(WrongDisk { bound: b }))
+        );
+    }
+
+    #[test]
+    fn bindings_survive_a_restore_and_unbound_ones_bind_on_registration() {
+        let t0 = Instant::now();
+        let mut r = Registry::new();
+        let (a, b) = (OstUuid::from_u128(0xa), OstUuid::from_u128(0xb));
+        r.register_ost(1, "h:1", a, cap(1), t0).unwrap().unwrap();
+        r.register_ost(2, "h:2", b, cap(1), t0).unwrap().unwrap();
+        let mut file = r.to_file("c");
+        // As an MGS of an earlier version saved OST 2: with no disk.
+        file.osts.iter_mut().find(|o| o.index == 2).unwrap().disk = None;
+        let mut back = Registry::restore(&file, t0);
+        assert_eq!(back.bound_disk(1), Some(a));
+        assert_eq!(back.bound_disk(2), None);
+        assert_eq!(
+            back.register_ost(1, "h:1", b, cap(1), t0),
+            Ok(Err(WrongDisk { bound: a }))
+        );
+        // The unbound OST binds whichever disk registers it first, while up too.
+        let e = back.epoch();
+        assert_eq!(
+            back.register_ost(2, "h:2", a, cap(1), t0),
+            Ok(Ok(Registered::Returned))
+        );
+        assert_eq!(back.bound_disk(2), Some(a));
+        assert_eq!(back.epoch(), e + 1);
+        assert_eq!(back.to_file("c").osts[1].disk, Some(a));
     }
 }

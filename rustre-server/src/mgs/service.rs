@@ -8,13 +8,21 @@
 //! when another MGS over the same store saved a later epoch (see `persist::save_registry`).
 //! Heartbeats never move the epoch, so they update the live registry in place and cost no
 //! write: liveness (the time of each node's last beat) is kept in memory only.
+//!
+//! A registration offering another disk than the one bound to the OST index is answered
+//! `WrongDisk` and logged once per index and disk (the OSS retries every beat). `ReplaceOst`
+//! (an administrator, `rustre ost replace`) drops a binding; like every other call it comes
+//! over a connection that proved it holds the cluster secret.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_proto::frame::Service;
-use rustre_proto::msg::mgs::{LayoutDefaults, MgsRequest, MgsResponse};
+use rustre_proto::msg::mgs::{
+    wrong_disk_message, LayoutDefaults, MgsRequest, MgsResponse, OstUuid,
+};
 use rustre_proto::msg::Capacity;
 use rustre_proto::rpc::server::{Handler, Reply};
 use rustre_proto::Error;
@@ -39,6 +47,9 @@ pub(crate) struct Mgs {
     /// returning: no change is saved after that, and the store is closed even while
     /// connections still hold the service, so a new MGS can open an embedded store at once.
     kv: std::sync::Mutex<Option<Kv>>,
+    /// The disk last refused for each OST index, so a refusal repeated every beat is logged
+    /// once (at most one entry per index).
+    refused_disks: std::sync::Mutex<HashMap<u32, OstUuid>>,
 }
 
 impl Mgs {
@@ -53,6 +64,7 @@ impl Mgs {
             defaults,
             registry: Mutex::new(registry),
             kv: std::sync::Mutex::new(Some(kv)),
+            refused_disks: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -121,18 +133,52 @@ impl Mgs {
         index: u32,
         addr: String,
         capacity: Capacity,
+        disk: OstUuid,
     ) -> Result<MgsResponse, Error> {
         let now = Instant::now();
         let result = self
-            .change(|r| r.register_ost(index, &addr, capacity, now))
+            .change(|r| r.register_ost(index, &addr, disk, capacity, now))
             .await;
         match result {
-            Ok((how, epoch)) => {
-                log_registered(&format!("OST {index} at {addr}"), &how, epoch);
+            Ok((Ok(how), epoch)) => {
+                lock(&self.refused_disks).remove(&index);
+                let node = format!("OST {index} at {addr} (disk {disk})");
+                log_registered(&node, &how, epoch);
                 Ok(MgsResponse::Ok { epoch })
+            }
+            Ok((Err(wrong), _)) => {
+                let first = lock(&self.refused_disks).insert(index, disk) != Some(disk);
+                if first {
+                    let msg = wrong_disk_message(index, wrong.bound, disk);
+                    tracing::warn!(index, %addr, "OST registration refused: {msg}");
+                }
+                Ok(MgsResponse::WrongDisk { bound: wrong.bound })
             }
             Err(e) => {
                 tracing::warn!(index, %addr, "OST registration refused: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    async fn handle_replace_ost(&self, index: u32) -> Result<MgsResponse, Error> {
+        match self.change(|r| r.replace_ost(index)).await {
+            Ok((Some(old), epoch)) => {
+                lock(&self.refused_disks).remove(&index);
+                tracing::warn!(
+                    index,
+                    epoch,
+                    "OST {index}: disk {old} replaced by an administrator; the next \
+                     registration binds the disk it offers"
+                );
+                Ok(MgsResponse::Ok { epoch })
+            }
+            Ok((None, epoch)) => {
+                tracing::info!(index, "OST {index}: no disk bound, nothing to replace");
+                Ok(MgsResponse::Ok { epoch })
+            }
+            Err(e) => {
+                tracing::warn!(index, "disk replacement refused: {e}");
                 Err(e)
             }
         }
@@ -221,13 +267,15 @@ impl Handler for Mgs {
                 index,
                 addr,
                 capacity,
-            } => self.handle_register_ost(index, addr, capacity).await,
+                disk,
+            } => self.handle_register_ost(index, addr, capacity, disk).await,
             MgsRequest::RegisterMds { addr } => self.handle_register_mds(addr).await,
             MgsRequest::OstHeartbeat { index, capacity } => {
                 Ok(self.handle_ost_heartbeat(index, capacity).await)
             }
             MgsRequest::MdsHeartbeat { addr } => Ok(self.handle_mds_heartbeat(&addr).await),
             MgsRequest::GetMap => Ok(self.handle_get_map().await),
+            MgsRequest::ReplaceOst { index } => self.handle_replace_ost(index).await,
         })
     }
 }

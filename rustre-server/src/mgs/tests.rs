@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_proto::frame::Service;
-use rustre_proto::msg::mgs::{ClusterMap, MgsRequest, MgsResponse, NodeState};
+use rustre_proto::msg::mgs::{ClusterMap, MgsRequest, MgsResponse, NodeState, OstUuid};
 use rustre_proto::msg::Capacity;
 use rustre_proto::rpc::client::Connection;
 use rustre_proto::Error;
@@ -71,11 +71,21 @@ fn cap(free: u64) -> Capacity {
     }
 }
 
+/// The disk OST `index` registers from in these tests.
+fn disk(index: u32) -> OstUuid {
+    OstUuid::from_u128(0xd15c_0000 + u128::from(index))
+}
+
 fn register_ost(index: u32, addr: &str, free: u64) -> MgsRequest {
+    register_ost_from(index, addr, free, disk(index))
+}
+
+fn register_ost_from(index: u32, addr: &str, free: u64, disk: OstUuid) -> MgsRequest {
     MgsRequest::RegisterOst {
         index,
         addr: addr.to_string(),
         capacity: cap(free),
+        disk,
     }
 }
 
@@ -305,6 +315,52 @@ async fn mgs_registry_survives_restart() {
 }
 
 #[tokio::test]
+async fn mgs_binds_each_ost_to_its_disk_durably_until_an_administrator_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (OstUuid::from_u128(0xa), OstUuid::from_u128(0xb));
+    let wrong = |r: Result<MgsResponse, Error>, want: OstUuid| match r {
+        Ok(MgsResponse::WrongDisk { bound }) => assert_eq!(bound, want),
+        other => panic!("expected WrongDisk, got {other:?}"),
+    };
+    let mgs = start_mgs(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+    let e = ok_epoch(call(&c, register_ost_from(2, "h:1", 1, a)).await);
+    wrong(call(&c, register_ost_from(2, "h:1", 1, b)).await, a);
+    assert_eq!(map(&c).await.epoch, e, "a refusal changes nothing");
+    // Replacing the disk of an OST that is up, or of an unknown one, is refused.
+    let r = call(&c, MgsRequest::ReplaceOst { index: 2 }).await;
+    assert!(
+        matches!(&r, Err(Error::Invalid(m)) if m.contains("is up")),
+        "{r:?}"
+    );
+    let r = call(&c, MgsRequest::ReplaceOst { index: 9 }).await;
+    assert!(
+        matches!(&r, Err(Error::Invalid(m)) if m.contains("not in the registry")),
+        "{r:?}"
+    );
+    mgs.stop().await.unwrap();
+    drop(c);
+
+    // The binding survives a restart (every OST is down then).
+    let mgs = start_mgs(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+    wrong(call(&c, register_ost_from(2, "h:1", 1, b)).await, a);
+    assert_eq!(map(&c).await.ost(2).unwrap().state, NodeState::Down);
+    let before = map(&c).await.epoch;
+    assert!(ok_epoch(call(&c, MgsRequest::ReplaceOst { index: 2 }).await) > before);
+    mgs.stop().await.unwrap();
+    drop(c);
+
+    // So does its release: the next registration binds the disk it offers.
+    let mgs = start_mgs(dir.path()).await;
+    let c = connect(&mgs.addr).await;
+    ok_epoch(call(&c, register_ost_from(2, "h:1", 1, b)).await);
+    assert_eq!(map(&c).await.ost(2).unwrap().state, NodeState::Up);
+    wrong(call(&c, register_ost_from(2, "h:1", 1, a)).await, b);
+    mgs.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn mgs_refuses_bad_config_damaged_or_foreign_registry() {
     let dir = tempfile::tempdir().unwrap();
     let listener = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
@@ -358,6 +414,7 @@ async fn mgs_imports_the_registry_file_of_earlier_versions_once() {
             index: 2,
             addr: "10.0.0.1:9401".into(),
             capacity: cap(5),
+            disk: None,
         }],
         mds: vec!["m:1".into()],
     };

@@ -12,6 +12,11 @@
 //!   the MGS still counts as up is never fenced by a late beat; once the MGS marked it down
 //!   (its epoch moves on), the OSS stops changing data within
 //!   `OSS_LEASE - NODE_DOWN_AFTER_MS`, and registers again (a new epoch) before it does.
+//! - Held: an OST whose disk the MGS has not accepted (a new disk not registered yet, or one
+//!   the MGS refused as not the disk bound to the index, `super::identity`) serves nothing,
+//!   not even reads: every request is refused with [`Error::Unavailable`], as if the OSS were
+//!   down, until a registration is accepted. Its empty objects would otherwise read as holes
+//!   where the lost disk held data.
 //! - While a registration is in flight, a change that would be fenced waits for it (at most
 //!   [`REGISTRATION_WAIT`]): a client that saw the registration in the map can reach the OSS
 //!   before the MGS's answer does. The wait is short because the MGS answers as soon as the
@@ -50,10 +55,13 @@ pub(crate) struct OstLease {
     registering: AtomicBool,
     /// Signalled when a registration call ends.
     registration_done: Notify,
+    /// Serving nothing until a registration is accepted (see the module doc, "Held").
+    held: AtomicBool,
 }
 
 impl OstLease {
-    /// An OST not registered yet, whose lease lasts `lease`.
+    /// An OST not registered yet (serving reads, unless [`Self::hold`] is called), whose
+    /// lease lasts `lease`.
     pub(crate) fn new(lease: Duration) -> OstLease {
         OstLease {
             lease,
@@ -63,7 +71,15 @@ impl OstLease {
             renewed: AtomicU64::new(0),
             registering: AtomicBool::new(false),
             registration_done: Notify::new(),
+            held: AtomicBool::new(false),
         }
+    }
+
+    /// Serves nothing until the next accepted registration: the MGS has not accepted this
+    /// OST's disk (yet). Also takes the registration away, like [`Self::lost`].
+    pub(crate) fn hold(&self) {
+        self.held.store(true, Ordering::Release);
+        self.lost();
     }
 
     fn millis(&self, t: Instant) -> u64 {
@@ -90,6 +106,7 @@ impl OstLease {
         self.epoch.store(epoch, Ordering::Release);
         self.renewed(sent);
         self.registered.store(true, Ordering::Release);
+        self.held.store(false, Ordering::Release);
     }
 
     /// The MGS answered a heartbeat sent at `sent`.
@@ -102,8 +119,18 @@ impl OstLease {
         self.registered.store(false, Ordering::Release);
     }
 
-    /// Refuses a caller whose map is older than the OST's registration.
+    /// Refuses a caller whose map is older than the OST's registration, and every caller
+    /// while the OST is held (its disk not accepted by the MGS): the check every request
+    /// passes first.
     pub(crate) fn check_epoch(&self, caller: u64) -> Result<(), Error> {
+        if self.held.load(Ordering::Acquire) {
+            return Err(Error::Unavailable(
+                "this OST serves nothing: the MGS has not accepted its disk (a new disk not \
+                 registered yet, or one refused as not the disk bound to the OST; see the \
+                 OSS's log)"
+                    .into(),
+            ));
+        }
         let server = self.epoch();
         if caller < server {
             return Err(Error::OldEpoch { caller, server });
@@ -179,6 +206,21 @@ mod tests {
         l.lost();
         assert!(matches!(l.check_writable(), Err(Error::Fenced(_))));
         assert!(OSS_LEASE > Duration::from_millis(NODE_DOWN_AFTER_MS));
+    }
+
+    #[test]
+    fn a_held_ost_serves_nothing_until_registered() {
+        let l = OstLease::new(Duration::from_secs(5));
+        assert!(
+            l.check_epoch(0).is_ok(),
+            "reads are served before registering"
+        );
+        l.registered(4, Instant::now());
+        l.hold();
+        assert!(matches!(l.check_epoch(9), Err(Error::Unavailable(_))));
+        assert!(matches!(l.check_writable(), Err(Error::Fenced(_))));
+        l.registered(5, Instant::now());
+        assert!(l.check_epoch(5).is_ok() && l.check_writable().is_ok());
     }
 
     #[tokio::test]

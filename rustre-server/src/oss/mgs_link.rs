@@ -6,6 +6,12 @@
 //! Every answered registration and heartbeat goes into the OST's [`OstLease`] (epoch and
 //! lease, see [`super::fence`]); an `Unknown` answer or a refused heartbeat takes the OST's
 //! registration away at once, so it changes no data until it has registered again.
+//!
+//! A registration carries the UUID of the OST's disk ([`super::identity`]). The first one
+//! the MGS accepts is put on record in the identity file; one the MGS answers `WrongDisk`
+//! (the index is bound to another disk) is logged once, with what to do, and holds the OST:
+//! it serves nothing until a registration is accepted, which happens by itself on a later
+//! beat once an administrator ran `rustre ost replace INDEX`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +20,7 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use rustre_proto::auth::ClusterKey;
 use rustre_proto::frame::Service;
-use rustre_proto::msg::mgs::{MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS};
+use rustre_proto::msg::mgs::{wrong_disk_message, MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS};
 use rustre_proto::msg::Capacity;
 use rustre_proto::rpc::client::Peer;
 use rustre_proto::Error;
@@ -22,6 +28,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use super::fence::OstLease;
+use super::identity::OstDisk;
 use super::store::ObjectStore;
 
 /// How long one call to the MGS may take before the beat counts as failed; shorter than
@@ -42,12 +49,14 @@ pub(crate) struct LinkedOst {
     pub index: u32,
     pub store: Arc<dyn ObjectStore>,
     pub lease: Arc<OstLease>,
+    pub disk: Arc<OstDisk>,
 }
 
 struct Ost {
     index: u32,
     store: Arc<dyn ObjectStore>,
     lease: Arc<OstLease>,
+    disk: Arc<OstDisk>,
     registered: bool,
     /// Last refusal logged for this OST, so a persistent one is logged once.
     last_refusal: Option<String>,
@@ -88,6 +97,7 @@ pub(crate) async fn run(
             index: o.index,
             store: o.store,
             lease: o.lease,
+            disk: o.disk,
             registered: false,
             last_refusal: None,
         })
@@ -174,13 +184,16 @@ impl Link {
             index: self.osts[i].index,
             addr: self.cfg.advertise_addr.clone(),
             capacity: capacity(&self.osts[i]).await,
+            disk: self.osts[i].disk.uuid(),
         };
         let lease = self.osts[i].lease.clone();
         lease.set_registering(true);
         let sent = Instant::now();
         let result = self.call(&req).await;
-        if let Ok(Ok(MgsResponse::Ok { epoch })) = &result {
-            lease.registered(*epoch, sent);
+        match &result {
+            Ok(Ok(MgsResponse::Ok { epoch })) => lease.registered(*epoch, sent),
+            Ok(Ok(MgsResponse::WrongDisk { .. })) => lease.hold(),
+            _ => {}
         }
         // Wakes the changes that waited for this registration, registered or not.
         lease.set_registering(false);
@@ -188,9 +201,36 @@ impl Link {
         let ost = &mut self.osts[i];
         match result {
             Ok(MgsResponse::Ok { epoch }) => {
-                tracing::info!(index = ost.index, epoch, "OST registered with the MGS");
+                tracing::info!(
+                    index = ost.index,
+                    epoch,
+                    disk = %ost.disk.uuid(),
+                    "OST registered with the MGS"
+                );
                 ost.registered = true;
                 ost.last_refusal = None;
+                if !ost.disk.accepted() {
+                    let disk = ost.disk.clone();
+                    match rustre_proto::blocking::unblock(move || disk.set_accepted()).await {
+                        Ok(Ok(())) => {}
+                        // Tried again when the OST next registers; until then a restart
+                        // would wait for the MGS before serving reads.
+                        Ok(Err(e)) => {
+                            tracing::warn!(
+                                index = ost.index,
+                                "cannot record the MGS's acceptance of the disk: {e}"
+                            );
+                        }
+                        Err(e) => tracing::warn!(index = ost.index, "identity task failed: {e}"),
+                    }
+                }
+            }
+            Ok(MgsResponse::WrongDisk { bound }) => {
+                let msg = wrong_disk_message(ost.index, bound, ost.disk.uuid());
+                if ost.last_refusal.as_deref() != Some(msg.as_str()) {
+                    tracing::error!(index = ost.index, "MGS refused to register the OST: {msg}");
+                    ost.last_refusal = Some(msg);
+                }
             }
             Ok(other) => {
                 tracing::warn!(

@@ -19,21 +19,25 @@
 //!   a simulated power cut ([`MemStore::crash`]); for tests and the simulation.
 //! - `sums`: the checksum sidecar format.
 //! - `handles`: the bounded cache of open object files.
-//! - `fence`: registration epoch and lease of an OST.
+//! - `fence`: registration epoch and lease of an OST, and whether it serves at all.
+//! - `identity`: the identity file of an OST directory and the UUID of its disk.
 //! - `service`: the RPC handler.
 //! - `mgs_link`: registration and heartbeats.
 //! - `volatile`: a test-only store that keeps unsynced writes in memory, so `kill -9` of
 //!   the OSS is a power cut (`RUSTRE_TEST_VOLATILE_WRITES=1`).
-//! - `conformance` (tests): the suite both stores pass.
+//! - `conformance` (tests): the suite the stores pass; `tests/`: the OSS over TCP
+//!   (`tests/registration.rs`: with a real MGS, fencing and disk identity).
 //!
 //! ## An OST directory
 //! ```text
 //! DIR/LOCK            flock'ed while an OSS serves the OST
-//! DIR/ost.identity    cluster name and OST index, written on first use
+//! DIR/ost.identity    cluster name, OST index, disk UUID, accepted by the MGS or not;
+//!                     written on first use
 //! DIR/objects/..      the objects
 //! ```
 //! The identity file stops a directory from being served as another OST or in another
-//! cluster, which would silently hand out the wrong data.
+//! cluster, which would silently hand out the wrong data; its disk UUID lets the MGS refuse
+//! a wiped or replaced directory in place of the disk it replaced (see `identity`).
 
 #[cfg(test)]
 mod conformance;
@@ -41,6 +45,7 @@ mod error;
 mod fence;
 mod file_store;
 mod handles;
+mod identity;
 mod mem_store;
 mod mgs_link;
 mod service;
@@ -52,7 +57,7 @@ mod volatile;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +65,6 @@ use rustre_proto::auth::ClusterKey;
 use rustre_proto::net::Listener;
 use rustre_proto::rpc::server::serve;
 use rustre_proto::Error;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use error::ObjectError;
@@ -68,6 +72,7 @@ pub use fence::{OSS_LEASE, REGISTRATION_WAIT};
 pub use file_store::{
     statvfs, FileStore, OBJECTS_DIR, OBJECT_DIRS, OBJECT_LOCK_STRIPES, SCRUB_CHUNK_BYTES,
 };
+pub use identity::IDENTITY_FILE;
 pub use mem_store::MemStore;
 pub use mgs_link::MGS_CALL_TIMEOUT;
 pub use service::OSS_IO_MAX_IN_FLIGHT;
@@ -79,7 +84,8 @@ pub use sums::{SUMS_FORMAT, SUMS_HEADER_BYTES, SUMS_MAGIC};
 pub use volatile::{VolatileStore, VOLATILE_WRITES_ENV};
 
 use crate::checks::{check_addr, check_ost_index, validate_cluster_name};
-use crate::records::{self, RecordError};
+use crate::records::RecordError;
+use identity::{claim_ost_dir, OstDisk};
 
 /// Most open object files cached per OSS process, shared evenly by its OSTs.
 pub const OPEN_OBJECTS_MAX: usize = 1024;
@@ -87,10 +93,6 @@ pub const OPEN_OBJECTS_MAX: usize = 1024;
 pub const OPEN_OBJECTS_MIN_PER_OST: usize = 64;
 /// Most OSTs one OSS serves.
 pub const MAX_OSTS_PER_OSS: usize = 256;
-/// Name of the identity file in an OST directory.
-pub const IDENTITY_FILE: &str = "ost.identity";
-/// Magic of the identity file, format 1.
-const IDENTITY_MAGIC: [u8; 8] = *b"RSTROST\x01";
 
 /// Configuration of an OSS.
 #[derive(Debug, Clone)]
@@ -134,45 +136,11 @@ impl OssConfig {
     }
 }
 
-/// What an OST directory says it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct OstIdentity {
-    cluster: String,
-    index: u32,
-}
-
-/// Creates `dir` if needed, locks it, and checks (or, the first time, writes) its identity.
-/// The returned file holds the lock.
-fn claim_ost_dir(dir: &Path, cluster: &str, index: u32) -> Result<File, Error> {
-    std::fs::create_dir_all(dir).map_err(|e| RecordError::io(dir, e))?;
-    let lock = records::lock_dir(dir)?;
-    let path = dir.join(IDENTITY_FILE);
-    match records::read_record::<OstIdentity>(&path, IDENTITY_MAGIC)? {
-        Some(id) if id.cluster == cluster && id.index == index => {}
-        Some(id) => {
-            return Err(Error::Invalid(format!(
-                "{} holds OST {} of cluster {:?}; refusing to serve it as OST {index} of {cluster:?}",
-                dir.display(),
-                id.index,
-                id.cluster
-            )));
-        }
-        None => {
-            let id = OstIdentity {
-                cluster: cluster.to_string(),
-                index,
-            };
-            records::write_record(dir, IDENTITY_FILE, IDENTITY_MAGIC, &id)?;
-            tracing::info!(index, dir = %dir.display(), "new OST directory");
-        }
-    }
-    Ok(lock)
-}
-
-/// An opened OST: its store and the lock on its directory.
+/// An opened OST: its store, its disk and the lock on its directory.
 struct OpenedOst {
     index: u32,
     store: Arc<dyn ObjectStore>,
+    disk: Arc<OstDisk>,
     _lock: File,
 }
 
@@ -189,7 +157,7 @@ fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
                 dir.display()
             )));
         }
-        let lock = claim_ost_dir(dir, &cfg.cluster, *index)?;
+        let (lock, disk) = claim_ost_dir(dir, &cfg.cluster, *index)?;
         // Start-up, not an answer; the same conversion keeps the error what it was.
         let files = FileStore::open(dir, per_ost).map_err(service::to_wire)?;
         let store: Arc<dyn ObjectStore> = if volatile::volatile_writes_wanted() {
@@ -206,6 +174,7 @@ fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
         opened.push(OpenedOst {
             index: *index,
             store,
+            disk: Arc::new(disk),
             _lock: lock,
         });
     }
@@ -237,7 +206,9 @@ fn raise_open_files_limit() {
 /// opened, is locked by another process, or belongs to another OST or cluster. Once serving,
 /// it never exits because of the MGS: it keeps registering and heartbeating in the background.
 /// Until an OST is registered (and whenever its [`OSS_LEASE`] runs out) it refuses writes,
-/// truncates and deletes with `Fenced`; reads are served from the start.
+/// truncates and deletes with `Fenced`; reads are served from the start, except by an OST
+/// whose disk the MGS has never accepted (new, or refused as not the disk bound to the
+/// index), which serves nothing until a registration of it is accepted.
 pub async fn run(
     cfg: OssConfig,
     listener: impl Into<Listener>,
@@ -264,9 +235,13 @@ pub(crate) async fn run_with_lease(
     let served: HashMap<u32, service::ServedOst> = opened
         .iter()
         .map(|o| {
+            let ost_lease = Arc::new(fence::OstLease::new(lease));
+            if !o.disk.accepted() {
+                ost_lease.hold();
+            }
             let ost = service::ServedOst {
                 store: o.store.clone(),
-                lease: Arc::new(fence::OstLease::new(lease)),
+                lease: ost_lease,
                 instance: service::new_instance(),
             };
             (o.index, ost)
@@ -279,6 +254,7 @@ pub(crate) async fn run_with_lease(
             index: o.index,
             store: served[&o.index].store.clone(),
             lease: served[&o.index].lease.clone(),
+            disk: o.disk.clone(),
         })
         .collect();
     let oss = Arc::new(service::Oss::new(served));

@@ -7,6 +7,8 @@
 //! - [`scrub`](Client::scrub): every block of every object of one OST against its checksums;
 //!   a bad copy is marked stale with [`Client::mark_copy_stale`] and resync rewrites it.
 //! - [`evacuate`](Client::evacuate): moves every copy off an OST gone for good.
+//! - [`replace_ost`](Client::replace_ost): accepts a new disk for an OST whose disk was
+//!   wiped or replaced, once every copy there is marked stale.
 //! - [`cluster_map`]: the cluster's state from the MGS alone (no session, no MDS needed).
 //!
 //! Every call needs root's powers on the cluster (the client sends root credentials) and a
@@ -14,6 +16,7 @@
 
 mod evacuate;
 mod fsck;
+mod replace;
 mod scrub;
 mod walk;
 
@@ -28,6 +31,7 @@ use rustre_proto::Error;
 
 pub use evacuate::EvacuateReport;
 pub use fsck::{Finding, FsckReport};
+pub use replace::{LostFile, ReplaceReport};
 pub use scrub::{ScrubReport, ScrubbedObject};
 
 use super::Client;

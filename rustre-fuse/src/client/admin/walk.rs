@@ -44,10 +44,22 @@ impl Client {
 
     /// Every regular file reachable from the root, by inode (hard links once).
     pub(super) async fn walk_files(&self) -> Result<HashMap<Ino, Attr>, Error> {
+        let files = self.walk(false).await?;
+        Ok(files.into_iter().map(|(ino, (_, a))| (ino, a)).collect())
+    }
+
+    /// [`Self::walk_files`] with a path of each file (one of its names), for reports.
+    pub(super) async fn walk_named_files(&self) -> Result<HashMap<Ino, (String, Attr)>, Error> {
+        self.walk(true).await
+    }
+
+    /// The walk: every regular file by inode, with a path when `named` (otherwise an empty
+    /// string, which allocates nothing).
+    async fn walk(&self, named: bool) -> Result<HashMap<Ino, (String, Attr)>, Error> {
         let creds = Creds::root();
         let mut files = HashMap::new();
-        let mut dirs = vec![ROOT_INO];
-        while let Some(dir) = dirs.pop() {
+        let mut dirs = vec![(ROOT_INO, String::new())];
+        while let Some((dir, dir_path)) = dirs.pop() {
             let entries = match self.readdir_all(&creds, dir, true).await {
                 Ok(e) => e,
                 // Removed while we walked.
@@ -55,15 +67,22 @@ impl Client {
                 Err(e) => return Err(e),
             };
             for e in entries {
+                let path = |name: &str| {
+                    if named {
+                        format!("{dir_path}/{name}")
+                    } else {
+                        String::new()
+                    }
+                };
                 match (e.kind, e.attr) {
                     (FileKind::Dir, _) => {
                         if dirs.len() >= WALK_QUEUE_MAX {
                             return Err(Error::Invalid("too many directories queued".into()));
                         }
-                        dirs.push(e.ino);
+                        dirs.push((e.ino, path(&e.name)));
                     }
                     (FileKind::File, Some(a)) => {
-                        files.insert(a.ino, a);
+                        files.insert(a.ino, (path(&e.name), a));
                     }
                     _ => {}
                 }

@@ -1,6 +1,7 @@
 //! OSS tests over real TCP on 127.0.0.1, in process: object I/O through a real
 //! `Connection` (with an MGS, since an OST changes nothing until it is registered), checksums
-//! and fencing end to end, hostile bytes on raw sockets, and the registration with a real MGS.
+//! end to end and hostile bytes on raw sockets here; the registration with a real MGS,
+//! fencing and disk identity in `registration`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,12 +27,16 @@ use tokio::task::JoinHandle;
 use super::{run, run_with_lease, OssConfig, IDENTITY_FILE, MAX_OBJECT_BYTES, OSS_LEASE};
 use crate::test_cluster::{start_mgs_on, test_key, TestMgs};
 
+mod registration;
+
 const CLUSTER: &str = "testfs";
 const B: usize = CHECKSUM_BLOCK as usize;
 
 struct TestOss {
     addr: String,
     mgs_addr: String,
+    osts: Vec<u32>,
+    lease: Duration,
     dirs: Vec<PathBuf>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), Error>>,
@@ -48,6 +53,38 @@ impl TestOss {
             mgs.stop().await.unwrap();
         }
     }
+
+    /// Stops the OSS process (not the MGS) and starts it again on the same address and
+    /// directories, after `before_start` (which may wipe them).
+    async fn restart(&mut self, before_start: impl FnOnce(&[PathBuf])) {
+        self.stop.send_replace(true);
+        (&mut self.task).await.expect("OSS task panicked").unwrap();
+        before_start(&self.dirs);
+        let listener = TcpListener::bind(&self.addr).await.unwrap();
+        let (stop, task) = spawn_oss(&self.osts, &self.dirs, &self.mgs_addr, listener, self.lease);
+        self.stop = stop;
+        self.task = task;
+    }
+}
+
+/// Runs an OSS serving `osts` from `dirs` on `listener`.
+fn spawn_oss(
+    osts: &[u32],
+    dirs: &[PathBuf],
+    mgs_addr: &str,
+    listener: TcpListener,
+    lease: Duration,
+) -> (watch::Sender<bool>, JoinHandle<Result<(), Error>>) {
+    let cfg = OssConfig {
+        mgs_addr: mgs_addr.to_string(),
+        advertise_addr: listener.local_addr().unwrap().to_string(),
+        cluster: CLUSTER.to_string(),
+        key: test_key(),
+        osts: osts.iter().copied().zip(dirs.iter().cloned()).collect(),
+    };
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(run_with_lease(cfg, listener, rx, lease));
+    (stop, task)
 }
 
 /// An address nothing listens on (the port was just released).
@@ -65,18 +102,12 @@ async fn start_oss_with(osts: &[u32], mgs_addr: &str, lease: Duration) -> TestOs
         .collect();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let cfg = OssConfig {
-        mgs_addr: mgs_addr.to_string(),
-        advertise_addr: addr.clone(),
-        cluster: CLUSTER.to_string(),
-        key: test_key(),
-        osts: osts.iter().copied().zip(dirs.iter().cloned()).collect(),
-    };
-    let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(run_with_lease(cfg, listener, rx, lease));
+    let (stop, task) = spawn_oss(osts, &dirs, mgs_addr, listener, lease);
     TestOss {
         addr,
         mgs_addr: mgs_addr.to_string(),
+        osts: osts.to_vec(),
+        lease,
         dirs,
         stop,
         task,
@@ -261,6 +292,31 @@ fn truncate(object: ObjectId, size: u64) -> OssOp {
         object,
         size,
         version: 1,
+    }
+}
+
+async fn get_map(addr: &str) -> Result<ClusterMap, Error> {
+    let c = Connection::connect(addr, Service::Mgs, CLUSTER, "oss-test", &test_key()).await?;
+    match c.call(&MgsRequest::GetMap, Bytes::new()).await?.0 {
+        MgsResponse::Map(m) => Ok(m),
+        other => panic!("GetMap answered {other:?}"),
+    }
+}
+
+/// Polls the MGS at `addr` until `ok` holds for its map.
+async fn wait_for_map(addr: &str, what: &str, ok: impl Fn(&ClusterMap) -> bool) -> ClusterMap {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(m) = get_map(addr).await {
+            if ok(&m) {
+                return m;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -703,217 +759,4 @@ async fn oss_closes_bad_connections_and_keeps_serving_others() {
     let fresh = connect(&oss).await;
     assert_eq!(read(&fresh, 0, o, 0, 4096).await, b"before and after");
     oss.stop().await;
-}
-
-async fn get_map(addr: &str) -> Result<ClusterMap, Error> {
-    let c = Connection::connect(addr, Service::Mgs, CLUSTER, "oss-test", &test_key()).await?;
-    match c.call(&MgsRequest::GetMap, Bytes::new()).await?.0 {
-        MgsResponse::Map(m) => Ok(m),
-        other => panic!("GetMap answered {other:?}"),
-    }
-}
-
-/// Polls the MGS at `addr` until `ok` holds for its map.
-async fn wait_for_map(addr: &str, what: &str, ok: impl Fn(&ClusterMap) -> bool) -> ClusterMap {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(m) = get_map(addr).await {
-            if ok(&m) {
-                return m;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[tokio::test]
-async fn oss_registers_survives_mgs_outage_and_reregisters() {
-    let mgs_dir = tempfile::tempdir().unwrap();
-    // The OSS starts while no MGS is up: it serves reads, but changes nothing.
-    let mgs_addr = dead_addr().await;
-    let oss = start_oss_with(&[0, 3], &mgs_addr, OSS_LEASE).await;
-    let c = connect_at(&oss.addr, 0).await;
-    let r = try_write(&c, 3, obj(1, 0), 0, b"not without an MGS").await;
-    assert!(matches!(r, Err(Error::Fenced(_))), "{r:?}");
-    assert!(read(&c, 3, obj(1, 0), 0, 4096).await.is_empty());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        !oss.task.is_finished(),
-        "the OSS must not exit without an MGS"
-    );
-
-    let both_up = |m: &ClusterMap| {
-        [0, 3]
-            .iter()
-            .all(|&i| m.ost(i).is_some_and(|o| o.state == NodeState::Up))
-    };
-    let mgs = start_mgs_on(
-        TcpListener::bind(&mgs_addr).await.unwrap(),
-        mgs_dir.path(),
-        CLUSTER,
-    );
-    let m = wait_for_map(&mgs_addr, "both OSTs registered", both_up).await;
-    let ost = m.ost(3).unwrap();
-    assert_eq!(ost.addr, oss.addr);
-    assert!(ost.capacity.total_bytes > 0, "capacity comes from statvfs");
-    let first_epoch = m.epoch;
-    let c = connect_at(&oss.addr, first_epoch).await;
-    write(&c, 3, obj(1, 0), 0, b"served with an MGS").await;
-    mgs.stop().await.unwrap();
-
-    // The MGS is down for a while; the OSS keeps serving.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(read(&c, 3, obj(1, 0), 0, 4096).await, b"served with an MGS");
-
-    // A restarted MGS lists the OSTs as down; their next beats are answered Unknown and
-    // the OSS registers both again.
-    let mgs = start_mgs_on(
-        TcpListener::bind(&mgs_addr).await.unwrap(),
-        mgs_dir.path(),
-        CLUSTER,
-    );
-    let m = wait_for_map(&mgs_addr, "both OSTs registered again", both_up).await;
-    assert!(
-        m.epoch > first_epoch + 1,
-        "epoch {} after {first_epoch}",
-        m.epoch
-    );
-    assert_eq!(m.ost(0).unwrap().addr, oss.addr);
-    // A caller with the map from before the re-registration must refresh it.
-    let r = call(&c, 3, OssOp::Size { object: obj(1, 0) }, Bytes::new()).await;
-    assert!(
-        matches!(r, Err(Error::OldEpoch { caller, server }) if caller == first_epoch && server > first_epoch),
-        "{r:?}"
-    );
-    let c = connect_at(&oss.addr, m.epoch).await;
-    write(&c, 3, obj(1, 0), 0, b"SERVED").await;
-    assert_eq!(read(&c, 3, obj(1, 0), 0, 4096).await, b"SERVED with an MGS");
-    mgs.stop().await.unwrap();
-    oss.stop().await;
-}
-
-#[tokio::test]
-async fn oss_fenced_after_losing_the_mgs_for_its_lease() {
-    let lease = Duration::from_millis(2000);
-    let mut oss = start_cluster_with(&[0], lease).await;
-    let c = connect(&oss).await;
-    let o = obj(11, 0);
-    write(&c, 0, o, 0, b"before").await;
-    // Older maps are refused, whatever they ask.
-    let old = connect_at(&oss.addr, c.epoch - 1).await;
-    for op in [
-        OssOp::StatFs,
-        OssOp::Size { object: o },
-        write_op(o, 0, b"x"),
-    ] {
-        let payload = if matches!(op, OssOp::Write { .. }) {
-            Bytes::from_static(b"x")
-        } else {
-            Bytes::new()
-        };
-        let r = call(&old, 0, op, payload).await;
-        assert!(matches!(r, Err(Error::OldEpoch { .. })), "{r:?}");
-    }
-
-    // The MGS goes away: once the lease has run out, changes are fenced.
-    oss.mgs.take().unwrap().stop().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        match try_write(&c, 0, o, 0, b"during").await {
-            Ok(()) => {}
-            Err(Error::Fenced(_)) => break,
-            Err(e) => panic!("write failed with {e:?}"),
-        }
-        assert!(std::time::Instant::now() < deadline, "never fenced");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let fenced = |r: Result<(OssResponse, Bytes), Error>| {
-        assert!(matches!(r, Err(Error::Fenced(_))), "{r:?}");
-    };
-    fenced(call(&c, 0, truncate(o, 1), Bytes::new()).await);
-    fenced(call(&c, 0, OssOp::Delete { object: o }, Bytes::new()).await);
-    // Everything else is still served.
-    assert_eq!(read(&c, 0, o, 0, 4096).await.len(), 6);
-    assert_eq!(size(&c, 0, o).await, Some(6));
-    assert!(scrub(&c, 0, o).await.is_empty());
-    assert_eq!(list(&c, 0, None, 10).await.0.len(), 1);
-    done(&c, 0, OssOp::Sync { object: o }).await;
-    assert!(call(&c, 0, OssOp::StatFs, Bytes::new()).await.is_ok());
-
-    // A new MGS on the same address: the OSS registers again, and serves changes again to
-    // callers with the new map.
-    let mgs = start_mgs_on(
-        TcpListener::bind(&oss.mgs_addr).await.unwrap(),
-        oss.mgs_dir.as_ref().unwrap().path(),
-        CLUSTER,
-    );
-    let m = wait_for_map(&oss.mgs_addr, "the OST registered again", |m| {
-        m.ost(0).is_some_and(|o| o.state == NodeState::Up)
-    })
-    .await;
-    let c = connect_at(&oss.addr, m.epoch).await;
-    write(&c, 0, o, 0, b"after!").await;
-    assert_eq!(read(&c, 0, o, 0, 4096).await, b"after!");
-    oss.mgs = Some(mgs);
-    oss.stop().await;
-}
-
-#[tokio::test]
-async fn oss_refuses_bad_config_and_foreign_directories() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("ost");
-    let cfg = |osts: Vec<(u32, PathBuf)>| OssConfig {
-        mgs_addr: "127.0.0.1:1".into(),
-        advertise_addr: "127.0.0.1:2".into(),
-        cluster: CLUSTER.into(),
-        key: test_key(),
-        osts,
-    };
-    let start = |cfg: OssConfig| async move {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (_tx, rx) = watch::channel(false);
-        run(cfg, listener, rx).await
-    };
-    assert!(start(cfg(vec![])).await.is_err());
-    assert!(
-        start(cfg(vec![(1, dir.clone()), (1, tmp.path().join("b"))]))
-            .await
-            .is_err()
-    );
-    let same_dir = start(cfg(vec![(1, dir.clone()), (2, dir.join("."))])).await;
-    assert!(
-        matches!(&same_dir, Err(Error::Invalid(m)) if m.contains("two OSTs")),
-        "{same_dir:?}"
-    );
-
-    // The directory now belongs to OST 1 of this cluster (written by the attempt above).
-    let oss = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(run(cfg(vec![(1, dir.clone())]), listener, rx));
-        // A finished handshake means it is serving, so it holds the directory.
-        connect_at(&addr, 0).await;
-        (stop, task)
-    };
-    // While served, a second OSS cannot open it.
-    let busy = tokio::time::timeout(Duration::from_secs(10), start(cfg(vec![(1, dir.clone())])))
-        .await
-        .expect("a second OSS on a locked directory must fail, not serve");
-    assert!(
-        matches!(&busy, Err(Error::Io(m)) if m.contains("in use")),
-        "{busy:?}"
-    );
-    oss.0.send_replace(true);
-    oss.1.await.unwrap().unwrap();
-    // Served as another OST, it is refused.
-    let other = start(cfg(vec![(2, dir.clone())])).await;
-    assert!(
-        matches!(&other, Err(Error::Invalid(m)) if m.contains("OST 1")),
-        "{other:?}"
-    );
 }
