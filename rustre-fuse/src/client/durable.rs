@@ -9,6 +9,7 @@
 //! stripe holds the data, and the sync fails with EIO when none does. So fsync never
 //! answers 0 for bytes an OST lost.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -176,13 +177,25 @@ impl Client {
         true
     }
 
-    /// Reserves `kib` KiB of the write-back budget (of `total`) for a write: syncs files
-    /// whose kept changes hold the budget before waiting for sends in flight.
+    /// Reserves `kib` KiB of the write-back budget (of `total` KiB) for a write. Past half
+    /// the budget, the file keeping the most changes is synced in the background (one such
+    /// sync at a time), so that a long writer rarely meets a full budget; when it does, it
+    /// syncs files whose kept changes hold the budget itself before waiting for sends in
+    /// flight.
     pub(super) async fn reserve_write(
-        &self,
+        self: &Arc<Self>,
         budget: &Arc<tokio::sync::Semaphore>,
+        total: u32,
         kib: u32,
     ) -> Result<OwnedSemaphorePermit, Error> {
+        let half_used = budget.available_permits() < (total / 2) as usize;
+        if half_used && !self.writeback.syncing_kept.swap(true, Ordering::AcqRel) {
+            let client = self.clone();
+            tokio::spawn(async move {
+                client.sync_largest_kept().await;
+                client.writeback.syncing_kept.store(false, Ordering::Release);
+            });
+        }
         loop {
             match budget.clone().try_acquire_many_owned(kib) {
                 Ok(permit) => return Ok(permit),

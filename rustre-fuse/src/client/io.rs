@@ -112,7 +112,7 @@ impl Client {
         let (budget, total) = self.writeback.budget();
         // A write larger than the whole budget takes all of it rather than waiting forever.
         let permit = self
-            .reserve_write(&budget, kib(data.len()).min(total))
+            .reserve_write(&budget, total, kib(data.len()).min(total))
             .await?;
         let state = self.writeback.inode(ino);
         let mut w = state.lock().await;

@@ -16,6 +16,7 @@
 //! that inode (as NFS and Lustre do): close(2) reports it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -143,6 +144,8 @@ pub(super) struct WriteBack {
     /// One permit per KiB buffered or in flight, and the total number of permits.
     pub(super) budget: Mutex<(Arc<Semaphore>, u32)>,
     pub(super) enabled: Mutex<bool>,
+    /// A background sync of kept changes is running (see `Client::reserve_write`).
+    pub(super) syncing_kept: AtomicBool,
 }
 
 impl Default for WriteBack {
@@ -151,6 +154,7 @@ impl Default for WriteBack {
             inodes: Mutex::new(BTreeMap::new()),
             budget: Mutex::new(budget_of(super::cache::DEFAULT_CACHE_BYTES)),
             enabled: Mutex::new(true),
+            syncing_kept: AtomicBool::new(false),
         }
     }
 }
