@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fsck::{FsckAnswer, FsckOp};
 use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp};
 
 /// `Rename` flag: fail with EEXIST if the target exists (RENAME_NOREPLACE).
@@ -213,6 +214,9 @@ pub enum MdsOp {
         instance: u64,
         after: u64,
     },
+    /// `rustre fsck`'s reads of the metadata store and its repairs (root only):
+    /// `MdsResponse::Fsck`.
+    Fsck(FsckOp),
 }
 
 /// Something an MDS changed, as its change feed reports it.
@@ -283,4 +287,5 @@ pub enum MdsResponse {
     DirLayout(Option<LayoutSpec>),
     Changes(ChangeBatch),
     Done,
+    Fsck(FsckAnswer),
 }
