@@ -11,6 +11,9 @@ use super::{Attr, FileKind, Ino, Timestamp};
 /// Most records one page of [`FsckOp::Inodes`], [`FsckOp::Entries`] or
 /// [`FsckOp::StaleIndex`] returns.
 pub const FSCK_PAGE_MAX: u32 = 1024;
+/// Most bytes of inode records one [`FsckOp::Inodes`] page carries (a page of the widest
+/// layouts would otherwise pass the frame's body limit, `MAX_BODY_BYTES`); at least one.
+pub const FSCK_PAGE_BYTES: usize = 1 << 20;
 /// The directory of the root that [`FsckFix::Reattach`] links unreachable inodes into.
 pub const LOST_FOUND: &str = "lost+found";
 

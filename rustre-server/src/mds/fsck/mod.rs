@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use rustre_proto::codec;
 use rustre_proto::msg::fsck::{
-    FixOutcome, FsckAnswer, FsckEntry, FsckFix, FsckInode, FsckOp, FSCK_PAGE_MAX, LOST_FOUND,
+    FixOutcome, FsckAnswer, FsckEntry, FsckFix, FsckInode, FsckOp, FSCK_PAGE_BYTES, FSCK_PAGE_MAX,
+    LOST_FOUND,
 };
 use rustre_proto::msg::mds::MdsResponse;
 use rustre_proto::msg::{FileKind, Ino, Timestamp, ROOT_INO};
@@ -105,7 +106,8 @@ fn locks_of(fix: &FsckFix) -> Vec<Ino> {
     }
 }
 
-/// Up to `limit` inodes numbered above `after`, with their marks; true when none follows.
+/// Up to `limit` inodes numbered above `after` (and about [`FSCK_PAGE_BYTES`] of records),
+/// with their marks; true when none follows.
 pub fn inodes(
     tx: &mut dyn Transaction,
     after: Ino,
@@ -116,9 +118,16 @@ pub fn inodes(
     };
     let (s, e) = schema::inodes_from(from);
     let rows = tx.range(&s, &e, limit)?;
-    let done = rows.len() < limit;
+    let mut done = rows.len() < limit;
     let mut out = Vec::with_capacity(rows.len());
+    let mut bytes = 0;
     for (k, v) in rows {
+        // A stored record is about as long as its answer (which drops a symlink's target).
+        bytes += v.len();
+        if bytes > FSCK_PAGE_BYTES && !out.is_empty() {
+            done = false;
+            break;
+        }
         let inode: Inode =
             codec::decode(&v).map_err(|e| Error::Io(format!("corrupt inode record {k:?}: {e}")))?;
         let ino = inode.attr.ino;

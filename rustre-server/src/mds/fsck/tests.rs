@@ -114,6 +114,44 @@ fn pages_cover_every_inode_entry_and_index_entry_once_with_their_marks() {
 }
 
 #[test]
+fn a_page_of_wide_layouts_stays_within_its_byte_bound() {
+    use rustre_proto::msg::fsck::FSCK_PAGE_BYTES;
+    let kv = Kv::open_memory();
+    crate::mds::bootstrap(&kv).unwrap();
+    // The widest layouts the protocol allows: 2048 slots each.
+    let wide = Layout {
+        stripe_size: 1 << 20,
+        osts: (0..2048).map(|i| 1_000_000 + i).collect(),
+        replicas: 8,
+        stale: Vec::new(),
+        version: 0,
+    };
+    let files = 400;
+    run(&kv, |tx, c| {
+        for i in 0..files {
+            let mut new = node(100 + i, FileKind::File);
+            new.layout = Some(wide.clone());
+            namespace::create_entry(tx, c, ROOT_INO, &format!("w{i}"), new)?;
+        }
+        Ok(())
+    });
+    let (mut after, mut seen, mut pages) = (0, 0, 0);
+    loop {
+        let (page, done) = run(&kv, |tx, _| inodes(tx, after, 1024));
+        let bytes = rustre_proto::codec::encode(&page).unwrap().len();
+        assert!(bytes <= FSCK_PAGE_BYTES + (64 << 10), "{bytes} bytes");
+        seen += page.len();
+        pages += 1;
+        after = page.last().unwrap().attr.ino;
+        if done {
+            break;
+        }
+    }
+    assert_eq!(seen, files as usize + 1);
+    assert!(pages > 1, "one page of {seen} wide inodes");
+}
+
+#[test]
 fn a_link_count_is_set_only_while_the_inode_is_as_fsck_saw_it() {
     let (kv, _, f) = store_with_tree();
     let seen = get(&kv, f).unwrap();
