@@ -140,13 +140,22 @@ enum Cmd {
     },
     /// Show a file's layout or a directory's default layout.
     Getstripe { path: String },
-    /// Check the namespace against the objects on every OST that is up: orphan objects,
-    /// objects longer than their file, missing data, copies that differ. Run it on a quiet
-    /// cluster (data still in clients' write-back caches is not on the OSTs yet).
+    /// Check the metadata (link counts, entries naming missing inodes, inodes no entry
+    /// names, the stale index) and the namespace against the objects on every OST that is
+    /// up: orphan objects, objects longer than their file, missing data, copies that differ.
+    /// Safe on a live cluster; exact on a quiet one (data still in clients' write-back caches
+    /// is not on the OSTs yet).
     Fsck {
-        /// Delete orphans, truncate overlong objects, mark differing copies stale for resync.
+        /// Fix link counts, remove dangling entries, link unreachable inodes into
+        /// /lost+found, fix the stale index, delete orphans, truncate overlong objects (not
+        /// of files open for writing or changed within the grace period), mark differing
+        /// copies stale for resync.
         #[arg(long)]
         repair: bool,
+        /// Seconds a file must have been unchanged (mtime and ctime) before its overlong
+        /// objects are truncated.
+        #[arg(long, value_name = "SECS", default_value_t = rustre_fuse::client::admin::FSCK_GRACE.as_secs())]
+        grace: u64,
     },
     /// Check every block of every object of an OST against its stored checksum.
     Scrub {
@@ -297,7 +306,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Rm { path } => client_cmds::rm(&g, &path).await,
         Cmd::Setstripe { path, stripe } => client_cmds::setstripe(&g, &path, stripe.spec()?).await,
         Cmd::Getstripe { path } => client_cmds::getstripe(&g, &path).await,
-        Cmd::Fsck { repair } => repair_cmds::fsck(&g, repair).await,
+        Cmd::Fsck { repair, grace } => {
+            repair_cmds::fsck(&g, repair, std::time::Duration::from_secs(grace)).await
+        }
         Cmd::Scrub { ost, repair } => repair_cmds::scrub(&g, ost, repair).await,
         Cmd::Evacuate { ost } => repair_cmds::evacuate(&g, ost).await,
         Cmd::Ost {

@@ -4,12 +4,15 @@
 //! The rules they apply live in the client library (`rustre_fuse::client::admin`,
 //! docs/replication.md, "Resync and repair"); these commands print what it finds.
 
+use std::time::Duration;
+
 use crate::client_cmds::{connect, Global};
 
-/// `rustre fsck [--repair]`: exits non-zero when something is (or, with repair, was) wrong.
-pub(crate) async fn fsck(g: &Global, repair: bool) -> Result<(), String> {
+/// `rustre fsck [--repair] [--grace SECS]`: exits non-zero when something is (or, with
+/// repair, was) wrong.
+pub(crate) async fn fsck(g: &Global, repair: bool, grace: Duration) -> Result<(), String> {
     let c = connect(g).await?;
-    let report = c.fsck().await.map_err(|e| format!("fsck: {e}"))?;
+    let report = c.fsck(grace).await.map_err(|e| format!("fsck: {e}"))?;
     for ost in &report.osts_down {
         println!("OST {ost} is down: its objects are not checked");
     }
@@ -17,17 +20,26 @@ pub(crate) async fn fsck(g: &Global, repair: bool) -> Result<(), String> {
         println!("{line}");
     }
     println!(
-        "fsck: {} files, {} objects on {} OSTs; {} stale copies waiting for resync",
+        "fsck: {} inodes, {} entries, {} files, {} objects on {} OSTs; {} stale copies \
+         waiting for resync",
+        report.inodes,
+        report.entries,
         report.files,
         report.objects,
         report.osts_up.len(),
         report.stale_copies
     );
+    if report.changed > 0 {
+        println!(
+            "fsck: {} problems seen changed while fsck looked (not reported)",
+            report.changed
+        );
+    }
     for f in &report.findings {
         println!("{f}");
         if repair {
-            match c.repair_finding(f).await {
-                Ok(what) => println!("  repaired: {what}"),
+            match c.repair_finding(f, grace).await {
+                Ok(done) => println!("  {done}"),
                 Err(e) => println!("  not repaired: {e}"),
             }
         }

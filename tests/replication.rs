@@ -365,7 +365,7 @@ fn fsck_finds_orphans_overlong_objects_and_differing_copies_and_repairs_them() {
     let differs = format!("inode {ino3}: stripe 0: copies in slots [1] differ");
     assert!(out.contains(&differs), "{out}");
 
-    let repaired = cli(&m, &["fsck", "--repair"]);
+    let repaired = cli(&m, &["fsck", "--repair", "--grace", "0"]);
     let out = String::from_utf8_lossy(&repaired.stdout).to_string();
     assert_eq!(out.matches("repaired:").count(), 4, "{out}");
     assert!(!orphan.exists(), "the orphan was not deleted");

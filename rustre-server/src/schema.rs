@@ -91,6 +91,11 @@ pub fn inode(ino: Ino) -> Vec<u8> {
     with_u64(INODE, ino)
 }
 
+/// Inodes from number `from` on (what fsck pages through).
+pub fn inodes_from(from: Ino) -> (Vec<u8>, Vec<u8>) {
+    (with_u64(INODE, from), vec![INODE + 1])
+}
+
 pub fn dentry(parent: Ino, name: &str) -> Vec<u8> {
     with_u64_name(DENTRY, parent, name)
 }
@@ -105,6 +110,14 @@ pub fn dentry_after(parent: Ino, name: &str) -> (Vec<u8>, Vec<u8>) {
     let mut start = dentry(parent, name);
     start.push(0);
     (start, range_u64(DENTRY, parent).1)
+}
+
+/// Every dentry of every directory strictly after `parent`'s entry `name` (what fsck
+/// pages through).
+pub fn dentries_after(parent: Ino, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut start = dentry(parent, name);
+    start.push(0);
+    (start, vec![DENTRY + 1])
 }
 
 /// The name part of a dentry key.
@@ -323,6 +336,11 @@ mod tests {
         assert_eq!(parse_stale(&stale(42)), Some(42));
         let (s, e) = stale_from(7);
         assert!(stale(6) < s && stale(7) >= s && stale(u64::MAX) < e);
+        let (s, e) = inodes_from(7);
+        assert!(inode(6) < s && inode(7) >= s && inode(u64::MAX) < e && dentry(0, "") >= e);
+        let (s, e) = dentries_after(5, "b");
+        assert!(dentry(5, "b") < s && dentry(5, "ba") >= s && dentry(9, "") >= s);
+        assert!(dentry(u64::MAX, "z") < e && stale(0) >= e);
         let (s, e) = write_open_range(3);
         assert!(write_open(3, 0) >= s && write_open(3, u64::MAX) < e && write_open(4, 0) >= e);
     }

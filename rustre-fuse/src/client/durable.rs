@@ -193,7 +193,10 @@ impl Client {
             let client = self.clone();
             tokio::spawn(async move {
                 client.sync_largest_kept().await;
-                client.writeback.syncing_kept.store(false, Ordering::Release);
+                client
+                    .writeback
+                    .syncing_kept
+                    .store(false, Ordering::Release);
             });
         }
         loop {

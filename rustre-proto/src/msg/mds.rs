@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::fsck::{FsckAnswer, FsckOp};
 use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp};
 
 /// `Rename` flag: fail with EEXIST if the target exists (RENAME_NOREPLACE).
@@ -223,6 +224,9 @@ pub enum MdsOp {
         instance: u64,
         after: u64,
     },
+    /// `rustre fsck`'s reads of the metadata store and its repairs (root only):
+    /// `MdsResponse::Fsck`.
+    Fsck(FsckOp),
 }
 
 /// Something an MDS changed, as its change feed reports it.
@@ -293,4 +297,5 @@ pub enum MdsResponse {
     DirLayout(Option<LayoutSpec>),
     Changes(ChangeBatch),
     Done,
+    Fsck(FsckAnswer),
 }

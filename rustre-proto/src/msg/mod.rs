@@ -3,6 +3,7 @@
 //! Each service has exactly one request enum and one response enum; servers `match` the
 //! request exhaustively, so a new variant without a handler does not compile.
 
+pub mod fsck;
 pub mod mds;
 pub mod mgs;
 pub mod oss;

@@ -153,6 +153,7 @@ impl Mds {
             MdsOp::Watch { instance, after } => {
                 Ok(MdsResponse::Changes(self.feed.watch(instance, after).await))
             }
+            MdsOp::Fsck(op) => self.fsck(call, op).await,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`perm`]: permission rules. [`layout`]: choosing a new file's layout (placement).
 //! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
+//! - [`fsck`]: `rustre fsck`'s pages of the store and its conditional repairs.
 //! - [`config`]: configuration and limits. `txn`: the transaction engine (directory locks,
 //!   request records, the feed, group commit) and inode numbers.
 //! - `dispatch`: one handler (`handlers`) per operation, and the one conversion of an
@@ -26,6 +27,7 @@ mod create;
 mod dispatch;
 mod error;
 pub mod feed;
+pub mod fsck;
 mod handlers;
 pub mod layout;
 pub mod namespace;

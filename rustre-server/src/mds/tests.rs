@@ -632,3 +632,59 @@ async fn a_writer_whose_session_ends_with_the_file_open_leaves_copies_equal() {
         assert_eq!(&payload[..], b"new", "copy on OST {ost}");
     }
 }
+
+#[tokio::test]
+async fn fsck_calls_are_for_root_only() {
+    use rustre_proto::msg::fsck::{FixOutcome, FsckAnswer, FsckFix, FsckOp};
+    let t = TestCluster::start(1).await;
+    let a = t.create("f", 1, 1).await.unwrap();
+    let user = Creds {
+        uid: 1000,
+        gid: 1000,
+        groups: vec![],
+    };
+    let page = MdsOp::Fsck(FsckOp::Inodes {
+        after: 0,
+        limit: 10,
+    });
+    assert_eq!(
+        t.call_as(user.clone(), 0, page.clone()).await.unwrap_err(),
+        Error::NotPermitted
+    );
+    let fix = MdsOp::Fsck(FsckOp::Repair {
+        fix: FsckFix::SetNlink {
+            ino: a.ino,
+            seen: a.nlink,
+            ctime: a.ctime,
+            nlink: 5,
+        },
+        apply: true,
+    });
+    let seq = t.next_seq();
+    assert_eq!(
+        t.call_as(user, seq, fix.clone()).await.unwrap_err(),
+        Error::NotPermitted
+    );
+    match t.call_as(Creds::root(), 0, page).await.unwrap() {
+        MdsResponse::Fsck(FsckAnswer::Inodes { inodes, done, .. }) => {
+            assert!(done);
+            assert_eq!(
+                inodes.iter().map(|i| i.attr.ino).collect::<Vec<_>>(),
+                vec![ROOT_INO, a.ino]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Root's repair applies once: a retry of the same request gets the recorded answer.
+    let seq = t.next_seq();
+    for _ in 0..2 {
+        match t.call_as(Creds::root(), seq, fix.clone()).await.unwrap() {
+            MdsResponse::Fsck(FsckAnswer::Repair(FixOutcome::Applies(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        t.attr(MdsOp::GetAttr { ino: a.ino }).await.unwrap().nlink,
+        5
+    );
+}

@@ -1,98 +1,44 @@
-//! `fsck`: the namespace against the objects. For every regular file, each live copy of each
-//! stripe is checked for its length (too long, or shorter than another copy), copies of equal
-//! length for their stored checksums, and the stripe holding the file's last byte for data at
-//! all; every object no inode owns is an orphan. [`Client::repair_finding`] says what it does about
-//! each [`Finding`].
+//! `fsck`: the metadata against itself (`meta_check`: link counts, dangling entries,
+//! unreachable inodes, the stale index) and the inodes against the objects. For every regular
+//! file, each live copy of each stripe is checked for its length (too long, or shorter than
+//! another copy), copies of equal length for their stored checksums, and the stripe holding
+//! the file's last byte for data at all; every object no inode owns is an orphan.
+//! [`Client::repair_finding`] says what it does about each [`Finding`].
+//!
+//! Safe on a live cluster: an object longer than its file may hold a writer's bytes that its
+//! size report has not reached the MDS yet, so a file open for writing, or whose mtime or
+//! ctime is within the grace period, is reported but never truncated ([`Held`]); the repair
+//! asks the MDS again just before it truncates.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
+use rustre_proto::msg::fsck::FsckInode;
 use rustre_proto::msg::mds::MdsOp;
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse, CHECKSUMS_MAX_BLOCKS};
-use rustre_proto::msg::{Attr, Creds, Ino, Layout};
+use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, Timestamp};
 use rustre_proto::Error;
 
+use super::finding::{Finding, Held, Repaired};
+use super::meta_check;
 use super::unexpected;
 use crate::client::stripe::object_size;
 use crate::client::Client;
 
-/// One problem fsck found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
-    /// An object whose inode does not exist.
-    Orphan { ost: u32, id: ObjectId },
-    /// An object longer than its file's size gives it.
-    TooLong {
-        ost: u32,
-        id: ObjectId,
-        size: u64,
-        want: u64,
-        version: u64,
-    },
-    /// Up-to-date copies of one stripe of different lengths: the shorter ones' slots.
-    Diverged {
-        ino: Ino,
-        slots: Vec<u32>,
-        version: u64,
-    },
-    /// The stripe holding the file's last byte has it on no copy.
-    Missing { ino: Ino, stripe: u32 },
-    /// Copies of equal length whose stored checksums differ from `block` on.
-    Differs {
-        ino: Ino,
-        stripe: u32,
-        block: u64,
-        slots: Vec<u32>,
-        version: u64,
-    },
-}
-
-impl std::fmt::Display for Finding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Finding::Orphan { ost, id } => write!(
-                f,
-                "orphan object {}.{} on OST {ost}: no such inode",
-                id.ino, id.stripe
-            ),
-            Finding::TooLong {
-                ost,
-                id,
-                size,
-                want,
-                ..
-            } => write!(
-                f,
-                "object {}.{} on OST {ost} is {size} bytes, its file says {want}",
-                id.ino, id.stripe
-            ),
-            Finding::Diverged { ino, slots, .. } => write!(
-                f,
-                "inode {ino}: up-to-date copies differ; shorter copies in slots {slots:?}"
-            ),
-            Finding::Differs {
-                ino,
-                stripe,
-                block,
-                slots,
-                ..
-            } => write!(
-                f,
-                "inode {ino}: stripe {stripe}: copies in slots {slots:?} differ from the first \
-                 up-to-date copy from block {block} on"
-            ),
-            Finding::Missing { ino, stripe } => write!(
-                f,
-                "inode {ino}: stripe {stripe} holds the file's last byte but no copy has it"
-            ),
-        }
-    }
-}
+/// How recently a file must not have changed (mtime or ctime, by the MDS's clock) for fsck
+/// to truncate its overlong objects: a writer reports its size within seconds (on close,
+/// fsync, or every few seconds while it writes), so bytes past the size of a file this quiet
+/// are nobody's.
+pub const FSCK_GRACE: Duration = Duration::from_secs(300);
 
 /// What one fsck pass saw.
 #[derive(Debug, Clone, Default)]
 pub struct FsckReport {
-    /// Regular files walked.
+    /// Regular files in the inode table (reachable or not).
     pub files: usize,
+    /// Inodes and directory entries in the metadata store.
+    pub inodes: usize,
+    pub entries: usize,
     /// Objects listed on the OSTs that are up.
     pub objects: usize,
     /// OSTs checked (up), and those skipped (down).
@@ -102,14 +48,36 @@ pub struct FsckReport {
     pub stale_copies: usize,
     /// Stripes whose copies' checksums could not be compared, and why.
     pub not_compared: Vec<String>,
+    /// Metadata problems seen that no longer held when the MDS checked them again (the
+    /// store changed while fsck read it): not reported.
+    pub changed: usize,
     pub findings: Vec<Finding>,
 }
 
+/// Why an overlong object of file `i` must be left alone, with `now` the MDS's clock and
+/// `grace` how recent a change counts.
+fn held(i: &FsckInode, now: Timestamp, grace: Duration) -> Option<Held> {
+    if i.write_open {
+        return Some(Held::OpenForWriting);
+    }
+    let age = since(i.attr.mtime.max(i.attr.ctime), now);
+    (age < grace).then_some(Held::ChangedRecently(age))
+}
+
+/// How long before `now` the time `t` is (zero for a time after it).
+fn since(t: Timestamp, now: Timestamp) -> Duration {
+    let nanos = |t: Timestamp| i128::from(t.sec) * 1_000_000_000 + i128::from(t.nsec);
+    let d = (nanos(now) - nanos(t)).max(0);
+    Duration::from_nanos(u64::try_from(d).unwrap_or(u64::MAX))
+}
+
 impl Client {
-    /// Checks the namespace against the objects of every OST that is up.
-    pub async fn fsck(&self) -> Result<FsckReport, Error> {
+    /// Checks the metadata, and the inodes against the objects of every OST that is up.
+    /// Overlong objects of files open for writing or changed within `grace` are reported
+    /// [`Held`].
+    pub async fn fsck(&self, grace: Duration) -> Result<FsckReport, Error> {
         let (up, down) = self.osts_by_state();
-        // Objects first, then the namespace: a file created in between has an inode, so only
+        // Objects first, then the metadata: a file created in between has an inode, so only
         // a file removed in between can look like an orphan, and that is re-checked below.
         let mut objects = HashMap::new();
         for ost in &up {
@@ -119,12 +87,25 @@ impl Client {
                 .map_err(|e| Error::Io(format!("OST {ost}: {e}")))?;
             objects.insert(*ost, list);
         }
-        let files = self.walk_files().await?;
+        let (inodes, now) = self.scan_inodes().await?;
+        let entries = self.scan_entries().await?;
+        let indexed = self.scan_stale_index().await?;
+        let candidates = meta_check::candidates(&inodes, &entries, &indexed);
+        let (findings, changed) = self.confirm(candidates).await?;
+        let files: BTreeMap<Ino, &FsckInode> = inodes
+            .iter()
+            .filter(|(_, i)| i.attr.kind == FileKind::File)
+            .map(|(ino, i)| (*ino, i))
+            .collect();
         let mut report = FsckReport {
             files: files.len(),
+            inodes: inodes.len(),
+            entries: entries.len(),
             objects: objects.values().map(|l| l.len()).sum(),
             osts_up: up,
             osts_down: down,
+            changed,
+            findings,
             ..FsckReport::default()
         };
         let sizes_of = |ost: u32, id: &ObjectId| {
@@ -132,18 +113,19 @@ impl Client {
                 .get(&ost)
                 .map(|list| list.get(id).map_or(0, |o| o.size))
         };
-        for a in files.values() {
+        for i in files.values() {
+            let a = &i.attr;
             let Some(l) = &a.layout else { continue };
             report.stale_copies += l.stale.len();
+            let held = held(i, now, grace);
             for stripe in 0..l.stripe_count() {
-                self.check_stripe(a, l, stripe, &sizes_of, &mut report)
+                self.check_stripe(a, l, stripe, held, &sizes_of, &mut report)
                     .await;
             }
         }
         for (ost, list) in &objects {
-            for id in list.keys().filter(|id| !files.contains_key(&id.ino)) {
-                // Open-but-unlinked files have an inode and no name; a file removed during
-                // the walk has neither.
+            for id in list.keys().filter(|id| !inodes.contains_key(&id.ino)) {
+                // A file removed during the walk has no inode either.
                 if matches!(
                     self.getattr(&Creds::root(), id.ino).await,
                     Err(Error::NotFound)
@@ -155,13 +137,15 @@ impl Client {
         Ok(report)
     }
 
-    /// Checks the copies of one stripe of file `a` (layout `l`); `size_on(ost, id)` is the
-    /// length of object `id` on `ost` (0 if absent), `None` for an OST not listed (down).
+    /// Checks the copies of one stripe of file `a` (layout `l`; overlong objects left alone
+    /// if `held`); `size_on(ost, id)` is the length of object `id` on `ost` (0 if absent),
+    /// `None` for an OST not listed (down).
     async fn check_stripe(
         &self,
         a: &Attr,
         l: &Layout,
         stripe: u32,
+        held: Option<Held>,
         size_on: &impl Fn(u32, &ObjectId) -> Option<u64>,
         report: &mut FsckReport,
     ) {
@@ -181,6 +165,7 @@ impl Client {
                     size,
                     want,
                     version: l.version,
+                    held,
                 });
             }
             sizes.push((slot as u32, ost, size.min(want)));
@@ -266,8 +251,12 @@ impl Client {
         }
     }
 
-    /// Repairs what `f` found, and says how.
-    pub async fn repair_finding(&self, f: &Finding) -> Result<String, Error> {
+    /// Repairs what `f` found (a `fsck` with grace period `grace`), and says how, or why
+    /// it left it alone.
+    pub async fn repair_finding(&self, f: &Finding, grace: Duration) -> Result<Repaired, Error> {
+        if let Some(fix) = meta_check::fix_of(f) {
+            return self.repair_metadata(fix).await;
+        }
         match f {
             Finding::Differs {
                 ino,
@@ -281,32 +270,63 @@ impl Client {
                 version,
             } => {
                 self.mark_stale(*ino, slots.clone(), *version).await?;
-                Ok(format!(
+                Ok(Repaired::Done(format!(
                     "slots {slots:?} marked stale; resync copies the first up-to-date copy over them"
-                ))
+                )))
             }
             Finding::Orphan { ost, id } => {
                 self.oss_answer(*ost, OssOp::Delete { object: *id }).await?;
-                Ok("deleted".into())
+                Ok(Repaired::Done("deleted".into()))
             }
+            Finding::TooLong { held: Some(h), .. } => Ok(Repaired::LeftAlone(h.to_string())),
             Finding::TooLong {
                 ost,
                 id,
                 want,
                 version,
+                held: None,
                 ..
-            } => {
-                let op = OssOp::Truncate {
-                    object: *id,
-                    size: *want,
-                    version: *version,
-                };
-                self.oss_answer(*ost, op).await?;
-                self.oss_answer(*ost, OssOp::Sync { object: *id }).await?;
-                Ok(format!("truncated to {want}"))
-            }
+            } => self.cut_overlong(*ost, *id, *want, *version, grace).await,
             Finding::Missing { .. } => Err(Error::Io("no copy holds the data".into())),
+            _ => Err(Error::Invalid(format!("fsck cannot repair this: {f}"))),
         }
+    }
+
+    /// Truncates object `id` on `ost` to `want` (its length for layout `version`), unless the
+    /// MDS says now that the file is held ([`held`]) or changed since fsck looked.
+    async fn cut_overlong(
+        &self,
+        ost: u32,
+        id: ObjectId,
+        want: u64,
+        version: u64,
+        grace: Duration,
+    ) -> Result<Repaired, Error> {
+        let (fresh, now) = self.inspect(id.ino).await?;
+        let Some(fresh) = fresh else {
+            return Ok(Repaired::LeftAlone("the file is gone".into()));
+        };
+        if let Some(h) = held(&fresh, now, grace) {
+            return Ok(Repaired::LeftAlone(h.to_string()));
+        }
+        let a = &fresh.attr;
+        let now_want = a
+            .layout
+            .as_ref()
+            .map(|l| (l.version, object_size(l, id.stripe, a.size)));
+        if now_want != Some((version, want)) {
+            return Ok(Repaired::LeftAlone(
+                "the file changed since fsck looked".into(),
+            ));
+        }
+        let op = OssOp::Truncate {
+            object: id,
+            size: want,
+            version,
+        };
+        self.oss_answer(ost, op).await?;
+        self.oss_answer(ost, OssOp::Sync { object: id }).await?;
+        Ok(Repaired::Done(format!("truncated to {want}")))
     }
 
     /// Asks the MDS to move every copy on `ost` of file `ino` to another OST.

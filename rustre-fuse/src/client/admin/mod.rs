@@ -2,8 +2,9 @@
 //! and copies (docs/replication.md, "Resync and repair"). The `rustre` binary prints what
 //! these return; the rules live here.
 //!
-//! - [`fsck`](Client::fsck): the namespace against the objects on every OST that is up,
-//!   as a [`FsckReport`] of [`Finding`]s, each repaired by [`Client::repair`].
+//! - [`fsck`](Client::fsck): the metadata against itself (link counts, dangling entries,
+//!   unreachable inodes, the stale index) and against the objects on every OST that is up,
+//!   as a [`FsckReport`] of [`Finding`]s, each repaired by [`Client::repair_finding`].
 //! - [`scrub`](Client::scrub): every block of every object of one OST against its checksums;
 //!   a bad copy is marked stale with [`Client::mark_copy_stale`] and resync rewrites it.
 //! - [`evacuate`](Client::evacuate): moves every copy off an OST gone for good.
@@ -11,11 +12,15 @@
 //!   wiped or replaced, once every copy there is marked stale.
 //! - [`cluster_map`]: the cluster's state from the MGS alone (no session, no MDS needed).
 //!
-//! Every call needs root's powers on the cluster (the client sends root credentials) and a
-//! quiet cluster to be exact: write-back data not yet on the OSTs can look missing.
+//! Every call needs root's powers on the cluster (the client sends root credentials). fsck
+//! is safe on a live cluster (it never truncates what a writer may not have reported yet, and
+//! the MDS re-checks every metadata repair), but exact only on a quiet one: write-back data
+//! not yet on the OSTs can look missing.
 
 mod evacuate;
+mod finding;
 mod fsck;
+mod meta_check;
 mod replace;
 mod scrub;
 mod walk;
@@ -30,7 +35,8 @@ use rustre_proto::rpc::client::Peer;
 use rustre_proto::Error;
 
 pub use evacuate::EvacuateReport;
-pub use fsck::{Finding, FsckReport};
+pub use finding::{Finding, Held, Repaired};
+pub use fsck::{FsckReport, FSCK_GRACE};
 pub use replace::{LostFile, ReplaceReport};
 pub use scrub::{ScrubReport, ScrubbedObject};
 

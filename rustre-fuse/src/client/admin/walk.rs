@@ -1,15 +1,19 @@
-//! What the repair tools walk: every object of an OST, and every regular file of the
-//! namespace.
+//! What the repair tools walk: every object of an OST, every regular file of the
+//! namespace, and (for fsck) the MDS's inode table, directory entries and stale index, page
+//! by page.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rustre_proto::msg::fsck::{FsckAnswer, FsckEntry, FsckInode, FsckOp, FSCK_PAGE_MAX};
+use rustre_proto::msg::mds::MdsResponse;
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::oss::{ObjectId, ObjectInfo, OssOp, OssResponse, LIST_MAX_OBJECTS};
-use rustre_proto::msg::{Attr, Creds, FileKind, Ino, ROOT_INO};
+use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Timestamp, ROOT_INO};
 use rustre_proto::Error;
 
 use super::unexpected;
 use crate::client::Client;
+use rustre_proto::msg::mds::MdsOp;
 
 /// Most directories the namespace walk keeps queued (bounds the queue, not the depth).
 pub(super) const WALK_QUEUE_MAX: usize = 10_000_000;
@@ -89,6 +93,98 @@ impl Client {
             }
         }
         Ok(files)
+    }
+
+    /// One fsck call to the MDS, as root.
+    pub(super) async fn fsck_call(&self, op: FsckOp) -> Result<FsckAnswer, Error> {
+        match self.mds(&Creds::root(), MdsOp::Fsck(op)).await? {
+            MdsResponse::Fsck(a) => Ok(a),
+            r => Err(crate::client::unexpected(r)),
+        }
+    }
+
+    /// Every inode of the MDS's table by number, and the MDS's clock when it read the
+    /// first page.
+    pub(super) async fn scan_inodes(&self) -> Result<(BTreeMap<Ino, FsckInode>, Timestamp), Error> {
+        let mut all = BTreeMap::new();
+        let mut after = 0;
+        let mut first_now = None;
+        loop {
+            let op = FsckOp::Inodes {
+                after,
+                limit: FSCK_PAGE_MAX,
+            };
+            let FsckAnswer::Inodes { inodes, now, done } = self.fsck_call(op).await? else {
+                return Err(Error::Protocol(
+                    "fsck: wrong answer to an inode page".into(),
+                ));
+            };
+            first_now.get_or_insert(now);
+            after = inodes.last().map_or(after, |i| i.attr.ino);
+            let last_page = done || inodes.is_empty();
+            all.extend(inodes.into_iter().map(|i| (i.attr.ino, i)));
+            if last_page {
+                return Ok((all, first_now.unwrap_or(now)));
+            }
+        }
+    }
+
+    /// Every directory entry, in order of parent then name.
+    pub(super) async fn scan_entries(&self) -> Result<Vec<FsckEntry>, Error> {
+        let mut all: Vec<FsckEntry> = Vec::new();
+        loop {
+            let op = FsckOp::Entries {
+                after: all.last().map(|e| (e.parent, e.name.clone())),
+                limit: FSCK_PAGE_MAX,
+            };
+            let FsckAnswer::Entries { entries, done } = self.fsck_call(op).await? else {
+                return Err(Error::Protocol(
+                    "fsck: wrong answer to an entry page".into(),
+                ));
+            };
+            let last_page = done || entries.is_empty();
+            all.extend(entries);
+            if last_page {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Every inode the stale index names.
+    pub(super) async fn scan_stale_index(&self) -> Result<BTreeSet<Ino>, Error> {
+        let mut all = BTreeSet::new();
+        let mut after = 0;
+        loop {
+            let op = FsckOp::StaleIndex {
+                after,
+                limit: FSCK_PAGE_MAX,
+            };
+            let FsckAnswer::StaleIndex { inos, done } = self.fsck_call(op).await? else {
+                return Err(Error::Protocol(
+                    "fsck: wrong answer to a stale-index page".into(),
+                ));
+            };
+            after = inos.last().copied().unwrap_or(after);
+            let last_page = done || inos.is_empty();
+            all.extend(inos);
+            if last_page {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// What the MDS holds about inode `ino` now (`None`: gone), and its clock.
+    pub(super) async fn inspect(&self, ino: Ino) -> Result<(Option<FsckInode>, Timestamp), Error> {
+        let op = FsckOp::Inodes {
+            after: ino.saturating_sub(1),
+            limit: 1,
+        };
+        let FsckAnswer::Inodes { inodes, now, .. } = self.fsck_call(op).await? else {
+            return Err(Error::Protocol(
+                "fsck: wrong answer to an inode page".into(),
+            ));
+        };
+        Ok((inodes.into_iter().find(|i| i.attr.ino == ino), now))
     }
 
     /// The OSTs that are up, and those that are not, by index.
