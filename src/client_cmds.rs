@@ -100,7 +100,39 @@ pub(crate) async fn status(g: &Global) -> Result<(), String> {
             human(o.capacity.avail_bytes)
         );
     }
+    print_stuck_copies(g).await;
     Ok(())
+}
+
+/// The copies resync cannot refill, as every MDS reports them (a line each), or one line
+/// saying there are none.
+async fn print_stuck_copies(g: &Global) {
+    let c = match connect(g).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("resync: unknown ({e})");
+            return;
+        }
+    };
+    let mut stuck = 0;
+    for (mds, answer) in c.stuck_copies().await {
+        match answer {
+            Ok(list) => {
+                for s in list {
+                    stuck += 1;
+                    println!(
+                        "resync stuck: inode {} copy slot {} on OST{:04}: {} ({} attempts, MDS {mds})",
+                        s.ino, s.slot, s.ost, s.error, s.attempts
+                    );
+                }
+            }
+            Err(e) => println!("resync: MDS {mds} did not answer: {e}"),
+        }
+    }
+    if stuck == 0 {
+        println!("resync: no copy stuck");
+    }
+    let _ = c.close().await;
 }
 
 fn state(s: NodeState) -> &'static str {

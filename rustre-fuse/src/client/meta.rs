@@ -194,6 +194,7 @@ fn idempotent(op: &MdsOp) -> bool {
             | MdsOp::SyncMeta
             | MdsOp::RenewSession
             | MdsOp::Watch { .. }
+            | MdsOp::StuckCopies
     ) || matches!(op, MdsOp::Fsck(f) if f.is_read_only())
 }
 

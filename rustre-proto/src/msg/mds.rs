@@ -227,6 +227,25 @@ pub enum MdsOp {
     /// `rustre fsck`'s reads of the metadata store and its repairs (root only):
     /// `MdsResponse::Fsck`.
     Fsck(FsckOp),
+    /// The stale copies this MDS's resync worker tried to refill and could not (the target
+    /// OST full or failing, say), for `rustre status`: `MdsResponse::StuckCopies`.
+    StuckCopies,
+}
+
+/// Most stuck copies one MDS keeps and reports (copies failing past that are not listed).
+pub const STUCK_COPIES_MAX: usize = 1024;
+
+/// A stale copy the resync worker failed to refill, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StuckCopy {
+    pub ino: Ino,
+    pub slot: u32,
+    /// The OST the copy is on.
+    pub ost: u32,
+    /// The last error.
+    pub error: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
 }
 
 /// Something an MDS changed, as its change feed reports it.
@@ -298,4 +317,5 @@ pub enum MdsResponse {
     Changes(ChangeBatch),
     Done,
     Fsck(FsckAnswer),
+    StuckCopies(Vec<StuckCopy>),
 }

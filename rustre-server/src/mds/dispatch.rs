@@ -154,6 +154,7 @@ impl Mds {
                 Ok(MdsResponse::Changes(self.feed.watch(instance, after).await))
             }
             MdsOp::Fsck(op) => self.fsck(call, op).await,
+            MdsOp::StuckCopies => Ok(MdsResponse::StuckCopies(self.stuck.list())),
         }
     }
 }

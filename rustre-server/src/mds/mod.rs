@@ -37,6 +37,7 @@ pub mod replica;
 mod requests;
 pub mod resync;
 pub mod store;
+mod stuck;
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -80,6 +81,7 @@ pub async fn run(
         picker: layout::OstPicker::default(),
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         resync_cursor: AtomicU64::new(0),
+        stuck: stuck::StuckCopies::default(),
         feed: feed::Feed::new(),
     });
     workers::spawn_all(mds.clone(), shutdown.clone());
@@ -142,4 +144,6 @@ pub struct Mds {
     resync_cursor: AtomicU64,
     /// What this MDS committed, for clients' metadata caches.
     feed: feed::Feed,
+    /// Stale copies the resync worker could not refill.
+    stuck: stuck::StuckCopies,
 }

@@ -168,16 +168,24 @@ async fn resync_file(mds: &Arc<Mds>, ino: Ino) -> Result<bool, MdsError> {
     }
     let mut done = Vec::new();
     for slot in &slots {
+        let ost = layout.osts[*slot as usize];
         match copy_slot(mds, ino, &layout, *slot as usize).await {
-            Ok(()) => done.push(*slot),
+            Ok(()) => {
+                mds.stuck.refilled(ino, *slot);
+                done.push(*slot)
+            }
             Err(MdsError::Answer(Error::Busy)) => {
                 tracing::debug!(ino, "resync interrupted: the file changed or was claimed");
                 break;
             }
             Err(e @ MdsError::Answer(Error::Corrupt(_))) => {
                 tracing::error!(ino, slot, "cannot resync: no good source: {e}");
+                mds.stuck.failed(ino, *slot, ost, e.to_string());
             }
-            Err(e) => tracing::warn!(ino, slot, "resync of a copy failed: {e}"),
+            Err(e) => {
+                tracing::warn!(ino, slot, "resync of a copy failed: {e}");
+                mds.stuck.failed(ino, *slot, ost, e.to_string());
+            }
         }
     }
     let version = layout.version;
@@ -191,7 +199,10 @@ async fn resync_file(mds: &Arc<Mds>, ino: Ino) -> Result<bool, MdsError> {
         .await?
     };
     match finish {
-        Finish::Cleared => tracing::info!(ino, "stale copies resynced"),
+        Finish::Cleared => {
+            mds.stuck.file_done(ino);
+            tracing::info!(ino, "stale copies resynced")
+        }
         Finish::Changed => {
             mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
                 replica::release_claim(tx, ino, &owner)

@@ -688,3 +688,81 @@ async fn fsck_calls_are_for_root_only() {
         5
     );
 }
+
+/// A copy resync cannot refill (its OST fails every write to it) is listed with its error
+/// for `rustre status`, and leaves the list once it is refilled.
+#[tokio::test]
+async fn a_copy_resync_cannot_refill_is_listed_until_it_is() {
+    let t = TestCluster::start(2).await;
+    let a = t.create("s", 1, 2).await.unwrap();
+    let ino = a.ino;
+    let l = a.layout.unwrap();
+    let object = ObjectId { ino, stripe: 0 };
+    let data = b"resync me";
+    t.oss(
+        l.osts[0],
+        OssOp::Write {
+            object,
+            offset: 0,
+            sync: true,
+            crc: checksum::crc32c(data),
+            version: 0,
+        },
+        Bytes::from_static(data),
+    )
+    .await;
+    // The target's object directory disappears: every write there fails.
+    let dir = t
+        ._dir
+        .path()
+        .join(format!("ost{}/objects/{:02x}", l.osts[1], ino % 256));
+    std::fs::remove_dir_all(&dir).unwrap();
+    t.attr(MdsOp::MarkStale {
+        ino,
+        slots: vec![1],
+        version: 0,
+    })
+    .await
+    .unwrap();
+    let stuck = || async {
+        match t.call(MdsOp::StuckCopies).await.unwrap() {
+            MdsResponse::StuckCopies(list) => list,
+            other => panic!("{other:?}"),
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let list = stuck().await;
+        if !list.is_empty() {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failing copy was never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (listed[0].ino, listed[0].slot, listed[0].ost),
+        (ino, 1, l.osts[1])
+    );
+    assert!(listed[0].error.contains("objects/"), "{:?}", listed[0]);
+
+    std::fs::create_dir(&dir).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stuck().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never refilled: {:?}",
+            stuck().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let l = t
+        .attr(MdsOp::GetAttr { ino })
+        .await
+        .unwrap()
+        .layout
+        .unwrap();
+    assert!(l.stale.is_empty(), "{l:?}");
+}

@@ -23,6 +23,7 @@ mod fsck;
 mod meta_check;
 mod replace;
 mod scrub;
+mod stuck;
 mod walk;
 
 use bytes::Bytes;
