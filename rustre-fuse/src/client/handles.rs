@@ -164,7 +164,8 @@ impl Client {
     }
 
     /// Writes `data` at `offset` through handle `fh` (at the end of the file for an
-    /// O_APPEND handle); returns the bytes written.
+    /// O_APPEND handle); returns the bytes written. A write ending past what the file's
+    /// stripes hold (`Layout::max_file_size`) is EFBIG.
     pub async fn write_file(
         self: &Arc<Self>,
         fh: u64,
@@ -187,9 +188,11 @@ impl Client {
         } else {
             offset
         };
+        // Past what the file's stripes hold, the OSTs would refuse it: EFBIG now, with nothing
+        // buffered and the size unchanged.
         let end = offset
             .checked_add(len as u64)
-            .filter(|e| *e <= MAX_FILE_BYTES)
+            .filter(|e| *e <= MAX_FILE_BYTES.min(layout.max_file_size()))
             .ok_or(Error::TooBig)?;
         if len == 0 {
             return Ok(0);
@@ -302,9 +305,10 @@ impl Client {
     ) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
         let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
+        let largest = MAX_FILE_BYTES.min(f.layout()?.max_file_size());
         let end = offset
             .checked_add(len)
-            .filter(|e| *e <= MAX_FILE_BYTES)
+            .filter(|e| *e <= largest)
             .ok_or(Error::TooBig)?;
         if len == 0 {
             return Err(Error::Invalid("fallocate of zero bytes".into()));

@@ -17,7 +17,7 @@ use super::config::{PLACEMENT_RETRY, PLACEMENT_WAIT};
 use super::error::MdsError;
 use super::namespace::{self, NewInode};
 use super::txn::Mutation;
-use super::{layout, open, store, Mds};
+use super::{layout, open, store, truncate, Mds};
 
 /// A new regular file, as asked.
 #[derive(Debug, Clone)]
@@ -61,7 +61,12 @@ impl Mds {
                     tokio::time::sleep(PLACEMENT_RETRY).await;
                     let _ = self.cluster.refresh().await;
                 }
-                r => return r,
+                // An existing file opened with a truncate pending: cut before answering.
+                Ok((mut attr, true)) => {
+                    self.cut_before_answer(attr.ino, &mut attr).await?;
+                    return Ok(attr);
+                }
+                r => return r.map(|(attr, _)| attr),
             }
         }
     }
@@ -69,7 +74,8 @@ impl Mds {
     /// The transaction body of one try of [`Mds::create`] with inode number `ino` under
     /// `map`. With `wait_for_osts`, too few OSTs up for the new file's copies is a
     /// [`PlacementShortfall`] (the caller waits and tries again); without, the layout
-    /// policy refuses it with its own error.
+    /// policy refuses it with its own error. Answers the attributes, and whether an existing
+    /// file it opened has a truncate pending ([`super::truncate`]).
     #[allow(clippy::too_many_arguments)]
     fn create_in(
         &self,
@@ -80,7 +86,7 @@ impl Mds {
         ino: Ino,
         map: &ClusterMap,
         wait_for_osts: bool,
-    ) -> Result<Attr, MdsError> {
+    ) -> Result<(Attr, bool), MdsError> {
         let (parent, name) = (req.parent, req.name.as_str());
         let created = match store::dentry(tx, parent, name)? {
             Some(_) if req.exclusive => return Err(Error::Exists.into()),
@@ -115,8 +121,11 @@ impl Mds {
             }
         };
         Ok(match req.open_flags {
-            Some(flags) => open::open(tx, c, session, created, flags, created == ino)?,
-            None => store::inode(tx, created)?.attr,
+            Some(flags) => {
+                let attr = open::open(tx, c, session, created, flags, created == ino)?;
+                (attr, created != ino && truncate::pending(tx, created)?)
+            }
+            None => (store::inode(tx, created)?.attr, false),
         })
     }
 

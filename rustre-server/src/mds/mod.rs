@@ -13,6 +13,8 @@
 //! - [`perm`]: permission rules. [`layout`]: choosing a new file's layout (placement).
 //! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
+//! - `truncate`: size changes as durable intents, and the cuts of objects that carry them
+//!   out (before the truncate is answered, else by a worker).
 //! - [`config`]: configuration and limits. `txn`: the transaction engine (directory locks,
 //!   request records, the feed, group commit) and inode numbers.
 //! - `dispatch`: one handler (`handlers`) per operation, and the one conversion of an
@@ -37,6 +39,7 @@ pub mod resync;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod truncate;
 mod txn;
 mod workers;
 
@@ -78,6 +81,7 @@ pub async fn run(
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         resync_cursor: AtomicU64::new(0),
         feed: feed::Feed::new(),
+        cut_locks: cut_locks(),
     });
     workers::spawn_all(mds.clone(), shutdown.clone());
     tracing::info!(addr = %cfg.advertise_addr, "MDS serving");
@@ -139,4 +143,13 @@ pub struct Mds {
     resync_cursor: AtomicU64,
     /// What this MDS committed, for clients' metadata caches.
     feed: feed::Feed,
+    /// Serialize the cuts of one inode's objects ([`truncate`]), by inode number.
+    cut_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// The cut locks of a new [`Mds`].
+fn cut_locks() -> Vec<tokio::sync::Mutex<()>> {
+    (0..truncate::CUT_LOCK_STRIPES)
+        .map(|_| tokio::sync::Mutex::new(()))
+        .collect()
 }
