@@ -118,9 +118,14 @@ fn a_full_ost_gives_enospc_new_files_avoid_it_and_rm_brings_space_back() {
     fs::create_dir(&mnt).unwrap();
     let _mount = ForegroundMount::start(&m, &mnt, "");
 
-    // A directory whose files all go to the small OST, full or not.
+    // A directory whose files all go to the small OST, full or not, and one whose files go
+    // to the other OST.
     cli_ok(&m, &["mkdir", "/small"]);
     cli_ok(&m, &["setstripe", "/small", "--ost", "1"]);
+    cli_ok(&m, &["mkdir", "/big"]);
+    cli_ok(&m, &["setstripe", "/big", "--ost", "0"]);
+    let other = random_bytes(4 << 20, 4);
+    fs::write(mnt.join("big/other"), &other[..1 << 20]).unwrap();
     let chunk = random_bytes(1 << 20, 3);
     let (err, written) = fill(&mnt.join("small/fill"), &chunk, FILL_MAX_BYTES);
     let err = err.unwrap_or_else(|| panic!("{written} bytes fit on a {SMALL_FS} OST"));
@@ -130,13 +135,15 @@ fn a_full_ost_gives_enospc_new_files_avoid_it_and_rm_brings_space_back() {
     assert!(written >= 16 << 20, "ENOSPC after only {written} bytes");
     assert_eq!(osts(&c.stat("/small/fill")), vec![1]);
 
-    // Other files keep working meanwhile.
-    let other = random_bytes(4 << 20, 4);
-    let mut f = fs::File::create(mnt.join("other")).unwrap();
-    f.write_all(&other).unwrap();
+    // Other files keep working meanwhile: one made before grows, its start still there.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("big/other"))
+        .unwrap();
+    f.write_all(&other[1 << 20..]).unwrap();
     f.sync_all().unwrap();
     drop(f);
-    assert!(fs::read(mnt.join("other")).unwrap() == other);
+    assert!(fs::read(mnt.join("big/other")).unwrap() == other);
 
     // Once the map shows the small OST full, new files avoid it: with two OSTs round-robin
     // would alternate, so eight new files in a row on OST 0 say it is skipped.
@@ -151,7 +158,7 @@ fn a_full_ost_gives_enospc_new_files_avoid_it_and_rm_brings_space_back() {
         wait_until(WAIT, || {
             n += 1;
             let name = format!("new{n}");
-            fs::write(mnt.join(&name), b"x").unwrap();
+            fs::write(mnt.join(&name), &chunk[..64 << 10]).unwrap();
             let on = osts(&c.stat(&format!("/{name}")));
             in_a_row = if on == [0] { in_a_row + 1 } else { 0 };
             in_a_row >= 8

@@ -131,10 +131,15 @@ impl Mds {
 
     /// The cluster map to place a layout `spec` with (or to sum capacity with). The map is
     /// followed once a second, so right after start it may predate some OSTs' registration:
-    /// when it shows fewer OSTs up than `spec` asks for (or none), it is re-read from the
-    /// MGS first, rather than handing out fewer stripes than asked, ENOSPC or a size of 0.
+    /// when it shows fewer OSTs up than `spec` asks for (or none), or lacks an OST `spec`
+    /// names, it is re-read from the MGS first, rather than handing out fewer stripes than
+    /// asked, ENOSPC, a size of 0 or "OST n does not exist".
     pub(super) async fn map_for(&self, spec: Option<&LayoutSpec>) -> Arc<ClusterMap> {
         let map = self.cluster.map();
+        let named = spec.and_then(|s| s.osts.as_deref()).unwrap_or_default();
+        if named.iter().any(|i| map.ost(*i).is_none()) {
+            return self.cluster.refresh().await.unwrap_or(map);
+        }
         let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
         let stripes = spec
             .and_then(|s| s.osts.as_ref().map(|o| o.len() as u32).or(s.stripe_count))

@@ -16,9 +16,11 @@
 //!   by the worker ([`replay_pass`], every [`REPLAY_INTERVAL`]) and by any open of the file,
 //!   which is answered only once it is done. A repeated call of the truncate itself (same
 //!   request id) carries it out before it answers too.
-//! - Cuts of one inode are serialized on an in-process lock, and a caller answers only once
-//!   no intent is left: a cut is never sent after the answer to the truncate (or to an open)
-//!   it belongs to, so it never lands on data written after that answer.
+//! - Cuts of one inode are serialized on an in-process lock, and across the MDS sharing the
+//!   store by a claim in the intent (owner and lease, [`CUT_CLAIM_MS`], longer than one try's
+//!   calls can run); a caller answers only once no intent is left. So a cut is never sent
+//!   after the answer to the truncate (or to an open) it belongs to, and never lands on data
+//!   written after that answer.
 
 #[cfg(test)]
 mod tests;
@@ -41,6 +43,7 @@ use super::txn::Mutation;
 use super::Mds;
 use crate::meta::Transaction;
 use crate::schema;
+use rustre_proto::host::now_ms;
 
 /// In-process locks serializing the cuts of one inode (inode number modulo this).
 pub const CUT_LOCK_STRIPES: usize = 64;
@@ -54,6 +57,14 @@ pub const CUT_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// as failed (`TimedOut`, marked stale): a copy on a host that vanished would otherwise
 /// hold the cut for the 60 s call timeout.
 pub const CUT_COPY_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait for the answer to one `Truncate` call (then `TimedOut`).
+pub const CUT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a claim on an intent keeps other MDS sharing the store from cutting the same
+/// objects: longer than one try can have calls in flight (two calls of [`CUT_CALL_TIMEOUT`]
+/// per copy), renewed at every try.
+pub const CUT_CLAIM_MS: u64 = 30_000;
+
+const _: () = assert!(CUT_CLAIM_MS > 2 * CUT_CALL_TIMEOUT.as_millis() as u64);
 /// How often the worker looks for intents left behind.
 pub const REPLAY_INTERVAL: Duration = Duration::from_secs(1);
 /// Most intents the worker carries out per pass.
@@ -72,7 +83,8 @@ pub const TEST_EXIT_STATUS: i32 = 75;
 
 /// In a transaction that changed the size of `ino` to `size` (its truncate version now
 /// `truncate_version`): records the intent to cut its objects, merged with one still
-/// pending so that the smallest size cut to survives.
+/// pending so that the smallest size cut to survives (and the pending one's claim with it:
+/// whoever is cutting goes on, and cuts the merged intent next).
 pub fn record(
     tx: &mut dyn Transaction,
     ino: Ino,
@@ -81,10 +93,20 @@ pub fn record(
 ) -> Result<(), Error> {
     let key = schema::truncate(ino);
     let pending: Option<TruncateIntent> = store::get(tx, &key)?;
-    let intent = TruncateIntent {
-        size,
-        cut_to: pending.map_or(size, |p| p.cut_to.min(size)),
-        truncate_version,
+    let intent = match pending {
+        Some(p) => TruncateIntent {
+            size,
+            cut_to: p.cut_to.min(size),
+            truncate_version,
+            ..p
+        },
+        None => TruncateIntent {
+            size,
+            cut_to: size,
+            truncate_version,
+            owner: String::new(),
+            until_ms: 0,
+        },
     };
     store::put(tx, &key, &intent)
 }
@@ -94,57 +116,89 @@ pub fn pending(tx: &mut dyn Transaction, ino: Ino) -> Result<bool, Error> {
     Ok(tx.get(&schema::truncate(ino))?.is_some())
 }
 
-/// The intent of `ino` and the layout to carry it out with (the inode's current one).
-/// `None` when there is nothing to do; an intent whose inode is gone (or has no layout) is
-/// dropped.
-pub fn work(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<(TruncateIntent, Layout)>, Error> {
+/// What an MDS may do about the intent of an inode.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Claim {
+    /// No intent (an intent whose inode is gone, or has no layout, was dropped).
+    Nothing,
+    /// Another MDS (this address) is cutting the objects and its claim still runs.
+    Busy(String),
+    /// Claimed by the caller: cut the objects of this layout (the inode's current one).
+    Cut(TruncateIntent, Layout),
+}
+
+/// Claims the intent of `ino` for `owner` until `until_ms`, unless another MDS's claim still
+/// runs at `now_ms` (renews the caller's own).
+pub fn claim(
+    tx: &mut dyn Transaction,
+    ino: Ino,
+    owner: &str,
+    now_ms: u64,
+    until_ms: u64,
+) -> Result<Claim, Error> {
     let key = schema::truncate(ino);
-    let Some(intent) = store::get::<TruncateIntent>(tx, &key)? else {
-        return Ok(None);
+    let Some(mut intent) = store::get::<TruncateIntent>(tx, &key)? else {
+        return Ok(Claim::Nothing);
     };
-    match store::get::<store::Inode>(tx, &schema::inode(ino))?.and_then(|i| i.attr.layout) {
-        Some(layout) => Ok(Some((intent, layout))),
-        None => {
-            tx.clear(&key);
-            Ok(None)
-        }
+    if !intent.owner.is_empty() && intent.owner != owner && intent.until_ms > now_ms {
+        return Ok(Claim::Busy(intent.owner));
     }
+    let Some(layout) =
+        store::get::<store::Inode>(tx, &schema::inode(ino))?.and_then(|i| i.attr.layout)
+    else {
+        tx.clear(&key);
+        return Ok(Claim::Nothing);
+    };
+    intent.owner = owner.to_string();
+    intent.until_ms = until_ms;
+    store::put(tx, &key, &intent)?;
+    Ok(Claim::Cut(intent, layout))
 }
 
 /// How a carried-out intent was settled.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Settled {
-    /// The intent is gone; with the new layout if copies were marked stale.
+    /// The intent is gone (or a newer one, still claimed by the caller, is next); with the
+    /// new layout if copies were marked stale.
     Done(Option<Layout>),
-    /// The layout changed while cutting (a copy marked stale or moved): cut again.
-    LayoutChanged,
+    /// The layout changed while cutting (a copy marked stale or moved), or the caller's
+    /// claim lapsed and another MDS took the intent: try again.
+    Again,
 }
 
-/// After `intent` of `ino` was carried out with layout version `version`, the copies in
-/// `failed` having failed while another copy of their stripe was cut: marks those stale and
-/// removes the intent, unless the layout changed meanwhile. An intent replaced by a newer
-/// one meanwhile stays (its own cut follows).
+/// After `intent` of `ino` was carried out by `owner` with layout version `version`, the
+/// copies in `failed` having failed while another copy of their stripe was cut: marks those
+/// stale and removes the intent, unless the layout changed or the claim was lost meanwhile.
+/// An intent a newer truncate merged into meanwhile stays (its own cut follows).
 pub fn settle(
     tx: &mut dyn Transaction,
     ino: Ino,
     intent: &TruncateIntent,
+    owner: &str,
     version: u64,
     failed: &[u32],
 ) -> Result<Settled, Error> {
     let key = schema::truncate(ino);
+    let Some(current) = store::get::<TruncateIntent>(tx, &key)? else {
+        // Settled by another MDS whose claim replaced a lapsed one of ours.
+        return Ok(Settled::Done(None));
+    };
+    if current.owner != owner {
+        return Ok(Settled::Again);
+    }
     let Some(inode) = store::get::<store::Inode>(tx, &schema::inode(ino))? else {
         tx.clear(&key);
         return Ok(Settled::Done(None));
     };
     if inode.attr.layout.as_ref().map(|l| l.version) != Some(version) {
-        return Ok(Settled::LayoutChanged);
+        return Ok(Settled::Again);
     }
     let marked = if failed.is_empty() {
         None
     } else {
         replica::mark_stale(tx, ino, failed, version)?.layout
     };
-    if store::get::<TruncateIntent>(tx, &key)?.as_ref() == Some(intent) {
+    if current.same_change(intent) {
         tx.clear(&key);
     }
     Ok(Settled::Done(marked))
@@ -259,34 +313,43 @@ impl Mds {
         }
     }
 
-    /// One try at the intents of `ino`, holding its cut lock: each one found is cut and
-    /// settled, until none is left.
+    /// One try at the intents of `ino`, holding its cut lock: each one found is claimed, cut
+    /// and settled, until none is left. `Unavailable` while another MDS holds the claim.
     pub(super) async fn carry_out(self: &Arc<Self>, ino: Ino) -> Result<Option<Layout>, MdsError> {
         let _serial = self.cut_locks[ino as usize % CUT_LOCK_STRIPES].lock().await;
+        let owner = self.cfg.advertise_addr.clone();
         let mut new_layout = None;
         for _ in 0..CUT_ROUNDS_MAX {
-            let work = self
+            let (now, o) = (now_ms(), owner.clone());
+            let claim = self
                 .txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
-                    work(tx, ino)
+                    claim(tx, ino, &o, now, now + CUT_CLAIM_MS)
                 })
                 .await?;
-            let Some((intent, layout)) = work else {
-                return Ok(new_layout);
+            let (intent, layout) = match claim {
+                Claim::Nothing => return Ok(new_layout),
+                Claim::Busy(other) => {
+                    return Err(Error::Unavailable(format!(
+                        "the objects of inode {ino} are being cut by the MDS at {other}"
+                    ))
+                    .into())
+                }
+                Claim::Cut(intent, layout) => (intent, layout),
             };
             let cuts = self.cut_objects(ino, &intent, &layout).await;
             let failed = failed_slots(&cuts)?;
             if !failed.is_empty() {
-                tracing::warn!(ino, slots = ?failed, "copies missed a truncate; marking them stale");
+                tracing::warn!(ino, slots = ?failed, "copies missed a cut; marking them stale");
             }
-            let version = layout.version;
+            let (version, o) = (layout.version, owner.clone());
             let settled = self
                 .txn(Creds::root(), vec![ino], SETTLE, move |tx, _| {
-                    settle(tx, ino, &intent, version, &failed)
+                    settle(tx, ino, &intent, &o, version, &failed)
                 })
                 .await?;
             match settled {
                 Settled::Done(Some(l)) => new_layout = Some(l),
-                Settled::Done(None) | Settled::LayoutChanged => {}
+                Settled::Done(None) | Settled::Again => {}
             }
         }
         Err(Error::Unavailable(format!(
@@ -340,8 +403,8 @@ struct StripeCut {
 
 impl StripeCut {
     /// Cuts every copy in `copies` (slot, OST) at once. Once one copy is cut, the others
-    /// have [`CUT_COPY_GRACE`] left before they count as `TimedOut`; until then each call
-    /// runs to its own answer, so a cut is never abandoned while it could still land.
+    /// have [`CUT_COPY_GRACE`] left before they count as `TimedOut`; each call has at most
+    /// [`CUT_CALL_TIMEOUT`].
     async fn run(self, cluster: Arc<Cluster>, copies: Vec<(usize, u32)>) -> StripeCuts {
         let mut calls = JoinSet::new();
         for (slot, ost) in copies.iter().copied() {
@@ -388,13 +451,17 @@ impl StripeCut {
                 size,
                 version: self.version,
             };
-            match cluster.oss_call(ost, op, Bytes::new()).await? {
-                (OssResponse::Done, _) => {}
-                (other, _) => {
-                    return Err(Error::Protocol(format!(
-                        "unexpected OSS answer to a truncate: {other:?}"
-                    )))
-                }
+            let call = cluster.oss_call(ost, op, Bytes::new());
+            match tokio::time::timeout(CUT_CALL_TIMEOUT, call).await {
+                Err(_) => return Err(Error::TimedOut),
+                Ok(r) => match r? {
+                    (OssResponse::Done, _) => {}
+                    (other, _) => {
+                        return Err(Error::Protocol(format!(
+                            "unexpected OSS answer to a truncate: {other:?}"
+                        )))
+                    }
+                },
             }
         }
         Ok(())

@@ -221,10 +221,15 @@ async fn a_truncate_is_answered_once_every_copy_is_cut() {
 fn bare_mds(t: &TestCluster) -> Arc<Mds> {
     let kv = Kv::open_memory();
     super::super::bootstrap(&kv).unwrap();
+    bare_mds_over(t, kv, "bare-mds")
+}
+
+/// As [`bare_mds`], over `kv` (shared with other bare MDS), advertising `addr`.
+fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<Mds> {
     Arc::new(Mds {
         cfg: MdsConfig {
             mgs_addr: String::new(),
-            advertise_addr: "bare-mds".into(),
+            advertise_addr: addr.into(),
             cluster: "replfs".into(),
             key: ClusterKey::generate().unwrap(),
             durable: false,
@@ -373,7 +378,7 @@ async fn a_copy_that_cannot_be_cut_is_marked_stale_or_keeps_the_intent() {
 }
 
 #[test]
-fn settling_leaves_a_newer_intent_and_refuses_a_changed_layout() {
+fn settling_leaves_a_newer_intent_and_refuses_a_changed_layout_or_a_lost_claim() {
     let kv = Kv::open_memory();
     let ino = 9;
     let inode = |version| store::Inode {
@@ -404,32 +409,97 @@ fn settling_leaves_a_newer_intent_and_refuses_a_changed_layout() {
         record(tx, ino, 10, 1)
     })
     .unwrap();
-    let first = kv
-        .transact(|tx| store::get::<TruncateIntent>(tx, &schema::truncate(ino)))
-        .unwrap()
-        .unwrap();
-    // A newer truncate merged in: settling the first leaves it.
+    let claimed = |owner: &str, now: u64| {
+        kv.transact(|tx| claim(tx, ino, owner, now, now + 100))
+            .unwrap()
+    };
+    let Claim::Cut(first, _) = claimed("a", 1000) else {
+        panic!("unclaimed intent not handed out")
+    };
+    assert_eq!(claimed("b", 1050), Claim::Busy("a".into()));
+    // A newer truncate merged in keeps the claim; settling the first leaves it.
     kv.transact(|tx| record(tx, ino, 50, 2)).unwrap();
-    let s = kv.transact(|tx| settle(tx, ino, &first, 3, &[])).unwrap();
-    assert_eq!(s, Settled::Done(None));
-    let newer = kv
-        .transact(|tx| store::get::<TruncateIntent>(tx, &schema::truncate(ino)))
-        .unwrap()
+    assert_eq!(claimed("b", 1050), Claim::Busy("a".into()));
+    let s = kv
+        .transact(|tx| settle(tx, ino, &first, "a", 3, &[]))
         .unwrap();
+    assert_eq!(s, Settled::Done(None));
+    let Claim::Cut(newer, _) = claimed("a", 1060) else {
+        panic!("the merged intent is gone")
+    };
     assert_eq!(
         (newer.size, newer.cut_to, newer.truncate_version),
         (50, 10, 2)
     );
     // Cut under layout version 2, but the file is at 3 now: cut again.
-    let s = kv.transact(|tx| settle(tx, ino, &newer, 2, &[])).unwrap();
-    assert_eq!(s, Settled::LayoutChanged);
-    let s = kv.transact(|tx| settle(tx, ino, &newer, 3, &[])).unwrap();
+    let s = kv
+        .transact(|tx| settle(tx, ino, &newer, "a", 2, &[]))
+        .unwrap();
+    assert_eq!(s, Settled::Again);
+    // "a" stalled past its claim: "b" takes the intent over, and "a" may not settle it.
+    let Claim::Cut(taken, _) = claimed("b", 1200) else {
+        panic!("a lapsed claim is not taken over")
+    };
+    let s = kv
+        .transact(|tx| settle(tx, ino, &newer, "a", 3, &[]))
+        .unwrap();
+    assert_eq!(s, Settled::Again);
+    assert!(kv.transact(|tx| pending(tx, ino)).unwrap());
+    let s = kv
+        .transact(|tx| settle(tx, ino, &taken, "b", 3, &[]))
+        .unwrap();
     assert_eq!(s, Settled::Done(None));
     assert!(!kv.transact(|tx| pending(tx, ino)).unwrap());
     // The inode destroyed meanwhile: nothing to do.
     kv.transact(|tx| record(tx, 77, 0, 1)).unwrap();
-    assert_eq!(kv.transact(|tx| work(tx, 77)).unwrap(), None);
+    assert_eq!(
+        kv.transact(|tx| claim(tx, 77, "a", 0, 100)).unwrap(),
+        Claim::Nothing
+    );
     assert!(!kv.transact(|tx| pending(tx, 77)).unwrap());
+}
+
+#[tokio::test]
+async fn another_mds_leaves_a_claimed_intent_until_the_claim_lapses() {
+    let t = TestCluster::start(1).await;
+    let kv = Kv::open_memory();
+    super::super::bootstrap(&kv).unwrap();
+    let (a, b) = (
+        bare_mds_over(&t, kv.clone(), "mds-a"),
+        bare_mds_over(&t, kv, "mds-b"),
+    );
+    let ino = BARE_INO + 3;
+    put_file(&a, ino, STRIPE, Layout::striped(STRIPE as u32, vec![0]));
+    put(&t, 0, ino, 0, 0, &vec![7u8; STRIPE as usize]).await;
+    commit_only(&a, ino, 0).await;
+    // "mds-a" claimed it (and, say, is still cutting): "mds-b" keeps off.
+    let now = rustre_proto::host::now_ms();
+    let held =
+        a.kv.transact(|tx| claim(tx, ino, "mds-a", now, now + CUT_CLAIM_MS))
+            .unwrap();
+    assert!(matches!(held, Claim::Cut(..)), "{held:?}");
+    let r = b.carry_out(ino).await;
+    assert!(
+        matches!(r, Err(MdsError::Answer(Error::Unavailable(_)))),
+        "{r:?}"
+    );
+    replay_pass(b.clone()).await.unwrap();
+    assert_eq!(
+        length(&t, 0, ino, 0).await,
+        Some(STRIPE),
+        "cut under a live claim"
+    );
+    // The claim lapsed (its MDS died): the other's worker cuts.
+    a.kv.transact(|tx| {
+        let key = schema::truncate(ino);
+        let mut i: TruncateIntent = store::get(tx, &key)?.unwrap();
+        i.until_ms = now - 1;
+        store::put(tx, &key, &i)
+    })
+    .unwrap();
+    replay_pass(b.clone()).await.unwrap();
+    assert_eq!(length(&t, 0, ino, 0).await, Some(0));
+    assert_eq!(intent_of(&b, ino), None);
 }
 
 #[test]
