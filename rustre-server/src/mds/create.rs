@@ -63,7 +63,7 @@ impl Mds {
                 }
                 // An existing file opened with a truncate pending: cut before answering.
                 Ok((mut attr, true)) => {
-                    self.cut_before_answer(attr.ino, &mut attr).await?;
+                    self.cut_before_answer(&mut attr).await?;
                     return Ok(attr);
                 }
                 r => return r.map(|(attr, _)| attr),

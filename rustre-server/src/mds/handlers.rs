@@ -88,7 +88,7 @@ impl Mds {
             .await?;
         if o.cut_pending {
             truncate::test_crash_point(ino);
-            self.cut_before_answer(ino, &mut o.attr).await?;
+            self.cut_before_answer(&mut o.attr).await?;
         }
         Ok(MdsResponse::Attr(o.attr))
     }
@@ -97,10 +97,9 @@ impl Mds {
     /// marked stale show in `attr`'s layout.
     pub(super) async fn cut_before_answer(
         self: &Arc<Self>,
-        ino: Ino,
         attr: &mut Attr,
     ) -> Result<(), MdsError> {
-        if let Some(layout) = self.finish_truncate(ino).await? {
+        if let Some(layout) = self.finish_truncate(attr.ino).await? {
             attr.layout = Some(layout);
         }
         Ok(())
@@ -298,7 +297,7 @@ impl Mds {
             })
             .await?;
         if cut_pending {
-            self.cut_before_answer(ino, &mut attr).await?;
+            self.cut_before_answer(&mut attr).await?;
         }
         Ok(MdsResponse::Attr(attr))
     }

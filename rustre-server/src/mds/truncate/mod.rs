@@ -65,6 +65,7 @@ pub const CUT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CUT_CLAIM_MS: u64 = 30_000;
 
 const _: () = assert!(CUT_CLAIM_MS > 2 * CUT_CALL_TIMEOUT.as_millis() as u64);
+
 /// How often the worker looks for intents left behind.
 pub const REPLAY_INTERVAL: Duration = Duration::from_secs(1);
 /// Most intents the worker carries out per pass.
