@@ -22,6 +22,9 @@
 //! | 0x0c   | write_open/{ino}/{session}        | empty: the session opened the file   |
 //! |        |                                   | for writing (until its last open of  |
 //! |        |                                   | the file goes)                       |
+//! | 0x0d   | truncate/{ino}                    | [`crate::mds::store::TruncateIntent`]     |
+//! |        |                                   | : a size change whose objects are    |
+//! |        |                                   | not cut yet (`crate::mds::truncate`) |
 //! | 0x40   | mgs/registry/{chunk}              | MGS only: the registry record, see   |
 //! |        |                                   | `crate::mgs::persist`; never MDS.    |
 //! |        |                                   | `{chunk}` is a big-endian u32 after  |
@@ -41,6 +44,7 @@ pub const COUNTER: u8 = 0x09;
 pub const REQUEST: u8 = 0x0a;
 pub const STALE: u8 = 0x0b;
 pub const WRITE_OPEN: u8 = 0x0c;
+pub const TRUNCATE: u8 = 0x0d;
 /// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
 /// run over FoundationDB; the MDS never reads or writes under it.
 pub const MGS: u8 = 0x40;
@@ -229,6 +233,16 @@ pub fn write_open_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
     range_u64(WRITE_OPEN, ino)
 }
 
+/// A size change of `ino` whose objects the MDS has not finished cutting.
+pub fn truncate(ino: Ino) -> Vec<u8> {
+    with_u64(TRUNCATE, ino)
+}
+
+/// The inode of a truncate-intent key.
+pub fn parse_truncate(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, TRUNCATE, 1)
+}
+
 /// The key of chunk `n` of the MGS registry record.
 pub fn mgs_registry_chunk(n: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + MGS_REGISTRY_NAME.len() + 4);
@@ -334,6 +348,10 @@ mod tests {
         assert_eq!(parse_xattr_name(&xattr(3, "user.a")), Some("user.a"));
         assert_eq!(parse_destroy(&session(12)), None);
         assert_eq!(parse_stale(&stale(42)), Some(42));
+        assert_eq!(parse_truncate(&truncate(43)), Some(43));
+        assert_eq!(parse_truncate(&stale(43)), None);
+        let (s, e) = prefix_range(TRUNCATE);
+        assert!(truncate(0) >= s && truncate(u64::MAX) < e && write_open(u64::MAX, 9) < s);
         let (s, e) = stale_from(7);
         assert!(stale(6) < s && stale(7) >= s && stale(u64::MAX) < e);
         let (s, e) = inodes_from(7);

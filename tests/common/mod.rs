@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod proc_cluster;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -60,11 +62,11 @@ pub(crate) struct Proc {
 impl Proc {
     /// Starts `rustre ARGS` holding the tests' cluster secret ([`test_secret_file`]).
     pub(crate) fn start(name: &str, args: &[&str]) -> Proc {
-        Self::start_with_env(name, &[], args)
+        Self::start_with_env(name, args, &[])
     }
 
-    /// As [`Proc::start`], with the variables of `env` set too.
-    pub(crate) fn start_with_env(name: &str, env: &[(&str, &str)], args: &[&str]) -> Proc {
+    /// As [`Proc::start`], with `env` added to the environment.
+    pub(crate) fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let child = Command::new(rustre_bin())
             .env(SECRET_FILE_ENV, test_secret_file())
             .envs(env.iter().copied())

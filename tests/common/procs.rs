@@ -89,7 +89,6 @@ impl ProcCluster {
         let data = self.path(&format!("ost{i}"));
         self.oss[i] = Some(Proc::start_with_env(
             "oss",
-            &self.oss_env,
             &[
                 "--mgs",
                 &self.mgs_addr,
@@ -101,6 +100,7 @@ impl ProcCluster {
                 "--data",
                 data.to_str().unwrap(),
             ],
+            &self.oss_env,
         ));
     }
 

@@ -2,7 +2,8 @@
 //! per-object extents and every extent goes to the OSTs holding its stripe at once. Data
 //! never passes through the MDS.
 //!
-//! - Writes, truncates and syncs go to every live (not stale) copy of a stripe in parallel.
+//! - Writes and syncs go to every live (not stale) copy of a stripe in parallel (truncates
+//!   are the MDS's: docs/replication.md, "Truncate rule").
 //!   Copies that fail while another copy of the same stripe succeeded are marked stale at
 //!   the MDS (`MarkStale`) before the call returns, and the file's newest layout (kept by
 //!   [`super::files`]) skips them from then on; a stripe whose every copy failed fails the
@@ -43,7 +44,7 @@ use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
 use tokio::time::Instant;
 
-use super::stripe::{extents, object_size, read_spans, split_extents, ReadSpan};
+use super::stripe::{extents, read_spans, split_extents, ReadSpan};
 use super::unstable::Change;
 use super::Client;
 
@@ -651,43 +652,6 @@ impl Client {
             })
             .collect();
         self.unstable.noted(ino, layout, &acks, change, durable);
-    }
-
-    /// Cuts every live copy of every object of the file to the length it has when the file
-    /// is `size` long; failed copies follow the write rule.
-    pub(crate) async fn truncate_objects(
-        &self,
-        ino: Ino,
-        layout: &Layout,
-        size: u64,
-    ) -> Result<(), Error> {
-        self.with_fresh_layout(ino, layout, |layout| async move {
-            self.riding_through(|| self.truncate_objects_once(ino, &layout, size))
-                .await
-        })
-        .await
-    }
-
-    async fn truncate_objects_once(
-        &self,
-        ino: Ino,
-        layout: &Layout,
-        size: u64,
-    ) -> Result<(), Error> {
-        let layout = self.files.newest_layout(ino, layout);
-        let cuts = (0..layout.stripe_count()).map(|stripe| {
-            let op = OssOp::Truncate {
-                object: ObjectId { ino, stripe },
-                size: object_size(&layout, stripe, size),
-                version: layout.version,
-            };
-            self.to_live_copies(&layout, stripe, op, Bytes::new(), Some(COPY_GRACE))
-        });
-        let outcome = join_all(cuts).await;
-        let stripes: Vec<u32> = (0..layout.stripe_count()).collect();
-        let change = Some(Change::Truncate { size });
-        self.note_changes(ino, &layout, &stripes, &outcome, change, false);
-        self.settle(ino, &layout, &outcome).await
     }
 }
 

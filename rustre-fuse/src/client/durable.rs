@@ -22,7 +22,7 @@ use rustre_proto::Error;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::data::CopyResults;
-use super::stripe::{extents, object_size, split_extents};
+use super::stripe::{extents, split_extents};
 use super::unstable::{Change, FileUnstable};
 use super::Client;
 
@@ -221,7 +221,7 @@ impl Client {
 }
 
 /// The object operations that give the copy of `stripe` the changes again: each write's
-/// part on that stripe (cut to frames), each truncate's length for that object.
+/// part on that stripe, cut to frames.
 fn replay_ops(
     layout: &Layout,
     stripe: u32,
@@ -229,33 +229,21 @@ fn replay_ops(
     changes: &[Change],
 ) -> Vec<(OssOp, Bytes)> {
     let mut ops = Vec::new();
-    for change in changes {
-        match change {
-            Change::Write { offset, data } => {
-                let pieces = split_extents(
-                    extents(layout, *offset, data.len()),
-                    MAX_PAYLOAD_BYTES as usize,
-                );
-                for e in pieces.into_iter().filter(|e| e.stripe == stripe) {
-                    let payload = data.slice(e.buf_offset..e.buf_offset + e.len);
-                    let op = OssOp::Write {
-                        object,
-                        offset: e.object_offset,
-                        sync: false,
-                        crc: checksum::crc32c(&payload),
-                        version: layout.version,
-                    };
-                    ops.push((op, payload));
-                }
-            }
-            Change::Truncate { size } => {
-                let op = OssOp::Truncate {
-                    object,
-                    size: object_size(layout, stripe, *size),
-                    version: layout.version,
-                };
-                ops.push((op, Bytes::new()));
-            }
+    for Change::Write { offset, data } in changes {
+        let pieces = split_extents(
+            extents(layout, *offset, data.len()),
+            MAX_PAYLOAD_BYTES as usize,
+        );
+        for e in pieces.into_iter().filter(|e| e.stripe == stripe) {
+            let payload = data.slice(e.buf_offset..e.buf_offset + e.len);
+            let op = OssOp::Write {
+                object,
+                offset: e.object_offset,
+                sync: false,
+                crc: checksum::crc32c(&payload),
+                version: layout.version,
+            };
+            ops.push((op, payload));
         }
     }
     ops
@@ -271,37 +259,38 @@ mod tests {
         let data = Bytes::from((0..3 * 4096).map(|i| (i / 4096) as u8).collect::<Vec<_>>());
         let changes = vec![
             Change::Write { offset: 0, data },
-            Change::Truncate { size: 4096 + 100 },
+            Change::Write {
+                offset: 4096 + 100,
+                data: Bytes::from_static(b"later"),
+            },
         ];
         let object = ObjectId { ino: 9, stripe: 1 };
         let ops = replay_ops(&layout, 1, object, &changes);
         assert_eq!(ops.len(), 2, "{ops:?}");
-        match &ops[0] {
-            (OssOp::Write { offset, crc, .. }, payload) => {
-                assert_eq!(*offset, 0, "stripe 1 holds file block 1 at object offset 0");
-                assert_eq!(payload.len(), 4096);
-                assert!(payload.iter().all(|b| *b == 1));
-                assert_eq!(*crc, checksum::crc32c(payload));
-            }
-            other => panic!("{other:?}"),
-        }
-        match &ops[1] {
-            (OssOp::Truncate { size, .. }, _) => assert_eq!(*size, 100),
-            other => panic!("{other:?}"),
-        }
-        let stripe0 = replay_ops(&layout, 0, ObjectId { ino: 9, stripe: 0 }, &changes);
-        let sizes: Vec<u64> = stripe0
+        let placed: Vec<(u64, Vec<u8>)> = ops
             .iter()
-            .map(|(op, p)| match op {
-                OssOp::Write { offset, .. } => *offset + p.len() as u64,
-                OssOp::Truncate { size, .. } => *size,
-                _ => 0,
+            .map(|(op, payload)| match op {
+                OssOp::Write { offset, crc, .. } => {
+                    assert_eq!(*crc, checksum::crc32c(payload));
+                    (*offset, payload.to_vec())
+                }
+                other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(
-            sizes,
-            vec![4096, 8192, 4096],
-            "blocks 0 and 2, then the cut"
+            placed[0],
+            (0, vec![1u8; 4096]),
+            "file block 1 at object offset 0"
         );
+        assert_eq!(placed[1], (100, b"later".to_vec()), "in order, after it");
+        let stripe0 = replay_ops(&layout, 0, ObjectId { ino: 9, stripe: 0 }, &changes);
+        let ends: Vec<u64> = stripe0
+            .iter()
+            .map(|(op, p)| match op {
+                OssOp::Write { offset, .. } => *offset + p.len() as u64,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(ends, vec![4096, 8192], "blocks 0 and 2");
     }
 }

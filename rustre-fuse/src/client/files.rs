@@ -41,6 +41,23 @@ pub(super) const SIZE_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest file size (Linux's MAX_LFS_FILESIZE).
 pub(super) const MAX_FILE_BYTES: u64 = i64::MAX as u64;
 
+/// How many of `len` bytes a write at `offset` may write in a file of at most `limit` bytes
+/// (what its stripes hold, and [`MAX_FILE_BYTES`]): EFBIG when it starts at or past the
+/// limit, cut short at the limit when it reaches past it, as Linux does at its largest file.
+pub(super) fn writable_len(offset: u64, len: usize, limit: u64) -> Result<usize, Error> {
+    let limit = limit.min(MAX_FILE_BYTES);
+    if len == 0 {
+        return if offset > limit {
+            Err(Error::TooBig)
+        } else {
+            Ok(0)
+        };
+    }
+    let room = limit.checked_sub(offset).filter(|r| *r > 0);
+    room.map(|r| len.min(usize::try_from(r).unwrap_or(usize::MAX)))
+        .ok_or(Error::TooBig)
+}
+
 /// `fallocate` mode bits this client implements (values from Linux's falloc.h).
 pub const FALLOC_FL_KEEP_SIZE: i32 = 0x01;
 pub const FALLOC_FL_PUNCH_HOLE: i32 = 0x02;
@@ -382,6 +399,17 @@ impl Files {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_stop_at_the_largest_size() {
+        assert_eq!(writable_len(0, 10, 100), Ok(10));
+        assert_eq!(writable_len(95, 10, 100), Ok(5), "cut short at the limit");
+        assert_eq!(writable_len(100, 1, 100), Err(Error::TooBig));
+        assert_eq!(writable_len(101, 1, 100), Err(Error::TooBig));
+        assert_eq!(writable_len(100, 0, 100), Ok(0));
+        assert_eq!(writable_len(101, 0, 100), Err(Error::TooBig));
+        assert_eq!(writable_len(u64::MAX, 1, u64::MAX), Err(Error::TooBig));
+    }
 
     fn file_attr(ino: Ino, size: u64, tv: u64) -> Attr {
         Attr {

@@ -21,8 +21,8 @@ use super::dirs::{
     MAX_OPEN_DIRS,
 };
 use super::files::{
-    OpenFile, Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE,
-    MAX_FILE_BYTES, SIZE_REPORT_INTERVAL, ZERO_CHUNK_BYTES,
+    writable_len, OpenFile, Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
+    FALLOC_FL_ZERO_RANGE, MAX_FILE_BYTES, SIZE_REPORT_INTERVAL, ZERO_CHUNK_BYTES,
 };
 use super::releases::{SenderRunning, Waiter, RELEASE_GATHER};
 use super::Client;
@@ -164,7 +164,9 @@ impl Client {
     }
 
     /// Writes `data` at `offset` through handle `fh` (at the end of the file for an
-    /// O_APPEND handle); returns the bytes written.
+    /// O_APPEND handle); returns the bytes written. A write starting at or past what the
+    /// file's stripes hold (`Layout::max_file_size`) is EFBIG; one reaching past it is cut
+    /// short there.
     pub async fn write_file(
         self: &Arc<Self>,
         fh: u64,
@@ -173,7 +175,6 @@ impl Client {
     ) -> Result<usize, Error> {
         let f = self.files.handle(fh)?;
         let layout = f.layout()?;
-        let len = data.len();
         let sync = f.flags & libc::O_DSYNC != 0;
         let lock = (f.flags & libc::O_APPEND != 0).then(|| self.files.append_lock(f.ino));
         let _guard = match &lock {
@@ -187,13 +188,14 @@ impl Client {
         } else {
             offset
         };
-        let end = offset
-            .checked_add(len as u64)
-            .filter(|e| *e <= MAX_FILE_BYTES)
-            .ok_or(Error::TooBig)?;
+        // Past what the file's stripes hold, the OSTs would refuse the bytes: EFBIG (or a short
+        // write up to there), with nothing buffered past it and the size never moved past it.
+        let len = writable_len(offset, data.len(), layout.max_file_size())?;
         if len == 0 {
             return Ok(0);
         }
+        let data = data.slice(..len);
+        let end = offset + len as u64;
         if sync {
             self.flush_writes(f.ino).await?;
             self.cache
@@ -302,9 +304,10 @@ impl Client {
     ) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
         let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
+        let largest = MAX_FILE_BYTES.min(f.layout()?.max_file_size());
         let end = offset
             .checked_add(len)
-            .filter(|e| *e <= MAX_FILE_BYTES)
+            .filter(|e| *e <= largest)
             .ok_or(Error::TooBig)?;
         if len == 0 {
             return Err(Error::Invalid("fallocate of zero bytes".into()));

@@ -372,9 +372,10 @@ impl Client {
         Ok(a)
     }
 
-    /// Changes attributes. A size change goes to the MDS first, then sets every object to
-    /// the length it has at the new size, so bytes past the end never survive a shrink
-    /// (including bytes another client wrote but had not reported).
+    /// Changes attributes. A size change is carried out by the MDS, which cuts every object
+    /// to the length it has at the new size before it answers (docs/replication.md,
+    /// "Truncate rule"), so bytes past the end never survive a shrink and this client sends
+    /// no cut of its own: one sent after the MDS answered could land on data written since.
     pub(crate) async fn setattr(
         &self,
         creds: &Creds,
@@ -383,12 +384,7 @@ impl Client {
     ) -> Result<Attr, Error> {
         // chown drops file capabilities on the MDS.
         self.capability.forget(ino);
-        let size = set.size;
-        let attr = self.attr_call(creds, MdsOp::SetAttr { ino, set }).await?;
-        if let (Some(size), Some(layout)) = (size, &attr.layout) {
-            self.truncate_objects(ino, layout, size).await?;
-        }
-        Ok(attr)
+        self.attr_call(creds, MdsOp::SetAttr { ino, set }).await
     }
 
     /// Creates a regular file without opening it (or, with `exclusive = false`, finds an
@@ -408,7 +404,8 @@ impl Client {
     }
 
     /// Creates (or with `exclusive = false` opens an existing) regular file; with
-    /// `open_flags` the file is opened in this session too.
+    /// `open_flags` the file is opened in this session too (an existing file's O_TRUNC is
+    /// carried out by the MDS before it answers).
     #[allow(clippy::too_many_arguments)] // mirrors the MDS call's fields one to one
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn create_open(
@@ -429,9 +426,7 @@ impl Client {
             open_flags,
             layout,
         };
-        let attr = self.attr_call(creds, op).await?;
-        self.after_open(&attr, open_flags.unwrap_or(0)).await?;
-        Ok(attr)
+        self.attr_call(creds, op).await
     }
 
     pub async fn mkdir(
@@ -590,21 +585,10 @@ impl Client {
         }
     }
 
-    /// Opens `ino` in this session (permission check, O_TRUNC, open record).
+    /// Opens `ino` in this session (permission check, O_TRUNC, open record). The MDS answers
+    /// once an O_TRUNC's objects are cut.
     pub(crate) async fn open(&self, creds: &Creds, ino: Ino, flags: i32) -> Result<Attr, Error> {
-        let attr = self.attr_call(creds, MdsOp::Open { ino, flags }).await?;
-        self.after_open(&attr, flags).await?;
-        Ok(attr)
-    }
-
-    /// O_TRUNC of a file that ever had data: cut its objects before anyone writes.
-    async fn after_open(&self, attr: &Attr, flags: i32) -> Result<(), Error> {
-        if flags & libc::O_TRUNC != 0 && attr.truncate_version > 0 && attr.size == 0 {
-            if let Some(layout) = &attr.layout {
-                self.truncate_objects(attr.ino, layout, 0).await?;
-            }
-        }
-        Ok(())
+        self.attr_call(creds, MdsOp::Open { ino, flags }).await
     }
 
     /// Tells the MDS the size and mtime written data reached.

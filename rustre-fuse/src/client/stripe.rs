@@ -44,18 +44,10 @@ pub(super) fn extents(layout: &Layout, offset: u64, len: usize) -> Vec<Extent> {
     out
 }
 
-/// The length object `stripe` has when the file is `file_size` bytes long.
+/// The length object `stripe` has when the file is `file_size` bytes long
+/// ([`Layout::object_size`], which the MDS uses too when it cuts objects).
 pub(super) fn object_size(layout: &Layout, stripe: u32, file_size: u64) -> u64 {
-    let size = layout.stripe_size as u64;
-    let count = layout.stripe_count().max(1) as u64;
-    let full_rows = file_size / (size * count);
-    let rest = file_size % (size * count);
-    let mut len = full_rows * size;
-    let start_in_row = stripe as u64 * size;
-    if rest > start_in_row {
-        len += (rest - start_in_row).min(size);
-    }
-    len
+    layout.object_size(stripe, file_size)
 }
 
 /// Splits extents longer than `max` bytes into consecutive pieces of at most `max`.

@@ -31,11 +31,11 @@ use tokio::sync::OwnedSemaphorePermit;
 /// Most files whose unsynced changes are followed at once.
 pub(super) const UNSTABLE_FILES_MAX: usize = 65_536;
 
-/// One change to a file, as it was made: what a copy that lost it is given again.
+/// One change to a file, as it was made: what a copy that lost it is given again. (Size
+/// changes are the MDS's: it cuts the objects and syncs the cut itself.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Change {
     Write { offset: u64, data: Bytes },
-    Truncate { size: u64 },
 }
 
 /// What one copy acknowledged since the file's last good sync.
@@ -156,9 +156,8 @@ impl Unstable {
             file.note(*copy, *instance);
         }
         if let (Some(kept), Some(change)) = (&mut file.kept, change) {
-            if let Change::Write { data, .. } = &change {
-                kept.bytes += data.len();
-            }
+            let Change::Write { data, .. } = &change;
+            kept.bytes += data.len();
             kept.changes.push(change);
         }
     }

@@ -28,6 +28,10 @@ pub const MIN_STRIPE_SIZE: u32 = 4096;
 pub const MAX_STRIPE_COUNT: u32 = 256;
 /// Most copies of each stripe.
 pub const MAX_REPLICAS: u32 = 8;
+/// Largest object an OST stores (16 TiB): writes and truncates past it are EFBIG. A file
+/// can hold at most this much per stripe ([`Layout::max_file_size`]); the OSS refuses
+/// objects past it and the MDS refuses sizes past what the stripes hold.
+pub const MAX_OBJECT_BYTES: u64 = 1 << 44;
 
 /// A point in time, as seconds and nanoseconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
@@ -162,6 +166,31 @@ impl Layout {
     /// True when no copy of `stripe` is up to date: the stripe lost its data.
     pub fn is_lost(&self, stripe: u32) -> bool {
         self.live_copies(stripe).is_empty()
+    }
+
+    /// The length object `stripe` has when the file is `file_size` bytes long. Byte `off`
+    /// of the file lives in stripe `(off / stripe_size) % stripe_count`, at object offset
+    /// `(off / (stripe_size * stripe_count)) * stripe_size + off % stripe_size`.
+    pub fn object_size(&self, stripe: u32, file_size: u64) -> u64 {
+        let size = self.stripe_size.max(1) as u64;
+        let count = self.stripe_count().max(1) as u64;
+        let full_rows = file_size / (size * count);
+        let rest = file_size % (size * count);
+        let mut len = full_rows * size;
+        let start_in_row = stripe as u64 * size;
+        if rest > start_in_row {
+            len += (rest - start_in_row).min(size);
+        }
+        len
+    }
+
+    /// The largest size a file of this layout can have: the size at which its first object
+    /// (the longest) reaches [`MAX_OBJECT_BYTES`]. `stripe_count * MAX_OBJECT_BYTES` when the
+    /// stripe size divides it (every power of two does).
+    pub fn max_file_size(&self) -> u64 {
+        let size = self.stripe_size.max(1) as u64;
+        let count = self.stripe_count().max(1) as u64;
+        (MAX_OBJECT_BYTES / size) * size * count + MAX_OBJECT_BYTES % size
     }
 
     /// Checks sizes and counts against the protocol limits, and that copies of one stripe
@@ -338,6 +367,35 @@ mod tests {
         assert!(l.validate().is_err(), "two copies on one OST");
         l.osts = vec![0, 1, 2, 3, 4];
         assert!(l.validate().is_err(), "a copy missing");
+    }
+
+    #[test]
+    fn a_file_holds_at_most_max_object_bytes_per_stripe() {
+        let mut l = Layout::striped(1 << 20, vec![0]);
+        assert_eq!(l.max_file_size(), MAX_OBJECT_BYTES);
+        assert_eq!(l.object_size(0, l.max_file_size()), MAX_OBJECT_BYTES);
+        l.osts = vec![0, 1, 2, 3];
+        assert_eq!(l.max_file_size(), 4 * MAX_OBJECT_BYTES);
+        // A stripe size that does not divide the object limit: the first object is the one
+        // that reaches it, one byte more would pass it.
+        l.stripe_size = 3 * 4096;
+        let max = l.max_file_size();
+        assert!(max < 4 * MAX_OBJECT_BYTES);
+        assert_eq!(l.object_size(0, max), MAX_OBJECT_BYTES);
+        assert_eq!(l.object_size(0, max + 1), MAX_OBJECT_BYTES + 1);
+        assert!((1..4).all(|s| l.object_size(s, max) <= MAX_OBJECT_BYTES));
+    }
+
+    #[test]
+    fn object_sizes_follow_the_striping() {
+        let l = Layout::striped(4096, vec![0, 1, 2]);
+        // 2 full rows (24 KiB) and 5000 bytes: stripe 0 gets 4096 more, stripe 1 904.
+        let size = 2 * 3 * 4096 + 5000;
+        assert_eq!(l.object_size(0, size), 3 * 4096);
+        assert_eq!(l.object_size(1, size), 2 * 4096 + 904);
+        assert_eq!(l.object_size(2, size), 2 * 4096);
+        let total: u64 = (0..3).map(|s| l.object_size(s, size)).sum();
+        assert_eq!(total, size);
     }
 
     #[test]

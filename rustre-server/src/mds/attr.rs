@@ -5,26 +5,37 @@
 use rustre_proto::msg::mds::{
     SetAttr, TimeSet, XATTR_CREATE, XATTR_NAME_MAX_BYTES, XATTR_REPLACE, XATTR_VALUE_MAX_BYTES,
 };
-use rustre_proto::msg::{Attr, FileKind, Ino, LayoutSpec, Timestamp};
+use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec, Timestamp, MAX_OBJECT_BYTES};
 use rustre_proto::Error;
 
 use super::namespace::Ctx;
 use super::perm::{self, S_ISGID, S_ISUID, S_IXGRP, W};
-use super::store;
+use super::{store, truncate};
 use crate::meta::Transaction;
 use crate::schema;
 
 /// Most xattrs listed for one inode.
 pub const XATTR_LIST_MAX: usize = 1024;
 
-/// What a setattr did to the file's size: the client must cut the objects past it.
+/// What a setattr did, and whether a size change is waiting for its objects to be cut
+/// ([`truncate`]): the caller carries it out before it answers.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SetAttrOutcome {
     pub attr: Attr,
-    pub truncated: bool,
+    /// The call set a size and the file has a truncate intent pending (this one's, or an
+    /// earlier one's not carried out yet).
+    pub cut_pending: bool,
 }
 
-/// Applies `set` to inode `ino` with Linux's permission rules.
+/// The largest size a regular file with layout `layout` may have: what its stripes hold
+/// ([`Layout::max_file_size`]); one object's worth without a layout.
+pub fn max_file_size(layout: Option<&Layout>) -> u64 {
+    layout.map_or(MAX_OBJECT_BYTES, Layout::max_file_size)
+}
+
+/// Applies `set` to inode `ino` with Linux's permission rules. A size past what the file's
+/// stripes can hold is EFBIG, with nothing changed; a size change records its truncate
+/// intent in the same transaction.
 pub fn setattr(
     tx: &mut dyn Transaction,
     ctx: &Ctx,
@@ -35,7 +46,7 @@ pub fn setattr(
     let creds = ctx.creds;
     let a = &mut inode.attr;
     let mut changed = false;
-    let mut truncated = false;
+    let mut resized = false;
 
     if set.uid.is_some() || set.gid.is_some() {
         let new_uid = set.uid.unwrap_or(a.uid);
@@ -77,13 +88,16 @@ pub fn setattr(
         if !set.via_write_handle {
             perm::check(creds, a, W)?;
         }
+        if size > max_file_size(a.layout.as_ref()) {
+            return Err(Error::TooBig);
+        }
         a.perm = perm::perm_after_write(creds, a);
         if size != a.size {
-            truncated = size < a.size;
+            resized = true;
             a.size = size;
             a.truncate_version += 1;
-            // The caller then cuts the up-to-date copies: a resync copying meanwhile must
-            // not clear its stale marks (docs/replication.md).
+            // The MDS then cuts the up-to-date copies: a resync copying meanwhile must not
+            // clear its stale marks (docs/replication.md).
             if let Some(l) = a.layout.as_mut().filter(|l| !l.stale.is_empty()) {
                 l.version += 1;
             }
@@ -116,14 +130,19 @@ pub fn setattr(
         a.ctime = ctx.now;
         store::put_inode(tx, &inode)?;
     }
+    if resized && inode.attr.layout.is_some() {
+        truncate::record(tx, ino, inode.attr.size, inode.attr.truncate_version)?;
+    }
+    let cut_pending = set.size.is_some() && truncate::pending(tx, ino)?;
     Ok(SetAttrOutcome {
         attr: inode.attr,
-        truncated,
+        cut_pending,
     })
 }
 
 /// A writer's report of the size and mtime its data reached. The size only grows, and a report
-/// made before the latest truncate is ignored.
+/// made before the latest truncate is ignored; a size past what the stripes hold is EFBIG
+/// (the OSTs refuse such writes: no data can be there).
 pub fn report_size(
     tx: &mut dyn Transaction,
     ctx: &Ctx,
@@ -136,6 +155,9 @@ pub fn report_size(
     let a = &mut inode.attr;
     if a.kind != FileKind::File {
         return Err(Error::Invalid("size report for a non-file".into()));
+    }
+    if size > max_file_size(a.layout.as_ref()) {
+        return Err(Error::TooBig);
     }
     if truncate_version != a.truncate_version {
         return Ok(inode.attr);

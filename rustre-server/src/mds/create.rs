@@ -17,7 +17,7 @@ use super::config::{PLACEMENT_RETRY, PLACEMENT_WAIT};
 use super::error::MdsError;
 use super::namespace::{self, NewInode};
 use super::txn::Mutation;
-use super::{layout, open, store, Mds};
+use super::{layout, open, store, truncate, Mds};
 
 /// A new regular file, as asked.
 #[derive(Debug, Clone)]
@@ -61,7 +61,12 @@ impl Mds {
                     tokio::time::sleep(PLACEMENT_RETRY).await;
                     let _ = self.cluster.refresh().await;
                 }
-                r => return r,
+                // An existing file opened with a truncate pending: cut before answering.
+                Ok((mut attr, true)) => {
+                    self.cut_before_answer(&mut attr).await?;
+                    return Ok(attr);
+                }
+                r => return r.map(|(attr, _)| attr),
             }
         }
     }
@@ -69,7 +74,8 @@ impl Mds {
     /// The transaction body of one try of [`Mds::create`] with inode number `ino` under
     /// `map`. With `wait_for_osts`, too few OSTs up for the new file's copies is a
     /// [`PlacementShortfall`] (the caller waits and tries again); without, the layout
-    /// policy refuses it with its own error.
+    /// policy refuses it with its own error. Answers the attributes, and whether an existing
+    /// file it opened has a truncate pending ([`super::truncate`]).
     #[allow(clippy::too_many_arguments)]
     fn create_in(
         &self,
@@ -80,7 +86,7 @@ impl Mds {
         ino: Ino,
         map: &ClusterMap,
         wait_for_osts: bool,
-    ) -> Result<Attr, MdsError> {
+    ) -> Result<(Attr, bool), MdsError> {
         let (parent, name) = (req.parent, req.name.as_str());
         let created = match store::dentry(tx, parent, name)? {
             Some(_) if req.exclusive => return Err(Error::Exists.into()),
@@ -115,17 +121,25 @@ impl Mds {
             }
         };
         Ok(match req.open_flags {
-            Some(flags) => open::open(tx, c, session, created, flags, created == ino)?,
-            None => store::inode(tx, created)?.attr,
+            Some(flags) => {
+                let attr = open::open(tx, c, session, created, flags, created == ino)?;
+                (attr, created != ino && truncate::pending(tx, created)?)
+            }
+            None => (store::inode(tx, created)?.attr, false),
         })
     }
 
     /// The cluster map to place a layout `spec` with (or to sum capacity with). The map is
     /// followed once a second, so right after start it may predate some OSTs' registration:
-    /// when it shows fewer OSTs up than `spec` asks for (or none), it is re-read from the
-    /// MGS first, rather than handing out fewer stripes than asked, ENOSPC or a size of 0.
+    /// when it shows fewer OSTs up than `spec` asks for (or none), or lacks an OST `spec`
+    /// names, it is re-read from the MGS first, rather than handing out fewer stripes than
+    /// asked, ENOSPC, a size of 0 or "OST n does not exist".
     pub(super) async fn map_for(&self, spec: Option<&LayoutSpec>) -> Arc<ClusterMap> {
         let map = self.cluster.map();
+        let named = spec.and_then(|s| s.osts.as_deref()).unwrap_or_default();
+        if named.iter().any(|i| map.ost(*i).is_none()) {
+            return self.cluster.refresh().await.unwrap_or(map);
+        }
         let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
         let stripes = spec
             .and_then(|s| s.osts.as_ref().map(|o| o.len() as u32).or(s.stripe_count))

@@ -9,7 +9,7 @@ use rustre_proto::msg::mds::{
     FsStats, MdsResponse, SetAttr, READDIR_MAX_ENTRIES, RELEASE_MAX_INOS,
 };
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::{Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp, ROOT_INO};
+use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp, ROOT_INO};
 use rustre_proto::Error;
 
 use super::create::CreateRequest;
@@ -18,7 +18,7 @@ use super::error::MdsError;
 use super::namespace::{self, NewInode};
 use super::txn::Mutation;
 use super::versions;
-use super::{attr, layout, open, replica, store, Mds};
+use super::{attr, layout, open, replica, store, truncate, Mds};
 use crate::schema;
 
 type Answer = Result<MdsResponse, MdsError>;
@@ -84,13 +84,32 @@ impl Mds {
         .map(MdsResponse::Attr)
     }
 
+    /// A size change is answered only once its objects are cut ([`super::truncate`]); a
+    /// repeat of the call (same request id) carries the cut out too.
     pub(super) async fn setattr(self: &Arc<Self>, call: Call, ino: Ino, set: SetAttr) -> Answer {
         let change = call.change();
-        self.txn(call.creds, vec![ino], change, move |tx, c| {
-            attr::setattr(tx, c, ino, &set)
-        })
-        .await
-        .map(|o| MdsResponse::Attr(o.attr))
+        let mut o = self
+            .txn(call.creds, vec![ino], change, move |tx, c| {
+                attr::setattr(tx, c, ino, &set)
+            })
+            .await?;
+        if o.cut_pending {
+            truncate::test_crash_point(ino);
+            self.cut_before_answer(&mut o.attr).await?;
+        }
+        Ok(MdsResponse::Attr(o.attr))
+    }
+
+    /// Carries out the pending truncate of `attr.ino` ([`Mds::finish_truncate`]); copies it
+    /// marked stale show in `attr`'s layout.
+    pub(super) async fn cut_before_answer(
+        self: &Arc<Self>,
+        attr: &mut Attr,
+    ) -> Result<(), MdsError> {
+        if let Some(layout) = self.finish_truncate(attr.ino).await? {
+            attr.layout = Some(layout);
+        }
+        Ok(())
     }
 
     pub(super) async fn create_file(self: &Arc<Self>, call: Call, req: CreateRequest) -> Answer {
@@ -269,7 +288,8 @@ impl Mds {
         .map(|(entries, eof)| MdsResponse::Entries { entries, eof })
     }
 
-    /// An open is bookkeeping, unless it truncates.
+    /// An open is bookkeeping, unless it truncates. A file with a truncate pending (this
+    /// open's O_TRUNC, or one not carried out yet) is opened only once its objects are cut.
     pub(super) async fn open(self: &Arc<Self>, call: Call, ino: Ino, flags: i32) -> Answer {
         let kind = if flags & libc::O_TRUNC != 0 {
             call.change()
@@ -277,11 +297,16 @@ impl Mds {
             call.bookkeeping()
         };
         let session = call.session;
-        self.txn(call.creds, vec![ino], kind, move |tx, c| {
-            open::open(tx, c, session, ino, flags, false)
-        })
-        .await
-        .map(MdsResponse::Attr)
+        let (mut attr, cut_pending) = self
+            .txn(call.creds, vec![ino], kind, move |tx, c| {
+                let attr = open::open(tx, c, session, ino, flags, false)?;
+                Ok::<_, Error>((attr, truncate::pending(tx, ino)?))
+            })
+            .await?;
+        if cut_pending {
+            self.cut_before_answer(&mut attr).await?;
+        }
+        Ok(MdsResponse::Attr(attr))
     }
 
     pub(super) async fn release(self: &Arc<Self>, call: Call, inos: Vec<Ino>) -> Answer {

@@ -1,6 +1,14 @@
 //! Choosing a new file's layout: the caller's request, else the directory's default, else
 //! the cluster's; OSTs picked round-robin among those that are up.
 //!
+//! Space: OSTs that are full ([`is_full`]: less than `100 - OST_FULL_PERCENT` % of their
+//! capacity available, by their last heartbeat, or capacity unknown) get no new stripes
+//! while the OSTs up and not full are enough for the stripe count (and the copies); only
+//! when they are not does placement fall back to every OST up, full ones included (a write
+//! there then fails with ENOSPC, as on a full local disk; the create itself succeeds). A
+//! stripe count of "all OSTs" means all that are not full, when any are. An explicit OST
+//! list is taken as given, full or not; its further copies avoid full OSTs the same way.
+//!
 //! With `replicas > 1` every stripe gets that many copies on distinct OSTs
 //! (docs/replication.md). Placement, for `count` stripes over the sorted list of OSTs that
 //! are up, starting at a rotating offset `start`:
@@ -18,10 +26,31 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustre_proto::msg::mgs::{ClusterMap, NodeState};
-use rustre_proto::msg::{Layout, LayoutSpec, MAX_REPLICAS};
+use rustre_proto::msg::{Capacity, Layout, LayoutSpec, MAX_REPLICAS};
 use rustre_proto::Error;
 
 use super::error::PlacementShortfall;
+
+/// How full an OST may be, in percent of its capacity in use (not available), before new
+/// stripes avoid it.
+pub const OST_FULL_PERCENT: u64 = 95;
+
+/// True when new stripes should avoid an OST with capacity `c`: less than
+/// `100 - OST_FULL_PERCENT` % of it is available, or it is unknown (all zeros: the OSS could
+/// not read it).
+pub fn is_full(c: &Capacity) -> bool {
+    c.total_bytes == 0
+        || u128::from(c.avail_bytes) * 100
+            < u128::from(c.total_bytes) * u128::from(100 - OST_FULL_PERCENT)
+}
+
+/// The OSTs of `up` that are not full in `map`, in the same order.
+fn roomy(map: &ClusterMap, up: &[u32]) -> Vec<u32> {
+    up.iter()
+        .copied()
+        .filter(|i| map.ost(*i).is_some_and(|o| !is_full(&o.capacity)))
+        .collect()
+}
 
 /// Hands out OSTs round-robin so files spread evenly.
 #[derive(Default)]
@@ -93,6 +122,7 @@ impl OstPicker {
             .and_then(|s| s.osts.clone())
             .or_else(|| dir_default.and_then(|s| s.osts.clone()));
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let roomy = roomy(map, &up);
         let (first, pool) = match explicit {
             Some(list) => {
                 for i in &list {
@@ -106,11 +136,19 @@ impl OstPicker {
                 if seen.len() != list.len() {
                     return Err(Error::Invalid("an OST is listed twice".into()));
                 }
-                // Further copies go to OSTs outside the list; only when there are too few
-                // of those may a stripe's copy go to an OST listed for another stripe.
+                // Further copies go to OSTs outside the list, not full ones first; only when
+                // there are too few of those may a stripe's copy go to an OST listed for
+                // another stripe.
                 let (listed, others): (Vec<u32>, Vec<u32>) =
                     up.iter().partition(|o| list.contains(o));
-                let pool = if others.len() + 1 >= replicas as usize {
+                let roomy_others: Vec<u32> = others
+                    .iter()
+                    .copied()
+                    .filter(|o| roomy.contains(o))
+                    .collect();
+                let pool = if roomy_others.len() + 1 >= replicas as usize {
+                    roomy_others
+                } else if others.len() + 1 >= replicas as usize {
                     others
                 } else {
                     others.into_iter().chain(listed).collect()
@@ -122,9 +160,24 @@ impl OstPicker {
                     0 => map.defaults.stripe_count.max(1),
                     n => n,
                 } as usize;
-                let count = want.min(up.len());
-                let first = (0..count).map(|i| up[(start + i) % up.len()]).collect();
-                (first, up)
+                // "All OSTs" asks for as many as can take data.
+                let all = want == u32::MAX as usize && roomy.len() >= replicas as usize;
+                let count = if all { roomy.len() } else { want.min(up.len()) };
+                let candidates = if roomy.len() >= count.max(replicas as usize) {
+                    roomy
+                } else {
+                    tracing::debug!(
+                        count,
+                        replicas,
+                        not_full = roomy.len(),
+                        "too few OSTs with room: placing on full ones too"
+                    );
+                    up
+                };
+                let first = (0..count)
+                    .map(|i| candidates[(start + i) % candidates.len()])
+                    .collect();
+                (first, candidates)
             }
         };
         let osts = place_copies(&first, &pool, replicas, start)?;
@@ -311,6 +364,83 @@ mod tests {
             p.choose(Some(&s), None, &m3),
             Err(Error::Invalid(_))
         ));
+    }
+
+    /// `map(n, &[])` with OST capacities: `full` OSTs have 1 % available, the others half.
+    fn map_with_full(n: u32, full: &[u32]) -> ClusterMap {
+        let mut m = map(n, &[]);
+        for o in &mut m.osts {
+            let avail = if full.contains(&o.index) {
+                1 << 20
+            } else {
+                50 << 20
+            };
+            o.capacity = Capacity {
+                total_bytes: 100 << 20,
+                free_bytes: avail,
+                avail_bytes: avail,
+            };
+        }
+        m
+    }
+
+    #[test]
+    fn an_ost_is_full_past_the_threshold_or_when_its_capacity_is_unknown() {
+        let cap = |total, avail| Capacity {
+            total_bytes: total,
+            free_bytes: avail,
+            avail_bytes: avail,
+        };
+        let room = 100 - OST_FULL_PERCENT;
+        assert!(!is_full(&cap(100, room)));
+        assert!(is_full(&cap(100, room - 1)));
+        assert!(is_full(&cap(0, 0)), "unknown capacity takes no new stripes");
+        assert!(!is_full(&cap(u64::MAX, u64::MAX)), "no overflow");
+    }
+
+    #[test]
+    fn new_stripes_avoid_full_osts_while_the_others_suffice() {
+        let p = OstPicker::default();
+        let m = map_with_full(3, &[1]);
+        for _ in 0..12 {
+            for count in 1..=2 {
+                let l = p.choose(Some(&spec(count, 1)), None, &m).unwrap();
+                assert!(!l.osts.contains(&1), "{l:?}");
+                assert_eq!(l.stripe_count(), count);
+            }
+            // Two copies fit on the two OSTs with room.
+            let l = p.choose(Some(&spec(1, 2)), None, &m).unwrap();
+            assert!(!l.osts.contains(&1), "{l:?}");
+        }
+        // Three stripes (or copies) need the full OST too: placement falls back to it.
+        let l = p.choose(Some(&spec(3, 1)), None, &m).unwrap();
+        assert_eq!(l.stripe_count(), 3);
+        assert!(l.osts.contains(&1), "{l:?}");
+        let l = p.choose(Some(&spec(1, 3)), None, &m).unwrap();
+        assert!(l.osts.contains(&1), "{l:?}");
+        // Every OST full: files are still placed (writes get ENOSPC, not creates).
+        let all_full = map_with_full(2, &[0, 1]);
+        assert_eq!(
+            p.choose(Some(&spec(2, 1)), None, &all_full)
+                .unwrap()
+                .stripe_count(),
+            2
+        );
+        // "All OSTs" means all with room.
+        let l = p.choose(Some(&spec(u32::MAX, 1)), None, &m).unwrap();
+        let mut osts = l.osts.clone();
+        osts.sort_unstable();
+        assert_eq!(osts, vec![0, 2]);
+        // An explicit list is kept, full OST or not; its second copy avoids the full one.
+        let s = LayoutSpec {
+            osts: Some(vec![1]),
+            replicas: Some(2),
+            ..LayoutSpec::default()
+        };
+        let l = p
+            .choose(Some(&s), None, &map_with_full(3, &[1, 2]))
+            .unwrap();
+        assert_eq!(l.osts, vec![1, 0]);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
 //! - [`fsck`]: `rustre fsck`'s pages of the store and its conditional repairs.
+//! - `truncate`: size changes as durable intents, and the cuts of objects that carry them
+//!   out (before the truncate is answered, else by a worker).
 //! - [`config`]: configuration and limits. `txn`: the transaction engine (directory locks,
 //!   request records, the feed, group commit) and inode numbers.
 //! - `dispatch`: one handler (`handlers`) per operation, and the one conversion of an
@@ -40,6 +42,7 @@ pub mod store;
 mod stuck;
 #[cfg(test)]
 mod tests;
+pub mod truncate;
 mod txn;
 mod versions;
 mod workers;
@@ -83,6 +86,7 @@ pub async fn run(
         resync_cursor: AtomicU64::new(0),
         stuck: stuck::StuckCopies::default(),
         feed: feed::Feed::new(),
+        cut_locks: cut_locks(),
     });
     workers::spawn_all(mds.clone(), shutdown.clone());
     tracing::info!(addr = %cfg.advertise_addr, "MDS serving");
@@ -146,4 +150,13 @@ pub struct Mds {
     feed: feed::Feed,
     /// Stale copies the resync worker could not refill.
     stuck: stuck::StuckCopies,
+    /// Serialize the cuts of one inode's objects ([`truncate`]), by inode number.
+    cut_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// The cut locks of a new [`Mds`].
+fn cut_locks() -> Vec<tokio::sync::Mutex<()>> {
+    (0..truncate::CUT_LOCK_STRIPES)
+        .map(|_| tokio::sync::Mutex::new(()))
+        .collect()
 }

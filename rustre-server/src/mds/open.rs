@@ -23,6 +23,7 @@ use super::namespace::{self, Ctx};
 use super::perm::{self, R, W};
 use super::replica;
 use super::store::{self, Session};
+use super::truncate;
 use crate::meta::Transaction;
 use crate::schema;
 
@@ -44,7 +45,7 @@ fn open_mask(flags: i32) -> u32 {
 }
 
 /// Opens `ino` for `session`: checks permission (unless the caller just created the file),
-/// applies O_TRUNC and records the open.
+/// applies O_TRUNC (recording its truncate intent) and records the open.
 pub fn open(
     tx: &mut dyn Transaction,
     ctx: &Ctx,
@@ -68,6 +69,9 @@ pub fn open(
         inode.attr.perm = perm::perm_after_write(ctx.creds, &inode.attr);
         inode.attr.mtime = ctx.now;
         inode.attr.ctime = ctx.now;
+        if inode.attr.layout.is_some() {
+            truncate::record(tx, ino, 0, inode.attr.truncate_version)?;
+        }
         changed = true;
     }
     if writes {

@@ -42,6 +42,34 @@ pub struct Doomed {
     pub layout: Layout,
 }
 
+/// A size change whose objects are not cut yet, under `truncate/{ino}` (written in the
+/// transaction that changes the size; removed once every up-to-date copy of every stripe is
+/// cut: `crate::mds::truncate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruncateIntent {
+    /// The file's size after the change: every object gets the length it has at this size.
+    pub size: u64,
+    /// Every object is first cut to the length it has at this size (`<= size`): the smallest
+    /// size of the changes this intent stands for, so an extend that follows a shrink not yet
+    /// carried out still leaves zeros, not the old bytes, past the shrink.
+    pub cut_to: u64,
+    /// The inode's truncate version after the change: tells this intent from a newer one.
+    pub truncate_version: u64,
+    /// The advertised address of the MDS cutting the objects now; empty while nobody is.
+    /// Other MDS sharing the store leave the intent alone until `until_ms`.
+    pub owner: String,
+    /// Wall-clock milliseconds after which the owner's claim lapses (renewed at every try).
+    pub until_ms: u64,
+}
+
+impl TruncateIntent {
+    /// True when `other` stands for the same size changes (whoever holds either).
+    pub fn same_change(&self, other: &TruncateIntent) -> bool {
+        (self.size, self.cut_to, self.truncate_version)
+            == (other.size, other.cut_to, other.truncate_version)
+    }
+}
+
 /// Value of a `stale/{ino}` index entry while an MDS's resync worker copies the file: other
 /// MDS sharing the store leave the file alone until `until_ms` (the owner renews it as it
 /// goes). An empty value means nobody is copying.

@@ -19,8 +19,8 @@ use crate::local::{self, LocalConfig};
 
 const CLUSTER: &str = "replfs";
 
-struct TestCluster {
-    cluster: Arc<Cluster>,
+pub(super) struct TestCluster {
+    pub(super) cluster: Arc<Cluster>,
     session: u64,
     seq: std::sync::atomic::AtomicU64,
     _stop: watch::Sender<bool>,
@@ -28,7 +28,7 @@ struct TestCluster {
 }
 
 impl TestCluster {
-    async fn start(osts: u32) -> TestCluster {
+    pub(super) async fn start(osts: u32) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let key = ClusterKey::generate().unwrap();
         let (stop, shutdown) = watch::channel(false);
@@ -85,7 +85,12 @@ impl TestCluster {
         t
     }
 
-    async fn call_as(&self, creds: Creds, seq: u64, op: MdsOp) -> Result<MdsResponse, Error> {
+    pub(super) async fn call_as(
+        &self,
+        creds: Creds,
+        seq: u64,
+        op: MdsOp,
+    ) -> Result<MdsResponse, Error> {
         let req = MdsRequest {
             creds,
             session: self.session,
@@ -96,22 +101,27 @@ impl TestCluster {
         Ok(peer.call(&req, Bytes::new()).await?.0)
     }
 
-    fn next_seq(&self) -> u64 {
+    pub(super) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn call(&self, op: MdsOp) -> Result<MdsResponse, Error> {
+    pub(super) async fn call(&self, op: MdsOp) -> Result<MdsResponse, Error> {
         self.call_as(Creds::root(), self.next_seq(), op).await
     }
 
-    async fn attr(&self, op: MdsOp) -> Result<Attr, Error> {
+    pub(super) async fn attr(&self, op: MdsOp) -> Result<Attr, Error> {
         match self.call(op).await? {
             MdsResponse::Attr(a) => Ok(a),
             other => panic!("{other:?}"),
         }
     }
 
-    async fn create(&self, name: &str, stripes: u32, replicas: u32) -> Result<Attr, Error> {
+    pub(super) async fn create(
+        &self,
+        name: &str,
+        stripes: u32,
+        replicas: u32,
+    ) -> Result<Attr, Error> {
         self.attr(MdsOp::Create {
             parent: ROOT_INO,
             name: name.into(),
@@ -128,7 +138,7 @@ impl TestCluster {
         .await
     }
 
-    async fn oss(&self, ost: u32, op: OssOp, payload: Bytes) -> (OssResponse, Bytes) {
+    pub(super) async fn oss(&self, ost: u32, op: OssOp, payload: Bytes) -> (OssResponse, Bytes) {
         let req = OssRequest {
             epoch: self.cluster.map().epoch,
             ost,

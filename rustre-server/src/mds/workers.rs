@@ -1,7 +1,7 @@
 //! The MDS's background work: registering and heartbeating with the MGS, deleting the objects
 //! of destroyed inodes from the OSTs (every copy), ending sessions whose lease ran out,
-//! resyncing stale copies ([`super::resync`]) and syncing the store every
-//! [`super::config::COMMIT_INTERVAL`].
+//! resyncing stale copies ([`super::resync`]), carrying out truncates left pending
+//! ([`super::truncate`]) and syncing the store every [`super::config::COMMIT_INTERVAL`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +102,12 @@ pub(super) fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
         shutdown.clone(),
         super::resync::RESYNC_INTERVAL,
         super::resync::resync_pass,
+    );
+    spawn_every(
+        mds.clone(),
+        shutdown.clone(),
+        super::truncate::REPLAY_INTERVAL,
+        super::truncate::replay_pass,
     );
     spawn_every(mds, shutdown, REAP_INTERVAL, reap_sessions);
 }

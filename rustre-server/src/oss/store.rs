@@ -25,8 +25,9 @@ use rustre_proto::rpc::server::Payload;
 use super::error::ObjectError;
 
 /// Largest object, in bytes: 16 TiB, the largest file ext4 holds with 4 KiB blocks. A file of
-/// stripe count N may reach N times this.
-pub const MAX_OBJECT_BYTES: u64 = 1 << 44;
+/// stripe count N may reach N times this. Defined in `rustre-proto` (one definition for the
+/// OSS that refuses bigger objects and the MDS that refuses bigger files).
+pub use rustre_proto::msg::MAX_OBJECT_BYTES;
 
 /// The bytes a read found.
 pub enum ReadData {

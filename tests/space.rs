@@ -1,0 +1,198 @@
+//! Space with real processes: an OST on a 64 MiB ext4 file system (a loop mount) beside an
+//! ordinary one. Filling the small OST gives the writer ENOSPC, other files keep working,
+//! new files avoid the full OST, and its space comes back after `rm` (docs/architecture.md,
+//! "Layouts and striping").
+
+mod common;
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::proc_cluster::{number, osts, ProcCluster};
+use common::*;
+
+/// Size of the small OST's file system.
+const SMALL_FS: &str = "64M";
+/// Most bytes the test writes to fill it.
+const FILL_MAX_BYTES: usize = 256 << 20;
+/// Longest wait for capacity to reach the MDS (heartbeats) or space to come back.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An ext4 file system in an image file, loop-mounted; unmounted (lazily) when dropped, so
+/// nothing is left behind whatever the test did.
+struct LoopFs {
+    mnt: PathBuf,
+}
+
+impl LoopFs {
+    /// Makes and mounts a file system of `size` (`truncate -s` syntax) in `dir`, or says why
+    /// it cannot.
+    fn mount(dir: &Path, size: &str) -> Result<LoopFs, String> {
+        // SAFETY: identity getter.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("loop mounts need root".into());
+        }
+        let img = dir.join("small.img");
+        let mnt = dir.join("small");
+        fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+        let run = |cmd: &mut Command| -> Result<(), String> {
+            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{cmd:?}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        run(Command::new("truncate").args(["-s", size]).arg(&img))?;
+        // No blocks reserved for root: the OSS runs as root and would fill those too.
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&img))?;
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&mnt))?;
+        Ok(LoopFs { mnt })
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        // Lazy: an OSS killed a moment ago may still hold files open; the loop device goes
+        // with the last reference (mount -o loop sets autoclear).
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
+}
+
+/// The use% of OST `index` as the MGS's map has it (`rustre df`).
+fn ost_use_percent(mgs: &str, index: u32) -> Option<u64> {
+    let out = cli(mgs, &["df"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let name = format!("OST{index:04}");
+    let line = text.lines().find(|l| l.starts_with(&name))?;
+    line.split_whitespace()
+        .last()?
+        .trim_end_matches('%')
+        .parse()
+        .ok()
+}
+
+/// Writes `chunk`-sized pieces to `path` until an error, or `max` bytes; then fsyncs. The
+/// error (from a write or from the fsync) and the bytes written before it.
+fn fill(path: &Path, chunk: &[u8], max: usize) -> (Option<std::io::Error>, usize) {
+    let mut f = fs::File::create(path).unwrap();
+    let mut written = 0;
+    while written < max {
+        if let Err(e) = f.write_all(chunk) {
+            return (Some(e), written);
+        }
+        written += chunk.len();
+    }
+    (f.sync_all().err(), written)
+}
+
+#[test]
+fn a_full_ost_gives_enospc_new_files_avoid_it_and_rm_brings_space_back() {
+    if let Some(why) = fuse_unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    // Declared before the cluster: dropped after it, once no OSS holds its files.
+    let small = match LoopFs::mount(scratch.path(), SMALL_FS) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("skipped: {}", unavailable_here(why));
+            return;
+        }
+    };
+    let c = ProcCluster::start(vec![None, Some(small.mnt.join("ost1"))], &[]);
+    let m = c.mgs_addr.clone();
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _mount = ForegroundMount::start(&m, &mnt, "");
+
+    // A directory whose files all go to the small OST, full or not, and one whose files go
+    // to the other OST.
+    cli_ok(&m, &["mkdir", "/small"]);
+    cli_ok(&m, &["setstripe", "/small", "--ost", "1"]);
+    cli_ok(&m, &["mkdir", "/big"]);
+    cli_ok(&m, &["setstripe", "/big", "--ost", "0"]);
+    let other = random_bytes(4 << 20, 4);
+    fs::write(mnt.join("big/other"), &other[..1 << 20]).unwrap();
+    let chunk = random_bytes(1 << 20, 3);
+    let (err, written) = fill(&mnt.join("small/fill"), &chunk, FILL_MAX_BYTES);
+    let err = err.unwrap_or_else(|| panic!("{written} bytes fit on a {SMALL_FS} OST"));
+    eprintln!("ENOSPC after {written} bytes written: {err}");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert_eq!(err.kind(), ErrorKind::StorageFull);
+    assert!(written >= 16 << 20, "ENOSPC after only {written} bytes");
+    assert_eq!(osts(&c.stat("/small/fill")), vec![1]);
+
+    // Other files keep working meanwhile: one made before grows, its start still there.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("big/other"))
+        .unwrap();
+    f.write_all(&other[1 << 20..]).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert!(fs::read(mnt.join("big/other")).unwrap() == other);
+
+    // Once the map shows the small OST full, new files avoid it: with two OSTs round-robin
+    // would alternate, so eight new files in a row on OST 0 say it is skipped.
+    assert!(
+        wait_until(WAIT, || ost_use_percent(&m, 1).is_some_and(|p| p >= 95)),
+        "the map never showed OST 1 full: {}",
+        cli_ok(&m, &["df"])
+    );
+    let mut in_a_row = 0;
+    let mut n = 0;
+    assert!(
+        wait_until(WAIT, || {
+            n += 1;
+            let name = format!("new{n}");
+            fs::write(mnt.join(&name), &chunk[..64 << 10]).unwrap();
+            let on = osts(&c.stat(&format!("/{name}")));
+            in_a_row = if on == [0] { in_a_row + 1 } else { 0 };
+            in_a_row >= 8
+        }),
+        "new files kept going to the full OST"
+    );
+
+    // rm gives the space back: the OST has room again, and takes data.
+    let fill_ino = number(&c.stat("/small/fill"), "inode");
+    fs::remove_file(mnt.join("small/fill")).unwrap();
+    assert!(
+        wait_until(WAIT, || !c.object_file(1, fill_ino, 0).exists()),
+        "the objects of the removed file stayed"
+    );
+    assert!(
+        wait_until(WAIT, || ost_use_percent(&m, 1).is_some_and(|p| p < 50)),
+        "the space never came back: {}",
+        cli_ok(&m, &["df"])
+    );
+    let again = random_bytes(16 << 20, 6);
+    let mut f = fs::File::create(mnt.join("small/again")).unwrap();
+    f.write_all(&again).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert!(fs::read(mnt.join("small/again")).unwrap() == again);
+    // And new files go there again.
+    let mut seen_small = false;
+    for i in 0..8 {
+        let name = format!("later{i}");
+        fs::write(mnt.join(&name), b"y").unwrap();
+        seen_small |= osts(&c.stat(&format!("/{name}"))) == [1];
+    }
+    assert!(
+        seen_small,
+        "no new file went to the OST that has room again"
+    );
+}
