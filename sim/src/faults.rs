@@ -5,7 +5,8 @@
 //! [`MAX_ACTIVE`] faults are active, a fault starts with probability [`START_PERCENT`]:
 //!
 //! - **crash** of a server host (MGS, MDS or an OSS; at most one OSS down at a time, so every
-//!   stripe keeps a copy), restarted after 0.2–6 s;
+//!   stripe keeps a copy), restarted after 0.2–6 s; an OSS also loses power: its OST keeps
+//!   only what it synced;
 //! - **hold** of a link between two hosts for 0.5–8 s: messages wait and arrive when it ends,
 //!   as TCP rides out a partition (client–OSS, client–MDS, OSS–MGS (fencing), MDS–MGS,
 //!   MDS–OSS);
@@ -20,7 +21,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::{CLIENT, MDS, MGS, OSS};
+use crate::cluster::{Cluster, CLIENT, MDS, MGS, OSS};
 use crate::rng::Rng;
 use crate::{Phase, SharedRef};
 
@@ -55,6 +56,7 @@ pub struct Plan {
     severity: Severity,
     next_decision: Duration,
     active: Vec<(Fault, Duration)>,
+    cluster: Cluster,
 }
 
 /// The links faults are put on.
@@ -71,12 +73,13 @@ const LINKS: [(&str, &str); 9] = [
 ];
 
 impl Plan {
-    pub fn new(seed: u64, severity: Severity) -> Plan {
+    pub fn new(seed: u64, severity: Severity, cluster: Cluster) -> Plan {
         Plan {
             rng: Rng::new(seed, 1),
             severity,
             next_decision: Duration::from_secs(2),
             active: Vec::new(),
+            cluster,
         }
     }
 
@@ -112,7 +115,7 @@ impl Plan {
             .borrow_mut()
             .trace(format!("fault: {fault:?} for {} ms", lasts.as_millis()));
         match &fault {
-            Fault::Crash(h) => sim.crash(*h),
+            Fault::Crash(h) => self.cluster.crash(sim, h),
             Fault::Hold(a, b) => sim.hold(*a, *b),
             Fault::Loss(a, b) => sim.partition(*a, *b),
         }

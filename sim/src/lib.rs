@@ -140,7 +140,6 @@ pub fn run(opts: &Options) -> Outcome {
             ..Outcome::default()
         },
     }));
-    let dirs = tempfile::tempdir().expect("temporary directory");
     let mut sim = turmoil::Builder::new()
         .simulation_duration(SIM_LIMIT)
         .tick_duration(TICK)
@@ -149,12 +148,12 @@ pub fn run(opts: &Options) -> Outcome {
         .tcp_capacity(4096)
         .rng_seed(opts.seed)
         .build();
-    let cluster = cluster::Cluster::start(&mut sim, dirs.path());
+    let cluster = cluster::Cluster::start(&mut sim);
     sim.client(
         cluster::CLIENT,
         workload::run(opts.clone(), shared.clone(), cluster.clone()),
     );
-    let mut plan = faults::Plan::new(opts.seed, opts.faults);
+    let mut plan = faults::Plan::new(opts.seed, opts.faults, cluster);
     loop {
         match sim.step() {
             Ok(true) => break,

@@ -13,14 +13,15 @@
 //! differ on disk.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_fuse::client::{Client, ClientConfig};
+use rustre_proto::msg::oss::ObjectId;
 use rustre_proto::msg::{Creds, Ino, ROOT_INO};
 use rustre_proto::Error;
+use rustre_server::oss::{MemStore, ObjectStore, ReadData};
 
 use crate::cluster::{self, Cluster};
 use crate::rng::Rng;
@@ -43,6 +44,9 @@ const SETTLE: Duration = Duration::from_secs(20);
 const RESYNC_WAIT: Duration = Duration::from_secs(120);
 /// Tries of a check read that fails (not one that returns wrong bytes).
 const CHECK_TRIES: u32 = 5;
+/// Bytes per read when the checks read an object straight from its store (a multiple of
+/// the checksum block).
+const STORE_READ_CHUNK: u32 = 1 << 20;
 
 /// What the model knows of a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,7 +512,7 @@ impl Workload {
                         let ost = layout.osts[layout.slot(stripe, r)];
                         (
                             ost,
-                            object_bytes(&cluster.ost_dirs[ost as usize], ino, stripe),
+                            object_bytes(&cluster.stores[ost as usize], ino, stripe),
                         )
                     })
                     .collect();
@@ -524,24 +528,21 @@ impl Workload {
     }
 }
 
-/// The bytes of object `ino`.`stripe` in an OST directory (empty if it has none).
-fn object_bytes(ost_dir: &Path, ino: Ino, stripe: u32) -> Vec<u8> {
-    let want = format!("{ino:016x}.{stripe}");
-    find(ost_dir, &want)
-        .and_then(|p| std::fs::read(p).ok())
-        .unwrap_or_default()
-}
-
-fn find(dir: &Path, file: &str) -> Option<std::path::PathBuf> {
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            if let Some(found) = find(&p, file) {
-                return Some(found);
-            }
-        } else if e.file_name().to_str() == Some(file) {
-            return Some(p);
+/// The bytes of object `ino`.`stripe` as its OST's store holds them now (empty if it has
+/// none).
+fn object_bytes(store: &MemStore, ino: Ino, stripe: u32) -> Vec<u8> {
+    let id = ObjectId { ino, stripe };
+    let size = store.size(id).ok().flatten().unwrap_or(0);
+    let mut out = Vec::new();
+    while (out.len() as u64) < size {
+        let read = match store.read(id, out.len() as u64, STORE_READ_CHUNK) {
+            Ok(r) => r,
+            Err(e) => panic!("reading {id:?} from a simulated store: {e}"),
+        };
+        match read.data {
+            ReadData::Bytes(b) if !b.is_empty() => out.extend_from_slice(&b),
+            _ => break,
         }
     }
-    None
+    out
 }
