@@ -31,6 +31,8 @@ pub mod rng;
 pub mod simnet;
 pub mod workload;
 
+pub use rustre_fuse::client::injected_bug::{self, Bug};
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -46,9 +48,8 @@ pub struct Options {
     pub seed: u64,
     /// Operations of the workload.
     pub ops: usize,
-    /// Switch on the injected bug (`rustre-fuse` feature `sim-bug`): failed copies are
-    /// not marked stale.
-    pub bug: bool,
+    /// The injected bug switched on, if any (`rustre-fuse` feature `sim-bug`).
+    pub bug: Option<Bug>,
     /// How hard the fault plan hits.
     pub faults: faults::Severity,
 }
@@ -59,7 +60,7 @@ impl Options {
         Options {
             seed,
             ops: 60,
-            bug: false,
+            bug: None,
             faults: faults::Severity::Normal,
         }
     }
@@ -106,6 +107,8 @@ pub struct Shared {
     /// The simulated time of the driver's last step (for trace lines written outside a
     /// host).
     pub now: Duration,
+    /// Set by the checker: cut the power of every OSS (they start again at once).
+    pub power_cut: bool,
 }
 
 impl Shared {
@@ -131,10 +134,11 @@ pub type SharedRef = Rc<RefCell<Shared>>;
 pub fn run(opts: &Options) -> Outcome {
     simnet::install();
     simnet::start_run();
-    rustre_fuse::client::injected_bug::set_skip_mark_stale(opts.bug);
+    injected_bug::set(opts.bug);
     let shared: SharedRef = Rc::new(RefCell::new(Shared {
         phase: Phase::Workload,
         now: Duration::ZERO,
+        power_cut: false,
         outcome: Outcome {
             seed: opts.seed,
             ..Outcome::default()
@@ -153,7 +157,7 @@ pub fn run(opts: &Options) -> Outcome {
         cluster::CLIENT,
         workload::run(opts.clone(), shared.clone(), cluster.clone()),
     );
-    let mut plan = faults::Plan::new(opts.seed, opts.faults, cluster);
+    let mut plan = faults::Plan::new(opts.seed, opts.faults, cluster.clone());
     loop {
         match sim.step() {
             Ok(true) => break,
@@ -171,8 +175,17 @@ pub fn run(opts: &Options) -> Outcome {
             sh.phase
         };
         plan.tick(&mut sim, phase, &shared);
+        if std::mem::take(&mut shared.borrow_mut().power_cut) {
+            shared
+                .borrow_mut()
+                .trace("power cut of every OSS; they start again".into());
+            for host in cluster::OSS {
+                cluster.crash(&mut sim, host);
+                sim.bounce(host);
+            }
+        }
     }
-    rustre_fuse::client::injected_bug::set_skip_mark_stale(false);
+    injected_bug::set(None);
     drop(sim);
     let out = shared.borrow().outcome.clone();
     out

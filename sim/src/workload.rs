@@ -34,6 +34,11 @@ const FILES_PER_DIR: u64 = 5;
 const MAX_WRITE: u64 = 200 << 10;
 /// Largest single write call.
 const MAX_CHUNK: u64 = 64 << 10;
+/// Chance (percent) that a writer waits before its fsync, up to [`MAX_FSYNC_DELAY`]: the
+/// write-back sends the bytes meanwhile, and an OSS may lose them in a power cut before the
+/// fsync (which must then give them again or fail).
+const FSYNC_DELAY_PERCENT: u64 = 50;
+const MAX_FSYNC_DELAY: Duration = Duration::from_secs(3);
 /// Bytes asked per read call.
 const READ_CHUNK: usize = 128 << 10;
 /// How long one workload operation may take before it counts as failed.
@@ -88,7 +93,12 @@ pub async fn run(opts: Options, shared: SharedRef, cluster: Cluster) -> turmoil:
     w.trace("workload done; faults healed".into());
     tokio::time::sleep(SETTLE).await;
     w.check_namespace().await;
-    w.check_contents().await;
+    w.check_contents("after healing").await;
+    w.check_copies(&cluster).await;
+    // Every acknowledged byte must be durable, not only in the OSTs' memory.
+    shared.borrow_mut().power_cut = true;
+    tokio::time::sleep(SETTLE).await;
+    w.check_contents("after the power cut").await;
     w.check_copies(&cluster).await;
     w.trace(format!(
         "checks done: {} known files, {} unsure",
@@ -263,6 +273,10 @@ impl Workload {
                     return Err(format!("short write {n} of {chunk}"));
                 }
                 at += chunk;
+            }
+            if self.rng.chance(FSYNC_DELAY_PERCENT) {
+                let ms = self.rng.below(MAX_FSYNC_DELAY.as_millis() as u64 + 1);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             self.client
                 .fsync_file(fh)
@@ -447,8 +461,9 @@ impl Workload {
         }
     }
 
-    /// Every known file reads back its acknowledged bytes.
-    async fn check_contents(&self) {
+    /// Every known file reads back its acknowledged bytes (`when`: the stage of the checks,
+    /// for the violations).
+    async fn check_contents(&self, when: &str) {
         for (&path, entry) in &self.model {
             let Entry::Known(want) = entry else { continue };
             let mut last_err = None;
@@ -465,7 +480,7 @@ impl Workload {
             }
             if let Some(e) = last_err {
                 let (d, f) = path;
-                self.violation(format!("d{d}/f{f} cannot be read after healing: {e}"));
+                self.violation(format!("d{d}/f{f} cannot be read {when}: {e}"));
             }
         }
     }
