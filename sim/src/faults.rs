@@ -4,12 +4,13 @@
 //! Every [`DECIDE_EVERY`] of simulated time, while the workload runs and fewer than
 //! [`MAX_ACTIVE`] faults are active, a fault starts with probability [`START_PERCENT`]:
 //!
-//! - **crash** of a server host (MGS, MDS or an OSS; at most one OSS down at a time, so every
-//!   stripe keeps a copy), restarted after 0.2–6 s; an OSS also loses power: its OST keeps
-//!   only what it synced;
+//! - **crash** of a host (MGS, MDS, an OSS or the client; at most one OSS down at a time, so
+//!   every stripe keeps a copy), restarted after 0.2–6 s; an OSS also loses power: its OST
+//!   keeps only what it synced; the client host starts a new client, which carries on the
+//!   workload;
 //! - **hold** of a link between two hosts for 0.5–8 s: messages wait and arrive when it ends,
-//!   as TCP rides out a partition (client–OSS, client–MDS, OSS–MGS (fencing), MDS–MGS,
-//!   MDS–OSS);
+//!   as TCP rides out a partition (every pair of hosts that talk: client–MGS, client–MDS,
+//!   client–OSS, MDS–MGS, MDS–OSS, OSS–MGS (fencing));
 //! - **loss** on such a link for 50–400 ms: messages are dropped, so the streams crossing it
 //!   lose bytes and must be detected and torn down.
 //!
@@ -59,17 +60,20 @@ pub struct Plan {
     cluster: Cluster,
 }
 
-/// The links faults are put on.
-const LINKS: [(&str, &str); 9] = [
+/// The links faults are put on: every pair of hosts that talk (OSS never call each other).
+const LINKS: [(&str, &str); 12] = [
+    (CLIENT, MGS),
+    (CLIENT, MDS),
     (CLIENT, OSS[0]),
     (CLIENT, OSS[1]),
     (CLIENT, OSS[2]),
-    (CLIENT, MDS),
+    (MDS, MGS),
+    (MDS, OSS[0]),
+    (MDS, OSS[1]),
+    (MDS, OSS[2]),
     (OSS[0], MGS),
     (OSS[1], MGS),
     (OSS[2], MGS),
-    (MDS, MGS),
-    (MDS, OSS[0]),
 ];
 
 impl Plan {
@@ -127,7 +131,7 @@ impl Plan {
         let ms = |r: &mut Rng, lo, hi| Duration::from_millis(r.between(lo, hi));
         let fault = match self.rng.below(3) {
             0 => {
-                let hosts = [MGS, MDS, OSS[0], OSS[1], OSS[2]];
+                let hosts = [MGS, MDS, OSS[0], OSS[1], OSS[2], CLIENT];
                 let h = hosts[self.rng.below(hosts.len() as u64) as usize];
                 let oss_down = self
                     .active

@@ -109,6 +109,8 @@ pub struct Shared {
     pub now: Duration,
     /// Set by the checker: cut the power of every OSS (they start again at once).
     pub power_cut: bool,
+    /// Set by the client host when the workload and its checks are over: the run ends.
+    pub done: bool,
 }
 
 impl Shared {
@@ -139,12 +141,14 @@ pub fn run(opts: &Options) -> Outcome {
         phase: Phase::Workload,
         now: Duration::ZERO,
         power_cut: false,
+        done: false,
         outcome: Outcome {
             seed: opts.seed,
             ..Outcome::default()
         },
     }));
     let mut sim = turmoil::Builder::new()
+        // Turmoil enforces this only on its clients; the loop below stops at SIM_LIMIT.
         .simulation_duration(SIM_LIMIT)
         .tick_duration(TICK)
         .min_message_latency(Duration::from_micros(50))
@@ -153,27 +157,36 @@ pub fn run(opts: &Options) -> Outcome {
         .rng_seed(opts.seed)
         .build();
     let cluster = cluster::Cluster::start(&mut sim);
-    sim.client(
-        cluster::CLIENT,
-        workload::run(opts.clone(), shared.clone(), cluster.clone()),
-    );
+    // A host rather than a turmoil client, so that the fault plan can crash it; the
+    // workload's state outlives it.
+    let state = workload::State::new(opts.seed);
+    let (o, sh, c) = (opts.clone(), shared.clone(), cluster.clone());
+    sim.host(cluster::CLIENT, move || {
+        workload::run(o.clone(), sh.clone(), c.clone(), state.clone())
+    });
     let mut plan = faults::Plan::new(opts.seed, opts.faults, cluster.clone());
     loop {
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => {
-                shared
-                    .borrow_mut()
-                    .violation(format!("the simulation stopped: {e}"));
-                break;
-            }
+        if let Err(e) = sim.step() {
+            shared
+                .borrow_mut()
+                .violation(format!("the simulation stopped: {e}"));
+            break;
         }
-        let phase = {
+        let (phase, done) = {
             let mut sh = shared.borrow_mut();
             sh.now = sim.elapsed();
-            sh.phase
+            (sh.phase, sh.done)
         };
+        if done {
+            break;
+        }
+        if sim.elapsed() > SIM_LIMIT {
+            shared.borrow_mut().violation(format!(
+                "the run has hung: still going after {} s",
+                SIM_LIMIT.as_secs()
+            ));
+            break;
+        }
         plan.tick(&mut sim, phase, &shared);
         if std::mem::take(&mut shared.borrow_mut().power_cut) {
             shared
