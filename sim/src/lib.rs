@@ -34,7 +34,9 @@ pub mod workload;
 pub use rustre_fuse::client::injected_bug::{self, Bug};
 
 use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::Once;
 use std::time::Duration;
 
 /// Longest simulated time of one run; a run still going then has hung (a violation).
@@ -132,8 +134,39 @@ impl Shared {
 /// Shared state handle.
 pub type SharedRef = Rc<RefCell<Shared>>;
 
+thread_local! {
+    /// The first panic of this thread's run: its place and message.
+    static FIRST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps the first panic of each run (a task's panic reaches the driver only as "a spawned
+/// task panicked"), then reports it as before.
+fn keep_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            let _ = FIRST_PANIC.try_with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut() {
+                    p.get_or_insert_with(|| format!("{msg} (at {at})"));
+                }
+            });
+            report(info);
+        }));
+    });
+}
+
 /// Runs one seed and returns what it saw.
 pub fn run(opts: &Options) -> Outcome {
+    keep_panics();
+    FIRST_PANIC.with(|p| p.take());
     simnet::install();
     simnet::start_run();
     injected_bug::set(opts.bug);
@@ -166,11 +199,23 @@ pub fn run(opts: &Options) -> Outcome {
     });
     let mut plan = faults::Plan::new(opts.seed, opts.faults, cluster.clone());
     loop {
-        if let Err(e) = sim.step() {
-            shared
-                .borrow_mut()
-                .violation(format!("the simulation stopped: {e}"));
-            break;
+        // A panicking task shuts its host's runtime down, and the step panics (turmoil with
+        // `tokio_unstable`): a violation of this seed, not the end of the process.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| sim.step())) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                shared
+                    .borrow_mut()
+                    .violation(format!("the simulation stopped: {e}"));
+                break;
+            }
+            Err(_) => {
+                let what = FIRST_PANIC.with(|p| p.take()).unwrap_or_default();
+                shared
+                    .borrow_mut()
+                    .violation(format!("a task panicked: {what}"));
+                break;
+            }
         }
         let (phase, done) = {
             let mut sh = shared.borrow_mut();
