@@ -14,9 +14,10 @@
 //! - **loss** on such a link for 50–400 ms: messages are dropped, so the streams crossing it
 //!   lose bytes and must be detected and torn down.
 //!
-//! [`Severity::Heavy`] (by hand: `--heavy`) allows [`MAX_ACTIVE_HEAVY`] faults at once, two
-//! OSS down together (so some stripes have no copy up: the client must wait it out) and
-//! crashes of up to 20 s.
+//! [`Severity::Heavy`] (by hand: `--heavy`, and `scripts/sim-night.sh`) starts faults with
+//! probability [`START_PERCENT_HEAVY`], allows [`MAX_ACTIVE_HEAVY`] at once, two OSS down
+//! together (so some stripes have no copy up: the client must wait it out) and crashes of
+//! up to 20 s.
 //!
 //! When the workload ends ([`Phase::Check`]), every fault is healed at once.
 
@@ -30,6 +31,8 @@ use crate::{Phase, SharedRef};
 pub const DECIDE_EVERY: Duration = Duration::from_millis(500);
 /// Chance (percent) that a fault starts at a decision point.
 pub const START_PERCENT: u64 = 25;
+/// The same under [`Severity::Heavy`].
+pub const START_PERCENT_HEAVY: u64 = 40;
 /// Most faults active at once.
 pub const MAX_ACTIVE: usize = 2;
 /// Most faults active at once under [`Severity::Heavy`].
@@ -109,7 +112,12 @@ impl Plan {
         self.next_decision = now + DECIDE_EVERY;
         let heavy = self.severity == Severity::Heavy;
         let most = if heavy { MAX_ACTIVE_HEAVY } else { MAX_ACTIVE };
-        if self.active.len() >= most || !self.rng.chance(START_PERCENT) {
+        let chance = if heavy {
+            START_PERCENT_HEAVY
+        } else {
+            START_PERCENT
+        };
+        if self.active.len() >= most || !self.rng.chance(chance) {
             return;
         }
         let Some((fault, lasts)) = self.pick() else {

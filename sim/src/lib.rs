@@ -41,6 +41,8 @@ use std::time::Duration;
 
 /// Longest simulated time of one run; a run still going then has hung (a violation).
 pub const SIM_LIMIT: Duration = Duration::from_secs(1200);
+/// Operations of the workload in a default run.
+pub const DEFAULT_OPS: usize = 60;
 /// Simulated time per step of the simulation.
 pub const TICK: Duration = Duration::from_millis(1);
 
@@ -61,10 +63,27 @@ impl Options {
     pub fn seed(seed: u64) -> Options {
         Options {
             seed,
-            ops: 60,
+            ops: DEFAULT_OPS,
             bug: None,
             faults: faults::Severity::Normal,
         }
+    }
+
+    /// The command-line options of `main.rs` that make this run again.
+    pub fn args(&self) -> String {
+        let mut args = format!("--seed {}", self.seed);
+        if self.ops != DEFAULT_OPS {
+            args += &format!(" --ops {}", self.ops);
+        }
+        match self.faults {
+            faults::Severity::None => args += " --no-faults",
+            faults::Severity::Normal => {}
+            faults::Severity::Heavy => args += " --heavy",
+        }
+        if let Some(bug) = self.bug {
+            args += &format!(" --bug {}", bug.name());
+        }
+        args
     }
 }
 
@@ -72,6 +91,8 @@ impl Options {
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub seed: u64,
+    /// The options that replay the run (see [`Options::args`]).
+    pub args: String,
     /// Every operation, outcome and fault, with its simulated time, in order.
     pub trace: Vec<String>,
     /// Broken invariants (empty: the run passed).
@@ -83,10 +104,10 @@ impl Outcome {
     pub fn report(&self) -> String {
         format!(
             "seed {} failed ({} violations; replay with `cd sim && cargo run --release -- \
-             --seed {}`):\n  {}",
+             {}`):\n  {}",
             self.seed,
             self.violations.len(),
-            self.seed,
+            self.args,
             self.violations.join("\n  ")
         )
     }
@@ -177,6 +198,7 @@ pub fn run(opts: &Options) -> Outcome {
         done: false,
         outcome: Outcome {
             seed: opts.seed,
+            args: opts.args(),
             ..Outcome::default()
         },
     }));

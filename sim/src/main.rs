@@ -6,7 +6,8 @@
 //!     cargo run --release -- --seed 7 --bug verifier  # with another (see `Bug::name`)
 //!
 //! Options: `--ops N` (operations per run), `--no-faults`, `--heavy` (harder faults, see
-//! `faults::Severity`). Exits 1 if any seed failed.
+//! `faults::Severity`), `--quiet` (print only the failures and the summary). Exits 1 if any
+//! seed failed, after listing the failed seeds with the command that replays each.
 //! `RUST_LOG=rustre=debug` shows the servers' logs.
 
 use rustre_sim::faults::Severity;
@@ -41,6 +42,7 @@ fn main() {
                 "--bug",
                 "--no-faults",
                 "--heavy",
+                "--quiet",
             ]
             .contains(&a.as_str())
     }) {
@@ -69,7 +71,7 @@ fn main() {
             },
         },
     };
-    let mut failed = 0;
+    let mut failed = Vec::new();
     for seed in from..from + count {
         let mut opts = Options::seed(seed);
         opts.bug = bug;
@@ -90,14 +92,25 @@ fn main() {
             }
         }
         if out.violations.is_empty() {
-            println!("seed {seed}: ok ({} trace lines)", out.trace.len());
+            if !has("--quiet") {
+                println!("seed {seed}: ok ({} trace lines)", out.trace.len());
+            }
         } else {
-            failed += 1;
             println!("{}", out.report());
+            failed.push(out.args);
         }
     }
-    if failed > 0 {
-        println!("{failed} of {count} seeds failed");
+    if !failed.is_empty() {
+        println!(
+            "{} of {count} seeds failed; replay each with:",
+            failed.len()
+        );
+        for args in &failed {
+            println!("  cd sim && cargo run --release -- {args}");
+        }
         std::process::exit(1);
+    }
+    if has("--quiet") {
+        println!("{count} seeds passed");
     }
 }
