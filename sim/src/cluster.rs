@@ -117,12 +117,31 @@ impl Cluster {
         Cluster { key, stores }
     }
 
+    /// Fills the OST of OSS `host`: its capacity becomes what it holds.
+    pub fn fill(&self, host: &str) {
+        let store = &self.stores[oss_index(host)];
+        let c = store.capacity().expect("a simulated store's capacity");
+        store.set_capacity(c.total_bytes - c.free_bytes);
+    }
+
+    /// Gives the OST of OSS `host` its whole capacity back.
+    pub fn make_room(&self, host: &str) {
+        self.stores[oss_index(host)].set_capacity(OST_BYTES);
+    }
+
     /// Crashes `host`: its software stops and its memory is lost; an OSS also loses power,
     /// so its OST keeps only what it made durable.
     pub fn crash(&self, sim: &mut turmoil::Sim<'_>, host: &str) {
         sim.crash(host);
-        if let Some(index) = OSS.iter().position(|h| *h == host) {
-            self.stores[index].crash();
+        if OSS.contains(&host) {
+            self.stores[oss_index(host)].crash();
         }
     }
+}
+
+/// The OST index of OSS `host`.
+fn oss_index(host: &str) -> usize {
+    OSS.iter()
+        .position(|h| *h == host)
+        .unwrap_or_else(|| panic!("{host} is no OSS"))
 }

@@ -12,7 +12,12 @@
 //!   as TCP rides out a partition (every pair of hosts that talk: client–MGS, client–MDS,
 //!   client–OSS, MDS–MGS, MDS–OSS, OSS–MGS (fencing));
 //! - **loss** on such a link for 50–400 ms: messages are dropped, so the streams crossing it
-//!   lose bytes and must be detected and torn down.
+//!   lose bytes and must be detected and torn down;
+//! - **full** OST of an OSS for 0.5–8 s: it has no block more than it holds (`NoSpace`).
+//!
+//! And at every decision point, with probability [`FLIP_PERCENT`], a **bit flips** in one
+//! copy of an object whose copies are the same, at most once per object: the other copy
+//! holds the good bytes, which reads must serve (never the flipped ones).
 //!
 //! [`Severity::Heavy`] (by hand: `--heavy`, and `scripts/sim-night.sh`) starts faults with
 //! probability [`START_PERCENT_HEAVY`], allows [`MAX_ACTIVE_HEAVY`] at once, two OSS down
@@ -24,6 +29,7 @@
 use std::time::Duration;
 
 use crate::cluster::{Cluster, CLIENT, MDS, MGS, OSS};
+use crate::disk;
 use crate::rng::Rng;
 use crate::{Phase, SharedRef};
 
@@ -33,6 +39,8 @@ pub const DECIDE_EVERY: Duration = Duration::from_millis(500);
 pub const START_PERCENT: u64 = 25;
 /// The same under [`Severity::Heavy`].
 pub const START_PERCENT_HEAVY: u64 = 40;
+/// Chance (percent), at each decision point, that a bit flips in a stored object.
+pub const FLIP_PERCENT: u64 = 4;
 /// Most faults active at once.
 pub const MAX_ACTIVE: usize = 2;
 /// Most faults active at once under [`Severity::Heavy`].
@@ -52,6 +60,8 @@ enum Fault {
     Crash(&'static str),
     Hold(&'static str, &'static str),
     Loss(&'static str, &'static str),
+    /// The OST of an OSS host is full: no block more than it holds.
+    Full(&'static str),
 }
 
 /// The plan of one run.
@@ -95,7 +105,7 @@ impl Plan {
         let now = sim.elapsed();
         if phase == Phase::Check {
             for (fault, _) in std::mem::take(&mut self.active) {
-                heal(sim, &fault, shared);
+                self.heal(sim, &fault, shared);
             }
             return;
         }
@@ -104,12 +114,15 @@ impl Plan {
             .partition(|(_, end)| *end <= now);
         self.active = still;
         for (fault, _) in ended {
-            heal(sim, &fault, shared);
+            self.heal(sim, &fault, shared);
         }
         if self.severity == Severity::None || now < self.next_decision {
             return;
         }
         self.next_decision = now + DECIDE_EVERY;
+        if self.rng.chance(FLIP_PERCENT) {
+            self.flip(shared);
+        }
         let heavy = self.severity == Severity::Heavy;
         let most = if heavy { MAX_ACTIVE_HEAVY } else { MAX_ACTIVE };
         let chance = if heavy {
@@ -130,14 +143,41 @@ impl Plan {
             Fault::Crash(h) => self.cluster.crash(sim, h),
             Fault::Hold(a, b) => sim.hold(*a, *b),
             Fault::Loss(a, b) => sim.partition(*a, *b),
+            Fault::Full(h) => self.cluster.fill(h),
         }
         self.active.push((fault, now + lasts));
+    }
+
+    /// Flips a bit of one copy of an object whose copies are the same (see
+    /// [`disk::pick_flip`]), at most once per object.
+    fn flip(&mut self, shared: &SharedRef) {
+        let mut sh = shared.borrow_mut();
+        let Some((ost, id, at)) = disk::pick_flip(&self.cluster.stores, &mut self.rng, &sh.flipped)
+        else {
+            return;
+        };
+        self.cluster.stores[ost].corrupt(id, at);
+        sh.flipped.insert(id);
+        sh.trace(format!(
+            "fault: a bit flips in byte {at} of object {:x}.{} on OST {ost}",
+            id.ino, id.stripe
+        ));
+    }
+
+    fn heal(&self, sim: &mut turmoil::Sim<'_>, fault: &Fault, shared: &SharedRef) {
+        shared.borrow_mut().trace(format!("heal: {fault:?}"));
+        match fault {
+            Fault::Crash(h) => sim.bounce(*h),
+            Fault::Hold(a, b) => sim.release(*a, *b),
+            Fault::Loss(a, b) => sim.repair(*a, *b),
+            Fault::Full(h) => self.cluster.make_room(h),
+        }
     }
 
     /// A new fault that does not overlap an active one, and how long it lasts.
     fn pick(&mut self) -> Option<(Fault, Duration)> {
         let ms = |r: &mut Rng, lo, hi| Duration::from_millis(r.between(lo, hi));
-        let fault = match self.rng.below(3) {
+        let fault = match self.rng.below(4) {
             0 => {
                 let hosts = [MGS, MDS, OSS[0], OSS[1], OSS[2], CLIENT];
                 let h = hosts[self.rng.below(hosts.len() as u64) as usize];
@@ -151,6 +191,13 @@ impl Plan {
                 }
                 let longest = if heavy { 20_000 } else { 6_000 };
                 (Fault::Crash(h), ms(&mut self.rng, 200, longest))
+            }
+            3 => {
+                let h = OSS[self.rng.below(OSS.len() as u64) as usize];
+                if self.touches(h) {
+                    return None;
+                }
+                (Fault::Full(h), ms(&mut self.rng, 500, 8_000))
             }
             kind => {
                 let (a, b) = LINKS[self.rng.below(LINKS.len() as u64) as usize];
@@ -170,17 +217,8 @@ impl Plan {
     /// Whether an active fault involves `host`.
     fn touches(&self, host: &str) -> bool {
         self.active.iter().any(|(f, _)| match f {
-            Fault::Crash(h) => *h == host,
+            Fault::Crash(h) | Fault::Full(h) => *h == host,
             Fault::Hold(a, b) | Fault::Loss(a, b) => *a == host || *b == host,
         })
-    }
-}
-
-fn heal(sim: &mut turmoil::Sim<'_>, fault: &Fault, shared: &SharedRef) {
-    shared.borrow_mut().trace(format!("heal: {fault:?}"));
-    match fault {
-        Fault::Crash(h) => sim.bounce(*h),
-        Fault::Hold(a, b) => sim.release(*a, *b),
-        Fault::Loss(a, b) => sim.repair(*a, *b),
     }
 }

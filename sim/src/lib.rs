@@ -22,18 +22,22 @@
 //! - [`simnet`]: rustre's transport, clock and disk-space seams over turmoil.
 //! - [`rng`]: the seeded random streams.
 //! - [`cluster`]: the hosts and their software.
+//! - [`disk`]: the OSTs' stores seen behind the OSS's back (bit flips, copy comparison).
 //! - [`faults`]: the fault plan.
 //! - [`workload`]: the client's operations, the model of what was acknowledged, the checks.
 
 pub mod cluster;
+pub mod disk;
 pub mod faults;
 pub mod rng;
 pub mod simnet;
 pub mod workload;
 
 pub use rustre_fuse::client::injected_bug::{self, Bug};
+use rustre_proto::msg::oss::ObjectId;
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Once;
@@ -134,6 +138,8 @@ pub struct Shared {
     pub power_cut: bool,
     /// Set by the client host when the workload and its checks are over: the run ends.
     pub done: bool,
+    /// Objects a bit flipped in (on one of their copies).
+    pub flipped: BTreeSet<ObjectId>,
 }
 
 impl Shared {
@@ -196,6 +202,7 @@ pub fn run(opts: &Options) -> Outcome {
         now: Duration::ZERO,
         power_cut: false,
         done: false,
+        flipped: BTreeSet::new(),
         outcome: Outcome {
             seed: opts.seed,
             args: opts.args(),
