@@ -1,15 +1,19 @@
 //! The simulated cluster: one host per server process, each running the real server code
 //! (the same `run` functions as `rustre mgs|mds|oss`) on a simulated listener. A crashed
 //! host loses everything in its memory; on restart its software starts from the beginning
-//! over what survives: the OSS's object files (real files in a temporary directory) and the
-//! metadata store (in memory here, outside every host, as FoundationDB is outside the MDS).
+//! over what survives: the metadata store (in memory here, outside every host, as
+//! FoundationDB is outside the MDS) and what each OST made durable. Every OST is a
+//! [`MemStore`], also outside the hosts, served through `oss::run_on_stores`; a crash of an
+//! OSS host is a power cut ([`Cluster::crash`]): its store keeps only what was synced.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustre_proto::auth::ClusterKey;
 use rustre_proto::msg::mgs::LayoutDefaults;
 use rustre_server::meta::{Kv, StoreConfig};
+use rustre_server::oss::{MemStore, ObjectStore};
 use rustre_server::{mds, mgs, oss};
 use tokio::sync::watch;
 
@@ -33,18 +37,20 @@ pub const LAYOUT: LayoutDefaults = LayoutDefaults {
 };
 /// Client sessions lapse this long after their last renewal.
 pub const SESSION_LEASE: Duration = Duration::from_secs(15);
+/// What each simulated OST holds at most (it reports this capacity in its heartbeats).
+pub const OST_BYTES: u64 = 1 << 40;
 
 /// What the client and the checker need to know about the cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cluster {
     pub key: ClusterKey,
-    /// The OST directories, by OST index.
-    pub ost_dirs: Vec<PathBuf>,
+    /// The OSTs' stores, by OST index: they outlive the OSS hosts.
+    pub stores: Vec<Arc<MemStore>>,
 }
 
 impl Cluster {
-    /// Adds the server hosts to `sim`, with OST directories under `dir`.
-    pub fn start(sim: &mut turmoil::Sim<'_>, dir: &Path) -> Cluster {
+    /// Adds the server hosts to `sim`, each OST on a new [`MemStore`].
+    pub fn start(sim: &mut turmoil::Sim<'_>) -> Cluster {
         let key = ClusterKey::from_secret(b"simulated cluster secret, 32+ bytes long")
             .expect("a valid secret");
         let store = Kv::open_memory();
@@ -86,28 +92,56 @@ impl Cluster {
             }
         });
 
-        let mut ost_dirs = Vec::new();
+        let mut stores = Vec::new();
         for (index, host) in OSS.iter().enumerate() {
-            let ost_dir = dir.join(format!("ost{index}"));
-            std::fs::create_dir_all(&ost_dir).expect("OST directory");
-            ost_dirs.push(ost_dir.clone());
+            let store = Arc::new(MemStore::new(OST_BYTES));
+            stores.push(store.clone());
             let cfg = oss::OssConfig {
                 mgs_addr: format!("{MGS}:{MGS_PORT}"),
                 advertise_addr: format!("{host}:{OSS_PORT}"),
                 cluster: CLUSTER_NAME.into(),
                 key: key.clone(),
-                osts: vec![(index as u32, ost_dir)],
+                osts: vec![(index as u32, PathBuf::from("(in memory)"))],
             };
             sim.host(*host, move || {
                 let cfg = cfg.clone();
+                let store: Arc<dyn ObjectStore> = store.clone();
                 async move {
                     let listener = simnet::listen(OSS_PORT).await?;
                     let (_keep, shutdown) = watch::channel(false);
-                    oss::run(cfg, listener, shutdown).await?;
+                    oss::run_on_stores(cfg, vec![store], listener, shutdown).await?;
                     Ok(())
                 }
             });
         }
-        Cluster { key, ost_dirs }
+        Cluster { key, stores }
     }
+
+    /// Fills the OST of OSS `host`: its capacity becomes what it holds.
+    pub fn fill(&self, host: &str) {
+        let store = &self.stores[oss_index(host)];
+        let c = store.capacity().expect("a simulated store's capacity");
+        store.set_capacity(c.total_bytes - c.free_bytes);
+    }
+
+    /// Gives the OST of OSS `host` its whole capacity back.
+    pub fn make_room(&self, host: &str) {
+        self.stores[oss_index(host)].set_capacity(OST_BYTES);
+    }
+
+    /// Crashes `host`: its software stops and its memory is lost; an OSS also loses power,
+    /// so its OST keeps only what it made durable.
+    pub fn crash(&self, sim: &mut turmoil::Sim<'_>, host: &str) {
+        sim.crash(host);
+        if OSS.contains(&host) {
+            self.stores[oss_index(host)].crash();
+        }
+    }
+}
+
+/// The OST index of OSS `host`.
+fn oss_index(host: &str) -> usize {
+    OSS.iter()
+        .position(|h| *h == host)
+        .unwrap_or_else(|| panic!("{host} is no OSS"))
 }

@@ -4,23 +4,32 @@
 //! Every [`DECIDE_EVERY`] of simulated time, while the workload runs and fewer than
 //! [`MAX_ACTIVE`] faults are active, a fault starts with probability [`START_PERCENT`]:
 //!
-//! - **crash** of a server host (MGS, MDS or an OSS; at most one OSS down at a time, so every
-//!   stripe keeps a copy), restarted after 0.2–6 s;
+//! - **crash** of a host (MGS, MDS, an OSS or the client; at most one OSS down at a time, so
+//!   every stripe keeps a copy), restarted after 0.2–6 s; an OSS also loses power: its OST
+//!   keeps only what it synced; the client host starts a new client, which carries on the
+//!   workload;
 //! - **hold** of a link between two hosts for 0.5–8 s: messages wait and arrive when it ends,
-//!   as TCP rides out a partition (client–OSS, client–MDS, OSS–MGS (fencing), MDS–MGS,
-//!   MDS–OSS);
+//!   as TCP rides out a partition (every pair of hosts that talk: client–MGS, client–MDS,
+//!   client–OSS, MDS–MGS, MDS–OSS, OSS–MGS (fencing));
 //! - **loss** on such a link for 50–400 ms: messages are dropped, so the streams crossing it
-//!   lose bytes and must be detected and torn down.
+//!   lose bytes and must be detected and torn down;
+//! - **full** OST of an OSS for 0.5–8 s: it has no block more than it holds (`NoSpace`).
 //!
-//! [`Severity::Heavy`] (by hand: `--heavy`) allows [`MAX_ACTIVE_HEAVY`] faults at once, two
-//! OSS down together (so some stripes have no copy up: the client must wait it out) and
-//! crashes of up to 20 s.
+//! And at every decision point, with probability [`FLIP_PERCENT`], a **bit flips** in one
+//! copy of an object whose copies are the same, at most once per object: the other copy
+//! holds the good bytes, which reads must serve (never the flipped ones).
+//!
+//! [`Severity::Heavy`] (by hand: `--heavy`, and `scripts/sim-night.sh`) starts faults with
+//! probability [`START_PERCENT_HEAVY`], allows [`MAX_ACTIVE_HEAVY`] at once, two OSS down
+//! together (so some stripes have no copy up: the client must wait it out) and crashes of
+//! up to 20 s.
 //!
 //! When the workload ends ([`Phase::Check`]), every fault is healed at once.
 
 use std::time::Duration;
 
-use crate::cluster::{CLIENT, MDS, MGS, OSS};
+use crate::cluster::{Cluster, CLIENT, MDS, MGS, OSS};
+use crate::disk;
 use crate::rng::Rng;
 use crate::{Phase, SharedRef};
 
@@ -28,6 +37,10 @@ use crate::{Phase, SharedRef};
 pub const DECIDE_EVERY: Duration = Duration::from_millis(500);
 /// Chance (percent) that a fault starts at a decision point.
 pub const START_PERCENT: u64 = 25;
+/// The same under [`Severity::Heavy`].
+pub const START_PERCENT_HEAVY: u64 = 40;
+/// Chance (percent), at each decision point, that a bit flips in a stored object.
+pub const FLIP_PERCENT: u64 = 4;
 /// Most faults active at once.
 pub const MAX_ACTIVE: usize = 2;
 /// Most faults active at once under [`Severity::Heavy`].
@@ -47,6 +60,8 @@ enum Fault {
     Crash(&'static str),
     Hold(&'static str, &'static str),
     Loss(&'static str, &'static str),
+    /// The OST of an OSS host is full: no block more than it holds.
+    Full(&'static str),
 }
 
 /// The plan of one run.
@@ -55,28 +70,33 @@ pub struct Plan {
     severity: Severity,
     next_decision: Duration,
     active: Vec<(Fault, Duration)>,
+    cluster: Cluster,
 }
 
-/// The links faults are put on.
-const LINKS: [(&str, &str); 9] = [
+/// The links faults are put on: every pair of hosts that talk (OSS never call each other).
+const LINKS: [(&str, &str); 12] = [
+    (CLIENT, MGS),
+    (CLIENT, MDS),
     (CLIENT, OSS[0]),
     (CLIENT, OSS[1]),
     (CLIENT, OSS[2]),
-    (CLIENT, MDS),
+    (MDS, MGS),
+    (MDS, OSS[0]),
+    (MDS, OSS[1]),
+    (MDS, OSS[2]),
     (OSS[0], MGS),
     (OSS[1], MGS),
     (OSS[2], MGS),
-    (MDS, MGS),
-    (MDS, OSS[0]),
 ];
 
 impl Plan {
-    pub fn new(seed: u64, severity: Severity) -> Plan {
+    pub fn new(seed: u64, severity: Severity, cluster: Cluster) -> Plan {
         Plan {
             rng: Rng::new(seed, 1),
             severity,
             next_decision: Duration::from_secs(2),
             active: Vec::new(),
+            cluster,
         }
     }
 
@@ -85,7 +105,7 @@ impl Plan {
         let now = sim.elapsed();
         if phase == Phase::Check {
             for (fault, _) in std::mem::take(&mut self.active) {
-                heal(sim, &fault, shared);
+                self.heal(sim, &fault, shared);
             }
             return;
         }
@@ -94,15 +114,23 @@ impl Plan {
             .partition(|(_, end)| *end <= now);
         self.active = still;
         for (fault, _) in ended {
-            heal(sim, &fault, shared);
+            self.heal(sim, &fault, shared);
         }
         if self.severity == Severity::None || now < self.next_decision {
             return;
         }
         self.next_decision = now + DECIDE_EVERY;
+        if self.rng.chance(FLIP_PERCENT) {
+            self.flip(shared);
+        }
         let heavy = self.severity == Severity::Heavy;
         let most = if heavy { MAX_ACTIVE_HEAVY } else { MAX_ACTIVE };
-        if self.active.len() >= most || !self.rng.chance(START_PERCENT) {
+        let chance = if heavy {
+            START_PERCENT_HEAVY
+        } else {
+            START_PERCENT
+        };
+        if self.active.len() >= most || !self.rng.chance(chance) {
             return;
         }
         let Some((fault, lasts)) = self.pick() else {
@@ -112,19 +140,46 @@ impl Plan {
             .borrow_mut()
             .trace(format!("fault: {fault:?} for {} ms", lasts.as_millis()));
         match &fault {
-            Fault::Crash(h) => sim.crash(*h),
+            Fault::Crash(h) => self.cluster.crash(sim, h),
             Fault::Hold(a, b) => sim.hold(*a, *b),
             Fault::Loss(a, b) => sim.partition(*a, *b),
+            Fault::Full(h) => self.cluster.fill(h),
         }
         self.active.push((fault, now + lasts));
+    }
+
+    /// Flips a bit of one copy of an object whose copies are the same (see
+    /// [`disk::pick_flip`]), at most once per object.
+    fn flip(&mut self, shared: &SharedRef) {
+        let mut sh = shared.borrow_mut();
+        let Some((ost, id, at)) = disk::pick_flip(&self.cluster.stores, &mut self.rng, &sh.flipped)
+        else {
+            return;
+        };
+        self.cluster.stores[ost].corrupt(id, at);
+        sh.flipped.insert(id);
+        sh.trace(format!(
+            "fault: a bit flips in byte {at} of object {:x}.{} on OST {ost}",
+            id.ino, id.stripe
+        ));
+    }
+
+    fn heal(&self, sim: &mut turmoil::Sim<'_>, fault: &Fault, shared: &SharedRef) {
+        shared.borrow_mut().trace(format!("heal: {fault:?}"));
+        match fault {
+            Fault::Crash(h) => sim.bounce(*h),
+            Fault::Hold(a, b) => sim.release(*a, *b),
+            Fault::Loss(a, b) => sim.repair(*a, *b),
+            Fault::Full(h) => self.cluster.make_room(h),
+        }
     }
 
     /// A new fault that does not overlap an active one, and how long it lasts.
     fn pick(&mut self) -> Option<(Fault, Duration)> {
         let ms = |r: &mut Rng, lo, hi| Duration::from_millis(r.between(lo, hi));
-        let fault = match self.rng.below(3) {
+        let fault = match self.rng.below(4) {
             0 => {
-                let hosts = [MGS, MDS, OSS[0], OSS[1], OSS[2]];
+                let hosts = [MGS, MDS, OSS[0], OSS[1], OSS[2], CLIENT];
                 let h = hosts[self.rng.below(hosts.len() as u64) as usize];
                 let oss_down = self
                     .active
@@ -136,6 +191,13 @@ impl Plan {
                 }
                 let longest = if heavy { 20_000 } else { 6_000 };
                 (Fault::Crash(h), ms(&mut self.rng, 200, longest))
+            }
+            3 => {
+                let h = OSS[self.rng.below(OSS.len() as u64) as usize];
+                if self.touches(h) {
+                    return None;
+                }
+                (Fault::Full(h), ms(&mut self.rng, 500, 8_000))
             }
             kind => {
                 let (a, b) = LINKS[self.rng.below(LINKS.len() as u64) as usize];
@@ -155,17 +217,8 @@ impl Plan {
     /// Whether an active fault involves `host`.
     fn touches(&self, host: &str) -> bool {
         self.active.iter().any(|(f, _)| match f {
-            Fault::Crash(h) => *h == host,
+            Fault::Crash(h) | Fault::Full(h) => *h == host,
             Fault::Hold(a, b) | Fault::Loss(a, b) => *a == host || *b == host,
         })
-    }
-}
-
-fn heal(sim: &mut turmoil::Sim<'_>, fault: &Fault, shared: &SharedRef) {
-    shared.borrow_mut().trace(format!("heal: {fault:?}"));
-    match fault {
-        Fault::Crash(h) => sim.bounce(*h),
-        Fault::Hold(a, b) => sim.release(*a, *b),
-        Fault::Loss(a, b) => sim.repair(*a, *b),
     }
 }

@@ -22,21 +22,31 @@
 //! - [`simnet`]: rustre's transport, clock and disk-space seams over turmoil.
 //! - [`rng`]: the seeded random streams.
 //! - [`cluster`]: the hosts and their software.
+//! - [`disk`]: the OSTs' stores seen behind the OSS's back (bit flips, copy comparison).
 //! - [`faults`]: the fault plan.
 //! - [`workload`]: the client's operations, the model of what was acknowledged, the checks.
 
 pub mod cluster;
+pub mod disk;
 pub mod faults;
 pub mod rng;
 pub mod simnet;
 pub mod workload;
 
+pub use rustre_fuse::client::injected_bug::{self, Bug};
+use rustre_proto::msg::oss::ObjectId;
+
 use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::Once;
 use std::time::Duration;
 
 /// Longest simulated time of one run; a run still going then has hung (a violation).
 pub const SIM_LIMIT: Duration = Duration::from_secs(1200);
+/// Operations of the workload in a default run.
+pub const DEFAULT_OPS: usize = 60;
 /// Simulated time per step of the simulation.
 pub const TICK: Duration = Duration::from_millis(1);
 
@@ -46,9 +56,8 @@ pub struct Options {
     pub seed: u64,
     /// Operations of the workload.
     pub ops: usize,
-    /// Switch on the injected bug (`rustre-fuse` feature `sim-bug`): failed copies are
-    /// not marked stale.
-    pub bug: bool,
+    /// The injected bug switched on, if any (`rustre-fuse` feature `sim-bug`).
+    pub bug: Option<Bug>,
     /// How hard the fault plan hits.
     pub faults: faults::Severity,
 }
@@ -58,10 +67,27 @@ impl Options {
     pub fn seed(seed: u64) -> Options {
         Options {
             seed,
-            ops: 60,
-            bug: false,
+            ops: DEFAULT_OPS,
+            bug: None,
             faults: faults::Severity::Normal,
         }
+    }
+
+    /// The command-line options of `main.rs` that make this run again.
+    pub fn args(&self) -> String {
+        let mut args = format!("--seed {}", self.seed);
+        if self.ops != DEFAULT_OPS {
+            args += &format!(" --ops {}", self.ops);
+        }
+        match self.faults {
+            faults::Severity::None => args += " --no-faults",
+            faults::Severity::Normal => {}
+            faults::Severity::Heavy => args += " --heavy",
+        }
+        if let Some(bug) = self.bug {
+            args += &format!(" --bug {}", bug.name());
+        }
+        args
     }
 }
 
@@ -69,6 +95,8 @@ impl Options {
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub seed: u64,
+    /// The options that replay the run (see [`Options::args`]).
+    pub args: String,
     /// Every operation, outcome and fault, with its simulated time, in order.
     pub trace: Vec<String>,
     /// Broken invariants (empty: the run passed).
@@ -80,10 +108,10 @@ impl Outcome {
     pub fn report(&self) -> String {
         format!(
             "seed {} failed ({} violations; replay with `cd sim && cargo run --release -- \
-             --seed {}`):\n  {}",
+             {}`):\n  {}",
             self.seed,
             self.violations.len(),
-            self.seed,
+            self.args,
             self.violations.join("\n  ")
         )
     }
@@ -106,6 +134,12 @@ pub struct Shared {
     /// The simulated time of the driver's last step (for trace lines written outside a
     /// host).
     pub now: Duration,
+    /// Set by the checker: cut the power of every OSS (they start again at once).
+    pub power_cut: bool,
+    /// Set by the client host when the workload and its checks are over: the run ends.
+    pub done: bool,
+    /// Objects a bit flipped in (on one of their copies).
+    pub flipped: BTreeSet<ObjectId>,
 }
 
 impl Shared {
@@ -127,21 +161,56 @@ impl Shared {
 /// Shared state handle.
 pub type SharedRef = Rc<RefCell<Shared>>;
 
+thread_local! {
+    /// The first panic of this thread's run: its place and message.
+    static FIRST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps the first panic of each run (a task's panic reaches the driver only as "a spawned
+/// task panicked"), then reports it as before.
+fn keep_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            let _ = FIRST_PANIC.try_with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut() {
+                    p.get_or_insert_with(|| format!("{msg} (at {at})"));
+                }
+            });
+            report(info);
+        }));
+    });
+}
+
 /// Runs one seed and returns what it saw.
 pub fn run(opts: &Options) -> Outcome {
+    keep_panics();
+    FIRST_PANIC.with(|p| p.take());
     simnet::install();
     simnet::start_run();
-    rustre_fuse::client::injected_bug::set_skip_mark_stale(opts.bug);
+    injected_bug::set(opts.bug);
     let shared: SharedRef = Rc::new(RefCell::new(Shared {
         phase: Phase::Workload,
         now: Duration::ZERO,
+        power_cut: false,
+        done: false,
+        flipped: BTreeSet::new(),
         outcome: Outcome {
             seed: opts.seed,
+            args: opts.args(),
             ..Outcome::default()
         },
     }));
-    let dirs = tempfile::tempdir().expect("temporary directory");
     let mut sim = turmoil::Builder::new()
+        // Turmoil enforces this only on its clients; the loop below stops at SIM_LIMIT.
         .simulation_duration(SIM_LIMIT)
         .tick_duration(TICK)
         .min_message_latency(Duration::from_micros(50))
@@ -149,31 +218,61 @@ pub fn run(opts: &Options) -> Outcome {
         .tcp_capacity(4096)
         .rng_seed(opts.seed)
         .build();
-    let cluster = cluster::Cluster::start(&mut sim, dirs.path());
-    sim.client(
-        cluster::CLIENT,
-        workload::run(opts.clone(), shared.clone(), cluster.clone()),
-    );
-    let mut plan = faults::Plan::new(opts.seed, opts.faults);
+    let cluster = cluster::Cluster::start(&mut sim);
+    // A host rather than a turmoil client, so that the fault plan can crash it; the
+    // workload's state outlives it.
+    let state = workload::State::new(opts.seed);
+    let (o, sh, c) = (opts.clone(), shared.clone(), cluster.clone());
+    sim.host(cluster::CLIENT, move || {
+        workload::run(o.clone(), sh.clone(), c.clone(), state.clone())
+    });
+    let mut plan = faults::Plan::new(opts.seed, opts.faults, cluster.clone());
     loop {
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => {
+        // A panicking task shuts its host's runtime down, and the step panics (turmoil with
+        // `tokio_unstable`): a violation of this seed, not the end of the process.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| sim.step())) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 shared
                     .borrow_mut()
                     .violation(format!("the simulation stopped: {e}"));
                 break;
             }
+            Err(_) => {
+                let what = FIRST_PANIC.with(|p| p.take()).unwrap_or_default();
+                shared
+                    .borrow_mut()
+                    .violation(format!("a task panicked: {what}"));
+                break;
+            }
         }
-        let phase = {
+        let (phase, done) = {
             let mut sh = shared.borrow_mut();
             sh.now = sim.elapsed();
-            sh.phase
+            (sh.phase, sh.done)
         };
+        if done {
+            break;
+        }
+        if sim.elapsed() > SIM_LIMIT {
+            shared.borrow_mut().violation(format!(
+                "the run has hung: still going after {} s",
+                SIM_LIMIT.as_secs()
+            ));
+            break;
+        }
         plan.tick(&mut sim, phase, &shared);
+        if std::mem::take(&mut shared.borrow_mut().power_cut) {
+            shared
+                .borrow_mut()
+                .trace("power cut of every OSS; they start again".into());
+            for host in cluster::OSS {
+                cluster.crash(&mut sim, host);
+                sim.bounce(host);
+            }
+        }
     }
-    rustre_fuse::client::injected_bug::set_skip_mark_stale(false);
+    injected_bug::set(None);
     drop(sim);
     let out = shared.borrow().outcome.clone();
     out

@@ -2,14 +2,16 @@
 //!
 //!     cargo run --release -- --seed 7            # one seed: its trace, then its verdict
 //!     cargo run --release -- --seeds 100 --from 1000
-//!     cargo run --release -- --seed 7 --bug      # with the injected bug
+//!     cargo run --release -- --seed 7 --bug      # with the injected bug `mark-stale`
+//!     cargo run --release -- --seed 7 --bug verifier  # with another (see `Bug::name`)
 //!
 //! Options: `--ops N` (operations per run), `--no-faults`, `--heavy` (harder faults, see
-//! `faults::Severity`). Exits 1 if any seed failed.
+//! `faults::Severity`), `--quiet` (print only the failures and the summary). Exits 1 if any
+//! seed failed, after listing the failed seeds with the command that replays each.
 //! `RUST_LOG=rustre=debug` shows the servers' logs.
 
 use rustre_sim::faults::Severity;
-use rustre_sim::{run, Options};
+use rustre_sim::{run, Bug, Options};
 
 fn main() {
     tracing_subscriber::fmt()
@@ -40,6 +42,7 @@ fn main() {
                 "--bug",
                 "--no-faults",
                 "--heavy",
+                "--quiet",
             ]
             .contains(&a.as_str())
     }) {
@@ -54,10 +57,24 @@ fn main() {
             false,
         ),
     };
-    let mut failed = 0;
+    let bug = match args.iter().position(|a| a == "--bug") {
+        None => None,
+        Some(i) => match args.get(i + 1).filter(|a| !a.starts_with("--")) {
+            None => Some(Bug::SkipMarkStale),
+            Some(name) => match Bug::named(name) {
+                Some(b) => Some(b),
+                None => {
+                    let names: Vec<_> = Bug::ALL.iter().map(|b| b.name()).collect();
+                    eprintln!("--bug {name}: no such bug (one of {names:?})");
+                    std::process::exit(2);
+                }
+            },
+        },
+    };
+    let mut failed = Vec::new();
     for seed in from..from + count {
         let mut opts = Options::seed(seed);
-        opts.bug = has("--bug");
+        opts.bug = bug;
         opts.faults = if has("--no-faults") {
             Severity::None
         } else if has("--heavy") {
@@ -75,14 +92,25 @@ fn main() {
             }
         }
         if out.violations.is_empty() {
-            println!("seed {seed}: ok ({} trace lines)", out.trace.len());
+            if !has("--quiet") {
+                println!("seed {seed}: ok ({} trace lines)", out.trace.len());
+            }
         } else {
-            failed += 1;
             println!("{}", out.report());
+            failed.push(out.args);
         }
     }
-    if failed > 0 {
-        println!("{failed} of {count} seeds failed");
+    if !failed.is_empty() {
+        println!(
+            "{} of {count} seeds failed; replay each with:",
+            failed.len()
+        );
+        for args in &failed {
+            println!("  cd sim && cargo run --release -- {args}");
+        }
         std::process::exit(1);
+    }
+    if has("--quiet") {
+        println!("{count} seeds passed");
     }
 }

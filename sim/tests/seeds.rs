@@ -1,8 +1,8 @@
 //! The simulation suite (issue 6): seeds pass, a seed replays exactly, and the checker
-//! catches the injected bug. `SIM_SEEDS` (default 24) sets how many seeds run, from
+//! catches each injected bug. `SIM_SEEDS` (default 24) sets how many seeds run, from
 //! `SIM_FROM` (default 1).
 
-use rustre_sim::{run, Options};
+use rustre_sim::{run, Bug, Options};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -42,21 +42,22 @@ fn a_seed_replays_exactly() {
     assert_eq!(first.violations, again.violations);
 }
 
-#[test]
-fn the_injected_bug_is_caught_and_its_failure_replays() {
-    // With the bug, a copy that missed writes is not marked stale: within a few seeds some
-    // read returns old bytes or the copies stay different after resync.
+/// Runs seeds `1..=seeds` with `bug` until one fails; checks that it failed with wrong bytes
+/// read back or copies that differ on disk, that its failure replays, and that the same
+/// seed passes without the bug.
+fn catch(bug: Bug, seeds: u64) {
     let mut caught = None;
-    for seed in 1..=20 {
+    for seed in 1..=seeds {
         let mut opts = Options::seed(seed);
-        opts.bug = true;
+        opts.bug = Some(bug);
         let out = run(&opts);
         if !out.violations.is_empty() {
             caught = Some((opts, out));
             break;
         }
     }
-    let (opts, out) = caught.expect("20 seeds with the injected bug and no violation");
+    let (opts, out) =
+        caught.unwrap_or_else(|| panic!("{seeds} seeds with the bug {bug:?} and no violation"));
     assert!(
         out.violations
             .iter()
@@ -68,7 +69,21 @@ fn the_injected_bug_is_caught_and_its_failure_replays() {
     assert_eq!(out.trace, again.trace, "the failing seed did not replay");
     // The same workload without the bug passes.
     let mut fixed = opts.clone();
-    fixed.bug = false;
+    fixed.bug = None;
     let clean = run(&fixed);
     assert!(clean.violations.is_empty(), "{}", clean.report());
+}
+
+#[test]
+fn the_injected_bug_is_caught_and_its_failure_replays() {
+    // With the bug, a copy that missed writes is not marked stale: within a few seeds some
+    // read returns old bytes or the copies stay different after resync.
+    catch(Bug::SkipMarkStale, 20);
+}
+
+#[test]
+fn ignoring_the_write_verifiers_is_caught() {
+    // With the bug, fsync takes a sync answered by an OSS that lost power since it took the
+    // writes as making them durable: the copy lacks acknowledged bytes.
+    catch(Bug::IgnoreVerifiers, 40);
 }

@@ -54,7 +54,8 @@ struct OstIdentityV1 {
 /// The disk of one served OST: its UUID, and whether the MGS ever accepted it.
 #[derive(Debug)]
 pub(crate) struct OstDisk {
-    dir: PathBuf,
+    /// Where the identity file is; `None` for a disk given by the caller ([`OstDisk::given`]).
+    dir: Option<PathBuf>,
     cluster: String,
     index: u32,
     uuid: OstUuid,
@@ -62,6 +63,22 @@ pub(crate) struct OstDisk {
 }
 
 impl OstDisk {
+    /// The disk of a store the caller made and keeps (`oss::run_on_stores`, the
+    /// simulation's in-memory OSTs): a UUID fixed by the index, so the same store keeps
+    /// its identity across restarts of its OSS, accepted from the start, nothing on disk.
+    pub(crate) fn given(cluster: &str, index: u32) -> OstDisk {
+        let mut uuid = [0u8; 16];
+        uuid[..4].copy_from_slice(&index.to_be_bytes());
+        uuid[4..8].copy_from_slice(b"GIVN");
+        OstDisk {
+            dir: None,
+            cluster: cluster.to_string(),
+            index,
+            uuid: OstUuid(uuid),
+            accepted: AtomicBool::new(true),
+        }
+    }
+
     /// The disk's UUID.
     pub(crate) fn uuid(&self) -> OstUuid {
         self.uuid
@@ -84,7 +101,9 @@ impl OstDisk {
             disk: self.uuid,
             accepted: true,
         };
-        records::write_record(&self.dir, IDENTITY_FILE, IDENTITY_MAGIC, &id)?;
+        if let Some(dir) = &self.dir {
+            records::write_record(dir, IDENTITY_FILE, IDENTITY_MAGIC, &id)?;
+        }
         self.accepted.store(true, Ordering::Release);
         Ok(())
     }
@@ -169,7 +188,7 @@ pub(crate) fn claim_ost_dir(
         }
     };
     let disk = OstDisk {
-        dir: dir.to_path_buf(),
+        dir: Some(dir.to_path_buf()),
         cluster: id.cluster,
         index: id.index,
         uuid: id.disk,

@@ -217,6 +217,37 @@ pub async fn run(
     run_with_lease(cfg, listener, shutdown, OSS_LEASE).await
 }
 
+/// [`run`] over stores the caller made, instead of OST directories: `stores` holds the store
+/// of each OST of `cfg.osts`, in the same order, and the directories are neither opened nor
+/// locked. The simulation serves its in-memory [`MemStore`]s this way, to cut their power.
+pub async fn run_on_stores(
+    cfg: OssConfig,
+    stores: Vec<Arc<dyn ObjectStore>>,
+    listener: impl Into<Listener>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    cfg.validate()?;
+    if stores.len() != cfg.osts.len() {
+        return Err(Error::Invalid(format!(
+            "{} stores for {} OSTs",
+            stores.len(),
+            cfg.osts.len()
+        )));
+    }
+    let osts = cfg
+        .osts
+        .iter()
+        .zip(stores)
+        .map(|((index, _), store)| {
+            let disk = Arc::new(OstDisk::given(&cfg.cluster, *index));
+            (*index, store, disk)
+        })
+        .collect();
+    serve_osts(cfg, listener.into(), shutdown, OSS_LEASE, osts).await;
+    tracing::info!("OSS stopped");
+    Ok(())
+}
+
 /// [`run`] with another lease (tests use a short one).
 pub(crate) async fn run_with_lease(
     cfg: OssConfig,
@@ -231,35 +262,53 @@ pub(crate) async fn run_with_lease(
     let opened = rustre_proto::blocking::unblock(move || open_osts(&open_cfg))
         .await
         .map_err(|e| Error::Io(format!("opening the OSTs: {e}")))??;
-
-    let served: HashMap<u32, service::ServedOst> = opened
+    let osts = opened
         .iter()
-        .map(|o| {
+        .map(|o| (o.index, o.store.clone(), o.disk.clone()))
+        .collect();
+    serve_osts(cfg, listener, shutdown, lease, osts).await;
+    drop(opened);
+    tracing::info!("OSS stopped");
+    Ok(())
+}
+
+/// Serves `osts` (index and store, in the configured order) until `shutdown`: registration
+/// and heartbeats with the MGS in the background, requests on `listener`.
+async fn serve_osts(
+    cfg: OssConfig,
+    listener: Listener,
+    shutdown: watch::Receiver<bool>,
+    lease: Duration,
+    osts: Vec<(u32, Arc<dyn ObjectStore>, Arc<OstDisk>)>,
+) {
+    let served: HashMap<u32, service::ServedOst> = osts
+        .iter()
+        .map(|(index, store, disk)| {
             let ost_lease = Arc::new(fence::OstLease::new(lease));
-            if !o.disk.accepted() {
+            if !disk.accepted() {
                 ost_lease.hold();
             }
             let ost = service::ServedOst {
-                store: o.store.clone(),
+                store: store.clone(),
                 lease: ost_lease,
                 instance: service::new_instance(),
             };
-            (o.index, ost)
+            (*index, ost)
         })
         .collect();
     // In the configured order, as before.
-    let linked = opened
+    let linked = osts
         .iter()
-        .map(|o| mgs_link::LinkedOst {
-            index: o.index,
-            store: served[&o.index].store.clone(),
-            lease: served[&o.index].lease.clone(),
-            disk: o.disk.clone(),
+        .map(|(index, _, disk)| mgs_link::LinkedOst {
+            index: *index,
+            store: served[index].store.clone(),
+            lease: served[index].lease.clone(),
+            disk: disk.clone(),
         })
         .collect();
     let oss = Arc::new(service::Oss::new(served));
     if *shutdown.borrow() {
-        return Ok(());
+        return;
     }
     let link_cfg = mgs_link::LinkConfig {
         mgs_addr: cfg.mgs_addr.clone(),
@@ -271,13 +320,10 @@ pub(crate) async fn run_with_lease(
     tracing::info!(
         addr = ?listener.local_addr().ok(),
         advertise = %cfg.advertise_addr,
-        osts = ?opened.iter().map(|o| o.index).collect::<Vec<_>>(),
+        osts = ?osts.iter().map(|(index, _, _)| *index).collect::<Vec<_>>(),
         "OSS serving"
     );
     serve(listener, oss, cfg.cluster, cfg.key, shutdown).await;
     link.abort();
     let _ = link.await;
-    drop(opened);
-    tracing::info!("OSS stopped");
-    Ok(())
 }

@@ -27,8 +27,9 @@
 //!
 //! ## Space
 //! Blocks are held whole and shared between the two images until one of them changes (copy
-//! on write); holes hold nothing. Capacity is the configured total; free (and available) is
-//! the total minus the blocks the live images hold. A write that needs more blocks than are
+//! on write); holes hold nothing. Capacity is the configured total (which
+//! [`MemStore::set_capacity`] changes, as a disk filling up); free (and available) is the
+//! total minus the blocks the live images hold. A write that needs more blocks than are
 //! free is refused with `NoSpace` before it changes anything.
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -298,8 +300,8 @@ impl Inner {
 
 /// Objects of one OST in memory, with a live and a durable image each (see the module doc).
 pub struct MemStore {
-    /// Capacity in blocks.
-    total: u64,
+    /// Capacity in blocks ([`MemStore::set_capacity`] changes it).
+    total: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -307,9 +309,21 @@ impl MemStore {
     /// An empty store of `total_bytes` (rounded down to whole blocks).
     pub fn new(total_bytes: u64) -> MemStore {
         MemStore {
-            total: total_bytes / BLOCK,
+            total: AtomicU64::new(total_bytes / BLOCK),
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// The capacity in blocks.
+    fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Sets the capacity to `total_bytes` (rounded down to whole blocks), as a disk that
+    /// fills up or frees space behind the store's back: the objects keep what they hold,
+    /// and a write needing more blocks than are then free is refused with `NoSpace`.
+    pub fn set_capacity(&self, total_bytes: u64) {
+        self.total.store(total_bytes / BLOCK, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -339,7 +353,7 @@ impl MemStore {
     /// store, for tests of checksums, scrub and repair. Nothing happens past the end.
     pub fn corrupt(&self, id: ObjectId, at: u64) {
         let mut inner = self.lock();
-        let total = self.total;
+        let total = self.total();
         // Infallible: no space limit applies to a flipped bit.
         let _ = inner.change(id, false, total, |image, _| {
             image.corrupt(at);
@@ -402,7 +416,7 @@ impl ObjectStore for MemStore {
         check_write(offset, data.len())?;
         check_payload(data, offset, crc)?;
         let mut inner = self.lock();
-        inner.change(id, true, self.total, |image, free| {
+        inner.change(id, true, self.total(), |image, free| {
             admit_version(id, image, version)?;
             image.write(id, offset, data, free)?;
             image.version = image.version.max(version);
@@ -427,7 +441,7 @@ impl ObjectStore for MemStore {
         check_write(offset, data.len())?;
         check_payload(data, offset, crc)?;
         let mut inner = self.lock();
-        let repaired = inner.change(id, false, self.total, |image, free| {
+        let repaired = inner.change(id, false, self.total(), |image, free| {
             let end = offset + data.len() as u64;
             if end > image.size || block_crcs(&image.bytes(offset, data.len())) != seen {
                 return Err(ObjectError::Busy);
@@ -466,7 +480,7 @@ impl ObjectStore for MemStore {
         check_object(id)?;
         check_size(size)?;
         let mut inner = self.lock();
-        inner.change(id, true, self.total, |image, _| {
+        inner.change(id, true, self.total(), |image, _| {
             admit_version(id, image, version)?;
             image.truncate(id, size);
             image.version = image.version.max(version);
@@ -478,7 +492,7 @@ impl ObjectStore for MemStore {
     fn raise_version(&self, id: ObjectId, version: u64) -> Result<(), ObjectError> {
         check_object(id)?;
         let mut inner = self.lock();
-        inner.change(id, false, self.total, |image, _| {
+        inner.change(id, false, self.total(), |image, _| {
             image.version = image.version.max(version);
             Ok(())
         })?;
@@ -515,9 +529,10 @@ impl ObjectStore for MemStore {
 
     fn capacity(&self) -> Result<Capacity, ObjectError> {
         let held = self.lock().held;
-        let free = self.total.saturating_sub(held) * BLOCK;
+        let total = self.total();
+        let free = total.saturating_sub(held) * BLOCK;
         Ok(Capacity {
-            total_bytes: self.total * BLOCK,
+            total_bytes: total * BLOCK,
             free_bytes: free,
             avail_bytes: free,
         })

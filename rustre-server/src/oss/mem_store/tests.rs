@@ -154,3 +154,23 @@ fn space_follows_the_blocks_held() {
     s.crash();
     assert_eq!(free(&s), total - BLOCK);
 }
+
+#[test]
+fn a_disk_that_fills_up_refuses_new_blocks_until_it_has_room_again() {
+    let s = small();
+    let o = id(1, 0);
+    w(&s, o, 0, &pattern(2 * B, 1));
+    // Full: exactly what is held.
+    s.set_capacity(2 * BLOCK);
+    let c = s.capacity().unwrap();
+    assert_eq!((c.total_bytes, c.free_bytes), (2 * BLOCK, 0));
+    let more = pattern(B, 2);
+    let grow = s.write(o, 2 * BLOCK, &more, crc32c(&more), 1, false);
+    assert!(matches!(grow, Err(ObjectError::NoSpace)), "{grow:?}");
+    // Held blocks can still be overwritten.
+    w(&s, o, 0, &more);
+    // Room again.
+    s.set_capacity(64 * BLOCK);
+    w(&s, o, 2 * BLOCK, &more);
+    assert_eq!(s.size(o).unwrap(), Some(3 * BLOCK));
+}
