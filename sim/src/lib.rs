@@ -1,18 +1,21 @@
 //! # rustre-sim — deterministic simulation of a whole rustre cluster
 //!
-//! One seed fixes one run: the MGS, the MDS and three OSS (each its own simulated host, with
-//! real object files in a temporary directory, and a metadata store in memory that outlives
-//! the servers as FoundationDB would), and a client host running the client library (no
-//! FUSE) through a random workload, while a fault plan crashes and restarts servers, holds
-//! links (a partition that TCP rides out: messages wait, then arrive) and drops messages on
-//! links (a lossy partition: streams lose bytes and must be torn down). Everything runs on
-//! one thread under turmoil's simulated clock and network; blocking work runs in place.
+//! One seed fixes one run: the MGS, the MDS and three OSS (each its own simulated host; every
+//! OST an in-memory store, and the metadata store in memory too, all outside the hosts, so
+//! they outlive them as disks and FoundationDB would), and a client host running the client
+//! library (no FUSE) through a random workload, while a fault plan crashes and restarts the
+//! hosts (an OSS loses power: its OST keeps only what it synced; the client host starts a
+//! new client), holds links (a partition that TCP rides out: messages wait, then arrive),
+//! drops messages on links (a lossy partition: streams lose bytes and must be torn down),
+//! fills OSTs and flips bits in them. Everything runs on one thread under turmoil's
+//! simulated clock and network, with seeded runtimes; blocking work runs in place.
 //!
 //! After the workload the faults are healed and the checker asserts the invariants:
 //! every acknowledged (fsync'd) write reads back byte for byte, the namespace is exactly
 //! what the acknowledged operations made it, and, once resync has run, every copy of every
-//! file is up to date and holds the file's bytes. Reads during the faults must return the
-//! acknowledged bytes or an error, never other bytes.
+//! file is up to date and holds the file's bytes; then again after a power cut of every
+//! OSS. Reads during the faults must return the acknowledged bytes or an error, never other
+//! bytes. A run in which most operations failed, or a task panicked, fails too.
 //!
 //! A run returns its trace (every operation, outcome and fault with its simulated time) and
 //! its violations. The same seed gives the same trace: `cargo run --release -- --seed N`
@@ -20,6 +23,7 @@
 //!
 //! ## Layout
 //! - [`simnet`]: rustre's transport, clock and disk-space seams over turmoil.
+//!   (`.cargo/config.toml` sets `tokio_unstable`, so turmoil seeds every host's runtime.)
 //! - [`rng`]: the seeded random streams.
 //! - [`cluster`]: the hosts and their software.
 //! - [`disk`]: the OSTs' stores seen behind the OSS's back (bit flips, copy comparison).
