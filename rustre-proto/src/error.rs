@@ -79,6 +79,42 @@ pub enum Error {
 }
 
 impl Error {
+    /// True for failures of a whole stripe that waiting can cure (a server away, not a bad
+    /// request or bad data): data calls are retried on them.
+    pub fn worth_waiting(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable(_) | Error::TimedOut | Error::Fenced(_) | Error::OldEpoch { .. }
+        )
+    }
+
+    /// True when `self`, answered by (or met on the way to) one copy of a stripe, means that
+    /// copy missed the operation while the others may well have it: the copy is marked
+    /// stale if another copy of its stripe succeeded (docs/replication.md, write rule).
+    ///
+    /// - Marked stale: transport failures (`Unavailable`, `TimedOut`), a fenced OSS
+    ///   (`Fenced`), a copy whose data or checksums are bad (`Corrupt`), disk trouble (`Io`,
+    ///   `NoSpace`, `ReadOnly`), an OSS too busy to serve (`Busy`), and `OldEpoch` left after
+    ///   the map refreshes. All are about that copy's server.
+    /// - Not marked (the call fails with the error): everything else — `Invalid`,
+    ///   `Protocol`, `TooBig`, `NotSupported`, `Auth`, `Access`, `Stale`… describe the
+    ///   request or the configuration and would fail on every copy; marking would only
+    ///   spread the damage.
+    pub fn marks_copy_stale(&self) -> bool {
+        matches!(
+            self,
+            Error::Unavailable(_)
+                | Error::TimedOut
+                | Error::Fenced(_)
+                | Error::Corrupt(_)
+                | Error::Io(_)
+                | Error::NoSpace
+                | Error::ReadOnly
+                | Error::Busy
+                | Error::OldEpoch { .. }
+        )
+    }
+
     /// The errno an application sees for this error.
     pub fn errno(&self) -> i32 {
         match self {

@@ -7,7 +7,7 @@
 //!   Copies that fail while another copy of the same stripe succeeded are marked stale at
 //!   the MDS (`MarkStale`) before the call returns, and the file's newest layout (kept by
 //!   [`super::files`]) skips them from then on; a stripe whose every copy failed fails the
-//!   call and marks nothing. See [`marks_stale`] for which failures count.
+//!   call and marks nothing. See [`Error::marks_copy_stale`] for which failures count.
 //! - Reads ask for whole [`CHECKSUM_BLOCK`]s, try the live copies one after the other (copy
 //!   0 first, copies whose OST the cluster map says is down last), and hand out only bytes
 //!   that match the CRCs the OSS sent with them. Blocks that failed their check on one copy
@@ -61,15 +61,6 @@ pub(super) const OSS_RETRY_FOR: Duration = Duration::from_secs(30);
 pub(super) const OSS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(50);
 pub(super) const OSS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 
-/// True for failures of a whole stripe that waiting can cure (a server away, not a bad
-/// request or bad data).
-pub(super) fn worth_waiting(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Unavailable(_) | Error::TimedOut | Error::Fenced(_) | Error::OldEpoch { .. }
-    )
-}
-
 /// Most layout refreshes one read makes when OSTs answer with newer versions.
 pub(super) const LAYOUT_REFRESH_ATTEMPTS: usize = 3;
 
@@ -80,40 +71,6 @@ pub(super) const READ_RECHECK_PAUSE: Duration = Duration::from_millis(20);
 /// slot (copy) order; a success carries the OST instance that answered a change or a
 /// sync (the write verifier, see `super::unstable`), `None` for other answers.
 pub(super) type CopyResults = Vec<(usize, Result<Option<u64>, Error>)>;
-
-/// The write verifier an answer carries, if any.
-pub(super) fn instance_of(resp: &OssResponse) -> Option<u64> {
-    match resp {
-        OssResponse::Written { instance } | OssResponse::Synced { instance } => Some(*instance),
-        _ => None,
-    }
-}
-
-/// True when `e`, answered by (or met on the way to) one copy, means that copy missed the
-/// operation while the others may well have it: the copy is marked stale if another copy
-/// of its stripe succeeded.
-///
-/// - Marked stale: transport failures (`Unavailable`, `TimedOut`), a fenced OSS
-///   (`Fenced`), a copy whose data or checksums are bad (`Corrupt`), local disk trouble
-///   (`Io`, `NoSpace`, `ReadOnly`), an OSS too busy to serve (`Busy`), and `OldEpoch` left
-///   after [`OLD_EPOCH_ATTEMPTS`](rustre_proto::cluster::OLD_EPOCH_ATTEMPTS) map refreshes. All are about that copy's server.
-/// - Not marked (the call fails with the error): everything else — `Invalid`, `Protocol`,
-///   `TooBig`, `NotSupported`, `Auth`, `Access`… describe the request or the
-///   configuration and would fail on every copy; marking would only spread the damage.
-pub(super) fn marks_stale(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Unavailable(_)
-            | Error::TimedOut
-            | Error::Fenced(_)
-            | Error::Corrupt(_)
-            | Error::Io(_)
-            | Error::NoSpace
-            | Error::ReadOnly
-            | Error::Busy
-            | Error::OldEpoch { .. }
-    )
-}
 
 /// Judges the copies' answers of every piece of one operation: the slots to mark stale
 /// (sorted, possibly none), or the error the operation fails with — that of the first copy
@@ -129,7 +86,7 @@ fn failed_slots(pieces: &[CopyResults]) -> Result<Vec<u32>, Error> {
         }
         for (slot, r) in piece {
             if let Err(e) = r {
-                if !marks_stale(e) {
+                if !e.marks_copy_stale() {
                     return Err(e.clone());
                 }
                 failed.insert(*slot as u32);
@@ -232,7 +189,7 @@ fn assemble(len: usize, spans: &[ReadSpan], answers: &[Bytes]) -> Bytes {
 
 impl Client {
     /// Runs `call` again, with the cluster map refreshed in between, while it fails in a way
-    /// [`worth_waiting`] and [`OSS_RETRY_FOR`] has not passed.
+    /// [`Error::worth_waiting`] and [`OSS_RETRY_FOR`] has not passed.
     pub(super) async fn riding_through<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
@@ -242,7 +199,7 @@ impl Client {
         let mut pause = OSS_RETRY_PAUSE_MIN;
         loop {
             match call().await {
-                Err(e) if worth_waiting(&e) && Instant::now() + pause < deadline => {
+                Err(e) if e.worth_waiting() && Instant::now() + pause < deadline => {
                     tracing::debug!("no copy of a stripe reachable, retrying: {e}");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(OSS_RETRY_PAUSE_MAX);
@@ -272,7 +229,7 @@ impl Client {
                 let (op, payload) = (op.clone(), payload.clone());
                 async move {
                     let answer = self.cluster.oss_call(ost, op, payload).await;
-                    (slot, answer.map(|(resp, _)| instance_of(&resp)))
+                    (slot, answer.map(|(resp, _)| resp.instance()))
                 }
             })
             .collect();

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use rustre_proto::checksum;
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
-use rustre_proto::msg::oss::{ObjectId, OssOp};
+use rustre_proto::msg::oss::{ObjectId, OneInstance, OssOp};
 use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::Error;
 use tokio::sync::OwnedSemaphorePermit;
@@ -61,7 +61,7 @@ impl Client {
         // or a fresh layout may cure leaves the changes to the next try; any other is
         // reported once, as a lost write-back is by Linux, and the changes go with it.
         if let (Err(e), Some(unstable)) = (&settled, unstable) {
-            if super::data::worth_waiting(e) || *e == Error::Stale {
+            if e.worth_waiting() || *e == Error::Stale {
                 self.unstable.put_back(ino, unstable);
             }
         }
@@ -125,39 +125,34 @@ impl Client {
         let object = ObjectId { ino, stripe };
         let mut last = Error::Io(format!("OST {ost} lost writes to inode {ino}"));
         for _ in 0..REPLAY_ATTEMPTS {
-            let mut instances = Vec::new();
-            let mut sent = Ok(());
-            for op in replay_ops(layout, stripe, object, changes) {
-                let (op, payload) = op;
-                match self.cluster.oss_call(ost, op, payload).await {
-                    Ok((resp, _)) => instances.push(super::data::instance_of(&resp)),
-                    Err(e) => {
-                        sent = Err(e);
-                        break;
-                    }
-                }
-            }
-            if let Err(e) = sent {
-                last = e;
-                continue;
-            }
-            let synced = self
-                .cluster
-                .oss_call(ost, OssOp::Sync { object }, Bytes::new())
-                .await;
-            match synced {
-                Ok((resp, _)) => {
-                    let by = super::data::instance_of(&resp);
-                    if by.is_some() && instances.iter().all(|i| *i == by) {
-                        tracing::info!(ino, stripe, ost, "lost writes sent again and synced");
-                        return Ok(by);
-                    }
-                    last = Error::Io(format!("OST {ost} restarted again during the replay"));
+            match self.replay_once(ost, object, layout, changes).await {
+                Ok(instance) => {
+                    tracing::info!(ino, stripe, ost, "lost writes sent again and synced");
+                    return Ok(Some(instance));
                 }
                 Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// One try of [`Self::replay`]: every change, then a sync, all answered by one instance
+    /// of the OST, which is returned.
+    async fn replay_once(
+        &self,
+        ost: u32,
+        object: ObjectId,
+        layout: &Layout,
+        changes: &[Change],
+    ) -> Result<u64, Error> {
+        let mut one = OneInstance::default();
+        for (op, payload) in replay_ops(layout, object.stripe, object, changes) {
+            let (resp, _) = self.cluster.oss_call(ost, op, payload).await?;
+            one.check(&resp)?;
+        }
+        let sync = OssOp::Sync { object };
+        let (resp, _) = self.cluster.oss_call(ost, sync, Bytes::new()).await?;
+        one.check(&resp)
     }
 
     /// Makes room in the write-back budget by syncing the file that keeps the most

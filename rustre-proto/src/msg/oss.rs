@@ -159,3 +159,35 @@ pub enum OssResponse {
         bad_blocks: Vec<u64>,
     },
 }
+
+impl OssResponse {
+    /// The write verifier this answer carries: the OST instance of a `Written` or `Synced`.
+    pub fn instance(&self) -> Option<u64> {
+        match self {
+            OssResponse::Written { instance } | OssResponse::Synced { instance } => Some(*instance),
+            _ => None,
+        }
+    }
+}
+
+/// The OST instance that answered a run of changes and the sync that ends it, on one OST:
+/// all must come from one instance, or the OST restarted in between and may have lost some
+/// of them (docs/replication.md, "Write verifiers").
+#[derive(Debug, Default)]
+pub struct OneInstance(Option<u64>);
+
+impl OneInstance {
+    /// Takes the next answer of the run: `Protocol` when it carries no instance,
+    /// `Unavailable` when another instance answered before (the run must be made again).
+    pub fn check(&mut self, resp: &OssResponse) -> Result<u64, crate::Error> {
+        let instance = resp
+            .instance()
+            .ok_or_else(|| crate::Error::Protocol(format!("unexpected OSS answer {resp:?}")))?;
+        match self.0.replace(instance) {
+            Some(before) if before != instance => Err(crate::Error::Unavailable(
+                "the OST restarted during a run of changes; it may have lost some".into(),
+            )),
+            _ => Ok(instance),
+        }
+    }
+}

@@ -38,7 +38,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rustre_proto::checksum::{self, CHECKSUM_BLOCK};
 use rustre_proto::msg::mgs::{ClusterMap, NodeState};
-use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse};
+use rustre_proto::msg::oss::{ObjectId, OneInstance, OssOp, OssResponse};
 use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
 
@@ -260,11 +260,12 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
     };
     // Every change to the target must be answered by one instance of its OST, the same that
     // answers the final sync: a target that restarted in between may have lost them.
-    let mut target_instance = Verifier::default();
+    let mut target_instance = OneInstance::default();
     target_instance.check(
-        mds.cluster
+        &mds.cluster
             .oss_call(target, truncate(0), Bytes::new())
-            .await?,
+            .await?
+            .0,
     )?;
     let mut offset = 0u64;
     loop {
@@ -280,7 +281,7 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
                 crc: checksum::crc32c(&data),
                 version,
             };
-            target_instance.check(mds.cluster.oss_call(target, op, data).await?)?;
+            target_instance.check(&mds.cluster.oss_call(target, op, data).await?.0)?;
         }
         offset += n;
         if n < RESYNC_CHUNK as u64 {
@@ -288,14 +289,16 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
         }
     }
     target_instance.check(
-        mds.cluster
+        &mds.cluster
             .oss_call(target, truncate(offset), Bytes::new())
-            .await?,
+            .await?
+            .0,
     )?;
     target_instance.check(
-        mds.cluster
+        &mds.cluster
             .oss_call(target, OssOp::Sync { object }, Bytes::new())
-            .await?,
+            .await?
+            .0,
     )?;
     tracing::debug!(ino, stripe, slot, from = ?sources, to = target, bytes = offset, "copy made");
     Ok(())
@@ -381,25 +384,5 @@ fn done((r, _): (OssResponse, Bytes)) -> Result<(), Error> {
     match r {
         OssResponse::Done => Ok(()),
         other => Err(unexpected(&other)),
-    }
-}
-
-/// The instance of the target OST that answered the changes of one copy so far: all must
-/// come from one instance, the one whose sync ends the copy, or the copy may have lost some.
-#[derive(Default)]
-struct Verifier(Option<u64>);
-
-impl Verifier {
-    fn check(&mut self, (r, _): (OssResponse, Bytes)) -> Result<(), Error> {
-        let instance = match r {
-            OssResponse::Written { instance } | OssResponse::Synced { instance } => instance,
-            other => return Err(unexpected(&other)),
-        };
-        match self.0.replace(instance) {
-            Some(before) if before != instance => Err(Error::Unavailable(
-                "the target OST restarted during the copy; copying again later".into(),
-            )),
-            _ => Ok(()),
-        }
     }
 }

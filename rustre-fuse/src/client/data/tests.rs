@@ -31,7 +31,7 @@ fn only_servers_away_are_waited_for() {
             server: 2,
         },
     ] {
-        assert!(worth_waiting(&e), "{e}");
+        assert!(e.worth_waiting(), "{e}");
     }
     for e in [
         Error::Corrupt("x".into()),
@@ -39,7 +39,7 @@ fn only_servers_away_are_waited_for() {
         Error::NoSpace,
         Error::Invalid("x".into()),
     ] {
-        assert!(!worth_waiting(&e), "{e}");
+        assert!(!e.worth_waiting(), "{e}");
     }
 }
 
@@ -86,7 +86,7 @@ fn request_errors_fail_instead_of_marking() {
         Error::TooBig,
         Error::NotSupported,
     ] {
-        assert!(!marks_stale(&e), "{e:?}");
+        assert!(!e.marks_copy_stale(), "{e:?}");
     }
     for e in [
         down(),
@@ -100,7 +100,7 @@ fn request_errors_fail_instead_of_marking() {
             server: 2,
         },
     ] {
-        assert!(marks_stale(&e), "{e:?}");
+        assert!(e.marks_copy_stale(), "{e:?}");
     }
 }
 

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_proto::cluster::Cluster;
-use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse};
+use rustre_proto::msg::oss::{ObjectId, OneInstance, OssOp};
 use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
 use tokio::task::JoinSet;
@@ -205,32 +205,6 @@ pub fn settle(
     Ok(Settled::Done(marked))
 }
 
-/// True for a copy's failure that is about its server (down, fenced, full, damaged), so the
-/// copy is marked stale when another copy of its stripe was cut (as the client's write rule
-/// judges). Anything else would fail on every copy.
-fn marks_stale(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Unavailable(_)
-            | Error::TimedOut
-            | Error::Fenced(_)
-            | Error::Corrupt(_)
-            | Error::Io(_)
-            | Error::NoSpace
-            | Error::ReadOnly
-            | Error::Busy
-            | Error::OldEpoch { .. }
-    )
-}
-
-/// True for failures waiting can cure (a server away).
-fn worth_waiting(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Unavailable(_) | Error::TimedOut | Error::Fenced(_) | Error::OldEpoch { .. }
-    )
-}
-
 /// The cut of every live copy of one stripe: `(slot, result)`.
 type StripeCuts = Vec<(usize, Result<(), Error>)>;
 
@@ -248,7 +222,7 @@ fn failed_slots(stripes: &[StripeCuts]) -> Result<Vec<u32>, Error> {
         for (slot, r) in cuts {
             match r {
                 Ok(()) => {}
-                Err(e) if marks_stale(e) => failed.push(*slot as u32),
+                Err(e) if e.marks_copy_stale() => failed.push(*slot as u32),
                 Err(e) => return Err(e.clone()),
             }
         }
@@ -295,7 +269,7 @@ impl Mds {
         let mut pause = CUT_PAUSE_MIN;
         loop {
             match self.carry_out(ino).await {
-                Err(MdsError::Answer(e)) if worth_waiting(&e) => {
+                Err(MdsError::Answer(e)) if e.worth_waiting() => {
                     if Instant::now() + pause >= deadline {
                         return Err(Error::Unavailable(format!(
                             "cannot cut the objects of inode {ino} yet: {e}"
@@ -460,28 +434,13 @@ impl StripeCut {
         ops.push(OssOp::Sync {
             object: self.object,
         });
-        let mut first: Option<u64> = None;
+        let mut one = OneInstance::default();
         for op in ops {
             let call = cluster.oss_call(ost, op, Bytes::new());
-            let instance = match tokio::time::timeout(CUT_CALL_TIMEOUT, call).await {
-                Err(_) => return Err(Error::TimedOut),
-                Ok(r) => match r? {
-                    (OssResponse::Written { instance } | OssResponse::Synced { instance }, _) => {
-                        instance
-                    }
-                    (other, _) => {
-                        return Err(Error::Protocol(format!(
-                            "unexpected OSS answer to a cut: {other:?}"
-                        )))
-                    }
-                },
-            };
-            if *first.get_or_insert(instance) != instance {
-                return Err(Error::Unavailable(format!(
-                    "OST {ost} restarted during the cut of {:?}",
-                    self.object
-                )));
-            }
+            let (resp, _) = tokio::time::timeout(CUT_CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| Error::TimedOut)??;
+            one.check(&resp)?;
         }
         Ok(())
     }
