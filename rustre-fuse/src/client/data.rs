@@ -582,7 +582,7 @@ impl Client {
         let outcome = join_all(writes).await;
         let stripes: Vec<u32> = pieces.iter().map(|e| e.stripe).collect();
         let keep = !sync && self.writeback.enabled();
-        let change = keep.then(|| Change::Write { offset, data });
+        let change = keep.then(|| Change { offset, data });
         self.note_changes(ino, &layout, &stripes, &outcome, change, sync);
         self.settle(ino, &layout, &outcome).await
     }

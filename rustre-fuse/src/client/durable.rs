@@ -228,7 +228,7 @@ fn replay_ops(
     changes: &[Change],
 ) -> Vec<(OssOp, Bytes)> {
     let mut ops = Vec::new();
-    for Change::Write { offset, data } in changes {
+    for Change { offset, data } in changes {
         let pieces = split_extents(
             extents(layout, *offset, data.len()),
             MAX_PAYLOAD_BYTES as usize,
@@ -257,8 +257,8 @@ mod tests {
         let layout = Layout::striped(4096, vec![0, 1]);
         let data = Bytes::from((0..3 * 4096).map(|i| (i / 4096) as u8).collect::<Vec<_>>());
         let changes = vec![
-            Change::Write { offset: 0, data },
-            Change::Write {
+            Change { offset: 0, data },
+            Change {
                 offset: 4096 + 100,
                 data: Bytes::from_static(b"later"),
             },

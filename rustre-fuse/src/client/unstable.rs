@@ -31,11 +31,13 @@ use tokio::sync::OwnedSemaphorePermit;
 /// Most files whose unsynced changes are followed at once.
 pub(super) const UNSTABLE_FILES_MAX: usize = 65_536;
 
-/// One change to a file, as it was made: what a copy that lost it is given again. (Size
+/// One write to a file, as it was made: what a copy that lost it is given again. (Size
 /// changes are the MDS's: it cuts the objects and syncs the cut itself.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Change {
-    Write { offset: u64, data: Bytes },
+pub(super) struct Change {
+    /// Where in the file the bytes were written.
+    pub(super) offset: u64,
+    pub(super) data: Bytes,
 }
 
 /// What one copy acknowledged since the file's last good sync.
@@ -156,8 +158,7 @@ impl Unstable {
             file.note(*copy, *instance);
         }
         if let (Some(kept), Some(change)) = (&mut file.kept, change) {
-            let Change::Write { data, .. } = &change;
-            kept.bytes += data.len();
+            kept.bytes += change.data.len();
             kept.changes.push(change);
         }
     }
@@ -220,7 +221,7 @@ mod tests {
     }
 
     fn write(offset: u64, data: &[u8]) -> Option<Change> {
-        Some(Change::Write {
+        Some(Change {
             offset,
             data: Bytes::copy_from_slice(data),
         })
