@@ -9,6 +9,7 @@ mod server_cmds;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use rustre_server::mds;
 
 /// rustre: a parallel, distributed POSIX file system.
 #[derive(Parser, Debug)]
@@ -65,6 +66,13 @@ enum Cmd {
         /// moments; a process crash loses nothing).
         #[arg(long)]
         relaxed: bool,
+        /// Seconds a client session lives without renewal: a client silent that long (crashed,
+        /// cut off, stopped) is evicted: its opens are dropped, replicated files it had open
+        /// for writing are resynced, and its open files fail with EIO until closed.
+        #[arg(long, default_value_t = mds::SESSION_LEASE_MS / 1000,
+              value_parser = clap::value_parser!(u64)
+                  .range(mds::MIN_SESSION_LEASE_SECS..=mds::MAX_SESSION_LEASE_SECS))]
+        session_lease: u64,
     },
     /// Run an object storage server for one or more OSTs (repeat --index/--data in pairs).
     Oss {
@@ -282,7 +290,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             data,
             fdb,
             relaxed,
-        } => server_cmds::mds(&g, &listen, advertise, data, fdb, !relaxed).await,
+            session_lease,
+        } => {
+            let lease_ms = session_lease * 1000;
+            server_cmds::mds(&g, &listen, advertise, data, fdb, !relaxed, lease_ms).await
+        }
         Cmd::Oss {
             listen,
             advertise,

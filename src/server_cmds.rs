@@ -145,6 +145,7 @@ pub(crate) async fn mds(
     data: Option<PathBuf>,
     fdb: FdbArgs,
     durable: bool,
+    session_lease_ms: u64,
 ) -> Result<(), String> {
     let store = match (fdb.store(&g.cluster)?, data) {
         (Some(_), Some(_)) => return Err(MDS_TWO_STORES.into()),
@@ -162,7 +163,7 @@ pub(crate) async fn mds(
         cluster: g.cluster.clone(),
         key,
         durable,
-        session_lease_ms: mds::SESSION_LEASE_MS,
+        session_lease_ms,
     };
     mds::run(cfg, kv, l, shutdown_on_signal())
         .await

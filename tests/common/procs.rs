@@ -23,6 +23,8 @@ pub(crate) struct ProcCluster {
     pub(crate) oss: Vec<Option<Proc>>,
     /// Environment of every OSS process started.
     pub(crate) oss_env: Vec<(&'static str, &'static str)>,
+    /// Arguments added to the MDS's (`rustre mds ...`).
+    pub(crate) mds_args: Vec<&'static str>,
 }
 
 impl ProcCluster {
@@ -32,8 +34,17 @@ impl ProcCluster {
 
     /// A cluster whose OSS processes run with `env` set.
     pub(crate) fn start_with_oss_env(env: &[(&'static str, &'static str)]) -> ProcCluster {
+        Self::start_with(env, &[])
+    }
+
+    /// A cluster whose OSS processes run with `oss_env` set and whose MDS gets `mds_args`.
+    pub(crate) fn start_with(
+        oss_env: &[(&'static str, &'static str)],
+        mds_args: &[&'static str],
+    ) -> ProcCluster {
         let mut c = ProcCluster {
-            oss_env: env.to_vec(),
+            oss_env: oss_env.to_vec(),
+            mds_args: mds_args.to_vec(),
             dir: tempfile::tempdir().unwrap(),
             mgs_addr: free_addr(),
             mds_addr: free_addr(),
@@ -71,18 +82,17 @@ impl ProcCluster {
 
     pub(crate) fn start_mds(&mut self) {
         let data = self.path("mds");
-        self.mds = Some(Proc::start(
+        let mut args = vec![
+            "--mgs",
+            &self.mgs_addr,
             "mds",
-            &[
-                "--mgs",
-                &self.mgs_addr,
-                "mds",
-                "--listen",
-                &self.mds_addr,
-                "--data",
-                data.to_str().unwrap(),
-            ],
-        ));
+            "--listen",
+            &self.mds_addr,
+            "--data",
+            data.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&self.mds_args);
+        self.mds = Some(Proc::start("mds", &args));
     }
 
     pub(crate) fn start_oss(&mut self, i: usize) {

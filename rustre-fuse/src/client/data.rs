@@ -44,6 +44,7 @@ use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
 use tokio::time::Instant;
 
+use super::pending_marks::PendingMark;
 use super::stripe::{extents, read_spans, split_extents, ReadSpan};
 use super::unstable::Change;
 use super::Client;
@@ -289,13 +290,60 @@ impl Client {
                 }
             }
         }
-        let marked = self.mark_stale(ino, failed.clone(), layout.version).await?;
+        let marked = match self.mark_stale(ino, failed.clone(), layout.version).await {
+            Ok(marked) => marked,
+            Err(e) if e.worth_waiting() => {
+                // The MDS was not reached and the copies differ now: the mark is sent again
+                // until the MDS takes it.
+                self.pending_marks.keep(
+                    ino,
+                    PendingMark {
+                        slots: failed,
+                        version: layout.version,
+                    },
+                );
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         if !failed.iter().all(|s| marked.is_stale(*s as usize)) {
             return Err(Error::Io(format!(
                 "the MDS did not mark failed copies {failed:?} of inode {ino} stale"
             )));
         }
         Ok(())
+    }
+
+    /// Sends the stale marks kept for `ino` (see [`super::pending_marks`]); those the MDS
+    /// does not take are kept again and the first error is returned.
+    pub(super) async fn send_pending_marks(&self, ino: Ino) -> Result<(), Error> {
+        let mut result = Ok(());
+        for mark in self.pending_marks.take(ino) {
+            match self.mark_stale(ino, mark.slots.clone(), mark.version).await {
+                Ok(_) => tracing::info!(ino, slots = ?mark.slots, "kept stale mark taken"),
+                Err(e) if !e.worth_waiting() => {
+                    // The MDS answered (the file is gone, or the mark is refused): sending
+                    // it again would change nothing.
+                    tracing::warn!(ino, slots = ?mark.slots, "kept stale mark refused: {e}");
+                }
+                Err(e) => {
+                    self.pending_marks.keep(ino, mark);
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// Sends every stale mark kept (run with each session renewal).
+    pub(super) async fn send_all_pending_marks(&self) {
+        for ino in self.pending_marks.inodes() {
+            if let Err(e) = self.send_pending_marks(ino).await {
+                tracing::warn!(ino, "stale mark still not taken: {e}");
+            }
+        }
     }
 
     /// Reads `len` bytes at `offset` of file `ino`; ranges no object holds (holes, or past
@@ -536,6 +584,12 @@ impl Client {
     {
         let mut layout = layout.clone();
         for _ in 0..LAYOUT_REFRESH_ATTEMPTS {
+            if self.files.is_evicted(ino) {
+                // Its opens ended with an expired session: nothing more of it may go out.
+                return Err(Error::Io(format!(
+                    "inode {ino}: this client was evicted (its session expired)"
+                )));
+            }
             match change(layout.clone()).await {
                 Err(Error::Stale) => {
                     tracing::debug!(ino, "an OST holds a newer layout version: refreshing");

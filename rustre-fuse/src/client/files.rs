@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,12 @@ pub(super) struct OpenFile {
     pub(super) flags: i32,
     /// Who opened it: size reports made for this handle carry these credentials.
     pub(super) creds: Creds,
+    /// The session it was opened in.
+    pub(super) session: u64,
+    /// Set when that session expired at the MDS: the MDS dropped this open, and may have
+    /// marked copies stale and resynced them since; every call through the handle but its
+    /// release fails with EIO (see [`Files::evict_session`]).
+    pub(super) evicted: AtomicBool,
 }
 
 impl OpenFile {
@@ -119,6 +125,9 @@ pub(super) struct InodeState {
     pub(super) layout: Option<Layout>,
     /// When the MDS last told us the layout (any attribute answer with one).
     pub(super) layout_seen: tokio::time::Instant,
+    /// Its handles were evicted ([`Files::evict_session`]) and none was opened since: no
+    /// write or sync of it may go out.
+    pub(super) evicted: bool,
 }
 
 impl InodeState {
@@ -134,6 +143,7 @@ impl InodeState {
             writer: Creds::root(),
             opens: 0,
             append: Arc::new(tokio::sync::Mutex::new(())),
+            evicted: false,
         }
     }
 }
@@ -181,6 +191,14 @@ pub(super) fn learn_layout(known: &mut Option<Layout>, seen: &Layout) {
     if known.as_ref().is_none_or(|k| seen.version > k.version) {
         *known = Some(seen.clone());
     }
+}
+
+/// The error of a call through a handle of inode `ino` evicted with session `session`.
+pub(super) fn evicted_error(ino: Ino, session: u64) -> Error {
+    Error::Io(format!(
+        "inode {ino}: this handle was opened in session {session}, which expired at the MDS \
+         (the client was evicted); reopen the file"
+    ))
 }
 
 /// Setuid/setgid bits left after a write by `writer` (Linux's should_remove_suid).
@@ -231,11 +249,45 @@ impl Files {
         }
     }
 
+    /// Open handle `fh`; EIO once it was evicted.
     pub(super) fn handle(&self, fh: u64) -> Result<Arc<OpenFile>, Error> {
-        lock(&self.handles)
+        let f = lock(&self.handles)
             .get(&fh)
             .cloned()
-            .ok_or_else(|| Error::Invalid(format!("unknown file handle {fh}")))
+            .ok_or_else(|| Error::Invalid(format!("unknown file handle {fh}")))?;
+        if f.evicted.load(Ordering::SeqCst) {
+            return Err(evicted_error(f.ino, f.session));
+        }
+        Ok(f)
+    }
+
+    /// Evicts every handle opened in `session`, which expired at the MDS (as Lustre evicts
+    /// a client): the MDS dropped their opens, and copies their writes went to may have
+    /// been marked stale and resynced since, so what they still hold (buffered writes, an
+    /// unreported size) must not reach the file. Their calls fail with EIO until they are
+    /// released. Returns the inodes whose buffered writes the caller drops.
+    pub(super) fn evict_session(&self, session: u64) -> Vec<Ino> {
+        let mut inos = Vec::new();
+        for f in lock(&self.handles).values() {
+            if f.session == session && !f.evicted.swap(true, Ordering::SeqCst) {
+                inos.push(f.ino);
+            }
+        }
+        inos.sort_unstable();
+        inos.dedup();
+        let mut inodes = lock(&self.inodes);
+        for ino in &inos {
+            if let Some(st) = inodes.get_mut(ino) {
+                st.evicted = true;
+                st.dirty = false;
+            }
+        }
+        inos
+    }
+
+    /// Whether `ino`'s handles were evicted and none was opened since.
+    pub(super) fn is_evicted(&self, ino: Ino) -> bool {
+        lock(&self.inodes).get(&ino).is_some_and(|st| st.evicted)
     }
 
     /// Records a new handle on `attr.ino`; tells whether cached pages are still valid.
@@ -244,6 +296,7 @@ impl Files {
         attr: &Attr,
         flags: i32,
         creds: &Creds,
+        session: u64,
     ) -> Result<(u64, bool), Error> {
         let mut handles = lock(&self.handles);
         if handles.len() >= MAX_OPEN_FILES {
@@ -257,6 +310,8 @@ impl Files {
                 layout: attr.layout.clone(),
                 flags,
                 creds: creds.clone(),
+                session,
+                evicted: AtomicBool::new(false),
             }),
         );
         drop(handles);
@@ -266,6 +321,7 @@ impl Files {
                 .entry(attr.ino)
                 .or_insert_with(|| InodeState::new(attr));
             st.opens += 1;
+            st.evicted = false;
             if let Some(l) = &attr.layout {
                 learn_layout(&mut st.layout, l);
                 st.layout_seen = tokio::time::Instant::now();
@@ -321,7 +377,7 @@ impl Files {
 
     /// Notes that a write (or an extending fallocate) reached `end` at `mtime`.
     pub(super) fn wrote(&self, ino: Ino, end: u64, mtime: Timestamp, writer: &Creds) {
-        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino).filter(|st| !st.evicted) {
             st.size = st.size.max(end);
             st.mtime = st.mtime.max(mtime);
             st.dirty = true;
@@ -433,7 +489,7 @@ mod tests {
     fn writes_merge_into_answers_until_a_truncate() {
         let files = Files::default();
         let a = file_attr(7, 100, 3);
-        let (fh, keep) = files.register(&a, libc::O_RDWR, &Creds::root()).unwrap();
+        let (fh, keep) = files.register(&a, libc::O_RDWR, &Creds::root(), 1).unwrap();
         assert!(!keep, "first open never keeps cached pages");
         let writer = Creds {
             uid: 5,
@@ -472,7 +528,9 @@ mod tests {
             stale: vec![],
             version: 1,
         });
-        files.register(&a, libc::O_RDONLY, &Creds::root()).unwrap();
+        files
+            .register(&a, libc::O_RDONLY, &Creds::root(), 1)
+            .unwrap();
         files.set_layout_ttl(std::time::Duration::from_secs(3600));
         assert!(!files.layout_needs_check(11), "fresh from the MDS");
         files.set_layout_ttl(std::time::Duration::ZERO);
@@ -488,7 +546,9 @@ mod tests {
         // Unreplicated files have no copy that could turn stale.
         let mut b = file_attr(12, 0, 0);
         b.layout = Some(Layout::striped(4096, vec![0]));
-        files.register(&b, libc::O_RDONLY, &Creds::root()).unwrap();
+        files
+            .register(&b, libc::O_RDONLY, &Creds::root(), 1)
+            .unwrap();
         files.set_layout_ttl(std::time::Duration::ZERO);
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert!(!files.layout_needs_check(12));
@@ -498,7 +558,9 @@ mod tests {
     fn a_report_racing_a_write_leaves_the_state_dirty() {
         let files = Files::default();
         let a = file_attr(9, 0, 0);
-        files.register(&a, libc::O_WRONLY, &Creds::root()).unwrap();
+        files
+            .register(&a, libc::O_WRONLY, &Creds::root(), 1)
+            .unwrap();
         files.wrote(9, 10, rustre_proto::host::now(), &Creds::root());
         let r = files.pending_report(9).unwrap();
         files.wrote(9, 20, rustre_proto::host::now(), &Creds::root());
@@ -510,14 +572,18 @@ mod tests {
     fn unchanged_files_keep_their_cache() {
         let files = Files::default();
         let a = file_attr(3, 50, 0);
-        let (fh, _) = files.register(&a, libc::O_RDONLY, &Creds::root()).unwrap();
+        let (fh, _) = files
+            .register(&a, libc::O_RDONLY, &Creds::root(), 1)
+            .unwrap();
         files.unregister(fh).unwrap();
-        let (fh, keep) = files.register(&a, libc::O_RDONLY, &Creds::root()).unwrap();
+        let (fh, keep) = files
+            .register(&a, libc::O_RDONLY, &Creds::root(), 1)
+            .unwrap();
         assert!(keep);
         files.unregister(fh).unwrap();
         let changed = file_attr(3, 51, 0);
         let (_, keep) = files
-            .register(&changed, libc::O_RDONLY, &Creds::root())
+            .register(&changed, libc::O_RDONLY, &Creds::root(), 1)
             .unwrap();
         assert!(!keep);
     }
@@ -529,7 +595,7 @@ mod tests {
     fn a_release_finishing_after_the_next_open_keeps_its_state() {
         let files = Files::default();
         let (fh1, _) = files
-            .register(&file_attr(5, 0, 0), libc::O_WRONLY, &Creds::root())
+            .register(&file_attr(5, 0, 0), libc::O_WRONLY, &Creds::root(), 1)
             .unwrap();
         files.wrote(5, 3, rustre_proto::host::now(), &Creds::root());
         // The release of fh1 learns it is the last handle, then awaits the MDS...
@@ -541,6 +607,7 @@ mod tests {
                 &file_attr(5, 3, 0),
                 libc::O_WRONLY | libc::O_APPEND,
                 &Creds::root(),
+                1,
             )
             .unwrap();
         files.wrote(5, 13, rustre_proto::host::now(), &Creds::root());
@@ -569,7 +636,7 @@ mod tests {
         };
         let mut a = file_attr(11, 0, 0);
         a.layout = Some(v0.clone());
-        let (fh, _) = files.register(&a, libc::O_RDWR, &Creds::root()).unwrap();
+        let (fh, _) = files.register(&a, libc::O_RDWR, &Creds::root(), 1).unwrap();
         assert_eq!(files.newest_layout(11, &v0), v0);
 
         let v1 = Layout {
@@ -588,7 +655,7 @@ mod tests {
         old.layout = Some(v0.clone());
         files.merge(&mut old);
         files
-            .register(&old, libc::O_RDONLY, &Creds::root())
+            .register(&old, libc::O_RDONLY, &Creds::root(), 1)
             .unwrap();
         assert_eq!(files.newest_layout(11, &v0), v1);
         // A caller holding something newer than the state keeps its own.
@@ -601,5 +668,33 @@ mod tests {
         // Inodes not open here have no state: the caller's layout is used.
         assert_eq!(files.newest_layout(12, &v0), v0);
         files.unregister(fh).unwrap();
+    }
+
+    #[test]
+    fn an_expired_session_evicts_its_handles_until_a_new_open() {
+        let files = Files::default();
+        let a = file_attr(9, 0, 0);
+        let (old, _) = files.register(&a, libc::O_RDWR, &Creds::root(), 1).unwrap();
+        let (other, _) = files
+            .register(&file_attr(10, 0, 0), libc::O_RDWR, &Creds::root(), 2)
+            .unwrap();
+        files.wrote(9, 4096, rustre_proto::host::now(), &Creds::root());
+        assert_eq!(files.evict_session(1), vec![9]);
+        assert!(matches!(files.handle(old), Err(Error::Io(_))));
+        assert!(
+            files.handle(other).is_ok(),
+            "another session's handle stays"
+        );
+        assert!(files.is_evicted(9) && !files.is_evicted(10));
+        assert!(
+            files.pending_report(9).is_none(),
+            "an evicted size is never reported"
+        );
+        assert!(files.evict_session(1).is_empty(), "evicted once");
+        let (new, _) = files.register(&a, libc::O_RDWR, &Creds::root(), 2).unwrap();
+        assert!(files.handle(new).is_ok() && !files.is_evicted(9));
+        assert!(files.handle(old).is_err(), "the old handle stays evicted");
+        let (gone, last) = files.unregister(old).unwrap();
+        assert_eq!((gone.ino, last), (9, false));
     }
 }

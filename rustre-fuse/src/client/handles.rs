@@ -123,7 +123,7 @@ impl Client {
         attr: Attr,
         flags: i32,
     ) -> Result<Opened, Error> {
-        match self.files.register(&attr, flags, creds) {
+        match self.files.register(&attr, flags, creds, self.session()) {
             Ok((fh, keep_cache)) => {
                 if !keep_cache {
                     // Changed since this client last saw it: cached pages may be stale.
@@ -246,8 +246,27 @@ impl Client {
     /// while this one runs, so the per-inode state is dropped only if still nobody holds it.
     pub async fn release_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let (f, last) = self.files.unregister(fh)?;
+        if f.evicted.load(Ordering::SeqCst) {
+            // Its open ended with its session at the MDS; what it wrote was dropped.
+            if last && self.files.forget_inode(f.ino) {
+                self.forget_writes(f.ino);
+            }
+            return Ok(());
+        }
         let reported = self.report_dirty(f.ino).await;
-        let released = self.release(&f.creds, f.ino).await;
+        // The MDS drops the open only once it knows which copies missed writes: while a
+        // stale mark of this file is not taken, the open stays, and the end of the session
+        // makes the MDS distrust the copies (docs/replication.md, "A writer's intent").
+        let released = match self.send_pending_marks(f.ino).await {
+            Ok(()) => self.release(&f.creds, f.ino).await,
+            Err(e) => {
+                tracing::warn!(
+                    ino = f.ino,
+                    "open kept at the MDS: a stale mark is not taken: {e}"
+                );
+                Err(e)
+            }
+        };
         if last && self.files.forget_inode(f.ino) {
             self.forget_writes(f.ino);
         }

@@ -23,6 +23,7 @@
 //! this client's writes reached), `dirs` (directory handles' offsets), `cache` (the page
 //! cache), `writeback` (buffered writes), `unstable` (changes acknowledged but not yet
 //! synced, and their write verifiers), `releases` (the queue of closes sent together),
+//! `pending_marks` (stale marks the MDS has not taken yet),
 //! `meta_cache` (names and attributes answered while the feeds vouch for them),
 //! `capability` (answers to the kernel's `security.capability` probe) and `stripe` (the
 //! layout math).
@@ -42,6 +43,7 @@ mod io;
 mod meta;
 mod meta_cache;
 pub mod path;
+mod pending_marks;
 mod releases;
 mod stripe;
 mod transfer;
@@ -94,6 +96,7 @@ pub struct Client {
     capability: capability::CapabilityCache,
     meta_cache: meta_cache::MetaCache,
     releases: releases::ReleaseQueue,
+    pending_marks: pending_marks::PendingMarks,
 }
 
 impl Client {
@@ -116,6 +119,7 @@ impl Client {
             dirs: dirs::Dirs::default(),
             meta_cache: meta_cache::MetaCache::default(),
             releases: releases::ReleaseQueue::default(),
+            pending_marks: pending_marks::PendingMarks::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {
@@ -136,13 +140,17 @@ impl Client {
                 match c.mds(&Creds::root(), MdsOp::RenewSession).await {
                     Ok(_) => {}
                     Err(Error::Stale) => {
+                        let evicted = c.evict_session(c.session());
                         tracing::warn!(
-                            "session expired; opening a new one (earlier opens are lost)"
+                            files = evicted,
+                            "session expired: its open files fail with EIO until closed \
+                             (evicted); opening a new session"
                         );
                         let _ = c.open_session().await;
                     }
                     Err(e) => tracing::debug!("session renewal failed: {e}"),
                 }
+                c.send_all_pending_marks().await;
             }
         });
         Ok(client)
@@ -159,6 +167,16 @@ impl Client {
             }
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Evicts the handles opened in `session`, which expired at the MDS, and drops what
+    /// they buffered (see `Files::evict_session`); answers how many files they held.
+    fn evict_session(&self, session: u64) -> usize {
+        let inos = self.files.evict_session(session);
+        for ino in &inos {
+            self.forget_writes(*ino);
+        }
+        inos.len()
     }
 
     /// Ends the session (its opens are released at once instead of at lease expiry).

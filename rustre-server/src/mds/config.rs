@@ -9,6 +9,10 @@ pub const INO_BATCH: u64 = 1024;
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default lease of a client session.
 pub const SESSION_LEASE_MS: u64 = 30_000;
+/// Shortest and longest session lease an operator may set (`rustre mds --session-lease`),
+/// in seconds: a client renews every third of it, and a client silent that long is evicted.
+pub const MIN_SESSION_LEASE_SECS: u64 = 2;
+pub const MAX_SESSION_LEASE_SECS: u64 = 3600;
 /// Striped in-process locks on directories, so concurrent creates in one directory queue up
 /// here instead of conflicting in the KV.
 pub const DIR_LOCK_STRIPES: usize = 256;

@@ -61,8 +61,8 @@ use crate::meta::Kv;
 use crate::schema;
 
 pub use config::{
-    embedded_store_dir, MdsConfig, COMMIT_INTERVAL, DIR_LOCK_STRIPES, INO_BATCH, PLACEMENT_WAIT,
-    SESSION_LEASE_MS,
+    embedded_store_dir, MdsConfig, COMMIT_INTERVAL, DIR_LOCK_STRIPES, INO_BATCH,
+    MAX_SESSION_LEASE_SECS, MIN_SESSION_LEASE_SECS, PLACEMENT_WAIT, SESSION_LEASE_MS,
 };
 pub use error::{MdsError, PlacementShortfall};
 
