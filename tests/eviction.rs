@@ -37,7 +37,7 @@ fn a_client_silent_past_its_lease_is_evicted_and_the_copies_end_equal() {
         eprintln!("skipped: {why}");
         return;
     }
-    let c = ProcCluster::start_with(&[], &["--session-lease", LEASE_ARG]);
+    let c = ProcCluster::start_with_mds_args(&["--session-lease", LEASE_ARG]);
     let m = c.mgs_addr.clone();
     replicated_dir(&m, "/two", "2");
     let mnt = c.path("mnt");

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::proc_cluster::{number, osts, ProcCluster};
 use common::*;
 
 /// Size of the small OST's file system.
@@ -112,7 +111,7 @@ fn a_full_ost_gives_enospc_new_files_avoid_it_and_rm_brings_space_back() {
             return;
         }
     };
-    let c = ProcCluster::start(vec![None, Some(small.mnt.join("ost1"))], &[]);
+    let c = ProcCluster::start_on(vec![None, Some(small.mnt.join("ost1"))], &[]);
     let m = c.mgs_addr.clone();
     let mnt = c.path("mnt");
     fs::create_dir(&mnt).unwrap();

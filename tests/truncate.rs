@@ -11,7 +11,6 @@ use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::proc_cluster::{file_len, number, ProcCluster};
 use common::*;
 use rustre_proto::msg::MAX_OBJECT_BYTES;
 
@@ -36,7 +35,7 @@ fn truncates_and_writes_past_what_the_stripes_hold_are_efbig_and_change_nothing(
     if skip_without_fuse() {
         return;
     }
-    let c = ProcCluster::start(vec![None, None], &[]);
+    let c = ProcCluster::start_on(vec![None, None], &[]);
     let m = c.mgs_addr.clone();
     let mnt = c.path("mnt");
     fs::create_dir(&mnt).unwrap();
@@ -128,7 +127,7 @@ fn an_mds_dying_between_a_truncates_commit_and_its_cut_leaves_no_old_bytes() {
     if skip_without_fuse() {
         return;
     }
-    let mut c = ProcCluster::start(vec![None], &[EXIT_AFTER_TRUNCATE_COMMIT]);
+    let mut c = ProcCluster::start_on(vec![None], &[EXIT_AFTER_TRUNCATE_COMMIT]);
     let m = c.mgs_addr.clone();
     let mnt = c.path("mnt");
     fs::create_dir(&mnt).unwrap();
@@ -150,7 +149,7 @@ fn an_mds_dying_between_a_truncates_commit_and_its_cut_leaves_no_old_bytes() {
     let _ = truncate.wait();
     // Committed (the size is 0 once the MDS is back), not cut: the old bytes are on the OST.
     assert_eq!(file_len(&g_object), Some(old.len() as u64));
-    c.start_mds(&[]);
+    c.start_mds_with_env(&[]);
     c.wait_all_up();
     assert_eq!(number(&c.stat("/g"), "size"), 0);
     assert!(
@@ -177,7 +176,7 @@ fn an_mds_dying_between_a_truncates_commit_and_its_cut_leaves_no_old_bytes() {
     // 2. The client waits (it resends the call): the restarted MDS answers only once the
     // cut is made.
     c.mds.take().unwrap().kill();
-    c.start_mds(&[EXIT_AFTER_TRUNCATE_COMMIT]);
+    c.start_mds_with_env(&[EXIT_AFTER_TRUNCATE_COMMIT]);
     c.wait_all_up();
     let _mount = ForegroundMount::start(&m, &mnt, "");
     let h = mnt.join("h");
@@ -188,7 +187,7 @@ fn an_mds_dying_between_a_truncates_commit_and_its_cut_leaves_no_old_bytes() {
     let mut truncate = spawn_truncate("100", &h);
     wait_for_mds_crash(&mut c);
     assert_eq!(file_len(&h_object), Some(old.len() as u64));
-    c.start_mds(&[]);
+    c.start_mds_with_env(&[]);
     let mut status = None;
     assert!(
         wait_until(Duration::from_secs(40), || {

@@ -4,8 +4,6 @@
 
 #![allow(dead_code)]
 
-pub(crate) mod proc_cluster;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
