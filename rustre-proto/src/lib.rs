@@ -9,6 +9,7 @@
 //! - [`error`]: the typed error that crosses the wire and its errno.
 //! - [`msg`]: one request enum per service (MGS, MDS, OSS) and the shared types.
 //! - [`cluster`]: the cluster map followed from the MGS and pooled connections to servers.
+//! - [`copies`]: one call to every copy of a stripe at once, with a grace period.
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
 //! - [`net`]: the transport under it (TCP, or a simulated network), and the one conversion
 //!   of its I/O errors into the wire error ([`net::transport`]).
@@ -21,6 +22,7 @@ pub mod blocking;
 pub mod checksum;
 pub mod cluster;
 pub mod codec;
+pub mod copies;
 pub mod error;
 pub mod frame;
 pub mod host;

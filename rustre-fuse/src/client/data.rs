@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{join_all, try_join_all};
-use futures::stream::{FuturesUnordered, StreamExt};
 use rustre_proto::checksum::{self, CHECKSUM_BLOCK};
+use rustre_proto::copies::{call_copies, SlotResults};
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse};
@@ -71,7 +71,7 @@ pub(super) const READ_RECHECK_PAUSE: Duration = Duration::from_millis(20);
 /// The outcome of one operation on each live copy of one stripe, as (slot, result), in
 /// slot (copy) order; a success carries the OST instance that answered a change or a
 /// sync (the write verifier, see `super::unstable`), `None` for other answers.
-pub(super) type CopyResults = Vec<(usize, Result<Option<u64>, Error>)>;
+pub(super) type CopyResults = SlotResults<Option<u64>>;
 
 /// Judges the copies' answers of every piece of one operation: the slots to mark stale
 /// (sorted, possibly none), or the error the operation fails with — that of the first copy
@@ -223,42 +223,15 @@ impl Client {
         payload: Bytes,
         grace: Option<Duration>,
     ) -> CopyResults {
-        let copies = layout.live_copies(stripe);
-        let mut calls: FuturesUnordered<_> = copies
-            .iter()
-            .map(|&(slot, ost)| {
-                let (op, payload) = (op.clone(), payload.clone());
-                async move {
-                    let answer = self.cluster.oss_call(ost, op, payload).await;
-                    (slot, answer.map(|(resp, _)| resp.instance()))
-                }
-            })
-            .collect();
-        let mut out: CopyResults = Vec::with_capacity(copies.len());
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let next = match deadline {
-                None => calls.next().await,
-                Some(d) => match tokio::time::timeout_at(d, calls.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-            };
-            let Some((slot, r)) = next else { break };
-            if r.is_ok() && deadline.is_none() {
-                deadline = grace.map(|g| Instant::now() + g);
+        let cluster = self.cluster.clone();
+        call_copies(&layout.live_copies(stripe), grace, |_, ost| {
+            let (cluster, op, payload) = (cluster.clone(), op.clone(), payload.clone());
+            async move {
+                let (resp, _) = cluster.oss_call(ost, op, payload).await?;
+                Ok(resp.instance())
             }
-            out.push((slot, r));
-        }
-        drop(calls);
-        for &(slot, ost) in &copies {
-            if !out.iter().any(|(s, _)| *s == slot) {
-                tracing::warn!(ost, slot, "copy did not answer in time after another did");
-                out.push((slot, Err(Error::TimedOut)));
-            }
-        }
-        out.sort_by_key(|(slot, _)| *slot);
-        out
+        })
+        .await
     }
 
     /// Applies the write rule to the outcome of one operation done with `layout`: fails

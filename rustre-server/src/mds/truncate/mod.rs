@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_proto::cluster::Cluster;
+use rustre_proto::copies::{call_copies, SlotResults};
 use rustre_proto::msg::oss::{ObjectId, OneInstance, OssOp};
 use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
@@ -206,7 +207,7 @@ pub fn settle(
 }
 
 /// The cut of every live copy of one stripe: `(slot, result)`.
-type StripeCuts = Vec<(usize, Result<(), Error>)>;
+type StripeCuts = SlotResults<()>;
 
 /// Judges the cuts of every stripe: the slots to mark stale, or the error of the first
 /// stripe no copy of which was cut (or of a failure that marks nothing).
@@ -381,39 +382,11 @@ impl StripeCut {
     /// have [`CUT_COPY_GRACE`] left before they count as `TimedOut`; each call has at most
     /// [`CUT_CALL_TIMEOUT`].
     async fn run(self, cluster: Arc<Cluster>, copies: Vec<(usize, u32)>) -> StripeCuts {
-        let mut calls = JoinSet::new();
-        for (slot, ost) in copies.iter().copied() {
+        call_copies(&copies, Some(CUT_COPY_GRACE), |_, ost| {
             let cluster = cluster.clone();
-            calls.spawn(async move { (slot, self.on_copy(&cluster, ost).await) });
-        }
-        let mut out: StripeCuts = Vec::with_capacity(copies.len());
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let next = match deadline {
-                None => calls.join_next().await,
-                Some(d) => match tokio::time::timeout_at(d, calls.join_next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-            };
-            let Some(joined) = next else { break };
-            match joined {
-                Ok((slot, r)) => {
-                    if r.is_ok() && deadline.is_none() {
-                        deadline = Some(Instant::now() + CUT_COPY_GRACE);
-                    }
-                    out.push((slot, r));
-                }
-                Err(e) => tracing::error!(object = ?self.object, "cut task failed: {e}"),
-            }
-        }
-        for (slot, _) in copies {
-            if !out.iter().any(|(s, _)| *s == slot) {
-                out.push((slot, Err(Error::TimedOut)));
-            }
-        }
-        out.sort_by_key(|(slot, _)| *slot);
-        out
+            async move { self.on_copy(&cluster, ost).await }
+        })
+        .await
     }
 
     /// The cut of one copy: one `Truncate`, two for an extend after a pending shrink, then
