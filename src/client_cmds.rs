@@ -322,6 +322,10 @@ fn print_layout(l: &rustre_proto::msg::Layout) {
     if !l.stale.is_empty() {
         println!("stale slots: {} (waiting for resync)", join(&l.stale));
     }
+    if !l.written.is_empty() {
+        let written: Vec<u32> = l.written.iter().collect();
+        println!("written stripes: {}", join(&written));
+    }
     println!("layout_version: {}", l.version);
 }
 

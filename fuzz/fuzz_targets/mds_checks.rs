@@ -88,6 +88,7 @@ fn layout_rule(spec: &LayoutSpec) {
         replicas,
         stale: Vec::new(),
         version: 0,
+        written: Default::default(),
     };
     assert_eq!(layout.validate().is_ok(), ok, "{layout:?}");
 }

@@ -228,6 +228,7 @@ fn attr() -> Attr {
             replicas: 2,
             stale: vec![3],
             version: 4,
+            written: [0, 1].into_iter().collect(),
         }),
         truncate_version: 2,
     }
@@ -438,6 +439,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 size: 1 << 30,
                 mtime: ts(),
                 truncate_version: 2,
+                written: [1].into_iter().collect(),
             },
         ),
         ("access", MdsOp::Access { ino: 42, mask: 6 }),
@@ -604,6 +606,7 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
                 object,
                 offset: 1 << 20,
                 len: 65536,
+                must_exist: true,
             },
         ),
         (

@@ -76,6 +76,10 @@ pub enum Error {
     /// The peer did not prove it holds the cluster secret (or refused our proof).
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// An object the MDS records as written is absent from its OST (removed by hand, lost
+    /// to a disk repair): that copy lost the stripe's data. Never read as a hole.
+    #[error("object missing: {0}")]
+    Missing(String),
 }
 
 impl Error {
@@ -93,7 +97,8 @@ impl Error {
     /// stale if another copy of its stripe succeeded (docs/replication.md, write rule).
     ///
     /// - Marked stale: transport failures (`Unavailable`, `TimedOut`), a fenced OSS
-    ///   (`Fenced`), a copy whose data or checksums are bad (`Corrupt`), disk trouble (`Io`,
+    ///   (`Fenced`), a copy whose data or checksums are bad (`Corrupt`) or whose object is
+    ///   gone (`Missing`), disk trouble (`Io`,
     ///   `NoSpace`, `ReadOnly`), an OSS too busy to serve (`Busy`), and `OldEpoch` left after
     ///   the map refreshes. All are about that copy's server.
     /// - Not marked (the call fails with the error): everything else — `Invalid`,
@@ -107,6 +112,7 @@ impl Error {
                 | Error::TimedOut
                 | Error::Fenced(_)
                 | Error::Corrupt(_)
+                | Error::Missing(_)
                 | Error::Io(_)
                 | Error::NoSpace
                 | Error::ReadOnly
@@ -140,7 +146,11 @@ impl Error {
             Error::Busy => libc::EBUSY,
             Error::TimedOut => libc::ETIMEDOUT,
             Error::Unavailable(_) => libc::ENOTCONN,
-            Error::Protocol(_) | Error::Io(_) | Error::Corrupt(_) | Error::Fenced(_) => libc::EIO,
+            Error::Protocol(_)
+            | Error::Io(_)
+            | Error::Corrupt(_)
+            | Error::Missing(_)
+            | Error::Fenced(_) => libc::EIO,
         }
     }
 

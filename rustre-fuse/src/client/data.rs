@@ -14,6 +14,12 @@
 //!   and were read good from another are rewritten on the bad copy; no good copy is
 //!   [`Error::Corrupt`] (EIO). A range one object read holds whole is handed out as a
 //!   slice of the verified answer, not copied ([`assemble`]).
+//! - A stripe the layout records as written (`Layout::written`) is read with `must_exist`:
+//!   a copy whose object is gone answers [`Error::Missing`] and the next copy is tried; one
+//!   that has the data makes the read succeed and the missing copy be marked stale, as the
+//!   write rule marks a failed copy, so resync refills it. No copy with the object is EIO,
+//!   never a hole. The stripes every live copy acknowledged a write of are noted for the
+//!   next size report ([`super::files`]), which is how the MDS learns them.
 //! - An OSS answering [`Error::OldEpoch`] gets the call again after a map refresh, at most
 //!   [`OLD_EPOCH_ATTEMPTS`](rustre_proto::cluster::OLD_EPOCH_ATTEMPTS) times in all.
 //! - When no copy of some stripe can be reached (every copy's OSS down, restarting, or
@@ -388,17 +394,20 @@ impl Client {
             stripe: s.stripe,
         };
         let copies = self.read_order(layout, s.stripe);
+        let must_exist = layout.written.contains(s.stripe);
         let mut damaged: Vec<(usize, u32, Vec<usize>, Bytes)> = Vec::new();
+        let mut missing: CopyResults = Vec::new();
         let mut first_err: Option<Error> = None;
         for (i, &(slot, ost)) in copies.iter().enumerate() {
             let last = i + 1 == copies.len();
-            let mut answer = self.read_copy(object, ost, s, last, layout.version).await;
+            let read = || self.read_copy(object, ost, s, last, layout.version, must_exist);
+            let mut answer = read().await;
             if matches!(answer, Ok(ReadCheck::Bad { .. })) {
                 // A read racing a write of the same blocks can see new bytes with old
                 // checksums (the OSS sends the data after reading its checksums): look
                 // again before calling the copy damaged and "repairing" it.
                 tokio::time::sleep(READ_RECHECK_PAUSE).await;
-                answer = self.read_copy(object, ost, s, last, layout.version).await;
+                answer = read().await;
             }
             match answer {
                 // Our layout is older than the copy's data: it may miss stale marks.
@@ -406,6 +415,14 @@ impl Client {
                 Ok(ReadCheck::Good(data)) => {
                     if !damaged.is_empty() {
                         self.repair(ino, layout, s, &damaged, &data).await;
+                    }
+                    if !missing.is_empty() {
+                        missing.push((slot, Ok(None)));
+                        missing.sort_by_key(|(slot, _)| *slot);
+                        // Failures are logged only: the read has its data.
+                        if let Err(e) = self.settle(ino, layout, &[missing]).await {
+                            tracing::warn!(ino, "copies missing an object not marked: {e}");
+                        }
                     }
                     return Ok(data);
                 }
@@ -420,6 +437,10 @@ impl Client {
                     );
                     damaged.push((slot, ost, blocks, data));
                 }
+                Err(e @ Error::Missing(_)) => {
+                    tracing::warn!(ino, stripe = s.stripe, ost, "trying another copy: {e}");
+                    missing.push((slot, Err(e)));
+                }
                 Err(e) => {
                     tracing::debug!(ino, stripe = s.stripe, ost, "copy read failed: {e}");
                     first_err.get_or_insert(e);
@@ -427,9 +448,11 @@ impl Client {
             }
         }
         if damaged.is_empty() {
-            return Err(
-                first_err.unwrap_or_else(|| Error::Io("no up-to-date copy of a stripe".into()))
-            );
+            // A copy that may come back (an outage is ridden through) before a missing one.
+            let gone = missing.into_iter().find_map(|(_, r)| r.err());
+            return Err(first_err
+                .or(gone)
+                .unwrap_or_else(|| Error::Io("no up-to-date copy of a stripe".into())));
         }
         Err(Error::Corrupt(format!(
             "inode {ino} stripe {} at object offset {}: no copy with sound data",
@@ -438,7 +461,8 @@ impl Client {
     }
 
     /// One read of span `s` from the copy on `ost`, checked against its checksums; bounded
-    /// by [`COPY_READ_TIMEOUT`] unless it is the `last` copy left to try.
+    /// by [`COPY_READ_TIMEOUT`] unless it is the `last` copy left to try. With `must_exist`,
+    /// an absent object is [`Error::Missing`].
     async fn read_copy(
         &self,
         object: ObjectId,
@@ -446,11 +470,13 @@ impl Client {
         s: &ReadSpan,
         last: bool,
         layout_version: u64,
+        must_exist: bool,
     ) -> Result<ReadCheck, Error> {
         let op = OssOp::Read {
             object,
             offset: s.object_offset,
             len: s.len as u32,
+            must_exist,
         };
         let call = self.cluster.oss_call(ost, op, Bytes::new());
         let answer = if last {
@@ -611,7 +637,10 @@ impl Client {
         let keep = !sync && self.writeback.enabled();
         let change = keep.then(|| Change { offset, data });
         self.note_changes(ino, &layout, &stripes, &outcome, change, sync);
-        self.settle(ino, &layout, &outcome).await
+        self.settle(ino, &layout, &outcome).await?;
+        // Every live copy has these stripes' objects now (copies that failed are stale).
+        self.files.wrote_stripes(ino, &stripes);
+        Ok(())
     }
 
     /// Notes, for the write verifiers, which OST instance acknowledged a change of `ino`

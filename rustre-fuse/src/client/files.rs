@@ -15,6 +15,10 @@
 //! path uses in place of an older one held by a handle, a write-back buffer or a page fetch
 //! (docs/replication.md).
 //!
+//! The state also gathers the stripes this client's acknowledged writes reached, which the
+//! next size report names (the MDS records them in `Layout::written`: their objects must
+//! exist, docs/replication.md, "Which objects exist").
+//!
 //! Nothing here knows FUSE; the FUSE adapter, tests and tools use the same calls.
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lru::LruCache;
-use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, Timestamp};
+use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, StripeSet, Timestamp};
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
@@ -112,6 +116,8 @@ pub(super) struct InodeState {
     pub(super) truncate_version: u64,
     /// Written since the last successful report.
     pub(super) dirty: bool,
+    /// Stripes whose writes every live copy acknowledged since the last successful report.
+    pub(super) written: StripeSet,
     /// Bumped by every write, so a report racing a write does not mark the state clean.
     pub(super) writes: u64,
     /// The last writer, whose credentials the report carries (a non-root writer clears
@@ -139,12 +145,18 @@ impl InodeState {
             mtime: attr.mtime,
             truncate_version: attr.truncate_version,
             dirty: false,
+            written: StripeSet::default(),
             writes: 0,
             writer: Creds::root(),
             opens: 0,
             append: Arc::new(tokio::sync::Mutex::new(())),
             evicted: false,
         }
+    }
+
+    /// True when the MDS has yet to hear of this client's writes (their size, or stripes).
+    fn is_unreported(&self) -> bool {
+        self.dirty || !self.written.is_empty()
     }
 }
 
@@ -155,6 +167,7 @@ pub(super) struct Report {
     pub(super) truncate_version: u64,
     pub(super) writes: u64,
     pub(super) writer: Creds,
+    pub(super) written: StripeSet,
 }
 
 /// The open-file table and per-inode size state of one client.
@@ -186,10 +199,16 @@ impl Default for Files {
 /// Default of [`Files::set_layout_ttl`] (the default attribute TTL).
 pub(super) const DEFAULT_LAYOUT_TTL_MS: u64 = 1000;
 
-/// Replaces `known` by `seen` when `seen` is newer (a higher version).
+/// Replaces `known` by `seen` when `seen` is newer (a higher version); of the same version,
+/// learns its written stripes (they change without a new version, and only grow but for a
+/// truncate's cut, which leaves every live copy an object anyway).
 pub(super) fn learn_layout(known: &mut Option<Layout>, seen: &Layout) {
-    if known.as_ref().is_none_or(|k| seen.version > k.version) {
-        *known = Some(seen.clone());
+    match known {
+        Some(k) if seen.version == k.version => {
+            k.written.union_with(&seen.written);
+        }
+        Some(k) if seen.version < k.version => {}
+        _ => *known = Some(seen.clone()),
     }
 }
 
@@ -233,6 +252,7 @@ impl Files {
             st.size = attr.size;
             st.mtime = attr.mtime;
             st.dirty = false;
+            st.written = StripeSet::default();
             return;
         }
         if attr.truncate_version < st.truncate_version {
@@ -354,12 +374,14 @@ impl Files {
         })
     }
 
-    /// The newer of `given` and the newest layout known for `ino` (by version).
+    /// The newer of `given` and the newest layout known for `ino` (by version), with the
+    /// written stripes of both when they are of one version.
     pub(super) fn newest_layout(&self, ino: Ino, given: &Layout) -> Layout {
-        match self.layout(ino) {
-            Some(l) if l.version > given.version => l,
-            _ => given.clone(),
+        let mut newest = Some(given.clone());
+        if let Some(known) = self.layout(ino) {
+            learn_layout(&mut newest, &known);
         }
+        newest.unwrap_or_else(|| given.clone())
     }
 
     /// The size this client knows for open inode `ino`.
@@ -386,15 +408,23 @@ impl Files {
         }
     }
 
+    /// Notes that every live copy of `stripes` of `ino` acknowledged a write.
+    pub(super) fn wrote_stripes(&self, ino: Ino, stripes: &[u32]) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
+            stripes.iter().for_each(|s| st.written.insert(*s));
+        }
+    }
+
     pub(super) fn pending_report(&self, ino: Ino) -> Option<Report> {
         let inodes = lock(&self.inodes);
-        let st = inodes.get(&ino).filter(|s| s.dirty)?;
+        let st = inodes.get(&ino).filter(|s| s.is_unreported())?;
         Some(Report {
             size: st.size,
             mtime: st.mtime,
             truncate_version: st.truncate_version,
             writes: st.writes,
             writer: st.writer.clone(),
+            written: st.written,
         })
     }
 
@@ -403,6 +433,7 @@ impl Files {
             if st.writes == r.writes && st.truncate_version == r.truncate_version {
                 st.dirty = false;
             }
+            st.written.remove_all(&r.written);
         }
         lock(&self.stamps).put(ino, (attr.size, attr.mtime));
     }
@@ -434,7 +465,7 @@ impl Files {
         if st.opens > 0 {
             return false;
         }
-        if st.dirty {
+        if st.is_unreported() {
             tracing::warn!(ino, "last close of a file whose size report failed");
         }
         inodes.remove(&ino);
@@ -446,7 +477,7 @@ impl Files {
         let inodes = lock(&self.inodes);
         inodes
             .iter()
-            .filter(|(_, s)| s.dirty)
+            .filter(|(_, s)| s.is_unreported())
             .map(|(i, _)| *i)
             .collect()
     }
@@ -527,6 +558,7 @@ mod tests {
             replicas: 2,
             stale: vec![],
             version: 1,
+            written: Default::default(),
         });
         files
             .register(&a, libc::O_RDONLY, &Creds::root(), 1)
@@ -566,6 +598,32 @@ mod tests {
         files.wrote(9, 20, rustre_proto::host::now(), &Creds::root());
         files.reported(9, &r, &file_attr(9, 10, 0));
         assert_eq!(files.pending_report(9).unwrap().size, 20);
+    }
+
+    /// Stripes written go with the next report and leave once it succeeded; a truncate
+    /// elsewhere voids them; written stripes the MDS answers (of the same layout version)
+    /// reach every later read.
+    #[test]
+    fn written_stripes_are_reported_once_and_learnt_from_answers() {
+        let files = Files::default();
+        let mut a = file_attr(9, 0, 0);
+        a.layout = Some(Layout::striped(4096, vec![0, 1, 2]));
+        let given = a.layout.clone().unwrap();
+        files.register(&a, libc::O_WRONLY, &Creds::root()).unwrap();
+        files.wrote_stripes(9, &[0, 2]);
+        let r = files.pending_report(9).expect("stripes to report");
+        assert_eq!(r.written.iter().collect::<Vec<_>>(), [0, 2]);
+        files.wrote_stripes(9, &[1]);
+        let mut answer = a.clone();
+        answer.layout.as_mut().unwrap().written = r.written;
+        files.reported(9, &r, &answer);
+        files.merge(&mut answer);
+        let left = files.pending_report(9).expect("stripe 1 came after");
+        assert_eq!(left.written.iter().collect::<Vec<_>>(), [1]);
+        let newest = files.newest_layout(9, &given);
+        assert_eq!(newest.written.iter().collect::<Vec<_>>(), [0, 2]);
+        files.merge(&mut file_attr(9, 0, 1));
+        assert!(files.pending_report(9).is_none(), "voided by a truncate");
     }
 
     #[test]
@@ -633,6 +691,7 @@ mod tests {
             replicas: 2,
             stale: vec![],
             version: 4,
+            written: Default::default(),
         };
         let mut a = file_attr(11, 0, 0);
         a.layout = Some(v0.clone());

@@ -45,16 +45,15 @@ impl Client {
         self.getattr(creds, ino).await.map_err(stale_if_gone)
     }
 
-    /// Reports the size and mtime this client's writes reached on `ino`, if any are unreported.
-    /// Buffered data goes to the OSTs first, so no client ever sees a size before its data.
+    /// Reports the size and mtime this client's writes reached on `ino`, and the stripes they
+    /// wrote, if any are unreported. Buffered data goes to the OSTs first, so no client ever
+    /// sees a size before its data.
     pub(crate) async fn report_dirty(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
         self.flush_writes(ino).await?;
         let Some(r) = self.files.pending_report(ino) else {
             return Ok(());
         };
-        let attr = self
-            .report_size(&r.writer, ino, r.size, r.mtime, r.truncate_version)
-            .await?;
+        let attr = self.report_size(&r.writer, ino, &r).await?;
         self.files.reported(ino, &r, &attr);
         Ok(())
     }

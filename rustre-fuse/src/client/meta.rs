@@ -9,10 +9,11 @@ use rustre_proto::msg::mds::{
     DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, READDIR_MAX_ENTRIES,
     RENAME_EXCHANGE,
 };
-use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, LayoutSpec, Timestamp};
+use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, LayoutSpec};
 use rustre_proto::Error;
 
 use super::capability::CAPABILITY_XATTR;
+use super::files::Report;
 use super::meta_cache::OwnResult;
 use super::{unexpected, Client};
 use rustre_proto::sync::lock;
@@ -591,20 +592,19 @@ impl Client {
         self.attr_call(creds, MdsOp::Open { ino, flags }).await
     }
 
-    /// Tells the MDS the size and mtime written data reached.
-    pub(crate) async fn report_size(
+    /// Tells the MDS the size and mtime written data reached, and the stripes written.
+    pub(super) async fn report_size(
         &self,
         creds: &Creds,
         ino: Ino,
-        size: u64,
-        mtime: Timestamp,
-        truncate_version: u64,
+        r: &Report,
     ) -> Result<Attr, Error> {
         let op = MdsOp::ReportSize {
             ino,
-            size,
-            mtime,
-            truncate_version,
+            size: r.size,
+            mtime: r.mtime,
+            truncate_version: r.truncate_version,
+            written: r.written,
         };
         self.attr_call(creds, op).await
     }

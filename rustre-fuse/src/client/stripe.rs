@@ -177,6 +177,7 @@ mod tests {
             replicas: 2,
             stale: vec![4],
             version: 3,
+            written: Default::default(),
         };
         assert_eq!(replicated.stripe_count(), 3);
         for (offset, len) in [(0u64, 100_000usize), (4095, 2), (12288 * 5 + 17, 9000)] {
@@ -238,6 +239,7 @@ mod tests {
             replicas: 2,
             stale: vec![],
             version: 0,
+            written: Default::default(),
         };
         for (offset, len, max) in [
             (0u64, 1usize, 1 << 20),

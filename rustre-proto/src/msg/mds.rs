@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fsck::{FsckAnswer, FsckOp};
-use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp};
+use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, StripeSet, Timestamp};
 
 /// `Rename` flag: fail with EEXIST if the target exists (RENAME_NOREPLACE).
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -149,12 +149,15 @@ pub enum MdsOp {
     Release {
         inos: Vec<Ino>,
     },
-    /// A writer reports the size and mtime its data reached.
+    /// A writer reports the size and mtime its data reached, and the stripes it wrote since
+    /// its last report (writes every live copy acknowledged, so their objects exist: the
+    /// MDS adds them to `Layout::written`).
     ReportSize {
         ino: Ino,
         size: u64,
         mtime: Timestamp,
         truncate_version: u64,
+        written: StripeSet,
     },
     /// Checks `mask` (R_OK=4, W_OK=2, X_OK=1, F_OK=0) for the caller.
     Access {

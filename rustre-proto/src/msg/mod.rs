@@ -7,6 +7,9 @@ pub mod fsck;
 pub mod mds;
 pub mod mgs;
 pub mod oss;
+pub mod stripe_set;
+
+pub use stripe_set::StripeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +114,13 @@ pub struct Layout {
     /// Bumped each time a slot turns stale, is resynced or moves; carried by every object
     /// write and kept with the object, so a copy that missed writes is recognisable.
     pub version: u64,
+    /// Stripes that hold written data: a writer reported writes to them that every live
+    /// copy acknowledged (`MdsOp::ReportSize`). Every live copy of such a stripe has its
+    /// object, so a read finding none there is EIO (`Error::Missing`), never a hole; a
+    /// stripe not in it may have no object (never written: it reads as zeros). Only a
+    /// truncate that leaves a stripe no byte removes it (docs/replication.md, "Which
+    /// objects exist"). The version does not change with it.
+    pub written: StripeSet,
 }
 
 impl Layout {
@@ -122,6 +132,7 @@ impl Layout {
             replicas: 1,
             stale: Vec::new(),
             version: 0,
+            written: StripeSet::default(),
         }
     }
 
@@ -161,6 +172,23 @@ impl Layout {
             .into_iter()
             .filter(|(slot, _)| !self.is_stale(*slot))
             .collect()
+    }
+
+    /// Adds the stripes of `written` this layout has (a writer's report); true when one was
+    /// new.
+    pub fn note_written(&mut self, written: &StripeSet) -> bool {
+        let count = self.stripe_count();
+        let mut w = *written;
+        w.retain(|s| s < count);
+        self.written.union_with(&w)
+    }
+
+    /// Forgets the written stripes to which a file of `size` bytes gives no byte: a truncate
+    /// to `size` removed their whole content.
+    pub fn forget_written_past(&mut self, size: u64) {
+        let mut w = self.written;
+        w.retain(|s| self.object_size(s, size) > 0);
+        self.written = w;
     }
 
     /// True when no copy of `stripe` is up to date: the stripe lost its data.
@@ -218,6 +246,9 @@ impl Layout {
             || self.stale.iter().any(|s| *s as usize >= self.osts.len())
         {
             return bad("a stale slot is outside the layout");
+        }
+        if self.written.iter().any(|s| s >= self.stripe_count()) {
+            return bad("a written stripe is outside the layout");
         }
         for stripe in 0..self.stripe_count() {
             let mut osts: Vec<u32> = self.copies(stripe).iter().map(|c| c.1).collect();
@@ -346,6 +377,7 @@ mod tests {
             replicas: 2,
             stale: vec![],
             version: 0,
+            written: StripeSet::default(),
         };
         assert!(l.validate().is_ok());
         assert_eq!(l.stripe_count(), 3);
@@ -367,6 +399,23 @@ mod tests {
         assert!(l.validate().is_err(), "two copies on one OST");
         l.osts = vec![0, 1, 2, 3, 4];
         assert!(l.validate().is_err(), "a copy missing");
+    }
+
+    #[test]
+    fn written_stripes_stay_within_the_layout_until_a_cut_empties_them() {
+        let mut l = Layout::striped(4096, vec![0, 1, 2]);
+        assert!(l.note_written(&[0, 2, 3].into_iter().collect()));
+        assert!(!l.note_written(&[2].into_iter().collect()), "nothing new");
+        assert_eq!(l.written.iter().collect::<Vec<_>>(), [0, 2], "no stripe 3");
+        assert!(l.validate().is_ok());
+        l.written.insert(3);
+        assert!(l.validate().is_err(), "a written stripe outside the layout");
+        l.written.remove_all(&[3].into_iter().collect());
+        // 5000 bytes: stripe 0 keeps 4096, stripe 1 904, stripe 2 none.
+        l.forget_written_past(5000);
+        assert_eq!(l.written.iter().collect::<Vec<_>>(), [0]);
+        l.forget_written_past(0);
+        assert!(l.written.is_empty());
     }
 
     #[test]

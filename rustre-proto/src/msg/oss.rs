@@ -45,11 +45,14 @@ pub enum OssOp {
     /// Reads up to `len` bytes at `offset`, both multiples of [`CHECKSUM_BLOCK`]; the
     /// reply's payload is shorter at the object's end (the rest of a file-level read is a
     /// hole and reads as zeros). The reply carries the stored checksum of every block it
-    /// returns, for the caller to verify.
+    /// returns, for the caller to verify. With `must_exist` (the MDS records the stripe as
+    /// written, `Layout::written`) an absent object is [`crate::Error::Missing`] instead of
+    /// a hole: this copy lost the stripe's data.
     Read {
         object: ObjectId,
         offset: u64,
         len: u32,
+        must_exist: bool,
     },
     /// Writes the payload at `offset`; `crc` is the CRC32C of the payload, checked before
     /// anything is written. `version` is the writer's layout version; the object keeps the

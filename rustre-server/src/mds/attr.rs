@@ -5,7 +5,9 @@
 use rustre_proto::msg::mds::{
     SetAttr, TimeSet, XATTR_CREATE, XATTR_NAME_MAX_BYTES, XATTR_REPLACE, XATTR_VALUE_MAX_BYTES,
 };
-use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec, Timestamp, MAX_OBJECT_BYTES};
+use rustre_proto::msg::{
+    Attr, FileKind, Ino, Layout, LayoutSpec, StripeSet, Timestamp, MAX_OBJECT_BYTES,
+};
 use rustre_proto::Error;
 
 use super::namespace::Ctx;
@@ -96,10 +98,13 @@ pub fn setattr(
             resized = true;
             a.size = size;
             a.truncate_version += 1;
-            // The MDS then cuts the up-to-date copies: a resync copying meanwhile must not
-            // clear its stale marks (docs/replication.md).
-            if let Some(l) = a.layout.as_mut().filter(|l| !l.stale.is_empty()) {
-                l.version += 1;
+            if let Some(l) = a.layout.as_mut() {
+                l.forget_written_past(size);
+                // The MDS then cuts the up-to-date copies: a resync copying meanwhile must
+                // not clear its stale marks (docs/replication.md).
+                if !l.stale.is_empty() {
+                    l.version += 1;
+                }
             }
         }
         a.mtime = ctx.now;
@@ -140,17 +145,32 @@ pub fn setattr(
     })
 }
 
-/// A writer's report of the size and mtime its data reached. The size only grows, and a report
-/// made before the latest truncate is ignored; a size past what the stripes hold is EFBIG
-/// (the OSTs refuse such writes: no data can be there).
+/// What a writer reports (`MdsOp::ReportSize`).
+#[derive(Debug, Clone)]
+pub struct SizeReport {
+    pub size: u64,
+    pub mtime: Timestamp,
+    pub truncate_version: u64,
+    /// Stripes its acknowledged writes reached since its last report.
+    pub written: StripeSet,
+}
+
+/// A writer's report of the size and mtime its data reached, and of the stripes it wrote
+/// (added to `Layout::written`, never removed here). The size only grows, and a report made
+/// before the latest truncate is ignored, its stripes too; a size past what the stripes hold
+/// is EFBIG (the OSTs refuse such writes: no data can be there).
 pub fn report_size(
     tx: &mut dyn Transaction,
     ctx: &Ctx,
     ino: Ino,
-    size: u64,
-    mtime: Timestamp,
-    truncate_version: u64,
+    report: &SizeReport,
 ) -> Result<Attr, Error> {
+    let SizeReport {
+        size,
+        mtime,
+        truncate_version,
+        written,
+    } = *report;
     let mut inode = store::inode(tx, ino)?;
     let a = &mut inode.attr;
     if a.kind != FileKind::File {
@@ -162,7 +182,7 @@ pub fn report_size(
     if truncate_version != a.truncate_version {
         return Ok(inode.attr);
     }
-    let mut changed = false;
+    let mut changed = a.layout.as_mut().is_some_and(|l| l.note_written(&written));
     if size > a.size {
         a.size = size;
         changed = true;

@@ -9,6 +9,7 @@ use rustre_proto::msg::{Creds, MAX_GROUPS};
 use rustre_proto::rpc::server::{Handler, Reply};
 use rustre_proto::Error;
 
+use super::attr;
 use super::create::CreateRequest;
 use super::error::MdsError;
 use super::txn::Mutation;
@@ -125,9 +126,15 @@ impl Mds {
                 size,
                 mtime,
                 truncate_version,
+                written,
             } => {
-                self.report_size(call, ino, size, mtime, truncate_version)
-                    .await
+                let report = attr::SizeReport {
+                    size,
+                    mtime,
+                    truncate_version,
+                    written,
+                };
+                self.report_size(call, ino, report).await
             }
             MdsOp::Access { ino, mask } => self.access(call, ino, mask).await,
             MdsOp::StatFs => self.statfs().await.map(MdsResponse::StatFs),

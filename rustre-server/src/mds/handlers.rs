@@ -9,7 +9,7 @@ use rustre_proto::msg::mds::{
     FsStats, MdsResponse, SetAttr, READDIR_MAX_ENTRIES, RELEASE_MAX_INOS,
 };
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp, ROOT_INO};
+use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, ROOT_INO};
 use rustre_proto::Error;
 
 use super::create::CreateRequest;
@@ -330,13 +330,11 @@ impl Mds {
         self: &Arc<Self>,
         call: Call,
         ino: Ino,
-        size: u64,
-        mtime: Timestamp,
-        truncate_version: u64,
+        report: attr::SizeReport,
     ) -> Answer {
         let kind = call.bookkeeping();
         self.txn(call.creds, vec![ino], kind, move |tx, c| {
-            attr::report_size(tx, c, ino, size, mtime, truncate_version)
+            attr::report_size(tx, c, ino, &report)
         })
         .await
         .map(MdsResponse::Attr)

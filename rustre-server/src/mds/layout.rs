@@ -26,7 +26,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustre_proto::msg::mgs::{ClusterMap, NodeState};
-use rustre_proto::msg::{Capacity, Layout, LayoutSpec, MAX_REPLICAS};
+use rustre_proto::msg::{Capacity, Layout, LayoutSpec, StripeSet, MAX_REPLICAS};
 use rustre_proto::Error;
 
 use super::error::PlacementShortfall;
@@ -187,6 +187,7 @@ impl OstPicker {
             replicas,
             stale: Vec::new(),
             version: 0,
+            written: StripeSet::default(),
         };
         layout.validate()?;
         Ok(layout)

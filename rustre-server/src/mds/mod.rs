@@ -46,6 +46,8 @@ pub mod truncate;
 mod txn;
 mod versions;
 mod workers;
+#[cfg(test)]
+mod written_tests;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};

@@ -69,7 +69,8 @@ pub fn open(
         inode.attr.perm = perm::perm_after_write(ctx.creds, &inode.attr);
         inode.attr.mtime = ctx.now;
         inode.attr.ctime = ctx.now;
-        if inode.attr.layout.is_some() {
+        if let Some(l) = inode.attr.layout.as_mut() {
+            l.forget_written_past(0);
             truncate::record(tx, ino, 0, inode.attr.truncate_version)?;
         }
         changed = true;

@@ -11,13 +11,16 @@
 //!    version `v`;
 //! 2. asks an up-to-date copy for the object's length. No object there (the stripe was never
 //!    written, or lost its data to a truncate): the stale copy's object is deleted too, so
-//!    both read as the same hole;
+//!    both read as the same hole — unless the layout records the stripe as written
+//!    (`Layout::written`): then that copy lost its object, the next up-to-date copy is
+//!    asked, and with none holding it the copy fails and stays stale (the stripe reads EIO);
 //! 3. otherwise cuts the stale object to 0 (so no partial block of old, possibly bad bytes
 //!    is ever merged), then copies [`RESYNC_CHUNK`]-byte chunks: each read from an
 //!    up-to-date copy and verified against its block CRCs (a bad block makes the chunk come
 //!    from the next up-to-date copy; with none good the copy fails and stays stale, logged
 //!    as an error), written with its CRC and version `v`; the source's length is where the
-//!    data read ends (a short chunk); the object is then truncated to it and synced;
+//!    data read ends (a short chunk); the object is then truncated to it and synced. The
+//!    first cut creates the object, so a stripe of holes only has one on every copy too;
 //! 4. clears the copied slots' stale marks in one transaction that requires version `v`,
 //!    the claim, and no write open ([`super::replica::finish_resync`]). An open for writing
 //!    (or a truncate, a new stale mark, a moved copy) bumps the version meanwhile, so a copy
@@ -220,6 +223,7 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
     let target = layout.osts[slot];
     let version = layout.version;
     let object = ObjectId { ino, stripe };
+    let written = layout.written.contains(stripe);
     let sources: Vec<u32> = layout
         .live_copies(stripe)
         .into_iter()
@@ -234,6 +238,13 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
             .oss_call(*src, OssOp::Size { object }, Bytes::new())
             .await
         {
+            // The stripe was written: this copy lost its object, and is no source.
+            Ok((OssResponse::Size(None), _)) if written => {
+                tracing::warn!(ino, stripe, ost = src, "a written object is missing");
+                size = Err(Error::Missing(format!(
+                    "stripe {stripe} of inode {ino} was written, but OST {src} has no object"
+                )));
+            }
             Ok((OssResponse::Size(s), _)) => {
                 size = Ok(s);
                 break;
@@ -270,7 +281,7 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
     let mut offset = 0u64;
     loop {
         keep_claim(mds, ino, version).await?;
-        let data = read_verified(mds, &sources, object, offset).await?;
+        let data = read_verified(mds, &sources, object, offset, written).await?;
         let n = data.len() as u64;
         // The target was cut to 0: a chunk of zeros is a hole there already, and stays one.
         if n > 0 && data.iter().any(|b| *b != 0) {
@@ -328,12 +339,13 @@ async fn keep_claim(mds: &Arc<Mds>, ino: Ino, version: u64) -> Result<(), MdsErr
 }
 
 /// One chunk of `object` at `offset` from the first of `sources` whose blocks all match
-/// their checksums.
+/// their checksums (and that has the object, when it `must_exist`).
 async fn read_verified(
     mds: &Arc<Mds>,
     sources: &[u32],
     object: ObjectId,
     offset: u64,
+    must_exist: bool,
 ) -> Result<Bytes, Error> {
     let mut last = Error::Unavailable("no up-to-date copy to read from".into());
     for src in sources {
@@ -341,6 +353,7 @@ async fn read_verified(
             object,
             offset,
             len: RESYNC_CHUNK,
+            must_exist,
         };
         match mds.cluster.oss_call(*src, op, Bytes::new()).await {
             Ok((OssResponse::Data { len, crcs, .. }, payload)) => {

@@ -328,6 +328,7 @@ async fn create_sized(
         size,
         mtime: a.mtime,
         truncate_version: a.truncate_version,
+        written: Default::default(),
     })
     .await
     .unwrap()
@@ -492,6 +493,7 @@ async fn resync_copies_a_stale_copy_from_a_live_one() {
                 object,
                 offset: got.len() as u64,
                 len: 1 << 20,
+                must_exist: false,
             };
             match t.oss(ost, op, Bytes::new()).await {
                 (OssResponse::Data { crcs, .. }, payload) => {
@@ -637,6 +639,7 @@ async fn a_writer_whose_session_ends_with_the_file_open_leaves_copies_equal() {
             object,
             offset: 0,
             len: 4096,
+            must_exist: false,
         };
         let (_, payload) = t.oss(ost, read, Bytes::new()).await;
         assert_eq!(&payload[..], b"new", "copy on OST {ost}");

@@ -47,6 +47,10 @@ pub enum ObjectError {
         object_version: u64,
         version: u64,
     },
+    /// A read that must find the object (the MDS records its stripe as written) found
+    /// none: this copy lost the stripe's data (docs/replication.md, "Which objects exist").
+    #[error("object {0:?} is missing on this OST, though its stripe was written")]
+    Missing(rustre_proto::msg::oss::ObjectId),
     /// The store broke one of its own rules (a bug, not the disk).
     #[error("{0}")]
     Internal(String),

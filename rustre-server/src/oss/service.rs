@@ -82,6 +82,7 @@ pub(super) fn to_wire(e: ObjectError) -> Error {
         ObjectError::Corrupt(why) => Error::Corrupt(why),
         ObjectError::Busy => Error::Busy,
         ObjectError::OldVersion { .. } => Error::Stale,
+        e @ ObjectError::Missing(_) => Error::Missing(e.to_string()),
         e @ (ObjectError::Io { .. } | ObjectError::Internal(_)) => Error::Io(e.to_string()),
     }
 }
@@ -124,16 +125,26 @@ impl Oss {
         Ok(done?)
     }
 
+    /// A read; with `must_exist`, an absent object is [`ObjectError::Missing`], not a hole
+    /// (asked only when nothing was read: a read past the end of an object that exists is
+    /// empty too).
     async fn handle_read(
         &self,
         store: &Arc<dyn ObjectStore>,
         object: ObjectId,
         offset: u64,
         len: u32,
+        must_exist: bool,
     ) -> OpResult {
         check_read(offset, len)?;
         let read = self
-            .blocking(store, move |s| s.read(object, offset, len))
+            .blocking(store, move |s| {
+                let read = s.read(object, offset, len)?;
+                if must_exist && read.data.is_empty() && s.size(object)?.is_none() {
+                    return Err(ObjectError::Missing(object));
+                }
+                Ok(read)
+            })
             .await?;
         let resp = OssResponse::Data {
             len: read.data.len(),
@@ -173,7 +184,11 @@ impl Oss {
                 object,
                 offset,
                 len,
-            } => self.handle_read(store, object, offset, len).await,
+                must_exist,
+            } => {
+                self.handle_read(store, object, offset, len, must_exist)
+                    .await
+            }
             OssOp::Write {
                 object,
                 offset,
@@ -309,7 +324,7 @@ impl Handler for Oss {
                     Failure::Object(e) => to_wire(e),
                 };
                 match &e {
-                    Error::Io(_) | Error::NoSpace | Error::Corrupt(_) => {
+                    Error::Io(_) | Error::NoSpace | Error::Corrupt(_) | Error::Missing(_) => {
                         tracing::warn!(ost = req.ost, "object I/O failed: {e}");
                     }
                     _ => tracing::debug!(ost = req.ost, "request refused: {e}"),
@@ -425,6 +440,44 @@ mod tests {
         let restarted = oss_on(FileStore::open(dir.path(), 8).unwrap());
         let synced = ask(&restarted, OssOp::Sync { object }, &[]).await;
         assert_ne!(instance_of(synced), first, "a new start is a new instance");
+    }
+
+    /// A read that must find its object: `Missing` (EIO) for an absent one, a hole for one
+    /// that exists but ends before the read, and a hole for an absent one read without it.
+    #[tokio::test]
+    async fn a_read_that_must_find_its_object_answers_missing_for_an_absent_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let oss = oss_on(FileStore::open(dir.path(), 8).unwrap());
+        let object = ObjectId { ino: 5, stripe: 1 };
+        let read = |offset, must_exist| OssOp::Read {
+            object,
+            offset,
+            len: CHECKSUM_BLOCK,
+            must_exist,
+        };
+        let hole = |answer: Result<OssResponse, Error>| {
+            matches!(answer, Ok(OssResponse::Data { len: 0, .. }))
+        };
+        assert!(hole(ask(&oss, read(0, false), &[]).await));
+        let missing = ask(&oss, read(0, true), &[]).await.unwrap_err();
+        assert!(matches!(missing, Error::Missing(_)), "{missing:?}");
+        assert_eq!(missing.errno(), libc::EIO);
+        assert!(missing.marks_copy_stale());
+        let write = OssOp::Write {
+            object,
+            offset: 0,
+            sync: true,
+            crc: crc32c(b"data"),
+            version: 1,
+        };
+        ask(&oss, write, b"data").await.unwrap();
+        let past_the_end = ask(&oss, read(u64::from(CHECKSUM_BLOCK), true), &[]).await;
+        assert!(hole(past_the_end), "an object that exists ends there");
+        let got = ask(&oss, read(0, true), &[]).await;
+        assert!(
+            matches!(got, Ok(OssResponse::Data { len: 4, .. })),
+            "{got:?}"
+        );
     }
 
     #[tokio::test]

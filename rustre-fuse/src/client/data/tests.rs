@@ -56,6 +56,18 @@ fn failed_copies_of_written_stripes_are_marked() {
     assert_eq!(failed_slots(&clean), Ok(vec![]));
 }
 
+/// A read that found a written stripe's object gone on one copy and the data on another
+/// marks the first through the write rule; with no other copy it fails, EIO.
+#[test]
+fn a_copy_missing_a_written_object_is_marked_when_another_has_it() {
+    let missing = || Err(Error::Missing("object 5.0".into()));
+    let read = vec![(0, missing()), (3, Ok(None))];
+    assert_eq!(failed_slots(&[read]), Ok(vec![0]));
+    let alone = failed_slots(&[vec![(0, missing())]]).unwrap_err();
+    assert!(matches!(alone, Error::Missing(_)), "{alone:?}");
+    assert_eq!(alone.errno(), libc::EIO);
+}
+
 #[test]
 fn a_stripe_with_no_copy_written_fails_with_its_first_error() {
     let pieces = vec![

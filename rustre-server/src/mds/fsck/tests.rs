@@ -125,6 +125,7 @@ fn a_page_of_wide_layouts_stays_within_its_byte_bound() {
         replicas: 8,
         stale: Vec::new(),
         version: 0,
+        written: Default::default(),
     };
     let files = 400;
     run(&kv, |tx, c| {

@@ -62,6 +62,7 @@ async fn head(t: &TestCluster, ost: u32, ino: Ino, stripe: u32, len: usize) -> V
         object: ObjectId { ino, stripe },
         offset: 0,
         len: STRIPE as u32,
+        must_exist: false,
     };
     match t.oss(ost, op, Bytes::new()).await {
         (OssResponse::Data { .. }, payload) => {
@@ -85,6 +86,7 @@ async fn a_size_past_what_the_stripes_hold_is_efbig_and_changes_nothing() {
         size: 4,
         mtime: Timestamp::default(),
         truncate_version: 0,
+        written: Default::default(),
     })
     .await
     .unwrap();
@@ -119,6 +121,7 @@ async fn a_size_past_what_the_stripes_hold_is_efbig_and_changes_nothing() {
             size: MAX_OBJECT_BYTES + 1,
             mtime: Timestamp::default(),
             truncate_version: before.truncate_version,
+            written: Default::default(),
         })
         .await;
     assert_eq!(r, Err(Error::TooBig));
@@ -157,17 +160,30 @@ async fn a_truncate_is_answered_once_every_copy_is_cut() {
         let stripe = l.stripe_of_slot(slot);
         put(&t, l.osts[slot], ino, stripe, 0, &old).await;
     }
-    t.attr(MdsOp::ReportSize {
+    let report = |truncate_version| MdsOp::ReportSize {
         ino,
         size: 2 * STRIPE,
         mtime: Timestamp::default(),
-        truncate_version: 0,
-    })
-    .await
-    .unwrap();
+        truncate_version,
+        written: [0, 1, 7].into_iter().collect(),
+    };
+    let reported = t.attr(report(0)).await.unwrap();
+    let written = |a: &Attr| {
+        a.layout
+            .as_ref()
+            .unwrap()
+            .written
+            .iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(written(&reported), [0, 1], "stripes the layout has");
 
+    // The cut leaves stripe 1 no byte: it is no longer written; a report from before the
+    // truncate names it in vain.
     let cut = t.attr(set_size(ino, 10)).await.unwrap();
     assert_eq!((cut.size, cut.truncate_version), (10, 1));
+    assert_eq!(written(&cut), [0]);
+    assert_eq!(written(&t.attr(report(0)).await.unwrap()), [0]);
     for slot in 0..l.osts.len() {
         let stripe = l.stripe_of_slot(slot);
         let want = if stripe == 0 { 10 } else { 0 };

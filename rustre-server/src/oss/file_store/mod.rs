@@ -20,7 +20,11 @@
 //! object's lock (one of [`OBJECT_LOCK_STRIPES`] striped mutexes). Without it, an open racing
 //! a delete could cache a handle to the unlinked file, and every later write would vanish
 //! into it. A call that took a handle just before a delete may still use it; that call is
-//! ordered before the delete, as any interleaving of concurrent calls allows.
+//! ordered before the delete, as any interleaving of concurrent calls allows. A cached
+//! file that was removed from the directory behind the OSS's back (by hand, by a disk
+//! repair) is dropped from the cache when a read or a size call sees it (its link count is
+//! 0): from then on the object is absent, as on disk (docs/replication.md, "Which objects
+//! exist").
 //!
 //! ## Reads
 //! Reads take no lock and go to the socket with `sendfile` after the CRCs are read, so a
@@ -43,7 +47,7 @@ mod tests;
 mod write;
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -279,6 +283,19 @@ impl FileStore {
         Ok(Some(files))
     }
 
+    /// Drops the cached handle of `id` if its file was removed from the directory behind the
+    /// OSS's back (its link count is 0; the store's own deletes never leave such a handle
+    /// cached), under the object's lock as the cache's rule asks.
+    fn forget_removed(&self, id: ObjectId) {
+        let _held = self.lock_object(id);
+        if let Some(f) = self.handles.get(id) {
+            if f.data.metadata().is_ok_and(|m| m.nlink() == 0) {
+                tracing::warn!(object = ?id, "object file removed behind the OSS's back");
+                self.handles.remove(id);
+            }
+        }
+    }
+
     /// fsyncs the directory of `id` if a file was created or removed in it since the last
     /// time.
     fn sync_dir_of(&self, id: ObjectId) -> Result<(), ObjectError> {
@@ -303,11 +320,15 @@ impl ObjectStore for FileStore {
             return Ok(ObjectRead::empty(0));
         };
         let version = files.version.load(Ordering::Acquire);
-        let size = files
+        let meta = files
             .data
             .metadata()
-            .map_err(|e| ObjectError::io(&self.object_path(id), e))?
-            .len();
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        if meta.nlink() == 0 {
+            self.forget_removed(id);
+            return Ok(ObjectRead::empty(0));
+        }
+        let size = meta.len();
         // At most `len`, so it fits in u32.
         let len = size.saturating_sub(offset).min(u64::from(len));
         if len == 0 {
@@ -404,8 +425,12 @@ impl ObjectStore for FileStore {
     fn size(&self, id: ObjectId) -> Result<Option<u64>, ObjectError> {
         check_object(id)?;
         let path = self.object_path(id);
-        let meta = match self.handles.get(id) {
-            Some(f) => f.data.metadata(),
+        let meta = match self.handles.get(id).map(|f| f.data.metadata()) {
+            Some(Ok(m)) if m.nlink() == 0 => {
+                self.forget_removed(id);
+                std::fs::metadata(&path)
+            }
+            Some(cached) => cached,
             None => std::fs::metadata(&path),
         };
         match meta {

@@ -31,6 +31,30 @@ fn object_paths_follow_the_documented_layout() {
     assert_eq!(&sidecar[16..], &crc32c(b"x").to_le_bytes());
 }
 
+/// An object file removed by hand while its handle is cached is absent from then on, as on
+/// disk, and a later write makes it anew instead of vanishing into the removed file.
+#[test]
+fn an_object_removed_behind_the_stores_back_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    let obj = id(9, 0);
+    w(&s, obj, 0, b"written");
+    assert_eq!(s.cached_handles(), 1);
+    std::fs::remove_file(s.object_path(obj)).unwrap();
+    assert_eq!(s.size(obj).unwrap(), None);
+    w(&s, obj, 0, b"again");
+    std::fs::remove_file(s.object_path(obj)).unwrap();
+    let read = s.read(obj, 0, 4096).unwrap();
+    assert!(read.data.is_empty() && read.version == 0);
+    assert_eq!(
+        s.cached_handles(),
+        0,
+        "the removed file's handle is dropped"
+    );
+    w(&s, obj, 0, b"new");
+    assert_eq!(std::fs::read(s.object_path(obj)).unwrap(), b"new");
+}
+
 #[test]
 fn handle_cache_stays_bounded_and_coherent() {
     let dir = tempfile::tempdir().unwrap();

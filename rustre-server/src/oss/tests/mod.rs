@@ -217,6 +217,7 @@ async fn read_raw(
         object,
         offset,
         len,
+        must_exist: false,
     };
     match call(c, ost, op, Bytes::new()).await.unwrap() {
         (OssResponse::Data { len, crcs, version }, data) => {
@@ -394,6 +395,7 @@ async fn oss_sparse_and_past_eof_reads() {
         object: o,
         offset: 100,
         len: 4096,
+        must_exist: false,
     };
     let r = call(&c, 0, unaligned, Bytes::new()).await;
     assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
@@ -475,18 +477,21 @@ async fn oss_unknown_ost_and_bad_requests_refused() {
         object: o,
         offset: u64::MAX - 4095,
         len: 4096,
+        must_exist: false,
     };
     invalid(call(&c, 0, overflow, Bytes::new()).await);
     let huge_read = OssOp::Read {
         object: o,
         offset: 0,
         len: MAX_PAYLOAD_BYTES + 4096,
+        must_exist: false,
     };
     invalid(call(&c, 0, huge_read, Bytes::new()).await);
     let payload_on_read = OssOp::Read {
         object: o,
         offset: 0,
         len: 4096,
+        must_exist: false,
     };
     invalid(call(&c, 0, payload_on_read, Bytes::from_static(b"x")).await);
     let inode_zero = OssOp::Size { object: obj(0, 0) };
