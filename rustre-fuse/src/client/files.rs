@@ -609,7 +609,9 @@ mod tests {
         let mut a = file_attr(9, 0, 0);
         a.layout = Some(Layout::striped(4096, vec![0, 1, 2]));
         let given = a.layout.clone().unwrap();
-        files.register(&a, libc::O_WRONLY, &Creds::root()).unwrap();
+        files
+            .register(&a, libc::O_WRONLY, &Creds::root(), 1)
+            .unwrap();
         files.wrote_stripes(9, &[0, 2]);
         let r = files.pending_report(9).expect("stripes to report");
         assert_eq!(r.written.iter().collect::<Vec<_>>(), [0, 2]);
