@@ -607,6 +607,7 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
                 offset: 1 << 20,
                 len: 65536,
                 must_exist: true,
+                consistent: false,
             },
         ),
         (

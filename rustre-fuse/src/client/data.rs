@@ -71,8 +71,14 @@ pub(super) const OSS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// Most layout refreshes one read makes when OSTs answer with newer versions.
 pub(super) const LAYOUT_REFRESH_ATTEMPTS: usize = 3;
 
-/// Pause before reading a copy again whose blocks failed their checksums (see `read_span`).
-pub(super) const READ_RECHECK_PAUSE: Duration = Duration::from_millis(20);
+/// How one copy is read: `OssOp::Read`'s flags.
+#[derive(Debug, Clone, Copy)]
+struct ReadHow {
+    /// The MDS records the stripe as written: an absent object is `Missing`, not a hole.
+    must_exist: bool,
+    /// Bytes and checksums of one moment (a second look after a checksum mismatch).
+    consistent: bool,
+}
 
 /// The outcome of one operation on each live copy of one stripe, as (slot, result), in
 /// slot (copy) order; a success carries the OST instance that answered a change or a
@@ -400,14 +406,25 @@ impl Client {
         let mut first_err: Option<Error> = None;
         for (i, &(slot, ost)) in copies.iter().enumerate() {
             let last = i + 1 == copies.len();
-            let read = || self.read_copy(object, ost, s, last, layout.version, must_exist);
-            let mut answer = read().await;
+            let how = ReadHow {
+                must_exist,
+                consistent: false,
+            };
+            let mut answer = self
+                .read_copy(object, ost, s, last, layout.version, how)
+                .await;
             if matches!(answer, Ok(ReadCheck::Bad { .. })) {
                 // A read racing a write of the same blocks can see new bytes with old
                 // checksums (the OSS sends the data after reading its checksums): look
-                // again before calling the copy damaged and "repairing" it.
-                tokio::time::sleep(READ_RECHECK_PAUSE).await;
-                answer = read().await;
+                // again, at bytes and checksums of one moment, before calling the copy
+                // damaged and "repairing" it. Never EIO for a race.
+                let how = ReadHow {
+                    consistent: true,
+                    ..how
+                };
+                answer = self
+                    .read_copy(object, ost, s, last, layout.version, how)
+                    .await;
             }
             match answer {
                 // Our layout is older than the copy's data: it may miss stale marks.
@@ -470,13 +487,14 @@ impl Client {
         s: &ReadSpan,
         last: bool,
         layout_version: u64,
-        must_exist: bool,
+        how: ReadHow,
     ) -> Result<ReadCheck, Error> {
         let op = OssOp::Read {
             object,
             offset: s.object_offset,
             len: s.len as u32,
-            must_exist,
+            must_exist: how.must_exist,
+            consistent: how.consistent,
         };
         let call = self.cluster.oss_call(ost, op, Bytes::new());
         let answer = if last {

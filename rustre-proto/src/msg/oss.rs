@@ -53,6 +53,10 @@ pub enum OssOp {
         offset: u64,
         len: u32,
         must_exist: bool,
+        /// Bytes and CRCs of one moment (read under the object's lock, as every write is
+        /// made): a CRC mismatch in the answer is damage, not a read racing a write. Slower;
+        /// for the second look after blocks failed their CRCs.
+        consistent: bool,
     },
     /// Writes the payload at `offset`; `crc` is the CRC32C of the payload, checked before
     /// anything is written. `version` is the writer's layout version; the object keeps the

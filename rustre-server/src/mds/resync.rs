@@ -354,6 +354,7 @@ async fn read_verified(
             offset,
             len: RESYNC_CHUNK,
             must_exist,
+            consistent: false,
         };
         match mds.cluster.oss_call(*src, op, Bytes::new()).await {
             Ok((OssResponse::Data { len, crcs, .. }, payload)) => {

@@ -494,6 +494,7 @@ async fn resync_copies_a_stale_copy_from_a_live_one() {
                 offset: got.len() as u64,
                 len: 1 << 20,
                 must_exist: false,
+                consistent: false,
             };
             match t.oss(ost, op, Bytes::new()).await {
                 (OssResponse::Data { crcs, .. }, payload) => {
@@ -640,6 +641,7 @@ async fn a_writer_whose_session_ends_with_the_file_open_leaves_copies_equal() {
             offset: 0,
             len: 4096,
             must_exist: false,
+            consistent: false,
         };
         let (_, payload) = t.oss(ost, read, Bytes::new()).await;
         assert_eq!(&payload[..], b"new", "copy on OST {ost}");

@@ -134,13 +134,17 @@ impl Oss {
         object: ObjectId,
         offset: u64,
         len: u32,
-        must_exist: bool,
+        how: ReadHow,
     ) -> OpResult {
         check_read(offset, len)?;
         let read = self
             .blocking(store, move |s| {
-                let read = s.read(object, offset, len)?;
-                if must_exist && read.data.is_empty() && s.size(object)?.is_none() {
+                let read = if how.consistent {
+                    s.read_consistent(object, offset, len)?
+                } else {
+                    s.read(object, offset, len)?
+                };
+                if how.must_exist && read.data.is_empty() && s.size(object)?.is_none() {
                     return Err(ObjectError::Missing(object));
                 }
                 Ok(read)
@@ -185,9 +189,13 @@ impl Oss {
                 offset,
                 len,
                 must_exist,
+                consistent,
             } => {
-                self.handle_read(store, object, offset, len, must_exist)
-                    .await
+                let how = ReadHow {
+                    must_exist,
+                    consistent,
+                };
+                self.handle_read(store, object, offset, len, how).await
             }
             OssOp::Write {
                 object,
@@ -335,6 +343,13 @@ impl Handler for Oss {
     }
 }
 
+/// How an `OssOp::Read` asks (see its fields).
+#[derive(Debug, Clone, Copy)]
+struct ReadHow {
+    must_exist: bool,
+    consistent: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -454,6 +469,7 @@ mod tests {
             offset,
             len: CHECKSUM_BLOCK,
             must_exist,
+            consistent: false,
         };
         let hole = |answer: Result<OssResponse, Error>| {
             matches!(answer, Ok(OssResponse::Data { len: 0, .. }))

@@ -102,6 +102,20 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// (the caller sees a hole). Nothing is verified here.
     fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, ObjectError>;
 
+    /// As [`Self::read`], with bytes and CRCs of one moment: no write, repair or truncate of
+    /// the object lands between reading the ones and the others. A checksum mismatch in
+    /// what it returns is damage, not a race. Slower (the bytes are copied out under the
+    /// object's lock); for a second look after `read` returned blocks failing their CRCs.
+    /// The default suits stores whose `read` is already of one moment.
+    fn read_consistent(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        len: u32,
+    ) -> Result<ObjectRead, ObjectError> {
+        self.read(id, offset, len)
+    }
+
     /// Writes `data` at `offset`, creating the object if absent. `crc` is the CRC32C of
     /// `data`: a mismatch is [`ObjectError::Corrupt`] and nothing is written, as is a write
     /// partly covering a block whose stored bytes fail their CRC. A `version` below the

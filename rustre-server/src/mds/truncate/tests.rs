@@ -63,6 +63,7 @@ async fn head(t: &TestCluster, ost: u32, ino: Ino, stripe: u32, len: usize) -> V
         offset: 0,
         len: STRIPE as u32,
         must_exist: false,
+        consistent: false,
     };
     match t.oss(ost, op, Bytes::new()).await {
         (OssResponse::Data { .. }, payload) => {

@@ -29,7 +29,9 @@
 //! ## Reads
 //! Reads take no lock and go to the socket with `sendfile` after the CRCs are read, so a
 //! read racing a write of the same blocks can return CRCs and bytes from different sides of
-//! that write; the caller sees a mismatch and should read again before calling the copy bad.
+//! that write; the caller sees a mismatch and reads again with `read_consistent`, which
+//! holds the object's lock (as every write does) while it copies the bytes out, so a
+//! mismatch then is real damage, never a race.
 //!
 //! ## Durability
 //! Writes are positional and not synced unless asked; `sync` (or a write with `sync`) is an
@@ -286,6 +288,53 @@ impl FileStore {
     /// Drops the cached handle of `id` if its file was removed from the directory behind the
     /// OSS's back (its link count is 0; the store's own deletes never leave such a handle
     /// cached), under the object's lock as the cache's rule asks.
+    /// Up to `len` bytes of `files` (object `id`) at `offset` with their stored CRCs, the
+    /// bytes left in the file for `sendfile`; `None` when the object file was removed
+    /// behind the OSS's back (the caller forgets the handle: the object reads as absent).
+    fn read_files(
+        &self,
+        id: ObjectId,
+        files: &ObjectFiles,
+        offset: u64,
+        len: u32,
+    ) -> Result<Option<ObjectRead>, ObjectError> {
+        let version = files.version.load(Ordering::Acquire);
+        let meta = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        if meta.nlink() == 0 {
+            return Ok(None);
+        }
+        let size = meta.len();
+        // At most `len`, so it fits in u32.
+        let len = size.saturating_sub(offset).min(u64::from(len));
+        if len == 0 {
+            return Ok(Some(ObjectRead::empty(version)));
+        }
+        let first = offset / BLOCK;
+        let mut crcs = sums::read_entries(&files.sums, first, sums::blocks(len) as usize)
+            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
+        // Entry 0: zeros (a hole) or a real CRC of 0; the block itself tells which.
+        let mut buf = Vec::new();
+        for (i, crc) in crcs.iter_mut().enumerate().filter(|(_, c)| **c == 0) {
+            let at = i as u64 * BLOCK;
+            buf.resize((len - at).min(BLOCK) as usize, 0);
+            let got = sums::read_full_at(&files.data, &mut buf, offset + at)
+                .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+            *crc = sums::expected_crc(0, &buf[..got]);
+        }
+        Ok(Some(ObjectRead {
+            data: ReadData::File {
+                file: files.data.clone(),
+                offset,
+                len: len as u32,
+            },
+            crcs,
+            version,
+        }))
+    }
+
     fn forget_removed(&self, id: ObjectId) {
         let _held = self.lock_object(id);
         if let Some(f) = self.handles.get(id) {
@@ -319,42 +368,46 @@ impl ObjectStore for FileStore {
         let Some(files) = self.handle(id, false)? else {
             return Ok(ObjectRead::empty(0));
         };
-        let version = files.version.load(Ordering::Acquire);
-        let meta = files
-            .data
-            .metadata()
-            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
-        if meta.nlink() == 0 {
+        let read = self.read_files(id, &files, offset, len)?;
+        if read.is_none() {
             self.forget_removed(id);
-            return Ok(ObjectRead::empty(0));
         }
-        let size = meta.len();
-        // At most `len`, so it fits in u32.
-        let len = size.saturating_sub(offset).min(u64::from(len));
-        if len == 0 {
-            return Ok(ObjectRead::empty(version));
+        Ok(read.unwrap_or(ObjectRead::empty(0)))
+    }
+
+    fn read_consistent(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        len: u32,
+    ) -> Result<ObjectRead, ObjectError> {
+        check_object(id)?;
+        check_read(offset, len)?;
+        let removed = {
+            // Every write, repair and truncate holds this lock from its first byte to its
+            // last CRC, so what is read under it is of one moment.
+            let held = self.lock_object(id);
+            let Some(files) = self.handle_held(&held, false)? else {
+                return Ok(ObjectRead::empty(0));
+            };
+            match self.read_files(id, &files, offset, len)? {
+                Some(mut read) => {
+                    if let ReadData::File { file, offset, len } = &read.data {
+                        let mut bytes = vec![0u8; *len as usize];
+                        let got = sums::read_full_at(file, &mut bytes, *offset)
+                            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+                        bytes.truncate(got);
+                        read.data = ReadData::Bytes(bytes.into());
+                    }
+                    return Ok(read);
+                }
+                None => true,
+            }
+        };
+        if removed {
+            self.forget_removed(id);
         }
-        let first = offset / BLOCK;
-        let mut crcs = sums::read_entries(&files.sums, first, sums::blocks(len) as usize)
-            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
-        // Entry 0: zeros (a hole) or a real CRC of 0; the block itself tells which.
-        let mut buf = Vec::new();
-        for (i, crc) in crcs.iter_mut().enumerate().filter(|(_, c)| **c == 0) {
-            let at = i as u64 * BLOCK;
-            buf.resize((len - at).min(BLOCK) as usize, 0);
-            let got = sums::read_full_at(&files.data, &mut buf, offset + at)
-                .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
-            *crc = sums::expected_crc(0, &buf[..got]);
-        }
-        Ok(ObjectRead {
-            data: ReadData::File {
-                file: files.data.clone(),
-                offset,
-                len: len as u32,
-            },
-            crcs,
-            version,
-        })
+        Ok(ObjectRead::empty(0))
     }
 
     fn write(

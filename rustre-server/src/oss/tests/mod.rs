@@ -218,6 +218,7 @@ async fn read_raw(
         offset,
         len,
         must_exist: false,
+        consistent: false,
     };
     match call(c, ost, op, Bytes::new()).await.unwrap() {
         (OssResponse::Data { len, crcs, version }, data) => {
@@ -396,6 +397,7 @@ async fn oss_sparse_and_past_eof_reads() {
         offset: 100,
         len: 4096,
         must_exist: false,
+        consistent: false,
     };
     let r = call(&c, 0, unaligned, Bytes::new()).await;
     assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
@@ -478,6 +480,7 @@ async fn oss_unknown_ost_and_bad_requests_refused() {
         offset: u64::MAX - 4095,
         len: 4096,
         must_exist: false,
+        consistent: false,
     };
     invalid(call(&c, 0, overflow, Bytes::new()).await);
     let huge_read = OssOp::Read {
@@ -485,6 +488,7 @@ async fn oss_unknown_ost_and_bad_requests_refused() {
         offset: 0,
         len: MAX_PAYLOAD_BYTES + 4096,
         must_exist: false,
+        consistent: false,
     };
     invalid(call(&c, 0, huge_read, Bytes::new()).await);
     let payload_on_read = OssOp::Read {
@@ -492,6 +496,7 @@ async fn oss_unknown_ost_and_bad_requests_refused() {
         offset: 0,
         len: 4096,
         must_exist: false,
+        consistent: false,
     };
     invalid(call(&c, 0, payload_on_read, Bytes::from_static(b"x")).await);
     let inode_zero = OssOp::Size { object: obj(0, 0) };
