@@ -342,6 +342,22 @@ impl Mds {
         .map(MdsResponse::Attr)
     }
 
+    /// An atime moved by a read: bookkeeping (durable by the next sync), as size reports.
+    pub(super) async fn accessed(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        atime: Timestamp,
+        relative: bool,
+    ) -> Answer {
+        let kind = call.bookkeeping();
+        self.txn(call.creds, vec![ino], kind, move |tx, _| {
+            attr::accessed(tx, ino, atime, relative)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
     pub(super) async fn access(self: &Arc<Self>, call: Call, ino: Ino, mask: u32) -> Answer {
         self.txn(call.creds, vec![], Mutation::ReadOnly, move |tx, c| {
             attr::access(tx, c, ino, mask)
