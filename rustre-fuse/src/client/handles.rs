@@ -16,7 +16,7 @@ use rustre_proto::msg::{Attr, Creds, Ino, LayoutSpec};
 use rustre_proto::Error;
 use tokio::sync::oneshot;
 
-use super::atime::Via;
+use super::atime::{AtimeRule, Via};
 use super::dirs::{
     dir_entry, DirState, Listed, OpenDir, DIR_PAGE_ENTRIES, DOTDOT_OFFSET, DOT_OFFSET,
     MAX_OPEN_DIRS,
@@ -133,10 +133,13 @@ impl Client {
                 }
                 let mut attr = attr;
                 self.merge_local(&mut attr);
+                // Reads the kernel serves from its page cache never reach the client: under
+                // strictatime it keeps none across opens, so each open's reads are seen.
+                let strict = self.atimes.mode().rule == AtimeRule::Strict;
                 Ok(Opened {
                     fh,
                     attr,
-                    keep_cache,
+                    keep_cache: keep_cache && !strict,
                 })
             }
             Err(e) => {
