@@ -7,7 +7,6 @@
 //! State only: the call itself is made by `handles`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -45,27 +44,6 @@ impl AtimeMode {
         rule: AtimeRule::Never,
         dirs: false,
     };
-
-    fn encode(self) -> u8 {
-        let rule = match self.rule {
-            AtimeRule::Never => 0,
-            AtimeRule::Relative => 1,
-            AtimeRule::Strict => 2,
-        };
-        rule | u8::from(self.dirs) << 2
-    }
-
-    fn decode(v: u8) -> AtimeMode {
-        let rule = match v & 3 {
-            1 => AtimeRule::Relative,
-            2 => AtimeRule::Strict,
-            _ => AtimeRule::Never,
-        };
-        AtimeMode {
-            rule,
-            dirs: v & 4 != 0,
-        }
-    }
 }
 
 /// An open the atime rule follows.
@@ -93,7 +71,7 @@ pub(super) struct Update {
 
 /// The atime state of one client.
 pub(super) struct Atimes {
-    mode: AtomicU8,
+    mode: Mutex<AtimeMode>,
     opens: Mutex<HashMap<Via, OpenAtime>>,
     /// Values sent to the MDS and not answered yet, and whether answers show them.
     pending: Mutex<HashMap<Ino, (Timestamp, bool)>>,
@@ -102,7 +80,7 @@ pub(super) struct Atimes {
 impl Default for Atimes {
     fn default() -> Self {
         Atimes {
-            mode: AtomicU8::new(AtimeMode::NEVER.encode()),
+            mode: Mutex::new(AtimeMode::NEVER),
             opens: Mutex::default(),
             pending: Mutex::default(),
         }
@@ -111,11 +89,11 @@ impl Default for Atimes {
 
 impl Atimes {
     pub(super) fn set_mode(&self, mode: AtimeMode) {
-        self.mode.store(mode.encode(), Ordering::Relaxed);
+        *lock(&self.mode) = mode;
     }
 
     pub(super) fn mode(&self) -> AtimeMode {
-        AtimeMode::decode(self.mode.load(Ordering::Relaxed))
+        *lock(&self.mode)
     }
 
     /// Open `via` was made; `attr` is what the open answered (without its layout).
@@ -229,20 +207,10 @@ mod tests {
         AtimeMode { rule, dirs }
     }
 
-    #[test]
-    fn modes_round_trip() {
-        for rule in [AtimeRule::Never, AtimeRule::Relative, AtimeRule::Strict] {
-            for dirs in [false, true] {
-                let m = mode(rule, dirs);
-                assert_eq!(AtimeMode::decode(m.encode()), m);
-            }
-        }
-        assert_eq!(Atimes::default().mode(), AtimeMode::NEVER);
-    }
-
     #[tokio::test]
     async fn relatime_moves_once_per_open_and_shows_the_value_until_answered() {
         let a = Atimes::default();
+        assert_eq!(a.mode(), AtimeMode::NEVER);
         a.set_mode(mode(AtimeRule::Relative, true));
         let f = Via::File(1);
         a.opened(f, Some(&attr(100, 200)));
