@@ -3,7 +3,8 @@
 //! ## The face
 //! What callers outside this module use, all on [`Client`]:
 //! - the session: [`Client::connect`], [`Client::close`], the cache settings
-//!   ([`Client::set_attr_ttl`], [`Client::set_cache_bytes`]) and the cluster map;
+//!   ([`Client::set_attr_ttl`], [`Client::set_cache_bytes`]), the atime mode
+//!   ([`Client::set_atime_mode`]) and the cluster map;
 //! - names and attributes, inode-addressed as the kernel asks (`meta`): `lookup`,
 //!   `getattr`, `setattr_file`, `create`, `mkdir`, `mknod`, `symlink`, `readlink`, `link`,
 //!   `unlink`, `rmdir`, `rename`, `access`, xattrs, `statfs`, `sync_metadata`, directory

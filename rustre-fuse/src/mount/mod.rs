@@ -12,8 +12,9 @@
 //!    `/etc/rustre/cluster.secret`) before anything else happens;
 //! 3. the child connects to the MGS (bounded by `CONNECT_TIMEOUT`), mounts with type
 //!    `fuse.rustre` and the MGS address as source, completes the FUSE handshake, raises the
-//!    mount's read-ahead to `READ_AHEAD_KB`, reports success, detaches from the terminal
-//!    and serves until the file system is unmounted; then it ends its MDS session and exits.
+//!    mount's read-ahead to `READ_AHEAD_KB`, sets the client's atime mode from the mount's
+//!    flags (and follows them), reports success, detaches from the terminal and serves until
+//!    the file system is unmounted; then it ends its MDS session and exits.
 //!
 //! Nothing is left mounted when a step fails. With `-f` (or `-o debug`) it stays in the
 //! foreground. SIGINT/SIGTERM detach the mount, which ends the daemon the same way.
