@@ -28,7 +28,7 @@ fn init_logging(debug: bool) {
 
 /// Mounts and serves until unmounted; goes to the background once the mount is up unless
 /// asked to stay in the foreground (with `remount`, changes the flags of the mount there
-/// instead, see [`remount`]). Returns the exit code. Must be called before any other
+/// instead, see `syscall::remount`). Returns the exit code. Must be called before any other
 /// thread exists (it forks).
 pub fn run(mut args: MountArgs) -> i32 {
     init_logging(args.options.debug);
