@@ -16,6 +16,7 @@ use rustre_proto::msg::{Attr, Creds, Ino, LayoutSpec};
 use rustre_proto::Error;
 use tokio::sync::oneshot;
 
+use super::atime::{AtimeRule, Via};
 use super::dirs::{
     dir_entry, DirState, Listed, OpenDir, DIR_PAGE_ENTRIES, DOTDOT_OFFSET, DOT_OFFSET,
     MAX_OPEN_DIRS,
@@ -124,16 +125,20 @@ impl Client {
     ) -> Result<Opened, Error> {
         match self.files.register(&attr, flags, creds, self.session()) {
             Ok((fh, keep_cache)) => {
+                self.atimes.opened(Via::File(fh), Some(&attr));
                 if !keep_cache {
                     // Changed since this client last saw it: cached pages may be stale.
                     self.cache.invalidate(attr.ino);
                 }
                 let mut attr = attr;
-                self.files.merge(&mut attr);
+                self.merge_local(&mut attr);
+                // Reads the kernel serves from its page cache never reach the client: under
+                // strictatime it keeps none across opens, so each open's reads are seen.
+                let strict = self.atimes.mode().rule == AtimeRule::Strict;
                 Ok(Opened {
                     fh,
                     attr,
-                    keep_cache,
+                    keep_cache: keep_cache && !strict,
                 })
             }
             Err(e) => {
@@ -155,11 +160,42 @@ impl Client {
         // Buffered writes of this inode reach the OSTs before anything is read back.
         self.flush_writes(f.ino).await?;
         let size = self.files.size(f.ino);
-        if offset >= size || len == 0 {
-            return Ok(Bytes::new());
-        }
-        let n = (size - offset).min(len as u64) as usize;
-        self.cached_read(f.ino, f.layout()?, offset, n, size).await
+        let data = if offset >= size || len == 0 {
+            Bytes::new()
+        } else {
+            let n = (size - offset).min(len as u64) as usize;
+            self.cached_read(f.ino, f.layout()?, offset, n, size)
+                .await?
+        };
+        self.accessed(Via::File(fh), f.ino, &f.creds);
+        Ok(data)
+    }
+
+    /// A read or a listing through `via`: moves the inode's atime in the background when
+    /// the atime mode says so ([`super::atime`]); the reader does not wait for the MDS.
+    fn accessed(self: &Arc<Self>, via: Via, ino: Ino, creds: &Creds) {
+        let now = rustre_proto::host::now();
+        let update = self.atimes.on_access(via, ino, now, |at_open| {
+            self.cached_getattr(ino).or_else(|| {
+                at_open.map(|mut a| {
+                    self.merge_local(&mut a);
+                    a
+                })
+            })
+        });
+        let Some(u) = update else { return };
+        let (c, creds) = (self.clone(), creds.clone());
+        tokio::spawn(async move {
+            let op = MdsOp::Accessed {
+                ino,
+                atime: u.atime,
+                relative: u.relative,
+            };
+            if let Err(e) = c.mds(&creds, op).await {
+                tracing::debug!(ino, "atime update: {e}");
+            }
+            c.atimes.answered(ino, u.atime);
+        });
     }
 
     /// Writes `data` at `offset` through handle `fh` (at the end of the file for an
@@ -245,6 +281,7 @@ impl Client {
     /// while this one runs, so the per-inode state is dropped only if still nobody holds it.
     pub async fn release_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let (f, last) = self.files.unregister(fh)?;
+        self.atimes.closed(Via::File(fh));
         if f.evicted.load(Ordering::SeqCst) {
             // Its open ended with its session at the MDS; what it wrote was dropped.
             if last && self.files.forget_inode(f.ino) {
@@ -448,13 +485,15 @@ impl Client {
         }
         let fh = self.dirs.next_fh.fetch_add(1, Ordering::Relaxed);
         handles.insert(fh, Arc::new(dir));
+        self.atimes.opened(Via::Dir(fh), None);
         Ok(fh)
     }
 
     /// The entries of open directory `fh` after `offset` (0 = from the start), each with
     /// the offset that resumes after it. An empty answer is the end of the directory.
-    pub async fn read_dir(&self, fh: u64, offset: u64) -> Result<Vec<Listed>, Error> {
+    pub async fn read_dir(self: &Arc<Self>, fh: u64, offset: u64) -> Result<Vec<Listed>, Error> {
         let dir = self.dirs.get(fh)?;
+        self.accessed(Via::Dir(fh), dir.ino, &dir.creds);
         let mut st = dir.state.lock().await;
         let mut out = Vec::new();
         if offset < DOT_OFFSET {
@@ -517,5 +556,6 @@ impl Client {
     /// Closes directory handle `fh`.
     pub fn release_dir(&self, fh: u64) {
         lock(&self.dirs.handles).remove(&fh);
+        self.atimes.closed(Via::Dir(fh));
     }
 }

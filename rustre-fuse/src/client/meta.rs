@@ -99,7 +99,8 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             | MdsOp::ReportSize { .. }
             | MdsOp::MarkStale { .. }
             | MdsOp::MoveCopies { .. }
-            | MdsOp::MarkLost { .. },
+            | MdsOp::MarkLost { .. }
+            | MdsOp::Accessed { .. },
             Some(a),
         ) => vec![OwnResult::Attr(a)],
         // The inode alone, not in the answer.
@@ -287,7 +288,7 @@ impl Client {
     /// not reported yet is merged in.
     async fn attr_call(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
         let mut a = self.raw_attr_call(creds, op).await?;
-        self.files.merge(&mut a);
+        self.merge_local(&mut a);
         Ok(a)
     }
 
@@ -313,7 +314,7 @@ impl Client {
     ) -> Option<Result<Attr, Error>> {
         let known = self.meta_cache.lookup(creds, uid, parent, name)?;
         Some(Result::from(known).map(|mut a| {
-            self.files.merge(&mut a);
+            self.merge_local(&mut a);
             a
         }))
     }
@@ -321,7 +322,7 @@ impl Client {
     /// The attributes of `ino` from the metadata cache, if it knows.
     pub fn cached_getattr(&self, ino: Ino) -> Option<Attr> {
         let mut a = self.meta_cache.getattr(ino)?;
-        self.files.merge(&mut a);
+        self.merge_local(&mut a);
         Some(a)
     }
 
@@ -351,7 +352,7 @@ impl Client {
             Err(e) => return Err(e),
         };
         self.meta_cache.keep_entry(asked, parent, name, Some(&a));
-        self.files.merge(&mut a);
+        self.merge_local(&mut a);
         Ok(a)
     }
 
@@ -369,7 +370,7 @@ impl Client {
         let asked = self.meta_cache.epoch();
         let mut a = self.raw_attr_call(creds, MdsOp::GetAttr { ino }).await?;
         self.meta_cache.keep_attr(asked, &a);
-        self.files.merge(&mut a);
+        self.merge_local(&mut a);
         Ok(a)
     }
 
@@ -558,7 +559,7 @@ impl Client {
                     check_layout(a)?;
                     // Primes the cache as a lookup of the name would.
                     self.meta_cache.keep_entry(asked, ino, &e.name, Some(a));
-                    self.files.merge(a);
+                    self.merge_local(a);
                 }
                 Ok((entries, eof))
             }

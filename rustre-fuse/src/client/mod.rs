@@ -3,7 +3,8 @@
 //! ## The face
 //! What callers outside this module use, all on [`Client`]:
 //! - the session: [`Client::connect`], [`Client::close`], the cache settings
-//!   ([`Client::set_attr_ttl`], [`Client::set_cache_bytes`]) and the cluster map;
+//!   ([`Client::set_attr_ttl`], [`Client::set_cache_bytes`]), the atime mode
+//!   ([`Client::set_atime_mode`]) and the cluster map;
 //! - names and attributes, inode-addressed as the kernel asks (`meta`): `lookup`,
 //!   `getattr`, `setattr_file`, `create`, `mkdir`, `mknod`, `symlink`, `readlink`, `link`,
 //!   `unlink`, `rmdir`, `rename`, `access`, xattrs, `statfs`, `sync_metadata`, directory
@@ -23,12 +24,14 @@
 //! this client's writes reached), `dirs` (directory handles' offsets), `cache` (the page
 //! cache), `writeback` (buffered writes), `unstable` (changes acknowledged but not yet
 //! synced, and their write verifiers), `releases` (the queue of closes sent together),
-//! `pending_marks` (stale marks the MDS has not taken yet),
+//! `pending_marks` (stale marks the MDS has not taken yet), `atime` (the atime rule and
+//! the atimes sent but not answered),
 //! `meta_cache` (names and attributes answered while the feeds vouch for them),
 //! `capability` (answers to the kernel's `security.capability` probe) and `stripe` (the
 //! layout math).
 
 pub mod admin;
+mod atime;
 mod cache;
 mod capability;
 mod data;
@@ -50,6 +53,7 @@ mod transfer;
 mod unstable;
 mod writeback;
 
+pub use atime::{AtimeMode, AtimeRule, STRICTATIME_INTERVAL};
 pub use cache::DEFAULT_CACHE_BYTES;
 pub use dirs::Listed;
 pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
@@ -63,7 +67,7 @@ use std::time::Duration;
 use rustre_proto::cluster::Cluster;
 use rustre_proto::msg::mds::{MdsOp, MdsResponse};
 use rustre_proto::msg::mgs::ClusterMap;
-use rustre_proto::msg::Creds;
+use rustre_proto::msg::{Attr, Creds};
 use rustre_proto::Error;
 
 /// How a client connects.
@@ -97,6 +101,7 @@ pub struct Client {
     meta_cache: meta_cache::MetaCache,
     releases: releases::ReleaseQueue,
     pending_marks: pending_marks::PendingMarks,
+    atimes: atime::Atimes,
 }
 
 impl Client {
@@ -120,6 +125,7 @@ impl Client {
             meta_cache: meta_cache::MetaCache::default(),
             releases: releases::ReleaseQueue::default(),
             pending_marks: pending_marks::PendingMarks::default(),
+            atimes: atime::Atimes::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {
@@ -209,6 +215,24 @@ impl Client {
         self.meta_cache.set_enabled(!ttl.is_zero());
         self.capability.set_ttl(ttl);
         self.files.set_layout_ttl(ttl);
+    }
+
+    /// When reads and listings move atime (a mount's `noatime`, `relatime`, ...; a client
+    /// moves none until told).
+    pub fn set_atime_mode(&self, mode: AtimeMode) {
+        self.atimes.set_mode(mode);
+    }
+
+    /// The atime mode in force.
+    pub fn atime_mode(&self) -> AtimeMode {
+        self.atimes.mode()
+    }
+
+    /// Merges what this client knows and the MDS may not yet into an attribute answer: the
+    /// sizes and mtimes of its writes, and the atimes its reads moved.
+    fn merge_local(&self, attr: &mut Attr) {
+        self.files.merge(attr);
+        self.atimes.merge(attr);
     }
 
     /// Lookups and getattrs answered from the metadata cache (no MDS round trip) so far.

@@ -1,4 +1,4 @@
-//! Going to the background: [`run`] forks once the arguments are checked and the secret is
+//! Going to the background: [`run`] (unless it remounts) forks once the arguments are checked and the secret is
 //! read; the parent waits on a status pipe (`OK`, or `ERR message`) and exits only when the
 //! child reports the mount up or fails, because mount(8) waits for it. The child ([`serve`])
 //! connects, mounts, reports, detaches its standard descriptors and serves until unmounted
@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use rustre_proto::auth::ClusterKey;
 
 use super::options::{check_mountpoint, MountArgs};
-use super::syscall::{lazy_unmount, mount};
+use super::syscall::{lazy_unmount, mount, remount};
 use super::{connect, HELPER_NAME, SESSION_CLOSE_TIMEOUT, STATUS_MESSAGE_MAX_BYTES};
 
 fn init_logging(debug: bool) {
@@ -27,7 +27,8 @@ fn init_logging(debug: bool) {
 }
 
 /// Mounts and serves until unmounted; goes to the background once the mount is up unless
-/// asked to stay in the foreground. Returns the exit code. Must be called before any other
+/// asked to stay in the foreground (with `remount`, changes the flags of the mount there
+/// instead, see `syscall::remount`). Returns the exit code. Must be called before any other
 /// thread exists (it forks).
 pub fn run(mut args: MountArgs) -> i32 {
     init_logging(args.options.debug);
@@ -39,6 +40,9 @@ pub fn run(mut args: MountArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
+    if args.options.remount {
+        return remount(&args).map_or_else(fail, |()| 0);
+    }
     let key = match ClusterKey::load(&args.options.secret_file) {
         Ok(k) => k,
         Err(e) => return fail(e.to_string()),

@@ -12,11 +12,16 @@
 //!    `/etc/rustre/cluster.secret`) before anything else happens;
 //! 3. the child connects to the MGS (bounded by `CONNECT_TIMEOUT`), mounts with type
 //!    `fuse.rustre` and the MGS address as source, completes the FUSE handshake, raises the
-//!    mount's read-ahead to `READ_AHEAD_KB`, reports success, detaches from the terminal
-//!    and serves until the file system is unmounted; then it ends its MDS session and exits.
+//!    mount's read-ahead to `READ_AHEAD_KB`, sets the client's atime mode from the mount's
+//!    flags (and follows them), reports success, detaches from the terminal and serves until
+//!    the file system is unmounted; then it ends its MDS session and exits.
 //!
 //! Nothing is left mounted when a step fails. With `-f` (or `-o debug`) it stays in the
 //! foreground. SIGINT/SIGTERM detach the mount, which ends the daemon the same way.
+//!
+//! `-o remount,...` (what `mount -o remount,ro /mnt/rustre` runs) starts no daemon: it
+//! changes the kernel flags of the mount in place, and the daemon, which keeps atime
+//! itself, learns them from /proc/self/mountinfo (`mountinfo.rs`).
 //!
 //! ## Layout
 //!
@@ -27,8 +32,10 @@
 //!   and the re-exports.
 //! - `options.rs`: [`MountOptions`] and [`MountArgs`], the `-o` parsing and the helper's
 //!   argument convention. Imports no sibling.
+//! - `mountinfo.rs`: a mount's entry in /proc/self/mountinfo ([`mount_device`], its flags)
+//!   and the thread that keeps the client's atime mode in step with them. Imports `options`.
 //! - `syscall.rs`: mount(2)/fusermount3 and the FUSE handshake ([`mount`]), read-ahead,
-//!   mountinfo ([`mount_device`]), [`lazy_unmount`]. Imports `options`.
+//!   the remount, [`lazy_unmount`]. Imports `options` and `mountinfo`.
 //! - `daemon.rs`: [`run`]: fork, the status pipe to the waiting parent, the daemon's serving
 //!   loop, detaching stdio, logging. Imports `options`, `syscall` and `connect`.
 //! - `in_process.rs`: [`InProcessMount`], served by a thread of the caller. Imports
@@ -37,6 +44,7 @@
 
 mod daemon;
 mod in_process;
+mod mountinfo;
 mod options;
 mod syscall;
 #[cfg(test)]
@@ -54,8 +62,9 @@ use crate::client::{Client, ClientConfig};
 
 pub use daemon::run;
 pub use in_process::InProcessMount;
+pub use mountinfo::mount_device;
 pub use options::{MountArgs, MountFlags, MountOptions};
-pub use syscall::{lazy_unmount, mount, mount_device};
+pub use syscall::{lazy_unmount, mount};
 
 /// The helper's name: mount(8) runs `mount.fuse.rustre` for `-t fuse.rustre`.
 const HELPER_NAME: &str = "mount.fuse.rustre";

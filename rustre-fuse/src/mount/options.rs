@@ -1,6 +1,6 @@
 //! What one mount is asked for: [`MountOptions`] parsed from `-o` strings (seconds, byte
-//! sizes, the generic MS_* flags, and what mount(8) and fstab pass along for every file
-//! system) and [`MountArgs`], the helper's argument convention
+//! sizes, the generic MS_* flags as Linux names them, `remount`, and what mount(8) and fstab
+//! pass along for every file system) and [`MountArgs`], the helper's argument convention
 //! (`SOURCE MOUNTPOINT [-o OPTS] [-f] [-n] [-s] [-v] [-t TYPE]`), with the checks of the
 //! source and the mount point. Argument handling only: nothing here mounts, forks or connects.
 
@@ -15,6 +15,7 @@ use super::{
     DEFAULT_CLIENT_THREADS, DEFAULT_CLUSTER, FS_TYPE, HELPER_NAME, MAX_CLIENT_THREADS,
     MAX_TIMEOUT_SECS, SUBTYPE,
 };
+use crate::client::{AtimeMode, AtimeRule};
 use crate::fuse::FuseConfig;
 
 /// Options of one mount.
@@ -42,15 +43,60 @@ pub struct MountOptions {
     pub fuse: FuseConfig,
     /// Worker threads of the client's async runtime (`threads=`).
     pub threads: usize,
+    /// Change the kernel flags of the mount in place (`remount`): every other option is
+    /// checked, and only the flags and `ro`/`rw` take effect.
+    pub remount: bool,
+    /// The first FUSE kernel option seen (`user_id=`, `group_id=`): mount(8) passes them
+    /// back from /proc/mounts on a remount, and nothing else may set them.
+    pub(super) kernel_option: Option<String>,
 }
 
 /// The MS_* flags the generic mount options set.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MountFlags {
     pub nosuid: bool,
     pub nodev: bool,
     pub noexec: bool,
-    pub noatime: bool,
+    /// `relatime` (also `atime`, the default), `strictatime` or `noatime`.
+    pub atime: AtimeRule,
+    pub nodiratime: bool,
+    /// `sync`: the kernel syncs after every write.
+    pub sync: bool,
+}
+
+impl MountFlags {
+    /// How reads through a mount with these flags move atime (never on a read-only one).
+    pub fn atime_mode(&self, read_only: bool) -> AtimeMode {
+        AtimeMode {
+            rule: if read_only {
+                AtimeRule::Never
+            } else {
+                self.atime
+            },
+            dirs: !self.nodiratime,
+        }
+    }
+
+    /// The MS_* bits of these flags and `read_only`, one atime bit always set (so a remount
+    /// does not keep the old atime flags).
+    pub(super) fn ms_bits(&self, read_only: bool) -> libc::c_ulong {
+        let atime = match self.atime {
+            AtimeRule::Never => libc::MS_NOATIME,
+            AtimeRule::Relative => libc::MS_RELATIME,
+            AtimeRule::Strict => libc::MS_STRICTATIME,
+        };
+        [
+            (read_only, libc::MS_RDONLY),
+            (self.nosuid, libc::MS_NOSUID),
+            (self.nodev, libc::MS_NODEV),
+            (self.noexec, libc::MS_NOEXEC),
+            (self.nodiratime, libc::MS_NODIRATIME),
+            (self.sync, libc::MS_SYNCHRONOUS),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .fold(atime, |bits, (_, bit)| bits | bit)
+    }
 }
 
 impl Default for MountOptions {
@@ -68,10 +114,14 @@ impl Default for MountOptions {
                 nosuid: true,
                 nodev: true,
                 noexec: false,
-                noatime: false,
+                atime: AtimeRule::Relative,
+                nodiratime: false,
+                sync: false,
             },
             fuse: FuseConfig::default(),
             threads: DEFAULT_CLIENT_THREADS,
+            remount: false,
+            kernel_option: None,
         }
     }
 }
@@ -137,14 +187,26 @@ impl MountOptions {
                 ("nodev", None) => f.nodev = true,
                 ("exec", None) => f.noexec = false,
                 ("noexec", None) => f.noexec = true,
-                ("atime" | "relatime", None) => f.noatime = false,
-                ("noatime", None) => f.noatime = true,
+                // `atime` only undoes `noatime`, as mount(8)'s.
+                ("atime", None) if f.atime == AtimeRule::Never => f.atime = AtimeRule::Relative,
+                ("atime", None) => {}
+                ("relatime", None) => f.atime = AtimeRule::Relative,
+                ("strictatime", None) => f.atime = AtimeRule::Strict,
+                ("noatime", None) => f.atime = AtimeRule::Never,
+                ("diratime", None) => f.nodiratime = false,
+                ("nodiratime", None) => f.nodiratime = true,
+                ("sync", None) => f.sync = true,
+                ("async", None) => f.sync = false,
+                ("remount", None) => self.remount = true,
+                ("user_id" | "group_id", Some(v)) if v.parse::<u32>().is_ok() => {
+                    self.kernel_option.get_or_insert_with(|| opt.to_string());
+                }
                 // What mount(8) and fstab pass along for every file system.
                 (
                     "_netdev" | "defaults" | "auto" | "noauto" | "user" | "nouser" | "users",
                     None,
                 )
-                | ("nofail" | "async", None) => {}
+                | ("nofail", None) => {}
                 _ if key.starts_with("x-") => {}
                 _ => return Err(format!("unknown mount option {opt:?}")),
             }
@@ -160,6 +222,8 @@ pub struct MountArgs {
     pub source: String,
     pub mountpoint: PathBuf,
     pub options: MountOptions,
+    /// The `-o` strings, in order: a remount applies them over the mount's flags as they are.
+    pub(super) given: Vec<String>,
 }
 
 impl MountArgs {
@@ -183,12 +247,18 @@ impl MountArgs {
         for o in opts {
             options.apply(o)?;
         }
+        if let Some(k) = options.kernel_option.as_ref().filter(|_| !options.remount) {
+            return Err(format!(
+                "{k}: set by the mount itself (accepted with remount only)"
+            ));
+        }
         options.foreground |= foreground;
         let source = mgs_address(source)?;
         Ok(MountArgs {
             source,
             mountpoint: mountpoint.to_path_buf(),
             options,
+            given: opts.to_vec(),
         })
     }
 

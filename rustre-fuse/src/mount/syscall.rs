@@ -1,6 +1,6 @@
 //! The kernel side of a mount: mount(2) of /dev/fuse with type `fuse.rustre` (fusermount3,
 //! through fuser, when the caller may not mount), the FUSE handshake, the mount's read-ahead,
-//! lookups in /proc/self/mountinfo (with its octal escapes) and lazy unmount.
+//! [`remount`] and lazy unmount.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -12,9 +12,10 @@ use std::sync::Arc;
 use fuser::{Config, MountOption, Session, SessionACL};
 use tokio::runtime::Handle;
 
+use super::mountinfo::{entry_at, follow_flags, mount_device};
 use super::options::{MountArgs, MountOptions};
 use super::{FS_TYPE, READ_AHEAD_KB, SUBTYPE};
-use crate::client::Client;
+use crate::client::{AtimeRule, Client};
 use crate::fuse::RustreFs;
 
 fn cstring(p: &Path) -> Result<CString, String> {
@@ -35,6 +36,41 @@ pub fn lazy_unmount(mountpoint: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `-o remount,...`: changes the kernel flags of the rustre mounted at `args.mountpoint`
+/// in place (mount(2) with MS_REMOUNT; FUSE takes no other change, and the daemon follows
+/// the flags from mountinfo). As mount(8), the options apply over the flags in force.
+pub(super) fn remount(args: &MountArgs) -> Result<(), String> {
+    let mnt = &args.mountpoint;
+    let entry = entry_at(mnt)
+        .filter(|e| e.fs_type == FS_TYPE)
+        .ok_or_else(|| format!("{} is not a mounted {FS_TYPE}", mnt.display()))?;
+    let mut o = MountOptions {
+        read_only: entry.read_only(),
+        exec_suid_dev_atime: entry.flags(),
+        ..MountOptions::default()
+    };
+    for given in &args.given {
+        o.apply(given)?;
+    }
+    let flags = libc::MS_REMOUNT | o.exec_suid_dev_atime.ms_bits(o.read_only);
+    let c_mnt = cstring(mnt)?;
+    // SAFETY: a valid C string; a remount reads neither source, type nor data.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c_mnt.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("remount {}: {e}", mnt.display()));
+    }
+    Ok(())
+}
+
 /// Mounts `client` at `args.mountpoint` and completes the FUSE handshake; the returned
 /// session serves once run. The kernel shows type `fuse.rustre` and the MGS address as
 /// source. Nothing stays mounted if this fails.
@@ -44,7 +80,9 @@ pub fn mount(
     args: &MountArgs,
 ) -> Result<Session<RustreFs>, String> {
     let o = &args.options;
-    let fs = RustreFs::new(client, rt, o.fuse.clone());
+    // Before the first request: the kernel leaves atime to the file system.
+    client.set_atime_mode(o.exec_suid_dev_atime.atime_mode(o.read_only));
+    let fs = RustreFs::new(client.clone(), rt, o.fuse.clone());
     let notifier = fs.notifier_slot();
     let acl = if o.allow_other {
         SessionACL::All
@@ -67,6 +105,7 @@ pub fn mount(
     };
     let _ = notifier.set(session.notifier());
     set_read_ahead(mnt);
+    follow_flags(mnt, &client);
     Ok(session)
 }
 
@@ -97,8 +136,16 @@ fn fuser_options(source: &str, o: &MountOptions) -> Vec<MountOption> {
             MountOption::Exec
         },
     ];
-    if f.noatime {
-        v.push(MountOption::NoAtime);
+    v.push(match f.atime {
+        AtimeRule::Never => MountOption::NoAtime,
+        AtimeRule::Relative => MountOption::CUSTOM("relatime".into()),
+        AtimeRule::Strict => MountOption::CUSTOM("strictatime".into()),
+    });
+    if f.nodiratime {
+        v.push(MountOption::CUSTOM("nodiratime".into()));
+    }
+    if f.sync {
+        v.push(MountOption::Sync);
     }
     if o.default_permissions {
         v.push(MountOption::DefaultPermissions);
@@ -135,19 +182,7 @@ fn mount_syscall(source: &str, mnt: &Path, o: &MountOptions) -> Result<Option<Ow
     if o.allow_other {
         data.push_str(",allow_other");
     }
-    let f = &o.exec_suid_dev_atime;
-    let mut flags: libc::c_ulong = 0;
-    for (on, bit) in [
-        (o.read_only, libc::MS_RDONLY),
-        (f.nosuid, libc::MS_NOSUID),
-        (f.nodev, libc::MS_NODEV),
-        (f.noexec, libc::MS_NOEXEC),
-        (f.noatime, libc::MS_NOATIME),
-    ] {
-        if on {
-            flags |= bit;
-        }
-    }
+    let flags = o.exec_suid_dev_atime.ms_bits(o.read_only);
     let c_source = CString::new(source).map_err(|_| "source contains NUL".to_string())?;
     let c_mnt = cstring(mnt)?;
     let c_type = CString::new(FS_TYPE).expect("no NUL");
@@ -183,31 +218,4 @@ fn set_read_ahead(mnt: &Path) {
     if let Err(e) = std::fs::write(&path, READ_AHEAD_KB.to_string()) {
         tracing::warn!("{path}: {e}");
     }
-}
-
-/// "major:minor" of the newest mount at `mnt`.
-pub fn mount_device(mnt: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = escape_mountinfo(&mnt.to_string_lossy());
-    info.lines().rev().find_map(|l| {
-        let mut f = l.split(' ');
-        let dev = f.nth(2)?;
-        let point = f.nth(1)?;
-        (point == want).then(|| dev.to_string())
-    })
-}
-
-/// Paths in mountinfo escape space, tab, newline and backslash as octal.
-pub(super) fn escape_mountinfo(p: &str) -> String {
-    let mut out = String::with_capacity(p.len());
-    for c in p.chars() {
-        match c {
-            ' ' => out.push_str("\\040"),
-            '\t' => out.push_str("\\011"),
-            '\n' => out.push_str("\\012"),
-            '\\' => out.push_str("\\134"),
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -6,9 +6,10 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
+use super::mountinfo::{escape_mountinfo, mount_device, MountEntry};
 use super::options::mgs_address;
-use super::syscall::{escape_mountinfo, mount_device};
 use super::{MountArgs, MountOptions, MAX_CLIENT_THREADS};
+use crate::client::{AtimeMode, AtimeRule};
 
 fn os(v: &[&str]) -> Vec<OsString> {
     v.iter().map(OsString::from).collect()
@@ -166,4 +167,84 @@ fn a_source_without_a_port_names_the_mgs_default_port() {
         let err = mgs_address(bad).unwrap_err();
         assert!(err.contains("HOST[:PORT]"), "{bad:?}: {err}");
     }
+}
+
+#[test]
+fn linux_flag_options_set_the_ms_bits_and_the_atime_mode() {
+    let mut o = MountOptions::default();
+    let f = o.exec_suid_dev_atime;
+    assert_eq!(
+        f.ms_bits(false),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_RELATIME
+    );
+    o.apply("suid,dev,noexec,strictatime,nodiratime,sync,ro")
+        .unwrap();
+    let f = o.exec_suid_dev_atime;
+    assert_eq!(
+        f.ms_bits(o.read_only),
+        libc::MS_RDONLY
+            | libc::MS_NOEXEC
+            | libc::MS_STRICTATIME
+            | libc::MS_NODIRATIME
+            | libc::MS_SYNCHRONOUS
+    );
+    assert_eq!(f.atime_mode(true).rule, AtimeRule::Never, "read-only");
+    assert_eq!(
+        f.atime_mode(false),
+        AtimeMode {
+            rule: AtimeRule::Strict,
+            dirs: false
+        }
+    );
+    // The last word wins; `atime` only undoes `noatime`.
+    o.apply("nosuid,nodev,exec,diratime,async,rw,atime")
+        .unwrap();
+    assert_eq!(o.exec_suid_dev_atime.atime, AtimeRule::Strict);
+    o.apply("noatime").unwrap();
+    let bits = o.exec_suid_dev_atime.ms_bits(o.read_only);
+    assert_eq!(bits, libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOATIME);
+    o.apply("atime").unwrap();
+    assert_eq!(o.exec_suid_dev_atime.atime, AtimeRule::Relative);
+}
+
+#[test]
+fn remount_takes_back_what_mount8_passes_and_fuse_ids_only_with_it() {
+    // What mount(8) passes for `mount -o remount,ro MNT` (util-linux 2.38).
+    let a = MountArgs::from_helper_args(&os(&[
+        "h:1",
+        "/m",
+        "-o",
+        "ro,nosuid,nodev,relatime,remount,user_id=0,group_id=0",
+    ]))
+    .unwrap();
+    assert!(a.options.remount && a.options.read_only);
+    let err = MountArgs::from_helper_args(&os(&["h:1", "/m", "-o", "rw,user_id=0"]));
+    assert!(err.unwrap_err().contains("user_id=0"), "only with remount");
+    for bad in ["remount,bogus", "user_id=x,remount", "nodiratime=1"] {
+        let r = MountArgs::from_helper_args(&os(&["h:1", "/m", "-o", bad]));
+        assert!(r.is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn mountinfo_lines_give_the_flags_in_force() {
+    let e = MountEntry::parse(
+        "70 48 0:41 / /mnt/a\\040b ro,nosuid,nodev,noatime,nodiratime shared:5 - fuse.rustre \
+         127.0.0.1:9400 rw,user_id=0,group_id=0",
+    )
+    .unwrap();
+    assert_eq!(
+        (e.id, e.device.as_str(), e.mountpoint.as_str()),
+        (70, "0:41", "/mnt/a\\040b")
+    );
+    assert_eq!(e.fs_type, "fuse.rustre");
+    assert!(e.read_only());
+    let f = e.flags();
+    assert!(f.nosuid && f.nodev && !f.noexec && f.nodiratime && !f.sync);
+    assert_eq!(f.atime, AtimeRule::Never);
+    let strict = MountEntry::parse("1 0 0:1 / / rw - ext4 /dev/x ro,sync").unwrap();
+    assert!(strict.read_only(), "a read-only superblock");
+    assert_eq!(strict.flags().atime, AtimeRule::Strict);
+    assert!(strict.flags().sync);
+    assert_eq!(MountEntry::parse("garbage"), None);
 }

@@ -26,6 +26,15 @@ pub const WATCH_MAX_CHANGES: usize = 1024;
 /// Longest an MDS holds a `Watch` that has nothing to report before answering empty.
 pub const WATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// relatime: an atime this old is moved by a read even when newer than mtime and ctime.
+pub const RELATIME_MAX_AGE_SECS: i64 = 24 * 60 * 60;
+
+/// Linux's relatime rule: a read at `now` moves the atime of `a` when that atime is not
+/// after its mtime or its ctime, or is [`RELATIME_MAX_AGE_SECS`] old.
+pub fn relatime_due(a: &Attr, now: Timestamp) -> bool {
+    a.atime <= a.mtime || a.atime <= a.ctime || now.sec - a.atime.sec >= RELATIME_MAX_AGE_SECS
+}
+
 /// One call to the MDS: who asks, in which session, and what.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MdsRequest {
@@ -233,6 +242,15 @@ pub enum MdsOp {
     /// The stale copies this MDS's resync worker tried to refill and could not (the target
     /// OST full or failing, say), for `rustre status`: `MdsResponse::StuckCopies`.
     StuckCopies,
+    /// A read or a listing through the caller's open of `ino` moved its atime to `atime`
+    /// (the reader's clock, as writers' mtimes are). No ctime change and no permission
+    /// check beyond the open. With `relative`, only when [`relatime_due`] says so (the
+    /// caller did not know the inode's times). Answered with the attributes.
+    Accessed {
+        ino: Ino,
+        atime: Timestamp,
+        relative: bool,
+    },
 }
 
 /// Most stuck copies one MDS keeps and reports (copies failing past that are not listed).

@@ -3,7 +3,8 @@
 //! directory default layouts.
 
 use rustre_proto::msg::mds::{
-    SetAttr, TimeSet, XATTR_CREATE, XATTR_NAME_MAX_BYTES, XATTR_REPLACE, XATTR_VALUE_MAX_BYTES,
+    relatime_due, SetAttr, TimeSet, XATTR_CREATE, XATTR_NAME_MAX_BYTES, XATTR_REPLACE,
+    XATTR_VALUE_MAX_BYTES,
 };
 use rustre_proto::msg::{
     Attr, FileKind, Ino, Layout, LayoutSpec, StripeSet, Timestamp, MAX_OBJECT_BYTES,
@@ -204,6 +205,23 @@ pub fn report_size(
     Ok(inode.attr)
 }
 
+/// A read or a listing moved the atime of `ino` to `atime` (with `relative`, only if
+/// relatime's rule says so). ctime stays: this is not a change of the inode, as on Linux.
+pub fn accessed(
+    tx: &mut dyn Transaction,
+    ino: Ino,
+    atime: Timestamp,
+    relative: bool,
+) -> Result<Attr, Error> {
+    let mut inode = store::inode(tx, ino)?;
+    let due = !relative || relatime_due(&inode.attr, atime);
+    if due && inode.attr.atime != atime {
+        inode.attr.atime = atime;
+        store::put_inode(tx, &inode)?;
+    }
+    Ok(inode.attr)
+}
+
 /// access(2): EACCES unless every bit of `mask` is allowed (F_OK = 0 only checks existence).
 pub fn access(tx: &mut dyn Transaction, ctx: &Ctx, ino: Ino, mask: u32) -> Result<(), Error> {
     let inode = store::inode(tx, ino)?;
@@ -354,4 +372,40 @@ pub fn set_dir_layout(
 
 pub fn get_dir_layout(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<LayoutSpec>, Error> {
     Ok(store::dir(tx, ino)?.dir_layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use rustre_proto::msg::mds::{MdsOp, RELATIME_MAX_AGE_SECS};
+    use rustre_proto::msg::Timestamp;
+
+    use crate::mds::tests::TestCluster;
+
+    #[tokio::test]
+    async fn accessed_moves_atime_by_relatimes_rule_and_leaves_ctime() {
+        let t = TestCluster::start(1).await;
+        let a = t.create("f", 1, 1).await.unwrap();
+        let at = |sec: i64| Timestamp {
+            sec: a.ctime.sec + sec,
+            nsec: 0,
+        };
+        let accessed = |atime, relative| MdsOp::Accessed {
+            ino: a.ino,
+            atime,
+            relative,
+        };
+        // Not after mtime: the first read moves it; then it is newer, so the next does not.
+        let b = t.attr(accessed(at(1), true)).await.unwrap();
+        assert_eq!((b.atime, b.ctime, b.mtime), (at(1), a.ctime, a.mtime));
+        let c = t.attr(accessed(at(2), true)).await.unwrap();
+        assert_eq!(c.atime, at(1));
+        // A day later it moves again; without `relative` it always does.
+        let d = t
+            .attr(accessed(at(1 + RELATIME_MAX_AGE_SECS), true))
+            .await
+            .unwrap();
+        assert_eq!(d.atime, at(1 + RELATIME_MAX_AGE_SECS));
+        let e = t.attr(accessed(at(3), false)).await.unwrap();
+        assert_eq!((e.atime, e.ctime), (at(3), a.ctime));
+    }
 }

@@ -162,6 +162,11 @@ impl Mds {
             }
             MdsOp::Fsck(op) => self.fsck(call, op).await,
             MdsOp::StuckCopies => Ok(MdsResponse::StuckCopies(self.stuck.list())),
+            MdsOp::Accessed {
+                ino,
+                atime,
+                relative,
+            } => self.accessed(call, ino, atime, relative).await,
         }
     }
 }

@@ -9,7 +9,7 @@ use rustre_proto::msg::mds::{
     FsStats, MdsResponse, SetAttr, READDIR_MAX_ENTRIES, RELEASE_MAX_INOS,
 };
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, ROOT_INO};
+use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp, ROOT_INO};
 use rustre_proto::Error;
 
 use super::create::CreateRequest;
@@ -335,6 +335,22 @@ impl Mds {
         let kind = call.bookkeeping();
         self.txn(call.creds, vec![ino], kind, move |tx, c| {
             attr::report_size(tx, c, ino, &report)
+        })
+        .await
+        .map(MdsResponse::Attr)
+    }
+
+    /// An atime moved by a read: bookkeeping (durable by the next sync), as size reports.
+    pub(super) async fn accessed(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        atime: Timestamp,
+        relative: bool,
+    ) -> Answer {
+        let kind = call.bookkeeping();
+        self.txn(call.creds, vec![ino], kind, move |tx, _| {
+            attr::accessed(tx, ino, atime, relative)
         })
         .await
         .map(MdsResponse::Attr)
