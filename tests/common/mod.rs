@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod meta_cluster;
 pub(crate) mod proc_cluster;
 
 use std::net::TcpListener;
