@@ -584,6 +584,7 @@ async fn a_retried_mutation_returns_its_recorded_result() {
         parent: ROOT_INO,
         name: "once".into(),
         perm: 0o755,
+        umask: 0,
     };
     let first = match call(1_000_001, mkdir()).await.unwrap() {
         MdsResponse::Attr(a) => a,

@@ -33,8 +33,9 @@ use crate::net;
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"RSTR";
 /// Bumped on any incompatible change of frames or messages (2: authenticated handshake;
-/// 3: write verifiers, layout versions enforced at the OSTs, OST disk identity, fsck ops).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 3: write verifiers, layout versions enforced at the OSTs, OST disk identity, fsck ops;
+/// 4: access ACLs in attributes, the umask in creates).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

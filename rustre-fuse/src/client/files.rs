@@ -482,6 +482,7 @@ mod tests {
             rdev: 0,
             layout: None,
             truncate_version: tv,
+            acl: None,
         }
     }
 
