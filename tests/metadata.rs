@@ -4,107 +4,15 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustre_fuse::client::ClientConfig;
-use rustre_fuse::Client;
+use common::meta_cluster::{connect, root, start, start_with, user, wait_async};
 use rustre_proto::msg::mds::{
     SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE,
 };
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::{Creds, FileKind, LayoutSpec, Timestamp, ROOT_INO};
+use rustre_proto::msg::{FileKind, LayoutSpec, Timestamp, ROOT_INO};
 use rustre_proto::Error;
-use rustre_server::local::{self, LocalConfig};
-use tokio::sync::watch;
-
-struct TestCluster {
-    client: Arc<Client>,
-    dir: tempfile::TempDir,
-    mgs: String,
-    mds: String,
-    _stop: watch::Sender<bool>,
-}
-
-async fn start(lease_ms: u64) -> TestCluster {
-    start_with(lease_ms, 1).await
-}
-
-async fn start_with(lease_ms: u64, mds: u32) -> TestCluster {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let (stop, rx) = watch::channel(false);
-    let cfg = LocalConfig {
-        data_dir: dir.path().to_path_buf(),
-        osts: 2,
-        mds,
-        store: common::test_store("metadata"),
-        mgs_listen: "127.0.0.1:0".parse().unwrap(),
-        cluster: "test".into(),
-        key: common::test_key(),
-        defaults: Default::default(),
-        durable: true,
-        session_lease_ms: lease_ms,
-    };
-    let running = local::start(cfg, rx).await.unwrap();
-    let mgs = running.mgs_addr.to_string();
-    let client = connect(&mgs).await;
-    TestCluster {
-        client,
-        dir,
-        mgs,
-        mds: running.mds_addrs[0].to_string(),
-        _stop: stop,
-    }
-}
-
-async fn connect(mgs: &str) -> Arc<Client> {
-    let cfg = ClientConfig {
-        mgs_addr: mgs.to_string(),
-        cluster: "test".into(),
-        key: common::test_key(),
-        client_name: "test".into(),
-    };
-    // The MDS and OSTs register a moment after the MGS is up.
-    for _ in 0..100 {
-        if let Ok(c) = Client::connect(&cfg).await {
-            let map = c.refresh_map().await.unwrap();
-            let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
-            if up == 2 {
-                return c;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("cluster did not come up");
-}
-
-/// Polls `f` every 50 ms, without blocking the runtime, until true or `limit` passes.
-async fn wait_async(limit: Duration, f: impl Fn() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    f()
-}
-
-fn root() -> Creds {
-    Creds::root()
-}
-
-fn user(uid: u32) -> Creds {
-    Creds {
-        uid,
-        gid: uid,
-        groups: vec![],
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_lookup_and_their_errors() {
@@ -676,6 +584,7 @@ async fn a_retried_mutation_returns_its_recorded_result() {
         parent: ROOT_INO,
         name: "once".into(),
         perm: 0o755,
+        umask: 0,
     };
     let first = match call(1_000_001, mkdir()).await.unwrap() {
         MdsResponse::Attr(a) => a,

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use rustre_proto::codec;
 use rustre_proto::frame::{FrameKind, Header, Service};
+use rustre_proto::msg::acl::{AclEntry, ExtAcl};
 use rustre_proto::msg::mds::{
     Change, ChangeBatch, DirEntry, FeedChange, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr,
     TimeSet, RENAME_NOREPLACE, XATTR_CREATE,
@@ -231,6 +232,11 @@ fn attr() -> Attr {
             written: [0, 1].into_iter().collect(),
         }),
         truncate_version: 2,
+        acl: Some(Box::new(ExtAcl {
+            group_obj: 4,
+            users: vec![AclEntry { id: 65534, perm: 6 }],
+            groups: vec![AclEntry { id: 100, perm: 5 }],
+        })),
     }
 }
 
@@ -346,6 +352,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 parent: 1,
                 name: "new".into(),
                 perm: 0o644,
+                umask: 0o022,
                 exclusive: true,
                 open_flags: Some(O_RDWR),
                 layout: Some(spec()),
@@ -357,6 +364,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 parent: 1,
                 name: "dir".into(),
                 perm: 0o755,
+                umask: 0o022,
             },
         ),
         (
@@ -366,6 +374,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 name: "fifo".into(),
                 kind: FileKind::Fifo,
                 perm: 0o644,
+                umask: 0o022,
                 rdev: 0,
             },
         ),

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod meta_cluster;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

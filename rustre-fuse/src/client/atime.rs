@@ -200,6 +200,7 @@ mod tests {
             rdev: 0,
             layout: None,
             truncate_version: 0,
+            acl: None,
         }
     }
 

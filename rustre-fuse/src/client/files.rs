@@ -513,6 +513,7 @@ mod tests {
             rdev: 0,
             layout: None,
             truncate_version: tv,
+            acl: None,
         }
     }
 

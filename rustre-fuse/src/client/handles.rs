@@ -94,7 +94,7 @@ impl Client {
 
     /// Creates (or, without O_EXCL in `flags`, opens an existing) file `name` in `parent`
     /// and returns a handle. A new file's layout is `layout`, completed by the directory's
-    /// default and the cluster's.
+    /// default and the cluster's; its permission bits are `perm`, as they are.
     pub async fn create_file(
         self: &Arc<Self>,
         creds: &Creds,
@@ -104,10 +104,25 @@ impl Client {
         flags: i32,
         layout: Option<LayoutSpec>,
     ) -> Result<Opened, Error> {
+        self.create_file_umask(creds, parent, name, (perm, 0), flags, layout)
+            .await
+    }
+
+    /// [`Client::create_file`] for a process with a umask: `(perm, umask)`, the umask applied
+    /// by the MDS unless `parent` has a default ACL (`MdsOp::Create`).
+    pub async fn create_file_umask(
+        self: &Arc<Self>,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        mode: (u32, u32),
+        flags: i32,
+        layout: Option<LayoutSpec>,
+    ) -> Result<Opened, Error> {
         let exclusive = flags & libc::O_EXCL != 0;
         let asked = tokio::time::Instant::now();
         let attr = self
-            .create_open(creds, parent, name, perm, exclusive, Some(flags), layout)
+            .create_open(creds, parent, name, mode, exclusive, Some(flags), layout)
             .await?;
         if exclusive {
             // A new inode has no extended attributes: the kernel's probe before the first

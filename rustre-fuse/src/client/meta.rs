@@ -401,21 +401,21 @@ impl Client {
         exclusive: bool,
         layout: Option<LayoutSpec>,
     ) -> Result<Attr, Error> {
-        self.create_open(creds, parent, name, perm, exclusive, None, layout)
+        self.create_open(creds, parent, name, (perm, 0), exclusive, None, layout)
             .await
     }
 
     /// Creates (or with `exclusive = false` opens an existing) regular file; with
     /// `open_flags` the file is opened in this session too (an existing file's O_TRUNC is
-    /// carried out by the MDS before it answers).
+    /// carried out by the MDS before it answers). `(perm, umask)`: the mode asked for and
+    /// the creating process's umask (`MdsOp::Create`).
     #[allow(clippy::too_many_arguments)] // mirrors the MDS call's fields one to one
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn create_open(
         &self,
         creds: &Creds,
         parent: Ino,
         name: &str,
-        perm: u32,
+        (perm, umask): (u32, u32),
         exclusive: bool,
         open_flags: Option<i32>,
         layout: Option<LayoutSpec>,
@@ -424,6 +424,7 @@ impl Client {
             parent,
             name: name.to_string(),
             perm,
+            umask,
             exclusive,
             open_flags,
             layout,
@@ -431,6 +432,7 @@ impl Client {
         self.attr_call(creds, op).await
     }
 
+    /// Makes directory `name` in `parent` with permission bits `perm`, as they are.
     pub async fn mkdir(
         &self,
         creds: &Creds,
@@ -438,11 +440,30 @@ impl Client {
         name: &str,
         perm: u32,
     ) -> Result<Attr, Error> {
-        let name = name.to_string();
-        self.attr_call(creds, MdsOp::Mkdir { parent, name, perm })
-            .await
+        self.mkdir_umask(creds, parent, name, perm, 0).await
     }
 
+    /// [`Client::mkdir`] for a process with `umask`, which the MDS applies unless `parent`
+    /// has a default ACL (`MdsOp::Mkdir`).
+    pub async fn mkdir_umask(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        perm: u32,
+        umask: u32,
+    ) -> Result<Attr, Error> {
+        let name = name.to_string();
+        let op = MdsOp::Mkdir {
+            parent,
+            name,
+            perm,
+            umask,
+        };
+        self.attr_call(creds, op).await
+    }
+
+    /// Makes node `name` of `kind` in `parent` with permission bits `perm`, as they are.
     pub async fn mknod(
         &self,
         creds: &Creds,
@@ -450,6 +471,20 @@ impl Client {
         name: &str,
         kind: FileKind,
         perm: u32,
+        rdev: u64,
+    ) -> Result<Attr, Error> {
+        self.mknod_umask(creds, parent, name, kind, (perm, 0), rdev)
+            .await
+    }
+
+    /// [`Client::mknod`] for a process with a umask: `(perm, umask)` (`MdsOp::Mknod`).
+    pub async fn mknod_umask(
+        &self,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        kind: FileKind,
+        (perm, umask): (u32, u32),
         rdev: u64,
     ) -> Result<Attr, Error> {
         let name = name.to_string();
@@ -460,6 +495,7 @@ impl Client {
                 name,
                 kind,
                 perm,
+                umask,
                 rdev,
             },
         )

@@ -35,6 +35,11 @@ const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
     // does), so the kernel need not ask for security.capability before every write.
     .union(InitFlags::FUSE_HANDLE_KILLPRIV)
     .union(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+    // The kernel sends a create's mode without the umask, and the umask beside it: the MDS
+    // applies it unless the directory has a default ACL, which Linux then lets decide. Not
+    // FUSE_POSIX_ACL: the kernel would then check ACLs itself (with default_permissions
+    // only) and cache them; here the MDS checks them, with or without default_permissions.
+    .union(InitFlags::FUSE_DONT_MASK)
     .union(InitFlags::FUSE_MAX_PAGES);
 
 fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
@@ -184,7 +189,7 @@ impl Filesystem for RustreFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
@@ -198,15 +203,9 @@ impl Filesystem for RustreFs {
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         self.spawn(async move {
             let creds = who.creds();
+            let mode = (mode & 0o7777, umask);
             let r = c
-                .mknod(
-                    &creds,
-                    parent.0,
-                    &name,
-                    kind,
-                    mode & 0o7777,
-                    u64::from(rdev),
-                )
+                .mknod_umask(&creds, parent.0, &name, kind, mode, u64::from(rdev))
                 .await;
             reply_entry(reply, ttls, r);
         });
@@ -218,7 +217,7 @@ impl Filesystem for RustreFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         let name = match name_str(name) {
@@ -227,7 +226,9 @@ impl Filesystem for RustreFs {
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         self.spawn(async move {
-            let r = c.mkdir(&who.creds(), parent.0, &name, mode & 0o7777).await;
+            let r = c
+                .mkdir_umask(&who.creds(), parent.0, &name, mode & 0o7777, umask)
+                .await;
             reply_entry(reply, ttls, r);
         });
     }
@@ -624,7 +625,7 @@ impl Filesystem for RustreFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
@@ -640,8 +641,9 @@ impl Filesystem for RustreFs {
         let ttl = self.cfg.attr_ttl.min(self.cfg.entry_ttl);
         self.spawn(async move {
             let creds = who.creds();
+            let mode = (mode & 0o7777, umask);
             match c
-                .create_file(&creds, parent.0, &name, mode & 0o7777, flags, None)
+                .create_file_umask(&creds, parent.0, &name, mode, flags, None)
                 .await
             {
                 Ok(o) => reply.created(

@@ -93,10 +93,15 @@ pub enum MdsOp {
     },
     /// Creates a regular file; with `exclusive`, an existing name is EEXIST, otherwise it is
     /// opened. With `open_flags`, the file is also opened in the caller's session.
+    /// In `Create`, `Mkdir` and `Mknod`, `umask` is the creating process's: its bits are
+    /// cleared from `perm` unless `parent` has a default ACL, which then decides the new
+    /// inode's permissions with `perm` (as Linux's `posix_acl_create`); 0 when `perm` is
+    /// already final.
     Create {
         parent: Ino,
         name: String,
         perm: u32,
+        umask: u32,
         exclusive: bool,
         open_flags: Option<i32>,
         layout: Option<LayoutSpec>,
@@ -105,12 +110,14 @@ pub enum MdsOp {
         parent: Ino,
         name: String,
         perm: u32,
+        umask: u32,
     },
     Mknod {
         parent: Ino,
         name: String,
         kind: FileKind,
         perm: u32,
+        umask: u32,
         rdev: u64,
     },
     Symlink {

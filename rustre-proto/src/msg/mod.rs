@@ -3,6 +3,7 @@
 //! Each service has exactly one request enum and one response enum; servers `match` the
 //! request exhaustively, so a new variant without a handler does not compile.
 
+pub mod acl;
 pub mod fsck;
 pub mod mds;
 pub mod mgs;
@@ -292,6 +293,10 @@ pub struct Attr {
     pub layout: Option<Layout>,
     /// Bumped by every truncate; size reports carrying an older version are ignored.
     pub truncate_version: u64,
+    /// An extended POSIX access ACL: what it holds beyond the mode, whose group bits are
+    /// then its mask ([`acl`]). `None`: the mode says everything. Boxed: most inodes have
+    /// none, and caches hold many attributes.
+    pub acl: Option<Box<acl::ExtAcl>>,
 }
 
 /// The caller's identity, carried with every metadata call.
@@ -316,15 +321,19 @@ impl Creds {
 }
 
 /// True when `creds` may access `attr` with `mask` (read 4, write 2, execute/search 1), as
-/// Linux decides from the mode bits: the owner's bits for the owner, else the group's for a
-/// member, else the others'; root reads and writes anything, searches any directory and
-/// executes what anyone may execute. The MDS and the client's metadata cache both ask this.
+/// Linux decides: root reads and writes anything, searches any directory and executes what
+/// anyone may execute; the owner gets the owner's bits; anyone else, with an access ACL,
+/// what its POSIX.1e check gives ([`acl::ExtAcl::grants`]), else the group's bits for a
+/// member and the others' for the rest. The MDS and the client's metadata cache both ask
+/// this.
 pub fn may_access(creds: &Creds, attr: &Attr, mask: u32) -> bool {
     if creds.uid == 0 {
         return mask & 1 == 0 || attr.kind == FileKind::Dir || attr.perm & 0o111 != 0;
     }
     let bits = if creds.uid == attr.uid {
         (attr.perm >> 6) & 7
+    } else if let Some(acl) = &attr.acl {
+        return acl.grants(creds, attr, mask);
     } else if creds.in_group(attr.gid) {
         (attr.perm >> 3) & 7
     } else {

@@ -1,6 +1,6 @@
 //! Inode attribute operations, each the body of one transaction: setattr with Linux's
-//! ownership and time rules, size reports from writers, access checks, readlink, xattrs and
-//! directory default layouts.
+//! ownership and time rules, size reports from writers, access checks, readlink, xattrs
+//! (POSIX ACLs among them, kept on the inode: [`acl`]) and directory default layouts.
 
 use rustre_proto::msg::mds::{
     relatime_due, SetAttr, TimeSet, XATTR_CREATE, XATTR_NAME_MAX_BYTES, XATTR_REPLACE,
@@ -11,6 +11,7 @@ use rustre_proto::msg::{
 };
 use rustre_proto::Error;
 
+use super::acl::{self, Which};
 use super::namespace::Ctx;
 use super::perm::{self, S_ISGID, S_ISUID, S_IXGRP, W};
 use super::{store, truncate};
@@ -272,7 +273,7 @@ fn check_xattr(ctx: &Ctx, attr: &Attr, name: &str, write: bool) -> Result<(), Er
         }
         return Ok(());
     }
-    // system.* (POSIX ACLs) and unknown namespaces.
+    // Other system.* names (POSIX ACLs are handled apart) and unknown namespaces.
     Err(Error::NotSupported)
 }
 
@@ -283,6 +284,10 @@ pub fn get_xattr(
     name: &str,
 ) -> Result<Vec<u8>, Error> {
     let inode = store::inode(tx, ino)?;
+    if let Some(which) = Which::of(name) {
+        // Anyone who reached the inode may read its ACLs, as in Linux.
+        return acl::get(&inode, which);
+    }
     check_xattr(ctx, &inode.attr, name, false)?;
     tx.get(&schema::xattr(ino, name))?.ok_or(Error::NoData)
 }
@@ -296,12 +301,17 @@ pub fn set_xattr(
     flags: u32,
 ) -> Result<(), Error> {
     let mut inode = store::inode(tx, ino)?;
+    if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
+        return Err(Error::Invalid("bad xattr flags".into()));
+    }
+    if let Some(which) = Which::of(name) {
+        // Linux sets an ACL whatever XATTR_CREATE or XATTR_REPLACE say.
+        acl::set(ctx, &mut inode, which, value)?;
+        return store::put_inode(tx, &inode);
+    }
     check_xattr(ctx, &inode.attr, name, true)?;
     if value.len() > XATTR_VALUE_MAX_BYTES {
         return Err(Error::TooBig);
-    }
-    if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
-        return Err(Error::Invalid("bad xattr flags".into()));
     }
     let key = schema::xattr(ino, name);
     let exists = tx.get(&key)?.is_some();
@@ -325,7 +335,7 @@ pub fn set_xattr(
 pub fn list_xattr(tx: &mut dyn Transaction, ctx: &Ctx, ino: Ino) -> Result<Vec<String>, Error> {
     let inode = store::inode(tx, ino)?;
     let (s, e) = schema::xattr_range(ino);
-    let mut names = Vec::new();
+    let mut names = acl::names(&inode);
     for (k, _) in tx.range(&s, &e, XATTR_LIST_MAX)? {
         let name =
             schema::parse_xattr_name(&k).ok_or_else(|| Error::Io("corrupt xattr key".into()))?;
@@ -335,7 +345,6 @@ pub fn list_xattr(tx: &mut dyn Transaction, ctx: &Ctx, ino: Ino) -> Result<Vec<S
         }
         names.push(name.to_string());
     }
-    let _ = inode;
     Ok(names)
 }
 
@@ -346,6 +355,11 @@ pub fn remove_xattr(
     name: &str,
 ) -> Result<(), Error> {
     let mut inode = store::inode(tx, ino)?;
+    if let Some(which) = Which::of(name) {
+        // As Linux's removal of an ACL: no error when there is none.
+        acl::set(ctx, &mut inode, which, &[])?;
+        return store::put_inode(tx, &inode);
+    }
     check_xattr(ctx, &inode.attr, name, true)?;
     let key = schema::xattr(ino, name);
     if tx.get(&key)?.is_none() {

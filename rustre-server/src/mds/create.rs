@@ -25,6 +25,8 @@ pub(super) struct CreateRequest {
     pub parent: Ino,
     pub name: String,
     pub perm: u32,
+    /// The creating process's umask (see `MdsOp::Create`).
+    pub umask: u32,
     /// Fail with `Exists` if the name exists (O_EXCL), rather than open it.
     pub exclusive: bool,
     /// Open the file (new or existing) with these flags in the same transaction.
@@ -112,6 +114,7 @@ impl Mds {
                     ino,
                     kind: FileKind::File,
                     perm: req.perm,
+                    umask: req.umask,
                     rdev: 0,
                     target: None,
                     layout: Some(layout),

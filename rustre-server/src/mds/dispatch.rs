@@ -68,6 +68,7 @@ impl Mds {
                 parent,
                 name,
                 perm,
+                umask,
                 exclusive,
                 open_flags,
                 layout,
@@ -76,20 +77,30 @@ impl Mds {
                     parent,
                     name,
                     perm,
+                    umask,
                     exclusive,
                     open_flags,
                     layout,
                 };
                 self.create_file(call, req).await
             }
-            MdsOp::Mkdir { parent, name, perm } => self.mkdir(call, parent, name, perm).await,
+            MdsOp::Mkdir {
+                parent,
+                name,
+                perm,
+                umask,
+            } => self.mkdir(call, parent, name, (perm, umask)).await,
             MdsOp::Mknod {
                 parent,
                 name,
                 kind,
                 perm,
+                umask,
                 rdev,
-            } => self.mknod(call, parent, name, kind, perm, rdev).await,
+            } => {
+                self.mknod(call, parent, name, kind, (perm, umask), rdev)
+                    .await
+            }
             MdsOp::Symlink {
                 parent,
                 name,

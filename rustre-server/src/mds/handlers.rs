@@ -141,12 +141,13 @@ impl Mds {
         call: Call,
         parent: Ino,
         name: String,
-        perm: u32,
+        (perm, umask): (u32, u32),
     ) -> Answer {
         self.make_node(call, parent, name, move |ino| NewInode {
             ino,
             kind: FileKind::Dir,
             perm,
+            umask,
             rdev: 0,
             target: None,
             layout: None,
@@ -160,7 +161,7 @@ impl Mds {
         parent: Ino,
         name: String,
         kind: FileKind,
-        perm: u32,
+        (perm, umask): (u32, u32),
         rdev: u64,
     ) -> Answer {
         match kind {
@@ -172,6 +173,7 @@ impl Mds {
                     parent,
                     name,
                     perm,
+                    umask,
                     exclusive: true,
                     open_flags: None,
                     layout: None,
@@ -187,6 +189,7 @@ impl Mds {
             ino,
             kind,
             perm,
+            umask,
             rdev,
             target: None,
             layout: None,
@@ -206,6 +209,7 @@ impl Mds {
             ino,
             kind: FileKind::Symlink,
             perm: 0o777,
+            umask: 0,
             rdev: 0,
             target: Some(target.clone()),
             layout: None,

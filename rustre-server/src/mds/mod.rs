@@ -10,7 +10,7 @@
 //! ## Layout
 //! - [`store`]: typed records (keys: [`crate::schema`]).
 //! - [`namespace`], [`attr`], [`open`]: the operations, as transaction bodies.
-//! - [`perm`]: permission rules. [`layout`]: choosing a new file's layout (placement).
+//! - [`perm`]: permission rules; [`acl`]: POSIX ACLs (their xattr form, inheritance). [`layout`]: choosing a new file's layout (placement).
 //! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
 //! - [`fsck`]: `rustre fsck`'s pages of the store and its conditional repairs.
@@ -23,6 +23,7 @@
 //! - `workers`: registration, heartbeats and the background work.
 //! - this file: the [`Mds`] itself and its start.
 
+pub mod acl;
 pub mod attr;
 pub mod config;
 mod create;
@@ -125,10 +126,12 @@ fn bootstrap(kv: &Kv) -> Result<(), Error> {
                 rdev: 0,
                 layout: None,
                 truncate_version: 0,
+                acl: None,
             },
             parent: ROOT_INO,
             target: None,
             dir_layout: None,
+            default_acl: None,
         };
         store::put_inode(tx, &root)?;
         store::put_counter(tx, schema::COUNTER_NEXT_INO, ROOT_INO + 1)

@@ -9,6 +9,7 @@ use rustre_proto::msg::{
 };
 use rustre_proto::Error;
 
+use super::acl;
 use super::perm::{self, S_ISGID, W, X};
 use super::store::{self, Dentry, Doomed, Inode};
 use crate::meta::Transaction;
@@ -30,6 +31,9 @@ pub struct NewInode {
     pub ino: Ino,
     pub kind: FileKind,
     pub perm: u32,
+    /// The creating process's umask: cleared from `perm` unless the directory has a
+    /// default ACL ([`acl::for_new_inode`]).
+    pub umask: u32,
     pub rdev: u64,
     pub target: Option<String>,
     pub layout: Option<Layout>,
@@ -129,7 +133,8 @@ pub fn add_entry(
     Ok(inode.attr)
 }
 
-/// Owner, group and mode of a new inode, with the setgid-directory rules.
+/// Owner, group, mode and ACLs of a new inode, with the setgid-directory rules and the
+/// umask or the directory's default ACL.
 fn init_inode(ctx: &Ctx, parent: &Inode, new: NewInode) -> Inode {
     let mut perm = new.perm & 0o7777;
     let gid = if parent.attr.perm & S_ISGID != 0 {
@@ -147,6 +152,8 @@ fn init_inode(ctx: &Ctx, parent: &Inode, new: NewInode) -> Inode {
     {
         perm &= !S_ISGID;
     }
+    let (perm, acl, default_acl) =
+        acl::for_new_inode(parent.default_acl.as_ref(), new.kind, perm, new.umask);
     let size = new.target.as_ref().map_or(0, |t| t.len() as u64);
     Inode {
         attr: Attr {
@@ -163,6 +170,7 @@ fn init_inode(ctx: &Ctx, parent: &Inode, new: NewInode) -> Inode {
             rdev: new.rdev,
             layout: new.layout,
             truncate_version: 0,
+            acl: acl.map(Box::new),
         },
         parent: if new.kind == FileKind::Dir {
             parent.attr.ino
@@ -175,6 +183,7 @@ fn init_inode(ctx: &Ctx, parent: &Inode, new: NewInode) -> Inode {
         } else {
             None
         },
+        default_acl,
     }
 }
 

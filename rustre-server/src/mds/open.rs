@@ -20,7 +20,7 @@ use rustre_proto::msg::{Attr, FileKind, Ino, Layout};
 use rustre_proto::Error;
 
 use super::namespace::{self, Ctx};
-use super::perm::{self, R, W};
+use super::perm::{self, R, W, X};
 use super::replica;
 use super::store::{self, Session};
 use super::truncate;
@@ -30,9 +30,15 @@ use crate::schema;
 /// Most open records released in one transaction when a session expires.
 pub const EXPIRE_BATCH: usize = 256;
 
-/// The permission an open with `flags` needs.
+/// Linux's `__FMODE_EXEC`, in the flags of the open the kernel makes of a file it is about
+/// to execute (with O_RDONLY); FUSE passes it on.
+pub const FMODE_EXEC: i32 = 0x20;
+
+/// The permission an open with `flags` needs: execute, not read, for an open to execute
+/// (as Linux's `may_open` with MAY_EXEC), else what the access mode says.
 fn open_mask(flags: i32) -> u32 {
     let acc = match flags & libc::O_ACCMODE {
+        _ if flags & FMODE_EXEC != 0 => X,
         libc::O_RDONLY => R,
         libc::O_WRONLY => W,
         _ => R | W,

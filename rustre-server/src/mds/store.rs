@@ -6,6 +6,7 @@ use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec};
 use rustre_proto::Error;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use super::acl::PosixAcl;
 use crate::meta::Transaction;
 use crate::schema;
 
@@ -19,6 +20,8 @@ pub struct Inode {
     pub target: Option<String>,
     /// Directories: the default layout new files inherit.
     pub dir_layout: Option<LayoutSpec>,
+    /// Directories: the default POSIX ACL new entries inherit ([`super::acl`]).
+    pub default_acl: Option<PosixAcl>,
 }
 
 /// A directory entry as stored under `dentry/{parent}/{name}`.

@@ -126,6 +126,7 @@ impl TestCluster {
             parent: ROOT_INO,
             name: name.into(),
             perm: 0o644,
+            umask: 0,
             exclusive: true,
             open_flags: None,
             layout: Some(LayoutSpec {
@@ -312,6 +313,7 @@ async fn create_sized(
             parent: ROOT_INO,
             name: name.into(),
             perm: 0o644,
+            umask: 0,
             exclusive: true,
             open_flags: None,
             layout: Some(LayoutSpec {
@@ -520,6 +522,7 @@ async fn one_release_call_drops_an_open_of_each_inode_it_names() {
                 parent: ROOT_INO,
                 name: name.into(),
                 perm: 0o644,
+                umask: 0,
                 exclusive: true,
                 open_flags: Some(libc::O_RDWR),
                 layout: None,

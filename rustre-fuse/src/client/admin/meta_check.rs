@@ -203,6 +203,7 @@ mod tests {
                 rdev: 0,
                 layout: (kind == FileKind::File).then(|| Layout::striped(1 << 20, vec![0])),
                 truncate_version: 0,
+                acl: None,
             },
             parent: 0,
             open: false,

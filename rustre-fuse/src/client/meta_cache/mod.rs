@@ -330,8 +330,10 @@ impl Default for MetaCache {
     }
 }
 
-/// What the cache knows of a name.
+/// What the cache knows of a name. Only returned, never stored: boxing the attributes would
+/// cost an allocation per lookup answered from the cache.
 #[derive(Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Known {
     /// The name's attributes.
     Found(Attr),

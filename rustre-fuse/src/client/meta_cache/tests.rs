@@ -24,6 +24,7 @@ fn attr(ino: Ino, kind: FileKind, perm: u32, uid: u32) -> Attr {
         ctime: t,
         layout: None,
         truncate_version: 0,
+        acl: None,
     }
 }
 
@@ -527,4 +528,41 @@ fn lookups_check_search_permission_on_the_cached_directory() {
     };
     assert_eq!(cache.lookup(member, 2000, 4, "h"), Some(Known::Absent));
     assert_eq!(cache.lookup(other, 2000, 4, "h"), None);
+}
+
+#[test]
+fn lookups_follow_the_cached_directorys_acl() {
+    use rustre_proto::msg::acl::{AclEntry, ExtAcl};
+    let cache = trusted_cache();
+    let e = cache.epoch();
+    // rwxr-xr-x for the mode, but user:2000:--- in its ACL (mask r-x).
+    let acl = ExtAcl {
+        group_obj: 5,
+        users: vec![AclEntry { id: 2000, perm: 0 }],
+        groups: vec![],
+    };
+    cache.keep_attr(
+        e,
+        &Attr {
+            acl: Some(Box::new(acl)),
+            ..attr(2, FileKind::Dir, 0o755, 1000)
+        },
+    );
+    cache.keep_entry(e, 2, "f", None);
+    let named = || Creds {
+        uid: 2000,
+        gid: 2000,
+        groups: vec![],
+    };
+    let other = || Creds {
+        uid: 3000,
+        gid: 3000,
+        groups: vec![],
+    };
+    assert_eq!(
+        cache.lookup(named, 2000, 2, "f"),
+        None,
+        "denied: the MDS answers"
+    );
+    assert_eq!(cache.lookup(other, 3000, 2, "f"), Some(Known::Absent));
 }

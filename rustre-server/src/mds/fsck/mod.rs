@@ -349,6 +349,7 @@ fn reattach(
                 ino: new_dir,
                 kind: FileKind::Dir,
                 perm: LOST_FOUND_PERM,
+                umask: 0,
                 rdev: 0,
                 target: None,
                 layout: None,

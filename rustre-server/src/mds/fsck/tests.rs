@@ -27,6 +27,7 @@ fn node(ino: Ino, kind: FileKind) -> NewInode {
         ino,
         kind,
         perm: 0o755,
+        umask: 0,
         rdev: 0,
         target: None,
         layout: (kind == FileKind::File).then(|| Layout::striped(1 << 20, vec![0])),

@@ -282,10 +282,12 @@ fn put_file(mds: &Mds, ino: Ino, size: u64, layout: Layout) {
             rdev: 0,
             layout: Some(layout),
             truncate_version: 0,
+            acl: None,
         },
         parent: 0,
         target: None,
         dir_layout: None,
+        default_acl: None,
     };
     mds.kv.transact(|tx| store::put_inode(tx, &inode)).unwrap();
 }
@@ -417,10 +419,12 @@ fn settling_leaves_a_newer_intent_and_refuses_a_changed_layout_or_a_lost_claim()
                 ..Layout::striped(4096, vec![0])
             }),
             truncate_version: 1,
+            acl: None,
         },
         parent: 0,
         target: None,
         dir_layout: None,
+        default_acl: None,
     };
     kv.transact(|tx| {
         store::put_inode(tx, &inode(3))?;

@@ -1,0 +1,107 @@
+//! An in-process cluster (MGS, MDS, OSTs on loopback TCP; the embedded store, or FoundationDB
+//! when `RUSTRE_FDB_CLUSTER_FILE` is set and the `fdb` feature is on) and a client library
+//! connected to it, for the tests of metadata operations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustre_fuse::client::ClientConfig;
+use rustre_fuse::Client;
+use rustre_proto::msg::mgs::NodeState;
+use rustre_proto::msg::Creds;
+use rustre_server::local::{self, LocalConfig};
+use tokio::sync::watch;
+
+/// An in-process cluster (2 OSTs, durable MDS) and a client of it.
+pub(crate) struct TestCluster {
+    pub(crate) client: Arc<Client>,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) mgs: String,
+    /// The first MDS's address.
+    pub(crate) mds: String,
+    _stop: watch::Sender<bool>,
+}
+
+/// [`start_with`] one MDS.
+pub(crate) async fn start(lease_ms: u64) -> TestCluster {
+    start_with(lease_ms, 1).await
+}
+
+/// A cluster of `mds` MDS with session lease `lease_ms`, in a temporary directory.
+pub(crate) async fn start_with(lease_ms: u64, mds: u32) -> TestCluster {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, rx) = watch::channel(false);
+    let cfg = LocalConfig {
+        data_dir: dir.path().to_path_buf(),
+        osts: 2,
+        mds,
+        store: super::test_store("metadata"),
+        mgs_listen: "127.0.0.1:0".parse().unwrap(),
+        cluster: "test".into(),
+        key: super::test_key(),
+        defaults: Default::default(),
+        durable: true,
+        session_lease_ms: lease_ms,
+    };
+    let running = local::start(cfg, rx).await.unwrap();
+    let mgs = running.mgs_addr.to_string();
+    let client = connect(&mgs).await;
+    TestCluster {
+        client,
+        dir,
+        mgs,
+        mds: running.mds_addrs[0].to_string(),
+        _stop: stop,
+    }
+}
+
+/// A client of the cluster of `mgs`, once both OSTs are up.
+pub(crate) async fn connect(mgs: &str) -> Arc<Client> {
+    let cfg = ClientConfig {
+        mgs_addr: mgs.to_string(),
+        cluster: "test".into(),
+        key: super::test_key(),
+        client_name: "test".into(),
+    };
+    // The MDS and OSTs register a moment after the MGS is up.
+    for _ in 0..100 {
+        if let Ok(c) = Client::connect(&cfg).await {
+            let map = c.refresh_map().await.unwrap();
+            let up = map.osts.iter().filter(|o| o.state == NodeState::Up).count();
+            if up == 2 {
+                return c;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cluster did not come up");
+}
+
+/// Polls `f` every 50 ms, without blocking the runtime, until true or `limit` passes.
+pub(crate) async fn wait_async(limit: Duration, f: impl Fn() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
+
+pub(crate) fn root() -> Creds {
+    Creds::root()
+}
+
+/// User `uid` in its own group `uid`.
+pub(crate) fn user(uid: u32) -> Creds {
+    Creds {
+        uid,
+        gid: uid,
+        groups: vec![],
+    }
+}
