@@ -21,6 +21,32 @@ use crate::schema;
 /// Most xattrs listed for one inode.
 pub const XATTR_LIST_MAX: usize = 1024;
 
+/// The file capability xattr: any change of the file's data removes it, whoever writes
+/// (Linux's file_remove_privs).
+pub const CAPABILITY_XATTR: &str = "security.capability";
+
+/// What a change of the data of `ino` (a write, truncate or fallocate by `ctx.creds`) does to
+/// its privileges, by Linux's rules: setuid goes, and setgid with group-execute, unless the
+/// writer is root; the file capability goes whoever writes. True if anything changed (ctime
+/// is then `ctx.now`); the caller stores the inode.
+fn kill_privs(tx: &mut dyn Transaction, ctx: &Ctx, attr: &mut Attr) -> Result<bool, Error> {
+    let mut changed = false;
+    let cleared = perm::perm_after_write(ctx.creds, attr);
+    if cleared != attr.perm {
+        attr.perm = cleared;
+        changed = true;
+    }
+    let key = schema::xattr(attr.ino, CAPABILITY_XATTR);
+    if attr.kind == FileKind::File && tx.get(&key)?.is_some() {
+        tx.clear(&key);
+        changed = true;
+    }
+    if changed {
+        attr.ctime = ctx.now;
+    }
+    Ok(changed)
+}
+
 /// What a setattr did, and whether a size change is waiting for its objects to be cut
 /// ([`truncate`]): the caller carries it out before it answers.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -95,7 +121,7 @@ pub fn setattr(
         if size > max_file_size(a.layout.as_ref()) {
             return Err(Error::TooBig);
         }
-        a.perm = perm::perm_after_write(creds, a);
+        kill_privs(tx, ctx, a)?;
         if size != a.size {
             resized = true;
             a.size = size;
@@ -194,12 +220,8 @@ pub fn report_size(
         a.ctime = mtime.max(a.ctime);
         changed = true;
     }
-    let cleared = perm::perm_after_write(ctx.creds, a);
-    if cleared != a.perm {
-        a.perm = cleared;
-        a.ctime = ctx.now;
-        changed = true;
-    }
+    // A report follows writes (or a fallocate): they cost the file its privileges.
+    changed |= kill_privs(tx, ctx, a)?;
     if changed {
         store::put_inode(tx, &inode)?;
     }
@@ -360,7 +382,13 @@ pub fn remove_xattr(
         acl::set(ctx, &mut inode, which, &[])?;
         return store::put_inode(tx, &inode);
     }
-    check_xattr(ctx, &inode.attr, name, true)?;
+    // The kernel removes the file capability before a write as the writer (Linux's
+    // killpriv), and refuses an explicit removal without CAP_SETFCAP itself: whoever may
+    // write the file may remove it, as a write would.
+    let killpriv = name == CAPABILITY_XATTR && perm::allowed(ctx.creds, &inode.attr, W);
+    if !killpriv {
+        check_xattr(ctx, &inode.attr, name, true)?;
+    }
     let key = schema::xattr(ino, name);
     if tx.get(&key)?.is_none() {
         return Err(Error::NoData);

@@ -32,6 +32,8 @@ mod error;
 pub mod feed;
 pub mod fsck;
 mod handlers;
+#[cfg(test)]
+mod killpriv_tests;
 pub mod layout;
 pub mod namespace;
 pub mod open;
