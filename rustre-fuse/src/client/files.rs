@@ -134,6 +134,9 @@ pub(super) struct InodeState {
     /// Its handles were evicted ([`Files::evict_session`]) and none was opened since: no
     /// write or sync of it may go out.
     pub(super) evicted: bool,
+    /// The MDS last showed setuid or setgid on the file, and no write cleared them since
+    /// ([`Files::take_setid`]).
+    pub(super) setid: bool,
 }
 
 impl InodeState {
@@ -151,6 +154,7 @@ impl InodeState {
             opens: 0,
             append: Arc::new(tokio::sync::Mutex::new(())),
             evicted: false,
+            setid: attr.perm & 0o6000 != 0,
         }
     }
 
@@ -242,6 +246,7 @@ impl Files {
         let Some(st) = inodes.get_mut(&attr.ino) else {
             return;
         };
+        st.setid |= attr.perm & 0o6000 != 0;
         if let Some(l) = &attr.layout {
             learn_layout(&mut st.layout, l);
             st.layout_seen = tokio::time::Instant::now();
@@ -406,6 +411,14 @@ impl Files {
             st.writes += 1;
             st.writer = writer.clone();
         }
+    }
+
+    /// Whether `ino` had setid bits a write has just cleared (true once per time they are
+    /// seen): the kernel's cached mode is then stale.
+    pub(super) fn take_setid(&self, ino: Ino) -> bool {
+        lock(&self.inodes)
+            .get_mut(&ino)
+            .is_some_and(|st| std::mem::take(&mut st.setid))
     }
 
     /// Notes that every live copy of `stripes` of `ino` acknowledged a write.

@@ -26,6 +26,7 @@ use super::files::{
     FALLOC_FL_ZERO_RANGE, MAX_FILE_BYTES, SIZE_REPORT_INTERVAL, ZERO_CHUNK_BYTES,
 };
 use super::releases::{SenderRunning, Waiter, RELEASE_GATHER};
+use super::space;
 use super::Client;
 use rustre_proto::sync::lock;
 
@@ -56,6 +57,8 @@ impl Client {
         };
         let attr = self.report_size(&r.writer, ino, &r).await?;
         self.files.reported(ino, &r, &attr);
+        // The MDS removed the file capability with the report, if it had one.
+        self.capability.forget(ino);
         Ok(())
     }
 
@@ -262,6 +265,15 @@ impl Client {
         Ok(len)
     }
 
+    /// After a write through `fh` by a caller without CAP_FSETID (FUSE_WRITE_KILL_SUIDGID):
+    /// whether it cleared setid bits the kernel may still have cached (once per time the
+    /// bits are seen; the MDS clears them with the write's size report).
+    pub fn write_cleared_setid(&self, fh: u64) -> bool {
+        self.files
+            .handle(fh)
+            .is_ok_and(|f| self.files.take_setid(f.ino))
+    }
+
     /// close(2) of one descriptor of `fh`: the MDS learns the size and mtime written.
     /// True when a flush of handle `fh` would do nothing: no write of its inode is buffered,
     /// in flight or unreported (so the kernel's FLUSH at every close of a file nobody wrote
@@ -362,11 +374,16 @@ impl Client {
         Ok(Some(if want_data { offset } else { size }))
     }
 
-    /// fallocate(2) through handle `fh`. Mode 0 and FALLOC_FL_KEEP_SIZE reserve nothing on
-    /// the OSTs (objects are sparse) but extend the size as asked; FALLOC_FL_PUNCH_HOLE and
-    /// FALLOC_FL_ZERO_RANGE write zeros over the range. Other modes are EOPNOTSUPP.
+    /// fallocate(2) by `creds` through handle `fh`. Mode 0 and FALLOC_FL_KEEP_SIZE reserve
+    /// nothing on the OSTs (objects are sparse): they are ENOSPC, with nothing changed, when
+    /// an OST of the file lacks room for its share of the range ([`super::space`]), and
+    /// otherwise extend the size as asked. FALLOC_FL_PUNCH_HOLE and FALLOC_FL_ZERO_RANGE
+    /// write zeros over the range. Other modes are EOPNOTSUPP. Every mode changes the data:
+    /// the MDS learns it before the call returns, and clears the setid bits (the caller's
+    /// rule) and the file capability ([`Client::report_dirty`]).
     pub async fn fallocate_file(
         self: &Arc<Self>,
+        creds: &Creds,
         fh: u64,
         offset: u64,
         len: u64,
@@ -374,7 +391,8 @@ impl Client {
     ) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
         let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
-        let largest = MAX_FILE_BYTES.min(f.layout()?.max_file_size());
+        let layout = f.layout()?;
+        let largest = MAX_FILE_BYTES.min(layout.max_file_size());
         let end = offset
             .checked_add(len)
             .filter(|e| *e <= largest)
@@ -384,7 +402,7 @@ impl Client {
         }
         let size = self.files.size(f.ino);
         match mode & !FALLOC_FL_KEEP_SIZE {
-            0 => {}
+            0 => space::check_room(layout, &self.cluster_map(), offset, end)?,
             FALLOC_FL_PUNCH_HOLE if keep_size => {
                 self.zero_range(&f, offset, end.min(size)).await?;
             }
@@ -393,12 +411,10 @@ impl Client {
             }
             _ => return Err(Error::NotSupported),
         }
-        if !keep_size && end > size {
-            self.files
-                .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
-            self.report_dirty(f.ino).await?;
-        }
-        Ok(())
+        let end = if keep_size { size } else { end.max(size) };
+        self.files
+            .wrote(f.ino, end, rustre_proto::host::now(), creds);
+        self.report_dirty(f.ino).await
     }
 
     /// Writes zeros over `[start, end)` of the file behind `f`.

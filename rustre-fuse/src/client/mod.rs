@@ -27,8 +27,8 @@
 //! `pending_marks` (stale marks the MDS has not taken yet), `atime` (the atime rule and
 //! the atimes sent but not answered),
 //! `meta_cache` (names and attributes answered while the feeds vouch for them),
-//! `capability` (answers to the kernel's `security.capability` probe) and `stripe` (the
-//! layout math).
+//! `capability` (answers to the kernel's `security.capability` probe), `space` (whether
+//! the OSTs can take a fallocate) and `stripe` (the layout math).
 
 pub mod admin;
 mod atime;
@@ -48,6 +48,7 @@ mod meta_cache;
 pub mod path;
 mod pending_marks;
 mod releases;
+mod space;
 mod stripe;
 mod transfer;
 mod unstable;

@@ -365,21 +365,29 @@ impl Filesystem for RustreFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         // fuser reuses its buffer, so the data is copied before the request moves on.
         let data = Bytes::copy_from_slice(data);
-        let c = self.client.clone();
+        let (c, n) = (self.client.clone(), self.notifier.clone());
+        // Set by the kernel for a writer without CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2): the
+        // write clears setid bits, and the kernel's cached mode must not outlive it.
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         self.spawn(async move {
             match c.write_file(fh.0, offset, data).await {
-                Ok(n) => reply.written(n as u32),
+                Ok(written) => {
+                    if kill && c.write_cleared_setid(fh.0) {
+                        drop_cached_attrs(&n, ino.0);
+                    }
+                    reply.written(written as u32);
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -660,17 +668,23 @@ impl Filesystem for RustreFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let c = self.client.clone();
+        let (c, who, n) = (self.client.clone(), Caller::of(req), self.notifier.clone());
         self.spawn(async move {
-            reply_empty(reply, c.fallocate_file(fh.0, offset, length, mode).await);
+            let creds = who.creds();
+            let r = c.fallocate_file(&creds, fh.0, offset, length, mode).await;
+            if r.is_ok() {
+                // The MDS cleared setid bits: the kernel's cached mode is stale.
+                drop_cached_attrs(&n, ino.0);
+            }
+            reply_empty(reply, r);
         });
     }
 
