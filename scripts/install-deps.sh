@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing rustre needs on Debian 12: FUSE 3, the tools the
-# end-to-end tests drive (rsync, git, sqlite3, attr, acl, fio, bindfs; mkfs.ext4 and loop mounts
+# end-to-end tests drive (rsync, git, sqlite3, attr, acl, fio, bindfs, python3, setcap from
+# libcap2-bin; mkfs.ext4 and loop mounts
 # for the small OST of tests/space.rs), libclang for the
 # FoundationDB bindings' type check, a C++ compiler for libFuzzer, the POSIX test suites
 # pjdfstest and fsx, and cargo-fuzz (scripts/fuzz.sh). Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
-for pkg in fuse3 libfuse3-dev pkg-config libclang-dev g++ rsync git sqlite3 attr acl fio bindfs iproute2 util-linux e2fsprogs mount; do
+for pkg in fuse3 libfuse3-dev pkg-config libclang-dev g++ rsync git sqlite3 attr acl fio bindfs python3 libcap2-bin iproute2 util-linux e2fsprogs mount; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
