@@ -1,5 +1,6 @@
 //! Setuid/setgid bits and `security.capability` through a real FUSE mount: every path that
-//! changes a file's data clears them by Linux's rules (O_DIRECT writes, fallocate, punch hole
+//! changes a file's data clears them by Linux's rules (buffered, O_DSYNC and O_DIRECT writes,
+//! fallocate, punch hole
 //! and zero range, by the owner and by another user with write permission; root keeps
 //! setuid but loses the capability), and fallocate past the OSTs' free space is ENOSPC with
 //! nothing changed. Users are switched with `setpriv`; `setcap`/`getcap` are from
@@ -19,8 +20,8 @@ const OWNER: u32 = 1000;
 /// Another user, writing through the "other" write bit (Debian's `nobody`).
 const NOBODY: u32 = 65534;
 
-/// python3 doing one data-changing call on file `sys.argv[2]`: `dio` (an aligned 4 KiB
-/// O_DIRECT write), `falloc` (posix_fallocate, mode 0), `punch` (PUNCH_HOLE|KEEP_SIZE),
+/// python3 doing one data-changing call on file `sys.argv[2]`: `buf` (a buffered write),
+/// `dsync` (an O_DSYNC write), `dio` (an aligned 4 KiB O_DIRECT write), `falloc` (posix_fallocate, mode 0), `punch` (PUNCH_HOLE|KEEP_SIZE),
 /// `zero` (ZERO_RANGE) or `big` (mode-0 fallocate of `sys.argv[3]` bytes).
 const DATA_OP: &str = r#"
 import ctypes, mmap, os, sys
@@ -31,7 +32,10 @@ def falloc(fd, mode, off, n):
     if libc.fallocate(fd, mode, off, n) != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
-if op == "dio":
+if op in ("buf", "dsync"):
+    fd = os.open(path, os.O_WRONLY | (os.O_DSYNC if op == "dsync" else 0))
+    os.write(fd, b"w" * 100)
+elif op == "dio":
     fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
     buf = mmap.mmap(-1, 4096)
     buf.write(b"d" * 4096)
@@ -132,7 +136,7 @@ fn writes_and_fallocate_clear_setid_bits_and_capabilities() {
     let mount = ForegroundMount::start(&c.mgs_addr, &mnt, "allow_other");
     let m = mount.path.clone();
 
-    for op in ["dio", "falloc", "punch", "zero"] {
+    for op in ["buf", "dsync", "dio", "falloc", "punch", "zero"] {
         for (who, uid) in [("owner", OWNER), ("other", NOBODY)] {
             let name = format!("{op}-{who}");
             setid_file(&m, &name);
