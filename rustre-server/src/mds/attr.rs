@@ -29,7 +29,11 @@ pub const CAPABILITY_XATTR: &str = "security.capability";
 /// its privileges, by Linux's rules: setuid goes, and setgid with group-execute, unless the
 /// writer is root; the file capability goes whoever writes. True if anything changed (ctime
 /// is then `ctx.now`); the caller stores the inode.
-fn kill_privs(tx: &mut dyn Transaction, ctx: &Ctx, attr: &mut Attr) -> Result<bool, Error> {
+pub(super) fn kill_privs(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    attr: &mut Attr,
+) -> Result<bool, Error> {
     let mut changed = false;
     let cleared = perm::perm_after_write(ctx.creds, attr);
     if cleared != attr.perm {

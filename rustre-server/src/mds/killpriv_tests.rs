@@ -1,7 +1,7 @@
 //! Privileges a change of data costs a file, over an in-process cluster (the harness of
-//! `tests`): a size report or a truncate clears setuid (and setgid with group-execute) for
-//! a non-root writer and removes `security.capability` for anyone; whoever may write the file
-//! may remove its capability, as the kernel does before a write.
+//! `tests`): a size report, a truncate or an O_TRUNC open clears setuid (and setgid with
+//! group-execute) for a non-root writer and removes `security.capability` for anyone;
+//! whoever may write the file may remove its capability, as the kernel does before a write.
 
 use rustre_proto::msg::mds::{MdsOp, MdsResponse, SetAttr};
 use rustre_proto::msg::{Attr, Creds};
@@ -141,5 +141,26 @@ async fn a_writer_may_remove_the_capability_and_nothing_else() {
     t.call_as(user(7), t.next_seq(), remove(CAPABILITY_XATTR))
         .await
         .unwrap();
+    assert_eq!(capability(&t, a.ino).await, None);
+}
+
+#[tokio::test]
+async fn an_o_trunc_open_removes_the_capability() {
+    let t = TestCluster::start(1).await;
+    let a = t.create("f", 1, 1).await.unwrap();
+    let a = report_as(&t, Creds::root(), &a).await;
+    assert_eq!(a.size, 10);
+    let op = MdsOp::SetXattr {
+        ino: a.ino,
+        name: CAPABILITY_XATTR.into(),
+        value: vec![1],
+        flags: 0,
+    };
+    t.call(op).await.unwrap();
+    let op = MdsOp::Open {
+        ino: a.ino,
+        flags: libc::O_WRONLY | libc::O_TRUNC,
+    };
+    assert_eq!(t.attr(op).await.unwrap().size, 0);
     assert_eq!(capability(&t, a.ino).await, None);
 }

@@ -19,6 +19,7 @@ use rustre_proto::codec;
 use rustre_proto::msg::{Attr, FileKind, Ino, Layout};
 use rustre_proto::Error;
 
+use super::attr;
 use super::namespace::{self, Ctx};
 use super::perm::{self, R, W, X};
 use super::replica;
@@ -72,7 +73,7 @@ pub fn open(
     if flags & libc::O_TRUNC != 0 && inode.attr.kind == FileKind::File && inode.attr.size > 0 {
         inode.attr.size = 0;
         inode.attr.truncate_version += 1;
-        inode.attr.perm = perm::perm_after_write(ctx.creds, &inode.attr);
+        attr::kill_privs(tx, ctx, &mut inode.attr)?;
         inode.attr.mtime = ctx.now;
         inode.attr.ctime = ctx.now;
         if let Some(l) = inode.attr.layout.as_mut() {
