@@ -15,6 +15,8 @@
 //! - [`blocking`]: where blocking work (disk, the metadata store) runs.
 //! - [`host`]: the wall clock and disk space (or simulated ones).
 //! - [`sync`]: the mutex-poison policy every process follows.
+//! - `injected_bug` (feature `sim-bug`, the simulation's only): deliberate bugs its suite
+//!   must catch.
 
 pub mod auth;
 pub mod blocking;
@@ -24,6 +26,8 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod host;
+#[cfg(feature = "sim-bug")]
+pub mod injected_bug;
 pub mod msg;
 pub mod net;
 pub mod rpc;

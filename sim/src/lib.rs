@@ -37,7 +37,7 @@ pub mod rng;
 pub mod simnet;
 pub mod workload;
 
-pub use rustre_fuse::client::injected_bug::{self, Bug};
+pub use rustre_proto::injected_bug::{self, Bug};
 use rustre_proto::msg::oss::ObjectId;
 
 use std::cell::RefCell;
@@ -60,7 +60,7 @@ pub struct Options {
     pub seed: u64,
     /// Operations of the workload.
     pub ops: usize,
-    /// The injected bug switched on, if any (`rustre-fuse` feature `sim-bug`).
+    /// The injected bug switched on, if any (feature `sim-bug` of rustre-fuse and rustre-server).
     pub bug: Option<Bug>,
     /// How hard the fault plan hits.
     pub faults: faults::Severity,
