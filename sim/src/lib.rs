@@ -5,9 +5,10 @@
 //! they outlive them as disks and FoundationDB would), and a client host running the client
 //! library (no FUSE) through a random workload, while a fault plan crashes and restarts the
 //! hosts (an OSS loses power: its OST keeps only what it synced; the client host starts a
-//! new client), holds links (a partition that TCP rides out: messages wait, then arrive),
-//! drops messages on links (a lossy partition: streams lose bytes and must be torn down),
-//! fills OSTs and flips bits in them. Everything runs on one thread under turmoil's
+//! new client), holds links (a partition that TCP rides out: messages wait, then arrive;
+//! between the client and an OSS sometimes past the client's patience, so its writes arrive
+//! late), drops messages on links (a lossy partition: streams lose bytes and must be torn
+//! down), fills OSTs and flips bits in them. Everything runs on one thread under turmoil's
 //! simulated clock and network, with seeded runtimes; blocking work runs in place.
 //!
 //! After the workload the faults are healed and the checker asserts the invariants:
