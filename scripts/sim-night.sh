@@ -3,9 +3,9 @@
 # (default 1000; harder faults, `--heavy`) of SIM_NIGHT_OPS operations each (default 200,
 # the suite runs 60), from SIM_NIGHT_FROM (default: the date as YYYYMMDD × 10,000, so each
 # night tries seeds no night tried before), in SIM_NIGHT_JOBS processes (default 1: other
-# work shares the machine). About 3.5 s a seed on one core, so an hour for the default.
-# SIM_NIGHT_ARGS adds options of sim/src/main.rs (e.g. `--bug verifier`, to see the checks
-# catch an injected bug).
+# work shares the machine). About 4 s a seed on one core, so an hour or so for the default.
+# SIM_NIGHT_ARGS adds options of sim/src/main.rs (e.g. `--bug verifier` or `--bug
+# old-version`, to see the checks catch an injected bug).
 #
 # Prints each failing seed's report as it comes, and at the end the failing seeds with the
 # command that replays each. Exits 1 if any seed failed (or a run stopped before its end).

@@ -16,6 +16,8 @@
 //! - [`blocking`]: where blocking work (disk, the metadata store) runs.
 //! - [`host`]: the wall clock and disk space (or simulated ones).
 //! - [`sync`]: the mutex-poison policy every process follows.
+//! - `injected_bug` (feature `sim-bug`, the simulation's only): deliberate bugs its suite
+//!   must catch.
 
 pub mod auth;
 pub mod blocking;
@@ -26,6 +28,8 @@ pub mod copies;
 pub mod error;
 pub mod frame;
 pub mod host;
+#[cfg(feature = "sim-bug")]
+pub mod injected_bug;
 pub mod msg;
 pub mod net;
 pub mod rpc;

@@ -15,6 +15,16 @@
 //!   lose bytes and must be detected and torn down;
 //! - **full** OST of an OSS for 0.5–8 s: it has no block more than it holds (`NoSpace`).
 //!
+//! At every decision point too, with probability [`STALL_PERCENT`] (drawn from a stream of its
+//! own), a **stall** of a client–OSS link starts, if fewer than the most faults are active,
+//! none touches the client or that OSS and fewer than [`MAX_STALLS`] started before (each
+//! holds the workload up to a minute): a hold of 20–45 s ([`STALL_MS`]), longer than
+//! the client waits for a copy once another answered (`COPY_GRACE`, 15 s). A write held
+//! there counts as failed, its copy is marked stale and resync refills it while the write
+//! still waits on the link; it arrives late, under a layout version older than the copy's,
+//! which the OST must refuse (a writer that wrote the range again meanwhile, see
+//! `workload/ops.rs`, would otherwise find its newer bytes undone on that copy).
+//!
 //! And at every decision point, with probability [`FLIP_PERCENT`], a **bit flips** in one
 //! copy of an object whose copies are the same, at most once per object: the other copy
 //! holds the good bytes, which reads must serve (never the flipped ones).
@@ -45,6 +55,14 @@ pub const FLIP_PERCENT: u64 = 4;
 pub const MAX_ACTIVE: usize = 2;
 /// Most faults active at once under [`Severity::Heavy`].
 pub const MAX_ACTIVE_HEAVY: usize = 3;
+/// Chance (percent), at each decision point, that a stall of a client–OSS link starts, and
+/// how long it lasts (milliseconds): longer than the client's `COPY_GRACE` (15 s) plus a
+/// resync, shorter than a call's timeout (`RPC_TIMEOUT`, 60 s).
+pub const STALL_PERCENT: u64 = 2;
+pub const STALL_MS: (u64, u64) = (20_000, 45_000);
+/// Most stalls in one run: enough for a run of the suite, few enough that a long run
+/// (`scripts/sim-night.sh`, 200 operations under heavy faults) still ends in [`SIM_LIMIT`](crate::SIM_LIMIT).
+pub const MAX_STALLS: usize = 2;
 
 /// How hard the plan hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +77,9 @@ pub enum Severity {
 enum Fault {
     Crash(&'static str),
     Hold(&'static str, &'static str),
+    /// A long hold of a client–OSS link: the client's messages arrive after it gave up on
+    /// them.
+    Stall(&'static str, &'static str),
     Loss(&'static str, &'static str),
     /// The OST of an OSS host is full: no block more than it holds.
     Full(&'static str),
@@ -67,6 +88,11 @@ enum Fault {
 /// The plan of one run.
 pub struct Plan {
     rng: Rng,
+    /// When stalls start, where and for how long: a stream of its own, so that a decision
+    /// without a stall moves no other draw.
+    stalls: Rng,
+    /// Stalls started so far.
+    stalled: usize,
     severity: Severity,
     next_decision: Duration,
     active: Vec<(Fault, Duration)>,
@@ -93,6 +119,8 @@ impl Plan {
     pub fn new(seed: u64, severity: Severity, cluster: Cluster) -> Plan {
         Plan {
             rng: Rng::new(seed, 1),
+            stalls: Rng::new(seed, 3),
+            stalled: 0,
             severity,
             next_decision: Duration::from_secs(2),
             active: Vec::new(),
@@ -125,6 +153,16 @@ impl Plan {
         }
         let heavy = self.severity == Severity::Heavy;
         let most = if heavy { MAX_ACTIVE_HEAVY } else { MAX_ACTIVE };
+        if self.stalls.chance(STALL_PERCENT) {
+            let oss = OSS[self.stalls.below(OSS.len() as u64) as usize];
+            let (lo, hi) = STALL_MS;
+            let lasts = Duration::from_millis(self.stalls.between(lo, hi));
+            let free = self.active.len() < most && !self.touches(CLIENT) && !self.touches(oss);
+            if free && self.stalled < MAX_STALLS {
+                self.stalled += 1;
+                self.start(sim, Fault::Stall(CLIENT, oss), lasts, shared);
+            }
+        }
         let chance = if heavy {
             START_PERCENT_HEAVY
         } else {
@@ -136,16 +174,27 @@ impl Plan {
         let Some((fault, lasts)) = self.pick() else {
             return;
         };
+        self.start(sim, fault, lasts, shared);
+    }
+
+    /// Starts `fault`, to be healed once it `lasts`.
+    fn start(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        fault: Fault,
+        lasts: Duration,
+        shared: &SharedRef,
+    ) {
         shared
             .borrow_mut()
             .trace(format!("fault: {fault:?} for {} ms", lasts.as_millis()));
         match &fault {
             Fault::Crash(h) => self.cluster.crash(sim, h),
-            Fault::Hold(a, b) => sim.hold(*a, *b),
+            Fault::Hold(a, b) | Fault::Stall(a, b) => sim.hold(*a, *b),
             Fault::Loss(a, b) => sim.partition(*a, *b),
             Fault::Full(h) => self.cluster.fill(h),
         }
-        self.active.push((fault, now + lasts));
+        self.active.push((fault, sim.elapsed() + lasts));
     }
 
     /// Flips a bit of one copy of an object whose copies are the same (see
@@ -168,7 +217,7 @@ impl Plan {
         shared.borrow_mut().trace(format!("heal: {fault:?}"));
         match fault {
             Fault::Crash(h) => sim.bounce(*h),
-            Fault::Hold(a, b) => sim.release(*a, *b),
+            Fault::Hold(a, b) | Fault::Stall(a, b) => sim.release(*a, *b),
             Fault::Loss(a, b) => sim.repair(*a, *b),
             Fault::Full(h) => self.cluster.make_room(h),
         }
@@ -218,7 +267,7 @@ impl Plan {
     fn touches(&self, host: &str) -> bool {
         self.active.iter().any(|(f, _)| match f {
             Fault::Crash(h) | Fault::Full(h) => *h == host,
-            Fault::Hold(a, b) | Fault::Loss(a, b) => *a == host || *b == host,
+            Fault::Hold(a, b) | Fault::Stall(a, b) | Fault::Loss(a, b) => *a == host || *b == host,
         })
     }
 }

@@ -5,9 +5,10 @@
 //! they outlive them as disks and FoundationDB would), and a client host running the client
 //! library (no FUSE) through a random workload, while a fault plan crashes and restarts the
 //! hosts (an OSS loses power: its OST keeps only what it synced; the client host starts a
-//! new client), holds links (a partition that TCP rides out: messages wait, then arrive),
-//! drops messages on links (a lossy partition: streams lose bytes and must be torn down),
-//! fills OSTs and flips bits in them. Everything runs on one thread under turmoil's
+//! new client), holds links (a partition that TCP rides out: messages wait, then arrive;
+//! between the client and an OSS sometimes past the client's patience, so its writes arrive
+//! late), drops messages on links (a lossy partition: streams lose bytes and must be torn
+//! down), fills OSTs and flips bits in them. Everything runs on one thread under turmoil's
 //! simulated clock and network, with seeded runtimes; blocking work runs in place.
 //!
 //! After the workload the faults are healed and the checker asserts the invariants:
@@ -37,7 +38,7 @@ pub mod rng;
 pub mod simnet;
 pub mod workload;
 
-pub use rustre_fuse::client::injected_bug::{self, Bug};
+pub use rustre_proto::injected_bug::{self, Bug};
 use rustre_proto::msg::oss::ObjectId;
 
 use std::cell::RefCell;
@@ -60,7 +61,7 @@ pub struct Options {
     pub seed: u64,
     /// Operations of the workload.
     pub ops: usize,
-    /// The injected bug switched on, if any (`rustre-fuse` feature `sim-bug`).
+    /// The injected bug switched on, if any (feature `sim-bug` of rustre-fuse and rustre-server).
     pub bug: Option<Bug>,
     /// How hard the fault plan hits.
     pub faults: faults::Severity,

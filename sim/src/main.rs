@@ -4,6 +4,7 @@
 //!     cargo run --release -- --seeds 100 --from 1000
 //!     cargo run --release -- --seed 7 --bug      # with the injected bug `mark-stale`
 //!     cargo run --release -- --seed 7 --bug verifier  # with another (see `Bug::name`)
+//!     cargo run --release -- --seed 1 --bug old-version
 //!
 //! Options: `--ops N` (operations per run), `--no-faults`, `--heavy` (harder faults, see
 //! `faults::Severity`), `--quiet` (print only the failures and the summary). Exits 1 if any

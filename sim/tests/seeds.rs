@@ -87,3 +87,12 @@ fn ignoring_the_write_verifiers_is_caught() {
     // writes as making them durable: the copy lacks acknowledged bytes.
     catch(Bug::IgnoreVerifiers, 40);
 }
+
+#[test]
+fn accepting_an_old_layout_version_is_caught() {
+    // With the bug, an OST takes a write that carries an older layout version than its
+    // object: a write held on a stalled client–OSS link arrives after its copy was marked
+    // stale and refilled by resync, and undoes there the bytes the writer wrote again since
+    // (only to the other copy): the copies differ, and a read served by that copy is wrong.
+    catch(Bug::AcceptOldVersion, 40);
+}

@@ -261,7 +261,7 @@ impl Client {
             return Ok(());
         }
         #[cfg(feature = "sim-bug")]
-        if super::injected_bug::skip_mark_stale() {
+        if rustre_proto::injected_bug::is_on(rustre_proto::injected_bug::Bug::SkipMarkStale) {
             return Ok(());
         }
         let newest = self.files.newest_layout(ino, layout);

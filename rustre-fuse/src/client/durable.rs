@@ -92,7 +92,9 @@ impl Client {
                     continue;
                 }
                 #[cfg(feature = "sim-bug")]
-                if super::injected_bug::ignore_verifiers() {
+                if rustre_proto::injected_bug::is_on(
+                    rustre_proto::injected_bug::Bug::IgnoreVerifiers,
+                ) {
                     continue;
                 }
                 tracing::warn!(

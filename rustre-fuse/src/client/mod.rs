@@ -40,8 +40,6 @@ mod durable;
 mod feed;
 mod files;
 mod handles;
-#[cfg(feature = "sim-bug")]
-pub mod injected_bug;
 mod io;
 mod meta;
 mod meta_cache;

@@ -264,6 +264,29 @@ pub fn check_size(size: u64) -> Result<(), ObjectError> {
     Ok(())
 }
 
+/// Refuses a change carrying layout `version` to object `id`, which was last changed under
+/// `object_version`, when it is older: [`ObjectError::OldVersion`] (docs/replication.md,
+/// "Layout versions at the OSTs"). Both stores call it, holding the object's lock.
+pub(super) fn admit_version(
+    id: ObjectId,
+    object_version: u64,
+    version: u64,
+) -> Result<(), ObjectError> {
+    // The simulation's injected bug `old-version` (test-only: docs/simulation.md).
+    #[cfg(feature = "sim-bug")]
+    if rustre_proto::injected_bug::is_on(rustre_proto::injected_bug::Bug::AcceptOldVersion) {
+        return Ok(());
+    }
+    if version < object_version {
+        return Err(ObjectError::OldVersion {
+            object: id,
+            object_version,
+            version,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

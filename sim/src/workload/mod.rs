@@ -71,6 +71,9 @@ enum Entry {
 /// the host's crashes.
 pub struct State {
     rng: Rng,
+    /// Which overwrites rewrite their range once more, and with what: a stream of its own,
+    /// so that the rest of the workload draws what it drew before rewrites existed.
+    rewrites: Rng,
     /// The workload's directories, once made.
     dirs: Vec<Ino>,
     model: BTreeMap<Path, Entry>,
@@ -93,6 +96,7 @@ impl State {
     pub fn new(seed: u64) -> StateRef {
         Rc::new(RefCell::new(State {
             rng: Rng::new(seed, 2),
+            rewrites: Rng::new(seed, 4),
             dirs: Vec::new(),
             model: BTreeMap::new(),
             next_op: 0,

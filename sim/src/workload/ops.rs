@@ -7,6 +7,7 @@ use rustre_proto::Error;
 use std::time::Duration;
 
 use super::{name, Entry, Path, Workload};
+use crate::rng::Rng;
 
 /// Largest file the workload writes in one go.
 const MAX_WRITE: u64 = 200 << 10;
@@ -19,6 +20,13 @@ const FSYNC_DELAY_PERCENT: u64 = 50;
 const MAX_FSYNC_DELAY: Duration = Duration::from_secs(3);
 /// Bytes asked per read call.
 const READ_CHUNK: usize = 128 << 10;
+/// Chance (percent) that a writer, once its fsync succeeded, writes the same range again
+/// with other bytes and fsyncs again before it closes (as an editor saves twice, or a
+/// database rewrites the pages it just committed). A copy that missed the first write (its
+/// OSS stalled, `faults.rs`) is marked stale before the second, which only the other copy
+/// takes; resync then refills it, and the first write, arriving late under the older
+/// layout version, must be refused.
+const REWRITE_PERCENT: u64 = 75;
 
 impl Workload {
     pub(super) async fn create(&self, path: Path) -> Result<String, String> {
@@ -46,48 +54,89 @@ impl Workload {
         };
         // From here the file exists whatever happens to its bytes.
         self.st().model.insert(path, Entry::Unsure);
-        self.write_all(opened.fh, 0, &data).await?;
+        let (data, again) = self.write_all(opened.fh, 0, data).await?;
         self.st().model.insert(path, Entry::Known(data));
-        Ok(format!("{len} bytes"))
+        Ok(format!("{len} bytes{again}"))
     }
 
-    /// Writes `data` at `offset` in random chunks, fsyncs, closes. Ok only if the fsync
-    /// succeeded (a failed close after it loses nothing).
-    async fn write_all(&self, fh: u64, offset: u64, data: &[u8]) -> Result<(), String> {
-        let mut at = 0usize;
-        let result = async {
-            while at < data.len() {
-                let chunk = (self.st().rng.between(1, MAX_CHUNK) as usize).min(data.len() - at);
-                let piece = Bytes::copy_from_slice(&data[at..at + chunk]);
-                let n = self
-                    .client
-                    .write_file(fh, offset + at as u64, piece)
-                    .await
-                    .map_err(|e| format!("write: {e}"))?;
-                if n != chunk {
-                    return Err(format!("short write {n} of {chunk}"));
-                }
-                at += chunk;
+    /// Writes `data` at `offset` in random chunks and fsyncs, sometimes writes the range again
+    /// with other bytes the same way ([`REWRITE_PERCENT`]), closes. Ok only if every fsync
+    /// succeeded (a failed close after them loses nothing), with the bytes left at `offset`
+    /// and what the trace says of the rewrite.
+    async fn write_all(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut data: Vec<u8>,
+    ) -> Result<(Vec<u8>, &'static str), String> {
+        let mut result = self.write_synced(fh, offset, &data, false).await;
+        let mut again = "";
+        if result.is_ok() {
+            if let Some(bytes) = self.rewrite_of(data.len()) {
+                result = self.write_synced(fh, offset, &bytes, true).await;
+                data = bytes;
+                again = ", written twice";
             }
-            let delay = {
-                let mut st = self.st();
-                st.rng
-                    .chance(FSYNC_DELAY_PERCENT)
-                    .then(|| st.rng.below(MAX_FSYNC_DELAY.as_millis() as u64 + 1))
-            };
-            if let Some(ms) = delay {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            self.client
-                .fsync_file(fh)
-                .await
-                .map_err(|e| format!("fsync: {e}"))
         }
-        .await;
         if let Err(e) = self.client.release_file(fh).await {
             self.trace(format!("close after the write: {e}"));
         }
-        result
+        result.map(|()| (data, again))
+    }
+
+    /// Whether a writer of `len` bytes writes them again, and the new bytes.
+    fn rewrite_of(&self, len: usize) -> Option<Vec<u8>> {
+        let mut st = self.st();
+        let r = &mut st.rewrites;
+        (len > 0 && r.chance(REWRITE_PERCENT)).then(|| r.bytes(len))
+    }
+
+    /// Draws from the workload's stream, or from the rewrites' when `again`.
+    fn draw<T>(&self, again: bool, f: impl FnOnce(&mut Rng) -> T) -> T {
+        let mut st = self.st();
+        f(if again { &mut st.rewrites } else { &mut st.rng })
+    }
+
+    /// Writes `data` at `offset` in random chunks, then fsyncs (after a pause, sometimes);
+    /// `again`: a rewrite, whose chunks and pause come from the rewrites' stream.
+    async fn write_synced(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        again: bool,
+    ) -> Result<(), String> {
+        let (what, sync) = if again {
+            ("rewrite", "fsync after the rewrite")
+        } else {
+            ("write", "fsync")
+        };
+        let mut at = 0usize;
+        while at < data.len() {
+            let chunk =
+                (self.draw(again, |r| r.between(1, MAX_CHUNK)) as usize).min(data.len() - at);
+            let piece = Bytes::copy_from_slice(&data[at..at + chunk]);
+            let n = self
+                .client
+                .write_file(fh, offset + at as u64, piece)
+                .await
+                .map_err(|e| format!("{what}: {e}"))?;
+            if n != chunk {
+                return Err(format!("short write {n} of {chunk}"));
+            }
+            at += chunk;
+        }
+        let delay = self.draw(again, |r| {
+            r.chance(FSYNC_DELAY_PERCENT)
+                .then(|| r.below(MAX_FSYNC_DELAY.as_millis() as u64 + 1))
+        });
+        if let Some(ms) = delay {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        self.client
+            .fsync_file(fh)
+            .await
+            .map_err(|e| format!("{sync}: {e}"))
     }
 
     pub(super) async fn lookup(&self, path: Path) -> Result<Ino, Error> {
@@ -116,14 +165,14 @@ impl Workload {
             .await
             .map_err(|e| format!("open: {e}"))?;
         self.st().model.insert(path, Entry::Unsure);
-        self.write_all(opened.fh, offset, &patch).await?;
+        let (patch, again) = self.write_all(opened.fh, offset, patch).await?;
         let end = offset as usize + len;
         if data.len() < end {
             data.resize(end, 0);
         }
         data[offset as usize..end].copy_from_slice(&patch);
         self.st().model.insert(path, Entry::Known(data));
-        Ok(format!("{len} bytes at {offset}"))
+        Ok(format!("{len} bytes at {offset}{again}"))
     }
 
     pub(super) async fn rename(&self, from: Path, to: Path) -> Result<String, String> {

@@ -25,7 +25,7 @@ use rustre_proto::msg::oss::ObjectId;
 
 use super::{FileStore, ObjectFiles, ObjectLock};
 use crate::oss::error::ObjectError;
-use crate::oss::store::{check_object, check_payload, check_size, check_write};
+use crate::oss::store::{admit_version, check_object, check_payload, check_size, check_write};
 use crate::oss::sums::{self, BLOCK};
 
 impl FileStore {
@@ -47,7 +47,7 @@ impl FileStore {
             let files = self.handle_held(&held, true)?.ok_or_else(|| {
                 ObjectError::Internal("object vanished while being created".into())
             })?;
-            admit_version(id, &files, version)?;
+            admit_version(id, files.version.load(Ordering::Acquire), version)?;
             self.write_held(&held, &files, offset, data)?;
             self.raise_version(id, &files, version)?;
             files
@@ -75,7 +75,7 @@ impl FileStore {
         let changed = || ObjectError::Busy;
         let held = self.lock_object(id);
         let files = self.handle_held(&held, false)?.ok_or_else(changed)?;
-        admit_version(id, &files, version)?;
+        admit_version(id, files.version.load(Ordering::Acquire), version)?;
         let mut now = vec![0u8; data.len()];
         let got = sums::read_full_at(&files.data, &mut now, offset)
             .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
@@ -99,7 +99,7 @@ impl FileStore {
         let files = self
             .handle_held(&held, true)?
             .ok_or_else(|| ObjectError::Internal("object vanished while being created".into()))?;
-        admit_version(id, &files, version)?;
+        admit_version(id, files.version.load(Ordering::Acquire), version)?;
         let path = || self.object_path(id);
         let spath = || self.sums_path(id);
         let old = files
@@ -316,18 +316,4 @@ impl FileStore {
         }
         Ok(())
     }
-}
-
-/// Refuses a change carrying an older layout version than the object's (see
-/// [`ObjectError::OldVersion`]). Caller holds the object's lock.
-fn admit_version(id: ObjectId, files: &ObjectFiles, version: u64) -> Result<(), ObjectError> {
-    let object_version = files.version.load(Ordering::Acquire);
-    if version < object_version {
-        return Err(ObjectError::OldVersion {
-            object: id,
-            object_version,
-            version,
-        });
-    }
-    Ok(())
 }

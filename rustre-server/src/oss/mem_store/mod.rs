@@ -47,8 +47,8 @@ use rustre_proto::msg::Capacity;
 
 use super::error::ObjectError;
 use super::store::{
-    check_list, check_object, check_payload, check_read, check_size, check_write, ObjectPage,
-    ObjectRead, ObjectStore, ReadData,
+    admit_version, check_list, check_object, check_payload, check_read, check_size, check_write,
+    ObjectPage, ObjectRead, ObjectStore, ReadData,
 };
 use super::sums::{self, BLOCK};
 use rustre_proto::sync::lock;
@@ -365,18 +365,6 @@ impl MemStore {
     }
 }
 
-/// Refuses a change carrying an older layout version than the object's.
-fn admit_version(id: ObjectId, image: &Image, version: u64) -> Result<(), ObjectError> {
-    if version < image.version {
-        return Err(ObjectError::OldVersion {
-            object: id,
-            object_version: image.version,
-            version,
-        });
-    }
-    Ok(())
-}
-
 impl ObjectStore for MemStore {
     fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, ObjectError> {
         check_object(id)?;
@@ -417,7 +405,7 @@ impl ObjectStore for MemStore {
         check_payload(data, offset, crc)?;
         let mut inner = self.lock();
         inner.change(id, true, self.total(), |image, free| {
-            admit_version(id, image, version)?;
+            admit_version(id, image.version, version)?;
             image.write(id, offset, data, free)?;
             image.version = image.version.max(version);
             Ok(())
@@ -446,7 +434,7 @@ impl ObjectStore for MemStore {
             if end > image.size || block_crcs(&image.bytes(offset, data.len())) != seen {
                 return Err(ObjectError::Busy);
             }
-            admit_version(id, image, version)?;
+            admit_version(id, image.version, version)?;
             image.write(id, offset, data, free)?;
             image.version = image.version.max(version);
             Ok(())
@@ -481,7 +469,7 @@ impl ObjectStore for MemStore {
         check_size(size)?;
         let mut inner = self.lock();
         inner.change(id, true, self.total(), |image, _| {
-            admit_version(id, image, version)?;
+            admit_version(id, image.version, version)?;
             image.truncate(id, size);
             image.version = image.version.max(version);
             Ok(())
