@@ -650,6 +650,14 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
         ),
         ("scrub", OssOp::Scrub { object }),
         (
+            "seek",
+            OssOp::Seek {
+                object,
+                offset: 4096,
+                data: true,
+            },
+        ),
+        (
             "checksums",
             OssOp::Checksums {
                 object,

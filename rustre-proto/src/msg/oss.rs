@@ -121,6 +121,15 @@ pub enum OssOp {
         first: u64,
         count: u32,
     },
+    /// lseek(2) `SEEK_DATA` (with `data`) or `SEEK_HOLE` in the object from `offset`: the
+    /// first offset at or after it in data (or in a hole; the object's end is one).
+    /// Answered with [`OssResponse::Offset`]: `None` at or past the object's end, when it
+    /// is absent, or when no data follows `offset`. Granularity is the store's block.
+    Seek {
+        object: ObjectId,
+        offset: u64,
+        data: bool,
+    },
 }
 
 /// Answers of an OSS.
@@ -165,6 +174,8 @@ pub enum OssResponse {
     Scrubbed {
         bad_blocks: Vec<u64>,
     },
+    /// Result of `Seek`: the offset found, `None` for none (ENXIO).
+    Offset(Option<u64>),
 }
 
 impl OssResponse {

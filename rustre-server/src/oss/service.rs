@@ -172,6 +172,7 @@ impl Oss {
         | OssOp::Delete { object }
         | OssOp::Size { object }
         | OssOp::Scrub { object }
+        | OssOp::Seek { object, .. }
         | OssOp::Checksums { object, .. } = &op
         {
             check_object(*object)?;
@@ -289,6 +290,16 @@ impl Oss {
             OssOp::Scrub { object } => {
                 let bad_blocks = self.blocking(store, move |s| s.scrub(object)).await?;
                 Ok((OssResponse::Scrubbed { bad_blocks }, Payload::None))
+            }
+            OssOp::Seek {
+                object,
+                offset,
+                data,
+            } => {
+                let at = self
+                    .blocking(store, move |s| s.seek(object, offset, data))
+                    .await?;
+                Ok((OssResponse::Offset(at), Payload::None))
             }
         }
     }

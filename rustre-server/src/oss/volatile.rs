@@ -195,6 +195,10 @@ impl ObjectStore for VolatileStore {
     fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, ObjectError> {
         self.mem.scrub(id)
     }
+
+    fn seek(&self, id: ObjectId, offset: u64, data: bool) -> Result<Option<u64>, ObjectError> {
+        self.mem.seek(id, offset, data)
+    }
 }
 
 #[cfg(test)]
