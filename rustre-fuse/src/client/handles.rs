@@ -346,22 +346,6 @@ impl Client {
         self.setattr(creds, ino, set).await.map_err(stale_if_gone)
     }
 
-    /// SEEK_DATA / SEEK_HOLE: the whole file is data and the only hole is at its end
-    /// (correct by POSIX). `None` means `offset` lies at or past the end (ENXIO).
-    pub async fn seek_data_hole(
-        &self,
-        creds: &Creds,
-        ino: Ino,
-        offset: u64,
-        want_data: bool,
-    ) -> Result<Option<u64>, Error> {
-        let size = self.getattr(creds, ino).await?.size;
-        if offset >= size {
-            return Ok(None);
-        }
-        Ok(Some(if want_data { offset } else { size }))
-    }
-
     /// fallocate(2) through handle `fh`. Mode 0 and FALLOC_FL_KEEP_SIZE reserve nothing on
     /// the OSTs (objects are sparse) but extend the size as asked; FALLOC_FL_PUNCH_HOLE and
     /// FALLOC_FL_ZERO_RANGE write zeros over the range. Other modes are EOPNOTSUPP.

@@ -48,6 +48,7 @@ mod meta_cache;
 pub mod path;
 mod pending_marks;
 mod releases;
+mod seek;
 mod stripe;
 mod transfer;
 mod unstable;
