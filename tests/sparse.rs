@@ -1,12 +1,16 @@
-//! Sparse files through a real FUSE mount: lseek(2) `SEEK_DATA` and `SEEK_HOLE` find the
-//! holes and the data of a 1 GiB file with two 4 KiB blocks written far apart, on a file of
-//! one stripe and on one of two (the client asks each stripe's object, `OssOp::Seek`).
+//! Sparse files through a real FUSE mount: a 1 GiB file with two 4 KiB blocks written far
+//! apart, of one stripe and of two. `du` and `st_blocks` count what the objects hold
+//! (`Layout::allocated`, from the OSTs' write answers), and lseek(2) `SEEK_DATA` and
+//! `SEEK_HOLE` find the holes and the data (the client asks each stripe's object,
+//! `OssOp::Seek`).
 
 mod common;
 
 use std::fs;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -42,6 +46,38 @@ for off, whence in asks:
         print(-1)
 "#;
 
+/// Most `du` may report for the sparse file, in KiB.
+const DU_MAX_KIB: u64 = 1024;
+/// Longest wait for the size report to reach every attribute cache.
+const ATTR_WAIT: Duration = Duration::from_secs(5);
+
+/// `stat -c %b` and `du -k` of `path` through the mount.
+fn blocks_and_du(path: &Path) -> (u64, u64) {
+    let run = |cmd: &str, args: &[&str]| {
+        let out = Command::new(cmd).args(args).arg(path).output().unwrap();
+        assert!(out.status.success(), "{cmd}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    (run("stat", &["-c", "%b"]), run("du", &["-k"]))
+}
+
+/// Checks that `path` counts its two written blocks and none of its holes.
+fn counts_only_written_blocks(path: &Path) {
+    let fits =
+        |(blocks, du): (u64, u64)| (16..=DU_MAX_KIB * 2).contains(&blocks) && du <= DU_MAX_KIB;
+    assert!(
+        wait_until(ATTR_WAIT, || fits(blocks_and_du(path))),
+        "st_blocks and du -k of {}: {:?}",
+        path.display(),
+        blocks_and_du(path)
+    );
+}
+
 /// What [`SCRIPT`] must print.
 fn expected() -> Vec<i64> {
     let (far, block) = (FAR as i64, BLOCK as i64);
@@ -68,7 +104,7 @@ fn seeks(path: &std::path::Path) -> Vec<i64> {
 }
 
 #[test]
-fn seek_data_and_seek_hole_find_the_holes_of_a_sparse_file() {
+fn a_sparse_file_counts_its_blocks_and_seeks_find_its_holes() {
     if let Some(why) = fuse_unavailable() {
         eprintln!("skipped: {why}");
         return;
@@ -82,11 +118,13 @@ fn seek_data_and_seek_hole_find_the_holes_of_a_sparse_file() {
     let one = m.join("one");
     assert_eq!(seeks(&one), expected(), "one stripe");
     assert_eq!(fs::metadata(&one).unwrap().len(), GIB);
+    counts_only_written_blocks(&one);
 
     cli_ok(&c.mgs_addr, &["setstripe", "/two", "-c", "2", "-S", "1M"]);
     assert_eq!(number(&c.stat("/two"), "stripe_count"), 2);
     let two = m.join("two");
     assert_eq!(seeks(&two), expected(), "two stripes");
+    counts_only_written_blocks(&two);
     // The data read back is what was written, and the holes are zeros.
     let f = fs::File::open(&two).unwrap();
     let read = |at: u64| {

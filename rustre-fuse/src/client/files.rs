@@ -118,6 +118,9 @@ pub(super) struct InodeState {
     pub(super) dirty: bool,
     /// Stripes whose writes every live copy acknowledged since the last successful report.
     pub(super) written: StripeSet,
+    /// By stripe, the allocation of copy 0 its latest write answer carried (reported with
+    /// the size, `Layout::allocated`) since the last successful report.
+    pub(super) allocated: BTreeMap<u32, u64>,
     /// Bumped by every write, so a report racing a write does not mark the state clean.
     pub(super) writes: u64,
     /// The last writer, whose credentials the report carries (a non-root writer clears
@@ -146,6 +149,7 @@ impl InodeState {
             truncate_version: attr.truncate_version,
             dirty: false,
             written: StripeSet::default(),
+            allocated: BTreeMap::new(),
             writes: 0,
             writer: Creds::root(),
             opens: 0,
@@ -168,6 +172,8 @@ pub(super) struct Report {
     pub(super) writes: u64,
     pub(super) writer: Creds,
     pub(super) written: StripeSet,
+    /// `(stripe, bytes)` from [`InodeState::allocated`].
+    pub(super) allocated: Vec<(u32, u64)>,
 }
 
 /// The open-file table and per-inode size state of one client.
@@ -415,6 +421,13 @@ impl Files {
         }
     }
 
+    /// Notes the allocation copy 0 of `stripe` of `ino` answered a write with.
+    pub(super) fn note_allocated(&self, ino: Ino, stripe: u32, bytes: u64) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
+            st.allocated.insert(stripe, bytes);
+        }
+    }
+
     pub(super) fn pending_report(&self, ino: Ino) -> Option<Report> {
         let inodes = lock(&self.inodes);
         let st = inodes.get(&ino).filter(|s| s.is_unreported())?;
@@ -425,6 +438,7 @@ impl Files {
             writes: st.writes,
             writer: st.writer.clone(),
             written: st.written,
+            allocated: st.allocated.iter().map(|(s, b)| (*s, *b)).collect(),
         })
     }
 
@@ -434,6 +448,11 @@ impl Files {
                 st.dirty = false;
             }
             st.written.remove_all(&r.written);
+            for (stripe, bytes) in &r.allocated {
+                if st.allocated.get(stripe) == Some(bytes) {
+                    st.allocated.remove(stripe);
+                }
+            }
         }
         lock(&self.stamps).put(ino, (attr.size, attr.mtime));
     }
@@ -560,6 +579,7 @@ mod tests {
             stale: vec![],
             version: 1,
             written: Default::default(),
+            allocated: Vec::new(),
         });
         files
             .register(&a, libc::O_RDONLY, &Creds::root(), 1)
@@ -695,6 +715,7 @@ mod tests {
             stale: vec![],
             version: 4,
             written: Default::default(),
+            allocated: Vec::new(),
         };
         let mut a = file_attr(11, 0, 0);
         a.layout = Some(v0.clone());

@@ -221,6 +221,7 @@ mod tests {
             stale: vec![4],
             version: 3,
             written: Default::default(),
+            allocated: Vec::new(),
         };
         assert_eq!(replicated.stripe_count(), 3);
         for (offset, len) in [(0u64, 100_000usize), (4095, 2), (12288 * 5 + 17, 9000)] {
@@ -283,6 +284,7 @@ mod tests {
             stale: vec![],
             version: 0,
             written: Default::default(),
+            allocated: Vec::new(),
         };
         for (offset, len, max) in [
             (0u64, 1usize, 1 << 20),

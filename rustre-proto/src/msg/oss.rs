@@ -154,6 +154,9 @@ pub enum OssResponse {
     /// instance, and sends it again when the instance changed (docs/replication.md).
     Written {
         instance: u64,
+        /// After a write, repair or truncate: the bytes the object holds on disk (its
+        /// allocated blocks), which the writer reports (`Layout::allocated`).
+        allocated: Option<u64>,
     },
     /// A sync made the object durable under OST instance `instance`.
     Synced {
@@ -182,7 +185,9 @@ impl OssResponse {
     /// The write verifier this answer carries: the OST instance of a `Written` or `Synced`.
     pub fn instance(&self) -> Option<u64> {
         match self {
-            OssResponse::Written { instance } | OssResponse::Synced { instance } => Some(*instance),
+            OssResponse::Written { instance, .. } | OssResponse::Synced { instance } => {
+                Some(*instance)
+            }
             _ => None,
         }
     }

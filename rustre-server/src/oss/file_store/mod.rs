@@ -58,7 +58,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rustre_proto::sync::lock;
 
 use rustre_proto::msg::oss::ObjectId;
-use rustre_proto::msg::Capacity;
+use rustre_proto::msg::{Capacity, STAT_BLOCK_BYTES};
 
 use super::error::ObjectError;
 use super::handles::HandleCache;
@@ -542,5 +542,21 @@ impl ObjectStore for FileStore {
             };
         }
         Ok(Some(at as u64))
+    }
+
+    fn allocated(&self, id: ObjectId) -> Result<u64, ObjectError> {
+        check_object(id)?;
+        let Some(files) = self.handle(id, false)? else {
+            return Ok(0);
+        };
+        let meta = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        Ok(if meta.nlink() == 0 {
+            0
+        } else {
+            meta.blocks() * STAT_BLOCK_BYTES
+        })
     }
 }

@@ -607,4 +607,12 @@ impl ObjectStore for MemStore {
             Ok(Some((b * BLOCK).max(offset).min(image.size)))
         }
     }
+
+    fn allocated(&self, id: ObjectId) -> Result<u64, ObjectError> {
+        check_object(id)?;
+        Ok(self
+            .lock()
+            .live(id)
+            .map_or(0, |image| image.blocks.len() as u64 * BLOCK))
+    }
 }
