@@ -259,6 +259,7 @@ impl Files {
             st.mtime = attr.mtime;
             st.dirty = false;
             st.written = StripeSet::default();
+            st.allocated.clear();
             return;
         }
         if attr.truncate_version < st.truncate_version {
@@ -268,6 +269,16 @@ impl Files {
         }
         st.size = st.size.max(attr.size);
         attr.size = st.size;
+        if let Some(l) = attr.layout.as_mut() {
+            // What st_blocks counts of writes not reported yet (`Layout::blocks`).
+            l.note_written(&st.written);
+            l.note_allocated(
+                &st.allocated
+                    .iter()
+                    .map(|(s, b)| (*s, *b))
+                    .collect::<Vec<_>>(),
+            );
+        }
         if st.dirty {
             attr.mtime = attr.mtime.max(st.mtime);
             attr.ctime = attr.ctime.max(st.mtime);
