@@ -404,7 +404,8 @@ fn posix_round_trips_with_std_fs() {
             libc::lseek(raw, 100, libc::SEEK_HOLE),
         )
     };
-    assert_eq!((data, hole), (100, (9 << 20) + 4));
+    // The first hole is where the 5 MiB written at the start end (tests/sparse.rs has more).
+    assert_eq!((data, hole), (100, 5 << 20));
 
     // df shows the OSTs' capacity.
     let df = sh(&m.path, "df -B1 --output=size . | tail -1");

@@ -89,6 +89,7 @@ fn layout_rule(spec: &LayoutSpec) {
         stale: Vec::new(),
         version: 0,
         written: Default::default(),
+        allocated: Vec::new(),
     };
     assert_eq!(layout.validate().is_ok(), ok, "{layout:?}");
 }

@@ -230,6 +230,7 @@ fn attr() -> Attr {
             stale: vec![3],
             version: 4,
             written: [0, 1].into_iter().collect(),
+            allocated: vec![4096, 0],
         }),
         truncate_version: 2,
         acl: Some(Box::new(ExtAcl {
@@ -449,6 +450,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 mtime: ts(),
                 truncate_version: 2,
                 written: [1].into_iter().collect(),
+                allocated: vec![(1, 8192)],
             },
         ),
         ("access", MdsOp::Access { ino: 42, mask: 6 }),
@@ -650,6 +652,14 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
         ),
         ("scrub", OssOp::Scrub { object }),
         (
+            "seek",
+            OssOp::Seek {
+                object,
+                offset: 4096,
+                data: true,
+            },
+        ),
+        (
             "checksums",
             OssOp::Checksums {
                 object,
@@ -718,7 +728,13 @@ fn oss_responses() -> Vec<(String, Vec<u8>)> {
         ("absent", Ok(OssResponse::Size(None))),
         ("capacity", Ok(OssResponse::Capacity(cap()))),
         ("done", Ok(OssResponse::Done)),
-        ("written", Ok(OssResponse::Written { instance: 7 })),
+        (
+            "written",
+            Ok(OssResponse::Written {
+                instance: 7,
+                allocated: Some(4096),
+            }),
+        ),
         ("synced", Ok(OssResponse::Synced { instance: 7 })),
         (
             "checksums",

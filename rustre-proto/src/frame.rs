@@ -35,7 +35,9 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// Bumped on any incompatible change of frames or messages (2: authenticated handshake;
 /// 3: write verifiers, layout versions enforced at the OSTs, OST disk identity, fsck ops;
 /// 4: written stripes in layouts and size reports, reads of objects that must exist or of
-/// one moment, `MdsOp::Accessed`, POSIX ACLs in attributes, the umask in creates).
+/// one moment, `MdsOp::Accessed`, POSIX ACLs in attributes, the umask in creates,
+/// `OssOp::Seek` for SEEK_DATA/SEEK_HOLE, object allocations in write answers, size reports
+/// and layouts for `st_blocks`).
 pub const PROTOCOL_VERSION: u16 = 4;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;

@@ -37,7 +37,10 @@
 //! give up on a copy after [`COPY_READ_TIMEOUT`] when another copy is left to try.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use rustre_proto::sync::lock;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{join_all, try_join_all};
@@ -236,14 +239,30 @@ impl Client {
         grace: Option<Duration>,
     ) -> CopyResults {
         let cluster = self.cluster.clone();
-        call_copies(&layout.live_copies(stripe), grace, |_, ost| {
+        let first_copy = layout.slot(stripe, 0);
+        let allocated = Arc::new(Mutex::new(None));
+        let results = call_copies(&layout.live_copies(stripe), grace, |slot, ost| {
             let (cluster, op, payload) = (cluster.clone(), op.clone(), payload.clone());
+            let seen = (slot == first_copy).then(|| allocated.clone());
             async move {
                 let (resp, _) = cluster.oss_call(ost, op, payload).await?;
+                if let (Some(seen), OssResponse::Written { allocated, .. }) = (seen, &resp) {
+                    *lock(&seen) = *allocated;
+                }
                 Ok(resp.instance())
             }
         })
-        .await
+        .await;
+        let object = match &op {
+            OssOp::Write { object, .. }
+            | OssOp::Repair { object, .. }
+            | OssOp::Truncate { object, .. } => Some(*object),
+            _ => None,
+        };
+        if let (Some(object), Some(bytes)) = (object, *lock(&allocated)) {
+            self.files.note_allocated(object.ino, stripe, bytes);
+        }
+        results
     }
 
     /// Applies the write rule to the outcome of one operation done with `layout`: fails

@@ -358,22 +358,6 @@ impl Client {
         self.setattr(creds, ino, set).await.map_err(stale_if_gone)
     }
 
-    /// SEEK_DATA / SEEK_HOLE: the whole file is data and the only hole is at its end
-    /// (correct by POSIX). `None` means `offset` lies at or past the end (ENXIO).
-    pub async fn seek_data_hole(
-        &self,
-        creds: &Creds,
-        ino: Ino,
-        offset: u64,
-        want_data: bool,
-    ) -> Result<Option<u64>, Error> {
-        let size = self.getattr(creds, ino).await?.size;
-        if offset >= size {
-            return Ok(None);
-        }
-        Ok(Some(if want_data { offset } else { size }))
-    }
-
     /// fallocate(2) by `creds` through handle `fh`. Mode 0 and FALLOC_FL_KEEP_SIZE reserve
     /// nothing on the OSTs (objects are sparse): they are ENOSPC, with nothing changed, when
     /// an OST of the file lacks room for its share of the range ([`super::space`]), and

@@ -642,6 +642,7 @@ impl Client {
             mtime: r.mtime,
             truncate_version: r.truncate_version,
             written: r.written,
+            allocated: r.allocated.clone(),
         };
         self.attr_call(creds, op).await
     }

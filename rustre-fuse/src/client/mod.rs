@@ -46,6 +46,7 @@ mod meta_cache;
 pub mod path;
 mod pending_marks;
 mod releases;
+mod seek;
 mod space;
 mod stripe;
 mod transfer;

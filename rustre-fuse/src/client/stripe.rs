@@ -50,6 +50,28 @@ pub(super) fn object_size(layout: &Layout, stripe: u32, file_size: u64) -> u64 {
     layout.object_size(stripe, file_size)
 }
 
+/// The first offset of object `stripe` whose byte lies at or after file offset `offset`.
+pub(super) fn object_from(layout: &Layout, stripe: u32, offset: u64) -> u64 {
+    let size = layout.stripe_size.max(1) as u64;
+    let count = layout.stripe_count().max(1) as u64;
+    let unit = offset / size;
+    let (row, col) = (unit / count, unit % count);
+    match col.cmp(&u64::from(stripe)) {
+        std::cmp::Ordering::Equal => row * size + offset % size,
+        std::cmp::Ordering::Less => row * size,
+        std::cmp::Ordering::Greater => (row + 1) * size,
+    }
+}
+
+/// The file offset of byte `object_offset` of object `stripe` (the inverse of
+/// [`extents`]' mapping).
+pub(super) fn file_offset(layout: &Layout, stripe: u32, object_offset: u64) -> u64 {
+    let size = layout.stripe_size.max(1) as u64;
+    let count = layout.stripe_count().max(1) as u64;
+    let (row, within) = (object_offset / size, object_offset % size);
+    (row * count + u64::from(stripe)) * size + within
+}
+
 /// Splits extents longer than `max` bytes into consecutive pieces of at most `max`.
 pub(super) fn split_extents(ex: Vec<Extent>, max: usize) -> Vec<Extent> {
     let max = max.max(1);
@@ -133,6 +155,27 @@ mod tests {
     }
 
     #[test]
+    fn object_and_file_offsets_map_both_ways() {
+        let l = layout(16, vec![7, 3, 9]);
+        for off in 0..200u64 {
+            let e = extents(&l, off, 1)[0];
+            assert_eq!(file_offset(&l, e.stripe, e.object_offset), off);
+            for stripe in 0..3 {
+                let from = object_from(&l, stripe, off);
+                // The first byte of the stripe at or after `off`, by brute force.
+                let want = (off..)
+                    .find(|&f| extents(&l, f, 1)[0].stripe == stripe)
+                    .unwrap();
+                assert_eq!(
+                    file_offset(&l, stripe, from),
+                    want,
+                    "off {off} stripe {stripe}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn extents_follow_the_formula_byte_by_byte() {
         let l = layout(4096, vec![7, 3, 9]);
         for (offset, len) in [
@@ -178,6 +221,7 @@ mod tests {
             stale: vec![4],
             version: 3,
             written: Default::default(),
+            allocated: Vec::new(),
         };
         assert_eq!(replicated.stripe_count(), 3);
         for (offset, len) in [(0u64, 100_000usize), (4095, 2), (12288 * 5 + 17, 9000)] {
@@ -240,6 +284,7 @@ mod tests {
             stale: vec![],
             version: 0,
             written: Default::default(),
+            allocated: Vec::new(),
         };
         for (offset, len, max) in [
             (0u64, 1usize, 1 << 20),

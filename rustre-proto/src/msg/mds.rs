@@ -174,6 +174,9 @@ pub enum MdsOp {
         mtime: Timestamp,
         truncate_version: u64,
         written: StripeSet,
+        /// `(stripe, bytes)`: the allocation of copy 0 of stripes it wrote, as the OSTs last
+        /// answered it (`Layout::allocated`).
+        allocated: Vec<(u32, u64)>,
     },
     /// Checks `mask` (R_OK=4, W_OK=2, X_OK=1, F_OK=0) for the caller.
     Access {

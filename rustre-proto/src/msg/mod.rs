@@ -122,7 +122,20 @@ pub struct Layout {
     /// truncate that leaves a stripe no byte removes it (docs/replication.md, "Which
     /// objects exist"). The version does not change with it.
     pub written: StripeSet,
+    /// Bytes the object of copy 0 of each stripe holds on its OST's disk (its allocated
+    /// blocks, holes excluded), as writers last saw it (`OssResponse::Written`, reported
+    /// with `MdsOp::ReportSize`): what `st_blocks` counts ([`Layout::blocks`]). A written
+    /// stripe without an entry (or with [`UNKNOWN_ALLOCATION`]: written by a client that
+    /// does not report it) counts as dense. The version does not change with it.
+    pub allocated: Vec<u64>,
 }
+
+/// An entry of `Layout::allocated` no writer reported.
+pub const UNKNOWN_ALLOCATION: u64 = u64::MAX;
+/// Bytes of one `st_blocks` unit.
+pub const STAT_BLOCK_BYTES: u64 = 512;
+/// Allocation unit a dense stripe is counted in (the OSTs' file system block).
+const DENSE_BLOCK_BYTES: u64 = 4096;
 
 impl Layout {
     /// An unreplicated layout over `osts` (one stripe per OST).
@@ -134,6 +147,7 @@ impl Layout {
             stale: Vec::new(),
             version: 0,
             written: StripeSet::default(),
+            allocated: Vec::new(),
         }
     }
 
@@ -182,6 +196,40 @@ impl Layout {
         let mut w = *written;
         w.retain(|s| s < count);
         self.written.union_with(&w)
+    }
+
+    /// Records what writers saw of the allocation of copy 0 of stripes (`(stripe, bytes)`,
+    /// stripes past the count ignored); true when an entry changed.
+    pub fn note_allocated(&mut self, allocated: &[(u32, u64)]) -> bool {
+        let count = self.stripe_count() as usize;
+        let mut changed = false;
+        for &(stripe, bytes) in allocated.iter().filter(|(s, _)| (*s as usize) < count) {
+            if self.allocated.len() < count {
+                self.allocated.resize(count, UNKNOWN_ALLOCATION);
+            }
+            changed |= std::mem::replace(&mut self.allocated[stripe as usize], bytes) != bytes;
+        }
+        changed
+    }
+
+    /// `st_blocks` (512-byte units) of a file of `size` bytes: per stripe, nothing when it
+    /// was never written, else the allocation reported (at most the object's length rounded
+    /// up to 4 KiB, which covers a truncate since), else (not reported) that length.
+    pub fn blocks(&self, size: u64) -> u64 {
+        let bytes: u64 = (0..self.stripe_count())
+            .filter(|s| self.written.contains(*s))
+            .map(|s| {
+                let dense = self
+                    .object_size(s, size)
+                    .div_ceil(DENSE_BLOCK_BYTES)
+                    .saturating_mul(DENSE_BLOCK_BYTES);
+                match self.allocated.get(s as usize) {
+                    Some(&a) if a != UNKNOWN_ALLOCATION => a.min(dense),
+                    _ => dense,
+                }
+            })
+            .fold(0, u64::saturating_add);
+        bytes.div_ceil(STAT_BLOCK_BYTES)
     }
 
     /// Forgets the written stripes to which a file of `size` bytes gives no byte: a truncate
@@ -379,6 +427,28 @@ mod tests {
     }
 
     #[test]
+    fn blocks_count_what_writers_reported_and_nothing_for_unwritten_stripes() {
+        const MIB: u64 = 1 << 20;
+        let mut l = Layout::striped(1 << 20, vec![0, 1, 2]);
+        assert_eq!(l.blocks(3 << 30), 0, "never written: all holes");
+        l.note_written(&[0, 1].into_iter().collect());
+        // Written by a client that reports no allocation: dense.
+        assert_eq!(l.blocks(3 * MIB + 1), (2 * MIB + 4096) / 512);
+        assert!(
+            l.note_allocated(&[(0, 4096), (9, 1)]),
+            "stripe 9 is ignored"
+        );
+        assert!(!l.note_allocated(&[(0, 4096)]));
+        assert_eq!(l.allocated, [4096, UNKNOWN_ALLOCATION, UNKNOWN_ALLOCATION]);
+        assert_eq!(l.blocks(3 << 30), (4096 + (1 << 30)) / 512);
+        l.note_allocated(&[(1, 8192)]);
+        assert_eq!(l.blocks(3 << 30), (4096 + 8192) / 512);
+        // A truncate since the report: at most what the objects can hold.
+        assert_eq!(l.blocks(100), 4096 / 512);
+        assert_eq!(l.blocks(0), 0);
+    }
+
+    #[test]
     fn layouts_place_copies_replica_major() {
         let mut l = Layout {
             stripe_size: 4096,
@@ -387,6 +457,7 @@ mod tests {
             stale: vec![],
             version: 0,
             written: StripeSet::default(),
+            allocated: Vec::new(),
         };
         assert!(l.validate().is_ok());
         assert_eq!(l.stripe_count(), 3);

@@ -121,6 +121,15 @@ pub enum OssOp {
         first: u64,
         count: u32,
     },
+    /// lseek(2) `SEEK_DATA` (with `data`) or `SEEK_HOLE` in the object from `offset`: the
+    /// first offset at or after it in data (or in a hole; the object's end is one).
+    /// Answered with [`OssResponse::Offset`]: `None` at or past the object's end, when it
+    /// is absent, or when no data follows `offset`. Granularity is the store's block.
+    Seek {
+        object: ObjectId,
+        offset: u64,
+        data: bool,
+    },
 }
 
 /// Answers of an OSS.
@@ -145,6 +154,9 @@ pub enum OssResponse {
     /// instance, and sends it again when the instance changed (docs/replication.md).
     Written {
         instance: u64,
+        /// After a write, repair or truncate: the bytes the object holds on disk (its
+        /// allocated blocks), which the writer reports (`Layout::allocated`).
+        allocated: Option<u64>,
     },
     /// A sync made the object durable under OST instance `instance`.
     Synced {
@@ -165,13 +177,17 @@ pub enum OssResponse {
     Scrubbed {
         bad_blocks: Vec<u64>,
     },
+    /// Result of `Seek`: the offset found, `None` for none (ENXIO).
+    Offset(Option<u64>),
 }
 
 impl OssResponse {
     /// The write verifier this answer carries: the OST instance of a `Written` or `Synced`.
     pub fn instance(&self) -> Option<u64> {
         match self {
-            OssResponse::Written { instance } | OssResponse::Synced { instance } => Some(*instance),
+            OssResponse::Written { instance, .. } | OssResponse::Synced { instance } => {
+                Some(*instance)
+            }
             _ => None,
         }
     }

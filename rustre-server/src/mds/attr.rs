@@ -185,6 +185,8 @@ pub struct SizeReport {
     pub truncate_version: u64,
     /// Stripes its acknowledged writes reached since its last report.
     pub written: StripeSet,
+    /// `(stripe, bytes)`: allocation of copy 0 of stripes it wrote (`Layout::allocated`).
+    pub allocated: Vec<(u32, u64)>,
 }
 
 /// A writer's report of the size and mtime its data reached, and of the stripes it wrote
@@ -202,6 +204,7 @@ pub fn report_size(
         mtime,
         truncate_version,
         written,
+        ref allocated,
     } = *report;
     let mut inode = store::inode(tx, ino)?;
     let a = &mut inode.attr;
@@ -214,7 +217,10 @@ pub fn report_size(
     if truncate_version != a.truncate_version {
         return Ok(inode.attr);
     }
-    let mut changed = a.layout.as_mut().is_some_and(|l| l.note_written(&written));
+    let mut changed = a
+        .layout
+        .as_mut()
+        .is_some_and(|l| l.note_written(&written) | l.note_allocated(allocated));
     if size > a.size {
         a.size = size;
         changed = true;

@@ -138,12 +138,14 @@ impl Mds {
                 mtime,
                 truncate_version,
                 written,
+                allocated,
             } => {
                 let report = attr::SizeReport {
                     size,
                     mtime,
                     truncate_version,
                     written,
+                    allocated,
                 };
                 self.report_size(call, ino, report).await
             }

@@ -61,6 +61,7 @@ async fn report_as(t: &TestCluster, creds: Creds, a: &Attr) -> Attr {
         mtime: a.mtime,
         truncate_version: a.truncate_version,
         written: Default::default(),
+        allocated: Vec::new(),
     };
     match t.call_as(creds, t.next_seq(), op).await.unwrap() {
         MdsResponse::Attr(a) => a,

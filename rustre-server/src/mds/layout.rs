@@ -188,6 +188,7 @@ impl OstPicker {
             stale: Vec::new(),
             version: 0,
             written: StripeSet::default(),
+            allocated: Vec::new(),
         };
         layout.validate()?;
         Ok(layout)

@@ -331,6 +331,7 @@ async fn create_sized(
         mtime: a.mtime,
         truncate_version: a.truncate_version,
         written: Default::default(),
+        allocated: Vec::new(),
     })
     .await
     .unwrap()

@@ -39,6 +39,7 @@ async fn a_live_copy_missing_a_written_object_is_no_source_for_resync() {
             mtime: a.mtime,
             truncate_version: a.truncate_version,
             written: [0].into_iter().collect(),
+            allocated: Vec::new(),
         })
         .await
         .unwrap();

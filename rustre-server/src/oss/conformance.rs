@@ -1,7 +1,7 @@
 //! The tests every [`ObjectStore`] must pass, run against a [`FileStore`] on a temporary
 //! directory and against a [`MemStore`]: reads of holes and past the end, writes past the
 //! end, partial-block writes, payloads and stored blocks failing their CRC, truncation both
-//! ways, versions, deletes, list paging, scrub, repairs, capacity, concurrent writes, and
+//! ways, versions, deletes, list paging, scrub, SEEK_DATA/SEEK_HOLE, allocation, repairs, capacity, concurrent writes, and
 //! random operations against a model. Each check is a function of the store and of a way to
 //! flip a stored byte behind the store's back (a bad disk); `conformance!` makes one test of
 //! it per store (`oss::conformance::{file_store, mem_store, volatile_store}::<check>`).
@@ -142,6 +142,8 @@ conformance!(
     capacity_is_plausible,
     concurrent_partial_writes_lose_no_crc,
     random_operations_match_a_model,
+    seek_finds_data_and_holes,
+    allocation_counts_blocks_holding_bytes,
 );
 
 fn holes_and_reads_past_the_end(s: &dyn ObjectStore, _: Flip) {
@@ -549,4 +551,45 @@ fn random_operations_match_a_model(s: &dyn ObjectStore, _: Flip) {
         assert_eq!(crcs, block_crcs(&bytes), "step {step}");
     }
     assert!(s.scrub(o).unwrap().is_empty());
+}
+
+fn seek_finds_data_and_holes(s: &dyn ObjectStore, _: Flip) {
+    const FAR: u64 = 1 << 20;
+    const END: u64 = 4 << 20;
+    let o = id(60, 0);
+    assert_eq!(s.seek(o, 0, true).unwrap(), None, "absent object");
+    w(s, o, 0, &pattern(B, 1));
+    w(s, o, FAR, &pattern(B, 2));
+    s.truncate(o, END, 1).unwrap();
+    assert_eq!(s.seek(o, 0, true).unwrap(), Some(0));
+    assert_eq!(s.seek(o, 100, true).unwrap(), Some(100));
+    assert_eq!(s.seek(o, 0, false).unwrap(), Some(BLOCK));
+    assert_eq!(s.seek(o, BLOCK, true).unwrap(), Some(FAR));
+    assert_eq!(s.seek(o, FAR, false).unwrap(), Some(FAR + BLOCK));
+    assert_eq!(s.seek(o, FAR + BLOCK, true).unwrap(), None, "no data after");
+    assert_eq!(s.seek(o, FAR + BLOCK, false).unwrap(), Some(FAR + BLOCK));
+    assert_eq!(s.seek(o, END, false).unwrap(), None, "at the end");
+    assert_eq!(s.seek(o, END, true).unwrap(), None, "at the end");
+    // A dense object's only hole is its end.
+    let d = id(61, 0);
+    w(s, d, 0, &pattern(3 * B, 3));
+    assert_eq!(s.seek(d, 10, false).unwrap(), Some(3 * BLOCK));
+}
+
+fn allocation_counts_blocks_holding_bytes(s: &dyn ObjectStore, _: Flip) {
+    let o = id(62, 0);
+    assert_eq!(s.allocated(o).unwrap(), 0, "absent object");
+    w(s, o, 0, &pattern(B, 1));
+    w(s, o, 512 << 20, &pattern(B, 2));
+    s.truncate(o, 1 << 30, 1).unwrap();
+    let sparse = s.allocated(o).unwrap();
+    // Two blocks, give or take the disk's own metadata; nowhere near the length.
+    assert!((2 * BLOCK..=1 << 20).contains(&sparse), "{sparse}");
+    s.truncate(o, BLOCK, 1).unwrap();
+    assert!(
+        s.allocated(o).unwrap() < sparse,
+        "a cut frees the far block"
+    );
+    s.delete(o).unwrap();
+    assert_eq!(s.allocated(o).unwrap(), 0, "deleted");
 }

@@ -172,17 +172,20 @@ impl Oss {
         | OssOp::Delete { object }
         | OssOp::Size { object }
         | OssOp::Scrub { object }
+        | OssOp::Seek { object, .. }
         | OssOp::Checksums { object, .. } = &op
         {
             check_object(*object)?;
         }
         let done = Ok((OssResponse::Done, Payload::None));
-        let written = Ok((
-            OssResponse::Written {
+        // A change's answer, with the object's allocation after it.
+        let written = |allocated| {
+            let resp = OssResponse::Written {
                 instance: ost.instance,
-            },
-            Payload::None,
-        ));
+                allocated,
+            };
+            Ok((resp, Payload::None))
+        };
         match op {
             OssOp::Read {
                 object,
@@ -205,11 +208,13 @@ impl Oss {
                 version,
             } => {
                 check_write(offset, payload.len())?;
-                self.blocking(store, move |s| {
-                    s.write(object, offset, &payload, crc, version, sync)
-                })
-                .await?;
-                written
+                let allocated = self
+                    .blocking(store, move |s| {
+                        s.write(object, offset, &payload, crc, version, sync)?;
+                        s.allocated(object)
+                    })
+                    .await?;
+                written(Some(allocated))
             }
             OssOp::Repair {
                 object,
@@ -226,11 +231,13 @@ impl Oss {
                     )
                     .into());
                 }
-                self.blocking(store, move |s| {
-                    s.repair(object, offset, &payload, crc, version, &seen)
-                })
-                .await?;
-                written
+                let allocated = self
+                    .blocking(store, move |s| {
+                        s.repair(object, offset, &payload, crc, version, &seen)?;
+                        s.allocated(object)
+                    })
+                    .await?;
+                written(Some(allocated))
             }
             OssOp::Truncate {
                 object,
@@ -238,14 +245,18 @@ impl Oss {
                 version,
             } => {
                 check_size(size)?;
-                self.blocking(store, move |s| s.truncate(object, size, version))
+                let allocated = self
+                    .blocking(store, move |s| {
+                        s.truncate(object, size, version)?;
+                        s.allocated(object)
+                    })
                     .await?;
-                written
+                written(Some(allocated))
             }
             OssOp::RaiseVersion { object, version } => {
                 self.blocking(store, move |s| s.raise_version(object, version))
                     .await?;
-                written
+                written(None)
             }
             OssOp::Sync { object } => {
                 self.blocking(store, move |s| s.sync(object)).await?;
@@ -289,6 +300,16 @@ impl Oss {
             OssOp::Scrub { object } => {
                 let bad_blocks = self.blocking(store, move |s| s.scrub(object)).await?;
                 Ok((OssResponse::Scrubbed { bad_blocks }, Payload::None))
+            }
+            OssOp::Seek {
+                object,
+                offset,
+                data,
+            } => {
+                let at = self
+                    .blocking(store, move |s| s.seek(object, offset, data))
+                    .await?;
+                Ok((OssResponse::Offset(at), Payload::None))
             }
         }
     }
@@ -424,7 +445,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let object = ObjectId { ino: 3, stripe: 0 };
         let instance_of = |answer: Result<OssResponse, Error>| match answer.unwrap() {
-            OssResponse::Written { instance } | OssResponse::Synced { instance } => instance,
+            OssResponse::Written { instance, .. } | OssResponse::Synced { instance } => instance,
             other => panic!("answered {other:?}"),
         };
         let write = OssOp::Write {

@@ -183,6 +183,15 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Reads the whole object and checks every block against its stored CRC; the indices of
     /// the blocks that fail (none for an absent object).
     fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, ObjectError>;
+
+    /// lseek(2) `SEEK_DATA` (with `data`) or `SEEK_HOLE` from `offset`: the first offset at
+    /// or after it in data (or in a hole, the object's end being one). `None` at or past the
+    /// object's end, for an absent object, and for data when none follows `offset`.
+    fn seek(&self, id: ObjectId, offset: u64, data: bool) -> Result<Option<u64>, ObjectError>;
+
+    /// Bytes the object holds on disk (its allocated blocks; holes hold none), 0 when
+    /// absent.
+    fn allocated(&self, id: ObjectId) -> Result<u64, ObjectError>;
 }
 
 /// Checks an object id: inode 0 names nothing, and a stripe index is below the stripe count

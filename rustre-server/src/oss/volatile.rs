@@ -195,6 +195,14 @@ impl ObjectStore for VolatileStore {
     fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, ObjectError> {
         self.mem.scrub(id)
     }
+
+    fn seek(&self, id: ObjectId, offset: u64, data: bool) -> Result<Option<u64>, ObjectError> {
+        self.mem.seek(id, offset, data)
+    }
+
+    fn allocated(&self, id: ObjectId) -> Result<u64, ObjectError> {
+        self.mem.allocated(id)
+    }
 }
 
 #[cfg(test)]

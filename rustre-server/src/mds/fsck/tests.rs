@@ -127,6 +127,7 @@ fn a_page_of_wide_layouts_stays_within_its_byte_bound() {
         stale: Vec::new(),
         version: 0,
         written: Default::default(),
+        allocated: Vec::new(),
     };
     let files = 400;
     run(&kv, |tx, c| {

@@ -88,6 +88,7 @@ async fn a_size_past_what_the_stripes_hold_is_efbig_and_changes_nothing() {
         mtime: Timestamp::default(),
         truncate_version: 0,
         written: Default::default(),
+        allocated: Vec::new(),
     })
     .await
     .unwrap();
@@ -123,6 +124,7 @@ async fn a_size_past_what_the_stripes_hold_is_efbig_and_changes_nothing() {
             mtime: Timestamp::default(),
             truncate_version: before.truncate_version,
             written: Default::default(),
+            allocated: Vec::new(),
         })
         .await;
     assert_eq!(r, Err(Error::TooBig));
@@ -167,6 +169,7 @@ async fn a_truncate_is_answered_once_every_copy_is_cut() {
         mtime: Timestamp::default(),
         truncate_version,
         written: [0, 1, 7].into_iter().collect(),
+        allocated: Vec::new(),
     };
     let reported = t.attr(report(0)).await.unwrap();
     let written = |a: &Attr| {

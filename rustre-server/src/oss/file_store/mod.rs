@@ -49,6 +49,7 @@ mod tests;
 mod write;
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,7 +58,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rustre_proto::sync::lock;
 
 use rustre_proto::msg::oss::ObjectId;
-use rustre_proto::msg::Capacity;
+use rustre_proto::msg::{Capacity, STAT_BLOCK_BYTES};
 
 use super::error::ObjectError;
 use super::handles::HandleCache;
@@ -503,5 +504,59 @@ impl ObjectStore for FileStore {
 
     fn scrub(&self, id: ObjectId) -> Result<Vec<u64>, ObjectError> {
         self.scrub_object(id)
+    }
+
+    fn seek(&self, id: ObjectId, offset: u64, data: bool) -> Result<Option<u64>, ObjectError> {
+        check_object(id)?;
+        let Some(files) = self.handle(id, false)? else {
+            return Ok(None);
+        };
+        let path = self.object_path(id);
+        let meta = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&path, e))?;
+        if meta.nlink() == 0 {
+            self.forget_removed(id);
+            return Ok(None);
+        }
+        let Ok(from) = i64::try_from(offset) else {
+            return Ok(None);
+        };
+        if offset >= meta.len() {
+            return Ok(None);
+        }
+        let whence = if data {
+            libc::SEEK_DATA
+        } else {
+            libc::SEEK_HOLE
+        };
+        // SAFETY: lseek on a descriptor this store owns; every other use of it reads and
+        // writes at explicit offsets, so moving its position changes nothing else.
+        let at = unsafe { libc::lseek(files.data.as_raw_fd(), from, whence) };
+        if at < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENXIO) => Ok(None),
+                _ => Err(ObjectError::io(&path, e)),
+            };
+        }
+        Ok(Some(at as u64))
+    }
+
+    fn allocated(&self, id: ObjectId) -> Result<u64, ObjectError> {
+        check_object(id)?;
+        let Some(files) = self.handle(id, false)? else {
+            return Ok(0);
+        };
+        let meta = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        Ok(if meta.nlink() == 0 {
+            0
+        } else {
+            meta.blocks() * STAT_BLOCK_BYTES
+        })
     }
 }

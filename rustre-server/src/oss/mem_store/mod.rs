@@ -568,4 +568,39 @@ impl ObjectStore for MemStore {
             .filter(|&b| !image.old_block(b).1)
             .collect())
     }
+
+    fn seek(&self, id: ObjectId, offset: u64, data: bool) -> Result<Option<u64>, ObjectError> {
+        check_object(id)?;
+        let inner = self.lock();
+        let Some(image) = inner.live(id).filter(|i| offset < i.size) else {
+            return Ok(None);
+        };
+        let first = offset / BLOCK;
+        if data {
+            // The first block holding bytes at or after the one of `offset`.
+            Ok(image
+                .blocks
+                .range(first..)
+                .next()
+                .map(|(&b, _)| (b * BLOCK).max(offset)))
+        } else {
+            // The first block from `offset`'s without bytes, else the end.
+            let mut b = first;
+            for (&held, _) in image.blocks.range(first..) {
+                if held != b {
+                    break;
+                }
+                b += 1;
+            }
+            Ok(Some((b * BLOCK).max(offset).min(image.size)))
+        }
+    }
+
+    fn allocated(&self, id: ObjectId) -> Result<u64, ObjectError> {
+        check_object(id)?;
+        Ok(self
+            .lock()
+            .live(id)
+            .map_or(0, |image| image.blocks.len() as u64 * BLOCK))
+    }
 }

@@ -502,6 +502,12 @@ async fn oss_unknown_ost_and_bad_requests_refused() {
     let inode_zero = OssOp::Size { object: obj(0, 0) };
     invalid(call(&c, 0, inode_zero, Bytes::new()).await);
     invalid(call(&c, 0, OssOp::Scrub { object: obj(0, 0) }, Bytes::new()).await);
+    let seek_inode_zero = OssOp::Seek {
+        object: obj(0, 0),
+        offset: 0,
+        data: true,
+    };
+    invalid(call(&c, 0, seek_inode_zero, Bytes::new()).await);
     invalid(
         call(
             &c,

@@ -118,6 +118,9 @@ pub(super) struct InodeState {
     pub(super) dirty: bool,
     /// Stripes whose writes every live copy acknowledged since the last successful report.
     pub(super) written: StripeSet,
+    /// By stripe, the allocation of copy 0 its latest write answer carried (reported with
+    /// the size, `Layout::allocated`) since the last successful report.
+    pub(super) allocated: BTreeMap<u32, u64>,
     /// Bumped by every write, so a report racing a write does not mark the state clean.
     pub(super) writes: u64,
     /// The last writer, whose credentials the report carries (a non-root writer clears
@@ -149,6 +152,7 @@ impl InodeState {
             truncate_version: attr.truncate_version,
             dirty: false,
             written: StripeSet::default(),
+            allocated: BTreeMap::new(),
             writes: 0,
             writer: Creds::root(),
             opens: 0,
@@ -172,6 +176,8 @@ pub(super) struct Report {
     pub(super) writes: u64,
     pub(super) writer: Creds,
     pub(super) written: StripeSet,
+    /// `(stripe, bytes)` from [`InodeState::allocated`].
+    pub(super) allocated: Vec<(u32, u64)>,
 }
 
 /// The open-file table and per-inode size state of one client.
@@ -258,6 +264,7 @@ impl Files {
             st.mtime = attr.mtime;
             st.dirty = false;
             st.written = StripeSet::default();
+            st.allocated.clear();
             return;
         }
         if attr.truncate_version < st.truncate_version {
@@ -267,6 +274,16 @@ impl Files {
         }
         st.size = st.size.max(attr.size);
         attr.size = st.size;
+        if let Some(l) = attr.layout.as_mut() {
+            // What st_blocks counts of writes not reported yet (`Layout::blocks`).
+            l.note_written(&st.written);
+            l.note_allocated(
+                &st.allocated
+                    .iter()
+                    .map(|(s, b)| (*s, *b))
+                    .collect::<Vec<_>>(),
+            );
+        }
         if st.dirty {
             attr.mtime = attr.mtime.max(st.mtime);
             attr.ctime = attr.ctime.max(st.mtime);
@@ -428,6 +445,13 @@ impl Files {
         }
     }
 
+    /// Notes the allocation copy 0 of `stripe` of `ino` answered a write with.
+    pub(super) fn note_allocated(&self, ino: Ino, stripe: u32, bytes: u64) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
+            st.allocated.insert(stripe, bytes);
+        }
+    }
+
     pub(super) fn pending_report(&self, ino: Ino) -> Option<Report> {
         let inodes = lock(&self.inodes);
         let st = inodes.get(&ino).filter(|s| s.is_unreported())?;
@@ -438,6 +462,7 @@ impl Files {
             writes: st.writes,
             writer: st.writer.clone(),
             written: st.written,
+            allocated: st.allocated.iter().map(|(s, b)| (*s, *b)).collect(),
         })
     }
 
@@ -447,6 +472,11 @@ impl Files {
                 st.dirty = false;
             }
             st.written.remove_all(&r.written);
+            for (stripe, bytes) in &r.allocated {
+                if st.allocated.get(stripe) == Some(bytes) {
+                    st.allocated.remove(stripe);
+                }
+            }
         }
         lock(&self.stamps).put(ino, (attr.size, attr.mtime));
     }
@@ -497,279 +527,4 @@ impl Files {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_stop_at_the_largest_size() {
-        assert_eq!(writable_len(0, 10, 100), Ok(10));
-        assert_eq!(writable_len(95, 10, 100), Ok(5), "cut short at the limit");
-        assert_eq!(writable_len(100, 1, 100), Err(Error::TooBig));
-        assert_eq!(writable_len(101, 1, 100), Err(Error::TooBig));
-        assert_eq!(writable_len(100, 0, 100), Ok(0));
-        assert_eq!(writable_len(101, 0, 100), Err(Error::TooBig));
-        assert_eq!(writable_len(u64::MAX, 1, u64::MAX), Err(Error::TooBig));
-    }
-
-    fn file_attr(ino: Ino, size: u64, tv: u64) -> Attr {
-        Attr {
-            ino,
-            kind: FileKind::File,
-            perm: 0o6755,
-            nlink: 1,
-            uid: 1,
-            gid: 1,
-            size,
-            atime: Timestamp::default(),
-            mtime: Timestamp { sec: 10, nsec: 0 },
-            ctime: Timestamp { sec: 10, nsec: 0 },
-            rdev: 0,
-            layout: None,
-            truncate_version: tv,
-            acl: None,
-        }
-    }
-
-    #[test]
-    fn writes_merge_into_answers_until_a_truncate() {
-        let files = Files::default();
-        let a = file_attr(7, 100, 3);
-        let (fh, keep) = files.register(&a, libc::O_RDWR, &Creds::root(), 1).unwrap();
-        assert!(!keep, "first open never keeps cached pages");
-        let writer = Creds {
-            uid: 5,
-            gid: 5,
-            groups: vec![],
-        };
-        files.wrote(7, 4096, Timestamp { sec: 20, nsec: 0 }, &writer);
-        let mut b = file_attr(7, 100, 3);
-        files.merge(&mut b);
-        assert_eq!(b.size, 4096);
-        assert_eq!(b.mtime.sec, 20);
-        assert_eq!(b.perm, 0o0755, "a non-root write clears setuid and setgid");
-
-        // A truncate elsewhere voids what this client knew.
-        let mut c = file_attr(7, 10, 4);
-        files.merge(&mut c);
-        assert_eq!(c.size, 10);
-        assert!(files.pending_report(7).is_none());
-
-        let (_, last) = files.unregister(fh).unwrap();
-        assert!(last);
-        assert!(files.forget_inode(7));
-        let mut d = file_attr(7, 1, 4);
-        files.merge(&mut d);
-        assert_eq!(d.size, 1, "closed files are not merged");
-    }
-
-    #[test]
-    fn a_replicated_layout_older_than_the_ttl_is_checked_before_reading() {
-        let files = Files::default();
-        let mut a = file_attr(11, 0, 0);
-        a.layout = Some(Layout {
-            stripe_size: 4096,
-            osts: vec![0, 1],
-            replicas: 2,
-            stale: vec![],
-            version: 1,
-            written: Default::default(),
-        });
-        files
-            .register(&a, libc::O_RDONLY, &Creds::root(), 1)
-            .unwrap();
-        files.set_layout_ttl(std::time::Duration::from_secs(3600));
-        assert!(!files.layout_needs_check(11), "fresh from the MDS");
-        files.set_layout_ttl(std::time::Duration::ZERO);
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        assert!(files.layout_needs_check(11), "older than the TTL");
-        let mut answer = a.clone();
-        files.merge(&mut answer);
-        files.set_layout_ttl(std::time::Duration::from_secs(3600));
-        assert!(
-            !files.layout_needs_check(11),
-            "an attribute answer renews it"
-        );
-        // Unreplicated files have no copy that could turn stale.
-        let mut b = file_attr(12, 0, 0);
-        b.layout = Some(Layout::striped(4096, vec![0]));
-        files
-            .register(&b, libc::O_RDONLY, &Creds::root(), 1)
-            .unwrap();
-        files.set_layout_ttl(std::time::Duration::ZERO);
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        assert!(!files.layout_needs_check(12));
-    }
-
-    #[test]
-    fn a_report_racing_a_write_leaves_the_state_dirty() {
-        let files = Files::default();
-        let a = file_attr(9, 0, 0);
-        files
-            .register(&a, libc::O_WRONLY, &Creds::root(), 1)
-            .unwrap();
-        files.wrote(9, 10, rustre_proto::host::now(), &Creds::root());
-        let r = files.pending_report(9).unwrap();
-        files.wrote(9, 20, rustre_proto::host::now(), &Creds::root());
-        files.reported(9, &r, &file_attr(9, 10, 0));
-        assert_eq!(files.pending_report(9).unwrap().size, 20);
-    }
-
-    /// Stripes written go with the next report and leave once it succeeded; a truncate
-    /// elsewhere voids them; written stripes the MDS answers (of the same layout version)
-    /// reach every later read.
-    #[test]
-    fn written_stripes_are_reported_once_and_learnt_from_answers() {
-        let files = Files::default();
-        let mut a = file_attr(9, 0, 0);
-        a.layout = Some(Layout::striped(4096, vec![0, 1, 2]));
-        let given = a.layout.clone().unwrap();
-        files
-            .register(&a, libc::O_WRONLY, &Creds::root(), 1)
-            .unwrap();
-        files.wrote_stripes(9, &[0, 2]);
-        let r = files.pending_report(9).expect("stripes to report");
-        assert_eq!(r.written.iter().collect::<Vec<_>>(), [0, 2]);
-        files.wrote_stripes(9, &[1]);
-        let mut answer = a.clone();
-        answer.layout.as_mut().unwrap().written = r.written;
-        files.reported(9, &r, &answer);
-        files.merge(&mut answer);
-        let left = files.pending_report(9).expect("stripe 1 came after");
-        assert_eq!(left.written.iter().collect::<Vec<_>>(), [1]);
-        let newest = files.newest_layout(9, &given);
-        assert_eq!(newest.written.iter().collect::<Vec<_>>(), [0, 2]);
-        files.merge(&mut file_attr(9, 0, 1));
-        assert!(files.pending_report(9).is_none(), "voided by a truncate");
-    }
-
-    #[test]
-    fn unchanged_files_keep_their_cache() {
-        let files = Files::default();
-        let a = file_attr(3, 50, 0);
-        let (fh, _) = files
-            .register(&a, libc::O_RDONLY, &Creds::root(), 1)
-            .unwrap();
-        files.unregister(fh).unwrap();
-        let (fh, keep) = files
-            .register(&a, libc::O_RDONLY, &Creds::root(), 1)
-            .unwrap();
-        assert!(keep);
-        files.unregister(fh).unwrap();
-        let changed = file_attr(3, 51, 0);
-        let (_, keep) = files
-            .register(&changed, libc::O_RDONLY, &Creds::root(), 1)
-            .unwrap();
-        assert!(!keep);
-    }
-
-    /// FUSE sends RELEASE asynchronously: the next OPEN (and its writes) can come while the
-    /// release of the previous handle still awaits its reports. Its late "last close" must
-    /// leave the new handle's state alone.
-    #[test]
-    fn a_release_finishing_after_the_next_open_keeps_its_state() {
-        let files = Files::default();
-        let (fh1, _) = files
-            .register(&file_attr(5, 0, 0), libc::O_WRONLY, &Creds::root(), 1)
-            .unwrap();
-        files.wrote(5, 3, rustre_proto::host::now(), &Creds::root());
-        // The release of fh1 learns it is the last handle, then awaits the MDS...
-        let (_, last) = files.unregister(fh1).unwrap();
-        assert!(last);
-        // ... while the file is opened again for appending and written.
-        let (fh2, _) = files
-            .register(
-                &file_attr(5, 3, 0),
-                libc::O_WRONLY | libc::O_APPEND,
-                &Creds::root(),
-                1,
-            )
-            .unwrap();
-        files.wrote(5, 13, rustre_proto::host::now(), &Creds::root());
-        // The release of fh1 finishes.
-        assert!(!files.forget_inode(5), "a handle is open again");
-        assert_eq!(files.size(5), 13);
-        assert_eq!(files.pending_report(5).expect("still dirty").size, 13);
-        let (_, last) = files.unregister(fh2).unwrap();
-        assert!(last);
-        assert!(files.forget_inode(5));
-        assert_eq!(files.size(5), 0, "forgotten after the real last close");
-    }
-
-    /// A stale mark (a newer layout version) reaches every later read and write of the
-    /// inode, whatever older layout a handle or a write-back buffer still holds; an older
-    /// answer never undoes it.
-    #[test]
-    fn the_newest_layout_wins() {
-        let files = Files::default();
-        let v0 = Layout {
-            stripe_size: 4096,
-            osts: vec![0, 1],
-            replicas: 2,
-            stale: vec![],
-            version: 4,
-            written: Default::default(),
-        };
-        let mut a = file_attr(11, 0, 0);
-        a.layout = Some(v0.clone());
-        let (fh, _) = files.register(&a, libc::O_RDWR, &Creds::root(), 1).unwrap();
-        assert_eq!(files.newest_layout(11, &v0), v0);
-
-        let v1 = Layout {
-            stale: vec![1],
-            version: 5,
-            ..v0.clone()
-        };
-        let mut marked = file_attr(11, 0, 0);
-        marked.layout = Some(v1.clone());
-        files.merge(&mut marked);
-        assert_eq!(files.newest_layout(11, &v0), v1);
-        assert_eq!(files.layout(11), Some(v1.clone()));
-
-        // An older answer (or a second open with an old attr) keeps the newer layout.
-        let mut old = file_attr(11, 0, 0);
-        old.layout = Some(v0.clone());
-        files.merge(&mut old);
-        files
-            .register(&old, libc::O_RDONLY, &Creds::root(), 1)
-            .unwrap();
-        assert_eq!(files.newest_layout(11, &v0), v1);
-        // A caller holding something newer than the state keeps its own.
-        let v2 = Layout {
-            stale: vec![],
-            version: 6,
-            ..v0.clone()
-        };
-        assert_eq!(files.newest_layout(11, &v2), v2);
-        // Inodes not open here have no state: the caller's layout is used.
-        assert_eq!(files.newest_layout(12, &v0), v0);
-        files.unregister(fh).unwrap();
-    }
-
-    #[test]
-    fn an_expired_session_evicts_its_handles_until_a_new_open() {
-        let files = Files::default();
-        let a = file_attr(9, 0, 0);
-        let (old, _) = files.register(&a, libc::O_RDWR, &Creds::root(), 1).unwrap();
-        let (other, _) = files
-            .register(&file_attr(10, 0, 0), libc::O_RDWR, &Creds::root(), 2)
-            .unwrap();
-        files.wrote(9, 4096, rustre_proto::host::now(), &Creds::root());
-        assert_eq!(files.evict_session(1), vec![9]);
-        assert!(matches!(files.handle(old), Err(Error::Io(_))));
-        assert!(
-            files.handle(other).is_ok(),
-            "another session's handle stays"
-        );
-        assert!(files.is_evicted(9) && !files.is_evicted(10));
-        assert!(
-            files.pending_report(9).is_none(),
-            "an evicted size is never reported"
-        );
-        assert!(files.evict_session(1).is_empty(), "evicted once");
-        let (new, _) = files.register(&a, libc::O_RDWR, &Creds::root(), 2).unwrap();
-        assert!(files.handle(new).is_ok() && !files.is_evicted(9));
-        assert!(files.handle(old).is_err(), "the old handle stays evicted");
-        let (gone, last) = files.unregister(old).unwrap();
-        assert_eq!((gone.ino, last), (9, false));
-    }
-}
+mod tests;
