@@ -10,7 +10,6 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use common::*;
 
@@ -23,33 +22,7 @@ const OWNER: u32 = 1000;
 
 /// Why this test cannot run here (FUSE, root, or a tool missing); under `CI=true`, a panic.
 fn unavailable() -> Option<String> {
-    if let Some(why) = fuse_unavailable() {
-        return Some(why.to_string());
-    }
-    for tool in ["setfacl", "getfacl", "getfattr", "setpriv"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(unavailable_here(format!(
-                "{tool} is not installed (scripts/install-deps.sh)"
-            )));
-        }
-    }
-    None
-}
-
-/// Runs `script` with bash in `dir` as `uid`:`gid` (no supplementary groups).
-fn run_as(uid: u32, gid: u32, dir: &Path, script: &str) -> Output {
-    Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .args(["--clear-groups", "bash", "-c", script])
-        .current_dir(dir)
-        .output()
-        .expect("setpriv")
+    fuse_or_tools_unavailable(&["setfacl", "getfacl", "getfattr", "setpriv"])
 }
 
 /// True when `script` succeeds as `uid`:`gid` in `dir`.

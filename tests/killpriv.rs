@@ -11,7 +11,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use common::*;
 
@@ -55,33 +55,7 @@ os.close(fd)
 
 /// Why this test cannot run here (FUSE, root, or a tool missing); under `CI=true`, a panic.
 fn unavailable() -> Option<String> {
-    if let Some(why) = fuse_unavailable() {
-        return Some(why.to_string());
-    }
-    for tool in ["setcap", "getcap", "setpriv", "python3"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(unavailable_here(format!(
-                "{tool} is not installed (scripts/install-deps.sh)"
-            )));
-        }
-    }
-    None
-}
-
-/// Runs `script` with bash in `dir` as `uid`:`gid` (no supplementary groups).
-fn run_as(uid: u32, gid: u32, dir: &Path, script: &str) -> Output {
-    Command::new("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={gid}"))
-        .args(["--clear-groups", "bash", "-c", script])
-        .current_dir(dir)
-        .output()
-        .expect("setpriv")
+    fuse_or_tools_unavailable(&["setcap", "getcap", "setpriv", "python3"])
 }
 
 /// Runs `script` as `uid` in `dir`; panics with its output unless it succeeds.

@@ -263,6 +263,38 @@ pub(crate) fn fuse_unavailable() -> Option<&'static str> {
     why.map(unavailable_here)
 }
 
+/// Why a test needing FUSE mounts and the commands `tools` cannot run here, if it cannot;
+/// under `CI=true`, a panic ([`unavailable_here`]).
+pub(crate) fn fuse_or_tools_unavailable(tools: &[&str]) -> Option<String> {
+    if let Some(why) = fuse_unavailable() {
+        return Some(why.to_string());
+    }
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Some(unavailable_here(format!(
+                "{tool} is not installed (scripts/install-deps.sh)"
+            )));
+        }
+    }
+    None
+}
+
+/// Runs `script` with bash in `dir` as `uid`:`gid` (no supplementary groups).
+pub(crate) fn run_as(uid: u32, gid: u32, dir: &Path, script: &str) -> Output {
+    Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .args(["--clear-groups", "bash", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("setpriv")
+}
+
 /// `why` a test cannot run here, for it to skip; under `CI=true`, where everything a test
 /// needs is installed (scripts/install-deps.sh), a panic instead: a skip there would pass
 /// a test that never ran.
