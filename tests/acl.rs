@@ -30,18 +30,6 @@ fn ok_as(uid: u32, gid: u32, dir: &Path, script: &str) -> bool {
     run_as(uid, gid, dir, script).status.success()
 }
 
-/// Runs `script` as root in `dir`; panics with its output unless it succeeds.
-fn sh(dir: &Path, script: &str) -> String {
-    let out = run_as(0, 0, dir, &format!("set -euo pipefail; {script}"));
-    assert!(
-        out.status.success(),
-        "`{script}` failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn posix_acls_and_exec_bits_through_a_mount() {
     if let Some(why) = unavailable() {

@@ -255,22 +255,6 @@ fn run_bounded(cmd: &mut Command) -> Output {
     }
 }
 
-/// Runs a shell command in `dir`; panics with its output unless it succeeds.
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", script])
-        .current_dir(dir)
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "`{script}` failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn posix_round_trips_with_std_fs() {
     if !can_mount() {

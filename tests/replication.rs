@@ -12,14 +12,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn skip_without_fuse() -> bool {
-    if let Some(why) = fuse_unavailable() {
-        eprintln!("skipped: {why}");
-        return true;
-    }
-    false
-}
-
 #[test]
 fn sigkill_of_an_oss_under_a_replicated_write_stream_loses_nothing() {
     if skip_without_fuse() {

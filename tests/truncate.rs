@@ -22,14 +22,6 @@ const MDS_TEST_EXIT_STATUS: i32 = 75;
 /// Longest wait for an MDS to stop at the crash point, or for a worker to cut.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn skip_without_fuse() -> bool {
-    if let Some(why) = fuse_unavailable() {
-        eprintln!("skipped: {why}");
-        return true;
-    }
-    false
-}
-
 #[test]
 fn truncates_and_writes_past_what_the_stripes_hold_are_efbig_and_change_nothing() {
     if skip_without_fuse() {

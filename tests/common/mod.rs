@@ -284,6 +284,31 @@ pub(crate) fn fuse_or_tools_unavailable(tools: &[&str]) -> Option<String> {
     None
 }
 
+/// Runs a shell command in `dir`; panics with its output unless it succeeds.
+pub(crate) fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "`{script}` failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// True (after saying why) when FUSE mounts cannot be made here; under `CI=true`, a panic.
+pub(crate) fn skip_without_fuse() -> bool {
+    if let Some(why) = fuse_unavailable() {
+        eprintln!("skipped: {why}");
+        return true;
+    }
+    false
+}
+
 /// Runs `script` with bash in `dir` as `uid`:`gid` (no supplementary groups).
 pub(crate) fn run_as(uid: u32, gid: u32, dir: &Path, script: &str) -> Output {
     Command::new("setpriv")
