@@ -338,7 +338,7 @@ pub fn set_xattr(
     }
     if let Some(which) = Which::of(name) {
         // Linux sets an ACL whatever XATTR_CREATE or XATTR_REPLACE say.
-        acl::set(ctx, &mut inode, which, value)?;
+        acl::set(ctx.creds, ctx.now, &mut inode, which, value)?;
         return store::put_inode(tx, &inode);
     }
     check_xattr(ctx, &inode.attr, name, true)?;
@@ -389,7 +389,7 @@ pub fn remove_xattr(
     let mut inode = store::inode(tx, ino)?;
     if let Some(which) = Which::of(name) {
         // As Linux's removal of an ACL: no error when there is none.
-        acl::set(ctx, &mut inode, which, &[])?;
+        acl::set(ctx.creds, ctx.now, &mut inode, which, &[])?;
         return store::put_inode(tx, &inode);
     }
     // The kernel removes the file capability before a write as the writer (Linux's

@@ -6,7 +6,7 @@ use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec};
 use rustre_proto::Error;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::acl::PosixAcl;
+use super::acl::posix::PosixAcl;
 use crate::meta::Transaction;
 use crate::schema;
 

@@ -6,8 +6,9 @@ use rustre_proto::msg::mds::SetAttr;
 use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Timestamp, ROOT_INO};
 use rustre_proto::Error;
 
+use super::posix::*;
 use super::*;
-use crate::mds::namespace::{self, NewInode};
+use crate::mds::namespace::{self, Ctx, NewInode};
 use crate::mds::open::{self, FMODE_EXEC};
 use crate::mds::{attr, store};
 use crate::meta::{Kv, Transaction};
