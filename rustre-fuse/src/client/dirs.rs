@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use rustre_proto::msg::mds::DirEntry;
-use rustre_proto::msg::{Creds, FileKind, Ino};
+use rustre_proto::msg::{Attr, Creds, FileKind, Ino};
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
@@ -52,6 +52,9 @@ pub(super) struct DirState {
 
 pub(super) struct OpenDir {
     pub(super) ino: Ino,
+    /// The directory's attributes when it was opened: what fstat answers once it is
+    /// removed (with no links), as for any open directory whose name went.
+    pub(super) attr: Attr,
     pub(super) creds: Creds,
     /// "." and "..".
     pub(super) dot: DirEntry,
@@ -80,6 +83,17 @@ impl Dirs {
             .get(&fh)
             .cloned()
             .ok_or_else(|| Error::Invalid(format!("unknown directory handle {fh}")))
+    }
+
+    /// The attributes of directory `ino`, removed while this client holds it open: those
+    /// it had when opened, with no links.
+    pub(super) fn removed(&self, ino: Ino) -> Option<Attr> {
+        let handles = lock(&self.handles);
+        let dir = handles.values().find(|d| d.ino == ino)?;
+        Some(Attr {
+            nlink: 0,
+            ..dir.attr.clone()
+        })
     }
 }
 

@@ -44,7 +44,11 @@ impl Client {
     /// Attributes of inode `ino` for a caller that reached it through a cached name (see
     /// [`stale_if_gone`]).
     pub async fn getattr_ino(&self, creds: &Creds, ino: Ino) -> Result<Attr, Error> {
-        self.getattr(creds, ino).await.map_err(stale_if_gone)
+        match self.getattr(creds, ino).await {
+            // fstat of an open directory that was removed.
+            Err(Error::NotFound) => self.dirs.removed(ino).ok_or(Error::Stale),
+            r => r.map_err(stale_if_gone),
+        }
     }
 
     /// Reports the size and mtime this client's writes reached on `ino`, and the stripes they
@@ -470,11 +474,13 @@ impl Client {
 impl Client {
     /// Opens directory `ino` for listing (needs read permission) and returns a handle.
     pub async fn open_dir(&self, creds: &Creds, ino: Ino) -> Result<u64, Error> {
-        let (first, parent) = tokio::join!(
+        let (first, parent, attr) = tokio::join!(
             self.readdir(creds, ino, None, DIR_PAGE_ENTRIES, true),
-            self.lookup(creds, ino, "..")
+            self.lookup(creds, ino, ".."),
+            self.getattr(creds, ino)
         );
         let (page, eof) = first?;
+        let attr = attr?;
         // Without search permission ".." cannot be looked up; then it names the directory
         // itself, as at the root.
         let parent = parent.map_or(ino, |a| a.ino);
@@ -489,6 +495,7 @@ impl Client {
         state.fill(DOTDOT_OFFSET, page, eof);
         let dir = OpenDir {
             ino,
+            attr,
             creds: creds.clone(),
             dot: dir_entry(".", ino),
             dotdot: dir_entry("..", parent),
@@ -555,7 +562,7 @@ impl Client {
                 None => return Ok(false),
             }
         };
-        let (page, eof) = self
+        let listed = self
             .readdir(
                 &dir.creds,
                 dir.ino,
@@ -563,7 +570,12 @@ impl Client {
                 DIR_PAGE_ENTRIES,
                 true,
             )
-            .await?;
+            .await;
+        let (page, eof) = match listed {
+            // Removed while open: a removed directory lists nothing.
+            Err(Error::NotFound) => (Vec::new(), true),
+            r => r?,
+        };
         st.fill(at, page, eof);
         Ok(true)
     }
