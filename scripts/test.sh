@@ -24,8 +24,20 @@ step cargo test --workspace
 # Two test threads: the end-to-end tests start clusters and mounts of their own.
 cargo test --workspace -- --test-threads=2
 step fsx 100k
-# The long runs: fsx for 100,000 operations on a mount with the page cache and write-back on.
+# The long runs, side by side (each waits on FUSE round trips more than on the CPUs): fsx
+# for 100,000 operations on a mount with the page cache and write-back on, and 100,000
+# model-checked operations mixing buffered, O_DIRECT and mmap I/O (tests/io_mix).
+cargo test --test io_mix --no-run
+long_log=$(mktemp)
+cargo test --test io_mix -- --ignored >"$long_log" 2>&1 &
+io_mix_pid=$!
 cargo test --test mount -- --ignored
+if ! wait "$io_mix_pid"; then
+    cat "$long_log"
+    echo "the 100,000-operation io_mix run failed" >&2
+    exit 1
+fi
+tail -n 3 "$long_log"
 step simulation
 # Deterministic simulation (docs/simulation.md): its own workspace, so the test-only bug
 # and turmoil never reach the builds above; SIM_SEEDS seeds (default 24), replay, the

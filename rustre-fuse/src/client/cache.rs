@@ -10,7 +10,9 @@
 //! whole stripes.
 //!
 //! Coherence: a write through this client drops the pages it touches and bumps the inode's
-//! generation, so a fetch that raced the write is not inserted; opening a file that changed
+//! generation twice: when the write reaches the client (it may wait in write-back), and again
+//! when its bytes are on the OSTs. A fetch that raced either is not inserted: in between, a
+//! fetch reads what the OSTs held before the write. Opening a file that changed
 //! since this client last saw it drops all its pages (close-to-open). A page is cut at the end
 //! of file it was read at: one too short for a read of a file that grew since is dropped and
 //! the range read afresh, never padded with zeros.

@@ -597,11 +597,20 @@ impl Client {
         sync: bool,
     ) -> Result<(), Error> {
         let data = &data;
-        self.with_fresh_layout(ino, layout, |layout| async move {
-            self.riding_through(|| self.write_data_once(ino, &layout, offset, data.clone(), sync))
+        let written = self
+            .with_fresh_layout(ino, layout, |layout| async move {
+                self.riding_through(|| {
+                    self.write_data_once(ino, &layout, offset, data.clone(), sync)
+                })
                 .await
-        })
-        .await
+            })
+            .await;
+        // A page fetched while these bytes were on their way (after the write reached this
+        // client, so under the generation it left) holds what the OSTs had before them:
+        // dropped, and any fetch still in flight is not kept.
+        self.cache
+            .invalidate_range(ino, layout.stripe_size as u64, offset, data.len() as u64);
+        written
     }
 
     /// Runs a change of `ino` with `layout`, and again with the layout fetched afresh from
