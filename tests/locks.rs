@@ -66,6 +66,20 @@ elif cmd == "wait":
     out("waiting")
     lock(fd, fcntl.LOCK_EX)
     out("got", repr(time.time()))
+elif cmd == "writer":
+    for line in sys.stdin:
+        lock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, line.strip().encode(), 0)
+        lock(fd, fcntl.LOCK_UN)
+        out("written")
+elif cmd == "reader":
+    os.pread(fd, 64, 0)
+    out("ready")
+    for line in sys.stdin:
+        lock(fd, fcntl.LOCK_SH)
+        got = os.pread(fd, 64, 0).decode()
+        lock(fd, fcntl.LOCK_UN)
+        out("read", got)
 elif cmd == "getlk":
     arg = struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, 0, start, length, 0)
     t, w, s, l, pid = struct.unpack("hhxxxxqqixxxx", fcntl.fcntl(fd, fcntl.F_GETLK, arg))
@@ -115,8 +129,12 @@ impl Helper {
     }
 
     fn say(&mut self) {
+        self.say_line("");
+    }
+
+    fn say_line(&mut self, line: &str) {
         let w = self.stdin.as_mut().unwrap();
-        w.write_all(b"\n").unwrap();
+        w.write_all(format!("{line}\n").as_bytes()).unwrap();
         w.flush().unwrap();
     }
 }
@@ -295,4 +313,59 @@ fn a_killed_flock_holder_frees_its_lock() {
 #[test]
 fn a_killed_fcntl_holder_frees_its_lock() {
     killed_holder_frees_its_lock("fcntl");
+}
+
+/// Caches follow locks: what a writer wrote under a lock through A (no fsync, no close:
+/// still in its client's write-back buffers) is what a reader that keeps the file open
+/// through B reads under its next lock, though it read (and cached) the file before.
+fn data_written_under_a_lock_is_read_by_the_next_holder(mode: &str) {
+    let Some(t) = two_mounts(&[]) else { return };
+    let (pa, pb) = t.file("shared");
+    fs::write(&pa, b"first").unwrap();
+    let mut reader = Helper::start(&["reader", mode, s(&pb)]);
+    assert_eq!(reader.line(), "ready");
+    let mut writer = Helper::start(&["writer", mode, s(&pa)]);
+    for word in ["second", "thirdd", "fourth"] {
+        writer.say_line(word);
+        assert_eq!(writer.line(), "written");
+        reader.say();
+        assert_eq!(reader.line(), format!("read {word}"), "{mode}");
+    }
+}
+
+#[test]
+fn data_written_under_flock_is_read_by_the_next_holder() {
+    data_written_under_a_lock_is_read_by_the_next_holder("flock");
+}
+
+#[test]
+fn data_written_under_fcntl_is_read_by_the_next_holder() {
+    data_written_under_a_lock_is_read_by_the_next_holder("fcntl");
+}
+
+/// The MDS's session lease in the client-death test (`rustre mds --session-lease`, s).
+const LEASE_SECS: u64 = 3;
+/// The lease, the MDS's reaping interval and a margin.
+const EXPIRY_WAIT: Duration = Duration::from_secs(LEASE_SECS + 7);
+
+/// A client killed with SIGKILL (its mount daemon) frees its locks when its session
+/// expires.
+#[test]
+fn a_killed_client_frees_its_locks_at_session_expiry() {
+    let Some(mut t) = two_mounts(&["--session-lease", "3"]) else {
+        return;
+    };
+    let (pa, pb) = t.file("orphaned");
+    let holder = Helper::start(&["hold", "fcntl", s(&pa)]);
+    assert!(holder.line().starts_with("locked"));
+    assert!(run(&["try", "fcntl", s(&pb)]).starts_with("busy"));
+    t.a.child.kill().unwrap();
+    let killed = Instant::now();
+    t.a.child.wait().unwrap();
+    assert!(
+        wait_until(EXPIRY_WAIT, || run(&["try", "fcntl", s(&pb)]) == "ok"),
+        "the dead client's lock still held after {:?}",
+        killed.elapsed()
+    );
+    drop(holder);
 }
