@@ -80,6 +80,29 @@ elif cmd == "reader":
         got = os.pread(fd, 64, 0).decode()
         lock(fd, fcntl.LOCK_UN)
         out("read", got)
+elif cmd == "alarmed":
+    import signal
+    def ring(*_):
+        raise TimeoutError()
+    signal.signal(signal.SIGALRM, ring)
+    out("waiting", repr(time.time()))
+    signal.alarm(1)
+    try:
+        lock(fd, fcntl.LOCK_EX)
+        out("got")
+    except TimeoutError:
+        out("interrupted", repr(time.time()))
+elif cmd == "cross":
+    lock(fd, fcntl.LOCK_EX)
+    out("locked")
+    sys.stdin.readline()
+    start, length = int(sys.argv[6]), int(sys.argv[7])
+    try:
+        lock(fd, fcntl.LOCK_EX)
+        out("got")
+    except OSError as e:
+        out("error", e.errno)
+    sys.stdin.readline()
 elif cmd == "getlk":
     arg = struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, 0, start, length, 0)
     t, w, s, l, pid = struct.unpack("hhxxxxqqixxxx", fcntl.fcntl(fd, fcntl.F_GETLK, arg))
@@ -368,4 +391,52 @@ fn a_killed_client_frees_its_locks_at_session_expiry() {
         killed.elapsed()
     );
     drop(holder);
+}
+
+/// A process waiting for a lock held through the other mount gets EINTR when a signal
+/// comes (its handler then runs), within a wait round of the MDS.
+#[test]
+fn a_signal_interrupts_a_waiting_lock() {
+    let Some(t) = two_mounts(&[]) else { return };
+    let (pa, pb) = t.file("interrupted");
+    let holder = Helper::start(&["hold", "fcntl", s(&pa)]);
+    assert!(holder.line().starts_with("locked"));
+    let waiter = Helper::start(&["alarmed", "fcntl", s(&pb)]);
+    let asked: f64 = waiter.line()["waiting ".len()..].parse().unwrap();
+    let end = waiter.line();
+    let at: f64 = end
+        .strip_prefix("interrupted ")
+        .unwrap_or_else(|| panic!("{end}"))
+        .parse()
+        .unwrap();
+    // The alarm rings after 1 s; the MDS holds a wait for at most `LOCK_WAIT_ROUND` (1 s).
+    assert!(
+        at - asked < 3.0,
+        "interrupted only after {:.2} s",
+        at - asked
+    );
+    drop(holder);
+}
+
+/// Two owners through two mounts, each holding a range the other then waits for: the
+/// second to wait gets EDEADLK, and the first gets its lock once the second lets go.
+#[test]
+fn a_cycle_of_waits_across_mounts_is_edeadlk() {
+    let Some(t) = two_mounts(&[]) else { return };
+    let (pa, pb) = t.file("cycle");
+    let mut a = Helper::start(&["cross", "fcntl", s(&pa), "0", "10", "10", "10"]);
+    let mut b = Helper::start(&["cross", "fcntl", s(&pb), "10", "10", "0", "10"]);
+    assert_eq!(a.line(), "locked");
+    assert_eq!(b.line(), "locked");
+    a.say();
+    // A now waits for B's range (give its request time to reach the MDS).
+    assert_eq!(
+        a.line_within(Duration::from_millis(500)),
+        None,
+        "A got B's range"
+    );
+    b.say();
+    assert_eq!(b.line(), format!("error {}", libc::EDEADLK));
+    b.say();
+    assert_eq!(a.line(), "got", "A did not get B's range once B exited");
 }
