@@ -47,6 +47,11 @@ impl LockOwners {
         had
     }
 
+    /// Forgets every owner: the session whose locks they were is gone.
+    pub(super) fn clear(&self) {
+        lock(&self.0).clear();
+    }
+
     fn holds(&self, ino: Ino, owner: u64) -> bool {
         lock(&self.0).get(&ino).is_some_and(|s| s.contains(&owner))
     }
@@ -104,16 +109,20 @@ impl Client {
     }
 
     /// Sets, changes or drops a lock on `ino` for `spec.owner` (fcntl F_SETLK/F_SETLKW,
-    /// flock). With `wait`, waits until granted, a deadlock, or a signal to thread `waiter`
-    /// (0: none to watch).
+    /// flock) through handle `fh`. With `wait`, waits until granted, a deadlock, or a
+    /// signal to thread `waiter` (0: none to watch). A handle evicted with its session
+    /// (whose locks the MDS dropped) takes no new lock: EIO, as its reads and writes.
     pub async fn set_lock(
         self: &Arc<Self>,
         creds: &Creds,
-        ino: Ino,
+        (fh, ino): (u64, Ino),
         spec: LockSpec,
         wait: bool,
         waiter: u32,
     ) -> Result<LockOutcome, Error> {
+        if spec.typ != LockType::Unlock {
+            self.files.handle(fh)?;
+        }
         // What this client wrote goes out before any lock change: a lock released or
         // weakened must not hide writes from the next holder.
         self.report_dirty(ino).await?;

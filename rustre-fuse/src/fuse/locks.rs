@@ -90,7 +90,7 @@ impl RustreFs {
     pub(super) fn set_lock(
         &self,
         who: Caller,
-        ino: u64,
+        (fh, ino): (u64, u64),
         owner: u64,
         range: (u64, u64),
         (typ, pid): (i32, u32),
@@ -103,7 +103,7 @@ impl RustreFs {
         };
         let (c, notifier) = (self.client.clone(), self.notifier.clone());
         self.spawn(async move {
-            match c.set_lock(&who.creds(), ino, s, sleep, who.pid).await {
+            match c.set_lock(&who.creds(), (fh, ino), s, sleep, who.pid).await {
                 Ok(LockOutcome::Granted) => {
                     if s.typ != LockType::Unlock {
                         drop_kernel_cache(notifier, ino).await;

@@ -455,7 +455,7 @@ impl Filesystem for RustreFs {
         &self,
         req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         lock_owner: LockOwner,
         start: u64,
         end: u64,
@@ -464,10 +464,10 @@ impl Filesystem for RustreFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        let who = Caller::of(req);
+        let (who, at) = (Caller::of(req), (fh.0, ino.0));
         self.set_lock(
             who,
-            ino.0,
+            at,
             lock_owner.0,
             (start, end),
             (typ, pid),
