@@ -194,3 +194,114 @@ fn waiting_in_a_cycle_is_a_deadlock() {
         .answer;
     assert!(matches!(late, LockAnswer::Conflict(_)));
 }
+
+/// Two MDS over one store (as `rustre local --mds 2` runs them): a lock taken through one
+/// is enforced through the other, and a request waiting on the second is granted soon
+/// after an unlock through the first (by its back-off: no wake-up crosses MDS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_is_one_for_every_mds_and_an_unlock_through_one_ends_a_wait_on_another() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use rustre_proto::auth::ClusterKey;
+    use rustre_proto::cluster::Cluster;
+    use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse};
+    use rustre_proto::msg::mgs::LayoutDefaults;
+    use rustre_proto::msg::Creds;
+    use rustre_proto::rpc::client::Peer;
+
+    use crate::local::{self, LocalConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = ClusterKey::generate().unwrap();
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let cfg = LocalConfig {
+        data_dir: dir.path().to_path_buf(),
+        osts: 1,
+        mds: 2,
+        store: None,
+        mgs_listen: "127.0.0.1:0".parse().unwrap(),
+        cluster: "lockfs".into(),
+        key: key.clone(),
+        defaults: LayoutDefaults::default(),
+        durable: false,
+        session_lease_ms: 30_000,
+    };
+    let lc = local::start(cfg, shutdown).await.unwrap();
+    let cluster = Cluster::connect(&lc.mgs_addr.to_string(), "lockfs", "test", &key)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let peer = |i: usize| -> Option<Arc<Peer>> {
+        let want = lc.mds_addrs[i].to_string();
+        cluster.mds_peers().into_iter().find(|p| p.addr() == want)
+    };
+    while peer(0).is_none() || peer(1).is_none() {
+        assert!(Instant::now() < deadline, "both MDS never came up");
+        cluster.refresh().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (m0, m1) = (peer(0).unwrap(), peer(1).unwrap());
+    async fn call(p: &Peer, session: u64, op: MdsOp) -> MdsResponse {
+        let req = MdsRequest {
+            creds: Creds::root(),
+            session,
+            seq: 0,
+            op,
+        };
+        p.call(&req, Bytes::new()).await.unwrap().0
+    }
+    let open = MdsOp::OpenSession { client: "t".into() };
+    let MdsResponse::Session { id: a, .. } = call(&m0, 0, open.clone()).await else {
+        panic!("no session")
+    };
+    let MdsResponse::Session { id: b, .. } = call(&m1, 0, open).await else {
+        panic!("no session")
+    };
+    let set = |typ, wait| MdsOp::SetLock {
+        ino: 4242,
+        lock: spec(1, typ, 0, 9),
+        wait,
+    };
+    assert!(matches!(
+        call(&m0, a, set(LockType::Write, false)).await,
+        MdsResponse::Lock(LockAnswer::Granted)
+    ));
+    assert!(matches!(
+        call(&m1, b, set(LockType::Read, false)).await,
+        MdsResponse::Lock(LockAnswer::Conflict(_))
+    ));
+    let waiter = {
+        let m1 = m1.clone();
+        tokio::spawn(async move {
+            // Asked again after each wait round, as a client does.
+            loop {
+                match call(&m1, b, set(LockType::Read, true)).await {
+                    MdsResponse::Lock(LockAnswer::Conflict(_)) => continue,
+                    r => return (r, Instant::now()),
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "granted while the write lock was held"
+    );
+    let unlocked = Instant::now();
+    assert!(matches!(
+        call(&m0, a, set(LockType::Unlock, false)).await,
+        MdsResponse::Lock(LockAnswer::Granted)
+    ));
+    let (r, at) = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter was never granted")
+        .unwrap();
+    assert!(matches!(r, MdsResponse::Lock(LockAnswer::Granted)), "{r:?}");
+    let late = at.duration_since(unlocked);
+    assert!(
+        late < Duration::from_secs(1),
+        "granted {late:?} after the unlock"
+    );
+}
