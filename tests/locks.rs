@@ -24,8 +24,8 @@ const ROUNDS: u32 = 150;
 /// Processes per mount in the counter test.
 const PER_MOUNT: u32 = 2;
 
-/// The helper: `python3 -c HELPER CMD MODE PATH [ARGS]`. MODE is `flock` or `fcntl`
-/// (fcntl locks on `[start, start + len)`, whole file by default).
+/// The helper: `python3 -c HELPER CMD MODE PATH [ARGS]`. MODE is `flock`, `fcntl` or `ofd`
+/// (fcntl or OFD locks on `[start, start + len)`, whole file by default).
 const HELPER: &str = r#"
 import fcntl, os, struct, sys, time
 cmd, mode, path = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -34,6 +34,11 @@ length = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 def lock(fd, how):
     if mode == "flock":
         fcntl.flock(fd, how)
+    elif mode == "ofd":
+        typ = {fcntl.LOCK_EX: fcntl.F_WRLCK, fcntl.LOCK_SH: fcntl.F_RDLCK, fcntl.LOCK_UN: fcntl.F_UNLCK}
+        cmd = fcntl.F_OFD_SETLK if how & fcntl.LOCK_NB else fcntl.F_OFD_SETLKW
+        arg = struct.pack("hhxxxxqqixxxx", typ[how & ~fcntl.LOCK_NB], 0, start, length, 0)
+        fcntl.fcntl(fd, cmd, arg)
     else:
         fcntl.lockf(fd, how, length, start, 0)
 def out(*a):
@@ -336,6 +341,11 @@ fn a_killed_flock_holder_frees_its_lock() {
 #[test]
 fn a_killed_fcntl_holder_frees_its_lock() {
     killed_holder_frees_its_lock("fcntl");
+}
+
+#[test]
+fn a_killed_ofd_holder_frees_its_lock() {
+    killed_holder_frees_its_lock("ofd");
 }
 
 /// Caches follow locks: what a writer wrote under a lock through A (no fsync, no close:

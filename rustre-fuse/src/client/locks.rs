@@ -24,36 +24,79 @@ use rustre_proto::Error;
 
 use super::{unexpected, Client};
 
-/// The lock owners that may hold locks on each inode through this client: a close by one
-/// of them drops its locks at the MDS; a close by any other sends nothing.
+/// The lock owners that may hold locks through this client: by inode (a close by one of
+/// them, FLUSH, drops its locks at the MDS; a close by any other sends nothing) and by the
+/// handle they were taken through (the last close of the handle, RELEASE, drops those of
+/// its owners no FLUSH named: the open file's own, flock and OFD locks, for which the
+/// kernel sends no unlock of its own but for flock).
 #[derive(Default)]
-pub(super) struct LockOwners(Mutex<HashMap<Ino, HashSet<u64>>>);
+pub(super) struct LockOwners(Mutex<OwnerState>);
+
+#[derive(Default)]
+struct OwnerState {
+    by_ino: HashMap<Ino, HashSet<u64>>,
+    by_fh: HashMap<u64, (Ino, HashSet<u64>)>,
+}
 
 impl LockOwners {
-    fn add(&self, ino: Ino, owner: u64) {
-        lock(&self.0).entry(ino).or_default().insert(owner);
+    fn add(&self, fh: u64, ino: Ino, owner: u64) {
+        let mut st = lock(&self.0);
+        st.by_ino.entry(ino).or_default().insert(owner);
+        st.by_fh
+            .entry(fh)
+            .or_insert_with(|| (ino, HashSet::new()))
+            .1
+            .insert(owner);
     }
 
-    /// Forgets `(ino, owner)`; true when it was known.
+    /// Forgets `(ino, owner)` (its locks on `ino` are being dropped); true when known.
     fn take(&self, ino: Ino, owner: u64) -> bool {
-        let mut map = lock(&self.0);
-        let Some(set) = map.get_mut(&ino) else {
+        let mut st = lock(&self.0);
+        let Some(set) = st.by_ino.get_mut(&ino) else {
             return false;
         };
         let had = set.remove(&owner);
         if set.is_empty() {
-            map.remove(&ino);
+            st.by_ino.remove(&ino);
+        }
+        for (i, owners) in st.by_fh.values_mut() {
+            if *i == ino {
+                owners.remove(&owner);
+            }
         }
         had
     }
 
+    /// Forgets handle `fh`: its inode and the owners that took locks through it and
+    /// still may hold them.
+    fn take_handle(&self, fh: u64) -> Option<(Ino, Vec<u64>)> {
+        let (ino, owners) = lock(&self.0).by_fh.remove(&fh)?;
+        Some((ino, owners.into_iter().collect()))
+    }
+
     /// Forgets every owner: the session whose locks they were is gone.
     pub(super) fn clear(&self) {
-        lock(&self.0).clear();
+        let mut st = lock(&self.0);
+        st.by_ino.clear();
+        st.by_fh.clear();
     }
 
     fn holds(&self, ino: Ino, owner: u64) -> bool {
-        lock(&self.0).get(&ino).is_some_and(|s| s.contains(&owner))
+        lock(&self.0)
+            .by_ino
+            .get(&ino)
+            .is_some_and(|s| s.contains(&owner))
+    }
+
+    /// Whether owners may still hold locks taken through `fh` (asked at its last close:
+    /// an entry left with none is forgotten).
+    fn handle_holds(&self, fh: u64) -> bool {
+        let mut st = lock(&self.0);
+        let holds = st.by_fh.get(&fh).is_some_and(|(_, s)| !s.is_empty());
+        if !holds {
+            st.by_fh.remove(&fh);
+        }
+        holds
     }
 }
 
@@ -154,7 +197,7 @@ impl Client {
                 other => return Ok(other.into()),
             }
         }
-        self.lock_owners.add(ino, spec.owner);
+        self.lock_owners.add(fh, ino, spec.owner);
         self.drop_cached(creds, ino).await?;
         Ok(LockOutcome::Granted)
     }
@@ -196,10 +239,75 @@ impl Client {
         flushed.and(unlocked)
     }
 
+    /// Whether the last close of handle `fh` (with `flock_owner`, the owner of a flock
+    /// taken through it, if the kernel names one) must drop locks at the MDS.
+    pub fn handle_may_hold_locks(&self, fh: u64, ino: Ino, flock_owner: Option<u64>) -> bool {
+        self.lock_owners.handle_holds(fh)
+            || flock_owner.is_some_and(|o| self.may_hold_locks(ino, o))
+    }
+
+    /// The last close of handle `fh` of `ino`: the locks of the open file (flock, named by
+    /// the kernel as `flock_owner`, and OFD locks, which it does not name) go at the MDS,
+    /// after this client's writes of the file.
+    pub async fn release_locks(
+        self: &Arc<Self>,
+        creds: &Creds,
+        fh: u64,
+        ino: Ino,
+        flock_owner: Option<u64>,
+    ) -> Result<(), Error> {
+        let mut owners = self
+            .lock_owners
+            .take_handle(fh)
+            .map(|(_, o)| o)
+            .unwrap_or_default();
+        owners.extend(flock_owner);
+        owners.sort_unstable();
+        owners.dedup();
+        let mut result = Ok(());
+        for owner in owners {
+            result = result.and(self.unlock_owner(creds, ino, owner).await);
+        }
+        result
+    }
+
     /// A lock was granted on `ino`: another client may have changed the file under the
     /// lock before, so cached pages go and the attributes are fetched afresh.
     async fn drop_cached(&self, creds: &Creds, ino: Ino) -> Result<(), Error> {
         self.cache.invalidate(ino);
         self.getattr_from_mds(creds, ino).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_forgets_a_process_owner_a_release_the_open_files_own() {
+        let o = LockOwners::default();
+        // Process owner 1 and the open file's own owner 9 lock through handle 5 of inode 7.
+        o.add(5, 7, 1);
+        o.add(5, 7, 9);
+        assert!(o.holds(7, 1) && o.holds(7, 9));
+        // A close by process 1 (FLUSH) drops its locks: the release must not again.
+        assert!(o.take(7, 1));
+        assert!(!o.take(7, 1));
+        // Process 1 locks again through another handle: the first handle's release leaves it.
+        o.add(6, 7, 1);
+        assert!(o.handle_holds(5));
+        assert_eq!(o.take_handle(5), Some((7, vec![9])));
+        assert!(o.holds(7, 1));
+        assert!(!o.handle_holds(5));
+        o.clear();
+        assert!(!o.holds(7, 1) && !o.handle_holds(6));
+    }
+
+    #[test]
+    fn a_pending_unblocked_signal_interrupts_and_a_gone_thread_too() {
+        // This thread has nothing pending; a pid that does not exist is "gone".
+        assert!(!signal_pending(std::process::id()));
+        assert!(!signal_pending(0));
+        assert!(signal_pending(u32::MAX >> 1));
     }
 }

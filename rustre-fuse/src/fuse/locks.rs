@@ -118,8 +118,8 @@ impl RustreFs {
         });
     }
 
-    /// A close by lock owner `owner` (FLUSH, or RELEASE of a flock): its locks on `ino` go
-    /// at the MDS, after this client's writes of the file. Then `then` runs.
+    /// A close by lock owner `owner` (FLUSH): its locks on `ino` go at the MDS, after
+    /// this client's writes of the file. Then `then` runs.
     pub(super) fn unlock_owner_then<F>(&self, who: Caller, ino: u64, owner: u64, then: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -128,6 +128,26 @@ impl RustreFs {
         self.spawn(async move {
             if let Err(e) = c.unlock_owner(&who.creds(), ino, owner).await {
                 tracing::warn!(ino, "dropping a closed owner's locks: {e}");
+            }
+            then.await
+        });
+    }
+
+    /// The last close of handle `fh` (RELEASE, naming `flock_owner` if a flock was taken
+    /// through it): the open file's locks go at the MDS. Then `then` runs.
+    pub(super) fn release_locks_then<F>(
+        &self,
+        who: Caller,
+        (fh, ino): (u64, u64),
+        flock_owner: Option<u64>,
+        then: F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let c = self.client.clone();
+        self.spawn(async move {
+            if let Err(e) = c.release_locks(&who.creds(), fh, ino, flock_owner).await {
+                tracing::warn!(ino, "dropping a closed file's locks: {e}");
             }
             then.await
         });

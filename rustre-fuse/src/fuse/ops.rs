@@ -428,11 +428,13 @@ impl Filesystem for RustreFs {
     ) {
         let c = self.client.clone();
         let done = async move { reply_empty(reply, c.release_file(fh.0).await) };
-        match lock_owner {
-            // The last close of a file flock-ed (or OFD-locked) through it.
-            Some(o) => self.unlock_owner_then(Caller::of(req), ino.0, o.0, done),
-            None => self.spawn(done),
+        let flock_owner = lock_owner.map(|o| o.0);
+        if self.client.handle_may_hold_locks(fh.0, ino.0, flock_owner) {
+            // The last close of a file flock-ed or OFD-locked through it.
+            let at = (fh.0, ino.0);
+            return self.release_locks_then(Caller::of(req), at, flock_owner, done);
         }
+        self.spawn(done)
     }
 
     fn getlk(
