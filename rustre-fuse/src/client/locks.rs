@@ -181,6 +181,8 @@ impl Client {
             .await?;
             return Ok(LockOutcome::Granted);
         }
+        // Noted before asking: a grant whose answer is lost still goes at the close.
+        self.lock_owners.add(fh, ino, spec.owner);
         loop {
             let op = MdsOp::SetLock {
                 ino,
@@ -197,7 +199,6 @@ impl Client {
                 other => return Ok(other.into()),
             }
         }
-        self.lock_owners.add(fh, ino, spec.owner);
         self.drop_cached(creds, ino).await?;
         Ok(LockOutcome::Granted)
     }
