@@ -25,6 +25,12 @@
 //! | 0x0d   | truncate/{ino}                    | [`crate::mds::store::TruncateIntent`]     |
 //! |        |                                   | : a size change whose objects are    |
 //! |        |                                   | not cut yet (`crate::mds::truncate`) |
+//! | 0x14   | lock/{ino}                        | the file's locks: a list of          |
+//! |        |                                   | [`crate::mds::locks::Held`]          |
+//! | 0x15   | session_lock/{session}/{ino}      | empty: the session holds locks on    |
+//! |        |                                   | the file (what its expiry clears)    |
+//! | 0x16   | lock_wait/{session}/{owner}       | [`crate::mds::locks::Waiter`]: what  |
+//! |        |                                   | a blocked owner waits for (EDEADLK)  |
 //! | 0x40   | mgs/registry/{chunk}              | MGS only: the registry record, see   |
 //! |        |                                   | `crate::mgs::persist`; never MDS.    |
 //! |        |                                   | `{chunk}` is a big-endian u32 after  |
@@ -45,6 +51,9 @@ pub const REQUEST: u8 = 0x0a;
 pub const STALE: u8 = 0x0b;
 pub const WRITE_OPEN: u8 = 0x0c;
 pub const TRUNCATE: u8 = 0x0d;
+pub const LOCK: u8 = 0x14;
+pub const SESSION_LOCK: u8 = 0x15;
+pub const LOCK_WAIT: u8 = 0x16;
 /// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
 /// run over FoundationDB; the MDS never reads or writes under it.
 pub const MGS: u8 = 0x40;
@@ -241,6 +250,36 @@ pub fn truncate(ino: Ino) -> Vec<u8> {
 /// The inode of a truncate-intent key.
 pub fn parse_truncate(key: &[u8]) -> Option<Ino> {
     parse_u64_at(key, TRUNCATE, 1)
+}
+
+/// The locks held on `ino` (`crate::mds::locks`).
+pub fn lock(ino: Ino) -> Vec<u8> {
+    with_u64(LOCK, ino)
+}
+
+/// Index entry: `session` holds locks on `ino`.
+pub fn session_lock(session: u64, ino: Ino) -> Vec<u8> {
+    with_u64_u64(SESSION_LOCK, session, ino)
+}
+
+/// Every lock index entry of a session.
+pub fn session_lock_range(session: u64) -> (Vec<u8>, Vec<u8>) {
+    range_u64(SESSION_LOCK, session)
+}
+
+/// The inode of a session_lock key.
+pub fn parse_session_lock_ino(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, SESSION_LOCK, 9)
+}
+
+/// What lock owner `(session, owner)` waits for.
+pub fn lock_wait(session: u64, owner: u64) -> Vec<u8> {
+    with_u64_u64(LOCK_WAIT, session, owner)
+}
+
+/// Every waiter record of a session.
+pub fn lock_wait_range(session: u64) -> (Vec<u8>, Vec<u8>) {
+    range_u64(LOCK_WAIT, session)
 }
 
 /// The key of chunk `n` of the MGS registry record.

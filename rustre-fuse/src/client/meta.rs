@@ -197,6 +197,10 @@ fn idempotent(op: &MdsOp) -> bool {
             | MdsOp::RenewSession
             | MdsOp::Watch { .. }
             | MdsOp::StuckCopies
+            // Setting or dropping a lock twice is doing it once.
+            | MdsOp::SetLock { .. }
+            | MdsOp::GetLock { .. }
+            | MdsOp::UnlockOwner { .. }
     ) || matches!(op, MdsOp::Fsck(f) if f.is_read_only())
 }
 

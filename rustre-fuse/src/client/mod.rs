@@ -12,6 +12,7 @@
 //! - handles (`handles`): files opened or created into handles that read, write, flush,
 //!   fsync, fallocate and release; directories into handles that list;
 //! - `put` and `get` (`transfer`): whole files through those handles;
+//! - file locks (`locks`): `set_lock`, `test_lock`, `unlock_owner` through the MDS;
 //! - the administrator's API ([`admin`]): fsck, scrub, evacuate, the cluster's state.
 //!
 //! ## Inside
@@ -41,6 +42,7 @@ mod feed;
 mod files;
 mod handles;
 mod io;
+mod locks;
 mod meta;
 mod meta_cache;
 pub mod path;
@@ -57,6 +59,7 @@ pub use atime::{AtimeMode, AtimeRule, STRICTATIME_INTERVAL};
 pub use cache::DEFAULT_CACHE_BYTES;
 pub use dirs::Listed;
 pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+pub use locks::{signal_pending, LockOutcome};
 pub use meta_cache::FEED_LEASE;
 pub use transfer::TransferError;
 
@@ -102,6 +105,8 @@ pub struct Client {
     releases: releases::ReleaseQueue,
     pending_marks: pending_marks::PendingMarks,
     atimes: atime::Atimes,
+    /// Who may hold locks on which file through this client ([`locks`]).
+    lock_owners: locks::LockOwners,
 }
 
 impl Client {
@@ -126,6 +131,7 @@ impl Client {
             releases: releases::ReleaseQueue::default(),
             pending_marks: pending_marks::PendingMarks::default(),
             atimes: atime::Atimes::default(),
+            lock_owners: locks::LockOwners::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {
@@ -178,6 +184,8 @@ impl Client {
     /// Evicts the handles opened in `session`, which expired at the MDS, and drops what
     /// they buffered (see `Files::evict_session`); answers how many files they held.
     fn evict_session(&self, session: u64) -> usize {
+        // The MDS dropped the session's locks with it.
+        self.lock_owners.clear();
         let inos = self.files.evict_session(session);
         for ino in &inos {
             self.forget_writes(*ino);

@@ -10,7 +10,9 @@
 //! ## Layout
 //! - this file: configuration, the conversions and the spawn helper.
 //! - [`ops`]: the `impl fuser::Filesystem`.
+//! - [`locks`]: file locks through the MDS, and the kernel's caches dropped on a lock.
 
+mod locks;
 mod ops;
 
 use std::ffi::OsStr;
@@ -278,6 +280,24 @@ fn placeholder_attr(ino: u64, kind: FileKind) -> FileAttr {
         rdev: 0,
         blksize: STATFS_BLOCK_BYTES,
         flags: 0,
+    }
+}
+
+/// getxattr/listxattr answer: a size probe (`size` 0) gets the length, a buffer too small
+/// gets ERANGE.
+pub(super) fn xattr_reply(reply: fuser::ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(fuser::Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
+impl RustreFs {
+    pub(super) fn ttls(&self) -> (std::time::Duration, std::time::Duration) {
+        (self.cfg.attr_ttl, self.cfg.entry_ttl)
     }
 }
 

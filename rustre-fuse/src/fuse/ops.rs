@@ -10,20 +10,21 @@ use bytes::Bytes;
 use fuser::{
     AccessFlags, BsdFileFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use rustre_proto::msg::mds::{SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
 use rustre_proto::msg::FileKind;
 
 use super::{
     drop_cached_attrs, errno, file_attr, file_type, name_str, placeholder_attr, to_timestamp,
-    Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
+    xattr_reply, Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
     STATFS_NAME_MAX,
 };
 
-/// Capabilities asked of the kernel when it offers them. POSIX locks are not claimed (the
-/// kernel then keeps locks local to this mount); no write-back cache (writes go through).
+/// Capabilities asked of the kernel when it offers them. POSIX and flock locks are claimed:
+/// they go to the MDS, for every mount (docs/locks.md); no write-back cache (writes go
+/// through).
 const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
     .union(InitFlags::FUSE_BIG_WRITES)
     .union(InitFlags::FUSE_ATOMIC_O_TRUNC)
@@ -40,7 +41,9 @@ const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
     // FUSE_POSIX_ACL: the kernel would then check ACLs itself (with default_permissions
     // only) and cache them; here the MDS checks them, with or without default_permissions.
     .union(InitFlags::FUSE_DONT_MASK)
-    .union(InitFlags::FUSE_MAX_PAGES);
+    .union(InitFlags::FUSE_MAX_PAGES)
+    .union(InitFlags::FUSE_POSIX_LOCKS)
+    .union(InitFlags::FUSE_FLOCK_LOCKS);
 
 fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
     t.map(|t| match t {
@@ -395,31 +398,84 @@ impl Filesystem for RustreFs {
 
     fn flush(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        if self.client.nothing_to_flush(fh.0) {
+        let c = self.client.clone();
+        if c.may_hold_locks(ino.0, lock_owner.0) {
+            // POSIX: any close by a process drops its fcntl locks on the file.
+            let done = async move { reply_empty(reply, c.flush_file(fh.0).await) };
+            return self.unlock_owner_then(Caller::of(req), ino.0, lock_owner.0, done);
+        }
+        if c.nothing_to_flush(fh.0) {
             return reply.ok();
         }
-        let c = self.client.clone();
         self.spawn(async move { reply_empty(reply, c.flush_file(fh.0).await) });
     }
 
     fn release(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
         let c = self.client.clone();
-        self.spawn(async move { reply_empty(reply, c.release_file(fh.0).await) });
+        let done = async move { reply_empty(reply, c.release_file(fh.0).await) };
+        let flock_owner = lock_owner.map(|o| o.0);
+        if self.client.handle_may_hold_locks(fh.0, ino.0, flock_owner) {
+            // The last close of a file flock-ed or OFD-locked through it.
+            let at = (fh.0, ino.0);
+            return self.release_locks_then(Caller::of(req), at, flock_owner, done);
+        }
+        self.spawn(done)
+    }
+
+    fn getlk(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        let who = Caller::of(req);
+        self.get_lock(who, ino.0, lock_owner.0, (start, end), typ, reply);
+    }
+
+    fn setlk(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let (who, at) = (Caller::of(req), (fh.0, ino.0));
+        self.set_lock(
+            who,
+            at,
+            lock_owner.0,
+            (start, end),
+            (typ, pid),
+            sleep,
+            reply,
+        );
     }
 
     fn fsync(
@@ -733,23 +789,5 @@ impl Filesystem for RustreFs {
                 Err(e) => reply.error(errno(e)),
             }
         });
-    }
-}
-
-/// getxattr/listxattr answer: a size probe (`size` 0) gets the length, a buffer too small
-/// gets ERANGE.
-fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if value.len() > size as usize {
-        reply.error(fuser::Errno::ERANGE);
-    } else {
-        reply.data(value);
-    }
-}
-
-impl RustreFs {
-    fn ttls(&self) -> (std::time::Duration, std::time::Duration) {
-        (self.cfg.attr_ttl, self.cfg.entry_ttl)
     }
 }

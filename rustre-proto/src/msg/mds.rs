@@ -261,6 +261,72 @@ pub enum MdsOp {
         atime: Timestamp,
         relative: bool,
     },
+    /// Sets, changes or (with [`LockType::Unlock`]) drops the caller's lock on `range` of
+    /// `ino` (docs/locks.md). The owner is `(session, owner)`. A conflict is answered with
+    /// `MdsResponse::Lock(LockAnswer::Conflict)`; with `wait`, the MDS first holds the call
+    /// for up to [`LOCK_WAIT_ROUND`] and answers at once when the conflict goes.
+    SetLock {
+        ino: Ino,
+        lock: LockSpec,
+        wait: bool,
+    },
+    /// The first lock of another owner that would conflict with `lock` (F_GETLK):
+    /// `MdsResponse::Lock(LockAnswer::Conflict)`, or `Granted` when there is none.
+    GetLock {
+        ino: Ino,
+        lock: LockSpec,
+    },
+    /// Drops every lock of `(session, owner)` on `ino` (a close by a lock owner).
+    UnlockOwner {
+        ino: Ino,
+        owner: u64,
+    },
+}
+
+/// Longest the MDS holds a waiting `SetLock` before answering `Conflict` (the client asks
+/// again, after checking that its caller was not interrupted).
+pub const LOCK_WAIT_ROUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The kind of a lock: byte-range (fcntl, including OFD locks) or whole-file (flock).
+/// Locks of different kinds never conflict with each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LockKind {
+    Posix,
+    Flock,
+}
+
+/// What a lock request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockType {
+    Read,
+    Write,
+    Unlock,
+}
+
+/// A lock request or a held lock: `start..=end` (inclusive, as FUSE and `struct flock`
+/// count; `end` = `u64::MAX` or `i64::MAX` for "to the end of the file").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockSpec {
+    pub kind: LockKind,
+    pub typ: LockType,
+    pub start: u64,
+    pub end: u64,
+    /// The lock owner within the caller's session (FUSE's lock owner).
+    pub owner: u64,
+    /// The process that asked, reported by F_GETLK.
+    pub pid: u32,
+}
+
+/// The outcome of `SetLock` or `GetLock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockAnswer {
+    /// Granted (`SetLock`), or nothing conflicts (`GetLock`).
+    Granted,
+    /// Another owner holds this conflicting lock (its owner field is meaningless to the
+    /// caller: only kind, type, range and pid are reported).
+    Conflict(LockSpec),
+    /// Waiting would close a cycle of owners waiting for each other (EDEADLK).
+    Deadlock,
 }
 
 /// Most stuck copies one MDS keeps and reports (copies failing past that are not listed).
@@ -349,4 +415,5 @@ pub enum MdsResponse {
     Done,
     Fsck(FsckAnswer),
     StuckCopies(Vec<StuckCopy>),
+    Lock(LockAnswer),
 }

@@ -59,6 +59,9 @@ impl Mds {
                     open::end_session(tx, session)
                 })
                 .await?;
+            for ino in &ended.unlocked {
+                self.lock_waits.wake(*ino);
+            }
             for (ino, layout) in &ended.suspect {
                 versions::announce(&self.cluster, *ino, layout).await;
             }

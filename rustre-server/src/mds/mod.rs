@@ -11,6 +11,7 @@
 //! - [`store`]: typed records (keys: [`crate::schema`]).
 //! - [`namespace`], [`attr`], [`open`]: the operations, as transaction bodies.
 //! - [`perm`]: permission rules; [`acl`]: POSIX ACLs (their xattr form, inheritance). [`layout`]: choosing a new file's layout (placement).
+//! - [`locks`]: flock and fcntl locks (their table in the store, waits, deadlocks).
 //! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
 //! - [`fsck`]: `rustre fsck`'s pages of the store and its conditional repairs.
@@ -35,6 +36,7 @@ mod handlers;
 #[cfg(test)]
 mod killpriv_tests;
 pub mod layout;
+pub mod locks;
 pub mod namespace;
 pub mod open;
 pub mod perm;
@@ -92,6 +94,7 @@ pub async fn run(
         stuck: stuck::StuckCopies::default(),
         feed: feed::Feed::new(),
         cut_locks: cut_locks(),
+        lock_waits: locks::serve::Waits::default(),
     });
     workers::spawn_all(mds.clone(), shutdown.clone());
     tracing::info!(addr = %cfg.advertise_addr, "MDS serving");
@@ -159,6 +162,8 @@ pub struct Mds {
     stuck: stuck::StuckCopies,
     /// Serialize the cuts of one inode's objects ([`truncate`]), by inode number.
     cut_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Wake-ups of the lock requests this MDS holds ([`locks`]).
+    lock_waits: locks::serve::Waits,
 }
 
 /// The cut locks of a new [`Mds`].

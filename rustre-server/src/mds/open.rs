@@ -179,14 +179,19 @@ pub struct Ended {
     /// but the first of each stripe stale ([`replica::suspect_copies`]): their live copies
     /// must learn the new version.
     pub suspect: Vec<(Ino, Layout)>,
+    /// Files on which it held locks, now dropped ([`super::locks`]): their waiters may go.
+    #[serde(default)]
+    pub unlocked: Vec<Ino>,
 }
 
-/// Ends a session, releasing up to [`EXPIRE_BATCH`] opens. Files it held open for writing
-/// may have copies that missed its last writes: they are marked for resync.
+/// Ends a session, releasing up to [`EXPIRE_BATCH`] opens and the locks it holds on up to
+/// `locks::txn::DROP_SESSION_BATCH` files. Files it held open for writing may have copies
+/// that missed its last writes: they are marked for resync.
 pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<Ended, Error> {
+    let (unlocked, locks_done) = super::locks::txn::drop_session(tx, id)?;
     let (s, e) = schema::session_open_range(id);
     let rows = tx.range(&s, &e, EXPIRE_BATCH)?;
-    let done = rows.len() < EXPIRE_BATCH;
+    let done = rows.len() < EXPIRE_BATCH && locks_done;
     let mut suspect = Vec::new();
     for (k, _) in rows {
         let ino =
@@ -203,7 +208,11 @@ pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<Ended, Error> {
         let (s, e) = schema::request_range(id);
         tx.clear_range(&s, &e)?;
     }
-    Ok(Ended { done, suspect })
+    Ok(Ended {
+        done,
+        suspect,
+        unlocked,
+    })
 }
 
 /// Sessions whose lease ran out before `now_ms` (at most `limit`).

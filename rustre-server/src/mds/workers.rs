@@ -208,6 +208,9 @@ async fn reap_sessions(mds: Arc<Mds>) -> Result<(), MdsError> {
                     open::end_session(tx, id)
                 })
                 .await?;
+            for ino in &ended.unlocked {
+                mds.lock_waits.wake(*ino);
+            }
             for (ino, layout) in &ended.suspect {
                 super::versions::announce(&mds.cluster, *ino, layout).await;
             }

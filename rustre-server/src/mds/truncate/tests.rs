@@ -264,6 +264,7 @@ fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<Mds> {
         feed: feed::Feed::new(),
         stuck: Default::default(),
         cut_locks: super::super::cut_locks(),
+        lock_waits: Default::default(),
     })
 }
 
