@@ -450,3 +450,90 @@ fn a_cycle_of_waits_across_mounts_is_edeadlk() {
     b.say();
     assert_eq!(a.line(), "got", "A did not get B's range once B exited");
 }
+
+/// One SQLite writer per mount: creates the table (`create`) or waits for it, then inserts
+/// [`SQLITE_ROWS`] rows in transactions of [`SQLITE_BATCH`], in rollback-journal mode.
+const SQLITE_WRITER: &str = r#"
+import sqlite3, sys, time
+path, writer, rows, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+db = sqlite3.connect(path, timeout=120, isolation_level=None)
+assert db.execute("pragma journal_mode=delete").fetchone()[0] == "delete"
+for k in range(0, rows, batch):
+    db.execute("begin immediate")
+    for i in range(k, min(k + batch, rows)):
+        db.execute("insert into t values (?, ?, ?)", (writer, i, "x" * 100))
+    db.execute("commit")
+db.close()
+print("done", flush=True)
+"#;
+/// Rows each SQLite writer inserts.
+const SQLITE_ROWS: u32 = 2000;
+/// Rows per transaction.
+const SQLITE_BATCH: u32 = 10;
+/// Longest the two SQLite writers may take together.
+const SQLITE_WAIT: Duration = Duration::from_secs(300);
+
+#[test]
+fn sqlite_writers_on_two_mounts_keep_one_database_whole() {
+    let Some(t) = two_mounts(&[]) else { return };
+    let (pa, pb) = (t.a.path.join("db.sqlite"), t.b.path.join("db.sqlite"));
+    let made = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \
+             db.execute('create table t(w integer, i integer, pad text)'); db.commit()",
+        ])
+        .arg(&pa)
+        .status()
+        .unwrap();
+    assert!(made.success(), "create the database");
+    let writer = |path: &Path, w: u32| {
+        Command::new("python3")
+            .args(["-c", SQLITE_WRITER, s(path)])
+            .args([
+                w.to_string(),
+                SQLITE_ROWS.to_string(),
+                SQLITE_BATCH.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut writers = [writer(&pa, 1), writer(&pb, 2)];
+    let start = Instant::now();
+    for w in &mut writers {
+        loop {
+            if let Some(st) = w.try_wait().unwrap() {
+                assert!(st.success(), "a SQLite writer failed");
+                break;
+            }
+            assert!(
+                start.elapsed() < SQLITE_WAIT,
+                "the SQLite writers took too long"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Read through each mount: whole, and every row of both writers there once.
+    for p in [&pa, &pb] {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); \
+                 print(db.execute('pragma integrity_check').fetchone()[0]); \
+                 print(db.execute('select count(*), count(distinct w * 100000 + i) from t')\
+                 .fetchone())",
+            ])
+            .arg(p)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rows = 2 * SQLITE_ROWS;
+        assert_eq!(
+            text,
+            format!("ok\n({rows}, {rows})\n"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
