@@ -261,6 +261,19 @@ pub enum MdsOp {
         atime: Timestamp,
         relative: bool,
     },
+    /// An O_APPEND write of `len` bytes: reserves the bytes at the end of regular file
+    /// `ino` and moves the MDS's size past them, in one transaction, so that appends from
+    /// any number of clients never overlap (docs/mount.md, "Appends"). The end is the larger
+    /// of the MDS's size and `known_size` (what the caller wrote and has not reported yet),
+    /// the latter only when `truncate_version` is the file's. Cut short at what the stripes
+    /// hold (`Layout::max_file_size`), EFBIG when nothing fits. Answered with `Reserved`;
+    /// a retry of the same request gets the same bytes.
+    ReserveAppend {
+        ino: Ino,
+        len: u64,
+        known_size: u64,
+        truncate_version: u64,
+    },
 }
 
 /// Most stuck copies one MDS keeps and reports (copies failing past that are not listed).
@@ -337,10 +350,16 @@ pub struct FsStats {
 /// Answers of the MDS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MdsResponse {
-    Session { id: u64, lease_ms: u64 },
+    Session {
+        id: u64,
+        lease_ms: u64,
+    },
     Attr(Attr),
     Target(String),
-    Entries { entries: Vec<DirEntry>, eof: bool },
+    Entries {
+        entries: Vec<DirEntry>,
+        eof: bool,
+    },
     StatFs(FsStats),
     Xattr(Vec<u8>),
     XattrNames(Vec<String>),
@@ -349,4 +368,11 @@ pub enum MdsResponse {
     Done,
     Fsck(FsckAnswer),
     StuckCopies(Vec<StuckCopy>),
+    /// `ReserveAppend`: the caller writes `len` bytes at `offset`; `attr` is the file with
+    /// them counted in its size.
+    Reserved {
+        offset: u64,
+        len: u64,
+        attr: Attr,
+    },
 }

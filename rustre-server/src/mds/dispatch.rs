@@ -9,6 +9,7 @@ use rustre_proto::msg::{Creds, MAX_GROUPS};
 use rustre_proto::rpc::server::{Handler, Reply};
 use rustre_proto::Error;
 
+use super::append::AppendRequest;
 use super::attr;
 use super::create::CreateRequest;
 use super::error::MdsError;
@@ -180,6 +181,19 @@ impl Mds {
                 atime,
                 relative,
             } => self.accessed(call, ino, atime, relative).await,
+            MdsOp::ReserveAppend {
+                ino,
+                len,
+                known_size,
+                truncate_version,
+            } => {
+                let req = AppendRequest {
+                    len,
+                    known_size,
+                    truncate_version,
+                };
+                self.reserve_append(call, ino, req).await
+            }
         }
     }
 }

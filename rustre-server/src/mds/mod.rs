@@ -11,6 +11,7 @@
 //! - [`store`]: typed records (keys: [`crate::schema`]).
 //! - [`namespace`], [`attr`], [`open`]: the operations, as transaction bodies.
 //! - [`perm`]: permission rules; [`acl`]: POSIX ACLs (their xattr form, inheritance). [`layout`]: choosing a new file's layout (placement).
+//! - [`append`]: O_APPEND writes' ranges, handed out at the file's end.
 //! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
 //! - [`fsck`]: `rustre fsck`'s pages of the store and its conditional repairs.
@@ -24,6 +25,9 @@
 //! - this file: the [`Mds`] itself and its start.
 
 pub mod acl;
+pub mod append;
+#[cfg(test)]
+mod append_tests;
 pub mod attr;
 pub mod config;
 mod create;

@@ -411,6 +411,14 @@ impl Files {
         lock(&self.inodes).get(&ino).map_or(0, |s| s.size)
     }
 
+    /// The size this client knows for open inode `ino` and the truncate version it
+    /// belongs to.
+    pub(super) fn size_and_version(&self, ino: Ino) -> (u64, u64) {
+        lock(&self.inodes)
+            .get(&ino)
+            .map_or((0, 0), |s| (s.size, s.truncate_version))
+    }
+
     pub(super) fn append_lock(&self, ino: Ino) -> Arc<tokio::sync::Mutex<()>> {
         // A handle always has a state; a fresh lock would only serve a vanished one.
         lock(&self.inodes)
