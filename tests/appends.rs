@@ -224,3 +224,70 @@ fn a_mount_reads_back_its_append_after_the_other_mount_appended() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(fs::read(b.path.join("f")).unwrap(), b"A1B1A2F");
 }
+
+/// Appends each client sends in [`two_clients_append_through_the_library_without_overlap`].
+const LIBRARY_APPENDS: usize = 150;
+
+/// The same through the client library, two clients of an in-process cluster (no FUSE, so
+/// this runs everywhere): concurrent appends tile the file; a client's own unreported
+/// non-append write counts in where its next append goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_append_through_the_library_without_overlap() {
+    use common::meta_cluster::{connect, root, start};
+    use rustre_proto::msg::ROOT_INO;
+    let t = start(30_000).await;
+    let (c1, c2) = (t.client.clone(), connect(&t.mgs).await);
+    let r = root();
+    let created = c1
+        .create_file(&r, ROOT_INO, "log", 0o644, libc::O_WRONLY, None)
+        .await
+        .unwrap();
+    let ino = created.attr.ino;
+    // Client 1 writes 8 bytes without O_APPEND and reports nothing: its append goes after.
+    assert_eq!(
+        c1.write_file(created.fh, 0, b"<header>"[..].into())
+            .await
+            .unwrap(),
+        8
+    );
+    let flags = libc::O_WRONLY | libc::O_APPEND;
+    let mut tasks = Vec::new();
+    for (id, c) in [(1, c1.clone()), (2, c2.clone())] {
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            let f = c.open_file(&r, ino, flags).await.unwrap();
+            for seq in 0..LIBRARY_APPENDS {
+                let rec = format!("c{id}-{seq:06}\n");
+                let n = c
+                    .write_file(f.fh, 0, rec.into_bytes().into())
+                    .await
+                    .unwrap();
+                assert_eq!(n, 10);
+            }
+            c.release_file(f.fh).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    c1.release_file(created.fh).await.unwrap();
+    let f = c2.open_file(&r, ino, libc::O_RDONLY).await.unwrap();
+    let size = (8 + 2 * LIBRARY_APPENDS * 10) as u64;
+    assert_eq!(f.attr.size, size);
+    let data = c2.read_file(f.fh, 0, size as usize).await.unwrap();
+    assert_eq!(&data[..8], b"<header>");
+    let text = std::str::from_utf8(&data[8..]).unwrap();
+    let mut next = [0usize; 2];
+    for line in text.lines() {
+        let (id, seq) = line.split_once('-').unwrap_or_else(|| panic!("{line:?}"));
+        let i = match id {
+            "c1" => 0,
+            "c2" => 1,
+            _ => panic!("torn record {line:?}"),
+        };
+        assert_eq!(seq.parse::<usize>().unwrap(), next[i], "{line:?}");
+        next[i] += 1;
+    }
+    assert_eq!(next, [LIBRARY_APPENDS; 2]);
+    c2.release_file(f.fh).await.unwrap();
+}
