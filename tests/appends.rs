@@ -251,20 +251,28 @@ async fn two_clients_append_through_the_library_without_overlap() {
         8
     );
     let flags = libc::O_WRONLY | libc::O_APPEND;
+    let rec = |id: usize, seq: usize| format!("c{id}-{seq:06}\n").into_bytes();
+    // Client 1's first append, alone: after its header.
+    let h1 = c1.open_file(&r, ino, flags).await.unwrap();
+    c1.write_file(h1.fh, 0, rec(1, 0).into()).await.unwrap();
+    let f = c1.open_file(&r, ino, libc::O_RDONLY).await.unwrap();
+    let back = c1.read_file(f.fh, 0, 64).await.unwrap();
+    assert_eq!(&back[..], b"<header>c1-000000\n");
+    c1.release_file(f.fh).await.unwrap();
     let mut tasks = Vec::new();
-    for (id, c) in [(1, c1.clone()), (2, c2.clone())] {
+    for (id, c, first) in [(1, c1.clone(), 1), (2, c2.clone(), 0)] {
         let r = r.clone();
+        let fh = if id == 1 { Some(h1.fh) } else { None };
         tasks.push(tokio::spawn(async move {
-            let f = c.open_file(&r, ino, flags).await.unwrap();
-            for seq in 0..LIBRARY_APPENDS {
-                let rec = format!("c{id}-{seq:06}\n");
-                let n = c
-                    .write_file(f.fh, 0, rec.into_bytes().into())
-                    .await
-                    .unwrap();
+            let fh = match fh {
+                Some(fh) => fh,
+                None => c.open_file(&r, ino, flags).await.unwrap().fh,
+            };
+            for seq in first..LIBRARY_APPENDS {
+                let n = c.write_file(fh, 0, rec(id, seq).into()).await.unwrap();
                 assert_eq!(n, 10);
             }
-            c.release_file(f.fh).await.unwrap();
+            c.release_file(fh).await.unwrap();
         }));
     }
     for task in tasks {

@@ -263,7 +263,7 @@ impl Client {
             return Ok(Written { offset, len: 0 });
         }
         let (offset, len) = if append {
-            self.reserve_append(&f.creds, f.ino, data.len()).await?
+            self.append_offset(&f.creds, f.ino, data.len()).await?
         } else {
             // Past what the file's stripes hold, the OSTs would refuse the bytes: EFBIG (or
             // a short write up to there), with nothing buffered past it and the size never
@@ -343,6 +343,8 @@ impl Client {
             }
             return Ok(());
         }
+        // An appender that closes gives the end back: another client may be waiting.
+        self.return_append_lease(f.ino).await;
         let reported = self.report_dirty(f.ino).await;
         // The MDS drops the open only once it knows which copies missed writes: while a
         // stale mark of this file is not taken, the open stays, and the end of the session

@@ -110,7 +110,8 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         (
             MdsOp::SetXattr { ino, .. }
             | MdsOp::RemoveXattr { ino, .. }
-            | MdsOp::SetDirLayout { ino, .. },
+            | MdsOp::SetDirLayout { ino, .. }
+            | MdsOp::ReturnAppendLease { ino, .. },
             _,
         ) => vec![Changed(*ino)],
         // Open bookkeeping, except that a last release destroys an inode with no names.

@@ -267,11 +267,21 @@ pub enum MdsOp {
     /// of the MDS's size and `known_size` (what the caller wrote and has not reported yet),
     /// the latter only when `truncate_version` is the file's. Cut short at what the stripes
     /// hold (`Layout::max_file_size`), EFBIG when nothing fits. Answered with `Reserved`;
-    /// a retry of the same request gets the same bytes.
+    /// a retry of the same request gets the same bytes. With `want_lease`, the MDS may also
+    /// lease the end to the caller's session (`Reserved::lease_ms`). While another
+    /// session's lease is being taken back, nothing is reserved (`Reserved::retry`).
     ReserveAppend {
         ino: Ino,
         len: u64,
         known_size: u64,
+        truncate_version: u64,
+        want_lease: bool,
+    },
+    /// Gives back this session's append lease of `ino`: its appends reached `end` (in
+    /// truncate version `truncate_version`), which the size moves to. `Done`.
+    ReturnAppendLease {
+        ino: Ino,
+        end: u64,
         truncate_version: u64,
     },
 }
@@ -369,10 +379,16 @@ pub enum MdsResponse {
     Fsck(FsckAnswer),
     StuckCopies(Vec<StuckCopy>),
     /// `ReserveAppend`: the caller writes `len` bytes at `offset`; `attr` is the file with
-    /// them counted in its size.
+    /// them counted in its size. With `lease_ms` > 0, the caller's session holds the end for
+    /// that long: its next appends go after these bytes, up to `lease_limit`, without asking
+    /// (docs/mount.md, "Appends"). With `retry`, nothing was reserved: another client's
+    /// lease is being taken back, and the caller asks again in a moment.
     Reserved {
         offset: u64,
         len: u64,
         attr: Attr,
+        lease_ms: u64,
+        lease_limit: u64,
+        retry: bool,
     },
 }

@@ -1,14 +1,17 @@
 //! `ReserveAppend` over an in-process cluster (the harness of `tests`): concurrent
 //! reservations never overlap and leave no gap, a retried request gets its recorded range,
 //! the caller's unreported size counts only in the current truncate version, and only a
-//! writer may reserve.
+//! writer may reserve; an append lease is taken back when another session appends, or
+//! expires, and the other's range never overlaps what the holder may have written.
 
 use std::sync::Arc;
 
-use rustre_proto::msg::mds::{MdsOp, MdsResponse, SetAttr};
+use bytes::Bytes;
+use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse, SetAttr};
 use rustre_proto::msg::{Attr, Creds};
 use rustre_proto::Error;
 
+use super::append::{APPEND_LEASE_BYTES, APPEND_LEASE_MS};
 use super::tests::TestCluster;
 
 /// Reservations sent at once by the concurrency test.
@@ -20,13 +23,20 @@ fn reserve(a: &Attr, len: u64, known_size: u64) -> MdsOp {
         len,
         known_size,
         truncate_version: a.truncate_version,
+        want_lease: false,
     }
 }
 
 /// `(offset, len, size after)` of a `Reserved` answer.
 fn reserved(r: Result<MdsResponse, Error>) -> Result<(u64, u64, u64), Error> {
     match r? {
-        MdsResponse::Reserved { offset, len, attr } => Ok((offset, len, attr.size)),
+        MdsResponse::Reserved {
+            offset,
+            len,
+            attr,
+            retry: false,
+            ..
+        } => Ok((offset, len, attr.size)),
         other => panic!("{other:?}"),
     }
 }
@@ -141,4 +151,139 @@ async fn only_a_writer_reserves_and_never_past_what_the_stripes_hold() {
         reserved(t.call(reserve(&a, 0, 0)).await),
         Err(Error::Invalid(_))
     ));
+}
+
+/// A call in session `session` (the harness's calls are all in its own session).
+async fn call_in(t: &TestCluster, session: u64, op: MdsOp) -> Result<MdsResponse, Error> {
+    let req = MdsRequest {
+        creds: Creds::root(),
+        session,
+        seq: t.next_seq(),
+        op,
+    };
+    let peer = t.cluster.mds_peers()[0].clone();
+    Ok(peer.call(&req, Bytes::new()).await?.0)
+}
+
+/// A second session, holding `a` open for appending.
+async fn other_writer(t: &TestCluster, a: &Attr) -> u64 {
+    let open = MdsOp::OpenSession {
+        client: "other".into(),
+    };
+    let id = match call_in(t, 0, open).await.unwrap() {
+        MdsResponse::Session { id, .. } => id,
+        other => panic!("{other:?}"),
+    };
+    let flags = libc::O_WRONLY | libc::O_APPEND;
+    call_in(t, id, MdsOp::Open { ino: a.ino, flags })
+        .await
+        .unwrap();
+    id
+}
+
+fn leased(a: &Attr, len: u64, known_size: u64) -> MdsOp {
+    MdsOp::ReserveAppend {
+        ino: a.ino,
+        len,
+        known_size,
+        truncate_version: a.truncate_version,
+        want_lease: true,
+    }
+}
+
+#[tokio::test]
+async fn a_lease_is_taken_back_when_another_session_appends() {
+    let t = TestCluster::start(1).await;
+    let a = writable(&t, "log").await;
+    // The harness's session takes the end.
+    match t.call(leased(&a, 10, 0)).await.unwrap() {
+        MdsResponse::Reserved {
+            offset: 0,
+            len: 10,
+            lease_ms,
+            lease_limit,
+            retry: false,
+            ..
+        } => {
+            assert_eq!(
+                (lease_ms, lease_limit),
+                (APPEND_LEASE_MS, 10 + APPEND_LEASE_BYTES)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another session must wait: nothing reserved, the size unmoved.
+    let b = other_writer(&t, &a).await;
+    for _ in 0..2 {
+        match call_in(&t, b, leased(&a, 5, 0)).await.unwrap() {
+            MdsResponse::Reserved {
+                retry: true,
+                len: 0,
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        t.attr(MdsOp::GetAttr { ino: a.ino }).await.unwrap().size,
+        10
+    );
+    // The holder appended 30 more bytes under the lease and gives it back.
+    let give = MdsOp::ReturnAppendLease {
+        ino: a.ino,
+        end: 40,
+        truncate_version: a.truncate_version,
+    };
+    assert!(matches!(t.call(give).await.unwrap(), MdsResponse::Done));
+    // The other lands after the holder's appends; the file is contended now: no lease.
+    match call_in(&t, b, leased(&a, 5, 0)).await.unwrap() {
+        MdsResponse::Reserved {
+            offset: 40,
+            len: 5,
+            lease_ms: 0,
+            retry: false,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        reserved(t.call(leased(&a, 1, 0)).await).unwrap(),
+        (45, 1, 46),
+        "no lease for the first holder either"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_puts_the_next_range_past_its_limit() {
+    let t = TestCluster::start(1).await;
+    let a = writable(&t, "log").await;
+    let limit = match t.call(leased(&a, 10, 0)).await.unwrap() {
+        MdsResponse::Reserved { lease_limit, .. } => lease_limit,
+        other => panic!("{other:?}"),
+    };
+    assert!(limit > 10);
+    tokio::time::sleep(std::time::Duration::from_millis(APPEND_LEASE_MS + 200)).await;
+    // The holder never answered: the other session's bytes go where the holder could not
+    // have written.
+    let b = other_writer(&t, &a).await;
+    match call_in(&t, b, leased(&a, 5, 0)).await.unwrap() {
+        MdsResponse::Reserved {
+            offset,
+            len: 5,
+            retry: false,
+            ..
+        } => assert_eq!(offset, limit),
+        other => panic!("{other:?}"),
+    }
+    // A give-back of the lost lease changes nothing.
+    let give = MdsOp::ReturnAppendLease {
+        ino: a.ino,
+        end: 20,
+        truncate_version: a.truncate_version,
+    };
+    t.call(give).await.unwrap();
+    assert_eq!(
+        t.attr(MdsOp::GetAttr { ino: a.ino }).await.unwrap().size,
+        limit + 5
+    );
 }

@@ -186,13 +186,23 @@ impl Mds {
                 len,
                 known_size,
                 truncate_version,
+                want_lease,
             } => {
                 let req = AppendRequest {
                     len,
                     known_size,
                     truncate_version,
+                    want_lease,
                 };
                 self.reserve_append(call, ino, req).await
+            }
+            MdsOp::ReturnAppendLease {
+                ino,
+                end,
+                truncate_version,
+            } => {
+                self.return_append_lease(call, ino, end, truncate_version)
+                    .await
             }
         }
     }
