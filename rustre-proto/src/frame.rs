@@ -37,8 +37,9 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// 4: written stripes in layouts and size reports, reads of objects that must exist or of
 /// one moment, `MdsOp::Accessed`, POSIX ACLs in attributes, the umask in creates,
 /// `OssOp::Seek` for SEEK_DATA/SEEK_HOLE, object allocations in write answers, size reports
-/// and layouts for `st_blocks`).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// and layouts for `st_blocks`; 5: file locks through the MDS (`SetLock`, `GetLock`,
+/// `UnlockOwner`), O_APPEND ranges and leases (`ReserveAppend`, `ReturnAppendLease`)).
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

@@ -54,6 +54,8 @@ pub const TRUNCATE: u8 = 0x0d;
 pub const LOCK: u8 = 0x14;
 pub const SESSION_LOCK: u8 = 0x15;
 pub const LOCK_WAIT: u8 = 0x16;
+/// The append lease of a file (`mds::append`).
+pub const APPEND_LEASE: u8 = 0x1a;
 /// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
 /// run over FoundationDB; the MDS never reads or writes under it.
 pub const MGS: u8 = 0x40;
@@ -240,6 +242,11 @@ pub fn write_open(ino: Ino, session: u64) -> Vec<u8> {
 /// Every write-open mark of an inode.
 pub fn write_open_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
     range_u64(WRITE_OPEN, ino)
+}
+
+/// Who may append to `ino` without asking, up to where (`mds::append`).
+pub fn append_lease(ino: Ino) -> Vec<u8> {
+    with_u64(APPEND_LEASE, ino)
 }
 
 /// A size change of `ino` whose objects the MDS has not finished cutting.

@@ -86,6 +86,7 @@ async fn watch(client: Weak<Client>, peer: Arc<Peer>) {
         match answer {
             Ok((MdsResponse::Changes(batch), _)) if batch.changes.len() <= WATCH_MAX_CHANGES => {
                 c.meta_cache.apply(&addr, sent, c.session(), &batch);
+                c.on_feed_changes(&batch);
                 if !batch.changes.is_empty() {
                     // While changes stream in, one watch per few milliseconds carries them
                     // all, instead of one per change.

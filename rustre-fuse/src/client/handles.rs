@@ -30,6 +30,13 @@ use super::space;
 use super::Client;
 use rustre_proto::sync::lock;
 
+/// Where a write's bytes went ([`Client::write_file_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub offset: u64,
+    pub len: usize,
+}
+
 /// An inode-addressed call that finds no inode: the caller's name-to-inode mapping is stale
 /// (another client removed or replaced the file). ESTALE, unlike ENOENT, makes the kernel
 /// look the name up afresh and retry.
@@ -230,27 +237,47 @@ impl Client {
         offset: u64,
         data: Bytes,
     ) -> Result<usize, Error> {
+        let append = self.files.handle(fh)?.flags & libc::O_APPEND != 0;
+        self.write_file_as(fh, offset, data, append)
+            .await
+            .map(|w| w.len)
+    }
+
+    /// Writes `data` through handle `fh`: at `offset`, or with `append` at the file's end as
+    /// the MDS hands it out ([`super::append`]; the FUSE adapter says so from the flags of
+    /// each write, which fcntl(F_SETFL) may have changed since the open). Returns where the
+    /// bytes went and how many.
+    pub async fn write_file_as(
+        self: &Arc<Self>,
+        fh: u64,
+        offset: u64,
+        data: Bytes,
+        append: bool,
+    ) -> Result<Written, Error> {
         let f = self.files.handle(fh)?;
         let layout = f.layout()?;
         let sync = f.flags & libc::O_DSYNC != 0;
-        let lock = (f.flags & libc::O_APPEND != 0).then(|| self.files.append_lock(f.ino));
+        // Appends through this client go out one at a time, in order.
+        let lock = append.then(|| self.files.append_lock(f.ino));
         let _guard = match &lock {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        // The kernel's offset for O_APPEND is only right if the size it knows is fresh;
-        // this client's is.
-        let offset = if lock.is_some() {
-            self.files.size(f.ino)
-        } else {
-            offset
-        };
-        // Past what the file's stripes hold, the OSTs would refuse the bytes: EFBIG (or a short
-        // write up to there), with nothing buffered past it and the size never moved past it.
-        let len = writable_len(offset, data.len(), layout.max_file_size())?;
-        if len == 0 {
-            return Ok(0);
+        if append && data.is_empty() {
+            return Ok(Written { offset, len: 0 });
         }
+        let (offset, len) = if append {
+            self.append_offset(&f.creds, f.ino, data.len()).await?
+        } else {
+            // Past what the file's stripes hold, the OSTs would refuse the bytes: EFBIG (or
+            // a short write up to there), with nothing buffered past it and the size never
+            // moved past it.
+            let len = writable_len(offset, data.len(), layout.max_file_size())?;
+            if len == 0 {
+                return Ok(Written { offset, len: 0 });
+            }
+            (offset, len)
+        };
         let data = data.slice(..len);
         let end = offset + len as u64;
         if sync {
@@ -266,7 +293,7 @@ impl Client {
         if sync {
             self.report_dirty(f.ino).await?;
         }
-        Ok(len)
+        Ok(Written { offset, len })
     }
 
     /// After a write through `fh` by a caller without CAP_FSETID (FUSE_WRITE_KILL_SUIDGID):
@@ -320,6 +347,8 @@ impl Client {
             }
             return Ok(());
         }
+        // An appender that closes gives the end back: another client may be waiting.
+        self.return_append_lease(f.ino).await;
         let reported = self.report_dirty(f.ino).await;
         // The MDS drops the open only once it knows which copies missed writes: while a
         // stale mark of this file is not taken, the open stays, and the end of the session

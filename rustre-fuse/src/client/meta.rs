@@ -33,7 +33,7 @@ pub(super) const MDS_TRY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The stripe math divides by the stripe size and indexes the OST list: a layout breaking
 /// the protocol's limits is refused here, not panicked on.
-fn check_layout(a: &Attr) -> Result<(), Error> {
+pub(super) fn check_layout(a: &Attr) -> Result<(), Error> {
     match &a.layout {
         Some(l) => l
             .validate()
@@ -66,7 +66,9 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
 fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
     use OwnResult::{Changed, Entry, NewDir, Renamed, Unknown};
     let attr = match resp {
-        MdsResponse::Attr(a) if check_layout(a).is_ok() => Some(a.clone()),
+        MdsResponse::Attr(a) | MdsResponse::Reserved { attr: a, .. } if check_layout(a).is_ok() => {
+            Some(a.clone())
+        }
         _ => None,
     };
     let entry = |parent: Ino, name: &str, attr: Option<Attr>| Entry {
@@ -100,14 +102,16 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             | MdsOp::MarkStale { .. }
             | MdsOp::MoveCopies { .. }
             | MdsOp::MarkLost { .. }
-            | MdsOp::Accessed { .. },
+            | MdsOp::Accessed { .. }
+            | MdsOp::ReserveAppend { .. },
             Some(a),
         ) => vec![OwnResult::Attr(a)],
         // The inode alone, not in the answer.
         (
             MdsOp::SetXattr { ino, .. }
             | MdsOp::RemoveXattr { ino, .. }
-            | MdsOp::SetDirLayout { ino, .. },
+            | MdsOp::SetDirLayout { ino, .. }
+            | MdsOp::ReturnAppendLease { ino, .. },
             _,
         ) => vec![Changed(*ino)],
         // Open bookkeeping, except that a last release destroys an inode with no names.

@@ -18,7 +18,8 @@
 //! ## Inside
 //! Operations (`impl Client`): `meta` (MDS calls, retried on another MDS), `data` (striped,
 //! replicated, checksum-verified object I/O straight to the OSTs, docs/replication.md),
-//! `durable` (syncs checked against the OSTs' write verifiers),
+//! `durable` (syncs checked against the OSTs' write verifiers), `append` (where O_APPEND
+//! writes land, asked of the MDS),
 //! `io` (reads through the page cache and read-ahead, writes through write-back),
 //! `handles`, `transfer`, `admin`, `path` and `feed` (the watchers of every MDS's change
 //! feed). State, which never refers back to [`Client`]: `files` (open files and the sizes
@@ -32,6 +33,7 @@
 //! the OSTs can take a fallocate) and `stripe` (the layout math).
 
 pub mod admin;
+mod append;
 mod atime;
 mod cache;
 mod capability;
@@ -59,6 +61,7 @@ pub use atime::{AtimeMode, AtimeRule, STRICTATIME_INTERVAL};
 pub use cache::DEFAULT_CACHE_BYTES;
 pub use dirs::Listed;
 pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+pub use handles::Written;
 pub use locks::{signal_pending, LockOutcome};
 pub use meta_cache::FEED_LEASE;
 pub use transfer::TransferError;

@@ -14,6 +14,7 @@
 
 mod locks;
 mod ops;
+mod replies;
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -121,6 +122,19 @@ fn drop_cached_attrs(notifier: &NotifierSlot, ino: u64) {
             tracing::trace!(ino, "attribute invalidation: {e}");
         }
     }
+}
+
+/// Drops the kernel's cached pages and attributes of `ino` (its data changed in a way the
+/// kernel did not see), on a blocking thread after the caller's reply: the invalidation
+/// takes page locks a kernel writer may hold while it waits for a FUSE request.
+fn drop_cached_data(notifier: NotifierSlot, ino: u64) {
+    tokio::task::spawn_blocking(move || {
+        if let Some(n) = notifier.get() {
+            if let Err(e) = n.inval_inode(INodeNo(ino), 0, 0) {
+                tracing::trace!(ino, "page invalidation: {e}");
+            }
+        }
+    });
 }
 
 /// The one mapping from client-library errors to errnos.

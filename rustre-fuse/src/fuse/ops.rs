@@ -13,11 +13,12 @@ use fuser::{
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek, ReplyOpen,
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use rustre_proto::msg::mds::{SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use rustre_proto::msg::mds::{SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
 use rustre_proto::msg::FileKind;
 
+use super::replies::{open_flags, reply_empty, reply_entry, time_set};
 use super::{
-    drop_cached_attrs, errno, file_attr, file_type, name_str, placeholder_attr, to_timestamp,
+    drop_cached_attrs, drop_cached_data, errno, file_attr, file_type, name_str, placeholder_attr,
     xattr_reply, Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
     STATFS_NAME_MAX,
 };
@@ -44,40 +45,6 @@ const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
     .union(InitFlags::FUSE_MAX_PAGES)
     .union(InitFlags::FUSE_POSIX_LOCKS)
     .union(InitFlags::FUSE_FLOCK_LOCKS);
-
-fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
-    t.map(|t| match t {
-        TimeOrNow::Now => TimeSet::Now,
-        TimeOrNow::SpecificTime(st) => TimeSet::At(to_timestamp(st)),
-    })
-}
-
-fn open_flags(keep_cache: bool) -> FopenFlags {
-    if keep_cache {
-        FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        FopenFlags::empty()
-    }
-}
-
-/// Replies to a call answered with an entry (lookup, mkdir, mknod, symlink, link).
-fn reply_entry(
-    reply: ReplyEntry,
-    ttls: (std::time::Duration, std::time::Duration),
-    result: Result<rustre_proto::msg::Attr, rustre_proto::Error>,
-) {
-    match result {
-        Ok(a) => reply.entry_with_ttls(&ttls.0, &ttls.1, &file_attr(&a), Generation(0)),
-        Err(e) => reply.error(errno(e)),
-    }
-}
-
-fn reply_empty(reply: ReplyEmpty, result: Result<(), rustre_proto::Error>) {
-    match result {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(errno(e)),
-    }
-}
 
 impl Filesystem for RustreFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
@@ -373,7 +340,7 @@ impl Filesystem for RustreFs {
         offset: u64,
         data: &[u8],
         write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -383,13 +350,24 @@ impl Filesystem for RustreFs {
         // Set by the kernel for a writer without CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2): the
         // write clears setid bits, and the kernel's cached mode must not outlive it.
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        // The descriptor's flags as of this write (fcntl may have changed them since the
+        // open). A write from the page cache (an mmap's) carries a guessed handle's flags
+        // and its own place: never an append.
+        let append =
+            flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         self.spawn(async move {
-            match c.write_file(fh.0, offset, data).await {
+            match c.write_file_as(fh.0, offset, data, append).await {
                 Ok(written) => {
                     if kill && c.write_cleared_setid(fh.0) {
                         drop_cached_attrs(&n, ino.0);
                     }
-                    reply.written(written as u32);
+                    reply.written(written.len as u32);
+                    if written.offset != offset && written.len > 0 {
+                        // Another client appended since this kernel last learned the size:
+                        // it put the bytes in its page cache at its own guess, where they
+                        // are not.
+                        drop_cached_data(n, ino.0);
+                    }
                 }
                 Err(e) => reply.error(errno(e)),
             }

@@ -281,6 +281,29 @@ pub enum MdsOp {
         ino: Ino,
         owner: u64,
     },
+    /// An O_APPEND write of `len` bytes: reserves the bytes at the end of regular file
+    /// `ino` and moves the MDS's size past them, in one transaction, so that appends from
+    /// any number of clients never overlap (docs/mount.md, "Appends"). The end is the larger
+    /// of the MDS's size and `known_size` (what the caller wrote and has not reported yet),
+    /// the latter only when `truncate_version` is the file's. Cut short at what the stripes
+    /// hold (`Layout::max_file_size`), EFBIG when nothing fits. Answered with `Reserved`;
+    /// a retry of the same request gets the same bytes. With `want_lease`, the MDS may also
+    /// lease the end to the caller's session (`Reserved::lease_ms`). While another
+    /// session's lease is being taken back, nothing is reserved (`Reserved::retry`).
+    ReserveAppend {
+        ino: Ino,
+        len: u64,
+        known_size: u64,
+        truncate_version: u64,
+        want_lease: bool,
+    },
+    /// Gives back this session's append lease of `ino`: its appends reached `end` (in
+    /// truncate version `truncate_version`), which the size moves to. `Done`.
+    ReturnAppendLease {
+        ino: Ino,
+        end: u64,
+        truncate_version: u64,
+    },
 }
 
 /// Longest the MDS holds a waiting `SetLock` before answering `Conflict` (the client asks
@@ -403,10 +426,16 @@ pub struct FsStats {
 /// Answers of the MDS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MdsResponse {
-    Session { id: u64, lease_ms: u64 },
+    Session {
+        id: u64,
+        lease_ms: u64,
+    },
     Attr(Attr),
     Target(String),
-    Entries { entries: Vec<DirEntry>, eof: bool },
+    Entries {
+        entries: Vec<DirEntry>,
+        eof: bool,
+    },
     StatFs(FsStats),
     Xattr(Vec<u8>),
     XattrNames(Vec<String>),
@@ -416,4 +445,17 @@ pub enum MdsResponse {
     Fsck(FsckAnswer),
     StuckCopies(Vec<StuckCopy>),
     Lock(LockAnswer),
+    /// `ReserveAppend`: the caller writes `len` bytes at `offset`; `attr` is the file with
+    /// them counted in its size. With `lease_ms` > 0, the caller's session holds the end for
+    /// that long: its next appends go after these bytes, up to `lease_limit`, without asking
+    /// (docs/mount.md, "Appends"). With `retry`, nothing was reserved: another client's
+    /// lease is being taken back, and the caller asks again in a moment.
+    Reserved {
+        offset: u64,
+        len: u64,
+        attr: Attr,
+        lease_ms: u64,
+        lease_limit: u64,
+        retry: bool,
+    },
 }

@@ -9,6 +9,7 @@ use rustre_proto::msg::{Creds, MAX_GROUPS};
 use rustre_proto::rpc::server::{Handler, Reply};
 use rustre_proto::Error;
 
+use super::append::AppendRequest;
 use super::attr;
 use super::create::CreateRequest;
 use super::error::MdsError;
@@ -183,6 +184,29 @@ impl Mds {
             MdsOp::SetLock { ino, lock, wait } => self.set_lock(call, ino, lock, wait).await,
             MdsOp::GetLock { ino, lock } => self.get_lock(call, ino, lock).await,
             MdsOp::UnlockOwner { ino, owner } => self.unlock_owner(call, ino, owner).await,
+            MdsOp::ReserveAppend {
+                ino,
+                len,
+                known_size,
+                truncate_version,
+                want_lease,
+            } => {
+                let req = AppendRequest {
+                    len,
+                    known_size,
+                    truncate_version,
+                    want_lease,
+                };
+                self.reserve_append(call, ino, req).await
+            }
+            MdsOp::ReturnAppendLease {
+                ino,
+                end,
+                truncate_version,
+            } => {
+                self.return_append_lease(call, ino, end, truncate_version)
+                    .await
+            }
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`namespace`], [`attr`], [`open`]: the operations, as transaction bodies.
 //! - [`perm`]: permission rules; [`acl`]: POSIX ACLs (their xattr form, inheritance). [`layout`]: choosing a new file's layout (placement).
 //! - [`locks`]: flock and fcntl locks (their table in the store, waits, deadlocks).
+//! - [`append`]: O_APPEND writes' ranges, handed out at the file's end.
 //! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
 //! - [`fsck`]: `rustre fsck`'s pages of the store and its conditional repairs.
@@ -25,6 +26,9 @@
 //! - this file: the [`Mds`] itself and its start.
 
 pub mod acl;
+pub mod append;
+#[cfg(test)]
+mod append_tests;
 pub mod attr;
 pub mod config;
 mod create;

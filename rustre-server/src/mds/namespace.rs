@@ -305,6 +305,7 @@ pub fn destroy(tx: &mut dyn Transaction, victim: Inode) -> Result<(), Error> {
     tx.clear(&schema::stale(victim.attr.ino));
     // Its objects go whole: a cut still pending has nothing left to do.
     tx.clear(&schema::truncate(victim.attr.ino));
+    tx.clear(&schema::append_lease(victim.attr.ino));
     remove_inode(tx, victim.attr.ino)
 }
 

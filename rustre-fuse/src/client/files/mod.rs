@@ -130,6 +130,10 @@ pub(super) struct InodeState {
     pub(super) opens: u32,
     /// Serializes O_APPEND writes, which go to the end this state knows.
     pub(super) append: Arc<tokio::sync::Mutex<()>>,
+    /// The end of the file, leased to this client by the MDS (`client::append`).
+    pub(super) append_lease: Option<AppendLease>,
+    /// The MDS refused a lease: appends do not ask for one before this.
+    pub(super) no_lease_before: Option<tokio::time::Instant>,
     /// The newest layout seen (highest version).
     pub(super) layout: Option<Layout>,
     /// When the MDS last told us the layout (any attribute answer with one).
@@ -157,6 +161,8 @@ impl InodeState {
             writer: Creds::root(),
             opens: 0,
             append: Arc::new(tokio::sync::Mutex::new(())),
+            append_lease: None,
+            no_lease_before: None,
             evicted: false,
             setid: attr.perm & 0o6000 != 0,
         }
@@ -166,6 +172,16 @@ impl InodeState {
     fn is_unreported(&self) -> bool {
         self.dirty || !self.written.is_empty()
     }
+}
+
+/// An append lease: this client appends at the end it knows, below `limit`, until
+/// `until` (its own clock, ahead of the MDS's expiry), in truncate version
+/// `truncate_version`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AppendLease {
+    pub(super) limit: u64,
+    pub(super) until: tokio::time::Instant,
+    pub(super) truncate_version: u64,
 }
 
 /// A pending size report: the state as it was when the report was taken.
@@ -260,6 +276,7 @@ impl Files {
         if attr.truncate_version > st.truncate_version {
             // A truncate happened since this state was taken: what it knew is void.
             st.truncate_version = attr.truncate_version;
+            st.append_lease = None;
             st.size = attr.size;
             st.mtime = attr.mtime;
             st.dirty = false;
@@ -409,6 +426,68 @@ impl Files {
     /// The size this client knows for open inode `ino`.
     pub(super) fn size(&self, ino: Ino) -> u64 {
         lock(&self.inodes).get(&ino).map_or(0, |s| s.size)
+    }
+
+    /// The size this client knows for open inode `ino` and the truncate version it
+    /// belongs to.
+    pub(super) fn size_and_version(&self, ino: Ino) -> (u64, u64) {
+        lock(&self.inodes)
+            .get(&ino)
+            .map_or((0, 0), |s| (s.size, s.truncate_version))
+    }
+
+    /// Where an append of `len` bytes to `ino` goes under this client's append lease, if
+    /// it holds one that covers it.
+    pub(super) fn leased_append(&self, ino: Ino, len: u64) -> Option<u64> {
+        let inodes = lock(&self.inodes);
+        let st = inodes.get(&ino)?;
+        let l = st.append_lease?;
+        let fits = st.size.checked_add(len).is_some_and(|end| end <= l.limit);
+        let valid =
+            l.truncate_version == st.truncate_version && tokio::time::Instant::now() < l.until;
+        (fits && valid).then_some(st.size)
+    }
+
+    /// Whether an append to `ino` asks the MDS for a lease (none was refused lately).
+    pub(super) fn wants_append_lease(&self, ino: Ino) -> bool {
+        lock(&self.inodes).get(&ino).is_some_and(|st| {
+            st.no_lease_before
+                .is_none_or(|t| tokio::time::Instant::now() >= t)
+        })
+    }
+
+    /// Stores the lease an answer granted; without one, `refused_for` keeps appends from
+    /// asking again for that long.
+    pub(super) fn set_append_lease(
+        &self,
+        ino: Ino,
+        lease: Option<AppendLease>,
+        refused_for: Option<Duration>,
+    ) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
+            st.append_lease = lease;
+            if let Some(d) = refused_for {
+                st.no_lease_before = Some(tokio::time::Instant::now() + d);
+            }
+        }
+    }
+
+    /// Drops this client's append lease of `ino`: the end its appends reached and its
+    /// truncate version, if it held one.
+    pub(super) fn take_append_lease(&self, ino: Ino) -> Option<(u64, u64)> {
+        let mut inodes = lock(&self.inodes);
+        let st = inodes.get_mut(&ino)?;
+        st.append_lease.take()?;
+        Some((st.size, st.truncate_version))
+    }
+
+    /// The inodes whose end this client holds a lease of.
+    pub(super) fn append_leases(&self) -> Vec<Ino> {
+        lock(&self.inodes)
+            .iter()
+            .filter(|(_, st)| st.append_lease.is_some())
+            .map(|(ino, _)| *ino)
+            .collect()
     }
 
     pub(super) fn append_lock(&self, ino: Ino) -> Arc<tokio::sync::Mutex<()>> {
