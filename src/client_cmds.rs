@@ -79,10 +79,42 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub(crate) async fn status(g: &Global) -> Result<(), String> {
+pub(crate) async fn status(g: &Global, json: bool) -> Result<(), String> {
     let map = admin::cluster_map(&g.mgs, &g.cluster, &g.key()?)
         .await
         .map_err(|e| format!("cannot reach the MGS at {}: {e}", g.mgs))?;
+    let stuck = stuck_copies(g).await;
+    if json {
+        let osts: Vec<_> = map
+            .osts
+            .iter()
+            .map(|o| {
+                let c = o.capacity;
+                serde_json::json!({
+                    "index": o.index,
+                    "addr": o.addr,
+                    "state": state(o.state),
+                    "size_bytes": c.total_bytes,
+                    "used_bytes": c.total_bytes.saturating_sub(c.free_bytes),
+                    "avail_bytes": c.avail_bytes,
+                })
+            })
+            .collect();
+        let mds: Vec<_> = map
+            .mds
+            .iter()
+            .map(|m| serde_json::json!({"addr": m.addr, "state": state(m.state)}))
+            .collect();
+        return print_json(&serde_json::json!({
+            "cluster": map.cluster_name,
+            "epoch": map.epoch,
+            "mgs": {"addr": g.mgs, "state": "up"},
+            "mds": mds,
+            "osts": osts,
+            "resync_stuck": stuck.copies,
+            "resync_unknown": stuck.unknown,
+        }));
+    }
     println!("cluster {} epoch {}", map.cluster_name, map.epoch);
     println!("MGS {} up", g.mgs);
     for m in &map.mds {
@@ -100,39 +132,69 @@ pub(crate) async fn status(g: &Global) -> Result<(), String> {
             human(o.capacity.avail_bytes)
         );
     }
-    print_stuck_copies(g).await;
+    for s in &stuck.copies {
+        println!(
+            "resync stuck: inode {} copy slot {} on OST{:04}: {} ({} attempts, MDS {})",
+            s["ino"],
+            s["slot"],
+            s["ost"].as_u64().unwrap_or_default(),
+            s["error"].as_str().unwrap_or_default(),
+            s["attempts"],
+            s["mds"].as_str().unwrap_or_default()
+        );
+    }
+    for u in &stuck.unknown {
+        println!("resync: {u}");
+    }
+    if stuck.copies.is_empty() && stuck.unknown.is_empty() {
+        println!("resync: no copy stuck");
+    }
     Ok(())
 }
 
-/// The copies resync cannot refill, as every MDS reports them (a line each), or one line
-/// saying there are none.
-async fn print_stuck_copies(g: &Global) {
+/// Prints `v` as pretty JSON on stdout.
+pub(crate) fn print_json(v: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(v).map_err(err)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// The copies resync cannot refill, as every MDS reports them, and the MDS (or the
+/// cluster) that could not be asked, with why.
+struct StuckCopies {
+    copies: Vec<serde_json::Value>,
+    unknown: Vec<String>,
+}
+
+async fn stuck_copies(g: &Global) -> StuckCopies {
+    let mut out = StuckCopies {
+        copies: Vec::new(),
+        unknown: Vec::new(),
+    };
     let c = match connect(g).await {
         Ok(c) => c,
         Err(e) => {
-            println!("resync: unknown ({e})");
-            return;
+            out.unknown.push(format!("unknown ({e})"));
+            return out;
         }
     };
-    let mut stuck = 0;
     for (mds, answer) in c.stuck_copies().await {
         match answer {
-            Ok(list) => {
-                for s in list {
-                    stuck += 1;
-                    println!(
-                        "resync stuck: inode {} copy slot {} on OST{:04}: {} ({} attempts, MDS {mds})",
-                        s.ino, s.slot, s.ost, s.error, s.attempts
-                    );
-                }
-            }
-            Err(e) => println!("resync: MDS {mds} did not answer: {e}"),
+            Ok(list) => out.copies.extend(list.into_iter().map(|s| {
+                serde_json::json!({
+                    "ino": s.ino,
+                    "slot": s.slot,
+                    "ost": s.ost,
+                    "error": s.error,
+                    "attempts": s.attempts,
+                    "mds": mds,
+                })
+            })),
+            Err(e) => out.unknown.push(format!("MDS {mds} did not answer: {e}")),
         }
     }
-    if stuck == 0 {
-        println!("resync: no copy stuck");
-    }
     let _ = c.close().await;
+    out
 }
 
 fn state(s: NodeState) -> &'static str {
@@ -142,42 +204,70 @@ fn state(s: NodeState) -> &'static str {
     }
 }
 
-pub(crate) async fn df(g: &Global) -> Result<(), String> {
+pub(crate) async fn df(g: &Global, json: bool) -> Result<(), String> {
     let c = connect(g).await?;
     let s = c.statfs(&my_creds()).await.map_err(err)?;
+    let map = c.cluster_map();
+    let row = |name: String, up: bool, total: u64, free: u64, avail: u64| {
+        let used = total.saturating_sub(free);
+        serde_json::json!({
+            "target": name,
+            "up": up,
+            "size_bytes": total,
+            "used_bytes": used,
+            "avail_bytes": avail,
+            "use_percent": (used * 100).checked_div(total).unwrap_or(0),
+        })
+    };
+    let mut rows: Vec<serde_json::Value> = map
+        .osts
+        .iter()
+        .map(|o| {
+            let c = o.capacity;
+            let name = format!("OST{:04}", o.index);
+            row(
+                name,
+                o.state == NodeState::Up,
+                c.total_bytes,
+                c.free_bytes,
+                c.avail_bytes,
+            )
+        })
+        .collect();
+    let fs = s.capacity;
+    rows.push(row(
+        "filesystem".into(),
+        true,
+        fs.total_bytes,
+        fs.free_bytes,
+        fs.avail_bytes,
+    ));
+    c.close().await.map_err(err)?;
+    if json {
+        return print_json(&serde_json::json!({"targets": rows, "inodes_used": s.files}));
+    }
     println!(
         "{:<12} {:>10} {:>10} {:>10} {:>5}",
         "target", "size", "used", "avail", "use%"
     );
-    let map = c.cluster_map();
-    let row = |name: String, total: u64, free: u64, avail: u64| {
-        let used = total.saturating_sub(free);
-        let pct = (used * 100).checked_div(total).unwrap_or(0);
+    for r in &rows {
+        let n = |k: &str| r[k].as_u64().unwrap_or_default();
+        let down = if r["up"].as_bool() == Some(false) {
+            "*"
+        } else {
+            ""
+        };
         println!(
-            "{name:<12} {:>10} {:>10} {:>10} {pct:>4}%",
-            human(total),
-            human(used),
-            human(avail)
+            "{:<12} {:>10} {:>10} {:>10} {:>4}%",
+            format!("{}{down}", r["target"].as_str().unwrap_or_default()),
+            human(n("size_bytes")),
+            human(n("used_bytes")),
+            human(n("avail_bytes")),
+            n("use_percent")
         );
-    };
-    for o in &map.osts {
-        let c = o.capacity;
-        let name = format!(
-            "OST{:04}{}",
-            o.index,
-            if o.state == NodeState::Up { "" } else { "*" }
-        );
-        row(name, c.total_bytes, c.free_bytes, c.avail_bytes);
     }
-    let c2 = s.capacity;
-    row(
-        "filesystem".into(),
-        c2.total_bytes,
-        c2.free_bytes,
-        c2.avail_bytes,
-    );
     println!("inodes used {}", s.files);
-    c.close().await.map_err(err)
+    Ok(())
 }
 
 pub(crate) async fn put(
@@ -287,12 +377,30 @@ pub(crate) async fn ls(g: &Global, p: &str) -> Result<(), String> {
     c.close().await.map_err(err)
 }
 
-pub(crate) async fn stat(g: &Global, p: &str) -> Result<(), String> {
+pub(crate) async fn stat(g: &Global, p: &str, json: bool) -> Result<(), String> {
     let c = connect(g).await?;
     let a = c
         .resolve(&my_creds(), p, false)
         .await
         .map_err(with_path(p))?;
+    c.close().await.map_err(err)?;
+    if json {
+        return print_json(&serde_json::json!({
+            "path": p,
+            "inode": a.ino,
+            "type": format!("{:?}", a.kind),
+            "mode": format!("{:04o}", a.perm),
+            "mode_string": mode_string(&a),
+            "links": a.nlink,
+            "uid": a.uid,
+            "gid": a.gid,
+            "size": a.size,
+            "atime": time_json(a.atime),
+            "mtime": time_json(a.mtime),
+            "ctime": time_json(a.ctime),
+            "layout": a.layout.as_ref().map(layout_json),
+        }));
+    }
     println!("path: {p}");
     println!("inode: {}", a.ino);
     println!("type: {:?}", a.kind);
@@ -300,12 +408,60 @@ pub(crate) async fn stat(g: &Global, p: &str) -> Result<(), String> {
     println!("links: {}", a.nlink);
     println!("uid: {} gid: {}", a.uid, a.gid);
     println!("size: {}", a.size);
-    println!("mtime: {}.{:09}", a.mtime.sec, a.mtime.nsec);
-    println!("ctime: {}.{:09}", a.ctime.sec, a.ctime.nsec);
+    println!("mtime: {}", local_time(a.mtime));
+    println!("ctime: {}", local_time(a.ctime));
     if let Some(l) = &a.layout {
         print_layout(l);
     }
-    c.close().await.map_err(err)
+    Ok(())
+}
+
+/// A time as JSON: seconds and nanoseconds since the epoch, and the local time.
+fn time_json(t: rustre_proto::msg::Timestamp) -> serde_json::Value {
+    serde_json::json!({"sec": t.sec, "nsec": t.nsec, "local": local_time(t)})
+}
+
+/// `t` in the local time zone, as `date` prints it by default in ISO form
+/// (`2026-12-04 23:40:01.123456789 +0000`).
+fn local_time(t: rustre_proto::msg::Timestamp) -> String {
+    let secs = t.sec as libc::time_t;
+    // SAFETY: localtime_r fills the zeroed struct from a valid time; checked below.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if !ok {
+        return format!("{}.{:09}", t.sec, t.nsec);
+    }
+    let off = tm.tm_gmtoff / 60;
+    let sign = if off < 0 { '-' } else { '+' };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:09} {sign}{:02}{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        t.nsec,
+        off.abs() / 60,
+        off.abs() % 60
+    )
+}
+
+/// A file's layout as JSON (the fields [`print_layout`] prints).
+fn layout_json(l: &rustre_proto::msg::Layout) -> serde_json::Value {
+    let count = l.stripe_count() as usize;
+    let copies: Vec<&[u32]> = (0..l.replicas as usize)
+        .map(|r| l.osts.get(r * count..(r + 1) * count).unwrap_or(&[]))
+        .collect();
+    serde_json::json!({
+        "stripe_count": count,
+        "stripe_size": l.stripe_size,
+        "replicas": l.replicas,
+        "copies_osts": copies,
+        "stale_slots": l.stale,
+        "written_stripes": l.written.iter().collect::<Vec<u32>>(),
+        "layout_version": l.version,
+    })
 }
 
 /// A file's layout: stripes, the OSTs of each copy, stale copies.
@@ -396,13 +552,34 @@ pub(crate) async fn setstripe(g: &Global, p: &str, spec: Option<LayoutSpec>) -> 
     c.close().await.map_err(err)
 }
 
-pub(crate) async fn getstripe(g: &Global, p: &str) -> Result<(), String> {
+pub(crate) async fn getstripe(g: &Global, p: &str, json: bool) -> Result<(), String> {
     let c = connect(g).await?;
     let creds = my_creds();
     let a = c.resolve(&creds, p, true).await.map_err(with_path(p))?;
+    let dir_spec = match (&a.layout, a.kind) {
+        (None, FileKind::Dir) => c.get_dir_layout(&creds, a.ino).await.map_err(err)?,
+        _ => None,
+    };
+    c.close().await.map_err(err)?;
+    if json {
+        let v = match (&a.layout, a.kind) {
+            (Some(l), _) => serde_json::json!({"path": p, "layout": layout_json(l)}),
+            (None, FileKind::Dir) => serde_json::json!({
+                "path": p,
+                "default_layout": dir_spec.map(|s| serde_json::json!({
+                    "stripe_count": s.stripe_count.map(|n| if n == u32::MAX { -1 } else { i64::from(n) }),
+                    "stripe_size": s.stripe_size,
+                    "osts": s.osts,
+                    "replicas": s.replicas,
+                })),
+            }),
+            (None, _) => serde_json::json!({"path": p, "layout": null}),
+        };
+        return print_json(&v);
+    }
     match (&a.layout, a.kind) {
         (Some(l), _) => print_layout(l),
-        (None, FileKind::Dir) => match c.get_dir_layout(&creds, a.ino).await.map_err(err)? {
+        (None, FileKind::Dir) => match dir_spec {
             Some(s) => {
                 let count = match s.stripe_count {
                     Some(u32::MAX) => "-1 (all)".to_string(),
@@ -426,5 +603,5 @@ pub(crate) async fn getstripe(g: &Global, p: &str) -> Result<(), String> {
         },
         (None, _) => println!("{p}: has no layout"),
     }
-    c.close().await.map_err(err)
+    Ok(())
 }

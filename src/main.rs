@@ -115,9 +115,17 @@ enum Cmd {
         path: Option<PathBuf>,
     },
     /// Show every node: up or down, capacity, usage.
-    Status,
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show capacity and usage of the file system and of each OST.
-    Df,
+    Df {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy a local file into rustre.
     Put {
         local: PathBuf,
@@ -130,7 +138,12 @@ enum Cmd {
     /// List a directory (or show one entry).
     Ls { path: String },
     /// Show an entry's attributes and layout.
-    Stat { path: String },
+    Stat {
+        path: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a directory.
     Mkdir {
         path: String,
@@ -147,7 +160,12 @@ enum Cmd {
         stripe: StripeArgs,
     },
     /// Show a file's layout or a directory's default layout.
-    Getstripe { path: String },
+    Getstripe {
+        path: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the metadata (link counts, entries naming missing inodes, inodes no entry
     /// names, the stale index) and the namespace against the objects on every OST that is
     /// up: orphan objects, objects longer than their file, missing data, copies that differ.
@@ -164,6 +182,9 @@ enum Cmd {
         /// objects are truncated.
         #[arg(long, value_name = "SECS", default_value_t = rustre_fuse::client::admin::FSCK_GRACE.as_secs())]
         grace: u64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Check every block of every object of an OST against its stored checksum.
     Scrub {
@@ -172,6 +193,9 @@ enum Cmd {
         /// Mark bad copies stale so that resync rewrites them from a good copy.
         #[arg(long)]
         repair: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Move every file's copy off an OST gone for good (resync fills the new copies).
     Evacuate {
@@ -304,8 +328,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Mount { .. } => unreachable!("mount runs before the runtime starts"),
         Cmd::Local(args) => server_cmds::local(&g, args).await,
         Cmd::GenSecret { path } => server_cmds::gen_secret(&g, path),
-        Cmd::Status => client_cmds::status(&g).await,
-        Cmd::Df => client_cmds::df(&g).await,
+        Cmd::Status { json } => client_cmds::status(&g, json).await,
+        Cmd::Df { json } => client_cmds::df(&g, json).await,
         Cmd::Put {
             local,
             path,
@@ -313,15 +337,17 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => client_cmds::put(&g, &local, &path, stripe.spec()?).await,
         Cmd::Get { path, local } => client_cmds::get(&g, &path, &local).await,
         Cmd::Ls { path } => client_cmds::ls(&g, &path).await,
-        Cmd::Stat { path } => client_cmds::stat(&g, &path).await,
+        Cmd::Stat { path, json } => client_cmds::stat(&g, &path, json).await,
         Cmd::Mkdir { path, parents } => client_cmds::mkdir(&g, &path, parents).await,
         Cmd::Rm { path } => client_cmds::rm(&g, &path).await,
         Cmd::Setstripe { path, stripe } => client_cmds::setstripe(&g, &path, stripe.spec()?).await,
-        Cmd::Getstripe { path } => client_cmds::getstripe(&g, &path).await,
-        Cmd::Fsck { repair, grace } => {
-            repair_cmds::fsck(&g, repair, std::time::Duration::from_secs(grace)).await
-        }
-        Cmd::Scrub { ost, repair } => repair_cmds::scrub(&g, ost, repair).await,
+        Cmd::Getstripe { path, json } => client_cmds::getstripe(&g, &path, json).await,
+        Cmd::Fsck {
+            repair,
+            grace,
+            json,
+        } => repair_cmds::fsck(&g, repair, std::time::Duration::from_secs(grace), json).await,
+        Cmd::Scrub { ost, repair, json } => repair_cmds::scrub(&g, ost, repair, json).await,
         Cmd::Evacuate { ost } => repair_cmds::evacuate(&g, ost).await,
         Cmd::Ost {
             cmd: OstCmd::Replace { index },

@@ -6,82 +6,146 @@
 
 use std::time::Duration;
 
-use crate::client_cmds::{connect, Global};
+use crate::client_cmds::{connect, print_json, Global};
 
-/// `rustre fsck [--repair] [--grace SECS]`: exits non-zero when something is (or, with
-/// repair, was) wrong.
-pub(crate) async fn fsck(g: &Global, repair: bool, grace: Duration) -> Result<(), String> {
+/// `rustre fsck [--repair] [--grace SECS] [--json]`: exits non-zero when something is (or,
+/// with repair, was) wrong.
+pub(crate) async fn fsck(
+    g: &Global,
+    repair: bool,
+    grace: Duration,
+    json: bool,
+) -> Result<(), String> {
     let c = connect(g).await?;
     let report = c.fsck(grace).await.map_err(|e| format!("fsck: {e}"))?;
-    for ost in &report.osts_down {
-        println!("OST {ost} is down: its objects are not checked");
-    }
-    for line in &report.not_compared {
-        println!("{line}");
-    }
-    println!(
-        "fsck: {} inodes, {} entries, {} files, {} objects on {} OSTs; {} stale copies \
-         waiting for resync",
-        report.inodes,
-        report.entries,
-        report.files,
-        report.objects,
-        report.osts_up.len(),
-        report.stale_copies
-    );
-    if report.changed > 0 {
-        println!(
-            "fsck: {} problems seen changed while fsck looked (not reported)",
-            report.changed
-        );
-    }
+    let mut findings = Vec::new();
     for f in &report.findings {
-        println!("{f}");
-        if repair {
-            match c.repair_finding(f, grace).await {
-                Ok(done) => println!("  {done}"),
-                Err(e) => println!("  not repaired: {e}"),
-            }
-        }
+        let repaired = if repair {
+            Some(match c.repair_finding(f, grace).await {
+                Ok(done) => done.to_string(),
+                Err(e) => format!("not repaired: {e}"),
+            })
+        } else {
+            None
+        };
+        findings.push((f.to_string(), repaired));
     }
     c.close().await.map_err(|e| e.to_string())?;
-    if report.findings.is_empty() {
-        println!("fsck: clean");
+    if json {
+        let list: Vec<_> = findings
+            .iter()
+            .map(|(f, r)| serde_json::json!({"finding": f, "repair": r}))
+            .collect();
+        print_json(&serde_json::json!({
+            "inodes": report.inodes,
+            "entries": report.entries,
+            "files": report.files,
+            "objects": report.objects,
+            "osts_up": report.osts_up,
+            "osts_down": report.osts_down,
+            "stale_copies": report.stale_copies,
+            "not_compared": report.not_compared,
+            "changed_while_checking": report.changed,
+            "findings": list,
+            "clean": findings.is_empty(),
+        }))?;
+    } else {
+        for ost in &report.osts_down {
+            println!("OST {ost} is down: its objects are not checked");
+        }
+        for line in &report.not_compared {
+            println!("{line}");
+        }
+        println!(
+            "fsck: {} inodes, {} entries, {} files, {} objects on {} OSTs; {} stale copies \
+             waiting for resync",
+            report.inodes,
+            report.entries,
+            report.files,
+            report.objects,
+            report.osts_up.len(),
+            report.stale_copies
+        );
+        if report.changed > 0 {
+            println!(
+                "fsck: {} problems seen changed while fsck looked (not reported)",
+                report.changed
+            );
+        }
+        for (f, repaired) in &findings {
+            println!("{f}");
+            if let Some(r) = repaired {
+                println!("  {r}");
+            }
+        }
+        if findings.is_empty() {
+            println!("fsck: clean");
+        }
+    }
+    if findings.is_empty() {
         Ok(())
     } else {
-        Err(format!("fsck: {} problems found", report.findings.len()))
+        Err(format!("fsck: {} problems found", findings.len()))
     }
 }
 
-/// `rustre scrub OST [--repair]`: checks every block of every object of the OST.
-pub(crate) async fn scrub(g: &Global, ost: u32, repair: bool) -> Result<(), String> {
+/// `rustre scrub OST [--repair] [--json]`: checks every block of every object of the OST.
+pub(crate) async fn scrub(g: &Global, ost: u32, repair: bool, json: bool) -> Result<(), String> {
     let c = connect(g).await?;
     let report = c.scrub(ost).await.map_err(|e| e.to_string())?;
     let mut unrepaired = 0;
-    for bad in &report.bad {
-        println!(
-            "object {}.{} on OST {ost}: {} bad blocks (first {})",
-            bad.id.ino,
-            bad.id.stripe,
-            bad.bad_blocks.len(),
-            bad.bad_blocks[0]
-        );
-        if repair {
-            match c.mark_copy_stale(ost, bad.id).await {
-                Ok(()) => println!("  marked stale; resync rewrites it from another copy"),
+    let mut bad = Vec::new();
+    for b in &report.bad {
+        let repaired = if repair {
+            Some(match c.mark_copy_stale(ost, b.id).await {
+                Ok(()) => "marked stale; resync rewrites it from another copy".to_string(),
                 Err(e) => {
                     unrepaired += 1;
-                    println!("  not repaired: {e}");
+                    format!("not repaired: {e}")
                 }
+            })
+        } else {
+            None
+        };
+        bad.push((b, repaired));
+    }
+    c.close().await.map_err(|e| e.to_string())?;
+    let bad_objects = report.bad.len();
+    if json {
+        let list: Vec<_> = bad
+            .iter()
+            .map(|(b, r)| {
+                serde_json::json!({
+                    "ino": b.id.ino,
+                    "stripe": b.id.stripe,
+                    "bad_blocks": b.bad_blocks,
+                    "repair": r,
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "ost": ost,
+            "objects": report.objects,
+            "bad_objects": list,
+        }))?;
+    } else {
+        for (b, repaired) in &bad {
+            println!(
+                "object {}.{} on OST {ost}: {} bad blocks (first {})",
+                b.id.ino,
+                b.id.stripe,
+                b.bad_blocks.len(),
+                b.bad_blocks[0]
+            );
+            if let Some(r) = repaired {
+                println!("  {r}");
             }
         }
+        println!(
+            "scrub: OST {ost}: {} objects, {bad_objects} with bad blocks",
+            report.objects
+        );
     }
-    let bad_objects = report.bad.len();
-    println!(
-        "scrub: OST {ost}: {} objects, {bad_objects} with bad blocks",
-        report.objects
-    );
-    c.close().await.map_err(|e| e.to_string())?;
     match (bad_objects, repair) {
         (0, _) => Ok(()),
         (_, true) if unrepaired == 0 => Ok(()),
