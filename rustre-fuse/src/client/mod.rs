@@ -19,8 +19,9 @@
 //! replicated, checksum-verified object I/O straight to the OSTs, docs/replication.md),
 //! `durable` (syncs checked against the OSTs' write verifiers),
 //! `io` (reads through the page cache and read-ahead, writes through write-back),
-//! `handles`, `transfer`, `admin`, `path` and `feed` (the watchers of every MDS's change
-//! feed). State, which never refers back to [`Client`]: `files` (open files and the sizes
+//! `handles`, `transfer`, `admin`, `path`, `feed` (the watchers of every MDS's change
+//! feed) and `kernel` (other clients' changes passed on to the kernel's caches). State,
+//! which never refers back to [`Client`]: `files` (open files and the sizes
 //! this client's writes reached), `dirs` (directory handles' offsets), `cache` (the page
 //! cache), `writeback` (buffered writes), `unstable` (changes acknowledged but not yet
 //! synced, and their write verifiers), `releases` (the queue of closes sent together),
@@ -41,6 +42,7 @@ mod feed;
 mod files;
 mod handles;
 mod io;
+mod kernel;
 mod meta;
 mod meta_cache;
 pub mod path;
@@ -57,6 +59,7 @@ pub use atime::{AtimeMode, AtimeRule, STRICTATIME_INTERVAL};
 pub use cache::DEFAULT_CACHE_BYTES;
 pub use dirs::Listed;
 pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+pub use kernel::KernelCache;
 pub use meta_cache::FEED_LEASE;
 pub use transfer::TransferError;
 
@@ -102,6 +105,8 @@ pub struct Client {
     releases: releases::ReleaseQueue,
     pending_marks: pending_marks::PendingMarks,
     atimes: atime::Atimes,
+    /// Where other clients' changes are reported beyond `meta_cache` (the kernel).
+    kernel: kernel::KernelHook,
 }
 
 impl Client {
@@ -126,6 +131,7 @@ impl Client {
             releases: releases::ReleaseQueue::default(),
             pending_marks: pending_marks::PendingMarks::default(),
             atimes: atime::Atimes::default(),
+            kernel: kernel::KernelHook::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {

@@ -10,7 +10,9 @@
 //! ## Layout
 //! - this file: configuration, the conversions and the spawn helper.
 //! - [`ops`]: the `impl fuser::Filesystem`.
+//! - [`inval`]: other clients' changes, from the change feed, invalidated in the kernel.
 
+mod inval;
 mod ops;
 
 use std::ffi::OsStr;
@@ -82,12 +84,18 @@ impl RustreFs {
     pub fn new(client: Arc<Client>, rt: Handle, cfg: FuseConfig) -> RustreFs {
         client.set_cache_bytes(usize::try_from(cfg.page_cache_bytes).unwrap_or(usize::MAX));
         client.set_attr_ttl(cfg.attr_ttl);
+        let notifier: NotifierSlot = Arc::default();
+        match inval::KernelInval::start(notifier.clone()) {
+            Ok(k) => client.set_kernel_cache(Arc::new(k)),
+            // Without it, other clients' changes show once the kernel's TTLs lapse.
+            Err(e) => tracing::warn!("no kernel invalidation thread: {e}"),
+        }
         RustreFs {
             client,
             rt,
             permits: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUESTS)),
             cfg,
-            notifier: Arc::default(),
+            notifier,
         }
     }
 

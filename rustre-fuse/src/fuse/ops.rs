@@ -36,10 +36,13 @@ const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
     .union(InitFlags::FUSE_HANDLE_KILLPRIV)
     .union(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
     // The kernel sends a create's mode without the umask, and the umask beside it: the MDS
-    // applies it unless the directory has a default ACL, which Linux then lets decide. Not
-    // FUSE_POSIX_ACL: the kernel would then check ACLs itself (with default_permissions
-    // only) and cache them; here the MDS checks them, with or without default_permissions.
+    // applies it unless the directory has a default ACL, which Linux then lets decide.
     .union(InitFlags::FUSE_DONT_MASK)
+    // The mount runs with default_permissions, so the kernel checks permissions itself on
+    // what it caches (path walks through cached names included): it must know the ACLs
+    // too. It asks for them as the system.posix_acl_* xattrs and caches them with the
+    // attributes; the change feed's invalidations drop both (fuse/inval.rs).
+    .union(InitFlags::FUSE_POSIX_ACL)
     .union(InitFlags::FUSE_MAX_PAGES);
 
 fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {

@@ -667,12 +667,19 @@ impl MetaCache {
 
     /// Applies an answer of `mds`'s feed to a request sent at `sent`, for the client whose
     /// session is `session`. An answer that does not follow on from the last one (lost
-    /// changes, a new instance) voids everything.
-    pub(super) fn apply(&self, mds: &str, sent: Instant, session: u64, batch: &ChangeBatch) {
+    /// changes, a new instance) voids everything. Answers whether it followed on (`None`:
+    /// `mds` is no longer watched, and the answer was ignored).
+    pub(super) fn apply(
+        &self,
+        mds: &str,
+        sent: Instant,
+        session: u64,
+        batch: &ChangeBatch,
+    ) -> Option<bool> {
         let mut inner = lock(&self.inner);
         let Some(feed) = inner.feeds.get(mds).copied() else {
             // No longer watched: its answers mean nothing here.
-            return;
+            return None;
         };
         inner.session = session;
         let follows = feed.instance == batch.instance && !batch.lost && batch.last >= feed.last;
@@ -687,6 +694,7 @@ impl MetaCache {
         f.instance = batch.instance;
         f.last = batch.last;
         f.fresh_as_of = Some(f.fresh_as_of.map_or(sent, |t| t.max(sent)));
+        Some(follows)
     }
 }
 
