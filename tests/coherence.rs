@@ -6,7 +6,8 @@
 //! B within [`VISIBLE_WITHIN`] (the 99th percentile over [`TRIES`] tries of each), names B
 //! had just found missing included: the change feed invalidates B's kernel caches, the TTLs
 //! do not. And as user 65534: a path walk through a directory root made unsearchable fails
-//! with EACCES though the kernel cached the names, and a root-owned 0600 FIFO does not open.
+//! with EACCES though the kernel cached the names, an ACL set through A is obeyed through B,
+//! and a root-owned 0600 FIFO does not open.
 
 mod common;
 
@@ -103,7 +104,14 @@ fn another_mounts_changes_show_within_a_feed_round_trip() {
     fs::create_dir(&a).unwrap();
     assert!(wait_until(POLL_LIMIT, || exists(&b)), "t never showed on B");
 
-    let kinds = ["create", "write+close", "chmod", "rename", "unlink", "rmdir"];
+    let kinds = [
+        "create",
+        "write+close",
+        "chmod",
+        "rename",
+        "unlink",
+        "rmdir",
+    ];
     let mut took: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
     for i in 0..TRIES {
         let (fa, fb) = (a.join(format!("f{i}")), b.join(format!("f{i}")));
@@ -143,10 +151,7 @@ fn another_mounts_changes_show_within_a_feed_round_trip() {
     for (kind, d) in kinds.iter().zip(&mut took) {
         let max = *d.iter().max().unwrap();
         let p = p99(d);
-        eprintln!(
-            "{kind}: p50 {:?}, p99 {p:?}, max {max:?}",
-            d[d.len() / 2]
-        );
+        eprintln!("{kind}: p50 {:?}, p99 {p:?}, max {max:?}", d[d.len() / 2]);
         if p > VISIBLE_WITHIN {
             slow.push(format!("{kind}: p99 {p:?}"));
         }
@@ -167,16 +172,22 @@ fn ok_for_nobody(dir: &Path, script: &str) -> bool {
 
 #[test]
 fn permissions_hold_against_cached_names_and_for_fifos() {
-    if let Some(why) = fuse_or_tools_unavailable(&["setpriv", "mkfifo"]) {
+    if let Some(why) = fuse_or_tools_unavailable(&["setpriv", "mkfifo", "setfacl"]) {
         eprintln!("skipped: {why}");
         return;
     }
     let t = two_mounts();
     let (a, b) = (&t.a.path, &t.b.path);
-    sh(a, "mkdir -m 0755 dir; echo secret > dir/f; chmod 0644 dir/f");
+    sh(
+        a,
+        "mkdir -m 0755 dir; echo secret > dir/f; chmod 0644 dir/f",
+    );
     // Both mounts' kernels now cache dir/f for 65534 (names and attributes, for 10 s).
     for m in [a, b] {
-        assert!(ok_for_nobody(m, "stat dir/f >/dev/null && cat dir/f >/dev/null"));
+        assert!(ok_for_nobody(
+            m,
+            "stat dir/f >/dev/null && cat dir/f >/dev/null"
+        ));
     }
     // Root takes the search bit away through A: the walk through dir is refused on both
     // mounts at once, stat and open alike.
@@ -194,12 +205,25 @@ fn permissions_hold_against_cached_names_and_for_fifos() {
     sh(a, "chmod 0755 dir");
     assert!(wait_until(POLL_LIMIT, || ok_for_nobody(b, "cat dir/f")));
 
+    // An ACL given through A opens the file through B: B's kernel, which checked its cached
+    // (absent) ACL, drops it with the attributes when the feed reports the change.
+    sh(a, "echo acl > g; chmod 0640 g");
+    assert!(denied_to_nobody(b, "cat g"));
+    sh(a, "setfacl -m u:65534:r g");
+    assert!(
+        wait_until(POLL_LIMIT, || ok_for_nobody(b, "cat g")),
+        "the ACL given through A never showed through B"
+    );
+
     // A root-owned FIFO of mode 0600: 65534 cannot open it, root can; with mode 0666, so
     // can 65534. O_RDWR, which never waits for the other end of a FIFO.
     sh(a, "mkfifo -m 0600 fifo");
     assert!(wait_until(POLL_LIMIT, || exists(&b.join("fifo"))));
     for m in [a, b] {
-        assert!(denied_to_nobody(m, "exec 3<>fifo"), "FIFO open through {m:?}");
+        assert!(
+            denied_to_nobody(m, "exec 3<>fifo"),
+            "FIFO open through {m:?}"
+        );
         sh(m, "exec 3<>fifo");
     }
     sh(a, "chmod 0666 fifo");

@@ -8,9 +8,11 @@
 //! receiver ([`KernelCache`]) must not block: the feed task calls it.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustre_proto::msg::mds::{Change, ChangeBatch};
 
+use super::meta_cache::FEED_LEASE;
 use super::Client;
 
 /// Something caching names and attributes above this client, told what others changed.
@@ -50,6 +52,18 @@ pub(super) fn others_changes(session: u64, follows: bool, batch: &ChangeBatch) -
 }
 
 impl Client {
+    /// How long the kernel may keep an answer given now, for a mount whose TTL is `ttl`:
+    /// `ttl` while every MDS's feed is live (its changes will be invalidated), at most
+    /// [`FEED_LEASE`] otherwise, so that what nothing will invalidate is not kept longer
+    /// than a feed answer vouches for.
+    pub fn kernel_ttl(&self, ttl: Duration) -> Duration {
+        if ttl <= FEED_LEASE || self.meta_cache.feeds_live() {
+            ttl
+        } else {
+            FEED_LEASE
+        }
+    }
+
     /// Sends the changes other clients make (as this client's feed watchers learn them) to
     /// `k`, from now on. Only the first call counts.
     pub fn set_kernel_cache(&self, k: Arc<dyn KernelCache>) {

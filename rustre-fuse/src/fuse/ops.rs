@@ -102,7 +102,9 @@ impl Filesystem for RustreFs {
             return reply.error(fuser::Errno::ENOENT);
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
-        let negative_ttl = self.cfg.negative_ttl.unwrap_or(self.cfg.entry_ttl);
+        let negative_ttl = self
+            .client
+            .kernel_ttl(self.cfg.negative_ttl.unwrap_or(self.cfg.entry_ttl));
         let answer = move |reply: ReplyEntry, r: Result<rustre_proto::msg::Attr, _>| match r {
             // Inode 0 with a TTL: the kernel remembers that the name does not exist
             // (until this mount creates it, or the TTL lapses).
@@ -125,7 +127,7 @@ impl Filesystem for RustreFs {
     fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {}
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
+        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.attr_ttl());
         if let Some(a) = c.cached_getattr(ino.0) {
             return reply.attr(&ttl, &file_attr(&a));
         }
@@ -164,7 +166,7 @@ impl Filesystem for RustreFs {
             mtime: time_set(mtime),
             via_write_handle: false,
         };
-        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
+        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.attr_ttl());
         self.spawn(async move {
             match c
                 .setattr_file(&who.creds(), ino.0, set, fh.map(|f| f.0))
@@ -480,10 +482,7 @@ impl Filesystem for RustreFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (c, ttl) = (
-            self.client.clone(),
-            self.cfg.attr_ttl.min(self.cfg.entry_ttl),
-        );
+        let (c, ttl) = (self.client.clone(), self.attr_ttl().min(self.entry_ttl()));
         self.spawn(async move {
             match c.read_dir(fh.0, offset).await {
                 Ok(listed) => {
@@ -649,7 +648,7 @@ impl Filesystem for RustreFs {
         }
         // The reply carries fresh attributes, so no cached ones need dropping.
         let (c, who) = (self.client.clone(), Caller::of(req));
-        let ttl = self.cfg.attr_ttl.min(self.cfg.entry_ttl);
+        let ttl = self.attr_ttl().min(self.entry_ttl());
         self.spawn(async move {
             let creds = who.creds();
             let mode = (mode & 0o7777, umask);
@@ -751,8 +750,18 @@ fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     }
 }
 
+/// The kernel TTLs of answers given now: the mount's, while the change feeds are live
+/// (`Client::kernel_ttl`).
 impl RustreFs {
     fn ttls(&self) -> (std::time::Duration, std::time::Duration) {
-        (self.cfg.attr_ttl, self.cfg.entry_ttl)
+        (self.attr_ttl(), self.entry_ttl())
+    }
+
+    fn attr_ttl(&self) -> std::time::Duration {
+        self.client.kernel_ttl(self.cfg.attr_ttl)
+    }
+
+    fn entry_ttl(&self) -> std::time::Duration {
+        self.client.kernel_ttl(self.cfg.entry_ttl)
     }
 }

@@ -641,6 +641,18 @@ impl MetaCache {
         known
     }
 
+    /// Whether every MDS of the map has a watcher whose last answer was asked for less than
+    /// [`FEED_LEASE`] ago: the feeds vouch for what is cached, here and in the kernel.
+    pub(super) fn feeds_live(&self) -> bool {
+        let inner = lock(&self.inner);
+        let now = Instant::now();
+        !inner.feeds.is_empty()
+            && inner
+                .feeds
+                .values()
+                .all(|f| f.fresh_as_of.is_some_and(|t| now < t + FEED_LEASE))
+    }
+
     /// Makes the feeds watched exactly those of `mds` (addresses). A feed that stops being
     /// watched may have had changes this client never heard of: everything is void.
     pub(super) fn watch_only(&self, mds: &[String]) {
