@@ -2,9 +2,9 @@
 //!
 //! One task follows the cluster map and keeps one watcher per MDS in it; each watcher
 //! long-polls its MDS with `MdsOp::Watch` and hands every answer to the cache, then to the
-//! kernel's caches ([`super::kernel`]). A watcher
-//! whose MDS does not answer simply stops vouching: the cache stops answering
-//! [`FEED_LEASE`](super::meta_cache::FEED_LEASE) after the last answer.
+//! kernel's caches ([`super::kernel`]). A watcher whose MDS does not answer simply stops
+//! vouching: the cache stops answering [`FEED_LEASE`](super::meta_cache::FEED_LEASE) after
+//! the last answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
