@@ -1,9 +1,10 @@
 //! Watching every MDS's change feed for the metadata cache ([`super::meta_cache`]).
 //!
 //! One task follows the cluster map and keeps one watcher per MDS in it; each watcher
-//! long-polls its MDS with `MdsOp::Watch` and hands every answer to the cache. A watcher
-//! whose MDS does not answer simply stops vouching: the cache stops answering
-//! [`FEED_LEASE`](super::meta_cache::FEED_LEASE) after the last answer.
+//! long-polls its MDS with `MdsOp::Watch` and hands every answer to the cache, then to the
+//! kernel's caches ([`super::kernel`]). A watcher whose MDS does not answer simply stops
+//! vouching: the cache stops answering [`FEED_LEASE`](super::meta_cache::FEED_LEASE) after
+//! the last answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -85,8 +86,13 @@ async fn watch(client: Weak<Client>, peer: Arc<Peer>) {
         let Some(c) = client.upgrade() else { return };
         match answer {
             Ok((MdsResponse::Changes(batch), _)) if batch.changes.len() <= WATCH_MAX_CHANGES => {
-                c.meta_cache.apply(&addr, sent, c.session(), &batch);
+                let session = c.session();
+                let follows = c.meta_cache.apply(&addr, sent, session, &batch);
                 c.on_feed_changes(&batch);
+                if let Some(follows) = follows {
+                    // After the cache, so what the kernel asks again is answered anew.
+                    c.kernel.report(session, follows, &batch);
+                }
                 if !batch.changes.is_empty() {
                     // While changes stream in, one watch per few milliseconds carries them
                     // all, instead of one per change.

@@ -21,8 +21,9 @@
 //! `durable` (syncs checked against the OSTs' write verifiers), `append` (where O_APPEND
 //! writes land, asked of the MDS),
 //! `io` (reads through the page cache and read-ahead, writes through write-back),
-//! `handles`, `transfer`, `admin`, `path` and `feed` (the watchers of every MDS's change
-//! feed). State, which never refers back to [`Client`]: `files` (open files and the sizes
+//! `handles`, `transfer`, `admin`, `path`, `feed` (the watchers of every MDS's change
+//! feed) and `kernel` (other clients' changes passed on to the kernel's caches). State,
+//! which never refers back to [`Client`]: `files` (open files and the sizes
 //! this client's writes reached), `dirs` (directory handles' offsets), `cache` (the page
 //! cache), `writeback` (buffered writes), `unstable` (changes acknowledged but not yet
 //! synced, and their write verifiers), `releases` (the queue of closes sent together),
@@ -44,6 +45,7 @@ mod feed;
 mod files;
 mod handles;
 mod io;
+mod kernel;
 mod locks;
 mod meta;
 mod meta_cache;
@@ -62,6 +64,7 @@ pub use cache::DEFAULT_CACHE_BYTES;
 pub use dirs::Listed;
 pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
 pub use handles::Written;
+pub use kernel::KernelCache;
 pub use locks::{signal_pending, LockOutcome};
 pub use meta_cache::FEED_LEASE;
 pub use transfer::TransferError;
@@ -110,6 +113,8 @@ pub struct Client {
     atimes: atime::Atimes,
     /// Who may hold locks on which file through this client ([`locks`]).
     lock_owners: locks::LockOwners,
+    /// Where other clients' changes are reported beyond `meta_cache` (the kernel).
+    kernel: kernel::KernelHook,
 }
 
 impl Client {
@@ -135,6 +140,7 @@ impl Client {
             pending_marks: pending_marks::PendingMarks::default(),
             atimes: atime::Atimes::default(),
             lock_owners: locks::LockOwners::default(),
+            kernel: kernel::KernelHook::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {

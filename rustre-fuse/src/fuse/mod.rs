@@ -11,7 +11,9 @@
 //! - this file: configuration, the conversions and the spawn helper.
 //! - [`ops`]: the `impl fuser::Filesystem`.
 //! - [`locks`]: file locks through the MDS, and the kernel's caches dropped on a lock.
+//! - [`inval`]: other clients' changes, from the change feed, invalidated in the kernel.
 
+mod inval;
 mod locks;
 mod ops;
 mod replies;
@@ -85,12 +87,18 @@ impl RustreFs {
     pub fn new(client: Arc<Client>, rt: Handle, cfg: FuseConfig) -> RustreFs {
         client.set_cache_bytes(usize::try_from(cfg.page_cache_bytes).unwrap_or(usize::MAX));
         client.set_attr_ttl(cfg.attr_ttl);
+        let notifier: NotifierSlot = Arc::default();
+        match inval::KernelInval::start(notifier.clone()) {
+            Ok(k) => client.set_kernel_cache(Arc::new(k)),
+            // Without it, other clients' changes show once the kernel's TTLs lapse.
+            Err(e) => tracing::warn!("no kernel invalidation thread: {e}"),
+        }
         RustreFs {
             client,
             rt,
             permits: Arc::new(Semaphore::new(MAX_INFLIGHT_REQUESTS)),
             cfg,
-            notifier: Arc::default(),
+            notifier,
         }
     }
 
@@ -309,9 +317,19 @@ pub(super) fn xattr_reply(reply: fuser::ReplyXattr, size: u32, value: &[u8]) {
     }
 }
 
+/// The kernel TTLs of answers given now: the mount's, while the change feeds are live
+/// (`Client::kernel_ttl`).
 impl RustreFs {
     pub(super) fn ttls(&self) -> (std::time::Duration, std::time::Duration) {
-        (self.cfg.attr_ttl, self.cfg.entry_ttl)
+        (self.attr_ttl(), self.entry_ttl())
+    }
+
+    pub(super) fn attr_ttl(&self) -> std::time::Duration {
+        self.client.kernel_ttl(self.cfg.attr_ttl)
+    }
+
+    pub(super) fn entry_ttl(&self) -> std::time::Duration {
+        self.client.kernel_ttl(self.cfg.entry_ttl)
     }
 }
 

@@ -38,10 +38,13 @@ const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
     .union(InitFlags::FUSE_HANDLE_KILLPRIV)
     .union(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
     // The kernel sends a create's mode without the umask, and the umask beside it: the MDS
-    // applies it unless the directory has a default ACL, which Linux then lets decide. Not
-    // FUSE_POSIX_ACL: the kernel would then check ACLs itself (with default_permissions
-    // only) and cache them; here the MDS checks them, with or without default_permissions.
+    // applies it unless the directory has a default ACL, which Linux then lets decide.
     .union(InitFlags::FUSE_DONT_MASK)
+    // The mount runs with default_permissions, so the kernel checks permissions itself on
+    // what it caches (path walks through cached names included): it must know the ACLs
+    // too. It asks for them as the system.posix_acl_* xattrs and caches them with the
+    // attributes; the change feed's invalidations drop both (fuse/inval.rs).
+    .union(InitFlags::FUSE_POSIX_ACL)
     .union(InitFlags::FUSE_MAX_PAGES)
     .union(InitFlags::FUSE_POSIX_LOCKS)
     .union(InitFlags::FUSE_FLOCK_LOCKS);
@@ -69,7 +72,9 @@ impl Filesystem for RustreFs {
             return reply.error(fuser::Errno::ENOENT);
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
-        let negative_ttl = self.cfg.negative_ttl.unwrap_or(self.cfg.entry_ttl);
+        let negative_ttl = self
+            .client
+            .kernel_ttl(self.cfg.negative_ttl.unwrap_or(self.cfg.entry_ttl));
         let answer = move |reply: ReplyEntry, r: Result<rustre_proto::msg::Attr, _>| match r {
             // Inode 0 with a TTL: the kernel remembers that the name does not exist
             // (until this mount creates it, or the TTL lapses).
@@ -92,7 +97,7 @@ impl Filesystem for RustreFs {
     fn forget(&self, _req: &Request, _ino: INodeNo, _nlookup: u64) {}
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
+        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.attr_ttl());
         if let Some(a) = c.cached_getattr(ino.0) {
             return reply.attr(&ttl, &file_attr(&a));
         }
@@ -131,7 +136,7 @@ impl Filesystem for RustreFs {
             mtime: time_set(mtime),
             via_write_handle: false,
         };
-        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.cfg.attr_ttl);
+        let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.attr_ttl());
         self.spawn(async move {
             match c
                 .setattr_file(&who.creds(), ino.0, set, fh.map(|f| f.0))
@@ -511,10 +516,7 @@ impl Filesystem for RustreFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (c, ttl) = (
-            self.client.clone(),
-            self.cfg.attr_ttl.min(self.cfg.entry_ttl),
-        );
+        let (c, ttl) = (self.client.clone(), self.attr_ttl().min(self.entry_ttl()));
         self.spawn(async move {
             match c.read_dir(fh.0, offset).await {
                 Ok(listed) => {
@@ -680,7 +682,7 @@ impl Filesystem for RustreFs {
         }
         // The reply carries fresh attributes, so no cached ones need dropping.
         let (c, who) = (self.client.clone(), Caller::of(req));
-        let ttl = self.cfg.attr_ttl.min(self.cfg.entry_ttl);
+        let ttl = self.attr_ttl().min(self.entry_ttl());
         self.spawn(async move {
             let creds = who.creds();
             let mode = (mode & 0o7777, umask);

@@ -25,8 +25,10 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Mount read-only (`ro`).
     pub read_only: bool,
-    /// Let the kernel check permissions from the mode bits (`default_permissions`); the MDS
-    /// checks them in any case.
+    /// Let the kernel check permissions on what it caches (`default_permissions`, with the
+    /// ACLs it is told of through `FUSE_POSIX_ACL`); the MDS checks them in any case. On by
+    /// default: without it, a path walk through cached names and the open of a FIFO or
+    /// device are checked by nobody (docs/mount.md, "Permissions").
     pub default_permissions: bool,
     /// Cluster name the servers must agree on (`cluster=`).
     pub cluster: String,
@@ -104,7 +106,7 @@ impl Default for MountOptions {
         MountOptions {
             allow_other: false,
             read_only: false,
-            default_permissions: false,
+            default_permissions: true,
             cluster: DEFAULT_CLUSTER.to_string(),
             secret_file: auth::secret_file_or_default(None),
             debug: false,

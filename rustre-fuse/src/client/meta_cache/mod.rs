@@ -641,6 +641,18 @@ impl MetaCache {
         known
     }
 
+    /// Whether every MDS of the map has a watcher whose last answer was asked for less than
+    /// [`FEED_LEASE`] ago: the feeds vouch for what is cached, here and in the kernel.
+    pub(super) fn feeds_live(&self) -> bool {
+        let inner = lock(&self.inner);
+        let now = Instant::now();
+        !inner.feeds.is_empty()
+            && inner
+                .feeds
+                .values()
+                .all(|f| f.fresh_as_of.is_some_and(|t| now < t + FEED_LEASE))
+    }
+
     /// Makes the feeds watched exactly those of `mds` (addresses). A feed that stops being
     /// watched may have had changes this client never heard of: everything is void.
     pub(super) fn watch_only(&self, mds: &[String]) {
@@ -667,12 +679,19 @@ impl MetaCache {
 
     /// Applies an answer of `mds`'s feed to a request sent at `sent`, for the client whose
     /// session is `session`. An answer that does not follow on from the last one (lost
-    /// changes, a new instance) voids everything.
-    pub(super) fn apply(&self, mds: &str, sent: Instant, session: u64, batch: &ChangeBatch) {
+    /// changes, a new instance) voids everything. Answers whether it followed on (`None`:
+    /// `mds` is no longer watched, and the answer was ignored).
+    pub(super) fn apply(
+        &self,
+        mds: &str,
+        sent: Instant,
+        session: u64,
+        batch: &ChangeBatch,
+    ) -> Option<bool> {
         let mut inner = lock(&self.inner);
         let Some(feed) = inner.feeds.get(mds).copied() else {
             // No longer watched: its answers mean nothing here.
-            return;
+            return None;
         };
         inner.session = session;
         let follows = feed.instance == batch.instance && !batch.lost && batch.last >= feed.last;
@@ -687,6 +706,7 @@ impl MetaCache {
         f.instance = batch.instance;
         f.last = batch.last;
         f.fresh_as_of = Some(f.fresh_as_of.map_or(sent, |t| t.max(sent)));
+        Some(follows)
     }
 }
 

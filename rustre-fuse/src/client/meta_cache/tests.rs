@@ -92,17 +92,26 @@ async fn answers_only_while_every_feed_is_fresh() {
     cache.watch_only(&[MDS.to_string()]);
     assert_eq!(cache.getattr(5), None, "no answer from the feed yet");
 
+    assert!(!cache.feeds_live());
+
     let cache = trusted_cache();
     let e = cache.epoch();
     cache.keep_attr(e, &file(5));
     assert_eq!(cache.getattr(5).map(|a| a.ino), Some(5));
+    assert!(cache.feeds_live());
     tokio::time::advance(FEED_LEASE).await;
     assert_eq!(cache.getattr(5), None, "the feed's answer is too old");
+    assert!(
+        !cache.feeds_live(),
+        "nor does it vouch for the kernel's caches"
+    );
     report(&cache, (0, 0), vec![]);
     assert_eq!(cache.getattr(5).map(|a| a.ino), Some(5));
+    assert!(cache.feeds_live());
     // A second MDS joins the map: not trusted until its feed answers.
     cache.watch_only(&[MDS.to_string(), "127.0.0.2:9500".into()]);
     assert_eq!(cache.getattr(5), None);
+    assert!(!cache.feeds_live());
 }
 
 #[test]

@@ -1,0 +1,234 @@
+//! What one mount sees of another's changes, and permissions no cache bypasses (issue 16,
+//! items 4 and 5; the contract is docs/mount.md, "What other clients see").
+//!
+//! Two real mounts of one cluster, both with `attr_timeout=10,entry_timeout=10`: a create,
+//! a write and close, a chmod, a rename, an unlink and an rmdir made through A show through
+//! B within [`VISIBLE_WITHIN`] (the 99th percentile over [`TRIES`] tries of each), names B
+//! had just found missing included: the change feed invalidates B's kernel caches, the TTLs
+//! do not. And as user 65534: a path walk through a directory root made unsearchable fails
+//! with EACCES though the kernel cached the names, an ACL set through A is obeyed through B,
+//! and a root-owned 0600 FIFO does not open.
+
+mod common;
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Tries of each change.
+const TRIES: usize = 200;
+/// The bound the 99th percentile of each change's visibility must keep.
+const VISIBLE_WITHIN: Duration = Duration::from_millis(100);
+/// Longest a single poll of B waits before the change counts as never seen.
+const POLL_LIMIT: Duration = Duration::from_secs(5);
+/// Pause between two looks through B.
+const POLL_PAUSE: Duration = Duration::from_micros(200);
+/// Kernel TTLs of both mounts: far longer than any wait here.
+const LONG_TTLS: &str = "allow_other,attr_timeout=10,entry_timeout=10";
+/// The unprivileged user (Debian's `nobody`).
+const NOBODY: u32 = 65534;
+
+/// Two mounts of one cluster, with [`LONG_TTLS`].
+struct Two {
+    _c: ProcCluster,
+    a: ForegroundMount,
+    b: ForegroundMount,
+}
+
+fn two_mounts() -> Two {
+    let c = ProcCluster::start();
+    // Other users must reach the mount points through the cluster's directory.
+    fs::set_permissions(c.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (pa, pb) = (c.path("a"), c.path("b"));
+    fs::create_dir(&pa).unwrap();
+    fs::create_dir(&pb).unwrap();
+    let a = ForegroundMount::start(&c.mgs_addr, &pa, LONG_TTLS);
+    let b = ForegroundMount::start(&c.mgs_addr, &pb, LONG_TTLS);
+    Two { _c: c, a, b }
+}
+
+/// How long after `since` `seen` first held (polled through B), or [`POLL_LIMIT`].
+fn until(since: Instant, mut seen: impl FnMut() -> bool) -> Duration {
+    loop {
+        if seen() {
+            return since.elapsed();
+        }
+        if since.elapsed() > POLL_LIMIT {
+            return POLL_LIMIT;
+        }
+        std::thread::sleep(POLL_PAUSE);
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    match fs::symlink_metadata(p) {
+        Ok(_) => true,
+        Err(e) if e.kind() == ErrorKind::NotFound => false,
+        Err(e) => panic!("{}: {e}", p.display()),
+    }
+}
+
+fn mode(p: &Path) -> Option<u32> {
+    fs::symlink_metadata(p)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+/// The contents of `p` read through a fresh open, if it opens.
+fn contents(p: &Path) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    fs::File::open(p).ok()?.read_to_end(&mut v).ok()?;
+    Some(v)
+}
+
+/// The 99th percentile of `d`.
+fn p99(d: &mut [Duration]) -> Duration {
+    d.sort();
+    d[(d.len() * 99).div_ceil(100) - 1]
+}
+
+#[test]
+fn another_mounts_changes_show_within_a_feed_round_trip() {
+    if let Some(why) = fuse_or_tools_unavailable(&[]) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = two_mounts();
+    let line = mounts_line(&t.b.path).unwrap();
+    assert!(line.contains("default_permissions"), "{line}");
+    let (a, b) = (t.a.path.join("t"), t.b.path.join("t"));
+    fs::create_dir(&a).unwrap();
+    assert!(wait_until(POLL_LIMIT, || exists(&b)), "t never showed on B");
+
+    let kinds = [
+        "create",
+        "write+close",
+        "chmod",
+        "rename",
+        "unlink",
+        "rmdir",
+    ];
+    let mut took: Vec<Vec<Duration>> = vec![Vec::new(); kinds.len()];
+    for i in 0..TRIES {
+        let (fa, fb) = (a.join(format!("f{i}")), b.join(format!("f{i}")));
+        let (ga, gb) = (a.join(format!("g{i}")), b.join(format!("g{i}")));
+        let (da, db) = (a.join(format!("d{i}")), b.join(format!("d{i}")));
+        // B looks the names up first: the kernel keeps them as negative entries.
+        assert!(!exists(&fb) && !exists(&gb) && !exists(&db));
+
+        fs::File::create(&fa).unwrap();
+        took[0].push(until(Instant::now(), || exists(&fb)));
+
+        let data = format!("record {i}\n").into_bytes();
+        let mut f = fs::OpenOptions::new().write(true).open(&fa).unwrap();
+        f.write_all(&data).unwrap();
+        drop(f);
+        let since = Instant::now();
+        took[1].push(until(since, || {
+            fs::metadata(&fb).is_ok_and(|m| m.len() == data.len() as u64)
+                && contents(&fb).as_ref() == Some(&data)
+        }));
+
+        fs::set_permissions(&fa, fs::Permissions::from_mode(0o600)).unwrap();
+        took[2].push(until(Instant::now(), || mode(&fb) == Some(0o600)));
+
+        fs::rename(&fa, &ga).unwrap();
+        took[3].push(until(Instant::now(), || exists(&gb) && !exists(&fb)));
+
+        fs::remove_file(&ga).unwrap();
+        took[4].push(until(Instant::now(), || !exists(&gb)));
+
+        fs::create_dir(&da).unwrap();
+        assert!(wait_until(POLL_LIMIT, || exists(&db)), "d{i} never showed");
+        fs::remove_dir(&da).unwrap();
+        took[5].push(until(Instant::now(), || !exists(&db)));
+    }
+    let mut slow = Vec::new();
+    for (kind, d) in kinds.iter().zip(&mut took) {
+        let max = *d.iter().max().unwrap();
+        let p = p99(d);
+        eprintln!("{kind}: p50 {:?}, p99 {p:?}, max {max:?}", d[d.len() / 2]);
+        if p > VISIBLE_WITHIN {
+            slow.push(format!("{kind}: p99 {p:?}"));
+        }
+    }
+    assert!(slow.is_empty(), "slower than {VISIBLE_WITHIN:?}: {slow:?}");
+}
+
+/// True when `script` run by bash as [`NOBODY`] in `dir` fails saying "Permission denied".
+fn denied_to_nobody(dir: &Path, script: &str) -> bool {
+    let out = run_as(NOBODY, NOBODY, dir, script);
+    let err = String::from_utf8_lossy(&out.stderr);
+    !out.status.success() && err.contains("Permission denied")
+}
+
+fn ok_for_nobody(dir: &Path, script: &str) -> bool {
+    run_as(NOBODY, NOBODY, dir, script).status.success()
+}
+
+#[test]
+fn permissions_hold_against_cached_names_and_for_fifos() {
+    if let Some(why) = fuse_or_tools_unavailable(&["setpriv", "mkfifo", "setfacl"]) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = two_mounts();
+    let (a, b) = (&t.a.path, &t.b.path);
+    sh(
+        a,
+        "mkdir -m 0755 dir; echo secret > dir/f; chmod 0644 dir/f",
+    );
+    // Both mounts' kernels now cache dir/f for 65534 (names and attributes, for 10 s).
+    for m in [a, b] {
+        assert!(ok_for_nobody(
+            m,
+            "stat dir/f >/dev/null && cat dir/f >/dev/null"
+        ));
+    }
+    // Root takes the search bit away through A: the walk through dir is refused on both
+    // mounts at once, stat and open alike.
+    sh(a, "chmod 0644 dir");
+    assert!(
+        wait_until(POLL_LIMIT, || mode(&b.join("dir")) == Some(0o644)),
+        "B never saw the chmod"
+    );
+    for m in [a, b] {
+        assert!(denied_to_nobody(m, "stat dir/f"), "stat through {m:?}");
+        assert!(denied_to_nobody(m, "cat dir/f"), "open through {m:?}");
+    }
+    // Root is not held back, and the bit given back opens the walk again.
+    assert_eq!(sh(b, "cat dir/f"), "secret\n");
+    sh(a, "chmod 0755 dir");
+    assert!(wait_until(POLL_LIMIT, || ok_for_nobody(b, "cat dir/f")));
+
+    // An ACL given through A opens the file through B: B's kernel, which checked its cached
+    // (absent) ACL, drops it with the attributes when the feed reports the change.
+    sh(a, "echo acl > g; chmod 0640 g");
+    assert!(denied_to_nobody(b, "cat g"));
+    sh(a, "setfacl -m u:65534:r g");
+    assert!(
+        wait_until(POLL_LIMIT, || ok_for_nobody(b, "cat g")),
+        "the ACL given through A never showed through B"
+    );
+
+    // A root-owned FIFO of mode 0600: 65534 cannot open it, root can; with mode 0666, so
+    // can 65534. O_RDWR, which never waits for the other end of a FIFO.
+    sh(a, "mkfifo -m 0600 fifo");
+    assert!(wait_until(POLL_LIMIT, || exists(&b.join("fifo"))));
+    for m in [a, b] {
+        assert!(
+            denied_to_nobody(m, "exec 3<>fifo"),
+            "FIFO open through {m:?}"
+        );
+        sh(m, "exec 3<>fifo");
+    }
+    sh(a, "chmod 0666 fifo");
+    assert!(wait_until(POLL_LIMIT, || mode(&b.join("fifo")) == Some(0o666)));
+    for m in [a, b] {
+        assert!(ok_for_nobody(m, "exec 3<>fifo"), "FIFO through {m:?}");
+    }
+}
