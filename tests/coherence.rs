@@ -32,6 +32,10 @@ const LONG_TTLS: &str = "allow_other,attr_timeout=10,entry_timeout=10";
 /// The unprivileged user (Debian's `nobody`).
 const NOBODY: u32 = 65534;
 
+/// Held by each test for its whole run: the timing test runs with no other cluster of this
+/// binary beside it on the machine's two cores.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Two mounts of one cluster, with [`LONG_TTLS`].
 struct Two {
     _c: ProcCluster,
@@ -93,6 +97,7 @@ fn p99(d: &mut [Duration]) -> Duration {
 
 #[test]
 fn another_mounts_changes_show_within_a_feed_round_trip() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(why) = fuse_or_tools_unavailable(&[]) {
         eprintln!("skipped: {why}");
         return;
@@ -172,6 +177,7 @@ fn ok_for_nobody(dir: &Path, script: &str) -> bool {
 
 #[test]
 fn permissions_hold_against_cached_names_and_for_fifos() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(why) = fuse_or_tools_unavailable(&["setpriv", "mkfifo", "setfacl"]) {
         eprintln!("skipped: {why}");
         return;
