@@ -30,16 +30,27 @@ fn every_command_with_json_prints_json_that_says_what_is_there() {
     assert!(osts.iter().all(|o| o["size_bytes"].as_u64() > Some(0)));
     assert_eq!(status["resync_stuck"].as_array().unwrap().len(), 0);
 
-    let df = json(&m, &["df"]);
-    let targets = df["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), OSS_COUNT + 1, "{df}");
-    let fs_row = targets.last().unwrap();
-    assert_eq!(fs_row["target"], "filesystem");
-    let sum: u64 = targets[..OSS_COUNT]
-        .iter()
-        .map(|t| t["size_bytes"].as_u64().unwrap())
-        .sum();
-    assert_eq!(fs_row["size_bytes"].as_u64(), Some(sum), "{df}");
+    // The file system's row is the sum of the OSTs' (each OST's capacity reaches the map
+    // with its heartbeats, so a cluster just up may need a moment).
+    let df_adds_up = |df: &Value| {
+        let targets = df["targets"].as_array().unwrap();
+        let sum: u64 = targets[..OSS_COUNT]
+            .iter()
+            .map(|t| t["size_bytes"].as_u64().unwrap())
+            .sum();
+        let fs_row = targets.last().unwrap();
+        targets.len() == OSS_COUNT + 1
+            && fs_row["target"] == "filesystem"
+            && fs_row["size_bytes"].as_u64() == Some(sum)
+    };
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || df_adds_up(&json(
+            &m,
+            &["df"]
+        ))),
+        "{}",
+        json(&m, &["df"])
+    );
 
     // A file of 3 MiB in 2 stripes, and a directory with a default layout.
     let local = c.path("local-file");
