@@ -121,6 +121,10 @@ pub(super) struct InodeState {
     /// By stripe, the allocation of copy 0 its latest write answer carried (reported with
     /// the size, `Layout::allocated`) since the last successful report.
     pub(super) allocated: BTreeMap<u32, u64>,
+    /// By stripe, the largest allocation any write answer carried in this truncate
+    /// version. Answers of writes sent together arrive in any order, and an object only
+    /// grows until a truncate: a smaller answer arriving late is older, not news.
+    pub(super) allocated_max: BTreeMap<u32, u64>,
     /// Bumped by every write, so a report racing a write does not mark the state clean.
     pub(super) writes: u64,
     /// The last writer, whose credentials the report carries (a non-root writer clears
@@ -157,6 +161,7 @@ impl InodeState {
             dirty: false,
             written: StripeSet::default(),
             allocated: BTreeMap::new(),
+            allocated_max: BTreeMap::new(),
             writes: 0,
             writer: Creds::root(),
             opens: 0,
@@ -282,6 +287,7 @@ impl Files {
             st.dirty = false;
             st.written = StripeSet::default();
             st.allocated.clear();
+            st.allocated_max.clear();
             return;
         }
         if attr.truncate_version < st.truncate_version {
@@ -524,10 +530,15 @@ impl Files {
         }
     }
 
-    /// Notes the allocation copy 0 of `stripe` of `ino` answered a write with.
+    /// Notes the allocation copy 0 of `stripe` of `ino` answered a write with, unless an
+    /// answer already noted (in this truncate version) said more.
     pub(super) fn note_allocated(&self, ino: Ino, stripe: u32, bytes: u64) {
         if let Some(st) = lock(&self.inodes).get_mut(&ino) {
-            st.allocated.insert(stripe, bytes);
+            let max = st.allocated_max.entry(stripe).or_insert(0);
+            if bytes >= *max {
+                *max = bytes;
+                st.allocated.insert(stripe, bytes);
+            }
         }
     }
 

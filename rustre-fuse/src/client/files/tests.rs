@@ -276,3 +276,29 @@ fn an_expired_session_evicts_its_handles_until_a_new_open() {
     let (gone, last) = files.unregister(old).unwrap();
     assert_eq!((gone.ino, last), (9, false));
 }
+
+#[test]
+fn a_late_smaller_allocation_answer_does_not_undo_a_larger_one() {
+    let files = Files::default();
+    let a = file_attr(21, 0, 0);
+    files.register(&a, libc::O_RDWR, &Creds::root(), 1).unwrap();
+    files.wrote(21, 8192, a.mtime, &Creds::root());
+    // Two writes to stripe 0 sent together: the second-written answers first (8 KiB held),
+    // the first one's answer (4 KiB held then) arrives after it.
+    files.note_allocated(21, 0, 8192);
+    files.note_allocated(21, 0, 4096);
+    let r = files.pending_report(21).expect("dirty");
+    assert_eq!(r.allocated, vec![(0, 8192)]);
+    // Reported; a late smaller answer is no news, a larger one is.
+    files.reported(21, &r, &a);
+    files.note_allocated(21, 0, 4096);
+    assert!(files
+        .pending_report(21)
+        .is_none_or(|r| r.allocated.is_empty()));
+    files.wrote(21, 12288, a.mtime, &Creds::root());
+    files.note_allocated(21, 0, 12288);
+    assert_eq!(
+        files.pending_report(21).unwrap().allocated,
+        vec![(0, 12288)]
+    );
+}
