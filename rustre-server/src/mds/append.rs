@@ -222,8 +222,17 @@ impl Mds {
         self: &Arc<Self>,
         call: Call,
         ino: Ino,
-        req: AppendRequest,
+        len: u64,
+        known_size: u64,
+        truncate_version: u64,
+        want_lease: bool,
     ) -> Result<MdsResponse, MdsError> {
+        let req = AppendRequest {
+            len,
+            known_size,
+            truncate_version,
+            want_lease,
+        };
         let kind = if req.want_lease {
             call.change()
         } else {

@@ -9,7 +9,6 @@ use rustre_proto::msg::{Creds, MAX_GROUPS};
 use rustre_proto::rpc::server::{Handler, Reply};
 use rustre_proto::Error;
 
-use super::append::AppendRequest;
 use super::attr;
 use super::create::CreateRequest;
 use super::error::MdsError;
@@ -191,13 +190,8 @@ impl Mds {
                 truncate_version,
                 want_lease,
             } => {
-                let req = AppendRequest {
-                    len,
-                    known_size,
-                    truncate_version,
-                    want_lease,
-                };
-                self.reserve_append(call, ino, req).await
+                self.reserve_append(call, ino, len, known_size, truncate_version, want_lease)
+                    .await
             }
             MdsOp::ReturnAppendLease {
                 ino,
