@@ -453,7 +453,6 @@ fn real_tools_on_the_mount() {
     if !can_mount() {
         return;
     }
-    let _alone = heavy_test();
     let c = Cluster::start();
     let mut m = mount(&c, "mnt", "");
     let src = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -849,13 +848,6 @@ fn pjdfstest_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pjdfstest.toml")
 }
 
-/// Held by the heavy tests of this file (pjdfstest, the tar of thousands of files, the real
-/// tools) for their whole run, so that none of them runs beside another.
-fn heavy_test() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Runs pjdfstest on directory `work` of a mount with `config`, for the tests matching
 /// `patterns` (all if empty); fails the test on any failure, else returns what it printed.
 fn run_pjdfstest(work: &Path, config: &Path, patterns: &[&str]) -> String {
@@ -903,10 +895,6 @@ fn pjdfstest_passes() {
     if !can_mount() || !have("pjdfstest") {
         return;
     }
-    // Alone among the heavy tests: under load, `open::etxtbsy` (a binary copied onto the
-    // mount and run at once) sometimes sees the program crash (SIGSEGV) before the check,
-    // a bug under investigation (docs/mount.md, "Known problems").
-    let _alone = heavy_test();
     let c = Cluster::start();
     // The read-only cases first, in a run of their own on a scratch mount: they remount it
     // `ro` and back with mount(8). pjdfstest 0.2.2 never closes the Unix sockets it binds,
@@ -993,7 +981,6 @@ fn tar_of_thousands_of_files_matches_a_local_extraction() {
     if !can_mount() {
         return;
     }
-    let _alone = heavy_test();
     // A real source tree of thousands of files: the system's C headers.
     let headers = Path::new("/usr/include");
     let scratch = tempfile::tempdir().unwrap();

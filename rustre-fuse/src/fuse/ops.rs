@@ -26,9 +26,14 @@ use super::{
 /// Capabilities asked of the kernel when it offers them. POSIX and flock locks are claimed:
 /// they go to the MDS, for every mount (docs/locks.md); no write-back cache (writes go
 /// through).
+///
+/// FUSE_ATOMIC_O_TRUNC is not asked for: with it the kernel sends an open's O_TRUNC in the
+/// OPEN, before its own ETXTBSY check (which Linux makes after the open), so
+/// `open(O_RDONLY|O_TRUNC)` of a running program emptied it and the program crashed, though
+/// the call failed with ETXTBSY. Without it the kernel checks first and then truncates with
+/// a SETATTR, as for any file system.
 const WANTED_CAPABILITIES: InitFlags = InitFlags::FUSE_ASYNC_READ
     .union(InitFlags::FUSE_BIG_WRITES)
-    .union(InitFlags::FUSE_ATOMIC_O_TRUNC)
     .union(InitFlags::FUSE_DO_READDIRPLUS)
     .union(InitFlags::FUSE_READDIRPLUS_AUTO)
     .union(InitFlags::FUSE_PARALLEL_DIROPS)
