@@ -4,6 +4,7 @@
 //! request exhaustively, so a new variant without a handler does not compile.
 
 pub mod acl;
+pub mod attr_rules;
 pub mod fsck;
 pub mod mds;
 pub mod mgs;

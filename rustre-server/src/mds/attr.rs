@@ -3,17 +3,16 @@
 //! (POSIX ACLs among them, kept on the inode: [`acl`]) and directory default layouts.
 
 use rustre_proto::msg::mds::{
-    relatime_due, SetAttr, TimeSet, XATTR_CREATE, XATTR_NAME_MAX_BYTES, XATTR_REPLACE,
-    XATTR_VALUE_MAX_BYTES,
+    relatime_due, SetAttr, XATTR_CREATE, XATTR_NAME_MAX_BYTES, XATTR_REPLACE, XATTR_VALUE_MAX_BYTES,
 };
 use rustre_proto::msg::{
-    Attr, FileKind, Ino, Layout, LayoutSpec, StripeSet, Timestamp, MAX_OBJECT_BYTES,
+    attr_rules, Attr, FileKind, Ino, Layout, LayoutSpec, StripeSet, Timestamp, MAX_OBJECT_BYTES,
 };
 use rustre_proto::Error;
 
 use super::acl::{self, Which};
 use super::namespace::Ctx;
-use super::perm::{self, S_ISGID, S_ISUID, S_IXGRP, W};
+use super::perm::{self, W};
 use super::{store, truncate};
 use crate::meta::Transaction;
 use crate::schema;
@@ -82,37 +81,7 @@ pub fn setattr(
     let mut changed = false;
     let mut resized = false;
 
-    if set.uid.is_some() || set.gid.is_some() {
-        let new_uid = set.uid.unwrap_or(a.uid);
-        let new_gid = set.gid.unwrap_or(a.gid);
-        if creds.uid != 0 {
-            if new_uid != a.uid || creds.uid != a.uid {
-                return Err(Error::NotPermitted);
-            }
-            if new_gid != a.gid && !creds.in_group(new_gid) {
-                return Err(Error::NotPermitted);
-            }
-        }
-        // chown clears setuid, and setgid with group-execute, on non-directories.
-        if a.kind != FileKind::Dir {
-            a.perm &= !S_ISUID;
-            if a.perm & S_IXGRP != 0 {
-                a.perm &= !S_ISGID;
-            }
-        }
-        a.uid = new_uid;
-        a.gid = new_gid;
-        changed = true;
-    }
-    if let Some(p) = set.perm {
-        perm::check_owner(creds, a)?;
-        let mut p = p & 0o7777;
-        if creds.uid != 0 && a.kind != FileKind::Dir && !creds.in_group(a.gid) {
-            p &= !S_ISGID;
-        }
-        a.perm = p;
-        changed = true;
-    }
+    changed |= attr_rules::apply_owner_and_mode(creds, a, set)?;
     if let Some(size) = set.size {
         match a.kind {
             FileKind::Dir => return Err(Error::IsDir),
@@ -142,27 +111,7 @@ pub fn setattr(
         a.mtime = ctx.now;
         changed = true;
     }
-    for (which, t) in [(0, set.atime), (1, set.mtime)] {
-        let Some(t) = t else { continue };
-        match t {
-            TimeSet::Now => {
-                if !perm::is_owner(creds, a) && !perm::allowed(creds, a, W) {
-                    return Err(Error::Access);
-                }
-            }
-            TimeSet::At(_) => perm::check_owner(creds, a)?,
-        }
-        let value = match t {
-            TimeSet::Now => ctx.now,
-            TimeSet::At(ts) => ts,
-        };
-        if which == 0 {
-            a.atime = value;
-        } else {
-            a.mtime = value;
-        }
-        changed = true;
-    }
+    changed |= attr_rules::apply_times(creds, a, set, ctx.now)?;
     if changed {
         a.ctime = ctx.now;
         store::put_inode(tx, &inode)?;

@@ -8,10 +8,8 @@ pub const R: u32 = 4;
 pub const W: u32 = 2;
 pub const X: u32 = 1;
 
-pub const S_ISUID: u32 = 0o4000;
-pub const S_ISGID: u32 = 0o2000;
+pub use rustre_proto::msg::attr_rules::{S_ISGID, S_ISUID, S_IXGRP};
 pub const S_ISVTX: u32 = 0o1000;
-pub const S_IXGRP: u32 = 0o0010;
 
 /// True when `creds` may access `attr` with `mask` (R|W|X bits).
 pub fn allowed(creds: &Creds, attr: &Attr, mask: u32) -> bool {
@@ -29,7 +27,7 @@ pub fn check(creds: &Creds, attr: &Attr, mask: u32) -> Result<(), Error> {
 
 /// True for root and the file's owner.
 pub fn is_owner(creds: &Creds, attr: &Attr) -> bool {
-    creds.uid == 0 || creds.uid == attr.uid
+    rustre_proto::msg::attr_rules::is_owner(creds, attr)
 }
 
 /// EPERM unless root or the owner.
