@@ -63,14 +63,51 @@ impl Client {
     /// sees a size before its data.
     pub(crate) async fn report_dirty(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
         self.flush_writes(ino).await?;
-        let Some(r) = self.files.pending_report(ino) else {
+        if let Some(r) = self.files.pending_report(ino) {
+            let attr = self.report_size(&r.writer, ino, &r).await?;
+            self.files.reported(ino, &r, &attr);
+            // The MDS removed the file capability with the report, if it had one.
+            self.capability.forget(ino);
+        }
+        // After the size report: an explicit mtime kept must not be overtaken by the
+        // writes' (the MDS keeps the later of a report's mtime and its own).
+        self.send_kept_attrs(ino).await
+    }
+
+    /// Sends the owner, mode and time changes kept for `ino` ([`super::files::pending`]) as one
+    /// setattr. They stay shown until the MDS answered, and are dropped then unless more
+    /// were kept meanwhile (those are sent by the next report, with the earlier ones).
+    pub(crate) async fn send_kept_attrs(&self, ino: Ino) -> Result<(), Error> {
+        let Some(kept) = self.files.pending(ino) else {
             return Ok(());
         };
-        let attr = self.report_size(&r.writer, ino, &r).await?;
-        self.files.reported(ino, &r, &attr);
-        // The MDS removed the file capability with the report, if it had one.
-        self.capability.forget(ino);
-        Ok(())
+        let r = self.setattr(&kept.creds, ino, kept.set.clone()).await;
+        self.files.sent_pending(ino, &kept);
+        if let Err(e) = &r {
+            tracing::warn!(ino, "attribute changes kept until close were refused: {e}");
+        }
+        r.map(|_| ())
+    }
+
+    /// An owner, mode or time change of a file this client has open for writing, kept
+    /// until the close when [`super::files::pending`] may: the answer is
+    /// the attributes it leaves. Not kept: a chown of a file that may carry a capability
+    /// (the MDS drops it), a chmod of a file with an ACL (whose mask is its group bits), a
+    /// file whose attributes this client does not know from its cache.
+    fn keep_setattr(&self, creds: &Creds, ino: Ino, set: &SetAttr) -> Option<Attr> {
+        if !super::files::pending::keepable(set) {
+            return None;
+        }
+        let chown = set.uid.is_some() || set.gid.is_some();
+        if chown && !matches!(self.capability.get(ino), Some(Err(Error::NoData))) {
+            return None;
+        }
+        let current = self.cached_getattr(ino)?;
+        if set.perm.is_some() && current.acl.is_some() {
+            return None;
+        }
+        self.files
+            .keep_setattr(ino, creds, &current, set, rustre_proto::host::now())
     }
 
     /// Starts reporting unreported sizes every [`SIZE_REPORT_INTERVAL`] for as long as the
@@ -257,6 +294,11 @@ impl Client {
         let f = self.files.handle(fh)?;
         let layout = f.layout()?;
         let sync = f.flags & libc::O_DSYNC != 0;
+        // Changes kept until close go first: they came before this write (which may clear
+        // setid bits and moves the mtime past a time they set).
+        if self.files.has_pending(f.ino) {
+            self.report_dirty(f.ino).await?;
+        }
         // Appends through this client go out one at a time, in order.
         let lock = append.then(|| self.files.append_lock(f.ino));
         let _guard = match &lock {
@@ -384,6 +426,9 @@ impl Client {
                 set.via_write_handle = true;
             }
         }
+        if let Some(attr) = self.keep_setattr(creds, ino, &set) {
+            return Ok(attr);
+        }
         self.report_dirty(ino).await?;
         if set.size.is_some() {
             self.cache.invalidate(ino);
@@ -407,6 +452,9 @@ impl Client {
         mode: i32,
     ) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
+        if self.files.has_pending(f.ino) {
+            self.report_dirty(f.ino).await?;
+        }
         let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
         let layout = f.layout()?;
         let largest = MAX_FILE_BYTES.min(layout.max_file_size());

@@ -694,6 +694,7 @@ impl Client {
         value: &[u8],
         flags: u32,
     ) -> Result<(), Error> {
+        self.send_kept_attrs(ino).await?;
         self.capability.forget(ino);
         let op = MdsOp::SetXattr {
             ino,
@@ -712,6 +713,7 @@ impl Client {
     }
 
     pub async fn remove_xattr(&self, creds: &Creds, ino: Ino, name: &str) -> Result<(), Error> {
+        self.send_kept_attrs(ino).await?;
         self.capability.forget(ino);
         let name = name.to_string();
         self.done_call(creds, MdsOp::RemoveXattr { ino, name })

@@ -32,6 +32,9 @@ use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout, StripeSet, Timestamp
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
+pub(crate) mod pending;
+use pending::PendingAttrs;
+
 /// Most files one client holds open at once (handles, not inodes).
 pub(super) const MAX_OPEN_FILES: usize = 1 << 16;
 /// Inodes whose last seen (size, mtime) is remembered, to keep the kernel's page cache
@@ -132,6 +135,10 @@ pub(super) struct InodeState {
     pub(super) writer: Creds,
     /// Open handles on the inode.
     pub(super) opens: u32,
+    /// Of those, the ones open for writing.
+    pub(super) writers: u32,
+    /// Owner, mode and time changes kept until the next report ([`pending`]).
+    pub(super) pending: Option<PendingAttrs>,
     /// Serializes O_APPEND writes, which go to the end this state knows.
     pub(super) append: Arc<tokio::sync::Mutex<()>>,
     /// The end of the file, leased to this client by the MDS (`client::append`).
@@ -165,6 +172,8 @@ impl InodeState {
             writes: 0,
             writer: Creds::root(),
             opens: 0,
+            writers: 0,
+            pending: None,
             append: Arc::new(tokio::sync::Mutex::new(())),
             append_lease: None,
             no_lease_before: None,
@@ -176,6 +185,11 @@ impl InodeState {
     /// True when the MDS has yet to hear of this client's writes (their size, or stripes).
     fn is_unreported(&self) -> bool {
         self.dirty || !self.written.is_empty()
+    }
+
+    /// True when the MDS has yet to hear of this client's writes or kept changes.
+    fn has_unsent(&self) -> bool {
+        self.is_unreported() || self.pending.is_some()
     }
 }
 
@@ -312,6 +326,9 @@ impl Files {
             attr.ctime = attr.ctime.max(st.mtime);
             attr.perm = perm_after_write(&st.writer, attr.perm);
         }
+        if let Some(p) = &st.pending {
+            p.overlay(attr);
+        }
     }
 
     /// Open handle `fh`; EIO once it was evicted.
@@ -345,6 +362,7 @@ impl Files {
             if let Some(st) = inodes.get_mut(ino) {
                 st.evicted = true;
                 st.dirty = false;
+                st.pending = None;
             }
         }
         inos
@@ -386,6 +404,9 @@ impl Files {
                 .entry(attr.ino)
                 .or_insert_with(|| InodeState::new(attr));
             st.opens += 1;
+            if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                st.writers += 1;
+            }
             st.evicted = false;
             if let Some(l) = &attr.layout {
                 learn_layout(&mut st.layout, l);
@@ -580,6 +601,9 @@ impl Files {
         let last = match inodes.get_mut(&f.ino) {
             Some(st) => {
                 st.opens = st.opens.saturating_sub(1);
+                if f.writable() {
+                    st.writers = st.writers.saturating_sub(1);
+                }
                 st.opens == 0
             }
             None => true,
@@ -598,11 +622,55 @@ impl Files {
         if st.opens > 0 {
             return false;
         }
-        if st.is_unreported() {
+        if st.has_unsent() {
             tracing::warn!(ino, "last close of a file whose size report failed");
         }
         inodes.remove(&ino);
         true
+    }
+
+    /// Keeps an owner, mode or time change of `ino` by `creds` until the next report, if
+    /// this client has the file open for writing and [`pending::fold`] takes it; returns
+    /// the attributes it leaves (from `current`, as this client shows them now).
+    pub(super) fn keep_setattr(
+        &self,
+        ino: Ino,
+        creds: &Creds,
+        current: &Attr,
+        set: &rustre_proto::msg::mds::SetAttr,
+        now: Timestamp,
+    ) -> Option<Attr> {
+        let mut inodes = lock(&self.inodes);
+        let st = inodes
+            .get_mut(&ino)
+            .filter(|s| s.writers > 0 && !s.evicted)?;
+        let kept = pending::fold(st.pending.as_ref(), creds, current, set, now)?;
+        let mut shown = current.clone();
+        kept.overlay(&mut shown);
+        st.pending = Some(kept);
+        Some(shown)
+    }
+
+    /// Whether changes of `ino` are kept ([`Files::keep_setattr`]).
+    pub(super) fn has_pending(&self, ino: Ino) -> bool {
+        lock(&self.inodes)
+            .get(&ino)
+            .is_some_and(|s| s.pending.is_some())
+    }
+
+    /// The changes kept for `ino`, to send them.
+    pub(super) fn pending(&self, ino: Ino) -> Option<PendingAttrs> {
+        lock(&self.inodes).get(&ino)?.pending.clone()
+    }
+
+    /// `sent` reached the MDS (or was refused there): forgets it, unless more changes were
+    /// kept since.
+    pub(super) fn sent_pending(&self, ino: Ino, sent: &PendingAttrs) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
+            if st.pending.as_ref().is_some_and(|p| p.same_as(sent)) {
+                st.pending = None;
+            }
+        }
     }
 
     /// Inodes with unreported writes.
@@ -610,7 +678,7 @@ impl Files {
         let inodes = lock(&self.inodes);
         inodes
             .iter()
-            .filter(|(_, s)| s.is_unreported())
+            .filter(|(_, s)| s.has_unsent())
             .map(|(i, _)| *i)
             .collect()
     }

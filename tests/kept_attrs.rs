@@ -1,0 +1,176 @@
+//! Owner, mode and time changes of a file open for writing are kept by the client until
+//! the close (client/files/pending.rs, issue 17): the writer sees them at once, another
+//! mount sees exactly what a setattr at a time would have left once the file is closed or
+//! fsynced, and the order of the changes and of writes after them still counts.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+
+/// How long another mount may take to see a change once it is at the MDS (the feed lease
+/// and the attribute TTL, with room for a loaded machine).
+const SEEN_WITHIN: Duration = Duration::from_secs(10);
+
+/// Sets `path`'s mode, owner and times the way tar does after writing it (through the
+/// path; the caller holds the file open for writing).
+fn set_like_tar(path: &Path, mode: u32, uid: u32, gid: u32, mtime: i64) {
+    let t = filetime(mtime);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+        .unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn filetime(sec: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(sec as u64)
+}
+
+/// (mode bits, uid, gid, mtime seconds, size) of `path`.
+fn stat(path: &Path) -> (u32, u32, u32, i64, u64) {
+    let m = fs::metadata(path).unwrap();
+    (m.mode() & 0o7777, m.uid(), m.gid(), m.mtime(), m.len())
+}
+
+/// Waits until `path` shows `want` (on another mount), and says what it showed last.
+fn seen(path: &Path, want: (u32, u32, u32, i64, u64)) -> (u32, u32, u32, i64, u64) {
+    let mut last = stat(path);
+    wait_until(SEEN_WITHIN, || {
+        last = stat(path);
+        last == want
+    });
+    last
+}
+
+struct Mounts {
+    _c: ProcCluster,
+    a: ForegroundMount,
+    b: ForegroundMount,
+}
+
+fn two_mounts() -> Mounts {
+    let c = ProcCluster::start();
+    let (pa, pb): (PathBuf, PathBuf) = (c.path("a"), c.path("b"));
+    fs::create_dir(&pa).unwrap();
+    fs::create_dir(&pb).unwrap();
+    let a = ForegroundMount::start(&c.mgs_addr, &pa, "");
+    let b = ForegroundMount::start(&c.mgs_addr, &pb, "");
+    Mounts { _c: c, a, b }
+}
+
+#[test]
+fn changes_kept_until_close_reach_other_mounts_in_order() {
+    if skip_without_fuse() {
+        return;
+    }
+    let m = two_mounts();
+    let (a, b) = (&m.a.path, &m.b.path);
+
+    // tar's order as root: times, owner, mode (with setuid), then close.
+    let f = a.join("tarred");
+    let mut w = fs::File::create(&f).unwrap();
+    w.write_all(b"twelve bytes").unwrap();
+    set_like_tar(&f, 0o4755, 1000, 1001, 1_000_000);
+    assert_eq!(
+        stat(&f),
+        (0o4755, 1000, 1001, 1_000_000, 12),
+        "the writer's view"
+    );
+    drop(w);
+    let want = (0o4755, 1000, 1001, 1_000_000, 12);
+    assert_eq!(
+        seen(&b.join("tarred"), want),
+        want,
+        "another mount after close"
+    );
+
+    // chmod then chown: the chown clears setuid and setgid (group-execute), as one
+    // setattr at a time would.
+    let f = a.join("chown-last");
+    let w = fs::File::create(&f).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o6755)).unwrap();
+    std::os::unix::fs::chown(&f, Some(7), Some(7)).unwrap();
+    assert_eq!(stat(&f).0, 0o0755);
+    drop(w);
+    let g = b.join("chown-last");
+    assert_eq!(seen(&g, (0o0755, 7, 7, stat(&g).3, 0)).0, 0o0755);
+
+    // A write after a kept mtime moves the mtime to the write's time.
+    let f = a.join("written-after");
+    let mut w = fs::File::create(&f).unwrap();
+    w.set_modified(filetime(5_000)).unwrap();
+    w.write_all(b"later").unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    drop(w);
+    let g = b.join("written-after");
+    wait_until(SEEN_WITHIN, || stat(&g).4 == 5);
+    let mtime = stat(&g).3;
+    assert!((now - mtime).abs() < 60, "mtime {mtime}, written at {now}");
+
+    // fsync sends them: another mount sees them while the file is still open.
+    let f = a.join("synced");
+    let mut w = fs::File::create(&f).unwrap();
+    w.write_all(b"data").unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
+    w.sync_all().unwrap();
+    let g = b.join("synced");
+    let got = seen(&g, (0o640, 0, 0, stat(&f).3, 4));
+    assert_eq!((got.0, got.4), (0o640, 4), "after fsync, before close");
+    drop(w);
+}
+
+#[test]
+fn a_tree_unpacked_by_tar_compares_equal_on_another_mount() {
+    if skip_without_fuse() {
+        return;
+    }
+    let m = two_mounts();
+    let scratch = tempfile::tempdir().unwrap();
+    let src = scratch.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // Files with owners, modes (setuid among them) and old mtimes, and a directory.
+    sh(
+        &src,
+        "mkdir -p d/e && for i in 1 2 3 4 5 6 7 8; do echo file $i > d/f$i; done && \
+         chown 1000:1000 d/f1 && chown 12:34 d/e && chmod 4755 d/f2 && chmod 600 d/f3 && \
+         chmod 2710 d/f4 && touch -d '2001-02-03 04:05:06' d/f5 d/e && \
+         tar cf ../tree.tar d",
+    );
+    let tarball = scratch.path().join("tree.tar");
+    let out = Command::new("tar")
+        .arg("xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&m.a.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar x: {out:?}");
+    // `tar d` compares mode, owner, mtime, size and contents of every member.
+    let mut last = None;
+    let same = wait_until(SEEN_WITHIN, || {
+        let out = Command::new("tar")
+            .arg("df")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&m.b.path)
+            .output()
+            .unwrap();
+        let ok = out.status.success();
+        last = Some(out);
+        ok
+    });
+    assert!(same, "tar d on the other mount: {last:?}");
+}
