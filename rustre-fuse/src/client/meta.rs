@@ -437,7 +437,11 @@ impl Client {
             open_flags,
             layout,
         };
-        self.attr_call(creds, op).await
+        let attr = self.attr_call(creds, op).await?;
+        if exclusive {
+            self.files.note_new_inode(creds, &attr);
+        }
+        Ok(attr)
     }
 
     /// Makes directory `name` in `parent` with permission bits `perm`, as they are.

@@ -225,6 +225,9 @@ pub(super) struct Files {
     /// By inode, in order: dirty sizes are reported in inode order (deterministic runs).
     pub(super) inodes: Mutex<BTreeMap<Ino, InodeState>>,
     pub(super) stamps: Mutex<LruCache<Ino, (u64, Timestamp)>>,
+    /// The last inode root created here came back owned by root: the MDS does not squash
+    /// this client's root, so root's attribute changes may be kept ([`pending`]).
+    pub(super) root_unsquashed: AtomicBool,
 }
 
 impl Default for Files {
@@ -237,6 +240,7 @@ impl Default for Files {
             stamps: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHE_STAMPS_MAX).expect("non-zero"),
             )),
+            root_unsquashed: AtomicBool::new(false),
         }
     }
 }
@@ -629,9 +633,19 @@ impl Files {
         true
     }
 
+    /// Learns from a new inode `attr` made by `creds` whether the MDS squashes this client's
+    /// root (then root's inodes belong to another uid).
+    pub(super) fn note_new_inode(&self, creds: &Creds, attr: &Attr) {
+        if creds.uid == 0 {
+            self.root_unsquashed.store(attr.uid == 0, Ordering::Relaxed);
+        }
+    }
+
     /// Keeps an owner, mode or time change of `ino` by `creds` until the next report, if
     /// this client has the file open for writing and [`pending::fold`] takes it; returns
-    /// the attributes it leaves (from `current`, as this client shows them now).
+    /// the attributes it leaves (from `current`, as this client shows them now). Root's
+    /// changes are kept only while root is known not to be squashed: the rules would
+    /// allow what a squashing MDS refuses.
     pub(super) fn keep_setattr(
         &self,
         ino: Ino,
@@ -640,6 +654,9 @@ impl Files {
         set: &rustre_proto::msg::mds::SetAttr,
         now: Timestamp,
     ) -> Option<Attr> {
+        if creds.uid == 0 && !self.root_unsquashed.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut inodes = lock(&self.inodes);
         let st = inodes
             .get_mut(&ino)

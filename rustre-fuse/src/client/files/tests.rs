@@ -302,3 +302,42 @@ fn a_late_smaller_allocation_answer_does_not_undo_a_larger_one() {
         vec![(0, 12288)]
     );
 }
+
+#[test]
+fn roots_changes_are_kept_only_while_its_creates_come_back_owned_by_root() {
+    let files = Files::default();
+    let mut a = file_attr(11, 0, 0);
+    a.uid = 0;
+    a.perm = 0o600;
+    let root = Creds::root();
+    files.register(&a, libc::O_WRONLY, &root, 1).unwrap();
+    let chmod = rustre_proto::msg::mds::SetAttr {
+        perm: Some(0o644),
+        ..Default::default()
+    };
+    let now = Timestamp { sec: 20, nsec: 0 };
+    assert!(
+        files.keep_setattr(11, &root, &a, &chmod, now).is_none(),
+        "nothing known of squashing yet"
+    );
+    files.note_new_inode(&root, &a);
+    let shown = files.keep_setattr(11, &root, &a, &chmod, now).unwrap();
+    assert_eq!(shown.perm, 0o644);
+    let mut merged = a.clone();
+    files.merge(&mut merged);
+    assert_eq!(merged.perm, 0o644, "answers show the kept mode");
+    let mut squashed = a.clone();
+    squashed.uid = 65534;
+    files.note_new_inode(&root, &squashed);
+    assert!(files.keep_setattr(11, &root, &a, &chmod, now).is_none());
+    // A reader's handle alone keeps nothing.
+    let r = file_attr(12, 0, 0);
+    files.register(&r, libc::O_RDONLY, &root, 1).unwrap();
+    files.note_new_inode(&root, &a);
+    let user = Creds {
+        uid: 1,
+        gid: 1,
+        groups: vec![1],
+    };
+    assert!(files.keep_setattr(12, &user, &r, &chmod, now).is_none());
+}
