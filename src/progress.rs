@@ -6,47 +6,87 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustre_fuse::client::admin::Progress;
 
-/// How often a bar is redrawn at most.
+/// How often a bar is redrawn at most, per second.
 const REFRESH_PER_SEC: u8 = 10;
-/// How often a spinner (no known total) ticks.
+/// How often a phase of unknown length ticks.
 const SPINNER_TICK: Duration = Duration::from_millis(200);
+/// A bar of bytes: done, total, rate, ETA.
+const BYTES_TEMPLATE: &str = "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+/// A bar of items.
+const ITEMS_TEMPLATE: &str = "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}";
+/// A phase of unknown length.
+const SPINNER_TEMPLATE: &str = "{spinner} {msg} {pos} ({elapsed})";
 
-/// A bar of `total` bytes (`bytes`) or items; hidden unless standard error is a terminal.
-pub(crate) fn bar(total: u64, bytes: bool, what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+/// True when bars are drawn: standard error is a terminal.
+fn on_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("a valid template")
+        .progress_chars("=> ")
+}
+
+/// A bar of `total` bytes labelled `what`; hidden unless standard error is a terminal.
+pub(crate) fn bytes(total: u64, what: &str) -> ProgressBar {
+    if !on_terminal() {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::with_draw_target(
         Some(total),
         ProgressDrawTarget::stderr_with_hz(REFRESH_PER_SEC),
     );
-    let template = if bytes {
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
-    } else {
-        "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}"
-    };
-    pb.set_style(
-        ProgressStyle::with_template(template)
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    pb.set_style(style(BYTES_TEMPLATE));
     pb.set_message(what.to_string());
     pb
 }
 
-/// A counter with no known total (a walk of the namespace): count and rate.
-pub(crate) fn spinner(what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// A bar through the phases of an admin command (`rustre_fuse`'s [`Progress`]), prefixed
+/// with the command's name; hidden unless standard error is a terminal.
+#[derive(Debug)]
+pub(crate) struct Phases {
+    pb: ProgressBar,
+    command: &'static str,
+}
+
+impl Phases {
+    pub(crate) fn new(command: &'static str) -> Phases {
+        let pb = if on_terminal() {
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(REFRESH_PER_SEC))
+        } else {
+            ProgressBar::hidden()
+        };
+        Phases { pb, command }
     }
-    let pb =
-        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(REFRESH_PER_SEC));
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {pos} {per_sec} ({elapsed})")
-            .expect("a valid template"),
-    );
-    pb.set_message(what.to_string());
-    pb.enable_steady_tick(SPINNER_TICK);
-    pb
+
+    /// Removes the bar (before the command prints its results).
+    pub(crate) fn finish(&self) {
+        self.pb.finish_and_clear();
+    }
+}
+
+impl Progress for Phases {
+    fn phase(&self, what: &str, total: u64) {
+        if self.pb.is_hidden() {
+            return;
+        }
+        self.pb.reset();
+        if total == 0 {
+            self.pb.set_length(0);
+            self.pb.set_style(style(SPINNER_TEMPLATE));
+            self.pb.enable_steady_tick(SPINNER_TICK);
+        } else {
+            self.pb.disable_steady_tick();
+            self.pb.set_length(total);
+            self.pb.set_style(style(ITEMS_TEMPLATE));
+        }
+        self.pb.set_message(format!("{}: {what}", self.command));
+    }
+
+    fn advance(&self, n: u64) {
+        self.pb.inc(n);
+    }
 }
