@@ -27,7 +27,10 @@ pub(crate) fn write_all(cmd: Command, dir: &Path) -> Result<(), String> {
     let mut cmd = cmd;
     cmd.build();
     write_man(&cmd, &man, "rustre").map_err(|e| err(&man, e))?;
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         // clap names take 'static strings; this command runs once and exits.
         let name: &'static str = Box::leak(format!("rustre-{}", sub.get_name()).into_boxed_str());
         write_man(&sub.clone().name(name), &man, name).map_err(|e| err(&man, e))?;

@@ -293,6 +293,11 @@ fn parse_size(s: &str) -> Result<u32, String> {
     u32::try_from(n * mult).map_err(|_| format!("{s:?} is too large"))
 }
 
+/// What servers log unless `RUST_LOG` says otherwise: rustre's own events from info up,
+/// other crates' (the embedded store's) warnings only.
+const SERVER_LOG_FILTER: &str =
+    "warn,rustre=info,rustre_server=info,rustre_proto=info,rustre_fuse=info";
+
 fn main() {
     // Linked as mount.fuse.rustre, the binary is mount(8)'s helper; mounting forks, so it
     // runs before any runtime thread exists. The configuration file's [mount] table (and
@@ -348,7 +353,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if server { "info" } else { "warn" })
+                tracing_subscriber::EnvFilter::new(if server { SERVER_LOG_FILTER } else { "warn" })
             }),
         )
         .with_writer(std::io::stderr)
