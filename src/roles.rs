@@ -116,3 +116,51 @@ pub(crate) fn config_check(path: Option<PathBuf>) -> Result<(), String> {
     println!("{}: ok: {}", path.display(), cfg.summary());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oss_flags_replace_the_files_ost_list() {
+        let file = vec![OstEntry {
+            index: 3,
+            data: "/f".into(),
+        }];
+        let (i, d) = osts(vec![], vec![], &file).unwrap();
+        assert_eq!((i, d), (vec![3], vec![PathBuf::from("/f")]));
+        let (i, _) = osts(vec![7], vec!["/g".into()], &file).unwrap();
+        assert_eq!(i, vec![7]);
+        assert!(osts(vec![], vec![], &[]).unwrap_err().contains("--index"));
+    }
+
+    #[test]
+    fn the_session_lease_is_checked_as_the_flag_is() {
+        assert_eq!(session_lease_ms(None).unwrap(), mds::SESSION_LEASE_MS);
+        let s = mds::MIN_SESSION_LEASE_SECS;
+        assert_eq!(session_lease_ms(Some(s)).unwrap(), s * 1000);
+        assert!(session_lease_ms(Some(mds::MAX_SESSION_LEASE_SECS + 1)).is_err());
+    }
+
+    #[test]
+    fn mount_defaults_take_the_command_line_first_then_the_file() {
+        let cfg = Config::parse(
+            "cluster = \"c\"\nsecret_file = \"/s\"\n[mount]\noptions = [\"noatime\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mount_defaults(&cfg, None, None),
+            ["cluster=c", "secret_file=/s", "noatime"]
+        );
+        assert_eq!(
+            mount_defaults(&cfg, Some("flag"), Some(Path::new("/t")))[..2],
+            ["cluster=flag", "secret_file=/t"]
+        );
+    }
+
+    #[test]
+    fn a_metrics_address_is_refused_until_wired() {
+        assert_eq!(metrics_listen(None, None).unwrap(), None);
+        assert!(metrics_listen(None, Some("127.0.0.1:1".into())).is_err());
+    }
+}

@@ -416,4 +416,28 @@ mod tests {
         );
         assert_eq!(i32::from(errno(rustre_proto::Error::Range)), libc::ERANGE);
     }
+
+    #[test]
+    fn only_failures_of_the_cluster_are_logged_for_the_operator() {
+        use rustre_proto::Error as E;
+        for e in [
+            E::Io("x".into()),
+            E::Unavailable("x".into()),
+            E::Stale,
+            E::TimedOut,
+        ] {
+            assert!(logged_to_operator(&e), "{e:?}");
+        }
+        for e in [
+            E::NotFound,
+            E::Exists,
+            E::Access,
+            E::NotEmpty,
+            E::Invalid("x".into()),
+        ] {
+            assert!(!logged_to_operator(&e), "{e:?}");
+        }
+        assert_eq!(errno_name(libc::EIO), "EIO");
+        assert_eq!(errno_name(libc::ENOTCONN), "ENOTCONN");
+    }
 }

@@ -1,7 +1,8 @@
 //! Where the mount daemon's log lines go: standard error while it is in the foreground;
 //! once in the background, the file of `-o log=PATH`, else syslog (journald reads
 //! /dev/log), else — no /dev/log, as in a container without a syslog daemon —
-//! [`FALLBACK_LOG_FILE`], so no line is dropped silently. A file receives the lines by
+//! [`FALLBACK_LOG_FILE`] (for a user who may not write it, `$TMPDIR/rustre-mount-UID.log`),
+//! so no line is dropped silently. A file receives the lines by
 //! becoming the process's standard error, so a panic's message lands there too.
 
 use std::ffi::{CStr, CString};
@@ -48,14 +49,23 @@ impl Target {
         match log {
             Some(p) => open(p).map_err(|e| format!("log={}: {e}", p.display())),
             None if Path::new(SYSLOG_SOCKET).exists() => Ok(Target::Syslog),
+            // A user who may not write /var/log (a mount through fusermount3): a file of
+            // their own in the temporary directory.
             None => open(Path::new(FALLBACK_LOG_FILE))
-                .map_err(|e| format!("no {SYSLOG_SOCKET}, and {FALLBACK_LOG_FILE}: {e}")),
+                .or_else(|_| open(&user_fallback()))
+                .map_err(|e| {
+                    format!(
+                        "no {SYSLOG_SOCKET}, and neither {FALLBACK_LOG_FILE} nor {} can be \
+                         written ({e}): give -o log=PATH",
+                        user_fallback().display()
+                    )
+                }),
         }
     }
 
-    /// True for [`FALLBACK_LOG_FILE`] chosen for want of syslog.
+    /// True for a fallback file chosen for want of syslog.
     pub(super) fn is_fallback(&self) -> bool {
-        matches!(self, Target::File(_, p) if p == Path::new(FALLBACK_LOG_FILE))
+        matches!(self, Target::File(_, p) if p == Path::new(FALLBACK_LOG_FILE) || *p == user_fallback())
     }
 
     /// Where the lines go, for the message printed before detaching.
@@ -89,6 +99,14 @@ impl Target {
             }
         }
     }
+}
+
+/// The fallback of a user who may not write [`FALLBACK_LOG_FILE`]:
+/// `$TMPDIR/rustre-mount-UID.log`.
+fn user_fallback() -> PathBuf {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("rustre-mount-{uid}.log"))
 }
 
 /// The subscriber's writer: standard error, or syslog once [`Target::Syslog`] applies.
