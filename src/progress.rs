@@ -14,6 +14,8 @@ const REFRESH_PER_SEC: u8 = 10;
 const SPINNER_TICK: Duration = Duration::from_millis(200);
 /// A bar of bytes: done, total, rate, ETA.
 const BYTES_TEMPLATE: &str = "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+/// Bytes of unknown total: done and rate.
+const BYTES_SPINNER_TEMPLATE: &str = "{spinner} {msg} {bytes} {bytes_per_sec} ({elapsed})";
 /// A bar of items.
 const ITEMS_TEMPLATE: &str = "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}";
 /// A phase of unknown length.
@@ -30,7 +32,8 @@ fn style(template: &str) -> ProgressStyle {
         .progress_chars("=> ")
 }
 
-/// A bar of `total` bytes labelled `what`; hidden unless standard error is a terminal.
+/// A bar of `total` bytes labelled `what` (0: unknown, a counter); hidden unless standard
+/// error is a terminal.
 pub(crate) fn bytes(total: u64, what: &str) -> ProgressBar {
     if !on_terminal() {
         return ProgressBar::hidden();
@@ -39,7 +42,13 @@ pub(crate) fn bytes(total: u64, what: &str) -> ProgressBar {
         Some(total),
         ProgressDrawTarget::stderr_with_hz(REFRESH_PER_SEC),
     );
-    pb.set_style(style(BYTES_TEMPLATE));
+    if total == 0 {
+        // Not a regular file (a pipe): no total to measure against.
+        pb.set_style(style(BYTES_SPINNER_TEMPLATE));
+        pb.enable_steady_tick(SPINNER_TICK);
+    } else {
+        pb.set_style(style(BYTES_TEMPLATE));
+    }
     pb.set_message(what.to_string());
     pb
 }

@@ -55,6 +55,8 @@ pub(crate) struct LocalRun {
 
 /// OSTs of `rustre local` when neither flag nor file says.
 const LOCAL_DEFAULT_OSTS: u32 = 2;
+/// MDS instances of `rustre local` when neither flag nor file says.
+const LOCAL_DEFAULT_MDS: u32 = 1;
 
 impl LocalArgs {
     /// These flags over the configuration's `[local]` table.
@@ -80,7 +82,7 @@ impl LocalArgs {
                 .or(s.data.clone())
                 .ok_or("give --data DIR (or data in the configuration's [local])")?,
             osts: self.osts.or(s.osts).unwrap_or(LOCAL_DEFAULT_OSTS),
-            mds: self.mds.or(s.mds).unwrap_or(1),
+            mds: self.mds.or(s.mds).unwrap_or(LOCAL_DEFAULT_MDS),
             listen,
             relaxed: self.relaxed || s.relaxed.unwrap_or(false),
             mount,
