@@ -9,7 +9,8 @@
 //!   `mount -a -T FSTAB` mounts it from an fstab line (`_netdev`, never /etc/fstab), in a
 //!   private mount namespace where /sbin/mount.fuse.rustre is this build; the mount daemon,
 //!   in the background, writes a line to its `log=` file when it returns EIO to an
-//!   application (a corrupt block of a file's only copy);
+//!   application (a corrupt block of a file's only copy); without `log=`, to syslog (a
+//!   socket at /dev/log of an overlay of /dev in a private namespace);
 //! - the Debian package: built by scripts/build-deb.sh from the binary under test, installed
 //!   with `dpkg --root` into an empty root, `rustre --version` run from there.
 //!
@@ -128,10 +129,11 @@ fn start_unit(unit: &str, instance: &str, cfg: &Path) -> Proc {
 /// The cluster of [`units_start_a_cluster_from_one_config_file_and_fstab_mounts_it`]: its
 /// configuration file and the processes its units run (SIGKILLed when dropped).
 struct UnitCluster {
+    /// First, so that the processes die before their directories go.
+    _procs: Vec<Proc>,
     dir: tempfile::TempDir,
     cfg: PathBuf,
     mgs: String,
-    _procs: Vec<Proc>,
 }
 
 impl UnitCluster {
@@ -300,6 +302,62 @@ fn units_start_a_cluster_from_one_config_file_and_fstab_mounts_it() {
 }
 
 #[test]
+fn a_background_mount_without_log_logs_to_syslog() {
+    if skip_without_fuse() {
+        return;
+    }
+    let c = UnitCluster::start();
+    let data = random_bytes(64 << 10, 3);
+    let local = c.dir.path().join("one.bin");
+    fs::write(&local, &data).unwrap();
+    c.cli_ok(&[
+        "put",
+        local.to_str().unwrap(),
+        "/one.bin",
+        "-c",
+        "1",
+        "--ost",
+        "0",
+    ]);
+    let ino: u64 = field(&c.cli_ok(&["stat", "/one.bin"]), "inode")
+        .parse()
+        .unwrap();
+    let (cfg, dir, mgs) = (c.cfg.clone(), c.dir.path().to_path_buf(), c.mgs.clone());
+    with_syslog_socket(dir.clone(), move |syslog| {
+        let mnt = dir.join("mnt");
+        fs::create_dir(&mnt).unwrap();
+        let _unmount = LazyUnmount(mnt.clone());
+        let out = rustre_with(&cfg)
+            .arg("mount")
+            .arg(&mgs)
+            .arg(&mnt)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rustre mount: {out:?}");
+        flip_byte(&object_file(&dir.join("ost0"), ino), 9);
+        let e = fs::read(mnt.join("one.bin")).expect_err("a corrupt block read");
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+        // Datagrams as syslog(3) sends them: "<PRI>TIMESTAMP mount.fuse.rustre[PID]: ...".
+        let want = format!("ino {ino}: returned EIO");
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 16 << 10];
+        let found = wait_until(WAIT, || match syslog.recv(&mut buf) {
+            Ok(n) => {
+                let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let hit = line.contains(&want) && line.contains("mount.fuse.rustre[");
+                seen.push(line);
+                hit
+            }
+            Err(_) => false,
+        });
+        assert!(found, "no syslog line with {want:?}: {seen:#?}");
+        let out = Command::new("umount").arg(&mnt).output().unwrap();
+        assert!(out.status.success(), "umount: {out:?}");
+    });
+}
+
+#[test]
 fn the_deb_builds_and_installs_into_a_clean_root() {
     for tool in ["cargo-deb", "dpkg", "strip"] {
         let found = Command::new("sh")
@@ -440,6 +498,55 @@ fn sys_mount(src: &Path, target: &Path, flags: libc::c_ulong) {
         target.display(),
         std::io::Error::last_os_error()
     );
+}
+
+/// Runs `f` on a new thread in a private mount namespace in which /dev is an overlay of the
+/// real one (device nodes and all) with a syslog socket at /dev/log, which `f` reads: the
+/// machine's own /dev, where there may be no /dev/log, is left as it is. The overlay's
+/// upper layers live under `scratch`.
+fn with_syslog_socket(
+    scratch: PathBuf,
+    f: impl FnOnce(&std::os::unix::net::UnixDatagram) + Send + 'static,
+) {
+    let joined = std::thread::spawn(move || {
+        // SAFETY: unshares this thread's mount namespace (and its fs context) only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNS) }, 0, "unshare");
+        sys_mount(
+            Path::new("none"),
+            Path::new("/"),
+            libc::MS_REC | libc::MS_PRIVATE,
+        );
+        let (upper, work) = (scratch.join("dev-upper"), scratch.join("dev-work"));
+        fs::create_dir(&upper).unwrap();
+        fs::create_dir(&work).unwrap();
+        let opts = format!(
+            "lowerdir=/dev,upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        );
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let (ovl, dev, o) = (c("overlay"), c("/dev"), c(&opts));
+        // SAFETY: valid C strings; an overlay mount on /dev of this namespace only.
+        let r = unsafe {
+            libc::mount(
+                ovl.as_ptr(),
+                dev.as_ptr(),
+                ovl.as_ptr(),
+                0,
+                o.as_ptr().cast(),
+            )
+        };
+        assert_eq!(r, 0, "overlay on /dev: {}", std::io::Error::last_os_error());
+        let _ = fs::remove_file("/dev/log");
+        let sock = std::os::unix::net::UnixDatagram::bind("/dev/log").expect("bind /dev/log");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        f(&sock);
+    })
+    .join();
+    if let Err(panic) = joined {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// Runs `f` on a new thread in a private mount namespace in which /sbin shows links to its
