@@ -83,6 +83,47 @@ fn config_check_accepts_the_example_and_names_an_unknown_key_and_its_file() {
     }
 }
 
+#[test]
+fn rustre_local_and_mount_take_their_settings_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, d) = (free_addr(), dir.path().display());
+    let cfg = dir.path().join("rustre.toml");
+    let text = format!(
+        "mgs_address = \"{listen}\"\nsecret_file = \"{d}/secret\"\n\n[local]\ndata = \"{d}/data\"\n\
+         listen = \"{listen}\"\nosts = 3\n"
+    );
+    fs::write(&cfg, text).unwrap();
+    let proc = Proc {
+        child: rustre_with(&cfg)
+            .arg("local")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+        name: "local".into(),
+    };
+    // Three OSTs, at the file's address, with the file's secret (created by `local`).
+    let up = wait_until(WAIT, || {
+        let out = rustre_with(&cfg)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).is_ok_and(|v| {
+            v["osts"]
+                .as_array()
+                .is_some_and(|a| a.len() == 3 && a.iter().all(|o| o["state"] == "up"))
+        })
+    });
+    assert!(up, "rustre local did not start from [local]");
+    assert!(dir.path().join("secret").is_file());
+    drop(proc);
+    // `rustre mount` with no mount point and none in the file says what is missing.
+    let out = rustre_with(&cfg).arg("mount").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("mount.mountpoint"), "{err}");
+}
+
 /// The `ExecStart=` command line and `Environment=` pairs of a unit file, `%i` replaced.
 fn unit_command(unit: &str, instance: &str) -> (Vec<String>, Vec<(String, String)>) {
     let text = fs::read_to_string(repo().join("packaging/systemd").join(unit)).unwrap();
