@@ -276,7 +276,7 @@ pub(crate) async fn put(
     dest: &str,
     spec: Option<LayoutSpec>,
 ) -> Result<(), String> {
-    let mut src = tokio::fs::File::open(local)
+    let src = tokio::fs::File::open(local)
         .await
         .map_err(|e| format!("{}: {e}", local.display()))?;
     let c = connect(g).await?;
@@ -292,6 +292,9 @@ pub(crate) async fn put(
         .resolve_parent(&creds, &dest)
         .await
         .map_err(with_path(&dest))?;
+    let size = src.metadata().await.map_or(0, |m| m.len());
+    let bar = crate::progress::bytes(size, "put");
+    let mut src = bar.wrap_async_read(src);
     let copied = c
         .put(&creds, parent, &name, 0o644, spec, &mut src)
         .await
@@ -299,6 +302,7 @@ pub(crate) async fn put(
             TransferError::Local(e) => format!("{}: {e}", local.display()),
             TransferError::Cluster(e) => format!("{dest}: {e}"),
         });
+    bar.finish_and_clear();
     c.close().await.map_err(err)?;
     copied.map(|_| ())
 }
@@ -310,16 +314,20 @@ pub(crate) async fn get(g: &Global, src: &str, local: &Path) -> Result<(), Strin
     if a.kind != FileKind::File {
         return Err(format!("{src}: not a regular file"));
     }
-    let mut out = tokio::fs::File::create(local)
+    let mut file = tokio::fs::File::create(local)
         .await
         .map_err(|e| format!("{}: {e}", local.display()))?;
+    let bar = crate::progress::bytes(a.size, "get");
+    let mut out = bar.wrap_async_write(&mut file);
     let copied = c.get(&creds, a.ino, &mut out).await.map_err(|e| match e {
         TransferError::Local(e) => format!("{}: {e}", local.display()),
         TransferError::Cluster(e) => format!("{src}: {e}"),
     });
+    bar.finish_and_clear();
+    drop(out);
     c.close().await.map_err(err)?;
     copied?;
-    out.sync_all()
+    file.sync_all()
         .await
         .map_err(|e| format!("{}: {e}", local.display()))
 }

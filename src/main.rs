@@ -3,12 +3,18 @@
 //! library crates.
 
 mod client_cmds;
+mod config;
+mod gen_docs;
+mod progress;
 mod repair_cmds;
+mod roles;
 mod server_cmds;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use config::{pick, Config};
 use rustre_server::mds;
 
 /// rustre: a parallel, distributed POSIX file system.
@@ -31,6 +37,11 @@ struct Cli {
     /// missing].
     #[arg(long, global = true, env = "RUSTRE_SECRET_FILE", value_name = "PATH")]
     secret_file: Option<PathBuf>,
+    /// Configuration file holding any of these flags for every role (docs/operations.md,
+    /// "The configuration file"); flags and environment variables override it
+    /// [default: /etc/rustre/rustre.toml when it exists].
+    #[arg(long, global = true, env = "RUSTRE_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -39,9 +50,9 @@ struct Cli {
 enum Cmd {
     /// Run the management server (registry, heartbeats, cluster map).
     Mgs {
-        /// Address to listen on.
-        #[arg(long, default_value = rustre_proto::DEFAULT_MGS_LISTEN)]
-        listen: String,
+        /// Address to listen on [default: 0.0.0.0:9400].
+        #[arg(long)]
+        listen: Option<String>,
         /// Directory for the MGS's state (its embedded store). With --fdb-cluster-file it is
         /// optional: a registry file an earlier rustre left there is imported once.
         #[arg(long)]
@@ -51,9 +62,13 @@ enum Cmd {
     },
     /// Run a metadata server (namespace in the embedded on-disk store, or FoundationDB).
     Mds {
+        /// The configuration file's table to read, `[mds.NAME]` (what the unit
+        /// rustre-mds@NAME.service passes) [default: the only one].
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
         /// Address to listen on.
         #[arg(long)]
-        listen: String,
+        listen: Option<String>,
         /// Address clients use to reach this server (default: the listen address).
         #[arg(long)]
         advertise: Option<String>,
@@ -66,38 +81,46 @@ enum Cmd {
         /// moments; a process crash loses nothing).
         #[arg(long)]
         relaxed: bool,
+        /// Acknowledge after the fsync even if the configuration file says relaxed.
+        #[arg(long, conflicts_with = "relaxed")]
+        durable: bool,
         /// Seconds a client session lives without renewal: a client silent that long (crashed,
         /// cut off, stopped) is evicted: its opens are dropped, replicated files it had open
         /// for writing are resynced, and its open files fail with EIO until closed.
-        #[arg(long, default_value_t = mds::SESSION_LEASE_MS / 1000,
-              value_parser = clap::value_parser!(u64)
+        /// [default: 30]
+        #[arg(long, value_parser = clap::value_parser!(u64)
                   .range(mds::MIN_SESSION_LEASE_SECS..=mds::MAX_SESSION_LEASE_SECS))]
-        session_lease: u64,
+        session_lease: Option<u64>,
     },
     /// Run an object storage server for one or more OSTs (repeat --index/--data in pairs).
     Oss {
+        /// The configuration file's table to read, `[oss.NAME]` (what the unit
+        /// rustre-oss@NAME.service passes) [default: the only one].
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
         /// Address to listen on.
         #[arg(long)]
-        listen: String,
+        listen: Option<String>,
         /// Address clients use to reach this server (default: the listen address).
         #[arg(long)]
         advertise: Option<String>,
-        /// OST index; repeat for several OSTs.
-        #[arg(long = "index", required = true)]
+        /// OST index; repeat for several OSTs (replaces the configuration file's list).
+        #[arg(long = "index")]
         indexes: Vec<u32>,
         /// OST directory, one per --index, in the same order.
-        #[arg(long = "data", required = true)]
+        #[arg(long = "data")]
         dirs: Vec<PathBuf>,
     },
     /// Mount rustre with FUSE (what `mount -t fuse.rustre` runs as `mount.fuse.rustre`).
     Mount {
-        /// MGS address, HOST:PORT.
-        source: String,
-        /// Directory to mount on.
-        mountpoint: PathBuf,
+        /// MGS address, HOST:PORT [default: the configuration's mount.source, else
+        /// mgs_address].
+        source: Option<String>,
+        /// Directory to mount on [default: the configuration's mount.mountpoint].
+        mountpoint: Option<PathBuf>,
         /// Mount options, comma-separated (allow_other, ro, default_permissions,
         /// attr_timeout=S, entry_timeout=S, cache_size=BYTES, cluster=NAME,
-        /// secret_file=PATH, debug).
+        /// secret_file=PATH, log=PATH, debug), after the configuration's mount.options.
         #[arg(short = 'o')]
         options: Vec<String>,
         /// Stay in the foreground.
@@ -207,6 +230,26 @@ enum Cmd {
         #[command(subcommand)]
         cmd: OstCmd,
     },
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenDocs {
+        /// Output directory (man/ and completions/ are made under it).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Check a configuration file: TOML syntax, unknown keys, addresses, OST lists.
+    Check {
+        /// The file [default: --config, else /etc/rustre/rustre.toml].
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -250,13 +293,40 @@ fn parse_size(s: &str) -> Result<u32, String> {
     u32::try_from(n * mult).map_err(|_| format!("{s:?} is too large"))
 }
 
+/// What servers log unless `RUST_LOG` says otherwise: rustre's own events from info up,
+/// other crates' (the embedded store's) warnings only.
+const SERVER_LOG_FILTER: &str =
+    "warn,rustre=info,rustre_server=info,rustre_proto=info,rustre_fuse=info";
+
 fn main() {
     // Linked as mount.fuse.rustre, the binary is mount(8)'s helper; mounting forks, so it
-    // runs before any runtime thread exists.
+    // runs before any runtime thread exists. The configuration file's [mount] table (and
+    // its cluster and secret_file) come before the fstab line's options.
     if rustre_fuse::mount::invoked_as_helper() {
-        std::process::exit(rustre_fuse::mount::helper_main());
+        let given = std::env::var_os("RUSTRE_CONFIG").map(PathBuf::from);
+        let defaults = match Config::find(given.as_deref()) {
+            Ok((cfg, _)) => roles::mount_defaults(&cfg, None, None),
+            Err(e) => {
+                eprintln!("mount.fuse.rustre: {e}");
+                std::process::exit(1);
+            }
+        };
+        std::process::exit(rustre_fuse::mount::helper_main_with(&defaults));
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `rustre config check` reports a bad file itself; everything else starts with it read.
+    let cfg = match &cli.cmd {
+        Cmd::Config { .. } | Cmd::GenDocs { .. } => Config::default(),
+        _ => match Config::find(cli.config.as_deref()) {
+            Ok((c, _)) => c,
+            Err(e) => {
+                eprintln!("rustre: configuration: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
+    apply_common(&mut cli, &matches, &cfg);
     if let Cmd::Mount {
         source,
         mountpoint,
@@ -264,16 +334,8 @@ fn main() {
         foreground,
     } = &cli.cmd
     {
-        let cluster = Some(cli.cluster.as_str());
         std::process::exit(
-            match rustre_fuse::mount::MountArgs::new(
-                source,
-                mountpoint,
-                options,
-                *foreground,
-                cluster,
-                cli.secret_file.as_deref(),
-            ) {
+            match roles::mount_args(&cli, &cfg, source, mountpoint, options, *foreground) {
                 Ok(args) => rustre_fuse::mount::run(args),
                 Err(e) => {
                     eprintln!("rustre mount: {e}");
@@ -282,10 +344,17 @@ fn main() {
             },
         );
     }
+    // Servers log what an operator needs (registrations, take-overs, evictions, resyncs) at
+    // info, to stderr, where systemd's journal takes it; client commands only warnings.
+    let server = matches!(
+        cli.cmd,
+        Cmd::Mgs { .. } | Cmd::Mds { .. } | Cmd::Oss { .. } | Cmd::Local(_)
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if server { SERVER_LOG_FILTER } else { "warn" })
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -293,40 +362,86 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = rt.block_on(run(cli));
+    let result = rt.block_on(run(cli, cfg));
     if let Err(e) = result {
         eprintln!("rustre: {e}");
         std::process::exit(1);
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// The common settings from the configuration file where neither a flag nor an
+/// environment variable gave them.
+fn apply_common(cli: &mut Cli, matches: &ArgMatches, cfg: &Config) {
+    let defaulted = |id: &str| {
+        let sub = matches.subcommand().map(|(_, m)| m);
+        [Some(matches), sub]
+            .into_iter()
+            .flatten()
+            .all(|m| matches!(m.value_source(id), None | Some(ValueSource::DefaultValue)))
+    };
+    if let Some(m) = cfg.mgs_address.as_ref().filter(|_| defaulted("mgs")) {
+        cli.mgs = m.clone();
+    }
+    if let Some(c) = cfg.cluster.as_ref().filter(|_| defaulted("cluster")) {
+        cli.cluster = c.clone();
+    }
+    cli.secret_file = pick(cli.secret_file.take(), cfg.secret_file.clone());
+}
+
+async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
     let g = client_cmds::Global {
         mgs: cli.mgs,
         cluster: cli.cluster,
         secret_file: cli.secret_file,
     };
     match cli.cmd {
-        Cmd::Mgs { listen, data, fdb } => server_cmds::mgs(&g, &listen, data, fdb).await,
+        Cmd::Mgs { listen, data, fdb } => {
+            let s = cfg.mgs.clone().unwrap_or_default();
+            let fdb = fdb.or_file(s.fdb_cluster_file.clone(), s.fdb_prefix.clone());
+            roles::metrics_listen(None, s.metrics_listen.clone())?;
+            let listen = pick(listen, s.listen).unwrap_or(rustre_proto::DEFAULT_MGS_LISTEN.into());
+            server_cmds::mgs(&g, &listen, pick(data, s.data), fdb).await
+        }
         Cmd::Mds {
+            instance,
             listen,
             advertise,
             data,
             fdb,
             relaxed,
+            durable,
             session_lease,
         } => {
-            let lease_ms = session_lease * 1000;
-            server_cmds::mds(&g, &listen, advertise, data, fdb, !relaxed, lease_ms).await
+            let s = cfg.mds_section(instance.as_deref())?;
+            let fdb = fdb.or_file(s.fdb_cluster_file.clone(), s.fdb_prefix.clone());
+            roles::metrics_listen(None, s.metrics_listen.clone())?;
+            let listen = pick(listen, s.listen).ok_or(roles::NO_LISTEN)?;
+            let relaxed = relaxed || (!durable && s.relaxed.unwrap_or(false));
+            let lease = pick(session_lease, s.session_lease);
+            let lease_ms = roles::session_lease_ms(lease)?;
+            let (adv, data) = (pick(advertise, s.advertise), pick(data, s.data));
+            server_cmds::mds(&g, &listen, adv, data, fdb, !relaxed, lease_ms).await
         }
         Cmd::Oss {
+            instance,
             listen,
             advertise,
             indexes,
             dirs,
-        } => server_cmds::oss(&g, &listen, advertise, indexes, dirs).await,
+        } => {
+            let s = cfg.oss_section(instance.as_deref())?;
+            roles::metrics_listen(None, s.metrics_listen.clone())?;
+            let listen = pick(listen, s.listen).ok_or(roles::NO_LISTEN)?;
+            let (indexes, dirs) = roles::osts(indexes, dirs, &s.osts)?;
+            let adv = pick(advertise, s.advertise);
+            server_cmds::oss(&g, &listen, adv, indexes, dirs).await
+        }
         Cmd::Mount { .. } => unreachable!("mount runs before the runtime starts"),
-        Cmd::Local(args) => server_cmds::local(&g, args).await,
+        Cmd::Local(args) => {
+            let s = cfg.local.clone().unwrap_or_default();
+            roles::metrics_listen(None, s.metrics_listen.clone())?;
+            server_cmds::local(&g, args.with_file(&s)?).await
+        }
         Cmd::GenSecret { path } => server_cmds::gen_secret(&g, path),
         Cmd::Status { json } => client_cmds::status(&g, json).await,
         Cmd::Df { json } => client_cmds::df(&g, json).await,
@@ -352,6 +467,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Ost {
             cmd: OstCmd::Replace { index },
         } => repair_cmds::ost_replace(&g, index).await,
+        Cmd::Config {
+            cmd: ConfigCmd::Check { path },
+        } => roles::config_check(path.or(cli.config)),
+        Cmd::GenDocs { dir } => gen_docs::write_all(Cli::command(), &dir),
     }
 }
 

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::client_cmds::{connect, print_json, Global};
+use crate::progress::Phases;
 
 /// `rustre fsck [--repair] [--grace SECS] [--json]`: exits non-zero when something is (or,
 /// with repair, was) wrong.
@@ -17,7 +18,10 @@ pub(crate) async fn fsck(
     json: bool,
 ) -> Result<(), String> {
     let c = connect(g).await?;
-    let report = c.fsck(grace).await.map_err(|e| format!("fsck: {e}"))?;
+    let bar = Phases::new("fsck");
+    let report = c.fsck(grace, &bar).await;
+    bar.finish();
+    let report = report.map_err(|e| format!("fsck: {e}"))?;
     let mut findings = Vec::new();
     for f in &report.findings {
         let repaired = if repair {
@@ -92,7 +96,10 @@ pub(crate) async fn fsck(
 /// `rustre scrub OST [--repair] [--json]`: checks every block of every object of the OST.
 pub(crate) async fn scrub(g: &Global, ost: u32, repair: bool, json: bool) -> Result<(), String> {
     let c = connect(g).await?;
-    let report = c.scrub(ost).await.map_err(|e| e.to_string())?;
+    let bar = Phases::new("scrub");
+    let report = c.scrub(ost, &bar).await;
+    bar.finish();
+    let report = report.map_err(|e| e.to_string())?;
     let mut unrepaired = 0;
     let mut bad = Vec::new();
     for b in &report.bad {
@@ -158,10 +165,10 @@ pub(crate) async fn scrub(g: &Global, ost: u32, repair: bool, json: bool) -> Res
 /// `rustre evacuate OST`: moves every copy on the OST to other OSTs (resync fills them).
 pub(crate) async fn evacuate(g: &Global, ost: u32) -> Result<(), String> {
     let c = connect(g).await?;
-    let report = c
-        .evacuate(ost)
-        .await
-        .map_err(|e| format!("namespace walk: {e}"))?;
+    let bar = Phases::new("evacuate");
+    let report = c.evacuate(ost, &bar).await;
+    bar.finish();
+    let report = report.map_err(|e| format!("namespace walk: {e}"))?;
     for (ino, e) in &report.lost {
         println!("inode {ino}: {e}");
     }

@@ -14,21 +14,21 @@ use tokio::sync::watch;
 
 use crate::client_cmds::Global;
 
-/// Options of `rustre local`.
+/// Options of `rustre local` (each may come from the configuration's `[local]` table).
 #[derive(Args, Debug)]
 pub(crate) struct LocalArgs {
     /// Directory holding every role's data.
     #[arg(long)]
-    data: PathBuf,
-    /// Number of OSTs.
-    #[arg(long, default_value_t = 2)]
-    osts: u32,
-    /// Number of MDS instances (stateless, sharing the embedded store).
-    #[arg(long, default_value_t = 1)]
-    mds: u32,
-    /// MGS address.
-    #[arg(long, default_value = rustre_proto::DEFAULT_MGS_ADDR)]
-    listen: SocketAddr,
+    data: Option<PathBuf>,
+    /// Number of OSTs [default: 2].
+    #[arg(long)]
+    osts: Option<u32>,
+    /// Number of MDS instances (stateless, sharing the embedded store) [default: 1].
+    #[arg(long)]
+    mds: Option<u32>,
+    /// MGS address [default: 127.0.0.1:9400].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Acknowledge namespace changes before their fsync; durable at the next client fsync
     /// or within 1 s (see `rustre mds --relaxed`, docs/operations.md).
     #[arg(long)]
@@ -36,9 +36,59 @@ pub(crate) struct LocalArgs {
     /// Also mount the cluster here, served by this process.
     #[arg(long, value_name = "MNT")]
     mount: Option<PathBuf>,
-    /// Options of that mount (as `rustre mount -o`).
-    #[arg(long = "mount-options", value_name = "OPTS", requires = "mount")]
+    /// Options of that mount (as `rustre mount -o`; added to the configuration's).
+    #[arg(long = "mount-options", value_name = "OPTS")]
     mount_options: Vec<String>,
+}
+
+/// `rustre local`'s settings, flags over the configuration file over the defaults.
+#[derive(Debug)]
+pub(crate) struct LocalRun {
+    data: PathBuf,
+    osts: u32,
+    mds: u32,
+    listen: SocketAddr,
+    relaxed: bool,
+    mount: Option<PathBuf>,
+    mount_options: Vec<String>,
+}
+
+/// OSTs of `rustre local` when neither flag nor file says.
+const LOCAL_DEFAULT_OSTS: u32 = 2;
+/// MDS instances of `rustre local` when neither flag nor file says.
+const LOCAL_DEFAULT_MDS: u32 = 1;
+
+impl LocalArgs {
+    /// These flags over the configuration's `[local]` table.
+    pub(crate) fn with_file(self, s: &crate::config::LocalSection) -> Result<LocalRun, String> {
+        let listen = match (self.listen, &s.listen) {
+            (Some(l), _) => l,
+            (None, Some(l)) => l
+                .parse()
+                .map_err(|e| format!("local.listen = {l:?}: {e}"))?,
+            (None, None) => rustre_proto::DEFAULT_MGS_ADDR
+                .parse()
+                .expect("a socket address"),
+        };
+        let mount = self.mount.or(s.mount.clone());
+        let mut mount_options = s.mount_options.clone();
+        mount_options.extend(self.mount_options);
+        if mount.is_none() && !mount_options.is_empty() {
+            return Err("--mount-options needs --mount (or local.mount)".into());
+        }
+        Ok(LocalRun {
+            data: self
+                .data
+                .or(s.data.clone())
+                .ok_or("give --data DIR (or data in the configuration's [local])")?,
+            osts: self.osts.or(s.osts).unwrap_or(LOCAL_DEFAULT_OSTS),
+            mds: self.mds.or(s.mds).unwrap_or(LOCAL_DEFAULT_MDS),
+            listen,
+            relaxed: self.relaxed || s.relaxed.unwrap_or(false),
+            mount,
+            mount_options,
+        })
+    }
 }
 
 /// Options that put a role's metadata in FoundationDB (`rustre mgs`, `rustre mds`). They exist
@@ -56,6 +106,14 @@ pub(crate) struct FdbArgs {
 }
 
 impl FdbArgs {
+    /// These flags, each missing one taken from the configuration file.
+    pub(crate) fn or_file(self, cluster_file: Option<PathBuf>, prefix: Option<String>) -> FdbArgs {
+        FdbArgs {
+            fdb_cluster_file: self.fdb_cluster_file.or(cluster_file),
+            fdb_prefix: self.fdb_prefix.or(prefix),
+        }
+    }
+
     /// The FoundationDB store these options name; `None` without --fdb-cluster-file.
     fn store(&self, cluster: &str) -> Result<Option<StoreConfig>, String> {
         let Some(file) = &self.fdb_cluster_file else {
@@ -205,7 +263,7 @@ pub(crate) async fn oss(
 /// Where `rustre local` keeps the cluster secret unless told otherwise.
 pub(crate) const LOCAL_SECRET_FILE: &str = "cluster.secret";
 
-pub(crate) async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
+pub(crate) async fn local(g: &Global, args: LocalRun) -> Result<(), String> {
     // The secret: --secret-file (or RUSTRE_SECRET_FILE), else DATA/cluster.secret; created
     // when missing, so a first `rustre local` needs no preparation.
     let secret_file = g

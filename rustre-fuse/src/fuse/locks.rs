@@ -75,7 +75,7 @@ impl RustreFs {
             Err(e) => return reply.error(e),
         };
         let c = self.client.clone();
-        self.spawn(async move {
+        self.spawn(("getlk", ino), async move {
             match c.test_lock(&who.creds(), ino, s).await {
                 Ok(LockOutcome::Conflict(h)) => reply.locked(h.start, h.end, type_of(&h), h.pid),
                 Ok(_) => reply.locked(s.start, s.end, libc::F_UNLCK, 0),
@@ -102,7 +102,7 @@ impl RustreFs {
             Err(e) => return reply.error(e),
         };
         let (c, notifier) = (self.client.clone(), self.notifier.clone());
-        self.spawn(async move {
+        self.spawn(("setlk", ino), async move {
             match c.set_lock(&who.creds(), (fh, ino), s, sleep, who.pid).await {
                 Ok(LockOutcome::Granted) => {
                     if s.typ != LockType::Unlock {
@@ -125,7 +125,7 @@ impl RustreFs {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let c = self.client.clone();
-        self.spawn(async move {
+        self.spawn(("flush", ino), async move {
             if let Err(e) = c.unlock_owner(&who.creds(), ino, owner).await {
                 tracing::warn!(ino, "dropping a closed owner's locks: {e}");
             }
@@ -145,7 +145,7 @@ impl RustreFs {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let c = self.client.clone();
-        self.spawn(async move {
+        self.spawn(("release", ino), async move {
             if let Err(e) = c.release_locks(&who.creds(), fh, ino, flock_owner).await {
                 tracing::warn!(ino, "dropping a closed file's locks: {e}");
             }

@@ -109,14 +109,16 @@ impl RustreFs {
 
     /// Runs `fut` on the runtime once a request permit is free. A reply dropped unsent
     /// (only if the runtime shuts down) makes fuser answer EIO.
-    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, fut: F) {
+    /// `at` names the operation and the inode it is about, for the log line of an error
+    /// returned to the application ([`errno`]).
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, at: (&'static str, u64), fut: F) {
         let permits = self.permits.clone();
-        self.rt.spawn(async move {
+        self.rt.spawn(REQUEST.scope(at, async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
             fut.await;
-        });
+        }));
     }
 }
 
@@ -145,17 +147,61 @@ fn drop_cached_data(notifier: NotifierSlot, ino: u64) {
     });
 }
 
-/// The one mapping from client-library errors to errnos.
+tokio::task_local! {
+    /// The FUSE operation a spawned request runs and the inode it names (see
+    /// `RustreFs::spawn`), read by [`errno`] for its log line.
+    static REQUEST: (&'static str, u64);
+}
+
+/// The one mapping from client-library errors to errnos. An error that is not the
+/// ordinary answer of a file system (ENOENT, EEXIST, EACCES, ...) but a failure of the
+/// cluster (EIO, ENOTCONN, ESTALE, ETIMEDOUT, ENOSPC, a refused credential) is logged as
+/// one warning line naming the operation, the inode and the error, whose text names the
+/// peer that failed: the mount daemon's log is where an operator traces an application's
+/// error (docs/operations.md, "Logs").
 pub fn errno(e: rustre_proto::Error) -> Errno {
-    if matches!(
-        e,
-        rustre_proto::Error::Io(_)
-            | rustre_proto::Error::Protocol(_)
-            | rustre_proto::Error::Unavailable(_)
-    ) {
-        tracing::warn!("request failed: {e}");
+    let n = e.errno();
+    if logged_to_operator(&e) {
+        let at = REQUEST.try_with(|at| *at).ok();
+        let (op, ino) = at.unwrap_or(("cached", 0));
+        tracing::warn!(
+            "{op} ino {ino}: returned {} to the application: {e}",
+            errno_name(n)
+        );
     }
-    Errno::from_i32(e.errno())
+    Errno::from_i32(n)
+}
+
+/// True for the errors an operator must hear of (see [`errno`]).
+fn logged_to_operator(e: &rustre_proto::Error) -> bool {
+    use rustre_proto::Error as E;
+    matches!(
+        e,
+        E::Io(_)
+            | E::Protocol(_)
+            | E::Unavailable(_)
+            | E::Corrupt(_)
+            | E::Missing(_)
+            | E::Fenced(_)
+            | E::Stale
+            | E::OldEpoch { .. }
+            | E::TimedOut
+            | E::NoSpace
+            | E::Auth(_)
+    )
+}
+
+/// The symbolic name of the errnos [`logged_to_operator`] lets through.
+fn errno_name(n: i32) -> String {
+    match n {
+        libc::EIO => "EIO".into(),
+        libc::ENOTCONN => "ENOTCONN".into(),
+        libc::ESTALE => "ESTALE".into(),
+        libc::ETIMEDOUT => "ETIMEDOUT".into(),
+        libc::ENOSPC => "ENOSPC".into(),
+        libc::EACCES => "EACCES".into(),
+        n => format!("errno {n}"),
+    }
 }
 
 /// Who made a request, copied out of it so it can move to the runtime.
@@ -369,5 +415,29 @@ mod tests {
             libc::ENOENT
         );
         assert_eq!(i32::from(errno(rustre_proto::Error::Range)), libc::ERANGE);
+    }
+
+    #[test]
+    fn only_failures_of_the_cluster_are_logged_for_the_operator() {
+        use rustre_proto::Error as E;
+        for e in [
+            E::Io("x".into()),
+            E::Unavailable("x".into()),
+            E::Stale,
+            E::TimedOut,
+        ] {
+            assert!(logged_to_operator(&e), "{e:?}");
+        }
+        for e in [
+            E::NotFound,
+            E::Exists,
+            E::Access,
+            E::NotEmpty,
+            E::Invalid("x".into()),
+        ] {
+            assert!(!logged_to_operator(&e), "{e:?}");
+        }
+        assert_eq!(errno_name(libc::EIO), "EIO");
+        assert_eq!(errno_name(libc::ENOTCONN), "ENOTCONN");
     }
 }

@@ -95,7 +95,9 @@ impl Filesystem for RustreFs {
         if let Some(r) = c.cached_lookup(|| who.creds(), who.uid, parent.0, &name) {
             return answer(reply, r);
         }
-        self.spawn(async move { answer(reply, c.lookup(&who.creds(), parent.0, &name).await) });
+        self.spawn(("lookup", parent.0), async move {
+            answer(reply, c.lookup(&who.creds(), parent.0, &name).await)
+        });
     }
 
     /// Inodes carry no per-lookup state here: everything is asked of the MDS by number.
@@ -106,7 +108,7 @@ impl Filesystem for RustreFs {
         if let Some(a) = c.cached_getattr(ino.0) {
             return reply.attr(&ttl, &file_attr(&a));
         }
-        self.spawn(async move {
+        self.spawn(("getattr", ino.0), async move {
             match c.getattr_ino(&who.creds(), ino.0).await {
                 Ok(a) => reply.attr(&ttl, &file_attr(&a)),
                 Err(e) => reply.error(errno(e)),
@@ -142,7 +144,7 @@ impl Filesystem for RustreFs {
             via_write_handle: false,
         };
         let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.attr_ttl());
-        self.spawn(async move {
+        self.spawn(("setattr", ino.0), async move {
             match c
                 .setattr_file(&who.creds(), ino.0, set, fh.map(|f| f.0))
                 .await
@@ -155,7 +157,7 @@ impl Filesystem for RustreFs {
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("readlink", ino.0), async move {
             match c.readlink(&who.creds(), ino.0).await {
                 Ok(t) => reply.data(t.as_bytes()),
                 Err(e) => reply.error(errno(e)),
@@ -181,7 +183,7 @@ impl Filesystem for RustreFs {
             return reply.error(fuser::Errno::EINVAL);
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
-        self.spawn(async move {
+        self.spawn(("mknod", parent.0), async move {
             let creds = who.creds();
             let mode = (mode & 0o7777, umask);
             let r = c
@@ -205,7 +207,7 @@ impl Filesystem for RustreFs {
             Err(e) => return reply.error(e),
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
-        self.spawn(async move {
+        self.spawn(("mkdir", parent.0), async move {
             let r = c
                 .mkdir_umask(&who.creds(), parent.0, &name, mode & 0o7777, umask)
                 .await;
@@ -219,7 +221,7 @@ impl Filesystem for RustreFs {
             Err(e) => return reply.error(e),
         };
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("unlink", parent.0), async move {
             reply_empty(reply, c.unlink(&who.creds(), parent.0, &name).await);
         });
     }
@@ -230,7 +232,7 @@ impl Filesystem for RustreFs {
             Err(e) => return reply.error(e),
         };
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("rmdir", parent.0), async move {
             reply_empty(reply, c.rmdir(&who.creds(), parent.0, &name).await);
         });
     }
@@ -248,7 +250,7 @@ impl Filesystem for RustreFs {
             (Err(e), _) | (_, Err(e)) => return reply.error(e),
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
-        self.spawn(async move {
+        self.spawn(("symlink", parent.0), async move {
             let r = c.symlink(&who.creds(), parent.0, &name, &target).await;
             reply_entry(reply, ttls, r);
         });
@@ -279,7 +281,7 @@ impl Filesystem for RustreFs {
             wire |= RENAME_EXCHANGE;
         }
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("rename", parent.0), async move {
             let creds = who.creds();
             let r = c
                 .rename(&creds, parent.0, &name, newparent.0, &newname, wire)
@@ -301,7 +303,7 @@ impl Filesystem for RustreFs {
             Err(e) => return reply.error(e),
         };
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
-        self.spawn(async move {
+        self.spawn(("link", ino.0), async move {
             let r = c.link(&who.creds(), ino.0, newparent.0, &newname).await;
             reply_entry(reply, ttls, r);
         });
@@ -309,7 +311,7 @@ impl Filesystem for RustreFs {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let (c, who, n) = (self.client.clone(), Caller::of(req), self.notifier.clone());
-        self.spawn(async move {
+        self.spawn(("open", ino.0), async move {
             match c.open_file(&who.creds(), ino.0, flags.0).await {
                 Ok(o) => {
                     if !o.keep_cache {
@@ -325,7 +327,7 @@ impl Filesystem for RustreFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -334,7 +336,7 @@ impl Filesystem for RustreFs {
         reply: ReplyData,
     ) {
         let c = self.client.clone();
-        self.spawn(async move {
+        self.spawn(("read", ino.0), async move {
             match c.read_file(fh.0, offset, size as usize).await {
                 Ok(data) => reply.data(&data),
                 Err(e) => reply.error(errno(e)),
@@ -365,7 +367,7 @@ impl Filesystem for RustreFs {
         // and its own place: never an append.
         let append =
             flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        self.spawn(async move {
+        self.spawn(("write", ino.0), async move {
             match c.write_file_as(fh.0, offset, data, append).await {
                 Ok(written) => {
                     if kill && c.write_cleared_setid(fh.0) {
@@ -401,7 +403,9 @@ impl Filesystem for RustreFs {
         if c.nothing_to_flush(fh.0) {
             return reply.ok();
         }
-        self.spawn(async move { reply_empty(reply, c.flush_file(fh.0).await) });
+        self.spawn(("flush", ino.0), async move {
+            reply_empty(reply, c.flush_file(fh.0).await)
+        });
     }
 
     fn release(
@@ -422,7 +426,7 @@ impl Filesystem for RustreFs {
             let at = (fh.0, ino.0);
             return self.release_locks_then(Caller::of(req), at, flock_owner, done);
         }
-        self.spawn(done)
+        self.spawn(("release", ino.0), done)
     }
 
     fn getlk(
@@ -469,18 +473,20 @@ impl Filesystem for RustreFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
         let c = self.client.clone();
-        self.spawn(async move { reply_empty(reply, c.fsync_file(fh.0).await) });
+        self.spawn(("fsync", ino.0), async move {
+            reply_empty(reply, c.fsync_file(fh.0).await)
+        });
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("opendir", ino.0), async move {
             match c.open_dir(&who.creds(), ino.0).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(errno(e)),
@@ -491,13 +497,13 @@ impl Filesystem for RustreFs {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let c = self.client.clone();
-        self.spawn(async move {
+        self.spawn(("readdir", ino.0), async move {
             match c.read_dir(fh.0, offset).await {
                 Ok(listed) => {
                     for l in listed {
@@ -516,13 +522,13 @@ impl Filesystem for RustreFs {
     fn readdirplus(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         let (c, ttl) = (self.client.clone(), self.attr_ttl().min(self.entry_ttl()));
-        self.spawn(async move {
+        self.spawn(("readdirplus", ino.0), async move {
             match c.read_dir(fh.0, offset).await {
                 Ok(listed) => {
                     for l in listed {
@@ -560,18 +566,20 @@ impl Filesystem for RustreFs {
     fn fsyncdir(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move { reply_empty(reply, c.sync_metadata(&who.creds()).await) });
+        self.spawn(("fsyncdir", ino.0), async move {
+            reply_empty(reply, c.sync_metadata(&who.creds()).await)
+        });
     }
 
-    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("statfs", ino.0), async move {
             match c.statfs(&who.creds()).await {
                 Ok(s) => {
                     let b = u64::from(STATFS_BLOCK_BYTES);
@@ -609,7 +617,7 @@ impl Filesystem for RustreFs {
             return reply.error(fuser::Errno::EINVAL);
         }
         let (c, who, value) = (self.client.clone(), Caller::of(req), value.to_vec());
-        self.spawn(async move {
+        self.spawn(("setxattr", ino.0), async move {
             let creds = who.creds();
             let r = c
                 .set_xattr(&creds, ino.0, &name, &value, flags as u32)
@@ -624,7 +632,7 @@ impl Filesystem for RustreFs {
             Err(e) => return reply.error(e),
         };
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("getxattr", ino.0), async move {
             match c.get_xattr(&who.creds(), ino.0, &name).await {
                 Ok(v) => xattr_reply(reply, size, &v),
                 Err(e) => reply.error(errno(e)),
@@ -634,7 +642,7 @@ impl Filesystem for RustreFs {
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("listxattr", ino.0), async move {
             match c.list_xattr(&who.creds(), ino.0).await {
                 Ok(names) => {
                     let mut buf = Vec::new();
@@ -655,7 +663,7 @@ impl Filesystem for RustreFs {
             Err(e) => return reply.error(e),
         };
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("removexattr", ino.0), async move {
             reply_empty(reply, c.remove_xattr(&who.creds(), ino.0, &name).await);
         });
     }
@@ -663,7 +671,7 @@ impl Filesystem for RustreFs {
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let (c, who) = (self.client.clone(), Caller::of(req));
         let mask = mask.bits() as u32;
-        self.spawn(async move {
+        self.spawn(("access", ino.0), async move {
             reply_empty(reply, c.access(&who.creds(), ino.0, mask).await);
         });
     }
@@ -688,7 +696,7 @@ impl Filesystem for RustreFs {
         // The reply carries fresh attributes, so no cached ones need dropping.
         let (c, who) = (self.client.clone(), Caller::of(req));
         let ttl = self.attr_ttl().min(self.entry_ttl());
-        self.spawn(async move {
+        self.spawn(("create", parent.0), async move {
             let creds = who.creds();
             let mode = (mode & 0o7777, umask);
             match c
@@ -718,7 +726,7 @@ impl Filesystem for RustreFs {
         reply: ReplyEmpty,
     ) {
         let (c, who, n) = (self.client.clone(), Caller::of(req), self.notifier.clone());
-        self.spawn(async move {
+        self.spawn(("fallocate", ino.0), async move {
             let creds = who.creds();
             let r = c.fallocate_file(&creds, fh.0, offset, length, mode).await;
             if r.is_ok() {
@@ -764,7 +772,7 @@ impl Filesystem for RustreFs {
             return reply.error(fuser::Errno::ENXIO);
         };
         let (c, who) = (self.client.clone(), Caller::of(req));
-        self.spawn(async move {
+        self.spawn(("lseek", ino.0), async move {
             match c
                 .seek_data_hole(&who.creds(), ino.0, offset, want_data)
                 .await

@@ -2,13 +2,14 @@
 //! read; the parent waits on a status pipe (`OK`, or `ERR message`) and exits only when the
 //! child reports the mount up or fails, because mount(8) waits for it. The child ([`serve`])
 //! connects, mounts, reports, detaches its standard descriptors and serves until unmounted
-//! or signalled. Also the process's logging setup.
+//! or signalled. Also the process's logging setup (where the lines go: `log.rs`).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use rustre_proto::auth::ClusterKey;
 
+use super::log::{Sink, Target, SYSLOG_SOCKET};
 use super::options::{check_mountpoint, MountArgs};
 use super::syscall::{lazy_unmount, mount, remount};
 use super::{connect, HELPER_NAME, SESSION_CLOSE_TIMEOUT, STATUS_MESSAGE_MAX_BYTES};
@@ -20,9 +21,12 @@ fn init_logging(debug: bool) {
         tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
     };
+    // SAFETY: isatty reads a descriptor's state.
+    let terminal = unsafe { libc::isatty(2) } == 1;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(debug && terminal)
+        .with_writer(Sink)
         .try_init();
 }
 
@@ -47,8 +51,20 @@ pub fn run(mut args: MountArgs) -> i32 {
         Ok(k) => k,
         Err(e) => return fail(e.to_string()),
     };
+    // Chosen before forking, so that a log file that cannot be opened fails the mount.
+    let target = match (&args.options.log_file, args.options.foreground) {
+        (Some(p), _) => match Target::choose(Some(p)) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(e),
+        },
+        (None, true) => None,
+        (None, false) => match Target::choose(None) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(e),
+        },
+    };
     if args.options.foreground {
-        return match serve(&args, &key, &mut None) {
+        return match serve(&args, &key, &mut None, target.as_ref()) {
             Ok(()) => 0,
             Err(e) => fail(e),
         };
@@ -71,7 +87,7 @@ pub fn run(mut args: MountArgs) -> i32 {
                 libc::setsid();
             }
             let mut status = Some(std::fs::File::from(wr));
-            let code = match serve(&args, &key, &mut status) {
+            let code = match serve(&args, &key, &mut status, target.as_ref()) {
                 Ok(()) => 0,
                 Err(e) => {
                     // The parent prints it (unless the mount was already reported up).
@@ -104,11 +120,13 @@ pub fn run(mut args: MountArgs) -> i32 {
 }
 
 /// The daemon's life: connect, mount, report, serve, clean up. `status` is the pipe to the
-/// waiting parent; it is closed (taken) once the mount is reported up.
+/// waiting parent; it is closed (taken) once the mount is reported up. The log lines go to
+/// `target` once the mount is up (standard error until then, and without one).
 fn serve(
     args: &MountArgs,
     key: &ClusterKey,
     status: &mut Option<std::fs::File>,
+    target: Option<&Target>,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.options.threads)
@@ -132,8 +150,19 @@ fn serve(
             return Err(format!("report to the parent: {e}"));
         }
         drop(pipe);
-        detach_stdio();
+        if let Some(t) = target.filter(|t| t.is_fallback()) {
+            // Not where an operator looks first: say so once.
+            eprintln!(
+                "{HELPER_NAME}: no syslog ({SYSLOG_SOCKET}): the daemon of {} logs to {}",
+                args.mountpoint.display(),
+                t.describe()
+            );
+        }
+        detach_stdio(target);
+    } else if let Some(t) = target {
+        redirect_log(t);
     }
+    tracing::info!("{} mounted from {}", args.mountpoint.display(), args.source);
     let mountpoint = args.mountpoint.clone();
     rt.spawn(async move {
         let mut term =
@@ -155,8 +184,9 @@ fn serve(
     served.map_err(|e| format!("FUSE session: {e}"))
 }
 
-/// Standard input, output and error to /dev/null, and out of any mount's way.
-fn detach_stdio() {
+/// Standard input and output to /dev/null, standard error to the log `target` (else to
+/// /dev/null too), and out of any mount's way.
+fn detach_stdio(target: Option<&Target>) {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -166,6 +196,16 @@ fn detach_stdio() {
             // SAFETY: dup2 onto the standard descriptors.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
+        if let Some(t) = target {
+            t.apply(&null);
+        }
     }
     let _ = std::env::set_current_dir("/");
+}
+
+/// A foreground mount with `log=`: its lines go to that file from now on.
+fn redirect_log(target: &Target) {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        target.apply(&null);
+    }
 }

@@ -37,13 +37,16 @@
 //! - `syscall.rs`: mount(2)/fusermount3 and the FUSE handshake ([`mount`]), read-ahead,
 //!   the remount, [`lazy_unmount`]. Imports `options` and `mountinfo`.
 //! - `daemon.rs`: [`run`]: fork, the status pipe to the waiting parent, the daemon's serving
-//!   loop, detaching stdio, logging. Imports `options`, `syscall` and `connect`.
+//!   loop, detaching stdio, logging. Imports `options`, `syscall`, `log` and `connect`.
+//! - `log.rs`: where the daemon's log lines go (standard error, `log=PATH`, syslog, the
+//!   fallback file). Imports no sibling.
 //! - `in_process.rs`: [`InProcessMount`], served by a thread of the caller. Imports
 //!   `options`, `syscall` and `connect`.
 //! - `tests.rs`: unit tests.
 
 mod daemon;
 mod in_process;
+mod log;
 mod mountinfo;
 mod options;
 mod syscall;
@@ -62,6 +65,7 @@ use crate::client::{Client, ClientConfig};
 
 pub use daemon::run;
 pub use in_process::InProcessMount;
+pub use log::FALLBACK_LOG_FILE;
 pub use mountinfo::mount_device;
 pub use options::{MountArgs, MountFlags, MountOptions};
 pub use syscall::{lazy_unmount, mount};
@@ -106,7 +110,18 @@ pub fn invoked_as_helper() -> bool {
 
 /// The helper's `main`: parses mount(8)'s arguments, mounts, returns the exit code.
 pub fn helper_main() -> i32 {
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    helper_main_with(&[])
+}
+
+/// [`helper_main`], with `defaults` (`-o` strings, e.g. from a configuration file) applied
+/// before the options mount(8) passes.
+pub fn helper_main_with(defaults: &[String]) -> i32 {
+    let mut args: Vec<OsString> = Vec::new();
+    for d in defaults {
+        args.push("-o".into());
+        args.push(d.into());
+    }
+    args.extend(std::env::args_os().skip(1));
     match MountArgs::from_helper_args(&args) {
         Ok(a) => run(a),
         Err(e) => {

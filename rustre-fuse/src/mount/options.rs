@@ -39,6 +39,9 @@ pub struct MountOptions {
     pub debug: bool,
     /// Stay in the foreground (`-f`).
     pub foreground: bool,
+    /// Where the daemon logs once in the background (`log=PATH`, appended to); without it,
+    /// syslog (journald) when /dev/log exists, else `FALLBACK_LOG_FILE` (see `daemon.rs`).
+    pub log_file: Option<PathBuf>,
     /// Kernel mount flags from `noexec`, `noatime`, `suid`, `dev`, ... (MS_* bits).
     pub exec_suid_dev_atime: MountFlags,
     /// TTLs and cache size for the adapter (`attr_timeout=`, `entry_timeout=`, `cache_size=`).
@@ -111,6 +114,7 @@ impl Default for MountOptions {
             secret_file: auth::secret_file_or_default(None),
             debug: false,
             foreground: false,
+            log_file: None,
             // nosuid and nodev by default, as every FUSE mount.
             exec_suid_dev_atime: MountFlags {
                 nosuid: true,
@@ -183,6 +187,7 @@ impl MountOptions {
                 }
                 ("cluster", Some(v)) if !v.is_empty() => self.cluster = v.to_string(),
                 ("secret_file", Some(v)) if !v.is_empty() => self.secret_file = v.into(),
+                ("log", Some(v)) if !v.is_empty() => self.log_file = Some(v.into()),
                 ("suid", None) => f.nosuid = false,
                 ("nosuid", None) => f.nosuid = true,
                 ("dev", None) => f.nodev = false,

@@ -248,3 +248,25 @@ fn mountinfo_lines_give_the_flags_in_force() {
     assert!(strict.flags().sync);
     assert_eq!(MountEntry::parse("garbage"), None);
 }
+
+#[test]
+fn log_names_the_daemons_log_file_and_config_defaults_come_first() {
+    let a = MountArgs::from_helper_args(&os(&["h:1", "/m", "-o", "log=/var/log/r.log"])).unwrap();
+    assert_eq!(
+        a.options.log_file.as_deref(),
+        Some(Path::new("/var/log/r.log"))
+    );
+    assert!(MountArgs::from_helper_args(&os(&["h:1", "/m", "-o", "log="])).is_err());
+    // Defaults (a configuration file's) go first, as `-o` strings: the line's own win.
+    let a = MountArgs::from_helper_args(&os(&[
+        "-o",
+        "cluster=fromfile,noatime",
+        "h:1",
+        "/m",
+        "-o",
+        "cluster=fromline",
+    ]))
+    .unwrap();
+    assert_eq!(a.options.cluster, "fromline");
+    assert_eq!(a.options.exec_suid_dev_atime.atime, AtimeRule::Never);
+}

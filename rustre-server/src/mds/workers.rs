@@ -201,7 +201,10 @@ async fn reap_sessions(mds: Arc<Mds>) -> Result<(), MdsError> {
         })
         .await?;
     for id in expired {
-        tracing::info!(session = id, "session lease expired; releasing its opens");
+        tracing::warn!(
+            session = id,
+            "session lease expired: client evicted, releasing its opens"
+        );
         loop {
             let ended = mds
                 .txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {

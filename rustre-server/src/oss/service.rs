@@ -340,7 +340,18 @@ impl Handler for Oss {
         };
         let result = match self.admit(ost, req.epoch, &req.op).await {
             Ok(()) => self.handle_op(ost, req.op, payload).await,
-            Err(e) => Err(Failure::Wire(e)),
+            Err(e) => {
+                // One line per refusal: an operator tracing a client's EIO finds it here.
+                match &e {
+                    Error::Fenced(_) => tracing::warn!(
+                        ost = req.ost,
+                        epoch = req.epoch,
+                        "fenced: refused a change: {e}"
+                    ),
+                    _ => tracing::info!(ost = req.ost, epoch = req.epoch, "refused: {e}"),
+                }
+                Err(Failure::Wire(e))
+            }
         };
         match result {
             Ok((resp, payload)) => Reply {

@@ -4,6 +4,7 @@
 use rustre_proto::msg::Ino;
 use rustre_proto::Error;
 
+use super::Progress;
 use crate::client::Client;
 
 /// What an evacuation did.
@@ -16,11 +17,18 @@ pub struct EvacuateReport {
 }
 
 impl Client {
-    /// Moves every copy on OST `ost` to other OSTs.
-    pub async fn evacuate(&self, ost: u32) -> Result<EvacuateReport, Error> {
+    /// Moves every copy on OST `ost` to other OSTs, telling `progress` of each file seen.
+    pub async fn evacuate(
+        &self,
+        ost: u32,
+        progress: &dyn Progress,
+    ) -> Result<EvacuateReport, Error> {
+        progress.phase("namespace walk", 0);
         let files = self.walk_files().await?;
         let mut report = EvacuateReport::default();
+        progress.phase("files", files.len() as u64);
         for a in files.values() {
+            progress.advance(1);
             let Some(l) = &a.layout else { continue };
             if !l.osts.contains(&ost) {
                 continue;

@@ -21,7 +21,7 @@ use rustre_proto::Error;
 
 use super::finding::{Finding, Held, Repaired};
 use super::meta_check;
-use super::unexpected;
+use super::{unexpected, Progress};
 use crate::client::stripe::object_size;
 use crate::client::Client;
 
@@ -75,8 +75,14 @@ impl Client {
     /// Checks the metadata, and the inodes against the objects of every OST that is up.
     /// Overlong objects of files open for writing or changed within `grace` are reported
     /// [`Held`].
-    pub async fn fsck(&self, grace: Duration) -> Result<FsckReport, Error> {
+    /// `progress` hears of each OST listed, then of each file and object checked.
+    pub async fn fsck(
+        &self,
+        grace: Duration,
+        progress: &dyn Progress,
+    ) -> Result<FsckReport, Error> {
         let (up, down) = self.osts_by_state();
+        progress.phase("listing OSTs", up.len() as u64);
         // Objects first, then the metadata: a file created in between has an inode, so only
         // a file removed in between can look like an orphan, and that is re-checked below.
         let mut objects = HashMap::new();
@@ -86,7 +92,9 @@ impl Client {
                 .await
                 .map_err(|e| Error::Io(format!("OST {ost}: {e}")))?;
             objects.insert(*ost, list);
+            progress.advance(1);
         }
+        progress.phase("scanning metadata", 0);
         let (inodes, now) = self.scan_inodes().await?;
         let entries = self.scan_entries().await?;
         let indexed = self.scan_stale_index().await?;
@@ -113,7 +121,9 @@ impl Client {
                 .get(&ost)
                 .map(|list| list.get(id).map_or(0, |o| o.size))
         };
+        progress.phase("files", files.len() as u64);
         for i in files.values() {
+            progress.advance(1);
             let a = &i.attr;
             let Some(l) = &a.layout else { continue };
             report.stale_copies += l.stale.len();
@@ -123,7 +133,9 @@ impl Client {
                     .await;
             }
         }
+        progress.phase("objects", report.objects as u64);
         for (ost, list) in &objects {
+            progress.advance(list.len() as u64);
             for id in list.keys().filter(|id| !inodes.contains_key(&id.ino)) {
                 // A file removed during the walk has no inode either.
                 if matches!(

@@ -11,6 +11,7 @@
 //! - [`replace_ost`](Client::replace_ost): accepts a new disk for an OST whose disk was
 //!   wiped or replaced, once every copy there is marked stale.
 //! - [`cluster_map`]: the cluster's state from the MGS alone (no session, no MDS needed).
+//! - [`Progress`]: how far fsck, scrub and evacuate have got, told as they go.
 //!
 //! Every call needs root's powers on the cluster (the client sends root credentials). fsck
 //! is safe on a live cluster (it never truncates what a writer may not have reported yet, and
@@ -21,6 +22,7 @@ mod evacuate;
 mod finding;
 mod fsck;
 mod meta_check;
+mod progress;
 mod replace;
 mod scrub;
 mod stuck;
@@ -38,6 +40,7 @@ use rustre_proto::Error;
 pub use evacuate::EvacuateReport;
 pub use finding::{Finding, Held, Repaired};
 pub use fsck::{FsckReport, FSCK_GRACE};
+pub use progress::{NoProgress, Progress};
 pub use replace::{LostFile, ReplaceReport};
 pub use scrub::{ScrubReport, ScrubbedObject};
 

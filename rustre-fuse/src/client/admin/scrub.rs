@@ -5,7 +5,7 @@ use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse};
 use rustre_proto::msg::Creds;
 use rustre_proto::Error;
 
-use super::unexpected;
+use super::{unexpected, Progress};
 use crate::client::Client;
 
 /// An object with blocks that fail their checksums.
@@ -26,8 +26,8 @@ pub struct ScrubReport {
 }
 
 impl Client {
-    /// Checks every block of every object of OST `ost`.
-    pub async fn scrub(&self, ost: u32) -> Result<ScrubReport, Error> {
+    /// Checks every block of every object of OST `ost`, telling `progress` of each object.
+    pub async fn scrub(&self, ost: u32, progress: &dyn Progress) -> Result<ScrubReport, Error> {
         let list = self
             .list_objects(ost)
             .await
@@ -36,7 +36,9 @@ impl Client {
             objects: list.len(),
             bad: Vec::new(),
         };
+        progress.phase("objects", list.len() as u64);
         for id in list.keys() {
+            progress.advance(1);
             let bad_blocks = match self.oss_answer(ost, OssOp::Scrub { object: *id }).await {
                 Ok(OssResponse::Scrubbed { bad_blocks }) => bad_blocks,
                 Ok(r) => return Err(unexpected(&r)),

@@ -1,0 +1,166 @@
+//! Settings of a role taken from its flags and the configuration file (`config`), where
+//! the merge needs more than [`crate::config::pick`]: the OST list of an OSS, the session
+//! lease, the mount's arguments and the helper's default options; and `rustre config check`.
+
+use std::path::{Path, PathBuf};
+
+use rustre_server::mds;
+
+use crate::config::{Config, OstEntry, DEFAULT_CONFIG_PATH};
+use crate::Cli;
+
+/// The error when no listen address is given for an MDS or OSS.
+pub(crate) const NO_LISTEN: &str =
+    "give --listen HOST:PORT (or listen in the configuration's table of this role)";
+
+/// The OSTs of an OSS: the `--index`/`--data` pairs if any were given (they replace the
+/// file's list), else the file's.
+pub(crate) fn osts(
+    indexes: Vec<u32>,
+    dirs: Vec<PathBuf>,
+    file: &[OstEntry],
+) -> Result<(Vec<u32>, Vec<PathBuf>), String> {
+    if indexes.is_empty() && dirs.is_empty() {
+        if file.is_empty() {
+            return Err(
+                "give --index N --data DIR (repeat for several OSTs), or osts in the \
+                        configuration's [oss.NAME] table"
+                    .into(),
+            );
+        }
+        return Ok(file.iter().map(|o| (o.index, o.data.clone())).unzip());
+    }
+    Ok((indexes, dirs))
+}
+
+/// The MDS session lease in milliseconds: the given seconds (checked as the flag is), or the
+/// default.
+pub(crate) fn session_lease_ms(secs: Option<u64>) -> Result<u64, String> {
+    match secs {
+        None => Ok(mds::SESSION_LEASE_MS),
+        Some(s) if (mds::MIN_SESSION_LEASE_SECS..=mds::MAX_SESSION_LEASE_SECS).contains(&s) => {
+            Ok(s * 1000)
+        }
+        Some(s) => Err(format!(
+            "session_lease = {s}: expected {} to {} seconds",
+            mds::MIN_SESSION_LEASE_SECS,
+            mds::MAX_SESSION_LEASE_SECS
+        )),
+    }
+}
+
+/// THE ONE PLACE where a role's metrics address (`--metrics-listen` / `metrics_listen`)
+/// is to be wired once the metrics exporter exists in this build: `flag` over `file`.
+/// Until then a metrics address is refused rather than silently ignored.
+pub(crate) fn metrics_listen(
+    flag: Option<String>,
+    file: Option<String>,
+) -> Result<Option<String>, String> {
+    match crate::config::pick(flag, file) {
+        None => Ok(None),
+        Some(a) => Err(format!(
+            "metrics_listen = {a:?}: this build of rustre has no metrics exporter"
+        )),
+    }
+}
+
+/// The `-o` strings a mount starts from: the file's cluster and secret_file (unless the
+/// command line gave them), then its `[mount]` options.
+pub(crate) fn mount_defaults(
+    cfg: &Config,
+    cluster: Option<&str>,
+    secret_file: Option<&Path>,
+) -> Vec<String> {
+    let mut opts = Vec::new();
+    if let Some(c) = cluster.or(cfg.cluster.as_deref()) {
+        opts.push(format!("cluster={c}"));
+    }
+    if let Some(f) = secret_file.or(cfg.secret_file.as_deref()) {
+        opts.push(format!("secret_file={}", f.display()));
+    }
+    if let Some(m) = &cfg.mount {
+        opts.extend(m.options.iter().cloned());
+    }
+    opts
+}
+
+/// `rustre mount`'s arguments: source and mount point from the command line, else from the
+/// configuration; options: the configuration's, then `-o`.
+pub(crate) fn mount_args(
+    cli: &Cli,
+    cfg: &Config,
+    source: &Option<String>,
+    mountpoint: &Option<PathBuf>,
+    options: &[String],
+    foreground: bool,
+) -> Result<rustre_fuse::mount::MountArgs, String> {
+    let section = cfg.mount.clone().unwrap_or_default();
+    let source = source
+        .clone()
+        .or(section.source)
+        .or(cfg.mgs_address.clone())
+        .ok_or("give the MGS address HOST:PORT (or mount.source in the configuration)")?;
+    let mountpoint = mountpoint
+        .clone()
+        .or(section.mountpoint)
+        .ok_or("give the mount point (or mount.mountpoint in the configuration)")?;
+    let mut opts = mount_defaults(cfg, Some(&cli.cluster), cli.secret_file.as_deref());
+    opts.extend(options.iter().cloned());
+    rustre_fuse::mount::MountArgs::new(&source, &mountpoint, &opts, foreground, None, None)
+}
+
+/// `rustre config check [PATH]`: reads and checks the file, prints what it defines.
+pub(crate) fn config_check(path: Option<PathBuf>) -> Result<(), String> {
+    let path = path.unwrap_or_else(|| DEFAULT_CONFIG_PATH.into());
+    let cfg = Config::load(&path)?;
+    println!("{}: ok: {}", path.display(), cfg.summary());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oss_flags_replace_the_files_ost_list() {
+        let file = vec![OstEntry {
+            index: 3,
+            data: "/f".into(),
+        }];
+        let (i, d) = osts(vec![], vec![], &file).unwrap();
+        assert_eq!((i, d), (vec![3], vec![PathBuf::from("/f")]));
+        let (i, _) = osts(vec![7], vec!["/g".into()], &file).unwrap();
+        assert_eq!(i, vec![7]);
+        assert!(osts(vec![], vec![], &[]).unwrap_err().contains("--index"));
+    }
+
+    #[test]
+    fn the_session_lease_is_checked_as_the_flag_is() {
+        assert_eq!(session_lease_ms(None).unwrap(), mds::SESSION_LEASE_MS);
+        let s = mds::MIN_SESSION_LEASE_SECS;
+        assert_eq!(session_lease_ms(Some(s)).unwrap(), s * 1000);
+        assert!(session_lease_ms(Some(mds::MAX_SESSION_LEASE_SECS + 1)).is_err());
+    }
+
+    #[test]
+    fn mount_defaults_take_the_command_line_first_then_the_file() {
+        let cfg = Config::parse(
+            "cluster = \"c\"\nsecret_file = \"/s\"\n[mount]\noptions = [\"noatime\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mount_defaults(&cfg, None, None),
+            ["cluster=c", "secret_file=/s", "noatime"]
+        );
+        assert_eq!(
+            mount_defaults(&cfg, Some("flag"), Some(Path::new("/t")))[..2],
+            ["cluster=flag", "secret_file=/t"]
+        );
+    }
+
+    #[test]
+    fn a_metrics_address_is_refused_until_wired() {
+        assert_eq!(metrics_listen(None, None).unwrap(), None);
+        assert!(metrics_listen(None, Some("127.0.0.1:1".into())).is_err());
+    }
+}
