@@ -5,6 +5,7 @@
 mod client_cmds;
 mod repair_cmds;
 mod server_cmds;
+mod tree_cmds;
 
 use std::path::PathBuf;
 
@@ -202,6 +203,16 @@ enum Cmd {
         /// OST index.
         ost: u32,
     },
+    /// List entries under a path that pass every test given, walking the namespace at the
+    /// MDS (no mount needed): GNU find's -name, -type, -size, -mtime, -maxdepth, -mindepth
+    /// and -print0 (one dash or two), and rustre's --stripe-count, --replica-count, --ost,
+    /// --stale. Directories are listed several at a time, a page of entries with their
+    /// attributes per round trip, so the order differs from find's (pipe through sort).
+    Find(tree_cmds::FindArgs),
+    /// Sum the space used under each path, walking the namespace at the MDS (no mount
+    /// needed), as GNU du: allocated blocks in 1K units (what a mount's stat reports), or
+    /// sizes with --apparent-size or -b; -s for the totals only, -h for 4.0K-style sizes.
+    Du(tree_cmds::DuArgs),
     /// OST administration.
     Ost {
         #[command(subcommand)]
@@ -256,7 +267,7 @@ fn main() {
     if rustre_fuse::mount::invoked_as_helper() {
         std::process::exit(rustre_fuse::mount::helper_main());
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(tree_cmds::gnu_find_args(std::env::args_os().collect()));
     if let Cmd::Mount {
         source,
         mountpoint,
@@ -352,6 +363,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Ost {
             cmd: OstCmd::Replace { index },
         } => repair_cmds::ost_replace(&g, index).await,
+        Cmd::Find(args) => tree_cmds::find(&g, args).await,
+        Cmd::Du(args) => tree_cmds::du(&g, args).await,
     }
 }
 
