@@ -32,6 +32,17 @@ struct Cli {
     /// missing].
     #[arg(long, global = true, env = "RUSTRE_SECRET_FILE", value_name = "PATH")]
     secret_file: Option<PathBuf>,
+    /// File holding the admin secret (mode 0600; make one with `rustre gen-secret PATH`).
+    /// Commands prove it to act as the administrator (fsck, evacuate, ost replace; never
+    /// root-squashed); an MDS given it refuses administrators' operations to connections
+    /// that do not prove it. Keep it on admin hosts and the MDS only.
+    #[arg(
+        long,
+        global = true,
+        env = "RUSTRE_ADMIN_SECRET_FILE",
+        value_name = "PATH"
+    )]
+    admin_secret_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -74,6 +85,16 @@ enum Cmd {
               value_parser = clap::value_parser!(u64)
                   .range(mds::MIN_SESSION_LEASE_SECS..=mds::MAX_SESSION_LEASE_SECS))]
         session_lease: u64,
+        /// Root squash: calls from clients as uid 0 run as UID (and gid 0 as GID; default
+        /// GID = UID), unless the client proved the admin secret (--admin-secret-file) or
+        /// its address is given with --root-squash-exempt. Off unless given; 65534:65534 is
+        /// nobody:nogroup.
+        #[arg(long, value_name = "UID[:GID]", value_parser = mds::access::parse_squash)]
+        root_squash: Option<mds::access::Squash>,
+        /// A client address whose root is never squashed (a trusted admin host); repeat for
+        /// several.
+        #[arg(long, value_name = "IP", requires = "root_squash")]
+        root_squash_exempt: Vec<std::net::IpAddr>,
     },
     /// Run an object storage server for one or more OSTs (repeat --index/--data in pairs).
     Oss {
@@ -98,7 +119,7 @@ enum Cmd {
         mountpoint: PathBuf,
         /// Mount options, comma-separated (allow_other, ro, default_permissions,
         /// attr_timeout=S, entry_timeout=S, cache_size=BYTES, cluster=NAME,
-        /// secret_file=PATH, debug).
+        /// secret_file=PATH, admin_secret_file=PATH, debug).
         #[arg(short = 'o')]
         options: Vec<String>,
         /// Stay in the foreground.
@@ -316,6 +337,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         mgs: cli.mgs,
         cluster: cli.cluster,
         secret_file: cli.secret_file,
+        admin_secret_file: cli.admin_secret_file,
     };
     match cli.cmd {
         Cmd::Mgs { listen, data, fdb } => server_cmds::mgs(&g, &listen, data, fdb).await,
@@ -326,9 +348,18 @@ async fn run(cli: Cli) -> Result<(), String> {
             fdb,
             relaxed,
             session_lease,
+            root_squash,
+            root_squash_exempt,
         } => {
             let lease_ms = session_lease * 1000;
-            server_cmds::mds(&g, &listen, advertise, data, fdb, !relaxed, lease_ms).await
+            let access = mds::access::AccessPolicy {
+                root_squash,
+                squash_exempt: root_squash_exempt,
+            };
+            server_cmds::mds(
+                &g, &listen, advertise, data, fdb, !relaxed, lease_ms, access,
+            )
+            .await
         }
         Cmd::Oss {
             listen,

@@ -146,6 +146,7 @@ pub(crate) async fn mds(
     fdb: FdbArgs,
     durable: bool,
     session_lease_ms: u64,
+    access: mds::access::AccessPolicy,
 ) -> Result<(), String> {
     let store = match (fdb.store(&g.cluster)?, data) {
         (Some(_), Some(_)) => return Err(MDS_TWO_STORES.into()),
@@ -164,6 +165,7 @@ pub(crate) async fn mds(
         key,
         durable,
         session_lease_ms,
+        access,
     };
     mds::run(cfg, kv, l, shutdown_on_signal())
         .await

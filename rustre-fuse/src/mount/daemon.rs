@@ -47,6 +47,13 @@ pub fn run(mut args: MountArgs) -> i32 {
         Ok(k) => k,
         Err(e) => return fail(e.to_string()),
     };
+    let key = match &args.options.admin_secret_file {
+        None => key,
+        Some(p) => match ClusterKey::load(p) {
+            Ok(admin) => key.with_admin(&admin),
+            Err(e) => return fail(format!("admin {e}")),
+        },
+    };
     if args.options.foreground {
         return match serve(&args, &key, &mut None) {
             Ok(()) => 0,

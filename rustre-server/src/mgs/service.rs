@@ -24,7 +24,7 @@ use rustre_proto::msg::mgs::{
     wrong_disk_message, LayoutDefaults, MgsRequest, MgsResponse, OstUuid,
 };
 use rustre_proto::msg::Capacity;
-use rustre_proto::rpc::server::{Handler, Reply};
+use rustre_proto::rpc::server::{Caller, Handler, Reply};
 use rustre_proto::Error;
 use tokio::sync::{watch, Mutex};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -258,7 +258,12 @@ impl Handler for Mgs {
     type Response = MgsResponse;
     const SERVICE: Service = Service::Mgs;
 
-    async fn handle(self: Arc<Self>, req: MgsRequest, payload: Bytes) -> Reply<MgsResponse> {
+    async fn handle(
+        self: Arc<Self>,
+        req: MgsRequest,
+        payload: Bytes,
+        _caller: Caller,
+    ) -> Reply<MgsResponse> {
         if !payload.is_empty() {
             return Reply::plain(Err(Error::Invalid("MGS calls carry no payload".into())));
         }
