@@ -351,15 +351,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             root_squash,
             root_squash_exempt,
         } => {
-            let lease_ms = session_lease * 1000;
-            let access = mds::access::AccessPolicy {
-                root_squash,
-                squash_exempt: root_squash_exempt,
+            let tuning = server_cmds::MdsTuning {
+                durable: !relaxed,
+                session_lease_ms: session_lease * 1000,
+                access: mds::access::AccessPolicy {
+                    root_squash,
+                    squash_exempt: root_squash_exempt,
+                },
             };
-            server_cmds::mds(
-                &g, &listen, advertise, data, fdb, !relaxed, lease_ms, access,
-            )
-            .await
+            server_cmds::mds(&g, &listen, advertise, data, fdb, tuning).await
         }
         Cmd::Oss {
             listen,

@@ -43,7 +43,7 @@ fn fill(dir: &Path, seed: usize) -> usize {
         let ext = ["dat", "txt", "log"][i % 3];
         let p = dir.join(format!("f{i:02}.{ext}"));
         fs::write(&p, vec![(k % 251) as u8; size_of(k)]).unwrap();
-        if k % 5 == 0 {
+        if k.is_multiple_of(5) {
             let old = SystemTime::now() - Duration::from_secs(OLD_DAYS * 86_400 + 3600);
             fs::File::options()
                 .write(true)

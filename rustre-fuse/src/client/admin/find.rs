@@ -211,13 +211,13 @@ pub fn glob_match(pat: &[u8], s: &[u8]) -> bool {
                         continue;
                     }
                 }
-                b'\\' if p + 1 < pat.len() => {
-                    if pat[p + 1] == s[i] {
-                        p += 2;
-                        i += 1;
-                        continue;
-                    }
+                b'\\' if p + 1 < pat.len() && pat[p + 1] == s[i] => {
+                    p += 2;
+                    i += 1;
+                    continue;
                 }
+                // An escaped character that differs: no match here.
+                b'\\' if p + 1 < pat.len() => {}
                 c if c == s[i] => {
                     p += 1;
                     i += 1;
