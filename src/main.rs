@@ -128,10 +128,12 @@ enum Cmd {
     },
     /// Run a whole single-node cluster (MGS + MDS + N OSTs) in one process.
     Local(server_cmds::LocalArgs),
-    /// Create a new cluster secret file (mode 0600).
+    /// Create a new cluster secret file (mode 0600), or an admin secret file.
     ///
     /// Writes it at PATH, else at --secret-file or its default; copy it to every node and
-    /// client of the cluster. Never replaces a file.
+    /// client of the cluster. Never replaces a file. An admin secret is made the same way
+    /// (`rustre gen-secret /etc/rustre/admin.secret`) and copied to the MDS, the MGS and
+    /// admin hosts only (--admin-secret-file).
     GenSecret {
         /// Where to write it.
         path: Option<PathBuf>,
