@@ -35,7 +35,8 @@ struct Cli {
     /// File holding the admin secret (mode 0600; make one with `rustre gen-secret PATH`).
     /// Commands prove it to act as the administrator (fsck, evacuate, ost replace; never
     /// root-squashed); an MDS given it refuses administrators' operations to connections
-    /// that do not prove it. Keep it on admin hosts and the MDS only.
+    /// that do not prove it (an MGS given it, `ost replace`). Keep it on admin hosts, the MDS
+    /// and the MGS only.
     #[arg(
         long,
         global = true,

@@ -32,24 +32,22 @@ impl Call {
     /// The one admin check, for every administrator's operation (`what` names it in the
     /// refusal): a connection that proved the admin secret may; when this MDS holds no
     /// admin secret, root (after root squash) may, as before admin secrets existed.
-    /// Refused with EPERM and a message saying what is missing.
+    /// Refused with EPERM: with a message saying what is missing when this MDS holds an
+    /// admin secret, plain `NotPermitted` otherwise (as before).
     pub(super) fn require_admin(&self, what: &str) -> Result<(), MdsError> {
         if self.admin || (!self.admin_configured && self.creds.uid == 0) {
             return Ok(());
         }
-        let why = if self.admin_configured {
-            format!(
-                "{what} needs the cluster's admin credential, and this connection did not \
-                 prove it (run the command with --admin-secret-file, or RUSTRE_ADMIN_SECRET_FILE, \
-                 naming the admin secret the MDS holds)"
-            )
-        } else {
-            format!(
-                "{what} needs root, and the caller is uid {} here",
-                self.creds.uid
-            )
-        };
-        Err(Error::Denied(why).into())
+        if !self.admin_configured {
+            // Root's only, as before admin secrets existed.
+            return Err(Error::NotPermitted.into());
+        }
+        Err(Error::Denied(format!(
+            "{what} needs the cluster's admin credential, and this connection did not prove \
+             it (run the command with --admin-secret-file, or RUSTRE_ADMIN_SECRET_FILE, naming \
+             the admin secret the MDS holds)"
+        ))
+        .into())
     }
 
     /// A namespace or attribute change: recorded, and acknowledged once durable.
