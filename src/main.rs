@@ -300,11 +300,18 @@ fn main() {
     } = &cli.cmd
     {
         let cluster = Some(cli.cluster.as_str());
+        // `--admin-secret-file` (or its variable) as the option, which `-o` may override.
+        let options: Vec<String> = cli
+            .admin_secret_file
+            .iter()
+            .map(|p| format!("admin_secret_file={}", p.display()))
+            .chain(options.iter().cloned())
+            .collect();
         std::process::exit(
             match rustre_fuse::mount::MountArgs::new(
                 source,
                 mountpoint,
-                options,
+                &options,
                 *foreground,
                 cluster,
                 cli.secret_file.as_deref(),

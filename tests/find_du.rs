@@ -124,7 +124,7 @@ fn find_and_du_agree_with_gnu_find_and_du_on_a_mount() {
         eprintln!("skipped: {why}");
         return;
     }
-    let c = ProcCluster::start();
+    let mut c = ProcCluster::start();
     let m = c.mgs_addr.clone();
     cli_ok(&m, &["mkdir", "-p", "/t/wide"]);
     cli_ok(&m, &["mkdir", "/t/rep"]);
@@ -215,6 +215,21 @@ fn find_and_du_agree_with_gnu_find_and_du_on_a_mount() {
     same_du(&m, &mnt, &["-sh", "t"]);
     same_du(&m, &mnt, &["-h", "t/wide", "t/rep"]);
     same_du(&m, &mnt, &["-s", "t/d0/f05.log"]);
+
+    // A stale copy: an OSS holding a copy of a replicated file dies, a write through the
+    // mount marks that copy stale, and --stale finds that file only.
+    let victim = "t/rep/g1";
+    let v: Value = serde_json::from_str(&cli_ok(&m, &["getstripe", victim, "--json"])).unwrap();
+    let ost = v["layout"]["copies_osts"][1][0].as_u64().unwrap() as usize;
+    c.kill_oss(ost);
+    fs::write(mnt.join(victim), vec![9u8; 5000]).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            cli_ok(&m, &["find", "t", "--stale"]) == format!("{victim}\n")
+        }),
+        "{}",
+        cli_ok(&m, &["find", "t", "--stale"])
+    );
 
     // Errors: a missing start fails with find's message; the others keep going.
     let out = cli(&m, &["find", "t/nope"]);
