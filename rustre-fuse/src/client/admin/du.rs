@@ -154,3 +154,81 @@ fn post_order(mut nodes: Vec<Node>) -> Vec<DuDir> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustre_proto::msg::{FileKind, Timestamp};
+
+    fn node(path: &str, parent: Option<usize>, bytes: u64) -> Node {
+        Node {
+            path: path.into(),
+            parent,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn sums_go_up_and_children_come_first_by_name() {
+        // Numbered in visit order: "b" was met before "a".
+        let nodes = vec![
+            node("t", None, 1),
+            node("t/b", Some(0), 100),
+            node("t/a", Some(0), 10),
+            node("t/a/c", Some(2), 1000),
+        ];
+        let got: Vec<(String, u64)> = post_order(nodes)
+            .into_iter()
+            .map(|d| (d.path, d.bytes))
+            .collect();
+        let want = [("t/a/c", 1000), ("t/a", 1010), ("t/b", 100), ("t", 1111)];
+        let want: Vec<(String, u64)> = want.iter().map(|(p, b)| (p.to_string(), *b)).collect();
+        assert_eq!(got, want);
+    }
+
+    fn attr(ino: u64, kind: FileKind, nlink: u32, size: u64) -> Attr {
+        Attr {
+            ino,
+            kind,
+            perm: 0o644,
+            nlink,
+            uid: 0,
+            gid: 0,
+            size,
+            atime: Timestamp::default(),
+            mtime: Timestamp::default(),
+            ctime: Timestamp::default(),
+            rdev: 0,
+            layout: None,
+            truncate_version: 0,
+            acl: None,
+        }
+    }
+
+    #[test]
+    fn an_inode_with_several_names_counts_once() {
+        let mut v = DuVisitor {
+            apparent: true,
+            nodes: Vec::new(),
+            linked: HashSet::new(),
+            errors: Vec::new(),
+        };
+        let dir = attr(1, FileKind::Dir, 2, 4096);
+        let linked = attr(5, FileKind::File, 2, 700);
+        let single = attr(6, FileKind::File, 1, 30);
+        let visit = |v: &mut DuVisitor, path: &str, a: &Attr, parent, dir| {
+            v.visit(&Visit {
+                path,
+                attr: a,
+                depth: 0,
+                parent,
+                dir,
+            });
+        };
+        visit(&mut v, "t", &dir, None, Some(0));
+        visit(&mut v, "t/x", &linked, Some(0), None);
+        visit(&mut v, "t/y", &linked, Some(0), None);
+        visit(&mut v, "t/z", &single, Some(0), None);
+        assert_eq!(post_order(v.nodes)[0].bytes, 4096 + 700 + 30);
+    }
+}
