@@ -15,6 +15,8 @@ pub(crate) struct Global {
     pub cluster: String,
     /// `--secret-file` (or `RUSTRE_SECRET_FILE`), if given.
     pub secret_file: Option<PathBuf>,
+    /// `--admin-secret-file` (or `RUSTRE_ADMIN_SECRET_FILE`), if given.
+    pub admin_secret_file: Option<PathBuf>,
 }
 
 impl Global {
@@ -23,9 +25,18 @@ impl Global {
         auth::secret_file_or_default(self.secret_file.as_deref())
     }
 
-    /// The cluster secret, from the secret file.
+    /// The cluster secret, from the secret file, with the admin secret when
+    /// `--admin-secret-file` names one (clients then prove it on every connection; an MDS
+    /// then requires it of administrators' operations).
     pub(crate) fn key(&self) -> Result<ClusterKey, String> {
-        ClusterKey::load(&self.secret_path()).map_err(|e| e.to_string())
+        let key = ClusterKey::load(&self.secret_path()).map_err(|e| e.to_string())?;
+        match &self.admin_secret_file {
+            None => Ok(key),
+            Some(p) => {
+                let admin = ClusterKey::load(p).map_err(|e| format!("admin {e}"))?;
+                Ok(key.with_admin(&admin))
+            }
+        }
     }
 }
 
@@ -38,7 +49,7 @@ fn with_path(path: &str) -> impl Fn(rustre_proto::Error) -> String + '_ {
 }
 
 /// The calling user's credentials.
-fn my_creds() -> Creds {
+pub(crate) fn my_creds() -> Creds {
     // SAFETY: plain libc identity getters with a correctly sized buffer.
     unsafe {
         let mut groups = vec![0 as libc::gid_t; rustre_proto::msg::MAX_GROUPS];

@@ -9,6 +9,7 @@ mod progress;
 mod repair_cmds;
 mod roles;
 mod server_cmds;
+mod tree_cmds;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,18 @@ struct Cli {
     /// [default: /etc/rustre/rustre.toml when it exists].
     #[arg(long, global = true, env = "RUSTRE_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
+    /// File holding the admin secret (mode 0600; make one with `rustre gen-secret PATH`).
+    /// Commands prove it to act as the administrator (fsck, evacuate, ost replace; never
+    /// root-squashed); an MDS given it refuses administrators' operations to connections
+    /// that do not prove it (an MGS given it, `ost replace`). Keep it on admin hosts, the MDS
+    /// and the MGS only.
+    #[arg(
+        long,
+        global = true,
+        env = "RUSTRE_ADMIN_SECRET_FILE",
+        value_name = "PATH"
+    )]
+    admin_secret_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -91,6 +104,16 @@ enum Cmd {
         #[arg(long, value_parser = clap::value_parser!(u64)
                   .range(mds::MIN_SESSION_LEASE_SECS..=mds::MAX_SESSION_LEASE_SECS))]
         session_lease: Option<u64>,
+        /// Root squash: calls from clients as uid 0 run as UID (and gid 0 as GID; default
+        /// GID = UID), unless the client proved the admin secret (--admin-secret-file) or
+        /// its address is given with --root-squash-exempt. Off unless given; 65534:65534 is
+        /// nobody:nogroup.
+        #[arg(long, value_name = "UID[:GID]", value_parser = mds::access::parse_squash)]
+        root_squash: Option<mds::access::Squash>,
+        /// A client address whose root is never squashed (a trusted admin host); repeat for
+        /// several.
+        #[arg(long, value_name = "IP", requires = "root_squash")]
+        root_squash_exempt: Vec<std::net::IpAddr>,
     },
     /// Run an object storage server for one or more OSTs (repeat --index/--data in pairs).
     Oss {
@@ -120,7 +143,8 @@ enum Cmd {
         mountpoint: Option<PathBuf>,
         /// Mount options, comma-separated (allow_other, ro, default_permissions,
         /// attr_timeout=S, entry_timeout=S, cache_size=BYTES, cluster=NAME,
-        /// secret_file=PATH, log=PATH, debug), after the configuration's mount.options.
+        /// secret_file=PATH, admin_secret_file=PATH, log=PATH, debug), after the configuration's
+        /// mount.options.
         #[arg(short = 'o')]
         options: Vec<String>,
         /// Stay in the foreground.
@@ -129,10 +153,12 @@ enum Cmd {
     },
     /// Run a whole single-node cluster (MGS + MDS + N OSTs) in one process.
     Local(server_cmds::LocalArgs),
-    /// Create a new cluster secret file (mode 0600).
+    /// Create a new cluster secret file (mode 0600), or an admin secret file.
     ///
     /// Writes it at PATH, else at --secret-file or its default; copy it to every node and
-    /// client of the cluster. Never replaces a file.
+    /// client of the cluster. Never replaces a file. An admin secret is made the same way
+    /// (`rustre gen-secret /etc/rustre/admin.secret`) and copied to the MDS, the MGS and
+    /// admin hosts only (--admin-secret-file).
     GenSecret {
         /// Where to write it.
         path: Option<PathBuf>,
@@ -225,6 +251,16 @@ enum Cmd {
         /// OST index.
         ost: u32,
     },
+    /// List entries under a path that pass every test given, walking the namespace at the
+    /// MDS (no mount needed): GNU find's -name, -type, -size, -mtime, -maxdepth, -mindepth
+    /// and -print0 (one dash or two), and rustre's --stripe-count, --replica-count, --ost,
+    /// --stale. Directories are listed several at a time, a page of entries with their
+    /// attributes per round trip, so the order differs from find's (pipe through sort).
+    Find(tree_cmds::FindArgs),
+    /// Sum the space used under each path, walking the namespace at the MDS (no mount
+    /// needed), as GNU du: allocated blocks in 1K units (what a mount's stat reports), or
+    /// sizes with --apparent-size or -b; -s for the totals only, -h for 4.0K-style sizes.
+    Du(tree_cmds::DuArgs),
     /// OST administration.
     Ost {
         #[command(subcommand)]
@@ -313,7 +349,8 @@ fn main() {
         };
         std::process::exit(rustre_fuse::mount::helper_main_with(&defaults));
     }
-    let matches = Cli::command().get_matches();
+    let matches =
+        Cli::command().get_matches_from(tree_cmds::gnu_find_args(std::env::args_os().collect()));
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // `rustre config check` reports a bad file itself; everything else starts with it read.
     let cfg = match &cli.cmd {
@@ -334,8 +371,15 @@ fn main() {
         foreground,
     } = &cli.cmd
     {
+        // `--admin-secret-file` (or its variable) as the option, which `-o` may override.
+        let options: Vec<String> = cli
+            .admin_secret_file
+            .iter()
+            .map(|p| format!("admin_secret_file={}", p.display()))
+            .chain(options.iter().cloned())
+            .collect();
         std::process::exit(
-            match roles::mount_args(&cli, &cfg, source, mountpoint, options, *foreground) {
+            match roles::mount_args(&cli, &cfg, source, mountpoint, &options, *foreground) {
                 Ok(args) => rustre_fuse::mount::run(args),
                 Err(e) => {
                     eprintln!("rustre mount: {e}");
@@ -386,6 +430,7 @@ fn apply_common(cli: &mut Cli, matches: &ArgMatches, cfg: &Config) {
         cli.cluster = c.clone();
     }
     cli.secret_file = pick(cli.secret_file.take(), cfg.secret_file.clone());
+    cli.admin_secret_file = pick(cli.admin_secret_file.take(), cfg.admin_secret_file.clone());
 }
 
 async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
@@ -393,6 +438,7 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
         mgs: cli.mgs,
         cluster: cli.cluster,
         secret_file: cli.secret_file,
+        admin_secret_file: cli.admin_secret_file,
     };
     match cli.cmd {
         Cmd::Mgs { listen, data, fdb } => {
@@ -411,6 +457,8 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             relaxed,
             durable,
             session_lease,
+            root_squash,
+            root_squash_exempt,
         } => {
             let s = cfg.mds_section(instance.as_deref())?;
             let fdb = fdb.or_file(s.fdb_cluster_file.clone(), s.fdb_prefix.clone());
@@ -420,7 +468,25 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             let lease = pick(session_lease, s.session_lease);
             let lease_ms = roles::session_lease_ms(lease)?;
             let (adv, data) = (pick(advertise, s.advertise), pick(data, s.data));
-            server_cmds::mds(&g, &listen, adv, data, fdb, !relaxed, lease_ms).await
+            let root_squash = match (root_squash, &s.root_squash) {
+                (Some(q), _) => Some(q),
+                (None, Some(text)) => Some(mds::access::parse_squash(text)?),
+                (None, None) => None,
+            };
+            let squash_exempt = if root_squash_exempt.is_empty() {
+                s.root_squash_exempt.clone()
+            } else {
+                root_squash_exempt
+            };
+            let tuning = server_cmds::MdsTuning {
+                durable: !relaxed,
+                session_lease_ms: lease_ms,
+                access: mds::access::AccessPolicy {
+                    root_squash,
+                    squash_exempt,
+                },
+            };
+            server_cmds::mds(&g, &listen, adv, data, fdb, tuning).await
         }
         Cmd::Oss {
             instance,
@@ -471,6 +537,8 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             cmd: ConfigCmd::Check { path },
         } => roles::config_check(path.or(cli.config)),
         Cmd::GenDocs { dir } => gen_docs::write_all(Cli::command(), &dir),
+        Cmd::Find(args) => tree_cmds::find(&g, args).await,
+        Cmd::Du(args) => tree_cmds::du(&g, args).await,
     }
 }
 

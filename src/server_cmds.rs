@@ -196,15 +196,28 @@ pub(crate) async fn mgs(
         .map_err(|e| e.to_string())
 }
 
+/// How an MDS runs beyond where it listens and keeps its store.
+pub(crate) struct MdsTuning {
+    /// Acknowledge only what is on disk (not `--relaxed`).
+    pub durable: bool,
+    pub session_lease_ms: u64,
+    /// Root squash and its exemptions.
+    pub access: mds::access::AccessPolicy,
+}
+
 pub(crate) async fn mds(
     g: &Global,
     listen: &str,
     adv: Option<String>,
     data: Option<PathBuf>,
     fdb: FdbArgs,
-    durable: bool,
-    session_lease_ms: u64,
+    tuning: MdsTuning,
 ) -> Result<(), String> {
+    let MdsTuning {
+        durable,
+        session_lease_ms,
+        access,
+    } = tuning;
     let store = match (fdb.store(&g.cluster)?, data) {
         (Some(_), Some(_)) => return Err(MDS_TWO_STORES.into()),
         (Some(store), None) => store,
@@ -222,6 +235,7 @@ pub(crate) async fn mds(
         key,
         durable,
         session_lease_ms,
+        access,
     };
     mds::run(cfg, kv, l, shutdown_on_signal())
         .await

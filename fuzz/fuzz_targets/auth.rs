@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (body, context) = rest.split_at((len as usize).min(rest.len()));
-    let Some(ClientProof { proof }) = rustre_fuzz::decode_checked::<ClientProof>(body) else {
+    let Some(ClientProof { proof, .. }) = rustre_fuzz::decode_checked::<ClientProof>(body) else {
         return;
     };
     let mut nonces = [0u8; 2 * NONCE_BYTES];

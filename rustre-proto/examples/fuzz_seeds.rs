@@ -57,7 +57,10 @@ fn main() -> std::io::Result<()> {
             ))),
         ),
     ];
-    let auth = enc(&ClientProof { proof: [9; 32] });
+    let auth = enc(&ClientProof {
+        proof: [9; 32],
+        admin: None,
+    });
     let mgs_requests = mgs_requests();
     let mgs_responses = mgs_responses();
     let mds_requests = mds_requests();

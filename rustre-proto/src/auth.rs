@@ -25,6 +25,13 @@
 //! The secret file holds at least [`MIN_SECRET_BYTES`] bytes (surrounding whitespace ignored);
 //! [`ClusterKey::create`] writes [`GENERATED_SECRET_BYTES`] random bytes as hex, with mode 0600.
 //! A file that group or others may access is refused, as ssh refuses such private keys.
+//!
+//! The admin secret (`--admin-secret-file`, same file format) is a second secret that only
+//! administrators' machines and the MDS hold. A client holding it adds to its `Auth` frame
+//! `HMAC-SHA256(admin secret, "rustre-admin" || cluster || server_nonce || client_nonce)`;
+//! a server holding it marks that connection as the administrator's
+//! ([`crate::rpc::server::Caller::admin`]). docs/operations.md, "Root squash and the admin
+//! credential", says what it does and does not protect.
 
 use std::fmt;
 use std::io::Write;
@@ -69,10 +76,14 @@ pub enum Side {
     Client,
 }
 
-/// The cluster secret. Cheap to clone; never printed (`Debug` shows no byte of it).
+/// The cluster secret, and possibly the admin secret beside it ([`ClusterKey::with_admin`]).
+/// Cheap to clone; never printed (`Debug` shows no byte of either).
 #[derive(Clone)]
 pub struct ClusterKey {
     secret: Arc<[u8]>,
+    /// The admin secret: a client proves it on connect to act as the administrator; a
+    /// server holding it checks such proofs ([`ClusterKey::verify_admin`]).
+    admin: Option<Arc<[u8]>>,
 }
 
 impl fmt::Debug for ClusterKey {
@@ -132,6 +143,7 @@ impl ClusterKey {
         }
         Ok(ClusterKey {
             secret: secret.into(),
+            admin: None,
         })
     }
 
@@ -203,6 +215,7 @@ impl ClusterKey {
         }
         Ok(ClusterKey {
             secret: secret.into(),
+            admin: None,
         })
     }
 
@@ -237,6 +250,52 @@ impl ClusterKey {
             },
             other => other.map(|k| (k, false)),
         }
+    }
+
+    /// This key with `admin`'s secret as the admin secret (a file of the same format as
+    /// the cluster secret's, loaded with [`ClusterKey::load`]).
+    pub fn with_admin(mut self, admin: &ClusterKey) -> ClusterKey {
+        self.admin = Some(admin.secret.clone());
+        self
+    }
+
+    /// True when this key holds an admin secret.
+    pub fn has_admin(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    /// The client's proof of the admin secret for a handshake, if it holds one. It covers
+    /// both nonces under its own label, so it proves nothing about the cluster secret and
+    /// cannot be replayed on another connection.
+    pub fn prove_admin(
+        &self,
+        cluster: &str,
+        client_nonce: &Nonce,
+        server_nonce: &Nonce,
+    ) -> Option<Proof> {
+        let admin = self.admin.as_ref()?;
+        Some(
+            admin_mac(admin, cluster, client_nonce, server_nonce)
+                .finalize()
+                .into_bytes()
+                .into(),
+        )
+    }
+
+    /// Checks a client's admin proof, in constant time; false when this key holds no admin
+    /// secret.
+    pub fn verify_admin(
+        &self,
+        cluster: &str,
+        client_nonce: &Nonce,
+        server_nonce: &Nonce,
+        proof: &[u8],
+    ) -> bool {
+        self.admin.as_ref().is_some_and(|admin| {
+            admin_mac(admin, cluster, client_nonce, server_nonce)
+                .verify_slice(proof)
+                .is_ok()
+        })
     }
 
     /// This side's proof for a handshake.
@@ -285,6 +344,21 @@ impl ClusterKey {
         mac.update(second);
         mac
     }
+}
+
+/// HMAC-SHA256(admin secret, "rustre-admin" || cluster || server_nonce || client_nonce).
+fn admin_mac(
+    admin: &[u8],
+    cluster: &str,
+    client_nonce: &Nonce,
+    server_nonce: &Nonce,
+) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(admin).expect("HMAC takes any key");
+    mac.update(b"rustre-admin");
+    mac.update(cluster.as_bytes());
+    mac.update(server_nonce);
+    mac.update(client_nonce);
+    mac
 }
 
 fn write_new_file_with_new_key(path: &Path) -> std::io::Result<ClusterKey> {
@@ -402,6 +476,31 @@ mod tests {
         let fresh = dir.path().join("fresh.secret");
         let (_, created) = ClusterKey::load_or_create(&fresh).unwrap();
         assert!(created);
+    }
+
+    #[test]
+    fn admin_proofs_need_the_admin_secret() {
+        let cluster = ClusterKey::generate().unwrap();
+        let admin = ClusterKey::generate().unwrap();
+        let (c, s) = nonces();
+        assert!(cluster.prove_admin("x", &c, &s).is_none());
+        let client = cluster.clone().with_admin(&admin);
+        let server = cluster.clone().with_admin(&admin);
+        let p = client.prove_admin("x", &c, &s).unwrap();
+        assert!(server.verify_admin("x", &c, &s, &p));
+        assert!(
+            !cluster.verify_admin("x", &c, &s, &p),
+            "a server without it"
+        );
+        assert!(!server.verify_admin("y", &c, &s, &p));
+        assert!(!server.verify_admin("x", &s, &c, &p));
+        // The cluster proof is not an admin proof, nor the other way round.
+        let cluster_proof = client.prove(Side::Client, "x", &c, &s);
+        assert!(!server.verify_admin("x", &c, &s, &cluster_proof));
+        assert!(!server.verify(Side::Client, "x", &c, &s, &p));
+        let other = cluster.with_admin(&ClusterKey::generate().unwrap());
+        assert!(!other.verify_admin("x", &c, &s, &p));
+        assert!(format!("{client:?}") == "ClusterKey(..)");
     }
 
     #[test]

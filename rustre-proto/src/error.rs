@@ -80,6 +80,10 @@ pub enum Error {
     /// to a disk repair): that copy lost the stripe's data. Never read as a hole.
     #[error("object missing: {0}")]
     Missing(String),
+    /// Refused for want of a right the server requires (the admin credential, say); the
+    /// text says which, for the operator. EPERM, as `NotPermitted`.
+    #[error("operation not permitted: {0}")]
+    Denied(String),
 }
 
 impl Error {
@@ -132,7 +136,7 @@ impl Error {
             Error::Invalid(_) => libc::EINVAL,
             Error::NameTooLong => libc::ENAMETOOLONG,
             Error::Loop => libc::ELOOP,
-            Error::NotPermitted => libc::EPERM,
+            Error::NotPermitted | Error::Denied(_) => libc::EPERM,
             Error::Access | Error::Auth(_) => libc::EACCES,
             Error::NoData => libc::ENODATA,
             Error::Range => libc::ERANGE,

@@ -130,6 +130,7 @@ pub async fn start(
             key: cfg.key.clone(),
             durable: cfg.durable,
             session_lease_ms: cfg.session_lease_ms,
+            access: Default::default(),
         };
         // Each MDS stops on the cluster's shutdown or on its own kill switch. A switch that is
         // dropped unused (the caller let go of the `LocalCluster`) kills nothing: that branch

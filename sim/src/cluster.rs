@@ -80,6 +80,7 @@ impl Cluster {
             key: key.clone(),
             durable: true,
             session_lease_ms: SESSION_LEASE.as_millis() as u64,
+            access: Default::default(),
         };
         let kv = store.clone();
         sim.host(MDS, move || {

@@ -33,6 +33,8 @@ pub(crate) struct Config {
     pub(crate) cluster: Option<String>,
     /// The cluster secret's file (`--secret-file`).
     pub(crate) secret_file: Option<PathBuf>,
+    /// The admin secret's file (`--admin-secret-file`): on admin hosts, the MDS and the MGS.
+    pub(crate) admin_secret_file: Option<PathBuf>,
     /// The MGS address every other role and the client commands use (`--mgs`).
     pub(crate) mgs_address: Option<String>,
     pub(crate) mgs: Option<MgsSection>,
@@ -68,6 +70,11 @@ pub(crate) struct MdsSection {
     pub(crate) relaxed: Option<bool>,
     /// Seconds (`--session-lease`).
     pub(crate) session_lease: Option<u64>,
+    /// `UID[:GID]` (`--root-squash`).
+    pub(crate) root_squash: Option<String>,
+    /// Client addresses never squashed (`--root-squash-exempt`).
+    #[serde(default)]
+    pub(crate) root_squash_exempt: Vec<std::net::IpAddr>,
     pub(crate) metrics_listen: Option<String>,
 }
 

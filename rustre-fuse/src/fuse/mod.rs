@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, Notifier, Request};
-use rustre_proto::msg::{Attr, Creds, FileKind, Timestamp, MAX_GROUPS, STAT_BLOCK_BYTES};
+use rustre_proto::msg::{Attr, Creds, FileKind, Timestamp, MAX_GROUPS};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
@@ -307,10 +307,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         // What the objects hold on the OSTs' disks (holes excluded), as writers reported it.
-        blocks: a
-            .layout
-            .as_ref()
-            .map_or(a.size.div_ceil(STAT_BLOCK_BYTES), |l| l.blocks(a.size)),
+        blocks: a.blocks(),
         atime: to_system_time(a.atime),
         mtime: to_system_time(a.mtime),
         ctime: to_system_time(a.ctime),

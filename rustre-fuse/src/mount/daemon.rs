@@ -51,6 +51,13 @@ pub fn run(mut args: MountArgs) -> i32 {
         Ok(k) => k,
         Err(e) => return fail(e.to_string()),
     };
+    let key = match &args.options.admin_secret_file {
+        None => key,
+        Some(p) => match ClusterKey::load(p) {
+            Ok(admin) => key.with_admin(&admin),
+            Err(e) => return fail(format!("admin {e}")),
+        },
+    };
     // Chosen before forking, so that a log file that cannot be opened fails the mount.
     let target = match (&args.options.log_file, args.options.foreground) {
         (Some(p), _) => match Target::choose(Some(p)) {

@@ -35,6 +35,9 @@ pub struct MountOptions {
     /// File holding the cluster secret (`secret_file=`; default `RUSTRE_SECRET_FILE`, else
     /// `/etc/rustre/cluster.secret`).
     pub secret_file: PathBuf,
+    /// File holding the admin secret (`admin_secret_file=`; none by default): the mount
+    /// proves it, so its root is never root-squashed (an admin host's mount).
+    pub admin_secret_file: Option<PathBuf>,
     /// Log at debug level and stay in the foreground (`debug`).
     pub debug: bool,
     /// Stay in the foreground (`-f`).
@@ -112,6 +115,7 @@ impl Default for MountOptions {
             default_permissions: true,
             cluster: DEFAULT_CLUSTER.to_string(),
             secret_file: auth::secret_file_or_default(None),
+            admin_secret_file: None,
             debug: false,
             foreground: false,
             log_file: None,
@@ -188,6 +192,9 @@ impl MountOptions {
                 ("cluster", Some(v)) if !v.is_empty() => self.cluster = v.to_string(),
                 ("secret_file", Some(v)) if !v.is_empty() => self.secret_file = v.into(),
                 ("log", Some(v)) if !v.is_empty() => self.log_file = Some(v.into()),
+                ("admin_secret_file", Some(v)) if !v.is_empty() => {
+                    self.admin_secret_file = Some(v.into())
+                }
                 ("suid", None) => f.nosuid = false,
                 ("nosuid", None) => f.nosuid = true,
                 ("dev", None) => f.nodev = false,

@@ -34,9 +34,14 @@ fn helper_arguments_as_mount_passes_them() {
     let b = MountArgs::from_helper_args(&os(&[
         "h:1",
         "/m",
-        "-oro,cluster=c2,debug,secret_file=/k/s",
+        "-oro,cluster=c2,debug,secret_file=/k/s,admin_secret_file=/k/a",
     ]))
     .unwrap();
+    assert_eq!(a.options.admin_secret_file, None);
+    assert_eq!(
+        b.options.admin_secret_file.as_deref(),
+        Some(Path::new("/k/a"))
+    );
     assert!(b.options.read_only && b.options.debug && b.options.foreground);
     assert_eq!(b.options.cluster, "c2");
     assert_eq!(b.options.secret_file, Path::new("/k/s"));

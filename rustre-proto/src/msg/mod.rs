@@ -348,6 +348,19 @@ pub struct Attr {
     pub acl: Option<Box<acl::ExtAcl>>,
 }
 
+impl Attr {
+    /// `st_blocks` (512-byte units): what the objects of a regular file hold on the OSTs'
+    /// disks ([`Layout::blocks`]); for other inodes, the size rounded up to units. What a
+    /// mount's stat reports, and what `rustre du` adds up.
+    pub fn blocks(&self) -> u64 {
+        self.layout
+            .as_ref()
+            .map_or(self.size.div_ceil(STAT_BLOCK_BYTES), |l| {
+                l.blocks(self.size)
+            })
+    }
+}
+
 /// The caller's identity, carried with every metadata call.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Creds {

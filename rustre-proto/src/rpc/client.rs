@@ -227,6 +227,7 @@ async fn handshake(
     }
     let proof = codec::encode(&ClientProof {
         proof: key.prove(Side::Client, cluster, &client_nonce, &server.nonce),
+        admin: key.prove_admin(cluster, &client_nonce, &server.nonce),
     })?;
     send_handshake_frame(&mut wr, FrameKind::Auth, service, &proof).await?;
     Ok((rd, wr))

@@ -60,6 +60,9 @@ pub struct ServerProof {
 pub struct ClientProof {
     /// The client's proof that it holds the cluster secret.
     pub proof: Proof,
+    /// The client's proof that it holds the admin secret, if it does
+    /// ([`crate::auth::ClusterKey::prove_admin`]).
+    pub admin: Option<Proof>,
 }
 
 /// Reads one handshake frame of kind `want`: no payload, a small body. `Ok(None)` when the

@@ -72,6 +72,23 @@ impl<R> Reply<R> {
     }
 }
 
+/// Who sent a call: the connection's peer address, and whether it proved it holds the admin
+/// secret in its handshake ([`crate::auth::ClusterKey::verify_admin`]; never for a server
+/// whose key holds none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub addr: std::net::SocketAddr,
+    pub admin: bool,
+}
+
+impl Caller {
+    /// A caller that proved nothing beyond the cluster secret (for tests and in-process
+    /// calls).
+    pub fn plain(addr: std::net::SocketAddr) -> Caller {
+        Caller { addr, admin: false }
+    }
+}
+
 /// A service: decodes its request type and answers each call.
 pub trait Handler: Send + Sync + 'static {
     type Request: DeserializeOwned + Send + std::fmt::Debug + 'static;
@@ -79,11 +96,12 @@ pub trait Handler: Send + Sync + 'static {
     /// The service this handler implements, checked on every frame.
     const SERVICE: Service;
 
-    /// Answers one call.
+    /// Answers one call from `caller`.
     fn handle(
         self: Arc<Self>,
         req: Self::Request,
         payload: Bytes,
+        caller: Caller,
     ) -> impl Future<Output = Reply<Self::Response>> + Send;
 }
 
@@ -165,13 +183,16 @@ async fn connection<H: Handler>(
             HANDSHAKE_TIMEOUT.as_secs()
         )))
     });
-    match shook {
-        Ok(client) => tracing::debug!(%peer, ?client, service = ?H::SERVICE, "authenticated"),
+    let caller = match shook {
+        Ok((client, admin)) => {
+            tracing::debug!(%peer, ?client, admin, service = ?H::SERVICE, "authenticated");
+            Caller { addr: peer, admin }
+        }
         Err(e) => {
             tracing::warn!(%peer, service = ?H::SERVICE, "refused connection: {e}");
             return Ok(());
         }
-    }
+    };
 
     let (tx, rx) = mpsc::channel::<Outgoing>(MAX_INFLIGHT_PER_CONN);
     let writer = tokio::spawn(writer_task(wr, rx));
@@ -213,7 +234,7 @@ async fn connection<H: Handler>(
             Ok(req) => {
                 let h = handler.clone();
                 tokio::spawn(async move {
-                    let reply = h.handle(req, frame.payload).await;
+                    let reply = h.handle(req, frame.payload, caller).await;
                     drop(reserved);
                     let _ = tx.send(outgoing::<H>(id, reply)).await;
                     drop(permit);
@@ -232,13 +253,15 @@ async fn connection<H: Handler>(
 }
 
 /// The server side of the handshake: checks `Hello`, answers with our proof, checks the
-/// client's proof. Returns the client's name once it proved it holds the secret.
+/// client's proof. Returns the client's name once it proved it holds the secret, and
+/// whether it also proved it holds the admin secret (an admin proof that does not check out
+/// leaves the connection a plain one, with a warning when this server holds an admin secret).
 async fn handshake<H: Handler>(
     rd: &mut BufReader<ReadHalf>,
     wr: &mut BufWriter<WriteHalf>,
     cluster: &str,
     key: &ClusterKey,
-) -> Result<String, Error> {
+) -> Result<(String, bool), Error> {
     let hello = read_handshake_frame(rd, FrameKind::Hello)
         .await?
         .ok_or_else(|| Error::Protocol("closed before the handshake".into()))?;
@@ -297,7 +320,21 @@ async fn handshake<H: Handler>(
     {
         return Err(not_proved("failed to prove it holds the cluster secret"));
     }
-    Ok(hello.client)
+    let admin = proof.admin.is_some_and(|p| {
+        // A server without an admin secret ignores admin proofs (clients send theirs to
+        // every server they connect to).
+        let ok = key.verify_admin(cluster, &hello.nonce, &server_nonce, &p);
+        if !ok && key.has_admin() {
+            tracing::warn!(
+                client = ?hello.client,
+                service = ?H::SERVICE,
+                "an admin proof that does not check out (another admin secret): the \
+                 connection gets no admin rights"
+            );
+        }
+        ok
+    });
+    Ok((hello.client, admin))
 }
 
 fn check_hello<H: Handler>(h: &Header, body: &[u8], cluster: &str) -> Result<Hello, Error> {

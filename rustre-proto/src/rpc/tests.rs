@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::client::{Connection, Peer};
-use super::server::{serve, Handler, Reply};
+use super::server::{serve, Caller, Handler, Reply};
 use super::{read_handshake_frame, ClientProof, Hello, ServerProof};
 use crate::auth::{self, ClusterKey, Side};
 use crate::codec;
@@ -23,6 +23,8 @@ use crate::frame::{buffered_reader, read_frame, FrameKind, Header, Service};
 const CLUSTER: &str = "authtest";
 /// A request the test handler never answers.
 const NEVER_ANSWERED: u32 = 999;
+/// A request the test handler answers with 1 when the caller proved the admin secret.
+const AM_I_ADMIN: u32 = 1000;
 
 /// Doubles numbers, and counts the calls that reached it.
 #[derive(Default)]
@@ -35,8 +37,11 @@ impl Handler for Doubler {
     type Response = u32;
     const SERVICE: Service = Service::Mgs;
 
-    async fn handle(self: Arc<Self>, req: u32, _payload: Bytes) -> Reply<u32> {
+    async fn handle(self: Arc<Self>, req: u32, _payload: Bytes, caller: Caller) -> Reply<u32> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if req == AM_I_ADMIN {
+            return Reply::plain(Ok(caller.admin as u32));
+        }
         if req == NEVER_ANSWERED {
             std::future::pending::<()>().await;
         }
@@ -109,6 +114,31 @@ async fn closed_by_server(s: &mut TcpStream) -> bool {
         Ok(Ok(0)) | Ok(Err(_)) => true,
         Ok(Ok(_)) | Err(_) => false,
     }
+}
+
+#[tokio::test]
+async fn only_a_proof_of_the_servers_admin_secret_makes_an_admin_connection() {
+    let key = ClusterKey::generate().unwrap();
+    let admin = ClusterKey::generate().unwrap();
+    let s = server(&key.clone().with_admin(&admin)).await;
+    let who = |k: ClusterKey| {
+        let addr = s.addr.clone();
+        async move { double(&connect(&addr, &k).await.unwrap(), AM_I_ADMIN).await }
+    };
+    assert_eq!(who(key.clone().with_admin(&admin)).await.unwrap(), 1);
+    assert_eq!(who(key.clone()).await.unwrap(), 0, "no admin secret");
+    let wrong = ClusterKey::generate().unwrap();
+    assert_eq!(
+        who(key.clone().with_admin(&wrong)).await.unwrap(),
+        0,
+        "another one"
+    );
+    // A server without an admin secret makes nobody admin.
+    let plain = server(&key).await;
+    let c = connect(&plain.addr, &key.clone().with_admin(&admin))
+        .await
+        .unwrap();
+    assert_eq!(double(&c, AM_I_ADMIN).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -204,6 +234,7 @@ async fn a_peer_skipping_or_faking_the_handshake_is_closed_before_any_request() 
     read_frame(&mut raw).await.unwrap().unwrap();
     let proof = codec::encode(&ClientProof {
         proof: [1; auth::PROOF_BYTES],
+        admin: None,
     })
     .unwrap();
     raw.write_all(&frame(FrameKind::Auth, &proof))
@@ -218,7 +249,11 @@ async fn a_peer_skipping_or_faking_the_handshake_is_closed_before_any_request() 
     raw.write_all(&hello(cn)).await.unwrap();
     read_frame(&mut raw).await.unwrap().unwrap();
     let stale = key.prove(Side::Client, CLUSTER, &cn, &auth::nonce().unwrap());
-    let proof = codec::encode(&ClientProof { proof: stale }).unwrap();
+    let proof = codec::encode(&ClientProof {
+        proof: stale,
+        admin: None,
+    })
+    .unwrap();
     raw.write_all(&frame(FrameKind::Auth, &proof))
         .await
         .unwrap();
@@ -309,6 +344,7 @@ async fn requests_sent_with_the_proof_in_one_write_are_answered() {
         .unwrap();
     let proof = codec::encode(&ClientProof {
         proof: key.prove(Side::Client, CLUSTER, &cn, &sp.nonce),
+        admin: None,
     })
     .unwrap();
     // The proof and two requests in one segment: the server's handshake read takes them all.

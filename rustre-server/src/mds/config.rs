@@ -36,6 +36,9 @@ pub struct MdsConfig {
     /// process crash loses nothing but a power loss may lose the last moments.
     pub durable: bool,
     pub session_lease_ms: u64,
+    /// Root squash and its exemptions (off by default). The admin secret, if any, is in
+    /// `key` ([`rustre_proto::auth::ClusterKey::with_admin`]).
+    pub access: super::access::AccessPolicy,
 }
 
 /// Where the embedded store lives under an MDS data directory.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse};
 use rustre_proto::msg::{Creds, MAX_GROUPS};
-use rustre_proto::rpc::server::{Handler, Reply};
+use rustre_proto::rpc::server::{Caller, Handler, Reply};
 use rustre_proto::Error;
 
 use super::attr;
@@ -17,13 +17,39 @@ use super::Mds;
 
 /// Who calls, in which session, and under which request id a mutation is recorded.
 pub(super) struct Call {
+    /// The caller's identity after root squash ([`super::access`]).
     pub creds: Creds,
     pub session: u64,
     /// `(session, seq)` of a numbered mutating call (retries get its recorded result).
     record: Option<(u64, u64)>,
+    /// The connection proved the admin secret.
+    admin: bool,
+    /// This MDS holds an admin secret (so only such connections are administrators').
+    admin_configured: bool,
 }
 
 impl Call {
+    /// The one admin check, for every administrator's operation (`what` names it in the
+    /// refusal): a connection that proved the admin secret may; when this MDS holds no
+    /// admin secret, root (after root squash) may, as before admin secrets existed.
+    /// Refused with EPERM: with a message saying what is missing when this MDS holds an
+    /// admin secret, plain `NotPermitted` otherwise (as before).
+    pub(super) fn require_admin(&self, what: &str) -> Result<(), MdsError> {
+        if self.admin || (!self.admin_configured && self.creds.uid == 0) {
+            return Ok(());
+        }
+        if !self.admin_configured {
+            // Root's only, as before admin secrets existed.
+            return Err(Error::NotPermitted.into());
+        }
+        Err(Error::Denied(format!(
+            "{what} needs the cluster's admin credential, and this connection did not prove \
+             it (run the command with --admin-secret-file, or RUSTRE_ADMIN_SECRET_FILE, naming \
+             the admin secret the MDS holds)"
+        ))
+        .into())
+    }
+
     /// A namespace or attribute change: recorded, and acknowledged once durable.
     pub(super) fn change(&self) -> Mutation {
         Mutation::Write {
@@ -42,7 +68,11 @@ impl Call {
 }
 
 impl Mds {
-    async fn dispatch(self: Arc<Self>, req: MdsRequest) -> Result<MdsResponse, MdsError> {
+    async fn dispatch(
+        self: Arc<Self>,
+        req: MdsRequest,
+        caller: Caller,
+    ) -> Result<MdsResponse, MdsError> {
         let MdsRequest {
             creds,
             session,
@@ -53,9 +83,11 @@ impl Mds {
             return Err(Error::Invalid("too many groups".into()).into());
         }
         let call = Call {
-            creds,
+            creds: self.cfg.access.effective(creds, &caller),
             session,
             record: (session != 0 && seq != 0).then_some((session, seq)),
+            admin: caller.admin,
+            admin_configured: self.cfg.key.has_admin(),
         };
         match op {
             MdsOp::OpenSession { client } => self.open_session(call, client).await,
@@ -210,7 +242,16 @@ impl Handler for Mds {
     type Response = MdsResponse;
     const SERVICE: rustre_proto::frame::Service = rustre_proto::frame::Service::Mds;
 
-    async fn handle(self: Arc<Self>, req: MdsRequest, _payload: Bytes) -> Reply<MdsResponse> {
-        Reply::plain(self.dispatch(req).await.map_err(MdsError::into_wire))
+    async fn handle(
+        self: Arc<Self>,
+        req: MdsRequest,
+        _payload: Bytes,
+        caller: Caller,
+    ) -> Reply<MdsResponse> {
+        Reply::plain(
+            self.dispatch(req, caller)
+                .await
+                .map_err(MdsError::into_wire),
+        )
     }
 }

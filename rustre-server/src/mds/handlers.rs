@@ -468,9 +468,7 @@ impl Mds {
 
     pub(super) async fn move_copies(self: &Arc<Self>, call: Call, ino: Ino, ost: u32) -> Answer {
         // Evacuating an OST is an administrator's act.
-        if call.creds.uid != 0 {
-            return Err(Error::NotPermitted.into());
-        }
+        call.require_admin("moving copies off an OST (rustre evacuate)")?;
         // Rare and about OSTs coming and going: worth a fresh map.
         let map = self
             .cluster
@@ -488,9 +486,7 @@ impl Mds {
 
     pub(super) async fn mark_lost(self: &Arc<Self>, call: Call, ino: Ino, ost: u32) -> Answer {
         // Declaring a disk's data gone is an administrator's act.
-        if call.creds.uid != 0 {
-            return Err(Error::NotPermitted.into());
-        }
+        call.require_admin("declaring an OST's disk lost (rustre ost replace)")?;
         let change = call.change();
         self.txn(call.creds, vec![ino], change, move |tx, _| {
             replica::mark_lost(tx, ino, ost)

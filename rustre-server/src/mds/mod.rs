@@ -25,6 +25,7 @@
 //! - `workers`: registration, heartbeats and the background work.
 //! - this file: the [`Mds`] itself and its start.
 
+pub mod access;
 pub mod acl;
 pub mod append;
 #[cfg(test)]

@@ -185,7 +185,10 @@ pub async fn run_over(
         }
         None => Registry::new(),
     };
-    let mgs = Arc::new(Mgs::new(cfg.cluster.clone(), cfg.defaults, kv, registry));
+    let mgs = Arc::new(
+        Mgs::new(cfg.cluster.clone(), cfg.defaults, kv, registry)
+            .requiring_admin(cfg.key.has_admin()),
+    );
     // The restored (or first) epoch is in the store before anyone can see it.
     let epoch = mgs.save_live().await?;
     if imported {

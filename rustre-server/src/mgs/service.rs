@@ -12,7 +12,8 @@
 //! A registration offering another disk than the one bound to the OST index is answered
 //! `WrongDisk` and logged once per index and disk (the OSS retries every beat). `ReplaceOst`
 //! (an administrator, `rustre ost replace`) drops a binding; like every other call it comes
-//! over a connection that proved it holds the cluster secret.
+//! over a connection that proved it holds the cluster secret, and, when this MGS holds an
+//! admin secret, one that proved that too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use rustre_proto::msg::mgs::{
     wrong_disk_message, LayoutDefaults, MgsRequest, MgsResponse, OstUuid,
 };
 use rustre_proto::msg::Capacity;
-use rustre_proto::rpc::server::{Handler, Reply};
+use rustre_proto::rpc::server::{Caller, Handler, Reply};
 use rustre_proto::Error;
 use tokio::sync::{watch, Mutex};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -50,6 +51,8 @@ pub(crate) struct Mgs {
     /// The disk last refused for each OST index, so a refusal repeated every beat is logged
     /// once (at most one entry per index).
     refused_disks: std::sync::Mutex<HashMap<u32, OstUuid>>,
+    /// This MGS holds an admin secret: `ReplaceOst` needs a connection that proved it.
+    admin_required: bool,
 }
 
 impl Mgs {
@@ -65,7 +68,15 @@ impl Mgs {
             registry: Mutex::new(registry),
             kv: std::sync::Mutex::new(Some(kv)),
             refused_disks: std::sync::Mutex::new(HashMap::new()),
+            admin_required: false,
         }
+    }
+
+    /// This MGS with administrators' calls (`ReplaceOst`) refused to connections that did
+    /// not prove the admin secret, when `required` (the MGS holds one).
+    pub(crate) fn requiring_admin(mut self, required: bool) -> Mgs {
+        self.admin_required = required;
+        self
     }
 
     /// The store, unless the MGS is stopping.
@@ -258,7 +269,12 @@ impl Handler for Mgs {
     type Response = MgsResponse;
     const SERVICE: Service = Service::Mgs;
 
-    async fn handle(self: Arc<Self>, req: MgsRequest, payload: Bytes) -> Reply<MgsResponse> {
+    async fn handle(
+        self: Arc<Self>,
+        req: MgsRequest,
+        payload: Bytes,
+        caller: Caller,
+    ) -> Reply<MgsResponse> {
         if !payload.is_empty() {
             return Reply::plain(Err(Error::Invalid("MGS calls carry no payload".into())));
         }
@@ -275,6 +291,13 @@ impl Handler for Mgs {
             }
             MgsRequest::MdsHeartbeat { addr } => Ok(self.handle_mds_heartbeat(&addr).await),
             MgsRequest::GetMap => Ok(self.handle_get_map().await),
+            MgsRequest::ReplaceOst { .. } if self.admin_required && !caller.admin => {
+                Err(Error::Denied(
+                    "rustre ost replace needs the cluster's admin credential, and this \
+                     connection did not prove it (run it with --admin-secret-file)"
+                        .into(),
+                ))
+            }
             MgsRequest::ReplaceOst { index } => self.handle_replace_ost(index).await,
         })
     }

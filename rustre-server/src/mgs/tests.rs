@@ -20,7 +20,7 @@ use crate::meta::Kv;
 use crate::test_cluster::{
     mgs_config as config, start_mgs_on, start_mgs_with as start_with, test_key, TestMgs,
 };
-use rustre_proto::rpc::server::Handler;
+use rustre_proto::rpc::server::{Caller, Handler};
 
 const CLUSTER: &str = "testfs";
 
@@ -482,7 +482,10 @@ async fn two_mgs_over_one_store_never_hand_out_the_same_epoch() {
             let mut epochs = Vec::new();
             for index in first..first + NODES {
                 let req = register_ost(index, &format!("10.0.0.1:{index}"), 1);
-                let reply = mgs.clone().handle(req, Bytes::new()).await;
+                let reply = mgs
+                    .clone()
+                    .handle(req, Bytes::new(), Caller::plain(([127, 0, 0, 1], 0).into()))
+                    .await;
                 epochs.push(ok_epoch(reply.result));
             }
             epochs

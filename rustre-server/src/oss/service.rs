@@ -14,7 +14,7 @@ use rustre_proto::frame::Service;
 use rustre_proto::msg::oss::{
     ObjectId, OssOp, OssRequest, OssResponse, CHECKSUMS_MAX_BLOCKS, CHECKSUM_BLOCK,
 };
-use rustre_proto::rpc::server::{Handler, Payload, Reply};
+use rustre_proto::rpc::server::{Caller, Handler, Payload, Reply};
 use rustre_proto::Error;
 use tokio::sync::Semaphore;
 
@@ -331,7 +331,12 @@ impl Handler for Oss {
     type Response = OssResponse;
     const SERVICE: Service = Service::Oss;
 
-    async fn handle(self: Arc<Self>, req: OssRequest, payload: Bytes) -> Reply<OssResponse> {
+    async fn handle(
+        self: Arc<Self>,
+        req: OssRequest,
+        payload: Bytes,
+        _caller: Caller,
+    ) -> Reply<OssResponse> {
         let Some(ost) = self.osts.get(&req.ost) else {
             return Reply::plain(Err(Error::Invalid(format!(
                 "OST {} is not served here",
@@ -444,7 +449,11 @@ mod tests {
             op,
         };
         oss.clone()
-            .handle(req, Bytes::copy_from_slice(payload))
+            .handle(
+                req,
+                Bytes::copy_from_slice(payload),
+                Caller::plain(([127, 0, 0, 1], 0).into()),
+            )
             .await
             .result
     }

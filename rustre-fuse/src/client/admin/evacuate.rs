@@ -35,6 +35,8 @@ impl Client {
             }
             match self.move_copies(a.ino, ost).await {
                 Ok(()) => report.moved += 1,
+                // Not the administrator: every file would be refused alike.
+                Err(e @ Error::Denied(_)) => return Err(e),
                 Err(e) => report.lost.push((a.ino, e)),
             }
         }

@@ -12,13 +12,18 @@
 //!   wiped or replaced, once every copy there is marked stale.
 //! - [`cluster_map`]: the cluster's state from the MGS alone (no session, no MDS needed).
 //! - [`Progress`]: how far fsck, scrub and evacuate have got, told as they go.
+//! - [`walk_tree`](Client::walk_tree): every entry under a path with its attributes, in
+//!   pages of a directory's entries at the MDS (no mount): `rustre find` ([`FindFilter`])
+//!   and `rustre du` ([`Client::du`]).
 //!
 //! Every call needs root's powers on the cluster (the client sends root credentials). fsck
 //! is safe on a live cluster (it never truncates what a writer may not have reported yet, and
 //! the MDS re-checks every metadata repair), but exact only on a quiet one: write-back data
 //! not yet on the OSTs can look missing.
 
+mod du;
 mod evacuate;
+mod find;
 mod finding;
 mod fsck;
 mod meta_check;
@@ -26,6 +31,7 @@ mod progress;
 mod replace;
 mod scrub;
 mod stuck;
+mod tree;
 mod walk;
 
 use bytes::Bytes;
@@ -37,12 +43,15 @@ use rustre_proto::msg::oss::{OssOp, OssResponse};
 use rustre_proto::rpc::client::Peer;
 use rustre_proto::Error;
 
+pub use du::{DuDir, DuReport};
 pub use evacuate::EvacuateReport;
+pub use find::{base_name, glob_match, parse_days, parse_kinds, parse_size, Cmp, FindFilter};
 pub use finding::{Finding, Held, Repaired};
 pub use fsck::{FsckReport, FSCK_GRACE};
 pub use progress::{NoProgress, Progress};
 pub use replace::{LostFile, ReplaceReport};
 pub use scrub::{ScrubReport, ScrubbedObject};
+pub use tree::{join_path, TreeVisitor, Visit, WALK_PAGES_IN_FLIGHT, WALK_PAGE_ENTRIES};
 
 use super::Client;
 

@@ -38,9 +38,12 @@ impl Mds {
         call: Call,
         op: FsckOp,
     ) -> Result<MdsResponse, MdsError> {
-        if call.creds.uid != 0 {
-            return Err(Error::NotPermitted.into());
-        }
+        // fsck reads every inode and entry past their permissions, and repairs.
+        call.require_admin(if op.is_read_only() {
+            "rustre fsck"
+        } else {
+            "rustre fsck --repair"
+        })?;
         let read = Mutation::ReadOnly;
         let answer = match op {
             FsckOp::Inodes { after, limit } => {

@@ -254,6 +254,7 @@ fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<Mds> {
             key: ClusterKey::generate().unwrap(),
             durable: false,
             session_lease_ms: 30_000,
+            access: Default::default(),
         },
         kv,
         cluster: t.cluster.clone(),

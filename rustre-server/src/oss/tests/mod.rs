@@ -660,6 +660,7 @@ async fn raw_session(addr: &str) -> TcpStream {
     ));
     let proof = ClientProof {
         proof: key.prove(Side::Client, CLUSTER, &client_nonce, &server.nonce),
+        admin: None,
     };
     let body = codec::encode(&proof).unwrap();
     s.write_all(&frame(FrameKind::Auth, 0, &body))
