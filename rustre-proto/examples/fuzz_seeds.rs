@@ -238,6 +238,7 @@ fn attr() -> Attr {
             users: vec![AclEntry { id: 65534, perm: 6 }],
             groups: vec![AclEntry { id: 100, perm: 5 }],
         })),
+        project: 0,
     }
 }
 

@@ -80,6 +80,9 @@ pub enum Error {
     /// to a disk repair): that copy lost the stripe's data. Never read as a hole.
     #[error("object missing: {0}")]
     Missing(String),
+    /// A project quota's limit (docs/quotas.md) refuses the growth or the new inode.
+    #[error("disk quota exceeded")]
+    QuotaExceeded,
 }
 
 impl Error {
@@ -144,6 +147,7 @@ impl Error {
             Error::NotSupported => libc::EOPNOTSUPP,
             Error::Stale | Error::OldEpoch { .. } => libc::ESTALE,
             Error::Busy => libc::EBUSY,
+            Error::QuotaExceeded => libc::EDQUOT,
             Error::TimedOut => libc::ETIMEDOUT,
             Error::Unavailable(_) => libc::ENOTCONN,
             Error::Protocol(_)
