@@ -38,7 +38,7 @@ fn with_path(path: &str) -> impl Fn(rustre_proto::Error) -> String + '_ {
 }
 
 /// The calling user's credentials.
-fn my_creds() -> Creds {
+pub(crate) fn my_creds() -> Creds {
     // SAFETY: plain libc identity getters with a correctly sized buffer.
     unsafe {
         let mut groups = vec![0 as libc::gid_t; rustre_proto::msg::MAX_GROUPS];

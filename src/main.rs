@@ -3,6 +3,7 @@
 //! library crates.
 
 mod client_cmds;
+mod quota_cmds;
 mod repair_cmds;
 mod server_cmds;
 
@@ -207,6 +208,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: OstCmd,
     },
+    /// Project quotas on directory trees (bytes and inodes).
+    Quota {
+        #[command(subcommand)]
+        cmd: quota_cmds::QuotaCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -352,6 +358,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Ost {
             cmd: OstCmd::Replace { index },
         } => repair_cmds::ost_replace(&g, index).await,
+        Cmd::Quota { cmd } => quota_cmds::run(&g, cmd).await,
     }
 }
 

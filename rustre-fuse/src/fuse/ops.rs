@@ -564,10 +564,10 @@ impl Filesystem for RustreFs {
         self.spawn(async move { reply_empty(reply, c.sync_metadata(&who.creds()).await) });
     }
 
-    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(async move {
-            match c.statfs(&who.creds()).await {
+            match c.statfs_at(&who.creds(), ino.0).await {
                 Ok(s) => {
                     let b = u64::from(STATFS_BLOCK_BYTES);
                     reply.statfs(
