@@ -333,3 +333,42 @@ fn bad_limits_are_refused() {
         Err(Error::NotDir)
     );
 }
+
+#[test]
+fn appends_placed_by_the_mds_are_counted_refused_past_the_limit_and_never_leased() {
+    use crate::mds::append::{self, AppendRequest};
+    const SESSION: u64 = 5;
+    let kv = fresh();
+    let d = make(&kv, ROOT_INO, "d", FileKind::Dir).unwrap().ino;
+    let f = make(&kv, d, "f", FileKind::File).unwrap().ino;
+    let out = make(&kv, ROOT_INO, "out", FileKind::File).unwrap().ino;
+    let limits = QuotaLimits {
+        hard_bytes: 1000,
+        ..QuotaLimits::default()
+    };
+    set_quota(&kv, d, limits).unwrap();
+    let append = |ino: Ino, len| {
+        let req = AppendRequest {
+            len,
+            known_size: 0,
+            truncate_version: 0,
+            want_lease: true,
+        };
+        run(&kv, |tx, c| {
+            // The session has the file open for writing, as an appender's has.
+            tx.set(&schema::write_open(ino, SESSION), &[]);
+            append::reserve(tx, c.now, SESSION, ino, req)
+        })
+    };
+    assert!(append(out, 10).unwrap().lease_ms > 0, "outside: leased");
+    let first = append(f, 600).unwrap();
+    assert_eq!((first.offset, first.len), (0, 600));
+    assert_eq!(
+        first.lease_ms, 0,
+        "in a project: every append is counted first"
+    );
+    assert_eq!(usage(&kv, d).bytes, 600);
+    assert_eq!(append(f, 600).map(|_| ()), Err(Error::QuotaExceeded));
+    assert_eq!(append(f, 400).unwrap().offset, 600);
+    assert_eq!(usage(&kv, d).bytes, 1000);
+}
