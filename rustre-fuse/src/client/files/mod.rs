@@ -568,6 +568,8 @@ impl Files {
                 st.dirty = false;
             }
             st.written.remove_all(&r.written);
+            // A quota set on its tree while the file was open reaches the writer here.
+            st.project = attr.project;
             for (stripe, bytes) in &r.allocated {
                 if st.allocated.get(stripe) == Some(bytes) {
                     st.allocated.remove(stripe);
