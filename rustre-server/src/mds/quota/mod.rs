@@ -256,19 +256,21 @@ pub fn reserve(
     Err(Error::QuotaExceeded)
 }
 
-/// The last writer of `ino` closed it: what it reserved beyond the size stops counting.
+/// A writer of `ino` closed it: if it was the last, what writers reserved beyond the size
+/// stops counting.
 pub fn end_reservation(tx: &mut dyn Transaction, ino: Ino) -> Result<(), Error> {
+    let Some(mut inode) = store::get_inode(tx, ino)? else {
+        return Ok(());
+    };
+    if inode.reserved == 0 {
+        return Ok(());
+    }
     let (s, e) = schema::write_open_range(ino);
     if !tx.range(&s, &e, 1)?.is_empty() {
         return Ok(());
     }
-    match store::get_inode(tx, ino)? {
-        Some(mut inode) if inode.reserved != 0 => {
-            inode.reserved = 0;
-            store::put_inode(tx, &inode)
-        }
-        _ => Ok(()),
-    }
+    inode.reserved = 0;
+    store::put_inode(tx, &inode)
 }
 
 /// EXDEV when an inode of project `moved` may not get a name in a directory of project
