@@ -169,6 +169,7 @@ fn to_json(q: &QuotaInfo) -> serde_json::Value {
         "grace_secs": l.grace_secs,
         "bytes_over_since_ms": q.bytes_over_since_ms,
         "inodes_over_since_ms": q.inodes_over_since_ms,
+        "counting": q.counting,
     })
 }
 

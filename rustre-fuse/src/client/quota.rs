@@ -145,6 +145,7 @@ mod tests {
             },
             bytes_over_since_ms: 0,
             inodes_over_since_ms: 0,
+            counting: false,
         };
         let s = quota_stats(stats, &q);
         assert_eq!(s.capacity.total_bytes, 100 << 20);

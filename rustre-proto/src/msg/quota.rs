@@ -52,6 +52,8 @@ pub struct QuotaInfo {
     pub bytes_over_since_ms: u64,
     /// Wall-clock milliseconds at which usage went over the soft inode limit (0: it is not).
     pub inodes_over_since_ms: u64,
+    /// `quota set` is still counting what the tree held: usage is not complete yet.
+    pub counting: bool,
 }
 
 impl QuotaLimits {

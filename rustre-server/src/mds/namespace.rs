@@ -360,9 +360,9 @@ pub fn rename(
     let dst = store::dentry(tx, new_parent, new_name)?;
     let src_inode = store::inode(tx, src.ino)?;
     perm::check_sticky(ctx.creds, &src_dir.attr, &src_inode.attr)?;
-    if parent != new_parent {
-        quota::check_move(&src_inode, &dst_dir)?;
-    }
+    // Also within one directory: while `quota set` walks a tree, an entry it has not
+    // labelled yet must not move behind its cursor.
+    quota::check_move(&src_inode, &dst_dir)?;
 
     if flags & RENAME_EXCHANGE != 0 {
         let dst = dst.ok_or(Error::NotFound)?;
@@ -437,9 +437,9 @@ fn exchange(
     let ib = store::inode(tx, db.ino)?;
     let dir_b = store::inode(tx, pb)?;
     perm::check_sticky(ctx.creds, &dir_b.attr, &ib.attr)?;
+    quota::check_move(&ia, &dir_b)?;
+    quota::check_move(&ib, &store::inode(tx, pa)?)?;
     if pa != pb {
-        quota::check_move(&ia, &dir_b)?;
-        quota::check_move(&ib, &store::inode(tx, pa)?)?;
         if da.kind == FileKind::Dir {
             check_no_loop(tx, da.ino, pb)?;
             check_dir_move_allowed(ctx, &ia, pa, pb)?;

@@ -24,9 +24,28 @@ impl Mds {
     ) -> Answer {
         // ADMIN CHECK GOES HERE: `quota set` is an administrator's operation (issue #19,
         // item 5); refuse a caller without the admin credential before anything else.
+        let creds = call.creds.clone();
+        let walk = self
+            .txn(creds.clone(), vec![], Mutation::WRITE, move |tx, c| {
+                super::begin_set(tx, c.now, ino, limits)
+            })
+            .await?;
+        if walk {
+            // Each step one transaction; a retry of the call (or a set after an MDS crash
+            // cut this walk short) walks again, skipping what is labelled already.
+            let mut pending = vec![(ino, None)];
+            while !pending.is_empty() {
+                let todo = pending.clone();
+                pending = self
+                    .txn(creds.clone(), vec![], Mutation::WRITE, move |tx, _| {
+                        super::walk_step(tx, ino, todo.clone())
+                    })
+                    .await?;
+            }
+        }
         let change = call.change();
         self.txn(call.creds, vec![], change, move |tx, c| {
-            super::set(tx, c.now, ino, limits)
+            super::finish_set(tx, c.now, ino)
         })
         .await
         .map(|q| MdsResponse::Quota(Some(q)))

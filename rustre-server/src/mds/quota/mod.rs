@@ -24,11 +24,10 @@ mod handlers;
 #[cfg(test)]
 mod tests;
 
-/// Most inodes the walk of `quota set` relabels and counts, in one transaction (about
-/// 200 bytes written each, well inside the store's transaction size limit,
-/// `meta::limits::MAX_TX_BYTES`). A larger tree needs its quota set while it is smaller
-/// (usage is then kept as it grows).
-pub const QUOTA_SET_MAX_INODES: u64 = 20_000;
+/// Most directory entries one transaction of the walk of `quota set` visits: far inside
+/// the store's transaction limits (size, and FoundationDB's five seconds) at a few hundred
+/// bytes read and written each.
+pub const QUOTA_SET_BATCH: usize = 512;
 
 /// A project's limits and usage, under `quota/{project}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +38,8 @@ pub struct Quota {
     pub bytes_over_since_ms: u64,
     /// Wall-clock milliseconds since which inodes are over the soft limit (0: they are not).
     pub inodes_over_since_ms: u64,
+    /// The walk of `quota set` has not finished: usage is not complete yet.
+    pub counting: bool,
 }
 
 impl Quota {
@@ -50,6 +51,7 @@ impl Quota {
             usage: self.usage,
             bytes_over_since_ms: self.bytes_over_since_ms,
             inodes_over_since_ms: self.inodes_over_since_ms,
+            counting: self.counting,
         }
     }
 
@@ -298,60 +300,94 @@ pub fn removed(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
     recount(tx, Some(inode), None)
 }
 
-/// Sets the limits of directory `dir`. The first time, `dir` becomes a project's root: every
-/// inode of its tree (at most [`QUOTA_SET_MAX_INODES`]) is relabelled and counted, and
-/// leaves the project it was in. A project directory met inside the tree keeps its own
-/// subtree. Returns the quota as set.
-pub fn set(
+/// A directory whose entries the walk of `quota set` has yet to visit: its inode, and the
+/// last name visited (`None`: none yet).
+pub type Pending = (Ino, Option<String>);
+
+/// First transaction of `quota set DIR`: checks the limits and the directory and stores the
+/// limits; true when the tree must be walked ([`walk_step`] until nothing is left, then
+/// [`finish_set`]), false when the directory had a counted quota. A directory that is not a project's root yet (or whose walk was interrupted)
+/// becomes one, with usage counted from its own inode; its tree is then labelled and
+/// counted by [`walk_step`]s, as many as it takes, each one transaction. Meanwhile usage
+/// grows to its full value (`QuotaInfo::counting`); whatever is created in the tree is
+/// counted as it is created, since every directory the walk found carries the project.
+pub fn begin_set(
     tx: &mut dyn Transaction,
     now: Timestamp,
     dir: Ino,
     limits: QuotaLimits,
-) -> Result<QuotaInfo, Error> {
+) -> Result<bool, Error> {
     limits.check().map_err(Error::Invalid)?;
-    store::dir(tx, dir)?;
-    if let Some(mut q) = get(tx, dir)? {
-        q.limits = limits;
-        q.note_soft(millis(now));
+    let mut root = store::dir(tx, dir)?;
+    let mut q = get(tx, dir)?.unwrap_or_default();
+    q.limits = limits;
+    q.note_soft(millis(now));
+    if !q.counting && root.attr.project == dir {
         put(tx, dir, &q)?;
-        return Ok(q.info(dir));
+        return Ok(false);
     }
-    // Counted from nothing: the walk's puts add every inode it relabels.
-    put(
-        tx,
-        dir,
-        &Quota {
-            limits,
-            ..Quota::default()
-        },
-    )?;
-    let mut todo = vec![dir];
-    let mut seen = 0u64;
-    while let Some(ino) = todo.pop() {
-        seen += 1;
-        if seen > QUOTA_SET_MAX_INODES {
-            return Err(Error::Invalid(format!(
-                "more than {QUOTA_SET_MAX_INODES} inodes under the directory"
-            )));
-        }
-        let mut inode = store::inode(tx, ino)?;
-        let own_project =
-            inode.attr.kind == FileKind::Dir && inode.attr.project == ino && ino != dir;
-        if own_project || inode.attr.project == dir {
-            // Another project's tree, or met twice (a file with two names in the tree).
-            continue;
-        }
-        inode.attr.project = dir;
-        store::put_inode(tx, &inode)?;
-        if inode.attr.kind == FileKind::Dir {
-            let (s, e) = schema::dentry_range(ino);
-            for (_, v) in tx.range(&s, &e, QUOTA_SET_MAX_INODES as usize + 1)? {
-                let d: store::Dentry = rustre_proto::codec::decode(&v)?;
-                todo.push(d.ino);
+    q.counting = true;
+    put(tx, dir, &q)?;
+    if root.attr.project != dir {
+        root.attr.project = dir;
+        store::put_inode(tx, &root)?;
+    }
+    Ok(true)
+}
+
+/// One transaction of the walk of `quota set` of project `dir`: visits up to
+/// [`QUOTA_SET_BATCH`] entries of the directories in `pending` (the last first), labels
+/// each inode found with the project (which counts it), and returns what is left to visit.
+/// An inode already labelled is skipped (a second name of a file, a directory created since,
+/// a walk run again), and so is another project's directory with its subtree.
+pub fn walk_step(
+    tx: &mut dyn Transaction,
+    dir: Ino,
+    mut pending: Vec<Pending>,
+) -> Result<Vec<Pending>, Error> {
+    let mut budget = QUOTA_SET_BATCH;
+    while budget > 0 {
+        let Some((parent, after)) = pending.pop() else {
+            break;
+        };
+        let (s, e) = match &after {
+            Some(name) => schema::dentry_after(parent, name),
+            None => schema::dentry_range(parent),
+        };
+        let rows = tx.range(&s, &e, budget)?;
+        let full = rows.len() == budget;
+        budget -= rows.len();
+        let mut last = None;
+        let mut found = Vec::new();
+        for (k, v) in rows {
+            let d: store::Dentry = rustre_proto::codec::decode(&v)?;
+            last = schema::parse_dentry_name(&k).map(str::to_string);
+            let Some(mut inode) = store::get_inode(tx, d.ino)? else {
+                continue;
+            };
+            let other_root = inode.attr.kind == FileKind::Dir && inode.attr.project == d.ino;
+            if other_root || inode.attr.project == dir {
+                continue;
+            }
+            inode.attr.project = dir;
+            store::put_inode(tx, &inode)?;
+            if inode.attr.kind == FileKind::Dir {
+                found.push((d.ino, None));
             }
         }
+        if full {
+            // More entries after `last`: this directory comes back after its subdirectories.
+            pending.push((parent, last));
+        }
+        pending.extend(found);
     }
-    let mut q = get(tx, dir)?.ok_or_else(|| Error::Io("quota record vanished".into()))?;
+    Ok(pending)
+}
+
+/// Last transaction of `quota set` of `dir`: the walk is over, usage is complete.
+pub fn finish_set(tx: &mut dyn Transaction, now: Timestamp, dir: Ino) -> Result<QuotaInfo, Error> {
+    let mut q = get(tx, dir)?.ok_or(Error::NotFound)?;
+    q.counting = false;
     q.note_soft(millis(now));
     put(tx, dir, &q)?;
     Ok(q.info(dir))

@@ -66,8 +66,28 @@ fn report(kv: &Kv, ino: Ino, size: u64) {
     run(kv, |tx, c| attr::report_size(tx, c, ino, &r)).unwrap();
 }
 
+/// `quota set` as the MDS runs it: a first transaction, the walk's steps, a last one;
+/// `between` runs after every step (what other clients do meanwhile).
+fn set_quota_with(
+    kv: &Kv,
+    dir: Ino,
+    limits: QuotaLimits,
+    mut between: impl FnMut(usize),
+) -> Result<QuotaInfo, Error> {
+    if run(kv, |tx, c| begin_set(tx, c.now, dir, limits))? {
+        let mut pending = vec![(dir, None)];
+        let mut steps = 0;
+        while !pending.is_empty() {
+            pending = run(kv, |tx, _| walk_step(tx, dir, pending.clone()))?;
+            steps += 1;
+            between(steps);
+        }
+    }
+    run(kv, |tx, c| finish_set(tx, c.now, dir))
+}
+
 fn set_quota(kv: &Kv, dir: Ino, limits: QuotaLimits) -> Result<QuotaInfo, Error> {
-    run(kv, |tx, c| set(tx, c.now, dir, limits))
+    set_quota_with(kv, dir, limits, |_| {})
 }
 
 fn usage(kv: &Kv, ino: Ino) -> QuotaUsage {
@@ -371,4 +391,54 @@ fn appends_placed_by_the_mds_are_counted_refused_past_the_limit_and_never_leased
     assert_eq!(append(f, 600).map(|_| ()), Err(Error::QuotaExceeded));
     assert_eq!(append(f, 400).unwrap().offset, 600);
     assert_eq!(usage(&kv, d).bytes, 1000);
+}
+
+#[test]
+fn the_walk_of_a_tree_larger_than_a_batch_counts_what_is_created_and_moved_meanwhile() {
+    let kv = fresh();
+    let d = make(&kv, ROOT_INO, "d", FileKind::Dir).unwrap().ino;
+    let sub = make(&kv, d, "sub", FileKind::Dir).unwrap().ino;
+    let files = QUOTA_SET_BATCH as u64 * 2 + 10;
+    for i in 0..files {
+        make(&kv, sub, &format!("f{i:04}"), FileKind::File).unwrap();
+    }
+    let outside = make(&kv, ROOT_INO, "outside", FileKind::Dir).unwrap().ino;
+    make(&kv, outside, "o", FileKind::File).unwrap();
+    let mut renamed = None;
+    let q = set_quota_with(&kv, d, QuotaLimits::default(), |step| {
+        if step == 1 {
+            // Mid-walk: a create in a directory the walk found is counted by the create;
+            // an entry not labelled yet cannot move (behind the walk's cursor, or out).
+            make(&kv, sub, "new", FileKind::File).unwrap();
+            renamed = Some(run(&kv, |tx, c| {
+                namespace::rename(tx, c, sub, "f1000", sub, "a-first", 0)
+            }));
+        }
+    })
+    .unwrap();
+    assert_eq!(renamed, Some(Err(Error::CrossDevice)));
+    assert_eq!(q.usage.inodes, 2 + files + 1, "d, sub, the files and `new`");
+    assert!(!q.counting);
+    // Every inode of the tree is labelled; outside, none.
+    let f = run(&kv, |tx, c| namespace::lookup(tx, c, sub, "f1019")).unwrap();
+    assert_eq!(f.project, d);
+    let o = run(&kv, |tx, c| namespace::lookup(tx, c, outside, "o")).unwrap();
+    assert_eq!(o.project, NO_PROJECT);
+    // Once counted, renames inside the tree are free again.
+    run(&kv, |tx, c| {
+        namespace::rename(tx, c, sub, "f1000", sub, "a-first", 0)
+    })
+    .unwrap();
+    // A walk run again (a retried call) counts nothing twice.
+    let limits = QuotaLimits {
+        hard_inodes: 5000,
+        ..QuotaLimits::default()
+    };
+    run(&kv, |tx, _| {
+        let mut q = get(tx, d)?.unwrap();
+        q.counting = true;
+        put(tx, d, &q)
+    })
+    .unwrap();
+    assert_eq!(set_quota(&kv, d, limits).unwrap().usage, q.usage);
 }
