@@ -135,6 +135,9 @@ pub(crate) async fn run(g: &Global, cmd: QuotaCmd) -> Result<(), String> {
             l.hard_inodes,
             grace_left(q)
         );
+        if q.counting {
+            println!("{:>12} still counting what the tree held (run `quota set` again if no set is running)", "");
+        }
     }
     Ok(())
 }

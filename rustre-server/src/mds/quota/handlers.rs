@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rustre_proto::msg::mds::{MdsResponse, QUOTA_LIST_MAX};
 use rustre_proto::msg::quota::QuotaLimits;
 use rustre_proto::msg::Ino;
+use rustre_proto::Error;
 
 use crate::mds::dispatch::Call;
 use crate::mds::error::MdsError;
@@ -24,6 +25,10 @@ impl Mds {
     ) -> Answer {
         // ADMIN CHECK GOES HERE: `quota set` is an administrator's operation (issue #19,
         // item 5); refuse a caller without the admin credential before anything else.
+        // Until then, at least only root may (as on XFS and Lustre).
+        if call.creds.uid != 0 {
+            return Err(Error::NotPermitted.into());
+        }
         let creds = call.creds.clone();
         let walk = self
             .txn(creds.clone(), vec![], Mutation::WRITE, move |tx, c| {

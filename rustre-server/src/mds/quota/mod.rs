@@ -20,6 +20,8 @@ use super::store::{self, Inode};
 use crate::meta::Transaction;
 use crate::schema;
 
+#[cfg(test)]
+mod handler_tests;
 mod handlers;
 #[cfg(test)]
 mod tests;
