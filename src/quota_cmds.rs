@@ -136,7 +136,10 @@ pub(crate) async fn run(g: &Global, cmd: QuotaCmd) -> Result<(), String> {
             grace_left(q)
         );
         if q.counting {
-            println!("{:>12} still counting what the tree held (run `quota set` again if no set is running)", "");
+            println!(
+                "{:>12} still counting (run `quota set` again if no set is running)",
+                ""
+            );
         }
     }
     Ok(())

@@ -223,9 +223,10 @@ pub fn admit_size(
     admit(tx, inode.attr.project, add, now)
 }
 
-/// A writer of file `ino` (open for writing in `session`; 0: an MDS-internal caller) asks for room up to `end` before writing there, and up to `want`
-/// (>= `end`) if the quota allows: the end granted, which the file's charge now covers
-/// (`Inode::reserved`); EDQUOT when not even `end` fits. A file in no project (or one whose
+/// A writer of file `ino` (open for writing in `session`; 0: an MDS-internal caller) asks
+/// for room up to `end` before writing there, and up to `want` (>= `end`) if the quota
+/// allows: the end granted, which the file's charge now covers (`Inode::reserved`); EDQUOT
+/// when not even `end` fits. A file in no project (or one whose
 /// project lost its quota) has no bound: `u64::MAX`.
 pub fn reserve(
     tx: &mut dyn Transaction,
@@ -277,8 +278,8 @@ pub fn end_reservation(tx: &mut dyn Transaction, ino: Ino) -> Result<(), Error> 
     store::put_inode(tx, &inode)
 }
 
-/// EXDEV when an inode of project `moved` may not get a name in a directory of project
-/// `into`: usage is kept per tree, so moving between trees is a copy (as on XFS). The
+/// EXDEV when `inode` may not get a name in directory `into` because they are in different
+/// projects: usage is kept per tree, so moving between trees is a copy (as on XFS). The
 /// directory of a project moves anywhere: its tree goes with it.
 pub fn check_move(inode: &Inode, into: &Inode) -> Result<(), Error> {
     let p = inode.attr.project;
@@ -308,11 +309,12 @@ pub type Pending = (Ino, Option<String>);
 
 /// First transaction of `quota set DIR`: checks the limits and the directory and stores the
 /// limits; true when the tree must be walked ([`walk_step`] until nothing is left, then
-/// [`finish_set`]), false when the directory had a counted quota. A directory that is not a project's root yet (or whose walk was interrupted)
-/// becomes one, with usage counted from its own inode; its tree is then labelled and
-/// counted by [`walk_step`]s, as many as it takes, each one transaction. Meanwhile usage
-/// grows to its full value (`QuotaInfo::counting`); whatever is created in the tree is
-/// counted as it is created, since every directory the walk found carries the project.
+/// [`finish_set`]), false when the directory had a counted quota. A directory that is not
+/// a project's root yet (or whose walk was interrupted) becomes one, with usage counted
+/// from its own inode; its tree is then labelled and counted by [`walk_step`]s, as many as
+/// it takes, each one transaction. Meanwhile usage grows to its full value
+/// (`QuotaInfo::counting`); whatever is created in the tree is counted as it is created,
+/// since every directory the walk found carries the project.
 pub fn begin_set(
     tx: &mut dyn Transaction,
     now: Timestamp,
