@@ -2,7 +2,8 @@
 //! real mounts: a 100 MiB / 1,000-inode quota on a directory. Writers on both mounts get
 //! EDQUOT at the byte limit, never past it, and short of it by at most what each writer
 //! may hold reserved; the 1,001st inode is EDQUOT; `df` in the directory shows the quota;
-//! after `rm`, writing and creating work again; a rename out of the tree is EXDEV.
+//! after `rm`, writing and creating work again; a rename out of the tree is EXDEV. And a
+//! soft limit, passed for its grace period and then enforced until usage is back under it.
 
 mod common;
 
@@ -194,4 +195,44 @@ fn a_100_mib_1000_inode_quota_holds_through_two_mounts_and_df_shows_it() {
     fs::create_dir(db.join("again-dir")).unwrap();
     assert_eq!(fs::read(db.join("again")).unwrap().len(), 4 * CHUNK);
     drop((a, b));
+}
+
+/// Grace period of the soft-limit test: long enough to create through, short to wait out.
+const GRACE_SECS: u64 = 2;
+
+#[test]
+fn a_soft_limit_lets_creates_through_for_its_grace_period_then_refuses_them() {
+    if skip_without_fuse() {
+        return;
+    }
+    let c = ProcCluster::start();
+    let m = c.mgs_addr.clone();
+    let pa = c.path("a");
+    fs::create_dir_all(&pa).unwrap();
+    let a = ForegroundMount::start(&m, &pa, "");
+    let d = a.path.join("soft");
+    fs::create_dir(&d).unwrap();
+    let grace = GRACE_SECS.to_string();
+    let args = ["--soft-inodes", "3", "--inodes", "100", "--grace", &grace];
+    cli_ok(&m, &[&["quota", "set", "/soft"][..], &args].concat());
+    // The directory and two files: at the soft limit; a third goes over, which starts the
+    // grace period, and more may follow while it lasts.
+    for name in ["f1", "f2", "f3", "f4"] {
+        fs::File::create(d.join(name)).unwrap();
+    }
+    let q = quota_json(&m, "/soft");
+    assert!(q["quota"]["inodes_over_since_ms"].as_u64() > Some(0), "{q}");
+    std::thread::sleep(Duration::from_secs(GRACE_SECS) + Duration::from_millis(500));
+    let e = fs::File::create(d.join("late")).unwrap_err();
+    assert!(is_edquot(&e), "{e}");
+    assert!(cli_ok(&m, &["quota", "get", "/soft"]).contains("expired"));
+    // Back under the soft limit, the clock stops and creates work again.
+    for name in ["f2", "f3", "f4"] {
+        fs::remove_file(d.join(name)).unwrap();
+    }
+    assert!(
+        wait_until(SETTLE_WAIT, || fs::File::create(d.join("again")).is_ok()),
+        "creates did not come back under the soft limit"
+    );
+    drop(a);
 }
