@@ -62,10 +62,10 @@ fn write_until_refused(path: &Path) -> (u64, std::io::Error) {
     panic!("{} took {written} bytes without refusal", path.display());
 }
 
-/// `df -B1 --output=size,itotal` of `dir`: (size in bytes, inodes).
-fn df(dir: &Path) -> (u64, u64) {
+/// `df -B1 --output=size,itotal,iused` of `dir`: (size in bytes, inodes, inodes used).
+fn df(dir: &Path) -> (u64, u64, u64) {
     let out = Command::new("df")
-        .args(["-B1", "--output=size,itotal"])
+        .args(["-B1", "--output=size,itotal,iused"])
         .arg(dir)
         .output()
         .expect("df");
@@ -78,7 +78,7 @@ fn df(dir: &Path) -> (u64, u64) {
         .split_whitespace()
         .map(|v| v.parse().unwrap())
         .collect();
-    (row[0], row[1])
+    (row[0], row[1], row[2])
 }
 
 #[test]
@@ -117,8 +117,8 @@ fn a_100_mib_1000_inode_quota_holds_through_two_mounts_and_df_shows_it() {
     );
 
     // df in the directory shows the quota; outside it, the cluster.
-    assert_eq!(df(&da), (LIMIT_BYTES, LIMIT_INODES));
-    assert_eq!(df(&db), (LIMIT_BYTES, LIMIT_INODES));
+    assert_eq!(df(&da), (LIMIT_BYTES, LIMIT_INODES, 2));
+    assert_eq!(df(&db), (LIMIT_BYTES, LIMIT_INODES, 2));
     assert_ne!(df(&a.path).0, LIMIT_BYTES);
 
     // A file moved out of the tree or into it is EXDEV (mv then copies).

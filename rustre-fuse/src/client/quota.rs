@@ -95,7 +95,8 @@ impl Client {
 }
 
 /// `stats` with the limits of quota `q` in place of the cluster's size and inodes (each
-/// only if `q` limits it; free space is also never more than the cluster has).
+/// only if `q` limits it; free space is also never more than the cluster has). As the
+/// cluster's, `files` is the inodes in use and `files_free` those left.
 pub fn quota_stats(stats: FsStats, q: &QuotaInfo) -> FsStats {
     let mut s = stats;
     let hard = |hard: u64, soft: u64| if hard != 0 { hard } else { soft };
@@ -110,7 +111,7 @@ pub fn quota_stats(stats: FsStats, q: &QuotaInfo) -> FsStats {
     }
     let inodes = hard(q.limits.hard_inodes, q.limits.soft_inodes);
     if inodes != 0 {
-        s.files = inodes;
+        s.files = q.usage.inodes;
         s.files_free = inodes.saturating_sub(q.usage.inodes);
     }
     s
@@ -129,7 +130,7 @@ mod tests {
                 free_bytes: 1 << 39,
                 avail_bytes: 1 << 38,
             },
-            files: 10,
+            files: 7,
             files_free: 1 << 40,
         };
         let mut q = QuotaInfo {
@@ -150,13 +151,13 @@ mod tests {
         let s = quota_stats(stats, &q);
         assert_eq!(s.capacity.total_bytes, 100 << 20);
         assert_eq!(s.capacity.avail_bytes, 70 << 20);
-        assert_eq!(s.files, 1000);
+        assert_eq!(s.files, 10);
         assert_eq!(s.files_free, 990);
         // No limit on a resource: the cluster's figures for it.
         q.limits.hard_inodes = 0;
         q.usage.bytes = 200 << 20;
         let s = quota_stats(stats, &q);
-        assert_eq!(s.files, 10);
+        assert_eq!((s.files, s.files_free), (7, 1 << 40));
         assert_eq!(s.capacity.free_bytes, 0, "over the limit: nothing free");
     }
 }

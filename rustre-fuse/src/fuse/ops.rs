@@ -574,7 +574,7 @@ impl Filesystem for RustreFs {
                         s.capacity.total_bytes / b,
                         s.capacity.free_bytes / b,
                         s.capacity.avail_bytes / b,
-                        s.files,
+                        s.files.saturating_add(s.files_free), // f_files is the total
                         s.files_free,
                         STATFS_BLOCK_BYTES,
                         STATFS_NAME_MAX,
