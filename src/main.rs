@@ -6,6 +6,7 @@ mod client_cmds;
 mod config;
 mod gen_docs;
 mod progress;
+mod quota_cmds;
 mod repair_cmds;
 mod roles;
 mod server_cmds;
@@ -277,6 +278,11 @@ enum Cmd {
         /// Output directory (man/ and completions/ are made under it).
         dir: PathBuf,
     },
+    /// Project quotas on directory trees (bytes and inodes).
+    Quota {
+        #[command(subcommand)]
+        cmd: quota_cmds::QuotaCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -539,6 +545,7 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
         Cmd::GenDocs { dir } => gen_docs::write_all(Cli::command(), &dir),
         Cmd::Find(args) => tree_cmds::find(&g, args).await,
         Cmd::Du(args) => tree_cmds::du(&g, args).await,
+        Cmd::Quota { cmd } => quota_cmds::run(&g, cmd).await,
     }
 }
 

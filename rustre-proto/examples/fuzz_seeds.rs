@@ -241,6 +241,7 @@ fn attr() -> Attr {
             users: vec![AclEntry { id: 65534, perm: 6 }],
             groups: vec![AclEntry { id: 100, perm: 5 }],
         })),
+        project: 0,
     }
 }
 
@@ -509,6 +510,27 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
             MdsOp::Watch {
                 instance: 77,
                 after: 1234,
+            },
+        ),
+        (
+            "quota_set",
+            MdsOp::QuotaSet {
+                ino: 43,
+                limits: rustre_proto::msg::quota::QuotaLimits {
+                    hard_bytes: 100 << 20,
+                    soft_bytes: 90 << 20,
+                    hard_inodes: 1000,
+                    soft_inodes: 900,
+                    grace_secs: 60,
+                },
+            },
+        ),
+        (
+            "quota_reserve",
+            MdsOp::QuotaReserve {
+                ino: 42,
+                end: 1 << 20,
+                want: 5 << 20,
             },
         ),
     ];

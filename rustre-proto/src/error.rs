@@ -84,6 +84,9 @@ pub enum Error {
     /// text says which, for the operator. EPERM, as `NotPermitted`.
     #[error("operation not permitted: {0}")]
     Denied(String),
+    /// A project quota's limit (docs/quotas.md) refuses the growth or the new inode.
+    #[error("disk quota exceeded")]
+    QuotaExceeded,
 }
 
 impl Error {
@@ -148,6 +151,7 @@ impl Error {
             Error::NotSupported => libc::EOPNOTSUPP,
             Error::Stale | Error::OldEpoch { .. } => libc::ESTALE,
             Error::Busy => libc::EBUSY,
+            Error::QuotaExceeded => libc::EDQUOT,
             Error::TimedOut => libc::ETIMEDOUT,
             Error::Unavailable(_) => libc::ENOTCONN,
             Error::Protocol(_)

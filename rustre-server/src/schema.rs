@@ -31,6 +31,9 @@
 //! |        |                                   | the file (what its expiry clears)    |
 //! | 0x16   | lock_wait/{session}/{owner}       | [`crate::mds::locks::Waiter`]: what  |
 //! |        |                                   | a blocked owner waits for (EDEADLK)  |
+//! | 0x30   | quota/{project}                   | `crate::mds::quota::Quota`: limits   |
+//! |        |                                   | and usage of a project (the inode    |
+//! |        |                                   | number of its directory)             |
 //! | 0x40   | mgs/registry/{chunk}              | MGS only: the registry record, see   |
 //! |        |                                   | `crate::mgs::persist`; never MDS.    |
 //! |        |                                   | `{chunk}` is a big-endian u32 after  |
@@ -56,6 +59,8 @@ pub const SESSION_LOCK: u8 = 0x15;
 pub const LOCK_WAIT: u8 = 0x16;
 /// The append lease of a file (`mds::append`).
 pub const APPEND_LEASE: u8 = 0x1a;
+/// A project's quota and usage (`mds::quota`).
+pub const QUOTA: u8 = 0x30;
 /// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
 /// run over FoundationDB; the MDS never reads or writes under it.
 pub const MGS: u8 = 0x40;
@@ -100,6 +105,21 @@ fn range_u64(prefix: u8, n: u64) -> (Vec<u8>, Vec<u8>) {
 /// The half-open range of one whole prefix.
 pub fn prefix_range(prefix: u8) -> (Vec<u8>, Vec<u8>) {
     (vec![prefix], vec![prefix + 1])
+}
+
+/// The quota record of project `project`.
+pub fn quota(project: Ino) -> Vec<u8> {
+    with_u64(QUOTA, project)
+}
+
+/// Quota records of projects numbered from `from` on.
+pub fn quotas_from(from: Ino) -> (Vec<u8>, Vec<u8>) {
+    (with_u64(QUOTA, from), vec![QUOTA + 1])
+}
+
+/// The project of a quota key.
+pub fn parse_quota(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, QUOTA, 1)
 }
 
 pub fn inode(ino: Ino) -> Vec<u8> {

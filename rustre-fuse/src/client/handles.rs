@@ -322,6 +322,10 @@ impl Client {
         };
         let data = data.slice(..len);
         let end = offset + len as u64;
+        if !append {
+            // Appends are counted by the MDS as it places them.
+            self.quota_room(&f.creds, f.ino, end).await?;
+        }
         if sync {
             self.flush_writes(f.ino).await?;
             self.cache
@@ -466,6 +470,9 @@ impl Client {
             return Err(Error::Invalid("fallocate of zero bytes".into()));
         }
         let size = self.files.size(f.ino);
+        if !keep_size && end > size {
+            self.quota_room(creds, f.ino, end).await?;
+        }
         match mode & !FALLOC_FL_KEEP_SIZE {
             0 => space::check_room(layout, &self.cluster_map(), offset, end)?,
             FALLOC_FL_PUNCH_HOLE if keep_size => {

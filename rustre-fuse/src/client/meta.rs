@@ -111,7 +111,8 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             MdsOp::SetXattr { ino, .. }
             | MdsOp::RemoveXattr { ino, .. }
             | MdsOp::SetDirLayout { ino, .. }
-            | MdsOp::ReturnAppendLease { ino, .. },
+            | MdsOp::ReturnAppendLease { ino, .. }
+            | MdsOp::QuotaReserve { ino, .. },
             _,
         ) => vec![Changed(*ino)],
         // Open bookkeeping, except that a last release destroys an inode with no names.
@@ -205,6 +206,8 @@ fn idempotent(op: &MdsOp) -> bool {
             | MdsOp::SetLock { .. }
             | MdsOp::GetLock { .. }
             | MdsOp::UnlockOwner { .. }
+            | MdsOp::QuotaGet { .. }
+            | MdsOp::QuotaList { .. }
     ) || matches!(op, MdsOp::Fsck(f) if f.is_read_only())
 }
 

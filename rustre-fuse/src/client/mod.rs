@@ -51,6 +51,7 @@ mod meta;
 mod meta_cache;
 pub mod path;
 mod pending_marks;
+pub mod quota;
 mod releases;
 mod seek;
 mod space;

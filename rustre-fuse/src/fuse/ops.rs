@@ -580,14 +580,14 @@ impl Filesystem for RustreFs {
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(("statfs", ino.0), async move {
-            match c.statfs(&who.creds()).await {
+            match c.statfs_at(&who.creds(), ino.0).await {
                 Ok(s) => {
                     let b = u64::from(STATFS_BLOCK_BYTES);
                     reply.statfs(
                         s.capacity.total_bytes / b,
                         s.capacity.free_bytes / b,
                         s.capacity.avail_bytes / b,
-                        s.files,
+                        s.files.saturating_add(s.files_free), // f_files is the total
                         s.files_free,
                         STATFS_BLOCK_BYTES,
                         STATFS_NAME_MAX,

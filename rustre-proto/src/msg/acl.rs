@@ -92,6 +92,7 @@ mod tests {
             layout: None,
             truncate_version: 0,
             acl,
+            project: 0,
         }
     }
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fsck::{FsckAnswer, FsckOp};
+use super::quota::{QuotaInfo, QuotaLimits};
 use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, StripeSet, Timestamp};
 
 /// `Rename` flag: fail with EEXIST if the target exists (RENAME_NOREPLACE).
@@ -304,7 +305,34 @@ pub enum MdsOp {
         end: u64,
         truncate_version: u64,
     },
+    /// Sets the quota of directory `ino` (docs/quotas.md): it becomes a project's root, and
+    /// everything under it is counted. `Quota`. An administrator's operation.
+    QuotaSet {
+        ino: Ino,
+        limits: QuotaLimits,
+    },
+    /// The quota of the project `ino` belongs to (`Quota(None)`: none). Also what `statfs`
+    /// on a mount asks, to show the quota as the file system's size.
+    QuotaGet {
+        ino: Ino,
+    },
+    /// Every project's quota, by project id, at most [`QUOTA_LIST_MAX`] after `after`.
+    /// `Quotas`.
+    QuotaList {
+        after: Ino,
+    },
+    /// A writer asks for room to grow file `ino` to `end` bytes before writing there,
+    /// `want` (>= `end`) if the quota allows. `QuotaRoom` with the end granted (at least
+    /// `end`), or EDQUOT. Files in no project get `u64::MAX`.
+    QuotaReserve {
+        ino: Ino,
+        end: u64,
+        want: u64,
+    },
 }
+
+/// Most quotas one `QuotaList` answer carries.
+pub const QUOTA_LIST_MAX: usize = 1024;
 
 /// Longest the MDS holds a waiting `SetLock` before answering `Conflict` (the client asks
 /// again, after checking that its caller was not interrupted).
@@ -458,4 +486,10 @@ pub enum MdsResponse {
         lease_limit: u64,
         retry: bool,
     },
+    /// `QuotaSet`, `QuotaGet`.
+    Quota(Option<QuotaInfo>),
+    /// `QuotaList`: in project order; fewer than [`QUOTA_LIST_MAX`] means the end.
+    Quotas(Vec<QuotaInfo>),
+    /// `QuotaReserve`: the file may grow to this end without asking again.
+    QuotaRoom(u64),
 }

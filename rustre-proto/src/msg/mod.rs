@@ -9,6 +9,7 @@ pub mod fsck;
 pub mod mds;
 pub mod mgs;
 pub mod oss;
+pub mod quota;
 pub mod stripe_set;
 
 pub use stripe_set::StripeSet;
@@ -346,6 +347,9 @@ pub struct Attr {
     /// then its mask ([`acl`]). `None`: the mode says everything. Boxed: most inodes have
     /// none, and caches hold many attributes.
     pub acl: Option<Box<acl::ExtAcl>>,
+    /// The project (directory tree with a quota, [`quota`]) the inode belongs to;
+    /// [`quota::NO_PROJECT`] for none.
+    pub project: Ino,
 }
 
 impl Attr {

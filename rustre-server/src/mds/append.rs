@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use rustre_proto::msg::mds::MdsResponse;
+use rustre_proto::msg::quota::NO_PROJECT;
 use rustre_proto::msg::{Attr, FileKind, Ino, Timestamp};
 use rustre_proto::Error;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::attr::max_file_size;
 use super::dispatch::Call;
 use super::error::MdsError;
-use super::{store, Mds};
+use super::{quota, store, Mds};
 use crate::meta::Transaction;
 use crate::schema;
 
@@ -102,8 +103,10 @@ pub fn reserve(
     ino: Ino,
     req: AppendRequest,
 ) -> Result<Reserved, Error> {
+    let ts = now;
     let now = millis(now);
     let mut inode = store::inode(tx, ino)?;
+    let before = inode.clone();
     let a = &mut inode.attr;
     if a.kind != FileKind::File {
         return Err(Error::Invalid("append to a non-file".into()));
@@ -151,10 +154,13 @@ pub fn reserve(
         return Err(Error::TooBig);
     }
     let len = req.len.min(max - offset);
+    quota::admit_size(tx, &before, offset + len, ts)?;
+    let a = &mut inode.attr;
     a.size = offset + len;
     let contended = lease.as_ref().is_some_and(|l| l.contended_until_ms > now);
     let (mut lease_ms, mut lease_limit) = (0, 0);
-    if req.want_lease && session != 0 && !contended {
+    // A file in a project gets no lease: every append is counted before it is written.
+    if req.want_lease && session != 0 && !contended && a.project == NO_PROJECT {
         lease_ms = APPEND_LEASE_MS;
         lease_limit = a.size.saturating_add(APPEND_LEASE_BYTES).min(max);
         lease = Some(Lease {

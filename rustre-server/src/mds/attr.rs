@@ -13,7 +13,7 @@ use rustre_proto::Error;
 use super::acl::{self, Which};
 use super::namespace::Ctx;
 use super::perm::{self, W};
-use super::{store, truncate};
+use super::{quota, store, truncate};
 use crate::meta::Transaction;
 use crate::schema;
 
@@ -76,6 +76,7 @@ pub fn setattr(
     set: &SetAttr,
 ) -> Result<SetAttrOutcome, Error> {
     let mut inode = store::inode(tx, ino)?;
+    let before = inode.clone();
     let creds = ctx.creds;
     let a = &mut inode.attr;
     let mut changed = false;
@@ -93,6 +94,9 @@ pub fn setattr(
         }
         if size > max_file_size(a.layout.as_ref()) {
             return Err(Error::TooBig);
+        }
+        if size > a.size {
+            quota::admit_size(tx, &before, size, ctx.now)?;
         }
         kill_privs(tx, ctx, a)?;
         if size != a.size {

@@ -233,6 +233,12 @@ impl Mds {
                 self.return_append_lease(call, ino, end, truncate_version)
                     .await
             }
+            MdsOp::QuotaSet { ino, limits } => self.quota_set(call, ino, limits).await,
+            MdsOp::QuotaGet { ino } => self.quota_get(call, ino).await,
+            MdsOp::QuotaList { after } => self.quota_list(call, after).await,
+            MdsOp::QuotaReserve { ino, end, want } => {
+                self.quota_reserve(call, ino, end, want).await
+            }
         }
     }
 }

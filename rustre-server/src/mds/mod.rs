@@ -45,6 +45,7 @@ pub mod locks;
 pub mod namespace;
 pub mod open;
 pub mod perm;
+pub mod quota;
 pub mod replica;
 mod requests;
 pub mod resync;
@@ -137,11 +138,13 @@ fn bootstrap(kv: &Kv) -> Result<(), Error> {
                 layout: None,
                 truncate_version: 0,
                 acl: None,
+                project: 0,
             },
             parent: ROOT_INO,
             target: None,
             dir_layout: None,
             default_acl: None,
+            reserved: 0,
         };
         store::put_inode(tx, &root)?;
         store::put_counter(tx, schema::COUNTER_NEXT_INO, ROOT_INO + 1)

@@ -3,6 +3,7 @@
 //! touch nothing outside the transaction.
 
 use rustre_proto::msg::mds::{DirEntry, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use rustre_proto::msg::quota::QuotaUsage;
 use rustre_proto::msg::{
     validate_name, Attr, Creds, FileKind, Ino, Layout, LayoutSpec, Timestamp, ROOT_INO,
     SYMLINK_MAX_BYTES,
@@ -11,6 +12,7 @@ use rustre_proto::Error;
 
 use super::acl;
 use super::perm::{self, S_ISGID, W, X};
+use super::quota;
 use super::store::{self, Dentry, Doomed, Inode};
 use crate::meta::Transaction;
 use crate::schema;
@@ -113,6 +115,11 @@ pub fn add_entry(
     if is_dir && p.attr.nlink >= LINK_MAX {
         return Err(Error::TooManyLinks);
     }
+    let one = QuotaUsage {
+        inodes: 1,
+        bytes: 0,
+    };
+    quota::admit(tx, p.attr.project, one, ctx.now)?;
     let inode = init_inode(ctx, &p, new);
     store::put_inode(tx, &inode)?;
     store::put_dentry(
@@ -171,6 +178,7 @@ fn init_inode(ctx: &Ctx, parent: &Inode, new: NewInode) -> Inode {
             layout: new.layout,
             truncate_version: 0,
             acl: acl.map(Box::new),
+            project: parent.attr.project,
         },
         parent: if new.kind == FileKind::Dir {
             parent.attr.ino
@@ -184,6 +192,7 @@ fn init_inode(ctx: &Ctx, parent: &Inode, new: NewInode) -> Inode {
             None
         },
         default_acl,
+        reserved: 0,
     }
 }
 
@@ -218,6 +227,7 @@ pub fn link(
     if store::dentry(tx, new_parent, new_name)?.is_some() {
         return Err(Error::Exists);
     }
+    quota::check_move(&target, &p)?;
     if target.attr.nlink == 0 {
         return Err(Error::NotFound);
     }
@@ -273,7 +283,7 @@ pub fn rmdir(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> Re
         return Err(Error::NotEmpty);
     }
     tx.clear(&schema::dentry(parent, name));
-    remove_inode(tx, victim.attr.ino)?;
+    remove_inode(tx, &victim)?;
     p.attr.nlink -= 1;
     p.attr.mtime = ctx.now;
     p.attr.ctime = ctx.now;
@@ -298,7 +308,7 @@ fn drop_link(tx: &mut dyn Transaction, ctx: &Ctx, mut victim: Inode) -> Result<(
 
 /// Removes an inode with no links and no opens, queueing its objects for deletion.
 pub fn destroy(tx: &mut dyn Transaction, victim: Inode) -> Result<(), Error> {
-    if let Some(layout) = victim.attr.layout {
+    if let Some(layout) = victim.attr.layout.clone() {
         store::put(tx, &schema::destroy(victim.attr.ino), &Doomed { layout })?;
     }
     tx.clear(&schema::orphan(victim.attr.ino));
@@ -306,10 +316,13 @@ pub fn destroy(tx: &mut dyn Transaction, victim: Inode) -> Result<(), Error> {
     // Its objects go whole: a cut still pending has nothing left to do.
     tx.clear(&schema::truncate(victim.attr.ino));
     tx.clear(&schema::append_lease(victim.attr.ino));
-    remove_inode(tx, victim.attr.ino)
+    remove_inode(tx, &victim)
 }
 
-fn remove_inode(tx: &mut dyn Transaction, ino: Ino) -> Result<(), Error> {
+/// Removes `inode`'s record and xattrs; what it counted in its project goes.
+fn remove_inode(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
+    let ino = inode.attr.ino;
+    quota::removed(tx, inode)?;
     tx.clear(&schema::inode(ino));
     let (s, e) = schema::xattr_range(ino);
     tx.clear_range(&s, &e)?;
@@ -347,6 +360,9 @@ pub fn rename(
     let dst = store::dentry(tx, new_parent, new_name)?;
     let src_inode = store::inode(tx, src.ino)?;
     perm::check_sticky(ctx.creds, &src_dir.attr, &src_inode.attr)?;
+    // Also within one directory: while `quota set` walks a tree, an entry it has not
+    // labelled yet must not move behind its cursor.
+    quota::check_move(&src_inode, &dst_dir)?;
 
     if flags & RENAME_EXCHANGE != 0 {
         let dst = dst.ok_or(Error::NotFound)?;
@@ -373,7 +389,7 @@ pub fn rename(
             if !store::dir_is_empty(tx, dst.ino)? {
                 return Err(Error::NotEmpty);
             }
-            remove_inode(tx, dst.ino)?;
+            remove_inode(tx, &victim)?;
             // The replaced directory's link from new_parent goes away.
             adjust_nlink(tx, new_parent, -1)?;
         } else {
@@ -421,6 +437,8 @@ fn exchange(
     let ib = store::inode(tx, db.ino)?;
     let dir_b = store::inode(tx, pb)?;
     perm::check_sticky(ctx.creds, &dir_b.attr, &ib.attr)?;
+    quota::check_move(&ia, &dir_b)?;
+    quota::check_move(&ib, &store::inode(tx, pa)?)?;
     if pa != pb {
         if da.kind == FileKind::Dir {
             check_no_loop(tx, da.ino, pb)?;

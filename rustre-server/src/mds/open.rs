@@ -123,7 +123,11 @@ pub fn release(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), E
 fn drop_all_opens(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<(), Error> {
     tx.clear(&schema::open(ino, session));
     tx.clear(&schema::session_open(session, ino));
+    let wrote = tx.get(&schema::write_open(ino, session))?.is_some();
     tx.clear(&schema::write_open(ino, session));
+    if wrote {
+        super::quota::end_reservation(tx, ino)?;
+    }
     if tx.get(&schema::orphan(ino))?.is_none() {
         return Ok(());
     }
@@ -131,7 +135,7 @@ fn drop_all_opens(tx: &mut dyn Transaction, session: u64, ino: Ino) -> Result<()
     if !tx.range(&s, &e, 1)?.is_empty() {
         return Ok(());
     }
-    match store::get::<store::Inode>(tx, &schema::inode(ino))? {
+    match store::get_inode(tx, ino)? {
         Some(inode) if inode.attr.nlink == 0 => namespace::destroy(tx, inode),
         _ => {
             tx.clear(&schema::orphan(ino));

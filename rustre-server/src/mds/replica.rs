@@ -75,7 +75,7 @@ pub fn mark_stale(
 /// first again. Returns the new layout, or `None` when nothing changed (an unreplicated
 /// file, one copy live already, or no such file).
 pub fn suspect_copies(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<Layout>, Error> {
-    let Some(mut inode) = store::get::<store::Inode>(tx, &schema::inode(ino))? else {
+    let Some(mut inode) = store::get_inode(tx, ino)? else {
         return Ok(None);
     };
     let Ok(layout) = file_layout(&inode.attr) else {
@@ -259,7 +259,7 @@ pub fn claim(
     let Some(current) = claim_of(tx, ino)? else {
         return Ok(Claim::Done);
     };
-    let layout = store::get::<store::Inode>(tx, &schema::inode(ino))?
+    let layout = store::get_inode(tx, ino)?
         .and_then(|i| i.attr.layout)
         .filter(|l| !l.stale.is_empty());
     let Some(layout) = layout else {
@@ -299,7 +299,7 @@ pub fn keep_claim(
     if c.owner != owner {
         return Ok(false);
     }
-    let current = store::get::<store::Inode>(tx, &schema::inode(ino))?
+    let current = store::get_inode(tx, ino)?
         .and_then(|i| i.attr.layout)
         .map(|l| l.version);
     if current != Some(version) || has_write_opens(tx, ino)? {
@@ -337,7 +337,7 @@ pub fn finish_resync(
     slots: &[u32],
 ) -> Result<Finish, Error> {
     let mine = matches!(claim_of(tx, ino)?, Some(Some(c)) if c.owner == owner);
-    let Some(mut inode) = store::get::<store::Inode>(tx, &schema::inode(ino))? else {
+    let Some(mut inode) = store::get_inode(tx, ino)? else {
         tx.clear(&schema::stale(ino));
         return Ok(Finish::Changed);
     };

@@ -100,8 +100,7 @@ pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), MdsError> {
                         continue;
                     }
                 }
-                let layout = store::get::<store::Inode>(tx, &schema::inode(ino))?
-                    .and_then(|i| i.attr.layout);
+                let layout = store::get_inode(tx, ino)?.and_then(|i| i.attr.layout);
                 match layout {
                     // Index entries left over: `claim` drops them.
                     None => out.push(ino),

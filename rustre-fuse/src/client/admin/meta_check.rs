@@ -204,6 +204,7 @@ mod tests {
                 layout: (kind == FileKind::File).then(|| Layout::striped(1 << 20, vec![0])),
                 truncate_version: 0,
                 acl: None,
+                project: 0,
             },
             parent: 0,
             open: false,

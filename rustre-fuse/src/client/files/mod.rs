@@ -155,6 +155,10 @@ pub(super) struct InodeState {
     /// The MDS last showed setuid or setgid on the file, and no write cleared them since
     /// ([`Files::take_setid`]).
     pub(super) setid: bool,
+    /// The project the file counts in (`Attr::project`, as at its first open here).
+    pub(super) project: Ino,
+    /// The end the MDS reserved room up to for this client's writes (`super::quota`).
+    pub(super) quota_room: u64,
 }
 
 impl InodeState {
@@ -179,6 +183,8 @@ impl InodeState {
             no_lease_before: None,
             evicted: false,
             setid: attr.perm & 0o6000 != 0,
+            project: attr.project,
+            quota_room: 0,
         }
     }
 
@@ -587,6 +593,8 @@ impl Files {
                 st.dirty = false;
             }
             st.written.remove_all(&r.written);
+            // A quota set on its tree while the file was open reaches the writer here.
+            st.project = attr.project;
             for (stripe, bytes) in &r.allocated {
                 if st.allocated.get(stripe) == Some(bytes) {
                     st.allocated.remove(stripe);
@@ -687,6 +695,22 @@ impl Files {
             if st.pending.as_ref().is_some_and(|p| p.same_as(sent)) {
                 st.pending = None;
             }
+        }
+    }
+
+    /// True when a write reaching `end` of open file `ino` needs room from its project's
+    /// quota first: the file is in a project, and `end` is past both the size known and
+    /// the room reserved.
+    pub(super) fn needs_quota_room(&self, ino: Ino, end: u64) -> bool {
+        lock(&self.inodes).get(&ino).is_some_and(|st| {
+            st.project != rustre_proto::msg::quota::NO_PROJECT && end > st.size.max(st.quota_room)
+        })
+    }
+
+    /// The MDS reserved room up to `end` for writes of `ino`.
+    pub(super) fn set_quota_room(&self, ino: Ino, end: u64) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino) {
+            st.quota_room = st.quota_room.max(end);
         }
     }
 

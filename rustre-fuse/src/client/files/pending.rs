@@ -128,6 +128,7 @@ mod tests {
             layout: None,
             truncate_version: 0,
             acl: None,
+            project: 0,
         }
     }
 

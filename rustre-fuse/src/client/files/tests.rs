@@ -29,6 +29,7 @@ fn file_attr(ino: Ino, size: u64, tv: u64) -> Attr {
         layout: None,
         truncate_version: tv,
         acl: None,
+        project: 0,
     }
 }
 

@@ -25,6 +25,7 @@ fn attr(ino: Ino, kind: FileKind, perm: u32, uid: u32) -> Attr {
         layout: None,
         truncate_version: 0,
         acl: None,
+        project: 0,
     }
 }
 

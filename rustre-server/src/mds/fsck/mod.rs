@@ -131,8 +131,8 @@ pub fn inodes(
             done = false;
             break;
         }
-        let inode: Inode =
-            codec::decode(&v).map_err(|e| Error::Io(format!("corrupt inode record {k:?}: {e}")))?;
+        let inode: Inode = store::decode_inode(&v)
+            .map_err(|e| Error::Io(format!("corrupt inode record {k:?}: {e}")))?;
         let ino = inode.attr.ino;
         let (os, oe) = schema::open_range(ino);
         let (ws, we) = schema::write_open_range(ino);
@@ -245,7 +245,7 @@ fn changed(why: &str) -> FixOutcome {
 
 /// True when `ino` exists and its layout has stale copies.
 fn has_stale_slots(tx: &mut dyn Transaction, ino: Ino) -> Result<bool, Error> {
-    Ok(store::get::<Inode>(tx, &schema::inode(ino))?
+    Ok(store::get_inode(tx, ino)?
         .and_then(|i| i.attr.layout)
         .is_some_and(|l| !l.stale.is_empty()))
 }
@@ -262,7 +262,7 @@ fn set_nlink(
     if nlink == 0 || nlink > LINK_MAX {
         return Err(Error::Invalid(format!("link count {nlink} out of range")));
     }
-    let Some(mut inode) = store::get::<Inode>(tx, &schema::inode(ino))? else {
+    let Some(mut inode) = store::get_inode(tx, ino)? else {
         return Ok(changed("the inode is gone"));
     };
     if (inode.attr.nlink, inode.attr.ctime) != seen {
@@ -289,8 +289,7 @@ fn remove_entry(
         return Ok(changed("the entry no longer names that inode"));
     }
     let target = tx.get(&schema::inode(ino))?.is_some();
-    let dir = store::get::<Inode>(tx, &schema::inode(parent))?
-        .is_some_and(|p| p.attr.kind == FileKind::Dir);
+    let dir = store::get_inode(tx, parent)?.is_some_and(|p| p.attr.kind == FileKind::Dir);
     if target && dir {
         return Ok(changed("the inode and its directory both exist"));
     }
@@ -314,7 +313,7 @@ fn reattach(
     if ino == ROOT_INO {
         return Err(Error::Invalid("the root is never reattached".into()));
     }
-    let Some(mut lost) = store::get::<Inode>(tx, &schema::inode(ino))? else {
+    let Some(mut lost) = store::get_inode(tx, ino)? else {
         return Ok(changed("the inode is gone"));
     };
     if lost.attr.ctime != ctime {

@@ -47,7 +47,7 @@ fn run<T>(kv: &Kv, f: impl Fn(&mut dyn Transaction, &Ctx) -> Result<T, Error>) -
 }
 
 fn get(kv: &Kv, ino: Ino) -> Option<Inode> {
-    run(kv, |tx, _| store::get::<Inode>(tx, &schema::inode(ino)))
+    run(kv, |tx, _| store::get_inode(tx, ino))
 }
 
 fn fix(kv: &Kv, f: &FsckFix, apply: bool) -> FixOutcome {

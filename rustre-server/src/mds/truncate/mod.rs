@@ -145,9 +145,7 @@ pub fn claim(
     if !intent.owner.is_empty() && intent.owner != owner && intent.until_ms > now_ms {
         return Ok(Claim::Busy(intent.owner));
     }
-    let Some(layout) =
-        store::get::<store::Inode>(tx, &schema::inode(ino))?.and_then(|i| i.attr.layout)
-    else {
+    let Some(layout) = store::get_inode(tx, ino)?.and_then(|i| i.attr.layout) else {
         tx.clear(&key);
         return Ok(Claim::Nothing);
     };
@@ -188,7 +186,7 @@ pub fn settle(
     if current.owner != owner {
         return Ok(Settled::Again);
     }
-    let Some(inode) = store::get::<store::Inode>(tx, &schema::inode(ino))? else {
+    let Some(inode) = store::get_inode(tx, ino)? else {
         tx.clear(&key);
         return Ok(Settled::Done(None));
     };

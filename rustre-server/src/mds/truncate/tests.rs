@@ -288,11 +288,13 @@ fn put_file(mds: &Mds, ino: Ino, size: u64, layout: Layout) {
             layout: Some(layout),
             truncate_version: 0,
             acl: None,
+            project: 0,
         },
         parent: 0,
         target: None,
         dir_layout: None,
         default_acl: None,
+        reserved: 0,
     };
     mds.kv.transact(|tx| store::put_inode(tx, &inode)).unwrap();
 }
@@ -425,11 +427,13 @@ fn settling_leaves_a_newer_intent_and_refuses_a_changed_layout_or_a_lost_claim()
             }),
             truncate_version: 1,
             acl: None,
+            project: 0,
         },
         parent: 0,
         target: None,
         dir_layout: None,
         default_acl: None,
+        reserved: 0,
     };
     kv.transact(|tx| {
         store::put_inode(tx, &inode(3))?;

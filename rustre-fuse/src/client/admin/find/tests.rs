@@ -58,6 +58,7 @@ fn file(size: u64, mtime_sec: i64) -> Attr {
         layout: Some(Layout::striped(1 << 20, vec![1, 2])),
         truncate_version: 0,
         acl: None,
+        project: 0,
     }
 }
 

@@ -1,7 +1,9 @@
 //! Typed records over the raw KV: what an inode, a dentry and a session look like on disk,
-//! and the get/put helpers the operations use inside their transactions.
+//! and the get/put helpers the operations use inside their transactions. Inode records of
+//! the format before project quotas still read ([`compat`]).
 
 use rustre_proto::codec;
+use rustre_proto::msg::quota::NO_PROJECT;
 use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec};
 use rustre_proto::Error;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -9,6 +11,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::acl::posix::PosixAcl;
 use crate::meta::Transaction;
 use crate::schema;
+
+mod compat;
 
 /// An inode as stored under `inode/{ino}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +26,9 @@ pub struct Inode {
     pub dir_layout: Option<LayoutSpec>,
     /// Directories: the default POSIX ACL new entries inherit ([`super::acl`]).
     pub default_acl: Option<PosixAcl>,
+    /// Regular files in a project: the end writers reserved room for (`MdsOp::QuotaReserve`)
+    /// beyond the size, counted in the project's bytes; 0 once the last writer closed.
+    pub reserved: u64,
 }
 
 /// A directory entry as stored under `dentry/{parent}/{name}`.
@@ -84,6 +91,19 @@ pub struct ResyncClaim {
     pub until_ms: u64,
 }
 
+/// Decodes an inode record of any format ([`compat`]).
+pub fn decode_inode(bytes: &[u8]) -> Result<Inode, Error> {
+    compat::decode_inode(bytes)
+}
+
+/// The inode stored at `inode/{ino}`, if any, in either record format (see [`compat`]).
+pub fn get_inode(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<Inode>, Error> {
+    match tx.get(&schema::inode(ino))? {
+        Some(v) => Ok(Some(compat::decode_inode(&v).map_err(corrupt)?)),
+        None => Ok(None),
+    }
+}
+
 pub fn get<T: DeserializeOwned>(tx: &mut dyn Transaction, key: &[u8]) -> Result<Option<T>, Error> {
     match tx.get(key)? {
         Some(v) => Ok(Some(codec::decode(&v).map_err(corrupt)?)),
@@ -102,7 +122,7 @@ fn corrupt(e: Error) -> Error {
 
 /// The inode `ino`, or ENOENT.
 pub fn inode(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
-    get(tx, &schema::inode(ino))?.ok_or(Error::NotFound)
+    get_inode(tx, ino)?.ok_or(Error::NotFound)
 }
 
 /// The directory `ino`: ENOENT if absent, ENOTDIR if not a directory.
@@ -114,7 +134,13 @@ pub fn dir(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
     Ok(i)
 }
 
+/// Writes `inode`; an inode in a project has what it counts in its project's usage moved
+/// from the stored record's in the same transaction ([`super::quota::recount`]).
 pub fn put_inode(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
+    if inode.attr.project != NO_PROJECT {
+        let old = get_inode(tx, inode.attr.ino)?;
+        super::quota::recount(tx, old.as_ref(), Some(inode))?;
+    }
     put(tx, &schema::inode(inode.attr.ino), inode)
 }
 
