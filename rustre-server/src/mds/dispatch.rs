@@ -211,6 +211,12 @@ impl Handler for Mds {
     const SERVICE: rustre_proto::frame::Service = rustre_proto::frame::Service::Mds;
 
     async fn handle(self: Arc<Self>, req: MdsRequest, _payload: Bytes) -> Reply<MdsResponse> {
-        Reply::plain(self.dispatch(req).await.map_err(MdsError::into_wire))
+        let Some(m) = crate::metrics::get() else {
+            return Reply::plain(self.dispatch(req).await.map_err(MdsError::into_wire));
+        };
+        let (start, op) = (std::time::Instant::now(), crate::metrics::op_name(&req.op));
+        let result = self.dispatch(req).await.map_err(MdsError::into_wire);
+        m.request(Self::SERVICE, op, start, result.is_ok());
+        Reply::plain(result)
     }
 }

@@ -22,6 +22,7 @@ use super::{Backend, KvError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// Bookkeeping of which syncs have started and which are wanted.
@@ -32,6 +33,10 @@ struct State {
     wanted: u64,
     /// Whether the sync loop is running.
     running: bool,
+    /// Callers the sync numbered `started` serves (for the batch-size metric).
+    batch: u64,
+    /// Callers waiting for the sync after it.
+    waiting_next: u64,
 }
 
 /// What the newest completed sync published.
@@ -75,14 +80,22 @@ impl Shared {
     /// Runs syncs while callers want them. Blocking.
     fn sync_loop(&self) {
         loop {
-            let number = self.state().started;
+            let (number, batch) = {
+                let st = self.state();
+                (st.started, st.batch)
+            };
+            let start = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| self.backend.sync()))
                 .unwrap_or_else(|_| Err(KvError::Storage("sync panicked".into())));
+            if let Some(m) = crate::metrics::get() {
+                m.group_commit(batch, start.elapsed());
+            }
             self.syncs.fetch_add(1, Ordering::SeqCst);
             self.publish(number, result);
             let mut st = self.state();
             if st.wanted > number {
                 st.started += 1;
+                st.batch = std::mem::take(&mut st.waiting_next);
             } else {
                 st.running = false;
                 return;
@@ -117,6 +130,7 @@ impl Drop for SyncLoop {
             // Consume the numbers of the syncs that will now never run, so a later caller
             // waits for a fresh sync instead of taking this failure as its own.
             st.started = st.started.max(st.wanted);
+            st.waiting_next = 0;
             st.started
         };
         self.shared.publish(
@@ -146,6 +160,8 @@ impl GroupCommit {
                     started: 0,
                     wanted: 0,
                     running: false,
+                    batch: 0,
+                    waiting_next: 0,
                 }),
                 completed,
                 syncs: AtomicU64::new(0),
@@ -166,6 +182,9 @@ impl GroupCommit {
             if start_loop {
                 st.running = true;
                 st.started = needed;
+                st.batch = 1;
+            } else {
+                st.waiting_next += 1;
             }
             (needed, start_loop)
         };
