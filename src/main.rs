@@ -48,6 +48,8 @@ enum Cmd {
         data: Option<PathBuf>,
         #[command(flatten)]
         fdb: server_cmds::FdbArgs,
+        #[command(flatten)]
+        metrics: server_cmds::MetricsArgs,
     },
     /// Run a metadata server (namespace in the embedded on-disk store, or FoundationDB).
     Mds {
@@ -73,6 +75,8 @@ enum Cmd {
               value_parser = clap::value_parser!(u64)
                   .range(mds::MIN_SESSION_LEASE_SECS..=mds::MAX_SESSION_LEASE_SECS))]
         session_lease: u64,
+        #[command(flatten)]
+        metrics: server_cmds::MetricsArgs,
     },
     /// Run an object storage server for one or more OSTs (repeat --index/--data in pairs).
     Oss {
@@ -88,6 +92,8 @@ enum Cmd {
         /// OST directory, one per --index, in the same order.
         #[arg(long = "data", required = true)]
         dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        metrics: server_cmds::MetricsArgs,
     },
     /// Mount rustre with FUSE (what `mount -t fuse.rustre` runs as `mount.fuse.rustre`).
     Mount {
@@ -97,7 +103,7 @@ enum Cmd {
         mountpoint: PathBuf,
         /// Mount options, comma-separated (allow_other, ro, default_permissions,
         /// attr_timeout=S, entry_timeout=S, cache_size=BYTES, cluster=NAME,
-        /// secret_file=PATH, debug).
+        /// secret_file=PATH, metrics=HOST:PORT, debug).
         #[arg(short = 'o')]
         options: Vec<String>,
         /// Stay in the foreground.
@@ -307,7 +313,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         secret_file: cli.secret_file,
     };
     match cli.cmd {
-        Cmd::Mgs { listen, data, fdb } => server_cmds::mgs(&g, &listen, data, fdb).await,
+        Cmd::Mgs {
+            listen,
+            data,
+            fdb,
+            metrics,
+        } => server_cmds::mgs(&g, &listen, data, fdb, metrics).await,
         Cmd::Mds {
             listen,
             advertise,
@@ -315,16 +326,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             fdb,
             relaxed,
             session_lease,
+            metrics,
         } => {
             let lease_ms = session_lease * 1000;
-            server_cmds::mds(&g, &listen, advertise, data, fdb, !relaxed, lease_ms).await
+            let store = (data, fdb);
+            server_cmds::mds(&g, &listen, advertise, store, !relaxed, lease_ms, metrics).await
         }
         Cmd::Oss {
             listen,
             advertise,
             indexes,
             dirs,
-        } => server_cmds::oss(&g, &listen, advertise, indexes, dirs).await,
+            metrics,
+        } => server_cmds::oss(&g, &listen, advertise, indexes, dirs, metrics).await,
         Cmd::Mount { .. } => unreachable!("mount runs before the runtime starts"),
         Cmd::Local(args) => server_cmds::local(&g, args).await,
         Cmd::GenSecret { path } => server_cmds::gen_secret(&g, path),

@@ -39,6 +39,37 @@ pub(crate) struct LocalArgs {
     /// Options of that mount (as `rustre mount -o`).
     #[arg(long = "mount-options", value_name = "OPTS", requires = "mount")]
     mount_options: Vec<String>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// Where a server serves its Prometheus metrics (every role; off by default).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; port 0 picks one, printed
+    /// on stderr). `rustre local` serves every role, and its mount, on one address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+impl MetricsArgs {
+    /// Turns the server metrics on (and the client's too, with `client`) and serves them
+    /// until `shutdown` turns true; nothing without --metrics-listen.
+    async fn serve(&self, client: bool, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+        let Some(addr) = &self.metrics_listen else {
+            return Ok(());
+        };
+        let mut registry = prometheus_client::registry::Registry::default();
+        rustre_server::metrics::enable(&mut registry);
+        if client {
+            rustre_fuse::client::metrics::enable(&mut registry);
+        }
+        let bound = rustre_proto::metrics::http::listen(addr, registry, shutdown)
+            .await
+            .map_err(|e| format!("--metrics-listen: {e}"))?;
+        eprintln!("metrics at http://{bound}/metrics");
+        Ok(())
+    }
 }
 
 /// Options that put a role's metadata in FoundationDB (`rustre mgs`, `rustre mds`). They exist
@@ -114,6 +145,7 @@ pub(crate) async fn mgs(
     listen: &str,
     data: Option<PathBuf>,
     fdb: FdbArgs,
+    metrics: MetricsArgs,
 ) -> Result<(), String> {
     // With FoundationDB, --data is optional: it only offers an old registry file to import.
     let store = match (fdb.store(&g.cluster)?, &data) {
@@ -133,19 +165,19 @@ pub(crate) async fn mgs(
         key,
         defaults: LayoutDefaults::default(),
     };
-    mgs::run(cfg, l, shutdown_on_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let shutdown = shutdown_on_signal();
+    metrics.serve(false, shutdown.clone()).await?;
+    mgs::run(cfg, l, shutdown).await.map_err(|e| e.to_string())
 }
 
 pub(crate) async fn mds(
     g: &Global,
     listen: &str,
     adv: Option<String>,
-    data: Option<PathBuf>,
-    fdb: FdbArgs,
+    (data, fdb): (Option<PathBuf>, FdbArgs),
     durable: bool,
     session_lease_ms: u64,
+    metrics: MetricsArgs,
 ) -> Result<(), String> {
     let store = match (fdb.store(&g.cluster)?, data) {
         (Some(_), Some(_)) => return Err(MDS_TWO_STORES.into()),
@@ -165,7 +197,9 @@ pub(crate) async fn mds(
         durable,
         session_lease_ms,
     };
-    mds::run(cfg, kv, l, shutdown_on_signal())
+    let shutdown = shutdown_on_signal();
+    metrics.serve(false, shutdown.clone()).await?;
+    mds::run(cfg, kv, l, shutdown)
         .await
         .map_err(|e| e.to_string())
 }
@@ -176,6 +210,7 @@ pub(crate) async fn oss(
     adv: Option<String>,
     indexes: Vec<u32>,
     dirs: Vec<PathBuf>,
+    metrics: MetricsArgs,
 ) -> Result<(), String> {
     if indexes.len() != dirs.len() {
         return Err(format!(
@@ -197,9 +232,9 @@ pub(crate) async fn oss(
         key,
         osts: indexes.into_iter().zip(dirs).collect(),
     };
-    oss::run(cfg, l, shutdown_on_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let shutdown = shutdown_on_signal();
+    metrics.serve(false, shutdown.clone()).await?;
+    oss::run(cfg, l, shutdown).await.map_err(|e| e.to_string())
 }
 
 /// Where `rustre local` keeps the cluster secret unless told otherwise.
@@ -223,6 +258,9 @@ pub(crate) async fn local(g: &Global, args: LocalArgs) -> Result<(), String> {
     let mut signal = shutdown_on_signal();
     // The servers stop only after the mount is gone, so its last calls still get answers.
     let (stop_servers, shutdown) = watch::channel(false);
+    args.metrics
+        .serve(args.mount.is_some(), shutdown.clone())
+        .await?;
     let cfg = local::LocalConfig {
         data_dir: args.data,
         osts: args.osts,

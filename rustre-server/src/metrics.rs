@@ -18,8 +18,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rustre_proto::frame::Service;
 use rustre_proto::metrics::{
-    enable_rpc_client, latency_family, latency_histogram, service_name, CallLabels,
-    LatencyFamily,
+    enable_rpc_client, latency_family, latency_histogram, service_name, CallLabels, LatencyFamily,
 };
 use rustre_proto::Error;
 

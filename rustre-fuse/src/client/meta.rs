@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
+use rustre_proto::frame::Service;
 use rustre_proto::msg::mds::{
     DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, READDIR_MAX_ENTRIES,
     RENAME_EXCHANGE,
@@ -250,13 +251,18 @@ impl Client {
         };
         let deadline = Instant::now() + MDS_RETRY_FOR;
         let mut pause = MDS_RETRY_PAUSE_MIN;
+        let op = rustre_proto::metrics::op_name(&req.op);
         loop {
             if let Some(peer) = self.pick_mds() {
+                let start = std::time::Instant::now();
                 let call = peer.call_within::<_, MdsResponse>(&req, Bytes::new(), MDS_TRY_TIMEOUT);
-                match call.await {
+                let answer = call.await;
+                rustre_proto::metrics::client_call(Service::Mds, op, start, answer.is_ok());
+                match answer {
                     Ok((r, _)) => return Ok(r),
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
                         tracing::debug!(mds = peer.addr(), "metadata call failed, retrying: {e}");
+                        rustre_proto::metrics::client_retry(Service::Mds);
                         lock(&self.mds_cooldown)
                             .insert(peer.addr().to_string(), Instant::now() + MDS_COOLDOWN);
                         // Another MDS may answer at once; pause only when all are failing.

@@ -29,8 +29,8 @@ pub const MAX_CONNECTIONS: usize = 16;
 /// Largest answer [`scrape`] accepts.
 pub const MAX_SCRAPE_BYTES: usize = 64 << 20;
 
-/// Binds `addr` and serves `registry` there until `shutdown` turns true (or forever if its
-/// sender is gone). Returns the bound address (the port, when `addr` asked for port 0).
+/// Binds `addr` and serves `registry` there until `shutdown` turns true or its sender is
+/// dropped. Returns the bound address (the port, when `addr` asked for port 0).
 pub async fn listen(
     addr: &str,
     registry: Registry,
@@ -47,7 +47,7 @@ pub async fn listen(
     Ok(bound)
 }
 
-/// Answers scrapes on `listener` until `shutdown` turns true.
+/// Answers scrapes on `listener` until `shutdown` turns true or its sender is dropped.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
@@ -58,10 +58,9 @@ pub async fn serve(
         let accepted = tokio::select! {
             a = listener.accept() => a,
             r = shutdown.changed() => match r {
-                Ok(()) if *shutdown.borrow() => return,
-                Ok(()) => continue,
-                // Nobody can stop it any more: serve for the life of the process.
-                Err(_) => std::future::pending().await,
+                Ok(()) if !*shutdown.borrow() => continue,
+                // Told to stop, or the sender is gone.
+                _ => return,
             },
         };
         let (stream, peer) = match accepted {

@@ -36,12 +36,19 @@ fn endpoints_parse() {
 async fn the_endpoint_serves_the_registry_and_only_at_its_path() {
     let mut registry = Registry::default();
     let c = Counter::<u64>::default();
-    registry.register("rustre_test_things", "Things counted by the test", c.clone());
+    registry.register(
+        "rustre_test_things",
+        "Things counted by the test",
+        c.clone(),
+    );
     c.inc_by(7);
     let (stop, shutdown) = watch::channel(false);
     let addr = listen("127.0.0.1:0", registry, shutdown).await.unwrap();
     let body = scrape(&format!("http://{addr}")).await.unwrap();
-    assert!(body.contains("# TYPE rustre_test_things_total counter"), "{body}");
+    assert!(
+        body.contains("# TYPE rustre_test_things_total counter"),
+        "{body}"
+    );
     assert!(body.contains("rustre_test_things_total 7"), "{body}");
     let other = scrape(&format!("http://{addr}/other")).await.unwrap_err();
     assert!(other.to_string().contains("404"), "{other}");

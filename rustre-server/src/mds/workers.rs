@@ -134,7 +134,9 @@ async fn count_store_gauges(mds: Arc<Mds>) -> Result<(), MdsError> {
                 .enumerate()
             {
                 let (s, e) = schema::prefix_range(prefix);
-                out[n] = tx.range(&s, &e, crate::metrics::STORE_GAUGE_MAX_ROWS)?.len() as i64;
+                out[n] = tx
+                    .range(&s, &e, crate::metrics::STORE_GAUGE_MAX_ROWS)?
+                    .len() as i64;
             }
             Ok::<_, Error>(out)
         })

@@ -20,9 +20,9 @@ use rustre_proto::Error;
 use tokio::sync::Semaphore;
 
 use super::error::ObjectError;
-use crate::metrics;
 use super::fence::{OstLease, REGISTRATION_WAIT};
 use super::store::{check_list, check_object, check_read, check_size, check_write, ObjectStore};
+use crate::metrics;
 
 /// Most store calls running at once in one OSS (each holds a blocking thread).
 pub const OSS_IO_MAX_IN_FLIGHT: usize = 64;
