@@ -5,6 +5,7 @@
 mod client_cmds;
 mod repair_cmds;
 mod server_cmds;
+mod top;
 
 use std::path::PathBuf;
 
@@ -208,6 +209,22 @@ enum Cmd {
         /// OST index.
         ost: u32,
     },
+    /// Watch operations and bytes per second of every node and OST, read from their
+    /// metrics endpoints (servers' --metrics-listen, mounts' -o metrics=), refreshed every
+    /// second.
+    Top {
+        /// Metrics endpoints, http://HOST:PORT (or HOST:PORT).
+        endpoints: Vec<String>,
+        /// Print one frame (rates over one interval) and exit.
+        #[arg(long, conflicts_with = "iterations")]
+        once: bool,
+        /// Print this many frames and exit.
+        #[arg(long, value_name = "N")]
+        iterations: Option<u64>,
+        /// Seconds between frames.
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        interval: f64,
+    },
     /// OST administration.
     Ost {
         #[command(subcommand)]
@@ -363,6 +380,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => repair_cmds::fsck(&g, repair, std::time::Duration::from_secs(grace), json).await,
         Cmd::Scrub { ost, repair, json } => repair_cmds::scrub(&g, ost, repair, json).await,
         Cmd::Evacuate { ost } => repair_cmds::evacuate(&g, ost).await,
+        Cmd::Top {
+            endpoints,
+            once,
+            iterations,
+            interval,
+        } => {
+            let iterations = if once { Some(1) } else { iterations };
+            top::top(top::TopArgs {
+                endpoints,
+                interval,
+                iterations,
+            })
+            .await
+        }
         Cmd::Ost {
             cmd: OstCmd::Replace { index },
         } => repair_cmds::ost_replace(&g, index).await,
