@@ -248,3 +248,17 @@ fn mountinfo_lines_give_the_flags_in_force() {
     assert!(strict.flags().sync);
     assert_eq!(MountEntry::parse("garbage"), None);
 }
+
+#[test]
+fn metrics_takes_a_host_and_port() {
+    let mut o = MountOptions::default();
+    assert_eq!(o.metrics, None, "metrics are off unless asked for");
+    o.apply("metrics=127.0.0.1:9500").unwrap();
+    assert_eq!(o.metrics.as_deref(), Some("127.0.0.1:9500"));
+    o.apply("metrics=[::1]:0").unwrap();
+    assert_eq!(o.metrics.as_deref(), Some("[::1]:0"));
+    for bad in ["metrics", "metrics=", "metrics=host", "metrics=host:port"] {
+        let e = MountOptions::default().apply(bad).unwrap_err();
+        assert!(e.contains("expected metrics=HOST:PORT"), "{bad}: {e}");
+    }
+}

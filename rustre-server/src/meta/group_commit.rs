@@ -56,8 +56,10 @@ struct Shared {
     backend: Arc<dyn Backend>,
     state: Mutex<State>,
     completed: watch::Sender<Completed>,
-    /// Number of syncs completed, for tests and metrics.
+    /// Number of syncs completed, for tests.
     syncs: AtomicU64,
+    /// Callers served by those syncs (the batch sizes added up), for tests.
+    served: AtomicU64,
 }
 
 impl Shared {
@@ -90,6 +92,7 @@ impl Shared {
             if let Some(m) = crate::metrics::get() {
                 m.group_commit(batch, start.elapsed());
             }
+            self.served.fetch_add(batch, Ordering::SeqCst);
             self.syncs.fetch_add(1, Ordering::SeqCst);
             self.publish(number, result);
             let mut st = self.state();
@@ -165,6 +168,7 @@ impl GroupCommit {
                 }),
                 completed,
                 syncs: AtomicU64::new(0),
+                served: AtomicU64::new(0),
             }),
         }
     }
@@ -212,9 +216,15 @@ impl GroupCommit {
     }
 
     /// Number of syncs completed so far.
-    #[cfg_attr(not(test), allow(dead_code))] // for tests (and metrics, once wired)
+    #[cfg_attr(not(test), allow(dead_code))] // for tests
     pub(crate) fn syncs_done(&self) -> u64 {
         self.shared.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Callers the completed syncs served, as the batch-size metric counts them.
+    #[cfg_attr(not(test), allow(dead_code))] // for tests
+    pub(crate) fn callers_served(&self) -> u64 {
+        self.shared.served.load(Ordering::SeqCst)
     }
 }
 
@@ -286,6 +296,7 @@ mod tests {
                 2,
                 "the second caller was served by the sync already running at its call"
             );
+            assert_eq!(group.callers_served(), 2, "two batches of one caller");
             first.await.expect("join").expect("first wait");
         });
         assert!(
@@ -310,6 +321,8 @@ mod tests {
         });
         let syncs = group.syncs_done();
         assert!((1..=3).contains(&syncs), "{syncs} syncs for 100 callers");
+        // The batch sizes (rustre_mds_group_commit_batch_size) count every caller once.
+        assert_eq!(group.callers_served(), 100);
         assert!(
             !backend.overlapped.load(Ordering::SeqCst),
             "syncs overlapped"
