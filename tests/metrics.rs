@@ -114,7 +114,11 @@ struct Mounted(PathBuf);
 impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -320,6 +324,9 @@ fn every_role_and_a_mount_serve_metrics_that_count_a_64_mib_write() {
         promtool_accepts(name, text);
     }
     promtool_accepts("the mount", &client);
+    let mut texts: Vec<&str> = all.values().map(String::as_str).collect();
+    texts.push(&client);
+    names_are_documented_and_charted(&texts);
 
     // `rustre top --once` shows every node and a row per OST, in 80 columns.
     let mut endpoints: Vec<String> = c
@@ -359,6 +366,42 @@ fn every_role_and_a_mount_serve_metrics_that_count_a_64_mib_write() {
     assert!(top.contains("client"), "{top}");
 }
 
+/// Every metric family served is listed in docs/operations.md, and so is every name the
+/// Grafana dashboard (docs/grafana/rustre.json) queries (a family without samples yet, say
+/// no refusal counted, is not served at all).
+fn names_are_documented_and_charted(texts: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    let dashboard = std::fs::read_to_string(root.join("docs/grafana/rustre.json")).unwrap();
+    let families: Vec<&str> = texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(families.len() >= 25, "only {families:?}");
+    for f in &families {
+        assert!(
+            docs.contains(&format!("`{f}`")),
+            "{f} is not in docs/operations.md"
+        );
+    }
+    let charted = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("rustre_") && w.len() > "rustre_".len());
+    let documented = |f: &str| docs.contains(&format!("`{f}`"));
+    for name in charted {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| documented(f)))
+            .unwrap_or(name);
+        assert!(
+            documented(family),
+            "the dashboard queries {name}, which docs/operations.md does not list"
+        );
+    }
+}
+
 #[test]
 fn rustre_local_serves_every_role_on_one_endpoint() {
     if Command::new("promtool").arg("--version").output().is_err() {
@@ -391,13 +434,12 @@ fn rustre_local_serves_every_role_on_one_endpoint() {
             .iter()
             .all(|s| sum(&text, "rustre_server_requests_total", &[("service", s)]) > 0.0)
             && sum(&text, "rustre_mds_group_commit_fsync_seconds_count", &[]) > 0.0
+            // Its two OSTs show (at 0) before their first request.
+            && ["0", "1"].iter().all(|ost| {
+                text.contains(&format!("rustre_ost_write_bytes_total{{ost=\"{ost}\"}} 0"))
+            })
     });
-    assert!(every_role, "not every role counted:\n{text}");
-    // Its two OSTs show before their first request.
-    for ost in ["0", "1"] {
-        let series = format!("rustre_ost_write_bytes_total{{ost=\"{ost}\"}} 0");
-        assert!(text.contains(&series), "no {series}:\n{text}");
-    }
+    assert!(every_role, "not every role and OST counted:\n{text}");
     promtool_accepts("rustre local", &text);
     // Only /metrics is served.
     let other = std::net::TcpStream::connect(&metrics).and_then(|mut s| {

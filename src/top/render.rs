@@ -72,7 +72,7 @@ pub(crate) fn frame(endpoints: &[String], before: &[Scrape], now: &[Scrape], sec
     );
     let _ = writeln!(
         out,
-        "{:<22} {:<14} {:>8} {:>6} {:>12} {:>12}",
+        "{:<22} {:<18} {:>8} {:>6} {:>10} {:>10}",
         "NODE", "ROLE", "OPS/s", "ERR/s", "READ/s", "WRITE/s"
     );
     let mut osts: Vec<(u32, String, OstTotals, OstTotals)> = Vec::new();
@@ -95,20 +95,22 @@ pub(crate) fn frame(endpoints: &[String], before: &[Scrape], now: &[Scrape], sec
             written += rate(p.write_bytes, o.write_bytes, secs);
             osts.push((*index, name.clone(), p, *o));
         }
-        read += rate(b.client_read, t.client_read, secs);
-        written += rate(b.client_written, t.client_written, secs);
-        // Requests answered; a client's node adds the calls its client made.
-        let calls = if t.client {
+        // A node serving OSTs shows their bytes; a mount alone, what applications moved.
+        if t.osts.is_empty() {
+            read = rate(b.client_read, t.client_read, secs);
+            written = rate(b.client_written, t.client_written, secs);
+        }
+        // Requests answered; a mount alone, the calls its client made.
+        let ops = if t.services.is_empty() {
             rate(b.client_calls, t.client_calls, secs)
         } else {
-            0.0
+            rate(b.server_ops, t.server_ops, secs)
         };
-        let ops = rate(b.server_ops, t.server_ops, secs) + calls;
         let mut r = role(t);
-        r.truncate(14);
+        r.truncate(18);
         let _ = writeln!(
             out,
-            "{name:<22} {r:<14} {ops:>8.1} {:>6.1} {:>12} {:>12}",
+            "{name:<22} {r:<18} {ops:>8.1} {:>6.1} {:>10} {:>10}",
             rate(b.server_errors, t.server_errors, secs),
             human(read),
             human(written)

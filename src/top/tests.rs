@@ -90,3 +90,29 @@ fn sizes_are_human() {
     assert_eq!(human(1536.0), "1.5 KiB");
     assert_eq!(human(64.0 * 1048576.0), "64.0 MiB");
 }
+
+#[test]
+fn a_mount_alone_shows_what_applications_moved_and_the_calls_it_made() {
+    let before = "rustre_client_write_bytes_total 0\nrustre_rpc_client_requests_total{service=\"oss\",op=\"Write\"} 0\n";
+    let now = "rustre_client_write_bytes_total 10485760\nrustre_rpc_client_requests_total{service=\"oss\",op=\"Write\"} 10\n";
+    let f = frame(
+        &["http://c:1".to_string()],
+        &[Ok(totals(before))],
+        &[Ok(totals(now))],
+        1.0,
+    );
+    let row = f.lines().find(|l| l.contains("client")).expect(&f);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2], "10.0", "OPS/s: {row}");
+    assert!(row.ends_with("10.0 MiB"), "WRITE/s: {row}");
+    // All roles of `rustre local` fit the role column.
+    let mut all = totals(NOW);
+    all.client = true;
+    let f = frame(
+        &["http://l:1".to_string()],
+        &[Ok(all.clone())],
+        &[Ok(all)],
+        1.0,
+    );
+    assert!(f.contains("mgs,oss,client"), "{f}");
+}
