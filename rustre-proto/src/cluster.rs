@@ -140,11 +140,14 @@ impl Cluster {
             op,
         };
         let mut attempt = 1;
-        let op = metrics::op_name(&req.op);
+        // With metrics off, nothing is timed or named.
+        let counted = metrics::rpc_client().map(|m| (m, metrics::op_name(&req.op)));
         loop {
-            let start = Instant::now();
+            let start = counted.map(|_| Instant::now());
             let r = self.oss(ost)?.call(&req, payload.clone()).await;
-            metrics::client_call(Service::Oss, op, start, r.is_ok());
+            if let (Some((m, op)), Some(start)) = (counted, start) {
+                m.call(Service::Oss, op, start, r.is_ok());
+            }
             match r {
                 Err(Error::OldEpoch { caller, server }) if attempt < OLD_EPOCH_ATTEMPTS => {
                     tracing::debug!(ost, caller, server, "OSS has a newer epoch; refreshing map");

@@ -251,13 +251,17 @@ impl Client {
         };
         let deadline = Instant::now() + MDS_RETRY_FOR;
         let mut pause = MDS_RETRY_PAUSE_MIN;
-        let op = rustre_proto::metrics::op_name(&req.op);
+        // With metrics off, nothing is timed or named.
+        let counted = rustre_proto::metrics::rpc_client()
+            .map(|m| (m, rustre_proto::metrics::op_name(&req.op)));
         loop {
             if let Some(peer) = self.pick_mds() {
-                let start = std::time::Instant::now();
+                let start = counted.map(|_| std::time::Instant::now());
                 let call = peer.call_within::<_, MdsResponse>(&req, Bytes::new(), MDS_TRY_TIMEOUT);
                 let answer = call.await;
-                rustre_proto::metrics::client_call(Service::Mds, op, start, answer.is_ok());
+                if let (Some((m, op)), Some(start)) = (counted, start) {
+                    m.call(Service::Mds, op, start, answer.is_ok());
+                }
                 match answer {
                     Ok((r, _)) => return Ok(r),
                     Err(e) if e.is_transient() && Instant::now() < deadline => {

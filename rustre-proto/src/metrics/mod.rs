@@ -169,13 +169,6 @@ impl RpcClientMetrics {
     }
 }
 
-/// Counts a finished client call if metrics are on.
-pub fn client_call(service: Service, op: &'static str, start: Instant, ok: bool) {
-    if let Some(m) = rpc_client() {
-        m.call(service, op, start, ok);
-    }
-}
-
 /// Counts a retry if metrics are on.
 pub fn client_retry(service: Service) {
     if let Some(m) = rpc_client() {
