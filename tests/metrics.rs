@@ -364,6 +364,26 @@ fn every_role_and_a_mount_serve_metrics_that_count_a_64_mib_write() {
         );
     }
     assert!(top.contains("client"), "{top}");
+
+    // A metrics address already taken fails the mount, leaving nothing mounted.
+    let mnt2 = c.path("mnt2");
+    std::fs::create_dir_all(&mnt2).unwrap();
+    let out = rustre_command()
+        .args(["mount", &c.mgs])
+        .arg(&mnt2)
+        .args(["-o", &format!("metrics={client_metrics}")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("rustre mount");
+    let _guard = Mounted(mnt2.clone());
+    assert!(
+        !out.status.success(),
+        "a second mount took the same metrics port"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metrics: cannot listen on"), "{err}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(mnt2.to_str().unwrap()), "{mounts}");
 }
 
 /// Every metric family served is listed in docs/operations.md, and so is every name the
