@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing rustre needs on Debian 12: FUSE 3, the tools the
 # end-to-end tests drive (rsync, git, sqlite3, attr, acl, fio, bindfs, python3, setcap from
-# libcap2-bin; mkfs.ext4 and loop mounts
+# libcap2-bin; promtool from prometheus, for tests/metrics.rs; mkfs.ext4 and loop mounts
 # for the small OST of tests/space.rs), libclang for the
 # FoundationDB bindings' type check, a C++ compiler for libFuzzer, the POSIX test suites
 # pjdfstest and fsx, cargo-fuzz (scripts/fuzz.sh), and cargo-deb with binutils' strip and
@@ -17,6 +17,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q "${need_apt[@]}"
+fi
+# Only promtool is needed from prometheus: none of the exporters it recommends.
+if ! dpkg -s prometheus >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends prometheus
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

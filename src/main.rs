@@ -10,6 +10,7 @@ mod quota_cmds;
 mod repair_cmds;
 mod roles;
 mod server_cmds;
+mod top;
 mod tree_cmds;
 
 use std::path::PathBuf;
@@ -73,6 +74,8 @@ enum Cmd {
         data: Option<PathBuf>,
         #[command(flatten)]
         fdb: server_cmds::FdbArgs,
+        #[command(flatten)]
+        metrics: server_cmds::MetricsArgs,
     },
     /// Run a metadata server (namespace in the embedded on-disk store, or FoundationDB).
     Mds {
@@ -115,6 +118,8 @@ enum Cmd {
         /// several.
         #[arg(long, value_name = "IP", requires = "root_squash")]
         root_squash_exempt: Vec<std::net::IpAddr>,
+        #[command(flatten)]
+        metrics: server_cmds::MetricsArgs,
     },
     /// Run an object storage server for one or more OSTs (repeat --index/--data in pairs).
     Oss {
@@ -134,6 +139,8 @@ enum Cmd {
         /// OST directory, one per --index, in the same order.
         #[arg(long = "data")]
         dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        metrics: server_cmds::MetricsArgs,
     },
     /// Mount rustre with FUSE (what `mount -t fuse.rustre` runs as `mount.fuse.rustre`).
     Mount {
@@ -144,8 +151,8 @@ enum Cmd {
         mountpoint: Option<PathBuf>,
         /// Mount options, comma-separated (allow_other, ro, default_permissions,
         /// attr_timeout=S, entry_timeout=S, cache_size=BYTES, cluster=NAME,
-        /// secret_file=PATH, admin_secret_file=PATH, log=PATH, debug), after the configuration's
-        /// mount.options.
+        /// secret_file=PATH, admin_secret_file=PATH, log=PATH, metrics=HOST:PORT, debug), after
+        /// the configuration's mount.options.
         #[arg(short = 'o')]
         options: Vec<String>,
         /// Stay in the foreground.
@@ -262,6 +269,22 @@ enum Cmd {
     /// needed), as GNU du: allocated blocks in 1K units (what a mount's stat reports), or
     /// sizes with --apparent-size or -b; -s for the totals only, -h for 4.0K-style sizes.
     Du(tree_cmds::DuArgs),
+    /// Watch operations and bytes per second of every node and OST, read from their
+    /// metrics endpoints (servers' --metrics-listen, mounts' -o metrics=), refreshed every
+    /// second.
+    Top {
+        /// Metrics endpoints, http://HOST:PORT (or HOST:PORT).
+        endpoints: Vec<String>,
+        /// Print one frame (rates over one interval) and exit.
+        #[arg(long, conflicts_with = "iterations")]
+        once: bool,
+        /// Print this many frames and exit.
+        #[arg(long, value_name = "N")]
+        iterations: Option<u64>,
+        /// Seconds between frames.
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        interval: f64,
+    },
     /// OST administration.
     Ost {
         #[command(subcommand)]
@@ -447,12 +470,17 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
         admin_secret_file: cli.admin_secret_file,
     };
     match cli.cmd {
-        Cmd::Mgs { listen, data, fdb } => {
+        Cmd::Mgs {
+            listen,
+            data,
+            fdb,
+            metrics,
+        } => {
             let s = cfg.mgs.clone().unwrap_or_default();
             let fdb = fdb.or_file(s.fdb_cluster_file.clone(), s.fdb_prefix.clone());
-            roles::metrics_listen(None, s.metrics_listen.clone())?;
+            let metrics = metrics.or_file(s.metrics_listen.clone());
             let listen = pick(listen, s.listen).unwrap_or(rustre_proto::DEFAULT_MGS_LISTEN.into());
-            server_cmds::mgs(&g, &listen, pick(data, s.data), fdb).await
+            server_cmds::mgs(&g, &listen, pick(data, s.data), fdb, metrics).await
         }
         Cmd::Mds {
             instance,
@@ -465,10 +493,11 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             session_lease,
             root_squash,
             root_squash_exempt,
+            metrics,
         } => {
             let s = cfg.mds_section(instance.as_deref())?;
             let fdb = fdb.or_file(s.fdb_cluster_file.clone(), s.fdb_prefix.clone());
-            roles::metrics_listen(None, s.metrics_listen.clone())?;
+            let metrics = metrics.or_file(s.metrics_listen.clone());
             let listen = pick(listen, s.listen).ok_or(roles::NO_LISTEN)?;
             let relaxed = relaxed || (!durable && s.relaxed.unwrap_or(false));
             let lease = pick(session_lease, s.session_lease);
@@ -492,7 +521,7 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
                     squash_exempt,
                 },
             };
-            server_cmds::mds(&g, &listen, adv, data, fdb, tuning).await
+            server_cmds::mds(&g, &listen, adv, data, fdb, tuning, metrics).await
         }
         Cmd::Oss {
             instance,
@@ -500,18 +529,18 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             advertise,
             indexes,
             dirs,
+            metrics,
         } => {
             let s = cfg.oss_section(instance.as_deref())?;
-            roles::metrics_listen(None, s.metrics_listen.clone())?;
+            let metrics = metrics.or_file(s.metrics_listen.clone());
             let listen = pick(listen, s.listen).ok_or(roles::NO_LISTEN)?;
             let (indexes, dirs) = roles::osts(indexes, dirs, &s.osts)?;
             let adv = pick(advertise, s.advertise);
-            server_cmds::oss(&g, &listen, adv, indexes, dirs).await
+            server_cmds::oss(&g, &listen, adv, indexes, dirs, metrics).await
         }
         Cmd::Mount { .. } => unreachable!("mount runs before the runtime starts"),
         Cmd::Local(args) => {
             let s = cfg.local.clone().unwrap_or_default();
-            roles::metrics_listen(None, s.metrics_listen.clone())?;
             server_cmds::local(&g, args.with_file(&s)?).await
         }
         Cmd::GenSecret { path } => server_cmds::gen_secret(&g, path),
@@ -536,6 +565,20 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
         } => repair_cmds::fsck(&g, repair, std::time::Duration::from_secs(grace), json).await,
         Cmd::Scrub { ost, repair, json } => repair_cmds::scrub(&g, ost, repair, json).await,
         Cmd::Evacuate { ost } => repair_cmds::evacuate(&g, ost).await,
+        Cmd::Top {
+            endpoints,
+            once,
+            iterations,
+            interval,
+        } => {
+            let iterations = if once { Some(1) } else { iterations };
+            top::top(top::TopArgs {
+                endpoints,
+                interval,
+                iterations,
+            })
+            .await
+        }
         Cmd::Ost {
             cmd: OstCmd::Replace { index },
         } => repair_cmds::ost_replace(&g, index).await,

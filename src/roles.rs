@@ -49,21 +49,6 @@ pub(crate) fn session_lease_ms(secs: Option<u64>) -> Result<u64, String> {
     }
 }
 
-/// THE ONE PLACE where a role's metrics address (`--metrics-listen` / `metrics_listen`)
-/// is to be wired once the metrics exporter exists in this build: `flag` over `file`.
-/// Until then a metrics address is refused rather than silently ignored.
-pub(crate) fn metrics_listen(
-    flag: Option<String>,
-    file: Option<String>,
-) -> Result<Option<String>, String> {
-    match crate::config::pick(flag, file) {
-        None => Ok(None),
-        Some(a) => Err(format!(
-            "metrics_listen = {a:?}: this build of rustre has no metrics exporter"
-        )),
-    }
-}
-
 /// The `-o` strings a mount starts from: the file's cluster and secret_file (unless the
 /// command line gave them), then its `[mount]` options.
 pub(crate) fn mount_defaults(
@@ -159,8 +144,15 @@ mod tests {
     }
 
     #[test]
-    fn a_metrics_address_is_refused_until_wired() {
-        assert_eq!(metrics_listen(None, None).unwrap(), None);
-        assert!(metrics_listen(None, Some("127.0.0.1:1".into())).is_err());
+    fn a_metrics_flag_wins_over_the_files_address() {
+        use crate::server_cmds::MetricsArgs;
+        let file = Some("127.0.0.1:2".to_string());
+        let from_file = MetricsArgs::default().or_file(file.clone());
+        assert_eq!(from_file.listen(), Some("127.0.0.1:2"));
+        let flag = MetricsArgs::default()
+            .or_file(Some("127.0.0.1:1".into()))
+            .or_file(file);
+        assert_eq!(flag.listen(), Some("127.0.0.1:1"));
+        assert_eq!(MetricsArgs::default().or_file(None).listen(), None);
     }
 }

@@ -39,6 +39,51 @@ pub(crate) struct LocalArgs {
     /// Options of that mount (as `rustre mount -o`; added to the configuration's).
     #[arg(long = "mount-options", value_name = "OPTS")]
     mount_options: Vec<String>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// Where a server serves its Prometheus metrics (every role; off by default).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT; port 0 picks one, printed
+    /// on stderr). `rustre local` serves every role, and its mount, on one address.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+impl MetricsArgs {
+    /// The flag, else the configuration file's `metrics_listen` (docs/operations.md, "The
+    /// configuration file").
+    pub(crate) fn or_file(self, file: Option<String>) -> MetricsArgs {
+        MetricsArgs {
+            metrics_listen: self.metrics_listen.or(file),
+        }
+    }
+
+    /// The address metrics are served at, if any.
+    #[cfg(test)]
+    pub(crate) fn listen(&self) -> Option<&str> {
+        self.metrics_listen.as_deref()
+    }
+
+    /// Turns the server metrics on (and the client's too, with `client`) and serves them
+    /// until `shutdown` turns true; nothing without --metrics-listen.
+    async fn serve(&self, client: bool, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+        let Some(addr) = &self.metrics_listen else {
+            return Ok(());
+        };
+        let mut registry = prometheus_client::registry::Registry::default();
+        rustre_server::metrics::enable(&mut registry);
+        if client {
+            rustre_fuse::client::metrics::enable(&mut registry);
+        }
+        let bound = rustre_proto::metrics::http::listen(addr, registry, shutdown)
+            .await
+            .map_err(|e| format!("--metrics-listen: {e}"))?;
+        eprintln!("metrics at http://{bound}/metrics");
+        Ok(())
+    }
 }
 
 /// `rustre local`'s settings, flags over the configuration file over the defaults.
@@ -51,6 +96,7 @@ pub(crate) struct LocalRun {
     relaxed: bool,
     mount: Option<PathBuf>,
     mount_options: Vec<String>,
+    metrics: MetricsArgs,
 }
 
 /// OSTs of `rustre local` when neither flag nor file says.
@@ -87,6 +133,7 @@ impl LocalArgs {
             relaxed: self.relaxed || s.relaxed.unwrap_or(false),
             mount,
             mount_options,
+            metrics: self.metrics.or_file(s.metrics_listen.clone()),
         })
     }
 }
@@ -172,6 +219,7 @@ pub(crate) async fn mgs(
     listen: &str,
     data: Option<PathBuf>,
     fdb: FdbArgs,
+    metrics: MetricsArgs,
 ) -> Result<(), String> {
     // With FoundationDB, --data is optional: it only offers an old registry file to import.
     let store = match (fdb.store(&g.cluster)?, &data) {
@@ -191,9 +239,9 @@ pub(crate) async fn mgs(
         key,
         defaults: LayoutDefaults::default(),
     };
-    mgs::run(cfg, l, shutdown_on_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let shutdown = shutdown_on_signal();
+    metrics.serve(false, shutdown.clone()).await?;
+    mgs::run(cfg, l, shutdown).await.map_err(|e| e.to_string())
 }
 
 /// How an MDS runs beyond where it listens and keeps its store.
@@ -212,6 +260,7 @@ pub(crate) async fn mds(
     data: Option<PathBuf>,
     fdb: FdbArgs,
     tuning: MdsTuning,
+    metrics: MetricsArgs,
 ) -> Result<(), String> {
     let MdsTuning {
         durable,
@@ -237,7 +286,9 @@ pub(crate) async fn mds(
         session_lease_ms,
         access,
     };
-    mds::run(cfg, kv, l, shutdown_on_signal())
+    let shutdown = shutdown_on_signal();
+    metrics.serve(false, shutdown.clone()).await?;
+    mds::run(cfg, kv, l, shutdown)
         .await
         .map_err(|e| e.to_string())
 }
@@ -248,6 +299,7 @@ pub(crate) async fn oss(
     adv: Option<String>,
     indexes: Vec<u32>,
     dirs: Vec<PathBuf>,
+    metrics: MetricsArgs,
 ) -> Result<(), String> {
     if indexes.len() != dirs.len() {
         return Err(format!(
@@ -269,9 +321,9 @@ pub(crate) async fn oss(
         key,
         osts: indexes.into_iter().zip(dirs).collect(),
     };
-    oss::run(cfg, l, shutdown_on_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let shutdown = shutdown_on_signal();
+    metrics.serve(false, shutdown.clone()).await?;
+    oss::run(cfg, l, shutdown).await.map_err(|e| e.to_string())
 }
 
 /// Where `rustre local` keeps the cluster secret unless told otherwise.
@@ -295,6 +347,9 @@ pub(crate) async fn local(g: &Global, args: LocalRun) -> Result<(), String> {
     let mut signal = shutdown_on_signal();
     // The servers stop only after the mount is gone, so its last calls still get answers.
     let (stop_servers, shutdown) = watch::channel(false);
+    args.metrics
+        .serve(args.mount.is_some(), shutdown.clone())
+        .await?;
     let cfg = local::LocalConfig {
         data_dir: args.data,
         osts: args.osts,

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::auth::ClusterKey;
 use crate::error::Error;
 use crate::frame::Service;
+use crate::metrics;
 use crate::msg::mgs::NodeState;
 use crate::msg::mgs::{
     ClusterMap, MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS, MGS_CALL_TIMEOUT,
@@ -139,10 +140,18 @@ impl Cluster {
             op,
         };
         let mut attempt = 1;
+        // With metrics off, nothing is timed or named.
+        let counted = metrics::rpc_client().map(|m| (m, metrics::op_name(&req.op)));
         loop {
-            match self.oss(ost)?.call(&req, payload.clone()).await {
+            let start = counted.map(|_| Instant::now());
+            let r = self.oss(ost)?.call(&req, payload.clone()).await;
+            if let (Some((m, op)), Some(start)) = (counted, start) {
+                m.call(Service::Oss, op, start, r.is_ok());
+            }
+            match r {
                 Err(Error::OldEpoch { caller, server }) if attempt < OLD_EPOCH_ATTEMPTS => {
                     tracing::debug!(ost, caller, server, "OSS has a newer epoch; refreshing map");
+                    metrics::client_retry(Service::Oss);
                     if let Err(e) = self.refresh().await {
                         tracing::debug!("cluster map refresh failed: {e}");
                         return Err(Error::OldEpoch { caller, server });

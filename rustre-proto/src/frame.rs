@@ -38,8 +38,10 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// one moment, `MdsOp::Accessed`, POSIX ACLs in attributes, the umask in creates,
 /// `OssOp::Seek` for SEEK_DATA/SEEK_HOLE, object allocations in write answers, size reports
 /// and layouts for `st_blocks`; 5: file locks through the MDS (`SetLock`, `GetLock`,
-/// `UnlockOwner`), O_APPEND ranges and leases (`ReserveAppend`, `ReturnAppendLease`)).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// `UnlockOwner`), O_APPEND ranges and leases (`ReserveAppend`, `ReturnAppendLease`); 6: the
+/// admin proof in the handshake, project quotas (`Attr::project`, `QuotaSet`, `QuotaGet`,
+/// `QuotaList`, `QuotaReserve`, EDQUOT), `Error::Denied`).
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

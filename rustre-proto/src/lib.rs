@@ -13,6 +13,8 @@
 //! - [`rpc`]: the connection handshake, an async multiplexing client and a server loop.
 //! - [`net`]: the transport under it (TCP, or a simulated network), and the one conversion
 //!   of its I/O errors into the wire error ([`net::transport`]).
+//! - [`metrics`]: Prometheus metrics shared by every process: client-side RPC counts, the
+//!   `/metrics` HTTP endpoint and its client.
 //! - [`blocking`]: where blocking work (disk, the metadata store) runs.
 //! - [`host`]: the wall clock and disk space (or simulated ones).
 //! - [`sync`]: the mutex-poison policy every process follows.
@@ -30,6 +32,7 @@ pub mod frame;
 pub mod host;
 #[cfg(feature = "sim-bug")]
 pub mod injected_bug;
+pub mod metrics;
 pub mod msg;
 pub mod net;
 pub mod rpc;

@@ -217,6 +217,7 @@ impl Client {
             match call().await {
                 Err(e) if e.worth_waiting() && Instant::now() + pause < deadline => {
                     tracing::debug!("no copy of a stripe reachable, retrying: {e}");
+                    rustre_proto::metrics::client_retry(rustre_proto::frame::Service::Oss);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(OSS_RETRY_PAUSE_MAX);
                     if let Err(e) = self.cluster.refresh().await {

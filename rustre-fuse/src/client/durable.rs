@@ -213,11 +213,16 @@ impl Client {
                 }
             }
         }
-        budget
+        let stalled = std::time::Instant::now();
+        let permit = budget
             .clone()
             .acquire_many_owned(kib)
             .await
-            .map_err(|_| Error::Io("write-back closed".into()))
+            .map_err(|_| Error::Io("write-back closed".into()));
+        if let Some(m) = super::metrics::get() {
+            m.stalled(stalled.elapsed());
+        }
+        permit
     }
 }
 

@@ -234,6 +234,9 @@ impl Client {
                 .await?
         };
         self.accessed(Via::File(fh), f.ino, &f.creds);
+        if let Some(m) = super::metrics::get() {
+            m.read_bytes.inc_by(data.len() as u64);
+        }
         Ok(data)
     }
 
@@ -336,6 +339,9 @@ impl Client {
         }
         self.files
             .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
+        if let Some(m) = super::metrics::get() {
+            m.write_bytes.inc_by(len as u64);
+        }
         if sync {
             self.report_dirty(f.ino).await?;
         }

@@ -3,6 +3,7 @@
 //! background ([`super::writeback`]). Both sit on the striped object I/O of [`super::data`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use rustre_proto::msg::{Ino, Layout};
@@ -12,7 +13,7 @@ use super::cache::{cut_short, from_pages};
 use super::writeback::{
     budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
 };
-use super::Client;
+use super::{metrics, Client};
 use rustre_proto::sync::lock;
 
 impl Client {
@@ -29,6 +30,9 @@ impl Client {
         let page_size = layout.stripe_size as u64;
         let window = self.cache.note_read(ino, offset, len as u64, page_size);
         if window == 0 || len == 0 {
+            if let Some(m) = metrics::get() {
+                m.cache_bypassed.inc();
+            }
             return self.read_data(ino, layout, offset, len).await;
         }
         let first = offset / page_size;
@@ -67,13 +71,21 @@ impl Client {
     ) -> Result<Bytes, Error> {
         let page_size = layout.stripe_size as u64;
         let fetch = match self.cache.lookup((ino, idx)) {
-            Ok(page) => return Ok(page),
+            Ok(page) => {
+                if let Some(m) = metrics::get() {
+                    m.cache_hits.inc();
+                }
+                return Ok(page);
+            }
             Err(fetch) => fetch,
         };
         let start = idx * page_size;
         let len = page_size.min(file_size.saturating_sub(start)) as usize;
         let result = fetch
             .get_or_init(|| async {
+                if let Some(m) = metrics::get() {
+                    m.cache_misses.inc();
+                }
                 let r = self.read_data(ino, layout, start, len).await;
                 if let Ok(page) = &r {
                     self.cache.insert((ino, idx), page, gen);
@@ -130,9 +142,15 @@ impl Client {
         if p.ready() {
             self.send_pending(ino, &mut w).await;
         }
-        while w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
-            let oldest = w.inflight.remove(0);
-            record(&mut w, oldest.task.await);
+        if w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
+            let stalled = Instant::now();
+            while w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
+                let oldest = w.inflight.remove(0);
+                record(&mut w, oldest.task.await);
+            }
+            if let Some(m) = metrics::get() {
+                m.stalled(stalled.elapsed());
+            }
         }
         if let Some(e) = w.error.take() {
             return Err(e);
@@ -161,9 +179,11 @@ impl Client {
                 permits,
                 ..
             } = p;
-            let r = client
-                .write_data(ino, &layout, offset, data.into_bytes(), false)
-                .await;
+            let data = data.into_bytes();
+            if let Some(m) = metrics::get() {
+                m.writeback_bytes.inc_by(data.len() as u64);
+            }
+            let r = client.write_data(ino, &layout, offset, data, false).await;
             if r.is_ok() {
                 // The bytes are kept until synced (see `super::unstable`); so is their
                 // share of the write-back budget.

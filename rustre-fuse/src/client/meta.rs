@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
+use rustre_proto::frame::Service;
 use rustre_proto::msg::mds::{
     DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, READDIR_MAX_ENTRIES,
     RENAME_EXCHANGE,
@@ -253,13 +254,22 @@ impl Client {
         };
         let deadline = Instant::now() + MDS_RETRY_FOR;
         let mut pause = MDS_RETRY_PAUSE_MIN;
+        // With metrics off, nothing is timed or named.
+        let counted = rustre_proto::metrics::rpc_client()
+            .map(|m| (m, rustre_proto::metrics::op_name(&req.op)));
         loop {
             if let Some(peer) = self.pick_mds() {
+                let start = counted.map(|_| std::time::Instant::now());
                 let call = peer.call_within::<_, MdsResponse>(&req, Bytes::new(), MDS_TRY_TIMEOUT);
-                match call.await {
+                let answer = call.await;
+                if let (Some((m, op)), Some(start)) = (counted, start) {
+                    m.call(Service::Mds, op, start, answer.is_ok());
+                }
+                match answer {
                     Ok((r, _)) => return Ok(r),
                     Err(e) if e.is_transient() && Instant::now() < deadline => {
                         tracing::debug!(mds = peer.addr(), "metadata call failed, retrying: {e}");
+                        rustre_proto::metrics::client_retry(Service::Mds);
                         lock(&self.mds_cooldown)
                             .insert(peer.addr().to_string(), Instant::now() + MDS_COOLDOWN);
                         // Another MDS may answer at once; pause only when all are failing.

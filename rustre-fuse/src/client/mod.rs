@@ -13,7 +13,8 @@
 //!   fsync, fallocate and release; directories into handles that list;
 //! - `put` and `get` (`transfer`): whole files through those handles;
 //! - file locks (`locks`): `set_lock`, `test_lock`, `unlock_owner` through the MDS;
-//! - the administrator's API ([`admin`]): fsck, scrub, evacuate, the cluster's state.
+//! - the administrator's API ([`admin`]): fsck, scrub, evacuate, the cluster's state;
+//! - [`metrics`]: the client's Prometheus metrics (off unless a mount asks).
 //!
 //! ## Inside
 //! Operations (`impl Client`): `meta` (MDS calls, retried on another MDS), `data` (striped,
@@ -49,6 +50,7 @@ mod kernel;
 mod locks;
 mod meta;
 mod meta_cache;
+pub mod metrics;
 pub mod path;
 mod pending_marks;
 pub mod quota;

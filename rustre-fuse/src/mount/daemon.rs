@@ -12,7 +12,7 @@ use rustre_proto::auth::ClusterKey;
 use super::log::{Sink, Target, SYSLOG_SOCKET};
 use super::options::{check_mountpoint, MountArgs};
 use super::syscall::{lazy_unmount, mount, remount};
-use super::{connect, HELPER_NAME, SESSION_CLOSE_TIMEOUT, STATUS_MESSAGE_MAX_BYTES};
+use super::{connect, serve_metrics, HELPER_NAME, SESSION_CLOSE_TIMEOUT, STATUS_MESSAGE_MAX_BYTES};
 
 fn init_logging(debug: bool) {
     let filter = if debug {
@@ -141,6 +141,11 @@ fn serve(
         .thread_name("rustre-client")
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
+    // Before anything else, so a metrics address that cannot be used fails the mount.
+    let _metrics = match &args.options.metrics {
+        Some(addr) => Some(rt.block_on(serve_metrics(addr))?),
+        None => None,
+    };
     let client = rt.block_on(connect(&args.source, &args.options.cluster, key))?;
     let session = match mount(client.clone(), rt.handle().clone(), args) {
         Ok(s) => s,

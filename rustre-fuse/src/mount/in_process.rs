@@ -11,12 +11,14 @@ use tokio::runtime::Handle;
 
 use super::options::{check_mountpoint, MountArgs};
 use super::syscall::{lazy_unmount, mount};
-use super::{connect, CONNECT_TIMEOUT, OST_POLL_INTERVAL, SESSION_CLOSE_TIMEOUT};
+use super::{connect, serve_metrics, CONNECT_TIMEOUT, OST_POLL_INTERVAL, SESSION_CLOSE_TIMEOUT};
 use crate::client::Client;
 
 /// A mount served by a thread of this process (`rustre local --mount`).
 pub struct InProcessMount {
     session: BackgroundSession,
+    /// Stops the metrics endpoint of `metrics=` when dropped.
+    _metrics: Option<tokio::sync::watch::Sender<bool>>,
     mountpoint: PathBuf,
     client: Arc<Client>,
 }
@@ -35,6 +37,10 @@ impl InProcessMount {
     ) -> Result<Self, String> {
         let mut args = MountArgs::new(mgs, mountpoint, opts, true, None, None)?;
         args.mountpoint = check_mountpoint(&args.mountpoint)?;
+        let metrics = match &args.options.metrics {
+            Some(addr) => Some(serve_metrics(addr).await?.1),
+            None => None,
+        };
         let client = connect(mgs, &args.options.cluster, key).await?;
         let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
         loop {
@@ -61,6 +67,7 @@ impl InProcessMount {
         .map_err(|e| format!("mount task: {e}"))??;
         Ok(InProcessMount {
             session,
+            _metrics: metrics,
             mountpoint: args.mountpoint,
             client,
         })

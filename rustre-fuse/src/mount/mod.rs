@@ -28,7 +28,8 @@
 //! One file per job. Every file may read the names and limits defined in `mod.rs`; imports
 //! between the files run one way only, as listed:
 //! - `mod.rs`: the names and limits (constants), the helper's entry points
-//!   ([`invoked_as_helper`], [`helper_main`]), [`connect`] (shared by both kinds of mount)
+//!   ([`invoked_as_helper`], [`helper_main`]), [`connect`] and `serve_metrics` (shared by
+//!   both kinds of mount)
 //!   and the re-exports.
 //! - `options.rs`: [`MountOptions`] and [`MountArgs`], the `-o` parsing and the helper's
 //!   argument convention. Imports no sibling.
@@ -129,6 +130,20 @@ pub fn helper_main_with(defaults: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Serves this process's client metrics at `addr` (`-o metrics=`) until the returned sender
+/// is dropped or sent `true`; returns the bound address too.
+pub(crate) async fn serve_metrics(
+    addr: &str,
+) -> Result<(std::net::SocketAddr, tokio::sync::watch::Sender<bool>), String> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    crate::client::metrics::enable(&mut registry);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let bound = rustre_proto::metrics::http::listen(addr, registry, shutdown)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((bound, stop))
 }
 
 /// Connects to the cluster with `key`, bounded by `CONNECT_TIMEOUT`, and starts the

@@ -51,6 +51,8 @@ pub struct MountOptions {
     pub fuse: FuseConfig,
     /// Worker threads of the client's async runtime (`threads=`).
     pub threads: usize,
+    /// Address to serve the client's Prometheus metrics on, `HOST:PORT` (`metrics=`).
+    pub metrics: Option<String>,
     /// Change the kernel flags of the mount in place (`remount`): every other option is
     /// checked, and only the flags and `ro`/`rw` take effect.
     pub remount: bool,
@@ -130,6 +132,7 @@ impl Default for MountOptions {
             },
             fuse: FuseConfig::default(),
             threads: DEFAULT_CLIENT_THREADS,
+            metrics: None,
             remount: false,
             kernel_option: None,
         }
@@ -190,6 +193,13 @@ impl MountOptions {
                         .ok_or_else(|| format!("threads={v}: expected 1 to {MAX_CLIENT_THREADS}"))?
                 }
                 ("cluster", Some(v)) if !v.is_empty() => self.cluster = v.to_string(),
+                ("metrics", Some(v))
+                    if v.rsplit_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok()) =>
+                {
+                    self.metrics = Some(v.to_string())
+                }
+                ("metrics", _) => return Err(format!("{opt}: expected metrics=HOST:PORT")),
                 ("secret_file", Some(v)) if !v.is_empty() => self.secret_file = v.into(),
                 ("log", Some(v)) if !v.is_empty() => self.log_file = Some(v.into()),
                 ("admin_secret_file", Some(v)) if !v.is_empty() => {

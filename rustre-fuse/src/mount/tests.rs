@@ -275,3 +275,17 @@ fn log_names_the_daemons_log_file_and_config_defaults_come_first() {
     assert_eq!(a.options.cluster, "fromline");
     assert_eq!(a.options.exec_suid_dev_atime.atime, AtimeRule::Never);
 }
+
+#[test]
+fn metrics_takes_a_host_and_port() {
+    let mut o = MountOptions::default();
+    assert_eq!(o.metrics, None, "metrics are off unless asked for");
+    o.apply("metrics=127.0.0.1:9500").unwrap();
+    assert_eq!(o.metrics.as_deref(), Some("127.0.0.1:9500"));
+    o.apply("metrics=[::1]:0").unwrap();
+    assert_eq!(o.metrics.as_deref(), Some("[::1]:0"));
+    for bad in ["metrics", "metrics=", "metrics=host", "metrics=host:port"] {
+        let e = MountOptions::default().apply(bad).unwrap_err();
+        assert!(e.contains("expected metrics=HOST:PORT"), "{bad}: {e}");
+    }
+}

@@ -355,6 +355,9 @@ impl Peer {
             if !c.is_closed() {
                 return Ok(c.clone());
             }
+            if let Some(m) = crate::metrics::rpc_client() {
+                m.reconnect(self.service);
+            }
         }
         let c = Connection::connect(
             &self.addr,

@@ -47,12 +47,18 @@ pub enum Payload {
 }
 
 impl Payload {
-    fn len(&self) -> usize {
+    /// Bytes of the payload.
+    pub fn len(&self) -> usize {
         match self {
             Payload::None => 0,
             Payload::Bytes(b) => b.len(),
             Payload::File { len, .. } => *len as usize,
         }
+    }
+
+    /// True when the payload carries no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

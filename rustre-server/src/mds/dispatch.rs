@@ -254,10 +254,19 @@ impl Handler for Mds {
         _payload: Bytes,
         caller: Caller,
     ) -> Reply<MdsResponse> {
-        Reply::plain(
-            self.dispatch(req, caller)
-                .await
-                .map_err(MdsError::into_wire),
-        )
+        let Some(m) = crate::metrics::get() else {
+            return Reply::plain(
+                self.dispatch(req, caller)
+                    .await
+                    .map_err(MdsError::into_wire),
+            );
+        };
+        let (start, op) = (std::time::Instant::now(), crate::metrics::op_name(&req.op));
+        let result = self
+            .dispatch(req, caller)
+            .await
+            .map_err(MdsError::into_wire);
+        m.request(Self::SERVICE, op, start, result.is_ok());
+        Reply::plain(result)
     }
 }

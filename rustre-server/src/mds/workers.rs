@@ -109,7 +109,42 @@ pub(super) fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
         super::truncate::REPLAY_INTERVAL,
         super::truncate::replay_pass,
     );
+    if crate::metrics::get().is_some() {
+        spawn_every(
+            mds.clone(),
+            shutdown.clone(),
+            crate::metrics::STORE_GAUGE_INTERVAL,
+            count_store_gauges,
+        );
+    }
     spawn_every(mds, shutdown, REAP_INTERVAL, reap_sessions);
+}
+
+/// Sets the metrics read from the store: live sessions, the resync and destroy backlogs
+/// (each counted up to [`crate::metrics::STORE_GAUGE_MAX_ROWS`]).
+async fn count_store_gauges(mds: Arc<Mds>) -> Result<(), MdsError> {
+    let Some(m) = crate::metrics::get() else {
+        return Ok(());
+    };
+    let counts = mds
+        .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
+            let mut out = [0i64; 3];
+            for (n, prefix) in [schema::SESSION, schema::STALE, schema::DESTROY]
+                .into_iter()
+                .enumerate()
+            {
+                let (s, e) = schema::prefix_range(prefix);
+                out[n] = tx
+                    .range(&s, &e, crate::metrics::STORE_GAUGE_MAX_ROWS)?
+                    .len() as i64;
+            }
+            Ok::<_, Error>(out)
+        })
+        .await?;
+    m.sessions.set(counts[0]);
+    m.resync_backlog.set(counts[1]);
+    m.destroy_backlog.set(counts[2]);
+    Ok(())
 }
 
 /// Bounds how long a committed change that no client waited for (bookkeeping on a durable
@@ -205,6 +240,9 @@ async fn reap_sessions(mds: Arc<Mds>) -> Result<(), MdsError> {
             session = id,
             "session lease expired: client evicted, releasing its opens"
         );
+        if let Some(m) = crate::metrics::get() {
+            m.sessions_expired.inc();
+        }
         loop {
             let ended = mds
                 .txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {

@@ -22,6 +22,7 @@ use super::{Backend, KvError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 use tokio::sync::watch;
 
 /// Bookkeeping of which syncs have started and which are wanted.
@@ -32,6 +33,10 @@ struct State {
     wanted: u64,
     /// Whether the sync loop is running.
     running: bool,
+    /// Callers the sync numbered `started` serves (for the batch-size metric).
+    batch: u64,
+    /// Callers waiting for the sync after it.
+    waiting_next: u64,
 }
 
 /// What the newest completed sync published.
@@ -51,8 +56,10 @@ struct Shared {
     backend: Arc<dyn Backend>,
     state: Mutex<State>,
     completed: watch::Sender<Completed>,
-    /// Number of syncs completed, for tests and metrics.
+    /// Number of syncs completed, for tests.
     syncs: AtomicU64,
+    /// Callers served by those syncs (the batch sizes added up), for tests.
+    served: AtomicU64,
 }
 
 impl Shared {
@@ -75,14 +82,23 @@ impl Shared {
     /// Runs syncs while callers want them. Blocking.
     fn sync_loop(&self) {
         loop {
-            let number = self.state().started;
+            let (number, batch) = {
+                let st = self.state();
+                (st.started, st.batch)
+            };
+            let start = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| self.backend.sync()))
                 .unwrap_or_else(|_| Err(KvError::Storage("sync panicked".into())));
+            if let Some(m) = crate::metrics::get() {
+                m.group_commit(batch, start.elapsed());
+            }
+            self.served.fetch_add(batch, Ordering::SeqCst);
             self.syncs.fetch_add(1, Ordering::SeqCst);
             self.publish(number, result);
             let mut st = self.state();
             if st.wanted > number {
                 st.started += 1;
+                st.batch = std::mem::take(&mut st.waiting_next);
             } else {
                 st.running = false;
                 return;
@@ -117,6 +133,7 @@ impl Drop for SyncLoop {
             // Consume the numbers of the syncs that will now never run, so a later caller
             // waits for a fresh sync instead of taking this failure as its own.
             st.started = st.started.max(st.wanted);
+            st.waiting_next = 0;
             st.started
         };
         self.shared.publish(
@@ -146,9 +163,12 @@ impl GroupCommit {
                     started: 0,
                     wanted: 0,
                     running: false,
+                    batch: 0,
+                    waiting_next: 0,
                 }),
                 completed,
                 syncs: AtomicU64::new(0),
+                served: AtomicU64::new(0),
             }),
         }
     }
@@ -166,6 +186,9 @@ impl GroupCommit {
             if start_loop {
                 st.running = true;
                 st.started = needed;
+                st.batch = 1;
+            } else {
+                st.waiting_next += 1;
             }
             (needed, start_loop)
         };
@@ -193,9 +216,15 @@ impl GroupCommit {
     }
 
     /// Number of syncs completed so far.
-    #[cfg_attr(not(test), allow(dead_code))] // for tests (and metrics, once wired)
+    #[cfg_attr(not(test), allow(dead_code))] // for tests
     pub(crate) fn syncs_done(&self) -> u64 {
         self.shared.syncs.load(Ordering::SeqCst)
+    }
+
+    /// Callers the completed syncs served, as the batch-size metric counts them.
+    #[cfg_attr(not(test), allow(dead_code))] // for tests
+    pub(crate) fn callers_served(&self) -> u64 {
+        self.shared.served.load(Ordering::SeqCst)
     }
 }
 
@@ -267,6 +296,7 @@ mod tests {
                 2,
                 "the second caller was served by the sync already running at its call"
             );
+            assert_eq!(group.callers_served(), 2, "two batches of one caller");
             first.await.expect("join").expect("first wait");
         });
         assert!(
@@ -291,6 +321,8 @@ mod tests {
         });
         let syncs = group.syncs_done();
         assert!((1..=3).contains(&syncs), "{syncs} syncs for 100 callers");
+        // The batch sizes (rustre_mds_group_commit_batch_size) count every caller once.
+        assert_eq!(group.callers_served(), 100);
         assert!(
             !backend.overlapped.load(Ordering::SeqCst),
             "syncs overlapped"

@@ -275,6 +275,24 @@ impl Handler for Mgs {
         payload: Bytes,
         caller: Caller,
     ) -> Reply<MgsResponse> {
+        let Some(m) = crate::metrics::get() else {
+            return self.answer(req, payload, caller).await;
+        };
+        let (start, op) = (std::time::Instant::now(), crate::metrics::op_name(&req));
+        let reply = self.answer(req, payload, caller).await;
+        m.request(Self::SERVICE, op, start, reply.result.is_ok());
+        reply
+    }
+}
+
+impl Mgs {
+    /// Answers one request (what [`Handler::handle`] does, without the metrics).
+    async fn answer(
+        self: Arc<Self>,
+        req: MgsRequest,
+        payload: Bytes,
+        caller: Caller,
+    ) -> Reply<MgsResponse> {
         if !payload.is_empty() {
             return Reply::plain(Err(Error::Invalid("MGS calls carry no payload".into())));
         }

@@ -281,6 +281,9 @@ async fn serve_osts(
     lease: Duration,
     osts: Vec<(u32, Arc<dyn ObjectStore>, Arc<OstDisk>)>,
 ) {
+    if let Some(m) = crate::metrics::get() {
+        osts.iter().for_each(|(index, ..)| m.ost_known(*index));
+    }
     let served: HashMap<u32, service::ServedOst> = osts
         .iter()
         .map(|(index, store, disk)| {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use rustre_proto::frame::Service;
@@ -21,6 +22,7 @@ use tokio::sync::Semaphore;
 use super::error::ObjectError;
 use super::fence::{OstLease, REGISTRATION_WAIT};
 use super::store::{check_list, check_object, check_read, check_size, check_write, ObjectStore};
+use crate::metrics;
 
 /// Most store calls running at once in one OSS (each holds a blocking thread).
 pub const OSS_IO_MAX_IN_FLIGHT: usize = 64;
@@ -337,6 +339,31 @@ impl Handler for Oss {
         payload: Bytes,
         _caller: Caller,
     ) -> Reply<OssResponse> {
+        let Some(m) = metrics::get() else {
+            return self.answer(req, payload).await;
+        };
+        let (start, ost, op) = (Instant::now(), req.ost, metrics::op_name(&req.op));
+        let sent = payload.len();
+        let reply = self.answer(req, payload).await;
+        m.request(Service::Oss, op, start, reply.result.is_ok());
+        match &reply.result {
+            Ok(_) if op == READ_OP => m.ost_read(ost, reply.payload.len()),
+            Ok(_) if op == WRITE_OP || op == REPAIR_OP => m.ost_write(ost, sent),
+            Ok(_) => {}
+            Err(e) => m.ost_refused(ost, e),
+        }
+        reply
+    }
+}
+
+/// Names of the operations counted per OST (see `metrics::op_name`).
+const READ_OP: &str = "Read";
+const WRITE_OP: &str = "Write";
+const REPAIR_OP: &str = "Repair";
+
+impl Oss {
+    /// Answers one request (what [`Handler::handle`] does, without the metrics).
+    async fn answer(self: Arc<Self>, req: OssRequest, payload: Bytes) -> Reply<OssResponse> {
         let Some(ost) = self.osts.get(&req.ost) else {
             return Reply::plain(Err(Error::Invalid(format!(
                 "OST {} is not served here",

@@ -1,0 +1,100 @@
+//! The client's Prometheus metrics (docs/operations.md, "Metrics"; a mount serves them with
+//! `-o metrics=ADDR`): what applications read and wrote, the page cache's hits and misses,
+//! write-back bytes and stalls. One set per process, registered by [`enable`] together with
+//! the client-side RPC metrics of `rustre_proto::metrics` (calls to the MDS and OSSs per
+//! operation, retries, reconnects).
+//!
+//! Off until [`enable`] runs: [`get`] is `None` and every hot path pays one atomic load.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use rustre_proto::metrics::{enable_rpc_client, latency_histogram};
+
+/// Every client metric of the process.
+#[derive(Debug, Default)]
+pub struct ClientMetrics {
+    /// Bytes applications read through the client.
+    pub read_bytes: Counter,
+    /// Bytes applications wrote through the client.
+    pub write_bytes: Counter,
+    /// Page-cache pages found in the cache (or already being fetched).
+    pub cache_hits: Counter,
+    /// Page-cache pages fetched from the OSTs for a read.
+    pub cache_misses: Counter,
+    /// Reads that bypassed the page cache (random readers, cache off).
+    pub cache_bypassed: Counter,
+    /// Bytes sent to the OSTs by write-back.
+    pub writeback_bytes: Counter,
+    /// Writers that had to wait for room in the write-back budget or for sends in flight.
+    pub writeback_stalls: Counter,
+    stall_seconds: OnceLock<Histogram>,
+}
+
+static METRICS: OnceLock<ClientMetrics> = OnceLock::new();
+
+/// The process's client metrics, `None` while metrics are off.
+pub fn get() -> Option<&'static ClientMetrics> {
+    METRICS.get()
+}
+
+impl ClientMetrics {
+    /// Records a writer's stall of `took`.
+    pub fn stalled(&self, took: Duration) {
+        self.writeback_stalls.inc();
+        self.stall_seconds
+            .get_or_init(latency_histogram)
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// Turns the client metrics on for the whole process and registers them (with the
+/// client-side RPC metrics) in `registry`.
+pub fn enable(registry: &mut Registry) {
+    enable_rpc_client(registry);
+    let m = METRICS.get_or_init(ClientMetrics::default);
+    let r = registry;
+    r.register(
+        "rustre_client_read_bytes",
+        "Bytes applications read through this client",
+        m.read_bytes.clone(),
+    );
+    r.register(
+        "rustre_client_write_bytes",
+        "Bytes applications wrote through this client",
+        m.write_bytes.clone(),
+    );
+    r.register(
+        "rustre_client_cache_hits",
+        "Page-cache pages a read found cached (or already being fetched)",
+        m.cache_hits.clone(),
+    );
+    r.register(
+        "rustre_client_cache_misses",
+        "Page-cache pages a read had to fetch from the OSTs",
+        m.cache_misses.clone(),
+    );
+    r.register(
+        "rustre_client_cache_bypassed_reads",
+        "Reads that went straight to the OSTs (random readers, cache off)",
+        m.cache_bypassed.clone(),
+    );
+    r.register(
+        "rustre_client_writeback_bytes",
+        "Bytes write-back sent to the OSTs in the background",
+        m.writeback_bytes.clone(),
+    );
+    r.register(
+        "rustre_client_writeback_stalls",
+        "Writes that waited for room in the write-back budget or for sends in flight",
+        m.writeback_stalls.clone(),
+    );
+    r.register(
+        "rustre_client_writeback_stall_seconds",
+        "How long a stalled write waited",
+        m.stall_seconds.get_or_init(latency_histogram).clone(),
+    );
+}
