@@ -10,8 +10,13 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
+
+/// How long another mount may take to see a change (the feed lease, with room for a loaded
+/// machine).
+const SEEN_WITHIN: Duration = Duration::from_secs(10);
 
 /// The uid and gid squashed root runs as in this test.
 const SQUASH_ID: u32 = 65534;
@@ -89,13 +94,25 @@ fn root_is_squashed_and_admin_commands_need_the_admin_secret() {
     let top = fs::write(plain.join("rootfile"), b"x").unwrap_err();
     assert_eq!(top.raw_os_error(), Some(libc::EACCES), "{top}");
     fs::write(plain.join("scratch/made-by-root"), b"x").unwrap();
-    let meta = fs::metadata(adm.join("scratch/made-by-root")).unwrap();
+    // Another mount sees a new name within a change-feed round trip, not at once
+    // (docs/metadata-cache.md, "The consistency rule").
+    let made = adm.join("scratch/made-by-root");
+    assert!(
+        wait_until(SEEN_WITHIN, || made.exists()),
+        "the admin mount never saw the file"
+    );
+    let meta = fs::metadata(&made).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (SQUASH_ID, SQUASH_ID));
     let chown = std::os::unix::fs::chown(plain.join("home/mine"), Some(0), None).unwrap_err();
     assert_eq!(chown.raw_os_error(), Some(libc::EPERM), "{chown}");
 
-    // Root on the admin mount is root.
-    assert_eq!(fs::read(adm.join("home/mine")).unwrap(), b"private");
+    // Root on the admin mount is root (once that mount sees the user's file).
+    let mine = adm.join("home/mine");
+    assert!(
+        wait_until(SEEN_WITHIN, || mine.exists()),
+        "the admin mount never saw it"
+    );
+    assert_eq!(fs::read(&mine).unwrap(), b"private");
 
     // fsck --repair: refused without the admin secret, and with a wrong one, with a message
     // saying what is missing; done with it.
