@@ -17,9 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rustre_proto::frame::Service;
-use rustre_proto::metrics::{
-    enable_rpc_client, latency_family, latency_histogram, service_name, CallLabels, LatencyFamily,
-};
+use rustre_proto::metrics::{enable_rpc_client, latency_histogram, CallHelp, CallMetrics};
 use rustre_proto::Error;
 
 pub use rustre_proto::metrics::op_name;
@@ -48,9 +46,7 @@ pub struct RefusedLabels {
 /// Every server metric of the process.
 #[derive(Debug)]
 pub struct ServerMetrics {
-    requests: Family<CallLabels, Counter>,
-    errors: Family<CallLabels, Counter>,
-    duration: LatencyFamily<CallLabels>,
+    requests: CallMetrics,
     ost_read_bytes: Family<OstLabels, Counter>,
     ost_write_bytes: Family<OstLabels, Counter>,
     ost_reads: Family<OstLabels, Counter>,
@@ -80,9 +76,7 @@ pub fn get() -> Option<&'static ServerMetrics> {
 pub fn enable(registry: &mut Registry) {
     enable_rpc_client(registry);
     let m = METRICS.get_or_init(|| ServerMetrics {
-        requests: Family::default(),
-        errors: Family::default(),
-        duration: latency_family(),
+        requests: CallMetrics::default(),
         ost_read_bytes: Family::default(),
         ost_write_bytes: Family::default(),
         ost_reads: Family::default(),
@@ -96,20 +90,14 @@ pub fn enable(registry: &mut Registry) {
         sessions_expired: Counter::default(),
     });
     let r = registry;
-    r.register(
-        "rustre_server_requests",
-        "Requests a server answered, by service and operation",
-        m.requests.clone(),
-    );
-    r.register(
-        "rustre_server_errors",
-        "Requests a server answered with an error, by service and operation",
-        m.errors.clone(),
-    );
-    r.register(
-        "rustre_server_request_duration_seconds",
-        "Time a server took to answer a request, by service and operation",
-        m.duration.clone(),
+    m.requests.register(
+        r,
+        "rustre_server",
+        CallHelp {
+            requests: "Requests a server answered, by service and operation",
+            errors: "Requests a server answered with an error, by service and operation",
+            duration: "Time a server took to answer a request, by service and operation",
+        },
     );
     r.register(
         "rustre_ost_read_bytes",
@@ -172,17 +160,7 @@ pub fn enable(registry: &mut Registry) {
 impl ServerMetrics {
     /// Counts one answered request of `op` to `service`, started at `start`.
     pub fn request(&self, service: Service, op: &'static str, start: Instant, ok: bool) {
-        let labels = CallLabels {
-            service: service_name(service),
-            op,
-        };
-        self.requests.get_or_create(&labels).inc();
-        if !ok {
-            self.errors.get_or_create(&labels).inc();
-        }
-        self.duration
-            .get_or_create(&labels)
-            .observe(start.elapsed().as_secs_f64());
+        self.requests.record(service, op, start, ok);
     }
 
     /// Counts a read of OST `ost` that returned `bytes`.

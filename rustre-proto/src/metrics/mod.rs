@@ -80,12 +80,70 @@ pub struct ServiceLabels {
     pub service: &'static str,
 }
 
-/// The client side of RPC, one set per process.
+/// Calls of some kind counted by service and operation: how many, how many failed, and how
+/// long each took. Servers count the requests they answer with one, the RPC client the
+/// calls it makes with another.
 #[derive(Debug)]
-pub struct RpcClientMetrics {
+pub struct CallMetrics {
     requests: Family<CallLabels, Counter>,
     errors: Family<CallLabels, Counter>,
     duration: LatencyFamily<CallLabels>,
+}
+
+impl Default for CallMetrics {
+    fn default() -> Self {
+        CallMetrics {
+            requests: Family::default(),
+            errors: Family::default(),
+            duration: latency_family(),
+        }
+    }
+}
+
+/// The help texts of a [`CallMetrics`]' three families, in registration order.
+pub struct CallHelp {
+    pub requests: &'static str,
+    pub errors: &'static str,
+    pub duration: &'static str,
+}
+
+impl CallMetrics {
+    /// Registers the families as `{prefix}_requests`, `{prefix}_errors` and
+    /// `{prefix}_request_duration_seconds`.
+    pub fn register(&self, registry: &mut Registry, prefix: &str, help: CallHelp) {
+        registry.register(
+            format!("{prefix}_requests"),
+            help.requests,
+            self.requests.clone(),
+        );
+        registry.register(format!("{prefix}_errors"), help.errors, self.errors.clone());
+        registry.register(
+            format!("{prefix}_request_duration_seconds"),
+            help.duration,
+            self.duration.clone(),
+        );
+    }
+
+    /// Counts one finished call of `op` to `service` that started at `start`.
+    pub fn record(&self, service: Service, op: &'static str, start: Instant, ok: bool) {
+        let labels = CallLabels {
+            service: service_name(service),
+            op,
+        };
+        self.requests.get_or_create(&labels).inc();
+        if !ok {
+            self.errors.get_or_create(&labels).inc();
+        }
+        self.duration
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
+    }
+}
+
+/// The client side of RPC, one set per process.
+#[derive(Debug)]
+pub struct RpcClientMetrics {
+    calls: CallMetrics,
     retries: Family<ServiceLabels, Counter>,
     reconnects: Family<ServiceLabels, Counter>,
 }
@@ -101,26 +159,18 @@ pub fn rpc_client() -> Option<&'static RpcClientMetrics> {
 /// metrics again) and registers them in `registry`.
 pub fn enable_rpc_client(registry: &mut Registry) {
     let m = RPC_CLIENT.get_or_init(|| RpcClientMetrics {
-        requests: Family::default(),
-        errors: Family::default(),
-        duration: latency_family(),
+        calls: CallMetrics::default(),
         retries: Family::default(),
         reconnects: Family::default(),
     });
-    registry.register(
-        "rustre_rpc_client_requests",
-        "Calls this process made to a server, by service and operation",
-        m.requests.clone(),
-    );
-    registry.register(
-        "rustre_rpc_client_errors",
-        "Calls this process made that failed (error answer or transport), by service and operation",
-        m.errors.clone(),
-    );
-    registry.register(
-        "rustre_rpc_client_request_duration_seconds",
-        "Time from sending a call to its answer, by service and operation",
-        m.duration.clone(),
+    m.calls.register(
+        registry,
+        "rustre_rpc_client",
+        CallHelp {
+            requests: "Calls this process made to a server, by service and operation",
+            errors: "Calls this process made that failed (error answer or transport), by service and operation",
+            duration: "Time from sending a call to its answer, by service and operation",
+        },
     );
     registry.register(
         "rustre_rpc_client_retries",
@@ -137,17 +187,7 @@ pub fn enable_rpc_client(registry: &mut Registry) {
 impl RpcClientMetrics {
     /// Counts one finished call of `op` to `service` that started at `start`.
     pub fn call(&self, service: Service, op: &'static str, start: Instant, ok: bool) {
-        let labels = CallLabels {
-            service: service_name(service),
-            op,
-        };
-        self.requests.get_or_create(&labels).inc();
-        if !ok {
-            self.errors.get_or_create(&labels).inc();
-        }
-        self.duration
-            .get_or_create(&labels)
-            .observe(start.elapsed().as_secs_f64());
+        self.calls.record(service, op, start, ok);
     }
 
     /// Counts one call made again.
