@@ -20,7 +20,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,8 +30,6 @@ use rustre_proto::auth::SECRET_FILE_ENV;
 
 /// Longest wait for the cluster to come up, a mount to appear, or a log line to land.
 const WAIT: Duration = Duration::from_secs(30);
-/// The helper's name in /sbin.
-const HELPER: &str = "mount.fuse.rustre";
 /// Where the units read their configuration (replaced by the test's file).
 const UNIT_CONFIG: &str = "/etc/rustre/rustre.toml";
 
@@ -519,28 +516,6 @@ fn mount_line(mnt: &Path) -> Option<String> {
         .map(str::to_string)
 }
 
-fn sys_mount(src: &Path, target: &Path, flags: libc::c_ulong) {
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let (s, t) = (c(src), c(target));
-    // SAFETY: valid C strings; a bind or propagation change reads no type or data.
-    let r = unsafe {
-        libc::mount(
-            s.as_ptr(),
-            t.as_ptr(),
-            std::ptr::null(),
-            flags,
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "mount {}: {}",
-        target.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
 /// Runs `f` on a new thread in a private mount namespace in which /dev is an overlay of the
 /// real one (device nodes and all) with a syslog socket at /dev/log, which `f` reads: the
 /// machine's own /dev, where there may be no /dev/log, is left as it is. The overlay's
@@ -585,47 +560,6 @@ fn with_syslog_socket(
         f(&sock);
     })
     .join();
-    if let Err(panic) = joined {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// Runs `f` on a new thread in a private mount namespace in which /sbin shows links to its
-/// real entries and [`HELPER`] links to this build's binary (as tests/mount_options.rs
-/// does): mount(8) runs this build, and nothing outside the namespace changes.
-fn in_private_namespace(f: impl FnOnce() + Send + 'static) {
-    let scratch = tempfile::tempdir().unwrap();
-    let (real, links) = (scratch.path().join("real"), scratch.path().join("links"));
-    fs::create_dir(&real).unwrap();
-    fs::create_dir(&links).unwrap();
-    let joined = std::thread::spawn(move || {
-        // SAFETY: unshares this thread's mount namespace (and its fs context) only.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNS) }, 0, "unshare");
-        sys_mount(
-            Path::new("none"),
-            Path::new("/"),
-            libc::MS_REC | libc::MS_PRIVATE,
-        );
-        let sbin = fs::canonicalize("/sbin").unwrap();
-        sys_mount(&sbin, &real, libc::MS_BIND);
-        for e in fs::read_dir(&real).unwrap().flatten() {
-            if e.file_name() != HELPER {
-                std::os::unix::fs::symlink(e.path(), links.join(e.file_name())).unwrap();
-            }
-        }
-        std::os::unix::fs::symlink(rustre_bin(), links.join(HELPER)).unwrap();
-        sys_mount(&links, &sbin, libc::MS_BIND);
-        f();
-        // The namespace ends with this thread; its bind mounts go with it.
-    })
-    .join();
-    // Outside the namespace `real` is an empty directory; were it not, removing it would
-    // remove what it shows, so it is left in place.
-    let real = scratch.path().join("real");
-    if !fs::read_dir(&real).is_ok_and(|mut d| d.next().is_none()) {
-        panic!("{} is not empty: left in place", scratch.keep().display());
-    }
-    drop(scratch);
     if let Err(panic) = joined {
         std::panic::resume_unwind(panic);
     }

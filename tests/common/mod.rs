@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 pub(crate) mod meta_cluster;
+mod namespace;
+#[allow(unused_imports)]
+pub(crate) use namespace::*;
 
 use std::net::TcpListener;
 use std::path::Path;
