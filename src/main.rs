@@ -47,8 +47,8 @@ struct Cli {
     #[arg(long, global = true, env = "RUSTRE_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
     /// File holding the admin secret (mode 0600; make one with `rustre gen-secret PATH`).
-    /// Commands prove it to act as the administrator (fsck, evacuate, ost replace; never
-    /// root-squashed); an MDS given it refuses administrators' operations to connections
+    /// Commands prove it to act as the administrator (fsck, evacuate, ost replace, migrate,
+    /// quota set; never root-squashed); an MDS given it refuses administrators' operations to connections
     /// that do not prove it (an MGS given it, `ost replace`). Keep it on admin hosts, the MDS
     /// and the MGS only.
     #[arg(

@@ -13,7 +13,7 @@ use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 use serde::Deserialize;
 
-use super::Inode;
+use super::records::Inode;
 use crate::mds::acl::posix::PosixAcl;
 
 /// `Attr` before project quotas.

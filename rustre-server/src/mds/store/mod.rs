@@ -1,173 +1,25 @@
-//! Typed records over the raw KV: what an inode, a dentry and a session look like on disk,
-//! and the get/put helpers the operations use inside their transactions. Inode records of
-//! the format before project quotas still read ([`compat`]).
+//! The inode store the operations use inside their transactions: the typed records and
+//! get/put helpers ([`records`], re-exported here), and [`put_inode`], which writes an inode
+//! with what it counts in its project's quota moved in the same transaction. Inode records
+//! of the format before project quotas still read ([`compat`]).
 
-use rustre_proto::codec;
 use rustre_proto::msg::quota::NO_PROJECT;
-use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec};
 use rustre_proto::Error;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::acl::posix::PosixAcl;
 use crate::meta::Transaction;
 use crate::schema;
 
 mod compat;
+pub mod records;
 
-/// An inode as stored under `inode/{ino}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Inode {
-    pub attr: Attr,
-    /// Directories: the parent directory (the root is its own parent). Others: 0.
-    pub parent: Ino,
-    /// Symlinks: the target.
-    pub target: Option<String>,
-    /// Directories: the default layout new files inherit.
-    pub dir_layout: Option<LayoutSpec>,
-    /// Directories: the default POSIX ACL new entries inherit ([`super::acl`]).
-    pub default_acl: Option<PosixAcl>,
-    /// Regular files in a project: the end writers reserved room for (`MdsOp::QuotaReserve`)
-    /// beyond the size, counted in the project's bytes; 0 once the last writer closed.
-    pub reserved: u64,
-}
-
-/// A directory entry as stored under `dentry/{parent}/{name}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dentry {
-    pub ino: Ino,
-    pub kind: FileKind,
-}
-
-/// A client session as stored under `session/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Session {
-    pub client: String,
-    /// Wall-clock milliseconds after which the session is dead unless renewed.
-    pub expires_ms: u64,
-}
-
-/// Objects waiting to be deleted from the OSTs, under `destroy/{ino}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Doomed {
-    pub layout: Layout,
-}
-
-/// A size change whose objects are not cut yet, under `truncate/{ino}` (written in the
-/// transaction that changes the size; removed once every up-to-date copy of every stripe is
-/// cut: `crate::mds::truncate`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TruncateIntent {
-    /// The file's size after the change: every object gets the length it has at this size.
-    pub size: u64,
-    /// Every object is first cut to the length it has at this size (`<= size`): the smallest
-    /// size of the changes this intent stands for, so an extend that follows a shrink not yet
-    /// carried out still leaves zeros, not the old bytes, past the shrink.
-    pub cut_to: u64,
-    /// The inode's truncate version after the change: tells this intent from a newer one.
-    pub truncate_version: u64,
-    /// The advertised address of the MDS cutting the objects now; empty while nobody is.
-    /// Other MDS sharing the store leave the intent alone until `until_ms`.
-    pub owner: String,
-    /// Wall-clock milliseconds after which the owner's claim lapses (renewed at every try).
-    pub until_ms: u64,
-}
-
-impl TruncateIntent {
-    /// True when `other` stands for the same size changes (whoever holds either).
-    pub fn same_change(&self, other: &TruncateIntent) -> bool {
-        (self.size, self.cut_to, self.truncate_version)
-            == (other.size, other.cut_to, other.truncate_version)
-    }
-}
-
-/// Value of a `stale/{ino}` index entry while an MDS's resync worker copies the file: other
-/// MDS sharing the store leave the file alone until `until_ms` (the owner renews it as it
-/// goes). An empty value means nobody is copying.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResyncClaim {
-    /// The advertised address of the MDS copying the file.
-    pub owner: String,
-    /// Wall-clock milliseconds after which the claim lapses.
-    pub until_ms: u64,
-}
-
-/// Decodes an inode record of any format ([`compat`]).
-pub fn decode_inode(bytes: &[u8]) -> Result<Inode, Error> {
-    compat::decode_inode(bytes)
-}
-
-/// The inode stored at `inode/{ino}`, if any, in either record format (see [`compat`]).
-pub fn get_inode(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<Inode>, Error> {
-    match tx.get(&schema::inode(ino))? {
-        Some(v) => Ok(Some(compat::decode_inode(&v).map_err(corrupt)?)),
-        None => Ok(None),
-    }
-}
-
-pub fn get<T: DeserializeOwned>(tx: &mut dyn Transaction, key: &[u8]) -> Result<Option<T>, Error> {
-    match tx.get(key)? {
-        Some(v) => Ok(Some(codec::decode(&v).map_err(corrupt)?)),
-        None => Ok(None),
-    }
-}
-
-pub fn put<T: Serialize>(tx: &mut dyn Transaction, key: &[u8], value: &T) -> Result<(), Error> {
-    tx.set(key, &codec::encode(value)?);
-    Ok(())
-}
-
-fn corrupt(e: Error) -> Error {
-    Error::Io(format!("corrupt metadata record: {e}"))
-}
-
-/// The inode `ino`, or ENOENT.
-pub fn inode(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
-    get_inode(tx, ino)?.ok_or(Error::NotFound)
-}
-
-/// The directory `ino`: ENOENT if absent, ENOTDIR if not a directory.
-pub fn dir(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
-    let i = inode(tx, ino)?;
-    if i.attr.kind != FileKind::Dir {
-        return Err(Error::NotDir);
-    }
-    Ok(i)
-}
+pub use records::*;
 
 /// Writes `inode`; an inode in a project has what it counts in its project's usage moved
-/// from the stored record's in the same transaction ([`super::quota::recount`]).
+/// from the stored record's in the same transaction ([`super::quota::usage::recount`]).
 pub fn put_inode(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
     if inode.attr.project != NO_PROJECT {
         let old = get_inode(tx, inode.attr.ino)?;
-        super::quota::recount(tx, old.as_ref(), Some(inode))?;
+        super::quota::usage::recount(tx, old.as_ref(), Some(inode))?;
     }
     put(tx, &schema::inode(inode.attr.ino), inode)
-}
-
-pub fn dentry(tx: &mut dyn Transaction, parent: Ino, name: &str) -> Result<Option<Dentry>, Error> {
-    get(tx, &schema::dentry(parent, name))
-}
-
-pub fn put_dentry(
-    tx: &mut dyn Transaction,
-    parent: Ino,
-    name: &str,
-    d: Dentry,
-) -> Result<(), Error> {
-    put(tx, &schema::dentry(parent, name), &d)
-}
-
-/// True when the directory has no entries.
-pub fn dir_is_empty(tx: &mut dyn Transaction, ino: Ino) -> Result<bool, Error> {
-    let (s, e) = schema::dentry_range(ino);
-    Ok(tx.range(&s, &e, 1)?.is_empty())
-}
-
-/// Reads a u64 counter (absent = `default`).
-pub fn counter(tx: &mut dyn Transaction, name: &[u8], default: u64) -> Result<u64, Error> {
-    Ok(get(tx, &schema::counter(name))?.unwrap_or(default))
-}
-
-pub fn put_counter(tx: &mut dyn Transaction, name: &[u8], v: u64) -> Result<(), Error> {
-    put(tx, &schema::counter(name), &v)
 }
