@@ -8,6 +8,8 @@
 //! - [`scrub`](Client::scrub): every block of every object of one OST against its checksums;
 //!   a bad copy is marked stale with [`Client::mark_copy_stale`] and resync rewrites it.
 //! - [`evacuate`](Client::evacuate): moves every copy off an OST gone for good.
+//! - [`rebalance`](Client::rebalance): moves objects from the fullest OSTs to the emptiest
+//!   until every OST is within a threshold of the mean usage (after OSTs were added).
 //! - [`replace_ost`](Client::replace_ost): accepts a new disk for an OST whose disk was
 //!   wiped or replaced, once every copy there is marked stale.
 //! - [`cluster_map`]: the cluster's state from the MGS alone (no session, no MDS needed).
@@ -27,7 +29,9 @@ mod find;
 mod finding;
 mod fsck;
 mod meta_check;
+mod migrate;
 mod progress;
+mod rebalance;
 mod replace;
 mod scrub;
 mod stuck;
@@ -49,6 +53,10 @@ pub use find::{base_name, glob_match, parse_days, parse_kinds, parse_size, Cmp, 
 pub use finding::{Finding, Held, Repaired};
 pub use fsck::{FsckReport, FSCK_GRACE};
 pub use progress::{NoProgress, Progress};
+pub use rebalance::{
+    mean_fraction, ost_usage, spread, OstUsage, RebalanceOptions, RebalanceReport,
+    REBALANCE_THRESHOLD_DEFAULT,
+};
 pub use replace::{LostFile, ReplaceReport};
 pub use scrub::{ScrubReport, ScrubbedObject};
 pub use tree::{join_path, TreeVisitor, Visit, WALK_PAGES_IN_FLIGHT, WALK_PAGE_ENTRIES};
