@@ -5,6 +5,7 @@
 mod client_cmds;
 mod config;
 mod gen_docs;
+mod migrate_cmds;
 mod progress;
 mod quota_cmds;
 mod rebalance_cmd;
@@ -255,6 +256,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Move files (directories: every file under them) to a new layout online: restripe,
+    /// add or drop copies, move to other OSTs. Readers and writers of the files go on; a
+    /// file's inode, times and xattrs stay. An administrator's command.
+    Migrate(migrate_cmds::MigrateArgs),
     /// Move every file's copy off an OST gone for good (resync fills the new copies).
     Evacuate {
         /// OST index.
@@ -360,7 +365,7 @@ struct StripeArgs {
     replicas: Option<u32>,
 }
 
-fn parse_size(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u32, String> {
     let (num, mult) = match s.chars().last() {
         Some('k' | 'K') => (&s[..s.len() - 1], 1u64 << 10),
         Some('m' | 'M') => (&s[..s.len() - 1], 1 << 20),
@@ -582,6 +587,7 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             threshold,
             max_rate,
         } => rebalance_cmd::rebalance(&g, threshold, max_rate).await,
+        Cmd::Migrate(args) => migrate_cmds::migrate(&g, args).await,
         Cmd::Top {
             endpoints,
             once,

@@ -40,8 +40,9 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// and layouts for `st_blocks`; 5: file locks through the MDS (`SetLock`, `GetLock`,
 /// `UnlockOwner`), O_APPEND ranges and leases (`ReserveAppend`, `ReturnAppendLease`); 6: the
 /// admin proof in the handshake, project quotas (`Attr::project`, `QuotaSet`, `QuotaGet`,
-/// `QuotaList`, `QuotaReserve`, EDQUOT), `Error::Denied`).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// `QuotaList`, `QuotaReserve`, EDQUOT), `Error::Denied`; 7: online migration
+/// (`MigrateBegin`, `MigrateStep`).
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

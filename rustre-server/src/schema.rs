@@ -31,6 +31,12 @@
 //! |        |                                   | the file (what its expiry clears)    |
 //! | 0x16   | lock_wait/{session}/{owner}       | [`crate::mds::locks::Waiter`]: what  |
 //! |        |                                   | a blocked owner waits for (EDEADLK)  |
+//! | 0x1b   | migrate/{ino}                     | `crate::mds::migrate::Migration`: a  |
+//! |        |                                   | migration in progress (its target    |
+//! |        |                                   | layout, token, lease, freeze)        |
+//! | 0x1c   | retired/{ino}                     | `crate::mds::migrate::Retired`: old  |
+//! |        |                                   | objects of a migrated file, deleted  |
+//! |        |                                   | once no writer holds it open         |
 //! | 0x30   | quota/{project}                   | `crate::mds::quota::Quota`: limits   |
 //! |        |                                   | and usage of a project (the inode    |
 //! |        |                                   | number of its directory)             |
@@ -59,6 +65,10 @@ pub const SESSION_LOCK: u8 = 0x15;
 pub const LOCK_WAIT: u8 = 0x16;
 /// The append lease of a file (`mds::append`).
 pub const APPEND_LEASE: u8 = 0x1a;
+/// A file's migration in progress (`mds::migrate`).
+pub const MIGRATE: u8 = 0x1b;
+/// Objects a migration left behind, to delete (`mds::migrate`).
+pub const RETIRED: u8 = 0x1c;
 /// A project's quota and usage (`mds::quota`).
 pub const QUOTA: u8 = 0x30;
 /// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
@@ -277,6 +287,26 @@ pub fn truncate(ino: Ino) -> Vec<u8> {
 /// The inode of a truncate-intent key.
 pub fn parse_truncate(key: &[u8]) -> Option<Ino> {
     parse_u64_at(key, TRUNCATE, 1)
+}
+
+/// The migration in progress of `ino` (`crate::mds::migrate`).
+pub fn migrate(ino: Ino) -> Vec<u8> {
+    with_u64(MIGRATE, ino)
+}
+
+/// The inode of a migrate key.
+pub fn parse_migrate(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, MIGRATE, 1)
+}
+
+/// The objects a migration of `ino` left to delete (`crate::mds::migrate`).
+pub fn retired(ino: Ino) -> Vec<u8> {
+    with_u64(RETIRED, ino)
+}
+
+/// The inode of a retired key.
+pub fn parse_retired(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, RETIRED, 1)
 }
 
 /// The locks held on `ino` (`crate::mds::locks`).

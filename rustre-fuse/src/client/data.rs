@@ -53,6 +53,7 @@ use rustre_proto::msg::{Creds, Ino, Layout};
 use rustre_proto::Error;
 use tokio::time::Instant;
 
+use super::fence::FENCE_WAIT_LIMIT;
 use super::pending_marks::PendingMark;
 use super::stripe::{extents, read_spans, split_extents, ReadSpan};
 use super::unstable::Change;
@@ -71,7 +72,8 @@ pub(super) const OSS_RETRY_FOR: Duration = Duration::from_secs(30);
 pub(super) const OSS_RETRY_PAUSE_MIN: Duration = Duration::from_millis(50);
 pub(super) const OSS_RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 
-/// Most layout refreshes one read makes when OSTs answer with newer versions.
+/// Most layout refreshes one read or change makes when OSTs answer with newer versions
+/// (waits for a layout fenced ahead, [`super::fence`], are not counted).
 pub(super) const LAYOUT_REFRESH_ATTEMPTS: usize = 3;
 
 /// How one copy is read: `OssOp::Read`'s flags.
@@ -369,6 +371,7 @@ impl Client {
                 Err(e) => tracing::debug!(ino, "layout refresh failed: {e}"),
             }
         }
+        let deadline = Instant::now() + FENCE_WAIT_LIMIT;
         for _ in 0..LAYOUT_REFRESH_ATTEMPTS {
             match self
                 .riding_through(|| self.read_data_once(ino, &layout, offset, len))
@@ -376,9 +379,15 @@ impl Client {
             {
                 Err(Error::Stale) => {
                     tracing::debug!(ino, "an OST has a newer layout version: refreshing");
+                    layout = self.newer_layout(ino, &layout, deadline).await?;
+                }
+                // An object gone: the file may have moved to new objects (a migration
+                // retired the old ones) under a layout this reader has not seen yet.
+                Err(Error::Missing(why)) => {
                     let fresh = self.getattr_from_mds(&Creds::root(), ino).await?;
-                    if let Some(fresh) = fresh.layout {
-                        layout = fresh;
+                    match fresh.layout {
+                        Some(f) if f.version > layout.version => layout = f,
+                        _ => return Err(Error::Missing(why)),
                     }
                 }
                 r => return r,
@@ -389,7 +398,7 @@ impl Client {
         )))
     }
 
-    async fn read_data_once(
+    pub(super) async fn read_data_once(
         &self,
         ino: Ino,
         layout: &Layout,
@@ -629,6 +638,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<(), Error>>,
     {
         let mut layout = layout.clone();
+        let deadline = Instant::now() + FENCE_WAIT_LIMIT;
         for _ in 0..LAYOUT_REFRESH_ATTEMPTS {
             if self.files.is_evicted(ino) {
                 // Its opens ended with an expired session: nothing more of it may go out.
@@ -639,10 +649,7 @@ impl Client {
             match change(layout.clone()).await {
                 Err(Error::Stale) => {
                     tracing::debug!(ino, "an OST holds a newer layout version: refreshing");
-                    let fresh = self.getattr_from_mds(&Creds::root(), ino).await?;
-                    if let Some(fresh) = fresh.layout {
-                        layout = fresh;
-                    }
+                    layout = self.newer_layout(ino, &layout, deadline).await?;
                 }
                 r => return r,
             }

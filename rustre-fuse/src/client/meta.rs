@@ -104,7 +104,8 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             | MdsOp::MoveCopies { .. }
             | MdsOp::MarkLost { .. }
             | MdsOp::Accessed { .. }
-            | MdsOp::ReserveAppend { .. },
+            | MdsOp::ReserveAppend { .. }
+            | MdsOp::MigrateStep { .. },
             Some(a),
         ) => vec![OwnResult::Attr(a)],
         // The inode alone, not in the answer.

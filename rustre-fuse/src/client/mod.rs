@@ -43,6 +43,7 @@ mod data;
 mod dirs;
 mod durable;
 mod feed;
+mod fence;
 mod files;
 mod handles;
 mod io;

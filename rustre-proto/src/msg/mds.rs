@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fsck::{FsckAnswer, FsckOp};
+use super::migrate::{MigratePlan, MigrateStep, MigrateTarget};
 use super::quota::{QuotaInfo, QuotaLimits};
 use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, StripeSet, Timestamp};
 
@@ -329,6 +330,19 @@ pub enum MdsOp {
         end: u64,
         want: u64,
     },
+    /// Begins moving regular file `ino` to the layout `target` asks for (docs/migrate.md):
+    /// records the target and answers `Migration` with the slots to fill. An
+    /// administrator's operation; `Busy` while another migration of the file is alive.
+    MigrateBegin {
+        ino: Ino,
+        target: MigrateTarget,
+    },
+    /// One step of the migration `token` of `ino`. `Done`, or `Attr` for `Commit`.
+    MigrateStep {
+        ino: Ino,
+        token: u64,
+        step: MigrateStep,
+    },
 }
 
 /// Most quotas one `QuotaList` answer carries.
@@ -492,4 +506,6 @@ pub enum MdsResponse {
     Quotas(Vec<QuotaInfo>),
     /// `QuotaReserve`: the file may grow to this end without asking again.
     QuotaRoom(u64),
+    /// `MigrateBegin`.
+    Migration(MigratePlan),
 }

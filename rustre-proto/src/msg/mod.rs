@@ -8,6 +8,7 @@ pub mod attr_rules;
 pub mod fsck;
 pub mod mds;
 pub mod mgs;
+pub mod migrate;
 pub mod oss;
 pub mod quota;
 pub mod stripe_set;

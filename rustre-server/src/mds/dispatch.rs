@@ -239,6 +239,10 @@ impl Mds {
             MdsOp::QuotaReserve { ino, end, want } => {
                 self.quota_reserve(call, ino, end, want).await
             }
+            MdsOp::MigrateBegin { ino, target } => self.migrate_begin(call, ino, target).await,
+            MdsOp::MigrateStep { ino, token, step } => {
+                self.migrate_step(call, ino, token, step).await
+            }
         }
     }
 }

@@ -194,6 +194,11 @@ impl OstPicker {
         Ok(layout)
     }
 
+    /// The next turn of the rotation (where a placement starts).
+    pub fn turn(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// An OST of `up` that is not in `taken`, taking turns so that moved copies spread.
     pub fn replacement(&self, up: &[u32], taken: &[u32]) -> Option<u32> {
         let free: Vec<u32> = up.iter().copied().filter(|o| !taken.contains(o)).collect();

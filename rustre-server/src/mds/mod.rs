@@ -42,6 +42,7 @@ mod handlers;
 mod killpriv_tests;
 pub mod layout;
 pub mod locks;
+pub mod migrate;
 pub mod namespace;
 pub mod open;
 pub mod perm;

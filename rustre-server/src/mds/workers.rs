@@ -109,6 +109,12 @@ pub(super) fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
         super::truncate::REPLAY_INTERVAL,
         super::truncate::replay_pass,
     );
+    spawn_every(
+        mds.clone(),
+        shutdown.clone(),
+        super::migrate::worker::MIGRATE_SWEEP_INTERVAL,
+        super::migrate::worker::sweep,
+    );
     if crate::metrics::get().is_some() {
         spawn_every(
             mds.clone(),

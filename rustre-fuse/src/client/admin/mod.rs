@@ -8,6 +8,8 @@
 //! - [`scrub`](Client::scrub): every block of every object of one OST against its checksums;
 //!   a bad copy is marked stale with [`Client::mark_copy_stale`] and resync rewrites it.
 //! - [`evacuate`](Client::evacuate): moves every copy off an OST gone for good.
+//! - [`migrate_file`](Client::migrate_file): moves a file to a new layout (stripes, copies,
+//!   OSTs) online, while it is read and written.
 //! - [`rebalance`](Client::rebalance): moves objects from the fullest OSTs to the emptiest
 //!   until every OST is within a threshold of the mean usage (after OSTs were added).
 //! - [`replace_ost`](Client::replace_ost): accepts a new disk for an OST whose disk was
@@ -23,6 +25,7 @@
 //! the MDS re-checks every metadata repair), but exact only on a quiet one: write-back data
 //! not yet on the OSTs can look missing.
 
+mod delta;
 mod du;
 mod evacuate;
 mod find;
@@ -52,6 +55,7 @@ pub use evacuate::EvacuateReport;
 pub use find::{base_name, glob_match, parse_days, parse_kinds, parse_size, Cmp, FindFilter};
 pub use finding::{Finding, Held, Repaired};
 pub use fsck::{FsckReport, FSCK_GRACE};
+pub use migrate::{MigrateTarget, MIGRATE_ATTEMPTS, MIGRATE_PASSES};
 pub use progress::{NoProgress, Progress};
 pub use rebalance::{
     mean_fraction, ost_usage, spread, OstUsage, RebalanceOptions, RebalanceReport,
