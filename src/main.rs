@@ -117,8 +117,8 @@ enum Cmd {
         #[arg(long, value_name = "UID[:GID]", value_parser = mds::access::parse_squash)]
         root_squash: Option<mds::access::Squash>,
         /// A client address whose root is never squashed (a trusted admin host); repeat for
-        /// several.
-        #[arg(long, value_name = "IP", requires = "root_squash")]
+        /// several. Needs root squash on (here, or `root_squash` in the config file).
+        #[arg(long, value_name = "IP")]
         root_squash_exempt: Vec<std::net::IpAddr>,
         #[command(flatten)]
         metrics: server_cmds::MetricsArgs,
@@ -531,6 +531,10 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             } else {
                 root_squash_exempt
             };
+            if root_squash.is_none() && !squash_exempt.is_empty() {
+                return Err("--root-squash-exempt (or root_squash_exempt) needs root squash:                             --root-squash UID[:GID], or root_squash in the [mds] table"
+                    .into());
+            }
             let tuning = server_cmds::MdsTuning {
                 durable: !relaxed,
                 session_lease_ms: lease_ms,

@@ -81,6 +81,57 @@ fn config_check_accepts_the_example_and_names_an_unknown_key_and_its_file() {
 }
 
 #[test]
+fn a_squash_exempt_address_on_the_command_line_takes_root_squash_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let (mgs, listen) = (free_addr(), free_addr());
+    let with = |squash: &str| {
+        let cfg = dir.path().join(format!("rustre{}.toml", squash.len()));
+        let text = format!(
+            "mgs_address = \"{mgs}\"\nsecret_file = \"{d}/secret\"\n\n[mds.a]\n\
+             listen = \"{listen}\"\ndata = \"{d}/mds\"\n{squash}"
+        );
+        fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let secret = dir.path().join("secret");
+    fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mds = |cfg: &Path| {
+        rustre_with(cfg)
+            .args([
+                "mds",
+                "--instance",
+                "a",
+                "--root-squash-exempt",
+                "127.0.0.9",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Squash on in the file: the exempt address on the command line is taken, and the MDS
+    // runs (waiting for its MGS, which is not there).
+    let mut running = Proc {
+        child: mds(&with("root_squash = \"65534\"\n")),
+        name: "mds".into(),
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        running.child.try_wait().unwrap().is_none(),
+        "the MDS refused an exempt address with root squash in its config file"
+    );
+    running.kill();
+    // Squash nowhere: refused with a reason.
+    let out = mds(&with("")).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("needs root squash"), "{err}");
+}
+
+#[test]
 fn rustre_local_and_mount_take_their_settings_from_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let (listen, d) = (free_addr(), dir.path().display());
