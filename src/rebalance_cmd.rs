@@ -60,13 +60,14 @@ pub(crate) async fn rebalance(
         println!("OST{:04}  (came up meanwhile) -> {}", a.index, usage(a));
     }
     println!(
-        "rebalance: {} files moved ({}) in {} rounds, {} failed, {} left alone (a copy \
-         waits for resync)",
+        "rebalance: {} files moved ({}) in {} rounds, {} failed; left alone: {} with a copy \
+         waiting for resync, {} being migrated already",
         report.moved_files,
         human(report.moved_bytes),
         report.rounds,
         report.failed.len(),
-        report.skipped
+        report.skipped,
+        report.busy
     );
     c.close().await.map_err(|e| e.to_string())?;
     if !report.failed.is_empty() {

@@ -27,6 +27,9 @@ const THRESHOLD_PCT: f64 = 10.0;
 const SLOW_RATE: &str = "20";
 /// Longest wait for heartbeats to show usage, or for the first run to get halfway.
 const WAIT: Duration = Duration::from_secs(60);
+/// Time for a migrated file's old objects to be deleted (the MDS's retire grace of 5 s and
+/// its sweep) and for the heartbeats to show it.
+const RETIRED_GONE: Duration = Duration::from_secs(8);
 
 /// tmpfs mounts (in the test's private mount namespace), lazily unmounted when dropped.
 struct Tmpfs(Vec<PathBuf>);
@@ -181,7 +184,9 @@ fn rebalance_in_namespace() {
         moved < to_move * 9 / 10,
         "killed too late: {moved} of {to_move}"
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // The old objects of the files moved go a few seconds after each commit (the MDS's
+    // retire grace), then heartbeats bring the usage.
+    std::thread::sleep(RETIRED_GONE);
     let midway = df(&m);
     assert!(
         spread_pct(&midway) > THRESHOLD_PCT,

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 pub use plan::{mean_fraction, spread, OstUsage};
 use plan::{plan, FilePlan, FileSlots};
 
-use super::migrate::MigrateTarget;
+use super::MigrateTarget;
 use super::{NoProgress, Progress};
 use crate::client::Client;
 
@@ -33,9 +33,11 @@ const TARGET_SHARE_OF_THRESHOLD: f64 = 0.5;
 const REPLAN_EVERY_FILES: usize = 64;
 /// Most rounds of one run (a safety net against plans that never settle).
 const ROUNDS_MAX: usize = 10_000;
-/// Wait before re-reading the capacities after moves: two heartbeats, so that every OST has
-/// reported its usage since.
-const CAPACITY_SETTLE: Duration = Duration::from_millis(2 * HEARTBEAT_INTERVAL_MS);
+/// Wait before re-reading the capacities after moves: the old objects of a migrated file
+/// are deleted by the MDS's worker some seconds after the commit (its `RETIRE_GRACE_MS`, 5 s,
+/// and a sweep a second), then two heartbeats bring every OST's usage. Planning from
+/// usage that still counts them would move too much onto the emptiest OSTs.
+const CAPACITY_SETTLE: Duration = Duration::from_millis(6_000 + 2 * HEARTBEAT_INTERVAL_MS);
 
 /// What a rebalance should do.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +71,9 @@ pub struct RebalanceReport {
     pub failed: Vec<(Ino, Error)>,
     /// Files left alone because a copy waits for resync.
     pub skipped: usize,
+    /// Files left alone because another migration of them was in progress (a killed
+    /// rebalance's, until its lease runs out).
+    pub busy: usize,
     /// Plans made.
     pub rounds: usize,
 }
@@ -154,6 +159,9 @@ impl Client {
                     Err(e @ (Error::Denied(_) | Error::NotPermitted)) => return Err(e),
                     // Removed meanwhile: nothing to move.
                     Err(Error::NotFound) => {}
+                    // Another migration holds it (or one whose migrator died, until its
+                    // lease runs out): the next rounds plan around it.
+                    Err(Error::Busy) => report.busy += 1,
                     Err(e) => report.failed.push((fp.ino, e)),
                 }
                 progress.advance(1);
