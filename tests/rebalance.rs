@@ -164,6 +164,7 @@ fn rebalance_in_namespace() {
             .map(|i| object_bytes(&ost_dir(i).join("objects")))
             .sum::<u64>()
     };
+    let started = std::time::Instant::now();
     let mut first = rebalance_command(&m, &["--max-rate", SLOW_RATE])
         .stdout(Stdio::null())
         .spawn()
@@ -175,7 +176,10 @@ fn rebalance_in_namespace() {
     first.kill().unwrap_or(());
     first.wait().unwrap();
     let moved = new_bytes();
-    eprintln!("killed with {moved} of about {to_move} bytes on the new OSTs");
+    eprintln!(
+        "killed after {:?} with {moved} of about {to_move} bytes on the new OSTs",
+        started.elapsed()
+    );
     assert!(
         halfway && still_running,
         "the first run ended before halfway ({moved} bytes)"
@@ -215,7 +219,10 @@ fn rebalance_in_namespace() {
         );
     }
 
-    // fsck is clean, and every file reads back as written (through a fresh mount too).
+    // fsck is clean, and every file reads back as written (through a fresh mount too). A
+    // file the killed run left frozen waits for its migration lease to run out (the MDS
+    // gives the migration up), so reading it may take up to that long.
+    let phase = std::time::Instant::now();
     let fsck = cli(&m, &["fsck"]);
     assert!(
         fsck.status.success(),
@@ -223,7 +230,9 @@ fn rebalance_in_namespace() {
         String::from_utf8_lossy(&fsck.stdout),
         String::from_utf8_lossy(&fsck.stderr)
     );
+    eprintln!("fsck: {:?}", phase.elapsed());
     check_files(&mnt, files);
+    eprintln!("fsck and reading every file: {:?}", phase.elapsed());
     assert!(mount.unmount());
     drop_caches();
     let _again = ForegroundMount::start(&m, &mnt, "");
