@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use rustre_server::mds::migrate::MIGRATE_LEASE_MS;
 use serde_json::Value;
 
 /// Size of each OST's tmpfs.
@@ -175,6 +176,7 @@ fn rebalance_in_namespace() {
     let still_running = first.try_wait().unwrap().is_none();
     first.kill().unwrap_or(());
     first.wait().unwrap();
+    let killed_at = std::time::Instant::now();
     let moved = new_bytes();
     eprintln!(
         "killed after {:?} with {moved} of about {to_move} bytes on the new OSTs",
@@ -219,9 +221,24 @@ fn rebalance_in_namespace() {
         );
     }
 
-    // fsck is clean, and every file reads back as written (through a fresh mount too). A
-    // file the killed run left frozen waits for its migration lease to run out (the MDS
-    // gives the migration up), so reading it may take up to that long.
+    // A file the killed run was migrating stays its migration's until the lease runs out
+    // (the MDS then gives it up); had it been frozen, its readers would wait until then, up
+    // to the client's fence wait. Let the lease run out before reading it.
+    let busy: u64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.split(", ")
+                .find_map(|p| p.strip_suffix(" being migrated already"))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no busy count in {stdout}"));
+    if busy > 0 {
+        let lease = Duration::from_millis(MIGRATE_LEASE_MS) + RETIRED_GONE;
+        eprintln!("{busy} file(s) held by the killed run's migration: waiting out its lease");
+        std::thread::sleep(lease.saturating_sub(killed_at.elapsed()));
+    }
+
+    // fsck is clean, and every file reads back as written (through a fresh mount too).
     let phase = std::time::Instant::now();
     let fsck = cli(&m, &["fsck"]);
     assert!(
