@@ -75,7 +75,7 @@ pub(crate) async fn connect(g: &Global) -> Result<Arc<Client>, String> {
         .map_err(|e| format!("cannot reach the cluster at {}: {e}", g.mgs))
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     let units = ["B", "K", "M", "G", "T", "P"];
     let mut v = bytes as f64;
     let mut u = 0;

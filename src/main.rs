@@ -8,6 +8,7 @@ mod gen_docs;
 mod migrate_cmds;
 mod progress;
 mod quota_cmds;
+mod rebalance_cmd;
 mod repair_cmds;
 mod roles;
 mod server_cmds;
@@ -263,6 +264,18 @@ enum Cmd {
     Evacuate {
         /// OST index.
         ost: u32,
+    },
+    /// Move objects from the fullest OSTs to the emptiest (after OSTs were added) until
+    /// every OST's usage is within the threshold of the mean, online, file by file. Needs
+    /// the admin credential. Interrupted, it is finished by running it again.
+    Rebalance {
+        /// Percentage points of capacity an OST's usage may be from the mean.
+        #[arg(long, value_name = "PCT", default_value_t = 100.0 * rustre_fuse::client::admin::REBALANCE_THRESHOLD_DEFAULT)]
+        threshold: f64,
+        /// Most data copied per second, in MB/s (1 MB = 1,000,000 bytes); unthrottled
+        /// without it.
+        #[arg(long, value_name = "MB/s")]
+        max_rate: Option<f64>,
     },
     /// List entries under a path that pass every test given, walking the namespace at the
     /// MDS (no mount needed): GNU find's -name, -type, -size, -mtime, -maxdepth, -mindepth
@@ -574,6 +587,10 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
         } => repair_cmds::fsck(&g, repair, std::time::Duration::from_secs(grace), json).await,
         Cmd::Scrub { ost, repair, json } => repair_cmds::scrub(&g, ost, repair, json).await,
         Cmd::Evacuate { ost } => repair_cmds::evacuate(&g, ost).await,
+        Cmd::Rebalance {
+            threshold,
+            max_rate,
+        } => rebalance_cmd::rebalance(&g, threshold, max_rate).await,
         Cmd::Migrate(args) => migrate_cmds::migrate(&g, args).await,
         Cmd::Top {
             endpoints,

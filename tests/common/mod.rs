@@ -334,10 +334,12 @@ pub(crate) fn unavailable_here<T: std::fmt::Display>(why: T) -> T {
     why
 }
 
-/// The /proc/mounts line of the mount at `mnt`, if something is mounted there.
+/// The /proc/mounts line of the mount at `mnt`, if something is mounted there. Read from
+/// this thread's view (`/proc/thread-self`), so that a test thread in a private mount
+/// namespace ([`in_private_namespace`]) sees its own mounts.
 pub(crate) fn mounts_line(mnt: &Path) -> Option<String> {
     let want = mnt.to_str()?;
-    std::fs::read_to_string("/proc/mounts")
+    std::fs::read_to_string("/proc/thread-self/mounts")
         .ok()?
         .lines()
         .find(|l| l.split(' ').nth(1) == Some(want))

@@ -171,6 +171,17 @@ impl ProcCluster {
         ));
     }
 
+    /// Adds an OST in `dir` to the running cluster (the next index), served by a new OSS,
+    /// and starts it; returns its index. Wait for it with [`Self::wait_all_up`].
+    pub(crate) fn add_ost(&mut self, dir: PathBuf) -> usize {
+        self.ost_dirs.push(dir);
+        self.oss_addrs.push(free_addr());
+        self.oss.push(None);
+        let i = self.ost_dirs.len() - 1;
+        self.start_oss(i);
+        i
+    }
+
     pub(crate) fn kill_oss(&mut self, i: usize) {
         if let Some(mut p) = self.oss[i].take() {
             p.kill();

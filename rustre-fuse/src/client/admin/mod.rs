@@ -10,6 +10,8 @@
 //! - [`evacuate`](Client::evacuate): moves every copy off an OST gone for good.
 //! - [`migrate_file`](Client::migrate_file): moves a file to a new layout (stripes, copies,
 //!   OSTs) online, while it is read and written.
+//! - [`rebalance`](Client::rebalance): moves objects from the fullest OSTs to the emptiest
+//!   until every OST is within a threshold of the mean usage (after OSTs were added).
 //! - [`replace_ost`](Client::replace_ost): accepts a new disk for an OST whose disk was
 //!   wiped or replaced, once every copy there is marked stale.
 //! - [`cluster_map`]: the cluster's state from the MGS alone (no session, no MDS needed).
@@ -32,6 +34,7 @@ mod fsck;
 mod meta_check;
 mod migrate;
 mod progress;
+mod rebalance;
 mod replace;
 mod scrub;
 mod stuck;
@@ -54,6 +57,10 @@ pub use finding::{Finding, Held, Repaired};
 pub use fsck::{FsckReport, FSCK_GRACE};
 pub use migrate::{MigrateTarget, MIGRATE_ATTEMPTS, MIGRATE_PASSES};
 pub use progress::{NoProgress, Progress};
+pub use rebalance::{
+    mean_fraction, ost_usage, spread, OstUsage, RebalanceOptions, RebalanceReport,
+    REBALANCE_THRESHOLD_DEFAULT,
+};
 pub use replace::{LostFile, ReplaceReport};
 pub use scrub::{ScrubReport, ScrubbedObject};
 pub use tree::{join_path, TreeVisitor, Visit, WALK_PAGES_IN_FLIGHT, WALK_PAGE_ENTRIES};
