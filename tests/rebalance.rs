@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use rustre_server::mds::migrate::MIGRATE_LEASE_MS;
+use rustre_server::mds::migrate::MIGRATE_FROZEN_LEASE_MS;
 use serde_json::Value;
 
 /// Size of each OST's tmpfs.
@@ -222,8 +222,8 @@ fn rebalance_in_namespace() {
     }
 
     // A file the killed run was migrating stays its migration's until the lease runs out
-    // (the MDS then gives it up); had it been frozen, its readers would wait until then, up
-    // to the client's fence wait. Let the lease run out before reading it.
+    // (the MDS then gives it up); had it been frozen, its readers wait until then (the
+    // frozen lease, within the client's fence wait). Let that run out before reading.
     let busy: u64 = stdout
         .lines()
         .find_map(|l| {
@@ -233,7 +233,7 @@ fn rebalance_in_namespace() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no busy count in {stdout}"));
     if busy > 0 {
-        let lease = Duration::from_millis(MIGRATE_LEASE_MS) + RETIRED_GONE;
+        let lease = Duration::from_millis(MIGRATE_FROZEN_LEASE_MS) + RETIRED_GONE;
         eprintln!("{busy} file(s) held by the killed run's migration: waiting out its lease");
         std::thread::sleep(lease.saturating_sub(killed_at.elapsed()));
     }

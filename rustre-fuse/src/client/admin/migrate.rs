@@ -31,6 +31,10 @@ pub const MIGRATE_PASSES: usize = 8;
 /// A pass that copied at most this much is the last before the freeze: the freeze then
 /// holds readers and writers for about the time this takes to copy.
 const FREEZE_BELOW_BYTES: u64 = 16 << 20;
+/// A migration whose last pass before the freeze still copied more than this is given up:
+/// the file changes faster than it can be copied, and the freeze would hold its readers and
+/// writers too long.
+const FREEZE_MAX_BYTES: u64 = 256 << 20;
 /// Passes under the freeze until no block differs, at most.
 const FROZEN_PASSES: usize = 3;
 /// Times a migration is begun again after the file's layout changed under it.
@@ -108,13 +112,20 @@ impl Client {
             self.oss_answer(ost, OssOp::Delete { object }).await?;
         }
         let mut from = plan.from.clone();
+        let mut copied = u64::MAX;
         for _ in 0..MIGRATE_PASSES {
-            let copied = self.copy_pass(ino, &from, plan, progress).await?;
+            copied = self.copy_pass(ino, &from, plan, progress).await?;
             self.migrate_step(ino, plan.token, MigrateStep::Renew)
                 .await?;
             if copied <= FREEZE_BELOW_BYTES {
                 break;
             }
+        }
+        if copied > FREEZE_MAX_BYTES {
+            return Err(Error::Io(format!(
+                "inode {ino}: its last pass still copied {copied} bytes (changed meanwhile); \
+                 not frozen for that long: try again when it is written less"
+            )));
         }
         self.migrate_step(ino, plan.token, MigrateStep::Freeze)
             .await?;
@@ -126,6 +137,9 @@ impl Client {
                 settled = true;
                 break;
             }
+            // Keeps the (short) frozen lease alive while a large last delta is copied.
+            self.migrate_step(ino, plan.token, MigrateStep::Renew)
+                .await?;
         }
         if !settled {
             return Err(Error::Io(format!(

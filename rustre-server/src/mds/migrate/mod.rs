@@ -36,6 +36,9 @@ use crate::schema;
 
 /// How long a migration lives without a step from its migrator.
 pub const MIGRATE_LEASE_MS: u64 = 120_000;
+/// The same once frozen: readers and writers of the file wait meanwhile (at most the
+/// client's fence wait, 60 s), so a migrator that died then is given up sooner.
+pub const MIGRATE_FROZEN_LEASE_MS: u64 = 20_000;
 /// How long retired objects are kept at least after the commit, so that readers holding the
 /// old layout meet the fence (`Stale`) and fetch the new one rather than a missing object.
 pub const RETIRE_GRACE_MS: u64 = 5_000;
@@ -222,14 +225,15 @@ pub fn step(
         abandon(tx, ino, &m, now)?;
         return Ok(Stepped::GaveUp);
     }
-    m.until_ms = now + MIGRATE_LEASE_MS;
     match step {
         MigrateStep::Renew => {
+            m.until_ms = now + lease_ms(m.frozen);
             store::put(tx, &schema::migrate(ino), &m)?;
             Ok(Stepped::Done)
         }
         MigrateStep::Freeze => {
             m.frozen = true;
+            m.until_ms = now + lease_ms(true);
             store::put(tx, &schema::migrate(ino), &m)?;
             let mut fence = from;
             fence.version = m.from_version + 1;
@@ -261,6 +265,15 @@ pub fn step(
             Ok(Stepped::Committed(inode.attr))
         }
         MigrateStep::Abort => unreachable!("handled above"),
+    }
+}
+
+/// How long a migration lives from its last step.
+fn lease_ms(frozen: bool) -> u64 {
+    if frozen {
+        MIGRATE_FROZEN_LEASE_MS
+    } else {
+        MIGRATE_LEASE_MS
     }
 }
 

@@ -177,7 +177,8 @@ fn an_expired_lease_is_given_up_by_the_next_begin_and_a_frozen_file_is_unfenced(
     };
     begin_on(&kv, ino, &target).unwrap();
     step_on(&kv, ino, MigrateStep::Freeze, NOW).unwrap();
-    let later = NOW + MIGRATE_LEASE_MS + 1;
+    // Frozen: given up after the short lease, before waiting clients give up.
+    let later = NOW + MIGRATE_FROZEN_LEASE_MS + 1;
     let osts = Osts {
         up: UP,
         roomy: UP,
