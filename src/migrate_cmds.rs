@@ -73,13 +73,27 @@ pub(crate) async fn migrate(g: &Global, args: MigrateArgs) -> Result<(), String>
     let bar = Phases::new("migrate");
     let mut failed = files.unlisted.clone();
     let mut moved = 0usize;
-    for (path, ino) in &files.found {
-        match c.migrate_file(*ino, &target, &bar).await {
-            Ok(_) => moved += 1,
-            Err(e) => failed.push(format!("{path}: {e}")),
+    let work = async {
+        for (path, ino) in &files.found {
+            match c.migrate_file(*ino, &target, &bar).await {
+                Ok(_) => moved += 1,
+                Err(e) => failed.push(format!("{path}: {e}")),
+            }
         }
-    }
+    };
+    let interrupted = tokio::select! {
+        _ = work => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
     bar.finish();
+    if interrupted {
+        // The file in progress keeps its layout; a freeze lets its users go at once.
+        c.abort_migrations().await;
+        c.close().await.map_err(|e| e.to_string())?;
+        return Err(format!(
+            "interrupted after {moved} files moved; the file in progress keeps its layout"
+        ));
+    }
     c.close().await.map_err(|e| e.to_string())?;
     for line in &failed {
         println!("{line}");

@@ -34,8 +34,17 @@ pub(crate) async fn rebalance(
     };
     let c = connect(g).await?;
     let bar = Phases::new("rebalance");
-    let report = c.rebalance(&opts, &bar).await;
+    let report = tokio::select! {
+        r = c.rebalance(&opts, &bar) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
     bar.finish();
+    let Some(report) = report else {
+        // The file in progress keeps its layout; a freeze lets its users go at once.
+        c.abort_migrations().await;
+        c.close().await.map_err(|e| e.to_string())?;
+        return Err("interrupted; run it again to go on".into());
+    };
     let report = report.map_err(|e| format!("rebalance: {e}"))?;
     for (ino, e) in &report.failed {
         println!("inode {ino}: not moved: {e}");

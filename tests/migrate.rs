@@ -242,3 +242,44 @@ fn a_1_gib_file_restriped_and_replicated_under_a_reader_and_an_appender() {
     let fsck = cli_ok(&m, &["fsck"]);
     assert!(!fsck.contains("orphan"), "{fsck}");
 }
+
+#[test]
+fn an_interrupted_migrate_gives_the_file_up_at_once() {
+    if skip_without_fuse() {
+        return;
+    }
+    let c = ProcCluster::start();
+    let m = c.mgs_addr.clone();
+    cli_ok(&m, &["mkdir", "/m"]);
+    cli_ok(&m, &["setstripe", "/m", "--stripe-count", "1"]);
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _mount = ForegroundMount::start(&m, &mnt, "");
+    let file = mnt.join("m/big.bin");
+    write_file(&file);
+    let (ino, before, _) = placement(&m, "/m/big.bin");
+
+    let mut cmd = rustre_command();
+    cmd.args(["--mgs", &m, "migrate", "/m/big.bin", "--replicas", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Well inside the copy of 1 GiB.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on the child we spawned, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the migrate was not interrupted");
+    assert!(err.contains("interrupted"), "{err}");
+    let (_, after, copy1) = placement(&m, "/m/big.bin");
+    assert_eq!((after, copy1), (before.clone(), vec![]), "the layout stays");
+
+    // Given up at once (not left to its lease): a new migrate of the file is not refused
+    // as busy, and the fresh objects of the first go.
+    cli_ok(&m, &["migrate", "/m/big.bin", "--replicas", "2"]);
+    let (same, copy0, copy1) = placement(&m, "/m/big.bin");
+    assert_eq!((same, copy0), (ino, before));
+    assert_eq!(copy1.len(), 1);
+    check_all(&file, 0);
+}

@@ -119,6 +119,8 @@ pub struct Client {
     lock_owners: locks::LockOwners,
     /// Where other clients' changes are reported beyond `meta_cache` (the kernel).
     kernel: kernel::KernelHook,
+    /// Migrations begun through this client and not finished ([`admin`]).
+    migrations: admin::Migrations,
 }
 
 impl Client {
@@ -145,6 +147,7 @@ impl Client {
             atimes: atime::Atimes::default(),
             lock_owners: locks::LockOwners::default(),
             kernel: kernel::KernelHook::default(),
+            migrations: admin::Migrations::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {

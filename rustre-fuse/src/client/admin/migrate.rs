@@ -8,6 +8,9 @@
 //! (`MigrateStep::Commit`). On any failure the migration is given up and the file keeps its
 //! layout and data.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use bytes::Bytes;
 use futures::future::try_join_all;
 use rustre_proto::checksum;
@@ -15,6 +18,7 @@ use rustre_proto::msg::mds::{MdsOp, MdsResponse};
 use rustre_proto::msg::migrate::{MigratePlan, MigrateStep};
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse, CHECKSUMS_MAX_BLOCKS};
 use rustre_proto::msg::{Creds, Ino, Layout};
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
 pub use rustre_proto::msg::migrate::MigrateTarget;
@@ -40,7 +44,24 @@ const FROZEN_PASSES: usize = 3;
 /// Times a migration is begun again after the file's layout changed under it.
 pub const MIGRATE_ATTEMPTS: usize = 3;
 
+/// The migrations this client has begun and not finished, by file: their tokens, so that
+/// an interrupted command can give them up at once ([`Client::abort_migrations`]).
+#[derive(Default)]
+pub(crate) struct Migrations(Mutex<HashMap<Ino, u64>>);
+
 impl Client {
+    /// Gives up every migration this client has in progress (an interrupted `migrate` or
+    /// `rebalance` whose copy was dropped): the files keep their layouts, and readers and
+    /// writers held by a freeze go on at once rather than after the lease.
+    pub async fn abort_migrations(&self) {
+        let started: Vec<(Ino, u64)> = lock(&self.migrations.0).drain().collect();
+        for (ino, token) in started {
+            if let Err(e) = self.migrate_step(ino, token, MigrateStep::Abort).await {
+                tracing::warn!(ino, "giving the migration up failed: {e} (its lease will)");
+            }
+        }
+    }
+
     /// Moves file `ino` to the layout `target` asks for, online; returns its layout after.
     /// `progress` is told of the bytes copied.
     pub async fn migrate_file(
@@ -79,7 +100,9 @@ impl Client {
         if plan.token == 0 {
             return Ok(plan.to);
         }
+        lock(&self.migrations.0).insert(ino, plan.token);
         let moved = self.copy_and_commit(ino, &plan, progress).await;
+        lock(&self.migrations.0).remove(&ino);
         if let Err(e) = &moved {
             if *e != Error::Stale {
                 if let Err(a) = self.migrate_step(ino, plan.token, MigrateStep::Abort).await {

@@ -55,6 +55,7 @@ pub use evacuate::EvacuateReport;
 pub use find::{base_name, glob_match, parse_days, parse_kinds, parse_size, Cmp, FindFilter};
 pub use finding::{Finding, Held, Repaired};
 pub use fsck::{FsckReport, FSCK_GRACE};
+pub(crate) use migrate::Migrations;
 pub use migrate::{MigrateTarget, MIGRATE_ATTEMPTS, MIGRATE_PASSES};
 pub use progress::{NoProgress, Progress};
 pub use rebalance::{
