@@ -220,6 +220,9 @@ fn a_1_gib_file_restriped_and_replicated_under_a_reader_and_an_appender() {
     assert_eq!(same_ino, ino, "the inode stays");
     assert_eq!(after.len(), 4, "four stripes: {after:?}");
     assert!(copy1.is_empty());
+    let shown = cli_ok(&m, &["getstripe", "/m/big.bin"]);
+    assert_eq!(field(&shown, "stripe_count"), "4", "{shown}");
+    assert_eq!(field(&shown, "replicas"), "1", "{shown}");
     wait_gone(&c, before[0], ino, 0);
     check_all(&file, records);
 
@@ -228,6 +231,8 @@ fn a_1_gib_file_restriped_and_replicated_under_a_reader_and_an_appender() {
     let (_, copy0, copy1) = placement(&m, "/m/big.bin");
     assert_eq!(copy0, after, "the first copies stay where they were");
     assert_eq!(copy1.len(), 4, "a second copy of every stripe: {copy1:?}");
+    let shown = cli_ok(&m, &["getstripe", "/m/big.bin"]);
+    assert_eq!(field(&shown, "replicas"), "2", "{shown}");
     for (i, (a, b)) in copy0.iter().zip(&copy1).enumerate() {
         assert_ne!(a, b, "both copies of stripe {i} on OST {a}");
         assert!(c.object_file(*b, ino, i as u32).exists());
