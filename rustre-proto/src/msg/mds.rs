@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::fsck::{FsckAnswer, FsckOp};
 use super::quota::{QuotaInfo, QuotaLimits};
 use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, StripeSet, Timestamp};
+use crate::Error;
 
 /// `Rename` flag: fail with EEXIST if the target exists (RENAME_NOREPLACE).
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -329,6 +330,23 @@ pub enum MdsOp {
         end: u64,
         want: u64,
     },
+    /// A writer's close-time size report (as `ReportSize`, whose fields these are) and the
+    /// owner, mode and time changes it kept until then (as `SetAttr` by the same caller; no
+    /// size), applied in that order in one transaction: one round trip and one commit at a
+    /// close where there were two. Answered with `ReportedSetAttr`. A change of `set` the
+    /// setattr rules refuse (EPERM, EACCES) leaves the attributes as the report left them
+    /// and is answered in `ReportedSetAttr::refused`: the report lands either way, as it
+    /// did when the two were separate calls. Any other failure fails the whole call, with
+    /// nothing applied. Acknowledged after the commit (a durable change), as a setattr.
+    ReportAndSetAttr {
+        ino: Ino,
+        size: u64,
+        mtime: Timestamp,
+        truncate_version: u64,
+        written: StripeSet,
+        allocated: Vec<(u32, u64)>,
+        set: SetAttr,
+    },
 }
 
 /// Most quotas one `QuotaList` answer carries.
@@ -492,4 +510,11 @@ pub enum MdsResponse {
     Quotas(Vec<QuotaInfo>),
     /// `QuotaReserve`: the file may grow to this end without asking again.
     QuotaRoom(u64),
+    /// `ReportAndSetAttr`: the attributes after the report and the changes applied; when
+    /// the setattr rules refused the changes, the attributes after the report alone and
+    /// the refusal (what a separate `SetAttr` would have been answered).
+    ReportedSetAttr {
+        attr: Attr,
+        refused: Option<Error>,
+    },
 }

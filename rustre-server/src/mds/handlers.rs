@@ -347,6 +347,31 @@ impl Mds {
         .map(MdsResponse::Attr)
     }
 
+    /// A size report with the attribute changes kept until close
+    /// (`MdsOp::ReportAndSetAttr`): a durable change when it carries any, as a setattr;
+    /// bookkeeping otherwise, as a size report.
+    pub(super) async fn report_and_setattr(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        report: attr::SizeReport,
+        set: SetAttr,
+    ) -> Answer {
+        let kind = if set == SetAttr::default() {
+            call.bookkeeping()
+        } else {
+            call.change()
+        };
+        self.txn(call.creds, vec![ino], kind, move |tx, c| {
+            attr::report_and_setattr(tx, c, ino, &report, &set)
+        })
+        .await
+        .map(|r| MdsResponse::ReportedSetAttr {
+            attr: r.attr,
+            refused: r.refused,
+        })
+    }
+
     /// An atime moved by a read: bookkeeping (durable by the next sync), as size reports.
     pub(super) async fn accessed(
         self: &Arc<Self>,
