@@ -575,7 +575,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
 const O_RDWR: i32 = 2;
 
 fn mds_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<MdsResponse, Error>); 13] = [
+    let resps: [(&str, Result<MdsResponse, Error>); 14] = [
         (
             "session",
             Ok(MdsResponse::Session {
@@ -654,6 +654,13 @@ fn mds_responses() -> Vec<(String, Vec<u8>)> {
             Ok(MdsResponse::ReportedSetAttr {
                 attr: attr(),
                 refused: None,
+            }),
+        ),
+        (
+            "created",
+            Ok(MdsResponse::Created {
+                attr: attr(),
+                parent: Box::new(attr()),
             }),
         ),
         (

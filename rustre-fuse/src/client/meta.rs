@@ -70,6 +70,7 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         MdsResponse::Attr(a)
         | MdsResponse::Reserved { attr: a, .. }
         | MdsResponse::ReportedSetAttr { attr: a, .. }
+        | MdsResponse::Created { attr: a, .. }
             if check_layout(a).is_ok() =>
         {
             Some(a.clone())
@@ -81,6 +82,18 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         name: name.to_string(),
         attr,
     };
+    // A new file (or an existing one opened, maybe truncated) and its directory's
+    // attributes, which the answer carries.
+    if let (MdsOp::Create { parent, name, .. }, MdsResponse::Created { parent: p, .. }, Some(a)) =
+        (op, resp, &attr)
+    {
+        if p.ino == *parent {
+            return vec![
+                entry(*parent, name, Some(a.clone())),
+                OwnResult::Attr((**p).clone()),
+            ];
+        }
+    }
     match (op, attr) {
         // A new name (or an existing file opened, maybe truncated) and its directory's times.
         (
@@ -469,7 +482,12 @@ impl Client {
             open_flags,
             layout,
         };
-        let attr = self.attr_call(creds, op).await?;
+        let mut attr = match self.mds(creds, op).await? {
+            MdsResponse::Created { attr, .. } => attr,
+            r => return Err(unexpected(r)),
+        };
+        check_layout(&attr)?;
+        self.merge_local(&mut attr);
         if exclusive {
             self.files.note_new_inode(creds, &attr);
         }

@@ -95,6 +95,7 @@ pub enum MdsOp {
     },
     /// Creates a regular file; with `exclusive`, an existing name is EEXIST, otherwise it is
     /// opened. With `open_flags`, the file is also opened in the caller's session.
+    /// Answered with `Created`.
     /// In `Create`, `Mkdir` and `Mknod`, `umask` is the creating process's: its bits are
     /// cleared from `perm` unless `parent` has a default ACL, which then decides the new
     /// inode's permissions with `perm` (as Linux's `posix_acl_create`); 0 when `perm` is
@@ -516,5 +517,13 @@ pub enum MdsResponse {
     ReportedSetAttr {
         attr: Attr,
         refused: Option<Error>,
+    },
+    /// `Create`: the file's attributes, and its directory's as the same transaction left
+    /// them (the create's mtime and ctime; as they were when an existing file was opened),
+    /// so the caller's cache knows the directory's attributes without asking for them.
+    Created {
+        attr: Attr,
+        /// Boxed: two attributes would make every answer as large.
+        parent: Box<Attr>,
     },
 }

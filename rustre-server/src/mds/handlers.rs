@@ -119,7 +119,10 @@ impl Mds {
         let change = call.change();
         self.create(change, call.creds, call.session, req)
             .await
-            .map(MdsResponse::Attr)
+            .map(|(attr, parent)| MdsResponse::Created {
+                attr,
+                parent: Box::new(parent),
+            })
     }
 
     /// Creates a directory, device, FIFO, socket or symlink: an inode without objects.
