@@ -1,15 +1,20 @@
 //! Owner, mode and time changes of a file open for writing are kept by the client until
 //! the close (client/files/pending.rs, issue 17): the writer sees them at once, another
 //! mount sees exactly what a setattr at a time would have left once the file is closed or
-//! fsynced, and the order of the changes and of writes after them still counts.
+//! fsynced, and the order of the changes and of writes after them still counts. The close
+//! sends the size report and the kept changes as one MDS call (`ReportAndSetAttr`), and a
+//! kept change the MDS refuses still fails the close, with the size reported.
 
 mod common;
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::IntoRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
@@ -59,13 +64,37 @@ struct Mounts {
 }
 
 fn two_mounts() -> Mounts {
+    two_mounts_with("")
+}
+
+/// Two mounts of one cluster; mount `a` with options `a_opts`.
+fn two_mounts_with(a_opts: &str) -> Mounts {
     let c = ProcCluster::start();
     let (pa, pb): (PathBuf, PathBuf) = (c.path("a"), c.path("b"));
     fs::create_dir(&pa).unwrap();
     fs::create_dir(&pb).unwrap();
-    let a = ForegroundMount::start(&c.mgs_addr, &pa, "");
+    let a = ForegroundMount::start(&c.mgs_addr, &pa, a_opts);
     let b = ForegroundMount::start(&c.mgs_addr, &pb, "");
     Mounts { _c: c, a, b }
+}
+
+/// The MDS calls of operation `op` the mount serving metrics at `addr` made so far.
+fn mds_calls(addr: &str, op: &str) -> f64 {
+    let mut s = TcpStream::connect(addr).expect("the mount's metrics endpoint");
+    s.set_read_timeout(Some(SEEN_WITHIN)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let series = format!("op=\"{op}\"");
+    text.lines()
+        .filter(|l| l.starts_with("rustre_rpc_client_requests_total{"))
+        .filter(|l| l.contains("service=\"mds\"") && l.contains(&series))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
@@ -173,4 +202,108 @@ fn a_tree_unpacked_by_tar_compares_equal_on_another_mount() {
         ok
     });
     assert!(same, "tar d on the other mount: {last:?}");
+}
+
+#[test]
+fn the_close_sends_the_size_report_and_the_kept_changes_as_one_call() {
+    if skip_without_fuse() {
+        return;
+    }
+    let metrics = free_addr();
+    let m = two_mounts_with(&format!("metrics={metrics}"));
+    let (a, b) = (&m.a.path, &m.b.path);
+    let calls = |op: &str| mds_calls(&metrics, op);
+    let before = (calls("ReportAndSetAttr"), calls("SetAttr"));
+
+    // What tar does: an exclusive create (which tells the client the MDS does not squash
+    // its root, and that the new file has no capability), a write, then through the
+    // descriptor times, owner, mode, and the close.
+    let f = a.join("tarred");
+    let mut w = fs::File::create_new(&f).unwrap();
+    w.write_all(b"twelve bytes").unwrap();
+    let t = filetime(1_000_000);
+    w.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
+        .unwrap();
+    std::os::unix::fs::fchown(&w, Some(1000), Some(1001)).unwrap();
+    w.set_permissions(fs::Permissions::from_mode(0o4755))
+        .unwrap();
+    drop(w);
+
+    let after = (calls("ReportAndSetAttr"), calls("SetAttr"));
+    assert_eq!(
+        after.1 - before.1,
+        0.0,
+        "no setattr of its own: the changes went with the size report"
+    );
+    assert!(
+        after.0 - before.0 >= 1.0,
+        "the close sent no ReportAndSetAttr ({before:?} -> {after:?})"
+    );
+    let want = (0o4755, 1000, 1001, 1_000_000, 12);
+    assert_eq!(seen(&b.join("tarred"), want), want, "another mount");
+}
+
+/// A user writing a file that another mount's root gives away before the close.
+const WRITER: u32 = 1000;
+/// Who the file is given to.
+const TAKER: u32 = 2000;
+
+#[test]
+fn a_kept_change_the_mds_refuses_fails_the_close_and_the_size_lands() {
+    if skip_without_fuse() {
+        return;
+    }
+    let m = two_mounts_with("allow_other");
+    let (a, b) = (m.a.path.clone(), &m.b.path);
+    let dir = a.join("shared");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+
+    // The writer, in a thread of its own acting as WRITER (setfsuid is per thread): it
+    // writes, chmods through its descriptor (kept: it owns the file), waits, then closes.
+    let (kept_tx, kept_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let path = dir.join("given-away");
+    let writer = std::thread::spawn(move || {
+        // SAFETY: plain syscalls changing this thread's file-system ids.
+        unsafe {
+            libc::setfsgid(WRITER);
+            libc::setfsuid(WRITER);
+        }
+        let mut w = fs::File::create_new(&path).unwrap();
+        w.write_all(b"twelve bytes").unwrap();
+        w.set_permissions(fs::Permissions::from_mode(0o600))
+            .unwrap();
+        kept_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let fd = w.into_raw_fd();
+        // SAFETY: `fd` is this thread's own descriptor, closed once.
+        let r = unsafe { libc::close(fd) };
+        if r == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+        }
+    });
+    kept_rx.recv().unwrap();
+    let f = dir.join("given-away");
+    assert_eq!(
+        stat(&f),
+        (0o600, WRITER, WRITER, stat(&f).3, 12),
+        "the writer's view"
+    );
+
+    // Root on the other mount gives the file away: the writer's chmod is no longer its to
+    // make, and the MDS refuses it at the close.
+    let g = b.join("shared/given-away");
+    std::os::unix::fs::chown(&g, Some(TAKER), Some(TAKER)).unwrap();
+    go_tx.send(()).unwrap();
+    let closed = writer.join().unwrap();
+    assert_eq!(closed, libc::EPERM, "close(2) reports the refused chmod");
+    let got = seen(&g, (0o644, TAKER, TAKER, stat(&g).3, 12));
+    assert_eq!(
+        (got.0, got.1, got.4),
+        (0o644, TAKER, 12),
+        "the size landed, the mode did not change"
+    );
 }

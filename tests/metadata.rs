@@ -732,3 +732,36 @@ async fn a_cached_name_follows_another_clients_changes() {
         Some(Error::NotFound)
     );
 }
+
+/// A create's answer carries its directory's new attributes (`MdsResponse::Created`): the
+/// creating client's cache holds them, so the kernel's getattr of the directory after each
+/// create (`default_permissions` rechecks it) needs no MDS call, and they are what the MDS
+/// answers another client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_leaves_its_directory_s_attributes_in_the_cache() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    let d = c
+        .mkdir(&root(), ROOT_INO, "created-in", 0o755)
+        .await
+        .unwrap();
+    let f = c
+        .create(&root(), d.ino, "f", 0o644, true, None)
+        .await
+        .unwrap();
+    let other = connect(&t.mgs).await;
+    let at_mds = other.getattr(&root(), d.ino).await.unwrap();
+    assert_eq!(
+        at_mds.mtime, f.ctime,
+        "the create moved the directory's mtime"
+    );
+    let known = wait_async(Duration::from_secs(10), || {
+        c.cached_getattr(d.ino).is_some_and(|a| a == at_mds)
+    })
+    .await;
+    assert!(
+        known,
+        "the creating client's cache: {:?}, the MDS: {at_mds:?}",
+        c.cached_getattr(d.ino)
+    );
+}

@@ -533,6 +533,26 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 want: 5 << 20,
             },
         ),
+        (
+            "report_and_setattr",
+            MdsOp::ReportAndSetAttr {
+                ino: 42,
+                size: 12,
+                mtime: ts(),
+                truncate_version: 0,
+                written: [0].into_iter().collect(),
+                allocated: vec![(0, 4096)],
+                set: SetAttr {
+                    perm: Some(0o4755),
+                    uid: Some(1000),
+                    gid: Some(1000),
+                    size: None,
+                    atime: Some(TimeSet::At(ts())),
+                    mtime: Some(TimeSet::At(ts())),
+                    via_write_handle: false,
+                },
+            },
+        ),
     ];
     ops.into_iter()
         .map(|(n, op)| {
@@ -555,7 +575,7 @@ fn mds_requests() -> Vec<(String, Vec<u8>)> {
 const O_RDWR: i32 = 2;
 
 fn mds_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<MdsResponse, Error>); 11] = [
+    let resps: [(&str, Result<MdsResponse, Error>); 14] = [
         (
             "session",
             Ok(MdsResponse::Session {
@@ -629,6 +649,27 @@ fn mds_responses() -> Vec<(String, Vec<u8>)> {
         ),
         ("done", Ok(MdsResponse::Done)),
         ("error", Err(Error::NotFound)),
+        (
+            "reported_setattr",
+            Ok(MdsResponse::ReportedSetAttr {
+                attr: attr(),
+                refused: None,
+            }),
+        ),
+        (
+            "created",
+            Ok(MdsResponse::Created {
+                attr: attr(),
+                parent: Box::new(attr()),
+            }),
+        ),
+        (
+            "reported_setattr_refused",
+            Ok(MdsResponse::ReportedSetAttr {
+                attr: attr(),
+                refused: Some(Error::NotPermitted),
+            }),
+        ),
     ];
     resps.iter().map(|(n, r)| (n.to_string(), enc(r))).collect()
 }

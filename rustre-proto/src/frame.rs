@@ -41,7 +41,8 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// `UnlockOwner`), O_APPEND ranges and leases (`ReserveAppend`, `ReturnAppendLease`); 6: the
 /// admin proof in the handshake, project quotas (`Attr::project`, `QuotaSet`, `QuotaGet`,
 /// `QuotaList`, `QuotaReserve`, EDQUOT), `Error::Denied`; 7: online migration
-/// (`MigrateBegin`, `MigrateStep`).
+/// (`MigrateBegin`, `MigrateStep`), the close's one call (`ReportAndSetAttr`), a create's
+/// answer with its directory (`Created`).
 pub const PROTOCOL_VERSION: u16 = 7;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;

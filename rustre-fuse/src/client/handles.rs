@@ -61,17 +61,49 @@ impl Client {
     /// Reports the size and mtime this client's writes reached on `ino`, and the stripes they
     /// wrote, if any are unreported. Buffered data goes to the OSTs first, so no client ever
     /// sees a size before its data.
+    ///
+    /// Attribute changes kept until now ([`super::files::pending`]) go after the report: an
+    /// explicit mtime kept must not be overtaken by the writes' (the MDS keeps the later of
+    /// a report's mtime and its own). When the writer made them, both go in one call
+    /// ([`Client::report_with_kept_attrs`]); otherwise a report, then a setattr.
     pub(crate) async fn report_dirty(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
         self.flush_writes(ino).await?;
-        if let Some(r) = self.files.pending_report(ino) {
-            let attr = self.report_size(&r.writer, ino, &r).await?;
-            self.files.reported(ino, &r, &attr);
-            // The MDS removed the file capability with the report, if it had one.
-            self.capability.forget(ino);
+        let Some(r) = self.files.pending_report(ino) else {
+            return self.send_kept_attrs(ino).await;
+        };
+        if let Some(kept) = self.files.pending(ino).filter(|k| k.creds == r.writer) {
+            return self.report_with_kept_attrs(ino, &r, &kept).await;
         }
-        // After the size report: an explicit mtime kept must not be overtaken by the
-        // writes' (the MDS keeps the later of a report's mtime and its own).
+        let attr = self.report_size(&r.writer, ino, &r).await?;
+        self.files.reported(ino, &r, &attr);
+        // The MDS removed the file capability with the report, if it had one.
+        self.capability.forget(ino);
         self.send_kept_attrs(ino).await
+    }
+
+    /// Size report `r` of `ino` and the changes `kept` for it, by the same caller, as one
+    /// MDS call and one transaction (`MdsOp::ReportAndSetAttr`, docs/metadata-cache.md): the
+    /// report then the setattr, as two calls would. Changes the MDS refuses fail this call
+    /// as the setattr would have failed, and are dropped as they were; the report landed.
+    async fn report_with_kept_attrs(
+        &self,
+        ino: Ino,
+        r: &super::files::Report,
+        kept: &super::files::pending::PendingAttrs,
+    ) -> Result<(), Error> {
+        let (attr, refused) = self
+            .report_and_setattr(&kept.creds, ino, r, kept.set.clone())
+            .await?;
+        self.files.reported(ino, r, &attr);
+        self.capability.forget(ino);
+        self.files.sent_pending(ino, kept);
+        match refused {
+            None => Ok(()),
+            Some(e) => {
+                tracing::warn!(ino, "attribute changes kept until close were refused: {e}");
+                Err(e)
+            }
+        }
     }
 
     /// Sends the owner, mode and time changes kept for `ino` ([`super::files::pending`]) as one

@@ -67,7 +67,12 @@ impl<F: FnOnce()> Drop for OnDrop<F> {
 fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
     use OwnResult::{Changed, Entry, NewDir, Renamed, Unknown};
     let attr = match resp {
-        MdsResponse::Attr(a) | MdsResponse::Reserved { attr: a, .. } if check_layout(a).is_ok() => {
+        MdsResponse::Attr(a)
+        | MdsResponse::Reserved { attr: a, .. }
+        | MdsResponse::ReportedSetAttr { attr: a, .. }
+        | MdsResponse::Created { attr: a, .. }
+            if check_layout(a).is_ok() =>
+        {
             Some(a.clone())
         }
         _ => None,
@@ -77,6 +82,18 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         name: name.to_string(),
         attr,
     };
+    // A new file (or an existing one opened, maybe truncated) and its directory's
+    // attributes, which the answer carries.
+    if let (MdsOp::Create { parent, name, .. }, MdsResponse::Created { parent: p, .. }, Some(a)) =
+        (op, resp, &attr)
+    {
+        if p.ino == *parent {
+            return vec![
+                entry(*parent, name, Some(a.clone())),
+                OwnResult::Attr((**p).clone()),
+            ];
+        }
+    }
     match (op, attr) {
         // A new name (or an existing file opened, maybe truncated) and its directory's times.
         (
@@ -94,10 +111,25 @@ fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             let dir = a.ino;
             vec![entry(*parent, name, Some(a)), Changed(*parent), NewDir(dir)]
         }
+        // A size report whose attribute changes were refused: the answer is the inode's
+        // attributes, and the refusal says this client's view of them was out of date (as
+        // a refused setattr does, below).
+        (MdsOp::ReportAndSetAttr { .. }, Some(a))
+            if matches!(
+                resp,
+                MdsResponse::ReportedSetAttr {
+                    refused: Some(_),
+                    ..
+                }
+            ) =>
+        {
+            vec![OwnResult::Attr(a), Unknown]
+        }
         // The inode alone, and the answer is its attributes now (an open's O_TRUNC, a size
         // report, a layout change).
         (
             MdsOp::SetAttr { .. }
+            | MdsOp::ReportAndSetAttr { .. }
             | MdsOp::Open { .. }
             | MdsOp::ReportSize { .. }
             | MdsOp::MarkStale { .. }
@@ -451,7 +483,12 @@ impl Client {
             open_flags,
             layout,
         };
-        let attr = self.attr_call(creds, op).await?;
+        let mut attr = match self.mds(creds, op).await? {
+            MdsResponse::Created { attr, .. } => attr,
+            r => return Err(unexpected(r)),
+        };
+        check_layout(&attr)?;
+        self.merge_local(&mut attr);
         if exclusive {
             self.files.note_new_inode(creds, &attr);
         }
@@ -671,6 +708,37 @@ impl Client {
             allocated: r.allocated.clone(),
         };
         self.attr_call(creds, op).await
+    }
+
+    /// [`Client::report_size`] and a setattr of `set` by the same caller in one call
+    /// (`MdsOp::ReportAndSetAttr`): the attributes after both, and the MDS's refusal of
+    /// `set` if it refused it (the report landed all the same). An error: nothing applied.
+    pub(super) async fn report_and_setattr(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        r: &Report,
+        set: SetAttr,
+    ) -> Result<(Attr, Option<Error>), Error> {
+        // chown drops file capabilities on the MDS, as in `setattr`.
+        self.capability.forget(ino);
+        let op = MdsOp::ReportAndSetAttr {
+            ino,
+            size: r.size,
+            mtime: r.mtime,
+            truncate_version: r.truncate_version,
+            written: r.written,
+            allocated: r.allocated.clone(),
+            set,
+        };
+        match self.mds(creds, op).await? {
+            MdsResponse::ReportedSetAttr { mut attr, refused } => {
+                check_layout(&attr)?;
+                self.merge_local(&mut attr);
+                Ok((attr, refused))
+            }
+            r => Err(unexpected(r)),
+        }
     }
 
     pub async fn access(&self, creds: &Creds, ino: Ino, mask: u32) -> Result<(), Error> {

@@ -6,6 +6,7 @@ use super::fsck::{FsckAnswer, FsckOp};
 use super::migrate::{MigratePlan, MigrateStep, MigrateTarget};
 use super::quota::{QuotaInfo, QuotaLimits};
 use super::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, StripeSet, Timestamp};
+use crate::Error;
 
 /// `Rename` flag: fail with EEXIST if the target exists (RENAME_NOREPLACE).
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -95,6 +96,7 @@ pub enum MdsOp {
     },
     /// Creates a regular file; with `exclusive`, an existing name is EEXIST, otherwise it is
     /// opened. With `open_flags`, the file is also opened in the caller's session.
+    /// Answered with `Created`.
     /// In `Create`, `Mkdir` and `Mknod`, `umask` is the creating process's: its bits are
     /// cleared from `perm` unless `parent` has a default ACL, which then decides the new
     /// inode's permissions with `perm` (as Linux's `posix_acl_create`); 0 when `perm` is
@@ -343,6 +345,23 @@ pub enum MdsOp {
         token: u64,
         step: MigrateStep,
     },
+    /// A writer's close-time size report (as `ReportSize`, whose fields these are) and the
+    /// owner, mode and time changes it kept until then (as `SetAttr` by the same caller; no
+    /// size), applied in that order in one transaction: one round trip and one commit at a
+    /// close where there were two. Answered with `ReportedSetAttr`. A change of `set` the
+    /// setattr rules refuse (EPERM, EACCES) leaves the attributes as the report left them
+    /// and is answered in `ReportedSetAttr::refused`: the report lands either way, as it
+    /// did when the two were separate calls. Any other failure fails the whole call, with
+    /// nothing applied. Acknowledged after the commit (a durable change), as a setattr.
+    ReportAndSetAttr {
+        ino: Ino,
+        size: u64,
+        mtime: Timestamp,
+        truncate_version: u64,
+        written: StripeSet,
+        allocated: Vec<(u32, u64)>,
+        set: SetAttr,
+    },
 }
 
 /// Most quotas one `QuotaList` answer carries.
@@ -508,4 +527,19 @@ pub enum MdsResponse {
     QuotaRoom(u64),
     /// `MigrateBegin`.
     Migration(MigratePlan),
+    /// `ReportAndSetAttr`: the attributes after the report and the changes applied; when
+    /// the setattr rules refused the changes, the attributes after the report alone and
+    /// the refusal (what a separate `SetAttr` would have been answered).
+    ReportedSetAttr {
+        attr: Attr,
+        refused: Option<Error>,
+    },
+    /// `Create`: the file's attributes, and its directory's as the same transaction left
+    /// them (the create's mtime and ctime; as they were when an existing file was opened),
+    /// so the caller's cache knows the directory's attributes without asking for them.
+    Created {
+        attr: Attr,
+        /// Boxed: two attributes would make every answer as large.
+        parent: Box<Attr>,
+    },
 }

@@ -191,6 +191,52 @@ pub fn report_size(
     Ok(inode.attr)
 }
 
+/// What `MdsOp::ReportAndSetAttr` did: the attributes it left, and the refusal of the
+/// attribute changes if the setattr rules refused them (the report landed all the same).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReportedSetAttr {
+    pub attr: Attr,
+    pub refused: Option<Error>,
+}
+
+/// Whether `e`, from a setattr without a size, is the rules' refusal of the change (which
+/// writes nothing) rather than a failure of the store.
+fn is_refusal(e: &Error) -> bool {
+    matches!(e, Error::NotPermitted | Error::Access)
+}
+
+/// A writer's size report and the owner, mode and time changes it kept until its close, by
+/// the same caller, in one transaction: [`report_size`], then [`setattr`] with `set` (no
+/// size: a size change is carried out apart, objects cut before the answer). Exactly what
+/// the two calls did in that order: a refusal of `set` by the rules leaves the report
+/// applied and is answered in [`ReportedSetAttr::refused`]; any other failure fails the
+/// whole transaction.
+pub fn report_and_setattr(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    ino: Ino,
+    report: &SizeReport,
+    set: &SetAttr,
+) -> Result<ReportedSetAttr, Error> {
+    if set.size.is_some() {
+        return Err(Error::Invalid(
+            "a size change is not sent with a size report".into(),
+        ));
+    }
+    let reported = report_size(tx, ctx, ino, report)?;
+    match setattr(tx, ctx, ino, set) {
+        Ok(o) => Ok(ReportedSetAttr {
+            attr: o.attr,
+            refused: None,
+        }),
+        Err(e) if is_refusal(&e) => Ok(ReportedSetAttr {
+            attr: reported,
+            refused: Some(e),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// A read or a listing moved the atime of `ino` to `atime` (with `relative`, only if
 /// relatime's rule says so). ctime stays: this is not a change of the inode, as on Linux.
 pub fn accessed(

@@ -35,15 +35,25 @@ pub(super) struct CreateRequest {
     pub layout: Option<LayoutSpec>,
 }
 
+/// What one try of a create did: the file's attributes, its directory's, and whether an
+/// existing file it opened has a truncate pending ([`super::truncate`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Created {
+    attr: Attr,
+    parent: Attr,
+    cut_pending: bool,
+}
+
 impl Mds {
-    /// Creates (or, unless exclusive, opens) the file `req` names for `session`.
+    /// Creates (or, unless exclusive, opens) the file `req` names for `session`. Answers its
+    /// attributes and its directory's.
     pub(super) async fn create(
         self: &Arc<Self>,
         kind: Mutation,
         creds: Creds,
         session: u64,
         req: CreateRequest,
-    ) -> Result<Attr, MdsError> {
+    ) -> Result<(Attr, Attr), MdsError> {
         let ino = self.alloc_ino().await?;
         let req = Arc::new(req);
         let started = tokio::time::Instant::now();
@@ -64,11 +74,15 @@ impl Mds {
                     let _ = self.cluster.refresh().await;
                 }
                 // An existing file opened with a truncate pending: cut before answering.
-                Ok((mut attr, true)) => {
+                Ok(Created {
+                    mut attr,
+                    parent,
+                    cut_pending: true,
+                }) => {
                     self.cut_before_answer(&mut attr).await?;
-                    return Ok(attr);
+                    return Ok((attr, parent));
                 }
-                r => return r.map(|(attr, _)| attr),
+                r => return r.map(|c| (c.attr, c.parent)),
             }
         }
     }
@@ -76,8 +90,7 @@ impl Mds {
     /// The transaction body of one try of [`Mds::create`] with inode number `ino` under
     /// `map`. With `wait_for_osts`, too few OSTs up for the new file's copies is a
     /// [`PlacementShortfall`] (the caller waits and tries again); without, the layout
-    /// policy refuses it with its own error. Answers the attributes, and whether an existing
-    /// file it opened has a truncate pending ([`super::truncate`]).
+    /// policy refuses it with its own error.
     #[allow(clippy::too_many_arguments)]
     fn create_in(
         &self,
@@ -88,7 +101,7 @@ impl Mds {
         ino: Ino,
         map: &ClusterMap,
         wait_for_osts: bool,
-    ) -> Result<(Attr, bool), MdsError> {
+    ) -> Result<Created, MdsError> {
         let (parent, name) = (req.parent, req.name.as_str());
         let created = match store::dentry(tx, parent, name)? {
             Some(_) if req.exclusive => return Err(Error::Exists.into()),
@@ -123,12 +136,17 @@ impl Mds {
                 ino
             }
         };
-        Ok(match req.open_flags {
+        let (attr, cut_pending) = match req.open_flags {
             Some(flags) => {
                 let attr = open::open(tx, c, session, created, flags, created == ino)?;
                 (attr, created != ino && truncate::pending(tx, created)?)
             }
             None => (store::inode(tx, created)?.attr, false),
+        };
+        Ok(Created {
+            attr,
+            parent: store::inode(tx, parent)?.attr,
+            cut_pending,
         })
     }
 
@@ -208,5 +226,41 @@ mod tests {
             MdsError::from(layout::shortfall(None, None, &map(0)).unwrap()),
             MdsError::Placement(PlacementShortfall { up: 0, .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use rustre_proto::msg::mds::{MdsOp, MdsResponse};
+    use rustre_proto::msg::ROOT_INO;
+
+    use crate::mds::tests::TestCluster;
+
+    /// The directory's attributes in a create's answer are what a getattr of it finds
+    /// after the create (a new file moves its mtime and ctime; opening an existing one
+    /// moves nothing).
+    #[tokio::test]
+    async fn a_create_answers_its_directory_as_a_getattr_finds_it() {
+        let t = TestCluster::start(1).await;
+        let before = t.attr(MdsOp::GetAttr { ino: ROOT_INO }).await.unwrap();
+        for exclusive in [true, false] {
+            let op = MdsOp::Create {
+                parent: ROOT_INO,
+                name: "f".into(),
+                perm: 0o644,
+                umask: 0,
+                exclusive,
+                open_flags: None,
+                layout: None,
+            };
+            let (attr, parent) = match t.call(op).await.unwrap() {
+                MdsResponse::Created { attr, parent } => (attr, parent),
+                r => panic!("{r:?}"),
+            };
+            let dir = t.attr(MdsOp::GetAttr { ino: ROOT_INO }).await.unwrap();
+            assert_eq!(*parent, dir, "exclusive: {exclusive}");
+            assert_eq!(dir.mtime, attr.ctime, "the create's time");
+            assert!(dir.mtime > before.mtime);
+        }
     }
 }

@@ -181,6 +181,24 @@ impl Mds {
                 };
                 self.report_size(call, ino, report).await
             }
+            MdsOp::ReportAndSetAttr {
+                ino,
+                size,
+                mtime,
+                truncate_version,
+                written,
+                allocated,
+                set,
+            } => {
+                let report = attr::SizeReport {
+                    size,
+                    mtime,
+                    truncate_version,
+                    written,
+                    allocated,
+                };
+                self.report_and_setattr(call, ino, report, set).await
+            }
             MdsOp::Access { ino, mask } => self.access(call, ino, mask).await,
             MdsOp::StatFs => self.statfs().await.map(MdsResponse::StatFs),
             MdsOp::GetXattr { ino, name } => self.get_xattr(call, ino, name).await,

@@ -119,7 +119,10 @@ impl Mds {
         let change = call.change();
         self.create(change, call.creds, call.session, req)
             .await
-            .map(MdsResponse::Attr)
+            .map(|(attr, parent)| MdsResponse::Created {
+                attr,
+                parent: Box::new(parent),
+            })
     }
 
     /// Creates a directory, device, FIFO, socket or symlink: an inode without objects.
@@ -345,6 +348,31 @@ impl Mds {
         })
         .await
         .map(MdsResponse::Attr)
+    }
+
+    /// A size report with the attribute changes kept until close
+    /// (`MdsOp::ReportAndSetAttr`): a durable change when it carries any, as a setattr;
+    /// bookkeeping otherwise, as a size report.
+    pub(super) async fn report_and_setattr(
+        self: &Arc<Self>,
+        call: Call,
+        ino: Ino,
+        report: attr::SizeReport,
+        set: SetAttr,
+    ) -> Answer {
+        let kind = if set == SetAttr::default() {
+            call.bookkeeping()
+        } else {
+            call.change()
+        };
+        self.txn(call.creds, vec![ino], kind, move |tx, c| {
+            attr::report_and_setattr(tx, c, ino, &report, &set)
+        })
+        .await
+        .map(|r| MdsResponse::ReportedSetAttr {
+            attr: r.attr,
+            refused: r.refused,
+        })
     }
 
     /// An atime moved by a read: bookkeeping (durable by the next sync), as size reports.

@@ -48,6 +48,8 @@ pub mod open;
 pub mod perm;
 pub mod quota;
 pub mod replica;
+#[cfg(test)]
+mod report_setattr_tests;
 mod requests;
 pub mod resync;
 pub mod store;

@@ -111,7 +111,7 @@ impl TestCluster {
 
     pub(super) async fn attr(&self, op: MdsOp) -> Result<Attr, Error> {
         match self.call(op).await? {
-            MdsResponse::Attr(a) => Ok(a),
+            MdsResponse::Attr(a) | MdsResponse::Created { attr: a, .. } => Ok(a),
             other => panic!("{other:?}"),
         }
     }
