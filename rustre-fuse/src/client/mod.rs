@@ -51,6 +51,7 @@ mod kernel;
 mod locks;
 mod meta;
 mod meta_cache;
+mod meta_ops;
 pub mod metrics;
 pub mod path;
 mod pending_marks;
