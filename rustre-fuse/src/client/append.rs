@@ -16,7 +16,7 @@ use rustre_proto::msg::{Creds, Ino};
 use rustre_proto::Error;
 
 use super::files::AppendLease;
-use super::meta::check_layout;
+use super::meta_ops::check_layout;
 use super::{unexpected, Client};
 
 /// How much sooner than the MDS this client stops using an append lease (clock drift, the

@@ -15,7 +15,7 @@ use rustre_proto::Error;
 use super::capability::CAPABILITY_XATTR;
 use super::files::Report;
 use super::meta_cache::OwnResult;
-use super::meta_ops::{idempotent, is_session_op, own_results, request_entries};
+use super::meta_ops::{check_layout, idempotent, is_session_op, own_results, request_entries};
 use super::{unexpected, Client};
 use rustre_proto::sync::lock;
 
@@ -31,17 +31,6 @@ pub(super) const MDS_COOLDOWN: Duration = Duration::from_secs(2);
 /// connection that stopped delivering without closing would otherwise hold the call for the
 /// whole `RPC_TIMEOUT` and fail it. Retrying is safe: a repeat carries the same request id.
 pub(super) const MDS_TRY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The stripe math divides by the stripe size and indexes the OST list: a layout breaking
-/// the protocol's limits is refused here, not panicked on.
-pub(super) fn check_layout(a: &Attr) -> Result<(), Error> {
-    match &a.layout {
-        Some(l) => l
-            .validate()
-            .map_err(|e| Error::Protocol(format!("MDS sent a bad layout: {e}"))),
-        None => Ok(()),
-    }
-}
 
 /// Runs its closure when dropped, unless defused.
 struct OnDrop<F: FnOnce()>(Option<F>);

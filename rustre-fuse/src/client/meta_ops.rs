@@ -1,13 +1,25 @@
 //! What each MDS operation means to the client apart from sending it: what a change of this
 //! client did, for its metadata cache ([`own_results`]), the names a request names
 //! ([`request_entries`]), and which calls are session bookkeeping or may be sent again
-//! unchanged ([`is_session_op`], [`idempotent`]). Pure functions of the request and answer.
+//! unchanged ([`is_session_op`], [`idempotent`]), and whether an answer's layout is sound
+//! ([`check_layout`]). Pure functions of the request and answer.
 
 use rustre_proto::msg::mds::{MdsOp, MdsResponse, RENAME_EXCHANGE};
 use rustre_proto::msg::{Attr, Ino};
+use rustre_proto::Error;
 
-use super::meta::check_layout;
 use super::meta_cache::OwnResult;
+
+/// The stripe math divides by the stripe size and indexes the OST list: a layout breaking
+/// the protocol's limits is refused here, not panicked on.
+pub(super) fn check_layout(a: &Attr) -> Result<(), Error> {
+    match &a.layout {
+        Some(l) => l
+            .validate()
+            .map_err(|e| Error::Protocol(format!("MDS sent a bad layout: {e}"))),
+        None => Ok(()),
+    }
+}
 
 /// What one of this client's changes did, from its request and answer, for the metadata
 /// cache. Every inode and name the MDS's transaction touches is either named here or covered

@@ -244,6 +244,7 @@ impl Client {
         let mut writes = Vec::new();
         for e in extents(&plan.to, offset, data.len()) {
             let payload = data.slice(e.buf_offset..e.buf_offset + e.len);
+            let crc = checksum::crc32c(&payload);
             for &slot in &plan.fresh {
                 let (object, ost) = fresh_object(ino, &plan.to, slot);
                 if object.stripe != e.stripe {
@@ -253,7 +254,7 @@ impl Client {
                     object,
                     offset: e.object_offset,
                     sync: false,
-                    crc: checksum::crc32c(&payload),
+                    crc,
                     version: 0,
                 };
                 let payload = payload.clone();

@@ -174,7 +174,7 @@ impl Client {
             MdsResponse::Entries { entries, eof } => {
                 for e in &entries {
                     if let Some(a) = &e.attr {
-                        crate::client::meta::check_layout(a)?;
+                        crate::client::meta_ops::check_layout(a)?;
                     }
                 }
                 Ok((entries, eof))

@@ -89,19 +89,6 @@ pub struct ResyncClaim {
     pub until_ms: u64,
 }
 
-/// Decodes an inode record of any format ([`super::compat`]).
-pub fn decode_inode(bytes: &[u8]) -> Result<Inode, Error> {
-    super::compat::decode_inode(bytes)
-}
-
-/// The inode stored at `inode/{ino}`, if any, in either record format (see [`super::compat`]).
-pub fn get_inode(tx: &mut dyn Transaction, ino: Ino) -> Result<Option<Inode>, Error> {
-    match tx.get(&schema::inode(ino))? {
-        Some(v) => Ok(Some(super::compat::decode_inode(&v).map_err(corrupt)?)),
-        None => Ok(None),
-    }
-}
-
 pub fn get<T: DeserializeOwned>(tx: &mut dyn Transaction, key: &[u8]) -> Result<Option<T>, Error> {
     match tx.get(key)? {
         Some(v) => Ok(Some(codec::decode(&v).map_err(corrupt)?)),
@@ -114,22 +101,8 @@ pub fn put<T: Serialize>(tx: &mut dyn Transaction, key: &[u8], value: &T) -> Res
     Ok(())
 }
 
-fn corrupt(e: Error) -> Error {
+pub(super) fn corrupt(e: Error) -> Error {
     Error::Io(format!("corrupt metadata record: {e}"))
-}
-
-/// The inode `ino`, or ENOENT.
-pub fn inode(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
-    get_inode(tx, ino)?.ok_or(Error::NotFound)
-}
-
-/// The directory `ino`: ENOENT if absent, ENOTDIR if not a directory.
-pub fn dir(tx: &mut dyn Transaction, ino: Ino) -> Result<Inode, Error> {
-    let i = inode(tx, ino)?;
-    if i.attr.kind != FileKind::Dir {
-        return Err(Error::NotDir);
-    }
-    Ok(i)
 }
 
 pub fn dentry(tx: &mut dyn Transaction, parent: Ino, name: &str) -> Result<Option<Dentry>, Error> {
