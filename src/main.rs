@@ -96,11 +96,13 @@ enum Cmd {
         data: Option<PathBuf>,
         #[command(flatten)]
         fdb: server_cmds::FdbArgs,
-        /// Acknowledge before the group commit's fsync (a power loss may lose the last
-        /// moments; a process crash loses nothing).
+        /// Acknowledge namespace changes before their fsync, the default: on disk at the
+        /// next client fsync or within 1 s (a power loss may lose that last second; a
+        /// process crash loses nothing). Overrides `relaxed = false` in the file.
         #[arg(long)]
         relaxed: bool,
-        /// Acknowledge after the fsync even if the configuration file says relaxed.
+        /// Acknowledge namespace and attribute changes only once on disk (one group-commit
+        /// fsync each, shared by concurrent callers); as `relaxed = false` in the file.
         #[arg(long, conflicts_with = "relaxed")]
         durable: bool,
         /// Seconds a client session lives without renewal: a client silent that long (crashed,
@@ -517,7 +519,7 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             let fdb = fdb.or_file(s.fdb_cluster_file.clone(), s.fdb_prefix.clone());
             let metrics = metrics.or_file(s.metrics_listen.clone());
             let listen = pick(listen, s.listen).ok_or(roles::NO_LISTEN)?;
-            let relaxed = relaxed || (!durable && s.relaxed.unwrap_or(false));
+            let durable = roles::durable_mds(durable, relaxed, s.relaxed);
             let lease = pick(session_lease, s.session_lease);
             let lease_ms = roles::session_lease_ms(lease)?;
             let (adv, data) = (pick(advertise, s.advertise), pick(data, s.data));
@@ -536,7 +538,7 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
                     .into());
             }
             let tuning = server_cmds::MdsTuning {
-                durable: !relaxed,
+                durable,
                 session_lease_ms: lease_ms,
                 access: mds::access::AccessPolicy {
                     root_squash,

@@ -49,6 +49,17 @@ pub(crate) fn session_lease_ms(secs: Option<u64>) -> Result<u64, String> {
     }
 }
 
+/// Whether an MDS (or `rustre local`) acknowledges namespace changes only once on disk:
+/// with `--durable`, or the file's `relaxed = false` unless `--relaxed` overrides it.
+/// Relaxed is the default (docs/operations.md, "Durability").
+pub(crate) fn durable_mds(
+    durable_flag: bool,
+    relaxed_flag: bool,
+    file_relaxed: Option<bool>,
+) -> bool {
+    durable_flag || (!relaxed_flag && file_relaxed == Some(false))
+}
+
 /// The `-o` strings a mount starts from: the file's cluster and secret_file (unless the
 /// command line gave them), then its `[mount]` options.
 pub(crate) fn mount_defaults(
@@ -105,6 +116,16 @@ pub(crate) fn config_check(path: Option<PathBuf>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relaxed_is_the_default_and_durable_is_asked_for() {
+        assert!(!durable_mds(false, false, None));
+        assert!(!durable_mds(false, false, Some(true)));
+        assert!(durable_mds(false, false, Some(false)));
+        assert!(durable_mds(true, false, None));
+        assert!(durable_mds(true, false, Some(true)));
+        assert!(!durable_mds(false, true, Some(false)));
+    }
 
     #[test]
     fn oss_flags_replace_the_files_ost_list() {

@@ -29,10 +29,15 @@ pub(crate) struct LocalArgs {
     /// MGS address [default: 127.0.0.1:9400].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Acknowledge namespace changes before their fsync; durable at the next client fsync
-    /// or within 1 s (see `rustre mds --relaxed`, docs/operations.md).
+    /// Acknowledge namespace changes before their fsync (the default); on disk at the next
+    /// client fsync or within 1 s (see `rustre mds --relaxed`, docs/operations.md).
+    /// Overrides `relaxed = false` in the file.
     #[arg(long)]
     relaxed: bool,
+    /// Acknowledge namespace and attribute changes only once on disk (`rustre mds
+    /// --durable`); as `relaxed = false` in the file.
+    #[arg(long, conflicts_with = "relaxed")]
+    durable: bool,
     /// Also mount the cluster here, served by this process.
     #[arg(long, value_name = "MNT")]
     mount: Option<PathBuf>,
@@ -93,7 +98,8 @@ pub(crate) struct LocalRun {
     osts: u32,
     mds: u32,
     listen: SocketAddr,
-    relaxed: bool,
+    /// Acknowledge namespace changes only once on disk.
+    durable: bool,
     mount: Option<PathBuf>,
     mount_options: Vec<String>,
     metrics: MetricsArgs,
@@ -130,7 +136,7 @@ impl LocalArgs {
             osts: self.osts.or(s.osts).unwrap_or(LOCAL_DEFAULT_OSTS),
             mds: self.mds.or(s.mds).unwrap_or(LOCAL_DEFAULT_MDS),
             listen,
-            relaxed: self.relaxed || s.relaxed.unwrap_or(false),
+            durable: crate::roles::durable_mds(self.durable, self.relaxed, s.relaxed),
             mount,
             mount_options,
             metrics: self.metrics.or_file(s.metrics_listen.clone()),
@@ -359,7 +365,7 @@ pub(crate) async fn local(g: &Global, args: LocalRun) -> Result<(), String> {
         cluster: g.cluster.clone(),
         key: key.clone(),
         defaults: LayoutDefaults::default(),
-        durable: !args.relaxed,
+        durable: args.durable,
         session_lease_ms: mds::SESSION_LEASE_MS,
     };
     let running = local::start(cfg, shutdown.clone())

@@ -220,7 +220,8 @@ impl Mds {
     /// Bookkeeping, as a size report: durable by the next sync. An MDS that crashes before
     /// may hand the range out again after its restart, but only to bytes no fsync covered
     /// (the appender's fsync syncs the MDS's store), which a crash may lose anyway. A call
-    /// that may take a lease is a durable change instead: a lease the MDS forgot in a crash
+    /// that may take a lease is on disk before its answer instead (on every MDS): a lease the
+    /// MDS forgot in a crash
     /// would let its holder append where others are handed ranges (such calls are rare: the
     /// client asks again only when its lease runs out, and not for a while after one was
     /// refused).
@@ -240,7 +241,7 @@ impl Mds {
             want_lease,
         };
         let kind = if req.want_lease {
-            call.change()
+            call.on_disk()
         } else {
             call.bookkeeping()
         };

@@ -12,7 +12,7 @@ use rustre_proto::Error;
 use super::attr;
 use super::create::CreateRequest;
 use super::error::MdsError;
-use super::txn::Mutation;
+use super::txn::{Ack, Mutation};
 use super::Mds;
 
 /// Who calls, in which session, and under which request id a mutation is recorded.
@@ -50,11 +50,21 @@ impl Call {
         .into())
     }
 
-    /// A namespace or attribute change: recorded, and acknowledged once durable.
+    /// A namespace or attribute change: recorded, and acknowledged once durable on a
+    /// `--durable` MDS (by the next sync otherwise).
     pub(super) fn change(&self) -> Mutation {
         Mutation::Write {
             record: self.record,
-            durable: true,
+            ack: Ack::Change,
+        }
+    }
+
+    /// A record others act on once answered (stale marks, copies moved or lost, migration
+    /// steps): recorded, and acknowledged once durable on every MDS.
+    pub(super) fn on_disk(&self) -> Mutation {
+        Mutation::Write {
+            record: self.record,
+            ack: Ack::OnDisk,
         }
     }
 
@@ -62,7 +72,7 @@ impl Call {
     pub(super) fn bookkeeping(&self) -> Mutation {
         Mutation::Write {
             record: self.record,
-            durable: false,
+            ack: Ack::NextSync,
         }
     }
 }

@@ -29,7 +29,9 @@ const FILES_MAX: u64 = 1 << 48;
 impl Mds {
     pub(super) async fn open_session(self: &Arc<Self>, call: Call, client: String) -> Answer {
         let lease = self.cfg.session_lease_ms;
-        let change = call.change();
+        // On disk before it is used, on every MDS: a session number handed out again after
+        // a power loss would mix two clients' opens and request records.
+        let change = call.on_disk();
         let id = self
             .txn(call.creds, vec![], change, move |tx, _| {
                 open::open_session(tx, &client, rustre_proto::host::now_ms(), lease)
@@ -479,7 +481,7 @@ impl Mds {
         slots: Vec<u32>,
         version: u64,
     ) -> Answer {
-        let change = call.change();
+        let change = call.on_disk();
         let attr = self
             .txn(call.creds, vec![ino], change, move |tx, _| {
                 replica::mark_stale(tx, ino, &slots, version)
@@ -504,7 +506,7 @@ impl Mds {
             .await
             .unwrap_or_else(|_| self.cluster.map());
         let up = layout::up_osts(&map);
-        let (this, change) = (self.clone(), call.change());
+        let (this, change) = (self.clone(), call.on_disk());
         self.txn(call.creds, vec![ino], change, move |tx, _| {
             replica::move_copies(tx, &this.picker, ino, ost, &up)
         })
@@ -515,7 +517,7 @@ impl Mds {
     pub(super) async fn mark_lost(self: &Arc<Self>, call: Call, ino: Ino, ost: u32) -> Answer {
         // Declaring a disk's data gone is an administrator's act.
         call.require_admin("declaring an OST's disk lost (rustre ost replace)")?;
-        let change = call.change();
+        let change = call.on_disk();
         self.txn(call.creds, vec![ino], change, move |tx, _| {
             replica::mark_lost(tx, ino, ost)
         })

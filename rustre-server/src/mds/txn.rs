@@ -1,7 +1,8 @@
 //! The transaction engine: every MDS operation runs as one transaction on the metadata KV,
 //! under the striped locks of the directories it changes, recorded under its request id
 //! when it has one, with what it writes published on the change feed; mutations of a
-//! durable MDS are answered only after the group commit. Inode numbers are handed out here
+//! durable MDS (and records others rely on, on any MDS) are answered only after the group
+//! commit. Inode numbers are handed out here
 //! too, in batches taken from a shared counter.
 
 use std::sync::{Arc, MutexGuard};
@@ -20,23 +21,43 @@ use crate::meta::{KvError, Transaction};
 use crate::schema;
 
 /// Whether a transaction changes anything, under which request id it is recorded, and
-/// whether a durable MDS acknowledges it only once it is on disk.
+/// when its answer waits for it to be on disk.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Mutation {
     ReadOnly,
     Write {
         record: Option<(u64, u64)>,
-        /// A namespace or attribute change (acknowledged after the group commit on a
-        /// durable MDS), rather than bookkeeping (durable by the next sync).
-        durable: bool,
+        ack: Ack,
     },
+}
+
+/// When the answer to a mutation waits for its commit to be on disk (the group commit).
+/// Every commit is in the OS page cache before any answer, so an MDS process crash loses
+/// none; this is about a power loss (docs/operations.md, "Durability").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ack {
+    /// Bookkeeping (opens, closes, size reports, background work): on disk by the next sync.
+    NextSync,
+    /// A namespace or attribute change: on disk before the answer on an MDS run with
+    /// `--durable`, by the next sync (at most `COMMIT_INTERVAL` later) otherwise.
+    Change,
+    /// A record something outside the store relies on as soon as it is answered (a stale
+    /// mark an fsync returns on, a settled cut, a lock, a migration step, a layout change
+    /// that fences OSTs): on disk before the answer in every mode.
+    OnDisk,
 }
 
 impl Mutation {
     /// Bookkeeping with no request id (background work, sessions).
     pub(super) const WRITE: Mutation = Mutation::Write {
         record: None,
-        durable: false,
+        ack: Ack::NextSync,
+    };
+
+    /// A record that must be on disk before the answer in every mode, with no request id.
+    pub(super) const ON_DISK: Mutation = Mutation::Write {
+        record: None,
+        ack: Ack::OnDisk,
     };
 }
 
@@ -81,7 +102,10 @@ impl Mds {
         F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, E> + Send + 'static,
     {
         let (record, wait_durable) = match kind {
-            Mutation::Write { record, durable } => (record, durable && self.cfg.durable),
+            Mutation::Write { record, ack } => (
+                record,
+                ack == Ack::OnDisk || (ack == Ack::Change && self.cfg.durable),
+            ),
             Mutation::ReadOnly => (None, false),
         };
         let stripes = lock_stripes(&dirs);

@@ -207,6 +207,11 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
             Ok::<_, Error>(out)
         })
         .await?;
+    // The unlinks that queued these must outlive a power loss before their objects go
+    // (on a relaxed MDS they may not be on disk yet): one sync covers the whole batch.
+    if !doomed.is_empty() {
+        mds.kv.durable().await?;
+    }
     for (ino, d) in doomed {
         let mut all_gone = true;
         // Every copy of every stripe, stale ones included.

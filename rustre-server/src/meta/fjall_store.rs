@@ -96,6 +96,11 @@ const KEYSPACE: &str = "meta";
 const ORACLE_PRUNE_EVERY: u64 = 512;
 /// fjall's snapshot closes between two recomputations of the oldest snapshot in use.
 const FJALL_GC_SNAPSHOTS: u32 = 10_000;
+/// TEST ONLY: set to `1`, the store commits without handing the journal to the OS (fjall
+/// keeps the last few KiB of commits in its own buffer until [`FjallStore::sync`]), so
+/// that `kill -9` of the MDS loses what a power cut would: acknowledged commits no sync
+/// covered (tests/mds_power.rs). Never in production: a process crash then loses them.
+pub(crate) const VOLATILE_META_ENV: &str = "RUSTRE_TEST_VOLATILE_META";
 /// File name suffix of fjall's journals (`{id}.jnl` in the database directory).
 const JOURNAL_SUFFIX: &str = ".jnl";
 
@@ -112,6 +117,8 @@ pub(crate) struct FjallStore {
     keyspace: OptimisticTxKeyspace,
     /// Write transactions committed since the store was opened.
     commits: AtomicU64,
+    /// Commits stay in fjall's buffer until a sync ([`VOLATILE_META_ENV`]).
+    volatile: bool,
 }
 
 impl FjallStore {
@@ -137,6 +144,7 @@ impl FjallStore {
             db,
             keyspace,
             commits: AtomicU64::new(0),
+            volatile: std::env::var(VOLATILE_META_ENV).is_ok_and(|v| v == "1"),
         })
     }
 
@@ -172,7 +180,7 @@ impl Backend for FjallStore {
             .db
             .write_tx()
             .map_err(storage)?
-            .durability(Some(PersistMode::Buffer));
+            .durability((!self.volatile).then_some(PersistMode::Buffer));
         let (commit, error) = {
             let mut ftx = FjallTx {
                 tx: &mut tx,

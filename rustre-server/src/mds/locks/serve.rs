@@ -41,10 +41,7 @@ impl Waits {
 
 /// A lock change: acknowledged once durable (a lock is never lost silently), never
 /// recorded (setting or dropping a lock twice is setting or dropping it once).
-const LOCK_CHANGE: Mutation = Mutation::Write {
-    record: None,
-    durable: true,
-};
+const LOCK_CHANGE: Mutation = Mutation::ON_DISK;
 
 type Answer = Result<MdsResponse, MdsError>;
 

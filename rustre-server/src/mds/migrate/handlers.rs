@@ -50,7 +50,7 @@ impl Mds {
             .collect();
         let start = self.picker.turn();
         let token = new_token();
-        let change = call.change();
+        let change = call.on_disk();
         self.txn(call.creds, vec![], change, move |tx, _| {
             let osts = Osts {
                 up: &up,
@@ -74,7 +74,7 @@ impl Mds {
         call.require_admin("migrating a file (rustre migrate, rustre rebalance)")?;
         let kind = match step {
             MigrateStep::Renew => call.bookkeeping(),
-            _ => call.change(),
+            _ => call.on_disk(),
         };
         let creds = call.creds.clone();
         let stepped = self

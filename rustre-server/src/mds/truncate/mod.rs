@@ -232,10 +232,7 @@ fn failed_slots(stripes: &[StripeCuts]) -> Result<Vec<u32>, Error> {
 
 /// A mutation that removes an intent or marks copies stale: on disk before anyone is told
 /// the cut is done (a forgotten stale mark would let a copy that missed the cut be read).
-const SETTLE: Mutation = Mutation::Write {
-    record: None,
-    durable: true,
-};
+const SETTLE: Mutation = Mutation::ON_DISK;
 
 /// Whether the test-only crash point is armed ([`TEST_EXIT_AFTER_TRUNCATE_COMMIT_ENV`]).
 fn exit_after_commit_armed() -> bool {
@@ -310,6 +307,11 @@ impl Mds {
                 }
                 Claim::Cut(intent, layout) => (intent, layout),
             };
+            // The size change that asked for this cut must outlive a power loss before any
+            // object is cut (a durable MDS synced it before answering it).
+            if !self.cfg.durable {
+                self.kv.durable().await?;
+            }
             let cuts = self.cut_objects(ino, &intent, &layout).await;
             let failed = failed_slots(&cuts)?;
             if !failed.is_empty() {
