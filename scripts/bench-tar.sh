@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Small-file A/B benchmark (issue 17), run by hand, not part of CI: `tar x`, `tar c` (cold)
 # and `rm -rf` of one tree on a local directory, a bindfs passthrough of one, and a fresh
-# `rustre local` cluster (2 OSTs, durable MDS) for each rustre binary given, runs
-# interleaved (local, bindfs, A, B, then again), medians printed with ratios to bindfs.
+# `rustre local` cluster (2 OSTs) for each rustre binary given, runs interleaved (local,
+# bindfs, A, B, then again), medians printed with ratios to bindfs. A binary may carry
+# options of `rustre local` after a colon: `target/release/rustre:--durable`.
 #
 #   scripts/bench-tar.sh BIN_A [BIN_B]     # e.g. an older build and target/release/rustre
 #   RUNS=3 TREE_SRC=/usr/include            # defaults
@@ -49,11 +50,13 @@ mkdir -p "$TMP/local" "$TMP/bsrc" "$TMP/bmnt"
 bindfs "$TMP/bsrc" "$TMP/bmnt" && MOUNTS+=("$TMP/bmnt")
 for i in "${!BINS[@]}"; do
   d="$TMP/r$i"; mkdir -p "$d/data" "$d/mnt"; p=$(port)
-  "${BINS[$i]}" local --data "$d/data" --listen "127.0.0.1:$p" --mgs "127.0.0.1:$p" --osts 2 \
-    >"$d/log" 2>&1 &
+  bin=${BINS[$i]%%:*}; opts=()
+  [[ ${BINS[$i]} == *:* ]] && read -ra opts <<<"${BINS[$i]#*:}"
+  "$bin" local --data "$d/data" --listen "127.0.0.1:$p" --mgs "127.0.0.1:$p" --osts 2 \
+    "${opts[@]}" >"$d/log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 1 50); do "${BINS[$i]}" --mgs "127.0.0.1:$p" --secret-file "$d/data/cluster.secret" status 2>/dev/null | grep -q '^OST0001 .* up' && break; sleep 0.2; done
-  "${BINS[$i]}" mount "127.0.0.1:$p" "$d/mnt" -o "secret_file=$d/data/cluster.secret" || exit 1
+  for _ in $(seq 1 50); do "$bin" --mgs "127.0.0.1:$p" --secret-file "$d/data/cluster.secret" status 2>/dev/null | grep -q '^OST0001 .* up' && break; sleep 0.2; done
+  "$bin" mount "127.0.0.1:$p" "$d/mnt" -o "secret_file=$d/data/cluster.secret" || exit 1
   MOUNTS+=("$d/mnt")
 done
 : >"$TMP/results"

@@ -37,6 +37,14 @@ pub(super) struct CreateRequest {
 
 /// What one try of a create did: the file's attributes, its directory's, and whether an
 /// existing file it opened has a truncate pending ([`super::truncate`]).
+/// Where a create places a new file: the map, its turn of the OST rotation, and whether
+/// too few OSTs up is a [`PlacementShortfall`] to wait out.
+struct Placement<'a> {
+    map: &'a ClusterMap,
+    turn: usize,
+    wait_for_osts: bool,
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Created {
     attr: Attr,
@@ -56,6 +64,10 @@ impl Mds {
     ) -> Result<(Attr, Attr), MdsError> {
         let ino = self.alloc_ino().await?;
         let req = Arc::new(req);
+        // One turn of the OST rotation per create, taken here: the transaction body may run
+        // more than once (a conflict), and each run must place the file the same way, or
+        // retries would skew where files go.
+        let turn = self.picker.turn();
         let started = tokio::time::Instant::now();
         loop {
             let map = self.map_for(req.layout.as_ref()).await;
@@ -64,7 +76,12 @@ impl Mds {
             let (req2, map2) = (req.clone(), map.clone());
             let r = self
                 .txn(creds.clone(), vec![req.parent], kind, move |tx, c| {
-                    this.create_in(tx, c, session, &req2, ino, &map2, waiting)
+                    let place = Placement {
+                        map: &map2,
+                        turn,
+                        wait_for_osts: waiting,
+                    };
+                    this.create_in(tx, c, session, &req2, ino, &place)
                 })
                 .await;
             match r {
@@ -87,11 +104,10 @@ impl Mds {
         }
     }
 
-    /// The transaction body of one try of [`Mds::create`] with inode number `ino` under
-    /// `map`. With `wait_for_osts`, too few OSTs up for the new file's copies is a
-    /// [`PlacementShortfall`] (the caller waits and tries again); without, the layout
-    /// policy refuses it with its own error.
-    #[allow(clippy::too_many_arguments)]
+    /// The transaction body of one try of [`Mds::create`] with inode number `ino`, placed
+    /// as `place` says. With `place.wait_for_osts`, too few OSTs up for the new file's
+    /// copies is a [`PlacementShortfall`] (the caller waits and tries again); without, the
+    /// layout policy refuses it with its own error.
     fn create_in(
         &self,
         tx: &mut dyn crate::meta::Transaction,
@@ -99,9 +115,9 @@ impl Mds {
         session: u64,
         req: &CreateRequest,
         ino: Ino,
-        map: &ClusterMap,
-        wait_for_osts: bool,
+        place: &Placement<'_>,
     ) -> Result<Created, MdsError> {
+        let map = place.map;
         let (parent, name) = (req.parent, req.name.as_str());
         let created = match store::dentry(tx, parent, name)? {
             Some(_) if req.exclusive => return Err(Error::Exists.into()),
@@ -117,12 +133,12 @@ impl Mds {
                 validate_name(name)?;
                 let dir = namespace::writable_dir(tx, c, parent)?;
                 let dir_layout = dir.default_layout();
-                if wait_for_osts {
+                if place.wait_for_osts {
                     if let Some(short) = layout::shortfall(req.layout.as_ref(), dir_layout, map) {
                         return Err(short.into());
                     }
                 }
-                let layout = self.picker.choose(req.layout.as_ref(), dir_layout, map)?;
+                let layout = layout::choose_at(place.turn, req.layout.as_ref(), dir_layout, map)?;
                 let new = NewInode {
                     ino,
                     kind: FileKind::File,

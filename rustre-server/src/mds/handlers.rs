@@ -456,7 +456,7 @@ impl Mds {
         if let Some(s) = &spec {
             // Reject what could never produce a valid layout now, not at create time.
             let map = self.map_for(Some(s)).await;
-            self.picker.choose(Some(s), None, &map)?;
+            layout::choose_at(0, Some(s), None, &map)?;
         }
         let change = call.change();
         self.txn(call.creds, vec![ino], change, move |tx, c| {

@@ -87,111 +87,15 @@ pub fn up_osts(map: &ClusterMap) -> Vec<u32> {
 }
 
 impl OstPicker {
-    /// The layout for a new file given the request, the directory default and the map.
+    /// The layout for a new file given the request, the directory default and the map,
+    /// starting at the next turn of the rotation.
     pub fn choose(
         &self,
         request: Option<&LayoutSpec>,
         dir_default: Option<&LayoutSpec>,
         map: &ClusterMap,
     ) -> Result<Layout, Error> {
-        let pick = |f: fn(&LayoutSpec) -> Option<u32>| {
-            request.and_then(f).or_else(|| dir_default.and_then(f))
-        };
-        let stripe_size = pick(|s| s.stripe_size).unwrap_or(map.defaults.stripe_size);
-        // 0 means "the default", as for the stripe count.
-        let replicas = pick(|s| s.replicas.filter(|r| *r != 0))
-            .unwrap_or(map.defaults.replicas)
-            .max(1);
-        if replicas > MAX_REPLICAS {
-            return Err(Error::Invalid(format!(
-                "{replicas} replicas asked; at most {MAX_REPLICAS} are allowed"
-            )));
-        }
-        let up = up_osts(map);
-        if up.is_empty() {
-            return Err(Error::NoSpace);
-        }
-        if replicas as usize > up.len() {
-            return Err(Error::Invalid(format!(
-                "{replicas} replicas asked but only {} OSTs are up (copies of a stripe need \
-                 distinct OSTs)",
-                up.len()
-            )));
-        }
-        let explicit = request
-            .and_then(|s| s.osts.clone())
-            .or_else(|| dir_default.and_then(|s| s.osts.clone()));
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let roomy = roomy(map, &up);
-        let (first, pool) = match explicit {
-            Some(list) => {
-                for i in &list {
-                    if map.ost(*i).is_none() {
-                        return Err(Error::Invalid(format!("OST {i} does not exist")));
-                    }
-                }
-                let mut seen = list.clone();
-                seen.sort_unstable();
-                seen.dedup();
-                if seen.len() != list.len() {
-                    return Err(Error::Invalid("an OST is listed twice".into()));
-                }
-                // Further copies go to OSTs outside the list, not full ones first; only when
-                // there are too few of those may a stripe's copy go to an OST listed for
-                // another stripe.
-                let (listed, others): (Vec<u32>, Vec<u32>) =
-                    up.iter().partition(|o| list.contains(o));
-                let roomy_others: Vec<u32> = others
-                    .iter()
-                    .copied()
-                    .filter(|o| roomy.contains(o))
-                    .collect();
-                let pool = if roomy_others.len() + 1 >= replicas as usize {
-                    roomy_others
-                } else if others.len() + 1 >= replicas as usize {
-                    others
-                } else {
-                    others.into_iter().chain(listed).collect()
-                };
-                (list, pool)
-            }
-            None => {
-                let want = match pick(|s| s.stripe_count).unwrap_or(map.defaults.stripe_count) {
-                    0 => map.defaults.stripe_count.max(1),
-                    n => n,
-                } as usize;
-                // "All OSTs" asks for as many as can take data.
-                let all = want == u32::MAX as usize && roomy.len() >= replicas as usize;
-                let count = if all { roomy.len() } else { want.min(up.len()) };
-                let candidates = if roomy.len() >= count.max(replicas as usize) {
-                    roomy
-                } else {
-                    tracing::debug!(
-                        count,
-                        replicas,
-                        not_full = roomy.len(),
-                        "too few OSTs with room: placing on full ones too"
-                    );
-                    up
-                };
-                let first = (0..count)
-                    .map(|i| candidates[(start + i) % candidates.len()])
-                    .collect();
-                (first, candidates)
-            }
-        };
-        let osts = place_copies(&first, &pool, replicas, start)?;
-        let layout = Layout {
-            stripe_size,
-            osts,
-            replicas,
-            stale: Vec::new(),
-            version: 0,
-            written: StripeSet::default(),
-            allocated: Vec::new(),
-        };
-        layout.validate()?;
-        Ok(layout)
+        choose_at(self.turn(), request, dir_default, map)
     }
 
     /// The next turn of the rotation (where a placement starts).
@@ -208,6 +112,112 @@ impl OstPicker {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         Some(free[start % free.len()])
     }
+}
+
+/// The layout for a new file given the request, the directory default and the map, the
+/// rotation starting at `start` ([`OstPicker::turn`]). Pure: a transaction body that runs
+/// again after a conflict places the file where the first try did.
+pub fn choose_at(
+    start: usize,
+    request: Option<&LayoutSpec>,
+    dir_default: Option<&LayoutSpec>,
+    map: &ClusterMap,
+) -> Result<Layout, Error> {
+    let pick =
+        |f: fn(&LayoutSpec) -> Option<u32>| request.and_then(f).or_else(|| dir_default.and_then(f));
+    let stripe_size = pick(|s| s.stripe_size).unwrap_or(map.defaults.stripe_size);
+    // 0 means "the default", as for the stripe count.
+    let replicas = pick(|s| s.replicas.filter(|r| *r != 0))
+        .unwrap_or(map.defaults.replicas)
+        .max(1);
+    if replicas > MAX_REPLICAS {
+        return Err(Error::Invalid(format!(
+            "{replicas} replicas asked; at most {MAX_REPLICAS} are allowed"
+        )));
+    }
+    let up = up_osts(map);
+    if up.is_empty() {
+        return Err(Error::NoSpace);
+    }
+    if replicas as usize > up.len() {
+        return Err(Error::Invalid(format!(
+            "{replicas} replicas asked but only {} OSTs are up (copies of a stripe need \
+             distinct OSTs)",
+            up.len()
+        )));
+    }
+    let explicit = request
+        .and_then(|s| s.osts.clone())
+        .or_else(|| dir_default.and_then(|s| s.osts.clone()));
+    let roomy = roomy(map, &up);
+    let (first, pool) = match explicit {
+        Some(list) => {
+            for i in &list {
+                if map.ost(*i).is_none() {
+                    return Err(Error::Invalid(format!("OST {i} does not exist")));
+                }
+            }
+            let mut seen = list.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != list.len() {
+                return Err(Error::Invalid("an OST is listed twice".into()));
+            }
+            // Further copies go to OSTs outside the list, not full ones first; only when
+            // there are too few of those may a stripe's copy go to an OST listed for
+            // another stripe.
+            let (listed, others): (Vec<u32>, Vec<u32>) = up.iter().partition(|o| list.contains(o));
+            let roomy_others: Vec<u32> = others
+                .iter()
+                .copied()
+                .filter(|o| roomy.contains(o))
+                .collect();
+            let pool = if roomy_others.len() + 1 >= replicas as usize {
+                roomy_others
+            } else if others.len() + 1 >= replicas as usize {
+                others
+            } else {
+                others.into_iter().chain(listed).collect()
+            };
+            (list, pool)
+        }
+        None => {
+            let want = match pick(|s| s.stripe_count).unwrap_or(map.defaults.stripe_count) {
+                0 => map.defaults.stripe_count.max(1),
+                n => n,
+            } as usize;
+            // "All OSTs" asks for as many as can take data.
+            let all = want == u32::MAX as usize && roomy.len() >= replicas as usize;
+            let count = if all { roomy.len() } else { want.min(up.len()) };
+            let candidates = if roomy.len() >= count.max(replicas as usize) {
+                roomy
+            } else {
+                tracing::debug!(
+                    count,
+                    replicas,
+                    not_full = roomy.len(),
+                    "too few OSTs with room: placing on full ones too"
+                );
+                up
+            };
+            let first = (0..count)
+                .map(|i| candidates[(start + i) % candidates.len()])
+                .collect();
+            (first, candidates)
+        }
+    };
+    let osts = place_copies(&first, &pool, replicas, start)?;
+    let layout = Layout {
+        stripe_size,
+        osts,
+        replicas,
+        stale: Vec::new(),
+        version: 0,
+        written: StripeSet::default(),
+        allocated: Vec::new(),
+    };
+    layout.validate()?;
+    Ok(layout)
 }
 
 /// Every slot of a layout, replica-major, given copy 0 of each stripe (`first`): copy `r`
