@@ -12,7 +12,7 @@
 #   RUNS=N           runs per measurement (default 3, QUICK: 1); the table shows the median
 #   RUSTRE_BIN=PATH  rustre binary (default target/release/rustre; copied before use, so a
 #                    rebuild during a run changes nothing)
-#   RUSTRE_LOCAL_OPTS="--relaxed"  extra options of `rustre local`
+#   RUSTRE_LOCAL_OPTS="--durable"  extra options of `rustre local`
 #   RUSTRE_MOUNT_OPTS="attr_timeout=1"  `-o` options of `rustre mount`
 #   BINDFS_OPTS="--multithreaded"  extra bindfs options (default: none, as in PEERS.md)
 #   BENCH_TMPDIR=DIR where the temp directory goes (default /var/tmp: the local disk)
