@@ -8,8 +8,7 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::os::fd::IntoRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -76,25 +75,6 @@ fn two_mounts_with(a_opts: &str) -> Mounts {
     let a = ForegroundMount::start(&c.mgs_addr, &pa, a_opts);
     let b = ForegroundMount::start(&c.mgs_addr, &pb, "");
     Mounts { _c: c, a, b }
-}
-
-/// The MDS calls of operation `op` the mount serving metrics at `addr` made so far.
-fn mds_calls(addr: &str, op: &str) -> f64 {
-    let mut s = TcpStream::connect(addr).expect("the mount's metrics endpoint");
-    s.set_read_timeout(Some(SEEN_WITHIN)).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let series = format!("op=\"{op}\"");
-    text.lines()
-        .filter(|l| l.starts_with("rustre_rpc_client_requests_total{"))
-        .filter(|l| l.contains("service=\"mds\"") && l.contains(&series))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]

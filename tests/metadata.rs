@@ -601,14 +601,16 @@ async fn a_retried_mutation_returns_its_recorded_result() {
         parent: ROOT_INO,
         name: "once".into(),
     };
-    assert!(matches!(
-        call(1_000_003, unlink()).await.unwrap(),
-        MdsResponse::Done
-    ));
-    assert!(matches!(
-        call(1_000_003, unlink()).await.unwrap(),
-        MdsResponse::Done
-    ));
+    let removed = match call(1_000_003, unlink()).await.unwrap() {
+        MdsResponse::NamesChanged(n) => n,
+        r => panic!("{r:?}"),
+    };
+    assert_eq!(removed.source.ino, first.ino);
+    // The repeat gets the recorded answer, not what the directory holds now.
+    match call(1_000_003, unlink()).await.unwrap() {
+        MdsResponse::NamesChanged(n) => assert_eq!(n, removed),
+        r => panic!("{r:?}"),
+    }
     assert!(matches!(
         call(1_000_004, unlink()).await,
         Err(Error::NotFound)
@@ -763,5 +765,96 @@ async fn a_create_leaves_its_directory_s_attributes_in_the_cache() {
         known,
         "the creating client's cache: {:?}, the MDS: {at_mds:?}",
         c.cached_getattr(d.ino)
+    );
+}
+
+/// An unlink's answer carries its directory's new attributes (`MdsResponse::NamesChanged`):
+/// the client's cache holds them, so the kernel's getattr of the directory before the next
+/// unlink of an `rm -rf` needs no MDS call, and they are what the MDS answers another
+/// client. The directory's access ACL (none) is answered from the cache too: the kernel
+/// asks for it after that getattr when the caller does not own the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlink_leaves_its_directory_s_attributes_in_the_cache() {
+    const ACCESS_ACL: &str = "system.posix_acl_access";
+    let t = start(30_000).await;
+    let c = &t.client;
+    let d = c
+        .mkdir(&root(), ROOT_INO, "unlinked-in", 0o755)
+        .await
+        .unwrap();
+    for name in ["f", "g"] {
+        c.create(&root(), d.ino, name, 0o644, true, None)
+            .await
+            .unwrap();
+    }
+    let other = connect(&t.mgs).await;
+    let before = other.getattr(&root(), d.ino).await.unwrap();
+    c.unlink(&root(), d.ino, "f").await.unwrap();
+    let at_mds = other.getattr(&root(), d.ino).await.unwrap();
+    assert!(
+        at_mds.mtime > before.mtime,
+        "the unlink moved the directory's mtime"
+    );
+    let known = wait_async(Duration::from_secs(10), || {
+        c.cached_getattr(d.ino).is_some_and(|a| a == at_mds)
+    })
+    .await;
+    assert!(
+        known,
+        "the unlinking client's cache: {:?}, the MDS: {at_mds:?}",
+        c.cached_getattr(d.ino)
+    );
+    // "No such attribute", from the cache: its hits count it (an answer from the MDS,
+    // while the cache is not trusted, does not; so try until one is).
+    let mut from_cache = false;
+    for _ in 0..100 {
+        let hits = c.meta_cache_hits();
+        let r = c.get_xattr(&root(), d.ino, ACCESS_ACL).await;
+        assert_eq!(r, Err(Error::NoData));
+        if c.meta_cache_hits() == hits + 1 {
+            from_cache = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(from_cache, "the getxattr of the ACL always went to the MDS");
+    // Another client sets an ACL: this client answers it (within the feed's lease).
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 7u16, u32::MAX),
+        (0x02, 5, 1000),
+        (0x04, 5, u32::MAX),
+        (0x10, 5, u32::MAX),
+        (0x20, 5, u32::MAX),
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    other
+        .set_xattr(&root(), d.ino, ACCESS_ACL, &acl, 0)
+        .await
+        .unwrap();
+    let mut seen = Err(Error::NoData);
+    for _ in 0..100 {
+        seen = c.get_xattr(&root(), d.ino, ACCESS_ACL).await;
+        if seen.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, Ok(acl), "the other client's ACL");
+    // An rmdir leaves its parent's attributes (one link fewer) in the cache the same way.
+    c.unlink(&root(), d.ino, "g").await.unwrap();
+    c.rmdir(&root(), ROOT_INO, "unlinked-in").await.unwrap();
+    let root_at_mds = other.getattr(&root(), ROOT_INO).await.unwrap();
+    let known = wait_async(Duration::from_secs(10), || {
+        c.cached_getattr(ROOT_INO).is_some_and(|a| a == root_at_mds)
+    })
+    .await;
+    assert!(
+        known,
+        "after the rmdir: {:?}, the MDS: {root_at_mds:?}",
+        c.cached_getattr(ROOT_INO)
     );
 }

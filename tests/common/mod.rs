@@ -510,3 +510,24 @@ pub(crate) fn rss_and_hwm(pid: u32) -> Option<(u64, u64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
+
+/// The MDS calls of operation `op` the mount serving metrics at `addr` (mount option
+/// `metrics=`) made so far.
+pub(crate) fn mds_calls(addr: &str, op: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the mount's metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let series = format!("op=\"{op}\"");
+    text.lines()
+        .filter(|l| l.starts_with("rustre_rpc_client_requests_total{"))
+        .filter(|l| l.contains("service=\"mds\"") && l.contains(&series))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use rustre_proto::frame::Service;
+use rustre_proto::msg::acl::ACCESS_XATTR;
 use rustre_proto::msg::mds::{
     DirEntry, FsStats, MdsOp, MdsRequest, MdsResponse, SetAttr, READDIR_MAX_ENTRIES,
 };
@@ -410,14 +411,23 @@ impl Client {
         .await
     }
 
+    /// Sends an unlink, rmdir or rename: its answer says what it left, which the cache
+    /// keeps ([`own_results`]).
+    async fn names_call(&self, creds: &Creds, op: MdsOp) -> Result<(), Error> {
+        match self.mds(creds, op).await? {
+            MdsResponse::NamesChanged(_) => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
     pub async fn unlink(&self, creds: &Creds, parent: Ino, name: &str) -> Result<(), Error> {
         let name = name.to_string();
-        self.done_call(creds, MdsOp::Unlink { parent, name }).await
+        self.names_call(creds, MdsOp::Unlink { parent, name }).await
     }
 
     pub async fn rmdir(&self, creds: &Creds, parent: Ino, name: &str) -> Result<(), Error> {
         let name = name.to_string();
-        self.done_call(creds, MdsOp::Rmdir { parent, name }).await
+        self.names_call(creds, MdsOp::Rmdir { parent, name }).await
     }
 
     pub async fn rename(
@@ -436,7 +446,7 @@ impl Client {
             new_name: new_name.to_string(),
             flags,
         };
-        self.done_call(creds, op).await
+        self.names_call(creds, op).await
     }
 
     /// One page of a directory listing after the name cookie `after`.
@@ -557,6 +567,13 @@ impl Client {
     }
 
     pub async fn get_xattr(&self, creds: &Creds, ino: Ino, name: &str) -> Result<Vec<u8>, Error> {
+        // The kernel asks for a directory's access ACL at each permission check after a
+        // getattr of it (`default_permissions`: rm -rf in a directory someone else owns,
+        // once per file). The attributes carry it; "none" is answered from the cache as the
+        // MDS would (it checks no permission for ACLs).
+        if name == ACCESS_XATTR && self.cached_getattr(ino).is_some_and(|a| a.acl.is_none()) {
+            return Err(Error::NoData);
+        }
         let probe = name == CAPABILITY_XATTR;
         if probe {
             if let Some(r) = self.capability.get(ino) {

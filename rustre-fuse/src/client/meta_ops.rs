@@ -4,7 +4,7 @@
 //! unchanged ([`is_session_op`], [`idempotent`]), and whether an answer's layout is sound
 //! ([`check_layout`]). Pure functions of the request and answer.
 
-use rustre_proto::msg::mds::{MdsOp, MdsResponse, RENAME_EXCHANGE};
+use rustre_proto::msg::mds::{MdsOp, MdsResponse, NamesChanged, Touched, RENAME_EXCHANGE};
 use rustre_proto::msg::{Attr, Ino};
 use rustre_proto::Error;
 
@@ -26,7 +26,7 @@ pub(super) fn check_layout(a: &Attr) -> Result<(), Error> {
 /// by `OwnResult::Unknown` (the feed's report of the same change evicts everything anyway;
 /// this only decides what the cache may answer before that report arrives).
 pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
-    use OwnResult::{Changed, Entry, NewDir, Renamed, Unknown};
+    use OwnResult::{Changed, Entry, NewDir, Unknown};
     let attr = match resp {
         MdsResponse::Attr(a)
         | MdsResponse::Reserved { attr: a, .. }
@@ -54,6 +54,9 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
                 OwnResult::Attr((**p).clone()),
             ];
         }
+    }
+    if let MdsResponse::NamesChanged(n) = resp {
+        return names_changed(op, n).unwrap_or_else(|| vec![Unknown]);
     }
     match (op, attr) {
         // A new name (or an existing file opened, maybe truncated) and its directory's times.
@@ -112,39 +115,69 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         ) => vec![Changed(*ino)],
         // Open bookkeeping, except that a last release destroys an inode with no names.
         (MdsOp::Release { inos }, _) => inos.iter().map(|i| OwnResult::Released(*i)).collect(),
-        // The removed inode is the one the cache knows by that name, if it does.
-        (MdsOp::Unlink { parent, name } | MdsOp::Rmdir { parent, name }, _)
-            if matches!(resp, MdsResponse::Done) =>
-        {
-            vec![
-                OwnResult::Unlinked {
-                    parent: *parent,
-                    name: name.clone(),
-                },
-                entry(*parent, name, None),
-                Changed(*parent),
-            ]
-        }
-        (
-            MdsOp::Rename {
-                parent,
-                name,
-                new_parent,
-                new_name,
-                flags,
-            },
-            _,
-        ) if matches!(resp, MdsResponse::Done) => vec![
-            Renamed {
-                from: (*parent, name.clone()),
-                to: (*new_parent, new_name.clone()),
-                exchange: flags & RENAME_EXCHANGE != 0,
-            },
-            Changed(*parent),
-            Changed(*new_parent),
-        ],
         _ => vec![Unknown],
     }
+}
+
+/// What an unlink, rmdir or rename did, from its answer: the names it changed, the inodes
+/// they named and the directories, all as its transaction left them. `None` (the cache
+/// then waits for the feed) for an answer that does not fit the request.
+fn names_changed(op: &MdsOp, n: &NamesChanged) -> Option<Vec<OwnResult>> {
+    let attrs = n.dirs.iter().chain(n.source.attr.as_ref());
+    let attrs = attrs.chain(n.target.iter().flat_map(|t| t.attr.as_ref()));
+    if attrs.clone().any(|a| check_layout(a).is_err()) {
+        return None;
+    }
+    let dir_inos: Vec<Ino> = n.dirs.iter().map(|d| d.ino).collect();
+    let touched = |t: &Touched| match &t.attr {
+        Some(a) if a.ino == t.ino => Some(OwnResult::Attr(a.clone())),
+        Some(_) => None,
+        None => Some(OwnResult::Gone(t.ino)),
+    };
+    let entry = |parent: Ino, name: &str, attr: Option<&Attr>| OwnResult::Entry {
+        parent,
+        name: name.to_string(),
+        attr: attr.cloned(),
+    };
+    let mut out = match op {
+        MdsOp::Unlink { parent, name } | MdsOp::Rmdir { parent, name }
+            if dir_inos == [*parent] && n.target.is_none() =>
+        {
+            vec![touched(&n.source)?, entry(*parent, name, None)]
+        }
+        MdsOp::Rename {
+            parent,
+            name,
+            new_parent,
+            new_name,
+            flags,
+        } if dir_inos == [*parent] && parent == new_parent
+            || dir_inos == [*parent, *new_parent] && parent != new_parent =>
+        {
+            let moved = n.source.attr.as_ref().filter(|a| a.ino == n.source.ino)?;
+            let target = n.target.as_ref();
+            // What `name` names now: the other inode of an exchange, the same inode when
+            // both names were links of it (nothing changed), else nothing.
+            let left = match target {
+                Some(t) if flags & RENAME_EXCHANGE != 0 || t.ino == moved.ino => {
+                    Some(t.attr.as_ref().filter(|a| a.ino == t.ino)?)
+                }
+                _ if flags & RENAME_EXCHANGE != 0 => return None,
+                _ => None,
+            };
+            let mut out = Vec::new();
+            if let (Some(t), None) = (target, left) {
+                // Replaced: one link fewer, or gone.
+                out.push(touched(t)?);
+            }
+            out.push(entry(*parent, name, left));
+            out.push(entry(*new_parent, new_name, Some(moved)));
+            out
+        }
+        _ => return None,
+    };
+    out.extend(n.dirs.iter().cloned().map(OwnResult::Attr));
+    Some(out)
 }
 
 /// The names a change names in its request (what its answer or refusal will settle).

@@ -259,7 +259,7 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
 const O_RDWR: i32 = 2;
 
 pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<MdsResponse, Error>); 14] = [
+    let resps: [(&str, Result<MdsResponse, Error>); 16] = [
         (
             "session",
             Ok(MdsResponse::Session {
@@ -346,6 +346,28 @@ pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
                 attr: attr(),
                 parent: Box::new(attr()),
             }),
+        ),
+        (
+            "names_changed_unlink",
+            Ok(MdsResponse::NamesChanged(Box::new(NamesChanged {
+                dirs: vec![attr()],
+                source: Touched { ino: 9, attr: None },
+                target: None,
+            }))),
+        ),
+        (
+            "names_changed_rename",
+            Ok(MdsResponse::NamesChanged(Box::new(NamesChanged {
+                dirs: vec![attr(), attr()],
+                source: Touched {
+                    ino: 7,
+                    attr: Some(attr()),
+                },
+                target: Some(Touched {
+                    ino: 8,
+                    attr: Some(attr()),
+                }),
+            }))),
         ),
         (
             "reported_setattr_refused",

@@ -21,6 +21,12 @@ pub const ACL_MAX_ENTRIES: usize = 64;
 /// Read, write and execute bits of an ACL entry (as a mode class's `rwx`).
 pub const ACL_PERM_BITS: u32 = 0o7;
 
+/// The xattr name of an inode's access ACL: ENODATA when its attributes carry none
+/// (`Attr::acl`), which a client may answer from cached attributes.
+pub const ACCESS_XATTR: &str = "system.posix_acl_access";
+/// The xattr name of a directory's default ACL (not in the attributes: the MDS's record).
+pub const DEFAULT_XATTR: &str = "system.posix_acl_default";
+
 /// A named entry: a user or group id and what it may do (`rwx` bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclEntry {

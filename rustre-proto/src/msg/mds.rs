@@ -137,6 +137,7 @@ pub enum MdsOp {
         new_parent: Ino,
         new_name: String,
     },
+    /// Answered with `NamesChanged`, as `Rmdir` and `Rename` are.
     Unlink {
         parent: Ino,
         name: String,
@@ -463,6 +464,29 @@ pub struct ChangeBatch {
     pub changes: Vec<FeedChange>,
 }
 
+/// An inode a change of names touched, as the change left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Touched {
+    pub ino: Ino,
+    /// Its attributes, or `None` when the change destroyed it (its last name went and no
+    /// one had it open).
+    pub attr: Option<Attr>,
+}
+
+/// What an `Unlink`, `Rmdir` or `Rename` left, from its own transaction
+/// ([`MdsResponse::NamesChanged`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamesChanged {
+    /// `parent`, then a rename's `new_parent` when it is another directory.
+    pub dirs: Vec<Attr>,
+    /// The inode `name` named: the one unlinked or removed, or the one renamed.
+    pub source: Touched,
+    /// A rename's: the inode `new_name` named before, replaced (one link fewer, or gone) or
+    /// exchanged; the source itself when both names were links of one inode (nothing
+    /// changed). `None`: `new_name` was free, or not a rename.
+    pub target: Option<Touched>,
+}
+
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirEntry {
@@ -542,4 +566,9 @@ pub enum MdsResponse {
         /// Boxed: two attributes would make every answer as large.
         parent: Box<Attr>,
     },
+    /// `Unlink`, `Rmdir` and `Rename`: the directories and inodes the change touched, as
+    /// the same transaction left them, so the caller's cache knows them without asking
+    /// (the kernel's getattr of the directory after each unlink, under
+    /// `default_permissions`). Boxed: it holds several attributes.
+    NamesChanged(Box<NamesChanged>),
 }

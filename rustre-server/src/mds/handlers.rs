@@ -254,7 +254,7 @@ impl Mds {
             namespace::unlink(tx, c, parent, &name)
         })
         .await
-        .map(|_| MdsResponse::Done)
+        .map(|n| MdsResponse::NamesChanged(Box::new(n)))
     }
 
     pub(super) async fn rmdir(self: &Arc<Self>, call: Call, parent: Ino, name: String) -> Answer {
@@ -263,7 +263,7 @@ impl Mds {
             namespace::rmdir(tx, c, parent, &name)
         })
         .await
-        .map(|_| MdsResponse::Done)
+        .map(|n| MdsResponse::NamesChanged(Box::new(n)))
     }
 
     pub(super) async fn rename(
@@ -281,7 +281,7 @@ impl Mds {
             move |tx, c| namespace::rename(tx, c, parent, &name, new_parent, &new_name, flags),
         )
         .await
-        .map(|_| MdsResponse::Done)
+        .map(|n| MdsResponse::NamesChanged(Box::new(n)))
     }
 
     pub(super) async fn readdir(

@@ -43,6 +43,8 @@ mod killpriv_tests;
 pub mod layout;
 pub mod locks;
 pub mod migrate;
+#[cfg(test)]
+mod names_changed_tests;
 pub mod namespace;
 pub mod open;
 pub mod perm;

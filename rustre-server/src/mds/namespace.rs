@@ -2,7 +2,7 @@
 //! symlink, link, unlink, rmdir, rename and readdir. They run again on conflict, so they
 //! touch nothing outside the transaction.
 
-use rustre_proto::msg::mds::{DirEntry, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use rustre_proto::msg::mds::{DirEntry, NamesChanged, Touched, RENAME_EXCHANGE, RENAME_NOREPLACE};
 use rustre_proto::msg::quota::QuotaUsage;
 use rustre_proto::msg::{
     validate_name, Attr, Creds, FileKind, Ino, Layout, LayoutSpec, Timestamp, ROOT_INO,
@@ -248,8 +248,38 @@ pub fn link(
     Ok(target.attr)
 }
 
-/// Removes the non-directory `name` from `parent`.
-pub fn unlink(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> Result<(), Error> {
+/// What a change of names left, read back in its own transaction: `dirs`, and the inodes
+/// `source` and `target` (gone, when it destroyed them).
+fn names_changed(
+    tx: &mut dyn Transaction,
+    dirs: &[Ino],
+    source: Ino,
+    target: Option<Ino>,
+) -> Result<NamesChanged, Error> {
+    let mut touched = |ino: Ino| -> Result<Touched, Error> {
+        let attr = store::get_inode(tx, ino)?.map(|i| i.attr);
+        Ok(Touched { ino, attr })
+    };
+    let source = touched(source)?;
+    let target = target.map(&mut touched).transpose()?;
+    let dirs = dirs
+        .iter()
+        .map(|&d| store::inode(tx, d).map(|i| i.attr))
+        .collect::<Result<_, _>>()?;
+    Ok(NamesChanged {
+        dirs,
+        source,
+        target,
+    })
+}
+
+/// Removes the non-directory `name` from `parent`; answers what it left.
+pub fn unlink(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    parent: Ino,
+    name: &str,
+) -> Result<NamesChanged, Error> {
     validate_name(name)?;
     let mut p = writable_dir_inode(tx, ctx, parent)?;
     let d = store::dentry(tx, parent, name)?.ok_or(Error::NotFound)?;
@@ -262,11 +292,17 @@ pub fn unlink(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> R
     drop_link(tx, ctx, victim)?;
     p.attr.mtime = ctx.now;
     p.attr.ctime = ctx.now;
-    store::put_inode(tx, &p)
+    store::put_inode(tx, &p)?;
+    names_changed(tx, &[parent], d.ino, None)
 }
 
-/// Removes the empty directory `name` from `parent`.
-pub fn rmdir(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> Result<(), Error> {
+/// Removes the empty directory `name` from `parent`; answers what it left.
+pub fn rmdir(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    parent: Ino,
+    name: &str,
+) -> Result<NamesChanged, Error> {
     match name {
         "." => return Err(Error::Invalid("rmdir of \".\"".into())),
         ".." => return Err(Error::NotEmpty),
@@ -287,7 +323,8 @@ pub fn rmdir(tx: &mut dyn Transaction, ctx: &Ctx, parent: Ino, name: &str) -> Re
     p.attr.nlink -= 1;
     p.attr.mtime = ctx.now;
     p.attr.ctime = ctx.now;
-    store::put_inode(tx, &p)
+    store::put_inode(tx, &p)?;
+    names_changed(tx, &[parent], d.ino, None)
 }
 
 /// Drops one link of a non-directory. The last link of a file still open makes it an orphan;
@@ -329,7 +366,8 @@ fn remove_inode(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
     Ok(())
 }
 
-/// Renames `parent/name` to `new_parent/new_name` with RENAME_NOREPLACE / RENAME_EXCHANGE.
+/// Renames `parent/name` to `new_parent/new_name` with RENAME_NOREPLACE / RENAME_EXCHANGE;
+/// answers what it left.
 pub fn rename(
     tx: &mut dyn Transaction,
     ctx: &Ctx,
@@ -338,7 +376,26 @@ pub fn rename(
     new_parent: Ino,
     new_name: &str,
     flags: u32,
-) -> Result<(), Error> {
+) -> Result<NamesChanged, Error> {
+    let (source, target) = rename_names(tx, ctx, parent, name, new_parent, new_name, flags)?;
+    let dirs: &[Ino] = if parent == new_parent {
+        &[parent]
+    } else {
+        &[parent, new_parent]
+    };
+    names_changed(tx, dirs, source, target)
+}
+
+/// The body of [`rename`]: answers the inodes `name` and `new_name` named before.
+fn rename_names(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    parent: Ino,
+    name: &str,
+    new_parent: Ino,
+    new_name: &str,
+    flags: u32,
+) -> Result<(Ino, Option<Ino>), Error> {
     if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
         || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
     {
@@ -366,7 +423,8 @@ pub fn rename(
 
     if flags & RENAME_EXCHANGE != 0 {
         let dst = dst.ok_or(Error::NotFound)?;
-        return exchange(tx, ctx, (parent, name, src), (new_parent, new_name, dst));
+        exchange(tx, ctx, (parent, name, src), (new_parent, new_name, dst))?;
+        return Ok((src.ino, Some(dst.ino)));
     }
     if let Some(dst) = dst {
         if flags & RENAME_NOREPLACE != 0 {
@@ -374,7 +432,7 @@ pub fn rename(
         }
         if dst.ino == src.ino {
             // Two names of one inode: POSIX says do nothing.
-            return Ok(());
+            return Ok((src.ino, Some(dst.ino)));
         }
         let victim = store::inode(tx, dst.ino)?;
         perm::check_sticky(ctx.creds, &dst_dir.attr, &victim.attr)?;
@@ -410,7 +468,8 @@ pub fn rename(
         adjust_nlink(tx, new_parent, 1)?;
     }
     store::put_inode(tx, &moved)?;
-    touch_dirs(tx, ctx, parent, new_parent)
+    touch_dirs(tx, ctx, parent, new_parent)?;
+    Ok((src.ino, dst.map(|d| d.ino)))
 }
 
 /// Moving a directory to another parent rewrites its "..": Linux asks for write permission

@@ -15,9 +15,10 @@
 //! This client's own changes ([`OwnResult`]): what the answer of a create, mkdir, link,
 //! setattr, unlink... says is kept (stamped with the request's number), and the feed's
 //! report of the same request does not evict it. What the request touched without its
-//! answer showing it is evicted at once when it is named (a parent's times), and when it is
-//! not (an unlink's victim) the cache answers nothing until a watch *sent after the
-//! answer* has been answered, by when the report has evicted it — so a client always reads
+//! answer showing it is evicted at once when it is named (a link's directory times), and
+//! when it is not (a refused change's, an unknown outcome's) the cache answers nothing until
+//! a watch *sent after the answer* has been answered, by when the report has evicted it (an
+//! unlink, rmdir or rename answers every inode it touched) — so a client always reads
 //! its own changes. A directory this client made is *complete* until something other than
 //! its own changes touches it: a name missing there does not exist. A complete directory
 //! keeps a 32-bit hash of each of its names apart from the LRU of entries, so it stays
@@ -293,25 +294,16 @@ pub(super) enum OwnResult {
     },
     /// The inode's attributes changed in a way the answer does not show.
     Changed(Ino),
-    /// `name` in `parent` was unlinked (or rmdir'd): the inode it named has one link less.
-    /// The answer does not say which inode that was; if the cache knows the name, that
-    /// inode's attributes go, else the cache waits for the feed as for [`Self::Unknown`].
-    /// Comes before the `Entry` that records the name's absence.
-    Unlinked { parent: Ino, name: String },
+    /// The change destroyed the inode (its last name went, or an empty directory did): its
+    /// attributes go, and a directory stops being complete.
+    Gone(Ino),
     /// The last release of an inode with no names left destroys it: its attributes go if
     /// they show no links (a release of a linked inode changes nothing the cache holds).
     Released(Ino),
     /// This change made directory `dir`: it is empty, so every name in it is known.
     NewDir(Ino),
-    /// `from` was renamed to `to` (or swapped with it): the inodes involved are known only
-    /// as far as the cache knows both names.
-    Renamed {
-        from: (Ino, String),
-        to: (Ino, String),
-        exchange: bool,
-    },
-    /// The change may have touched inodes no answer names (an unlink's victim, a rename's):
-    /// the cache answers nothing until the feed has reported it.
+    /// The change may have touched inodes no answer names: the cache answers nothing until
+    /// the feed has reported it.
     Unknown,
 }
 
@@ -460,15 +452,9 @@ impl MetaCache {
                 OwnResult::Changed(ino) => {
                     inner.attrs.pop(&ino);
                 }
-                OwnResult::Unlinked { parent, name } => {
-                    let key = (parent, name);
-                    match inner.entry(&key) {
-                        Some(Some(victim)) if !newer_entry(key.0, &key.1) => {
-                            inner.attrs.pop(&victim);
-                            inner.end_complete(victim);
-                        }
-                        _ => pause = true,
-                    }
+                OwnResult::Gone(ino) => {
+                    inner.attrs.pop(&ino);
+                    inner.end_complete(ino);
                 }
                 OwnResult::Released(ino) => {
                     if inner.attrs.peek(&ino).is_some_and(|a| a.value.nlink == 0) {
@@ -491,33 +477,6 @@ impl MetaCache {
                                 names,
                             },
                         );
-                    }
-                }
-                OwnResult::Renamed { from, to, exchange } => {
-                    let moved = inner.entry(&from);
-                    let replaced = inner.entry(&to);
-                    for ino in [moved, replaced].into_iter().flatten().flatten() {
-                        inner.attrs.pop(&ino);
-                    }
-                    let known = !newer_entry(from.0, &from.1) && !newer_entry(to.0, &to.1);
-                    match (moved, replaced) {
-                        // Both names known: so are the inodes the rename touched (their
-                        // attributes went above), and nothing is left to wait for.
-                        (Some(Some(m)), Some(r)) if known => {
-                            if let (Some(r), false) = (r, exchange) {
-                                inner.end_complete(r);
-                            }
-                            let left = if exchange { r } else { None };
-                            kept.push(from.clone());
-                            kept.push(to.clone());
-                            inner.put_entry(from, Stamped::new(left, epoch, seq));
-                            inner.put_entry(to, Stamped::new(Some(m), epoch, seq));
-                        }
-                        _ => {
-                            pause = true;
-                            inner.pop_entry(&from);
-                            inner.pop_entry(&to);
-                        }
                     }
                 }
                 OwnResult::Unknown => pause = true,

@@ -1,6 +1,8 @@
 //! Unit tests of the metadata cache.
 
 use super::*;
+use crate::client::meta_ops::{own_results, request_entries};
+use rustre_proto::msg::mds::{MdsOp, MdsResponse, NamesChanged, Touched, RENAME_EXCHANGE};
 use rustre_proto::msg::Timestamp;
 use rustre_proto::sync::lock;
 
@@ -154,43 +156,108 @@ fn an_answer_in_flight_across_a_change_is_not_kept() {
     assert_eq!(cache.getattr(8).map(|a| a.ino), Some(8));
 }
 
+/// A directory's attributes as a change at time `sec` left them.
+fn dir_at(ino: Ino, sec: i64, nlink: u32) -> Attr {
+    let t = Timestamp { sec, nsec: 0 };
+    Attr {
+        nlink,
+        mtime: t,
+        ctime: t,
+        ..attr(ino, FileKind::Dir, 0o755, 0)
+    }
+}
+
+/// Sends `op` as own change `seq` and answers it with `answer`, as the client does.
+fn own(cache: &MetaCache, seq: u64, op: MdsOp, answer: NamesChanged) {
+    cache.own_change(request_entries(&op), || seq);
+    let resp = MdsResponse::NamesChanged(Box::new(answer));
+    cache.own_answered(seq, Some(own_results(&op, &resp)));
+}
+
+fn unlink(parent: Ino, name: &str) -> MdsOp {
+    MdsOp::Unlink {
+        parent,
+        name: name.into(),
+    }
+}
+
 #[test]
-fn an_unlink_of_a_known_name_needs_no_feed_report() {
+fn an_unlink_answers_its_directory_and_victim_without_a_feed_report() {
     let cache = trusted_cache();
     let e = cache.epoch();
     let linked_twice = Attr {
         nlink: 2,
         ..file(5)
     };
+    cache.keep_attr(e, &dir_at(1, 1, 3));
     cache.keep_entry(e, 1, "a", Some(&linked_twice));
     cache.keep_entry(e, 1, "b", Some(&linked_twice));
     cache.keep_attr(e, &file(6));
-    let unlink = |name: &str| {
-        vec![
-            OwnResult::Unlinked {
-                parent: 1,
-                name: name.into(),
-            },
-            OwnResult::Entry {
-                parent: 1,
-                name: name.into(),
-                attr: None,
-            },
-            OwnResult::Changed(1),
-        ]
+    let once = Attr {
+        nlink: 1,
+        ctime: Timestamp { sec: 2, nsec: 0 },
+        ..file(5)
     };
-    cache.own_change(Vec::new(), || 60);
-    cache.own_answered(60, Some(unlink("a")));
-    // Answered at once: the name is gone, the other name stays, the inode's link
-    // count is asked again.
+    let answer = NamesChanged {
+        dirs: vec![dir_at(1, 2, 3)],
+        source: Touched {
+            ino: 5,
+            attr: Some(once.clone()),
+        },
+        target: None,
+    };
+    own(&cache, 60, unlink(1, "a"), answer);
+    // Answered at once: the name is gone, the other name stays, and the inode's and the
+    // directory's attributes are the answer's (the kernel's getattr of the directory
+    // after an unlink needs no MDS call).
     assert_eq!(cache.lookup(root, 0, 1, "a"), Some(Known::Absent));
-    assert_eq!(cache.getattr(5), None);
+    assert_eq!(
+        cache.lookup(root, 0, 1, "b"),
+        Some(Known::Found(once.clone()))
+    );
+    assert_eq!(cache.getattr(5), Some(once));
+    assert_eq!(cache.getattr(1), Some(dir_at(1, 2, 3)));
+    // A name the cache did not know: the answer says which inode it named (gone now),
+    // so the rest is still answered.
+    let answer = NamesChanged {
+        dirs: vec![dir_at(1, 3, 3)],
+        source: Touched { ino: 9, attr: None },
+        target: None,
+    };
+    own(&cache, 61, unlink(1, "unknown"), answer);
     assert_eq!(cache.getattr(6).map(|a| a.ino), Some(6));
-    // A name the cache did not know: which inode lost a link is unknown, so nothing is
-    // answered until the feed reported the change.
-    cache.own_change(Vec::new(), || 61);
-    cache.own_answered(61, Some(unlink("unknown")));
-    assert_eq!(cache.getattr(6), None);
+    assert_eq!(cache.getattr(9), None);
+    assert_eq!(cache.lookup(root, 0, 1, "unknown"), Some(Known::Absent));
+    assert_eq!(cache.getattr(1), Some(dir_at(1, 3, 3)));
+    // An rmdir: the directory goes (and with it its completeness), its parent has one
+    // link fewer.
+    cache.own_change(Vec::new(), || 62);
+    cache.own_answered(62, Some(vec![OwnResult::NewDir(8)]));
+    let op = MdsOp::Rmdir {
+        parent: 1,
+        name: "d".into(),
+    };
+    let answer = NamesChanged {
+        dirs: vec![dir_at(1, 4, 2)],
+        source: Touched { ino: 8, attr: None },
+        target: None,
+    };
+    own(&cache, 63, op, answer);
+    assert_eq!(
+        cache.lookup(root, 0, 8, "x"),
+        None,
+        "8 is no longer complete"
+    );
+    assert_eq!(cache.getattr(1), Some(dir_at(1, 4, 2)));
+    // An answer that does not fit its request (another directory) is not believed:
+    // nothing is answered until the feed reported the change.
+    let answer = NamesChanged {
+        dirs: vec![dir_at(2, 5, 2)],
+        source: Touched { ino: 6, attr: None },
+        target: None,
+    };
+    own(&cache, 64, unlink(1, "b"), answer);
+    assert_eq!(cache.getattr(6), None, "paused");
     report(&cache, (0, 0), vec![]);
     assert_eq!(cache.getattr(6).map(|a| a.ino), Some(6));
 }
@@ -245,7 +312,8 @@ fn own_changes_are_read_back_and_their_reports_evict_the_rest() {
         name: "old".into(),
         attr: None,
     };
-    // An unlink does not name the inode it unlinked: the cache waits for the feed.
+    // An answer that does not name every inode its change touched: the cache waits for
+    // the feed.
     let unlink = vec![gone, OwnResult::Changed(1), OwnResult::Unknown];
     cache.own_answered(10, Some(unlink));
     // ... and until a watch sent after the answer is answered, nothing is answered.
@@ -415,18 +483,35 @@ fn a_complete_directory_outgrows_the_entry_lru_but_not_its_name_limit() {
     assert_eq!(lock(&cache.inner).complete_names, 0);
 }
 
+fn rename(from: &str, to: &str, flags: u32) -> MdsOp {
+    MdsOp::Rename {
+        parent: 1,
+        name: from.into(),
+        new_parent: 1,
+        new_name: to.into(),
+        flags,
+    }
+}
+
+fn moved(ino: Ino, sec: i64) -> Touched {
+    let attr = Attr {
+        ctime: Timestamp { sec, nsec: 0 },
+        ..file(ino)
+    };
+    Touched {
+        ino,
+        attr: Some(attr),
+    }
+}
+
 #[test]
-fn a_rename_of_known_names_is_read_back_at_once_else_waits_for_the_feed() {
+fn a_rename_is_read_back_at_once_whatever_names_the_cache_knew() {
     let cache = trusted_cache();
     let e = cache.epoch();
     cache.keep_entry(e, 1, "a", Some(&file(5)));
     cache.keep_entry(e, 1, "b", None);
-    let rename = |from: &str, to: &str| OwnResult::Renamed {
-        from: (1, from.into()),
-        to: (1, to.into()),
-        exchange: false,
-    };
-    cache.own_change(vec![(1, "a".into()), (1, "b".into())], || 30);
+    let op = rename("a", "b", 0);
+    cache.own_change(request_entries(&op), || 30);
     // The feed's report of the rename comes before its answer: it leaves the names the
     // request named alone, for the answer to set.
     report(
@@ -434,28 +519,59 @@ fn a_rename_of_known_names_is_read_back_at_once_else_waits_for_the_feed() {
         (ME, 30),
         vec![entry(1, "a"), entry(1, "b"), Change::Inode(5)],
     );
-    cache.own_answered(30, Some(vec![rename("a", "b"), OwnResult::Changed(1)]));
+    let answer = NamesChanged {
+        dirs: vec![dir_at(1, 2, 2)],
+        source: moved(5, 2),
+        target: None,
+    };
+    let resp = MdsResponse::NamesChanged(Box::new(answer));
+    cache.own_answered(30, Some(own_results(&op, &resp)));
     assert_eq!(cache.lookup(root, 0, 1, "a"), Some(Known::Absent));
-    assert_eq!(cache.getattr(5), None, "the moved inode's ctime changed");
-    cache.keep_attr(cache.epoch(), &file(5));
-    assert!(matches!(cache.lookup(root, 0, 1, "b"), Some(Known::Found(a)) if a.ino == 5));
-    // The target "c" is not known (it may have held an inode that lost a link): nothing
-    // is answered until the feed reported the rename.
-    cache.own_change(vec![(1, "b".into()), (1, "c".into())], || 31);
-    cache.own_answered(31, Some(vec![rename("b", "c")]));
-    assert_eq!(cache.lookup(root, 0, 1, "b"), None, "paused");
-    report(&cache, (0, 0), vec![]);
-    assert_eq!(cache.lookup(root, 0, 1, "b"), None, "evicted, not known");
+    assert_eq!(
+        cache.lookup(root, 0, 1, "b"),
+        Some(Known::Found(moved(5, 2).attr.unwrap())),
+        "the moved inode with its new ctime"
+    );
+    assert_eq!(cache.getattr(1), Some(dir_at(1, 2, 2)));
+    // The target "c" was not known: the answer says it held inode 9, which went.
+    cache.keep_attr(cache.epoch(), &file(9));
+    let answer = NamesChanged {
+        dirs: vec![dir_at(1, 3, 2)],
+        source: moved(5, 3),
+        target: Some(Touched { ino: 9, attr: None }),
+    };
+    own(&cache, 31, rename("b", "c", 0), answer);
+    assert_eq!(cache.lookup(root, 0, 1, "b"), Some(Known::Absent));
+    assert!(matches!(cache.lookup(root, 0, 1, "c"), Some(Known::Found(a)) if a.ino == 5));
+    assert_eq!(cache.getattr(9), None, "replaced, gone");
+    // An exchange swaps the names.
+    let answer = NamesChanged {
+        dirs: vec![dir_at(1, 4, 2)],
+        source: moved(5, 4),
+        target: Some(moved(7, 4)),
+    };
+    own(&cache, 32, rename("c", "e", RENAME_EXCHANGE), answer);
+    assert!(matches!(cache.lookup(root, 0, 1, "c"), Some(Known::Found(a)) if a.ino == 7));
+    assert!(matches!(cache.lookup(root, 0, 1, "e"), Some(Known::Found(a)) if a.ino == 5));
+    // Two links of one inode: nothing changes, both names stay.
+    let answer = NamesChanged {
+        dirs: vec![dir_at(1, 4, 2)],
+        source: moved(5, 4),
+        target: Some(moved(5, 4)),
+    };
+    own(&cache, 33, rename("e", "f", 0), answer);
+    assert!(matches!(cache.lookup(root, 0, 1, "e"), Some(Known::Found(a)) if a.ino == 5));
+    assert!(matches!(cache.lookup(root, 0, 1, "f"), Some(Known::Found(a)) if a.ino == 5));
     // A refused change whose report came early: the names it named are evicted, as
     // the report may be of a commit after all.
     cache.keep_entry(cache.epoch(), 1, "d", Some(&file(7)));
-    cache.own_change(vec![(1, "d".into())], || 32);
-    report(&cache, (ME, 32), vec![entry(1, "d")]);
+    cache.own_change(vec![(1, "d".into())], || 34);
+    report(&cache, (ME, 34), vec![entry(1, "d")]);
     assert!(
         cache.lookup(root, 0, 1, "d").is_some(),
         "left for the answer"
     );
-    cache.own_answered(32, Some(vec![OwnResult::Unknown]));
+    cache.own_answered(34, Some(vec![OwnResult::Unknown]));
     report(&cache, (0, 0), vec![]);
     assert_eq!(cache.lookup(root, 0, 1, "d"), None);
 }

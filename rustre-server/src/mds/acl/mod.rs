@@ -24,10 +24,7 @@ mod tests;
 pub use posix::PosixAcl;
 use posix::RWX_ALL;
 
-/// The xattr name of an inode's access ACL.
-pub const ACCESS_XATTR: &str = "system.posix_acl_access";
-/// The xattr name of a directory's default ACL.
-pub const DEFAULT_XATTR: &str = "system.posix_acl_default";
+pub use rustre_proto::msg::acl::{ACCESS_XATTR, DEFAULT_XATTR};
 
 /// Which of an inode's two ACLs an xattr name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
