@@ -42,8 +42,9 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// admin proof in the handshake, project quotas (`Attr::project`, `QuotaSet`, `QuotaGet`,
 /// `QuotaList`, `QuotaReserve`, EDQUOT), `Error::Denied`; 7: online migration
 /// (`MigrateBegin`, `MigrateStep`), the close's one call (`ReportAndSetAttr`), a create's
-/// answer with its directory (`Created`).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// answer with its directory (`Created`); 8: unlink, rmdir and rename answer their
+/// directories and the inodes they touched (`NamesChanged`).
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).
