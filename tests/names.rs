@@ -209,3 +209,69 @@ fn a_file_renamed_over_and_a_removed_directory_stay_usable_while_open() {
     assert!(md.is_dir());
     assert_eq!(md.nlink(), 0, "a removed directory has no links");
 }
+
+/// Reads one entry of a directory, removes (or renames away) a name further on, seeks back
+/// and reads on; then prints whether the removed name still looks present, right away (well
+/// inside the 1 s entry timeout a `readdirplus` entry gives the kernel's dentry).
+const LIST_PAST_REMOVED: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.opendir.restype = ctypes.c_void_p
+libc.opendir.argtypes = [ctypes.c_char_p]
+libc.readdir.restype = ctypes.c_void_p
+libc.readdir.argtypes = [ctypes.c_void_p]
+libc.telldir.restype = ctypes.c_long
+libc.telldir.argtypes = [ctypes.c_void_p]
+libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+libc.closedir.argtypes = [ctypes.c_void_p]
+path, how = sys.argv[1], sys.argv[2]
+d = libc.opendir(path.encode())
+assert libc.readdir(d)
+pos = libc.telldir(d)
+victim = os.path.join(path, "x-0100")
+if how == "unlink":
+    os.unlink(victim)
+else:
+    os.rename(victim, os.path.join(path, "moved"))
+libc.seekdir(d, pos)
+while libc.readdir(d):
+    pass
+libc.closedir(d)
+print(os.path.exists(victim))
+"#;
+
+#[test]
+fn a_name_this_client_removed_is_not_brought_back_by_a_listing_fetched_before() {
+    if let Some(why) = fuse_or_tools_unavailable(&["python3"]) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let c = ProcCluster::start();
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mount = ForegroundMount::start(&c.mgs_addr, &mnt, "");
+    for how in ["unlink", "rename"] {
+        let dir = mount.path.join(how);
+        fs::create_dir(&dir).unwrap();
+        for i in 0..200 {
+            fs::write(dir.join(format!("x-{i:04}")), b"").unwrap();
+        }
+        let out = Command::new("python3")
+            .args(["-c", LIST_PAST_REMOVED])
+            .arg(&dir)
+            .arg(how)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "False",
+            "{how}: x-0100 looks present right after it went"
+        );
+        assert!(!dir.join("x-0100").exists(), "{how}: x-0100 is back");
+    }
+}

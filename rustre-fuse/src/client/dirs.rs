@@ -97,6 +97,28 @@ impl Dirs {
     }
 }
 
+impl Dirs {
+    /// This client removed or replaced `name` in directory `parent`: open listings of it
+    /// stop handing out the entry they fetched before. A listing may or may not show a
+    /// name removed after `opendir` (POSIX leaves it open), but a `readdirplus` entry makes
+    /// the kernel cache a dentry with the entry's attributes, and one for a name this client
+    /// just removed would make the removed file look present until the entry timeout.
+    pub(super) async fn drop_listed(&self, parent: Ino, name: &str) {
+        let open: Vec<Arc<OpenDir>> = lock(&self.handles)
+            .values()
+            .filter(|d| d.ino == parent)
+            .cloned()
+            .collect();
+        for dir in open {
+            dir.state
+                .lock()
+                .await
+                .buffer
+                .retain(|l| l.entry.name != name);
+        }
+    }
+}
+
 /// "." or "..": no attributes (the kernel ignores them for these two names).
 pub(super) fn dir_entry(name: &str, ino: Ino) -> DirEntry {
     DirEntry {

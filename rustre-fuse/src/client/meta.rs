@@ -414,7 +414,14 @@ impl Client {
     /// Sends an unlink, rmdir or rename: its answer says what it left, which the cache
     /// keeps ([`own_results`]).
     async fn names_call(&self, creds: &Creds, op: MdsOp) -> Result<(), Error> {
-        match self.mds(creds, op).await? {
+        let names = super::meta_ops::request_entries(&op);
+        let r = self.mds(creds, op).await;
+        // Whatever the outcome, what open listings fetched for these names before may be
+        // out of date: they stop handing it out.
+        for (parent, name) in names {
+            self.dirs.drop_listed(parent, &name).await;
+        }
+        match r? {
             MdsResponse::NamesChanged(_) => Ok(()),
             r => Err(unexpected(r)),
         }
