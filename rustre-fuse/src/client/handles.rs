@@ -373,6 +373,7 @@ impl Client {
             .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
         if let Some(m) = super::metrics::get() {
             m.write_bytes.inc_by(len as u64);
+            m.write_calls.inc();
         }
         if sync {
             self.report_dirty(f.ino).await?;

@@ -24,8 +24,9 @@ use super::{
 };
 
 /// Capabilities asked of the kernel when it offers them. POSIX and flock locks are claimed:
-/// they go to the MDS, for every mount (docs/locks.md); no write-back cache (writes go
-/// through).
+/// they go to the MDS, for every mount (docs/locks.md); no write-back cache unless the mount
+/// asks for it ([`FuseConfig::writeback_cache`](super::FuseConfig)): by default every
+/// write(2) goes through to the client.
 ///
 /// FUSE_ATOMIC_O_TRUNC is not asked for: with it the kernel sends an open's O_TRUNC in the
 /// OPEN, before its own ETXTBSY check (which Linux makes after the open), so
@@ -59,6 +60,16 @@ impl Filesystem for RustreFs {
         let offered = config.capabilities();
         if let Err(missing) = config.add_capabilities(WANTED_CAPABILITIES & offered) {
             tracing::debug!(?missing, "kernel refused capabilities");
+        }
+        if self.cfg.writeback_cache {
+            let wb = InitFlags::FUSE_WRITEBACK_CACHE;
+            if offered.contains(wb) && config.add_capabilities(wb).is_ok() {
+                tracing::info!("kernel write-back cache on (-o writeback_cache)");
+            } else {
+                tracing::warn!(
+                    "-o writeback_cache: the kernel does not offer it; writes go through"
+                );
+            }
         }
         if let Err(nearest) = config.set_max_write(MAX_WRITE_BYTES) {
             let _ = config.set_max_write(nearest);
