@@ -12,11 +12,14 @@
 //! - [`ops`]: the `impl fuser::Filesystem`.
 //! - [`locks`]: file locks through the MDS, and the kernel's caches dropped on a lock.
 //! - [`inval`]: other clients' changes, from the change feed, invalidated in the kernel.
+//! - [`wbcache`]: the kernel's write-back cache (`-o writeback_cache`): asked for at init,
+//!   and the times it writes back.
 
 mod inval;
 mod locks;
 mod ops;
 mod replies;
+mod wbcache;
 
 use std::ffi::OsStr;
 use std::future::Future;

@@ -61,16 +61,7 @@ impl Filesystem for RustreFs {
         if let Err(missing) = config.add_capabilities(WANTED_CAPABILITIES & offered) {
             tracing::debug!(?missing, "kernel refused capabilities");
         }
-        if self.cfg.writeback_cache {
-            let wb = InitFlags::FUSE_WRITEBACK_CACHE;
-            if offered.contains(wb) && config.add_capabilities(wb).is_ok() {
-                tracing::info!("kernel write-back cache on (-o writeback_cache)");
-            } else {
-                tracing::warn!(
-                    "-o writeback_cache: the kernel does not offer it; writes go through"
-                );
-            }
-        }
+        super::wbcache::ask(self.cfg.writeback_cache, config);
         if let Err(nearest) = config.set_max_write(MAX_WRITE_BYTES) {
             let _ = config.set_max_write(nearest);
         }
@@ -137,7 +128,7 @@ impl Filesystem for RustreFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -145,6 +136,10 @@ impl Filesystem for RustreFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let others = (mode, uid, gid, size, atime);
+        if let Some((fh, t)) = super::wbcache::kernel_write_times(mtime, ctime, fh, others) {
+            return self.reply_kernel_write_times(req, ino.0, fh, t, reply);
+        }
         let set = SetAttr {
             perm: mode.map(|m| m & 0o7777),
             uid,
