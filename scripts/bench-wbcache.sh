@@ -4,7 +4,7 @@
 # shipped) and two mounts of it, one without the option ("off") and one with it ("on"),
 # the same binary and the same servers. Each round runs every measurement on both mounts,
 # the order alternating between rounds (off then on, then on then off); the table shows
-# medians and the on/off ratio.
+# medians, the on/off ratio and the ratio within each round (with its median).
 #
 #   scripts/bench-wbcache.sh [BIN]      # default target/release/rustre
 #   ROUNDS=5 SMALL_FILES=2000 TREE_SRC=/usr/include FIO_MIB=64 DD_MIB=1024   # defaults
@@ -119,11 +119,18 @@ for line in open(sys.argv[1]):
     if v != "ERR":
         rows.setdefault(m, {}).setdefault(t, []).append(float(v))
 units = {"small_files": "files/s", "tar_x": "s", "fio_randwrite": "IOPS", "dd_seq": "MiB/s"}
-print("| metric (median) | off | on | on/off | off runs | on runs |")
-print("|---|---:|---:|---:|---|---|")
+# The load of a shared machine drifts: each round's on/off ratio compares runs made a
+# minute apart, and their median is the figure to quote.
+print("| metric (median) | off | on | on/off | on/off by round (median) | off runs | on runs |")
+print("|---|---:|---:|---:|---|---|---|")
 for m, per in rows.items():
-    off, on = statistics.median(per.get("off", [0])), statistics.median(per.get("on", [0]))
-    runs = lambda t: " ".join(f"{v:.1f}" for v in per.get(t, []))
+    off_runs, on_runs = per.get("off", []), per.get("on", [])
+    off = statistics.median(off_runs) if off_runs else 0
+    on = statistics.median(on_runs) if on_runs else 0
+    paired = [b / a for a, b in zip(off_runs, on_runs) if a]
+    by_round = " ".join(f"{r:.2f}" for r in paired)
+    med = f" ({statistics.median(paired):.2f})" if paired else ""
+    runs = lambda v: " ".join(f"{x:.1f}" for x in v)
     ratio = f"{on / off:.2f}" if off else "-"
-    print(f"| {m} ({units.get(m, '')}) | {off:.1f} | {on:.1f} | {ratio} | {runs('off')} | {runs('on')} |")
+    print(f"| {m} ({units.get(m, '')}) | {off:.1f} | {on:.1f} | {ratio} | {by_round}{med} | {runs(off_runs)} | {runs(on_runs)} |")
 EOF
