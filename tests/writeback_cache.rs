@@ -3,7 +3,8 @@
 //! in batches, where a mount without it gets every write(2)); what is written through it
 //! reads back exactly, size and mtime included, from another mount after the close
 //! (close-to-open); and a writer that does not own the file closes it without error (the
-//! kernel's write-back of the file's times is not a utimensat the MDS would refuse).
+//! kernel's write-back of the file's times is not a utimensat the MDS would refuse); and fsx
+//! passes on such a mount.
 
 mod common;
 
@@ -27,7 +28,7 @@ const MOST_BATCHED_CALLS: f64 = 4.0;
 
 /// A cluster and two mounts of it: `a` with the options given, `b` without any.
 struct Mounts {
-    _c: ProcCluster,
+    c: ProcCluster,
     a: ForegroundMount,
     b: ForegroundMount,
 }
@@ -39,7 +40,7 @@ fn two_mounts_with(a_opts: &str, b_opts: &str) -> Mounts {
     fs::create_dir(&pb).unwrap();
     let a = ForegroundMount::start(&c.mgs_addr, &pa, a_opts);
     let b = ForegroundMount::start(&c.mgs_addr, &pb, b_opts);
-    Mounts { _c: c, a, b }
+    Mounts { c, a, b }
 }
 
 /// The writes that reached the client of the mount serving metrics at `addr` so far.
@@ -176,5 +177,47 @@ fn a_writer_that_does_not_own_the_file_closes_it_without_error() {
         (meta.uid(), meta.len()),
         (0, 11),
         "owner kept, size reported"
+    );
+}
+
+/// fsx operations on a `writeback_cache` mount (every operation fsx has:
+/// tests/data/fsx.toml); 100,000 were run by hand (docs/mount.md).
+const FSX_OPERATIONS: u32 = 3000;
+
+#[test]
+fn fsx_passes_on_a_writeback_cache_mount() {
+    if let Some(why) = fuse_or_tools_unavailable(&["fsx"]) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let m = two_mounts_with("writeback_cache", "");
+    // Striped over both OSTs in 64 KiB units, so operations cross stripe boundaries.
+    let dir = m.a.path.join("striped");
+    fs::create_dir(&dir).unwrap();
+    let args = ["setstripe", "/striped", "-c", "2", "-S", "64K"];
+    assert!(
+        wait_until(Duration::from_secs(20), || cli(&m.c.mgs_addr, &args)
+            .status
+            .success()),
+        "setstripe"
+    );
+    let artifacts = tempfile::tempdir().unwrap();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fsx.toml");
+    let out = std::process::Command::new("fsx")
+        .args(["-N", &FSX_OPERATIONS.to_string(), "-S", "77", "-f"])
+        .arg(&conf)
+        .arg("-P")
+        .arg(artifacts.path())
+        .arg(dir.join("fsx.file"))
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && all.contains("All operations completed A-OK"),
+        "{all}"
     );
 }
