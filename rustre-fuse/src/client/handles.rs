@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use rustre_proto::msg::mds::{MdsOp, SetAttr, RELEASE_MAX_INOS};
-use rustre_proto::msg::{Attr, Creds, Ino, LayoutSpec};
+use rustre_proto::msg::{Attr, Creds, Ino, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 use tokio::sync::oneshot;
 
@@ -373,6 +373,7 @@ impl Client {
             .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
         if let Some(m) = super::metrics::get() {
             m.write_bytes.inc_by(len as u64);
+            m.write_calls.inc();
         }
         if sync {
             self.report_dirty(f.ino).await?;
@@ -476,6 +477,31 @@ impl Client {
             self.cache.invalidate(ino);
         }
         self.setattr(creds, ino, set).await.map_err(stale_if_gone)
+    }
+
+    /// The kernel's write-back cache (`-o writeback_cache`) keeps the mtime of the writes
+    /// it caches and sends it, through a handle open for writing, when it writes the inode
+    /// back (at the latest before a close's flush): a setattr of mtime and ctime only. That
+    /// is the time of writes through this client, not a utimensat (the kernel never sends
+    /// a handle with those): it becomes the mtime the next size report carries, and is
+    /// answered without the MDS, which would refuse an explicit time from a writer that
+    /// does not own the file. `None` when `fh` is not a handle of `ino` open for writing.
+    pub async fn kernel_write_times(
+        &self,
+        ino: Ino,
+        fh: u64,
+        mtime: Timestamp,
+    ) -> Option<Result<Attr, Error>> {
+        let f = self
+            .files
+            .handle(fh)
+            .ok()
+            .filter(|f| f.ino == ino && f.writable())?;
+        self.files.kernel_mtime(ino, mtime);
+        if let Some(a) = self.cached_getattr(ino) {
+            return Some(Ok(a));
+        }
+        Some(self.getattr_ino(&f.creds, ino).await)
     }
 
     /// fallocate(2) by `creds` through handle `fh`. Mode 0 and FALLOC_FL_KEEP_SIZE reserve

@@ -21,6 +21,9 @@ pub struct ClientMetrics {
     pub read_bytes: Counter,
     /// Bytes applications wrote through the client.
     pub write_bytes: Counter,
+    /// Writes that reached the client (one per FUSE write request: with the kernel's
+    /// write-back cache, `-o writeback_cache`, one per batch of pages the kernel sends).
+    pub write_calls: Counter,
     /// Page-cache pages found in the cache (or already being fetched).
     pub cache_hits: Counter,
     /// Page-cache pages fetched from the OSTs for a read.
@@ -66,6 +69,11 @@ pub fn enable(registry: &mut Registry) {
         "rustre_client_write_bytes",
         "Bytes applications wrote through this client",
         m.write_bytes.clone(),
+    );
+    r.register(
+        "rustre_client_write_calls",
+        "Writes that reached this client (FUSE write requests)",
+        m.write_calls.clone(),
     );
     r.register(
         "rustre_client_cache_hits",

@@ -12,11 +12,14 @@
 //! - [`ops`]: the `impl fuser::Filesystem`.
 //! - [`locks`]: file locks through the MDS, and the kernel's caches dropped on a lock.
 //! - [`inval`]: other clients' changes, from the change feed, invalidated in the kernel.
+//! - [`wbcache`]: the kernel's write-back cache (`-o writeback_cache`): asked for at init,
+//!   and the times it writes back.
 
 mod inval;
 mod locks;
 mod ops;
 mod replies;
+mod wbcache;
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -57,6 +60,11 @@ pub struct FuseConfig {
     /// Bytes the client's page cache and write-back buffers may hold (`cache_size=`;
     /// 0 sends every read and write straight to the OSTs).
     pub page_cache_bytes: u64,
+    /// Ask the kernel for its write-back cache (`-o writeback_cache`; off by default):
+    /// writes stay in the kernel's page cache and reach the client in batches, and the
+    /// kernel owns the size and mtime of the files it caches (docs/mount.md, "Write-back
+    /// cache", says what that costs across mounts).
+    pub writeback_cache: bool,
 }
 
 impl Default for FuseConfig {
@@ -66,6 +74,7 @@ impl Default for FuseConfig {
             entry_ttl: DEFAULT_TTL,
             negative_ttl: None,
             page_cache_bytes: crate::client::DEFAULT_CACHE_BYTES as u64,
+            writeback_cache: false,
         }
     }
 }

@@ -24,8 +24,9 @@ use super::{
 };
 
 /// Capabilities asked of the kernel when it offers them. POSIX and flock locks are claimed:
-/// they go to the MDS, for every mount (docs/locks.md); no write-back cache (writes go
-/// through).
+/// they go to the MDS, for every mount (docs/locks.md); no write-back cache unless the mount
+/// asks for it ([`FuseConfig::writeback_cache`](super::FuseConfig)): by default every
+/// write(2) goes through to the client.
 ///
 /// FUSE_ATOMIC_O_TRUNC is not asked for: with it the kernel sends an open's O_TRUNC in the
 /// OPEN, before its own ETXTBSY check (which Linux makes after the open), so
@@ -60,6 +61,7 @@ impl Filesystem for RustreFs {
         if let Err(missing) = config.add_capabilities(WANTED_CAPABILITIES & offered) {
             tracing::debug!(?missing, "kernel refused capabilities");
         }
+        super::wbcache::ask(self.cfg.writeback_cache, config);
         if let Err(nearest) = config.set_max_write(MAX_WRITE_BYTES) {
             let _ = config.set_max_write(nearest);
         }
@@ -126,7 +128,7 @@ impl Filesystem for RustreFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -134,6 +136,10 @@ impl Filesystem for RustreFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let others = (mode, uid, gid, size, atime);
+        if let Some((fh, t)) = super::wbcache::kernel_write_times(mtime, ctime, fh, others) {
+            return self.reply_kernel_write_times(req, ino.0, fh, t, reply);
+        }
         let set = SetAttr {
             perm: mode.map(|m| m & 0o7777),
             uid,

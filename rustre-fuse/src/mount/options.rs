@@ -47,7 +47,8 @@ pub struct MountOptions {
     pub log_file: Option<PathBuf>,
     /// Kernel mount flags from `noexec`, `noatime`, `suid`, `dev`, ... (MS_* bits).
     pub exec_suid_dev_atime: MountFlags,
-    /// TTLs and cache size for the adapter (`attr_timeout=`, `entry_timeout=`, `cache_size=`).
+    /// TTLs, cache size and the kernel's write-back cache for the adapter (`attr_timeout=`,
+    /// `entry_timeout=`, `cache_size=`, `writeback_cache`).
     pub fuse: FuseConfig,
     /// Worker threads of the client's async runtime (`threads=`).
     pub threads: usize,
@@ -185,6 +186,8 @@ impl MountOptions {
                 ("entry_timeout", Some(v)) => self.fuse.entry_ttl = parse_secs(key, v)?,
                 ("negative_timeout", Some(v)) => self.fuse.negative_ttl = Some(parse_secs(key, v)?),
                 ("cache_size", Some(v)) => self.fuse.page_cache_bytes = parse_bytes(key, v)?,
+                ("writeback_cache", None) => self.fuse.writeback_cache = true,
+                ("nowriteback_cache", None) => self.fuse.writeback_cache = false,
                 ("threads", Some(v)) => {
                     self.threads = v
                         .parse()

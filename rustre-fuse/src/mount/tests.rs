@@ -104,6 +104,14 @@ fn option_values_are_parsed_or_refused_with_what_was_expected() {
     let max_threads = format!("threads={MAX_CLIENT_THREADS}");
     o.apply(&max_threads).unwrap();
     assert_eq!(o.threads, MAX_CLIENT_THREADS);
+    assert!(
+        !o.fuse.writeback_cache,
+        "the kernel's write-back cache is opt-in"
+    );
+    o.apply("writeback_cache").unwrap();
+    assert!(o.fuse.writeback_cache);
+    o.apply("nowriteback_cache").unwrap();
+    assert!(!o.fuse.writeback_cache);
     for (bad, message) in [
         (
             "attr_timeout=-1",
@@ -133,6 +141,10 @@ fn option_values_are_parsed_or_refused_with_what_was_expected() {
         ("threads=65", "threads=65: expected 1 to 64"),
         ("cluster=", "unknown mount option \"cluster=\""),
         ("ro=1", "unknown mount option \"ro=1\""),
+        (
+            "writeback_cache=1",
+            "unknown mount option \"writeback_cache=1\"",
+        ),
     ] {
         assert_eq!(
             MountOptions::default().apply(bad).unwrap_err(),

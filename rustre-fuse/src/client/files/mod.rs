@@ -546,6 +546,14 @@ impl Files {
         }
     }
 
+    /// Notes the mtime the kernel's write-back cache gave this client's writes to `ino`
+    /// (`Client::kernel_write_times`): the next size report carries it.
+    pub(super) fn kernel_mtime(&self, ino: Ino, mtime: Timestamp) {
+        if let Some(st) = lock(&self.inodes).get_mut(&ino).filter(|st| !st.evicted) {
+            st.mtime = mtime;
+        }
+    }
+
     /// Whether `ino` had setid bits a write has just cleared (true once per time they are
     /// seen): the kernel's cached mode is then stale.
     pub(super) fn take_setid(&self, ino: Ino) -> bool {
