@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The kernel's write-back cache (`-o writeback_cache`, issue 17 direction 4), measured A/B,
-# run by hand, not part of CI. One fresh `rustre local` cluster (2 OSTs, durable MDS as
+# run by hand, not part of CI. One fresh `rustre local` cluster (2 OSTs, the MDS as
 # shipped) and two mounts of it, one without the option ("off") and one with it ("on"),
 # the same binary and the same servers. Each round runs every measurement on both mounts,
 # the order alternating between rounds (off then on, then on then off); the table shows
