@@ -276,6 +276,11 @@ impl Client {
     /// lock before, so cached pages go and the attributes are fetched afresh.
     async fn drop_cached(&self, creds: &Creds, ino: Ino) -> Result<(), Error> {
         self.cache.invalidate(ino);
+        // The metadata cache may hold a size from before the previous holder's last
+        // report (its feed report not here yet), and a getattr asked before the grant may
+        // still be on its way: both must go, or the kernel's read after the grant would
+        // stop at the old size.
+        self.meta_cache.forget_attr(ino);
         self.getattr_from_mds(creds, ino).await.map(|_| ())
     }
 }

@@ -492,7 +492,9 @@ impl MetaCache {
         }
     }
 
-    /// Keeps attributes asked for at `asked`, unless something changed since.
+    /// Keeps `attr`, the inode's attributes fetched from the MDS at `asked`, unless
+    /// something changed since; then what is cached of the inode goes instead of staying
+    /// (it may be older than this answer).
     pub(super) fn keep_attr(&self, asked: Epoch, attr: &Attr) {
         let mut inner = lock(&self.inner);
         if inner.epoch == asked.0 {
@@ -502,7 +504,17 @@ impl MetaCache {
                 by: 0,
             };
             inner.attrs.put(attr.ino, a);
+        } else {
+            inner.attrs.pop(&attr.ino);
         }
+    }
+
+    /// Drops the cached attributes of `ino` and voids every answer in flight (an answer
+    /// asked for before this is not kept): the next ones come from the MDS.
+    pub(super) fn forget_attr(&self, ino: Ino) {
+        let mut inner = lock(&self.inner);
+        inner.epoch += 1;
+        inner.attrs.pop(&ino);
     }
 
     /// Keeps the answer to looking up `name` in `parent` (`None`: no such name) asked for at
