@@ -492,9 +492,7 @@ impl MetaCache {
         }
     }
 
-    /// Keeps `attr`, the inode's attributes fetched from the MDS at `asked`, unless
-    /// something changed since; then what is cached of the inode goes instead of staying
-    /// (it may be older than this answer).
+    /// Keeps attributes asked for at `asked`, unless something changed since.
     pub(super) fn keep_attr(&self, asked: Epoch, attr: &Attr) {
         let mut inner = lock(&self.inner);
         if inner.epoch == asked.0 {
@@ -504,8 +502,6 @@ impl MetaCache {
                 by: 0,
             };
             inner.attrs.put(attr.ino, a);
-        } else {
-            inner.attrs.pop(&attr.ino);
         }
     }
 
