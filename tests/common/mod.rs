@@ -50,8 +50,36 @@ pub(crate) fn rustre_command() -> Command {
     cmd
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// Lowest port [`free_addr`] hands out.
+const FREE_PORT_LOW: u32 = 10_000;
+/// Ports [`free_addr`] tries before it falls back to one the kernel picks.
+const FREE_PORT_TRIES: usize = 64;
+
+/// A loopback address with a port that was free a moment ago, from below the kernel's
+/// ephemeral range (`ip_local_port_range`): a port the kernel picked for a bind to port 0
+/// comes from that range, where any outgoing connection may take it as its source port
+/// before the server that was given it binds it (seen in CI: an OSS that could not listen,
+/// and its cluster never came up). Picked at random, so concurrent tests rarely meet.
 pub(crate) fn free_addr() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PICKS: AtomicU64 = AtomicU64::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > FREE_PORT_LOW + 1_000 {
+        for _ in 0..FREE_PORT_TRIES {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(PICKS.fetch_add(1, Ordering::Relaxed));
+            h.write_u32(std::process::id());
+            let port =
+                FREE_PORT_LOW + (h.finish() % u64::from(ephemeral_low - FREE_PORT_LOW)) as u32;
+            if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                return format!("127.0.0.1:{port}");
+            }
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().unwrap().to_string()
 }
