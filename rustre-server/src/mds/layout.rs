@@ -88,7 +88,9 @@ pub fn up_osts(map: &ClusterMap) -> Vec<u32> {
 
 impl OstPicker {
     /// The layout for a new file given the request, the directory default and the map,
-    /// starting at the next turn of the rotation.
+    /// starting at the next turn of the rotation (the tests' shorthand; a create takes its
+    /// turn outside its transaction and calls [`choose_at`]).
+    #[cfg(test)]
     pub fn choose(
         &self,
         request: Option<&LayoutSpec>,
