@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rustre_proto::msg::mds::{MdsOp, SetAttr, RELEASE_MAX_INOS};
+use rustre_proto::msg::mds::{relatime_due, MdsOp, SetAttr, RELEASE_MAX_INOS};
 use rustre_proto::msg::{Attr, Creds, Ino, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 use tokio::sync::oneshot;
@@ -230,13 +230,19 @@ impl Client {
                 }
                 let mut attr = attr;
                 self.merge_local(&mut attr);
-                // Reads the kernel serves from its page cache never reach the client: under
-                // strictatime it keeps none across opens, so each open's reads are seen.
-                let strict = self.atimes.mode().rule == AtimeRule::Strict;
+                // Reads the kernel serves from its page cache never reach the client: when a
+                // read through this open may move the atime (always under strictatime; under
+                // relatime when the atime is not newer than the last change, or a day old)
+                // the kernel keeps no pages across the open, so that read is seen.
+                let atime_may_move = match self.atimes.mode().rule {
+                    AtimeRule::Never => false,
+                    AtimeRule::Relative => relatime_due(&attr, rustre_proto::host::now()),
+                    AtimeRule::Strict => true,
+                };
                 Ok(Opened {
                     fh,
                     attr,
-                    keep_cache: keep_cache && !strict,
+                    keep_cache: keep_cache && !atime_may_move,
                 })
             }
             Err(e) => {
