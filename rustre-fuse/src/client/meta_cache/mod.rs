@@ -67,17 +67,37 @@ struct FeedState {
 }
 
 /// A cached answer: the epoch it was asked at, and the request of this client whose own
-/// answer it is (0: a read).
+/// answer it is (0: a read), with that request's `settled_below` ([`InFlight`]).
 #[derive(Debug, Clone)]
 struct Stamped<T> {
     value: T,
     epoch: u64,
     by: u64,
+    settled_below: u64,
 }
 
 impl<T> Stamped<T> {
-    fn new(value: T, epoch: u64, by: u64) -> Stamped<T> {
-        Stamped { value, epoch, by }
+    /// The answer to this client's own change `by`, sent when every own change numbered
+    /// below `settled_below` was answered.
+    fn own(value: T, epoch: u64, by: u64, settled_below: u64) -> Stamped<T> {
+        Stamped {
+            value,
+            epoch,
+            by,
+            settled_below,
+        }
+    }
+
+    /// The answer to a read asked at `epoch`.
+    fn read(value: T, epoch: u64) -> Stamped<T> {
+        Stamped::own(value, epoch, 0, 0)
+    }
+
+    /// Whether this answer already shows the change a feed reports for `request`, this
+    /// client's own change `seq` when `own`: it is that change's own answer, or that
+    /// change was answered (so committed) before this answer's request was sent.
+    fn shows(&self, own: bool, seq: u64) -> bool {
+        own && (self.by == seq || seq < self.settled_below)
     }
 }
 
@@ -231,8 +251,6 @@ impl Inner {
     fn apply(&mut self, fc: &FeedChange) {
         let (session, seq) = fc.request;
         let own = session == self.session && seq != 0;
-        // What this client's own answer put here already shows the change.
-        let by = if own { seq } else { u64::MAX };
         self.epoch += 1;
         for (&other, f) in self.own_in_flight.iter_mut() {
             if own && (seq == other || seq < f.settled_below) {
@@ -247,8 +265,9 @@ impl Inner {
             }
         }
         match &fc.change {
+            // What this client's own answers put here may already show the change.
             Change::Inode(ino) => {
-                if self.attrs.peek(ino).is_some_and(|a| a.by != by) {
+                if self.attrs.peek(ino).is_some_and(|a| !a.shows(own, seq)) {
                     self.attrs.pop(ino);
                 }
             }
@@ -262,7 +281,7 @@ impl Inner {
                         }
                     }
                 }
-                if self.entries.peek(&key).is_none_or(|e| e.by != by) {
+                if self.entries.peek(&key).is_none_or(|e| !e.shows(own, seq)) {
                     self.pop_entry(&key);
                 }
             }
@@ -399,9 +418,9 @@ impl MetaCache {
     /// call failed on the way), so everything is void.
     pub(super) fn own_answered(&self, seq: u64, results: Option<Vec<OwnResult>>) {
         let mut inner = lock(&self.inner);
-        let (named, deferred) = match inner.own_in_flight.remove(&seq) {
-            Some(f) => (f.named, f.deferred),
-            None => (None, Vec::new()),
+        let (named, deferred, settled_below) = match inner.own_in_flight.remove(&seq) {
+            Some(f) => (f.named, f.deferred, f.settled_below),
+            None => (None, Vec::new(), 0),
         };
         let Some(results) = results else {
             inner.own_answered = Some(Instant::now());
@@ -433,20 +452,28 @@ impl MetaCache {
         let mut kept: Vec<(Ino, String)> = Vec::new();
         for r in results {
             match r {
-                OwnResult::Attr(a) => {
-                    keep_own_attr(&mut inner, &newer_attr, Stamped::new(a, epoch, seq))
-                }
+                OwnResult::Attr(a) => keep_own_attr(
+                    &mut inner,
+                    &newer_attr,
+                    Stamped::own(a, epoch, seq, settled_below),
+                ),
                 OwnResult::Entry { parent, name, attr } => {
                     let key = (parent, name);
                     if newer_entry(key.0, &key.1) || key.1 == "." || key.1 == ".." {
                         inner.pop_entry(&key);
                     } else {
                         kept.push(key.clone());
-                        inner
-                            .put_entry(key, Stamped::new(attr.as_ref().map(|a| a.ino), epoch, seq));
+                        inner.put_entry(
+                            key,
+                            Stamped::own(attr.as_ref().map(|a| a.ino), epoch, seq, settled_below),
+                        );
                     }
                     if let Some(a) = attr {
-                        keep_own_attr(&mut inner, &newer_attr, Stamped::new(a, epoch, seq));
+                        keep_own_attr(
+                            &mut inner,
+                            &newer_attr,
+                            Stamped::own(a, epoch, seq, settled_below),
+                        );
                     }
                 }
                 OwnResult::Changed(ino) => {
@@ -496,11 +523,7 @@ impl MetaCache {
     pub(super) fn keep_attr(&self, asked: Epoch, attr: &Attr) {
         let mut inner = lock(&self.inner);
         if inner.epoch == asked.0 {
-            let a = Stamped {
-                value: attr.clone(),
-                epoch: asked.0,
-                by: 0,
-            };
+            let a = Stamped::read(attr.clone(), asked.0);
             inner.attrs.put(attr.ino, a);
         }
     }
@@ -524,18 +547,10 @@ impl MetaCache {
             return;
         }
         if let Some(a) = attr {
-            let a = Stamped {
-                value: a.clone(),
-                epoch: asked.0,
-                by: 0,
-            };
+            let a = Stamped::read(a.clone(), asked.0);
             inner.attrs.put(a.value.ino, a);
         }
-        let e = Stamped {
-            value: attr.map(|a| a.ino),
-            epoch: asked.0,
-            by: 0,
-        };
+        let e = Stamped::read(attr.map(|a| a.ino), asked.0);
         inner.put_entry((parent, name.to_string()), e);
     }
 

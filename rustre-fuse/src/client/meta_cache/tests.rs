@@ -380,6 +380,44 @@ fn own_changes_are_read_back_and_their_reports_evict_the_rest() {
 }
 
 #[test]
+fn a_later_own_answer_survives_the_reports_of_the_changes_answered_before_it_was_sent() {
+    let cache = trusted_cache();
+    let sized = |size| Attr { size, ..file(6) };
+    // A create (20), answered; then a size report (21), sent after that answer.
+    cache.own_change(Vec::new(), || 20);
+    let made = OwnResult::Entry {
+        parent: 1,
+        name: "f".into(),
+        attr: Some(file(6)),
+    };
+    cache.own_answered(20, Some(vec![made]));
+    cache.own_change(Vec::new(), || 21);
+    cache.own_answered(21, Some(vec![OwnResult::Attr(sized(4096))]));
+    // The feed reports both afterwards: the report's answer already shows the create.
+    report(&cache, (ME, 20), vec![entry(1, "f"), Change::Inode(6)]);
+    report(&cache, (ME, 21), vec![Change::Inode(6)]);
+    assert!(
+        matches!(cache.lookup(root, 0, 1, "f"), Some(Known::Found(a)) if a.size == 4096),
+        "kept"
+    );
+
+    // Two own changes in flight at once: the one answered first may have committed before
+    // the other, so the other's report evicts its answer.
+    cache.own_change(Vec::new(), || 30);
+    cache.own_change(Vec::new(), || 31);
+    cache.own_answered(31, Some(vec![OwnResult::Attr(sized(8192))]));
+    cache.own_answered(30, Some(vec![OwnResult::Changed(1)]));
+    report(&cache, (ME, 31), vec![Change::Inode(6)]);
+    assert_eq!(cache.getattr(6).map(|a| a.size), Some(8192));
+    report(&cache, (ME, 30), vec![Change::Inode(6)]);
+    assert_eq!(
+        cache.getattr(6),
+        None,
+        "30 may have landed after 31's answer"
+    );
+}
+
+#[test]
 fn a_directory_this_client_made_answers_missing_names() {
     let cache = MetaCache::with_capacity(16, 4);
     cache.watch_only(&[MDS.to_string()]);
