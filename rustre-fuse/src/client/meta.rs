@@ -573,20 +573,29 @@ impl Client {
         }
     }
 
-    pub async fn get_xattr(&self, creds: &Creds, ino: Ino, name: &str) -> Result<Vec<u8>, Error> {
+    /// What [`Client::get_xattr`] answers without asking the MDS, if it can: the probes the
+    /// kernel makes around permission checks and writes. Never waits (the FUSE adapter
+    /// answers these on its own thread).
+    pub fn cached_xattr(&self, ino: Ino, name: &str) -> Option<Result<Vec<u8>, Error>> {
         // The kernel asks for a directory's access ACL at each permission check after a
         // getattr of it (`default_permissions`: rm -rf in a directory someone else owns,
         // once per file). The attributes carry it; "none" is answered from the cache as the
         // MDS would (it checks no permission for ACLs).
         if name == ACCESS_XATTR && self.cached_getattr(ino).is_some_and(|a| a.acl.is_none()) {
-            return Err(Error::NoData);
+            return Some(Err(Error::NoData));
+        }
+        // The kernel's probe before the first write of each open (file capabilities).
+        if name == CAPABILITY_XATTR {
+            return self.capability.get(ino);
+        }
+        None
+    }
+
+    pub async fn get_xattr(&self, creds: &Creds, ino: Ino, name: &str) -> Result<Vec<u8>, Error> {
+        if let Some(r) = self.cached_xattr(ino, name) {
+            return r;
         }
         let probe = name == CAPABILITY_XATTR;
-        if probe {
-            if let Some(r) = self.capability.get(ino) {
-                return r;
-            }
-        }
         let asked = Instant::now();
         let name = name.to_string();
         let r = match self.mds(creds, MdsOp::GetXattr { ino, name }).await {

@@ -637,6 +637,11 @@ impl Filesystem for RustreFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
+        match self.client.cached_xattr(ino.0, &name) {
+            Some(Ok(v)) => return xattr_reply(reply, size, &v),
+            Some(Err(e)) => return reply.error(errno(e)),
+            None => {}
+        }
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(("getxattr", ino.0), async move {
             match c.get_xattr(&who.creds(), ino.0, &name).await {
