@@ -67,9 +67,11 @@ impl Client {
     /// a report's mtime and its own). When the writer made them, both go in one call
     /// ([`Client::report_with_kept_attrs`]); otherwise a report, then a setattr.
     pub(crate) async fn report_dirty(self: &Arc<Self>, ino: Ino) -> Result<(), Error> {
+        // Reports and kept changes of one inode go one at a time ([`super::files::turns`]).
+        let _turn = self.files.report_turns.take(ino).await;
         self.flush_writes(ino).await?;
         let Some(r) = self.files.pending_report(ino) else {
-            return self.send_kept_attrs(ino).await;
+            return self.send_kept_attrs_in_turn(ino).await;
         };
         if let Some(kept) = self.files.pending(ino).filter(|k| k.creds == r.writer) {
             return self.report_with_kept_attrs(ino, &r, &kept).await;
@@ -78,7 +80,7 @@ impl Client {
         self.files.reported(ino, &r, &attr);
         // The MDS removed the file capability with the report, if it had one.
         self.capability.forget(ino);
-        self.send_kept_attrs(ino).await
+        self.send_kept_attrs_in_turn(ino).await
     }
 
     /// Size report `r` of `ino` and the changes `kept` for it, by the same caller, as one
@@ -110,6 +112,12 @@ impl Client {
     /// setattr. They stay shown until the MDS answered, and are dropped then unless more
     /// were kept meanwhile (those are sent by the next report, with the earlier ones).
     pub(crate) async fn send_kept_attrs(&self, ino: Ino) -> Result<(), Error> {
+        let _turn = self.files.report_turns.take(ino).await;
+        self.send_kept_attrs_in_turn(ino).await
+    }
+
+    /// [`Client::send_kept_attrs`] by a caller holding `ino`'s report turn.
+    async fn send_kept_attrs_in_turn(&self, ino: Ino) -> Result<(), Error> {
         let Some(kept) = self.files.pending(ino) else {
             return Ok(());
         };

@@ -33,6 +33,7 @@ use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
 pub(crate) mod pending;
+pub(crate) mod turns;
 use pending::PendingAttrs;
 
 /// Most files one client holds open at once (handles, not inodes).
@@ -234,6 +235,8 @@ pub(super) struct Files {
     /// The last inode root created here came back owned by root: the MDS does not squash
     /// this client's root, so root's attribute changes may be kept ([`pending`]).
     pub(super) root_unsquashed: AtomicBool,
+    /// One size report of an inode at a time ([`turns`]).
+    pub(super) report_turns: turns::ReportTurns,
 }
 
 impl Default for Files {
@@ -247,6 +250,7 @@ impl Default for Files {
                 NonZeroUsize::new(CACHE_STAMPS_MAX).expect("non-zero"),
             )),
             root_unsquashed: AtomicBool::new(false),
+            report_turns: turns::ReportTurns::default(),
         }
     }
 }
