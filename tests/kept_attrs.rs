@@ -13,10 +13,20 @@ use std::os::fd::IntoRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use common::*;
+
+/// The tests of this file run one at a time: a test that forks (a cluster, a mount, `tar`)
+/// while another holds a file open hands the child a copy of that descriptor, whose close
+/// at the child's exec is a FUSE flush of the file. That flush sends what the client kept,
+/// so a refusal the test waits for at its own close(2) can go to the child's instead.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// How long another mount may take to see a change once it is at the MDS (the feed lease
 /// and the attribute TTL, with room for a loaded machine).
@@ -82,6 +92,7 @@ fn changes_kept_until_close_reach_other_mounts_in_order() {
     if skip_without_fuse() {
         return;
     }
+    let _serial = one_at_a_time();
     let m = two_mounts();
     let (a, b) = (&m.a.path, &m.b.path);
 
@@ -146,6 +157,7 @@ fn a_tree_unpacked_by_tar_compares_equal_on_another_mount() {
     if skip_without_fuse() {
         return;
     }
+    let _serial = one_at_a_time();
     let m = two_mounts();
     let scratch = tempfile::tempdir().unwrap();
     let src = scratch.path().join("src");
@@ -189,6 +201,7 @@ fn the_close_sends_the_size_report_and_the_kept_changes_as_one_call() {
     if skip_without_fuse() {
         return;
     }
+    let _serial = one_at_a_time();
     let metrics = free_addr();
     let m = two_mounts_with(&format!("metrics={metrics}"));
     let (a, b) = (&m.a.path, &m.b.path);
@@ -233,6 +246,7 @@ fn a_kept_change_the_mds_refuses_fails_the_close_and_the_size_lands() {
     if skip_without_fuse() {
         return;
     }
+    let _serial = one_at_a_time();
     let m = two_mounts_with("allow_other");
     let (a, b) = (m.a.path.clone(), &m.b.path);
     let dir = a.join("shared");
