@@ -44,7 +44,7 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// (`MigrateBegin`, `MigrateStep`), the close's one call (`ReportAndSetAttr`), a create's
 /// answer with its directory (`Created`); 8: unlink, rmdir and rename answer their
 /// directories and the inodes they touched (`NamesChanged`).
-pub const PROTOCOL_VERSION: u16 = 8;
+pub const PROTOCOL_VERSION: u16 = 9;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

@@ -211,15 +211,9 @@ impl Client {
         layout: Option<LayoutSpec>,
     ) -> Result<Opened, Error> {
         let exclusive = flags & libc::O_EXCL != 0;
-        let asked = tokio::time::Instant::now();
         let attr = self
             .create_open(creds, parent, name, mode, exclusive, Some(flags), layout)
             .await?;
-        if exclusive {
-            // A new inode has no extended attributes: the kernel's probe before the first
-            // write needs no round trip.
-            self.capability.put(attr.ino, asked, &Err(Error::NoData));
-        }
         self.opened(creds, attr, flags).await
     }
 

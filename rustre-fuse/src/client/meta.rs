@@ -288,14 +288,18 @@ impl Client {
             open_flags,
             layout,
         };
-        let mut attr = match self.mds(creds, op).await? {
-            MdsResponse::Created { attr, .. } => attr,
+        let asked = tokio::time::Instant::now();
+        let (mut attr, new) = match self.mds(creds, op).await? {
+            MdsResponse::Created { attr, new, .. } => (attr, new),
             r => return Err(unexpected(r)),
         };
         check_layout(&attr)?;
         self.merge_local(&mut attr);
-        if exclusive {
+        if new {
             self.files.note_new_inode(creds, &attr);
+            // A new inode has no extended attributes: the kernel's probe before the first
+            // write needs no round trip (`O_CREAT` without `O_EXCL` too: `>` in a shell).
+            self.capability.put(attr.ino, asked, &Err(Error::NoData));
         }
         Ok(attr)
     }

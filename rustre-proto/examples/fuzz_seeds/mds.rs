@@ -345,6 +345,7 @@ pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
             Ok(MdsResponse::Created {
                 attr: attr(),
                 parent: Box::new(attr()),
+                new: true,
             }),
         ),
         (

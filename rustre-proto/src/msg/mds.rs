@@ -565,6 +565,10 @@ pub enum MdsResponse {
         attr: Attr,
         /// Boxed: two attributes would make every answer as large.
         parent: Box<Attr>,
+        /// Whether this call made the file (a non-exclusive create may open an existing
+        /// one): a new inode has no extended attributes, so the caller knows the answer to
+        /// the kernel's `security.capability` probe before the first write.
+        new: bool,
     },
     /// `Unlink`, `Rmdir` and `Rename`: the directories and inodes the change touched, as
     /// the same transaction left them, so the caller's cache knows them without asking

@@ -50,18 +50,20 @@ struct Created {
     attr: Attr,
     parent: Attr,
     cut_pending: bool,
+    /// Whether this create made the file (else it opened an existing one).
+    new: bool,
 }
 
 impl Mds {
     /// Creates (or, unless exclusive, opens) the file `req` names for `session`. Answers its
-    /// attributes and its directory's.
+    /// attributes, its directory's, and whether the file is new.
     pub(super) async fn create(
         self: &Arc<Self>,
         kind: Mutation,
         creds: Creds,
         session: u64,
         req: CreateRequest,
-    ) -> Result<(Attr, Attr), MdsError> {
+    ) -> Result<(Attr, Attr, bool), MdsError> {
         let ino = self.alloc_ino().await?;
         let req = Arc::new(req);
         // One turn of the OST rotation per create, taken here: the transaction body may run
@@ -95,11 +97,12 @@ impl Mds {
                     mut attr,
                     parent,
                     cut_pending: true,
+                    new,
                 }) => {
                     self.cut_before_answer(&mut attr).await?;
-                    return Ok((attr, parent));
+                    return Ok((attr, parent, new));
                 }
-                r => return r.map(|c| (c.attr, c.parent)),
+                r => return r.map(|c| (c.attr, c.parent, c.new)),
             }
         }
     }
@@ -163,6 +166,7 @@ impl Mds {
             attr,
             parent: store::inode(tx, parent)?.attr,
             cut_pending,
+            new: created == ino,
         })
     }
 
@@ -254,7 +258,7 @@ mod answer_tests {
 
     /// The directory's attributes in a create's answer are what a getattr of it finds
     /// after the create (a new file moves its mtime and ctime; opening an existing one
-    /// moves nothing).
+    /// moves nothing), and the answer says which of the two happened.
     #[tokio::test]
     async fn a_create_answers_its_directory_as_a_getattr_finds_it() {
         let t = TestCluster::start(1).await;
@@ -270,7 +274,11 @@ mod answer_tests {
                 layout: None,
             };
             let (attr, parent) = match t.call(op).await.unwrap() {
-                MdsResponse::Created { attr, parent } => (attr, parent),
+                MdsResponse::Created { attr, parent, new } => {
+                    // The first (exclusive) create makes "f", the second opens it.
+                    assert_eq!(new, exclusive, "exclusive: {exclusive}");
+                    (attr, parent)
+                }
                 r => panic!("{r:?}"),
             };
             let dir = t.attr(MdsOp::GetAttr { ino: ROOT_INO }).await.unwrap();

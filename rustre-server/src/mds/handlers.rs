@@ -121,9 +121,10 @@ impl Mds {
         let change = call.change();
         self.create(change, call.creds, call.session, req)
             .await
-            .map(|(attr, parent)| MdsResponse::Created {
+            .map(|(attr, parent, new)| MdsResponse::Created {
                 attr,
                 parent: Box::new(parent),
+                new,
             })
     }
 
