@@ -95,6 +95,15 @@ async fn special_files_symlinks_and_links() {
         assert_eq!((a.kind, a.rdev), (kind, rdev));
         assert!(a.layout.is_none());
     }
+    // mknod(S_IFREG), as `tar --xattrs` makes files: a regular file with a layout (the MDS
+    // makes it as an exclusive create; the client took that answer for an error once).
+    let f = c
+        .mknod(&root(), ROOT_INO, "reg", FileKind::File, 0o600, 0)
+        .await
+        .unwrap();
+    assert_eq!((f.kind, f.perm, f.size), (FileKind::File, 0o600, 0));
+    assert!(f.layout.is_some());
+    assert_eq!(c.lookup(&root(), ROOT_INO, "reg").await.unwrap().ino, f.ino);
     assert_eq!(
         c.mknod(&user(1000), ROOT_INO, "x", FileKind::CharDev, 0o644, 1)
             .await,

@@ -296,10 +296,7 @@ impl Client {
         check_layout(&attr)?;
         self.merge_local(&mut attr);
         if new {
-            self.files.note_new_inode(creds, &attr);
-            // A new inode has no extended attributes: the kernel's probe before the first
-            // write needs no round trip (`O_CREAT` without `O_EXCL` too: `>` in a shell).
-            self.capability.put(attr.ino, asked, &Err(Error::NoData));
+            self.new_file(creds, &attr, asked);
         }
         Ok(attr)
     }
@@ -359,19 +356,36 @@ impl Client {
         (perm, umask): (u32, u32),
         rdev: u64,
     ) -> Result<Attr, Error> {
-        let name = name.to_string();
-        self.attr_call(
-            creds,
-            MdsOp::Mknod {
-                parent,
-                name,
-                kind,
-                perm,
-                umask,
-                rdev,
-            },
-        )
-        .await
+        let op = MdsOp::Mknod {
+            parent,
+            name: name.to_string(),
+            kind,
+            perm,
+            umask,
+            rdev,
+        };
+        let asked = tokio::time::Instant::now();
+        // A regular file is made as an exclusive create is, and answered as one.
+        let (mut attr, new) = match self.mds(creds, op).await? {
+            MdsResponse::Attr(a) => (a, false),
+            MdsResponse::Created { attr, new, .. } => (attr, new),
+            r => return Err(unexpected(r)),
+        };
+        check_layout(&attr)?;
+        self.merge_local(&mut attr);
+        if new {
+            self.new_file(creds, &attr, asked);
+        }
+        Ok(attr)
+    }
+
+    /// What this client knows of a regular file it just made, asked for at `asked`: who
+    /// owns root's files (a squashing MDS), and that it has no extended attributes, so the
+    /// kernel's probe before the first write needs no round trip (`O_CREAT` without
+    /// `O_EXCL` too: `>` in a shell).
+    fn new_file(&self, creds: &Creds, attr: &Attr, asked: tokio::time::Instant) {
+        self.files.note_new_inode(creds, attr);
+        self.capability.put(attr.ino, asked, &Err(Error::NoData));
     }
 
     pub async fn symlink(
