@@ -26,7 +26,8 @@ cargo test --workspace -- --test-threads=2
 step fsx 100k
 # The long runs, side by side (each waits on FUSE round trips more than on the CPUs): fsx
 # for 100,000 operations on a mount with the page cache and write-back on, and 100,000
-# model-checked operations mixing buffered, O_DIRECT and mmap I/O (tests/io_mix).
+# model-checked operations mixing buffered, O_DIRECT and mmap I/O (tests/io_mix). Then, alone,
+# `rustre find`/`du` against GNU find/du on a mount of a 100,000-file tree (tests/find_du).
 cargo test --test io_mix --no-run
 long_log=$(mktemp)
 cargo test --test io_mix -- --ignored >"$long_log" 2>&1 &
@@ -38,6 +39,7 @@ if ! wait "$io_mix_pid"; then
     exit 1
 fi
 tail -n 3 "$long_log"
+cargo test --test find_du -- --ignored
 step simulation
 # Deterministic simulation (docs/simulation.md): its own workspace, so the test-only bug
 # and turmoil never reach the builds above; SIM_SEEDS seeds (default 24), replay, the
