@@ -27,6 +27,7 @@
 //! (version 0) and keeps its entries, which at worst make blocks fail verification.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use rustre_proto::checksum::{crc32c, CHECKSUM_BLOCK};
@@ -120,6 +121,25 @@ pub(super) fn read_entries(file: &File, first: u64, count: usize) -> std::io::Re
         .chunks_exact(SUMS_ENTRY_BYTES as usize)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
+}
+
+/// [`read_entries`] when every byte of them is in the page cache already: `None` when
+/// reading them would wait for the disk (or the sidecar ends before them, or the read
+/// failed; [`read_entries`] tells those apart).
+pub(super) fn read_entries_if_cached(file: &File, first: u64, count: usize) -> Option<Vec<u32>> {
+    let mut buf = vec![0u8; count * SUMS_ENTRY_BYTES as usize];
+    let offset = libc::off_t::try_from(entry_offset(first)).ok()?;
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `iov` points at `buf`, which outlives the call and holds `iov_len` bytes.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
+    (usize::try_from(n).ok()? == buf.len()).then(|| {
+        buf.chunks_exact(SUMS_ENTRY_BYTES as usize)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
 }
 
 /// Writes entries from `first` on.
@@ -229,6 +249,30 @@ mod tests {
         let mut other_format = h;
         other_format[4] = 2;
         assert_eq!(parse_header(&other_format), None);
+    }
+
+    /// Entries in the page cache come back as `read_entries` reads them; entries past the
+    /// sidecar's end are not "cached" (the caller reads them the blocking way, as zeros).
+    #[test]
+    fn cached_entries_read_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("x.sum"))
+            .unwrap();
+        file.write_all_at(&header(7), 0).unwrap();
+        let crcs: Vec<u32> = (1..=40).map(|i| i * 0x0101_0101).collect();
+        write_entries(&file, 0, &crcs).unwrap();
+        let cached = read_entries_if_cached(&file, 3, 10).expect("just written: cached");
+        assert_eq!(cached, crcs[3..13]);
+        assert_eq!(cached, read_entries(&file, 3, 10).unwrap());
+        assert_eq!(read_entries_if_cached(&file, 35, 10), None, "past the end");
+        let past = read_entries(&file, 35, 10).unwrap();
+        assert_eq!(&past[..5], &crcs[35..]);
+        assert_eq!(&past[5..], &[0; 5]);
     }
 
     #[test]
