@@ -93,14 +93,21 @@ pub struct ObjectPage {
     pub done: bool,
 }
 
-/// The objects of one OST. Every method may block on the disk, so callers run them on a
-/// blocking thread. Callers check ranges with [`check_object`], [`check_read`],
+/// The objects of one OST. Every method but [`ObjectStore::read_in_place`] may block on
+/// the disk, so callers run them on a blocking thread. Callers check ranges with [`check_object`], [`check_read`],
 /// [`check_write`] and [`check_size`]; stores check them again and refuse what fails.
 pub trait ObjectStore: Send + Sync + 'static {
     /// Up to `len` bytes at `offset` (both multiples of [`CHECKSUM_BLOCK`]) with their
     /// stored CRCs: fewer at the object's end, none past it or when the object does not exist
     /// (the caller sees a hole). Nothing is verified here.
     fn read(&self, id: ObjectId, offset: u64, len: u32) -> Result<ObjectRead, ObjectError>;
+
+    /// [`ObjectStore::read`] when it can be answered without waiting for the disk or a lock,
+    /// so on an async thread (a read of an object in use: most reads); `None` when it
+    /// cannot, and the caller reads the blocking way. The default never can.
+    fn read_in_place(&self, _id: ObjectId, _offset: u64, _len: u32) -> Option<ObjectRead> {
+        None
+    }
 
     /// As [`Self::read`], with bytes and CRCs of one moment: no write, repair or truncate of
     /// the object lands between reading the ones and the others. A checksum mismatch in

@@ -31,7 +31,10 @@
 //! read racing a write of the same blocks can return CRCs and bytes from different sides of
 //! that write; the caller sees a mismatch and reads again with `read_consistent`, which
 //! holds the object's lock (as every write does) while it copies the bytes out, so a
-//! mismatch then is real damage, never a race.
+//! mismatch then is real damage, never a race. A read of an object whose handle is cached
+//! and whose CRCs are in the page cache (`preadv2` with `RWF_NOWAIT`) waits for nothing and
+//! is answered on the async thread (`read_in_place`); when the CRCs are cold, the data is
+//! asked for before they are read, so the two disk reads overlap.
 //!
 //! ## Durability
 //! Writes are positional and not synced unless asked; `sync` (or a write with `sync`) is an
@@ -300,16 +303,9 @@ impl FileStore {
         len: u32,
     ) -> Result<Option<ObjectRead>, ObjectError> {
         let version = files.version.load(Ordering::Acquire);
-        let meta = files
-            .data
-            .metadata()
-            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
-        if meta.nlink() == 0 {
+        let Some(len) = self.read_len(id, files, offset, len)? else {
             return Ok(None);
-        }
-        let size = meta.len();
-        // At most `len`, so it fits in u32.
-        let len = size.saturating_sub(offset).min(u64::from(len));
+        };
         if len == 0 {
             return Ok(Some(ObjectRead::empty(version)));
         }
@@ -341,6 +337,25 @@ impl FileStore {
             crcs,
             version,
         }))
+    }
+
+    /// How many of `len` bytes at `offset` object `id` holds (at most `len`, so it fits in
+    /// u32); `None` when its file was removed behind the OSS's back.
+    fn read_len(
+        &self,
+        id: ObjectId,
+        files: &ObjectFiles,
+        offset: u64,
+        len: u32,
+    ) -> Result<Option<u64>, ObjectError> {
+        let meta = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        if meta.nlink() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(meta.len().saturating_sub(offset).min(u64::from(len))))
     }
 
     fn forget_removed(&self, id: ObjectId) {
@@ -396,6 +411,33 @@ impl ObjectStore for FileStore {
             self.forget_removed(id);
         }
         Ok(read.unwrap_or(ObjectRead::empty(0)))
+    }
+
+    fn read_in_place(&self, id: ObjectId, offset: u64, len: u32) -> Option<ObjectRead> {
+        check_object(id).ok()?;
+        check_read(offset, len).ok()?;
+        // An open handle, a size from the inode in memory, CRCs in the page cache, none of
+        // them 0 (which would need the block read here to tell a hole): no wait anywhere.
+        let files = self.handles.get(id)?;
+        let version = files.version.load(Ordering::Acquire);
+        let len = self.read_len(id, &files, offset, len).ok()??;
+        if len == 0 {
+            return None;
+        }
+        let count = sums::blocks(len) as usize;
+        let crcs = sums::read_entries_if_cached(&files.sums, offset / BLOCK, count)?;
+        if crcs.contains(&0) {
+            return None;
+        }
+        Some(ObjectRead {
+            data: ReadData::File {
+                file: files.data.clone(),
+                offset,
+                len: len as u32,
+            },
+            crcs,
+            version,
+        })
     }
 
     fn read_consistent(

@@ -227,3 +227,39 @@ fn a_consistent_read_never_sees_a_write_half_done() {
     done.store(true, Ordering::Relaxed);
     writer.join().unwrap();
 }
+
+/// A read answered in place (no disk wait) says what the blocking read says; objects
+/// without a cached handle, ranges past the end and blocks whose entry is 0 (a hole or a
+/// block of CRC 0, told apart only by reading it) go the blocking way.
+#[test]
+fn a_read_in_place_agrees_with_the_blocking_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    let obj = id(21, 0);
+    let data = pattern(3 * B + 100, 4);
+    w(&s, obj, 0, &data);
+    for (offset, len) in [(0, 4096), (B as u64, 2 * B as u32), (2 * B as u64, 1 << 20)] {
+        let fast = s.read_in_place(obj, offset, len).expect("cached: in place");
+        let slow = s.read(obj, offset, len).unwrap();
+        assert_eq!(fast.crcs, slow.crcs, "at {offset}");
+        assert_eq!(
+            (fast.version, fast.data.len()),
+            (slow.version, slow.data.len())
+        );
+    }
+    assert!(
+        s.read_in_place(obj, 4 * B as u64, 4096).is_none(),
+        "past the end"
+    );
+    assert!(
+        s.read_in_place(id(22, 0), 0, 4096).is_none(),
+        "never opened"
+    );
+    // A hole in the middle: its entry is 0.
+    let holey = id(23, 0);
+    w(&s, holey, 2 * B as u64, b"after a hole");
+    assert!(s.read_in_place(holey, 0, 3 * B as u32).is_none());
+    assert!(s.read_in_place(holey, 2 * B as u64, 4096).is_some());
+    // Refused ranges are refused by the blocking read, not answered here.
+    assert!(s.read_in_place(obj, 1, 4096).is_none());
+}
