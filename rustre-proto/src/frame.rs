@@ -43,7 +43,8 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// `QuotaList`, `QuotaReserve`, EDQUOT), `Error::Denied`; 7: online migration
 /// (`MigrateBegin`, `MigrateStep`), the close's one call (`ReportAndSetAttr`), a create's
 /// answer with its directory (`Created`); 8: unlink, rmdir and rename answer their
-/// directories and the inodes they touched (`NamesChanged`).
+/// directories and the inodes they touched (`NamesChanged`); 9: a create's answer says
+/// whether it made the file (`Created::new`), atime updates in batches (`AccessedMany`).
 pub const PROTOCOL_VERSION: u16 = 9;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;

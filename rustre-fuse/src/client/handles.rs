@@ -1,7 +1,8 @@
 //! Handle operations: what the FUSE adapter, `put` and `get` call. Files are opened (or
 //! created) into handles that read, write, flush, fsync, fallocate and release; directories
 //! into handles that list. Closing an open goes to the MDS with the other releases of the
-//! moment (batching: [`super::releases`]).
+//! moment (batching: [`super::releases`]), an atime a read moves with the other atimes of
+//! the moment ([`super::atime_batch`]).
 //!
 //! The state these operations keep lives in the state modules ([`super::files`],
 //! [`super::dirs`], [`super::releases`]), which know nothing of [`Client`].
@@ -11,12 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rustre_proto::msg::mds::{relatime_due, MdsOp, SetAttr, RELEASE_MAX_INOS};
+use rustre_proto::msg::mds::{relatime_due, AtimeUpdate, MdsOp, SetAttr, RELEASE_MAX_INOS};
 use rustre_proto::msg::{Attr, Creds, Ino, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 use tokio::sync::oneshot;
 
 use super::atime::{AtimeRule, Via};
+use super::atime_batch::{Next, ATIME_GATHER};
 use super::dirs::{
     dir_entry, DirState, Listed, OpenDir, DIR_PAGE_ENTRIES, DOTDOT_OFFSET, DOT_OFFSET,
     MAX_OPEN_DIRS,
@@ -293,18 +295,47 @@ impl Client {
             })
         });
         let Some(u) = update else { return };
-        let (c, creds) = (self.clone(), creds.clone());
-        tokio::spawn(async move {
-            let op = MdsOp::Accessed {
-                ino,
-                atime: u.atime,
-                relative: u.relative,
-            };
-            if let Err(e) = c.mds(&creds, op).await {
-                tracing::debug!(ino, "atime update: {e}");
+        let update = AtimeUpdate {
+            ino,
+            atime: u.atime,
+            relative: u.relative,
+        };
+        if self.atime_queue.push(creds, update) {
+            let c = self.clone();
+            tokio::spawn(async move { c.send_atimes().await });
+        }
+    }
+
+    /// Sends the queued atime updates, a call at a time, until none wait
+    /// ([`super::atime_batch`]).
+    async fn send_atimes(self: Arc<Self>) {
+        /// Gives the queue up if this sender is dropped before it emptied it.
+        struct Running<'a>(&'a Client, bool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.atime_queue.abandon();
+                }
             }
-            c.atimes.answered(ino, u.atime);
-        });
+        }
+        let mut running = Running(&self, false);
+        loop {
+            tokio::time::sleep(ATIME_GATHER).await;
+            let (creds, updates) = match self.atime_queue.next() {
+                Next::Send(creds, updates) => (creds, updates),
+                Next::Stop => break,
+            };
+            let op = MdsOp::AccessedMany {
+                updates: updates.clone(),
+            };
+            if let Err(e) = self.mds(&creds, op).await {
+                tracing::debug!(n = updates.len(), "atime updates: {e}");
+            }
+            for u in updates {
+                self.atimes.answered(u.ino, u.atime);
+            }
+        }
+        running.1 = true;
     }
 
     /// Writes `data` at `offset` through handle `fh` (at the end of the file for an

@@ -115,6 +115,20 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         ) => vec![Changed(*ino)],
         // Open bookkeeping, except that a last release destroys an inode with no names.
         (MdsOp::Release { inos }, _) => inos.iter().map(|i| OwnResult::Released(*i)).collect(),
+        // Atimes: each inode's attributes now, or gone.
+        (MdsOp::AccessedMany { updates }, _) => match resp {
+            MdsResponse::Attrs(attrs) if attrs.len() == updates.len() => updates
+                .iter()
+                .zip(attrs)
+                .map(|(u, a)| match a {
+                    Some(a) if a.ino == u.ino && check_layout(a).is_ok() => {
+                        OwnResult::Attr(a.clone())
+                    }
+                    _ => Changed(u.ino),
+                })
+                .collect(),
+            _ => vec![Unknown],
+        },
         _ => vec![Unknown],
     }
 }

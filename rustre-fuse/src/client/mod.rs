@@ -37,6 +37,7 @@
 pub mod admin;
 mod append;
 mod atime;
+mod atime_batch;
 mod cache;
 mod capability;
 mod data;
@@ -116,6 +117,8 @@ pub struct Client {
     releases: releases::ReleaseQueue,
     pending_marks: pending_marks::PendingMarks,
     atimes: atime::Atimes,
+    /// Atime updates waiting to be sent together ([`atime_batch`]).
+    atime_queue: atime_batch::AtimeQueue,
     /// Who may hold locks on which file through this client ([`locks`]).
     lock_owners: locks::LockOwners,
     /// Where other clients' changes are reported beyond `meta_cache` (the kernel).
@@ -146,6 +149,7 @@ impl Client {
             releases: releases::ReleaseQueue::default(),
             pending_marks: pending_marks::PendingMarks::default(),
             atimes: atime::Atimes::default(),
+            atime_queue: atime_batch::AtimeQueue::default(),
             lock_owners: locks::LockOwners::default(),
             kernel: kernel::KernelHook::default(),
             migrations: admin::Migrations::default(),

@@ -15,8 +15,8 @@ use rustre_proto::codec;
 use rustre_proto::frame::{FrameKind, Header, Service};
 use rustre_proto::msg::acl::{AclEntry, ExtAcl};
 use rustre_proto::msg::mds::{
-    Change, ChangeBatch, DirEntry, FeedChange, FsStats, MdsOp, MdsRequest, MdsResponse,
-    NamesChanged, SetAttr, TimeSet, Touched, RENAME_NOREPLACE, XATTR_CREATE,
+    AtimeUpdate, Change, ChangeBatch, DirEntry, FeedChange, FsStats, MdsOp, MdsRequest,
+    MdsResponse, NamesChanged, SetAttr, TimeSet, Touched, RENAME_NOREPLACE, XATTR_CREATE,
 };
 use rustre_proto::msg::mgs::{
     ClusterMap, LayoutDefaults, MdsInfo, MgsRequest, MgsResponse, NodeState, OstInfo, OstUuid,

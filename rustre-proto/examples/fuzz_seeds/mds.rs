@@ -237,6 +237,23 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 },
             },
         ),
+        (
+            "accessed_many",
+            MdsOp::AccessedMany {
+                updates: vec![
+                    AtimeUpdate {
+                        ino: 42,
+                        atime: ts(),
+                        relative: true,
+                    },
+                    AtimeUpdate {
+                        ino: 43,
+                        atime: ts(),
+                        relative: false,
+                    },
+                ],
+            },
+        ),
     ];
     ops.into_iter()
         .map(|(n, op)| {
@@ -259,7 +276,7 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
 const O_RDWR: i32 = 2;
 
 pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<MdsResponse, Error>); 16] = [
+    let resps: [(&str, Result<MdsResponse, Error>); 17] = [
         (
             "session",
             Ok(MdsResponse::Session {
@@ -348,6 +365,7 @@ pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
                 new: true,
             }),
         ),
+        ("attrs", Ok(MdsResponse::Attrs(vec![Some(attr()), None]))),
         (
             "names_changed_unlink",
             Ok(MdsResponse::NamesChanged(Box::new(NamesChanged {

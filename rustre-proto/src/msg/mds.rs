@@ -363,6 +363,23 @@ pub enum MdsOp {
         allocated: Vec<(u32, u64)>,
         set: SetAttr,
     },
+    /// `Accessed` for each of `updates` (at most [`ACCESSED_MAX_INODES`]), in one
+    /// transaction: a client reading many files sends their atimes together. Answered with
+    /// `Attrs`, one entry per update in order (`None`: the inode is gone).
+    AccessedMany {
+        updates: Vec<AtimeUpdate>,
+    },
+}
+
+/// Most atime updates one `AccessedMany` carries.
+pub const ACCESSED_MAX_INODES: usize = 256;
+
+/// One atime update of [`MdsOp::AccessedMany`], as [`MdsOp::Accessed`] has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AtimeUpdate {
+    pub ino: Ino,
+    pub atime: Timestamp,
+    pub relative: bool,
 }
 
 /// Most quotas one `QuotaList` answer carries.
@@ -575,4 +592,6 @@ pub enum MdsResponse {
     /// (the kernel's getattr of the directory after each unlink, under
     /// `default_permissions`). Boxed: it holds several attributes.
     NamesChanged(Box<NamesChanged>),
+    /// `AccessedMany`: each inode's attributes after its update, in order (`None`: gone).
+    Attrs(Vec<Option<Attr>>),
 }

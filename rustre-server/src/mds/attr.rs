@@ -459,4 +459,47 @@ mod tests {
         let e = t.attr(accessed(at(3), false)).await.unwrap();
         assert_eq!((e.atime, e.ctime), (at(3), a.ctime));
     }
+
+    /// Updates sent together follow the same rule each, answer in order, and an inode gone
+    /// meanwhile fails none of the others; more than the limit is refused.
+    #[tokio::test]
+    async fn atimes_sent_together_move_as_each_would() {
+        use rustre_proto::msg::mds::{AtimeUpdate, MdsResponse, ACCESSED_MAX_INODES};
+        use rustre_proto::Error;
+        let t = TestCluster::start(1).await;
+        let a = t.create("a", 1, 1).await.unwrap();
+        let b = t.create("b", 1, 1).await.unwrap();
+        let at = |sec: i64| Timestamp {
+            sec: a.ctime.sec + sec,
+            nsec: 0,
+        };
+        let up = |ino, atime, relative| AtimeUpdate {
+            ino,
+            atime,
+            relative,
+        };
+        let updates = vec![
+            up(a.ino, at(5), true),
+            up(u64::MAX - 1, at(5), true),
+            up(b.ino, at(6), true),
+            // The second update of `a` is not due any more under relatime.
+            up(a.ino, at(7), true),
+        ];
+        let answer = t.call(MdsOp::AccessedMany { updates }).await.unwrap();
+        let MdsResponse::Attrs(attrs) = answer else {
+            panic!("{answer:?}")
+        };
+        let atimes: Vec<_> = attrs.iter().map(|x| x.as_ref().map(|x| x.atime)).collect();
+        assert_eq!(atimes, [Some(at(5)), None, Some(at(6)), Some(at(5))]);
+        assert_eq!(
+            t.attr(MdsOp::GetAttr { ino: a.ino }).await.unwrap().atime,
+            at(5)
+        );
+        assert_eq!(attrs[2].as_ref().unwrap().ctime, b.ctime, "no ctime change");
+        let too_many = vec![up(a.ino, at(8), false); ACCESSED_MAX_INODES + 1];
+        assert!(matches!(
+            t.call(MdsOp::AccessedMany { updates: too_many }).await,
+            Err(Error::Invalid(_))
+        ));
+    }
 }

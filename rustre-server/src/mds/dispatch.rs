@@ -240,6 +240,7 @@ impl Mds {
                 atime,
                 relative,
             } => self.accessed(call, ino, atime, relative).await,
+            MdsOp::AccessedMany { updates } => self.accessed_many(call, updates).await,
             MdsOp::SetLock { ino, lock, wait } => self.set_lock(call, ino, lock, wait).await,
             MdsOp::GetLock { ino, lock } => self.get_lock(call, ino, lock).await,
             MdsOp::UnlockOwner { ino, owner } => self.unlock_owner(call, ino, owner).await,

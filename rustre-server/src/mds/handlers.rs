@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use rustre_proto::msg::mds::{
-    FsStats, MdsResponse, SetAttr, READDIR_MAX_ENTRIES, RELEASE_MAX_INOS,
+    AtimeUpdate, FsStats, MdsResponse, SetAttr, ACCESSED_MAX_INODES, READDIR_MAX_ENTRIES,
+    RELEASE_MAX_INOS,
 };
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp, ROOT_INO};
@@ -392,6 +393,36 @@ impl Mds {
         })
         .await
         .map(MdsResponse::Attr)
+    }
+
+    /// `AccessedMany`: every update in one transaction; an inode gone meanwhile is answered
+    /// `None` and does not fail the others.
+    pub(super) async fn accessed_many(
+        self: &Arc<Self>,
+        call: Call,
+        updates: Vec<AtimeUpdate>,
+    ) -> Answer {
+        if updates.len() > ACCESSED_MAX_INODES {
+            return Err(Error::Invalid(format!(
+                "{} atime updates in one call (at most {ACCESSED_MAX_INODES})",
+                updates.len()
+            ))
+            .into());
+        }
+        let kind = call.bookkeeping();
+        let inos = updates.iter().map(|u| u.ino).collect();
+        self.txn(call.creds, inos, kind, move |tx, _| {
+            updates
+                .iter()
+                .map(|u| match attr::accessed(tx, u.ino, u.atime, u.relative) {
+                    Ok(a) => Ok(Some(a)),
+                    Err(Error::NotFound) => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })
+        .await
+        .map(MdsResponse::Attrs)
     }
 
     pub(super) async fn access(self: &Arc<Self>, call: Call, ino: Ino, mask: u32) -> Answer {
