@@ -137,6 +137,20 @@ impl Client {
     /// (the MDS drops it), a chmod of a file with an ACL (whose mask is its group bits), a
     /// file whose attributes this client does not know from its cache.
     fn keep_setattr(&self, creds: &Creds, ino: Ino, set: &SetAttr) -> Option<Attr> {
+        self.kept_setattr(|| creds.clone(), ino, set)
+    }
+
+    /// [`Client::setattr_file`] when the change is kept until close: the attributes it
+    /// leaves, at once, without a wait or an MDS call (the FUSE adapter answers it on
+    /// fuser's thread: `tar x` sets times, owner and mode on every file it holds open).
+    /// `None`: not kept, the caller makes the call. `creds` is asked for only when the
+    /// change may be kept.
+    pub fn kept_setattr(
+        &self,
+        creds: impl FnOnce() -> Creds,
+        ino: Ino,
+        set: &SetAttr,
+    ) -> Option<Attr> {
         if !super::files::pending::keepable(set) {
             return None;
         }
@@ -149,7 +163,7 @@ impl Client {
             return None;
         }
         self.files
-            .keep_setattr(ino, creds, &current, set, rustre_proto::host::now())
+            .keep_setattr(ino, &creds(), &current, set, rustre_proto::host::now())
     }
 
     /// Starts reporting unreported sizes every [`SIZE_REPORT_INTERVAL`] for as long as the

@@ -150,6 +150,10 @@ impl Filesystem for RustreFs {
             via_write_handle: false,
         };
         let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.attr_ttl());
+        // Kept until close (tar's times, owner and mode): answered here, on fuser's thread.
+        if let Some(a) = c.kept_setattr(|| who.creds(), ino.0, &set) {
+            return reply.attr(&ttl, &file_attr(&a));
+        }
         self.spawn(("setattr", ino.0), async move {
             match c
                 .setattr_file(&who.creds(), ino.0, set, fh.map(|f| f.0))
