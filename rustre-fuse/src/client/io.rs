@@ -10,6 +10,7 @@ use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::Error;
 
 use super::cache::{cut_short, from_pages};
+use super::files::writable_len;
 use super::writeback::{
     budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
 };
@@ -109,6 +110,60 @@ impl Client {
     }
 
     /// Buffers a write of `data` at `offset` of `ino`; it reaches the OSTs in the background.
+    /// A write through handle `fh` that only joins this client's write-back buffer, done
+    /// now when nothing in it would wait (the FUSE adapter calls it on fuser's thread: a
+    /// small file's writes, `tar x`'s 10 KiB records): not O_DSYNC, no attribute changes
+    /// kept, inside the file's limit and any quota room already reserved, memory free
+    /// without syncing kept data, the inode's buffer free to take and continued (or
+    /// empty), not due to go out with this write, and fewer than the most sends in flight.
+    /// `None`: [`Client::write_file_as`] does it (and answers any error).
+    pub fn write_buffered_now(&self, fh: u64, offset: u64, data: &Bytes) -> Option<usize> {
+        let f = self.files.handle(fh).ok()?;
+        let layout = f.layout().ok()?;
+        let len = data.len();
+        if f.flags & libc::O_DSYNC != 0 || len == 0 || !self.writeback.enabled() {
+            return None;
+        }
+        if self.files.has_pending(f.ino) {
+            return None;
+        }
+        if writable_len(offset, len, layout.max_file_size()).ok()? != len {
+            return None;
+        }
+        let end = offset + len as u64;
+        if self.files.needs_quota_room(f.ino, end) {
+            return None;
+        }
+        let (budget, total) = self.writeback.budget();
+        if budget.available_permits() < (total / 2) as usize {
+            return None;
+        }
+        let permit = budget.try_acquire_many_owned(kib(len).min(total)).ok()?;
+        let state = self.writeback.inode(f.ino);
+        let mut w = state.try_lock().ok()?;
+        if w.error.is_some() || w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
+            return None;
+        }
+        match &w.pending {
+            Some(p) if p.end() != offset || p.ready_with(len as u64) => return None,
+            None if Pending::new(offset, layout.clone()).ready_with(len as u64) => return None,
+            _ => {}
+        }
+        self.cache
+            .invalidate_range(f.ino, layout.stripe_size as u64, offset, len as u64);
+        w.pending
+            .get_or_insert_with(|| Pending::new(offset, layout.clone()))
+            .push(data.clone(), permit);
+        drop(w);
+        self.files
+            .wrote(f.ino, end, rustre_proto::host::now(), &f.creds);
+        if let Some(m) = metrics::get() {
+            m.write_bytes.inc_by(len as u64);
+            m.write_calls.inc();
+        }
+        Some(len)
+    }
+
     pub(crate) async fn buffered_write(
         self: &Arc<Self>,
         ino: Ino,

@@ -89,10 +89,15 @@ impl Pending {
     /// True when the buffer should go out now: it holds [`WRITEBACK_GATHER_ROWS`] stripe
     /// rows, or it ends on a stripe boundary after at least one stripe unit of data.
     pub(super) fn ready(&self) -> bool {
+        self.ready_with(0)
+    }
+
+    /// [`Pending::ready`] once `more` bytes continue it.
+    pub(super) fn ready_with(&self, more: u64) -> bool {
         let unit = self.layout.stripe_size as u64;
         let row = unit * self.layout.stripe_count() as u64 * WRITEBACK_GATHER_ROWS;
-        let len = self.data.len() as u64;
-        len >= row || (self.end().is_multiple_of(unit) && len >= unit)
+        let len = self.data.len() as u64 + more;
+        len >= row || ((self.end() + more).is_multiple_of(unit) && len >= unit)
     }
 }
 
@@ -239,6 +244,34 @@ mod tests {
     /// True when `part` lies inside the allocation `whole` is a view of (no copy was made).
     fn within(part: &Bytes, whole: &Bytes) -> bool {
         whole.as_ptr_range().contains(&part.as_ptr())
+    }
+
+    /// `ready_with(n)` says what `ready()` says once n more bytes are pushed (the write
+    /// done on fuser's thread asks before it pushes).
+    #[test]
+    fn ready_with_foresees_ready() {
+        let layout = Layout::striped(64 << 10, vec![0, 1]);
+        for (start, sizes) in [
+            (0u64, [10_240usize, 10_240, 40_000, 5_056]),
+            (4096, [60_000, 1, 4_095, 70_000]),
+        ] {
+            let mut p = Pending::new(start, layout.clone());
+            for n in sizes {
+                let foreseen = p.ready_with(n as u64);
+                p.push(Bytes::from(vec![7u8; n]), permit(n));
+                assert_eq!(
+                    foreseen,
+                    p.ready(),
+                    "after {} bytes from {start}",
+                    p.data.len()
+                );
+            }
+        }
+        assert!(!Pending::new(0, layout.clone()).ready_with(4096));
+        assert!(
+            Pending::new(0, layout).ready_with(64 << 10),
+            "one stripe unit, on a boundary"
+        );
     }
 
     /// The case the write path is shaped for: a 1 MiB write at a stripe boundary, nothing

@@ -20,6 +20,7 @@ mod locks;
 mod ops;
 mod replies;
 mod wbcache;
+mod write;
 
 use std::ffi::OsStr;
 use std::future::Future;

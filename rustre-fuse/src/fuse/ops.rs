@@ -18,8 +18,8 @@ use rustre_proto::msg::FileKind;
 
 use super::replies::{open_flags, reply_empty, reply_entry, time_set};
 use super::{
-    drop_cached_attrs, drop_cached_data, errno, file_attr, file_type, name_str, placeholder_attr,
-    xattr_reply, Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
+    drop_cached_attrs, errno, file_attr, file_type, name_str, placeholder_attr, xattr_reply,
+    Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
     STATFS_NAME_MAX,
 };
 
@@ -368,32 +368,7 @@ impl Filesystem for RustreFs {
     ) {
         // fuser reuses its buffer, so the data is copied before the request moves on.
         let data = Bytes::copy_from_slice(data);
-        let (c, n) = (self.client.clone(), self.notifier.clone());
-        // Set by the kernel for a writer without CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2): the
-        // write clears setid bits, and the kernel's cached mode must not outlive it.
-        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        // The descriptor's flags as of this write (fcntl may have changed them since the
-        // open). A write from the page cache (an mmap's) carries a guessed handle's flags
-        // and its own place: never an append.
-        let append =
-            flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        self.spawn(("write", ino.0), async move {
-            match c.write_file_as(fh.0, offset, data, append).await {
-                Ok(written) => {
-                    if kill && c.write_cleared_setid(fh.0) {
-                        drop_cached_attrs(&n, ino.0);
-                    }
-                    reply.written(written.len as u32);
-                    if written.offset != offset && written.len > 0 {
-                        // Another client appended since this kernel last learned the size:
-                        // it put the bytes in its page cache at its own guess, where they
-                        // are not.
-                        drop_cached_data(n, ino.0);
-                    }
-                }
-                Err(e) => reply.error(errno(e)),
-            }
-        });
+        self.write_data(ino.0, fh.0, offset, data, write_flags, flags, reply);
     }
 
     fn flush(

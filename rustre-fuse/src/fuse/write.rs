@@ -1,0 +1,63 @@
+//! The FUSE write. Most writes only join the client's write-back buffer: they are done on
+//! fuser's thread when nothing in them would wait (`Client::write_buffered_now`), else on
+//! the runtime (`Client::write_file_as`). The kernel's cached attributes or pages, when a
+//! write makes them stale, are dropped from the runtime, never from fuser's thread.
+
+use bytes::Bytes;
+use fuser::{OpenFlags, ReplyWrite, WriteFlags};
+
+use super::{drop_cached_attrs, drop_cached_data, errno, RustreFs};
+
+impl RustreFs {
+    /// Writes `data` at `offset` of `ino` through handle `fh` and replies.
+    #[allow(clippy::too_many_arguments)] // the FUSE write's own arguments
+    pub(super) fn write_data(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        data: Bytes,
+        write_flags: WriteFlags,
+        flags: OpenFlags,
+        reply: ReplyWrite,
+    ) {
+        let (c, n) = (self.client.clone(), self.notifier.clone());
+        // Set by the kernel for a writer without CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2): the
+        // write clears setid bits, and the kernel's cached mode must not outlive it.
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        // The descriptor's flags as of this write (fcntl may have changed them since the
+        // open). A write from the page cache (an mmap's) carries a guessed handle's flags
+        // and its own place: never an append.
+        let append =
+            flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        // Most writes only join the write-back buffer: done here, on fuser's thread (the
+        // kernel's cached mode, when the write cleared setid bits, is dropped from the
+        // runtime: never from this thread).
+        if !append {
+            if let Some(len) = c.write_buffered_now(fh, offset, &data) {
+                reply.written(len as u32);
+                if kill && c.write_cleared_setid(fh) {
+                    self.rt.spawn(async move { drop_cached_attrs(&n, ino) });
+                }
+                return;
+            }
+        }
+        self.spawn(("write", ino), async move {
+            match c.write_file_as(fh, offset, data, append).await {
+                Ok(written) => {
+                    if kill && c.write_cleared_setid(fh) {
+                        drop_cached_attrs(&n, ino);
+                    }
+                    reply.written(written.len as u32);
+                    if written.offset != offset && written.len > 0 {
+                        // Another client appended since this kernel last learned the size:
+                        // it put the bytes in its page cache at its own guess, where they
+                        // are not.
+                        drop_cached_data(n, ino);
+                    }
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+}
