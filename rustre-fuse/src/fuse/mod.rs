@@ -4,7 +4,10 @@
 //! into [`Creds`], FUSE ids and flags into plain numbers), clones the `Arc<Client>`, spawns
 //! the call on the tokio runtime and replies once from there. fuser's dispatch loop never
 //! waits on the network, and requests run concurrently, at most
-//! [`MAX_INFLIGHT_REQUESTS`] at once. File-system logic (handles, sizes, listings) lives in
+//! [`MAX_INFLIGHT_REQUESTS`] at once. What the client can answer without waiting for
+//! anything is answered on fuser's thread instead, saving the hop: lookups, attributes and
+//! xattr probes its caches know, setattrs kept until close, writes that only join the
+//! write-back buffer, flushes with nothing to flush. File-system logic (handles, sizes, listings) lives in
 //! [`crate::client`]; errors become errnos in one place, [`errno`].
 //!
 //! ## Layout
@@ -14,6 +17,7 @@
 //! - [`inval`]: other clients' changes, from the change feed, invalidated in the kernel.
 //! - [`wbcache`]: the kernel's write-back cache (`-o writeback_cache`): asked for at init,
 //!   and the times it writes back.
+//! - [`write`]: the write, on fuser's thread or the runtime.
 
 mod inval;
 mod locks;
