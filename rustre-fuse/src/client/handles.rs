@@ -434,6 +434,15 @@ impl Client {
         Ok(Written { offset, len })
     }
 
+    /// Whether a write through `fh` by a caller without CAP_FSETID may clear setid bits the
+    /// kernel has cached (then the FUSE adapter writes on the runtime, and drops the
+    /// kernel's cached attributes before it answers).
+    pub fn write_may_clear_setid(&self, fh: u64) -> bool {
+        self.files
+            .handle(fh)
+            .is_ok_and(|f| self.files.saw_setid(f.ino))
+    }
+
     /// After a write through `fh` by a caller without CAP_FSETID (FUSE_WRITE_KILL_SUIDGID):
     /// whether it cleared setid bits the kernel may still have cached (once per time the
     /// bits are seen; the MDS clears them with the write's size report).

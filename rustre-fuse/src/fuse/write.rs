@@ -1,7 +1,8 @@
 //! The FUSE write. Most writes only join the client's write-back buffer: they are done on
 //! fuser's thread when nothing in them would wait (`Client::write_buffered_now`), else on
 //! the runtime (`Client::write_file_as`). The kernel's cached attributes or pages, when a
-//! write makes them stale, are dropped from the runtime, never from fuser's thread.
+//! write makes them stale, are dropped from the runtime before the answer, never from
+//! fuser's thread.
 
 use bytes::Bytes;
 use fuser::{OpenFlags, ReplyWrite, WriteFlags};
@@ -30,16 +31,13 @@ impl RustreFs {
         // and its own place: never an append.
         let append =
             flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
-        // Most writes only join the write-back buffer: done here, on fuser's thread (the
-        // kernel's cached mode, when the write cleared setid bits, is dropped from the
-        // runtime: never from this thread).
-        if !append {
+        // Most writes only join the write-back buffer: done here, on fuser's thread. Not
+        // one that may clear setid bits: the kernel's cached mode is dropped before the
+        // answer, and never from this thread.
+        let on_runtime = append || (kill && c.write_may_clear_setid(fh));
+        if !on_runtime {
             if let Some(len) = c.write_buffered_now(fh, offset, &data) {
-                reply.written(len as u32);
-                if kill && c.write_cleared_setid(fh) {
-                    self.rt.spawn(async move { drop_cached_attrs(&n, ino) });
-                }
-                return;
+                return reply.written(len as u32);
             }
         }
         self.spawn(("write", ino), async move {

@@ -558,6 +558,12 @@ impl Files {
         }
     }
 
+    /// Whether this client saw setid bits on `ino` that no write cleared since (what
+    /// [`Files::take_setid`] would say, without taking it).
+    pub(super) fn saw_setid(&self, ino: Ino) -> bool {
+        lock(&self.inodes).get(&ino).is_some_and(|st| st.setid)
+    }
+
     /// Whether `ino` had setid bits a write has just cleared (true once per time they are
     /// seen): the kernel's cached mode is then stale.
     pub(super) fn take_setid(&self, ino: Ino) -> bool {
