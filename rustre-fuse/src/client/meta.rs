@@ -288,17 +288,7 @@ impl Client {
             open_flags,
             layout,
         };
-        let asked = tokio::time::Instant::now();
-        let (mut attr, new) = match self.mds(creds, op).await? {
-            MdsResponse::Created { attr, new, .. } => (attr, new),
-            r => return Err(unexpected(r)),
-        };
-        check_layout(&attr)?;
-        self.merge_local(&mut attr);
-        if new {
-            self.new_file(creds, &attr, asked);
-        }
-        Ok(attr)
+        self.make_file(creds, op).await
     }
 
     /// Makes directory `name` in `parent` with permission bits `perm`, as they are.
@@ -364,8 +354,17 @@ impl Client {
             umask,
             rdev,
         };
+        self.make_file(creds, op).await
+    }
+
+    /// Sends `op`, a `Create` or a `Mknod` (a regular file's is made as an exclusive create
+    /// is, and answered as one; another kind is answered with its attributes), and returns
+    /// the inode's attributes. Of a regular file it made, the client learns who owns root's
+    /// files (a squashing MDS), and that it has no extended attributes, so the kernel's
+    /// probe before the first write needs no round trip (`O_CREAT` without `O_EXCL` too:
+    /// `>` in a shell).
+    async fn make_file(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
         let asked = tokio::time::Instant::now();
-        // A regular file is made as an exclusive create is, and answered as one.
         let (mut attr, new) = match self.mds(creds, op).await? {
             MdsResponse::Attr(a) => (a, false),
             MdsResponse::Created { attr, new, .. } => (attr, new),
@@ -374,18 +373,10 @@ impl Client {
         check_layout(&attr)?;
         self.merge_local(&mut attr);
         if new {
-            self.new_file(creds, &attr, asked);
+            self.files.note_new_inode(creds, &attr);
+            self.capability.put(attr.ino, asked, &Err(Error::NoData));
         }
         Ok(attr)
-    }
-
-    /// What this client knows of a regular file it just made, asked for at `asked`: who
-    /// owns root's files (a squashing MDS), and that it has no extended attributes, so the
-    /// kernel's probe before the first write needs no round trip (`O_CREAT` without
-    /// `O_EXCL` too: `>` in a shell).
-    fn new_file(&self, creds: &Creds, attr: &Attr, asked: tokio::time::Instant) {
-        self.files.note_new_inode(creds, attr);
-        self.capability.put(attr.ino, asked, &Err(Error::NoData));
     }
 
     pub async fn symlink(

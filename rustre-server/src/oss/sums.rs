@@ -117,10 +117,7 @@ pub(super) fn read_entries(file: &File, first: u64, count: usize) -> std::io::Re
     let mut buf = vec![0u8; count * SUMS_ENTRY_BYTES as usize];
     // Bytes past the end stay 0.
     read_full_at(file, &mut buf, entry_offset(first))?;
-    Ok(buf
-        .chunks_exact(SUMS_ENTRY_BYTES as usize)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(decode_entries(&buf))
 }
 
 /// [`read_entries`] when every byte of them is in the page cache already: `None` when
@@ -135,11 +132,14 @@ pub(super) fn read_entries_if_cached(file: &File, first: u64, count: usize) -> O
     };
     // SAFETY: `iov` points at `buf`, which outlives the call and holds `iov_len` bytes.
     let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
-    (usize::try_from(n).ok()? == buf.len()).then(|| {
-        buf.chunks_exact(SUMS_ENTRY_BYTES as usize)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    })
+    (usize::try_from(n).ok()? == buf.len()).then(|| decode_entries(&buf))
+}
+
+/// The entries stored in `buf`, in order.
+fn decode_entries(buf: &[u8]) -> Vec<u32> {
+    buf.chunks_exact(SUMS_ENTRY_BYTES as usize)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Writes entries from `first` on.

@@ -328,15 +328,7 @@ impl FileStore {
                 .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
             *crc = sums::expected_crc(0, &buf[..got]);
         }
-        Ok(Some(ObjectRead {
-            data: ReadData::File {
-                file: files.data.clone(),
-                offset,
-                len: len as u32,
-            },
-            crcs,
-            version,
-        }))
+        Ok(Some(file_read(files, offset, len, crcs, version)))
     }
 
     /// How many of `len` bytes at `offset` object `id` holds (at most `len`, so it fits in
@@ -381,6 +373,25 @@ impl FileStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A read of `len` bytes (at most a u32's worth) of `files` at `offset`, sent from the file.
+fn file_read(
+    files: &ObjectFiles,
+    offset: u64,
+    len: u64,
+    crcs: Vec<u32>,
+    version: u64,
+) -> ObjectRead {
+    ObjectRead {
+        data: ReadData::File {
+            file: files.data.clone(),
+            offset,
+            len: len as u32,
+        },
+        crcs,
+        version,
     }
 }
 
@@ -429,15 +440,7 @@ impl ObjectStore for FileStore {
         if crcs.contains(&0) {
             return None;
         }
-        Some(ObjectRead {
-            data: ReadData::File {
-                file: files.data.clone(),
-                offset,
-                len: len as u32,
-            },
-            crcs,
-            version,
-        })
+        Some(file_read(&files, offset, len, crcs, version))
     }
 
     fn read_consistent(
