@@ -155,6 +155,18 @@ impl PageCache {
         s.window
     }
 
+    /// Forgets where the last reader of `ino` was: a new open that reads from the start
+    /// is sequential again, and its first read finds the pages cached.
+    pub(super) fn restart_stream(&self, ino: Ino) {
+        lock(&self.inner).streams.pop(&ino);
+    }
+
+    /// Whether page `idx` of `ino` is cached or being fetched.
+    pub(super) fn has_page(&self, ino: Ino, idx: u64) -> bool {
+        let inner = lock(&self.inner);
+        inner.pages.contains(&(ino, idx)) || inner.fetching.contains_key(&(ino, idx))
+    }
+
     pub(super) fn generation(&self, ino: Ino) -> u64 {
         *lock(&self.inner).generation.get(&ino).unwrap_or(&0)
     }

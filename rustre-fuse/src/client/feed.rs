@@ -7,6 +7,7 @@
 //! the last answer.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -62,6 +63,30 @@ pub(super) fn start(client: &Arc<Client>) {
     });
 }
 
+/// How often a held feed looks whether it may go on ([`Client::hold_feed`]).
+const HOLD_POLL: Duration = Duration::from_millis(1);
+
+/// Returns once the client's feed is not held (or the client is gone).
+async fn wait_while_held(client: &Weak<Client>) {
+    while client
+        .upgrade()
+        .is_some_and(|c| c.feed_held.load(Ordering::SeqCst))
+    {
+        tokio::time::sleep(HOLD_POLL).await;
+    }
+}
+
+impl Client {
+    /// For tests: while `hold` is true, the answers of the change feed wait before they
+    /// reach the caches, so the metadata cache keeps what it knew (until its lease,
+    /// [`FEED_LEASE`](super::meta_cache::FEED_LEASE), runs out) as it would while the feed
+    /// is slow. Nothing of the feed is lost: the held answers are applied on release.
+    #[doc(hidden)]
+    pub fn hold_feed(&self, hold: bool) {
+        self.feed_held.store(hold, Ordering::SeqCst);
+    }
+}
+
 /// Follows one MDS's feed until the client goes or the MDS leaves the map (the task is
 /// then aborted).
 async fn watch(client: Weak<Client>, peer: Arc<Peer>) {
@@ -83,6 +108,7 @@ async fn watch(client: Weak<Client>, peer: Arc<Peer>) {
         let answer = peer
             .call_within::<_, MdsResponse>(&req, Bytes::new(), WATCH_WAIT + WATCH_SLACK)
             .await;
+        wait_while_held(&client).await;
         let Some(c) = client.upgrade() else { return };
         match answer {
             Ok((MdsResponse::Changes(batch), _)) if batch.changes.len() <= WATCH_MAX_CHANGES => {

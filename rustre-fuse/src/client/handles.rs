@@ -27,6 +27,7 @@ use super::files::{
     writable_len, OpenFile, Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
     FALLOC_FL_ZERO_RANGE, MAX_FILE_BYTES, SIZE_REPORT_INTERVAL, ZERO_CHUNK_BYTES,
 };
+use super::open_prefetch::Prefetch;
 use super::releases::{SenderRunning, Waiter, RELEASE_GATHER};
 use super::space;
 use super::Client;
@@ -195,8 +196,9 @@ impl Client {
             self.report_dirty(ino).await?;
             self.cache.invalidate(ino);
         }
-        let attr = self.open(creds, ino, flags).await.map_err(stale_if_gone)?;
-        self.opened(creds, attr, flags).await
+        let (attr, prefetch) = self.open_reading_ahead(creds, ino, flags).await;
+        self.opened(creds, attr.map_err(stale_if_gone)?, flags, prefetch)
+            .await
     }
 
     /// Creates (or, without O_EXCL in `flags`, opens an existing) file `name` in `parent`
@@ -230,7 +232,7 @@ impl Client {
         let attr = self
             .create_open(creds, parent, name, mode, exclusive, Some(flags), layout)
             .await?;
-        self.opened(creds, attr, flags).await
+        self.opened(creds, attr, flags, None).await
     }
 
     async fn opened(
@@ -238,14 +240,13 @@ impl Client {
         creds: &Creds,
         attr: Attr,
         flags: i32,
+        prefetch: Option<Prefetch>,
     ) -> Result<Opened, Error> {
         match self.files.register(&attr, flags, creds, self.session()) {
             Ok((fh, keep_cache)) => {
                 self.atimes.opened(Via::File(fh), Some(&attr));
-                if !keep_cache {
-                    // Changed since this client last saw it: cached pages may be stale.
-                    self.cache.invalidate(attr.ino);
-                }
+                // Changed since this client last saw it: cached pages may be stale.
+                self.settle_open_pages(&attr, prefetch, keep_cache);
                 let mut attr = attr;
                 self.merge_local(&mut attr);
                 // Reads the kernel serves from its page cache never reach the client: when a

@@ -62,7 +62,7 @@ impl Client {
     }
 
     /// Page `idx` of `ino`: from the cache, from a fetch already in flight, or fetched now.
-    async fn page(
+    pub(super) async fn page(
         &self,
         ino: Ino,
         layout: &Layout,

@@ -30,6 +30,10 @@ pub struct ClientMetrics {
     pub cache_misses: Counter,
     /// Reads that bypassed the page cache (random readers, cache off).
     pub cache_bypassed: Counter,
+    /// Opens that started reading their small file before the MDS answered.
+    pub open_prefetches: Counter,
+    /// Of those, the reads the open's answer let stand (the rest were dropped).
+    pub open_prefetches_kept: Counter,
     /// Bytes sent to the OSTs by write-back.
     pub writeback_bytes: Counter,
     /// Writers that had to wait for room in the write-back budget or for sends in flight.
@@ -89,6 +93,16 @@ pub fn enable(registry: &mut Registry) {
         "rustre_client_cache_bypassed_reads",
         "Reads that went straight to the OSTs (random readers, cache off)",
         m.cache_bypassed.clone(),
+    );
+    r.register(
+        "rustre_client_open_prefetches",
+        "Opens that started reading their small file while the MDS checked the open",
+        m.open_prefetches.clone(),
+    );
+    r.register(
+        "rustre_client_open_prefetches_kept",
+        "Reads started by opens that the open's answer let stand",
+        m.open_prefetches_kept.clone(),
     );
     r.register(
         "rustre_client_writeback_bytes",

@@ -54,6 +54,7 @@ mod meta;
 mod meta_cache;
 mod meta_ops;
 pub mod metrics;
+mod open_prefetch;
 pub mod path;
 mod pending_marks;
 pub mod quota;
@@ -110,6 +111,8 @@ pub struct Client {
     files: files::Files,
     dirs: dirs::Dirs,
     cache: cache::PageCache,
+    /// Opens that read their small file meanwhile ([`open_prefetch`]).
+    prefetches: open_prefetch::PrefetchCounts,
     writeback: writeback::WriteBack,
     unstable: unstable::Unstable,
     capability: capability::CapabilityCache,
@@ -121,6 +124,8 @@ pub struct Client {
     atime_queue: atime_batch::AtimeQueue,
     /// Who may hold locks on which file through this client ([`locks`]).
     lock_owners: locks::LockOwners,
+    /// Tests hold the change feed's answers back with this ([`Client::hold_feed`]).
+    feed_held: std::sync::atomic::AtomicBool,
     /// Where other clients' changes are reported beyond `meta_cache` (the kernel).
     kernel: kernel::KernelHook,
     /// Migrations begun through this client and not finished ([`admin`]).
@@ -141,6 +146,7 @@ impl Client {
             name: cfg.client_name.clone(),
             files: files::Files::default(),
             cache: cache::PageCache::default(),
+            prefetches: Default::default(),
             writeback: writeback::WriteBack::default(),
             unstable: unstable::Unstable::default(),
             capability: capability::CapabilityCache::default(),
@@ -151,6 +157,7 @@ impl Client {
             atimes: atime::Atimes::default(),
             atime_queue: atime_batch::AtimeQueue::default(),
             lock_owners: locks::LockOwners::default(),
+            feed_held: Default::default(),
             kernel: kernel::KernelHook::default(),
             migrations: admin::Migrations::default(),
         });
