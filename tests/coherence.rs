@@ -238,3 +238,54 @@ fn permissions_hold_against_cached_names_and_for_fifos() {
         assert!(ok_for_nobody(m, "exec 3<>fifo"), "FIFO through {m:?}");
     }
 }
+
+/// A file replaced whole through A (a new file renamed over its name, as editors, compilers
+/// and package managers do) while its old inode lives on because A still holds it open: B's
+/// open of the name right after reads the new file, though B's kernel keeps the name for
+/// 10 s and B's feed may not have reported the rename yet (rustre-fuse
+/// client/stale_open.rs). A process holding an unlinked file open still reopens it through
+/// /proc.
+#[test]
+fn an_open_right_after_another_mount_replaced_a_file_reads_the_new_one() {
+    use std::os::fd::AsRawFd;
+    const ROUNDS: usize = 100;
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = fuse_or_tools_unavailable(&[]) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let t = two_mounts();
+    let (a, b) = (t.a.path.join("r"), t.b.path.join("r"));
+    fs::create_dir(&a).unwrap();
+    assert!(wait_until(POLL_LIMIT, || exists(&b)), "r never showed on B");
+    let (fa, fb, ga) = (a.join("f"), b.join("f"), a.join("g"));
+    let mut old_reads = Vec::new();
+    for i in 0..ROUNDS {
+        let (old, new) = (format!("old {i}"), format!("new {i}"));
+        fs::write(&fa, &old).unwrap();
+        // B reads the old file: its kernel keeps the name (and the pages).
+        let seen = wait_until(POLL_LIMIT, || {
+            contents(&fb).is_some_and(|c| c == old.as_bytes())
+        });
+        assert!(seen, "round {i}: B never read the old file");
+        let held = fs::File::open(&fa).unwrap();
+        fs::write(&ga, &new).unwrap();
+        fs::rename(&ga, &fa).unwrap();
+        let got = fs::read(&fb).unwrap();
+        if got != new.as_bytes() {
+            old_reads.push((i, String::from_utf8_lossy(&got).into_owned()));
+        }
+        drop(held);
+    }
+    assert!(
+        old_reads.is_empty(),
+        "B read a replaced file through its old name: {old_reads:?}"
+    );
+
+    let unlinked = a.join("u");
+    let mut f = fs::File::create(&unlinked).unwrap();
+    f.write_all(b"still here").unwrap();
+    fs::remove_file(&unlinked).unwrap();
+    let again = fs::read(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();
+    assert_eq!(again, b"still here");
+}

@@ -197,8 +197,9 @@ impl Client {
             self.cache.invalidate(ino);
         }
         let (attr, prefetch) = self.open_reading_ahead(creds, ino, flags).await;
-        self.opened(creds, attr.map_err(stale_if_gone)?, flags, prefetch)
-            .await
+        let attr = attr.map_err(stale_if_gone)?;
+        self.refuse_orphan(creds, &attr).await?;
+        self.opened(creds, attr, flags, prefetch).await
     }
 
     /// Creates (or, without O_EXCL in `flags`, opens an existing) file `name` in `parent`

@@ -61,6 +61,7 @@ pub mod quota;
 mod releases;
 mod seek;
 mod space;
+mod stale_open;
 mod stripe;
 mod transfer;
 mod unstable;

@@ -434,6 +434,11 @@ impl Files {
         Ok((fh, keep))
     }
 
+    /// Whether a handle of this client holds `ino` open.
+    pub(super) fn holds_open(&self, ino: Ino) -> bool {
+        lock(&self.inodes).get(&ino).is_some_and(|st| st.opens > 0)
+    }
+
     /// The newest layout this client knows for open inode `ino`.
     pub(super) fn layout(&self, ino: Ino) -> Option<Layout> {
         lock(&self.inodes).get(&ino)?.layout.clone()

@@ -41,6 +41,8 @@ use tokio::time::Instant;
 
 /// Attributes kept (one per inode).
 pub(super) const META_CACHE_ATTRS: usize = 65_536;
+/// Inodes remembered as orphans whose cached names are not answered ([`MetaCache::orphaned`]).
+pub(super) const ORPHANS_KEPT: usize = 1024;
 /// Names kept (positive and negative).
 pub(super) const META_CACHE_ENTRIES: usize = 65_536;
 /// How long after a watcher asked its MDS for changes the answer vouches for the cache.
@@ -165,6 +167,9 @@ struct Inner {
     own_unknown: std::collections::BTreeSet<u64>,
     /// When the newest answer to one of this client's changes arrived.
     own_answered: Option<Instant>,
+    /// Inodes an open found without links (`client/stale_open.rs`): a cached name that
+    /// leads to one of them is not answered (the MDS is asked where it leads now).
+    orphans: LruCache<Ino, ()>,
 }
 
 impl Inner {
@@ -369,6 +374,7 @@ impl MetaCache {
                 own_in_flight: HashMap::new(),
                 own_unknown: Default::default(),
                 own_answered: None,
+                orphans: LruCache::new(cap(ORPHANS_KEPT)),
             }),
             enabled: AtomicBool::new(true),
             hits: AtomicU64::new(0),
@@ -536,6 +542,15 @@ impl MetaCache {
         inner.attrs.pop(&ino);
     }
 
+    /// Forgets `ino`'s attributes and stops answering, from now on, the cached names that
+    /// lead to it: an open found it without links, so those names are stale.
+    pub(super) fn orphaned(&self, ino: Ino) {
+        let mut inner = lock(&self.inner);
+        inner.epoch += 1;
+        inner.attrs.pop(&ino);
+        inner.orphans.put(ino, ());
+    }
+
     /// Keeps the answer to looking up `name` in `parent` (`None`: no such name) asked for at
     /// `asked`, unless something changed since.
     pub(super) fn keep_entry(&self, asked: Epoch, parent: Ino, name: &str, attr: Option<&Attr>) {
@@ -613,6 +628,9 @@ impl MetaCache {
             inner = lock(&self.inner);
         }
         let ino = inner.entry(&(parent, name.to_string()))?;
+        if ino.is_some_and(|i| inner.orphans.contains(&i)) {
+            return None;
+        }
         let known = match ino {
             None => Some(Known::Absent),
             Some(ino) => inner.attr(ino).map(Known::Found),
