@@ -124,7 +124,7 @@ impl<W: Write> TreeVisitor for Printer<W> {
         {
             let written = self
                 .out
-                .write_all(v.path.as_bytes())
+                .write_all(&rustre_proto::raw_names::decode(v.path))
                 .and_then(|()| self.out.write_all(&[self.end]));
             if let Err(e) = written {
                 self.failed = Some(e);
@@ -255,7 +255,11 @@ pub(crate) async fn du(g: &Global, args: DuArgs) -> Result<(), String> {
             &report.dirs[..]
         };
         for d in lines {
-            writeln!(out, "{}\t{}", show(d.bytes), d.path).map_err(|e| e.to_string())?;
+            let path = rustre_proto::raw_names::decode(&d.path);
+            write!(out, "{}\t", show(d.bytes))
+                .and_then(|()| out.write_all(&path))
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|e| e.to_string())?;
         }
     }
     out.flush().map_err(|e| e.to_string())?;

@@ -275,3 +275,130 @@ fn a_name_this_client_removed_is_not_brought_back_by_a_listing_fetched_before() 
         assert!(!dir.join("x-0100").exists(), "{how}: x-0100 is back");
     }
 }
+
+/// Names are bytes, as on Linux: names and symlink targets that are not UTF-8 (Latin-1, a
+/// lone continuation byte, the bytes of the code points rustre escapes with) are created,
+/// listed, renamed, read and removed through a mount like any other; `tar` round-trips a
+/// tree of them, and `rustre find` prints the same bytes GNU find does. The length limit
+/// counts the bytes: 255 Latin-1 bytes are a name, 256 are ENAMETOOLONG.
+#[test]
+fn names_that_are_not_utf8_are_names() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    if skip_without_fuse() {
+        return;
+    }
+    let c = ProcCluster::start();
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mount = ForegroundMount::start(&c.mgs_addr, &mnt, "");
+    let d = mnt.join("raw");
+    fs::create_dir(&d).unwrap();
+    let names: Vec<&[u8]> = vec![
+        b"caf\xe9",
+        b"\xff\xfe",
+        "caf\u{e9}".as_bytes(),
+        b"\xf4\x8f\xbe\x80",
+        b"a\xc3(b",
+        &[0xe9; 255],
+    ];
+    for (i, n) in names.iter().enumerate() {
+        fs::write(d.join(OsStr::from_bytes(n)), format!("file {i}")).unwrap();
+    }
+    let too_long = d.join(OsStr::from_bytes(&[0xe9; 256]));
+    let err = fs::write(&too_long, b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
+    let mut listed: Vec<Vec<u8>> = fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().as_bytes().to_vec())
+        .collect();
+    listed.sort();
+    let mut want: Vec<Vec<u8>> = names.iter().map(|n| n.to_vec()).collect();
+    want.sort();
+    assert_eq!(listed, want);
+    for (i, n) in names.iter().enumerate() {
+        let p = d.join(OsStr::from_bytes(n));
+        assert_eq!(fs::read(&p).unwrap(), format!("file {i}").as_bytes());
+    }
+    // Rename, symlink target and xattr name of raw bytes.
+    fs::rename(
+        d.join(OsStr::from_bytes(b"\xff\xfe")),
+        d.join(OsStr::from_bytes(b"\xfe\xff")),
+    )
+    .unwrap();
+    assert!(d.join(OsStr::from_bytes(b"\xfe\xff")).exists());
+    let target = OsStr::from_bytes(b"caf\xe9");
+    std::os::unix::fs::symlink(target, d.join(OsStr::from_bytes(b"ln\xfe"))).unwrap();
+    let read = fs::read_link(d.join(OsStr::from_bytes(b"ln\xfe"))).unwrap();
+    assert_eq!(read.as_os_str().as_bytes(), b"caf\xe9");
+    assert_eq!(
+        fs::read(d.join(OsStr::from_bytes(b"ln\xfe"))).unwrap(),
+        b"file 0"
+    );
+
+    // tar out and back in, compared with diff; rustre find and GNU find agree.
+    let out = c.path("raw.tar");
+    let tar = Command::new("tar")
+        .args([
+            "-C",
+            mnt.to_str().unwrap(),
+            "-cf",
+            out.to_str().unwrap(),
+            "raw",
+        ])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let back = mnt.join("back");
+    fs::create_dir(&back).unwrap();
+    let untar = Command::new("tar")
+        .args(["-C", back.to_str().unwrap(), "-xf", out.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(&d)
+        .arg(back.join("raw"))
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    let gnu = Command::new("find").arg(&d).output().unwrap();
+    let mut gnu: Vec<Vec<u8>> = gnu
+        .stdout
+        .split(|b| *b == b'\n')
+        .map(|l| l.to_vec())
+        .collect();
+    let prefix = mnt.as_os_str().as_bytes().len();
+    let mut gnu_rel: Vec<Vec<u8>> = gnu
+        .drain(..)
+        .filter(|l| !l.is_empty())
+        .map(|l| l[prefix..].to_vec())
+        .collect();
+    let ours = rustre_command()
+        .args(["--mgs", &c.mgs_addr, "find", "/raw"])
+        .output()
+        .unwrap();
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let mut ours: Vec<Vec<u8>> = ours
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| l.to_vec())
+        .collect();
+    gnu_rel.sort();
+    ours.sort();
+    assert_eq!(ours, gnu_rel);
+    for n in &names {
+        fs::remove_file(d.join(OsStr::from_bytes(n))).ok();
+    }
+    drop(mount);
+}

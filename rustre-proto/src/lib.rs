@@ -35,6 +35,7 @@ pub mod injected_bug;
 pub mod metrics;
 pub mod msg;
 pub mod net;
+pub mod raw_names;
 pub mod rpc;
 pub mod sync;
 

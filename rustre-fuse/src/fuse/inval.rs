@@ -18,7 +18,6 @@
 //!
 //! A notification for something the kernel does not hold fails with ENOENT, harmlessly.
 
-use std::ffi::OsStr;
 use std::sync::mpsc;
 
 use fuser::INodeNo;
@@ -62,7 +61,7 @@ impl KernelCache for KernelInval {
 fn notify(n: &fuser::Notifier, c: &Change) {
     let r = match c {
         Change::Inode(ino) => n.inval_inode(INodeNo(*ino), -1, 0),
-        Change::Entry { parent, name } => n.inval_entry(INodeNo(*parent), OsStr::new(name)),
+        Change::Entry { parent, name } => n.inval_entry(INodeNo(*parent), &super::raw_name(name)),
         Change::All => {
             tracing::debug!("change feed gap: the kernel keeps its caches up to their TTLs");
             Ok(())

@@ -26,8 +26,9 @@ mod replies;
 mod wbcache;
 mod write;
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::future::Future;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -269,9 +270,16 @@ fn groups_of(pid: u32) -> Option<Vec<u32>> {
     )
 }
 
-/// A name from the kernel as the UTF-8 string the protocol carries.
+/// A name (or symlink target) from the kernel as the string the protocol carries: the name
+/// itself when it is UTF-8, else its escaped form (`rustre_proto::raw_names`). Never fails:
+/// Linux names are any bytes but '/' and NUL, and so are rustre's.
 fn name_str(name: &OsStr) -> Result<String, Errno> {
-    name.to_str().map(str::to_string).ok_or(Errno::EILSEQ)
+    Ok(rustre_proto::raw_names::encode(name.as_bytes()))
+}
+
+/// A name (or symlink target) of the protocol as the bytes the kernel gets.
+fn raw_name(name: &str) -> OsString {
+    OsString::from_vec(rustre_proto::raw_names::decode(name))
 }
 
 fn to_system_time(t: Timestamp) -> SystemTime {

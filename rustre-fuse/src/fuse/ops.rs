@@ -18,8 +18,8 @@ use rustre_proto::msg::FileKind;
 
 use super::replies::{open_flags, reply_empty, reply_entry, time_set};
 use super::{
-    drop_cached_attrs, errno, file_attr, file_type, name_str, placeholder_attr, xattr_reply,
-    Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
+    drop_cached_attrs, errno, file_attr, file_type, name_str, placeholder_attr, raw_name,
+    xattr_reply, Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
     STATFS_NAME_MAX,
 };
 
@@ -169,7 +169,7 @@ impl Filesystem for RustreFs {
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(("readlink", ino.0), async move {
             match c.readlink(&who.creds(), ino.0).await {
-                Ok(t) => reply.data(t.as_bytes()),
+                Ok(t) => reply.data(&rustre_proto::raw_names::decode(&t)),
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -493,7 +493,8 @@ impl Filesystem for RustreFs {
                 Ok(listed) => {
                     for l in listed {
                         let e = &l.entry;
-                        if reply.add(INodeNo(e.ino), l.offset, file_type(e.kind), &e.name) {
+                        let name = raw_name(&e.name);
+                        if reply.add(INodeNo(e.ino), l.offset, file_type(e.kind), &name) {
                             break;
                         }
                     }
@@ -523,7 +524,8 @@ impl Filesystem for RustreFs {
                             None => placeholder_attr(e.ino, e.kind),
                         };
                         let ino = INodeNo(e.ino);
-                        if reply.add(ino, l.offset, &e.name, &ttl, &attr, Generation(0)) {
+                        let name = raw_name(&e.name);
+                        if reply.add(ino, l.offset, &name, &ttl, &attr, Generation(0)) {
                             break;
                         }
                     }
@@ -637,7 +639,7 @@ impl Filesystem for RustreFs {
                 Ok(names) => {
                     let mut buf = Vec::new();
                     for n in names {
-                        buf.extend_from_slice(n.as_bytes());
+                        buf.extend_from_slice(&rustre_proto::raw_names::decode(&n));
                         buf.push(0);
                     }
                     xattr_reply(reply, size, &buf);

@@ -417,9 +417,11 @@ pub struct Capacity {
     pub avail_bytes: u64,
 }
 
-/// Checks a directory entry name: not empty, no '/', no NUL, not "." or "..", at most 255 bytes.
+/// Checks a directory entry name: not empty, no '/', no NUL, not "." or "..", standing for
+/// at most 255 bytes ([`crate::raw_names`]).
 pub fn validate_name(name: &str) -> Result<(), crate::Error> {
-    if name.len() > NAME_MAX_BYTES {
+    // The bytes the name stands for (names that are not UTF-8: `crate::raw_names`).
+    if crate::raw_names::decoded_len(name) > NAME_MAX_BYTES {
         return Err(crate::Error::NameTooLong);
     }
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {

@@ -270,7 +270,7 @@ pub fn readlink(tx: &mut dyn Transaction, ino: Ino) -> Result<String, Error> {
 
 /// The namespace of an xattr name decides who may touch it.
 fn check_xattr(ctx: &Ctx, attr: &Attr, name: &str, write: bool) -> Result<(), Error> {
-    if name.is_empty() || name.len() > XATTR_NAME_MAX_BYTES {
+    if name.is_empty() || rustre_proto::raw_names::decoded_len(name) > XATTR_NAME_MAX_BYTES {
         return Err(if name.is_empty() {
             Error::Invalid("empty xattr name".into())
         } else {

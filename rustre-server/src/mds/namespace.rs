@@ -201,7 +201,7 @@ pub fn validate_target(target: &str) -> Result<(), Error> {
     if target.is_empty() {
         return Err(Error::NotFound);
     }
-    if target.len() > SYMLINK_MAX_BYTES {
+    if rustre_proto::raw_names::decoded_len(target) > SYMLINK_MAX_BYTES {
         return Err(Error::NameTooLong);
     }
     if target.contains('\0') {
