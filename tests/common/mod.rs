@@ -539,9 +539,8 @@ pub(crate) fn rss_and_hwm(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// The MDS calls of operation `op` the mount serving metrics at `addr` (mount option
-/// `metrics=`) made so far.
-pub(crate) fn mds_calls(addr: &str, op: &str) -> f64 {
+/// The text of the metrics the mount at `addr` serves (mount option `metrics=`).
+fn mount_metrics(addr: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("the mount's metrics endpoint");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -552,6 +551,23 @@ pub(crate) fn mds_calls(addr: &str, op: &str) -> f64 {
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The value of the counter `name` (without labels) of the mount serving metrics at
+/// `addr`.
+pub(crate) fn mount_counter(addr: &str, name: &str) -> f64 {
+    mount_metrics(addr)
+        .lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// The MDS calls of operation `op` the mount serving metrics at `addr` (mount option
+/// `metrics=`) made so far.
+pub(crate) fn mds_calls(addr: &str, op: &str) -> f64 {
+    let text = mount_metrics(addr);
     let series = format!("op=\"{op}\"");
     text.lines()
         .filter(|l| l.starts_with("rustre_rpc_client_requests_total{"))

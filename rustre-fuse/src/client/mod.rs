@@ -40,6 +40,7 @@ mod atime;
 mod atime_batch;
 mod cache;
 mod capability;
+mod copy;
 mod data;
 mod dirs;
 mod durable;
@@ -69,6 +70,7 @@ mod writeback;
 
 pub use atime::{AtimeMode, AtimeRule, STRICTATIME_INTERVAL};
 pub use cache::DEFAULT_CACHE_BYTES;
+pub use copy::COPY_MAX_BYTES;
 pub use dirs::Listed;
 pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
 pub use handles::Written;

@@ -2,7 +2,8 @@
 //! fuser's thread when nothing in them would wait (`Client::write_buffered_now`), else on
 //! the runtime (`Client::write_file_as`). The kernel's cached attributes or pages, when a
 //! write makes them stale, are dropped from the runtime before the answer, never from
-//! fuser's thread.
+//! fuser's thread. A copy_file_range is a read and a write inside the client
+//! (`Client::copy_range`).
 
 use bytes::Bytes;
 use fuser::{OpenFlags, ReplyWrite, WriteFlags};
@@ -54,6 +55,31 @@ impl RustreFs {
                         drop_cached_data(n, ino);
                     }
                 }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+}
+
+impl RustreFs {
+    /// Copies `len` bytes between two open files of this mount inside the client and
+    /// replies how many it copied (`client/copy.rs`).
+    pub(super) fn copy_range(
+        &self,
+        ino_out: u64,
+        (fh_in, offset_in): (u64, u64),
+        (fh_out, offset_out): (u64, u64),
+        len: u64,
+        reply: ReplyWrite,
+    ) {
+        let c = self.client.clone();
+        self.spawn(("copy_file_range", ino_out), async move {
+            match c
+                .copy_range(fh_in, offset_in, fh_out, offset_out, len)
+                .await
+            {
+                // At most COPY_MAX_BYTES: fits the answer.
+                Ok(n) => reply.written(n as u32),
                 Err(e) => reply.error(errno(e)),
             }
         });
