@@ -4,7 +4,9 @@
 //! unchanged ([`is_session_op`], [`idempotent`]), and whether an answer's layout is sound
 //! ([`check_layout`]). Pure functions of the request and answer.
 
-use rustre_proto::msg::mds::{MdsOp, MdsResponse, NamesChanged, Touched, RENAME_EXCHANGE};
+use rustre_proto::msg::mds::{
+    MdsOp, MdsResponse, NamesChanged, Touched, RENAME_EXCHANGE, RENAME_WHITEOUT,
+};
 use rustre_proto::msg::{Attr, Ino};
 use rustre_proto::Error;
 
@@ -165,8 +167,9 @@ fn names_changed(op: &MdsOp, n: &NamesChanged) -> Option<Vec<OwnResult>> {
             new_parent,
             new_name,
             flags,
-        } if dir_inos == [*parent] && parent == new_parent
-            || dir_inos == [*parent, *new_parent] && parent != new_parent =>
+        } if flags & RENAME_WHITEOUT == 0
+            && (dir_inos == [*parent] && parent == new_parent
+                || dir_inos == [*parent, *new_parent] && parent != new_parent) =>
         {
             let moved = n.source.attr.as_ref().filter(|a| a.ino == n.source.ino)?;
             let target = n.target.as_ref();

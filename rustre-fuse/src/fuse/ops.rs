@@ -13,7 +13,7 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek,
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use rustre_proto::msg::mds::{SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use rustre_proto::msg::mds::{SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
 use rustre_proto::msg::FileKind;
 
 use super::replies::{open_flags, reply_empty, reply_entry, time_set};
@@ -280,10 +280,10 @@ impl Filesystem for RustreFs {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => return reply.error(e),
         };
-        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
-            return reply.error(fuser::Errno::EINVAL);
-        }
         let mut wire = 0;
+        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            wire |= RENAME_WHITEOUT;
+        }
         if flags.contains(RenameFlags::RENAME_NOREPLACE) {
             wire |= RENAME_NOREPLACE;
         }

@@ -12,6 +12,9 @@ use crate::Error;
 pub const RENAME_NOREPLACE: u32 = 1;
 /// `Rename` flag: swap source and target atomically (RENAME_EXCHANGE).
 pub const RENAME_EXCHANGE: u32 = 2;
+/// `Rename` flag: leave a whiteout (a character device 0/0) at the source's name, in the same
+/// transaction (RENAME_WHITEOUT, what overlayfs asks of its upper directory). Root only.
+pub const RENAME_WHITEOUT: u32 = 4;
 /// `SetXattr` flag: fail if the attribute exists (XATTR_CREATE).
 pub const XATTR_CREATE: u32 = 1;
 /// `SetXattr` flag: fail if the attribute does not exist (XATTR_REPLACE).

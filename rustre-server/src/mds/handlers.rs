@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rustre_proto::msg::mds::{
     AtimeUpdate, FsStats, MdsResponse, SetAttr, ACCESSED_MAX_INODES, READDIR_MAX_ENTRIES,
-    RELEASE_MAX_INOS,
+    RELEASE_MAX_INOS, RENAME_EXCHANGE, RENAME_WHITEOUT,
 };
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp, ROOT_INO};
@@ -275,12 +275,21 @@ impl Mds {
         (new_parent, new_name): (Ino, String),
         flags: u32,
     ) -> Answer {
+        let whiteout = if flags & RENAME_WHITEOUT != 0 && flags & RENAME_EXCHANGE == 0 {
+            Some(self.alloc_ino().await?)
+        } else if flags & RENAME_WHITEOUT != 0 {
+            return Err(Error::Invalid("RENAME_WHITEOUT with RENAME_EXCHANGE".into()).into());
+        } else {
+            None
+        };
         let change = call.change();
         self.txn(
             call.creds,
             vec![parent, new_parent],
             change,
-            move |tx, c| namespace::rename(tx, c, parent, &name, new_parent, &new_name, flags),
+            move |tx, c| {
+                namespace::rename(tx, c, parent, &name, new_parent, &new_name, flags, whiteout)
+            },
         )
         .await
         .map(|n| MdsResponse::NamesChanged(Box::new(n)))

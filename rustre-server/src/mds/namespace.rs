@@ -2,7 +2,9 @@
 //! symlink, link, unlink, rmdir, rename and readdir. They run again on conflict, so they
 //! touch nothing outside the transaction.
 
-use rustre_proto::msg::mds::{DirEntry, NamesChanged, Touched, RENAME_EXCHANGE, RENAME_NOREPLACE};
+use rustre_proto::msg::mds::{
+    DirEntry, NamesChanged, Touched, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
+};
 use rustre_proto::msg::quota::QuotaUsage;
 use rustre_proto::msg::{
     validate_name, Attr, Creds, FileKind, Ino, Layout, LayoutSpec, Timestamp, ROOT_INO,
@@ -366,8 +368,10 @@ fn remove_inode(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
     Ok(())
 }
 
-/// Renames `parent/name` to `new_parent/new_name` with RENAME_NOREPLACE / RENAME_EXCHANGE;
-/// answers what it left.
+/// Renames `parent/name` to `new_parent/new_name` with RENAME_NOREPLACE / RENAME_EXCHANGE /
+/// RENAME_WHITEOUT (`whiteout`: the inode number for the whiteout, given with that flag
+/// only); answers what it left.
+#[allow(clippy::too_many_arguments)] // the rename's own arguments
 pub fn rename(
     tx: &mut dyn Transaction,
     ctx: &Ctx,
@@ -376,8 +380,32 @@ pub fn rename(
     new_parent: Ino,
     new_name: &str,
     flags: u32,
+    whiteout: Option<Ino>,
 ) -> Result<NamesChanged, Error> {
-    let (source, target) = rename_names(tx, ctx, parent, name, new_parent, new_name, flags)?;
+    if (flags & RENAME_WHITEOUT != 0) != whiteout.is_some() {
+        return Err(Error::Invalid("RENAME_WHITEOUT without its inode".into()));
+    }
+    if whiteout.is_some() && ctx.creds.uid != 0 {
+        // As mknod of a device (Linux asks CAP_MKNOD).
+        return Err(Error::NotPermitted);
+    }
+    let plain = flags & !RENAME_WHITEOUT;
+    let (source, target) = rename_names(tx, ctx, parent, name, new_parent, new_name, plain)?;
+    if let Some(ino) = whiteout.filter(|_| target != Some(source)) {
+        // The whiteout takes the name the source left (two links of one inode: nothing
+        // moved, nothing to leave).
+        let dir = writable_dir(tx, ctx, parent)?;
+        let node = NewInode {
+            ino,
+            kind: FileKind::CharDev,
+            perm: 0,
+            umask: 0,
+            rdev: 0,
+            target: None,
+            layout: None,
+        };
+        add_entry(tx, ctx, dir, name, node)?;
+    }
     let dirs: &[Ino] = if parent == new_parent {
         &[parent]
     } else {

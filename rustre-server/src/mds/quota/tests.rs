@@ -247,7 +247,7 @@ fn moves_between_trees_are_exdev_and_a_projects_directory_moves_freely() {
     set_quota(&kv, d, QuotaLimits::default()).unwrap();
     let mv = |from: Ino, name: &str, to: Ino, new: &str| {
         run(&kv, |tx, c| {
-            namespace::rename(tx, c, from, name, to, new, 0)
+            namespace::rename(tx, c, from, name, to, new, 0, None)
         })
     };
     assert_eq!(mv(d, "f", ROOT_INO, "f"), Err(Error::CrossDevice));
@@ -267,6 +267,7 @@ fn moves_between_trees_are_exdev_and_a_projects_directory_moves_freely() {
             ROOT_INO,
             "o",
             rustre_proto::msg::mds::RENAME_EXCHANGE,
+            None,
         )
     });
     assert_eq!(exchange, Err(Error::CrossDevice));
@@ -411,7 +412,7 @@ fn the_walk_of_a_tree_larger_than_a_batch_counts_what_is_created_and_moved_meanw
             // an entry not labelled yet cannot move (behind the walk's cursor, or out).
             make(&kv, sub, "new", FileKind::File).unwrap();
             renamed = Some(run(&kv, |tx, c| {
-                namespace::rename(tx, c, sub, "f1000", sub, "a-first", 0)
+                namespace::rename(tx, c, sub, "f1000", sub, "a-first", 0, None)
             }));
         }
     })
@@ -426,7 +427,7 @@ fn the_walk_of_a_tree_larger_than_a_batch_counts_what_is_created_and_moved_meanw
     assert_eq!(o.project, NO_PROJECT);
     // Once counted, renames inside the tree are free again.
     run(&kv, |tx, c| {
-        namespace::rename(tx, c, sub, "f1000", sub, "a-first", 0)
+        namespace::rename(tx, c, sub, "f1000", sub, "a-first", 0, None)
     })
     .unwrap();
     // A walk run again (a retried call) counts nothing twice.
