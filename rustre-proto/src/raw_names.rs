@@ -12,6 +12,8 @@
 //! share a String. Length limits count the bytes a name stands for ([`decoded_len`]), so a
 //! name of 255 Latin-1 bytes is as long as Linux allows, not longer.
 
+use std::borrow::Cow;
+
 /// The escape for byte `b` is this code point plus `b`.
 const ESCAPE_BASE: u32 = 0x10_FF00;
 /// The first escape (byte 0x80; bytes below 0x80 are always valid UTF-8).
@@ -61,10 +63,10 @@ fn push_valid(out: &mut String, valid: &str) {
     }
 }
 
-/// The bytes `name` stands for.
-pub fn decode(name: &str) -> Vec<u8> {
+/// The bytes `name` stands for: `name`'s own when it holds no escape.
+pub fn decode(name: &str) -> Cow<'_, [u8]> {
     if !name.chars().any(is_escape) {
-        return name.as_bytes().to_vec();
+        return Cow::Borrowed(name.as_bytes());
     }
     let mut out = Vec::with_capacity(name.len());
     for c in name.chars() {
@@ -75,7 +77,7 @@ pub fn decode(name: &str) -> Vec<u8> {
             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// How many bytes `name` stands for (`decode(name).len()`, without building it).
@@ -100,7 +102,7 @@ mod tests {
             "x".repeat(255).as_str(),
         ] {
             assert_eq!(encode(name.as_bytes()), name);
-            assert_eq!(decode(name), name.as_bytes());
+            assert_eq!(&*decode(name), name.as_bytes());
             assert_eq!(decoded_len(name), name.len());
         }
     }
@@ -118,7 +120,7 @@ mod tests {
         ];
         for raw in cases {
             let s = encode(&raw);
-            assert_eq!(decode(&s), raw, "{raw:?} -> {s:?}");
+            assert_eq!(*decode(&s), raw[..], "{raw:?} -> {s:?}");
             assert_eq!(decoded_len(&s), raw.len());
         }
         // The name made of the escape code point itself and the invalid bytes its encoding
@@ -138,7 +140,7 @@ mod tests {
                 for c in bytes {
                     let raw = vec![a, b, c];
                     let s = encode(&raw);
-                    assert_eq!(decode(&s), raw);
+                    assert_eq!(*decode(&s), raw[..]);
                     if let Some(other) = seen.insert(s.clone(), raw.clone()) {
                         panic!("{raw:?} and {other:?} both encode to {s:?}");
                     }
@@ -157,7 +159,7 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            assert_eq!(decode(&encode(&raw)), raw);
+            assert_eq!(*decode(&encode(&raw)), raw[..]);
         }
     }
 }

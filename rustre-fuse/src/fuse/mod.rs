@@ -26,6 +26,7 @@ mod replies;
 mod wbcache;
 mod write;
 
+use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -273,13 +274,17 @@ fn groups_of(pid: u32) -> Option<Vec<u32>> {
 /// A name (or symlink target) from the kernel as the string the protocol carries: the name
 /// itself when it is UTF-8, else its escaped form (`rustre_proto::raw_names`). Never fails:
 /// Linux names are any bytes but '/' and NUL, and so are rustre's.
-fn name_str(name: &OsStr) -> Result<String, Errno> {
-    Ok(rustre_proto::raw_names::encode(name.as_bytes()))
+fn name_str(name: &OsStr) -> String {
+    rustre_proto::raw_names::encode(name.as_bytes())
 }
 
-/// A name (or symlink target) of the protocol as the bytes the kernel gets.
-fn raw_name(name: &str) -> OsString {
-    OsString::from_vec(rustre_proto::raw_names::decode(name))
+/// A name (or symlink target) of the protocol as the bytes the kernel gets (borrowed unless
+/// it holds escapes).
+fn raw_name(name: &str) -> Cow<'_, OsStr> {
+    match rustre_proto::raw_names::decode(name) {
+        Cow::Borrowed(b) => Cow::Borrowed(OsStr::from_bytes(b)),
+        Cow::Owned(v) => Cow::Owned(OsString::from_vec(v)),
+    }
 }
 
 fn to_system_time(t: Timestamp) -> SystemTime {

@@ -75,9 +75,7 @@ impl Filesystem for RustreFs {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         // A name that is not UTF-8 cannot exist here.
-        let Ok(name) = name_str(name) else {
-            return reply.error(fuser::Errno::ENOENT);
-        };
+        let name = name_str(name);
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         let negative_ttl = self
             .client
@@ -185,10 +183,7 @@ impl Filesystem for RustreFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = name_str(name);
         let Some(kind) = FileKind::from_mode(mode) else {
             return reply.error(fuser::Errno::EINVAL);
         };
@@ -212,10 +207,7 @@ impl Filesystem for RustreFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = name_str(name);
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         self.spawn(("mkdir", parent.0), async move {
             let r = c
@@ -226,10 +218,7 @@ impl Filesystem for RustreFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = name_str(name);
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(("unlink", parent.0), async move {
             reply_empty(reply, c.unlink(&who.creds(), parent.0, &name).await);
@@ -237,10 +226,7 @@ impl Filesystem for RustreFs {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = name_str(name);
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(("rmdir", parent.0), async move {
             reply_empty(reply, c.rmdir(&who.creds(), parent.0, &name).await);
@@ -255,10 +241,7 @@ impl Filesystem for RustreFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let (name, target) = match (name_str(link_name), name_str(target.as_os_str())) {
-            (Ok(n), Ok(t)) => (n, t),
-            (Err(e), _) | (_, Err(e)) => return reply.error(e),
-        };
+        let (name, target) = (name_str(link_name), name_str(target.as_os_str()));
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         self.spawn(("symlink", parent.0), async move {
             let r = c.symlink(&who.creds(), parent.0, &name, &target).await;
@@ -276,10 +259,7 @@ impl Filesystem for RustreFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (name, newname) = match (name_str(name), name_str(newname)) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => return reply.error(e),
-        };
+        let (name, newname) = (name_str(name), name_str(newname));
         let mut wire = 0;
         if flags.contains(RenameFlags::RENAME_WHITEOUT) {
             wire |= RENAME_WHITEOUT;
@@ -308,10 +288,7 @@ impl Filesystem for RustreFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let newname = match name_str(newname) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let newname = name_str(newname);
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         self.spawn(("link", ino.0), async move {
             let r = c.link(&who.creds(), ino.0, newparent.0, &newname).await;
@@ -613,10 +590,7 @@ impl Filesystem for RustreFs {
         position: u32,
         reply: ReplyEmpty,
     ) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = name_str(name);
         if position != 0 || flags < 0 {
             return reply.error(fuser::Errno::EINVAL);
         }
@@ -631,10 +605,7 @@ impl Filesystem for RustreFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = name_str(name);
         match self.client.cached_xattr(ino.0, &name) {
             Some(Ok(v)) => return xattr_reply(reply, size, &v),
             Some(Err(e)) => return reply.error(errno(e)),
@@ -667,10 +638,7 @@ impl Filesystem for RustreFs {
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = name_str(name);
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(("removexattr", ino.0), async move {
             reply_empty(reply, c.remove_xattr(&who.creds(), ino.0, &name).await);
@@ -695,10 +663,7 @@ impl Filesystem for RustreFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let name = match name_str(name) {
-            Ok(n) => n,
-            Err(e) => return reply.error(e),
-        };
+        let name = name_str(name);
         if FileKind::from_mode(mode).is_some_and(|k| k != FileKind::File) {
             return reply.error(fuser::Errno::EINVAL);
         }
