@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rustre_proto::msg::mds::{
     AtimeUpdate, FsStats, MdsResponse, SetAttr, ACCESSED_MAX_INODES, READDIR_MAX_ENTRIES,
-    RELEASE_MAX_INOS, RENAME_EXCHANGE, RENAME_WHITEOUT,
+    RELEASE_MAX_INOS, RENAME_WHITEOUT,
 };
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::{Attr, Capacity, Creds, FileKind, Ino, LayoutSpec, Timestamp, ROOT_INO};
@@ -275,10 +275,8 @@ impl Mds {
         (new_parent, new_name): (Ino, String),
         flags: u32,
     ) -> Answer {
-        let whiteout = if flags & RENAME_WHITEOUT != 0 && flags & RENAME_EXCHANGE == 0 {
+        let whiteout = if flags & RENAME_WHITEOUT != 0 {
             Some(self.alloc_ino().await?)
-        } else if flags & RENAME_WHITEOUT != 0 {
-            return Err(Error::Invalid("RENAME_WHITEOUT with RENAME_EXCHANGE".into()).into());
         } else {
             None
         };

@@ -385,6 +385,11 @@ pub fn rename(
     if (flags & RENAME_WHITEOUT != 0) != whiteout.is_some() {
         return Err(Error::Invalid("RENAME_WHITEOUT without its inode".into()));
     }
+    if whiteout.is_some() && flags & RENAME_EXCHANGE != 0 {
+        return Err(Error::Invalid(
+            "RENAME_WHITEOUT with RENAME_EXCHANGE".into(),
+        ));
+    }
     if whiteout.is_some() && ctx.creds.uid != 0 {
         // As mknod of a device (Linux asks CAP_MKNOD).
         return Err(Error::NotPermitted);
