@@ -14,15 +14,6 @@ use std::process::Command;
 
 use common::*;
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A mounted overlay, unmounted when dropped (also when an assert fails).
 struct Overlay<'a>(&'a Path);
 

@@ -19,16 +19,6 @@ const OSS_COUNT: usize = 3;
 /// Longest wait for a resync, a node state change or a cut-off call to give up.
 const LONG_WAIT: Duration = Duration::from_secs(90);
 
-/// Runs `cmd` and panics with its output unless it succeeds.
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The hosts: network namespaces on one bridge. Removed (processes first) on drop.
 struct Net {
     tag: String,

@@ -163,6 +163,16 @@ impl Drop for Proc {
     }
 }
 
+/// Runs `cmd` and panics with its output unless it succeeds.
+pub(crate) fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs a `rustre` client command against `mgs`, holding the tests' cluster secret.
 pub(crate) fn cli(mgs: &str, args: &[&str]) -> Output {
     Command::new(rustre_bin())
