@@ -142,3 +142,51 @@ fn fsync_after_an_oss_lost_writes_no_longer_held_fails_or_marks_the_copy_stale()
     }
     assert!(mount.unmount());
 }
+
+/// Without the test mode, `kill -9` of an OSS is only a process's death: what it
+/// acknowledged is in the kernel's page cache and stays (oss/instance.rs keeps the
+/// instance within one boot). A file written and closed before the kill, then fsync'd
+/// through a new open (`cp f dst && sync dst`), syncs with no error and no stale copy.
+#[test]
+fn a_killed_oss_process_loses_nothing_so_a_later_fsync_of_a_closed_file_succeeds() {
+    if let Some(why) = fuse_unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut c = ProcCluster::start();
+    let m = c.mgs_addr.clone();
+    replicated_dir(&m, "/one", "1");
+    replicated_dir(&m, "/two", "2");
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mut mount = ForegroundMount::start(&m, &mnt, "");
+    for (dir, seed) in [("one", 5), ("two", 6)] {
+        let path = mount.path.join(dir).join("closed.bin");
+        let data = random_bytes(3 << 20, seed);
+        fs::write(&path, &data).unwrap();
+        std::thread::sleep(SENT_WAIT);
+        let (ino, copy0, _) = placement(&m, &format!("/{dir}/closed.bin"));
+        let file = c.ost_dirs[copy0[0] as usize].join("ost.instance");
+        let recorded = || fs::read(&file).unwrap();
+        let before = recorded();
+        power_cut(&mut c, copy0[0]);
+        assert_eq!(
+            recorded(),
+            before,
+            "/{dir}: a new instance in the same boot"
+        );
+        let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.sync_all()
+            .unwrap_or_else(|e| panic!("/{dir}: fsync after an OSS process restart: {e}"));
+        drop(f);
+        let stat = cli_ok(&m, &["stat", &format!("/{dir}/closed.bin")]);
+        assert!(
+            !stat.contains("stale slots"),
+            "/{dir}: a copy went stale:\n{stat}"
+        );
+        assert!(read_back(&path) == data, "/{dir}: bytes differ after fsync");
+        let on_disk = fs::read(c.object_file(copy0[0], ino, 0)).unwrap();
+        assert!(on_disk == data, "/{dir}: the killed OSS's object");
+    }
+    assert!(mount.unmount());
+}

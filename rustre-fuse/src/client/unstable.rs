@@ -1,8 +1,9 @@
 //! Changes the OSTs acknowledged but have not made durable yet, and the write verifiers that
 //! tell whether an OST still holds them (docs/replication.md, "Write verifiers").
 //!
-//! Every write, repair or truncate a copy answers carries the instance of its OST, new on
-//! every start of the OST. This module notes, per file and per copy (stripe, OST), the
+//! Every write, repair or truncate a copy answers carries the instance of its OST, new on every
+//! start of the OST that may have lost acknowledged writes (a new boot of its host, another
+//! disk; docs/replication.md). This module notes, per file and per copy (stripe, OST), the
 //! instance that acknowledged the changes since the file's last good sync, and whether two
 //! instances did (the OST restarted in between: the earlier changes may be gone). A sync
 //! answers the instance that made the object durable; a copy whose changes came from

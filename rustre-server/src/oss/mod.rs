@@ -21,6 +21,7 @@
 //! - `handles`: the bounded cache of open object files.
 //! - `fence`: registration epoch and lease of an OST, and whether it serves at all.
 //! - `identity`: the identity file of an OST directory and the UUID of its disk.
+//! - `instance`: the OST's write verifier, kept across process restarts within one boot.
 //! - `service`: the RPC handler.
 //! - `mgs_link`: registration and heartbeats.
 //! - `volatile`: a test-only store that keeps unsynced writes in memory, so `kill -9` of
@@ -33,6 +34,7 @@
 //! DIR/LOCK            flock'ed while an OSS serves the OST
 //! DIR/ost.identity    cluster name, OST index, disk UUID, accepted by the MGS or not;
 //!                     written on first use
+//! DIR/ost.instance    the instance (write verifier) of the current boot of the host
 //! DIR/objects/..      the objects
 //! ```
 //! The identity file stops a directory from being served as another OST or in another
@@ -46,6 +48,7 @@ mod fence;
 mod file_store;
 mod handles;
 mod identity;
+mod instance;
 mod mem_store;
 mod mgs_link;
 mod service;
@@ -136,13 +139,17 @@ impl OssConfig {
     }
 }
 
-/// An opened OST: its store, its disk and the lock on its directory.
+/// An opened OST: its store, its disk, its instance and the lock on its directory.
 struct OpenedOst {
     index: u32,
     store: Arc<dyn ObjectStore>,
     disk: Arc<OstDisk>,
+    instance: u64,
     _lock: File,
 }
+
+/// An OST ready to serve: index, store, disk and instance (write verifier).
+type ServableOst = (u32, Arc<dyn ObjectStore>, Arc<OstDisk>, u64);
 
 fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
     let per_ost = (OPEN_OBJECTS_MAX / cfg.osts.len()).max(OPEN_OBJECTS_MIN_PER_OST);
@@ -160,7 +167,8 @@ fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
         let (lock, disk) = claim_ost_dir(dir, &cfg.cluster, *index)?;
         // Start-up, not an answer; the same conversion keeps the error what it was.
         let files = FileStore::open(dir, per_ost).map_err(service::to_wire)?;
-        let store: Arc<dyn ObjectStore> = if volatile::volatile_writes_wanted() {
+        let volatile = volatile::volatile_writes_wanted();
+        let store: Arc<dyn ObjectStore> = if volatile {
             tracing::warn!(
                 index,
                 "{}=1: TEST MODE, unsynced writes are kept in memory only and lost when \
@@ -171,10 +179,17 @@ fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
         } else {
             Arc::new(files)
         };
+        // The volatile test store loses unsynced writes with the process: a new instance.
+        let instance = if volatile {
+            service::new_instance()
+        } else {
+            instance::instance_of_this_boot(dir, disk.uuid(), service::new_instance())?
+        };
         opened.push(OpenedOst {
             index: *index,
             store,
             disk: Arc::new(disk),
+            instance,
             _lock: lock,
         });
     }
@@ -240,7 +255,9 @@ pub async fn run_on_stores(
         .zip(stores)
         .map(|((index, _), store)| {
             let disk = Arc::new(OstDisk::given(&cfg.cluster, *index));
-            (*index, store, disk)
+            // A store made by the caller (the simulation's) loses its unsynced writes on
+            // every restart: each start is a new instance.
+            (*index, store, disk, service::new_instance())
         })
         .collect();
     serve_osts(cfg, listener.into(), shutdown, OSS_LEASE, osts).await;
@@ -264,7 +281,7 @@ pub(crate) async fn run_with_lease(
         .map_err(|e| Error::Io(format!("opening the OSTs: {e}")))??;
     let osts = opened
         .iter()
-        .map(|o| (o.index, o.store.clone(), o.disk.clone()))
+        .map(|o| (o.index, o.store.clone(), o.disk.clone(), o.instance))
         .collect();
     serve_osts(cfg, listener, shutdown, lease, osts).await;
     drop(opened);
@@ -279,14 +296,14 @@ async fn serve_osts(
     listener: Listener,
     shutdown: watch::Receiver<bool>,
     lease: Duration,
-    osts: Vec<(u32, Arc<dyn ObjectStore>, Arc<OstDisk>)>,
+    osts: Vec<ServableOst>,
 ) {
     if let Some(m) = crate::metrics::get() {
         osts.iter().for_each(|(index, ..)| m.ost_known(*index));
     }
     let served: HashMap<u32, service::ServedOst> = osts
         .iter()
-        .map(|(index, store, disk)| {
+        .map(|(index, store, disk, instance)| {
             let ost_lease = Arc::new(fence::OstLease::new(lease));
             if !disk.accepted() {
                 ost_lease.hold();
@@ -294,7 +311,7 @@ async fn serve_osts(
             let ost = service::ServedOst {
                 store: store.clone(),
                 lease: ost_lease,
-                instance: service::new_instance(),
+                instance: *instance,
             };
             (*index, ost)
         })
@@ -302,7 +319,7 @@ async fn serve_osts(
     // In the configured order, as before.
     let linked = osts
         .iter()
-        .map(|(index, _, disk)| mgs_link::LinkedOst {
+        .map(|(index, _, disk, _)| mgs_link::LinkedOst {
             index: *index,
             store: served[index].store.clone(),
             lease: served[index].lease.clone(),
@@ -323,7 +340,7 @@ async fn serve_osts(
     tracing::info!(
         addr = ?listener.local_addr().ok(),
         advertise = %cfg.advertise_addr,
-        osts = ?osts.iter().map(|(index, _, _)| *index).collect::<Vec<_>>(),
+        osts = ?osts.iter().map(|(index, ..)| *index).collect::<Vec<_>>(),
         "OSS serving"
     );
     serve(listener, oss, cfg.cluster, cfg.key, shutdown).await;

@@ -35,11 +35,12 @@ pub(crate) struct ServedOst {
     pub store: Arc<dyn ObjectStore>,
     pub lease: Arc<OstLease>,
     /// This start of the OST: the write verifier of its answers (see
-    /// [`OssResponse::Written`]). New on every start, never 0.
+    /// [`OssResponse::Written`]). New whenever acknowledged writes may have been lost
+    /// (see `oss/instance.rs`), never 0.
     pub instance: u64,
 }
 
-/// A write verifier for an OST starting now: the wall clock in nanoseconds (the
+/// A new write verifier for an OST starting now: the wall clock in nanoseconds (the
 /// simulation's clock in a simulated run, so a seed replays), distinct across restarts of
 /// one OST on one host.
 pub(crate) fn new_instance() -> u64 {
