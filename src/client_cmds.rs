@@ -227,7 +227,12 @@ pub(crate) async fn df(g: &Global, json: bool) -> Result<(), String> {
             "size_bytes": total,
             "used_bytes": used,
             "avail_bytes": avail,
-            "use_percent": (used * 100).checked_div(total).unwrap_or(0),
+            // As df(1): of what users can have (used and available; a reserve is neither),
+            // rounded up.
+            "use_percent": match used + avail {
+                0 => 0,
+                users => (used * 100).div_ceil(users),
+            },
         })
     };
     let mut rows: Vec<serde_json::Value> = map

@@ -196,3 +196,108 @@ fn a_full_ost_gives_enospc_new_files_avoid_it_and_rm_brings_space_back() {
         "no new file went to the OST that has room again"
     );
 }
+
+/// Size of the file system the MDS and an OST share in the shared-disk test.
+const SHARED_FS: &str = "256M";
+/// Size of each xattr value that fills the MDS's store.
+const XATTR_BYTES: usize = 64 << 10;
+/// Most xattrs the test sets before the MDS must have said ENOSPC (what the OST's reserve
+/// leaves above the MDS's on 256 MiB, 32 MiB: about 500 of them).
+const XATTRS_MAX: usize = 2_000;
+
+/// Sets xattr `user.fill` of `path` to `value`.
+fn set_xattr(path: &Path, value: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: NUL-terminated path and name, a value of the given length.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            c"user.fill".as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The MDS's store and the only OST on one small file system, as `rustre local` puts them
+/// on one disk: data fills it up to the OST's reserve (ENOSPC), metadata up to the MDS's
+/// (ENOSPC), and removals still work, so `rm` brings everything back. Before the reserves,
+/// the OST filled the disk, the store's next journal write failed, and the MDS answered EIO
+/// to everything, `rm` included, until it was restarted (docs/operations.md, "Full disks").
+#[test]
+fn a_disk_shared_by_the_mds_and_an_ost_fills_and_empties_with_enospc_never_eio() {
+    if let Some(why) = fuse_unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    // Declared before the cluster: dropped after it, once no server holds its files.
+    let shared = match LoopFs::mount(scratch.path(), SHARED_FS) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("skipped: {}", unavailable_here(why));
+            return;
+        }
+    };
+    let c = ProcCluster::start_spec(ClusterSpec {
+        ost_dirs: vec![Some(shared.mnt.join("ost0"))],
+        mds_dir: Some(shared.mnt.join("mds")),
+        ..ClusterSpec::default()
+    });
+    let m = c.mgs_addr.clone();
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _mount = ForegroundMount::start(&m, &mnt, "");
+
+    // Data first: ENOSPC at the OST's reserve.
+    let chunk = random_bytes(1 << 20, 7);
+    let (err, written) = fill(&mnt.join("big"), &chunk, FILL_MAX_BYTES);
+    let err = err.unwrap_or_else(|| panic!("{written} bytes fit on a {SHARED_FS} disk"));
+    eprintln!("data: ENOSPC after {written} bytes: {err}");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+
+    // Then metadata: big xattrs on new files, until the MDS's reserve says ENOSPC.
+    fs::create_dir(mnt.join("meta")).unwrap();
+    // Random: the store compresses, and would make little of a repeated byte.
+    let value = random_bytes(XATTR_BYTES, 9);
+    let mut set = 0;
+    let err = loop {
+        assert!(set < XATTRS_MAX, "{set} xattrs of {XATTR_BYTES} bytes fit");
+        let path = mnt.join(format!("meta/x{set}"));
+        if let Err(e) = fs::File::create(&path).and_then(|_| set_xattr(&path, &value)) {
+            break e;
+        }
+        set += 1;
+    };
+    eprintln!("metadata: ENOSPC after {set} xattrs: {err}");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    let refused = fs::create_dir(mnt.join("meta/one-more")).unwrap_err();
+    assert_eq!(refused.raw_os_error(), Some(libc::ENOSPC), "{refused}");
+
+    // Removals are taken, and bring the room back.
+    fs::remove_file(mnt.join("big")).unwrap_or_else(|e| panic!("rm on a full disk: {e}"));
+    fs::remove_dir_all(mnt.join("meta")).unwrap_or_else(|e| panic!("rm -r: {e}"));
+    let again = random_bytes(8 << 20, 8);
+    assert!(
+        wait_until(WAIT, || {
+            fs::create_dir_all(mnt.join("after")).is_ok()
+                && fs::write(mnt.join("after/file"), &again).is_ok()
+        }),
+        "creates and writes never worked again after rm"
+    );
+    drop_caches();
+    assert!(fs::read(mnt.join("after/file")).unwrap() == again);
+    let fsck = cli(&m, &["fsck"]);
+    let out = String::from_utf8_lossy(&fsck.stdout);
+    assert!(
+        fsck.status.success() && out.contains("fsck: clean"),
+        "{out}"
+    );
+}

@@ -7,6 +7,7 @@
 //! - [`metrics`]: the servers' Prometheus metrics (off unless `--metrics-listen`).
 //! - [`mgs`]: the management service — registry, heartbeats, cluster map.
 //! - [`oss`]: the object storage service — objects in plain files, served with `sendfile`.
+//! - [`space`]: the free space the MDS and the OSTs keep on their disks (full disks).
 
 pub mod checks;
 pub mod local;
@@ -17,5 +18,6 @@ pub mod mgs;
 pub mod oss;
 pub mod records;
 pub mod schema;
+pub mod space;
 #[cfg(test)]
 mod test_cluster;

@@ -23,6 +23,8 @@ pub(crate) struct ClusterSpec {
     /// cluster's temporary directory, `Some` one of the test's choosing (a small file
     /// system, say). Empty: [`OSS_COUNT`] OSTs in the temporary directory.
     pub(crate) ost_dirs: Vec<Option<PathBuf>>,
+    /// The MDS's data directory; `None`: `mds` in the cluster's temporary directory.
+    pub(crate) mds_dir: Option<PathBuf>,
     /// Environment of the MDS process.
     pub(crate) mds_env: Vec<(&'static str, &'static str)>,
     /// Arguments added to the MDS's (`rustre mds ...`).
@@ -137,7 +139,11 @@ impl ProcCluster {
 
     /// As [`Self::start_mds`], with `env` in its environment instead of the spec's.
     pub(crate) fn start_mds_with_env(&mut self, env: &[(&str, &str)]) {
-        let data = self.path("mds");
+        let data = self
+            .spec
+            .mds_dir
+            .clone()
+            .unwrap_or_else(|| self.path("mds"));
         let mut args = vec![
             "--mgs",
             &self.mgs_addr,

@@ -77,6 +77,25 @@ impl Call {
     }
 }
 
+/// About how many bytes an operation adds to the store, for the operations that add entries
+/// or bytes to the namespace, which the MDS refuses once its store's disk is within its
+/// reserve ([`crate::space`]); `None` for the others.
+fn namespace_growth(op: &MdsOp) -> Option<u64> {
+    /// What a new inode and its entry take in the store's journal and tables, about.
+    const NEW_ENTRY_BYTES: u64 = 1 << 10;
+    match op {
+        MdsOp::Create { .. }
+        | MdsOp::Mkdir { .. }
+        | MdsOp::Mknod { .. }
+        | MdsOp::Symlink { .. }
+        | MdsOp::Link { .. } => Some(NEW_ENTRY_BYTES),
+        MdsOp::SetXattr { name, value, .. } => {
+            Some(NEW_ENTRY_BYTES + (name.len() + value.len()) as u64)
+        }
+        _ => None,
+    }
+}
+
 impl Mds {
     async fn dispatch(
         self: Arc<Self>,
@@ -99,6 +118,11 @@ impl Mds {
             admin: caller.admin,
             admin_configured: self.cfg.key.has_admin(),
         };
+        if let Some(bytes) = namespace_growth(&op) {
+            if !self.space.has_room(bytes, || self.kv.capacity()) {
+                return Err(Error::NoSpace.into());
+            }
+        }
         match op {
             MdsOp::OpenSession { client } => self.open_session(call, client).await,
             MdsOp::RenewSession => self.renew_session(call).await,

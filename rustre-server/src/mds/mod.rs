@@ -77,6 +77,7 @@ use tokio::sync::watch;
 
 use crate::meta::Kv;
 use crate::schema;
+use crate::space::{SpaceGuard, MDS_RESERVE};
 
 pub use config::{
     embedded_store_dir, MdsConfig, COMMIT_INTERVAL, DIR_LOCK_STRIPES, INO_BATCH,
@@ -106,6 +107,7 @@ pub async fn run(
         feed: feed::Feed::new(),
         cut_locks: cut_locks(),
         lock_waits: locks::serve::Waits::default(),
+        space: SpaceGuard::new(MDS_RESERVE, "MDS store"),
     });
     workers::spawn_all(mds.clone(), shutdown.clone());
     tracing::info!(addr = %cfg.advertise_addr, "MDS serving");
@@ -177,6 +179,8 @@ pub struct Mds {
     cut_locks: Vec<tokio::sync::Mutex<()>>,
     /// Wake-ups of the lock requests this MDS holds ([`locks`]).
     lock_waits: locks::serve::Waits,
+    /// The free space its store's disk keeps ([`crate::space`]).
+    space: SpaceGuard,
 }
 
 /// The cut locks of a new [`Mds`].

@@ -101,6 +101,12 @@ const FJALL_GC_SNAPSHOTS: u32 = 10_000;
 /// that `kill -9` of the MDS loses what a power cut would: acknowledged commits no sync
 /// covered (tests/mds_power.rs). Never in production: a process crash then loses them.
 pub(crate) const VOLATILE_META_ENV: &str = "RUSTRE_TEST_VOLATILE_META";
+/// Largest memtable of a store created by this version (fjall's default is 64 MiB; the
+/// size is kept in the store when it is created). A flush writes up to that much before
+/// the journal it empties goes, so the MDS's space reserve must hold it (`crate::space`):
+/// a store that cannot write its flush poisons itself.
+pub(crate) const MEMTABLE_BYTES: u64 = 8 << 20;
+
 /// File name suffix of fjall's journals (`{id}.jnl` in the database directory).
 const JOURNAL_SUFFIX: &str = ".jnl";
 
@@ -137,7 +143,9 @@ impl FjallStore {
                 e => KvError::Storage(format!("open {}: {e}", dir.display())),
             })?;
         let keyspace = db
-            .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
+            .keyspace(KEYSPACE, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
             .map_err(storage)?;
         Ok(FjallStore {
             dir: dir.to_path_buf(),
@@ -171,6 +179,10 @@ impl FjallStore {
 impl Backend for FjallStore {
     fn is_local(&self) -> bool {
         true
+    }
+
+    fn capacity(&self) -> Option<rustre_proto::msg::Capacity> {
+        crate::space::statvfs(&self.dir).ok()
     }
 
     fn run_once(&self, body: &mut dyn FnMut(&mut dyn Transaction) -> bool) -> Result<(), KvError> {

@@ -88,6 +88,11 @@ pub(crate) trait Backend: Send + Sync {
     fn is_local(&self) -> bool {
         false
     }
+    /// The capacity of the local file system the store writes to; `None` for a store that
+    /// manages its own space (FoundationDB) or keeps none (memory).
+    fn capacity(&self) -> Option<rustre_proto::msg::Capacity> {
+        None
+    }
 }
 
 /// The metadata store handle: cheap to clone, shared by all tasks of a server.
@@ -151,6 +156,12 @@ impl Kv {
     /// try in place instead of handing them to a blocking thread.
     pub fn is_local(&self) -> bool {
         self.backend.is_local()
+    }
+
+    /// The capacity of the local file system the store writes to, if it writes to one
+    /// (the embedded store); see [`crate::space`].
+    pub fn capacity(&self) -> Option<rustre_proto::msg::Capacity> {
+        self.backend.capacity()
     }
 
     /// One try of [`Kv::transact`], without back-off: `None` when the transaction conflicted

@@ -13,6 +13,7 @@
 //! it serves nothing until a registration is accepted, which happens by itself on a later
 //! beat once an administrator ran `rustre ost replace INDEX`.
 
+use crate::space::SpaceGuard;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -50,6 +51,8 @@ pub(crate) struct LinkedOst {
     pub store: Arc<dyn ObjectStore>,
     pub lease: Arc<OstLease>,
     pub disk: Arc<OstDisk>,
+    /// The free space its disk keeps, not reported as available ([`crate::space`]).
+    pub reserve: Option<Arc<SpaceGuard>>,
 }
 
 struct Ost {
@@ -57,6 +60,7 @@ struct Ost {
     store: Arc<dyn ObjectStore>,
     lease: Arc<OstLease>,
     disk: Arc<OstDisk>,
+    reserve: Option<Arc<SpaceGuard>>,
     registered: bool,
     /// Last refusal logged for this OST, so a persistent one is logged once.
     last_refusal: Option<String>,
@@ -98,6 +102,7 @@ pub(crate) async fn run(
             store: o.store,
             lease: o.lease,
             disk: o.disk,
+            reserve: o.reserve,
             registered: false,
             last_refusal: None,
         })
@@ -266,11 +271,15 @@ impl Link {
     }
 }
 
-/// The OST's capacity now; zeros (so no new objects go there) when it cannot be read.
+/// The OST's capacity now, its reserve not available; zeros (so no new objects go there)
+/// when it cannot be read.
 async fn capacity(ost: &Ost) -> Capacity {
     let store = ost.store.clone();
     match rustre_proto::blocking::unblock(move || store.capacity()).await {
-        Ok(Ok(c)) => c,
+        Ok(Ok(c)) => match &ost.reserve {
+            Some(reserve) => reserve.without_reserve(c),
+            None => c,
+        },
         Ok(Err(e)) => {
             tracing::warn!(index = ost.index, "cannot read the OST's capacity: {e}");
             Capacity::default()

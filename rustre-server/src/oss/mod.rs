@@ -58,6 +58,7 @@ mod sums;
 mod tests;
 mod volatile;
 
+use crate::space::{SpaceGuard, OST_RESERVE};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
@@ -148,8 +149,16 @@ struct OpenedOst {
     _lock: File,
 }
 
-/// An OST ready to serve: index, store, disk and instance (write verifier).
-type ServableOst = (u32, Arc<dyn ObjectStore>, Arc<OstDisk>, u64);
+/// An OST ready to serve.
+struct ServableOst {
+    index: u32,
+    store: Arc<dyn ObjectStore>,
+    disk: Arc<OstDisk>,
+    /// Its write verifier ([`instance`]).
+    instance: u64,
+    /// The free space its disk keeps ([`crate::space`]): OSTs served from directories only.
+    reserve: Option<Arc<SpaceGuard>>,
+}
 
 fn open_osts(cfg: &OssConfig) -> Result<Vec<OpenedOst>, Error> {
     let per_ost = (OPEN_OBJECTS_MAX / cfg.osts.len()).max(OPEN_OBJECTS_MIN_PER_OST);
@@ -257,7 +266,13 @@ pub async fn run_on_stores(
             let disk = Arc::new(OstDisk::given(&cfg.cluster, *index));
             // A store made by the caller (the simulation's) loses its unsynced writes on
             // every restart: each start is a new instance.
-            (*index, store, disk, service::new_instance())
+            ServableOst {
+                index: *index,
+                store,
+                disk,
+                instance: service::new_instance(),
+                reserve: None,
+            }
         })
         .collect();
     serve_osts(cfg, listener.into(), shutdown, OSS_LEASE, osts).await;
@@ -281,7 +296,16 @@ pub(crate) async fn run_with_lease(
         .map_err(|e| Error::Io(format!("opening the OSTs: {e}")))??;
     let osts = opened
         .iter()
-        .map(|o| (o.index, o.store.clone(), o.disk.clone(), o.instance))
+        .map(|o| ServableOst {
+            index: o.index,
+            store: o.store.clone(),
+            disk: o.disk.clone(),
+            instance: o.instance,
+            reserve: Some(Arc::new(SpaceGuard::new(
+                OST_RESERVE,
+                format!("OST {}", o.index),
+            ))),
+        })
         .collect();
     serve_osts(cfg, listener, shutdown, lease, osts).await;
     drop(opened);
@@ -299,31 +323,33 @@ async fn serve_osts(
     osts: Vec<ServableOst>,
 ) {
     if let Some(m) = crate::metrics::get() {
-        osts.iter().for_each(|(index, ..)| m.ost_known(*index));
+        osts.iter().for_each(|o| m.ost_known(o.index));
     }
     let served: HashMap<u32, service::ServedOst> = osts
         .iter()
-        .map(|(index, store, disk, instance)| {
+        .map(|o| {
             let ost_lease = Arc::new(fence::OstLease::new(lease));
-            if !disk.accepted() {
+            if !o.disk.accepted() {
                 ost_lease.hold();
             }
             let ost = service::ServedOst {
-                store: store.clone(),
+                store: o.store.clone(),
                 lease: ost_lease,
-                instance: *instance,
+                instance: o.instance,
+                reserve: o.reserve.clone(),
             };
-            (*index, ost)
+            (o.index, ost)
         })
         .collect();
     // In the configured order, as before.
     let linked = osts
         .iter()
-        .map(|(index, _, disk, _)| mgs_link::LinkedOst {
-            index: *index,
-            store: served[index].store.clone(),
-            lease: served[index].lease.clone(),
-            disk: disk.clone(),
+        .map(|o| mgs_link::LinkedOst {
+            index: o.index,
+            store: served[&o.index].store.clone(),
+            lease: served[&o.index].lease.clone(),
+            disk: o.disk.clone(),
+            reserve: o.reserve.clone(),
         })
         .collect();
     let oss = Arc::new(service::Oss::new(served));
@@ -340,7 +366,7 @@ async fn serve_osts(
     tracing::info!(
         addr = ?listener.local_addr().ok(),
         advertise = %cfg.advertise_addr,
-        osts = ?osts.iter().map(|(index, ..)| *index).collect::<Vec<_>>(),
+        osts = ?osts.iter().map(|o| o.index).collect::<Vec<_>>(),
         "OSS serving"
     );
     serve(listener, oss, cfg.cluster, cfg.key, shutdown).await;

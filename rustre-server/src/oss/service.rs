@@ -25,6 +25,7 @@ use super::store::{
     check_list, check_object, check_read, check_size, check_write, ObjectRead, ObjectStore,
 };
 use crate::metrics;
+use crate::space::SpaceGuard;
 
 /// Most store calls running at once in one OSS (each holds a blocking thread).
 pub const OSS_IO_MAX_IN_FLIGHT: usize = 64;
@@ -38,6 +39,8 @@ pub(crate) struct ServedOst {
     /// [`OssResponse::Written`]). New whenever acknowledged writes may have been lost
     /// (see `oss/instance.rs`), never 0.
     pub instance: u64,
+    /// The free space its disk keeps: writes are refused within it ([`crate::space`]).
+    pub reserve: Option<Arc<SpaceGuard>>,
 }
 
 /// A new write verifier for an OST starting now: the wall clock in nanoseconds (the
@@ -169,6 +172,13 @@ impl Oss {
         let store = &ost.store;
         if !payload.is_empty() && !matches!(op, OssOp::Write { .. } | OssOp::Repair { .. }) {
             return Err(Error::Invalid("only writes carry a payload".into()).into());
+        }
+        if matches!(op, OssOp::Write { .. } | OssOp::Repair { .. }) {
+            if let Some(reserve) = &ost.reserve {
+                if !reserve.has_room(payload.len() as u64, || store.capacity().ok()) {
+                    return Err(Error::NoSpace.into());
+                }
+            }
         }
         if let OssOp::Read { object, .. }
         | OssOp::Write { object, .. }
@@ -480,6 +490,7 @@ mod tests {
             store: Arc::new(store),
             lease,
             instance: new_instance(),
+            reserve: None,
         };
         Arc::new(Oss::new(HashMap::from([(0, ost)])))
     }

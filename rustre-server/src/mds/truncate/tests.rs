@@ -266,6 +266,7 @@ fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<Mds> {
         stuck: Default::default(),
         cut_locks: super::super::cut_locks(),
         lock_waits: Default::default(),
+        space: crate::space::SpaceGuard::new(crate::space::MDS_RESERVE, "test"),
     })
 }
 

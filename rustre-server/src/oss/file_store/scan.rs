@@ -3,9 +3,7 @@
 //! (`statvfs`).
 
 use std::collections::BinaryHeap;
-use std::ffi::CString;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -189,24 +187,5 @@ impl FileStore {
 
 /// Capacity of the file system holding `path`.
 pub fn statvfs(path: &Path) -> Result<Capacity, ObjectError> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| ObjectError::Invalid(format!("{} contains a NUL byte", path.display())))?;
-    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path and `st` a valid, writable statvfs.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(ObjectError::io(path, std::io::Error::last_os_error()));
-    }
-    #[allow(clippy::useless_conversion)] // the field types differ between targets
-    let (frsize, blocks, bfree, bavail) = (
-        u64::from(st.f_frsize),
-        u64::from(st.f_blocks),
-        u64::from(st.f_bfree),
-        u64::from(st.f_bavail),
-    );
-    Ok(Capacity {
-        total_bytes: blocks.saturating_mul(frsize),
-        free_bytes: bfree.saturating_mul(frsize),
-        avail_bytes: bavail.saturating_mul(frsize),
-    })
+    crate::space::statvfs(path).map_err(|e| ObjectError::io(path, e))
 }
