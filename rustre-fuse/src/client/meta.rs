@@ -55,7 +55,28 @@ impl Client {
     /// dead connection or MDS is sent again to the next one, for at most
     /// [`MDS_RETRY_FOR`]: reads because they are idempotent, mutations because they carry a
     /// sequence number the MDS uses to answer a repeat with the recorded result.
+    ///
+    /// An open or create refused with ESTALE because the MDS evicted this client's session
+    /// is sent once more in a new session (see [`super::session`]).
     pub(crate) async fn mds(&self, creds: &Creds, op: MdsOp) -> Result<MdsResponse, Error> {
+        if !matches!(op, MdsOp::Open { .. } | MdsOp::Create { .. }) {
+            return self.mds_in_session(creds, op).await;
+        }
+        let used = self.session();
+        match self.mds_in_session(creds, op.clone()).await {
+            Err(Error::Stale) if self.session_was_replaced(used).await => {
+                self.mds_in_session(creds, op).await
+            }
+            r => r,
+        }
+    }
+
+    /// [`Client::mds`] in the current session.
+    pub(super) async fn mds_in_session(
+        &self,
+        creds: &Creds,
+        op: MdsOp,
+    ) -> Result<MdsResponse, Error> {
         if idempotent(&op) || is_session_op(&op) {
             return self.mds_numbered(creds, op, 0).await;
         }

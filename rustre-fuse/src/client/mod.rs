@@ -22,7 +22,8 @@
 //! `durable` (syncs checked against the OSTs' write verifiers), `append` (where O_APPEND
 //! writes land, asked of the MDS),
 //! `io` (reads through the page cache and read-ahead, writes through write-back),
-//! `handles`, `transfer`, `admin`, `path`, `feed` (the watchers of every MDS's change
+//! `handles`, `transfer`, `admin`, `path`, `session` (opened, renewed, replaced after an
+//! eviction), `feed` (the watchers of every MDS's change
 //! feed) and `kernel` (other clients' changes passed on to the kernel's caches). State,
 //! which never refers back to [`Client`]: `files` (open files and the sizes
 //! this client's writes reached), `dirs` (directory handles' offsets), `cache` (the page
@@ -61,6 +62,7 @@ mod pending_marks;
 pub mod quota;
 mod releases;
 mod seek;
+mod session;
 mod space;
 mod stale_open;
 mod stripe;
@@ -105,6 +107,8 @@ pub struct ClientConfig {
 pub struct Client {
     cluster: Arc<Cluster>,
     session: AtomicU64,
+    /// Held while an evicted session is replaced ([`session`]).
+    session_change: tokio::sync::Mutex<()>,
     /// Numbers mutating calls within the session (see the MDS's request records).
     seq: AtomicU64,
     rr: AtomicU64,
@@ -143,6 +147,7 @@ impl Client {
         let client = Arc::new(Client {
             cluster,
             session: AtomicU64::new(0),
+            session_change: Default::default(),
             seq: AtomicU64::new(1),
             rr: AtomicU64::new(0),
             mds_cooldown: Default::default(),
@@ -174,54 +179,8 @@ impl Client {
         });
         let lease_ms = client.open_session().await?;
         feed::start(&client);
-        let weak = Arc::downgrade(&client);
-        tokio::spawn(async move {
-            let every = Duration::from_millis((lease_ms / 3).max(100));
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(c) = weak.upgrade() else { break };
-                match c.mds(&Creds::root(), MdsOp::RenewSession).await {
-                    Ok(_) => {}
-                    Err(Error::Stale) => {
-                        let evicted = c.evict_session(c.session());
-                        tracing::warn!(
-                            files = evicted,
-                            "session expired: its open files fail with EIO until closed \
-                             (evicted); opening a new session"
-                        );
-                        let _ = c.open_session().await;
-                    }
-                    Err(e) => tracing::debug!("session renewal failed: {e}"),
-                }
-                c.send_all_pending_marks().await;
-            }
-        });
+        client.start_renewals(lease_ms);
         Ok(client)
-    }
-
-    async fn open_session(&self) -> Result<u64, Error> {
-        let op = MdsOp::OpenSession {
-            client: self.name.clone(),
-        };
-        match self.mds(&Creds::root(), op).await? {
-            MdsResponse::Session { id, lease_ms } => {
-                self.session.store(id, Ordering::SeqCst);
-                Ok(lease_ms)
-            }
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Evicts the handles opened in `session`, which expired at the MDS, and drops what
-    /// they buffered (see `Files::evict_session`); answers how many files they held.
-    fn evict_session(&self, session: u64) -> usize {
-        // The MDS dropped the session's locks with it.
-        self.lock_owners.clear();
-        let inos = self.files.evict_session(session);
-        for ino in &inos {
-            self.forget_writes(*ino);
-        }
-        inos.len()
     }
 
     /// Ends the session (its opens are released at once instead of at lease expiry).
