@@ -204,6 +204,9 @@ const XATTR_BYTES: usize = 64 << 10;
 /// Most xattrs the test sets before the MDS must have said ENOSPC (what the OST's reserve
 /// leaves above the MDS's on 256 MiB, 32 MiB: about 500 of them).
 const XATTRS_MAX: usize = 2_000;
+/// Most directories made after that before the MDS must have said ENOSPC (what is left
+/// above the reserve is less than one more xattr: 64 KiB, a few hundred directories).
+const DIRS_MAX: usize = 20_000;
 
 /// Sets xattr `user.fill` of `path` to `value`.
 fn set_xattr(path: &Path, value: &[u8]) -> std::io::Result<()> {
@@ -278,7 +281,12 @@ fn a_disk_shared_by_the_mds_and_an_ost_fills_and_empties_with_enospc_never_eio()
     };
     eprintln!("metadata: ENOSPC after {set} xattrs: {err}");
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
-    let refused = fs::create_dir(mnt.join("meta/one-more")).unwrap_err();
+    // What still fits above the reserve goes (a directory is smaller than an xattr), until
+    // it too is refused.
+    let refused = (0..DIRS_MAX)
+        .find_map(|i| fs::create_dir(mnt.join(format!("meta/d{i}"))).err())
+        .unwrap_or_else(|| panic!("{DIRS_MAX} directories fit after the xattrs"));
+    eprintln!("metadata: then ENOSPC at a directory: {refused}");
     assert_eq!(refused.raw_os_error(), Some(libc::ENOSPC), "{refused}");
 
     // Removals are taken, and bring the room back.
