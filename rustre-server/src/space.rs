@@ -51,8 +51,9 @@ impl ReserveRule {
 
 /// The MDS's reserve on its store's file system: 1 %, at least 256 MiB, at most an eighth.
 /// The store writes more than the changes it takes: a memtable flush writes a table before
-/// its journal goes (`meta/fjall_store.rs` keeps memtables at `MEMTABLE_BYTES`, 8 MiB, well
-/// inside the smallest reserve), and compactions rewrite tables.
+/// its journal goes (`meta/fjall_store.rs`: memtables of `MEMTABLE_BYTES`, 64 MiB, which the
+/// floor holds; a file system under 512 MiB gets a reserve below that), and compactions
+/// rewrite tables.
 pub const MDS_RESERVE: ReserveRule = ReserveRule {
     min_bytes: 256 << 20,
     share: 100,
