@@ -24,12 +24,32 @@ const WAIT: Duration = Duration::from_secs(30);
 /// nothing is left behind whatever the test did.
 struct LoopFs {
     mnt: PathBuf,
+    /// Holds the image; removed after the unmount ([`Drop`] runs before the fields drop).
+    _scratch: tempfile::TempDir,
 }
 
 impl LoopFs {
-    /// Makes and mounts a file system of `size` (`truncate -s` syntax) in `dir`, or says why
-    /// it cannot.
-    fn mount(dir: &Path, size: &str) -> Result<LoopFs, String> {
+    /// A file system of `size` for a test that also mounts rustre, or `None` when this host
+    /// cannot give one (which fails the test under `CI`).
+    fn for_mount_test(size: &str) -> Option<LoopFs> {
+        if let Some(why) = fuse_unavailable() {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        match LoopFs::mount(scratch, size) {
+            Ok(fs) => Some(fs),
+            Err(why) => {
+                eprintln!("skipped: {}", unavailable_here(why));
+                None
+            }
+        }
+    }
+
+    /// Makes and mounts a file system of `size` (`truncate -s` syntax) in `scratch`, or
+    /// says why it cannot.
+    fn mount(scratch: tempfile::TempDir, size: &str) -> Result<LoopFs, String> {
+        let dir = scratch.path();
         // SAFETY: identity getter.
         if unsafe { libc::geteuid() } != 0 {
             return Err("loop mounts need root".into());
@@ -57,7 +77,10 @@ impl LoopFs {
             .args(["-o", "loop"])
             .arg(&img)
             .arg(&mnt))?;
-        Ok(LoopFs { mnt })
+        Ok(LoopFs {
+            mnt,
+            _scratch: scratch,
+        })
     }
 }
 
@@ -98,18 +121,9 @@ fn fill(path: &Path, chunk: &[u8], max: usize) -> (Option<std::io::Error>, usize
 
 #[test]
 fn a_full_ost_gives_enospc_new_files_avoid_it_and_rm_brings_space_back() {
-    if let Some(why) = fuse_unavailable() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let scratch = tempfile::tempdir().unwrap();
     // Declared before the cluster: dropped after it, once no OSS holds its files.
-    let small = match LoopFs::mount(scratch.path(), SMALL_FS) {
-        Ok(s) => s,
-        Err(why) => {
-            eprintln!("skipped: {}", unavailable_here(why));
-            return;
-        }
+    let Some(small) = LoopFs::for_mount_test(SMALL_FS) else {
+        return;
     };
     let c = ProcCluster::start_on(vec![None, Some(small.mnt.join("ost1"))], &[]);
     let m = c.mgs_addr.clone();
@@ -236,18 +250,9 @@ fn set_xattr(path: &Path, value: &[u8]) -> std::io::Result<()> {
 /// to everything, `rm` included, until it was restarted (docs/operations.md, "Full disks").
 #[test]
 fn a_disk_shared_by_the_mds_and_an_ost_fills_and_empties_with_enospc_never_eio() {
-    if let Some(why) = fuse_unavailable() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let scratch = tempfile::tempdir().unwrap();
     // Declared before the cluster: dropped after it, once no server holds its files.
-    let shared = match LoopFs::mount(scratch.path(), SHARED_FS) {
-        Ok(s) => s,
-        Err(why) => {
-            eprintln!("skipped: {}", unavailable_here(why));
-            return;
-        }
+    let Some(shared) = LoopFs::for_mount_test(SHARED_FS) else {
+        return;
     };
     let c = ProcCluster::start_spec(ClusterSpec {
         ost_dirs: vec![Some(shared.mnt.join("ost0"))],

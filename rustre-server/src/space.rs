@@ -166,11 +166,6 @@ impl SpaceGuard {
         room
     }
 
-    /// True when `c` has no more free space than the reserve.
-    pub fn below_reserve(&self, c: &Capacity) -> bool {
-        c.free_bytes <= self.rule.bytes(c.total_bytes)
-    }
-
     /// `c` as the cluster should see it: the reserve is not available.
     pub fn without_reserve(&self, c: Capacity) -> Capacity {
         let usable = c.free_bytes.saturating_sub(self.rule.bytes(c.total_bytes));
