@@ -301,3 +301,60 @@ fn a_kept_change_the_mds_refuses_fails_the_close_and_the_size_lands() {
         "the size landed, the mode did not change"
     );
 }
+
+/// Holds a new file open for writing in a process of its own (no test fork inherits the
+/// descriptor, whose close at the child's exec would be a FUSE flush sending the kept
+/// changes): creates `argv[1]` mode 0600, writes, chmods it 0644 through the path, says
+/// "kept", and keeps it open until its stdin closes.
+const HOLDER: &str = r#"
+import os, sys
+p = sys.argv[1]
+fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, b"readable now")
+os.chmod(p, 0o644)
+print("kept", flush=True)
+sys.stdin.read()
+os.close(fd)
+"#;
+
+/// An open of a file whose mode change is kept goes to the MDS, which checks the mode it
+/// holds: the kept change must reach it first. Here another user reads a file made
+/// readable while its writer still holds it open. (pjdfstest open::etxtbsy hit the same
+/// refusal: it closes a copy of `sleep`, chmods it 0755 and execs it, and the kernel's
+/// release of the writing handle, which sends the kept chmod, can come after the exec's
+/// open; the MDS then refused the exec with EACCES.)
+#[test]
+fn an_open_after_a_kept_chmod_is_checked_against_the_new_mode() {
+    if let Some(why) = fuse_or_tools_unavailable(&["python3", "setpriv"]) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _serial = one_at_a_time();
+    let m = two_mounts_with("allow_other");
+    let a = m.a.path.clone();
+    let f = a.join("made-readable");
+    let mut holder = Command::new("python3")
+        .args(["-c", HOLDER])
+        .arg(&f)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert_eq!(said.trim(), "kept");
+    assert_eq!(stat(&f).0, 0o644, "the writer's mount shows the change");
+    let read = run_as(TAKER, TAKER, &a, "cat made-readable");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert!(
+        read.status.success(),
+        "another user's open was refused: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert_eq!(read.stdout, b"readable now");
+}

@@ -50,6 +50,7 @@ mod fence;
 mod files;
 mod handles;
 mod io;
+mod kept_attrs;
 mod kernel;
 mod locks;
 mod meta;
