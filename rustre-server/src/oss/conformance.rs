@@ -88,7 +88,7 @@ pub(super) fn flip_file(s: &FileStore, o: ObjectId, at: u64) {
 }
 
 /// A FileStore on a fresh directory, caching one open object, so that every switch of
-/// object reopens files (and versions come back from the sidecars).
+/// object reopens files (and versions come back from disk).
 fn file_store() -> (tempfile::TempDir, FileStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path(), 1).unwrap();
@@ -102,6 +102,16 @@ macro_rules! conformance {
                 #[test]
                 fn $check() {
                     let (_dir, store) = super::file_store();
+                    super::$check(&store, &|o, at| super::flip_file(&store, o, at));
+                }
+            )*
+        }
+        mod file_store_sidecars {
+            $(
+                #[test]
+                fn $check() {
+                    let (_dir, store) = super::file_store();
+                    let store = store.with_sidecars_only();
                     super::$check(&store, &|o, at| super::flip_file(&store, o, at));
                 }
             )*

@@ -14,6 +14,11 @@
 //! - A file of format 1 (cluster and index only, written by earlier versions) gets a UUID,
 //!   once, durably (temp file, fsync, rename, fsync of the directory), and counts as
 //!   accepted: its disk was in service already.
+//! - Format 3 holds what format 2 holds; it says that objects in the directory may keep
+//!   their CRCs in an extended attribute (`file_store/crcs.rs`), which versions that write
+//!   format 2 do not know: they would take such objects for objects without checksums. A
+//!   format-2 file is rewritten as format 3 when this version first claims the directory,
+//!   so an older OSS refuses the directory (an unknown magic) instead of serving it.
 //!
 //! The file is a record of `crate::records` (magic, checksum, length, postcard body).
 
@@ -29,12 +34,15 @@ use crate::records::{self, RecordError};
 
 /// Name of the identity file in an OST directory.
 pub const IDENTITY_FILE: &str = "ost.identity";
-/// Magic of the identity file, format 2 (with the disk's UUID).
-const IDENTITY_MAGIC: [u8; 8] = *b"RSTROST\x02";
+/// Magic of the identity file, format 3 (format 2's fields; objects may keep their CRCs
+/// in an attribute).
+const IDENTITY_MAGIC: [u8; 8] = *b"RSTROST\x03";
+/// Magic of format 2 (with the disk's UUID); read and upgraded.
+const IDENTITY_MAGIC_V2: [u8; 8] = *b"RSTROST\x02";
 /// Magic of the identity file of earlier versions, format 1 (no UUID); read and upgraded.
 const IDENTITY_MAGIC_V1: [u8; 8] = *b"RSTROST\x01";
 
-/// What an OST directory says it is (format 2).
+/// What an OST directory says it is (formats 2 and 3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct OstIdentity {
     cluster: String,
@@ -121,6 +129,7 @@ fn new_identity(cluster: &str, index: u32, accepted: bool) -> Result<OstIdentity
 /// An identity file as found.
 enum Found {
     Current(OstIdentity),
+    Format2(OstIdentity),
     Format1(OstIdentityV1),
 }
 
@@ -132,6 +141,8 @@ fn read_identity(path: &Path) -> Result<Option<Found>, Error> {
     let name = path.display().to_string();
     let found = if bytes.starts_with(&IDENTITY_MAGIC_V1) {
         Found::Format1(records::decode_record(&name, &bytes, IDENTITY_MAGIC_V1)?)
+    } else if bytes.starts_with(&IDENTITY_MAGIC_V2) {
+        Found::Format2(records::decode_record(&name, &bytes, IDENTITY_MAGIC_V2)?)
     } else {
         Found::Current(records::decode_record(&name, &bytes, IDENTITY_MAGIC)?)
     };
@@ -150,7 +161,7 @@ pub(crate) fn claim_ost_dir(
     let path = dir.join(IDENTITY_FILE);
     let found = read_identity(&path)?;
     let (found_cluster, found_index) = match &found {
-        Some(Found::Current(id)) => (id.cluster.as_str(), id.index),
+        Some(Found::Current(id) | Found::Format2(id)) => (id.cluster.as_str(), id.index),
         Some(Found::Format1(old)) => (old.cluster.as_str(), old.index),
         None => (cluster, index),
     };
@@ -163,6 +174,16 @@ pub(crate) fn claim_ost_dir(
     }
     let id = match found {
         Some(Found::Current(id)) => id,
+        Some(Found::Format2(id)) => {
+            records::write_record(dir, IDENTITY_FILE, IDENTITY_MAGIC, &id)?;
+            tracing::info!(
+                index,
+                dir = %dir.display(),
+                "OST directory marked format 3: small objects keep their CRCs in an \
+                 attribute from now on, which older versions do not read"
+            );
+            id
+        }
         // Format 1: a disk in service before this version; it gets its UUID now.
         Some(Found::Format1(_)) => {
             let id = new_identity(cluster, index, true)?;
@@ -237,7 +258,11 @@ mod tests {
         let (lock, disk) = claim_ost_dir(dir, "c", 1).unwrap();
         assert!(disk.accepted(), "a disk in service before the upgrade");
         let bytes = std::fs::read(dir.join(IDENTITY_FILE)).unwrap();
-        assert_eq!(&bytes[..8], &IDENTITY_MAGIC, "upgraded to format 2");
+        assert_eq!(
+            &bytes[..8],
+            &IDENTITY_MAGIC,
+            "upgraded to the current format"
+        );
         assert!(!dir.join(format!(".{IDENTITY_FILE}.tmp")).exists());
         drop(lock);
         let (_lock, again) = claim_ost_dir(dir, "c", 1).unwrap();
@@ -246,6 +271,33 @@ mod tests {
         drop(_lock);
         let err = claim_ost_dir(dir, "c", 2).unwrap_err();
         assert!(err.to_string().contains("holds OST 1"), "{err}");
+    }
+
+    /// A format-2 file keeps its disk and acceptance and turns format 3, which a version
+    /// reading format 2 would refuse (an unknown magic) rather than serve objects whose
+    /// CRCs it cannot find.
+    #[test]
+    fn a_format_2_identity_turns_format_3_keeping_everything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (lock, disk) = claim_ost_dir(dir, "c", 4).unwrap();
+        disk.set_accepted().unwrap();
+        drop(lock);
+        let id = OstIdentity {
+            cluster: "c".into(),
+            index: 4,
+            disk: disk.uuid(),
+            accepted: true,
+        };
+        records::write_record(dir, IDENTITY_FILE, IDENTITY_MAGIC_V2, &id).unwrap();
+        let (_lock, again) = claim_ost_dir(dir, "c", 4).unwrap();
+        assert_eq!(again.uuid(), disk.uuid());
+        assert!(again.accepted());
+        let bytes = std::fs::read(dir.join(IDENTITY_FILE)).unwrap();
+        assert_eq!(&bytes[..8], b"RSTROST\x03");
+        let name = dir.join(IDENTITY_FILE).display().to_string();
+        let as_format_2 = records::decode_record::<OstIdentity>(&name, &bytes, IDENTITY_MAGIC_V2);
+        assert!(as_format_2.is_err(), "a format-2 reader refuses it");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! One OSS process serves one or more OSTs, each a directory. An object is one stripe of one
 //! file, `ObjectId = (ino, stripe)`, stored as one plain file; reads go to the socket with
-//! `sendfile`, writes are positional, `sync` is `fdatasync`. Every object has a sidecar of
-//! CRC32Cs, one per 4 KiB block (docs/replication.md). The OSS registers every OST with the
+//! `sendfile`, writes are positional, `sync` is `fdatasync`. Every object has CRC32Cs, one
+//! per 4 KiB block, in an extended attribute of its file (small objects) or a sidecar file
+//! (docs/replication.md). The OSS registers every OST with the
 //! MGS and heartbeats it every second with fresh capacity; an OST refuses callers with a map
 //! older than its registration, and refuses changes while it holds no lease from the MGS
 //! (fencing).
@@ -14,10 +15,10 @@
 //!   wire error.
 //! - `file_store`: [`FileStore`], objects as files (see its doc for the on-disk layout,
 //!   the handle-cache locking rule and durability; `file_store/write.rs` for how checksums
-//!   follow writes and truncates).
+//!   follow writes and truncates, `file_store/crcs.rs` for where they live).
 //! - `mem_store`: [`MemStore`], objects in memory with a live and a durable image each, and
 //!   a simulated power cut ([`MemStore::crash`]); for tests and the simulation.
-//! - `sums`: the checksum sidecar format.
+//! - `sums`: the format of an object's CRCs (a sidecar's bytes, or an attribute's value).
 //! - `handles`: the bounded cache of open object files.
 //! - `fence`: registration epoch and lease of an OST, and whether it serves at all.
 //! - `identity`: the identity file of an OST directory and the UUID of its disk.

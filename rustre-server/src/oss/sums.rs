@@ -1,4 +1,7 @@
 //! The checksum sidecar of an object: `<16 hex ino>.<stripe>.sum` next to the object file.
+//! An object of up to 64 KiB keeps the same bytes in an extended attribute of its file
+//! instead (`file_store/crcs.rs`); what follows holds for both, "sidecar" standing for
+//! either.
 //!
 //! ```text
 //! offset 0   magic  b"RSUM"
@@ -17,8 +20,9 @@
 //! real CRC is 0 turns into all zeros.
 //!
 //! ## Objects without a sidecar
-//! The store creates the sidecar before the object file and removes it after, so an object
-//! without one only arises from outside (files copied in, a sidecar removed by hand, an OST
+//! The store creates the sidecar before the object file (or the attribute before anything
+//! is written) and removes it after, so an object holding bytes without one only arises
+//! from outside (files copied in, a sidecar removed by hand, an OST
 //! written by an OSS without checksums). When the store opens such an object it creates an
 //! empty sidecar (version 0) and logs it: every block then "expects zeros", so every block
 //! that is not all zeros fails verification (client reads, `Scrub`, partial-block writes are

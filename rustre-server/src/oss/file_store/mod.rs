@@ -1,18 +1,23 @@
-//! The file-backed [`ObjectStore`]: one plain file per object, plus its checksum sidecar.
+//! The file-backed [`ObjectStore`]: one plain file per object, and its CRCs in an extended
+//! attribute of that file (objects up to 64 KiB) or in a checksum sidecar.
 //!
 //! ```text
 //! DIR/objects/<ino % 256, 2 hex digits>/<ino, 16 hex digits>.<stripe>       the data
-//! DIR/objects/<ino % 256, 2 hex digits>/<ino, 16 hex digits>.<stripe>.sum   its CRCs
+//!                                                        (xattr user.rustre.sums: its CRCs)
+//! DIR/objects/<ino % 256, 2 hex digits>/<ino, 16 hex digits>.<stripe>.sum   or its CRCs
 //! ```
 //! The 256 subdirectories are made when the store opens, so no directory grows past what
-//! ext4 or XFS handle well before millions of objects. The sidecar format, what an entry of
-//! 0 means and what happens to an object found without a sidecar are in [`super::sums`].
-//! The sidecar is created before the object file and removed after it.
+//! ext4 or XFS handle well before millions of objects. The format of the CRCs, what an
+//! entry of 0 means and what happens to an object found without them are in
+//! [`super::sums`]; which of the two places holds them, and how they move from one to the
+//! other, in `crcs`. A sidecar is created before the object file and removed after it.
 //!
 //! This module holds the store itself: opening, paths, the handle cache, reads, sizes and
 //! deletes. The rest, one job per file:
 //! - `write`: writes, repairs, truncates and syncs (how CRCs follow the bytes).
 //! - `scan`: whole-store and whole-object walks: listing, scrubbing, checksums, capacity.
+//! - `crcs`: where an object's CRCs live (attribute or sidecar).
+//! - `open`: opening and creating an object's files.
 //!
 //! ## Open handles
 //! Open files are kept in a bounded [`HandleCache`], the object file and its sidecar
@@ -38,7 +43,8 @@
 //!
 //! ## Durability
 //! Writes are positional and not synced unless asked; `sync` (or a write with `sync`) is an
-//! `fdatasync` of the object and of its sidecar. Creating or removing a file changes its
+//! `fdatasync` of the object and of its sidecar, or an `fsync` of an object whose CRCs are
+//! in its attribute. Creating or removing a file changes its
 //! directory, which `fdatasync` on the file does not cover, so each object directory carries
 //! a dirty flag: creations and removals set it, and a sync in that directory also fsyncs it
 //! when set (one directory fsync covers every change made before it, so bursts of creations
@@ -46,6 +52,8 @@
 //! check (docs/replication.md), and a sidecar longer than its object is cut when the object
 //! next grows, so stale entries never pass for holes.
 
+mod crcs;
+mod open;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -68,6 +76,7 @@ use super::handles::HandleCache;
 use super::store::{check_object, check_read, ObjectPage, ObjectRead, ObjectStore, ReadData};
 use super::sums::{self, BLOCK};
 use crate::records::sync_dir;
+use crcs::Crcs;
 
 pub use scan::{statvfs, SCRUB_CHUNK_BYTES};
 
@@ -92,8 +101,8 @@ struct DirState {
 pub(crate) struct ObjectFiles {
     /// The object's bytes (shared with `sendfile` replies).
     data: Arc<File>,
-    /// Its checksum sidecar.
-    sums: File,
+    /// Its CRCs (in an attribute of `data` or a sidecar).
+    crcs: Crcs,
     /// The version in the sidecar's header; changed under the object's lock.
     version: AtomicU64,
 }
@@ -105,6 +114,23 @@ pub struct FileStore {
     handles: HandleCache<ObjectFiles>,
     locks: Vec<Mutex<()>>,
     dirs: Vec<DirState>,
+    /// New small objects keep their CRCs in an attribute (false once the file system
+    /// refused one, or for tests of sidecars).
+    xattrs: AtomicBool,
+}
+
+/// How a missing object is to be created: `reach` is where its first write ends (0 when
+/// unknown), which decides where its CRCs go.
+#[derive(Clone, Copy)]
+pub(super) struct Create {
+    pub(super) reach: u64,
+}
+
+/// Options for opening an object or sidecar file.
+fn rw() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).mode(OBJECT_FILE_MODE);
+    o
 }
 
 /// The lock of one object, held: what a function that must run under it takes, and the
@@ -146,7 +172,15 @@ impl FileStore {
                     syncing: Mutex::new(()),
                 })
                 .collect(),
+            xattrs: AtomicBool::new(true),
         })
+    }
+
+    /// The same store, keeping every object's CRCs in a sidecar (for tests of that path).
+    #[cfg(test)]
+    pub(crate) fn with_sidecars_only(self) -> FileStore {
+        self.xattrs.store(false, Ordering::Relaxed);
+        self
     }
 
     /// Where object `id` lives.
@@ -163,6 +197,15 @@ impl FileStore {
             id.stripe,
             sums::SUMS_SUFFIX
         ))
+    }
+
+    /// The file holding the CRCs of `files` (object `id`), for error messages.
+    fn crcs_path(&self, id: ObjectId, files: &ObjectFiles) -> PathBuf {
+        if files.crcs.is_xattr() {
+            self.object_path(id)
+        } else {
+            self.sums_path(id)
+        }
     }
 
     fn dir_index(id: ObjectId) -> usize {
@@ -200,93 +243,8 @@ impl FileStore {
             return Ok(Some(f));
         }
         let held = self.lock_object(id);
+        let create = create.then_some(Create { reach: 0 });
         self.handle_held(&held, create)
-    }
-
-    /// [`Self::handle`] of the object whose lock the caller holds.
-    fn handle_held(
-        &self,
-        held: &ObjectLock<'_>,
-        create: bool,
-    ) -> Result<Option<Arc<ObjectFiles>>, ObjectError> {
-        let id = held.id;
-        if let Some(f) = self.handles.get(id) {
-            return Ok(Some(f));
-        }
-        let path = self.object_path(id);
-        let spath = self.sums_path(id);
-        let rw = || {
-            let mut o = OpenOptions::new();
-            o.read(true).write(true).mode(OBJECT_FILE_MODE);
-            o
-        };
-        let files = match rw().open(&path) {
-            Ok(data) => {
-                let (sums, created) = match rw().open(&spath) {
-                    Ok(f) => (f, false),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        let f = rw()
-                            .create_new(true)
-                            .open(&spath)
-                            .map_err(|e| ObjectError::io(&spath, e))?;
-                        self.mark_dirty(id);
-                        (f, true)
-                    }
-                    Err(e) => return Err(ObjectError::io(&spath, e)),
-                };
-                let version =
-                    match sums::read_header(&sums).map_err(|e| ObjectError::io(&spath, e))? {
-                        Some(v) => v,
-                        None => {
-                            if created {
-                                tracing::warn!(
-                                    object = %path.display(),
-                                    "object without a checksum sidecar: its blocks fail \
-                                     verification unless zeros until rewritten"
-                                );
-                            } else {
-                                tracing::warn!(
-                                    sidecar = %spath.display(),
-                                    "checksum sidecar with a bad header: header rewritten, \
-                                     version 0"
-                                );
-                            }
-                            sums::write_header(&sums, 0).map_err(|e| ObjectError::io(&spath, e))?;
-                            0
-                        }
-                    };
-                ObjectFiles {
-                    data: Arc::new(data),
-                    sums,
-                    version: AtomicU64::new(version),
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Sidecar first: a crash in between leaves a sidecar without an object
-                // (ignored, and reset here next time), never an object without a sidecar.
-                let sums = rw()
-                    .create(true)
-                    .truncate(true)
-                    .open(&spath)
-                    .map_err(|e| ObjectError::io(&spath, e))?;
-                sums::write_header(&sums, 0).map_err(|e| ObjectError::io(&spath, e))?;
-                let data = rw()
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(|e| ObjectError::io(&path, e))?;
-                self.mark_dirty(id);
-                ObjectFiles {
-                    data: Arc::new(data),
-                    sums,
-                    version: AtomicU64::new(0),
-                }
-            }
-            Err(e) => return Err(ObjectError::io(&path, e)),
-        };
-        let files = Arc::new(files);
-        self.handles.insert(id, files.clone());
-        Ok(Some(files))
     }
 
     /// Drops the cached handle of `id` if its file was removed from the directory behind the
@@ -310,12 +268,14 @@ impl FileStore {
             return Ok(Some(ObjectRead::empty(version)));
         }
         let (first, count) = (offset / BLOCK, sums::blocks(len) as usize);
-        let mut crcs = match sums::read_entries_if_cached(&files.sums, first, count) {
+        let mut crcs = match files.crcs.entries_if_cached(first, count) {
             Some(crcs) => crcs,
             None => {
                 // A cold object: its data is read from the disk beside the CRCs.
                 start_reading(&files.data, offset, len);
-                sums::read_entries(&files.sums, first, count)
+                files
+                    .crcs
+                    .entries(first, count)
                     .map_err(|e| ObjectError::io(&self.sums_path(id), e))?
             }
         };
@@ -395,6 +355,20 @@ fn file_read(
     }
 }
 
+/// `len` bytes of `file` at `offset` if every one is in the page cache (`preadv2` with
+/// `RWF_NOWAIT`), else `None`.
+fn read_if_cached(file: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let at = libc::off_t::try_from(offset).ok()?;
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `iov` points at `buf`, which outlives the call and holds `iov_len` bytes.
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+    (usize::try_from(n).ok()? == len).then_some(buf)
+}
+
 /// Asks the kernel to start reading `len` bytes of `file` at `offset` into the page cache
 /// and returns at once, so that a cold read's two disk reads (the sidecar's CRCs, read
 /// next, and the data `sendfile` sends after) overlap instead of following each other
@@ -436,9 +410,19 @@ impl ObjectStore for FileStore {
             return None;
         }
         let count = sums::blocks(len) as usize;
-        let crcs = sums::read_entries_if_cached(&files.sums, offset / BLOCK, count)?;
+        let crcs = files.crcs.entries_if_cached(offset / BLOCK, count)?;
         if crcs.contains(&0) {
             return None;
+        }
+        if files.crcs.is_xattr() {
+            // CRCs in memory say nothing of whether a small object's bytes are cached:
+            // read them here only if that waits for nothing.
+            let bytes = read_if_cached(&files.data, offset, len as usize)?;
+            return Some(ObjectRead {
+                data: ReadData::Bytes(bytes.into()),
+                crcs,
+                version,
+            });
         }
         Some(file_read(&files, offset, len, crcs, version))
     }
@@ -455,7 +439,7 @@ impl ObjectStore for FileStore {
             // Every write, repair and truncate holds this lock from its first byte to its
             // last CRC, so what is read under it is of one moment.
             let held = self.lock_object(id);
-            let Some(files) = self.handle_held(&held, false)? else {
+            let Some(files) = self.handle_held(&held, None)? else {
                 return Ok(ObjectRead::empty(0));
             };
             match self.read_files(id, &files, offset, len)? {

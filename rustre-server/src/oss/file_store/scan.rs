@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use rustre_proto::msg::oss::{ObjectId, ObjectInfo};
 use rustre_proto::msg::Capacity;
 
-use super::{FileStore, OBJECT_DIRS};
+use super::{crcs, FileStore, OBJECT_DIRS};
 use crate::oss::error::ObjectError;
 use crate::oss::store::{check_list, check_object, ObjectPage, ObjectStore};
 use crate::oss::sums::{self, BLOCK};
@@ -46,7 +46,7 @@ impl FileStore {
     ) -> Result<(u64, Vec<u32>), ObjectError> {
         check_object(id)?;
         let held = self.lock_object(id);
-        let Some(files) = self.handle_held(&held, false)? else {
+        let Some(files) = self.handle_held(&held, None)? else {
             return Ok((0, Vec::new()));
         };
         let size = files
@@ -56,8 +56,10 @@ impl FileStore {
             .len();
         let blocks = sums::blocks(size);
         let n = blocks.saturating_sub(first).min(count as u64) as usize;
-        let mut crcs = sums::read_entries(&files.sums, first, n)
-            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
+        let mut crcs = files
+            .crcs
+            .entries(first, n)
+            .map_err(|e| ObjectError::io(&self.crcs_path(id, &files), e))?;
         for (i, crc) in crcs.iter_mut().enumerate() {
             if *crc == 0 {
                 let start = (first + i as u64) * BLOCK;
@@ -125,16 +127,24 @@ impl FileStore {
         })
     }
 
-    /// Version of object `id` for a listing: from its cached handle, else its sidecar's
-    /// header (0 when missing or invalid).
+    /// Version of object `id` for a listing: from its cached handle, else the header of
+    /// its CRCs, in the object file's attribute or its sidecar (0 when missing or invalid).
     fn listed_version(&self, id: ObjectId) -> u64 {
         if let Some(f) = self.handles.get(id) {
             return f.version.load(Ordering::Acquire);
         }
-        File::open(self.sums_path(id))
+        let in_xattr = File::open(self.object_path(id))
             .ok()
-            .and_then(|f| sums::read_header(&f).ok().flatten())
-            .unwrap_or(0)
+            .and_then(|f| match crcs::stored(&f) {
+                Ok(crcs::Stored::Value(v)) => Some(sums::parse_header(&v).unwrap_or(0)),
+                _ => None,
+            });
+        in_xattr.unwrap_or_else(|| {
+            File::open(self.sums_path(id))
+                .ok()
+                .and_then(|f| sums::read_header(&f).ok().flatten())
+                .unwrap_or(0)
+        })
     }
 
     /// [`ObjectStore::scrub`](crate::oss::ObjectStore::scrub).
@@ -147,7 +157,7 @@ impl FileStore {
             // One chunk under the lock, so no write lands between its bytes and its CRCs.
             let (got, crcs) = {
                 let held = self.lock_object(id);
-                let Some(files) = self.handle_held(&held, false)? else {
+                let Some(files) = self.handle_held(&held, None)? else {
                     break;
                 };
                 let size = files
@@ -162,9 +172,10 @@ impl FileStore {
                 let len = (size - start).min(SCRUB_CHUNK_BYTES as u64) as usize;
                 let got = sums::read_full_at(&files.data, &mut buf[..len], start)
                     .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
-                let crcs =
-                    sums::read_entries(&files.sums, block, sums::blocks(len as u64) as usize)
-                        .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
+                let crcs = files
+                    .crcs
+                    .entries(block, sums::blocks(len as u64) as usize)
+                    .map_err(|e| ObjectError::io(&self.crcs_path(id, &files), e))?;
                 if got < len {
                     // Shorter than its length says: the missing blocks are bad.
                     let first_missing = sums::blocks(got as u64);

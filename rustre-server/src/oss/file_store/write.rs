@@ -15,15 +15,16 @@
 //! may leave some of its blocks failing their CRC, which reads as `Corrupt` rather than as
 //! wrong bytes.
 //!
-//! A sync is an `fdatasync` of the object, then of its sidecar (`sync_files`),
-//! then of the object's directory when a file was created or removed in it.
+//! A sync is an `fdatasync` of the object, then of its sidecar (an `fsync` of the object
+//! whose CRCs are in its attribute; `sync_files`), then of the object's directory when a
+//! file was created or removed in it.
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 use rustre_proto::msg::oss::ObjectId;
 
-use super::{FileStore, ObjectFiles, ObjectLock};
+use super::{crcs, Create, FileStore, ObjectFiles, ObjectLock};
 use crate::oss::error::ObjectError;
 use crate::oss::store::{admit_version, check_object, check_payload, check_size, check_write};
 use crate::oss::sums::{self, BLOCK};
@@ -44,7 +45,10 @@ impl FileStore {
         check_payload(data, offset, crc)?;
         let files = {
             let held = self.lock_object(id);
-            let files = self.handle_held(&held, true)?.ok_or_else(|| {
+            let create = Create {
+                reach: offset + data.len() as u64,
+            };
+            let files = self.handle_held(&held, Some(create))?.ok_or_else(|| {
                 ObjectError::Internal("object vanished while being created".into())
             })?;
             admit_version(id, files.version.load(Ordering::Acquire), version)?;
@@ -74,7 +78,7 @@ impl FileStore {
         check_payload(data, offset, crc)?;
         let changed = || ObjectError::Busy;
         let held = self.lock_object(id);
-        let files = self.handle_held(&held, false)?.ok_or_else(changed)?;
+        let files = self.handle_held(&held, None)?.ok_or_else(changed)?;
         admit_version(id, files.version.load(Ordering::Acquire), version)?;
         let mut now = vec![0u8; data.len()];
         let got = sums::read_full_at(&files.data, &mut now, offset)
@@ -97,11 +101,11 @@ impl FileStore {
         check_size(size)?;
         let held = self.lock_object(id);
         let files = self
-            .handle_held(&held, true)?
+            .handle_held(&held, Some(Create { reach: 0 }))?
             .ok_or_else(|| ObjectError::Internal("object vanished while being created".into()))?;
         admit_version(id, files.version.load(Ordering::Acquire), version)?;
         let path = || self.object_path(id);
-        let spath = || self.sums_path(id);
+        let cpath = || self.crcs_path(id, &files);
         let old = files
             .data
             .metadata()
@@ -119,14 +123,19 @@ impl FileStore {
             } else {
                 None
             };
+            if let Some((block, _)) = fix {
+                self.room_for(&held, &files, block)?;
+            }
             files
                 .data
                 .set_len(size)
                 .map_err(|e| ObjectError::io(&path(), e))?;
             self.cut_sums(id, &files, size)?;
             if let Some((block, entry)) = fix {
-                sums::write_entries(&files.sums, block, &[entry])
-                    .map_err(|e| ObjectError::io(&spath(), e))?;
+                files
+                    .crcs
+                    .write_entries(block, &[entry])
+                    .map_err(|e| ObjectError::io(&cpath(), e))?;
             }
         } else if size > old {
             // The old last block gets zero-padded; the new blocks are holes (entry 0).
@@ -138,14 +147,19 @@ impl FileStore {
             } else {
                 None
             };
+            if let Some((block, _)) = fix {
+                self.room_for(&held, &files, block)?;
+            }
             self.cut_sums(id, &files, old)?;
             files
                 .data
                 .set_len(size)
                 .map_err(|e| ObjectError::io(&path(), e))?;
             if let Some((block, entry)) = fix {
-                sums::write_entries(&files.sums, block, &[entry])
-                    .map_err(|e| ObjectError::io(&spath(), e))?;
+                files
+                    .crcs
+                    .write_entries(block, &[entry])
+                    .map_err(|e| ObjectError::io(&cpath(), e))?;
             }
         }
         self.raise_version(id, &files, version)
@@ -159,7 +173,7 @@ impl FileStore {
     ) -> Result<(), ObjectError> {
         check_object(id)?;
         let held = self.lock_object(id);
-        match self.handle_held(&held, false)? {
+        match self.handle_held(&held, None)? {
             Some(files) => self.raise_version(id, &files, version),
             None => Ok(()),
         }
@@ -175,16 +189,38 @@ impl FileStore {
         self.sync_dir_of(id)
     }
 
-    /// `fdatasync`s the object's data, then its sidecar: what a sync makes durable besides
-    /// the directory.
+    /// Syncs the object's data and CRCs ([`Crcs::sync`](super::crcs::Crcs::sync)): what a
+    /// sync makes durable besides the directory.
     fn sync_files(&self, id: ObjectId, files: &ObjectFiles) -> Result<(), ObjectError> {
+        files.crcs.sync().map_err(|(data, e)| {
+            let path = if data {
+                self.object_path(id)
+            } else {
+                self.sums_path(id)
+            };
+            ObjectError::io(&path, e)
+        })
+    }
+
+    /// Makes room for entries up to block `last` (included): CRCs in the attribute move
+    /// to a sidecar when they would not fit there.
+    fn room_for(
+        &self,
+        held: &ObjectLock<'_>,
+        files: &ObjectFiles,
+        last: u64,
+    ) -> Result<(), ObjectError> {
+        if !files.crcs.is_xattr() || crcs::fits_xattr(last) {
+            return Ok(());
+        }
+        let id = held.id;
+        let sidecar = self.new_sidecar(id)?;
         files
-            .data
-            .sync_data()
-            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
-        files
-            .sums
-            .sync_data()
+            .crcs
+            .move_to_sidecar(sidecar, || {
+                self.sync_dir_of(id)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })
             .map_err(|e| ObjectError::io(&self.sums_path(id), e))
     }
 
@@ -201,7 +237,7 @@ impl FileStore {
             return Ok(());
         }
         let path = || self.object_path(id);
-        let spath = || self.sums_path(id);
+        let cpath = || self.crcs_path(id, files);
         let size = files
             .data
             .metadata()
@@ -209,6 +245,7 @@ impl FileStore {
             .len();
         let end = offset + data.len() as u64;
         let first = offset / BLOCK;
+        self.room_for(held, files, (end - 1) / BLOCK)?;
         let entries = sums::entries_of_write(offset, data, size, &path().display(), |block| {
             self.old_block(id, files, block, size)
         })?;
@@ -232,10 +269,15 @@ impl FileStore {
             .write_all_at(data, offset)
             .map_err(|e| ObjectError::io(&path(), e))?;
         if let Some((block, entry)) = tail {
-            sums::write_entries(&files.sums, block, &[entry])
-                .map_err(|e| ObjectError::io(&spath(), e))?;
+            files
+                .crcs
+                .write_entries(block, &[entry])
+                .map_err(|e| ObjectError::io(&cpath(), e))?;
         }
-        sums::write_entries(&files.sums, first, &entries).map_err(|e| ObjectError::io(&spath(), e))
+        files
+            .crcs
+            .write_entries(first, &entries)
+            .map_err(|e| ObjectError::io(&cpath(), e))
     }
 
     /// whether they match the block's stored CRC. Caller holds the object's lock.
@@ -252,8 +294,10 @@ impl FileStore {
         let got = sums::read_full_at(&files.data, &mut buf, start)
             .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
         buf.truncate(got);
-        let stored = sums::read_entries(&files.sums, block, 1)
-            .map_err(|e| ObjectError::io(&self.sums_path(id), e))?[0];
+        let stored = files
+            .crcs
+            .entries(block, 1)
+            .map_err(|e| ObjectError::io(&self.crcs_path(id, files), e))?[0];
         let ok = got == len && sums::block_ok(stored, &buf);
         Ok((buf, ok))
     }
@@ -282,23 +326,13 @@ impl FileStore {
         }
     }
 
-    /// Cuts the sidecar of `files` to at most the entries of an object of `size` bytes
-    /// (leftovers of a crash must not pass for the CRCs of holes).
+    /// Cuts the stored CRCs of `files` to at most the entries of an object of `size`
+    /// bytes (leftovers of a crash must not pass for the CRCs of holes).
     fn cut_sums(&self, id: ObjectId, files: &ObjectFiles, size: u64) -> Result<(), ObjectError> {
-        let spath = || self.sums_path(id);
-        let want = sums::sums_len(size);
-        let have = files
-            .sums
-            .metadata()
-            .map_err(|e| ObjectError::io(&spath(), e))?
-            .len();
-        if have > want {
-            files
-                .sums
-                .set_len(want)
-                .map_err(|e| ObjectError::io(&spath(), e))?;
-        }
-        Ok(())
+        files
+            .crcs
+            .cut(size)
+            .map_err(|e| ObjectError::io(&self.crcs_path(id, files), e))
     }
 
     /// Raises the stored version of `files` to `version`. Caller holds the object's lock.
@@ -310,8 +344,10 @@ impl FileStore {
         version: u64,
     ) -> Result<(), ObjectError> {
         if version > files.version.load(Ordering::Acquire) {
-            sums::write_header(&files.sums, version)
-                .map_err(|e| ObjectError::io(&self.sums_path(id), e))?;
+            files
+                .crcs
+                .write_header(version)
+                .map_err(|e| ObjectError::io(&self.crcs_path(id, files), e))?;
             files.version.store(version, Ordering::Release);
         }
         Ok(())
