@@ -20,7 +20,7 @@
 //! A read inside one page is handed out as a slice of it ([`from_pages`]); only a read over
 //! several pages is copied into a buffer of its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -50,7 +50,14 @@ pub(super) struct Stream {
 }
 
 pub(super) struct Inner {
-    pub(super) pages: LruCache<PageKey, Bytes>,
+    /// Changed only through [`Inner::put_page`], [`Inner::pop_page`] and
+    /// [`Inner::pop_lru_page`], which keep `by_ino` and `bytes` with it.
+    pages: LruCache<PageKey, Bytes>,
+    /// The indices of each inode's cached pages: what [`PageCache::invalidate`] drops,
+    /// found without a walk over every cached page (which made each invalidation cost the
+    /// whole cache: a `tar x` into a mount whose cache held the pages of earlier,
+    /// deleted trees ran 3x slower, half its CPU in that walk).
+    by_ino: HashMap<Ino, BTreeSet<u64>>,
     pub(super) bytes: usize,
     /// Pages being fetched: readers of the same page wait on one fetch.
     pub(super) fetching: HashMap<PageKey, Fetch>,
@@ -70,6 +77,7 @@ impl Default for PageCache {
         PageCache {
             inner: Mutex::new(Inner {
                 pages: LruCache::unbounded(),
+                by_ino: HashMap::new(),
                 bytes: 0,
                 fetching: HashMap::new(),
                 generation: HashMap::new(),
@@ -93,28 +101,15 @@ impl PageCache {
     }
 
     pub(super) fn shrink(inner: &mut Inner, cap: usize) {
-        while inner.bytes > cap {
-            match inner.pages.pop_lru() {
-                Some((_, page)) => inner.bytes -= page.len(),
-                None => break,
-            }
-        }
+        while inner.bytes > cap && inner.pop_lru_page() {}
     }
 
     /// Forgets every page of `ino` and any fetch in flight for it.
     pub(super) fn invalidate(&self, ino: Ino) {
         let mut inner = lock(&self.inner);
         *inner.generation.entry(ino).or_default() += 1;
-        let keys: Vec<PageKey> = inner
-            .pages
-            .iter()
-            .filter(|(k, _)| k.0 == ino)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
-            if let Some(p) = inner.pages.pop(&k) {
-                inner.bytes -= p.len();
-            }
+        for idx in inner.by_ino.get(&ino).cloned().unwrap_or_default() {
+            inner.pop_page((ino, idx));
         }
         inner.fetching.retain(|k, _| k.0 != ino);
         inner.streams.pop(&ino);
@@ -128,9 +123,7 @@ impl PageCache {
         let mut inner = lock(&self.inner);
         *inner.generation.entry(ino).or_default() += 1;
         for idx in offset / page_size..=(offset + len - 1) / page_size {
-            if let Some(p) = inner.pages.pop(&(ino, idx)) {
-                inner.bytes -= p.len();
-            }
+            inner.pop_page((ino, idx));
             inner.fetching.remove(&(ino, idx));
         }
     }
@@ -188,11 +181,58 @@ impl PageCache {
         if current != generation || page.len() > cap {
             return;
         }
-        if let Some(old) = inner.pages.put(key, page.clone()) {
-            inner.bytes -= old.len();
-        }
-        inner.bytes += page.len();
+        inner.put_page(key, page.clone());
         Self::shrink(&mut inner, cap);
+    }
+}
+
+impl Inner {
+    /// Caches `page` under `key` (replacing one there).
+    fn put_page(&mut self, key: PageKey, page: Bytes) {
+        self.bytes += page.len();
+        if let Some(old) = self.pages.put(key, page) {
+            self.bytes -= old.len();
+        }
+        self.by_ino.entry(key.0).or_default().insert(key.1);
+    }
+
+    /// Drops the page under `key`, if cached.
+    fn pop_page(&mut self, key: PageKey) {
+        if let Some(page) = self.pages.pop(&key) {
+            self.bytes -= page.len();
+            self.unindex(key);
+        }
+    }
+
+    /// Drops the least recently used page; false when none is cached.
+    fn pop_lru_page(&mut self) -> bool {
+        let Some((key, page)) = self.pages.pop_lru() else {
+            return false;
+        };
+        self.bytes -= page.len();
+        self.unindex(key);
+        true
+    }
+
+    fn unindex(&mut self, (ino, idx): PageKey) {
+        if let Some(set) = self.by_ino.get_mut(&ino) {
+            set.remove(&idx);
+            if set.is_empty() {
+                self.by_ino.remove(&ino);
+            }
+        }
+    }
+
+    /// Whether `by_ino` names exactly the cached pages and `bytes` counts them (for tests).
+    #[cfg(test)]
+    fn consistent(&self) -> bool {
+        let indexed: usize = self.by_ino.values().map(BTreeSet::len).sum();
+        indexed == self.pages.len()
+            && self
+                .pages
+                .iter()
+                .all(|(k, _)| self.by_ino[&k.0].contains(&k.1))
+            && self.bytes == self.pages.iter().map(|(_, p)| p.len()).sum::<usize>()
     }
 }
 
@@ -283,6 +323,41 @@ mod tests {
         assert!(c.lookup((1, 0)).is_err());
         c.invalidate(1);
         assert_eq!(lock(&c.inner).bytes, 0);
+    }
+
+    /// Invalidating one inode drops its pages only, through the per-inode index, which
+    /// follows every insert, eviction and drop.
+    #[test]
+    fn invalidation_drops_one_inodes_pages_and_the_index_follows_evictions() {
+        let c = PageCache::default();
+        c.set_capacity(100 * 8);
+        for ino in 1..=20u64 {
+            for idx in 0..5 {
+                c.insert((ino, idx), &Bytes::from(vec![ino as u8; 8]), 0);
+            }
+        }
+        {
+            let inner = lock(&c.inner);
+            assert_eq!(inner.pages.len(), 100);
+            assert!(inner.consistent());
+        }
+        // Past the cap: the least recently used pages (inode 1's) go, and their index.
+        c.insert((21, 0), &Bytes::from(vec![21u8; 8]), 0);
+        c.insert((21, 1), &Bytes::from(vec![21u8; 8]), 0);
+        assert!(c.lookup((1, 0)).is_err() && c.lookup((1, 1)).is_err());
+        assert!(lock(&c.inner).consistent());
+        c.invalidate(7);
+        for idx in 0..5 {
+            assert!(c.lookup((7, idx)).is_err(), "inode 7's page {idx} dropped");
+            assert_eq!(c.lookup((8, idx)).unwrap()[0], 8, "inode 8's pages stay");
+        }
+        c.invalidate_range(8, 8, 8, 8);
+        assert!(c.lookup((8, 1)).is_err());
+        assert_eq!(c.lookup((8, 2)).unwrap()[0], 8);
+        let inner = lock(&c.inner);
+        assert!(inner.consistent());
+        assert!(!inner.by_ino.contains_key(&7));
+        assert_eq!(inner.by_ino[&1], BTreeSet::from([2, 3, 4]), "two evicted");
     }
 
     #[test]
