@@ -108,7 +108,7 @@ impl PageCache {
     pub(super) fn invalidate(&self, ino: Ino) {
         let mut inner = lock(&self.inner);
         *inner.generation.entry(ino).or_default() += 1;
-        for idx in inner.by_ino.get(&ino).cloned().unwrap_or_default() {
+        for idx in inner.by_ino.remove(&ino).unwrap_or_default() {
             inner.pop_page((ino, idx));
         }
         inner.fetching.retain(|k, _| k.0 != ino);

@@ -128,28 +128,39 @@ pub(super) fn read_entries(file: &File, first: u64, count: usize) -> std::io::Re
 /// reading them would wait for the disk (or the sidecar ends before them, or the read
 /// failed; [`read_entries`] tells those apart).
 pub(super) fn read_entries_if_cached(file: &File, first: u64, count: usize) -> Option<Vec<u32>> {
-    let mut buf = vec![0u8; count * SUMS_ENTRY_BYTES as usize];
-    let offset = libc::off_t::try_from(entry_offset(first)).ok()?;
+    let len = count * SUMS_ENTRY_BYTES as usize;
+    read_if_cached(file, entry_offset(first), len).map(|buf| decode_entries(&buf))
+}
+
+/// `len` bytes of `file` at `offset` if every one is in the page cache (`preadv2` with
+/// `RWF_NOWAIT`), else `None` (also when the file ends before them or the read failed).
+pub(super) fn read_if_cached(file: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let at = libc::off_t::try_from(offset).ok()?;
     let iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
     // SAFETY: `iov` points at `buf`, which outlives the call and holds `iov_len` bytes.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset, libc::RWF_NOWAIT) };
-    (usize::try_from(n).ok()? == buf.len()).then(|| decode_entries(&buf))
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+    (usize::try_from(n).ok()? == len).then_some(buf)
 }
 
 /// The entries stored in `buf`, in order.
-fn decode_entries(buf: &[u8]) -> Vec<u32> {
+pub(super) fn decode_entries(buf: &[u8]) -> Vec<u32> {
     buf.chunks_exact(SUMS_ENTRY_BYTES as usize)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
 
+/// The stored form of `crcs`.
+pub(super) fn encode_entries(crcs: &[u32]) -> Vec<u8> {
+    crcs.iter().flat_map(|c| c.to_le_bytes()).collect()
+}
+
 /// Writes entries from `first` on.
 pub(super) fn write_entries(file: &File, first: u64, crcs: &[u32]) -> std::io::Result<()> {
-    let buf: Vec<u8> = crcs.iter().flat_map(|c| c.to_le_bytes()).collect();
-    file.write_all_at(&buf, entry_offset(first))
+    file.write_all_at(&encode_entries(crcs), entry_offset(first))
 }
 
 /// CRC32C of `len` (at most one block) zero bytes.

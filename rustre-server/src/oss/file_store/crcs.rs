@@ -240,13 +240,11 @@ impl Crcs {
         }
         self.change_xattr(&place, |v| {
             let start = sums::entry_offset(first) as usize;
-            let end = start + crcs.len() * 4;
-            if v.len() < end {
-                v.resize(end, 0);
+            let bytes = sums::encode_entries(crcs);
+            if v.len() < start + bytes.len() {
+                v.resize(start + bytes.len(), 0);
             }
-            for (i, crc) in crcs.iter().enumerate() {
-                v[start + i * 4..start + i * 4 + 4].copy_from_slice(&crc.to_le_bytes());
-            }
+            v[start..start + bytes.len()].copy_from_slice(&bytes);
         })
     }
 
@@ -324,12 +322,9 @@ impl Crcs {
 
 /// Entries `first..first + count` of a header-and-entries value (0 past its end).
 fn entries_of(value: &[u8], first: u64, count: usize) -> Vec<u32> {
-    (0..count as u64)
-        .map(|i| {
-            let at = sums::entry_offset(first + i) as usize;
-            value
-                .get(at..at + 4)
-                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        })
-        .collect()
+    let mut buf = vec![0u8; count * sums::SUMS_ENTRY_BYTES as usize];
+    let start = (sums::entry_offset(first) as usize).min(value.len());
+    let stored = &value[start..(start + buf.len()).min(value.len())];
+    buf[..stored.len()].copy_from_slice(stored);
+    sums::decode_entries(&buf)
 }

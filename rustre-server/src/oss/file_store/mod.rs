@@ -392,20 +392,6 @@ fn file_read(
     }
 }
 
-/// `len` bytes of `file` at `offset` if every one is in the page cache (`preadv2` with
-/// `RWF_NOWAIT`), else `None`.
-fn read_if_cached(file: &File, offset: u64, len: usize) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let at = libc::off_t::try_from(offset).ok()?;
-    let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: `iov` points at `buf`, which outlives the call and holds `iov_len` bytes.
-    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
-    (usize::try_from(n).ok()? == len).then_some(buf)
-}
-
 /// Asks the kernel to start reading `len` bytes of `file` at `offset` into the page cache
 /// and returns at once, so that a cold read's two disk reads (the sidecar's CRCs, read
 /// next, and the data `sendfile` sends after) overlap instead of following each other
@@ -454,7 +440,7 @@ impl ObjectStore for FileStore {
         if files.crcs.is_xattr() {
             // CRCs in memory say nothing of whether a small object's bytes are cached:
             // read them here only if that waits for nothing.
-            let bytes = read_if_cached(&files.data, offset, len as usize)?;
+            let bytes = sums::read_if_cached(&files.data, offset, len as usize)?;
             return Some(ObjectRead {
                 data: ReadData::Bytes(bytes.into()),
                 crcs,
