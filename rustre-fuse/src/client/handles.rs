@@ -204,10 +204,15 @@ impl Client {
                     AtimeRule::Relative => relatime_due(&attr, rustre_proto::host::now()),
                     AtimeRule::Strict => true,
                 };
+                let keep_cache = keep_cache && !atime_may_move;
+                if !keep_cache {
+                    // The caller has the kernel drop the attributes it holds.
+                    self.kernel_refreshing(attr.ino);
+                }
                 Ok(Opened {
                     fh,
                     attr,
-                    keep_cache: keep_cache && !atime_may_move,
+                    keep_cache,
                 })
             }
             Err(e) => {

@@ -5,13 +5,17 @@
 //! [`KernelHook::report`] as well. Changes this client's own requests made are left out:
 //! they went through the kernel, which already knows them. A batch that does not follow on
 //! from the last one (lost changes, a restarted MDS) is reported as [`Change::All`]. The
-//! receiver ([`KernelCache`]) must not block: the feed task calls it.
+//! receiver ([`KernelCache`]) must not block: the feed task calls it. While the kernel
+//! asks again for what an open or a lock grant made it drop, the receiver holds that
+//! inode's invalidations back ([`super::kernel_holds`]).
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustre_proto::msg::mds::{Change, ChangeBatch};
+use rustre_proto::msg::Ino;
 
+use super::kernel_holds::RefreshHolds;
 use super::meta_cache::FEED_LEASE;
 use super::Client;
 
@@ -68,6 +72,28 @@ impl Client {
     /// `k`, from now on. Only the first call counts.
     pub fn set_kernel_cache(&self, k: Arc<dyn KernelCache>) {
         let _ = self.kernel.0.set(k);
+    }
+
+    /// The holds the kernel's invalidation thread passes the feed's changes through.
+    pub fn refresh_holds(&self) -> Arc<RefreshHolds> {
+        self.refresh_holds.clone()
+    }
+
+    /// The kernel is about to be told to drop what it caches of `ino` (an open found it
+    /// changed, a lock was granted): the feed's invalidations of it wait until the kernel
+    /// asked again ([`super::kernel_holds`]).
+    pub(super) fn kernel_refreshing(&self, ino: Ino) {
+        self.refresh_holds.hold(ino, Instant::now());
+    }
+
+    /// The kernel read or flushed `ino` (it took the attributes it asked for): the feed's
+    /// invalidation held for it, if any, goes out now.
+    pub fn kernel_asked_again(&self, ino: Ino) {
+        if let Some(change) = self.refresh_holds.asked_again(ino) {
+            if let Some(k) = self.kernel.0.get() {
+                k.changed(vec![change]);
+            }
+        }
     }
 }
 

@@ -281,7 +281,10 @@ impl Client {
         // still be on its way: both must go, or the kernel's read after the grant would
         // stop at the old size.
         self.meta_cache.forget_attr(ino);
-        self.getattr_from_mds(creds, ino).await.map(|_| ())
+        self.getattr_from_mds(creds, ino).await?;
+        // The caller has the kernel drop its pages and attributes.
+        self.kernel_refreshing(ino);
+        Ok(())
     }
 }
 

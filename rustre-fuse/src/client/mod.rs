@@ -52,6 +52,7 @@ mod handles;
 mod io;
 mod kept_attrs;
 mod kernel;
+mod kernel_holds;
 mod locks;
 mod meta;
 mod meta_cache;
@@ -78,6 +79,7 @@ pub use dirs::Listed;
 pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
 pub use handles::Written;
 pub use kernel::KernelCache;
+pub use kernel_holds::RefreshHolds;
 pub use locks::{signal_pending, LockOutcome};
 pub use meta_cache::FEED_LEASE;
 pub use transfer::TransferError;
@@ -136,6 +138,8 @@ pub struct Client {
     feed_held: std::sync::atomic::AtomicBool,
     /// Where other clients' changes are reported beyond `meta_cache` (the kernel).
     kernel: kernel::KernelHook,
+    /// Inodes whose feed invalidations wait for the kernel to ask again ([`kernel_holds`]).
+    refresh_holds: Arc<kernel_holds::RefreshHolds>,
     /// Migrations begun through this client and not finished ([`admin`]).
     migrations: admin::Migrations,
 }
@@ -168,6 +172,7 @@ impl Client {
             lock_owners: locks::LockOwners::default(),
             feed_held: Default::default(),
             kernel: kernel::KernelHook::default(),
+            refresh_holds: Default::default(),
             migrations: admin::Migrations::default(),
         });
         let weak = Arc::downgrade(&client);

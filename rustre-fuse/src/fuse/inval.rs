@@ -18,13 +18,23 @@
 //!
 //! A notification for something the kernel does not hold fails with ENOENT, harmlessly.
 
-use std::sync::mpsc;
+//!
+//! An inode the kernel is asking about again after an open or a lock grant made it drop
+//! its attributes has its invalidations held until it did ([`RefreshHolds`]); this thread
+//! passes every change through the holds, and sends what they release when they run out.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fuser::INodeNo;
 use rustre_proto::msg::mds::Change;
 
 use super::NotifierSlot;
-use crate::client::KernelCache;
+use crate::client::{KernelCache, RefreshHolds};
+
+/// How often the thread looks for holds that ran out while no change comes.
+const HOLDS_CHECK: Duration = Duration::from_millis(20);
 
 /// Queues other clients' changes for the notifying thread.
 pub(super) struct KernelInval {
@@ -33,17 +43,26 @@ pub(super) struct KernelInval {
 
 impl KernelInval {
     /// Starts the thread that notifies through `notifier` (once the session has put one
-    /// there); it ends when this is dropped.
-    pub(super) fn start(notifier: NotifierSlot) -> std::io::Result<KernelInval> {
+    /// there), through `holds`; it ends when this is dropped.
+    pub(super) fn start(
+        notifier: NotifierSlot,
+        holds: Arc<RefreshHolds>,
+    ) -> std::io::Result<KernelInval> {
         let (queue, changes) = mpsc::channel::<Vec<Change>>();
         std::thread::Builder::new()
             .name("rustre-inval".into())
-            .spawn(move || {
-                for batch in changes {
-                    let Some(n) = notifier.get() else { continue };
-                    for c in batch {
-                        notify(n, &c);
-                    }
+            .spawn(move || loop {
+                let batch = match changes.recv_timeout(HOLDS_CHECK) {
+                    Ok(batch) => batch,
+                    Err(RecvTimeoutError::Timeout) => Vec::new(),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                };
+                let Some(n) = notifier.get() else { continue };
+                for c in batch {
+                    holds.pass_on(c, |c| notify(n, c));
+                }
+                for c in holds.expired(Instant::now()) {
+                    notify(n, &c);
                 }
             })?;
         Ok(KernelInval { queue })

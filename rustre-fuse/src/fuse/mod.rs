@@ -104,7 +104,7 @@ impl RustreFs {
         client.set_cache_bytes(usize::try_from(cfg.page_cache_bytes).unwrap_or(usize::MAX));
         client.set_attr_ttl(cfg.attr_ttl);
         let notifier: NotifierSlot = Arc::default();
-        match inval::KernelInval::start(notifier.clone()) {
+        match inval::KernelInval::start(notifier.clone(), client.refresh_holds()) {
             Ok(k) => client.set_kernel_cache(Arc::new(k)),
             // Without it, other clients' changes show once the kernel's TTLs lapse.
             Err(e) => tracing::warn!("no kernel invalidation thread: {e}"),

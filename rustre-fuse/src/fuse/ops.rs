@@ -323,6 +323,7 @@ impl Filesystem for RustreFs {
         reply: ReplyData,
     ) {
         let c = self.client.clone();
+        c.kernel_asked_again(ino.0);
         self.spawn(("read", ino.0), async move {
             match c.read_file(fh.0, offset, size as usize).await {
                 Ok(data) => reply.data(&data),
@@ -374,6 +375,7 @@ impl Filesystem for RustreFs {
         reply: ReplyEmpty,
     ) {
         let c = self.client.clone();
+        c.kernel_asked_again(ino.0);
         if c.may_hold_locks(ino.0, lock_owner.0) {
             // POSIX: any close by a process drops its fcntl locks on the file.
             let done = async move { reply_empty(reply, c.flush_file(fh.0).await) };
