@@ -93,6 +93,11 @@ impl RefreshHolds {
         }
     }
 
+    /// Whether any inode is held (one may run out without a change coming).
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+    }
+
     /// Ends the holds that ran out by `now`; what they held is to go out.
     pub fn expired(&self, now: Instant) -> Vec<Change> {
         if self.count.load(Ordering::SeqCst) == 0 {

@@ -52,7 +52,13 @@ impl KernelInval {
         std::thread::Builder::new()
             .name("rustre-inval".into())
             .spawn(move || loop {
-                let batch = match changes.recv_timeout(HOLDS_CHECK) {
+                // Idle without holds: nothing can run out.
+                let next = if holds.any() {
+                    changes.recv_timeout(HOLDS_CHECK)
+                } else {
+                    changes.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                };
+                let batch = match next {
                     Ok(batch) => batch,
                     Err(RecvTimeoutError::Timeout) => Vec::new(),
                     Err(RecvTimeoutError::Disconnected) => break,
