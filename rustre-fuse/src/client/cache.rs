@@ -9,10 +9,15 @@
 //! bypasses the cache and reads exactly what it asked for, so 4 KiB random reads never pull
 //! whole stripes.
 //!
-//! Coherence: a write through this client drops the pages it touches and bumps the inode's
-//! generation twice: when the write reaches the client (it may wait in write-back), and again
-//! when its bytes are on the OSTs. A fetch that raced either is not inserted: in between, a
-//! fetch reads what the OSTs held before the write. Opening a file that changed
+//! Coherence: a write through this client drops the pages it touches and bumps the inode
+//! twice: when the write reaches the client (it may wait in write-back), and again when its
+//! bytes are on the OSTs. A fetch that raced either is not inserted: in between, a fetch
+//! reads what the OSTs held before the write. Bumps are numbered across the cache: a fetch
+//! takes the cache's [`PageCache::stamp`] when it starts and its page is kept only if its
+//! inode was not bumped since. The last bump of at most [`BUMPS_MAX`] inodes is remembered;
+//! past that they are forgotten together and count as bumped at the latest of them (a fetch
+//! in flight then may be refused for nothing, never kept wrongly), so a mount that sees
+//! millions of files does not remember each of them. Opening a file that changed
 //! since this client last saw it drops all its pages (close-to-open). A page is cut at the end
 //! of file it was read at: one too short for a read of a file that grew since is dropped and
 //! the range read afresh, never padded with zeros.
@@ -36,6 +41,8 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 pub(super) const READAHEAD_MAX_BYTES: u64 = 32 << 20;
 /// Inodes whose access pattern is remembered.
 pub(super) const TRACKED_STREAMS_MAX: usize = 4096;
+/// Inodes whose last bump is remembered (see the module doc).
+pub(super) const BUMPS_MAX: usize = 1 << 16;
 
 pub(super) type PageKey = (Ino, u64);
 pub(super) type Fetch = Arc<OnceCell<Result<Bytes, Error>>>;
@@ -61,8 +68,12 @@ pub(super) struct Inner {
     pub(super) bytes: usize,
     /// Pages being fetched: readers of the same page wait on one fetch.
     pub(super) fetching: HashMap<PageKey, Fetch>,
-    /// Per-inode generation, bumped by every write or invalidation.
-    pub(super) generation: HashMap<Ino, u64>,
+    /// The stamp of each inode's last bump (a write or an invalidation); an inode not here
+    /// was last bumped at `bump_floor` or before.
+    bumped: HashMap<Ino, u64>,
+    bump_floor: u64,
+    /// The stamp of the latest bump of any inode.
+    stamp: u64,
     pub(super) streams: LruCache<Ino, Stream>,
 }
 
@@ -80,7 +91,9 @@ impl Default for PageCache {
                 by_ino: HashMap::new(),
                 bytes: 0,
                 fetching: HashMap::new(),
-                generation: HashMap::new(),
+                bumped: HashMap::new(),
+                bump_floor: 0,
+                stamp: 0,
                 streams: LruCache::new(TRACKED_STREAMS_MAX.try_into().expect("non-zero")),
             }),
             cap_bytes: Mutex::new(DEFAULT_CACHE_BYTES),
@@ -107,7 +120,7 @@ impl PageCache {
     /// Forgets every page of `ino` and any fetch in flight for it.
     pub(super) fn invalidate(&self, ino: Ino) {
         let mut inner = lock(&self.inner);
-        *inner.generation.entry(ino).or_default() += 1;
+        inner.bump(ino);
         for idx in inner.by_ino.remove(&ino).unwrap_or_default() {
             inner.pop_page((ino, idx));
         }
@@ -121,7 +134,7 @@ impl PageCache {
             return;
         }
         let mut inner = lock(&self.inner);
-        *inner.generation.entry(ino).or_default() += 1;
+        inner.bump(ino);
         for idx in offset / page_size..=(offset + len - 1) / page_size {
             inner.pop_page((ino, idx));
             inner.fetching.remove(&(ino, idx));
@@ -160,8 +173,9 @@ impl PageCache {
         inner.pages.contains(&(ino, idx)) || inner.fetching.contains_key(&(ino, idx))
     }
 
-    pub(super) fn generation(&self, ino: Ino) -> u64 {
-        *lock(&self.inner).generation.get(&ino).unwrap_or(&0)
+    /// The cache's stamp now: a fetch started now gives it to [`PageCache::insert`].
+    pub(super) fn stamp(&self) -> u64 {
+        lock(&self.inner).stamp
     }
 
     /// The cached page, or the (possibly shared) fetch to wait on for it.
@@ -173,12 +187,17 @@ impl PageCache {
         Err(inner.fetching.entry(key).or_default().clone())
     }
 
-    pub(super) fn insert(&self, key: PageKey, page: &Bytes, generation: u64) {
+    /// Caches `page`, fetched from a start at `stamp`, unless its inode was bumped since.
+    pub(super) fn insert(&self, key: PageKey, page: &Bytes, stamp: u64) {
         let cap = self.capacity();
         let mut inner = lock(&self.inner);
         inner.fetching.remove(&key);
-        let current = *inner.generation.get(&key.0).unwrap_or(&0);
-        if current != generation || page.len() > cap {
+        let bumped = inner
+            .bumped
+            .get(&key.0)
+            .copied()
+            .unwrap_or(inner.bump_floor);
+        if bumped > stamp || page.len() > cap {
             return;
         }
         inner.put_page(key, page.clone());
@@ -187,6 +206,17 @@ impl PageCache {
 }
 
 impl Inner {
+    /// Marks `ino` changed: fetches started before are not kept.
+    fn bump(&mut self, ino: Ino) {
+        if self.bumped.len() >= BUMPS_MAX && !self.bumped.contains_key(&ino) {
+            // Every forgotten inode counts as bumped now.
+            self.bump_floor = self.stamp;
+            self.bumped.clear();
+        }
+        self.stamp += 1;
+        self.bumped.insert(ino, self.stamp);
+    }
+
     /// Caches `page` under `key` (replacing one there).
     fn put_page(&mut self, key: PageKey, page: Bytes) {
         self.bytes += page.len();
@@ -317,12 +347,43 @@ mod tests {
         );
         assert_eq!(c.lookup((1, 1)).unwrap()[0], 2);
         // A fetch that started before a write must not be inserted.
-        let gen = c.generation(1);
+        let gen = c.stamp();
         c.invalidate_range(1, 6, 0, 1);
         c.insert((1, 0), &Bytes::from(vec![9u8; 6]), gen);
         assert!(c.lookup((1, 0)).is_err());
         c.invalidate(1);
         assert_eq!(lock(&c.inner).bytes, 0);
+    }
+
+    /// The bumps remembered stay bounded, and a fetch that started before a bump is refused
+    /// whether or not its inode's bump is still remembered.
+    #[test]
+    fn forgotten_bumps_still_refuse_older_fetches() {
+        let c = PageCache::default();
+        c.set_capacity(1 << 20);
+        let page = Bytes::from(vec![1u8; 8]);
+        let before = c.stamp();
+        c.invalidate(1);
+        let after = c.stamp();
+        // Enough other inodes bumped that inode 1's bump is forgotten.
+        for ino in 100..100 + BUMPS_MAX as Ino {
+            c.invalidate(ino);
+        }
+        assert!(lock(&c.inner).bumped.len() <= BUMPS_MAX);
+        assert!(!lock(&c.inner).bumped.contains_key(&1), "forgotten");
+        c.insert((1, 0), &page, before);
+        assert!(
+            c.lookup((1, 0)).is_err(),
+            "a fetch from before the bump kept"
+        );
+        // A fetch from after every bump is kept.
+        c.insert((1, 0), &page, c.stamp());
+        assert!(c.lookup((1, 0)).is_ok());
+        // One that started between inode 1's bump and the others' may be refused (it is
+        // not told apart any more), never kept after a later bump of its own inode.
+        c.invalidate(1);
+        c.insert((1, 1), &page, after);
+        assert!(c.lookup((1, 1)).is_err());
     }
 
     /// Invalidating one inode drops its pages only, through the per-inode index, which

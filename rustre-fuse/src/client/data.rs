@@ -616,7 +616,7 @@ impl Client {
             })
             .await;
         // A page fetched while these bytes were on their way (after the write reached this
-        // client, so under the generation it left) holds what the OSTs had before them:
+        // client, so after the bump it made) holds what the OSTs had before them:
         // dropped, and any fetch still in flight is not kept.
         self.cache
             .invalidate_range(ino, layout.stripe_size as u64, offset, data.len() as u64);

@@ -38,7 +38,7 @@ impl Client {
         }
         let first = offset / page_size;
         let last = (offset + len as u64 - 1) / page_size;
-        let gen = self.cache.generation(ino);
+        let gen = self.cache.stamp();
         let pages = (first..=last).map(|idx| self.page(ino, layout, idx, file_size, gen));
         let pages = futures::future::try_join_all(pages).await?;
         // A page holds the file as it was when fetched, cut at the end of file then. If the

@@ -9,7 +9,7 @@
 //!
 //! Why the page is right for the open (close-to-open): the fetch starts after the open
 //! began, so it sees every write another client closed before it. The open first drops
-//! the inode's pages and moves its generation ([`super::cache::PageCache::invalidate`]),
+//! the inode's pages and bumps it ([`super::cache::PageCache::invalidate`]),
 //! so no page fetched before the open began can be inserted afterwards; an open that finds
 //! the file changed keeps what was fetched since. The read follows the layout the cache
 //! knew: if the MDS answers the open with any other layout (a copy turned stale, an object
@@ -52,7 +52,7 @@ impl Client {
         }
         // Nothing fetched before this open may land in the cache from here on.
         self.cache.invalidate(ino);
-        let gen = self.cache.generation(ino);
+        let gen = self.cache.stamp();
         self.prefetches.started.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = metrics::get() {
             m.open_prefetches.inc();
