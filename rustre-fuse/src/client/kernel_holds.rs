@@ -98,22 +98,21 @@ impl RefreshHolds {
         self.count.load(Ordering::SeqCst) > 0
     }
 
-    /// Ends the holds that ran out by `now`; what they held is to go out.
-    pub fn expired(&self, now: Instant) -> Vec<Change> {
+    /// Ends the holds that ran out by `now` and passes what they held to `notify`, under
+    /// the same lock as [`RefreshHolds::pass_on`] (a hold begun meanwhile is not raced).
+    pub fn expire(&self, now: Instant, mut notify: impl FnMut(&Change)) {
         if self.count.load(Ordering::SeqCst) == 0 {
-            return Vec::new();
+            return;
         }
         let mut holds = lock(&self.holds);
-        let mut released = Vec::new();
         holds.retain(|ino, h| {
             let keep = h.until > now;
             if !keep && h.waiting {
-                released.push(Change::Inode(*ino));
+                notify(&Change::Inode(*ino));
             }
             keep
         });
         self.count.store(holds.len(), Ordering::SeqCst);
-        released
     }
 }
 
@@ -154,8 +153,13 @@ mod tests {
         let now = Instant::now();
         holds.hold(5, now);
         assert!(!passed(&holds, Change::Inode(5)));
-        assert!(holds.expired(now + HOLD_MAX / 2).is_empty());
-        assert_eq!(holds.expired(now + HOLD_MAX), vec![Change::Inode(5)]);
+        let expired = |at| {
+            let mut out = Vec::new();
+            holds.expire(at, |c| out.push(c.clone()));
+            out
+        };
+        assert!(expired(now + HOLD_MAX / 2).is_empty());
+        assert_eq!(expired(now + HOLD_MAX), vec![Change::Inode(5)]);
         assert!(passed(&holds, Change::Inode(5)));
         // At most HOLDS_MAX inodes are held.
         for ino in 0..HOLDS_MAX as Ino {

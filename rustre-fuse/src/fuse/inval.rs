@@ -17,7 +17,6 @@
 //!   (docs/mount.md, "What other clients see").
 //!
 //! A notification for something the kernel does not hold fails with ENOENT, harmlessly.
-
 //!
 //! An inode the kernel is asking about again after an open or a lock grant made it drop
 //! its attributes has its invalidations held until it did ([`RefreshHolds`]); this thread
@@ -67,9 +66,7 @@ impl KernelInval {
                 for c in batch {
                     holds.pass_on(c, |c| notify(n, c));
                 }
-                for c in holds.expired(Instant::now()) {
-                    notify(n, &c);
-                }
+                holds.expire(Instant::now(), |c| notify(n, c));
             })?;
         Ok(KernelInval { queue })
     }
