@@ -9,13 +9,15 @@
 //! the previous lock holder. The change feed is asynchronous, so such invalidations come
 //! all the time: the writer's own change (its report reaches this client's feed after the
 //! open that already saw it), or an unrelated one (an atime moved by a reader elsewhere).
-//! tests/locks.rs's counter lost 1 to 7 of 1,200 increments to it, and an open after
-//! another mount's close up to 12 of 1,000 bytes.
+//! A file grown under fcntl locks from two mounts lost 1 to 7 of 1,200 bytes to it
+//! (tests/locks.rs; its counter test failed in CI once), and an open after another mount's
+//! close up to 12 of 1,000 (tests/coherence.rs).
 //!
 //! So such a refresh holds the feed's invalidations of the inode until the kernel shows it
 //! asked again: its next READ or FLUSH of the inode (a process sends those only after it
 //! took the GETATTR's answer), or [`HOLD_MAX`] at most. Held invalidations then go out;
-//! none is dropped (all of one inode's are the same, so one stands for many). The invalidation thread checks and notifies under this structure's lock
+//! none is dropped (all of one inode's are the same, so one stands for many). The
+//! invalidation thread checks and notifies under this structure's lock
 //! ([`RefreshHolds::pass_on`]), so a notification is either written before a hold begins
 //! (before the refresh's own invalidation) or held.
 
