@@ -147,3 +147,67 @@ async fn a_read_ahead_with_a_layout_the_open_does_not_confirm_is_dropped() {
     assert!(started > 0, "no open read ahead: the test tested nothing");
     assert!(kept < started, "no read ahead was dropped");
 }
+
+/// A reader that opens a directory's small files one after another in listing order (as
+/// `tar c` does) gets the next ones read ahead (rustre-fuse client/lookahead.rs), and what
+/// it reads is what close-to-open promises: a file another client rewrote after its read
+/// ahead, at the same size, is read anew at its open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_opened_in_listing_order_are_read_ahead_and_stay_fresh() {
+    const FILES: u64 = 12;
+    let t = start(30_000).await;
+    let a = &t.client;
+    let mut want = std::collections::HashMap::new();
+    for i in 0..FILES {
+        let v = common::random_bytes(SMALL, 100 + i);
+        let ino = new_file(a, &format!("f{i:02}"), &v).await;
+        want.insert(ino, v);
+    }
+    let b = &connect(&t.mgs).await;
+    // B lists the directory until its cache holds the files' attributes (a listing answered
+    // while the change feed does not vouch for the cache is not kept).
+    let mut order = Vec::new();
+    for _ in 0..100 {
+        let fh = b.open_dir(&root(), ROOT_INO).await.unwrap();
+        order = b
+            .read_dir(fh, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.entry.ino)
+            .filter(|ino| want.contains_key(ino))
+            .collect();
+        b.release_dir(fh);
+        if order.iter().all(|ino| b.cached_getattr(*ino).is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(order.len() as u64, FILES, "B did not list every file");
+    // Two opens in listing order: the next files are read ahead.
+    for ino in &order[..2] {
+        assert_eq!(&read_whole(b, *ino, 2 * SMALL).await, &want[ino]);
+    }
+    let (started, _) = b.lookaheads();
+    assert_eq!(started, 8, "read ahead after two opens in order");
+    // Let the reads land, then A rewrites the fifth file (same size) and closes it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rewritten = order[4];
+    let v = common::random_bytes(SMALL, 999);
+    write_whole(a, rewritten, &v).await;
+    want.insert(rewritten, v);
+    for ino in &order[2..] {
+        assert_eq!(
+            &read_whole(b, *ino, 2 * SMALL).await,
+            &want[ino],
+            "inode {ino}"
+        );
+    }
+    let (started, kept) = b.lookaheads();
+    assert_eq!(
+        started,
+        FILES - 2,
+        "every file after the first two read ahead"
+    );
+    assert_eq!(kept, started - 1, "the rewritten file's read was kept");
+}

@@ -642,6 +642,7 @@ impl Client {
             self.getattr(creds, ino)
         );
         let (page, eof) = first?;
+        self.lookahead.listed(ino, &page, true);
         let attr = attr?;
         // Without search permission ".." cannot be looked up; then it names the directory
         // itself, as at the root.
@@ -738,6 +739,7 @@ impl Client {
             Err(Error::NotFound) => (Vec::new(), true),
             r => r?,
         };
+        self.lookahead.listed(dir.ino, &page, at == DOTDOT_OFFSET);
         st.fill(at, page, eof);
         Ok(true)
     }

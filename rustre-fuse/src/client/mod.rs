@@ -54,6 +54,7 @@ mod kept_attrs;
 mod kernel;
 mod kernel_holds;
 mod locks;
+mod lookahead;
 mod meta;
 mod meta_cache;
 mod meta_ops;
@@ -123,6 +124,8 @@ pub struct Client {
     cache: cache::PageCache,
     /// Opens that read their small file meanwhile ([`open_prefetch`]).
     prefetches: open_prefetch::PrefetchCounts,
+    /// Listing orders, and the small files read ahead of readers that follow them.
+    lookahead: lookahead::Lookahead,
     writeback: writeback::WriteBack,
     unstable: unstable::Unstable,
     capability: capability::CapabilityCache,
@@ -160,6 +163,7 @@ impl Client {
             files: files::Files::default(),
             cache: cache::PageCache::default(),
             prefetches: Default::default(),
+            lookahead: Default::default(),
             writeback: writeback::WriteBack::default(),
             unstable: unstable::Unstable::default(),
             capability: capability::CapabilityCache::default(),

@@ -76,7 +76,13 @@ impl Client {
         unchanged: bool,
     ) {
         let read_ahead_with = prefetch.as_ref().map(|p| &p.layout);
-        let keep = pages_stand(read_ahead_with, attr.layout.as_ref(), unchanged);
+        // A page read ahead of a reader in listing order stands if the file is as it read it.
+        let looked_ahead = self.lookahead.take(attr);
+        let keep = pages_stand(
+            read_ahead_with,
+            attr.layout.as_ref(),
+            unchanged || looked_ahead,
+        );
         if keep && prefetch.is_some() {
             self.prefetches.kept.fetch_add(1, Ordering::Relaxed);
             if let Some(m) = metrics::get() {
@@ -98,6 +104,7 @@ impl Client {
         ino: Ino,
         flags: i32,
     ) -> (Result<Attr, Error>, Option<Prefetch>) {
+        self.read_ahead_listing(ino);
         let prefetch = self.prefetch_on_open(ino, flags);
         let attr = self.open(creds, ino, flags).await;
         if attr.is_err() && prefetch.is_some() {
@@ -105,6 +112,36 @@ impl Client {
             return (attr, None);
         }
         (attr, prefetch)
+    }
+
+    /// Starts the reads of the small files that follow `ino` in its listing when this open
+    /// follows the last one in it ([`super::lookahead`]), each as an open would read it.
+    fn read_ahead_listing(self: &Arc<Self>, ino: Ino) {
+        for next in self.lookahead.opened(ino) {
+            let Some(attr) = self.cached_getattr(next) else {
+                continue;
+            };
+            let Some(layout) = prefetchable(&attr, libc::O_RDONLY).cloned() else {
+                continue;
+            };
+            if self.cache.capacity() == 0
+                || self.writeback.holds(next)
+                || self.cache.has_page(next, 0)
+            {
+                continue;
+            }
+            self.lookahead.reading(&attr, &layout);
+            let (c, stamp, size) = (self.clone(), self.cache.stamp(), attr.size);
+            tokio::spawn(async move {
+                let _ = c.page(next, &layout, 0, size, stamp).await;
+            });
+        }
+    }
+
+    /// Small files read ahead of a reader in listing order, and how many of those reads
+    /// their open kept (the rest were dropped: the file changed since).
+    pub fn lookaheads(&self) -> (u64, u64) {
+        self.lookahead.counts()
     }
 
     /// Opens that read their small file while asking the MDS, and how many of those reads

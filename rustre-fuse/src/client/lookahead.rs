@@ -1,0 +1,232 @@
+//! Small files read ahead of a reader that opens a directory's files in listing order.
+//!
+//! `tar c`, `cp -r`, `rsync` and `grep -r` list a directory and then open its files one
+//! after another, in the order the listing gave them. Each cold small file then costs its
+//! open (the MDS) and its read (an OST's disk) in sequence, one file at a time: the read
+//! an open starts beside it ([`super::open_prefetch`]) only hides the MDS's part. So the
+//! client remembers the order of the listings it fetched, and when two opens follow each
+//! other in one listing (the entry after the one opened last, or the one after that), it
+//! starts the reads of the next [`LOOKAHEAD_FILES`] small files of that listing in the
+//! background, as the kernel reads ahead in a file: their disk reads overlap each other
+//! and the reader's work.
+//!
+//! Close-to-open holds as it does for the kernel's cached pages: a page read ahead is read
+//! after the listing's attributes were known, and it is kept at the file's open only if
+//! the MDS answers that open with the size, mtime and layout the read followed
+//! ([`Lookahead::take`]); a write another client closed after the read changed the mtime,
+//! and the page is dropped and read again. Only files this client's metadata cache knows
+//! (size, layout) and that the open-prefetch rules would read ([`super::open_prefetch`])
+//! are read ahead; nothing is read ahead for a reader that jumps around.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use lru::LruCache;
+use rustre_proto::msg::mds::DirEntry;
+use rustre_proto::msg::{Attr, Ino, Layout, Timestamp};
+use rustre_proto::sync::lock;
+
+/// How many of the next files of a listing are read ahead of a reader in listing order.
+pub(super) const LOOKAHEAD_FILES: usize = 8;
+/// Directories whose listing order is remembered.
+const LISTINGS_MAX: usize = 64;
+/// Entries remembered of one listing (the rest are not read ahead).
+const LISTING_ENTRIES_MAX: usize = 1 << 16;
+/// Files whose listing, and whose read-ahead attributes, are remembered.
+const FILES_MAX: usize = 1 << 16;
+
+/// One directory's listing, in order.
+#[derive(Default)]
+struct Listing {
+    order: Vec<Ino>,
+    /// Entries before this one were read ahead (or passed).
+    ahead_to: usize,
+}
+
+/// What a read ahead followed: the file's size, mtime and layout then.
+type ReadWith = (u64, Timestamp, Layout);
+
+struct Inner {
+    listings: LruCache<Ino, Listing>,
+    /// Where each listed file is: its directory and its place in the listing.
+    place: LruCache<Ino, (Ino, usize)>,
+    /// The last file opened, by its place.
+    last_open: Option<(Ino, usize)>,
+    /// Files read ahead and not opened since.
+    read: LruCache<Ino, ReadWith>,
+}
+
+/// The listings and read-aheads of one client.
+pub(super) struct Lookahead {
+    inner: Mutex<Inner>,
+    started: AtomicU64,
+    kept: AtomicU64,
+}
+
+impl Default for Lookahead {
+    fn default() -> Self {
+        let n = |v: usize| NonZeroUsize::new(v).expect("non-zero");
+        Lookahead {
+            inner: Mutex::new(Inner {
+                listings: LruCache::new(n(LISTINGS_MAX)),
+                place: LruCache::new(n(FILES_MAX)),
+                last_open: None,
+                read: LruCache::new(n(FILES_MAX)),
+            }),
+            started: AtomicU64::new(0),
+            kept: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Lookahead {
+    /// A page of `dir`'s listing was fetched: the first (a listing from its start) or the
+    /// one after the last.
+    pub(super) fn listed(&self, dir: Ino, page: &[DirEntry], first: bool) {
+        let mut inner = lock(&self.inner);
+        if first {
+            inner.listings.put(dir, Listing::default());
+        }
+        let start = match inner.listings.get(&dir) {
+            Some(l) => l.order.len(),
+            None => return,
+        };
+        let room = LISTING_ENTRIES_MAX.saturating_sub(start);
+        let inos: Vec<Ino> = page.iter().take(room).map(|e| e.ino).collect();
+        for (i, ino) in inos.iter().enumerate() {
+            inner.place.put(*ino, (dir, start + i));
+        }
+        if let Some(l) = inner.listings.get_mut(&dir) {
+            l.order.extend(inos);
+        }
+    }
+
+    /// `ino` is being opened: the files to read ahead now, if this open follows the last
+    /// one in its listing (each is handed out once per listing).
+    pub(super) fn opened(&self, ino: Ino) -> Vec<Ino> {
+        let mut inner = lock(&self.inner);
+        let Some((dir, at)) = inner.place.get(&ino).copied() else {
+            return Vec::new();
+        };
+        let previous = inner.last_open.replace((dir, at));
+        let in_order = previous.is_some_and(|(d, p)| d == dir && p < at && at - p <= 2);
+        if !in_order {
+            return Vec::new();
+        }
+        let Some(l) = inner.listings.get_mut(&dir) else {
+            return Vec::new();
+        };
+        let from = l.ahead_to.max(at + 1);
+        let to = (at + 1 + LOOKAHEAD_FILES).min(l.order.len());
+        if from >= to {
+            return Vec::new();
+        }
+        l.ahead_to = to;
+        l.order[from..to].to_vec()
+    }
+
+    /// A read ahead of `attr`'s file starts, following these attributes.
+    pub(super) fn reading(&self, attr: &Attr, layout: &Layout) {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner)
+            .read
+            .put(attr.ino, (attr.size, attr.mtime, layout.clone()));
+    }
+
+    /// At the open of a file, answered with `attr`: whether its page read ahead may stay
+    /// (the file is as the read found it). The record goes either way.
+    pub(super) fn take(&self, attr: &Attr) -> bool {
+        let Some((size, mtime, layout)) = lock(&self.inner).read.pop(&attr.ino) else {
+            return false;
+        };
+        let same =
+            size == attr.size && mtime == attr.mtime && attr.layout.as_ref() == Some(&layout);
+        if same {
+            self.kept.fetch_add(1, Ordering::Relaxed);
+        }
+        same
+    }
+
+    /// Files read ahead, and how many of those reads their open kept.
+    pub(super) fn counts(&self) -> (u64, u64) {
+        (
+            self.started.load(Ordering::Relaxed),
+            self.kept.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustre_proto::msg::FileKind;
+
+    fn entries(inos: std::ops::Range<Ino>) -> Vec<DirEntry> {
+        inos.map(|ino| DirEntry {
+            name: format!("f{ino}"),
+            ino,
+            kind: FileKind::File,
+            attr: None,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn opens_in_listing_order_read_the_next_files_once() {
+        let la = Lookahead::default();
+        la.listed(1, &entries(10..15), true);
+        la.listed(1, &entries(15..40), false);
+        assert!(la.opened(10).is_empty(), "one open says nothing");
+        let first: Vec<Ino> = (12..12 + LOOKAHEAD_FILES as Ino).collect();
+        assert_eq!(la.opened(11), first);
+        // The next opens hand out only what was not read ahead yet.
+        assert_eq!(la.opened(12), vec![12 + LOOKAHEAD_FILES as Ino]);
+        // Skipping one entry is still in order; jumping is not.
+        assert_eq!(la.opened(14).len(), 2);
+        assert!(la.opened(30).is_empty());
+        assert!(la.opened(10).is_empty(), "backwards");
+        // A listing from the start again forgets what was handed out.
+        la.listed(1, &entries(10..40), true);
+        la.opened(10);
+        assert_eq!(la.opened(11), first);
+        // Files nobody listed are not read ahead.
+        assert!(la.opened(99).is_empty());
+    }
+
+    #[test]
+    fn a_read_ahead_stands_only_for_the_file_it_read() {
+        let la = Lookahead::default();
+        let t = |sec| Timestamp { sec, nsec: 0 };
+        let layout = Layout::striped(1 << 20, vec![0]);
+        let attr = Attr {
+            ino: 7,
+            kind: FileKind::File,
+            perm: 0o644,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            size: 100,
+            rdev: 0,
+            atime: t(1),
+            mtime: t(1),
+            ctime: t(1),
+            layout: Some(layout.clone()),
+            truncate_version: 0,
+            acl: None,
+            project: 0,
+        };
+        la.reading(&attr, &layout);
+        assert!(la.take(&attr));
+        assert!(!la.take(&attr), "taken once");
+        la.reading(&attr, &layout);
+        let mut written = attr.clone();
+        written.mtime = t(2);
+        assert!(!la.take(&written), "written since the read");
+        la.reading(&attr, &layout);
+        let mut moved = attr.clone();
+        moved.layout = Some(Layout::striped(1 << 20, vec![1]));
+        assert!(!la.take(&moved), "moved to other objects");
+        assert_eq!(la.counts(), (3, 1));
+    }
+}
