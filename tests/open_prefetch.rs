@@ -211,3 +211,53 @@ async fn files_opened_in_listing_order_are_read_ahead_and_stay_fresh() {
     );
     assert_eq!(kept, started - 1, "the rewritten file's read was kept");
 }
+
+/// A reader that opens files by name in name order without listing their directory (a
+/// script walking `f00`, `f01`, ...) gets the entries after each listed from the MDS and
+/// read ahead (rustre-fuse client/lookahead.rs), and a file another client rewrote after
+/// its read ahead, at the same size, is read anew at its open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_opened_by_name_in_name_order_are_read_ahead_and_stay_fresh() {
+    const FILES: u64 = 24;
+    let t = start(30_000).await;
+    let a = &t.client;
+    let mut files = Vec::new();
+    for i in 0..FILES {
+        let name = format!("f{i:02}");
+        let v = common::random_bytes(SMALL, 200 + i);
+        let ino = new_file(a, &name, &v).await;
+        files.push((name, ino, v));
+    }
+    let b = &connect(&t.mgs).await;
+    let read_by_name = |name: String| async move {
+        let ino = b.lookup(&root(), ROOT_INO, &name).await.unwrap().ino;
+        read_whole(b, ino, 2 * SMALL).await
+    };
+    for (name, _, v) in &files[..2] {
+        assert_eq!(&read_by_name(name.clone()).await, v, "{name}");
+    }
+    // The entries after f01 are listed and read in the background.
+    let mut waited = 0;
+    while b.lookaheads().0 < 8 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        b.lookaheads().0,
+        8,
+        "read ahead after two opens in name order"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = common::random_bytes(SMALL, 999);
+    write_whole(a, files[4].1, &v).await;
+    files[4].2 = v;
+    for (name, _, v) in &files[2..] {
+        assert_eq!(&read_by_name(name.clone()).await, v, "{name}");
+    }
+    let (started, kept) = b.lookaheads();
+    assert!((8..=FILES - 2).contains(&started), "{started} read ahead");
+    assert!(
+        kept >= 7 && kept < started,
+        "{kept} of {started} reads kept (all but the rewritten file's, at least of the first 8)"
+    );
+}

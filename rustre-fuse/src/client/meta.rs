@@ -195,8 +195,17 @@ impl Client {
         let known = self.meta_cache.lookup(creds, uid, parent, name)?;
         Some(Result::from(known).map(|mut a| {
             self.merge_local(&mut a);
+            self.looked_up(parent, name, &a);
             a
         }))
+    }
+
+    /// A lookup found `a` as `name` in `parent`: a regular file's name is remembered for
+    /// reading ahead of a reader that opens by name ([`super::lookahead`]).
+    fn looked_up(&self, parent: Ino, name: &str, a: &Attr) {
+        if a.kind == FileKind::File {
+            self.lookahead.looked_up(a.ino, parent, name);
+        }
     }
 
     /// The attributes of `ino` from the metadata cache, if it knows.
@@ -233,6 +242,7 @@ impl Client {
         };
         self.meta_cache.keep_entry(asked, parent, name, Some(&a));
         self.merge_local(&mut a);
+        self.looked_up(parent, name, &a);
         Ok(a)
     }
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use rustre_proto::msg::{Attr, Creds, FileKind, Ino, Layout};
 use rustre_proto::Error;
 
+use super::lookahead::{Ahead, LOOKAHEAD_FILES};
 use super::{metrics, Client};
 
 /// Files of at most this many bytes are read while their open is at the MDS.
@@ -104,7 +105,7 @@ impl Client {
         ino: Ino,
         flags: i32,
     ) -> (Result<Attr, Error>, Option<Prefetch>) {
-        self.read_ahead_listing(ino);
+        self.read_ahead_listing(creds, ino);
         let prefetch = self.prefetch_on_open(ino, flags);
         let attr = self.open(creds, ino, flags).await;
         if attr.is_err() && prefetch.is_some() {
@@ -114,28 +115,50 @@ impl Client {
         (attr, prefetch)
     }
 
-    /// Starts the reads of the small files that follow `ino` in its listing when this open
-    /// follows the last one in it ([`super::lookahead`]), each as an open would read it.
-    fn read_ahead_listing(self: &Arc<Self>, ino: Ino) {
-        for next in self.lookahead.opened(ino) {
-            let Some(attr) = self.cached_getattr(next) else {
-                continue;
-            };
-            let Some(layout) = prefetchable(&attr, libc::O_RDONLY).cloned() else {
-                continue;
-            };
-            if self.cache.capacity() == 0
-                || self.writeback.holds(next)
-                || self.cache.has_page(next, 0)
-            {
-                continue;
+    /// Starts the reads of the small files that follow `ino` in its listing, or after its
+    /// name, when this open follows the last one in order ([`super::lookahead`]).
+    fn read_ahead_listing(self: &Arc<Self>, creds: &Creds, ino: Ino) {
+        match self.lookahead.opened(ino) {
+            Ahead::Nothing => {}
+            Ahead::Files(inos) => {
+                for next in inos {
+                    if let Some(attr) = self.cached_getattr(next) {
+                        self.read_ahead(&attr);
+                    }
+                }
             }
-            self.lookahead.reading(&attr, &layout);
-            let (c, stamp, size) = (self.clone(), self.cache.stamp(), attr.size);
-            tokio::spawn(async move {
-                let _ = c.page(next, &layout, 0, size, stamp).await;
-            });
+            Ahead::After { dir, after } => {
+                let (c, creds) = (self.clone(), creds.clone());
+                tokio::spawn(async move {
+                    let listed = c
+                        .readdir(&creds, dir, Some(&after), LOOKAHEAD_FILES as u32, true)
+                        .await
+                        .map(|(page, _)| page)
+                        .ok();
+                    c.lookahead.listed_after(dir, &after, listed.as_deref());
+                    for attr in listed.iter().flatten().filter_map(|e| e.attr.as_ref()) {
+                        c.read_ahead(attr);
+                    }
+                });
+            }
         }
+    }
+
+    /// Reads `attr`'s file into the page cache in the background, as an open would read it
+    /// ahead ([`prefetchable`]), unless it has a page there or writes waiting.
+    fn read_ahead(self: &Arc<Self>, attr: &Attr) {
+        let Some(layout) = prefetchable(attr, libc::O_RDONLY).cloned() else {
+            return;
+        };
+        let ino = attr.ino;
+        if self.cache.capacity() == 0 || self.writeback.holds(ino) || self.cache.has_page(ino, 0) {
+            return;
+        }
+        self.lookahead.reading(attr, &layout);
+        let (c, stamp, size) = (self.clone(), self.cache.stamp(), attr.size);
+        tokio::spawn(async move {
+            let _ = c.page(ino, &layout, 0, size, stamp).await;
+        });
     }
 
     /// Small files read ahead of a reader in listing order, and how many of those reads
