@@ -344,24 +344,8 @@ mod tests {
     fn a_read_ahead_stands_only_for_the_file_it_read() {
         let la = Lookahead::default();
         let t = |sec| Timestamp { sec, nsec: 0 };
-        let layout = Layout::striped(1 << 20, vec![0]);
-        let attr = Attr {
-            ino: 7,
-            kind: FileKind::File,
-            perm: 0o644,
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            size: 100,
-            rdev: 0,
-            atime: t(1),
-            mtime: t(1),
-            ctime: t(1),
-            layout: Some(layout.clone()),
-            truncate_version: 0,
-            acl: None,
-            project: 0,
-        };
+        let attr = super::super::open_prefetch::tests::file(100, 1 << 20);
+        let layout = attr.layout.clone().unwrap();
         la.reading(&attr, &layout);
         assert!(la.take(&attr));
         assert!(!la.take(&attr), "taken once");

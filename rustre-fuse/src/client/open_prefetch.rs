@@ -203,11 +203,13 @@ fn prefetchable(attr: &Attr, flags: i32) -> Option<&Layout> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use rustre_proto::msg::Timestamp;
 
-    fn file(size: u64, stripe_size: u32) -> Attr {
+    /// Regular file 7 of `size` bytes, on OST 0 in stripes of `stripe_size`, all its
+    /// times 1 s (also for [`super::super::lookahead`]'s tests).
+    pub(in crate::client) fn file(size: u64, stripe_size: u32) -> Attr {
         let t = Timestamp { sec: 1, nsec: 0 };
         Attr {
             ino: 7,
