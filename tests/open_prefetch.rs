@@ -9,10 +9,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::meta_cluster::{connect, root, start};
+use common::meta_cluster::{connect, new_file_on_ost0, root, start};
 use rustre_fuse::client::admin::{MigrateTarget, NoProgress};
 use rustre_fuse::Client;
-use rustre_proto::msg::{Ino, LayoutSpec, ROOT_INO};
+use rustre_proto::msg::{Ino, ROOT_INO};
 
 const SMALL: usize = 4096;
 
@@ -33,18 +33,7 @@ async fn read_whole(c: &Arc<Client>, ino: Ino, max: usize) -> Vec<u8> {
 
 /// A new file `name` in the root on OST 0 holding `data`; its inode.
 async fn new_file(c: &Arc<Client>, name: &str, data: &[u8]) -> Ino {
-    let spec = LayoutSpec {
-        osts: Some(vec![0]),
-        ..Default::default()
-    };
-    let flags = libc::O_WRONLY | libc::O_EXCL;
-    let f = c
-        .create_file(&root(), ROOT_INO, name, 0o644, flags, Some(spec))
-        .await
-        .unwrap();
-    c.write_file(f.fh, 0, data.to_vec().into()).await.unwrap();
-    c.release_file(f.fh).await.unwrap();
-    f.attr.ino
+    new_file_on_ost0(c, name, None, data).await
 }
 
 /// Looks `name` up through `c` until `c`'s metadata cache holds its attributes (a lookup

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rustre_fuse::client::ClientConfig;
 use rustre_fuse::Client;
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::Creds;
+use rustre_proto::msg::{Creds, Ino, LayoutSpec, ROOT_INO};
 use rustre_server::local::{self, LocalConfig};
 use tokio::sync::watch;
 
@@ -79,6 +79,29 @@ pub(crate) async fn connect(mgs: &str) -> Arc<Client> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("cluster did not come up");
+}
+
+/// A new file `name` in the root holding `data`, written through an open of its own and
+/// closed; on OST 0, in stripes of `stripe` bytes (`None`: the default). Its inode.
+pub(crate) async fn new_file_on_ost0(
+    c: &Arc<Client>,
+    name: &str,
+    stripe: Option<u32>,
+    data: &[u8],
+) -> Ino {
+    let spec = LayoutSpec {
+        osts: Some(vec![0]),
+        stripe_size: stripe,
+        ..Default::default()
+    };
+    let flags = libc::O_WRONLY | libc::O_EXCL;
+    let f = c
+        .create_file(&root(), ROOT_INO, name, 0o644, flags, Some(spec))
+        .await
+        .unwrap();
+    c.write_file(f.fh, 0, data.to_vec().into()).await.unwrap();
+    c.release_file(f.fh).await.unwrap();
+    f.attr.ino
 }
 
 /// Polls `f` every 50 ms, without blocking the runtime, until true or `limit` passes.

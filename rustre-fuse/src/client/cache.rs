@@ -6,8 +6,10 @@
 //! (one page = one stripe unit, so one page is one object read), and the next pages are
 //! fetched in the background, all in parallel across OSTs, with a window that doubles on
 //! every sequential read up to [`READAHEAD_MAX_BYTES`] (like the kernel's). A random reader
-//! bypasses the cache and reads exactly what it asked for, so 4 KiB random reads never pull
-//! whole stripes.
+//! does not pull whole stripes: its miss fetches the aligned block of
+//! [`RANDOM_BLOCK_BYTES`] around its read (the whole page when pages are no larger), kept
+//! beside the pages under a key of its own ([`random_unit`]), so the reads near it are hits;
+//! a read that crosses blocks bypasses the cache and reads exactly what it asked for.
 //!
 //! Coherence: a write through this client drops the pages it touches and bumps the inode
 //! twice: when the write reaches the client (it may wait in write-back), and again when its
@@ -44,7 +46,39 @@ pub(super) const TRACKED_STREAMS_MAX: usize = 4096;
 /// Inodes whose last bump is remembered (see the module doc).
 pub(super) const BUMPS_MAX: usize = 1 << 16;
 
+/// What a random reader's miss fetches and caches when pages (stripes) are larger.
+pub(super) const RANDOM_BLOCK_BYTES: u64 = 64 << 10;
+/// Set in the index of a block's key: blocks and pages of one inode never share a key (no
+/// page index reaches this bit: offsets stay below 2^63).
+const BLOCK_KEY_BIT: u64 = 1 << 63;
+
 pub(super) type PageKey = (Ino, u64);
+
+/// The cache unit a random read lives in: its key, its index among units of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Unit {
+    pub(super) key: PageKey,
+    pub(super) idx: u64,
+    pub(super) size: u64,
+}
+
+/// The unit holding all of a random read of `len` bytes at `offset` of `ino` (pages of
+/// `page_size`): the page itself when pages are no larger than [`RANDOM_BLOCK_BYTES`], else
+/// the aligned block. `None` when the read crosses units.
+pub(super) fn random_unit(ino: Ino, page_size: u64, offset: u64, len: u64) -> Option<Unit> {
+    let (size, bit) = if page_size <= RANDOM_BLOCK_BYTES {
+        (page_size, 0)
+    } else {
+        (RANDOM_BLOCK_BYTES, BLOCK_KEY_BIT)
+    };
+    let idx = offset / size;
+    (len > 0 && (offset + len - 1) / size == idx).then_some(Unit {
+        key: (ino, bit | idx),
+        idx,
+        size,
+    })
+}
+
 pub(super) type Fetch = Arc<OnceCell<Result<Bytes, Error>>>;
 
 /// Where a reader of one inode is, and how far ahead to read for it.
@@ -135,10 +169,21 @@ impl PageCache {
         }
         let mut inner = lock(&self.inner);
         inner.bump(ino);
-        for idx in offset / page_size..=(offset + len - 1) / page_size {
+        let last = offset + len - 1;
+        let pages = offset / page_size..=last / page_size;
+        let blocks = (BLOCK_KEY_BIT | (offset / RANDOM_BLOCK_BYTES))
+            ..=(BLOCK_KEY_BIT | (last / RANDOM_BLOCK_BYTES));
+        let hit = |idx: &u64| pages.contains(idx) || blocks.contains(idx);
+        // The inode's cached keys in the range, found in its index (a cut of a terabyte
+        // must not walk every page it could have held).
+        let cached: Vec<u64> = inner.by_ino.get(&ino).map_or_else(Vec::new, |set| {
+            let pages = set.range(pages.clone());
+            pages.chain(set.range(blocks.clone())).copied().collect()
+        });
+        for idx in cached {
             inner.pop_page((ino, idx));
-            inner.fetching.remove(&(ino, idx));
         }
+        inner.fetching.retain(|k, _| k.0 != ino || !hit(&k.1));
     }
 
     /// Records a read at `offset..offset+len` and returns the read-ahead window for it
@@ -185,6 +230,22 @@ impl PageCache {
             return Ok(p.clone());
         }
         Err(inner.fetching.entry(key).or_default().clone())
+    }
+
+    /// How many pages and blocks of `ino` are cached.
+    pub(super) fn count(&self, ino: Ino) -> usize {
+        lock(&self.inner)
+            .by_ino
+            .get(&ino)
+            .map_or(0, |set| set.len())
+    }
+
+    /// Pages `first..=last` of `ino` if every one is cached now; registers no fetch.
+    pub(super) fn cached(&self, ino: Ino, first: u64, last: u64) -> Option<Vec<Bytes>> {
+        let mut inner = lock(&self.inner);
+        (first..=last)
+            .map(|idx| inner.pages.get(&(ino, idx)).cloned())
+            .collect()
     }
 
     /// Caches `page`, fetched from a start at `stamp`, unless its inode was bumped since.
@@ -332,6 +393,47 @@ mod tests {
         assert_eq!(c.note_read(7, 999_999_999, 4096, p), 0);
         c.set_capacity(0);
         assert_eq!(c.note_read(8, 0, 4096, p), 0);
+    }
+
+    #[test]
+    fn a_random_read_lives_in_one_block_or_one_small_page() {
+        let b = RANDOM_BLOCK_BYTES;
+        let mib = 1 << 20;
+        let u = random_unit(7, mib, 3 * b + 10, 4096).unwrap();
+        assert_eq!((u.key, u.idx, u.size), ((7, BLOCK_KEY_BIT | 3), 3, b));
+        assert_eq!(random_unit(7, mib, b - 1, 2), None, "over two blocks");
+        assert_eq!(random_unit(7, mib, b, 0), None, "empty");
+        // Pages no larger than a block are the unit themselves.
+        let u = random_unit(7, 16384, 40_000, 100).unwrap();
+        assert_eq!((u.key, u.idx, u.size), ((7, 2), 2, 16384));
+    }
+
+    #[test]
+    fn a_write_drops_the_blocks_and_pages_it_touches_and_no_others() {
+        let c = PageCache::default();
+        let (mib, b) = (1u64 << 20, RANDOM_BLOCK_BYTES);
+        let page = Bytes::from(vec![1u8; 16]);
+        for key in [
+            (1, 0),
+            (1, 1),
+            (1, BLOCK_KEY_BIT | 3),
+            (1, BLOCK_KEY_BIT | 20),
+            (2, 1),
+        ] {
+            c.insert(key, &page, 0);
+        }
+        // A write inside block 20 (page 1).
+        c.invalidate_range(1, mib, 20 * b + 5, 10);
+        assert!(c.lookup((1, BLOCK_KEY_BIT | 20)).is_err());
+        assert!(c.lookup((1, 1)).is_err());
+        for key in [(1, 0), (1, BLOCK_KEY_BIT | 3), (2, 1)] {
+            assert!(c.lookup(key).is_ok(), "{key:?} dropped");
+        }
+        // A cut of a terabyte finds what is cached in the inode's index.
+        c.invalidate_range(1, mib, 0, 1 << 40);
+        assert!(c.cached(1, 0, 0).is_none());
+        assert!(c.cached(1, BLOCK_KEY_BIT | 3, BLOCK_KEY_BIT | 3).is_none());
+        assert!(c.cached(2, 1, 1).is_some());
     }
 
     #[test]

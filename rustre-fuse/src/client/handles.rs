@@ -250,7 +250,7 @@ impl Client {
 
     /// A read or a listing through `via`: moves the inode's atime in the background when
     /// the atime mode says so ([`super::atime`]); the reader does not wait for the MDS.
-    fn accessed(self: &Arc<Self>, via: Via, ino: Ino, creds: &Creds) {
+    pub(super) fn accessed(self: &Arc<Self>, via: Via, ino: Ino, creds: &Creds) {
         let now = rustre_proto::host::now();
         let update = self.atimes.on_access(via, ino, now, |at_open| {
             self.cached_getattr(ino).or_else(|| {

@@ -1,6 +1,8 @@
 //! Data through the client's memory: reads served by the page cache with read-ahead for
-//! sequential readers ([`super::cache`]), and writes gathered into stripe-sized sends in the
-//! background ([`super::writeback`]). Both sit on the striped object I/O of [`super::data`].
+//! sequential readers and blocks for random ones ([`super::cache`]), a read the cache holds
+//! answered at once on the caller's thread ([`Client::read_now`]), and writes gathered into
+//! stripe-sized sends in the background ([`super::writeback`]). Both sit on the striped
+//! object I/O of [`super::data`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +11,8 @@ use bytes::Bytes;
 use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::Error;
 
-use super::cache::{cut_short, from_pages};
+use super::atime::Via;
+use super::cache::{cut_short, from_pages, random_unit, PageKey, Unit};
 use super::files::writable_len;
 use super::writeback::{
     budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
@@ -18,6 +21,38 @@ use super::{metrics, Client};
 use rustre_proto::sync::lock;
 
 impl Client {
+    /// [`Client::read_file`] done at once when nothing in it would wait (the FUSE adapter
+    /// calls it on fuser's thread, inside the runtime's context): no write of the inode
+    /// buffered, in flight or failed, and every byte of the range in the page cache (a
+    /// re-read, a file read ahead, a random reader of cached pages), or the range past the
+    /// end of file. `None`: `read_file` does it (and answers any error).
+    pub fn read_now(self: &Arc<Self>, fh: u64, offset: u64, len: usize) -> Option<Bytes> {
+        let f = self.files.handle(fh).ok()?;
+        if let Some(state) = self.writeback.existing(f.ino) {
+            let w = state.try_lock().ok()?;
+            if w.pending.is_some() || !w.inflight.is_empty() || w.error.is_some() {
+                return None;
+            }
+        }
+        let size = self.files.size(f.ino);
+        let data = if offset >= size || len == 0 {
+            Bytes::new()
+        } else {
+            let n = (size - offset).min(len as u64) as usize;
+            self.cached_read_now(f.ino, f.layout().ok()?, offset, n, size)?
+        };
+        self.accessed(Via::File(fh), f.ino, &f.creds);
+        if let Some(m) = metrics::get() {
+            m.read_bytes.inc_by(data.len() as u64);
+        }
+        Some(data)
+    }
+
+    /// How many pages and blocks of `ino` this client's page cache holds.
+    pub fn cached_pages(&self, ino: Ino) -> usize {
+        self.cache.count(ino)
+    }
+
     /// Reads `len` bytes at `offset` of a file `file_size` bytes long (the caller clipped
     /// the range to it), through the page cache and read-ahead for sequential readers.
     pub(crate) async fn cached_read(
@@ -31,6 +66,10 @@ impl Client {
         let page_size = layout.stripe_size as u64;
         let window = self.cache.note_read(ino, offset, len as u64, page_size);
         if window == 0 || len == 0 {
+            let unit = random_unit(ino, page_size, offset, len as u64);
+            if let Some(unit) = unit.filter(|_| self.cache.capacity() > 0) {
+                return self.random_read(layout, unit, offset, len, file_size).await;
+            }
             if let Some(m) = metrics::get() {
                 m.cache_bypassed.inc();
             }
@@ -50,15 +89,95 @@ impl Client {
                 .invalidate_range(ino, page_size, offset, len as u64);
             return self.read_data(ino, layout, offset, len).await;
         }
-        // Read ahead: the pages after this read, within the window, in the background.
-        let ahead_end = ((offset + len as u64 + window).min(file_size)).div_ceil(page_size);
-        for idx in last + 1..ahead_end {
+        self.read_ahead_after(ino, layout, offset + len as u64, window, file_size, gen);
+        Ok(from_pages(&pages, first, page_size, offset, len))
+    }
+
+    /// [`Client::cached_read`] when the cache holds every page of the range now, long enough
+    /// for it: done at once, on the caller's thread (fuser's: no hop to the runtime), with
+    /// the same read-ahead. `None`, with nothing noted, when a page would be fetched.
+    /// Needs a runtime context (the read-ahead is spawned).
+    pub(crate) fn cached_read_now(
+        self: &Arc<Self>,
+        ino: Ino,
+        layout: &Layout,
+        offset: u64,
+        len: usize,
+        file_size: u64,
+    ) -> Option<Bytes> {
+        let page_size = layout.stripe_size as u64;
+        if len == 0 || self.cache.capacity() == 0 {
+            return None;
+        }
+        let first = offset / page_size;
+        let last = (offset + len as u64 - 1) / page_size;
+        let gen = self.cache.stamp();
+        // Whole pages, or the one block a random reader's miss fetched.
+        let (pages, first, unit_size) = match self.cache.cached(ino, first, last) {
+            Some(pages) => (pages, first, page_size),
+            None => {
+                let u = random_unit(ino, page_size, offset, len as u64)?;
+                (self.cache.cached(ino, u.key.1, u.key.1)?, u.idx, u.size)
+            }
+        };
+        if cut_short(&pages, first, unit_size, offset, len as u64) {
+            return None;
+        }
+        let window = self.cache.note_read(ino, offset, len as u64, page_size);
+        if let Some(m) = metrics::get() {
+            m.cache_hits.inc_by(pages.len() as u64);
+        }
+        self.read_ahead_after(ino, layout, offset + len as u64, window, file_size, gen);
+        Some(from_pages(&pages, first, unit_size, offset, len))
+    }
+
+    /// A random reader's read inside one cache `unit`: the unit is fetched whole (cut at
+    /// the end of file), cached, and the read served from it; one cut at an older end of
+    /// file than this read needs is dropped and the range read as asked.
+    async fn random_read(
+        &self,
+        layout: &Layout,
+        unit: Unit,
+        offset: u64,
+        len: usize,
+        file_size: u64,
+    ) -> Result<Bytes, Error> {
+        let ino = unit.key.0;
+        let start = unit.idx * unit.size;
+        let unit_len = unit.size.min(file_size.saturating_sub(start)) as usize;
+        let gen = self.cache.stamp();
+        let data = self.fetch(unit.key, layout, start, unit_len, gen).await?;
+        let pages = [data];
+        if cut_short(&pages, unit.idx, unit.size, offset, len as u64) {
+            self.cache
+                .invalidate_range(ino, layout.stripe_size as u64, offset, len as u64);
+            return self.read_data(ino, layout, offset, len).await;
+        }
+        Ok(from_pages(&pages, unit.idx, unit.size, offset, len))
+    }
+
+    /// Read ahead: the pages after a read that ended at `end`, within `window`, fetched in
+    /// the background (from a start at cache stamp `gen`).
+    fn read_ahead_after(
+        self: &Arc<Self>,
+        ino: Ino,
+        layout: &Layout,
+        end: u64,
+        window: u64,
+        file_size: u64,
+        gen: u64,
+    ) {
+        let page_size = layout.stripe_size as u64;
+        if window == 0 || end == 0 {
+            return;
+        }
+        let ahead_end = ((end + window).min(file_size)).div_ceil(page_size);
+        for idx in (end - 1) / page_size + 1..ahead_end {
             let (c, l) = (self.clone(), layout.clone());
             tokio::spawn(async move {
                 let _ = c.page(ino, &l, idx, file_size, gen).await;
             });
         }
-        Ok(from_pages(&pages, first, page_size, offset, len))
     }
 
     /// Page `idx` of `ino`: from the cache, from a fetch already in flight, or fetched now.
@@ -71,7 +190,24 @@ impl Client {
         gen: u64,
     ) -> Result<Bytes, Error> {
         let page_size = layout.stripe_size as u64;
-        let fetch = match self.cache.lookup((ino, idx)) {
+        let start = idx * page_size;
+        let len = page_size.min(file_size.saturating_sub(start)) as usize;
+        self.fetch((ino, idx), layout, start, len, gen).await
+    }
+
+    /// The cached unit under `key`, `len` bytes of its inode at `start`: from the cache,
+    /// from a fetch already in flight, or fetched now (and cached unless its inode changed
+    /// since stamp `gen`).
+    async fn fetch(
+        &self,
+        key: PageKey,
+        layout: &Layout,
+        start: u64,
+        len: usize,
+        gen: u64,
+    ) -> Result<Bytes, Error> {
+        let ino = key.0;
+        let fetch = match self.cache.lookup(key) {
             Ok(page) => {
                 if let Some(m) = metrics::get() {
                     m.cache_hits.inc();
@@ -80,8 +216,6 @@ impl Client {
             }
             Err(fetch) => fetch,
         };
-        let start = idx * page_size;
-        let len = page_size.min(file_size.saturating_sub(start)) as usize;
         let result = fetch
             .get_or_init(|| async {
                 if let Some(m) = metrics::get() {
@@ -89,9 +223,9 @@ impl Client {
                 }
                 let r = self.read_data(ino, layout, start, len).await;
                 if let Ok(page) = &r {
-                    self.cache.insert((ino, idx), page, gen);
+                    self.cache.insert(key, page, gen);
                 } else {
-                    lock(&self.cache.inner).fetching.remove(&(ino, idx));
+                    lock(&self.cache.inner).fetching.remove(&key);
                 }
                 r
             })

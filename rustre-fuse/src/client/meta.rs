@@ -462,7 +462,15 @@ impl Client {
             self.dirs.drop_listed(parent, &name).await;
         }
         match r? {
-            MdsResponse::NamesChanged(_) => Ok(()),
+            MdsResponse::NamesChanged(n) => {
+                // An inode the change destroyed has no bytes left to read: its cached pages
+                // go now rather than when the cache's LRU reaches them.
+                let gone = std::iter::once(&n.source).chain(n.target.as_ref());
+                for t in gone.filter(|t| t.attr.is_none()) {
+                    self.cache.invalidate(t.ino);
+                }
+                Ok(())
+            }
             r => Err(unexpected(r)),
         }
     }

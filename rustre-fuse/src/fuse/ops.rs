@@ -1,5 +1,7 @@
 //! `impl fuser::Filesystem` for [`RustreFs`]: each method converts its arguments, spawns
-//! the client-library call and replies once.
+//! the client-library call and replies once. What would wait for nothing (a lookup, getattr
+//! or getxattr the caches answer, a read the page cache holds, a write that only joins the
+//! write-back buffer) is done on fuser's thread instead, without a hop to the runtime.
 
 use std::ffi::OsStr;
 use std::io;
@@ -324,6 +326,14 @@ impl Filesystem for RustreFs {
     ) {
         let c = self.client.clone();
         c.kernel_asked_again(ino.0);
+        // A read the page cache holds is answered here, on fuser's thread.
+        let now = {
+            let _rt = self.rt.enter();
+            c.read_now(fh.0, offset, size as usize)
+        };
+        if let Some(data) = now {
+            return reply.data(&data);
+        }
         self.spawn(("read", ino.0), async move {
             match c.read_file(fh.0, offset, size as usize).await {
                 Ok(data) => reply.data(&data),
