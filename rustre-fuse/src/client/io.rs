@@ -347,6 +347,38 @@ impl Client {
         Ok(())
     }
 
+    /// Starts sending `ino`'s buffered writes now, in the background, when nothing in that
+    /// would wait (the buffer free to take, no send in flight over its range). The FUSE
+    /// adapter calls it on fuser's thread, inside the runtime's context, when it keeps an
+    /// owner, mode or time change of a file open for writing: `tar x` and `cp -a` set those
+    /// once a file's bytes are all written, and its close then finds them on their way to
+    /// the OSTs instead of sending them. What is not started here goes at the close.
+    pub fn write_behind(self: &Arc<Self>, ino: Ino) {
+        let Some(state) = self.writeback.existing(ino) else {
+            return;
+        };
+        let Ok(mut w) = state.try_lock() else { return };
+        let Some((start, end)) = w.pending.as_ref().map(|p| (p.offset, p.end())) else {
+            return;
+        };
+        if w.inflight.iter().any(|f| f.start < end && start < f.end) {
+            return;
+        }
+        if let Some(p) = w.pending.take() {
+            self.start_send(ino, &mut w, p);
+        }
+    }
+
+    /// Bytes of `ino` buffered by write-back and not yet on their way to the OSTs (0 when
+    /// its buffer is busy).
+    pub fn buffered_bytes(&self, ino: Ino) -> u64 {
+        let Some(state) = self.writeback.existing(ino) else {
+            return 0;
+        };
+        let Ok(w) = state.try_lock() else { return 0 };
+        w.pending.as_ref().map_or(0, |p| p.end() - p.offset)
+    }
+
     /// Starts sending the pending buffer of `ino`. Sends that overlap it finish first, so
     /// overlapping writes reach the OSTs in the order they were made.
     async fn send_pending(self: &Arc<Self>, ino: Ino, w: &mut InodeWrites) {
@@ -359,6 +391,12 @@ impl Client {
         for f in overlapping {
             record(w, f.task.await);
         }
+        self.start_send(ino, w, p);
+    }
+
+    /// Sends buffer `p` of `ino` in a task of its own, in flight in `w` until reaped.
+    fn start_send(self: &Arc<Self>, ino: Ino, w: &mut InodeWrites, p: Pending) {
+        let (start, end) = (p.offset, p.end());
         let client = self.clone();
         let task = tokio::spawn(async move {
             let Pending {

@@ -151,7 +151,10 @@ impl Filesystem for RustreFs {
         };
         let (c, who, ttl) = (self.client.clone(), Caller::of(req), self.attr_ttl());
         // Kept until close (tar's times, owner and mode): answered here, on fuser's thread.
+        // The file's bytes are likely all written by now: they start for the OSTs.
         if let Some(a) = c.kept_setattr(|| who.creds(), ino.0, &set) {
+            let _rt = self.rt.enter();
+            c.write_behind(ino.0);
             return reply.attr(&ttl, &file_attr(&a));
         }
         self.spawn(("setattr", ino.0), async move {
