@@ -146,6 +146,44 @@ impl DirState {
         }
     }
 
+    /// What a read of the listing after `offset` hands out when this buffer holds all of it
+    /// (or the directory's end): the same entries as `Client::read_dir`, with `dot` and
+    /// `dotdot` first for a read from the start. `None`, with nothing changed, when a page
+    /// would be fetched (a rewind, a seek elsewhere, the buffer used up before the end).
+    pub(super) fn take_buffered(
+        &mut self,
+        offset: u64,
+        dot: &DirEntry,
+        dotdot: &DirEntry,
+    ) -> Option<Vec<Listed>> {
+        let at = offset.max(DOTDOT_OFFSET);
+        let rewind = offset < DOT_OFFSET && self.started;
+        let left = self.buffer.iter().any(|l| l.offset > at);
+        if rewind || !self.continues(at) || !(left || self.eof) {
+            return None;
+        }
+        let mut out = Vec::new();
+        if offset < DOT_OFFSET {
+            out.push(Listed {
+                offset: DOT_OFFSET,
+                entry: dot.clone(),
+            });
+            self.started = true;
+        }
+        if offset < DOTDOT_OFFSET {
+            out.push(Listed {
+                offset: DOTDOT_OFFSET,
+                entry: dotdot.clone(),
+            });
+        }
+        while self.buffer.front().is_some_and(|l| l.offset <= at) {
+            self.buffer.pop_front();
+        }
+        self.base = at;
+        out.extend(self.buffer.iter().cloned());
+        Some(out)
+    }
+
     /// Whether the buffer continues a listing that stopped at `offset`.
     /// (Buffered offsets are consecutive among themselves, but a page fetched after a seek
     /// does not follow its base numerically.)
@@ -205,6 +243,33 @@ mod tests {
             "offset 4 named \"b\", which this buffer does not follow"
         );
         assert_eq!(st.names.get(&4).map(String::as_str), Some("b"));
+    }
+
+    #[test]
+    fn a_buffered_listing_is_handed_out_without_a_fetch_and_nothing_else_is() {
+        let offsets = |l: &[Listed]| l.iter().map(|l| l.offset).collect::<Vec<_>>();
+        let (dot, dotdot) = (page(&["."]).remove(0), page(&[".."]).remove(0));
+        // Nothing fetched yet: a read from the start fetches.
+        let mut st = state();
+        assert!(st.take_buffered(0, &dot, &dotdot).is_none());
+        assert!(!st.started, "a refused read changed the state");
+        st.fill(DOTDOT_OFFSET, page(&["a", "b", "c"]), false);
+        let from_start = st.take_buffered(0, &dot, &dotdot).unwrap();
+        assert_eq!(offsets(&from_start), [1, 2, 3, 4, 5]);
+        assert_eq!(from_start[2].entry.name, "a");
+        // Resuming after "a": the rest of the buffer.
+        let rest = st.take_buffered(3, &dot, &dotdot).unwrap();
+        assert_eq!(offsets(&rest), [4, 5]);
+        // Used up before the end of the directory: the next page is fetched.
+        assert!(st.take_buffered(5, &dot, &dotdot).is_none());
+        assert_eq!(st.base, 3, "a refused read changed the state");
+        // A rewind lists afresh; a seek to an offset never handed out fetches too.
+        assert!(st.take_buffered(0, &dot, &dotdot).is_none());
+        assert!(st.take_buffered(40, &dot, &dotdot).is_none());
+        // The last page: past its end, the end of the directory (nothing).
+        st.fill(5, page(&["d"]), true);
+        assert_eq!(offsets(&st.take_buffered(5, &dot, &dotdot).unwrap()), [6]);
+        assert!(st.take_buffered(6, &dot, &dotdot).unwrap().is_empty());
     }
 
     #[test]

@@ -674,6 +674,20 @@ impl Client {
         Ok(fh)
     }
 
+    /// [`Client::read_dir`] done at once when the handle's buffer holds what it hands out
+    /// (the FUSE adapter calls it on fuser's thread, inside the runtime's context). `None`:
+    /// `read_dir` does it.
+    pub fn read_dir_now(self: &Arc<Self>, fh: u64, offset: u64) -> Option<Vec<Listed>> {
+        let dir = self.dirs.get(fh).ok()?;
+        let out = dir
+            .state
+            .try_lock()
+            .ok()?
+            .take_buffered(offset, &dir.dot, &dir.dotdot)?;
+        self.accessed(Via::Dir(fh), dir.ino, &dir.creds);
+        Some(out)
+    }
+
     /// The entries of open directory `fh` after `offset` (0 = from the start), each with
     /// the offset that resumes after it. An empty answer is the end of the directory.
     pub async fn read_dir(self: &Arc<Self>, fh: u64, offset: u64) -> Result<Vec<Listed>, Error> {

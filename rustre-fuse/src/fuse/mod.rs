@@ -394,6 +394,12 @@ impl RustreFs {
         (self.attr_ttl(), self.entry_ttl())
     }
 
+    /// [`Client::read_dir_now`] on this thread, inside the runtime's context.
+    fn read_dir_now(&self, fh: u64, offset: u64) -> Option<Vec<crate::client::Listed>> {
+        let _rt = self.rt.enter();
+        self.client.read_dir_now(fh, offset)
+    }
+
     pub(super) fn attr_ttl(&self) -> std::time::Duration {
         self.client.kernel_ttl(self.cfg.attr_ttl)
     }

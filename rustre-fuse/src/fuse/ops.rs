@@ -18,11 +18,12 @@ use fuser::{
 use rustre_proto::msg::mds::{SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
 use rustre_proto::msg::FileKind;
 
-use super::replies::{open_flags, reply_empty, reply_entry, time_set};
+use super::replies::{
+    open_flags, reply_empty, reply_entry, reply_listed, reply_listed_plus, time_set,
+};
 use super::{
-    drop_cached_attrs, errno, file_attr, file_type, name_str, placeholder_attr, raw_name,
-    xattr_reply, Caller, RustreFs, MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES,
-    STATFS_NAME_MAX,
+    drop_cached_attrs, errno, file_attr, name_str, placeholder_attr, xattr_reply, Caller, RustreFs,
+    MAX_BACKGROUND_REQUESTS, MAX_WRITE_BYTES, STATFS_BLOCK_BYTES, STATFS_NAME_MAX,
 };
 
 /// Capabilities asked of the kernel when it offers them. POSIX and flock locks are claimed:
@@ -494,23 +495,15 @@ impl Filesystem for RustreFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         let c = self.client.clone();
+        // What the handle's buffer holds is handed out here, on fuser's thread.
+        if let Some(listed) = self.read_dir_now(fh.0, offset) {
+            return reply_listed(reply, Ok(listed));
+        }
         self.spawn(("readdir", ino.0), async move {
-            match c.read_dir(fh.0, offset).await {
-                Ok(listed) => {
-                    for l in listed {
-                        let e = &l.entry;
-                        let name = raw_name(&e.name);
-                        if reply.add(INodeNo(e.ino), l.offset, file_type(e.kind), &name) {
-                            break;
-                        }
-                    }
-                    reply.ok();
-                }
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_listed(reply, c.read_dir(fh.0, offset).await)
         });
     }
 
@@ -520,28 +513,14 @@ impl Filesystem for RustreFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
         let (c, ttl) = (self.client.clone(), self.attr_ttl().min(self.entry_ttl()));
+        if let Some(listed) = self.read_dir_now(fh.0, offset) {
+            return reply_listed_plus(reply, ttl, Ok(listed));
+        }
         self.spawn(("readdirplus", ino.0), async move {
-            match c.read_dir(fh.0, offset).await {
-                Ok(listed) => {
-                    for l in listed {
-                        let e = &l.entry;
-                        let attr = match &e.attr {
-                            Some(a) => file_attr(a),
-                            None => placeholder_attr(e.ino, e.kind),
-                        };
-                        let ino = INodeNo(e.ino);
-                        let name = raw_name(&e.name);
-                        if reply.add(ino, l.offset, &name, &ttl, &attr, Generation(0)) {
-                            break;
-                        }
-                    }
-                    reply.ok();
-                }
-                Err(e) => reply.error(errno(e)),
-            }
+            reply_listed_plus(reply, ttl, c.read_dir(fh.0, offset).await)
         });
     }
 

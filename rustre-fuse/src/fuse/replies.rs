@@ -1,9 +1,14 @@
 //! Small conversions and replies shared by the FUSE operations ([`super::ops`]).
 
-use fuser::{FopenFlags, Generation, ReplyEmpty, ReplyEntry, TimeOrNow};
+use fuser::{
+    FopenFlags, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    TimeOrNow,
+};
 use rustre_proto::msg::mds::TimeSet;
+use rustre_proto::Error;
 
-use super::{errno, file_attr, to_timestamp};
+use super::{errno, file_attr, file_type, placeholder_attr, raw_name, to_timestamp};
+use crate::client::Listed;
 
 pub(super) fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
     t.map(|t| match t {
@@ -35,6 +40,48 @@ pub(super) fn reply_entry(
 pub(super) fn reply_empty(reply: ReplyEmpty, result: Result<(), rustre_proto::Error>) {
     match result {
         Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+/// Replies to a readdir with the entries that fit.
+pub(super) fn reply_listed(mut reply: ReplyDirectory, listed: Result<Vec<Listed>, Error>) {
+    match listed {
+        Ok(listed) => {
+            for l in listed {
+                let e = &l.entry;
+                let name = raw_name(&e.name);
+                if reply.add(INodeNo(e.ino), l.offset, file_type(e.kind), &name) {
+                    break;
+                }
+            }
+            reply.ok();
+        }
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+/// Replies to a readdirplus with the entries that fit, their attributes cached for `ttl`.
+pub(super) fn reply_listed_plus(
+    mut reply: ReplyDirectoryPlus,
+    ttl: std::time::Duration,
+    listed: Result<Vec<Listed>, Error>,
+) {
+    match listed {
+        Ok(listed) => {
+            for l in listed {
+                let e = &l.entry;
+                let attr = match &e.attr {
+                    Some(a) => file_attr(a),
+                    None => placeholder_attr(e.ino, e.kind),
+                };
+                let name = raw_name(&e.name);
+                if reply.add(INodeNo(e.ino), l.offset, &name, &ttl, &attr, Generation(0)) {
+                    break;
+                }
+            }
+            reply.ok();
+        }
         Err(e) => reply.error(errno(e)),
     }
 }
