@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::meta_cluster::{connect, new_file_on_ost0, root, start};
+use common::meta_cluster::{connect, learn, new_file_on_ost0, root, start};
 use rustre_fuse::client::admin::{MigrateTarget, NoProgress};
 use rustre_fuse::Client;
 use rustre_proto::msg::{Ino, ROOT_INO};
@@ -34,20 +34,6 @@ async fn read_whole(c: &Arc<Client>, ino: Ino, max: usize) -> Vec<u8> {
 /// A new file `name` in the root on OST 0 holding `data`; its inode.
 async fn new_file(c: &Arc<Client>, name: &str, data: &[u8]) -> Ino {
     new_file_on_ost0(c, name, None, data).await
-}
-
-/// Looks `name` up through `c` until `c`'s metadata cache holds its attributes (a lookup
-/// answered while the change feed does not vouch for the cache is not kept); false if that
-/// takes over 5 s.
-async fn learn(c: &Arc<Client>, name: &str, ino: Ino) -> bool {
-    for _ in 0..100 {
-        c.lookup(&root(), ROOT_INO, name).await.unwrap();
-        if c.cached_getattr(ino).is_some() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::meta_cluster::{connect, root, start};
+use common::meta_cluster::{connect, learn, root, start};
 use rustre_proto::msg::mds::{SetAttr, TimeSet};
 use rustre_proto::msg::{LayoutSpec, Timestamp, ROOT_INO};
 
@@ -27,16 +27,10 @@ async fn a_kept_time_change_sends_the_buffered_bytes_before_the_close() {
     let ino = f.attr.ino;
     // The client's cache vouches for the file once the change feed is live (a setattr of
     // a file it does not know is not kept).
-    let mut known = false;
-    for _ in 0..100 {
-        a.lookup(&root(), ROOT_INO, "f").await.unwrap();
-        known = a.cached_getattr(ino).is_some();
-        if known {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(known, "the client's cache never learned the file");
+    assert!(
+        learn(a, "f", ino).await,
+        "the client's cache never learned the file"
+    );
 
     // (The write-back's timer sends a buffer after a second: what follows takes
     // milliseconds.)

@@ -104,6 +104,20 @@ pub(crate) async fn new_file_on_ost0(
     f.attr.ino
 }
 
+/// Looks `name` in the root up through `c` until `c`'s metadata cache holds `ino`'s
+/// attributes (a lookup answered while the change feed does not vouch for the cache is not
+/// kept); false if that takes over 5 s.
+pub(crate) async fn learn(c: &Arc<Client>, name: &str, ino: Ino) -> bool {
+    for _ in 0..100 {
+        c.lookup(&root(), ROOT_INO, name).await.unwrap();
+        if c.cached_getattr(ino).is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Polls `f` every 50 ms, without blocking the runtime, until true or `limit` passes.
 pub(crate) async fn wait_async(limit: Duration, f: impl Fn() -> bool) -> bool {
     let start = std::time::Instant::now();

@@ -175,10 +175,35 @@ impl Client {
         layout: Option<LayoutSpec>,
     ) -> Result<Opened, Error> {
         let exclusive = flags & libc::O_EXCL != 0;
+        if !exclusive {
+            self.before_opening_existing(parent, name, flags).await?;
+        }
         let attr = self
             .create_open(creds, parent, name, mode, exclusive, Some(flags), layout)
             .await?;
         self.opened(creds, attr, flags, None).await
+    }
+
+    /// A create that may open an existing file, as [`Client::open_file`] does before an
+    /// open: when the metadata cache knows `name` in `parent`, what this client kept or
+    /// buffered for that file reaches the MDS first (all of it before an O_TRUNC, which
+    /// must cut every byte written before it; the kept owner, mode and times before an
+    /// open the MDS checks against them). A name the cache does not know goes as it is.
+    async fn before_opening_existing(
+        self: &Arc<Self>,
+        parent: Ino,
+        name: &str,
+        flags: i32,
+    ) -> Result<(), Error> {
+        let Some(ino) = self.meta_cache.entry_ino(parent, name) else {
+            return Ok(());
+        };
+        if flags & libc::O_TRUNC != 0 {
+            self.report_dirty(ino).await?;
+            self.cache.invalidate(ino);
+        }
+        self.send_kept_attrs_before_open(ino).await;
+        Ok(())
     }
 
     async fn opened(

@@ -28,7 +28,7 @@ pub struct ClientMetrics {
     pub cache_hits: Counter,
     /// Page-cache pages fetched from the OSTs for a read.
     pub cache_misses: Counter,
-    /// Reads that bypassed the page cache (random readers, cache off).
+    /// Reads that bypassed the page cache (a random read over two blocks, cache off).
     pub cache_bypassed: Counter,
     /// Opens that started reading their small file before the MDS answered.
     pub open_prefetches: Counter,
@@ -91,7 +91,7 @@ pub fn enable(registry: &mut Registry) {
     );
     r.register(
         "rustre_client_cache_bypassed_reads",
-        "Reads that went straight to the OSTs (random readers, cache off)",
+        "Reads that went straight to the OSTs (a random read over two blocks, cache off)",
         m.cache_bypassed.clone(),
     );
     r.register(

@@ -641,6 +641,16 @@ impl MetaCache {
         known
     }
 
+    /// The inode `name` in `parent` names, if cached and the cache is trusted; no
+    /// permission check (for this client's own bookkeeping, never for an answer).
+    pub(super) fn entry_ino(&self, parent: Ino, name: &str) -> Option<Ino> {
+        let mut inner = lock(&self.inner);
+        if !self.enabled.load(Ordering::Relaxed) || !inner.trusted(Instant::now()) {
+            return None;
+        }
+        inner.entry(&(parent, name.to_string()))?
+    }
+
     /// Whether every MDS of the map has a watcher whose last answer was asked for less than
     /// [`FEED_LEASE`] ago: the feeds vouch for what is cached, here and in the kernel.
     pub(super) fn feeds_live(&self) -> bool {
