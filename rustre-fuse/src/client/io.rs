@@ -348,7 +348,8 @@ impl Client {
     }
 
     /// Starts sending `ino`'s buffered writes now, in the background, when nothing in that
-    /// would wait (the buffer free to take, no send in flight over its range). The FUSE
+    /// would wait (the buffer free to take, no send in flight over its range, fewer than
+    /// [`WRITEBACK_INFLIGHT_PER_INODE`] sends of the inode in flight). The FUSE
     /// adapter calls it on fuser's thread, inside the runtime's context, when it keeps an
     /// owner, mode or time change of a file open for writing: `tar x` and `cp -a` set those
     /// once a file's bytes are all written, and its close then finds them on their way to
@@ -361,7 +362,8 @@ impl Client {
         let Some((start, end)) = w.pending.as_ref().map(|p| (p.offset, p.end())) else {
             return;
         };
-        if w.inflight.iter().any(|f| f.start < end && start < f.end) {
+        let overlaps = w.inflight.iter().any(|f| f.start < end && start < f.end);
+        if overlaps || w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
             return;
         }
         if let Some(p) = w.pending.take() {
