@@ -719,38 +719,25 @@ impl Client {
         let dir = self.dirs.get(fh)?;
         self.accessed(Via::Dir(fh), dir.ino, &dir.creds);
         let mut st = dir.state.lock().await;
-        let mut out = Vec::new();
-        if offset < DOT_OFFSET {
-            out.push(Listed {
-                offset: DOT_OFFSET,
-                entry: dir.dot.clone(),
-            });
-            if st.started {
-                // A rewind: the listing must show the directory as it is now.
-                st.buffer.clear();
-                st.base = u64::MAX;
-            }
-            st.started = true;
-        }
-        if offset < DOTDOT_OFFSET {
-            out.push(Listed {
-                offset: DOTDOT_OFFSET,
-                entry: dir.dotdot.clone(),
-            });
+        if offset < DOT_OFFSET && st.started {
+            // A rewind: the listing must show the directory as it is now.
+            st.buffer.clear();
+            st.base = u64::MAX;
+            st.started = false;
         }
         let at = offset.max(DOTDOT_OFFSET);
-        if !st.continues(at) && !self.fetch_after(&dir, &mut st, at).await? {
-            return Ok(out);
+        loop {
+            if let Some(out) = st.take_buffered(offset, &dir.dot, &dir.dotdot) {
+                return Ok(out);
+            }
+            if !self.fetch_after(&dir, &mut st, at).await? {
+                return Ok(Vec::new());
+            }
+            // Nothing after `at`: that is the end, whatever the page said.
+            if st.buffer.is_empty() {
+                st.eof = true;
+            }
         }
-        while st.buffer.front().is_some_and(|l| l.offset <= at) {
-            st.buffer.pop_front();
-        }
-        st.base = at;
-        if st.buffer.is_empty() && !st.eof && !self.fetch_after(&dir, &mut st, at).await? {
-            return Ok(out);
-        }
-        out.extend(st.buffer.iter().cloned());
-        Ok(out)
     }
 
     /// Fetches into `st` the page of `dir` that follows offset `at`. False when `at` is an
