@@ -1,9 +1,10 @@
 //! The FUSE adapter: a thin `fuser::Filesystem` over the client library.
 //!
 //! Every method only converts its arguments (the caller's uid, gid and supplementary groups
-//! into [`Creds`], FUSE ids and flags into plain numbers), clones the `Arc<Client>`, spawns
-//! the call on the tokio runtime and replies once from there. fuser's dispatch loop never
-//! waits on the network, and requests run concurrently, at most
+//! into [`Creds`], FUSE ids and flags into plain numbers), clones the `Arc<Client>`, starts
+//! the call on fuser's thread, where it runs until it first waits (its request to a server
+//! written), goes on on the tokio runtime ([`first_poll`]) and replies once from there.
+//! fuser's dispatch loop never waits on the network, and requests run concurrently, at most
 //! [`MAX_INFLIGHT_REQUESTS`] at once. What the client can answer without waiting for
 //! anything is answered on fuser's thread instead, saving the hop: lookups, attributes and
 //! xattr probes its caches know, setattrs kept until close, writes that only join the
@@ -19,6 +20,7 @@
 //!   and the times it writes back.
 //! - [`write`]: the write, on fuser's thread or the runtime.
 
+mod first_poll;
 mod inval;
 mod locks;
 mod ops;
@@ -123,18 +125,24 @@ impl RustreFs {
         self.notifier.clone()
     }
 
-    /// Runs `fut` on the runtime once a request permit is free. A reply dropped unsent
-    /// (only if the runtime shuts down) makes fuser answer EIO.
+    /// Runs `fut` once a request permit is free: its first steps here, on fuser's thread,
+    /// up to its first wait, the rest on the runtime ([`first_poll`]), so a call to a
+    /// server is on the wire before any worker wakes. A reply dropped unsent (a panic, or
+    /// the runtime shutting down) makes fuser answer EIO.
     /// `at` names the operation and the inode it is about, for the log line of an error
     /// returned to the application ([`errno`]).
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, at: (&'static str, u64), fut: F) {
         let permits = self.permits.clone();
-        self.rt.spawn(REQUEST.scope(at, async move {
-            let Ok(_permit) = permits.acquire_owned().await else {
-                return;
-            };
-            fut.await;
-        }));
+        let _in = self.rt.enter();
+        first_poll::run(
+            &self.rt,
+            REQUEST.scope(at, async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                fut.await;
+            }),
+        );
     }
 }
 

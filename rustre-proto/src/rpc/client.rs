@@ -1,5 +1,6 @@
 //! The client side: one TCP connection carrying many calls at once, matched by request id,
-//! and a small pool of such connections per server.
+//! and a small pool of such connections per server. A call writes its request itself
+//! ([`super::outbox`]) and waits for the task reading answers to hand it its own.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -9,9 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::AbortHandle;
 
+use super::outbox::Outbox;
 use super::{
     read_handshake_frame, ClientProof, Hello, ServerProof, CONNECT_TIMEOUT, MAX_INFLIGHT_PER_CONN,
     RPC_TIMEOUT, WRITE_BUFFER_BYTES,
@@ -27,16 +29,10 @@ use crate::sync::lock;
 /// they were sent (a simulated run depends on its seed alone).
 type Pending = Arc<Mutex<BTreeMap<u64, oneshot::Sender<Frame>>>>;
 
-struct Outgoing {
-    header: Header,
-    body: Vec<u8>,
-    payload: Bytes,
-}
-
 /// One connection to one server, shared by many concurrent calls.
 pub struct Connection {
     service: Service,
-    tx: mpsc::Sender<Outgoing>,
+    outbox: Arc<Outbox>,
     pending: Pending,
     next_id: AtomicU64,
     inflight: Semaphore,
@@ -48,6 +44,7 @@ pub struct Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.reader.abort();
+        self.outbox.close();
     }
 }
 
@@ -71,8 +68,9 @@ impl Connection {
 
         let pending: Pending = Arc::new(Mutex::new(BTreeMap::new()));
         let closed = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel(MAX_INFLIGHT_PER_CONN);
-        tokio::spawn(writer_task(wr, rx, closed.clone()));
+        // The handshake flushed everything it wrote: nothing is left in the buffer.
+        let outbox = Outbox::new(wr.into_inner(), closed.clone());
+        tokio::spawn(outbox.clone().writer());
         let (p, c) = (pending.clone(), closed.clone());
         let peer = addr.to_string();
         let reader = tokio::spawn(async move {
@@ -101,7 +99,7 @@ impl Connection {
         });
         Ok(Arc::new(Connection {
             service,
-            tx,
+            outbox,
             pending,
             next_id: AtomicU64::new(1),
             inflight: Semaphore::new(MAX_INFLIGHT_PER_CONN),
@@ -149,14 +147,10 @@ impl Connection {
         let (wtx, wrx) = oneshot::channel();
         lock(&self.pending).insert(id, wtx);
         let h = header(FrameKind::Request, self.service, id, &body, payload.len());
-        let out = Outgoing {
-            header: h,
-            body,
-            payload,
-        };
-        if self.tx.send(out).await.is_err() {
+        let head = Bytes::copy_from_slice(&h.encode());
+        if let Err(e) = self.outbox.send([head, Bytes::from(body), payload]) {
             lock(&self.pending).remove(&id);
-            return Err(Error::Unavailable("connection closed".into()));
+            return Err(e);
         }
         // Forget the waiter however this call ends (answered, timed out or dropped).
         let _forget = PendingGuard {
@@ -278,32 +272,6 @@ async fn write_frame(
     wr.write_all(&h.encode()).await?;
     wr.write_all(body).await?;
     wr.write_all(payload).await
-}
-
-async fn writer_task(
-    mut wr: BufWriter<WriteHalf>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    closed: Arc<AtomicBool>,
-) {
-    while let Some(out) = rx.recv().await {
-        let mut res = write_frame(&mut wr, &out.header, &out.body, &out.payload).await;
-        // Gather whatever else is queued before paying for a flush.
-        while res.is_ok() {
-            match rx.try_recv() {
-                Ok(o) => res = write_frame(&mut wr, &o.header, &o.body, &o.payload).await,
-                Err(_) => break,
-            }
-        }
-        if res.is_ok() {
-            res = wr.flush().await;
-        }
-        if let Err(e) = res {
-            tracing::debug!("write failed: {e}");
-            break;
-        }
-    }
-    closed.store(true, Ordering::SeqCst);
-    let _ = wr.into_inner().shutdown().await;
 }
 
 /// Connections kept per server by a [`Peer`].

@@ -9,6 +9,7 @@
 //! the whole handshake is bounded in time on both sides.
 
 pub mod client;
+mod outbox;
 pub mod server;
 #[cfg(test)]
 mod tests;
