@@ -13,6 +13,8 @@
 //!
 //! ## Layout
 //! - this file: configuration, the conversions and the spawn helper.
+//! - [`first_poll`]: a request run on fuser's thread until it first waits, on the runtime
+//!   from there.
 //! - [`ops`]: the `impl fuser::Filesystem`.
 //! - [`locks`]: file locks through the MDS, and the kernel's caches dropped on a lock.
 //! - [`inval`]: other clients' changes, from the change feed, invalidated in the kernel.

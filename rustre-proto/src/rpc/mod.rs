@@ -1,5 +1,6 @@
 //! RPC over frames: the handshake every connection opens with, a multiplexing client
-//! ([`client::Connection`], pooled by [`client::Peer`]) and a server loop ([`server::serve`]).
+//! ([`client::Connection`], pooled by [`client::Peer`]; its calls write their own frames
+//! through an [`outbox`]) and a server loop ([`server::serve`]).
 //!
 //! The handshake (see [`crate::auth`] for the proofs): the client sends `Hello` ([`Hello`]);
 //! the server answers `HelloReply` with `Result<`[`ServerProof`]`, Error>` (an error for a
@@ -32,8 +33,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_NAME_BYTES: usize = 256;
 /// Largest body of a handshake frame: a peer that has not proved itself yet gets no more.
 pub const MAX_HANDSHAKE_BODY_BYTES: u32 = 4096;
-/// Size of the buffer each side writes its frames through: frames queued together (many
-/// small calls or answers) leave in one write, flushed once the queue is empty.
+/// Size of the buffer a server writes its replies through (and both sides their handshake
+/// frames): replies queued together leave in one write, flushed once the queue is empty.
+/// A client's calls go through its [`outbox`] instead.
 pub const WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 /// The body of the `Hello` frame.
