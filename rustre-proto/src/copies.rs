@@ -28,6 +28,11 @@ where
     F: FnMut(usize, u32) -> Fut,
     Fut: Future<Output = Result<T, Error>> + Send + 'static,
 {
+    if let [(slot, ost)] = *copies {
+        // One copy: its call runs in this task, with no spawn (a spawn from a thread
+        // outside the runtime, fuser's, would wake a worker before the call leaves).
+        return vec![(slot, caught(call(slot, ost)).await)];
+    }
     let mut calls = JoinSet::new();
     for &(slot, ost) in copies {
         let answer = call(slot, ost);
@@ -63,6 +68,22 @@ where
     }
     out.sort_by_key(|(slot, _)| *slot);
     out
+}
+
+/// `fut`'s answer, or [`Error::TimedOut`] if it panicked (as a spawned copy's call that
+/// panicked counts).
+async fn caught<T>(fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!("a call to a copy panicked");
+                std::task::Poll::Ready(Err(Error::TimedOut))
+            }
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -102,5 +123,28 @@ mod tests {
         })
         .await;
         assert_eq!(out, vec![(3, Ok(3)), (4, Ok(4))]);
+    }
+
+    #[tokio::test]
+    async fn one_copy_runs_in_the_callers_task_and_a_panic_counts_as_timed_out() {
+        // The test body is no task (`block_on`); a spawned call would run in one.
+        let out = call_copies(&[(2, 5)], None, |slot, ost| async move {
+            Ok((slot, ost, tokio::task::try_id()))
+        })
+        .await;
+        assert_eq!(out, vec![(2, Ok((2, 5, None)))]);
+        let two = call_copies(&[(0, 1), (1, 2)], None, |_, _| async move {
+            Ok(tokio::task::try_id())
+        })
+        .await;
+        assert!(two.iter().all(|(_, r)| matches!(r, Ok(Some(_)))));
+        let panicked = call_copies(&[(0, 1)], Some(Duration::from_millis(10)), |_, _| async {
+            if true {
+                panic!("copy call failed");
+            }
+            Ok(0u32)
+        })
+        .await;
+        assert_eq!(panicked, vec![(0, Err(Error::TimedOut))]);
     }
 }

@@ -15,9 +15,10 @@ use super::atime::Via;
 use super::cache::{cut_short, from_pages, random_unit, PageKey, Unit};
 use super::files::writable_len;
 use super::writeback::{
-    budget_of, kib, Inflight, InodeWrites, Pending, WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
+    budget_of, kib, Inflight, InodeWrites, Pending, SendTask, SEND_HERE_FIRST_MAX_BYTES,
+    WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
 };
-use super::{metrics, Client};
+use super::{first_poll, metrics, Client};
 use rustre_proto::sync::lock;
 
 impl Client {
@@ -335,7 +336,7 @@ impl Client {
             let stalled = Instant::now();
             while w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
                 let oldest = w.inflight.remove(0);
-                record(&mut w, oldest.task.await);
+                record(&mut w, oldest.task.outcome().await);
             }
             if let Some(m) = metrics::get() {
                 m.stalled(stalled.elapsed());
@@ -391,7 +392,7 @@ impl Client {
             .partition(|f| f.start < end && start < f.end);
         w.inflight = others;
         for f in overlapping {
-            record(w, f.task.await);
+            record(w, f.task.outcome().await);
         }
         self.start_send(ino, w, p);
     }
@@ -400,7 +401,8 @@ impl Client {
     fn start_send(self: &Arc<Self>, ino: Ino, w: &mut InodeWrites, p: Pending) {
         let (start, end) = (p.offset, p.end());
         let client = self.clone();
-        let task = tokio::spawn(async move {
+        let small = (end - start) as usize <= SEND_HERE_FIRST_MAX_BYTES;
+        let send = async move {
             let Pending {
                 offset,
                 data,
@@ -419,7 +421,12 @@ impl Client {
                 client.unstable.hold(ino, permits);
             }
             r
-        });
+        };
+        let task = if small {
+            SendTask::Started(first_poll::spawn_here_first(send))
+        } else {
+            SendTask::Spawned(tokio::spawn(send))
+        };
         w.inflight.push(Inflight { start, end, task });
     }
 
@@ -432,7 +439,7 @@ impl Client {
         let mut w = state.lock().await;
         self.send_pending(ino, &mut w).await;
         for f in std::mem::take(&mut w.inflight) {
-            record(&mut w, f.task.await);
+            record(&mut w, f.task.outcome().await);
         }
         match w.error.take() {
             Some(e) => Err(e),
@@ -467,15 +474,14 @@ impl Client {
                     .partition(|f| f.task.is_finished());
                 w.inflight = running;
                 for f in done {
-                    record(&mut w, f.task.await);
+                    record(&mut w, f.task.outcome().await);
                 }
             }
         }
     }
 }
 
-fn record(w: &mut InodeWrites, r: Result<Result<(), Error>, tokio::task::JoinError>) {
-    let r = r.unwrap_or_else(|e| Err(Error::Io(format!("write task failed: {e}"))));
+fn record(w: &mut InodeWrites, r: Result<(), Error>) {
     if let Err(e) = r {
         w.error.get_or_insert(e);
     }

@@ -48,6 +48,7 @@ mod durable;
 mod feed;
 mod fence;
 mod files;
+pub(crate) mod first_poll;
 mod handles;
 mod io;
 mod kept_attrs;

@@ -3,7 +3,7 @@
 //! Every method only converts its arguments (the caller's uid, gid and supplementary groups
 //! into [`Creds`], FUSE ids and flags into plain numbers), clones the `Arc<Client>`, starts
 //! the call on fuser's thread, where it runs until it first waits (its request to a server
-//! written), goes on on the tokio runtime ([`first_poll`]) and replies once from there.
+//! written), goes on on the tokio runtime (`client::first_poll`) and replies once from there.
 //! fuser's dispatch loop never waits on the network, and requests run concurrently, at most
 //! [`MAX_INFLIGHT_REQUESTS`] at once. What the client can answer without waiting for
 //! anything is answered on fuser's thread instead, saving the hop: lookups, attributes and
@@ -13,8 +13,6 @@
 //!
 //! ## Layout
 //! - this file: configuration, the conversions and the spawn helper.
-//! - [`first_poll`]: a request run on fuser's thread until it first waits, on the runtime
-//!   from there.
 //! - [`ops`]: the `impl fuser::Filesystem`.
 //! - [`locks`]: file locks through the MDS, and the kernel's caches dropped on a lock.
 //! - [`inval`]: other clients' changes, from the change feed, invalidated in the kernel.
@@ -22,7 +20,6 @@
 //!   and the times it writes back.
 //! - [`write`]: the write, on fuser's thread or the runtime.
 
-mod first_poll;
 mod inval;
 mod locks;
 mod ops;
@@ -42,7 +39,7 @@ use rustre_proto::msg::{Attr, Creds, FileKind, Timestamp, MAX_GROUPS};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
-use crate::client::Client;
+use crate::client::{first_poll, Client};
 
 /// FUSE requests served at once; more wait for a permit on the runtime (never in fuser's
 /// dispatch loop).

@@ -1,27 +1,31 @@
-//! A request runs on fuser's thread until it first has to wait, and on the runtime from
-//! there: no hop to a runtime worker before its call is on the wire.
+//! Work that runs on the calling thread until it first has to wait, and on the runtime
+//! from there: no hop to a runtime worker before its call is on the wire.
 //!
-//! Spawning every request on the runtime costs each of them a wake-up of a worker thread
-//! (and, in tokio's scheduler, often of a second one looking for work) before the request
-//! is even encoded. Instead [`run`] polls the request's future once, here: what completes
-//! without waiting is done, and a request that sends a call goes as far as writing it to
-//! the socket ([`rustre_proto::rpc::client`]) before it waits for the answer. Its waker
-//! hands the future to the runtime only when it is woken, so the rest of the request (the
-//! reply to the kernel) runs on the worker that read the answer.
+//! Spawning work on the runtime from a thread outside it (fuser's) costs a wake-up of a
+//! worker thread (and, in tokio's scheduler, often of a second one looking for work)
+//! before the work even starts. Instead [`run`] polls the future once, here: what completes
+//! without waiting is done, and work that sends a call goes as far as writing it to the
+//! socket (`rustre_proto::rpc::client`) before it waits for the answer. Its waker hands the
+//! future to the runtime only when it is woken, so the rest (a FUSE request's reply to the
+//! kernel) runs on the worker that read the answer. The FUSE adapter starts every request
+//! this way; the write-back starts small sends this way ([`spawn_here_first`]), so a small
+//! file's bytes leave at its close without a worker waking first.
 //!
-//! Nothing here blocks fuser's thread any more than the request's own first steps do:
-//! a future that would wait returns `Pending` and is parked. A panic in the first poll is
-//! caught (as tokio catches one in a task): the request is dropped, and with it its reply,
-//! which makes fuser answer EIO.
+//! Nothing here blocks the calling thread any more than the work's own first steps do: a
+//! future that would wait returns `Pending` and is parked. A panic in the first poll is
+//! caught (as tokio catches one in a task): the future is dropped (a FUSE reply dropped
+//! makes fuser answer EIO; a [`Started`] answers [`Lost`]).
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use rustre_proto::sync::lock;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -61,7 +65,7 @@ impl Wake for Handoff {
 
 /// Runs `fut` on this thread until it first waits, then on `rt` (see the module
 /// documentation). The caller must be inside `rt`'s context (`Handle::enter`).
-pub(super) fn run<F: Future<Output = ()> + Send + 'static>(rt: &Handle, fut: F) {
+pub(crate) fn run<F: Future<Output = ()> + Send + 'static>(rt: &Handle, fut: F) {
     let handoff = Arc::new(Handoff {
         rt: rt.clone(),
         slot: Mutex::new(Slot::Polling { woken: false }),
@@ -83,8 +87,62 @@ pub(super) fn run<F: Future<Output = ()> + Send + 'static>(rt: &Handle, fut: F) 
         Ok(Poll::Ready(())) => *slot = Slot::Gone,
         Err(_) => {
             *slot = Slot::Gone;
-            tracing::error!("a request panicked on fuser's thread; it is answered EIO");
+            tracing::error!("a task panicked in its first steps; it is dropped");
         }
+    }
+}
+
+/// Work started with [`spawn_here_first`]: waits for its output.
+pub(crate) struct Started<T> {
+    output: oneshot::Receiver<T>,
+    finished: Arc<AtomicBool>,
+}
+
+/// The work of a [`Started`] ended without an output (it panicked, or the runtime shut
+/// down).
+#[derive(Debug)]
+pub(crate) struct Lost;
+
+impl<T> Started<T> {
+    /// Whether the work has ended.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+}
+
+impl<T> Future for Started<T> {
+    type Output = Result<T, Lost>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.output)
+            .poll(cx)
+            .map(|r| r.map_err(|_| Lost))
+    }
+}
+
+/// Like `tokio::spawn`, but `fut` runs on this thread until it first waits ([`run`]).
+/// Must be called inside a runtime's context.
+pub(crate) fn spawn_here_first<T, F>(fut: F) -> Started<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (tx, output) = oneshot::channel();
+    let finished = Arc::new(AtomicBool::new(false));
+    let done = Finished(finished.clone());
+    run(&Handle::current(), async move {
+        let _done = done;
+        let _ = tx.send(fut.await);
+    });
+    Started { output, finished }
+}
+
+/// Marks a [`Started`] finished when its work ends, however it ends.
+struct Finished(Arc<AtomicBool>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -153,6 +211,30 @@ mod tests {
         done_rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the future finished on the runtime");
+    }
+
+    #[test]
+    fn started_work_answers_its_output_and_says_when_it_finished() {
+        let rt = runtime();
+        let _in = rt.enter();
+        let (go, wait) = oneshot::channel::<u32>();
+        let started = spawn_here_first(async move { wait.await.unwrap() * 2 });
+        assert!(!started.is_finished());
+        go.send(21).unwrap();
+        assert_eq!(rt.block_on(started).unwrap(), 42);
+
+        let at_once = spawn_here_first(async { 5 });
+        assert!(at_once.is_finished(), "done in its first poll");
+        assert_eq!(rt.block_on(at_once).unwrap(), 5);
+
+        let panicked = spawn_here_first(async {
+            if true {
+                panic!("lost");
+            }
+            0u32
+        });
+        assert!(panicked.is_finished());
+        assert!(rt.block_on(panicked).is_err());
     }
 
     #[test]
