@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::meta_cluster::{connect, root, start, start_with, user, wait_async};
+use common::meta_cluster::{connect, root, start, start_with, until_trusted, user, wait_async};
 use rustre_proto::msg::mds::{
     SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE,
 };
@@ -752,6 +752,10 @@ async fn a_cached_name_follows_another_clients_changes() {
 async fn a_create_leaves_its_directory_s_attributes_in_the_cache() {
     let t = start(30_000).await;
     let c = &t.client;
+    assert!(
+        until_trusted(c).await,
+        "the client's change feed never answered"
+    );
     let d = c
         .mkdir(&root(), ROOT_INO, "created-in", 0o755)
         .await
@@ -787,6 +791,10 @@ async fn an_unlink_leaves_its_directory_s_attributes_in_the_cache() {
     const ACCESS_ACL: &str = "system.posix_acl_access";
     let t = start(30_000).await;
     let c = &t.client;
+    assert!(
+        until_trusted(c).await,
+        "the client's change feed never answered"
+    );
     let d = c
         .mkdir(&root(), ROOT_INO, "unlinked-in", 0o755)
         .await

@@ -118,6 +118,22 @@ pub(crate) async fn learn(c: &Arc<Client>, name: &str, ino: Ino) -> bool {
     false
 }
 
+/// Waits until `c`'s metadata cache is trusted (its change feeds answered once: the first
+/// answer of a feed voids whatever the cache held before it), asking the root's attributes
+/// until they are kept; false if that takes over 5 s. A test that checks what a change's
+/// answer left in the cache makes the change after this, or the feed's first answer may
+/// void it.
+pub(crate) async fn until_trusted(c: &Arc<Client>) -> bool {
+    for _ in 0..100 {
+        c.getattr(&root(), ROOT_INO).await.unwrap();
+        if c.cached_getattr(ROOT_INO).is_some() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Polls `f` every 50 ms, without blocking the runtime, until true or `limit` passes.
 pub(crate) async fn wait_async(limit: Duration, f: impl Fn() -> bool) -> bool {
     let start = std::time::Instant::now();
