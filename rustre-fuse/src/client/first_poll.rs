@@ -8,7 +8,7 @@
 //! socket (`rustre_proto::rpc::client`) before it waits for the answer. Its waker hands the
 //! future to the runtime only when it is woken, so the rest (a FUSE request's reply to the
 //! kernel) runs on the worker that read the answer. The FUSE adapter starts every request
-//! this way; the write-back starts small sends this way ([`spawn_here_first`]), so a small
+//! this way; the write-back starts small sends this way ([`spawn`]), so a small
 //! file's bytes leave at its close without a worker waking first.
 //!
 //! Nothing here blocks the calling thread any more than the work's own first steps do: a
@@ -92,7 +92,7 @@ pub(crate) fn run<F: Future<Output = ()> + Send + 'static>(rt: &Handle, fut: F) 
     }
 }
 
-/// Work started with [`spawn_here_first`]: waits for its output.
+/// Work started with [`spawn`]: waits for its output.
 pub(crate) struct Started<T> {
     output: oneshot::Receiver<T>,
     finished: Arc<AtomicBool>,
@@ -120,9 +120,10 @@ impl<T> Future for Started<T> {
     }
 }
 
-/// Like `tokio::spawn`, but `fut` runs on this thread until it first waits ([`run`]).
-/// Must be called inside a runtime's context.
-pub(crate) fn spawn_here_first<T, F>(fut: F) -> Started<T>
+/// Like `tokio::spawn`, but `fut` runs on this thread until it first waits ([`run`]) when
+/// `here_first`, else on a worker from the start. Must be called inside a runtime's
+/// context.
+pub(crate) fn spawn<T, F>(fut: F, here_first: bool) -> Started<T>
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
@@ -130,10 +131,15 @@ where
     let (tx, output) = oneshot::channel();
     let finished = Arc::new(AtomicBool::new(false));
     let done = Finished(finished.clone());
-    run(&Handle::current(), async move {
+    let work = async move {
         let _done = done;
         let _ = tx.send(fut.await);
-    });
+    };
+    if here_first {
+        run(&Handle::current(), work);
+    } else {
+        drop(tokio::spawn(work));
+    }
     Started { output, finished }
 }
 
@@ -218,21 +224,24 @@ mod tests {
         let rt = runtime();
         let _in = rt.enter();
         let (go, wait) = oneshot::channel::<u32>();
-        let started = spawn_here_first(async move { wait.await.unwrap() * 2 });
+        let started = spawn(async move { wait.await.unwrap() * 2 }, true);
         assert!(!started.is_finished());
         go.send(21).unwrap();
         assert_eq!(rt.block_on(started).unwrap(), 42);
 
-        let at_once = spawn_here_first(async { 5 });
+        let at_once = spawn(async { 5 }, true);
         assert!(at_once.is_finished(), "done in its first poll");
         assert_eq!(rt.block_on(at_once).unwrap(), 5);
 
-        let panicked = spawn_here_first(async {
-            if true {
-                panic!("lost");
-            }
-            0u32
-        });
+        let panicked = spawn(
+            async {
+                if true {
+                    panic!("lost");
+                }
+                0u32
+            },
+            true,
+        );
         assert!(panicked.is_finished());
         assert!(rt.block_on(panicked).is_err());
     }

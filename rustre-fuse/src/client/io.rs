@@ -15,8 +15,8 @@ use super::atime::Via;
 use super::cache::{cut_short, from_pages, random_unit, PageKey, Unit};
 use super::files::writable_len;
 use super::writeback::{
-    budget_of, kib, Inflight, InodeWrites, Pending, SendTask, SEND_HERE_FIRST_MAX_BYTES,
-    WRITEBACK_DELAY, WRITEBACK_INFLIGHT_PER_INODE,
+    budget_of, kib, Inflight, InodeWrites, Pending, SEND_HERE_FIRST_MAX_BYTES, WRITEBACK_DELAY,
+    WRITEBACK_INFLIGHT_PER_INODE,
 };
 use super::{first_poll, metrics, Client};
 use rustre_proto::sync::lock;
@@ -336,7 +336,7 @@ impl Client {
             let stalled = Instant::now();
             while w.inflight.len() >= WRITEBACK_INFLIGHT_PER_INODE {
                 let oldest = w.inflight.remove(0);
-                record(&mut w, oldest.task.outcome().await);
+                record(&mut w, oldest.task.await);
             }
             if let Some(m) = metrics::get() {
                 m.stalled(stalled.elapsed());
@@ -392,7 +392,7 @@ impl Client {
             .partition(|f| f.start < end && start < f.end);
         w.inflight = others;
         for f in overlapping {
-            record(w, f.task.outcome().await);
+            record(w, f.task.await);
         }
         self.start_send(ino, w, p);
     }
@@ -422,11 +422,7 @@ impl Client {
             }
             r
         };
-        let task = if small {
-            SendTask::Started(first_poll::spawn_here_first(send))
-        } else {
-            SendTask::Spawned(tokio::spawn(send))
-        };
+        let task = first_poll::spawn(send, small);
         w.inflight.push(Inflight { start, end, task });
     }
 
@@ -439,7 +435,7 @@ impl Client {
         let mut w = state.lock().await;
         self.send_pending(ino, &mut w).await;
         for f in std::mem::take(&mut w.inflight) {
-            record(&mut w, f.task.outcome().await);
+            record(&mut w, f.task.await);
         }
         match w.error.take() {
             Some(e) => Err(e),
@@ -474,14 +470,16 @@ impl Client {
                     .partition(|f| f.task.is_finished());
                 w.inflight = running;
                 for f in done {
-                    record(&mut w, f.task.outcome().await);
+                    record(&mut w, f.task.await);
                 }
             }
         }
     }
 }
 
-fn record(w: &mut InodeWrites, r: Result<(), Error>) {
+fn record(w: &mut InodeWrites, r: Result<Result<(), Error>, first_poll::Lost>) {
+    // A send that ended without an outcome panicked.
+    let r = r.unwrap_or_else(|_| Err(Error::Io("write task failed".into())));
     if let Err(e) = r {
         w.error.get_or_insert(e);
     }

@@ -26,7 +26,6 @@ use rustre_proto::msg::{Ino, Layout};
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 
 use super::first_poll::Started;
 
@@ -34,7 +33,7 @@ use super::first_poll::Started;
 pub(super) const WRITEBACK_DELAY: Duration = Duration::from_secs(1);
 /// How often buffers are checked for [`WRITEBACK_DELAY`].
 pub(super) const WRITEBACK_TICK: Duration = Duration::from_millis(250);
-/// Sends of at most this many bytes start on the calling thread ([`SendTask::Started`]):
+/// Sends of at most this many bytes start on the calling thread (`first_poll::spawn`):
 /// a small file's bytes leave at its close before any worker wakes, and their checksums
 /// and copy into the socket cost the caller (fuser's thread) next to nothing. Larger sends
 /// run on a worker from the start, beside the writer that keeps filling the next buffer.
@@ -59,37 +58,8 @@ pub(super) struct InodeWrites {
 pub(super) struct Inflight {
     pub(super) start: u64,
     pub(super) end: u64,
-    pub(super) task: SendTask,
-}
-
-/// One send of buffered bytes to the OSTs, on its way.
-pub(super) enum SendTask {
-    /// Run on a worker from the start.
-    Spawned(JoinHandle<Result<(), Error>>),
-    /// Started on the calling thread ([`SEND_HERE_FIRST_MAX_BYTES`]).
-    Started(Started<Result<(), Error>>),
-}
-
-impl SendTask {
-    /// Whether the send has ended.
-    pub(super) fn is_finished(&self) -> bool {
-        match self {
-            SendTask::Spawned(t) => t.is_finished(),
-            SendTask::Started(t) => t.is_finished(),
-        }
-    }
-
-    /// The send's outcome once it ended; a send that panicked is an I/O error.
-    pub(super) async fn outcome(self) -> Result<(), Error> {
-        match self {
-            SendTask::Spawned(t) => t
-                .await
-                .unwrap_or_else(|e| Err(Error::Io(format!("write task failed: {e}")))),
-            SendTask::Started(t) => t
-                .await
-                .unwrap_or_else(|_| Err(Error::Io("write task failed".into()))),
-        }
-    }
+    /// The send; started on the calling thread when small ([`SEND_HERE_FIRST_MAX_BYTES`]).
+    pub(super) task: Started<Result<(), Error>>,
 }
 
 pub(super) struct Pending {
