@@ -29,6 +29,11 @@ use super::error::ObjectError;
 /// OSS that refuses bigger objects and the MDS that refuses bigger files).
 pub use rustre_proto::msg::MAX_OBJECT_BYTES;
 
+/// Largest write [`ObjectStore::write_in_place`] makes on an async thread: a small file's
+/// bytes, whose copy to the page cache takes microseconds; larger writes go to a blocking
+/// thread, where their time costs no other request anything.
+pub const IN_PLACE_WRITE_MAX_BYTES: usize = 64 * 1024;
+
 /// The bytes a read found.
 pub enum ReadData {
     /// `len` bytes of `file` from `offset`; sent to the socket with `sendfile`.
@@ -138,6 +143,23 @@ pub trait ObjectStore: Send + Sync + 'static {
         version: u64,
         sync: bool,
     ) -> Result<(), ObjectError>;
+
+    /// [`Self::write`] without sync, made on the calling (async) thread when that waits for
+    /// no lock and the write is at most [`IN_PLACE_WRITE_MAX_BYTES`]: its answer and then the
+    /// object's allocation ([`Self::allocated`]). `None` when it cannot, and the caller
+    /// writes the blocking way. It may still wait briefly for the disk (a page-cache write,
+    /// a new object's file made), which is why its caller lets one such call run at a time.
+    /// The default never can.
+    fn write_in_place(
+        &self,
+        _id: ObjectId,
+        _offset: u64,
+        _data: &[u8],
+        _crc: u32,
+        _version: u64,
+    ) -> Option<Result<u64, ObjectError>> {
+        None
+    }
 
     /// Writes `data` (whole blocks from a block boundary, a short last block only at the
     /// object's end) at `offset` only if the blocks there now hold bytes whose CRC32C are

@@ -223,12 +223,41 @@ impl FileStore {
     }
 
     fn lock_object(&self, id: ObjectId) -> ObjectLock<'_> {
-        // Fibonacci hashing spreads consecutive inodes and stripes over the stripes.
-        let h = (id.ino ^ (u64::from(id.stripe) << 48)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         ObjectLock {
             id,
-            _guard: lock(&self.locks[(h >> 32) as usize % OBJECT_LOCK_STRIPES]),
+            _guard: lock(self.object_mutex(id)),
         }
+    }
+
+    /// [`Self::lock_object`] if nobody holds the object's lock now.
+    fn try_lock_object(&self, id: ObjectId) -> Option<ObjectLock<'_>> {
+        let guard = match self.object_mutex(id).try_lock() {
+            Ok(g) => g,
+            // The lock guards no data, as in `lock`.
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(ObjectLock { id, _guard: guard })
+    }
+
+    /// The striped mutex of object `id`.
+    fn object_mutex(&self, id: ObjectId) -> &Mutex<()> {
+        // Fibonacci hashing spreads consecutive inodes and stripes over the stripes.
+        let h = (id.ino ^ (u64::from(id.stripe) << 48)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        &self.locks[(h >> 32) as usize % OBJECT_LOCK_STRIPES]
+    }
+
+    /// The allocation of object `id`, whose files are `files` (0 once its file was removed).
+    fn allocated_of(&self, id: ObjectId, files: &ObjectFiles) -> Result<u64, ObjectError> {
+        let meta = files
+            .data
+            .metadata()
+            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
+        Ok(if meta.nlink() == 0 {
+            0
+        } else {
+            meta.blocks() * STAT_BLOCK_BYTES
+        })
     }
 
     /// Number of open objects cached.
@@ -497,6 +526,17 @@ impl ObjectStore for FileStore {
         self.write_object(id, offset, data, crc, version, sync)
     }
 
+    fn write_in_place(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+    ) -> Option<Result<u64, ObjectError>> {
+        self.write_object_in_place(id, offset, data, crc, version)
+    }
+
     fn repair(
         &self,
         id: ObjectId,
@@ -620,17 +660,9 @@ impl ObjectStore for FileStore {
 
     fn allocated(&self, id: ObjectId) -> Result<u64, ObjectError> {
         check_object(id)?;
-        let Some(files) = self.handle(id, false)? else {
-            return Ok(0);
-        };
-        let meta = files
-            .data
-            .metadata()
-            .map_err(|e| ObjectError::io(&self.object_path(id), e))?;
-        Ok(if meta.nlink() == 0 {
-            0
-        } else {
-            meta.blocks() * STAT_BLOCK_BYTES
-        })
+        match self.handle(id, false)? {
+            Some(files) => self.allocated_of(id, &files),
+            None => Ok(0),
+        }
     }
 }

@@ -313,6 +313,49 @@ fn a_read_in_place_agrees_with_the_blocking_read() {
     assert!(s.read_in_place(obj, 1, 4096).is_none());
 }
 
+/// A write in place makes what the blocking write makes (bytes, CRCs, version, the
+/// allocation it answers), and is not made when it would wait for the object's lock or is
+/// larger than [`IN_PLACE_WRITE_MAX_BYTES`]; a refused one is refused as the blocking
+/// write refuses it.
+#[test]
+fn a_write_in_place_agrees_with_the_blocking_write() {
+    use crate::oss::store::IN_PLACE_WRITE_MAX_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    let (fast, slow) = (id(31, 0), id(32, 0));
+    let data = pattern(B + 300, 5);
+    let crc = crc32c(&data);
+    let allocated = s
+        .write_in_place(fast, 0, &data, crc, 3)
+        .expect("nobody holds the lock: in place")
+        .unwrap();
+    s.write(slow, 0, &data, crc, 3, false).unwrap();
+    assert_eq!(allocated, s.allocated(fast).unwrap());
+    assert_eq!(allocated, s.allocated(slow).unwrap());
+    assert_eq!(r(&s, fast), r(&s, slow));
+    assert_eq!(sound(&s, fast), data);
+    assert_eq!(stored_crc_bytes(&s, fast), stored_crc_bytes(&s, slow));
+
+    {
+        let _held = s.lock_object(fast);
+        assert!(
+            s.write_in_place(fast, 0, b"x", crc32c(b"x"), 3).is_none(),
+            "the lock is held: not in place"
+        );
+    }
+    let big = pattern(IN_PLACE_WRITE_MAX_BYTES + 1, 6);
+    assert!(s.write_in_place(fast, 0, &big, crc32c(&big), 3).is_none());
+
+    let bad_crc = s.write_in_place(fast, 0, b"new", crc32c(b"new") ^ 1, 3);
+    assert!(matches!(bad_crc, Some(Err(ObjectError::Corrupt(_)))));
+    let old_version = s.write_in_place(fast, 0, b"new", crc32c(b"new"), 2);
+    assert!(matches!(
+        old_version,
+        Some(Err(ObjectError::OldVersion { .. }))
+    ));
+    assert_eq!(sound(&s, fast), data, "refused writes change nothing");
+}
+
 /// A small object keeps its CRCs in an attribute of its file (one inode, no sidecar); one
 /// whose first write reaches past the attribute's entries starts with a sidecar.
 #[test]

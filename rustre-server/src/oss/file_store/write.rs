@@ -21,12 +21,15 @@
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use rustre_proto::msg::oss::ObjectId;
 
 use super::{crcs, Create, FileStore, ObjectFiles, ObjectLock};
 use crate::oss::error::ObjectError;
-use crate::oss::store::{admit_version, check_object, check_payload, check_size, check_write};
+use crate::oss::store::{
+    admit_version, check_object, check_payload, check_size, check_write, IN_PLACE_WRITE_MAX_BYTES,
+};
 use crate::oss::sums::{self, BLOCK};
 
 impl FileStore {
@@ -45,22 +48,62 @@ impl FileStore {
         check_payload(data, offset, crc)?;
         let files = {
             let held = self.lock_object(id);
-            let create = Create {
-                reach: offset + data.len() as u64,
-            };
-            let files = self.handle_held(&held, Some(create))?.ok_or_else(|| {
-                ObjectError::Internal("object vanished while being created".into())
-            })?;
-            admit_version(id, files.version.load(Ordering::Acquire), version)?;
-            self.write_held(&held, &files, offset, data)?;
-            self.raise_version(id, &files, version)?;
-            files
+            self.write_locked(&held, offset, data, version)?
         };
         if sync {
             self.sync_files(id, &files)?;
             self.sync_dir_of(id)?;
         }
         Ok(())
+    }
+
+    /// [`ObjectStore::write_in_place`](crate::oss::ObjectStore::write_in_place): when the
+    /// object's lock is free now.
+    pub(super) fn write_object_in_place(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        data: &[u8],
+        crc: u32,
+        version: u64,
+    ) -> Option<Result<u64, ObjectError>> {
+        if data.len() > IN_PLACE_WRITE_MAX_BYTES {
+            return None;
+        }
+        let checked = check_object(id)
+            .and_then(|()| check_write(offset, data.len()))
+            .and_then(|()| check_payload(data, offset, crc));
+        if let Err(e) = checked {
+            return Some(Err(e));
+        }
+        let held = self.try_lock_object(id)?;
+        Some(
+            self.write_locked(&held, offset, data, version)
+                .and_then(|files| self.allocated_of(id, &files)),
+        )
+    }
+
+    /// The body of a write whose request was checked, under the object's lock: the object
+    /// made if absent, the version admitted, the bytes and CRCs written, the version raised.
+    /// Answers the object's files.
+    fn write_locked(
+        &self,
+        held: &ObjectLock<'_>,
+        offset: u64,
+        data: &[u8],
+        version: u64,
+    ) -> Result<Arc<ObjectFiles>, ObjectError> {
+        let id = held.id;
+        let create = Create {
+            reach: offset + data.len() as u64,
+        };
+        let files = self
+            .handle_held(held, Some(create))?
+            .ok_or_else(|| ObjectError::Internal("object vanished while being created".into()))?;
+        admit_version(id, files.version.load(Ordering::Acquire), version)?;
+        self.write_held(held, &files, offset, data)?;
+        self.raise_version(id, &files, version)?;
+        Ok(files)
     }
 
     /// [`ObjectStore::repair`](crate::oss::ObjectStore::repair).
