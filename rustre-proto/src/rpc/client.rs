@@ -139,13 +139,18 @@ impl Connection {
             .acquire()
             .await
             .map_err(|_| Error::Unavailable("connection closed".into()))?;
-        if self.is_closed() {
-            return Err(Error::Unavailable("connection closed".into()));
-        }
         let body = codec::encode(req)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (wtx, wrx) = oneshot::channel();
         lock(&self.pending).insert(id, wtx);
+        // Checked after the waiter is in: a reader that ends marks the connection closed
+        // before it drops the waiters, so either it drops this one (the call wakes at once)
+        // or the mark is seen here. Checked before, a reader ending in between would leave
+        // the call waiting for its whole limit.
+        if self.is_closed() {
+            lock(&self.pending).remove(&id);
+            return Err(Error::Unavailable("connection closed".into()));
+        }
         let h = header(FrameKind::Request, self.service, id, &body, payload.len());
         let head = Bytes::copy_from_slice(&h.encode());
         if let Err(e) = self.outbox.send([head, Bytes::from(body), payload]) {

@@ -298,6 +298,13 @@ async fn a_call_that_times_out_retires_its_connection() {
         .await;
     assert!(matches!(r, Err(Error::TimedOut)), "{r:?}");
     assert!(c.is_closed(), "a timed-out connection stays in use");
+    // A call on the retired connection fails at once instead of waiting for its limit.
+    let started = std::time::Instant::now();
+    let r = c
+        .call_within::<u32, u32>(&21, Bytes::new(), Duration::from_secs(30))
+        .await;
+    assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     // A peer with a single pooled connection replaces the retired one.
     let peer = Peer::new(&s.addr, Service::Mgs, CLUSTER, "test", &key, 1);
