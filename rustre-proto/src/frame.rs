@@ -45,7 +45,7 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// answer with its directory (`Created`); 8: unlink, rmdir and rename answer their
 /// directories and the inodes they touched (`NamesChanged`); 9: a create's answer says
 /// whether it made the file (`Created::new`), atime updates in batches (`AccessedMany`).
-pub const PROTOCOL_VERSION: u16 = 9;
+pub const PROTOCOL_VERSION: u16 = 10;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

@@ -355,6 +355,12 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
         ),
         ("sync", OssOp::Sync { object }),
         ("delete", OssOp::Delete { object }),
+        (
+            "delete_many",
+            OssOp::DeleteMany {
+                objects: vec![object],
+            },
+        ),
         ("size", OssOp::Size { object }),
         ("statfs", OssOp::StatFs),
         (
@@ -405,7 +411,7 @@ fn oss_requests() -> Vec<(String, Vec<u8>)> {
 }
 
 fn oss_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<OssResponse, Error>); 12] = [
+    let resps: [(&str, Result<OssResponse, Error>); 13] = [
         (
             "data",
             Ok(OssResponse::Data {
@@ -450,6 +456,12 @@ fn oss_responses() -> Vec<(String, Vec<u8>)> {
             }),
         ),
         ("synced", Ok(OssResponse::Synced { instance: 7 })),
+        (
+            "deleted_many",
+            Ok(OssResponse::DeletedMany {
+                failed: vec![ObjectId { ino: 7, stripe: 1 }],
+            }),
+        ),
         (
             "checksums",
             Ok(OssResponse::Checksums {

@@ -19,6 +19,8 @@ pub const CHECKSUM_BLOCK: u32 = 4096;
 pub const LIST_MAX_OBJECTS: u32 = 4096;
 /// Most block checksums one `Checksums` answer carries (256 MiB of object).
 pub const CHECKSUMS_MAX_BLOCKS: u32 = 65536;
+/// Most objects one [`OssOp::DeleteMany`] names.
+pub const DELETE_MANY_MAX_OBJECTS: usize = 256;
 
 /// One call to an OSS: which OST, under which cluster-map epoch, and what.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +132,10 @@ pub enum OssOp {
         offset: u64,
         data: bool,
     },
+    /// Removes each of `objects` (at most [`DELETE_MANY_MAX_OBJECTS`]) as
+    /// [`OssOp::Delete`] does, in one call: how the MDS deletes the objects of destroyed
+    /// files. Answered with [`OssResponse::DeletedMany`], naming those it could not remove.
+    DeleteMany { objects: Vec<ObjectId> },
 }
 
 /// Answers of an OSS.
@@ -179,6 +185,11 @@ pub enum OssResponse {
     },
     /// Result of `Seek`: the offset found, `None` for none (ENXIO).
     Offset(Option<u64>),
+    /// Result of `DeleteMany`: the objects it could not remove (the OSS logs why); the
+    /// others are gone.
+    DeletedMany {
+        failed: Vec<ObjectId>,
+    },
 }
 
 impl OssResponse {

@@ -33,6 +33,8 @@ mod append_tests;
 pub mod attr;
 pub mod config;
 mod create;
+#[cfg(test)]
+mod destroy_tests;
 mod dispatch;
 mod error;
 pub mod feed;

@@ -3,16 +3,18 @@
 //! resyncing stale copies ([`super::resync`]), carrying out truncates left pending
 //! ([`super::truncate`]) and syncing the store every [`super::config::COMMIT_INTERVAL`].
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_proto::cluster::Cluster;
 use rustre_proto::msg::mgs::{MgsRequest, MgsResponse, HEARTBEAT_INTERVAL_MS, MGS_CALL_TIMEOUT};
-use rustre_proto::msg::oss::{ObjectId, OssOp};
-use rustre_proto::msg::Creds;
+use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse, DELETE_MANY_MAX_OBJECTS};
+use rustre_proto::msg::{Creds, Ino};
 use rustre_proto::Error;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::error::MdsError;
 use super::txn::Mutation;
@@ -22,8 +24,16 @@ use rustre_proto::host::now_ms;
 
 /// How often the destroy queue is scanned.
 pub(super) const DESTROY_INTERVAL: Duration = Duration::from_millis(500);
-/// Most inodes whose objects are deleted per scan.
-pub(super) const DESTROY_BATCH: usize = 64;
+/// Most inodes whose objects are deleted per batch (one read of the queue, one transaction
+/// clearing the entries of those whose objects are all gone).
+pub(super) const DESTROY_BATCH: usize = 256;
+/// Most batches one scan takes, each after the last, while the queue has more: a backlog
+/// drains at up to `DESTROY_BATCH * DESTROY_SCAN_MAX_BATCHES` inodes per
+/// [`DESTROY_INTERVAL`] (2,048 a second), and what failed is tried again next scan. Capped
+/// because the deletes share the CPUs and disks with the requests: at 16 batches (8,192 a
+/// second) an `rm -rf` of 8,829 files took 0.86 s instead of 0.79 s (bench-tar), at 4 no
+/// slower.
+pub(super) const DESTROY_SCAN_MAX_BATCHES: usize = 4;
 /// How often expired sessions are looked for.
 pub(super) const REAP_INTERVAL: Duration = Duration::from_secs(2);
 /// Most expired sessions ended per scan.
@@ -194,48 +204,102 @@ async fn heartbeat(mds: Arc<Mds>) -> Result<(), MdsError> {
 }
 
 /// Deletes the objects of destroyed inodes; an entry stays queued until every object is gone.
+/// One scan takes batch after batch from the head of the queue while it holds more (see
+/// [`DESTROY_SCAN_MAX_BATCHES`]); an entry whose objects could not all be deleted stays
+/// behind the scan and is tried again by the next one.
 async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
-    let doomed = mds
-        .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
-            let (s, e) = schema::prefix_range(schema::DESTROY);
-            let mut out = Vec::new();
-            for (k, v) in tx.range(&s, &e, DESTROY_BATCH)? {
-                let ino = schema::parse_destroy(&k).ok_or_else(|| Error::Io("bad key".into()))?;
-                let d: store::Doomed = rustre_proto::codec::decode(&v)?;
-                out.push((ino, d));
-            }
-            Ok::<_, Error>(out)
-        })
-        .await?;
-    // The unlinks that queued these must outlive a power loss before their objects go
-    // (on a relaxed MDS they may not be on disk yet): one sync covers the whole batch.
-    if !doomed.is_empty() {
-        mds.kv.durable().await?;
-    }
-    for (ino, d) in doomed {
-        let mut all_gone = true;
-        // Every copy of every stripe, stale ones included.
-        for (slot, ost) in d.layout.osts.iter().enumerate() {
-            let object = ObjectId {
-                ino,
-                stripe: d.layout.stripe_of_slot(slot),
-            };
-            let r = mds
-                .cluster
-                .oss_call(*ost, OssOp::Delete { object }, Bytes::new())
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(ino, ost, "object delete deferred: {e}");
-                all_gone = false;
-            }
-        }
-        if all_gone {
-            mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
-                tx.clear(&schema::destroy(ino));
-                Ok::<_, Error>(())
+    let (mut from, end) = schema::prefix_range(schema::DESTROY);
+    for _ in 0..DESTROY_SCAN_MAX_BATCHES {
+        let range = (from.clone(), end.clone());
+        let doomed = mds
+            .txn(Creds::root(), vec![], Mutation::ReadOnly, move |tx, _| {
+                let (from, end) = &range;
+                let mut out = Vec::new();
+                for (k, v) in tx.range(from, end, DESTROY_BATCH)? {
+                    let ino =
+                        schema::parse_destroy(&k).ok_or_else(|| Error::Io("bad key".into()))?;
+                    let d: store::Doomed = rustre_proto::codec::decode(&v)?;
+                    out.push((ino, d));
+                }
+                Ok::<_, Error>(out)
             })
             .await?;
+        let Some((last, _)) = doomed.last() else {
+            return Ok(());
+        };
+        let full = doomed.len() == DESTROY_BATCH;
+        // The next batch starts just past this one's last key.
+        from = schema::destroy(*last);
+        from.push(0);
+        destroy_batch(&mds, doomed).await?;
+        if !full {
+            return Ok(());
         }
+    }
+    Ok(())
+}
+
+/// Deletes every object of `doomed` (every copy of every stripe, stale ones included) with
+/// one [`OssOp::DeleteMany`] per OST and [`DELETE_MANY_MAX_OBJECTS`] objects, all OSTs at
+/// once, then clears the queue entries of the inodes whose objects are all gone, in one
+/// transaction.
+async fn destroy_batch(mds: &Arc<Mds>, doomed: Vec<(Ino, store::Doomed)>) -> Result<(), MdsError> {
+    // The unlinks that queued these must outlive a power loss before their objects go
+    // (on a relaxed MDS they may not be on disk yet): one sync covers the whole batch.
+    mds.kv.durable().await?;
+    let mut by_ost: BTreeMap<u32, Vec<ObjectId>> = BTreeMap::new();
+    for (ino, d) in &doomed {
+        for (slot, ost) in d.layout.osts.iter().enumerate() {
+            let object = ObjectId {
+                ino: *ino,
+                stripe: d.layout.stripe_of_slot(slot),
+            };
+            by_ost.entry(*ost).or_default().push(object);
+        }
+    }
+    let mut deletes = JoinSet::new();
+    for (ost, objects) in by_ost {
+        for chunk in objects.chunks(DELETE_MANY_MAX_OBJECTS) {
+            let (mds, objects) = (mds.clone(), chunk.to_vec());
+            deletes.spawn(async move {
+                let op = OssOp::DeleteMany {
+                    objects: objects.clone(),
+                };
+                let answer = mds.cluster.oss_call(ost, op, Bytes::new()).await;
+                let failed = match answer {
+                    Ok((OssResponse::DeletedMany { failed }, _)) => failed,
+                    Ok((other, _)) => {
+                        tracing::warn!(ost, "object deletes answered {other:?}");
+                        objects
+                    }
+                    Err(e) => {
+                        tracing::debug!(ost, "object deletes deferred: {e}");
+                        objects
+                    }
+                };
+                failed.into_iter().map(|o| o.ino).collect::<Vec<Ino>>()
+            });
+        }
+    }
+    let mut kept = HashSet::new();
+    while let Some(done) = deletes.join_next().await {
+        // A delete task that panicked: which inodes it kept is not known, so none is cleared.
+        let failed = done.map_err(|e| Error::Io(format!("object deletes: {e}")))?;
+        kept.extend(failed);
+    }
+    let gone: Vec<Ino> = doomed
+        .iter()
+        .map(|(ino, _)| *ino)
+        .filter(|ino| !kept.contains(ino))
+        .collect();
+    if !gone.is_empty() {
+        mds.txn(Creds::root(), vec![], Mutation::WRITE, move |tx, _| {
+            for ino in &gone {
+                tx.clear(&schema::destroy(*ino));
+            }
+            Ok::<_, Error>(())
+        })
+        .await?;
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use rustre_proto::frame::Service;
 use rustre_proto::msg::oss::{
     ObjectId, OssOp, OssRequest, OssResponse, CHECKSUMS_MAX_BLOCKS, CHECKSUM_BLOCK,
+    DELETE_MANY_MAX_OBJECTS,
 };
 use rustre_proto::rpc::server::{Caller, Handler, Payload, Reply};
 use rustre_proto::Error;
@@ -44,6 +45,18 @@ pub(crate) struct ServedOst {
     pub instance: u64,
     /// The free space its disk keeps: writes are refused within it ([`crate::space`]).
     pub reserve: Option<Arc<SpaceGuard>>,
+}
+
+/// Deletes each of `objects` from `store`; answers those it could not, each logged.
+fn delete_each(store: &dyn ObjectStore, objects: &[ObjectId]) -> Vec<ObjectId> {
+    let mut failed = Vec::new();
+    for object in objects {
+        if let Err(e) = store.delete(*object) {
+            tracing::warn!(?object, "object not deleted: {e}");
+            failed.push(*object);
+        }
+    }
+    failed
 }
 
 /// A new write verifier for an OST starting now: the wall clock in nanoseconds (the
@@ -126,6 +139,7 @@ fn changes_data(op: &OssOp) -> bool {
             | OssOp::Truncate { .. }
             | OssOp::RaiseVersion { .. }
             | OssOp::Delete { .. }
+            | OssOp::DeleteMany { .. }
     )
 }
 
@@ -331,6 +345,22 @@ impl Oss {
             OssOp::Delete { object } => {
                 self.blocking(store, move |s| s.delete(object)).await?;
                 done
+            }
+            OssOp::DeleteMany { objects } => {
+                if objects.len() > DELETE_MANY_MAX_OBJECTS {
+                    return Err(Error::Invalid(format!(
+                        "{} objects in one delete, at most {DELETE_MANY_MAX_OBJECTS}",
+                        objects.len()
+                    ))
+                    .into());
+                }
+                for object in &objects {
+                    check_object(*object)?;
+                }
+                let failed = self
+                    .blocking(store, move |s| Ok(delete_each(s, &objects)))
+                    .await?;
+                Ok((OssResponse::DeletedMany { failed }, Payload::None))
             }
             OssOp::Size { object } => {
                 let size = self.blocking(store, move |s| s.size(object)).await?;

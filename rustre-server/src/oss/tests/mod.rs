@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use super::{run, run_with_lease, OssConfig, IDENTITY_FILE, MAX_OBJECT_BYTES, OSS_LEASE};
 use crate::test_cluster::{start_mgs_on, test_key, TestMgs};
 
+mod deletes;
 mod registration;
 
 const CLUSTER: &str = "testfs";
@@ -434,35 +435,6 @@ async fn oss_truncate() {
         call(&c, 0, too_big, Bytes::new()).await.unwrap_err(),
         Error::TooBig
     );
-    oss.stop().await;
-}
-
-#[tokio::test]
-async fn oss_delete_then_read_gives_nothing() {
-    let oss = start_oss(&[0]).await;
-    let c = connect(&oss).await;
-    let o = obj(77, 2);
-    write(&c, 0, o, 0, &pattern(5000, 3)).await;
-    // The read leaves the object's handle in the cache.
-    assert_eq!(read(&c, 0, o, 0, 8192).await.len(), 5000);
-    done(&c, 0, OssOp::Delete { object: o }).await;
-    assert!(read(&c, 0, o, 0, 8192).await.is_empty());
-    assert_eq!(size(&c, 0, o).await, None);
-    // Deleting or syncing an absent object is fine.
-    done(&c, 0, OssOp::Delete { object: o }).await;
-    done(&c, 0, OssOp::Sync { object: o }).await;
-    // A new object with the same id starts empty: no stale handle to the old file.
-    write(&c, 0, o, 0, b"new").await;
-    assert_eq!(read(&c, 0, o, 0, 8192).await, b"new");
-    assert_eq!(size(&c, 0, o).await, Some(3));
-    let path = oss.dirs[0].join("objects/4d/000000000000004d.2");
-    assert_eq!(std::fs::read(&path).unwrap(), b"new");
-    // Three bytes: their CRCs live in an attribute of the object file, no sidecar.
-    let sidecar = oss.dirs[0].join("objects/4d/000000000000004d.2.sum");
-    assert!(!sidecar.exists());
-    done(&c, 0, OssOp::Delete { object: o }).await;
-    assert!(!path.exists());
-    assert!(!sidecar.exists());
     oss.stop().await;
 }
 

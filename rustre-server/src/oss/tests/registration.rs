@@ -121,6 +121,8 @@ async fn oss_fenced_after_losing_the_mgs_for_its_lease() {
     };
     fenced(call(&c, 0, truncate(o, 1), Bytes::new()).await);
     fenced(call(&c, 0, OssOp::Delete { object: o }, Bytes::new()).await);
+    let many = OssOp::DeleteMany { objects: vec![o] };
+    fenced(call(&c, 0, many, Bytes::new()).await);
     // Everything else is still served.
     assert_eq!(read(&c, 0, o, 0, 4096).await.len(), 6);
     assert_eq!(size(&c, 0, o).await, Some(6));

@@ -1,0 +1,91 @@
+//! The destroy queue over a whole in-process cluster (the harness of `tests`): the objects of
+//! a backlog of unlinked files are deleted within a few scan intervals (several batches per
+//! scan), not at one small batch per interval.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rustre_proto::checksum;
+use rustre_proto::msg::mds::MdsOp;
+use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse, LIST_MAX_OBJECTS};
+use rustre_proto::msg::ROOT_INO;
+
+use super::tests::TestCluster;
+use super::workers::{DESTROY_BATCH, DESTROY_INTERVAL, DESTROY_SCAN_MAX_BATCHES};
+
+/// Files unlinked at once: several batches, fewer than one scan takes.
+const FILES: usize = 785;
+/// How long after the last unlink their objects may take to go: a scan interval to wait
+/// for, another for slack, and a second for the deletes. Before, the queue drained 64
+/// inodes a scan: these files took 6 s.
+const DRAINED_WITHIN: Duration = Duration::from_secs(2);
+
+/// Objects on OST `ost` now.
+async fn objects_on(t: &TestCluster, ost: u32) -> usize {
+    let list = OssOp::List {
+        after: None,
+        limit: LIST_MAX_OBJECTS,
+    };
+    match t.oss(ost, list, Bytes::new()).await.0 {
+        OssResponse::Objects { objects, done } => {
+            assert!(done, "more objects than one page");
+            objects.len()
+        }
+        other => panic!("list answered {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_destroyed_files_drains_within_a_few_scan_intervals() {
+    const { assert!(FILES < DESTROY_BATCH * DESTROY_SCAN_MAX_BATCHES) };
+    let t = TestCluster::start(2).await;
+    let data = b"one small file";
+    let mut osts = Vec::new();
+    for i in 0..FILES {
+        let a = t.create(&format!("f{i}"), 1, 1).await.unwrap();
+        let ost = a.layout.unwrap().osts[0];
+        let write = OssOp::Write {
+            object: ObjectId {
+                ino: a.ino,
+                stripe: 0,
+            },
+            offset: 0,
+            sync: false,
+            crc: checksum::crc32c(data),
+            version: 0,
+        };
+        t.oss(ost, write, Bytes::from_static(data)).await;
+        osts.push(ost);
+    }
+    osts.sort_unstable();
+    osts.dedup();
+    let mut before = 0;
+    for ost in &osts {
+        before += objects_on(&t, *ost).await;
+    }
+    assert_eq!(before, FILES);
+    for i in 0..FILES {
+        t.call(MdsOp::Unlink {
+            parent: ROOT_INO,
+            name: format!("f{i}"),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(DRAINED_WITHIN >= 2 * DESTROY_INTERVAL + Duration::from_secs(1));
+    let deadline = Instant::now() + DRAINED_WITHIN;
+    loop {
+        let mut left = 0;
+        for ost in &osts {
+            left += objects_on(&t, *ost).await;
+        }
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} of {FILES} objects left {DRAINED_WITHIN:?} after the last unlink"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
