@@ -82,8 +82,8 @@ pub use mem_store::MemStore;
 pub use mgs_link::MGS_CALL_TIMEOUT;
 pub use service::OSS_IO_MAX_IN_FLIGHT;
 pub use store::{
-    check_list, check_object, check_payload, check_read, check_size, check_write, ObjectPage,
-    ObjectRead, ObjectStore, ReadData, IN_PLACE_WRITE_MAX_BYTES, MAX_OBJECT_BYTES,
+    check_change, check_list, check_object, check_payload, check_read, check_size, check_write,
+    ObjectPage, ObjectRead, ObjectStore, ReadData, IN_PLACE_WRITE_MAX_BYTES, MAX_OBJECT_BYTES,
 };
 pub use sums::{SUMS_FORMAT, SUMS_HEADER_BYTES, SUMS_MAGIC};
 pub use volatile::{VolatileStore, VOLATILE_WRITES_ENV};

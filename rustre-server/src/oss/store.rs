@@ -286,6 +286,14 @@ pub fn check_payload(data: &[u8], offset: u64, crc: u32) -> Result<(), ObjectErr
     Ok(())
 }
 
+/// Checks a write or repair of `data` at `offset` of object `id` before anything is
+/// written: the object id, the range, and the payload against the CRC32C its sender gave.
+pub fn check_change(id: ObjectId, offset: u64, data: &[u8], crc: u32) -> Result<(), ObjectError> {
+    check_object(id)?;
+    check_write(offset, data.len())?;
+    check_payload(data, offset, crc)
+}
+
 /// Checks a `List` page size and caps it at [`LIST_MAX_OBJECTS`].
 pub fn check_list(limit: u32) -> Result<usize, ObjectError> {
     if limit == 0 {

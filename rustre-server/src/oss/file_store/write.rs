@@ -28,7 +28,7 @@ use rustre_proto::msg::oss::ObjectId;
 use super::{crcs, Create, FileStore, ObjectFiles, ObjectLock};
 use crate::oss::error::ObjectError;
 use crate::oss::store::{
-    admit_version, check_object, check_payload, check_size, check_write, IN_PLACE_WRITE_MAX_BYTES,
+    admit_version, check_change, check_object, check_size, IN_PLACE_WRITE_MAX_BYTES,
 };
 use crate::oss::sums::{self, BLOCK};
 
@@ -43,9 +43,7 @@ impl FileStore {
         version: u64,
         sync: bool,
     ) -> Result<(), ObjectError> {
-        check_object(id)?;
-        check_write(offset, data.len())?;
-        check_payload(data, offset, crc)?;
+        check_change(id, offset, data, crc)?;
         let files = {
             let held = self.lock_object(id);
             self.write_locked(&held, offset, data, version)?
@@ -70,15 +68,12 @@ impl FileStore {
         if data.len() > IN_PLACE_WRITE_MAX_BYTES {
             return None;
         }
-        let checked = check_object(id)
-            .and_then(|()| check_write(offset, data.len()))
-            .and_then(|()| check_payload(data, offset, crc));
-        if let Err(e) = checked {
-            return Some(Err(e));
-        }
+        // The lock first: a write that goes to a blocking thread instead checks its payload
+        // there, once.
         let held = self.try_lock_object(id)?;
         Some(
-            self.write_locked(&held, offset, data, version)
+            check_change(id, offset, data, crc)
+                .and_then(|()| self.write_locked(&held, offset, data, version))
                 .and_then(|files| self.allocated_of(id, &files)),
         )
     }
@@ -116,9 +111,7 @@ impl FileStore {
         version: u64,
         seen: &[u32],
     ) -> Result<(), ObjectError> {
-        check_object(id)?;
-        check_write(offset, data.len())?;
-        check_payload(data, offset, crc)?;
+        check_change(id, offset, data, crc)?;
         let changed = || ObjectError::Busy;
         let held = self.lock_object(id);
         let files = self.handle_held(&held, None)?.ok_or_else(changed)?;

@@ -47,8 +47,8 @@ use rustre_proto::msg::Capacity;
 
 use super::error::ObjectError;
 use super::store::{
-    admit_version, check_list, check_object, check_payload, check_read, check_size, check_write,
-    ObjectPage, ObjectRead, ObjectStore, ReadData,
+    admit_version, check_change, check_list, check_object, check_read, check_size, ObjectPage,
+    ObjectRead, ObjectStore, ReadData,
 };
 use super::sums::{self, BLOCK};
 use rustre_proto::sync::lock;
@@ -400,9 +400,7 @@ impl ObjectStore for MemStore {
         version: u64,
         sync: bool,
     ) -> Result<(), ObjectError> {
-        check_object(id)?;
-        check_write(offset, data.len())?;
-        check_payload(data, offset, crc)?;
+        check_change(id, offset, data, crc)?;
         let mut inner = self.lock();
         inner.change(id, true, self.total(), |image, free| {
             admit_version(id, image.version, version)?;
@@ -425,9 +423,7 @@ impl ObjectStore for MemStore {
         version: u64,
         seen: &[u32],
     ) -> Result<(), ObjectError> {
-        check_object(id)?;
-        check_write(offset, data.len())?;
-        check_payload(data, offset, crc)?;
+        check_change(id, offset, data, crc)?;
         let mut inner = self.lock();
         let repaired = inner.change(id, false, self.total(), |image, free| {
             let end = offset + data.len() as u64;
