@@ -1,6 +1,7 @@
 //! The destroy queue over a whole in-process cluster (the harness of `tests`): the objects of
 //! a backlog of unlinked files are deleted within a few scan intervals (several batches per
-//! scan), not at one small batch per interval.
+//! scan), not at one small batch per interval; entries that keep failing at the head of the
+//! queue do not hold back those behind them.
 
 use std::time::{Duration, Instant};
 
@@ -8,10 +9,13 @@ use bytes::Bytes;
 use rustre_proto::checksum;
 use rustre_proto::msg::mds::MdsOp;
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse, LIST_MAX_OBJECTS};
-use rustre_proto::msg::ROOT_INO;
+use rustre_proto::msg::{Ino, Layout, ROOT_INO};
 
+use super::store::Doomed;
 use super::tests::TestCluster;
-use super::workers::{DESTROY_BATCH, DESTROY_INTERVAL, DESTROY_SCAN_MAX_BATCHES};
+use super::truncate::tests::bare_mds;
+use super::workers::{destroy_objects, DESTROY_BATCH, DESTROY_INTERVAL, DESTROY_SCAN_MAX_BATCHES};
+use crate::schema;
 
 /// Files unlinked at once: several batches, fewer than one scan takes.
 const FILES: usize = 785;
@@ -88,4 +92,90 @@ async fn a_backlog_of_destroyed_files_drains_within_a_few_scan_intervals() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Queues `ino` for destruction with its one object on `ost`, straight into the store.
+fn queue_destroy(mds: &super::Mds, ino: Ino, ost: u32) {
+    let doomed = Doomed {
+        layout: Layout::striped(4096, vec![ost]),
+    };
+    mds.kv
+        .transact(|tx| super::store::put(tx, &schema::destroy(ino), &doomed))
+        .unwrap();
+}
+
+/// Entries still in `mds`'s destroy queue.
+fn queued(mds: &super::Mds) -> usize {
+    let (s, e) = schema::prefix_range(schema::DESTROY);
+    mds.kv
+        .transact(|tx| tx.range(&s, &e, usize::MAX))
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_that_keep_failing_do_not_hold_back_the_rest_of_the_queue() {
+    // More entries than one scan takes, all naming an OST the cluster does not have, ahead
+    // of a few whose objects can go.
+    const STUCK: u64 = (DESTROY_BATCH * DESTROY_SCAN_MAX_BATCHES) as u64 + 100;
+    const GOOD: u64 = 20;
+    const MISSING_OST: u32 = 99;
+    let t = TestCluster::start(1).await;
+    let mds = bare_mds(&t);
+    // Inode numbers from FIRST on: below them, room for an entry at the head.
+    const FIRST: Ino = 10;
+    for ino in FIRST..FIRST + STUCK {
+        queue_destroy(&mds, ino, MISSING_OST);
+    }
+    let data = b"bytes to reclaim";
+    for ino in FIRST + STUCK..FIRST + STUCK + GOOD {
+        let write = OssOp::Write {
+            object: ObjectId { ino, stripe: 0 },
+            offset: 0,
+            sync: false,
+            crc: checksum::crc32c(data),
+            version: 0,
+        };
+        t.oss(0, write, Bytes::from_static(data)).await;
+        queue_destroy(&mds, ino, 0);
+    }
+    assert_eq!(objects_on(&t, 0).await, GOOD as usize);
+    // The second scan goes on where the first stopped, past the stuck entries.
+    destroy_objects(mds.clone()).await.unwrap();
+    destroy_objects(mds.clone()).await.unwrap();
+    assert_eq!(
+        objects_on(&t, 0).await,
+        0,
+        "objects behind the stuck entries left"
+    );
+    assert_eq!(
+        queued(&mds),
+        STUCK as usize,
+        "the stuck entries stay queued"
+    );
+    // And a later scan comes round to the head again: an entry queued there is reached.
+    t.oss(
+        0,
+        OssOp::Write {
+            object: ObjectId {
+                ino: FIRST - 1,
+                stripe: 0,
+            },
+            offset: 0,
+            sync: false,
+            crc: checksum::crc32c(data),
+            version: 0,
+        },
+        Bytes::from_static(data),
+    )
+    .await;
+    queue_destroy(&mds, FIRST - 1, 0);
+    for _ in 0..3 {
+        destroy_objects(mds.clone()).await.unwrap();
+    }
+    assert_eq!(
+        objects_on(&t, 0).await,
+        0,
+        "the entry at the head was never reached"
+    );
 }

@@ -105,6 +105,7 @@ pub async fn run(
         picker: layout::OstPicker::default(),
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         resync_cursor: AtomicU64::new(0),
+        destroy_cursor: AtomicU64::new(0),
         stuck: stuck::StuckCopies::default(),
         feed: feed::Feed::new(),
         cut_locks: cut_locks(),
@@ -173,6 +174,8 @@ pub struct Mds {
     dir_locks: Vec<Mutex<()>>,
     /// Where the resync worker's next pass over the stale index starts.
     resync_cursor: AtomicU64,
+    /// The inode number the next scan of the destroy queue starts at (0: its head).
+    destroy_cursor: AtomicU64,
     /// What this MDS committed, for clients' metadata caches.
     feed: feed::Feed,
     /// Stale copies the resync worker could not refill.

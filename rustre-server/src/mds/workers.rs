@@ -4,6 +4,7 @@
 //! ([`super::truncate`]) and syncing the store every [`super::config::COMMIT_INTERVAL`].
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,18 +205,31 @@ async fn heartbeat(mds: Arc<Mds>) -> Result<(), MdsError> {
 }
 
 /// Deletes the objects of destroyed inodes; an entry stays queued until every object is gone.
-/// One scan takes batch after batch from the head of the queue while it holds more (see
-/// [`DESTROY_SCAN_MAX_BATCHES`]); an entry whose objects could not all be deleted stays
-/// behind the scan and is tried again by the next one.
-async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
-    let (mut from, end) = schema::prefix_range(schema::DESTROY);
+/// One scan takes up to [`DESTROY_SCAN_MAX_BATCHES`] batches, each just past the last, and
+/// goes round the queue: it starts where the previous scan stopped
+/// ([`Mds::destroy_cursor`]) and, at the end of the queue, goes on from its head up to where
+/// it started. An entry whose objects could not all be deleted stays where it is and is
+/// tried again when a scan comes round to it, so entries that keep failing (an OST that is
+/// gone) never hold back those behind them, however many they are.
+pub(super) async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
+    let (head, end) = schema::prefix_range(schema::DESTROY);
+    let started_at = mds.destroy_cursor.load(Ordering::Relaxed);
+    let mut from = if started_at == 0 {
+        head.clone()
+    } else {
+        schema::destroy(started_at)
+    };
+    // Where this lap of the scan ends: the queue's end, then (after going round) where
+    // the scan started.
+    let mut until = end;
+    let mut went_round = started_at == 0;
     for _ in 0..DESTROY_SCAN_MAX_BATCHES {
-        let range = (from.clone(), end.clone());
+        let range = (from.clone(), until.clone());
         let doomed = mds
             .txn(Creds::root(), vec![], Mutation::ReadOnly, move |tx, _| {
-                let (from, end) = &range;
+                let (from, until) = &range;
                 let mut out = Vec::new();
-                for (k, v) in tx.range(from, end, DESTROY_BATCH)? {
+                for (k, v) in tx.range(from, until, DESTROY_BATCH)? {
                     let ino =
                         schema::parse_destroy(&k).ok_or_else(|| Error::Io("bad key".into()))?;
                     let d: store::Doomed = rustre_proto::codec::decode(&v)?;
@@ -224,16 +238,23 @@ async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
                 Ok::<_, Error>(out)
             })
             .await?;
-        let Some((last, _)) = doomed.last() else {
-            return Ok(());
-        };
         let full = doomed.len() == DESTROY_BATCH;
-        // The next batch starts just past this one's last key.
-        from = schema::destroy(*last);
-        from.push(0);
-        destroy_batch(&mds, doomed).await?;
+        if let Some((last, _)) = doomed.last() {
+            // The next batch, and the next scan, start just past this batch's last key.
+            let next = last.saturating_add(1);
+            mds.destroy_cursor.store(next, Ordering::Relaxed);
+            from = schema::destroy(next);
+            destroy_batch(&mds, doomed).await?;
+        }
         if !full {
-            return Ok(());
+            // This lap reached its end.
+            if went_round {
+                mds.destroy_cursor.store(0, Ordering::Relaxed);
+                return Ok(());
+            }
+            went_round = true;
+            from = head.clone();
+            until = schema::destroy(started_at);
         }
     }
     Ok(())

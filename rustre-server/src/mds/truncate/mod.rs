@@ -23,7 +23,7 @@
 //!   written after that answer.
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -238,14 +238,14 @@ async fn a_truncate_is_answered_once_every_copy_is_cut() {
 
 /// An MDS of its own over a store in memory, following `t`'s cluster (its OSTs), with no
 /// server and no background work: the tests run its workers' passes themselves.
-fn bare_mds(t: &TestCluster) -> Arc<Mds> {
+pub(in crate::mds) fn bare_mds(t: &TestCluster) -> Arc<Mds> {
     let kv = Kv::open_memory();
     super::super::bootstrap(&kv).unwrap();
     bare_mds_over(t, kv, "bare-mds")
 }
 
 /// As [`bare_mds`], over `kv` (shared with other bare MDS), advertising `addr`.
-fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<Mds> {
+pub(in crate::mds) fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<Mds> {
     Arc::new(Mds {
         cfg: MdsConfig {
             mgs_addr: String::new(),
@@ -262,6 +262,7 @@ fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<Mds> {
         picker: layout::OstPicker::default(),
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         resync_cursor: AtomicU64::new(0),
+        destroy_cursor: AtomicU64::new(0),
         feed: feed::Feed::new(),
         stuck: Default::default(),
         cut_locks: super::super::cut_locks(),
