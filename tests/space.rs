@@ -1,12 +1,13 @@
 //! Space with real processes: an OST on a 64 MiB ext4 file system (a loop mount) beside an
 //! ordinary one. Filling the small OST gives the writer ENOSPC, other files keep working,
-//! new files avoid the full OST, and its space comes back after `rm` (docs/architecture.md,
-//! "Layouts and striping").
+//! a file's own blocks can still be rewritten, new files avoid the full OST, and its space
+//! comes back after `rm` (docs/architecture.md, "Layouts and striping").
 
 mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -147,6 +148,32 @@ fn a_full_ost_gives_enospc_new_files_avoid_it_and_rm_brings_space_back() {
     assert_eq!(err.kind(), ErrorKind::StorageFull);
     assert!(written >= 16 << 20, "ENOSPC after only {written} bytes");
     assert_eq!(osts(&c.stat("/small/fill")), vec![1]);
+
+    // The full OST still takes rewrites of what its files hold, as a full local file
+    // system does (a database rewriting its pages): the first MiB of the file, in place.
+    let rewrite = random_bytes(1 << 20, 5);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("small/fill"))
+        .unwrap();
+    f.write_all_at(&rewrite, 0).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let mut head = vec![0; 1 << 20];
+    fs::File::open(mnt.join("small/fill"))
+        .unwrap()
+        .read_exact_at(&mut head, 0)
+        .unwrap();
+    assert!(head == rewrite, "the rewritten MiB reads back otherwise");
+    // Growing it is still ENOSPC.
+    let grow = fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("small/fill"))
+        .unwrap();
+    let grown = (&grow).write_all(&chunk).and_then(|_| grow.sync_all());
+    let err = grown.expect_err("the full OST took more data");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    drop(grow);
 
     // Other files keep working meanwhile: one made before grows, its start still there.
     let mut f = fs::OpenOptions::new()

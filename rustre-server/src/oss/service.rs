@@ -170,6 +170,24 @@ impl Oss {
         Ok(done?)
     }
 
+    /// Whether `len` bytes at `offset` of `object` land on blocks it already holds (no hole
+    /// before their end, which is within the object), so writing them takes no space: past
+    /// the reserve only those writes go through, as a full file system lets a file be
+    /// rewritten in place (a database rewriting its pages).
+    async fn overwrites_only(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        object: ObjectId,
+        offset: u64,
+        len: usize,
+    ) -> bool {
+        let Some(end) = offset.checked_add(len as u64) else {
+            return false;
+        };
+        let hole = self.blocking(store, move |s| s.seek(object, offset, false));
+        matches!(hole.await, Ok(Some(hole)) if hole >= end)
+    }
+
     /// [`ObjectStore::write_in_place`] on this async thread, unless another request is in
     /// such a call now: so at most one worker ever waits for the disk, and the others go on.
     /// A small write costs no thread hop there and back (~20 us of a new 4 KiB object's write).
@@ -226,9 +244,13 @@ impl Oss {
         if !payload.is_empty() && !matches!(op, OssOp::Write { .. } | OssOp::Repair { .. }) {
             return Err(Error::Invalid("only writes carry a payload".into()).into());
         }
-        if matches!(op, OssOp::Write { .. } | OssOp::Repair { .. }) {
+        if let OssOp::Write { object, offset, .. } | OssOp::Repair { object, offset, .. } = op {
             if let Some(reserve) = &ost.reserve {
-                if !reserve.has_room(payload.len() as u64, || store.capacity().ok()) {
+                if !reserve.has_room(payload.len() as u64, || store.capacity().ok())
+                    && !self
+                        .overwrites_only(store, object, offset, payload.len())
+                        .await
+                {
                     return Err(Error::NoSpace.into());
                 }
             }

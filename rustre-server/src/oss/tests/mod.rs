@@ -29,6 +29,7 @@ use crate::test_cluster::{start_mgs_on, test_key, TestMgs};
 
 mod deletes;
 mod registration;
+mod reserve;
 
 const CLUSTER: &str = "testfs";
 const B: usize = CHECKSUM_BLOCK as usize;
