@@ -595,13 +595,19 @@ async fn a_retried_mutation_returns_its_recorded_result() {
         perm: 0o755,
         umask: 0,
     };
+    // Answered with the directory as the same transaction left it: its times are the
+    // new directory's.
     let first = match call(1_000_001, mkdir()).await.unwrap() {
-        MdsResponse::Attr(a) => a,
+        MdsResponse::Created {
+            attr,
+            parent,
+            new: true,
+        } if parent.ino == ROOT_INO && parent.mtime == attr.ctime => attr,
         r => panic!("{r:?}"),
     };
     // The same request again (a retry after a lost reply): the recorded answer, not EEXIST.
     match call(1_000_001, mkdir()).await.unwrap() {
-        MdsResponse::Attr(a) => assert_eq!(a.ino, first.ino),
+        MdsResponse::Created { attr, .. } => assert_eq!(attr.ino, first.ino),
         r => panic!("{r:?}"),
     }
     // A new request for the same name really runs, and fails.

@@ -44,8 +44,10 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// (`MigrateBegin`, `MigrateStep`), the close's one call (`ReportAndSetAttr`), a create's
 /// answer with its directory (`Created`); 8: unlink, rmdir and rename answer their
 /// directories and the inodes they touched (`NamesChanged`); 9: a create's answer says
-/// whether it made the file (`Created::new`), atime updates in batches (`AccessedMany`).
-pub const PROTOCOL_VERSION: u16 = 10;
+/// whether it made the file (`Created::new`), atime updates in batches (`AccessedMany`);
+/// 10: object deletes in batches (`OssOp::DeleteMany`); 11: mkdir, mknod and symlink
+/// answered with their directory too (`Created`).
+pub const PROTOCOL_VERSION: u16 = 11;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

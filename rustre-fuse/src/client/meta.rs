@@ -175,7 +175,9 @@ impl Client {
     /// A call answered with attributes, as the MDS sent them (layout checked).
     async fn raw_attr_call(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
         match self.mds(creds, op).await? {
-            MdsResponse::Attr(a) => {
+            // A new node's (mkdir, mknod, symlink) comes with its directory's, which
+            // the metadata cache took.
+            MdsResponse::Attr(a) | MdsResponse::Created { attr: a, .. } => {
                 check_layout(&a)?;
                 Ok(a)
             }

@@ -45,16 +45,26 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         name: name.to_string(),
         attr,
     };
-    // A new file (or an existing one opened, maybe truncated) and its directory's
-    // attributes, which the answer carries.
-    if let (MdsOp::Create { parent, name, .. }, MdsResponse::Created { parent: p, .. }, Some(a)) =
-        (op, resp, &attr)
+    // A new file (or an existing one opened, maybe truncated), directory or other node, and
+    // its directory's attributes, which the answer carries.
+    if let (
+        MdsOp::Create { parent, name, .. }
+        | MdsOp::Mkdir { parent, name, .. }
+        | MdsOp::Mknod { parent, name, .. }
+        | MdsOp::Symlink { parent, name, .. },
+        MdsResponse::Created { parent: p, .. },
+        Some(a),
+    ) = (op, resp, &attr)
     {
         if p.ino == *parent {
-            return vec![
+            let mut known = vec![
                 entry(*parent, name, Some(a.clone())),
                 OwnResult::Attr((**p).clone()),
             ];
+            if matches!(op, MdsOp::Mkdir { .. }) {
+                known.push(NewDir(a.ino));
+            }
+            return known;
         }
     }
     if let MdsResponse::NamesChanged(n) = resp {

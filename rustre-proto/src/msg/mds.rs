@@ -578,9 +578,10 @@ pub enum MdsResponse {
         attr: Attr,
         refused: Option<Error>,
     },
-    /// `Create`: the file's attributes, and its directory's as the same transaction left
-    /// them (the create's mtime and ctime; as they were when an existing file was opened),
-    /// so the caller's cache knows the directory's attributes without asking for them.
+    /// `Create`, `Mkdir`, `Mknod` and `Symlink`: the new inode's attributes, and its
+    /// directory's as the same transaction left them (the create's mtime and ctime; as they
+    /// were when an existing file was opened), so the caller's cache knows the directory's
+    /// attributes without asking for them.
     Created {
         attr: Attr,
         /// Boxed: two attributes would make every answer as large.

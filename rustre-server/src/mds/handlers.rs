@@ -130,6 +130,8 @@ impl Mds {
     }
 
     /// Creates a directory, device, FIFO, socket or symlink: an inode without objects.
+    /// Answered as a create is, with the directory's attributes from the same transaction,
+    /// so the caller's cache knows them (the kernel asks for them after every change).
     async fn make_node(
         self: &Arc<Self>,
         call: Call,
@@ -140,10 +142,15 @@ impl Mds {
         let ino = self.alloc_ino().await?;
         let change = call.change();
         self.txn(call.creds, vec![parent], change, move |tx, c| {
-            namespace::create_entry(tx, c, parent, &name, node(ino))
+            let attr = namespace::create_entry(tx, c, parent, &name, node(ino))?;
+            Ok::<_, Error>((attr, store::inode(tx, parent)?.attr))
         })
         .await
-        .map(MdsResponse::Attr)
+        .map(|(attr, parent)| MdsResponse::Created {
+            attr,
+            parent: Box::new(parent),
+            new: true,
+        })
     }
 
     pub(super) async fn mkdir(

@@ -6,6 +6,8 @@ use rustre_proto::msg::mds::{MdsOp, MdsResponse, NamesChanged, Touched, RENAME_E
 use rustre_proto::msg::Timestamp;
 use rustre_proto::sync::lock;
 
+mod created;
+
 const MDS: &str = "127.0.0.1:9500";
 /// This client's session in the tests.
 const ME: u64 = 7;
