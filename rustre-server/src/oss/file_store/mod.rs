@@ -54,6 +54,9 @@
 
 mod crcs;
 mod open;
+mod recycle;
+#[cfg(test)]
+mod recycle_tests;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -117,6 +120,8 @@ pub struct FileStore {
     /// New small objects keep their CRCs in an attribute (false once the file system
     /// refused one, or for tests of sidecars).
     xattrs: AtomicBool,
+    /// Files of deleted objects that new objects take ([`recycle`]).
+    pool: recycle::Recycled,
 }
 
 /// How a missing object is to be created: `reach` is where its first write ends (0 when
@@ -161,6 +166,8 @@ impl FileStore {
         if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent).map_err(|e| ObjectError::io(parent, e))?;
         }
+        let pool = recycle::Recycled::open(root)
+            .map_err(|e| ObjectError::io(&root.join(recycle::RECYCLED_DIR), e))?;
         Ok(FileStore {
             root: root.to_path_buf(),
             objects,
@@ -173,6 +180,7 @@ impl FileStore {
                 })
                 .collect(),
             xattrs: AtomicBool::new(true),
+            pool,
         })
     }
 
@@ -575,8 +583,14 @@ impl ObjectStore for FileStore {
         let cached = {
             let _guard = self.lock_object(id);
             let cached = self.handles.remove(id);
+            let path = self.object_path(id);
+            let recycled = self.recycle(&path);
+            if recycled {
+                self.mark_dirty(id);
+            }
             // The object first: a crash in between leaves a sidecar without an object.
-            for path in [self.object_path(id), self.sums_path(id)] {
+            let gone = (!recycled).then_some(path);
+            for path in gone.into_iter().chain([self.sums_path(id)]) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => self.mark_dirty(id),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -141,10 +141,13 @@ impl FileStore {
             Some(self.new_sidecar(id)?)
         };
         let path = self.object_path(id);
-        let data = rw()
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| ObjectError::io(&path, e))?;
+        // The file of a deleted object if the pool has one: no inode allocated.
+        let data = if self.take_recycled(&path) {
+            rw().open(&path)
+        } else {
+            rw().create_new(true).open(&path)
+        };
+        let data = data.map_err(|e| ObjectError::io(&path, e))?;
         self.mark_dirty(id);
         let data = Arc::new(data);
         let crcs = match early_sidecar {
