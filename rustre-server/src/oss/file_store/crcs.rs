@@ -118,7 +118,7 @@ pub(super) fn store(file: &File, value: &[u8]) -> io::Result<()> {
 }
 
 /// Removes the attribute of `file` (none is fine).
-pub(super) fn unstore(file: &File) -> io::Result<()> {
+fn unstore(file: &File) -> io::Result<()> {
     // SAFETY: a plain call on an open descriptor with a NUL-terminated name.
     let rc = unsafe { libc::fremovexattr(file.as_raw_fd(), XATTR_NAME.as_ptr()) };
     if rc == 0 {

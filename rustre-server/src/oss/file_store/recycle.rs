@@ -21,7 +21,6 @@
 
 use std::collections::VecDeque;
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -96,10 +95,11 @@ impl Recycled {
         lock(&self.state).ready.len()
     }
 
-    /// Empties `file`, the deleted object's file at `path` (the caller holds the object's
-    /// lock), and moves it into the pool. False when the pool is full or the file could not
-    /// be recycled: the caller removes it.
-    pub(super) fn put(&self, file: &File, path: &Path) -> bool {
+    /// Empties the deleted object's file at `path` (the caller holds the object's lock) and
+    /// moves it into the pool, by path (three calls; an unlink is one, and this runs beside
+    /// an `rm -rf`). False when the pool is full, there is no file, or it could not be
+    /// recycled: the caller removes what is there.
+    pub(super) fn put(&self, path: &Path) -> bool {
         let name = {
             let mut st = lock(&self.state);
             if st.ready.len() >= RECYCLE_MAX_FILES {
@@ -109,20 +109,24 @@ impl Recycled {
             st.last
         };
         let to = self.path(name);
-        let moved = file
-            .set_len(0)
-            .and_then(|()| match crcs::unstore(file) {
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
-                other => other,
-            })
-            .and_then(|()| std::fs::rename(path, &to));
+        let moved = c_path(path).and_then(|c| {
+            // SAFETY: a NUL-terminated path, and for removexattr a NUL-terminated name.
+            cvt(unsafe { libc::truncate(c.as_ptr(), 0) })?;
+            match cvt(unsafe { libc::removexattr(c.as_ptr(), crcs::XATTR_NAME.as_ptr()) }) {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => {}
+                other => other?,
+            }
+            std::fs::rename(path, &to)
+        });
         match moved {
             Ok(()) => {
                 lock(&self.state).ready.push_back((name, Instant::now()));
                 true
             }
             Err(e) => {
-                tracing::debug!(object = %path.display(), "object file not recycled: {e}");
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::debug!(object = %path.display(), "object file not recycled: {e}");
+                }
                 false
             }
         }
@@ -154,12 +158,25 @@ impl Recycled {
     }
 }
 
+/// `path` for a system call.
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
+/// A system call's 0 or -1 (errno) as a result.
+fn cvt(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// rename(2) that fails with EEXIST rather than replace a file at `to`.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
-    let (from, to) = (c(from)?, c(to)?);
+    let (from, to) = (c_path(from)?, c_path(to)?);
     // SAFETY: two NUL-terminated paths, relative to no directory descriptor.
-    let rc = unsafe {
+    cvt(unsafe {
         libc::renameat2(
             libc::AT_FDCWD,
             from.as_ptr(),
@@ -167,12 +184,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
             to.as_ptr(),
             libc::RENAME_NOREPLACE,
         )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })
 }
 
 fn remove_quietly(path: &Path) {
@@ -187,10 +199,7 @@ impl super::FileStore {
     /// Moves the file at `path` of an object being deleted (the caller holds its lock)
     /// into the pool: false when there is no file there or it was not recycled.
     pub(super) fn recycle(&self, path: &Path) -> bool {
-        match super::rw().open(path) {
-            Ok(file) => self.pool.put(&file, path),
-            Err(_) => false,
-        }
+        self.pool.put(path)
     }
 
     /// Puts a pool file at `path` for a new object (the caller holds its lock): true when
