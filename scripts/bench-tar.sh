@@ -7,6 +7,9 @@
 #
 #   scripts/bench-tar.sh BIN_A [BIN_B]     # e.g. an older build and target/release/rustre
 #   RUNS=3 TREE_SRC=/usr/include            # defaults
+#   AFTER_RM=1                              # each tar x right after an rm -rf of the tree
+#                                           # (untimed), caches not dropped: as `make clean;
+#                                           # make` or a checkout meets the file system
 #
 # Needs root (drop_caches, mounts), bindfs and python3. Everything lives under one temp
 # directory on the local disk, removed at the end.
@@ -30,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 tar --sort=name --numeric-owner -C "$TREE_SRC" -cf "$TMP/tree.tar" . || exit 1
 FILES=$(tar tf "$TMP/tree.tar" | wc -l)
-echo "tree: $TREE_SRC, $FILES entries, $(($(stat -c %s "$TMP/tree.tar") >> 20)) MiB; $RUNS runs"
+echo "tree: $TREE_SRC, $FILES entries, $(($(stat -c %s "$TMP/tree.tar") >> 20)) MiB; $RUNS runs$([ "${AFTER_RM:-0}" = 1 ] && echo ", tar x after rm -rf")"
 
 now() { date +%s.%N; }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
@@ -38,15 +41,25 @@ drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 suite() {
   local t=$1 d=$2/run t0
   mkdir -p "$d"
-  drop
+  if [ "${AFTER_RM:-0}" = 1 ]; then
+    tar -xf "$TMP/tree.tar" -C "$d" && rm -rf "$d" && mkdir -p "$d"
+    gone "${3:-}"
+  else
+    drop
+  fi
   t0=$(now); tar -xf "$TMP/tree.tar" -C "$d" || echo "$t tar_x ERR"; echo "$t tar_x $(echo "$(now) - $t0" | bc)"
   drop
   t0=$(now); tar -cf - -C "$d" . | wc -c >/dev/null; echo "$t tar_c $(echo "$(now) - $t0" | bc)"
   t0=$(now); rm -rf "$d"; echo "$t rm_rf $(echo "$(now) - $t0" | bc)"
-  # A rustre cluster deletes the objects in the background: wait (untimed, at most 30 s)
-  # until they are gone, so the next target's runs do not share the machine with it.
-  [ -n "${3:-}" ] && for _ in $(seq 1 300); do
-    [ -z "$(find "$3"/ost*/objects -type f -print -quit 2>/dev/null)" ] && break
+  gone "${3:-}"
+}
+# A rustre cluster (data directory $1, none for the baselines) deletes the objects of what
+# was removed in the background: waits (untimed, at most 30 s) until they are gone, so the
+# next timed step does not share the machine with that work.
+gone() {
+  [ -n "$1" ] || return 0
+  for _ in $(seq 1 300); do
+    [ -z "$(find "$1"/ost*/objects -type f -print -quit 2>/dev/null)" ] && return 0
     sleep 0.1
   done
 }
