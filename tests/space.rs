@@ -7,7 +7,7 @@ mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -334,6 +334,78 @@ fn a_disk_shared_by_the_mds_and_an_ost_fills_and_empties_with_enospc_never_eio()
     );
     drop_caches();
     assert!(fs::read(mnt.join("after/file")).unwrap() == again);
+    let fsck = cli(&m, &["fsck"]);
+    let out = String::from_utf8_lossy(&fsck.stdout);
+    assert!(
+        fsck.status.success() && out.contains("fsck: clean"),
+        "{out}"
+    );
+}
+
+/// Longest wait for the MDS to exit once its disk is full to the last block.
+const POISON_EXIT_WAIT: Duration = Duration::from_secs(60);
+/// Exit status of a server whose store poisoned itself (`STORE_POISONED_EXIT`).
+const STORE_POISONED_EXIT: i32 = 75;
+
+/// Something else fills the MDS's disk to the last block, past its reserve: the store's next
+/// journal write fails, which poisons it. The MDS exits with status 75 instead of answering
+/// EIO to every change until someone restarts it, and once there is room again a restart
+/// (what its unit does) serves everything acknowledged before (docs/operations.md, "Full
+/// disks").
+#[test]
+fn an_mds_that_cannot_write_its_journal_exits_and_a_restart_has_everything() {
+    // Declared before the cluster: dropped after it, once no server holds its files.
+    let Some(small) = LoopFs::for_mount_test(SMALL_FS) else {
+        return;
+    };
+    let mut c = ProcCluster::start_spec(ClusterSpec {
+        mds_dir: Some(small.mnt.join("mds")),
+        ..ClusterSpec::default()
+    });
+    let m = c.mgs_addr.clone();
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _mount = ForegroundMount::start(&m, &mnt, "");
+    let names: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+    for n in &names {
+        fs::write(mnt.join(n), n.as_bytes()).unwrap();
+    }
+
+    // Another process takes every block left (no blocks are reserved for root there).
+    let filler = small.mnt.join("filler");
+    let (err, _) = fill(&filler, &random_bytes(1 << 20, 11), FILL_MAX_BYTES);
+    assert!(err.is_some(), "the filler never met ENOSPC");
+    let mut f = fs::OpenOptions::new().append(true).open(&filler).unwrap();
+    while f.write_all(&[1; 4096]).and_then(|_| f.sync_all()).is_ok() {}
+    drop(f);
+
+    // Attribute changes pass the reserve check; the first commit that cannot be written
+    // poisons the store, and the MDS goes.
+    let started = std::time::Instant::now();
+    let mut modes = [0o600, 0o644].into_iter().cycle();
+    let status = loop {
+        if let Some(status) = c.mds.as_mut().unwrap().child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < POISON_EXIT_WAIT,
+            "the MDS still runs on a full disk"
+        );
+        let mode = modes.next().unwrap();
+        let _ = fs::set_permissions(mnt.join("f0"), fs::Permissions::from_mode(mode));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(STORE_POISONED_EXIT), "{status}");
+
+    fs::remove_file(&filler).unwrap();
+    c.start_mds();
+    c.wait_all_up();
+    for n in &names {
+        let got = fs::read(mnt.join(n)).unwrap_or_else(|e| panic!("{n} after the restart: {e}"));
+        assert_eq!(got, n.as_bytes(), "{n}");
+    }
+    fs::set_permissions(mnt.join("f1"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(mnt.join("after"), b"after").unwrap();
     let fsck = cli(&m, &["fsck"]);
     let out = String::from_utf8_lossy(&fsck.stdout);
     assert!(

@@ -67,6 +67,14 @@
 //! `persist(SyncAll)`; the `fjall_journal_layout` test fails on such a change. After `sync`
 //! returns `Ok`, every commit acknowledged before the call survives power loss.
 //!
+//! # A poisoned store
+//!
+//! A journal write that fails (the disk full past the reserve, an I/O error) poisons fjall:
+//! every later commit fails with `Poisoned` until the database is opened again, which only
+//! a new process does. The server then exits with [`STORE_POISONED_EXIT`] rather than
+//! answer every change with EIO: its service manager starts it again, and the journal
+//! replays every commit acknowledged before the failure (the failed one never was).
+//!
 //! # Limits
 //!
 //! Both backends enforce FoundationDB's limits ([`limits`]: key, value and transaction sizes)
@@ -111,6 +119,23 @@ pub(crate) const MEMTABLE_BYTES: u64 = 64 << 20;
 
 /// File name suffix of fjall's journals (`{id}.jnl` in the database directory).
 const JOURNAL_SUFFIX: &str = ".jnl";
+
+/// Exit status of a server whose metadata store poisoned itself (module doc, "A poisoned
+/// store"): EX_TEMPFAIL, a failure a restart may cure.
+pub(crate) const STORE_POISONED_EXIT: i32 = 75;
+
+/// Maps an error of fjall; a poisoned store ends the process (module doc, "A poisoned
+/// store").
+fn fjall_error(e: fjall::Error) -> KvError {
+    if matches!(e, fjall::Error::Poisoned) {
+        tracing::error!(
+            "the metadata store refuses every change after a failed journal write (poisoned): \
+             exiting with status {STORE_POISONED_EXIT} so that a restart replays its journal"
+        );
+        std::process::exit(STORE_POISONED_EXIT);
+    }
+    storage(e)
+}
 
 /// Maps any fjall error to a storage error.
 fn storage(e: impl std::fmt::Display) -> KvError {
@@ -193,7 +218,7 @@ impl Backend for FjallStore {
         let mut tx = self
             .db
             .write_tx()
-            .map_err(storage)?
+            .map_err(fjall_error)?
             .durability((!self.volatile).then_some(PersistMode::Buffer));
         let (commit, error) = {
             let mut ftx = FjallTx {
@@ -218,18 +243,18 @@ impl Backend for FjallStore {
                 Ok(())
             }
             Ok(Err(Conflict)) => Err(KvError::Retryable("transaction conflict".into())),
-            Err(e) => Err(storage(e)),
+            Err(e) => Err(fjall_error(e)),
         }
     }
 
     /// See "Sync without stalling commits" in the module comment.
     fn sync(&self) -> Result<(), KvError> {
-        self.db.persist(PersistMode::Buffer).map_err(storage)?;
+        self.db.persist(PersistMode::Buffer).map_err(fjall_error)?;
         match active_journal(&self.dir)? {
             Some(path) => std::fs::File::open(&path)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| KvError::Storage(format!("fsync {}: {e}", path.display()))),
-            None => self.db.persist(PersistMode::SyncAll).map_err(storage),
+            None => self.db.persist(PersistMode::SyncAll).map_err(fjall_error),
         }
     }
 }
