@@ -117,8 +117,8 @@ pub(super) fn store(file: &File, value: &[u8]) -> io::Result<()> {
     }
 }
 
-/// Removes the attribute of `file` (none is fine).
-fn unstore(file: &File) -> io::Result<()> {
+/// Removes the attribute of `file` (none, or a file system without attributes, is fine).
+pub(super) fn unstore(file: &File) -> io::Result<()> {
     // SAFETY: a plain call on an open descriptor with a NUL-terminated name.
     let rc = unsafe { libc::fremovexattr(file.as_raw_fd(), XATTR_NAME.as_ptr()) };
     if rc == 0 {
@@ -126,7 +126,7 @@ fn unstore(file: &File) -> io::Result<()> {
     }
     let e = io::Error::last_os_error();
     match e.raw_os_error() {
-        Some(libc::ENODATA) => Ok(()),
+        Some(libc::ENODATA | libc::EOPNOTSUPP) => Ok(()),
         _ => Err(e),
     }
 }

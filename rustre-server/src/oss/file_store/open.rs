@@ -142,12 +142,18 @@ impl FileStore {
         };
         let path = self.object_path(id);
         // The file of a deleted object if the pool has one: no inode allocated.
-        let data = if self.take_recycled(&path) {
+        let taken = self.take_recycled(&path);
+        let data = if taken {
             rw().open(&path)
         } else {
             rw().create_new(true).open(&path)
         };
         let data = data.map_err(|e| ObjectError::io(&path, e))?;
+        if taken && early_sidecar.is_some() {
+            // A kept file has no attribute, unless a power loss undid its removal; with
+            // one, the next open would take it for the CRCs and drop the sidecar.
+            crcs::unstore(&data).map_err(|e| ObjectError::io(&path, e))?;
+        }
         self.mark_dirty(id);
         let data = Arc::new(data);
         let crcs = match early_sidecar {

@@ -111,3 +111,33 @@ fn a_store_opened_again_takes_its_pool_and_drops_what_does_not_belong() {
     let listed = s.list(None, 100).unwrap();
     assert_eq!(listed.objects.len(), 1);
 }
+
+#[test]
+fn a_kept_file_whose_attribute_came_back_is_taken_by_a_large_object_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FileStore::open(dir.path(), 8).unwrap();
+    let old = id(21, 0);
+    w(&s, old, 0, b"small, CRCs in the attribute");
+    let header = match crcs::stored(&File::open(s.object_path(old)).unwrap()).unwrap() {
+        crcs::Stored::Value(v) => v,
+        _ => panic!("no attribute"),
+    };
+    s.delete(old).unwrap();
+    // As a power loss could leave it: the removal of the attribute undone.
+    let kept = std::fs::read_dir(dir.path().join(RECYCLED_DIR))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    crcs::store(&File::open(&kept).unwrap(), &header).unwrap();
+    past_quarantine();
+    // More blocks than the attribute holds: CRCs in a sidecar, made first.
+    let big = id(22, 0);
+    let data = pattern(40 * B, 5);
+    w(&s, big, 0, &data);
+    assert_eq!(s.recycled_files(), 0, "the kept file was taken");
+    let again = FileStore::open(dir.path(), 8).unwrap();
+    assert!(again.sums_path(big).exists(), "the sidecar stays");
+    assert_eq!(sound(&again, big), data);
+}
