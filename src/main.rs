@@ -119,6 +119,13 @@ enum Cmd {
         #[arg(long, value_parser = clap::value_parser!(u64)
                   .range(mds::MIN_SESSION_LEASE_SECS..=mds::MAX_SESSION_LEASE_SECS))]
         session_lease: Option<u64>,
+        /// Most bytes of a file the MDS keeps in its store at the file's close instead of its
+        /// objects (data on the MDS, docs/data-on-mds.md): a small file written once then
+        /// costs one MDS call to write and one to read. 0 turns it off. [default: 65536,
+        /// at most 65536]
+        #[arg(long, value_parser = clap::value_parser!(u32)
+                  .range(0..=rustre_proto::msg::mds::INLINE_MAX_BYTES as i64))]
+        inline_max: Option<u32>,
         /// Root squash: calls from clients as uid 0 run as UID (and gid 0 as GID; default
         /// GID = UID), unless the client proved the admin secret (--admin-secret-file) or
         /// its address is given with --root-squash-exempt. Off unless given; 65534:65534 is
@@ -518,6 +525,7 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
             relaxed,
             durable,
             session_lease,
+            inline_max,
             root_squash,
             root_squash_exempt,
             metrics,
@@ -544,8 +552,10 @@ async fn run(cli: Cli, cfg: Config) -> Result<(), String> {
                 return Err("--root-squash-exempt (or root_squash_exempt) needs root squash:                             --root-squash UID[:GID], or root_squash in the [mds] table"
                     .into());
             }
+            let inline_max = roles::inline_max(pick(inline_max, s.inline_max))?;
             let tuning = server_cmds::MdsTuning {
                 durable,
+                inline_max,
                 session_lease_ms: lease_ms,
                 access: mds::access::AccessPolicy {
                     root_squash,

@@ -49,6 +49,17 @@ pub(crate) fn session_lease_ms(secs: Option<u64>) -> Result<u64, String> {
     }
 }
 
+/// The most bytes of a file the MDS keeps in its store: the given number (checked as the
+/// flag is), or the default, [`mds::DEFAULT_INLINE_MAX`].
+pub(crate) fn inline_max(bytes: Option<u32>) -> Result<u32, String> {
+    let max = rustre_proto::msg::mds::INLINE_MAX_BYTES as u32;
+    match bytes {
+        None => Ok(mds::DEFAULT_INLINE_MAX),
+        Some(b) if b <= max => Ok(b),
+        Some(b) => Err(format!("inline_max = {b}: expected 0 to {max} bytes")),
+    }
+}
+
 /// Whether an MDS (or `rustre local`) acknowledges namespace changes only once on disk:
 /// with `--durable`, or the file's `relaxed = false` unless `--relaxed` overrides it.
 /// Relaxed is the default (docs/operations.md, "Durability").
@@ -138,6 +149,14 @@ mod tests {
         let (i, _) = osts(vec![7], vec!["/g".into()], &file).unwrap();
         assert_eq!(i, vec![7]);
         assert!(osts(vec![], vec![], &[]).unwrap_err().contains("--index"));
+    }
+
+    #[test]
+    fn the_inline_limit_is_checked_as_the_flag_is() {
+        assert_eq!(inline_max(None).unwrap(), mds::DEFAULT_INLINE_MAX);
+        assert_eq!(inline_max(Some(0)).unwrap(), 0);
+        assert_eq!(inline_max(Some(65536)).unwrap(), 65536);
+        assert!(inline_max(Some(65537)).is_err());
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub(crate) struct LocalArgs {
     /// --durable`); as `relaxed = false` in the file.
     #[arg(long, conflicts_with = "relaxed")]
     durable: bool,
+    /// Most bytes of a file the MDS keeps in its store (`rustre mds --inline-max`; 0: off)
+    /// [default: 65536].
+    #[arg(long, value_parser = clap::value_parser!(u32)
+              .range(0..=rustre_proto::msg::mds::INLINE_MAX_BYTES as i64))]
+    inline_max: Option<u32>,
     /// Also mount the cluster here, served by this process.
     #[arg(long, value_name = "MNT")]
     mount: Option<PathBuf>,
@@ -100,6 +105,8 @@ pub(crate) struct LocalRun {
     listen: SocketAddr,
     /// Acknowledge namespace changes only once on disk.
     durable: bool,
+    /// Most bytes of a file the MDS keeps in its store.
+    inline_max: u32,
     mount: Option<PathBuf>,
     mount_options: Vec<String>,
     metrics: MetricsArgs,
@@ -137,6 +144,7 @@ impl LocalArgs {
             mds: self.mds.or(s.mds).unwrap_or(LOCAL_DEFAULT_MDS),
             listen,
             durable: crate::roles::durable_mds(self.durable, self.relaxed, s.relaxed),
+            inline_max: crate::roles::inline_max(self.inline_max.or(s.inline_max))?,
             mount,
             mount_options,
             metrics: self.metrics.or_file(s.metrics_listen.clone()),
@@ -257,6 +265,8 @@ pub(crate) struct MdsTuning {
     pub session_lease_ms: u64,
     /// Root squash and its exemptions.
     pub access: mds::access::AccessPolicy,
+    /// Most bytes of a file kept on the MDS (`--inline-max`).
+    pub inline_max: u32,
 }
 
 pub(crate) async fn mds(
@@ -272,6 +282,7 @@ pub(crate) async fn mds(
         durable,
         session_lease_ms,
         access,
+        inline_max,
     } = tuning;
     let store = match (fdb.store(&g.cluster)?, data) {
         (Some(_), Some(_)) => return Err(MDS_TWO_STORES.into()),
@@ -291,6 +302,7 @@ pub(crate) async fn mds(
         durable,
         session_lease_ms,
         access,
+        inline_max,
     };
     let shutdown = shutdown_on_signal();
     metrics.serve(false, shutdown.clone()).await?;
@@ -367,6 +379,7 @@ pub(crate) async fn local(g: &Global, args: LocalRun) -> Result<(), String> {
         defaults: LayoutDefaults::default(),
         durable: args.durable,
         session_lease_ms: mds::SESSION_LEASE_MS,
+        inline_max: args.inline_max,
     };
     let running = local::start(cfg, shutdown.clone())
         .await

@@ -46,6 +46,7 @@ async fn killing_an_mds_mid_storm_loses_nothing_and_fails_nothing() {
         defaults: Default::default(),
         durable: true,
         session_lease_ms: 30_000,
+        inline_max: rustre_server::mds::DEFAULT_INLINE_MAX,
     };
     let running = local::start(cfg, rx).await.unwrap();
     let client_cfg = ClientConfig {
@@ -435,6 +436,7 @@ fn killing_an_mds_under_a_mount_storm_fails_nothing_and_loses_nothing() {
         defaults: Default::default(),
         durable: true,
         session_lease_ms: 30_000,
+        inline_max: rustre_server::mds::DEFAULT_INLINE_MAX,
     };
     let running = rt.block_on(local::start(cfg, rx)).unwrap();
     let mgs = running.mgs_addr.to_string();

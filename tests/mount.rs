@@ -67,18 +67,20 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mgs = free_addr();
         let data = dir.path().join("data");
-        let proc = Proc::start(
+        let inline_max = test_inline_max().map(|m| m.to_string());
+        let mut args = vec![
             "local",
-            &[
-                "local",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                &mgs,
-                "--osts",
-                "2",
-            ],
-        );
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &mgs,
+            "--osts",
+            "2",
+        ];
+        if let Some(max) = &inline_max {
+            args.extend(["--inline-max", max]);
+        }
+        let proc = Proc::start("local", &args);
         assert!(
             wait_until(WAIT, || {
                 let out = cli(&mgs, &["status"]);

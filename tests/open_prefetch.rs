@@ -2,14 +2,15 @@
 //! through two clients of an in-process cluster (real TCP on loopback): the read an open
 //! starts is used by the reads after it, and what they return is what close-to-open
 //! promises: every write another client closed before the open, also when the file moved
-//! to other objects meanwhile (the read that followed the old layout is dropped).
+//! to other objects meanwhile (the read that followed the old layout is dropped). Data on
+//! the MDS is off here: small files are read from their objects (docs/data-on-mds.md).
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::meta_cluster::{connect, learn, new_file_on_ost0, root, start};
+use common::meta_cluster::{connect, learn, new_file_on_ost0, root, start_objects_only};
 use rustre_fuse::client::admin::{MigrateTarget, NoProgress};
 use rustre_fuse::Client;
 use rustre_proto::msg::{Ino, ROOT_INO};
@@ -38,7 +39,7 @@ async fn new_file(c: &Arc<Client>, name: &str, data: &[u8]) -> Ino {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_reads_a_small_file_it_knows_and_sees_what_was_closed_before_it() {
-    let t = start(30_000).await;
+    let t = start_objects_only(30_000).await;
     let a = &t.client;
     let v1 = common::random_bytes(SMALL, 1);
     let ino = new_file(a, "f", &v1).await;
@@ -92,7 +93,7 @@ async fn an_open_reads_a_small_file_it_knows_and_sees_what_was_closed_before_it(
 /// with the new layout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_ahead_with_a_layout_the_open_does_not_confirm_is_dropped() {
-    let t = start(30_000).await;
+    let t = start_objects_only(30_000).await;
     let a = &t.client;
     let b = &connect(&t.mgs).await;
     let to_ost1 = MigrateTarget {
@@ -130,7 +131,7 @@ async fn a_read_ahead_with_a_layout_the_open_does_not_confirm_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_opened_in_listing_order_are_read_ahead_and_stay_fresh() {
     const FILES: u64 = 12;
-    let t = start(30_000).await;
+    let t = start_objects_only(30_000).await;
     let a = &t.client;
     let mut want = std::collections::HashMap::new();
     for i in 0..FILES {
@@ -194,7 +195,7 @@ async fn files_opened_in_listing_order_are_read_ahead_and_stay_fresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_opened_by_name_in_name_order_are_read_ahead_and_stay_fresh() {
     const FILES: u64 = 24;
-    let t = start(30_000).await;
+    let t = start_objects_only(30_000).await;
     let a = &t.client;
     let mut files = Vec::new();
     for i in 0..FILES {

@@ -64,7 +64,8 @@ fn a_removed_trees_object_files_are_taken_by_a_new_tree_with_its_own_bytes() {
     if skip_without_fuse() {
         return;
     }
-    let c = ProcCluster::start();
+    // Small files' bytes in objects (data on the MDS off): this is about object files.
+    let c = ProcCluster::start_with_mds_args(&["--inline-max", "0"]);
     let m = c.mgs_addr.clone();
     let mnt = c.path("mnt");
     fs::create_dir(&mnt).unwrap();

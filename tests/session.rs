@@ -47,6 +47,7 @@ async fn an_evicted_client_opens_and_creates_at_once_in_a_new_session() {
         defaults: Default::default(),
         durable: false,
         session_lease_ms: LEASE_MS,
+        inline_max: rustre_server::mds::DEFAULT_INLINE_MAX,
     };
     let running = local::start(cfg, rx).await.unwrap();
     let client_cfg = ClientConfig {

@@ -3,17 +3,18 @@
 //! and `cp -a` make once a file's bytes are written), through two clients of an in-process
 //! cluster (real TCP on loopback): the buffered bytes leave for the OSTs at once rather than
 //! at the close, the close still reports size and times together, and another client's
-//! open after the close reads every byte.
+//! open after the close reads every byte. Data on the MDS is off here: a file whose close
+//! may carry its bytes to the MDS keeps them for the close instead (docs/data-on-mds.md).
 
 mod common;
 
-use common::meta_cluster::{connect, learn, root, start};
+use common::meta_cluster::{connect, learn, root, start_objects_only};
 use rustre_proto::msg::mds::{SetAttr, TimeSet};
 use rustre_proto::msg::{LayoutSpec, Timestamp, ROOT_INO};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_time_change_sends_the_buffered_bytes_before_the_close() {
-    let t = start(30_000).await;
+    let t = start_objects_only(30_000).await;
     let a = &t.client;
     let spec = LayoutSpec {
         osts: Some(vec![0]),

@@ -41,6 +41,8 @@ pub struct LocalConfig {
     pub durable: bool,
     /// Lease of client sessions (opens of a vanished client are dropped after it).
     pub session_lease_ms: u64,
+    /// Most bytes of a file the MDS keeps in its store (data on the MDS); 0: none.
+    pub inline_max: u32,
 }
 
 /// Addresses of a running local cluster.
@@ -130,6 +132,7 @@ pub async fn start(
             key: cfg.key.clone(),
             durable: cfg.durable,
             session_lease_ms: cfg.session_lease_ms,
+            inline_max: cfg.inline_max,
             access: Default::default(),
         };
         // Each MDS stops on the cluster's shutdown or on its own kill switch. A switch that is

@@ -62,6 +62,10 @@ pub struct ServerMetrics {
     pub destroy_backlog: Gauge,
     /// Sessions ended because their lease ran out.
     pub sessions_expired: Counter,
+    /// Files whose data went to the MDS at their close (`MdsOp::CloseInline` kept).
+    pub inline_closes: Counter,
+    /// Files whose data moved from the MDS to their objects (`mds::inline`).
+    pub inline_spills: Counter,
 }
 
 static METRICS: OnceLock<ServerMetrics> = OnceLock::new();
@@ -88,6 +92,8 @@ pub fn enable(registry: &mut Registry) {
         resync_backlog: Gauge::default(),
         destroy_backlog: Gauge::default(),
         sessions_expired: Counter::default(),
+        inline_closes: Counter::default(),
+        inline_spills: Counter::default(),
     });
     let r = registry;
     m.requests.register(
@@ -154,6 +160,16 @@ pub fn enable(registry: &mut Registry) {
         "rustre_mds_sessions_expired",
         "Client sessions ended because their lease ran out",
         m.sessions_expired.clone(),
+    );
+    r.register(
+        "rustre_mds_inline_closes",
+        "Files whose bytes the MDS kept in its store at their close (data on the MDS)",
+        m.inline_closes.clone(),
+    );
+    r.register(
+        "rustre_mds_inline_spills",
+        "Files whose bytes moved from the MDS's store to their objects (a write open)",
+        m.inline_spills.clone(),
     );
 }
 

@@ -37,6 +37,8 @@
 //! | 0x1c   | retired/{ino}                     | `crate::mds::migrate::Retired`: old  |
 //! |        |                                   | objects of a migrated file, deleted  |
 //! |        |                                   | once no writer holds it open         |
+//! | 0x1d   | inline/{ino}                      | raw bytes: a file's data kept on the |
+//! |        |                                   | MDS (`crate::mds::inline`)           |
 //! | 0x30   | quota/{project}                   | `crate::mds::quota::Quota`: limits   |
 //! |        |                                   | and usage of a project (the inode    |
 //! |        |                                   | number of its directory)             |
@@ -69,6 +71,8 @@ pub const APPEND_LEASE: u8 = 0x1a;
 pub const MIGRATE: u8 = 0x1b;
 /// Objects a migration left behind, to delete (`mds::migrate`).
 pub const RETIRED: u8 = 0x1c;
+/// A file's bytes kept in the store (`mds::inline`).
+pub const INLINE: u8 = 0x1d;
 /// A project's quota and usage (`mds::quota`).
 pub const QUOTA: u8 = 0x30;
 /// Belongs to the MGS (`crate::mgs::persist`), which shares the store with the MDS when both
@@ -307,6 +311,21 @@ pub fn retired(ino: Ino) -> Vec<u8> {
 /// The inode of a retired key.
 pub fn parse_retired(key: &[u8]) -> Option<Ino> {
     parse_u64_at(key, RETIRED, 1)
+}
+
+/// The bytes of `ino` kept in the store (`crate::mds::inline`).
+pub fn inline(ino: Ino) -> Vec<u8> {
+    with_u64(INLINE, ino)
+}
+
+/// Every `inline/{ino}` key from `from` on.
+pub fn inlines_from(from: Ino) -> (Vec<u8>, Vec<u8>) {
+    (with_u64(INLINE, from), vec![INLINE + 1])
+}
+
+/// The inode of an inline key.
+pub fn parse_inline(key: &[u8]) -> Option<Ino> {
+    parse_u64_at(key, INLINE, 1)
 }
 
 /// The locks held on `ino` (`crate::mds::locks`).

@@ -80,6 +80,7 @@ impl Cluster {
             key: key.clone(),
             durable: true,
             session_lease_ms: SESSION_LEASE.as_millis() as u64,
+            inline_max: rustre_server::mds::DEFAULT_INLINE_MAX,
             access: Default::default(),
         };
         let kv = store.clone();

@@ -70,6 +70,8 @@ pub(crate) struct MdsSection {
     pub(crate) relaxed: Option<bool>,
     /// Seconds (`--session-lease`).
     pub(crate) session_lease: Option<u64>,
+    /// Bytes (`--inline-max`).
+    pub(crate) inline_max: Option<u32>,
     /// `UID[:GID]` (`--root-squash`).
     pub(crate) root_squash: Option<String>,
     /// Client addresses never squashed (`--root-squash-exempt`).
@@ -120,6 +122,8 @@ pub(crate) struct LocalSection {
     pub(crate) mds: Option<u32>,
     pub(crate) listen: Option<String>,
     pub(crate) relaxed: Option<bool>,
+    /// Bytes (`--inline-max`).
+    pub(crate) inline_max: Option<u32>,
     pub(crate) mount: Option<PathBuf>,
     #[serde(default)]
     pub(crate) mount_options: Vec<String>,

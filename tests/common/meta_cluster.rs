@@ -27,8 +27,21 @@ pub(crate) async fn start(lease_ms: u64) -> TestCluster {
     start_with(lease_ms, 1).await
 }
 
+/// [`start`] with data on the MDS off: every file's bytes in its objects (the tests of
+/// what reads and writes of objects do).
+#[allow(dead_code)] // not every test binary uses it
+pub(crate) async fn start_objects_only(lease_ms: u64) -> TestCluster {
+    start_inline(lease_ms, 1, 0).await
+}
+
 /// A cluster of `mds` MDS with session lease `lease_ms`, in a temporary directory.
 pub(crate) async fn start_with(lease_ms: u64, mds: u32) -> TestCluster {
+    let inline_max = super::test_inline_max().unwrap_or(rustre_server::mds::DEFAULT_INLINE_MAX);
+    start_inline(lease_ms, mds, inline_max).await
+}
+
+/// [`start_with`] whose MDS keep at most `inline_max` bytes of a file (0: none).
+async fn start_inline(lease_ms: u64, mds: u32, inline_max: u32) -> TestCluster {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -46,6 +59,7 @@ pub(crate) async fn start_with(lease_ms: u64, mds: u32) -> TestCluster {
         defaults: Default::default(),
         durable: true,
         session_lease_ms: lease_ms,
+        inline_max,
     };
     let running = local::start(cfg, rx).await.unwrap();
     let mgs = running.mgs_addr.to_string();

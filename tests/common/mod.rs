@@ -233,6 +233,16 @@ fn files_bytes(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> u64 {
     total
 }
 
+/// `RUSTRE_TEST_INLINE_MAX`: the most bytes of a file the tests' MDS keep on the MDS
+/// (`rustre mds --inline-max`; 0: data on the MDS off); `None` when unset (the default).
+pub(crate) fn test_inline_max() -> Option<u32> {
+    let v = std::env::var("RUSTRE_TEST_INLINE_MAX").ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("RUSTRE_TEST_INLINE_MAX={v}: expected a number of bytes")),
+    )
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
 pub(crate) fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

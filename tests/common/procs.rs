@@ -88,6 +88,13 @@ impl ProcCluster {
         if spec.ost_dirs.is_empty() {
             spec.ost_dirs = vec![None; OSS_COUNT];
         }
+        let chosen = spec.mds_args.contains(&"--inline-max");
+        if let Some(max) = test_inline_max().filter(|_| !chosen) {
+            // The whole suite once more with data on the MDS set otherwise (CI runs the
+            // mount tests with it off, scripts/test.sh).
+            let max: &'static str = Box::leak(max.to_string().into_boxed_str());
+            spec.mds_args.extend(["--inline-max", max]);
+        }
         let ost_dirs: Vec<PathBuf> = std::mem::take(&mut spec.ost_dirs)
             .into_iter()
             .enumerate()

@@ -52,6 +52,11 @@ pub(super) const RANDOM_BLOCK_BYTES: u64 = 64 << 10;
 /// page index reaches this bit: offsets stay below 2^63).
 const BLOCK_KEY_BIT: u64 = 1 << 63;
 
+/// The index of a file's bytes kept on the MDS, cached whole (`super::inline`): below
+/// [`BLOCK_KEY_BIT`], and no page index reaches it (offsets stay below 2^63, pages are at
+/// least 4 KiB).
+pub(super) const INLINE_KEY: u64 = BLOCK_KEY_BIT - 1;
+
 pub(super) type PageKey = (Ino, u64);
 
 /// The cache unit a random read lives in: its key, its index among units of `size` bytes.

@@ -606,6 +606,8 @@ impl Client {
         data: Bytes,
         sync: bool,
     ) -> Result<(), Error> {
+        self.files.no_inline(ino);
+        self.spill_if_inline(ino).await?;
         let data = &data;
         let written = self
             .with_fresh_layout(ino, layout, |layout| async move {

@@ -141,10 +141,14 @@ impl Client {
             self.cache.invalidate(ino);
         }
         self.send_kept_attrs_before_open(ino).await;
-        let (attr, prefetch) = self.open_reading_ahead(creds, ino, flags).await;
-        let attr = attr.map_err(stale_if_gone)?;
+        let (answer, prefetch) = self.open_reading_ahead(creds, ino, flags).await;
+        let (attr, inline) = answer.map_err(stale_if_gone)?;
         self.refuse_orphan(creds, &attr).await?;
-        self.opened(creds, attr, flags, prefetch).await
+        let opened = self.opened(creds, attr, flags, prefetch).await?;
+        if let Some(data) = inline {
+            self.opened_inline(ino, &data);
+        }
+        Ok(opened)
     }
 
     /// Creates (or, without O_EXCL in `flags`, opens an existing) file `name` in `parent`
@@ -178,10 +182,15 @@ impl Client {
         if !exclusive {
             self.before_opening_existing(parent, name, flags).await?;
         }
-        let attr = self
+        let (attr, new) = self
             .create_open(creds, parent, name, mode, exclusive, Some(flags), layout)
             .await?;
-        self.opened(creds, attr, flags, None).await
+        let ino = attr.ino;
+        let opened = self.opened(creds, attr, flags, None).await?;
+        if new && self.inline_max.load(Ordering::Relaxed) > 0 {
+            self.files.made_here(ino);
+        }
+        Ok(opened)
     }
 
     /// A create that may open an existing file, as [`Client::open_file`] does before an
@@ -441,6 +450,9 @@ impl Client {
 
     pub async fn flush_file(self: &Arc<Self>, fh: u64) -> Result<(), Error> {
         let f = self.files.handle(fh)?;
+        if self.close_inline(f.ino).await? {
+            return Ok(());
+        }
         self.report_dirty(f.ino).await
     }
 
@@ -473,7 +485,11 @@ impl Client {
         }
         // An appender that closes gives the end back: another client may be waiting.
         self.return_append_lease(f.ino).await;
-        let reported = self.report_dirty(f.ino).await;
+        let reported = match self.close_inline(f.ino).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.report_dirty(f.ino).await,
+            Err(e) => Err(e),
+        };
         // The MDS drops the open only once it knows which copies missed writes: while a
         // stale mark of this file is not taken, the open stays, and the end of the session
         // makes the MDS distrust the copies (docs/replication.md, "A writer's intent").

@@ -64,6 +64,9 @@ impl Client {
         len: usize,
         file_size: u64,
     ) -> Result<Bytes, Error> {
+        if let Some(data) = self.read_inline(ino, offset, len).await? {
+            return Ok(data);
+        }
         let page_size = layout.stripe_size as u64;
         let window = self.cache.note_read(ino, offset, len as u64, page_size);
         if window == 0 || len == 0 {
@@ -306,6 +309,7 @@ impl Client {
         offset: u64,
         data: Bytes,
     ) -> Result<(), Error> {
+        self.spill_if_inline(ino).await?;
         self.cache
             .invalidate_range(ino, layout.stripe_size as u64, offset, data.len() as u64);
         if !self.writeback.enabled() {
@@ -356,6 +360,11 @@ impl Client {
     /// once a file's bytes are all written, and its close then finds them on their way to
     /// the OSTs instead of sending them. What is not started here goes at the close.
     pub fn write_behind(self: &Arc<Self>, ino: Ino) {
+        let inline_max = u64::from(self.inline_max.load(std::sync::atomic::Ordering::Relaxed));
+        if self.files.may_inline(ino) && self.buffered_bytes(ino) <= inline_max {
+            // Its close may carry the bytes to the MDS instead (`super::inline`).
+            return;
+        }
         let Some(state) = self.writeback.existing(ino) else {
             return;
         };

@@ -295,6 +295,7 @@ impl Client {
     ) -> Result<Attr, Error> {
         self.create_open(creds, parent, name, (perm, 0), exclusive, None, layout)
             .await
+            .map(|(attr, _)| attr)
     }
 
     /// Creates (or with `exclusive = false` opens an existing) regular file; with
@@ -311,7 +312,7 @@ impl Client {
         exclusive: bool,
         open_flags: Option<i32>,
         layout: Option<LayoutSpec>,
-    ) -> Result<Attr, Error> {
+    ) -> Result<(Attr, bool), Error> {
         let op = MdsOp::Create {
             parent,
             name: name.to_string(),
@@ -387,7 +388,7 @@ impl Client {
             umask,
             rdev,
         };
-        self.make_file(creds, op).await
+        self.make_file(creds, op).await.map(|(attr, _)| attr)
     }
 
     /// Sends `op`, a `Create` or a `Mknod` (a regular file's is made as an exclusive create
@@ -396,7 +397,8 @@ impl Client {
     /// files (a squashing MDS), and that it has no extended attributes, so the kernel's
     /// probe before the first write needs no round trip (`O_CREAT` without `O_EXCL` too:
     /// `>` in a shell).
-    async fn make_file(&self, creds: &Creds, op: MdsOp) -> Result<Attr, Error> {
+    /// A create or mknod: the new (or opened) file's attributes, and whether it is new.
+    async fn make_file(&self, creds: &Creds, op: MdsOp) -> Result<(Attr, bool), Error> {
         let asked = tokio::time::Instant::now();
         let (mut attr, new) = match self.mds(creds, op).await? {
             MdsResponse::Attr(a) => (a, false),
@@ -409,7 +411,7 @@ impl Client {
             self.files.note_new_inode(creds, &attr);
             self.capability.put(attr.ino, asked, &Err(Error::NoData));
         }
-        Ok(attr)
+        Ok((attr, new))
     }
 
     pub async fn symlink(
@@ -558,9 +560,22 @@ impl Client {
     }
 
     /// Opens `ino` in this session (permission check, O_TRUNC, open record). The MDS answers
-    /// once an O_TRUNC's objects are cut.
-    pub(crate) async fn open(&self, creds: &Creds, ino: Ino, flags: i32) -> Result<Attr, Error> {
-        self.attr_call(creds, MdsOp::Open { ino, flags }).await
+    /// once an O_TRUNC's objects are cut; an open for reading of a file whose data is on
+    /// the MDS brings its bytes (`super::inline`).
+    pub(crate) async fn open(
+        &self,
+        creds: &Creds,
+        ino: Ino,
+        flags: i32,
+    ) -> Result<(Attr, Option<Bytes>), Error> {
+        let (mut attr, data) = match self.mds(creds, MdsOp::Open { ino, flags }).await? {
+            MdsResponse::Attr(a) => (a, None),
+            MdsResponse::InlineData { attr, data } => (attr, data),
+            r => return Err(unexpected(r)),
+        };
+        check_layout(&attr)?;
+        self.merge_local(&mut attr);
+        Ok((attr, data))
     }
 
     /// Tells the MDS the size and mtime written data reached, and the stripes written.

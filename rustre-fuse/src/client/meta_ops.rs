@@ -34,6 +34,7 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         | MdsResponse::Reserved { attr: a, .. }
         | MdsResponse::ReportedSetAttr { attr: a, .. }
         | MdsResponse::Created { attr: a, .. }
+        | MdsResponse::InlineData { attr: a, .. }
             if check_layout(a).is_ok() =>
         {
             Some(a.clone())
@@ -90,7 +91,7 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         // A size report whose attribute changes were refused: the answer is the inode's
         // attributes, and the refusal says this client's view of them was out of date (as
         // a refused setattr does, below).
-        (MdsOp::ReportAndSetAttr { .. }, Some(a))
+        (MdsOp::ReportAndSetAttr { .. } | MdsOp::CloseInline { .. }, Some(a))
             if matches!(
                 resp,
                 MdsResponse::ReportedSetAttr {
@@ -106,6 +107,8 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         (
             MdsOp::SetAttr { .. }
             | MdsOp::ReportAndSetAttr { .. }
+            | MdsOp::CloseInline { .. }
+            | MdsOp::Spill { .. }
             | MdsOp::Open { .. }
             | MdsOp::ReportSize { .. }
             | MdsOp::MarkStale { .. }
@@ -125,6 +128,10 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
             | MdsOp::QuotaReserve { ino, .. },
             _,
         ) => vec![Changed(*ino)],
+        // Refused: nothing changed.
+        (MdsOp::CloseInline { .. }, None) if matches!(resp, MdsResponse::InlineRefused) => {
+            Vec::new()
+        }
         // Open bookkeeping, except that a last release destroys an inode with no names.
         (MdsOp::Release { inos }, _) => inos.iter().map(|i| OwnResult::Released(*i)).collect(),
         // Atimes: each inode's attributes now, or gone.
@@ -263,5 +270,8 @@ pub(super) fn idempotent(op: &MdsOp) -> bool {
             | MdsOp::UnlockOwner { .. }
             | MdsOp::QuotaGet { .. }
             | MdsOp::QuotaList { .. }
+            | MdsOp::ReadInline { .. }
+            // A second move of a file's data to its objects finds nothing to move.
+            | MdsOp::Spill { .. }
     ) || matches!(op, MdsOp::Fsck(f) if f.is_read_only())
 }

@@ -50,6 +50,7 @@ mod fence;
 mod files;
 pub(crate) mod first_poll;
 mod handles;
+mod inline;
 mod io;
 mod kept_attrs;
 mod kernel;
@@ -112,6 +113,9 @@ pub struct ClientConfig {
 pub struct Client {
     cluster: Arc<Cluster>,
     session: AtomicU64,
+    /// Most bytes of a file the MDS keeps at its close (data on the MDS, [`inline`]), as
+    /// its session's answer said; 0: none.
+    inline_max: std::sync::atomic::AtomicU32,
     /// Held while an evicted session is replaced ([`session`]).
     session_change: tokio::sync::Mutex<()>,
     /// Numbers mutating calls within the session (see the MDS's request records).
@@ -156,6 +160,7 @@ impl Client {
         let client = Arc::new(Client {
             cluster,
             session: AtomicU64::new(0),
+            inline_max: std::sync::atomic::AtomicU32::new(0),
             session_change: Default::default(),
             seq: AtomicU64::new(1),
             rr: AtomicU64::new(0),

@@ -17,6 +17,7 @@
 //! this client, an open for writing only, with O_TRUNC or O_DIRECT, a file bigger than
 //! [`OPEN_PREFETCH_MAX_BYTES`] or than one page, or a page already cached: no prefetch.
 
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -104,15 +105,17 @@ impl Client {
         creds: &Creds,
         ino: Ino,
         flags: i32,
-    ) -> (Result<Attr, Error>, Option<Prefetch>) {
+    ) -> (Result<(Attr, Option<Bytes>), Error>, Option<Prefetch>) {
         self.read_ahead_listing(creds, ino);
         let prefetch = self.prefetch_on_open(ino, flags);
-        let attr = self.open(creds, ino, flags).await;
-        if attr.is_err() && prefetch.is_some() {
+        let answer = self.open(creds, ino, flags).await;
+        // A read of the objects is no good for a file whose data is on the MDS.
+        let useless = answer.as_ref().map_or(true, |(a, _)| a.inline);
+        if useless && prefetch.is_some() {
             self.cache.invalidate(ino);
-            return (attr, None);
+            return (answer, None);
         }
-        (attr, prefetch)
+        (answer, prefetch)
     }
 
     /// Starts the reads of the small files that follow `ino` in its listing, or after its
@@ -199,7 +202,8 @@ fn prefetchable(attr: &Attr, flags: i32) -> Option<&Layout> {
     let small = attr.size > 0
         && attr.size <= OPEN_PREFETCH_MAX_BYTES
         && attr.size <= u64::from(layout.stripe_size);
-    (attr.kind == FileKind::File && reads && plain && small).then_some(layout)
+    let in_objects = !attr.inline;
+    (attr.kind == FileKind::File && reads && plain && small && in_objects).then_some(layout)
 }
 
 #[cfg(test)]
@@ -227,6 +231,7 @@ pub(super) mod tests {
             truncate_version: 0,
             acl: None,
             project: 0,
+            inline: false,
         }
     }
 

@@ -31,6 +31,10 @@ impl Client {
         if offset >= size {
             return Ok(None);
         }
+        if a.inline {
+            // Its bytes are on the MDS: data all the way, as a file without holes.
+            return Ok(Some(if want_data { offset } else { size }));
+        }
         let Some(layout) = a.layout.or_else(|| self.files.layout(ino)) else {
             // No layout known (not a regular file): all data, as before.
             return Ok(Some(if want_data { offset } else { size }));

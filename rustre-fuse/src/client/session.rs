@@ -28,8 +28,13 @@ impl Client {
             client: self.name.clone(),
         };
         match self.mds_in_session(&Creds::root(), op).await? {
-            MdsResponse::Session { id, lease_ms } => {
+            MdsResponse::Session {
+                id,
+                lease_ms,
+                inline_max,
+            } => {
                 self.session.store(id, Ordering::SeqCst);
+                self.inline_max.store(inline_max, Ordering::Relaxed);
                 Ok(lease_ms)
             }
             other => Err(unexpected(other)),

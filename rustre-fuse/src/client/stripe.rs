@@ -9,40 +9,7 @@
 use rustre_proto::checksum::CHECKSUM_BLOCK;
 use rustre_proto::msg::Layout;
 
-/// One contiguous piece of a file range that lives in one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Extent {
-    /// Stripe index (the object is `(ino, stripe)` on every OST holding a copy of it).
-    pub stripe: u32,
-    /// Offset inside the object.
-    pub object_offset: u64,
-    /// Offset of this piece from the start of the requested range.
-    pub buf_offset: usize,
-    pub len: usize,
-}
-
-/// Splits `[offset, offset + len)` into per-object extents, in file order.
-pub(super) fn extents(layout: &Layout, offset: u64, len: usize) -> Vec<Extent> {
-    let size = layout.stripe_size as u64;
-    let count = layout.stripe_count().max(1) as u64;
-    let mut out = Vec::new();
-    let mut pos = offset;
-    let end = offset + len as u64;
-    while pos < end {
-        let unit = pos / size;
-        let within = pos % size;
-        let n = (size - within).min(end - pos);
-        let stripe = (unit % count) as u32;
-        out.push(Extent {
-            stripe,
-            object_offset: (unit / count) * size + within,
-            buf_offset: (pos - offset) as usize,
-            len: n as usize,
-        });
-        pos += n;
-    }
-    out
-}
+pub(super) use rustre_proto::msg::extent::{extents, Extent};
 
 /// The length object `stripe` has when the file is `file_size` bytes long
 /// ([`Layout::object_size`], which the MDS uses too when it cuts objects).

@@ -134,6 +134,18 @@ impl Gathered {
         }
     }
 
+    /// A copy of the bytes gathered (or the only piece, shared), the buffer left as it is.
+    pub(super) fn to_bytes(&self) -> Bytes {
+        if let [one] = self.pieces.as_slice() {
+            return one.clone();
+        }
+        let mut out = BytesMut::with_capacity(self.len);
+        for piece in &self.pieces {
+            out.extend_from_slice(piece);
+        }
+        out.freeze()
+    }
+
     /// The bytes gathered as one buffer to send: the only piece as it is (no copy), or all
     /// pieces joined into a new allocation of exactly their length.
     pub(super) fn into_bytes(mut self) -> Bytes {

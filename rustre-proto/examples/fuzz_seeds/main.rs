@@ -246,6 +246,7 @@ fn attr() -> Attr {
             groups: vec![AclEntry { id: 100, perm: 5 }],
         })),
         project: 0,
+        inline: false,
     }
 }
 

@@ -218,6 +218,19 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
             },
         ),
         (
+            "close_inline",
+            MdsOp::CloseInline {
+                ino: 42,
+                size: 5000,
+                mtime: ts(),
+                truncate_version: 0,
+                data: bytes::Bytes::from_static(b"bytes kept on the MDS"),
+                set: SetAttr::default(),
+            },
+        ),
+        ("read_inline", MdsOp::ReadInline { ino: 42 }),
+        ("spill", MdsOp::Spill { ino: 42 }),
+        (
             "report_and_setattr",
             MdsOp::ReportAndSetAttr {
                 ino: 42,
@@ -276,15 +289,24 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
 const O_RDWR: i32 = 2;
 
 pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<MdsResponse, Error>); 17] = [
+    let resps: [(&str, Result<MdsResponse, Error>); 19] = [
         (
             "session",
             Ok(MdsResponse::Session {
                 id: 5,
                 lease_ms: 30_000,
+                inline_max: 65_536,
             }),
         ),
         ("attr", Ok(MdsResponse::Attr(attr()))),
+        (
+            "inline_data",
+            Ok(MdsResponse::InlineData {
+                attr: attr(),
+                data: Some(bytes::Bytes::from_static(b"bytes kept on the MDS")),
+            }),
+        ),
+        ("inline_refused", Ok(MdsResponse::InlineRefused)),
         ("target", Ok(MdsResponse::Target("../t".into()))),
         (
             "entries",

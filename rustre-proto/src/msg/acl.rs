@@ -99,6 +99,7 @@ mod tests {
             truncate_version: 0,
             acl,
             project: 0,
+            inline: false,
         }
     }
 

@@ -120,6 +120,7 @@ mod tests {
             truncate_version: 0,
             acl: None,
             project: 0,
+            inline: false,
         }
     }
 

@@ -372,7 +372,38 @@ pub enum MdsOp {
     AccessedMany {
         updates: Vec<AtimeUpdate>,
     },
+    /// Data on the MDS (docs/data-on-mds.md): the close of a file this session made and
+    /// sent no byte of to the OSTs, carrying its bytes. The MDS keeps `data` (the file's
+    /// bytes from offset 0; past them up to `size` the file reads as zeros) in its store
+    /// instead of the objects, takes the size and mtime as `ReportSize` does and applies
+    /// `set` as `ReportAndSetAttr` does (answered with `ReportedSetAttr`). Refused with
+    /// `InlineRefused`, nothing changed, when the MDS keeps no data (or not this much,
+    /// [`INLINE_MAX_BYTES`] at most), another session holds the file open, or the file has
+    /// written stripes: the caller then writes the bytes to the OSTs and reports as usual.
+    CloseInline {
+        ino: Ino,
+        size: u64,
+        mtime: Timestamp,
+        truncate_version: u64,
+        data: bytes::Bytes,
+        set: SetAttr,
+    },
+    /// The bytes of a file whose data is on the MDS. Answered with `InlineData`.
+    ReadInline {
+        ino: Ino,
+    },
+    /// Moves the bytes of a file whose data is on the MDS to its objects (every copy,
+    /// synced), so the caller may write them: a handle that was open before its data went
+    /// to the MDS (a close through one descriptor of several). Answered with `Attr`, the
+    /// file's attributes after the move (nothing to do: as they are).
+    Spill {
+        ino: Ino,
+    },
 }
+
+/// Most bytes of one file the MDS keeps in its store (`MdsOp::CloseInline`); an MDS may be
+/// set to keep fewer (`OpenSession`'s answer says how many).
+pub const INLINE_MAX_BYTES: usize = 64 << 10;
 
 /// Most atime updates one `AccessedMany` carries.
 pub const ACCESSED_MAX_INODES: usize = 256;
@@ -534,6 +565,8 @@ pub enum MdsResponse {
     Session {
         id: u64,
         lease_ms: u64,
+        /// Most bytes of a file this MDS keeps in its store (`MdsOp::CloseInline`); 0: none.
+        inline_max: u32,
     },
     Attr(Attr),
     Target(String),
@@ -598,4 +631,13 @@ pub enum MdsResponse {
     NamesChanged(Box<NamesChanged>),
     /// `AccessedMany`: each inode's attributes after its update, in order (`None`: gone).
     Attrs(Vec<Option<Attr>>),
+    /// `ReadInline`, and an `Open` for reading only of a file whose data is on the MDS:
+    /// the file's attributes and its bytes (`None`: its data is not on the MDS, or no
+    /// longer: read its objects).
+    InlineData {
+        attr: Attr,
+        data: Option<bytes::Bytes>,
+    },
+    /// `CloseInline` was refused; nothing changed.
+    InlineRefused,
 }

@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod attr_rules;
+pub mod extent;
 pub mod fsck;
 pub mod mds;
 pub mod mgs;
@@ -351,13 +352,22 @@ pub struct Attr {
     /// The project (directory tree with a quota, [`quota`]) the inode belongs to;
     /// [`quota::NO_PROJECT`] for none.
     pub project: Ino,
+    /// Regular files: the file's bytes live in the metadata store, not in its objects
+    /// (data on the MDS, docs/data-on-mds.md): a reader asks the MDS for them
+    /// (`MdsOp::ReadInline`), a writer has them moved to the objects first
+    /// (`MdsOp::Spill`). The layout's objects then hold nothing.
+    pub inline: bool,
 }
 
 impl Attr {
     /// `st_blocks` (512-byte units): what the objects of a regular file hold on the OSTs'
-    /// disks ([`Layout::blocks`]); for other inodes, the size rounded up to units. What a
+    /// disks ([`Layout::blocks`]); for a file whose data is on the MDS and for other
+    /// inodes, the size rounded up to units. What a
     /// mount's stat reports, and what `rustre du` adds up.
     pub fn blocks(&self) -> u64 {
+        if self.inline {
+            return self.size.div_ceil(STAT_BLOCK_BYTES);
+        }
         self.layout
             .as_ref()
             .map_or(self.size.div_ceil(STAT_BLOCK_BYTES), |l| {

@@ -103,6 +103,7 @@ pub fn setattr(
             resized = true;
             a.size = size;
             a.truncate_version += 1;
+            super::inline::cut(tx, a, size)?;
             if let Some(l) = a.layout.as_mut() {
                 l.forget_written_past(size);
                 // The MDS then cuts the up-to-date copies: a resync copying meanwhile must

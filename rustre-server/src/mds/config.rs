@@ -22,6 +22,10 @@ pub const PLACEMENT_WAIT: Duration = Duration::from_secs(10);
 /// Pause between two tries of such a create (the map is re-read in between).
 pub const PLACEMENT_RETRY: Duration = Duration::from_millis(250);
 
+/// Most bytes of a file an MDS keeps in its store unless told otherwise (data on the MDS,
+/// [`super::inline`]).
+pub const DEFAULT_INLINE_MAX: u32 = 64 << 10;
+
 /// How an MDS runs.
 #[derive(Debug, Clone)]
 pub struct MdsConfig {
@@ -39,6 +43,9 @@ pub struct MdsConfig {
     /// Root squash and its exemptions (off by default). The admin secret, if any, is in
     /// `key` ([`rustre_proto::auth::ClusterKey::with_admin`]).
     pub access: super::access::AccessPolicy,
+    /// Most bytes of a file kept in the store at its close (data on the MDS,
+    /// [`super::inline`]); 0: none. At most `INLINE_MAX_BYTES`.
+    pub inline_max: u32,
 }
 
 /// Where the embedded store lives under an MDS data directory.

@@ -15,6 +15,7 @@ use rustre_proto::Error;
 
 use super::config::{PLACEMENT_RETRY, PLACEMENT_WAIT};
 use super::error::MdsError;
+use super::inline::SPILL_ATTEMPTS;
 use super::namespace::{self, NewInode};
 use super::txn::Mutation;
 use super::{layout, open, store, truncate, Mds};
@@ -71,6 +72,7 @@ impl Mds {
         // retries would skew where files go.
         let turn = self.picker.turn();
         let started = tokio::time::Instant::now();
+        let mut spills = 0;
         loop {
             let map = self.map_for(req.layout.as_ref()).await;
             let waiting = started.elapsed() < PLACEMENT_WAIT;
@@ -87,6 +89,10 @@ impl Mds {
                 })
                 .await;
             match r {
+                Err(MdsError::MustSpill(existing)) if spills < SPILL_ATTEMPTS => {
+                    spills += 1;
+                    self.spill(existing).await?;
+                }
                 Err(MdsError::Placement(short)) if waiting => {
                     tracing::debug!("create waits for OSTs: {short}");
                     tokio::time::sleep(PLACEMENT_RETRY).await;
@@ -157,6 +163,9 @@ impl Mds {
         };
         let (attr, cut_pending) = match req.open_flags {
             Some(flags) => {
+                if created != ino {
+                    super::inline::check_write_open(tx, created, flags)?;
+                }
                 let attr = open::open(tx, c, session, created, flags, created == ino)?;
                 (attr, created != ino && truncate::pending(tx, created)?)
             }

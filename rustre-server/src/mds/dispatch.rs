@@ -292,6 +292,25 @@ impl Mds {
             MdsOp::QuotaReserve { ino, end, want } => {
                 self.quota_reserve(call, ino, end, want).await
             }
+            MdsOp::CloseInline {
+                ino,
+                size,
+                mtime,
+                truncate_version,
+                data,
+                set,
+            } => {
+                let report = attr::SizeReport {
+                    size,
+                    mtime,
+                    truncate_version,
+                    written: Default::default(),
+                    allocated: Vec::new(),
+                };
+                self.close_inline(call, ino, report, data, set).await
+            }
+            MdsOp::ReadInline { ino } => self.read_inline(call, ino).await,
+            MdsOp::Spill { ino } => self.spill_op(call, ino).await,
             MdsOp::MigrateBegin { ino, target } => self.migrate_begin(call, ino, target).await,
             MdsOp::MigrateStep { ino, token, step } => {
                 self.migrate_step(call, ino, token, step).await

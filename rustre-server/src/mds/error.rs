@@ -33,6 +33,10 @@ pub enum MdsError {
     /// Too few OSTs up to place a new file's copies.
     #[error("waiting for OSTs: {0}")]
     Placement(#[from] PlacementShortfall),
+    /// An open that may write found the file's data on the MDS: the bytes move to its
+    /// objects first, then the open runs again (`super::inline`).
+    #[error("inode {0}: its data on the MDS moves to its objects first")]
+    MustSpill(rustre_proto::msg::Ino),
 }
 
 impl MdsError {
@@ -42,6 +46,7 @@ impl MdsError {
             MdsError::Answer(e) => e,
             MdsError::Kv(e) => e.into(),
             MdsError::Placement(p) => Error::Unavailable(format!("waiting for OSTs: {p}")),
+            e @ MdsError::MustSpill(_) => Error::Unavailable(e.to_string()),
         }
     }
 }

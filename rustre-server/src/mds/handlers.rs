@@ -19,7 +19,7 @@ use super::error::MdsError;
 use super::namespace::{self, NewInode};
 use super::txn::Mutation;
 use super::versions;
-use super::{attr, layout, open, replica, store, truncate, Mds};
+use super::{attr, inline, layout, open, replica, store, truncate, Mds};
 use crate::schema;
 
 type Answer = Result<MdsResponse, MdsError>;
@@ -41,6 +41,7 @@ impl Mds {
         Ok(MdsResponse::Session {
             id,
             lease_ms: lease,
+            inline_max: self.inline_max() as u32,
         })
     }
 
@@ -325,14 +326,29 @@ impl Mds {
             call.bookkeeping()
         };
         let session = call.session;
+        let creds = call.creds;
         let (mut attr, cut_pending) = self
-            .txn(call.creds, vec![ino], kind, move |tx, c| {
-                let attr = open::open(tx, c, session, ino, flags, false)?;
-                Ok::<_, Error>((attr, truncate::pending(tx, ino)?))
+            .open_after_spills(|| {
+                self.txn(creds.clone(), vec![ino], kind, move |tx, c| {
+                    inline::check_write_open(tx, ino, flags)?;
+                    let attr = open::open(tx, c, session, ino, flags, false)?;
+                    Ok::<_, MdsError>((attr, truncate::pending(tx, ino)?))
+                })
             })
             .await?;
         if cut_pending {
             self.cut_before_answer(&mut attr).await?;
+        }
+        let reads_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+        if reads_only && attr.inline {
+            // The bytes with the attributes: a cold read of a small file is this one call.
+            // Read apart from the open, so its recorded answer does not hold them.
+            let (attr, data) = self
+                .txn(creds, vec![], Mutation::ReadOnly, move |tx, _| {
+                    inline::read(tx, ino)
+                })
+                .await?;
+            return Ok(MdsResponse::InlineData { attr, data });
         }
         Ok(MdsResponse::Attr(attr))
     }

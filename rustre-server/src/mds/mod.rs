@@ -40,6 +40,9 @@ mod error;
 pub mod feed;
 pub mod fsck;
 mod handlers;
+pub mod inline;
+#[cfg(test)]
+mod inline_tests;
 #[cfg(test)]
 mod killpriv_tests;
 pub mod layout;
@@ -82,8 +85,8 @@ use crate::schema;
 use crate::space::{SpaceGuard, MDS_RESERVE};
 
 pub use config::{
-    embedded_store_dir, MdsConfig, COMMIT_INTERVAL, DIR_LOCK_STRIPES, INO_BATCH,
-    MAX_SESSION_LEASE_SECS, MIN_SESSION_LEASE_SECS, PLACEMENT_WAIT, SESSION_LEASE_MS,
+    embedded_store_dir, MdsConfig, COMMIT_INTERVAL, DEFAULT_INLINE_MAX, DIR_LOCK_STRIPES,
+    INO_BATCH, MAX_SESSION_LEASE_SECS, MIN_SESSION_LEASE_SECS, PLACEMENT_WAIT, SESSION_LEASE_MS,
 };
 pub use error::{MdsError, PlacementShortfall};
 
@@ -149,6 +152,7 @@ fn bootstrap(kv: &Kv) -> Result<(), Error> {
                 truncate_version: 0,
                 acl: None,
                 project: 0,
+                inline: false,
             },
             parent: ROOT_INO,
             target: None,

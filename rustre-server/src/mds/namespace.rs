@@ -181,6 +181,7 @@ fn init_inode(ctx: &Ctx, parent: &Inode, new: NewInode) -> Inode {
             truncate_version: 0,
             acl: acl.map(Box::new),
             project: parent.attr.project,
+            inline: false,
         },
         parent: if new.kind == FileKind::Dir {
             parent.attr.ino
@@ -363,6 +364,9 @@ fn remove_inode(tx: &mut dyn Transaction, inode: &Inode) -> Result<(), Error> {
     let ino = inode.attr.ino;
     quota::removed(tx, inode)?;
     tx.clear(&schema::inode(ino));
+    if inode.attr.inline {
+        tx.clear(&schema::inline(ino));
+    }
     let (s, e) = schema::xattr_range(ino);
     tx.clear_range(&s, &e)?;
     Ok(())

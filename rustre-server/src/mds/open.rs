@@ -73,6 +73,7 @@ pub fn open(
     if flags & libc::O_TRUNC != 0 && inode.attr.kind == FileKind::File && inode.attr.size > 0 {
         inode.attr.size = 0;
         inode.attr.truncate_version += 1;
+        super::inline::cut(tx, &mut inode.attr, 0)?;
         attr::kill_privs(tx, ctx, &mut inode.attr)?;
         inode.attr.mtime = ctx.now;
         inode.attr.ctime = ctx.now;

@@ -83,6 +83,7 @@ mod tests {
             truncate_version: 0,
             acl: None,
             project: 0,
+            inline: false,
         }
     }
 

@@ -43,6 +43,7 @@ impl TestCluster {
             defaults: LayoutDefaults::default(),
             durable: false,
             session_lease_ms: 30_000,
+            inline_max: crate::mds::DEFAULT_INLINE_MAX,
         };
         let lc = local::start(cfg, shutdown).await.unwrap();
         let cluster = Cluster::connect(&lc.mgs_addr.to_string(), CLUSTER, "test", &key)

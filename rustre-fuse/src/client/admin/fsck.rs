@@ -214,7 +214,8 @@ impl Client {
         let last_stripe = (a.size > 0).then(|| {
             ((a.size - 1) / u64::from(l.stripe_size) % u64::from(l.stripe_count())) as u32
         });
-        if last_stripe == Some(stripe) && !sizes.is_empty() && best < want {
+        // A file whose data is on the MDS needs no object (`Attr::inline`).
+        if last_stripe == Some(stripe) && !sizes.is_empty() && best < want && !a.inline {
             report
                 .findings
                 .push(Finding::Missing { ino: a.ino, stripe });

@@ -205,6 +205,7 @@ mod tests {
                 truncate_version: 0,
                 acl: None,
                 project: 0,
+                inline: false,
             },
             parent: 0,
             open: false,

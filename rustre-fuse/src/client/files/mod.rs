@@ -160,6 +160,11 @@ pub(super) struct InodeState {
     pub(super) project: Ino,
     /// The end the MDS reserved room up to for this client's writes (`super::quota`).
     pub(super) quota_room: u64,
+    /// The MDS last said the file's data is on the MDS (`Attr::inline`, `super::inline`).
+    pub(super) inline: bool,
+    /// This client made the file through its only handle and sent none of its bytes to
+    /// the OSTs: its close may carry them to the MDS (`super::inline`).
+    pub(super) may_inline: bool,
 }
 
 impl InodeState {
@@ -186,6 +191,8 @@ impl InodeState {
             setid: attr.perm & 0o6000 != 0,
             project: attr.project,
             quota_room: 0,
+            inline: attr.inline,
+            may_inline: false,
         }
     }
 
@@ -306,9 +313,14 @@ impl Files {
             learn_layout(&mut st.layout, l);
             st.layout_seen = tokio::time::Instant::now();
         }
+        if attr.layout.as_ref().is_some_and(|l| !l.written.is_empty()) {
+            // Written stripes: its data moved to the objects, if it was on the MDS.
+            st.inline = false;
+        }
         if attr.truncate_version > st.truncate_version {
             // A truncate happened since this state was taken: what it knew is void.
             st.truncate_version = attr.truncate_version;
+            st.inline = attr.inline;
             st.append_lease = None;
             st.size = attr.size;
             st.mtime = attr.mtime;
@@ -422,6 +434,8 @@ impl Files {
                 st.writers += 1;
             }
             st.evicted = false;
+            st.inline = attr.inline;
+            st.may_inline &= st.opens == 1;
             if let Some(l) = &attr.layout {
                 learn_layout(&mut st.layout, l);
                 st.layout_seen = tokio::time::Instant::now();

@@ -129,6 +129,7 @@ mod tests {
             truncate_version: 0,
             acl: None,
             project: 0,
+            inline: false,
         }
     }
 

@@ -30,6 +30,7 @@ fn file_attr(ino: Ino, size: u64, tv: u64) -> Attr {
         truncate_version: tv,
         acl: None,
         project: 0,
+        inline: false,
     }
 }
 

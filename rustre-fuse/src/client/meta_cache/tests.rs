@@ -30,6 +30,7 @@ fn attr(ino: Ino, kind: FileKind, perm: u32, uid: u32) -> Attr {
         truncate_version: 0,
         acl: None,
         project: 0,
+        inline: false,
     }
 }
 

@@ -227,6 +227,7 @@ async fn a_lock_is_one_for_every_mds_and_an_unlock_through_one_ends_a_wait_on_an
         defaults: LayoutDefaults::default(),
         durable: false,
         session_lease_ms: 30_000,
+        inline_max: crate::mds::DEFAULT_INLINE_MAX,
     };
     let lc = local::start(cfg, shutdown).await.unwrap();
     let cluster = Cluster::connect(&lc.mgs_addr.to_string(), "lockfs", "test", &key)

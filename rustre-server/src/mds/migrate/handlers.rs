@@ -36,6 +36,8 @@ impl Mds {
         target: MigrateTarget,
     ) -> Answer {
         call.require_admin("migrating a file (rustre migrate, rustre rebalance)")?;
+        // Data on the MDS moves to the objects first: a migration moves objects.
+        self.spill(ino).await?;
         // About where data goes: worth a fresh map.
         let map = self
             .cluster

@@ -1,10 +1,11 @@
 //! Inode records of earlier formats, read as today's [`Inode`]. Records are postcard, which
 //! has no optional trailing fields: a record written before project quotas (version 1: no
 //! `Attr::project`, no `Inode::reserved`) fails to decode as today's, and decodes as
-//! [`InodeV1`] instead. The two formats cannot be mistaken for each other: a version-1
-//! record is too short to be a version-2 one, and a version-2 record leaves trailing bytes
-//! as a version-1 one (which the codec refuses). Records are rewritten in today's format
-//! whenever an operation writes them.
+//! [`InodeV1`] instead; one written before data on the MDS (version 2: no trailing
+//! `inline`) decodes as [`InodeV2`]. The formats cannot be mistaken for each other: an
+//! older record is too short to be a newer one (each version only adds fields at the
+//! end), and a newer record leaves trailing bytes as an older one (which the codec
+//! refuses). Records are rewritten in today's format whenever an operation writes them.
 
 use rustre_proto::codec;
 use rustre_proto::msg::acl::ExtAcl;
@@ -13,7 +14,7 @@ use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 use serde::Deserialize;
 
-use super::records::Inode;
+use super::records::{Inode, StoredAttr};
 use crate::mds::acl::posix::PosixAcl;
 
 /// `Attr` before project quotas.
@@ -65,6 +66,7 @@ impl From<InodeV1> for Inode {
                 truncate_version: a.truncate_version,
                 acl: a.acl,
                 project: NO_PROJECT,
+                inline: false,
             },
             parent: v.parent,
             target: v.target,
@@ -75,14 +77,42 @@ impl From<InodeV1> for Inode {
     }
 }
 
+/// `Inode` before data on the MDS: today's record without the trailing `inline`.
+#[derive(Deserialize)]
+struct InodeV2 {
+    attr: StoredAttr,
+    parent: Ino,
+    target: Option<String>,
+    dir_layout: Option<LayoutSpec>,
+    default_acl: Option<PosixAcl>,
+    reserved: u64,
+}
+
+impl From<InodeV2> for Inode {
+    fn from(v: InodeV2) -> Inode {
+        Inode {
+            attr: v.attr.with_inline(false),
+            parent: v.parent,
+            target: v.target,
+            dir_layout: v.dir_layout,
+            default_acl: v.default_acl,
+            reserved: v.reserved,
+        }
+    }
+}
+
 /// Decodes an inode record of any format.
 pub(super) fn decode_inode(bytes: &[u8]) -> Result<Inode, Error> {
-    match codec::decode::<Inode>(bytes) {
-        Ok(i) => Ok(i),
-        Err(today) => codec::decode::<InodeV1>(bytes)
-            .map(Inode::from)
-            .map_err(|_| today),
+    let today = match codec::decode::<Inode>(bytes) {
+        Ok(i) => return Ok(i),
+        Err(e) => e,
+    };
+    if let Ok(v2) = codec::decode::<InodeV2>(bytes) {
+        return Ok(v2.into());
     }
+    codec::decode::<InodeV1>(bytes)
+        .map(Inode::from)
+        .map_err(|_| today)
 }
 
 #[cfg(test)]
@@ -155,8 +185,45 @@ mod tests {
         let mut today = read.clone();
         today.attr.project = 9;
         today.reserved = 11;
+        let today_bytes = codec::encode(&today).unwrap();
+        assert_eq!(decode_inode(&today_bytes).unwrap(), today);
+        // A record cut short is no record of any version.
+        assert!(decode_inode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_record_from_before_data_on_the_mds_reads_as_not_inline() {
+        let t = Timestamp { sec: 5, nsec: 6 };
+        let mut today = Inode {
+            attr: Attr {
+                ino: 77,
+                kind: FileKind::File,
+                perm: 0o644,
+                nlink: 1,
+                uid: 1,
+                gid: 2,
+                size: 10,
+                atime: t,
+                mtime: t,
+                ctime: t,
+                rdev: 0,
+                layout: Some(Layout::striped(1 << 20, vec![0])),
+                truncate_version: 3,
+                acl: None,
+                project: 5,
+                inline: true,
+            },
+            parent: 0,
+            target: None,
+            dir_layout: None,
+            default_acl: None,
+            reserved: 4,
+        };
         let bytes = codec::encode(&today).unwrap();
         assert_eq!(decode_inode(&bytes).unwrap(), today);
-        assert!(decode_inode(&bytes[..bytes.len() - 1]).is_err());
+        // A version-2 record is today's without its last byte (the flag).
+        let old = decode_inode(&bytes[..bytes.len() - 1]).unwrap();
+        today.attr.inline = false;
+        assert_eq!(old, today);
     }
 }

@@ -4,7 +4,8 @@
 //! [`super::put_inode`]'s job.
 
 use rustre_proto::codec;
-use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec};
+use rustre_proto::msg::acl::ExtAcl;
+use rustre_proto::msg::{Attr, FileKind, Ino, Layout, LayoutSpec, Timestamp};
 use rustre_proto::Error;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -12,8 +13,9 @@ use crate::mds::acl::posix::PosixAcl;
 use crate::meta::Transaction;
 use crate::schema;
 
-/// An inode as stored under `inode/{ino}`.
+/// An inode as stored under `inode/{ino}` (on disk as [`StoredInode`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StoredInode", from = "StoredInode")]
 pub struct Inode {
     pub attr: Attr,
     /// Directories: the parent directory (the root is its own parent). Others: 0.
@@ -27,6 +29,109 @@ pub struct Inode {
     /// Regular files in a project: the end writers reserved room for (`MdsOp::QuotaReserve`)
     /// beyond the size, counted in the project's bytes; 0 once the last writer closed.
     pub reserved: u64,
+}
+
+/// The attributes as an inode record holds them: `Attr` without `inline`, which the record
+/// keeps last ([`StoredInode::inline`]), so records from before it end one field earlier
+/// and are told apart (`super::compat`).
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredAttr {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub perm: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    pub rdev: u64,
+    pub layout: Option<Layout>,
+    pub truncate_version: u64,
+    pub acl: Option<Box<ExtAcl>>,
+    pub project: Ino,
+}
+
+impl StoredAttr {
+    /// The attributes with `inline` added.
+    pub(super) fn with_inline(self, inline: bool) -> Attr {
+        Attr {
+            ino: self.ino,
+            kind: self.kind,
+            perm: self.perm,
+            nlink: self.nlink,
+            uid: self.uid,
+            gid: self.gid,
+            size: self.size,
+            atime: self.atime,
+            mtime: self.mtime,
+            ctime: self.ctime,
+            rdev: self.rdev,
+            layout: self.layout,
+            truncate_version: self.truncate_version,
+            acl: self.acl,
+            project: self.project,
+            inline,
+        }
+    }
+}
+
+/// An inode record on disk.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredInode {
+    pub attr: StoredAttr,
+    pub parent: Ino,
+    pub target: Option<String>,
+    pub dir_layout: Option<LayoutSpec>,
+    pub default_acl: Option<PosixAcl>,
+    pub reserved: u64,
+    /// `Attr::inline`: the file's bytes are under `inline/{ino}` (`crate::mds::inline`).
+    pub inline: bool,
+}
+
+impl From<Inode> for StoredInode {
+    fn from(i: Inode) -> StoredInode {
+        let a = i.attr;
+        StoredInode {
+            attr: StoredAttr {
+                ino: a.ino,
+                kind: a.kind,
+                perm: a.perm,
+                nlink: a.nlink,
+                uid: a.uid,
+                gid: a.gid,
+                size: a.size,
+                atime: a.atime,
+                mtime: a.mtime,
+                ctime: a.ctime,
+                rdev: a.rdev,
+                layout: a.layout,
+                truncate_version: a.truncate_version,
+                acl: a.acl,
+                project: a.project,
+            },
+            parent: i.parent,
+            target: i.target,
+            dir_layout: i.dir_layout,
+            default_acl: i.default_acl,
+            reserved: i.reserved,
+            inline: a.inline,
+        }
+    }
+}
+
+impl From<StoredInode> for Inode {
+    fn from(s: StoredInode) -> Inode {
+        Inode {
+            attr: s.attr.with_inline(s.inline),
+            parent: s.parent,
+            target: s.target,
+            dir_layout: s.dir_layout,
+            default_acl: s.default_acl,
+            reserved: s.reserved,
+        }
+    }
 }
 
 /// A directory entry as stored under `dentry/{parent}/{name}`.

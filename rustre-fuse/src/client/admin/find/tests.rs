@@ -59,6 +59,7 @@ fn file(size: u64, mtime_sec: i64) -> Attr {
         truncate_version: 0,
         acl: None,
         project: 0,
+        inline: false,
     }
 }
 
