@@ -23,6 +23,11 @@ cargo clippy --workspace --features fdb --all-targets -- -D warnings
 step cargo test --workspace
 # Two test threads: the end-to-end tests start clusters and mounts of their own.
 cargo test --workspace -- --test-threads=2
+step data on the MDS off
+# The same POSIX checks and two-mount tests with data on the MDS off (every file's bytes in
+# its objects, docs/data-on-mds.md): the suite above ran with it on, the default.
+RUSTRE_TEST_INLINE_MAX=0 cargo test --test mount pjdfstest_passes
+RUSTRE_TEST_INLINE_MAX=0 cargo test --test coherence --test kept_attrs -- --test-threads=2
 step fsx 100k
 # The long runs, side by side (each waits on FUSE round trips more than on the CPUs): fsx
 # for 100,000 operations on a mount with the page cache and write-back on, and 100,000

@@ -171,7 +171,8 @@ pub fn report_size(
     if truncate_version != a.truncate_version {
         return Ok(inode.attr);
     }
-    let mut changed = a
+    let mut changed = super::inline::objects_written(tx, a, &written)?;
+    changed |= a
         .layout
         .as_mut()
         .is_some_and(|l| l.note_written(&written) | l.note_allocated(allocated));

@@ -140,6 +140,29 @@ pub fn cut(tx: &mut dyn Transaction, attr: &mut Attr, size: u64) -> Result<(), E
     Ok(())
 }
 
+/// In a size report's transaction: a writer reports stripes it wrote of a file whose
+/// bytes the store still holds. No open for writing lets that happen; a client whose
+/// `CloseInline` committed but whose answer never came (it gave up after its retries)
+/// writes its whole buffer, every byte of the file from offset 0, to the objects and
+/// reports them. Its objects then hold the newest bytes: the kept ones go. True when
+/// `attr` changed.
+pub fn objects_written(
+    tx: &mut dyn Transaction,
+    attr: &mut Attr,
+    written: &StripeSet,
+) -> Result<bool, Error> {
+    if !attr.inline || written.is_empty() {
+        return Ok(false);
+    }
+    tracing::warn!(
+        ino = attr.ino,
+        "a writer reports objects of a file whose data is on the MDS: the objects take over"
+    );
+    tx.clear(&schema::inline(attr.ino));
+    attr.inline = false;
+    Ok(true)
+}
+
 /// In an open's transaction: an open of `ino` with `flags` that may write a file whose
 /// data is on the MDS waits for the bytes to move to the objects ([`MdsError::MustSpill`]);
 /// a truncate to 0 drops them instead (in the open, [`cut`]).

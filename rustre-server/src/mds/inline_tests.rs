@@ -226,3 +226,24 @@ async fn an_open_for_writing_finds_the_bytes_in_every_copy_of_every_stripe() {
     let again = t.attr(MdsOp::Spill { ino: a.ino }).await.unwrap();
     assert_eq!(again.layout, attr.layout);
 }
+
+#[tokio::test]
+async fn a_report_of_written_stripes_hands_the_file_to_its_objects() {
+    let t = TestCluster::start(2).await;
+    let a = made(&t, "lost_answer", 64 << 10, 1, 1).await;
+    t.call(close_op(&a, b"kept")).await.unwrap();
+    // What a writer that never saw the answer of its close does: its bytes to the
+    // objects, then a report naming the stripe.
+    let op = MdsOp::ReportSize {
+        ino: a.ino,
+        size: 4,
+        mtime: rustre_proto::host::now(),
+        truncate_version: a.truncate_version,
+        written: [0].into_iter().collect(),
+        allocated: Vec::new(),
+    };
+    let attr = t.attr(op).await.unwrap();
+    assert!(!attr.inline);
+    assert!(attr.layout.as_ref().unwrap().written.contains(0));
+    assert_eq!(inline_bytes(&t, a.ino).await.1, None);
+}
