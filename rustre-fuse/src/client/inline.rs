@@ -161,6 +161,29 @@ impl Client {
             .insert((ino, INLINE_KEY), data, self.cache.stamp());
     }
 
+    /// [`Client::read_inline`] without waiting: `None` when `ino`'s data is not on the
+    /// MDS (read the objects), `Some(None)` when the bytes are not all cached here (the
+    /// caller reads the way that waits), else the bytes.
+    pub(super) fn read_inline_now(
+        &self,
+        ino: Ino,
+        offset: u64,
+        len: usize,
+    ) -> Option<Option<Bytes>> {
+        if !self.files.is_inline(ino) {
+            return None;
+        }
+        let cached = self
+            .cache
+            .cached(ino, INLINE_KEY, INLINE_KEY)
+            .and_then(|mut pages| pages.pop());
+        Some(
+            cached
+                .filter(|d| offset + len as u64 <= d.len() as u64)
+                .map(|d| zero_padded(&d, offset, len)),
+        )
+    }
+
     /// `len` bytes at `offset` of `ino` if its data is on the MDS (`None`: read the
     /// objects). The caller clipped the range to the file's size.
     pub(super) async fn read_inline(
@@ -172,14 +195,10 @@ impl Client {
         if !self.files.is_inline(ino) {
             return Ok(None);
         }
-        let cached = self
-            .cache
-            .cached(ino, INLINE_KEY, INLINE_KEY)
-            .and_then(|mut pages| pages.pop());
         // A read past the bytes kept here asks again: the file may have moved to its
         // objects and grown since (another client's append), where zeros would be wrong.
-        if let Some(data) = cached.filter(|d| offset + len as u64 <= d.len() as u64) {
-            return Ok(Some(zero_padded(&data, offset, len)));
+        if let Some(Some(data)) = self.read_inline_now(ino, offset, len) {
+            return Ok(Some(data));
         }
         let stamp = self.cache.stamp();
         let (attr, data) = match self.mds(&Creds::root(), MdsOp::ReadInline { ino }).await? {

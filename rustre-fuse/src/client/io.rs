@@ -40,7 +40,10 @@ impl Client {
             Bytes::new()
         } else {
             let n = (size - offset).min(len as u64) as usize;
-            self.cached_read_now(f.ino, f.layout().ok()?, offset, n, size)?
+            match self.read_inline_now(f.ino, offset, n) {
+                Some(inline) => inline?,
+                None => self.cached_read_now(f.ino, f.layout().ok()?, offset, n, size)?,
+            }
         };
         self.accessed(Via::File(fh), f.ino, &f.creds);
         if let Some(m) = metrics::get() {
