@@ -148,3 +148,46 @@ fn small_files_live_on_the_mds_until_written_and_read_the_same_everywhere() {
     assert!(fs::read_dir(&pb).unwrap().next().is_none());
     drop((a, b));
 }
+
+#[test]
+fn a_replicated_file_leaves_the_mds_with_an_oss_dead_and_its_copy_is_resynced() {
+    if skip_without_fuse() {
+        return;
+    }
+    let mut c = ProcCluster::start_with_mds_args(&["--inline-max", "65536"]);
+    let m = c.mgs_addr.clone();
+    replicated_dir(&m, "/rep", "2");
+    let mnt = c.path("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mut mount = ForegroundMount::start(&m, &mnt, "");
+    let first = random_bytes(5000, 21);
+    fs::write(mnt.join("rep/small"), &first).unwrap();
+    let (ino, copy0, copy1) = placement(&m, "/rep/small");
+    assert!(
+        !c.object_file(copy0[0], ino, 0).exists() && !c.object_file(copy1[0], ino, 0).exists(),
+        "the bytes went to the MDS, not the objects"
+    );
+
+    // An append with the OSS of copy 1 dead: the move to the objects marks that copy stale
+    // and the append lands on copy 0.
+    c.kill_oss(copy1[0] as usize);
+    let mut want = first.clone();
+    want.extend_from_slice(b" and more");
+    sh(&mnt, "printf ' and more' >> rep/small");
+    let stat = cli_ok(&m, &["stat", "/rep/small"]);
+    assert!(stat.contains("stale slots"), "copy 1 marked stale:\n{stat}");
+    drop_caches();
+    assert_eq!(fs::read(mnt.join("rep/small")).unwrap(), want);
+
+    // The OSS returns; resync makes copy 1 equal to copy 0.
+    c.start_oss(copy1[0] as usize);
+    assert!(
+        wait_until(RESYNC_WAIT, || in_sync(&m, "/rep/small")),
+        "copy 1 was not resynced: {}",
+        cli_ok(&m, &["stat", "/rep/small"])
+    );
+    assert_eq!(fs::read(c.object_file(copy1[0], ino, 0)).unwrap(), want);
+    assert!(mount.unmount());
+    let fsck = cli_ok(&m, &["fsck"]);
+    assert!(fsck.contains("fsck: clean"), "{fsck}");
+}

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rustre_proto::checksum;
+use rustre_proto::copies::call_copies;
 use rustre_proto::msg::extent::extents;
 use rustre_proto::msg::mds::SetAttr;
 use rustre_proto::msg::oss::{ObjectId, OssOp};
@@ -35,7 +36,7 @@ use super::dispatch::Call;
 use super::error::MdsError;
 use super::namespace::Ctx;
 use super::store;
-use super::truncate::{self, CUT_LOCK_STRIPES};
+use super::truncate::{self, CUT_COPY_GRACE, CUT_LOCK_STRIPES};
 use super::txn::Mutation;
 use super::Mds;
 use crate::meta::Transaction;
@@ -186,20 +187,25 @@ fn spilled(
     data: &[u8],
     version: u64,
     stripes: &StripeSet,
+    failed: &[u32],
 ) -> Result<bool, Error> {
-    let mut inode = store::inode(tx, ino)?;
+    let inode = store::inode(tx, ino)?;
     if !inode.attr.inline {
         return Ok(true);
     }
     let key = schema::inline(ino);
     let same_bytes = tx.get(&key)?.is_some_and(|b| b == data);
-    let Some(layout) = inode.attr.layout.as_mut().filter(|l| l.version == version) else {
-        return Ok(false);
-    };
-    if !same_bytes {
+    let same_layout = inode.attr.layout.as_ref().map(|l| l.version) == Some(version);
+    if !same_bytes || !same_layout {
         return Ok(false);
     }
-    layout.note_written(stripes);
+    if !failed.is_empty() {
+        super::replica::mark_stale(tx, ino, failed, version)?;
+    }
+    let mut inode = store::inode(tx, ino)?;
+    if let Some(layout) = inode.attr.layout.as_mut() {
+        layout.note_written(stripes);
+    }
     inode.attr.inline = false;
     tx.clear(&key);
     store::put_inode(tx, &inode)?;
@@ -317,11 +323,14 @@ impl Mds {
             let layout = attr
                 .layout
                 .ok_or_else(|| Error::Corrupt(format!("inode {ino}: inline without a layout")))?;
-            let stripes = self.write_objects(ino, &layout, &data).await?;
+            let (stripes, failed) = self.write_objects(ino, &layout, &data).await?;
+            if !failed.is_empty() {
+                tracing::warn!(ino, slots = ?failed, "copies missed a move of data on the MDS; marking them stale");
+            }
             let version = layout.version;
             let done = self
                 .txn(Creds::root(), vec![], Mutation::ON_DISK, move |tx, _| {
-                    spilled(tx, ino, &data, version, &stripes)
+                    spilled(tx, ino, &data, version, &stripes, &failed)
                 })
                 .await?;
             if done {
@@ -338,24 +347,18 @@ impl Mds {
     }
 
     /// Writes `data` at offset 0 of the objects of `ino` (every live copy of every stripe
-    /// it reaches, synced); answers the stripes written.
+    /// it reaches, synced, all at once); answers the stripes written and the slots of the
+    /// copies that failed (to mark stale). A stripe no copy of which took the bytes fails
+    /// the whole move.
     async fn write_objects(
         &self,
         ino: Ino,
         layout: &Layout,
         data: &Bytes,
-    ) -> Result<StripeSet, MdsError> {
+    ) -> Result<(StripeSet, Vec<u32>), MdsError> {
         let mut stripes = StripeSet::default();
-        let mut calls = tokio::task::JoinSet::new();
+        let mut pieces = tokio::task::JoinSet::new();
         for e in extents(layout, 0, data.len()) {
-            let copies = layout.live_copies(e.stripe);
-            if copies.is_empty() {
-                return Err(Error::Io(format!(
-                    "inode {ino}: stripe {} has no live copy to take its data",
-                    e.stripe
-                ))
-                .into());
-            }
             stripes.insert(e.stripe);
             let payload = data.slice(e.buf_offset..e.buf_offset + e.len);
             let op = OssOp::Write {
@@ -368,24 +371,29 @@ impl Mds {
                 crc: checksum::crc32c(&payload),
                 version: layout.version,
             };
-            for (_, ost) in copies {
-                let cluster = self.cluster.clone();
-                let (op, payload) = (op.clone(), payload.clone());
-                calls.spawn(async move {
-                    let call = cluster.oss_call(ost, op, payload);
-                    match tokio::time::timeout(SPILL_CALL_TIMEOUT, call).await {
-                        Ok(r) => r.map(|_| ()),
-                        Err(_) => Err(Error::TimedOut),
+            let cluster = self.cluster.clone();
+            let copies = layout.live_copies(e.stripe);
+            pieces.spawn(async move {
+                call_copies(&copies, Some(CUT_COPY_GRACE), |_, ost| {
+                    let (cluster, op, payload) = (cluster.clone(), op.clone(), payload.clone());
+                    async move {
+                        let call = cluster.oss_call(ost, op, payload);
+                        match tokio::time::timeout(SPILL_CALL_TIMEOUT, call).await {
+                            Ok(r) => r.map(|_| ()),
+                            Err(_) => Err(Error::TimedOut),
+                        }
                     }
-                });
-            }
+                })
+                .await
+            });
         }
-        while let Some(joined) = calls.join_next().await {
-            let r = joined.map_err(|e| Error::Io(format!("a spill write failed: {e}")))?;
-            r.map_err(|e| {
-                Error::Unavailable(format!("inode {ino}: moving its data to its objects: {e}"))
-            })?;
+        let mut results = Vec::new();
+        while let Some(joined) = pieces.join_next().await {
+            results.push(joined.map_err(|e| Error::Io(format!("a move's write failed: {e}")))?);
         }
-        Ok(stripes)
+        let failed = truncate::failed_slots(&results).map_err(|e| {
+            Error::Unavailable(format!("inode {ino}: moving its data to its objects: {e}"))
+        })?;
+        Ok((stripes, failed))
     }
 }

@@ -205,11 +205,11 @@ pub fn settle(
 }
 
 /// The cut of every live copy of one stripe: `(slot, result)`.
-type StripeCuts = SlotResults<()>;
+pub(super) type StripeCuts = SlotResults<()>;
 
 /// Judges the cuts of every stripe: the slots to mark stale, or the error of the first
 /// stripe no copy of which was cut (or of a failure that marks nothing).
-fn failed_slots(stripes: &[StripeCuts]) -> Result<Vec<u32>, Error> {
+pub(super) fn failed_slots(stripes: &[StripeCuts]) -> Result<Vec<u32>, Error> {
     let mut failed = Vec::new();
     for cuts in stripes {
         if !cuts.iter().any(|(_, r)| r.is_ok()) {
