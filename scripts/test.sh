@@ -24,10 +24,13 @@ step cargo test --workspace
 # Two test threads: the end-to-end tests start clusters and mounts of their own.
 cargo test --workspace -- --test-threads=2
 step data on the MDS off
-# The same POSIX checks and two-mount tests with data on the MDS off (every file's bytes in
-# its objects, docs/data-on-mds.md): the suite above ran with it on, the default.
+# pjdfstest and the two-mount data tests again with data on the MDS off (every file's bytes
+# in its objects, docs/data-on-mds.md): the suite above ran with it on, the default. (fsx
+# 100k with it off: RUSTRE_TEST_INLINE_MAX=0 cargo test --test mount fsx_100000 -- --ignored,
+# about 6 minutes, by hand.)
 RUSTRE_TEST_INLINE_MAX=0 cargo test --test mount pjdfstest_passes
-RUSTRE_TEST_INLINE_MAX=0 cargo test --test coherence --test kept_attrs -- --test-threads=2
+RUSTRE_TEST_INLINE_MAX=0 cargo test --test coherence --test kept_attrs -- --test-threads=2 \
+    each_open_reads_every_byte an_open_right_after a_tree_unpacked_by_tar
 step fsx 100k
 # The long runs, side by side (each waits on FUSE round trips more than on the CPUs): fsx
 # for 100,000 operations on a mount with the page cache and write-back on, and 100,000
