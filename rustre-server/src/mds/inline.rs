@@ -12,11 +12,13 @@
 //!   reads as zeros); a truncate to 0 drops them, and the file is a plain one ([`cut`]).
 //! - **Out**: before any open for writing (other than one truncating to 0) and on
 //!   `MdsOp::Spill`, the MDS writes the bytes to the file's objects (every live copy,
-//!   synced) and then, in one transaction, drops them and marks the stripes written
-//!   ([`Mds::spill`]). An open for writing finding the file inline is refused in its
-//!   transaction ([`MdsError::MustSpill`]) and tried again after the spill, so no writer
-//!   ever writes the objects of a file whose bytes the store holds.
-//! - **Gone**: removing the inode drops its bytes (`namespace`).
+//!   synced; a copy that fails is marked stale) and then, in one transaction, drops them
+//!   and marks the stripes written ([`Mds::spill`]). An open for writing finding the
+//!   file inline is refused in its transaction ([`MdsError::MustSpill`]) and tried again
+//!   after the spill, so no writer ever writes the objects of a file whose bytes the
+//!   store holds.
+//! - **Gone**: removing the inode drops its bytes (`namespace`). A size report naming
+//!   written stripes hands the file to its objects ([`objects_written`]).
 
 use std::sync::Arc;
 
@@ -180,7 +182,8 @@ pub fn check_write_open(tx: &mut dyn Transaction, ino: Ino, flags: i32) -> Resul
 
 /// Drops the kept bytes of `ino` once they are in its objects: only when they are still
 /// `data` and the layout is still `version` (else the spill starts over: `false`). The
-/// stripes the bytes reached are marked written.
+/// `failed` slots (copies that did not take them) are marked stale, and the stripes the
+/// bytes reached written.
 fn spilled(
     tx: &mut dyn Transaction,
     ino: Ino,
@@ -309,8 +312,9 @@ impl Mds {
 
     /// Moves the bytes of `ino` from the store to its objects, if they are there (see the
     /// module docs). Serialized with the inode's truncate cuts. A copy that cannot be
-    /// written fails the spill (`Unavailable`, the caller tries again): the bytes stay
-    /// in the store, where every reader still finds them.
+    /// written is marked stale in the transaction that drops the bytes (resync refills
+    /// it); a stripe no copy of which took them fails the move (`Unavailable`, the caller
+    /// tries again), and the bytes stay in the store, where every reader still finds them.
     pub(super) async fn spill(self: &Arc<Self>, ino: Ino) -> Result<(), MdsError> {
         let _serial = self.cut_locks[ino as usize % CUT_LOCK_STRIPES].lock().await;
         for _ in 0..SPILL_ATTEMPTS {
