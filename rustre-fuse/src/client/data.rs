@@ -675,17 +675,7 @@ impl Client {
             MAX_PAYLOAD_BYTES as usize,
         );
         let writes = pieces.iter().map(|e| {
-            let payload = data.slice(e.buf_offset..e.buf_offset + e.len);
-            let op = OssOp::Write {
-                object: ObjectId {
-                    ino,
-                    stripe: e.stripe,
-                },
-                offset: e.object_offset,
-                sync,
-                crc: checksum::crc32c(&payload),
-                version: layout.version,
-            };
+            let (op, payload) = e.write(ino, &data, sync, layout.version);
             self.to_live_copies(&layout, e.stripe, op, payload, Some(COPY_GRACE))
         });
         let outcome = join_all(writes).await;

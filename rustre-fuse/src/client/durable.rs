@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use rustre_proto::checksum;
 use rustre_proto::frame::MAX_PAYLOAD_BYTES;
 use rustre_proto::msg::oss::{ObjectId, OneInstance, OssOp};
 use rustre_proto::msg::{Ino, Layout};
@@ -241,15 +240,7 @@ fn replay_ops(
             MAX_PAYLOAD_BYTES as usize,
         );
         for e in pieces.into_iter().filter(|e| e.stripe == stripe) {
-            let payload = data.slice(e.buf_offset..e.buf_offset + e.len);
-            let op = OssOp::Write {
-                object,
-                offset: e.object_offset,
-                sync: false,
-                crc: checksum::crc32c(&payload),
-                version: layout.version,
-            };
-            ops.push((op, payload));
+            ops.push(e.write(object.ino, data, false, layout.version));
         }
     }
     ops
@@ -277,7 +268,7 @@ mod tests {
             .iter()
             .map(|(op, payload)| match op {
                 OssOp::Write { offset, crc, .. } => {
-                    assert_eq!(*crc, checksum::crc32c(payload));
+                    assert_eq!(*crc, rustre_proto::checksum::crc32c(payload));
                     (*offset, payload.to_vec())
                 }
                 other => panic!("{other:?}"),

@@ -3,7 +3,10 @@
 //! `(off / (stripe_size * stripe_count)) * stripe_size + off % stripe_size`. The clients'
 //! data path and the MDS's moves of data on the MDS to objects both map ranges with it.
 
-use super::Layout;
+use bytes::Bytes;
+
+use super::oss::{ObjectId, OssOp};
+use super::{Ino, Layout};
 
 /// One contiguous piece of a file range that lives in one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +18,25 @@ pub struct Extent {
     /// Offset of this piece from the start of the requested range.
     pub buf_offset: usize,
     pub len: usize,
+}
+
+impl Extent {
+    /// The bytes of this piece in `data`, the buffer of the whole range.
+    pub fn payload(&self, data: &Bytes) -> Bytes {
+        data.slice(self.buf_offset..self.buf_offset + self.len)
+    }
+
+    /// The write of this piece of `data` (the whole range's buffer) to its object of file
+    /// `ino`, and its payload.
+    pub fn write(&self, ino: Ino, data: &Bytes, sync: bool, version: u64) -> (OssOp, Bytes) {
+        let object = ObjectId {
+            ino,
+            stripe: self.stripe,
+        };
+        let payload = self.payload(data);
+        let op = OssOp::write(object, self.object_offset, &payload, sync, version);
+        (op, payload)
+    }
 }
 
 /// Splits `[offset, offset + len)` into per-object extents, in file order.

@@ -138,6 +138,20 @@ pub enum OssOp {
     DeleteMany { objects: Vec<ObjectId> },
 }
 
+impl OssOp {
+    /// A `Write` of `payload` at `offset` of `object`, with the payload's CRC32C, as every
+    /// writer (client, resync, migration, the MDS's moves) sends it.
+    pub fn write(object: ObjectId, offset: u64, payload: &[u8], sync: bool, version: u64) -> OssOp {
+        OssOp::Write {
+            object,
+            offset,
+            sync,
+            crc: crate::checksum::crc32c(payload),
+            version,
+        }
+    }
+}
+
 /// Answers of an OSS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum OssResponse {

@@ -143,6 +143,29 @@ pub struct SizeReport {
     pub allocated: Vec<(u32, u64)>,
 }
 
+impl SizeReport {
+    /// A report of `size` and `mtime` at `truncate_version` that names no written stripe
+    /// (a close whose bytes went to the MDS, not to the objects).
+    pub fn new(size: u64, mtime: Timestamp, truncate_version: u64) -> SizeReport {
+        SizeReport {
+            size,
+            mtime,
+            truncate_version,
+            written: StripeSet::default(),
+            allocated: Vec::new(),
+        }
+    }
+
+    /// This report naming the stripes `written` and the allocation of copy 0 of each.
+    pub fn wrote(self, written: StripeSet, allocated: Vec<(u32, u64)>) -> SizeReport {
+        SizeReport {
+            written,
+            allocated,
+            ..self
+        }
+    }
+}
+
 /// A writer's report of the size and mtime its data reached, and of the stripes it wrote
 /// (added to `Layout::written`, never removed here). The size only grows, and a report made
 /// before the latest truncate is ignored, its stripes too; a size past what the stripes hold

@@ -9,7 +9,7 @@ use rustre_proto::msg::{Creds, MAX_GROUPS};
 use rustre_proto::rpc::server::{Caller, Handler, Reply};
 use rustre_proto::Error;
 
-use super::attr;
+use super::attr::SizeReport;
 use super::create::CreateRequest;
 use super::error::MdsError;
 use super::txn::{Ack, Mutation};
@@ -206,13 +206,8 @@ impl Mds {
                 written,
                 allocated,
             } => {
-                let report = attr::SizeReport {
-                    size,
-                    mtime,
-                    truncate_version,
-                    written,
-                    allocated,
-                };
+                let report =
+                    SizeReport::new(size, mtime, truncate_version).wrote(written, allocated);
                 self.report_size(call, ino, report).await
             }
             MdsOp::ReportAndSetAttr {
@@ -224,13 +219,8 @@ impl Mds {
                 allocated,
                 set,
             } => {
-                let report = attr::SizeReport {
-                    size,
-                    mtime,
-                    truncate_version,
-                    written,
-                    allocated,
-                };
+                let report =
+                    SizeReport::new(size, mtime, truncate_version).wrote(written, allocated);
                 self.report_and_setattr(call, ino, report, set).await
             }
             MdsOp::Access { ino, mask } => self.access(call, ino, mask).await,
@@ -300,13 +290,7 @@ impl Mds {
                 data,
                 set,
             } => {
-                let report = attr::SizeReport {
-                    size,
-                    mtime,
-                    truncate_version,
-                    written: Default::default(),
-                    allocated: Vec::new(),
-                };
+                let report = SizeReport::new(size, mtime, truncate_version);
                 self.close_inline(call, ino, report, data, set).await
             }
             MdsOp::ReadInline { ino } => self.read_inline(call, ino).await,

@@ -42,8 +42,6 @@ pub mod fsck;
 mod handlers;
 pub mod inline;
 #[cfg(test)]
-mod inline_tests;
-#[cfg(test)]
 mod killpriv_tests;
 pub mod layout;
 pub mod locks;

@@ -284,13 +284,7 @@ async fn copy_slot(mds: &Arc<Mds>, ino: Ino, layout: &Layout, slot: usize) -> Re
         let n = data.len() as u64;
         // The target was cut to 0: a chunk of zeros is a hole there already, and stays one.
         if n > 0 && data.iter().any(|b| *b != 0) {
-            let op = OssOp::Write {
-                object,
-                offset,
-                sync: false,
-                crc: checksum::crc32c(&data),
-                version,
-            };
+            let op = OssOp::write(object, offset, &data, false, version);
             target_instance.check(&mds.cluster.oss_call(target, op, data).await?.0)?;
         }
         offset += n;

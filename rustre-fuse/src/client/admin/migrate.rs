@@ -13,7 +13,6 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use futures::future::try_join_all;
-use rustre_proto::checksum;
 use rustre_proto::msg::mds::{MdsOp, MdsResponse};
 use rustre_proto::msg::migrate::{MigratePlan, MigrateStep};
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssResponse, CHECKSUMS_MAX_BLOCKS};
@@ -243,20 +242,13 @@ impl Client {
     ) -> Result<(), Error> {
         let mut writes = Vec::new();
         for e in extents(&plan.to, offset, data.len()) {
-            let payload = data.slice(e.buf_offset..e.buf_offset + e.len);
-            let crc = checksum::crc32c(&payload);
+            let payload = e.payload(&data);
             for &slot in &plan.fresh {
                 let (object, ost) = fresh_object(ino, &plan.to, slot);
                 if object.stripe != e.stripe {
                     continue;
                 }
-                let op = OssOp::Write {
-                    object,
-                    offset: e.object_offset,
-                    sync: false,
-                    crc,
-                    version: 0,
-                };
+                let op = OssOp::write(object, e.object_offset, &payload, false, 0);
                 let payload = payload.clone();
                 writes
                     .push(async move { self.cluster.oss_call(ost, op, payload).await.map(|_| ()) });

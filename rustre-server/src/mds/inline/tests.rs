@@ -1,4 +1,4 @@
-//! Data on the MDS (`super::inline`), over an in-process cluster (the harness of `tests`):
+//! Data on the MDS (`super`), over an in-process cluster (the harness of `tests`):
 //! a close keeps the bytes only for the file's only opener, an open for reading brings
 //! them, a truncate cuts them, and an open for writing finds them moved to every copy of
 //! the objects (across stripes) before it is answered.
@@ -9,7 +9,7 @@ use rustre_proto::msg::oss::{ObjectId, OssOp};
 use rustre_proto::msg::{Attr, Creds, LayoutSpec, ROOT_INO};
 use rustre_proto::Error;
 
-use super::tests::TestCluster;
+use crate::mds::tests::TestCluster;
 
 /// A call in session `session` (not the harness's), recorded under `seq`.
 async fn call_in(t: &TestCluster, session: u64, seq: u64, op: MdsOp) -> Result<MdsResponse, Error> {
