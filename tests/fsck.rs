@@ -65,7 +65,8 @@ fn links_of(m: &str, path: &str) -> u32 {
 }
 
 #[test]
-fn fsck_finds_and_repairs_link_counts_dangling_entries_unreachable_inodes_and_the_stale_index() {
+fn fsck_finds_and_repairs_link_counts_dangling_entries_unreachable_inodes_the_stale_index_and_kept_bytes(
+) {
     let mut c = ProcCluster::start();
     let m = c.mgs_addr.clone();
     replicated_dir(&m, "/rep", "2");
@@ -78,16 +79,18 @@ fn fsck_finds_and_repairs_link_counts_dangling_entries_unreachable_inodes_and_th
     }
     let fsck = cli_ok(&m, &["fsck"]);
     assert!(fsck.contains("fsck: clean"), "{fsck}");
-    let (b, d, lost, s) = (
+    let (b, d, lost, s, a) = (
         inode_of(&m, "/b.bin"),
         inode_of(&m, "/d"),
         inode_of(&m, "/lost.bin"),
         inode_of(&m, "/rep/s.bin"),
+        inode_of(&m, "/d/a.bin"),
     );
-    let (ghost, unknown) = (999_999, 888_888);
+    let (ghost, unknown, stray) = (999_999, 888_888, 777_777);
 
     // Behind the MDS's back: wrong link counts, an entry naming no inode, a file no entry
-    // names, stale copies the index lacks, and an index entry naming no inode.
+    // names, stale copies the index lacks, an index entry naming no inode, a file marked as
+    // data on the MDS without kept bytes (it reads as zeros) and bytes kept for no inode.
     edit_metadata(&mut c, |tx| {
         change_inode(tx, b, |i| i.attr.nlink = 3)?;
         change_inode(tx, d, |i| i.attr.nlink = 5)?;
@@ -96,6 +99,8 @@ fn fsck_finds_and_repairs_link_counts_dangling_entries_unreachable_inodes_and_th
         tx.clear(&schema::dentry(ROOT_INO, "lost.bin"));
         change_inode(tx, s, |i| i.attr.layout.as_mut().unwrap().stale = vec![1])?;
         tx.set(&schema::stale(unknown), &[]);
+        change_inode(tx, a, |i| i.attr.inline = true)?;
+        tx.set(&schema::inline(stray), b"stray bytes");
         Ok(())
     });
 
@@ -109,13 +114,15 @@ fn fsck_finds_and_repairs_link_counts_dangling_entries_unreachable_inodes_and_th
         format!("inode {lost} (File) is named by no entry and not open"),
         format!("inode {s} has stale copies but is not in the stale index"),
         format!("the stale index names inode {unknown}, which has no stale copies"),
+        format!("inode {a} is data on the MDS, but the store keeps no bytes for it"),
+        format!("the store keeps bytes for inode {stray}, which is gone or not data on the MDS"),
     ] {
         assert!(out.contains(&line), "no {line:?} in\n{out}");
     }
 
     let repaired = cli(&m, &["fsck", "--repair"]);
     let out = String::from_utf8_lossy(&repaired.stdout).to_string();
-    assert_eq!(out.matches("repaired:").count(), 6, "{out}");
+    assert_eq!(out.matches("repaired:").count(), 8, "{out}");
     assert!(
         out.contains(&format!("linked as /lost+found/#{lost}")),
         "{out}"
@@ -132,6 +139,9 @@ fn fsck_finds_and_repairs_link_counts_dangling_entries_unreachable_inodes_and_th
         "the reattached file differs"
     );
     assert_eq!(links_of(&m, &reattached), 1);
+    // Unmarked, the file reads its objects again.
+    cli_ok(&m, &["get", "/d/a.bin", back.to_str().unwrap()]);
+    assert!(fs::read(&back).unwrap() == data, "/d/a.bin differs");
     // Indexed again, the stale copy is resynced.
     assert!(
         wait_until(RESYNC_WAIT, || in_sync(&m, "/rep/s.bin")),

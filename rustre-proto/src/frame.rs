@@ -47,8 +47,9 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// whether it made the file (`Created::new`), atime updates in batches (`AccessedMany`);
 /// 10: object deletes in batches (`OssOp::DeleteMany`); 11: mkdir, mknod and symlink
 /// answered with their directory too (`Created`); 12: data on the MDS (`Attr::inline`,
-/// `CloseInline`, `ReadInline`, `Spill`, `InlineData`, the session's `inline_max`).
-pub const PROTOCOL_VERSION: u16 = 12;
+/// `CloseInline`, `ReadInline`, `Spill`, `InlineData`, the session's `inline_max`); 13:
+/// fsck of the bytes kept on the MDS (`FsckOp::KeptBytes`, `FsckFix::MendKeptBytes`).
+pub const PROTOCOL_VERSION: u16 = 13;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

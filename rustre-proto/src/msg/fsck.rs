@@ -14,6 +14,9 @@ pub const FSCK_PAGE_MAX: u32 = 1024;
 /// Most bytes of inode records one [`FsckOp::Inodes`] page carries (a page of the widest
 /// layouts would otherwise pass the frame's body limit, `MAX_BODY_BYTES`); at least one.
 pub const FSCK_PAGE_BYTES: usize = 1 << 20;
+/// Most inodes one [`FsckOp::KeptBytes`] page names: the MDS reads the kept bytes (up
+/// to 64 KiB each) with their keys.
+pub const FSCK_KEPT_PAGE_MAX: u32 = 64;
 /// The directory of the root that [`FsckFix::Reattach`] links unreachable inodes into.
 pub const LOST_FOUND: &str = "lost+found";
 
@@ -34,6 +37,9 @@ pub enum FsckOp {
     /// Applies `fix` if its condition still holds; with `apply` false only says whether it
     /// would (changes nothing): `FsckAnswer::Repair`.
     Repair { fix: FsckFix, apply: bool },
+    /// Inodes above `after` whose bytes the store keeps (data on the MDS), in order, at most
+    /// `limit` and [`FSCK_KEPT_PAGE_MAX`]: `FsckAnswer::KeptBytes`.
+    KeptBytes { after: Ino, limit: u32 },
 }
 
 impl FsckOp {
@@ -92,6 +98,10 @@ pub enum FsckFix {
     /// Drops `ino` from the stale index, if it is there and its inode has no stale copies
     /// (or does not exist).
     UnindexStale { ino: Ino },
+    /// Makes `ino`'s mark of data on the MDS (`Attr::inline`) and the bytes the store keeps
+    /// for it agree: drops kept bytes of an inode that is gone or not marked; unmarks an
+    /// inode marked with none kept (it read as zeros, as its never-written objects do).
+    MendKeptBytes { ino: Ino },
 }
 
 /// What a repair did.
@@ -122,4 +132,8 @@ pub enum FsckAnswer {
         done: bool,
     },
     Repair(FixOutcome),
+    KeptBytes {
+        inos: Vec<Ino>,
+        done: bool,
+    },
 }

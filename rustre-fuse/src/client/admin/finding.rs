@@ -64,6 +64,11 @@ pub enum Finding {
     NotIndexed { ino: Ino },
     /// A stale-index entry for an inode without stale copies (or without an inode).
     NeedlessIndex { ino: Ino },
+    /// A file marked as data on the MDS whose bytes the store does not keep (it reads as
+    /// zeros).
+    KeptBytesLost { ino: Ino },
+    /// Bytes the store keeps for an inode that is gone or not marked as data on the MDS.
+    NeedlessKeptBytes { ino: Ino },
 }
 
 /// Why fsck leaves an overlong object alone.
@@ -180,6 +185,14 @@ impl std::fmt::Display for Finding {
             Finding::NeedlessIndex { ino } => write!(
                 f,
                 "the stale index names inode {ino}, which has no stale copies"
+            ),
+            Finding::KeptBytesLost { ino } => write!(
+                f,
+                "inode {ino} is data on the MDS, but the store keeps no bytes for it: it reads as zeros"
+            ),
+            Finding::NeedlessKeptBytes { ino } => write!(
+                f,
+                "the store keeps bytes for inode {ino}, which is gone or not data on the MDS"
             ),
         }
     }

@@ -98,7 +98,8 @@ impl Client {
         let (inodes, now) = self.scan_inodes().await?;
         let entries = self.scan_entries().await?;
         let indexed = self.scan_stale_index().await?;
-        let candidates = meta_check::candidates(&inodes, &entries, &indexed);
+        let kept = self.scan_kept_bytes().await?;
+        let candidates = meta_check::candidates(&inodes, &entries, &indexed, &kept);
         let (findings, changed) = self.confirm(candidates).await?;
         let files: BTreeMap<Ino, &FsckInode> = inodes
             .iter()

@@ -1,6 +1,7 @@
 //! fsck's checks of the metadata alone, from the MDS's pages (`walk`): link counts, entries
-//! naming inodes (or in directories) that do not exist, inodes no entry names, and the stale
-//! index against the layouts. The pages are not one snapshot of a live store, so every
+//! naming inodes (or in directories) that do not exist, inodes no entry names, the stale
+//! index against the layouts, and the bytes kept on the MDS against the files marked as data
+//! on the MDS. The pages are not one snapshot of a live store, so every
 //! problem seen is checked again by the MDS (a dry run of its repair, whose condition is what
 //! fsck saw) before it is reported, and once more in the transaction that repairs it.
 //!
@@ -21,12 +22,15 @@ use super::finding::{Finding, Repaired};
 use crate::client::Client;
 
 /// The problems the pages show, unconfirmed, in the order they are best repaired: entries
-/// first (link counts leave them out), then link counts, the stale index, and unreachable
-/// inodes last (linking them in may make `/lost+found`, which changes the root's count).
+/// first (link counts leave them out), then link counts, the stale index and the kept
+/// bytes, and unreachable inodes last (linking them in may make `/lost+found`, which
+/// changes the root's count). `indexed`: the inodes the stale index names; `kept`: those
+/// whose bytes the store keeps.
 pub(super) fn candidates(
     inodes: &BTreeMap<Ino, FsckInode>,
     entries: &[FsckEntry],
     indexed: &BTreeSet<Ino>,
+    kept: &BTreeSet<Ino>,
 ) -> Vec<Finding> {
     let is_dir = |ino: &Ino| {
         inodes
@@ -90,6 +94,16 @@ pub(super) fn candidates(
     for ino in indexed.iter().filter(|i| !inodes.contains_key(i)) {
         out.push(Finding::NeedlessIndex { ino: *ino });
     }
+    for (ino, i) in inodes {
+        match (i.attr.inline, kept.contains(ino)) {
+            (true, false) => out.push(Finding::KeptBytesLost { ino: *ino }),
+            (false, true) => out.push(Finding::NeedlessKeptBytes { ino: *ino }),
+            _ => {}
+        }
+    }
+    for ino in kept.iter().filter(|i| !inodes.contains_key(i)) {
+        out.push(Finding::NeedlessKeptBytes { ino: *ino });
+    }
     out.extend(unreachable);
     out
 }
@@ -133,6 +147,9 @@ pub(super) fn fix_of(f: &Finding) -> Option<FsckFix> {
         },
         Finding::NotIndexed { ino } => FsckFix::IndexStale { ino: *ino },
         Finding::NeedlessIndex { ino } => FsckFix::UnindexStale { ino: *ino },
+        Finding::KeptBytesLost { ino } | Finding::NeedlessKeptBytes { ino } => {
+            FsckFix::MendKeptBytes { ino: *ino }
+        }
         _ => return None,
     })
 }
@@ -237,7 +254,10 @@ mod tests {
             entry(ROOT_INO, "a", 3, File),
             entry(2, "b", 3, File),
         ];
-        assert_eq!(candidates(&inodes, &entries, &BTreeSet::new()), vec![]);
+        assert_eq!(
+            candidates(&inodes, &entries, &BTreeSet::new(), &BTreeSet::new()),
+            vec![]
+        );
     }
 
     #[test]
@@ -249,6 +269,10 @@ mod tests {
         stale.attr.layout.as_mut().unwrap().stale = vec![0];
         let mut needless = inode(8, File, 1);
         needless.stale_indexed = true;
+        let mut inline = inode(9, File, 1);
+        inline.attr.inline = true;
+        let mut inline_lost = inode(10, File, 1);
+        inline_lost.attr.inline = true;
         let inodes: BTreeMap<Ino, FsckInode> = [
             // The root counts a dangling subdirectory entry and misses nothing else.
             inode(ROOT_INO, Dir, 3),
@@ -258,6 +282,8 @@ mod tests {
             open_orphan,
             stale,
             needless,
+            inline,
+            inline_lost,
         ]
         .into_iter()
         .map(|i| (i.attr.ino, i))
@@ -268,9 +294,13 @@ mod tests {
             entry(ROOT_INO, "gone", 99, Dir),
             entry(ROOT_INO, "s", 7, File),
             entry(ROOT_INO, "n", 8, File),
+            entry(ROOT_INO, "i", 9, File),
+            entry(ROOT_INO, "l", 10, File),
             entry(1234, "lost", 4, File),
         ];
-        let got = candidates(&inodes, &entries, &BTreeSet::from([8, 555]));
+        // Bytes kept for 9 (marked: right), 3 (not marked) and 777 (no inode); none for 10.
+        let kept = BTreeSet::from([3, 9, 777]);
+        let got = candidates(&inodes, &entries, &BTreeSet::from([8, 555]), &kept);
         let ctime = Timestamp::default();
         assert_eq!(
             got,
@@ -304,6 +334,9 @@ mod tests {
                 Finding::NotIndexed { ino: 7 },
                 Finding::NeedlessIndex { ino: 8 },
                 Finding::NeedlessIndex { ino: 555 },
+                Finding::NeedlessKeptBytes { ino: 3 },
+                Finding::KeptBytesLost { ino: 10 },
+                Finding::NeedlessKeptBytes { ino: 777 },
                 Finding::Unreachable {
                     ino: 4,
                     kind: File,

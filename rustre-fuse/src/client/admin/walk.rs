@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rustre_proto::msg::fsck::{FsckAnswer, FsckEntry, FsckInode, FsckOp, FSCK_PAGE_MAX};
+use rustre_proto::msg::fsck::{
+    FsckAnswer, FsckEntry, FsckInode, FsckOp, FSCK_KEPT_PAGE_MAX, FSCK_PAGE_MAX,
+};
 use rustre_proto::msg::mds::MdsResponse;
 use rustre_proto::msg::mgs::NodeState;
 use rustre_proto::msg::oss::{ObjectId, ObjectInfo, OssOp, OssResponse, LIST_MAX_OBJECTS};
@@ -152,17 +154,45 @@ impl Client {
 
     /// Every inode the stale index names.
     pub(super) async fn scan_stale_index(&self) -> Result<BTreeSet<Ino>, Error> {
+        let page = |after| FsckOp::StaleIndex {
+            after,
+            limit: FSCK_PAGE_MAX,
+        };
+        self.scan_inos("stale-index", page, |a| match a {
+            FsckAnswer::StaleIndex { inos, done } => Some((inos, done)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every inode whose bytes the store keeps (data on the MDS).
+    pub(super) async fn scan_kept_bytes(&self) -> Result<BTreeSet<Ino>, Error> {
+        let page = |after| FsckOp::KeptBytes {
+            after,
+            limit: FSCK_KEPT_PAGE_MAX,
+        };
+        self.scan_inos("kept-bytes", page, |a| match a {
+            FsckAnswer::KeptBytes { inos, done } => Some((inos, done)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every inode of a list paged by inode number: `page(after)` asks for the next page,
+    /// `inos_of` takes the inodes and the last-page mark from its answer.
+    async fn scan_inos(
+        &self,
+        what: &str,
+        page: impl Fn(Ino) -> FsckOp,
+        inos_of: fn(FsckAnswer) -> Option<(Vec<Ino>, bool)>,
+    ) -> Result<BTreeSet<Ino>, Error> {
         let mut all = BTreeSet::new();
         let mut after = 0;
         loop {
-            let op = FsckOp::StaleIndex {
-                after,
-                limit: FSCK_PAGE_MAX,
-            };
-            let FsckAnswer::StaleIndex { inos, done } = self.fsck_call(op).await? else {
-                return Err(Error::Protocol(
-                    "fsck: wrong answer to a stale-index page".into(),
-                ));
+            let Some((inos, done)) = inos_of(self.fsck_call(page(after)).await?) else {
+                return Err(Error::Protocol(format!(
+                    "fsck: wrong answer to a {what} page"
+                )));
             };
             after = inos.last().copied().unwrap_or(after);
             let last_page = done || inos.is_empty();

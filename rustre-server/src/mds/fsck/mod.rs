@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use rustre_proto::codec;
 use rustre_proto::msg::fsck::{
-    FixOutcome, FsckAnswer, FsckEntry, FsckFix, FsckInode, FsckOp, FSCK_PAGE_BYTES, FSCK_PAGE_MAX,
-    LOST_FOUND,
+    FixOutcome, FsckAnswer, FsckEntry, FsckFix, FsckInode, FsckOp, FSCK_KEPT_PAGE_MAX,
+    FSCK_PAGE_BYTES, FSCK_PAGE_MAX, LOST_FOUND,
 };
 use rustre_proto::msg::mds::MdsResponse;
 use rustre_proto::msg::{FileKind, Ino, Timestamp, ROOT_INO};
@@ -73,6 +73,15 @@ impl Mds {
                     .await?;
                 FsckAnswer::StaleIndex { inos, done }
             }
+            FsckOp::KeptBytes { after, limit } => {
+                let limit = page(limit.min(FSCK_KEPT_PAGE_MAX));
+                let (inos, done) = self
+                    .txn(call.creds, vec![], read, move |tx, _| {
+                        kept_bytes(tx, after, limit)
+                    })
+                    .await?;
+                FsckAnswer::KeptBytes { inos, done }
+            }
             FsckOp::Repair { fix, apply } => {
                 // A reattach may make lost+found: its number is taken before the transaction.
                 let new_dir = match (&fix, apply) {
@@ -103,7 +112,8 @@ fn locks_of(fix: &FsckFix) -> Vec<Ino> {
     match fix {
         FsckFix::SetNlink { ino, .. }
         | FsckFix::IndexStale { ino }
-        | FsckFix::UnindexStale { ino } => vec![*ino],
+        | FsckFix::UnindexStale { ino }
+        | FsckFix::MendKeptBytes { ino } => vec![*ino],
         FsckFix::RemoveEntry { parent, .. } => vec![*parent],
         FsckFix::Reattach { ino, .. } => vec![ROOT_INO, *ino],
     }
@@ -183,16 +193,36 @@ pub fn stale_index(
     after: Ino,
     limit: usize,
 ) -> Result<(Vec<Ino>, bool), Error> {
+    inos_keyed(tx, after, limit, schema::stale_from, schema::parse_stale)
+}
+
+/// Up to `limit` inodes numbered above `after` whose bytes the store keeps (data on the
+/// MDS, `super::inline`); true when none follows.
+pub fn kept_bytes(
+    tx: &mut dyn Transaction,
+    after: Ino,
+    limit: usize,
+) -> Result<(Vec<Ino>, bool), Error> {
+    inos_keyed(tx, after, limit, schema::inlines_from, schema::parse_inline)
+}
+
+/// Up to `limit` inodes above `after` of the keys that `range_from` spans from an inode
+/// on, parsed by `parse`; true when none follows.
+fn inos_keyed(
+    tx: &mut dyn Transaction,
+    after: Ino,
+    limit: usize,
+    range_from: fn(Ino) -> (Vec<u8>, Vec<u8>),
+    parse: fn(&[u8]) -> Option<Ino>,
+) -> Result<(Vec<Ino>, bool), Error> {
     let Some(from) = after.checked_add(1) else {
         return Ok((Vec::new(), true));
     };
-    let (s, e) = schema::stale_from(from);
+    let (s, e) = range_from(from);
     let rows = tx.range(&s, &e, limit)?;
     let done = rows.len() < limit;
     rows.iter()
-        .map(|(k, _)| {
-            schema::parse_stale(k).ok_or_else(|| Error::Io(format!("corrupt stale key {k:?}")))
-        })
+        .map(|(k, _)| parse(k).ok_or_else(|| Error::Io(format!("corrupt key {k:?}"))))
         .collect::<Result<Vec<_>, _>>()
         .map(|inos| (inos, done))
 }
@@ -235,6 +265,35 @@ pub fn repair(
                 tx.clear(&schema::stale(*ino));
             }
             Ok(FixOutcome::Applies("dropped from the stale index".into()))
+        }
+        FsckFix::MendKeptBytes { ino } => mend_kept_bytes(tx, *ino, apply),
+    }
+}
+
+/// [`FsckFix::MendKeptBytes`].
+fn mend_kept_bytes(tx: &mut dyn Transaction, ino: Ino, apply: bool) -> Result<FixOutcome, Error> {
+    let kept = tx.get(&schema::inline(ino))?.is_some();
+    match store::get_inode(tx, ino)? {
+        Some(mut inode) if inode.attr.inline && !kept => {
+            if apply {
+                inode.attr.inline = false;
+                store::put_inode(tx, &inode)?;
+            }
+            Ok(FixOutcome::Applies(
+                "unmarked as data on the MDS (no bytes kept: it reads as zeros)".into(),
+            ))
+        }
+        Some(inode) if inode.attr.inline || !kept => {
+            Ok(changed("its mark and kept bytes already agree"))
+        }
+        None if !kept => Ok(changed("no bytes kept for it")),
+        _ => {
+            if apply {
+                tx.clear(&schema::inline(ino));
+            }
+            Ok(FixOutcome::Applies(
+                "dropped bytes kept for an inode that is gone or not data on the MDS".into(),
+            ))
         }
     }
 }

@@ -310,3 +310,44 @@ fn the_stale_index_is_fixed_only_where_it_disagrees_with_the_layout() {
     assert!(matches!(fix(&kv, &gone, true), FixOutcome::Applies(_)));
     assert_eq!(run(&kv, |tx, _| stale_index(tx, 0, 10)).0, vec![f]);
 }
+
+#[test]
+fn kept_bytes_and_the_inline_mark_are_made_to_agree() {
+    let (kv, _, f) = store_with_tree();
+    let mend = FsckFix::MendKeptBytes { ino: f };
+    let kept = |kv: &Kv| run(kv, |tx, _| kept_bytes(tx, 0, 10)).0;
+    let marked = |kv: &Kv| get(kv, f).unwrap().attr.inline;
+    // A plain file without kept bytes: nothing to do.
+    assert!(matches!(fix(&kv, &mend, true), FixOutcome::Changed(_)));
+    // Marked, with its bytes: they agree.
+    run(&kv, |tx, _| {
+        let mut i = store::inode(tx, f)?;
+        i.attr.inline = true;
+        tx.set(&schema::inline(f), b"hello");
+        store::put_inode(tx, &i)
+    });
+    assert!(matches!(fix(&kv, &mend, true), FixOutcome::Changed(_)));
+    assert_eq!(kept(&kv), vec![f]);
+    // Marked, its bytes lost: a dry run changes nothing, the repair unmarks it.
+    run(&kv, |tx, _| {
+        tx.clear(&schema::inline(f));
+        Ok(())
+    });
+    assert!(matches!(fix(&kv, &mend, false), FixOutcome::Applies(_)));
+    assert!(marked(&kv));
+    assert!(matches!(fix(&kv, &mend, true), FixOutcome::Applies(_)));
+    assert!(!marked(&kv));
+    // Bytes kept for an unmarked file and for an inode that does not exist: dropped.
+    run(&kv, |tx, _| {
+        tx.set(&schema::inline(f), b"stray");
+        tx.set(&schema::inline(4040), b"gone");
+        Ok(())
+    });
+    assert_eq!(kept(&kv), vec![f, 4040]);
+    assert!(matches!(fix(&kv, &mend, true), FixOutcome::Applies(_)));
+    let gone = FsckFix::MendKeptBytes { ino: 4040 };
+    assert!(matches!(fix(&kv, &gone, true), FixOutcome::Applies(_)));
+    assert!(kept(&kv).is_empty());
+    assert!(!marked(&kv));
+    assert!(matches!(fix(&kv, &gone, true), FixOutcome::Changed(_)));
+}
