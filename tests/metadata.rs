@@ -4,14 +4,17 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::meta_cluster::{connect, root, start, start_with, until_trusted, user, wait_async};
+use rustre_fuse::client::FEED_LEASE;
+use rustre_fuse::Client;
 use rustre_proto::msg::mds::{
     SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE,
 };
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::{FileKind, LayoutSpec, Timestamp, ROOT_INO};
+use rustre_proto::msg::{Creds, FileKind, LayoutSpec, Timestamp, ROOT_INO};
 use rustre_proto::Error;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,6 +199,30 @@ async fn rename_in_all_its_forms() {
     assert_eq!(c.getattr(r, a.ino).await.unwrap().nlink, 2);
     assert_eq!(c.getattr(r, b.ino).await.unwrap().nlink, 3);
     assert_eq!(c.lookup(r, sub.ino, "..").await.unwrap().ino, b.ino);
+    // A listing's ".." names the new parent; for a caller who may read the directory but
+    // not search it, the directory itself ("..", cannot be looked up then).
+    let dotdot = |listed: Vec<rustre_fuse::client::Listed>| {
+        listed
+            .iter()
+            .find(|l| l.entry.name == "..")
+            .unwrap()
+            .entry
+            .ino
+    };
+    let fh = c.open_dir(r, sub.ino).await.unwrap();
+    assert_eq!(dotdot(c.read_dir(fh, 0).await.unwrap()), b.ino);
+    c.release_dir(fh);
+    let unsearchable = c.mkdir(r, sub.ino, "r_only", 0o744).await.unwrap();
+    let user = user(1000);
+    let fh = c.open_dir(&user, unsearchable.ino).await.unwrap();
+    assert_eq!(dotdot(c.read_dir(fh, 0).await.unwrap()), unsearchable.ino);
+    c.release_dir(fh);
+    let fh = c.open_dir(&user, sub.ino).await.unwrap();
+    let listed = c.read_dir(fh, 0).await.unwrap();
+    assert_eq!(dotdot(listed.clone()), b.ino);
+    assert!(listed.iter().any(|l| l.entry.name == "r_only"));
+    c.release_dir(fh);
+    c.rmdir(r, sub.ino, "r_only").await.unwrap();
     // Not into its own subtree.
     let deeper = c.lookup(r, sub.ino, "deeper").await.unwrap();
     assert!(matches!(
@@ -888,5 +915,86 @@ async fn an_unlink_leaves_its_directory_s_attributes_in_the_cache() {
         known,
         "after the rmdir: {:?}, the MDS: {root_at_mds:?}",
         c.cached_getattr(ROOT_INO)
+    );
+}
+
+/// The names a listing of directory `ino` hands `creds` ("." and ".." left out), in order.
+async fn listed_names(c: &Arc<Client>, creds: &Creds, ino: u64) -> Vec<String> {
+    let fh = c.open_dir(creds, ino).await.unwrap();
+    let mut names = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = c.read_dir(fh, offset).await.unwrap();
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        names.extend(
+            page.into_iter()
+                .map(|l| l.entry.name)
+                .filter(|n| n != "." && n != ".."),
+        );
+    }
+    c.release_dir(fh);
+    names
+}
+
+/// GNU `rm -r` opens each directory twice in a row: the second open reuses the first one's
+/// page (no MDS call), but never across a change of the directory, whoever made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_opened_again_lists_what_it_holds_now() {
+    let t = start(30_000).await;
+    let c = &t.client;
+    rustre_fuse::client::metrics::enable(&mut prometheus_client::registry::Registry::default());
+    let reused = || {
+        let m = rustre_fuse::client::metrics::get().unwrap();
+        m.first_pages_reused.get()
+    };
+    let d = c.mkdir(&root(), ROOT_INO, "d", 0o755).await.unwrap();
+    for n in ["a", "b"] {
+        c.create(&root(), d.ino, n, 0o644, true, None)
+            .await
+            .unwrap();
+    }
+    assert!(until_trusted(c).await);
+    // Quiet now: within a few rounds of two opens, one is answered from the first page.
+    let before = reused();
+    let mut rounds = 0;
+    while reused() == before && rounds < 20 {
+        assert_eq!(listed_names(c, &root(), d.ino).await, ["a", "b"]);
+        assert_eq!(listed_names(c, &root(), d.ino).await, ["a", "b"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rounds += 1;
+    }
+    assert!(
+        reused() > before,
+        "no open reused its directory's first page"
+    );
+
+    // This client's own change: the very next open shows it.
+    listed_names(c, &root(), d.ino).await;
+    c.create(&root(), d.ino, "c", 0o644, true, None)
+        .await
+        .unwrap();
+    assert_eq!(listed_names(c, &root(), d.ino).await, ["a", "b", "c"]);
+    c.unlink(&root(), d.ino, "a").await.unwrap();
+    assert_eq!(listed_names(c, &root(), d.ino).await, ["b", "c"]);
+
+    // Another client's change: shown once this client's feed reported it (within the
+    // cache's lease), however often the directory is opened meanwhile.
+    let other = connect(&t.mgs).await;
+    listed_names(c, &root(), d.ino).await;
+    other
+        .create(&root(), d.ino, "e", 0o644, true, None)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut listed = listed_names(c, &root(), d.ino).await;
+    while listed != ["b", "c", "e"] && start.elapsed() < FEED_LEASE * 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        listed = listed_names(c, &root(), d.ino).await;
+    }
+    assert_eq!(
+        listed,
+        ["b", "c", "e"],
+        "another client's create never showed"
     );
 }

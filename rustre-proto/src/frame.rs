@@ -48,7 +48,8 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// 10: object deletes in batches (`OssOp::DeleteMany`); 11: mkdir, mknod and symlink
 /// answered with their directory too (`Created`); 12: data on the MDS (`Attr::inline`,
 /// `CloseInline`, `ReadInline`, `Spill`, `InlineData`, the session's `inline_max`); 13:
-/// fsck of the bytes kept on the MDS (`FsckOp::KeptBytes`, `FsckFix::MendKeptBytes`).
+/// fsck of the bytes kept on the MDS (`FsckOp::KeptBytes`, `FsckFix::MendKeptBytes`), a
+/// directory opened in one call (`OpenDir`, `DirOpened`).
 pub const PROTOCOL_VERSION: u16 = 13;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;

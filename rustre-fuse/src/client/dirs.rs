@@ -8,8 +8,15 @@
 //! are handed out.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lru::LruCache;
+
+use super::meta_cache::Epoch;
+use tokio::time::Instant;
 
 use rustre_proto::msg::mds::DirEntry;
 use rustre_proto::msg::{Attr, Creds, FileKind, Ino};
@@ -23,6 +30,12 @@ pub(super) const MAX_OPEN_DIRS: usize = 1 << 14;
 pub(super) const DIR_OFFSETS_MAX: usize = 1 << 16;
 /// Entries asked of the MDS per page.
 pub(super) const DIR_PAGE_ENTRIES: u32 = 256;
+
+/// Directories whose first page is kept for their next open.
+pub(super) const FIRST_PAGES_KEPT: usize = 64;
+/// How long a directory's first page may answer a later open of it (GNU `rm -r` and fts
+/// open each directory twice in a row: the second open asks nothing of the MDS).
+pub(super) const FIRST_PAGE_REUSE: Duration = Duration::from_secs(1);
 
 /// Offset of ".".
 pub(super) const DOT_OFFSET: u64 = 1;
@@ -62,10 +75,33 @@ pub(super) struct OpenDir {
     pub(super) state: tokio::sync::Mutex<DirState>,
 }
 
+/// What an open of a directory learnt from the MDS: its attributes, the inode its `..`
+/// names, and the first page of its listing.
+#[derive(Debug, Clone)]
+pub(super) struct DirOpened {
+    pub(super) attr: Attr,
+    pub(super) parent: Ino,
+    pub(super) page: Vec<DirEntry>,
+    pub(super) eof: bool,
+}
+
+/// A [`DirOpened`] kept for the next open of the directory by the same caller, valid while
+/// the metadata cache holds the directory's attributes with the same `stamp` (nothing
+/// changed the directory since, as far as this client knows) and for
+/// [`FIRST_PAGE_REUSE`].
+pub(super) struct FirstPage {
+    pub(super) creds: Creds,
+    pub(super) stamp: Epoch,
+    pub(super) at: Instant,
+    pub(super) opened: DirOpened,
+}
+
 /// The open-directory table of one client.
 pub(super) struct Dirs {
     pub(super) handles: Mutex<HashMap<u64, Arc<OpenDir>>>,
     pub(super) next_fh: AtomicU64,
+    /// The first pages of the directories opened last, by directory.
+    pub(super) first_pages: Mutex<LruCache<Ino, FirstPage>>,
 }
 
 impl Default for Dirs {
@@ -73,6 +109,9 @@ impl Default for Dirs {
         Dirs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            first_pages: Mutex::new(LruCache::new(
+                NonZeroUsize::new(FIRST_PAGES_KEPT).expect("a positive constant"),
+            )),
         }
     }
 }

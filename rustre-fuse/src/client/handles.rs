@@ -1,13 +1,12 @@
 //! Handle operations: what the FUSE adapter, `put` and `get` call. Files are opened (or
-//! created) into handles that read, write, flush, fsync, fallocate and release; directories
-//! into handles that list. Closing an open goes to the MDS with the other releases of the
+//! created) into handles that read, write, flush, fsync, fallocate and release (directories
+//! into handles that list: [`super::dir_handles`]). Closing an open goes to the MDS with the other releases of the
 //! moment (batching: [`super::releases`]), an atime a read moves with the other atimes of
 //! the moment ([`super::atime_batch`]).
 //!
 //! The state these operations keep lives in the state modules ([`super::files`],
 //! [`super::dirs`], [`super::releases`]), which know nothing of [`Client`].
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,10 +18,6 @@ use tokio::sync::oneshot;
 
 use super::atime::{AtimeRule, Via};
 use super::atime_batch::{Next, ATIME_GATHER};
-use super::dirs::{
-    dir_entry, DirState, Listed, OpenDir, DIR_PAGE_ENTRIES, DOTDOT_OFFSET, DOT_OFFSET,
-    MAX_OPEN_DIRS,
-};
 use super::files::{
     writable_len, OpenFile, Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE,
     FALLOC_FL_ZERO_RANGE, MAX_FILE_BYTES, SIZE_REPORT_INTERVAL, ZERO_CHUNK_BYTES,
@@ -671,124 +666,5 @@ impl Client {
                 let _ = waiter.send(result.clone());
             }
         }
-    }
-}
-
-impl Client {
-    /// Opens directory `ino` for listing (needs read permission) and returns a handle.
-    pub async fn open_dir(&self, creds: &Creds, ino: Ino) -> Result<u64, Error> {
-        let (first, parent, attr) = tokio::join!(
-            self.readdir(creds, ino, None, DIR_PAGE_ENTRIES, true),
-            self.lookup(creds, ino, ".."),
-            self.getattr(creds, ino)
-        );
-        let (page, eof) = first?;
-        self.lookahead.listed(ino, &page, true);
-        let attr = attr?;
-        // Without search permission ".." cannot be looked up; then it names the directory
-        // itself, as at the root.
-        let parent = parent.map_or(ino, |a| a.ino);
-        let mut state = DirState {
-            names: BTreeMap::new(),
-            next_offset: DOTDOT_OFFSET + 1,
-            buffer: VecDeque::new(),
-            base: DOTDOT_OFFSET,
-            eof,
-            started: false,
-        };
-        state.fill(DOTDOT_OFFSET, page, eof);
-        let dir = OpenDir {
-            ino,
-            attr,
-            creds: creds.clone(),
-            dot: dir_entry(".", ino),
-            dotdot: dir_entry("..", parent),
-            state: tokio::sync::Mutex::new(state),
-        };
-        let mut handles = lock(&self.dirs.handles);
-        if handles.len() >= MAX_OPEN_DIRS {
-            return Err(Error::Busy);
-        }
-        let fh = self.dirs.next_fh.fetch_add(1, Ordering::Relaxed);
-        handles.insert(fh, Arc::new(dir));
-        self.atimes.opened(Via::Dir(fh), None);
-        Ok(fh)
-    }
-
-    /// [`Client::read_dir`] done at once when the handle's buffer holds what it hands out
-    /// (the FUSE adapter calls it on fuser's thread, inside the runtime's context). `None`:
-    /// `read_dir` does it.
-    pub fn read_dir_now(self: &Arc<Self>, fh: u64, offset: u64) -> Option<Vec<Listed>> {
-        let dir = self.dirs.get(fh).ok()?;
-        let out = dir
-            .state
-            .try_lock()
-            .ok()?
-            .take_buffered(offset, &dir.dot, &dir.dotdot)?;
-        self.accessed(Via::Dir(fh), dir.ino, &dir.creds);
-        Some(out)
-    }
-
-    /// The entries of open directory `fh` after `offset` (0 = from the start), each with
-    /// the offset that resumes after it. An empty answer is the end of the directory.
-    pub async fn read_dir(self: &Arc<Self>, fh: u64, offset: u64) -> Result<Vec<Listed>, Error> {
-        let dir = self.dirs.get(fh)?;
-        self.accessed(Via::Dir(fh), dir.ino, &dir.creds);
-        let mut st = dir.state.lock().await;
-        if offset < DOT_OFFSET && st.started {
-            // A rewind: the listing must show the directory as it is now.
-            st.buffer.clear();
-            st.base = u64::MAX;
-            st.started = false;
-        }
-        let at = offset.max(DOTDOT_OFFSET);
-        loop {
-            if let Some(out) = st.take_buffered(offset, &dir.dot, &dir.dotdot) {
-                return Ok(out);
-            }
-            if !self.fetch_after(&dir, &mut st, at).await? {
-                return Ok(Vec::new());
-            }
-            // Nothing after `at`: that is the end, whatever the page said.
-            if st.buffer.is_empty() {
-                st.eof = true;
-            }
-        }
-    }
-
-    /// Fetches into `st` the page of `dir` that follows offset `at`. False when `at` is an
-    /// offset this handle never handed out (or long forgot): the listing ends there.
-    async fn fetch_after(&self, dir: &OpenDir, st: &mut DirState, at: u64) -> Result<bool, Error> {
-        let after = if at == DOTDOT_OFFSET {
-            None
-        } else {
-            match st.names.get(&at) {
-                Some(name) => Some(name.clone()),
-                None => return Ok(false),
-            }
-        };
-        let listed = self
-            .readdir(
-                &dir.creds,
-                dir.ino,
-                after.as_deref(),
-                DIR_PAGE_ENTRIES,
-                true,
-            )
-            .await;
-        let (page, eof) = match listed {
-            // Removed while open: a removed directory lists nothing.
-            Err(Error::NotFound) => (Vec::new(), true),
-            r => r?,
-        };
-        self.lookahead.listed(dir.ino, &page, at == DOTDOT_OFFSET);
-        st.fill(at, page, eof);
-        Ok(true)
-    }
-
-    /// Closes directory handle `fh`.
-    pub fn release_dir(&self, fh: u64) {
-        lock(&self.dirs.handles).remove(&fh);
-        self.atimes.closed(Via::Dir(fh));
     }
 }

@@ -15,7 +15,7 @@ use rustre_proto::Error;
 
 use super::capability::CAPABILITY_XATTR;
 use super::files::Report;
-use super::meta_cache::OwnResult;
+use super::meta_cache::{Epoch, OwnResult};
 use super::meta_ops::{check_layout, idempotent, is_session_op, own_results, request_entries};
 use super::{unexpected, Client};
 use rustre_proto::sync::lock;
@@ -526,17 +526,29 @@ impl Client {
         let asked = self.meta_cache.epoch();
         match self.mds(creds, op).await? {
             MdsResponse::Entries { mut entries, eof } => {
-                for e in entries.iter_mut() {
-                    let Some(a) = e.attr.as_mut() else { continue };
-                    check_layout(a)?;
-                    // Primes the cache as a lookup of the name would.
-                    self.meta_cache.keep_entry(asked, ino, &e.name, Some(a));
-                    self.merge_local(a);
-                }
+                self.prime_listed(asked, ino, &mut entries)?;
                 Ok((entries, eof))
             }
             r => Err(unexpected(r)),
         }
+    }
+
+    /// Entries of directory `dir` listed with their attributes (asked for at `asked`):
+    /// primes the metadata cache as a lookup of each name would, and merges what this
+    /// client knows into their attributes.
+    pub(super) fn prime_listed(
+        &self,
+        asked: Epoch,
+        dir: Ino,
+        entries: &mut [DirEntry],
+    ) -> Result<(), Error> {
+        for e in entries.iter_mut() {
+            let Some(a) = e.attr.as_mut() else { continue };
+            check_layout(a)?;
+            self.meta_cache.keep_entry(asked, dir, &e.name, Some(a));
+            self.merge_local(a);
+        }
+        Ok(())
     }
 
     /// Every entry of a directory (paged underneath).

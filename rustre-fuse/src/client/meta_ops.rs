@@ -255,6 +255,7 @@ pub(super) fn idempotent(op: &MdsOp) -> bool {
             | MdsOp::GetAttr { .. }
             | MdsOp::Readlink { .. }
             | MdsOp::Readdir { .. }
+            | MdsOp::OpenDir { .. }
             | MdsOp::Access { .. }
             | MdsOp::StatFs
             | MdsOp::GetXattr { .. }

@@ -34,6 +34,8 @@ pub struct ClientMetrics {
     pub open_prefetches: Counter,
     /// Of those, the reads the open's answer let stand (the rest were dropped).
     pub open_prefetches_kept: Counter,
+    /// Directory opens answered with the first page a previous open of it fetched.
+    pub first_pages_reused: Counter,
     /// Bytes sent to the OSTs by write-back.
     pub writeback_bytes: Counter,
     /// Writers that had to wait for room in the write-back budget or for sends in flight.
@@ -103,6 +105,11 @@ pub fn enable(registry: &mut Registry) {
         "rustre_client_open_prefetches_kept",
         "Reads started by opens that the open's answer let stand",
         m.open_prefetches_kept.clone(),
+    );
+    r.register(
+        "rustre_client_dir_first_pages_reused",
+        "Directory opens answered with the first page the previous open of it fetched",
+        m.first_pages_reused.clone(),
     );
     r.register(
         "rustre_client_writeback_bytes",

@@ -43,6 +43,7 @@ mod cache;
 mod capability;
 mod copy;
 mod data;
+mod dir_handles;
 mod dirs;
 mod durable;
 mod feed;

@@ -399,6 +399,13 @@ pub enum MdsOp {
     Spill {
         ino: Ino,
     },
+    /// Opens directory `ino` for listing (needs read permission), in one call: answered
+    /// with `DirOpened`, its attributes, the inode its `..` names, and the first `limit`
+    /// entries with their attributes (as `Readdir { plus: true }` from the start).
+    OpenDir {
+        ino: Ino,
+        limit: u32,
+    },
 }
 
 /// Most bytes of one file the MDS keeps in its store (`MdsOp::CloseInline`); an MDS may be
@@ -640,4 +647,12 @@ pub enum MdsResponse {
     },
     /// `CloseInline` was refused; nothing changed.
     InlineRefused,
+    /// `OpenDir`: `parent` is the inode `..` names (the directory itself at the root, and
+    /// when the caller may not search the directory: `..` cannot be looked up then).
+    DirOpened {
+        attr: Attr,
+        parent: Ino,
+        entries: Vec<DirEntry>,
+        eof: bool,
+    },
 }

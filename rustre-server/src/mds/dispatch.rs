@@ -197,6 +197,7 @@ impl Mds {
                 plus,
             } => self.readdir(call, ino, after, limit, plus).await,
             MdsOp::Open { ino, flags } => self.open(call, ino, flags).await,
+            MdsOp::OpenDir { ino, limit } => self.open_dir(call, ino, limit).await,
             MdsOp::Release { inos } => self.release(call, inos).await,
             MdsOp::ReportSize {
                 ino,

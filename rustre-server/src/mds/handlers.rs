@@ -317,6 +317,21 @@ impl Mds {
         .map(|(entries, eof)| MdsResponse::Entries { entries, eof })
     }
 
+    pub(super) async fn open_dir(self: &Arc<Self>, call: Call, ino: Ino, limit: u32) -> Answer {
+        let limit = limit.clamp(1, READDIR_MAX_ENTRIES) as usize;
+        let (attr, parent, entries, eof) = self
+            .txn(call.creds, vec![], Mutation::ReadOnly, move |tx, c| {
+                namespace::open_dir(tx, c, ino, limit)
+            })
+            .await?;
+        Ok(MdsResponse::DirOpened {
+            attr,
+            parent,
+            entries,
+            eof,
+        })
+    }
+
     /// An open is bookkeeping, unless it truncates. A file with a truncate pending (this
     /// open's O_TRUNC, or one not carried out yet) is opened only once its objects are cut.
     pub(super) async fn open(self: &Arc<Self>, call: Call, ino: Ino, flags: i32) -> Answer {

@@ -633,3 +633,22 @@ pub fn readdir(
     }
     Ok((out, eof))
 }
+
+/// A directory opened for listing (`MdsOp::OpenDir`, needs read permission): its
+/// attributes, the inode its `..` names (itself when the caller may not search it), and its
+/// first `limit` entries with their attributes; true when they end the directory.
+pub fn open_dir(
+    tx: &mut dyn Transaction,
+    ctx: &Ctx,
+    ino: Ino,
+    limit: usize,
+) -> Result<(Attr, Ino, Vec<DirEntry>, bool), Error> {
+    let (entries, eof) = readdir(tx, ctx, ino, None, limit, true)?;
+    let d = store::dir(tx, ino)?;
+    let parent = if perm::check(ctx.creds, &d.attr, X).is_ok() {
+        d.parent
+    } else {
+        ino
+    };
+    Ok((d.attr, parent, entries, eof))
+}

@@ -569,6 +569,21 @@ impl MetaCache {
         inner.put_entry((parent, name.to_string()), e);
     }
 
+    /// The stamp of `ino`'s cached attributes (the epoch they were kept at), if cached and
+    /// the cache is trusted: while it stays the same, nothing this client learnt of (its
+    /// own changes, every MDS's feed) changed the inode.
+    pub(super) fn attr_stamp(&self, ino: Ino) -> Option<Epoch> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let inner = lock(&self.inner);
+        if !inner.trusted(Instant::now()) {
+            return None;
+        }
+        let a = inner.attrs.peek(&ino)?;
+        (a.epoch >= inner.valid_from).then_some(Epoch(a.epoch))
+    }
+
     /// The attributes of `ino`, if cached and the cache is trusted.
     pub(super) fn getattr(&self, ino: Ino) -> Option<Attr> {
         if !self.enabled.load(Ordering::Relaxed) {
