@@ -14,6 +14,7 @@ use std::path::Path;
 use rustre_proto::codec;
 use rustre_proto::frame::{FrameKind, Header, Service};
 use rustre_proto::msg::acl::{AclEntry, ExtAcl};
+use rustre_proto::msg::fsck::{FsckAnswer, FsckFix, FsckOp, FSCK_KEPT_PAGE_MAX};
 use rustre_proto::msg::mds::{
     AtimeUpdate, Change, ChangeBatch, DirEntry, FeedChange, FsStats, MdsOp, MdsRequest,
     MdsResponse, NamesChanged, SetAttr, TimeSet, Touched, RENAME_NOREPLACE, XATTR_CREATE,

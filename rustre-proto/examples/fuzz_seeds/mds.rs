@@ -230,6 +230,21 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
         ),
         ("read_inline", MdsOp::ReadInline { ino: 42 }),
         ("spill", MdsOp::Spill { ino: 42 }),
+        ("open_dir", MdsOp::OpenDir { ino: 1, limit: 256 }),
+        (
+            "fsck_kept_bytes",
+            MdsOp::Fsck(FsckOp::KeptBytes {
+                after: 0,
+                limit: FSCK_KEPT_PAGE_MAX,
+            }),
+        ),
+        (
+            "fsck_mend_kept_bytes",
+            MdsOp::Fsck(FsckOp::Repair {
+                fix: FsckFix::MendKeptBytes { ino: 42 },
+                apply: false,
+            }),
+        ),
         (
             "report_and_setattr",
             MdsOp::ReportAndSetAttr {
@@ -289,7 +304,7 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
 const O_RDWR: i32 = 2;
 
 pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<MdsResponse, Error>); 19] = [
+    let resps: [(&str, Result<MdsResponse, Error>); 21] = [
         (
             "session",
             Ok(MdsResponse::Session {
@@ -307,6 +322,27 @@ pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
             }),
         ),
         ("inline_refused", Ok(MdsResponse::InlineRefused)),
+        (
+            "dir_opened",
+            Ok(MdsResponse::DirOpened {
+                attr: attr(),
+                parent: 1,
+                entries: vec![DirEntry {
+                    name: "a".into(),
+                    ino: 42,
+                    kind: FileKind::File,
+                    attr: Some(attr()),
+                }],
+                eof: true,
+            }),
+        ),
+        (
+            "fsck_kept_bytes",
+            Ok(MdsResponse::Fsck(FsckAnswer::KeptBytes {
+                inos: vec![42, 43],
+                done: true,
+            })),
+        ),
         ("target", Ok(MdsResponse::Target("../t".into()))),
         (
             "entries",
