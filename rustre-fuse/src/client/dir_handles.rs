@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rustre_proto::msg::mds::{MdsOp, MdsResponse, READDIR_MAX_ENTRIES};
+use rustre_proto::msg::mds::{DirEntry, MdsOp, MdsResponse, READDIR_MAX_ENTRIES};
 use rustre_proto::msg::{Creds, Ino};
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
@@ -165,48 +165,60 @@ impl Client {
         };
         self.meta_cache.keep_attr(asked, &attr);
         self.prime_listed(asked, ino, &mut page)?;
-        let opened = DirOpened {
-            attr: attr.clone(),
-            parent,
-            page,
-            eof,
-        };
-        // Kept only when the directory's attributes went into the cache with this answer.
+        // Kept only when the directory's attributes went into the cache with this answer;
+        // the names alone (a reuse hands out the attributes cached then).
         if self.meta_cache.attr_stamp(ino) == Some(asked) {
+            let names = page.iter().map(|e| DirEntry {
+                name: e.name.clone(),
+                ino: e.ino,
+                kind: e.kind,
+                attr: None,
+            });
             let kept = FirstPage {
                 creds: creds.clone(),
                 stamp: asked,
                 at: Instant::now(),
-                opened: opened.clone(),
+                parent,
+                names: names.collect(),
+                eof,
             };
             lock(&self.dirs.first_pages).put(ino, kept);
         }
         self.merge_local(&mut attr);
-        Ok(DirOpened { attr, ..opened })
+        Ok(DirOpened {
+            attr,
+            parent,
+            page,
+            eof,
+        })
     }
 
     /// The answer kept from the last open of `ino` by `creds`, if it still holds (see the
     /// module docs), with every entry's attributes and the directory's as cached now.
     fn kept_first_page(&self, creds: &Creds, ino: Ino) -> Option<DirOpened> {
-        let mut kept = lock(&self.dirs.first_pages);
-        let k = kept.get(&ino)?;
-        let fresh =
-            k.at.elapsed() < FIRST_PAGE_REUSE && self.meta_cache.attr_stamp(ino) == Some(k.stamp);
-        if !fresh || k.creds != *creds {
-            kept.pop(&ino);
-            return None;
+        let (parent, mut page, eof) = {
+            let mut kept = lock(&self.dirs.first_pages);
+            let k = kept.get(&ino)?;
+            let fresh = k.at.elapsed() < FIRST_PAGE_REUSE
+                && self.meta_cache.attr_stamp(ino) == Some(k.stamp);
+            if !fresh || k.creds != *creds {
+                kept.pop(&ino);
+                return None;
+            }
+            (k.parent, k.names.clone(), k.eof)
+        };
+        for e in page.iter_mut() {
+            e.attr = Some(self.cached_getattr(e.ino)?);
         }
-        let mut opened = k.opened.clone();
-        drop(kept);
-        for e in opened.page.iter_mut() {
-            let mut a = self.meta_cache.getattr(e.ino)?;
-            self.merge_local(&mut a);
-            e.attr = Some(a);
-        }
-        self.merge_local(&mut opened.attr);
+        let attr = self.cached_getattr(ino)?;
         if let Some(m) = super::metrics::get() {
             m.first_pages_reused.inc();
         }
-        Some(opened)
+        Some(DirOpened {
+            attr,
+            parent,
+            page,
+            eof,
+        })
     }
 }

@@ -77,7 +77,6 @@ pub(super) struct OpenDir {
 
 /// What an open of a directory learnt from the MDS: its attributes, the inode its `..`
 /// names, and the first page of its listing.
-#[derive(Debug, Clone)]
 pub(super) struct DirOpened {
     pub(super) attr: Attr,
     pub(super) parent: Ino,
@@ -85,15 +84,18 @@ pub(super) struct DirOpened {
     pub(super) eof: bool,
 }
 
-/// A [`DirOpened`] kept for the next open of the directory by the same caller, valid while
-/// the metadata cache holds the directory's attributes with the same `stamp` (nothing
-/// changed the directory since, as far as this client knows) and for
-/// [`FIRST_PAGE_REUSE`].
+/// What a [`DirOpened`] said of the listing, kept for the next open of the directory by the
+/// same caller: valid while the metadata cache holds the directory's attributes with the
+/// same `stamp` (nothing changed the directory since, as far as this client knows) and for
+/// [`FIRST_PAGE_REUSE`]. The entries' names only: a reuse takes every attribute from the
+/// cache.
 pub(super) struct FirstPage {
     pub(super) creds: Creds,
     pub(super) stamp: Epoch,
     pub(super) at: Instant,
-    pub(super) opened: DirOpened,
+    pub(super) parent: Ino,
+    pub(super) names: Vec<DirEntry>,
+    pub(super) eof: bool,
 }
 
 /// The open-directory table of one client.

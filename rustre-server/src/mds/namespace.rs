@@ -607,6 +607,18 @@ pub fn readdir(
 ) -> Result<(Vec<DirEntry>, bool), Error> {
     let d = store::dir(tx, ino)?;
     perm::check(ctx.creds, &d.attr, perm::R)?;
+    entries_of(tx, ino, after, limit, plus)
+}
+
+/// Up to `limit` entries of directory `ino` after name `after`, with their attributes when
+/// `plus`; true when they end the directory (the caller checked read permission).
+fn entries_of(
+    tx: &mut dyn Transaction,
+    ino: Ino,
+    after: Option<&str>,
+    limit: usize,
+    plus: bool,
+) -> Result<(Vec<DirEntry>, bool), Error> {
     let (s, e) = match after {
         Some(name) => schema::dentry_after(ino, name),
         None => schema::dentry_range(ino),
@@ -643,8 +655,9 @@ pub fn open_dir(
     ino: Ino,
     limit: usize,
 ) -> Result<(Attr, Ino, Vec<DirEntry>, bool), Error> {
-    let (entries, eof) = readdir(tx, ctx, ino, None, limit, true)?;
     let d = store::dir(tx, ino)?;
+    perm::check(ctx.creds, &d.attr, perm::R)?;
+    let (entries, eof) = entries_of(tx, ino, None, limit, true)?;
     let parent = if perm::check(ctx.creds, &d.attr, X).is_ok() {
         d.parent
     } else {
