@@ -1,6 +1,7 @@
 //! Typed metadata calls. Each maps one MDS operation to its answer's type.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -59,6 +60,8 @@ impl Client {
     /// An open or create refused with ESTALE because the MDS evicted this client's session
     /// is sent once more in a new session (see [`super::session`]).
     pub(crate) async fn mds(&self, creds: &Creds, op: MdsOp) -> Result<MdsResponse, Error> {
+        // After the unlinks and renames this client answered ahead, as if each had waited.
+        self.dirops_settled().await;
         if !matches!(op, MdsOp::Open { .. } | MdsOp::Create { .. }) {
             return self.mds_in_session(creds, op).await;
         }
@@ -104,7 +107,12 @@ impl Client {
 
     /// Sends `op` as request number `seq` (0: not recorded), retrying as [`Client::mds`]
     /// says.
-    async fn mds_numbered(&self, creds: &Creds, op: MdsOp, seq: u64) -> Result<MdsResponse, Error> {
+    pub(super) async fn mds_numbered(
+        &self,
+        creds: &Creds,
+        op: MdsOp,
+        seq: u64,
+    ) -> Result<MdsResponse, Error> {
         let req = MdsRequest {
             creds: creds.clone(),
             session: self.session(),
@@ -479,7 +487,17 @@ impl Client {
         }
     }
 
-    pub async fn unlink(&self, creds: &Creds, parent: Ino, name: &str) -> Result<(), Error> {
+    /// Unlinks `name` from `parent`: answered ahead of the MDS when the cache settles the
+    /// outcome ([`super::async_dirops`]), else sent and waited for.
+    pub async fn unlink(
+        self: &Arc<Self>,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+    ) -> Result<(), Error> {
+        if self.try_unlink_ahead(creds, parent, name).await {
+            return Ok(());
+        }
         let name = name.to_string();
         self.names_call(creds, MdsOp::Unlink { parent, name }).await
     }
@@ -489,8 +507,11 @@ impl Client {
         self.names_call(creds, MdsOp::Rmdir { parent, name }).await
     }
 
+    /// Renames `name` in `parent` to `new_name` in `new_parent`: answered ahead of the MDS
+    /// when it stays in its directory, has no flags and the cache settles the outcome
+    /// ([`super::async_dirops`]), else sent and waited for.
     pub async fn rename(
-        &self,
+        self: &Arc<Self>,
         creds: &Creds,
         parent: Ino,
         name: &str,
@@ -498,6 +519,12 @@ impl Client {
         new_name: &str,
         flags: u32,
     ) -> Result<(), Error> {
+        if parent == new_parent
+            && flags == 0
+            && self.try_rename_ahead(creds, parent, name, new_name).await
+        {
+            return Ok(());
+        }
         let op = MdsOp::Rename {
             parent,
             name: name.to_string(),

@@ -36,6 +36,12 @@ pub struct ClientMetrics {
     pub open_prefetches_kept: Counter,
     /// Directory opens answered with the first page a previous open of it fetched.
     pub first_pages_reused: Counter,
+    /// Unlinks answered before the MDS answered (`client/async_dirops.rs`).
+    pub unlinks_ahead: Counter,
+    /// Renames answered before the MDS answered.
+    pub renames_ahead: Counter,
+    /// Of those unlinks and renames, the ones the MDS then refused (the names stayed).
+    pub dirops_ahead_failed: Counter,
     /// Bytes sent to the OSTs by write-back.
     pub writeback_bytes: Counter,
     /// Writers that had to wait for room in the write-back budget or for sends in flight.
@@ -110,6 +116,21 @@ pub fn enable(registry: &mut Registry) {
         "rustre_client_dir_first_pages_reused",
         "Directory opens answered with the first page the previous open of it fetched",
         m.first_pages_reused.clone(),
+    );
+    r.register(
+        "rustre_client_unlinks_ahead",
+        "Unlinks answered before the MDS answered (the cache knew the outcome)",
+        m.unlinks_ahead.clone(),
+    );
+    r.register(
+        "rustre_client_renames_ahead",
+        "Renames within a directory answered before the MDS answered",
+        m.renames_ahead.clone(),
+    );
+    r.register(
+        "rustre_client_dirops_ahead_failed",
+        "Unlinks and renames answered ahead that the MDS then refused (the names stayed; logged)",
+        m.dirops_ahead_failed.clone(),
     );
     r.register(
         "rustre_client_writeback_bytes",

@@ -37,6 +37,7 @@
 
 pub mod admin;
 mod append;
+mod async_dirops;
 mod atime;
 mod atime_batch;
 mod cache;
@@ -151,6 +152,8 @@ pub struct Client {
     refresh_holds: Arc<kernel_holds::RefreshHolds>,
     /// Migrations begun through this client and not finished ([`admin`]).
     migrations: admin::Migrations,
+    /// Unlinks and renames answered before the MDS's answer ([`async_dirops`]).
+    dirops_ahead: async_dirops::DiropsAhead,
 }
 
 impl Client {
@@ -185,6 +188,7 @@ impl Client {
             kernel: kernel::KernelHook::default(),
             refresh_holds: Default::default(),
             migrations: admin::Migrations::default(),
+            dirops_ahead: Default::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {

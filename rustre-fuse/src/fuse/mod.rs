@@ -73,6 +73,11 @@ pub struct FuseConfig {
     /// kernel owns the size and mtime of the files it caches (docs/mount.md, "Write-back
     /// cache", says what that costs across mounts).
     pub writeback_cache: bool,
+    /// Answer an unlink or a rename within a directory before the MDS does when the
+    /// metadata cache knows its outcome (`-o async_dirops`, the default; `noasync_dirops`,
+    /// and a `sync` mount, wait for every one; docs/metadata-cache.md, "Unlinks and renames
+    /// answered ahead").
+    pub async_dirops: bool,
 }
 
 impl Default for FuseConfig {
@@ -83,6 +88,7 @@ impl Default for FuseConfig {
             negative_ttl: None,
             page_cache_bytes: crate::client::DEFAULT_CACHE_BYTES as u64,
             writeback_cache: false,
+            async_dirops: true,
         }
     }
 }
@@ -104,6 +110,7 @@ impl RustreFs {
     pub fn new(client: Arc<Client>, rt: Handle, cfg: FuseConfig) -> RustreFs {
         client.set_cache_bytes(usize::try_from(cfg.page_cache_bytes).unwrap_or(usize::MAX));
         client.set_attr_ttl(cfg.attr_ttl);
+        client.set_async_dirops(cfg.async_dirops);
         let notifier: NotifierSlot = Arc::default();
         match inval::KernelInval::start(notifier.clone(), client.refresh_holds()) {
             Ok(k) => client.set_kernel_cache(Arc::new(k)),

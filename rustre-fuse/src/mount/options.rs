@@ -188,6 +188,8 @@ impl MountOptions {
                 ("cache_size", Some(v)) => self.fuse.page_cache_bytes = parse_bytes(key, v)?,
                 ("writeback_cache", None) => self.fuse.writeback_cache = true,
                 ("nowriteback_cache", None) => self.fuse.writeback_cache = false,
+                ("async_dirops", None) => self.fuse.async_dirops = true,
+                ("noasync_dirops", None) => self.fuse.async_dirops = false,
                 ("threads", Some(v)) => {
                     self.threads = v
                         .parse()

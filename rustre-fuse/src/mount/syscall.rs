@@ -82,7 +82,10 @@ pub fn mount(
     let o = &args.options;
     // Before the first request: the kernel leaves atime to the file system.
     client.set_atime_mode(o.exec_suid_dev_atime.atime_mode(o.read_only));
-    let fs = RustreFs::new(client.clone(), rt, o.fuse.clone());
+    let mut fuse = o.fuse.clone();
+    // A `sync` mount's changes are on the servers when the call returns.
+    fuse.async_dirops &= !o.exec_suid_dev_atime.sync;
+    let fs = RustreFs::new(client.clone(), rt, fuse);
     let notifier = fs.notifier_slot();
     let acl = if o.allow_other {
         SessionACL::All

@@ -13,12 +13,21 @@ pub const S_ISUID: u32 = 0o4000;
 pub const S_ISGID: u32 = 0o2000;
 /// Group-execute bit.
 pub const S_IXGRP: u32 = 0o0010;
+/// Sticky bit (of a directory: only owners may remove or rename its entries).
+pub const S_ISVTX: u32 = 0o1000;
 /// Write bit of an access mask.
 const W: u32 = 2;
 
 /// True for root and the file's owner.
 pub fn is_owner(creds: &Creds, attr: &Attr) -> bool {
     creds.uid == 0 || creds.uid == attr.uid
+}
+
+/// The sticky-directory rule: whether `creds` may remove or rename `victim` out of `dir`
+/// (root, the directory's owner and the victim's may, in a sticky directory; anyone with
+/// write and search permission may elsewhere).
+pub fn sticky_allows(creds: &Creds, dir: &Attr, victim: &Attr) -> bool {
+    dir.perm & S_ISVTX == 0 || creds.uid == 0 || creds.uid == dir.uid || creds.uid == victim.uid
 }
 
 /// Applies the owner and mode changes of `set` to `a` (in that order, as Linux's

@@ -8,8 +8,7 @@ pub const R: u32 = 4;
 pub const W: u32 = 2;
 pub const X: u32 = 1;
 
-pub use rustre_proto::msg::attr_rules::{S_ISGID, S_ISUID, S_IXGRP};
-pub const S_ISVTX: u32 = 0o1000;
+pub use rustre_proto::msg::attr_rules::{S_ISGID, S_ISUID, S_ISVTX, S_IXGRP};
 
 /// True when `creds` may access `attr` with `mask` (R|W|X bits).
 pub fn allowed(creds: &Creds, attr: &Attr, mask: u32) -> bool {
@@ -41,11 +40,11 @@ pub fn check_owner(creds: &Creds, attr: &Attr) -> Result<(), Error> {
 
 /// The sticky-directory rule for removing or renaming `victim` out of `dir`.
 pub fn check_sticky(creds: &Creds, dir: &Attr, victim: &Attr) -> Result<(), Error> {
-    if dir.perm & S_ISVTX != 0 && creds.uid != 0 && creds.uid != dir.uid && creds.uid != victim.uid
-    {
-        return Err(Error::NotPermitted);
+    if rustre_proto::msg::attr_rules::sticky_allows(creds, dir, victim) {
+        Ok(())
+    } else {
+        Err(Error::NotPermitted)
     }
-    Ok(())
 }
 
 /// Permission bits after a write or truncate by `creds`: non-root writers clear setuid, and

@@ -182,6 +182,21 @@ impl Inner {
             })
     }
 
+    /// Records own change `seq` as in flight; returns its `settled_below` ([`InFlight`]).
+    fn begin_own(&mut self, seq: u64, request_entries: Vec<(Ino, String)>) -> u64 {
+        let in_flight = self.own_in_flight.keys().copied().min();
+        let unknown = self.own_unknown.first().copied();
+        let settled_below = in_flight.into_iter().chain(unknown).min().unwrap_or(seq);
+        let f = InFlight {
+            settled_below: settled_below.min(seq),
+            named: Some(Vec::new()),
+            request_entries,
+            deferred: Vec::new(),
+        };
+        self.own_in_flight.insert(seq, f);
+        settled_below.min(seq)
+    }
+
     fn void_all(&mut self) {
         self.epoch += 1;
         self.valid_from = self.epoch;
@@ -406,16 +421,7 @@ impl MetaCache {
     ) -> u64 {
         let mut inner = lock(&self.inner);
         let seq = next_seq();
-        let in_flight = inner.own_in_flight.keys().copied().min();
-        let unknown = inner.own_unknown.first().copied();
-        let settled_below = in_flight.into_iter().chain(unknown).min().unwrap_or(seq);
-        let f = InFlight {
-            settled_below: settled_below.min(seq),
-            named: Some(Vec::new()),
-            request_entries,
-            deferred: Vec::new(),
-        };
-        inner.own_in_flight.insert(seq, f);
+        inner.begin_own(seq, request_entries);
         seq
     }
 
@@ -745,5 +751,7 @@ impl From<Known> for Result<Attr, Error> {
     }
 }
 
+mod ahead;
+pub(super) use ahead::Ahead;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use rustre_proto::msg::mds::{MdsOp, MdsResponse, NamesChanged, Touched, RENAME_E
 use rustre_proto::msg::Timestamp;
 use rustre_proto::sync::lock;
 
+mod ahead;
 mod created;
 
 const MDS: &str = "127.0.0.1:9500";

@@ -1,0 +1,229 @@
+//! Unlinks and renames answered ahead of the MDS (asynchronous directory operations, as
+//! CephFS's): the reply goes to the application as soon as the request is on the wire, and
+//! the MDS's answer is waited for in the background.
+//!
+//! An unlink or a rename is one MDS round trip that the application waits for; `rm -r`, a
+//! build's clean and rsync's rename of every file it wrote make thousands in a row. When
+//! this client's metadata cache already knows everything the MDS checks
+//! (`MetaCache::unlink_ahead`, `MetaCache::rename_ahead`: the directory's attributes and
+//! the caller's permission on it, the names and the inodes they lead to, the sticky rule),
+//! the outcome is known before the MDS answers: the change is numbered, shown in the cache
+//! at once, written to the MDS's connection on the calling thread ([`first_poll`]) and
+//! answered. The next one does not wait for the previous one's answer, so a loop of them
+//! overlaps its round trips. At most [`DIROPS_AHEAD_MAX`] are in flight. Renames go ahead
+//! only within one directory, without flags, of a non-directory.
+//!
+//! Order: every other metadata call of this client waits until none is in flight
+//! ([`Client::dirops_settled`], at the top of [`Client::mds`]): a create of a name just
+//! unlinked, a listing, an `fsync` of the directory (`SyncMeta`) and the close of the
+//! session at unmount all come after the changes answered before them, as if each had
+//! waited. What the cache answers (lookups, getattrs) already shows them.
+//!
+//! Failures: another client can still change the directory between this client's look and
+//! the MDS's transaction (the cache is only as fresh as the change feeds, docs/
+//! metadata-cache.md). An unlink whose name is gone by then happened, in effect, first.
+//! Any other refusal (the directory's permission changed by another client meanwhile, this
+//! client's session fenced) is logged and counted (`rustre_client_dirops_ahead_failed`),
+//! and the cache forgets what it showed, so the names show what the MDS holds. A client
+//! killed before its requests left loses the changes it answered but had not written (the
+//! socket was full); docs/operations.md states the rule.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rustre_proto::msg::mds::{MdsOp, MdsResponse};
+use rustre_proto::msg::{Creds, Ino};
+use rustre_proto::Error;
+use tokio::sync::Notify;
+
+use super::meta_cache::Ahead;
+use super::meta_ops::own_results;
+use super::{first_poll, metrics, Client};
+
+/// Most changes answered ahead whose MDS answer has not arrived; the next one waits for
+/// its own answer, as every one did before.
+pub(super) const DIROPS_AHEAD_MAX: usize = 64;
+
+/// The changes answered ahead and still in flight.
+#[derive(Default)]
+pub(super) struct DiropsAhead {
+    /// On for a mount (`-o async_dirops`, its default); off for the library's other users
+    /// (the `rustre` commands, the simulation), whose changes wait for the MDS's answer.
+    on: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Woken when `in_flight` drops to 0.
+    settled: Notify,
+}
+
+impl DiropsAhead {
+    /// Takes a place in flight, if one is free.
+    fn take(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+            && self
+                .in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < DIROPS_AHEAD_MAX).then_some(n + 1)
+                })
+                .is_ok()
+    }
+
+    /// Gives a place back.
+    fn give_back(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_waiters();
+        }
+    }
+}
+
+/// Ends a change in flight however its task ends (answered, or dropped at shutdown: then
+/// its outcome is unknown to the cache).
+struct InFlight {
+    client: Arc<Client>,
+    seq: u64,
+    answered: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.client.meta_cache.own_answered(self.seq, None);
+        }
+        self.client.dirops_ahead.give_back();
+    }
+}
+
+impl Client {
+    /// Whether unlinks and renames may be answered ahead (off until a mount turns it on).
+    pub fn set_async_dirops(&self, on: bool) {
+        self.dirops_ahead.on.store(on, Ordering::Relaxed);
+    }
+
+    /// Waits until no change answered ahead is in flight.
+    pub(super) async fn dirops_settled(&self) {
+        let u = &self.dirops_ahead;
+        // The common case, every metadata call's: nothing in flight, no waiter registered.
+        while u.in_flight.load(Ordering::Acquire) != 0 {
+            let notified = u.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if u.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Answers the unlink of `name` from `parent` ahead of the MDS if the cache settles its
+    /// outcome (see the module documentation): sends it, and returns true. False: the
+    /// caller sends it and waits, as always.
+    pub(super) async fn try_unlink_ahead(
+        self: &Arc<Self>,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+    ) -> bool {
+        if !self.dirops_ahead.take() {
+            return false;
+        }
+        let next_seq = || self.seq.fetch_add(1, Ordering::Relaxed);
+        let Some(ahead) = self.meta_cache.unlink_ahead(creds, parent, name, next_seq) else {
+            self.dirops_ahead.give_back();
+            return false;
+        };
+        self.dirs.drop_listed(parent, name).await;
+        if let Some(m) = metrics::get() {
+            m.unlinks_ahead.inc();
+        }
+        let name = name.to_string();
+        self.send_ahead(creds, ahead, MdsOp::Unlink { parent, name });
+        true
+    }
+
+    /// As [`Client::try_unlink_ahead`], for renaming `name` to `new_name` within `parent`.
+    pub(super) async fn try_rename_ahead(
+        self: &Arc<Self>,
+        creds: &Creds,
+        parent: Ino,
+        name: &str,
+        new_name: &str,
+    ) -> bool {
+        if !self.dirops_ahead.take() {
+            return false;
+        }
+        let next_seq = || self.seq.fetch_add(1, Ordering::Relaxed);
+        let planned = self
+            .meta_cache
+            .rename_ahead(creds, parent, name, new_name, next_seq);
+        let Some(ahead) = planned else {
+            self.dirops_ahead.give_back();
+            return false;
+        };
+        self.dirs.drop_listed(parent, name).await;
+        self.dirs.drop_listed(parent, new_name).await;
+        if let Some(m) = metrics::get() {
+            m.renames_ahead.inc();
+        }
+        let op = MdsOp::Rename {
+            parent,
+            name: name.to_string(),
+            new_parent: parent,
+            new_name: new_name.to_string(),
+            flags: 0,
+        };
+        self.send_ahead(creds, ahead, op);
+        true
+    }
+
+    /// Sends `op`, answered ahead as `ahead`; polled here until it waits for the answer,
+    /// so the request is written before the caller replies to the kernel.
+    fn send_ahead(self: &Arc<Self>, creds: &Creds, ahead: Ahead, op: MdsOp) {
+        let f = InFlight {
+            client: self.clone(),
+            seq: ahead.seq,
+            answered: false,
+        };
+        drop(first_poll::spawn(send(f, creds.clone(), ahead, op), true));
+    }
+}
+
+/// Sends one change answered ahead and settles the cache with the MDS's answer.
+async fn send(mut f: InFlight, creds: Creds, ahead: Ahead, op: MdsOp) {
+    let c = f.client.clone();
+    let r = c.mds_numbered(&creds, op.clone(), f.seq).await;
+    f.answered = true;
+    match r {
+        Ok(resp @ MdsResponse::NamesChanged(_)) => {
+            c.meta_cache
+                .own_answered(f.seq, Some(own_results(&op, &resp)));
+            if let MdsResponse::NamesChanged(n) = resp {
+                // An inode the change destroyed has no bytes left to read.
+                let gone = std::iter::once(&n.source).chain(n.target.as_ref());
+                for t in gone.filter(|t| t.attr.is_none()) {
+                    c.cache.invalidate(t.ino);
+                }
+            }
+        }
+        // An unlink's name already gone: another client removed it between this client's
+        // look and the MDS's transaction (or an earlier try of this request did, before
+        // the MDS restarted). What the cache showed holds.
+        Err(Error::NotFound) if matches!(op, MdsOp::Unlink { .. }) => {
+            tracing::debug!(?op, source = ahead.source, "answered ahead: already gone");
+            c.meta_cache.own_answered(f.seq, None);
+        }
+        other => {
+            let e = match other {
+                Ok(r) => super::unexpected(r),
+                Err(e) => e,
+            };
+            tracing::warn!(
+                ?op,
+                source = ahead.source,
+                "a change answered ahead was refused by the MDS, the names stay as they were: {e}"
+            );
+            if let Some(m) = metrics::get() {
+                m.dirops_ahead_failed.inc();
+            }
+            c.meta_cache.own_answered(f.seq, None);
+        }
+    }
+}

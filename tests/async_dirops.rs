@@ -1,0 +1,144 @@
+//! Unlinks and renames answered ahead of the MDS (`client/async_dirops.rs`, issue 17),
+//! through real mounts: they overlap their round trips, yet this client's next calls come
+//! after them (a create of the name just renamed away, a listing), another client sees
+//! them, and an unmount right after a burst of them loses none.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::*;
+
+/// Files the burst renames and makes again (and as many it unlinks).
+const FILES: usize = 200;
+/// Files unlinked right before the unmount.
+const LAST_BURST: usize = 300;
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn changes_answered_ahead_keep_this_client_s_order_and_reach_every_client() {
+    if skip_without_fuse() {
+        return;
+    }
+    let c = ProcCluster::start();
+    let (mnt_a, mnt_b) = (c.path("a"), c.path("b"));
+    fs::create_dir(&mnt_a).unwrap();
+    fs::create_dir(&mnt_b).unwrap();
+    let metrics = free_addr();
+    let mut a = ForegroundMount::start(&c.mgs_addr, &mnt_a, &format!("metrics={metrics}"));
+    let b = ForegroundMount::start(&c.mgs_addr, &mnt_b, "");
+    let dir = a.path.join("d");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..FILES {
+        fs::write(dir.join(format!("f{i:03}")), format!("old {i}")).unwrap();
+        fs::write(dir.join(format!("g{i:03}")), b"gone soon").unwrap();
+    }
+    let ahead = || {
+        mount_counter(&metrics, "rustre_client_unlinks_ahead_total")
+            + mount_counter(&metrics, "rustre_client_renames_ahead_total")
+    };
+    let before = ahead();
+    // Each name made again right after it was renamed away: the create must follow the
+    // rename at the MDS (else it truncates and fills the old file, which the rename then
+    // moves), and the listing must show neither the names unlinked nor the old ones.
+    for i in 0..FILES {
+        fs::remove_file(dir.join(format!("g{i:03}"))).unwrap();
+        let f = dir.join(format!("f{i:03}"));
+        fs::rename(&f, dir.join(format!("r{i:03}"))).unwrap();
+        fs::write(&f, format!("new {i}")).unwrap();
+    }
+    let listed = names(&dir);
+    let mut expected: Vec<String> = (0..FILES).map(|i| format!("f{i:03}")).collect();
+    expected.extend((0..FILES).map(|i| format!("r{i:03}")));
+    assert_eq!(listed, expected, "this client's listing after its changes");
+    let went_ahead = ahead() - before;
+    assert!(
+        went_ahead >= FILES as f64,
+        "only {went_ahead} of {} unlinks and renames were answered ahead",
+        2 * FILES
+    );
+    assert_eq!(
+        mount_counter(&metrics, "rustre_client_dirops_ahead_failed_total"),
+        0.0
+    );
+    let contents_ok = |d: &std::path::Path, step: usize| {
+        (0..FILES).step_by(step).all(|i| {
+            fs::read_to_string(d.join(format!("f{i:03}"))).ok() == Some(format!("new {i}"))
+                && fs::read_to_string(d.join(format!("r{i:03}"))).ok() == Some(format!("old {i}"))
+        })
+    };
+    assert!(contents_ok(&dir, 1), "contents after the renames");
+    // The other client: the same names and contents, within its feed's lease.
+    let other = b.path.join("d");
+    assert!(
+        wait_until(Duration::from_secs(5), || names(&other) == expected),
+        "the other client lists {:?}",
+        names(&other)
+    );
+    assert!(contents_ok(&other, 17), "the other client's contents");
+    // A burst of unlinks and the unmount at once: the session's close comes after them.
+    for i in 0..LAST_BURST {
+        fs::write(dir.join(format!("h{i:03}")), b"x").unwrap();
+    }
+    let before = ahead();
+    for i in 0..LAST_BURST {
+        fs::remove_file(dir.join(format!("h{i:03}"))).unwrap();
+    }
+    assert!(ahead() - before >= (LAST_BURST / 2) as f64);
+    assert!(a.unmount(), "unmount");
+    drop(b);
+    let fresh = c.path("c");
+    fs::create_dir(&fresh).unwrap();
+    let m = ForegroundMount::start(&c.mgs_addr, &fresh, "");
+    assert_eq!(names(&m.path.join("d")), expected, "a new client's listing");
+    assert!(
+        wait_until(Duration::from_secs(30), || String::from_utf8_lossy(
+            &cli(&c.mgs_addr, &["fsck"]).stdout
+        )
+        .contains("fsck: clean")),
+        "fsck: {}",
+        String::from_utf8_lossy(&cli(&c.mgs_addr, &["fsck"]).stdout)
+    );
+}
+
+#[test]
+fn a_mount_without_async_dirops_waits_for_every_unlink_and_rename() {
+    if skip_without_fuse() {
+        return;
+    }
+    let c = ProcCluster::start();
+    let mnt = c.path("m");
+    fs::create_dir(&mnt).unwrap();
+    for opts in ["noasync_dirops", "sync"] {
+        let metrics = free_addr();
+        let mut m = ForegroundMount::start(&c.mgs_addr, &mnt, &format!("metrics={metrics},{opts}"));
+        let dir = m.path.join(opts);
+        fs::create_dir(&dir).unwrap();
+        for i in 0..20 {
+            fs::write(dir.join(format!("f{i}")), b"x").unwrap();
+        }
+        for i in 0..20 {
+            fs::rename(dir.join(format!("f{i}")), dir.join(format!("r{i}"))).unwrap();
+            fs::remove_file(dir.join(format!("r{i}"))).unwrap();
+        }
+        assert!(names(&dir).is_empty());
+        assert_eq!(mds_calls(&metrics, "Rename"), 20.0, "{opts}");
+        assert_eq!(mds_calls(&metrics, "Unlink"), 20.0, "{opts}");
+        for counter in [
+            "rustre_client_unlinks_ahead_total",
+            "rustre_client_renames_ahead_total",
+        ] {
+            assert_eq!(mount_counter(&metrics, counter), 0.0, "{opts}: {counter}");
+        }
+        assert!(m.unmount());
+    }
+}
