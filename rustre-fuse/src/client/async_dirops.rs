@@ -10,7 +10,8 @@
 //! the outcome is known before the MDS answers: the change is numbered, shown in the cache
 //! at once, written to the MDS's connection on the calling thread ([`first_poll`]) and
 //! answered. The next one does not wait for the previous one's answer, so a loop of them
-//! overlaps its round trips. At most [`DIROPS_AHEAD_MAX`] are in flight. Renames go ahead
+//! overlaps its round trips. At most [`DIROPS_AHEAD_MAX`] are in flight (the next one
+//! waits for a place, not for all of them). Renames go ahead
 //! only within one directory, without flags, of a non-directory.
 //!
 //! Order: every other metadata call of this client waits until none is in flight
@@ -53,23 +54,39 @@ pub(super) struct DiropsAhead {
     in_flight: AtomicUsize,
     /// Woken when `in_flight` drops to 0.
     settled: Notify,
+    /// Woken once per place given back.
+    freed: Notify,
 }
 
 impl DiropsAhead {
-    /// Takes a place in flight, if one is free.
-    fn take(&self) -> bool {
-        self.on.load(Ordering::Relaxed)
-            && self
+    /// Takes a place in flight, waiting for one while all are taken (for the answer of
+    /// the oldest change ahead, rather than for every one as a waited change would). False
+    /// when off.
+    async fn take(&self) -> bool {
+        if !self.on.load(Ordering::Relaxed) {
+            return false;
+        }
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let took = self
                 .in_flight
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                     (n < DIROPS_AHEAD_MAX).then_some(n + 1)
-                })
-                .is_ok()
+                });
+            if took.is_ok() {
+                return true;
+            }
+            freed.await;
+        }
     }
 
     /// Gives a place back.
     fn give_back(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_one();
+        if before == 1 {
             self.settled.notify_waiters();
         }
     }
@@ -102,6 +119,12 @@ impl Client {
     pub(super) async fn dirops_settled(&self) {
         let u = &self.dirops_ahead;
         // The common case, every metadata call's: nothing in flight, no waiter registered.
+        if u.in_flight.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if let Some(m) = metrics::get() {
+            m.dirops_ahead_waits.inc();
+        }
         while u.in_flight.load(Ordering::Acquire) != 0 {
             let notified = u.settled.notified();
             tokio::pin!(notified);
@@ -122,7 +145,7 @@ impl Client {
         parent: Ino,
         name: &str,
     ) -> bool {
-        if !self.dirops_ahead.take() {
+        if !self.dirops_ahead.take().await {
             return false;
         }
         let next_seq = || self.seq.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +170,7 @@ impl Client {
         name: &str,
         new_name: &str,
     ) -> bool {
-        if !self.dirops_ahead.take() {
+        if !self.dirops_ahead.take().await {
             return false;
         }
         let next_seq = || self.seq.fetch_add(1, Ordering::Relaxed);

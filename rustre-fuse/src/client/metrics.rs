@@ -42,6 +42,8 @@ pub struct ClientMetrics {
     pub renames_ahead: Counter,
     /// Of those unlinks and renames, the ones the MDS then refused (the names stayed).
     pub dirops_ahead_failed: Counter,
+    /// Metadata calls that waited for changes answered ahead to be answered by the MDS.
+    pub dirops_ahead_waits: Counter,
     /// Bytes sent to the OSTs by write-back.
     pub writeback_bytes: Counter,
     /// Writers that had to wait for room in the write-back budget or for sends in flight.
@@ -126,6 +128,11 @@ pub fn enable(registry: &mut Registry) {
         "rustre_client_renames_ahead",
         "Renames within a directory answered before the MDS answered",
         m.renames_ahead.clone(),
+    );
+    r.register(
+        "rustre_client_dirops_ahead_waits",
+        "Metadata calls that waited for unlinks and renames answered ahead to be answered",
+        m.dirops_ahead_waits.clone(),
     );
     r.register(
         "rustre_client_dirops_ahead_failed",
