@@ -34,7 +34,8 @@ fn changes_answered_ahead_keep_this_client_s_order_and_reach_every_client() {
     fs::create_dir(&mnt_a).unwrap();
     fs::create_dir(&mnt_b).unwrap();
     let metrics = free_addr();
-    let mut a = ForegroundMount::start(&c.mgs_addr, &mnt_a, &format!("metrics={metrics}"));
+    let opts = format!("metrics={metrics},async_dirops");
+    let mut a = ForegroundMount::start(&c.mgs_addr, &mnt_a, &opts);
     let b = ForegroundMount::start(&c.mgs_addr, &mnt_b, "");
     let dir = a.path.join("d");
     fs::create_dir(&dir).unwrap();
@@ -112,16 +113,17 @@ fn changes_answered_ahead_keep_this_client_s_order_and_reach_every_client() {
 
 #[test]
 fn a_mount_without_async_dirops_waits_for_every_unlink_and_rename() {
+    // By default, with `noasync_dirops`, and on a `sync` mount even when asked for.
     if skip_without_fuse() {
         return;
     }
     let c = ProcCluster::start();
     let mnt = c.path("m");
     fs::create_dir(&mnt).unwrap();
-    for opts in ["noasync_dirops", "sync"] {
+    for opts in ["", "async_dirops,noasync_dirops", "async_dirops,sync"] {
         let metrics = free_addr();
         let mut m = ForegroundMount::start(&c.mgs_addr, &mnt, &format!("metrics={metrics},{opts}"));
-        let dir = m.path.join(opts);
+        let dir = m.path.join(format!("d{}", opts.len()));
         fs::create_dir(&dir).unwrap();
         for i in 0..20 {
             fs::write(dir.join(format!("f{i}")), b"x").unwrap();

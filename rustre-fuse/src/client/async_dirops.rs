@@ -20,25 +20,35 @@
 //! session at unmount all come after the changes answered before them, as if each had
 //! waited. What the cache answers (lookups, getattrs) already shows them.
 //!
+//! Other clients: a change answered ahead reaches the MDS a round trip after the process
+//! that made it went on, so another client's open or lookup in that moment still finds
+//! the old names, even one the test process orders after the change (tests/coherence.rs
+//! replaces a file through one mount and opens it through another at once: 3 of 100 opens
+//! read the old file with this on). That breaks the cross-client rule of docs/mount.md,
+//! so it is opt-in (`-o async_dirops`) for directories one client works in (scratch,
+//! build trees); making it safe by default needs a directory capability the MDS recalls
+//! (CephFS's), which this client does not have.
+//!
 //! Failures: another client can still change the directory between this client's look and
 //! the MDS's transaction (the cache is only as fresh as the change feeds, docs/
 //! metadata-cache.md). An unlink whose name is gone by then happened, in effect, first.
 //! Any other refusal (the directory's permission changed by another client meanwhile, this
 //! client's session fenced) is logged and counted (`rustre_client_dirops_ahead_failed`),
-//! and the cache forgets what it showed, so the names show what the MDS holds. A client
+//! and the cache and the kernel forget what they were shown, so the names show what the
+//! MDS holds. A client
 //! killed before its requests left loses the changes it answered but had not written (the
 //! socket was full); docs/operations.md states the rule.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use rustre_proto::msg::mds::{MdsOp, MdsResponse};
+use rustre_proto::msg::mds::{Change, MdsOp, MdsResponse};
 use rustre_proto::msg::{Creds, Ino};
 use rustre_proto::Error;
 use tokio::sync::Notify;
 
 use super::meta_cache::Ahead;
-use super::meta_ops::own_results;
+use super::meta_ops::{own_results, request_entries};
 use super::{first_poll, metrics, Client};
 
 /// Most changes answered ahead whose MDS answer has not arrived; the next one waits for
@@ -48,8 +58,8 @@ pub(super) const DIROPS_AHEAD_MAX: usize = 64;
 /// The changes answered ahead and still in flight.
 #[derive(Default)]
 pub(super) struct DiropsAhead {
-    /// On for a mount (`-o async_dirops`, its default); off for the library's other users
-    /// (the `rustre` commands, the simulation), whose changes wait for the MDS's answer.
+    /// On for a mount with `-o async_dirops`; off for every other mount and for the
+    /// library's other users (the `rustre` commands, the simulation).
     on: AtomicBool,
     in_flight: AtomicUsize,
     /// Woken when `in_flight` drops to 0.
@@ -110,7 +120,7 @@ impl Drop for InFlight {
 }
 
 impl Client {
-    /// Whether unlinks and renames may be answered ahead (off until a mount turns it on).
+    /// Whether unlinks and renames may be answered ahead (off unless a mount asks for it).
     pub fn set_async_dirops(&self, on: bool) {
         self.dirops_ahead.on.store(on, Ordering::Relaxed);
     }
@@ -247,6 +257,14 @@ async fn send(mut f: InFlight, creds: Creds, ahead: Ahead, op: MdsOp) {
                 m.dirops_ahead_failed.inc();
             }
             c.meta_cache.own_answered(f.seq, None);
+            // The kernel was answered as if it had happened: it forgets those names and
+            // the inode, and asks again.
+            let mut undone: Vec<Change> = request_entries(&op)
+                .into_iter()
+                .map(|(parent, name)| Change::Entry { parent, name })
+                .collect();
+            undone.push(Change::Inode(ahead.source));
+            c.kernel.undo(undone);
         }
     }
 }

@@ -41,6 +41,16 @@ impl KernelHook {
     }
 }
 
+impl KernelHook {
+    /// Tells the receiver that what `changes` name is not what this client's kernel was
+    /// told (a change answered ahead that the MDS then refused).
+    pub(super) fn undo(&self, changes: Vec<Change>) {
+        if let Some(k) = self.0.get() {
+            k.changed(changes);
+        }
+    }
+}
+
 /// The changes of `batch` made by anyone but `session`, or [`Change::All`] when the batch
 /// does not follow on from the last (some were lost).
 pub(super) fn others_changes(session: u64, follows: bool, batch: &ChangeBatch) -> Vec<Change> {

@@ -74,9 +74,9 @@ pub struct FuseConfig {
     /// cache", says what that costs across mounts).
     pub writeback_cache: bool,
     /// Answer an unlink or a rename within a directory before the MDS does when the
-    /// metadata cache knows its outcome (`-o async_dirops`, the default; `noasync_dirops`,
-    /// and a `sync` mount, wait for every one; docs/metadata-cache.md, "Unlinks and renames
-    /// answered ahead").
+    /// metadata cache knows its outcome (`-o async_dirops`; off by default, and on a `sync`
+    /// mount: another client's open could come before the change reaches the MDS;
+    /// docs/metadata-cache.md, "Unlinks and renames answered ahead").
     pub async_dirops: bool,
 }
 
@@ -88,7 +88,7 @@ impl Default for FuseConfig {
             negative_ttl: None,
             page_cache_bytes: crate::client::DEFAULT_CACHE_BYTES as u64,
             writeback_cache: false,
-            async_dirops: true,
+            async_dirops: false,
         }
     }
 }

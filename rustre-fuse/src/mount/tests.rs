@@ -113,13 +113,13 @@ fn option_values_are_parsed_or_refused_with_what_was_expected() {
     o.apply("nowriteback_cache").unwrap();
     assert!(!o.fuse.writeback_cache);
     assert!(
-        o.fuse.async_dirops,
-        "unlinks and renames are answered ahead by default"
+        !o.fuse.async_dirops,
+        "unlinks and renames answered ahead are opt-in"
     );
-    o.apply("noasync_dirops").unwrap();
-    assert!(!o.fuse.async_dirops);
     o.apply("async_dirops").unwrap();
     assert!(o.fuse.async_dirops);
+    o.apply("noasync_dirops").unwrap();
+    assert!(!o.fuse.async_dirops);
     for (bad, message) in [
         (
             "attr_timeout=-1",
