@@ -48,11 +48,11 @@ use rustre_proto::Error;
 use tokio::sync::Notify;
 
 use super::meta_cache::Ahead;
-use super::meta_ops::{own_results, request_entries};
+use super::meta_ops::{destroyed, own_results, request_entries};
 use super::{first_poll, metrics, Client};
 
-/// Most changes answered ahead whose MDS answer has not arrived; the next one waits for
-/// its own answer, as every one did before.
+/// Most changes answered ahead whose MDS answer has not arrived; the next one waits for a
+/// place.
 pub(super) const DIROPS_AHEAD_MAX: usize = 64;
 
 /// The changes answered ahead and still in flight.
@@ -69,9 +69,8 @@ pub(super) struct DiropsAhead {
 }
 
 impl DiropsAhead {
-    /// Takes a place in flight, waiting for one while all are taken (for the answer of
-    /// the oldest change ahead, rather than for every one as a waited change would). False
-    /// when off.
+    /// Takes a place in flight, waiting for one while all are taken (for one answer,
+    /// rather than for every one as a waited change would). False when off.
     async fn take(&self) -> bool {
         if !self.on.load(Ordering::Relaxed) {
             return false;
@@ -163,12 +162,12 @@ impl Client {
             self.dirops_ahead.give_back();
             return false;
         };
-        self.dirs.drop_listed(parent, name).await;
         if let Some(m) = metrics::get() {
             m.unlinks_ahead.inc();
         }
         let name = name.to_string();
-        self.send_ahead(creds, ahead, MdsOp::Unlink { parent, name });
+        self.send_ahead(creds, ahead, MdsOp::Unlink { parent, name })
+            .await;
         true
     }
 
@@ -191,8 +190,6 @@ impl Client {
             self.dirops_ahead.give_back();
             return false;
         };
-        self.dirs.drop_listed(parent, name).await;
-        self.dirs.drop_listed(parent, new_name).await;
         if let Some(m) = metrics::get() {
             m.renames_ahead.inc();
         }
@@ -203,13 +200,17 @@ impl Client {
             new_name: new_name.to_string(),
             flags: 0,
         };
-        self.send_ahead(creds, ahead, op);
+        self.send_ahead(creds, ahead, op).await;
         true
     }
 
     /// Sends `op`, answered ahead as `ahead`; polled here until it waits for the answer,
-    /// so the request is written before the caller replies to the kernel.
-    fn send_ahead(self: &Arc<Self>, creds: &Creds, ahead: Ahead, op: MdsOp) {
+    /// so the request is written before the caller replies to the kernel. Open listings
+    /// stop handing out its names first, as after a waited change.
+    async fn send_ahead(self: &Arc<Self>, creds: &Creds, ahead: Ahead, op: MdsOp) {
+        for (parent, name) in request_entries(&op) {
+            self.dirs.drop_listed(parent, &name).await;
+        }
         let f = InFlight {
             client: self.clone(),
             seq: ahead.seq,
@@ -229,10 +230,8 @@ async fn send(mut f: InFlight, creds: Creds, ahead: Ahead, op: MdsOp) {
             c.meta_cache
                 .own_answered(f.seq, Some(own_results(&op, &resp)));
             if let MdsResponse::NamesChanged(n) = resp {
-                // An inode the change destroyed has no bytes left to read.
-                let gone = std::iter::once(&n.source).chain(n.target.as_ref());
-                for t in gone.filter(|t| t.attr.is_none()) {
-                    c.cache.invalidate(t.ino);
+                for ino in destroyed(&n) {
+                    c.cache.invalidate(ino);
                 }
             }
         }

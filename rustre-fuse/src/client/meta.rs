@@ -475,11 +475,9 @@ impl Client {
         }
         match r? {
             MdsResponse::NamesChanged(n) => {
-                // An inode the change destroyed has no bytes left to read: its cached pages
-                // go now rather than when the cache's LRU reaches them.
-                let gone = std::iter::once(&n.source).chain(n.target.as_ref());
-                for t in gone.filter(|t| t.attr.is_none()) {
-                    self.cache.invalidate(t.ino);
+                // Pages of destroyed inodes go now rather than when the LRU reaches them.
+                for ino in super::meta_ops::destroyed(&n) {
+                    self.cache.invalidate(ino);
                 }
                 Ok(())
             }

@@ -214,6 +214,13 @@ fn names_changed(op: &MdsOp, n: &NamesChanged) -> Option<Vec<OwnResult>> {
     Some(out)
 }
 
+/// The inodes an unlink, rmdir or rename destroyed (its last name went and no one had it
+/// open): their cached pages have nothing left to read.
+pub(super) fn destroyed(n: &NamesChanged) -> impl Iterator<Item = Ino> + '_ {
+    let touched = std::iter::once(&n.source).chain(n.target.as_ref());
+    touched.filter(|t| t.attr.is_none()).map(|t| t.ino)
+}
+
 /// The names a change names in its request (what its answer or refusal will settle).
 pub(super) fn request_entries(op: &MdsOp) -> Vec<(Ino, String)> {
     match op {
