@@ -37,6 +37,40 @@ fn fill(buf: &mut [u8], at: u64) {
     }
 }
 
+/// Longest wait for a migrate to start writing its fresh objects.
+const COPY_START_WAIT: Duration = Duration::from_secs(30);
+/// How often [`wait_until_copying`] looks at the OSTs.
+const COPY_POLL: Duration = Duration::from_millis(2);
+
+/// Bytes of object data on every OST of `c`.
+fn objects_bytes(c: &ProcCluster) -> u64 {
+    c.ost_dirs
+        .iter()
+        .map(|d| object_bytes(&d.join("objects")))
+        .sum()
+}
+
+/// Waits until the OSTs of `c` hold more object bytes than `before` (a migrate started
+/// writing its fresh objects). Fails if `migrate` ends first or nothing comes within
+/// [`COPY_START_WAIT`].
+fn wait_until_copying(c: &ProcCluster, before: u64, migrate: &mut std::process::Child) {
+    let deadline = Instant::now() + COPY_START_WAIT;
+    loop {
+        let held = objects_bytes(c);
+        if held > before {
+            return;
+        }
+        if let Some(status) = migrate.try_wait().unwrap() {
+            panic!("the migrate ended ({status}) before its fresh objects took a byte");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the migrate wrote no fresh object within {COPY_START_WAIT:?} (OSTs hold {held} bytes)"
+        );
+        std::thread::sleep(COPY_POLL);
+    }
+}
+
 /// Record `n`'s bytes.
 fn record(n: u64) -> Vec<u8> {
     let mut r = vec![0u8; RECORD];
@@ -268,9 +302,11 @@ fn an_interrupted_migrate_gives_the_file_up_at_once() {
     cmd.args(["--mgs", &m, "migrate", "/m/big.bin", "--replicas", "2"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    // Well inside the copy of 1 GiB.
-    std::thread::sleep(Duration::from_millis(300));
+    let held = objects_bytes(&c);
+    let mut child = cmd.spawn().unwrap();
+    // Inside the copy of 1 GiB: as soon as its fresh objects take bytes (a fixed wait was
+    // not: an optimized build copied the whole file within 300 ms).
+    wait_until_copying(&c, held, &mut child);
     // SAFETY: kill(2) on the child we spawned, which has not been waited for yet.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = child.wait_with_output().unwrap();
