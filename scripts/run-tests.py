@@ -30,11 +30,13 @@ import time
 TEST_THREADS = "2"
 
 # The longest one job may run: past it the job's process group is killed and the job fails
-# (the longest, fsx 100k beside the rest, took 13 minutes).
+# (the longest, fsx 100k beside the rest, takes about 10 minutes).
 JOB_TIMEOUT_SECONDS = 40 * 60
 
-# Seconds each slow job took in the last full run on a 2-core VM: the pool starts the
-# longest first so that no long job starts last. Jobs missing here count as short.
+# Seconds each slow job took in the first pool run on a 2-core VM (before the optimized
+# dependencies of Cargo.toml's dev profile, which shortened most; the order is what
+# matters): the pool starts the longest first so that no long job starts last. Jobs
+# missing here count as short.
 EXPECTED_SECONDS = {
     "mount --ignored": 620,
     "io_mix --ignored": 500,
