@@ -120,10 +120,13 @@ fn a_mount_without_async_dirops_waits_for_every_unlink_and_rename() {
     let c = ProcCluster::start();
     let mnt = c.path("m");
     fs::create_dir(&mnt).unwrap();
-    for opts in ["", "async_dirops,noasync_dirops", "async_dirops,sync"] {
+    for (round, opts) in ["", "async_dirops,noasync_dirops", "async_dirops,sync"]
+        .into_iter()
+        .enumerate()
+    {
         let metrics = free_addr();
         let mut m = ForegroundMount::start(&c.mgs_addr, &mnt, &format!("metrics={metrics},{opts}"));
-        let dir = m.path.join(format!("d{}", opts.len()));
+        let dir = m.path.join(format!("d{round}"));
         fs::create_dir(&dir).unwrap();
         for i in 0..20 {
             fs::write(dir.join(format!("f{i}")), b"x").unwrap();

@@ -89,11 +89,7 @@ fn small_files_live_on_the_mds_until_written_and_read_the_same_everywhere() {
         closes >= SMALL_FILES as f64,
         "{closes} closes carried their bytes, for {SMALL_FILES} small files"
     );
-    let on_osts: u64 = c
-        .ost_dirs
-        .iter()
-        .map(|d| object_bytes(&d.join("objects")))
-        .sum();
+    let on_osts = c.objects_bytes();
     assert!(
         on_osts < large_bytes + (64 << 10),
         "{on_osts} bytes of objects for {large_bytes} bytes of large files"

@@ -42,21 +42,14 @@ const COPY_START_WAIT: Duration = Duration::from_secs(30);
 /// How often [`wait_until_copying`] looks at the OSTs.
 const COPY_POLL: Duration = Duration::from_millis(2);
 
-/// Bytes of object data on every OST of `c`.
-fn objects_bytes(c: &ProcCluster) -> u64 {
-    c.ost_dirs
-        .iter()
-        .map(|d| object_bytes(&d.join("objects")))
-        .sum()
-}
-
 /// Waits until the OSTs of `c` hold more object bytes than `before` (a migrate started
 /// writing its fresh objects). Fails if `migrate` ends first or nothing comes within
-/// [`COPY_START_WAIT`].
+/// [`COPY_START_WAIT`]. Not [`wait_until`]: its 100 ms steps are a third of the whole copy
+/// here, and the migrate's end must stop the wait.
 fn wait_until_copying(c: &ProcCluster, before: u64, migrate: &mut std::process::Child) {
     let deadline = Instant::now() + COPY_START_WAIT;
     loop {
-        let held = objects_bytes(c);
+        let held = c.objects_bytes();
         if held > before {
             return;
         }
@@ -302,7 +295,7 @@ fn an_interrupted_migrate_gives_the_file_up_at_once() {
     cmd.args(["--mgs", &m, "migrate", "/m/big.bin", "--replicas", "2"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let held = objects_bytes(&c);
+    let held = c.objects_bytes();
     let mut child = cmd.spawn().unwrap();
     // Inside the copy of 1 GiB: as soon as its fresh objects take bytes (a fixed wait was
     // not: an optimized build copied the whole file within 300 ms).

@@ -223,6 +223,14 @@ impl ProcCluster {
             .join(format!("{ino:016x}.{stripe}"))
     }
 
+    /// Bytes of object data on every OST (checksum sidecars left out).
+    pub(crate) fn objects_bytes(&self) -> u64 {
+        self.ost_dirs
+            .iter()
+            .map(|d| object_bytes(&d.join("objects")))
+            .sum()
+    }
+
     /// `rustre stat PATH` (a path in the file system, from its root).
     pub(crate) fn stat(&self, path: &str) -> String {
         cli_ok(&self.mgs_addr, &["stat", path])

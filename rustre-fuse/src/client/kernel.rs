@@ -39,9 +39,7 @@ impl KernelHook {
             k.changed(changes);
         }
     }
-}
 
-impl KernelHook {
     /// Tells the receiver that what `changes` name is not what this client's kernel was
     /// told (a change answered ahead that the MDS then refused).
     pub(super) fn undo(&self, changes: Vec<Change>) {
