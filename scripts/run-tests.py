@@ -3,22 +3,22 @@
 
 One `cargo test --workspace --no-run` builds them all with the workspace's one set of
 features; each binary then runs on its own, from its package's directory as cargo runs it,
-with two test threads, in one of LANES lanes (default 3). Most end-to-end tests wait on
-FUSE and network round trips, timeouts and lease expiries rather than on the two CPUs, so
-binaries side by side finish in well under the time of one after another. The long runs
+with two test threads, in one of LANES lanes (default 3). One binary at a time left the
+two CPUs half idle (end-to-end tests wait on round trips, timeouts and lease expiries);
+side by side they fill them, and the pool ends about when the longest job does. The long runs
 (`--ignored`: fsx 100k, io_mix 100k, find/du of 100k files, a 4 GiB file) and the runs with
 data on the MDS off join the same pool and start first, the longest first.
 
 Each binary's output goes to a file; a failed one's output is printed whole at the end,
 and the exit status is non-zero if any failed or none ran.
 
-    scripts/run-tests.py [--lanes N] [--only NAME ...]
+    scripts/run-tests.py [--lanes N] [--only LABEL ...]   (TEST_LANES=N: the default lanes)
 """
 
 import argparse
 import json
-import signal
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,10 +62,9 @@ EXPECTED_SECONDS = {
 }
 
 
-def build(extra_cargo_args):
+def build():
     """Builds every test binary; returns [(target name, executable, package dir)]."""
-    cmd = ["cargo", "test", "--workspace", "--no-run"]
-    cmd += ["--message-format=json-render-diagnostics"] + extra_cargo_args
+    cmd = ["cargo", "test", "--workspace", "--no-run", "--message-format=json-render-diagnostics"]
     out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True)
     binaries = []
     for line in out.stdout.splitlines():
@@ -179,7 +178,7 @@ def main():
     args = ap.parse_args()
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-    binaries = build([])
+    binaries = build()
     jobs = jobs_of(binaries)
     if args.only:
         jobs = [j for j in jobs if j["label"] in args.only]
