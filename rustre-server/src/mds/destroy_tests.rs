@@ -1,7 +1,8 @@
 //! The destroy queue over a whole in-process cluster (the harness of `tests`): the objects of
 //! a backlog of unlinked files are deleted within a few scan intervals (several batches per
 //! scan), not at one small batch per interval; entries that keep failing at the head of the
-//! queue do not hold back those behind them.
+//! queue do not hold back those behind them; a queue found empty is not scanned again until
+//! a transaction writes to it.
 
 use std::time::{Duration, Instant};
 
@@ -178,4 +179,62 @@ async fn entries_that_keep_failing_do_not_hold_back_the_rest_of_the_queue() {
         0,
         "the entry at the head was never reached"
     );
+}
+
+/// An object of `ino` on OST 0, and its entry queued through the MDS's transactions (which
+/// note what they write) or, with `behind_the_mds`, straight into the store (which does not).
+async fn doomed_object(
+    t: &TestCluster,
+    mds: &std::sync::Arc<super::Mds>,
+    ino: Ino,
+    behind_the_mds: bool,
+) {
+    let data = b"doomed";
+    let write = OssOp::Write {
+        object: ObjectId { ino, stripe: 0 },
+        offset: 0,
+        sync: false,
+        crc: checksum::crc32c(data),
+        version: 0,
+    };
+    t.oss(0, write, Bytes::from_static(data)).await;
+    if behind_the_mds {
+        queue_destroy(mds, ino, 0);
+        return;
+    }
+    let doomed = Doomed {
+        layout: Layout::striped(4096, vec![0]),
+    };
+    mds.txn(
+        rustre_proto::msg::Creds::root(),
+        vec![],
+        super::txn::Mutation::WRITE,
+        move |tx, _| super::store::put(tx, &schema::destroy(ino), &doomed),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroy_queue_found_empty_is_scanned_again_once_a_transaction_writes_to_it() {
+    let t = TestCluster::start(1).await;
+    let mds = bare_mds(&t);
+    // The first scan finds the queue empty.
+    destroy_objects(mds.clone()).await.unwrap();
+    // An entry no MDS transaction wrote is not looked for: the scan is skipped.
+    doomed_object(&t, &mds, 100, true).await;
+    destroy_objects(mds.clone()).await.unwrap();
+    assert_eq!(queued(&mds), 1);
+    assert_eq!(objects_on(&t, 0).await, 1, "the scan ran");
+    // One the MDS queues makes the next scan run, which takes both.
+    doomed_object(&t, &mds, 101, false).await;
+    destroy_objects(mds.clone()).await.unwrap();
+    assert_eq!(queued(&mds), 0, "the entries stayed queued");
+    assert_eq!(objects_on(&t, 0).await, 0);
+    // That scan found entries, so the next one runs too (some might have failed) and finds
+    // the queue empty; the one after is skipped again.
+    destroy_objects(mds.clone()).await.unwrap();
+    doomed_object(&t, &mds, 102, true).await;
+    destroy_objects(mds.clone()).await.unwrap();
+    assert_eq!(queued(&mds), 1);
 }

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use rustre_proto::msg::mds::{Change, ChangeBatch, FeedChange, WATCH_MAX_CHANGES, WATCH_WAIT};
 use tokio::sync::Notify;
 
-use crate::meta::{KeyValue, KvError, Transaction};
+use crate::meta::{KeyValue, KvError, PrefixSet, Transaction};
 use crate::schema::{self, KeyOf};
 use rustre_proto::sync::lock;
 
@@ -135,13 +135,20 @@ impl Feed {
     }
 }
 
-/// A transaction that notes which inodes and entries it writes.
+/// A transaction that notes which inodes and entries it writes, and under which key
+/// prefixes it sets keys (for the background workers' queues, `Kv::take_written`).
 pub struct Recorder<'a, T: Transaction + ?Sized> {
     pub tx: &'a mut T,
     pub changes: &'a mut Vec<Change>,
+    pub written: &'a mut PrefixSet,
 }
 
 impl<T: Transaction + ?Sized> Recorder<'_, T> {
+    fn note_set(&mut self, key: &[u8]) {
+        self.written.add_key(key);
+        self.note(key);
+    }
+
     fn note(&mut self, key: &[u8]) {
         if let Some(c) = change_of(key) {
             if self.changes.last() != Some(&c) {
@@ -197,13 +204,18 @@ impl<T: Transaction + ?Sized> Transaction for Recorder<'_, T> {
     }
 
     fn set(&mut self, key: &[u8], value: &[u8]) {
-        self.note(key);
+        self.note_set(key);
         self.tx.set(key, value);
     }
 
     fn clear(&mut self, key: &[u8]) {
         self.note(key);
         self.tx.clear(key);
+    }
+
+    fn clear_if_set(&mut self, key: &[u8]) -> Result<(), KvError> {
+        self.note(key);
+        self.tx.clear_if_set(key)
     }
 
     fn clear_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), KvError> {
@@ -214,7 +226,7 @@ impl<T: Transaction + ?Sized> Transaction for Recorder<'_, T> {
     }
 
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), KvError> {
-        self.note(key);
+        self.note_set(key);
         self.tx.atomic_add(key, delta)
     }
 }

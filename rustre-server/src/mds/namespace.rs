@@ -352,9 +352,10 @@ pub fn destroy(tx: &mut dyn Transaction, victim: Inode) -> Result<(), Error> {
         store::put(tx, &schema::destroy(victim.attr.ino), &Doomed { layout })?;
     }
     tx.clear(&schema::orphan(victim.attr.ino));
-    tx.clear(&schema::stale(victim.attr.ino));
+    // Workers scan these two queues: a blind removal would leave them a tombstone to walk.
+    tx.clear_if_set(&schema::stale(victim.attr.ino))?;
     // Its objects go whole: a cut still pending has nothing left to do.
-    tx.clear(&schema::truncate(victim.attr.ino));
+    tx.clear_if_set(&schema::truncate(victim.attr.ino))?;
     tx.clear(&schema::append_lease(victim.attr.ino));
     remove_inode(tx, &victim)
 }

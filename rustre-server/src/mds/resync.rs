@@ -77,8 +77,12 @@ fn refillable(map: &ClusterMap, layout: &Layout, slot: u32) -> bool {
     ost_up(map, layout.osts[slot]) && !layout.is_lost(layout.stripe_of_slot(slot))
 }
 
-/// One pass over the stale index.
+/// One pass over the stale index. A pass that found it empty from its head is the last
+/// until a transaction marks a copy stale (`Kv::take_written`).
 pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), MdsError> {
+    if !mds.kv.take_written(schema::STALE) {
+        return Ok(());
+    }
     let from = mds.resync_cursor.load(Ordering::Relaxed);
     let map = mds.cluster.map();
     let owner = mds.cfg.advertise_addr.clone();
@@ -115,7 +119,13 @@ pub(super) async fn resync_pass(mds: Arc<Mds>) -> Result<(), MdsError> {
             }
             Ok::<_, Error>((out, rows.len(), last))
         })
-        .await?;
+        .await
+        .inspect_err(|_| mds.kv.mark_written(schema::STALE))?;
+    if scanned > 0 || from != 0 {
+        // Copies stay stale until refilled (their OST may be down), and a pass that started
+        // past the head saw only part of the index: look again next pass.
+        mds.kv.mark_written(schema::STALE);
+    }
     let mut next = if scanned < RESYNC_SCAN_LIMIT {
         0
     } else {

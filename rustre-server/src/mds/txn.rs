@@ -17,7 +17,7 @@ use super::config::{DIR_LOCK_STRIPES, INO_BATCH};
 use super::error::MdsError;
 use super::namespace::Ctx;
 use super::{feed, requests, store, Mds};
-use crate::meta::{KvError, Transaction};
+use crate::meta::{KvError, PrefixSet, Transaction};
 use crate::schema;
 
 /// Whether a transaction changes anything, under which request id it is recorded, and
@@ -83,6 +83,14 @@ fn lock_stripes(dirs: &[Ino]) -> Vec<usize> {
 /// The held directory locks of one transaction; the body runs only while they are held.
 pub(super) struct DirGuards<'a>(#[allow(dead_code)] Vec<MutexGuard<'a, ()>>);
 
+/// What one try of a transaction wrote: the changes clients see, and the key prefixes it
+/// set keys under.
+#[derive(Default)]
+struct Noted {
+    changes: Vec<Change>,
+    written: PrefixSet,
+}
+
 impl Mds {
     /// Runs `f` as one transaction holding the stripe locks of `dirs` (on the embedded store
     /// in place when it can, else on a blocking thread), then (for mutations of a durable
@@ -114,11 +122,11 @@ impl Mds {
         // conflict, a lock held, or a store across the network go to a blocking thread.
         let in_place = if self.kv.is_local() {
             self.try_lock_stripes(&stripes).and_then(|guards| {
-                let mut changes = Vec::new();
-                let out = self.kv.try_transact(|tx| {
-                    self.attempt(&guards, &creds, record, &f, tx, &mut changes)
-                })?;
-                self.feed.publish(record.unwrap_or((0, 0)), changes);
+                let mut noted = Noted::default();
+                let out = self
+                    .kv
+                    .try_transact(|tx| self.attempt(&guards, &creds, record, &f, tx, &mut noted))?;
+                self.publish(record, noted);
                 Some(out)
             })
         } else {
@@ -130,14 +138,11 @@ impl Mds {
                 let this = self.clone();
                 rustre_proto::blocking::unblock(move || {
                     let guards = this.lock_stripes(&stripes);
-                    // What the transaction writes goes on the change feed, committed or not
-                    // (a needless eviction from a client's cache is harmless; a missed one
-                    // is not).
-                    let mut changes = Vec::new();
+                    let mut noted = Noted::default();
                     let out = this
                         .kv
-                        .transact(|tx| this.attempt(&guards, &creds, record, &f, tx, &mut changes));
-                    this.feed.publish(record.unwrap_or((0, 0)), changes);
+                        .transact(|tx| this.attempt(&guards, &creds, record, &f, tx, &mut noted));
+                    this.publish(record, noted);
                     out.map_err(Into::into)
                 })
                 .await??
@@ -149,8 +154,16 @@ impl Mds {
         Ok(out)
     }
 
+    /// What a transaction wrote goes on the change feed and into the store's written
+    /// prefixes, committed or not (a needless eviction from a client's cache, or a needless
+    /// scan of a queue, is harmless; a missed one is not).
+    fn publish(&self, record: Option<(u64, u64)>, noted: Noted) {
+        self.kv.note_written(&noted.written);
+        self.feed.publish(record.unwrap_or((0, 0)), noted.changes);
+    }
+
     /// One try of a transaction body: `f` under the caller's credentials, recorded under its
-    /// request id if it has one, with every key it writes noted in `changes` for the feed.
+    /// request id if it has one, with every key it writes noted in `noted`.
     /// `_locks` are the directory locks the body must run under.
     fn attempt<T, E, F>(
         &self,
@@ -159,19 +172,24 @@ impl Mds {
         record: Option<(u64, u64)>,
         f: &F,
         tx: &mut dyn Transaction,
-        changes: &mut Vec<Change>,
+        noted: &mut Noted,
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
         E: BodyError,
         F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, E>,
     {
-        changes.clear();
+        noted.changes.clear();
+        noted.written = PrefixSet::default();
         let ctx = Ctx {
             creds,
             now: rustre_proto::host::now(),
         };
-        let mut tx = feed::Recorder { tx, changes };
+        let mut tx = feed::Recorder {
+            tx,
+            changes: &mut noted.changes,
+            written: &mut noted.written,
+        };
         match record {
             None => f(&mut tx, &ctx),
             Some((session, seq)) => requests::run_once(&mut tx, session, seq, |tx| f(tx, &ctx)),

@@ -210,8 +210,22 @@ async fn heartbeat(mds: Arc<Mds>) -> Result<(), MdsError> {
 /// ([`Mds::destroy_cursor`]) and, at the end of the queue, goes on from its head up to where
 /// it started. An entry whose objects could not all be deleted stays where it is and is
 /// tried again when a scan comes round to it, so entries that keep failing (an OST that is
-/// gone) never hold back those behind them, however many they are.
+/// gone) never hold back those behind them, however many they are. A scan that found the
+/// queue empty is the last until a transaction writes to it (`Kv::take_written`).
 pub(super) async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
+    if !mds.kv.take_written(schema::DESTROY) {
+        return Ok(());
+    }
+    let scan = scan_destroy_queue(&mds).await;
+    if !matches!(scan, Ok(false)) {
+        // Entries were there (some may be left), or the scan failed: look again next time.
+        mds.kv.mark_written(schema::DESTROY);
+    }
+    scan.map(drop)
+}
+
+/// One scan of the destroy queue ([`destroy_objects`]); true if it found any entry.
+async fn scan_destroy_queue(mds: &Arc<Mds>) -> Result<bool, MdsError> {
     let (head, end) = schema::prefix_range(schema::DESTROY);
     let started_at = mds.destroy_cursor.load(Ordering::Relaxed);
     let mut from = if started_at == 0 {
@@ -223,6 +237,7 @@ pub(super) async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
     // the scan started.
     let mut until = end;
     let mut went_round = started_at == 0;
+    let mut found = false;
     for _ in 0..DESTROY_SCAN_MAX_BATCHES {
         let range = (from.clone(), until.clone());
         let doomed = mds
@@ -239,25 +254,26 @@ pub(super) async fn destroy_objects(mds: Arc<Mds>) -> Result<(), MdsError> {
             })
             .await?;
         let full = doomed.len() == DESTROY_BATCH;
+        found |= !doomed.is_empty();
         if let Some((last, _)) = doomed.last() {
             // The next batch, and the next scan, start just past this batch's last key.
             let next = last.saturating_add(1);
             mds.destroy_cursor.store(next, Ordering::Relaxed);
             from = schema::destroy(next);
-            destroy_batch(&mds, doomed).await?;
+            destroy_batch(mds, doomed).await?;
         }
         if !full {
             // This lap reached its end.
             if went_round {
                 mds.destroy_cursor.store(0, Ordering::Relaxed);
-                return Ok(());
+                return Ok(found);
             }
             went_round = true;
             from = head.clone();
             until = schema::destroy(started_at);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Deletes every object of `doomed` (every copy of every stripe, stale ones included) with

@@ -138,6 +138,26 @@ fn basic(kv: &Kv) {
         Ok(())
     });
     assert_eq!(read(kv, &k), None);
+    // clear_if_set removes a key that is there, in the transaction and after it, and
+    // leaves an absent one absent.
+    tx(kv, |t| {
+        t.set(&k, b"three");
+        Ok(())
+    });
+    let seen = tx(kv, |t| {
+        t.clear_if_set(&k)?;
+        t.get(&k)
+    });
+    assert_eq!(seen, None, "the transaction still saw the key");
+    assert_eq!(read(kv, &k), None);
+    tx(kv, |t| t.clear_if_set(&k));
+    assert_eq!(read(kv, &k), None);
+    // And one set earlier in the same transaction.
+    tx(kv, |t| {
+        t.set(&k, b"four");
+        t.clear_if_set(&k)
+    });
+    assert_eq!(read(kv, &k), None);
 }
 
 fn range_order(kv: &Kv) {
@@ -582,6 +602,32 @@ fn embedded_conformance() {
 }
 
 #[test]
+fn written_prefixes_are_shared_by_clones_of_a_local_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv = Kv::open_embedded(dir.path()).expect("open");
+    let other = kv.clone();
+    assert!(kv.take_written(0x08), "a fresh handle knows nothing yet");
+    assert!(!kv.take_written(0x08));
+    let mut set = super::PrefixSet::default();
+    set.add_key(&[0x08, 0, 0, 0, 0, 0, 0, 0, 7]);
+    other.note_written(&set);
+    assert!(kv.take_written(0x08), "a clone's write was missed");
+    assert!(
+        !other.take_written(0x08),
+        "taken through one clone, taken for all"
+    );
+    kv.mark_written(0x08);
+    assert!(other.take_written(0x08));
+    // Another store's handle has its own.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let kv2 = Kv::open_embedded(dir2.path()).expect("open");
+    assert!(kv2.take_written(0x08));
+    assert!(!kv2.take_written(0x08));
+    kv.mark_written(0x08);
+    assert!(!kv2.take_written(0x08));
+}
+
+#[test]
 fn embedded_reopen_keeps_synced_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
@@ -721,4 +767,6 @@ fn fdb_conformance() {
     )
     .expect("open fdb");
     run_suite(&kv);
+    // Other processes write FoundationDB: a prefix is never known unwritten.
+    assert!(kv.take_written(0x08) && kv.take_written(0x08));
 }

@@ -244,6 +244,12 @@ impl Transaction for FdbTx<'_> {
         }
     }
 
+    /// FoundationDB keeps nothing for a clear: no read first.
+    fn clear_if_set(&mut self, key: &[u8]) -> Result<(), KvError> {
+        self.clear(key);
+        self.checks.result()
+    }
+
     fn clear_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), KvError> {
         if start >= end {
             return Ok(());

@@ -20,12 +20,14 @@ mod fjall_store;
 mod group_commit;
 mod limits;
 mod mem_store;
+mod written;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{default_fdb_prefix, StoreConfig, DEFAULT_FDB_PREFIX_ROOT};
+pub use written::PrefixSet;
 
 /// How many times a conflicting transaction is re-run before giving up.
 pub const KV_MAX_RETRIES: u32 = 100;
@@ -70,6 +72,17 @@ pub trait Transaction {
     fn set(&mut self, key: &[u8], value: &[u8]);
     /// Removes `key`.
     fn clear(&mut self, key: &[u8]);
+    /// Removes `key` if it is there. For a key that is often absent under a prefix some
+    /// worker scans: the embedded store keeps a tombstone for every removal, present key or
+    /// not, and every later range read of the prefix walks it until a compaction drops it
+    /// (`written`). The default reads first; a store whose removals leave nothing behind
+    /// may clear blindly.
+    fn clear_if_set(&mut self, key: &[u8]) -> Result<(), KvError> {
+        if self.get(key)?.is_some() {
+            self.clear(key);
+        }
+        Ok(())
+    }
     /// Removes every key in `start <= key < end`.
     fn clear_range(&mut self, start: &[u8], end: &[u8]) -> Result<(), KvError>;
     /// Adds `delta` to the little-endian i64 at `key` (absent counts as 0), as FDB's ADD.
@@ -100,6 +113,8 @@ pub(crate) trait Backend: Send + Sync {
 pub struct Kv {
     backend: Arc<dyn Backend>,
     group: Arc<group_commit::GroupCommit>,
+    /// The key prefixes written through this handle's clones ([`Kv::take_written`]).
+    written: Arc<written::Written>,
 }
 
 impl Kv {
@@ -107,6 +122,7 @@ impl Kv {
         Kv {
             group: Arc::new(group_commit::GroupCommit::new(backend.clone())),
             backend,
+            written: Arc::new(written::Written::all()),
         }
     }
 
@@ -156,6 +172,31 @@ impl Kv {
     /// try in place instead of handing them to a blocking thread.
     pub fn is_local(&self) -> bool {
         self.backend.is_local()
+    }
+
+    /// Notes that a transaction wrote keys under the prefixes of `set` (see
+    /// [`Kv::take_written`]); called once it is over, committed or not.
+    pub fn note_written(&self, set: &PrefixSet) {
+        if !set.is_empty() {
+            self.written.note(set);
+        }
+    }
+
+    /// Marks `prefix` written: a worker whose scan left work in its queue, or failed, has
+    /// the next scan run.
+    pub fn mark_written(&self, prefix: u8) {
+        let mut set = PrefixSet::default();
+        set.add_key(&[prefix]);
+        self.written.note(&set);
+    }
+
+    /// Whether keys under `prefix` may have been written (as noted by
+    /// [`Kv::note_written`]) since the last call for `prefix`, which this call forgets: a
+    /// worker that takes `false` may skip its scan of a queue its last scan found empty.
+    /// Always true at first, and always for a store other processes write too
+    /// (FoundationDB).
+    pub fn take_written(&self, prefix: u8) -> bool {
+        self.written.take(prefix) || !self.is_local()
     }
 
     /// The capacity of the local file system the store writes to, if it writes to one

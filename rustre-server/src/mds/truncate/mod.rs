@@ -420,8 +420,12 @@ impl StripeCut {
 }
 
 /// The worker: carries out intents left behind (an MDS that died before its cut, a cut
-/// that could not reach an OST), at most [`REPLAY_BATCH`] per pass, one try each.
+/// that could not reach an OST), at most [`REPLAY_BATCH`] per pass, one try each. A pass
+/// that found none is the last until a transaction records an intent (`Kv::take_written`).
 pub(super) async fn replay_pass(mds: Arc<Mds>) -> Result<(), MdsError> {
+    if !mds.kv.take_written(schema::TRUNCATE) {
+        return Ok(());
+    }
     let inos = mds
         .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
             let (s, e) = schema::prefix_range(schema::TRUNCATE);
@@ -432,7 +436,12 @@ pub(super) async fn replay_pass(mds: Arc<Mds>) -> Result<(), MdsError> {
                     .collect::<Vec<Ino>>(),
             )
         })
-        .await?;
+        .await
+        .inspect_err(|_| mds.kv.mark_written(schema::TRUNCATE))?;
+    if !inos.is_empty() {
+        // Some may be deferred: look again next pass.
+        mds.kv.mark_written(schema::TRUNCATE);
+    }
     for ino in inos {
         match mds.carry_out(ino).await {
             Ok(_) => tracing::debug!(ino, "pending truncate carried out"),
