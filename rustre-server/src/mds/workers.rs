@@ -138,17 +138,24 @@ pub(super) fn spawn_all(mds: Arc<Mds>, shutdown: watch::Receiver<bool>) {
 }
 
 /// Sets the metrics read from the store: live sessions, the resync and destroy backlogs
-/// (each counted up to [`crate::metrics::STORE_GAUGE_MAX_ROWS`]).
+/// (each counted up to [`crate::metrics::STORE_GAUGE_MAX_ROWS`]). A queue its worker found
+/// empty, with nothing written to it since, counts 0 without a scan (`Kv::peek_written`).
 async fn count_store_gauges(mds: Arc<Mds>) -> Result<(), MdsError> {
     let Some(m) = crate::metrics::get() else {
         return Ok(());
     };
+    let scan = [
+        true,
+        mds.kv.peek_written(schema::STALE),
+        mds.kv.peek_written(schema::DESTROY),
+    ];
     let counts = mds
-        .txn(Creds::root(), vec![], Mutation::ReadOnly, |tx, _| {
+        .txn(Creds::root(), vec![], Mutation::ReadOnly, move |tx, _| {
             let mut out = [0i64; 3];
             for (n, prefix) in [schema::SESSION, schema::STALE, schema::DESTROY]
                 .into_iter()
                 .enumerate()
+                .filter(|(n, _)| scan[*n])
             {
                 let (s, e) = schema::prefix_range(prefix);
                 out[n] = tx

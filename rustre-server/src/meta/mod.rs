@@ -182,6 +182,13 @@ impl Kv {
         }
     }
 
+    /// Whether keys under `prefix` may have been written since its last
+    /// [`Kv::take_written`], without taking it: false means the last taker found nothing
+    /// under it, and nothing was written since.
+    pub fn peek_written(&self, prefix: u8) -> bool {
+        self.written.peek(prefix) || !self.is_local()
+    }
+
     /// Marks `prefix` written: a worker whose scan left work in its queue, or failed, has
     /// the next scan run.
     pub fn mark_written(&self, prefix: u8) {

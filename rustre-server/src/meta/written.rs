@@ -55,6 +55,11 @@ impl Written {
         }
     }
 
+    /// Whether `prefix` was written since the last take.
+    pub(super) fn peek(&self, prefix: u8) -> bool {
+        self.0[usize::from(prefix >> 6)].load(Ordering::Acquire) & (1 << (prefix & 63)) != 0
+    }
+
     /// Whether `prefix` was written since the last take (and forgets that it was).
     pub(super) fn take(&self, prefix: u8) -> bool {
         let bit = 1u64 << (prefix & 63);
@@ -69,8 +74,11 @@ mod tests {
     #[test]
     fn a_prefix_is_written_until_taken_and_again_once_noted() {
         let w = Written::all();
-        assert!(w.take(0x08), "nothing is known at first");
-        assert!(!w.take(0x08), "taken, and not written since");
+        assert!(w.peek(0x08) && w.take(0x08), "nothing is known at first");
+        assert!(
+            !w.peek(0x08) && !w.take(0x08),
+            "taken, and not written since"
+        );
         assert!(w.take(0x0d), "taking one prefix leaves the others");
         let mut set = PrefixSet::default();
         set.add_key(&[0x08, 1, 2]);
@@ -78,6 +86,7 @@ mod tests {
         set.add_key(&[]);
         assert!(set.contains(0x08) && set.contains(0xff) && !set.contains(0x0d));
         w.note(&set);
+        assert!(w.peek(0x08), "a peek takes nothing");
         assert!(w.take(0x08));
         assert!(w.take(0xff));
         assert!(!w.take(0x0d));
