@@ -52,6 +52,8 @@ pub mod namespace;
 pub mod open;
 pub mod perm;
 pub mod quota;
+#[cfg(test)]
+mod reap_tests;
 pub mod replica;
 #[cfg(test)]
 mod report_setattr_tests;
@@ -107,6 +109,7 @@ pub async fn run(
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         resync_cursor: AtomicU64::new(0),
         destroy_cursor: AtomicU64::new(0),
+        no_lease_ends_before: Mutex::new(None),
         stuck: stuck::StuckCopies::default(),
         feed: feed::Feed::new(),
         cut_locks: cut_locks(),
@@ -178,6 +181,10 @@ pub struct Mds {
     resync_cursor: AtomicU64,
     /// The inode number the next scan of the destroy queue starts at (0: its head).
     destroy_cursor: AtomicU64,
+    /// No session's lease ends before this (as the last look through all of them found;
+    /// `None`: look): the session reaper skips its passes until then
+    /// ([`workers::reap_sessions`]).
+    no_lease_ends_before: Mutex<Option<std::time::Instant>>,
     /// What this MDS committed, for clients' metadata caches.
     feed: feed::Feed,
     /// Stale copies the resync worker could not refill.

@@ -220,14 +220,25 @@ pub fn end_session(tx: &mut dyn Transaction, id: u64) -> Result<Ended, Error> {
     })
 }
 
+/// What a look through the sessions found.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionScan {
+    /// Sessions whose lease ran out (at most the limit asked for).
+    pub expired: Vec<u64>,
+    /// Every session was looked at (the limit was not reached).
+    pub whole: bool,
+    /// The earliest end of a lease still running, of those looked at (`None`: none).
+    pub next_end_ms: Option<u64>,
+}
+
 /// Sessions whose lease ran out before `now_ms` (at most `limit`).
 pub fn expired_sessions(
     tx: &mut dyn Transaction,
     now_ms: u64,
     limit: usize,
-) -> Result<Vec<u64>, Error> {
+) -> Result<SessionScan, Error> {
     let (s, e) = schema::prefix_range(schema::SESSION);
-    let mut out = Vec::new();
+    let mut out = SessionScan::default();
     let mut start = s;
     // Scan in pages so a large session table does not make one huge read.
     loop {
@@ -235,12 +246,15 @@ pub fn expired_sessions(
         let n = rows.len();
         for (k, v) in &rows {
             let sess: Session = codec::decode(v)?;
-            if sess.expires_ms < now_ms {
-                if let Some(id) = schema::parse_session(k) {
-                    out.push(id);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
+            if sess.expires_ms >= now_ms {
+                out.next_end_ms = Some(
+                    out.next_end_ms
+                        .map_or(sess.expires_ms, |t| t.min(sess.expires_ms)),
+                );
+            } else if let Some(id) = schema::parse_session(k) {
+                out.expired.push(id);
+                if out.expired.len() >= limit {
+                    return Ok(out);
                 }
             }
         }
@@ -249,7 +263,10 @@ pub fn expired_sessions(
                 start = k.clone();
                 start.push(0);
             }
-            _ => return Ok(out),
+            _ => {
+                out.whole = true;
+                return Ok(out);
+            }
         }
     }
 }
