@@ -59,11 +59,17 @@ const FREE_PORT_TRIES: usize = 64;
 /// ephemeral range (`ip_local_port_range`): a port the kernel picked for a bind to port 0
 /// comes from that range, where any outgoing connection may take it as its source port
 /// before the server that was given it binds it (seen in CI: an OSS that could not listen,
-/// and its cluster never came up). Picked at random, so concurrent tests rarely meet.
+/// and its cluster never came up). Picked at random, so concurrent tests rarely meet, and
+/// never twice in one test process: a cluster's addresses are all picked before any of its
+/// servers binds one, so a port picked twice went to two of them (seen in CI: an MGS and
+/// an MDS given the same port, and the MDS could not listen).
 pub(crate) fn free_addr() -> String {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static PICKS: AtomicU64 = AtomicU64::new(0);
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
@@ -75,13 +81,20 @@ pub(crate) fn free_addr() -> String {
             h.write_u32(std::process::id());
             let port =
                 FREE_PORT_LOW + (h.finish() % u64::from(ephemeral_low - FREE_PORT_LOW)) as u32;
-            if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+                given.insert(port);
                 return format!("127.0.0.1:{port}");
             }
         }
     }
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().unwrap().to_string()
+    for _ in 0..FREE_PORT_TRIES {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().unwrap();
+        if given.insert(u32::from(addr.port())) {
+            return addr.to_string();
+        }
+    }
+    panic!("no free port after {FREE_PORT_TRIES} tries");
 }
 
 /// A running `rustre` process, SIGKILLed on drop.
