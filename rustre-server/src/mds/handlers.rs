@@ -16,10 +16,11 @@ use rustre_proto::Error;
 use super::create::CreateRequest;
 use super::dispatch::Call;
 use super::error::MdsError;
-use super::namespace::{self, NewInode};
+use super::namespace::{self, Ctx, NewInode};
 use super::txn::Mutation;
 use super::versions;
 use super::{attr, inline, layout, open, replica, store, truncate, Mds};
+use crate::meta::Transaction;
 use crate::schema;
 
 type Answer = Result<MdsResponse, MdsError>;
@@ -342,22 +343,35 @@ impl Mds {
         };
         let session = call.session;
         let creds = call.creds;
-        let (mut attr, cut_pending) = self
+        let reads_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+        // The bytes with the attributes, read in the same transaction: a cold read of a
+        // small file is this one call. Not in the recorded answer (`txn_then`).
+        let inline_bytes = move |tx: &mut dyn Transaction, opened: &(Attr, bool)| {
+            let (attr, cut_pending) = opened;
+            if reads_only && attr.inline && !cut_pending {
+                Ok(Some(inline::read(tx, ino)?))
+            } else {
+                Ok::<_, MdsError>(None)
+            }
+        };
+        let ((mut attr, cut_pending), read) = self
             .open_after_spills(|| {
-                self.txn(creds.clone(), vec![ino], kind, move |tx, c| {
+                let open = move |tx: &mut dyn Transaction, c: &Ctx| {
                     inline::check_write_open(tx, ino, flags)?;
                     let attr = open::open(tx, c, session, ino, flags, false)?;
                     Ok::<_, MdsError>((attr, truncate::pending(tx, ino)?))
-                })
+                };
+                self.txn_then(creds.clone(), vec![ino], kind, open, inline_bytes)
             })
             .await?;
+        if let Some((attr, data)) = read {
+            return Ok(MdsResponse::InlineData { attr, data });
+        }
         if cut_pending {
             self.cut_before_answer(&mut attr).await?;
         }
-        let reads_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
         if reads_only && attr.inline {
-            // The bytes with the attributes: a cold read of a small file is this one call.
-            // Read apart from the open, so its recorded answer does not hold them.
+            // A cut was pending: the bytes as it left them.
             let (attr, data) = self
                 .txn(creds, vec![], Mutation::ReadOnly, move |tx, _| {
                     inline::read(tx, ino)

@@ -109,6 +109,31 @@ impl Mds {
         E: BodyError,
         F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, E> + Send + 'static,
     {
+        let nothing = |_: &mut dyn Transaction, _: &T| Ok::<(), E>(());
+        let (out, ()) = self.txn_then(creds, dirs, kind, f, nothing).await?;
+        Ok(out)
+    }
+
+    /// [`Mds::txn`], and then `then` in the same transaction, given `f`'s result (or the
+    /// recorded one, for a retried request): what `then` answers goes with the answer but
+    /// is not recorded (the bytes an open hands out with the attributes, which a record
+    /// would keep for thousands of requests).
+    pub(super) async fn txn_then<T, R, E, F, G>(
+        self: &Arc<Self>,
+        creds: Creds,
+        dirs: Vec<Ino>,
+        kind: Mutation,
+        f: F,
+        then: G,
+    ) -> Result<(T, R), MdsError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Send + 'static,
+        E: BodyError,
+        F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, E> + Send + 'static,
+        G: Fn(&mut dyn Transaction, &T) -> Result<R, E> + Send + 'static,
+    {
+        let body = (f, then);
         let (record, wait_durable) = match kind {
             Mutation::Write { record, ack } => (
                 record,
@@ -123,9 +148,9 @@ impl Mds {
         let in_place = if self.kv.is_local() {
             self.try_lock_stripes(&stripes).and_then(|guards| {
                 let mut noted = Noted::default();
-                let out = self
-                    .kv
-                    .try_transact(|tx| self.attempt(&guards, &creds, record, &f, tx, &mut noted))?;
+                let out = self.kv.try_transact(|tx| {
+                    self.attempt(&guards, &creds, record, &body, tx, &mut noted)
+                })?;
                 self.publish(record, noted);
                 Some(out)
             })
@@ -139,9 +164,9 @@ impl Mds {
                 rustre_proto::blocking::unblock(move || {
                     let guards = this.lock_stripes(&stripes);
                     let mut noted = Noted::default();
-                    let out = this
-                        .kv
-                        .transact(|tx| this.attempt(&guards, &creds, record, &f, tx, &mut noted));
+                    let out = this.kv.transact(|tx| {
+                        this.attempt(&guards, &creds, record, &body, tx, &mut noted)
+                    });
                     this.publish(record, noted);
                     out.map_err(Into::into)
                 })
@@ -162,22 +187,24 @@ impl Mds {
         self.feed.publish(record.unwrap_or((0, 0)), noted.changes);
     }
 
-    /// One try of a transaction body: `f` under the caller's credentials, recorded under its
-    /// request id if it has one, with every key it writes noted in `noted`.
-    /// `_locks` are the directory locks the body must run under.
-    fn attempt<T, E, F>(
+    /// One try of a transaction body `(f, then)`: `f` under the caller's credentials,
+    /// recorded under its request id if it has one, then `then` (not recorded), with every
+    /// key they write noted in `noted`. `_locks` are the directory locks the body must run
+    /// under.
+    fn attempt<T, R, E, F, G>(
         &self,
         _locks: &DirGuards<'_>,
         creds: &Creds,
         record: Option<(u64, u64)>,
-        f: &F,
+        (f, then): &(F, G),
         tx: &mut dyn Transaction,
         noted: &mut Noted,
-    ) -> Result<T, E>
+    ) -> Result<(T, R), E>
     where
         T: Serialize + DeserializeOwned,
         E: BodyError,
         F: Fn(&mut dyn Transaction, &Ctx) -> Result<T, E>,
+        G: Fn(&mut dyn Transaction, &T) -> Result<R, E>,
     {
         noted.changes.clear();
         noted.written = PrefixSet::default();
@@ -190,10 +217,12 @@ impl Mds {
             changes: &mut noted.changes,
             written: &mut noted.written,
         };
-        match record {
+        let out = match record {
             None => f(&mut tx, &ctx),
             Some((session, seq)) => requests::run_once(&mut tx, session, seq, |tx| f(tx, &ctx)),
-        }
+        }?;
+        let more = then(&mut tx, &out)?;
+        Ok((out, more))
     }
 
     /// The directory locks of `stripes` if every one is free now, else `None`.

@@ -1,7 +1,8 @@
 //! Data on the MDS (`super`), over an in-process cluster (the harness of `tests`):
 //! a close keeps the bytes only for the file's only opener, an open for reading brings
-//! them, a truncate cuts them, and an open for writing finds them moved to every copy of
-//! the objects (across stripes) before it is answered.
+//! them (as the store holds them, also for a retried open), a truncate cuts them, and an
+//! open for writing finds them moved to every copy of the objects (across stripes) before
+//! it is answered.
 
 use bytes::Bytes;
 use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse, SetAttr, INLINE_MAX_BYTES};
@@ -124,6 +125,43 @@ async fn a_close_keeps_the_bytes_and_an_open_for_reading_brings_them() {
     }
     let (_, got) = inline_bytes(&t, a.ino).await;
     assert_eq!(got.as_deref(), Some(&data[..]));
+}
+
+/// The bytes an open for reading answered (panics on any other answer).
+fn opened_bytes(r: MdsResponse) -> Bytes {
+    match r {
+        MdsResponse::InlineData {
+            data: Some(d),
+            attr,
+        } => {
+            assert_eq!(attr.size, d.len() as u64);
+            d
+        }
+        r => panic!("{r:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_retried_open_brings_the_bytes_as_they_are_not_as_recorded() {
+    let t = TestCluster::start(2).await;
+    let a = made(&t, "again", 64 << 10, 1, 1).await;
+    t.call(close_op(&a, b"first bytes")).await.unwrap();
+    let reader = other_session(&t).await;
+    let open = || MdsOp::Open {
+        ino: a.ino,
+        flags: libc::O_RDONLY,
+    };
+    let got = opened_bytes(call_in(&t, reader, 1, open()).await.unwrap());
+    assert_eq!(&got[..], b"first bytes");
+    // The reader lets go, the writer keeps new bytes, and the first open is tried again
+    // (as after a lost reply): its recorded answer holds the attributes only, and the
+    // bytes come as the store holds them now.
+    call_in(&t, reader, 2, MdsOp::Release { inos: vec![a.ino] })
+        .await
+        .unwrap();
+    t.call(close_op(&a, b"second, longer bytes")).await.unwrap();
+    let got = opened_bytes(call_in(&t, reader, 1, open()).await.unwrap());
+    assert_eq!(&got[..], b"second, longer bytes");
 }
 
 #[tokio::test]
