@@ -109,7 +109,7 @@ pub async fn run(
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         resync_cursor: AtomicU64::new(0),
         destroy_cursor: AtomicU64::new(0),
-        no_lease_ends_before: Mutex::new(None),
+        no_lease_ends_before: AtomicU64::new(0),
         stuck: stuck::StuckCopies::default(),
         feed: feed::Feed::new(),
         cut_locks: cut_locks(),
@@ -181,10 +181,10 @@ pub struct Mds {
     resync_cursor: AtomicU64,
     /// The inode number the next scan of the destroy queue starts at (0: its head).
     destroy_cursor: AtomicU64,
-    /// No session's lease ends before this (as the last look through all of them found;
-    /// `None`: look): the session reaper skips its passes until then
+    /// No session's lease ends before this wall-clock time in ms (as the last look through
+    /// all of them found; 0: look): the session reaper skips its passes until then
     /// ([`workers::reap_sessions`]).
-    no_lease_ends_before: Mutex<Option<std::time::Instant>>,
+    no_lease_ends_before: AtomicU64,
     /// What this MDS committed, for clients' metadata caches.
     feed: feed::Feed,
     /// Stale copies the resync worker could not refill.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rustre_proto::cluster::Cluster;
@@ -22,7 +22,6 @@ use super::txn::Mutation;
 use super::{open, store, Mds, MdsConfig};
 use crate::schema;
 use rustre_proto::host::now_ms;
-use rustre_proto::sync::lock;
 
 /// How often the destroy queue is scanned.
 pub(super) const DESTROY_INTERVAL: Duration = Duration::from_millis(500);
@@ -357,23 +356,23 @@ async fn destroy_batch(mds: &Arc<Mds>, doomed: Vec<(Ino, store::Doomed)>) -> Res
 /// session remembers when the earliest running lease ends, and passes before then do not
 /// look: renewals only move a lease's end later, and a new session's ends a whole lease
 /// from its start, after every lease running now ends ([`Mds::no_lease_ends_before`]).
+/// Leases end by the wall clock of [`now_ms`] (the simulation's clock in `sim/`), and so
+/// does the wait.
 pub(super) async fn reap_sessions(mds: Arc<Mds>) -> Result<(), MdsError> {
     let local = mds.kv.is_local();
-    if local && lock(&mds.no_lease_ends_before).is_some_and(|t| Instant::now() < t) {
+    let now = now_ms();
+    if local && now < mds.no_lease_ends_before.load(Ordering::Relaxed) {
         return Ok(());
     }
-    let now = now_ms();
     let scan = mds
         .txn(Creds::root(), vec![], Mutation::ReadOnly, move |tx, _| {
             open::expired_sessions(tx, now, REAP_BATCH)
         })
         .await?;
-    let next_end = match scan.next_end_ms {
-        Some(end) => end.saturating_sub(now),
-        None => mds.cfg.session_lease_ms,
-    };
-    let quiet_until =
-        (local && scan.whole).then(|| Instant::now() + Duration::from_millis(next_end));
+    let next_end = scan
+        .next_end_ms
+        .unwrap_or(now.saturating_add(mds.cfg.session_lease_ms));
+    let quiet_until = if local && scan.whole { next_end } else { 0 };
     for id in scan.expired {
         tracing::warn!(
             session = id,
@@ -399,6 +398,7 @@ pub(super) async fn reap_sessions(mds: Arc<Mds>) -> Result<(), MdsError> {
             }
         }
     }
-    *lock(&mds.no_lease_ends_before) = quiet_until;
+    mds.no_lease_ends_before
+        .store(quiet_until, Ordering::Relaxed);
     Ok(())
 }

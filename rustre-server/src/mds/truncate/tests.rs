@@ -264,7 +264,7 @@ pub(in crate::mds) fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         resync_cursor: AtomicU64::new(0),
         destroy_cursor: AtomicU64::new(0),
-        no_lease_ends_before: Mutex::new(None),
+        no_lease_ends_before: AtomicU64::new(0),
         feed: feed::Feed::new(),
         stuck: Default::default(),
         cut_locks: super::super::cut_locks(),
