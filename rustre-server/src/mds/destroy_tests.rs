@@ -95,11 +95,28 @@ async fn a_backlog_of_destroyed_files_drains_within_a_few_scan_intervals() {
     }
 }
 
+/// Writes `data` as stripe 0 of `ino`'s object on OST 0.
+async fn write_object(t: &TestCluster, ino: Ino, data: &'static [u8]) {
+    let write = OssOp::Write {
+        object: ObjectId { ino, stripe: 0 },
+        offset: 0,
+        sync: false,
+        crc: checksum::crc32c(data),
+        version: 0,
+    };
+    t.oss(0, write, Bytes::from_static(data)).await;
+}
+
+/// The queue entry of an inode with its one object on `ost`.
+fn doomed_on(ost: u32) -> Doomed {
+    Doomed {
+        layout: Layout::striped(4096, vec![ost]),
+    }
+}
+
 /// Queues `ino` for destruction with its one object on `ost`, straight into the store.
 fn queue_destroy(mds: &super::Mds, ino: Ino, ost: u32) {
-    let doomed = Doomed {
-        layout: Layout::striped(4096, vec![ost]),
-    };
+    let doomed = doomed_on(ost);
     mds.kv
         .transact(|tx| super::store::put(tx, &schema::destroy(ino), &doomed))
         .unwrap();
@@ -130,14 +147,7 @@ async fn entries_that_keep_failing_do_not_hold_back_the_rest_of_the_queue() {
     }
     let data = b"bytes to reclaim";
     for ino in FIRST + STUCK..FIRST + STUCK + GOOD {
-        let write = OssOp::Write {
-            object: ObjectId { ino, stripe: 0 },
-            offset: 0,
-            sync: false,
-            crc: checksum::crc32c(data),
-            version: 0,
-        };
-        t.oss(0, write, Bytes::from_static(data)).await;
+        write_object(&t, ino, data).await;
         queue_destroy(&mds, ino, 0);
     }
     assert_eq!(objects_on(&t, 0).await, GOOD as usize);
@@ -155,21 +165,7 @@ async fn entries_that_keep_failing_do_not_hold_back_the_rest_of_the_queue() {
         "the stuck entries stay queued"
     );
     // And a later scan comes round to the head again: an entry queued there is reached.
-    t.oss(
-        0,
-        OssOp::Write {
-            object: ObjectId {
-                ino: FIRST - 1,
-                stripe: 0,
-            },
-            offset: 0,
-            sync: false,
-            crc: checksum::crc32c(data),
-            version: 0,
-        },
-        Bytes::from_static(data),
-    )
-    .await;
+    write_object(&t, FIRST - 1, data).await;
     queue_destroy(&mds, FIRST - 1, 0);
     for _ in 0..3 {
         destroy_objects(mds.clone()).await.unwrap();
@@ -189,22 +185,12 @@ async fn doomed_object(
     ino: Ino,
     behind_the_mds: bool,
 ) {
-    let data = b"doomed";
-    let write = OssOp::Write {
-        object: ObjectId { ino, stripe: 0 },
-        offset: 0,
-        sync: false,
-        crc: checksum::crc32c(data),
-        version: 0,
-    };
-    t.oss(0, write, Bytes::from_static(data)).await;
+    write_object(t, ino, b"doomed").await;
     if behind_the_mds {
         queue_destroy(mds, ino, 0);
         return;
     }
-    let doomed = Doomed {
-        layout: Layout::striped(4096, vec![0]),
-    };
+    let doomed = doomed_on(0);
     mds.txn(
         rustre_proto::msg::Creds::root(),
         vec![],
