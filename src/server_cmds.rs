@@ -303,6 +303,9 @@ pub(crate) async fn mds(
         session_lease_ms,
         access,
         inline_max,
+        // An embedded store is this process's alone; over FoundationDB `mds::run` grants
+        // none (other MDS serve the same namespace).
+        dir_caps: true,
     };
     let shutdown = shutdown_on_signal();
     metrics.serve(false, shutdown.clone()).await?;

@@ -1,7 +1,8 @@
 //! Unlinks and renames answered ahead of the MDS (`client/async_dirops.rs`, issue 17),
 //! through real mounts: they overlap their round trips, yet this client's next calls come
 //! after them (a create of the name just renamed away, a listing), another client sees
-//! them, and an unmount right after a burst of them loses none.
+//! them (at once where they went ahead under a directory capability, the default), and an
+//! unmount right after a burst of them loses none.
 
 mod common;
 
@@ -24,19 +25,26 @@ fn names(dir: &std::path::Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn changes_answered_ahead_keep_this_client_s_order_and_reach_every_client() {
-    if skip_without_fuse() {
-        return;
-    }
+/// A cluster with two mounts: A with `a_opts` and its metrics served at the address
+/// returned, B with default options.
+fn two_mounts(a_opts: &str) -> (ProcCluster, ForegroundMount, ForegroundMount, String) {
     let c = ProcCluster::start();
     let (mnt_a, mnt_b) = (c.path("a"), c.path("b"));
     fs::create_dir(&mnt_a).unwrap();
     fs::create_dir(&mnt_b).unwrap();
     let metrics = free_addr();
-    let opts = format!("metrics={metrics},async_dirops");
-    let mut a = ForegroundMount::start(&c.mgs_addr, &mnt_a, &opts);
+    let opts = format!("metrics={metrics},{a_opts}");
+    let a = ForegroundMount::start(&c.mgs_addr, &mnt_a, &opts);
     let b = ForegroundMount::start(&c.mgs_addr, &mnt_b, "");
+    (c, a, b, metrics)
+}
+
+#[test]
+fn changes_answered_ahead_keep_this_client_s_order_and_reach_every_client() {
+    if skip_without_fuse() {
+        return;
+    }
+    let (c, mut a, b, metrics) = two_mounts("async_dirops");
     let dir = a.path.join("d");
     fs::create_dir(&dir).unwrap();
     for i in 0..FILES {
@@ -112,22 +120,29 @@ fn changes_answered_ahead_keep_this_client_s_order_and_reach_every_client() {
 }
 
 #[test]
-fn a_mount_without_async_dirops_waits_for_every_unlink_and_rename() {
-    // By default, with `noasync_dirops`, and on a `sync` mount even when asked for.
+fn a_mount_waits_for_every_unlink_and_rename_where_it_may_not_go_ahead() {
+    // With `noasync_dirops`, on a `sync` mount even when asked for, and by default in a
+    // directory another mount made (no capability: d0, made in the first round).
     if skip_without_fuse() {
         return;
     }
     let c = ProcCluster::start();
     let mnt = c.path("m");
     fs::create_dir(&mnt).unwrap();
-    for (round, opts) in ["", "async_dirops,noasync_dirops", "async_dirops,sync"]
-        .into_iter()
-        .enumerate()
+    for (round, (opts, dir_name)) in [
+        ("async_dirops,noasync_dirops", "d0"),
+        ("async_dirops,sync", "d1"),
+        ("", "d0"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let metrics = free_addr();
         let mut m = ForegroundMount::start(&c.mgs_addr, &mnt, &format!("metrics={metrics},{opts}"));
-        let dir = m.path.join(format!("d{round}"));
-        fs::create_dir(&dir).unwrap();
+        let dir = m.path.join(dir_name);
+        if round < 2 {
+            fs::create_dir(&dir).unwrap();
+        }
         for i in 0..20 {
             fs::write(dir.join(format!("f{i}")), b"x").unwrap();
         }
@@ -146,4 +161,74 @@ fn a_mount_without_async_dirops_waits_for_every_unlink_and_rename() {
         }
         assert!(m.unmount());
     }
+}
+
+/// Rounds of [`a_mount_goes_ahead_in_the_directories_it_made_and_another_sees_it_at_once`],
+/// and the files each round unlinks ahead: enough that the MDS is still working through
+/// them when the other mount looks (it takes them one at a time in a directory).
+const CAPPED_ROUNDS: usize = 20;
+const UNLINKS_PER_ROUND: usize = 60;
+
+/// By default a mount answers unlinks and renames ahead in the directories it made (it
+/// holds their capabilities), and another mount that looks into one right after sees
+/// every change answered: its lookup waits at the MDS until the first mount's changes in
+/// flight are answered and the capability is back (rustre-server mds/dir_caps.rs). Each
+/// round: A makes a directory, a file `f` ("old"), a file `t` ("new") and files `x*`,
+/// then renames `t` over `f` and unlinks every `x*` (answered ahead); B, told at once,
+/// lists the directory, looks for `x0` and reads `f`. Without the recall B finds most of
+/// the `x*` still there.
+#[test]
+fn a_mount_goes_ahead_in_the_directories_it_made_and_another_sees_it_at_once() {
+    if skip_without_fuse() {
+        return;
+    }
+    let (_c, a, b, metrics) = two_mounts("");
+    fs::create_dir(a.path.join("p")).unwrap();
+    let ahead = || {
+        mount_counter(&metrics, "rustre_client_unlinks_ahead_total")
+            + mount_counter(&metrics, "rustre_client_renames_ahead_total")
+    };
+    let mut wrong = Vec::new();
+    for i in 0..CAPPED_ROUNDS {
+        let (da, db) = (
+            a.path.join("p").join(format!("d{i}")),
+            b.path.join("p").join(format!("d{i}")),
+        );
+        fs::create_dir(&da).unwrap();
+        fs::write(da.join("f"), format!("old {i}")).unwrap();
+        fs::write(da.join("t"), format!("new {i}")).unwrap();
+        for k in 0..UNLINKS_PER_ROUND {
+            fs::write(da.join(format!("x{k}")), b"x").unwrap();
+        }
+        fs::rename(da.join("t"), da.join("f")).unwrap();
+        for k in 0..UNLINKS_PER_ROUND {
+            fs::remove_file(da.join(format!("x{k}"))).unwrap();
+        }
+        let listed = names(&db);
+        let x_there = db.join("x0").exists();
+        let read = fs::read_to_string(db.join("f")).unwrap_or_else(|e| e.to_string());
+        if read != format!("new {i}") || x_there || listed != ["f"] {
+            wrong.push((i, read, x_there, listed));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "B saw changes A had answered missing: {wrong:?}"
+    );
+    let went_ahead = ahead();
+    let changes = CAPPED_ROUNDS * (UNLINKS_PER_ROUND + 1);
+    assert!(
+        went_ahead >= (changes / 2) as f64,
+        "only {went_ahead} of {changes} unlinks and renames went ahead"
+    );
+    assert_eq!(
+        mount_counter(&metrics, "rustre_client_dirops_ahead_failed_total"),
+        0.0
+    );
+    // Recalled directories stay recalled: A's changes in them wait now.
+    let before = ahead();
+    fs::write(a.path.join("p/d0/y"), b"y").unwrap();
+    fs::remove_file(a.path.join("p/d0/y")).unwrap();
+    assert_eq!(ahead(), before, "went ahead in a directory given back");
+    drop(b);
 }

@@ -621,6 +621,7 @@ async fn a_retried_mutation_returns_its_recorded_result() {
         name: "once".into(),
         perm: 0o755,
         umask: 0,
+        want_cap: false,
     };
     // Answered with the directory as the same transaction left it: its times are the
     // new directory's.
@@ -629,6 +630,7 @@ async fn a_retried_mutation_returns_its_recorded_result() {
             attr,
             parent,
             new: true,
+            capped: false,
         } if parent.ino == ROOT_INO && parent.mtime == attr.ctime => attr,
         r => panic!("{r:?}"),
     };

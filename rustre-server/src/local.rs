@@ -134,6 +134,8 @@ pub async fn start(
             session_lease_ms: cfg.session_lease_ms,
             inline_max: cfg.inline_max,
             access: Default::default(),
+            // Capabilities live in one MDS's memory: none when several share the store.
+            dir_caps: cfg.mds.max(1) == 1,
         };
         // Each MDS stops on the cluster's shutdown or on its own kill switch. A switch that is
         // dropped unused (the caller let go of the `LocalCluster`) kills nothing: that branch

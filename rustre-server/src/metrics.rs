@@ -66,6 +66,12 @@ pub struct ServerMetrics {
     pub inline_closes: Counter,
     /// Files whose data moved from the MDS to their objects (`mds::inline`).
     pub inline_spills: Counter,
+    /// Directory capabilities granted (`mds::dir_caps`).
+    pub dir_caps_granted: Counter,
+    /// Requests that waited for directory capabilities to come back.
+    pub dir_cap_waits: Counter,
+    /// Directory capabilities taken back because their holder did not give them back.
+    pub dir_caps_taken: Counter,
 }
 
 static METRICS: OnceLock<ServerMetrics> = OnceLock::new();
@@ -94,6 +100,9 @@ pub fn enable(registry: &mut Registry) {
         sessions_expired: Counter::default(),
         inline_closes: Counter::default(),
         inline_spills: Counter::default(),
+        dir_caps_granted: Counter::default(),
+        dir_cap_waits: Counter::default(),
+        dir_caps_taken: Counter::default(),
     });
     let r = registry;
     m.requests.register(
@@ -160,6 +169,21 @@ pub fn enable(registry: &mut Registry) {
         "rustre_mds_sessions_expired",
         "Client sessions ended because their lease ran out",
         m.sessions_expired.clone(),
+    );
+    r.register(
+        "rustre_mds_dir_caps_granted",
+        "Directory capabilities granted with a mkdir",
+        m.dir_caps_granted.clone(),
+    );
+    r.register(
+        "rustre_mds_dir_cap_waits",
+        "Requests that waited for directory capabilities to be recalled",
+        m.dir_cap_waits.clone(),
+    );
+    r.register(
+        "rustre_mds_dir_caps_taken",
+        "Directory capabilities taken back because their holder did not give them back in time",
+        m.dir_caps_taken.clone(),
     );
     r.register(
         "rustre_mds_inline_closes",

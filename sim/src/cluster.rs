@@ -82,6 +82,7 @@ impl Cluster {
             session_lease_ms: SESSION_LEASE.as_millis() as u64,
             inline_max: rustre_server::mds::DEFAULT_INLINE_MAX,
             access: Default::default(),
+            dir_caps: true,
         };
         let kv = store.clone();
         sim.host(MDS, move || {

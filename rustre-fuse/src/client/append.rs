@@ -147,7 +147,7 @@ impl Client {
                     batch.changes.iter().any(|c| match &c.change {
                         Change::Inode(i) => i == ino && c.request.0 != me,
                         Change::All => true,
-                        Change::Entry { .. } => false,
+                        Change::Entry { .. } | Change::Recall(_) => false,
                     })
                 })
                 .collect()

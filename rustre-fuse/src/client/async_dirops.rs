@@ -21,13 +21,15 @@
 //! waited. What the cache answers (lookups, getattrs) already shows them.
 //!
 //! Other clients: a change answered ahead reaches the MDS a round trip after the process
-//! that made it went on, so another client's open or lookup in that moment still finds
+//! that made it went on. In a directory this client made and holds the capability of
+//! ([`super::dir_caps`]; a mount's default, [`AsyncDirops::Capped`]) no other client can
+//! look meanwhile: the MDS holds its request, recalls the capability, and runs the request
+//! once this client's changes in flight are answered. Anywhere else (`-o async_dirops`,
+//! [`AsyncDirops::Everywhere`]) another client's open or lookup in that moment still finds
 //! the old names, even one the test process orders after the change (tests/coherence.rs
 //! replaces a file through one mount and opens it through another at once: 3 of 100 opens
-//! read the old file with this on). That breaks the cross-client rule of docs/mount.md,
-//! so it is opt-in (`-o async_dirops`) for directories one client works in (scratch,
-//! build trees); making it safe by default needs a directory capability the MDS recalls
-//! (CephFS's), which this client does not have.
+//! read the old file that way), which breaks the cross-client rule of docs/mount.md: it
+//! is for directories one client works in (scratch, build trees).
 //!
 //! Failures: another client can still change the directory between this client's look and
 //! the MDS's transaction (the cache is only as fresh as the change feeds, docs/
@@ -39,7 +41,7 @@
 //! killed before its requests left loses the changes it answered but had not written (the
 //! socket was full); docs/operations.md states the rule.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rustre_proto::msg::mds::{Change, MdsOp, MdsResponse};
@@ -47,6 +49,7 @@ use rustre_proto::msg::{Creds, Ino};
 use rustre_proto::Error;
 use tokio::sync::Notify;
 
+use super::dir_caps::DirCaps;
 use super::meta_cache::Ahead;
 use super::meta_ops::{destroyed, own_results, request_entries};
 use super::{first_poll, metrics, Client};
@@ -55,12 +58,28 @@ use super::{first_poll, metrics, Client};
 /// place.
 pub(super) const DIROPS_AHEAD_MAX: usize = 64;
 
+/// Where unlinks and renames may be answered ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AsyncDirops {
+    /// Nowhere: every change waits for the MDS (`-o noasync_dirops`, a `sync` mount, and
+    /// the library's other users: the `rustre` commands, the simulation).
+    #[default]
+    Off,
+    /// In the directories this client made and holds the capability of ([`DirCaps`]),
+    /// which the MDS recalls before another client looks into them: a mount's default.
+    Capped,
+    /// In every directory (`-o async_dirops`): another client may see a change a round trip
+    /// late (see the module documentation).
+    Everywhere,
+}
+
 /// The changes answered ahead and still in flight.
 #[derive(Default)]
 pub(super) struct DiropsAhead {
-    /// On for a mount with `-o async_dirops`; off for every other mount and for the
-    /// library's other users (the `rustre` commands, the simulation).
-    on: AtomicBool,
+    /// An [`AsyncDirops`] as a number.
+    mode: AtomicU8,
+    /// The directories this client may go ahead in with [`AsyncDirops::Capped`].
+    pub(super) caps: DirCaps,
     in_flight: AtomicUsize,
     /// Woken when `in_flight` drops to 0.
     settled: Notify,
@@ -72,7 +91,7 @@ impl DiropsAhead {
     /// Takes a place in flight, waiting for one while all are taken (for one answer,
     /// rather than for every one as a waited change would). False when off.
     async fn take(&self) -> bool {
-        if !self.on.load(Ordering::Relaxed) {
+        if self.mode() == AsyncDirops::Off {
             return false;
         }
         loop {
@@ -88,6 +107,25 @@ impl DiropsAhead {
                 return true;
             }
             freed.await;
+        }
+    }
+
+    pub(super) fn mode(&self) -> AsyncDirops {
+        match self.mode.load(Ordering::Relaxed) {
+            1 => AsyncDirops::Capped,
+            2 => AsyncDirops::Everywhere,
+            _ => AsyncDirops::Off,
+        }
+    }
+
+    /// Whether a change in `dir` may go ahead, asked after a place was taken: a recall
+    /// that ends the capability first sees that place in flight and waits for it
+    /// ([`Client::return_dir_caps`]).
+    fn may_go_ahead_in(&self, dir: Ino) -> bool {
+        match self.mode() {
+            AsyncDirops::Off => false,
+            AsyncDirops::Capped => self.caps.holds(dir),
+            AsyncDirops::Everywhere => true,
         }
     }
 
@@ -119,9 +157,14 @@ impl Drop for InFlight {
 }
 
 impl Client {
-    /// Whether unlinks and renames may be answered ahead (off unless a mount asks for it).
-    pub fn set_async_dirops(&self, on: bool) {
-        self.dirops_ahead.on.store(on, Ordering::Relaxed);
+    /// Where unlinks and renames may be answered ahead (nowhere unless a mount asks).
+    pub fn set_async_dirops(&self, mode: AsyncDirops) {
+        let n = match mode {
+            AsyncDirops::Off => 0,
+            AsyncDirops::Capped => 1,
+            AsyncDirops::Everywhere => 2,
+        };
+        self.dirops_ahead.mode.store(n, Ordering::Relaxed);
     }
 
     /// Waits until no change answered ahead is in flight.
@@ -154,11 +197,16 @@ impl Client {
         parent: Ino,
         name: &str,
     ) -> bool {
-        if !self.dirops_ahead.take().await {
+        if !self.dirops_ahead.may_go_ahead_in(parent) || !self.dirops_ahead.take().await {
             return false;
         }
         let next_seq = || self.seq.fetch_add(1, Ordering::Relaxed);
-        let Some(ahead) = self.meta_cache.unlink_ahead(creds, parent, name, next_seq) else {
+        let planned = self
+            .dirops_ahead
+            .may_go_ahead_in(parent)
+            .then(|| self.meta_cache.unlink_ahead(creds, parent, name, next_seq))
+            .flatten();
+        let Some(ahead) = planned else {
             self.dirops_ahead.give_back();
             return false;
         };
@@ -179,13 +227,18 @@ impl Client {
         name: &str,
         new_name: &str,
     ) -> bool {
-        if !self.dirops_ahead.take().await {
+        if !self.dirops_ahead.may_go_ahead_in(parent) || !self.dirops_ahead.take().await {
             return false;
         }
         let next_seq = || self.seq.fetch_add(1, Ordering::Relaxed);
         let planned = self
-            .meta_cache
-            .rename_ahead(creds, parent, name, new_name, next_seq);
+            .dirops_ahead
+            .may_go_ahead_in(parent)
+            .then(|| {
+                self.meta_cache
+                    .rename_ahead(creds, parent, name, new_name, next_seq)
+            })
+            .flatten();
         let Some(ahead) = planned else {
             self.dirops_ahead.give_back();
             return false;

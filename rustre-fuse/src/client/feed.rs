@@ -111,8 +111,11 @@ async fn watch(client: Weak<Client>, peer: Arc<Peer>) {
         wait_while_held(&client).await;
         let Some(c) = client.upgrade() else { return };
         match answer {
-            Ok((MdsResponse::Changes(batch), _)) if batch.changes.len() <= WATCH_MAX_CHANGES => {
+            Ok((MdsResponse::Changes(mut batch), _))
+                if batch.changes.len() <= WATCH_MAX_CHANGES =>
+            {
                 let session = c.session();
+                c.take_recalls(session, &mut batch);
                 let follows = c.meta_cache.apply(&addr, sent, session, &batch);
                 c.on_feed_changes(&batch);
                 if let Some(follows) = follows {

@@ -354,14 +354,8 @@ impl Client {
         perm: u32,
         umask: u32,
     ) -> Result<Attr, Error> {
-        let name = name.to_string();
-        let op = MdsOp::Mkdir {
-            parent,
-            name,
-            perm,
-            umask,
-        };
-        self.attr_call(creds, op).await
+        self.mkdir_call(creds, parent, name.to_string(), (perm, umask))
+            .await
     }
 
     /// Makes node `name` of `kind` in `parent` with permission bits `perm`, as they are.
@@ -478,6 +472,8 @@ impl Client {
                 // Pages of destroyed inodes go now rather than when the LRU reaches them.
                 for ino in super::meta_ops::destroyed(&n) {
                     self.cache.invalidate(ino);
+                    // A directory removed: its capability, if held, went with it.
+                    self.drop_dir_cap(ino);
                 }
                 Ok(())
             }

@@ -281,5 +281,7 @@ pub(super) fn idempotent(op: &MdsOp) -> bool {
             | MdsOp::ReadInline { .. }
             // A second move of a file's data to its objects finds nothing to move.
             | MdsOp::Spill { .. }
+            // Giving a capability back twice is giving it back once.
+            | MdsOp::ReturnDirCaps { .. }
     ) || matches!(op, MdsOp::Fsck(f) if f.is_read_only())
 }

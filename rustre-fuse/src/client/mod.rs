@@ -44,6 +44,7 @@ mod cache;
 mod capability;
 mod copy;
 mod data;
+mod dir_caps;
 mod dir_handles;
 mod dirs;
 mod durable;
@@ -77,6 +78,7 @@ mod transfer;
 mod unstable;
 mod writeback;
 
+pub use async_dirops::AsyncDirops;
 pub use atime::{AtimeMode, AtimeRule, STRICTATIME_INTERVAL};
 pub use cache::DEFAULT_CACHE_BYTES;
 pub use copy::COPY_MAX_BYTES;

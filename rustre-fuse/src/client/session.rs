@@ -100,8 +100,9 @@ impl Client {
     /// Evicts the handles opened in `session`, which expired at the MDS, and drops what
     /// they buffered (see `Files::evict_session`); answers how many files they held.
     fn evict_session(&self, session: u64) -> usize {
-        // The MDS dropped the session's locks with it.
+        // The MDS dropped the session's locks and directory capabilities with it.
         self.lock_owners.clear();
+        self.drop_dir_caps();
         let inos = self.files.evict_session(session);
         for ino in &inos {
             self.forget_writes(*ino);

@@ -88,6 +88,7 @@ fn notify(n: &fuser::Notifier, c: &Change) {
             tracing::debug!("change feed gap: the kernel keeps its caches up to their TTLs");
             Ok(())
         }
+        Change::Recall(_) => Ok(()),
     };
     if let Err(e) = r {
         // ENOENT: the kernel holds nothing of it.

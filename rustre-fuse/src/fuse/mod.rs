@@ -39,7 +39,7 @@ use rustre_proto::msg::{Attr, Creds, FileKind, Timestamp, MAX_GROUPS};
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
-use crate::client::{first_poll, Client};
+use crate::client::{first_poll, AsyncDirops, Client};
 
 /// FUSE requests served at once; more wait for a permit on the runtime (never in fuser's
 /// dispatch loop).
@@ -73,11 +73,13 @@ pub struct FuseConfig {
     /// kernel owns the size and mtime of the files it caches (docs/mount.md, "Write-back
     /// cache", says what that costs across mounts).
     pub writeback_cache: bool,
-    /// Answer an unlink or a rename within a directory before the MDS does when the
-    /// metadata cache knows its outcome (`-o async_dirops`; off by default, and on a `sync`
-    /// mount: another client's open could come before the change reaches the MDS;
-    /// docs/metadata-cache.md, "Unlinks and renames answered ahead").
-    pub async_dirops: bool,
+    /// Where an unlink or a rename within a directory is answered before the MDS does
+    /// when the metadata cache knows its outcome: by default in the directories this mount
+    /// made and holds the capability of (recalled before another client looks into them);
+    /// everywhere with `-o async_dirops` (another client's open could come before the
+    /// change reaches the MDS); nowhere with `-o noasync_dirops` or on a `sync` mount
+    /// (docs/metadata-cache.md, "Unlinks and renames answered ahead").
+    pub async_dirops: AsyncDirops,
 }
 
 impl Default for FuseConfig {
@@ -88,7 +90,7 @@ impl Default for FuseConfig {
             negative_ttl: None,
             page_cache_bytes: crate::client::DEFAULT_CACHE_BYTES as u64,
             writeback_cache: false,
-            async_dirops: false,
+            async_dirops: AsyncDirops::Capped,
         }
     }
 }

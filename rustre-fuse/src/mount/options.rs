@@ -15,7 +15,7 @@ use super::{
     DEFAULT_CLIENT_THREADS, DEFAULT_CLUSTER, FS_TYPE, HELPER_NAME, MAX_CLIENT_THREADS,
     MAX_TIMEOUT_SECS, SUBTYPE,
 };
-use crate::client::{AtimeMode, AtimeRule};
+use crate::client::{AsyncDirops, AtimeMode, AtimeRule};
 use crate::fuse::FuseConfig;
 
 /// Options of one mount.
@@ -188,8 +188,8 @@ impl MountOptions {
                 ("cache_size", Some(v)) => self.fuse.page_cache_bytes = parse_bytes(key, v)?,
                 ("writeback_cache", None) => self.fuse.writeback_cache = true,
                 ("nowriteback_cache", None) => self.fuse.writeback_cache = false,
-                ("async_dirops", None) => self.fuse.async_dirops = true,
-                ("noasync_dirops", None) => self.fuse.async_dirops = false,
+                ("async_dirops", None) => self.fuse.async_dirops = AsyncDirops::Everywhere,
+                ("noasync_dirops", None) => self.fuse.async_dirops = AsyncDirops::Off,
                 ("threads", Some(v)) => {
                     self.threads = v
                         .parse()

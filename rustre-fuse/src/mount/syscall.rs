@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 use super::mountinfo::{entry_at, follow_flags, mount_device};
 use super::options::{MountArgs, MountOptions};
 use super::{FS_TYPE, READ_AHEAD_KB, SUBTYPE};
+use crate::client::AsyncDirops;
 use crate::client::{AtimeRule, Client};
 use crate::fuse::RustreFs;
 
@@ -84,7 +85,9 @@ pub fn mount(
     client.set_atime_mode(o.exec_suid_dev_atime.atime_mode(o.read_only));
     let mut fuse = o.fuse.clone();
     // A `sync` mount's changes are on the servers when the call returns.
-    fuse.async_dirops &= !o.exec_suid_dev_atime.sync;
+    if o.exec_suid_dev_atime.sync {
+        fuse.async_dirops = AsyncDirops::Off;
+    }
     let fs = RustreFs::new(client.clone(), rt, fuse);
     let notifier = fs.notifier_slot();
     let acl = if o.allow_other {

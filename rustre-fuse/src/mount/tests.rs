@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::mountinfo::{escape_mountinfo, mount_device, MountEntry};
 use super::options::mgs_address;
 use super::{MountArgs, MountOptions, MAX_CLIENT_THREADS};
-use crate::client::{AtimeMode, AtimeRule};
+use crate::client::{AsyncDirops, AtimeMode, AtimeRule};
 
 fn os(v: &[&str]) -> Vec<OsString> {
     v.iter().map(OsString::from).collect()
@@ -112,14 +112,15 @@ fn option_values_are_parsed_or_refused_with_what_was_expected() {
     assert!(o.fuse.writeback_cache);
     o.apply("nowriteback_cache").unwrap();
     assert!(!o.fuse.writeback_cache);
-    assert!(
-        !o.fuse.async_dirops,
-        "unlinks and renames answered ahead are opt-in"
+    assert_eq!(
+        o.fuse.async_dirops,
+        AsyncDirops::Capped,
+        "unlinks and renames go ahead only in capped directories unless asked"
     );
     o.apply("async_dirops").unwrap();
-    assert!(o.fuse.async_dirops);
+    assert_eq!(o.fuse.async_dirops, AsyncDirops::Everywhere);
     o.apply("noasync_dirops").unwrap();
-    assert!(!o.fuse.async_dirops);
+    assert_eq!(o.fuse.async_dirops, AsyncDirops::Off);
     for (bad, message) in [
         (
             "attr_timeout=-1",

@@ -54,6 +54,7 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
                 name: "dir".into(),
                 perm: 0o755,
                 umask: 0o022,
+                want_cap: false,
             },
         ),
         (
@@ -129,6 +130,10 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
             MdsOp::Release {
                 inos: vec![42, 43, 42],
             },
+        ),
+        (
+            "return_dir_caps",
+            MdsOp::ReturnDirCaps { dirs: vec![42, 43] },
         ),
         (
             "report_size",
@@ -403,6 +408,10 @@ pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
                         change: Change::All,
                         request: (0, 0),
                     },
+                    FeedChange {
+                        change: Change::Recall(42),
+                        request: (5, 0),
+                    },
                 ],
             })),
         ),
@@ -421,6 +430,7 @@ pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
                 attr: attr(),
                 parent: Box::new(attr()),
                 new: true,
+                capped: true,
             }),
         ),
         ("attrs", Ok(MdsResponse::Attrs(vec![Some(attr()), None]))),

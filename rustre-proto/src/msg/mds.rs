@@ -27,6 +27,8 @@ pub const XATTR_NAME_MAX_BYTES: usize = 255;
 pub const READDIR_MAX_ENTRIES: u32 = 4096;
 /// Most inodes one `Release` call drops an open of.
 pub const RELEASE_MAX_INOS: usize = 256;
+/// Most directories one `ReturnDirCaps` names.
+pub const RETURN_DIR_CAPS_MAX: usize = 1024;
 /// Most changes one `Watch` answer carries (the rest come with the next one).
 pub const WATCH_MAX_CHANGES: usize = 1024;
 /// Longest an MDS holds a `Watch` that has nothing to report before answering empty.
@@ -113,11 +115,16 @@ pub enum MdsOp {
         open_flags: Option<i32>,
         layout: Option<LayoutSpec>,
     },
+    /// With `want_cap`, the caller follows its feed and gives back what the MDS recalls: an
+    /// MDS that grants directory capabilities answers `Created { capped: true, .. }`, and
+    /// the new directory is the caller's session's until recalled (docs/metadata-cache.md,
+    /// "Directory capabilities").
     Mkdir {
         parent: Ino,
         name: String,
         perm: u32,
         umask: u32,
+        want_cap: bool,
     },
     Mknod {
         parent: Ino,
@@ -343,6 +350,12 @@ pub enum MdsOp {
         ino: Ino,
         target: MigrateTarget,
     },
+    /// Gives back the capabilities on these directories (at most [`RETURN_DIR_CAPS_MAX`])
+    /// that the caller's session holds, once its changes answered ahead in them are
+    /// answered: the requests the MDS holds for them go on. `Done`.
+    ReturnDirCaps {
+        dirs: Vec<Ino>,
+    },
     /// One step of the migration `token` of `ino`. `Done`, or `Attr` for `Commit`.
     MigrateStep {
         ino: Ino,
@@ -497,6 +510,10 @@ pub enum Change {
     Entry { parent: Ino, name: String },
     /// Anything: forget everything cached.
     All,
+    /// Not a change: the MDS asks the session of the entry's `request` (whose sequence
+    /// number is 0) to give back its capability on this directory (`ReturnDirCaps`).
+    /// Other watchers ignore it.
+    Recall(Ino),
 }
 
 /// A change on the feed and the request that made it.
@@ -630,6 +647,9 @@ pub enum MdsResponse {
         /// one): a new inode has no extended attributes, so the caller knows the answer to
         /// the kernel's `security.capability` probe before the first write.
         new: bool,
+        /// `Mkdir` with `want_cap`: the caller's session holds the new directory's
+        /// capability.
+        capped: bool,
     },
     /// `Unlink`, `Rmdir` and `Rename`: the directories and inodes the change touched, as
     /// the same transaction left them, so the caller's cache knows them without asking

@@ -46,6 +46,9 @@ pub struct MdsConfig {
     /// Most bytes of a file kept in the store at its close (data on the MDS,
     /// [`super::inline`]); 0: none. At most `INLINE_MAX_BYTES`.
     pub inline_max: u32,
+    /// Grant directory capabilities ([`super::dir_caps`]): set only for an MDS alone over
+    /// its store (it is ignored over a store others may share, such as FoundationDB).
+    pub dir_caps: bool,
 }
 
 /// Where the embedded store lives under an MDS data directory.

@@ -283,7 +283,9 @@ mod answer_tests {
                 layout: None,
             };
             let (attr, parent) = match t.call(op).await.unwrap() {
-                MdsResponse::Created { attr, parent, new } => {
+                MdsResponse::Created {
+                    attr, parent, new, ..
+                } => {
                     // The first (exclusive) create makes "f", the second opens it.
                     assert_eq!(new, exclusive, "exclusive: {exclusive}");
                     (attr, parent)

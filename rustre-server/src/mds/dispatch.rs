@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse};
+use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse, RETURN_DIR_CAPS_MAX};
 use rustre_proto::msg::{Creds, MAX_GROUPS};
 use rustre_proto::rpc::server::{Caller, Handler, Reply};
 use rustre_proto::Error;
@@ -123,6 +123,29 @@ impl Mds {
                 return Err(Error::NoSpace.into());
             }
         }
+        self.recall_dir_caps(session, &op).await;
+        let (removed_dir, renamed_into) = match &op {
+            MdsOp::Rmdir { .. } => (true, None),
+            MdsOp::Rename { new_parent, .. } => (false, Some(*new_parent)),
+            _ => (false, None),
+        };
+        let answer = self.clone().run_op(call, op).await;
+        if let Ok(MdsResponse::NamesChanged(n)) = &answer {
+            // A directory removed (or replaced by a rename) takes its capability with it.
+            if removed_dir {
+                self.dir_caps.forget(n.source.ino);
+            } else if let Some(new_parent) = renamed_into {
+                self.dir_caps.moved(n.source.ino, new_parent);
+                if let Some(t) = n.target.as_ref().filter(|t| t.attr.is_none()) {
+                    self.dir_caps.forget(t.ino);
+                }
+            }
+        }
+        answer
+    }
+
+    /// Runs `op` for `call`.
+    async fn run_op(self: Arc<Self>, call: Call, op: MdsOp) -> Result<MdsResponse, MdsError> {
         match op {
             MdsOp::OpenSession { client } => self.open_session(call, client).await,
             MdsOp::RenewSession => self.renew_session(call).await,
@@ -155,7 +178,11 @@ impl Mds {
                 name,
                 perm,
                 umask,
-            } => self.mkdir(call, parent, name, (perm, umask)).await,
+                want_cap,
+            } => {
+                self.mkdir(call, parent, name, (perm, umask), want_cap)
+                    .await
+            }
             MdsOp::Mknod {
                 parent,
                 name,
@@ -297,6 +324,13 @@ impl Mds {
             MdsOp::ReadInline { ino } => self.read_inline(call, ino).await,
             MdsOp::Spill { ino } => self.spill_op(call, ino).await,
             MdsOp::MigrateBegin { ino, target } => self.migrate_begin(call, ino, target).await,
+            MdsOp::ReturnDirCaps { dirs } => {
+                if dirs.len() > RETURN_DIR_CAPS_MAX {
+                    return Err(Error::Invalid("too many directories".into()).into());
+                }
+                self.dir_caps.give_back(call.session, &dirs);
+                Ok(MdsResponse::Done)
+            }
             MdsOp::MigrateStep { ino, token, step } => {
                 self.migrate_step(call, ino, token, step).await
             }

@@ -71,6 +71,7 @@ impl Mds {
                 versions::announce(&self.cluster, *ino, layout).await;
             }
             if ended.done {
+                self.dir_caps.end_session(session);
                 return Ok(MdsResponse::Done);
             }
         }
@@ -128,6 +129,7 @@ impl Mds {
                 attr,
                 parent: Box::new(parent),
                 new,
+                capped: false,
             })
     }
 
@@ -142,6 +144,18 @@ impl Mds {
         node: impl Fn(Ino) -> NewInode + Send + 'static,
     ) -> Answer {
         let ino = self.alloc_ino().await?;
+        self.make_node_as(call, parent, name, ino, node).await
+    }
+
+    /// [`Mds::make_node`] of inode number `ino`, taken already.
+    async fn make_node_as(
+        self: &Arc<Self>,
+        call: Call,
+        parent: Ino,
+        name: String,
+        ino: Ino,
+        node: impl Fn(Ino) -> NewInode + Send + 'static,
+    ) -> Answer {
         let change = call.change();
         self.txn(call.creds, vec![parent], change, move |tx, c| {
             let attr = namespace::create_entry(tx, c, parent, &name, node(ino))?;
@@ -152,17 +166,25 @@ impl Mds {
             attr,
             parent: Box::new(parent),
             new: true,
+            capped: false,
         })
     }
 
+    /// With `want_cap`, the caller's session gets the new directory's capability
+    /// ([`super::dir_caps`]) if this MDS grants them: granted before the directory is made,
+    /// so that no other session can name it uncapped, and ended if it was not made (or a
+    /// retry answered what an earlier try made).
     pub(super) async fn mkdir(
         self: &Arc<Self>,
         call: Call,
         parent: Ino,
         name: String,
         (perm, umask): (u32, u32),
+        want_cap: bool,
     ) -> Answer {
-        self.make_node(call, parent, name, move |ino| NewInode {
+        let ino = self.alloc_ino().await?;
+        let granted = want_cap && self.dir_caps.grant(ino, parent, call.session);
+        let node = move |ino| NewInode {
             ino,
             kind: FileKind::Dir,
             perm,
@@ -170,8 +192,27 @@ impl Mds {
             rdev: 0,
             target: None,
             layout: None,
-        })
-        .await
+        };
+        let answer = self.make_node_as(call, parent, name, ino, node).await;
+        match answer {
+            Ok(MdsResponse::Created {
+                attr,
+                parent,
+                new,
+                capped: _,
+            }) if granted && attr.ino == ino => Ok(MdsResponse::Created {
+                attr,
+                parent,
+                new,
+                capped: true,
+            }),
+            other => {
+                if granted {
+                    self.dir_caps.forget(ino);
+                }
+                other
+            }
+        }
     }
 
     pub(super) async fn mknod(

@@ -13,6 +13,7 @@
 //! - [`perm`]: permission rules; [`acl`]: POSIX ACLs (their xattr form, inheritance). [`layout`]: choosing a new file's layout (placement).
 //! - [`locks`]: flock and fcntl locks (their table in the store, waits, deadlocks).
 //! - [`append`]: O_APPEND writes' ranges, handed out at the file's end.
+//! - [`dir_caps`]: directories a client may change ahead of this MDS, and their recalls.
 //! - [`feed`]: the change feed clients' metadata caches watch.
 //! - [`replica`]: stale copies and moved copies; [`resync`]: the worker that refills them.
 //! - [`fsck`]: `rustre fsck`'s pages of the store and its conditional repairs.
@@ -35,6 +36,9 @@ pub mod config;
 mod create;
 #[cfg(test)]
 mod destroy_tests;
+pub mod dir_caps;
+#[cfg(test)]
+mod dir_caps_tests;
 mod dispatch;
 mod error;
 pub mod feed;
@@ -99,6 +103,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let kv2 = kv.clone();
     rustre_proto::blocking::unblock(move || bootstrap(&kv2)).await??;
+    let kv_is_local = kv.is_local();
     let cluster = workers::connect_mgs(&cfg, shutdown.clone()).await?;
     let mds = Arc::new(Mds {
         cfg: cfg.clone(),
@@ -115,6 +120,7 @@ pub async fn run(
         cut_locks: cut_locks(),
         lock_waits: locks::serve::Waits::default(),
         space: SpaceGuard::new(MDS_RESERVE, "MDS store"),
+        dir_caps: dir_caps::DirCaps::new(cfg.dir_caps && kv_is_local),
     });
     workers::spawn_all(mds.clone(), shutdown.clone());
     tracing::info!(addr = %cfg.advertise_addr, "MDS serving");
@@ -195,6 +201,8 @@ pub struct Mds {
     lock_waits: locks::serve::Waits,
     /// The free space its store's disk keeps ([`crate::space`]).
     space: SpaceGuard,
+    /// The directory capabilities it granted ([`dir_caps`]).
+    dir_caps: dir_caps::DirCaps,
 }
 
 /// The cut locks of a new [`Mds`].

@@ -24,6 +24,7 @@ async fn mkdir(t: &TestCluster, parent: Ino, name: &str) -> Attr {
         name: name.into(),
         perm: 0o755,
         umask: 0,
+        want_cap: false,
     };
     t.attr(op).await.unwrap()
 }

@@ -33,14 +33,15 @@ impl Inner {
 
     /// The attributes of the non-directory `name` in `dir` names, if the cache knows them
     /// and the sticky rule lets `creds` take the name away (`None` also for a directory, an
-    /// orphan, and an unknown name or inode).
+    /// orphan, an inode with other links, which another client may reach through them
+    /// without looking into `dir`, and an unknown name or inode).
     fn removable(&mut self, creds: &Creds, dir: &Attr, name: &str) -> Option<Attr> {
         let ino = self.entry(&(dir.ino, name.to_string()))??;
         if self.orphans.contains(&ino) {
             return None;
         }
         let a = self.attr(ino)?;
-        (a.kind != FileKind::Dir && sticky_allows(creds, dir, &a)).then_some(a)
+        (a.kind != FileKind::Dir && a.nlink == 1 && sticky_allows(creds, dir, &a)).then_some(a)
     }
 
     /// Whether an own change naming one of `keys` is in flight (its outcome comes first).

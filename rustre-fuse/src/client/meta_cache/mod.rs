@@ -306,6 +306,8 @@ impl Inner {
                 }
             }
             Change::All => self.void_all(),
+            // Not a change (taken out of the batch before it comes here).
+            Change::Recall(_) => {}
         }
     }
 }
@@ -453,7 +455,7 @@ impl MetaCache {
             named.iter().any(|c| match c {
                 Change::All => true,
                 Change::Entry { parent: p, name: n } => *p == parent && n == name,
-                Change::Inode(_) => false,
+                Change::Inode(_) | Change::Recall(_) => false,
             })
         };
         // Reads in flight across this change are not kept.
@@ -504,7 +506,7 @@ impl MetaCache {
                     let touched = named.iter().any(|c| match c {
                         Change::All => true,
                         Change::Entry { parent, .. } => *parent == dir,
-                        Change::Inode(_) => false,
+                        Change::Inode(_) | Change::Recall(_) => false,
                     });
                     if !touched && inner.complete.len() < META_CACHE_ENTRIES {
                         inner.end_complete(dir);

@@ -32,6 +32,7 @@ async fn only_root_sets_a_quota_and_every_caller_reads_it() {
             name: "d".into(),
             perm: 0o777,
             umask: 0,
+            want_cap: false,
         })
         .await
         .unwrap();

@@ -256,6 +256,7 @@ pub(in crate::mds) fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<
             session_lease_ms: 30_000,
             inline_max: crate::mds::DEFAULT_INLINE_MAX,
             access: Default::default(),
+            dir_caps: true,
         },
         kv,
         cluster: t.cluster.clone(),
@@ -270,6 +271,7 @@ pub(in crate::mds) fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<
         cut_locks: super::super::cut_locks(),
         lock_waits: Default::default(),
         space: crate::space::SpaceGuard::new(crate::space::MDS_RESERVE, "test"),
+        dir_caps: crate::mds::dir_caps::DirCaps::new(true),
     })
 }
 

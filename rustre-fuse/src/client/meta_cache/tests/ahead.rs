@@ -93,6 +93,18 @@ fn an_unlink_is_waited_for_unless_the_cache_knows_every_check_of_the_mds() {
     cache.forget_attr(5);
     refused(&cache, root(), "f", "the victim's attributes unknown");
     let cache = holding(0o755, 0, 0);
+    let linked = Attr {
+        nlink: 2,
+        ..attr(5, FileKind::File, 0o644, 0)
+    };
+    cache.keep_attr(cache.epoch(), &linked);
+    refused(
+        &cache,
+        root(),
+        "f",
+        "an inode with another link (seen through it without looking here)",
+    );
+    let cache = holding(0o755, 0, 0);
     cache.own_change(vec![(1, "f".into())], || 82);
     refused(&cache, root(), "f", "another change of the name in flight");
     let cache = trusted_cache();

@@ -12,6 +12,7 @@ fn a_mkdir_or_symlink_answers_its_directory_without_asking() {
             attr,
             parent: Box::new(parent),
             new: true,
+            capped: false,
         };
         cache.own_answered(seq, Some(own_results(&op, &resp)));
     };
@@ -20,6 +21,7 @@ fn a_mkdir_or_symlink_answers_its_directory_without_asking() {
         name: name.into(),
         perm: 0o755,
         umask: 0,
+        want_cap: false,
     };
     made(40, mkdir("d"), dir_at(6, 5, 2), dir_at(1, 5, 3));
     assert_eq!(
