@@ -232,3 +232,43 @@ fn a_mount_goes_ahead_in_the_directories_it_made_and_another_sees_it_at_once() {
     assert_eq!(ahead(), before, "went ahead in a directory given back");
     drop(b);
 }
+
+/// A mount killed while it holds the capabilities of the directories it made costs another
+/// mount's walk of them one wait of the MDS's give-up time (5 s), not one per directory: the
+/// holder that does not answer a recall loses all of them at once. The tree is all there.
+#[test]
+fn a_killed_mount_s_directories_cost_another_mount_one_wait() {
+    const DIRS: usize = 12;
+    if skip_without_fuse() {
+        return;
+    }
+    let (_c, mut a, b, _) = two_mounts("");
+    let top = a.path.join("p");
+    fs::create_dir(&top).unwrap();
+    for i in 0..DIRS {
+        let d = top.join(format!("d{i}"));
+        fs::create_dir(&d).unwrap();
+        fs::create_dir(d.join("e")).unwrap();
+        fs::write(d.join("e/f"), b"f").unwrap();
+    }
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let started = std::time::Instant::now();
+    let found = std::process::Command::new("find")
+        .arg(b.path.join("p"))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(found.status.success(), "{found:?}");
+    let listed = String::from_utf8_lossy(&found.stdout).lines().count();
+    assert_eq!(
+        listed,
+        1 + 3 * DIRS,
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the walk took {took:?} (one give-up of 5 s expected)"
+    );
+}

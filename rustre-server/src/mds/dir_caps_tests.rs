@@ -168,13 +168,15 @@ async fn a_listing_of_its_directory_recalls_it_and_an_ended_session_gives_it_bac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_capability_not_given_back_is_taken_after_the_give_up_time_and_rmdir_ends_one() {
+async fn a_holder_that_does_not_give_one_back_loses_all_after_the_give_up_time_and_rmdir_ends_one()
+{
     let t = TestCluster::start(1).await;
     let p = t.cluster.mds_peers()[0].clone();
     let (a, b) = (open_session(&p).await, open_session(&p).await);
     let (d, _) = mkdir(&p, a, 1, "d", true).await;
     let (gone, capped) = mkdir(&p, a, 2, "gone", true).await;
     assert!(capped);
+    let (e, _) = mkdir(&p, a, 4, "e", true).await;
     // Removed by its holder: nothing is held for it any more.
     let rmdir = MdsOp::Rmdir {
         parent: ROOT_INO,
@@ -195,4 +197,8 @@ async fn a_capability_not_given_back_is_taken_after_the_give_up_time_and_rmdir_e
         waited >= RECALL_GIVE_UP && waited < RECALL_GIVE_UP + PROMPT,
         "{waited:?}"
     );
+    // Such a holder lost every capability: its other directory costs no second wait.
+    let started = Instant::now();
+    call(&p, b, 0, MdsOp::GetAttr { ino: e }).await.unwrap();
+    assert!(started.elapsed() < PROMPT);
 }

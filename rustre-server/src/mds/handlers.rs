@@ -71,7 +71,7 @@ impl Mds {
                 versions::announce(&self.cluster, *ino, layout).await;
             }
             if ended.done {
-                self.dir_caps.end_session(session);
+                let _ = self.dir_caps.end_session(session);
                 return Ok(MdsResponse::Done);
             }
         }

@@ -394,7 +394,7 @@ pub(super) async fn reap_sessions(mds: Arc<Mds>) -> Result<(), MdsError> {
                 super::versions::announce(&mds.cluster, *ino, layout).await;
             }
             if ended.done {
-                mds.dir_caps.end_session(id);
+                let _ = mds.dir_caps.end_session(id);
                 break;
             }
         }
