@@ -43,6 +43,12 @@ pub const RECALL_REPEAT: Duration = Duration::from_millis(500);
 /// session would hold the request for a whole lease).
 pub const RECALL_GIVE_UP: Duration = Duration::from_secs(5);
 
+/// Most capabilities one session holds; past it its new directories come uncapped (their
+/// changes wait for the MDS) until some end.
+pub const DIR_CAPS_PER_SESSION_MAX: usize = 1 << 16;
+/// Most capabilities one MDS holds in all (about 100 bytes each).
+pub const DIR_CAPS_MAX: usize = 1 << 20;
+
 /// One capability.
 #[derive(Debug, Clone, Copy)]
 struct Cap {
@@ -214,12 +220,17 @@ impl DirCaps {
 
     /// Grants `session` the capability on `dir`, in `parent`, before the transaction that
     /// makes it commits (so that no other session can name it uncapped). False when this
-    /// MDS grants none.
+    /// MDS grants none, or the session or the MDS holds as many as it may
+    /// ([`DIR_CAPS_PER_SESSION_MAX`], [`DIR_CAPS_MAX`]).
     pub fn grant(&self, dir: Ino, parent: Ino, session: u64) -> bool {
         if !self.enabled || session == 0 {
             return false;
         }
         let mut t = lock(&self.table);
+        let held = t.per_session.get(&session).copied().unwrap_or(0);
+        if held >= DIR_CAPS_PER_SESSION_MAX || t.held.len() >= DIR_CAPS_MAX {
+            return false;
+        }
         t.insert(dir, Cap { session, parent });
         self.count.store(t.held.len(), Ordering::Release);
         if let Some(m) = crate::metrics::get() {
@@ -462,5 +473,19 @@ mod tests {
         let off = DirCaps::new(false);
         assert!(!off.grant(10, 1, 7));
         assert!(off.to_recall(8, &lookup(10)).is_empty());
+    }
+
+    #[test]
+    fn a_session_holds_at_most_its_share() {
+        let caps = DirCaps::new(true);
+        let first = 100;
+        for dir in first..first + DIR_CAPS_PER_SESSION_MAX as Ino {
+            assert!(caps.grant(dir, 1, 7));
+        }
+        let next = first + DIR_CAPS_PER_SESSION_MAX as Ino;
+        assert!(!caps.grant(next, 1, 7), "past the session's share");
+        assert!(caps.grant(next, 1, 8), "another session's first");
+        caps.forget(first);
+        assert!(caps.grant(next + 1, 1, 7), "room again");
     }
 }
