@@ -214,10 +214,6 @@ impl DirCaps {
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// Grants `session` the capability on `dir`, in `parent`, before the transaction that
     /// makes it commits (so that no other session can name it uncapped). False when this
     /// MDS grants none, or the session or the MDS holds as many as it may
