@@ -12,6 +12,7 @@ use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse};
 use rustre_proto::msg::mgs::{LayoutDefaults, NodeState};
 use rustre_proto::msg::oss::{ObjectId, OssOp, OssRequest, OssResponse};
 use rustre_proto::msg::{Attr, Creds, LayoutSpec, ROOT_INO};
+use rustre_proto::rpc::client::Peer;
 use rustre_proto::Error;
 use tokio::sync::watch;
 
@@ -25,6 +26,33 @@ pub(super) struct TestCluster {
     seq: std::sync::atomic::AtomicU64,
     _stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
+}
+
+/// A call to `mds` by `creds` in `session`, recorded under `seq` (0: not recorded).
+async fn call_with(
+    mds: &Peer,
+    creds: Creds,
+    session: u64,
+    seq: u64,
+    op: MdsOp,
+) -> Result<MdsResponse, Error> {
+    let req = MdsRequest {
+        creds,
+        session,
+        seq,
+        op,
+    };
+    Ok(mds.call(&req, Bytes::new()).await?.0)
+}
+
+/// A call by root in `session` (a client other than the harness's), recorded under `seq`.
+pub(super) async fn call_in(
+    mds: &Peer,
+    session: u64,
+    seq: u64,
+    op: MdsOp,
+) -> Result<MdsResponse, Error> {
+    call_with(mds, Creds::root(), session, seq, op).await
 }
 
 impl TestCluster {
@@ -92,14 +120,12 @@ impl TestCluster {
         seq: u64,
         op: MdsOp,
     ) -> Result<MdsResponse, Error> {
-        let req = MdsRequest {
-            creds,
-            session: self.session,
-            seq,
-            op,
-        };
-        let peer = self.cluster.mds_peers()[0].clone();
-        Ok(peer.call(&req, Bytes::new()).await?.0)
+        call_with(&self.mds(), creds, self.session, seq, op).await
+    }
+
+    /// Its MDS.
+    pub(super) fn mds(&self) -> Arc<Peer> {
+        self.cluster.mds_peers()[0].clone()
     }
 
     pub(super) fn next_seq(&self) -> u64 {

@@ -5,31 +5,18 @@
 //! it is answered.
 
 use bytes::Bytes;
-use rustre_proto::msg::mds::{MdsOp, MdsRequest, MdsResponse, SetAttr, INLINE_MAX_BYTES};
+use rustre_proto::msg::mds::{MdsOp, MdsResponse, SetAttr, INLINE_MAX_BYTES};
 use rustre_proto::msg::oss::{ObjectId, OssOp};
-use rustre_proto::msg::{Attr, Creds, LayoutSpec, ROOT_INO};
-use rustre_proto::Error;
+use rustre_proto::msg::{Attr, LayoutSpec, ROOT_INO};
 
-use crate::mds::tests::TestCluster;
-
-/// A call in session `session` (not the harness's), recorded under `seq`.
-async fn call_in(t: &TestCluster, session: u64, seq: u64, op: MdsOp) -> Result<MdsResponse, Error> {
-    let req = MdsRequest {
-        creds: Creds::root(),
-        session,
-        seq,
-        op,
-    };
-    let peer = t.cluster.mds_peers()[0].clone();
-    Ok(peer.call(&req, Bytes::new()).await?.0)
-}
+use crate::mds::tests::{call_in, TestCluster};
 
 /// A second client's session.
 async fn other_session(t: &TestCluster) -> u64 {
     let op = MdsOp::OpenSession {
         client: "other".into(),
     };
-    match call_in(t, 0, 0, op).await.unwrap() {
+    match call_in(&t.mds(), 0, 0, op).await.unwrap() {
         MdsResponse::Session { id, inline_max, .. } => {
             assert_eq!(inline_max as usize, INLINE_MAX_BYTES);
             id
@@ -113,7 +100,7 @@ async fn a_close_keeps_the_bytes_and_an_open_for_reading_brings_them() {
         ino: a.ino,
         flags: libc::O_RDONLY,
     };
-    match call_in(&t, reader, 1, op).await.unwrap() {
+    match call_in(&t.mds(), reader, 1, op).await.unwrap() {
         MdsResponse::InlineData {
             attr,
             data: Some(d),
@@ -151,16 +138,16 @@ async fn a_retried_open_brings_the_bytes_as_they_are_not_as_recorded() {
         ino: a.ino,
         flags: libc::O_RDONLY,
     };
-    let got = opened_bytes(call_in(&t, reader, 1, open()).await.unwrap());
+    let got = opened_bytes(call_in(&t.mds(), reader, 1, open()).await.unwrap());
     assert_eq!(&got[..], b"first bytes");
     // The reader lets go, the writer keeps new bytes, and the first open is tried again
     // (as after a lost reply): its recorded answer holds the attributes only, and the
     // bytes come as the store holds them now.
-    call_in(&t, reader, 2, MdsOp::Release { inos: vec![a.ino] })
+    call_in(&t.mds(), reader, 2, MdsOp::Release { inos: vec![a.ino] })
         .await
         .unwrap();
     t.call(close_op(&a, b"second, longer bytes")).await.unwrap();
-    let got = opened_bytes(call_in(&t, reader, 1, open()).await.unwrap());
+    let got = opened_bytes(call_in(&t.mds(), reader, 1, open()).await.unwrap());
     assert_eq!(&got[..], b"second, longer bytes");
 }
 
@@ -174,7 +161,7 @@ async fn a_close_is_refused_while_another_session_holds_the_file_or_past_the_lim
         flags: libc::O_RDONLY,
     };
     assert!(matches!(
-        call_in(&t, reader, 1, op).await.unwrap(),
+        call_in(&t.mds(), reader, 1, op).await.unwrap(),
         MdsResponse::Attr(_)
     ));
     let refused = t.call(close_op(&a, b"abc")).await.unwrap();
@@ -244,7 +231,7 @@ async fn an_open_for_writing_finds_the_bytes_in_every_copy_of_every_stripe() {
         ino: a.ino,
         flags: libc::O_WRONLY,
     };
-    let attr = match call_in(&t, writer, 1, op).await.unwrap() {
+    let attr = match call_in(&t.mds(), writer, 1, op).await.unwrap() {
         MdsResponse::Attr(a) => a,
         r => panic!("{r:?}"),
     };
