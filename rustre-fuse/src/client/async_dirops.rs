@@ -110,12 +110,18 @@ impl DiropsAhead {
         }
     }
 
-    pub(super) fn mode(&self) -> AsyncDirops {
+    fn mode(&self) -> AsyncDirops {
         match self.mode.load(Ordering::Relaxed) {
             1 => AsyncDirops::Capped,
             2 => AsyncDirops::Everywhere,
             _ => AsyncDirops::Off,
         }
+    }
+
+    /// Whether a `Mkdir` asks for the new directory's capability: only where changes go
+    /// ahead in capped directories alone.
+    pub(super) fn asks_dir_caps(&self) -> bool {
+        self.mode() == AsyncDirops::Capped
     }
 
     /// Whether a change in `dir` may go ahead, asked after a place was taken: a recall

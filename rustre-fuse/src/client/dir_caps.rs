@@ -3,7 +3,8 @@
 //! until the MDS recalls it from this one. In them unlinks and renames go ahead of the MDS
 //! by default ([`super::async_dirops`], `AsyncDirops::Capped`).
 //!
-//! A `Mkdir` asks for one when the mount goes ahead only in capped directories; the MDS
+//! A `Mkdir` asks for one when the mount goes ahead only in capped directories
+//! (`DiropsAhead::asks_dir_caps`); the MDS
 //! grants it before it commits the directory. A recall comes on the MDS's feed (a
 //! `Change::Recall` naming this session), which the feed watcher hands here: the directory
 //! stops going ahead at once, and once every change answered ahead is answered
@@ -20,7 +21,6 @@ use rustre_proto::msg::{Attr, Creds, Ino};
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
 
-use super::async_dirops::AsyncDirops;
 use super::meta_ops::check_layout;
 use super::{unexpected, Client};
 
@@ -44,11 +44,27 @@ impl DirCaps {
         lock(&self.held).contains(&dir)
     }
 
+    /// Every directory held.
+    fn held(&self) -> Vec<Ino> {
+        lock(&self.held).iter().copied().collect()
+    }
+
     /// Granted by a `Mkdir` answer, unless recalled already.
     fn hold(&self, dir: Ino) {
         let recalled = lock(&self.recalled);
         if !recalled.contains(&dir) {
             lock(&self.held).insert(dir);
+        }
+    }
+
+    /// Gone with its directory, or with the session (`None`: all).
+    fn forget(&self, dir: Option<Ino>) {
+        let mut held = lock(&self.held);
+        match dir {
+            Some(d) => {
+                held.remove(&d);
+            }
+            None => held.clear(),
         }
     }
 
@@ -76,7 +92,7 @@ impl Client {
         name: String,
         (perm, umask): (u32, u32),
     ) -> Result<Attr, Error> {
-        let want_cap = self.dirops_ahead.mode() == AsyncDirops::Capped;
+        let want_cap = self.dirops_ahead.asks_dir_caps();
         let op = MdsOp::Mkdir {
             parent,
             name,
@@ -101,12 +117,12 @@ impl Client {
 
     /// `dir` is gone (this client removed it): its capability went with it at the MDS.
     pub(super) fn drop_dir_cap(&self, dir: Ino) {
-        lock(&self.dirops_ahead.caps.held).remove(&dir);
+        self.dirops_ahead.caps.forget(Some(dir));
     }
 
     /// Every capability of the session ended (evicted, or a new session): none is held.
     pub(super) fn drop_dir_caps(&self) {
-        lock(&self.dirops_ahead.caps.held).clear();
+        self.dirops_ahead.caps.forget(None);
     }
 
     /// A feed answer of `session`'s MDS: gives back the directories it recalls from this
@@ -124,7 +140,7 @@ impl Client {
             _ => true,
         });
         if batch.lost {
-            recalled.extend(lock(&self.dirops_ahead.caps.held).iter());
+            recalled.extend(self.dirops_ahead.caps.held());
         }
         if recalled.is_empty() {
             return;
