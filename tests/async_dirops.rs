@@ -272,3 +272,28 @@ fn a_killed_mount_s_directories_cost_another_mount_one_wait() {
         "the walk took {took:?} (one give-up of 5 s expected)"
     );
 }
+
+/// A directory a mount made is complete in its cache (a name it does not hold is answered
+/// "no such name" at once). Once another mount looks into it (the capability goes back),
+/// that other mount's new names are found at once, before the feed reports them.
+#[test]
+fn a_name_another_mount_makes_in_a_directory_given_back_is_found_at_once() {
+    if skip_without_fuse() {
+        return;
+    }
+    let (_c, a, b, _metrics) = two_mounts("");
+    let mut missed = Vec::new();
+    for i in 0..CAPPED_ROUNDS * 2 {
+        let (da, db) = (a.path.join(format!("d{i}")), b.path.join(format!("d{i}")));
+        fs::create_dir(&da).unwrap();
+        fs::write(db.join("new"), format!("b {i}")).unwrap();
+        match fs::read_to_string(da.join("new")) {
+            Ok(s) if s == format!("b {i}") => {}
+            other => missed.push((i, other)),
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "A did not find B's new names: {missed:?}"
+    );
+}

@@ -12,8 +12,16 @@
 //! of the other client go on. A feed that lost changes may have lost a recall: every
 //! capability goes back then. A session replaced after an eviction holds none (the MDS
 //! dropped them with it), and a directory removed takes its capability with it.
+//!
+//! The files this client made in a capped directory ([`DirCaps::made_file`]) are vouched
+//! for while it holds that directory: no other client can reach them (a lookup or listing
+//! of the directory recalls it first; a file with one link has no other way in), so what
+//! this client knows of them is what the MDS holds, and an open for reading goes ahead of
+//! the MDS ([`super::open_ahead`]). A file stops being vouched for when this client links
+//! it elsewhere or moves any file out of its directory (a move out is not tracked file by
+//! file: every file made in that directory before it stops).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use rustre_proto::msg::mds::{Change, ChangeBatch, MdsOp, MdsResponse, RETURN_DIR_CAPS_MAX};
@@ -28,6 +36,19 @@ use super::{unexpected, Client};
 /// overtakes its grant's answer by that many others is not expected).
 const RECALLED_KEPT_MAX: usize = 1 << 16;
 
+/// Most files remembered as made in a capped directory; past it the files of directories
+/// no longer held are forgotten, and if that is not enough new files are not vouched for.
+const MADE_FILES_MAX: usize = 1 << 18;
+
+/// The files made in capped directories.
+#[derive(Default)]
+struct MadeFiles {
+    /// File -> (its directory, that directory's move-out count when it was made).
+    files: HashMap<Ino, (Ino, u64)>,
+    /// Directory -> how many times a file was moved out of it (absent: never).
+    moves_out: HashMap<Ino, u64>,
+}
+
 /// The capabilities held, and those recalled.
 #[derive(Default)]
 pub(super) struct DirCaps {
@@ -36,6 +57,7 @@ pub(super) struct DirCaps {
     /// (the MDS grants before it commits), and that answer must not hold it then. Bounded
     /// by [`RECALLED_KEPT_MAX`].
     recalled: Mutex<HashSet<Ino>>,
+    made: Mutex<MadeFiles>,
 }
 
 impl DirCaps {
@@ -66,6 +88,61 @@ impl DirCaps {
             }
             None => held.clear(),
         }
+    }
+
+    /// File `ino` was just made by this client in `dir`: vouched for while `dir` is held.
+    pub(super) fn made_file(&self, dir: Ino, ino: Ino) {
+        if !self.holds(dir) {
+            return;
+        }
+        let mut m = lock(&self.made);
+        if m.files.len() >= MADE_FILES_MAX {
+            let held = lock(&self.held);
+            m.files.retain(|_, (d, _)| held.contains(d));
+            m.moves_out.retain(|d, _| held.contains(d));
+        }
+        if m.files.len() < MADE_FILES_MAX {
+            let moved = m.moves_out.get(&dir).copied().unwrap_or(0);
+            m.files.insert(ino, (dir, moved));
+        }
+    }
+
+    /// The directory of `ino` if this client made it there, holds that directory and has
+    /// moved nothing out of it since: no other client can have reached the file.
+    pub(super) fn vouched_dir(&self, ino: Ino) -> Option<Ino> {
+        let m = lock(&self.made);
+        let &(dir, moved) = m.files.get(&ino)?;
+        let unmoved = m.moves_out.get(&dir).copied().unwrap_or(0) == moved;
+        (unmoved && self.holds(dir)).then_some(dir)
+    }
+
+    /// A rename from `parent` to `new_parent`: if they differ, a file may leave either for
+    /// the other (an exchange moves both ways), where another client may reach it.
+    pub(super) fn moving_between(&self, parent: Ino, new_parent: Ino) {
+        if parent != new_parent {
+            self.moving_out_of(parent);
+            self.moving_out_of(new_parent);
+        }
+    }
+
+    /// Some file may leave `dir` for another directory: none of the files made in it
+    /// before is vouched for any more.
+    fn moving_out_of(&self, dir: Ino) {
+        // Files of a directory not held are not vouched for anyway.
+        if !self.holds(dir) {
+            return;
+        }
+        let mut m = lock(&self.made);
+        if m.moves_out.len() >= MADE_FILES_MAX {
+            let held = lock(&self.held);
+            m.moves_out.retain(|d, _| held.contains(d));
+        }
+        *m.moves_out.entry(dir).or_insert(0) += 1;
+    }
+
+    /// File `ino` gets another name (a hard link): another client may reach it there.
+    pub(super) fn linking(&self, ino: Ino) {
+        lock(&self.made).files.remove(&ino);
     }
 
     /// Recalled (or given back unasked): not held from now on.
@@ -156,6 +233,9 @@ impl Client {
         dirs.sort_unstable();
         dirs.dedup();
         self.dirops_ahead.caps.recall(&dirs);
+        for &dir in &dirs {
+            self.meta_cache.shared_from_now(dir);
+        }
         // A change that took its place in flight before the recall is answered first
         // (`Client::mds` waits for that too; said here for the reader).
         self.dirops_settled().await;
@@ -189,5 +269,39 @@ mod tests {
         assert!(caps.holds(7), "not recalled");
         caps.hold(6);
         assert!(!caps.holds(6), "recalled before its mkdir's answer came");
+    }
+
+    #[test]
+    fn a_file_is_vouched_for_while_made_in_a_held_directory_and_never_moved_out() {
+        let caps = DirCaps::default();
+        caps.hold(5);
+        caps.hold(7);
+        caps.made_file(5, 50);
+        caps.made_file(5, 51);
+        caps.made_file(7, 70);
+        caps.made_file(9, 90);
+        assert_eq!(caps.vouched_dir(50), Some(5));
+        assert_eq!(caps.vouched_dir(90), None, "made in a directory not held");
+        caps.moving_between(5, 5);
+        assert_eq!(
+            caps.vouched_dir(50),
+            Some(5),
+            "renamed within its directory"
+        );
+        caps.linking(51);
+        assert_eq!(caps.vouched_dir(51), None, "linked elsewhere");
+        caps.moving_between(8, 5);
+        assert_eq!(caps.vouched_dir(50), None, "a file may have left 5");
+        caps.made_file(5, 52);
+        assert_eq!(caps.vouched_dir(52), Some(5), "made after the move");
+        assert_eq!(caps.vouched_dir(70), Some(7));
+        caps.recall(&[7]);
+        assert_eq!(caps.vouched_dir(70), None, "its directory recalled");
+        caps.forget(None);
+        assert_eq!(
+            caps.vouched_dir(52),
+            None,
+            "the session's capabilities ended"
+        );
     }
 }

@@ -135,6 +135,9 @@ impl Client {
             self.report_dirty(ino).await?;
             self.cache.invalidate(ino);
         }
+        if let Some(opened) = self.try_open_ahead(creds, ino, flags).await {
+            return opened;
+        }
         self.send_kept_attrs_before_open(ino).await;
         let (answer, prefetch) = self.open_reading_ahead(creds, ino, flags).await;
         let (attr, inline) = answer.map_err(stale_if_gone)?;
@@ -185,6 +188,9 @@ impl Client {
         if new && self.inline_max.load(Ordering::Relaxed) > 0 {
             self.files.made_here(ino);
         }
+        if new {
+            self.dirops_ahead.caps.made_file(parent, ino);
+        }
         Ok(opened)
     }
 
@@ -210,6 +216,7 @@ impl Client {
         Ok(())
     }
 
+    /// A handle for an open the MDS recorded; undoes the record if no handle is left.
     async fn opened(
         self: &Arc<Self>,
         creds: &Creds,
@@ -217,6 +224,22 @@ impl Client {
         flags: i32,
         prefetch: Option<Prefetch>,
     ) -> Result<Opened, Error> {
+        let r = self.register_open(creds, attr, flags, prefetch);
+        if let Err((ino, _)) = &r {
+            // Undo the open record the MDS just made.
+            let _ = self.release(creds, *ino).await;
+        }
+        r.map_err(|(_, e)| e)
+    }
+
+    /// A handle for an open of `attr.ino` (`Err`: the inode, and why none).
+    pub(super) fn register_open(
+        self: &Arc<Self>,
+        creds: &Creds,
+        attr: Attr,
+        flags: i32,
+        prefetch: Option<Prefetch>,
+    ) -> Result<Opened, (Ino, Error)> {
         match self.files.register(&attr, flags, creds, self.session()) {
             Ok((fh, keep_cache)) => {
                 self.atimes.opened(Via::File(fh), Some(&attr));
@@ -244,11 +267,7 @@ impl Client {
                     keep_cache,
                 })
             }
-            Err(e) => {
-                // Undo the open record the MDS just made.
-                let _ = self.release(creds, attr.ino).await;
-                Err(e)
-            }
+            Err(e) => Err((attr.ino, e)),
         }
     }
 

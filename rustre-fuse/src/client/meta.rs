@@ -446,6 +446,7 @@ impl Client {
         new_name: &str,
     ) -> Result<Attr, Error> {
         let new_name = new_name.to_string();
+        self.dirops_ahead.caps.linking(ino);
         self.attr_call(
             creds,
             MdsOp::Link {
@@ -519,6 +520,8 @@ impl Client {
         {
             return Ok(());
         }
+        // A file moved to another directory may be reached there.
+        self.dirops_ahead.caps.moving_between(parent, new_parent);
         let op = MdsOp::Rename {
             parent,
             name: name.to_string(),

@@ -40,7 +40,10 @@ pub struct ClientMetrics {
     pub unlinks_ahead: Counter,
     /// Renames answered before the MDS answered.
     pub renames_ahead: Counter,
-    /// Of those unlinks and renames, the ones the MDS then refused (the names stayed).
+    /// Opens for reading answered before the MDS answered (`client/open_ahead.rs`).
+    pub opens_ahead: Counter,
+    /// Of those unlinks, renames and opens, the ones the MDS then refused (the names
+    /// stayed; the open's handle fails with EIO).
     pub dirops_ahead_failed: Counter,
     /// Metadata calls that waited for changes answered ahead to be answered by the MDS.
     pub dirops_ahead_waits: Counter,
@@ -130,13 +133,18 @@ pub fn enable(registry: &mut Registry) {
         m.renames_ahead.clone(),
     );
     r.register(
+        "rustre_client_opens_ahead",
+        "Opens for reading of files this client vouches for, answered before the MDS answered",
+        m.opens_ahead.clone(),
+    );
+    r.register(
         "rustre_client_dirops_ahead_waits",
         "Metadata calls that waited for unlinks and renames answered ahead to be answered",
         m.dirops_ahead_waits.clone(),
     );
     r.register(
         "rustre_client_dirops_ahead_failed",
-        "Unlinks and renames answered ahead that the MDS then refused (the names stayed; logged)",
+        "Unlinks, renames and opens answered ahead that the MDS then refused (logged)",
         m.dirops_ahead_failed.clone(),
     );
     r.register(

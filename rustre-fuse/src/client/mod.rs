@@ -64,6 +64,7 @@ mod meta;
 mod meta_cache;
 mod meta_ops;
 pub mod metrics;
+mod open_ahead;
 mod open_prefetch;
 pub mod path;
 mod pending_marks;

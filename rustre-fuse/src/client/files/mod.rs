@@ -448,6 +448,20 @@ impl Files {
         Ok((fh, keep))
     }
 
+    /// Whether an open of `attr.ino` would keep its cached pages: the size and mtime are
+    /// the ones this client last saw ([`Files::register`]).
+    pub(super) fn pages_would_stand(&self, attr: &Attr) -> bool {
+        lock(&self.stamps).peek(&attr.ino) == Some(&(attr.size, attr.mtime))
+    }
+
+    /// The MDS refused the open of handle `fh` after it was answered (an open answered
+    /// ahead): the handle fails with EIO from now on, and its release drops no record.
+    pub(super) fn fail_handle(&self, fh: u64) {
+        if let Some(f) = lock(&self.handles).get(&fh) {
+            f.evicted.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Whether a handle of this client holds `ino` open.
     pub(super) fn holds_open(&self, ino: Ino) -> bool {
         lock(&self.inodes).get(&ino).is_some_and(|st| st.opens > 0)

@@ -550,6 +550,13 @@ impl MetaCache {
         inner.attrs.pop(&ino);
     }
 
+    /// Other clients may add names to `dir` from now on (its capability went back before
+    /// they could): a name missing here is asked for, not answered absent at once, even
+    /// before the feed reports their change.
+    pub(super) fn shared_from_now(&self, dir: Ino) {
+        lock(&self.inner).end_complete(dir);
+    }
+
     /// Forgets `ino`'s attributes and stops answering, from now on, the cached names that
     /// lead to it: an open found it without links, so those names are stale.
     pub(super) fn orphaned(&self, ino: Ino) {
