@@ -12,8 +12,8 @@
 //! answered. The next one does not wait for the previous one's answer, so a loop of them
 //! overlaps its round trips. At most [`DIROPS_AHEAD_MAX`] are in flight (the next one
 //! waits for a place, not for all of them). Renames go ahead
-//! only within one directory, without flags, of a non-directory. Opens answered ahead
-//! ([`super::open_ahead`]) hold places too, and no unlink or rename goes ahead of one.
+//! only within one directory, without flags, of a non-directory. None goes ahead while an
+//! open answered ahead is not recorded at the MDS yet ([`super::open_ahead`]).
 //!
 //! Order: every other metadata call of this client waits until none is in flight
 //! ([`Client::dirops_settled`], at the top of [`Client::mds`]): a create of a name just
@@ -53,6 +53,7 @@ use tokio::sync::Notify;
 use super::dir_caps::DirCaps;
 use super::meta_cache::Ahead;
 use super::meta_ops::{destroyed, own_results, request_entries};
+use super::open_ahead::OpenRecords;
 use super::{first_poll, metrics, Client};
 
 /// Most changes answered ahead whose MDS answer has not arrived; the next one waits for a
@@ -82,9 +83,9 @@ pub(super) struct DiropsAhead {
     /// The directories this client may go ahead in with [`AsyncDirops::Capped`].
     pub(super) caps: DirCaps,
     in_flight: AtomicUsize,
-    /// Of those, opens answered ahead (`super::open_ahead`): no unlink or rename goes
-    /// ahead of them.
-    opens_in_flight: AtomicUsize,
+    /// The records of opens answered ahead (`super::open_ahead`): no unlink or rename goes
+    /// ahead of one the MDS has not heard of.
+    pub(super) records: OpenRecords,
     /// Woken when `in_flight` drops to 0.
     settled: Notify,
     /// Woken once per place given back.
@@ -94,7 +95,7 @@ pub(super) struct DiropsAhead {
 impl DiropsAhead {
     /// Takes a place in flight, waiting for one while all are taken (for one answer,
     /// rather than for every one as a waited change would). False when off.
-    pub(super) async fn take(&self) -> bool {
+    async fn take(&self) -> bool {
         if self.mode() == AsyncDirops::Off {
             return false;
         }
@@ -139,51 +140,20 @@ impl DiropsAhead {
         }
     }
 
-    /// [`Self::may_go_ahead_in`], and no open answered ahead is in flight: an unlink or
-    /// rename reaching the MDS before an open's record could destroy the file it opened
-    /// (waited, it comes after it).
+    /// [`Self::may_go_ahead_in`], and every open answered ahead is recorded at the MDS: an
+    /// unlink or rename reaching the MDS before an open's record could destroy the file it
+    /// opened (waited, it comes after it).
     fn may_go_ahead_of_opens(&self, dir: Ino) -> bool {
-        self.opens_in_flight.load(Ordering::Acquire) == 0 && self.may_go_ahead_in(dir)
+        self.records.none_unsent() && self.may_go_ahead_in(dir)
     }
 
     /// Gives a place back.
-    pub(super) fn give_back(&self) {
+    fn give_back(&self) {
         let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.freed.notify_one();
         if before == 1 {
             self.settled.notify_waiters();
         }
-    }
-}
-
-/// A place in flight held by an open answered ahead (`super::open_ahead`): given back
-/// however its task ends.
-pub(super) struct OpenInFlight {
-    client: Arc<Client>,
-}
-
-impl OpenInFlight {
-    /// Counts a place already taken ([`DiropsAhead::take`]) as an open's.
-    pub(super) fn count(client: &Arc<Client>) -> OpenInFlight {
-        client
-            .dirops_ahead
-            .opens_in_flight
-            .fetch_add(1, Ordering::AcqRel);
-        OpenInFlight {
-            client: client.clone(),
-        }
-    }
-
-    pub(super) fn client(&self) -> &Arc<Client> {
-        &self.client
-    }
-}
-
-impl Drop for OpenInFlight {
-    fn drop(&mut self) {
-        let u = &self.client.dirops_ahead;
-        u.opens_in_flight.fetch_sub(1, Ordering::AcqRel);
-        u.give_back();
     }
 }
 

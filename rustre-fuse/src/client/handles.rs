@@ -135,7 +135,7 @@ impl Client {
             self.report_dirty(ino).await?;
             self.cache.invalidate(ino);
         }
-        if let Some(opened) = self.try_open_ahead(creds, ino, flags).await {
+        if let Some(opened) = self.try_open_ahead(creds, ino, flags) {
             return opened;
         }
         self.send_kept_attrs_before_open(ino).await;
@@ -241,10 +241,10 @@ impl Client {
         prefetch: Option<Prefetch>,
     ) -> Result<Opened, (Ino, Error)> {
         match self.files.register(&attr, flags, creds, self.session()) {
-            Ok((fh, keep_cache)) => {
+            Ok((fh, unchanged)) => {
                 self.atimes.opened(Via::File(fh), Some(&attr));
                 // Changed since this client last saw it: cached pages may be stale.
-                self.settle_open_pages(&attr, prefetch, keep_cache);
+                self.settle_open_pages(&attr, prefetch, unchanged);
                 let mut attr = attr;
                 self.merge_local(&mut attr);
                 // Reads the kernel serves from its page cache never reach the client: when a
@@ -256,15 +256,15 @@ impl Client {
                     AtimeRule::Relative => relatime_due(&attr, rustre_proto::host::now()),
                     AtimeRule::Strict => true,
                 };
-                let keep_cache = keep_cache && !atime_may_move;
-                if !keep_cache {
+                if !unchanged {
                     // The caller has the kernel drop the attributes it holds.
                     self.kernel_refreshing(attr.ino);
                 }
                 Ok(Opened {
                     fh,
                     attr,
-                    keep_cache,
+                    keep_cache: unchanged && !atime_may_move,
+                    changed: !unchanged,
                 })
             }
             Err(e) => Err((attr.ino, e)),
@@ -497,6 +497,8 @@ impl Client {
             }
             return Ok(());
         }
+        // An open answered ahead whose record the MDS never heard of ends here.
+        let unrecorded = self.dirops_ahead.records.drop_kept(f.ino);
         // An appender that closes gives the end back: another client may be waiting.
         self.return_append_lease(f.ino).await;
         let reported = match self.close_inline(f.ino).await {
@@ -508,6 +510,7 @@ impl Client {
         // stale mark of this file is not taken, the open stays, and the end of the session
         // makes the MDS distrust the copies (docs/replication.md, "A writer's intent").
         let released = match self.send_pending_marks(f.ino).await {
+            Ok(()) if unrecorded => Ok(()),
             Ok(()) => self.release(&f.creds, f.ino).await,
             Err(e) => {
                 tracing::warn!(

@@ -60,7 +60,8 @@ impl Client {
     /// An open or create refused with ESTALE because the MDS evicted this client's session
     /// is sent once more in a new session (see [`super::session`]).
     pub(crate) async fn mds(&self, creds: &Creds, op: MdsOp) -> Result<MdsResponse, Error> {
-        // After the unlinks and renames this client answered ahead, as if each had waited.
+        // After the opens, unlinks and renames answered ahead, as if each had waited.
+        self.send_open_records().await;
         self.dirops_settled().await;
         if !matches!(op, MdsOp::Open { .. } | MdsOp::Create { .. }) {
             return self.mds_in_session(creds, op).await;

@@ -103,6 +103,7 @@ impl Client {
         // The MDS dropped the session's locks and directory capabilities with it.
         self.lock_owners.clear();
         self.drop_dir_caps();
+        self.dirops_ahead.records.forget();
         let inos = self.files.evict_session(session);
         for ino in &inos {
             self.forget_writes(*ino);

@@ -307,7 +307,7 @@ impl Filesystem for RustreFs {
         self.spawn(("open", ino.0), async move {
             match c.open_file(&who.creds(), ino.0, flags.0).await {
                 Ok(o) => {
-                    if !o.keep_cache {
+                    if o.changed {
                         drop_cached_attrs(&n, ino.0);
                     }
                     reply.opened(FileHandle(o.fh), open_flags(o.keep_cache));

@@ -77,9 +77,13 @@ pub struct Opened {
     /// The handle later calls name.
     pub fh: u64,
     pub attr: Attr,
-    /// True when the file is unchanged since this client last saw it, so cached pages of it
-    /// are still valid.
+    /// True when the kernel may keep its cached pages of the file: it is unchanged since
+    /// this client last saw it, and no read through this open may move its atime (a read
+    /// the kernel answers from its pages never reaches the client).
     pub keep_cache: bool,
+    /// True when the file changed since this client last saw it: the kernel's cached
+    /// attributes of it (its size above all) must go too.
+    pub changed: bool,
 }
 
 /// One open file.
@@ -454,10 +458,11 @@ impl Files {
         lock(&self.stamps).peek(&attr.ino) == Some(&(attr.size, attr.mtime))
     }
 
-    /// The MDS refused the open of handle `fh` after it was answered (an open answered
-    /// ahead): the handle fails with EIO from now on, and its release drops no record.
-    pub(super) fn fail_handle(&self, fh: u64) {
-        if let Some(f) = lock(&self.handles).get(&fh) {
+    /// The MDS refused the record of an open of `ino` after it was answered (an open
+    /// answered ahead): the inode's handles fail with EIO from now on, and their releases
+    /// drop no record.
+    pub(super) fn fail_handles_of(&self, ino: Ino) {
+        for f in lock(&self.handles).values().filter(|f| f.ino == ino) {
             f.evicted.store(true, Ordering::SeqCst);
         }
     }
