@@ -134,15 +134,14 @@ pub(super) fn own_results(op: &MdsOp, resp: &MdsResponse) -> Vec<OwnResult> {
         }
         // Open bookkeeping, except that a last release destroys an inode with no names.
         (MdsOp::Release { inos }, _) => inos.iter().map(|i| OwnResult::Released(*i)).collect(),
-        // Atimes: each inode's attributes now, or gone.
+        // Atimes: each inode's atime now (its other attributes may be older than what
+        // this client's other calls answered meanwhile), or gone.
         (MdsOp::AccessedMany { updates }, _) => match resp {
             MdsResponse::Attrs(attrs) if attrs.len() == updates.len() => updates
                 .iter()
                 .zip(attrs)
                 .map(|(u, a)| match a {
-                    Some(a) if a.ino == u.ino && check_layout(a).is_ok() => {
-                        OwnResult::Attr(a.clone())
-                    }
+                    Some(a) if a.ino == u.ino => OwnResult::Atime(a.ino, a.atime),
                     _ => Changed(u.ino),
                 })
                 .collect(),

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use lru::LruCache;
 use rustre_proto::msg::mds::{Change, ChangeBatch, FeedChange};
-use rustre_proto::msg::{may_access, validate_name, Attr, Creds, FileKind, Ino};
+use rustre_proto::msg::{may_access, validate_name, Attr, Creds, FileKind, Ino, Timestamp};
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
 use tokio::time::Instant;
@@ -333,6 +333,11 @@ pub(super) enum OwnResult {
         name: String,
         attr: Option<Attr>,
     },
+    /// The inode's atime is now `atime`, nothing else changed (an atime update, which
+    /// runs beside this client's other calls: an answer of one that committed before
+    /// another call of this client may arrive after that call's answer, and must not
+    /// bring back the older times of the rest).
+    Atime(Ino, Timestamp),
     /// The inode's attributes changed in a way the answer does not show.
     Changed(Ino),
     /// The change destroyed the inode (its last name went, or an empty directory did): its
@@ -488,6 +493,13 @@ impl MetaCache {
                             &newer_attr,
                             Stamped::own(a, epoch, seq, settled_below),
                         );
+                    }
+                }
+                OwnResult::Atime(ino, atime) => {
+                    if newer_attr(ino) {
+                        inner.attrs.pop(&ino);
+                    } else if let Some(a) = inner.attrs.get_mut(&ino) {
+                        a.value.atime = atime;
                     }
                 }
                 OwnResult::Changed(ino) => {

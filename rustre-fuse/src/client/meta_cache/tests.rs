@@ -422,6 +422,36 @@ fn a_later_own_answer_survives_the_reports_of_the_changes_answered_before_it_was
 }
 
 #[test]
+fn an_atime_answer_arriving_late_brings_back_no_older_times() {
+    let cache = trusted_cache();
+    let at = |sec| Timestamp { sec, nsec: 0 };
+    // An atime update (40) and a symlink in the directory (41) in flight together; the
+    // MDS ran 40 first, and 41's answer (the directory's new ctime) arrives first.
+    cache.own_change(Vec::new(), || 40);
+    cache.own_change(Vec::new(), || 41);
+    let after_symlink = Attr {
+        ctime: at(5),
+        mtime: at(5),
+        ..dir_at(3, 1, 2)
+    };
+    cache.own_answered(41, Some(vec![OwnResult::Attr(after_symlink)]));
+    let updates = vec![rustre_proto::msg::mds::AtimeUpdate {
+        ino: 3,
+        atime: at(9),
+        relative: true,
+    }];
+    let before_symlink = Attr {
+        atime: at(9),
+        ..dir_at(3, 1, 2)
+    };
+    let op = MdsOp::AccessedMany { updates };
+    let answer = MdsResponse::Attrs(vec![Some(before_symlink)]);
+    cache.own_answered(40, Some(own_results(&op, &answer)));
+    let a = cache.getattr(3).expect("cached");
+    assert_eq!((a.ctime, a.mtime, a.atime), (at(5), at(5), at(9)));
+}
+
+#[test]
 fn a_directory_this_client_made_answers_missing_names() {
     let cache = MetaCache::with_capacity(16, 4);
     cache.watch_only(&[MDS.to_string()]);
