@@ -48,6 +48,14 @@ fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| format!("error: {e}"))
 }
 
+/// Round `i`'s reads by A, before and after B rewrote the file: kept in `stale` if either
+/// is not what its writer wrote.
+fn note_reads(stale: &mut Vec<(usize, String, String)>, i: usize, first: String, second: String) {
+    if first != format!("a wrote {i}") || second != format!("b wrote {i}, longer") {
+        stale.push((i, first, second));
+    }
+}
+
 #[test]
 fn a_mount_reads_its_own_files_ahead_and_then_what_another_mount_wrote() {
     if skip_without_fuse() {
@@ -86,9 +94,7 @@ fn a_mount_reads_its_own_files_ahead_and_then_what_another_mount_wrote() {
         let first = read(&da.join("f"));
         fs::write(db.join("f"), format!("b wrote {i}, longer")).unwrap();
         let second = read(&da.join("f"));
-        if first != format!("a wrote {i}") || second != format!("b wrote {i}, longer") {
-            stale.push((i, first, second));
-        }
+        note_reads(&mut stale, i, first, second);
     }
     assert!(stale.is_empty(), "A read: {stale:?}");
     assert_eq!(failed_ahead(&metrics), 0.0);
@@ -119,9 +125,7 @@ fn a_file_moved_out_of_its_directory_is_opened_the_usual_way() {
         )
         .unwrap();
         let second = read(&moved);
-        if first != format!("a wrote {i}") || second != format!("b wrote {i}, longer") {
-            stale.push((i, first, second));
-        }
+        note_reads(&mut stale, i, first, second);
     }
     assert!(stale.is_empty(), "A read: {stale:?}");
     assert_eq!(failed_ahead(&metrics), 0.0);
