@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rustre_proto::msg::mds::{MdsOp, MdsResponse};
+use rustre_proto::msg::mds::{MdsOp, MdsResponse, FMODE_EXEC};
 use rustre_proto::msg::{may_access, Attr, Creds, FileKind, Ino};
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
@@ -43,10 +43,6 @@ use super::{metrics, Client};
 
 /// Read permission, what an open for reading asks of the file.
 const READ: u32 = 4;
-
-/// Linux's `__FMODE_EXEC`, in the flags of the kernel's open of a file it executes (the
-/// MDS asks execute permission for it, not read).
-const FMODE_EXEC: i32 = 0x20;
 
 /// The records of opens answered ahead that the MDS has not heard of.
 #[derive(Default)]

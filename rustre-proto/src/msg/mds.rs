@@ -43,6 +43,11 @@ pub fn relatime_due(a: &Attr, now: Timestamp) -> bool {
     a.atime <= a.mtime || a.atime <= a.ctime || now.sec - a.atime.sec >= RELATIME_MAX_AGE_SECS
 }
 
+/// Linux's `__FMODE_EXEC`, in the flags of the open the kernel makes of a file it is about
+/// to execute (with O_RDONLY); FUSE passes it on. Such an open asks execute permission,
+/// not read.
+pub const FMODE_EXEC: i32 = 0x20;
+
 /// One call to the MDS: who asks, in which session, and what.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MdsRequest {

@@ -31,9 +31,7 @@ use crate::schema;
 /// Most open records released in one transaction when a session expires.
 pub const EXPIRE_BATCH: usize = 256;
 
-/// Linux's `__FMODE_EXEC`, in the flags of the open the kernel makes of a file it is about
-/// to execute (with O_RDONLY); FUSE passes it on.
-pub const FMODE_EXEC: i32 = 0x20;
+pub use rustre_proto::msg::mds::FMODE_EXEC;
 
 /// The permission an open with `flags` needs: execute, not read, for an open to execute
 /// (as Linux's `may_open` with MAY_EXEC), else what the access mode says.
