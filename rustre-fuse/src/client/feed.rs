@@ -119,6 +119,10 @@ async fn watch(client: Weak<Client>, peer: Arc<Peer>) {
                 let follows = c.meta_cache.apply(&addr, sent, session, &batch);
                 c.on_feed_changes(&batch);
                 if let Some(follows) = follows {
+                    if !follows {
+                        // Lost changes cannot be named: every name kept long goes.
+                        c.drop_kept_names();
+                    }
                     // After the cache, so what the kernel asks again is answered anew.
                     c.kernel.report(session, follows, &batch);
                 }

@@ -40,8 +40,9 @@ impl KernelHook {
         }
     }
 
-    /// Tells the receiver that what `changes` name is not what this client's kernel was
-    /// told (a change answered ahead that the MDS then refused).
+    /// Tells the receiver that what `changes` name may not be what this client's kernel
+    /// was told (a change answered ahead that the MDS then refused; names kept long that
+    /// no feed vouches for any more, `super::kernel_names`).
     pub(super) fn undo(&self, changes: Vec<Change>) {
         if let Some(k) = self.0.get() {
             k.changed(changes);

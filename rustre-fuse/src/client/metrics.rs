@@ -47,6 +47,9 @@ pub struct ClientMetrics {
     pub dirops_ahead_failed: Counter,
     /// Metadata calls that waited for changes answered ahead to be answered by the MDS.
     pub dirops_ahead_waits: Counter,
+    /// Lookups the kernel sent (a path walk through a name it did not hold, or whose
+    /// entry TTL lapsed: `client/kernel_names.rs`).
+    pub kernel_lookups: Counter,
     /// Bytes sent to the OSTs by write-back.
     pub writeback_bytes: Counter,
     /// Writers that had to wait for room in the write-back budget or for sends in flight.
@@ -146,6 +149,11 @@ pub fn enable(registry: &mut Registry) {
         "rustre_client_dirops_ahead_failed",
         "Unlinks, renames and opens answered ahead that the MDS then refused (logged)",
         m.dirops_ahead_failed.clone(),
+    );
+    r.register(
+        "rustre_client_kernel_lookups",
+        "Lookups the kernel sent (names it did not hold, or whose entry TTL lapsed)",
+        m.kernel_lookups.clone(),
     );
     r.register(
         "rustre_client_writeback_bytes",

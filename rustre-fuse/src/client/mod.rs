@@ -24,7 +24,8 @@
 //! `io` (reads through the page cache and read-ahead, writes through write-back),
 //! `handles`, `transfer`, `admin`, `path`, `session` (opened, renewed, replaced after an
 //! eviction), `feed` (the watchers of every MDS's change
-//! feed) and `kernel` (other clients' changes passed on to the kernel's caches). State,
+//! feed), `kernel` (other clients' changes passed on to the kernel's caches) and
+//! `kernel_names` (names the kernel keeps longer while the feeds vouch for them). State,
 //! which never refers back to [`Client`]: `files` (open files and the sizes
 //! this client's writes reached), `dirs` (directory handles' offsets), `cache` (the page
 //! cache), `writeback` (buffered writes), `unstable` (changes acknowledged but not yet
@@ -58,6 +59,7 @@ mod io;
 mod kept_attrs;
 mod kernel;
 mod kernel_holds;
+mod kernel_names;
 mod locks;
 mod lookahead;
 mod meta;
@@ -88,6 +90,7 @@ pub use files::{Opened, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZER
 pub use handles::Written;
 pub use kernel::KernelCache;
 pub use kernel_holds::RefreshHolds;
+pub use kernel_names::{NameTtl, KEPT_ENTRY_TTL};
 pub use locks::{signal_pending, LockOutcome};
 pub use meta_cache::FEED_LEASE;
 pub use transfer::TransferError;
@@ -157,6 +160,8 @@ pub struct Client {
     migrations: admin::Migrations,
     /// Unlinks and renames answered before the MDS's answer ([`async_dirops`]).
     dirops_ahead: async_dirops::DiropsAhead,
+    /// Names the kernel keeps longer than the mount's TTL ([`kernel_names`]).
+    kept_names: kernel_names::KeptNames,
 }
 
 impl Client {
@@ -192,6 +197,7 @@ impl Client {
             refresh_holds: Default::default(),
             migrations: admin::Migrations::default(),
             dirops_ahead: Default::default(),
+            kept_names: Default::default(),
         });
         let weak = Arc::downgrade(&client);
         tokio::spawn(async move {
@@ -203,6 +209,7 @@ impl Client {
         });
         let lease_ms = client.open_session().await?;
         feed::start(&client);
+        kernel_names::start(&client);
         client.start_renewals(lease_ms);
         Ok(client)
     }

@@ -18,8 +18,10 @@ use fuser::{
 use rustre_proto::msg::mds::{SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT};
 use rustre_proto::msg::FileKind;
 
+use crate::client::NameTtl;
+
 use super::replies::{
-    open_flags, reply_empty, reply_entry, reply_listed, reply_listed_plus, time_set,
+    open_flags, reply_empty, reply_entry, reply_listed, reply_listed_plus, reply_made, time_set,
 };
 use super::{
     drop_cached_attrs, errno, file_attr, name_str, placeholder_attr, xattr_reply, Caller, RustreFs,
@@ -80,26 +82,29 @@ impl Filesystem for RustreFs {
         // A name that is not UTF-8 cannot exist here.
         let name = name_str(name);
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
+        c.kernel_looked_up();
         let negative_ttl = self
             .client
             .kernel_ttl(self.cfg.negative_ttl.unwrap_or(self.cfg.entry_ttl));
-        let answer = move |reply: ReplyEntry, r: Result<rustre_proto::msg::Attr, _>| match r {
+        // What the kernel learns here, found or missing, it keeps for the entry TTL given
+        // when answering (`Client::name_ttl`: longer while the feeds vouch for the name).
+        let answer = move |reply: ReplyEntry, kept: NameTtl, r: Result<_, _>| match r {
             // Inode 0 with a TTL: the kernel remembers that the name does not exist
             // (until this mount creates it, or the TTL lapses).
-            Err(rustre_proto::Error::NotFound) if !negative_ttl.is_zero() => reply.entry_with_ttls(
-                &negative_ttl,
-                &negative_ttl,
-                &placeholder_attr(0, FileKind::File),
-                Generation(0),
-            ),
-            r => reply_entry(reply, ttls, r),
+            Err(rustre_proto::Error::NotFound) if !negative_ttl.is_zero() => {
+                let ttl = kept.of(negative_ttl);
+                let attr = placeholder_attr(0, FileKind::File);
+                reply.entry_with_ttls(&ttl, &ttl, &attr, Generation(0))
+            }
+            r => reply_entry(reply, (ttls.0, kept.of(ttls.1)), r),
         };
         // Answered here, on fuser's thread, when the metadata cache knows.
         if let Some(r) = c.cached_lookup(|| who.creds(), who.uid, parent.0, &name) {
-            return answer(reply, r);
+            return answer(reply, c.name_ttl(parent.0, &name), r);
         }
         self.spawn(("lookup", parent.0), async move {
-            answer(reply, c.lookup(&who.creds(), parent.0, &name).await)
+            let r = c.lookup(&who.creds(), parent.0, &name).await;
+            answer(reply, c.name_ttl(parent.0, &name), r)
         });
     }
 
@@ -200,7 +205,7 @@ impl Filesystem for RustreFs {
             let r = c
                 .mknod_umask(&creds, parent.0, &name, kind, mode, u64::from(rdev))
                 .await;
-            reply_entry(reply, ttls, r);
+            reply_made(reply, &c, (parent.0, &name), ttls, r);
         });
     }
 
@@ -219,7 +224,7 @@ impl Filesystem for RustreFs {
             let r = c
                 .mkdir_umask(&who.creds(), parent.0, &name, mode & 0o7777, umask)
                 .await;
-            reply_entry(reply, ttls, r);
+            reply_made(reply, &c, (parent.0, &name), ttls, r);
         });
     }
 
@@ -227,7 +232,11 @@ impl Filesystem for RustreFs {
         let name = name_str(name);
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(("unlink", parent.0), async move {
-            reply_empty(reply, c.unlink(&who.creds(), parent.0, &name).await);
+            let r = c.unlink(&who.creds(), parent.0, &name).await;
+            if r.is_ok() {
+                c.name_gone(parent.0, &name);
+            }
+            reply_empty(reply, r);
         });
     }
 
@@ -235,7 +244,11 @@ impl Filesystem for RustreFs {
         let name = name_str(name);
         let (c, who) = (self.client.clone(), Caller::of(req));
         self.spawn(("rmdir", parent.0), async move {
-            reply_empty(reply, c.rmdir(&who.creds(), parent.0, &name).await);
+            let r = c.rmdir(&who.creds(), parent.0, &name).await;
+            if r.is_ok() {
+                c.name_gone(parent.0, &name);
+            }
+            reply_empty(reply, r);
         });
     }
 
@@ -251,7 +264,7 @@ impl Filesystem for RustreFs {
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         self.spawn(("symlink", parent.0), async move {
             let r = c.symlink(&who.creds(), parent.0, &name, &target).await;
-            reply_entry(reply, ttls, r);
+            reply_made(reply, &c, (parent.0, &name), ttls, r);
         });
     }
 
@@ -277,7 +290,9 @@ impl Filesystem for RustreFs {
             wire |= RENAME_EXCHANGE;
         }
         let (c, who) = (self.client.clone(), Caller::of(req));
+        let exchange = wire & RENAME_EXCHANGE != 0;
         self.spawn(("rename", parent.0), async move {
+            c.names_moving((parent.0, &name), (newparent.0, &newname), exchange);
             let creds = who.creds();
             let r = c
                 .rename(&creds, parent.0, &name, newparent.0, &newname, wire)
@@ -298,7 +313,7 @@ impl Filesystem for RustreFs {
         let (c, who, ttls) = (self.client.clone(), Caller::of(req), self.ttls());
         self.spawn(("link", ino.0), async move {
             let r = c.link(&who.creds(), ino.0, newparent.0, &newname).await;
-            reply_entry(reply, ttls, r);
+            reply_made(reply, &c, (newparent.0, &newname), ttls, r);
         });
     }
 

@@ -8,7 +8,7 @@ use rustre_proto::msg::mds::TimeSet;
 use rustre_proto::Error;
 
 use super::{errno, file_attr, file_type, placeholder_attr, raw_name, to_timestamp};
-use crate::client::Listed;
+use crate::client::{Client, Listed};
 
 pub(super) fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
     t.map(|t| match t {
@@ -23,6 +23,23 @@ pub(super) fn open_flags(keep_cache: bool) -> FopenFlags {
     } else {
         FopenFlags::empty()
     }
+}
+
+/// [`reply_entry`] for a call that made `name` in `parent` (mkdir, mknod, symlink, link):
+/// the kernel keeps the new entry for the TTL `c` gives it now (`Client::name_ttl`: longer
+/// than the mount's while the feeds vouch for it).
+pub(super) fn reply_made(
+    reply: ReplyEntry,
+    c: &Client,
+    (parent, name): (u64, &str),
+    ttls: (std::time::Duration, std::time::Duration),
+    result: Result<rustre_proto::msg::Attr, rustre_proto::Error>,
+) {
+    let entry_ttl = match result {
+        Ok(_) => c.name_ttl(parent, name).of(ttls.1),
+        Err(_) => ttls.1,
+    };
+    reply_entry(reply, (ttls.0, entry_ttl), result);
 }
 
 /// Replies to a call answered with an entry (lookup, mkdir, mknod, symlink, link).
