@@ -112,6 +112,7 @@ pub async fn run(
         inos: Mutex::new((0, 0)),
         picker: layout::OstPicker::default(),
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        in_place_turn: tokio::sync::Mutex::new(()),
         resync_cursor: AtomicU64::new(0),
         destroy_cursor: AtomicU64::new(0),
         no_lease_ends_before: AtomicU64::new(0),
@@ -183,6 +184,8 @@ pub struct Mds {
     inos: Mutex<(u64, u64)>,
     picker: layout::OstPicker,
     dir_locks: Vec<Mutex<()>>,
+    /// Taken by a transaction run in place on a runtime worker (`txn.rs`): one at a time.
+    in_place_turn: tokio::sync::Mutex<()>,
     /// Where the resync worker's next pass over the stale index starts.
     resync_cursor: AtomicU64,
     /// The inode number the next scan of the destroy queue starts at (0: its head).

@@ -263,6 +263,7 @@ pub(in crate::mds) fn bare_mds_over(t: &TestCluster, kv: Kv, addr: &str) -> Arc<
         inos: Mutex::new((0, 0)),
         picker: layout::OstPicker::default(),
         dir_locks: (0..DIR_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        in_place_turn: Default::default(),
         resync_cursor: AtomicU64::new(0),
         destroy_cursor: AtomicU64::new(0),
         no_lease_ends_before: AtomicU64::new(0),
