@@ -134,6 +134,7 @@ impl Mds {
         G: Fn(&mut dyn Transaction, &T) -> Result<R, E> + Send + 'static,
     {
         let body = (f, then);
+        let writes = matches!(kind, Mutation::Write { .. });
         let (record, wait_durable) = match kind {
             Mutation::Write { record, ack } => (
                 record,
@@ -145,13 +146,17 @@ impl Mds {
         // On the embedded store a transaction takes microseconds: when no other call holds
         // its directories' locks, one try runs in place, saving two thread hops. A
         // conflict, a lock held, or a store across the network go to a blocking thread.
-        // Tries in place take turns: the store commits one transaction at a time under a
-        // mutex it holds across its journal write, so two workers committing at once put
-        // one thread to sleep on it (a futex wait and wake, two context switches, about
-        // once per transaction under load: 17 % of the MDS's CPU in 4-process unlinks); a
-        // call waiting for its turn leaves its worker free for other calls instead.
+        // Writes tried in place take turns: the store commits one transaction at a time
+        // under a mutex it holds across its journal write, so two workers committing at
+        // once put one thread to sleep on it (a futex wait and wake, two context switches,
+        // about once per transaction under load: 17 % of the MDS's CPU in 4-process
+        // unlinks); a call waiting for its turn leaves its worker free for other calls
+        // instead. Reads commit nothing and run side by side.
         let in_place = if self.kv.is_local() {
-            let _turn = self.in_place_turn.lock().await;
+            let _turn = match writes {
+                true => Some(self.in_place_turn.lock().await),
+                false => None,
+            };
             self.try_lock_stripes(&stripes).and_then(|guards| {
                 let mut noted = Noted::default();
                 let out = self.kv.try_transact(|tx| {

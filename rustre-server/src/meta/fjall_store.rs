@@ -220,20 +220,23 @@ impl Backend for FjallStore {
             .write_tx()
             .map_err(fjall_error)?
             .durability((!self.volatile).then_some(PersistMode::Buffer));
-        let (commit, error) = {
+        let (commit, error, wrote) = {
             let mut ftx = FjallTx {
                 tx: &mut tx,
                 keyspace: &self.keyspace,
                 checks: TxChecks::default(),
+                wrote: false,
             };
             let commit = body(&mut ftx);
-            (commit, ftx.checks.into_error())
+            (commit, ftx.checks.into_error(), ftx.wrote)
         };
         if let Some(e) = error {
             tx.rollback();
             return Err(e);
         }
-        if !commit {
+        // A transaction that wrote nothing has nothing to commit: its reads came from one
+        // snapshot, and a commit would only take the oracle's mutex, which writers wait on.
+        if !commit || !wrote {
             tx.rollback();
             return Ok(());
         }
@@ -288,6 +291,8 @@ struct FjallTx<'a> {
     keyspace: &'a OptimisticTxKeyspace,
     /// The limits (see [`limits::MAX_TX_BYTES`]) and the error that ends the transaction.
     checks: TxChecks,
+    /// Whether the closure set or cleared anything.
+    wrote: bool,
 }
 
 impl Transaction for FjallTx<'_> {
@@ -318,12 +323,14 @@ impl Transaction for FjallTx<'_> {
     fn set(&mut self, key: &[u8], value: &[u8]) {
         if self.checks.check_write(key, value).is_ok() {
             self.tx.insert(self.keyspace, key, value);
+            self.wrote = true;
         }
     }
 
     fn clear(&mut self, key: &[u8]) {
         if self.checks.check_write(key, &[]).is_ok() {
             self.tx.remove(self.keyspace, key);
+            self.wrote = true;
         }
     }
 
@@ -343,6 +350,7 @@ impl Transaction for FjallTx<'_> {
         }
         for k in keys {
             self.tx.remove(self.keyspace, k);
+            self.wrote = true;
         }
         Ok(())
     }
