@@ -25,12 +25,6 @@ const STOPPED_FOR: Duration = Duration::from_secs(LEASE_SECS + 5);
 /// and learn its session expired.
 const RENEWAL_WAIT: Duration = Duration::from_secs(LEASE_SECS);
 
-fn signal(pid: u32, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(pid).expect("pid");
-    // SAFETY: kill(2) on a child process we started; no memory is shared.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
-}
-
 #[test]
 fn a_client_silent_past_its_lease_is_evicted_and_the_copies_end_equal() {
     if let Some(why) = fuse_unavailable() {

@@ -37,12 +37,6 @@ fn stat_all(dir: &Path, moved: usize) {
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(pid).expect("pid");
-    // SAFETY: kill(2) on a child process this test started; no memory is shared.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
-}
-
 #[test]
 fn names_are_kept_past_the_mount_ttl_until_the_feed_stops_vouching() {
     if skip_without_fuse() {

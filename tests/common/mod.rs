@@ -208,6 +208,14 @@ pub(crate) fn cli_ok(mgs: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Sends `sig` to the process `pid` (a child this test started: a `rustre` server or
+/// mount to stop, resume or kill).
+pub(crate) fn signal(pid: u32, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: kill(2) on a child process the test started; no memory is shared.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
 /// Polls `f` every 100 ms until it returns true or `limit` passes.
 pub(crate) fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
