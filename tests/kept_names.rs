@@ -16,6 +16,8 @@ use common::*;
 const FILES: usize = 50;
 /// Longer than the mount's entry and attribute TTLs (1 s).
 const PAST_MOUNT_TTL: Duration = Duration::from_millis(1_500);
+/// Walks past the mount's TTL, at most, for one that needs no lookups.
+const KEPT_TRIES: usize = 4;
 /// Rounds of another mount changing names this mount keeps.
 const ROUNDS: usize = 10;
 /// How long a change another mount made may take to show here (a feed round trip).
@@ -61,13 +63,22 @@ fn names_are_kept_past_the_mount_ttl_until_the_feed_stops_vouching() {
         "the first walk looked up {first} names of {FILES}: the counter does not count"
     );
 
-    std::thread::sleep(PAST_MOUNT_TTL);
-    let before = kernel_lookups(&metrics);
-    stat_all(&dir, 0);
-    let second = kernel_lookups(&metrics) - before;
+    // Past the mount's TTL the names are still the kernel's. A feed answer late under load
+    // (more than FEED_LEASE) rightly has them all dropped, and the next walk keeps them
+    // again: one of a few walks must need (almost) no lookups.
+    let mut seconds = Vec::new();
+    for _ in 0..KEPT_TRIES {
+        std::thread::sleep(PAST_MOUNT_TTL);
+        let before = kernel_lookups(&metrics);
+        stat_all(&dir, 0);
+        seconds.push(kernel_lookups(&metrics) - before);
+        if seconds.last().is_some_and(|&n| n < 5.0) {
+            break;
+        }
+    }
     assert!(
-        second < 5.0,
-        "past the mount's TTL the kernel looked up {second} of {FILES} names again"
+        seconds.iter().any(|&n| n < 5.0),
+        "past the mount's TTL the kernel looked up again (of {FILES} names, each walk): {seconds:?}"
     );
     // A rename moves the kernel's entry, TTL and all, onto a name it holds from a create:
     // that name must be dropped with the rest below.
