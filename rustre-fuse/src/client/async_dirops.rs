@@ -43,10 +43,12 @@
 //! socket was full); docs/operations.md states the rule.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustre_proto::msg::mds::{Change, MdsOp, MdsResponse};
 use rustre_proto::msg::{Creds, Ino};
+use rustre_proto::sync::lock;
 use rustre_proto::Error;
 use tokio::sync::Notify;
 
@@ -90,6 +92,8 @@ pub(super) struct DiropsAhead {
     settled: Notify,
     /// Woken once per place given back.
     freed: Notify,
+    /// When the last change was answered ahead.
+    last_answered: Mutex<Option<Instant>>,
 }
 
 impl DiropsAhead {
@@ -145,6 +149,11 @@ impl DiropsAhead {
     /// opened (waited, it comes after it).
     fn may_go_ahead_of_opens(&self, dir: Ino) -> bool {
         self.records.none_unsent() && self.may_go_ahead_in(dir)
+    }
+
+    /// Whether a change was answered ahead within `within` (an `rm -r` at work, say).
+    pub(super) fn answered_within(&self, within: Duration) -> bool {
+        lock(&self.last_answered).is_some_and(|at| at.elapsed() < within)
     }
 
     /// Gives a place back.
@@ -282,6 +291,7 @@ impl Client {
         for (parent, name) in request_entries(&op) {
             self.dirs.drop_listed(parent, &name).await;
         }
+        *lock(&self.dirops_ahead.last_answered) = Some(Instant::now());
         let f = InFlight {
             client: self.clone(),
             seq: ahead.seq,

@@ -29,7 +29,7 @@ use super::{unexpected, Client};
 
 impl Client {
     /// Opens directory `ino` for listing (needs read permission) and returns a handle.
-    pub async fn open_dir(&self, creds: &Creds, ino: Ino) -> Result<u64, Error> {
+    pub async fn open_dir(self: &Arc<Self>, creds: &Creds, ino: Ino) -> Result<u64, Error> {
         let DirOpened {
             attr,
             parent,
@@ -37,9 +37,25 @@ impl Client {
             eof,
         } = match self.kept_first_page(creds, ino) {
             Some(opened) => opened,
-            None => self.open_dir_call(creds, ino).await?,
+            None => match self.opened_ahead(creds, ino).await {
+                Some(opened) => opened,
+                None => {
+                    if self.may_open_dirs_ahead() {
+                        self.open_dirs_ahead(creds, self.dirs_ahead.next_siblings(ino));
+                    }
+                    self.open_dir_call(creds, ino).await?
+                }
+            },
         };
         self.lookahead.listed(ino, &page, true);
+        self.dirs_ahead.listed(ino, &page, true);
+        // Answered from a page opened ahead: a walker at work, which goes down into this
+        // directory's subdirectories next and then on to the next of its siblings.
+        if self.dirs_ahead.was_handed_out(ino) && self.may_open_dirs_ahead() {
+            let mut next = self.dirs_ahead.first_subdirs(ino);
+            next.extend(self.dirs_ahead.next_siblings(ino));
+            self.open_dirs_ahead(creds, next);
+        }
         let mut state = DirState {
             names: BTreeMap::new(),
             next_offset: DOTDOT_OFFSET + 1,
@@ -134,6 +150,7 @@ impl Client {
             r => r?,
         };
         self.lookahead.listed(dir.ino, &page, at == DOTDOT_OFFSET);
+        self.dirs_ahead.listed(dir.ino, &page, at == DOTDOT_OFFSET);
         st.fill(at, page, eof);
         Ok(true)
     }
@@ -191,6 +208,44 @@ impl Client {
             page,
             eof,
         })
+    }
+
+    /// Whether directories may be opened ahead now: not while this client answers changes
+    /// ahead (an `rm -r`), each of which moves the metadata cache on before such an answer
+    /// is back, so that it could not be kept (the MDS would do the work for nothing).
+    fn may_open_dirs_ahead(&self) -> bool {
+        !self.dirops_ahead.answered_within(FIRST_PAGE_REUSE)
+    }
+
+    /// Starts the opens of `dirs`, the subdirectories a tree walker opens next
+    /// ([`super::dirs_ahead`]); their answers are kept as first pages for its opens.
+    fn open_dirs_ahead(self: &Arc<Self>, creds: &Creds, dirs: Vec<Ino>) {
+        for next in dirs {
+            let (c, creds) = (self.clone(), creds.clone());
+            // Pending from now: the walker may reach it before the task runs.
+            let pending = self.dirs_ahead.started(next);
+            tokio::spawn(async move {
+                let _pending = pending;
+                match c.open_dir_call(&creds, next).await {
+                    Ok(_) => {
+                        if let Some(m) = super::metrics::get() {
+                            m.dirs_opened_ahead.inc();
+                        }
+                    }
+                    // The walker's own open meets the same refusal, and reports it.
+                    Err(e) => tracing::debug!(dir = next, "directory opened ahead: {e}"),
+                }
+            });
+        }
+    }
+
+    /// The first page of `ino` opened ahead, once that open in flight is answered (`None`:
+    /// none was in flight, or its answer could not be kept).
+    async fn opened_ahead(&self, creds: &Creds, ino: Ino) -> Option<DirOpened> {
+        if !self.dirs_ahead.wait_pending(ino).await {
+            return None;
+        }
+        self.kept_first_page(creds, ino)
     }
 
     /// The answer kept from the last open of `ino` by `creds`, if it still holds (see the

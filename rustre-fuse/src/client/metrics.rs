@@ -36,6 +36,8 @@ pub struct ClientMetrics {
     pub open_prefetches_kept: Counter,
     /// Directory opens answered with the first page a previous open of it fetched.
     pub first_pages_reused: Counter,
+    /// Directories opened ahead of a tree walker (`client/dirs_ahead.rs`).
+    pub dirs_opened_ahead: Counter,
     /// Unlinks answered before the MDS answered (`client/async_dirops.rs`).
     pub unlinks_ahead: Counter,
     /// Renames answered before the MDS answered.
@@ -124,6 +126,11 @@ pub fn enable(registry: &mut Registry) {
         "rustre_client_dir_first_pages_reused",
         "Directory opens answered with the first page the previous open of it fetched",
         m.first_pages_reused.clone(),
+    );
+    r.register(
+        "rustre_client_dirs_opened_ahead",
+        "Directories opened ahead of a tree walker, their first page kept for its open",
+        m.dirs_opened_ahead.clone(),
     );
     r.register(
         "rustre_client_unlinks_ahead",

@@ -48,6 +48,7 @@ mod data;
 mod dir_caps;
 mod dir_handles;
 mod dirs;
+mod dirs_ahead;
 mod durable;
 mod feed;
 mod fence;
@@ -139,6 +140,7 @@ pub struct Client {
     prefetches: open_prefetch::PrefetchCounts,
     /// Listing orders, and the small files read ahead of readers that follow them.
     lookahead: lookahead::Lookahead,
+    dirs_ahead: dirs_ahead::DirsAhead,
     writeback: writeback::WriteBack,
     unstable: unstable::Unstable,
     capability: capability::CapabilityCache,
@@ -182,6 +184,7 @@ impl Client {
             cache: cache::PageCache::default(),
             prefetches: Default::default(),
             lookahead: Default::default(),
+            dirs_ahead: Default::default(),
             writeback: writeback::WriteBack::default(),
             unstable: unstable::Unstable::default(),
             capability: capability::CapabilityCache::default(),
