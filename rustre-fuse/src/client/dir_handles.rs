@@ -8,7 +8,8 @@
 //! cache is trusted and holds the directory's attributes as they came with it (no change to
 //! the directory reached this client since: the cache's rule, docs/metadata-cache.md), for
 //! at most [`FIRST_PAGE_REUSE`], and with every entry's attributes cached (they are handed
-//! out from the cache, not from the kept page).
+//! out from the cache, not from the kept page). A tree walker also finds pages kept by
+//! opens started ahead of it ([`super::dirs_ahead`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
