@@ -8,10 +8,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::meta_cluster::{connect, root, start, until_trusted, wait_async};
+use common::meta_cluster::{connect, listed_names, root, start, until_trusted, wait_async};
 use rustre_fuse::client::FEED_LEASE;
 use rustre_fuse::Client;
-use rustre_proto::msg::{Creds, ROOT_INO};
+use rustre_proto::msg::{Ino, ROOT_INO};
 
 /// Subdirectories of the walked directory.
 const SUBDIRS: usize = 12;
@@ -21,23 +21,28 @@ const AHEAD: usize = 8;
 /// The client metrics are the process's: one test at a time counts them.
 static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The names `ino` lists for `creds` ("." and ".." left out), through one directory handle.
-async fn listed_names(c: &Arc<Client>, creds: &Creds, ino: u64) -> Vec<String> {
-    let fh = c.open_dir(creds, ino).await.unwrap();
-    let mut names = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = c.read_dir(fh, offset).await.unwrap();
-        let Some(last) = page.last() else { break };
-        offset = last.offset;
-        names.extend(
-            page.into_iter()
-                .map(|l| l.entry.name)
-                .filter(|n| n != "." && n != ".."),
-        );
+/// Makes `top` holding SUBDIRS subdirectories `s00`.. (each with a file `f`) and as many
+/// files `x00`.. beside them (only directories are opened ahead), then lists `top` as a
+/// walker would, once the cache is trusted. Returns `top` and the subdirectories in order.
+async fn walked_tree(c: &Arc<Client>) -> (Ino, Vec<Ino>) {
+    let top = c.mkdir(&root(), ROOT_INO, "top", 0o755).await.unwrap();
+    let mut subdirs = Vec::new();
+    for i in 0..SUBDIRS {
+        let d = c
+            .mkdir(&root(), top.ino, &format!("s{i:02}"), 0o755)
+            .await
+            .unwrap();
+        c.create(&root(), d.ino, "f", 0o644, true, None)
+            .await
+            .unwrap();
+        c.create(&root(), top.ino, &format!("x{i:02}"), 0o644, true, None)
+            .await
+            .unwrap();
+        subdirs.push(d.ino);
     }
-    c.release_dir(fh);
-    names
+    assert!(until_trusted(c).await);
+    assert_eq!(listed_names(c, &root(), top.ino).await.len(), 2 * SUBDIRS);
+    (top.ino, subdirs)
 }
 
 fn counters() -> (u64, u64) {
@@ -51,27 +56,9 @@ async fn a_walker_finds_the_next_subdirectories_opened_ahead_and_each_as_it_is()
     let t = start(30_000).await;
     let c = &t.client;
     rustre_fuse::client::metrics::enable(&mut prometheus_client::registry::Registry::default());
-    let top = c.mkdir(&root(), ROOT_INO, "top", 0o755).await.unwrap();
-    let mut subdirs = Vec::new();
-    for i in 0..SUBDIRS {
-        let d = c
-            .mkdir(&root(), top.ino, &format!("s{i:02}"), 0o755)
-            .await
-            .unwrap();
-        c.create(&root(), d.ino, "f", 0o644, true, None)
-            .await
-            .unwrap();
-        // A file beside the directories: only directories are opened ahead.
-        c.create(&root(), top.ino, &format!("x{i:02}"), 0o644, true, None)
-            .await
-            .unwrap();
-        subdirs.push(d.ino);
-    }
-    assert!(until_trusted(c).await);
-
     // The walker lists the top directory, then opens its first subdirectory: that open
     // asks the MDS, and the next AHEAD subdirectories are opened beside it.
-    assert_eq!(listed_names(c, &root(), top.ino).await.len(), 2 * SUBDIRS);
+    let (_, subdirs) = walked_tree(c).await;
     let (ahead0, reused0) = counters();
     assert_eq!(listed_names(c, &root(), subdirs[0]).await, ["f"]);
     assert!(
@@ -124,28 +111,13 @@ async fn nothing_is_opened_ahead_of_a_walker_that_removes() {
     let c = &t.client;
     rustre_fuse::client::metrics::enable(&mut prometheus_client::registry::Registry::default());
     c.set_async_dirops(rustre_fuse::client::AsyncDirops::Everywhere);
-    let top = c.mkdir(&root(), ROOT_INO, "top", 0o755).await.unwrap();
-    let mut subdirs = Vec::new();
-    for i in 0..SUBDIRS {
-        let d = c
-            .mkdir(&root(), top.ino, &format!("s{i:02}"), 0o755)
-            .await
-            .unwrap();
-        c.create(&root(), top.ino, &format!("x{i:02}"), 0o644, true, None)
-            .await
-            .unwrap();
-        subdirs.push(d.ino);
-    }
-    assert!(until_trusted(c).await);
-    assert_eq!(listed_names(c, &root(), top.ino).await.len(), 2 * SUBDIRS);
+    let (top, subdirs) = walked_tree(c).await;
     // As `rm -r` does: files removed (answered ahead), then a subdirectory opened.
     for i in 0..SUBDIRS {
-        c.unlink(&root(), top.ino, &format!("x{i:02}"))
-            .await
-            .unwrap();
+        c.unlink(&root(), top, &format!("x{i:02}")).await.unwrap();
     }
     let (ahead0, _) = counters();
-    assert!(listed_names(c, &root(), subdirs[0]).await.is_empty());
+    assert_eq!(listed_names(c, &root(), subdirs[0]).await, ["f"]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         counters().0,

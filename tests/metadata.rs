@@ -4,17 +4,17 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::meta_cluster::{connect, root, start, start_with, until_trusted, user, wait_async};
+use common::meta_cluster::{
+    connect, listed_names, root, start, start_with, until_trusted, user, wait_async,
+};
 use rustre_fuse::client::FEED_LEASE;
-use rustre_fuse::Client;
 use rustre_proto::msg::mds::{
     SetAttr, TimeSet, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE,
 };
 use rustre_proto::msg::mgs::NodeState;
-use rustre_proto::msg::{Creds, FileKind, LayoutSpec, Timestamp, ROOT_INO};
+use rustre_proto::msg::{FileKind, LayoutSpec, Timestamp, ROOT_INO};
 use rustre_proto::Error;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -918,25 +918,6 @@ async fn an_unlink_leaves_its_directory_s_attributes_in_the_cache() {
         "after the rmdir: {:?}, the MDS: {root_at_mds:?}",
         c.cached_getattr(ROOT_INO)
     );
-}
-
-/// The names a listing of directory `ino` hands `creds` ("." and ".." left out), in order.
-async fn listed_names(c: &Arc<Client>, creds: &Creds, ino: u64) -> Vec<String> {
-    let fh = c.open_dir(creds, ino).await.unwrap();
-    let mut names = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = c.read_dir(fh, offset).await.unwrap();
-        let Some(last) = page.last() else { break };
-        offset = last.offset;
-        names.extend(
-            page.into_iter()
-                .map(|l| l.entry.name)
-                .filter(|n| n != "." && n != ".."),
-        );
-    }
-    c.release_dir(fh);
-    names
 }
 
 /// GNU `rm -r` opens each directory twice in a row: the second open reuses the first one's

@@ -172,3 +172,22 @@ pub(crate) fn user(uid: u32) -> Creds {
         groups: vec![],
     }
 }
+
+/// The names a listing of directory `ino` hands `creds` ("." and ".." left out), in order.
+pub(crate) async fn listed_names(c: &Arc<Client>, creds: &Creds, ino: u64) -> Vec<String> {
+    let fh = c.open_dir(creds, ino).await.unwrap();
+    let mut names = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = c.read_dir(fh, offset).await.unwrap();
+        let Some(last) = page.last() else { break };
+        offset = last.offset;
+        names.extend(
+            page.into_iter()
+                .map(|l| l.entry.name)
+                .filter(|n| n != "." && n != ".."),
+        );
+    }
+    c.release_dir(fh);
+    names
+}
