@@ -50,8 +50,9 @@ pub const MAGIC: [u8; 4] = *b"RSTR";
 /// `CloseInline`, `ReadInline`, `Spill`, `InlineData`, the session's `inline_max`); 13:
 /// fsck of the bytes kept on the MDS (`FsckOp::KeptBytes`, `FsckFix::MendKeptBytes`), a
 /// directory opened in one call (`OpenDir`, `DirOpened`); 14: directory capabilities
-/// (`Mkdir::want_cap`, `Created::capped`, `Change::Recall`, `ReturnDirCaps`).
-pub const PROTOCOL_VERSION: u16 = 14;
+/// (`Mkdir::want_cap`, `Created::capped`, `Change::Recall`, `ReturnDirCaps`); 15: changes
+/// answered ahead sent together (`Batch`).
+pub const PROTOCOL_VERSION: u16 = 15;
 /// Size of the fixed header.
 pub const HEADER_BYTES: usize = 32;
 /// Largest serde body accepted (directory pages, layouts and xattrs fit well below it).

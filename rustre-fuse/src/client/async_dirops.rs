@@ -8,18 +8,19 @@
 //! (`MetaCache::unlink_ahead`, `MetaCache::rename_ahead`: the directory's attributes and
 //! the caller's permission on it, the names and the inodes they lead to, the sticky rule),
 //! the outcome is known before the MDS answers: the change is numbered, shown in the cache
-//! at once, written to the MDS's connection on the calling thread ([`first_poll`]) and
-//! answered. The next one does not wait for the previous one's answer, so a loop of them
+//! at once, written to the MDS's connection on the calling thread (or, while an earlier
+//! one is on its way, queued for the next batch: [`super::dirops_send`]) and answered. The next one does not wait for the previous one's answer, so a loop of them
 //! overlaps its round trips. At most [`DIROPS_AHEAD_MAX`] are in flight (the next one
 //! waits for a place, not for all of them). Renames go ahead
 //! only within one directory, without flags, of a non-directory. None goes ahead while an
 //! open answered ahead is not recorded at the MDS yet ([`super::open_ahead`]).
 //!
-//! Order: every other metadata call of this client waits until none is in flight
-//! ([`Client::dirops_settled`], at the top of [`Client::mds`]): a create of a name just
-//! unlinked, a listing, an `fsync` of the directory (`SyncMeta`) and the close of the
-//! session at unmount all come after the changes answered before them, as if each had
-//! waited. What the cache answers (lookups, getattrs) already shows them.
+//! Order: every other metadata call of this client comes after the changes answered
+//! before it, as if each had waited: a create of a name just unlinked, an `fsync` of the
+//! directory (`SyncMeta`) and the close of the session at unmount wait until none is in
+//! flight ([`Client::dirops_settled`]); an rmdir and the lookups, getattrs and listings
+//! the cache cannot answer go behind them in their stream instead
+//! ([`super::dirops_send`]). What the cache answers already shows them.
 //!
 //! Other clients: a change answered ahead reaches the MDS a round trip after the process
 //! that made it went on. In a directory this client made and holds the capability of
@@ -53,10 +54,11 @@ use rustre_proto::Error;
 use tokio::sync::Notify;
 
 use super::dir_caps::DirCaps;
+use super::dirops_send::{Outgoing, Queued, Waiter};
 use super::meta_cache::Ahead;
 use super::meta_ops::{destroyed, own_results, request_entries};
 use super::open_ahead::OpenRecords;
-use super::{first_poll, metrics, Client};
+use super::{metrics, Client};
 
 /// Most changes answered ahead whose MDS answer has not arrived; the next one waits for a
 /// place.
@@ -94,6 +96,8 @@ pub(super) struct DiropsAhead {
     freed: Notify,
     /// When the last change was answered ahead.
     last_answered: Mutex<Option<Instant>>,
+    /// The changes answered ahead not yet sent ([`super::dirops_send`]).
+    pub(super) outgoing: Outgoing,
 }
 
 impl DiropsAhead {
@@ -156,6 +160,11 @@ impl DiropsAhead {
         lock(&self.last_answered).is_some_and(|at| at.elapsed() < within)
     }
 
+    /// Whether a change answered ahead is in flight.
+    pub(super) fn any_in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) != 0
+    }
+
     /// Gives a place back.
     fn give_back(&self) {
         let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -166,11 +175,11 @@ impl DiropsAhead {
     }
 }
 
-/// Ends a change in flight however its task ends (answered, or dropped at shutdown: then
-/// its outcome is unknown to the cache).
-struct InFlight {
+/// Ends a change in flight however it ends (answered, or dropped at shutdown: then its
+/// outcome is unknown to the cache).
+pub(super) struct InFlight {
     client: Arc<Client>,
-    seq: u64,
+    pub(super) seq: u64,
     answered: bool,
 }
 
@@ -297,19 +306,23 @@ impl Client {
             seq: ahead.seq,
             answered: false,
         };
-        drop(first_poll::spawn(send(f, creds.clone(), ahead, op), true));
+        let creds = creds.clone();
+        self.send_in_order(Queued {
+            creds,
+            op,
+            waiter: Waiter::Ahead { f, ahead },
+        });
     }
 }
 
-/// Sends one change answered ahead and settles the cache with the MDS's answer.
-async fn send(mut f: InFlight, creds: Creds, ahead: Ahead, op: MdsOp) {
+/// Settles the cache with the MDS's answer `r` to `op`, a change answered ahead as `ahead`.
+pub(super) fn settle(mut f: InFlight, ahead: &Ahead, op: &MdsOp, r: Result<MdsResponse, Error>) {
     let c = f.client.clone();
-    let r = c.mds_numbered(&creds, op.clone(), f.seq).await;
     f.answered = true;
     match r {
         Ok(resp @ MdsResponse::NamesChanged(_)) => {
             c.meta_cache
-                .own_answered(f.seq, Some(own_results(&op, &resp)));
+                .own_answered(f.seq, Some(own_results(op, &resp)));
             if let MdsResponse::NamesChanged(n) = resp {
                 for ino in destroyed(&n) {
                     c.cache.invalidate(ino);
@@ -339,7 +352,7 @@ async fn send(mut f: InFlight, creds: Creds, ahead: Ahead, op: MdsOp) {
             c.meta_cache.own_answered(f.seq, None);
             // The kernel was answered as if it had happened: it forgets those names and
             // the inode, and asks again.
-            let mut undone: Vec<Change> = request_entries(&op)
+            let mut undone: Vec<Change> = request_entries(op)
                 .into_iter()
                 .map(|(parent, name)| Change::Entry { parent, name })
                 .collect();

@@ -49,6 +49,12 @@ pub struct ClientMetrics {
     pub dirops_ahead_failed: Counter,
     /// Metadata calls that waited for changes answered ahead to be answered by the MDS.
     pub dirops_ahead_waits: Counter,
+    /// Changes answered ahead that went to the MDS in a batch of more than one
+    /// (`client/dirops_send.rs`).
+    pub dirops_ahead_batched: Counter,
+    /// Waited calls (an rmdir, a listing, a lookup) sent behind changes answered ahead in
+    /// their batches instead of waiting for them to be answered first.
+    pub calls_behind_dirops: Counter,
     /// Lookups the kernel sent (a path walk through a name it did not hold, or whose
     /// entry TTL lapsed: `client/kernel_names.rs`).
     pub kernel_lookups: Counter,
@@ -156,6 +162,16 @@ pub fn enable(registry: &mut Registry) {
         "rustre_client_dirops_ahead_failed",
         "Unlinks, renames and opens answered ahead that the MDS then refused (logged)",
         m.dirops_ahead_failed.clone(),
+    );
+    r.register(
+        "rustre_client_dirops_ahead_batched",
+        "Changes answered ahead sent to the MDS in a batch of more than one",
+        m.dirops_ahead_batched.clone(),
+    );
+    r.register(
+        "rustre_client_calls_behind_dirops",
+        "Waited calls sent behind changes answered ahead instead of waiting for their answers",
+        m.calls_behind_dirops.clone(),
     );
     r.register(
         "rustre_client_kernel_lookups",

@@ -17,7 +17,7 @@ use rustre_proto::msg::acl::{AclEntry, ExtAcl};
 use rustre_proto::msg::fsck::{FsckAnswer, FsckFix, FsckOp, FSCK_KEPT_PAGE_MAX};
 use rustre_proto::msg::mds::{
     AtimeUpdate, Change, ChangeBatch, DirEntry, FeedChange, FsStats, MdsOp, MdsRequest,
-    MdsResponse, NamesChanged, SetAttr, TimeSet, Touched, RENAME_NOREPLACE, XATTR_CREATE,
+    MdsResponse, NamesChanged, Numbered, SetAttr, TimeSet, Touched, RENAME_NOREPLACE, XATTR_CREATE,
 };
 use rustre_proto::msg::mgs::{
     ClusterMap, LayoutDefaults, MdsInfo, MgsRequest, MgsResponse, NodeState, OstInfo, OstUuid,

@@ -136,6 +136,30 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
             MdsOp::ReturnDirCaps { dirs: vec![42, 43] },
         ),
         (
+            "batch",
+            MdsOp::Batch {
+                ops: vec![
+                    Numbered {
+                        seq: 7,
+                        op: MdsOp::Unlink {
+                            parent: 1,
+                            name: "a".into(),
+                        },
+                    },
+                    Numbered {
+                        seq: 8,
+                        op: MdsOp::Rename {
+                            parent: 1,
+                            name: "b".into(),
+                            new_parent: 1,
+                            new_name: "a".into(),
+                            flags: 0,
+                        },
+                    },
+                ],
+            },
+        ),
+        (
             "report_size",
             MdsOp::ReportSize {
                 ino: 42,
@@ -309,7 +333,7 @@ pub(super) fn mds_requests() -> Vec<(String, Vec<u8>)> {
 const O_RDWR: i32 = 2;
 
 pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
-    let resps: [(&str, Result<MdsResponse, Error>); 21] = [
+    let resps: [(&str, Result<MdsResponse, Error>); 22] = [
         (
             "session",
             Ok(MdsResponse::Session {
@@ -455,6 +479,17 @@ pub(super) fn mds_responses() -> Vec<(String, Vec<u8>)> {
                     attr: Some(attr()),
                 }),
             }))),
+        ),
+        (
+            "batch",
+            Ok(MdsResponse::Batch(vec![
+                Ok(MdsResponse::NamesChanged(Box::new(NamesChanged {
+                    dirs: vec![attr()],
+                    source: Touched { ino: 9, attr: None },
+                    target: None,
+                }))),
+                Err(Error::NotFound),
+            ])),
         ),
         (
             "reported_setattr_refused",

@@ -29,6 +29,8 @@ pub const READDIR_MAX_ENTRIES: u32 = 4096;
 pub const RELEASE_MAX_INOS: usize = 256;
 /// Most directories one `ReturnDirCaps` names.
 pub const RETURN_DIR_CAPS_MAX: usize = 1024;
+/// Most changes one `Batch` carries.
+pub const BATCH_MAX_OPS: usize = 64;
 /// Most changes one `Watch` answer carries (the rest come with the next one).
 pub const WATCH_MAX_CHANGES: usize = 1024;
 /// Longest an MDS holds a `Watch` that has nothing to report before answering empty.
@@ -361,6 +363,15 @@ pub enum MdsOp {
     ReturnDirCaps {
         dirs: Vec<Ino>,
     },
+    /// Calls sent together behind the changes the caller answered ahead (at most
+    /// [`BATCH_MAX_OPS`], each of a kind [`in_batch`] allows): each runs in order as if
+    /// sent alone; a change in its own transaction, recorded under its own request number
+    /// (the `seq` of the outer request is 0), so a retried batch replays the recorded
+    /// answers of those that committed. Answered with `Batch`, one answer per call in
+    /// order; on a durable MDS after every change of the batch is on disk.
+    Batch {
+        ops: Vec<Numbered>,
+    },
     /// One step of the migration `token` of `ino`. `Done`, or `Attr` for `Commit`.
     MigrateStep {
         ino: Ino,
@@ -680,4 +691,35 @@ pub enum MdsResponse {
         entries: Vec<DirEntry>,
         eof: bool,
     },
+    /// `Batch`: each change's answer, in order.
+    Batch(Vec<Result<MdsResponse, Error>>),
+}
+
+/// How a call may go in a `Batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InBatch {
+    /// A change (`Unlink`, `Rename`, `Rmdir`): numbered, any number of them.
+    Change,
+    /// A read (`Lookup`, `GetAttr`, `OpenDir`, `Readdir`): at most one, the batch's last,
+    /// so that a batch's answer stays within one frame.
+    Read,
+}
+
+/// How `op` may go in a `Batch` (`None`: not at all).
+pub fn in_batch(op: &MdsOp) -> Option<InBatch> {
+    match op {
+        MdsOp::Unlink { .. } | MdsOp::Rename { .. } | MdsOp::Rmdir { .. } => Some(InBatch::Change),
+        MdsOp::Lookup { .. }
+        | MdsOp::GetAttr { .. }
+        | MdsOp::OpenDir { .. }
+        | MdsOp::Readdir { .. } => Some(InBatch::Read),
+        _ => None,
+    }
+}
+
+/// One call of a `Batch` and the request number it is recorded under (0: a read).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Numbered {
+    pub seq: u64,
+    pub op: MdsOp,
 }

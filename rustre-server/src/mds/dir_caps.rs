@@ -190,6 +190,12 @@ pub fn for_each_named(op: &MdsOp, mut f: impl FnMut(Named)) {
         | MdsOp::Spill { ino }
         | MdsOp::MigrateBegin { ino, .. }
         | MdsOp::MigrateStep { ino, .. } => f(Inode(*ino)),
+        // What each change names (a `dyn` callee: one more instance of this function, not
+        // one per depth).
+        MdsOp::Batch { ops } => {
+            let f: &mut dyn FnMut(Named) = &mut f;
+            ops.iter().for_each(|n| for_each_named(&n.op, &mut *f));
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub(super) struct Call {
     pub session: u64,
     /// `(session, seq)` of a numbered mutating call (retries get its recorded result).
     record: Option<(u64, u64)>,
+    /// A change of a [`MdsOp::Batch`]: the batch waits for the disk once, after its last
+    /// change ([`Mds::batch`]).
+    pub batched: bool,
     /// The connection proved the admin secret.
     admin: bool,
     /// This MDS holds an admin secret (so only such connections are administrators').
@@ -55,7 +58,10 @@ impl Call {
     pub(super) fn change(&self) -> Mutation {
         Mutation::Write {
             record: self.record,
-            ack: Ack::Change,
+            ack: match self.batched {
+                true => Ack::NextSync,
+                false => Ack::Change,
+            },
         }
     }
 
@@ -102,6 +108,24 @@ impl Mds {
         req: MdsRequest,
         caller: Caller,
     ) -> Result<MdsResponse, MdsError> {
+        match req {
+            MdsRequest {
+                creds,
+                session,
+                op: MdsOp::Batch { ops },
+                ..
+            } => self.batch(creds, session, ops, caller).await,
+            req => self.dispatch_one(req, caller, false).await,
+        }
+    }
+
+    /// Runs one request (`batched`: one change of a [`MdsOp::Batch`]).
+    pub(super) async fn dispatch_one(
+        self: Arc<Self>,
+        req: MdsRequest,
+        caller: Caller,
+        batched: bool,
+    ) -> Result<MdsResponse, MdsError> {
         let MdsRequest {
             creds,
             session,
@@ -115,6 +139,7 @@ impl Mds {
             creds: self.cfg.access.effective(creds, &caller),
             session,
             record: (session != 0 && seq != 0).then_some((session, seq)),
+            batched,
             admin: caller.admin,
             admin_configured: self.cfg.key.has_admin(),
         };
@@ -334,6 +359,7 @@ impl Mds {
             MdsOp::MigrateStep { ino, token, step } => {
                 self.migrate_step(call, ino, token, step).await
             }
+            MdsOp::Batch { .. } => Err(Error::Invalid("a batch within a batch".into()).into()),
         }
     }
 }

@@ -32,6 +32,9 @@ pub mod append;
 #[cfg(test)]
 mod append_tests;
 pub mod attr;
+mod batch;
+#[cfg(test)]
+mod batch_tests;
 pub mod config;
 mod create;
 #[cfg(test)]

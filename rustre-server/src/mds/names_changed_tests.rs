@@ -18,7 +18,8 @@ async fn names_changed(t: &TestCluster, op: MdsOp) -> NamesChanged {
     }
 }
 
-async fn mkdir(t: &TestCluster, parent: Ino, name: &str) -> Attr {
+/// Makes directory `name` in `parent` (not capped).
+pub(super) async fn mkdir(t: &TestCluster, parent: Ino, name: &str) -> Attr {
     let op = MdsOp::Mkdir {
         parent,
         name: name.into(),
@@ -29,7 +30,8 @@ async fn mkdir(t: &TestCluster, parent: Ino, name: &str) -> Attr {
     t.attr(op).await.unwrap()
 }
 
-async fn create(t: &TestCluster, parent: Ino, name: &str) -> Attr {
+/// Makes the empty file `name` in `parent`.
+pub(super) async fn create(t: &TestCluster, parent: Ino, name: &str) -> Attr {
     let op = MdsOp::Create {
         parent,
         name: name.into(),
