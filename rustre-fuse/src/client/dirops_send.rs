@@ -270,3 +270,77 @@ async fn send_batch(c: &Arc<Client>, mut batch: Vec<Queued>) {
         q.answered(answer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waited call of `uid` (its answer's receiver dropped: only the queue is tested).
+    fn call(uid: u32, op: MdsOp) -> Queued {
+        let (answer, _) = oneshot::channel();
+        Queued {
+            creds: Creds {
+                uid,
+                ..Creds::root()
+            },
+            op,
+            waiter: Waiter::Caller { seq: 1, answer },
+        }
+    }
+
+    fn unlink(uid: u32) -> Queued {
+        let op = MdsOp::Unlink {
+            parent: 1,
+            name: "f".into(),
+        };
+        call(uid, op)
+    }
+
+    fn lookup(uid: u32) -> Queued {
+        let op = MdsOp::Lookup {
+            parent: 1,
+            name: "f".into(),
+        };
+        call(uid, op)
+    }
+
+    /// The sizes of the batches the queue hands out until it is empty.
+    fn batches(out: &Outgoing) -> Vec<usize> {
+        std::iter::from_fn(|| out.next_batch().map(|b| b.len())).collect()
+    }
+
+    #[test]
+    fn the_first_call_is_sent_and_the_rest_wait_behind_it() {
+        let out = Outgoing::default();
+        assert!(out.queue_behind(lookup(0)).is_some(), "nothing on its way");
+        assert!(out.queue_or_take(unlink(0)).is_some(), "sent at once");
+        assert!(out.queue_or_take(unlink(0)).is_none(), "queued");
+        assert!(out.queue_behind(lookup(0)).is_none(), "queued behind");
+        assert_eq!(batches(&out), vec![2]);
+        // Stopped: the next call is sent at once again.
+        assert!(out.queue_or_take(unlink(0)).is_some());
+    }
+
+    #[test]
+    fn a_batch_is_one_caller_s_at_most_its_limit_and_ends_at_a_read() {
+        let out = Outgoing::default();
+        assert!(out.queue_or_take(unlink(0)).is_some());
+        for q in [
+            unlink(0),
+            unlink(0),
+            unlink(7),
+            unlink(7),
+            lookup(7),
+            unlink(7),
+        ] {
+            assert!(out.queue_or_take(q).is_none());
+        }
+        for _ in 0..BATCH_MAX_OPS + 3 {
+            assert!(out.queue_or_take(unlink(0)).is_none());
+        }
+        // Two of uid 0; uid 7's two unlinks and its read; then the rest: uid 7's unlink,
+        // then uid 0's in batches of at most the limit.
+        assert_eq!(batches(&out), vec![2, 3, 1, BATCH_MAX_OPS, 3]);
+        assert!(out.next_batch().is_none());
+    }
+}
