@@ -47,16 +47,15 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustre_proto::msg::mds::{Change, MdsOp, MdsResponse};
+use rustre_proto::msg::mds::MdsOp;
 use rustre_proto::msg::{Creds, Ino};
 use rustre_proto::sync::lock;
-use rustre_proto::Error;
 use tokio::sync::Notify;
 
 use super::dir_caps::DirCaps;
-use super::dirops_send::{Outgoing, Queued, Waiter};
+use super::dirops_send::{InFlight, Outgoing, Queued, Waiter};
 use super::meta_cache::Ahead;
-use super::meta_ops::{destroyed, own_results, request_entries};
+use super::meta_ops::request_entries;
 use super::open_ahead::OpenRecords;
 use super::{metrics, Client};
 
@@ -166,29 +165,12 @@ impl DiropsAhead {
     }
 
     /// Gives a place back.
-    fn give_back(&self) {
+    pub(super) fn give_back(&self) {
         let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.freed.notify_one();
         if before == 1 {
             self.settled.notify_waiters();
         }
-    }
-}
-
-/// Ends a change in flight however it ends (answered, or dropped at shutdown: then its
-/// outcome is unknown to the cache).
-pub(super) struct InFlight {
-    client: Arc<Client>,
-    pub(super) seq: u64,
-    answered: bool,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.client.meta_cache.own_answered(self.seq, None);
-        }
-        self.client.dirops_ahead.give_back();
     }
 }
 
@@ -301,63 +283,12 @@ impl Client {
             self.dirs.drop_listed(parent, &name).await;
         }
         *lock(&self.dirops_ahead.last_answered) = Some(Instant::now());
-        let f = InFlight {
-            client: self.clone(),
-            seq: ahead.seq,
-            answered: false,
-        };
+        let f = InFlight::new(self.clone(), ahead.seq);
         let creds = creds.clone();
         self.send_in_order(Queued {
             creds,
             op,
             waiter: Waiter::Ahead { f, ahead },
         });
-    }
-}
-
-/// Settles the cache with the MDS's answer `r` to `op`, a change answered ahead as `ahead`.
-pub(super) fn settle(mut f: InFlight, ahead: &Ahead, op: &MdsOp, r: Result<MdsResponse, Error>) {
-    let c = f.client.clone();
-    f.answered = true;
-    match r {
-        Ok(resp @ MdsResponse::NamesChanged(_)) => {
-            c.meta_cache
-                .own_answered(f.seq, Some(own_results(op, &resp)));
-            if let MdsResponse::NamesChanged(n) = resp {
-                for ino in destroyed(&n) {
-                    c.cache.invalidate(ino);
-                }
-            }
-        }
-        // An unlink's name already gone: another client removed it between this client's
-        // look and the MDS's transaction (or an earlier try of this request did, before
-        // the MDS restarted). What the cache showed holds.
-        Err(Error::NotFound) if matches!(op, MdsOp::Unlink { .. }) => {
-            tracing::debug!(?op, source = ahead.source, "answered ahead: already gone");
-            c.meta_cache.own_answered(f.seq, None);
-        }
-        other => {
-            let e = match other {
-                Ok(r) => super::unexpected(r),
-                Err(e) => e,
-            };
-            tracing::warn!(
-                ?op,
-                source = ahead.source,
-                "a change answered ahead was refused by the MDS, the names stay as they were: {e}"
-            );
-            if let Some(m) = metrics::get() {
-                m.dirops_ahead_failed.inc();
-            }
-            c.meta_cache.own_answered(f.seq, None);
-            // The kernel was answered as if it had happened: it forgets those names and
-            // the inode, and asks again.
-            let mut undone: Vec<Change> = request_entries(op)
-                .into_iter()
-                .map(|(parent, name)| Change::Entry { parent, name })
-                .collect();
-            undone.push(Change::Inode(ahead.source));
-            c.kernel.undo(undone);
-        }
     }
 }

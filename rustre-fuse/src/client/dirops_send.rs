@@ -11,7 +11,8 @@
 //! them together: an `rm -r` costs it one frame, one task and one reply per round trip
 //! instead of one per file (about half of its time per unlink went there), and fuser's
 //! thread writes to the socket once per batch instead of once per unlink. The answers
-//! settle the cache one by one, as they did alone.
+//! settle the cache one by one, as they did alone ([`settle`]; a change whose answer never
+//! came, its sender dropped at shutdown, is forgotten: [`InFlight`]).
 //!
 //! A waited call that must come after the changes in flight (every other metadata call:
 //! [`Client::dirops_settled`]) used to wait for all their answers, then make its own round
@@ -27,14 +28,16 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use rustre_proto::msg::mds::{in_batch, InBatch, MdsOp, MdsResponse, Numbered, BATCH_MAX_OPS};
+use rustre_proto::msg::mds::{
+    in_batch, Change, InBatch, MdsOp, MdsResponse, Numbered, BATCH_MAX_OPS,
+};
 use rustre_proto::msg::Creds;
 use rustre_proto::sync::lock;
 use rustre_proto::Error;
 use tokio::sync::oneshot;
 
-use super::async_dirops::{settle, InFlight};
 use super::meta_cache::Ahead;
+use super::meta_ops::{destroyed, own_results, request_entries};
 use super::{first_poll, metrics, Client};
 
 /// Whether a waited call goes behind the changes answered ahead, in their stream, rather
@@ -45,6 +48,34 @@ use super::{first_poll, metrics, Client};
 /// answered, as before.
 pub(super) fn sent_behind_dirops(op: &MdsOp) -> bool {
     matches!(op, MdsOp::Rmdir { .. }) || in_batch(op) == Some(InBatch::Read)
+}
+
+/// Ends a change in flight however it ends (answered, or dropped at shutdown: then its
+/// outcome is unknown to the cache).
+pub(super) struct InFlight {
+    client: Arc<Client>,
+    pub(super) seq: u64,
+    answered: bool,
+}
+
+impl InFlight {
+    /// Change `seq`, whose place in flight its caller took.
+    pub(super) fn new(client: Arc<Client>, seq: u64) -> InFlight {
+        InFlight {
+            client,
+            seq,
+            answered: false,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.client.meta_cache.own_answered(self.seq, None);
+        }
+        self.client.dirops_ahead.give_back();
+    }
 }
 
 /// A call not yet sent, and who waits for its answer.
@@ -268,6 +299,53 @@ async fn send_batch(c: &Arc<Client>, mut batch: Vec<Queued>) {
     };
     for (q, answer) in batch.into_iter().zip(answers) {
         q.answered(answer);
+    }
+}
+
+/// Settles the cache with the MDS's answer `r` to `op`, a change answered ahead as `ahead`.
+pub(super) fn settle(mut f: InFlight, ahead: &Ahead, op: &MdsOp, r: Result<MdsResponse, Error>) {
+    let c = f.client.clone();
+    f.answered = true;
+    match r {
+        Ok(resp @ MdsResponse::NamesChanged(_)) => {
+            c.meta_cache
+                .own_answered(f.seq, Some(own_results(op, &resp)));
+            if let MdsResponse::NamesChanged(n) = resp {
+                for ino in destroyed(&n) {
+                    c.cache.invalidate(ino);
+                }
+            }
+        }
+        // An unlink's name already gone: another client removed it between this client's
+        // look and the MDS's transaction (or an earlier try of this request did, before
+        // the MDS restarted). What the cache showed holds.
+        Err(Error::NotFound) if matches!(op, MdsOp::Unlink { .. }) => {
+            tracing::debug!(?op, source = ahead.source, "answered ahead: already gone");
+            c.meta_cache.own_answered(f.seq, None);
+        }
+        other => {
+            let e = match other {
+                Ok(r) => super::unexpected(r),
+                Err(e) => e,
+            };
+            tracing::warn!(
+                ?op,
+                source = ahead.source,
+                "a change answered ahead was refused by the MDS, the names stay as they were: {e}"
+            );
+            if let Some(m) = metrics::get() {
+                m.dirops_ahead_failed.inc();
+            }
+            c.meta_cache.own_answered(f.seq, None);
+            // The kernel was answered as if it had happened: it forgets those names and
+            // the inode, and asks again.
+            let mut undone: Vec<Change> = request_entries(op)
+                .into_iter()
+                .map(|(parent, name)| Change::Entry { parent, name })
+                .collect();
+            undone.push(Change::Inode(ahead.source));
+            c.kernel.undo(undone);
+        }
     }
 }
 
