@@ -203,9 +203,9 @@ impl Drop for Sender {
 
 impl Client {
     /// Sends `op` (request number `seq`; 0: a read) after the changes answered ahead
-    /// before it: queued behind them when a batch is on its way and `op` may go in one
-    /// ([`in_batch`]), so it reaches the MDS in their stream without waiting for their
-    /// answers first; else once none is in flight ([`Client::dirops_settled`]).
+    /// before it: queued behind them when a batch is on its way and `op` goes there
+    /// ([`sent_behind_dirops`]), so it reaches the MDS in their stream without waiting for
+    /// their answers first; else once none is in flight ([`Client::dirops_settled`]).
     pub(super) async fn mds_after_changes(
         &self,
         creds: &Creds,
@@ -213,7 +213,7 @@ impl Client {
         seq: u64,
     ) -> Result<MdsResponse, Error> {
         let mut op = op;
-        if self.dirops_ahead.any_in_flight() && in_batch(&op).is_some() {
+        if self.dirops_ahead.any_in_flight() && sent_behind_dirops(&op) {
             let (answer, answered) = oneshot::channel();
             let q = Queued {
                 creds: creds.clone(),

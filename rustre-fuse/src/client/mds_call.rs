@@ -62,11 +62,10 @@ impl Client {
         // rmdir or a read in their stream, behind them; anything else once they are
         // answered.
         self.send_open_records().await;
-        if !sent_behind_dirops(&op) {
-            self.dirops_settled().await;
-        } else {
+        if sent_behind_dirops(&op) {
             return self.mds_in_session_after(creds, op, true).await;
         }
+        self.dirops_settled().await;
         if !matches!(op, MdsOp::Open { .. } | MdsOp::Create { .. }) {
             return self.mds_in_session(creds, op).await;
         }

@@ -56,6 +56,7 @@ impl Mds {
         let mut answers = Vec::with_capacity(ops.len());
         let mut changed = false;
         for Numbered { seq, op } in ops {
+            let change = in_batch(&op) == Some(InBatch::Change);
             let req = MdsRequest {
                 creds: creds.clone(),
                 session,
@@ -63,7 +64,7 @@ impl Mds {
                 op,
             };
             let answer = self.clone().dispatch_one(req, caller, true).await;
-            changed |= answer.is_ok();
+            changed |= change && answer.is_ok();
             answers.push(answer.map_err(MdsError::into_wire));
         }
         if changed && self.cfg.durable {
